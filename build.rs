@@ -1,0 +1,34 @@
+//! Compiles the wire contract with protox (pure Rust, no system `protoc`) and
+//! generates tonic services plus the canonical protobuf JSON mapping (pbjson).
+
+use std::{env, fs, path::PathBuf};
+
+use prost::Message as _;
+
+const PROTOS: &[&str] = &[
+    "proto/casebridge/v1/alert.proto",
+    "proto/casebridge/v1/alerts.proto",
+    "proto/casebridge/v1/peer.proto",
+    "proto/casebridge/v1/admin.proto",
+    "proto/casebridge/v1/store.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto");
+    let out = PathBuf::from(env::var("OUT_DIR")?);
+    let fds = protox::compile(PROTOS, ["proto"])?;
+    let descriptor_path = out.join("casebridge_descriptor.bin");
+    fs::write(&descriptor_path, fds.encode_to_vec())?;
+
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_well_known_types(true)
+        .extern_path(".google.protobuf", "::pbjson_types")
+        .compile_fds(fds)?;
+
+    pbjson_build::Builder::new()
+        .register_descriptors(&fs::read(&descriptor_path)?)?
+        .build(&[".casebridge.v1"])?;
+    Ok(())
+}

@@ -1,0 +1,327 @@
+//! The local alert lifecycle: submit, update, retract, read. Each change is one
+//! store transaction that also queues the change for every peer (through the
+//! one place that builds outbound envelopes, [`crate::exchange::shared_view`]).
+
+pub mod validate;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use thiserror::Error;
+
+use crate::config::{AlertRules, Limits};
+use crate::exchange::{Outbound, shared_view};
+use crate::identity::ClientIdentity;
+use crate::ids::{AgencyId, AlertId};
+use crate::proto::v1::{
+    Alert, AlertDraft, Category, ListAlertsRequest, ListAlertsResponse, StoredAlert,
+};
+use crate::store::{LocalWrite, OutboxItem, Store, StoreError, TxError};
+pub use validate::FieldViolation;
+use validate::timestamp;
+
+#[derive(Debug, Error, Clone)]
+pub enum AlertError {
+    #[error("invalid request: {}", .0.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<FieldViolation>),
+    #[error("alert {0} not found")]
+    NotFound(String),
+    #[error("alert {id} was recorded by {origin}; only the origin can change it")]
+    NotOrigin { id: String, origin: String },
+    #[error("alert {0} is retracted")]
+    Retracted(String),
+    #[error("alert {id} is at version {current}, not {expected}")]
+    VersionMismatch {
+        id: String,
+        expected: u64,
+        current: u64,
+    },
+    #[error("storage failure: {0}")]
+    Store(String),
+}
+
+impl From<StoreError> for AlertError {
+    fn from(e: StoreError) -> Self {
+        AlertError::Store(e.to_string())
+    }
+}
+
+impl From<TxError<AlertError>> for AlertError {
+    fn from(e: TxError<AlertError>) -> Self {
+        match e {
+            TxError::Store(e) => e.into(),
+            TxError::Rejected(e) => e,
+        }
+    }
+}
+
+fn invalid(field: &str, description: impl Into<String>) -> AlertError {
+    AlertError::Invalid(vec![FieldViolation {
+        field: field.into(),
+        description: description.into(),
+    }])
+}
+
+const MAX_REQUEST_ID: usize = 128;
+const MAX_PAGE: u32 = 1000;
+const DEFAULT_PAGE: u32 = 100;
+
+/// The agency's own alert book.
+pub struct Ledger {
+    store: Arc<Store>,
+    agency: AgencyId,
+    /// Peers that receive every alert (no sharing policy yet).
+    peers: Vec<AgencyId>,
+    limits: Limits,
+    rules: AlertRules,
+    outbound: Arc<Outbound>,
+}
+
+impl Ledger {
+    pub fn new(
+        store: Arc<Store>,
+        agency: AgencyId,
+        peers: Vec<AgencyId>,
+        limits: Limits,
+        rules: AlertRules,
+        outbound: Arc<Outbound>,
+    ) -> Self {
+        Self {
+            store,
+            agency,
+            peers,
+            limits,
+            rules,
+            outbound,
+        }
+    }
+
+    fn items_for(&self, alert: &Alert, peers: &[AgencyId]) -> Vec<OutboxItem> {
+        let view = shared_view(alert);
+        peers
+            .iter()
+            .map(|peer| OutboxItem {
+                peer: peer.clone(),
+                alert: view.clone(),
+            })
+            .collect()
+    }
+
+    fn parse_id(&self, id: &str) -> Result<AlertId, AlertError> {
+        id.parse::<AlertId>()
+            .map_err(|e| invalid("id", e.to_string()))
+    }
+
+    fn own_id(&self, id: &str) -> Result<AlertId, AlertError> {
+        let id = self.parse_id(id)?;
+        if id.origin() != &self.agency {
+            return Err(AlertError::NotOrigin {
+                id: id.to_string(),
+                origin: id.origin().to_string(),
+            });
+        }
+        Ok(id)
+    }
+
+    pub async fn submit(
+        &self,
+        client: &ClientIdentity,
+        draft: Option<AlertDraft>,
+        request_id: &str,
+    ) -> Result<Alert, AlertError> {
+        let now = SystemTime::now();
+        let draft = draft.ok_or_else(|| invalid("draft", "is required"))?;
+        let draft = validate::validate_draft(draft, &self.limits, &self.rules, now)
+            .map_err(AlertError::Invalid)?;
+        if request_id.len() > MAX_REQUEST_ID {
+            return Err(invalid(
+                "request_id",
+                format!("at most {MAX_REQUEST_ID} bytes"),
+            ));
+        }
+        let request_key = (!request_id.is_empty())
+            .then(|| format!("{}\0{}", client.name, request_id).into_bytes());
+        let id = AlertId::generate(&self.agency);
+        let alert = Alert {
+            id: id.to_string(),
+            origin: self.agency.to_string(),
+            version: 1,
+            created_at: Some(timestamp(now)),
+            updated_at: Some(timestamp(now)),
+            retracted: false,
+            retraction_reason: String::new(),
+            content: draft.content,
+            subjects: draft.subjects,
+        };
+        let written = self
+            .store
+            .write_local(&id, request_key.as_deref(), |_| {
+                let record = StoredAlert {
+                    alert: Some(alert.clone()),
+                    shared_with: self.peers.iter().map(ToString::to_string).collect(),
+                };
+                Ok::<_, AlertError>((record, self.items_for(&alert, &self.peers)))
+            })
+            .await?;
+        match written {
+            LocalWrite::Written(rec) => {
+                self.outbound.wake(&self.peers);
+                Ok(rec.alert.unwrap_or_default())
+            }
+            LocalWrite::Replayed(rec) => Ok(rec.alert.unwrap_or_default()),
+        }
+    }
+
+    /// Shared by update and retract: loads the current record inside the
+    /// store transaction, checks origin, state and expected version, applies
+    /// `change`, bumps the version and queues it for every peer that has had it.
+    async fn change(
+        &self,
+        id: &str,
+        expected_version: u64,
+        change: impl Fn(&mut Alert),
+    ) -> Result<Alert, AlertError> {
+        let id = self.own_id(id)?;
+        let now = timestamp(SystemTime::now());
+        let written = self
+            .store
+            .write_local(&id, None, |current| {
+                let mut record = current.ok_or_else(|| AlertError::NotFound(id.to_string()))?;
+                let mut alert = record.alert.clone().unwrap_or_default();
+                if alert.retracted {
+                    return Err(AlertError::Retracted(id.to_string()));
+                }
+                if expected_version != 0 && expected_version != alert.version {
+                    return Err(AlertError::VersionMismatch {
+                        id: id.to_string(),
+                        expected: expected_version,
+                        current: alert.version,
+                    });
+                }
+                change(&mut alert);
+                alert.version += 1;
+                alert.updated_at = Some(now);
+                let mut peers: Vec<AgencyId> = record
+                    .shared_with
+                    .iter()
+                    .filter_map(|p| AgencyId::new(p.clone()).ok())
+                    .collect();
+                // Peers added to the config since the alert was first shared
+                // get the current version too (not after a retraction).
+                if !alert.retracted {
+                    for p in &self.peers {
+                        if !peers.contains(p) {
+                            peers.push(p.clone());
+                        }
+                    }
+                }
+                record.shared_with = peers.iter().map(ToString::to_string).collect();
+                let items = self.items_for(&alert, &peers);
+                record.alert = Some(alert);
+                Ok((record, items))
+            })
+            .await?;
+        let rec = match written {
+            LocalWrite::Written(rec) | LocalWrite::Replayed(rec) => rec,
+        };
+        let peers: Vec<AgencyId> = rec
+            .shared_with
+            .iter()
+            .filter_map(|p| AgencyId::new(p.clone()).ok())
+            .collect();
+        self.outbound.wake(&peers);
+        Ok(rec.alert.unwrap_or_default())
+    }
+
+    pub async fn update(
+        &self,
+        id: &str,
+        expected_version: u64,
+        draft: Option<AlertDraft>,
+    ) -> Result<Alert, AlertError> {
+        let draft = draft.ok_or_else(|| invalid("draft", "is required"))?;
+        let draft = validate::validate_draft(draft, &self.limits, &self.rules, SystemTime::now())
+            .map_err(AlertError::Invalid)?;
+        self.change(id, expected_version, |alert| {
+            alert.content = draft.content.clone();
+            alert.subjects = draft.subjects.clone();
+        })
+        .await
+    }
+
+    /// A retraction is a tombstone version: content and subjects are purged
+    /// here and, once delivered, at every peer that had the alert.
+    pub async fn retract(
+        &self,
+        id: &str,
+        expected_version: u64,
+        reason: &str,
+    ) -> Result<Alert, AlertError> {
+        if reason.len() > self.limits.max_field_bytes * 4 {
+            return Err(invalid("reason", "is too long"));
+        }
+        self.change(id, expected_version, |alert| {
+            alert.retracted = true;
+            alert.retraction_reason = reason.to_owned();
+            alert.content = None;
+            alert.subjects.clear();
+        })
+        .await
+    }
+
+    pub fn get(&self, id: &str) -> Result<Alert, AlertError> {
+        let id = self.parse_id(id)?;
+        self.store
+            .get(&id)?
+            .and_then(|r| r.alert)
+            .ok_or_else(|| AlertError::NotFound(id.to_string()))
+    }
+
+    pub fn list(&self, req: &ListAlertsRequest) -> Result<ListAlertsResponse, AlertError> {
+        let origin = if req.origin.is_empty() {
+            None
+        } else {
+            Some(AgencyId::new(req.origin.clone()).map_err(|e| invalid("origin", e.to_string()))?)
+        };
+        let category = Category::try_from(req.category)
+            .map_err(|_| invalid("category", format!("unknown enum value {}", req.category)))?;
+        if req.page_size > MAX_PAGE {
+            return Err(invalid("page_size", format!("at most {MAX_PAGE}")));
+        }
+        let page_size = if req.page_size == 0 {
+            DEFAULT_PAGE
+        } else {
+            req.page_size
+        } as usize;
+        let after = if req.page_token.is_empty() {
+            None
+        } else {
+            let id: AlertId = req
+                .page_token
+                .parse()
+                .map_err(|_| invalid("page_token", "is not a token from a previous page"))?;
+            Some(id.to_string())
+        };
+        let prefix = origin.map(|o| format!("{o}:"));
+        let (alerts, more) =
+            self.store
+                .list(prefix.as_deref(), after.as_deref(), page_size, |rec| {
+                    let Some(a) = &rec.alert else { return false };
+                    (req.include_retracted || !a.retracted)
+                        && (category == Category::Unspecified
+                            || a.content
+                                .as_ref()
+                                .is_some_and(|c| c.category == category as i32))
+                })?;
+        let alerts: Vec<Alert> = alerts.into_iter().filter_map(|r| r.alert).collect();
+        let next_page_token = if more {
+            alerts.last().map(|a| a.id.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(ListAlertsResponse {
+            alerts,
+            next_page_token,
+        })
+    }
+}

@@ -1,0 +1,455 @@
+//! Validation of what clients (and peers) send. Every violation names the
+//! field by its protobuf path, so a case system can point at the exact input.
+
+use std::time::{Duration, SystemTime};
+
+use pbjson_types::Timestamp;
+
+use crate::config::{AlertRules, Limits};
+use crate::proto::v1::{
+    AlertContent, AlertDraft, Category, Confidence, DocumentType, HandlingCode, Identifier,
+    Indicator, InformationAccuracy, Severity, SourceReliability, Subject, SubjectRole, Tlp,
+    identifier::Kind,
+};
+
+/// One offending field (mirrors `google.rpc.BadRequest.FieldViolation`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+}
+
+#[derive(Debug, Default)]
+struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push(FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        });
+    }
+
+    /// An enum field: must be a value this build knows and, if `required`, set.
+    fn enum_field<E: TryFrom<i32>>(&mut self, field: &str, value: i32, required: bool) {
+        if E::try_from(value).is_err() {
+            self.add(field, format!("unknown enum value {value}"));
+        } else if required && value == 0 {
+            self.add(field, "is required");
+        }
+    }
+
+    fn text(&mut self, field: &str, value: &str, max: usize, required: bool) {
+        if required && value.trim().is_empty() {
+            self.add(field, "must not be empty");
+        } else if value.len() > max {
+            self.add(
+                field,
+                format!("is {} bytes, at most {max} allowed", value.len()),
+            );
+        } else if value
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            self.add(field, "contains control characters");
+        }
+    }
+
+    fn country(&mut self, field: &str, value: &str, required: bool) {
+        if value.is_empty() {
+            if required {
+                self.add(field, "is required (ISO 3166-1 alpha-2, e.g. \"NL\")");
+            }
+        } else if !is_country_code(value) {
+            self.add(
+                field,
+                format!(
+                    "`{value}` is not an ISO 3166-1 alpha-2 country code (upper case, e.g. \"NL\")"
+                ),
+            );
+        }
+    }
+}
+
+/// Upper-case ISO 3166-1 alpha-2 code, checked against the `isocountry` table.
+pub fn is_country_code(value: &str) -> bool {
+    value.len() == 2
+        && value.bytes().all(|b| b.is_ascii_uppercase())
+        && isocountry::CountryCode::for_alpha2(value).is_ok()
+}
+
+fn to_system_time(ts: &Timestamp) -> Option<SystemTime> {
+    if !(0..1_000_000_000).contains(&ts.nanos) {
+        return None;
+    }
+    let secs = u64::try_from(ts.seconds).ok()?;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::new(secs, ts.nanos as u32))
+}
+
+pub fn timestamp(t: SystemTime) -> Timestamp {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    Timestamp {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
+}
+
+/// `YYYY`, `YYYY-MM` or `YYYY-MM-DD` with plausible values (normalization of
+/// other spellings comes with pseudonymization).
+fn is_partial_iso_date(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    let num = |p: &str, len: usize| p.len() == len && p.bytes().all(|b| b.is_ascii_digit());
+    match parts.as_slice() {
+        [y] => num(y, 4),
+        [y, m] => num(y, 4) && num(m, 2) && (1..=12).contains(&m.parse::<u8>().unwrap_or(0)),
+        [y, m, d] => {
+            num(y, 4)
+                && num(m, 2)
+                && num(d, 2)
+                && (1..=12).contains(&m.parse::<u8>().unwrap_or(0))
+                && (1..=31).contains(&d.parse::<u8>().unwrap_or(0))
+        }
+        _ => false,
+    }
+}
+
+/// Checks the descriptive part of an alert. Used for client drafts and for
+/// content received from peers, so both are held to the same limits.
+pub fn check_content(
+    content: &AlertContent,
+    path: &str,
+    limits: &Limits,
+    out: &mut Vec<FieldViolation>,
+) {
+    let mut v = Violations::default();
+    let f = |name: &str| format!("{path}.{name}");
+    v.enum_field::<Category>(&f("category"), content.category, true);
+    if content.indicators.len() > limits.max_indicators {
+        v.add(
+            f("indicators"),
+            format!("at most {} indicators", limits.max_indicators),
+        );
+    }
+    for (i, ind) in content.indicators.iter().enumerate() {
+        v.enum_field::<Indicator>(&format!("{path}.indicators[{i}]"), *ind, true);
+        if content.indicators[..i].contains(ind) {
+            v.add(format!("{path}.indicators[{i}]"), "duplicate indicator");
+        }
+    }
+    v.enum_field::<Severity>(&f("severity"), content.severity, true);
+    v.enum_field::<Confidence>(&f("confidence"), content.confidence, false);
+    v.enum_field::<Tlp>(&f("tlp"), content.tlp, true);
+    v.enum_field::<HandlingCode>(&f("handling_code"), content.handling_code, false);
+    v.enum_field::<SourceReliability>(&f("source_reliability"), content.source_reliability, false);
+    v.enum_field::<InformationAccuracy>(
+        &f("information_accuracy"),
+        content.information_accuracy,
+        false,
+    );
+    if let Some(loc) = &content.location {
+        v.country(&f("location.country"), &loc.country, true);
+        v.text(
+            &f("location.region"),
+            &loc.region,
+            limits.max_field_bytes,
+            false,
+        );
+        v.text(
+            &f("location.city"),
+            &loc.city,
+            limits.max_field_bytes,
+            false,
+        );
+    }
+    if let Some(w) = &content.time_window {
+        let start = w.start.as_ref().map(|t| (t, to_system_time(t)));
+        let end = w.end.as_ref().map(|t| (t, to_system_time(t)));
+        if let Some((_, None)) = start {
+            v.add(f("time_window.start"), "is not a valid timestamp");
+        }
+        if let Some((_, None)) = end {
+            v.add(f("time_window.end"), "is not a valid timestamp");
+        }
+        if let (Some((_, Some(s))), Some((_, Some(e)))) = (start, end)
+            && s > e
+        {
+            v.add(f("time_window.end"), "is before time_window.start");
+        }
+    }
+    v.text(
+        &f("narrative"),
+        &content.narrative,
+        limits.max_narrative_bytes,
+        false,
+    );
+    if let Some(r) = &content.retention_until
+        && to_system_time(r).is_none()
+    {
+        v.add(f("retention_until"), "is not a valid timestamp");
+    }
+    out.extend(v.0);
+}
+
+fn check_identifier(id: &Identifier, path: &str, limits: &Limits, v: &mut Violations) {
+    let max = limits.max_field_bytes;
+    match &id.kind {
+        None => v.add(path, "identifier has no type (phone, email, person, …)"),
+        Some(Kind::Phone(p)) => {
+            v.text(&format!("{path}.phone.number"), &p.number, max, true);
+            v.country(&format!("{path}.phone.region"), &p.region, false);
+        }
+        Some(Kind::Email(e)) => {
+            v.text(&format!("{path}.email.address"), &e.address, max, true);
+            if !e.address.trim().is_empty() && !e.address.contains('@') {
+                v.add(format!("{path}.email.address"), "has no '@'");
+            }
+        }
+        Some(Kind::Person(p)) => {
+            v.text(
+                &format!("{path}.person.given_names"),
+                &p.given_names,
+                max,
+                false,
+            );
+            v.text(
+                &format!("{path}.person.family_name"),
+                &p.family_name,
+                max,
+                false,
+            );
+            if p.given_names.trim().is_empty() && p.family_name.trim().is_empty() {
+                v.add(format!("{path}.person"), "needs given_names or family_name");
+            }
+            if !p.date_of_birth.is_empty() && !is_partial_iso_date(&p.date_of_birth) {
+                v.add(
+                    format!("{path}.person.date_of_birth"),
+                    "must be YYYY, YYYY-MM or YYYY-MM-DD",
+                );
+            }
+        }
+        Some(Kind::Document(d)) => {
+            v.enum_field::<DocumentType>(&format!("{path}.document.type"), d.r#type, true);
+            v.text(&format!("{path}.document.number"), &d.number, max, true);
+            v.country(
+                &format!("{path}.document.issuing_country"),
+                &d.issuing_country,
+                true,
+            );
+        }
+        Some(Kind::Iban(i)) => v.text(&format!("{path}.iban.iban"), &i.iban, max, true),
+        Some(Kind::CryptoWallet(w)) => {
+            v.text(&format!("{path}.crypto_wallet.chain"), &w.chain, max, true);
+            v.text(
+                &format!("{path}.crypto_wallet.address"),
+                &w.address,
+                max,
+                true,
+            );
+        }
+        Some(Kind::OnlineHandle(h)) => {
+            v.text(
+                &format!("{path}.online_handle.platform"),
+                &h.platform,
+                max,
+                true,
+            );
+            v.text(
+                &format!("{path}.online_handle.handle"),
+                &h.handle,
+                max,
+                true,
+            );
+        }
+        Some(Kind::VehiclePlate(p)) => {
+            v.country(&format!("{path}.vehicle_plate.country"), &p.country, true);
+            v.text(&format!("{path}.vehicle_plate.plate"), &p.plate, max, true);
+        }
+        Some(Kind::AdvertUrl(u)) => {
+            v.text(
+                &format!("{path}.advert_url.url"),
+                &u.url,
+                2048.max(max),
+                true,
+            );
+        }
+    }
+}
+
+fn check_subjects(subjects: &[Subject], path: &str, limits: &Limits, v: &mut Violations) {
+    if subjects.len() > limits.max_subjects {
+        v.add(path, format!("at most {} subjects", limits.max_subjects));
+    }
+    for (i, s) in subjects.iter().enumerate() {
+        let sp = format!("{path}[{i}]");
+        v.enum_field::<SubjectRole>(&format!("{sp}.role"), s.role, false);
+        if s.identifiers.is_empty() {
+            v.add(
+                format!("{sp}.identifiers"),
+                "a subject needs at least one identifier",
+            );
+        }
+        if s.identifiers.len() > limits.max_identifiers_per_subject {
+            v.add(
+                format!("{sp}.identifiers"),
+                format!("at most {} identifiers", limits.max_identifiers_per_subject),
+            );
+        }
+        for (j, id) in s.identifiers.iter().enumerate() {
+            check_identifier(id, &format!("{sp}.identifiers[{j}]"), limits, v);
+        }
+    }
+}
+
+/// Validates a client's draft and fills in defaults (the retention deadline).
+/// Returns every violation found, not just the first.
+pub fn validate_draft(
+    mut draft: AlertDraft,
+    limits: &Limits,
+    rules: &AlertRules,
+    now: SystemTime,
+) -> Result<AlertDraft, Vec<FieldViolation>> {
+    let mut out = Vec::new();
+    let Some(content) = draft.content.as_mut() else {
+        out.push(FieldViolation {
+            field: "draft.content".into(),
+            description: "is required".into(),
+        });
+        return Err(out);
+    };
+    check_content(content, "draft.content", limits, &mut out);
+    let day = Duration::from_secs(86_400);
+    let max = now + day * rules.max_retention_days;
+    match content.retention_until.as_ref().and_then(to_system_time) {
+        None if content.retention_until.is_none() => {
+            content.retention_until = Some(timestamp(now + day * rules.default_retention_days));
+        }
+        None => {} // already reported by check_content
+        Some(t) if t <= now => out.push(FieldViolation {
+            field: "draft.content.retention_until".into(),
+            description: "is in the past".into(),
+        }),
+        Some(t) if t > max => out.push(FieldViolation {
+            field: "draft.content.retention_until".into(),
+            description: format!(
+                "is beyond the node's maximum of {} days",
+                rules.max_retention_days
+            ),
+        }),
+        Some(_) => {}
+    }
+    let mut v = Violations::default();
+    check_subjects(&draft.subjects, "draft.subjects", limits, &mut v);
+    out.extend(v.0);
+    if out.is_empty() { Ok(draft) } else { Err(out) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::v1::{Location, Phone};
+
+    fn good() -> AlertDraft {
+        AlertDraft {
+            content: Some(AlertContent {
+                category: Category::LabourExploitation as i32,
+                severity: Severity::High as i32,
+                tlp: Tlp::Amber as i32,
+                location: Some(Location {
+                    country: "NL".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            subjects: vec![Subject {
+                role: SubjectRole::PotentialVictim as i32,
+                identifiers: vec![Identifier {
+                    kind: Some(Kind::Phone(Phone {
+                        number: "+31 6 1234 5678".into(),
+                        region: String::new(),
+                    })),
+                }],
+            }],
+        }
+    }
+
+    fn fields(d: AlertDraft) -> Vec<String> {
+        validate_draft(
+            d,
+            &Limits::default(),
+            &AlertRules::default(),
+            SystemTime::now(),
+        )
+        .unwrap_err()
+        .into_iter()
+        .map(|v| v.field)
+        .collect()
+    }
+
+    #[test]
+    fn good_draft_gets_default_retention() {
+        let d = validate_draft(
+            good(),
+            &Limits::default(),
+            &AlertRules::default(),
+            SystemTime::now(),
+        )
+        .unwrap();
+        assert!(d.content.unwrap().retention_until.is_some());
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let mut d = good();
+        d.content.as_mut().unwrap().category = 0;
+        assert_eq!(fields(d), ["draft.content.category"]);
+
+        let mut d = good();
+        d.content.as_mut().unwrap().severity = 99;
+        assert_eq!(fields(d), ["draft.content.severity"]);
+
+        let mut d = good();
+        d.content.as_mut().unwrap().narrative = "x".repeat(16 * 1024 + 1);
+        assert_eq!(fields(d), ["draft.content.narrative"]);
+
+        let mut d = good();
+        d.content
+            .as_mut()
+            .unwrap()
+            .location
+            .as_mut()
+            .unwrap()
+            .country = "XX".into();
+        assert_eq!(fields(d), ["draft.content.location.country"]);
+
+        let mut d = good();
+        d.subjects[0].identifiers[0] = Identifier {
+            kind: Some(Kind::Phone(Phone::default())),
+        };
+        assert_eq!(fields(d), ["draft.subjects[0].identifiers[0].phone.number"]);
+
+        let mut d = good();
+        d.content.as_mut().unwrap().retention_until = Some(Timestamp {
+            seconds: 10,
+            nanos: 0,
+        });
+        assert_eq!(fields(d), ["draft.content.retention_until"]);
+    }
+
+    #[test]
+    fn partial_dates() {
+        for ok in ["1990", "1990-02", "1990-02-01"] {
+            assert!(is_partial_iso_date(ok), "{ok}");
+        }
+        for bad in ["90", "1990-13", "1990-02-32", "1990/02/01", "1990-2-1", ""] {
+            assert!(!is_partial_iso_date(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn country_codes_come_from_the_iso_table() {
+        assert!(is_country_code("DE"));
+        assert!(!is_country_code("de"));
+        assert!(!is_country_code("ZZ"));
+        assert!(!is_country_code("DEU"));
+    }
+}

@@ -1,0 +1,51 @@
+//! The one place where domain errors become gRPC statuses. Invalid input gets
+//! INVALID_ARGUMENT with a `google.rpc.BadRequest` detail listing every
+//! offending field; storage failures are logged here and reported without
+//! internal detail.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::alert::AlertError;
+use crate::exchange::InboundError;
+use crate::store::StoreError;
+
+impl From<AlertError> for Status {
+    fn from(e: AlertError) -> Self {
+        match &e {
+            AlertError::Invalid(violations) => {
+                let mut details = ErrorDetails::new();
+                for v in violations {
+                    details.add_bad_request_violation(v.field.clone(), v.description.clone());
+                }
+                Status::with_error_details(Code::InvalidArgument, e.to_string(), details)
+            }
+            AlertError::NotFound(_) => Status::not_found(e.to_string()),
+            AlertError::NotOrigin { .. } | AlertError::Retracted(_) => {
+                Status::failed_precondition(e.to_string())
+            }
+            AlertError::VersionMismatch { .. } => Status::aborted(e.to_string()),
+            AlertError::Store(detail) => {
+                tracing::error!(error = %detail, "storage failure");
+                Status::unavailable("the node could not store or read the alert; retry later")
+            }
+        }
+    }
+}
+
+impl From<InboundError> for Status {
+    fn from(e: InboundError) -> Self {
+        match &e {
+            InboundError::WrongOrigin { .. } => Status::permission_denied(e.to_string()),
+            InboundError::Store(detail) => {
+                tracing::error!(error = %detail, "storage failure on delivery");
+                Status::unavailable("the receiving node could not store the delivery; retry later")
+            }
+        }
+    }
+}
+
+pub fn store_unavailable(e: StoreError) -> Status {
+    tracing::error!(error = %e, "storage failure");
+    Status::unavailable("the node's store is unavailable; retry later")
+}

@@ -1,0 +1,378 @@
+//! A development federation PKI, generated with rcgen.
+//!
+//! One federation CA signs a node certificate per agency; each agency also gets
+//! its own local client CA and a few client certificates. A real federation
+//! uses its own PKI instead (see `certs/README.md`); the node only relies on
+//! the certificate shapes made here: URI SAN SPIFFE ids, server+client EKU.
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use thiserror::Error;
+use time::{Duration, OffsetDateTime};
+
+use crate::config::Role;
+use crate::identity::{ClientIdentity, NodeIdentity};
+use crate::ids::{AgencyId, ClientName, FederationName};
+
+#[derive(Debug, Error)]
+pub enum CertsError {
+    #[error("certificate generation: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    #[error("{path}: already exists; refusing to overwrite (choose another --out)")]
+    Exists { path: PathBuf },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no free loopback port: {0}")]
+    Ports(std::io::Error),
+}
+
+/// The client certificates every development agency gets, with their roles.
+pub const DEV_CLIENTS: &[(&str, &[Role])] = &[
+    ("cms", &[Role::Submit, Role::Read]),
+    ("analyst", &[Role::Read]),
+    ("admin", &[Role::Admin, Role::Read]),
+];
+
+/// Listen addresses written into one agency's `node.toml`.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeAddrs {
+    pub peer: SocketAddr,
+    pub client: SocketAddr,
+}
+
+/// Where `init_federation` put things.
+#[derive(Debug, Clone)]
+pub struct FederationLayout {
+    pub dir: PathBuf,
+    pub federation_ca: PathBuf,
+    pub agencies: BTreeMap<AgencyId, AgencyLayout>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgencyLayout {
+    pub dir: PathBuf,
+    pub node_config: PathBuf,
+    /// `client.toml` (cms), `client-analyst.toml`, `client-admin.toml`.
+    pub client_configs: BTreeMap<ClientName, PathBuf>,
+    pub addrs: NodeAddrs,
+}
+
+impl AgencyLayout {
+    pub fn client_config(&self, name: &str) -> &Path {
+        self.client_configs
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, p)| p.as_path())
+            .expect("development clients are cms, analyst and admin")
+    }
+}
+
+/// Picks distinct free loopback ports (two per agency) by binding port 0 and
+/// holding every socket until all are chosen.
+pub fn free_loopback_addrs(
+    agencies: &[AgencyId],
+) -> Result<BTreeMap<AgencyId, NodeAddrs>, CertsError> {
+    let mut held = Vec::new();
+    let mut next = || -> Result<SocketAddr, CertsError> {
+        let l = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(CertsError::Ports)?;
+        let a = l.local_addr().map_err(CertsError::Ports)?;
+        held.push(l);
+        Ok(a)
+    };
+    let mut out = BTreeMap::new();
+    for a in agencies {
+        out.insert(
+            a.clone(),
+            NodeAddrs {
+                peer: next()?,
+                client: next()?,
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn write_new(path: &Path, contents: &str, private: bool) -> Result<(), CertsError> {
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(if private { 0o600 } else { 0o644 });
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    let mut f = opts.open(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AlreadyExists {
+            CertsError::Exists {
+                path: path.to_owned(),
+            }
+        } else {
+            CertsError::Io {
+                path: path.to_owned(),
+                source,
+            }
+        }
+    })?;
+    f.write_all(contents.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|source| CertsError::Io {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+fn mkdir(path: &Path) -> Result<(), CertsError> {
+    std::fs::create_dir_all(path).map_err(|source| CertsError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn validity(params: &mut CertificateParams, days: i64) {
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + Duration::days(days);
+}
+
+fn ca_params(common_name: &str) -> CertificateParams {
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "CaseBridge development");
+    dn.push(DnType::CommonName, common_name);
+    p.distinguished_name = dn;
+    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    validity(&mut p, 3650);
+    p
+}
+
+fn leaf_params(common_name: &str, sans: Vec<SanType>, server: bool) -> CertificateParams {
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    p.distinguished_name = dn;
+    p.subject_alt_names = sans;
+    p.is_ca = IsCa::ExplicitNoCa;
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.extended_key_usages = if server {
+        vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ]
+    } else {
+        vec![ExtendedKeyUsagePurpose::ClientAuth]
+    };
+    p.use_authority_key_identifier_extension = true;
+    validity(&mut p, 397);
+    p
+}
+
+fn uri(s: String) -> Result<SanType, CertsError> {
+    Ok(SanType::URI(s.try_into()?))
+}
+
+/// Writes a complete development federation under `out` (which may exist but
+/// must not contain any of the files written): CA, per-agency node and client
+/// PKI, and ready-to-use `node.toml` / `client*.toml` with the given addresses.
+pub fn init_federation(
+    federation: &FederationName,
+    addrs: &BTreeMap<AgencyId, NodeAddrs>,
+    out: &Path,
+) -> Result<FederationLayout, CertsError> {
+    mkdir(out)?;
+    let ca_key = KeyPair::generate()?;
+    let fed_ca_params = ca_params(&format!("{federation} federation CA"));
+    let ca_cert = fed_ca_params.self_signed(&ca_key)?;
+    let federation_ca = out.join("federation-ca.pem");
+    write_new(&federation_ca, &ca_cert.pem(), false)?;
+    write_new(
+        &out.join("federation-ca.key"),
+        &ca_key.serialize_pem(),
+        true,
+    )?;
+    let ca = Issuer::new(fed_ca_params, ca_key);
+
+    let mut agencies = BTreeMap::new();
+    for (agency, own) in addrs {
+        let dir = out.join(agency.as_str());
+        mkdir(&dir.join("clients"))?;
+        let node_id = NodeIdentity {
+            federation: federation.clone(),
+            agency: agency.clone(),
+        };
+        let node_key = KeyPair::generate()?;
+        let node_cert = leaf_params(
+            &format!("{agency} node"),
+            vec![
+                uri(node_id.spiffe_uri())?,
+                SanType::DnsName("localhost".try_into()?),
+                SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            ],
+            true,
+        )
+        .signed_by(&node_key, &ca)?;
+        write_new(&dir.join("node.pem"), &node_cert.pem(), false)?;
+        write_new(&dir.join("node.key"), &node_key.serialize_pem(), true)?;
+
+        let client_ca_key = KeyPair::generate()?;
+        let client_ca_params = ca_params(&format!("{agency} local client CA"));
+        let client_ca_cert = client_ca_params.self_signed(&client_ca_key)?;
+        write_new(&dir.join("client-ca.pem"), &client_ca_cert.pem(), false)?;
+        write_new(
+            &dir.join("client-ca.key"),
+            &client_ca_key.serialize_pem(),
+            true,
+        )?;
+        let client_ca = Issuer::new(client_ca_params, client_ca_key);
+
+        let mut client_configs = BTreeMap::new();
+        for (name, _) in DEV_CLIENTS {
+            let name = ClientName::new(*name).expect("static client names are valid");
+            let id = ClientIdentity {
+                federation: federation.clone(),
+                agency: agency.clone(),
+                name: name.clone(),
+            };
+            let key = KeyPair::generate()?;
+            let cert = leaf_params(
+                &format!("{agency} client {name}"),
+                vec![uri(id.spiffe_uri())?],
+                false,
+            )
+            .signed_by(&key, &client_ca)?;
+            write_new(&dir.join(format!("clients/{name}.pem")), &cert.pem(), false)?;
+            write_new(
+                &dir.join(format!("clients/{name}.key")),
+                &key.serialize_pem(),
+                true,
+            )?;
+            let file = if name.as_str() == "cms" {
+                dir.join("client.toml")
+            } else {
+                dir.join(format!("client-{name}.toml"))
+            };
+            write_new(&file, &client_toml(federation, agency, own, &name), false)?;
+            client_configs.insert(name, file);
+        }
+        let node_config = dir.join("node.toml");
+        write_new(
+            &node_config,
+            &node_toml(federation, agency, own, addrs),
+            false,
+        )?;
+        agencies.insert(
+            agency.clone(),
+            AgencyLayout {
+                dir,
+                node_config,
+                client_configs,
+                addrs: *own,
+            },
+        );
+    }
+    Ok(FederationLayout {
+        dir: out.to_owned(),
+        federation_ca,
+        agencies,
+    })
+}
+
+fn node_toml(
+    federation: &FederationName,
+    agency: &AgencyId,
+    own: &NodeAddrs,
+    all: &BTreeMap<AgencyId, NodeAddrs>,
+) -> String {
+    let mut s = format!(
+        r#"# CaseBridge node configuration for agency `{agency}` (generated by `casebridge certs init`).
+# Relative paths are relative to this file. Reference: docs/configuration.md.
+
+agency_id = "{agency}"
+federation = "{federation}"
+
+[listen]
+# Peer API: other agencies' nodes, authenticated by the federation CA.
+peer = "{peer}"
+# Client and admin API: this agency's own systems, authenticated by the local client CA.
+client = "{client}"
+
+[tls]
+federation_ca = "../federation-ca.pem"
+node_cert = "node.pem"
+node_key = "node.key"
+client_ca = "client-ca.pem"
+
+[store]
+dir = "data"
+
+[clients]
+"#,
+        peer = own.peer,
+        client = own.client,
+    );
+    for (name, roles) in DEV_CLIENTS {
+        let roles: Vec<String> = roles.iter().map(|r| format!("\"{r}\"")).collect();
+        s.push_str(&format!("{name} = [{}]\n", roles.join(", ")));
+    }
+    for (peer, addrs) in all.iter().filter(|(p, _)| *p != agency) {
+        s.push_str(&format!(
+            "\n[[peers]]\nagency_id = \"{peer}\"\naddress = \"{}\"\n",
+            addrs.peer
+        ));
+    }
+    s
+}
+
+fn client_toml(
+    federation: &FederationName,
+    agency: &AgencyId,
+    own: &NodeAddrs,
+    name: &ClientName,
+) -> String {
+    format!(
+        r#"# CaseBridge client configuration: client `{name}` of agency `{agency}`.
+node_address = "{addr}"
+node_agency = "{agency}"
+federation = "{federation}"
+federation_ca = "../federation-ca.pem"
+cert = "clients/{name}.pem"
+key = "clients/{name}.key"
+"#,
+        addr = own.client,
+    )
+}
+
+/// Signs a throw-away client certificate for `identity` with a fresh CA, for
+/// tests and demonstrations of a certificate from the wrong CA.
+pub fn write_foreign_client(
+    identity: &ClientIdentity,
+    dir: &Path,
+) -> Result<(PathBuf, PathBuf), CertsError> {
+    mkdir(dir)?;
+    let ca_key = KeyPair::generate()?;
+    let ca = Issuer::new(ca_params("foreign CA"), ca_key);
+    let key = KeyPair::generate()?;
+    let cert =
+        leaf_params("foreign", vec![uri(identity.spiffe_uri())?], false).signed_by(&key, &ca)?;
+    let (c, k) = (dir.join("foreign.pem"), dir.join("foreign.key"));
+    write_new(&c, &cert.pem(), false)?;
+    write_new(&k, &key.serialize_pem(), true)?;
+    Ok((c, k))
+}

@@ -1,0 +1,207 @@
+//! Human-readable and JSON rendering for the CLI.
+
+use pbjson_types::Timestamp;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::proto::v1::{
+    Alert, Category, Indicator, ListPeersResponse, NodeStatus, Severity, Tlp, identifier::Kind,
+};
+
+fn json<T: serde::Serialize>(v: &T) {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("error: cannot render JSON: {e}"),
+    }
+}
+
+pub fn time(ts: Option<&Timestamp>) -> String {
+    ts.and_then(|t| OffsetDateTime::from_unix_timestamp(t.seconds).ok())
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| "-".into())
+}
+
+/// `CATEGORY_LABOUR_EXPLOITATION` → `labour exploitation`.
+fn enum_name(full: &str, prefix: &str) -> String {
+    full.strip_prefix(prefix)
+        .unwrap_or(full)
+        .to_ascii_lowercase()
+        .replace('_', " ")
+}
+
+fn category(v: i32) -> String {
+    Category::try_from(v).map_or("?".into(), |c| enum_name(c.as_str_name(), "CATEGORY_"))
+}
+fn severity(v: i32) -> String {
+    Severity::try_from(v).map_or("?".into(), |c| enum_name(c.as_str_name(), "SEVERITY_"))
+}
+fn tlp(v: i32) -> String {
+    Tlp::try_from(v).map_or("?".into(), |t| {
+        t.as_str_name()
+            .replace("TLP_", "TLP:")
+            .replace("AMBER_STRICT", "AMBER+STRICT")
+    })
+}
+
+fn kind_name(k: &Kind) -> &'static str {
+    match k {
+        Kind::Phone(_) => "phone",
+        Kind::Email(_) => "email",
+        Kind::Person(_) => "person",
+        Kind::Document(_) => "document",
+        Kind::Iban(_) => "iban",
+        Kind::CryptoWallet(_) => "crypto wallet",
+        Kind::OnlineHandle(_) => "online handle",
+        Kind::VehiclePlate(_) => "vehicle plate",
+        Kind::AdvertUrl(_) => "advert url",
+    }
+}
+
+pub fn alert(a: &Alert, as_json: bool) {
+    if as_json {
+        return json(a);
+    }
+    println!("alert {}  version {}  origin {}", a.id, a.version, a.origin);
+    println!(
+        "  created {}  updated {}",
+        time(a.created_at.as_ref()),
+        time(a.updated_at.as_ref())
+    );
+    if a.retracted {
+        println!(
+            "  RETRACTED: {}",
+            if a.retraction_reason.is_empty() {
+                "-"
+            } else {
+                &a.retraction_reason
+            }
+        );
+        return;
+    }
+    if let Some(c) = &a.content {
+        println!(
+            "  {}  severity {}  {}  retain until {}",
+            category(c.category),
+            severity(c.severity),
+            tlp(c.tlp),
+            time(c.retention_until.as_ref())
+        );
+        if let Some(l) = &c.location {
+            let parts: Vec<&str> = [l.country.as_str(), &l.region, &l.city]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect();
+            println!("  location {}", parts.join(" / "));
+        }
+        if !c.indicators.is_empty() {
+            let names: Vec<String> = c
+                .indicators
+                .iter()
+                .map(|i| {
+                    Indicator::try_from(*i)
+                        .map_or("?".into(), |i| enum_name(i.as_str_name(), "INDICATOR_"))
+                })
+                .collect();
+            println!("  indicators: {}", names.join(", "));
+        }
+        if !c.narrative.is_empty() {
+            println!("  narrative: {}", c.narrative);
+        }
+    }
+    if a.subjects.is_empty() {
+        println!("  subjects: none held here");
+    } else {
+        for (i, s) in a.subjects.iter().enumerate() {
+            let kinds: Vec<&str> = s
+                .identifiers
+                .iter()
+                .filter_map(|id| id.kind.as_ref())
+                .map(kind_name)
+                .collect();
+            println!("  subject {}: {}", i + 1, kinds.join(", "));
+        }
+    }
+}
+
+pub fn alerts(list: &[Alert], as_json: bool) {
+    if as_json {
+        return json(&list);
+    }
+    if list.is_empty() {
+        println!("no alerts");
+        return;
+    }
+    println!(
+        "{:<50} {:>3}  {:<10} {:<26} {:<9} {:<14} updated",
+        "id", "ver", "origin", "category", "severity", "tlp"
+    );
+    for a in list {
+        let (cat, sev, t) = match (&a.content, a.retracted) {
+            (_, true) => ("(retracted)".to_string(), String::new(), String::new()),
+            (Some(c), _) => (category(c.category), severity(c.severity), tlp(c.tlp)),
+            (None, _) => ("-".into(), String::new(), String::new()),
+        };
+        println!(
+            "{:<50} {:>3}  {:<10} {:<26} {:<9} {:<14} {}",
+            a.id,
+            a.version,
+            a.origin,
+            cat,
+            sev,
+            t,
+            time(a.updated_at.as_ref())
+        );
+    }
+}
+
+pub fn peers(p: &ListPeersResponse, as_json: bool) {
+    if as_json {
+        return json(p);
+    }
+    if p.peers.is_empty() {
+        println!("no peers configured");
+        return;
+    }
+    println!(
+        "{:<12} {:<22} {:<9} {:>6} {:>9}  {:<25} last error",
+        "peer", "address", "link", "queue", "delivered", "last ack"
+    );
+    for peer in &p.peers {
+        println!(
+            "{:<12} {:<22} {:<9} {:>6} {:>9}  {:<25} {}",
+            peer.agency_id,
+            peer.address,
+            if peer.connected { "up" } else { "down" },
+            peer.queue_depth,
+            peer.delivered_total,
+            time(peer.last_ack_at.as_ref()),
+            if peer.last_error.is_empty() {
+                "-".to_string()
+            } else {
+                format!(
+                    "{} ({})",
+                    peer.last_error,
+                    time(peer.last_error_at.as_ref())
+                )
+            }
+        );
+    }
+}
+
+pub fn status(s: &NodeStatus, as_json: bool) {
+    if as_json {
+        return json(s);
+    }
+    println!("agency      {}", s.agency_id);
+    println!("federation  {}", s.federation);
+    println!(
+        "software    {} (protocol {})",
+        s.software_version, s.protocol_version
+    );
+    println!("started     {}", time(s.started_at.as_ref()));
+    println!(
+        "alerts      {} local, {} received",
+        s.local_alerts, s.received_alerts
+    );
+    println!("outbox      {} envelopes waiting", s.outbox_depth);
+}

@@ -1,0 +1,527 @@
+//! Node and client configuration files (TOML).
+//!
+//! Config is plain data, loaded and validated before any port is bound, so a
+//! mistake stops the node with the file, the line and what is wrong instead of
+//! surfacing later as a confusing TLS or network failure. Relative paths are
+//! resolved against the directory of the config file, so a generated federation
+//! directory can be moved as a whole.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use toml::Spanned;
+
+use crate::ids::{AgencyId, ClientName, FederationName};
+
+/// Exit code for configuration errors (`EX_USAGE` from sysexits.h, as linkerd does).
+pub const EXIT_CONFIG: i32 = 64;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}:{column}: {message}")]
+    At {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+/// A role a client certificate can be given in the node config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Submit, update and retract the agency's own alerts.
+    Submit,
+    /// Read alerts (own and received).
+    Read,
+    /// Node administration: status, peers, later policy.
+    Admin,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Submit => "submit",
+            Role::Read => "read",
+            Role::Admin => "admin",
+        })
+    }
+}
+
+/// The node config file. Every field is documented because an NGO operator
+/// with little IT staff reads this struct's docs, through `docs/`, to write it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's agency id. Must match the URI SAN of the node certificate.
+    pub agency_id: Spanned<AgencyId>,
+    /// Federation name: the authority of every SPIFFE id (`spiffe://<federation>/…`).
+    pub federation: FederationName,
+    pub listen: ListenConfig,
+    pub tls: TlsConfig,
+    pub store: StoreConfig,
+    /// Peers this node delivers to and accepts deliveries from. A node not
+    /// listed here is refused even with a valid federation certificate.
+    #[serde(default)]
+    pub peers: Vec<PeerConfig>,
+    /// Local client names (the `<name>` in `spiffe://<fed>/agency/<id>/client/<name>`)
+    /// and the roles each one has. A client not listed has no role at all.
+    #[serde(default)]
+    pub clients: BTreeMap<ClientName, BTreeSet<Role>>,
+    #[serde(default)]
+    pub alerts: AlertRules,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    /// Address of the peer API (other nodes, federation CA).
+    pub peer: Spanned<SocketAddr>,
+    /// Address of the client and admin API (this agency's systems, local client CA).
+    pub client: Spanned<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate of the federation CA: trust anchor for peers and for
+    /// clients verifying this node.
+    pub federation_ca: Spanned<PathBuf>,
+    /// PEM certificate chain of this node (leaf first), issued by the federation CA.
+    pub node_cert: Spanned<PathBuf>,
+    /// PEM private key of the node certificate. Must not be readable by others.
+    pub node_key: Spanned<PathBuf>,
+    /// PEM certificate of this agency's local client CA.
+    pub client_ca: Spanned<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Directory of the sled database. Created if missing.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    pub agency_id: Spanned<AgencyId>,
+    /// `host:port` of the peer's peer API. The host must appear in the peer's
+    /// certificate (DNS or IP SAN).
+    pub address: Spanned<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertRules {
+    /// Retention applied when a submitted alert names none.
+    pub default_retention_days: u32,
+    /// Longest retention a client may ask for.
+    pub max_retention_days: u32,
+}
+
+impl Default for AlertRules {
+    fn default() -> Self {
+        Self {
+            default_retention_days: 365,
+            max_retention_days: 3650,
+        }
+    }
+}
+
+/// Explicit bounds on everything a remote party controls.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest gRPC message decoded or encoded, both listeners.
+    pub max_message_bytes: usize,
+    pub max_narrative_bytes: usize,
+    pub max_subjects: usize,
+    pub max_identifiers_per_subject: usize,
+    pub max_indicators: usize,
+    /// Longest single text field other than the narrative (identifier values, city…).
+    pub max_field_bytes: usize,
+    /// Time allowed for a TLS handshake before the connection is dropped.
+    pub handshake_timeout_secs: u64,
+    /// Deadline for one unary RPC on the server.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 4 * 1024 * 1024,
+            max_narrative_bytes: 16 * 1024,
+            max_subjects: 64,
+            max_identifiers_per_subject: 32,
+            max_indicators: 32,
+            max_field_bytes: 256,
+            handshake_timeout_secs: 10,
+            request_timeout_secs: 30,
+        }
+    }
+}
+
+impl Limits {
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs)
+    }
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Envelopes sent to a peer and not yet acknowledged, at most.
+    pub window: usize,
+    /// First reconnect delay after a failure.
+    pub initial_backoff_ms: u64,
+    /// Cap of the exponential reconnect delay.
+    pub max_backoff_ms: u64,
+    /// Time allowed to connect to a peer (TCP + TLS + Hello).
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            window: 128,
+            initial_backoff_ms: 200,
+            max_backoff_ms: 30_000,
+            connect_timeout_secs: 10,
+        }
+    }
+}
+
+/// The config of a command-line or programmatic client of one node.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// `host:port` of the node's client API.
+    pub node_address: String,
+    /// Agency whose node we expect to reach (checked against its certificate).
+    pub node_agency: AgencyId,
+    pub federation: FederationName,
+    /// Federation CA certificate (the node presents its node certificate).
+    pub federation_ca: PathBuf,
+    /// This client's certificate and key, issued by the agency's client CA.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Byte offset → 1-based (line, column).
+fn line_col(src: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(src.len());
+    let before = &src[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+fn at(file: &Path, src: &str, offset: usize, message: impl Into<String>) -> ConfigError {
+    let (line, column) = line_col(src, offset);
+    ConfigError::At {
+        file: file.to_owned(),
+        line,
+        column,
+        message: message.into(),
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(file: &Path, src: &str) -> Result<T, ConfigError> {
+    toml::from_str(src).map_err(|e| {
+        let offset = e.span().map_or(0, |s| s.start);
+        at(file, src, offset, e.message().trim().to_owned())
+    })
+}
+
+fn resolve(base: &Path, p: &mut PathBuf) {
+    if p.is_relative() {
+        *p = base.join(&*p);
+    }
+}
+
+fn base_dir(file: &Path) -> PathBuf {
+    file.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_owned)
+}
+
+impl NodeConfig {
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        let src = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.to_owned(),
+            source,
+        })?;
+        Self::from_toml(file, &src)
+    }
+
+    /// Parses and validates; `file` names the source in errors and anchors relative paths.
+    pub fn from_toml(file: &Path, src: &str) -> Result<Self, ConfigError> {
+        let mut cfg: NodeConfig = parse(file, src)?;
+        let base = base_dir(file);
+        for p in [
+            &mut cfg.tls.federation_ca,
+            &mut cfg.tls.node_cert,
+            &mut cfg.tls.node_key,
+            &mut cfg.tls.client_ca,
+        ] {
+            resolve(&base, p.get_mut());
+        }
+        resolve(&base, &mut cfg.store.dir);
+        cfg.validate(file, src)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, file: &Path, src: &str) -> Result<(), ConfigError> {
+        let err = |span: std::ops::Range<usize>, msg: String| Err(at(file, src, span.start, msg));
+        if self.listen.peer.get_ref() == self.listen.client.get_ref() {
+            return err(
+                self.listen.client.span(),
+                "listen.client must differ from listen.peer: the two APIs trust different CAs"
+                    .into(),
+            );
+        }
+        let mut seen = BTreeSet::new();
+        for peer in &self.peers {
+            let id = peer.agency_id.get_ref();
+            if id == self.agency_id.get_ref() {
+                return err(
+                    peer.agency_id.span(),
+                    format!("peer `{id}` is this node's own agency id"),
+                );
+            }
+            if !seen.insert(id.clone()) {
+                return err(
+                    peer.agency_id.span(),
+                    format!("peer `{id}` is listed twice"),
+                );
+            }
+            if let Err(msg) = check_host_port(peer.address.get_ref()) {
+                return err(peer.address.span(), format!("peer address: {msg}"));
+            }
+        }
+        for (key, path) in [
+            ("tls.federation_ca", &self.tls.federation_ca),
+            ("tls.node_cert", &self.tls.node_cert),
+            ("tls.node_key", &self.tls.node_key),
+            ("tls.client_ca", &self.tls.client_ca),
+        ] {
+            if !path.get_ref().is_file() {
+                return err(
+                    path.span(),
+                    format!("{key}: file {} does not exist", path.get_ref().display()),
+                );
+            }
+        }
+        for (name, roles) in &self.clients {
+            if roles.is_empty() {
+                // Find the key for a helpful position; fall back to the table header.
+                let offset = src.find(&format!("{name} =")).unwrap_or(0);
+                return Err(at(
+                    file,
+                    src,
+                    offset,
+                    format!("client `{name}` has no roles; remove it or give it submit/read/admin"),
+                ));
+            }
+        }
+        let l = &self.limits;
+        if l.max_message_bytes < 64 * 1024 || l.max_message_bytes > 64 * 1024 * 1024 {
+            return Err(at(
+                file,
+                src,
+                src.find("max_message_bytes").unwrap_or(0),
+                "limits.max_message_bytes must be between 65536 and 67108864",
+            ));
+        }
+        if self.alerts.default_retention_days == 0
+            || self.alerts.default_retention_days > self.alerts.max_retention_days
+        {
+            return Err(at(
+                file,
+                src,
+                src.find("default_retention_days").unwrap_or(0),
+                "alerts.default_retention_days must be at least 1 and at most max_retention_days",
+            ));
+        }
+        if self.delivery.window == 0 {
+            return Err(at(
+                file,
+                src,
+                src.find("window").unwrap_or(0),
+                "delivery.window must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn agency(&self) -> &AgencyId {
+        self.agency_id.get_ref()
+    }
+
+    pub fn peer(&self, id: &AgencyId) -> Option<&PeerConfig> {
+        self.peers.iter().find(|p| p.agency_id.get_ref() == id)
+    }
+}
+
+impl ClientConfig {
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        let src = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.to_owned(),
+            source,
+        })?;
+        let mut cfg: ClientConfig = parse(file, &src)?;
+        let base = base_dir(file);
+        for p in [&mut cfg.federation_ca, &mut cfg.cert, &mut cfg.key] {
+            resolve(&base, p);
+        }
+        if let Err(msg) = check_host_port(&cfg.node_address) {
+            return Err(at(
+                file,
+                &src,
+                src.find("node_address").unwrap_or(0),
+                format!("node_address: {msg}"),
+            ));
+        }
+        Ok(cfg)
+    }
+}
+
+/// `host:port` where host is a DNS name, an IPv4 address or a bracketed IPv6 address.
+pub fn check_host_port(s: &str) -> Result<(String, u16), String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{s}` is not host:port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("`{port}` is not a port number"))?;
+    if port == 0 {
+        return Err("port 0 is not a reachable port".into());
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("`{s}` has no host"));
+    }
+    Ok((host.to_owned(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_pki(dir: &Path) {
+        for f in ["ca.pem", "node.pem", "node.key", "client-ca.pem"] {
+            std::fs::write(dir.join(f), "x").unwrap();
+        }
+    }
+
+    const GOOD: &str = r#"
+agency_id = "police"
+federation = "demo.casebridge"
+
+[listen]
+peer = "127.0.0.1:7001"
+client = "127.0.0.1:7002"
+
+[tls]
+federation_ca = "ca.pem"
+node_cert = "node.pem"
+node_key = "node.key"
+client_ca = "client-ca.pem"
+
+[store]
+dir = "data"
+
+[[peers]]
+agency_id = "ngo"
+address = "127.0.0.1:7011"
+
+[clients]
+cms = ["submit", "read"]
+"#;
+
+    #[test]
+    fn good_config_resolves_relative_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        write_pki(dir.path());
+        let file = dir.path().join("node.toml");
+        let cfg = NodeConfig::from_toml(&file, GOOD).unwrap();
+        assert_eq!(cfg.agency().as_str(), "police");
+        assert_eq!(cfg.store.dir, dir.path().join("data"));
+        assert_eq!(cfg.peers.len(), 1);
+    }
+
+    fn error_line(src: &str) -> (usize, String) {
+        let dir = tempfile::tempdir().unwrap();
+        write_pki(dir.path());
+        let file = dir.path().join("node.toml");
+        match NodeConfig::from_toml(&file, src).unwrap_err() {
+            ConfigError::At {
+                line,
+                message,
+                file: f,
+                ..
+            } => {
+                assert_eq!(f, file);
+                (line, message)
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+
+    #[test]
+    fn unknown_key_names_its_line() {
+        let src = GOOD.replace("[store]\n", "[store]\nfsync = true\n");
+        let (line, msg) = error_line(&src);
+        assert_eq!(line, 15);
+        assert!(msg.contains("fsync"), "{msg}");
+    }
+
+    #[test]
+    fn bad_agency_id_names_its_line() {
+        let (line, msg) = error_line(&GOOD.replace("\"ngo\"", "\"NGO!\""));
+        assert_eq!(line, 19);
+        assert!(msg.contains("agency id"), "{msg}");
+    }
+
+    #[test]
+    fn semantic_errors_name_their_line() {
+        let (line, msg) = error_line(&GOOD.replace("\"ngo\"", "\"police\""));
+        assert_eq!(line, 19);
+        assert!(msg.contains("own agency"), "{msg}");
+        let (line, msg) = error_line(&GOOD.replace("7002", "7001"));
+        assert_eq!(line, 6);
+        assert!(msg.contains("listen.client"), "{msg}");
+        let (line, msg) = error_line(&GOOD.replace("\"node.key\"", "\"missing.key\""));
+        assert_eq!(line, 11);
+        assert!(msg.contains("does not exist"), "{msg}");
+        let (line, _) = error_line(&GOOD.replace("127.0.0.1:7011", "nohost"));
+        assert_eq!(line, 20);
+    }
+
+    #[test]
+    fn unknown_role_is_rejected() {
+        let (line, msg) = error_line(&GOOD.replace("\"read\"]", "\"root\"]"));
+        assert_eq!(line, 23);
+        assert!(msg.contains("root"), "{msg}");
+    }
+}

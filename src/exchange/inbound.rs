@@ -1,0 +1,148 @@
+//! Applying what peers deliver: authenticate the origin, validate, store
+//! durably, and only then acknowledge.
+
+use std::sync::Arc;
+
+use thiserror::Error;
+use tokio::sync::broadcast;
+
+use crate::alert::validate::check_content;
+use crate::config::Limits;
+use crate::identity::NodeIdentity;
+use crate::ids::AlertId;
+use crate::proto::v1::{AckStatus, DeliveryAck, Envelope};
+use crate::store::{ApplyOutcome, Store, StoreError};
+
+use super::received_record;
+
+#[derive(Debug, Error)]
+pub enum InboundError {
+    /// The sender tried to deliver an alert it did not originate. This is a
+    /// protocol violation, not a bad envelope: the stream is ended.
+    #[error("envelope {sequence}: alert origin `{claimed}` is not the authenticated peer `{peer}`")]
+    WrongOrigin {
+        sequence: u64,
+        claimed: String,
+        peer: String,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Notification of a newly stored received alert (for watchers, demo and benchmarks).
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub from: String,
+    pub alert_id: String,
+    pub version: u64,
+}
+
+pub struct Inbound {
+    store: Arc<Store>,
+    limits: Limits,
+    events: broadcast::Sender<Received>,
+}
+
+impl Inbound {
+    pub fn new(store: Arc<Store>, limits: Limits) -> Self {
+        Self {
+            store,
+            limits,
+            events: broadcast::channel(1024).0,
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Received> {
+        self.events.subscribe()
+    }
+
+    /// Checks one envelope. `Ok(None)` means acceptable; `Ok(Some(reason))`
+    /// means permanently refused (acked as REJECTED so the sender stops).
+    fn check(&self, from: &NodeIdentity, env: &Envelope) -> Result<Option<String>, InboundError> {
+        let Some(alert) = &env.alert else {
+            return Ok(Some("envelope has no alert".into()));
+        };
+        let wrong_origin = |claimed: &str| InboundError::WrongOrigin {
+            sequence: env.sequence,
+            claimed: claimed.to_owned(),
+            peer: from.agency.to_string(),
+        };
+        if alert.origin != from.agency.as_str() {
+            return Err(wrong_origin(&alert.origin));
+        }
+        let id: AlertId = match alert.id.parse() {
+            Ok(id) => id,
+            Err(e) => return Ok(Some(format!("alert.id: {e}"))),
+        };
+        if id.origin() != &from.agency {
+            return Err(wrong_origin(id.origin().as_str()));
+        }
+        if alert.version == 0 {
+            return Ok(Some("alert.version: must be at least 1".into()));
+        }
+        if !alert.retracted {
+            let Some(content) = &alert.content else {
+                return Ok(Some("alert.content: is required".into()));
+            };
+            let mut violations = Vec::new();
+            check_content(content, "alert.content", &self.limits, &mut violations);
+            if let Some(v) = violations.first() {
+                return Ok(Some(format!("{}: {}", v.field, v.description)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Applies a batch of envelopes from one authenticated peer and returns one
+    /// ack per envelope. Every stored alert is flushed before this returns.
+    pub async fn apply_batch(
+        &self,
+        from: &NodeIdentity,
+        envelopes: Vec<Envelope>,
+    ) -> Result<Vec<DeliveryAck>, InboundError> {
+        let mut acks = Vec::with_capacity(envelopes.len());
+        let mut records = Vec::new();
+        for env in envelopes {
+            match self.check(from, &env)? {
+                Some(reason) => {
+                    tracing::warn!(peer = %from.agency, sequence = env.sequence, %reason, "envelope rejected");
+                    acks.push(DeliveryAck {
+                        sequence: env.sequence,
+                        status: AckStatus::Rejected as i32,
+                        reason,
+                    });
+                }
+                None => {
+                    acks.push(DeliveryAck {
+                        sequence: env.sequence,
+                        status: AckStatus::Stored as i32,
+                        reason: String::new(),
+                    });
+                    records.push((
+                        acks.len() - 1,
+                        received_record(env.alert.unwrap_or_default()),
+                    ));
+                }
+            }
+        }
+        let outcomes = self
+            .store
+            .apply_received_batch(records.iter().map(|(_, r)| r.clone()).collect())
+            .await?;
+        for ((idx, rec), outcome) in records.into_iter().zip(outcomes) {
+            let alert = rec.alert.unwrap_or_default();
+            match outcome {
+                ApplyOutcome::Duplicate => acks[idx].status = AckStatus::Duplicate as i32,
+                ApplyOutcome::Stored => {
+                    tracing::debug!(peer = %from.agency, alert = %alert.id, version = alert.version, "alert received");
+                    let _ = self.events.send(Received {
+                        from: from.agency.to_string(),
+                        alert_id: alert.id,
+                        version: alert.version,
+                    });
+                }
+            }
+        }
+        Ok(acks)
+    }
+}

@@ -1,0 +1,308 @@
+//! Outbound delivery: one worker per configured peer streams that peer's
+//! durable outbox and deletes each entry when the peer acknowledges it (which
+//! the peer does only after its own durable write). A peer that is down keeps
+//! its queue on disk; the worker reconnects with capped exponential backoff
+//! and jitter and resends whatever is still unacknowledged. The receiver's
+//! apply is idempotent, so a resend never creates a duplicate.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use rand::Rng;
+use thiserror::Error;
+use tokio::sync::{Notify, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::DeliveryConfig;
+use crate::identity::{NodeIdentity, TlsError, connect_channel};
+use crate::ids::{AgencyId, FederationName};
+use crate::proto::PROTOCOL_VERSION;
+use crate::proto::v1::peer_exchange_client::PeerExchangeClient;
+use crate::proto::v1::{AckStatus, Envelope, HelloRequest};
+use crate::store::{Store, StoreError};
+
+/// Delivery state of one peer, as shown by the admin API.
+#[derive(Debug, Clone, Default)]
+pub struct PeerState {
+    pub connected: bool,
+    pub last_ack_at: Option<SystemTime>,
+    pub last_error: Option<(String, SystemTime)>,
+    pub delivered_total: u64,
+}
+
+struct PeerSlot {
+    address: String,
+    wake: Notify,
+    state: Mutex<PeerState>,
+}
+
+impl PeerSlot {
+    fn update(&self, f: impl FnOnce(&mut PeerState)) {
+        f(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+}
+
+/// Handle on all delivery workers: wakes them when new work is queued and
+/// reports their state.
+pub struct Outbound {
+    peers: BTreeMap<AgencyId, Arc<PeerSlot>>,
+}
+
+#[derive(Debug, Error)]
+enum DeliveryError {
+    #[error(transparent)]
+    Connect(#[from] TlsError),
+    #[error("{0}")]
+    Rpc(String),
+    #[error("peer answered Hello as {0}")]
+    WrongPeer(String),
+    #[error("peer speaks protocol version {0}, we speak {PROTOCOL_VERSION}")]
+    Protocol(u32),
+    #[error("peer acknowledged sequence {0} which was not in flight")]
+    UnexpectedAck(u64),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<tonic::Status> for DeliveryError {
+    fn from(s: tonic::Status) -> Self {
+        DeliveryError::Rpc(format!("{:?}: {}", s.code(), s.message()))
+    }
+}
+
+/// Everything a worker needs, shared by all workers.
+#[derive(Clone)]
+pub struct DeliveryContext {
+    pub store: Arc<Store>,
+    pub own: NodeIdentity,
+    pub federation: FederationName,
+    pub tls: Arc<rustls::ClientConfig>,
+    pub config: DeliveryConfig,
+    pub max_message_bytes: usize,
+}
+
+impl Outbound {
+    pub fn new(peers: impl IntoIterator<Item = (AgencyId, String)>) -> Self {
+        Self {
+            peers: peers
+                .into_iter()
+                .map(|(id, address)| {
+                    (
+                        id,
+                        Arc::new(PeerSlot {
+                            address,
+                            wake: Notify::new(),
+                            state: Mutex::new(PeerState::default()),
+                        }),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Tells the workers of `peers` that their outbox has new entries.
+    pub fn wake(&self, peers: &[AgencyId]) {
+        for p in peers {
+            if let Some(slot) = self.peers.get(p) {
+                slot.wake.notify_one();
+            }
+        }
+    }
+
+    pub fn states(&self) -> Vec<(AgencyId, String, PeerState)> {
+        self.peers
+            .iter()
+            .map(|(id, slot)| {
+                let state = slot.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                (id.clone(), slot.address.clone(), state)
+            })
+            .collect()
+    }
+
+    /// Starts one worker per peer; they stop when `shutdown` is cancelled.
+    pub fn spawn_workers(
+        &self,
+        ctx: DeliveryContext,
+        shutdown: CancellationToken,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        self.peers
+            .iter()
+            .map(|(id, slot)| {
+                let worker = Worker {
+                    peer: id.clone(),
+                    slot: slot.clone(),
+                    ctx: ctx.clone(),
+                };
+                tokio::spawn(worker.run(shutdown.clone()))
+            })
+            .collect()
+    }
+}
+
+struct Worker {
+    peer: AgencyId,
+    slot: Arc<PeerSlot>,
+    ctx: DeliveryContext,
+}
+
+/// Capped exponential backoff with full jitter (AWS architecture blog's
+/// "full jitter"): spreads reconnects of many nodes after an outage.
+struct Backoff {
+    next: Duration,
+    initial: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(cfg: &DeliveryConfig) -> Self {
+        let initial = Duration::from_millis(cfg.initial_backoff_ms.max(1));
+        Self {
+            next: initial,
+            initial,
+            max: Duration::from_millis(cfg.max_backoff_ms.max(cfg.initial_backoff_ms)),
+        }
+    }
+    fn reset(&mut self) {
+        self.next = self.initial;
+    }
+    fn delay(&mut self) -> Duration {
+        let cap = self.next;
+        self.next = (self.next * 2).min(self.max);
+        let ms = rand::rng().random_range(cap.as_millis() as u64 / 2..=cap.as_millis() as u64);
+        Duration::from_millis(ms)
+    }
+}
+
+impl Worker {
+    async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Backoff::new(&self.ctx.config);
+        loop {
+            // Connect only when there is something to send.
+            loop {
+                match self.ctx.store.outbox_after(&self.peer, None, 1) {
+                    Ok(batch) if !batch.is_empty() => break,
+                    Ok(_) => {}
+                    Err(e) => self.record_error(&e.to_string()),
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = self.slot.wake.notified() => {}
+                }
+            }
+            let result = self.session(&shutdown, &mut backoff).await;
+            self.slot.update(|s| s.connected = false);
+            if shutdown.is_cancelled() {
+                return;
+            }
+            if let Err(e) = result {
+                let delay = backoff.delay();
+                tracing::info!(peer = %self.peer, error = %e, retry_in = ?delay, "delivery interrupted");
+                self.record_error(&e.to_string());
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+
+    fn record_error(&self, e: &str) {
+        self.slot
+            .update(|s| s.last_error = Some((e.to_owned(), SystemTime::now())));
+    }
+
+    /// One connection: Hello, then stream the outbox until an error or shutdown.
+    async fn session(
+        &self,
+        shutdown: &CancellationToken,
+        backoff: &mut Backoff,
+    ) -> Result<(), DeliveryError> {
+        let ctx = &self.ctx;
+        let expected = NodeIdentity {
+            federation: ctx.federation.clone(),
+            agency: self.peer.clone(),
+        };
+        let timeout = Duration::from_secs(ctx.config.connect_timeout_secs);
+        let channel =
+            connect_channel(&self.slot.address, expected, ctx.tls.clone(), timeout).await?;
+        let mut client = PeerExchangeClient::new(channel)
+            .max_decoding_message_size(ctx.max_message_bytes)
+            .max_encoding_message_size(ctx.max_message_bytes);
+        let mut hello = tonic::Request::new(HelloRequest {
+            protocol_version: PROTOCOL_VERSION,
+            agency_id: ctx.own.agency.to_string(),
+            federation: ctx.federation.to_string(),
+        });
+        hello.set_timeout(timeout);
+        let hello = client.hello(hello).await?.into_inner();
+        if hello.agency_id != self.peer.as_str() || hello.federation != ctx.federation.as_str() {
+            return Err(DeliveryError::WrongPeer(format!(
+                "{}/{}",
+                hello.federation, hello.agency_id
+            )));
+        }
+        if hello.protocol_version != PROTOCOL_VERSION {
+            return Err(DeliveryError::Protocol(hello.protocol_version));
+        }
+
+        let window = ctx.config.window;
+        let (tx, rx) = mpsc::channel::<Envelope>(window);
+        let mut acks = client.deliver(ReceiverStream::new(rx)).await?.into_inner();
+        self.slot.update(|s| s.connected = true);
+        tracing::info!(peer = %self.peer, "delivery stream open");
+
+        let mut in_flight: VecDeque<u64> = VecDeque::new();
+        let mut cursor: Option<u64> = None;
+        loop {
+            if in_flight.len() < window {
+                for (seq, alert) in
+                    ctx.store
+                        .outbox_after(&self.peer, cursor, window - in_flight.len())?
+                {
+                    cursor = Some(seq);
+                    in_flight.push_back(seq);
+                    if tx
+                        .send(Envelope {
+                            sequence: seq,
+                            alert: Some(alert),
+                        })
+                        .await
+                        .is_err()
+                    {
+                        return Err(DeliveryError::Rpc("delivery stream closed".into()));
+                    }
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = self.slot.wake.notified(), if in_flight.len() < window => {}
+                ack = acks.message() => {
+                    let Some(ack) = ack? else {
+                        return Err(DeliveryError::Rpc("peer closed the delivery stream".into()));
+                    };
+                    let Some(pos) = in_flight.iter().position(|s| *s == ack.sequence) else {
+                        return Err(DeliveryError::UnexpectedAck(ack.sequence));
+                    };
+                    in_flight.remove(pos);
+                    ctx.store.outbox_remove(&self.peer, ack.sequence)?;
+                    backoff.reset();
+                    let now = SystemTime::now();
+                    if ack.status == AckStatus::Rejected as i32 {
+                        tracing::warn!(peer = %self.peer, sequence = ack.sequence, reason = %ack.reason, "peer rejected envelope");
+                        self.slot.update(|s| {
+                            s.last_ack_at = Some(now);
+                            s.last_error = Some((format!("rejected: {}", ack.reason), now));
+                        });
+                    } else {
+                        self.slot.update(|s| {
+                            s.last_ack_at = Some(now);
+                            s.delivered_total += 1;
+                        });
+                    }
+                }
+            }
+        }
+    }
+}

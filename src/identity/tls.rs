@@ -1,0 +1,318 @@
+//! rustls configuration and the TLS edges of both listeners and of outgoing
+//! connections.
+//!
+//! We build the rustls configs ourselves instead of using tonic's `tls`
+//! feature: TLS 1.3 only, a client certificate always required, one crypto
+//! provider (aws-lc-rs, which has a FIPS path), and room for CRLs.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+
+use super::{Identity, NodeIdentity, load_certs, load_private_key};
+
+#[derive(Debug, Error)]
+pub enum TlsError {
+    #[error("{path}: {reason}")]
+    File {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("client certificate verifier: {0}")]
+    Verifier(String),
+    #[error("node certificate {path} names {found}, but the config says {expected}")]
+    IdentityMismatch {
+        path: std::path::PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("cannot connect to {address}: {reason}")]
+    Connect { address: String, reason: String },
+}
+
+const H2: &[u8] = b"h2";
+
+/// Installs aws-lc-rs as the process-wide rustls provider. Only one provider
+/// is compiled in; calling this twice is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+fn roots(ca: &Path) -> Result<RootCertStore, TlsError> {
+    let mut store = RootCertStore::empty();
+    for cert in load_certs(ca)? {
+        store.add(cert).map_err(|e| TlsError::File {
+            path: ca.to_owned(),
+            reason: format!("not a usable CA certificate: {e}"),
+        })?;
+    }
+    Ok(store)
+}
+
+/// This process's own certificate, key and the identity the certificate names.
+pub struct TlsIdentity {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: rustls::pki_types::PrivateKeyDer<'static>,
+    pub identity: Identity,
+}
+
+impl TlsIdentity {
+    pub fn load(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        let chain = load_certs(cert)?;
+        let identity = Identity::from_certificate(&chain[0]).map_err(|e| TlsError::File {
+            path: cert.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            chain,
+            key: load_private_key(key)?,
+            identity,
+        })
+    }
+
+    fn clone_key(&self) -> rustls::pki_types::PrivateKeyDer<'static> {
+        self.key.clone_key()
+    }
+}
+
+/// Server side of one listener: TLS 1.3 only, client certificate required and
+/// verified against `client_ca` (the federation CA on the peer listener, the
+/// agency's local client CA on the client listener).
+pub fn server_tls_config(own: &TlsIdentity, client_ca: &Path) -> Result<ServerConfig, TlsError> {
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots(client_ca)?), provider())
+            .build()
+            .map_err(|e| TlsError::Verifier(e.to_string()))?;
+    let mut cfg = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(own.chain.clone(), own.clone_key())?;
+    cfg.alpn_protocols = vec![H2.to_vec()];
+    Ok(cfg)
+}
+
+/// Client side of outgoing connections (to peers, or from a CLI to its node).
+pub fn client_tls_config(own: &TlsIdentity, server_ca: &Path) -> Result<ClientConfig, TlsError> {
+    let mut cfg = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots(server_ca)?)
+        .with_client_auth_cert(own.chain.clone(), own.clone_key())?;
+    cfg.alpn_protocols = vec![H2.to_vec()];
+    Ok(cfg)
+}
+
+/// What tonic hands each request of an authenticated connection, in its extensions.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub identity: Identity,
+    pub remote: SocketAddr,
+}
+
+/// A server-side TLS connection whose client certificate has been verified and read.
+pub struct AuthenticatedConn {
+    inner: tokio_rustls::server::TlsStream<TcpStream>,
+    info: ConnInfo,
+}
+
+impl tonic::transport::server::Connected for AuthenticatedConn {
+    type ConnectInfo = ConnInfo;
+    fn connect_info(&self) -> ConnInfo {
+        self.info.clone()
+    }
+}
+
+impl AsyncRead for AuthenticatedConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for AuthenticatedConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Accepts TCP connections and completes TLS handshakes concurrently (a slow
+/// or hostile client cannot hold up others), yielding only connections whose
+/// certificate verified and names a well-formed identity.
+pub fn serve_tls(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    handshake_timeout: Duration,
+    shutdown: CancellationToken,
+) -> ReceiverStream<Result<AuthenticatedConn, io::Error>> {
+    let (tx, rx) = mpsc::channel(64);
+    let acceptor = TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, remote) = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tx.closed() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await
+                {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::info!(%remote, error = %e, "TLS handshake refused");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::info!(%remote, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                let identity = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .ok_or(super::IdentityError::NoSpiffeId)
+                    .and_then(|c| Identity::from_certificate(c));
+                match identity {
+                    Ok(identity) => {
+                        let conn = AuthenticatedConn {
+                            inner: tls,
+                            info: ConnInfo { identity, remote },
+                        };
+                        let _ = tx.send(Ok(conn)).await;
+                    }
+                    Err(e) => {
+                        tracing::info!(%remote, error = %e, "certificate has no usable identity")
+                    }
+                }
+            });
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+/// Opens a gRPC channel over our own TLS to `address` and checks, once the
+/// handshake is done, that the server's certificate names `expected`. Host
+/// name verification still applies (the host must be in the certificate).
+pub async fn connect_channel(
+    address: &str,
+    expected: NodeIdentity,
+    config: Arc<ClientConfig>,
+    connect_timeout: Duration,
+) -> Result<Channel, TlsError> {
+    let fail = |reason: String| TlsError::Connect {
+        address: address.to_owned(),
+        reason,
+    };
+    let (host, port) = crate::config::check_host_port(address).map_err(fail)?;
+    let server_name = ServerName::try_from(host.clone())
+        .map_err(|e| fail(e.to_string()))?
+        .to_owned();
+    let connector = TlsConnector::from(config);
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|e| fail(e.to_string()))?
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true);
+    let expected = Identity::Node(expected);
+    let service = tower::service_fn(move |_: tonic::codegen::http::Uri| {
+        let connector = connector.clone();
+        let server_name = server_name.clone();
+        let host = host.clone();
+        let expected = expected.clone();
+        async move {
+            let tcp = TcpStream::connect((host.as_str(), port)).await?;
+            tcp.set_nodelay(true)?;
+            let tls = connector.connect(server_name, tcp).await?;
+            let found = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .ok_or(super::IdentityError::NoSpiffeId)
+                .and_then(|c| Identity::from_certificate(c))
+                .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?;
+            if found != expected {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!("server certificate names {found}, expected {expected}"),
+                ));
+            }
+            Ok::<_, io::Error>(TokioIo::new(tls))
+        }
+    });
+    endpoint
+        .connect_with_connector(service)
+        .await
+        .map_err(|e| fail(error_chain(&e)))
+}
+
+/// Renders an error with its sources: tonic's transport errors hide the cause.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,32 @@
+//! CaseBridge: a cross-agency exchange for pseudonymized case alerts about
+//! suspected human trafficking.
+//!
+//! # Layout
+//!
+//! - [`proto`]: generated wire types (`proto/casebridge/v1`), with canonical JSON.
+//! - [`ids`]: newtypes for agency ids, client names, federation names, alert ids.
+//! - [`config`]: node and client config files, validated before anything starts.
+//! - [`identity`]: certificates, rustls configs, identity from a peer certificate.
+//! - [`store`]: the sled database; the only module that touches sled.
+//! - [`alert`]: validation of client input and the local alert lifecycle.
+//! - [`exchange`]: the shared view of an alert, outbound delivery per peer, inbound apply.
+//! - [`api`]: thin tonic services for the client, admin and peer APIs.
+//! - [`node`]: wires the above into a running node with two TLS listeners.
+//! - [`client`]: a typed client of one node's client API (CLI, demo, tests).
+//! - [`certs`]: a development federation PKI.
+//! - [`cli`]: the `casebridge` command line.
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+pub mod alert;
+pub mod api;
+pub mod certs;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod exchange;
+pub mod identity;
+pub mod ids;
+pub mod node;
+pub mod proto;
+pub mod store;

@@ -1,0 +1,334 @@
+//! A running node: two TLS listeners (peer API, client API), the store, and a
+//! delivery worker per peer. [`start`] takes already-bound listeners so tests
+//! can bind port 0 and a supervisor can hand sockets over.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+
+use crate::alert::Ledger;
+use crate::api::auth::{ClientPolicy, PeerPolicy};
+use crate::api::{AdminApi, AlertApi, PeerApi};
+use crate::config::NodeConfig;
+use crate::exchange::outbound::DeliveryContext;
+use crate::exchange::{Inbound, Outbound, Received};
+use crate::identity::{
+    Identity, NodeIdentity, TlsError, TlsIdentity, client_tls_config, install_crypto_provider,
+    serve_tls, server_tls_config,
+};
+use crate::ids::{AgencyId, FederationName};
+use crate::proto::v1::admin_service_server::AdminServiceServer;
+use crate::proto::v1::alert_service_server::AlertServiceServer;
+use crate::proto::v1::peer_exchange_server::PeerExchangeServer;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("node certificate names {found}, but the config is for {expected}")]
+    WrongCertificate { found: String, expected: String },
+    #[error("{listener} listener failed: {reason}")]
+    Serve {
+        listener: &'static str,
+        reason: String,
+    },
+}
+
+/// State shared by every service and worker of one node.
+pub struct NodeCore {
+    pub agency: AgencyId,
+    pub federation: FederationName,
+    pub clients: ClientPolicy,
+    pub peers: PeerPolicy,
+    pub ledger: Ledger,
+    pub inbound: Inbound,
+    pub outbound: Arc<Outbound>,
+    pub store: Arc<Store>,
+    pub started_at: SystemTime,
+    pub shutdown: CancellationToken,
+}
+
+/// The node's two bound sockets.
+pub struct Listeners {
+    pub peer: TcpListener,
+    pub client: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(config: &NodeConfig) -> Result<Self, NodeError> {
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| NodeError::Bind { addr, source })
+        };
+        Ok(Self {
+            peer: bind(*config.listen.peer.get_ref()).await?,
+            client: bind(*config.listen.client.get_ref()).await?,
+        })
+    }
+}
+
+pub struct RunningNode {
+    core: Arc<NodeCore>,
+    peer_addr: SocketAddr,
+    client_addr: SocketAddr,
+    servers: Vec<JoinHandle<Result<(), NodeError>>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+/// How long shutdown waits for in-flight RPCs before dropping connections.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Loads certificates, opens the store and starts serving. Everything that
+/// can be wrong with the files is reported here, before any request is served.
+pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNode, NodeError> {
+    install_crypto_provider();
+    let tls = &config.tls;
+    let own = TlsIdentity::load(tls.node_cert.get_ref(), tls.node_key.get_ref())?;
+    let expected = NodeIdentity {
+        federation: config.federation.clone(),
+        agency: config.agency().clone(),
+    };
+    if own.identity != Identity::Node(expected.clone()) {
+        return Err(NodeError::WrongCertificate {
+            found: own.identity.to_string(),
+            expected: expected.spiffe_uri(),
+        });
+    }
+    let peer_tls = Arc::new(server_tls_config(&own, tls.federation_ca.get_ref())?);
+    let client_tls = Arc::new(server_tls_config(&own, tls.client_ca.get_ref())?);
+    let outgoing_tls = Arc::new(client_tls_config(&own, tls.federation_ca.get_ref())?);
+
+    let store = Arc::new(Store::open(&config.store.dir)?);
+    let peer_ids: Vec<AgencyId> = config
+        .peers
+        .iter()
+        .map(|p| p.agency_id.get_ref().clone())
+        .collect();
+    let outbound =
+        Arc::new(Outbound::new(config.peers.iter().map(|p| {
+            (p.agency_id.get_ref().clone(), p.address.get_ref().clone())
+        })));
+    let shutdown = CancellationToken::new();
+    let core = Arc::new(NodeCore {
+        agency: config.agency().clone(),
+        federation: config.federation.clone(),
+        clients: ClientPolicy {
+            federation: config.federation.clone(),
+            agency: config.agency().clone(),
+            roles: config.clients.clone(),
+        },
+        peers: PeerPolicy {
+            federation: config.federation.clone(),
+            peers: peer_ids.iter().cloned().collect::<BTreeSet<_>>(),
+        },
+        ledger: Ledger::new(
+            store.clone(),
+            config.agency().clone(),
+            peer_ids,
+            config.limits.clone(),
+            config.alerts.clone(),
+            outbound.clone(),
+        ),
+        inbound: Inbound::new(store.clone(), config.limits.clone()),
+        outbound: outbound.clone(),
+        store: store.clone(),
+        started_at: SystemTime::now(),
+        shutdown: shutdown.clone(),
+    });
+
+    let peer_addr = listeners
+        .peer
+        .local_addr()
+        .map_err(|source| NodeError::Bind {
+            addr: *config.listen.peer.get_ref(),
+            source,
+        })?;
+    let client_addr = listeners
+        .client
+        .local_addr()
+        .map_err(|source| NodeError::Bind {
+            addr: *config.listen.client.get_ref(),
+            source,
+        })?;
+    let limits = config.limits.clone();
+    let max = limits.max_message_bytes;
+    let server = || {
+        Server::builder()
+            .timeout(limits.request_timeout())
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .max_concurrent_streams(Some(256))
+    };
+
+    let peer_incoming = serve_tls(
+        listeners.peer,
+        peer_tls,
+        limits.handshake_timeout(),
+        shutdown.clone(),
+    );
+    let peer_router = server().add_service(
+        PeerExchangeServer::new(PeerApi(core.clone()))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
+    );
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<AlertServiceServer<AlertApi>>().await;
+    health.set_serving::<AdminServiceServer<AdminApi>>().await;
+    let client_incoming = serve_tls(
+        listeners.client,
+        client_tls,
+        limits.handshake_timeout(),
+        shutdown.clone(),
+    );
+    let client_router = server()
+        .add_service(health_service)
+        .add_service(
+            AlertServiceServer::new(AlertApi(core.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            AdminServiceServer::new(AdminApi(core.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        );
+    let servers = vec![
+        tokio::spawn({
+            let stop = shutdown.clone();
+            async move {
+                peer_router
+                    .serve_with_incoming_shutdown(peer_incoming, stop.cancelled_owned())
+                    .await
+                    .map_err(|e| NodeError::Serve {
+                        listener: "peer",
+                        reason: crate::identity::error_chain(&e),
+                    })
+            }
+        }),
+        tokio::spawn({
+            let stop = shutdown.clone();
+            async move {
+                client_router
+                    .serve_with_incoming_shutdown(client_incoming, stop.cancelled_owned())
+                    .await
+                    .map_err(|e| NodeError::Serve {
+                        listener: "client",
+                        reason: crate::identity::error_chain(&e),
+                    })
+            }
+        }),
+    ];
+    let workers = outbound.spawn_workers(
+        DeliveryContext {
+            store,
+            own: expected,
+            federation: config.federation.clone(),
+            tls: outgoing_tls,
+            config: config.delivery.clone(),
+            max_message_bytes: max,
+        },
+        shutdown,
+    );
+    tracing::info!(agency = %core.agency, %peer_addr, %client_addr, "node started");
+    Ok(RunningNode {
+        core,
+        peer_addr,
+        client_addr,
+        servers,
+        workers,
+    })
+}
+
+impl RunningNode {
+    pub fn core(&self) -> &Arc<NodeCore> {
+        &self.core
+    }
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+    }
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client_addr
+    }
+    pub fn subscribe_received(&self) -> tokio::sync::broadcast::Receiver<Received> {
+        self.core.inbound.subscribe()
+    }
+
+    /// Stops accepting, lets in-flight RPCs finish (bounded), stops delivery
+    /// workers (un-acked envelopes stay in the outbox) and flushes the store.
+    pub async fn shutdown(self) -> Result<(), NodeError> {
+        self.core.shutdown.cancel();
+        let mut first_error = None;
+        for server in self.servers {
+            let abort = server.abort_handle();
+            match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
+                Ok(Ok(Err(e))) => first_error = first_error.or(Some(e)),
+                Ok(_) => {}
+                Err(_) => {
+                    tracing::warn!("in-flight requests did not finish in time; closing them");
+                    abort.abort();
+                }
+            }
+        }
+        for w in self.workers {
+            let _ = w.await;
+        }
+        self.core.store.close().await?;
+        tracing::info!(agency = %self.core.agency, "node stopped");
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Serves until `signal` resolves or a listener fails, then shuts down.
+    pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> Result<(), NodeError> {
+        let mut servers = std::mem::take(&mut self.servers);
+        let failed = {
+            let any_server = futures_util::future::select_all(servers.iter_mut());
+            tokio::select! {
+                _ = signal => None,
+                (res, idx, _) = any_server => Some((idx, res)),
+            }
+        };
+        if let Some((idx, res)) = failed {
+            servers.remove(idx);
+            self.servers = servers;
+            let err = match res {
+                Ok(Err(e)) => e,
+                Ok(Ok(())) => NodeError::Serve {
+                    listener: "a",
+                    reason: "stopped unexpectedly".into(),
+                },
+                Err(e) => NodeError::Serve {
+                    listener: "a",
+                    reason: e.to_string(),
+                },
+            };
+            let _ = self.shutdown().await;
+            return Err(err);
+        }
+        self.servers = servers;
+        self.shutdown().await
+    }
+}
+
+/// Binds the configured addresses, starts, and serves until `signal`.
+pub async fn run(config: NodeConfig, signal: impl Future<Output = ()>) -> Result<(), NodeError> {
+    let listeners = Listeners::bind(&config).await?;
+    start(config, listeners).await?.run_until(signal).await
+}

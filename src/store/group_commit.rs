@@ -1,0 +1,76 @@
+//! Group commit: concurrent writers that need durability share one flush.
+//!
+//! A submit is acknowledged only after its transaction is on disk. Flushing
+//! per submit would serialise clients on fsync latency; instead each writer
+//! enqueues a waiter, and one flusher task drains every waiter queued so far,
+//! flushes once, and wakes them all. A waiter queued during a flush is served
+//! by the next one, so every waiter's write precedes the flush that wakes it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::StoreError;
+
+type Waiter = oneshot::Sender<Result<(), String>>;
+
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    /// Number of `sled::Db::flush` calls made.
+    pub flushes: AtomicU64,
+    /// Number of durability requests served.
+    pub requests: AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct GroupCommit {
+    tx: mpsc::UnboundedSender<Waiter>,
+    stats: Arc<CommitStats>,
+}
+
+impl GroupCommit {
+    /// Spawns the flusher. It ends when every `GroupCommit` clone is dropped.
+    pub fn start(db: sled::Db) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Waiter>();
+        let stats = Arc::new(CommitStats::default());
+        let task_stats = stats.clone();
+        let handle = tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut waiters = vec![first];
+                while let Ok(w) = rx.try_recv() {
+                    waiters.push(w);
+                }
+                let db = db.clone();
+                let result = match tokio::task::spawn_blocking(move || db.flush()).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                task_stats.flushes.fetch_add(1, Ordering::Relaxed);
+                task_stats
+                    .requests
+                    .fetch_add(waiters.len() as u64, Ordering::Relaxed);
+                for w in waiters {
+                    let _ = w.send(result.clone());
+                }
+            }
+        });
+        (Self { tx, stats }, handle)
+    }
+
+    /// Resolves once everything written before the call is on disk.
+    pub async fn durable(&self) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(tx)
+            .map_err(|_| StoreError::Flush("store is closing".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Flush("flusher stopped".into()))?
+            .map_err(StoreError::Flush)
+    }
+
+    pub fn stats(&self) -> &CommitStats {
+        &self.stats
+    }
+}
