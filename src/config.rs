@@ -492,7 +492,7 @@ cms = ["submit", "read"]
     fn unknown_key_names_its_line() {
         let src = GOOD.replace("[store]\n", "[store]\nfsync = true\n");
         let (line, msg) = error_line(&src);
-        assert_eq!(line, 15);
+        assert_eq!(line, 16);
         assert!(msg.contains("fsync"), "{msg}");
     }
 
@@ -509,10 +509,10 @@ cms = ["submit", "read"]
         assert_eq!(line, 19);
         assert!(msg.contains("own agency"), "{msg}");
         let (line, msg) = error_line(&GOOD.replace("7002", "7001"));
-        assert_eq!(line, 6);
+        assert_eq!(line, 7);
         assert!(msg.contains("listen.client"), "{msg}");
         let (line, msg) = error_line(&GOOD.replace("\"node.key\"", "\"missing.key\""));
-        assert_eq!(line, 11);
+        assert_eq!(line, 12);
         assert!(msg.contains("does not exist"), "{msg}");
         let (line, _) = error_line(&GOOD.replace("127.0.0.1:7011", "nohost"));
         assert_eq!(line, 20);

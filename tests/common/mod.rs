@@ -1,0 +1,253 @@
+//! Test harness: a federation of real nodes (real certificates, real mTLS,
+//! real sled stores in a temp dir) on 127.0.0.1 ports, started in one call.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use casebridge::certs::{FederationLayout, NodeAddrs, init_federation};
+use casebridge::client::NodeClient;
+use casebridge::config::NodeConfig;
+use casebridge::identity::{
+    NodeIdentity, TlsIdentity, client_tls_config, connect_channel, install_crypto_provider,
+};
+use casebridge::ids::{AgencyId, FederationName};
+use casebridge::node::{Listeners, RunningNode, start};
+use casebridge::proto::v1::peer_exchange_client::PeerExchangeClient;
+use casebridge::proto::v1::{
+    Alert, AlertContent, AlertDraft, Category, Identifier, ListAlertsRequest, Location, PersonName,
+    Phone, Severity, Subject, SubjectRole, SubmitAlertRequest, Tlp, identifier::Kind,
+};
+use tokio::net::TcpListener;
+use tonic::transport::Channel;
+
+pub const FEDERATION: &str = "test.casebridge";
+/// Upper bound for anything a test waits for; generous for a loaded 2-core CI box.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+type Configure = Box<dyn Fn(&AgencyId, &mut NodeConfig)>;
+
+pub struct TestFederation {
+    pub dir: tempfile::TempDir,
+    pub layout: FederationLayout,
+    nodes: BTreeMap<AgencyId, RunningNode>,
+    configure: Configure,
+}
+
+pub fn agency(s: &str) -> AgencyId {
+    AgencyId::new(s).unwrap()
+}
+
+impl TestFederation {
+    /// Generates the PKI and starts every node.
+    pub async fn start(agencies: &[&str]) -> Self {
+        Self::start_with(agencies, &[], |_, _| {}).await
+    }
+
+    /// Generates the PKI for `agencies`, starts all but `down`, and lets
+    /// `configure` adjust each node's config before it starts.
+    pub async fn start_with(
+        agencies: &[&str],
+        down: &[&str],
+        configure: impl Fn(&AgencyId, &mut NodeConfig) + 'static,
+    ) -> Self {
+        install_crypto_provider();
+        let dir = tempfile::Builder::new()
+            .prefix("casebridge-test-")
+            .tempdir()
+            .unwrap();
+        let mut listeners = BTreeMap::new();
+        let mut addrs = BTreeMap::new();
+        for a in agencies {
+            let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let client = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addrs.insert(
+                agency(a),
+                NodeAddrs {
+                    peer: peer.local_addr().unwrap(),
+                    client: client.local_addr().unwrap(),
+                },
+            );
+            listeners.insert(agency(a), Listeners { peer, client });
+        }
+        let federation = FederationName::new(FEDERATION).unwrap();
+        let layout = init_federation(&federation, &addrs, &dir.path().join("pki")).unwrap();
+        let mut fed = Self {
+            dir,
+            layout,
+            nodes: BTreeMap::new(),
+            configure: Box::new(configure),
+        };
+        for (id, l) in listeners {
+            if down.contains(&id.as_str()) {
+                continue; // listeners dropped: the port is closed until start_node
+            }
+            let config = fed.config(id.as_str());
+            fed.nodes.insert(id, start(config, l).await.unwrap());
+        }
+        fed
+    }
+
+    pub fn config(&self, a: &str) -> NodeConfig {
+        let mut config = NodeConfig::load(&self.layout.agencies[&agency(a)].node_config).unwrap();
+        // Quick reconnects keep tests short; production defaults are slower.
+        config.delivery.initial_backoff_ms = 50;
+        config.delivery.max_backoff_ms = 500;
+        (self.configure)(&agency(a), &mut config);
+        config
+    }
+
+    pub fn node(&self, a: &str) -> &RunningNode {
+        &self.nodes[&agency(a)]
+    }
+
+    /// Starts (or restarts) a node on its configured addresses.
+    pub async fn start_node(&mut self, a: &str) {
+        let config = self.config(a);
+        let listeners = Listeners::bind(&config).await.unwrap();
+        self.nodes
+            .insert(agency(a), start(config, listeners).await.unwrap());
+    }
+
+    pub async fn stop_node(&mut self, a: &str) {
+        let node = self.nodes.remove(&agency(a)).expect("node is running");
+        node.shutdown().await.unwrap();
+    }
+
+    pub fn pki(&self, a: &str) -> &Path {
+        &self.layout.agencies[&agency(a)].dir
+    }
+
+    pub async fn client(&self, a: &str, name: &str) -> NodeClient {
+        NodeClient::connect_file(self.layout.agencies[&agency(a)].client_config(name))
+            .await
+            .unwrap()
+    }
+
+    /// A raw peer-API client presenting `as_agency`'s node certificate from
+    /// `pki_dir`, connecting to `target`'s peer listener.
+    pub async fn peer_client_from(
+        &self,
+        pki_dir: &Path,
+        ca: &Path,
+        target: &str,
+    ) -> Result<PeerExchangeClient<Channel>, casebridge::identity::TlsError> {
+        let own = TlsIdentity::load(&pki_dir.join("node.pem"), &pki_dir.join("node.key"))?;
+        let tls = client_tls_config(&own, ca)?;
+        let channel = connect_channel(
+            &self.layout.agencies[&agency(target)].addrs.peer.to_string(),
+            NodeIdentity {
+                federation: FederationName::new(FEDERATION).unwrap(),
+                agency: agency(target),
+            },
+            Arc::new(tls),
+            Duration::from_secs(5),
+        )
+        .await?;
+        Ok(PeerExchangeClient::new(channel))
+    }
+
+    pub async fn peer_client(&self, as_agency: &str, target: &str) -> PeerExchangeClient<Channel> {
+        self.peer_client_from(self.pki(as_agency), &self.layout.federation_ca, target)
+            .await
+            .unwrap()
+    }
+
+    /// Every alert the node holds (all pages, retracted included).
+    pub async fn alerts(&self, a: &str) -> Vec<Alert> {
+        let mut c = self.client(a, "analyst").await;
+        let mut out = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = c
+                .alerts
+                .list_alerts(ListAlertsRequest {
+                    include_retracted: true,
+                    page_size: 1000,
+                    page_token,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            out.extend(page.alerts);
+            if page.next_page_token.is_empty() {
+                return out;
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
+    pub async fn shutdown(mut self) {
+        for (_, node) in std::mem::take(&mut self.nodes) {
+            node.shutdown().await.unwrap();
+        }
+    }
+}
+
+/// Polls `check` until it returns `Some`, for at most [`WAIT`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn sample_draft(narrative: &str) -> AlertDraft {
+    AlertDraft {
+        content: Some(AlertContent {
+            category: Category::LabourExploitation as i32,
+            severity: Severity::High as i32,
+            tlp: Tlp::Amber as i32,
+            location: Some(Location {
+                country: "NL".into(),
+                region: "Zuid-Holland".into(),
+                city: "Westland".into(),
+            }),
+            narrative: narrative.into(),
+            ..Default::default()
+        }),
+        subjects: vec![Subject {
+            role: SubjectRole::PotentialVictim as i32,
+            identifiers: vec![
+                Identifier {
+                    kind: Some(Kind::Phone(Phone {
+                        number: "+31 6 5555 0101".into(),
+                        region: String::new(),
+                    })),
+                },
+                Identifier {
+                    kind: Some(Kind::Person(PersonName {
+                        given_names: "Maria".into(),
+                        family_name: "Ionescu".into(),
+                        date_of_birth: "1991-04-02".into(),
+                    })),
+                },
+            ],
+        }],
+    }
+}
+
+pub async fn submit(client: &mut NodeClient, narrative: &str) -> Alert {
+    client
+        .alerts
+        .submit_alert(SubmitAlertRequest {
+            draft: Some(sample_draft(narrative)),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}

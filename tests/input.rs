@@ -1,0 +1,296 @@
+//! Bad input gets a precise error and changes nothing: invalid alerts over
+//! gRPC, broken config files and alert files through the real binary.
+
+mod common;
+
+use std::process::Command;
+
+use casebridge::proto::v1::{
+    AlertDraft, GetAlertRequest, Identifier, ListAlertsRequest, Phone, SubmitAlertRequest,
+    identifier::Kind,
+};
+use common::*;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_casebridge"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_alerts_name_the_field_and_store_nothing() {
+    let fed = TestFederation::start(&["police", "ngo"]).await;
+    let mut cms = fed.client("police", "cms").await;
+    let with = |f: &dyn Fn(&mut AlertDraft)| {
+        let mut d = sample_draft("case");
+        f(&mut d);
+        d
+    };
+    let cases: Vec<(&str, AlertDraft)> = vec![
+        (
+            "draft.content.category",
+            with(&|d| d.content.as_mut().unwrap().category = 0),
+        ),
+        (
+            "draft.content.severity",
+            with(&|d| d.content.as_mut().unwrap().severity = 42),
+        ),
+        (
+            "draft.content.narrative",
+            with(&|d| d.content.as_mut().unwrap().narrative = "x".repeat(20_000)),
+        ),
+        (
+            "draft.content.location.country",
+            with(&|d| {
+                d.content
+                    .as_mut()
+                    .unwrap()
+                    .location
+                    .as_mut()
+                    .unwrap()
+                    .country = "XY".into()
+            }),
+        ),
+        (
+            "draft.subjects[0].identifiers[0].phone.number",
+            with(&|d| {
+                d.subjects[0].identifiers[0] = Identifier {
+                    kind: Some(Kind::Phone(Phone {
+                        number: "  ".into(),
+                        region: String::new(),
+                    })),
+                }
+            }),
+        ),
+        (
+            "draft.subjects[0].identifiers[1]",
+            with(&|d| d.subjects[0].identifiers[1] = Identifier { kind: None }),
+        ),
+    ];
+    for (field, draft) in cases {
+        let err = cms
+            .alerts
+            .submit_alert(SubmitAlertRequest {
+                draft: Some(draft),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{field}");
+        assert!(
+            err.message().contains(field),
+            "message `{}` does not name {field}",
+            err.message()
+        );
+        let bad = err.get_details_bad_request().expect("BadRequest details");
+        assert_eq!(
+            bad.field_violations.len(),
+            1,
+            "{field}: {:?}",
+            bad.field_violations
+        );
+        assert_eq!(bad.field_violations[0].field, field);
+    }
+    // Missing draft altogether.
+    let err = cms
+        .alerts
+        .submit_alert(SubmitAlertRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    // Malformed ids and page tokens are invalid arguments too, not internal errors.
+    let err = cms
+        .alerts
+        .get_alert(GetAlertRequest {
+            id: "no-such-id".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let err = cms
+        .alerts
+        .get_alert(GetAlertRequest {
+            id: "police:01a22300-0000-7000-8000-000000000001".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = cms
+        .alerts
+        .list_alerts(ListAlertsRequest {
+            page_token: "garbage".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    assert!(
+        fed.alerts("police").await.is_empty(),
+        "nothing stored at the origin"
+    );
+    // Give a (wrongly) queued delivery time to show up before asserting its absence.
+    submit(&mut cms, "the one valid alert").await;
+    eventually("valid alert delivered", || async {
+        (fed.alerts("ngo").await.len() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(fed.alerts("police").await.len(), 1);
+    fed.shutdown().await;
+}
+
+#[test]
+fn config_errors_name_file_and_line_and_exit_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("node.toml");
+    std::fs::write(
+        &file,
+        "agency_id = \"police\"\nfederation = \"demo.cb\"\n\n[listen]\npeer = \"127.0.0.1:7001\"\nclient = \"not an address\"\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["node", "run", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:6:", file.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("address"), "{stderr}");
+
+    std::fs::write(&file, "agency_id = \"police\"\nbogus_key = 1\n").unwrap();
+    let out = bin()
+        .args(["node", "run", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:2:", file.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("bogus_key"), "{stderr}");
+}
+
+#[test]
+fn certs_init_never_overwrites_and_keys_are_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fed");
+    let run = || {
+        bin()
+            .args([
+                "certs",
+                "init",
+                "--federation",
+                "demo.cb",
+                "--agencies",
+                "police,ngo",
+                "--out",
+            ])
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let key = out.join("police/node.key");
+    let before = std::fs::read(&key).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for k in [
+            "federation-ca.key",
+            "police/node.key",
+            "police/client-ca.key",
+            "ngo/clients/cms.key",
+        ] {
+            let mode = std::fs::metadata(out.join(k)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{k}");
+        }
+    }
+    let second = run();
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("already exists"));
+    assert_eq!(
+        std::fs::read(&key).unwrap(),
+        before,
+        "existing key untouched"
+    );
+    // The generated config is valid as written.
+    casebridge::config::NodeConfig::load(&out.join("police/node.toml")).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_submits_json_and_reports_bad_files_precisely() {
+    let fed = TestFederation::start(&["police"]).await;
+    let client_cfg = fed.layout.agencies[&agency("police")]
+        .client_config("cms")
+        .to_owned();
+    let file = fed.dir.path().join("alert.json");
+    std::fs::write(
+        &file,
+        std::fs::read_to_string("docs/examples/alert.json").unwrap(),
+    )
+    .unwrap();
+    let cli = |args: &[&str]| {
+        let mut c = bin();
+        c.env("CASEBRIDGE_CLIENT_CONFIG", &client_cfg).args(args);
+        // The binary is synchronous from the test's point of view; run it off the runtime.
+        tokio::task::spawn_blocking(move || c.output().unwrap())
+    };
+    let out = cli(&[
+        "--json",
+        "alert",
+        "submit",
+        "--file",
+        file.to_str().unwrap(),
+    ])
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let alert: casebridge::proto::v1::Alert = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(alert.version, 1);
+    assert_eq!(fed.alerts("police").await.len(), 1);
+
+    // Syntax error: file, line and column.
+    std::fs::write(&file, "{\n  \"content\": {\n    \"category\": \n  }\n}\n").unwrap();
+    let out = cli(&["alert", "submit", "--file", file.to_str().unwrap()])
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(65));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:4:", file.display())),
+        "{stderr}"
+    );
+
+    // Semantically invalid: the node's field violations are shown.
+    std::fs::write(&file, r#"{"content": {"category": "CATEGORY_OTHER", "severity": "SEVERITY_LOW", "tlp": "TLP_GREEN", "location": {"country": "Narnia"}}}"#).unwrap();
+    let out = cli(&["alert", "submit", "--file", file.to_str().unwrap()])
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(65));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("draft.content.location.country"),
+        "{stderr}"
+    );
+    assert_eq!(
+        fed.alerts("police").await.len(),
+        1,
+        "nothing stored by the bad submits"
+    );
+    fed.shutdown().await;
+}
