@@ -29,7 +29,8 @@ pub struct NodeClient {
     pub channel: Channel,
 }
 
-/// Largest message the client accepts or sends (matches the node's default).
+/// Largest message the client accepts or sends. The node enforces its own,
+/// configurable limit (default 4 MiB); the client is never the tighter side.
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 
 impl NodeClient {

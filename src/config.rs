@@ -60,6 +60,57 @@ impl fmt::Display for Role {
     }
 }
 
+/// An integer setting with its allowed range in the type, so an out-of-range
+/// value is rejected while parsing and the error carries its line and column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Bounded<const MIN: usize, const MAX: usize>(usize);
+
+impl<const MIN: usize, const MAX: usize> Bounded<MIN, MAX> {
+    /// For defaults written in code; panics on a value outside the range.
+    pub const fn new(v: usize) -> Self {
+        assert!(v >= MIN && v <= MAX);
+        Self(v)
+    }
+    pub const fn get(self) -> usize {
+        self.0
+    }
+}
+
+impl<'de, const MIN: usize, const MAX: usize> Deserialize<'de> for Bounded<MIN, MAX> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = usize::deserialize(d)?;
+        if !(MIN..=MAX).contains(&v) {
+            return Err(serde::de::Error::custom(format!(
+                "{v} is out of range: must be between {MIN} and {MAX}"
+            )));
+        }
+        Ok(Self(v))
+    }
+}
+
+/// The roles of one client; an empty list is rejected (it would be a client
+/// that can do nothing, almost certainly a mistake).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Roles(BTreeSet<Role>);
+
+impl Roles {
+    pub fn contains(&self, role: &Role) -> bool {
+        self.0.contains(role)
+    }
+}
+
+impl<'de> Deserialize<'de> for Roles {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let roles = BTreeSet::<Role>::deserialize(d)?;
+        if roles.is_empty() {
+            return Err(serde::de::Error::custom(
+                "a client needs at least one role: submit, read or admin",
+            ));
+        }
+        Ok(Self(roles))
+    }
+}
+
 /// The node config file. Every field is documented because an NGO operator
 /// with little IT staff reads this struct's docs, through `docs/`, to write it.
 #[derive(Debug, Clone, Deserialize)]
@@ -79,7 +130,7 @@ pub struct NodeConfig {
     /// Local client names (the `<name>` in `spiffe://<fed>/agency/<id>/client/<name>`)
     /// and the roles each one has. A client not listed has no role at all.
     #[serde(default)]
-    pub clients: BTreeMap<ClientName, BTreeSet<Role>>,
+    pub clients: BTreeMap<ClientName, Roles>,
     #[serde(default)]
     pub alerts: AlertRules,
     #[serde(default)]
@@ -116,6 +167,14 @@ pub struct TlsConfig {
 pub struct StoreConfig {
     /// Directory of the sled database. Created if missing.
     pub dir: PathBuf,
+    /// Page cache of the store, in MiB. sled's own default (1 GiB) is too much
+    /// for the small machines NGOs run nodes on.
+    #[serde(default = "default_cache_mb")]
+    pub cache_capacity_mb: Bounded<8, 65_536>,
+}
+
+fn default_cache_mb() -> Bounded<8, 65_536> {
+    Bounded::new(128)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -131,16 +190,16 @@ pub struct PeerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct AlertRules {
     /// Retention applied when a submitted alert names none.
-    pub default_retention_days: u32,
+    pub default_retention_days: Bounded<1, 36500>,
     /// Longest retention a client may ask for.
-    pub max_retention_days: u32,
+    pub max_retention_days: Bounded<1, 36500>,
 }
 
 impl Default for AlertRules {
     fn default() -> Self {
         Self {
-            default_retention_days: 365,
-            max_retention_days: 3650,
+            default_retention_days: Bounded::new(365),
+            max_retention_days: Bounded::new(3650),
         }
     }
 }
@@ -149,41 +208,41 @@ impl Default for AlertRules {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Largest gRPC message decoded or encoded, both listeners.
-    pub max_message_bytes: usize,
-    pub max_narrative_bytes: usize,
-    pub max_subjects: usize,
-    pub max_identifiers_per_subject: usize,
-    pub max_indicators: usize,
+    /// Largest gRPC message decoded or encoded, both listeners (64 KiB to 64 MiB).
+    pub max_message_bytes: Bounded<65_536, 67_108_864>,
+    pub max_narrative_bytes: Bounded<0, 1_048_576>,
+    pub max_subjects: Bounded<0, 10_000>,
+    pub max_identifiers_per_subject: Bounded<1, 10_000>,
+    pub max_indicators: Bounded<0, 1_000>,
     /// Longest single text field other than the narrative (identifier values, city…).
-    pub max_field_bytes: usize,
+    pub max_field_bytes: Bounded<16, 65_536>,
     /// Time allowed for a TLS handshake before the connection is dropped.
-    pub handshake_timeout_secs: u64,
+    pub handshake_timeout_secs: Bounded<1, 600>,
     /// Deadline for one unary RPC on the server.
-    pub request_timeout_secs: u64,
+    pub request_timeout_secs: Bounded<1, 3600>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_message_bytes: 4 * 1024 * 1024,
-            max_narrative_bytes: 16 * 1024,
-            max_subjects: 64,
-            max_identifiers_per_subject: 32,
-            max_indicators: 32,
-            max_field_bytes: 256,
-            handshake_timeout_secs: 10,
-            request_timeout_secs: 30,
+            max_message_bytes: Bounded::new(4 * 1024 * 1024),
+            max_narrative_bytes: Bounded::new(16 * 1024),
+            max_subjects: Bounded::new(64),
+            max_identifiers_per_subject: Bounded::new(32),
+            max_indicators: Bounded::new(32),
+            max_field_bytes: Bounded::new(256),
+            handshake_timeout_secs: Bounded::new(10),
+            request_timeout_secs: Bounded::new(30),
         }
     }
 }
 
 impl Limits {
     pub fn handshake_timeout(&self) -> Duration {
-        Duration::from_secs(self.handshake_timeout_secs)
+        Duration::from_secs(self.handshake_timeout_secs.get() as u64)
     }
     pub fn request_timeout(&self) -> Duration {
-        Duration::from_secs(self.request_timeout_secs)
+        Duration::from_secs(self.request_timeout_secs.get() as u64)
     }
 }
 
@@ -191,22 +250,22 @@ impl Limits {
 #[serde(deny_unknown_fields, default)]
 pub struct DeliveryConfig {
     /// Envelopes sent to a peer and not yet acknowledged, at most.
-    pub window: usize,
+    pub window: Bounded<1, 4096>,
     /// First reconnect delay after a failure.
-    pub initial_backoff_ms: u64,
-    /// Cap of the exponential reconnect delay.
-    pub max_backoff_ms: u64,
+    pub initial_backoff_ms: Bounded<1, 60_000>,
+    /// Cap of the exponential reconnect delay (never below the first delay).
+    pub max_backoff_ms: Bounded<1, 3_600_000>,
     /// Time allowed to connect to a peer (TCP + TLS + Hello).
-    pub connect_timeout_secs: u64,
+    pub connect_timeout_secs: Bounded<1, 600>,
 }
 
 impl Default for DeliveryConfig {
     fn default() -> Self {
         Self {
-            window: 128,
-            initial_backoff_ms: 200,
-            max_backoff_ms: 30_000,
-            connect_timeout_secs: 10,
+            window: Bounded::new(128),
+            initial_backoff_ms: Bounded::new(200),
+            max_backoff_ms: Bounded::new(30_000),
+            connect_timeout_secs: Bounded::new(10),
         }
     }
 }
@@ -332,43 +391,12 @@ impl NodeConfig {
                 );
             }
         }
-        for (name, roles) in &self.clients {
-            if roles.is_empty() {
-                // Find the key for a helpful position; fall back to the table header.
-                let offset = src.find(&format!("{name} =")).unwrap_or(0);
-                return Err(at(
-                    file,
-                    src,
-                    offset,
-                    format!("client `{name}` has no roles; remove it or give it submit/read/admin"),
-                ));
-            }
-        }
-        let l = &self.limits;
-        if l.max_message_bytes < 64 * 1024 || l.max_message_bytes > 64 * 1024 * 1024 {
+        if self.alerts.default_retention_days > self.alerts.max_retention_days {
             return Err(at(
                 file,
                 src,
-                src.find("max_message_bytes").unwrap_or(0),
-                "limits.max_message_bytes must be between 65536 and 67108864",
-            ));
-        }
-        if self.alerts.default_retention_days == 0
-            || self.alerts.default_retention_days > self.alerts.max_retention_days
-        {
-            return Err(at(
-                file,
-                src,
-                src.find("default_retention_days").unwrap_or(0),
-                "alerts.default_retention_days must be at least 1 and at most max_retention_days",
-            ));
-        }
-        if self.delivery.window == 0 {
-            return Err(at(
-                file,
-                src,
-                src.find("window").unwrap_or(0),
-                "delivery.window must be at least 1",
+                key_offset(src, "default_retention_days"),
+                "alerts.default_retention_days must not exceed alerts.max_retention_days",
             ));
         }
         Ok(())
@@ -404,6 +432,22 @@ impl ClientConfig {
         }
         Ok(cfg)
     }
+}
+
+/// Offset of the line that sets `key` (first match outside comments), for
+/// errors about values only checkable after parsing.
+fn key_offset(src: &str, key: &str) -> usize {
+    let mut offset = 0;
+    for line in src.split_inclusive('\n') {
+        let t = line.trim_start();
+        if let Some(rest) = t.strip_prefix(key)
+            && rest.trim_start().starts_with('=')
+        {
+            return offset + (line.len() - t.len());
+        }
+        offset += line.len();
+    }
+    0
 }
 
 /// `host:port` where host is a DNS name, an IPv4 address or a bracketed IPv6 address.
@@ -516,6 +560,23 @@ cms = ["submit", "read"]
         assert!(msg.contains("does not exist"), "{msg}");
         let (line, _) = error_line(&GOOD.replace("127.0.0.1:7011", "nohost"));
         assert_eq!(line, 20);
+    }
+
+    #[test]
+    fn out_of_range_and_empty_values_name_their_line() {
+        let src = format!("{GOOD}\n[limits]\nmax_message_bytes = 10\n");
+        let (line, msg) = error_line(&src);
+        assert_eq!(line, 26);
+        assert!(msg.contains("between 65536"), "{msg}");
+        let (line, msg) = error_line(&GOOD.replace("[\"submit\", \"read\"]", "[]"));
+        assert_eq!(line, 23);
+        assert!(msg.contains("at least one role"), "{msg}");
+        let src = format!(
+            "{GOOD}\n[alerts]\n# default_retention_days = 1\nmax_retention_days = 10\ndefault_retention_days = 20\n"
+        );
+        let (line, msg) = error_line(&src);
+        assert_eq!(line, 28);
+        assert!(msg.contains("max_retention_days"), "{msg}");
     }
 
     #[test]

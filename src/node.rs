@@ -116,7 +116,10 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
     let client_tls = Arc::new(server_tls_config(&own, tls.client_ca.get_ref())?);
     let outgoing_tls = Arc::new(client_tls_config(&own, tls.federation_ca.get_ref())?);
 
-    let store = Arc::new(Store::open(&config.store.dir)?);
+    let store = Arc::new(Store::open(
+        &config.store.dir,
+        config.store.cache_capacity_mb.get() as u64 * 1024 * 1024,
+    )?);
     let peer_ids: Vec<AgencyId> = config
         .peers
         .iter()
@@ -169,7 +172,7 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
             source,
         })?;
     let limits = config.limits.clone();
-    let max = limits.max_message_bytes;
+    let max = limits.max_message_bytes.get();
     let server = || {
         Server::builder()
             .timeout(limits.request_timeout())

@@ -216,7 +216,13 @@ impl Ledger {
                     }
                 }
                 record.shared_with = peers.iter().map(ToString::to_string).collect();
-                let items = self.items_for(&alert, &peers);
+                // A peer removed from the config has no worker: queueing for
+                // it would only grow a queue nobody drains.
+                let live: Vec<AgencyId> = peers
+                    .into_iter()
+                    .filter(|p| self.peers.contains(p))
+                    .collect();
+                let items = self.items_for(&alert, &live);
                 record.alert = Some(alert);
                 Ok((record, items))
             })
@@ -257,7 +263,7 @@ impl Ledger {
         expected_version: u64,
         reason: &str,
     ) -> Result<Alert, AlertError> {
-        if reason.len() > self.limits.max_field_bytes * 4 {
+        if reason.len() > self.limits.max_field_bytes.get() * 4 {
             return Err(invalid("reason", "is too long"));
         }
         self.change(id, expected_version, |alert| {

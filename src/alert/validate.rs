@@ -124,10 +124,10 @@ pub fn check_content(
     let mut v = Violations::default();
     let f = |name: &str| format!("{path}.{name}");
     v.enum_field::<Category>(&f("category"), content.category, true);
-    if content.indicators.len() > limits.max_indicators {
+    if content.indicators.len() > limits.max_indicators.get() {
         v.add(
             f("indicators"),
-            format!("at most {} indicators", limits.max_indicators),
+            format!("at most {} indicators", limits.max_indicators.get()),
         );
     }
     for (i, ind) in content.indicators.iter().enumerate() {
@@ -151,13 +151,13 @@ pub fn check_content(
         v.text(
             &f("location.region"),
             &loc.region,
-            limits.max_field_bytes,
+            limits.max_field_bytes.get(),
             false,
         );
         v.text(
             &f("location.city"),
             &loc.city,
-            limits.max_field_bytes,
+            limits.max_field_bytes.get(),
             false,
         );
     }
@@ -179,7 +179,7 @@ pub fn check_content(
     v.text(
         &f("narrative"),
         &content.narrative,
-        limits.max_narrative_bytes,
+        limits.max_narrative_bytes.get(),
         false,
     );
     if let Some(r) = &content.retention_until
@@ -191,7 +191,7 @@ pub fn check_content(
 }
 
 fn check_identifier(id: &Identifier, path: &str, limits: &Limits, v: &mut Violations) {
-    let max = limits.max_field_bytes;
+    let max = limits.max_field_bytes.get();
     match &id.kind {
         None => v.add(path, "identifier has no type (phone, email, person, …)"),
         Some(Kind::Phone(p)) => {
@@ -276,8 +276,11 @@ fn check_identifier(id: &Identifier, path: &str, limits: &Limits, v: &mut Violat
 }
 
 fn check_subjects(subjects: &[Subject], path: &str, limits: &Limits, v: &mut Violations) {
-    if subjects.len() > limits.max_subjects {
-        v.add(path, format!("at most {} subjects", limits.max_subjects));
+    if subjects.len() > limits.max_subjects.get() {
+        v.add(
+            path,
+            format!("at most {} subjects", limits.max_subjects.get()),
+        );
     }
     for (i, s) in subjects.iter().enumerate() {
         let sp = format!("{path}[{i}]");
@@ -288,10 +291,13 @@ fn check_subjects(subjects: &[Subject], path: &str, limits: &Limits, v: &mut Vio
                 "a subject needs at least one identifier",
             );
         }
-        if s.identifiers.len() > limits.max_identifiers_per_subject {
+        if s.identifiers.len() > limits.max_identifiers_per_subject.get() {
             v.add(
                 format!("{sp}.identifiers"),
-                format!("at most {} identifiers", limits.max_identifiers_per_subject),
+                format!(
+                    "at most {} identifiers",
+                    limits.max_identifiers_per_subject.get()
+                ),
             );
         }
         for (j, id) in s.identifiers.iter().enumerate() {
@@ -318,10 +324,12 @@ pub fn validate_draft(
     };
     check_content(content, "draft.content", limits, &mut out);
     let day = Duration::from_secs(86_400);
-    let max = now + day * rules.max_retention_days;
+    let max = now + day * rules.max_retention_days.get() as u32;
     match content.retention_until.as_ref().and_then(to_system_time) {
         None if content.retention_until.is_none() => {
-            content.retention_until = Some(timestamp(now + day * rules.default_retention_days));
+            content.retention_until = Some(timestamp(
+                now + day * rules.default_retention_days.get() as u32,
+            ));
         }
         None => {} // already reported by check_content
         Some(t) if t <= now => out.push(FieldViolation {
@@ -332,7 +340,7 @@ pub fn validate_draft(
             field: "draft.content.retention_until".into(),
             description: format!(
                 "is beyond the node's maximum of {} days",
-                rules.max_retention_days
+                rules.max_retention_days.get() as u32
             ),
         }),
         Some(_) => {}

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tonic::{Request, Status};
 
-use crate::config::Role;
+use crate::config::{Role, Roles};
 use crate::identity::{ClientIdentity, ConnInfo, Identity, NodeIdentity};
 use crate::ids::{AgencyId, ClientName, FederationName};
 
@@ -20,7 +20,7 @@ fn identity<T>(req: &Request<T>) -> Result<&Identity, Status> {
 pub struct ClientPolicy {
     pub federation: FederationName,
     pub agency: AgencyId,
-    pub roles: BTreeMap<ClientName, BTreeSet<Role>>,
+    pub roles: BTreeMap<ClientName, Roles>,
 }
 
 impl ClientPolicy {

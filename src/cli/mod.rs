@@ -14,7 +14,9 @@ use tonic::Code;
 use crate::certs;
 use crate::client::{ClientError, NodeClient};
 use crate::config::{ConfigError, EXIT_CONFIG, NodeConfig};
+use crate::identity::TlsError;
 use crate::ids::{AgencyId, FederationName};
+use crate::node::NodeError;
 use crate::proto::v1::{
     AlertDraft, Category, GetAlertRequest, GetStatusRequest, ListAlertsRequest, ListPeersRequest,
     RetractAlertRequest, SubmitAlertRequest, UpdateAlertRequest,
@@ -158,16 +160,14 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
                 Code::Unavailable | Code::DeadlineExceeded => EXIT_UNAVAILABLE,
                 _ => 1,
             }
-        } else if error.downcast_ref::<ConfigError>().is_some()
-            || matches!(
-                error.downcast_ref::<ClientError>(),
-                Some(ClientError::Config(_))
-            )
-        {
+        } else if is_config_error(&error) {
             EXIT_CONFIG as u8
         } else if matches!(
             error.downcast_ref::<ClientError>(),
             Some(ClientError::Tls(_))
+        ) || matches!(
+            error.downcast_ref::<NodeError>(),
+            Some(NodeError::Bind { .. })
         ) {
             EXIT_UNAVAILABLE
         } else {
@@ -175,6 +175,23 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
         };
         Failure { code, error }
     }
+}
+
+/// Errors an operator fixes by editing the config or the files it names
+/// (exit 64, so a supervisor does not restart in a loop).
+fn is_config_error(error: &anyhow::Error) -> bool {
+    let tls_file = |e: &TlsError| !matches!(e, TlsError::Connect { .. });
+    error.downcast_ref::<ConfigError>().is_some()
+        || match error.downcast_ref::<ClientError>() {
+            Some(ClientError::Config(_)) => true,
+            Some(ClientError::Tls(e)) => tls_file(e),
+            None => false,
+        }
+        || match error.downcast_ref::<NodeError>() {
+            Some(NodeError::Tls(e)) => tls_file(e),
+            Some(NodeError::WrongCertificate { .. }) => true,
+            _ => false,
+        }
 }
 
 fn failure(code: u8, error: anyhow::Error) -> Failure {

@@ -157,11 +157,13 @@ struct Backoff {
 
 impl Backoff {
     fn new(cfg: &DeliveryConfig) -> Self {
-        let initial = Duration::from_millis(cfg.initial_backoff_ms.max(1));
+        let initial = Duration::from_millis(cfg.initial_backoff_ms.get() as u64);
         Self {
             next: initial,
             initial,
-            max: Duration::from_millis(cfg.max_backoff_ms.max(cfg.initial_backoff_ms)),
+            max: Duration::from_millis(
+                cfg.max_backoff_ms.get().max(cfg.initial_backoff_ms.get()) as u64
+            ),
         }
     }
     fn reset(&mut self) {
@@ -224,7 +226,7 @@ impl Worker {
             federation: ctx.federation.clone(),
             agency: self.peer.clone(),
         };
-        let timeout = Duration::from_secs(ctx.config.connect_timeout_secs);
+        let timeout = Duration::from_secs(ctx.config.connect_timeout_secs.get() as u64);
         let channel =
             connect_channel(&self.slot.address, expected, ctx.tls.clone(), timeout).await?;
         let mut client = PeerExchangeClient::new(channel)
@@ -247,7 +249,7 @@ impl Worker {
             return Err(DeliveryError::Protocol(hello.protocol_version));
         }
 
-        let window = ctx.config.window;
+        let window = ctx.config.window.get();
         let (tx, rx) = mpsc::channel::<Envelope>(window);
         let mut acks = client.deliver(ReceiverStream::new(rx)).await?.into_inner();
         self.slot.update(|s| s.connected = true);

@@ -39,12 +39,6 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     #[error("client certificate verifier: {0}")]
     Verifier(String),
-    #[error("node certificate {path} names {found}, but the config says {expected}")]
-    IdentityMismatch {
-        path: std::path::PathBuf,
-        found: String,
-        expected: String,
-    },
     #[error("cannot connect to {address}: {reason}")]
     Connect { address: String, reason: String },
 }

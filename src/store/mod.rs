@@ -109,9 +109,10 @@ fn map_tx<E>(e: TransactionError<E>) -> TxError<E> {
 impl Store {
     /// Opens (or creates) the store. Must be called inside a tokio runtime:
     /// it starts the group-commit flusher.
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+    pub fn open(dir: &Path, cache_capacity_bytes: u64) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(dir)
+            .cache_capacity(cache_capacity_bytes)
             // We flush explicitly before every acknowledgement; the periodic
             // background flush only bounds the work of the next explicit one.
             .flush_every_ms(Some(1000))

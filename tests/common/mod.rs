@@ -95,8 +95,8 @@ impl TestFederation {
     pub fn config(&self, a: &str) -> NodeConfig {
         let mut config = NodeConfig::load(&self.layout.agencies[&agency(a)].node_config).unwrap();
         // Quick reconnects keep tests short; production defaults are slower.
-        config.delivery.initial_backoff_ms = 50;
-        config.delivery.max_backoff_ms = 500;
+        config.delivery.initial_backoff_ms = casebridge::config::Bounded::new(50);
+        config.delivery.max_backoff_ms = casebridge::config::Bounded::new(500);
         (self.configure)(&agency(a), &mut config);
         config
     }
