@@ -29,4 +29,6 @@ pub mod identity;
 pub mod ids;
 pub mod node;
 pub mod proto;
+#[cfg(test)]
+mod proto_strategies;
 pub mod store;

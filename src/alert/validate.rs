@@ -443,6 +443,34 @@ mod tests {
         assert_eq!(fields(d), ["draft.content.retention_until"]);
     }
 
+    proptest::proptest! {
+        /// Any input gets an answer (never a panic); every violation names a
+        /// field under `draft`; an accepted draft has a retention deadline in
+        /// the allowed window and unchanged subjects.
+        #[test]
+        fn validation_is_total_and_precise(d in crate::proto_strategies::draft(true)) {
+            let now = SystemTime::now();
+            let rules = AlertRules::default();
+            match validate_draft(d.clone(), &Limits::default(), &rules, now) {
+                Ok(ok) => {
+                    let content = ok.content.unwrap();
+                    let until = to_system_time(&content.retention_until.unwrap()).unwrap();
+                    proptest::prop_assert!(until > now);
+                    proptest::prop_assert!(until <= now + Duration::from_secs(86_400) * rules.max_retention_days.get() as u32);
+                    proptest::prop_assert_eq!(ok.subjects, d.subjects);
+                    proptest::prop_assert!(Category::try_from(content.category).is_ok() && content.category != 0);
+                }
+                Err(violations) => {
+                    proptest::prop_assert!(!violations.is_empty());
+                    for v in violations {
+                        proptest::prop_assert!(v.field.starts_with("draft."), "{}", v.field);
+                        proptest::prop_assert!(!v.description.is_empty());
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn partial_dates() {
         for ok in ["1990", "1990-02", "1990-02-01"] {

@@ -23,20 +23,30 @@ pub struct CommitStats {
     pub requests: AtomicU64,
 }
 
-#[derive(Clone)]
 pub struct GroupCommit {
     tx: mpsc::UnboundedSender<Waiter>,
     stats: Arc<CommitStats>,
+    stop: tokio_util::sync::CancellationToken,
+    flusher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl GroupCommit {
-    /// Spawns the flusher. It ends when every `GroupCommit` clone is dropped.
-    pub fn start(db: sled::Db) -> (Self, tokio::task::JoinHandle<()>) {
+    /// Spawns the flusher task; [`GroupCommit::stop`] ends it.
+    pub fn start(db: sled::Db) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<Waiter>();
         let stats = Arc::new(CommitStats::default());
         let task_stats = stats.clone();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task_stop = stop.clone();
         let handle = tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
+            loop {
+                let first = tokio::select! {
+                    _ = task_stop.cancelled() => break,
+                    w = rx.recv() => match w {
+                        Some(w) => w,
+                        None => break,
+                    },
+                };
                 let mut waiters = vec![first];
                 while let Ok(w) = rx.try_recv() {
                     waiters.push(w);
@@ -55,8 +65,27 @@ impl GroupCommit {
                     let _ = w.send(result.clone());
                 }
             }
+            // Waiters still queued are answered with an error when `rx` drops.
         });
-        (Self { tx, stats }, handle)
+        Self {
+            tx,
+            stats,
+            stop,
+            flusher: std::sync::Mutex::new(Some(handle)),
+        }
+    }
+
+    /// Stops the flusher and waits until it has released its database handle.
+    pub async fn stop(&self) {
+        self.stop.cancel();
+        let handle = self
+            .flusher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(h) = handle {
+            let _ = h.await;
+        }
     }
 
     /// Resolves once everything written before the call is on disk.

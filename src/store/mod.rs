@@ -106,18 +106,40 @@ fn map_tx<E>(e: TransactionError<E>) -> TxError<E> {
     }
 }
 
+/// How long `open` waits for another holder of the database lock to let go.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// sled locks its directory. A previous instance that is still exiting (a
+/// supervisor restarting the process, or a node restarted inside one process
+/// whose last request tasks are still unwinding) holds it for a moment, so a
+/// lock conflict is retried for a bounded time before it is reported.
+fn open_with_lock_retry(config: &sled::Config) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
 impl Store {
     /// Opens (or creates) the store. Must be called inside a tokio runtime:
     /// it starts the group-commit flusher.
     pub fn open(dir: &Path, cache_capacity_bytes: u64) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_capacity_bytes)
             // We flush explicitly before every acknowledgement; the periodic
             // background flush only bounds the work of the next explicit one.
-            .flush_every_ms(Some(1000))
-            .open()?;
-        let (commit, _flusher) = GroupCommit::start(db.clone());
+            .flush_every_ms(Some(1000));
+        let db = open_with_lock_retry(&config)?;
+        let commit = GroupCommit::start(db.clone());
         Ok(Self {
             alerts: db.open_tree("alerts")?,
             outbox: db.open_tree("outbox")?,
@@ -324,9 +346,197 @@ impl Store {
         self.outbox.len() as u64
     }
 
-    /// Flushes and waits; used at shutdown.
+    /// Flushes, then stops the flusher; used at shutdown. Writes after this
+    /// fail with `StoreError::Flush`.
     pub async fn close(&self) -> Result<(), StoreError> {
         self.db.flush_async().await?;
+        self.commit.stop().await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::v1::Alert;
+
+    fn agency(s: &str) -> AgencyId {
+        AgencyId::new(s).unwrap()
+    }
+
+    fn record(id: &AlertId, version: u64, narrative: &str) -> StoredAlert {
+        StoredAlert {
+            alert: Some(Alert {
+                id: id.to_string(),
+                origin: id.origin().to_string(),
+                version,
+                content: Some(crate::proto::v1::AlertContent {
+                    narrative: narrative.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            shared_with: vec![],
+        }
+    }
+
+    fn shared(id: &AlertId, version: u64) -> SharedAlert {
+        SharedAlert {
+            id: id.to_string(),
+            origin: id.origin().to_string(),
+            version,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn local_write_and_outbox_are_atomic_and_ordered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let id = AlertId::generate(&agency("police"));
+        let (ngo, labour) = (agency("ngo"), agency("labour"));
+        for v in 1..=3 {
+            store
+                .write_local(&id, None, |_| {
+                    Ok::<_, ()>((
+                        record(&id, v, "x"),
+                        vec![
+                            OutboxItem {
+                                peer: ngo.clone(),
+                                alert: shared(&id, v),
+                            },
+                            OutboxItem {
+                                peer: labour.clone(),
+                                alert: shared(&id, v),
+                            },
+                        ],
+                    ))
+                })
+                .await
+                .unwrap();
+        }
+        let q = store.outbox_after(&ngo, None, 10).unwrap();
+        assert_eq!(
+            q.iter().map(|(_, a)| a.version).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        assert!(q.windows(2).all(|w| w[0].0 < w[1].0), "sequences increase");
+        // Paging by cursor and removal on ack.
+        let rest = store.outbox_after(&ngo, Some(q[0].0), 10).unwrap();
+        assert_eq!(rest.len(), 2);
+        assert!(store.outbox_remove(&ngo, q[0].0).unwrap());
+        assert!(!store.outbox_remove(&ngo, q[0].0).unwrap());
+        assert_eq!(store.outbox_depth(&ngo), 2);
+        assert_eq!(
+            store.outbox_depth(&labour),
+            3,
+            "other peers' queues untouched"
+        );
+
+        // A rejected build writes nothing at all.
+        let other = AlertId::generate(&agency("police"));
+        let err = store
+            .write_local(
+                &other,
+                None,
+                |_| -> Result<(StoredAlert, Vec<OutboxItem>), &str> { Err("no") },
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TxError::Rejected("no")));
+        assert!(store.get(&other).unwrap().is_none());
+        assert_eq!(store.outbox_total(), 5);
+    }
+
+    #[tokio::test]
+    async fn request_key_replays_the_first_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let first = AlertId::generate(&agency("police"));
+        let second = AlertId::generate(&agency("police"));
+        let w1 = store
+            .write_local(&first, Some(b"cms\0r1"), |_| {
+                Ok::<_, ()>((record(&first, 1, "a"), vec![]))
+            })
+            .await
+            .unwrap();
+        assert!(matches!(w1, LocalWrite::Written(_)));
+        let w2 = store
+            .write_local(&second, Some(b"cms\0r1"), |_| {
+                Ok::<_, ()>((record(&second, 1, "b"), vec![]))
+            })
+            .await
+            .unwrap();
+        match w2 {
+            LocalWrite::Replayed(r) => assert_eq!(r.alert.unwrap().id, first.to_string()),
+            other => panic!("expected replay, got {other:?}"),
+        }
+        assert!(store.get(&second).unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn received_versions_never_go_backwards() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let id = AlertId::generate(&agency("ngo"));
+        let out = store
+            .apply_received_batch(vec![
+                record(&id, 2, "v2"),
+                record(&id, 1, "v1"),
+                record(&id, 2, "v2 again"),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            [
+                ApplyOutcome::Stored,
+                ApplyOutcome::Duplicate,
+                ApplyOutcome::Duplicate
+            ]
+        );
+        let held = store.get(&id).unwrap().unwrap().alert.unwrap();
+        assert_eq!(
+            (held.version, held.content.unwrap().narrative.as_str()),
+            (2, "v2")
+        );
+        let out = store
+            .apply_received_batch(vec![record(&id, 3, "v3")])
+            .await
+            .unwrap();
+        assert_eq!(out, [ApplyOutcome::Stored]);
+        assert_eq!(store.count_alerts(&agency("police")).unwrap(), (0, 1));
+    }
+
+    #[tokio::test]
+    async fn data_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = AlertId::generate(&agency("police"));
+        {
+            let store = Store::open(dir.path(), 8 << 20).unwrap();
+            store
+                .write_local(&id, None, |_| {
+                    Ok::<_, ()>((
+                        record(&id, 1, "kept"),
+                        vec![OutboxItem {
+                            peer: agency("ngo"),
+                            alert: shared(&id, 1),
+                        }],
+                    ))
+                })
+                .await
+                .unwrap();
+            store.close().await.unwrap();
+        }
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        assert_eq!(store.get(&id).unwrap().unwrap().alert.unwrap().version, 1);
+        assert_eq!(store.outbox_depth(&agency("ngo")), 1);
+        assert!(
+            store
+                .commit_stats()
+                .flushes
+                .load(std::sync::atomic::Ordering::Relaxed)
+                == 0
+        );
     }
 }
