@@ -93,6 +93,9 @@ pub struct RunningNode {
     workers: Vec<JoinHandle<()>>,
 }
 
+/// Names of the server tasks, in the order of `RunningNode::servers`.
+const LISTENERS: [&str; 2] = ["peer", "client"];
+
 /// How long shutdown waits for in-flight RPCs before dropping connections.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -311,14 +314,15 @@ impl RunningNode {
         if let Some((idx, res)) = failed {
             servers.remove(idx);
             self.servers = servers;
+            let listener = LISTENERS[idx];
             let err = match res {
                 Ok(Err(e)) => e,
                 Ok(Ok(())) => NodeError::Serve {
-                    listener: "a",
+                    listener,
                     reason: "stopped unexpectedly".into(),
                 },
                 Err(e) => NodeError::Serve {
-                    listener: "a",
+                    listener,
                     reason: e.to_string(),
                 },
             };

@@ -67,6 +67,8 @@ async fn client_without_certificate_is_refused() {
     {
         assert_refused(NodeClient::from_channel(channel)).await;
     }
+    // Control: the same listener serves a client with a proper certificate.
+    assert!(fed.alerts("police").await.is_empty());
     fed.shutdown().await;
 }
 
@@ -133,6 +135,16 @@ async fn node_certificate_from_another_federation_is_refused() {
             .expect_err("foreign federation node was accepted");
         assert_ne!(err.code(), Code::Ok);
     }
+    // Control: the genuine `ngo` node is accepted on the same listener.
+    let mut genuine = fed.peer_client("ngo", "police").await;
+    genuine
+        .hello(HelloRequest {
+            protocol_version: PROTOCOL_VERSION,
+            agency_id: "ngo".into(),
+            federation: FEDERATION.into(),
+        })
+        .await
+        .unwrap();
     fed.shutdown().await;
 }
 

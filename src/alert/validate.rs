@@ -49,7 +49,7 @@ impl Violations {
             );
         } else if value
             .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t')
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
         {
             self.add(field, "contains control characters");
         }

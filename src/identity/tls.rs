@@ -45,6 +45,9 @@ pub enum TlsError {
 
 const H2: &[u8] = b"h2";
 
+/// TLS handshakes a listener runs at once; further connections are dropped.
+const MAX_PENDING_HANDSHAKES: usize = 256;
+
 /// Installs aws-lc-rs as the process-wide rustls provider. Only one provider
 /// is compiled in; calling this twice is harmless.
 pub fn install_crypto_provider() {
@@ -185,6 +188,7 @@ pub fn serve_tls(
 ) -> ReceiverStream<Result<AuthenticatedConn, io::Error>> {
     let (tx, rx) = mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
+    let pending = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
     tokio::spawn(async move {
         loop {
             let (tcp, remote) = tokio::select! {
@@ -200,10 +204,18 @@ pub fn serve_tls(
                     }
                 },
             };
+            // Bound the handshakes in progress: a flood of idle TCP
+            // connections costs at most this many tasks, each for at most
+            // the handshake timeout.
+            let Ok(permit) = pending.clone().try_acquire_owned() else {
+                tracing::warn!(%remote, "too many TLS handshakes in progress; connection dropped");
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await
                 {
                     Ok(Ok(tls)) => tls,
