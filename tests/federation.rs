@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use casebridge::proto::v1::{
-    GetAlertRequest, ListPeersRequest, RetractAlertRequest, SubmitAlertRequest, UpdateAlertRequest,
+    GetAlertRequest, RetractAlertRequest, SubmitAlertRequest, UpdateAlertRequest,
 };
 use common::*;
 
@@ -36,31 +36,15 @@ async fn alert_reaches_every_peer_without_subjects() {
         assert!(got.subjects.is_empty(), "raw subjects leaked to {receiver}");
     }
     // The origin's outbox drains once both peers acknowledged.
-    let mut admin = fed.client("police", "admin").await;
-    eventually("outbox drained", || {
-        let mut admin = admin.clone();
-        async move {
-            let peers = admin
-                .admin
-                .list_peers(ListPeersRequest {})
-                .await
-                .unwrap()
-                .into_inner()
-                .peers;
-            peers
-                .iter()
-                .all(|p| p.queue_depth == 0 && p.delivered_total == 1 && p.last_ack_at.is_some())
-                .then_some(())
-        }
+    eventually("outbox drained", || async {
+        let peers = fed.peers("police").await;
+        peers
+            .iter()
+            .all(|p| p.queue_depth == 0 && p.delivered_total == 1 && p.last_ack_at.is_some())
+            .then_some(())
     })
     .await;
-    let peers = admin
-        .admin
-        .list_peers(ListPeersRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .peers;
+    let peers = fed.peers("police").await;
     assert_eq!(peers.len(), 2);
     fed.shutdown().await;
 }
@@ -116,28 +100,12 @@ async fn peer_down_during_submits_receives_everything_exactly_once() {
         sent.push(submit(&mut cms, &format!("alert {i}")).await.id);
     }
     // While ngo is down, the queue is durable on police's side and errors are visible.
-    let mut admin = fed.client("police", "admin").await;
-    let peers = admin
-        .admin
-        .list_peers(ListPeersRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .peers;
+    let peers = fed.peers("police").await;
     assert_eq!(peers[0].queue_depth, N as u64);
     assert!(!peers[0].connected);
-    eventually("a connect error recorded", || {
-        let mut admin = admin.clone();
-        async move {
-            let p = admin
-                .admin
-                .list_peers(ListPeersRequest {})
-                .await
-                .unwrap()
-                .into_inner()
-                .peers;
-            (!p[0].last_error.is_empty()).then_some(())
-        }
+    eventually("a connect error recorded", || async {
+        let p = fed.peers("police").await;
+        (!p[0].last_error.is_empty()).then_some(())
     })
     .await;
 
@@ -159,19 +127,9 @@ async fn peer_down_during_submits_receives_everything_exactly_once() {
     assert!(counts.values().all(|c| *c == 1));
     assert_eq!(counts.keys().cloned().collect::<Vec<_>>(), sent);
 
-    let admin = fed.client("police", "admin").await;
-    eventually("outbox drained", || {
-        let mut admin = admin.clone();
-        async move {
-            let p = admin
-                .admin
-                .list_peers(ListPeersRequest {})
-                .await
-                .unwrap()
-                .into_inner()
-                .peers;
-            (p[0].queue_depth == 0).then_some(())
-        }
+    eventually("outbox drained", || async {
+        let p = fed.peers("police").await;
+        (p[0].queue_depth == 0).then_some(())
     })
     .await;
     // The receiver's own count agrees: N records, no duplicates.

@@ -228,7 +228,6 @@ async fn roles_are_enforced_per_rpc() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envelope_claiming_another_origin_is_rejected() {
     let fed = TestFederation::start(&["police", "labour", "ngo"]).await;
-    let mut ngo = fed.peer_client("ngo", "police").await;
     let forged = SharedAlert {
         id: "labour:01a22300-0000-7000-8000-000000000001".into(),
         origin: "labour".into(),
@@ -236,26 +235,21 @@ async fn envelope_claiming_another_origin_is_rejected() {
         content: sample_draft("forged").content,
         ..Default::default()
     };
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(Envelope {
-        sequence: 1,
-        alert: Some(forged),
-    })
-    .await
-    .unwrap();
-    let mut acks = ngo
-        .deliver(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
-    let err = acks
-        .message()
+    let err = fed
+        .deliver_one(
+            "ngo",
+            "police",
+            Envelope {
+                sequence: 1,
+                alert: Some(forged),
+            },
+        )
         .await
         .expect_err("forged envelope was acknowledged");
     assert_eq!(err.code(), Code::PermissionDenied);
     assert!(err.message().contains("labour"), "{}", err.message());
+
     // The id may also not smuggle another origin behind a truthful origin field.
-    let mut ngo = fed.peer_client("ngo", "police").await;
     let smuggled = SharedAlert {
         id: "labour:01a22300-0000-7000-8000-000000000002".into(),
         origin: "ngo".into(),
@@ -263,26 +257,21 @@ async fn envelope_claiming_another_origin_is_rejected() {
         content: sample_draft("smuggled").content,
         ..Default::default()
     };
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(Envelope {
-        sequence: 1,
-        alert: Some(smuggled),
-    })
-    .await
-    .unwrap();
-    let mut acks = ngo
-        .deliver(tokio_stream::wrappers::ReceiverStream::new(rx))
+    let err = fed
+        .deliver_one(
+            "ngo",
+            "police",
+            Envelope {
+                sequence: 1,
+                alert: Some(smuggled),
+            },
+        )
         .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        acks.message().await.unwrap_err().code(),
-        Code::PermissionDenied
-    );
+        .expect_err("smuggled origin was acknowledged");
+    assert_eq!(err.code(), Code::PermissionDenied);
     assert!(fed.alerts("police").await.is_empty(), "nothing stored");
 
     // A truthful envelope with invalid content is acked REJECTED (no retry loop) and not stored.
-    let mut ngo = fed.peer_client("ngo", "police").await;
     let mut content = sample_draft("bad").content.unwrap();
     content.category = 0;
     let bad = SharedAlert {
@@ -292,19 +281,17 @@ async fn envelope_claiming_another_origin_is_rejected() {
         content: Some(content),
         ..Default::default()
     };
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(Envelope {
-        sequence: 9,
-        alert: Some(bad),
-    })
-    .await
-    .unwrap();
-    let mut acks = ngo
-        .deliver(tokio_stream::wrappers::ReceiverStream::new(rx))
+    let ack = fed
+        .deliver_one(
+            "ngo",
+            "police",
+            Envelope {
+                sequence: 9,
+                alert: Some(bad),
+            },
+        )
         .await
-        .unwrap()
-        .into_inner();
-    let ack = acks.message().await.unwrap().unwrap();
+        .unwrap();
     assert_eq!(ack.sequence, 9);
     assert_eq!(ack.status, AckStatus::Rejected as i32);
     assert!(ack.reason.contains("category"), "{}", ack.reason);

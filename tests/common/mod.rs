@@ -19,8 +19,9 @@ use casebridge::ids::{AgencyId, FederationName};
 use casebridge::node::{Listeners, RunningNode, start};
 use casebridge::proto::v1::peer_exchange_client::PeerExchangeClient;
 use casebridge::proto::v1::{
-    Alert, AlertContent, AlertDraft, Category, Identifier, ListAlertsRequest, Location, PersonName,
-    Phone, Severity, Subject, SubjectRole, SubmitAlertRequest, Tlp, identifier::Kind,
+    Alert, AlertContent, AlertDraft, Category, DeliveryAck, Envelope, Identifier,
+    ListAlertsRequest, ListPeersRequest, Location, PeerStatus, PersonName, Phone, Severity,
+    Subject, SubjectRole, SubmitAlertRequest, Tlp, identifier::Kind,
 };
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
@@ -180,6 +181,38 @@ impl TestFederation {
             }
             page_token = page.next_page_token;
         }
+    }
+
+    /// Delivery state of `a`'s peers, through its admin API.
+    pub async fn peers(&self, a: &str) -> Vec<PeerStatus> {
+        let mut admin = self.client(a, "admin").await;
+        admin
+            .admin
+            .list_peers(ListPeersRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .peers
+    }
+
+    /// Delivers one envelope to `target` as the node `as_agency` and returns
+    /// the first answer on the ack stream.
+    pub async fn deliver_one(
+        &self,
+        as_agency: &str,
+        target: &str,
+        envelope: Envelope,
+    ) -> Result<DeliveryAck, tonic::Status> {
+        let mut client = self.peer_client(as_agency, target).await;
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tx.send(envelope).await.unwrap();
+        let mut acks = client
+            .deliver(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await?
+            .into_inner();
+        acks.message()
+            .await?
+            .ok_or_else(|| tonic::Status::unknown("ack stream ended"))
     }
 
     pub async fn shutdown(mut self) {
