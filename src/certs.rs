@@ -34,6 +34,8 @@ pub enum CertsError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    KeyRing(#[from] crate::pseudo::KeyRingError),
     #[error("no free loopback port: {0}")]
     Ports(std::io::Error),
 }
@@ -208,6 +210,7 @@ pub fn init_federation(
         true,
     )?;
     let ca = Issuer::new(fed_ca_params, ca_key);
+    crate::pseudo::keyring::generate(&out.join("matching-keys.toml"), federation)?;
 
     let mut agencies = BTreeMap::new();
     for (agency, own) in addrs {
@@ -321,6 +324,10 @@ client_ca = "client-ca.pem"
 
 [store]
 dir = "data"
+
+[matching]
+# The federation's shared matching key ring (same file on every node).
+key_ring = "../matching-keys.toml"
 
 [clients]
 "#,

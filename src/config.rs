@@ -132,6 +132,8 @@ pub struct NodeConfig {
     #[serde(default)]
     pub clients: BTreeMap<ClientName, Roles>,
     #[serde(default)]
+    pub matching: MatchingConfig,
+    #[serde(default)]
     pub alerts: AlertRules,
     #[serde(default)]
     pub limits: Limits,
@@ -184,6 +186,19 @@ pub struct PeerConfig {
     /// `host:port` of the peer's peer API. The host must appear in the peer's
     /// certificate (DNS or IP SAN).
     pub address: Spanned<String>,
+}
+
+/// How identifiers are pseudonymized for matching across agencies.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MatchingConfig {
+    /// The federation's matching key ring (`casebridge keys generate`), the
+    /// same file on every node, mode 0600. Without it identifiers are still
+    /// validated and normalized, but no tokens are shared and nothing matches.
+    pub key_ring: Option<Spanned<PathBuf>>,
+    /// Region (ISO 3166-1 alpha-2) for phone numbers written without country
+    /// code, e.g. "NL". A phone identifier's own `region` overrides it.
+    pub default_phone_region: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -346,6 +361,9 @@ impl NodeConfig {
             resolve(&base, p.get_mut());
         }
         resolve(&base, &mut cfg.store.dir);
+        if let Some(ring) = cfg.matching.key_ring.as_mut() {
+            resolve(&base, ring.get_mut());
+        }
         cfg.validate(file, src)?;
         Ok(cfg)
     }
@@ -390,6 +408,28 @@ impl NodeConfig {
                     format!("{key}: file {} does not exist", path.get_ref().display()),
                 );
             }
+        }
+        if let Some(ring) = &self.matching.key_ring
+            && !ring.get_ref().is_file()
+        {
+            return err(
+                ring.span(),
+                format!(
+                    "matching.key_ring: file {} does not exist",
+                    ring.get_ref().display()
+                ),
+            );
+        }
+        if let Some(region) = &self.matching.default_phone_region
+            && !crate::alert::validate::is_country_code(region.get_ref())
+        {
+            return err(
+                region.span(),
+                format!(
+                    "matching.default_phone_region: `{}` is not an ISO 3166-1 alpha-2 code (e.g. \"NL\")",
+                    region.get_ref()
+                ),
+            );
         }
         if self.alerts.default_retention_days > self.alerts.max_retention_days {
             return Err(at(

@@ -7,6 +7,7 @@
 //! - [`ids`]: newtypes for agency ids, client names, federation names, alert ids.
 //! - [`config`]: node and client config files, validated before anything starts.
 //! - [`identity`]: certificates, rustls configs, identity from a peer certificate.
+//! - [`pseudo`]: identifier normalization, the matching key ring, keyed tokens.
 //! - [`store`]: the sled database; the only module that touches sled.
 //! - [`alert`]: validation of client input and the local alert lifecycle.
 //! - [`exchange`]: the shared view of an alert, outbound delivery per peer, inbound apply.
@@ -31,4 +32,5 @@ pub mod node;
 pub mod proto;
 #[cfg(test)]
 mod proto_strategies;
+pub mod pseudo;
 pub mod store;

@@ -28,6 +28,7 @@ use crate::ids::{AgencyId, FederationName};
 use crate::proto::v1::admin_service_server::AdminServiceServer;
 use crate::proto::v1::alert_service_server::AlertServiceServer;
 use crate::proto::v1::peer_exchange_server::PeerExchangeServer;
+use crate::pseudo::{KeyRing, Pseudonymizer};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Error)]
@@ -41,6 +42,14 @@ pub enum NodeError {
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
+    },
+    #[error(transparent)]
+    KeyRing(#[from] crate::pseudo::KeyRingError),
+    #[error("key ring {path} is for federation {found}, this node is in {expected}")]
+    KeyRingFederation {
+        path: std::path::PathBuf,
+        found: String,
+        expected: String,
     },
     #[error("node certificate names {found}, but the config is for {expected}")]
     WrongCertificate { found: String, expected: String },
@@ -119,6 +128,7 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
     let client_tls = Arc::new(server_tls_config(&own, tls.client_ca.get_ref())?);
     let outgoing_tls = Arc::new(client_tls_config(&own, tls.federation_ca.get_ref())?);
 
+    let pseudo = Arc::new(load_pseudonymizer(&config)?);
     let store = Arc::new(Store::open(
         &config.store.dir,
         config.store.cache_capacity_mb.get() as u64 * 1024 * 1024,
@@ -152,6 +162,7 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
             config.limits.clone(),
             config.alerts.clone(),
             outbound.clone(),
+            pseudo,
         ),
         inbound: Inbound::new(store.clone(), config.limits.clone()),
         outbound: outbound.clone(),
@@ -261,6 +272,43 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
         servers,
         workers,
     })
+}
+
+fn load_pseudonymizer(config: &NodeConfig) -> Result<Pseudonymizer, NodeError> {
+    let ring = match &config.matching.key_ring {
+        Some(path) => {
+            let ring = KeyRing::load(path.get_ref())?;
+            if ring.federation != config.federation {
+                return Err(NodeError::KeyRingFederation {
+                    path: path.get_ref().clone(),
+                    found: ring.federation.to_string(),
+                    expected: config.federation.to_string(),
+                });
+            }
+            if ring
+                .active(time::OffsetDateTime::now_utc())
+                .next()
+                .is_none()
+            {
+                tracing::warn!(path = %path.get_ref().display(), "no matching key is valid now: subjects are not shared");
+            }
+            Some(ring)
+        }
+        None => {
+            tracing::warn!(
+                "no matching.key_ring configured: subjects stay on this node and nothing matches"
+            );
+            None
+        }
+    };
+    Ok(Pseudonymizer::new(
+        ring,
+        config
+            .matching
+            .default_phone_region
+            .as_ref()
+            .map(|r| r.get_ref().clone()),
+    ))
 }
 
 impl RunningNode {

@@ -14,8 +14,9 @@ use crate::exchange::{Outbound, shared_view};
 use crate::identity::ClientIdentity;
 use crate::ids::{AgencyId, AlertId};
 use crate::proto::v1::{
-    Alert, AlertDraft, Category, ListAlertsRequest, ListAlertsResponse, StoredAlert,
+    Alert, AlertDraft, Category, ListAlertsRequest, ListAlertsResponse, SharedSubject, StoredAlert,
 };
+use crate::pseudo::Pseudonymizer;
 use crate::store::{LocalWrite, OutboxItem, Store, StoreError, TxError};
 pub use validate::FieldViolation;
 use validate::timestamp;
@@ -75,6 +76,7 @@ pub struct Ledger {
     limits: Limits,
     rules: AlertRules,
     outbound: Arc<Outbound>,
+    pseudo: Arc<Pseudonymizer>,
 }
 
 impl Ledger {
@@ -85,6 +87,7 @@ impl Ledger {
         limits: Limits,
         rules: AlertRules,
         outbound: Arc<Outbound>,
+        pseudo: Arc<Pseudonymizer>,
     ) -> Self {
         Self {
             store,
@@ -93,11 +96,29 @@ impl Ledger {
             limits,
             rules,
             outbound,
+            pseudo,
         }
     }
 
-    fn items_for(&self, alert: &Alert, peers: &[AgencyId]) -> Vec<OutboxItem> {
-        let view = shared_view(alert);
+    /// Structural validation, then normalization and tokens for the subjects:
+    /// every problem in one answer, and nothing stored unless all is well.
+    fn prepare(
+        &self,
+        draft: Option<AlertDraft>,
+        now: SystemTime,
+    ) -> Result<(AlertDraft, Vec<SharedSubject>), AlertError> {
+        let draft = draft.ok_or_else(|| invalid("draft", "is required"))?;
+        let draft = validate::validate_draft(draft, &self.limits, &self.rules, now)
+            .map_err(AlertError::Invalid)?;
+        let pseudonyms = self
+            .pseudo
+            .pseudonymize(&draft.subjects, "draft.subjects", now.into())
+            .map_err(AlertError::Invalid)?;
+        Ok((draft, pseudonyms))
+    }
+
+    fn items_for(&self, record: &StoredAlert, peers: &[AgencyId]) -> Vec<OutboxItem> {
+        let view = shared_view(record);
         peers
             .iter()
             .map(|peer| OutboxItem {
@@ -130,9 +151,7 @@ impl Ledger {
         request_id: &str,
     ) -> Result<Alert, AlertError> {
         let now = SystemTime::now();
-        let draft = draft.ok_or_else(|| invalid("draft", "is required"))?;
-        let draft = validate::validate_draft(draft, &self.limits, &self.rules, now)
-            .map_err(AlertError::Invalid)?;
+        let (draft, pseudonyms) = self.prepare(draft, now)?;
         if request_id.len() > MAX_REQUEST_ID {
             return Err(invalid(
                 "request_id",
@@ -159,8 +178,10 @@ impl Ledger {
                 let record = StoredAlert {
                     alert: Some(alert.clone()),
                     shared_with: self.peers.iter().map(ToString::to_string).collect(),
+                    pseudonyms: pseudonyms.clone(),
                 };
-                Ok::<_, AlertError>((record, self.items_for(&alert, &self.peers)))
+                let items = self.items_for(&record, &self.peers);
+                Ok::<_, AlertError>((record, items))
             })
             .await?;
         match written {
@@ -179,7 +200,7 @@ impl Ledger {
         &self,
         id: &str,
         expected_version: u64,
-        change: impl Fn(&mut Alert),
+        change: impl Fn(&mut Alert, &mut Vec<SharedSubject>),
     ) -> Result<Alert, AlertError> {
         let id = self.own_id(id)?;
         let now = timestamp(SystemTime::now());
@@ -198,7 +219,9 @@ impl Ledger {
                         current: alert.version,
                     });
                 }
-                change(&mut alert);
+                let mut pseudonyms = record.pseudonyms.clone();
+                change(&mut alert, &mut pseudonyms);
+                record.pseudonyms = pseudonyms;
                 alert.version += 1;
                 alert.updated_at = Some(now);
                 let mut peers: Vec<AgencyId> = record
@@ -222,8 +245,8 @@ impl Ledger {
                     .into_iter()
                     .filter(|p| self.peers.contains(p))
                     .collect();
-                let items = self.items_for(&alert, &live);
                 record.alert = Some(alert);
+                let items = self.items_for(&record, &live);
                 Ok((record, items))
             })
             .await?;
@@ -245,12 +268,11 @@ impl Ledger {
         expected_version: u64,
         draft: Option<AlertDraft>,
     ) -> Result<Alert, AlertError> {
-        let draft = draft.ok_or_else(|| invalid("draft", "is required"))?;
-        let draft = validate::validate_draft(draft, &self.limits, &self.rules, SystemTime::now())
-            .map_err(AlertError::Invalid)?;
-        self.change(id, expected_version, |alert| {
+        let (draft, new_pseudonyms) = self.prepare(draft, SystemTime::now())?;
+        self.change(id, expected_version, |alert, pseudonyms| {
             alert.content = draft.content.clone();
             alert.subjects = draft.subjects.clone();
+            *pseudonyms = new_pseudonyms.clone();
         })
         .await
     }
@@ -266,11 +288,12 @@ impl Ledger {
         if reason.len() > self.limits.max_field_bytes.get() * 4 {
             return Err(invalid("reason", "is too long"));
         }
-        self.change(id, expected_version, |alert| {
+        self.change(id, expected_version, |alert, pseudonyms| {
             alert.retracted = true;
             alert.retraction_reason = reason.to_owned();
             alert.content = None;
             alert.subjects.clear();
+            pseudonyms.clear();
         })
         .await
     }

@@ -189,7 +189,11 @@ fn is_config_error(error: &anyhow::Error) -> bool {
         }
         || match error.downcast_ref::<NodeError>() {
             Some(NodeError::Tls(e)) => tls_file(e),
-            Some(NodeError::WrongCertificate { .. }) => true,
+            Some(
+                NodeError::WrongCertificate { .. }
+                | NodeError::KeyRing(_)
+                | NodeError::KeyRingFederation { .. },
+            ) => true,
             _ => false,
         }
 }

@@ -10,7 +10,12 @@ use crate::alert::validate::check_content;
 use crate::config::Limits;
 use crate::identity::NodeIdentity;
 use crate::ids::AlertId;
-use crate::proto::v1::{AckStatus, DeliveryAck, Envelope};
+use crate::proto::v1::{
+    AckStatus, DeliveryAck, Envelope, IdentifierType, SharedSubject, SubjectRole,
+};
+
+/// Length of a token value (HMAC-SHA256).
+const TOKEN_BYTES: usize = 32;
 use crate::store::{ApplyOutcome, Store, StoreError};
 
 use super::received_record;
@@ -90,7 +95,40 @@ impl Inbound {
                 return Ok(Some(format!("{}: {}", v.field, v.description)));
             }
         }
-        Ok(None)
+        Ok(self.check_subjects(&alert.subjects))
+    }
+
+    /// Pseudonymous subjects: bounded in number, every token well-formed.
+    fn check_subjects(&self, subjects: &[SharedSubject]) -> Option<String> {
+        let max_subjects = self.limits.max_subjects.get();
+        // Up to two key versions are active during a rotation; allow slack.
+        let max_tokens = self.limits.max_identifiers_per_subject.get() * 4;
+        if subjects.len() > max_subjects {
+            return Some(format!("alert.subjects: at most {max_subjects} subjects"));
+        }
+        for (i, s) in subjects.iter().enumerate() {
+            if SubjectRole::try_from(s.role).is_err() {
+                return Some(format!(
+                    "alert.subjects[{i}].role: unknown enum value {}",
+                    s.role
+                ));
+            }
+            if s.tokens.len() > max_tokens {
+                return Some(format!(
+                    "alert.subjects[{i}].tokens: at most {max_tokens} tokens"
+                ));
+            }
+            for (j, t) in s.tokens.iter().enumerate() {
+                let known = IdentifierType::try_from(t.r#type)
+                    .is_ok_and(|k| k != IdentifierType::Unspecified);
+                if !known || t.key_version == 0 || t.value.len() != TOKEN_BYTES {
+                    return Some(format!(
+                        "alert.subjects[{i}].tokens[{j}]: needs a known type, a key version and {TOKEN_BYTES} bytes"
+                    ));
+                }
+            }
+        }
+        None
     }
 
     /// Applies a batch of envelopes from one authenticated peer and returns one

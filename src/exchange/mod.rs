@@ -17,9 +17,14 @@ pub use outbound::{Outbound, PeerState};
 
 use crate::proto::v1::{Alert, SharedAlert, StoredAlert};
 
-/// The view of `alert` sent to peers. Subjects are left out entirely until
-/// pseudonymization lands: raw identifiers never leave the node.
-pub fn shared_view(alert: &Alert) -> SharedAlert {
+/// The view of a local alert sent to peers: content and the pseudonymous
+/// subjects (tokens only). Raw subjects are not an input here, so they
+/// cannot leave the node; a tombstone carries neither content nor tokens.
+pub fn shared_view(record: &StoredAlert) -> SharedAlert {
+    let alert = record
+        .alert
+        .as_ref()
+        .expect("stored alerts always hold an alert");
     SharedAlert {
         id: alert.id.clone(),
         origin: alert.origin.clone(),
@@ -33,11 +38,21 @@ pub fn shared_view(alert: &Alert) -> SharedAlert {
         } else {
             alert.content.clone()
         },
+        subjects: if alert.retracted {
+            Vec::new()
+        } else {
+            record.pseudonyms.clone()
+        },
     }
 }
 
 /// How a received alert is kept by the receiver.
 pub fn received_record(shared: SharedAlert) -> StoredAlert {
+    let pseudonyms = if shared.retracted {
+        Vec::new()
+    } else {
+        shared.subjects
+    };
     StoredAlert {
         alert: Some(Alert {
             id: shared.id,
@@ -55,5 +70,6 @@ pub fn received_record(shared: SharedAlert) -> StoredAlert {
             subjects: Vec::new(),
         }),
         shared_with: Vec::new(),
+        pseudonyms,
     }
 }

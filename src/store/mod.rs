@@ -377,6 +377,7 @@ mod tests {
                 ..Default::default()
             }),
             shared_with: vec![],
+            pseudonyms: vec![],
         }
     }
 
