@@ -3,6 +3,7 @@
 
 mod demo;
 mod output;
+mod pseudo;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -72,6 +73,16 @@ enum Command {
     Status,
     /// Start a three-agency demo federation on this machine.
     Demo(demo::DemoArgs),
+    /// The federation's matching key ring.
+    Keys {
+        #[command(subcommand)]
+        command: pseudo::KeysCommand,
+    },
+    /// Show how one identifier is normalized and tokenized.
+    Pseudo {
+        #[command(subcommand)]
+        command: pseudo::PseudoCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -187,6 +198,9 @@ fn is_config_error(error: &anyhow::Error) -> bool {
             Some(ClientError::Tls(e)) => tls_file(e),
             None => false,
         }
+        || error
+            .downcast_ref::<crate::pseudo::KeyRingError>()
+            .is_some()
         || match error.downcast_ref::<NodeError>() {
             Some(NodeError::Tls(e)) => tls_file(e),
             Some(
@@ -276,6 +290,8 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
                 },
         } => certs_init(&federation, &agencies, &out),
         Command::Demo(args) => demo::run(args).await,
+        Command::Keys { command } => pseudo::keys(command),
+        Command::Pseudo { command } => pseudo::pseudo(command, json),
         Command::Alert { command } => {
             let client = connect(cli.client_config.as_deref()).await?;
             alert(client, command, json).await

@@ -1,0 +1,208 @@
+//! `casebridge keys …` and `casebridge pseudo …`: the matching key ring and a
+//! look at what normalization and tokenization do with one identifier.
+
+use std::path::PathBuf;
+
+use anyhow::anyhow;
+use base64::Engine as _;
+use clap::{Args, Subcommand, ValueEnum};
+use time::OffsetDateTime;
+
+use super::{EXIT_DATAERR, Failure, failure};
+use crate::config::EXIT_CONFIG;
+use crate::ids::FederationName;
+use crate::proto::v1::{
+    AdvertUrl, CryptoWallet, DocumentType, Email, Iban, IdentityDocument, OnlineHandle, PersonName,
+    Phone, VehiclePlate, identifier::Kind,
+};
+use crate::pseudo::{KeyRing, Pseudonymizer, keyring, normalize};
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Write a new matching key ring (one key, valid from now). Distribute it
+    /// to every node of the federation out of band; it is a shared secret.
+    Generate {
+        #[arg(long)]
+        federation: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Add a new key valid from now; current keys stay valid for the overlap,
+    /// during which nodes derive tokens under both.
+    Rotate {
+        #[arg(long)]
+        ring: PathBuf,
+        #[arg(long, default_value_t = 30)]
+        overlap_days: u32,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PseudoCommand {
+    /// Print the normalized form of one identifier.
+    Normalize(IdentifierArgs),
+    /// Print the token(s) of one identifier under the key ring's active keys.
+    Token {
+        #[command(flatten)]
+        id: IdentifierArgs,
+        #[arg(long)]
+        key_ring: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum IdType {
+    Phone,
+    Email,
+    Person,
+    Passport,
+    NationalId,
+    Iban,
+    CryptoWallet,
+    OnlineHandle,
+    VehiclePlate,
+    AdvertUrl,
+}
+
+#[derive(Args)]
+pub struct IdentifierArgs {
+    #[arg(long = "type", value_enum)]
+    kind: IdType,
+    /// The identifier (number, address, IBAN, handle, plate, URL, document number).
+    #[arg(long, default_value = "")]
+    value: String,
+    /// Phone: region for numbers without country code (e.g. NL).
+    #[arg(long, default_value = "")]
+    region: String,
+    /// Document issuing country or vehicle plate country (ISO 3166-1 alpha-2).
+    #[arg(long, default_value = "")]
+    country: String,
+    /// Crypto wallet chain (e.g. ethereum) or online handle platform (e.g. telegram).
+    #[arg(long, default_value = "")]
+    on: String,
+    /// Person: given names, family name, date of birth (YYYY[-MM[-DD]]).
+    #[arg(long, default_value = "")]
+    given: String,
+    #[arg(long, default_value = "")]
+    family: String,
+    #[arg(long, default_value = "")]
+    dob: String,
+}
+
+impl IdentifierArgs {
+    fn kind(&self) -> Kind {
+        let v = self.value.clone();
+        match self.kind {
+            IdType::Phone => Kind::Phone(Phone {
+                number: v,
+                region: self.region.clone(),
+            }),
+            IdType::Email => Kind::Email(Email { address: v }),
+            IdType::Person => Kind::Person(PersonName {
+                given_names: self.given.clone(),
+                family_name: self.family.clone(),
+                date_of_birth: self.dob.clone(),
+            }),
+            IdType::Passport | IdType::NationalId => Kind::Document(IdentityDocument {
+                r#type: if matches!(self.kind, IdType::Passport) {
+                    DocumentType::Passport
+                } else {
+                    DocumentType::NationalId
+                } as i32,
+                number: v,
+                issuing_country: self.country.clone(),
+            }),
+            IdType::Iban => Kind::Iban(Iban { iban: v }),
+            IdType::CryptoWallet => Kind::CryptoWallet(CryptoWallet {
+                chain: self.on.clone(),
+                address: v,
+            }),
+            IdType::OnlineHandle => Kind::OnlineHandle(OnlineHandle {
+                platform: self.on.clone(),
+                handle: v,
+            }),
+            IdType::VehiclePlate => Kind::VehiclePlate(VehiclePlate {
+                country: self.country.clone(),
+                plate: v,
+            }),
+            IdType::AdvertUrl => Kind::AdvertUrl(AdvertUrl { url: v }),
+        }
+    }
+
+    fn normalized(&self) -> Result<normalize::Normalized, Failure> {
+        match normalize::normalize(&self.kind(), None) {
+            Ok(Some(n)) => Ok(n),
+            Ok(None) => Err(failure(
+                EXIT_DATAERR,
+                anyhow!(
+                    "a person without date of birth has no exact token (it is only matched fuzzily)"
+                ),
+            )),
+            Err(e) => Err(failure(EXIT_DATAERR, anyhow!(e))),
+        }
+    }
+}
+
+pub fn keys(command: KeysCommand) -> Result<(), Failure> {
+    match command {
+        KeysCommand::Generate { federation, out } => {
+            let federation = FederationName::new(federation)
+                .map_err(|e| failure(EXIT_CONFIG as u8, anyhow!(e)))?;
+            keyring::generate(&out, &federation)?;
+            println!(
+                "matching key ring for `{federation}` written to {} (mode 0600)",
+                out.display()
+            );
+            println!(
+                "copy it to every node of the federation and set matching.key_ring in node.toml"
+            );
+        }
+        KeysCommand::Rotate { ring, overlap_days } => {
+            let version = keyring::rotate(&ring, time::Duration::days(overlap_days.into()))?;
+            println!(
+                "added key version {version}; older keys stay valid for {overlap_days} days. Distribute {} to every node.",
+                ring.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn pseudo(command: PseudoCommand, json: bool) -> Result<(), Failure> {
+    match command {
+        PseudoCommand::Normalize(id) => {
+            let n = id.normalized()?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"type": n.kind.as_str_name(), "normalized": n.value})
+                );
+            } else {
+                println!("{}", n.value);
+            }
+        }
+        PseudoCommand::Token { id, key_ring } => {
+            let n = id.normalized()?;
+            let ring = KeyRing::load(&key_ring)?;
+            let tokens = Pseudonymizer::new(Some(ring), None).tokens(&n, OffsetDateTime::now_utc());
+            if tokens.is_empty() {
+                return Err(failure(
+                    EXIT_CONFIG as u8,
+                    anyhow!("{}: no key is valid now", key_ring.display()),
+                ));
+            }
+            for t in tokens {
+                let value = base64::engine::general_purpose::STANDARD.encode(&t.value);
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"type": n.kind.as_str_name(), "keyVersion": t.key_version, "value": value})
+                    );
+                } else {
+                    println!("v{} {value}", t.key_version);
+                }
+            }
+        }
+    }
+    Ok(())
+}
