@@ -10,6 +10,7 @@
 //! - [`pseudo`]: identifier normalization, the matching key ring, keyed tokens.
 //! - [`store`]: the sled database; the only module that touches sled.
 //! - [`alert`]: validation of client input and the local alert lifecycle.
+//! - [`matching`]: which shared tokens make a hit (applied by the store).
 //! - [`exchange`]: the shared view of an alert, outbound delivery per peer, inbound apply.
 //! - [`api`]: thin tonic services for the client, admin and peer APIs.
 //! - [`node`]: wires the above into a running node with two TLS listeners.
@@ -28,6 +29,7 @@ pub mod config;
 pub mod exchange;
 pub mod identity;
 pub mod ids;
+pub mod matching;
 pub mod node;
 pub mod proto;
 #[cfg(test)]

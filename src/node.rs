@@ -25,6 +25,7 @@ use crate::identity::{
     serve_tls, server_tls_config,
 };
 use crate::ids::{AgencyId, FederationName};
+use crate::matching::MatchScope;
 use crate::proto::v1::admin_service_server::AdminServiceServer;
 use crate::proto::v1::alert_service_server::AlertServiceServer;
 use crate::proto::v1::peer_exchange_server::PeerExchangeServer;
@@ -132,6 +133,14 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
     let store = Arc::new(Store::open(
         &config.store.dir,
         config.store.cache_capacity_mb.get() as u64 * 1024 * 1024,
+        MatchScope {
+            own: config.agency().clone(),
+            peers: config
+                .peers
+                .iter()
+                .map(|p| p.agency_id.get_ref().clone())
+                .collect(),
+        },
     )?);
     let peer_ids: Vec<AgencyId> = config
         .peers

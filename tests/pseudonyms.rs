@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use casebridge::identity::{TlsIdentity, serve_tls, server_tls_config};
 use casebridge::proto::PROTOCOL_VERSION;
+use casebridge::proto::v1::envelope::Payload;
 use casebridge::proto::v1::peer_exchange_server::{PeerExchange, PeerExchangeServer};
 use casebridge::proto::v1::{
     AckStatus, AlertDraft, DeliveryAck, Email, Envelope, HelloRequest, HelloResponse, Iban,
@@ -116,7 +117,9 @@ async fn no_raw_identifier_goes_over_the_wire() {
 
     // Tokens did travel: one per identifier (phone, person+dob, e-mail, IBAN).
     let env = Envelope::decode(wire.as_slice()).unwrap();
-    let alert = env.alert.unwrap();
+    let Some(Payload::Alert(alert)) = env.payload else {
+        panic!("expected an alert envelope");
+    };
     assert_eq!(alert.id, sent.id);
     let tokens = &alert.subjects[0].tokens;
     let mut types: Vec<i32> = tokens.iter().map(|t| t.r#type).collect();

@@ -14,6 +14,7 @@ use casebridge::identity::{
 };
 use casebridge::ids::{ClientName, FederationName};
 use casebridge::proto::PROTOCOL_VERSION;
+use casebridge::proto::v1::envelope::Payload;
 use casebridge::proto::v1::{
     AckStatus, Envelope, GetStatusRequest, HelloRequest, ListAlertsRequest, SharedAlert,
     SubmitAlertRequest,
@@ -241,7 +242,7 @@ async fn envelope_claiming_another_origin_is_rejected() {
             "police",
             Envelope {
                 sequence: 1,
-                alert: Some(forged),
+                payload: Some(Payload::Alert(forged)),
             },
         )
         .await
@@ -263,7 +264,7 @@ async fn envelope_claiming_another_origin_is_rejected() {
             "police",
             Envelope {
                 sequence: 1,
-                alert: Some(smuggled),
+                payload: Some(Payload::Alert(smuggled)),
             },
         )
         .await
@@ -287,7 +288,7 @@ async fn envelope_claiming_another_origin_is_rejected() {
             "police",
             Envelope {
                 sequence: 9,
-                alert: Some(bad),
+                payload: Some(Payload::Alert(bad)),
             },
         )
         .await

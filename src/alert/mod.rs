@@ -13,6 +13,7 @@ use crate::config::{AlertRules, Limits};
 use crate::exchange::{Outbound, shared_view};
 use crate::identity::ClientIdentity;
 use crate::ids::{AgencyId, AlertId};
+use crate::proto::v1::envelope::Payload;
 use crate::proto::v1::{
     Alert, AlertDraft, Category, ListAlertsRequest, ListAlertsResponse, SharedSubject, StoredAlert,
 };
@@ -123,7 +124,7 @@ impl Ledger {
             .iter()
             .map(|peer| OutboxItem {
                 peer: peer.clone(),
-                alert: view.clone(),
+                payload: Payload::Alert(view.clone()),
             })
             .collect()
     }

@@ -1,14 +1,22 @@
 use std::sync::Arc;
 
+use std::pin::Pin;
+
+use futures_util::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::config::Role;
 use crate::node::NodeCore;
 use crate::proto::v1::alert_service_server::AlertService;
 use crate::proto::v1::{
-    Alert, GetAlertRequest, ListAlertsRequest, ListAlertsResponse, RetractAlertRequest,
-    SubmitAlertRequest, UpdateAlertRequest,
+    Alert, GetAlertRequest, Hit, ListAlertsRequest, ListAlertsResponse, RetractAlertRequest,
+    SubmitAlertRequest, UpdateAlertRequest, WatchHitsRequest,
 };
+
+/// Hits read from the store and buffered per watcher at a time.
+const HIT_PAGE: usize = 256;
 
 pub struct AlertApi(pub Arc<NodeCore>);
 
@@ -62,6 +70,53 @@ impl AlertService for AlertApi {
     async fn get_alert(&self, req: Request<GetAlertRequest>) -> Result<Response<Alert>, Status> {
         self.0.clients.require(&req, Role::Read)?;
         Ok(Response::new(self.0.ledger.get(&req.get_ref().id)?))
+    }
+
+    type WatchHitsStream = Pin<Box<dyn Stream<Item = Result<Hit, Status>> + Send>>;
+
+    async fn watch_hits(
+        &self,
+        req: Request<WatchHitsRequest>,
+    ) -> Result<Response<Self::WatchHitsStream>, Status> {
+        self.0.clients.require(&req, Role::Read)?;
+        let r = req.into_inner();
+        let core = self.0.clone();
+        let (tx, rx) = mpsc::channel(HIT_PAGE);
+        tokio::spawn(async move {
+            let mut changed = core.store.watch_hits();
+            let mut after = r.after_sequence;
+            loop {
+                // Mark the current value seen before reading, so a hit stored
+                // while we read wakes us again.
+                changed.borrow_and_update();
+                let page = match core.store.hits_after(after, HIT_PAGE) {
+                    Ok(page) => page,
+                    Err(e) => {
+                        let _ = tx.send(Err(super::status::store_unavailable(e))).await;
+                        return;
+                    }
+                };
+                let full = page.len() == HIT_PAGE;
+                for hit in page {
+                    after = hit.sequence;
+                    if tx.send(Ok(hit)).await.is_err() {
+                        return; // client went away
+                    }
+                }
+                if full {
+                    continue;
+                }
+                if r.backlog_only {
+                    return;
+                }
+                tokio::select! {
+                    _ = core.shutdown.cancelled() => return,
+                    _ = tx.closed() => return,
+                    res = changed.changed() => if res.is_err() { return },
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn list_alerts(

@@ -15,9 +15,9 @@ use crate::config::NodeConfig;
 use crate::ids::{AgencyId, FederationName};
 use crate::node::{Listeners, RunningNode, start};
 use crate::proto::v1::{
-    Alert, AlertContent, AlertDraft, Category, Confidence, Email, HandlingCode, Identifier,
-    Indicator, ListAlertsRequest, Location, PersonName, Phone, Severity, Subject, SubjectRole,
-    SubmitAlertRequest, Tlp, identifier::Kind,
+    Alert, AlertContent, AlertDraft, Category, Confidence, Email, HandlingCode, Hit, Identifier,
+    IdentifierType, Indicator, ListAlertsRequest, Location, PersonName, Phone, Severity, Subject,
+    SubjectRole, SubmitAlertRequest, Tlp, WatchHitsRequest, identifier::Kind,
 };
 
 #[derive(Args)]
@@ -125,9 +125,16 @@ fn samples() -> Vec<(&'static str, AlertDraft)> {
                 &[Indicator::DebtBondage, Indicator::IntimidationThreats],
                 vec![Subject {
                     role: SubjectRole::SuspectedTrafficker as i32,
-                    identifiers: vec![identifier(Kind::Email(Email {
-                        address: "jobs.abroad@example.org".into(),
-                    }))],
+                    identifiers: vec![
+                        identifier(Kind::Email(Email {
+                            address: "jobs.abroad@example.org".into(),
+                        })),
+                        // The number police recorded as "+31 6 1234 5678": an exact hit.
+                        identifier(Kind::Phone(Phone {
+                            number: "0612345678".into(),
+                            region: "NL".into(),
+                        })),
+                    ],
                 }],
             ),
         ),
@@ -176,6 +183,35 @@ async fn list(layout: &FederationLayout, agency: &str) -> anyhow::Result<Vec<Ale
         .await?
         .into_inner()
         .alerts)
+}
+
+/// The first hit at `agency` with an alert of `other`, waiting a bounded time.
+async fn wait_for_hit(
+    layout: &FederationLayout,
+    agency: &str,
+    other: &str,
+) -> anyhow::Result<Option<Hit>> {
+    let deadline = Instant::now() + DELIVERY_TIMEOUT;
+    let mut c = client(layout, agency, "analyst").await?;
+    loop {
+        let mut stream = c
+            .alerts
+            .watch_hits(WatchHitsRequest {
+                after_sequence: 0,
+                backlog_only: true,
+            })
+            .await?
+            .into_inner();
+        while let Some(h) = stream.message().await? {
+            if h.other_agency == other {
+                return Ok(Some(h));
+            }
+        }
+        if Instant::now() > deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 pub async fn run(args: DemoArgs) -> Result<(), Failure> {
@@ -260,6 +296,29 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         println!("{line}");
     }
 
+    // The same phone number, written differently by police and ngo, must
+    // give a hit on both sides (without either seeing the other's number).
+    println!("\nhits:");
+    let expected_hits = [("police", "ngo"), ("ngo", "police")];
+    for (agency, other) in expected_hits {
+        let found = wait_for_hit(&fed.layout, agency, other).await?;
+        match found {
+            Some(h) => println!(
+                "  {agency:<7} your {} relates to {} at {other} (same {})",
+                h.local_alert_id,
+                h.other_alert_id,
+                IdentifierType::try_from(h.r#type).map_or("identifier".to_string(), |t| t
+                    .as_str_name()
+                    .trim_start_matches("IDENTIFIER_TYPE_")
+                    .to_ascii_lowercase())
+            ),
+            None => {
+                ok = false;
+                println!("  {agency:<7} MISSING the expected hit with {other}");
+            }
+        }
+    }
+
     if !args.once {
         println!("\nThe federation keeps running. Try, in another terminal:");
         let police = &fed
@@ -286,14 +345,15 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
     }
     if ok {
         println!(
-            "\nall {} deliveries happened",
-            submitted.len() * (AGENCIES.len() - 1)
+            "\nall {} deliveries and {} hits happened",
+            submitted.len() * (AGENCIES.len() - 1),
+            expected_hits.len()
         );
         Ok(())
     } else {
         Err(super::failure(
             1,
-            anyhow!("some expected deliveries did not happen"),
+            anyhow!("some expected deliveries or hits did not happen"),
         ))
     }
 }

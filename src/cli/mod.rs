@@ -67,6 +67,11 @@ enum Command {
         #[command(subcommand)]
         command: AlertCommand,
     },
+    /// Hits: your alerts that relate to other agencies' alerts.
+    Hits {
+        #[command(subcommand)]
+        command: HitsCommand,
+    },
     /// Delivery state of each peer (admin role).
     Peers,
     /// Node status (admin role).
@@ -82,6 +87,20 @@ enum Command {
     Pseudo {
         #[command(subcommand)]
         command: pseudo::PseudoCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum HitsCommand {
+    /// Print hits after a sequence number, then keep streaming new ones
+    /// (reconnecting after an interruption) until Ctrl-C.
+    Watch {
+        /// Resume after this hit sequence (the last one you processed).
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Print the hits found so far and exit.
+        #[arg(long)]
+        backlog_only: bool,
     },
 }
 
@@ -296,6 +315,13 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             let client = connect(cli.client_config.as_deref()).await?;
             alert(client, command, json).await
         }
+        Command::Hits {
+            command:
+                HitsCommand::Watch {
+                    after,
+                    backlog_only,
+                },
+        } => watch_hits(cli.client_config.as_deref(), after, backlog_only, json).await,
         Command::Peers => {
             let mut client = connect(cli.client_config.as_deref()).await?;
             let peers = client
@@ -316,6 +342,55 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             output::status(&status, json);
             Ok(())
         }
+    }
+}
+
+/// Streams hits, resuming from the last printed sequence after a dropped
+/// connection (bounded backoff), until Ctrl-C or, with `backlog_only`, the end
+/// of the backlog.
+async fn watch_hits(
+    config: Option<&Path>,
+    mut after: u64,
+    backlog_only: bool,
+    json: bool,
+) -> Result<(), Failure> {
+    use crate::proto::v1::WatchHitsRequest;
+    let mut delay = std::time::Duration::from_millis(500);
+    loop {
+        let mut client = connect(config).await?;
+        let mut stream = client
+            .alerts
+            .watch_hits(WatchHitsRequest {
+                after_sequence: after,
+                backlog_only,
+            })
+            .await?
+            .into_inner();
+        loop {
+            let next = tokio::select! {
+                _ = shutdown_signal() => return Ok(()),
+                next = stream.message() => next,
+            };
+            match next {
+                Ok(Some(hit)) => {
+                    after = hit.sequence;
+                    output::hit(&hit, json);
+                    delay = std::time::Duration::from_millis(500);
+                }
+                Ok(None) if backlog_only => return Ok(()),
+                Ok(None) => break,
+                Err(status) if status.code() == Code::Unavailable => {
+                    eprintln!(
+                        "connection lost ({}); resuming after hit {after}",
+                        status.message()
+                    );
+                    break;
+                }
+                Err(status) => return Err(status.into()),
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_secs(30));
     }
 }
 

@@ -5,7 +5,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::proto::v1::{
-    Alert, Category, Indicator, ListPeersResponse, NodeStatus, Severity, Tlp, identifier::Kind,
+    Alert, Category, Hit, HitSource, IdentifierType, Indicator, ListPeersResponse, NodeStatus,
+    Severity, Tlp, identifier::Kind,
 };
 
 fn json<T: serde::Serialize>(v: &T) {
@@ -152,6 +153,32 @@ pub fn alerts(list: &[Alert], as_json: bool) {
             time(a.updated_at.as_ref())
         );
     }
+}
+
+pub fn hit(h: &Hit, as_json: bool) {
+    if as_json {
+        return match serde_json::to_string(h) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("error: cannot render JSON: {e}"),
+        };
+    }
+    let kind = IdentifierType::try_from(h.r#type).map_or("?".into(), |t| {
+        enum_name(t.as_str_name(), "IDENTIFIER_TYPE_")
+    });
+    let source = if h.source == HitSource::Notice as i32 {
+        "notice"
+    } else {
+        "match"
+    };
+    println!(
+        "hit {:>5}  {}  your {}  <->  {} at {}  ({kind}, similarity {:.2}, {source})",
+        h.sequence,
+        time(h.detected_at.as_ref()),
+        h.local_alert_id,
+        h.other_alert_id,
+        h.other_agency,
+        h.similarity,
+    );
 }
 
 pub fn peers(p: &ListPeersResponse, as_json: bool) {

@@ -10,13 +10,14 @@ use crate::alert::validate::check_content;
 use crate::config::Limits;
 use crate::identity::NodeIdentity;
 use crate::ids::AlertId;
+use crate::proto::v1::envelope::Payload;
 use crate::proto::v1::{
-    AckStatus, DeliveryAck, Envelope, IdentifierType, SharedSubject, SubjectRole,
+    AckStatus, DeliveryAck, Envelope, IdentifierType, SharedAlert, SharedSubject, SubjectRole,
 };
 
 /// Length of a token value (HMAC-SHA256).
 const TOKEN_BYTES: usize = 32;
-use crate::store::{ApplyOutcome, Store, StoreError};
+use crate::store::{ApplyOutcome, NoticeOutcome, Store, StoreError};
 
 use super::received_record;
 
@@ -63,12 +64,14 @@ impl Inbound {
 
     /// Checks one envelope. `Ok(None)` means acceptable; `Ok(Some(reason))`
     /// means permanently refused (acked as REJECTED so the sender stops).
-    fn check(&self, from: &NodeIdentity, env: &Envelope) -> Result<Option<String>, InboundError> {
-        let Some(alert) = &env.alert else {
-            return Ok(Some("envelope has no alert".into()));
-        };
+    fn check(
+        &self,
+        from: &NodeIdentity,
+        sequence: u64,
+        alert: &SharedAlert,
+    ) -> Result<Option<String>, InboundError> {
         let wrong_origin = |claimed: &str| InboundError::WrongOrigin {
-            sequence: env.sequence,
+            sequence,
             claimed: claimed.to_owned(),
             peer: from.agency.to_string(),
         };
@@ -140,26 +143,44 @@ impl Inbound {
     ) -> Result<Vec<DeliveryAck>, InboundError> {
         let mut acks = Vec::with_capacity(envelopes.len());
         let mut records = Vec::new();
+        let mut notices = Vec::new();
         for env in envelopes {
-            match self.check(from, &env)? {
-                Some(reason) => {
-                    tracing::warn!(peer = %from.agency, sequence = env.sequence, %reason, "envelope rejected");
-                    acks.push(DeliveryAck {
-                        sequence: env.sequence,
-                        status: AckStatus::Rejected as i32,
-                        reason,
-                    });
+            let mut ack = DeliveryAck {
+                sequence: env.sequence,
+                status: AckStatus::Stored as i32,
+                reason: String::new(),
+            };
+            let refusal = match env.payload {
+                None => Some("envelope has no payload".to_owned()),
+                Some(Payload::Alert(alert)) => {
+                    let refusal = self.check(from, env.sequence, &alert)?;
+                    if refusal.is_none() {
+                        records.push((acks.len(), received_record(alert)));
+                    }
+                    refusal
                 }
-                None => {
-                    acks.push(DeliveryAck {
-                        sequence: env.sequence,
-                        status: AckStatus::Stored as i32,
-                        reason: String::new(),
-                    });
-                    records.push((
-                        acks.len() - 1,
-                        received_record(env.alert.unwrap_or_default()),
-                    ));
+                Some(Payload::HitNotice(notice)) => {
+                    notices.push((acks.len(), notice));
+                    None
+                }
+            };
+            if let Some(reason) = refusal {
+                tracing::warn!(peer = %from.agency, sequence = env.sequence, %reason, "envelope rejected");
+                ack.status = AckStatus::Rejected as i32;
+                ack.reason = reason;
+            }
+            acks.push(ack);
+        }
+        for (idx, notice) in notices {
+            match self.store.record_notice(&from.agency, &notice).await? {
+                NoticeOutcome::Recorded(hit) => {
+                    tracing::info!(peer = %from.agency, alert = %hit.local_alert_id, "hit notice recorded");
+                }
+                NoticeOutcome::Known => acks[idx].status = AckStatus::Duplicate as i32,
+                NoticeOutcome::Refused(reason) => {
+                    tracing::warn!(peer = %from.agency, %reason, "hit notice refused");
+                    acks[idx].status = AckStatus::Rejected as i32;
+                    acks[idx].reason = reason;
                 }
             }
         }

@@ -259,7 +259,7 @@ impl Worker {
         let mut cursor: Option<u64> = None;
         loop {
             if in_flight.len() < window {
-                for (seq, alert) in
+                for (seq, payload) in
                     ctx.store
                         .outbox_after(&self.peer, cursor, window - in_flight.len())?
                 {
@@ -268,7 +268,7 @@ impl Worker {
                     if tx
                         .send(Envelope {
                             sequence: seq,
-                            alert: Some(alert),
+                            payload: Some(payload),
                         })
                         .await
                         .is_err()

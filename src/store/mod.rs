@@ -5,12 +5,14 @@
 //! - `alerts`: alert id → `StoredAlert` (latest version only).
 //! - `outbox`: peer ‖ 0x00 ‖ sequence (u64 BE) → `SharedAlert` waiting for the peer's ack.
 //! - `requests`: client ‖ 0x00 ‖ request id → alert id, for idempotent submits.
+//! - `tokens`, `hits`, `hit_keys`: the token index and hit log (see `index`).
 //!
 //! Every operation that changes an alert writes the alert and its outbox
 //! entries in one sled transaction, and returns only after a (group) flush, so
 //! whatever a caller acknowledges is on disk and its deliveries are queued.
 
 mod group_commit;
+mod index;
 
 pub use group_commit::CommitStats;
 
@@ -22,8 +24,10 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use thiserror::Error;
 
 use crate::ids::{AgencyId, AlertId};
-use crate::proto::v1::{SharedAlert, StoredAlert};
+use crate::matching::MatchScope;
+use crate::proto::v1::{Envelope, Hit, HitNotice, HitSource, StoredAlert, envelope::Payload};
 use group_commit::GroupCommit;
+use index::IndexTrees;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -48,7 +52,17 @@ pub enum TxError<E> {
 #[derive(Debug, Clone)]
 pub struct OutboxItem {
     pub peer: AgencyId,
-    pub alert: SharedAlert,
+    pub payload: Payload,
+}
+
+/// What became of a hit notice from a peer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NoticeOutcome {
+    Recorded(Hit),
+    /// Already known (found here, or noticed before).
+    Known,
+    /// Refused, with the reason for the sender.
+    Refused(String),
 }
 
 /// Result of writing a local alert.
@@ -73,7 +87,13 @@ pub struct Store {
     alerts: sled::Tree,
     outbox: sled::Tree,
     requests: sled::Tree,
+    tokens: sled::Tree,
+    hits: sled::Tree,
+    hit_keys: sled::Tree,
+    scope: MatchScope,
     commit: GroupCommit,
+    /// Latest hit sequence, for watchers.
+    hit_seq: tokio::sync::watch::Sender<u64>,
 }
 
 fn decode(key: &[u8], bytes: &[u8]) -> Result<StoredAlert, StoreError> {
@@ -81,6 +101,10 @@ fn decode(key: &[u8], bytes: &[u8]) -> Result<StoredAlert, StoreError> {
         key: String::from_utf8_lossy(key).into_owned(),
         reason: e.to_string(),
     })
+}
+
+fn now_timestamp() -> pbjson_types::Timestamp {
+    crate::alert::validate::timestamp(std::time::SystemTime::now())
 }
 
 fn outbox_prefix(peer: &AgencyId) -> Vec<u8> {
@@ -99,10 +123,11 @@ fn abort<E>(e: E) -> ConflictableTransactionError<E> {
     ConflictableTransactionError::Abort(e)
 }
 
-fn map_tx<E>(e: TransactionError<E>) -> TxError<E> {
+/// For transactions whose only aborts are storage problems.
+fn flatten(e: TransactionError<TxError<StoreError>>) -> StoreError {
     match e {
-        TransactionError::Abort(e) => TxError::Rejected(e),
-        TransactionError::Storage(e) => TxError::Store(StoreError::Sled(e)),
+        TransactionError::Abort(TxError::Store(e) | TxError::Rejected(e)) => e,
+        TransactionError::Storage(e) => StoreError::Sled(e),
     }
 }
 
@@ -131,7 +156,11 @@ fn open_with_lock_retry(config: &sled::Config) -> Result<sled::Db, StoreError> {
 impl Store {
     /// Opens (or creates) the store. Must be called inside a tokio runtime:
     /// it starts the group-commit flusher.
-    pub fn open(dir: &Path, cache_capacity_bytes: u64) -> Result<Self, StoreError> {
+    pub fn open(
+        dir: &Path,
+        cache_capacity_bytes: u64,
+        scope: MatchScope,
+    ) -> Result<Self, StoreError> {
         let config = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_capacity_bytes)
@@ -140,12 +169,22 @@ impl Store {
             .flush_every_ms(Some(1000));
         let db = open_with_lock_retry(&config)?;
         let commit = GroupCommit::start(db.clone());
+        let hits = db.open_tree("hits")?;
+        let last = hits
+            .last()?
+            .map(|(k, _)| u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8])))
+            .unwrap_or(0);
         Ok(Self {
             alerts: db.open_tree("alerts")?,
             outbox: db.open_tree("outbox")?,
             requests: db.open_tree("requests")?,
+            tokens: db.open_tree("tokens")?,
+            hit_keys: db.open_tree("hit_keys")?,
+            hits,
+            scope,
             db,
             commit,
+            hit_seq: tokio::sync::watch::channel(last).0,
         })
     }
 
@@ -170,8 +209,16 @@ impl Store {
         build: impl Fn(Option<StoredAlert>) -> Result<(StoredAlert, Vec<OutboxItem>), E>,
     ) -> Result<LocalWrite, TxError<E>> {
         let key = id.to_string();
-        let result = (&self.alerts, &self.outbox, &self.requests)
-            .transaction(|(alerts, outbox, requests)| {
+        let now = now_timestamp();
+        let (result, hits) = (
+            &self.alerts,
+            &self.outbox,
+            &self.requests,
+            &self.tokens,
+            &self.hits,
+            &self.hit_keys,
+        )
+            .transaction(|(alerts, outbox, requests, tokens, hits, hit_keys)| {
                 if let Some(rk) = request_key
                     && let Some(existing_id) = requests.get(rk)?
                 {
@@ -182,7 +229,7 @@ impl Store {
                         }))
                     })?;
                     let stored = decode(&existing_id, &bytes).map_err(|e| abort(e.into()))?;
-                    return Ok(LocalWrite::Replayed(stored));
+                    return Ok((LocalWrite::Replayed(stored), Vec::new()));
                 }
                 let current = match alerts.get(key.as_bytes())? {
                     Some(bytes) => {
@@ -190,22 +237,30 @@ impl Store {
                     }
                     None => None,
                 };
-                let (record, items) = build(current).map_err(|e| abort(TxError::Rejected(e)))?;
+                let (record, items) =
+                    build(current.clone()).map_err(|e| abort(TxError::Rejected(e)))?;
                 alerts.insert(key.as_bytes(), record.encode_to_vec())?;
+                let trees = IndexTrees {
+                    tokens,
+                    hits,
+                    hit_keys,
+                    outbox,
+                };
                 for item in &items {
-                    let seq = outbox.generate_id()?;
-                    outbox.insert(outbox_key(&item.peer, seq), item.alert.encode_to_vec())?;
+                    index::queue(&trees, item)?;
                 }
+                let new_hits = index::reindex(&trees, &self.scope, current.as_ref(), &record, now)?;
                 if let Some(rk) = request_key {
                     requests.insert(rk, key.as_bytes())?;
                 }
-                Ok(LocalWrite::Written(record))
+                Ok((LocalWrite::Written(record), new_hits))
             })
             .map_err(|e| match e {
                 TransactionError::Abort(inner) => inner,
                 TransactionError::Storage(e) => TxError::Store(StoreError::Sled(e)),
             })?;
         self.commit.durable().await?;
+        self.publish(&hits);
         Ok(result)
     }
 
@@ -216,7 +271,9 @@ impl Store {
         &self,
         records: Vec<StoredAlert>,
     ) -> Result<Vec<ApplyOutcome>, StoreError> {
+        let now = now_timestamp();
         let mut outcomes = Vec::with_capacity(records.len());
+        let mut all_hits = Vec::new();
         for record in &records {
             let alert = record.alert.as_ref().ok_or_else(|| StoreError::Corrupt {
                 key: "<received>".into(),
@@ -225,28 +282,51 @@ impl Store {
             let key = alert.id.as_bytes();
             let version = alert.version;
             let encoded = record.encode_to_vec();
-            let outcome = self
-                .alerts
-                .transaction(|alerts| {
-                    if let Some(bytes) = alerts.get(key)? {
-                        let held = decode(key, &bytes).map_err(abort)?;
-                        if held.alert.as_ref().map_or(0, |a| a.version) >= version {
-                            return Ok(ApplyOutcome::Duplicate);
-                        }
+            let (outcome, hits) = (
+                &self.alerts,
+                &self.outbox,
+                &self.tokens,
+                &self.hits,
+                &self.hit_keys,
+            )
+                .transaction(|(alerts, outbox, tokens, hits, hit_keys)| {
+                    let held = match alerts.get(key)? {
+                        Some(bytes) => Some(decode(key, &bytes).map_err(|e| abort(e.into()))?),
+                        None => None,
+                    };
+                    if held
+                        .as_ref()
+                        .and_then(|h| h.alert.as_ref())
+                        .is_some_and(|a| a.version >= version)
+                    {
+                        return Ok((ApplyOutcome::Duplicate, Vec::new()));
                     }
                     alerts.insert(key, encoded.as_slice())?;
-                    Ok(ApplyOutcome::Stored)
+                    let trees = IndexTrees {
+                        tokens,
+                        hits,
+                        hit_keys,
+                        outbox,
+                    };
+                    let new_hits = index::reindex::<StoreError>(
+                        &trees,
+                        &self.scope,
+                        held.as_ref(),
+                        record,
+                        now,
+                    )?;
+                    Ok((ApplyOutcome::Stored, new_hits))
                 })
-                .map_err(|e| match map_tx(e) {
-                    TxError::Store(e) | TxError::Rejected(e) => e,
-                })?;
+                .map_err(flatten)?;
             outcomes.push(outcome);
+            all_hits.extend(hits);
         }
         // Even an all-duplicate batch waits for the flush: the first delivery
         // of these versions may not be on disk yet, and we are about to ack.
         if !outcomes.is_empty() {
             self.commit.durable().await?;
         }
+        self.publish(&all_hits);
         Ok(outcomes)
     }
 
@@ -304,7 +384,7 @@ impl Store {
         peer: &AgencyId,
         after: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<(u64, SharedAlert)>, StoreError> {
+    ) -> Result<Vec<(u64, Payload)>, StoreError> {
         let start = match after {
             Some(s) if s == u64::MAX => return Ok(Vec::new()),
             Some(s) => outbox_key(peer, s + 1),
@@ -323,11 +403,14 @@ impl Store {
                     reason: "bad outbox key".into(),
                 }
             })?);
-            let alert = SharedAlert::decode(v.as_ref()).map_err(|e| StoreError::Corrupt {
-                key: String::from_utf8_lossy(&k).into_owned(),
-                reason: e.to_string(),
-            })?;
-            out.push((seq, alert));
+            let payload = Envelope::decode(v.as_ref())
+                .ok()
+                .and_then(|e| e.payload)
+                .ok_or_else(|| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    reason: "outbox entry without payload".into(),
+                })?;
+            out.push((seq, payload));
         }
         Ok(out)
     }
@@ -346,6 +429,96 @@ impl Store {
         self.outbox.len() as u64
     }
 
+    fn publish(&self, hits: &[Hit]) {
+        if let Some(max) = hits.iter().map(|h| h.sequence).max() {
+            self.hit_seq.send_if_modified(|cur| {
+                let changed = max > *cur;
+                *cur = (*cur).max(max);
+                changed
+            });
+        }
+    }
+
+    /// The latest hit sequence, updated after each durable write that found hits.
+    pub fn watch_hits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.hit_seq.subscribe()
+    }
+
+    /// Hits with sequence greater than `after`, in order, at most `limit`.
+    pub fn hits_after(&self, after: u64, limit: usize) -> Result<Vec<Hit>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.hits.range((after.saturating_add(1)).to_be_bytes()..) {
+            if out.len() == limit {
+                break;
+            }
+            let (k, v) = item?;
+            out.push(Hit::decode(v.as_ref()).map_err(|e| StoreError::Corrupt {
+                key: format!("hit {k:?}"),
+                reason: e.to_string(),
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// Records a hit that `from` found between one of its alerts and one of
+    /// ours. Refused when the alerts are not what the notice claims.
+    pub async fn record_notice(
+        &self,
+        from: &AgencyId,
+        notice: &HitNotice,
+    ) -> Result<NoticeOutcome, StoreError> {
+        let refuse = |r: String| Ok(NoticeOutcome::Refused(r));
+        let Ok(ours) = notice.your_alert_id.parse::<AlertId>() else {
+            return refuse("hit_notice.your_alert_id: not an alert id".into());
+        };
+        let Ok(theirs) = notice.our_alert_id.parse::<AlertId>() else {
+            return refuse("hit_notice.our_alert_id: not an alert id".into());
+        };
+        if ours.origin() != &self.scope.own {
+            return refuse(format!(
+                "hit_notice.your_alert_id: {ours} is not an alert of {}",
+                self.scope.own
+            ));
+        }
+        if theirs.origin() != from {
+            return refuse(format!(
+                "hit_notice.our_alert_id: {theirs} is not an alert of {from}"
+            ));
+        }
+        if self.get(&ours)?.is_none() {
+            return refuse(format!("hit_notice.your_alert_id: {ours} is unknown here"));
+        }
+        let hit = Hit {
+            sequence: 0,
+            r#type: notice.r#type,
+            local_alert_id: ours.to_string(),
+            other_alert_id: theirs.to_string(),
+            other_agency: from.to_string(),
+            similarity: notice.similarity,
+            detected_at: Some(now_timestamp()),
+            source: HitSource::Notice as i32,
+        };
+        let recorded = (&self.tokens, &self.hits, &self.hit_keys, &self.outbox)
+            .transaction(|(tokens, hits, hit_keys, outbox)| {
+                let trees = IndexTrees {
+                    tokens,
+                    hits,
+                    hit_keys,
+                    outbox,
+                };
+                index::record_hit::<StoreError>(&trees, hit.clone())
+            })
+            .map_err(flatten)?;
+        self.commit.durable().await?;
+        Ok(match recorded {
+            Some(hit) => {
+                self.publish(std::slice::from_ref(&hit));
+                NoticeOutcome::Recorded(hit)
+            }
+            None => NoticeOutcome::Known,
+        })
+    }
+
     /// Flushes, then stops the flusher; used at shutdown. Writes after this
     /// fail with `StoreError::Flush`.
     pub async fn close(&self) -> Result<(), StoreError> {
@@ -358,7 +531,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::v1::Alert;
+    use crate::proto::v1::{Alert, SharedAlert};
 
     fn agency(s: &str) -> AgencyId {
         AgencyId::new(s).unwrap()
@@ -381,19 +554,33 @@ mod tests {
         }
     }
 
-    fn shared(id: &AlertId, version: u64) -> SharedAlert {
-        SharedAlert {
+    fn shared(id: &AlertId, version: u64) -> Payload {
+        Payload::Alert(SharedAlert {
             id: id.to_string(),
             origin: id.origin().to_string(),
             version,
             ..Default::default()
+        })
+    }
+
+    fn scope() -> MatchScope {
+        MatchScope {
+            own: agency("police"),
+            peers: [agency("ngo")].into(),
+        }
+    }
+
+    fn version_of(p: &Payload) -> u64 {
+        match p {
+            Payload::Alert(a) => a.version,
+            Payload::HitNotice(_) => 0,
         }
     }
 
     #[tokio::test]
     async fn local_write_and_outbox_are_atomic_and_ordered() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let store = Store::open(dir.path(), 8 << 20, scope()).unwrap();
         let id = AlertId::generate(&agency("police"));
         let (ngo, labour) = (agency("ngo"), agency("labour"));
         for v in 1..=3 {
@@ -404,11 +591,11 @@ mod tests {
                         vec![
                             OutboxItem {
                                 peer: ngo.clone(),
-                                alert: shared(&id, v),
+                                payload: shared(&id, v),
                             },
                             OutboxItem {
                                 peer: labour.clone(),
-                                alert: shared(&id, v),
+                                payload: shared(&id, v),
                             },
                         ],
                     ))
@@ -418,7 +605,7 @@ mod tests {
         }
         let q = store.outbox_after(&ngo, None, 10).unwrap();
         assert_eq!(
-            q.iter().map(|(_, a)| a.version).collect::<Vec<_>>(),
+            q.iter().map(|(_, a)| version_of(a)).collect::<Vec<_>>(),
             [1, 2, 3]
         );
         assert!(q.windows(2).all(|w| w[0].0 < w[1].0), "sequences increase");
@@ -452,7 +639,7 @@ mod tests {
     #[tokio::test]
     async fn request_key_replays_the_first_write() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let store = Store::open(dir.path(), 8 << 20, scope()).unwrap();
         let first = AlertId::generate(&agency("police"));
         let second = AlertId::generate(&agency("police"));
         let w1 = store
@@ -478,7 +665,7 @@ mod tests {
     #[tokio::test]
     async fn received_versions_never_go_backwards() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let store = Store::open(dir.path(), 8 << 20, scope()).unwrap();
         let id = AlertId::generate(&agency("ngo"));
         let out = store
             .apply_received_batch(vec![
@@ -514,14 +701,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let id = AlertId::generate(&agency("police"));
         {
-            let store = Store::open(dir.path(), 8 << 20).unwrap();
+            let store = Store::open(dir.path(), 8 << 20, scope()).unwrap();
             store
                 .write_local(&id, None, |_| {
                     Ok::<_, ()>((
                         record(&id, 1, "kept"),
                         vec![OutboxItem {
                             peer: agency("ngo"),
-                            alert: shared(&id, 1),
+                            payload: shared(&id, 1),
                         }],
                     ))
                 })
@@ -529,7 +716,7 @@ mod tests {
                 .unwrap();
             store.close().await.unwrap();
         }
-        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let store = Store::open(dir.path(), 8 << 20, scope()).unwrap();
         assert_eq!(store.get(&id).unwrap().unwrap().alert.unwrap().version, 1);
         assert_eq!(store.outbox_depth(&agency("ngo")), 1);
         assert!(
@@ -539,5 +726,111 @@ mod tests {
                 .load(std::sync::atomic::Ordering::Relaxed)
                 == 0
         );
+    }
+
+    fn with_token(mut rec: StoredAlert, token: u8) -> StoredAlert {
+        rec.pseudonyms = vec![crate::proto::v1::SharedSubject {
+            role: 0,
+            tokens: vec![crate::proto::v1::Token {
+                r#type: crate::proto::v1::IdentifierType::Phone as i32,
+                key_version: 1,
+                value: vec![token; 32],
+            }],
+        }];
+        rec
+    }
+
+    #[tokio::test]
+    async fn shared_tokens_make_one_hit_and_one_notice() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 8 << 20, scope()).unwrap();
+        let mine = AlertId::generate(&agency("police"));
+        let theirs = AlertId::generate(&agency("ngo"));
+        let unrelated = AlertId::generate(&agency("ngo"));
+        store
+            .write_local(&mine, None, |_| {
+                Ok::<_, ()>((with_token(record(&mine, 1, "a"), 7), vec![]))
+            })
+            .await
+            .unwrap();
+        store
+            .apply_received_batch(vec![
+                with_token(record(&theirs, 1, "b"), 7),
+                with_token(record(&unrelated, 1, "c"), 8),
+            ])
+            .await
+            .unwrap();
+        let hits = store.hits_after(0, 10).unwrap();
+        assert_eq!(hits.len(), 1);
+        assert_eq!(
+            (
+                hits[0].local_alert_id.as_str(),
+                hits[0].other_alert_id.as_str()
+            ),
+            (mine.to_string().as_str(), theirs.to_string().as_str())
+        );
+        assert_eq!(hits[0].other_agency, "ngo");
+        assert_eq!(*store.watch_hits().borrow(), hits[0].sequence);
+        // The other side is told, through its outbox.
+        let notices: Vec<_> = store
+            .outbox_after(&agency("ngo"), None, 10)
+            .unwrap()
+            .into_iter()
+            .filter_map(|(_, p)| match p {
+                Payload::HitNotice(n) => Some(n),
+                Payload::Alert(_) => None,
+            })
+            .collect();
+        assert_eq!(notices.len(), 1);
+        assert_eq!(notices[0].your_alert_id, theirs.to_string());
+        assert_eq!(notices[0].our_alert_id, mine.to_string());
+
+        // A newer version with the same token, or a notice about the same pair: no second hit.
+        store
+            .apply_received_batch(vec![with_token(record(&theirs, 2, "b2"), 7)])
+            .await
+            .unwrap();
+        let notice = HitNotice {
+            r#type: crate::proto::v1::IdentifierType::Phone as i32,
+            your_alert_id: mine.to_string(),
+            our_alert_id: theirs.to_string(),
+            similarity: 1.0,
+        };
+        assert_eq!(
+            store.record_notice(&agency("ngo"), &notice).await.unwrap(),
+            NoticeOutcome::Known
+        );
+        assert_eq!(store.hits_after(0, 10).unwrap().len(), 1);
+
+        // A notice naming someone else's alert, or claiming another sender, is refused.
+        let bad = HitNotice {
+            your_alert_id: theirs.to_string(),
+            ..notice.clone()
+        };
+        assert!(matches!(
+            store.record_notice(&agency("ngo"), &bad).await.unwrap(),
+            NoticeOutcome::Refused(_)
+        ));
+        assert!(matches!(
+            store
+                .record_notice(&agency("labour"), &notice)
+                .await
+                .unwrap(),
+            NoticeOutcome::Refused(_)
+        ));
+
+        // After a tombstone the token no longer matches anything new.
+        store
+            .apply_received_batch(vec![record(&theirs, 3, "retracted")])
+            .await
+            .unwrap();
+        let late = AlertId::generate(&agency("police"));
+        store
+            .write_local(&late, None, |_| {
+                Ok::<_, ()>((with_token(record(&late, 1, "d"), 7), vec![]))
+            })
+            .await
+            .unwrap();
+        assert_eq!(store.hits_after(0, 10).unwrap().len(), 1);
     }
 }

@@ -1,0 +1,82 @@
+//! Hit detection rules. Pure functions: the store applies them inside the
+//! same transaction that writes an alert, so an alert, its index entries and
+//! the hits it causes are durable together.
+//!
+//! A hit is recorded when two alerts from **different agencies** share a
+//! token (same identifier type, key version and value) and at least one of
+//! them is this agency's own: a node does not track relations between two
+//! other agencies' alerts. Each (own alert, other alert, type) is recorded
+//! once, however often either side is updated or redelivered.
+
+use std::collections::BTreeSet;
+
+use crate::ids::{AgencyId, AlertId};
+use crate::proto::v1::StoredAlert;
+
+/// Whose alerts count as "own", and which agencies may be sent hit notices.
+#[derive(Debug, Clone)]
+pub struct MatchScope {
+    pub own: AgencyId,
+    pub peers: BTreeSet<AgencyId>,
+}
+
+/// One token as an index key: type, key version, value.
+pub type TokenKey = (i32, u32, Vec<u8>);
+
+/// The distinct tokens of a stored alert (none for a tombstone).
+pub fn tokens_of(record: &StoredAlert) -> BTreeSet<TokenKey> {
+    record
+        .pseudonyms
+        .iter()
+        .flat_map(|s| s.tokens.iter())
+        .map(|t| (t.r#type, t.key_version, t.value.clone()))
+        .collect()
+}
+
+/// If `a` and `b` (sharing a token) make a hit for this node, the pair
+/// (own alert, other alert).
+pub fn hit_pair(scope: &MatchScope, a: &AlertId, b: &AlertId) -> Option<(AlertId, AlertId)> {
+    if a.origin() == b.origin() {
+        return None;
+    }
+    if a.origin() == &scope.own {
+        Some((a.clone(), b.clone()))
+    } else if b.origin() == &scope.own {
+        Some((b.clone(), a.clone()))
+    } else {
+        None
+    }
+}
+
+/// Whether the other side should be told about a hit found here.
+pub fn notify(scope: &MatchScope, other: &AlertId) -> bool {
+    scope.peers.contains(other.origin())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope() -> MatchScope {
+        MatchScope {
+            own: AgencyId::new("police").unwrap(),
+            peers: [AgencyId::new("ngo").unwrap()].into(),
+        }
+    }
+
+    fn id(origin: &str) -> AlertId {
+        AlertId::generate(&AgencyId::new(origin).unwrap())
+    }
+
+    #[test]
+    fn only_cross_agency_pairs_involving_an_own_alert() {
+        let s = scope();
+        let (mine, mine2, ngo, labour) = (id("police"), id("police"), id("ngo"), id("labour"));
+        assert_eq!(hit_pair(&s, &ngo, &mine), Some((mine.clone(), ngo.clone())));
+        assert_eq!(hit_pair(&s, &mine, &ngo), Some((mine.clone(), ngo.clone())));
+        assert_eq!(hit_pair(&s, &mine, &mine2), None, "same agency");
+        assert_eq!(hit_pair(&s, &ngo, &labour), None, "not ours");
+        assert!(notify(&s, &ngo));
+        assert!(!notify(&s, &labour), "not a configured peer");
+    }
+}

@@ -1,0 +1,138 @@
+//! Cross-agency hits between real nodes: the same phone number written
+//! differently at two agencies is found on both sides, streamed by
+//! `WatchHits`, and resumable from a cursor.
+
+mod common;
+
+use casebridge::client::NodeClient;
+use casebridge::proto::v1::{
+    AlertDraft, Hit, HitSource, Identifier, IdentifierType, Phone, SubmitAlertRequest,
+    WatchHitsRequest, identifier::Kind,
+};
+use common::*;
+
+fn draft_with_phone(number: &str, region: &str) -> AlertDraft {
+    let mut d = sample_draft("contact number from an advert");
+    d.subjects[0].identifiers = vec![Identifier {
+        kind: Some(Kind::Phone(Phone {
+            number: number.into(),
+            region: region.into(),
+        })),
+    }];
+    d
+}
+
+async fn submit_draft(client: &mut NodeClient, draft: AlertDraft) -> String {
+    client
+        .alerts
+        .submit_alert(SubmitAlertRequest {
+            draft: Some(draft),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .id
+}
+
+async fn backlog(client: &mut NodeClient, after: u64) -> Vec<Hit> {
+    let mut stream = client
+        .alerts
+        .watch_hits(WatchHitsRequest {
+            after_sequence: after,
+            backlog_only: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut hits = Vec::new();
+    while let Some(h) = stream.message().await.unwrap() {
+        hits.push(h);
+    }
+    hits
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_phone_written_differently_is_a_hit_on_both_sides() {
+    let fed = TestFederation::start(&["police", "ngo", "labour"]).await;
+    let mut police = fed.client("police", "cms").await;
+    let mut ngo = fed.client("ngo", "cms").await;
+    let mut labour = fed.client("labour", "cms").await;
+
+    // A live watcher at police, started before anything happens.
+    let mut watch = police
+        .alerts
+        .watch_hits(WatchHitsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+
+    let p = submit_draft(&mut police, draft_with_phone("06-55550101", "NL")).await;
+    let n = submit_draft(&mut ngo, draft_with_phone("+31 6 5555 0101", "")).await;
+    let _other = submit_draft(&mut labour, draft_with_phone("+31 6 5555 0199", "")).await;
+
+    let live = tokio::time::timeout(WAIT, watch.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(live.local_alert_id, p);
+    assert_eq!(live.other_alert_id, n);
+    assert_eq!(live.other_agency, "ngo");
+    assert_eq!(live.r#type, IdentifierType::Phone as i32);
+    assert_eq!(live.similarity, 1.0);
+
+    let ngo_hits = eventually("hit at ngo", || {
+        let mut ngo = ngo.clone();
+        async move {
+            let h = backlog(&mut ngo, 0).await;
+            (!h.is_empty()).then_some(h)
+        }
+    })
+    .await;
+    assert_eq!(
+        ngo_hits.len(),
+        1,
+        "one hit, however it was learned: {ngo_hits:?}"
+    );
+    assert_eq!(ngo_hits[0].local_alert_id, n);
+    assert_eq!(ngo_hits[0].other_alert_id, p);
+    assert!([HitSource::LocalMatch as i32, HitSource::Notice as i32].contains(&ngo_hits[0].source));
+
+    // Let notices and deliveries settle, then check nothing was counted twice
+    // and the unrelated number matched nothing.
+    eventually("queues drained", || async {
+        let mut all = Vec::new();
+        for a in ["police", "ngo", "labour"] {
+            all.extend(fed.peers(a).await);
+        }
+        all.iter().all(|p| p.queue_depth == 0).then_some(())
+    })
+    .await;
+    assert_eq!(backlog(&mut police, 0).await.len(), 1);
+    assert_eq!(backlog(&mut ngo, 0).await.len(), 1);
+    assert!(backlog(&mut labour, 0).await.is_empty());
+
+    // Resuming after the last seen sequence replays nothing old…
+    assert!(backlog(&mut police, live.sequence).await.is_empty());
+    // …and a new hit arrives on a resumed stream.
+    let mut resumed = police
+        .alerts
+        .watch_hits(WatchHitsRequest {
+            after_sequence: live.sequence,
+            backlog_only: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let l = submit_draft(&mut labour, draft_with_phone("0031655550101", "BE")).await;
+    let next = tokio::time::timeout(WAIT, resumed.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(next.sequence > live.sequence);
+    assert_eq!(next.other_alert_id, l);
+    assert_eq!(next.other_agency, "labour");
+    fed.shutdown().await;
+}
