@@ -7,6 +7,7 @@
 //!   value), under every key active now; never an unkeyed hash, which a small
 //!   space such as phone numbers would let anyone enumerate.
 
+pub mod clk;
 pub mod keyring;
 pub mod normalize;
 
