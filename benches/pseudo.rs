@@ -104,7 +104,11 @@ fn main() {
         let store = Store::open(
             &dir.path().join("store"),
             256 << 20,
-            MatchScope { own: police.clone(), peers: [ngo.clone()].into() },
+            MatchScope {
+                own: police.clone(),
+                peers: [ngo.clone()].into(),
+                fuzzy_threshold: casebridge::matching::DEFAULT_FUZZY_THRESHOLD,
+            },
         )
         .unwrap();
         let token = |i: u64| Token {
@@ -120,7 +124,7 @@ fn main() {
                 ..Default::default()
             }),
             shared_with: vec![],
-            pseudonyms: vec![SharedSubject { role: 0, tokens }],
+            pseudonyms: vec![SharedSubject { role: 0, tokens, encodings: vec![] }],
         };
         // Received alerts from ngo, 4 tokens each, in batches of 1000.
         let per_alert = 4u64;

@@ -189,7 +189,7 @@ pub struct PeerConfig {
 }
 
 /// How identifiers are pseudonymized for matching across agencies.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MatchingConfig {
     /// The federation's matching key ring (`casebridge keys generate`), the
@@ -199,6 +199,19 @@ pub struct MatchingConfig {
     /// Region (ISO 3166-1 alpha-2) for phone numbers written without country
     /// code, e.g. "NL". A phone identifier's own `region` overrides it.
     pub default_phone_region: Option<Spanned<String>>,
+    /// Least Dice similarity (0.5 to 1.0) of two person encodings that counts
+    /// as a fuzzy hit. Lower finds more misspelled matches and more false ones.
+    pub fuzzy_threshold: f64,
+}
+
+impl Default for MatchingConfig {
+    fn default() -> Self {
+        Self {
+            key_ring: None,
+            default_phone_region: None,
+            fuzzy_threshold: crate::matching::DEFAULT_FUZZY_THRESHOLD,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -430,6 +443,14 @@ impl NodeConfig {
                     region.get_ref()
                 ),
             );
+        }
+        if !(0.5..=1.0).contains(&self.matching.fuzzy_threshold) {
+            return Err(at(
+                file,
+                src,
+                key_offset(src, "fuzzy_threshold"),
+                "matching.fuzzy_threshold must be between 0.5 and 1.0",
+            ));
         }
         if self.alerts.default_retention_days > self.alerts.max_retention_days {
             return Err(at(

@@ -140,6 +140,7 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
                 .iter()
                 .map(|p| p.agency_id.get_ref().clone())
                 .collect(),
+            fuzzy_threshold: config.matching.fuzzy_threshold,
         },
     )?);
     let peer_ids: Vec<AgencyId> = config

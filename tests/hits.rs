@@ -136,3 +136,59 @@ async fn same_phone_written_differently_is_a_hit_on_both_sides() {
     assert_eq!(next.other_agency, "labour");
     fed.shutdown().await;
 }
+
+fn draft_with_person(given: &str, family: &str, dob: &str) -> AlertDraft {
+    let mut d = sample_draft("person seen at a recruitment office");
+    d.subjects[0].identifiers = vec![Identifier {
+        kind: Some(Kind::Person(casebridge::proto::v1::PersonName {
+            given_names: given.into(),
+            family_name: family.into(),
+            date_of_birth: dob.into(),
+        })),
+    }];
+    d
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misspelled_name_with_same_birth_date_is_a_fuzzy_hit() {
+    let fed = TestFederation::start(&["police", "ngo"]).await;
+    let mut police = fed.client("police", "cms").await;
+    let mut ngo = fed.client("ngo", "cms").await;
+    let p = submit_draft(&mut police, draft_with_person("Jon", "Smyth", "1990-02-01")).await;
+    let _unrelated = submit_draft(
+        &mut police,
+        draft_with_person("Ana", "Popescu", "1990-02-01"),
+    )
+    .await;
+    let n = submit_draft(&mut ngo, draft_with_person("John", "Smith", "1990-02-01")).await;
+
+    for (client, own, other) in [(&mut police, &p, &n), (&mut ngo, &n, &p)] {
+        let hits = eventually("fuzzy hit", || {
+            let mut c = client.clone();
+            async move {
+                let h = backlog(&mut c, 0).await;
+                (!h.is_empty()).then_some(h)
+            }
+        })
+        .await;
+        assert_eq!(hits.len(), 1, "only the similar person: {hits:?}");
+        assert_eq!(&hits[0].local_alert_id, own);
+        assert_eq!(&hits[0].other_alert_id, other);
+        assert_eq!(hits[0].r#type, IdentifierType::Person as i32);
+        assert!(
+            hits[0].similarity >= 0.8 && hits[0].similarity < 1.0,
+            "{}",
+            hits[0].similarity
+        );
+    }
+    // Settled: still exactly one hit each, nothing for the unrelated person.
+    eventually("queues drained", || async {
+        let mut all = fed.peers("police").await;
+        all.extend(fed.peers("ngo").await);
+        all.iter().all(|p| p.queue_depth == 0).then_some(())
+    })
+    .await;
+    assert_eq!(backlog(&mut police, 0).await.len(), 1);
+    assert_eq!(backlog(&mut ngo, 0).await.len(), 1);
+    fed.shutdown().await;
+}

@@ -15,6 +15,9 @@ use crate::proto::v1::{
     AckStatus, DeliveryAck, Envelope, IdentifierType, SharedAlert, SharedSubject, SubjectRole,
 };
 
+use crate::pseudo::BLOCK_BYTES;
+use crate::pseudo::clk::CLK_BITS;
+
 /// Length of a token value (HMAC-SHA256).
 const TOKEN_BYTES: usize = 32;
 use crate::store::{ApplyOutcome, NoticeOutcome, Store, StoreError};
@@ -120,6 +123,22 @@ impl Inbound {
                 return Some(format!(
                     "alert.subjects[{i}].tokens: at most {max_tokens} tokens"
                 ));
+            }
+            if s.encodings.len() > max_tokens {
+                return Some(format!(
+                    "alert.subjects[{i}].encodings: at most {max_tokens} encodings"
+                ));
+            }
+            for (j, e) in s.encodings.iter().enumerate() {
+                if e.key_version == 0
+                    || e.block.len() != BLOCK_BYTES
+                    || e.bloom.len() != CLK_BITS / 8
+                {
+                    return Some(format!(
+                        "alert.subjects[{i}].encodings[{j}]: needs a key version, a {BLOCK_BYTES}-byte block and a {}-byte filter",
+                        CLK_BITS / 8
+                    ));
+                }
             }
             for (j, t) in s.tokens.iter().enumerate() {
                 let known = IdentifierType::try_from(t.r#type)

@@ -149,9 +149,23 @@ pub fn encode(
     }
     if let Ok(dob) = normalize::date_of_birth(date_of_birth) {
         let date = field_key(key, b"dob", &salt);
-        // "YYYY-MM-DD": positions 5,6 (month) and 8,9 (day), when present.
+        // "YYYY-MM-DD": month and day digits by position (one mistyped digit
+        // keeps the others), plus month, day and month-day as wholes, so an
+        // identical date weighs about as much as a short name.
         for (pos, c) in dob.char_indices().filter(|(i, _)| *i >= 5 && *i != 7) {
             add_feature(&mut clk, &date, format!("{pos}:{c}").as_bytes(), K_DATE);
+        }
+        if let Some(month) = dob.get(5..7) {
+            add_feature(&mut clk, &date, format!("m:{month}").as_bytes(), K_DATE);
+        }
+        if let Some(day) = dob.get(8..10) {
+            add_feature(&mut clk, &date, format!("d:{day}").as_bytes(), K_DATE);
+            add_feature(
+                &mut clk,
+                &date,
+                format!("md:{}", &dob[5..10]).as_bytes(),
+                K_DATE,
+            );
         }
     }
     (salt, clk)
@@ -213,13 +227,43 @@ mod tests {
             ("Ana", "Popescu", "1990-02-01"),
             ("John", "Smith", "1990-02-01"),
         );
-        assert!(other < 0.5, "unrelated similarity {other}");
+        assert!(
+            other < 0.6,
+            "unrelated similarity {other} (same full date of birth)"
+        );
         let other_year = sim(
             &ring,
             ("John", "Smith", "1991-02-01"),
             ("John", "Smith", "1990-02-01"),
         );
         assert_eq!(other_year, 0.0, "different salt blocks never compare");
+    }
+
+    /// The design's own example must hit at the default threshold under any
+    /// key (Bloom collisions move similarities a little per key).
+    #[test]
+    fn jon_smyth_hits_john_smith_under_any_key() {
+        for _ in 0..25 {
+            let (_d, ring) = key();
+            let s = sim(
+                &ring,
+                ("Jon", "Smyth", "1990-02-01"),
+                ("John", "Smith", "1990-02-01"),
+            );
+            assert!(
+                s >= crate::matching::DEFAULT_FUZZY_THRESHOLD + 0.02,
+                "similarity {s}"
+            );
+            let u = sim(
+                &ring,
+                ("Ana", "Popescu", "1990-02-01"),
+                ("John", "Smith", "1990-02-01"),
+            );
+            assert!(
+                u < crate::matching::DEFAULT_FUZZY_THRESHOLD - 0.15,
+                "unrelated {u}"
+            );
+        }
     }
 
     #[test]

@@ -14,13 +14,18 @@ pub mod normalize;
 use time::OffsetDateTime;
 
 use crate::alert::FieldViolation;
-use crate::proto::v1::{SharedSubject, Subject, Token};
+use crate::proto::v1::{
+    PersonEncoding, PersonName, SharedSubject, Subject, Token, identifier::Kind,
+};
 pub use keyring::{KeyRing, KeyRingError};
 pub use normalize::{NormalizeError, Normalized};
 
 /// Domain separation for exact tokens; bump when normalization rules change
 /// incompatibly (tokens of different schemes never match).
 pub const TOKEN_SCHEME: &[u8] = b"casebridge/token/v1";
+
+/// Length of a keyed salt-block identifier in a `PersonEncoding`.
+pub const BLOCK_BYTES: usize = 16;
 
 /// Turns subjects into pseudonymous subjects. Without a key ring the node
 /// still validates and normalizes identifiers but shares no tokens.
@@ -61,6 +66,25 @@ impl Pseudonymizer {
             .collect()
     }
 
+    /// Fuzzy encodings of one person under every key active at `at`.
+    pub fn encodings(&self, p: &PersonName, at: OffsetDateTime) -> Vec<PersonEncoding> {
+        let Some(ring) = &self.ring else {
+            return Vec::new();
+        };
+        ring.active(at)
+            .map(|key| {
+                let (salt, bloom) =
+                    clk::encode(key, &p.given_names, &p.family_name, &p.date_of_birth);
+                PersonEncoding {
+                    key_version: key.version,
+                    block: key.mac(&[clk::CLK_SCHEME, b"block", salt.as_bytes()])[..BLOCK_BYTES]
+                        .to_vec(),
+                    bloom: bloom.to_bytes(),
+                }
+            })
+            .collect()
+    }
+
     /// Normalizes every identifier (reporting each one that cannot be, with
     /// its field path under `path`) and derives the tokens.
     pub fn pseudonymize(
@@ -73,8 +97,12 @@ impl Pseudonymizer {
         let mut shared = Vec::with_capacity(subjects.len());
         for (i, subject) in subjects.iter().enumerate() {
             let mut tokens = Vec::new();
+            let mut encodings = Vec::new();
             for (j, id) in subject.identifiers.iter().enumerate() {
                 let Some(kind) = &id.kind else { continue };
+                if let Kind::Person(p) = kind {
+                    encodings.extend(self.encodings(p, at));
+                }
                 match normalize::normalize(kind, self.default_region.as_deref()) {
                     Ok(Some(n)) => tokens.extend(self.tokens(&n, at)),
                     Ok(None) => {}
@@ -92,6 +120,7 @@ impl Pseudonymizer {
             shared.push(SharedSubject {
                 role: subject.role,
                 tokens,
+                encodings,
             });
         }
         if violations.is_empty() {
@@ -106,7 +135,7 @@ impl Pseudonymizer {
 mod tests {
     use super::*;
     use crate::ids::FederationName;
-    use crate::proto::v1::{Email, Identifier, IdentifierType, Phone, identifier::Kind};
+    use crate::proto::v1::{Email, Identifier, IdentifierType, Phone};
     use proptest::prelude::*;
 
     fn ring(dir: &std::path::Path) -> KeyRing {

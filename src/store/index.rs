@@ -21,6 +21,17 @@ pub(super) struct IndexTrees<'a> {
     pub hits: &'a TransactionalTree,
     pub hit_keys: &'a TransactionalTree,
     pub outbox: &'a TransactionalTree,
+    pub fuzzy: &'a TransactionalTree,
+    pub fuzzy_pending: &'a TransactionalTree,
+}
+
+/// `fuzzy` key: key version ‖ block ‖ alert id ‖ 0 ‖ index of the encoding in the alert.
+pub(super) fn fuzzy_key(block: &[u8], alert_id: &str, n: usize) -> Vec<u8> {
+    let mut k = block.to_vec();
+    k.extend_from_slice(alert_id.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&(n as u16).to_be_bytes());
+    k
 }
 
 fn token_key((kind, version, value): &TokenKey) -> Vec<u8> {
@@ -43,18 +54,51 @@ fn hit_key(own: &AlertId, other: &AlertId, kind: i32) -> Vec<u8> {
 }
 
 /// Records a hit unless this (own, other, type) is already known; returns it if new.
-pub(super) fn record_hit<E>(t: &IndexTrees<'_>, hit: Hit) -> TxResult<Option<Hit>, E> {
+pub(super) fn record_hit<E>(
+    hits: &TransactionalTree,
+    hit_keys: &TransactionalTree,
+    hit: Hit,
+) -> TxResult<Option<Hit>, E> {
     let own: AlertId = hit.local_alert_id.parse().map_err(|e| corrupt("hit", e))?;
     let other: AlertId = hit.other_alert_id.parse().map_err(|e| corrupt("hit", e))?;
     let key = hit_key(&own, &other, hit.r#type);
-    if t.hit_keys.get(&key)?.is_some() {
+    if hit_keys.get(&key)?.is_some() {
         return Ok(None);
     }
-    let sequence = t.hits.generate_id()? + 1; // sequences start at 1: 0 means "from the start"
+    let sequence = hits.generate_id()? + 1; // sequences start at 1: 0 means "from the start"
     let hit = Hit { sequence, ..hit };
-    t.hits
-        .insert(&sequence.to_be_bytes(), hit.encode_to_vec())?;
-    t.hit_keys.insert(key, &sequence.to_be_bytes())?;
+    hits.insert(&sequence.to_be_bytes(), hit.encode_to_vec())?;
+    hit_keys.insert(key, &sequence.to_be_bytes())?;
+    Ok(Some(hit))
+}
+
+/// Records a hit found here and queues the notice to the other agency.
+pub(super) fn record_found<E>(
+    hits: &TransactionalTree,
+    hit_keys: &TransactionalTree,
+    outbox: &TransactionalTree,
+    scope: &MatchScope,
+    hit: Hit,
+) -> TxResult<Option<Hit>, E> {
+    let Some(hit) = record_hit(hits, hit_keys, hit)? else {
+        return Ok(None);
+    };
+    let other: AlertId = hit.other_alert_id.parse().map_err(|e| corrupt("hit", e))?;
+    if matching::notify(scope, &other) {
+        let notice = HitNotice {
+            r#type: hit.r#type,
+            your_alert_id: hit.other_alert_id.clone(),
+            our_alert_id: hit.local_alert_id.clone(),
+            similarity: hit.similarity,
+        };
+        queue(
+            outbox,
+            &OutboxItem {
+                peer: other.origin().clone(),
+                payload: Payload::HitNotice(notice),
+            },
+        )?;
+    }
     Ok(Some(hit))
 }
 
@@ -109,22 +153,7 @@ pub(super) fn reindex<E>(
                 detected_at: Some(detected_at),
                 source: HitSource::LocalMatch as i32,
             };
-            if let Some(hit) = record_hit(t, hit)? {
-                if matching::notify(scope, &other) {
-                    let notice = HitNotice {
-                        r#type: hit.r#type,
-                        your_alert_id: hit.other_alert_id.clone(),
-                        our_alert_id: hit.local_alert_id.clone(),
-                        similarity: hit.similarity,
-                    };
-                    queue(
-                        t,
-                        &OutboxItem {
-                            peer: other.origin().clone(),
-                            payload: Payload::HitNotice(notice),
-                        },
-                    )?;
-                }
+            if let Some(hit) = record_found(t.hits, t.hit_keys, t.outbox, scope, hit)? {
                 hits.push(hit);
             }
         }
@@ -133,17 +162,37 @@ pub(super) fn reindex<E>(
             t.tokens.insert(key, postings.encode_to_vec())?;
         }
     }
+    // Fuzzy index: replace this alert's encodings; matching them against the
+    // block needs a scan, which runs after this transaction (see
+    // `Store::match_fuzzy`); the pending mark makes that step survive a crash.
+    if let Some(prev) = previous {
+        for (n, e) in matching::encodings_of(prev).into_iter().enumerate() {
+            t.fuzzy
+                .remove(fuzzy_key(&matching::encoding_block(e), &alert.id, n))?;
+        }
+    }
+    let encodings = matching::encodings_of(record);
+    for (n, e) in encodings.iter().enumerate() {
+        t.fuzzy.insert(
+            fuzzy_key(&matching::encoding_block(e), &alert.id, n),
+            e.bloom.as_slice(),
+        )?;
+    }
+    if encodings.is_empty() {
+        t.fuzzy_pending.remove(alert.id.as_bytes())?;
+    } else {
+        t.fuzzy_pending.insert(alert.id.as_bytes(), &[])?;
+    }
     Ok(hits)
 }
 
 /// Appends one envelope payload to a peer's outbox.
-pub(super) fn queue<E>(t: &IndexTrees<'_>, item: &OutboxItem) -> TxResult<(), E> {
-    let seq = t.outbox.generate_id()?;
+pub(super) fn queue<E>(outbox: &TransactionalTree, item: &OutboxItem) -> TxResult<(), E> {
+    let seq = outbox.generate_id()?;
     let env = crate::proto::v1::Envelope {
         sequence: 0,
         payload: Some(item.payload.clone()),
     };
-    t.outbox
-        .insert(outbox_key(&item.peer, seq), env.encode_to_vec())?;
+    outbox.insert(outbox_key(&item.peer, seq), env.encode_to_vec())?;
     Ok(())
 }

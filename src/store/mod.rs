@@ -90,6 +90,8 @@ pub struct Store {
     tokens: sled::Tree,
     hits: sled::Tree,
     hit_keys: sled::Tree,
+    fuzzy: sled::Tree,
+    fuzzy_pending: sled::Tree,
     scope: MatchScope,
     commit: GroupCommit,
     /// Latest hit sequence, for watchers.
@@ -174,18 +176,22 @@ impl Store {
             .last()?
             .map(|(k, _)| u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8])))
             .unwrap_or(0);
-        Ok(Self {
+        let store = Self {
             alerts: db.open_tree("alerts")?,
             outbox: db.open_tree("outbox")?,
             requests: db.open_tree("requests")?,
             tokens: db.open_tree("tokens")?,
             hit_keys: db.open_tree("hit_keys")?,
+            fuzzy: db.open_tree("fuzzy")?,
+            fuzzy_pending: db.open_tree("fuzzy_pending")?,
             hits,
             scope,
             db,
             commit,
             hit_seq: tokio::sync::watch::channel(last).0,
-        })
+        };
+        store.recover_pending()?;
+        Ok(store)
     }
 
     pub fn commit_stats(&self) -> &CommitStats {
@@ -210,55 +216,65 @@ impl Store {
     ) -> Result<LocalWrite, TxError<E>> {
         let key = id.to_string();
         let now = now_timestamp();
-        let (result, hits) = (
+        let (result, mut hits) = (
             &self.alerts,
             &self.outbox,
             &self.requests,
             &self.tokens,
             &self.hits,
             &self.hit_keys,
+            &self.fuzzy,
+            &self.fuzzy_pending,
         )
-            .transaction(|(alerts, outbox, requests, tokens, hits, hit_keys)| {
-                if let Some(rk) = request_key
-                    && let Some(existing_id) = requests.get(rk)?
-                {
-                    let bytes = alerts.get(&existing_id)?.ok_or_else(|| {
-                        abort(TxError::Store(StoreError::Corrupt {
-                            key: String::from_utf8_lossy(&existing_id).into_owned(),
-                            reason: "idempotency key points to a missing alert".into(),
-                        }))
-                    })?;
-                    let stored = decode(&existing_id, &bytes).map_err(|e| abort(e.into()))?;
-                    return Ok((LocalWrite::Replayed(stored), Vec::new()));
-                }
-                let current = match alerts.get(key.as_bytes())? {
-                    Some(bytes) => {
-                        Some(decode(key.as_bytes(), &bytes).map_err(|e| abort(e.into()))?)
+            .transaction(
+                |(alerts, outbox, requests, tokens, hits, hit_keys, fuzzy, fuzzy_pending)| {
+                    if let Some(rk) = request_key
+                        && let Some(existing_id) = requests.get(rk)?
+                    {
+                        let bytes = alerts.get(&existing_id)?.ok_or_else(|| {
+                            abort(TxError::Store(StoreError::Corrupt {
+                                key: String::from_utf8_lossy(&existing_id).into_owned(),
+                                reason: "idempotency key points to a missing alert".into(),
+                            }))
+                        })?;
+                        let stored = decode(&existing_id, &bytes).map_err(|e| abort(e.into()))?;
+                        return Ok((LocalWrite::Replayed(stored), Vec::new()));
                     }
-                    None => None,
-                };
-                let (record, items) =
-                    build(current.clone()).map_err(|e| abort(TxError::Rejected(e)))?;
-                alerts.insert(key.as_bytes(), record.encode_to_vec())?;
-                let trees = IndexTrees {
-                    tokens,
-                    hits,
-                    hit_keys,
-                    outbox,
-                };
-                for item in &items {
-                    index::queue(&trees, item)?;
-                }
-                let new_hits = index::reindex(&trees, &self.scope, current.as_ref(), &record, now)?;
-                if let Some(rk) = request_key {
-                    requests.insert(rk, key.as_bytes())?;
-                }
-                Ok((LocalWrite::Written(record), new_hits))
-            })
+                    let current = match alerts.get(key.as_bytes())? {
+                        Some(bytes) => {
+                            Some(decode(key.as_bytes(), &bytes).map_err(|e| abort(e.into()))?)
+                        }
+                        None => None,
+                    };
+                    let (record, items) =
+                        build(current.clone()).map_err(|e| abort(TxError::Rejected(e)))?;
+                    alerts.insert(key.as_bytes(), record.encode_to_vec())?;
+                    let trees = IndexTrees {
+                        tokens,
+                        hits,
+                        hit_keys,
+                        outbox,
+                        fuzzy,
+                        fuzzy_pending,
+                    };
+                    for item in &items {
+                        index::queue(outbox, item)?;
+                    }
+                    let new_hits =
+                        index::reindex(&trees, &self.scope, current.as_ref(), &record, now)?;
+                    if let Some(rk) = request_key {
+                        requests.insert(rk, key.as_bytes())?;
+                    }
+                    Ok((LocalWrite::Written(record), new_hits))
+                },
+            )
             .map_err(|e| match e {
                 TransactionError::Abort(inner) => inner,
                 TransactionError::Storage(e) => TxError::Store(StoreError::Sled(e)),
             })?;
+        if let LocalWrite::Written(record) = &result {
+            hits.extend(self.match_fuzzy(record).map_err(TxError::Store)?);
+        }
         self.commit.durable().await?;
         self.publish(&hits);
         Ok(result)
@@ -288,36 +304,45 @@ impl Store {
                 &self.tokens,
                 &self.hits,
                 &self.hit_keys,
+                &self.fuzzy,
+                &self.fuzzy_pending,
             )
-                .transaction(|(alerts, outbox, tokens, hits, hit_keys)| {
-                    let held = match alerts.get(key)? {
-                        Some(bytes) => Some(decode(key, &bytes).map_err(|e| abort(e.into()))?),
-                        None => None,
-                    };
-                    if held
-                        .as_ref()
-                        .and_then(|h| h.alert.as_ref())
-                        .is_some_and(|a| a.version >= version)
-                    {
-                        return Ok((ApplyOutcome::Duplicate, Vec::new()));
-                    }
-                    alerts.insert(key, encoded.as_slice())?;
-                    let trees = IndexTrees {
-                        tokens,
-                        hits,
-                        hit_keys,
-                        outbox,
-                    };
-                    let new_hits = index::reindex::<StoreError>(
-                        &trees,
-                        &self.scope,
-                        held.as_ref(),
-                        record,
-                        now,
-                    )?;
-                    Ok((ApplyOutcome::Stored, new_hits))
-                })
+                .transaction(
+                    |(alerts, outbox, tokens, hits, hit_keys, fuzzy, fuzzy_pending)| {
+                        let held = match alerts.get(key)? {
+                            Some(bytes) => Some(decode(key, &bytes).map_err(|e| abort(e.into()))?),
+                            None => None,
+                        };
+                        if held
+                            .as_ref()
+                            .and_then(|h| h.alert.as_ref())
+                            .is_some_and(|a| a.version >= version)
+                        {
+                            return Ok((ApplyOutcome::Duplicate, Vec::new()));
+                        }
+                        alerts.insert(key, encoded.as_slice())?;
+                        let trees = IndexTrees {
+                            tokens,
+                            hits,
+                            hit_keys,
+                            outbox,
+                            fuzzy,
+                            fuzzy_pending,
+                        };
+                        let new_hits = index::reindex::<StoreError>(
+                            &trees,
+                            &self.scope,
+                            held.as_ref(),
+                            record,
+                            now,
+                        )?;
+                        Ok((ApplyOutcome::Stored, new_hits))
+                    },
+                )
                 .map_err(flatten)?;
+            if outcome == ApplyOutcome::Stored {
+                all_hits.extend(self.match_fuzzy(record)?);
+            }
             outcomes.push(outcome);
             all_hits.extend(hits);
         }
@@ -429,6 +454,115 @@ impl Store {
         self.outbox.len() as u64
     }
 
+    /// Second phase of a write with person encodings: compares them with the
+    /// encodings of the same block (a scan, which sled transactions cannot
+    /// do), records the fuzzy hits with their notices, and clears the pending
+    /// mark. Runs before the write's flush, so an acknowledged alert has its
+    /// hits; after a crash in between, `open` finds the mark and redoes it.
+    fn match_fuzzy(&self, record: &StoredAlert) -> Result<Vec<Hit>, StoreError> {
+        let Some(alert) = record.alert.as_ref() else {
+            return Ok(Vec::new());
+        };
+        let this: AlertId =
+            alert
+                .id
+                .parse()
+                .map_err(|e: crate::ids::IdError| StoreError::Corrupt {
+                    key: alert.id.clone(),
+                    reason: e.to_string(),
+                })?;
+        let now = now_timestamp();
+        let mut found: Vec<Hit> = Vec::new();
+        for e in crate::matching::encodings_of(record) {
+            let block = crate::matching::encoding_block(e);
+            for item in self.fuzzy.scan_prefix(&block) {
+                let (k, bloom) = item?;
+                let rest = &k[block.len()..];
+                let Some(end) = rest.iter().position(|b| *b == 0) else {
+                    continue;
+                };
+                let Ok(other) = std::str::from_utf8(&rest[..end])
+                    .unwrap_or("")
+                    .parse::<AlertId>()
+                else {
+                    continue;
+                };
+                if other == this {
+                    continue;
+                }
+                let Some((own, other)) = crate::matching::hit_pair(&self.scope, &this, &other)
+                else {
+                    continue;
+                };
+                let Some(similarity) = crate::matching::similarity(&e.bloom, &bloom) else {
+                    continue;
+                };
+                if similarity < self.scope.fuzzy_threshold {
+                    continue;
+                }
+                // Keep the best similarity per pair.
+                if let Some(h) = found.iter_mut().find(|h| {
+                    h.other_alert_id == other.to_string() && h.local_alert_id == own.to_string()
+                }) {
+                    h.similarity = h.similarity.max(similarity);
+                    continue;
+                }
+                found.push(Hit {
+                    sequence: 0,
+                    r#type: crate::proto::v1::IdentifierType::Person as i32,
+                    local_alert_id: own.to_string(),
+                    other_alert_id: other.to_string(),
+                    other_agency: other.origin().to_string(),
+                    similarity,
+                    detected_at: Some(now),
+                    source: HitSource::LocalMatch as i32,
+                });
+            }
+        }
+        let key = alert.id.as_bytes();
+        (
+            &self.hits,
+            &self.hit_keys,
+            &self.outbox,
+            &self.fuzzy_pending,
+        )
+            .transaction(|(hits, hit_keys, outbox, pending)| {
+                let mut recorded = Vec::new();
+                for hit in &found {
+                    if let Some(h) = index::record_found::<StoreError>(
+                        hits,
+                        hit_keys,
+                        outbox,
+                        &self.scope,
+                        hit.clone(),
+                    )? {
+                        recorded.push(h);
+                    }
+                }
+                pending.remove(key)?;
+                Ok(recorded)
+            })
+            .map_err(flatten)
+    }
+
+    /// Redoes fuzzy matching interrupted by a crash (see `match_fuzzy`).
+    fn recover_pending(&self) -> Result<(), StoreError> {
+        for item in self.fuzzy_pending.iter() {
+            let (id, _) = item?;
+            match self.alerts.get(&id)? {
+                Some(bytes) => {
+                    let record = decode(&id, &bytes)?;
+                    let hits = self.match_fuzzy(&record)?;
+                    self.publish(&hits);
+                }
+                None => {
+                    self.fuzzy_pending.remove(&id)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn publish(&self, hits: &[Hit]) {
         if let Some(max) = hits.iter().map(|h| h.sequence).max() {
             self.hit_seq.send_if_modified(|cur| {
@@ -498,15 +632,9 @@ impl Store {
             detected_at: Some(now_timestamp()),
             source: HitSource::Notice as i32,
         };
-        let recorded = (&self.tokens, &self.hits, &self.hit_keys, &self.outbox)
-            .transaction(|(tokens, hits, hit_keys, outbox)| {
-                let trees = IndexTrees {
-                    tokens,
-                    hits,
-                    hit_keys,
-                    outbox,
-                };
-                index::record_hit::<StoreError>(&trees, hit.clone())
+        let recorded = (&self.hits, &self.hit_keys)
+            .transaction(|(hits, hit_keys)| {
+                index::record_hit::<StoreError>(hits, hit_keys, hit.clone())
             })
             .map_err(flatten)?;
         self.commit.durable().await?;
@@ -567,6 +695,7 @@ mod tests {
         MatchScope {
             own: agency("police"),
             peers: [agency("ngo")].into(),
+            fuzzy_threshold: crate::matching::DEFAULT_FUZZY_THRESHOLD,
         }
     }
 
@@ -736,6 +865,7 @@ mod tests {
                 key_version: 1,
                 value: vec![token; 32],
             }],
+            encodings: vec![],
         }];
         rec
     }
