@@ -108,7 +108,7 @@ fn samples() -> Vec<(&'static str, AlertDraft)> {
                     identifiers: vec![identifier(Kind::Person(PersonName {
                         given_names: "Ana".into(),
                         family_name: "Popescu".into(),
-                        date_of_birth: "1994-03".into(),
+                        date_of_birth: "1994-03-12".into(),
                     }))],
                 }],
             ),
@@ -123,19 +123,30 @@ fn samples() -> Vec<(&'static str, AlertDraft)> {
                 "Antwerp",
                 "Hotline caller describes debt for travel costs and threats against family at home.",
                 &[Indicator::DebtBondage, Indicator::IntimidationThreats],
-                vec![Subject {
-                    role: SubjectRole::SuspectedTrafficker as i32,
-                    identifiers: vec![
-                        identifier(Kind::Email(Email {
-                            address: "jobs.abroad@example.org".into(),
-                        })),
-                        // The number police recorded as "+31 6 1234 5678": an exact hit.
-                        identifier(Kind::Phone(Phone {
-                            number: "0612345678".into(),
-                            region: "NL".into(),
-                        })),
-                    ],
-                }],
+                vec![
+                    Subject {
+                        role: SubjectRole::SuspectedTrafficker as i32,
+                        identifiers: vec![
+                            identifier(Kind::Email(Email {
+                                address: "jobs.abroad@example.org".into(),
+                            })),
+                            // The number police recorded as "+31 6 1234 5678": an exact hit.
+                            identifier(Kind::Phone(Phone {
+                                number: "0612345678".into(),
+                                region: "NL".into(),
+                            })),
+                        ],
+                    },
+                    Subject {
+                        role: SubjectRole::PotentialVictim as i32,
+                        // labour's "Ana Popescu", misspelled: a fuzzy hit.
+                        identifiers: vec![identifier(Kind::Person(PersonName {
+                            given_names: "Anna".into(),
+                            family_name: "Popesku".into(),
+                            date_of_birth: "1994-03-12".into(),
+                        }))],
+                    },
+                ],
             ),
         ),
     ]
@@ -299,18 +310,24 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
     // The same phone number, written differently by police and ngo, must
     // give a hit on both sides (without either seeing the other's number).
     println!("\nhits:");
-    let expected_hits = [("police", "ngo"), ("ngo", "police")];
+    let expected_hits = [
+        ("police", "ngo"),
+        ("ngo", "police"),
+        ("labour", "ngo"),
+        ("ngo", "labour"),
+    ];
     for (agency, other) in expected_hits {
         let found = wait_for_hit(&fed.layout, agency, other).await?;
         match found {
             Some(h) => println!(
-                "  {agency:<7} your {} relates to {} at {other} (same {})",
+                "  {agency:<7} your {} relates to {} at {other} (same {}, similarity {:.2})",
                 h.local_alert_id,
                 h.other_alert_id,
                 IdentifierType::try_from(h.r#type).map_or("identifier".to_string(), |t| t
                     .as_str_name()
                     .trim_start_matches("IDENTIFIER_TYPE_")
-                    .to_ascii_lowercase())
+                    .to_ascii_lowercase()),
+                h.similarity
             ),
             None => {
                 ok = false;
