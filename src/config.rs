@@ -248,6 +248,12 @@ pub struct Limits {
     pub handshake_timeout_secs: Bounded<1, 600>,
     /// Deadline for one unary RPC on the server.
     pub request_timeout_secs: Bounded<1, 3600>,
+    /// Lookups one local client may make per minute (bursts up to the same number).
+    pub lookups_per_minute_per_client: Bounded<1, 100_000>,
+    /// Lookups one peer may make here per minute (bursts up to the same number).
+    pub lookups_per_minute_per_peer: Bounded<1, 1_000_000>,
+    /// Time a lookup waits for each peer's answer.
+    pub lookup_timeout_secs: Bounded<1, 120>,
 }
 
 impl Default for Limits {
@@ -261,6 +267,9 @@ impl Default for Limits {
             max_field_bytes: Bounded::new(256),
             handshake_timeout_secs: Bounded::new(10),
             request_timeout_secs: Bounded::new(30),
+            lookups_per_minute_per_client: Bounded::new(30),
+            lookups_per_minute_per_peer: Bounded::new(600),
+            lookup_timeout_secs: Bounded::new(5),
         }
     }
 }

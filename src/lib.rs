@@ -12,6 +12,8 @@
 //! - [`alert`]: validation of client input and the local alert lifecycle.
 //! - [`matching`]: which shared tokens make a hit (applied by the store).
 //! - [`exchange`]: the shared view of an alert, outbound delivery per peer, inbound apply.
+//! - [`lookup`]: federation lookup (ask peers by token, answer about own alerts).
+//! - [`ratelimit`]: per-caller token buckets.
 //! - [`api`]: thin tonic services for the client, admin and peer APIs.
 //! - [`node`]: wires the above into a running node with two TLS listeners.
 //! - [`client`]: a typed client of one node's client API (CLI, demo, tests).
@@ -29,10 +31,12 @@ pub mod config;
 pub mod exchange;
 pub mod identity;
 pub mod ids;
+pub mod lookup;
 pub mod matching;
 pub mod node;
 pub mod proto;
 #[cfg(test)]
 mod proto_strategies;
 pub mod pseudo;
+pub mod ratelimit;
 pub mod store;

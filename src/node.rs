@@ -25,6 +25,7 @@ use crate::identity::{
     serve_tls, server_tls_config,
 };
 use crate::ids::{AgencyId, FederationName};
+use crate::lookup::{LookupSettings, Lookups};
 use crate::matching::MatchScope;
 use crate::proto::v1::admin_service_server::AdminServiceServer;
 use crate::proto::v1::alert_service_server::AlertServiceServer;
@@ -68,6 +69,7 @@ pub struct NodeCore {
     pub clients: ClientPolicy,
     pub peers: PeerPolicy,
     pub ledger: Ledger,
+    pub lookups: Lookups,
     pub inbound: Inbound,
     pub outbound: Arc<Outbound>,
     pub store: Arc<Store>,
@@ -172,7 +174,25 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
             config.limits.clone(),
             config.alerts.clone(),
             outbound.clone(),
-            pseudo,
+            pseudo.clone(),
+        ),
+        lookups: Lookups::new(
+            store.clone(),
+            pseudo.clone(),
+            expected.clone(),
+            config
+                .peers
+                .iter()
+                .map(|p| (p.agency_id.get_ref().clone(), p.address.get_ref().clone()))
+                .collect(),
+            outgoing_tls.clone(),
+            LookupSettings {
+                timeout: Duration::from_secs(config.limits.lookup_timeout_secs.get() as u64),
+                max_identifiers: config.limits.max_identifiers_per_subject.get(),
+                fuzzy_threshold: config.matching.fuzzy_threshold,
+                per_client_per_minute: config.limits.lookups_per_minute_per_client.get() as u32,
+                per_peer_per_minute: config.limits.lookups_per_minute_per_peer.get() as u32,
+            },
         ),
         inbound: Inbound::new(store.clone(), config.limits.clone()),
         outbound: outbound.clone(),

@@ -38,6 +38,15 @@ impl PeerExchange for RecordingPeer {
         }))
     }
 
+    async fn lookup(
+        &self,
+        _: Request<casebridge::proto::v1::PeerLookupRequest>,
+    ) -> Result<Response<casebridge::proto::v1::PeerLookupResponse>, Status> {
+        Err(Status::unimplemented(
+            "the stand-in only records deliveries",
+        ))
+    }
+
     type DeliverStream = Pin<Box<dyn Stream<Item = Result<DeliveryAck, Status>> + Send>>;
 
     async fn deliver(

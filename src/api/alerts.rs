@@ -14,6 +14,7 @@ use crate::proto::v1::{
     Alert, GetAlertRequest, Hit, ListAlertsRequest, ListAlertsResponse, RetractAlertRequest,
     SubmitAlertRequest, UpdateAlertRequest, WatchHitsRequest,
 };
+use crate::proto::v1::{LookupRequest, LookupResponse};
 
 /// Hits read from the store and buffered per watcher at a time.
 const HIT_PAGE: usize = 256;
@@ -117,6 +118,16 @@ impl AlertService for AlertApi {
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn lookup(
+        &self,
+        req: Request<LookupRequest>,
+    ) -> Result<Response<LookupResponse>, Status> {
+        let client = self.0.clients.require(&req, Role::Read)?;
+        Ok(Response::new(
+            self.0.lookups.ask(&client, req.into_inner()).await?,
+        ))
     }
 
     async fn list_alerts(

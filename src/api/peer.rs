@@ -9,7 +9,9 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::node::NodeCore;
 use crate::proto::PROTOCOL_VERSION;
 use crate::proto::v1::peer_exchange_server::PeerExchange;
-use crate::proto::v1::{DeliveryAck, Envelope, HelloRequest, HelloResponse};
+use crate::proto::v1::{
+    DeliveryAck, Envelope, HelloRequest, HelloResponse, PeerLookupRequest, PeerLookupResponse,
+};
 
 /// Envelopes applied together (one flush) when they arrive back to back.
 const APPLY_BATCH: usize = 64;
@@ -36,6 +38,16 @@ impl PeerExchange for PeerApi {
             agency_id: self.0.agency.to_string(),
             federation: self.0.federation.to_string(),
         }))
+    }
+
+    async fn lookup(
+        &self,
+        req: Request<PeerLookupRequest>,
+    ) -> Result<Response<PeerLookupResponse>, Status> {
+        let peer = self.0.peers.require(&req)?;
+        Ok(Response::new(
+            self.0.lookups.answer(&peer, req.into_inner()).await?,
+        ))
     }
 
     type DeliverStream = AckStream;

@@ -45,6 +45,17 @@ impl From<InboundError> for Status {
     }
 }
 
+impl From<crate::lookup::LookupError> for Status {
+    fn from(e: crate::lookup::LookupError) -> Self {
+        use crate::lookup::LookupError;
+        match e {
+            LookupError::Invalid(v) => AlertError::Invalid(v).into(),
+            LookupError::RateLimited(_) => Status::resource_exhausted(e.to_string()),
+            LookupError::Store(e) => store_unavailable(e),
+        }
+    }
+}
+
 pub fn store_unavailable(e: StoreError) -> Status {
     tracing::error!(error = %e, "storage failure");
     Status::unavailable("the node's store is unavailable; retry later")

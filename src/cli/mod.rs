@@ -150,6 +150,15 @@ enum AlertCommand {
         #[arg(long, default_value_t = 0)]
         expected_version: u64,
     },
+    /// Ask the federation whether anyone holds an identifier (tokenized
+    /// here; raw values never leave your node).
+    Lookup {
+        #[command(flatten)]
+        id: pseudo::IdentifierArgs,
+        /// Ask only these agencies (repeatable); default: every peer.
+        #[arg(long = "peer")]
+        peers: Vec<String>,
+    },
     /// Retract an alert: a tombstone version that purges it at every peer.
     Retract {
         id: String,
@@ -504,6 +513,18 @@ async fn alert(mut client: NodeClient, command: AlertCommand, json: bool) -> Res
                 .await?
                 .into_inner();
             output::alert(&alert, json);
+        }
+        AlertCommand::Lookup { id, peers } => {
+            let answer = api
+                .lookup(crate::proto::v1::LookupRequest {
+                    identifiers: vec![crate::proto::v1::Identifier {
+                        kind: Some(id.kind()),
+                    }],
+                    peers,
+                })
+                .await?
+                .into_inner();
+            output::lookup(&answer, json);
         }
         AlertCommand::Get { id } => {
             let alert = api.get_alert(GetAlertRequest { id }).await?.into_inner();

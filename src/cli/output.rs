@@ -5,8 +5,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::proto::v1::{
-    Alert, Category, Hit, HitSource, IdentifierType, Indicator, ListPeersResponse, NodeStatus,
-    Severity, Tlp, identifier::Kind,
+    Alert, Category, Hit, HitSource, IdentifierType, Indicator, ListPeersResponse, LookupResponse,
+    NodeStatus, Severity, Tlp, identifier::Kind,
 };
 
 fn json<T: serde::Serialize>(v: &T) {
@@ -179,6 +179,29 @@ pub fn hit(h: &Hit, as_json: bool) {
         h.other_agency,
         h.similarity,
     );
+}
+
+pub fn lookup(r: &LookupResponse, as_json: bool) {
+    if as_json {
+        return json(r);
+    }
+    for a in &r.answers {
+        if !a.answered {
+            println!("{:<12} no answer: {}", a.agency, a.error);
+        } else if a.matches.is_empty() {
+            println!("{:<12} no hit", a.agency);
+        } else {
+            for m in &a.matches {
+                let kind = IdentifierType::try_from(m.r#type).map_or("?".into(), |t| {
+                    enum_name(t.as_str_name(), "IDENTIFIER_TYPE_")
+                });
+                println!(
+                    "{:<12} HIT {}  ({kind}, similarity {:.2})",
+                    a.agency, m.alert_id, m.similarity
+                );
+            }
+        }
+    }
 }
 
 pub fn peers(p: &ListPeersResponse, as_json: bool) {

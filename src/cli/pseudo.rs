@@ -90,7 +90,7 @@ pub struct IdentifierArgs {
 }
 
 impl IdentifierArgs {
-    fn kind(&self) -> Kind {
+    pub(super) fn kind(&self) -> Kind {
         let v = self.value.clone();
         match self.kind {
             IdType::Phone => Kind::Phone(Phone {

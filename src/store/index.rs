@@ -34,7 +34,7 @@ pub(super) fn fuzzy_key(block: &[u8], alert_id: &str, n: usize) -> Vec<u8> {
     k
 }
 
-fn token_key((kind, version, value): &TokenKey) -> Vec<u8> {
+pub(super) fn token_key((kind, version, value): &TokenKey) -> Vec<u8> {
     let mut k = Vec::with_capacity(8 + value.len());
     k.extend_from_slice(&kind.to_be_bytes());
     k.extend_from_slice(&version.to_be_bytes());

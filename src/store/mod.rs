@@ -92,6 +92,7 @@ pub struct Store {
     hit_keys: sled::Tree,
     fuzzy: sled::Tree,
     fuzzy_pending: sled::Tree,
+    lookups: sled::Tree,
     scope: MatchScope,
     commit: GroupCommit,
     /// Latest hit sequence, for watchers.
@@ -184,6 +185,7 @@ impl Store {
             hit_keys: db.open_tree("hit_keys")?,
             fuzzy: db.open_tree("fuzzy")?,
             fuzzy_pending: db.open_tree("fuzzy_pending")?,
+            lookups: db.open_tree("lookups")?,
             hits,
             scope,
             db,
@@ -543,6 +545,90 @@ impl Store {
                 Ok(recorded)
             })
             .map_err(flatten)
+    }
+
+    /// Alerts holding any of `tokens` (exact) or a person encoding at least
+    /// `threshold` similar to one of `encodings`, restricted to alerts whose
+    /// id passes `keep`. Best similarity per (alert, type).
+    pub fn lookup(
+        &self,
+        tokens: &[crate::proto::v1::Token],
+        encodings: &[crate::proto::v1::PersonEncoding],
+        threshold: f64,
+        keep: impl Fn(&AlertId) -> bool,
+    ) -> Result<Vec<crate::proto::v1::LookupMatch>, StoreError> {
+        use crate::proto::v1::{IdentifierType, LookupMatch, TokenPostings};
+        let mut out: Vec<LookupMatch> = Vec::new();
+        let mut add = |m: LookupMatch| match out
+            .iter_mut()
+            .find(|o| o.alert_id == m.alert_id && o.r#type == m.r#type)
+        {
+            Some(o) => o.similarity = o.similarity.max(m.similarity),
+            None => out.push(m),
+        };
+        for t in tokens {
+            let key = index::token_key(&(t.r#type, t.key_version, t.value.clone()));
+            let Some(bytes) = self.tokens.get(key)? else {
+                continue;
+            };
+            let postings =
+                TokenPostings::decode(bytes.as_ref()).map_err(|e| StoreError::Corrupt {
+                    key: "postings".into(),
+                    reason: e.to_string(),
+                })?;
+            for id in postings.alert_ids {
+                if id.parse::<AlertId>().is_ok_and(|a| keep(&a)) {
+                    add(LookupMatch {
+                        r#type: t.r#type,
+                        alert_id: id,
+                        similarity: 1.0,
+                    });
+                }
+            }
+        }
+        for e in encodings {
+            let block = crate::matching::encoding_block(e);
+            for item in self.fuzzy.scan_prefix(&block) {
+                let (k, bloom) = item?;
+                let rest = &k[block.len()..];
+                let Some(end) = rest.iter().position(|b| *b == 0) else {
+                    continue;
+                };
+                let Ok(id) = std::str::from_utf8(&rest[..end])
+                    .unwrap_or("")
+                    .parse::<AlertId>()
+                else {
+                    continue;
+                };
+                let Some(sim) = crate::matching::similarity(&e.bloom, &bloom) else {
+                    continue;
+                };
+                if sim >= threshold && keep(&id) {
+                    add(LookupMatch {
+                        r#type: IdentifierType::Person as i32,
+                        alert_id: id.to_string(),
+                        similarity: sim,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Appends a lookup to the lookup log (read by the audit log) and flushes.
+    pub async fn record_lookup(
+        &self,
+        record: crate::proto::v1::LookupRecord,
+    ) -> Result<(), StoreError> {
+        let seq = self.db.generate_id()?;
+        self.lookups
+            .insert(seq.to_be_bytes(), record.encode_to_vec())?;
+        self.commit.durable().await
+    }
+
+    /// Number of lookups logged (for status and tests).
+    pub fn lookup_count(&self) -> usize {
+        self.lookups.len()
     }
 
     /// Redoes fuzzy matching interrupted by a crash (see `match_fuzzy`).

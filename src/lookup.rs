@@ -1,0 +1,296 @@
+//! Federation lookup: "does anyone know this identifier?"
+//!
+//! The asking node normalizes and tokenizes locally; only tokens and person
+//! encodings go to peers. A peer answers only about alerts it originated
+//! (never about what it received from others), rate-limits each asking peer,
+//! and both sides log every lookup for the audit log.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use thiserror::Error;
+use time::OffsetDateTime;
+use tonic::transport::Channel;
+
+use crate::alert::FieldViolation;
+use crate::alert::validate::timestamp;
+use crate::identity::{ClientIdentity, NodeIdentity, connect_channel};
+use crate::ids::{AgencyId, FederationName};
+use crate::proto::v1::peer_exchange_client::PeerExchangeClient;
+use crate::proto::v1::{
+    AgencyAnswer, LookupRecord, LookupRequest, LookupResponse, PeerLookupRequest,
+    PeerLookupResponse, Subject,
+};
+use crate::pseudo::Pseudonymizer;
+use crate::ratelimit::RateLimiter;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Error)]
+pub enum LookupError {
+    #[error("invalid request: {}", .0.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<FieldViolation>),
+    #[error("lookup rate limit reached for {0}; retry later")]
+    RateLimited(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Most tokens plus encodings a peer lookup may carry.
+const MAX_PROBES: usize = 256;
+
+pub struct Lookups {
+    store: Arc<Store>,
+    pseudo: Arc<Pseudonymizer>,
+    own: AgencyId,
+    federation: FederationName,
+    peers: BTreeMap<AgencyId, String>,
+    tls: Arc<rustls::ClientConfig>,
+    timeout: Duration,
+    max_identifiers: usize,
+    fuzzy_threshold: f64,
+    clients: RateLimiter,
+    askers: RateLimiter,
+    channels: Mutex<BTreeMap<AgencyId, Channel>>,
+}
+
+pub struct LookupSettings {
+    pub timeout: Duration,
+    pub max_identifiers: usize,
+    pub fuzzy_threshold: f64,
+    pub per_client_per_minute: u32,
+    pub per_peer_per_minute: u32,
+}
+
+impl Lookups {
+    pub fn new(
+        store: Arc<Store>,
+        pseudo: Arc<Pseudonymizer>,
+        own: NodeIdentity,
+        peers: BTreeMap<AgencyId, String>,
+        tls: Arc<rustls::ClientConfig>,
+        s: LookupSettings,
+    ) -> Self {
+        Self {
+            store,
+            pseudo,
+            own: own.agency,
+            federation: own.federation,
+            peers,
+            tls,
+            timeout: s.timeout,
+            max_identifiers: s.max_identifiers,
+            fuzzy_threshold: s.fuzzy_threshold,
+            clients: RateLimiter::new(s.per_client_per_minute, s.per_client_per_minute),
+            askers: RateLimiter::new(s.per_peer_per_minute, s.per_peer_per_minute),
+            channels: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    async fn channel(&self, peer: &AgencyId, address: &str) -> Result<Channel, String> {
+        if let Some(c) = self
+            .channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(peer)
+        {
+            return Ok(c.clone());
+        }
+        let expected = NodeIdentity {
+            federation: self.federation.clone(),
+            agency: peer.clone(),
+        };
+        let channel = connect_channel(address, expected, self.tls.clone(), self.timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(peer.clone(), channel.clone());
+        Ok(channel)
+    }
+
+    async fn ask_peer(
+        &self,
+        peer: &AgencyId,
+        address: &str,
+        probe: &PeerLookupRequest,
+    ) -> AgencyAnswer {
+        let mut answer = AgencyAnswer {
+            agency: peer.to_string(),
+            ..Default::default()
+        };
+        let call = async {
+            let channel = self.channel(peer, address).await?;
+            let mut req = tonic::Request::new(probe.clone());
+            req.set_timeout(self.timeout);
+            PeerExchangeClient::new(channel)
+                .lookup(req)
+                .await
+                .map(|r| r.into_inner())
+                .map_err(|s| {
+                    // A broken channel is rebuilt on the next lookup.
+                    self.channels
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(peer);
+                    format!("{:?}: {}", s.code(), s.message())
+                })
+        };
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(r)) => {
+                answer.answered = true;
+                answer.matches = r.matches;
+            }
+            Ok(Err(e)) => answer.error = e,
+            Err(_) => answer.error = "no answer in time".into(),
+        }
+        answer
+    }
+
+    /// A local client's lookup: this node's own holdings first, then one
+    /// answer per asked peer (asked concurrently, each bounded in time).
+    pub async fn ask(
+        &self,
+        client: &ClientIdentity,
+        req: LookupRequest,
+    ) -> Result<LookupResponse, LookupError> {
+        if !self.clients.allow(client.name.as_str()) {
+            return Err(LookupError::RateLimited(format!(
+                "client `{}`",
+                client.name
+            )));
+        }
+        let violation = |field: String, description: String| {
+            LookupError::Invalid(vec![FieldViolation { field, description }])
+        };
+        if req.identifiers.is_empty() {
+            return Err(violation(
+                "identifiers".into(),
+                "at least one identifier is needed".into(),
+            ));
+        }
+        if req.identifiers.len() > self.max_identifiers {
+            return Err(violation(
+                "identifiers".into(),
+                format!("at most {} identifiers", self.max_identifiers),
+            ));
+        }
+        if let Some(j) = req.identifiers.iter().position(|i| i.kind.is_none()) {
+            return Err(violation(
+                format!("identifiers[{j}]"),
+                "identifier has no type".into(),
+            ));
+        }
+        let mut targets = Vec::new();
+        for (j, p) in req.peers.iter().enumerate() {
+            let id = AgencyId::new(p.clone())
+                .map_err(|e| violation(format!("peers[{j}]"), e.to_string()))?;
+            let address = self.peers.get(&id).ok_or_else(|| {
+                violation(
+                    format!("peers[{j}]"),
+                    format!("`{id}` is not a configured peer"),
+                )
+            })?;
+            targets.push((id, address.clone()));
+        }
+        if req.peers.is_empty() {
+            targets = self
+                .peers
+                .iter()
+                .map(|(id, a)| (id.clone(), a.clone()))
+                .collect();
+        }
+        let subject = Subject {
+            role: 0,
+            identifiers: req.identifiers,
+        };
+        let shared = self
+            .pseudo
+            .pseudonymize(
+                std::slice::from_ref(&subject),
+                "lookup",
+                OffsetDateTime::now_utc(),
+            )
+            .map_err(|vs| {
+                LookupError::Invalid(
+                    vs.into_iter()
+                        .map(|v| FieldViolation {
+                            field: v.field.replacen("lookup[0].", "", 1),
+                            description: v.description,
+                        })
+                        .collect(),
+                )
+            })?
+            .pop()
+            .unwrap_or_default();
+        let probe = PeerLookupRequest {
+            tokens: shared.tokens,
+            encodings: shared.encodings,
+        };
+        let local = AgencyAnswer {
+            agency: self.own.to_string(),
+            answered: true,
+            error: String::new(),
+            matches: self.store.lookup(
+                &probe.tokens,
+                &probe.encodings,
+                self.fuzzy_threshold,
+                |_| true,
+            )?,
+        };
+        let asked = futures_util::future::join_all(
+            targets.iter().map(|(id, a)| self.ask_peer(id, a, &probe)),
+        )
+        .await;
+        let matches = asked.iter().map(|a| a.matches.len()).sum::<usize>() + local.matches.len();
+        self.log(format!("client:{}", client.name), &probe, matches)
+            .await?;
+        let mut answers = vec![local];
+        answers.extend(asked);
+        Ok(LookupResponse { answers })
+    }
+
+    /// A peer's lookup: only alerts this node originated.
+    pub async fn answer(
+        &self,
+        from: &NodeIdentity,
+        req: PeerLookupRequest,
+    ) -> Result<PeerLookupResponse, LookupError> {
+        if !self.askers.allow(from.agency.as_str()) {
+            return Err(LookupError::RateLimited(format!("peer `{}`", from.agency)));
+        }
+        if req.tokens.len() + req.encodings.len() > MAX_PROBES {
+            return Err(LookupError::Invalid(vec![FieldViolation {
+                field: "tokens".into(),
+                description: format!("at most {MAX_PROBES} tokens and encodings together"),
+            }]));
+        }
+        let own = self.own.clone();
+        let matches =
+            self.store
+                .lookup(&req.tokens, &req.encodings, self.fuzzy_threshold, |id| {
+                    id.origin() == &own
+                })?;
+        self.log(format!("peer:{}", from.agency), &req, matches.len())
+            .await?;
+        Ok(PeerLookupResponse { matches })
+    }
+
+    async fn log(
+        &self,
+        asked_by: String,
+        probe: &PeerLookupRequest,
+        matches: usize,
+    ) -> Result<(), StoreError> {
+        self.store
+            .record_lookup(LookupRecord {
+                at: Some(timestamp(SystemTime::now())),
+                asked_by,
+                tokens: probe.tokens.len() as u32,
+                encodings: probe.encodings.len() as u32,
+                matches: matches as u32,
+            })
+            .await
+    }
+}

@@ -1,0 +1,170 @@
+//! Federation lookup between real nodes: hit / no-hit per agency, answers
+//! only about the answering agency's own alerts, rate limit, bad input.
+
+mod common;
+
+use casebridge::config::Bounded;
+use casebridge::proto::v1::{
+    Identifier, IdentifierType, LookupRequest, PersonName, Phone, SubmitAlertRequest,
+    identifier::Kind,
+};
+use common::*;
+use tonic::Code;
+
+fn phone(n: &str, region: &str) -> Identifier {
+    Identifier {
+        kind: Some(Kind::Phone(Phone {
+            number: n.into(),
+            region: region.into(),
+        })),
+    }
+}
+
+fn person(given: &str, family: &str, dob: &str) -> Identifier {
+    Identifier {
+        kind: Some(Kind::Person(PersonName {
+            given_names: given.into(),
+            family_name: family.into(),
+            date_of_birth: dob.into(),
+        })),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookup_answers_per_agency_about_own_alerts_only() {
+    let fed = TestFederation::start_with(&["police", "ngo", "labour"], &[], |a, cfg| {
+        if a.as_str() == "police" {
+            cfg.limits.lookups_per_minute_per_client = Bounded::new(4);
+        }
+    })
+    .await;
+    let mut ngo = fed.client("ngo", "cms").await;
+    let mut draft = sample_draft("hotline call");
+    draft.subjects[0].identifiers = vec![
+        phone("+31 6 5555 0101", ""),
+        person("Olena", "Kovalenko", "1998-07-14"),
+    ];
+    let ngo_alert = ngo
+        .alerts
+        .submit_alert(SubmitAlertRequest {
+            draft: Some(draft),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    // labour holds ngo's alert too (received), but must not answer for it.
+    eventually("delivery to labour", || async {
+        fed.alerts("labour")
+            .await
+            .iter()
+            .any(|a| a.id == ngo_alert)
+            .then_some(())
+    })
+    .await;
+
+    let mut police = fed.client("police", "analyst").await;
+    let answer = police
+        .alerts
+        .lookup(LookupRequest {
+            identifiers: vec![
+                phone("06-55550101", "NL"),
+                person("Olena", "Kovalenka", "1998-07-14"),
+            ],
+            peers: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let by: std::collections::BTreeMap<_, _> = answer
+        .answers
+        .iter()
+        .map(|a| (a.agency.as_str(), a))
+        .collect();
+    assert_eq!(answer.answers[0].agency, "police", "own holdings first");
+    let at_ngo = by["ngo"];
+    assert!(at_ngo.answered, "{}", at_ngo.error);
+    let mut types: Vec<i32> = at_ngo.matches.iter().map(|m| m.r#type).collect();
+    types.sort();
+    assert_eq!(
+        types,
+        [IdentifierType::Phone as i32, IdentifierType::Person as i32]
+    );
+    assert!(at_ngo.matches.iter().all(|m| m.alert_id == ngo_alert));
+    let fuzzy = at_ngo
+        .matches
+        .iter()
+        .find(|m| m.r#type == IdentifierType::Person as i32)
+        .unwrap();
+    assert!(fuzzy.similarity >= 0.75 && fuzzy.similarity < 1.0);
+    assert!(by["labour"].answered);
+    assert!(
+        by["labour"].matches.is_empty(),
+        "labour answered for an alert it did not originate"
+    );
+
+    // No hit anywhere for an unknown number; asking only one peer asks only it.
+    let answer = police
+        .alerts
+        .lookup(LookupRequest {
+            identifiers: vec![phone("+31 6 1111 2222", "")],
+            peers: vec!["labour".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        answer
+            .answers
+            .iter()
+            .map(|a| a.agency.as_str())
+            .collect::<Vec<_>>(),
+        ["police", "labour"]
+    );
+    assert!(answer.answers.iter().all(|a| a.matches.is_empty()));
+
+    // Bad input names the field; an unknown peer is refused.
+    let err = police
+        .alerts
+        .lookup(LookupRequest {
+            identifiers: vec![phone("12", "NL")],
+            peers: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("identifiers[0].phone.number"),
+        "{}",
+        err.message()
+    );
+    let err = police
+        .alerts
+        .lookup(LookupRequest {
+            identifiers: vec![phone("+31 6 1111 2222", "")],
+            peers: vec!["rogue".into()],
+        })
+        .await;
+    let err = match err {
+        Err(e) => e,
+        Ok(_) => panic!("unknown peer accepted"),
+    };
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("not a configured peer"),
+        "{}",
+        err.message()
+    );
+    // Four lookups per minute for this client (refused ones count): the fifth is refused.
+    let err = police
+        .alerts
+        .lookup(LookupRequest {
+            identifiers: vec![phone("+31 6 1111 2222", "")],
+            peers: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    fed.shutdown().await;
+}
