@@ -456,6 +456,32 @@ impl Store {
         self.outbox.len() as u64
     }
 
+    /// Every indexed encoding in `e`'s block with its Dice similarity to `e`.
+    fn similar_in_block(
+        &self,
+        e: &crate::proto::v1::PersonEncoding,
+    ) -> Result<Vec<(AlertId, f64)>, StoreError> {
+        let block = crate::matching::encoding_block(e);
+        let mut out = Vec::new();
+        for item in self.fuzzy.scan_prefix(&block) {
+            let (k, bloom) = item?;
+            let rest = &k[block.len()..];
+            let Some(end) = rest.iter().position(|b| *b == 0) else {
+                continue;
+            };
+            let Ok(id) = std::str::from_utf8(&rest[..end])
+                .unwrap_or("")
+                .parse::<AlertId>()
+            else {
+                continue;
+            };
+            if let Some(sim) = crate::matching::similarity(&e.bloom, &bloom) {
+                out.push((id, sim));
+            }
+        }
+        Ok(out)
+    }
+
     /// Second phase of a write with person encodings: compares them with the
     /// encodings of the same block (a scan, which sled transactions cannot
     /// do), records the fuzzy hits with their notices, and clears the pending
@@ -473,30 +499,19 @@ impl Store {
                     key: alert.id.clone(),
                     reason: e.to_string(),
                 })?;
+        let encodings = crate::matching::encodings_of(record);
+        if encodings.is_empty() {
+            return Ok(Vec::new()); // nothing indexed, no pending mark to clear
+        }
         let now = now_timestamp();
         let mut found: Vec<Hit> = Vec::new();
-        for e in crate::matching::encodings_of(record) {
-            let block = crate::matching::encoding_block(e);
-            for item in self.fuzzy.scan_prefix(&block) {
-                let (k, bloom) = item?;
-                let rest = &k[block.len()..];
-                let Some(end) = rest.iter().position(|b| *b == 0) else {
-                    continue;
-                };
-                let Ok(other) = std::str::from_utf8(&rest[..end])
-                    .unwrap_or("")
-                    .parse::<AlertId>()
-                else {
-                    continue;
-                };
+        for e in encodings {
+            for (other, similarity) in self.similar_in_block(e)? {
                 if other == this {
                     continue;
                 }
                 let Some((own, other)) = crate::matching::hit_pair(&self.scope, &this, &other)
                 else {
-                    continue;
-                };
-                let Some(similarity) = crate::matching::similarity(&e.bloom, &bloom) else {
                     continue;
                 };
                 if similarity < self.scope.fuzzy_threshold {
@@ -587,22 +602,7 @@ impl Store {
             }
         }
         for e in encodings {
-            let block = crate::matching::encoding_block(e);
-            for item in self.fuzzy.scan_prefix(&block) {
-                let (k, bloom) = item?;
-                let rest = &k[block.len()..];
-                let Some(end) = rest.iter().position(|b| *b == 0) else {
-                    continue;
-                };
-                let Ok(id) = std::str::from_utf8(&rest[..end])
-                    .unwrap_or("")
-                    .parse::<AlertId>()
-                else {
-                    continue;
-                };
-                let Some(sim) = crate::matching::similarity(&e.bloom, &bloom) else {
-                    continue;
-                };
+            for (id, sim) in self.similar_in_block(e)? {
                 if sim >= threshold && keep(&id) {
                     add(LookupMatch {
                         r#type: IdentifierType::Person as i32,
