@@ -236,7 +236,7 @@ impl Lookups {
                 &probe.tokens,
                 &probe.encodings,
                 self.fuzzy_threshold,
-                |_| true,
+                None,
             )?,
         };
         let asked = futures_util::future::join_all(
@@ -266,12 +266,12 @@ impl Lookups {
                 description: format!("at most {MAX_PROBES} tokens and encodings together"),
             }]));
         }
-        let own = self.own.clone();
-        let matches =
-            self.store
-                .lookup(&req.tokens, &req.encodings, self.fuzzy_threshold, |id| {
-                    id.origin() == &own
-                })?;
+        let matches = self.store.lookup(
+            &req.tokens,
+            &req.encodings,
+            self.fuzzy_threshold,
+            Some(&self.own),
+        )?;
         self.log(format!("peer:{}", from.agency), &req, matches.len())
             .await?;
         Ok(PeerLookupResponse { matches })

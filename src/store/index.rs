@@ -1,45 +1,85 @@
-//! The token index and the hit log, maintained inside alert transactions.
+//! The token and person-encoding indexes and the hit log.
 //!
-//! - `tokens`: type (i32 BE) ‖ key version (u32 BE) ‖ token → `TokenPostings`
-//!   (the alert ids holding it). A posting list rather than one key per
-//!   (token, alert) because sled transactions cannot scan.
-//! - `hits`: sequence (u64 BE) → `Hit`; `hit_keys`: own ‖ 0 ‖ other ‖ 0 ‖ type → sequence,
-//!   so a hit is recorded once.
+//! Keys carry the alert's origin so that matching reads only what can make a
+//! hit (a received alert only against our own alerts; our alert only against
+//! other agencies'), and so that a token shared by thousands of alerts costs a
+//! range read, never a rewrite:
+//! - `tokens`:  type (i32 BE) ‖ key version (u32 BE) ‖ token ‖ origin ‖ 0 ‖ alert id → ()
+//! - `fuzzy`:   key version (u32 BE) ‖ block ‖ origin ‖ 0 ‖ alert id ‖ 0 ‖ n (u16 BE) → filter
+//! - `hits`:    sequence (u64 BE) → `Hit`; `hit_keys`: own ‖ 0 ‖ other ‖ 0 ‖ type → sequence
+//! - `pending`: alert id → () while the alert's matching (phase 2) is not done
+//!
+//! Phase 1, inside the alert's transaction, moves the alert's index entries
+//! and sets `pending`. Phase 2 (`Store::match_pending`) reads candidates with
+//! range scans, which sled transactions cannot do, then records hits and
+//! notices and clears `pending` in a second transaction before the same flush.
 
 use prost::Message;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 use super::{OutboxItem, StoreError, TxError, outbox_key};
-use crate::ids::AlertId;
+use crate::ids::{AgencyId, AlertId};
 use crate::matching::{self, MatchScope, TokenKey};
-use crate::proto::v1::{Hit, HitNotice, HitSource, StoredAlert, TokenPostings, envelope::Payload};
+use crate::proto::v1::{Hit, HitNotice, StoredAlert, envelope::Payload};
 
 pub(super) type TxResult<T, E> = Result<T, ConflictableTransactionError<TxError<E>>>;
 
 pub(super) struct IndexTrees<'a> {
     pub tokens: &'a TransactionalTree,
-    pub hits: &'a TransactionalTree,
-    pub hit_keys: &'a TransactionalTree,
-    pub outbox: &'a TransactionalTree,
     pub fuzzy: &'a TransactionalTree,
-    pub fuzzy_pending: &'a TransactionalTree,
+    pub pending: &'a TransactionalTree,
 }
 
-/// `fuzzy` key: key version ‖ block ‖ alert id ‖ 0 ‖ index of the encoding in the alert.
-pub(super) fn fuzzy_key(block: &[u8], alert_id: &str, n: usize) -> Vec<u8> {
-    let mut k = block.to_vec();
-    k.extend_from_slice(alert_id.as_bytes());
-    k.push(0);
-    k.extend_from_slice(&(n as u16).to_be_bytes());
-    k
-}
-
-pub(super) fn token_key((kind, version, value): &TokenKey) -> Vec<u8> {
+pub(super) fn token_prefix((kind, version, value): &TokenKey) -> Vec<u8> {
     let mut k = Vec::with_capacity(8 + value.len());
     k.extend_from_slice(&kind.to_be_bytes());
     k.extend_from_slice(&version.to_be_bytes());
     k.extend_from_slice(value);
     k
+}
+
+fn with_alert(mut prefix: Vec<u8>, id: &AlertId) -> Vec<u8> {
+    prefix.extend_from_slice(id.origin().as_str().as_bytes());
+    prefix.push(0);
+    prefix.extend_from_slice(id.to_string().as_bytes());
+    prefix
+}
+
+fn fuzzy_key(block: &[u8], id: &AlertId, n: usize) -> Vec<u8> {
+    let mut k = with_alert(block.to_vec(), id);
+    k.push(0);
+    k.extend_from_slice(&(n as u16).to_be_bytes());
+    k
+}
+
+/// The alert id in an index key, after `prefix_len` bytes of token or block.
+pub(super) fn alert_in_key(key: &[u8], prefix_len: usize) -> Option<AlertId> {
+    let rest = key.get(prefix_len..)?;
+    let origin_end = rest.iter().position(|b| *b == 0)?;
+    let rest = &rest[origin_end + 1..];
+    let id_end = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
+    std::str::from_utf8(&rest[..id_end]).ok()?.parse().ok()
+}
+
+/// Key ranges under `prefix` holding alerts that can make a hit with an
+/// alert of `origin`: other agencies' when it is ours, ours otherwise.
+pub(super) fn candidate_ranges(
+    prefix: &[u8],
+    origin: &AgencyId,
+    own: &AgencyId,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut own_start = prefix.to_vec();
+    own_start.extend_from_slice(own.as_str().as_bytes());
+    let mut own_end = own_start.clone();
+    own_start.push(0);
+    own_end.push(1);
+    if origin == own {
+        let mut end = prefix.to_vec();
+        end.push(0xff);
+        vec![(prefix.to_vec(), own_start), (own_end, end)]
+    } else {
+        vec![(own_start, own_end)]
+    }
 }
 
 fn corrupt<E>(what: &str, e: impl ToString) -> ConflictableTransactionError<TxError<E>> {
@@ -102,15 +142,13 @@ pub(super) fn record_found<E>(
     Ok(Some(hit))
 }
 
-/// Moves `record`'s tokens in the index from `previous`'s, and records the
-/// hits (and queues the hit notices) its new tokens cause.
+/// Phase 1: moves `record`'s index entries from `previous`'s and marks the
+/// alert for matching when it has anything to match.
 pub(super) fn reindex<E>(
     t: &IndexTrees<'_>,
-    scope: &MatchScope,
     previous: Option<&StoredAlert>,
     record: &StoredAlert,
-    detected_at: pbjson_types::Timestamp,
-) -> TxResult<Vec<Hit>, E> {
+) -> TxResult<(), E> {
     let alert = record
         .alert
         .as_ref()
@@ -119,71 +157,31 @@ pub(super) fn reindex<E>(
     let old = previous.map(matching::tokens_of).unwrap_or_default();
     let new = matching::tokens_of(record);
     for gone in old.difference(&new) {
-        let key = token_key(gone);
-        let mut postings = match t.tokens.get(&key)? {
-            Some(b) => TokenPostings::decode(b.as_ref()).map_err(|e| corrupt("postings", e))?,
-            None => continue,
-        };
-        postings.alert_ids.retain(|a| a != &alert.id);
-        if postings.alert_ids.is_empty() {
-            t.tokens.remove(key)?;
-        } else {
-            t.tokens.insert(key, postings.encode_to_vec())?;
-        }
+        t.tokens.remove(with_alert(token_prefix(gone), &this))?;
     }
-    let mut hits = Vec::new();
-    for token in &new {
-        let key = token_key(token);
-        let mut postings = match t.tokens.get(&key)? {
-            Some(b) => TokenPostings::decode(b.as_ref()).map_err(|e| corrupt("postings", e))?,
-            None => TokenPostings::default(),
-        };
-        for other in postings.alert_ids.iter().filter(|a| *a != &alert.id) {
-            let other: AlertId = other.parse().map_err(|e| corrupt("postings", e))?;
-            let Some((own, other)) = matching::hit_pair(scope, &this, &other) else {
-                continue;
-            };
-            let hit = Hit {
-                sequence: 0,
-                r#type: token.0,
-                local_alert_id: own.to_string(),
-                other_alert_id: other.to_string(),
-                other_agency: other.origin().to_string(),
-                similarity: 1.0,
-                detected_at: Some(detected_at),
-                source: HitSource::LocalMatch as i32,
-            };
-            if let Some(hit) = record_found(t.hits, t.hit_keys, t.outbox, scope, hit)? {
-                hits.push(hit);
-            }
-        }
-        if !postings.alert_ids.contains(&alert.id) {
-            postings.alert_ids.push(alert.id.clone());
-            t.tokens.insert(key, postings.encode_to_vec())?;
-        }
+    for token in new.difference(&old) {
+        t.tokens
+            .insert(with_alert(token_prefix(token), &this), &[])?;
     }
-    // Fuzzy index: replace this alert's encodings; matching them against the
-    // block needs a scan, which runs after this transaction (see
-    // `Store::match_fuzzy`); the pending mark makes that step survive a crash.
     if let Some(prev) = previous {
         for (n, e) in matching::encodings_of(prev).into_iter().enumerate() {
             t.fuzzy
-                .remove(fuzzy_key(&matching::encoding_block(e), &alert.id, n))?;
+                .remove(fuzzy_key(&matching::encoding_block(e), &this, n))?;
         }
     }
     let encodings = matching::encodings_of(record);
     for (n, e) in encodings.iter().enumerate() {
         t.fuzzy.insert(
-            fuzzy_key(&matching::encoding_block(e), &alert.id, n),
+            fuzzy_key(&matching::encoding_block(e), &this, n),
             e.bloom.as_slice(),
         )?;
     }
-    if encodings.is_empty() {
-        t.fuzzy_pending.remove(alert.id.as_bytes())?;
+    if new.is_empty() && encodings.is_empty() {
+        t.pending.remove(alert.id.as_bytes())?;
     } else {
-        t.fuzzy_pending.insert(alert.id.as_bytes(), &[])?;
+        t.pending.insert(alert.id.as_bytes(), &[])?;
     }
-    Ok(hits)
+    Ok(())
 }
 
 /// Appends one envelope payload to a peer's outbox.

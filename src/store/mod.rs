@@ -5,7 +5,7 @@
 //! - `alerts`: alert id → `StoredAlert` (latest version only).
 //! - `outbox`: peer ‖ 0x00 ‖ sequence (u64 BE) → `SharedAlert` waiting for the peer's ack.
 //! - `requests`: client ‖ 0x00 ‖ request id → alert id, for idempotent submits.
-//! - `tokens`, `hits`, `hit_keys`: the token index and hit log (see `index`).
+//! - `tokens`, `fuzzy`, `match_pending`, `hits`, `hit_keys`: indexes and hit log (see `index`).
 //!
 //! Every operation that changes an alert writes the alert and its outbox
 //! entries in one sled transaction, and returns only after a (group) flush, so
@@ -91,7 +91,7 @@ pub struct Store {
     hits: sled::Tree,
     hit_keys: sled::Tree,
     fuzzy: sled::Tree,
-    fuzzy_pending: sled::Tree,
+    pending: sled::Tree,
     lookups: sled::Tree,
     scope: MatchScope,
     commit: GroupCommit,
@@ -184,7 +184,7 @@ impl Store {
             tokens: db.open_tree("tokens")?,
             hit_keys: db.open_tree("hit_keys")?,
             fuzzy: db.open_tree("fuzzy")?,
-            fuzzy_pending: db.open_tree("fuzzy_pending")?,
+            pending: db.open_tree("match_pending")?,
             lookups: db.open_tree("lookups")?,
             hits,
             scope,
@@ -217,65 +217,57 @@ impl Store {
         build: impl Fn(Option<StoredAlert>) -> Result<(StoredAlert, Vec<OutboxItem>), E>,
     ) -> Result<LocalWrite, TxError<E>> {
         let key = id.to_string();
-        let now = now_timestamp();
-        let (result, mut hits) = (
+        let result = (
             &self.alerts,
             &self.outbox,
             &self.requests,
             &self.tokens,
-            &self.hits,
-            &self.hit_keys,
             &self.fuzzy,
-            &self.fuzzy_pending,
+            &self.pending,
         )
-            .transaction(
-                |(alerts, outbox, requests, tokens, hits, hit_keys, fuzzy, fuzzy_pending)| {
-                    if let Some(rk) = request_key
-                        && let Some(existing_id) = requests.get(rk)?
-                    {
-                        let bytes = alerts.get(&existing_id)?.ok_or_else(|| {
-                            abort(TxError::Store(StoreError::Corrupt {
-                                key: String::from_utf8_lossy(&existing_id).into_owned(),
-                                reason: "idempotency key points to a missing alert".into(),
-                            }))
-                        })?;
-                        let stored = decode(&existing_id, &bytes).map_err(|e| abort(e.into()))?;
-                        return Ok((LocalWrite::Replayed(stored), Vec::new()));
+            .transaction(|(alerts, outbox, requests, tokens, fuzzy, pending)| {
+                if let Some(rk) = request_key
+                    && let Some(existing_id) = requests.get(rk)?
+                {
+                    let bytes = alerts.get(&existing_id)?.ok_or_else(|| {
+                        abort(TxError::Store(StoreError::Corrupt {
+                            key: String::from_utf8_lossy(&existing_id).into_owned(),
+                            reason: "idempotency key points to a missing alert".into(),
+                        }))
+                    })?;
+                    let stored = decode(&existing_id, &bytes).map_err(|e| abort(e.into()))?;
+                    return Ok(LocalWrite::Replayed(stored));
+                }
+                let current = match alerts.get(key.as_bytes())? {
+                    Some(bytes) => {
+                        Some(decode(key.as_bytes(), &bytes).map_err(|e| abort(e.into()))?)
                     }
-                    let current = match alerts.get(key.as_bytes())? {
-                        Some(bytes) => {
-                            Some(decode(key.as_bytes(), &bytes).map_err(|e| abort(e.into()))?)
-                        }
-                        None => None,
-                    };
-                    let (record, items) =
-                        build(current.clone()).map_err(|e| abort(TxError::Rejected(e)))?;
-                    alerts.insert(key.as_bytes(), record.encode_to_vec())?;
-                    let trees = IndexTrees {
-                        tokens,
-                        hits,
-                        hit_keys,
-                        outbox,
-                        fuzzy,
-                        fuzzy_pending,
-                    };
-                    for item in &items {
-                        index::queue(outbox, item)?;
-                    }
-                    let new_hits =
-                        index::reindex(&trees, &self.scope, current.as_ref(), &record, now)?;
-                    if let Some(rk) = request_key {
-                        requests.insert(rk, key.as_bytes())?;
-                    }
-                    Ok((LocalWrite::Written(record), new_hits))
-                },
-            )
+                    None => None,
+                };
+                let (record, items) =
+                    build(current.clone()).map_err(|e| abort(TxError::Rejected(e)))?;
+                alerts.insert(key.as_bytes(), record.encode_to_vec())?;
+                for item in &items {
+                    index::queue(outbox, item)?;
+                }
+                let trees = IndexTrees {
+                    tokens,
+                    fuzzy,
+                    pending,
+                };
+                index::reindex(&trees, current.as_ref(), &record)?;
+                if let Some(rk) = request_key {
+                    requests.insert(rk, key.as_bytes())?;
+                }
+                Ok(LocalWrite::Written(record))
+            })
             .map_err(|e| match e {
                 TransactionError::Abort(inner) => inner,
                 TransactionError::Storage(e) => TxError::Store(StoreError::Sled(e)),
             })?;
+        let mut hits = Vec::new();
         if let LocalWrite::Written(record) = &result {
-            hits.extend(self.match_fuzzy(record).map_err(TxError::Store)?);
+            hits = self.match_pending(record).map_err(TxError::Store)?;
         }
         self.commit.durable().await?;
         self.publish(&hits);
@@ -289,7 +281,6 @@ impl Store {
         &self,
         records: Vec<StoredAlert>,
     ) -> Result<Vec<ApplyOutcome>, StoreError> {
-        let now = now_timestamp();
         let mut outcomes = Vec::with_capacity(records.len());
         let mut all_hits = Vec::new();
         for record in &records {
@@ -300,53 +291,33 @@ impl Store {
             let key = alert.id.as_bytes();
             let version = alert.version;
             let encoded = record.encode_to_vec();
-            let (outcome, hits) = (
-                &self.alerts,
-                &self.outbox,
-                &self.tokens,
-                &self.hits,
-                &self.hit_keys,
-                &self.fuzzy,
-                &self.fuzzy_pending,
-            )
-                .transaction(
-                    |(alerts, outbox, tokens, hits, hit_keys, fuzzy, fuzzy_pending)| {
-                        let held = match alerts.get(key)? {
-                            Some(bytes) => Some(decode(key, &bytes).map_err(|e| abort(e.into()))?),
-                            None => None,
-                        };
-                        if held
-                            .as_ref()
-                            .and_then(|h| h.alert.as_ref())
-                            .is_some_and(|a| a.version >= version)
-                        {
-                            return Ok((ApplyOutcome::Duplicate, Vec::new()));
-                        }
-                        alerts.insert(key, encoded.as_slice())?;
-                        let trees = IndexTrees {
-                            tokens,
-                            hits,
-                            hit_keys,
-                            outbox,
-                            fuzzy,
-                            fuzzy_pending,
-                        };
-                        let new_hits = index::reindex::<StoreError>(
-                            &trees,
-                            &self.scope,
-                            held.as_ref(),
-                            record,
-                            now,
-                        )?;
-                        Ok((ApplyOutcome::Stored, new_hits))
-                    },
-                )
+            let outcome = (&self.alerts, &self.tokens, &self.fuzzy, &self.pending)
+                .transaction(|(alerts, tokens, fuzzy, pending)| {
+                    let held = match alerts.get(key)? {
+                        Some(bytes) => Some(decode(key, &bytes).map_err(|e| abort(e.into()))?),
+                        None => None,
+                    };
+                    if held
+                        .as_ref()
+                        .and_then(|h| h.alert.as_ref())
+                        .is_some_and(|a| a.version >= version)
+                    {
+                        return Ok(ApplyOutcome::Duplicate);
+                    }
+                    alerts.insert(key, encoded.as_slice())?;
+                    let trees = IndexTrees {
+                        tokens,
+                        fuzzy,
+                        pending,
+                    };
+                    index::reindex::<StoreError>(&trees, held.as_ref(), record)?;
+                    Ok(ApplyOutcome::Stored)
+                })
                 .map_err(flatten)?;
             if outcome == ApplyOutcome::Stored {
-                all_hits.extend(self.match_fuzzy(record)?);
+                all_hits.extend(self.match_pending(record)?);
             }
             outcomes.push(outcome);
-            all_hits.extend(hits);
         }
         // Even an all-duplicate batch waits for the flush: the first delivery
         // of these versions may not be on disk yet, and we are about to ack.
@@ -456,41 +427,40 @@ impl Store {
         self.outbox.len() as u64
     }
 
-    /// Every indexed encoding in `e`'s block with its Dice similarity to `e`.
-    fn similar_in_block(
+    /// Alerts in `tree` under `prefix` within `ranges`, with their values.
+    fn candidates(
         &self,
-        e: &crate::proto::v1::PersonEncoding,
-    ) -> Result<Vec<(AlertId, f64)>, StoreError> {
-        let block = crate::matching::encoding_block(e);
+        tree: &sled::Tree,
+        prefix_len: usize,
+        ranges: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<Vec<(AlertId, sled::IVec)>, StoreError> {
         let mut out = Vec::new();
-        for item in self.fuzzy.scan_prefix(&block) {
-            let (k, bloom) = item?;
-            let rest = &k[block.len()..];
-            let Some(end) = rest.iter().position(|b| *b == 0) else {
-                continue;
-            };
-            let Ok(id) = std::str::from_utf8(&rest[..end])
-                .unwrap_or("")
-                .parse::<AlertId>()
-            else {
-                continue;
-            };
-            if let Some(sim) = crate::matching::similarity(&e.bloom, &bloom) {
-                out.push((id, sim));
+        for (start, end) in ranges {
+            for item in tree.range(start..end) {
+                let (k, v) = item?;
+                if let Some(id) = index::alert_in_key(&k, prefix_len) {
+                    out.push((id, v));
+                }
             }
         }
         Ok(out)
     }
 
-    /// Second phase of a write with person encodings: compares them with the
-    /// encodings of the same block (a scan, which sled transactions cannot
-    /// do), records the fuzzy hits with their notices, and clears the pending
-    /// mark. Runs before the write's flush, so an acknowledged alert has its
-    /// hits; after a crash in between, `open` finds the mark and redoes it.
-    fn match_fuzzy(&self, record: &StoredAlert) -> Result<Vec<Hit>, StoreError> {
+    /// Phase 2 of a write (see `index`): finds the alerts that share a token
+    /// with `record` or hold a similar person, records the hits with their
+    /// notices, and clears the pending mark. Runs before the write's flush, so
+    /// an acknowledged alert has its hits; after a crash in between, `open`
+    /// finds the mark and redoes it.
+    fn match_pending(&self, record: &StoredAlert) -> Result<Vec<Hit>, StoreError> {
+        use crate::matching::{encoding_block, encodings_of, hit_pair, similarity, tokens_of};
         let Some(alert) = record.alert.as_ref() else {
             return Ok(Vec::new());
         };
+        let tokens = tokens_of(record);
+        let encodings = encodings_of(record);
+        if tokens.is_empty() && encodings.is_empty() {
+            return Ok(Vec::new()); // nothing indexed, no pending mark to clear
+        }
         let this: AlertId =
             alert
                 .id
@@ -499,50 +469,52 @@ impl Store {
                     key: alert.id.clone(),
                     reason: e.to_string(),
                 })?;
-        let encodings = crate::matching::encodings_of(record);
-        if encodings.is_empty() {
-            return Ok(Vec::new()); // nothing indexed, no pending mark to clear
-        }
+        let own = &self.scope.own;
         let now = now_timestamp();
         let mut found: Vec<Hit> = Vec::new();
-        for e in encodings {
-            for (other, similarity) in self.similar_in_block(e)? {
-                if other == this {
-                    continue;
-                }
-                let Some((own, other)) = crate::matching::hit_pair(&self.scope, &this, &other)
-                else {
-                    continue;
-                };
-                if similarity < self.scope.fuzzy_threshold {
-                    continue;
-                }
-                // Keep the best similarity per pair.
-                if let Some(h) = found.iter_mut().find(|h| {
-                    h.other_alert_id == other.to_string() && h.local_alert_id == own.to_string()
-                }) {
-                    h.similarity = h.similarity.max(similarity);
-                    continue;
-                }
-                found.push(Hit {
+        let mut add = |other: AlertId, kind: i32, similarity: f64| {
+            let Some((mine, theirs)) = hit_pair(&self.scope, &this, &other) else {
+                return;
+            };
+            let (mine, theirs) = (mine.to_string(), theirs);
+            match found.iter_mut().find(|h| {
+                h.local_alert_id == mine
+                    && h.other_alert_id == theirs.to_string()
+                    && h.r#type == kind
+            }) {
+                Some(h) => h.similarity = h.similarity.max(similarity),
+                None => found.push(Hit {
                     sequence: 0,
-                    r#type: crate::proto::v1::IdentifierType::Person as i32,
-                    local_alert_id: own.to_string(),
-                    other_alert_id: other.to_string(),
-                    other_agency: other.origin().to_string(),
+                    r#type: kind,
+                    local_alert_id: mine,
+                    other_alert_id: theirs.to_string(),
+                    other_agency: theirs.origin().to_string(),
                     similarity,
                     detected_at: Some(now),
                     source: HitSource::LocalMatch as i32,
-                });
+                }),
+            }
+        };
+        for token in &tokens {
+            let prefix = index::token_prefix(token);
+            let ranges = index::candidate_ranges(&prefix, this.origin(), own);
+            for (other, _) in self.candidates(&self.tokens, prefix.len(), ranges)? {
+                add(other, token.0, 1.0);
+            }
+        }
+        for e in encodings {
+            let block = encoding_block(e);
+            let ranges = index::candidate_ranges(&block, this.origin(), own);
+            for (other, bloom) in self.candidates(&self.fuzzy, block.len(), ranges)? {
+                if let Some(sim) = similarity(&e.bloom, &bloom)
+                    && sim >= self.scope.fuzzy_threshold
+                {
+                    add(other, crate::proto::v1::IdentifierType::Person as i32, sim);
+                }
             }
         }
         let key = alert.id.as_bytes();
-        (
-            &self.hits,
-            &self.hit_keys,
-            &self.outbox,
-            &self.fuzzy_pending,
-        )
+        (&self.hits, &self.hit_keys, &self.outbox, &self.pending)
             .transaction(|(hits, hit_keys, outbox, pending)| {
                 let mut recorded = Vec::new();
                 for hit in &found {
@@ -563,16 +535,30 @@ impl Store {
     }
 
     /// Alerts holding any of `tokens` (exact) or a person encoding at least
-    /// `threshold` similar to one of `encodings`, restricted to alerts whose
-    /// id passes `keep`. Best similarity per (alert, type).
+    /// `threshold` similar to one of `encodings`; only alerts of `origin` when
+    /// given. Best similarity per (alert, type).
     pub fn lookup(
         &self,
         tokens: &[crate::proto::v1::Token],
         encodings: &[crate::proto::v1::PersonEncoding],
         threshold: f64,
-        keep: impl Fn(&AlertId) -> bool,
+        origin: Option<&AgencyId>,
     ) -> Result<Vec<crate::proto::v1::LookupMatch>, StoreError> {
-        use crate::proto::v1::{IdentifierType, LookupMatch, TokenPostings};
+        use crate::proto::v1::{IdentifierType, LookupMatch};
+        let ranges = |prefix: &[u8]| {
+            let mut start = prefix.to_vec();
+            let mut end = prefix.to_vec();
+            match origin {
+                Some(o) => {
+                    start.extend_from_slice(o.as_str().as_bytes());
+                    end.extend_from_slice(o.as_str().as_bytes());
+                    start.push(0);
+                    end.push(1);
+                }
+                None => end.push(0xff),
+            }
+            vec![(start, end)]
+        };
         let mut out: Vec<LookupMatch> = Vec::new();
         let mut add = |m: LookupMatch| match out
             .iter_mut()
@@ -582,28 +568,21 @@ impl Store {
             None => out.push(m),
         };
         for t in tokens {
-            let key = index::token_key(&(t.r#type, t.key_version, t.value.clone()));
-            let Some(bytes) = self.tokens.get(key)? else {
-                continue;
-            };
-            let postings =
-                TokenPostings::decode(bytes.as_ref()).map_err(|e| StoreError::Corrupt {
-                    key: "postings".into(),
-                    reason: e.to_string(),
-                })?;
-            for id in postings.alert_ids {
-                if id.parse::<AlertId>().is_ok_and(|a| keep(&a)) {
-                    add(LookupMatch {
-                        r#type: t.r#type,
-                        alert_id: id,
-                        similarity: 1.0,
-                    });
-                }
+            let prefix = index::token_prefix(&(t.r#type, t.key_version, t.value.clone()));
+            for (id, _) in self.candidates(&self.tokens, prefix.len(), ranges(&prefix))? {
+                add(LookupMatch {
+                    r#type: t.r#type,
+                    alert_id: id.to_string(),
+                    similarity: 1.0,
+                });
             }
         }
         for e in encodings {
-            for (id, sim) in self.similar_in_block(e)? {
-                if sim >= threshold && keep(&id) {
+            let block = crate::matching::encoding_block(e);
+            for (id, bloom) in self.candidates(&self.fuzzy, block.len(), ranges(&block))? {
+                if let Some(sim) = crate::matching::similarity(&e.bloom, &bloom)
+                    && sim >= threshold
+                {
                     add(LookupMatch {
                         r#type: IdentifierType::Person as i32,
                         alert_id: id.to_string(),
@@ -633,16 +612,16 @@ impl Store {
 
     /// Redoes fuzzy matching interrupted by a crash (see `match_fuzzy`).
     fn recover_pending(&self) -> Result<(), StoreError> {
-        for item in self.fuzzy_pending.iter() {
+        for item in self.pending.iter() {
             let (id, _) = item?;
             match self.alerts.get(&id)? {
                 Some(bytes) => {
                     let record = decode(&id, &bytes)?;
-                    let hits = self.match_fuzzy(&record)?;
+                    let hits = self.match_pending(&record)?;
                     self.publish(&hits);
                 }
                 None => {
-                    self.fuzzy_pending.remove(&id)?;
+                    self.pending.remove(&id)?;
                 }
             }
         }
