@@ -605,12 +605,12 @@ impl Store {
         self.commit.durable().await
     }
 
-    /// Number of lookups logged (for status and tests).
+    /// Number of lookups in the lookup log.
     pub fn lookup_count(&self) -> usize {
         self.lookups.len()
     }
 
-    /// Redoes fuzzy matching interrupted by a crash (see `match_fuzzy`).
+    /// Redoes matching interrupted by a crash (see `match_pending`).
     fn recover_pending(&self) -> Result<(), StoreError> {
         for item in self.pending.iter() {
             let (id, _) = item?;
