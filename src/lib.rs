@@ -8,6 +8,7 @@
 //! - [`config`]: node and client config files, validated before anything starts.
 //! - [`identity`]: certificates, rustls configs, identity from a peer certificate.
 //! - [`pseudo`]: identifier normalization, the matching key ring, keyed tokens.
+//! - [`policy`]: sharing policy files: validation, evaluation, explain.
 //! - [`store`]: the sled database; the only module that touches sled.
 //! - [`alert`]: validation of client input and the local alert lifecycle.
 //! - [`matching`]: which shared tokens make a hit (applied by the store).
@@ -34,6 +35,7 @@ pub mod ids;
 pub mod lookup;
 pub mod matching;
 pub mod node;
+pub mod policy;
 pub mod proto;
 #[cfg(test)]
 mod proto_strategies;

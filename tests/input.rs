@@ -294,3 +294,63 @@ async fn cli_submits_json_and_reports_bad_files_precisely() {
     );
     fed.shutdown().await;
 }
+
+#[test]
+fn policy_validate_accepts_the_examples_and_points_at_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let fed = dir.path().join("fed");
+    let init = bin()
+        .args([
+            "certs",
+            "init",
+            "--federation",
+            "demo.cb",
+            "--agencies",
+            "police,labour,ngo",
+            "--out",
+        ])
+        .arg(&fed)
+        .output()
+        .unwrap();
+    assert!(init.status.success());
+    for agency in ["police", "ngo", "labour"] {
+        let out = bin()
+            .args([
+                "policy",
+                "validate",
+                &format!("docs/examples/policy-{agency}.toml"),
+                "--config",
+            ])
+            .arg(fed.join(format!("{agency}/node.toml")))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{agency}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[rules]]\nname = \"x\"\neffect = \"share\"\npeers = [\"border\"]\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["policy", "validate"])
+        .arg(&bad)
+        .arg("--config")
+        .arg(fed.join("police/node.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(65));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:4:10: unknown peer `border`", bad.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: configured peers: labour, ngo"),
+        "{stderr}"
+    );
+}

@@ -3,6 +3,7 @@
 
 mod demo;
 mod output;
+mod policy;
 mod pseudo;
 
 use std::path::{Path, PathBuf};
@@ -82,6 +83,11 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: pseudo::KeysCommand,
+    },
+    /// Sharing policy: validate and explain before going live.
+    Policy {
+        #[command(subcommand)]
+        command: policy::PolicyCommand,
     },
     /// Show how one identifier is normalized and tokenized.
     Pseudo {
@@ -319,6 +325,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         } => certs_init(&federation, &agencies, &out),
         Command::Demo(args) => demo::run(args).await,
         Command::Keys { command } => pseudo::keys(command),
+        Command::Policy { command } => policy::run(command, json),
         Command::Pseudo { command } => pseudo::pseudo(command, json),
         Command::Alert { command } => {
             let client = connect(cli.client_config.as_deref()).await?;

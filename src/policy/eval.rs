@@ -1,0 +1,163 @@
+//! Evaluating a policy for one alert and one peer.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use super::model::{Effect, IdLevel, LocationLevel, TimeLevel};
+use super::{Policy, Rule};
+use crate::ids::AgencyId;
+use crate::proto::v1::{IdentifierType, StoredAlert, Tlp};
+
+/// What a share rule lets leave the node: a level per field. Anything not
+/// listed is not sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub location: LocationLevel,
+    pub time: TimeLevel,
+    pub narrative: bool,
+    pub indicators: bool,
+    /// Identifier type (wire value) → level; absent = none.
+    pub identifiers: BTreeMap<i32, IdLevel>,
+}
+
+impl Grant {
+    pub fn nothing() -> Self {
+        Self {
+            location: LocationLevel::None,
+            time: TimeLevel::None,
+            narrative: false,
+            indicators: false,
+            identifiers: BTreeMap::new(),
+        }
+    }
+
+    /// Every field at full detail (the behaviour before sharing policies).
+    pub fn everything() -> Self {
+        Self {
+            location: LocationLevel::City,
+            time: TimeLevel::Day,
+            narrative: true,
+            indicators: true,
+            identifiers: (1..=9)
+                .map(|t| {
+                    (
+                        t,
+                        if t == IdentifierType::Person as i32 {
+                            IdLevel::Fuzzy
+                        } else {
+                            IdLevel::Exact
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    pub fn identifier(&self, t: i32) -> IdLevel {
+        self.identifiers.get(&t).copied().unwrap_or(IdLevel::None)
+    }
+}
+
+/// The outcome for one (alert, peer), with the rule that decided it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// `Some` when the alert is shared, with what may be sent.
+    pub grant: Option<Grant>,
+    /// The deciding rule, or `None` for a built-in decision.
+    pub rule: Option<String>,
+    /// Why, in words an administrator can act on.
+    pub reason: String,
+}
+
+impl Decision {
+    fn builtin(reason: &str) -> Self {
+        Self {
+            grant: None,
+            rule: None,
+            reason: reason.into(),
+        }
+    }
+}
+
+fn applies(rule: &Rule, alert: &StoredAlert, peer: &AgencyId, now: SystemTime) -> bool {
+    let Some(a) = &alert.alert else { return false };
+    let Some(c) = &a.content else { return false };
+    let strict = c.tlp == Tlp::AmberStrict as i32;
+    let reaches = rule.named.contains(peer) || (!strict && rule.via_group.contains(peer));
+    if !reaches {
+        return false;
+    }
+    let w = &rule.when;
+    let types: std::collections::BTreeSet<i32> = alert
+        .pseudonyms
+        .iter()
+        .flat_map(|s| s.tokens.iter().map(|t| t.r#type))
+        .chain(
+            alert
+                .pseudonyms
+                .iter()
+                .filter(|s| !s.encodings.is_empty())
+                .map(|_| IdentifierType::Person as i32),
+        )
+        .collect();
+    let age_ok = w.max_age.is_none_or(|max| {
+        let created = a.created_at.map_or(now, |t| {
+            SystemTime::UNIX_EPOCH + std::time::Duration::new(t.seconds.max(0) as u64, 0)
+        });
+        now.duration_since(created).unwrap_or_default() <= max
+    });
+    w.categories
+        .as_ref()
+        .is_none_or(|s| s.contains(&c.category))
+        && w.min_severity.is_none_or(|m| c.severity >= m)
+        && w.min_confidence.is_none_or(|m| c.confidence >= m)
+        && w.tlp.as_ref().is_none_or(|s| s.contains(&c.tlp))
+        && w.handling
+            .as_ref()
+            .is_none_or(|s| s.contains(&c.handling_code))
+        && w.indicators_any
+            .as_ref()
+            .is_none_or(|s| c.indicators.iter().any(|i| s.contains(i)))
+        && w.indicators_all.iter().all(|i| c.indicators.contains(i))
+        && w.identifier_types
+            .as_ref()
+            .is_none_or(|s| types.iter().any(|t| s.contains(t)))
+        && age_ok
+}
+
+/// Decides whether `alert` goes to `peer`, and at which levels. `own` is this
+/// node's agency: alerts from anyone else are never re-shared.
+pub fn evaluate(
+    policy: &Policy,
+    alert: &StoredAlert,
+    own: &AgencyId,
+    peer: &AgencyId,
+    now: SystemTime,
+) -> Decision {
+    let Some(a) = &alert.alert else {
+        return Decision::builtin("no alert");
+    };
+    if a.origin != own.as_str() {
+        return Decision::builtin("received alerts are never re-shared");
+    }
+    if a.content.as_ref().is_some_and(|c| c.tlp == Tlp::Red as i32) {
+        return Decision::builtin("TLP:RED never leaves the node");
+    }
+    for rule in &policy.rules {
+        if applies(rule, alert, peer, now) {
+            return match rule.effect {
+                Effect::Share => Decision {
+                    grant: Some(rule.grant.clone()),
+                    rule: Some(rule.name.clone()),
+                    reason: format!("rule `{}` (line {}) shares", rule.name, rule.line),
+                },
+                Effect::Deny => Decision {
+                    grant: None,
+                    rule: Some(rule.name.clone()),
+                    reason: format!("rule `{}` (line {}) denies", rule.name, rule.line),
+                },
+            };
+        }
+    }
+    Decision::builtin("no rule applies (default deny)")
+}

@@ -1,0 +1,442 @@
+//! Sharing policy: which peer gets which alerts, at which granularity.
+//!
+//! Semantics, in one paragraph (also in `docs/policy.md`): rules are read top
+//! to bottom and the **first rule that applies decides**; if none applies the
+//! alert is **not shared** (default deny). A rule applies to a peer when the
+//! rule names the peer, or names a group the peer is in — except for
+//! TLP:AMBER+STRICT alerts, which only rules naming the peer itself can
+//! share — and when every condition in its `when` table holds. A `share`
+//! rule sends exactly the fields and levels in its `share` table and nothing
+//! else. Whatever the rules say, TLP:RED alerts and alerts received from
+//! other agencies never leave the node.
+//!
+//! `policy` does no I/O: it parses text, validates against the configured
+//! peers, and evaluates alerts.
+
+mod eval;
+pub mod model;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use eval::{Decision, Grant, evaluate};
+use model::{Effect, IdLevel, IdType, PolicyFile, RuleFile, TlpName};
+
+use crate::ids::AgencyId;
+use crate::proto::v1::{
+    Category, Confidence, HandlingCode, IdentifierType, Indicator, Severity, Tlp,
+};
+
+/// One problem in a policy file, with where it is and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )?;
+        if let Some(h) = &self.hint {
+            write!(f, "\n  hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Conditions compiled to wire enum values.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Conditions {
+    pub categories: Option<BTreeSet<i32>>,
+    pub min_severity: Option<i32>,
+    pub min_confidence: Option<i32>,
+    pub tlp: Option<BTreeSet<i32>>,
+    pub handling: Option<BTreeSet<i32>>,
+    pub indicators_any: Option<BTreeSet<i32>>,
+    pub indicators_all: BTreeSet<i32>,
+    pub identifier_types: Option<BTreeSet<i32>>,
+    pub max_age: Option<Duration>,
+}
+
+impl Conditions {
+    fn is_unconditional(&self) -> bool {
+        *self == Conditions::default()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub line: usize,
+    pub effect: Effect,
+    /// Peers the rule names itself.
+    pub named: BTreeSet<AgencyId>,
+    /// Peers the rule reaches through its groups.
+    pub via_group: BTreeSet<AgencyId>,
+    pub when: Conditions,
+    pub grant: Grant,
+}
+
+impl Rule {
+    fn all_peers(&self) -> BTreeSet<AgencyId> {
+        self.named.union(&self.via_group).cloned().collect()
+    }
+}
+
+/// A validated policy. Only a policy that validates exists as a value.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub rules: Vec<Rule>,
+}
+
+struct Ctx<'a> {
+    file: &'a Path,
+    src: &'a str,
+    errors: Vec<PolicyError>,
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, offset: usize, message: impl Into<String>, hint: Option<String>) {
+        let before = &self.src[..offset.min(self.src.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        self.errors.push(PolicyError {
+            file: self.file.to_owned(),
+            line,
+            column,
+            message: message.into(),
+            hint,
+        });
+    }
+}
+
+fn wire<T: Copy>(names: &[T], f: impl Fn(T) -> i32) -> BTreeSet<i32> {
+    names.iter().map(|n| f(*n)).collect()
+}
+
+pub fn id_type(t: IdType) -> IdentifierType {
+    match t {
+        IdType::Phone => IdentifierType::Phone,
+        IdType::Email => IdentifierType::Email,
+        IdType::Person => IdentifierType::Person,
+        IdType::Document => IdentifierType::Document,
+        IdType::Iban => IdentifierType::Iban,
+        IdType::CryptoWallet => IdentifierType::CryptoWallet,
+        IdType::OnlineHandle => IdentifierType::OnlineHandle,
+        IdType::VehiclePlate => IdentifierType::VehiclePlate,
+        IdType::AdvertUrl => IdentifierType::AdvertUrl,
+    }
+}
+
+fn indicator(name: &str) -> Option<i32> {
+    Indicator::from_str_name(&format!("INDICATOR_{}", name.to_ascii_uppercase()))
+        .filter(|i| *i != Indicator::Unspecified)
+        .map(|i| i as i32)
+}
+
+/// Parses and validates a policy against the peers the node has configured.
+/// Returns every problem found, each with file, line, column and a hint.
+pub fn parse(
+    file: &Path,
+    src: &str,
+    peers: &BTreeSet<AgencyId>,
+) -> Result<Policy, Vec<PolicyError>> {
+    let mut cx = Ctx {
+        file,
+        src,
+        errors: Vec::new(),
+    };
+    let parsed: PolicyFile = match toml::from_str(src) {
+        Ok(p) => p,
+        Err(e) => {
+            cx.err(
+                e.span().map_or(0, |s| s.start),
+                e.message().trim().to_owned(),
+                None,
+            );
+            return Err(cx.errors);
+        }
+    };
+    let peer_list = peers
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let check_peer = |cx: &mut Ctx<'_>, p: &toml::Spanned<String>| -> Option<AgencyId> {
+        match AgencyId::new(p.get_ref().clone()) {
+            Ok(id) if peers.contains(&id) => Some(id),
+            _ => {
+                cx.err(
+                    p.span().start,
+                    format!("unknown peer `{}`", p.get_ref()),
+                    Some(format!("configured peers: {peer_list}")),
+                );
+                None
+            }
+        }
+    };
+    let mut groups: BTreeMap<String, BTreeSet<AgencyId>> = BTreeMap::new();
+    for (name, members) in &parsed.groups {
+        if members.get_ref().is_empty() {
+            cx.err(
+                members.span().start,
+                format!("group `{name}` has no members"),
+                None,
+            );
+        }
+        let set = members
+            .get_ref()
+            .iter()
+            .filter_map(|m| check_peer(&mut cx, m))
+            .collect();
+        groups.insert(name.clone(), set);
+    }
+    let mut rules: Vec<Rule> = Vec::new();
+    for spanned in &parsed.rules {
+        let r: &RuleFile = spanned.get_ref();
+        let at = spanned.span().start;
+        let name = r.name.get_ref().clone();
+        if rules.iter().any(|o| o.name == name) {
+            cx.err(
+                r.name.span().start,
+                format!("rule name `{name}` is used twice"),
+                None,
+            );
+        }
+        let named: BTreeSet<AgencyId> = r
+            .peers
+            .iter()
+            .filter_map(|p| check_peer(&mut cx, p))
+            .collect();
+        let mut via_group = BTreeSet::new();
+        for g in &r.groups {
+            match groups.get(g.get_ref()) {
+                Some(members) => via_group.extend(members.iter().cloned()),
+                None => cx.err(
+                    g.span().start,
+                    format!("unknown group `{}`", g.get_ref()),
+                    Some(format!(
+                        "define it under [groups], e.g. {} = [\"...\"]",
+                        g.get_ref()
+                    )),
+                ),
+            }
+        }
+        if r.peers.is_empty() && r.groups.is_empty() {
+            cx.err(
+                at,
+                format!("rule `{name}` names no peer and no group, so it never applies"),
+                Some("add peers = [...] or groups = [...]".into()),
+            );
+        }
+        let when = compile_when(&mut cx, r, &name);
+        let grant = compile_share(&mut cx, r, &name, &when);
+        let line = src[..at.min(src.len())].matches('\n').count() + 1;
+        let rule = Rule {
+            name,
+            line,
+            effect: r.effect,
+            named,
+            via_group,
+            when,
+            grant,
+        };
+        // Shadowing: an earlier rule that applies to all of this rule's peers
+        // under the same or no conditions always decides first.
+        if let Some(earlier) = rules.iter().find(|e| {
+            (e.when.is_unconditional() || e.when == rule.when)
+                && e.all_peers().is_superset(&rule.all_peers())
+        }) {
+            cx.err(
+                r.name.span().start,
+                format!(
+                    "rule `{}` is never reached: rule `{}` (line {}) applies first to all its peers under {}",
+                    rule.name,
+                    earlier.name,
+                    earlier.line,
+                    if earlier.when.is_unconditional() { "no conditions" } else { "the same conditions" }
+                ),
+                Some(format!("move `{}` above `{}`, or narrow `{}`", rule.name, earlier.name, earlier.name)),
+            );
+        }
+        rules.push(rule);
+    }
+    if cx.errors.is_empty() {
+        Ok(Policy { rules })
+    } else {
+        Err(cx.errors)
+    }
+}
+
+fn compile_when(cx: &mut Ctx<'_>, r: &RuleFile, name: &str) -> Conditions {
+    let w = &r.when;
+    let empty = |cx: &mut Ctx<'_>, span: std::ops::Range<usize>, what: &str| {
+        cx.err(
+            span.start,
+            format!("rule `{name}`: an empty `{what}` list matches no alert"),
+            Some(format!("remove `{what}` to match any value")),
+        );
+    };
+    let categories = w.categories.as_ref().map(|c| {
+        if c.get_ref().is_empty() {
+            empty(cx, c.span(), "categories");
+        }
+        wire(c.get_ref(), |c| {
+            (match c {
+                model::CategoryName::LabourExploitation => Category::LabourExploitation,
+                model::CategoryName::SexualExploitation => Category::SexualExploitation,
+                model::CategoryName::CriminalExploitation => Category::CriminalExploitation,
+                model::CategoryName::ChildTrafficking => Category::ChildTrafficking,
+                model::CategoryName::OrganRemoval => Category::OrganRemoval,
+                model::CategoryName::Other => Category::Other,
+            }) as i32
+        })
+    });
+    let tlp = w.tlp.as_ref().map(|t| {
+        if t.get_ref().is_empty() {
+            empty(cx, t.span(), "tlp");
+        }
+        if r.effect == Effect::Share
+            && !t.get_ref().is_empty()
+            && t.get_ref().iter().all(|l| *l == TlpName::Red)
+        {
+            cx.err(
+                t.span().start,
+                format!("rule `{name}` can never share: TLP:RED alerts never leave the node"),
+                Some("remove the rule, or share other TLP levels".into()),
+            );
+        }
+        wire(t.get_ref(), |l| {
+            (match l {
+                TlpName::Clear => Tlp::Clear,
+                TlpName::Green => Tlp::Green,
+                TlpName::Amber => Tlp::Amber,
+                TlpName::AmberStrict => Tlp::AmberStrict,
+                TlpName::Red => Tlp::Red,
+            }) as i32
+        })
+    });
+    let handling = w.handling_codes.as_ref().map(|h| {
+        if h.get_ref().is_empty() {
+            empty(cx, h.span(), "handling_codes");
+        }
+        wire(h.get_ref(), |c| {
+            (match c {
+                model::HandlingName::H0 => HandlingCode::H0,
+                model::HandlingName::H1 => HandlingCode::H1,
+                model::HandlingName::H2 => HandlingCode::H2,
+                model::HandlingName::H3 => HandlingCode::H3,
+            }) as i32
+        })
+    });
+    let indicators = |list: &[String], offset: usize, cx: &mut Ctx<'_>| -> BTreeSet<i32> {
+        let mut out = BTreeSet::new();
+        for i in list {
+            match indicator(i) {
+                Some(v) => {
+                    out.insert(v);
+                }
+                None => cx.err(offset, format!("rule `{name}`: unknown indicator `{i}`"), Some("indicator names are those of proto Indicator in lower case without the prefix, e.g. debt_bondage".into())),
+            }
+        }
+        out
+    };
+    let indicators_any = w.indicators_any.as_ref().map(|l| {
+        if l.get_ref().is_empty() {
+            empty(cx, l.span(), "indicators_any");
+        }
+        indicators(l.get_ref(), l.span().start, cx)
+    });
+    let indicators_all = w
+        .indicators_all
+        .as_ref()
+        .map_or_else(BTreeSet::new, |l| indicators(l, 0, cx));
+    let identifier_types = w.identifier_types.as_ref().map(|t| {
+        if t.get_ref().is_empty() {
+            empty(cx, t.span(), "identifier_types");
+        }
+        wire(t.get_ref(), |t| id_type(t) as i32)
+    });
+    let max_age = w.max_age_days.as_ref().map(|d| {
+        if *d.get_ref() == 0 {
+            cx.err(
+                d.span().start,
+                format!("rule `{name}`: max_age_days = 0 matches no alert"),
+                Some("use 1 or more".into()),
+            );
+        }
+        Duration::from_secs(u64::from(*d.get_ref()) * 86_400)
+    });
+    Conditions {
+        categories,
+        min_severity: w.min_severity.map(|s| {
+            (match s {
+                model::SeverityName::Low => Severity::Low,
+                model::SeverityName::Medium => Severity::Medium,
+                model::SeverityName::High => Severity::High,
+                model::SeverityName::Critical => Severity::Critical,
+            }) as i32
+        }),
+        min_confidence: w.min_confidence.map(|c| {
+            (match c {
+                model::ConfidenceName::Low => Confidence::Low,
+                model::ConfidenceName::Moderate => Confidence::Moderate,
+                model::ConfidenceName::High => Confidence::High,
+                model::ConfidenceName::Confirmed => Confidence::Confirmed,
+            }) as i32
+        }),
+        tlp,
+        handling,
+        indicators_any,
+        indicators_all,
+        identifier_types,
+        max_age,
+    }
+}
+
+fn compile_share(cx: &mut Ctx<'_>, r: &RuleFile, name: &str, _when: &Conditions) -> Grant {
+    let Some(share) = &r.share else {
+        return Grant::nothing();
+    };
+    if r.effect == Effect::Deny {
+        cx.err(
+            share.span().start,
+            format!("rule `{name}` denies, so its [share] table would never be used"),
+            Some("remove the share table or make the rule effect = \"share\"".into()),
+        );
+    }
+    let s = share.get_ref();
+    let mut identifiers = BTreeMap::new();
+    for (t, level) in &s.identifiers {
+        if *level.get_ref() == IdLevel::Fuzzy && *t != IdType::Person {
+            cx.err(
+                level.span().start,
+                format!("rule `{name}`: only persons have a fuzzy encoding"),
+                Some("use \"exact\" for this identifier type".into()),
+            );
+        }
+        identifiers.insert(id_type(*t) as i32, *level.get_ref());
+    }
+    Grant {
+        location: s.location.unwrap_or(model::LocationLevel::None),
+        time: s.time.unwrap_or(model::TimeLevel::None),
+        narrative: s.narrative == Some(model::TextLevel::Full),
+        indicators: s.indicators == Some(model::TextLevel::Full),
+        identifiers,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,163 @@
+//! The policy file as written by an administrator (TOML).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// What a rule does when it applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Effect {
+    Share,
+    Deny,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LocationLevel {
+    None,
+    Country,
+    Region,
+    City,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeLevel {
+    None,
+    Year,
+    Month,
+    Day,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TextLevel {
+    None,
+    Full,
+}
+
+/// How one identifier type is shared: not at all, as exact tokens, or (for
+/// persons) as tokens plus fuzzy encodings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdLevel {
+    None,
+    Exact,
+    Fuzzy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdType {
+    Phone,
+    Email,
+    Person,
+    Document,
+    Iban,
+    CryptoWallet,
+    OnlineHandle,
+    VehiclePlate,
+    AdvertUrl,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CategoryName {
+    LabourExploitation,
+    SexualExploitation,
+    CriminalExploitation,
+    ChildTrafficking,
+    OrganRemoval,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SeverityName {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConfidenceName {
+    Low,
+    Moderate,
+    High,
+    Confirmed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlpName {
+    Clear,
+    Green,
+    Amber,
+    AmberStrict,
+    Red,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HandlingName {
+    H0,
+    H1,
+    H2,
+    H3,
+}
+
+/// Conditions on the alert; all given ones must hold. Absent = no condition.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct When {
+    pub categories: Option<Spanned<Vec<CategoryName>>>,
+    pub min_severity: Option<SeverityName>,
+    pub min_confidence: Option<ConfidenceName>,
+    pub tlp: Option<Spanned<Vec<TlpName>>>,
+    pub handling_codes: Option<Spanned<Vec<HandlingName>>>,
+    pub indicators_any: Option<Spanned<Vec<String>>>,
+    pub indicators_all: Option<Vec<String>>,
+    /// The alert must carry at least one identifier of these types.
+    pub identifier_types: Option<Spanned<Vec<IdType>>>,
+    pub max_age_days: Option<Spanned<u32>>,
+}
+
+/// What a share rule sends, field by field. Absent = `none`: only what a
+/// rule names leaves the node.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShareSpec {
+    pub location: Option<LocationLevel>,
+    pub time: Option<TimeLevel>,
+    pub narrative: Option<TextLevel>,
+    pub indicators: Option<TextLevel>,
+    #[serde(default)]
+    pub identifiers: BTreeMap<IdType, Spanned<IdLevel>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFile {
+    pub name: Spanned<String>,
+    pub effect: Effect,
+    #[serde(default)]
+    pub peers: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub groups: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub when: When,
+    pub share: Option<Spanned<ShareSpec>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    #[serde(default)]
+    pub groups: BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
+    #[serde(default, rename = "rules")]
+    pub rules: Vec<Spanned<RuleFile>>,
+}

@@ -1,0 +1,414 @@
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use proptest::prelude::*;
+
+use super::model::{Effect, IdLevel, LocationLevel, TimeLevel};
+use super::*;
+use crate::exchange::shared_view_with;
+use crate::proto::v1::{
+    Alert, AlertContent, Location, PersonEncoding, SharedSubject, StoredAlert, TimeWindow, Token,
+};
+
+fn peers() -> BTreeSet<AgencyId> {
+    ["ngo", "labour", "border"]
+        .iter()
+        .map(|p| AgencyId::new(*p).unwrap())
+        .collect()
+}
+
+fn agency(s: &str) -> AgencyId {
+    AgencyId::new(s).unwrap()
+}
+
+const POLICY: &str = r#"
+[groups]
+ngos = ["ngo"]
+law-enforcement = ["labour", "border"]
+
+[[rules]]
+name = "no-children-to-ngos"
+effect = "deny"
+groups = ["ngos"]
+[rules.when]
+categories = ["child_trafficking"]
+
+[[rules]]
+name = "ngos-labour"
+effect = "share"
+groups = ["ngos"]
+[rules.when]
+categories = ["labour_exploitation"]
+min_severity = "medium"
+[rules.share]
+location = "country"
+time = "month"
+identifiers = { phone = "exact", person = "fuzzy" }
+
+[[rules]]
+name = "law-enforcement-all"
+effect = "share"
+groups = ["law-enforcement"]
+[rules.share]
+location = "city"
+time = "day"
+narrative = "full"
+indicators = "full"
+identifiers = { phone = "exact", email = "exact", person = "fuzzy", iban = "exact" }
+"#;
+
+fn policy() -> Policy {
+    parse(Path::new("policy.toml"), POLICY, &peers()).unwrap()
+}
+
+fn errors(src: &str) -> Vec<PolicyError> {
+    parse(Path::new("p.toml"), src, &peers()).unwrap_err()
+}
+
+fn alert(category: Category, severity: Severity, tlp: Tlp, origin: &str) -> StoredAlert {
+    let id = crate::ids::AlertId::generate(&agency(origin));
+    StoredAlert {
+        alert: Some(Alert {
+            id: id.to_string(),
+            origin: origin.into(),
+            version: 1,
+            created_at: Some(pbjson_types::Timestamp {
+                seconds: 1_790_000_000,
+                nanos: 0,
+            }),
+            content: Some(AlertContent {
+                category: category as i32,
+                severity: severity as i32,
+                tlp: tlp as i32,
+                location: Some(Location {
+                    country: "NL".into(),
+                    region: "Zuid-Holland".into(),
+                    city: "Westland".into(),
+                }),
+                time_window: Some(TimeWindow {
+                    start: Some(pbjson_types::Timestamp {
+                        seconds: 1_789_123_456,
+                        nanos: 7,
+                    }),
+                    end: None,
+                }),
+                narrative: "details".into(),
+                indicators: vec![Indicator::DebtBondage as i32],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        shared_with: vec![],
+        pseudonyms: vec![SharedSubject {
+            role: 1,
+            tokens: vec![
+                Token {
+                    r#type: IdentifierType::Phone as i32,
+                    key_version: 1,
+                    value: vec![1; 32],
+                },
+                Token {
+                    r#type: IdentifierType::Email as i32,
+                    key_version: 1,
+                    value: vec![2; 32],
+                },
+            ],
+            encodings: vec![PersonEncoding {
+                key_version: 1,
+                block: vec![3; 16],
+                bloom: vec![4; 128],
+            }],
+        }],
+    }
+}
+
+fn now() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_100_000)
+}
+
+#[test]
+fn first_applicable_rule_decides_and_default_is_deny() {
+    let p = policy();
+    let own = agency("police");
+    let labour_alert = alert(
+        Category::LabourExploitation,
+        Severity::High,
+        Tlp::Amber,
+        "police",
+    );
+    let d = evaluate(&p, &labour_alert, &own, &agency("ngo"), now());
+    assert_eq!(d.rule.as_deref(), Some("ngos-labour"));
+    let env = shared_view_with(&labour_alert, d.grant.as_ref().unwrap());
+    let c = env.content.unwrap();
+    assert_eq!(
+        c.location
+            .as_ref()
+            .map(|l| (l.country.as_str(), l.region.as_str(), l.city.as_str())),
+        Some(("NL", "", ""))
+    );
+    assert_eq!(
+        c.time_window.unwrap().start.unwrap().seconds,
+        1_788_220_800,
+        "truncated to 2026-09-01"
+    );
+    assert!(c.narrative.is_empty() && c.indicators.is_empty());
+    let types: Vec<i32> = env.subjects[0].tokens.iter().map(|t| t.r#type).collect();
+    assert_eq!(
+        types,
+        [IdentifierType::Phone as i32],
+        "email not granted to ngos"
+    );
+    assert_eq!(env.subjects[0].encodings.len(), 1);
+
+    let child = alert(
+        Category::ChildTrafficking,
+        Severity::High,
+        Tlp::Amber,
+        "police",
+    );
+    let d = evaluate(&p, &child, &own, &agency("ngo"), now());
+    assert_eq!(
+        (d.grant.is_none(), d.rule.as_deref()),
+        (true, Some("no-children-to-ngos"))
+    );
+    let low = alert(
+        Category::LabourExploitation,
+        Severity::Low,
+        Tlp::Amber,
+        "police",
+    );
+    let d = evaluate(&p, &low, &own, &agency("ngo"), now());
+    assert!(d.grant.is_none() && d.rule.is_none(), "{}", d.reason);
+    assert!(d.reason.contains("default deny"));
+}
+
+#[test]
+fn machine_enforced_handling_overrides_rules() {
+    let p = policy();
+    let own = agency("police");
+    let red = alert(
+        Category::LabourExploitation,
+        Severity::High,
+        Tlp::Red,
+        "police",
+    );
+    let d = evaluate(&p, &red, &own, &agency("labour"), now());
+    assert!(d.grant.is_none() && d.reason.contains("TLP:RED"));
+    let received = alert(
+        Category::LabourExploitation,
+        Severity::High,
+        Tlp::Green,
+        "ngo",
+    );
+    let d = evaluate(&p, &received, &own, &agency("labour"), now());
+    assert!(d.grant.is_none() && d.reason.contains("never re-shared"));
+    // AMBER+STRICT reaches labour only through a group: not shared.
+    let strict = alert(
+        Category::LabourExploitation,
+        Severity::High,
+        Tlp::AmberStrict,
+        "police",
+    );
+    assert!(
+        evaluate(&p, &strict, &own, &agency("labour"), now())
+            .grant
+            .is_none()
+    );
+    // A rule naming the peer itself may share it.
+    let named = POLICY.replace(
+        "groups = [\"law-enforcement\"]",
+        "peers = [\"labour\", \"border\"]",
+    );
+    let p = parse(Path::new("p.toml"), &named, &peers()).unwrap();
+    assert!(
+        evaluate(&p, &strict, &own, &agency("labour"), now())
+            .grant
+            .is_some()
+    );
+}
+
+#[test]
+fn validation_points_at_each_problem_with_a_hint() {
+    let e = errors("[[rules]]\nname = \"x\"\neffect = \"share\"\npeers = [\"nobody\"]\n");
+    assert_eq!((e[0].line, e[0].column), (4, 10));
+    assert!(e[0].message.contains("unknown peer `nobody`"));
+    assert!(
+        e[0].hint
+            .as_deref()
+            .unwrap()
+            .contains("border, labour, ngo")
+    );
+
+    let e = errors(
+        "[[rules]]\nname = \"x\"\neffect = \"share\"\npeers = [\"ngo\"]\ncolour = \"red\"\n",
+    );
+    assert_eq!(e[0].line, 5);
+    assert!(e[0].message.contains("colour"), "{}", e[0].message);
+
+    let e = errors("[[rules]]\nname = \"x\"\neffect = \"share\"\ngroups = [\"nope\"]\n");
+    assert!(e[0].message.contains("unknown group"));
+
+    let e = errors(
+        "[[rules]]\nname = \"x\"\neffect = \"share\"\npeers = [\"ngo\"]\n[rules.when]\ntlp = [\"red\"]\n",
+    );
+    assert!(e[0].message.contains("can never share"), "{}", e[0].message);
+    assert_eq!(e[0].line, 6);
+
+    let e = errors(
+        "[[rules]]\nname = \"x\"\neffect = \"share\"\npeers = [\"ngo\"]\n[rules.share]\nidentifiers = { phone = \"fuzzy\" }\n",
+    );
+    assert!(e[0].message.contains("only persons"), "{}", e[0].message);
+
+    let shadow = "[[rules]]\nname = \"all\"\neffect = \"deny\"\npeers = [\"ngo\", \"labour\"]\n\n[[rules]]\nname = \"later\"\neffect = \"share\"\npeers = [\"ngo\"]\n[rules.when]\nmin_severity = \"high\"\n";
+    let e = errors(shadow);
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].line, 7);
+    assert!(
+        e[0].message.contains("never reached") && e[0].message.contains("line 1"),
+        "{}",
+        e[0].message
+    );
+    assert!(e[0].to_string().starts_with("p.toml:7:8: "), "{}", e[0]);
+}
+
+fn grant_strategy() -> impl Strategy<Value = Grant> {
+    let level = prop_oneof![
+        Just(IdLevel::None),
+        Just(IdLevel::Exact),
+        Just(IdLevel::Fuzzy)
+    ];
+    (
+        prop_oneof![
+            Just(LocationLevel::None),
+            Just(LocationLevel::Country),
+            Just(LocationLevel::Region),
+            Just(LocationLevel::City)
+        ],
+        prop_oneof![
+            Just(TimeLevel::None),
+            Just(TimeLevel::Year),
+            Just(TimeLevel::Month),
+            Just(TimeLevel::Day)
+        ],
+        any::<bool>(),
+        any::<bool>(),
+        proptest::collection::btree_map(1..=9i32, level, 0..9),
+    )
+        .prop_map(
+            |(location, time, narrative, indicators, identifiers)| Grant {
+                location,
+                time,
+                narrative,
+                indicators,
+                identifiers,
+            },
+        )
+}
+
+fn rule_strategy() -> impl Strategy<Value = Rule> {
+    let peer = prop_oneof![Just("ngo"), Just("labour"), Just("border")].prop_map(agency);
+    (
+        "[a-z]{3,8}",
+        prop_oneof![Just(Effect::Share), Just(Effect::Deny)],
+        proptest::collection::btree_set(peer.clone(), 0..3),
+        proptest::collection::btree_set(peer, 0..3),
+        proptest::option::of(proptest::collection::btree_set(1..=6i32, 1..4)),
+        proptest::option::of(1..=4i32),
+        proptest::option::of(proptest::collection::btree_set(1..=5i32, 1..4)),
+        grant_strategy(),
+    )
+        .prop_map(
+            |(name, effect, named, via_group, categories, min_severity, tlp, grant)| Rule {
+                name,
+                line: 1,
+                effect,
+                named,
+                via_group,
+                when: Conditions {
+                    categories,
+                    min_severity,
+                    tlp,
+                    ..Default::default()
+                },
+                grant,
+            },
+        )
+}
+
+fn stored_strategy() -> impl Strategy<Value = StoredAlert> {
+    (
+        crate::proto_strategies::content(false),
+        prop_oneof![Just("police"), Just("ngo")],
+        proptest::collection::vec((1..=9i32, 1..=2u32), 0..6),
+        any::<bool>(),
+    )
+        .prop_map(|(content, origin, tokens, person)| {
+            let mut a = alert(Category::Other, Severity::Low, Tlp::Green, origin);
+            a.alert.as_mut().unwrap().content = Some(content);
+            a.pseudonyms[0].tokens = tokens
+                .into_iter()
+                .map(|(t, v)| Token {
+                    r#type: t,
+                    key_version: v,
+                    value: vec![t as u8; 32],
+                })
+                .collect();
+            if !person {
+                a.pseudonyms[0].encodings.clear();
+            }
+            a
+        })
+}
+
+proptest! {
+    /// For random alerts and random valid policies, what would be sent never
+    /// holds a field, level or identifier type the deciding rule does not
+    /// allow; TLP:RED and received alerts never leave.
+    #[test]
+    fn envelopes_never_exceed_the_deciding_rule(
+        rules in proptest::collection::vec(rule_strategy(), 0..6),
+        stored in stored_strategy(),
+        peer in prop_oneof![Just("ngo"), Just("labour"), Just("border")],
+    ) {
+        let policy = Policy { rules: rules.clone() };
+        let own = agency("police");
+        let peer = agency(peer);
+        let d = evaluate(&policy, &stored, &own, &peer, now());
+        let Some(grant) = d.grant else { return Ok(()) };
+        let alert = stored.alert.as_ref().unwrap();
+        let content = alert.content.as_ref().unwrap();
+        prop_assert_eq!(alert.origin.as_str(), "police", "received alert shared");
+        prop_assert_ne!(content.tlp, Tlp::Red as i32, "TLP:RED shared");
+        let rule = rules.iter().find(|r| Some(&r.name) == d.rule.as_ref()).unwrap();
+        prop_assert_eq!(rule.effect, Effect::Share);
+        prop_assert!(rule.named.contains(&peer) || (rule.via_group.contains(&peer) && content.tlp != Tlp::AmberStrict as i32));
+        prop_assert_eq!(&grant, &rule.grant);
+
+        let env = shared_view_with(&stored, &grant);
+        let c = env.content.unwrap();
+        match (&c.location, grant.location) {
+            (None, _) => {}
+            (Some(_), LocationLevel::None) => prop_assert!(false, "location sent"),
+            (Some(l), level) => {
+                prop_assert!(level >= LocationLevel::Region || l.region.is_empty());
+                prop_assert!(level >= LocationLevel::City || l.city.is_empty());
+            }
+        }
+        if let Some(w) = &c.time_window {
+            prop_assert!(grant.time != TimeLevel::None, "time sent");
+            for t in [w.start, w.end].into_iter().flatten() {
+                prop_assert_eq!(t.nanos, 0);
+                prop_assert_eq!(t.seconds % 86_400, 0, "finer than a day");
+            }
+        }
+        prop_assert!(grant.narrative || c.narrative.is_empty());
+        prop_assert!(grant.indicators || c.indicators.is_empty());
+        for s in &env.subjects {
+            for t in &s.tokens {
+                prop_assert!(grant.identifier(t.r#type) >= IdLevel::Exact, "token type {} not granted", t.r#type);
+            }
+            prop_assert!(s.encodings.is_empty() || grant.identifier(IdentifierType::Person as i32) == IdLevel::Fuzzy);
+        }
+    }
+}
