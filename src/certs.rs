@@ -280,6 +280,7 @@ pub fn init_federation(
             &node_toml(federation, agency, own, addrs),
             false,
         )?;
+        write_new(&dir.join("policy.toml"), &dev_policy(agency, addrs), false)?;
         agencies.insert(
             agency.clone(),
             AgencyLayout {
@@ -329,6 +330,10 @@ dir = "data"
 # The federation's shared matching key ring (same file on every node).
 key_ring = "../matching-keys.toml"
 
+[sharing]
+# Development policy: everything to every peer. Replace it (docs/policy.md).
+policy = "policy.toml"
+
 [clients]
 "#,
         peer = own.peer,
@@ -342,6 +347,27 @@ key_ring = "../matching-keys.toml"
         s.push_str(&format!(
             "\n[[peers]]\nagency_id = \"{peer}\"\naddress = \"{}\"\n",
             addrs.peer
+        ));
+    }
+    s
+}
+
+/// A development policy sharing every alert with every peer at full detail.
+fn dev_policy(agency: &AgencyId, all: &BTreeMap<AgencyId, NodeAddrs>) -> String {
+    let peers: Vec<String> = all
+        .keys()
+        .filter(|p| *p != agency)
+        .map(|p| format!("\"{p}\""))
+        .collect();
+    let mut s = format!(
+        "# Sharing policy of `{agency}` written by `casebridge certs init`: FOR DEVELOPMENT.\n\
+         # It shares every alert with every peer at full detail. Write a real one\n\
+         # before production (docs/policy.md), check it with `casebridge policy validate`.\n"
+    );
+    if !peers.is_empty() {
+        s.push_str(&format!(
+            "\n[[rules]]\nname = \"dev-share-everything\"\neffect = \"share\"\npeers = [{}]\n[rules.share]\nlocation = \"city\"\ntime = \"day\"\nnarrative = \"full\"\nindicators = \"full\"\nidentifiers = {{ phone = \"exact\", email = \"exact\", person = \"fuzzy\", document = \"exact\", iban = \"exact\", crypto_wallet = \"exact\", online_handle = \"exact\", vehicle_plate = \"exact\", advert_url = \"exact\" }}\n",
+            peers.join(", ")
         ));
     }
     s

@@ -134,6 +134,8 @@ pub struct NodeConfig {
     #[serde(default)]
     pub matching: MatchingConfig,
     #[serde(default)]
+    pub sharing: SharingConfig,
+    #[serde(default)]
     pub alerts: AlertRules,
     #[serde(default)]
     pub limits: Limits,
@@ -186,6 +188,16 @@ pub struct PeerConfig {
     /// `host:port` of the peer's peer API. The host must appear in the peer's
     /// certificate (DNS or IP SAN).
     pub address: Spanned<String>,
+}
+
+/// What this node shares with whom.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharingConfig {
+    /// The sharing policy file (docs/policy.md). Without one the node shares
+    /// nothing: default deny. `certs init` writes a permissive development
+    /// policy; replace it before real use.
+    pub policy: Option<Spanned<PathBuf>>,
 }
 
 /// How identifiers are pseudonymized for matching across agencies.
@@ -386,6 +398,9 @@ impl NodeConfig {
         if let Some(ring) = cfg.matching.key_ring.as_mut() {
             resolve(&base, ring.get_mut());
         }
+        if let Some(policy) = cfg.sharing.policy.as_mut() {
+            resolve(&base, policy.get_mut());
+        }
         cfg.validate(file, src)?;
         Ok(cfg)
     }
@@ -439,6 +454,17 @@ impl NodeConfig {
                 format!(
                     "matching.key_ring: file {} does not exist",
                     ring.get_ref().display()
+                ),
+            );
+        }
+        if let Some(policy) = &self.sharing.policy
+            && !policy.get_ref().is_file()
+        {
+            return err(
+                policy.span(),
+                format!(
+                    "sharing.policy: file {} does not exist",
+                    policy.get_ref().display()
                 ),
             );
         }

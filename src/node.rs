@@ -47,6 +47,13 @@ pub enum NodeError {
     },
     #[error(transparent)]
     KeyRing(#[from] crate::pseudo::KeyRingError),
+    #[error("sharing policy has {} problem(s):\n{}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Policy(Vec<crate::policy::PolicyError>),
+    #[error("{path}: cannot read the sharing policy: {reason}")]
+    PolicyFile {
+        path: std::path::PathBuf,
+        reason: String,
+    },
     #[error("key ring {path} is for federation {found}, this node is in {expected}")]
     KeyRingFederation {
         path: std::path::PathBuf,
@@ -175,6 +182,7 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
             config.alerts.clone(),
             outbound.clone(),
             pseudo.clone(),
+            load_policy(&config)?,
         ),
         lookups: Lookups::new(
             store.clone(),
@@ -302,6 +310,26 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
         servers,
         workers,
     })
+}
+
+fn load_policy(config: &NodeConfig) -> Result<Option<crate::policy::Policy>, NodeError> {
+    let Some(path) = &config.sharing.policy else {
+        tracing::warn!("no sharing.policy configured: this node shares nothing (default deny)");
+        return Ok(None);
+    };
+    let path = path.get_ref();
+    let src = std::fs::read_to_string(path).map_err(|e| NodeError::PolicyFile {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    let peers = config
+        .peers
+        .iter()
+        .map(|p| p.agency_id.get_ref().clone())
+        .collect();
+    let policy = crate::policy::parse(path, &src, &peers).map_err(NodeError::Policy)?;
+    tracing::info!(path = %path.display(), rules = policy.rules.len(), "sharing policy loaded");
+    Ok(Some(policy))
 }
 
 fn load_pseudonymizer(config: &NodeConfig) -> Result<Pseudonymizer, NodeError> {

@@ -156,6 +156,8 @@ async fn peer_not_in_config_is_refused() {
         if a.as_str() == "police" {
             cfg.peers
                 .retain(|p| p.agency_id.get_ref().as_str() != "rogue");
+            // Its generated policy names `rogue`, which is no longer a peer.
+            cfg.sharing.policy = None;
         }
     })
     .await;

@@ -1,6 +1,7 @@
 //! The local alert lifecycle: submit, update, retract, read. Each change is one
-//! store transaction that also queues the change for every peer (through the
-//! one place that builds outbound envelopes, [`crate::exchange::shared_view`]).
+//! store transaction that also queues the change for each peer the sharing
+//! policy allows, with the view its rule grants (built in the one place that
+//! builds outbound envelopes, [`crate::exchange::shared_view_with`]).
 
 pub mod validate;
 
@@ -10,9 +11,10 @@ use std::time::SystemTime;
 use thiserror::Error;
 
 use crate::config::{AlertRules, Limits};
-use crate::exchange::{Outbound, shared_view};
+use crate::exchange::{Outbound, shared_view, shared_view_with};
 use crate::identity::ClientIdentity;
 use crate::ids::{AgencyId, AlertId};
+use crate::policy::Policy;
 use crate::proto::v1::envelope::Payload;
 use crate::proto::v1::{
     Alert, AlertDraft, Category, ListAlertsRequest, ListAlertsResponse, SharedSubject, StoredAlert,
@@ -78,9 +80,12 @@ pub struct Ledger {
     rules: AlertRules,
     outbound: Arc<Outbound>,
     pseudo: Arc<Pseudonymizer>,
+    /// The sharing policy; without one nothing is shared (default deny).
+    policy: Option<Policy>,
 }
 
 impl Ledger {
+    #[allow(clippy::too_many_arguments)] // plain wiring, called once by `node::start`
     pub fn new(
         store: Arc<Store>,
         agency: AgencyId,
@@ -89,6 +94,7 @@ impl Ledger {
         rules: AlertRules,
         outbound: Arc<Outbound>,
         pseudo: Arc<Pseudonymizer>,
+        policy: Option<Policy>,
     ) -> Self {
         Self {
             store,
@@ -98,7 +104,17 @@ impl Ledger {
             rules,
             outbound,
             pseudo,
+            policy,
         }
+    }
+
+    fn wake(&self, record: &StoredAlert) {
+        let peers: Vec<AgencyId> = record
+            .shared_with
+            .iter()
+            .filter_map(|p| AgencyId::new(p.clone()).ok())
+            .collect();
+        self.outbound.wake(&peers);
     }
 
     /// Structural validation, then normalization and tokens for the subjects:
@@ -118,15 +134,45 @@ impl Ledger {
         Ok((draft, pseudonyms))
     }
 
-    fn items_for(&self, record: &StoredAlert, peers: &[AgencyId]) -> Vec<OutboxItem> {
-        let view = shared_view(record);
-        peers
-            .iter()
-            .map(|peer| OutboxItem {
-                peer: peer.clone(),
-                payload: Payload::Alert(view.clone()),
-            })
-            .collect()
+    /// Who gets this version and what each one gets. A tombstone goes to
+    /// every configured peer that had the alert, whatever the policy says now;
+    /// any other version goes to the peers the policy allows, each with the
+    /// view its deciding rule grants. Returns the updated "had it" list too.
+    fn outbound_for(
+        &self,
+        record: &StoredAlert,
+        had: &[AgencyId],
+    ) -> (Vec<AgencyId>, Vec<OutboxItem>) {
+        let retracted = record.alert.as_ref().is_some_and(|a| a.retracted);
+        let mut shared_with: Vec<AgencyId> = had.to_vec();
+        let mut items = Vec::new();
+        if retracted {
+            let view = shared_view(record);
+            for peer in had.iter().filter(|p| self.peers.contains(p)) {
+                items.push(OutboxItem {
+                    peer: peer.clone(),
+                    payload: Payload::Alert(view.clone()),
+                });
+            }
+            return (shared_with, items);
+        }
+        let Some(policy) = &self.policy else {
+            return (shared_with, items); // no policy: nothing leaves
+        };
+        let now = SystemTime::now();
+        for peer in &self.peers {
+            let decision = crate::policy::evaluate(policy, record, &self.agency, peer, now);
+            if let Some(grant) = decision.grant {
+                items.push(OutboxItem {
+                    peer: peer.clone(),
+                    payload: Payload::Alert(shared_view_with(record, &grant)),
+                });
+                if !shared_with.contains(peer) {
+                    shared_with.push(peer.clone());
+                }
+            }
+        }
+        (shared_with, items)
     }
 
     fn parse_id(&self, id: &str) -> Result<AlertId, AlertError> {
@@ -176,18 +222,19 @@ impl Ledger {
         let written = self
             .store
             .write_local(&id, request_key.as_deref(), |_| {
-                let record = StoredAlert {
+                let mut record = StoredAlert {
                     alert: Some(alert.clone()),
-                    shared_with: self.peers.iter().map(ToString::to_string).collect(),
+                    shared_with: Vec::new(),
                     pseudonyms: pseudonyms.clone(),
                 };
-                let items = self.items_for(&record, &self.peers);
+                let (shared_with, items) = self.outbound_for(&record, &[]);
+                record.shared_with = shared_with.iter().map(ToString::to_string).collect();
                 Ok::<_, AlertError>((record, items))
             })
             .await?;
         match written {
             LocalWrite::Written(rec) => {
-                self.outbound.wake(&self.peers);
+                self.wake(&rec);
                 Ok(rec.alert.unwrap_or_default())
             }
             LocalWrite::Replayed(rec) => Ok(rec.alert.unwrap_or_default()),
@@ -225,41 +272,21 @@ impl Ledger {
                 record.pseudonyms = pseudonyms;
                 alert.version += 1;
                 alert.updated_at = Some(now);
-                let mut peers: Vec<AgencyId> = record
+                let had: Vec<AgencyId> = record
                     .shared_with
                     .iter()
                     .filter_map(|p| AgencyId::new(p.clone()).ok())
                     .collect();
-                // Peers added to the config since the alert was first shared
-                // get the current version too (not after a retraction).
-                if !alert.retracted {
-                    for p in &self.peers {
-                        if !peers.contains(p) {
-                            peers.push(p.clone());
-                        }
-                    }
-                }
-                record.shared_with = peers.iter().map(ToString::to_string).collect();
-                // A peer removed from the config has no worker: queueing for
-                // it would only grow a queue nobody drains.
-                let live: Vec<AgencyId> = peers
-                    .into_iter()
-                    .filter(|p| self.peers.contains(p))
-                    .collect();
                 record.alert = Some(alert);
-                let items = self.items_for(&record, &live);
+                let (shared_with, items) = self.outbound_for(&record, &had);
+                record.shared_with = shared_with.iter().map(ToString::to_string).collect();
                 Ok((record, items))
             })
             .await?;
         let rec = match written {
             LocalWrite::Written(rec) | LocalWrite::Replayed(rec) => rec,
         };
-        let peers: Vec<AgencyId> = rec
-            .shared_with
-            .iter()
-            .filter_map(|p| AgencyId::new(p.clone()).ok())
-            .collect();
-        self.outbound.wake(&peers);
+        self.wake(&rec);
         Ok(rec.alert.unwrap_or_default())
     }
 

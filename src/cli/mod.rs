@@ -239,6 +239,8 @@ fn is_config_error(error: &anyhow::Error) -> bool {
             Some(NodeError::Tls(e)) => tls_file(e),
             Some(
                 NodeError::WrongCertificate { .. }
+                | NodeError::Policy(_)
+                | NodeError::PolicyFile { .. }
                 | NodeError::KeyRing(_)
                 | NodeError::KeyRingFederation { .. },
             ) => true,

@@ -89,7 +89,9 @@ pub fn email(address: &str) -> Result<String, NormalizeError> {
     }
     let domain = idna::domain_to_ascii(domain.trim_end_matches('.'))
         .map_err(|_| err("email.address", "the domain is not a valid domain name"))?;
-    if domain.is_empty() || !domain.contains('.') {
+    // IDNA may map characters to nothing, so check the result, not the input.
+    let domain = domain.trim_end_matches('.').to_owned();
+    if domain.split('.').count() < 2 || domain.split('.').any(str::is_empty) {
         return Err(err(
             "email.address",
             "the domain must be a full domain name",
