@@ -160,8 +160,9 @@ impl Ledger {
             return (shared_with, items); // no policy: nothing leaves
         };
         let now = SystemTime::now();
-        for peer in &self.peers {
-            let decision = crate::policy::evaluate(policy, record, &self.agency, peer, now);
+        for (peer, decision) in
+            crate::policy::evaluate_all(policy, record, &self.agency, &self.peers, now)
+        {
             if let Some(grant) = decision.grant {
                 items.push(OutboxItem {
                     peer: peer.clone(),

@@ -79,33 +79,48 @@ impl Decision {
     }
 }
 
-fn applies(rule: &Rule, alert: &StoredAlert, peer: &AgencyId, now: SystemTime) -> bool {
-    let Some(a) = &alert.alert else { return false };
-    let Some(c) = &a.content else { return false };
+/// What the conditions look at, computed once per evaluation.
+struct Facts<'a> {
+    content: &'a crate::proto::v1::AlertContent,
+    types: std::collections::BTreeSet<i32>,
+    age: std::time::Duration,
+}
+
+impl<'a> Facts<'a> {
+    fn of(alert: &'a StoredAlert, now: SystemTime) -> Option<Self> {
+        let a = alert.alert.as_ref()?;
+        let content = a.content.as_ref()?;
+        let types = alert
+            .pseudonyms
+            .iter()
+            .flat_map(|s| s.tokens.iter().map(|t| t.r#type))
+            .chain(
+                alert
+                    .pseudonyms
+                    .iter()
+                    .filter(|s| !s.encodings.is_empty())
+                    .map(|_| IdentifierType::Person as i32),
+            )
+            .collect();
+        let created = a.created_at.map_or(now, |t| {
+            SystemTime::UNIX_EPOCH + std::time::Duration::new(t.seconds.max(0) as u64, 0)
+        });
+        Some(Self {
+            content,
+            types,
+            age: now.duration_since(created).unwrap_or_default(),
+        })
+    }
+}
+
+fn applies(rule: &Rule, f: &Facts<'_>, peer: &AgencyId) -> bool {
+    let c = f.content;
     let strict = c.tlp == Tlp::AmberStrict as i32;
     let reaches = rule.named.contains(peer) || (!strict && rule.via_group.contains(peer));
     if !reaches {
         return false;
     }
     let w = &rule.when;
-    let types: std::collections::BTreeSet<i32> = alert
-        .pseudonyms
-        .iter()
-        .flat_map(|s| s.tokens.iter().map(|t| t.r#type))
-        .chain(
-            alert
-                .pseudonyms
-                .iter()
-                .filter(|s| !s.encodings.is_empty())
-                .map(|_| IdentifierType::Person as i32),
-        )
-        .collect();
-    let age_ok = w.max_age.is_none_or(|max| {
-        let created = a.created_at.map_or(now, |t| {
-            SystemTime::UNIX_EPOCH + std::time::Duration::new(t.seconds.max(0) as u64, 0)
-        });
-        now.duration_since(created).unwrap_or_default() <= max
-    });
     w.categories
         .as_ref()
         .is_none_or(|s| s.contains(&c.category))
@@ -121,8 +136,8 @@ fn applies(rule: &Rule, alert: &StoredAlert, peer: &AgencyId, now: SystemTime) -
         && w.indicators_all.iter().all(|i| c.indicators.contains(i))
         && w.identifier_types
             .as_ref()
-            .is_none_or(|s| types.iter().any(|t| s.contains(t)))
-        && age_ok
+            .is_none_or(|s| f.types.iter().any(|t| s.contains(t)))
+        && w.max_age.is_none_or(|max| f.age <= max)
 }
 
 /// Decides whether `alert` goes to `peer`, and at which levels. `own` is this
@@ -134,30 +149,56 @@ pub fn evaluate(
     peer: &AgencyId,
     now: SystemTime,
 ) -> Decision {
+    evaluate_all(policy, alert, own, std::slice::from_ref(peer), now)
+        .pop()
+        .map(|(_, d)| d)
+        .unwrap_or_else(|| Decision::builtin("no peer"))
+}
+
+/// [`evaluate`] for several peers, looking at the alert once.
+pub fn evaluate_all<'p>(
+    policy: &Policy,
+    alert: &StoredAlert,
+    own: &AgencyId,
+    peers: &'p [AgencyId],
+    now: SystemTime,
+) -> Vec<(&'p AgencyId, Decision)> {
+    let all = |d: Decision| peers.iter().map(|p| (p, d.clone())).collect();
     let Some(a) = &alert.alert else {
-        return Decision::builtin("no alert");
+        return all(Decision::builtin("no alert"));
     };
     if a.origin != own.as_str() {
-        return Decision::builtin("received alerts are never re-shared");
+        return all(Decision::builtin("received alerts are never re-shared"));
     }
     if a.content.as_ref().is_some_and(|c| c.tlp == Tlp::Red as i32) {
-        return Decision::builtin("TLP:RED never leaves the node");
+        return all(Decision::builtin("TLP:RED never leaves the node"));
     }
-    for rule in &policy.rules {
-        if applies(rule, alert, peer, now) {
-            return match rule.effect {
-                Effect::Share => Decision {
-                    grant: Some(rule.grant.clone()),
-                    rule: Some(rule.name.clone()),
-                    reason: format!("rule `{}` (line {}) shares", rule.name, rule.line),
-                },
-                Effect::Deny => Decision {
-                    grant: None,
-                    rule: Some(rule.name.clone()),
-                    reason: format!("rule `{}` (line {}) denies", rule.name, rule.line),
-                },
-            };
-        }
-    }
-    Decision::builtin("no rule applies (default deny)")
+    let Some(facts) = Facts::of(alert, now) else {
+        return all(Decision::builtin("no content to share"));
+    };
+    peers
+        .iter()
+        .map(|peer| {
+            let decision = policy
+                .rules
+                .iter()
+                .find(|rule| applies(rule, &facts, peer))
+                .map_or_else(
+                    || Decision::builtin("no rule applies (default deny)"),
+                    |rule| match rule.effect {
+                        Effect::Share => Decision {
+                            grant: Some(rule.grant.clone()),
+                            rule: Some(rule.name.clone()),
+                            reason: format!("rule `{}` (line {}) shares", rule.name, rule.line),
+                        },
+                        Effect::Deny => Decision {
+                            grant: None,
+                            rule: Some(rule.name.clone()),
+                            reason: format!("rule `{}` (line {}) denies", rule.name, rule.line),
+                        },
+                    },
+                );
+            (peer, decision)
+        })
+        .collect()
 }

@@ -21,7 +21,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use eval::{Decision, Grant, evaluate};
+pub use eval::{Decision, Grant, evaluate, evaluate_all};
 use model::{Effect, IdLevel, IdType, PolicyFile, RuleFile, TlpName};
 
 use crate::ids::AgencyId;
