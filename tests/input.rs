@@ -330,6 +330,47 @@ fn policy_validate_accepts_the_examples_and_points_at_problems() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // The example's own test cases pass; a wrong expectation fails the run.
+    let run_cases = |cases: &std::path::Path| {
+        bin()
+            .args([
+                "policy",
+                "test",
+                "docs/examples/policy-police.toml",
+                "--cases",
+            ])
+            .arg(cases)
+            .arg("--config")
+            .arg(fed.join("police/node.toml"))
+            .output()
+            .unwrap()
+    };
+    let out = run_cases(std::path::Path::new(
+        "docs/examples/policy-police.cases.toml",
+    ));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wrong = std::path::Path::new("docs/examples")
+        .join(format!("wrong-{}.cases.toml", std::process::id()));
+    std::fs::write(
+        &wrong,
+        "[[case]]\nname = \"red goes out (wrong)\"\nalert = \"alert.json\"\npeer = \"labour\"\ntlp = \"red\"\nexpect = \"share\"\n",
+    )
+    .unwrap();
+    let out = run_cases(&wrong);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            "FAIL  red goes out (wrong): expected share, got deny (TLP:RED never leaves the node)"
+        ),
+        "{stdout}"
+    );
+
     let bad = dir.path().join("bad.toml");
     std::fs::write(
         &bad,

@@ -25,6 +25,16 @@ pub enum PolicyCommand {
         #[arg(long, env = "CASEBRIDGE_CONFIG")]
         config: PathBuf,
     },
+    /// Run a policy's own test cases: expected outcomes per (alert, peer).
+    /// Exits non-zero on any mismatch, so it fits an agency's own CI.
+    Test {
+        file: PathBuf,
+        /// TOML file of [[case]] tables (see docs/policy.md).
+        #[arg(long)]
+        cases: PathBuf,
+        #[arg(long, env = "CASEBRIDGE_CONFIG")]
+        config: PathBuf,
+    },
     /// Show the decision, the deciding rule and the exact envelope for one
     /// alert (an AlertDraft JSON file, as for `alert submit`) and one peer.
     Explain {
@@ -37,6 +47,146 @@ pub enum PolicyCommand {
         #[arg(long, env = "CASEBRIDGE_CONFIG")]
         config: PathBuf,
     },
+}
+
+/// The stored record a submit of `draft` would create here (validated,
+/// pseudonymized with the node's key ring), for evaluating the policy.
+fn record_from_draft(
+    config: &NodeConfig,
+    draft: crate::proto::v1::AlertDraft,
+    now: SystemTime,
+) -> Result<StoredAlert, Failure> {
+    let invalid = |v| failure(EXIT_DATAERR, anyhow!(crate::alert::AlertError::Invalid(v)));
+    let draft = crate::alert::validate::validate_draft(draft, &config.limits, &config.alerts, now)
+        .map_err(invalid)?;
+    let ring = match &config.matching.key_ring {
+        Some(path) => Some(KeyRing::load(path.get_ref())?),
+        None => None,
+    };
+    let region = config
+        .matching
+        .default_phone_region
+        .as_ref()
+        .map(|r| r.get_ref().clone());
+    let pseudonyms = Pseudonymizer::new(ring, region)
+        .pseudonymize(&draft.subjects, "draft.subjects", now.into())
+        .map_err(invalid)?;
+    let own = config.agency().clone();
+    Ok(StoredAlert {
+        alert: Some(Alert {
+            id: AlertId::generate(&own).to_string(),
+            origin: own.to_string(),
+            version: 1,
+            created_at: Some(crate::alert::validate::timestamp(now)),
+            updated_at: Some(crate::alert::validate::timestamp(now)),
+            content: draft.content,
+            ..Default::default()
+        }),
+        shared_with: vec![],
+        pseudonyms,
+    })
+}
+
+/// One expectation in a `policy test` cases file.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    /// AlertDraft JSON file, relative to the cases file.
+    alert: PathBuf,
+    peer: String,
+    /// `share` or `deny`.
+    expect: String,
+    /// The rule expected to decide (omit for the built-in decisions).
+    rule: Option<String>,
+    /// Overrides applied to the alert file, to test variants of one alert.
+    tlp: Option<String>,
+    category: Option<String>,
+    severity: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Cases {
+    #[serde(rename = "case")]
+    cases: Vec<Case>,
+}
+
+fn enum_override(
+    kind: &str,
+    prefix: &str,
+    value: &str,
+    parse: impl Fn(&str) -> Option<i32>,
+) -> Result<i32, Failure> {
+    parse(&format!("{prefix}{}", value.to_ascii_uppercase()))
+        .ok_or_else(|| failure(EXIT_DATAERR, anyhow!("unknown {kind} `{value}`")))
+}
+
+fn run_cases(p: &Policy, config: &NodeConfig, cases_file: &Path) -> Result<(), Failure> {
+    let text = std::fs::read_to_string(cases_file).map_err(|e| {
+        failure(
+            EXIT_DATAERR,
+            anyhow!("{}: cannot read: {e}", cases_file.display()),
+        )
+    })?;
+    let cases: Cases = toml::from_str(&text).map_err(|e| {
+        let offset = e.span().map_or(0, |s| s.start);
+        let line = text[..offset.min(text.len())].matches('\n').count() + 1;
+        failure(
+            EXIT_DATAERR,
+            anyhow!("{}:{line}: {}", cases_file.display(), e.message().trim()),
+        )
+    })?;
+    let base = cases_file.parent().unwrap_or(Path::new("."));
+    let own = config.agency().clone();
+    let now = SystemTime::now();
+    let mut failed = 0;
+    for case in &cases.cases {
+        let mut draft = super::read_draft(&base.join(&case.alert))?;
+        if let Some(c) = draft.content.as_mut() {
+            if let Some(t) = &case.tlp {
+                c.tlp = enum_override("tlp", "TLP_", t, |n| {
+                    crate::proto::v1::Tlp::from_str_name(n).map(|v| v as i32)
+                })?;
+            }
+            if let Some(t) = &case.category {
+                c.category = enum_override("category", "CATEGORY_", t, |n| {
+                    crate::proto::v1::Category::from_str_name(n).map(|v| v as i32)
+                })?;
+            }
+            if let Some(t) = &case.severity {
+                c.severity = enum_override("severity", "SEVERITY_", t, |n| {
+                    crate::proto::v1::Severity::from_str_name(n).map(|v| v as i32)
+                })?;
+            }
+        }
+        let record = record_from_draft(config, draft, now)?;
+        let peer = AgencyId::new(case.peer.clone())
+            .map_err(|e| failure(EXIT_DATAERR, anyhow!("case `{}`: {e}", case.name)))?;
+        let d = policy::evaluate(p, &record, &own, &peer, now);
+        let got = if d.grant.is_some() { "share" } else { "deny" };
+        let rule_ok = case.rule.is_none() || case.rule == d.rule;
+        if got == case.expect && rule_ok {
+            println!("ok    {}", case.name);
+        } else {
+            failed += 1;
+            println!(
+                "FAIL  {}: expected {}{}, got {got} ({})",
+                case.name,
+                case.expect,
+                case.rule
+                    .as_deref()
+                    .map(|r| format!(" by rule `{r}`"))
+                    .unwrap_or_default(),
+                d.reason
+            );
+        }
+    }
+    println!("{} passed, {failed} failed", cases.cases.len() - failed);
+    if failed > 0 {
+        return Err(failure(1, anyhow!("{failed} policy test case(s) failed")));
+    }
+    Ok(())
 }
 
 fn load(file: &Path, config: &NodeConfig) -> Result<Policy, Failure> {
@@ -86,6 +236,15 @@ pub fn run(command: PolicyCommand, json: bool) -> Result<(), Failure> {
             }
             Ok(())
         }
+        PolicyCommand::Test {
+            file,
+            cases,
+            config,
+        } => {
+            let config = NodeConfig::load(&config)?;
+            let p = load(&file, &config)?;
+            run_cases(&p, &config, &cases)
+        }
         PolicyCommand::Explain {
             policy,
             alert,
@@ -97,39 +256,8 @@ pub fn run(command: PolicyCommand, json: bool) -> Result<(), Failure> {
             let peer = AgencyId::new(peer).map_err(|e| failure(EXIT_CONFIG as u8, anyhow!(e)))?;
             let draft = super::read_draft(&alert)?;
             let now = SystemTime::now();
-            let draft =
-                crate::alert::validate::validate_draft(draft, &config.limits, &config.alerts, now)
-                    .map_err(|v| {
-                        failure(EXIT_DATAERR, anyhow!(crate::alert::AlertError::Invalid(v)))
-                    })?;
-            let ring = match &config.matching.key_ring {
-                Some(path) => Some(KeyRing::load(path.get_ref())?),
-                None => None,
-            };
-            let region = config
-                .matching
-                .default_phone_region
-                .as_ref()
-                .map(|r| r.get_ref().clone());
-            let pseudonyms = Pseudonymizer::new(ring, region)
-                .pseudonymize(&draft.subjects, "draft.subjects", now.into())
-                .map_err(|v| {
-                    failure(EXIT_DATAERR, anyhow!(crate::alert::AlertError::Invalid(v)))
-                })?;
+            let record = record_from_draft(&config, draft, now)?;
             let own = config.agency().clone();
-            let record = StoredAlert {
-                alert: Some(Alert {
-                    id: AlertId::generate(&own).to_string(),
-                    origin: own.to_string(),
-                    version: 1,
-                    created_at: Some(crate::alert::validate::timestamp(now)),
-                    updated_at: Some(crate::alert::validate::timestamp(now)),
-                    content: draft.content,
-                    ..Default::default()
-                }),
-                shared_with: vec![],
-                pseudonyms,
-            };
             let decision = policy::evaluate(&p, &record, &own, &peer, now);
             let envelope = decision
                 .grant
