@@ -20,7 +20,7 @@ use crate::ids::{AgencyId, FederationName};
 use crate::proto::v1::peer_exchange_client::PeerExchangeClient;
 use crate::proto::v1::{
     AgencyAnswer, LookupRecord, LookupRequest, LookupResponse, PeerLookupRequest,
-    PeerLookupResponse, Subject,
+    PeerLookupResponse,
 };
 use crate::pseudo::Pseudonymizer;
 use crate::ratelimit::RateLimiter;
@@ -201,33 +201,11 @@ impl Lookups {
                 .map(|(id, a)| (id.clone(), a.clone()))
                 .collect();
         }
-        let subject = Subject {
-            role: 0,
-            identifiers: req.identifiers,
-        };
-        let shared = self
+        let (tokens, encodings) = self
             .pseudo
-            .pseudonymize(
-                std::slice::from_ref(&subject),
-                "lookup",
-                OffsetDateTime::now_utc(),
-            )
-            .map_err(|vs| {
-                LookupError::Invalid(
-                    vs.into_iter()
-                        .map(|v| FieldViolation {
-                            field: v.field.replacen("lookup[0].", "", 1),
-                            description: v.description,
-                        })
-                        .collect(),
-                )
-            })?
-            .pop()
-            .unwrap_or_default();
-        let probe = PeerLookupRequest {
-            tokens: shared.tokens,
-            encodings: shared.encodings,
-        };
+            .identifiers(&req.identifiers, "identifiers", OffsetDateTime::now_utc())
+            .map_err(LookupError::Invalid)?;
+        let probe = PeerLookupRequest { tokens, encodings };
         let local = AgencyAnswer {
             agency: self.own.to_string(),
             answered: true,

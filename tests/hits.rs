@@ -6,19 +6,13 @@ mod common;
 
 use casebridge::client::NodeClient;
 use casebridge::proto::v1::{
-    AlertDraft, Hit, HitSource, Identifier, IdentifierType, Phone, SubmitAlertRequest,
-    WatchHitsRequest, identifier::Kind,
+    AlertDraft, Hit, HitSource, IdentifierType, SubmitAlertRequest, WatchHitsRequest,
 };
 use common::*;
 
 fn draft_with_phone(number: &str, region: &str) -> AlertDraft {
     let mut d = sample_draft("contact number from an advert");
-    d.subjects[0].identifiers = vec![Identifier {
-        kind: Some(Kind::Phone(Phone {
-            number: number.into(),
-            region: region.into(),
-        })),
-    }];
+    d.subjects[0].identifiers = vec![phone_id(number, region)];
     d
 }
 
@@ -139,13 +133,7 @@ async fn same_phone_written_differently_is_a_hit_on_both_sides() {
 
 fn draft_with_person(given: &str, family: &str, dob: &str) -> AlertDraft {
     let mut d = sample_draft("person seen at a recruitment office");
-    d.subjects[0].identifiers = vec![Identifier {
-        kind: Some(Kind::Person(casebridge::proto::v1::PersonName {
-            given_names: given.into(),
-            family_name: family.into(),
-            date_of_birth: dob.into(),
-        })),
-    }];
+    d.subjects[0].identifiers = vec![person_id(given, family, dob)];
     d
 }
 

@@ -4,31 +4,9 @@
 mod common;
 
 use casebridge::config::Bounded;
-use casebridge::proto::v1::{
-    Identifier, IdentifierType, LookupRequest, PersonName, Phone, SubmitAlertRequest,
-    identifier::Kind,
-};
+use casebridge::proto::v1::{IdentifierType, LookupRequest, SubmitAlertRequest};
 use common::*;
 use tonic::Code;
-
-fn phone(n: &str, region: &str) -> Identifier {
-    Identifier {
-        kind: Some(Kind::Phone(Phone {
-            number: n.into(),
-            region: region.into(),
-        })),
-    }
-}
-
-fn person(given: &str, family: &str, dob: &str) -> Identifier {
-    Identifier {
-        kind: Some(Kind::Person(PersonName {
-            given_names: given.into(),
-            family_name: family.into(),
-            date_of_birth: dob.into(),
-        })),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lookup_answers_per_agency_about_own_alerts_only() {
@@ -41,8 +19,8 @@ async fn lookup_answers_per_agency_about_own_alerts_only() {
     let mut ngo = fed.client("ngo", "cms").await;
     let mut draft = sample_draft("hotline call");
     draft.subjects[0].identifiers = vec![
-        phone("+31 6 5555 0101", ""),
-        person("Olena", "Kovalenko", "1998-07-14"),
+        phone_id("+31 6 5555 0101", ""),
+        person_id("Olena", "Kovalenko", "1998-07-14"),
     ];
     let ngo_alert = ngo
         .alerts
@@ -69,8 +47,8 @@ async fn lookup_answers_per_agency_about_own_alerts_only() {
         .alerts
         .lookup(LookupRequest {
             identifiers: vec![
-                phone("06-55550101", "NL"),
-                person("Olena", "Kovalenka", "1998-07-14"),
+                phone_id("06-55550101", "NL"),
+                person_id("Olena", "Kovalenka", "1998-07-14"),
             ],
             peers: vec![],
         })
@@ -112,7 +90,7 @@ async fn lookup_answers_per_agency_about_own_alerts_only() {
     let answer = police
         .alerts
         .lookup(LookupRequest {
-            identifiers: vec![phone("+31 6 1111 2222", "")],
+            identifiers: vec![phone_id("+31 6 1111 2222", "")],
             peers: vec!["labour".into()],
         })
         .await
@@ -132,7 +110,7 @@ async fn lookup_answers_per_agency_about_own_alerts_only() {
     let err = police
         .alerts
         .lookup(LookupRequest {
-            identifiers: vec![phone("12", "NL")],
+            identifiers: vec![phone_id("12", "NL")],
             peers: vec![],
         })
         .await
@@ -146,7 +124,7 @@ async fn lookup_answers_per_agency_about_own_alerts_only() {
     let err = police
         .alerts
         .lookup(LookupRequest {
-            identifiers: vec![phone("+31 6 1111 2222", "")],
+            identifiers: vec![phone_id("+31 6 1111 2222", "")],
             peers: vec!["rogue".into()],
         })
         .await;
@@ -164,7 +142,7 @@ async fn lookup_answers_per_agency_about_own_alerts_only() {
     let err = police
         .alerts
         .lookup(LookupRequest {
-            identifiers: vec![phone("+31 6 1111 2222", "")],
+            identifiers: vec![phone_id("+31 6 1111 2222", "")],
             peers: vec![],
         })
         .await

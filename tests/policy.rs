@@ -6,8 +6,7 @@ mod common;
 use casebridge::ids::AlertId;
 use casebridge::proto::v1::AlertDraft;
 use casebridge::proto::v1::{
-    Category, Email, Iban, Identifier, IdentifierType, Indicator, Severity, SubmitAlertRequest,
-    TimeWindow, Tlp, identifier::Kind,
+    Category, IdentifierType, Indicator, Severity, SubmitAlertRequest, TimeWindow, Tlp,
 };
 use common::*;
 
@@ -25,18 +24,9 @@ fn draft(category: Category, tlp: Tlp, narrative: &str) -> AlertDraft {
         }), // 2026-09-11
         end: None,
     });
-    d.subjects[0].identifiers.extend([
-        Identifier {
-            kind: Some(Kind::Email(Email {
-                address: "boss@example.org".into(),
-            })),
-        },
-        Identifier {
-            kind: Some(Kind::Iban(Iban {
-                iban: "NL91ABNA0417164300".into(),
-            })),
-        },
-    ]);
+    d.subjects[0]
+        .identifiers
+        .extend([email_id("boss@example.org"), iban_id("NL91ABNA0417164300")]);
     d
 }
 
@@ -121,14 +111,8 @@ async fn each_peer_stores_only_what_its_rule_allows() {
     assert!(c.narrative.is_empty() && c.indicators.is_empty());
     let id: AlertId = labour_case.parse().unwrap();
     let rec = fed.node("ngo").core().store.get(&id).unwrap().unwrap();
-    let mut types: Vec<i32> = rec
-        .pseudonyms
-        .iter()
-        .flat_map(|s| s.tokens.iter().map(|t| t.r#type))
-        .collect();
-    types.sort();
     assert_eq!(
-        types,
+        stored_token_types(&fed, "ngo", &labour_case),
         [IdentifierType::Phone as i32, IdentifierType::Person as i32]
     );
     assert!(
@@ -141,15 +125,8 @@ async fn each_peer_stores_only_what_its_rule_allows() {
     let c = labour_copy.content.as_ref().unwrap();
     assert_eq!(c.location.as_ref().unwrap().city, "Westland");
     assert_eq!(c.narrative, "greenhouse case");
-    let rec = fed.node("labour").core().store.get(&id).unwrap().unwrap();
-    let mut types: Vec<i32> = rec
-        .pseudonyms
-        .iter()
-        .flat_map(|s| s.tokens.iter().map(|t| t.r#type))
-        .collect();
-    types.sort();
     assert_eq!(
-        types,
+        stored_token_types(&fed, "labour", &labour_case),
         [
             IdentifierType::Phone,
             IdentifierType::Email,

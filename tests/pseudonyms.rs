@@ -70,16 +70,8 @@ impl PeerExchange for RecordingPeer {
 fn draft_with_identifiers() -> AlertDraft {
     let mut d = sample_draft("workers contacted through an agency");
     d.subjects[0].identifiers.extend([
-        Identifier {
-            kind: Some(Kind::Email(Email {
-                address: "Recruit.Jobs+eu@Example.org".into(),
-            })),
-        },
-        Identifier {
-            kind: Some(Kind::Iban(Iban {
-                iban: "NL91 ABNA 0417 1643 00".into(),
-            })),
-        },
+        email_id("Recruit.Jobs+eu@Example.org"),
+        iban_id("NL91 ABNA 0417 1643 00"),
     ]);
     d
 }

@@ -242,7 +242,7 @@ pub fn parse(
             );
         }
         let when = compile_when(&mut cx, r, &name);
-        let grant = compile_share(&mut cx, r, &name, &when);
+        let grant = compile_share(&mut cx, r, &name);
         let line = src[..at.min(src.len())].matches('\n').count() + 1;
         let rule = Rule {
             name,
@@ -406,7 +406,7 @@ fn compile_when(cx: &mut Ctx<'_>, r: &RuleFile, name: &str) -> Conditions {
     }
 }
 
-fn compile_share(cx: &mut Ctx<'_>, r: &RuleFile, name: &str, _when: &Conditions) -> Grant {
+fn compile_share(cx: &mut Ctx<'_>, r: &RuleFile, name: &str) -> Grant {
     let Some(share) = &r.share else {
         return Grant::nothing();
     };

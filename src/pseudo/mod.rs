@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 
 use crate::alert::FieldViolation;
 use crate::proto::v1::{
-    PersonEncoding, PersonName, SharedSubject, Subject, Token, identifier::Kind,
+    Identifier, PersonEncoding, PersonName, SharedSubject, Subject, Token, identifier::Kind,
 };
 pub use keyring::{KeyRing, KeyRingError};
 pub use normalize::{NormalizeError, Normalized};
@@ -96,35 +96,58 @@ impl Pseudonymizer {
         let mut violations = Vec::new();
         let mut shared = Vec::with_capacity(subjects.len());
         for (i, subject) in subjects.iter().enumerate() {
-            let mut tokens = Vec::new();
-            let mut encodings = Vec::new();
-            for (j, id) in subject.identifiers.iter().enumerate() {
-                let Some(kind) = &id.kind else { continue };
-                if let Kind::Person(p) = kind {
-                    encodings.extend(self.encodings(p, at));
-                }
-                match normalize::normalize(kind, self.default_region.as_deref()) {
-                    Ok(Some(n)) => tokens.extend(self.tokens(&n, at)),
-                    Ok(None) => {}
-                    Err(e) => violations.push(FieldViolation {
-                        field: format!("{path}[{i}].identifiers[{j}].{}", e.field),
-                        description: e.reason,
-                    }),
-                }
+            match self.identifiers(
+                &subject.identifiers,
+                &format!("{path}[{i}].identifiers"),
+                at,
+            ) {
+                Ok((tokens, encodings)) => shared.push(SharedSubject {
+                    role: subject.role,
+                    tokens,
+                    encodings,
+                }),
+                Err(v) => violations.extend(v),
             }
-            // Two identifiers of one subject may normalize to the same value.
-            tokens.sort_by(|a, b| {
-                (a.r#type, a.key_version, &a.value).cmp(&(b.r#type, b.key_version, &b.value))
-            });
-            tokens.dedup();
-            shared.push(SharedSubject {
-                role: subject.role,
-                tokens,
-                encodings,
-            });
         }
         if violations.is_empty() {
             Ok(shared)
+        } else {
+            Err(violations)
+        }
+    }
+
+    /// Tokens and person encodings of a list of identifiers; each one that
+    /// cannot be normalized is reported as `{path}[j].<field>`.
+    pub fn identifiers(
+        &self,
+        identifiers: &[Identifier],
+        path: &str,
+        at: OffsetDateTime,
+    ) -> Result<(Vec<Token>, Vec<PersonEncoding>), Vec<FieldViolation>> {
+        let mut violations = Vec::new();
+        let mut tokens = Vec::new();
+        let mut encodings = Vec::new();
+        for (j, id) in identifiers.iter().enumerate() {
+            let Some(kind) = &id.kind else { continue };
+            if let Kind::Person(p) = kind {
+                encodings.extend(self.encodings(p, at));
+            }
+            match normalize::normalize(kind, self.default_region.as_deref()) {
+                Ok(Some(n)) => tokens.extend(self.tokens(&n, at)),
+                Ok(None) => {}
+                Err(e) => violations.push(FieldViolation {
+                    field: format!("{path}[{j}].{}", e.field),
+                    description: e.reason,
+                }),
+            }
+        }
+        // Two identifiers may normalize to the same value.
+        tokens.sort_by(|a, b| {
+            (a.r#type, a.key_version, &a.value).cmp(&(b.r#type, b.key_version, &b.value))
+        });
+        tokens.dedup();
+        if violations.is_empty() {
+            Ok((tokens, encodings))
         } else {
             Err(violations)
         }

@@ -238,6 +238,54 @@ where
     }
 }
 
+pub fn phone_id(number: &str, region: &str) -> Identifier {
+    Identifier {
+        kind: Some(Kind::Phone(Phone {
+            number: number.into(),
+            region: region.into(),
+        })),
+    }
+}
+
+pub fn person_id(given: &str, family: &str, dob: &str) -> Identifier {
+    Identifier {
+        kind: Some(Kind::Person(PersonName {
+            given_names: given.into(),
+            family_name: family.into(),
+            date_of_birth: dob.into(),
+        })),
+    }
+}
+
+pub fn email_id(address: &str) -> Identifier {
+    Identifier {
+        kind: Some(Kind::Email(casebridge::proto::v1::Email {
+            address: address.into(),
+        })),
+    }
+}
+
+pub fn iban_id(iban: &str) -> Identifier {
+    Identifier {
+        kind: Some(Kind::Iban(casebridge::proto::v1::Iban {
+            iban: iban.into(),
+        })),
+    }
+}
+
+/// Identifier types of the tokens a node stored for an alert, sorted.
+pub fn stored_token_types(fed: &TestFederation, agency: &str, id: &str) -> Vec<i32> {
+    let id: casebridge::ids::AlertId = id.parse().unwrap();
+    let rec = fed.node(agency).core().store.get(&id).unwrap().unwrap();
+    let mut types: Vec<i32> = rec
+        .pseudonyms
+        .iter()
+        .flat_map(|s| s.tokens.iter().map(|t| t.r#type))
+        .collect();
+    types.sort();
+    types
+}
+
 pub fn sample_draft(narrative: &str) -> AlertDraft {
     AlertDraft {
         content: Some(AlertContent {
