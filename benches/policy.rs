@@ -102,6 +102,7 @@ fn main() {
                 ..Default::default()
             }),
             shared_with: vec![],
+            withdrawn_from: vec![],
             pseudonyms: vec![SharedSubject {
                 role: 1,
                 tokens: (1..=4)

@@ -124,6 +124,7 @@ fn main() {
                 ..Default::default()
             }),
             shared_with: vec![],
+            withdrawn_from: vec![],
             pseudonyms: vec![SharedSubject { role: 0, tokens, encodings: vec![] }],
         };
         // Received alerts from ngo, 4 tokens each, in batches of 1000.

@@ -9,6 +9,7 @@
 //! - [`identity`]: certificates, rustls configs, identity from a peer certificate.
 //! - [`pseudo`]: identifier normalization, the matching key ring, keyed tokens.
 //! - [`policy`]: sharing policy files: validation, evaluation, explain.
+//! - [`sharing`]: the policy in force: versions, SetPolicy, SIGHUP reload, explain, diff.
 //! - [`store`]: the sled database; the only module that touches sled.
 //! - [`alert`]: validation of client input and the local alert lifecycle.
 //! - [`matching`]: which shared tokens make a hit (applied by the store).
@@ -41,4 +42,5 @@ pub mod proto;
 mod proto_strategies;
 pub mod pseudo;
 pub mod ratelimit;
+pub mod sharing;
 pub mod store;

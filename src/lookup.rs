@@ -2,7 +2,8 @@
 //!
 //! The asking node normalizes and tokenizes locally; only tokens and person
 //! encodings go to peers. A peer answers only about alerts it originated
-//! (never about what it received from others), rate-limits each asking peer,
+//! (never about what it received from others) and only where its sharing
+//! policy would send the asker that identifier type, rate-limits each asking peer,
 //! and both sides log every lookup for the audit log.
 
 use std::collections::BTreeMap;
@@ -19,10 +20,11 @@ use crate::identity::{ClientIdentity, NodeIdentity, connect_channel};
 use crate::ids::{AgencyId, FederationName};
 use crate::proto::v1::peer_exchange_client::PeerExchangeClient;
 use crate::proto::v1::{
-    AgencyAnswer, LookupRecord, LookupRequest, LookupResponse, PeerLookupRequest,
+    AgencyAnswer, IdentifierType, LookupRecord, LookupRequest, LookupResponse, PeerLookupRequest,
     PeerLookupResponse,
 };
 use crate::pseudo::Pseudonymizer;
+use crate::sharing::Sharing;
 use crate::ratelimit::RateLimiter;
 use crate::store::{Store, StoreError};
 
@@ -46,6 +48,7 @@ pub struct Lookups {
     federation: FederationName,
     peers: BTreeMap<AgencyId, String>,
     tls: Arc<rustls::ClientConfig>,
+    sharing: Arc<Sharing>,
     timeout: Duration,
     max_identifiers: usize,
     fuzzy_threshold: f64,
@@ -69,6 +72,7 @@ impl Lookups {
         own: NodeIdentity,
         peers: BTreeMap<AgencyId, String>,
         tls: Arc<rustls::ClientConfig>,
+        sharing: Arc<Sharing>,
         s: LookupSettings,
     ) -> Self {
         Self {
@@ -78,6 +82,7 @@ impl Lookups {
             federation: own.federation,
             peers,
             tls,
+            sharing,
             timeout: s.timeout,
             max_identifiers: s.max_identifiers,
             fuzzy_threshold: s.fuzzy_threshold,
@@ -229,7 +234,8 @@ impl Lookups {
         Ok(LookupResponse { answers })
     }
 
-    /// A peer's lookup: only alerts this node originated.
+    /// A peer's lookup: only alerts this node originated and whose matching
+    /// identifier the sharing policy would send the asking peer.
     pub async fn answer(
         &self,
         from: &NodeIdentity,
@@ -244,12 +250,23 @@ impl Lookups {
                 description: format!("at most {MAX_PROBES} tokens and encodings together"),
             }]));
         }
-        let matches = self.store.lookup(
+        let mut matches = Vec::new();
+        for m in self.store.lookup(
             &req.tokens,
             &req.encodings,
             self.fuzzy_threshold,
             Some(&self.own),
-        )?;
+        )? {
+            // An answer discloses that we hold the identifier: only where the
+            // policy would share it with the asker anyway (see `Sharing::may_disclose`).
+            let Ok(id) = m.alert_id.parse() else { continue };
+            let fuzzy = m.r#type == IdentifierType::Person as i32 && m.similarity < 1.0;
+            if let Some(record) = self.store.get(&id)?
+                && self.sharing.may_disclose(&record, &from.agency, m.r#type, fuzzy)
+            {
+                matches.push(m);
+            }
+        }
         self.log(format!("peer:{}", from.agency), &req, matches.len())
             .await?;
         Ok(PeerLookupResponse { matches })

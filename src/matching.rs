@@ -88,6 +88,16 @@ pub fn notify(scope: &MatchScope, other: &AlertId) -> bool {
     scope.peers.contains(other.origin())
 }
 
+/// Decides whether a hit notice about one of our alerts may go to a peer. A
+/// notice tells the peer that we hold an alert with the same identifier, so
+/// it is a disclosure like any other: the node's sharing policy implements
+/// this (see `sharing`), allowing a notice only when the policy would send
+/// that peer the alert with that identifier type at that level anyway.
+pub trait NoticeGate: Send + Sync {
+    /// `fuzzy`: the hit came from person encodings rather than exact tokens.
+    fn may_disclose(&self, own: &StoredAlert, peer: &AgencyId, kind: i32, fuzzy: bool) -> bool;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,6 +31,7 @@ use crate::proto::v1::admin_service_server::AdminServiceServer;
 use crate::proto::v1::alert_service_server::AlertServiceServer;
 use crate::proto::v1::peer_exchange_server::PeerExchangeServer;
 use crate::pseudo::{KeyRing, Pseudonymizer};
+use crate::sharing::Sharing;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Error)]
@@ -47,13 +48,8 @@ pub enum NodeError {
     },
     #[error(transparent)]
     KeyRing(#[from] crate::pseudo::KeyRingError),
-    #[error("sharing policy has {} problem(s):\n{}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
-    Policy(Vec<crate::policy::PolicyError>),
-    #[error("{path}: cannot read the sharing policy: {reason}")]
-    PolicyFile {
-        path: std::path::PathBuf,
-        reason: String,
-    },
+    #[error(transparent)]
+    Sharing(#[from] crate::sharing::SharingError),
     #[error("key ring {path} is for federation {found}, this node is in {expected}")]
     KeyRingFederation {
         path: std::path::PathBuf,
@@ -76,6 +72,7 @@ pub struct NodeCore {
     pub clients: ClientPolicy,
     pub peers: PeerPolicy,
     pub ledger: Ledger,
+    pub sharing: Arc<Sharing>,
     pub lookups: Lookups,
     pub inbound: Inbound,
     pub outbound: Arc<Outbound>,
@@ -161,6 +158,17 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
         Arc::new(Outbound::new(config.peers.iter().map(|p| {
             (p.agency_id.get_ref().clone(), p.address.get_ref().clone())
         })));
+    let sharing = Arc::new(
+        Sharing::open(
+            store.clone(),
+            config.agency().clone(),
+            peer_ids.clone(),
+            config.sharing.policy.as_ref().map(|p| p.get_ref().clone()),
+        )
+        .await?,
+    );
+    let gate: std::sync::Weak<dyn crate::matching::NoticeGate> = Arc::downgrade(&sharing) as _;
+    store.set_notice_gate(gate);
     let shutdown = CancellationToken::new();
     let core = Arc::new(NodeCore {
         agency: config.agency().clone(),
@@ -182,8 +190,9 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
             config.alerts.clone(),
             outbound.clone(),
             pseudo.clone(),
-            load_policy(&config)?,
+            sharing.clone(),
         ),
+        sharing: sharing.clone(),
         lookups: Lookups::new(
             store.clone(),
             pseudo.clone(),
@@ -194,6 +203,7 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
                 .map(|p| (p.agency_id.get_ref().clone(), p.address.get_ref().clone()))
                 .collect(),
             outgoing_tls.clone(),
+            sharing.clone(),
             LookupSettings {
                 timeout: Duration::from_secs(config.limits.lookup_timeout_secs.get() as u64),
                 max_identifiers: config.limits.max_identifiers_per_subject.get(),
@@ -202,7 +212,7 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
                 per_peer_per_minute: config.limits.lookups_per_minute_per_peer.get() as u32,
             },
         ),
-        inbound: Inbound::new(store.clone(), config.limits.clone()),
+        inbound: Inbound::new(store.clone(), config.limits.clone(), sharing.clone()),
         outbound: outbound.clone(),
         store: store.clone(),
         started_at: SystemTime::now(),
@@ -310,26 +320,6 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
         servers,
         workers,
     })
-}
-
-fn load_policy(config: &NodeConfig) -> Result<Option<crate::policy::Policy>, NodeError> {
-    let Some(path) = &config.sharing.policy else {
-        tracing::warn!("no sharing.policy configured: this node shares nothing (default deny)");
-        return Ok(None);
-    };
-    let path = path.get_ref();
-    let src = std::fs::read_to_string(path).map_err(|e| NodeError::PolicyFile {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
-    let peers = config
-        .peers
-        .iter()
-        .map(|p| p.agency_id.get_ref().clone())
-        .collect();
-    let policy = crate::policy::parse(path, &src, &peers).map_err(NodeError::Policy)?;
-    tracing::info!(path = %path.display(), rules = policy.rules.len(), "sharing policy loaded");
-    Ok(Some(policy))
 }
 
 fn load_pseudonymizer(config: &NodeConfig) -> Result<Pseudonymizer, NodeError> {

@@ -3,6 +3,7 @@
 //! policy allows, with the view its rule grants (built in the one place that
 //! builds outbound envelopes, [`crate::exchange::shared_view_with`]).
 
+mod backfill;
 pub mod validate;
 
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use crate::config::{AlertRules, Limits};
 use crate::exchange::{Outbound, shared_view, shared_view_with};
 use crate::identity::ClientIdentity;
 use crate::ids::{AgencyId, AlertId};
-use crate::policy::Policy;
+use crate::sharing::Sharing;
 use crate::proto::v1::envelope::Payload;
 use crate::proto::v1::{
     Alert, AlertDraft, Category, ListAlertsRequest, ListAlertsResponse, SharedSubject, StoredAlert,
@@ -80,8 +81,8 @@ pub struct Ledger {
     rules: AlertRules,
     outbound: Arc<Outbound>,
     pseudo: Arc<Pseudonymizer>,
-    /// The sharing policy; without one nothing is shared (default deny).
-    policy: Option<Policy>,
+    /// The sharing policy in force; without one nothing is shared.
+    sharing: Arc<Sharing>,
 }
 
 impl Ledger {
@@ -94,7 +95,7 @@ impl Ledger {
         rules: AlertRules,
         outbound: Arc<Outbound>,
         pseudo: Arc<Pseudonymizer>,
-        policy: Option<Policy>,
+        sharing: Arc<Sharing>,
     ) -> Self {
         Self {
             store,
@@ -104,7 +105,7 @@ impl Ledger {
             rules,
             outbound,
             pseudo,
-            policy,
+            sharing,
         }
     }
 
@@ -136,8 +137,9 @@ impl Ledger {
 
     /// Who gets this version and what each one gets. A tombstone goes to
     /// every configured peer that had the alert, whatever the policy says now;
-    /// any other version goes to the peers the policy allows, each with the
-    /// view its deciding rule grants. Returns the updated "had it" list too.
+    /// any other version goes to the peers the policy in force allows (except
+    /// those it was withdrawn from), each with the view its deciding rule
+    /// grants. Returns the updated "had it" list too.
     fn outbound_for(
         &self,
         record: &StoredAlert,
@@ -156,20 +158,18 @@ impl Ledger {
             }
             return (shared_with, items);
         }
-        let Some(policy) = &self.policy else {
-            return (shared_with, items); // no policy: nothing leaves
-        };
-        let now = SystemTime::now();
-        for (peer, decision) in
-            crate::policy::evaluate_all(policy, record, &self.agency, &self.peers, now)
-        {
+        let withdrawn = &record.withdrawn_from;
+        for (peer, decision) in self.sharing.decide_all(record, SystemTime::now()) {
+            if withdrawn.iter().any(|w| w == peer.as_str()) {
+                continue; // withdrawn by RetractFromPeer: only Reshare sends it again
+            }
             if let Some(grant) = decision.grant {
                 items.push(OutboxItem {
                     peer: peer.clone(),
                     payload: Payload::Alert(shared_view_with(record, &grant)),
                 });
-                if !shared_with.contains(peer) {
-                    shared_with.push(peer.clone());
+                if !shared_with.contains(&peer) {
+                    shared_with.push(peer);
                 }
             }
         }
@@ -227,6 +227,7 @@ impl Ledger {
                     alert: Some(alert.clone()),
                     shared_with: Vec::new(),
                     pseudonyms: pseudonyms.clone(),
+                    withdrawn_from: Vec::new(),
                 };
                 let (shared_with, items) = self.outbound_for(&record, &[]);
                 record.shared_with = shared_with.iter().map(ToString::to_string).collect();

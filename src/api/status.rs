@@ -56,6 +56,38 @@ impl From<crate::lookup::LookupError> for Status {
     }
 }
 
+impl From<crate::sharing::SharingError> for Status {
+    fn from(e: crate::sharing::SharingError) -> Self {
+        use crate::sharing::SharingError;
+        match e {
+            SharingError::Invalid(errors) => {
+                let mut details = ErrorDetails::new();
+                for p in &errors {
+                    let hint = p.hint.as_ref().map(|h| format!(" (hint: {h})")).unwrap_or_default();
+                    details.add_bad_request_violation(
+                        p.file.display().to_string(),
+                        format!("{}:{}: {}{hint}", p.line, p.column, p.message),
+                    );
+                }
+                Status::with_error_details(
+                    Code::InvalidArgument,
+                    format!(
+                        "policy not installed, {} problem(s); the version in force stays",
+                        errors.len()
+                    ),
+                    details,
+                )
+            }
+            SharingError::VersionMismatch { .. } => Status::aborted(e.to_string()),
+            SharingError::NoFile | SharingError::File { .. } => {
+                Status::failed_precondition(e.to_string())
+            }
+            SharingError::StoredInvalid { .. } => Status::internal(e.to_string()),
+            SharingError::Store(e) => store_unavailable(e),
+        }
+    }
+}
+
 pub fn store_unavailable(e: StoreError) -> Status {
     tracing::error!(error = %e, "storage failure");
     Status::unavailable("the node's store is unavailable; retry later")

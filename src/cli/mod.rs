@@ -239,8 +239,7 @@ fn is_config_error(error: &anyhow::Error) -> bool {
             Some(NodeError::Tls(e)) => tls_file(e),
             Some(
                 NodeError::WrongCertificate { .. }
-                | NodeError::Policy(_)
-                | NodeError::PolicyFile { .. }
+                | NodeError::Sharing(_)
                 | NodeError::KeyRing(_)
                 | NodeError::KeyRingFederation { .. },
             ) => true,
@@ -414,8 +413,37 @@ async fn watch_hits(
 
 async fn run_node(config: &Path) -> Result<(), Failure> {
     let config = NodeConfig::load(config)?;
-    crate::node::run(config, shutdown_signal()).await?;
+    let listeners = crate::node::Listeners::bind(&config).await?;
+    let node = crate::node::start(config, listeners).await?;
+    #[cfg(unix)]
+    tokio::spawn(reload_policy_on_sighup(node.core().sharing.clone()));
+    node.run_until(shutdown_signal()).await?;
     Ok(())
+}
+
+/// SIGHUP re-reads the sharing policy file. A file that cannot be read or
+/// does not validate is reported and the policy in force stays.
+#[cfg(unix)]
+async fn reload_policy_on_sighup(sharing: std::sync::Arc<crate::sharing::Sharing>) {
+    use crate::sharing::Reload;
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: reload the policy with SetPolicy");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match sharing.reload_file().await {
+            Ok(Reload::Installed(v)) => {
+                tracing::info!(version = v.version, "SIGHUP: sharing policy reloaded");
+            }
+            Ok(Reload::Unchanged(v)) => {
+                tracing::info!(version = v, "SIGHUP: policy file unchanged");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, version = sharing.version(), "SIGHUP: policy NOT reloaded; the version in force stays");
+            }
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM (systemd and Kubernetes stop with SIGTERM).

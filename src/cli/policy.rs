@@ -84,6 +84,7 @@ fn record_from_draft(
         }),
         shared_with: vec![],
         pseudonyms,
+        withdrawn_from: vec![],
     })
 }
 

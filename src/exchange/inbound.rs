@@ -1,5 +1,7 @@
-//! Applying what peers deliver: authenticate the origin, validate, store
-//! durably, and only then acknowledge.
+//! Applying what peers deliver: authenticate the origin, validate, apply the
+//! inbound policy, store durably, and only then acknowledge. A refused
+//! envelope is recorded here and acked REJECTED with the reason, so the
+//! sender stops retrying it.
 
 use std::sync::Arc;
 
@@ -15,7 +17,10 @@ use crate::proto::v1::{
     AckStatus, DeliveryAck, Envelope, IdentifierType, SharedAlert, SharedSubject, SubjectRole,
 };
 
+use crate::alert::validate::timestamp;
+use crate::proto::v1::RefusalRecord;
 use crate::pseudo::BLOCK_BYTES;
+use crate::sharing::Sharing;
 use crate::pseudo::clk::CLK_BITS;
 
 /// Length of a token value (HMAC-SHA256).
@@ -49,14 +54,16 @@ pub struct Received {
 pub struct Inbound {
     store: Arc<Store>,
     limits: Limits,
+    sharing: Arc<Sharing>,
     events: broadcast::Sender<Received>,
 }
 
 impl Inbound {
-    pub fn new(store: Arc<Store>, limits: Limits) -> Self {
+    pub fn new(store: Arc<Store>, limits: Limits, sharing: Arc<Sharing>) -> Self {
         Self {
             store,
             limits,
+            sharing,
             events: broadcast::channel(1024).0,
         }
     }
@@ -163,33 +170,56 @@ impl Inbound {
         let mut acks = Vec::with_capacity(envelopes.len());
         let mut records = Vec::new();
         let mut notices = Vec::new();
+        let mut refusals = Vec::new();
+        let now = timestamp(std::time::SystemTime::now());
         for env in envelopes {
             let mut ack = DeliveryAck {
                 sequence: env.sequence,
                 status: AckStatus::Stored as i32,
                 reason: String::new(),
             };
-            let refusal = match env.payload {
+            let mut refusal = RefusalRecord {
+                at: Some(now),
+                peer: from.agency.to_string(),
+                ..Default::default()
+            };
+            let reason = match env.payload {
                 None => Some("envelope has no payload".to_owned()),
                 Some(Payload::Alert(alert)) => {
-                    let refusal = self.check(from, env.sequence, &alert)?;
-                    if refusal.is_none() {
-                        records.push((acks.len(), received_record(alert)));
+                    refusal.alert_id = alert.id.clone();
+                    refusal.version = alert.version;
+                    match self.check(from, env.sequence, &alert)? {
+                        Some(reason) => Some(reason),
+                        None => {
+                            let record = received_record(alert);
+                            let decision = self.sharing.inbound(&record, &from.agency);
+                            if decision.accepted {
+                                records.push((acks.len(), record));
+                                None
+                            } else {
+                                refusal.rule = decision.rule.unwrap_or_default();
+                                Some(format!("refused by policy: {}", decision.reason))
+                            }
+                        }
                     }
-                    refusal
                 }
                 Some(Payload::HitNotice(notice)) => {
                     notices.push((acks.len(), notice));
                     None
                 }
             };
-            if let Some(reason) = refusal {
-                tracing::warn!(peer = %from.agency, sequence = env.sequence, %reason, "envelope rejected");
+            if let Some(reason) = reason {
+                tracing::warn!(peer = %from.agency, sequence = env.sequence, %reason, "envelope refused");
                 ack.status = AckStatus::Rejected as i32;
-                ack.reason = reason;
+                ack.reason = reason.clone();
+                refusal.reason = reason;
+                refusals.push(refusal);
             }
             acks.push(ack);
         }
+        // Recorded (and flushed) before the REJECTED acks go out: the sender
+        // drops the envelope on that ack, so this is the only trace left.
+        self.store.record_refusals(&refusals).await?;
         for (idx, notice) in notices {
             match self.store.record_notice(&from.agency, &notice).await? {
                 NoticeOutcome::Recorded(hit) => {
@@ -198,6 +228,15 @@ impl Inbound {
                 NoticeOutcome::Known => acks[idx].status = AckStatus::Duplicate as i32,
                 NoticeOutcome::Refused(reason) => {
                     tracing::warn!(peer = %from.agency, %reason, "hit notice refused");
+                    self.store
+                        .record_refusals(&[RefusalRecord {
+                            at: Some(now),
+                            peer: from.agency.to_string(),
+                            alert_id: notice.your_alert_id.clone(),
+                            reason: reason.clone(),
+                            ..Default::default()
+                        }])
+                        .await?;
                     acks[idx].status = AckStatus::Rejected as i32;
                     acks[idx].reason = reason;
                 }

@@ -147,5 +147,6 @@ pub fn received_record(shared: SharedAlert) -> StoredAlert {
         }),
         shared_with: Vec::new(),
         pseudonyms,
+        withdrawn_from: Vec::new(),
     }
 }

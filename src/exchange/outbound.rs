@@ -30,6 +30,8 @@ pub struct PeerState {
     pub last_ack_at: Option<SystemTime>,
     pub last_error: Option<(String, SystemTime)>,
     pub delivered_total: u64,
+    /// Envelopes the peer refused for good (REJECTED): dropped, not retried.
+    pub rejected_total: u64,
 }
 
 struct PeerSlot {
@@ -296,6 +298,7 @@ impl Worker {
                         self.slot.update(|s| {
                             s.last_ack_at = Some(now);
                             s.last_error = Some((format!("rejected: {}", ack.reason), now));
+                            s.rejected_total += 1;
                         });
                     } else {
                         self.slot.update(|s| {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use super::model::{Effect, IdLevel, LocationLevel, TimeLevel};
-use super::{Policy, Rule};
+use super::{Conditions, Policy, Rule};
 use crate::ids::AgencyId;
 use crate::proto::v1::{IdentifierType, StoredAlert, Tlp};
 
@@ -114,13 +114,13 @@ impl<'a> Facts<'a> {
 }
 
 fn applies(rule: &Rule, f: &Facts<'_>, peer: &AgencyId) -> bool {
-    let c = f.content;
-    let strict = c.tlp == Tlp::AmberStrict as i32;
+    let strict = f.content.tlp == Tlp::AmberStrict as i32;
     let reaches = rule.named.contains(peer) || (!strict && rule.via_group.contains(peer));
-    if !reaches {
-        return false;
-    }
-    let w = &rule.when;
+    reaches && holds(&rule.when, f)
+}
+
+fn holds(w: &Conditions, f: &Facts<'_>) -> bool {
+    let c = f.content;
     w.categories
         .as_ref()
         .is_none_or(|s| s.contains(&c.category))
@@ -201,4 +201,49 @@ pub fn evaluate_all<'p>(
             (peer, decision)
         })
         .collect()
+}
+
+/// The outcome of the inbound policy for one delivered alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundDecision {
+    pub accepted: bool,
+    /// The deciding inbound rule, or `None` for the default (accept).
+    pub rule: Option<String>,
+    pub reason: String,
+}
+
+/// Decides whether to keep an alert `from` delivered (as it would be stored
+/// here). A tombstone is always accepted: it only removes content, and
+/// refusing it would leave a retracted alert's content behind.
+pub fn evaluate_inbound(
+    policy: &Policy,
+    received: &StoredAlert,
+    from: &AgencyId,
+    now: SystemTime,
+) -> InboundDecision {
+    let accept = |reason: &str| InboundDecision {
+        accepted: true,
+        rule: None,
+        reason: reason.into(),
+    };
+    let Some(facts) = Facts::of(received, now) else {
+        return accept("tombstones are always accepted");
+    };
+    policy
+        .inbound
+        .iter()
+        .find(|r| r.from.as_ref().is_none_or(|f| f.contains(from)) && holds(&r.when, &facts))
+        .map_or_else(
+            || accept("no inbound rule applies (default accept)"),
+            |r| InboundDecision {
+                accepted: !r.refuse,
+                rule: Some(r.name.clone()),
+                reason: format!(
+                    "inbound rule `{}` (line {}) {}",
+                    r.name,
+                    r.line,
+                    if r.refuse { "refuses" } else { "accepts" }
+                ),
+            },
+        )
 }

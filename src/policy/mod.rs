@@ -21,7 +21,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use eval::{Decision, Grant, evaluate, evaluate_all};
+pub use eval::{Decision, Grant, InboundDecision, evaluate, evaluate_all, evaluate_inbound};
 use model::{Effect, IdLevel, IdType, PolicyFile, RuleFile, TlpName};
 
 use crate::ids::AgencyId;
@@ -95,10 +95,24 @@ impl Rule {
     }
 }
 
+/// One inbound rule: what this node does with deliveries from some peers.
+#[derive(Debug, Clone)]
+pub struct InboundRule {
+    pub name: String,
+    pub line: usize,
+    pub refuse: bool,
+    /// The peers it applies to; `None` = every peer.
+    pub from: Option<BTreeSet<AgencyId>>,
+    pub when: Conditions,
+}
+
 /// A validated policy. Only a policy that validates exists as a value.
 #[derive(Debug, Clone)]
 pub struct Policy {
+    /// Outbound: what this node shares (first applicable rule decides, default deny).
     pub rules: Vec<Rule>,
+    /// Inbound: what this node accepts (first applicable rule decides, default accept).
+    pub inbound: Vec<InboundRule>,
 }
 
 struct Ctx<'a> {
@@ -220,20 +234,7 @@ pub fn parse(
             .iter()
             .filter_map(|p| check_peer(&mut cx, p))
             .collect();
-        let mut via_group = BTreeSet::new();
-        for g in &r.groups {
-            match groups.get(g.get_ref()) {
-                Some(members) => via_group.extend(members.iter().cloned()),
-                None => cx.err(
-                    g.span().start,
-                    format!("unknown group `{}`", g.get_ref()),
-                    Some(format!(
-                        "define it under [groups], e.g. {} = [\"...\"]",
-                        g.get_ref()
-                    )),
-                ),
-            }
-        }
+        let via_group = resolve_groups(&mut cx, &groups, &r.groups);
         if r.peers.is_empty() && r.groups.is_empty() {
             cx.err(
                 at,
@@ -241,7 +242,7 @@ pub fn parse(
                 Some("add peers = [...] or groups = [...]".into()),
             );
         }
-        let when = compile_when(&mut cx, r, &name);
+        let when = compile_when(&mut cx, &r.when, r.effect == Effect::Share, &name);
         let grant = compile_share(&mut cx, r, &name);
         let line = src[..at.min(src.len())].matches('\n').count() + 1;
         let rule = Rule {
@@ -273,15 +274,92 @@ pub fn parse(
         }
         rules.push(rule);
     }
+    let inbound = compile_inbound(&mut cx, &parsed, &groups, check_peer);
     if cx.errors.is_empty() {
-        Ok(Policy { rules })
+        Ok(Policy { rules, inbound })
     } else {
         Err(cx.errors)
     }
 }
 
-fn compile_when(cx: &mut Ctx<'_>, r: &RuleFile, name: &str) -> Conditions {
-    let w = &r.when;
+fn resolve_groups(
+    cx: &mut Ctx<'_>,
+    groups: &BTreeMap<String, BTreeSet<AgencyId>>,
+    names: &[toml::Spanned<String>],
+) -> BTreeSet<AgencyId> {
+    let mut out = BTreeSet::new();
+    for g in names {
+        match groups.get(g.get_ref()) {
+            Some(members) => out.extend(members.iter().cloned()),
+            None => cx.err(
+                g.span().start,
+                format!("unknown group `{}`", g.get_ref()),
+                Some(format!(
+                    "define it under [groups], e.g. {} = [\"...\"]",
+                    g.get_ref()
+                )),
+            ),
+        }
+    }
+    out
+}
+
+/// Compiles `[[inbound]]` rules, reporting the same kinds of problems as for
+/// share rules (unknown peers and groups, empty conditions, shadowing).
+fn compile_inbound(
+    cx: &mut Ctx<'_>,
+    parsed: &PolicyFile,
+    groups: &BTreeMap<String, BTreeSet<AgencyId>>,
+    check_peer: impl Fn(&mut Ctx<'_>, &toml::Spanned<String>) -> Option<AgencyId>,
+) -> Vec<InboundRule> {
+    let mut out: Vec<InboundRule> = Vec::new();
+    for spanned in &parsed.inbound {
+        let r = spanned.get_ref();
+        let name = r.name.get_ref().clone();
+        if out.iter().any(|o| o.name == name) {
+            cx.err(
+                r.name.span().start,
+                format!("inbound rule name `{name}` is used twice"),
+                None,
+            );
+        }
+        let mut from: BTreeSet<AgencyId> = r.peers.iter().filter_map(|p| check_peer(cx, p)).collect();
+        from.extend(resolve_groups(cx, groups, &r.groups));
+        let from = (!r.peers.is_empty() || !r.groups.is_empty()).then_some(from);
+        let when = compile_when(cx, &r.when, false, &name);
+        let at = spanned.span().start;
+        let rule = InboundRule {
+            line: cx.src[..at.min(cx.src.len())].matches('\n').count() + 1,
+            name,
+            refuse: r.effect == model::InboundEffect::Refuse,
+            from,
+            when,
+        };
+        let covers = |e: &InboundRule| match (&e.from, &rule.from) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(a), Some(b)) => a.is_superset(b),
+        };
+        if let Some(earlier) = out
+            .iter()
+            .find(|e| (e.when.is_unconditional() || e.when == rule.when) && covers(e))
+        {
+            cx.err(
+                r.name.span().start,
+                format!(
+                    "inbound rule `{}` is never reached: inbound rule `{}` (line {}) applies first to all its peers",
+                    rule.name, earlier.name, earlier.line
+                ),
+                Some(format!("move `{}` above `{}`, or narrow `{}`", rule.name, earlier.name, earlier.name)),
+            );
+        }
+        out.push(rule);
+    }
+    out
+}
+
+/// `shares`: the conditions belong to a share rule (which can never share TLP:RED).
+fn compile_when(cx: &mut Ctx<'_>, w: &model::When, shares: bool, name: &str) -> Conditions {
     let empty = |cx: &mut Ctx<'_>, span: std::ops::Range<usize>, what: &str| {
         cx.err(
             span.start,
@@ -308,7 +386,7 @@ fn compile_when(cx: &mut Ctx<'_>, r: &RuleFile, name: &str) -> Conditions {
         if t.get_ref().is_empty() {
             empty(cx, t.span(), "tlp");
         }
-        if r.effect == Effect::Share
+        if shares
             && !t.get_ref().is_empty()
             && t.get_ref().iter().all(|l| *l == TlpName::Red)
         {

@@ -153,6 +153,28 @@ pub struct RuleFile {
     pub share: Option<Spanned<ShareSpec>>,
 }
 
+/// What an inbound rule does with a delivery from a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InboundEffect {
+    Accept,
+    Refuse,
+}
+
+/// What this node accepts from whom. No `peers` and no `groups` means any peer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboundRuleFile {
+    pub name: Spanned<String>,
+    pub effect: InboundEffect,
+    #[serde(default)]
+    pub peers: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub groups: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub when: When,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyFile {
@@ -160,4 +182,6 @@ pub struct PolicyFile {
     pub groups: BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
     #[serde(default, rename = "rules")]
     pub rules: Vec<Spanned<RuleFile>>,
+    #[serde(default)]
+    pub inbound: Vec<Spanned<InboundRuleFile>>,
 }

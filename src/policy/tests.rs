@@ -100,6 +100,7 @@ fn alert(category: Category, severity: Severity, tlp: Tlp, origin: &str) -> Stor
             ..Default::default()
         }),
         shared_with: vec![],
+        withdrawn_from: vec![],
         pseudonyms: vec![SharedSubject {
             role: 1,
             tokens: vec![
@@ -371,7 +372,7 @@ proptest! {
         stored in stored_strategy(),
         peer in prop_oneof![Just("ngo"), Just("labour"), Just("border")],
     ) {
-        let policy = Policy { rules: rules.clone() };
+        let policy = Policy { rules: rules.clone(), inbound: vec![] };
         let own = agency("police");
         let peer = agency(peer);
         let d = evaluate(&policy, &stored, &own, &peer, now());
@@ -410,5 +411,108 @@ proptest! {
             }
             prop_assert!(s.encodings.is_empty() || grant.identifier(IdentifierType::Person as i32) == IdLevel::Fuzzy);
         }
+    }
+}
+
+const INBOUND: &str = r#"
+[groups]
+ngos = ["ngo"]
+
+[[inbound]]
+name = "no-red-from-anyone"
+effect = "refuse"
+[inbound.when]
+tlp = ["red"]
+
+[[inbound]]
+name = "ngos-child-cases-ok"
+effect = "accept"
+groups = ["ngos"]
+[inbound.when]
+categories = ["child_trafficking"]
+
+[[inbound]]
+name = "no-low-confidence-from-ngos"
+effect = "refuse"
+groups = ["ngos"]
+[inbound.when]
+min_severity = "low"
+"#;
+
+#[test]
+fn inbound_rules_first_applicable_decides_default_accept() {
+    let p = parse(Path::new("p.toml"), INBOUND, &peers()).unwrap();
+    assert_eq!(p.inbound.len(), 3);
+    let (ngo, labour) = (agency("ngo"), agency("labour"));
+    let from_ngo = |c, t| alert(c, Severity::Medium, t, "ngo");
+    let d = evaluate_inbound(&p, &from_ngo(Category::Other, Tlp::Red), &ngo, now());
+    assert!(!d.accepted);
+    assert_eq!(d.rule.as_deref(), Some("no-red-from-anyone"));
+    let d = evaluate_inbound(&p, &from_ngo(Category::ChildTrafficking, Tlp::Green), &ngo, now());
+    assert!(d.accepted);
+    assert_eq!(d.rule.as_deref(), Some("ngos-child-cases-ok"));
+    let d = evaluate_inbound(&p, &from_ngo(Category::Other, Tlp::Green), &ngo, now());
+    assert!(!d.accepted);
+    assert_eq!(d.rule.as_deref(), Some("no-low-confidence-from-ngos"));
+    // Not an NGO: only the first rule could apply, and it does not.
+    let d = evaluate_inbound(&p, &alert(Category::Other, Severity::Low, Tlp::Green, "labour"), &labour, now());
+    assert!(d.accepted);
+    assert_eq!(d.rule, None);
+    // A tombstone carries no content and is always accepted.
+    let mut tomb = from_ngo(Category::Other, Tlp::Red);
+    tomb.alert.as_mut().unwrap().content = None;
+    tomb.alert.as_mut().unwrap().retracted = true;
+    assert!(evaluate_inbound(&p, &tomb, &ngo, now()).accepted);
+}
+
+#[test]
+fn inbound_rules_are_validated_like_share_rules() {
+    let e = errors("[[inbound]]\nname = \"x\"\neffect = \"refuse\"\npeers = [\"nobody\"]\n");
+    assert_eq!((e[0].line, e[0].column), (4, 10));
+    assert!(e[0].message.contains("unknown peer"));
+    let e = errors("[[inbound]]\nname = \"x\"\neffect = \"drop\"\n");
+    assert_eq!(e[0].line, 3);
+    assert!(e[0].message.contains("accept") && e[0].message.contains("refuse"), "{}", e[0].message);
+    let shadow = "[[inbound]]\nname = \"all\"\neffect = \"refuse\"\n\n[[inbound]]\nname = \"later\"\neffect = \"accept\"\npeers = [\"ngo\"]\n";
+    let e = errors(shadow);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].line, 6);
+    assert!(e[0].message.contains("never reached"), "{}", e[0].message);
+    let e = errors("[[inbound]]\nname = \"x\"\neffect = \"refuse\"\n[inbound.when]\ncategories = []\n");
+    assert!(e[0].message.contains("matches no alert"), "{}", e[0].message);
+}
+
+proptest! {
+    /// Inbound: an alert is refused exactly when the first inbound rule whose
+    /// peers and conditions match says refuse; tombstones are never refused.
+    #[test]
+    fn inbound_refusal_follows_the_first_matching_rule(
+        stored in stored_strategy(),
+        refuse_tlp in proptest::collection::btree_set(0..5usize, 1..4),
+        refuse in any::<bool>(),
+        from in prop_oneof![Just("ngo"), Just("labour")],
+        tombstone in any::<bool>(),
+    ) {
+        let names = ["clear", "green", "amber", "amber_strict", "red"];
+        let levels: Vec<String> = refuse_tlp.iter().map(|i| format!("\"{}\"", names[*i])).collect();
+        let src = format!(
+            "[[inbound]]\nname = \"r\"\neffect = \"{}\"\npeers = [\"ngo\"]\n[inbound.when]\ntlp = [{}]\n",
+            if refuse { "refuse" } else { "accept" },
+            levels.join(", ")
+        );
+        let p = parse(Path::new("p.toml"), &src, &peers()).unwrap();
+        let mut stored = stored;
+        if tombstone {
+            let a = stored.alert.as_mut().unwrap();
+            a.retracted = true;
+            a.content = None;
+        }
+        let d = evaluate_inbound(&p, &stored, &agency(from), now());
+        let tlp = stored.alert.as_ref().unwrap().content.as_ref().map(|c| c.tlp);
+        let wire = [Tlp::Clear, Tlp::Green, Tlp::Amber, Tlp::AmberStrict, Tlp::Red];
+        let matches = from == "ngo"
+            && tlp.is_some_and(|t| refuse_tlp.iter().any(|i| wire[*i] as i32 == t));
+        prop_assert_eq!(d.accepted, !(matches && refuse));
+        prop_assert_eq!(d.rule.is_some(), matches);
     }
 }

@@ -19,7 +19,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 use super::{OutboxItem, StoreError, TxError, outbox_key};
 use crate::ids::{AgencyId, AlertId};
-use crate::matching::{self, MatchScope, TokenKey};
+use crate::matching::{self, TokenKey};
 use crate::proto::v1::{Hit, HitNotice, StoredAlert, envelope::Payload};
 
 pub(super) type TxResult<T, E> = Result<T, ConflictableTransactionError<TxError<E>>>;
@@ -112,19 +112,19 @@ pub(super) fn record_hit<E>(
     Ok(Some(hit))
 }
 
-/// Records a hit found here and queues the notice to the other agency.
+/// Records a hit found here and, when `notify`, queues the notice to the other agency.
 pub(super) fn record_found<E>(
     hits: &TransactionalTree,
     hit_keys: &TransactionalTree,
     outbox: &TransactionalTree,
-    scope: &MatchScope,
     hit: Hit,
+    notify: bool,
 ) -> TxResult<Option<Hit>, E> {
     let Some(hit) = record_hit(hits, hit_keys, hit)? else {
         return Ok(None);
     };
     let other: AlertId = hit.other_alert_id.parse().map_err(|e| corrupt("hit", e))?;
-    if matching::notify(scope, &other) {
+    if notify {
         let notice = HitNotice {
             r#type: hit.r#type,
             your_alert_id: hit.other_alert_id.clone(),

@@ -6,6 +6,8 @@
 //! - `outbox`: peer ‖ 0x00 ‖ sequence (u64 BE) → `SharedAlert` waiting for the peer's ack.
 //! - `requests`: client ‖ 0x00 ‖ request id → alert id, for idempotent submits.
 //! - `tokens`, `fuzzy`, `match_pending`, `hits`, `hit_keys`: indexes and hit log (see `index`).
+//! - `lookups`, `refusals`: logs of lookups and refused deliveries (see `records`).
+//! - `policies`: sharing policy versions and which one is in force (see `records`).
 //!
 //! Every operation that changes an alert writes the alert and its outbox
 //! entries in one sled transaction, and returns only after a (group) flush, so
@@ -13,6 +15,7 @@
 
 mod group_commit;
 mod index;
+mod records;
 
 pub use group_commit::CommitStats;
 
@@ -93,7 +96,13 @@ pub struct Store {
     fuzzy: sled::Tree,
     pending: sled::Tree,
     lookups: sled::Tree,
+    policies: sled::Tree,
+    refusals: sled::Tree,
     scope: MatchScope,
+    /// Decides which hit notices may be sent (the sharing policy); without
+    /// one, every configured peer is notified. Weak: the policy holds the
+    /// store, and a cycle would keep the database (and its lock) open.
+    notice_gate: std::sync::OnceLock<std::sync::Weak<dyn crate::matching::NoticeGate>>,
     commit: GroupCommit,
     /// Latest hit sequence, for watchers.
     hit_seq: tokio::sync::watch::Sender<u64>,
@@ -186,6 +195,9 @@ impl Store {
             fuzzy: db.open_tree("fuzzy")?,
             pending: db.open_tree("match_pending")?,
             lookups: db.open_tree("lookups")?,
+            policies: db.open_tree("policies")?,
+            refusals: db.open_tree("refusals")?,
+            notice_gate: std::sync::OnceLock::new(),
             hits,
             scope,
             db,
@@ -290,6 +302,7 @@ impl Store {
             })?;
             let key = alert.id.as_bytes();
             let version = alert.version;
+            let retracted = alert.retracted;
             let encoded = record.encode_to_vec();
             let outcome = (&self.alerts, &self.tokens, &self.fuzzy, &self.pending)
                 .transaction(|(alerts, tokens, fuzzy, pending)| {
@@ -297,11 +310,12 @@ impl Store {
                         Some(bytes) => Some(decode(key, &bytes).map_err(|e| abort(e.into()))?),
                         None => None,
                     };
-                    if held
-                        .as_ref()
-                        .and_then(|h| h.alert.as_ref())
-                        .is_some_and(|a| a.version >= version)
-                    {
+                    // A tombstone at the version held still applies: that is
+                    // how an origin withdraws an alert from one peer only.
+                    if held.as_ref().and_then(|h| h.alert.as_ref()).is_some_and(|a| {
+                        a.version > version
+                            || (a.version == version && (a.retracted || !retracted))
+                    }) {
                         return Ok(ApplyOutcome::Duplicate);
                     }
                     alerts.insert(key, encoded.as_slice())?;
@@ -326,6 +340,51 @@ impl Store {
         }
         self.publish(&all_hits);
         Ok(outcomes)
+    }
+
+    /// Calls `f` for every alert this node originated, in id order.
+    pub fn for_each_own(
+        &self,
+        own: &AgencyId,
+        mut f: impl FnMut(&StoredAlert),
+    ) -> Result<(), StoreError> {
+        for item in self.alerts.scan_prefix(format!("{own}:").as_bytes()) {
+            let (k, v) = item?;
+            f(&decode(&k, &v)?);
+        }
+        Ok(())
+    }
+
+    /// Changes who an own alert is queued for, without touching its content
+    /// or indexes: `build` sees the current record and returns the new one
+    /// with the envelopes to queue, or `None` to leave it as it is. One
+    /// transaction, flushed before returning. Returns whether it wrote.
+    pub async fn amend_local(
+        &self,
+        id: &AlertId,
+        build: impl Fn(StoredAlert) -> Option<(StoredAlert, Vec<OutboxItem>)>,
+    ) -> Result<bool, StoreError> {
+        let key = id.to_string();
+        let wrote = (&self.alerts, &self.outbox)
+            .transaction(|(alerts, outbox)| {
+                let Some(bytes) = alerts.get(key.as_bytes())? else {
+                    return Ok(false);
+                };
+                let current = decode(key.as_bytes(), &bytes).map_err(|e| abort(e.into()))?;
+                let Some((record, items)) = build(current) else {
+                    return Ok(false);
+                };
+                alerts.insert(key.as_bytes(), record.encode_to_vec())?;
+                for item in &items {
+                    index::queue(outbox, item)?;
+                }
+                Ok(true)
+            })
+            .map_err(flatten)?;
+        if wrote {
+            self.commit.durable().await?;
+        }
+        Ok(wrote)
     }
 
     pub fn get(&self, id: &AlertId) -> Result<Option<StoredAlert>, StoreError> {
@@ -471,19 +530,24 @@ impl Store {
                 })?;
         let own = &self.scope.own;
         let now = now_timestamp();
-        let mut found: Vec<Hit> = Vec::new();
-        let mut add = |other: AlertId, kind: i32, similarity: f64| {
+        // (hit, found through fuzzy encodings)
+        let mut found: Vec<(Hit, bool)> = Vec::new();
+        let mut add = |other: AlertId, kind: i32, similarity: f64, fuzzy: bool| {
             let Some((mine, theirs)) = hit_pair(&self.scope, &this, &other) else {
                 return;
             };
             let (mine, theirs) = (mine.to_string(), theirs);
-            match found.iter_mut().find(|h| {
+            match found.iter_mut().find(|(h, _)| {
                 h.local_alert_id == mine
                     && h.other_alert_id == theirs.to_string()
                     && h.r#type == kind
             }) {
-                Some(h) => h.similarity = h.similarity.max(similarity),
-                None => found.push(Hit {
+                Some((h, f)) => {
+                    // An exact token match needs the lesser disclosure level.
+                    *f &= fuzzy;
+                    h.similarity = h.similarity.max(similarity);
+                }
+                None => found.push((Hit {
                     sequence: 0,
                     r#type: kind,
                     local_alert_id: mine,
@@ -492,14 +556,14 @@ impl Store {
                     similarity,
                     detected_at: Some(now),
                     source: HitSource::LocalMatch as i32,
-                }),
+                }, fuzzy)),
             }
         };
         for token in &tokens {
             let prefix = index::token_prefix(token);
             let ranges = index::candidate_ranges(&prefix, this.origin(), own);
             for (other, _) in self.candidates(&self.tokens, prefix.len(), ranges)? {
-                add(other, token.0, 1.0);
+                add(other, token.0, 1.0, false);
             }
         }
         for e in encodings {
@@ -509,21 +573,25 @@ impl Store {
                 if let Some(sim) = similarity(&e.bloom, &bloom)
                     && sim >= self.scope.fuzzy_threshold
                 {
-                    add(other, crate::proto::v1::IdentifierType::Person as i32, sim);
+                    add(other, crate::proto::v1::IdentifierType::Person as i32, sim, true);
                 }
             }
         }
+        let notify = found
+            .iter()
+            .map(|(hit, fuzzy)| self.may_notify(record, &this, hit, *fuzzy))
+            .collect::<Result<Vec<bool>, StoreError>>()?;
         let key = alert.id.as_bytes();
         (&self.hits, &self.hit_keys, &self.outbox, &self.pending)
             .transaction(|(hits, hit_keys, outbox, pending)| {
                 let mut recorded = Vec::new();
-                for hit in &found {
+                for ((hit, _), notify) in found.iter().zip(&notify) {
                     if let Some(h) = index::record_found::<StoreError>(
                         hits,
                         hit_keys,
                         outbox,
-                        &self.scope,
                         hit.clone(),
+                        *notify,
                     )? {
                         recorded.push(h);
                     }
@@ -532,6 +600,56 @@ impl Store {
                 Ok(recorded)
             })
             .map_err(flatten)
+    }
+
+    /// Whether the other agency of `hit` may be sent a notice: it must be a
+    /// configured peer, and the notice gate (the sharing policy) must allow
+    /// disclosing our alert to it. `record` is the alert being matched, which
+    /// is either our alert of the hit or theirs.
+    fn may_notify(
+        &self,
+        record: &StoredAlert,
+        this: &AlertId,
+        hit: &Hit,
+        fuzzy: bool,
+    ) -> Result<bool, StoreError> {
+        let other: AlertId = hit
+            .other_alert_id
+            .parse()
+            .map_err(|e: crate::ids::IdError| StoreError::Corrupt {
+                key: hit.other_alert_id.clone(),
+                reason: e.to_string(),
+            })?;
+        if !crate::matching::notify(&self.scope, &other) {
+            return Ok(false);
+        }
+        let Some(gate) = self.notice_gate.get() else {
+            return Ok(true);
+        };
+        let Some(gate) = gate.upgrade() else {
+            return Ok(false); // the node is stopping
+        };
+        let own = if this.to_string() == hit.local_alert_id {
+            record.clone()
+        } else {
+            let id: AlertId = hit.local_alert_id.parse().map_err(|e: crate::ids::IdError| {
+                StoreError::Corrupt {
+                    key: hit.local_alert_id.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+            match self.get(&id)? {
+                Some(r) => r,
+                None => return Ok(false),
+            }
+        };
+        Ok(gate.may_disclose(&own, other.origin(), hit.r#type, fuzzy))
+    }
+
+    /// Installs the policy that decides which hit notices may be sent.
+    /// Set once, before the node serves; later calls are ignored.
+    pub fn set_notice_gate(&self, gate: std::sync::Weak<dyn crate::matching::NoticeGate>) {
+        let _ = self.notice_gate.set(gate);
     }
 
     /// Alerts holding any of `tokens` (exact) or a person encoding at least
@@ -743,6 +861,7 @@ mod tests {
                 ..Default::default()
             }),
             shared_with: vec![],
+            withdrawn_from: vec![],
             pseudonyms: vec![],
         }
     }

@@ -1,0 +1,422 @@
+//! The node's live sharing policy: which version is in force, how a new one
+//! is installed (at start, on SIGHUP, by `SetPolicy`), and the decisions the
+//! rest of the node asks of it (delivery, hit notices, lookup answers,
+//! inbound deliveries).
+//!
+//! Every installed version is kept in the store with its text, digest,
+//! source and author, so an auditor can tell which policy decided a share.
+//! A policy that does not validate is never installed: the version in force
+//! stays, whatever the source of the broken one.
+//!
+//! The policy file is read at start and on SIGHUP. If it differs from the
+//! file as last read, it is installed as a new version; if not, the version
+//! in force stays — which may be one installed later by `SetPolicy`, so a
+//! restart does not silently undo an administrator's live change.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use aws_lc_rs::digest;
+use thiserror::Error;
+
+use crate::alert::validate::timestamp;
+use crate::exchange::shared_view_with;
+use crate::ids::AgencyId;
+use crate::matching::NoticeGate;
+use crate::policy::model::IdLevel;
+use crate::policy::{self, Decision, InboundDecision, Policy, PolicyError};
+use crate::proto::v1::{
+    DiffPolicyResponse, ExplainPolicyResponse, IdentifierType, PeerDecision, PeerDiff,
+    PolicyVersion, StoredAlert,
+};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Error)]
+pub enum SharingError {
+    #[error("sharing policy has {} problem(s):\n{}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<PolicyError>),
+    #[error("{path}: cannot read the sharing policy: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("policy version {current} is in force, not {expected}")]
+    VersionMismatch { expected: u64, current: u64 },
+    #[error("no policy file is configured ([sharing] policy in node.toml)")]
+    NoFile,
+    #[error(
+        "policy version {version} in the store no longer validates against the configured peers; fix node.toml or edit the policy file:\n{}",
+        .errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+    )]
+    StoredInvalid {
+        version: u64,
+        errors: Vec<PolicyError>,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The version in force. `policy` is `None` only when no policy was ever
+/// installed: then nothing is shared and everything is accepted.
+pub struct Active {
+    pub policy: Option<Policy>,
+    pub record: PolicyVersion,
+}
+
+/// What a reload of the policy file did.
+#[derive(Debug)]
+pub enum Reload {
+    /// The file holds the version already in force.
+    Unchanged(u64),
+    Installed(PolicyVersion),
+}
+
+/// Longest policy text accepted through the API.
+pub const MAX_POLICY_BYTES: usize = 1024 * 1024;
+
+/// Examples kept per peer and kind of change in a diff.
+const DIFF_EXAMPLES: usize = 5;
+
+pub fn sha256_hex(text: &str) -> String {
+    digest::digest(&digest::SHA256, text.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+pub struct Sharing {
+    store: Arc<Store>,
+    own: AgencyId,
+    peers: Vec<AgencyId>,
+    file: Option<PathBuf>,
+    current: RwLock<Arc<Active>>,
+    /// Serializes installs, so version numbers and `expected_version` checks
+    /// see one order.
+    install: tokio::sync::Mutex<()>,
+}
+
+impl Sharing {
+    /// Puts in force the policy the node starts with (see the module doc).
+    pub async fn open(
+        store: Arc<Store>,
+        own: AgencyId,
+        peers: Vec<AgencyId>,
+        file: Option<PathBuf>,
+    ) -> Result<Self, SharingError> {
+        let sharing = Self {
+            store,
+            own,
+            peers,
+            file,
+            current: RwLock::new(Arc::new(Active {
+                policy: None,
+                record: PolicyVersion::default(),
+            })),
+            install: tokio::sync::Mutex::new(()),
+        };
+        if let Some(stored) = sharing.store.active_policy()? {
+            let policy = sharing
+                .parse(&stored.text, Path::new("<stored policy>"))
+                .map_err(|errors| SharingError::StoredInvalid {
+                    version: stored.version,
+                    errors,
+                })?;
+            sharing.put(policy, stored);
+        }
+        if let Some(path) = sharing.file.clone() {
+            let text = read(&path)?;
+            let sha = sha256_hex(&text);
+            let stored_file = sharing.store.policy_file_sha256()?;
+            if stored_file.as_deref() != Some(sha.as_str()) || sharing.version() == 0 {
+                // A new or edited file: it must validate, or the node does not start.
+                let policy = sharing.parse(&text, &path).map_err(SharingError::Invalid)?;
+                sharing
+                    .install_parsed(policy, text, file_source(&path), "node", "", true)
+                    .await?;
+            }
+        }
+        let active = sharing.current();
+        if active.policy.is_none() {
+            tracing::warn!("no sharing policy installed: this node shares nothing (default deny)");
+        } else {
+            tracing::info!(version = active.record.version, source = %active.record.source, "sharing policy in force");
+        }
+        Ok(sharing)
+    }
+
+    pub fn current(&self) -> Arc<Active> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn version(&self) -> u64 {
+        self.current().record.version
+    }
+
+    pub fn peers(&self) -> &[AgencyId] {
+        &self.peers
+    }
+
+    /// Validates `text` against the configured peers; `name` labels errors.
+    pub fn parse(&self, text: &str, name: &Path) -> Result<Policy, Vec<PolicyError>> {
+        let peers: BTreeSet<AgencyId> = self.peers.iter().cloned().collect();
+        policy::parse(name, text, &peers)
+    }
+
+    fn put(&self, policy: Policy, record: PolicyVersion) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Active {
+            policy: Some(policy),
+            record,
+        });
+    }
+
+    async fn install_parsed(
+        &self,
+        policy: Policy,
+        text: String,
+        source: String,
+        set_by: &str,
+        comment: &str,
+        from_file: bool,
+    ) -> Result<PolicyVersion, SharingError> {
+        let record = PolicyVersion {
+            version: 0,
+            sha256: sha256_hex(&text),
+            share_rules: policy.rules.len() as u32,
+            inbound_rules: policy.inbound.len() as u32,
+            text,
+            source,
+            set_by: set_by.to_owned(),
+            set_at: Some(timestamp(SystemTime::now())),
+            comment: comment.to_owned(),
+        };
+        let installed = self.store.install_policy(record, from_file).await?;
+        tracing::info!(version = installed.version, source = %installed.source, set_by = %installed.set_by, "sharing policy installed");
+        self.put(policy, installed.clone());
+        Ok(installed)
+    }
+
+    /// Installs a policy given through the API. Nothing changes unless it
+    /// validates and `expected_version` (when non-zero) is the one in force.
+    pub async fn set(
+        &self,
+        text: String,
+        expected_version: u64,
+        set_by: &str,
+        comment: &str,
+    ) -> Result<PolicyVersion, SharingError> {
+        let _guard = self.install.lock().await;
+        let current = self.version();
+        if expected_version != 0 && expected_version != current {
+            return Err(SharingError::VersionMismatch {
+                expected: expected_version,
+                current,
+            });
+        }
+        let policy = self
+            .parse(&text, Path::new("policy_text"))
+            .map_err(SharingError::Invalid)?;
+        self.install_parsed(policy, text, "api".into(), set_by, comment, false)
+            .await
+    }
+
+    /// Re-reads the policy file (SIGHUP). A file that cannot be read or does
+    /// not validate leaves the version in force.
+    pub async fn reload_file(&self) -> Result<Reload, SharingError> {
+        let _guard = self.install.lock().await;
+        let path = self.file.clone().ok_or(SharingError::NoFile)?;
+        let text = read(&path)?;
+        let policy = self.parse(&text, &path).map_err(SharingError::Invalid)?;
+        let sha = sha256_hex(&text);
+        let current = self.current();
+        if current.policy.is_some() && current.record.sha256 == sha {
+            self.store.note_policy_file(&sha).await?;
+            return Ok(Reload::Unchanged(current.record.version));
+        }
+        self.install_parsed(policy, text, file_source(&path), "node (SIGHUP)", "", true)
+            .await
+            .map(Reload::Installed)
+    }
+
+    /// The decision for every configured peer under the policy in force.
+    pub fn decide_all(&self, record: &StoredAlert, now: SystemTime) -> Vec<(AgencyId, Decision)> {
+        decide_all(
+            self.current().policy.as_ref(),
+            record,
+            &self.own,
+            &self.peers,
+            now,
+        )
+    }
+
+    pub fn decide(&self, record: &StoredAlert, peer: &AgencyId, now: SystemTime) -> Decision {
+        decide_all(
+            self.current().policy.as_ref(),
+            record,
+            &self.own,
+            std::slice::from_ref(peer),
+            now,
+        )
+        .pop()
+        .map(|(_, d)| d)
+        .expect("one decision per peer")
+    }
+
+    /// Whether a delivery from `from` (as it would be stored here) is kept.
+    pub fn inbound(&self, received: &StoredAlert, from: &AgencyId) -> InboundDecision {
+        match &self.current().policy {
+            Some(p) => policy::evaluate_inbound(p, received, from, SystemTime::now()),
+            None => InboundDecision {
+                accepted: true,
+                rule: None,
+                reason: "no policy installed (default accept)".into(),
+            },
+        }
+    }
+
+    /// Whether telling `peer` that our alert `own` holds an identifier of
+    /// type `kind` discloses nothing the policy would not send it anyway:
+    /// the deciding rule must share that type at the exact level, or at the
+    /// fuzzy level for a match found through person encodings.
+    pub fn may_disclose(&self, own: &StoredAlert, peer: &AgencyId, kind: i32, fuzzy: bool) -> bool {
+        let need = if fuzzy && kind == IdentifierType::Person as i32 {
+            IdLevel::Fuzzy
+        } else {
+            IdLevel::Exact
+        };
+        self.decide(own, peer, SystemTime::now())
+            .grant
+            .is_some_and(|g| g.identifier(kind) >= need)
+    }
+
+    /// ExplainPolicy: the decisions for one stored alert, under the policy in
+    /// force or a candidate.
+    pub fn explain(
+        &self,
+        record: &StoredAlert,
+        peers: &[AgencyId],
+        candidate: Option<&Policy>,
+    ) -> ExplainPolicyResponse {
+        let active = self.current();
+        let (policy, version) = match candidate {
+            Some(p) => (Some(p), 0),
+            None => (active.policy.as_ref(), active.record.version),
+        };
+        let peers = if peers.is_empty() { &self.peers } else { peers };
+        let decisions = decide_all(policy, record, &self.own, peers, SystemTime::now())
+            .into_iter()
+            .map(|(peer, d)| PeerDecision {
+                peer: peer.to_string(),
+                shared: d.grant.is_some(),
+                rule: d.rule.clone().unwrap_or_default(),
+                reason: d.reason.clone(),
+                envelope: d.grant.as_ref().map(|g| shared_view_with(record, g)),
+            })
+            .collect();
+        ExplainPolicyResponse {
+            policy_version: version,
+            decisions,
+        }
+    }
+
+    /// DiffPolicy: compares what `old` and `new` would send each peer for
+    /// every own live alert in the store, field by field.
+    pub fn diff(&self, old: Option<&Policy>, new: &Policy) -> Result<DiffPolicyResponse, StoreError> {
+        let active = self.current();
+        let old = old.or(active.policy.as_ref());
+        let now = SystemTime::now();
+        let mut out = DiffPolicyResponse {
+            alerts: 0,
+            peers: self
+                .peers
+                .iter()
+                .map(|p| PeerDiff {
+                    peer: p.to_string(),
+                    ..Default::default()
+                })
+                .collect(),
+        };
+        self.store.for_each_own(&self.own, |record| {
+            let live = record.alert.as_ref().is_some_and(|a| !a.retracted);
+            if !live {
+                return;
+            }
+            out.alerts += 1;
+            let id = record.alert.as_ref().map(|a| a.id.clone()).unwrap_or_default();
+            let before = decide_all(old, record, &self.own, &self.peers, now);
+            let after = decide_all(Some(new), record, &self.own, &self.peers, now);
+            for ((b, a), d) in before.iter().zip(&after).zip(out.peers.iter_mut()) {
+                let view = |dec: &Decision| dec.grant.as_ref().map(|g| shared_view_with(record, g));
+                let push = |v: &mut Vec<String>| {
+                    if v.len() < DIFF_EXAMPLES {
+                        v.push(id.clone());
+                    }
+                };
+                match (view(&b.1), view(&a.1)) {
+                    (None, None) => {}
+                    (None, Some(_)) => {
+                        d.newly_shared += 1;
+                        push(&mut d.examples_newly_shared);
+                    }
+                    (Some(_), None) => {
+                        d.no_longer_shared += 1;
+                        push(&mut d.examples_no_longer_shared);
+                    }
+                    (Some(x), Some(y)) if x != y => {
+                        d.changed_fields += 1;
+                        push(&mut d.examples_changed_fields);
+                    }
+                    (Some(_), Some(_)) => d.unchanged += 1,
+                }
+            }
+        })?;
+        Ok(out)
+    }
+}
+
+impl NoticeGate for Sharing {
+    fn may_disclose(&self, own: &StoredAlert, peer: &AgencyId, kind: i32, fuzzy: bool) -> bool {
+        Sharing::may_disclose(self, own, peer, kind, fuzzy)
+    }
+}
+
+fn decide_all(
+    policy: Option<&Policy>,
+    record: &StoredAlert,
+    own: &AgencyId,
+    peers: &[AgencyId],
+    now: SystemTime,
+) -> Vec<(AgencyId, Decision)> {
+    match policy {
+        Some(p) => policy::evaluate_all(p, record, own, peers, now)
+            .into_iter()
+            .map(|(peer, d)| (peer.clone(), d))
+            .collect(),
+        None => peers
+            .iter()
+            .map(|p| {
+                (
+                    p.clone(),
+                    Decision {
+                        grant: None,
+                        rule: None,
+                        reason: "no sharing policy installed (default deny)".into(),
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+fn file_source(path: &Path) -> String {
+    format!("file:{}", path.display())
+}
+
+fn read(path: &Path) -> Result<String, SharingError> {
+    std::fs::read_to_string(path).map_err(|e| SharingError::File {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}

@@ -1,0 +1,125 @@
+//! Small logs and settings kept next to the alerts: sharing policy versions
+//! and refused deliveries. Each write is flushed before it returns, like
+//! every other acknowledged change.
+//!
+//! Keys in `policies`: `v` ‖ version (u64 BE) → `PolicyVersion`; `active` →
+//! version in force; `file_sha256` → digest of the policy file as last read,
+//! so a restart can tell an edited file from one already installed.
+
+use prost::Message;
+use sled::Transactional;
+
+use super::{Store, StoreError, flatten};
+use crate::proto::v1::{PolicyVersion, RefusalRecord};
+
+const ACTIVE: &[u8] = b"active";
+const FILE_SHA: &[u8] = b"file_sha256";
+
+fn version_key(v: u64) -> Vec<u8> {
+    let mut k = b"v".to_vec();
+    k.extend_from_slice(&v.to_be_bytes());
+    k
+}
+
+impl Store {
+    /// The policy version in force, if one was ever installed.
+    pub fn active_policy(&self) -> Result<Option<PolicyVersion>, StoreError> {
+        let Some(v) = self.policies.get(ACTIVE)? else {
+            return Ok(None);
+        };
+        let version = u64::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+            key: "policies/active".into(),
+            reason: "not a version number".into(),
+        })?);
+        let Some(bytes) = self.policies.get(version_key(version))? else {
+            return Err(StoreError::Corrupt {
+                key: format!("policies/v{version}"),
+                reason: "the version in force is missing".into(),
+            });
+        };
+        PolicyVersion::decode(bytes.as_ref())
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                key: format!("policies/v{version}"),
+                reason: e.to_string(),
+            })
+    }
+
+    /// The digest of the policy file when it was last installed from the file.
+    pub fn policy_file_sha256(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .policies
+            .get(FILE_SHA)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Remembers the policy file's digest without installing anything (the
+    /// file holds the policy already in force).
+    pub async fn note_policy_file(&self, sha256: &str) -> Result<(), StoreError> {
+        self.policies.insert(FILE_SHA, sha256.as_bytes())?;
+        self.commit.durable().await
+    }
+
+    /// Installs `record` as the next version and puts it in force, in one
+    /// transaction; `from_file` also records the file digest. Returns the
+    /// record with its version number.
+    pub async fn install_policy(
+        &self,
+        record: PolicyVersion,
+        from_file: bool,
+    ) -> Result<PolicyVersion, StoreError> {
+        let installed = (&self.policies,)
+            .transaction(|(p,)| {
+                let next = match p.get(ACTIVE)? {
+                    Some(v) => u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])) + 1,
+                    None => 1,
+                };
+                let record = PolicyVersion {
+                    version: next,
+                    ..record.clone()
+                };
+                p.insert(version_key(next), record.encode_to_vec())?;
+                p.insert(ACTIVE, &next.to_be_bytes())?;
+                if from_file {
+                    p.insert(FILE_SHA, record.sha256.as_bytes())?;
+                }
+                Ok::<_, sled::transaction::ConflictableTransactionError<super::TxError<StoreError>>>(
+                    record.clone(),
+                )
+            })
+            .map_err(flatten)?;
+        self.commit.durable().await?;
+        Ok(installed)
+    }
+
+    /// Appends refused deliveries to the refusal log; one flush for all.
+    pub async fn record_refusals(&self, records: &[RefusalRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        for r in records {
+            let seq = self.db.generate_id()?;
+            self.refusals.insert(seq.to_be_bytes(), r.encode_to_vec())?;
+        }
+        self.commit.durable().await
+    }
+
+    /// The refusal log, oldest first, at most `limit` entries.
+    pub fn refusals(&self, limit: usize) -> Result<Vec<RefusalRecord>, StoreError> {
+        self.refusals
+            .iter()
+            .take(limit)
+            .map(|item| {
+                let (k, v) = item?;
+                RefusalRecord::decode(v.as_ref()).map_err(|e| StoreError::Corrupt {
+                    key: format!("refusals/{k:?}"),
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    pub fn refusal_count(&self) -> u64 {
+        self.refusals.len() as u64
+    }
+}
