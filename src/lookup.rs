@@ -24,8 +24,8 @@ use crate::proto::v1::{
     PeerLookupResponse,
 };
 use crate::pseudo::Pseudonymizer;
-use crate::sharing::Sharing;
 use crate::ratelimit::RateLimiter;
+use crate::sharing::Sharing;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Error)]
@@ -262,7 +262,9 @@ impl Lookups {
             let Ok(id) = m.alert_id.parse() else { continue };
             let fuzzy = m.r#type == IdentifierType::Person as i32 && m.similarity < 1.0;
             if let Some(record) = self.store.get(&id)?
-                && self.sharing.may_disclose(&record, &from.agency, m.r#type, fuzzy)
+                && self
+                    .sharing
+                    .may_disclose(&record, &from.agency, m.r#type, fuzzy)
             {
                 matches.push(m);
             }

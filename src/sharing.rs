@@ -323,7 +323,11 @@ impl Sharing {
 
     /// DiffPolicy: compares what `old` and `new` would send each peer for
     /// every own live alert in the store, field by field.
-    pub fn diff(&self, old: Option<&Policy>, new: &Policy) -> Result<DiffPolicyResponse, StoreError> {
+    pub fn diff(
+        &self,
+        old: Option<&Policy>,
+        new: &Policy,
+    ) -> Result<DiffPolicyResponse, StoreError> {
         let active = self.current();
         let old = old.or(active.policy.as_ref());
         let now = SystemTime::now();
@@ -344,7 +348,11 @@ impl Sharing {
                 return;
             }
             out.alerts += 1;
-            let id = record.alert.as_ref().map(|a| a.id.clone()).unwrap_or_default();
+            let id = record
+                .alert
+                .as_ref()
+                .map(|a| a.id.clone())
+                .unwrap_or_default();
             let before = decide_all(old, record, &self.own, &self.peers, now);
             let after = decide_all(Some(new), record, &self.own, &self.peers, now);
             for ((b, a), d) in before.iter().zip(&after).zip(out.peers.iter_mut()) {

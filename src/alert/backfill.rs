@@ -35,7 +35,9 @@ impl Filter {
         let created = a.created_at.map_or(0, |t| t.seconds);
         (self.ids.is_empty() || self.ids.iter().any(|id| id.to_string() == a.id))
             && (self.category == Category::Unspecified as i32
-                || a.content.as_ref().is_some_and(|c| c.category == self.category))
+                || a.content
+                    .as_ref()
+                    .is_some_and(|c| c.category == self.category))
             && self.after.is_none_or(|t| created >= t)
             && self.before.is_none_or(|t| created < t)
     }
@@ -60,13 +62,16 @@ impl Ledger {
         }
         let mut ids = Vec::with_capacity(f.alert_ids.len());
         for (i, raw) in f.alert_ids.iter().enumerate() {
-            let id: AlertId = raw
-                .parse()
-                .map_err(|e: crate::ids::IdError| invalid(&format!("filter.alert_ids[{i}]"), e.to_string()))?;
+            let id: AlertId = raw.parse().map_err(|e: crate::ids::IdError| {
+                invalid(&format!("filter.alert_ids[{i}]"), e.to_string())
+            })?;
             if id.origin() != &self.agency {
                 return Err(invalid(
                     &format!("filter.alert_ids[{i}]"),
-                    format!("{id} was recorded by {}; only own alerts are shared", id.origin()),
+                    format!(
+                        "{id} was recorded by {}; only own alerts are shared",
+                        id.origin()
+                    ),
                 ));
             }
             ids.push(id);
@@ -133,7 +138,10 @@ impl Ledger {
                 if alert.retracted || has(&record.shared_with) {
                     return None;
                 }
-                let grant = self.sharing.decide(&record, &peer, SystemTime::now()).grant?;
+                let grant = self
+                    .sharing
+                    .decide(&record, &peer, SystemTime::now())
+                    .grant?;
                 let mut envelope = shared_view_with(&record, &grant);
                 if has(&record.withdrawn_from) {
                     // The peer holds our tombstone at this version; a newer

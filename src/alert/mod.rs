@@ -15,12 +15,12 @@ use crate::config::{AlertRules, Limits};
 use crate::exchange::{Outbound, shared_view, shared_view_with};
 use crate::identity::ClientIdentity;
 use crate::ids::{AgencyId, AlertId};
-use crate::sharing::Sharing;
 use crate::proto::v1::envelope::Payload;
 use crate::proto::v1::{
     Alert, AlertDraft, Category, ListAlertsRequest, ListAlertsResponse, SharedSubject, StoredAlert,
 };
 use crate::pseudo::Pseudonymizer;
+use crate::sharing::Sharing;
 use crate::store::{LocalWrite, OutboxItem, Store, StoreError, TxError};
 pub use validate::FieldViolation;
 use validate::timestamp;

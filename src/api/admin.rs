@@ -2,19 +2,19 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use crate::alert::AlertError;
 use crate::alert::validate::timestamp;
 use crate::config::Role;
+use crate::ids::{AgencyId, AlertId};
 use crate::node::NodeCore;
+use crate::policy::Policy;
 use crate::proto::PROTOCOL_VERSION;
 use crate::proto::v1::admin_service_server::AdminService;
-use crate::alert::AlertError;
-use crate::ids::{AgencyId, AlertId};
-use crate::policy::Policy;
 use crate::proto::v1::{
     BackfillResponse, DiffPolicyRequest, DiffPolicyResponse, ExplainPolicyRequest,
-    ExplainPolicyResponse, GetPolicyRequest, GetStatusRequest, ListPeersRequest,
-    ListPeersResponse, NodeStatus, PeerStatus, PolicyVersion, ReshareRequest,
-    RetractFromPeerRequest, SetPolicyRequest,
+    ExplainPolicyResponse, GetPolicyRequest, GetStatusRequest, ListPeersRequest, ListPeersResponse,
+    NodeStatus, PeerStatus, PolicyVersion, ReshareRequest, RetractFromPeerRequest,
+    SetPolicyRequest,
 };
 use crate::sharing::{MAX_POLICY_BYTES, SharingError};
 
@@ -156,7 +156,10 @@ impl AdminService for AdminApi {
                 .ok()
                 .filter(|a| self.0.sharing.peers().contains(a))
                 .ok_or_else(|| {
-                    invalid(&format!("peers[{i}]"), format!("`{p}` is not a configured peer"))
+                    invalid(
+                        &format!("peers[{i}]"),
+                        format!("`{p}` is not a configured peer"),
+                    )
                 })?;
             peers.push(peer);
         }

@@ -63,7 +63,11 @@ impl From<crate::sharing::SharingError> for Status {
             SharingError::Invalid(errors) => {
                 let mut details = ErrorDetails::new();
                 for p in &errors {
-                    let hint = p.hint.as_ref().map(|h| format!(" (hint: {h})")).unwrap_or_default();
+                    let hint = p
+                        .hint
+                        .as_ref()
+                        .map(|h| format!(" (hint: {h})"))
+                        .unwrap_or_default();
                     details.add_bad_request_violation(
                         p.file.display().to_string(),
                         format!("{}:{}: {}{hint}", p.line, p.column, p.message),

@@ -251,6 +251,27 @@ fn failure(code: u8, error: anyhow::Error) -> Failure {
     Failure { code, error }
 }
 
+/// A refused SetPolicy, with each problem as `FILE:line:column: message`,
+/// the way `policy validate` prints them.
+fn status_failure(status: tonic::Status, file: &Path) -> Failure {
+    use tonic_types::StatusExt;
+    let violations = status
+        .get_details_bad_request()
+        .map(|b| b.field_violations)
+        .unwrap_or_default();
+    if status.code() != Code::InvalidArgument || violations.is_empty() {
+        return status.into();
+    }
+    let lines: Vec<String> = violations
+        .iter()
+        .map(|v| format!("{}:{}", file.display(), v.description))
+        .collect();
+    failure(
+        EXIT_DATAERR,
+        anyhow!("{}\n{}", status.message(), lines.join("\n")),
+    )
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
@@ -285,8 +306,11 @@ fn init_logging(cli: &Cli) {
         .and_then(|f| EnvFilter::try_new(f).ok())
         .or_else(|| EnvFilter::try_from_default_env().ok())
         .unwrap_or_else(|| EnvFilter::new(default));
+    use std::io::IsTerminal;
+    // Colour only for a person at a terminal, not in journald or a file.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if cli.log_json {
         builder.json().init();
@@ -326,7 +350,9 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         } => certs_init(&federation, &agencies, &out),
         Command::Demo(args) => demo::run(args).await,
         Command::Keys { command } => pseudo::keys(command),
-        Command::Policy { command } => policy::run(command, json),
+        Command::Policy { command } => {
+            policy::run(command, json, cli.client_config.as_deref()).await
+        }
         Command::Pseudo { command } => pseudo::pseudo(command, json),
         Command::Alert { command } => {
             let client = connect(cli.client_config.as_deref()).await?;
@@ -440,7 +466,9 @@ async fn reload_policy_on_sighup(sharing: std::sync::Arc<crate::sharing::Sharing
                 tracing::info!(version = v, "SIGHUP: policy file unchanged");
             }
             Err(e) => {
-                tracing::error!(error = %e, version = sharing.version(), "SIGHUP: policy NOT reloaded; the version in force stays");
+                // One line per event, so log collectors keep it together.
+                let error = e.to_string().replace('\n', "; ");
+                tracing::error!(%error, version = sharing.version(), "SIGHUP: policy NOT reloaded; the version in force stays");
             }
         }
     }

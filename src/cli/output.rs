@@ -5,8 +5,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::proto::v1::{
-    Alert, Category, Hit, HitSource, IdentifierType, Indicator, ListPeersResponse, LookupResponse,
-    NodeStatus, Severity, Tlp, identifier::Kind,
+    Alert, BackfillResponse, Category, DiffPolicyResponse, ExplainPolicyResponse, HandlingCode,
+    Hit, HitSource, IdentifierType, Indicator, InformationAccuracy, ListPeersResponse,
+    LookupResponse, NodeStatus, PolicyVersion, Severity, SourceReliability, Tlp, identifier::Kind,
 };
 
 fn json<T: serde::Serialize>(v: &T) {
@@ -86,6 +87,35 @@ pub fn alert(a: &Alert, as_json: bool) {
             severity(c.severity),
             tlp(c.tlp),
             time(c.retention_until.as_ref())
+        );
+        // How the originator requires this alert to be handled, and how it
+        // rates the source and the information (Admiralty code).
+        let handling = HandlingCode::try_from(c.handling_code)
+            .ok()
+            .filter(|h| *h != HandlingCode::Unspecified)
+            .map(|h| {
+                let code = enum_name(h.as_str_name(), "HANDLING_CODE_").to_ascii_uppercase();
+                let meaning = match h {
+                    HandlingCode::H0 => "share within the federation",
+                    HandlingCode::H1 => "law-enforcement recipients only",
+                    HandlingCode::H2 => "no onward disclosure without the originator's consent",
+                    _ => "special conditions: contact the originator before any action",
+                };
+                format!("{code} ({meaning})")
+            });
+        let source = SourceReliability::try_from(c.source_reliability)
+            .ok()
+            .filter(|s| *s != SourceReliability::Unspecified)
+            .map(|s| enum_name(s.as_str_name(), "SOURCE_RELIABILITY_").to_ascii_uppercase());
+        let accuracy = InformationAccuracy::try_from(c.information_accuracy)
+            .ok()
+            .filter(|a| *a != InformationAccuracy::Unspecified)
+            .map(|a| enum_name(a.as_str_name(), "INFORMATION_ACCURACY_"));
+        println!(
+            "  handling {}  evaluation {}{}",
+            handling.as_deref().unwrap_or("-"),
+            source.as_deref().unwrap_or("-"),
+            accuracy.as_deref().unwrap_or("-")
         );
         if let Some(l) = &c.location {
             let parts: Vec<&str> = [l.country.as_str(), &l.region, &l.city]
@@ -213,17 +243,18 @@ pub fn peers(p: &ListPeersResponse, as_json: bool) {
         return;
     }
     println!(
-        "{:<12} {:<22} {:<9} {:>6} {:>9}  {:<25} last error",
-        "peer", "address", "link", "queue", "delivered", "last ack"
+        "{:<12} {:<22} {:<9} {:>6} {:>9} {:>8}  {:<25} last error",
+        "peer", "address", "link", "queue", "delivered", "rejected", "last ack"
     );
     for peer in &p.peers {
         println!(
-            "{:<12} {:<22} {:<9} {:>6} {:>9}  {:<25} {}",
+            "{:<12} {:<22} {:<9} {:>6} {:>9} {:>8}  {:<25} {}",
             peer.agency_id,
             peer.address,
             if peer.connected { "up" } else { "down" },
             peer.queue_depth,
             peer.delivered_total,
+            peer.rejected_total,
             time(peer.last_ack_at.as_ref()),
             if peer.last_error.is_empty() {
                 "-".to_string()
@@ -254,4 +285,108 @@ pub fn status(s: &NodeStatus, as_json: bool) {
         s.local_alerts, s.received_alerts
     );
     println!("outbox      {} envelopes waiting", s.outbox_depth);
+    println!(
+        "policy      version {}{}",
+        s.policy_version,
+        if s.policy_version == 0 {
+            " (none installed: nothing is shared)"
+        } else {
+            ""
+        }
+    );
+    println!("refused     {} deliveries", s.refused_deliveries);
+}
+
+pub fn policy_version(v: &PolicyVersion, as_json: bool, with_text: bool) {
+    if as_json {
+        return json(v);
+    }
+    if v.version == 0 {
+        println!("no sharing policy installed: this node shares nothing");
+        return;
+    }
+    println!(
+        "policy version {}  from {}  set by {}  at {}",
+        v.version,
+        v.source,
+        v.set_by,
+        time(v.set_at.as_ref())
+    );
+    println!(
+        "  {} share rule(s), {} inbound rule(s)  sha256 {}",
+        v.share_rules, v.inbound_rules, v.sha256
+    );
+    if !v.comment.is_empty() {
+        println!("  comment: {}", v.comment);
+    }
+    if with_text {
+        println!("{}", v.text);
+    }
+}
+
+pub fn explanation(r: &ExplainPolicyResponse, as_json: bool) {
+    if as_json {
+        return json(r);
+    }
+    for d in &r.decisions {
+        println!(
+            "peer {}: {}",
+            d.peer,
+            if d.shared { "SHARED" } else { "NOT SHARED" }
+        );
+        println!("  because: {}", d.reason);
+        if let Some(env) = &d.envelope {
+            println!("  envelope that would be sent:");
+            match serde_json::to_string_pretty(env) {
+                Ok(s) => println!("{s}"),
+                Err(e) => eprintln!("error: cannot render JSON: {e}"),
+            }
+        }
+    }
+}
+
+pub fn diff(r: &DiffPolicyResponse, as_json: bool) {
+    if as_json {
+        return json(r);
+    }
+    println!("{} own live alert(s) compared", r.alerts);
+    println!(
+        "{:<12} {:>12} {:>16} {:>14} {:>10}",
+        "peer", "newly shared", "no longer shared", "other fields", "unchanged"
+    );
+    for p in &r.peers {
+        println!(
+            "{:<12} {:>12} {:>16} {:>14} {:>10}",
+            p.peer, p.newly_shared, p.no_longer_shared, p.changed_fields, p.unchanged
+        );
+        for (label, ids) in [
+            ("newly shared", &p.examples_newly_shared),
+            ("no longer shared", &p.examples_no_longer_shared),
+            ("other fields", &p.examples_changed_fields),
+        ] {
+            if !ids.is_empty() {
+                println!("    e.g. {label}: {}", ids.join(", "));
+            }
+        }
+    }
+}
+
+pub fn backfill(what: &str, peer: &str, r: &BackfillResponse, dry_run: bool, as_json: bool) {
+    if as_json {
+        return json(r);
+    }
+    println!(
+        "{} of {} matching alert(s) {} {peer}{}",
+        r.queued,
+        r.matched,
+        what,
+        if dry_run {
+            " (dry run: nothing queued)"
+        } else {
+            ""
+        }
+    );
+    for id in &r.alert_ids {
+        println!("  {id}");
+    }
 }

@@ -1,5 +1,7 @@
-//! `casebridge policy validate|explain`: check a sharing policy before it
-//! goes live, and see exactly what it would send for one alert and peer.
+//! `casebridge policy ...`: check a sharing policy before it goes live (offline,
+//! against the node config: validate, test, explain a draft), and operate
+//! the live one through the node's AdminService (get, set, diff against the
+//! stored alerts, explain a stored alert, reshare, retract from a peer).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -8,12 +10,15 @@ use std::time::SystemTime;
 use anyhow::anyhow;
 use clap::Subcommand;
 
-use super::{EXIT_DATAERR, Failure, failure};
+use super::{EXIT_DATAERR, Failure, connect, failure, output};
 use crate::config::{EXIT_CONFIG, NodeConfig};
 use crate::exchange::shared_view_with;
 use crate::ids::{AgencyId, AlertId};
 use crate::policy::{self, Policy};
-use crate::proto::v1::{Alert, StoredAlert};
+use crate::proto::v1::{
+    Alert, AlertFilter, DiffPolicyRequest, ExplainPolicyRequest, GetPolicyRequest, ReshareRequest,
+    RetractFromPeerRequest, SetPolicyRequest, StoredAlert,
+};
 use crate::pseudo::{KeyRing, Pseudonymizer};
 
 #[derive(Subcommand)]
@@ -35,19 +40,125 @@ pub enum PolicyCommand {
         #[arg(long, env = "CASEBRIDGE_CONFIG")]
         config: PathBuf,
     },
-    /// Show the decision, the deciding rule and the exact envelope for one
-    /// alert (an AlertDraft JSON file, as for `alert submit`) and one peer.
+    /// Show the decision, the deciding rule and the exact envelope. Either for
+    /// an alert draft file (`--alert`, offline, with `--policy` and
+    /// `--config`), or for an alert stored on the node (`--alert-id`, asks
+    /// the node; `--policy` then evaluates a candidate instead of the
+    /// policy in force).
     Explain {
         #[arg(long)]
-        policy: PathBuf,
+        policy: Option<PathBuf>,
+        /// AlertDraft JSON file, as for `alert submit`.
+        #[arg(
+            long,
+            conflicts_with = "alert_id",
+            required_unless_present = "alert_id"
+        )]
+        alert: Option<PathBuf>,
+        /// Id of an alert stored on the node.
         #[arg(long)]
-        alert: PathBuf,
+        alert_id: Option<String>,
+        /// The peer (required with --alert; all peers by default with --alert-id).
+        #[arg(long)]
+        peer: Option<String>,
+        #[arg(long, env = "CASEBRIDGE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// The policy in force on the node (admin role).
+    Get {
+        /// Print the policy text too.
+        #[arg(long)]
+        text: bool,
+    },
+    /// Install a new policy on the running node (admin role). Refused, with
+    /// every problem listed, unless it validates; the policy in force stays.
+    Set {
+        file: PathBuf,
+        /// Refuse unless this is the version in force (see `policy get`).
+        #[arg(long, default_value_t = 0)]
+        expect_version: u64,
+        /// Why the change is made, kept with the version.
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Per peer, how many stored alerts NEW would newly share, no longer
+    /// share, or share with other fields than OLD (`@active`: the policy in force).
+    Diff { old: String, new: PathBuf },
+    /// Send a peer the own alerts the policy in force allows and it has not
+    /// been sent (after a policy change).
+    Reshare {
         #[arg(long)]
         peer: String,
-        #[arg(long, env = "CASEBRIDGE_CONFIG")]
-        config: PathBuf,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Count only.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Send a peer a retraction of own alerts it was sent; later versions
+    /// skip it until reshared.
+    RetractFrom {
+        #[arg(long)]
+        peer: String,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Reason shown to the peer.
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(long)]
+        dry_run: bool,
     },
 }
+
+/// Which own alerts a reshare or retraction considers.
+#[derive(clap::Args)]
+pub struct FilterArgs {
+    /// Only these alert ids (repeatable).
+    #[arg(long = "id")]
+    ids: Vec<String>,
+    /// Only this category, e.g. labour_exploitation.
+    #[arg(long)]
+    category: Option<String>,
+    /// Only alerts created at or after this time (RFC 3339).
+    #[arg(long)]
+    created_after: Option<String>,
+    /// Only alerts created before this time (RFC 3339).
+    #[arg(long)]
+    created_before: Option<String>,
+}
+
+impl FilterArgs {
+    fn to_proto(&self) -> Result<AlertFilter, Failure> {
+        let ts = |flag: &str,
+                  v: &Option<String>|
+         -> Result<Option<pbjson_types::Timestamp>, Failure> {
+            v.as_deref()
+                .map(|s| {
+                    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                        .map(|t| pbjson_types::Timestamp {
+                            seconds: t.unix_timestamp(),
+                            nanos: 0,
+                        })
+                        .map_err(|e| failure(EXIT_USAGE, anyhow!("--{flag} {s}: {e}")))
+                })
+                .transpose()
+        };
+        let category = match &self.category {
+            Some(c) => enum_override("category", "CATEGORY_", c, |n| {
+                crate::proto::v1::Category::from_str_name(n).map(|v| v as i32)
+            })?,
+            None => 0,
+        };
+        Ok(AlertFilter {
+            alert_ids: self.ids.clone(),
+            category,
+            created_after: ts("created-after", &self.created_after)?,
+            created_before: ts("created-before", &self.created_before)?,
+        })
+    }
+}
+
+const EXIT_USAGE: u8 = 64;
 
 /// The stored record a submit of `draft` would create here (validated,
 /// pseudonymized with the node's key ring), for evaluating the policy.
@@ -215,8 +326,132 @@ fn load(file: &Path, config: &NodeConfig) -> Result<Policy, Failure> {
     })
 }
 
-pub fn run(command: PolicyCommand, json: bool) -> Result<(), Failure> {
+fn read_text(path: &Path) -> Result<String, Failure> {
+    std::fs::read_to_string(path).map_err(|e| {
+        failure(
+            EXIT_DATAERR,
+            anyhow!("{}: cannot read: {e}", path.display()),
+        )
+    })
+}
+
+pub async fn run(
+    command: PolicyCommand,
+    json: bool,
+    client_config: Option<&Path>,
+) -> Result<(), Failure> {
     match command {
+        PolicyCommand::Get { text } => {
+            let mut client = connect(client_config).await?;
+            let v = client
+                .admin
+                .get_policy(GetPolicyRequest {})
+                .await?
+                .into_inner();
+            output::policy_version(&v, json, text);
+            Ok(())
+        }
+        PolicyCommand::Set {
+            file,
+            expect_version,
+            comment,
+        } => {
+            let policy_text = read_text(&file)?;
+            let mut client = connect(client_config).await?;
+            let v = client
+                .admin
+                .set_policy(SetPolicyRequest {
+                    policy_text,
+                    expected_version: expect_version,
+                    comment,
+                })
+                .await
+                .map_err(|s| super::status_failure(s, &file))?
+                .into_inner();
+            output::policy_version(&v, json, false);
+            Ok(())
+        }
+        PolicyCommand::Diff { old, new } => {
+            let old_policy_text = if old == "@active" {
+                String::new()
+            } else {
+                read_text(Path::new(&old))?
+            };
+            let new_policy_text = read_text(&new)?;
+            let mut client = connect(client_config).await?;
+            let d = client
+                .admin
+                .diff_policy(DiffPolicyRequest {
+                    old_policy_text,
+                    new_policy_text,
+                })
+                .await?
+                .into_inner();
+            output::diff(&d, json);
+            Ok(())
+        }
+        PolicyCommand::Reshare {
+            peer,
+            filter,
+            dry_run,
+        } => {
+            let mut client = connect(client_config).await?;
+            let r = client
+                .admin
+                .reshare(ReshareRequest {
+                    peer: peer.clone(),
+                    filter: Some(filter.to_proto()?),
+                    dry_run,
+                })
+                .await?
+                .into_inner();
+            output::backfill("queued for", &peer, &r, dry_run, json);
+            Ok(())
+        }
+        PolicyCommand::RetractFrom {
+            peer,
+            filter,
+            reason,
+            dry_run,
+        } => {
+            let mut client = connect(client_config).await?;
+            let r = client
+                .admin
+                .retract_from_peer(RetractFromPeerRequest {
+                    peer: peer.clone(),
+                    filter: Some(filter.to_proto()?),
+                    reason,
+                    dry_run,
+                })
+                .await?
+                .into_inner();
+            output::backfill("retracted from", &peer, &r, dry_run, json);
+            Ok(())
+        }
+        PolicyCommand::Explain {
+            policy,
+            alert: None,
+            alert_id: Some(alert_id),
+            peer,
+            config: _,
+        } => {
+            let policy_text = match &policy {
+                Some(p) => read_text(p)?,
+                None => String::new(),
+            };
+            let mut client = connect(client_config).await?;
+            let r = client
+                .admin
+                .explain_policy(ExplainPolicyRequest {
+                    alert_id,
+                    peers: peer.into_iter().collect(),
+                    policy_text,
+                })
+                .await?
+                .into_inner();
+            output::explanation(&r, json);
+            Ok(())
+        }
         PolicyCommand::Validate { file, config } => {
             let config = NodeConfig::load(&config)?;
             let p = load(&file, &config)?;
@@ -249,12 +484,16 @@ pub fn run(command: PolicyCommand, json: bool) -> Result<(), Failure> {
         PolicyCommand::Explain {
             policy,
             alert,
+            alert_id: _,
             peer,
             config,
         } => {
-            let config = NodeConfig::load(&config)?;
-            let p = load(&policy, &config)?;
-            let peer = AgencyId::new(peer).map_err(|e| failure(EXIT_CONFIG as u8, anyhow!(e)))?;
+            let need = |what: &str| failure(EXIT_USAGE, anyhow!("--alert needs {what}"));
+            let alert = alert.ok_or_else(|| need("an alert file"))?;
+            let config = NodeConfig::load(&config.ok_or_else(|| need("--config"))?)?;
+            let p = load(&policy.ok_or_else(|| need("--policy"))?, &config)?;
+            let peer = AgencyId::new(peer.ok_or_else(|| need("--peer"))?)
+                .map_err(|e| failure(EXIT_CONFIG as u8, anyhow!(e)))?;
             let draft = super::read_draft(&alert)?;
             let now = SystemTime::now();
             let record = record_from_draft(&config, draft, now)?;

@@ -20,8 +20,8 @@ use crate::proto::v1::{
 use crate::alert::validate::timestamp;
 use crate::proto::v1::RefusalRecord;
 use crate::pseudo::BLOCK_BYTES;
-use crate::sharing::Sharing;
 use crate::pseudo::clk::CLK_BITS;
+use crate::sharing::Sharing;
 
 /// Length of a token value (HMAC-SHA256).
 const TOKEN_BYTES: usize = 32;

@@ -323,7 +323,8 @@ fn compile_inbound(
                 None,
             );
         }
-        let mut from: BTreeSet<AgencyId> = r.peers.iter().filter_map(|p| check_peer(cx, p)).collect();
+        let mut from: BTreeSet<AgencyId> =
+            r.peers.iter().filter_map(|p| check_peer(cx, p)).collect();
         from.extend(resolve_groups(cx, groups, &r.groups));
         let from = (!r.peers.is_empty() || !r.groups.is_empty()).then_some(from);
         let when = compile_when(cx, &r.when, false, &name);
@@ -386,10 +387,7 @@ fn compile_when(cx: &mut Ctx<'_>, w: &model::When, shares: bool, name: &str) -> 
         if t.get_ref().is_empty() {
             empty(cx, t.span(), "tlp");
         }
-        if shares
-            && !t.get_ref().is_empty()
-            && t.get_ref().iter().all(|l| *l == TlpName::Red)
-        {
+        if shares && !t.get_ref().is_empty() && t.get_ref().iter().all(|l| *l == TlpName::Red) {
             cx.err(
                 t.span().start,
                 format!("rule `{name}` can never share: TLP:RED alerts never leave the node"),

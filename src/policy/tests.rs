@@ -448,14 +448,24 @@ fn inbound_rules_first_applicable_decides_default_accept() {
     let d = evaluate_inbound(&p, &from_ngo(Category::Other, Tlp::Red), &ngo, now());
     assert!(!d.accepted);
     assert_eq!(d.rule.as_deref(), Some("no-red-from-anyone"));
-    let d = evaluate_inbound(&p, &from_ngo(Category::ChildTrafficking, Tlp::Green), &ngo, now());
+    let d = evaluate_inbound(
+        &p,
+        &from_ngo(Category::ChildTrafficking, Tlp::Green),
+        &ngo,
+        now(),
+    );
     assert!(d.accepted);
     assert_eq!(d.rule.as_deref(), Some("ngos-child-cases-ok"));
     let d = evaluate_inbound(&p, &from_ngo(Category::Other, Tlp::Green), &ngo, now());
     assert!(!d.accepted);
     assert_eq!(d.rule.as_deref(), Some("no-low-confidence-from-ngos"));
     // Not an NGO: only the first rule could apply, and it does not.
-    let d = evaluate_inbound(&p, &alert(Category::Other, Severity::Low, Tlp::Green, "labour"), &labour, now());
+    let d = evaluate_inbound(
+        &p,
+        &alert(Category::Other, Severity::Low, Tlp::Green, "labour"),
+        &labour,
+        now(),
+    );
     assert!(d.accepted);
     assert_eq!(d.rule, None);
     // A tombstone carries no content and is always accepted.
@@ -472,14 +482,23 @@ fn inbound_rules_are_validated_like_share_rules() {
     assert!(e[0].message.contains("unknown peer"));
     let e = errors("[[inbound]]\nname = \"x\"\neffect = \"drop\"\n");
     assert_eq!(e[0].line, 3);
-    assert!(e[0].message.contains("accept") && e[0].message.contains("refuse"), "{}", e[0].message);
+    assert!(
+        e[0].message.contains("accept") && e[0].message.contains("refuse"),
+        "{}",
+        e[0].message
+    );
     let shadow = "[[inbound]]\nname = \"all\"\neffect = \"refuse\"\n\n[[inbound]]\nname = \"later\"\neffect = \"accept\"\npeers = [\"ngo\"]\n";
     let e = errors(shadow);
     assert_eq!(e.len(), 1, "{e:?}");
     assert_eq!(e[0].line, 6);
     assert!(e[0].message.contains("never reached"), "{}", e[0].message);
-    let e = errors("[[inbound]]\nname = \"x\"\neffect = \"refuse\"\n[inbound.when]\ncategories = []\n");
-    assert!(e[0].message.contains("matches no alert"), "{}", e[0].message);
+    let e =
+        errors("[[inbound]]\nname = \"x\"\neffect = \"refuse\"\n[inbound.when]\ncategories = []\n");
+    assert!(
+        e[0].message.contains("matches no alert"),
+        "{}",
+        e[0].message
+    );
 }
 
 proptest! {

@@ -312,10 +312,14 @@ impl Store {
                     };
                     // A tombstone at the version held still applies: that is
                     // how an origin withdraws an alert from one peer only.
-                    if held.as_ref().and_then(|h| h.alert.as_ref()).is_some_and(|a| {
-                        a.version > version
-                            || (a.version == version && (a.retracted || !retracted))
-                    }) {
+                    if held
+                        .as_ref()
+                        .and_then(|h| h.alert.as_ref())
+                        .is_some_and(|a| {
+                            a.version > version
+                                || (a.version == version && (a.retracted || !retracted))
+                        })
+                    {
                         return Ok(ApplyOutcome::Duplicate);
                     }
                     alerts.insert(key, encoded.as_slice())?;
@@ -547,16 +551,19 @@ impl Store {
                     *f &= fuzzy;
                     h.similarity = h.similarity.max(similarity);
                 }
-                None => found.push((Hit {
-                    sequence: 0,
-                    r#type: kind,
-                    local_alert_id: mine,
-                    other_alert_id: theirs.to_string(),
-                    other_agency: theirs.origin().to_string(),
-                    similarity,
-                    detected_at: Some(now),
-                    source: HitSource::LocalMatch as i32,
-                }, fuzzy)),
+                None => found.push((
+                    Hit {
+                        sequence: 0,
+                        r#type: kind,
+                        local_alert_id: mine,
+                        other_alert_id: theirs.to_string(),
+                        other_agency: theirs.origin().to_string(),
+                        similarity,
+                        detected_at: Some(now),
+                        source: HitSource::LocalMatch as i32,
+                    },
+                    fuzzy,
+                )),
             }
         };
         for token in &tokens {
@@ -573,7 +580,12 @@ impl Store {
                 if let Some(sim) = similarity(&e.bloom, &bloom)
                     && sim >= self.scope.fuzzy_threshold
                 {
-                    add(other, crate::proto::v1::IdentifierType::Person as i32, sim, true);
+                    add(
+                        other,
+                        crate::proto::v1::IdentifierType::Person as i32,
+                        sim,
+                        true,
+                    );
                 }
             }
         }
@@ -632,12 +644,13 @@ impl Store {
         let own = if this.to_string() == hit.local_alert_id {
             record.clone()
         } else {
-            let id: AlertId = hit.local_alert_id.parse().map_err(|e: crate::ids::IdError| {
-                StoreError::Corrupt {
+            let id: AlertId = hit
+                .local_alert_id
+                .parse()
+                .map_err(|e: crate::ids::IdError| StoreError::Corrupt {
                     key: hit.local_alert_id.clone(),
                     reason: e.to_string(),
-                }
-            })?;
+                })?;
             match self.get(&id)? {
                 Some(r) => r,
                 None => return Ok(false),

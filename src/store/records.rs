@@ -27,10 +27,11 @@ impl Store {
         let Some(v) = self.policies.get(ACTIVE)? else {
             return Ok(None);
         };
-        let version = u64::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
-            key: "policies/active".into(),
-            reason: "not a version number".into(),
-        })?);
+        let version =
+            u64::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                key: "policies/active".into(),
+                reason: "not a version number".into(),
+            })?);
         let Some(bytes) = self.policies.get(version_key(version))? else {
             return Err(StoreError::Corrupt {
                 key: format!("policies/v{version}"),
@@ -68,26 +69,28 @@ impl Store {
         record: PolicyVersion,
         from_file: bool,
     ) -> Result<PolicyVersion, StoreError> {
-        let installed = (&self.policies,)
-            .transaction(|(p,)| {
-                let next = match p.get(ACTIVE)? {
-                    Some(v) => u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])) + 1,
-                    None => 1,
-                };
-                let record = PolicyVersion {
-                    version: next,
-                    ..record.clone()
-                };
-                p.insert(version_key(next), record.encode_to_vec())?;
-                p.insert(ACTIVE, &next.to_be_bytes())?;
-                if from_file {
-                    p.insert(FILE_SHA, record.sha256.as_bytes())?;
-                }
-                Ok::<_, sled::transaction::ConflictableTransactionError<super::TxError<StoreError>>>(
-                    record.clone(),
-                )
-            })
-            .map_err(flatten)?;
+        let installed =
+            (&self.policies,)
+                .transaction(|(p,)| {
+                    let next = match p.get(ACTIVE)? {
+                        Some(v) => u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])) + 1,
+                        None => 1,
+                    };
+                    let record = PolicyVersion {
+                        version: next,
+                        ..record.clone()
+                    };
+                    p.insert(version_key(next), record.encode_to_vec())?;
+                    p.insert(ACTIVE, &next.to_be_bytes())?;
+                    if from_file {
+                        p.insert(FILE_SHA, record.sha256.as_bytes())?;
+                    }
+                    Ok::<
+                        _,
+                        sled::transaction::ConflictableTransactionError<super::TxError<StoreError>>,
+                    >(record.clone())
+                })
+                .map_err(flatten)?;
         self.commit.durable().await?;
         Ok(installed)
     }
