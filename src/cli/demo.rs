@@ -15,9 +15,10 @@ use crate::config::NodeConfig;
 use crate::ids::{AgencyId, FederationName};
 use crate::node::{Listeners, RunningNode, start};
 use crate::proto::v1::{
-    Alert, AlertContent, AlertDraft, Category, Confidence, Email, HandlingCode, Hit, Identifier,
-    IdentifierType, Indicator, ListAlertsRequest, Location, PersonName, Phone, Severity, Subject,
-    SubjectRole, SubmitAlertRequest, Tlp, WatchHitsRequest, identifier::Kind,
+    Alert, AlertContent, AlertDraft, Category, Confidence, Email, ExplainPolicyRequest,
+    HandlingCode, Hit, Identifier, IdentifierType, Indicator, ListAlertsRequest, Location,
+    PeerDecision, PersonName, Phone, Severity, Subject, SubjectRole, SubmitAlertRequest, Tlp,
+    WatchHitsRequest, identifier::Kind,
 };
 
 #[derive(Args)]
@@ -32,6 +33,20 @@ pub struct DemoArgs {
 }
 
 const AGENCIES: [&str; 3] = ["police", "labour", "ngo"];
+
+/// The worked examples of `docs/policy.md`, installed as each demo agency's
+/// policy: the demo shows realistic sharing, not share-everything.
+const POLICIES: [(&str, &str); 3] = [
+    (
+        "police",
+        include_str!("../../docs/examples/policy-police.toml"),
+    ),
+    (
+        "labour",
+        include_str!("../../docs/examples/policy-labour.toml"),
+    ),
+    ("ngo", include_str!("../../docs/examples/policy-ngo.toml")),
+];
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn identifier(kind: Kind) -> Identifier {
@@ -39,7 +54,7 @@ fn identifier(kind: Kind) -> Identifier {
 }
 
 /// Sample alerts per origin agency. Every one carries subjects, so the demo
-/// shows they stay home.
+/// shows they stay home; the first is TLP:RED, so it shows that too.
 fn samples() -> Vec<(&'static str, AlertDraft)> {
     let draft = |category: Category,
                  severity: Severity,
@@ -67,6 +82,25 @@ fn samples() -> Vec<(&'static str, AlertDraft)> {
         subjects,
     };
     vec![
+        (
+            "police",
+            draft(
+                Category::ChildTrafficking,
+                Severity::Critical,
+                Tlp::Red,
+                "NL",
+                "Utrecht",
+                "Covert operation in progress; the number below is under interception.",
+                &[Indicator::RestrictionOfMovement],
+                vec![Subject {
+                    role: SubjectRole::SuspectedTrafficker as i32,
+                    identifiers: vec![identifier(Kind::Phone(Phone {
+                        number: "+31 6 1234 5678".into(),
+                        region: String::new(),
+                    }))],
+                }],
+            ),
+        ),
         (
             "police",
             draft(
@@ -165,6 +199,11 @@ async fn start_federation(dir: &std::path::Path) -> anyhow::Result<Federation> {
         .collect();
     let addrs = free_loopback_addrs(&ids)?;
     let layout = init_federation(&federation, &addrs, dir)?;
+    for (agency, policy) in POLICIES {
+        if let Some((_, a)) = layout.agencies.iter().find(|(id, _)| id.as_str() == agency) {
+            std::fs::write(a.dir.join("policy.toml"), policy)?;
+        }
+    }
     let mut nodes = BTreeMap::new();
     for (id, agency) in &layout.agencies {
         let config = NodeConfig::load(&agency.node_config)?;
@@ -194,6 +233,28 @@ async fn list(layout: &FederationLayout, agency: &str) -> anyhow::Result<Vec<Ale
         .await?
         .into_inner()
         .alerts)
+}
+
+/// What the receiving agency got, in a few words (the policy's levels at work).
+fn received_view(h: &Alert) -> String {
+    let Some(c) = &h.content else {
+        return "no content".into();
+    };
+    let location = c.location.as_ref().map_or("no location".to_string(), |l| {
+        [l.country.as_str(), &l.region, &l.city]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join("/")
+    });
+    format!(
+        "{location}, {}, no raw identifiers",
+        if c.narrative.is_empty() {
+            "narrative withheld"
+        } else {
+            "narrative"
+        }
+    )
 }
 
 /// The first hit at `agency` with an alert of `other`, waiting a bounded time.
@@ -264,16 +325,32 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         submitted.push(alert);
     }
 
-    // Wait until every alert is at both other agencies (bounded).
+    // What each origin's policy says about each of its alerts and peers.
+    let mut expected: Vec<(Alert, Vec<PeerDecision>)> = Vec::new();
+    for a in &submitted {
+        let mut admin = client(&fed.layout, &a.origin, "admin").await?;
+        let why = admin
+            .admin
+            .explain_policy(ExplainPolicyRequest {
+                alert_id: a.id.clone(),
+                peers: vec![],
+                policy_text: String::new(),
+            })
+            .await?
+            .into_inner();
+        expected.push((a.clone(), why.decisions));
+    }
+
+    // Wait until every alert is at every peer its policy shares it with (bounded).
     let deadline = Instant::now() + DELIVERY_TIMEOUT;
     let mut held: BTreeMap<String, Vec<Alert>> = BTreeMap::new();
     loop {
         for agency in AGENCIES {
             held.insert(agency.to_string(), list(&fed.layout, agency).await?);
         }
-        let complete = submitted.iter().all(|a| {
-            AGENCIES.iter().all(|ag| {
-                held[*ag]
+        let complete = expected.iter().all(|(a, decisions)| {
+            decisions.iter().filter(|d| d.shared).all(|d| {
+                held[&d.peer]
                     .iter()
                     .any(|h| h.id == a.id && h.version == a.version)
             })
@@ -284,27 +361,34 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    println!("\ndeliveries:");
+    println!("\ndeliveries (each origin's sharing policy decides):");
     let mut ok = true;
-    for a in &submitted {
-        let mut line = format!("  {}", a.id);
-        for agency in AGENCIES.iter().filter(|ag| **ag != a.origin) {
-            let got = held[*agency].iter().find(|h| h.id == a.id);
-            match got {
-                Some(h) if h.subjects.is_empty() => {
-                    line.push_str(&format!("  -> {agency}: delivered, no raw identifiers"))
+    let mut deliveries = 0;
+    for (a, decisions) in &expected {
+        println!("  {} from {}", a.id, a.origin);
+        for d in decisions {
+            let got = held[&d.peer].iter().find(|h| h.id == a.id);
+            let line = match (d.shared, got) {
+                (true, Some(h)) if h.subjects.is_empty() => {
+                    deliveries += 1;
+                    format!("delivered by rule `{}`: {}", d.rule, received_view(h))
                 }
-                Some(_) => {
+                (true, Some(_)) => {
                     ok = false;
-                    line.push_str(&format!("  -> {agency}: LEAKED SUBJECTS"));
+                    "LEAKED SUBJECTS".to_string()
                 }
-                None => {
+                (true, None) => {
                     ok = false;
-                    line.push_str(&format!("  -> {agency}: MISSING"));
+                    format!("MISSING (rule `{}` shares it)", d.rule)
                 }
-            }
+                (false, None) => format!("not shared: {}", d.reason),
+                (false, Some(_)) => {
+                    ok = false;
+                    format!("DELIVERED AGAINST THE POLICY ({})", d.reason)
+                }
+            };
+            println!("    -> {:<7} {line}", d.peer);
         }
-        println!("{line}");
     }
 
     // The same phone number, written differently by police and ngo, must
@@ -362,8 +446,7 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
     }
     if ok {
         println!(
-            "\nall {} deliveries and {} hits happened",
-            submitted.len() * (AGENCIES.len() - 1),
+            "\nall {deliveries} deliveries the policies allow and {} hits happened; nothing else left a node",
             expected_hits.len()
         );
         Ok(())
