@@ -626,6 +626,28 @@ async fn sighup_reloads_the_file_and_never_installs_a_broken_one() {
         "a broken file was installed"
     );
 
+    // The CLI reports a refused `policy set` as FILE:line:column, exit 65.
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(
+        &broken,
+        "[[rules]]\nname = \"x\"\neffect = \"share\"\npeers = [\"border\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_casebridge"))
+        .args(["policy", "set"])
+        .arg(&broken)
+        .arg("--client-config")
+        .arg(police.client_config("admin"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(65));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:4:10: unknown peer `border`", broken.display())),
+        "{stderr}"
+    );
+    assert_eq!(get(admin.clone()).await.version, 1);
+
     std::fs::write(&policy_file, LABOUR_ONLY).unwrap();
     hup(node.0.id());
     let v = eventually("the reloaded policy", || {

@@ -206,8 +206,11 @@ struct Case {
     name: String,
     /// AlertDraft JSON file, relative to the cases file.
     alert: PathBuf,
-    peer: String,
-    /// `share` or `deny`.
+    /// Outbound case: the peer the alert would be shared with.
+    peer: Option<String>,
+    /// Inbound case: the peer delivering the alert to this node.
+    from: Option<String>,
+    /// `share` or `deny` (outbound), `accept` or `refuse` (inbound).
     expect: String,
     /// The rule expected to decide (omit for the built-in decisions).
     rule: Option<String>,
@@ -272,11 +275,37 @@ fn run_cases(p: &Policy, config: &NodeConfig, cases_file: &Path) -> Result<(), F
                 })?;
             }
         }
-        let record = record_from_draft(config, draft, now)?;
-        let peer = AgencyId::new(case.peer.clone())
-            .map_err(|e| failure(EXIT_DATAERR, anyhow!("case `{}`: {e}", case.name)))?;
-        let d = policy::evaluate(p, &record, &own, &peer, now);
-        let got = if d.grant.is_some() { "share" } else { "deny" };
+        let mut record = record_from_draft(config, draft, now)?;
+        let bad = |e: String| failure(EXIT_DATAERR, anyhow!("case `{}`: {e}", case.name));
+        let agency = |s: &str| AgencyId::new(s.to_owned()).map_err(|e| bad(e.to_string()));
+        let (got, rule, reason) = match (&case.peer, &case.from) {
+            (Some(peer), None) => {
+                let d = policy::evaluate(p, &record, &own, &agency(peer)?, now);
+                let got = if d.grant.is_some() { "share" } else { "deny" };
+                (got, d.rule, d.reason)
+            }
+            (None, Some(from)) => {
+                // The same alert as if `from` had recorded and delivered it.
+                let from = agency(from)?;
+                if let Some(a) = record.alert.as_mut() {
+                    a.origin = from.to_string();
+                    a.id = AlertId::generate(&from).to_string();
+                }
+                let d = policy::evaluate_inbound(p, &record, &from, now);
+                let got = if d.accepted { "accept" } else { "refuse" };
+                (got, d.rule, d.reason)
+            }
+            _ => {
+                return Err(bad(
+                    "give exactly one of `peer` (outbound) or `from` (inbound)".into(),
+                ));
+            }
+        };
+        let d = policy::Decision {
+            grant: None,
+            rule,
+            reason,
+        };
         let rule_ok = case.rule.is_none() || case.rule == d.rule;
         if got == case.expect && rule_ok {
             println!("ok    {}", case.name);
