@@ -168,7 +168,7 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
         .await?,
     );
     let gate: std::sync::Weak<dyn crate::matching::NoticeGate> = Arc::downgrade(&sharing) as _;
-    store.set_notice_gate(gate);
+    store.start_matching(gate)?;
     let shutdown = CancellationToken::new();
     let core = Arc::new(NodeCore {
         agency: config.agency().clone(),

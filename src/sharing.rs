@@ -114,26 +114,30 @@ impl Sharing {
             })),
             install: tokio::sync::Mutex::new(()),
         };
-        if let Some(stored) = sharing.store.active_policy()? {
-            let policy = sharing
-                .parse(&stored.text, Path::new("<stored policy>"))
-                .map_err(|errors| SharingError::StoredInvalid {
-                    version: stored.version,
-                    errors,
-                })?;
-            sharing.put(policy, stored);
-        }
+        let stored = sharing.store.active_policy()?;
+        let stored_policy = stored
+            .as_ref()
+            .map(|v| sharing.parse(&v.text, Path::new("<stored policy>")));
+        let mut installed_file = false;
         if let Some(path) = sharing.file.clone() {
             let text = read(&path)?;
             let sha = sha256_hex(&text);
-            let stored_file = sharing.store.policy_file_sha256()?;
-            if stored_file.as_deref() != Some(sha.as_str()) || sharing.version() == 0 {
+            let known = sharing.store.policy_file_sha256()?;
+            if stored.is_none() || known.as_deref() != Some(sha.as_str()) {
                 // A new or edited file: it must validate, or the node does not start.
                 let policy = sharing.parse(&text, &path).map_err(SharingError::Invalid)?;
                 sharing
                     .install_parsed(policy, text, file_source(&path), "node", "", true)
                     .await?;
+                installed_file = true;
             }
+        }
+        if !installed_file && let (Some(record), Some(parsed)) = (stored, stored_policy) {
+            let policy = parsed.map_err(|errors| SharingError::StoredInvalid {
+                version: record.version,
+                errors,
+            })?;
+            sharing.put(policy, record);
         }
         let active = sharing.current();
         if active.policy.is_none() {

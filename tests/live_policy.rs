@@ -226,6 +226,20 @@ async fn set_policy_takes_effect_without_restart_and_a_broken_one_changes_nothin
         .unwrap()
         .into_inner();
     assert_eq!(status.policy_version, 2);
+
+    // An edited file is a new version at the next start.
+    fed.stop_node("police").await;
+    std::fs::write(fed.pki("police").join("policy.toml"), ALL_TO_NGO).unwrap();
+    fed.start_node("police").await;
+    let mut admin = fed.client("police", "admin").await;
+    let v3 = admin
+        .admin
+        .get_policy(GetPolicyRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((v3.version, v3.text.as_str()), (3, ALL_TO_NGO));
+    assert!(v3.source.starts_with("file:"));
     fed.shutdown().await;
 }
 

@@ -167,7 +167,8 @@ fn open_with_lock_retry(config: &sled::Config) -> Result<sled::Db, StoreError> {
 
 impl Store {
     /// Opens (or creates) the store. Must be called inside a tokio runtime:
-    /// it starts the group-commit flusher.
+    /// it starts the group-commit flusher. Matching left pending by a crash
+    /// is redone by [`Store::start_matching`].
     pub fn open(
         dir: &Path,
         cache_capacity_bytes: u64,
@@ -204,7 +205,6 @@ impl Store {
             commit,
             hit_seq: tokio::sync::watch::channel(last).0,
         };
-        store.recover_pending()?;
         Ok(store)
     }
 
@@ -659,10 +659,16 @@ impl Store {
         Ok(gate.may_disclose(&own, other.origin(), hit.r#type, fuzzy))
     }
 
-    /// Installs the policy that decides which hit notices may be sent.
-    /// Set once, before the node serves; later calls are ignored.
-    pub fn set_notice_gate(&self, gate: std::sync::Weak<dyn crate::matching::NoticeGate>) {
+    /// Installs the policy that decides which hit notices may be sent, then
+    /// redoes matching a crash interrupted (see `match_pending`): that may
+    /// queue notices, so it waits for the gate. Called once by the node
+    /// before it serves; a later gate is ignored.
+    pub fn start_matching(
+        &self,
+        gate: std::sync::Weak<dyn crate::matching::NoticeGate>,
+    ) -> Result<(), StoreError> {
         let _ = self.notice_gate.set(gate);
+        self.recover_pending()
     }
 
     /// Alerts holding any of `tokens` (exact) or a person encoding at least
@@ -1020,6 +1026,34 @@ mod tests {
             .unwrap();
         assert_eq!(out, [ApplyOutcome::Stored]);
         assert_eq!(store.count_alerts(&agency("police")).unwrap(), (0, 1));
+
+        // A tombstone at the version held (a withdrawal from this peer)
+        // applies once; the live version again does not undo it.
+        let tomb = |r: StoredAlert| {
+            let mut r = r;
+            let a = r.alert.as_mut().unwrap();
+            a.retracted = true;
+            a.content = None;
+            r
+        };
+        let out = store
+            .apply_received_batch(vec![
+                tomb(record(&id, 3, "")),
+                record(&id, 3, "v3"),
+                tomb(record(&id, 3, "")),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            [
+                ApplyOutcome::Stored,
+                ApplyOutcome::Duplicate,
+                ApplyOutcome::Duplicate
+            ]
+        );
+        let held = store.get(&id).unwrap().unwrap().alert.unwrap();
+        assert!(held.retracted && held.content.is_none());
     }
 
     #[tokio::test]
