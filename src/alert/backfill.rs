@@ -115,6 +115,38 @@ impl Ledger {
         Ok(out)
     }
 
+    /// Applies `build` to each candidate in its own transaction (or, with
+    /// `dry_run`, only evaluates it) and reports what it queued.
+    async fn each(
+        &self,
+        peer: &AgencyId,
+        candidates: Vec<AlertId>,
+        dry_run: bool,
+        build: impl Fn(StoredAlert) -> Option<(StoredAlert, Vec<OutboxItem>)>,
+    ) -> Result<BackfillResponse, AlertError> {
+        let mut out = BackfillResponse {
+            matched: candidates.len() as u64,
+            ..Default::default()
+        };
+        for id in candidates {
+            let done = if dry_run {
+                self.store.get(&id)?.and_then(&build).is_some()
+            } else {
+                self.store.amend_local(&id, &build).await?
+            };
+            if done {
+                out.queued += 1;
+                if out.alert_ids.len() < MAX_LISTED {
+                    out.alert_ids.push(id.to_string());
+                }
+            }
+        }
+        if !dry_run && out.queued > 0 {
+            self.outbound.wake(std::slice::from_ref(peer));
+        }
+        Ok(out)
+    }
+
     /// Queues for `peer` every filtered own alert that the policy in force
     /// shares with it and that it was not sent (including alerts withdrawn
     /// from it earlier: resharing is the explicit way back).
@@ -127,53 +159,34 @@ impl Ledger {
         let peer = self.backfill_peer(peer)?;
         let filter = self.filter(filter)?;
         let candidates = self.candidates(&filter)?;
-        let mut out = BackfillResponse {
-            matched: candidates.len() as u64,
-            ..Default::default()
-        };
-        for id in candidates {
-            let build = |mut record: StoredAlert| {
-                let alert = record.alert.as_ref()?;
-                let has = |list: &[String]| list.iter().any(|p| p == peer.as_str());
-                if alert.retracted || has(&record.shared_with) {
-                    return None;
-                }
-                let grant = self
-                    .sharing
-                    .decide(&record, &peer, SystemTime::now())
-                    .grant?;
-                let mut envelope = shared_view_with(&record, &grant);
-                if has(&record.withdrawn_from) {
-                    // The peer holds our tombstone at this version; a newer
-                    // version is the only one it will apply.
-                    bump(&mut record);
-                    envelope = shared_view_with(&record, &grant);
-                    record.withdrawn_from.retain(|p| p != peer.as_str());
-                }
-                record.shared_with.push(peer.to_string());
-                Some((
-                    record,
-                    vec![OutboxItem {
-                        peer: peer.clone(),
-                        payload: Payload::Alert(envelope),
-                    }],
-                ))
-            };
-            let done = if dry_run {
-                self.store.get(&id)?.and_then(build).is_some()
-            } else {
-                self.store.amend_local(&id, build).await?
-            };
-            if done {
-                out.queued += 1;
-                if out.alert_ids.len() < MAX_LISTED {
-                    out.alert_ids.push(id.to_string());
-                }
+        let build = |mut record: StoredAlert| {
+            let alert = record.alert.as_ref()?;
+            let has = |list: &[String]| list.iter().any(|p| p == peer.as_str());
+            if alert.retracted || has(&record.shared_with) {
+                return None;
             }
-        }
-        if !dry_run && out.queued > 0 {
-            self.outbound.wake(std::slice::from_ref(&peer));
-        }
+            let grant = self
+                .sharing
+                .decide(&record, &peer, SystemTime::now())
+                .grant?;
+            let mut envelope = shared_view_with(&record, &grant);
+            if has(&record.withdrawn_from) {
+                // The peer holds our tombstone at this version; a newer
+                // version is the only one it will apply.
+                bump(&mut record);
+                envelope = shared_view_with(&record, &grant);
+                record.withdrawn_from.retain(|p| p != peer.as_str());
+            }
+            record.shared_with.push(peer.to_string());
+            Some((
+                record,
+                vec![OutboxItem {
+                    peer: peer.clone(),
+                    payload: Payload::Alert(envelope),
+                }],
+            ))
+        };
+        let out = self.each(&peer, candidates, dry_run, build).await?;
         tracing::info!(%peer, matched = out.matched, queued = out.queued, dry_run, "reshare");
         Ok(out)
     }
@@ -194,50 +207,31 @@ impl Ledger {
         }
         let filter = self.filter(filter)?;
         let candidates = self.candidates(&filter)?;
-        let mut out = BackfillResponse {
-            matched: candidates.len() as u64,
-            ..Default::default()
-        };
-        for id in candidates {
-            let build = |mut record: StoredAlert| {
-                let alert = record.alert.as_ref()?;
-                if alert.retracted || !record.shared_with.iter().any(|p| p == peer.as_str()) {
-                    return None;
-                }
-                let mut tombstone = record.clone();
-                if let Some(a) = tombstone.alert.as_mut() {
-                    a.retracted = true;
-                    a.retraction_reason = if reason.is_empty() {
-                        "withdrawn by the originating agency".into()
-                    } else {
-                        reason.to_owned()
-                    };
-                }
-                record.shared_with.retain(|p| p != peer.as_str());
-                record.withdrawn_from.push(peer.to_string());
-                Some((
-                    record,
-                    vec![OutboxItem {
-                        peer: peer.clone(),
-                        payload: Payload::Alert(shared_view(&tombstone)),
-                    }],
-                ))
-            };
-            let done = if dry_run {
-                self.store.get(&id)?.and_then(build).is_some()
-            } else {
-                self.store.amend_local(&id, build).await?
-            };
-            if done {
-                out.queued += 1;
-                if out.alert_ids.len() < MAX_LISTED {
-                    out.alert_ids.push(id.to_string());
-                }
+        let build = |mut record: StoredAlert| {
+            let alert = record.alert.as_ref()?;
+            if alert.retracted || !record.shared_with.iter().any(|p| p == peer.as_str()) {
+                return None;
             }
-        }
-        if !dry_run && out.queued > 0 {
-            self.outbound.wake(std::slice::from_ref(&peer));
-        }
+            let mut tombstone = record.clone();
+            if let Some(a) = tombstone.alert.as_mut() {
+                a.retracted = true;
+                a.retraction_reason = if reason.is_empty() {
+                    "withdrawn by the originating agency".into()
+                } else {
+                    reason.to_owned()
+                };
+            }
+            record.shared_with.retain(|p| p != peer.as_str());
+            record.withdrawn_from.push(peer.to_string());
+            Some((
+                record,
+                vec![OutboxItem {
+                    peer: peer.clone(),
+                    payload: Payload::Alert(shared_view(&tombstone)),
+                }],
+            ))
+        };
+        let out = self.each(&peer, candidates, dry_run, build).await?;
         tracing::info!(%peer, matched = out.matched, queued = out.queued, dry_run, "retract from peer");
         Ok(out)
     }
