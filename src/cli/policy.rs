@@ -484,7 +484,12 @@ pub async fn run(
         PolicyCommand::Validate { file, config } => {
             let config = NodeConfig::load(&config)?;
             let p = load(&file, &config)?;
-            println!("{}: valid, {} rule(s)", file.display(), p.rules.len());
+            println!(
+                "{}: valid, {} share rule(s), {} inbound rule(s)",
+                file.display(),
+                p.rules.len(),
+                p.inbound.len()
+            );
             for r in &p.rules {
                 let peers: Vec<String> = r
                     .named
@@ -497,6 +502,20 @@ pub async fn run(
                     r.name,
                     r.effect,
                     peers.join(", ")
+                );
+            }
+            for r in &p.inbound {
+                let from = r.from.as_ref().map_or("any peer".to_string(), |f| {
+                    f.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                });
+                println!(
+                    "  line {:>3}  {:<24} inbound {} <- {from}",
+                    r.line,
+                    r.name,
+                    if r.refuse { "Refuse" } else { "Accept" }
                 );
             }
             Ok(())
