@@ -233,6 +233,9 @@ pub struct AlertRules {
     pub default_retention_days: Bounded<1, 36500>,
     /// Longest retention a client may ask for.
     pub max_retention_days: Bounded<1, 36500>,
+    /// How often the node purges content past its retention deadline; the
+    /// longest an expired alert's content outlives its deadline here.
+    pub purge_interval_secs: Bounded<1, 86400>,
 }
 
 impl Default for AlertRules {
@@ -240,6 +243,7 @@ impl Default for AlertRules {
         Self {
             default_retention_days: Bounded::new(365),
             max_retention_days: Bounded::new(3650),
+            purge_interval_secs: Bounded::new(60),
         }
     }
 }

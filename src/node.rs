@@ -301,7 +301,12 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
             }
         }),
     ];
-    let workers = outbound.spawn_workers(
+    let mut workers = vec![tokio::spawn(purge_expired(
+        store.clone(),
+        Duration::from_secs(config.alerts.purge_interval_secs.get() as u64),
+        shutdown.clone(),
+    ))];
+    workers.extend(outbound.spawn_workers(
         DeliveryContext {
             store,
             own: expected,
@@ -311,7 +316,7 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
             max_message_bytes: max,
         },
         shutdown,
-    );
+    ));
     tracing::info!(agency = %core.agency, %peer_addr, %client_addr, "node started");
     Ok(RunningNode {
         core,
@@ -320,6 +325,24 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
         servers,
         workers,
     })
+}
+
+/// Removes content past its retention deadline, at start and then every
+/// `interval`, until shutdown.
+async fn purge_expired(store: Arc<Store>, interval: Duration, shutdown: CancellationToken) {
+    loop {
+        match store.purge_expired(SystemTime::now()).await {
+            Ok(purged) if !purged.is_empty() => {
+                tracing::info!(count = purged.len(), "retention: content purged");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "retention purge failed; retrying next round"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
 }
 
 fn load_pseudonymizer(config: &NodeConfig) -> Result<Pseudonymizer, NodeError> {

@@ -66,6 +66,7 @@ impl AdminService for AdminApi {
             outbox_depth: core.store.outbox_total(),
             policy_version: core.sharing.version(),
             refused_deliveries: core.store.refusal_count(),
+            purged_alerts: core.store.purge_count(),
         }))
     }
 
@@ -74,12 +75,14 @@ impl AdminService for AdminApi {
         req: Request<ListPeersRequest>,
     ) -> Result<Response<ListPeersResponse>, Status> {
         self.0.clients.require(&req, Role::Admin)?;
-        let peers = self
-            .0
-            .outbound
-            .states()
-            .into_iter()
-            .map(|(id, address, s)| PeerStatus {
+        let mut peers = Vec::new();
+        for (id, address, s) in self.0.outbound.states() {
+            let queue = self
+                .0
+                .store
+                .outbox_summary(&id, 100)
+                .map_err(store_unavailable)?;
+            peers.push(PeerStatus {
                 queue_depth: self.0.store.outbox_depth(&id),
                 agency_id: id.to_string(),
                 address,
@@ -93,8 +96,13 @@ impl AdminService for AdminApi {
                 last_error_at: s.last_error.map(|e| timestamp(e.1)),
                 delivered_total: s.delivered_total,
                 rejected_total: s.rejected_total,
-            })
-            .collect();
+                oldest_undelivered_at: queue.oldest_queued_at,
+                retries: s.retries,
+                expired_total: s.expired_total,
+                pending_retractions: queue.pending_retractions,
+                pending_retraction_ids: queue.pending_retraction_ids,
+            });
+        }
         Ok(Response::new(ListPeersResponse { peers }))
     }
 

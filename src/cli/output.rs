@@ -243,18 +243,28 @@ pub fn peers(p: &ListPeersResponse, as_json: bool) {
         return;
     }
     println!(
-        "{:<12} {:<22} {:<9} {:>6} {:>9} {:>8}  {:<25} last error",
-        "peer", "address", "link", "queue", "delivered", "rejected", "last ack"
+        "{:<12} {:<22} {:<5} {:>6} {:>9} {:>9} {:>8} {:>7}  {:<25} last error",
+        "peer",
+        "address",
+        "link",
+        "queue",
+        "oldest",
+        "delivered",
+        "rejected",
+        "retries",
+        "last ack"
     );
     for peer in &p.peers {
         println!(
-            "{:<12} {:<22} {:<9} {:>6} {:>9} {:>8}  {:<25} {}",
+            "{:<12} {:<22} {:<5} {:>6} {:>9} {:>9} {:>8} {:>7}  {:<25} {}",
             peer.agency_id,
             peer.address,
             if peer.connected { "up" } else { "down" },
             peer.queue_depth,
+            age(peer.oldest_undelivered_at.as_ref()),
             peer.delivered_total,
             peer.rejected_total,
+            peer.retries,
             time(peer.last_ack_at.as_ref()),
             if peer.last_error.is_empty() {
                 "-".to_string()
@@ -266,6 +276,38 @@ pub fn peers(p: &ListPeersResponse, as_json: bool) {
                 )
             }
         );
+        if peer.pending_retractions > 0 {
+            println!(
+                "  {} retraction(s) not yet acknowledged by {}: {}{}",
+                peer.pending_retractions,
+                peer.agency_id,
+                peer.pending_retraction_ids.join(", "),
+                if peer.pending_retractions > peer.pending_retraction_ids.len() as u64 {
+                    ", ..."
+                } else {
+                    ""
+                }
+            );
+        }
+        if peer.expired_total > 0 {
+            println!(
+                "  {} version(s) dropped unsent: retention deadline passed while queued",
+                peer.expired_total
+            );
+        }
+    }
+}
+
+/// How long ago `ts` was, compactly: `-`, `42s`, `17m`, `5h`, `3d`.
+fn age(ts: Option<&Timestamp>) -> String {
+    let Some(t) = ts else { return "-".into() };
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let secs = (now - t.seconds).max(0);
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
     }
 }
 
@@ -295,6 +337,10 @@ pub fn status(s: &NodeStatus, as_json: bool) {
         }
     );
     println!("refused     {} deliveries", s.refused_deliveries);
+    println!(
+        "purged      {} alerts past their retention deadline",
+        s.purged_alerts
+    );
 }
 
 pub fn policy_version(v: &PolicyVersion, as_json: bool, with_text: bool) {

@@ -107,6 +107,11 @@ impl Inbound {
             if let Some(v) = violations.first() {
                 return Ok(Some(format!("{}: {}", v.field, v.description)));
             }
+            if crate::store::expired(Some(content), std::time::SystemTime::now()) {
+                return Ok(Some(
+                    "alert.content.retention_until: the retention deadline has passed".into(),
+                ));
+            }
         }
         Ok(self.check_subjects(&alert.subjects))
     }

@@ -19,6 +19,7 @@ use crate::config::DeliveryConfig;
 use crate::identity::{NodeIdentity, TlsError, connect_channel};
 use crate::ids::{AgencyId, FederationName};
 use crate::proto::PROTOCOL_VERSION;
+use crate::proto::v1::envelope::Payload;
 use crate::proto::v1::peer_exchange_client::PeerExchangeClient;
 use crate::proto::v1::{AckStatus, Envelope, HelloRequest};
 use crate::store::{Store, StoreError};
@@ -32,6 +33,11 @@ pub struct PeerState {
     pub delivered_total: u64,
     /// Envelopes the peer refused for good (REJECTED): dropped, not retried.
     pub rejected_total: u64,
+    /// Alert versions dropped unsent because their retention deadline passed
+    /// while they waited.
+    pub expired_total: u64,
+    /// Connection attempts or streams that failed and were retried.
+    pub retries: u64,
 }
 
 struct PeerSlot {
@@ -204,6 +210,7 @@ impl Worker {
                 let delay = backoff.delay();
                 tracing::info!(peer = %self.peer, error = %e, retry_in = ?delay, "delivery interrupted");
                 self.record_error(&e.to_string());
+                self.slot.update(|s| s.retries += 1);
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(delay) => {}
@@ -261,16 +268,29 @@ impl Worker {
         let mut cursor: Option<u64> = None;
         loop {
             if in_flight.len() < window {
+                let now = SystemTime::now();
                 for (seq, payload) in
                     ctx.store
                         .outbox_after(&self.peer, cursor, window - in_flight.len())?
                 {
                     cursor = Some(seq);
+                    // Content past its retention deadline never leaves; a
+                    // tombstone still goes, it only removes.
+                    if let Payload::Alert(a) = &payload
+                        && !a.retracted
+                        && crate::store::expired(a.content.as_ref(), now)
+                    {
+                        ctx.store.outbox_remove(&self.peer, seq)?;
+                        self.slot.update(|s| s.expired_total += 1);
+                        tracing::info!(peer = %self.peer, alert = %a.id, "retention deadline passed while queued; dropped");
+                        continue;
+                    }
                     in_flight.push_back(seq);
                     if tx
                         .send(Envelope {
                             sequence: seq,
                             payload: Some(payload),
+                            queued_at: None,
                         })
                         .await
                         .is_err()

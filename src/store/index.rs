@@ -8,6 +8,8 @@
 //! - `fuzzy`:   key version (u32 BE) ‖ block ‖ origin ‖ 0 ‖ alert id ‖ 0 ‖ n (u16 BE) → filter
 //! - `hits`:    sequence (u64 BE) → `Hit`; `hit_keys`: own ‖ 0 ‖ other ‖ 0 ‖ type → sequence
 //! - `pending`: alert id → () while the alert's matching (phase 2) is not done
+//! - `retention`: deadline (seconds, u64 BE) ‖ alert id → () for every alert
+//!   still holding content, so the purge reads only what is due
 //!
 //! Phase 1, inside the alert's transaction, moves the alert's index entries
 //! and sets `pending`. Phase 2 (`Store::match_pending`) reads candidates with
@@ -28,6 +30,23 @@ pub(super) struct IndexTrees<'a> {
     pub tokens: &'a TransactionalTree,
     pub fuzzy: &'a TransactionalTree,
     pub pending: &'a TransactionalTree,
+    pub retention: &'a TransactionalTree,
+}
+
+/// The retention index key of a record holding content, if it has a deadline.
+pub(super) fn retention_key(record: &StoredAlert) -> Option<Vec<u8>> {
+    let a = record.alert.as_ref()?;
+    let until = a.content.as_ref()?.retention_until?;
+    let mut k = (until.seconds.max(0) as u64).to_be_bytes().to_vec();
+    k.extend_from_slice(a.id.as_bytes());
+    Some(k)
+}
+
+/// The alert id in a retention index key.
+pub(super) fn alert_in_retention_key(key: &[u8]) -> Option<(u64, AlertId)> {
+    let secs = u64::from_be_bytes(key.get(..8)?.try_into().ok()?);
+    let id = std::str::from_utf8(key.get(8..)?).ok()?.parse().ok()?;
+    Some((secs, id))
 }
 
 pub(super) fn token_prefix((kind, version, value): &TokenKey) -> Vec<u8> {
@@ -176,6 +195,12 @@ pub(super) fn reindex<E>(
             e.bloom.as_slice(),
         )?;
     }
+    if let Some(k) = previous.and_then(retention_key) {
+        t.retention.remove(k)?;
+    }
+    if let Some(k) = retention_key(record) {
+        t.retention.insert(k, &[])?;
+    }
     if new.is_empty() && encodings.is_empty() {
         t.pending.remove(alert.id.as_bytes())?;
     } else {
@@ -190,6 +215,7 @@ pub(super) fn queue<E>(outbox: &TransactionalTree, item: &OutboxItem) -> TxResul
     let env = crate::proto::v1::Envelope {
         sequence: 0,
         payload: Some(item.payload.clone()),
+        queued_at: Some(super::now_timestamp()),
     };
     outbox.insert(outbox_key(&item.peer, seq), env.encode_to_vec())?;
     Ok(())

@@ -8,6 +8,7 @@
 //! - `tokens`, `fuzzy`, `match_pending`, `hits`, `hit_keys`: indexes and hit log (see `index`).
 //! - `lookups`, `refusals`: logs of lookups and refused deliveries (see `records`).
 //! - `policies`: sharing policy versions and which one is in force (see `records`).
+//! - `retention`, `purges`: alerts by retention deadline, and the log of purges (see `retention`).
 //!
 //! Every operation that changes an alert writes the alert and its outbox
 //! entries in one sled transaction, and returns only after a (group) flush, so
@@ -16,8 +17,10 @@
 mod group_commit;
 mod index;
 mod records;
+mod retention;
 
 pub use group_commit::CommitStats;
+pub use retention::{PURGED, expired};
 
 use std::path::Path;
 
@@ -68,6 +71,14 @@ pub enum NoticeOutcome {
     Refused(String),
 }
 
+/// See [`Store::outbox_summary`].
+#[derive(Debug, Default)]
+pub struct OutboxSummary {
+    pub oldest_queued_at: Option<pbjson_types::Timestamp>,
+    pub pending_retractions: u64,
+    pub pending_retraction_ids: Vec<String>,
+}
+
 /// Result of writing a local alert.
 #[derive(Debug)]
 pub enum LocalWrite {
@@ -98,6 +109,8 @@ pub struct Store {
     lookups: sled::Tree,
     policies: sled::Tree,
     refusals: sled::Tree,
+    retention: sled::Tree,
+    purges: sled::Tree,
     scope: MatchScope,
     /// Decides which hit notices may be sent (the sharing policy); without
     /// one, every configured peer is notified. Weak: the policy holds the
@@ -198,6 +211,8 @@ impl Store {
             lookups: db.open_tree("lookups")?,
             policies: db.open_tree("policies")?,
             refusals: db.open_tree("refusals")?,
+            retention: db.open_tree("retention")?,
+            purges: db.open_tree("purges")?,
             notice_gate: std::sync::OnceLock::new(),
             hits,
             scope,
@@ -236,43 +251,47 @@ impl Store {
             &self.tokens,
             &self.fuzzy,
             &self.pending,
+            &self.retention,
         )
-            .transaction(|(alerts, outbox, requests, tokens, fuzzy, pending)| {
-                if let Some(rk) = request_key
-                    && let Some(existing_id) = requests.get(rk)?
-                {
-                    let bytes = alerts.get(&existing_id)?.ok_or_else(|| {
-                        abort(TxError::Store(StoreError::Corrupt {
-                            key: String::from_utf8_lossy(&existing_id).into_owned(),
-                            reason: "idempotency key points to a missing alert".into(),
-                        }))
-                    })?;
-                    let stored = decode(&existing_id, &bytes).map_err(|e| abort(e.into()))?;
-                    return Ok(LocalWrite::Replayed(stored));
-                }
-                let current = match alerts.get(key.as_bytes())? {
-                    Some(bytes) => {
-                        Some(decode(key.as_bytes(), &bytes).map_err(|e| abort(e.into()))?)
+            .transaction(
+                |(alerts, outbox, requests, tokens, fuzzy, pending, retention)| {
+                    if let Some(rk) = request_key
+                        && let Some(existing_id) = requests.get(rk)?
+                    {
+                        let bytes = alerts.get(&existing_id)?.ok_or_else(|| {
+                            abort(TxError::Store(StoreError::Corrupt {
+                                key: String::from_utf8_lossy(&existing_id).into_owned(),
+                                reason: "idempotency key points to a missing alert".into(),
+                            }))
+                        })?;
+                        let stored = decode(&existing_id, &bytes).map_err(|e| abort(e.into()))?;
+                        return Ok(LocalWrite::Replayed(stored));
                     }
-                    None => None,
-                };
-                let (record, items) =
-                    build(current.clone()).map_err(|e| abort(TxError::Rejected(e)))?;
-                alerts.insert(key.as_bytes(), record.encode_to_vec())?;
-                for item in &items {
-                    index::queue(outbox, item)?;
-                }
-                let trees = IndexTrees {
-                    tokens,
-                    fuzzy,
-                    pending,
-                };
-                index::reindex(&trees, current.as_ref(), &record)?;
-                if let Some(rk) = request_key {
-                    requests.insert(rk, key.as_bytes())?;
-                }
-                Ok(LocalWrite::Written(record))
-            })
+                    let current = match alerts.get(key.as_bytes())? {
+                        Some(bytes) => {
+                            Some(decode(key.as_bytes(), &bytes).map_err(|e| abort(e.into()))?)
+                        }
+                        None => None,
+                    };
+                    let (record, items) =
+                        build(current.clone()).map_err(|e| abort(TxError::Rejected(e)))?;
+                    alerts.insert(key.as_bytes(), record.encode_to_vec())?;
+                    for item in &items {
+                        index::queue(outbox, item)?;
+                    }
+                    let trees = IndexTrees {
+                        tokens,
+                        fuzzy,
+                        pending,
+                        retention,
+                    };
+                    index::reindex(&trees, current.as_ref(), &record)?;
+                    if let Some(rk) = request_key {
+                        requests.insert(rk, key.as_bytes())?;
+                    }
+                    Ok(LocalWrite::Written(record))
+                },
+            )
             .map_err(|e| match e {
                 TransactionError::Abort(inner) => inner,
                 TransactionError::Storage(e) => TxError::Store(StoreError::Sled(e)),
@@ -304,8 +323,14 @@ impl Store {
             let version = alert.version;
             let retracted = alert.retracted;
             let encoded = record.encode_to_vec();
-            let outcome = (&self.alerts, &self.tokens, &self.fuzzy, &self.pending)
-                .transaction(|(alerts, tokens, fuzzy, pending)| {
+            let outcome = (
+                &self.alerts,
+                &self.tokens,
+                &self.fuzzy,
+                &self.pending,
+                &self.retention,
+            )
+                .transaction(|(alerts, tokens, fuzzy, pending, retention)| {
                     let held = match alerts.get(key)? {
                         Some(bytes) => Some(decode(key, &bytes).map_err(|e| abort(e.into()))?),
                         None => None,
@@ -327,6 +352,7 @@ impl Store {
                         tokens,
                         fuzzy,
                         pending,
+                        retention,
                     };
                     index::reindex::<StoreError>(&trees, held.as_ref(), record)?;
                     Ok(ApplyOutcome::Stored)
@@ -472,6 +498,36 @@ impl Store {
                     reason: "outbox entry without payload".into(),
                 })?;
             out.push((seq, payload));
+        }
+        Ok(out)
+    }
+
+    /// What is waiting for `peer`: when the oldest entry was queued, and the
+    /// retractions among the entries (count, and the first `max_ids` ids).
+    /// Reads the peer's whole queue: for the admin API, not the hot path.
+    pub fn outbox_summary(
+        &self,
+        peer: &AgencyId,
+        max_ids: usize,
+    ) -> Result<OutboxSummary, StoreError> {
+        let mut out = OutboxSummary::default();
+        for item in self.outbox.scan_prefix(outbox_prefix(peer)) {
+            let (k, v) = item?;
+            let env = Envelope::decode(v.as_ref()).map_err(|e| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                reason: e.to_string(),
+            })?;
+            if out.oldest_queued_at.is_none() {
+                out.oldest_queued_at = env.queued_at;
+            }
+            if let Some(Payload::Alert(a)) = env.payload
+                && a.retracted
+            {
+                out.pending_retractions += 1;
+                if out.pending_retraction_ids.len() < max_ids {
+                    out.pending_retraction_ids.push(a.id);
+                }
+            }
         }
         Ok(out)
     }

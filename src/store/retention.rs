@@ -1,0 +1,140 @@
+//! Retention: every alert's content goes at its deadline, on the origin and
+//! on every node that received it, each by its own clock. The `retention`
+//! index (deadline ‖ alert id) lets a purge read only what is due.
+//!
+//! A purged alert keeps its id and version as a tombstone (no content, no
+//! subjects, no tokens or encodings), so a late delivery of the same version
+//! cannot bring the content back, while a newer version (the origin extended
+//! the deadline before it passed) still applies.
+
+use prost::Message;
+use sled::Transactional;
+
+use super::index::{self, IndexTrees};
+use super::{Store, StoreError, abort, decode, flatten};
+use crate::alert::validate::timestamp;
+use crate::proto::v1::{PurgeRecord, StoredAlert};
+
+/// The reason a purged alert carries.
+pub const PURGED: &str = "retention deadline passed; content purged";
+
+/// Alerts purged per transaction batch, so one purge never holds up writes long.
+const BATCH: usize = 256;
+
+/// Whether a shared or stored alert's content is past its deadline at `now`.
+pub fn expired(
+    content: Option<&crate::proto::v1::AlertContent>,
+    now: std::time::SystemTime,
+) -> bool {
+    let now = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    content
+        .and_then(|c| c.retention_until)
+        .is_some_and(|t| t.seconds <= now)
+}
+
+impl Store {
+    /// Purges every alert whose retention deadline is at or before `now`,
+    /// logs each purge, and flushes. Returns what was purged.
+    pub async fn purge_expired(
+        &self,
+        now: std::time::SystemTime,
+    ) -> Result<Vec<PurgeRecord>, StoreError> {
+        let now_secs = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut purged = Vec::new();
+        loop {
+            let mut due = Vec::new();
+            for item in self
+                .retention
+                .range(..(now_secs + 1).to_be_bytes().to_vec())
+            {
+                let (k, _) = item?;
+                if due.len() == BATCH {
+                    break;
+                }
+                due.push(k.to_vec());
+            }
+            if due.is_empty() {
+                break;
+            }
+            for key in due {
+                if let Some(r) = self.purge_one(&key, now)? {
+                    purged.push(r);
+                }
+            }
+        }
+        if !purged.is_empty() {
+            self.commit.durable().await?;
+        }
+        Ok(purged)
+    }
+
+    fn purge_one(
+        &self,
+        key: &[u8],
+        now: std::time::SystemTime,
+    ) -> Result<Option<PurgeRecord>, StoreError> {
+        let Some((_, id)) = index::alert_in_retention_key(key) else {
+            // Not a key we write; drop it so it cannot stall the purge.
+            self.retention.remove(key)?;
+            return Ok(None);
+        };
+        let id = id.to_string();
+        (
+            &self.alerts,
+            &self.tokens,
+            &self.fuzzy,
+            &self.pending,
+            &self.retention,
+            &self.purges,
+        )
+            .transaction(|(alerts, tokens, fuzzy, pending, retention, purges)| {
+                let Some(bytes) = alerts.get(id.as_bytes())? else {
+                    retention.remove(key)?;
+                    return Ok(None);
+                };
+                let current: StoredAlert =
+                    decode(id.as_bytes(), &bytes).map_err(|e| abort(e.into()))?;
+                if index::retention_key(&current).as_deref() != Some(key) {
+                    // Changed since the scan (a newer version moved the deadline).
+                    retention.remove(key)?;
+                    return Ok(None);
+                }
+                let mut purged = current.clone();
+                let Some(a) = purged.alert.as_mut() else {
+                    return Ok(None);
+                };
+                let record = PurgeRecord {
+                    at: Some(timestamp(now)),
+                    alert_id: a.id.clone(),
+                    version: a.version,
+                    retention_until: a.content.as_ref().and_then(|c| c.retention_until),
+                };
+                a.content = None;
+                a.subjects.clear();
+                a.retracted = true;
+                a.retraction_reason = PURGED.into();
+                purged.pseudonyms.clear();
+                alerts.insert(id.as_bytes(), purged.encode_to_vec())?;
+                let trees = IndexTrees {
+                    tokens,
+                    fuzzy,
+                    pending,
+                    retention,
+                };
+                index::reindex::<StoreError>(&trees, Some(&current), &purged)?;
+                let seq = purges.generate_id()?;
+                purges.insert(&seq.to_be_bytes(), record.encode_to_vec())?;
+                Ok(Some(record))
+            })
+            .map_err(flatten)
+    }
+
+    /// Number of purges logged.
+    pub fn purge_count(&self) -> u64 {
+        self.purges.len() as u64
+    }
+}

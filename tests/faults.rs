@@ -1,0 +1,183 @@
+//! Guarantees under faults and time: retention purges on every node,
+//! expired alerts are never delivered, and a retraction made while a peer is
+//! down reaches it later (and shows as pending meanwhile).
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use casebridge::config::Bounded;
+use casebridge::ids::AlertId;
+use casebridge::proto::v1::{GetStatusRequest, RetractAlertRequest, SubmitAlertRequest};
+use common::*;
+
+/// Submits the sample alert with a retention deadline `secs` from now.
+async fn submit_expiring(fed: &TestFederation, narrative: &str, secs: u64) -> String {
+    let mut d = sample_draft(narrative);
+    let until = SystemTime::now() + Duration::from_secs(secs);
+    d.content.as_mut().unwrap().retention_until = Some(pbjson_types::Timestamp {
+        seconds: until.duration_since(UNIX_EPOCH).unwrap().as_secs() as i64,
+        nanos: 0,
+    });
+    fed.client("police", "cms")
+        .await
+        .alerts
+        .submit_alert(SubmitAlertRequest {
+            draft: Some(d),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .id
+}
+
+fn quick_purge(_: &casebridge::ids::AgencyId, c: &mut casebridge::config::NodeConfig) {
+    c.alerts.purge_interval_secs = Bounded::new(1);
+}
+
+async fn purged_at(fed: &TestFederation, agency: &str, id: &str) {
+    let core = fed.node(agency).core().clone();
+    let id: AlertId = id.parse().unwrap();
+    eventually(&format!("{id} purged at {agency}"), || async {
+        let rec = core.store.get(&id).unwrap()?;
+        let a = rec.alert.as_ref().unwrap();
+        (a.retracted && a.content.is_none() && rec.pseudonyms.is_empty()).then_some(())
+    })
+    .await;
+    let a = core.store.get(&id).unwrap().unwrap().alert.unwrap();
+    assert_eq!(a.retraction_reason, casebridge::store::PURGED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passed_retention_deadline_purges_content_on_every_node() {
+    let fed = TestFederation::start_with(&["police", "ngo"], &[], quick_purge).await;
+    let short = submit_expiring(&fed, "short-lived", 3).await;
+    let long = submit_expiring(&fed, "long-lived", 3600).await;
+    for id in [&short, &long] {
+        eventually("delivery to ngo", || async {
+            fed.alerts("ngo")
+                .await
+                .iter()
+                .any(|a| &a.id == id)
+                .then_some(())
+        })
+        .await;
+    }
+    purged_at(&fed, "police", &short).await;
+    purged_at(&fed, "ngo", &short).await;
+    // Tokens went with the content: a lookup for the phone finds only the long one.
+    let mut analyst = fed.client("ngo", "analyst").await;
+    let answer = analyst
+        .alerts
+        .lookup(casebridge::proto::v1::LookupRequest {
+            identifiers: vec![phone_id("+31 6 5555 0101", "")],
+            peers: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let local: Vec<&str> = answer.answers[0]
+        .matches
+        .iter()
+        .map(|m| m.alert_id.as_str())
+        .collect();
+    assert_eq!(local, [long.as_str()]);
+    for agency in ["police", "ngo"] {
+        let held = fed.alerts(agency).await;
+        let kept = held.iter().find(|a| a.id == long).unwrap();
+        assert!(
+            !kept.retracted && kept.content.is_some(),
+            "{agency} purged too early"
+        );
+        let mut admin = fed.client(agency, "admin").await;
+        let status = admin
+            .admin
+            .get_status(GetStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(status.purged_alerts, 1, "{agency}");
+    }
+    fed.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_that_expires_while_queued_is_never_delivered() {
+    let mut fed = TestFederation::start_with(&["police", "ngo"], &["ngo"], quick_purge).await;
+    let short = submit_expiring(&fed, "expires in the queue", 2).await;
+    purged_at(&fed, "police", &short).await;
+    let marker = submit_expiring(&fed, "marker", 3600).await;
+    fed.start_node("ngo").await;
+    eventually("the marker at ngo", || async {
+        fed.alerts("ngo")
+            .await
+            .iter()
+            .any(|a| a.id == marker)
+            .then_some(())
+    })
+    .await;
+    assert!(!fed.alerts("ngo").await.iter().any(|a| a.id == short));
+    let peer = eventually("an empty queue", || async {
+        fed.peers("police")
+            .await
+            .into_iter()
+            .find(|p| p.queue_depth == 0)
+    })
+    .await;
+    assert_eq!(peer.expired_total, 1);
+    assert!(
+        peer.retries >= 1,
+        "ngo was down: at least one failed attempt"
+    );
+    fed.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retraction_made_while_a_peer_is_down_reaches_it_later() {
+    let mut fed = TestFederation::start(&["police", "ngo"]).await;
+    let mut cms = fed.client("police", "cms").await;
+    let alert = submit(&mut cms, "to be retracted").await;
+    eventually("delivery to ngo", || async {
+        fed.alerts("ngo")
+            .await
+            .iter()
+            .any(|a| a.id == alert.id)
+            .then_some(())
+    })
+    .await;
+    fed.stop_node("ngo").await;
+    cms.alerts
+        .retract_alert(RetractAlertRequest {
+            id: alert.id.clone(),
+            expected_version: 1,
+            reason: "victim withdrew consent".into(),
+        })
+        .await
+        .unwrap();
+    let peer = fed.peers("police").await.remove(0);
+    assert_eq!(peer.pending_retractions, 1);
+    assert_eq!(peer.pending_retraction_ids, std::slice::from_ref(&alert.id));
+    assert!(peer.oldest_undelivered_at.is_some());
+
+    fed.start_node("ngo").await;
+    let id: AlertId = alert.id.parse().unwrap();
+    let ngo = fed.node("ngo").core().clone();
+    eventually("the tombstone at ngo", || async {
+        let rec = ngo.store.get(&id).unwrap()?;
+        let a = rec.alert.as_ref()?;
+        (a.retracted && a.version == 2 && a.content.is_none() && rec.pseudonyms.is_empty())
+            .then_some(())
+    })
+    .await;
+    let peer = eventually("the retraction acknowledged", || async {
+        fed.peers("police")
+            .await
+            .into_iter()
+            .find(|p| p.queue_depth == 0)
+    })
+    .await;
+    assert_eq!(peer.pending_retractions, 0);
+    assert!(peer.oldest_undelivered_at.is_none());
+    fed.shutdown().await;
+}
