@@ -37,7 +37,7 @@ impl NodeClient {
     pub async fn connect(cfg: &ClientConfig) -> Result<Self, ClientError> {
         install_crypto_provider();
         let own = TlsIdentity::load(&cfg.cert, &cfg.key)?;
-        let tls = client_tls_config(&own, &cfg.federation_ca)?;
+        let tls = client_tls_config(&own, &cfg.federation_ca, &[])?;
         let expected = NodeIdentity {
             federation: cfg.federation.clone(),
             agency: cfg.node_agency.clone(),

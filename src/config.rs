@@ -164,6 +164,30 @@ pub struct TlsConfig {
     pub node_key: Spanned<PathBuf>,
     /// PEM certificate of this agency's local client CA.
     pub client_ca: Spanned<PathBuf>,
+    /// PEM certificate revocation list(s) of the federation CA: revoked node
+    /// certificates are refused on the peer listener and when dialling peers.
+    #[serde(default)]
+    pub federation_crl: Option<Spanned<PathBuf>>,
+    /// PEM certificate revocation list(s) of the local client CA.
+    #[serde(default)]
+    pub client_crl: Option<Spanned<PathBuf>>,
+    /// How often the CRL files are re-read; a changed CRL applies to new
+    /// handshakes without a restart.
+    #[serde(default = "default_crl_reload")]
+    pub crl_reload_secs: Bounded<1, 86400>,
+    /// Longest life of any TLS connection, accepted or dialled; then it is
+    /// closed and the other side re-handshakes. This bounds how long a
+    /// revoked certificate keeps an open connection.
+    #[serde(default = "default_max_connection_age")]
+    pub max_connection_age_secs: Bounded<1, 604800>,
+}
+
+fn default_crl_reload() -> Bounded<1, 86400> {
+    Bounded::new(60)
+}
+
+fn default_max_connection_age() -> Bounded<1, 604800> {
+    Bounded::new(3600)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -398,6 +422,12 @@ impl NodeConfig {
         ] {
             resolve(&base, p.get_mut());
         }
+        for crl in [&mut cfg.tls.federation_crl, &mut cfg.tls.client_crl]
+            .into_iter()
+            .flatten()
+        {
+            resolve(&base, crl.get_mut());
+        }
         resolve(&base, &mut cfg.store.dir);
         if let Some(ring) = cfg.matching.key_ring.as_mut() {
             resolve(&base, ring.get_mut());
@@ -438,11 +468,16 @@ impl NodeConfig {
             }
         }
         for (key, path) in [
-            ("tls.federation_ca", &self.tls.federation_ca),
-            ("tls.node_cert", &self.tls.node_cert),
-            ("tls.node_key", &self.tls.node_key),
-            ("tls.client_ca", &self.tls.client_ca),
-        ] {
+            ("tls.federation_ca", Some(&self.tls.federation_ca)),
+            ("tls.node_cert", Some(&self.tls.node_cert)),
+            ("tls.node_key", Some(&self.tls.node_key)),
+            ("tls.client_ca", Some(&self.tls.client_ca)),
+            ("tls.federation_crl", self.tls.federation_crl.as_ref()),
+            ("tls.client_crl", self.tls.client_crl.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(k, p)| p.map(|p| (k, p)))
+        {
             if !path.get_ref().is_file() {
                 return err(
                     path.span(),

@@ -47,18 +47,23 @@ pub struct Lookups {
     own: AgencyId,
     federation: FederationName,
     peers: BTreeMap<AgencyId, String>,
-    tls: Arc<rustls::ClientConfig>,
+    tls: tokio::sync::watch::Receiver<Arc<rustls::ClientConfig>>,
+    max_connection_age: Duration,
     sharing: Arc<Sharing>,
     timeout: Duration,
     max_identifiers: usize,
     fuzzy_threshold: f64,
     clients: RateLimiter,
     askers: RateLimiter,
-    channels: Mutex<BTreeMap<AgencyId, Channel>>,
+    /// Open channels to peers, with when each was opened: reused until
+    /// the connection age limit, then dialled again (and CRL-checked).
+    channels: Mutex<BTreeMap<AgencyId, (Channel, std::time::Instant)>>,
 }
 
 pub struct LookupSettings {
     pub timeout: Duration,
+    /// A cached channel to a peer is dialled again after this long.
+    pub max_connection_age: Duration,
     pub max_identifiers: usize,
     pub fuzzy_threshold: f64,
     pub per_client_per_minute: u32,
@@ -71,7 +76,7 @@ impl Lookups {
         pseudo: Arc<Pseudonymizer>,
         own: NodeIdentity,
         peers: BTreeMap<AgencyId, String>,
-        tls: Arc<rustls::ClientConfig>,
+        tls: tokio::sync::watch::Receiver<Arc<rustls::ClientConfig>>,
         sharing: Arc<Sharing>,
         s: LookupSettings,
     ) -> Self {
@@ -82,6 +87,7 @@ impl Lookups {
             federation: own.federation,
             peers,
             tls,
+            max_connection_age: s.max_connection_age,
             sharing,
             timeout: s.timeout,
             max_identifiers: s.max_identifiers,
@@ -93,11 +99,12 @@ impl Lookups {
     }
 
     async fn channel(&self, peer: &AgencyId, address: &str) -> Result<Channel, String> {
-        if let Some(c) = self
+        if let Some((c, opened)) = self
             .channels
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(peer)
+            && opened.elapsed() < self.max_connection_age
         {
             return Ok(c.clone());
         }
@@ -105,13 +112,14 @@ impl Lookups {
             federation: self.federation.clone(),
             agency: peer.clone(),
         };
-        let channel = connect_channel(address, expected, self.tls.clone(), self.timeout)
+        let tls = self.tls.borrow().clone();
+        let channel = connect_channel(address, expected, tls, self.timeout)
             .await
             .map_err(|e| e.to_string())?;
         self.channels
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(peer.clone(), channel.clone());
+            .insert(peer.clone(), (channel.clone(), std::time::Instant::now()));
         Ok(channel)
     }
 

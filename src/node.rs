@@ -21,8 +21,8 @@ use crate::config::NodeConfig;
 use crate::exchange::outbound::DeliveryContext;
 use crate::exchange::{Inbound, Outbound, Received};
 use crate::identity::{
-    Identity, NodeIdentity, TlsError, TlsIdentity, client_tls_config, install_crypto_provider,
-    serve_tls, server_tls_config,
+    Identity, NodeIdentity, TlsError, TlsFiles, TlsIdentity, TlsReloader, install_crypto_provider,
+    serve_tls,
 };
 use crate::ids::{AgencyId, FederationName};
 use crate::lookup::{LookupSettings, Lookups};
@@ -131,9 +131,16 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
             expected: expected.spiffe_uri(),
         });
     }
-    let peer_tls = Arc::new(server_tls_config(&own, tls.federation_ca.get_ref())?);
-    let client_tls = Arc::new(server_tls_config(&own, tls.client_ca.get_ref())?);
-    let outgoing_tls = Arc::new(client_tls_config(&own, tls.federation_ca.get_ref())?);
+    let (tls_reloader, tls_configs) = TlsReloader::new(
+        TlsFiles {
+            federation_ca: tls.federation_ca.get_ref().clone(),
+            client_ca: tls.client_ca.get_ref().clone(),
+            federation_crl: tls.federation_crl.as_ref().map(|p| p.get_ref().clone()),
+            client_crl: tls.client_crl.as_ref().map(|p| p.get_ref().clone()),
+        },
+        own,
+    )?;
+    let max_age = Duration::from_secs(tls.max_connection_age_secs.get() as u64);
 
     let pseudo = Arc::new(load_pseudonymizer(&config)?);
     let store = Arc::new(Store::open(
@@ -202,10 +209,11 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
                 .iter()
                 .map(|p| (p.agency_id.get_ref().clone(), p.address.get_ref().clone()))
                 .collect(),
-            outgoing_tls.clone(),
+            tls_configs.outgoing.clone(),
             sharing.clone(),
             LookupSettings {
                 timeout: Duration::from_secs(config.limits.lookup_timeout_secs.get() as u64),
+                max_connection_age: max_age,
                 max_identifiers: config.limits.max_identifiers_per_subject.get(),
                 fuzzy_threshold: config.matching.fuzzy_threshold,
                 per_client_per_minute: config.limits.lookups_per_minute_per_client.get() as u32,
@@ -245,8 +253,9 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
 
     let peer_incoming = serve_tls(
         listeners.peer,
-        peer_tls,
+        tls_configs.peer.clone(),
         limits.handshake_timeout(),
+        max_age,
         shutdown.clone(),
     );
     let peer_router = server().add_service(
@@ -259,8 +268,9 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
     health.set_serving::<AdminServiceServer<AdminApi>>().await;
     let client_incoming = serve_tls(
         listeners.client,
-        client_tls,
+        tls_configs.client.clone(),
         limits.handshake_timeout(),
+        max_age,
         shutdown.clone(),
     );
     let client_router = server()
@@ -301,17 +311,24 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
             }
         }),
     ];
-    let mut workers = vec![tokio::spawn(purge_expired(
-        store.clone(),
-        Duration::from_secs(config.alerts.purge_interval_secs.get() as u64),
-        shutdown.clone(),
-    ))];
+    let mut workers = vec![
+        tokio::spawn(purge_expired(
+            store.clone(),
+            Duration::from_secs(config.alerts.purge_interval_secs.get() as u64),
+            shutdown.clone(),
+        )),
+        tokio::spawn(tls_reloader.run(
+            Duration::from_secs(config.tls.crl_reload_secs.get() as u64),
+            shutdown.clone(),
+        )),
+    ];
     workers.extend(outbound.spawn_workers(
         DeliveryContext {
             store,
             own: expected,
             federation: config.federation.clone(),
-            tls: outgoing_tls,
+            tls: tls_configs.outgoing.clone(),
+            max_connection_age: max_age,
             config: config.delivery.clone(),
             max_message_bytes: max,
         },

@@ -81,7 +81,10 @@ async fn no_raw_identifier_goes_over_the_wire() {
     let fed = TestFederation::start_with(&["police", "ngo"], &["ngo"], |_, _| {}).await;
     let ngo_dir = fed.pki("ngo").to_owned();
     let own = TlsIdentity::load(&ngo_dir.join("node.pem"), &ngo_dir.join("node.key")).unwrap();
-    let tls = Arc::new(server_tls_config(&own, &fed.layout.federation_ca).unwrap());
+    let tls = tokio::sync::watch::channel(Arc::new(
+        server_tls_config(&own, &fed.layout.federation_ca, &[]).unwrap(),
+    ))
+    .1;
     let listener = tokio::net::TcpListener::bind(fed.layout.agencies[&agency("ngo")].addrs.peer)
         .await
         .unwrap();
@@ -95,6 +98,7 @@ async fn no_raw_identifier_goes_over_the_wire() {
                     listener,
                     tls,
                     std::time::Duration::from_secs(5),
+                    std::time::Duration::from_secs(3600),
                     stop.clone(),
                 ),
                 stop.clone().cancelled_owned(),

@@ -87,7 +87,7 @@ async fn client_certificate_from_another_ca_is_refused() {
     )
     .unwrap();
     let own = TlsIdentity::load(&cert, &key).unwrap();
-    let tls = client_tls_config(&own, &fed.layout.federation_ca).unwrap();
+    let tls = client_tls_config(&own, &fed.layout.federation_ca, &[]).unwrap();
     let addr = fed.layout.agencies[&agency("police")]
         .addrs
         .client

@@ -131,6 +131,20 @@ enum CertsCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Revoke a development certificate: add it to its CA's revocation list.
+    /// Nodes pick the new list up within `tls.crl_reload_secs`, and open
+    /// connections end within `tls.max_connection_age_secs`.
+    Revoke {
+        /// The federation directory written by `certs init`.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The agency whose node certificate (or client, with --client) to revoke.
+        #[arg(long)]
+        agency: String,
+        /// Revoke this client certificate of the agency instead of its node's.
+        #[arg(long)]
+        client: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -348,6 +362,28 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
                     out,
                 },
         } => certs_init(&federation, &agencies, &out),
+        Command::Certs {
+            command:
+                CertsCommand::Revoke {
+                    dir,
+                    agency,
+                    client,
+                },
+        } => {
+            let usage = |e: crate::ids::IdError| failure(EXIT_CONFIG as u8, anyhow!(e));
+            let agency = AgencyId::new(agency).map_err(usage)?;
+            let target = match client {
+                Some(name) => certs::RevokeTarget::Client(
+                    agency,
+                    crate::ids::ClientName::new(name).map_err(usage)?,
+                ),
+                None => certs::RevokeTarget::Node(agency),
+            };
+            let (crl, serial) =
+                certs::revoke(&dir, &target).map_err(|e| failure(EXIT_DATAERR, anyhow!(e)))?;
+            println!("revoked serial {serial}; {} updated", crl.display());
+            Ok(())
+        }
         Command::Demo(args) => demo::run(args).await,
         Command::Keys { command } => pseudo::keys(command),
         Command::Policy { command } => {

@@ -86,7 +86,11 @@ pub struct DeliveryContext {
     pub store: Arc<Store>,
     pub own: NodeIdentity,
     pub federation: FederationName,
-    pub tls: Arc<rustls::ClientConfig>,
+    /// The dialling config in force (CRLs reload without a restart).
+    pub tls: tokio::sync::watch::Receiver<Arc<rustls::ClientConfig>>,
+    /// A delivery stream is closed and reopened after this long, so the peer
+    /// is re-checked against the current CRL.
+    pub max_connection_age: Duration,
     pub config: DeliveryConfig,
     pub max_message_bytes: usize,
 }
@@ -236,8 +240,10 @@ impl Worker {
             agency: self.peer.clone(),
         };
         let timeout = Duration::from_secs(ctx.config.connect_timeout_secs.get() as u64);
-        let channel =
-            connect_channel(&self.slot.address, expected, ctx.tls.clone(), timeout).await?;
+        let tls = ctx.tls.borrow().clone();
+        let channel = connect_channel(&self.slot.address, expected, tls, timeout).await?;
+        let aged = tokio::time::sleep(ctx.max_connection_age);
+        tokio::pin!(aged);
         let mut client = PeerExchangeClient::new(channel)
             .max_decoding_message_size(ctx.max_message_bytes)
             .max_encoding_message_size(ctx.max_message_bytes);
@@ -301,6 +307,9 @@ impl Worker {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
+                // Unacked envelopes stay in the outbox and go again on the
+                // next stream; the receiver dedups.
+                _ = &mut aged => return Ok(()),
                 _ = self.slot.wake.notified(), if in_flight.len() < window => {}
                 ack = acks.message() => {
                     let Some(ack) = ack? else {

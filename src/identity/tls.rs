@@ -14,7 +14,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::client::WebPkiServerVerifier;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use thiserror::Error;
@@ -95,12 +96,37 @@ impl TlsIdentity {
     }
 }
 
+/// Certificate revocation lists from a PEM file (one or more `X509 CRL` blocks).
+pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    let bad = |reason: String| TlsError::File {
+        path: path.to_owned(),
+        reason,
+    };
+    let crls = CertificateRevocationListDer::pem_file_iter(path)
+        .map_err(|e| bad(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    if crls.is_empty() {
+        return Err(bad("no PEM certificate revocation list in file".into()));
+    }
+    Ok(crls)
+}
+
 /// Server side of one listener: TLS 1.3 only, client certificate required and
 /// verified against `client_ca` (the federation CA on the peer listener, the
-/// agency's local client CA on the client listener).
-pub fn server_tls_config(own: &TlsIdentity, client_ca: &Path) -> Result<ServerConfig, TlsError> {
+/// agency's local client CA on the client listener) and its `crls`. Validity
+/// dates and the clientAuth extended key usage are checked by webpki.
+pub fn server_tls_config(
+    own: &TlsIdentity,
+    client_ca: &Path,
+    crls: &[CertificateRevocationListDer<'static>],
+) -> Result<ServerConfig, TlsError> {
     let verifier =
         WebPkiClientVerifier::builder_with_provider(Arc::new(roots(client_ca)?), provider())
+            .with_crls(crls.iter().cloned())
+            // Our CAs issue leaves directly; a CRL covers the leaves it signed.
+            .only_check_end_entity_revocation()
             .build()
             .map_err(|e| TlsError::Verifier(e.to_string()))?;
     let mut cfg = ServerConfig::builder_with_provider(provider())
@@ -111,11 +137,22 @@ pub fn server_tls_config(own: &TlsIdentity, client_ca: &Path) -> Result<ServerCo
     Ok(cfg)
 }
 
-/// Client side of outgoing connections (to peers, or from a CLI to its node).
-pub fn client_tls_config(own: &TlsIdentity, server_ca: &Path) -> Result<ClientConfig, TlsError> {
+/// Client side of outgoing connections (to peers, or from a CLI to its node),
+/// refusing servers whose certificate is in `crls`.
+pub fn client_tls_config(
+    own: &TlsIdentity,
+    server_ca: &Path,
+    crls: &[CertificateRevocationListDer<'static>],
+) -> Result<ClientConfig, TlsError> {
+    let verifier =
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots(server_ca)?), provider())
+            .with_crls(crls.iter().cloned())
+            .only_check_end_entity_revocation()
+            .build()
+            .map_err(|e| TlsError::Verifier(e.to_string()))?;
     let mut cfg = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(roots(server_ca)?)
+        .with_webpki_verifier(verifier)
         .with_client_auth_cert(own.chain.clone(), own.clone_key())?;
     cfg.alpn_protocols = vec![H2.to_vec()];
     Ok(cfg)
@@ -128,10 +165,23 @@ pub struct ConnInfo {
     pub remote: SocketAddr,
 }
 
-/// A server-side TLS connection whose client certificate has been verified and read.
+/// A server-side TLS connection whose client certificate has been verified and
+/// read. It ends at its age limit, so the client must handshake again (and
+/// meet the current CRLs) to go on.
 pub struct AuthenticatedConn {
     inner: tokio_rustls::server::TlsStream<TcpStream>,
     info: ConnInfo,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl AuthenticatedConn {
+    fn aged(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        self.deadline
+            .as_mut()
+            .poll(cx)
+            .is_ready()
+            .then(|| io::Error::new(io::ErrorKind::TimedOut, "maximum connection age reached"))
+    }
 }
 
 impl tonic::transport::server::Connected for AuthenticatedConn {
@@ -147,6 +197,9 @@ impl AsyncRead for AuthenticatedConn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if let Some(e) = self.aged(cx) {
+            return Poll::Ready(Err(e));
+        }
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
@@ -157,6 +210,9 @@ impl AsyncWrite for AuthenticatedConn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if let Some(e) = self.aged(cx) {
+            return Poll::Ready(Err(e));
+        }
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -170,6 +226,9 @@ impl AsyncWrite for AuthenticatedConn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if let Some(e) = self.aged(cx) {
+            return Poll::Ready(Err(e));
+        }
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
     fn is_write_vectored(&self) -> bool {
@@ -179,15 +238,18 @@ impl AsyncWrite for AuthenticatedConn {
 
 /// Accepts TCP connections and completes TLS handshakes concurrently (a slow
 /// or hostile client cannot hold up others), yielding only connections whose
-/// certificate verified and names a well-formed identity.
+/// certificate verified and names a well-formed identity. Each handshake uses
+/// the config current at that moment (CRLs reload without a restart); each
+/// connection lives at most `max_age` (less a random tenth, so clients do not
+/// all reconnect at once).
 pub fn serve_tls(
     listener: TcpListener,
-    config: Arc<ServerConfig>,
+    config: tokio::sync::watch::Receiver<Arc<ServerConfig>>,
     handshake_timeout: Duration,
+    max_age: Duration,
     shutdown: CancellationToken,
 ) -> ReceiverStream<Result<AuthenticatedConn, io::Error>> {
     let (tx, rx) = mpsc::channel(64);
-    let acceptor = TlsAcceptor::from(config);
     let pending = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
     tokio::spawn(async move {
         loop {
@@ -212,8 +274,9 @@ pub fn serve_tls(
                 continue;
             };
             let _ = tcp.set_nodelay(true);
-            let acceptor = acceptor.clone();
+            let acceptor = TlsAcceptor::from(config.borrow().clone());
             let tx = tx.clone();
+            let age = max_age.mul_f64(1.0 - rand::random::<f64>() / 10.0);
             tokio::spawn(async move {
                 let _permit = permit;
                 let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await
@@ -240,6 +303,7 @@ pub fn serve_tls(
                         let conn = AuthenticatedConn {
                             inner: tls,
                             info: ConnInfo { identity, remote },
+                            deadline: Box::pin(tokio::time::sleep(age)),
                         };
                         let _ = tx.send(Ok(conn)).await;
                     }

@@ -138,7 +138,7 @@ impl TestFederation {
         target: &str,
     ) -> Result<PeerExchangeClient<Channel>, casebridge::identity::TlsError> {
         let own = TlsIdentity::load(&pki_dir.join("node.pem"), &pki_dir.join("node.key"))?;
-        let tls = client_tls_config(&own, ca)?;
+        let tls = client_tls_config(&own, ca, &[])?;
         let channel = connect_channel(
             &self.layout.agencies[&agency(target)].addrs.peer.to_string(),
             NodeIdentity {

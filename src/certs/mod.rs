@@ -38,7 +38,12 @@ pub enum CertsError {
     KeyRing(#[from] crate::pseudo::KeyRingError),
     #[error("no free loopback port: {0}")]
     Ports(std::io::Error),
+    #[error("{path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
 }
+
+mod crl;
+pub use crl::{RevokeTarget, client_crl, federation_crl, revoke};
 
 /// The client certificates every development agency gets, with their roles.
 pub const DEV_CLIENTS: &[(&str, &[Role])] = &[
@@ -210,6 +215,11 @@ pub fn init_federation(
         true,
     )?;
     let ca = Issuer::new(fed_ca_params, ca_key);
+    write_new(
+        &crl::federation_crl(out),
+        &crl::sign_crl(&ca, 1, &[])?,
+        false,
+    )?;
     crate::pseudo::keyring::generate(&out.join("matching-keys.toml"), federation)?;
 
     let mut agencies = BTreeMap::new();
@@ -244,6 +254,11 @@ pub fn init_federation(
             true,
         )?;
         let client_ca = Issuer::new(client_ca_params, client_ca_key);
+        write_new(
+            &crl::client_crl(&dir),
+            &crl::sign_crl(&client_ca, 1, &[])?,
+            false,
+        )?;
 
         let mut client_configs = BTreeMap::new();
         for (name, _) in DEV_CLIENTS {
@@ -322,6 +337,9 @@ federation_ca = "../federation-ca.pem"
 node_cert = "node.pem"
 node_key = "node.key"
 client_ca = "client-ca.pem"
+# Revocation lists (`casebridge certs revoke`), re-read every minute.
+federation_crl = "../federation-ca.crl.pem"
+client_crl = "client-ca.crl.pem"
 
 [store]
 dir = "data"
@@ -405,6 +423,31 @@ pub fn write_foreign_client(
     let cert =
         leaf_params("foreign", vec![uri(identity.spiffe_uri())?], false).signed_by(&key, &ca)?;
     let (c, k) = (dir.join("foreign.pem"), dir.join("foreign.key"));
+    write_new(&c, &cert.pem(), false)?;
+    write_new(&k, &key.serialize_pem(), true)?;
+    Ok((c, k))
+}
+
+/// Signs, with the agency's own client CA (from `certs init` files in
+/// `agency_dir`), a client certificate for `identity` whose extended key
+/// usage is serverAuth only: right CA, wrong purpose. For tests showing that
+/// the purpose is checked.
+pub fn write_client_without_client_auth(
+    identity: &ClientIdentity,
+    agency_dir: &Path,
+    out: &Path,
+) -> Result<(PathBuf, PathBuf), CertsError> {
+    mkdir(out)?;
+    let read = |p: PathBuf| {
+        std::fs::read_to_string(&p).map_err(|source| CertsError::Io { path: p, source })
+    };
+    let ca_key = KeyPair::from_pem(&read(agency_dir.join("client-ca.key"))?)?;
+    let ca = Issuer::from_ca_cert_pem(&read(agency_dir.join("client-ca.pem"))?, ca_key)?;
+    let key = KeyPair::generate()?;
+    let mut params = leaf_params("no clientAuth", vec![uri(identity.spiffe_uri())?], false);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = params.signed_by(&key, &ca)?;
+    let (c, k) = (out.join("server-only.pem"), out.join("server-only.key"));
     write_new(&c, &cert.pem(), false)?;
     write_new(&k, &key.serialize_pem(), true)?;
     Ok((c, k))

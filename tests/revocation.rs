@@ -1,0 +1,163 @@
+//! Certificates over time: a revoked peer or client is refused at the
+//! handshake once the CRL is reloaded, and an open connection does not
+//! outlive the connection-age bound; a certificate without the clientAuth
+//! purpose is refused.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use casebridge::certs::{RevokeTarget, revoke, write_client_without_client_auth};
+use casebridge::client::NodeClient;
+use casebridge::config::Bounded;
+use casebridge::identity::{
+    ClientIdentity, NodeIdentity, TlsIdentity, client_tls_config, connect_channel,
+};
+use casebridge::ids::{ClientName, FederationName};
+use casebridge::proto::PROTOCOL_VERSION;
+use casebridge::proto::v1::{GetStatusRequest, HelloRequest};
+use common::*;
+
+fn fast_revocation(_: &casebridge::ids::AgencyId, c: &mut casebridge::config::NodeConfig) {
+    c.tls.crl_reload_secs = Bounded::new(1);
+    c.tls.max_connection_age_secs = Bounded::new(3);
+}
+
+fn hello() -> HelloRequest {
+    HelloRequest {
+        protocol_version: PROTOCOL_VERSION,
+        agency_id: "police".into(),
+        federation: FEDERATION.into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_peer_is_cut_off_within_the_reload_and_age_bounds() {
+    let fed = TestFederation::start_with(&["police", "ngo"], &[], fast_revocation).await;
+    let mut cms = fed.client("police", "cms").await;
+    let before = submit(&mut cms, "before revocation").await;
+    eventually("delivery before revocation", || async {
+        fed.alerts("ngo")
+            .await
+            .iter()
+            .any(|a| a.id == before.id)
+            .then_some(())
+    })
+    .await;
+    // An open peer connection, as police, made before the revocation.
+    let mut open = fed.peer_client("police", "ngo").await;
+    open.hello(hello()).await.unwrap();
+
+    revoke(&fed.layout.dir, &RevokeTarget::Node(agency("police"))).unwrap();
+    // Reload (1 s) plus the age bound (3 s): the open connection is refused
+    // from then on, and so is every new handshake.
+    eventually("the open connection cut off", || {
+        let mut open = open.clone();
+        async move { open.hello(hello()).await.is_err().then_some(()) }
+    })
+    .await;
+    for _ in 0..5 {
+        assert!(
+            open.hello(hello()).await.is_err(),
+            "a revoked peer was served"
+        );
+        assert!(
+            fed.peer_client_from(fed.pki("police"), &fed.layout.federation_ca, "ngo")
+                .await
+                .map(|_| ())
+                .is_err()
+                || fed
+                    .peer_client("police", "ngo")
+                    .await
+                    .hello(hello())
+                    .await
+                    .is_err(),
+            "a new handshake with a revoked certificate succeeded"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Police's own delivery to ngo stops too: the new alert stays queued.
+    let after = submit(&mut cms, "after revocation").await;
+    let peer = eventually("a refused delivery attempt", || async {
+        fed.peers("police")
+            .await
+            .into_iter()
+            .find(|p| p.queue_depth == 1 && p.retries > 0)
+    })
+    .await;
+    assert!(!peer.last_error.is_empty());
+    assert!(!fed.alerts("ngo").await.iter().any(|a| a.id == after.id));
+    fed.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_client_is_refused_and_a_wrong_purpose_certificate_too() {
+    let fed = TestFederation::start_with(&["police", "ngo"], &[], fast_revocation).await;
+    let mut admin = fed.client("police", "admin").await;
+    admin.admin.get_status(GetStatusRequest {}).await.unwrap();
+    revoke(
+        &fed.layout.dir,
+        &RevokeTarget::Client(agency("police"), ClientName::new("admin").unwrap()),
+    )
+    .unwrap();
+    eventually("the revoked client cut off", || {
+        let mut admin = admin.clone();
+        async move {
+            admin
+                .admin
+                .get_status(GetStatusRequest {})
+                .await
+                .is_err()
+                .then_some(())
+        }
+    })
+    .await;
+    if let Ok(mut c) =
+        NodeClient::connect_file(fed.layout.agencies[&agency("police")].client_config("admin"))
+            .await
+    {
+        assert!(c.admin.get_status(GetStatusRequest {}).await.is_err());
+    }
+    // Other clients of the same CA are unaffected.
+    let mut analyst = fed.client("police", "analyst").await;
+    analyst
+        .alerts
+        .list_alerts(casebridge::proto::v1::ListAlertsRequest::default())
+        .await
+        .unwrap();
+
+    // Signed by the right CA, but for serverAuth only.
+    let (cert, key) = write_client_without_client_auth(
+        &ClientIdentity {
+            federation: FederationName::new(FEDERATION).unwrap(),
+            agency: agency("police"),
+            name: ClientName::new("analyst").unwrap(),
+        },
+        fed.pki("police"),
+        &fed.dir.path().join("wrong-purpose"),
+    )
+    .unwrap();
+    let own = TlsIdentity::load(&cert, &key).unwrap();
+    let tls = client_tls_config(&own, &fed.layout.federation_ca, &[]).unwrap();
+    let addr = fed.layout.agencies[&agency("police")]
+        .addrs
+        .client
+        .to_string();
+    let police = NodeIdentity {
+        federation: FederationName::new(FEDERATION).unwrap(),
+        agency: agency("police"),
+    };
+    if let Ok(channel) = connect_channel(&addr, police, Arc::new(tls), Duration::from_secs(5)).await
+    {
+        let mut c = NodeClient::from_channel(channel);
+        assert!(
+            c.alerts
+                .list_alerts(casebridge::proto::v1::ListAlertsRequest::default())
+                .await
+                .is_err(),
+            "a certificate without clientAuth was accepted"
+        );
+    }
+    fed.shutdown().await;
+}
