@@ -96,7 +96,10 @@ impl PeerExchange for PeerApi {
                     }
                 }
                 if let Some(status) = broken {
+                    // An envelope that did not decode (or a broken stream):
+                    // the ones before it are acked above, the sender hears why.
                     tracing::info!(peer = %peer.agency, %status, "delivery stream broke");
+                    let _ = tx.send(Err(status)).await;
                     return;
                 }
             }

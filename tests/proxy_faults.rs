@@ -1,0 +1,142 @@
+//! A TCP proxy between two nodes drops, stalls, slices and resets
+//! connections for a while, then heals: every alert arrives exactly once,
+//! and each alert's versions are applied in order.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use casebridge::proto::v1::{RetractAlertRequest, UpdateAlertRequest};
+use common::proxy::ChaosProxy;
+use common::*;
+
+const ALERTS: usize = 60;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_alert_arrives_once_and_in_version_order_through_a_faulty_network() {
+    let seed = std::env::var("CASEBRIDGE_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    eprintln!("fault seed {seed} (rerun with CASEBRIDGE_FAULT_SEED={seed})");
+    let proxy = ChaosProxy::start(seed).await;
+    let via = proxy.addr.to_string();
+    let fed = TestFederation::start_with(&["police", "ngo"], &[], move |a, cfg| {
+        if a.as_str() == "police" {
+            for p in &mut cfg.peers {
+                p.address = toml::Spanned::new(0..0, via.clone());
+            }
+        }
+    })
+    .await;
+    proxy.set_upstream(fed.layout.agencies[&agency("ngo")].addrs.peer);
+    let mut received = fed.node("ngo").subscribe_received();
+
+    // Three submitters: each alert gets an update, every fifth a retraction.
+    let mut tasks = Vec::new();
+    for t in 0..3 {
+        let mut c = fed.client("police", "cms").await;
+        tasks.push(tokio::spawn(async move {
+            let mut finals = Vec::new();
+            for i in 0..ALERTS / 3 {
+                let a = submit(&mut c, &format!("submitter {t} alert {i}")).await;
+                let mut d = sample_draft(&format!("submitter {t} alert {i}, v2"));
+                d.content.as_mut().unwrap().narrative.push_str(" updated");
+                c.alerts
+                    .update_alert(UpdateAlertRequest {
+                        id: a.id.clone(),
+                        expected_version: 1,
+                        draft: Some(d),
+                    })
+                    .await
+                    .unwrap();
+                let mut last = 2;
+                if i % 5 == 0 {
+                    c.alerts
+                        .retract_alert(RetractAlertRequest {
+                            id: a.id.clone(),
+                            expected_version: 2,
+                            reason: "test".into(),
+                        })
+                        .await
+                        .unwrap();
+                    last = 3;
+                }
+                finals.push((a.id, last));
+            }
+            finals
+        }));
+    }
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for t in tasks {
+        expected.extend(t.await.unwrap());
+    }
+    // Keep the faults going after the last submit, until the proxy has cut a
+    // dozen connections (bounded in time), then heal.
+    let chaos_until = std::time::Instant::now() + Duration::from_secs(10);
+    while proxy.counts.connections.load(Ordering::Relaxed) < 12
+        && std::time::Instant::now() < chaos_until
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    proxy.heal();
+
+    eventually("every alert at its final version at ngo", || async {
+        let held = fed.alerts("ngo").await;
+        (held.len() == ALERTS && held.iter().all(|a| expected.get(&a.id) == Some(&a.version)))
+            .then_some(())
+    })
+    .await;
+    for a in fed.alerts("ngo").await {
+        assert_eq!(a.retracted, expected[&a.id] == 3, "{}", a.id);
+        assert_eq!(a.content.is_none(), a.retracted, "{}", a.id);
+    }
+
+    // What ngo stored, in the order it stored it: each (alert, version) at
+    // most once, versions only going up.
+    let mut applied: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    while let Ok(r) = received.try_recv() {
+        applied.entry(r.alert_id).or_default().push(r.version);
+    }
+    let mut duplicates = 0;
+    for (id, versions) in &applied {
+        assert!(
+            versions.windows(2).all(|w| w[0] < w[1]),
+            "{id}: versions applied out of order or twice: {versions:?}"
+        );
+        duplicates += versions.len()
+            - versions
+                .iter()
+                .collect::<std::collections::BTreeSet<_>>()
+                .len();
+    }
+    let lost = expected
+        .keys()
+        .filter(|id| !applied.contains_key(*id))
+        .count();
+    let c = &proxy.counts;
+    eprintln!(
+        "faults: {} connections, {} dropped, {} stalled, {} sliced, {} reset; lost {lost}, duplicates {duplicates}",
+        c.connections.load(Ordering::Relaxed),
+        c.dropped.load(Ordering::Relaxed),
+        c.stalled.load(Ordering::Relaxed),
+        c.sliced.load(Ordering::Relaxed),
+        c.reset.load(Ordering::Relaxed),
+    );
+    assert_eq!((lost, duplicates), (0, 0));
+    assert!(
+        c.connections.load(Ordering::Relaxed) > 1,
+        "the proxy never forced a reconnect: the faults were not exercised"
+    );
+    let peer = eventually("an empty queue", || async {
+        fed.peers("police")
+            .await
+            .into_iter()
+            .find(|p| p.queue_depth == 0)
+    })
+    .await;
+    assert!(peer.retries > 0);
+    fed.shutdown().await;
+}
