@@ -55,6 +55,9 @@ pub struct Inbound {
     store: Arc<Store>,
     limits: Limits,
     sharing: Arc<Sharing>,
+    /// Alert versions stored / found already held, since start.
+    stored: std::sync::atomic::AtomicU64,
+    duplicates: std::sync::atomic::AtomicU64,
     events: broadcast::Sender<Received>,
 }
 
@@ -64,12 +67,25 @@ impl Inbound {
             store,
             limits,
             sharing,
+            stored: Default::default(),
+            duplicates: Default::default(),
             events: broadcast::channel(1024).0,
         }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Received> {
         self.events.subscribe()
+    }
+
+    /// Alert versions stored since start (each (alert, version) counts once:
+    /// a resend is a duplicate, not a store).
+    pub fn stored_total(&self) -> u64 {
+        self.stored.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Deliveries of versions already held, since start (resends).
+    pub fn duplicate_total(&self) -> u64 {
+        self.duplicates.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Checks one envelope. `Ok(None)` means acceptable; `Ok(Some(reason))`
@@ -254,8 +270,14 @@ impl Inbound {
         for ((idx, rec), outcome) in records.into_iter().zip(outcomes) {
             let alert = rec.alert.unwrap_or_default();
             match outcome {
-                ApplyOutcome::Duplicate => acks[idx].status = AckStatus::Duplicate as i32,
+                ApplyOutcome::Duplicate => {
+                    self.duplicates
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    acks[idx].status = AckStatus::Duplicate as i32;
+                }
                 ApplyOutcome::Stored => {
+                    self.stored
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::debug!(peer = %from.agency, alert = %alert.id, version = alert.version, "alert received");
                     let _ = self.events.send(Received {
                         from: from.agency.to_string(),
