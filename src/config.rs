@@ -292,6 +292,12 @@ pub struct Limits {
     pub lookups_per_minute_per_client: Bounded<1, 100_000>,
     /// Lookups one peer may make here per minute (bursts up to the same number).
     pub lookups_per_minute_per_peer: Bounded<1, 1_000_000>,
+    /// Calls one local client may make per second on the client listener,
+    /// any RPC (bursts up to twice this); more get RESOURCE_EXHAUSTED.
+    pub requests_per_second_per_client: Bounded<1, 1_000_000>,
+    /// Calls one peer may make per second on the peer listener (Hello,
+    /// opening a delivery stream, lookups; bursts up to twice this).
+    pub requests_per_second_per_peer: Bounded<1, 1_000_000>,
     /// Time a lookup waits for each peer's answer.
     pub lookup_timeout_secs: Bounded<1, 120>,
 }
@@ -309,6 +315,8 @@ impl Default for Limits {
             request_timeout_secs: Bounded::new(30),
             lookups_per_minute_per_client: Bounded::new(30),
             lookups_per_minute_per_peer: Bounded::new(600),
+            requests_per_second_per_client: Bounded::new(2000),
+            requests_per_second_per_peer: Bounded::new(50),
             lookup_timeout_secs: Bounded::new(5),
         }
     }

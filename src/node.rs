@@ -31,6 +31,7 @@ use crate::proto::v1::admin_service_server::AdminServiceServer;
 use crate::proto::v1::alert_service_server::AlertServiceServer;
 use crate::proto::v1::peer_exchange_server::PeerExchangeServer;
 use crate::pseudo::{KeyRing, Pseudonymizer};
+use crate::ratelimit::RateLimiter;
 use crate::sharing::Sharing;
 use crate::store::{Store, StoreError};
 
@@ -184,10 +185,12 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
             federation: config.federation.clone(),
             agency: config.agency().clone(),
             roles: config.clients.clone(),
+            rate: RateLimiter::per_second(config.limits.requests_per_second_per_client.get() as u32),
         },
         peers: PeerPolicy {
             federation: config.federation.clone(),
             peers: peer_ids.iter().cloned().collect::<BTreeSet<_>>(),
+            rate: RateLimiter::per_second(config.limits.requests_per_second_per_peer.get() as u32),
         },
         ledger: Ledger::new(
             store.clone(),

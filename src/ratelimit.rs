@@ -1,7 +1,9 @@
 //! Token-bucket rate limits keyed by caller (client name, peer agency).
 //!
 //! Lookups reveal whether an identifier is known; limiting their rate per
-//! caller bounds how fast anyone can probe the federation.
+//! caller bounds how fast anyone can probe the federation. Every client and
+//! peer call also passes a per-caller limit, so one runaway system cannot
+//! starve the others.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -21,6 +23,11 @@ impl RateLimiter {
             burst: f64::from(burst.max(1)),
             buckets: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// `per_second` sustained, with bursts up to twice that.
+    pub fn per_second(per_second: u32) -> Self {
+        Self::new(per_second.saturating_mul(60), per_second.saturating_mul(2))
     }
 
     /// Takes one call from `who`'s bucket; false when it is empty.

@@ -181,3 +181,47 @@ async fn a_retraction_made_while_a_peer_is_down_reaches_it_later() {
     assert!(peer.oldest_undelivered_at.is_none());
     fed.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_over_their_rate_get_resource_exhausted() {
+    let fed = TestFederation::start_with(&["police", "ngo"], &[], |a, c| {
+        if a.as_str() == "police" {
+            c.limits.requests_per_second_per_client = Bounded::new(1);
+            c.limits.requests_per_second_per_peer = Bounded::new(1);
+        }
+    })
+    .await;
+    let mut analyst = fed.client("police", "analyst").await;
+    let mut codes = Vec::new();
+    for _ in 0..6 {
+        let r = analyst
+            .alerts
+            .list_alerts(casebridge::proto::v1::ListAlertsRequest::default())
+            .await;
+        codes.push(r.err().map(|e| e.code()));
+    }
+    assert_eq!(codes[0], None, "the first call is within the burst");
+    assert!(
+        codes.contains(&Some(tonic::Code::ResourceExhausted)),
+        "{codes:?}"
+    );
+    // Limits are per caller: another client still gets through.
+    let mut admin = fed.client("police", "admin").await;
+    admin.admin.get_status(GetStatusRequest {}).await.unwrap();
+
+    let mut peer = fed.peer_client("ngo", "police").await;
+    let hello = || casebridge::proto::v1::HelloRequest {
+        protocol_version: casebridge::proto::PROTOCOL_VERSION,
+        agency_id: "ngo".into(),
+        federation: FEDERATION.into(),
+    };
+    let mut refused = false;
+    for _ in 0..6 {
+        if let Err(e) = peer.hello(hello()).await {
+            assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+            refused = true;
+        }
+    }
+    assert!(refused, "a peer over its rate was served");
+    fed.shutdown().await;
+}

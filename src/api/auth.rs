@@ -7,6 +7,7 @@ use tonic::{Request, Status};
 use crate::config::{Role, Roles};
 use crate::identity::{ClientIdentity, ConnInfo, Identity, NodeIdentity};
 use crate::ids::{AgencyId, ClientName, FederationName};
+use crate::ratelimit::RateLimiter;
 
 fn identity<T>(req: &Request<T>) -> Result<&Identity, Status> {
     req.extensions()
@@ -15,12 +16,12 @@ fn identity<T>(req: &Request<T>) -> Result<&Identity, Status> {
         .ok_or_else(|| Status::unauthenticated("no authenticated TLS identity on this connection"))
 }
 
-/// Who may call the client API, and with which roles.
-#[derive(Debug, Clone)]
+/// Who may call the client API, with which roles, and how often.
 pub struct ClientPolicy {
     pub federation: FederationName,
     pub agency: AgencyId,
     pub roles: BTreeMap<ClientName, Roles>,
+    pub rate: RateLimiter,
 }
 
 impl ClientPolicy {
@@ -39,7 +40,15 @@ impl ClientPolicy {
             )));
         }
         match self.roles.get(&client.name) {
-            Some(roles) if roles.contains(&role) => Ok(client.clone()),
+            Some(roles) if roles.contains(&role) => {
+                if !self.rate.allow(client.name.as_str()) {
+                    return Err(Status::resource_exhausted(format!(
+                        "client `{}` exceeds its request rate (limits.requests_per_second_per_client); retry later",
+                        client.name
+                    )));
+                }
+                Ok(client.clone())
+            }
             _ => Err(Status::permission_denied(format!(
                 "client `{}` lacks the `{role}` role",
                 client.name
@@ -48,11 +57,11 @@ impl ClientPolicy {
     }
 }
 
-/// Which nodes may call the peer API.
-#[derive(Debug, Clone)]
+/// Which nodes may call the peer API, and how often.
 pub struct PeerPolicy {
     pub federation: FederationName,
     pub peers: BTreeSet<AgencyId>,
+    pub rate: RateLimiter,
 }
 
 impl PeerPolicy {
@@ -72,6 +81,12 @@ impl PeerPolicy {
         if !self.peers.contains(&node.agency) {
             return Err(Status::permission_denied(format!(
                 "agency `{}` is not a configured peer of this node",
+                node.agency
+            )));
+        }
+        if !self.rate.allow(node.agency.as_str()) {
+            return Err(Status::resource_exhausted(format!(
+                "peer `{}` exceeds its request rate here; retry later",
                 node.agency
             )));
         }
