@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use casebridge::certs::{RevokeTarget, revoke, write_client_without_client_auth};
+use casebridge::certs::{FaultyClient, RevokeTarget, revoke, write_faulty_client};
 use casebridge::client::NodeClient;
 use casebridge::config::Bounded;
 use casebridge::identity::{
@@ -92,7 +92,7 @@ async fn a_revoked_peer_is_cut_off_within_the_reload_and_age_bounds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_revoked_client_is_refused_and_a_wrong_purpose_certificate_too() {
+async fn revoked_expired_and_wrong_purpose_client_certificates_are_refused() {
     let fed = TestFederation::start_with(&["police", "ngo"], &[], fast_revocation).await;
     let mut admin = fed.client("police", "admin").await;
     admin.admin.get_status(GetStatusRequest {}).await.unwrap();
@@ -127,37 +127,41 @@ async fn a_revoked_client_is_refused_and_a_wrong_purpose_certificate_too() {
         .await
         .unwrap();
 
-    // Signed by the right CA, but for serverAuth only.
-    let (cert, key) = write_client_without_client_auth(
-        &ClientIdentity {
+    // Signed by the right CA, but for serverAuth only, or expired.
+    for fault in [FaultyClient::ServerAuthOnly, FaultyClient::Expired] {
+        let (cert, key) = write_faulty_client(
+            &ClientIdentity {
+                federation: FederationName::new(FEDERATION).unwrap(),
+                agency: agency("police"),
+                name: ClientName::new("analyst").unwrap(),
+            },
+            fed.pki("police"),
+            &fed.dir.path().join(format!("{fault:?}")),
+            fault,
+        )
+        .unwrap();
+        let own = TlsIdentity::load(&cert, &key).unwrap();
+        let tls = client_tls_config(&own, &fed.layout.federation_ca, &[]).unwrap();
+        let addr = fed.layout.agencies[&agency("police")]
+            .addrs
+            .client
+            .to_string();
+        let police = NodeIdentity {
             federation: FederationName::new(FEDERATION).unwrap(),
             agency: agency("police"),
-            name: ClientName::new("analyst").unwrap(),
-        },
-        fed.pki("police"),
-        &fed.dir.path().join("wrong-purpose"),
-    )
-    .unwrap();
-    let own = TlsIdentity::load(&cert, &key).unwrap();
-    let tls = client_tls_config(&own, &fed.layout.federation_ca, &[]).unwrap();
-    let addr = fed.layout.agencies[&agency("police")]
-        .addrs
-        .client
-        .to_string();
-    let police = NodeIdentity {
-        federation: FederationName::new(FEDERATION).unwrap(),
-        agency: agency("police"),
-    };
-    if let Ok(channel) = connect_channel(&addr, police, Arc::new(tls), Duration::from_secs(5)).await
-    {
-        let mut c = NodeClient::from_channel(channel);
-        assert!(
-            c.alerts
-                .list_alerts(casebridge::proto::v1::ListAlertsRequest::default())
-                .await
-                .is_err(),
-            "a certificate without clientAuth was accepted"
-        );
+        };
+        if let Ok(channel) =
+            connect_channel(&addr, police, Arc::new(tls), Duration::from_secs(5)).await
+        {
+            let mut c = NodeClient::from_channel(channel);
+            assert!(
+                c.alerts
+                    .list_alerts(casebridge::proto::v1::ListAlertsRequest::default())
+                    .await
+                    .is_err(),
+                "a {fault:?} certificate was accepted"
+            );
+        }
     }
     fed.shutdown().await;
 }

@@ -428,14 +428,23 @@ pub fn write_foreign_client(
     Ok((c, k))
 }
 
+/// A client certificate that is wrong in one way, for tests showing the
+/// node refuses it.
+#[derive(Debug, Clone, Copy)]
+pub enum FaultyClient {
+    /// Extended key usage serverAuth only: right CA, wrong purpose.
+    ServerAuthOnly,
+    /// Validity ended yesterday.
+    Expired,
+}
+
 /// Signs, with the agency's own client CA (from `certs init` files in
-/// `agency_dir`), a client certificate for `identity` whose extended key
-/// usage is serverAuth only: right CA, wrong purpose. For tests showing that
-/// the purpose is checked.
-pub fn write_client_without_client_auth(
+/// `agency_dir`), a client certificate for `identity` that is `fault`.
+pub fn write_faulty_client(
     identity: &ClientIdentity,
     agency_dir: &Path,
     out: &Path,
+    fault: FaultyClient,
 ) -> Result<(PathBuf, PathBuf), CertsError> {
     mkdir(out)?;
     let read = |p: PathBuf| {
@@ -444,10 +453,24 @@ pub fn write_client_without_client_auth(
     let ca_key = KeyPair::from_pem(&read(agency_dir.join("client-ca.key"))?)?;
     let ca = Issuer::from_ca_cert_pem(&read(agency_dir.join("client-ca.pem"))?, ca_key)?;
     let key = KeyPair::generate()?;
-    let mut params = leaf_params("no clientAuth", vec![uri(identity.spiffe_uri())?], false);
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let mut params = leaf_params("faulty client", vec![uri(identity.spiffe_uri())?], false);
+    let name = match fault {
+        FaultyClient::ServerAuthOnly => {
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            "server-only"
+        }
+        FaultyClient::Expired => {
+            let now = OffsetDateTime::now_utc();
+            params.not_before = now - Duration::days(30);
+            params.not_after = now - Duration::days(1);
+            "expired"
+        }
+    };
     let cert = params.signed_by(&key, &ca)?;
-    let (c, k) = (out.join("server-only.pem"), out.join("server-only.key"));
+    let (c, k) = (
+        out.join(format!("{name}.pem")),
+        out.join(format!("{name}.key")),
+    );
     write_new(&c, &cert.pem(), false)?;
     write_new(&k, &key.serialize_pem(), true)?;
     Ok((c, k))
