@@ -275,10 +275,18 @@ impl Worker {
         loop {
             if in_flight.len() < window {
                 let now = SystemTime::now();
-                for (seq, payload) in
-                    ctx.store
-                        .outbox_after(&self.peer, cursor, window - in_flight.len())?
-                {
+                let batch = ctx
+                    .store
+                    .outbox_after(&self.peer, cursor, window - in_flight.len())?;
+                if !batch.is_empty() {
+                    // Only what is on disk leaves: an entry is visible here as
+                    // soon as its transaction commits, before the flush that
+                    // acknowledges it. Sending it earlier could give a peer an
+                    // alert that a crash then erases at the origin, which
+                    // could never retract it.
+                    ctx.store.durable().await?;
+                }
+                for (seq, payload) in batch {
                     cursor = Some(seq);
                     // Content past its retention deadline never leaves; a
                     // tombstone still goes, it only removes.
