@@ -298,6 +298,9 @@ pub struct Limits {
     /// Calls one peer may make per second on the peer listener (Hello,
     /// opening a delivery stream, lookups; bursts up to twice this).
     pub requests_per_second_per_peer: Bounded<1, 1_000_000>,
+    /// On shutdown, how long health reports NOT_SERVING before the listeners
+    /// stop accepting: time for load balancers and clients to move away.
+    pub drain_grace_secs: Bounded<0, 300>,
     /// Time a lookup waits for each peer's answer.
     pub lookup_timeout_secs: Bounded<1, 120>,
 }
@@ -317,6 +320,7 @@ impl Default for Limits {
             lookups_per_minute_per_peer: Bounded::new(600),
             requests_per_second_per_client: Bounded::new(2000),
             requests_per_second_per_peer: Bounded::new(50),
+            drain_grace_secs: Bounded::new(2),
             lookup_timeout_secs: Bounded::new(5),
         }
     }

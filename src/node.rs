@@ -80,6 +80,10 @@ pub struct NodeCore {
     pub store: Arc<Store>,
     pub started_at: SystemTime,
     pub shutdown: CancellationToken,
+    /// gRPC health of both listeners: SERVING while up, NOT_SERVING from the
+    /// moment shutdown starts.
+    pub health: tonic_health::server::HealthReporter,
+    drain_grace: Duration,
 }
 
 /// The node's two bound sockets.
@@ -178,6 +182,7 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
     let gate: std::sync::Weak<dyn crate::matching::NoticeGate> = Arc::downgrade(&sharing) as _;
     store.start_matching(gate)?;
     let shutdown = CancellationToken::new();
+    let (health, health_service) = tonic_health::server::health_reporter();
     let core = Arc::new(NodeCore {
         agency: config.agency().clone(),
         federation: config.federation.clone(),
@@ -228,6 +233,8 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
         store: store.clone(),
         started_at: SystemTime::now(),
         shutdown: shutdown.clone(),
+        health: health.clone(),
+        drain_grace: Duration::from_secs(config.limits.drain_grace_secs.get() as u64),
     });
 
     let peer_addr = listeners
@@ -261,12 +268,25 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
         max_age,
         shutdown.clone(),
     );
-    let peer_router = server().add_service(
-        PeerExchangeServer::new(PeerApi(core.clone()))
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max),
-    );
-    let (health, health_service) = tonic_health::server::health_reporter();
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| NodeError::Serve {
+                listener: "reflection",
+                reason: e.to_string(),
+            })
+    };
+    let peer_router = server()
+        .add_service(health_service.clone())
+        .add_service(reflection()?)
+        .add_service(
+            PeerExchangeServer::new(PeerApi(core.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        );
+    health.set_serving::<PeerExchangeServer<PeerApi>>().await;
     health.set_serving::<AlertServiceServer<AlertApi>>().await;
     health.set_serving::<AdminServiceServer<AdminApi>>().await;
     let client_incoming = serve_tls(
@@ -278,6 +298,7 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
     );
     let client_router = server()
         .add_service(health_service)
+        .add_service(reflection()?)
         .add_service(
             AlertServiceServer::new(AlertApi(core.clone()))
                 .max_decoding_message_size(max)
@@ -416,9 +437,27 @@ impl RunningNode {
         self.core.inbound.subscribe()
     }
 
-    /// Stops accepting, lets in-flight RPCs finish (bounded), stops delivery
-    /// workers (un-acked envelopes stay in the outbox) and flushes the store.
+    /// Reports NOT_SERVING for the drain grace, then stops accepting, lets
+    /// in-flight RPCs finish (bounded), stops delivery workers (un-acked
+    /// envelopes stay in the outbox) and flushes the store.
     pub async fn shutdown(self) -> Result<(), NodeError> {
+        let health = &self.core.health;
+        health
+            .set_not_serving::<PeerExchangeServer<PeerApi>>()
+            .await;
+        health
+            .set_not_serving::<AlertServiceServer<AlertApi>>()
+            .await;
+        health
+            .set_not_serving::<AdminServiceServer<AdminApi>>()
+            .await;
+        health
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+        if !self.core.drain_grace.is_zero() {
+            tracing::info!(grace = ?self.core.drain_grace, "draining: health is NOT_SERVING");
+            tokio::time::sleep(self.core.drain_grace).await;
+        }
         self.core.shutdown.cancel();
         let mut first_error = None;
         for server in self.servers {

@@ -8,6 +8,11 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/casebridge.v1.serde.rs"));
 }
 
+/// The compiled wire contract (every `.proto` with its imports), served by
+/// gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/casebridge_descriptor.bin"));
+
 /// Version of the peer protocol spoken by this build; exchanged in `Hello`.
 pub const PROTOCOL_VERSION: u32 = 1;
 

@@ -4,12 +4,7 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use bytes::{Buf, BufMut};
-use casebridge::identity::{NodeIdentity, TlsIdentity, client_tls_config, connect_channel};
-use casebridge::ids::FederationName;
 use casebridge::proto::v1::{GetPolicyRequest, GetStatusRequest, NodeStatus};
 use common::*;
 use rand::rngs::StdRng;
@@ -224,24 +219,6 @@ async fn call(channel: Channel, path: &str, shape: Shape, body: Vec<u8>) -> Resu
     }
 }
 
-/// A channel to `target`'s peer listener, authenticated as `as_agency`'s node.
-async fn peer_channel(fed: &TestFederation, as_agency: &str, target: &str) -> Channel {
-    let dir = fed.pki(as_agency);
-    let own = TlsIdentity::load(&dir.join("node.pem"), &dir.join("node.key")).unwrap();
-    let tls = client_tls_config(&own, &fed.layout.federation_ca, &[]).unwrap();
-    connect_channel(
-        &fed.layout.agencies[&agency(target)].addrs.peer.to_string(),
-        NodeIdentity {
-            federation: FederationName::new(FEDERATION).unwrap(),
-            agency: agency(target),
-        },
-        Arc::new(tls),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap()
-}
-
 fn fingerprint(s: &NodeStatus) -> (u64, u64, u64, u64, u64) {
     (
         s.local_alerts,
@@ -285,7 +262,7 @@ async fn malformed_input_on_every_rpc_gets_an_error_and_changes_nothing() {
     for (rpcs, channel) in [
         (CLIENT_RPCS, admin.channel.clone()),
         (CLIENT_RPCS, cms.channel.clone()),
-        (PEER_RPCS, peer_channel(&fed, "ngo", "police").await),
+        (PEER_RPCS, fed.peer_channel("ngo", "police").await),
     ] {
         for (path, shape, first) in rpcs {
             for (what, body) in payloads(*first, &mut rng) {

@@ -206,7 +206,9 @@ async fn start_federation(dir: &std::path::Path) -> anyhow::Result<Federation> {
     }
     let mut nodes = BTreeMap::new();
     for (id, agency) in &layout.agencies {
-        let config = NodeConfig::load(&agency.node_config)?;
+        let mut config = NodeConfig::load(&agency.node_config)?;
+        // A throw-away federation: stop at once, no load balancer to drain.
+        config.limits.drain_grace_secs = crate::config::Bounded::new(0);
         let listeners = Listeners::bind(&config).await?;
         nodes.insert(id.clone(), start(config, listeners).await?);
     }

@@ -100,6 +100,8 @@ impl TestFederation {
         // Quick reconnects keep tests short; production defaults are slower.
         config.delivery.initial_backoff_ms = casebridge::config::Bounded::new(50);
         config.delivery.max_backoff_ms = casebridge::config::Bounded::new(500);
+        // No drain grace: tests stop nodes often (tests/health.rs sets one).
+        config.limits.drain_grace_secs = casebridge::config::Bounded::new(0);
         (self.configure)(&agency(a), &mut config);
         config
     }
@@ -114,6 +116,11 @@ impl TestFederation {
         let listeners = Listeners::bind(&config).await.unwrap();
         self.nodes
             .insert(agency(a), start(config, listeners).await.unwrap());
+    }
+
+    /// Takes a running node out of the federation (to shut it down by hand).
+    pub fn take_node(&mut self, a: &str) -> RunningNode {
+        self.nodes.remove(&agency(a)).expect("node is running")
     }
 
     pub async fn stop_node(&mut self, a: &str) {
@@ -152,6 +159,25 @@ impl TestFederation {
         )
         .await?;
         Ok(PeerExchangeClient::new(channel))
+    }
+
+    /// A raw channel to `target`'s peer listener, authenticated as
+    /// `as_agency`'s node (for any service on that listener).
+    pub async fn peer_channel(&self, as_agency: &str, target: &str) -> Channel {
+        let dir = self.pki(as_agency);
+        let own = TlsIdentity::load(&dir.join("node.pem"), &dir.join("node.key")).unwrap();
+        let tls = client_tls_config(&own, &self.layout.federation_ca, &[]).unwrap();
+        connect_channel(
+            &self.layout.agencies[&agency(target)].addrs.peer.to_string(),
+            NodeIdentity {
+                federation: FederationName::new(FEDERATION).unwrap(),
+                agency: agency(target),
+            },
+            Arc::new(tls),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap()
     }
 
     pub async fn peer_client(&self, as_agency: &str, target: &str) -> PeerExchangeClient<Channel> {
