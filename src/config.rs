@@ -141,6 +141,17 @@ pub struct NodeConfig {
     pub limits: Limits,
     #[serde(default)]
     pub delivery: DeliveryConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// The Prometheus endpoint.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of the plain-HTTP `GET /metrics` endpoint; none = no endpoint.
+    /// It has no authentication: keep it on loopback (or behind a firewall).
+    pub listen: Option<Spanned<SocketAddr>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -17,6 +17,7 @@
 //! - [`lookup`]: federation lookup (ask peers by token, answer about own alerts).
 //! - [`ratelimit`]: per-caller token buckets.
 //! - [`api`]: thin tonic services for the client, admin and peer APIs.
+//! - [`metrics`]: Prometheus series and their HTTP endpoint.
 //! - [`node`]: wires the above into a running node with two TLS listeners.
 //! - [`client`]: a typed client of one node's client API (CLI, demo, tests).
 //! - [`certs`]: a development federation PKI.
@@ -35,6 +36,7 @@ pub mod identity;
 pub mod ids;
 pub mod lookup;
 pub mod matching;
+pub mod metrics;
 pub mod node;
 pub mod policy;
 pub mod proto;

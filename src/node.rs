@@ -27,6 +27,7 @@ use crate::identity::{
 use crate::ids::{AgencyId, FederationName};
 use crate::lookup::{LookupSettings, Lookups};
 use crate::matching::MatchScope;
+use crate::metrics::Metrics;
 use crate::proto::v1::admin_service_server::AdminServiceServer;
 use crate::proto::v1::alert_service_server::AlertServiceServer;
 use crate::proto::v1::peer_exchange_server::PeerExchangeServer;
@@ -83,6 +84,7 @@ pub struct NodeCore {
     /// gRPC health of both listeners: SERVING while up, NOT_SERVING from the
     /// moment shutdown starts.
     pub health: tonic_health::server::HealthReporter,
+    pub metrics: Metrics,
     drain_grace: Duration,
 }
 
@@ -110,6 +112,7 @@ pub struct RunningNode {
     core: Arc<NodeCore>,
     peer_addr: SocketAddr,
     client_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     servers: Vec<JoinHandle<Result<(), NodeError>>>,
     workers: Vec<JoinHandle<()>>,
 }
@@ -181,6 +184,8 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
     );
     let gate: std::sync::Weak<dyn crate::matching::NoticeGate> = Arc::downgrade(&sharing) as _;
     store.start_matching(gate)?;
+    let metrics = Metrics::new();
+    store.set_metrics(metrics.clone());
     let shutdown = CancellationToken::new();
     let (health, health_service) = tonic_health::server::health_reporter();
     let core = Arc::new(NodeCore {
@@ -206,6 +211,7 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
             outbound.clone(),
             pseudo.clone(),
             sharing.clone(),
+            metrics.clone(),
         ),
         sharing: sharing.clone(),
         lookups: Lookups::new(
@@ -228,7 +234,13 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
                 per_peer_per_minute: config.limits.lookups_per_minute_per_peer.get() as u32,
             },
         ),
-        inbound: Inbound::new(store.clone(), config.limits.clone(), sharing.clone()),
+        inbound: Inbound::new(
+            store.clone(),
+            config.limits.clone(),
+            sharing.clone(),
+            metrics.clone(),
+        ),
+        metrics: metrics.clone(),
         outbound: outbound.clone(),
         store: store.clone(),
         started_at: SystemTime::now(),
@@ -266,6 +278,10 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
         tls_configs.peer.clone(),
         limits.handshake_timeout(),
         max_age,
+        metrics
+            .refused_handshakes
+            .get_or_create(&crate::metrics::label("listener", "peer"))
+            .clone(),
         shutdown.clone(),
     );
     let reflection = || {
@@ -294,6 +310,10 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
         tls_configs.client.clone(),
         limits.handshake_timeout(),
         max_age,
+        metrics
+            .refused_handshakes
+            .get_or_create(&crate::metrics::label("listener", "client"))
+            .clone(),
         shutdown.clone(),
     );
     let client_router = server()
@@ -309,6 +329,19 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         );
+    // Bound before anything is spawned, so a taken port fails the start cleanly.
+    let metrics_listener = match &config.metrics.listen {
+        Some(addr) => Some(
+            crate::metrics::bind(*addr.get_ref())
+                .await
+                .map_err(|source| NodeError::Bind {
+                    addr: *addr.get_ref(),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
     let servers = vec![
         tokio::spawn({
             let stop = shutdown.clone();
@@ -338,6 +371,7 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
     let mut workers = vec![
         tokio::spawn(purge_expired(
             store.clone(),
+            metrics.clone(),
             Duration::from_secs(config.alerts.purge_interval_secs.get() as u64),
             shutdown.clone(),
         )),
@@ -355,14 +389,44 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
             max_connection_age: max_age,
             config: config.delivery.clone(),
             max_message_bytes: max,
+            metrics: metrics.clone(),
         },
-        shutdown,
+        shutdown.clone(),
     ));
+
+    if let Some(listener) = metrics_listener {
+        let refresh_core = core.clone();
+        let refresh: Arc<dyn Fn(&Metrics) + Send + Sync> = Arc::new(move |m: &Metrics| {
+            let core = &refresh_core;
+            for (peer, _, _) in core.outbound.states() {
+                let labels = crate::metrics::peer(&peer);
+                m.queue_depth
+                    .get_or_create(&labels)
+                    .set(core.store.outbox_depth(&peer) as i64);
+                let oldest = core
+                    .store
+                    .outbox_summary(&peer, 0)
+                    .ok()
+                    .and_then(|q| q.oldest_queued_at)
+                    .map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs(t.seconds.max(0) as u64));
+                m.oldest_undelivered
+                    .get_or_create(&labels)
+                    .set(crate::metrics::age_secs(oldest));
+            }
+        });
+        workers.push(tokio::spawn(crate::metrics::serve(
+            listener,
+            metrics.clone(),
+            refresh,
+            shutdown,
+        )));
+    }
     tracing::info!(agency = %core.agency, %peer_addr, %client_addr, "node started");
     Ok(RunningNode {
         core,
         peer_addr,
         client_addr,
+        metrics_addr,
         servers,
         workers,
     })
@@ -370,10 +434,16 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
 
 /// Removes content past its retention deadline, at start and then every
 /// `interval`, until shutdown.
-async fn purge_expired(store: Arc<Store>, interval: Duration, shutdown: CancellationToken) {
+async fn purge_expired(
+    store: Arc<Store>,
+    metrics: Metrics,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
     loop {
         match store.purge_expired(SystemTime::now()).await {
             Ok(purged) if !purged.is_empty() => {
+                metrics.purged.inc_by(purged.len() as u64);
                 tracing::info!(count = purged.len(), "retention: content purged");
             }
             Ok(_) => {}
@@ -432,6 +502,10 @@ impl RunningNode {
     }
     pub fn client_addr(&self) -> SocketAddr {
         self.client_addr
+    }
+    /// Where `GET /metrics` is served, when `[metrics] listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
     pub fn subscribe_received(&self) -> tokio::sync::broadcast::Receiver<Received> {
         self.core.inbound.subscribe()

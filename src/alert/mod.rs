@@ -83,6 +83,7 @@ pub struct Ledger {
     pseudo: Arc<Pseudonymizer>,
     /// The sharing policy in force; without one nothing is shared.
     sharing: Arc<Sharing>,
+    metrics: crate::metrics::Metrics,
 }
 
 impl Ledger {
@@ -96,6 +97,7 @@ impl Ledger {
         outbound: Arc<Outbound>,
         pseudo: Arc<Pseudonymizer>,
         sharing: Arc<Sharing>,
+        metrics: crate::metrics::Metrics,
     ) -> Self {
         Self {
             store,
@@ -106,6 +108,7 @@ impl Ledger {
             outbound,
             pseudo,
             sharing,
+            metrics,
         }
     }
 
@@ -160,6 +163,19 @@ impl Ledger {
         }
         let withdrawn = &record.withdrawn_from;
         for (peer, decision) in self.sharing.decide_all(record, SystemTime::now()) {
+            // (Counted per evaluation: sled may retry a transaction.)
+            self.metrics
+                .policy_decisions
+                .get_or_create(&crate::metrics::peer_and(
+                    &peer,
+                    "decision",
+                    if decision.grant.is_some() {
+                        "share"
+                    } else {
+                        "deny"
+                    },
+                ))
+                .inc();
             if withdrawn.iter().any(|w| w == peer.as_str()) {
                 continue; // withdrawn by RetractFromPeer: only Reshare sends it again
             }

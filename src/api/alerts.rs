@@ -29,11 +29,18 @@ impl AlertService for AlertApi {
     ) -> Result<Response<Alert>, Status> {
         let client = self.0.clients.require(&req, Role::Submit)?;
         let r = req.into_inner();
-        let alert = self
-            .0
-            .ledger
-            .submit(&client, r.draft, &r.request_id)
-            .await?;
+        let result = self.0.ledger.submit(&client, r.draft, &r.request_id).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(crate::alert::AlertError::Invalid(_)) => "invalid",
+            Err(_) => "error",
+        };
+        self.0
+            .metrics
+            .submits
+            .get_or_create(&crate::metrics::label("outcome", outcome))
+            .inc();
+        let alert = result?;
         tracing::info!(alert = %alert.id, client = %client.name, "alert submitted");
         Ok(Response::new(alert))
     }

@@ -58,17 +58,24 @@ pub struct Inbound {
     /// Alert versions stored / found already held, since start.
     stored: std::sync::atomic::AtomicU64,
     duplicates: std::sync::atomic::AtomicU64,
+    metrics: crate::metrics::Metrics,
     events: broadcast::Sender<Received>,
 }
 
 impl Inbound {
-    pub fn new(store: Arc<Store>, limits: Limits, sharing: Arc<Sharing>) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        limits: Limits,
+        sharing: Arc<Sharing>,
+        metrics: crate::metrics::Metrics,
+    ) -> Self {
         Self {
             store,
             limits,
             sharing,
             stored: Default::default(),
             duplicates: Default::default(),
+            metrics,
             events: broadcast::channel(1024).0,
         }
     }
@@ -81,6 +88,15 @@ impl Inbound {
     /// a resend is a duplicate, not a store).
     pub fn stored_total(&self) -> u64 {
         self.stored.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count(&self, from: &NodeIdentity, outcome: &str, n: usize) {
+        if n > 0 {
+            self.metrics
+                .received
+                .get_or_create(&crate::metrics::peer_and(&from.agency, "outcome", outcome))
+                .inc_by(n as u64);
+        }
     }
 
     /// Deliveries of versions already held, since start (resends).
@@ -241,6 +257,7 @@ impl Inbound {
         // Recorded (and flushed) before the REJECTED acks go out: the sender
         // drops the envelope on that ack, so this is the only trace left.
         self.store.record_refusals(&refusals).await?;
+        self.count(from, "refused", refusals.len());
         for (idx, notice) in notices {
             match self.store.record_notice(&from.agency, &notice).await? {
                 NoticeOutcome::Recorded(hit) => {
@@ -271,11 +288,13 @@ impl Inbound {
             let alert = rec.alert.unwrap_or_default();
             match outcome {
                 ApplyOutcome::Duplicate => {
+                    self.count(from, "duplicate", 1);
                     self.duplicates
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     acks[idx].status = AckStatus::Duplicate as i32;
                 }
                 ApplyOutcome::Stored => {
+                    self.count(from, "stored", 1);
                     self.stored
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::debug!(peer = %from.agency, alert = %alert.id, version = alert.version, "alert received");

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::DeliveryConfig;
 use crate::identity::{NodeIdentity, TlsError, connect_channel};
 use crate::ids::{AgencyId, FederationName};
+use crate::metrics::{self, Metrics};
 use crate::proto::PROTOCOL_VERSION;
 use crate::proto::v1::envelope::Payload;
 use crate::proto::v1::peer_exchange_client::PeerExchangeClient;
@@ -93,6 +94,7 @@ pub struct DeliveryContext {
     pub max_connection_age: Duration,
     pub config: DeliveryConfig,
     pub max_message_bytes: usize,
+    pub metrics: Metrics,
 }
 
 impl Outbound {
@@ -215,6 +217,11 @@ impl Worker {
                 tracing::info!(peer = %self.peer, error = %e, retry_in = ?delay, "delivery interrupted");
                 self.record_error(&e.to_string());
                 self.slot.update(|s| s.retries += 1);
+                self.ctx
+                    .metrics
+                    .delivery_failures
+                    .get_or_create(&metrics::peer(&self.peer))
+                    .inc();
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(delay) => {}
@@ -270,7 +277,8 @@ impl Worker {
         self.slot.update(|s| s.connected = true);
         tracing::info!(peer = %self.peer, "delivery stream open");
 
-        let mut in_flight: VecDeque<u64> = VecDeque::new();
+        // Sequence and queueing time of each envelope sent and not yet acked.
+        let mut in_flight: VecDeque<(u64, Option<pbjson_types::Timestamp>)> = VecDeque::new();
         let mut cursor: Option<u64> = None;
         loop {
             if in_flight.len() < window {
@@ -286,7 +294,7 @@ impl Worker {
                     // could never retract it.
                     ctx.store.durable().await?;
                 }
-                for (seq, payload) in batch {
+                for (seq, payload, queued_at) in batch {
                     cursor = Some(seq);
                     // Content past its retention deadline never leaves; a
                     // tombstone still goes, it only removes.
@@ -299,7 +307,7 @@ impl Worker {
                         tracing::info!(peer = %self.peer, alert = %a.id, "retention deadline passed while queued; dropped");
                         continue;
                     }
-                    in_flight.push_back(seq);
+                    in_flight.push_back((seq, queued_at));
                     if tx
                         .send(Envelope {
                             sequence: seq,
@@ -323,13 +331,30 @@ impl Worker {
                     let Some(ack) = ack? else {
                         return Err(DeliveryError::Rpc("peer closed the delivery stream".into()));
                     };
-                    let Some(pos) = in_flight.iter().position(|s| *s == ack.sequence) else {
+                    let Some(pos) = in_flight.iter().position(|(s, _)| *s == ack.sequence) else {
                         return Err(DeliveryError::UnexpectedAck(ack.sequence));
                     };
-                    in_flight.remove(pos);
+                    let queued_at = in_flight.remove(pos).and_then(|(_, q)| q);
                     ctx.store.outbox_remove(&self.peer, ack.sequence)?;
                     backoff.reset();
                     let now = SystemTime::now();
+                    let status = AckStatus::try_from(ack.status).map_or("unknown".to_string(), |s| {
+                        s.as_str_name().trim_start_matches("ACK_STATUS_").to_ascii_lowercase()
+                    });
+                    ctx.metrics
+                        .deliveries
+                        .get_or_create(&metrics::peer_and(&self.peer, "status", &status))
+                        .inc();
+                    if let Some(q) = queued_at {
+                        let queued = SystemTime::UNIX_EPOCH
+                            + Duration::new(q.seconds.max(0) as u64, q.nanos.max(0) as u32);
+                        if let Ok(d) = now.duration_since(queued) {
+                            ctx.metrics
+                                .delivery_latency
+                                .get_or_create(&metrics::peer(&self.peer))
+                                .observe(d.as_secs_f64());
+                        }
+                    }
                     if ack.status == AckStatus::Rejected as i32 {
                         tracing::warn!(peer = %self.peer, sequence = ack.sequence, reason = %ack.reason, "peer rejected envelope");
                         self.slot.update(|s| {

@@ -247,6 +247,7 @@ pub fn serve_tls(
     config: tokio::sync::watch::Receiver<Arc<ServerConfig>>,
     handshake_timeout: Duration,
     max_age: Duration,
+    refused: prometheus_client::metrics::counter::Counter,
     shutdown: CancellationToken,
 ) -> ReceiverStream<Result<AuthenticatedConn, io::Error>> {
     let (tx, rx) = mpsc::channel(64);
@@ -276,6 +277,7 @@ pub fn serve_tls(
             let _ = tcp.set_nodelay(true);
             let acceptor = TlsAcceptor::from(config.borrow().clone());
             let tx = tx.clone();
+            let refused = refused.clone();
             let age = max_age.mul_f64(1.0 - rand::random::<f64>() / 10.0);
             tokio::spawn(async move {
                 let _permit = permit;
@@ -283,10 +285,12 @@ pub fn serve_tls(
                 {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(e)) => {
+                        refused.inc();
                         tracing::info!(%remote, error = %e, "TLS handshake refused");
                         return;
                     }
                     Err(_) => {
+                        refused.inc();
                         tracing::info!(%remote, "TLS handshake timed out");
                         return;
                     }
@@ -308,6 +312,7 @@ pub fn serve_tls(
                         let _ = tx.send(Ok(conn)).await;
                     }
                     Err(e) => {
+                        refused.inc();
                         tracing::info!(%remote, error = %e, "certificate has no usable identity")
                     }
                 }

@@ -116,6 +116,8 @@ pub struct Store {
     /// one, every configured peer is notified. Weak: the policy holds the
     /// store, and a cycle would keep the database (and its lock) open.
     notice_gate: std::sync::OnceLock<std::sync::Weak<dyn crate::matching::NoticeGate>>,
+    /// Hits recorded, by type, for the metrics endpoint.
+    hit_counter: std::sync::OnceLock<crate::metrics::Metrics>,
     commit: GroupCommit,
     /// Latest hit sequence, for watchers.
     hit_seq: tokio::sync::watch::Sender<u64>,
@@ -214,6 +216,7 @@ impl Store {
             retention: db.open_tree("retention")?,
             purges: db.open_tree("purges")?,
             notice_gate: std::sync::OnceLock::new(),
+            hit_counter: std::sync::OnceLock::new(),
             hits,
             scope,
             db,
@@ -471,7 +474,7 @@ impl Store {
         peer: &AgencyId,
         after: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<(u64, Payload)>, StoreError> {
+    ) -> Result<Vec<(u64, Payload, Option<pbjson_types::Timestamp>)>, StoreError> {
         let start = match after {
             Some(s) if s == u64::MAX => return Ok(Vec::new()),
             Some(s) => outbox_key(peer, s + 1),
@@ -490,14 +493,15 @@ impl Store {
                     reason: "bad outbox key".into(),
                 }
             })?);
-            let payload = Envelope::decode(v.as_ref())
-                .ok()
-                .and_then(|e| e.payload)
-                .ok_or_else(|| StoreError::Corrupt {
-                    key: String::from_utf8_lossy(&k).into_owned(),
-                    reason: "outbox entry without payload".into(),
-                })?;
-            out.push((seq, payload));
+            let env = Envelope::decode(v.as_ref()).map_err(|e| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                reason: e.to_string(),
+            })?;
+            let payload = env.payload.ok_or_else(|| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                reason: "outbox entry without payload".into(),
+            })?;
+            out.push((seq, payload, env.queued_at));
         }
         Ok(out)
     }
@@ -821,7 +825,27 @@ impl Store {
         Ok(())
     }
 
+    /// Counts hits in `metrics` from now on.
+    pub fn set_metrics(&self, metrics: crate::metrics::Metrics) {
+        let _ = self.hit_counter.set(metrics);
+    }
+
     fn publish(&self, hits: &[Hit]) {
+        if let Some(m) = self.hit_counter.get() {
+            for h in hits {
+                let kind = crate::proto::v1::IdentifierType::try_from(h.r#type).map_or(
+                    "unknown".to_string(),
+                    |t| {
+                        t.as_str_name()
+                            .trim_start_matches("IDENTIFIER_TYPE_")
+                            .to_ascii_lowercase()
+                    },
+                );
+                m.hits
+                    .get_or_create(&crate::metrics::label("type", &kind))
+                    .inc();
+            }
+        }
         if let Some(max) = hits.iter().map(|h| h.sequence).max() {
             self.hit_seq.send_if_modified(|cur| {
                 let changed = max > *cur;
@@ -993,7 +1017,7 @@ mod tests {
         }
         let q = store.outbox_after(&ngo, None, 10).unwrap();
         assert_eq!(
-            q.iter().map(|(_, a)| version_of(a)).collect::<Vec<_>>(),
+            q.iter().map(|(_, a, _)| version_of(a)).collect::<Vec<_>>(),
             [1, 2, 3]
         );
         assert!(q.windows(2).all(|w| w[0].0 < w[1].0), "sequences increase");
@@ -1193,7 +1217,7 @@ mod tests {
             .outbox_after(&agency("ngo"), None, 10)
             .unwrap()
             .into_iter()
-            .filter_map(|(_, p)| match p {
+            .filter_map(|(_, p, _)| match p {
                 Payload::HitNotice(n) => Some(n),
                 Payload::Alert(_) => None,
             })

@@ -1,0 +1,217 @@
+//! Prometheus metrics of one node, and the plain-HTTP endpoint that exposes
+//! them (`[metrics] listen`, loopback by default).
+//!
+//! Labels carry agency ids, identifier *types*, outcomes and listener names
+//! only: never an alert id, a client's data or an identifier, so scraping
+//! discloses nothing about cases.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Request, Response, StatusCode};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+type Labels = Vec<(&'static str, String)>;
+
+fn latency_histogram() -> Histogram {
+    // 1 ms … ~65 s: a healthy link answers in milliseconds, a backlog in minutes.
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+/// Every series the node exposes. Cheap to clone (each metric is an `Arc`).
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    /// Client submits by outcome (`ok`, `invalid`, `error`).
+    pub submits: Family<Labels, Counter>,
+    /// Envelopes acknowledged by each peer, by ack status.
+    pub deliveries: Family<Labels, Counter>,
+    /// Failed delivery connections or streams, per peer.
+    pub delivery_failures: Family<Labels, Counter>,
+    /// From queueing an envelope to the peer's ack, per peer.
+    pub delivery_latency: Family<Labels, Histogram, fn() -> Histogram>,
+    /// Envelopes received from each peer, by outcome (stored, duplicate, refused).
+    pub received: Family<Labels, Counter>,
+    /// Hits recorded, by identifier type.
+    pub hits: Family<Labels, Counter>,
+    /// Sharing decisions per peer (`share` or `deny`).
+    pub policy_decisions: Family<Labels, Counter>,
+    /// TLS handshakes refused (bad, revoked or expired certificate; timeouts), per listener.
+    pub refused_handshakes: Family<Labels, Counter>,
+    /// Envelopes waiting for each peer (set at every scrape).
+    pub queue_depth: Family<Labels, Gauge>,
+    /// Age in seconds of each peer's oldest undelivered envelope (0 when none).
+    pub oldest_undelivered: Family<Labels, Gauge>,
+    /// Alerts whose content was purged at their retention deadline.
+    pub purged: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("casebridge");
+        let m = Self {
+            registry: Arc::new(Registry::default()),
+            submits: Family::default(),
+            deliveries: Family::default(),
+            delivery_failures: Family::default(),
+            delivery_latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            received: Family::default(),
+            hits: Family::default(),
+            policy_decisions: Family::default(),
+            refused_handshakes: Family::default(),
+            queue_depth: Family::default(),
+            oldest_undelivered: Family::default(),
+            purged: Counter::default(),
+        };
+        r.register("submits", "Client submits, by outcome", m.submits.clone());
+        r.register(
+            "deliveries",
+            "Envelopes acknowledged by a peer, by ack status",
+            m.deliveries.clone(),
+        );
+        r.register(
+            "delivery_failures",
+            "Failed delivery connections or streams, per peer (each is retried)",
+            m.delivery_failures.clone(),
+        );
+        r.register(
+            "delivery_latency_seconds",
+            "Time from queueing an envelope to the peer's acknowledgement",
+            m.delivery_latency.clone(),
+        );
+        r.register(
+            "received",
+            "Envelopes received from a peer, by outcome",
+            m.received.clone(),
+        );
+        r.register("hits", "Hits recorded, by identifier type", m.hits.clone());
+        r.register(
+            "policy_decisions",
+            "Sharing-policy decisions per peer",
+            m.policy_decisions.clone(),
+        );
+        r.register(
+            "refused_handshakes",
+            "TLS handshakes refused, per listener",
+            m.refused_handshakes.clone(),
+        );
+        r.register(
+            "queue_depth",
+            "Envelopes waiting in the outbox for a peer",
+            m.queue_depth.clone(),
+        );
+        r.register(
+            "oldest_undelivered_seconds",
+            "Age of the oldest envelope waiting for a peer",
+            m.oldest_undelivered.clone(),
+        );
+        r.register(
+            "purged_alerts",
+            "Alerts whose content was purged at the retention deadline",
+            m.purged.clone(),
+        );
+        Self {
+            registry: Arc::new(r),
+            ..m
+        }
+    }
+
+    /// The text exposition of every series.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+pub fn peer(p: &impl ToString) -> Labels {
+    vec![("peer", p.to_string())]
+}
+
+pub fn peer_and(p: &impl ToString, key: &'static str, value: &str) -> Labels {
+    vec![("peer", p.to_string()), (key, value.to_owned())]
+}
+
+pub fn label(key: &'static str, value: &str) -> Labels {
+    vec![(key, value.to_owned())]
+}
+
+/// Seconds since `t` (0 for the future or none).
+pub fn age_secs(t: Option<SystemTime>) -> i64 {
+    t.and_then(|t| SystemTime::now().duration_since(t).ok())
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown`; `refresh` runs
+/// before each scrape to set the gauges that are read from the store.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Metrics,
+    refresh: Arc<dyn Fn(&Metrics) + Send + Sync>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let (tcp, _) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let (metrics, refresh) = (metrics.clone(), refresh.clone());
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let (metrics, refresh) = (metrics.clone(), refresh.clone());
+                async move {
+                    if req.uri().path() == "/metrics" {
+                        refresh(&metrics);
+                        Response::builder()
+                            .header(
+                                "content-type",
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )
+                            .body(Full::new(Bytes::from(metrics.render())))
+                    } else {
+                        Response::builder()
+                            .status(StatusCode::NOT_FOUND)
+                            .body(Full::new(Bytes::from_static(b"try /metrics\n")))
+                    }
+                }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+            // Bounded: a scraper that stalls cannot hold a task forever.
+            let _ = tokio::time::timeout(Duration::from_secs(30), conn).await;
+        });
+    }
+}
+
+/// Binds the metrics address; a non-loopback address is allowed but logged,
+/// since the endpoint has no authentication.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "metrics endpoint is not on loopback and has no authentication; restrict it with a firewall");
+    }
+    TcpListener::bind(addr).await
+}

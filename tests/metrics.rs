@@ -1,0 +1,136 @@
+//! The Prometheus endpoint exposes the named series with the right values
+//! after known traffic.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// `GET path` over plain HTTP/1.1; returns status line and body.
+async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut raw = String::new();
+    tcp.read_to_string(&mut raw).await.unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    )
+}
+
+/// Series name with labels → value, from the text exposition.
+fn samples(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_owned(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_known_traffic() {
+    let fed = TestFederation::start_with(&["police", "ngo"], &[], |_, c| {
+        c.metrics.listen = Some(toml::Spanned::new(0..0, "127.0.0.1:0".parse().unwrap()));
+    })
+    .await;
+    // ngo holds the phone police's alerts carry: one phone hit per police alert.
+    let mut ngo_cms = fed.client("ngo", "cms").await;
+    let ngo_alert = submit(&mut ngo_cms, "ngo case").await;
+    let mut cms = fed.client("police", "cms").await;
+    eventually("ngo's alert at police", || async {
+        fed.alerts("police")
+            .await
+            .iter()
+            .any(|a| a.id == ngo_alert.id)
+            .then_some(())
+    })
+    .await;
+    for i in 0..3 {
+        submit(&mut cms, &format!("police case {i}")).await;
+    }
+    let mut bad = sample_draft("invalid");
+    bad.content.as_mut().unwrap().category = 999;
+    assert!(
+        cms.alerts
+            .submit_alert(casebridge::proto::v1::SubmitAlertRequest {
+                draft: Some(bad),
+                request_id: String::new(),
+            })
+            .await
+            .is_err()
+    );
+    eventually("police's queue empty", || async {
+        fed.peers("police")
+            .await
+            .into_iter()
+            .find(|p| p.queue_depth == 0 && p.delivered_total >= 3)
+    })
+    .await;
+    // A refused handshake: a plain TCP connection that sends garbage.
+    {
+        let mut tcp =
+            tokio::net::TcpStream::connect(fed.layout.agencies[&agency("police")].addrs.peer)
+                .await
+                .unwrap();
+        tcp.write_all(b"not TLS\r\n\r\n").await.unwrap();
+        let mut sink = Vec::new();
+        let _ = tcp.read_to_end(&mut sink).await;
+    }
+
+    let addr = fed.node("police").metrics_addr().unwrap();
+    let (status, _) = get(addr, "/nope").await;
+    assert!(status.contains("404"), "{status}");
+    let m = eventually("the refused handshake counted", || async {
+        let (status, body) = get(addr, "/metrics").await;
+        assert!(status.contains("200"), "{status}");
+        let m = samples(&body);
+        (m.get("casebridge_refused_handshakes_total{listener=\"peer\"}") == Some(&1.0)).then_some(m)
+    })
+    .await;
+    let v = |k: &str| m.get(k).copied().unwrap_or_else(|| panic!("no series {k}"));
+    assert_eq!(v("casebridge_submits_total{outcome=\"ok\"}"), 3.0);
+    assert_eq!(v("casebridge_submits_total{outcome=\"invalid\"}"), 1.0);
+    // 3 alerts, and for each a phone and a person hit notice to ngo: 9
+    // envelopes, each acked once as stored. (A resend after a lost ack is
+    // acked as a duplicate; on a loaded machine a stream can break.)
+    let stored = v("casebridge_deliveries_total{peer=\"ngo\",status=\"stored\"}");
+    let duplicate = m
+        .get("casebridge_deliveries_total{peer=\"ngo\",status=\"duplicate\"}")
+        .copied()
+        .unwrap_or(0.0);
+    assert_eq!(stored, 9.0, "stored {stored}, duplicate {duplicate}");
+    assert_eq!(
+        v("casebridge_delivery_latency_seconds_count{peer=\"ngo\"}"),
+        stored + duplicate
+    );
+    assert_eq!(
+        v("casebridge_policy_decisions_total{peer=\"ngo\",decision=\"share\"}"),
+        3.0
+    );
+    assert_eq!(
+        v("casebridge_received_total{peer=\"ngo\",outcome=\"stored\"}"),
+        1.0
+    );
+    assert_eq!(v("casebridge_queue_depth{peer=\"ngo\"}"), 0.0);
+    assert_eq!(
+        v("casebridge_oldest_undelivered_seconds{peer=\"ngo\"}"),
+        0.0
+    );
+    // police found the phone and the person of its 3 alerts in ngo's alert.
+    assert_eq!(v("casebridge_hits_total{type=\"phone\"}"), 3.0);
+    assert_eq!(v("casebridge_hits_total{type=\"person\"}"), 3.0);
+    assert!(
+        !m.keys().any(|k| k.contains(&ngo_alert.id)),
+        "an alert id in a label"
+    );
+    fed.shutdown().await;
+}
