@@ -159,12 +159,17 @@ pub fn age_secs(t: Option<SystemTime>) -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// Serves `GET /metrics` on `listener` until `shutdown`; `refresh` runs
-/// before each scrape to set the gauges that are read from the store.
+/// Serves, until `shutdown`:
+/// - `GET /metrics`: the text exposition (`refresh` first sets the gauges
+///   read from the store);
+/// - `GET /healthz`: 200 while the process serves (liveness);
+/// - `GET /readyz`: 200 while `ready()`, 503 once shutdown has started
+///   (readiness), for probes that cannot speak mutual TLS, like kubelet's.
 pub async fn serve(
     listener: TcpListener,
     metrics: Metrics,
     refresh: Arc<dyn Fn(&Metrics) + Send + Sync>,
+    ready: Arc<dyn Fn() -> bool + Send + Sync>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -179,23 +184,33 @@ pub async fn serve(
                 }
             },
         };
-        let (metrics, refresh) = (metrics.clone(), refresh.clone());
+        let (metrics, refresh, ready) = (metrics.clone(), refresh.clone(), ready.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let (metrics, refresh) = (metrics.clone(), refresh.clone());
+                let (metrics, refresh, ready) = (metrics.clone(), refresh.clone(), ready.clone());
                 async move {
-                    if req.uri().path() == "/metrics" {
-                        refresh(&metrics);
+                    let text = |status: StatusCode, body: &'static [u8]| {
                         Response::builder()
-                            .header(
-                                "content-type",
-                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                            )
-                            .body(Full::new(Bytes::from(metrics.render())))
-                    } else {
-                        Response::builder()
-                            .status(StatusCode::NOT_FOUND)
-                            .body(Full::new(Bytes::from_static(b"try /metrics\n")))
+                            .status(status)
+                            .body(Full::new(Bytes::from_static(body)))
+                    };
+                    match req.uri().path() {
+                        "/metrics" => {
+                            refresh(&metrics);
+                            Response::builder()
+                                .header(
+                                    "content-type",
+                                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                                )
+                                .body(Full::new(Bytes::from(metrics.render())))
+                        }
+                        "/healthz" => text(StatusCode::OK, b"ok\n"),
+                        "/readyz" if ready() => text(StatusCode::OK, b"ready\n"),
+                        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, b"draining\n"),
+                        _ => text(
+                            StatusCode::NOT_FOUND,
+                            b"try /metrics, /healthz or /readyz\n",
+                        ),
                     }
                 }
             });

@@ -84,6 +84,8 @@ pub struct NodeCore {
     /// gRPC health of both listeners: SERVING while up, NOT_SERVING from the
     /// moment shutdown starts.
     pub health: tonic_health::server::HealthReporter,
+    /// Set when shutdown starts: readiness (gRPC health, `/readyz`) is off.
+    pub draining: std::sync::atomic::AtomicBool,
     pub metrics: Metrics,
     drain_grace: Duration,
 }
@@ -246,6 +248,7 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
         started_at: SystemTime::now(),
         shutdown: shutdown.clone(),
         health: health.clone(),
+        draining: std::sync::atomic::AtomicBool::new(false),
         drain_grace: Duration::from_secs(config.limits.drain_grace_secs.get() as u64),
     });
 
@@ -414,10 +417,17 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
                     .set(crate::metrics::age_secs(oldest));
             }
         });
+        let ready_core = core.clone();
+        let ready: Arc<dyn Fn() -> bool + Send + Sync> = Arc::new(move || {
+            !ready_core
+                .draining
+                .load(std::sync::atomic::Ordering::Relaxed)
+        });
         workers.push(tokio::spawn(crate::metrics::serve(
             listener,
             metrics.clone(),
             refresh,
+            ready,
             shutdown,
         )));
     }
@@ -515,6 +525,9 @@ impl RunningNode {
     /// in-flight RPCs finish (bounded), stops delivery workers (un-acked
     /// envelopes stay in the outbox) and flushes the store.
     pub async fn shutdown(self) -> Result<(), NodeError> {
+        self.core
+            .draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let health = &self.core.health;
         health
             .set_not_serving::<PeerExchangeServer<PeerApi>>()

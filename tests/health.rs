@@ -50,6 +50,7 @@ async fn health_and_reflection_on_both_listeners_and_not_serving_while_draining(
     let mut fed = TestFederation::start_with(&["police", "ngo"], &[], |a, c| {
         if a.as_str() == "police" {
             c.limits.drain_grace_secs = Bounded::new(2);
+            c.metrics.listen = Some(toml::Spanned::new(0..0, "127.0.0.1:0".parse().unwrap()));
         }
     })
     .await;
@@ -85,6 +86,8 @@ async fn health_and_reflection_on_both_listeners_and_not_serving_while_draining(
         "{listed:?}"
     );
 
+    let http = fed.node("police").metrics_addr().unwrap();
+    assert!(http_get(http, "/readyz").await.0.contains("200"));
     let node = fed.take_node("police");
     let stopping = tokio::spawn(node.shutdown());
     let not_serving = ServingStatus::NotServing as i32;

@@ -8,23 +8,6 @@ use std::collections::BTreeMap;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// `GET path` over plain HTTP/1.1; returns status line and body.
-async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut raw = String::new();
-    tcp.read_to_string(&mut raw).await.unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    (
-        head.lines().next().unwrap_or("").to_owned(),
-        body.to_owned(),
-    )
-}
-
 /// Series name with labels → value, from the text exposition.
 fn samples(text: &str) -> BTreeMap<String, f64> {
     text.lines()
@@ -87,10 +70,12 @@ async fn metrics_count_known_traffic() {
     }
 
     let addr = fed.node("police").metrics_addr().unwrap();
-    let (status, _) = get(addr, "/nope").await;
+    let (status, _) = http_get(addr, "/nope").await;
     assert!(status.contains("404"), "{status}");
+    assert!(http_get(addr, "/healthz").await.0.contains("200"));
+    assert!(http_get(addr, "/readyz").await.0.contains("200"));
     let m = eventually("the refused handshake counted", || async {
-        let (status, body) = get(addr, "/metrics").await;
+        let (status, body) = http_get(addr, "/metrics").await;
         assert!(status.contains("200"), "{status}");
         let m = samples(&body);
         (m.get("casebridge_refused_handshakes_total{listener=\"peer\"}") == Some(&1.0)).then_some(m)
