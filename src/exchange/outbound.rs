@@ -280,19 +280,26 @@ impl Worker {
         // Sequence and queueing time of each envelope sent and not yet acked.
         let mut in_flight: VecDeque<(u64, Option<pbjson_types::Timestamp>)> = VecDeque::new();
         let mut cursor: Option<u64> = None;
+        // Outbox entries up to this sequence are known to be on disk.
+        let mut durable_upto: u64 = 0;
         loop {
             if in_flight.len() < window {
                 let now = SystemTime::now();
                 let batch = ctx
                     .store
                     .outbox_after(&self.peer, cursor, window - in_flight.len())?;
-                if !batch.is_empty() {
+                if let Some(&(last, _, _)) = batch.last()
+                    && last > durable_upto
+                {
                     // Only what is on disk leaves: an entry is visible here as
                     // soon as its transaction commits, before the flush that
                     // acknowledges it. Sending it earlier could give a peer an
                     // alert that a crash then erases at the origin, which
-                    // could never retract it.
+                    // could never retract it. One flush covers everything
+                    // visible now, so a backlog costs one wait, not one per batch.
+                    let visible = ctx.store.outbox_last_seq(&self.peer)?.unwrap_or(last);
                     ctx.store.durable().await?;
+                    durable_upto = visible.max(last);
                 }
                 for (seq, payload, queued_at) in batch {
                     cursor = Some(seq);

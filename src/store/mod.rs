@@ -506,6 +506,17 @@ impl Store {
         Ok(out)
     }
 
+    /// The sequence of the newest entry waiting for `peer`, if any.
+    pub fn outbox_last_seq(&self, peer: &AgencyId) -> Result<Option<u64>, StoreError> {
+        let prefix = outbox_prefix(peer);
+        let Some((k, _)) = self.outbox.scan_prefix(&prefix).next_back().transpose()? else {
+            return Ok(None);
+        };
+        Ok(k.get(prefix.len()..)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes))
+    }
+
     /// What is waiting for `peer`: when the oldest entry was queued, and the
     /// retractions among the entries (count, and the first `max_ids` ids).
     /// Reads the peer's whole queue: for the admin API, not the hot path.
