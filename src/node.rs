@@ -406,11 +406,13 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
                 m.queue_depth
                     .get_or_create(&labels)
                     .set(core.store.outbox_depth(&peer) as i64);
+                // The first entry only: a scrape must not read a whole backlog.
                 let oldest = core
                     .store
-                    .outbox_summary(&peer, 0)
+                    .outbox_after(&peer, None, 1)
                     .ok()
-                    .and_then(|q| q.oldest_queued_at)
+                    .and_then(|first| first.into_iter().next())
+                    .and_then(|(_, _, queued_at)| queued_at)
                     .map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs(t.seconds.max(0) as u64));
                 m.oldest_undelivered
                     .get_or_create(&labels)
