@@ -5,15 +5,13 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use casebridge::certs::{free_loopback_addrs, init_federation};
-use casebridge::client::NodeClient;
 use casebridge::config::NodeConfig;
-use casebridge::ids::FederationName;
 use casebridge::node::{Listeners, start};
 use casebridge::proto::v1::{GetAlertRequest, GetStatusRequest};
+use common::process::{NodeProcess, connect_when_up, two_agencies};
 use common::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -21,43 +19,6 @@ use rand::{Rng, SeedableRng};
 const ROUNDS: usize = 3;
 const SUBMITTERS: usize = 4;
 const PER_SUBMITTER: usize = 50;
-
-struct NodeProcess(Child);
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_node(config: &std::path::Path) -> NodeProcess {
-    NodeProcess(
-        Command::new(env!("CARGO_BIN_EXE_casebridge"))
-            .args(["node", "run", "--config"])
-            .arg(config)
-            .env("CASEBRIDGE_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    )
-}
-
-async fn connect_when_up(client_toml: &std::path::Path) -> NodeClient {
-    eventually("the node to come up", || async {
-        let mut c = NodeClient::connect_file(client_toml).await.ok()?;
-        c.alerts
-            .list_alerts(casebridge::proto::v1::ListAlertsRequest {
-                page_size: 1,
-                ..Default::default()
-            })
-            .await
-            .ok()?;
-        Some(c)
-    })
-    .await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_random_moments_loses_nothing_acknowledged_and_duplicates_nothing() {
@@ -68,14 +29,7 @@ async fn kill_9_at_random_moments_loses_nothing_acknowledged_and_duplicates_noth
     eprintln!("kill seed {seed} (rerun with CASEBRIDGE_FAULT_SEED={seed})");
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
-    let ids = [agency("police"), agency("ngo")];
-    let addrs = free_loopback_addrs(&ids).unwrap();
-    let layout = init_federation(
-        &FederationName::new(FEDERATION).unwrap(),
-        &addrs,
-        dir.path(),
-    )
-    .unwrap();
+    let layout = two_agencies(dir.path());
     let police = &layout.agencies[&agency("police")];
     let ngo_config = NodeConfig::load(&layout.agencies[&agency("ngo")].node_config).unwrap();
     let ngo = start(
@@ -88,7 +42,7 @@ async fn kill_9_at_random_moments_loses_nothing_acknowledged_and_duplicates_noth
 
     let mut acked: BTreeSet<String> = BTreeSet::new();
     for round in 0..ROUNDS {
-        let mut node = spawn_node(&police.node_config);
+        let mut node = NodeProcess::spawn(&police.node_config, "error", Stdio::inherit());
         let client = connect_when_up(police.client_config("cms")).await;
         let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut tasks = Vec::new();
@@ -131,7 +85,7 @@ async fn kill_9_at_random_moments_loses_nothing_acknowledged_and_duplicates_noth
     }
 
     // Restart once more and let delivery finish.
-    let _node = spawn_node(&police.node_config);
+    let _node = NodeProcess::spawn(&police.node_config, "error", Stdio::inherit());
     let mut admin = connect_when_up(police.client_config("admin")).await;
     let stored = admin
         .admin

@@ -551,38 +551,14 @@ async fn hit_notices_and_lookup_answers_disclose_only_what_the_policy_shares() {
 /// and the version in force stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_file_and_never_installs_a_broken_one() {
-    use casebridge::certs::{free_loopback_addrs, init_federation};
-    use casebridge::ids::FederationName;
+    use common::process::{NodeProcess, connect_when_up, two_agencies};
     use std::io::BufRead;
     use std::process::{Command, Stdio};
 
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let dir = tempfile::tempdir().unwrap();
-    let ids = [agency("police"), agency("ngo")];
-    let addrs = free_loopback_addrs(&ids).unwrap();
-    let layout = init_federation(
-        &FederationName::new(FEDERATION).unwrap(),
-        &addrs,
-        dir.path(),
-    )
-    .unwrap();
+    let layout = two_agencies(dir.path());
     let police = &layout.agencies[&agency("police")];
-    let mut node = Kill(
-        Command::new(env!("CARGO_BIN_EXE_casebridge"))
-            .args(["node", "run", "--config"])
-            .arg(&police.node_config)
-            .env("CASEBRIDGE_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let mut node = NodeProcess::spawn(&police.node_config, "warn", Stdio::piped());
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let stderr = node.0.stderr.take().unwrap();
     std::thread::spawn(move || {
@@ -595,13 +571,7 @@ async fn sighup_reloads_the_file_and_never_installs_a_broken_one() {
             }
         }
     });
-    let client_toml = police.client_config("admin");
-    let mut admin = eventually("the node to come up", || async {
-        casebridge::client::NodeClient::connect_file(client_toml)
-            .await
-            .ok()
-    })
-    .await;
+    let mut admin = connect_when_up(police.client_config("admin")).await;
     let get = |mut c: casebridge::client::NodeClient| async move {
         c.admin
             .get_policy(GetPolicyRequest {})
@@ -611,20 +581,13 @@ async fn sighup_reloads_the_file_and_never_installs_a_broken_one() {
     };
     assert_eq!(get(admin.clone()).await.version, 1);
     let policy_file = police.dir.join("policy.toml");
-    let hup = |pid: u32| {
-        let ok = Command::new("kill")
-            .args(["-HUP", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    };
 
     std::fs::write(
         &policy_file,
         "[[rules]]\nname = \"x\"\neffect = \"sharee\"\n",
     )
     .unwrap();
-    hup(node.0.id());
+    node.signal("-HUP");
     let deadline = std::time::Instant::now() + WAIT;
     let line = loop {
         let line = rx.recv_timeout(WAIT).expect("a log line about the reload");
@@ -663,7 +626,7 @@ async fn sighup_reloads_the_file_and_never_installs_a_broken_one() {
     assert_eq!(get(admin.clone()).await.version, 1);
 
     std::fs::write(&policy_file, LABOUR_ONLY).unwrap();
-    hup(node.0.id());
+    node.signal("-HUP");
     let v = eventually("the reloaded policy", || {
         let admin = admin.clone();
         async move { Some(get(admin).await).filter(|v| v.version == 2) }

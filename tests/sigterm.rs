@@ -3,67 +3,21 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use casebridge::certs::{free_loopback_addrs, init_federation};
-use casebridge::client::NodeClient;
-use casebridge::ids::FederationName;
 use casebridge::proto::v1::{GetAlertRequest, SubmitAlertRequest};
+use common::process::{NodeProcess, connect_when_up, two_agencies};
 use common::*;
-
-struct NodeProcess(Child);
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_node(config: &std::path::Path) -> NodeProcess {
-    NodeProcess(
-        Command::new(env!("CARGO_BIN_EXE_casebridge"))
-            .args(["node", "run", "--config"])
-            .arg(config)
-            .env("CASEBRIDGE_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    )
-}
-
-async fn connect_when_up(client_toml: &std::path::Path) -> NodeClient {
-    eventually("the node to come up", || async {
-        let mut c = NodeClient::connect_file(client_toml).await.ok()?;
-        c.alerts
-            .list_alerts(casebridge::proto::v1::ListAlertsRequest {
-                page_size: 1,
-                ..Default::default()
-            })
-            .await
-            .ok()?;
-        Some(c)
-    })
-    .await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_drains_exits_0_and_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let ids = [agency("police"), agency("ngo")];
-    let addrs = free_loopback_addrs(&ids).unwrap();
-    let layout = init_federation(
-        &FederationName::new(FEDERATION).unwrap(),
-        &addrs,
-        dir.path(),
-    )
-    .unwrap();
+    let layout = two_agencies(dir.path());
     let police = &layout.agencies[&agency("police")];
-    let mut node = spawn_node(&police.node_config);
+    let mut node = NodeProcess::spawn(&police.node_config, "error", Stdio::inherit());
     let client = connect_when_up(police.client_config("cms")).await;
     let acks = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
@@ -92,11 +46,7 @@ async fn sigterm_under_load_drains_exits_0_and_loses_nothing_acknowledged() {
         (acks.load(Ordering::Relaxed) >= 20).then_some(())
     })
     .await;
-    let ok = Command::new("kill")
-        .args(["-TERM", &node.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    node.signal("-TERM");
     // Bounded wait for the exit: drain grace (2 s) + in-flight drain (10 s).
     let deadline = Instant::now() + WAIT;
     let status = loop {
@@ -116,7 +66,7 @@ async fn sigterm_under_load_drains_exits_0_and_loses_nothing_acknowledged() {
     }
     drop(node);
 
-    let _node = spawn_node(&police.node_config);
+    let _node = NodeProcess::spawn(&police.node_config, "error", Stdio::inherit());
     let mut analyst = connect_when_up(police.client_config("analyst")).await;
     let mut lost = 0;
     for id in &acked {
