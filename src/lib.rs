@@ -11,6 +11,7 @@
 //! - [`policy`]: sharing policy files: validation, evaluation, explain.
 //! - [`sharing`]: the policy in force: versions, SetPolicy, SIGHUP reload, explain, diff.
 //! - [`store`]: the sled database; the only module that touches sled.
+//! - [`audit`]: the hash-chained, signed audit log: entries, checkpoints, verification.
 //! - [`alert`]: validation of client input and the local alert lifecycle.
 //! - [`matching`]: which shared tokens make a hit (applied by the store).
 //! - [`exchange`]: the shared view of an alert, outbound delivery per peer, inbound apply.
@@ -26,6 +27,7 @@
 #![deny(rust_2018_idioms)]
 
 pub mod alert;
+pub mod audit;
 pub mod api;
 pub mod certs;
 pub mod cli;

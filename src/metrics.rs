@@ -54,6 +54,8 @@ pub struct Metrics {
     pub oldest_undelivered: Family<Labels, Gauge>,
     /// Alerts whose content was purged at their retention deadline.
     pub purged: Counter,
+    /// Audit entries appended, by action.
+    pub audit_entries: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -78,6 +80,7 @@ impl Metrics {
             queue_depth: Family::default(),
             oldest_undelivered: Family::default(),
             purged: Counter::default(),
+            audit_entries: Family::default(),
         };
         r.register("submits", "Client submits, by outcome", m.submits.clone());
         r.register(
@@ -125,6 +128,11 @@ impl Metrics {
             "purged_alerts",
             "Alerts whose content was purged at the retention deadline",
             m.purged.clone(),
+        );
+        r.register(
+            "audit_entries",
+            "Audit log entries appended, by action",
+            m.audit_entries.clone(),
         );
         Self {
             registry: Arc::new(r),

@@ -9,11 +9,13 @@
 //! - `lookups`, `refusals`: logs of lookups and refused deliveries (see `records`).
 //! - `policies`: sharing policy versions and which one is in force (see `records`).
 //! - `retention`, `purges`: alerts by retention deadline, and the log of purges (see `retention`).
+//! - `audit`, `audit_checkpoints`, `audit_meta`: the hash-chained audit log (see `audit`).
 //!
 //! Every operation that changes an alert writes the alert and its outbox
 //! entries in one sled transaction, and returns only after a (group) flush, so
 //! whatever a caller acknowledges is on disk and its deliveries are queued.
 
+mod audit;
 mod group_commit;
 mod index;
 mod records;
@@ -116,8 +118,9 @@ pub struct Store {
     /// one, every configured peer is notified. Weak: the policy holds the
     /// store, and a cycle would keep the database (and its lock) open.
     notice_gate: std::sync::OnceLock<std::sync::Weak<dyn crate::matching::NoticeGate>>,
-    /// Hits recorded, by type, for the metrics endpoint.
+    /// Hits and audit entries recorded, for the metrics endpoint.
     hit_counter: std::sync::OnceLock<crate::metrics::Metrics>,
+    audit: audit::AuditTrees,
     commit: GroupCommit,
     /// Latest hit sequence, for watchers.
     hit_seq: tokio::sync::watch::Sender<u64>,
@@ -215,6 +218,7 @@ impl Store {
             refusals: db.open_tree("refusals")?,
             retention: db.open_tree("retention")?,
             purges: db.open_tree("purges")?,
+            audit: audit::AuditTrees::open(&db)?,
             notice_gate: std::sync::OnceLock::new(),
             hit_counter: std::sync::OnceLock::new(),
             hits,

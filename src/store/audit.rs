@@ -1,0 +1,307 @@
+//! The audit log's trees (format and chain rule in [`crate::audit`]).
+//!
+//! - `audit`: sequence (u64 BE) → chain hash (32 bytes) ‖ entry JSON.
+//! - `audit_checkpoints`: sequence (u64 BE) → signed checkpoint JSON.
+//! - `audit_meta`: `pruned` → where the retained log starts after a prune.
+//!
+//! One appender at a time (a mutex around the chain head) gives entries
+//! consecutive numbers and hashes. Appends are not flushed here: callers
+//! append before the flush that acknowledges the work they record, so the
+//! entry is on disk exactly when the work is (see [`Store::write_local`]), or
+//! call [`Store::audit`], which flushes.
+
+use std::sync::Mutex;
+
+use sled::Transactional;
+
+use super::{Store, StoreError, flatten};
+use crate::audit::{
+    Action, ChainStart, Checkpoint, Event, GENESIS, Hash, NODE, PruneMark, RawEntry, hex,
+    now_ms, parse_ms, seal,
+};
+
+const PRUNED: &[u8] = b"pruned";
+
+/// Entries removed per prune transaction, so a prune never holds up appends long.
+const PRUNE_BATCH: usize = 10_000;
+
+struct Head {
+    seq: u64,
+    hash: Hash,
+    time_ms: i64,
+}
+
+pub(super) struct AuditTrees {
+    entries: sled::Tree,
+    checkpoints: sled::Tree,
+    meta: sled::Tree,
+    head: Mutex<Head>,
+}
+
+fn corrupt(key: String, reason: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        key,
+        reason: reason.to_string(),
+    }
+}
+
+fn raw_entry(k: &[u8], v: &[u8]) -> Result<RawEntry, StoreError> {
+    let key = || format!("audit/{}", hex(k));
+    let seq = u64::from_be_bytes(k.try_into().map_err(|_| corrupt(key(), "bad key"))?);
+    if v.len() < 32 {
+        return Err(corrupt(key(), "entry shorter than its hash"));
+    }
+    let (hash, body) = v.split_at(32);
+    Ok(RawEntry {
+        seq,
+        hash: hash.try_into().expect("split at 32"),
+        body: body.to_vec(),
+    })
+}
+
+fn stored(raw: &RawEntry) -> Vec<u8> {
+    let mut v = Vec::with_capacity(32 + raw.body.len());
+    v.extend_from_slice(&raw.hash);
+    v.extend_from_slice(&raw.body);
+    v
+}
+
+impl AuditTrees {
+    pub(super) fn open(db: &sled::Db) -> Result<Self, StoreError> {
+        let entries = db.open_tree("audit")?;
+        let meta = db.open_tree("audit_meta")?;
+        let head = match entries.last()? {
+            Some((k, v)) => {
+                let raw = raw_entry(&k, &v)?;
+                let time_ms = raw
+                    .entry()
+                    .ok()
+                    .and_then(|e| parse_ms(&e.time))
+                    .unwrap_or(0);
+                Head {
+                    seq: raw.seq,
+                    hash: raw.hash,
+                    time_ms,
+                }
+            }
+            None => match meta.get(PRUNED)? {
+                // Everything was pruned (cannot happen: a prune appends its
+                // own entry), but resume from the mark rather than restart at 1.
+                Some(m) => {
+                    let mark: PruneMark = serde_json::from_slice(&m)
+                        .map_err(|e| corrupt("audit_meta/pruned".into(), e))?;
+                    Head {
+                        seq: mark.through_seq,
+                        hash: mark.through_hash,
+                        time_ms: 0,
+                    }
+                }
+                None => Head {
+                    seq: 0,
+                    hash: GENESIS,
+                    time_ms: 0,
+                },
+            },
+        };
+        Ok(Self {
+            entries,
+            checkpoints: db.open_tree("audit_checkpoints")?,
+            meta,
+            head: Mutex::new(head),
+        })
+    }
+}
+
+impl Store {
+    /// Appends events to the chain, in order; durable with the next flush.
+    /// Returns the last sequence number given.
+    pub fn audit_append(&self, events: impl IntoIterator<Item = Event>) -> Result<u64, StoreError> {
+        let log = &self.audit;
+        let mut head = log.head.lock().unwrap_or_else(|p| p.into_inner());
+        for event in events {
+            let action = event.action;
+            let time_ms = now_ms().max(head.time_ms);
+            let raw = seal(&head.hash, head.seq + 1, time_ms, event);
+            log.entries.insert(raw.seq.to_be_bytes(), stored(&raw))?;
+            head.seq = raw.seq;
+            head.hash = raw.hash;
+            head.time_ms = time_ms;
+            if let Some(m) = self.hit_counter.get() {
+                m.audit_entries
+                    .get_or_create(&crate::metrics::label("action", action.as_str()))
+                    .inc();
+            }
+        }
+        Ok(head.seq)
+    }
+
+    /// Appends events and waits until they are on disk.
+    pub async fn audit(&self, events: impl IntoIterator<Item = Event>) -> Result<(), StoreError> {
+        self.audit_append(events)?;
+        self.commit.durable().await
+    }
+
+    /// The newest entry's sequence number and hash (0 and the genesis hash
+    /// for an empty log).
+    pub fn audit_head(&self) -> (u64, Hash) {
+        let head = self.audit.head.lock().unwrap_or_else(|p| p.into_inner());
+        (head.seq, head.hash)
+    }
+
+    /// Where the retained log starts: after the last prune, or at entry 1.
+    pub fn audit_start(&self) -> Result<ChainStart, StoreError> {
+        Ok(match self.audit.meta.get(PRUNED)? {
+            Some(m) => {
+                let mark: PruneMark = serde_json::from_slice(&m)
+                    .map_err(|e| corrupt("audit_meta/pruned".into(), e))?;
+                ChainStart {
+                    seq: mark.through_seq + 1,
+                    prev: mark.through_hash,
+                    pruned: true,
+                }
+            }
+            None => ChainStart::GENESIS,
+        })
+    }
+
+    /// Stored entries from `from` on, in sequence order.
+    pub fn audit_entries(
+        &self,
+        from: u64,
+    ) -> impl Iterator<Item = Result<RawEntry, StoreError>> + '_ {
+        self.audit
+            .entries
+            .range(from.to_be_bytes()..)
+            .map(|item| {
+                let (k, v) = item?;
+                raw_entry(&k, &v)
+            })
+    }
+
+    /// The entry at `seq` and the hash before it (for exports, which start
+    /// anywhere and must say what their first entry chains from).
+    pub fn audit_prev_hash(&self, seq: u64) -> Result<Hash, StoreError> {
+        if seq <= 1 {
+            return Ok(GENESIS);
+        }
+        match self.audit.entries.get((seq - 1).to_be_bytes())? {
+            Some(v) => Ok(raw_entry(&(seq - 1).to_be_bytes(), &v)?.hash),
+            None => Ok(self.audit_start()?.prev),
+        }
+    }
+
+    /// Number of entries held.
+    pub fn audit_len(&self) -> u64 {
+        self.audit.entries.len() as u64
+    }
+
+    pub fn audit_put_checkpoint(&self, cp: &Checkpoint) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(cp).expect("checkpoints serialize");
+        self.audit
+            .checkpoints
+            .insert(cp.seq.to_be_bytes(), json)?;
+        Ok(())
+    }
+
+    /// Signed checkpoints with `lo <= seq <= hi`, in order.
+    pub fn audit_checkpoints(&self, lo: u64, hi: u64) -> Result<Vec<Checkpoint>, StoreError> {
+        if lo > hi {
+            return Ok(Vec::new());
+        }
+        self.audit
+            .checkpoints
+            .range(lo.to_be_bytes()..=hi.to_be_bytes())
+            .map(|item| {
+                let (k, v) = item?;
+                serde_json::from_slice(&v)
+                    .map_err(|e| corrupt(format!("audit_checkpoints/{}", hex(&k)), e))
+            })
+            .collect()
+    }
+
+    /// The sequence of the newest checkpoint, if any.
+    pub fn audit_last_checkpoint(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .audit
+            .checkpoints
+            .last()?
+            .and_then(|(k, _)| k.as_ref().try_into().ok().map(u64::from_be_bytes)))
+    }
+
+    fn audit_time_at(&self, seq: u64) -> Result<Option<i64>, StoreError> {
+        let Some(v) = self.audit.entries.get(seq.to_be_bytes())? else {
+            return Ok(None);
+        };
+        let raw = raw_entry(&seq.to_be_bytes(), &v)?;
+        Ok(raw.entry().ok().and_then(|e| parse_ms(&e.time)))
+    }
+
+    /// The first sequence whose entry is at or after `time_ms`. Entry times
+    /// never decrease along the chain, so this is a binary search of point
+    /// reads, not a scan.
+    pub fn audit_seq_at(&self, time_ms: i64) -> Result<u64, StoreError> {
+        let mut lo = self.audit_start()?.seq;
+        let mut hi = self.audit_head().0 + 1;
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.audit_time_at(mid)? {
+                Some(t) if t < time_ms => lo = mid + 1,
+                _ => hi = mid,
+            }
+        }
+        Ok(lo)
+    }
+
+    /// Removes entries older than `before_ms` (at most one batch) and records
+    /// the prune as an entry in the same transaction, so the chain always
+    /// says where it was cut. Returns how many entries went.
+    pub fn audit_prune(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let log = &self.audit;
+        let mut doomed = Vec::new();
+        let mut last_hash = None;
+        for raw in self.audit_entries(self.audit_start()?.seq).take(PRUNE_BATCH) {
+            let raw = raw?;
+            let time = raw.entry().ok().and_then(|e| parse_ms(&e.time));
+            if time.is_none_or(|t| t >= before_ms) {
+                break;
+            }
+            last_hash = Some(raw.hash);
+            doomed.push(raw.seq);
+        }
+        let (Some(&through_seq), Some(through_hash)) = (doomed.last(), last_hash) else {
+            return Ok(0);
+        };
+        let mut head = log.head.lock().unwrap_or_else(|p| p.into_inner());
+        if through_seq >= head.seq {
+            // Never prune the head: the chain must always hold its newest entry.
+            return Ok(0);
+        }
+        let mark = PruneMark {
+            through_seq,
+            through_hash,
+        };
+        let time_ms = now_ms().max(head.time_ms);
+        let event = Event::new(NODE, Action::AuditPrune, "OK")
+            .detail("through_seq", through_seq)
+            .detail("through_hash", hex(&through_hash))
+            .detail("entries", doomed.len());
+        let raw = seal(&head.hash, head.seq + 1, time_ms, event);
+        (&log.entries, &log.checkpoints, &log.meta)
+            .transaction(|(entries, checkpoints, meta)| {
+                for seq in &doomed {
+                    entries.remove(&seq.to_be_bytes())?;
+                    checkpoints.remove(&seq.to_be_bytes())?;
+                }
+                meta.insert(PRUNED, serde_json::to_vec(&mark).expect("marks serialize"))?;
+                entries.insert(&raw.seq.to_be_bytes(), stored(&raw))?;
+                Ok::<_, sled::transaction::ConflictableTransactionError<super::TxError<StoreError>>>(
+                    (),
+                )
+            })
+            .map_err(flatten)?;
+        head.seq = raw.seq;
+        head.hash = raw.hash;
+        head.time_ms = time_ms;
+        Ok(doomed.len() as u64)
+    }
+}
