@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use thiserror::Error;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::config::{ClientConfig, ConfigError};
@@ -20,12 +21,47 @@ pub enum ClientError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("purpose: {0}")]
+    Purpose(String),
 }
+
+/// Adds the caller's stated purpose (`x-casebridge-purpose`) to every
+/// request, where the node's audit log records it.
+#[derive(Clone, Default)]
+pub struct Purpose(Option<tonic::metadata::AsciiMetadataValue>);
+
+impl Purpose {
+    /// Printable ASCII, at most [`crate::audit::MAX_PURPOSE_BYTES`].
+    pub fn new(text: &str) -> Result<Self, ClientError> {
+        if text.len() > crate::audit::MAX_PURPOSE_BYTES {
+            return Err(ClientError::Purpose(format!(
+                "at most {} bytes",
+                crate::audit::MAX_PURPOSE_BYTES
+            )));
+        }
+        let value = text
+            .parse()
+            .map_err(|_| ClientError::Purpose("must be printable ASCII".into()))?;
+        Ok(Self(Some(value)))
+    }
+}
+
+impl tonic::service::Interceptor for Purpose {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(p) = &self.0 {
+            req.metadata_mut()
+                .insert(crate::audit::PURPOSE_HEADER, p.clone());
+        }
+        Ok(req)
+    }
+}
+
+type Svc = InterceptedService<Channel, Purpose>;
 
 #[derive(Clone)]
 pub struct NodeClient {
-    pub alerts: AlertServiceClient<Channel>,
-    pub admin: AdminServiceClient<Channel>,
+    pub alerts: AlertServiceClient<Svc>,
+    pub admin: AdminServiceClient<Svc>,
     pub channel: Channel,
 }
 
@@ -57,14 +93,24 @@ impl NodeClient {
     }
 
     pub fn from_channel(channel: Channel) -> Self {
+        Self::with_purpose(channel, Purpose::default())
+    }
+
+    /// A client whose every call states `purpose` to the node.
+    pub fn with_purpose(channel: Channel, purpose: Purpose) -> Self {
         Self {
-            alerts: AlertServiceClient::new(channel.clone())
+            alerts: AlertServiceClient::with_interceptor(channel.clone(), purpose.clone())
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
-            admin: AdminServiceClient::new(channel.clone())
+            admin: AdminServiceClient::with_interceptor(channel.clone(), purpose)
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
             channel,
         }
+    }
+
+    /// The same connection, stating `purpose` on every call.
+    pub fn purpose(self, purpose: Purpose) -> Self {
+        Self::with_purpose(self.channel, purpose)
     }
 }

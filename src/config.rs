@@ -143,6 +143,63 @@ pub struct NodeConfig {
     pub delivery: DeliveryConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// The tamper-evident audit log (`docs/operator-guide.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Entries older than this are pruned (the prune is itself an entry).
+    /// At least a year: the laws this log serves ask for that much.
+    pub retention_days: Bounded<365, 36_500>,
+    /// How often the node signs a checkpoint of the chain when it has grown
+    /// (also at every shutdown). Entries after the last checkpoint can be
+    /// cut off undetected, so this bounds what an attacker could remove.
+    pub checkpoint_interval_secs: Bounded<1, 86_400>,
+    /// Ed25519 PKCS#8 PEM key that signs checkpoints; created (mode 0600,
+    /// with `<key>.pub` beside it) at first start if missing. Default:
+    /// `audit-signing.key` next to the store directory, so a restore that
+    /// replaces the store keeps the key.
+    pub signing_key: Option<Spanned<PathBuf>>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            retention_days: Bounded::new(400),
+            checkpoint_interval_secs: Bounded::new(60),
+            signing_key: None,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Where the audit signing key is (configured, or next to the store).
+    pub fn audit_signing_key(&self) -> PathBuf {
+        match &self.audit.signing_key {
+            Some(p) => p.get_ref().clone(),
+            None => beside_store(&self.store.dir, "audit-signing.key"),
+        }
+    }
+
+    /// Where backups go (configured, or `backups` next to the store).
+    pub fn backup_dir(&self) -> PathBuf {
+        self.store
+            .backup_dir
+            .clone()
+            .unwrap_or_else(|| beside_store(&self.store.dir, "backups"))
+    }
+}
+
+/// A sibling of the store directory: kept when the store is replaced.
+fn beside_store(store: &Path, name: &str) -> PathBuf {
+    store
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .join(name)
 }
 
 /// The Prometheus endpoint.
@@ -210,6 +267,10 @@ pub struct StoreConfig {
     /// for the small machines NGOs run nodes on.
     #[serde(default = "default_cache_mb")]
     pub cache_capacity_mb: Bounded<8, 65_536>,
+    /// Where `casebridge store backup` writes copies; default: `backups`
+    /// next to the store directory.
+    #[serde(default)]
+    pub backup_dir: Option<PathBuf>,
 }
 
 fn default_cache_mb() -> Bounded<8, 65_536> {
@@ -452,6 +513,12 @@ impl NodeConfig {
             resolve(&base, crl.get_mut());
         }
         resolve(&base, &mut cfg.store.dir);
+        if let Some(dir) = cfg.store.backup_dir.as_mut() {
+            resolve(&base, dir);
+        }
+        if let Some(key) = cfg.audit.signing_key.as_mut() {
+            resolve(&base, key.get_mut());
+        }
         if let Some(ring) = cfg.matching.key_ring.as_mut() {
             resolve(&base, ring.get_mut());
         }

@@ -27,8 +27,8 @@
 #![deny(rust_2018_idioms)]
 
 pub mod alert;
-pub mod audit;
 pub mod api;
+pub mod audit;
 pub mod certs;
 pub mod cli;
 pub mod client;

@@ -17,12 +17,14 @@ use tonic::transport::Server;
 use crate::alert::Ledger;
 use crate::api::auth::{ClientPolicy, PeerPolicy};
 use crate::api::{AdminApi, AlertApi, PeerApi};
+use crate::audit::signing::SigningKey;
+use crate::audit::{Action, Event, NODE};
 use crate::config::NodeConfig;
 use crate::exchange::outbound::DeliveryContext;
 use crate::exchange::{Inbound, Outbound, Received};
 use crate::identity::{
-    Identity, NodeIdentity, TlsError, TlsFiles, TlsIdentity, TlsReloader, install_crypto_provider,
-    serve_tls,
+    Identity, NodeIdentity, OnRefused, TlsError, TlsFiles, TlsIdentity, TlsReloader,
+    install_crypto_provider, serve_tls,
 };
 use crate::ids::{AgencyId, FederationName};
 use crate::lookup::{LookupSettings, Lookups};
@@ -50,6 +52,8 @@ pub enum NodeError {
     },
     #[error(transparent)]
     KeyRing(#[from] crate::pseudo::KeyRingError),
+    #[error("audit signing key {0}")]
+    AuditKey(#[from] crate::audit::signing::SigningError),
     #[error(transparent)]
     Sharing(#[from] crate::sharing::SharingError),
     #[error("key ring {path} is for federation {found}, this node is in {expected}")]
@@ -87,6 +91,8 @@ pub struct NodeCore {
     /// Set when shutdown starts: readiness (gRPC health, `/readyz`) is off.
     pub draining: std::sync::atomic::AtomicBool,
     pub metrics: Metrics,
+    /// Where `BackupStore` writes copies.
+    pub backup_dir: std::path::PathBuf,
     drain_grace: Duration,
 }
 
@@ -117,6 +123,8 @@ pub struct RunningNode {
     metrics_addr: Option<SocketAddr>,
     servers: Vec<JoinHandle<Result<(), NodeError>>>,
     workers: Vec<JoinHandle<()>>,
+    /// Signs the final checkpoint at shutdown.
+    signer: Arc<SigningKey>,
 }
 
 /// Names of the server tasks, in the order of `RunningNode::servers`.
@@ -153,6 +161,7 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
     let max_age = Duration::from_secs(tls.max_connection_age_secs.get() as u64);
 
     let pseudo = Arc::new(load_pseudonymizer(&config)?);
+    let signer = Arc::new(SigningKey::load_or_create(&config.audit_signing_key())?);
     let store = Arc::new(Store::open(
         &config.store.dir,
         config.store.cache_capacity_mb.get() as u64 * 1024 * 1024,
@@ -249,6 +258,7 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
         shutdown: shutdown.clone(),
         health: health.clone(),
         draining: std::sync::atomic::AtomicBool::new(false),
+        backup_dir: config.backup_dir(),
         drain_grace: Duration::from_secs(config.limits.drain_grace_secs.get() as u64),
     });
 
@@ -281,10 +291,7 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
         tls_configs.peer.clone(),
         limits.handshake_timeout(),
         max_age,
-        metrics
-            .refused_handshakes
-            .get_or_create(&crate::metrics::label("listener", "peer"))
-            .clone(),
+        refused_handshakes(&store, &metrics, "peer"),
         shutdown.clone(),
     );
     let reflection = || {
@@ -313,10 +320,7 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
         tls_configs.client.clone(),
         limits.handshake_timeout(),
         max_age,
-        metrics
-            .refused_handshakes
-            .get_or_create(&crate::metrics::label("listener", "client"))
-            .clone(),
+        refused_handshakes(&store, &metrics, "client"),
         shutdown.clone(),
     );
     let client_router = server()
@@ -371,7 +375,20 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
             }
         }),
     ];
+    store
+        .audit([Event::new(NODE, Action::NodeStart, "OK")
+            .detail("version", env!("CARGO_PKG_VERSION"))
+            .detail("peer_listener", peer_addr)
+            .detail("client_listener", client_addr)])
+        .await?;
     let mut workers = vec![
+        tokio::spawn(audit_upkeep(
+            store.clone(),
+            signer.clone(),
+            Duration::from_secs(config.audit.checkpoint_interval_secs.get() as u64),
+            Duration::from_secs(config.audit.retention_days.get() as u64 * 86_400),
+            shutdown.clone(),
+        )),
         tokio::spawn(purge_expired(
             store.clone(),
             metrics.clone(),
@@ -412,7 +429,7 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
                     .outbox_after(&peer, None, 1)
                     .ok()
                     .and_then(|first| first.into_iter().next())
-                    .and_then(|(_, _, queued_at)| queued_at)
+                    .and_then(|q| q.queued_at)
                     .map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs(t.seconds.max(0) as u64));
                 m.oldest_undelivered
                     .get_or_create(&labels)
@@ -441,7 +458,82 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
         metrics_addr,
         servers,
         workers,
+        signer,
     })
+}
+
+/// Audit entries for refused handshakes per listener and second, at most;
+/// a flood from the open internet must not fill the disk through the log.
+const HANDSHAKE_ENTRIES_PER_SECOND: u32 = 20;
+
+/// Counts every refused handshake and logs it (`tls.handshake`), up to
+/// [`HANDSHAKE_ENTRIES_PER_SECOND`]; the next entry logged says how many
+/// were left out before it.
+fn refused_handshakes(store: &Arc<Store>, metrics: &Metrics, listener: &'static str) -> OnRefused {
+    let counter = metrics
+        .refused_handshakes
+        .get_or_create(&crate::metrics::label("listener", listener))
+        .clone();
+    let store = store.clone();
+    let limiter = RateLimiter::per_second(HANDSHAKE_ENTRIES_PER_SECOND);
+    let left_out = std::sync::atomic::AtomicU64::new(0);
+    Arc::new(move |remote: SocketAddr, reason: String| {
+        counter.inc();
+        if !limiter.allow(listener) {
+            left_out.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
+        let mut event = Event::new(
+            format!("unauthenticated:{remote}"),
+            Action::Handshake,
+            "refused",
+        )
+        .detail("listener", listener)
+        .detail("reason", reason);
+        let skipped = left_out.swap(0, std::sync::atomic::Ordering::Relaxed);
+        if skipped > 0 {
+            event = event.detail("left_out_before", skipped);
+        }
+        if let Err(e) = store.audit_append([event]) {
+            tracing::error!(error = %e, "audit entry for a refused handshake could not be written");
+        }
+    })
+}
+
+/// Signs a checkpoint of the chain head, if it moved since the last one.
+fn checkpoint(store: &Store, signer: &SigningKey) -> Result<(), StoreError> {
+    let (seq, hash) = store.audit_head();
+    if seq == 0 || store.audit_last_checkpoint()? >= Some(seq) {
+        return Ok(());
+    }
+    store.audit_put_checkpoint(&signer.sign(seq, hash, crate::audit::now_ms()))
+}
+
+/// Signs checkpoints every `interval` and prunes entries past `retention`.
+async fn audit_upkeep(
+    store: Arc<Store>,
+    signer: Arc<SigningKey>,
+    interval: Duration,
+    retention: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        if let Err(e) = checkpoint(&store, &signer) {
+            tracing::error!(error = %e, "audit checkpoint failed; retrying next round");
+        }
+        let cutoff = crate::audit::now_ms() - retention.as_millis() as i64;
+        let pruning = store.clone();
+        match tokio::task::spawn_blocking(move || pruning.audit_prune(cutoff)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(entries = n, "audit log: entries past retention pruned"),
+            Ok(Err(e)) => tracing::error!(error = %e, "audit prune failed; retrying next round"),
+            Err(e) => tracing::error!(error = %e, "audit prune task failed"),
+        }
+    }
 }
 
 /// Removes content past its retention deadline, at start and then every
@@ -563,7 +655,12 @@ impl RunningNode {
         for w in self.workers {
             let _ = w.await;
         }
-        self.core.store.close().await?;
+        // The last entry, then a checkpoint over it: a cleanly stopped log is
+        // signed to its end, so any cut is detectable.
+        let store = &self.core.store;
+        store.audit_append([Event::new(NODE, Action::NodeStop, "OK")])?;
+        checkpoint(store, &self.signer)?;
+        store.close().await?;
         tracing::info!(agency = %self.core.agency, "node stopped");
         first_error.map_or(Ok(()), Err)
     }

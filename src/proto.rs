@@ -13,6 +13,16 @@ pub mod v1 {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/casebridge_descriptor.bin"));
 
+/// An identifier type's short lowercase name (`phone`, `person`), as logs,
+/// metrics labels and policy files write it.
+pub fn identifier_type_name(t: i32) -> String {
+    v1::IdentifierType::try_from(t).map_or("unknown".to_string(), |t| {
+        t.as_str_name()
+            .trim_start_matches("IDENTIFIER_TYPE_")
+            .to_ascii_lowercase()
+    })
+}
+
 /// Version of the peer protocol spoken by this build; exchanged in `Hello`.
 pub const PROTOCOL_VERSION: u32 = 1;
 

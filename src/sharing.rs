@@ -197,6 +197,21 @@ impl Sharing {
             comment: comment.to_owned(),
         };
         let installed = self.store.install_policy(record, from_file).await?;
+        if from_file {
+            // An API change is logged by its call (`policy.set`); a file
+            // installed at start or on SIGHUP has no call, so it is logged here.
+            self.store
+                .audit([crate::audit::Event::new(
+                    crate::audit::NODE,
+                    crate::audit::Action::PolicyInstall,
+                    "OK",
+                )
+                .detail("version", installed.version)
+                .detail("sha256", &installed.sha256)
+                .detail("source", &installed.source)
+                .detail("set_by", &installed.set_by)])
+                .await?;
+        }
         tracing::info!(version = installed.version, source = %installed.source, set_by = %installed.set_by, "sharing policy installed");
         self.put(policy, installed.clone());
         Ok(installed)

@@ -354,8 +354,14 @@ fn policy_validate_accepts_the_examples_and_points_at_problems() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let wrong = std::path::Path::new("docs/examples")
-        .join(format!("wrong-{}.cases.toml", std::process::id()));
+    // Next to the example (its `alert = "alert.json"` is relative to the
+    // cases file), removed when the test ends however it ends.
+    let wrong_file = tempfile::Builder::new()
+        .prefix("wrong-")
+        .suffix(".cases.toml")
+        .tempfile_in("docs/examples")
+        .unwrap();
+    let wrong = wrong_file.path().to_owned();
     std::fs::write(
         &wrong,
         "[[case]]\nname = \"red goes out (wrong)\"\nalert = \"alert.json\"\npeer = \"labour\"\ntlp = \"red\"\nexpect = \"share\"\n",

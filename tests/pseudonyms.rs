@@ -99,7 +99,7 @@ async fn no_raw_identifier_goes_over_the_wire() {
                     tls,
                     std::time::Duration::from_secs(5),
                     std::time::Duration::from_secs(3600),
-                    Default::default(),
+                    std::sync::Arc::new(|_, _| {}),
                     stop.clone(),
                 ),
                 stop.clone().cancelled_owned(),

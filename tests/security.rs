@@ -245,7 +245,7 @@ async fn envelope_claiming_another_origin_is_rejected() {
             Envelope {
                 sequence: 1,
                 payload: Some(Payload::Alert(forged)),
-                queued_at: None,
+                ..Default::default()
             },
         )
         .await
@@ -268,7 +268,7 @@ async fn envelope_claiming_another_origin_is_rejected() {
             Envelope {
                 sequence: 1,
                 payload: Some(Payload::Alert(smuggled)),
-                queued_at: None,
+                ..Default::default()
             },
         )
         .await
@@ -293,7 +293,7 @@ async fn envelope_claiming_another_origin_is_rejected() {
             Envelope {
                 sequence: 9,
                 payload: Some(Payload::Alert(bad)),
-                queued_at: None,
+                ..Default::default()
             },
         )
         .await

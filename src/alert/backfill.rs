@@ -12,7 +12,6 @@ use std::time::SystemTime;
 use super::{AlertError, Ledger, invalid};
 use crate::exchange::{shared_view, shared_view_with};
 use crate::ids::{AgencyId, AlertId};
-use crate::proto::v1::envelope::Payload;
 use crate::proto::v1::{AlertFilter, BackfillResponse, Category, StoredAlert};
 use crate::store::OutboxItem;
 
@@ -165,10 +164,8 @@ impl Ledger {
             if alert.retracted || has(&record.shared_with) {
                 return None;
             }
-            let grant = self
-                .sharing
-                .decide(&record, &peer, SystemTime::now())
-                .grant?;
+            let decision = self.sharing.decide(&record, &peer, SystemTime::now());
+            let grant = decision.grant.clone()?;
             let mut envelope = shared_view_with(&record, &grant);
             if has(&record.withdrawn_from) {
                 // The peer holds our tombstone at this version; a newer
@@ -180,10 +177,12 @@ impl Ledger {
             record.shared_with.push(peer.to_string());
             Some((
                 record,
-                vec![OutboxItem {
-                    peer: peer.clone(),
-                    payload: Payload::Alert(envelope),
-                }],
+                vec![OutboxItem::share(
+                    peer.clone(),
+                    envelope,
+                    decision.rule.as_deref(),
+                    &grant,
+                )],
             ))
         };
         let out = self.each(&peer, candidates, dry_run, build).await?;
@@ -225,10 +224,7 @@ impl Ledger {
             record.withdrawn_from.push(peer.to_string());
             Some((
                 record,
-                vec![OutboxItem {
-                    peer: peer.clone(),
-                    payload: Payload::Alert(shared_view(&tombstone)),
-                }],
+                vec![OutboxItem::tombstone(peer.clone(), shared_view(&tombstone))],
             ))
         };
         let out = self.each(&peer, candidates, dry_run, build).await?;

@@ -11,11 +11,11 @@ use std::time::SystemTime;
 
 use thiserror::Error;
 
+use crate::audit::Call;
 use crate::config::{AlertRules, Limits};
 use crate::exchange::{Outbound, shared_view, shared_view_with};
 use crate::identity::ClientIdentity;
 use crate::ids::{AgencyId, AlertId};
-use crate::proto::v1::envelope::Payload;
 use crate::proto::v1::{
     Alert, AlertDraft, Category, ListAlertsRequest, ListAlertsResponse, SharedSubject, StoredAlert,
 };
@@ -70,6 +70,22 @@ fn invalid(field: &str, description: impl Into<String>) -> AlertError {
 const MAX_REQUEST_ID: usize = 128;
 const MAX_PAGE: u32 = 1000;
 const DEFAULT_PAGE: u32 = 100;
+
+/// Records a local write in the call's audit entry, before its flush: the
+/// alert, its new version, and the peers it is now queued for (the share
+/// itself is logged when each peer acknowledges it).
+fn audit_write(call: &Call, written: &LocalWrite) -> Vec<crate::audit::Event> {
+    let (LocalWrite::Written(rec) | LocalWrite::Replayed(rec)) = written;
+    if let Some(a) = &rec.alert {
+        call.object(a.id.clone());
+        call.detail("version", a.version);
+    }
+    call.detail("queued_for", rec.shared_with.join(","));
+    if matches!(written, LocalWrite::Replayed(_)) {
+        call.detail("replayed", "request_id seen before; nothing changed");
+    }
+    call.done("OK").into_iter().collect()
+}
 
 /// The agency's own alert book.
 pub struct Ledger {
@@ -154,10 +170,7 @@ impl Ledger {
         if retracted {
             let view = shared_view(record);
             for peer in had.iter().filter(|p| self.peers.contains(p)) {
-                items.push(OutboxItem {
-                    peer: peer.clone(),
-                    payload: Payload::Alert(view.clone()),
-                });
+                items.push(OutboxItem::tombstone(peer.clone(), view.clone()));
             }
             return (shared_with, items);
         }
@@ -179,11 +192,13 @@ impl Ledger {
             if withdrawn.iter().any(|w| w == peer.as_str()) {
                 continue; // withdrawn by RetractFromPeer: only Reshare sends it again
             }
-            if let Some(grant) = decision.grant {
-                items.push(OutboxItem {
-                    peer: peer.clone(),
-                    payload: Payload::Alert(shared_view_with(record, &grant)),
-                });
+            if let Some(grant) = &decision.grant {
+                items.push(OutboxItem::share(
+                    peer.clone(),
+                    shared_view_with(record, &grant),
+                    decision.rule.as_deref(),
+                    &grant,
+                ));
                 if !shared_with.contains(&peer) {
                     shared_with.push(peer);
                 }
@@ -213,6 +228,7 @@ impl Ledger {
         client: &ClientIdentity,
         draft: Option<AlertDraft>,
         request_id: &str,
+        call: &Call,
     ) -> Result<Alert, AlertError> {
         let now = SystemTime::now();
         let (draft, pseudonyms) = self.prepare(draft, now)?;
@@ -238,17 +254,22 @@ impl Ledger {
         };
         let written = self
             .store
-            .write_local(&id, request_key.as_deref(), |_| {
-                let mut record = StoredAlert {
-                    alert: Some(alert.clone()),
-                    shared_with: Vec::new(),
-                    pseudonyms: pseudonyms.clone(),
-                    withdrawn_from: Vec::new(),
-                };
-                let (shared_with, items) = self.outbound_for(&record, &[]);
-                record.shared_with = shared_with.iter().map(ToString::to_string).collect();
-                Ok::<_, AlertError>((record, items))
-            })
+            .write_local_then(
+                &id,
+                request_key.as_deref(),
+                |_| {
+                    let mut record = StoredAlert {
+                        alert: Some(alert.clone()),
+                        shared_with: Vec::new(),
+                        pseudonyms: pseudonyms.clone(),
+                        withdrawn_from: Vec::new(),
+                    };
+                    let (shared_with, items) = self.outbound_for(&record, &[]);
+                    record.shared_with = shared_with.iter().map(ToString::to_string).collect();
+                    Ok::<_, AlertError>((record, items))
+                },
+                |w| audit_write(call, w),
+            )
             .await?;
         match written {
             LocalWrite::Written(rec) => {
@@ -266,40 +287,46 @@ impl Ledger {
         &self,
         id: &str,
         expected_version: u64,
+        call: &Call,
         change: impl Fn(&mut Alert, &mut Vec<SharedSubject>),
     ) -> Result<Alert, AlertError> {
         let id = self.own_id(id)?;
         let now = timestamp(SystemTime::now());
         let written = self
             .store
-            .write_local(&id, None, |current| {
-                let mut record = current.ok_or_else(|| AlertError::NotFound(id.to_string()))?;
-                let mut alert = record.alert.clone().unwrap_or_default();
-                if alert.retracted {
-                    return Err(AlertError::Retracted(id.to_string()));
-                }
-                if expected_version != 0 && expected_version != alert.version {
-                    return Err(AlertError::VersionMismatch {
-                        id: id.to_string(),
-                        expected: expected_version,
-                        current: alert.version,
-                    });
-                }
-                let mut pseudonyms = record.pseudonyms.clone();
-                change(&mut alert, &mut pseudonyms);
-                record.pseudonyms = pseudonyms;
-                alert.version += 1;
-                alert.updated_at = Some(now);
-                let had: Vec<AgencyId> = record
-                    .shared_with
-                    .iter()
-                    .filter_map(|p| AgencyId::new(p.clone()).ok())
-                    .collect();
-                record.alert = Some(alert);
-                let (shared_with, items) = self.outbound_for(&record, &had);
-                record.shared_with = shared_with.iter().map(ToString::to_string).collect();
-                Ok((record, items))
-            })
+            .write_local_then(
+                &id,
+                None,
+                |current| {
+                    let mut record = current.ok_or_else(|| AlertError::NotFound(id.to_string()))?;
+                    let mut alert = record.alert.clone().unwrap_or_default();
+                    if alert.retracted {
+                        return Err(AlertError::Retracted(id.to_string()));
+                    }
+                    if expected_version != 0 && expected_version != alert.version {
+                        return Err(AlertError::VersionMismatch {
+                            id: id.to_string(),
+                            expected: expected_version,
+                            current: alert.version,
+                        });
+                    }
+                    let mut pseudonyms = record.pseudonyms.clone();
+                    change(&mut alert, &mut pseudonyms);
+                    record.pseudonyms = pseudonyms;
+                    alert.version += 1;
+                    alert.updated_at = Some(now);
+                    let had: Vec<AgencyId> = record
+                        .shared_with
+                        .iter()
+                        .filter_map(|p| AgencyId::new(p.clone()).ok())
+                        .collect();
+                    record.alert = Some(alert);
+                    let (shared_with, items) = self.outbound_for(&record, &had);
+                    record.shared_with = shared_with.iter().map(ToString::to_string).collect();
+                    Ok((record, items))
+                },
+                |w| audit_write(call, w),
+            )
             .await?;
         let rec = match written {
             LocalWrite::Written(rec) | LocalWrite::Replayed(rec) => rec,
@@ -313,9 +340,10 @@ impl Ledger {
         id: &str,
         expected_version: u64,
         draft: Option<AlertDraft>,
+        call: &Call,
     ) -> Result<Alert, AlertError> {
         let (draft, new_pseudonyms) = self.prepare(draft, SystemTime::now())?;
-        self.change(id, expected_version, |alert, pseudonyms| {
+        self.change(id, expected_version, call, |alert, pseudonyms| {
             alert.content = draft.content.clone();
             alert.subjects = draft.subjects.clone();
             *pseudonyms = new_pseudonyms.clone();
@@ -330,11 +358,12 @@ impl Ledger {
         id: &str,
         expected_version: u64,
         reason: &str,
+        call: &Call,
     ) -> Result<Alert, AlertError> {
         if reason.len() > self.limits.max_field_bytes.get() * 4 {
             return Err(invalid("reason", "is too long"));
         }
-        self.change(id, expected_version, |alert, pseudonyms| {
+        self.change(id, expected_version, call, |alert, pseudonyms| {
             alert.retracted = true;
             alert.retraction_reason = reason.to_owned();
             alert.content = None;

@@ -7,6 +7,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use super::{alert_object, audited};
+use crate::audit::Action;
 use crate::config::Role;
 use crate::node::NodeCore;
 use crate::proto::v1::alert_service_server::AlertService;
@@ -27,121 +29,177 @@ impl AlertService for AlertApi {
         &self,
         req: Request<SubmitAlertRequest>,
     ) -> Result<Response<Alert>, Status> {
-        let client = self.0.clients.require(&req, Role::Submit)?;
-        let r = req.into_inner();
-        let result = self.0.ledger.submit(&client, r.draft, &r.request_id).await;
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(crate::alert::AlertError::Invalid(_)) => "invalid",
-            Err(_) => "error",
-        };
-        self.0
-            .metrics
-            .submits
-            .get_or_create(&crate::metrics::label("outcome", outcome))
-            .inc();
-        let alert = result?;
-        tracing::info!(alert = %alert.id, client = %client.name, "alert submitted");
-        Ok(Response::new(alert))
+        let core = &self.0;
+        audited(core, req, Action::AlertSubmit, async |call, req| {
+            let client = core.clients.require(&req, Role::Submit)?;
+            let r = req.into_inner();
+            let result = core
+                .ledger
+                .submit(&client, r.draft, &r.request_id, call)
+                .await;
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(crate::alert::AlertError::Invalid(_)) => "invalid",
+                Err(_) => "error",
+            };
+            core.metrics
+                .submits
+                .get_or_create(&crate::metrics::label("outcome", outcome))
+                .inc();
+            let alert = result?;
+            tracing::info!(alert = %alert.id, client = %client.name, "alert submitted");
+            Ok(alert)
+        })
+        .await
     }
 
     async fn update_alert(
         &self,
         req: Request<UpdateAlertRequest>,
     ) -> Result<Response<Alert>, Status> {
-        let client = self.0.clients.require(&req, Role::Submit)?;
-        let r = req.into_inner();
-        let alert = self
-            .0
-            .ledger
-            .update(&r.id, r.expected_version, r.draft)
-            .await?;
-        tracing::info!(alert = %alert.id, version = alert.version, client = %client.name, "alert updated");
-        Ok(Response::new(alert))
+        let core = &self.0;
+        audited(core, req, Action::AlertUpdate, async |call, req| {
+            let client = core.clients.require(&req, Role::Submit)?;
+            let r = req.into_inner();
+            alert_object(call, &r.id);
+            let alert = core
+                .ledger
+                .update(&r.id, r.expected_version, r.draft, call)
+                .await?;
+            tracing::info!(alert = %alert.id, version = alert.version, client = %client.name, "alert updated");
+            Ok(alert)
+        })
+        .await
     }
 
     async fn retract_alert(
         &self,
         req: Request<RetractAlertRequest>,
     ) -> Result<Response<Alert>, Status> {
-        let client = self.0.clients.require(&req, Role::Submit)?;
-        let r = req.into_inner();
-        let alert = self
-            .0
-            .ledger
-            .retract(&r.id, r.expected_version, &r.reason)
-            .await?;
-        tracing::info!(alert = %alert.id, client = %client.name, "alert retracted");
-        Ok(Response::new(alert))
+        let core = &self.0;
+        audited(core, req, Action::AlertRetract, async |call, req| {
+            let client = core.clients.require(&req, Role::Submit)?;
+            let r = req.into_inner();
+            alert_object(call, &r.id);
+            let alert = core
+                .ledger
+                .retract(&r.id, r.expected_version, &r.reason, call)
+                .await?;
+            tracing::info!(alert = %alert.id, client = %client.name, "alert retracted");
+            Ok(alert)
+        })
+        .await
     }
 
     async fn get_alert(&self, req: Request<GetAlertRequest>) -> Result<Response<Alert>, Status> {
-        self.0.clients.require(&req, Role::Read)?;
-        Ok(Response::new(self.0.ledger.get(&req.get_ref().id)?))
+        let core = &self.0;
+        audited(core, req, Action::AlertGet, async |call, req| {
+            core.clients.require(&req, Role::Read)?;
+            alert_object(call, &req.get_ref().id);
+            let alert = core.ledger.get(&req.get_ref().id)?;
+            call.detail("version", alert.version);
+            Ok(alert)
+        })
+        .await
     }
 
     type WatchHitsStream = Pin<Box<dyn Stream<Item = Result<Hit, Status>> + Send>>;
 
+    /// Logged when the watch opens (with where it resumes); the hits it
+    /// streams are each in the log already as `hit.found` / `hit.notice`.
     async fn watch_hits(
         &self,
         req: Request<WatchHitsRequest>,
     ) -> Result<Response<Self::WatchHitsStream>, Status> {
-        self.0.clients.require(&req, Role::Read)?;
-        let r = req.into_inner();
         let core = self.0.clone();
-        let (tx, rx) = mpsc::channel(HIT_PAGE);
-        tokio::spawn(async move {
-            let mut changed = core.store.watch_hits();
-            let mut after = r.after_sequence;
-            loop {
-                // Mark the current value seen before reading, so a hit stored
-                // while we read wakes us again.
-                changed.borrow_and_update();
-                let page = match core.store.hits_after(after, HIT_PAGE) {
-                    Ok(page) => page,
-                    Err(e) => {
-                        let _ = tx.send(Err(super::status::store_unavailable(e))).await;
-                        return;
-                    }
-                };
-                let full = page.len() == HIT_PAGE;
-                for hit in page {
-                    after = hit.sequence;
-                    if tx.send(Ok(hit)).await.is_err() {
-                        return; // client went away
-                    }
-                }
-                if full {
-                    continue;
-                }
-                if r.backlog_only {
-                    return;
-                }
-                tokio::select! {
-                    _ = core.shutdown.cancelled() => return,
-                    _ = tx.closed() => return,
-                    res = changed.changed() => if res.is_err() { return },
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        audited(&self.0, req, Action::HitsWatch, async |call, req| {
+            core.clients.require(&req, Role::Read)?;
+            let r = req.into_inner();
+            call.detail("after_sequence", r.after_sequence);
+            Ok(watch(core, r))
+        })
+        .await
     }
 
     async fn lookup(
         &self,
         req: Request<LookupRequest>,
     ) -> Result<Response<LookupResponse>, Status> {
-        let client = self.0.clients.require(&req, Role::Read)?;
-        Ok(Response::new(
-            self.0.lookups.ask(&client, req.into_inner()).await?,
-        ))
+        let core = &self.0;
+        audited(core, req, Action::LookupAsk, async |call, req| {
+            let client = core.clients.require(&req, Role::Read)?;
+            let answer = core.lookups.ask(&client, req.into_inner()).await?;
+            let mut matches = 0;
+            for a in &answer.answers {
+                for m in &a.matches {
+                    call.object(m.alert_id.clone());
+                    matches += 1;
+                }
+            }
+            call.detail("agencies", answer.answers.len());
+            call.detail("matches", matches);
+            Ok(answer)
+        })
+        .await
     }
 
     async fn list_alerts(
         &self,
         req: Request<ListAlertsRequest>,
     ) -> Result<Response<ListAlertsResponse>, Status> {
-        self.0.clients.require(&req, Role::Read)?;
-        Ok(Response::new(self.0.ledger.list(req.get_ref())?))
+        let core = &self.0;
+        audited(core, req, Action::AlertList, async |call, req| {
+            core.clients.require(&req, Role::Read)?;
+            let page = core.ledger.list(req.get_ref())?;
+            // Every alert shown is named: a list is a consultation of each.
+            for a in &page.alerts {
+                call.object(a.id.clone());
+            }
+            call.detail("returned", page.alerts.len());
+            Ok(page)
+        })
+        .await
     }
+}
+
+fn watch(
+    core: Arc<NodeCore>,
+    r: WatchHitsRequest,
+) -> Pin<Box<dyn Stream<Item = Result<Hit, Status>> + Send>> {
+    let (tx, rx) = mpsc::channel(HIT_PAGE);
+    tokio::spawn(async move {
+        let mut changed = core.store.watch_hits();
+        let mut after = r.after_sequence;
+        loop {
+            // Mark the current value seen before reading, so a hit stored
+            // while we read wakes us again.
+            changed.borrow_and_update();
+            let page = match core.store.hits_after(after, HIT_PAGE) {
+                Ok(page) => page,
+                Err(e) => {
+                    let _ = tx.send(Err(super::status::store_unavailable(e))).await;
+                    return;
+                }
+            };
+            let full = page.len() == HIT_PAGE;
+            for hit in page {
+                after = hit.sequence;
+                if tx.send(Ok(hit)).await.is_err() {
+                    return; // client went away
+                }
+            }
+            if full {
+                continue;
+            }
+            if r.backlog_only {
+                return;
+            }
+            tokio::select! {
+                _ = core.shutdown.cancelled() => return,
+                _ = tx.closed() => return,
+                res = changed.changed() => if res.is_err() { return },
+            }
+        }
+    });
+    Box::pin(ReceiverStream::new(rx))
 }

@@ -6,6 +6,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::audited;
+use crate::audit::{Action, Call};
 use crate::node::NodeCore;
 use crate::proto::PROTOCOL_VERSION;
 use crate::proto::v1::peer_exchange_server::PeerExchange;
@@ -23,87 +25,133 @@ type AckStream = Pin<Box<dyn Stream<Item = Result<DeliveryAck, Status>> + Send>>
 #[tonic::async_trait]
 impl PeerExchange for PeerApi {
     async fn hello(&self, req: Request<HelloRequest>) -> Result<Response<HelloResponse>, Status> {
-        let peer = self.0.peers.require(&req)?;
-        let r = req.get_ref();
-        if r.agency_id != peer.agency.as_str() || r.federation != peer.federation.as_str() {
-            return Err(Status::invalid_argument(format!(
-                "agency_id/federation `{}/{}` do not match your certificate ({})",
-                r.federation,
-                r.agency_id,
-                peer.spiffe_uri()
-            )));
-        }
-        Ok(Response::new(HelloResponse {
-            protocol_version: PROTOCOL_VERSION,
-            agency_id: self.0.agency.to_string(),
-            federation: self.0.federation.to_string(),
-        }))
+        let core = &self.0;
+        audited(core, req, Action::PeerHello, async |call, req| {
+            let peer = core.peers.require(&req)?;
+            let r = req.get_ref();
+            call.detail("protocol_version", r.protocol_version);
+            if r.agency_id != peer.agency.as_str() || r.federation != peer.federation.as_str() {
+                return Err(Status::invalid_argument(format!(
+                    "agency_id/federation `{}/{}` do not match your certificate ({})",
+                    r.federation,
+                    r.agency_id,
+                    peer.spiffe_uri()
+                )));
+            }
+            Ok(HelloResponse {
+                protocol_version: PROTOCOL_VERSION,
+                agency_id: core.agency.to_string(),
+                federation: core.federation.to_string(),
+            })
+        })
+        .await
     }
 
+    /// A consultation of this node's holdings by a peer: the alerts named
+    /// in the answer are the ones disclosed to it.
     async fn lookup(
         &self,
         req: Request<PeerLookupRequest>,
     ) -> Result<Response<PeerLookupResponse>, Status> {
-        let peer = self.0.peers.require(&req)?;
-        Ok(Response::new(
-            self.0.lookups.answer(&peer, req.into_inner()).await?,
-        ))
+        let core = &self.0;
+        audited(core, req, Action::PeerLookup, async |call, req| {
+            let peer = core.peers.require(&req)?;
+            let answer = core.lookups.answer(&peer, req.into_inner()).await?;
+            for m in &answer.matches {
+                call.object(m.alert_id.clone());
+            }
+            call.detail("matches", answer.matches.len());
+            Ok(answer)
+        })
+        .await
     }
 
     type DeliverStream = AckStream;
 
+    /// One `peer.deliver` entry per stream, written when it ends (with the
+    /// envelope count); each envelope has its own `alert.receive`,
+    /// `alert.refuse` or `hit.notice` entry, flushed before its ack.
     async fn deliver(
         &self,
         req: Request<Streaming<Envelope>>,
     ) -> Result<Response<Self::DeliverStream>, Status> {
-        let peer = self.0.peers.require(&req)?;
+        let core = &self.0;
+        let call = Call::start(
+            &core.store,
+            &core.agency,
+            &core.federation,
+            &req,
+            Action::PeerDeliver,
+        );
+        let peer = match call.checked().and_then(|()| core.peers.require(&req)) {
+            Ok(peer) => peer,
+            Err(e) => return Err(call.finish::<()>(Err(e)).await.unwrap_err()),
+        };
         let mut envelopes = req.into_inner().ready_chunks(APPLY_BATCH);
         let (tx, rx) = mpsc::channel(APPLY_BATCH * 2);
         let core = self.0.clone();
         tokio::spawn(async move {
-            loop {
-                let batch = tokio::select! {
-                    _ = core.shutdown.cancelled() => {
-                        let _ = tx.send(Err(Status::unavailable("node is shutting down"))).await;
-                        return;
-                    }
-                    batch = envelopes.next() => batch,
-                };
-                let Some(batch) = batch else { return };
-                let mut good = Vec::with_capacity(batch.len());
-                let mut broken = None;
-                for item in batch {
-                    match item {
-                        Ok(env) => good.push(env),
-                        Err(status) => {
-                            broken = Some(status);
-                            break;
-                        }
-                    }
-                }
-                match core.inbound.apply_batch(&peer, good).await {
-                    Ok(acks) => {
-                        for ack in acks {
-                            if tx.send(Ok(ack)).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(peer = %peer.agency, error = %e, "delivery stream ended");
-                        let _ = tx.send(Err(e.into())).await;
-                        return;
-                    }
-                }
-                if let Some(status) = broken {
-                    // An envelope that did not decode (or a broken stream):
-                    // the ones before it are acked above, the sender hears why.
-                    tracing::info!(peer = %peer.agency, %status, "delivery stream broke");
-                    let _ = tx.send(Err(status)).await;
-                    return;
-                }
-            }
+            let mut count = 0usize;
+            let ended = deliver_loop(&core, &peer, &mut envelopes, &tx, &mut count).await;
+            call.detail("envelopes", count);
+            let _ = call.finish(ended).await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Applies batches until the stream ends; `Err` is how it broke (the sender
+/// has been told already).
+async fn deliver_loop(
+    core: &NodeCore,
+    peer: &crate::identity::NodeIdentity,
+    envelopes: &mut (impl Stream<Item = Vec<Result<Envelope, Status>>> + Unpin),
+    tx: &mpsc::Sender<Result<DeliveryAck, Status>>,
+    count: &mut usize,
+) -> Result<(), Status> {
+    loop {
+        let batch = tokio::select! {
+            _ = core.shutdown.cancelled() => {
+                let status = Status::unavailable("node is shutting down");
+                let _ = tx.send(Err(status.clone())).await;
+                return Err(status);
+            }
+            batch = envelopes.next() => batch,
+        };
+        let Some(batch) = batch else { return Ok(()) };
+        let mut good = Vec::with_capacity(batch.len());
+        let mut broken = None;
+        for item in batch {
+            match item {
+                Ok(env) => good.push(env),
+                Err(status) => {
+                    broken = Some(status);
+                    break;
+                }
+            }
+        }
+        *count += good.len();
+        match core.inbound.apply_batch(peer, good).await {
+            Ok(acks) => {
+                for ack in acks {
+                    if tx.send(Ok(ack)).await.is_err() {
+                        return Err(Status::cancelled("the sender went away"));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(peer = %peer.agency, error = %e, "delivery stream ended");
+                let status: Status = e.into();
+                let _ = tx.send(Err(status.clone())).await;
+                return Err(status);
+            }
+        }
+        if let Some(status) = broken {
+            // An envelope that did not decode (or a broken stream):
+            // the ones before it are acked above, the sender hears why.
+            tracing::info!(peer = %peer.agency, %status, "delivery stream broke");
+            let _ = tx.send(Err(status.clone())).await;
+            return Err(status);
+        }
     }
 }

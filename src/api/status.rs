@@ -96,3 +96,22 @@ pub fn store_unavailable(e: StoreError) -> Status {
     tracing::error!(error = %e, "storage failure");
     Status::unavailable("the node's store is unavailable; retry later")
 }
+
+/// INVALID_ARGUMENT naming one field, in the same shape as every other
+/// validation error.
+pub fn invalid_field(field: &str, description: String) -> Status {
+    AlertError::Invalid(vec![crate::alert::FieldViolation {
+        field: field.into(),
+        description,
+    }])
+    .into()
+}
+
+/// The field names of an INVALID_ARGUMENT status (its BadRequest detail),
+/// for logs that must not repeat the values a description may quote.
+pub fn invalid_fields(status: &Status) -> Vec<String> {
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}

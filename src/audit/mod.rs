@@ -16,6 +16,9 @@
 //! Entries never carry identifiers, names, narratives or key material: only
 //! ids, peer and client names, rule names, field levels and counts.
 
+pub mod call;
+pub mod export;
+pub mod query;
 pub mod signing;
 pub mod verify;
 
@@ -25,6 +28,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub use call::{Call, PURPOSE_HEADER};
 pub use verify::{Broken, ChainStart, Summary, verify};
 
 /// SHA-256 output: entry and chain hashes.
@@ -249,7 +253,11 @@ impl Checkpoint {
     /// The signed bytes: a fixed context string, so a checkpoint signature
     /// can never be replayed as a signature over anything else.
     pub fn message(seq: u64, hash: &Hash, time: &str) -> Vec<u8> {
-        format!("casebridge audit checkpoint v1\n{seq}\n{}\n{time}", hex(hash)).into_bytes()
+        format!(
+            "casebridge audit checkpoint v1\n{seq}\n{}\n{time}",
+            hex(hash)
+        )
+        .into_bytes()
     }
 }
 

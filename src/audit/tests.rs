@@ -24,7 +24,12 @@ fn key() -> (tempfile::TempDir, SigningKey) {
 }
 
 fn check(entries: &[RawEntry], cps: &[Checkpoint], key: &PublicKey) -> Result<Summary, Broken> {
-    verify(ChainStart::GENESIS, entries.iter().cloned().map(Ok), cps, key)
+    verify(
+        ChainStart::GENESIS,
+        entries.iter().cloned().map(Ok),
+        cps,
+        key,
+    )
 }
 
 fn signed_at(key: &SigningKey, entries: &[RawEntry], seqs: &[u64]) -> Vec<Checkpoint> {
@@ -134,8 +139,13 @@ fn a_cut_head_needs_a_recorded_prune() {
         prev: entries[2].hash,
         pruned: true,
     };
-    let err = verify(start, entries[3..].iter().cloned().map(Ok), &[], &key.public())
-        .unwrap_err();
+    let err = verify(
+        start,
+        entries[3..].iter().cloned().map(Ok),
+        &[],
+        &key.public(),
+    )
+    .unwrap_err();
     assert_eq!(err.seq, 4);
     assert!(err.reason.contains("pruning"), "{err}");
     // Without the mark, the missing head is a missing entry 1.
@@ -151,7 +161,10 @@ fn keys_round_trip_through_files() {
     let again = SigningKey::load(&dir.path().join("audit.key")).unwrap();
     assert_eq!(again.public(), key.public());
     let cp = key.sign(3, [7; 32], 1_700_000_000_000);
-    assert!(public.verify(&Checkpoint::message(cp.seq, &cp.hash, &cp.time), &cp.signature));
+    assert!(public.verify(
+        &Checkpoint::message(cp.seq, &cp.hash, &cp.time),
+        &cp.signature
+    ));
     assert!(!public.verify(&Checkpoint::message(4, &cp.hash, &cp.time), &cp.signature));
 }
 

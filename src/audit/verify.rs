@@ -91,7 +91,13 @@ pub fn verify(
     let mut prune_recorded = !start.pruned;
     let mut count = 0u64;
     for raw in entries {
-        let raw = raw?;
+        // A read error without a position is at the entry expected next.
+        let raw = raw.map_err(|mut b| {
+            if b.seq == 0 {
+                b.seq = expected;
+            }
+            b
+        })?;
         if raw.seq > expected {
             return Err(broken(
                 expected,
@@ -138,8 +144,8 @@ pub fn verify(
         }
         if let Some(cp) = signed.get(&raw.seq) {
             if cp.hash != computed {
-                let since = last_good_checkpoint
-                    .map_or("the start".to_string(), |s| format!("entry {s}"));
+                let since =
+                    last_good_checkpoint.map_or("the start".to_string(), |s| format!("entry {s}"));
                 return Err(broken(
                     raw.seq,
                     format!(

@@ -243,6 +243,11 @@ pub fn init_federation(
         .signed_by(&node_key, &ca)?;
         write_new(&dir.join("node.pem"), &node_cert.pem(), false)?;
         write_new(&dir.join("node.key"), &node_key.serialize_pem(), true)?;
+        let audit_key = dir.join("audit-signing.key");
+        crate::audit::signing::SigningKey::create(&audit_key).map_err(|e| CertsError::Invalid {
+            path: audit_key.clone(),
+            reason: e.to_string(),
+        })?;
 
         let client_ca_key = KeyPair::generate()?;
         let client_ca_params = ca_params(&format!("{agency} local client CA"));
@@ -343,6 +348,10 @@ client_crl = "client-ca.crl.pem"
 
 [store]
 dir = "data"
+
+[audit]
+# Signs the audit log's checkpoints; give auditors `audit-signing.key.pub`.
+signing_key = "audit-signing.key"
 
 [matching]
 # The federation's shared matching key ring (same file on every node).

@@ -1,6 +1,7 @@
 //! The `casebridge` command line. `anyhow` lives here, at the binary's edge;
 //! the library below returns typed errors.
 
+mod audit;
 mod demo;
 mod output;
 mod policy;
@@ -47,6 +48,10 @@ struct Cli {
     /// Log as JSON lines.
     #[arg(long, global = true)]
     log_json: bool,
+    /// Why you make this call; recorded with it in the node's audit log
+    /// (printable ASCII, at most 256 bytes), e.g. a case number.
+    #[arg(long, global = true, env = "CASEBRIDGE_PURPOSE")]
+    purpose: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -93,6 +98,16 @@ enum Command {
     Pseudo {
         #[command(subcommand)]
         command: pseudo::PseudoCommand,
+    },
+    /// The tamper-evident audit log: verify, export, query.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
+    /// Back up a running node's store; restore a stopped node's.
+    Store {
+        #[command(subcommand)]
+        command: audit::StoreCommand,
     },
 }
 
@@ -242,7 +257,7 @@ fn is_config_error(error: &anyhow::Error) -> bool {
     let tls_file = |e: &TlsError| !matches!(e, TlsError::Connect { .. });
     error.downcast_ref::<ConfigError>().is_some()
         || match error.downcast_ref::<ClientError>() {
-            Some(ClientError::Config(_)) => true,
+            Some(ClientError::Config(_) | ClientError::Purpose(_)) => true,
             Some(ClientError::Tls(e)) => tls_file(e),
             None => false,
         }
@@ -350,6 +365,10 @@ fn render_error(e: &anyhow::Error) -> String {
 
 async fn dispatch(cli: Cli) -> Result<(), Failure> {
     let json = cli.json;
+    if let Some(p) = &cli.purpose {
+        let purpose = crate::client::Purpose::new(p)?;
+        let _ = PURPOSE.set(purpose);
+    }
     match cli.command {
         Command::Node {
             command: NodeCommand::Run { config },
@@ -390,6 +409,8 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             policy::run(command, json, cli.client_config.as_deref()).await
         }
         Command::Pseudo { command } => pseudo::pseudo(command, json),
+        Command::Audit { command } => audit::audit(command, cli.client_config.as_deref()).await,
+        Command::Store { command } => audit::store(command, cli.client_config.as_deref()).await,
         Command::Alert { command } => {
             let client = connect(cli.client_config.as_deref()).await?;
             alert(client, command, json).await
@@ -578,6 +599,9 @@ fn certs_init(federation: &str, agencies: &[String], out: &Path) -> Result<(), F
     Ok(())
 }
 
+/// The `--purpose` every client call of this process states.
+static PURPOSE: std::sync::OnceLock<crate::client::Purpose> = std::sync::OnceLock::new();
+
 async fn connect(path: Option<&Path>) -> Result<NodeClient, Failure> {
     let path = path.ok_or_else(|| {
         failure(
@@ -585,7 +609,11 @@ async fn connect(path: Option<&Path>) -> Result<NodeClient, Failure> {
             anyhow!("no client config: pass --client-config FILE or set CASEBRIDGE_CLIENT_CONFIG"),
         )
     })?;
-    Ok(NodeClient::connect_file(path).await?)
+    let client = NodeClient::connect_file(path).await?;
+    Ok(match PURPOSE.get() {
+        Some(p) => client.purpose(p.clone()),
+        None => client,
+    })
 }
 
 /// Reads an AlertDraft in canonical protobuf JSON; errors name file, line and column.

@@ -9,6 +9,7 @@ use thiserror::Error;
 use tokio::sync::broadcast;
 
 use crate::alert::validate::check_content;
+use crate::audit::{Action, Event};
 use crate::config::Limits;
 use crate::identity::NodeIdentity;
 use crate::ids::AlertId;
@@ -254,12 +255,45 @@ impl Inbound {
             }
             acks.push(ack);
         }
+        let actor = format!("peer:{}", from.agency);
+        // In the log with the refusal log's flush, before the REJECTED acks.
+        let mut events: Vec<Event> = refusals
+            .iter()
+            .map(|r| {
+                let mut e = Event::new(actor.as_str(), Action::AlertRefuse, "rejected")
+                    .detail("version", r.version)
+                    .detail("reason", &r.reason);
+                if !r.alert_id.is_empty() {
+                    e = e.object(r.alert_id.clone());
+                }
+                if !r.rule.is_empty() {
+                    e = e.detail("rule", &r.rule);
+                }
+                e
+            })
+            .collect();
+        self.store.audit_append(events.drain(..))?;
         // Recorded (and flushed) before the REJECTED acks go out: the sender
         // drops the envelope on that ack, so this is the only trace left.
         self.store.record_refusals(&refusals).await?;
         self.count(from, "refused", refusals.len());
         for (idx, notice) in notices {
-            match self.store.record_notice(&from.agency, &notice).await? {
+            let outcome = self.store.record_notice(&from.agency, &notice).await?;
+            events.push(
+                Event::new(
+                    actor.as_str(),
+                    Action::NoticeReceive,
+                    match &outcome {
+                        NoticeOutcome::Recorded(_) => "stored",
+                        NoticeOutcome::Known => "duplicate",
+                        NoticeOutcome::Refused(_) => "rejected",
+                    },
+                )
+                .object(notice.your_alert_id.clone())
+                .object(notice.our_alert_id.clone())
+                .detail("type", crate::proto::identifier_type_name(notice.r#type)),
+            );
+            match outcome {
                 NoticeOutcome::Recorded(hit) => {
                     tracing::info!(peer = %from.agency, alert = %hit.local_alert_id, "hit notice recorded");
                 }
@@ -282,7 +316,29 @@ impl Inbound {
         }
         let outcomes = self
             .store
-            .apply_received_batch(records.iter().map(|(_, r)| r.clone()).collect())
+            .apply_received_batch_then(
+                records.iter().map(|(_, r)| r.clone()).collect(),
+                |outcomes| {
+                    for ((_, rec), outcome) in records.iter().zip(outcomes) {
+                        let Some(a) = &rec.alert else { continue };
+                        let mut e = Event::new(
+                            actor.as_str(),
+                            Action::AlertReceive,
+                            match outcome {
+                                ApplyOutcome::Stored => "stored",
+                                ApplyOutcome::Duplicate => "duplicate",
+                            },
+                        )
+                        .object(a.id.clone())
+                        .detail("version", a.version);
+                        if a.retracted {
+                            e = e.detail("retracted", true);
+                        }
+                        events.push(e);
+                    }
+                    events
+                },
+            )
             .await?;
         for ((idx, rec), outcome) in records.into_iter().zip(outcomes) {
             let alert = rec.alert.unwrap_or_default();

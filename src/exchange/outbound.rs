@@ -15,6 +15,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::{Action, Event, NODE};
 use crate::config::DeliveryConfig;
 use crate::identity::{NodeIdentity, TlsError, connect_channel};
 use crate::ids::{AgencyId, FederationName};
@@ -23,7 +24,7 @@ use crate::proto::PROTOCOL_VERSION;
 use crate::proto::v1::envelope::Payload;
 use crate::proto::v1::peer_exchange_client::PeerExchangeClient;
 use crate::proto::v1::{AckStatus, Envelope, HelloRequest};
-use crate::store::{Store, StoreError};
+use crate::store::{Queued, Store, StoreError};
 
 /// Delivery state of one peer, as shown by the admin API.
 #[derive(Debug, Clone, Default)]
@@ -277,8 +278,9 @@ impl Worker {
         self.slot.update(|s| s.connected = true);
         tracing::info!(peer = %self.peer, "delivery stream open");
 
-        // Sequence and queueing time of each envelope sent and not yet acked.
-        let mut in_flight: VecDeque<(u64, Option<pbjson_types::Timestamp>)> = VecDeque::new();
+        // Each envelope sent and not yet acked (payload dropped: the audit
+        // entry at its ack needs only ids, rule and levels).
+        let mut in_flight: VecDeque<Sent> = VecDeque::new();
         let mut cursor: Option<u64> = None;
         // Outbox entries up to this sequence are known to be on disk.
         let mut durable_upto: u64 = 0;
@@ -288,7 +290,7 @@ impl Worker {
                 let batch = ctx
                     .store
                     .outbox_after(&self.peer, cursor, window - in_flight.len())?;
-                if let Some(&(last, _, _)) = batch.last()
+                if let Some(last) = batch.last().map(|q| q.seq)
                     && last > durable_upto
                 {
                     // Only what is on disk leaves: an entry is visible here as
@@ -301,7 +303,14 @@ impl Worker {
                     ctx.store.durable().await?;
                     durable_upto = visible.max(last);
                 }
-                for (seq, payload, queued_at) in batch {
+                for Queued {
+                    seq,
+                    payload,
+                    queued_at,
+                    rule,
+                    disclosed,
+                } in batch
+                {
                     cursor = Some(seq);
                     // Content past its retention deadline never leaves; a
                     // tombstone still goes, it only removes.
@@ -310,16 +319,27 @@ impl Worker {
                         && crate::store::expired(a.content.as_ref(), now)
                     {
                         ctx.store.outbox_remove(&self.peer, seq)?;
+                        ctx.store.audit_append([Event::new(
+                            NODE,
+                            Action::AlertShare,
+                            "expired",
+                        )
+                        .object(a.id.clone())
+                        .detail("peer", &self.peer)
+                        .detail("version", a.version)
+                        .detail("reason", "retention deadline passed while queued; not sent")])?;
                         self.slot.update(|s| s.expired_total += 1);
                         tracing::info!(peer = %self.peer, alert = %a.id, "retention deadline passed while queued; dropped");
                         continue;
                     }
-                    in_flight.push_back((seq, queued_at));
+                    in_flight.push_back(Sent::new(seq, &payload, queued_at, rule, disclosed));
                     if tx
                         .send(Envelope {
                             sequence: seq,
                             payload: Some(payload),
                             queued_at: None,
+                            rule: String::new(),
+                            disclosed: String::new(),
                         })
                         .await
                         .is_err()
@@ -338,16 +358,21 @@ impl Worker {
                     let Some(ack) = ack? else {
                         return Err(DeliveryError::Rpc("peer closed the delivery stream".into()));
                     };
-                    let Some(pos) = in_flight.iter().position(|(s, _)| *s == ack.sequence) else {
+                    let Some(pos) = in_flight.iter().position(|s| s.seq == ack.sequence) else {
                         return Err(DeliveryError::UnexpectedAck(ack.sequence));
                     };
-                    let queued_at = in_flight.remove(pos).and_then(|(_, q)| q);
+                    let sent = in_flight.remove(pos).expect("position is in range");
+                    let queued_at = sent.queued_at;
                     ctx.store.outbox_remove(&self.peer, ack.sequence)?;
                     backoff.reset();
                     let now = SystemTime::now();
                     let status = AckStatus::try_from(ack.status).map_or("unknown".to_string(), |s| {
                         s.as_str_name().trim_start_matches("ACK_STATUS_").to_ascii_lowercase()
                     });
+                    // Not flushed, like the outbox removal beside it: if a
+                    // crash loses both, the envelope goes again and its new
+                    // ack is logged then, so a disclosure is never unlogged.
+                    ctx.store.audit_append([sent.event(&self.peer, &status)])?;
                     ctx.metrics
                         .deliveries
                         .get_or_create(&metrics::peer_and(&self.peer, "status", &status))
@@ -378,5 +403,62 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+/// What the audit entry for an acknowledged envelope needs.
+struct Sent {
+    seq: u64,
+    queued_at: Option<pbjson_types::Timestamp>,
+    notice: bool,
+    objects: Vec<String>,
+    version: u64,
+    rule: String,
+    disclosed: String,
+}
+
+impl Sent {
+    fn new(
+        seq: u64,
+        payload: &Payload,
+        queued_at: Option<pbjson_types::Timestamp>,
+        rule: String,
+        disclosed: String,
+    ) -> Self {
+        let (notice, objects, version) = match payload {
+            Payload::Alert(a) => (false, vec![a.id.clone()], a.version),
+            Payload::HitNotice(n) => (
+                true,
+                vec![n.our_alert_id.clone(), n.your_alert_id.clone()],
+                0,
+            ),
+        };
+        Self {
+            seq,
+            queued_at,
+            notice,
+            objects,
+            version,
+            rule,
+            disclosed,
+        }
+    }
+
+    /// `alert.share` / `hit.notify`, with the peer's ack status as outcome.
+    fn event(&self, peer: &AgencyId, status: &str) -> Event {
+        let action = if self.notice {
+            Action::NoticeSend
+        } else {
+            Action::AlertShare
+        };
+        let mut e = Event::new(NODE, action, status).detail("peer", peer);
+        e.objects = self.objects.clone();
+        if !self.notice {
+            e = e.detail("version", self.version);
+        }
+        if !self.rule.is_empty() {
+            e = e.detail("rule", &self.rule);
+        }
+        e.detail("disclosed", &self.disclosed)
     }
 }

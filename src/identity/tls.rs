@@ -236,6 +236,10 @@ impl AsyncWrite for AuthenticatedConn {
     }
 }
 
+/// Told of every connection refused before it could make a call: the
+/// remote address and why (counted, and kept in the audit log).
+pub type OnRefused = Arc<dyn Fn(SocketAddr, String) + Send + Sync>;
+
 /// Accepts TCP connections and completes TLS handshakes concurrently (a slow
 /// or hostile client cannot hold up others), yielding only connections whose
 /// certificate verified and names a well-formed identity. Each handshake uses
@@ -247,7 +251,7 @@ pub fn serve_tls(
     config: tokio::sync::watch::Receiver<Arc<ServerConfig>>,
     handshake_timeout: Duration,
     max_age: Duration,
-    refused: prometheus_client::metrics::counter::Counter,
+    refused: OnRefused,
     shutdown: CancellationToken,
 ) -> ReceiverStream<Result<AuthenticatedConn, io::Error>> {
     let (tx, rx) = mpsc::channel(64);
@@ -272,6 +276,7 @@ pub fn serve_tls(
             // the handshake timeout.
             let Ok(permit) = pending.clone().try_acquire_owned() else {
                 tracing::warn!(%remote, "too many TLS handshakes in progress; connection dropped");
+                refused(remote, "too many handshakes in progress".into());
                 continue;
             };
             let _ = tcp.set_nodelay(true);
@@ -285,13 +290,13 @@ pub fn serve_tls(
                 {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(e)) => {
-                        refused.inc();
                         tracing::info!(%remote, error = %e, "TLS handshake refused");
+                        refused(remote, e.to_string());
                         return;
                     }
                     Err(_) => {
-                        refused.inc();
                         tracing::info!(%remote, "TLS handshake timed out");
+                        refused(remote, "handshake timed out".into());
                         return;
                     }
                 };
@@ -312,8 +317,8 @@ pub fn serve_tls(
                         let _ = tx.send(Ok(conn)).await;
                     }
                     Err(e) => {
-                        refused.inc();
-                        tracing::info!(%remote, error = %e, "certificate has no usable identity")
+                        tracing::info!(%remote, error = %e, "certificate has no usable identity");
+                        refused(remote, format!("certificate has no usable identity: {e}"));
                     }
                 }
             });

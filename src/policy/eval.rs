@@ -53,6 +53,41 @@ impl Grant {
         }
     }
 
+    /// The levels granted, for the audit log: `location=city time=day
+    /// narrative indicators phone=exact person=fuzzy` (fields at `none` are
+    /// left out).
+    pub fn describe(&self) -> String {
+        let lower = |s: &str| s.to_ascii_lowercase();
+        let mut parts = Vec::new();
+        if self.location != LocationLevel::None {
+            parts.push(format!(
+                "location={}",
+                lower(&format!("{:?}", self.location))
+            ));
+        }
+        if self.time != TimeLevel::None {
+            parts.push(format!("time={}", lower(&format!("{:?}", self.time))));
+        }
+        if self.narrative {
+            parts.push("narrative".into());
+        }
+        if self.indicators {
+            parts.push("indicators".into());
+        }
+        for (&t, level) in &self.identifiers {
+            if *level == IdLevel::None {
+                continue;
+            }
+            let name = crate::proto::identifier_type_name(t);
+            parts.push(format!("{name}={}", lower(&format!("{level:?}"))));
+        }
+        if parts.is_empty() {
+            "ids only".into()
+        } else {
+            parts.join(" ")
+        }
+    }
+
     pub fn identifier(&self, t: i32) -> IdLevel {
         self.identifiers.get(&t).copied().unwrap_or(IdLevel::None)
     }

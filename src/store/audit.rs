@@ -16,8 +16,8 @@ use sled::Transactional;
 
 use super::{Store, StoreError, flatten};
 use crate::audit::{
-    Action, ChainStart, Checkpoint, Event, GENESIS, Hash, NODE, PruneMark, RawEntry, hex,
-    now_ms, parse_ms, seal,
+    Action, ChainStart, Checkpoint, Event, GENESIS, Hash, NODE, PruneMark, RawEntry, hex, now_ms,
+    parse_ms, seal,
 };
 
 const PRUNED: &[u8] = b"pruned";
@@ -116,6 +116,15 @@ impl Store {
     /// Appends events to the chain, in order; durable with the next flush.
     /// Returns the last sequence number given.
     pub fn audit_append(&self, events: impl IntoIterator<Item = Event>) -> Result<u64, StoreError> {
+        let _writing = self.writing();
+        self.append_events(events)
+    }
+
+    /// [`Store::audit_append`] for callers already inside [`Store::writing`].
+    pub(super) fn append_events(
+        &self,
+        events: impl IntoIterator<Item = Event>,
+    ) -> Result<u64, StoreError> {
         let log = &self.audit;
         let mut head = log.head.lock().unwrap_or_else(|p| p.into_inner());
         for event in events {
@@ -169,13 +178,10 @@ impl Store {
         &self,
         from: u64,
     ) -> impl Iterator<Item = Result<RawEntry, StoreError>> + '_ {
-        self.audit
-            .entries
-            .range(from.to_be_bytes()..)
-            .map(|item| {
-                let (k, v) = item?;
-                raw_entry(&k, &v)
-            })
+        self.audit.entries.range(from.to_be_bytes()..).map(|item| {
+            let (k, v) = item?;
+            raw_entry(&k, &v)
+        })
     }
 
     /// The entry at `seq` and the hash before it (for exports, which start
@@ -196,10 +202,9 @@ impl Store {
     }
 
     pub fn audit_put_checkpoint(&self, cp: &Checkpoint) -> Result<(), StoreError> {
+        let _writing = self.writing();
         let json = serde_json::to_vec(cp).expect("checkpoints serialize");
-        self.audit
-            .checkpoints
-            .insert(cp.seq.to_be_bytes(), json)?;
+        self.audit.checkpoints.insert(cp.seq.to_be_bytes(), json)?;
         Ok(())
     }
 
@@ -259,7 +264,10 @@ impl Store {
         let log = &self.audit;
         let mut doomed = Vec::new();
         let mut last_hash = None;
-        for raw in self.audit_entries(self.audit_start()?.seq).take(PRUNE_BATCH) {
+        for raw in self
+            .audit_entries(self.audit_start()?.seq)
+            .take(PRUNE_BATCH)
+        {
             let raw = raw?;
             let time = raw.entry().ok().and_then(|e| parse_ms(&e.time));
             if time.is_none_or(|t| t >= before_ms) {
@@ -271,6 +279,7 @@ impl Store {
         let (Some(&through_seq), Some(through_hash)) = (doomed.last(), last_hash) else {
             return Ok(0);
         };
+        let _writing = self.writing();
         let mut head = log.head.lock().unwrap_or_else(|p| p.into_inner());
         if through_seq >= head.seq {
             // Never prune the head: the chain must always hold its newest entry.

@@ -22,7 +22,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use super::{OutboxItem, StoreError, TxError, outbox_key};
 use crate::ids::{AgencyId, AlertId};
 use crate::matching::{self, TokenKey};
-use crate::proto::v1::{Hit, HitNotice, StoredAlert, envelope::Payload};
+use crate::proto::v1::{Hit, HitNotice, StoredAlert};
 
 pub(super) type TxResult<T, E> = Result<T, ConflictableTransactionError<TxError<E>>>;
 
@@ -150,13 +150,7 @@ pub(super) fn record_found<E>(
             our_alert_id: hit.local_alert_id.clone(),
             similarity: hit.similarity,
         };
-        queue(
-            outbox,
-            &OutboxItem {
-                peer: other.origin().clone(),
-                payload: Payload::HitNotice(notice),
-            },
-        )?;
+        queue(outbox, &OutboxItem::notice(other.origin().clone(), notice))?;
     }
     Ok(Some(hit))
 }
@@ -216,6 +210,8 @@ pub(super) fn queue<E>(outbox: &TransactionalTree, item: &OutboxItem) -> TxResul
         sequence: 0,
         payload: Some(item.payload.clone()),
         queued_at: Some(super::now_timestamp()),
+        rule: item.rule.clone(),
+        disclosed: item.disclosed.clone(),
     };
     outbox.insert(outbox_key(&item.peer, seq), env.encode_to_vec())?;
     Ok(())

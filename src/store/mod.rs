@@ -16,11 +16,13 @@
 //! whatever a caller acknowledges is on disk and its deliveries are queued.
 
 mod audit;
+mod backup;
 mod group_commit;
 mod index;
 mod records;
 mod retention;
 
+pub use backup::{BackupStats, copy_store};
 pub use group_commit::CommitStats;
 pub use retention::{PURGED, expired};
 
@@ -45,6 +47,8 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
     #[error("flush failed: {0}")]
     Flush(String),
+    #[error("backup: {0}")]
+    Backup(String),
 }
 
 /// A transaction that failed either in storage or by the caller's own decision.
@@ -61,6 +65,58 @@ pub enum TxError<E> {
 pub struct OutboxItem {
     pub peer: AgencyId,
     pub payload: Payload,
+    /// For the audit entry written when the peer acknowledges it: the
+    /// policy rule that allowed the disclosure (empty for tombstones and
+    /// notices) and what it disclosed.
+    pub rule: String,
+    pub disclosed: String,
+}
+
+impl OutboxItem {
+    /// A version of an own alert, as the deciding rule's grant shaped it.
+    pub fn share(
+        peer: AgencyId,
+        view: crate::proto::v1::SharedAlert,
+        rule: Option<&str>,
+        grant: &crate::policy::Grant,
+    ) -> Self {
+        Self {
+            peer,
+            payload: Payload::Alert(view),
+            rule: rule.unwrap_or_default().to_owned(),
+            disclosed: grant.describe(),
+        }
+    }
+
+    /// A retraction: ids and version only, whatever the policy says now.
+    pub fn tombstone(peer: AgencyId, view: crate::proto::v1::SharedAlert) -> Self {
+        Self {
+            peer,
+            payload: Payload::Alert(view),
+            rule: String::new(),
+            disclosed: "tombstone".into(),
+        }
+    }
+
+    /// A hit notice: which of the peer's alerts relates to which of ours.
+    pub fn notice(peer: AgencyId, notice: HitNotice) -> Self {
+        Self {
+            peer,
+            payload: Payload::HitNotice(notice),
+            rule: String::new(),
+            disclosed: "hit notice: alert ids and identifier type".into(),
+        }
+    }
+}
+
+/// An outbox entry read back for delivery.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub seq: u64,
+    pub payload: Payload,
+    pub queued_at: Option<pbjson_types::Timestamp>,
+    pub rule: String,
+    pub disclosed: String,
 }
 
 /// What became of a hit notice from a peer.
@@ -100,6 +156,8 @@ pub enum ApplyOutcome {
 
 pub struct Store {
     db: sled::Db,
+    /// Where the database files are, for backups.
+    dir: std::path::PathBuf,
     alerts: sled::Tree,
     outbox: sled::Tree,
     requests: sled::Tree,
@@ -122,6 +180,9 @@ pub struct Store {
     hit_counter: std::sync::OnceLock<crate::metrics::Metrics>,
     audit: audit::AuditTrees,
     commit: GroupCommit,
+    /// Every write holds this shared; a backup holds it exclusively, so its
+    /// copy sees no half-done operation (see [`Store::backup_to`]).
+    gate: std::sync::RwLock<()>,
     /// Latest hit sequence, for watchers.
     hit_seq: tokio::sync::watch::Sender<u64>,
 }
@@ -223,11 +284,19 @@ impl Store {
             hit_counter: std::sync::OnceLock::new(),
             hits,
             scope,
+            dir: dir.to_owned(),
             db,
             commit,
+            gate: std::sync::RwLock::new(()),
             hit_seq: tokio::sync::watch::channel(last).0,
         };
         Ok(store)
+    }
+
+    /// Held (shared) by every write; never taken twice on one path, since a
+    /// waiting backup would then block the second acquisition forever.
+    fn writing(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn commit_stats(&self) -> &CommitStats {
@@ -250,7 +319,22 @@ impl Store {
         request_key: Option<&[u8]>,
         build: impl Fn(Option<StoredAlert>) -> Result<(StoredAlert, Vec<OutboxItem>), E>,
     ) -> Result<LocalWrite, TxError<E>> {
+        self.write_local_then(id, request_key, build, |_| Vec::new())
+            .await
+    }
+
+    /// [`Store::write_local`], appending the audit entries `on_commit`
+    /// returns after the transaction and before the flush, so they are on
+    /// disk exactly when the change is.
+    pub async fn write_local_then<E: Clone>(
+        &self,
+        id: &AlertId,
+        request_key: Option<&[u8]>,
+        build: impl Fn(Option<StoredAlert>) -> Result<(StoredAlert, Vec<OutboxItem>), E>,
+        on_commit: impl FnOnce(&LocalWrite) -> Vec<crate::audit::Event>,
+    ) -> Result<LocalWrite, TxError<E>> {
         let key = id.to_string();
+        let writing = self.writing();
         let result = (
             &self.alerts,
             &self.outbox,
@@ -307,6 +391,8 @@ impl Store {
         if let LocalWrite::Written(record) = &result {
             hits = self.match_pending(record).map_err(TxError::Store)?;
         }
+        self.append_events(on_commit(&result))?;
+        drop(writing);
         self.commit.durable().await?;
         self.publish(&hits);
         Ok(result)
@@ -319,8 +405,20 @@ impl Store {
         &self,
         records: Vec<StoredAlert>,
     ) -> Result<Vec<ApplyOutcome>, StoreError> {
+        self.apply_received_batch_then(records, |_| Vec::new())
+            .await
+    }
+
+    /// [`Store::apply_received_batch`]; the audit entries `audit` makes of
+    /// the outcomes go into the same flush.
+    pub async fn apply_received_batch_then(
+        &self,
+        records: Vec<StoredAlert>,
+        audit: impl FnOnce(&[ApplyOutcome]) -> Vec<crate::audit::Event>,
+    ) -> Result<Vec<ApplyOutcome>, StoreError> {
         let mut outcomes = Vec::with_capacity(records.len());
         let mut all_hits = Vec::new();
+        let writing = self.writing();
         for record in &records {
             let alert = record.alert.as_ref().ok_or_else(|| StoreError::Corrupt {
                 key: "<received>".into(),
@@ -370,9 +468,13 @@ impl Store {
             }
             outcomes.push(outcome);
         }
+        let events = audit(&outcomes);
+        let logged = !events.is_empty();
+        self.append_events(events)?;
+        drop(writing);
         // Even an all-duplicate batch waits for the flush: the first delivery
         // of these versions may not be on disk yet, and we are about to ack.
-        if !outcomes.is_empty() {
+        if !outcomes.is_empty() || logged {
             self.commit.durable().await?;
         }
         self.publish(&all_hits);
@@ -402,6 +504,7 @@ impl Store {
         build: impl Fn(StoredAlert) -> Option<(StoredAlert, Vec<OutboxItem>)>,
     ) -> Result<bool, StoreError> {
         let key = id.to_string();
+        let writing = self.writing();
         let wrote = (&self.alerts, &self.outbox)
             .transaction(|(alerts, outbox)| {
                 let Some(bytes) = alerts.get(key.as_bytes())? else {
@@ -418,6 +521,7 @@ impl Store {
                 Ok(true)
             })
             .map_err(flatten)?;
+        drop(writing);
         if wrote {
             self.commit.durable().await?;
         }
@@ -478,7 +582,7 @@ impl Store {
         peer: &AgencyId,
         after: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<(u64, Payload, Option<pbjson_types::Timestamp>)>, StoreError> {
+    ) -> Result<Vec<Queued>, StoreError> {
         let start = match after {
             Some(s) if s == u64::MAX => return Ok(Vec::new()),
             Some(s) => outbox_key(peer, s + 1),
@@ -505,7 +609,13 @@ impl Store {
                 key: String::from_utf8_lossy(&k).into_owned(),
                 reason: "outbox entry without payload".into(),
             })?;
-            out.push((seq, payload, env.queued_at));
+            out.push(Queued {
+                seq,
+                payload,
+                queued_at: env.queued_at,
+                rule: env.rule,
+                disclosed: env.disclosed,
+            });
         }
         Ok(out)
     }
@@ -554,6 +664,7 @@ impl Store {
     /// Removes an acknowledged envelope. Not flushed on purpose: if the removal
     /// is lost in a crash the envelope is sent again and the peer dedups it.
     pub fn outbox_remove(&self, peer: &AgencyId, seq: u64) -> Result<bool, StoreError> {
+        let _writing = self.writing();
         Ok(self.outbox.remove(outbox_key(peer, seq))?.is_some())
     }
 
@@ -669,7 +780,7 @@ impl Store {
             .map(|(hit, fuzzy)| self.may_notify(record, &this, hit, *fuzzy))
             .collect::<Result<Vec<bool>, StoreError>>()?;
         let key = alert.id.as_bytes();
-        (&self.hits, &self.hit_keys, &self.outbox, &self.pending)
+        let recorded = (&self.hits, &self.hit_keys, &self.outbox, &self.pending)
             .transaction(|(hits, hit_keys, outbox, pending)| {
                 let mut recorded = Vec::new();
                 for ((hit, _), notify) in found.iter().zip(&notify) {
@@ -686,7 +797,15 @@ impl Store {
                 pending.remove(key)?;
                 Ok(recorded)
             })
-            .map_err(flatten)
+            .map_err(flatten)?;
+        self.append_events(recorded.iter().map(|h| {
+            crate::audit::Event::new(crate::audit::NODE, crate::audit::Action::HitFound, "OK")
+                .object(h.local_alert_id.clone())
+                .object(h.other_alert_id.clone())
+                .detail("type", crate::proto::identifier_type_name(h.r#type))
+                .detail("similarity", format!("{:.3}", h.similarity))
+        }))?;
+        Ok(recorded)
     }
 
     /// Whether the other agency of `hit` may be sent a notice: it must be a
@@ -811,9 +930,12 @@ impl Store {
         &self,
         record: crate::proto::v1::LookupRecord,
     ) -> Result<(), StoreError> {
-        let seq = self.db.generate_id()?;
-        self.lookups
-            .insert(seq.to_be_bytes(), record.encode_to_vec())?;
+        {
+            let _writing = self.writing();
+            let seq = self.db.generate_id()?;
+            self.lookups
+                .insert(seq.to_be_bytes(), record.encode_to_vec())?;
+        }
         self.commit.durable().await
     }
 
@@ -848,14 +970,7 @@ impl Store {
     fn publish(&self, hits: &[Hit]) {
         if let Some(m) = self.hit_counter.get() {
             for h in hits {
-                let kind = crate::proto::v1::IdentifierType::try_from(h.r#type).map_or(
-                    "unknown".to_string(),
-                    |t| {
-                        t.as_str_name()
-                            .trim_start_matches("IDENTIFIER_TYPE_")
-                            .to_ascii_lowercase()
-                    },
-                );
+                let kind = crate::proto::identifier_type_name(h.r#type);
                 m.hits
                     .get_or_create(&crate::metrics::label("type", &kind))
                     .inc();
@@ -929,11 +1044,13 @@ impl Store {
             detected_at: Some(now_timestamp()),
             source: HitSource::Notice as i32,
         };
+        let writing = self.writing();
         let recorded = (&self.hits, &self.hit_keys)
             .transaction(|(hits, hit_keys)| {
                 index::record_hit::<StoreError>(hits, hit_keys, hit.clone())
             })
             .map_err(flatten)?;
+        drop(writing);
         self.commit.durable().await?;
         Ok(match recorded {
             Some(hit) => {
@@ -1019,10 +1136,14 @@ mod tests {
                             OutboxItem {
                                 peer: ngo.clone(),
                                 payload: shared(&id, v),
+                                rule: String::new(),
+                                disclosed: String::new(),
                             },
                             OutboxItem {
                                 peer: labour.clone(),
                                 payload: shared(&id, v),
+                                rule: String::new(),
+                                disclosed: String::new(),
                             },
                         ],
                     ))
@@ -1032,15 +1153,18 @@ mod tests {
         }
         let q = store.outbox_after(&ngo, None, 10).unwrap();
         assert_eq!(
-            q.iter().map(|(_, a, _)| version_of(a)).collect::<Vec<_>>(),
+            q.iter().map(|q| version_of(&q.payload)).collect::<Vec<_>>(),
             [1, 2, 3]
         );
-        assert!(q.windows(2).all(|w| w[0].0 < w[1].0), "sequences increase");
+        assert!(
+            q.windows(2).all(|w| w[0].seq < w[1].seq),
+            "sequences increase"
+        );
         // Paging by cursor and removal on ack.
-        let rest = store.outbox_after(&ngo, Some(q[0].0), 10).unwrap();
+        let rest = store.outbox_after(&ngo, Some(q[0].seq), 10).unwrap();
         assert_eq!(rest.len(), 2);
-        assert!(store.outbox_remove(&ngo, q[0].0).unwrap());
-        assert!(!store.outbox_remove(&ngo, q[0].0).unwrap());
+        assert!(store.outbox_remove(&ngo, q[0].seq).unwrap());
+        assert!(!store.outbox_remove(&ngo, q[0].seq).unwrap());
         assert_eq!(store.outbox_depth(&ngo), 2);
         assert_eq!(
             store.outbox_depth(&labour),
@@ -1164,6 +1288,8 @@ mod tests {
                         vec![OutboxItem {
                             peer: agency("ngo"),
                             payload: shared(&id, 1),
+                            rule: String::new(),
+                            disclosed: String::new(),
                         }],
                     ))
                 })
@@ -1232,7 +1358,7 @@ mod tests {
             .outbox_after(&agency("ngo"), None, 10)
             .unwrap()
             .into_iter()
-            .filter_map(|(_, p, _)| match p {
+            .filter_map(|q| match q.payload {
                 Payload::HitNotice(n) => Some(n),
                 Payload::Alert(_) => None,
             })

@@ -57,7 +57,10 @@ impl Store {
     /// Remembers the policy file's digest without installing anything (the
     /// file holds the policy already in force).
     pub async fn note_policy_file(&self, sha256: &str) -> Result<(), StoreError> {
-        self.policies.insert(FILE_SHA, sha256.as_bytes())?;
+        {
+            let _writing = self.writing();
+            self.policies.insert(FILE_SHA, sha256.as_bytes())?;
+        }
         self.commit.durable().await
     }
 
@@ -69,6 +72,7 @@ impl Store {
         record: PolicyVersion,
         from_file: bool,
     ) -> Result<PolicyVersion, StoreError> {
+        let writing = self.writing();
         let installed =
             (&self.policies,)
                 .transaction(|(p,)| {
@@ -91,6 +95,7 @@ impl Store {
                     >(record.clone())
                 })
                 .map_err(flatten)?;
+        drop(writing);
         self.commit.durable().await?;
         Ok(installed)
     }
@@ -100,9 +105,12 @@ impl Store {
         if records.is_empty() {
             return Ok(());
         }
-        for r in records {
-            let seq = self.db.generate_id()?;
-            self.refusals.insert(seq.to_be_bytes(), r.encode_to_vec())?;
+        {
+            let _writing = self.writing();
+            for r in records {
+                let seq = self.db.generate_id()?;
+                self.refusals.insert(seq.to_be_bytes(), r.encode_to_vec())?;
+            }
         }
         self.commit.durable().await
     }

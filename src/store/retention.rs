@@ -61,7 +61,17 @@ impl Store {
                 break;
             }
             for key in due {
+                let _writing = self.writing();
                 if let Some(r) = self.purge_one(&key, now)? {
+                    let until = r.retention_until.map(|t| t.seconds).unwrap_or_default();
+                    self.append_events([crate::audit::Event::new(
+                        crate::audit::NODE,
+                        crate::audit::Action::AlertPurge,
+                        "OK",
+                    )
+                    .object(r.alert_id.clone())
+                    .detail("version", r.version)
+                    .detail("retention_until", crate::audit::format_ms(until * 1000))])?;
                     purged.push(r);
                 }
             }

@@ -60,6 +60,13 @@ impl TestFederation {
         configure: impl Fn(&AgencyId, &mut NodeConfig) + 'static,
     ) -> Self {
         install_crypto_provider();
+        // `CASEBRIDGE_TEST_LOG=casebridge=info cargo test …` shows the nodes' logs.
+        if let Ok(filter) = std::env::var("CASEBRIDGE_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
         let dir = tempfile::Builder::new()
             .prefix("casebridge-test-")
             .tempdir()

@@ -1,0 +1,578 @@
+//! The audit log on real nodes: every client and peer RPC leaves exactly one
+//! entry with its actor, outcome and purpose; shares and receipts are logged
+//! on both sides; `audit verify` passes on the untouched log and names the
+//! first bad entry after an edit, a deletion, a swap and a truncation, of
+//! the store and of an export.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use casebridge::client::{NodeClient, Purpose};
+use casebridge::proto::v1::{
+    AlertFilter, AuditEntry, BackupStoreRequest, DiffPolicyRequest, Envelope, ExplainPolicyRequest,
+    GetAlertRequest, GetPolicyRequest, GetStatusRequest, HelloRequest, ListAlertsRequest,
+    ListPeersRequest, LookupRequest, PeerLookupRequest, QueryAuditRequest, ReshareRequest,
+    RetractAlertRequest, RetractFromPeerRequest, SetPolicyRequest, SubmitAlertRequest,
+    UpdateAlertRequest, WatchHitsRequest,
+};
+use common::*;
+use tonic::Code;
+
+/// Every entry after `after`, oldest first.
+async fn entries_after(admin: &mut NodeClient, after: u64) -> Vec<AuditEntry> {
+    let mut out = Vec::new();
+    let mut req = QueryAuditRequest {
+        page_size: 1000,
+        page_token: (after + 1).to_string(),
+        ..Default::default()
+    };
+    loop {
+        let page = admin
+            .admin
+            .query_audit(req.clone())
+            .await
+            .unwrap()
+            .into_inner();
+        out.extend(page.entries);
+        if page.next_page_token.is_empty() {
+            return out;
+        }
+        req.page_token = page.next_page_token;
+    }
+}
+
+async fn head(admin: &mut NodeClient) -> u64 {
+    admin
+        .admin
+        .query_audit(QueryAuditRequest {
+            page_size: 1,
+            page_token: u64::MAX.to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .head_sequence
+}
+
+/// The one entry `action` by `actor` after `after`; fails on none or several.
+async fn only(
+    admin: &mut NodeClient,
+    after: u64,
+    action: &str,
+    actor: &str,
+    outcome: &str,
+) -> AuditEntry {
+    let found: Vec<AuditEntry> = entries_after(admin, after)
+        .await
+        .into_iter()
+        .filter(|e| e.action == action && e.actor == actor)
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "exactly one `{action}` by `{actor}` after entry {after}: {found:#?}"
+    );
+    let e = found.into_iter().next().unwrap();
+    assert_eq!(e.outcome, outcome, "{e:#?}");
+    e
+}
+
+fn cli(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_casebridge"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_leaves_one_entry_and_tampering_is_found() {
+    let mut fed = TestFederation::start(&["police", "ngo"]).await;
+    let purpose = "case 2026-0117 (trafficking, Rotterdam)";
+    let mut cms = fed
+        .client("police", "cms")
+        .await
+        .purpose(Purpose::new(purpose).unwrap());
+    let mut analyst = fed.client("police", "analyst").await;
+    let mut admin = fed.client("police", "admin").await;
+    let cms_actor = "client:cms";
+
+    // --- client API -------------------------------------------------------
+    let t = head(&mut admin).await;
+    let alert = submit(&mut cms, "audited").await;
+    let e = only(&mut admin, t, "alert.submit", cms_actor, "OK").await;
+    assert_eq!(e.objects, vec![alert.id.clone()]);
+    assert_eq!(e.purpose, purpose);
+    assert_eq!(e.detail["version"], "1");
+    assert!(e.detail.contains_key("remote"), "{e:#?}");
+    assert!(
+        !e.body.contains("Rotterdam 3000") && !e.body.contains("+316"),
+        "no content or identifiers in the log: {}",
+        e.body
+    );
+
+    let t = head(&mut admin).await;
+    let err = cms
+        .alerts
+        .submit_alert(SubmitAlertRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let e = only(&mut admin, t, "alert.submit", cms_actor, "INVALID_ARGUMENT").await;
+    assert_eq!(e.detail["fields"], "draft");
+
+    let t = head(&mut admin).await;
+    let err = analyst
+        .alerts
+        .submit_alert(SubmitAlertRequest {
+            draft: Some(sample_draft("not allowed")),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    only(
+        &mut admin,
+        t,
+        "alert.submit",
+        "client:analyst",
+        "PERMISSION_DENIED",
+    )
+    .await;
+
+    let t = head(&mut admin).await;
+    cms.alerts
+        .update_alert(UpdateAlertRequest {
+            id: alert.id.clone(),
+            expected_version: 1,
+            draft: Some(sample_draft("audited, v2")),
+        })
+        .await
+        .unwrap();
+    let e = only(&mut admin, t, "alert.update", cms_actor, "OK").await;
+    assert_eq!(
+        (e.objects.clone(), e.detail["version"].as_str()),
+        (vec![alert.id.clone()], "2")
+    );
+
+    let t = head(&mut admin).await;
+    cms.alerts
+        .get_alert(GetAlertRequest {
+            id: alert.id.clone(),
+        })
+        .await
+        .unwrap();
+    let e = only(&mut admin, t, "alert.get", cms_actor, "OK").await;
+    assert_eq!(e.objects, vec![alert.id.clone()]);
+
+    let t = head(&mut admin).await;
+    let missing = "police:01900000-0000-7000-8000-000000000000";
+    let err = cms
+        .alerts
+        .get_alert(GetAlertRequest { id: missing.into() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let e = only(&mut admin, t, "alert.get", cms_actor, "NOT_FOUND").await;
+    assert_eq!(e.objects, vec![missing.to_string()]);
+
+    let t = head(&mut admin).await;
+    cms.alerts
+        .list_alerts(ListAlertsRequest::default())
+        .await
+        .unwrap();
+    let e = only(&mut admin, t, "alert.list", cms_actor, "OK").await;
+    assert!(e.objects.contains(&alert.id), "a list names what it showed");
+
+    let t = head(&mut admin).await;
+    cms.alerts
+        .lookup(LookupRequest {
+            identifiers: vec![phone_id("+31 6 12345678", "NL")],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    only(&mut admin, t, "lookup.ask", cms_actor, "OK").await;
+
+    let t = head(&mut admin).await;
+    let mut hits = cms
+        .alerts
+        .watch_hits(WatchHitsRequest {
+            after_sequence: 0,
+            backlog_only: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    while hits.message().await.unwrap().is_some() {}
+    only(&mut admin, t, "hits.watch", cms_actor, "OK").await;
+
+    // A purpose the node cannot take is refused, and the refusal is logged.
+    let t = head(&mut admin).await;
+    let mut req = tonic::Request::new(GetAlertRequest {
+        id: alert.id.clone(),
+    });
+    req.metadata_mut().insert(
+        casebridge::audit::PURPOSE_HEADER,
+        "x".repeat(300).parse().unwrap(),
+    );
+    let err = analyst.alerts.get_alert(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let e = only(
+        &mut admin,
+        t,
+        "alert.get",
+        "client:analyst",
+        "INVALID_ARGUMENT",
+    )
+    .await;
+    assert_eq!(e.detail["fields"], casebridge::audit::PURPOSE_HEADER);
+
+    // --- admin API ----------------------------------------------------------
+    let a = "client:admin";
+    let t = head(&mut admin).await;
+    admin.admin.get_status(GetStatusRequest {}).await.unwrap();
+    only(&mut admin, t, "admin.status", a, "OK").await;
+    let t = head(&mut admin).await;
+    admin.admin.list_peers(ListPeersRequest {}).await.unwrap();
+    only(&mut admin, t, "admin.peers", a, "OK").await;
+    let t = head(&mut admin).await;
+    let policy = admin
+        .admin
+        .get_policy(GetPolicyRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    only(&mut admin, t, "policy.get", a, "OK").await;
+    let t = head(&mut admin).await;
+    let err = admin
+        .admin
+        .set_policy(SetPolicyRequest {
+            policy_text: "[[rules]]\nname = 1\n".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    only(&mut admin, t, "policy.set", a, "INVALID_ARGUMENT").await;
+    let t = head(&mut admin).await;
+    admin
+        .admin
+        .explain_policy(ExplainPolicyRequest {
+            alert_id: alert.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let e = only(&mut admin, t, "policy.explain", a, "OK").await;
+    assert_eq!(e.objects, vec![alert.id.clone()]);
+    let t = head(&mut admin).await;
+    admin
+        .admin
+        .diff_policy(DiffPolicyRequest {
+            new_policy_text: policy.text.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    only(&mut admin, t, "policy.diff", a, "OK").await;
+    let t = head(&mut admin).await;
+    admin
+        .admin
+        .reshare(ReshareRequest {
+            peer: "ngo".into(),
+            filter: Some(AlertFilter::default()),
+            dry_run: true,
+        })
+        .await
+        .unwrap();
+    let e = only(&mut admin, t, "policy.reshare", a, "OK").await;
+    assert_eq!(
+        (e.detail["peer"].as_str(), e.detail["dry_run"].as_str()),
+        ("ngo", "true")
+    );
+    let t = head(&mut admin).await;
+    admin
+        .admin
+        .retract_from_peer(RetractFromPeerRequest {
+            peer: "ngo".into(),
+            dry_run: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    only(&mut admin, t, "policy.retract_from_peer", a, "OK").await;
+    let t = head(&mut admin).await;
+    admin
+        .admin
+        .backup_store(BackupStoreRequest {
+            label: "audit-test".into(),
+        })
+        .await
+        .unwrap();
+    only(&mut admin, t, "store.backup", a, "OK").await;
+    let t = head(&mut admin).await;
+    admin
+        .admin
+        .query_audit(QueryAuditRequest {
+            action: "alert.get".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let e = only(&mut admin, t, "audit.query", a, "OK").await;
+    assert_eq!(e.detail["action"], "alert.get");
+    let err = admin
+        .admin
+        .query_audit(QueryAuditRequest {
+            action: "alert.delete".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Code::InvalidArgument,
+        "unknown actions are refused"
+    );
+
+    // --- peer API, called by ngo's node ---------------------------------------
+    let mut peer = fed.peer_client("ngo", "police").await;
+    let t = head(&mut admin).await;
+    peer.hello(HelloRequest {
+        protocol_version: casebridge::proto::PROTOCOL_VERSION,
+        agency_id: "ngo".into(),
+        federation: FEDERATION.into(),
+    })
+    .await
+    .unwrap();
+    only(&mut admin, t, "peer.hello", "peer:ngo", "OK").await;
+    let t = head(&mut admin).await;
+    peer.lookup(PeerLookupRequest::default()).await.unwrap();
+    only(&mut admin, t, "peer.lookup", "peer:ngo", "OK").await;
+    let t = head(&mut admin).await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Envelope>(1);
+    let mut acks = peer
+        .deliver(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    drop(tx);
+    while acks.message().await.unwrap().is_some() {}
+    let e = eventually("the delivery stream's entry", || {
+        let mut admin = admin.clone();
+        async move {
+            entries_after(&mut admin, t)
+                .await
+                .into_iter()
+                .find(|e| e.action == "peer.deliver")
+        }
+    })
+    .await;
+    assert_eq!((e.actor.as_str(), e.outcome.as_str()), ("peer:ngo", "OK"));
+    assert_eq!(e.detail["envelopes"], "0");
+
+    // --- the exchange, on both sides ------------------------------------------
+    let share = eventually("police logs the share to ngo", || {
+        let mut admin = admin.clone();
+        let id = alert.id.clone();
+        async move {
+            entries_after(&mut admin, 0).await.into_iter().find(|e| {
+                e.action == "alert.share" && e.objects == [id.clone()] && e.detail["version"] == "1"
+            })
+        }
+    })
+    .await;
+    assert_eq!(share.actor, "node");
+    assert_eq!(share.outcome, "stored");
+    assert_eq!(share.detail["peer"], "ngo");
+    assert!(!share.detail["rule"].is_empty(), "{share:#?}");
+    assert!(share.detail["disclosed"].contains("phone="), "{share:#?}");
+    let mut ngo_admin = fed.client("ngo", "admin").await;
+    let received = eventually("ngo logs the receipt", || {
+        let mut admin = ngo_admin.clone();
+        let id = alert.id.clone();
+        async move {
+            entries_after(&mut admin, 0)
+                .await
+                .into_iter()
+                .find(|e| e.action == "alert.receive" && e.objects == [id.clone()])
+        }
+    })
+    .await;
+    assert_eq!(
+        (received.actor.as_str(), received.outcome.as_str()),
+        ("peer:police", "stored")
+    );
+    let _ = entries_after(&mut ngo_admin, 0).await;
+
+    // Retracting last, so the tombstone is logged too.
+    let t = head(&mut admin).await;
+    cms.alerts
+        .retract_alert(RetractAlertRequest {
+            id: alert.id.clone(),
+            expected_version: 2,
+            reason: "closed".into(),
+        })
+        .await
+        .unwrap();
+    only(&mut admin, t, "alert.retract", cms_actor, "OK").await;
+
+    // --- an export verifies, and an edited export does not ----------------------
+    let export = fed.dir.path().join("audit.jsonl");
+    let admin_toml = fed.layout.agencies[&agency("police")]
+        .client_config("admin")
+        .to_owned();
+    let public = fed.pki("police").join("audit-signing.key.pub");
+    let (code, _, err) = cli(&[
+        "--client-config",
+        path(&admin_toml),
+        "audit",
+        "export",
+        "--since",
+        "2000-01-01T00:00:00Z",
+        "--out",
+        path(&export),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = cli(&[
+        "audit",
+        "verify",
+        "--file",
+        path(&export),
+        "--public-key",
+        path(&public),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("intact"), "{out}");
+    let text = std::fs::read_to_string(&export).unwrap();
+    let edited = text.replacen("\"outcome\":\"PERMISSION_DENIED\"", "\"outcome\":\"OK\"", 1);
+    assert_ne!(edited, text);
+    let denied_seq = text
+        .lines()
+        .find(|l| l.contains("PERMISSION_DENIED"))
+        .and_then(|l| l.split("\"seq\":").nth(1))
+        .and_then(|s| s.split(',').next())
+        .unwrap()
+        .to_owned();
+    std::fs::write(&export, edited).unwrap();
+    let (code, _, err) = cli(&[
+        "audit",
+        "verify",
+        "--file",
+        path(&export),
+        "--public-key",
+        path(&public),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("broken at entry {denied_seq}:")),
+        "names the edited entry {denied_seq}: {err}"
+    );
+
+    // --- the store: untouched, then edited, deleted, swapped, truncated -----------
+    let store_dir = fed.config("police").store.dir;
+    fed.stop_node("police").await;
+    let node_toml = fed.layout.agencies[&agency("police")].node_config.clone();
+    let (code, out, err) = cli(&["audit", "verify", "--config", path(&node_toml)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("0 entries after it unsigned"),
+        "a clean stop signs the end: {out}"
+    );
+    let last: u64 = out
+        .split("..=")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    assert!(last > 40, "{out}");
+
+    let tamper = |name: &str, change: &dyn Fn(&sled::Tree)| -> PathBuf {
+        let copy = fed.dir.path().join(name);
+        casebridge::store::copy_store(&store_dir, &copy).unwrap();
+        let db = sled::open(&copy).unwrap();
+        change(&db.open_tree("audit").unwrap());
+        db.flush().unwrap();
+        copy
+    };
+    let key = |seq: u64| seq.to_be_bytes();
+    let cases: Vec<(&str, PathBuf, u64)> = vec![
+        (
+            "edit",
+            tamper("edited", &|t| {
+                let v = t.get(key(5)).unwrap().unwrap().to_vec();
+                let s =
+                    String::from_utf8_lossy(&v[32..]).replace("\"outcome\":\"", "\"outcome\":\"X");
+                let mut nv = v[..32].to_vec();
+                nv.extend_from_slice(s.as_bytes());
+                assert_ne!(nv, v);
+                t.insert(key(5), nv).unwrap();
+            }),
+            5,
+        ),
+        (
+            "delete",
+            tamper("deleted", &|t| {
+                t.remove(key(12)).unwrap().unwrap();
+            }),
+            12,
+        ),
+        (
+            "swap",
+            tamper("swapped", &|t| {
+                let a = t.get(key(20)).unwrap().unwrap();
+                let b = t.get(key(21)).unwrap().unwrap();
+                t.insert(key(20), b).unwrap();
+                t.insert(key(21), a).unwrap();
+            }),
+            20,
+        ),
+        (
+            "truncate",
+            tamper("truncated", &|t| {
+                for seq in last - 2..=last {
+                    t.remove(key(seq)).unwrap().unwrap();
+                }
+            }),
+            last - 2,
+        ),
+    ];
+    for (what, dir, bad) in cases {
+        let (code, out, err) = cli(&[
+            "audit",
+            "verify",
+            "--data-dir",
+            path(&dir),
+            "--public-key",
+            path(&public),
+        ]);
+        assert_eq!(code, 1, "{what}: {out}{err}");
+        assert!(
+            err.contains(&format!("broken at entry {bad}:")),
+            "{what} names entry {bad}: {err}"
+        );
+    }
+    // And the untouched original still verifies (the copies changed nothing).
+    let (code, _, err) = cli(&[
+        "audit",
+        "verify",
+        "--data-dir",
+        path(&store_dir),
+        "--public-key",
+        path(&public),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    fed.shutdown().await;
+}
