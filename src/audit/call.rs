@@ -93,9 +93,14 @@ impl Call {
         }
     }
 
+    /// Names an object (once, however many steps of the call name it).
     pub fn object(&self, id: impl Into<String>) {
         let id = id.into();
-        self.with_event(|e| e.objects.push(id));
+        self.with_event(|e| {
+            if !e.objects.contains(&id) {
+                e.objects.push(id);
+            }
+        });
     }
 
     pub fn detail(&self, key: &str, value: impl ToString) {
