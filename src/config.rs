@@ -728,6 +728,52 @@ address = "127.0.0.1:7011"
 cms = ["submit", "read"]
 "#;
 
+    /// The config reference (`docs/configuration.md`) names every key the
+    /// node accepts. The keys come from the structs themselves: serde's
+    /// "unknown field, expected one of …" lists each section's fields.
+    #[test]
+    fn the_config_reference_documents_every_key() {
+        let docs = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md"),
+        )
+        .unwrap();
+        let file = Path::new("node.toml");
+        let sections = [
+            "", "listen", "tls", "store", "matching", "sharing", "alerts", "limits", "delivery",
+            "metrics", "audit", "peers",
+        ];
+        let mut checked = 0;
+        for section in sections {
+            let text = match section {
+                "" => format!("zzz_unknown = 1\n{GOOD}"),
+                "peers" => GOOD.replace(
+                    "address = \"127.0.0.1:7011\"",
+                    "address = \"127.0.0.1:7011\"\nzzz_unknown = 1",
+                ),
+                s if GOOD.contains(&format!("[{s}]")) => {
+                    GOOD.replace(&format!("[{s}]"), &format!("[{s}]\nzzz_unknown = 1"))
+                }
+                s => format!("{GOOD}\n[{s}]\nzzz_unknown = 1\n"),
+            };
+            let err = NodeConfig::from_toml(file, &text).unwrap_err().to_string();
+            // "expected `a`", "expected `a` or `b`", "expected one of `a`, `b`, …"
+            let fields = err
+                .split_once("expected ")
+                .map(|(_, list)| list)
+                .unwrap_or_else(|| panic!("[{section}]: no field list in `{err}`"));
+            for field in fields.split('`').skip(1).step_by(2) {
+                assert!(
+                    docs.contains(&format!("`{field}`"))
+                        || docs.contains(&format!("[{field}]"))
+                        || docs.contains(&format!("`{section}.{field}`")),
+                    "docs/configuration.md does not document `{field}` ([{section}])"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 50, "only {checked} keys found");
+    }
+
     #[test]
     fn good_config_resolves_relative_paths() {
         let dir = tempfile::tempdir().unwrap();

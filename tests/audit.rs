@@ -335,10 +335,16 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
     let queries: Vec<AuditEntry> = entries_after(&mut admin, t)
         .await
         .into_iter()
-        .filter(|e| e.action == "audit.query" && e.detail.get("action").map(String::as_str) == Some("alert.get"))
+        .filter(|e| {
+            e.action == "audit.query"
+                && e.detail.get("action").map(String::as_str) == Some("alert.get")
+        })
         .collect();
     assert_eq!(queries.len(), 1, "{queries:#?}");
-    assert_eq!((queries[0].actor.as_str(), queries[0].outcome.as_str()), (a, "OK"));
+    assert_eq!(
+        (queries[0].actor.as_str(), queries[0].outcome.as_str()),
+        (a, "OK")
+    );
     let err = admin
         .admin
         .query_audit(QueryAuditRequest {

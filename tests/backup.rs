@@ -98,7 +98,10 @@ async fn a_backup_taken_under_load_restores_to_a_node_serving_the_same_alerts() 
         backup.paused_ms
     );
     assert!(backup.alerts as usize >= before.len());
-    assert!((backup.alerts as usize) < all.len(), "the load went on after the copy");
+    assert!(
+        (backup.alerts as usize) < all.len(),
+        "the load went on after the copy"
+    );
 
     let backup_dir = backup.path.clone();
     let public = fed.pki("police").join("audit-signing.key.pub");
@@ -115,12 +118,26 @@ async fn a_backup_taken_under_load_restores_to_a_node_serving_the_same_alerts() 
     // Restore refuses while the node runs (it holds the store's lock).
     let node_toml = fed.layout.agencies[&agency("police")].node_config.clone();
     let node_toml = node_toml.to_str().unwrap();
-    let (code, out) = cli(&["store", "restore", "--config", node_toml, "--from", &backup_dir]);
+    let (code, out) = cli(&[
+        "store",
+        "restore",
+        "--config",
+        node_toml,
+        "--from",
+        &backup_dir,
+    ]);
     assert_ne!(code, 0, "{out}");
     assert!(out.contains("is the node running?"), "{out}");
 
     fed.stop_node("police").await;
-    let (code, out) = cli(&["store", "restore", "--config", node_toml, "--from", &backup_dir]);
+    let (code, out) = cli(&[
+        "store",
+        "restore",
+        "--config",
+        node_toml,
+        "--from",
+        &backup_dir,
+    ]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("previous store kept at"), "{out}");
     fed.start_node("police").await;
@@ -131,13 +148,20 @@ async fn a_backup_taken_under_load_restores_to_a_node_serving_the_same_alerts() 
         .into_iter()
         .map(|a| a.id)
         .collect();
-    assert_eq!(served.len() as u64, backup.alerts, "exactly the copy's alerts");
+    assert_eq!(
+        served.len() as u64,
+        backup.alerts,
+        "exactly the copy's alerts"
+    );
     assert!(
         before.is_subset(&served),
         "every alert acknowledged before the backup is served: missing {:?}",
         before.difference(&served).collect::<Vec<_>>()
     );
-    assert!(served.is_subset(&all), "nothing that was never acknowledged");
+    assert!(
+        served.is_subset(&all),
+        "nothing that was never acknowledged"
+    );
 
     // The restored node works: a new alert reaches ngo.
     let mut cms = fed.client("police", "cms").await;

@@ -195,9 +195,9 @@ impl Ledger {
             if let Some(grant) = &decision.grant {
                 items.push(OutboxItem::share(
                     peer.clone(),
-                    shared_view_with(record, &grant),
+                    shared_view_with(record, grant),
                     decision.rule.as_deref(),
-                    &grant,
+                    grant,
                 ));
                 if !shared_with.contains(&peer) {
                     shared_with.push(peer);
