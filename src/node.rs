@@ -278,8 +278,14 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
         })?;
     let limits = config.limits.clone();
     let max = limits.max_message_bytes.get();
+    let undecoded = crate::api::undecoded::UndecodedLayer {
+        store: store.clone(),
+        agency: config.agency().clone(),
+        federation: config.federation.clone(),
+    };
     let server = || {
         Server::builder()
+            .layer(undecoded.clone())
             .timeout(limits.request_timeout())
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))

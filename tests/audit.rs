@@ -20,43 +20,6 @@ use casebridge::proto::v1::{
 use common::*;
 use tonic::Code;
 
-/// Every entry after `after`, oldest first.
-async fn entries_after(admin: &mut NodeClient, after: u64) -> Vec<AuditEntry> {
-    let mut out = Vec::new();
-    let mut req = QueryAuditRequest {
-        page_size: 1000,
-        page_token: (after + 1).to_string(),
-        ..Default::default()
-    };
-    loop {
-        let page = admin
-            .admin
-            .query_audit(req.clone())
-            .await
-            .unwrap()
-            .into_inner();
-        out.extend(page.entries);
-        if page.next_page_token.is_empty() {
-            return out;
-        }
-        req.page_token = page.next_page_token;
-    }
-}
-
-async fn head(admin: &mut NodeClient) -> u64 {
-    admin
-        .admin
-        .query_audit(QueryAuditRequest {
-            page_size: 1,
-            page_token: u64::MAX.to_string(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .head_sequence
-}
-
 /// The one entry `action` by `actor` after `after`; fails on none or several.
 async fn only(
     admin: &mut NodeClient,
@@ -65,7 +28,7 @@ async fn only(
     actor: &str,
     outcome: &str,
 ) -> AuditEntry {
-    let found: Vec<AuditEntry> = entries_after(admin, after)
+    let found: Vec<AuditEntry> = audit_after(admin, after)
         .await
         .into_iter()
         .filter(|e| e.action == action && e.actor == actor)
@@ -109,7 +72,7 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
     let cms_actor = "client:cms";
 
     // --- client API -------------------------------------------------------
-    let t = head(&mut admin).await;
+    let t = audit_head(&mut admin).await;
     let alert = submit(&mut cms, "audited").await;
     let e = only(&mut admin, t, "alert.submit", cms_actor, "OK").await;
     assert_eq!(e.objects, vec![alert.id.clone()]);
@@ -122,7 +85,7 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
         e.body
     );
 
-    let t = head(&mut admin).await;
+    let t = audit_head(&mut admin).await;
     let err = cms
         .alerts
         .submit_alert(SubmitAlertRequest::default())
@@ -132,7 +95,7 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
     let e = only(&mut admin, t, "alert.submit", cms_actor, "INVALID_ARGUMENT").await;
     assert_eq!(e.detail["fields"], "draft");
 
-    let t = head(&mut admin).await;
+    let t = audit_head(&mut admin).await;
     let err = analyst
         .alerts
         .submit_alert(SubmitAlertRequest {
@@ -151,7 +114,7 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
     )
     .await;
 
-    let t = head(&mut admin).await;
+    let t = audit_head(&mut admin).await;
     cms.alerts
         .update_alert(UpdateAlertRequest {
             id: alert.id.clone(),
@@ -166,7 +129,7 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
         (vec![alert.id.clone()], "2")
     );
 
-    let t = head(&mut admin).await;
+    let t = audit_head(&mut admin).await;
     cms.alerts
         .get_alert(GetAlertRequest {
             id: alert.id.clone(),
@@ -176,7 +139,7 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
     let e = only(&mut admin, t, "alert.get", cms_actor, "OK").await;
     assert_eq!(e.objects, vec![alert.id.clone()]);
 
-    let t = head(&mut admin).await;
+    let t = audit_head(&mut admin).await;
     let missing = "police:01900000-0000-7000-8000-000000000000";
     let err = cms
         .alerts
@@ -187,7 +150,7 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
     let e = only(&mut admin, t, "alert.get", cms_actor, "NOT_FOUND").await;
     assert_eq!(e.objects, vec![missing.to_string()]);
 
-    let t = head(&mut admin).await;
+    let t = audit_head(&mut admin).await;
     cms.alerts
         .list_alerts(ListAlertsRequest::default())
         .await
@@ -195,7 +158,7 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
     let e = only(&mut admin, t, "alert.list", cms_actor, "OK").await;
     assert!(e.objects.contains(&alert.id), "a list names what it showed");
 
-    let t = head(&mut admin).await;
+    let t = audit_head(&mut admin).await;
     cms.alerts
         .lookup(LookupRequest {
             identifiers: vec![phone_id("+31 6 12345678", "NL")],
@@ -205,7 +168,7 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
         .unwrap();
     only(&mut admin, t, "lookup.ask", cms_actor, "OK").await;
 
-    let t = head(&mut admin).await;
+    let t = audit_head(&mut admin).await;
     let mut hits = cms
         .alerts
         .watch_hits(WatchHitsRequest {
@@ -219,7 +182,7 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
     only(&mut admin, t, "hits.watch", cms_actor, "OK").await;
 
     // A purpose the node cannot take is refused, and the refusal is logged.
-    let t = head(&mut admin).await;
+    let t = audit_head(&mut admin).await;
     let mut req = tonic::Request::new(GetAlertRequest {
         id: alert.id.clone(),
     });
@@ -241,13 +204,13 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
 
     // --- admin API ----------------------------------------------------------
     let a = "client:admin";
-    let t = head(&mut admin).await;
+    let t = audit_head(&mut admin).await;
     admin.admin.get_status(GetStatusRequest {}).await.unwrap();
     only(&mut admin, t, "admin.status", a, "OK").await;
-    let t = head(&mut admin).await;
+    let t = audit_head(&mut admin).await;
     admin.admin.list_peers(ListPeersRequest {}).await.unwrap();
     only(&mut admin, t, "admin.peers", a, "OK").await;
-    let t = head(&mut admin).await;
+    let t = audit_head(&mut admin).await;
     let policy = admin
         .admin
         .get_policy(GetPolicyRequest {})
@@ -255,7 +218,7 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
         .unwrap()
         .into_inner();
     only(&mut admin, t, "policy.get", a, "OK").await;
-    let t = head(&mut admin).await;
+    let t = audit_head(&mut admin).await;
     let err = admin
         .admin
         .set_policy(SetPolicyRequest {
@@ -266,7 +229,7 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     only(&mut admin, t, "policy.set", a, "INVALID_ARGUMENT").await;
-    let t = head(&mut admin).await;
+    let t = audit_head(&mut admin).await;
     admin
         .admin
         .explain_policy(ExplainPolicyRequest {
@@ -277,7 +240,7 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
         .unwrap();
     let e = only(&mut admin, t, "policy.explain", a, "OK").await;
     assert_eq!(e.objects, vec![alert.id.clone()]);
-    let t = head(&mut admin).await;
+    let t = audit_head(&mut admin).await;
     admin
         .admin
         .diff_policy(DiffPolicyRequest {
@@ -287,7 +250,7 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
         .await
         .unwrap();
     only(&mut admin, t, "policy.diff", a, "OK").await;
-    let t = head(&mut admin).await;
+    let t = audit_head(&mut admin).await;
     admin
         .admin
         .reshare(ReshareRequest {
@@ -302,7 +265,7 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
         (e.detail["peer"].as_str(), e.detail["dry_run"].as_str()),
         ("ngo", "true")
     );
-    let t = head(&mut admin).await;
+    let t = audit_head(&mut admin).await;
     admin
         .admin
         .retract_from_peer(RetractFromPeerRequest {
@@ -313,7 +276,7 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
         .await
         .unwrap();
     only(&mut admin, t, "policy.retract_from_peer", a, "OK").await;
-    let t = head(&mut admin).await;
+    let t = audit_head(&mut admin).await;
     admin
         .admin
         .backup_store(BackupStoreRequest {
@@ -322,7 +285,7 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
         .await
         .unwrap();
     only(&mut admin, t, "store.backup", a, "OK").await;
-    let t = head(&mut admin).await;
+    let t = audit_head(&mut admin).await;
     admin
         .admin
         .query_audit(QueryAuditRequest {
@@ -332,7 +295,7 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
         .await
         .unwrap();
     // (This test's own reads are queries too: pick the one with the filter.)
-    let queries: Vec<AuditEntry> = entries_after(&mut admin, t)
+    let queries: Vec<AuditEntry> = audit_after(&mut admin, t)
         .await
         .into_iter()
         .filter(|e| {
@@ -361,7 +324,7 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
 
     // --- peer API, called by ngo's node ---------------------------------------
     let mut peer = fed.peer_client("ngo", "police").await;
-    let t = head(&mut admin).await;
+    let t = audit_head(&mut admin).await;
     peer.hello(HelloRequest {
         protocol_version: casebridge::proto::PROTOCOL_VERSION,
         agency_id: "ngo".into(),
@@ -370,10 +333,10 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
     .await
     .unwrap();
     only(&mut admin, t, "peer.hello", "peer:ngo", "OK").await;
-    let t = head(&mut admin).await;
+    let t = audit_head(&mut admin).await;
     peer.lookup(PeerLookupRequest::default()).await.unwrap();
     only(&mut admin, t, "peer.lookup", "peer:ngo", "OK").await;
-    let t = head(&mut admin).await;
+    let t = audit_head(&mut admin).await;
     let (tx, rx) = tokio::sync::mpsc::channel::<Envelope>(1);
     let mut acks = peer
         .deliver(tokio_stream::wrappers::ReceiverStream::new(rx))
@@ -385,7 +348,7 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
     let e = eventually("the delivery stream's entry", || {
         let mut admin = admin.clone();
         async move {
-            entries_after(&mut admin, t)
+            audit_after(&mut admin, t)
                 .await
                 .into_iter()
                 .find(|e| e.action == "peer.deliver")
@@ -400,7 +363,7 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
         let mut admin = admin.clone();
         let id = alert.id.clone();
         async move {
-            entries_after(&mut admin, 0).await.into_iter().find(|e| {
+            audit_after(&mut admin, 0).await.into_iter().find(|e| {
                 e.action == "alert.share" && e.objects == [id.clone()] && e.detail["version"] == "1"
             })
         }
@@ -416,7 +379,7 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
         let mut admin = ngo_admin.clone();
         let id = alert.id.clone();
         async move {
-            entries_after(&mut admin, 0)
+            audit_after(&mut admin, 0)
                 .await
                 .into_iter()
                 .find(|e| e.action == "alert.receive" && e.objects == [id.clone()])
@@ -427,10 +390,10 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
         (received.actor.as_str(), received.outcome.as_str()),
         ("peer:police", "stored")
     );
-    let _ = entries_after(&mut ngo_admin, 0).await;
+    let _ = audit_after(&mut ngo_admin, 0).await;
 
     // Retracting last, so the tombstone is logged too.
-    let t = head(&mut admin).await;
+    let t = audit_head(&mut admin).await;
     cms.alerts
         .retract_alert(RetractAlertRequest {
             id: alert.id.clone(),
@@ -587,4 +550,71 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
     ]);
     assert_eq!(code, 0, "{err}");
     fed.shutdown().await;
+}
+
+/// Retention: pruning removes old entries (never the head), records itself
+/// in the chain with where it cut, and what is left verifies, also after a
+/// reopen; a second prune with nothing due removes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_is_recorded_and_the_rest_still_verifies() {
+    use casebridge::audit::export::verify_store;
+    use casebridge::audit::signing::SigningKey;
+    use casebridge::audit::{Action, Event, now_ms};
+    use casebridge::matching::MatchScope;
+    use casebridge::store::Store;
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::create(&dir.path().join("audit.key")).unwrap();
+    let open = || {
+        let scope = MatchScope {
+            own: agency("police"),
+            peers: Default::default(),
+            fuzzy_threshold: 0.8,
+        };
+        Store::open(&dir.path().join("store"), 8 << 20, scope).unwrap()
+    };
+    let store = open();
+    for i in 1..=30u64 {
+        store
+            .audit_append([Event::new("client:cms", Action::AlertGet, "OK").detail("i", i)])
+            .unwrap();
+        if i % 10 == 0 {
+            let (seq, hash) = store.audit_head();
+            store
+                .audit_put_checkpoint(&key.sign(seq, hash, now_ms()))
+                .unwrap();
+        }
+    }
+    assert_eq!(
+        store.audit_prune(now_ms() - 3_600_000).unwrap(),
+        0,
+        "nothing is an hour old"
+    );
+    // Everything is older than a second from now; the head stays.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert_eq!(store.audit_prune(now_ms() + 1_000).unwrap(), 29);
+    let summary = verify_store(&store, &key.public()).unwrap();
+    assert_eq!((summary.first, summary.last, summary.entries), (30, 31, 2));
+    assert_eq!(summary.checkpoints, 1, "the checkpoint at 30 remains");
+    let entries: Vec<_> = store
+        .audit_entries(0)
+        .map(|r| r.unwrap().entry().unwrap())
+        .collect();
+    let prune = &entries[1].event;
+    assert_eq!(prune.action, Action::AuditPrune);
+    assert_eq!(prune.detail["through_seq"], "29");
+    assert_eq!(prune.detail["entries"], "29");
+    store.close().await.unwrap();
+    drop(store);
+    let store = open();
+    assert_eq!(verify_store(&store, &key.public()).unwrap().last, 31);
+    store
+        .audit_append([Event::new("node", Action::NodeStart, "OK")])
+        .unwrap();
+    assert_eq!(
+        store.audit_head().0,
+        32,
+        "numbering goes on after a prune and a reopen"
+    );
+    store.close().await.unwrap();
 }

@@ -257,6 +257,7 @@ async fn malformed_input_on_every_rpc_gets_an_error_and_changes_nothing() {
         .into_inner()
         .version;
 
+    let audit_before = audit_head(&mut admin).await;
     let mut rng = StdRng::seed_from_u64(42);
     let mut calls = 0;
     for (rpcs, channel) in [
@@ -286,6 +287,31 @@ async fn malformed_input_on_every_rpc_gets_an_error_and_changes_nothing() {
         }
     }
     eprintln!("{calls} malformed calls, each refused");
+
+    // Each left exactly one audit entry with its refusal, whether or not
+    // tonic could decode it far enough to call the handler.
+    let audit_end = audit_head(&mut admin).await;
+    let callers = ["client:admin", "client:cms", "peer:ngo"];
+    let logged: Vec<_> = audit_after(&mut admin, audit_before)
+        .await
+        .into_iter()
+        .filter(|e| e.sequence <= audit_end && callers.contains(&e.actor.as_str()))
+        .filter(|e| !(e.action == "audit.query" && e.outcome == "OK"))
+        .collect();
+    assert!(logged.iter().all(|e| e.outcome != "OK"), "{logged:#?}");
+    let undecoded = logged
+        .iter()
+        .filter(|e| {
+            e.detail
+                .get("error")
+                .is_some_and(|m| m.contains("did not decode"))
+        })
+        .count();
+    eprintln!(
+        "{} audit entries ({undecoded} written for calls no handler saw)",
+        logged.len()
+    );
+    assert_eq!(logged.len(), calls, "one entry per malformed call");
 
     // Nothing changed, and the node still serves.
     assert_eq!(fingerprint(&status(admin.clone()).await), before);

@@ -113,6 +113,25 @@ async fn metrics_count_known_traffic() {
     // police found the phone and the person of its 3 alerts in ngo's alert.
     assert_eq!(v("casebridge_hits_total{type=\"phone\"}"), 3.0);
     assert_eq!(v("casebridge_hits_total{type=\"person\"}"), 3.0);
+    // The audit log: one entry per submit (the invalid one too), one per
+    // hit, one per acknowledged envelope, one for the refused handshake.
+    assert_eq!(
+        v("casebridge_audit_entries_total{action=\"alert.submit\"}"),
+        4.0
+    );
+    assert_eq!(
+        v("casebridge_audit_entries_total{action=\"hit.found\"}"),
+        6.0
+    );
+    assert_eq!(
+        v("casebridge_audit_entries_total{action=\"alert.share\"}")
+            + v("casebridge_audit_entries_total{action=\"hit.notify\"}"),
+        stored + duplicate
+    );
+    assert_eq!(
+        v("casebridge_audit_entries_total{action=\"tls.handshake\"}"),
+        1.0
+    );
     assert!(
         !m.keys().any(|k| k.contains(&ngo_alert.id)),
         "an alert id in a label"

@@ -8,6 +8,7 @@ mod alerts;
 pub mod auth;
 mod peer;
 pub mod status;
+pub mod undecoded;
 
 pub use admin::AdminApi;
 pub use alerts::AlertApi;

@@ -73,6 +73,9 @@ impl Call {
         if let Some(info) = req.extensions().get::<ConnInfo>() {
             event = event.detail("remote", info.remote);
         }
+        if let Some(reached) = req.extensions().get::<crate::api::undecoded::Reached>() {
+            reached.mark(); // this call logs itself
+        }
         Self {
             store: store.clone(),
             event: Mutex::new(event),

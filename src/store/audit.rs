@@ -262,6 +262,7 @@ impl Store {
     /// says where it was cut. Returns how many entries went.
     pub fn audit_prune(&self, before_ms: i64) -> Result<u64, StoreError> {
         let log = &self.audit;
+        let head_seq = self.audit_head().0;
         let mut doomed = Vec::new();
         let mut last_hash = None;
         for raw in self
@@ -270,7 +271,9 @@ impl Store {
         {
             let raw = raw?;
             let time = raw.entry().ok().and_then(|e| parse_ms(&e.time));
-            if time.is_none_or(|t| t >= before_ms) {
+            // The head always stays, however old: the chain must hold its
+            // newest entry (on an idle node the whole log is old).
+            if raw.seq >= head_seq || time.is_none_or(|t| t >= before_ms) {
                 break;
             }
             last_hash = Some(raw.hash);
@@ -281,10 +284,6 @@ impl Store {
         };
         let _writing = self.writing();
         let mut head = log.head.lock().unwrap_or_else(|p| p.into_inner());
-        if through_seq >= head.seq {
-            // Never prune the head: the chain must always hold its newest entry.
-            return Ok(0);
-        }
         let mark = PruneMark {
             through_seq,
             through_hash,

@@ -386,3 +386,45 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String
         body.to_owned(),
     )
 }
+
+/// Every audit entry after `after`, oldest first (needs the admin role).
+pub async fn audit_after(
+    admin: &mut NodeClient,
+    after: u64,
+) -> Vec<casebridge::proto::v1::AuditEntry> {
+    use casebridge::proto::v1::QueryAuditRequest;
+    let mut out = Vec::new();
+    let mut req = QueryAuditRequest {
+        page_size: 1000,
+        page_token: (after + 1).to_string(),
+        ..Default::default()
+    };
+    loop {
+        let page = admin
+            .admin
+            .query_audit(req.clone())
+            .await
+            .unwrap()
+            .into_inner();
+        out.extend(page.entries);
+        if page.next_page_token.is_empty() {
+            return out;
+        }
+        req.page_token = page.next_page_token;
+    }
+}
+
+/// The newest audit entry's sequence number (the query itself is logged after it).
+pub async fn audit_head(admin: &mut NodeClient) -> u64 {
+    admin
+        .admin
+        .query_audit(casebridge::proto::v1::QueryAuditRequest {
+            page_size: 1,
+            page_token: u64::MAX.to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .head_sequence
+}
