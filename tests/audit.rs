@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use casebridge::client::{NodeClient, Purpose};
 use casebridge::proto::v1::{
@@ -41,18 +40,6 @@ async fn only(
     let e = found.into_iter().next().unwrap();
     assert_eq!(e.outcome, outcome, "{e:#?}");
     e
-}
-
-fn cli(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_casebridge"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn path(p: &Path) -> &str {

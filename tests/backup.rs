@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -15,21 +14,6 @@ use casebridge::proto::v1::{BackupStoreRequest, SubmitAlertRequest};
 use common::*;
 
 const SUBMITTERS: usize = 4;
-
-fn cli(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_casebridge"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_taken_under_load_restores_to_a_node_serving_the_same_alerts() {
@@ -105,7 +89,7 @@ async fn a_backup_taken_under_load_restores_to_a_node_serving_the_same_alerts() 
 
     let backup_dir = backup.path.clone();
     let public = fed.pki("police").join("audit-signing.key.pub");
-    let (code, out) = cli(&[
+    let (code, out, err) = cli(&[
         "audit",
         "verify",
         "--data-dir",
@@ -113,12 +97,12 @@ async fn a_backup_taken_under_load_restores_to_a_node_serving_the_same_alerts() 
         "--public-key",
         public.to_str().unwrap(),
     ]);
-    assert_eq!(code, 0, "the copy's audit log verifies: {out}");
+    assert_eq!(code, 0, "the copy's audit log verifies: {out}{err}");
 
     // Restore refuses while the node runs (it holds the store's lock).
     let node_toml = fed.layout.agencies[&agency("police")].node_config.clone();
     let node_toml = node_toml.to_str().unwrap();
-    let (code, out) = cli(&[
+    let (code, out, err) = cli(&[
         "store",
         "restore",
         "--config",
@@ -127,10 +111,10 @@ async fn a_backup_taken_under_load_restores_to_a_node_serving_the_same_alerts() 
         &backup_dir,
     ]);
     assert_ne!(code, 0, "{out}");
-    assert!(out.contains("is the node running?"), "{out}");
+    assert!(err.contains("is the node running?"), "{err}");
 
     fed.stop_node("police").await;
-    let (code, out) = cli(&[
+    let (code, out, err) = cli(&[
         "store",
         "restore",
         "--config",
@@ -138,7 +122,7 @@ async fn a_backup_taken_under_load_restores_to_a_node_serving_the_same_alerts() 
         "--from",
         &backup_dir,
     ]);
-    assert_eq!(code, 0, "{out}");
+    assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("previous store kept at"), "{out}");
     fed.start_node("police").await;
 

@@ -428,3 +428,16 @@ pub async fn audit_head(admin: &mut NodeClient) -> u64 {
         .into_inner()
         .head_sequence
 }
+
+/// Runs the real `casebridge` binary: exit code, stdout, stderr.
+pub fn cli(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_casebridge"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
