@@ -175,7 +175,7 @@ async fn main() {
     let mut times = Vec::new();
     for _ in 0..3 {
         let t = Instant::now();
-        let summary = casebridge::audit::export::verify_store(&store, &public).unwrap();
+        let summary = casebridge::audit::export::verify_store(&store, &public, &[]).unwrap();
         times.push(t.elapsed());
         assert_eq!(summary.entries, n);
     }

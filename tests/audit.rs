@@ -316,6 +316,7 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
         protocol_version: casebridge::proto::PROTOCOL_VERSION,
         agency_id: "ngo".into(),
         federation: FEDERATION.into(),
+        audit_checkpoint: None,
     })
     .await
     .unwrap();
@@ -580,7 +581,7 @@ async fn pruning_is_recorded_and_the_rest_still_verifies() {
     // Everything is older than a second from now; the head stays.
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     assert_eq!(store.audit_prune(now_ms() + 1_000).unwrap(), 29);
-    let summary = verify_store(&store, &key.public()).unwrap();
+    let summary = verify_store(&store, &key.public(), &[]).unwrap();
     assert_eq!((summary.first, summary.last, summary.entries), (30, 31, 2));
     assert_eq!(summary.checkpoints, 1, "the checkpoint at 30 remains");
     let entries: Vec<_> = store
@@ -594,7 +595,7 @@ async fn pruning_is_recorded_and_the_rest_still_verifies() {
     store.close().await.unwrap();
     drop(store);
     let store = open();
-    assert_eq!(verify_store(&store, &key.public()).unwrap().last, 31);
+    assert_eq!(verify_store(&store, &key.public(), &[]).unwrap().last, 31);
     store
         .audit_append([Event::new("node", Action::NodeStart, "OK")])
         .unwrap();
@@ -604,4 +605,111 @@ async fn pruning_is_recorded_and_the_rest_still_verifies() {
         "numbering goes on after a prune and a reopen"
     );
     store.close().await.unwrap();
+}
+
+/// Someone with the store files cuts the log's tail *and* deletes the
+/// checkpoints that would show it: the node's own log then looks whole, but
+/// a peer holds the node's checkpoint from its last Hello, and verifying
+/// against that peer's export names the cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_hidden_by_deleting_checkpoints_is_caught_by_a_peers_copy() {
+    let mut fed = TestFederation::start_with(&["police", "ngo"], &[], |a, cfg| {
+        if a.as_str() == "police" {
+            cfg.audit.checkpoint_interval_secs = casebridge::config::Bounded::new(1);
+        }
+    })
+    .await;
+    let mut cms = fed.client("police", "cms").await;
+    submit(&mut cms, "first").await;
+    let police = fed.node("police").core().clone();
+    eventually("police signs a checkpoint", || {
+        std::future::ready(police.store.audit_latest_checkpoint().unwrap())
+    })
+    .await;
+    drop(police);
+    // A new delivery session (ngo restarted) says Hello with it.
+    fed.stop_node("ngo").await;
+    fed.start_node("ngo").await;
+    submit(&mut cms, "second").await;
+    let mut ngo_admin = fed.client("ngo", "admin").await;
+    let anchor_seq: u64 = eventually("ngo holds police's checkpoint", || {
+        let mut admin = ngo_admin.clone();
+        async move {
+            audit_after(&mut admin, 0)
+                .await
+                .into_iter()
+                .filter(|e| e.action == "peer.hello" && e.actor == "peer:police")
+                .find_map(|e| e.detail.get("anchor_seq").and_then(|s| s.parse().ok()))
+        }
+    })
+    .await;
+    let _ = audit_head(&mut ngo_admin).await;
+    let ngo_export = fed.dir.path().join("ngo.jsonl");
+    let ngo_toml = fed.layout.agencies[&agency("ngo")]
+        .client_config("admin")
+        .to_owned();
+    let (code, _, err) = cli(&[
+        "--client-config",
+        path(&ngo_toml),
+        "audit",
+        "export",
+        "--since",
+        "2000-01-01T00:00:00Z",
+        "--out",
+        path(&ngo_export),
+    ]);
+    assert_eq!(code, 0, "{err}");
+
+    let store_dir = fed.config("police").store.dir;
+    fed.stop_node("police").await;
+    let cut = fed.dir.path().join("cut");
+    casebridge::store::copy_store(&store_dir, &cut).unwrap();
+    {
+        let db = sled::open(&cut).unwrap();
+        let entries = db.open_tree("audit").unwrap();
+        let doomed: Vec<_> = entries
+            .range(anchor_seq.to_be_bytes()..)
+            .keys()
+            .map(Result::unwrap)
+            .collect();
+        assert!(!doomed.is_empty());
+        for k in doomed {
+            entries.remove(k).unwrap();
+        }
+        db.open_tree("audit_checkpoints").unwrap().clear().unwrap();
+        db.flush().unwrap();
+    }
+    let public = fed.pki("police").join("audit-signing.key.pub");
+    let verify = |dir: &Path, anchors: bool| {
+        let mut args = vec![
+            "audit",
+            "verify",
+            "--data-dir",
+            path(dir),
+            "--public-key",
+            path(&public),
+        ];
+        if anchors {
+            args.extend(["--anchors", path(&ngo_export)]);
+        }
+        cli(&args)
+    };
+    let (code, out, err) = verify(&cut, false);
+    assert_eq!(code, 0, "alone, the cut log looks whole: {out}{err}");
+    let (code, out, err) = verify(&cut, true);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains(&format!("broken at entry {anchor_seq}:")) && err.contains("truncated"),
+        "{err}"
+    );
+    let (code, out, err) = verify(&store_dir, true);
+    assert_eq!(
+        code, 0,
+        "the untouched log agrees with ngo's copy: {out}{err}"
+    );
+    assert!(
+        out.contains("checkpoints of this node found in the anchors"),
+        "{out}"
+    );
+    fed.shutdown().await;
 }

@@ -214,6 +214,7 @@ async fn callers_over_their_rate_get_resource_exhausted() {
         protocol_version: casebridge::proto::PROTOCOL_VERSION,
         agency_id: "ngo".into(),
         federation: FEDERATION.into(),
+        audit_checkpoint: None,
     };
     let mut refused = false;
     for _ in 0..6 {

@@ -29,6 +29,7 @@ fn hello() -> HelloRequest {
         protocol_version: PROTOCOL_VERSION,
         agency_id: "police".into(),
         federation: FEDERATION.into(),
+        audit_checkpoint: None,
     }
 }
 

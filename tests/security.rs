@@ -131,6 +131,7 @@ async fn node_certificate_from_another_federation_is_refused() {
                 protocol_version: PROTOCOL_VERSION,
                 agency_id: "ngo".into(),
                 federation: FEDERATION.into(),
+                audit_checkpoint: None,
             })
             .await
             .expect_err("foreign federation node was accepted");
@@ -143,6 +144,7 @@ async fn node_certificate_from_another_federation_is_refused() {
             protocol_version: PROTOCOL_VERSION,
             agency_id: "ngo".into(),
             federation: FEDERATION.into(),
+            audit_checkpoint: None,
         })
         .await
         .unwrap();
@@ -167,6 +169,7 @@ async fn peer_not_in_config_is_refused() {
             protocol_version: PROTOCOL_VERSION,
             agency_id: "rogue".into(),
             federation: FEDERATION.into(),
+            audit_checkpoint: None,
         })
         .await
         .unwrap_err();
@@ -184,6 +187,7 @@ async fn peer_not_in_config_is_refused() {
             protocol_version: PROTOCOL_VERSION,
             agency_id: "ngo".into(),
             federation: FEDERATION.into(),
+            audit_checkpoint: None,
         })
         .await
         .unwrap()

@@ -30,6 +30,18 @@ impl PeerExchange for PeerApi {
             let peer = core.peers.require(&req)?;
             let r = req.get_ref();
             call.detail("protocol_version", r.protocol_version);
+            // The caller's checkpoint, kept as given: its signature is checked
+            // by whoever verifies the caller's log with our log as anchors.
+            if let Some(a) = &r.audit_checkpoint
+                && a.hash.len() == 32
+                && a.signature.len() <= 256
+                && a.time.len() <= 64
+            {
+                call.detail("anchor_seq", a.sequence);
+                call.detail("anchor_hash", crate::audit::hex(&a.hash));
+                call.detail("anchor_time", &a.time);
+                call.detail("anchor_signature", &a.signature);
+            }
             if r.agency_id != peer.agency.as_str() || r.federation != peer.federation.as_str() {
                 return Err(Status::invalid_argument(format!(
                     "agency_id/federation `{}/{}` do not match your certificate ({})",

@@ -46,7 +46,11 @@ struct Line<'a> {
 /// Reads an export and verifies it from its first entry on (that entry's
 /// `prev` is taken as given: an export that starts mid-log proves the
 /// chain from there, and the checkpoints anchor it).
-pub fn verify_export(input: impl BufRead, key: &PublicKey) -> Result<Summary, Broken> {
+pub fn verify_export(
+    input: impl BufRead,
+    key: &PublicKey,
+    anchors: &[Checkpoint],
+) -> Result<Summary, Broken> {
     let mut entries = Vec::new();
     let mut checkpoints = Vec::new();
     let mut start = None;
@@ -87,23 +91,75 @@ pub fn verify_export(input: impl BufRead, key: &PublicKey) -> Result<Summary, Br
         });
     }
     let start = start.unwrap_or(ChainStart::GENESIS);
+    checkpoints.extend_from_slice(anchors);
     verify(start, entries.into_iter().map(Ok), &checkpoints, key)
 }
 
 /// Verifies the log held in `store` from its retained start.
-pub fn verify_store(store: &Store, key: &PublicKey) -> Result<Summary, Broken> {
+pub fn verify_store(
+    store: &Store,
+    key: &PublicKey,
+    anchors: &[Checkpoint],
+) -> Result<Summary, Broken> {
     let as_broken = |e: crate::store::StoreError| Broken {
         seq: 0,
         reason: e.to_string(),
     };
     let start = store.audit_start().map_err(as_broken)?;
-    let checkpoints = store
+    let mut checkpoints = store
         .audit_checkpoints(start.seq, u64::MAX)
         .map_err(as_broken)?;
+    checkpoints.extend_from_slice(anchors);
     verify(
         start,
         store.audit_entries(start.seq).map(|r| r.map_err(as_broken)),
         &checkpoints,
         key,
     )
+}
+
+/// This node's checkpoints as its peers hold them: the `anchor_*` details of
+/// the `peer.hello` entries in a peer's export. Only those whose signature
+/// verifies with `key` are kept (the others are other agencies', or
+/// forged), so they can be checked against this node's log like its own
+/// checkpoints, which catches a cut even when the local checkpoints were
+/// deleted with it.
+pub fn anchors_from_export(
+    input: impl BufRead,
+    key: &PublicKey,
+) -> Result<Vec<Checkpoint>, String> {
+    let mut out = Vec::new();
+    for (n, line) in input.lines().enumerate() {
+        let line = line.map_err(|e| format!("line {}: {e}", n + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let parsed: Line<'_> =
+            serde_json::from_str(&line).map_err(|e| format!("line {}: {e}", n + 1))?;
+        let Some(raw) = parsed.entry else { continue };
+        let Ok(entry) = serde_json::from_str::<super::Entry>(raw.get()) else {
+            continue;
+        };
+        if entry.event.action != super::Action::PeerHello {
+            continue;
+        }
+        let d = &entry.event.detail;
+        let (Some(seq), Some(hash), Some(time), Some(signature)) = (
+            d.get("anchor_seq").and_then(|s| s.parse().ok()),
+            d.get("anchor_hash").and_then(|h| unhex_hash(h)),
+            d.get("anchor_time"),
+            d.get("anchor_signature"),
+        ) else {
+            continue;
+        };
+        if key.verify(&Checkpoint::message(seq, &hash, time), signature) {
+            out.push(Checkpoint {
+                seq,
+                hash,
+                time: time.clone(),
+                signature: signature.clone(),
+            });
+        }
+    }
+    Ok(out)
 }

@@ -8,7 +8,9 @@ use anyhow::{Context, anyhow};
 use clap::Subcommand;
 
 use super::{EXIT_DATAERR, Failure, connect, failure};
-use crate::audit::export::{checkpoint_line, entry_line, verify_export, verify_store};
+use crate::audit::export::{
+    anchors_from_export, checkpoint_line, entry_line, verify_export, verify_store,
+};
 use crate::audit::signing::{PublicKey, SigningKey, public_key_path};
 use crate::audit::{Summary, hex};
 use crate::config::{EXIT_CONFIG, NodeConfig};
@@ -33,6 +35,11 @@ pub enum AuditCommand {
         /// node's own key is used.
         #[arg(long)]
         public_key: Option<PathBuf>,
+        /// A peer's export (`audit export` on the peer): the checkpoints of
+        /// this node that the peer holds are checked too, which catches a cut
+        /// even if this node's own checkpoints were deleted. Repeatable.
+        #[arg(long)]
+        anchors: Vec<PathBuf>,
     },
     /// Export entries and checkpoints from a running node (admin role) as
     /// JSON Lines, verifiable with `audit verify --file`.
@@ -165,6 +172,7 @@ pub async fn audit(command: AuditCommand, client_config: Option<&Path>) -> Resul
             data_dir,
             file,
             public_key,
+            anchors,
         } => {
             let loaded = config
                 .as_deref()
@@ -180,13 +188,29 @@ pub async fn audit(command: AuditCommand, client_config: Option<&Path>) -> Resul
                     )));
                 }
             };
+            let mut held = Vec::new();
+            for path in &anchors {
+                let f = std::fs::File::open(path)
+                    .with_context(|| format!("{}: cannot read", path.display()))
+                    .map_err(|e| failure(EXIT_DATAERR, e))?;
+                held.extend(
+                    anchors_from_export(std::io::BufReader::new(f), &key)
+                        .map_err(|e| failure(EXIT_DATAERR, anyhow!("{}: {e}", path.display())))?,
+                );
+            }
+            if !anchors.is_empty() {
+                println!(
+                    "{} checkpoints of this node found in the anchors",
+                    held.len()
+                );
+            }
             let (what, result) = if let Some(path) = &file {
                 let f = std::fs::File::open(path)
                     .with_context(|| format!("{}: cannot read", path.display()))
                     .map_err(|e| failure(EXIT_DATAERR, e))?;
                 (
                     path.display().to_string(),
-                    verify_export(std::io::BufReader::new(f), &key),
+                    verify_export(std::io::BufReader::new(f), &key, &held),
                 )
             } else {
                 let dir = match (&loaded, &data_dir) {
@@ -197,7 +221,7 @@ pub async fn audit(command: AuditCommand, client_config: Option<&Path>) -> Resul
                     }
                 };
                 let store = open_stopped(&dir)?;
-                let result = verify_store(&store, &key);
+                let result = verify_store(&store, &key, &held);
                 store.close().await?;
                 (dir.display().to_string(), result)
             };
@@ -358,7 +382,7 @@ pub async fn store(command: StoreCommand, client_config: Option<&Path>) -> Resul
             let key = node_public_key(&cfg)?;
             // The backup must be whole before anything is moved.
             let backup = open_stopped(&from)?;
-            let checked = verify_store(&backup, &key);
+            let checked = verify_store(&backup, &key, &[]);
             backup.close().await?;
             drop(backup);
             let summary = checked.map_err(|b| {

@@ -259,6 +259,14 @@ impl Worker {
             protocol_version: PROTOCOL_VERSION,
             agency_id: ctx.own.agency.to_string(),
             federation: ctx.federation.to_string(),
+            audit_checkpoint: ctx.store.audit_latest_checkpoint()?.map(|c| {
+                crate::proto::v1::AuditAnchor {
+                    sequence: c.seq,
+                    hash: c.hash.to_vec(),
+                    time: c.time,
+                    signature: c.signature,
+                }
+            }),
         });
         hello.set_timeout(timeout);
         let hello = client.hello(hello).await?.into_inner();

@@ -224,6 +224,16 @@ impl Store {
             .collect()
     }
 
+    /// The newest checkpoint, if any.
+    pub fn audit_latest_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        match self.audit.checkpoints.last()? {
+            Some((k, v)) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| corrupt(format!("audit_checkpoints/{}", hex(&k)), e)),
+            None => Ok(None),
+        }
+    }
+
     /// The sequence of the newest checkpoint, if any.
     pub fn audit_last_checkpoint(&self) -> Result<Option<u64>, StoreError> {
         Ok(self
