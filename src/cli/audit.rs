@@ -117,7 +117,7 @@ fn timestamp(field: &str, s: &str) -> Result<pbjson_types::Timestamp, Failure> {
 
 /// The node's public key: the `.pub` beside its signing key, else derived
 /// from the key itself.
-fn node_public_key(config: &NodeConfig) -> Result<PublicKey, Failure> {
+pub(super) fn node_public_key(config: &NodeConfig) -> Result<PublicKey, Failure> {
     let key = config.audit_signing_key();
     let public = public_key_path(&key);
     if public.exists() {
@@ -127,7 +127,7 @@ fn node_public_key(config: &NodeConfig) -> Result<PublicKey, Failure> {
 }
 
 /// Opens a store that no node is running on.
-fn open_stopped(dir: &Path) -> Result<Store, Failure> {
+pub(super) fn open_stopped(dir: &Path) -> Result<Store, Failure> {
     if !dir.join("db").exists() {
         return Err(usage(anyhow!("{}: not a store directory", dir.display())));
     }

@@ -440,11 +440,37 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
             "  casebridge --client-config {} peers",
             police.client_config("admin").display()
         );
+        println!(
+            "  casebridge --client-config {} audit query --limit 20",
+            police.client_config("admin").display()
+        );
         println!("Press Ctrl-C to stop.");
         super::shutdown_signal().await;
     }
     for (_, node) in fed.nodes {
         node.shutdown().await?;
+    }
+    // Every node's audit log, checked the way an auditor would.
+    println!("\naudit logs (stopped nodes, verified with each node's public key):");
+    for (id, agency) in &fed.layout.agencies {
+        let config = NodeConfig::load(&agency.node_config)?;
+        let key = super::audit::node_public_key(&config)?;
+        let store = super::audit::open_stopped(&config.store.dir)?;
+        let checked = crate::audit::export::verify_store(&store, &key, &[]);
+        store.close().await?;
+        match checked {
+            Ok(s) => println!(
+                "  {:<7} {} entries, chain intact, {} signed checkpoints, {} entries after the last",
+                id.as_str(),
+                s.entries,
+                s.checkpoints,
+                s.unsigned_tail()
+            ),
+            Err(broken) => {
+                ok = false;
+                println!("  {:<7} {broken}", id.as_str());
+            }
+        }
     }
     if ok {
         println!(
