@@ -64,7 +64,16 @@ impl Store {
                 target.display()
             )));
         }
-        if let Some(parent) = target.parent() {
+        // A copy inside the store would copy itself without end.
+        let absolute = |p: &Path| std::path::absolute(p).map_err(|e| io(p, e));
+        if absolute(target)?.starts_with(absolute(&self.dir)?) {
+            return Err(StoreError::Backup(format!(
+                "{} is inside the store directory {}; choose a backup directory outside it",
+                target.display(),
+                self.dir.display()
+            )));
+        }
+        if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
         }
         let started = Instant::now();
@@ -105,5 +114,40 @@ impl Store {
             bytes: copied,
             paused_ms,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{Action, Event};
+
+    #[tokio::test]
+    async fn a_copy_holds_the_data_and_never_goes_inside_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let scope = crate::matching::MatchScope {
+            own: crate::ids::AgencyId::new("police").unwrap(),
+            peers: Default::default(),
+            fuzzy_threshold: 0.8,
+        };
+        let store = Store::open(&dir.path().join("store"), 8 << 20, scope).unwrap();
+        store
+            .audit_append([Event::new("node", Action::NodeStart, "OK")])
+            .unwrap();
+        let inside = store
+            .backup_to(&dir.path().join("store/backups/x"))
+            .unwrap_err();
+        assert!(inside.to_string().contains("inside the store"), "{inside}");
+        assert!(
+            !dir.path().join("store/backups").exists(),
+            "nothing created"
+        );
+        let target = dir.path().join("backups/one");
+        let stats = store.backup_to(&target).unwrap();
+        assert_eq!((stats.alerts, stats.audit_entries), (0, 1));
+        assert!(stats.bytes > 0);
+        let again = store.backup_to(&target).unwrap_err();
+        assert!(again.to_string().contains("already exists"), "{again}");
+        store.close().await.unwrap();
     }
 }
