@@ -95,7 +95,7 @@ async fn round(store: &Arc<Store>, audited: bool) -> f64 {
                                 | casebridge::store::LocalWrite::Replayed(r)) = w;
                                 call.object(r.alert.as_ref().unwrap().id.clone());
                                 call.detail("version", 1);
-                                call.detail("queued_for", "ngo");
+                                call.detail("shared_with", "ngo");
                                 call.done("OK").into_iter().collect()
                             }
                             None => Vec::new(),

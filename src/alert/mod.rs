@@ -72,15 +72,15 @@ const MAX_PAGE: u32 = 1000;
 const DEFAULT_PAGE: u32 = 100;
 
 /// Records a local write in the call's audit entry, before its flush: the
-/// alert, its new version, and the peers it is now queued for (the share
-/// itself is logged when each peer acknowledges it).
+/// alert, its new version, and the peers it has been queued for so far (each
+/// share itself is logged when the peer acknowledges it).
 fn audit_write(call: &Call, written: &LocalWrite) -> Vec<crate::audit::Event> {
     let (LocalWrite::Written(rec) | LocalWrite::Replayed(rec)) = written;
     if let Some(a) = &rec.alert {
         call.object(a.id.clone());
         call.detail("version", a.version);
     }
-    call.detail("queued_for", rec.shared_with.join(","));
+    call.detail("shared_with", rec.shared_with.join(","));
     if matches!(written, LocalWrite::Replayed(_)) {
         call.detail("replayed", "request_id seen before; nothing changed");
     }
