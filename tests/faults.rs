@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use casebridge::config::Bounded;
 use casebridge::ids::AlertId;
-use casebridge::proto::v1::{GetStatusRequest, RetractAlertRequest, SubmitAlertRequest};
+use casebridge::proto::v1::{GetStatusRequest, RetractAlertRequest};
 use common::*;
 
 /// Submits the sample alert with a retention deadline `secs` from now.
@@ -19,16 +19,8 @@ async fn submit_expiring(fed: &TestFederation, narrative: &str, secs: u64) -> St
         seconds: until.duration_since(UNIX_EPOCH).unwrap().as_secs() as i64,
         nanos: 0,
     });
-    fed.client("police", "cms")
+    submit_draft(&mut fed.client("police", "cms").await, d)
         .await
-        .alerts
-        .submit_alert(SubmitAlertRequest {
-            draft: Some(d),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
         .id
 }
 

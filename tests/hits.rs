@@ -5,28 +5,13 @@
 mod common;
 
 use casebridge::client::NodeClient;
-use casebridge::proto::v1::{
-    AlertDraft, Hit, HitSource, IdentifierType, SubmitAlertRequest, WatchHitsRequest,
-};
+use casebridge::proto::v1::{AlertDraft, Hit, HitSource, IdentifierType, WatchHitsRequest};
 use common::*;
 
 fn draft_with_phone(number: &str, region: &str) -> AlertDraft {
     let mut d = sample_draft("contact number from an advert");
     d.subjects[0].identifiers = vec![phone_id(number, region)];
     d
-}
-
-async fn submit_draft(client: &mut NodeClient, draft: AlertDraft) -> String {
-    client
-        .alerts
-        .submit_alert(SubmitAlertRequest {
-            draft: Some(draft),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .id
 }
 
 async fn backlog(client: &mut NodeClient, after: u64) -> Vec<Hit> {
@@ -61,9 +46,15 @@ async fn same_phone_written_differently_is_a_hit_on_both_sides() {
         .unwrap()
         .into_inner();
 
-    let p = submit_draft(&mut police, draft_with_phone("06-55550101", "NL")).await;
-    let n = submit_draft(&mut ngo, draft_with_phone("+31 6 5555 0101", "")).await;
-    let _other = submit_draft(&mut labour, draft_with_phone("+31 6 5555 0199", "")).await;
+    let p = submit_draft(&mut police, draft_with_phone("06-55550101", "NL"))
+        .await
+        .id;
+    let n = submit_draft(&mut ngo, draft_with_phone("+31 6 5555 0101", ""))
+        .await
+        .id;
+    let _other = submit_draft(&mut labour, draft_with_phone("+31 6 5555 0199", ""))
+        .await
+        .id;
 
     let live = tokio::time::timeout(WAIT, watch.message())
         .await
@@ -119,7 +110,9 @@ async fn same_phone_written_differently_is_a_hit_on_both_sides() {
         .await
         .unwrap()
         .into_inner();
-    let l = submit_draft(&mut labour, draft_with_phone("0031655550101", "BE")).await;
+    let l = submit_draft(&mut labour, draft_with_phone("0031655550101", "BE"))
+        .await
+        .id;
     let next = tokio::time::timeout(WAIT, resumed.message())
         .await
         .unwrap()
@@ -142,13 +135,17 @@ async fn misspelled_name_with_same_birth_date_is_a_fuzzy_hit() {
     let fed = TestFederation::start(&["police", "ngo"]).await;
     let mut police = fed.client("police", "cms").await;
     let mut ngo = fed.client("ngo", "cms").await;
-    let p = submit_draft(&mut police, draft_with_person("Jon", "Smyth", "1990-02-01")).await;
+    let p = submit_draft(&mut police, draft_with_person("Jon", "Smyth", "1990-02-01"))
+        .await
+        .id;
     let _unrelated = submit_draft(
         &mut police,
         draft_with_person("Ana", "Popescu", "1990-02-01"),
     )
     .await;
-    let n = submit_draft(&mut ngo, draft_with_person("John", "Smith", "1990-02-01")).await;
+    let n = submit_draft(&mut ngo, draft_with_person("John", "Smith", "1990-02-01"))
+        .await
+        .id;
 
     for (client, own, other) in [(&mut police, &p, &n), (&mut ngo, &n, &p)] {
         let hits = eventually("fuzzy hit", || {

@@ -8,7 +8,7 @@ use casebridge::ids::AlertId;
 use casebridge::proto::v1::{
     AlertDraft, AlertFilter, Category, DiffPolicyRequest, ExplainPolicyRequest, GetPolicyRequest,
     GetStatusRequest, LookupRequest, ReshareRequest, RetractFromPeerRequest, SetPolicyRequest,
-    SubmitAlertRequest, UpdateAlertRequest,
+    UpdateAlertRequest,
 };
 use common::*;
 use tonic::Code;
@@ -46,17 +46,9 @@ fn draft(category: Category, narrative: &str) -> AlertDraft {
     d
 }
 
-async fn submit_draft(fed: &TestFederation, agency: &str, d: AlertDraft) -> String {
-    fed.client(agency, "cms")
+async fn submit_as(fed: &TestFederation, agency: &str, d: AlertDraft) -> String {
+    submit_draft(&mut fed.client(agency, "cms").await, d)
         .await
-        .alerts
-        .submit_alert(SubmitAlertRequest {
-            draft: Some(d),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
         .id
 }
 
@@ -150,13 +142,13 @@ async fn set_policy_takes_effect_without_restart_and_a_broken_one_changes_nothin
         (v2.version, v2.set_by.as_str(), v2.source.as_str()),
         (2, "client:admin", "api")
     );
-    let other = submit_draft(
+    let other = submit_as(
         &fed,
         "police",
         draft(Category::SexualExploitation, "not for ngo"),
     )
     .await;
-    let labour = submit_draft(
+    let labour = submit_as(
         &fed,
         "police",
         draft(Category::LabourExploitation, "for ngo"),
@@ -250,7 +242,7 @@ async fn reshare_delivers_exactly_the_missing_alerts_and_retract_from_peer_purge
     let mut others = Vec::new();
     for i in 0..3 {
         others.push(
-            submit_draft(
+            submit_as(
                 &fed,
                 "police",
                 draft(Category::Other, &format!("other {i}")),
@@ -261,7 +253,7 @@ async fn reshare_delivers_exactly_the_missing_alerts_and_retract_from_peer_purge
     let mut labour = Vec::new();
     for i in 0..2 {
         labour.push(
-            submit_draft(
+            submit_as(
                 &fed,
                 "police",
                 draft(Category::LabourExploitation, &format!("labour {i}")),
@@ -383,7 +375,7 @@ async fn reshare_delivers_exactly_the_missing_alerts_and_retract_from_peer_purge
         })
         .await
         .unwrap();
-    let marker = submit_draft(&fed, "police", draft(Category::Other, "marker")).await;
+    let marker = submit_as(&fed, "police", draft(Category::Other, "marker")).await;
     held(&fed, "ngo", &marker).await;
     let there = fed
         .alerts("ngo")
@@ -417,13 +409,13 @@ async fn inbound_refusal_is_acked_with_a_reason_recorded_and_not_retried() {
         "[[rules]]\nname = \"back\"\neffect = \"share\"\npeers = [\"police\"]\n[rules.share]\nidentifiers = { phone = \"exact\" }\n"
     );
     set_policy(&fed, "ngo", &ngo_policy).await;
-    let refused = submit_draft(
+    let refused = submit_as(
         &fed,
         "police",
         draft(Category::SexualExploitation, "refused"),
     )
     .await;
-    let accepted = submit_draft(
+    let accepted = submit_as(
         &fed,
         "police",
         draft(Category::LabourExploitation, "accepted"),
@@ -462,7 +454,7 @@ async fn inbound_refusal_is_acked_with_a_reason_recorded_and_not_retried() {
         )
     );
     // Not retried: more traffic flows, the refusal stays single.
-    let later = submit_draft(&fed, "police", draft(Category::LabourExploitation, "later")).await;
+    let later = submit_as(&fed, "police", draft(Category::LabourExploitation, "later")).await;
     held(&fed, "ngo", &later).await;
     let mut admin = fed.client("ngo", "admin").await;
     let status = admin
@@ -488,20 +480,20 @@ async fn hit_notices_and_lookup_answers_disclose_only_what_the_policy_shares() {
     .await;
     let mut ngo_draft = sample_draft("ngo case");
     ngo_draft.subjects[0].identifiers.truncate(1); // the phone only
-    let ngo_alert = submit_draft(&fed, "ngo", ngo_draft.clone()).await;
+    let ngo_alert = submit_as(&fed, "ngo", ngo_draft.clone()).await;
     held(&fed, "police", &ngo_alert).await;
 
     // police shares the same phone with ngo: ngo finds the hit, but may not
     // tell police (that would disclose the phone its policy keeps back).
     let mut police_draft = sample_draft("police case");
     police_draft.subjects[0].identifiers.truncate(1);
-    let police_alert = submit_draft(&fed, "police", police_draft).await;
+    let police_alert = submit_as(&fed, "police", police_draft).await;
     let ngo_core = fed.node("ngo").core().clone();
     eventually("ngo's hit", || async {
         (!ngo_core.store.hits_after(0, 10).unwrap().is_empty()).then_some(())
     })
     .await;
-    let marker = submit_draft(&fed, "ngo", sample_draft("marker")).await;
+    let marker = submit_as(&fed, "ngo", sample_draft("marker")).await;
     held(&fed, "police", &marker).await;
     let police_core = fed.node("police").core().clone();
     assert!(

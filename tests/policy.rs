@@ -5,9 +5,7 @@ mod common;
 
 use casebridge::ids::AlertId;
 use casebridge::proto::v1::AlertDraft;
-use casebridge::proto::v1::{
-    Category, IdentifierType, Indicator, Severity, SubmitAlertRequest, TimeWindow, Tlp,
-};
+use casebridge::proto::v1::{Category, IdentifierType, Indicator, Severity, TimeWindow, Tlp};
 use common::*;
 
 fn draft(category: Category, tlp: Tlp, narrative: &str) -> AlertDraft {
@@ -42,17 +40,7 @@ async fn each_peer_stores_only_what_its_rule_allows() {
     let cms = fed.client("police", "cms").await;
     let submit = |d: AlertDraft| {
         let mut cms = cms.clone();
-        async move {
-            cms.alerts
-                .submit_alert(SubmitAlertRequest {
-                    draft: Some(d),
-                    request_id: String::new(),
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .id
-        }
+        async move { submit_draft(&mut cms, d).await.id }
     };
     let child = submit(draft(Category::ChildTrafficking, Tlp::Amber, "child case")).await;
     let red = submit(draft(Category::LabourExploitation, Tlp::Red, "red case")).await;

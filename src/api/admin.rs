@@ -288,10 +288,7 @@ fn audit_filter(r: &QueryAuditRequest) -> Result<Filter, Status> {
 }
 
 fn audit_entry(f: Found) -> AuditEntry {
-    let time = crate::audit::parse_ms(&f.entry.time).map(|ms| pbjson_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    });
+    let time = crate::audit::parse_ms(&f.entry.time).map(crate::audit::ms_timestamp);
     AuditEntry {
         sequence: f.raw.seq,
         time,

@@ -117,8 +117,9 @@ impl Call {
         if self.recorded.swap(true, Ordering::SeqCst) {
             return None;
         }
+        // Moved out, not cloned: a call is recorded once.
         Some(self.with_event(|e| {
-            let mut e = e.clone();
+            let mut e = std::mem::replace(e, Event::new(String::new(), e.action, ""));
             e.outcome = outcome.to_owned();
             e
         }))

@@ -106,14 +106,7 @@ fn usage(e: impl Into<anyhow::Error>) -> Failure {
     failure(EXIT_CONFIG as u8, e.into())
 }
 
-fn timestamp(field: &str, s: &str) -> Result<pbjson_types::Timestamp, Failure> {
-    let ms = crate::audit::parse_ms(s)
-        .ok_or_else(|| usage(anyhow!("--{field} `{s}` is not an RFC 3339 time")))?;
-    Ok(pbjson_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    })
-}
+use super::time_flag as timestamp;
 
 /// The node's public key: the `.pub` beside its signing key, else derived
 /// from the key itself.

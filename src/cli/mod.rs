@@ -599,6 +599,18 @@ fn certs_init(federation: &str, agencies: &[String], out: &Path) -> Result<(), F
     Ok(())
 }
 
+/// An RFC 3339 time given on the command line, for a request field.
+fn time_flag(flag: &str, s: &str) -> Result<pbjson_types::Timestamp, Failure> {
+    crate::audit::parse_ms(s)
+        .map(crate::audit::ms_timestamp)
+        .ok_or_else(|| {
+            failure(
+                EXIT_CONFIG as u8,
+                anyhow!("--{flag} `{s}` is not an RFC 3339 time, e.g. 2026-11-01T00:00:00Z"),
+            )
+        })
+}
+
 /// The `--purpose` every client call of this process states.
 static PURPOSE: std::sync::OnceLock<crate::client::Purpose> = std::sync::OnceLock::new();
 

@@ -129,19 +129,8 @@ pub struct FilterArgs {
 
 impl FilterArgs {
     fn to_proto(&self) -> Result<AlertFilter, Failure> {
-        let ts = |flag: &str,
-                  v: &Option<String>|
-         -> Result<Option<pbjson_types::Timestamp>, Failure> {
-            v.as_deref()
-                .map(|s| {
-                    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-                        .map(|t| pbjson_types::Timestamp {
-                            seconds: t.unix_timestamp(),
-                            nanos: 0,
-                        })
-                        .map_err(|e| failure(EXIT_USAGE, anyhow!("--{flag} {s}: {e}")))
-                })
-                .transpose()
+        let ts = |flag: &str, v: &Option<String>| {
+            v.as_deref().map(|s| super::time_flag(flag, s)).transpose()
         };
         let category = match &self.category {
             Some(c) => enum_override("category", "CATEGORY_", c, |n| {

@@ -135,7 +135,7 @@ impl Store {
             head.seq = raw.seq;
             head.hash = raw.hash;
             head.time_ms = time_ms;
-            if let Some(m) = self.hit_counter.get() {
+            if let Some(m) = self.metrics.get() {
                 m.audit_entries
                     .get_or_create(&crate::metrics::label("action", action.as_str()))
                     .inc();

@@ -177,7 +177,7 @@ pub struct Store {
     /// store, and a cycle would keep the database (and its lock) open.
     notice_gate: std::sync::OnceLock<std::sync::Weak<dyn crate::matching::NoticeGate>>,
     /// Hits and audit entries recorded, for the metrics endpoint.
-    hit_counter: std::sync::OnceLock<crate::metrics::Metrics>,
+    metrics: std::sync::OnceLock<crate::metrics::Metrics>,
     audit: audit::AuditTrees,
     commit: GroupCommit,
     /// Every write holds this shared; a backup holds it exclusively, so its
@@ -281,7 +281,7 @@ impl Store {
             purges: db.open_tree("purges")?,
             audit: audit::AuditTrees::open(&db)?,
             notice_gate: std::sync::OnceLock::new(),
-            hit_counter: std::sync::OnceLock::new(),
+            metrics: std::sync::OnceLock::new(),
             hits,
             scope,
             dir: dir.to_owned(),
@@ -962,13 +962,13 @@ impl Store {
         Ok(())
     }
 
-    /// Counts hits in `metrics` from now on.
+    /// Counts hits and audit entries in `metrics` from now on.
     pub fn set_metrics(&self, metrics: crate::metrics::Metrics) {
-        let _ = self.hit_counter.set(metrics);
+        let _ = self.metrics.set(metrics);
     }
 
     fn publish(&self, hits: &[Hit]) {
-        if let Some(m) = self.hit_counter.get() {
+        if let Some(m) = self.metrics.get() {
             for h in hits {
                 let kind = crate::proto::identifier_type_name(h.r#type);
                 m.hits

@@ -358,10 +358,15 @@ pub fn sample_draft(narrative: &str) -> AlertDraft {
 }
 
 pub async fn submit(client: &mut NodeClient, narrative: &str) -> Alert {
+    submit_draft(client, sample_draft(narrative)).await
+}
+
+/// Submits `draft` and returns the stored alert; panics on refusal.
+pub async fn submit_draft(client: &mut NodeClient, draft: AlertDraft) -> Alert {
     client
         .alerts
         .submit_alert(SubmitAlertRequest {
-            draft: Some(sample_draft(narrative)),
+            draft: Some(draft),
             request_id: String::new(),
         })
         .await
