@@ -85,14 +85,21 @@ async fn metrics_count_known_traffic() {
     assert_eq!(v("casebridge_submits_total{outcome=\"ok\"}"), 3.0);
     assert_eq!(v("casebridge_submits_total{outcome=\"invalid\"}"), 1.0);
     // 3 alerts, and for each a phone and a person hit notice to ngo: 9
-    // envelopes, each acked once as stored. (A resend after a lost ack is
-    // acked as a duplicate; on a loaded machine a stream can break.)
+    // envelopes, each acked exactly once. The 3 alerts are new at ngo
+    // (stored). A notice is acked as a duplicate when ngo found the same hit
+    // itself first (it matches police's alert on arrival): which side wins
+    // is timing, so only the notices may go either way.
     let stored = v("casebridge_deliveries_total{peer=\"ngo\",status=\"stored\"}");
     let duplicate = m
         .get("casebridge_deliveries_total{peer=\"ngo\",status=\"duplicate\"}")
         .copied()
         .unwrap_or(0.0);
-    assert_eq!(stored, 9.0, "stored {stored}, duplicate {duplicate}");
+    assert_eq!(
+        stored + duplicate,
+        9.0,
+        "stored {stored}, duplicate {duplicate}"
+    );
+    assert!(stored >= 3.0, "the 3 alerts are stored: {stored}");
     assert_eq!(
         v("casebridge_delivery_latency_seconds_count{peer=\"ngo\"}"),
         stored + duplicate
