@@ -7,7 +7,7 @@
 //!    durable local writes (alert + outbox entry + indexes, group-committed,
 //!    16 concurrent writers) where the only difference is the entry that
 //!    `Store::write_local_then` appends before the flush (built through
-//!    `audit::Call` as the handler does). Rounds alternate between the two so
+//!    `api::call::Call` as the handler does). Rounds alternate between the two so
 //!    machine noise hits both alike; the medians and their ratio are printed.
 //! 2. `audit verify` over a store holding N entries with a checkpoint every
 //!    10,000: wall time and entries per second (median of 3).
@@ -15,8 +15,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use casebridge::api::call::Call;
 use casebridge::audit::signing::SigningKey;
-use casebridge::audit::{Action, Call, Event};
+use casebridge::audit::{Action, Event};
 use casebridge::ids::{AgencyId, AlertId, FederationName};
 use casebridge::matching::MatchScope;
 use casebridge::proto::v1::envelope::Payload;
@@ -165,7 +166,7 @@ async fn main() {
         if written % 10_000 == 0 {
             let (seq, hash) = store.audit_head();
             store
-                .audit_put_checkpoint(&key.sign(seq, hash, casebridge::audit::now_ms()))
+                .audit_put_checkpoint(&key.sign(seq, hash, casebridge::time::now_ms()))
                 .unwrap();
         }
     }
@@ -175,7 +176,7 @@ async fn main() {
     let mut times = Vec::new();
     for _ in 0..3 {
         let t = Instant::now();
-        let summary = casebridge::audit::export::verify_store(&store, &public, &[]).unwrap();
+        let summary = store.audit_verify(&public, &[]).unwrap();
         times.push(t.elapsed());
         assert_eq!(summary.entries, n);
     }

@@ -9,8 +9,8 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::{Instant, SystemTime};
 
-use casebridge::exchange::shared_view_with;
 use casebridge::ids::{AgencyId, AlertId};
+use casebridge::policy::shared_view_with;
 use casebridge::policy::{evaluate, evaluate_all, parse};
 use casebridge::proto::v1::{Alert, AlertContent, Location, SharedSubject, StoredAlert, Token};
 use rand::rngs::StdRng;

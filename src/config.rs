@@ -74,6 +74,14 @@ impl<const MIN: usize, const MAX: usize> Bounded<MIN, MAX> {
     pub const fn get(self) -> usize {
         self.0
     }
+    /// The setting read as a number of seconds.
+    pub const fn secs(self) -> Duration {
+        Duration::from_secs(self.0 as u64)
+    }
+    /// The setting read as a number of days.
+    pub const fn days(self) -> Duration {
+        Duration::from_secs(self.0 as u64 * 86_400)
+    }
 }
 
 impl<'de, const MIN: usize, const MAX: usize> Deserialize<'de> for Bounded<MIN, MAX> {
@@ -400,10 +408,10 @@ impl Default for Limits {
 
 impl Limits {
     pub fn handshake_timeout(&self) -> Duration {
-        Duration::from_secs(self.handshake_timeout_secs.get() as u64)
+        self.handshake_timeout_secs.secs()
     }
     pub fn request_timeout(&self) -> Duration {
-        Duration::from_secs(self.request_timeout_secs.get() as u64)
+        self.request_timeout_secs.secs()
     }
 }
 
@@ -598,7 +606,7 @@ impl NodeConfig {
             );
         }
         if let Some(region) = &self.matching.default_phone_region
-            && !crate::alert::validate::is_country_code(region.get_ref())
+            && !crate::ids::CountryCode::is_valid(region.get_ref())
         {
             return err(
                 region.span(),

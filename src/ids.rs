@@ -198,6 +198,50 @@ impl FromStr for AlertId {
     }
 }
 
+/// An ISO 3166-1 alpha-2 country code in upper case (`NL`, `DE`), checked
+/// against the `isocountry` table. Alerts, identifier normalization (phone
+/// regions, passport issuers) and the config all accept exactly this set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CountryCode([u8; 2]);
+
+impl CountryCode {
+    pub fn new(value: &str) -> Result<Self, IdError> {
+        if !Self::is_valid(value) {
+            return Err(IdError::Invalid {
+                kind: "country code",
+                value: value.to_owned(),
+                reason: "must be an ISO 3166-1 alpha-2 code in upper case (e.g. \"NL\")",
+            });
+        }
+        let b = value.as_bytes();
+        Ok(Self([b[0], b[1]]))
+    }
+
+    /// Whether `value` is a code [`CountryCode::new`] accepts.
+    pub fn is_valid(value: &str) -> bool {
+        value.len() == 2
+            && value.bytes().all(|b| b.is_ascii_uppercase())
+            && isocountry::CountryCode::for_alpha2(value).is_ok()
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("checked ASCII")
+    }
+}
+
+impl fmt::Display for CountryCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for CountryCode {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +266,16 @@ mod tests {
         assert!(upper.parse::<AlertId>().is_err());
         assert!("police".parse::<AlertId>().is_err());
         assert!("police:not-a-uuid".parse::<AlertId>().is_err());
+    }
+
+    #[test]
+    fn country_codes_are_upper_case_iso_alpha2() {
+        assert!(CountryCode::is_valid("DE"));
+        assert!(!CountryCode::is_valid("de"));
+        assert!(!CountryCode::is_valid("ZZ"));
+        assert!(!CountryCode::is_valid("DEU"));
+        assert_eq!(CountryCode::new("NL").unwrap().as_str(), "NL");
+        assert!(CountryCode::new("nl").is_err());
     }
 
     proptest! {

@@ -14,8 +14,6 @@ use thiserror::Error;
 use time::OffsetDateTime;
 use tonic::transport::Channel;
 
-use crate::alert::FieldViolation;
-use crate::alert::validate::timestamp;
 use crate::identity::{ClientIdentity, NodeIdentity, connect_channel};
 use crate::ids::{AgencyId, FederationName};
 use crate::proto::v1::peer_exchange_client::PeerExchangeClient;
@@ -27,6 +25,8 @@ use crate::pseudo::Pseudonymizer;
 use crate::ratelimit::RateLimiter;
 use crate::sharing::Sharing;
 use crate::store::{Store, StoreError};
+use crate::time::timestamp;
+use crate::violation::FieldViolation;
 
 #[derive(Debug, Error)]
 pub enum LookupError {

@@ -1,100 +1,43 @@
 //! A running node: two TLS listeners (peer API, client API), the store, and a
 //! delivery worker per peer. [`start`] takes already-bound listeners so tests
-//! can bind port 0 and a supervisor can hand sockets over.
+//! can bind port 0 and a supervisor can hand sockets over. It is wiring only:
+//! the state is built by [`NodeCore::open`], served here by [`serve`] and
+//! kept by the background workers [`spawn_workers`] starts.
 
-use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
+use tonic::transport::server::Router;
+use tonic_health::pb::health_server::HealthServer;
+use tower::layer::util::Stack;
 
-use crate::alert::Ledger;
-use crate::api::auth::{ClientPolicy, PeerPolicy};
+use crate::api::undecoded::UndecodedLayer;
 use crate::api::{AdminApi, AlertApi, PeerApi};
 use crate::audit::signing::SigningKey;
 use crate::audit::{Action, Event, NODE};
 use crate::config::NodeConfig;
+pub use crate::core::{NodeCore, NodeError};
+use crate::exchange::Received;
 use crate::exchange::outbound::DeliveryContext;
-use crate::exchange::{Inbound, Outbound, Received};
 use crate::identity::{
-    Identity, NodeIdentity, OnRefused, TlsError, TlsFiles, TlsIdentity, TlsReloader,
+    Identity, NodeIdentity, OnRefused, TlsConfigs, TlsFiles, TlsIdentity, TlsReloader,
     install_crypto_provider, serve_tls,
 };
-use crate::ids::{AgencyId, FederationName};
-use crate::lookup::{LookupSettings, Lookups};
-use crate::matching::MatchScope;
 use crate::metrics::Metrics;
 use crate::proto::v1::admin_service_server::AdminServiceServer;
 use crate::proto::v1::alert_service_server::AlertServiceServer;
 use crate::proto::v1::peer_exchange_server::PeerExchangeServer;
-use crate::pseudo::{KeyRing, Pseudonymizer};
 use crate::ratelimit::RateLimiter;
-use crate::sharing::Sharing;
 use crate::store::{Store, StoreError};
 
-#[derive(Debug, Error)]
-pub enum NodeError {
-    #[error(transparent)]
-    Tls(#[from] TlsError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    KeyRing(#[from] crate::pseudo::KeyRingError),
-    #[error("audit signing key {0}")]
-    AuditKey(#[from] crate::audit::signing::SigningError),
-    #[error(transparent)]
-    Sharing(#[from] crate::sharing::SharingError),
-    #[error("key ring {path} is for federation {found}, this node is in {expected}")]
-    KeyRingFederation {
-        path: std::path::PathBuf,
-        found: String,
-        expected: String,
-    },
-    #[error("node certificate names {found}, but the config is for {expected}")]
-    WrongCertificate { found: String, expected: String },
-    #[error("{listener} listener failed: {reason}")]
-    Serve {
-        listener: &'static str,
-        reason: String,
-    },
-}
-
-/// State shared by every service and worker of one node.
-pub struct NodeCore {
-    pub agency: AgencyId,
-    pub federation: FederationName,
-    pub clients: ClientPolicy,
-    pub peers: PeerPolicy,
-    pub ledger: Ledger,
-    pub sharing: Arc<Sharing>,
-    pub lookups: Lookups,
-    pub inbound: Inbound,
-    pub outbound: Arc<Outbound>,
-    pub store: Arc<Store>,
-    pub started_at: SystemTime,
-    pub shutdown: CancellationToken,
-    /// gRPC health of both listeners: SERVING while up, NOT_SERVING from the
-    /// moment shutdown starts.
-    pub health: tonic_health::server::HealthReporter,
-    /// Set when shutdown starts: readiness (gRPC health, `/readyz`) is off.
-    pub draining: std::sync::atomic::AtomicBool,
-    pub metrics: Metrics,
-    /// Where `BackupStore` writes copies.
-    pub backup_dir: std::path::PathBuf,
-    drain_grace: Duration,
-}
+/// A listener's gRPC services under the audit layer for undecoded calls.
+type ApiRouter = Router<Stack<UndecodedLayer, tower::layer::util::Identity>>;
 
 /// The node's two bound sockets.
 pub struct Listeners {
@@ -123,8 +66,6 @@ pub struct RunningNode {
     metrics_addr: Option<SocketAddr>,
     servers: Vec<JoinHandle<Result<(), NodeError>>>,
     workers: Vec<JoinHandle<()>>,
-    /// Signs the final checkpoint at shutdown.
-    signer: Arc<SigningKey>,
 }
 
 /// Names of the server tasks, in the order of `RunningNode::servers`.
@@ -137,211 +78,28 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// can be wrong with the files is reported here, before any request is served.
 pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNode, NodeError> {
     install_crypto_provider();
-    let tls = &config.tls;
-    let own = TlsIdentity::load(tls.node_cert.get_ref(), tls.node_key.get_ref())?;
-    let expected = NodeIdentity {
-        federation: config.federation.clone(),
-        agency: config.agency().clone(),
-    };
-    if own.identity != Identity::Node(expected.clone()) {
-        return Err(NodeError::WrongCertificate {
-            found: own.identity.to_string(),
-            expected: expected.spiffe_uri(),
-        });
-    }
-    let (tls_reloader, tls_configs) = TlsReloader::new(
-        TlsFiles {
-            federation_ca: tls.federation_ca.get_ref().clone(),
-            client_ca: tls.client_ca.get_ref().clone(),
-            federation_crl: tls.federation_crl.as_ref().map(|p| p.get_ref().clone()),
-            client_crl: tls.client_crl.as_ref().map(|p| p.get_ref().clone()),
-        },
-        own,
-    )?;
-    let max_age = Duration::from_secs(tls.max_connection_age_secs.get() as u64);
-
-    let pseudo = Arc::new(load_pseudonymizer(&config)?);
-    let signer = Arc::new(SigningKey::load_or_create(&config.audit_signing_key())?);
-    let store = Arc::new(Store::open(
-        &config.store.dir,
-        config.store.cache_capacity_mb.get() as u64 * 1024 * 1024,
-        MatchScope {
-            own: config.agency().clone(),
-            peers: config
-                .peers
-                .iter()
-                .map(|p| p.agency_id.get_ref().clone())
-                .collect(),
-            fuzzy_threshold: config.matching.fuzzy_threshold,
-        },
-    )?);
-    let peer_ids: Vec<AgencyId> = config
-        .peers
-        .iter()
-        .map(|p| p.agency_id.get_ref().clone())
-        .collect();
-    let outbound =
-        Arc::new(Outbound::new(config.peers.iter().map(|p| {
-            (p.agency_id.get_ref().clone(), p.address.get_ref().clone())
-        })));
-    let sharing = Arc::new(
-        Sharing::open(
-            store.clone(),
-            config.agency().clone(),
-            peer_ids.clone(),
-            config.sharing.policy.as_ref().map(|p| p.get_ref().clone()),
-        )
-        .await?,
-    );
-    let gate: std::sync::Weak<dyn crate::matching::NoticeGate> = Arc::downgrade(&sharing) as _;
-    store.start_matching(gate)?;
-    let metrics = Metrics::new();
-    store.set_metrics(metrics.clone());
-    let shutdown = CancellationToken::new();
+    let (own, tls_reloader, tls) = load_tls(&config)?;
+    let max_age = config.tls.max_connection_age_secs.secs();
     let (health, health_service) = tonic_health::server::health_reporter();
-    let core = Arc::new(NodeCore {
-        agency: config.agency().clone(),
-        federation: config.federation.clone(),
-        clients: ClientPolicy {
-            federation: config.federation.clone(),
-            agency: config.agency().clone(),
-            roles: config.clients.clone(),
-            rate: RateLimiter::per_second(config.limits.requests_per_second_per_client.get() as u32),
-        },
-        peers: PeerPolicy {
-            federation: config.federation.clone(),
-            peers: peer_ids.iter().cloned().collect::<BTreeSet<_>>(),
-            rate: RateLimiter::per_second(config.limits.requests_per_second_per_peer.get() as u32),
-        },
-        ledger: Ledger::new(
-            store.clone(),
-            config.agency().clone(),
-            peer_ids,
-            config.limits.clone(),
-            config.alerts.clone(),
-            outbound.clone(),
-            pseudo.clone(),
-            sharing.clone(),
-            metrics.clone(),
-        ),
-        sharing: sharing.clone(),
-        lookups: Lookups::new(
-            store.clone(),
-            pseudo.clone(),
-            expected.clone(),
-            config
-                .peers
-                .iter()
-                .map(|p| (p.agency_id.get_ref().clone(), p.address.get_ref().clone()))
-                .collect(),
-            tls_configs.outgoing.clone(),
-            sharing.clone(),
-            LookupSettings {
-                timeout: Duration::from_secs(config.limits.lookup_timeout_secs.get() as u64),
-                max_connection_age: max_age,
-                max_identifiers: config.limits.max_identifiers_per_subject.get(),
-                fuzzy_threshold: config.matching.fuzzy_threshold,
-                per_client_per_minute: config.limits.lookups_per_minute_per_client.get() as u32,
-                per_peer_per_minute: config.limits.lookups_per_minute_per_peer.get() as u32,
-            },
-        ),
-        inbound: Inbound::new(
-            store.clone(),
-            config.limits.clone(),
-            sharing.clone(),
-            metrics.clone(),
-        ),
-        metrics: metrics.clone(),
-        outbound: outbound.clone(),
-        store: store.clone(),
-        started_at: SystemTime::now(),
-        shutdown: shutdown.clone(),
-        health: health.clone(),
-        draining: std::sync::atomic::AtomicBool::new(false),
-        backup_dir: config.backup_dir(),
-        drain_grace: Duration::from_secs(config.limits.drain_grace_secs.get() as u64),
-    });
-
-    let peer_addr = listeners
-        .peer
-        .local_addr()
-        .map_err(|source| NodeError::Bind {
-            addr: *config.listen.peer.get_ref(),
+    let core = NodeCore::open(&config, own, tls.outgoing.clone(), max_age, health).await?;
+    let local = |listener: &TcpListener, configured: SocketAddr| {
+        listener.local_addr().map_err(|source| NodeError::Bind {
+            addr: configured,
             source,
-        })?;
-    let client_addr = listeners
-        .client
-        .local_addr()
-        .map_err(|source| NodeError::Bind {
-            addr: *config.listen.client.get_ref(),
-            source,
-        })?;
-    let limits = config.limits.clone();
-    let max = limits.max_message_bytes.get();
-    let undecoded = crate::api::undecoded::UndecodedLayer {
-        store: store.clone(),
-        agency: config.agency().clone(),
-        federation: config.federation.clone(),
+        })
     };
-    let server = || {
-        Server::builder()
-            .layer(undecoded.clone())
-            .timeout(limits.request_timeout())
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .max_concurrent_streams(Some(256))
-    };
-
-    let peer_incoming = serve_tls(
-        listeners.peer,
-        tls_configs.peer.clone(),
-        limits.handshake_timeout(),
-        max_age,
-        refused_handshakes(&store, &metrics, "peer"),
-        shutdown.clone(),
-    );
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| NodeError::Serve {
-                listener: "reflection",
-                reason: e.to_string(),
-            })
-    };
-    let peer_router = server()
-        .add_service(health_service.clone())
-        .add_service(reflection()?)
-        .add_service(
-            PeerExchangeServer::new(PeerApi(core.clone()))
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max),
-        );
-    health.set_serving::<PeerExchangeServer<PeerApi>>().await;
-    health.set_serving::<AlertServiceServer<AlertApi>>().await;
-    health.set_serving::<AdminServiceServer<AdminApi>>().await;
-    let client_incoming = serve_tls(
-        listeners.client,
-        tls_configs.client.clone(),
-        limits.handshake_timeout(),
-        max_age,
-        refused_handshakes(&store, &metrics, "client"),
-        shutdown.clone(),
-    );
-    let client_router = server()
-        .add_service(health_service)
-        .add_service(reflection()?)
-        .add_service(
-            AlertServiceServer::new(AlertApi(core.clone()))
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max),
-        )
-        .add_service(
-            AdminServiceServer::new(AdminApi(core.clone()))
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max),
-        );
+    let peer_addr = local(&listeners.peer, *config.listen.peer.get_ref())?;
+    let client_addr = local(&listeners.client, *config.listen.client.get_ref())?;
+    let (peer_router, client_router) = routers(&core, &config, health_service)?;
+    core.health
+        .set_serving::<PeerExchangeServer<PeerApi>>()
+        .await;
+    core.health
+        .set_serving::<AlertServiceServer<AlertApi>>()
+        .await;
+    core.health
+        .set_serving::<AdminServiceServer<AdminApi>>()
+        .await;
     // Bound before anything is spawned, so a taken port fails the start cleanly.
     let metrics_listener = match &config.metrics.listen {
         Some(addr) => Some(
@@ -355,107 +113,38 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
         None => None,
     };
     let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let handshake_timeout = config.limits.handshake_timeout();
+    let incoming = |listener, tls_config, name| {
+        serve_tls(
+            listener,
+            tls_config,
+            handshake_timeout,
+            max_age,
+            refused_handshakes(&core.store, &core.metrics, name),
+            core.shutdown.clone(),
+        )
+    };
     let servers = vec![
-        tokio::spawn({
-            let stop = shutdown.clone();
-            async move {
-                peer_router
-                    .serve_with_incoming_shutdown(peer_incoming, stop.cancelled_owned())
-                    .await
-                    .map_err(|e| NodeError::Serve {
-                        listener: "peer",
-                        reason: crate::identity::error_chain(&e),
-                    })
-            }
-        }),
-        tokio::spawn({
-            let stop = shutdown.clone();
-            async move {
-                client_router
-                    .serve_with_incoming_shutdown(client_incoming, stop.cancelled_owned())
-                    .await
-                    .map_err(|e| NodeError::Serve {
-                        listener: "client",
-                        reason: crate::identity::error_chain(&e),
-                    })
-            }
-        }),
+        spawn_server(
+            "peer",
+            peer_router,
+            incoming(listeners.peer, tls.peer.clone(), "peer"),
+            core.shutdown.clone(),
+        ),
+        spawn_server(
+            "client",
+            client_router,
+            incoming(listeners.client, tls.client.clone(), "client"),
+            core.shutdown.clone(),
+        ),
     ];
-    store
+    core.store
         .audit([Event::new(NODE, Action::NodeStart, "OK")
             .detail("version", env!("CARGO_PKG_VERSION"))
             .detail("peer_listener", peer_addr)
             .detail("client_listener", client_addr)])
         .await?;
-    let mut workers = vec![
-        tokio::spawn(audit_upkeep(
-            store.clone(),
-            signer.clone(),
-            Duration::from_secs(config.audit.checkpoint_interval_secs.get() as u64),
-            Duration::from_secs(config.audit.retention_days.get() as u64 * 86_400),
-            shutdown.clone(),
-        )),
-        tokio::spawn(purge_expired(
-            store.clone(),
-            metrics.clone(),
-            Duration::from_secs(config.alerts.purge_interval_secs.get() as u64),
-            shutdown.clone(),
-        )),
-        tokio::spawn(tls_reloader.run(
-            Duration::from_secs(config.tls.crl_reload_secs.get() as u64),
-            shutdown.clone(),
-        )),
-    ];
-    workers.extend(outbound.spawn_workers(
-        DeliveryContext {
-            store,
-            own: expected,
-            federation: config.federation.clone(),
-            tls: tls_configs.outgoing.clone(),
-            max_connection_age: max_age,
-            config: config.delivery.clone(),
-            max_message_bytes: max,
-            metrics: metrics.clone(),
-        },
-        shutdown.clone(),
-    ));
-
-    if let Some(listener) = metrics_listener {
-        let refresh_core = core.clone();
-        let refresh: Arc<dyn Fn(&Metrics) + Send + Sync> = Arc::new(move |m: &Metrics| {
-            let core = &refresh_core;
-            for (peer, _, _) in core.outbound.states() {
-                let labels = crate::metrics::peer(&peer);
-                m.queue_depth
-                    .get_or_create(&labels)
-                    .set(core.store.outbox_depth(&peer) as i64);
-                // The first entry only: a scrape must not read a whole backlog.
-                let oldest = core
-                    .store
-                    .outbox_after(&peer, None, 1)
-                    .ok()
-                    .and_then(|first| first.into_iter().next())
-                    .and_then(|q| q.queued_at)
-                    .map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs(t.seconds.max(0) as u64));
-                m.oldest_undelivered
-                    .get_or_create(&labels)
-                    .set(crate::metrics::age_secs(oldest));
-            }
-        });
-        let ready_core = core.clone();
-        let ready: Arc<dyn Fn() -> bool + Send + Sync> = Arc::new(move || {
-            !ready_core
-                .draining
-                .load(std::sync::atomic::Ordering::Relaxed)
-        });
-        workers.push(tokio::spawn(crate::metrics::serve(
-            listener,
-            metrics.clone(),
-            refresh,
-            ready,
-            shutdown,
-        )));
-    }
+    let workers = spawn_workers(&core, &config, tls_reloader, &tls, metrics_listener);
     tracing::info!(agency = %core.agency, %peer_addr, %client_addr, "node started");
     Ok(RunningNode {
         core,
@@ -464,8 +153,201 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
         metrics_addr,
         servers,
         workers,
-        signer,
     })
+}
+
+/// The node certificate (which must name this node), and the TLS configs of
+/// both listeners and for dialling, with the reloader that keeps their CRLs
+/// current.
+fn load_tls(config: &NodeConfig) -> Result<(NodeIdentity, TlsReloader, TlsConfigs), NodeError> {
+    let tls = &config.tls;
+    let own = TlsIdentity::load(tls.node_cert.get_ref(), tls.node_key.get_ref())?;
+    let expected = NodeIdentity {
+        federation: config.federation.clone(),
+        agency: config.agency().clone(),
+    };
+    if own.identity != Identity::Node(expected.clone()) {
+        return Err(NodeError::WrongCertificate {
+            found: own.identity.to_string(),
+            expected: expected.spiffe_uri(),
+        });
+    }
+    let (reloader, configs) = TlsReloader::new(
+        TlsFiles {
+            federation_ca: tls.federation_ca.get_ref().clone(),
+            client_ca: tls.client_ca.get_ref().clone(),
+            federation_crl: tls.federation_crl.as_ref().map(|p| p.get_ref().clone()),
+            client_crl: tls.client_crl.as_ref().map(|p| p.get_ref().clone()),
+        },
+        own,
+    )?;
+    Ok((expected, reloader, configs))
+}
+
+/// The two gRPC routers: the peer API, and the client and admin APIs, each
+/// with gRPC health and server reflection, every call under the audit
+/// layer for requests that never reach a handler.
+fn routers<H>(
+    core: &Arc<NodeCore>,
+    config: &NodeConfig,
+    health_service: HealthServer<H>,
+) -> Result<(ApiRouter, ApiRouter), NodeError>
+where
+    H: tonic_health::pb::health_server::Health,
+{
+    let limits = &config.limits;
+    let max = limits.max_message_bytes.get();
+    let undecoded = UndecodedLayer {
+        store: core.store.clone(),
+        agency: core.agency.clone(),
+        federation: core.federation.clone(),
+    };
+    let server = || {
+        Server::builder()
+            .layer(undecoded.clone())
+            .timeout(limits.request_timeout())
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .max_concurrent_streams(Some(256))
+    };
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| NodeError::Serve {
+                listener: "reflection",
+                reason: e.to_string(),
+            })
+    };
+    let peer = server()
+        .add_service(health_service.clone())
+        .add_service(reflection()?)
+        .add_service(
+            PeerExchangeServer::new(PeerApi(core.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        );
+    let client = server()
+        .add_service(health_service)
+        .add_service(reflection()?)
+        .add_service(
+            AlertServiceServer::new(AlertApi(core.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            AdminServiceServer::new(AdminApi(core.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        );
+    Ok((peer, client))
+}
+
+/// Serves `router` on the authenticated connections of `incoming` until
+/// `stop`; the task's error names the listener.
+fn spawn_server<S>(
+    listener: &'static str,
+    router: ApiRouter,
+    incoming: S,
+    stop: CancellationToken,
+) -> JoinHandle<Result<(), NodeError>>
+where
+    S: futures_util::Stream<Item = std::io::Result<crate::identity::AuthenticatedConn>>
+        + Send
+        + 'static,
+{
+    tokio::spawn(async move {
+        router
+            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+            .await
+            .map_err(|e| NodeError::Serve {
+                listener,
+                reason: crate::identity::error_chain(&e),
+            })
+    })
+}
+
+/// Starts the background work of a node: audit checkpoints and pruning,
+/// the retention purge, CRL reloads, one delivery worker per peer, and the
+/// metrics endpoint (with the refresh of its per-peer gauges) when bound.
+fn spawn_workers(
+    core: &Arc<NodeCore>,
+    config: &NodeConfig,
+    tls_reloader: TlsReloader,
+    tls: &TlsConfigs,
+    metrics_listener: Option<TcpListener>,
+) -> Vec<JoinHandle<()>> {
+    let shutdown = &core.shutdown;
+    let mut workers = vec![
+        tokio::spawn(audit_upkeep(
+            core.store.clone(),
+            core.signer.clone(),
+            config.audit.checkpoint_interval_secs.secs(),
+            config.audit.retention_days.days(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(purge_expired(
+            core.store.clone(),
+            core.metrics.clone(),
+            config.alerts.purge_interval_secs.secs(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(tls_reloader.run(config.tls.crl_reload_secs.secs(), shutdown.clone())),
+    ];
+    workers.extend(core.outbound.spawn_workers(
+        DeliveryContext {
+            store: core.store.clone(),
+            own: core.own.clone(),
+            federation: core.federation.clone(),
+            tls: tls.outgoing.clone(),
+            max_connection_age: config.tls.max_connection_age_secs.secs(),
+            config: config.delivery.clone(),
+            max_message_bytes: config.limits.max_message_bytes.get(),
+            metrics: core.metrics.clone(),
+        },
+        shutdown.clone(),
+    ));
+    if let Some(listener) = metrics_listener {
+        let refresh_core = core.clone();
+        let refresh: Arc<dyn Fn(&Metrics) + Send + Sync> =
+            Arc::new(move |m: &Metrics| refresh_peer_gauges(&refresh_core, m));
+        let ready_core = core.clone();
+        let ready: Arc<dyn Fn() -> bool + Send + Sync> = Arc::new(move || {
+            !ready_core
+                .draining
+                .load(std::sync::atomic::Ordering::Relaxed)
+        });
+        workers.push(tokio::spawn(crate::metrics::serve(
+            listener,
+            core.metrics.clone(),
+            refresh,
+            ready,
+            shutdown.clone(),
+        )));
+    }
+    workers
+}
+
+/// Each peer's queue depth and oldest undelivered age, read at scrape time.
+fn refresh_peer_gauges(core: &NodeCore, m: &Metrics) {
+    for (peer, _, _) in core.outbound.states() {
+        let labels = crate::metrics::peer(&peer);
+        m.queue_depth
+            .get_or_create(&labels)
+            .set(core.store.outbox_depth(&peer) as i64);
+        // The first entry only: a scrape must not read a whole backlog.
+        let oldest = core
+            .store
+            .outbox_after(&peer, None, 1)
+            .ok()
+            .and_then(|first| first.into_iter().next())
+            .and_then(|q| q.queued_at)
+            .map(|t| crate::time::system_time_lossy(&t));
+        m.oldest_undelivered
+            .get_or_create(&labels)
+            .set(crate::metrics::age_secs(oldest));
+    }
 }
 
 /// Audit entries for refused handshakes per listener and second, at most;
@@ -512,7 +394,7 @@ fn checkpoint(store: &Store, signer: &SigningKey) -> Result<(), StoreError> {
     if seq == 0 || store.audit_last_checkpoint()? >= Some(seq) {
         return Ok(());
     }
-    store.audit_put_checkpoint(&signer.sign(seq, hash, crate::audit::now_ms()))
+    store.audit_put_checkpoint(&signer.sign(seq, hash, crate::time::now_ms()))
 }
 
 /// Signs checkpoints every `interval` and prunes entries past `retention`.
@@ -531,7 +413,7 @@ async fn audit_upkeep(
         if let Err(e) = checkpoint(&store, &signer) {
             tracing::error!(error = %e, "audit checkpoint failed; retrying next round");
         }
-        let cutoff = crate::audit::now_ms() - retention.as_millis() as i64;
+        let cutoff = crate::time::now_ms() - retention.as_millis() as i64;
         let pruning = store.clone();
         match tokio::task::spawn_blocking(move || pruning.audit_prune(cutoff)).await {
             Ok(Ok(0)) => {}
@@ -564,43 +446,6 @@ async fn purge_expired(
             _ = tokio::time::sleep(interval) => {}
         }
     }
-}
-
-fn load_pseudonymizer(config: &NodeConfig) -> Result<Pseudonymizer, NodeError> {
-    let ring = match &config.matching.key_ring {
-        Some(path) => {
-            let ring = KeyRing::load(path.get_ref())?;
-            if ring.federation != config.federation {
-                return Err(NodeError::KeyRingFederation {
-                    path: path.get_ref().clone(),
-                    found: ring.federation.to_string(),
-                    expected: config.federation.to_string(),
-                });
-            }
-            if ring
-                .active(time::OffsetDateTime::now_utc())
-                .next()
-                .is_none()
-            {
-                tracing::warn!(path = %path.get_ref().display(), "no matching key is valid now: subjects are not shared");
-            }
-            Some(ring)
-        }
-        None => {
-            tracing::warn!(
-                "no matching.key_ring configured: subjects stay on this node and nothing matches"
-            );
-            None
-        }
-    };
-    Ok(Pseudonymizer::new(
-        ring,
-        config
-            .matching
-            .default_phone_region
-            .as_ref()
-            .map(|r| r.get_ref().clone()),
-    ))
 }
 
 impl RunningNode {
@@ -665,7 +510,7 @@ impl RunningNode {
         // signed to its end, so any cut is detectable.
         let store = &self.core.store;
         store.audit_append([Event::new(NODE, Action::NodeStop, "OK")])?;
-        checkpoint(store, &self.signer)?;
+        checkpoint(store, &self.core.signer)?;
         store.close().await?;
         tracing::info!(agency = %self.core.agency, "node stopped");
         first_error.map_or(Ok(()), Err)

@@ -21,17 +21,17 @@ use std::time::SystemTime;
 use aws_lc_rs::digest;
 use thiserror::Error;
 
-use crate::alert::validate::timestamp;
-use crate::exchange::shared_view_with;
 use crate::ids::AgencyId;
 use crate::matching::NoticeGate;
 use crate::policy::model::IdLevel;
+use crate::policy::shared_view_with;
 use crate::policy::{self, Decision, InboundDecision, Policy, PolicyError};
 use crate::proto::v1::{
     DiffPolicyResponse, ExplainPolicyResponse, IdentifierType, PeerDecision, PeerDiff,
     PolicyVersion, StoredAlert,
 };
 use crate::store::{Store, StoreError};
+use crate::time::timestamp;
 
 #[derive(Debug, Error)]
 pub enum SharingError {

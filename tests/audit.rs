@@ -565,11 +565,11 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
 /// reopen; a second prune with nothing due removes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pruning_is_recorded_and_the_rest_still_verifies() {
-    use casebridge::audit::export::verify_store;
     use casebridge::audit::signing::SigningKey;
-    use casebridge::audit::{Action, Event, now_ms};
+    use casebridge::audit::{Action, Event};
     use casebridge::matching::MatchScope;
     use casebridge::store::Store;
+    use casebridge::time::now_ms;
 
     let dir = tempfile::tempdir().unwrap();
     let key = SigningKey::create(&dir.path().join("audit.key")).unwrap();
@@ -601,7 +601,7 @@ async fn pruning_is_recorded_and_the_rest_still_verifies() {
     // Everything is older than a second from now; the head stays.
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     assert_eq!(store.audit_prune(now_ms() + 1_000).unwrap(), 29);
-    let summary = verify_store(&store, &key.public(), &[]).unwrap();
+    let summary = store.audit_verify(&key.public(), &[]).unwrap();
     assert_eq!((summary.first, summary.last, summary.entries), (30, 31, 2));
     assert_eq!(summary.checkpoints, 1, "the checkpoint at 30 remains");
     let entries: Vec<_> = store
@@ -615,7 +615,7 @@ async fn pruning_is_recorded_and_the_rest_still_verifies() {
     store.close().await.unwrap();
     drop(store);
     let store = open();
-    assert_eq!(verify_store(&store, &key.public(), &[]).unwrap().last, 31);
+    assert_eq!(store.audit_verify(&key.public(), &[]).unwrap().last, 31);
     store
         .audit_append([Event::new("node", Action::NodeStart, "OK")])
         .unwrap();

@@ -4,7 +4,7 @@
 
 use std::time::SystemTime;
 
-use casebridge::alert::validate::validate_draft;
+use casebridge::validate::validate_draft;
 use casebridge::config::{AlertRules, Limits};
 use casebridge::proto::v1::AlertDraft;
 use casebridge::pseudo::Pseudonymizer;

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::SystemTime;
 
-use casebridge::alert::validate::check_content;
+use casebridge::validate::check_content;
 use casebridge::config::Limits;
 use casebridge::exchange::received_record;
 use casebridge::ids::AgencyId;

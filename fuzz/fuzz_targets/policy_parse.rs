@@ -51,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
     let peer_list: Vec<AgencyId> = peers.into_iter().collect();
     for (_, d) in casebridge::policy::evaluate_all(&policy, &record, &own, &peer_list, SystemTime::now()) {
         if let Some(g) = d.grant {
-            let _ = casebridge::exchange::shared_view_with(&record, &g);
+            let _ = casebridge::policy::shared_view_with(&record, &g);
         }
     }
 });

@@ -10,7 +10,7 @@
 use std::time::SystemTime;
 
 use super::{AlertError, Ledger, invalid};
-use crate::exchange::{shared_view, shared_view_with};
+use crate::exchange::{share_item, tombstone_item};
 use crate::ids::{AgencyId, AlertId};
 use crate::proto::v1::{AlertFilter, BackfillResponse, Category, StoredAlert};
 use crate::store::OutboxItem;
@@ -165,25 +165,16 @@ impl Ledger {
                 return None;
             }
             let decision = self.sharing.decide(&record, &peer, SystemTime::now());
-            let grant = decision.grant.clone()?;
-            let mut envelope = shared_view_with(&record, &grant);
+            let grant = decision.grant.as_ref()?;
             if has(&record.withdrawn_from) {
                 // The peer holds our tombstone at this version; a newer
                 // version is the only one it will apply.
                 bump(&mut record);
-                envelope = shared_view_with(&record, &grant);
-                record.withdrawn_from.retain(|p| p != peer.as_str());
             }
+            let item = share_item(peer.clone(), &record, decision.rule.as_deref(), grant);
+            record.withdrawn_from.retain(|p| p != peer.as_str());
             record.shared_with.push(peer.to_string());
-            Some((
-                record,
-                vec![OutboxItem::share(
-                    peer.clone(),
-                    envelope,
-                    decision.rule.as_deref(),
-                    &grant,
-                )],
-            ))
+            Some((record, vec![item]))
         };
         let out = self.each(&peer, candidates, dry_run, build).await?;
         tracing::info!(%peer, matched = out.matched, queued = out.queued, dry_run, "reshare");
@@ -222,10 +213,7 @@ impl Ledger {
             }
             record.shared_with.retain(|p| p != peer.as_str());
             record.withdrawn_from.push(peer.to_string());
-            Some((
-                record,
-                vec![OutboxItem::tombstone(peer.clone(), shared_view(&tombstone))],
-            ))
+            Some((record, vec![tombstone_item(peer.clone(), &tombstone)]))
         };
         let out = self.each(&peer, candidates, dry_run, build).await?;
         tracing::info!(%peer, matched = out.matched, queued = out.queued, dry_run, "retract from peer");
@@ -238,6 +226,6 @@ impl Ledger {
 fn bump(record: &mut StoredAlert) {
     if let Some(a) = record.alert.as_mut() {
         a.version += 1;
-        a.updated_at = Some(super::validate::timestamp(SystemTime::now()));
+        a.updated_at = Some(crate::time::now());
     }
 }

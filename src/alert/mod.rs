@@ -4,16 +4,15 @@
 //! builds outbound envelopes, [`crate::exchange::shared_view_with`]).
 
 mod backfill;
-pub mod validate;
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use thiserror::Error;
 
-use crate::audit::Call;
+use crate::audit::CallEntry;
 use crate::config::{AlertRules, Limits};
-use crate::exchange::{Outbound, shared_view, shared_view_with};
+use crate::exchange::{Outbound, share_item, tombstone_item};
 use crate::identity::ClientIdentity;
 use crate::ids::{AgencyId, AlertId};
 use crate::proto::v1::{
@@ -22,8 +21,9 @@ use crate::proto::v1::{
 use crate::pseudo::Pseudonymizer;
 use crate::sharing::Sharing;
 use crate::store::{LocalWrite, OutboxItem, Store, StoreError, TxError};
-pub use validate::FieldViolation;
-use validate::timestamp;
+use crate::time::timestamp;
+use crate::validate;
+pub use crate::validate::FieldViolation;
 
 #[derive(Debug, Error, Clone)]
 pub enum AlertError {
@@ -74,7 +74,7 @@ const DEFAULT_PAGE: u32 = 100;
 /// Records a local write in the call's audit entry, before its flush: the
 /// alert, its new version, and the peers it has been queued for so far (each
 /// share itself is logged when the peer acknowledges it).
-fn audit_write(call: &Call, written: &LocalWrite) -> Vec<crate::audit::Event> {
+fn audit_write(call: &CallEntry, written: &LocalWrite) -> Vec<crate::audit::Event> {
     let (LocalWrite::Written(rec) | LocalWrite::Replayed(rec)) = written;
     if let Some(a) = &rec.alert {
         call.object(a.id.clone());
@@ -168,9 +168,8 @@ impl Ledger {
         let mut shared_with: Vec<AgencyId> = had.to_vec();
         let mut items = Vec::new();
         if retracted {
-            let view = shared_view(record);
             for peer in had.iter().filter(|p| self.peers.contains(p)) {
-                items.push(OutboxItem::tombstone(peer.clone(), view.clone()));
+                items.push(tombstone_item(peer.clone(), record));
             }
             return (shared_with, items);
         }
@@ -193,9 +192,9 @@ impl Ledger {
                 continue; // withdrawn by RetractFromPeer: only Reshare sends it again
             }
             if let Some(grant) = &decision.grant {
-                items.push(OutboxItem::share(
+                items.push(share_item(
                     peer.clone(),
-                    shared_view_with(record, grant),
+                    record,
                     decision.rule.as_deref(),
                     grant,
                 ));
@@ -228,7 +227,7 @@ impl Ledger {
         client: &ClientIdentity,
         draft: Option<AlertDraft>,
         request_id: &str,
-        call: &Call,
+        call: &CallEntry,
     ) -> Result<Alert, AlertError> {
         let now = SystemTime::now();
         let (draft, pseudonyms) = self.prepare(draft, now)?;
@@ -287,7 +286,7 @@ impl Ledger {
         &self,
         id: &str,
         expected_version: u64,
-        call: &Call,
+        call: &CallEntry,
         change: impl Fn(&mut Alert, &mut Vec<SharedSubject>),
     ) -> Result<Alert, AlertError> {
         let id = self.own_id(id)?;
@@ -340,7 +339,7 @@ impl Ledger {
         id: &str,
         expected_version: u64,
         draft: Option<AlertDraft>,
-        call: &Call,
+        call: &CallEntry,
     ) -> Result<Alert, AlertError> {
         let (draft, new_pseudonyms) = self.prepare(draft, SystemTime::now())?;
         self.change(id, expected_version, call, |alert, pseudonyms| {
@@ -358,7 +357,7 @@ impl Ledger {
         id: &str,
         expected_version: u64,
         reason: &str,
-        call: &Call,
+        call: &CallEntry,
     ) -> Result<Alert, AlertError> {
         if reason.len() > self.limits.max_field_bytes.get() * 4 {
             return Err(invalid("reason", "is too long"));

@@ -2,13 +2,13 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::audited;
-use crate::alert::validate::timestamp;
+use super::call::Call;
+use super::{audited, auth};
+use crate::audit::Action;
 use crate::audit::query::{Filter, Found};
-use crate::audit::{Action, Call};
 use crate::config::Role;
+use crate::core::NodeCore;
 use crate::ids::{AgencyId, AlertId};
-use crate::node::NodeCore;
 use crate::policy::Policy;
 use crate::proto::PROTOCOL_VERSION;
 use crate::proto::v1::admin_service_server::AdminService;
@@ -20,10 +20,11 @@ use crate::proto::v1::{
     RetractFromPeerRequest, SetPolicyRequest,
 };
 use crate::sharing::{MAX_POLICY_BYTES, SharingError};
+use crate::time::timestamp;
 
 use super::status::store_unavailable;
 
-use super::status::invalid_field as invalid;
+use crate::violation::invalid_field as invalid;
 
 /// What a Reshare or RetractFromPeer did, for its audit entry (each envelope
 /// it queued is logged again as `alert.share` when the peer acknowledges it).
@@ -55,7 +56,7 @@ impl AdminApi {
         _call: &Call,
         req: Request<GetStatusRequest>,
     ) -> Result<Response<NodeStatus>, Status> {
-        self.0.clients.require(&req, Role::Admin)?;
+        auth::client(&self.0.clients, &req, Role::Admin)?;
         let core = &self.0;
         let (local, received) = core
             .store
@@ -81,7 +82,7 @@ impl AdminApi {
         _call: &Call,
         req: Request<ListPeersRequest>,
     ) -> Result<Response<ListPeersResponse>, Status> {
-        self.0.clients.require(&req, Role::Admin)?;
+        auth::client(&self.0.clients, &req, Role::Admin)?;
         let mut peers = Vec::new();
         for (id, address, s) in self.0.outbound.states() {
             let queue = self
@@ -118,7 +119,7 @@ impl AdminApi {
         _call: &Call,
         req: Request<GetPolicyRequest>,
     ) -> Result<Response<PolicyVersion>, Status> {
-        self.0.clients.require(&req, Role::Admin)?;
+        auth::client(&self.0.clients, &req, Role::Admin)?;
         Ok(Response::new(self.0.sharing.current().record.clone()))
     }
 
@@ -127,7 +128,7 @@ impl AdminApi {
         call: &Call,
         req: Request<SetPolicyRequest>,
     ) -> Result<Response<PolicyVersion>, Status> {
-        let client = self.0.clients.require(&req, Role::Admin)?;
+        let client = auth::client(&self.0.clients, &req, Role::Admin)?;
         let r = req.into_inner();
         if r.policy_text.len() > MAX_POLICY_BYTES {
             return Err(invalid(
@@ -158,7 +159,7 @@ impl AdminApi {
         call: &Call,
         req: Request<ExplainPolicyRequest>,
     ) -> Result<Response<ExplainPolicyResponse>, Status> {
-        self.0.clients.require(&req, Role::Admin)?;
+        auth::client(&self.0.clients, &req, Role::Admin)?;
         let r = req.into_inner();
         super::alert_object(call, &r.alert_id);
         call.detail("peers", r.peers.join(","));
@@ -203,7 +204,7 @@ impl AdminApi {
         _call: &Call,
         req: Request<DiffPolicyRequest>,
     ) -> Result<Response<DiffPolicyResponse>, Status> {
-        self.0.clients.require(&req, Role::Admin)?;
+        auth::client(&self.0.clients, &req, Role::Admin)?;
         let r = req.into_inner();
         let old = if r.old_policy_text.is_empty() {
             None
@@ -225,7 +226,7 @@ impl AdminApi {
         call: &Call,
         req: Request<ReshareRequest>,
     ) -> Result<Response<BackfillResponse>, Status> {
-        let client = self.0.clients.require(&req, Role::Admin)?;
+        let client = auth::client(&self.0.clients, &req, Role::Admin)?;
         let r = req.into_inner();
         let out = self.0.ledger.reshare(&r.peer, r.filter, r.dry_run).await?;
         tracing::info!(client = %client.name, peer = %r.peer, queued = out.queued, "Reshare");
@@ -238,7 +239,7 @@ impl AdminApi {
         call: &Call,
         req: Request<RetractFromPeerRequest>,
     ) -> Result<Response<BackfillResponse>, Status> {
-        let client = self.0.clients.require(&req, Role::Admin)?;
+        let client = auth::client(&self.0.clients, &req, Role::Admin)?;
         let r = req.into_inner();
         let out = self
             .0
@@ -288,7 +289,7 @@ fn audit_filter(r: &QueryAuditRequest) -> Result<Filter, Status> {
 }
 
 fn audit_entry(f: Found) -> AuditEntry {
-    let time = crate::audit::parse_ms(&f.entry.time).map(crate::audit::ms_timestamp);
+    let time = crate::time::parse_ms(&f.entry.time).map(crate::time::ms_timestamp);
     AuditEntry {
         sequence: f.raw.seq,
         time,
@@ -307,7 +308,7 @@ fn audit_entry(f: Found) -> AuditEntry {
 /// A backup label: a plain directory name, never a path.
 fn backup_label(label: &str) -> Result<String, Status> {
     if label.is_empty() {
-        return Ok(crate::audit::format_ms(crate::audit::now_ms())
+        return Ok(crate::time::format_ms(crate::time::now_ms())
             .replace([':', '-'], "")
             .replace('.', "-"));
     }
@@ -330,7 +331,7 @@ impl AdminApi {
         call: &Call,
         req: Request<QueryAuditRequest>,
     ) -> Result<Response<QueryAuditResponse>, Status> {
-        self.0.clients.require(&req, Role::Admin)?;
+        auth::client(&self.0.clients, &req, Role::Admin)?;
         let r = req.into_inner();
         let filter = audit_filter(&r)?;
         if r.page_size > MAX_AUDIT_PAGE {
@@ -360,7 +361,7 @@ impl AdminApi {
         }
         let store = self.0.store.clone();
         let page = tokio::task::spawn_blocking(move || {
-            crate::audit::query::page(&store, &filter, from, size, r.include_checkpoints)
+            store.audit_page(&filter, from, size, r.include_checkpoints)
         })
         .await
         .map_err(|e| Status::internal(format!("audit query failed: {e}")))?
@@ -388,7 +389,7 @@ impl AdminApi {
         call: &Call,
         req: Request<BackupStoreRequest>,
     ) -> Result<Response<BackupStoreResponse>, Status> {
-        self.0.clients.require(&req, Role::Admin)?;
+        auth::client(&self.0.clients, &req, Role::Admin)?;
         let label = backup_label(&req.get_ref().label)?;
         let target = self.0.backup_dir.join(&label);
         if target.exists() {

@@ -7,10 +7,10 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{alert_object, audited};
+use super::{alert_object, audited, auth};
 use crate::audit::Action;
 use crate::config::Role;
-use crate::node::NodeCore;
+use crate::core::NodeCore;
 use crate::proto::v1::alert_service_server::AlertService;
 use crate::proto::v1::{
     Alert, GetAlertRequest, Hit, ListAlertsRequest, ListAlertsResponse, RetractAlertRequest,
@@ -31,7 +31,7 @@ impl AlertService for AlertApi {
     ) -> Result<Response<Alert>, Status> {
         let core = &self.0;
         audited(core, req, Action::AlertSubmit, async |call, req| {
-            let client = core.clients.require(&req, Role::Submit)?;
+            let client = auth::client(&core.clients, &req, Role::Submit)?;
             let r = req.into_inner();
             let result = core
                 .ledger
@@ -59,7 +59,7 @@ impl AlertService for AlertApi {
     ) -> Result<Response<Alert>, Status> {
         let core = &self.0;
         audited(core, req, Action::AlertUpdate, async |call, req| {
-            let client = core.clients.require(&req, Role::Submit)?;
+            let client = auth::client(&core.clients, &req, Role::Submit)?;
             let r = req.into_inner();
             alert_object(call, &r.id);
             let alert = core
@@ -78,7 +78,7 @@ impl AlertService for AlertApi {
     ) -> Result<Response<Alert>, Status> {
         let core = &self.0;
         audited(core, req, Action::AlertRetract, async |call, req| {
-            let client = core.clients.require(&req, Role::Submit)?;
+            let client = auth::client(&core.clients, &req, Role::Submit)?;
             let r = req.into_inner();
             alert_object(call, &r.id);
             let alert = core
@@ -94,7 +94,7 @@ impl AlertService for AlertApi {
     async fn get_alert(&self, req: Request<GetAlertRequest>) -> Result<Response<Alert>, Status> {
         let core = &self.0;
         audited(core, req, Action::AlertGet, async |call, req| {
-            core.clients.require(&req, Role::Read)?;
+            auth::client(&core.clients, &req, Role::Read)?;
             alert_object(call, &req.get_ref().id);
             let alert = core.ledger.get(&req.get_ref().id)?;
             call.detail("version", alert.version);
@@ -113,7 +113,7 @@ impl AlertService for AlertApi {
     ) -> Result<Response<Self::WatchHitsStream>, Status> {
         let core = self.0.clone();
         audited(&self.0, req, Action::HitsWatch, async |call, req| {
-            core.clients.require(&req, Role::Read)?;
+            auth::client(&core.clients, &req, Role::Read)?;
             let r = req.into_inner();
             call.detail("after_sequence", r.after_sequence);
             Ok(watch(core, r))
@@ -127,7 +127,7 @@ impl AlertService for AlertApi {
     ) -> Result<Response<LookupResponse>, Status> {
         let core = &self.0;
         audited(core, req, Action::LookupAsk, async |call, req| {
-            let client = core.clients.require(&req, Role::Read)?;
+            let client = auth::client(&core.clients, &req, Role::Read)?;
             let answer = core.lookups.ask(&client, req.into_inner()).await?;
             let mut matches = 0;
             for a in &answer.answers {
@@ -149,7 +149,7 @@ impl AlertService for AlertApi {
     ) -> Result<Response<ListAlertsResponse>, Status> {
         let core = &self.0;
         audited(core, req, Action::AlertList, async |call, req| {
-            core.clients.require(&req, Role::Read)?;
+            auth::client(&core.clients, &req, Role::Read)?;
             let page = core.ledger.list(req.get_ref())?;
             // Every alert shown is named: a list is a consultation of each.
             for a in &page.alerts {

@@ -6,6 +6,7 @@
 mod admin;
 mod alerts;
 pub mod auth;
+pub mod call;
 mod peer;
 pub mod status;
 pub mod undecoded;
@@ -16,8 +17,9 @@ pub use peer::PeerApi;
 
 use tonic::{Request, Response, Status};
 
-use crate::audit::{Action, Call};
-use crate::node::NodeCore;
+use crate::audit::Action;
+use crate::core::NodeCore;
+use call::Call;
 
 /// Runs one RPC under its audit entry: exactly one entry per call, written
 /// before the answer leaves (see [`Call`]). `work` gets the call to add the

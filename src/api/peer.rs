@@ -6,9 +6,10 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::audited;
-use crate::audit::{Action, Call};
-use crate::node::NodeCore;
+use super::call::Call;
+use super::{audited, auth};
+use crate::audit::Action;
+use crate::core::NodeCore;
 use crate::proto::PROTOCOL_VERSION;
 use crate::proto::v1::peer_exchange_server::PeerExchange;
 use crate::proto::v1::{
@@ -27,7 +28,7 @@ impl PeerExchange for PeerApi {
     async fn hello(&self, req: Request<HelloRequest>) -> Result<Response<HelloResponse>, Status> {
         let core = &self.0;
         audited(core, req, Action::PeerHello, async |call, req| {
-            let peer = core.peers.require(&req)?;
+            let peer = auth::peer(&core.peers, &req)?;
             let r = req.get_ref();
             call.detail("protocol_version", r.protocol_version);
             // The caller's checkpoint, kept as given: its signature is checked
@@ -67,7 +68,7 @@ impl PeerExchange for PeerApi {
     ) -> Result<Response<PeerLookupResponse>, Status> {
         let core = &self.0;
         audited(core, req, Action::PeerLookup, async |call, req| {
-            let peer = core.peers.require(&req)?;
+            let peer = auth::peer(&core.peers, &req)?;
             let answer = core.lookups.answer(&peer, req.into_inner()).await?;
             for m in &answer.matches {
                 call.object(m.alert_id.clone());
@@ -95,7 +96,7 @@ impl PeerExchange for PeerApi {
             &req,
             Action::PeerDeliver,
         );
-        let peer = match call.checked().and_then(|()| core.peers.require(&req)) {
+        let peer = match call.checked().and_then(|()| auth::peer(&core.peers, &req)) {
             Ok(peer) => peer,
             Err(e) => return Err(call.finish::<()>(Err(e)).await.unwrap_err()),
         };

@@ -14,11 +14,7 @@ impl From<AlertError> for Status {
     fn from(e: AlertError) -> Self {
         match &e {
             AlertError::Invalid(violations) => {
-                let mut details = ErrorDetails::new();
-                for v in violations {
-                    details.add_bad_request_violation(v.field.clone(), v.description.clone());
-                }
-                Status::with_error_details(Code::InvalidArgument, e.to_string(), details)
+                crate::violation::invalid_argument(e.to_string(), violations)
             }
             AlertError::NotFound(_) => Status::not_found(e.to_string()),
             AlertError::NotOrigin { .. } | AlertError::Retracted(_) => {
@@ -95,23 +91,4 @@ impl From<crate::sharing::SharingError> for Status {
 pub fn store_unavailable(e: StoreError) -> Status {
     tracing::error!(error = %e, "storage failure");
     Status::unavailable("the node's store is unavailable; retry later")
-}
-
-/// INVALID_ARGUMENT naming one field, in the same shape as every other
-/// validation error.
-pub fn invalid_field(field: &str, description: String) -> Status {
-    AlertError::Invalid(vec![crate::alert::FieldViolation {
-        field: field.into(),
-        description,
-    }])
-    .into()
-}
-
-/// The field names of an INVALID_ARGUMENT status (its BadRequest detail),
-/// for logs that must not repeat the values a description may quote.
-pub fn invalid_fields(status: &Status) -> Vec<String> {
-    status
-        .get_details_bad_request()
-        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
-        .unwrap_or_default()
 }

@@ -4,7 +4,7 @@
 //! whose bytes are not the message is answered (INVALID_ARGUMENT, INTERNAL)
 //! without any of our code running, and `api::audited` never sees it. This
 //! layer sits around every service: it marks each audited request with a
-//! [`Reached`] flag that [`Call::start`](crate::audit::Call::start) sets, and
+//! [`Reached`] flag that [`Call::start`](super::call::Call::start) sets, and
 //! when the answer comes back with the flag unset it writes the entry the
 //! handler would have written, with the code tonic answered.
 
@@ -78,13 +78,13 @@ fn action_for(path: &str) -> Option<Action> {
     METHODS.iter().find(|(p, _)| *p == path).map(|(_, a)| *a)
 }
 
-/// Who is calling, as `audit::call::actor_of` names it, from the connection.
+/// Who is calling, as `api::call::actor_of` names it, from the connection.
 fn actor(info: Option<&ConnInfo>, agency: &AgencyId, federation: &FederationName) -> String {
     let mut req = tonic::Request::new(());
     if let Some(info) = info {
         req.extensions_mut().insert(info.clone());
     }
-    crate::audit::call::actor_of(&req, agency, federation)
+    super::call::actor_of(&req, agency, federation)
 }
 
 #[derive(Clone)]

@@ -1,99 +1,35 @@
-//! The entry one RPC leaves: every client and peer call records exactly one,
-//! with its caller, purpose and outcome, whatever path the handler takes.
+//! The entry one call is filling in. Domain operations (the alert ledger)
+//! name the objects and facts they learn on it and hand the finished entry
+//! to the store write they make, so the entry shares that write's flush.
+//! Who the caller is and how the entry is recorded when the work did not
+//! record it belong to the channel that took the call (`api::call::Call`
+//! for gRPC).
 
-use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tonic::{Request, Status};
-
-use super::{Action, Event, MAX_PURPOSE_BYTES, code_name};
-use crate::identity::{ConnInfo, Identity};
-use crate::ids::{AgencyId, FederationName};
-use crate::store::Store;
+use super::Event;
 
 /// Request metadata a caller sets to state why it makes the call.
 pub const PURPOSE_HEADER: &str = "x-casebridge-purpose";
 
-/// Who the caller is, as the log writes it: short names for this agency's
-/// clients and the federation's nodes, the full SPIFFE id for anyone else.
-pub fn actor_of<T>(req: &Request<T>, agency: &AgencyId, federation: &FederationName) -> String {
-    match req.extensions().get::<ConnInfo>().map(|c| &c.identity) {
-        Some(Identity::Client(c)) if &c.agency == agency && &c.federation == federation => {
-            format!("client:{}", c.name)
-        }
-        Some(Identity::Client(c)) => c.spiffe_uri(),
-        Some(Identity::Node(n)) if &n.federation == federation => format!("peer:{}", n.agency),
-        Some(Identity::Node(n)) => n.spiffe_uri(),
-        None => "unauthenticated".into(),
-    }
-}
-
-/// The stated purpose, or why it cannot be taken.
-fn purpose_of<T>(req: &Request<T>) -> Result<String, String> {
-    let Some(value) = req.metadata().get(PURPOSE_HEADER) else {
-        return Ok(String::new());
-    };
-    let text = value
-        .to_str()
-        .map_err(|_| "must be printable ASCII".to_string())?;
-    if text.len() > MAX_PURPOSE_BYTES {
-        return Err(format!("at most {MAX_PURPOSE_BYTES} bytes"));
-    }
-    Ok(text.trim().to_owned())
-}
-
-/// One audited call. Recorded once: by [`Call::done`] inside the work
-/// (so the entry shares the work's flush), else by [`Call::finish`], else,
-/// if the caller went away and the handler was dropped, on drop as
-/// `CANCELLED`.
-pub struct Call {
-    store: Arc<Store>,
+/// One call's entry while the call runs: taken exactly once, by whoever
+/// records it first.
+pub struct CallEntry {
     event: Mutex<Event>,
     recorded: AtomicBool,
-    purpose_error: Option<String>,
 }
 
-impl Call {
-    pub fn start<T>(
-        store: &Arc<Store>,
-        agency: &AgencyId,
-        federation: &FederationName,
-        req: &Request<T>,
-        action: Action,
-    ) -> Self {
-        let mut event = Event::new(actor_of(req, agency, federation), action, "OK");
-        let purpose_error = match purpose_of(req) {
-            Ok(p) => {
-                event.purpose = p;
-                None
-            }
-            Err(e) => Some(e),
-        };
-        if let Some(info) = req.extensions().get::<ConnInfo>() {
-            event = event.detail("remote", info.remote);
-        }
-        if let Some(reached) = req.extensions().get::<crate::api::undecoded::Reached>() {
-            reached.mark(); // this call logs itself
-        }
+impl CallEntry {
+    pub fn new(event: Event) -> Self {
         Self {
-            store: store.clone(),
             event: Mutex::new(event),
             recorded: AtomicBool::new(false),
-            purpose_error,
         }
     }
 
     fn with_event<R>(&self, f: impl FnOnce(&mut Event) -> R) -> R {
         f(&mut self.event.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    /// Refuses a call whose purpose header is unusable, before any work.
-    pub fn checked(&self) -> Result<(), Status> {
-        match &self.purpose_error {
-            None => Ok(()),
-            Some(e) => Err(crate::api::status::invalid_field(PURPOSE_HEADER, e.clone())),
-        }
     }
 
     /// Names an object (once, however many steps of the call name it).
@@ -113,72 +49,20 @@ impl Call {
         });
     }
 
-    fn take(&self, outcome: &str) -> Option<Event> {
+    /// Marks the call recorded and hands over its entry with `outcome`, or
+    /// `None` if it was taken before: a call is recorded once. Work that
+    /// appends the entry inside its own store write (before that write's
+    /// flush) takes it here, so the entry is on disk exactly when the change
+    /// is.
+    pub fn done(&self, outcome: &str) -> Option<Event> {
         if self.recorded.swap(true, Ordering::SeqCst) {
             return None;
         }
-        // Moved out, not cloned: a call is recorded once.
+        // Moved out, not cloned.
         Some(self.with_event(|e| {
             let mut e = std::mem::replace(e, Event::new(String::new(), e.action, ""));
             e.outcome = outcome.to_owned();
             e
         }))
     }
-
-    /// Marks the call recorded and hands over its entry, for work that
-    /// appends it inside its own store write (before that write's flush), so
-    /// the entry is on disk exactly when the change is.
-    pub fn done(&self, outcome: &str) -> Option<Event> {
-        self.take(outcome)
-    }
-
-    /// Records the call's outcome (unless already committed) and waits until
-    /// the entry is on disk before the answer goes out. If the entry cannot
-    /// be written the caller gets UNAVAILABLE instead of the answer: nothing
-    /// is disclosed that the log does not show.
-    pub async fn finish<R>(&self, result: Result<R, Status>) -> Result<R, Status> {
-        let outcome = match &result {
-            Ok(_) => "OK",
-            Err(s) => code_name(s.code()),
-        };
-        if let Some(mut e) = self.take(outcome) {
-            if let Err(s) = &result {
-                e = if s.code() == tonic::Code::InvalidArgument {
-                    // Descriptions may quote the offending input: fields only.
-                    e.detail("fields", crate::api::status::invalid_fields(s).join(","))
-                } else {
-                    e.detail("error", short(s.message()))
-                };
-            }
-            self.store
-                .audit([e])
-                .await
-                .map_err(crate::api::status::store_unavailable)?;
-        }
-        result
-    }
-}
-
-impl Drop for Call {
-    fn drop(&mut self) {
-        if let Some(e) = self.take("CANCELLED")
-            && let Err(err) = self.store.audit_append([e])
-        {
-            tracing::error!(error = %err, "audit entry for a cancelled call could not be written");
-        }
-    }
-}
-
-/// Error messages name fields and rules, never values; cut them anyway so a
-/// long message cannot bloat the log.
-fn short(message: &str) -> String {
-    const MAX: usize = 300;
-    if message.len() <= MAX {
-        return message.to_owned();
-    }
-    let mut end = MAX;
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &message[..end])
 }

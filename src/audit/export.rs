@@ -14,7 +14,6 @@ use serde_json::value::RawValue;
 
 use super::verify::{Broken, ChainStart, Summary, verify};
 use super::{Checkpoint, Hash, RawEntry, hex, signing::PublicKey, unhex_hash};
-use crate::store::Store;
 
 /// One entry as an export line (without the newline).
 pub fn entry_line(seq: u64, prev: &Hash, hash: &Hash, body: &str) -> String {
@@ -93,29 +92,6 @@ pub fn verify_export(
     let start = start.unwrap_or(ChainStart::GENESIS);
     checkpoints.extend_from_slice(anchors);
     verify(start, entries.into_iter().map(Ok), &checkpoints, key)
-}
-
-/// Verifies the log held in `store` from its retained start.
-pub fn verify_store(
-    store: &Store,
-    key: &PublicKey,
-    anchors: &[Checkpoint],
-) -> Result<Summary, Broken> {
-    let as_broken = |e: crate::store::StoreError| Broken {
-        seq: 0,
-        reason: e.to_string(),
-    };
-    let start = store.audit_start().map_err(as_broken)?;
-    let mut checkpoints = store
-        .audit_checkpoints(start.seq, u64::MAX)
-        .map_err(as_broken)?;
-    checkpoints.extend_from_slice(anchors);
-    verify(
-        start,
-        store.audit_entries(start.seq).map(|r| r.map_err(as_broken)),
-        &checkpoints,
-        key,
-    )
 }
 
 /// This node's checkpoints as its peers hold them: the `anchor_*` details of

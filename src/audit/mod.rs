@@ -28,7 +28,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-pub use call::{Call, PURPOSE_HEADER};
+use crate::time::format_ms;
+
+pub use call::{CallEntry, PURPOSE_HEADER};
 pub use verify::{Broken, ChainStart, Summary, verify};
 
 /// SHA-256 output: entry and chain hashes.
@@ -303,36 +305,6 @@ mod hex_hash {
         let s = String::deserialize(d)?;
         super::unhex_hash(&s).ok_or_else(|| serde::de::Error::custom("not a 32-byte hex hash"))
     }
-}
-
-/// Milliseconds since the Unix epoch as RFC 3339 UTC.
-pub fn format_ms(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let f = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    t.format(&f).unwrap_or_default()
-}
-
-/// Milliseconds since the Unix epoch of an RFC 3339 time.
-pub fn parse_ms(s: &str) -> Option<i64> {
-    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
-}
-
-/// Milliseconds since the Unix epoch as a protobuf timestamp.
-pub fn ms_timestamp(ms: i64) -> pbjson_types::Timestamp {
-    pbjson_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    }
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The canonical gRPC code name, as the log and `grpcurl` write it.

@@ -12,7 +12,8 @@ use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use base64::Engine;
 use rustls::pki_types::PrivateKeyDer;
 
-use super::{Checkpoint, Hash, format_ms, hex, unhex};
+use super::{Checkpoint, Hash, hex, unhex};
+use crate::time::format_ms;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SigningError {

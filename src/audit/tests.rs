@@ -2,6 +2,7 @@ use proptest::prelude::*;
 
 use super::signing::{PublicKey, SigningKey};
 use super::*;
+use crate::time::{format_ms, parse_ms};
 
 fn chain(n: u64) -> Vec<RawEntry> {
     let mut prev = GENESIS;

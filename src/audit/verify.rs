@@ -10,7 +10,8 @@
 use std::collections::BTreeMap;
 
 use super::signing::PublicKey;
-use super::{Action, Checkpoint, Hash, RawEntry, hex, parse_ms};
+use super::{Action, Checkpoint, Hash, RawEntry, hex};
+use crate::time::parse_ms;
 
 /// Where checking begins.
 #[derive(Debug, Clone, Copy)]

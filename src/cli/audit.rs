@@ -8,9 +8,7 @@ use anyhow::{Context, anyhow};
 use clap::Subcommand;
 
 use super::{EXIT_DATAERR, Failure, connect, failure};
-use crate::audit::export::{
-    anchors_from_export, checkpoint_line, entry_line, verify_export, verify_store,
-};
+use crate::audit::export::{anchors_from_export, checkpoint_line, entry_line, verify_export};
 use crate::audit::signing::{PublicKey, SigningKey, public_key_path};
 use crate::audit::{Summary, hex};
 use crate::config::{EXIT_CONFIG, NodeConfig};
@@ -214,7 +212,7 @@ pub async fn audit(command: AuditCommand, client_config: Option<&Path>) -> Resul
                     }
                 };
                 let store = open_stopped(&dir)?;
-                let result = verify_store(&store, &key, &held);
+                let result = store.audit_verify(&key, &held);
                 store.close().await?;
                 (dir.display().to_string(), result)
             };
@@ -375,7 +373,7 @@ pub async fn store(command: StoreCommand, client_config: Option<&Path>) -> Resul
             let key = node_public_key(&cfg)?;
             // The backup must be whole before anything is moved.
             let backup = open_stopped(&from)?;
-            let checked = verify_store(&backup, &key, &[]);
+            let checked = backup.audit_verify(&key, &[]);
             backup.close().await?;
             drop(backup);
             let summary = checked.map_err(|b| {
@@ -391,7 +389,7 @@ pub async fn store(command: StoreCommand, client_config: Option<&Path>) -> Resul
                 let current = open_stopped(dir)?;
                 current.close().await?;
                 drop(current);
-                let stamp = crate::audit::format_ms(crate::audit::now_ms())
+                let stamp = crate::time::format_ms(crate::time::now_ms())
                     .replace([':', '-'], "")
                     .replace('.', "-");
                 let moved = PathBuf::from(format!("{}.pre-restore-{stamp}", dir.display()));

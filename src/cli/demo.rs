@@ -456,7 +456,7 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         let config = NodeConfig::load(&agency.node_config)?;
         let key = super::audit::node_public_key(&config)?;
         let store = super::audit::open_stopped(&config.store.dir)?;
-        let checked = crate::audit::export::verify_store(&store, &key, &[]);
+        let checked = store.audit_verify(&key, &[]);
         store.close().await?;
         match checked {
             Ok(s) => println!(

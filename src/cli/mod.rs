@@ -601,8 +601,8 @@ fn certs_init(federation: &str, agencies: &[String], out: &Path) -> Result<(), F
 
 /// An RFC 3339 time given on the command line, for a request field.
 fn time_flag(flag: &str, s: &str) -> Result<pbjson_types::Timestamp, Failure> {
-    crate::audit::parse_ms(s)
-        .map(crate::audit::ms_timestamp)
+    crate::time::parse_ms(s)
+        .map(crate::time::ms_timestamp)
         .ok_or_else(|| {
             failure(
                 EXIT_CONFIG as u8,

@@ -12,8 +12,8 @@ use clap::Subcommand;
 
 use super::{EXIT_DATAERR, Failure, connect, failure, output};
 use crate::config::{EXIT_CONFIG, NodeConfig};
-use crate::exchange::shared_view_with;
 use crate::ids::{AgencyId, AlertId};
+use crate::policy::shared_view_with;
 use crate::policy::{self, Policy};
 use crate::proto::v1::{
     Alert, AlertFilter, DiffPolicyRequest, ExplainPolicyRequest, GetPolicyRequest, ReshareRequest,
@@ -157,7 +157,7 @@ fn record_from_draft(
     now: SystemTime,
 ) -> Result<StoredAlert, Failure> {
     let invalid = |v| failure(EXIT_DATAERR, anyhow!(crate::alert::AlertError::Invalid(v)));
-    let draft = crate::alert::validate::validate_draft(draft, &config.limits, &config.alerts, now)
+    let draft = crate::validate::validate_draft(draft, &config.limits, &config.alerts, now)
         .map_err(invalid)?;
     let ring = match &config.matching.key_ring {
         Some(path) => Some(KeyRing::load(path.get_ref())?),
@@ -177,8 +177,8 @@ fn record_from_draft(
             id: AlertId::generate(&own).to_string(),
             origin: own.to_string(),
             version: 1,
-            created_at: Some(crate::alert::validate::timestamp(now)),
-            updated_at: Some(crate::alert::validate::timestamp(now)),
+            created_at: Some(crate::time::timestamp(now)),
+            updated_at: Some(crate::time::timestamp(now)),
             content: draft.content,
             ..Default::default()
         }),

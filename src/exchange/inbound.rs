@@ -8,7 +8,6 @@ use std::sync::Arc;
 use thiserror::Error;
 use tokio::sync::broadcast;
 
-use crate::alert::validate::check_content;
 use crate::audit::{Action, Event};
 use crate::config::Limits;
 use crate::identity::NodeIdentity;
@@ -17,12 +16,13 @@ use crate::proto::v1::envelope::Payload;
 use crate::proto::v1::{
     AckStatus, DeliveryAck, Envelope, IdentifierType, SharedAlert, SharedSubject, SubjectRole,
 };
+use crate::validate::check_content;
 
-use crate::alert::validate::timestamp;
 use crate::proto::v1::RefusalRecord;
 use crate::pseudo::BLOCK_BYTES;
 use crate::pseudo::clk::CLK_BITS;
 use crate::sharing::Sharing;
+use crate::time::timestamp;
 
 /// Length of a token value (HMAC-SHA256).
 const TOKEN_BYTES: usize = 32;

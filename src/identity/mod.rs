@@ -5,6 +5,7 @@
 //! (as the connection's `ConnectInfo` on the server side). Nothing else —
 //! no message field, no hostname — identifies a peer or a client.
 
+pub mod access;
 mod pem;
 mod reload;
 mod tls;

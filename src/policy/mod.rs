@@ -11,10 +11,13 @@
 //! other agencies never leave the node.
 //!
 //! `policy` does no I/O: it parses text, validates against the configured
-//! peers, and evaluates alerts.
+//! peers, evaluates alerts, and builds the view of an alert that a grant
+//! lets a peer see ([`shared_view_with`], the one builder of outbound
+//! alerts).
 
 mod eval;
 pub mod model;
+mod view;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -23,6 +26,7 @@ use std::time::Duration;
 
 pub use eval::{Decision, Grant, InboundDecision, evaluate, evaluate_all, evaluate_inbound};
 use model::{Effect, IdLevel, IdType, PolicyFile, RuleFile, TlpName};
+pub use view::{shared_view_with, tombstone_view};
 
 use crate::ids::AgencyId;
 use crate::proto::v1::{

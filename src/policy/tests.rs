@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 use super::model::{Effect, IdLevel, LocationLevel, TimeLevel};
 use super::*;
-use crate::exchange::shared_view_with;
+use crate::policy::shared_view_with;
 use crate::proto::v1::{
     Alert, AlertContent, Location, PersonEncoding, SharedSubject, StoredAlert, TimeWindow, Token,
 };

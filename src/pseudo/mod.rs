@@ -13,10 +13,10 @@ pub mod normalize;
 
 use time::OffsetDateTime;
 
-use crate::alert::FieldViolation;
 use crate::proto::v1::{
     Identifier, PersonEncoding, PersonName, SharedSubject, Subject, Token, identifier::Kind,
 };
+use crate::violation::FieldViolation;
 pub use keyring::{KeyRing, KeyRingError};
 pub use normalize::{NormalizeError, Normalized};
 

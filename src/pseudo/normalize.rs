@@ -7,7 +7,7 @@ use std::str::FromStr;
 use thiserror::Error;
 use unicode_normalization::UnicodeNormalization;
 
-use crate::alert::validate::is_country_code;
+use crate::ids::CountryCode;
 use crate::proto::v1::{DocumentType, IdentifierType, identifier::Kind};
 
 /// An identifier that cannot be normalized. `field` is relative to the
@@ -166,7 +166,7 @@ fn alphanumeric_upper(raw: &str) -> String {
 
 fn country(field: &'static str, raw: &str) -> Result<String, NormalizeError> {
     let c = raw.trim().to_ascii_uppercase();
-    if !is_country_code(&c) {
+    if !CountryCode::is_valid(&c) {
         return Err(err(
             field,
             format!("`{raw}` is not an ISO 3166-1 alpha-2 country code"),

@@ -15,10 +15,13 @@ use std::sync::Mutex;
 use sled::Transactional;
 
 use super::{Store, StoreError, flatten};
+use crate::audit::query::{Filter, Found, MAX_SCAN, Page};
+use crate::audit::signing::PublicKey;
 use crate::audit::{
-    Action, ChainStart, Checkpoint, Event, GENESIS, Hash, NODE, PruneMark, RawEntry, hex, now_ms,
-    parse_ms, seal,
+    Action, Broken, ChainStart, Checkpoint, Event, GENESIS, Hash, NODE, PruneMark, RawEntry,
+    Summary, hex, seal, verify,
 };
+use crate::time::{now_ms, parse_ms};
 
 const PRUNED: &[u8] = b"pruned";
 
@@ -321,5 +324,69 @@ impl Store {
         head.hash = raw.hash;
         head.time_ms = time_ms;
         Ok(doomed.len() as u64)
+    }
+
+    /// Up to `size` matching entries from sequence `from` (or the filter's start
+    /// time, or the start of the log), oldest first.
+    pub fn audit_page(
+        &self,
+        filter: &Filter,
+        from: Option<u64>,
+        size: usize,
+        with_checkpoints: bool,
+    ) -> Result<Page, StoreError> {
+        let start = match (from, filter.since_ms) {
+            (Some(seq), _) => seq,
+            (None, Some(t)) => self.audit_seq_at(t)?,
+            (None, None) => self.audit_start()?.seq,
+        };
+        let mut prev = self.audit_prev_hash(start)?;
+        let mut out = Page::default();
+        let mut last_read = None;
+        for (scanned, raw) in self.audit_entries(start).enumerate() {
+            let raw = raw?;
+            if scanned == MAX_SCAN || out.entries.len() == size {
+                out.next = Some(raw.seq);
+                break;
+            }
+            let entry = raw
+                .entry()
+                .map_err(|e| corrupt(format!("audit/{}", raw.seq), e))?;
+            if filter
+                .until_ms
+                .is_some_and(|u| parse_ms(&entry.time).is_some_and(|t| t >= u))
+            {
+                break;
+            }
+            last_read = Some(raw.seq);
+            let hash = raw.hash;
+            if filter.matches(&entry) {
+                out.entries.push(Found { raw, entry, prev });
+            }
+            prev = hash;
+        }
+        if with_checkpoints && let Some(last) = last_read {
+            out.checkpoints = self.audit_checkpoints(start, last)?;
+        }
+        Ok(out)
+    }
+
+    /// Verifies the log held here from its retained start (`audit verify`).
+    pub fn audit_verify(&self, key: &PublicKey, anchors: &[Checkpoint]) -> Result<Summary, Broken> {
+        let as_broken = |e: StoreError| Broken {
+            seq: 0,
+            reason: e.to_string(),
+        };
+        let start = self.audit_start().map_err(as_broken)?;
+        let mut checkpoints = self
+            .audit_checkpoints(start.seq, u64::MAX)
+            .map_err(as_broken)?;
+        checkpoints.extend_from_slice(anchors);
+        verify(
+            start,
+            self.audit_entries(start.seq).map(|r| r.map_err(as_broken)),
+            &checkpoints,
+            key,
+        )
     }
 }

@@ -209,7 +209,7 @@ pub(super) fn queue<E>(outbox: &TransactionalTree, item: &OutboxItem) -> TxResul
     let env = crate::proto::v1::Envelope {
         sequence: 0,
         payload: Some(item.payload.clone()),
-        queued_at: Some(super::now_timestamp()),
+        queued_at: Some(crate::time::now()),
         rule: item.rule.clone(),
         disclosed: item.disclosed.clone(),
     };

@@ -73,31 +73,6 @@ pub struct OutboxItem {
 }
 
 impl OutboxItem {
-    /// A version of an own alert, as the deciding rule's grant shaped it.
-    pub fn share(
-        peer: AgencyId,
-        view: crate::proto::v1::SharedAlert,
-        rule: Option<&str>,
-        grant: &crate::policy::Grant,
-    ) -> Self {
-        Self {
-            peer,
-            payload: Payload::Alert(view),
-            rule: rule.unwrap_or_default().to_owned(),
-            disclosed: grant.describe(),
-        }
-    }
-
-    /// A retraction: ids and version only, whatever the policy says now.
-    pub fn tombstone(peer: AgencyId, view: crate::proto::v1::SharedAlert) -> Self {
-        Self {
-            peer,
-            payload: Payload::Alert(view),
-            rule: String::new(),
-            disclosed: "tombstone".into(),
-        }
-    }
-
     /// A hit notice: which of the peer's alerts relates to which of ours.
     pub fn notice(peer: AgencyId, notice: HitNotice) -> Self {
         Self {
@@ -192,10 +167,6 @@ fn decode(key: &[u8], bytes: &[u8]) -> Result<StoredAlert, StoreError> {
         key: String::from_utf8_lossy(key).into_owned(),
         reason: e.to_string(),
     })
-}
-
-fn now_timestamp() -> pbjson_types::Timestamp {
-    crate::alert::validate::timestamp(std::time::SystemTime::now())
 }
 
 fn outbox_prefix(peer: &AgencyId) -> Vec<u8> {
@@ -719,7 +690,7 @@ impl Store {
                     reason: e.to_string(),
                 })?;
         let own = &self.scope.own;
-        let now = now_timestamp();
+        let now = crate::time::now();
         // (hit, found through fuzzy encodings)
         let mut found: Vec<(Hit, bool)> = Vec::new();
         let mut add = |other: AlertId, kind: i32, similarity: f64, fuzzy: bool| {
@@ -1041,7 +1012,7 @@ impl Store {
             other_alert_id: theirs.to_string(),
             other_agency: from.to_string(),
             similarity: notice.similarity,
-            detected_at: Some(now_timestamp()),
+            detected_at: Some(crate::time::now()),
             source: HitSource::Notice as i32,
         };
         let writing = self.writing();

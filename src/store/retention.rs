@@ -12,8 +12,8 @@ use sled::Transactional;
 
 use super::index::{self, IndexTrees};
 use super::{Store, StoreError, abort, decode, flatten};
-use crate::alert::validate::timestamp;
 use crate::proto::v1::{PurgeRecord, StoredAlert};
+use crate::time::timestamp;
 
 /// The reason a purged alert carries.
 pub const PURGED: &str = "retention deadline passed; content purged";
@@ -71,7 +71,7 @@ impl Store {
                     )
                     .object(r.alert_id.clone())
                     .detail("version", r.version)
-                    .detail("retention_until", crate::audit::format_ms(until * 1000))])?;
+                    .detail("retention_until", crate::time::format_ms(until * 1000))])?;
                     purged.push(r);
                 }
             }

@@ -3,21 +3,15 @@
 
 use std::time::{Duration, SystemTime};
 
-use pbjson_types::Timestamp;
-
 use crate::config::{AlertRules, Limits};
+use crate::ids::CountryCode;
 use crate::proto::v1::{
     AlertContent, AlertDraft, Category, Confidence, DocumentType, HandlingCode, Identifier,
     Indicator, InformationAccuracy, Severity, SourceReliability, Subject, SubjectRole, Tlp,
     identifier::Kind,
 };
-
-/// One offending field (mirrors `google.rpc.BadRequest.FieldViolation`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldViolation {
-    pub field: String,
-    pub description: String,
-}
+use crate::time::{system_time as to_system_time, timestamp};
+pub use crate::violation::FieldViolation;
 
 #[derive(Debug, Default)]
 struct Violations(Vec<FieldViolation>);
@@ -60,7 +54,7 @@ impl Violations {
             if required {
                 self.add(field, "is required (ISO 3166-1 alpha-2, e.g. \"NL\")");
             }
-        } else if !is_country_code(value) {
+        } else if !CountryCode::is_valid(value) {
             self.add(
                 field,
                 format!(
@@ -68,29 +62,6 @@ impl Violations {
                 ),
             );
         }
-    }
-}
-
-/// Upper-case ISO 3166-1 alpha-2 code, checked against the `isocountry` table.
-pub fn is_country_code(value: &str) -> bool {
-    value.len() == 2
-        && value.bytes().all(|b| b.is_ascii_uppercase())
-        && isocountry::CountryCode::for_alpha2(value).is_ok()
-}
-
-fn to_system_time(ts: &Timestamp) -> Option<SystemTime> {
-    if !(0..1_000_000_000).contains(&ts.nanos) {
-        return None;
-    }
-    let secs = u64::try_from(ts.seconds).ok()?;
-    SystemTime::UNIX_EPOCH.checked_add(Duration::new(secs, ts.nanos as u32))
-}
-
-pub fn timestamp(t: SystemTime) -> Timestamp {
-    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    Timestamp {
-        seconds: d.as_secs() as i64,
-        nanos: d.subsec_nanos() as i32,
     }
 }
 
@@ -355,6 +326,7 @@ pub fn validate_draft(
 mod tests {
     use super::*;
     use crate::proto::v1::{Location, Phone};
+    use pbjson_types::Timestamp;
 
     fn good() -> AlertDraft {
         AlertDraft {
@@ -479,13 +451,5 @@ mod tests {
         for bad in ["90", "1990-13", "1990-02-32", "1990/02/01", "1990-2-1", ""] {
             assert!(!is_partial_iso_date(bad), "{bad}");
         }
-    }
-
-    #[test]
-    fn country_codes_come_from_the_iso_table() {
-        assert!(is_country_code("DE"));
-        assert!(!is_country_code("de"));
-        assert!(!is_country_code("ZZ"));
-        assert!(!is_country_code("DEU"));
     }
 }

@@ -1,0 +1,146 @@
+//! The entry one RPC leaves: every client and peer call records exactly one,
+//! with its caller, purpose and outcome, whatever path the handler takes.
+
+use std::sync::Arc;
+
+use tonic::{Request, Status};
+
+use super::undecoded::Reached;
+use crate::audit::{Action, CallEntry, Event, MAX_PURPOSE_BYTES, PURPOSE_HEADER, code_name};
+use crate::identity::{ConnInfo, Identity};
+use crate::ids::{AgencyId, FederationName};
+use crate::store::Store;
+
+/// Who the caller is, as the log writes it: short names for this agency's
+/// clients and the federation's nodes, the full SPIFFE id for anyone else.
+pub fn actor_of<T>(req: &Request<T>, agency: &AgencyId, federation: &FederationName) -> String {
+    match req.extensions().get::<ConnInfo>().map(|c| &c.identity) {
+        Some(Identity::Client(c)) if &c.agency == agency && &c.federation == federation => {
+            format!("client:{}", c.name)
+        }
+        Some(Identity::Client(c)) => c.spiffe_uri(),
+        Some(Identity::Node(n)) if &n.federation == federation => format!("peer:{}", n.agency),
+        Some(Identity::Node(n)) => n.spiffe_uri(),
+        None => "unauthenticated".into(),
+    }
+}
+
+/// The stated purpose, or why it cannot be taken.
+fn purpose_of<T>(req: &Request<T>) -> Result<String, String> {
+    let Some(value) = req.metadata().get(PURPOSE_HEADER) else {
+        return Ok(String::new());
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| "must be printable ASCII".to_string())?;
+    if text.len() > MAX_PURPOSE_BYTES {
+        return Err(format!("at most {MAX_PURPOSE_BYTES} bytes"));
+    }
+    Ok(text.trim().to_owned())
+}
+
+/// One audited RPC. Recorded once: by [`CallEntry::done`] inside the work
+/// (so the entry shares the work's flush), else by [`Call::finish`], else,
+/// if the caller went away and the handler was dropped, on drop as
+/// `CANCELLED`. Derefs to its [`CallEntry`], which is what domain
+/// operations take.
+pub struct Call {
+    entry: CallEntry,
+    store: Arc<Store>,
+    purpose_error: Option<String>,
+}
+
+impl std::ops::Deref for Call {
+    type Target = CallEntry;
+    fn deref(&self) -> &CallEntry {
+        &self.entry
+    }
+}
+
+impl Call {
+    pub fn start<T>(
+        store: &Arc<Store>,
+        agency: &AgencyId,
+        federation: &FederationName,
+        req: &Request<T>,
+        action: Action,
+    ) -> Self {
+        let mut event = Event::new(actor_of(req, agency, federation), action, "OK");
+        let purpose_error = match purpose_of(req) {
+            Ok(p) => {
+                event.purpose = p;
+                None
+            }
+            Err(e) => Some(e),
+        };
+        if let Some(info) = req.extensions().get::<ConnInfo>() {
+            event = event.detail("remote", info.remote);
+        }
+        if let Some(reached) = req.extensions().get::<Reached>() {
+            reached.mark(); // this call logs itself
+        }
+        Self {
+            entry: CallEntry::new(event),
+            store: store.clone(),
+            purpose_error,
+        }
+    }
+
+    /// Refuses a call whose purpose header is unusable, before any work.
+    pub fn checked(&self) -> Result<(), Status> {
+        match &self.purpose_error {
+            None => Ok(()),
+            Some(e) => Err(crate::violation::invalid_field(PURPOSE_HEADER, e.clone())),
+        }
+    }
+
+    /// Records the call's outcome (unless already committed) and waits until
+    /// the entry is on disk before the answer goes out. If the entry cannot
+    /// be written the caller gets UNAVAILABLE instead of the answer: nothing
+    /// is disclosed that the log does not show.
+    pub async fn finish<R>(&self, result: Result<R, Status>) -> Result<R, Status> {
+        let outcome = match &result {
+            Ok(_) => "OK",
+            Err(s) => code_name(s.code()),
+        };
+        if let Some(mut e) = self.entry.done(outcome) {
+            if let Err(s) = &result {
+                e = if s.code() == tonic::Code::InvalidArgument {
+                    // Descriptions may quote the offending input: fields only.
+                    e.detail("fields", crate::violation::fields_of(s).join(","))
+                } else {
+                    e.detail("error", short(s.message()))
+                };
+            }
+            self.store
+                .audit([e])
+                .await
+                .map_err(super::status::store_unavailable)?;
+        }
+        result
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        if let Some(e) = self.entry.done("CANCELLED")
+            && let Err(err) = self.store.audit_append([e])
+        {
+            tracing::error!(error = %err, "audit entry for a cancelled call could not be written");
+        }
+    }
+}
+
+/// Error messages name fields and rules, never values; cut them anyway so a
+/// long message cannot bloat the log.
+fn short(message: &str) -> String {
+    const MAX: usize = 300;
+    if message.len() <= MAX {
+        return message.to_owned();
+    }
+    let mut end = MAX;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &message[..end])
+}

@@ -1,0 +1,235 @@
+//! The state one node's services and workers share, and how it is built
+//! from the config: the store, key ring, policy in force, the ledger,
+//! lookups, inbound and outbound delivery, access rules and metrics. The
+//! channels (`api`) take a `NodeCore` and call its domain operations;
+//! `node` builds one and serves it.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+
+use crate::alert::Ledger;
+use crate::audit::signing::SigningKey;
+use crate::config::NodeConfig;
+use crate::exchange::{Inbound, Outbound};
+use crate::identity::access::{ClientPolicy, PeerPolicy};
+use crate::identity::{NodeIdentity, TlsError};
+use crate::ids::{AgencyId, FederationName};
+use crate::lookup::{LookupSettings, Lookups};
+use crate::matching::MatchScope;
+use crate::metrics::Metrics;
+use crate::pseudo::{KeyRing, Pseudonymizer};
+use crate::ratelimit::RateLimiter;
+use crate::sharing::Sharing;
+use crate::store::{Store, StoreError};
+
+/// The dialling TLS config in force (CRLs reload without a restart).
+pub type OutgoingTls = tokio::sync::watch::Receiver<Arc<rustls::ClientConfig>>;
+
+#[derive(Debug, Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    KeyRing(#[from] crate::pseudo::KeyRingError),
+    #[error("audit signing key {0}")]
+    AuditKey(#[from] crate::audit::signing::SigningError),
+    #[error(transparent)]
+    Sharing(#[from] crate::sharing::SharingError),
+    #[error("key ring {path} is for federation {found}, this node is in {expected}")]
+    KeyRingFederation {
+        path: std::path::PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("node certificate names {found}, but the config is for {expected}")]
+    WrongCertificate { found: String, expected: String },
+    #[error("{listener} listener failed: {reason}")]
+    Serve {
+        listener: &'static str,
+        reason: String,
+    },
+}
+
+/// State shared by every service and worker of one node.
+pub struct NodeCore {
+    pub agency: AgencyId,
+    pub federation: FederationName,
+    pub clients: ClientPolicy,
+    pub peers: PeerPolicy,
+    pub ledger: Ledger,
+    pub sharing: Arc<Sharing>,
+    pub lookups: Lookups,
+    pub inbound: Inbound,
+    pub outbound: Arc<Outbound>,
+    pub store: Arc<Store>,
+    pub started_at: SystemTime,
+    pub shutdown: CancellationToken,
+    /// gRPC health of both listeners: SERVING while up, NOT_SERVING from the
+    /// moment shutdown starts.
+    pub health: tonic_health::server::HealthReporter,
+    /// Set when shutdown starts: readiness (gRPC health, `/readyz`) is off.
+    pub draining: std::sync::atomic::AtomicBool,
+    pub metrics: Metrics,
+    /// Where `BackupStore` writes copies.
+    pub backup_dir: std::path::PathBuf,
+    /// How long health reports NOT_SERVING before the listeners close.
+    pub drain_grace: Duration,
+    /// Signs audit checkpoints (periodically and the last one at shutdown).
+    pub signer: Arc<SigningKey>,
+    /// This node as its peers authenticate it.
+    pub own: NodeIdentity,
+}
+
+impl NodeCore {
+    /// Opens the store and builds every domain part from `config`. `own`
+    /// is the identity the node certificate proved; `outgoing` the dialling
+    /// TLS config lookups use; `health` reports the listeners' gRPC health.
+    pub async fn open(
+        config: &NodeConfig,
+        own: NodeIdentity,
+        outgoing: OutgoingTls,
+        max_connection_age: Duration,
+        health: tonic_health::server::HealthReporter,
+    ) -> Result<Arc<Self>, NodeError> {
+        let limits = &config.limits;
+        // The peer table, read once: who the peers are and where they listen.
+        let peers: Vec<(AgencyId, String)> = config
+            .peers
+            .iter()
+            .map(|p| (p.agency_id.get_ref().clone(), p.address.get_ref().clone()))
+            .collect();
+        let peer_ids: Vec<AgencyId> = peers.iter().map(|(id, _)| id.clone()).collect();
+
+        let pseudo = Arc::new(load_pseudonymizer(config)?);
+        let signer = Arc::new(SigningKey::load_or_create(&config.audit_signing_key())?);
+        let store = Arc::new(Store::open(
+            &config.store.dir,
+            config.store.cache_capacity_mb.get() as u64 * 1024 * 1024,
+            MatchScope {
+                own: config.agency().clone(),
+                peers: peer_ids.iter().cloned().collect(),
+                fuzzy_threshold: config.matching.fuzzy_threshold,
+            },
+        )?);
+        let outbound = Arc::new(Outbound::new(peers.iter().cloned()));
+        let sharing = Arc::new(
+            Sharing::open(
+                store.clone(),
+                config.agency().clone(),
+                peer_ids.clone(),
+                config.sharing.policy.as_ref().map(|p| p.get_ref().clone()),
+            )
+            .await?,
+        );
+        let gate: std::sync::Weak<dyn crate::matching::NoticeGate> = Arc::downgrade(&sharing) as _;
+        store.start_matching(gate)?;
+        let metrics = Metrics::new();
+        store.set_metrics(metrics.clone());
+        let core = Arc::new(NodeCore {
+            agency: config.agency().clone(),
+            federation: config.federation.clone(),
+            clients: ClientPolicy {
+                federation: config.federation.clone(),
+                agency: config.agency().clone(),
+                roles: config.clients.clone(),
+                rate: RateLimiter::per_second(limits.requests_per_second_per_client.get() as u32),
+            },
+            peers: PeerPolicy {
+                federation: config.federation.clone(),
+                peers: peer_ids.iter().cloned().collect::<BTreeSet<_>>(),
+                rate: RateLimiter::per_second(limits.requests_per_second_per_peer.get() as u32),
+            },
+            ledger: Ledger::new(
+                store.clone(),
+                config.agency().clone(),
+                peer_ids,
+                limits.clone(),
+                config.alerts.clone(),
+                outbound.clone(),
+                pseudo.clone(),
+                sharing.clone(),
+                metrics.clone(),
+            ),
+            sharing: sharing.clone(),
+            lookups: Lookups::new(
+                store.clone(),
+                pseudo,
+                own.clone(),
+                peers.into_iter().collect(),
+                outgoing,
+                sharing.clone(),
+                LookupSettings {
+                    timeout: limits.lookup_timeout_secs.secs(),
+                    max_connection_age,
+                    max_identifiers: limits.max_identifiers_per_subject.get(),
+                    fuzzy_threshold: config.matching.fuzzy_threshold,
+                    per_client_per_minute: limits.lookups_per_minute_per_client.get() as u32,
+                    per_peer_per_minute: limits.lookups_per_minute_per_peer.get() as u32,
+                },
+            ),
+            inbound: Inbound::new(store.clone(), limits.clone(), sharing, metrics.clone()),
+            metrics,
+            outbound,
+            store,
+            started_at: SystemTime::now(),
+            shutdown: CancellationToken::new(),
+            health,
+            draining: std::sync::atomic::AtomicBool::new(false),
+            backup_dir: config.backup_dir(),
+            drain_grace: limits.drain_grace_secs.secs(),
+            signer,
+            own,
+        });
+        Ok(core)
+    }
+}
+
+fn load_pseudonymizer(config: &NodeConfig) -> Result<Pseudonymizer, NodeError> {
+    let ring = match &config.matching.key_ring {
+        Some(path) => {
+            let ring = KeyRing::load(path.get_ref())?;
+            if ring.federation != config.federation {
+                return Err(NodeError::KeyRingFederation {
+                    path: path.get_ref().clone(),
+                    found: ring.federation.to_string(),
+                    expected: config.federation.to_string(),
+                });
+            }
+            if ring
+                .active(time::OffsetDateTime::now_utc())
+                .next()
+                .is_none()
+            {
+                tracing::warn!(path = %path.get_ref().display(), "no matching key is valid now: subjects are not shared");
+            }
+            Some(ring)
+        }
+        None => {
+            tracing::warn!(
+                "no matching.key_ring configured: subjects stay on this node and nothing matches"
+            );
+            None
+        }
+    };
+    Ok(Pseudonymizer::new(
+        ring,
+        config
+            .matching
+            .default_phone_region
+            .as_ref()
+            .map(|r| r.get_ref().clone()),
+    ))
+}
