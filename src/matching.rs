@@ -1,6 +1,7 @@
-//! Hit detection rules. Pure functions: the store applies them inside the
-//! same transaction that writes an alert, so an alert, its index entries and
-//! the hits it causes are durable together.
+//! Hit detection rules. Pure: the store applies them in the matching pass it
+//! runs after each write (a second transaction, before the flush that
+//! acknowledges the write; see `store::index`), so an acknowledged alert,
+//! its index entries and the hits it causes are durable together.
 //!
 //! A hit is recorded when two alerts from **different agencies** share a
 //! token (same identifier type, key version and value) and at least one of
@@ -11,7 +12,7 @@
 use std::collections::BTreeSet;
 
 use crate::ids::{AgencyId, AlertId};
-use crate::proto::v1::{PersonEncoding, StoredAlert};
+use crate::proto::v1::{Hit, PersonEncoding, StoredAlert};
 use crate::pseudo::clk::{Clk, dice};
 
 /// Whose alerts count as "own", and which agencies may be sent hit notices.
@@ -83,6 +84,37 @@ pub fn hit_pair(scope: &MatchScope, a: &AlertId, b: &AlertId) -> Option<(AlertId
     }
 }
 
+/// The hits one matching pass finds, merged by the hit rule: one per (own
+/// alert, other alert, identifier type). Found both through an exact token
+/// and through person encodings, a hit counts as exact (an exact match needs
+/// the lesser disclosure level before its notice may go), and the best
+/// similarity is kept.
+#[derive(Debug, Default)]
+pub struct FoundHits(Vec<(Hit, bool)>);
+
+impl FoundHits {
+    /// Adds a hit; `fuzzy`: found through person encodings.
+    pub fn add(&mut self, hit: Hit, fuzzy: bool) {
+        let same = |h: &Hit| {
+            h.local_alert_id == hit.local_alert_id
+                && h.other_alert_id == hit.other_alert_id
+                && h.r#type == hit.r#type
+        };
+        match self.0.iter_mut().find(|(h, _)| same(h)) {
+            Some((h, f)) => {
+                *f &= fuzzy;
+                h.similarity = h.similarity.max(hit.similarity);
+            }
+            None => self.0.push((hit, fuzzy)),
+        }
+    }
+
+    /// Each distinct hit, with whether it was found only through encodings.
+    pub fn iter(&self) -> impl Iterator<Item = (&Hit, bool)> {
+        self.0.iter().map(|(h, f)| (h, *f))
+    }
+}
+
 /// Whether the other side should be told about a hit found here.
 pub fn notify(scope: &MatchScope, other: &AlertId) -> bool {
     scope.peers.contains(other.origin())
@@ -124,5 +156,34 @@ mod tests {
         assert_eq!(hit_pair(&s, &ngo, &labour), None, "not ours");
         assert!(notify(&s, &ngo));
         assert!(!notify(&s, &labour), "not a configured peer");
+    }
+
+    #[test]
+    fn found_hits_merge_exact_over_fuzzy_and_keep_the_best_similarity() {
+        let hit = |other: &str, kind: i32, similarity: f64| Hit {
+            local_alert_id: "police:1".into(),
+            other_alert_id: other.into(),
+            r#type: kind,
+            similarity,
+            ..Default::default()
+        };
+        let mut found = FoundHits::default();
+        found.add(hit("ngo:1", 7, 0.8), true);
+        found.add(hit("ngo:1", 7, 1.0), false);
+        found.add(hit("ngo:1", 7, 0.9), true);
+        found.add(hit("ngo:1", 2, 1.0), false);
+        found.add(hit("ngo:2", 7, 0.85), true);
+        let got: Vec<(&str, i32, f64, bool)> = found
+            .iter()
+            .map(|(h, f)| (h.other_alert_id.as_str(), h.r#type, h.similarity, f))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("ngo:1", 7, 1.0, false),
+                ("ngo:1", 2, 1.0, false),
+                ("ngo:2", 7, 0.85, true)
+            ]
+        );
     }
 }

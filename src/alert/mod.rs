@@ -5,7 +5,7 @@
 
 mod backfill;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use thiserror::Error;
@@ -159,35 +159,30 @@ impl Ledger {
     /// any other version goes to the peers the policy in force allows (except
     /// those it was withdrawn from), each with the view its deciding rule
     /// grants. Returns the updated "had it" list too.
+    ///
+    /// It runs inside the store transaction, which sled may retry, so the
+    /// policy decisions it made are written to `decided` (the last attempt
+    /// wins) and counted once the write commits ([`Ledger::count_decisions`]).
     fn outbound_for(
         &self,
         record: &StoredAlert,
         had: &[AgencyId],
+        decided: &Mutex<Vec<(AgencyId, bool)>>,
     ) -> (Vec<AgencyId>, Vec<OutboxItem>) {
         let retracted = record.alert.as_ref().is_some_and(|a| a.retracted);
         let mut shared_with: Vec<AgencyId> = had.to_vec();
         let mut items = Vec::new();
+        let mut decisions = Vec::new();
         if retracted {
             for peer in had.iter().filter(|p| self.peers.contains(p)) {
                 items.push(tombstone_item(peer.clone(), record));
             }
+            *decided.lock().unwrap_or_else(|p| p.into_inner()) = decisions;
             return (shared_with, items);
         }
         let withdrawn = &record.withdrawn_from;
         for (peer, decision) in self.sharing.decide_all(record, SystemTime::now()) {
-            // (Counted per evaluation: sled may retry a transaction.)
-            self.metrics
-                .policy_decisions
-                .get_or_create(&crate::metrics::peer_and(
-                    &peer,
-                    "decision",
-                    if decision.grant.is_some() {
-                        "share"
-                    } else {
-                        "deny"
-                    },
-                ))
-                .inc();
+            decisions.push((peer.clone(), decision.grant.is_some()));
             if withdrawn.iter().any(|w| w == peer.as_str()) {
                 continue; // withdrawn by RetractFromPeer: only Reshare sends it again
             }
@@ -203,7 +198,27 @@ impl Ledger {
                 }
             }
         }
+        *decided.lock().unwrap_or_else(|p| p.into_inner()) = decisions;
         (shared_with, items)
+    }
+
+    /// Counts the policy decisions of a committed write, once (a replayed
+    /// request decided nothing).
+    fn count_decisions(&self, written: &LocalWrite, decided: &Mutex<Vec<(AgencyId, bool)>>) {
+        if !matches!(written, LocalWrite::Written(_)) {
+            return;
+        }
+        let decided = std::mem::take(&mut *decided.lock().unwrap_or_else(|p| p.into_inner()));
+        for (peer, share) in decided {
+            self.metrics
+                .policy_decisions
+                .get_or_create(&crate::metrics::peer_and(
+                    &peer,
+                    "decision",
+                    if share { "share" } else { "deny" },
+                ))
+                .inc();
+        }
     }
 
     fn parse_id(&self, id: &str) -> Result<AlertId, AlertError> {
@@ -240,6 +255,7 @@ impl Ledger {
         let request_key = (!request_id.is_empty())
             .then(|| format!("{}\0{}", client.name, request_id).into_bytes());
         let id = AlertId::generate(&self.agency);
+        let decided = Mutex::new(Vec::new());
         let alert = Alert {
             id: id.to_string(),
             origin: self.agency.to_string(),
@@ -263,11 +279,14 @@ impl Ledger {
                         pseudonyms: pseudonyms.clone(),
                         withdrawn_from: Vec::new(),
                     };
-                    let (shared_with, items) = self.outbound_for(&record, &[]);
+                    let (shared_with, items) = self.outbound_for(&record, &[], &decided);
                     record.shared_with = shared_with.iter().map(ToString::to_string).collect();
                     Ok::<_, AlertError>((record, items))
                 },
-                |w| audit_write(call, w),
+                |w| {
+                    self.count_decisions(w, &decided);
+                    audit_write(call, w)
+                },
             )
             .await?;
         match written {
@@ -291,6 +310,7 @@ impl Ledger {
     ) -> Result<Alert, AlertError> {
         let id = self.own_id(id)?;
         let now = timestamp(SystemTime::now());
+        let decided = Mutex::new(Vec::new());
         let written = self
             .store
             .write_local_then(
@@ -320,11 +340,14 @@ impl Ledger {
                         .filter_map(|p| AgencyId::new(p.clone()).ok())
                         .collect();
                     record.alert = Some(alert);
-                    let (shared_with, items) = self.outbound_for(&record, &had);
+                    let (shared_with, items) = self.outbound_for(&record, &had, &decided);
                     record.shared_with = shared_with.iter().map(ToString::to_string).collect();
                     Ok((record, items))
                 },
-                |w| audit_write(call, w),
+                |w| {
+                    self.count_decisions(w, &decided);
+                    audit_write(call, w)
+                },
             )
             .await?;
         let rec = match written {

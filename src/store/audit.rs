@@ -41,18 +41,14 @@ pub(super) struct AuditTrees {
     head: Mutex<Head>,
 }
 
-fn corrupt(key: String, reason: impl ToString) -> StoreError {
-    StoreError::Corrupt {
-        key,
-        reason: reason.to_string(),
-    }
-}
-
 fn raw_entry(k: &[u8], v: &[u8]) -> Result<RawEntry, StoreError> {
     let key = || format!("audit/{}", hex(k));
-    let seq = u64::from_be_bytes(k.try_into().map_err(|_| corrupt(key(), "bad key"))?);
+    let seq = u64::from_be_bytes(
+        k.try_into()
+            .map_err(|_| StoreError::corrupt(key(), "bad key"))?,
+    );
     if v.len() < 32 {
-        return Err(corrupt(key(), "entry shorter than its hash"));
+        return Err(StoreError::corrupt(key(), "entry shorter than its hash"));
     }
     let (hash, body) = v.split_at(32);
     Ok(RawEntry {
@@ -92,7 +88,7 @@ impl AuditTrees {
                 // own entry), but resume from the mark rather than restart at 1.
                 Some(m) => {
                     let mark: PruneMark = serde_json::from_slice(&m)
-                        .map_err(|e| corrupt("audit_meta/pruned".into(), e))?;
+                        .map_err(|e| StoreError::corrupt("audit_meta/pruned", e))?;
                     Head {
                         seq: mark.through_seq,
                         hash: mark.through_hash,
@@ -165,7 +161,7 @@ impl Store {
         Ok(match self.audit.meta.get(PRUNED)? {
             Some(m) => {
                 let mark: PruneMark = serde_json::from_slice(&m)
-                    .map_err(|e| corrupt("audit_meta/pruned".into(), e))?;
+                    .map_err(|e| StoreError::corrupt("audit_meta/pruned", e))?;
                 ChainStart {
                     seq: mark.through_seq + 1,
                     prev: mark.through_hash,
@@ -222,7 +218,7 @@ impl Store {
             .map(|item| {
                 let (k, v) = item?;
                 serde_json::from_slice(&v)
-                    .map_err(|e| corrupt(format!("audit_checkpoints/{}", hex(&k)), e))
+                    .map_err(|e| StoreError::corrupt(format!("audit_checkpoints/{}", hex(&k)), e))
             })
             .collect()
     }
@@ -232,7 +228,7 @@ impl Store {
         match self.audit.checkpoints.last()? {
             Some((k, v)) => serde_json::from_slice(&v)
                 .map(Some)
-                .map_err(|e| corrupt(format!("audit_checkpoints/{}", hex(&k)), e)),
+                .map_err(|e| StoreError::corrupt(format!("audit_checkpoints/{}", hex(&k)), e)),
             None => Ok(None),
         }
     }
@@ -351,7 +347,7 @@ impl Store {
             }
             let entry = raw
                 .entry()
-                .map_err(|e| corrupt(format!("audit/{}", raw.seq), e))?;
+                .map_err(|e| StoreError::corrupt(format!("audit/{}", raw.seq), e))?;
             if filter
                 .until_ms
                 .is_some_and(|u| parse_ms(&entry.time).is_some_and(|t| t >= u))

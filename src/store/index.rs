@@ -19,7 +19,8 @@
 use prost::Message;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
-use super::{OutboxItem, StoreError, TxError, outbox_key};
+use super::outbox::outbox_key;
+use super::{OutboxItem, StoreError, TxError};
 use crate::ids::{AgencyId, AlertId};
 use crate::matching::{self, TokenKey};
 use crate::proto::v1::{Hit, HitNotice, StoredAlert};
@@ -102,10 +103,7 @@ pub(super) fn candidate_ranges(
 }
 
 fn corrupt<E>(what: &str, e: impl ToString) -> ConflictableTransactionError<TxError<E>> {
-    ConflictableTransactionError::Abort(TxError::Store(StoreError::Corrupt {
-        key: what.to_owned(),
-        reason: e.to_string(),
-    }))
+    ConflictableTransactionError::Abort(TxError::Store(StoreError::corrupt(what.to_owned(), e)))
 }
 
 fn hit_key(own: &AlertId, other: &AlertId, kind: i32) -> Vec<u8> {

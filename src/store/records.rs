@@ -27,23 +27,20 @@ impl Store {
         let Some(v) = self.policies.get(ACTIVE)? else {
             return Ok(None);
         };
-        let version =
-            u64::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
-                key: "policies/active".into(),
-                reason: "not a version number".into(),
-            })?);
+        let version = u64::from_be_bytes(
+            v.as_ref()
+                .try_into()
+                .map_err(|_| StoreError::corrupt("policies/active", "not a version number"))?,
+        );
         let Some(bytes) = self.policies.get(version_key(version))? else {
-            return Err(StoreError::Corrupt {
-                key: format!("policies/v{version}"),
-                reason: "the version in force is missing".into(),
-            });
+            return Err(StoreError::corrupt(
+                format!("policies/v{version}"),
+                "the version in force is missing",
+            ));
         };
         PolicyVersion::decode(bytes.as_ref())
             .map(Some)
-            .map_err(|e| StoreError::Corrupt {
-                key: format!("policies/v{version}"),
-                reason: e.to_string(),
-            })
+            .map_err(|e| StoreError::corrupt(format!("policies/v{version}"), e))
     }
 
     /// The digest of the policy file when it was last installed from the file.
@@ -122,10 +119,8 @@ impl Store {
             .take(limit)
             .map(|item| {
                 let (k, v) = item?;
-                RefusalRecord::decode(v.as_ref()).map_err(|e| StoreError::Corrupt {
-                    key: format!("refusals/{k:?}"),
-                    reason: e.to_string(),
-                })
+                RefusalRecord::decode(v.as_ref())
+                    .map_err(|e| StoreError::corrupt(format!("refusals/{k:?}"), e))
             })
             .collect()
     }

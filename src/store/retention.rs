@@ -10,8 +10,9 @@
 use prost::Message;
 use sled::Transactional;
 
+use super::alerts::decode;
 use super::index::{self, IndexTrees};
-use super::{Store, StoreError, abort, decode, flatten};
+use super::{Store, StoreError, abort, flatten};
 use crate::proto::v1::{PurgeRecord, StoredAlert};
 use crate::time::timestamp;
 

@@ -1,0 +1,302 @@
+//! Hits: the matching pass after each write (phase 2, see `index`), hit
+//! notices from peers, and the hit log that `WatchHits` follows.
+
+use prost::Message;
+use sled::Transactional;
+
+use super::alerts::decode;
+use super::{Store, StoreError, flatten, index};
+use crate::ids::{AgencyId, AlertId};
+use crate::proto::v1::{Hit, HitNotice, HitSource, StoredAlert};
+
+/// What became of a hit notice from a peer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NoticeOutcome {
+    Recorded(Hit),
+    /// Already known (found here, or noticed before).
+    Known,
+    /// Refused, with the reason for the sender.
+    Refused(String),
+}
+
+impl Store {
+    /// Alerts in `tree` under `prefix` within `ranges`, with their values.
+    pub(super) fn candidates(
+        &self,
+        tree: &sled::Tree,
+        prefix_len: usize,
+        ranges: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<Vec<(AlertId, sled::IVec)>, StoreError> {
+        let mut out = Vec::new();
+        for (start, end) in ranges {
+            for item in tree.range(start..end) {
+                let (k, v) = item?;
+                if let Some(id) = index::alert_in_key(&k, prefix_len) {
+                    out.push((id, v));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Phase 2 of a write (see `index`): finds the alerts that share a token
+    /// with `record` or hold a similar person, records the hits with their
+    /// notices, and clears the pending mark. Runs before the write's flush, so
+    /// an acknowledged alert has its hits; after a crash in between, `open`
+    /// finds the mark and redoes it.
+    pub(super) fn match_pending(&self, record: &StoredAlert) -> Result<Vec<Hit>, StoreError> {
+        use crate::matching::{
+            FoundHits, encoding_block, encodings_of, hit_pair, similarity, tokens_of,
+        };
+        let Some(alert) = record.alert.as_ref() else {
+            return Ok(Vec::new());
+        };
+        let tokens = tokens_of(record);
+        let encodings = encodings_of(record);
+        if tokens.is_empty() && encodings.is_empty() {
+            return Ok(Vec::new()); // nothing indexed, no pending mark to clear
+        }
+        let this: AlertId = alert
+            .id
+            .parse()
+            .map_err(|e: crate::ids::IdError| StoreError::corrupt(alert.id.clone(), e))?;
+        let own = &self.scope.own;
+        let now = crate::time::now();
+        let mut found = FoundHits::default();
+        let mut add = |other: AlertId, kind: i32, similarity: f64, fuzzy: bool| {
+            let Some((mine, theirs)) = hit_pair(&self.scope, &this, &other) else {
+                return;
+            };
+            let hit = Hit {
+                sequence: 0,
+                r#type: kind,
+                local_alert_id: mine.to_string(),
+                other_alert_id: theirs.to_string(),
+                other_agency: theirs.origin().to_string(),
+                similarity,
+                detected_at: Some(now),
+                source: HitSource::LocalMatch as i32,
+            };
+            found.add(hit, fuzzy);
+        };
+        for token in &tokens {
+            let prefix = index::token_prefix(token);
+            let ranges = index::candidate_ranges(&prefix, this.origin(), own);
+            for (other, _) in self.candidates(&self.tokens, prefix.len(), ranges)? {
+                add(other, token.0, 1.0, false);
+            }
+        }
+        for e in encodings {
+            let block = encoding_block(e);
+            let ranges = index::candidate_ranges(&block, this.origin(), own);
+            for (other, bloom) in self.candidates(&self.fuzzy, block.len(), ranges)? {
+                if let Some(sim) = similarity(&e.bloom, &bloom)
+                    && sim >= self.scope.fuzzy_threshold
+                {
+                    add(
+                        other,
+                        crate::proto::v1::IdentifierType::Person as i32,
+                        sim,
+                        true,
+                    );
+                }
+            }
+        }
+        let notify = found
+            .iter()
+            .map(|(hit, fuzzy)| self.may_notify(record, &this, hit, fuzzy))
+            .collect::<Result<Vec<bool>, StoreError>>()?;
+        let key = alert.id.as_bytes();
+        let recorded = (&self.hits, &self.hit_keys, &self.outbox, &self.pending)
+            .transaction(|(hits, hit_keys, outbox, pending)| {
+                let mut recorded = Vec::new();
+                for ((hit, _), notify) in found.iter().zip(&notify) {
+                    if let Some(h) = index::record_found::<StoreError>(
+                        hits,
+                        hit_keys,
+                        outbox,
+                        hit.clone(),
+                        *notify,
+                    )? {
+                        recorded.push(h);
+                    }
+                }
+                pending.remove(key)?;
+                Ok(recorded)
+            })
+            .map_err(flatten)?;
+        self.append_events(recorded.iter().map(|h| {
+            crate::audit::Event::new(crate::audit::NODE, crate::audit::Action::HitFound, "OK")
+                .object(h.local_alert_id.clone())
+                .object(h.other_alert_id.clone())
+                .detail("type", crate::proto::identifier_type_name(h.r#type))
+                .detail("similarity", format!("{:.3}", h.similarity))
+        }))?;
+        Ok(recorded)
+    }
+
+    /// Whether the other agency of `hit` may be sent a notice: it must be a
+    /// configured peer, and the notice gate (the sharing policy) must allow
+    /// disclosing our alert to it. `record` is the alert being matched, which
+    /// is either our alert of the hit or theirs.
+    fn may_notify(
+        &self,
+        record: &StoredAlert,
+        this: &AlertId,
+        hit: &Hit,
+        fuzzy: bool,
+    ) -> Result<bool, StoreError> {
+        let other: AlertId = hit
+            .other_alert_id
+            .parse()
+            .map_err(|e: crate::ids::IdError| StoreError::corrupt(hit.other_alert_id.clone(), e))?;
+        if !crate::matching::notify(&self.scope, &other) {
+            return Ok(false);
+        }
+        let Some(gate) = self.notice_gate.get() else {
+            return Ok(true);
+        };
+        let Some(gate) = gate.upgrade() else {
+            return Ok(false); // the node is stopping
+        };
+        let own = if this.to_string() == hit.local_alert_id {
+            record.clone()
+        } else {
+            let id: AlertId = hit
+                .local_alert_id
+                .parse()
+                .map_err(|e: crate::ids::IdError| {
+                    StoreError::corrupt(hit.local_alert_id.clone(), e)
+                })?;
+            match self.get(&id)? {
+                Some(r) => r,
+                None => return Ok(false),
+            }
+        };
+        Ok(gate.may_disclose(&own, other.origin(), hit.r#type, fuzzy))
+    }
+
+    /// Installs the policy that decides which hit notices may be sent, then
+    /// redoes matching a crash interrupted (see `match_pending`): that may
+    /// queue notices, so it waits for the gate. Called once by the node
+    /// before it serves; a later gate is ignored.
+    pub fn start_matching(
+        &self,
+        gate: std::sync::Weak<dyn crate::matching::NoticeGate>,
+    ) -> Result<(), StoreError> {
+        let _ = self.notice_gate.set(gate);
+        self.recover_pending()
+    }
+
+    /// Redoes matching interrupted by a crash (see `match_pending`).
+    fn recover_pending(&self) -> Result<(), StoreError> {
+        for item in self.pending.iter() {
+            let (id, _) = item?;
+            match self.alerts.get(&id)? {
+                Some(bytes) => {
+                    let record = decode(&id, &bytes)?;
+                    let hits = self.match_pending(&record)?;
+                    self.publish(&hits);
+                }
+                None => {
+                    self.pending.remove(&id)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn publish(&self, hits: &[Hit]) {
+        if let Some(m) = self.metrics.get() {
+            for h in hits {
+                let kind = crate::proto::identifier_type_name(h.r#type);
+                m.hits
+                    .get_or_create(&crate::metrics::label("type", &kind))
+                    .inc();
+            }
+        }
+        if let Some(max) = hits.iter().map(|h| h.sequence).max() {
+            self.hit_seq.send_if_modified(|cur| {
+                let changed = max > *cur;
+                *cur = (*cur).max(max);
+                changed
+            });
+        }
+    }
+
+    /// The latest hit sequence, updated after each durable write that found hits.
+    pub fn watch_hits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.hit_seq.subscribe()
+    }
+
+    /// Hits with sequence greater than `after`, in order, at most `limit`.
+    pub fn hits_after(&self, after: u64, limit: usize) -> Result<Vec<Hit>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.hits.range((after.saturating_add(1)).to_be_bytes()..) {
+            if out.len() == limit {
+                break;
+            }
+            let (k, v) = item?;
+            out.push(
+                Hit::decode(v.as_ref())
+                    .map_err(|e| StoreError::corrupt(format!("hit {k:?}"), e))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Records a hit that `from` found between one of its alerts and one of
+    /// ours. Refused when the alerts are not what the notice claims.
+    pub async fn record_notice(
+        &self,
+        from: &AgencyId,
+        notice: &HitNotice,
+    ) -> Result<NoticeOutcome, StoreError> {
+        let refuse = |r: String| Ok(NoticeOutcome::Refused(r));
+        let Ok(ours) = notice.your_alert_id.parse::<AlertId>() else {
+            return refuse("hit_notice.your_alert_id: not an alert id".into());
+        };
+        let Ok(theirs) = notice.our_alert_id.parse::<AlertId>() else {
+            return refuse("hit_notice.our_alert_id: not an alert id".into());
+        };
+        if ours.origin() != &self.scope.own {
+            return refuse(format!(
+                "hit_notice.your_alert_id: {ours} is not an alert of {}",
+                self.scope.own
+            ));
+        }
+        if theirs.origin() != from {
+            return refuse(format!(
+                "hit_notice.our_alert_id: {theirs} is not an alert of {from}"
+            ));
+        }
+        if self.get(&ours)?.is_none() {
+            return refuse(format!("hit_notice.your_alert_id: {ours} is unknown here"));
+        }
+        let hit = Hit {
+            sequence: 0,
+            r#type: notice.r#type,
+            local_alert_id: ours.to_string(),
+            other_alert_id: theirs.to_string(),
+            other_agency: from.to_string(),
+            similarity: notice.similarity,
+            detected_at: Some(crate::time::now()),
+            source: HitSource::Notice as i32,
+        };
+        let writing = self.writing();
+        let recorded = (&self.hits, &self.hit_keys)
+            .transaction(|(hits, hit_keys)| {
+                index::record_hit::<StoreError>(hits, hit_keys, hit.clone())
+            })
+            .map_err(flatten)?;
+        drop(writing);
+        self.commit.durable().await?;
+        Ok(match recorded {
+            Some(hit) => {
+                self.publish(std::slice::from_ref(&hit));
+                NoticeOutcome::Recorded(hit)
+            }
+            None => NoticeOutcome::Known,
+        })
+    }
+}

@@ -1,0 +1,88 @@
+//! Lookups: which alerts hold a token or a similar person (answering a
+//! federation lookup), and the log of lookups made.
+
+use prost::Message;
+
+use super::{Store, StoreError, index};
+use crate::ids::AgencyId;
+
+impl Store {
+    /// Alerts holding any of `tokens` (exact) or a person encoding at least
+    /// `threshold` similar to one of `encodings`; only alerts of `origin` when
+    /// given. Best similarity per (alert, type).
+    pub fn lookup(
+        &self,
+        tokens: &[crate::proto::v1::Token],
+        encodings: &[crate::proto::v1::PersonEncoding],
+        threshold: f64,
+        origin: Option<&AgencyId>,
+    ) -> Result<Vec<crate::proto::v1::LookupMatch>, StoreError> {
+        use crate::proto::v1::{IdentifierType, LookupMatch};
+        let ranges = |prefix: &[u8]| {
+            let mut start = prefix.to_vec();
+            let mut end = prefix.to_vec();
+            match origin {
+                Some(o) => {
+                    start.extend_from_slice(o.as_str().as_bytes());
+                    end.extend_from_slice(o.as_str().as_bytes());
+                    start.push(0);
+                    end.push(1);
+                }
+                None => end.push(0xff),
+            }
+            vec![(start, end)]
+        };
+        let mut out: Vec<LookupMatch> = Vec::new();
+        let mut add = |m: LookupMatch| match out
+            .iter_mut()
+            .find(|o| o.alert_id == m.alert_id && o.r#type == m.r#type)
+        {
+            Some(o) => o.similarity = o.similarity.max(m.similarity),
+            None => out.push(m),
+        };
+        for t in tokens {
+            let prefix = index::token_prefix(&(t.r#type, t.key_version, t.value.clone()));
+            for (id, _) in self.candidates(&self.tokens, prefix.len(), ranges(&prefix))? {
+                add(LookupMatch {
+                    r#type: t.r#type,
+                    alert_id: id.to_string(),
+                    similarity: 1.0,
+                });
+            }
+        }
+        for e in encodings {
+            let block = crate::matching::encoding_block(e);
+            for (id, bloom) in self.candidates(&self.fuzzy, block.len(), ranges(&block))? {
+                if let Some(sim) = crate::matching::similarity(&e.bloom, &bloom)
+                    && sim >= threshold
+                {
+                    add(LookupMatch {
+                        r#type: IdentifierType::Person as i32,
+                        alert_id: id.to_string(),
+                        similarity: sim,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Appends a lookup to the lookup log (read by the audit log) and flushes.
+    pub async fn record_lookup(
+        &self,
+        record: crate::proto::v1::LookupRecord,
+    ) -> Result<(), StoreError> {
+        {
+            let _writing = self.writing();
+            let seq = self.db.generate_id()?;
+            self.lookups
+                .insert(seq.to_be_bytes(), record.encode_to_vec())?;
+        }
+        self.commit.durable().await
+    }
+
+    /// Number of lookups in the lookup log.
+    pub fn lookup_count(&self) -> usize {
+        self.lookups.len()
+    }
+}

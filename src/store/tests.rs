@@ -1,0 +1,347 @@
+//! Unit tests of the store's operations across its files.
+
+use super::*;
+use crate::ids::{AgencyId, AlertId};
+use crate::proto::v1::{Alert, SharedAlert};
+use crate::proto::v1::{HitNotice, StoredAlert, envelope::Payload};
+
+fn agency(s: &str) -> AgencyId {
+    AgencyId::new(s).unwrap()
+}
+
+fn record(id: &AlertId, version: u64, narrative: &str) -> StoredAlert {
+    StoredAlert {
+        alert: Some(Alert {
+            id: id.to_string(),
+            origin: id.origin().to_string(),
+            version,
+            content: Some(crate::proto::v1::AlertContent {
+                narrative: narrative.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        shared_with: vec![],
+        withdrawn_from: vec![],
+        pseudonyms: vec![],
+    }
+}
+
+fn shared(id: &AlertId, version: u64) -> Payload {
+    Payload::Alert(SharedAlert {
+        id: id.to_string(),
+        origin: id.origin().to_string(),
+        version,
+        ..Default::default()
+    })
+}
+
+fn scope() -> MatchScope {
+    MatchScope {
+        own: agency("police"),
+        peers: [agency("ngo")].into(),
+        fuzzy_threshold: crate::matching::DEFAULT_FUZZY_THRESHOLD,
+    }
+}
+
+fn version_of(p: &Payload) -> u64 {
+    match p {
+        Payload::Alert(a) => a.version,
+        Payload::HitNotice(_) => 0,
+    }
+}
+
+#[tokio::test]
+async fn local_write_and_outbox_are_atomic_and_ordered() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 8 << 20, scope()).unwrap();
+    let id = AlertId::generate(&agency("police"));
+    let (ngo, labour) = (agency("ngo"), agency("labour"));
+    for v in 1..=3 {
+        store
+            .write_local(&id, None, |_| {
+                Ok::<_, ()>((
+                    record(&id, v, "x"),
+                    vec![
+                        OutboxItem {
+                            peer: ngo.clone(),
+                            payload: shared(&id, v),
+                            rule: String::new(),
+                            disclosed: String::new(),
+                        },
+                        OutboxItem {
+                            peer: labour.clone(),
+                            payload: shared(&id, v),
+                            rule: String::new(),
+                            disclosed: String::new(),
+                        },
+                    ],
+                ))
+            })
+            .await
+            .unwrap();
+    }
+    let q = store.outbox_after(&ngo, None, 10).unwrap();
+    assert_eq!(
+        q.iter().map(|q| version_of(&q.payload)).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert!(
+        q.windows(2).all(|w| w[0].seq < w[1].seq),
+        "sequences increase"
+    );
+    // Paging by cursor and removal on ack.
+    let rest = store.outbox_after(&ngo, Some(q[0].seq), 10).unwrap();
+    assert_eq!(rest.len(), 2);
+    assert!(store.outbox_remove(&ngo, q[0].seq).unwrap());
+    assert!(!store.outbox_remove(&ngo, q[0].seq).unwrap());
+    assert_eq!(store.outbox_depth(&ngo), 2);
+    assert_eq!(
+        store.outbox_depth(&labour),
+        3,
+        "other peers' queues untouched"
+    );
+
+    // A rejected build writes nothing at all.
+    let other = AlertId::generate(&agency("police"));
+    let err = store
+        .write_local(
+            &other,
+            None,
+            |_| -> Result<(StoredAlert, Vec<OutboxItem>), &str> { Err("no") },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TxError::Rejected("no")));
+    assert!(store.get(&other).unwrap().is_none());
+    assert_eq!(store.outbox_total(), 5);
+}
+
+#[tokio::test]
+async fn request_key_replays_the_first_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 8 << 20, scope()).unwrap();
+    let first = AlertId::generate(&agency("police"));
+    let second = AlertId::generate(&agency("police"));
+    let w1 = store
+        .write_local(&first, Some(b"cms\0r1"), |_| {
+            Ok::<_, ()>((record(&first, 1, "a"), vec![]))
+        })
+        .await
+        .unwrap();
+    assert!(matches!(w1, LocalWrite::Written(_)));
+    let w2 = store
+        .write_local(&second, Some(b"cms\0r1"), |_| {
+            Ok::<_, ()>((record(&second, 1, "b"), vec![]))
+        })
+        .await
+        .unwrap();
+    match w2 {
+        LocalWrite::Replayed(r) => assert_eq!(r.alert.unwrap().id, first.to_string()),
+        other => panic!("expected replay, got {other:?}"),
+    }
+    assert!(store.get(&second).unwrap().is_none());
+}
+
+#[tokio::test]
+async fn received_versions_never_go_backwards() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 8 << 20, scope()).unwrap();
+    let id = AlertId::generate(&agency("ngo"));
+    let out = store
+        .apply_received_batch(vec![
+            record(&id, 2, "v2"),
+            record(&id, 1, "v1"),
+            record(&id, 2, "v2 again"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        [
+            ApplyOutcome::Stored,
+            ApplyOutcome::Duplicate,
+            ApplyOutcome::Duplicate
+        ]
+    );
+    let held = store.get(&id).unwrap().unwrap().alert.unwrap();
+    assert_eq!(
+        (held.version, held.content.unwrap().narrative.as_str()),
+        (2, "v2")
+    );
+    let out = store
+        .apply_received_batch(vec![record(&id, 3, "v3")])
+        .await
+        .unwrap();
+    assert_eq!(out, [ApplyOutcome::Stored]);
+    assert_eq!(store.count_alerts(&agency("police")).unwrap(), (0, 1));
+
+    // A tombstone at the version held (a withdrawal from this peer)
+    // applies once; the live version again does not undo it.
+    let tomb = |r: StoredAlert| {
+        let mut r = r;
+        let a = r.alert.as_mut().unwrap();
+        a.retracted = true;
+        a.content = None;
+        r
+    };
+    let out = store
+        .apply_received_batch(vec![
+            tomb(record(&id, 3, "")),
+            record(&id, 3, "v3"),
+            tomb(record(&id, 3, "")),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        [
+            ApplyOutcome::Stored,
+            ApplyOutcome::Duplicate,
+            ApplyOutcome::Duplicate
+        ]
+    );
+    let held = store.get(&id).unwrap().unwrap().alert.unwrap();
+    assert!(held.retracted && held.content.is_none());
+}
+
+#[tokio::test]
+async fn data_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = AlertId::generate(&agency("police"));
+    {
+        let store = Store::open(dir.path(), 8 << 20, scope()).unwrap();
+        store
+            .write_local(&id, None, |_| {
+                Ok::<_, ()>((
+                    record(&id, 1, "kept"),
+                    vec![OutboxItem {
+                        peer: agency("ngo"),
+                        payload: shared(&id, 1),
+                        rule: String::new(),
+                        disclosed: String::new(),
+                    }],
+                ))
+            })
+            .await
+            .unwrap();
+        store.close().await.unwrap();
+    }
+    let store = Store::open(dir.path(), 8 << 20, scope()).unwrap();
+    assert_eq!(store.get(&id).unwrap().unwrap().alert.unwrap().version, 1);
+    assert_eq!(store.outbox_depth(&agency("ngo")), 1);
+    assert!(
+        store
+            .commit_stats()
+            .flushes
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 0
+    );
+}
+
+fn with_token(mut rec: StoredAlert, token: u8) -> StoredAlert {
+    rec.pseudonyms = vec![crate::proto::v1::SharedSubject {
+        role: 0,
+        tokens: vec![crate::proto::v1::Token {
+            r#type: crate::proto::v1::IdentifierType::Phone as i32,
+            key_version: 1,
+            value: vec![token; 32],
+        }],
+        encodings: vec![],
+    }];
+    rec
+}
+
+#[tokio::test]
+async fn shared_tokens_make_one_hit_and_one_notice() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 8 << 20, scope()).unwrap();
+    let mine = AlertId::generate(&agency("police"));
+    let theirs = AlertId::generate(&agency("ngo"));
+    let unrelated = AlertId::generate(&agency("ngo"));
+    store
+        .write_local(&mine, None, |_| {
+            Ok::<_, ()>((with_token(record(&mine, 1, "a"), 7), vec![]))
+        })
+        .await
+        .unwrap();
+    store
+        .apply_received_batch(vec![
+            with_token(record(&theirs, 1, "b"), 7),
+            with_token(record(&unrelated, 1, "c"), 8),
+        ])
+        .await
+        .unwrap();
+    let hits = store.hits_after(0, 10).unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(
+        (
+            hits[0].local_alert_id.as_str(),
+            hits[0].other_alert_id.as_str()
+        ),
+        (mine.to_string().as_str(), theirs.to_string().as_str())
+    );
+    assert_eq!(hits[0].other_agency, "ngo");
+    assert_eq!(*store.watch_hits().borrow(), hits[0].sequence);
+    // The other side is told, through its outbox.
+    let notices: Vec<_> = store
+        .outbox_after(&agency("ngo"), None, 10)
+        .unwrap()
+        .into_iter()
+        .filter_map(|q| match q.payload {
+            Payload::HitNotice(n) => Some(n),
+            Payload::Alert(_) => None,
+        })
+        .collect();
+    assert_eq!(notices.len(), 1);
+    assert_eq!(notices[0].your_alert_id, theirs.to_string());
+    assert_eq!(notices[0].our_alert_id, mine.to_string());
+
+    // A newer version with the same token, or a notice about the same pair: no second hit.
+    store
+        .apply_received_batch(vec![with_token(record(&theirs, 2, "b2"), 7)])
+        .await
+        .unwrap();
+    let notice = HitNotice {
+        r#type: crate::proto::v1::IdentifierType::Phone as i32,
+        your_alert_id: mine.to_string(),
+        our_alert_id: theirs.to_string(),
+        similarity: 1.0,
+    };
+    assert_eq!(
+        store.record_notice(&agency("ngo"), &notice).await.unwrap(),
+        NoticeOutcome::Known
+    );
+    assert_eq!(store.hits_after(0, 10).unwrap().len(), 1);
+
+    // A notice naming someone else's alert, or claiming another sender, is refused.
+    let bad = HitNotice {
+        your_alert_id: theirs.to_string(),
+        ..notice.clone()
+    };
+    assert!(matches!(
+        store.record_notice(&agency("ngo"), &bad).await.unwrap(),
+        NoticeOutcome::Refused(_)
+    ));
+    assert!(matches!(
+        store
+            .record_notice(&agency("labour"), &notice)
+            .await
+            .unwrap(),
+        NoticeOutcome::Refused(_)
+    ));
+
+    // After a tombstone the token no longer matches anything new.
+    store
+        .apply_received_batch(vec![record(&theirs, 3, "retracted")])
+        .await
+        .unwrap();
+    let late = AlertId::generate(&agency("police"));
+    store
+        .write_local(&late, None, |_| {
+            Ok::<_, ()>((with_token(record(&late, 1, "d"), 7), vec![]))
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.hits_after(0, 10).unwrap().len(), 1);
+}
