@@ -41,6 +41,7 @@ pub mod lookup;
 pub mod matching;
 pub mod metrics;
 pub mod node;
+pub mod paging;
 pub mod policy;
 pub mod proto;
 #[cfg(test)]

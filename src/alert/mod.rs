@@ -15,6 +15,7 @@ use crate::config::{AlertRules, Limits};
 use crate::exchange::{Outbound, share_item, tombstone_item};
 use crate::identity::ClientIdentity;
 use crate::ids::{AgencyId, AlertId};
+use crate::paging::PageRequest;
 use crate::proto::v1::{
     Alert, AlertDraft, Category, ListAlertsRequest, ListAlertsResponse, SharedSubject, StoredAlert,
 };
@@ -411,23 +412,10 @@ impl Ledger {
         };
         let category = Category::try_from(req.category)
             .map_err(|_| invalid("category", format!("unknown enum value {}", req.category)))?;
-        if req.page_size > MAX_PAGE {
-            return Err(invalid("page_size", format!("at most {MAX_PAGE}")));
-        }
-        let page_size = if req.page_size == 0 {
-            DEFAULT_PAGE
-        } else {
-            req.page_size
-        } as usize;
-        let after = if req.page_token.is_empty() {
-            None
-        } else {
-            let id: AlertId = req
-                .page_token
-                .parse()
-                .map_err(|_| invalid("page_token", "is not a token from a previous page"))?;
-            Some(id.to_string())
-        };
+        let page =
+            PageRequest::<AlertId>::parse(req.page_size, &req.page_token, DEFAULT_PAGE, MAX_PAGE)
+                .map_err(|v| AlertError::Invalid(vec![v]))?;
+        let (page_size, after) = (page.size, page.after.map(|id| id.to_string()));
         let prefix = origin.map(|o| format!("{o}:"));
         let (alerts, more) =
             self.store

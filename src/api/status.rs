@@ -88,6 +88,24 @@ impl From<crate::sharing::SharingError> for Status {
     }
 }
 
+impl From<crate::core::AdminError> for Status {
+    fn from(e: crate::core::AdminError) -> Self {
+        use crate::core::AdminError;
+        match e {
+            AdminError::Invalid(v) => AlertError::Invalid(v).into(),
+            AdminError::NotFound(_) => Status::not_found(e.to_string()),
+            AdminError::BackupExists(_) => Status::already_exists(e.to_string()),
+            AdminError::Backup(_) => {
+                tracing::error!(error = %e, "backup failed");
+                Status::unavailable(e.to_string())
+            }
+            AdminError::Task(..) => Status::internal(e.to_string()),
+            AdminError::Sharing(e) => e.into(),
+            AdminError::Store(e) => store_unavailable(e),
+        }
+    }
+}
+
 pub fn store_unavailable(e: StoreError) -> Status {
     tracing::error!(error = %e, "storage failure");
     Status::unavailable("the node's store is unavailable; retry later")

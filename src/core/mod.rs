@@ -4,6 +4,10 @@
 //! channels (`api`) take a `NodeCore` and call its domain operations;
 //! `node` builds one and serves it.
 
+mod admin;
+
+pub use admin::AdminError;
+
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
