@@ -18,9 +18,6 @@ use toml::Spanned;
 
 use crate::ids::{AgencyId, ClientName, FederationName};
 
-/// Exit code for configuration errors (`EX_USAGE` from sysexits.h, as linkerd does).
-pub const EXIT_CONFIG: i32 = 64;
-
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("{file}: cannot read: {source}")]

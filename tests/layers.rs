@@ -18,6 +18,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "ids",
             "time",
             "violation",
+            "paging",
             "metrics",
             "ratelimit",
         ],

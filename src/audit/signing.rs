@@ -133,6 +133,16 @@ pub fn public_key_path(key: &Path) -> PathBuf {
 pub struct PublicKey([u8; 32]);
 
 impl PublicKey {
+    /// The public half of the signing key at `key`: the `.pub` file written
+    /// beside it, else derived from the key itself.
+    pub fn of_signing_key(key: &Path) -> Result<Self, SigningError> {
+        let public = public_key_path(key);
+        if public.exists() {
+            return Self::load(&public);
+        }
+        Ok(SigningKey::load(key)?.public())
+    }
+
     pub fn to_pem(&self) -> String {
         let mut der = SPKI_PREFIX.to_vec();
         der.extend_from_slice(&self.0);

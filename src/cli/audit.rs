@@ -1,5 +1,4 @@
-//! `casebridge audit …` and `casebridge store …`: reading, exporting and
-//! verifying the audit log, and backing up and restoring the store.
+//! `casebridge audit …`: reading, exporting and verifying the audit log.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -7,13 +6,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow};
 use clap::Subcommand;
 
-use super::{EXIT_DATAERR, Failure, connect, failure};
+use super::connect;
+use super::exit::{Exit, Failure, failure};
+use super::store::open_stopped;
 use crate::audit::export::{anchors_from_export, checkpoint_line, entry_line, verify_export};
-use crate::audit::signing::{PublicKey, SigningKey, public_key_path};
+use crate::audit::signing::PublicKey;
 use crate::audit::{Summary, hex};
-use crate::config::{EXIT_CONFIG, NodeConfig};
-use crate::proto::v1::{BackupStoreRequest, QueryAuditRequest};
-use crate::store::Store;
+use crate::config::NodeConfig;
+use crate::proto::v1::QueryAuditRequest;
 
 #[derive(Subcommand)]
 pub enum AuditCommand {
@@ -80,62 +80,15 @@ pub enum AuditCommand {
     },
 }
 
-#[derive(Subcommand)]
-pub enum StoreCommand {
-    /// Ask a running node (admin role) for a consistent copy of its store,
-    /// written under its `store.backup_dir`; writes pause for the copy.
-    Backup {
-        /// Name of the copy (letters, digits, `-`, `_`); default: the time.
-        #[arg(long)]
-        label: Option<String>,
-    },
-    /// Replace a STOPPED node's store with a backup: checks the backup's
-    /// audit log, moves the current store aside, copies the backup in.
-    Restore {
-        #[arg(long)]
-        config: PathBuf,
-        /// The backup directory (as printed by `store backup`).
-        #[arg(long)]
-        from: PathBuf,
-    },
-}
-
 fn usage(e: impl Into<anyhow::Error>) -> Failure {
-    failure(EXIT_CONFIG as u8, e.into())
+    failure(Exit::Usage, e.into())
 }
 
 use super::time_flag as timestamp;
 
-/// The node's public key: the `.pub` beside its signing key, else derived
-/// from the key itself.
+/// The node's audit public key (see [`PublicKey::of_signing_key`]).
 pub(super) fn node_public_key(config: &NodeConfig) -> Result<PublicKey, Failure> {
-    let key = config.audit_signing_key();
-    let public = public_key_path(&key);
-    if public.exists() {
-        return PublicKey::load(&public).map_err(usage);
-    }
-    Ok(SigningKey::load(&key).map_err(usage)?.public())
-}
-
-/// Opens a store that no node is running on.
-pub(super) fn open_stopped(dir: &Path) -> Result<Store, Failure> {
-    if !dir.join("db").exists() {
-        return Err(usage(anyhow!("{}: not a store directory", dir.display())));
-    }
-    let scope = crate::matching::MatchScope {
-        own: crate::ids::AgencyId::new("audit-verify").expect("a valid agency id"),
-        peers: Default::default(),
-        fuzzy_threshold: 1.0,
-    };
-    Store::open(dir, 64 << 20, scope).map_err(|e| {
-        failure(
-            super::EXIT_UNAVAILABLE,
-            anyhow!(
-                "{}: {e} (is the node running? verify a backup instead: `casebridge store backup`)",
-                dir.display()
-            ),
-        )
-    })
+    PublicKey::of_signing_key(&config.audit_signing_key()).map_err(usage)
 }
 
 fn print_summary(what: &str, s: &Summary) {
@@ -183,10 +136,10 @@ pub async fn audit(command: AuditCommand, client_config: Option<&Path>) -> Resul
             for path in &anchors {
                 let f = std::fs::File::open(path)
                     .with_context(|| format!("{}: cannot read", path.display()))
-                    .map_err(|e| failure(EXIT_DATAERR, e))?;
+                    .map_err(|e| failure(Exit::DataErr, e))?;
                 held.extend(
                     anchors_from_export(std::io::BufReader::new(f), &key)
-                        .map_err(|e| failure(EXIT_DATAERR, anyhow!("{}: {e}", path.display())))?,
+                        .map_err(|e| failure(Exit::DataErr, anyhow!("{}: {e}", path.display())))?,
                 );
             }
             if !anchors.is_empty() {
@@ -198,7 +151,7 @@ pub async fn audit(command: AuditCommand, client_config: Option<&Path>) -> Resul
             let (what, result) = if let Some(path) = &file {
                 let f = std::fs::File::open(path)
                     .with_context(|| format!("{}: cannot read", path.display()))
-                    .map_err(|e| failure(EXIT_DATAERR, e))?;
+                    .map_err(|e| failure(Exit::DataErr, e))?;
                 (
                     path.display().to_string(),
                     verify_export(std::io::BufReader::new(f), &key, &held),
@@ -221,7 +174,7 @@ pub async fn audit(command: AuditCommand, client_config: Option<&Path>) -> Resul
                     print_summary(&what, &summary);
                     Ok(())
                 }
-                Err(broken) => Err(failure(1, anyhow!("{what}: {broken}"))),
+                Err(broken) => Err(failure(Exit::Failure, anyhow!("{what}: {broken}"))),
             }
         }
         AuditCommand::Export {
@@ -346,67 +299,6 @@ pub async fn audit(command: AuditCommand, client_config: Option<&Path>) -> Resul
         AuditCommand::PublicKey { config } => {
             let cfg = NodeConfig::load(&config).map_err(usage)?;
             print!("{}", node_public_key(&cfg)?.to_pem());
-            Ok(())
-        }
-    }
-}
-
-pub async fn store(command: StoreCommand, client_config: Option<&Path>) -> Result<(), Failure> {
-    match command {
-        StoreCommand::Backup { label } => {
-            let mut client = connect(client_config).await?;
-            let done = client
-                .admin
-                .backup_store(BackupStoreRequest {
-                    label: label.unwrap_or_default(),
-                })
-                .await?
-                .into_inner();
-            println!(
-                "{}: {} alerts, {} audit entries, {} bytes; writes paused {} ms",
-                done.path, done.alerts, done.audit_entries, done.bytes, done.paused_ms
-            );
-            Ok(())
-        }
-        StoreCommand::Restore { config, from } => {
-            let cfg = NodeConfig::load(&config).map_err(usage)?;
-            let key = node_public_key(&cfg)?;
-            // The backup must be whole before anything is moved.
-            let backup = open_stopped(&from)?;
-            let checked = backup.audit_verify(&key, &[]);
-            backup.close().await?;
-            drop(backup);
-            let summary = checked.map_err(|b| {
-                failure(
-                    EXIT_DATAERR,
-                    anyhow!("{}: not restored: {b}", from.display()),
-                )
-            })?;
-            let dir = &cfg.store.dir;
-            let mut aside = None;
-            if dir.exists() {
-                // Proves the node is stopped: a running node holds the lock.
-                let current = open_stopped(dir)?;
-                current.close().await?;
-                drop(current);
-                let stamp = crate::time::format_ms(crate::time::now_ms())
-                    .replace([':', '-'], "")
-                    .replace('.', "-");
-                let moved = PathBuf::from(format!("{}.pre-restore-{stamp}", dir.display()));
-                std::fs::rename(dir, &moved)
-                    .with_context(|| format!("cannot move {} aside", dir.display()))?;
-                aside = Some(moved);
-            }
-            crate::store::copy_store(&from, dir)?;
-            if let Some(moved) = aside {
-                println!("previous store kept at {}", moved.display());
-            }
-            println!(
-                "restored {} into {}; audit log intact to entry {}. Start the node: peers re-deliver what they still hold queued",
-                from.display(),
-                dir.display(),
-                summary.last
-            );
             Ok(())
         }
     }

@@ -445,7 +445,7 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
             police.client_config("admin").display()
         );
         println!("Press Ctrl-C to stop.");
-        super::shutdown_signal().await;
+        super::node::shutdown_signal().await;
     }
     for (_, node) in fed.nodes {
         node.shutdown().await?;
@@ -455,7 +455,7 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
     for (id, agency) in &fed.layout.agencies {
         let config = NodeConfig::load(&agency.node_config)?;
         let key = super::audit::node_public_key(&config)?;
-        let store = super::audit::open_stopped(&config.store.dir)?;
+        let store = super::store::open_stopped(&config.store.dir)?;
         let checked = store.audit_verify(&key, &[]);
         store.close().await?;
         match checked {
@@ -479,8 +479,8 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         );
         Ok(())
     } else {
-        Err(super::failure(
-            1,
+        Err(super::exit::failure(
+            super::exit::Exit::Failure,
             anyhow!("some expected deliveries or hits did not happen"),
         ))
     }

@@ -10,8 +10,9 @@ use std::time::SystemTime;
 use anyhow::anyhow;
 use clap::Subcommand;
 
-use super::{EXIT_DATAERR, Failure, connect, failure, output};
-use crate::config::{EXIT_CONFIG, NodeConfig};
+use super::exit::{Exit, Failure, failure, status_failure};
+use super::{connect, output};
+use crate::config::NodeConfig;
 use crate::ids::{AgencyId, AlertId};
 use crate::policy::shared_view_with;
 use crate::policy::{self, Policy};
@@ -147,8 +148,6 @@ impl FilterArgs {
     }
 }
 
-const EXIT_USAGE: u8 = 64;
-
 /// The stored record a submit of `draft` would create here (validated,
 /// pseudonymized with the node's key ring), for evaluating the policy.
 fn record_from_draft(
@@ -156,7 +155,7 @@ fn record_from_draft(
     draft: crate::proto::v1::AlertDraft,
     now: SystemTime,
 ) -> Result<StoredAlert, Failure> {
-    let invalid = |v| failure(EXIT_DATAERR, anyhow!(crate::alert::AlertError::Invalid(v)));
+    let invalid = |v| failure(Exit::DataErr, anyhow!(crate::alert::AlertError::Invalid(v)));
     let draft = crate::validate::validate_draft(draft, &config.limits, &config.alerts, now)
         .map_err(invalid)?;
     let ring = match &config.matching.key_ring {
@@ -223,13 +222,13 @@ fn enum_override(
     parse: impl Fn(&str) -> Option<i32>,
 ) -> Result<i32, Failure> {
     parse(&format!("{prefix}{}", value.to_ascii_uppercase()))
-        .ok_or_else(|| failure(EXIT_DATAERR, anyhow!("unknown {kind} `{value}`")))
+        .ok_or_else(|| failure(Exit::DataErr, anyhow!("unknown {kind} `{value}`")))
 }
 
 fn run_cases(p: &Policy, config: &NodeConfig, cases_file: &Path) -> Result<(), Failure> {
     let text = std::fs::read_to_string(cases_file).map_err(|e| {
         failure(
-            EXIT_DATAERR,
+            Exit::DataErr,
             anyhow!("{}: cannot read: {e}", cases_file.display()),
         )
     })?;
@@ -237,7 +236,7 @@ fn run_cases(p: &Policy, config: &NodeConfig, cases_file: &Path) -> Result<(), F
         let offset = e.span().map_or(0, |s| s.start);
         let line = text[..offset.min(text.len())].matches('\n').count() + 1;
         failure(
-            EXIT_DATAERR,
+            Exit::DataErr,
             anyhow!("{}:{line}: {}", cases_file.display(), e.message().trim()),
         )
     })?;
@@ -246,7 +245,7 @@ fn run_cases(p: &Policy, config: &NodeConfig, cases_file: &Path) -> Result<(), F
     let now = SystemTime::now();
     let mut failed = 0;
     for case in &cases.cases {
-        let mut draft = super::read_draft(&base.join(&case.alert))?;
+        let mut draft = super::alert::read_draft(&base.join(&case.alert))?;
         if let Some(c) = draft.content.as_mut() {
             if let Some(t) = &case.tlp {
                 c.tlp = enum_override("tlp", "TLP_", t, |n| {
@@ -265,7 +264,7 @@ fn run_cases(p: &Policy, config: &NodeConfig, cases_file: &Path) -> Result<(), F
             }
         }
         let mut record = record_from_draft(config, draft, now)?;
-        let bad = |e: String| failure(EXIT_DATAERR, anyhow!("case `{}`: {e}", case.name));
+        let bad = |e: String| failure(Exit::DataErr, anyhow!("case `{}`: {e}", case.name));
         let agency = |s: &str| AgencyId::new(s.to_owned()).map_err(|e| bad(e.to_string()));
         let (got, rule, reason) = match (&case.peer, &case.from) {
             (Some(peer), None) => {
@@ -314,18 +313,17 @@ fn run_cases(p: &Policy, config: &NodeConfig, cases_file: &Path) -> Result<(), F
     }
     println!("{} passed, {failed} failed", cases.cases.len() - failed);
     if failed > 0 {
-        return Err(failure(1, anyhow!("{failed} policy test case(s) failed")));
+        return Err(failure(
+            Exit::Failure,
+            anyhow!("{failed} policy test case(s) failed"),
+        ));
     }
     Ok(())
 }
 
 fn load(file: &Path, config: &NodeConfig) -> Result<Policy, Failure> {
-    let src = std::fs::read_to_string(file).map_err(|e| {
-        failure(
-            EXIT_CONFIG as u8,
-            anyhow!("{}: cannot read: {e}", file.display()),
-        )
-    })?;
+    let src = std::fs::read_to_string(file)
+        .map_err(|e| failure(Exit::Usage, anyhow!("{}: cannot read: {e}", file.display())))?;
     let peers: BTreeSet<AgencyId> = config
         .peers
         .iter()
@@ -338,7 +336,7 @@ fn load(file: &Path, config: &NodeConfig) -> Result<Policy, Failure> {
             .collect::<Vec<_>>()
             .join("\n");
         failure(
-            EXIT_DATAERR,
+            Exit::DataErr,
             anyhow!("{} problem(s):\n{text}", errors.len()),
         )
     })
@@ -347,7 +345,7 @@ fn load(file: &Path, config: &NodeConfig) -> Result<Policy, Failure> {
 fn read_text(path: &Path) -> Result<String, Failure> {
     std::fs::read_to_string(path).map_err(|e| {
         failure(
-            EXIT_DATAERR,
+            Exit::DataErr,
             anyhow!("{}: cannot read: {e}", path.display()),
         )
     })
@@ -384,7 +382,7 @@ pub async fn run(
                     comment,
                 })
                 .await
-                .map_err(|s| super::status_failure(s, &file))?
+                .map_err(|s| status_failure(s, &file))?
                 .into_inner();
             output::policy_version(&v, json, false);
             Ok(())
@@ -525,13 +523,13 @@ pub async fn run(
             peer,
             config,
         } => {
-            let need = |what: &str| failure(EXIT_USAGE, anyhow!("--alert needs {what}"));
+            let need = |what: &str| failure(Exit::Usage, anyhow!("--alert needs {what}"));
             let alert = alert.ok_or_else(|| need("an alert file"))?;
             let config = NodeConfig::load(&config.ok_or_else(|| need("--config"))?)?;
             let p = load(&policy.ok_or_else(|| need("--policy"))?, &config)?;
             let peer = AgencyId::new(peer.ok_or_else(|| need("--peer"))?)
-                .map_err(|e| failure(EXIT_CONFIG as u8, anyhow!(e)))?;
-            let draft = super::read_draft(&alert)?;
+                .map_err(|e| failure(Exit::Usage, anyhow!(e)))?;
+            let draft = super::alert::read_draft(&alert)?;
             let now = SystemTime::now();
             let record = record_from_draft(&config, draft, now)?;
             let own = config.agency().clone();

@@ -8,8 +8,7 @@ use base64::Engine as _;
 use clap::{Args, Subcommand, ValueEnum};
 use time::OffsetDateTime;
 
-use super::{EXIT_DATAERR, Failure, failure};
-use crate::config::EXIT_CONFIG;
+use super::exit::{Exit, Failure, failure};
 use crate::ids::FederationName;
 use crate::proto::v1::{
     AdvertUrl, CryptoWallet, DocumentType, Email, Iban, IdentityDocument, OnlineHandle, PersonName,
@@ -133,12 +132,12 @@ impl IdentifierArgs {
         match normalize::normalize(&self.kind(), None) {
             Ok(Some(n)) => Ok(n),
             Ok(None) => Err(failure(
-                EXIT_DATAERR,
+                Exit::DataErr,
                 anyhow!(
                     "a person without date of birth has no exact token (it is only matched fuzzily)"
                 ),
             )),
-            Err(e) => Err(failure(EXIT_DATAERR, anyhow!(e))),
+            Err(e) => Err(failure(Exit::DataErr, anyhow!(e))),
         }
     }
 }
@@ -146,8 +145,8 @@ impl IdentifierArgs {
 pub fn keys(command: KeysCommand) -> Result<(), Failure> {
     match command {
         KeysCommand::Generate { federation, out } => {
-            let federation = FederationName::new(federation)
-                .map_err(|e| failure(EXIT_CONFIG as u8, anyhow!(e)))?;
+            let federation =
+                FederationName::new(federation).map_err(|e| failure(Exit::Usage, anyhow!(e)))?;
             keyring::generate(&out, &federation)?;
             println!(
                 "matching key ring for `{federation}` written to {} (mode 0600)",
@@ -187,7 +186,7 @@ pub fn pseudo(command: PseudoCommand, json: bool) -> Result<(), Failure> {
             let tokens = Pseudonymizer::new(Some(ring), None).tokens(&n, OffsetDateTime::now_utc());
             if tokens.is_empty() {
                 return Err(failure(
-                    EXIT_CONFIG as u8,
+                    Exit::Usage,
                     anyhow!("{}: no key is valid now", key_ring.display()),
                 ));
             }

@@ -1,0 +1,274 @@
+//! `casebridge alert …` and `casebridge hits watch`: a case system's daily
+//! calls through its node.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow};
+use clap::{Args, Subcommand};
+
+use super::exit::{Exit, Failure, failure};
+use super::node::shutdown_signal;
+use super::{connect, output, pseudo};
+use crate::client::NodeClient;
+use crate::proto::v1::{
+    AlertDraft, Category, GetAlertRequest, ListAlertsRequest, RetractAlertRequest,
+    SubmitAlertRequest, UpdateAlertRequest,
+};
+use tonic::Code;
+
+#[derive(Subcommand)]
+pub enum AlertCommand {
+    /// Submit a new alert from a JSON file (canonical protobuf JSON of AlertDraft).
+    Submit {
+        #[arg(long)]
+        file: PathBuf,
+        /// Idempotency key: resubmitting with the same key returns the first alert.
+        #[arg(long, default_value = "")]
+        request_id: String,
+    },
+    /// Show one alert.
+    Get { id: String },
+    /// List alerts (all pages).
+    List(ListArgs),
+    /// Replace an alert's content and subjects (new version).
+    Update {
+        id: String,
+        #[arg(long)]
+        file: PathBuf,
+        /// Fail unless the alert is at this version (0 = any).
+        #[arg(long, default_value_t = 0)]
+        expected_version: u64,
+    },
+    /// Ask the federation whether anyone holds an identifier (tokenized
+    /// here; raw values never leave your node).
+    Lookup {
+        #[command(flatten)]
+        id: pseudo::IdentifierArgs,
+        /// Ask only these agencies (repeatable); default: every peer.
+        #[arg(long = "peer")]
+        peers: Vec<String>,
+    },
+    /// Retract an alert: a tombstone version that purges it at every peer.
+    Retract {
+        id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(long, default_value_t = 0)]
+        expected_version: u64,
+    },
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    /// Only alerts from this agency.
+    #[arg(long)]
+    origin: Option<String>,
+    /// Only this category, e.g. LABOUR_EXPLOITATION.
+    #[arg(long)]
+    category: Option<String>,
+    #[arg(long)]
+    include_retracted: bool,
+    /// Stop after this many alerts.
+    #[arg(long)]
+    limit: Option<usize>,
+}
+
+#[derive(Subcommand)]
+pub enum HitsCommand {
+    /// Print hits after a sequence number, then keep streaming new ones
+    /// (reconnecting after an interruption) until Ctrl-C.
+    Watch {
+        /// Resume after this hit sequence (the last one you processed).
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Print the hits found so far and exit.
+        #[arg(long)]
+        backlog_only: bool,
+    },
+}
+
+pub async fn run(
+    command: AlertCommand,
+    client_config: Option<&Path>,
+    json: bool,
+) -> Result<(), Failure> {
+    let client = connect(client_config).await?;
+    alert(client, command, json).await
+}
+
+pub async fn hits(
+    command: HitsCommand,
+    client_config: Option<&Path>,
+    json: bool,
+) -> Result<(), Failure> {
+    let HitsCommand::Watch {
+        after,
+        backlog_only,
+    } = command;
+    watch_hits(client_config, after, backlog_only, json).await
+}
+
+/// Reads an AlertDraft in canonical protobuf JSON; errors name file, line and column.
+pub(super) fn read_draft(path: &Path) -> Result<AlertDraft, Failure> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read", path.display()))
+        .map_err(|e| failure(Exit::DataErr, e))?;
+    serde_json::from_str(&text).map_err(|e| {
+        failure(
+            Exit::DataErr,
+            anyhow!("{}:{}:{}: {e}", path.display(), e.line(), e.column()),
+        )
+    })
+}
+
+async fn alert(mut client: NodeClient, command: AlertCommand, json: bool) -> Result<(), Failure> {
+    let api = &mut client.alerts;
+    match command {
+        AlertCommand::Submit { file, request_id } => {
+            let draft = read_draft(&file)?;
+            let alert = api
+                .submit_alert(SubmitAlertRequest {
+                    draft: Some(draft),
+                    request_id,
+                })
+                .await?
+                .into_inner();
+            output::alert(&alert, json);
+        }
+        AlertCommand::Lookup { id, peers } => {
+            let answer = api
+                .lookup(crate::proto::v1::LookupRequest {
+                    identifiers: vec![crate::proto::v1::Identifier {
+                        kind: Some(id.kind()),
+                    }],
+                    peers,
+                })
+                .await?
+                .into_inner();
+            output::lookup(&answer, json);
+        }
+        AlertCommand::Get { id } => {
+            let alert = api.get_alert(GetAlertRequest { id }).await?.into_inner();
+            output::alert(&alert, json);
+        }
+        AlertCommand::Update {
+            id,
+            file,
+            expected_version,
+        } => {
+            let draft = read_draft(&file)?;
+            let alert = api
+                .update_alert(UpdateAlertRequest {
+                    id,
+                    expected_version,
+                    draft: Some(draft),
+                })
+                .await?
+                .into_inner();
+            output::alert(&alert, json);
+        }
+        AlertCommand::Retract {
+            id,
+            reason,
+            expected_version,
+        } => {
+            let alert = api
+                .retract_alert(RetractAlertRequest {
+                    id,
+                    expected_version,
+                    reason,
+                })
+                .await?
+                .into_inner();
+            output::alert(&alert, json);
+        }
+        AlertCommand::List(args) => {
+            let category = match args.category.as_deref() {
+                None => Category::Unspecified,
+                Some(c) => {
+                    let name = c.to_ascii_uppercase();
+                    let name = if name.starts_with("CATEGORY_") {
+                        name
+                    } else {
+                        format!("CATEGORY_{name}")
+                    };
+                    Category::from_str_name(&name)
+                        .ok_or_else(|| failure(Exit::DataErr, anyhow!("unknown category `{c}`")))?
+                }
+            };
+            let mut all = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let page = api
+                    .list_alerts(ListAlertsRequest {
+                        origin: args.origin.clone().unwrap_or_default(),
+                        category: category as i32,
+                        include_retracted: args.include_retracted,
+                        page_size: 500,
+                        page_token,
+                    })
+                    .await?
+                    .into_inner();
+                all.extend(page.alerts);
+                if page.next_page_token.is_empty() || args.limit.is_some_and(|l| all.len() >= l) {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+            if let Some(l) = args.limit {
+                all.truncate(l);
+            }
+            output::alerts(&all, json);
+        }
+    }
+    Ok(())
+}
+
+/// Streams hits, resuming from the last printed sequence after a dropped
+/// connection (bounded backoff), until Ctrl-C or, with `backlog_only`, the end
+/// of the backlog.
+async fn watch_hits(
+    config: Option<&Path>,
+    mut after: u64,
+    backlog_only: bool,
+    json: bool,
+) -> Result<(), Failure> {
+    use crate::proto::v1::WatchHitsRequest;
+    let mut delay = std::time::Duration::from_millis(500);
+    loop {
+        let mut client = connect(config).await?;
+        let mut stream = client
+            .alerts
+            .watch_hits(WatchHitsRequest {
+                after_sequence: after,
+                backlog_only,
+            })
+            .await?
+            .into_inner();
+        loop {
+            let next = tokio::select! {
+                _ = shutdown_signal() => return Ok(()),
+                next = stream.message() => next,
+            };
+            match next {
+                Ok(Some(hit)) => {
+                    after = hit.sequence;
+                    output::hit(&hit, json);
+                    delay = std::time::Duration::from_millis(500);
+                }
+                Ok(None) if backlog_only => return Ok(()),
+                Ok(None) => break,
+                Err(status) if status.code() == Code::Unavailable => {
+                    eprintln!(
+                        "connection lost ({}); resuming after hit {after}",
+                        status.message()
+                    );
+                    break;
+                }
+                Err(status) => return Err(status.into()),
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_secs(30));
+    }
+}

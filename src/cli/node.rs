@@ -1,0 +1,108 @@
+//! `casebridge node run`, `peers` and `status`: running a node and asking
+//! it how it is doing.
+
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+
+use super::exit::Failure;
+use super::{connect, output};
+use crate::config::NodeConfig;
+use crate::proto::v1::{GetStatusRequest, ListPeersRequest};
+
+#[derive(Subcommand)]
+pub enum NodeCommand {
+    /// Serve the peer and client APIs until SIGINT/SIGTERM.
+    Run {
+        #[arg(long, env = "CASEBRIDGE_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+pub async fn run(command: NodeCommand) -> Result<(), Failure> {
+    let NodeCommand::Run { config } = command;
+    run_node(&config).await
+}
+
+/// Each peer's delivery state (admin role).
+pub async fn peers(client_config: Option<&Path>, json: bool) -> Result<(), Failure> {
+    let mut client = connect(client_config).await?;
+    let peers = client
+        .admin
+        .list_peers(ListPeersRequest {})
+        .await?
+        .into_inner();
+    output::peers(&peers, json);
+    Ok(())
+}
+
+/// The node's status (admin role).
+pub async fn status(client_config: Option<&Path>, json: bool) -> Result<(), Failure> {
+    let mut client = connect(client_config).await?;
+    let status = client
+        .admin
+        .get_status(GetStatusRequest {})
+        .await?
+        .into_inner();
+    output::status(&status, json);
+    Ok(())
+}
+
+async fn run_node(config: &Path) -> Result<(), Failure> {
+    let config = NodeConfig::load(config)?;
+    let listeners = crate::node::Listeners::bind(&config).await?;
+    let node = crate::node::start(config, listeners).await?;
+    #[cfg(unix)]
+    tokio::spawn(reload_policy_on_sighup(node.core().sharing.clone()));
+    node.run_until(shutdown_signal()).await?;
+    Ok(())
+}
+
+/// SIGHUP re-reads the sharing policy file. A file that cannot be read or
+/// does not validate is reported and the policy in force stays.
+#[cfg(unix)]
+async fn reload_policy_on_sighup(sharing: std::sync::Arc<crate::sharing::Sharing>) {
+    use crate::sharing::Reload;
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: reload the policy with SetPolicy");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match sharing.reload_file().await {
+            Ok(Reload::Installed(v)) => {
+                tracing::info!(version = v.version, "SIGHUP: sharing policy reloaded");
+            }
+            Ok(Reload::Unchanged(v)) => {
+                tracing::info!(version = v, "SIGHUP: policy file unchanged");
+            }
+            Err(e) => {
+                // One line per event, so log collectors keep it together.
+                let error = e.to_string().replace('\n', "; ");
+                tracing::error!(%error, version = sharing.version(), "SIGHUP: policy NOT reloaded; the version in force stays");
+            }
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM (systemd and Kubernetes stop with SIGTERM).
+pub(super) async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("shutdown requested");
+}
