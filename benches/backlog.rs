@@ -17,17 +17,6 @@ use common::{TestFederation, agency, sample_draft};
 
 const CLIENTS: usize = 16;
 
-fn rss_mib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb / 1024)
-}
-
 fn main() {
     let total: usize = std::env::var("BENCH_BACKLOG")
         .ok()
@@ -43,7 +32,7 @@ fn main() {
             c.limits.requests_per_second_per_client = casebridge::config::Bounded::new(1_000_000);
         })
         .await;
-        let rss_start = rss_mib();
+        let rss_start = casebridge::metrics::resident_mib();
         let next = Arc::new(AtomicUsize::new(0));
         let start = Instant::now();
         let mut tasks = Vec::new();
@@ -64,21 +53,21 @@ fn main() {
         }
         let mut rss_fill_peak = rss_start;
         while tasks.iter().any(|t| !t.is_finished()) {
-            rss_fill_peak = rss_fill_peak.max(rss_mib());
+            rss_fill_peak = rss_fill_peak.max(casebridge::metrics::resident_mib());
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         for t in tasks {
             t.await.unwrap();
         }
         let fill = start.elapsed();
-        let rss_queued = rss_mib();
+        let rss_queued = casebridge::metrics::resident_mib();
 
         let start = Instant::now();
         fed.start_node("ngo").await;
         let ngo = fed.node("ngo").core().clone();
         let mut rss_drain_peak = rss_queued;
         loop {
-            rss_drain_peak = rss_drain_peak.max(rss_mib());
+            rss_drain_peak = rss_drain_peak.max(casebridge::metrics::resident_mib());
             let (_, held) = ngo.store.count_alerts(&agency("ngo")).unwrap();
             if held as usize >= total {
                 break;

@@ -48,6 +48,7 @@ pub mod proto;
 mod proto_strategies;
 pub mod pseudo;
 pub mod ratelimit;
+pub mod secrets;
 pub mod sharing;
 pub mod store;
 pub mod time;

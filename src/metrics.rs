@@ -23,6 +23,19 @@ use tokio_util::sync::CancellationToken;
 
 type Labels = Vec<(&'static str, String)>;
 
+/// This process's resident memory in MiB (`VmRSS` from `/proc/self/status`;
+/// 0 where that file does not exist), for the backlog test and bench.
+pub fn resident_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024)
+}
+
 fn latency_histogram() -> Histogram {
     // 1 ms … ~65 s: a healthy link answers in milliseconds, a backlog in minutes.
     Histogram::new(exponential_buckets(0.001, 2.0, 17))

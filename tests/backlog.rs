@@ -13,22 +13,10 @@ use common::*;
 const ALERTS: usize = 10_000;
 const CLIENTS: usize = 16;
 
-/// Resident memory of this test process (both nodes), in MiB.
-fn rss_mib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb / 1024)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_down_during_10000_submits_gets_all_of_them_once() {
     let mut fed = TestFederation::start_with(&["police", "ngo"], &["ngo"], |_, _| {}).await;
-    let rss_start = rss_mib();
+    let rss_start = casebridge::metrics::resident_mib();
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..CLIENTS {
@@ -58,7 +46,7 @@ async fn a_peer_down_during_10000_submits_gets_all_of_them_once() {
         acked.extend(t.await.unwrap());
     }
     assert_eq!(acked.len(), ALERTS);
-    let rss_queued = rss_mib();
+    let rss_queued = casebridge::metrics::resident_mib();
     let peer = fed.peers("police").await.remove(0);
     assert_eq!(
         peer.queue_depth, ALERTS as u64,
@@ -69,7 +57,7 @@ async fn a_peer_down_during_10000_submits_gets_all_of_them_once() {
     let ngo = fed.node("ngo").core().clone();
     let mut rss_peak = rss_queued;
     eventually("the backlog delivered", || {
-        rss_peak = rss_peak.max(rss_mib());
+        rss_peak = rss_peak.max(casebridge::metrics::resident_mib());
         let (_, held) = ngo.store.count_alerts(&agency("ngo")).unwrap();
         std::future::ready((held == ALERTS as u64).then_some(()))
     })

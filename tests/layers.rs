@@ -19,6 +19,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "time",
             "violation",
             "paging",
+            "secrets",
             "metrics",
             "ratelimit",
         ],

@@ -4,7 +4,7 @@
 mod common;
 
 use casebridge::config::Bounded;
-use casebridge::proto::v1::{IdentifierType, LookupRequest, SubmitAlertRequest};
+use casebridge::proto::v1::{IdentifierType, LookupRequest};
 use common::*;
 use tonic::Code;
 
@@ -22,16 +22,7 @@ async fn lookup_answers_per_agency_about_own_alerts_only() {
         phone_id("+31 6 5555 0101", ""),
         person_id("Olena", "Kovalenko", "1998-07-14"),
     ];
-    let ngo_alert = ngo
-        .alerts
-        .submit_alert(SubmitAlertRequest {
-            draft: Some(draft),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
+    let ngo_alert = submit_draft(&mut ngo, draft).await.id;
     // labour holds ngo's alert too (received), but must not answer for it.
     eventually("delivery to labour", || async {
         fed.alerts("labour")
@@ -107,32 +98,22 @@ async fn lookup_answers_per_agency_about_own_alerts_only() {
     assert!(answer.answers.iter().all(|a| a.matches.is_empty()));
 
     // Bad input names the field; an unknown peer is refused.
-    let err = police
+    let result = police
         .alerts
         .lookup(LookupRequest {
             identifiers: vec![phone_id("12", "NL")],
             peers: vec![],
         })
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(
-        err.message().contains("identifiers[0].phone.number"),
-        "{}",
-        err.message()
-    );
-    let err = police
+        .await;
+    assert_invalid(result, "identifiers[0].phone.number");
+    let result = police
         .alerts
         .lookup(LookupRequest {
             identifiers: vec![phone_id("+31 6 1111 2222", "")],
             peers: vec!["rogue".into()],
         })
         .await;
-    let err = match err {
-        Err(e) => e,
-        Ok(_) => panic!("unknown peer accepted"),
-    };
-    assert_eq!(err.code(), Code::InvalidArgument);
+    let err = assert_invalid(result, "peers[0]");
     assert!(
         err.message().contains("not a configured peer"),
         "{}",

@@ -19,7 +19,7 @@ use common::*;
 use futures_util::{Stream, StreamExt};
 use prost::Message;
 use tokio_util::sync::CancellationToken;
-use tonic::{Code, Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status, Streaming};
 
 /// A stand-in for the `ngo` node: real mTLS with ngo's certificate, records
 /// the exact bytes of every envelope it is sent and acknowledges it.
@@ -107,15 +107,7 @@ async fn no_raw_identifier_goes_over_the_wire() {
     );
 
     let mut cms = fed.client("police", "cms").await;
-    let sent = cms
-        .alerts
-        .submit_alert(SubmitAlertRequest {
-            draft: Some(draft_with_identifiers()),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let sent = submit_draft(&mut cms, draft_with_identifiers()).await;
     let wire = eventually("an envelope at the recording peer", || async {
         peer.wire.lock().unwrap().first().cloned()
     })
@@ -213,20 +205,14 @@ async fn identifiers_that_cannot_be_normalized_are_refused() {
         d.subjects[0]
             .identifiers
             .push(Identifier { kind: Some(kind) });
-        let err = cms
+        let result = cms
             .alerts
             .submit_alert(SubmitAlertRequest {
                 draft: Some(d),
                 request_id: String::new(),
             })
-            .await
-            .unwrap_err();
-        assert_eq!(err.code(), Code::InvalidArgument);
-        assert!(
-            err.message().contains(field),
-            "`{}` does not name {field}",
-            err.message()
-        );
+            .await;
+        assert_invalid(result, field);
     }
     assert!(fed.alerts("police").await.is_empty(), "nothing stored");
     fed.shutdown().await;

@@ -5,15 +5,12 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use casebridge::certs::{FaultyClient, RevokeTarget, revoke, write_faulty_client};
 use casebridge::client::NodeClient;
 use casebridge::config::Bounded;
-use casebridge::identity::{
-    ClientIdentity, NodeIdentity, TlsIdentity, client_tls_config, connect_channel,
-};
+use casebridge::identity::ClientIdentity;
 use casebridge::ids::{ClientName, FederationName};
 use casebridge::proto::PROTOCOL_VERSION;
 use casebridge::proto::v1::{GetStatusRequest, HelloRequest};
@@ -141,18 +138,14 @@ async fn revoked_expired_and_wrong_purpose_client_certificates_are_refused() {
             fault,
         )
         .unwrap();
-        let own = TlsIdentity::load(&cert, &key).unwrap();
-        let tls = client_tls_config(&own, &fed.layout.federation_ca, &[]).unwrap();
-        let addr = fed.layout.agencies[&agency("police")]
-            .addrs
-            .client
-            .to_string();
-        let police = NodeIdentity {
-            federation: FederationName::new(FEDERATION).unwrap(),
-            agency: agency("police"),
-        };
-        if let Ok(channel) =
-            connect_channel(&addr, police, Arc::new(tls), Duration::from_secs(5)).await
+        if let Ok(channel) = fed
+            .channel_as(
+                (&cert, &key),
+                &fed.layout.federation_ca,
+                "police",
+                Listener::Client,
+            )
+            .await
         {
             let mut c = NodeClient::from_channel(channel);
             assert!(

@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use casebridge::certs::{NodeAddrs, init_federation, write_foreign_client};
 use casebridge::client::NodeClient;
-use casebridge::identity::{
-    ClientIdentity, NodeIdentity, TlsIdentity, client_tls_config, connect_channel,
-};
+use casebridge::identity::{ClientIdentity, NodeIdentity, connect_channel};
 use casebridge::ids::{ClientName, FederationName};
 use casebridge::proto::PROTOCOL_VERSION;
 use casebridge::proto::v1::envelope::Payload;
@@ -86,14 +84,14 @@ async fn client_certificate_from_another_ca_is_refused() {
         &fed.dir.path().join("foreign"),
     )
     .unwrap();
-    let own = TlsIdentity::load(&cert, &key).unwrap();
-    let tls = client_tls_config(&own, &fed.layout.federation_ca, &[]).unwrap();
-    let addr = fed.layout.agencies[&agency("police")]
-        .addrs
-        .client
-        .to_string();
-    if let Ok(channel) =
-        connect_channel(&addr, police_node(), Arc::new(tls), Duration::from_secs(5)).await
+    if let Ok(channel) = fed
+        .channel_as(
+            (&cert, &key),
+            &fed.layout.federation_ca,
+            "police",
+            Listener::Client,
+        )
+        .await
     {
         assert_refused(NodeClient::from_channel(channel)).await;
     }

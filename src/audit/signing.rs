@@ -69,16 +69,7 @@ impl SigningKey {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| file_err(path, e))?;
         }
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(path).map_err(|e| file_err(path, e))?;
-        std::io::Write::write_all(&mut f, pem("PRIVATE KEY", doc.as_ref()).as_bytes())
-            .and_then(|()| f.sync_all())
+        crate::secrets::create_new(path, pem("PRIVATE KEY", doc.as_ref()).as_bytes(), true)
             .map_err(|e| file_err(path, e))?;
         let key = Self::load(path)?;
         let pub_path = public_key_path(path);

@@ -6,8 +6,6 @@
 //! the certificate shapes made here: URI SAN SPIFFE ids, server+client EKU.
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
@@ -112,16 +110,7 @@ pub fn free_loopback_addrs(
 }
 
 fn write_new(path: &Path, contents: &str, private: bool) -> Result<(), CertsError> {
-    let mut opts = OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(if private { 0o600 } else { 0o644 });
-    }
-    #[cfg(not(unix))]
-    let _ = private;
-    let mut f = opts.open(path).map_err(|source| {
+    crate::secrets::create_new(path, contents.as_bytes(), private).map_err(|source| {
         if source.kind() == std::io::ErrorKind::AlreadyExists {
             CertsError::Exists {
                 path: path.to_owned(),
@@ -132,13 +121,7 @@ fn write_new(path: &Path, contents: &str, private: bool) -> Result<(), CertsErro
                 source,
             }
         }
-    })?;
-    f.write_all(contents.as_bytes())
-        .and_then(|_| f.sync_all())
-        .map_err(|source| CertsError::Io {
-            path: path.to_owned(),
-            source,
-        })
+    })
 }
 
 fn mkdir(path: &Path) -> Result<(), CertsError> {

@@ -3,23 +3,33 @@
 use std::path::Path;
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
 use super::TlsError;
 
-pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+/// Every PEM object of one kind in `path`; a file holding none is an error
+/// naming `what` it should hold.
+fn load_all<T: PemObject>(path: &Path, what: &str) -> Result<Vec<T>, TlsError> {
     let bad = |reason: String| TlsError::File {
         path: path.to_owned(),
         reason,
     };
-    let certs = CertificateDer::pem_file_iter(path)
+    let items = T::pem_file_iter(path)
         .map_err(|e| bad(e.to_string()))?
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(bad("no PEM certificate in file".into()));
+    if items.is_empty() {
+        return Err(bad(format!("no PEM {what} in file")));
     }
-    Ok(certs)
+    Ok(items)
+}
+
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    load_all(path, "certificate")
+}
+
+pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    load_all(path, "certificate revocation list")
 }
 
 /// Loads a private key, refusing one that group or others can read: a node key
@@ -29,19 +39,6 @@ pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError>
         path: path.to_owned(),
         reason,
     };
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .map_err(|e| bad(e.to_string()))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            return Err(bad(format!(
-                "private key is accessible by group or others (mode {:o}); run chmod 600",
-                mode & 0o777
-            )));
-        }
-    }
+    crate::secrets::check_owner_only(path, "private key").map_err(bad)?;
     PrivateKeyDer::from_pem_file(path).map_err(|e| bad(e.to_string()))
 }

@@ -97,21 +97,6 @@ impl TlsIdentity {
 }
 
 /// Certificate revocation lists from a PEM file (one or more `X509 CRL` blocks).
-pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
-    use rustls::pki_types::pem::PemObject;
-    let bad = |reason: String| TlsError::File {
-        path: path.to_owned(),
-        reason,
-    };
-    let crls = CertificateRevocationListDer::pem_file_iter(path)
-        .map_err(|e| bad(e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(e.to_string()))?;
-    if crls.is_empty() {
-        return Err(bad("no PEM certificate revocation list in file".into()));
-    }
-    Ok(crls)
-}
 
 /// Server side of one listener: TLS 1.3 only, client certificate required and
 /// verified against `client_ca` (the federation CA on the peer listener, the

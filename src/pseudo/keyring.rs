@@ -99,20 +99,7 @@ impl KeyRing {
             path: path.to_owned(),
             reason,
         };
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(path)
-                .map_err(|e| file_err(e.to_string()))?
-                .permissions()
-                .mode();
-            if mode & 0o077 != 0 {
-                return Err(file_err(format!(
-                    "key ring is accessible by group or others (mode {:o}); run chmod 600",
-                    mode & 0o777
-                )));
-            }
-        }
+        crate::secrets::check_owner_only(path, "key ring").map_err(file_err)?;
         let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
         let file: KeyRingFile = toml::from_str(&text).map_err(|e| file_err(e.to_string()))?;
         Self::from_file(path, file)

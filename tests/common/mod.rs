@@ -35,6 +35,13 @@ pub const WAIT: Duration = Duration::from_secs(30);
 
 type Configure = Box<dyn Fn(&AgencyId, &mut NodeConfig)>;
 
+/// Which of a node's two listeners a hand-built channel dials.
+#[derive(Debug, Clone, Copy)]
+pub enum Listener {
+    Peer,
+    Client,
+}
+
 pub struct TestFederation {
     pub dir: tempfile::TempDir,
     pub layout: FederationLayout,
@@ -146,18 +153,26 @@ impl TestFederation {
             .unwrap()
     }
 
-    /// A raw peer-API client presenting `as_agency`'s node certificate from
-    /// `pki_dir`, connecting to `target`'s peer listener.
-    pub async fn peer_client_from(
+    /// A raw channel to `target`'s `listener`, presenting the certificate
+    /// and key at `cert` and `key` and trusting `ca` for the server. Every
+    /// hand-built connection of the tests (foreign, faulty or revoked
+    /// certificates, raw peer calls) goes through here.
+    pub async fn channel_as(
         &self,
-        pki_dir: &Path,
+        (cert, key): (&Path, &Path),
         ca: &Path,
         target: &str,
-    ) -> Result<PeerExchangeClient<Channel>, casebridge::identity::TlsError> {
-        let own = TlsIdentity::load(&pki_dir.join("node.pem"), &pki_dir.join("node.key"))?;
+        listener: Listener,
+    ) -> Result<Channel, casebridge::identity::TlsError> {
+        let own = TlsIdentity::load(cert, key)?;
         let tls = client_tls_config(&own, ca, &[])?;
-        let channel = connect_channel(
-            &self.layout.agencies[&agency(target)].addrs.peer.to_string(),
+        let addrs = &self.layout.agencies[&agency(target)].addrs;
+        let addr = match listener {
+            Listener::Peer => addrs.peer,
+            Listener::Client => addrs.client,
+        };
+        connect_channel(
+            &addr.to_string(),
             NodeIdentity {
                 federation: FederationName::new(FEDERATION).unwrap(),
                 agency: agency(target),
@@ -165,7 +180,21 @@ impl TestFederation {
             Arc::new(tls),
             Duration::from_secs(5),
         )
-        .await?;
+        .await
+    }
+
+    /// A raw peer-API client presenting the node certificate in `pki_dir`,
+    /// connecting to `target`'s peer listener.
+    pub async fn peer_client_from(
+        &self,
+        pki_dir: &Path,
+        ca: &Path,
+        target: &str,
+    ) -> Result<PeerExchangeClient<Channel>, casebridge::identity::TlsError> {
+        let node = (&pki_dir.join("node.pem"), &pki_dir.join("node.key"));
+        let channel = self
+            .channel_as((node.0, node.1), ca, target, Listener::Peer)
+            .await?;
         Ok(PeerExchangeClient::new(channel))
     }
 
@@ -173,16 +202,12 @@ impl TestFederation {
     /// `as_agency`'s node (for any service on that listener).
     pub async fn peer_channel(&self, as_agency: &str, target: &str) -> Channel {
         let dir = self.pki(as_agency);
-        let own = TlsIdentity::load(&dir.join("node.pem"), &dir.join("node.key")).unwrap();
-        let tls = client_tls_config(&own, &self.layout.federation_ca, &[]).unwrap();
-        connect_channel(
-            &self.layout.agencies[&agency(target)].addrs.peer.to_string(),
-            NodeIdentity {
-                federation: FederationName::new(FEDERATION).unwrap(),
-                agency: agency(target),
-            },
-            Arc::new(tls),
-            Duration::from_secs(5),
+        let node = (&dir.join("node.pem"), &dir.join("node.key"));
+        self.channel_as(
+            (node.0, node.1),
+            &self.layout.federation_ca,
+            target,
+            Listener::Peer,
         )
         .await
         .unwrap()
@@ -372,6 +397,32 @@ pub async fn submit_draft(client: &mut NodeClient, draft: AlertDraft) -> Alert {
         .await
         .unwrap()
         .into_inner()
+}
+
+/// Asserts that a call was refused with INVALID_ARGUMENT naming `field`:
+/// in its message, and as the one field of its `BadRequest` detail (the
+/// machine-readable form a case system points at). Returns the status.
+#[track_caller]
+pub fn assert_invalid<T: std::fmt::Debug>(
+    result: Result<T, tonic::Status>,
+    field: &str,
+) -> tonic::Status {
+    use tonic_types::StatusExt;
+    let err = result.expect_err("an invalid request was accepted");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{field}: {err:?}");
+    assert!(
+        err.message().contains(field),
+        "message `{}` does not name {field}",
+        err.message()
+    );
+    let bad = err.get_details_bad_request().expect("BadRequest details");
+    let fields: Vec<&str> = bad
+        .field_violations
+        .iter()
+        .map(|v| v.field.as_str())
+        .collect();
+    assert_eq!(fields, [field], "{:?}", bad.field_violations);
+    err
 }
 
 /// `GET path` over plain HTTP/1.1 (the metrics endpoint); status line and body.
