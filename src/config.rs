@@ -43,7 +43,8 @@ pub enum Role {
     Submit,
     /// Read alerts (own and received).
     Read,
-    /// Node administration: status, peers, later policy.
+    /// Node administration: status, peers, the sharing policy (set,
+    /// explain, diff), Reshare / RetractFromPeer, audit queries, backups.
     Admin,
 }
 

@@ -3,25 +3,27 @@
 //!
 //! # Layout
 //!
-//! - [`proto`]: generated wire types (`proto/casebridge/v1`), with canonical JSON.
-//! - [`ids`]: newtypes for agency ids, client names, federation names, alert ids.
-//! - [`config`]: node and client config files, validated before anything starts.
-//! - [`identity`]: certificates, rustls configs, identity from a peer certificate.
-//! - [`pseudo`]: identifier normalization, the matching key ring, keyed tokens.
-//! - [`policy`]: sharing policy files: validation, evaluation, explain.
-//! - [`sharing`]: the policy in force: versions, SetPolicy, SIGHUP reload, explain, diff.
-//! - [`store`]: the sled database; the only module that touches sled.
-//! - [`audit`]: the hash-chained, signed audit log: entries, checkpoints, verification.
-//! - [`alert`]: validation of client input and the local alert lifecycle.
-//! - [`matching`]: which shared tokens make a hit (applied by the store).
-//! - [`exchange`]: the shared view of an alert, outbound delivery per peer, inbound apply.
-//! - [`lookup`]: federation lookup (ask peers by token, answer about own alerts).
-//! - [`ratelimit`]: per-caller token buckets.
-//! - [`api`]: thin tonic services for the client, admin and peer APIs.
-//! - [`metrics`]: Prometheus series and their HTTP endpoint.
-//! - [`node`]: wires the above into a running node with two TLS listeners.
-//! - [`client`]: a typed client of one node's client API (CLI, demo, tests).
-//! - [`certs`]: a development federation PKI.
+//! Bottom layer first; a module uses only its own layer and those below
+//! (`tests/layers.rs` checks it, ARCHITECTURE.md draws it).
+//!
+//! - Foundation: [`proto`] (generated wire types, canonical JSON), [`ids`]
+//!   (id newtypes), [`time`] (timestamp conversions), [`violation`] (an
+//!   offending field and its gRPC shape), [`paging`], [`secrets`] (key
+//!   files), [`metrics`], [`ratelimit`].
+//! - Rules, pure: [`config`] (config files, validated before anything
+//!   starts), [`pseudo`] (normalization, key ring, keyed tokens),
+//!   [`matching`] (the hit rule), [`policy`] (sharing policy files and the
+//!   shared view), [`validate`] (client and peer input).
+//! - Persistence and the audit chain: [`identity`] (certificates, TLS,
+//!   access rules), [`audit`] (entries, chain, checkpoints, verification),
+//!   [`store`] (the sled database; the only module that touches sled).
+//! - Domain operations: [`sharing`] (the policy in force), [`exchange`]
+//!   (outbox entries, delivery out and in), [`alert`] (the local alert
+//!   lifecycle), [`lookup`] (federation lookup).
+//! - [`core`]: the state one node shares, and the administrator's operations.
+//! - Channels and tools: [`api`] (thin tonic services), [`client`] (a typed
+//!   client of a node), [`certs`] (a development PKI).
+//! - [`node`]: wires it into a running node with two TLS listeners.
 //! - [`cli`]: the `casebridge` command line.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]

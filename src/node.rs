@@ -1,8 +1,8 @@
 //! A running node: two TLS listeners (peer API, client API), the store, and a
 //! delivery worker per peer. [`start`] takes already-bound listeners so tests
 //! can bind port 0 and a supervisor can hand sockets over. It is wiring only:
-//! the state is built by [`NodeCore::open`], served here by [`serve`] and
-//! kept by the background workers [`spawn_workers`] starts.
+//! the state is built by [`NodeCore::open`], served here (`routers`,
+//! `spawn_server`) and kept by the background workers `spawn_workers` starts.
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,7 +1,7 @@
 //! The local alert lifecycle: submit, update, retract, read. Each change is one
 //! store transaction that also queues the change for each peer the sharing
 //! policy allows, with the view its rule grants (built in the one place that
-//! builds outbound envelopes, [`crate::exchange::shared_view_with`]).
+//! builds outbound envelopes, [`crate::policy::shared_view_with`]).
 
 mod backfill;
 
@@ -92,7 +92,8 @@ fn audit_write(call: &CallEntry, written: &LocalWrite) -> Vec<crate::audit::Even
 pub struct Ledger {
     store: Arc<Store>,
     agency: AgencyId,
-    /// Peers that receive every alert (no sharing policy yet).
+    /// The configured peers: a retraction goes to those of them that had
+    /// the alert, and a backfill (Reshare, RetractFromPeer) names one.
     peers: Vec<AgencyId>,
     limits: Limits,
     rules: AlertRules,

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 
 use super::connect;
 use super::exit::{Exit, Failure, failure};
@@ -19,65 +19,74 @@ use crate::proto::v1::QueryAuditRequest;
 pub enum AuditCommand {
     /// Verify the hash chain and signed checkpoints. Exit 0 when intact; exit
     /// 1 naming the first bad entry (edited, deleted, moved, or cut off).
-    Verify {
-        /// A stopped node's config: verifies its store with its key.
-        #[arg(long, conflicts_with_all = ["data_dir", "file"])]
-        config: Option<PathBuf>,
-        /// A store directory (a stopped node's, or a backup).
-        #[arg(long, conflicts_with = "file")]
-        data_dir: Option<PathBuf>,
-        /// An export written by `audit export`.
-        #[arg(long)]
-        file: Option<PathBuf>,
-        /// The node's public key (`audit public-key`); with --config, the
-        /// node's own key is used.
-        #[arg(long)]
-        public_key: Option<PathBuf>,
-        /// A peer's export (`audit export` on the peer): the checkpoints of
-        /// this node that the peer holds are checked too, which catches a cut
-        /// even if this node's own checkpoints were deleted. Repeatable.
-        #[arg(long)]
-        anchors: Vec<PathBuf>,
-    },
+    Verify(VerifyArgs),
     /// Export entries and checkpoints from a running node (admin role) as
     /// JSON Lines, verifiable with `audit verify --file`.
-    Export {
-        /// RFC 3339 time, e.g. 2026-11-01T00:00:00Z.
-        #[arg(long)]
-        since: String,
-        #[arg(long)]
-        until: Option<String>,
-        /// Only `jsonl`.
-        #[arg(long, default_value = "jsonl")]
-        format: String,
-        /// Write here instead of standard output.
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
+    Export(ExportArgs),
     /// Search the log of a running node (admin role).
-    Query {
-        /// `client:<name>`, `peer:<agency>` or `node`.
-        #[arg(long)]
-        actor: Option<String>,
-        /// e.g. `alert.get`, `alert.share`, `tls.handshake`.
-        #[arg(long)]
-        action: Option<String>,
-        /// Entries naming this alert id.
-        #[arg(long)]
-        alert: Option<String>,
-        #[arg(long)]
-        since: Option<String>,
-        #[arg(long)]
-        until: Option<String>,
-        /// Stop after this many entries.
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
-    },
+    Query(QueryArgs),
     /// Print the node's audit public key, for auditors.
     PublicKey {
         #[arg(long)]
         config: PathBuf,
     },
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// A stopped node's config: verifies its store with its key.
+    #[arg(long, conflicts_with_all = ["data_dir", "file"])]
+    config: Option<PathBuf>,
+    /// A store directory (a stopped node's, or a backup).
+    #[arg(long, conflicts_with = "file")]
+    data_dir: Option<PathBuf>,
+    /// An export written by `audit export`.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// The node's public key (`audit public-key`); with --config, the
+    /// node's own key is used.
+    #[arg(long)]
+    public_key: Option<PathBuf>,
+    /// A peer's export (`audit export` on the peer): the checkpoints of
+    /// this node that the peer holds are checked too, which catches a cut
+    /// even if this node's own checkpoints were deleted. Repeatable.
+    #[arg(long)]
+    anchors: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// RFC 3339 time, e.g. 2026-11-01T00:00:00Z.
+    #[arg(long)]
+    since: String,
+    #[arg(long)]
+    until: Option<String>,
+    /// Only `jsonl`.
+    #[arg(long, default_value = "jsonl")]
+    format: String,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct QueryArgs {
+    /// `client:<name>`, `peer:<agency>` or `node`.
+    #[arg(long)]
+    actor: Option<String>,
+    /// e.g. `alert.get`, `alert.share`, `tls.handshake`.
+    #[arg(long)]
+    action: Option<String>,
+    /// Entries naming this alert id.
+    #[arg(long)]
+    alert: Option<String>,
+    #[arg(long)]
+    since: Option<String>,
+    #[arg(long)]
+    until: Option<String>,
+    /// Stop after this many entries.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
 }
 
 fn usage(e: impl Into<anyhow::Error>) -> Failure {
@@ -111,195 +120,208 @@ fn print_summary(what: &str, s: &Summary) {
 
 pub async fn audit(command: AuditCommand, client_config: Option<&Path>) -> Result<(), Failure> {
     match command {
-        AuditCommand::Verify {
-            config,
-            data_dir,
-            file,
-            public_key,
-            anchors,
-        } => {
-            let loaded = config
-                .as_deref()
-                .map(NodeConfig::load)
-                .transpose()
-                .map_err(usage)?;
-            let key = match (&public_key, &loaded) {
-                (Some(p), _) => PublicKey::load(p).map_err(usage)?,
-                (None, Some(cfg)) => node_public_key(cfg)?,
-                (None, None) => {
-                    return Err(usage(anyhow!(
-                        "--public-key is required with --data-dir or --file"
-                    )));
-                }
-            };
-            let mut held = Vec::new();
-            for path in &anchors {
-                let f = std::fs::File::open(path)
-                    .with_context(|| format!("{}: cannot read", path.display()))
-                    .map_err(|e| failure(Exit::DataErr, e))?;
-                held.extend(
-                    anchors_from_export(std::io::BufReader::new(f), &key)
-                        .map_err(|e| failure(Exit::DataErr, anyhow!("{}: {e}", path.display())))?,
-                );
-            }
-            if !anchors.is_empty() {
-                println!(
-                    "{} checkpoints of this node found in the anchors",
-                    held.len()
-                );
-            }
-            let (what, result) = if let Some(path) = &file {
-                let f = std::fs::File::open(path)
-                    .with_context(|| format!("{}: cannot read", path.display()))
-                    .map_err(|e| failure(Exit::DataErr, e))?;
-                (
-                    path.display().to_string(),
-                    verify_export(std::io::BufReader::new(f), &key, &held),
-                )
-            } else {
-                let dir = match (&loaded, &data_dir) {
-                    (_, Some(d)) => d.clone(),
-                    (Some(cfg), None) => cfg.store.dir.clone(),
-                    (None, None) => {
-                        return Err(usage(anyhow!("give --config, --data-dir or --file")));
-                    }
-                };
-                let store = open_stopped(&dir)?;
-                let result = store.audit_verify(&key, &held);
-                store.close().await?;
-                (dir.display().to_string(), result)
-            };
-            match result {
-                Ok(summary) => {
-                    print_summary(&what, &summary);
-                    Ok(())
-                }
-                Err(broken) => Err(failure(Exit::Failure, anyhow!("{what}: {broken}"))),
-            }
-        }
-        AuditCommand::Export {
-            since,
-            until,
-            format,
-            out,
-        } => {
-            if format != "jsonl" {
-                return Err(usage(anyhow!("--format: only `jsonl` is supported")));
-            }
-            let mut req = QueryAuditRequest {
-                since: Some(timestamp("since", &since)?),
-                until: until
-                    .as_deref()
-                    .map(|u| timestamp("until", u))
-                    .transpose()?,
-                page_size: 1000,
-                include_checkpoints: true,
-                ..Default::default()
-            };
-            let mut client = connect(client_config).await?;
-            let mut sink: Box<dyn Write> = match &out {
-                Some(path) => Box::new(std::io::BufWriter::new(
-                    std::fs::File::create(path)
-                        .with_context(|| format!("{}: cannot write", path.display()))?,
-                )),
-                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-            };
-            let mut written = 0u64;
-            loop {
-                let page = client.admin.query_audit(req.clone()).await?.into_inner();
-                for e in &page.entries {
-                    let prev: [u8; 32] = e.prev_hash.as_slice().try_into().unwrap_or([0; 32]);
-                    let hash: [u8; 32] = e.hash.as_slice().try_into().unwrap_or([0; 32]);
-                    writeln!(sink, "{}", entry_line(e.sequence, &prev, &hash, &e.body))?;
-                    written += 1;
-                }
-                for c in page.checkpoints {
-                    let cp = crate::audit::Checkpoint {
-                        seq: c.sequence,
-                        hash: c.hash.as_slice().try_into().unwrap_or([0; 32]),
-                        time: c.time,
-                        signature: c.signature,
-                    };
-                    writeln!(sink, "{}", checkpoint_line(&cp))?;
-                }
-                if page.next_page_token.is_empty() {
-                    break;
-                }
-                req.page_token = page.next_page_token;
-            }
-            sink.flush()?;
-            if out.is_some() {
-                eprintln!("exported {written} entries");
-            }
-            Ok(())
-        }
-        AuditCommand::Query {
-            actor,
-            action,
-            alert,
-            since,
-            until,
-            limit,
-        } => {
-            let mut req = QueryAuditRequest {
-                actor: actor.unwrap_or_default(),
-                action: action.unwrap_or_default(),
-                alert_id: alert.unwrap_or_default(),
-                since: since
-                    .as_deref()
-                    .map(|s| timestamp("since", s))
-                    .transpose()?,
-                until: until
-                    .as_deref()
-                    .map(|u| timestamp("until", u))
-                    .transpose()?,
-                page_size: limit.clamp(1, 1000) as u32,
-                ..Default::default()
-            };
-            let mut client = connect(client_config).await?;
-            let mut shown = 0;
-            while shown < limit {
-                let page = client.admin.query_audit(req.clone()).await?.into_inner();
-                for e in page.entries.into_iter().take(limit - shown) {
-                    let detail: Vec<String> =
-                        e.detail.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    let time = e
-                        .body
-                        .split("\"time\":\"")
-                        .nth(1)
-                        .and_then(|t| t.split('"').next())
-                        .unwrap_or("");
-                    println!(
-                        "{:>8} {time} {:<22} {:<24} {:<18} {}{}{}",
-                        e.sequence,
-                        e.actor,
-                        e.action,
-                        e.outcome,
-                        e.objects.join(","),
-                        if e.purpose.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" purpose={:?}", e.purpose)
-                        },
-                        if detail.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" {}", detail.join(" "))
-                        },
-                    );
-                    shown += 1;
-                }
-                if page.next_page_token.is_empty() {
-                    break;
-                }
-                req.page_token = page.next_page_token;
-            }
-            Ok(())
-        }
+        AuditCommand::Verify(args) => verify(args).await,
+        AuditCommand::Export(args) => export(args, client_config).await,
+        AuditCommand::Query(args) => query(args, client_config).await,
         AuditCommand::PublicKey { config } => {
             let cfg = NodeConfig::load(&config).map_err(usage)?;
             print!("{}", node_public_key(&cfg)?.to_pem());
             Ok(())
         }
     }
+}
+
+/// `audit verify`: the chain and checkpoints of a stopped node's store, a
+/// backup or an export, with checkpoints peers hold as extra anchors.
+async fn verify(args: VerifyArgs) -> Result<(), Failure> {
+    let VerifyArgs {
+        config,
+        data_dir,
+        file,
+        public_key,
+        anchors,
+    } = args;
+    let loaded = config
+        .as_deref()
+        .map(NodeConfig::load)
+        .transpose()
+        .map_err(usage)?;
+    let key = match (&public_key, &loaded) {
+        (Some(p), _) => PublicKey::load(p).map_err(usage)?,
+        (None, Some(cfg)) => node_public_key(cfg)?,
+        (None, None) => {
+            return Err(usage(anyhow!(
+                "--public-key is required with --data-dir or --file"
+            )));
+        }
+    };
+    let mut held = Vec::new();
+    for path in &anchors {
+        let f = std::fs::File::open(path)
+            .with_context(|| format!("{}: cannot read", path.display()))
+            .map_err(|e| failure(Exit::DataErr, e))?;
+        held.extend(
+            anchors_from_export(std::io::BufReader::new(f), &key)
+                .map_err(|e| failure(Exit::DataErr, anyhow!("{}: {e}", path.display())))?,
+        );
+    }
+    if !anchors.is_empty() {
+        println!(
+            "{} checkpoints of this node found in the anchors",
+            held.len()
+        );
+    }
+    let (what, result) = if let Some(path) = &file {
+        let f = std::fs::File::open(path)
+            .with_context(|| format!("{}: cannot read", path.display()))
+            .map_err(|e| failure(Exit::DataErr, e))?;
+        (
+            path.display().to_string(),
+            verify_export(std::io::BufReader::new(f), &key, &held),
+        )
+    } else {
+        let dir = match (&loaded, &data_dir) {
+            (_, Some(d)) => d.clone(),
+            (Some(cfg), None) => cfg.store.dir.clone(),
+            (None, None) => {
+                return Err(usage(anyhow!("give --config, --data-dir or --file")));
+            }
+        };
+        let store = open_stopped(&dir)?;
+        let result = store.audit_verify(&key, &held);
+        store.close().await?;
+        (dir.display().to_string(), result)
+    };
+    match result {
+        Ok(summary) => {
+            print_summary(&what, &summary);
+            Ok(())
+        }
+        Err(broken) => Err(failure(Exit::Failure, anyhow!("{what}: {broken}"))),
+    }
+}
+
+/// `audit export`: entries and checkpoints as JSON Lines, verifiable away
+/// from the node.
+async fn export(args: ExportArgs, client_config: Option<&Path>) -> Result<(), Failure> {
+    let ExportArgs {
+        since,
+        until,
+        format,
+        out,
+    } = args;
+    if format != "jsonl" {
+        return Err(usage(anyhow!("--format: only `jsonl` is supported")));
+    }
+    let mut req = QueryAuditRequest {
+        since: Some(timestamp("since", &since)?),
+        until: until
+            .as_deref()
+            .map(|u| timestamp("until", u))
+            .transpose()?,
+        page_size: 1000,
+        include_checkpoints: true,
+        ..Default::default()
+    };
+    let mut client = connect(client_config).await?;
+    let mut sink: Box<dyn Write> = match &out {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("{}: cannot write", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut written = 0u64;
+    loop {
+        let page = client.admin.query_audit(req.clone()).await?.into_inner();
+        for e in &page.entries {
+            let prev: [u8; 32] = e.prev_hash.as_slice().try_into().unwrap_or([0; 32]);
+            let hash: [u8; 32] = e.hash.as_slice().try_into().unwrap_or([0; 32]);
+            writeln!(sink, "{}", entry_line(e.sequence, &prev, &hash, &e.body))?;
+            written += 1;
+        }
+        for c in page.checkpoints {
+            let cp = crate::audit::Checkpoint {
+                seq: c.sequence,
+                hash: c.hash.as_slice().try_into().unwrap_or([0; 32]),
+                time: c.time,
+                signature: c.signature,
+            };
+            writeln!(sink, "{}", checkpoint_line(&cp))?;
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        req.page_token = page.next_page_token;
+    }
+    sink.flush()?;
+    if out.is_some() {
+        eprintln!("exported {written} entries");
+    }
+    Ok(())
+}
+
+/// `audit query`: matching entries, one line each.
+async fn query(args: QueryArgs, client_config: Option<&Path>) -> Result<(), Failure> {
+    let QueryArgs {
+        actor,
+        action,
+        alert,
+        since,
+        until,
+        limit,
+    } = args;
+    let mut req = QueryAuditRequest {
+        actor: actor.unwrap_or_default(),
+        action: action.unwrap_or_default(),
+        alert_id: alert.unwrap_or_default(),
+        since: since
+            .as_deref()
+            .map(|s| timestamp("since", s))
+            .transpose()?,
+        until: until
+            .as_deref()
+            .map(|u| timestamp("until", u))
+            .transpose()?,
+        page_size: limit.clamp(1, 1000) as u32,
+        ..Default::default()
+    };
+    let mut client = connect(client_config).await?;
+    let mut shown = 0;
+    while shown < limit {
+        let page = client.admin.query_audit(req.clone()).await?.into_inner();
+        for e in page.entries.into_iter().take(limit - shown) {
+            let detail: Vec<String> = e.detail.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let time = e
+                .body
+                .split("\"time\":\"")
+                .nth(1)
+                .and_then(|t| t.split('"').next())
+                .unwrap_or("");
+            println!(
+                "{:>8} {time} {:<22} {:<24} {:<18} {}{}{}",
+                e.sequence,
+                e.actor,
+                e.action,
+                e.outcome,
+                e.objects.join(","),
+                if e.purpose.is_empty() {
+                    String::new()
+                } else {
+                    format!(" purpose={:?}", e.purpose)
+                },
+                if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {}", detail.join(" "))
+                },
+            );
+            shown += 1;
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        req.page_token = page.next_page_token;
+    }
+    Ok(())
 }

@@ -307,7 +307,36 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
     let fed = start_federation(&dir)
         .await
         .context("starting the demo federation")?;
+    let submitted = submit_samples(&fed).await?;
+    let expected = explain_all(&fed, &submitted).await?;
+    let held = wait_for_deliveries(&fed, &expected).await?;
+    let (mut ok, deliveries) = report_deliveries(&expected, &held);
+    let hits = report_hits(&fed).await?;
+    ok &= hits.0;
+    if !args.once {
+        print_what_to_try(&fed);
+        super::node::shutdown_signal().await;
+    }
+    for (_, node) in fed.nodes {
+        node.shutdown().await?;
+    }
+    ok &= verify_audit_logs(&fed.layout).await?;
+    if ok {
+        println!(
+            "\nall {deliveries} deliveries the policies allow and {} hits happened; nothing else left a node",
+            hits.1
+        );
+        Ok(())
+    } else {
+        Err(super::exit::failure(
+            super::exit::Exit::Failure,
+            anyhow!("some expected deliveries or hits did not happen"),
+        ))
+    }
+}
 
+/// Submits the sample alerts at their origins.
+async fn submit_samples(fed: &Federation) -> Result<Vec<Alert>, Failure> {
     let mut submitted = Vec::new();
     for (origin, draft) in samples() {
         let mut c = client(&fed.layout, origin, "cms").await?;
@@ -326,10 +355,17 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         );
         submitted.push(alert);
     }
+    Ok(submitted)
+}
 
+/// What each origin's policy says about each of its alerts and peers.
+async fn explain_all(
+    fed: &Federation,
+    submitted: &[Alert],
+) -> Result<Vec<(Alert, Vec<PeerDecision>)>, Failure> {
     // What each origin's policy says about each of its alerts and peers.
     let mut expected: Vec<(Alert, Vec<PeerDecision>)> = Vec::new();
-    for a in &submitted {
+    for a in submitted {
         let mut admin = client(&fed.layout, &a.origin, "admin").await?;
         let why = admin
             .admin
@@ -342,7 +378,15 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
             .into_inner();
         expected.push((a.clone(), why.decisions));
     }
+    Ok(expected)
+}
 
+/// Waits until every alert is at every peer its policy shares it with
+/// (bounded), and returns what each agency holds then.
+async fn wait_for_deliveries(
+    fed: &Federation,
+    expected: &[(Alert, Vec<PeerDecision>)],
+) -> Result<BTreeMap<String, Vec<Alert>>, Failure> {
     // Wait until every alert is at every peer its policy shares it with (bounded).
     let deadline = Instant::now() + DELIVERY_TIMEOUT;
     let mut held: BTreeMap<String, Vec<Alert>> = BTreeMap::new();
@@ -362,11 +406,19 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    Ok(held)
+}
 
+/// Prints each delivery against its policy decision; whether all held,
+/// and how many deliveries there were.
+fn report_deliveries(
+    expected: &[(Alert, Vec<PeerDecision>)],
+    held: &BTreeMap<String, Vec<Alert>>,
+) -> (bool, usize) {
     println!("\ndeliveries (each origin's sharing policy decides):");
     let mut ok = true;
     let mut deliveries = 0;
-    for (a, decisions) in &expected {
+    for (a, decisions) in expected {
         println!("  {} from {}", a.id, a.origin);
         for d in decisions {
             let got = held[&d.peer].iter().find(|h| h.id == a.id);
@@ -392,7 +444,13 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
             println!("    -> {:<7} {line}", d.peer);
         }
     }
+    (ok, deliveries)
+}
 
+/// Waits for the hits the samples must make and prints them; whether all
+/// came, and how many were expected.
+async fn report_hits(fed: &Federation) -> Result<(bool, usize), Failure> {
+    let mut ok = true;
     // The same phone number, written differently by police and ngo, must
     // give a hit on both sides (without either seeing the other's number).
     println!("\nhits:");
@@ -421,38 +479,41 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
             }
         }
     }
+    Ok((ok, expected_hits.len()))
+}
 
-    if !args.once {
-        println!("\nThe federation keeps running. Try, in another terminal:");
-        let police = &fed
-            .layout
-            .agencies
-            .iter()
-            .find(|(id, _)| id.as_str() == "police")
-            .expect("police")
-            .1;
-        println!(
-            "  export CASEBRIDGE_CLIENT_CONFIG={}",
-            police.client_config("cms").display()
-        );
-        println!("  casebridge alert list");
-        println!(
-            "  casebridge --client-config {} peers",
-            police.client_config("admin").display()
-        );
-        println!(
-            "  casebridge --client-config {} audit query --limit 20",
-            police.client_config("admin").display()
-        );
-        println!("Press Ctrl-C to stop.");
-        super::node::shutdown_signal().await;
-    }
-    for (_, node) in fed.nodes {
-        node.shutdown().await?;
-    }
+fn print_what_to_try(fed: &Federation) {
+    println!("\nThe federation keeps running. Try, in another terminal:");
+    let police = &fed
+        .layout
+        .agencies
+        .iter()
+        .find(|(id, _)| id.as_str() == "police")
+        .expect("police")
+        .1;
+    println!(
+        "  export CASEBRIDGE_CLIENT_CONFIG={}",
+        police.client_config("cms").display()
+    );
+    println!("  casebridge alert list");
+    println!(
+        "  casebridge --client-config {} peers",
+        police.client_config("admin").display()
+    );
+    println!(
+        "  casebridge --client-config {} audit query --limit 20",
+        police.client_config("admin").display()
+    );
+    println!("Press Ctrl-C to stop.");
+}
+
+/// Every node's audit log, checked the way an auditor would (nodes
+/// stopped, each with its own public key); whether all are intact.
+async fn verify_audit_logs(layout: &FederationLayout) -> Result<bool, Failure> {
+    let mut ok = true;
     // Every node's audit log, checked the way an auditor would.
     println!("\naudit logs (stopped nodes, verified with each node's public key):");
-    for (id, agency) in &fed.layout.agencies {
+    for (id, agency) in &layout.agencies {
         let config = NodeConfig::load(&agency.node_config)?;
         let key = super::audit::node_public_key(&config)?;
         let store = super::store::open_stopped(&config.store.dir)?;
@@ -472,16 +533,5 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
             }
         }
     }
-    if ok {
-        println!(
-            "\nall {deliveries} deliveries the policies allow and {} hits happened; nothing else left a node",
-            expected_hits.len()
-        );
-        Ok(())
-    } else {
-        Err(super::exit::failure(
-            super::exit::Exit::Failure,
-            anyhow!("some expected deliveries or hits did not happen"),
-        ))
-    }
+    Ok(ok)
 }

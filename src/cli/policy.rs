@@ -371,41 +371,8 @@ pub async fn run(
             file,
             expect_version,
             comment,
-        } => {
-            let policy_text = read_text(&file)?;
-            let mut client = connect(client_config).await?;
-            let v = client
-                .admin
-                .set_policy(SetPolicyRequest {
-                    policy_text,
-                    expected_version: expect_version,
-                    comment,
-                })
-                .await
-                .map_err(|s| status_failure(s, &file))?
-                .into_inner();
-            output::policy_version(&v, json, false);
-            Ok(())
-        }
-        PolicyCommand::Diff { old, new } => {
-            let old_policy_text = if old == "@active" {
-                String::new()
-            } else {
-                read_text(Path::new(&old))?
-            };
-            let new_policy_text = read_text(&new)?;
-            let mut client = connect(client_config).await?;
-            let d = client
-                .admin
-                .diff_policy(DiffPolicyRequest {
-                    old_policy_text,
-                    new_policy_text,
-                })
-                .await?
-                .into_inner();
-            output::diff(&d, json);
-            Ok(())
-        }
+        } => set(&file, expect_version, comment, json, client_config).await,
+        PolicyCommand::Diff { old, new } => diff(&old, &new, json, client_config).await,
         PolicyCommand::Reshare {
             peer,
             filter,
@@ -471,40 +438,7 @@ pub async fn run(
         PolicyCommand::Validate { file, config } => {
             let config = NodeConfig::load(&config)?;
             let p = load(&file, &config)?;
-            println!(
-                "{}: valid, {} share rule(s), {} inbound rule(s)",
-                file.display(),
-                p.rules.len(),
-                p.inbound.len()
-            );
-            for r in &p.rules {
-                let peers: Vec<String> = r
-                    .named
-                    .union(&r.via_group)
-                    .map(ToString::to_string)
-                    .collect();
-                println!(
-                    "  line {:>3}  {:<24} {:?} -> {}",
-                    r.line,
-                    r.name,
-                    r.effect,
-                    peers.join(", ")
-                );
-            }
-            for r in &p.inbound {
-                let from = r.from.as_ref().map_or("any peer".to_string(), |f| {
-                    f.iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                });
-                println!(
-                    "  line {:>3}  {:<24} inbound {} <- {from}",
-                    r.line,
-                    r.name,
-                    if r.refuse { "Refuse" } else { "Accept" }
-                );
-            }
+            print_validated(&file, &p);
             Ok(())
         }
         PolicyCommand::Test {
@@ -522,46 +456,146 @@ pub async fn run(
             alert_id: _,
             peer,
             config,
-        } => {
-            let need = |what: &str| failure(Exit::Usage, anyhow!("--alert needs {what}"));
-            let alert = alert.ok_or_else(|| need("an alert file"))?;
-            let config = NodeConfig::load(&config.ok_or_else(|| need("--config"))?)?;
-            let p = load(&policy.ok_or_else(|| need("--policy"))?, &config)?;
-            let peer = AgencyId::new(peer.ok_or_else(|| need("--peer"))?)
-                .map_err(|e| failure(Exit::Usage, anyhow!(e)))?;
-            let draft = super::alert::read_draft(&alert)?;
-            let now = SystemTime::now();
-            let record = record_from_draft(&config, draft, now)?;
-            let own = config.agency().clone();
-            let decision = policy::evaluate(&p, &record, &own, &peer, now);
-            let envelope = decision
-                .grant
-                .as_ref()
-                .map(|g| shared_view_with(&record, g));
-            if json {
-                let out = serde_json::json!({
-                    "shared": envelope.is_some(),
-                    "rule": decision.rule,
-                    "reason": decision.reason,
-                    "envelope": envelope,
-                });
-                println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        } => explain_local(policy, alert, peer, config, json),
+    }
+}
+
+/// `policy validate`: what a valid file holds, rule by rule.
+fn print_validated(file: &Path, p: &Policy) {
+    println!(
+        "{}: valid, {} share rule(s), {} inbound rule(s)",
+        file.display(),
+        p.rules.len(),
+        p.inbound.len()
+    );
+    for r in &p.rules {
+        let peers: Vec<String> = r
+            .named
+            .union(&r.via_group)
+            .map(ToString::to_string)
+            .collect();
+        println!(
+            "  line {:>3}  {:<24} {:?} -> {}",
+            r.line,
+            r.name,
+            r.effect,
+            peers.join(", ")
+        );
+    }
+    for r in &p.inbound {
+        let from = r.from.as_ref().map_or("any peer".to_string(), |f| {
+            f.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+        println!(
+            "  line {:>3}  {:<24} inbound {} <- {from}",
+            r.line,
+            r.name,
+            if r.refuse { "Refuse" } else { "Accept" }
+        );
+    }
+}
+
+/// `policy explain --alert FILE`: what a policy file would send one peer of
+/// a draft, decided here, without a node.
+fn explain_local(
+    policy: Option<PathBuf>,
+    alert: Option<PathBuf>,
+    peer: Option<String>,
+    config: Option<PathBuf>,
+    json: bool,
+) -> Result<(), Failure> {
+    let need = |what: &str| failure(Exit::Usage, anyhow!("--alert needs {what}"));
+    let alert = alert.ok_or_else(|| need("an alert file"))?;
+    let config = NodeConfig::load(&config.ok_or_else(|| need("--config"))?)?;
+    let p = load(&policy.ok_or_else(|| need("--policy"))?, &config)?;
+    let peer = AgencyId::new(peer.ok_or_else(|| need("--peer"))?)
+        .map_err(|e| failure(Exit::Usage, anyhow!(e)))?;
+    let draft = super::alert::read_draft(&alert)?;
+    let now = SystemTime::now();
+    let record = record_from_draft(&config, draft, now)?;
+    let own = config.agency().clone();
+    let decision = policy::evaluate(&p, &record, &own, &peer, now);
+    let envelope = decision
+        .grant
+        .as_ref()
+        .map(|g| shared_view_with(&record, g));
+    if json {
+        let out = serde_json::json!({
+            "shared": envelope.is_some(),
+            "rule": decision.rule,
+            "reason": decision.reason,
+            "envelope": envelope,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    } else {
+        println!(
+            "peer {peer}: {}",
+            if envelope.is_some() {
+                "SHARED"
             } else {
-                println!(
-                    "peer {peer}: {}",
-                    if envelope.is_some() {
-                        "SHARED"
-                    } else {
-                        "NOT SHARED"
-                    }
-                );
-                println!("because: {}", decision.reason);
-                if let Some(env) = envelope {
-                    println!("envelope that would be sent:");
-                    println!("{}", serde_json::to_string_pretty(&env).unwrap_or_default());
-                }
+                "NOT SHARED"
             }
-            Ok(())
+        );
+        println!("because: {}", decision.reason);
+        if let Some(env) = envelope {
+            println!("envelope that would be sent:");
+            println!("{}", serde_json::to_string_pretty(&env).unwrap_or_default());
         }
     }
+    Ok(())
+}
+
+/// `policy set`: installs a policy file on the node (admin role); a refusal
+/// lists each problem as `FILE:line:column: message`.
+async fn set(
+    file: &Path,
+    expect_version: u64,
+    comment: String,
+    json: bool,
+    client_config: Option<&Path>,
+) -> Result<(), Failure> {
+    let policy_text = read_text(file)?;
+    let mut client = connect(client_config).await?;
+    let v = client
+        .admin
+        .set_policy(SetPolicyRequest {
+            policy_text,
+            expected_version: expect_version,
+            comment,
+        })
+        .await
+        .map_err(|s| status_failure(s, file))?
+        .into_inner();
+    output::policy_version(&v, json, false);
+    Ok(())
+}
+
+/// `policy diff`: what would change for each peer (`@active` for the
+/// policy in force as the old one).
+async fn diff(
+    old: &str,
+    new: &Path,
+    json: bool,
+    client_config: Option<&Path>,
+) -> Result<(), Failure> {
+    let old_policy_text = if old == "@active" {
+        String::new()
+    } else {
+        read_text(Path::new(old))?
+    };
+    let new_policy_text = read_text(new)?;
+    let mut client = connect(client_config).await?;
+    let d = client
+        .admin
+        .diff_policy(DiffPolicyRequest {
+            old_policy_text,
+            new_policy_text,
+        })
+        .await?
+        .into_inner();
+    output::diff(&d, json);
+    Ok(())
 }

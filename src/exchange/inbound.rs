@@ -18,7 +18,7 @@ use crate::proto::v1::{
 };
 use crate::validate::check_content;
 
-use crate::proto::v1::RefusalRecord;
+use crate::proto::v1::{HitNotice, RefusalRecord, StoredAlert};
 use crate::pseudo::BLOCK_BYTES;
 use crate::pseudo::clk::CLK_BITS;
 use crate::sharing::Sharing;
@@ -205,11 +205,34 @@ impl Inbound {
         from: &NodeIdentity,
         envelopes: Vec<Envelope>,
     ) -> Result<Vec<DeliveryAck>, InboundError> {
-        let mut acks = Vec::with_capacity(envelopes.len());
-        let mut records = Vec::new();
-        let mut notices = Vec::new();
-        let mut refusals = Vec::new();
         let now = timestamp(std::time::SystemTime::now());
+        let Sorted {
+            mut acks,
+            records,
+            notices,
+            refusals,
+        } = self.sort(from, envelopes, now)?;
+        let actor = format!("peer:{}", from.agency);
+        self.record_refused(from, &actor, &refusals).await?;
+        // Logged with the received alerts, in the flush that acknowledges them.
+        let events = self
+            .apply_notices(from, &actor, notices, &mut acks, now)
+            .await?;
+        self.apply_alerts(from, &actor, records, events, &mut acks)
+            .await?;
+        Ok(acks)
+    }
+
+    /// Checks each envelope: an ack per envelope (STORED unless refused
+    /// here), the received alerts the inbound policy accepts and the hit
+    /// notices (each with the index of its ack), and the refusals.
+    fn sort(
+        &self,
+        from: &NodeIdentity,
+        envelopes: Vec<Envelope>,
+        now: pbjson_types::Timestamp,
+    ) -> Result<Sorted, InboundError> {
+        let mut out = Sorted::default();
         for env in envelopes {
             let mut ack = DeliveryAck {
                 sequence: env.sequence,
@@ -232,7 +255,7 @@ impl Inbound {
                             let record = received_record(alert);
                             let decision = self.sharing.inbound(&record, &from.agency);
                             if decision.accepted {
-                                records.push((acks.len(), record));
+                                out.records.push((out.acks.len(), record));
                                 None
                             } else {
                                 refusal.rule = decision.rule.unwrap_or_default();
@@ -242,7 +265,7 @@ impl Inbound {
                     }
                 }
                 Some(Payload::HitNotice(notice)) => {
-                    notices.push((acks.len(), notice));
+                    out.notices.push((out.acks.len(), notice));
                     None
                 }
             };
@@ -251,37 +274,55 @@ impl Inbound {
                 ack.status = AckStatus::Rejected as i32;
                 ack.reason = reason.clone();
                 refusal.reason = reason;
-                refusals.push(refusal);
+                out.refusals.push(refusal);
             }
-            acks.push(ack);
+            out.acks.push(ack);
         }
-        let actor = format!("peer:{}", from.agency);
-        // In the log with the refusal log's flush, before the REJECTED acks.
-        let mut events: Vec<Event> = refusals
-            .iter()
-            .map(|r| {
-                let mut e = Event::new(actor.as_str(), Action::AlertRefuse, "rejected")
-                    .detail("version", r.version)
-                    .detail("reason", &r.reason);
-                if !r.alert_id.is_empty() {
-                    e = e.object(r.alert_id.clone());
-                }
-                if !r.rule.is_empty() {
-                    e = e.detail("rule", &r.rule);
-                }
-                e
-            })
-            .collect();
-        self.store.audit_append(events.drain(..))?;
-        // Recorded (and flushed) before the REJECTED acks go out: the sender
-        // drops the envelope on that ack, so this is the only trace left.
-        self.store.record_refusals(&refusals).await?;
+        Ok(out)
+    }
+
+    /// Logs and records the refusals, flushed before the REJECTED acks go
+    /// out: the sender drops the envelope on that ack, so this is the only
+    /// trace left.
+    async fn record_refused(
+        &self,
+        from: &NodeIdentity,
+        actor: &str,
+        refusals: &[RefusalRecord],
+    ) -> Result<(), InboundError> {
+        self.store.audit_append(refusals.iter().map(|r| {
+            let mut e = Event::new(actor, Action::AlertRefuse, "rejected")
+                .detail("version", r.version)
+                .detail("reason", &r.reason);
+            if !r.alert_id.is_empty() {
+                e = e.object(r.alert_id.clone());
+            }
+            if !r.rule.is_empty() {
+                e = e.detail("rule", &r.rule);
+            }
+            e
+        }))?;
+        self.store.record_refusals(refusals).await?;
         self.count(from, "refused", refusals.len());
+        Ok(())
+    }
+
+    /// Records the hit notices, setting their acks; returns their audit
+    /// entries.
+    async fn apply_notices(
+        &self,
+        from: &NodeIdentity,
+        actor: &str,
+        notices: Vec<(usize, HitNotice)>,
+        acks: &mut [DeliveryAck],
+        now: pbjson_types::Timestamp,
+    ) -> Result<Vec<Event>, InboundError> {
+        let mut events = Vec::new();
         for (idx, notice) in notices {
             let outcome = self.store.record_notice(&from.agency, &notice).await?;
             events.push(
                 Event::new(
-                    actor.as_str(),
+                    actor,
                     Action::NoticeReceive,
                     match &outcome {
                         NoticeOutcome::Recorded(_) => "stored",
@@ -314,6 +355,19 @@ impl Inbound {
                 }
             }
         }
+        Ok(events)
+    }
+
+    /// Stores the accepted alerts in one write, with `events` and an
+    /// `alert.receive` entry per alert in its flush, and sets their acks.
+    async fn apply_alerts(
+        &self,
+        from: &NodeIdentity,
+        actor: &str,
+        records: Vec<(usize, StoredAlert)>,
+        mut events: Vec<Event>,
+        acks: &mut [DeliveryAck],
+    ) -> Result<(), InboundError> {
         let outcomes = self
             .store
             .apply_received_batch_then(
@@ -322,7 +376,7 @@ impl Inbound {
                     for ((_, rec), outcome) in records.iter().zip(outcomes) {
                         let Some(a) = &rec.alert else { continue };
                         let mut e = Event::new(
-                            actor.as_str(),
+                            actor,
                             Action::AlertReceive,
                             match outcome {
                                 ApplyOutcome::Stored => "stored",
@@ -362,6 +416,15 @@ impl Inbound {
                 }
             }
         }
-        Ok(acks)
+        Ok(())
     }
+}
+
+/// One batch of envelopes, sorted by what becomes of each.
+#[derive(Default)]
+struct Sorted {
+    acks: Vec<DeliveryAck>,
+    records: Vec<(usize, StoredAlert)>,
+    notices: Vec<(usize, HitNotice)>,
+    refusals: Vec<RefusalRecord>,
 }

@@ -23,7 +23,7 @@ use crate::metrics::{self, Metrics};
 use crate::proto::PROTOCOL_VERSION;
 use crate::proto::v1::envelope::Payload;
 use crate::proto::v1::peer_exchange_client::PeerExchangeClient;
-use crate::proto::v1::{AckStatus, Envelope, HelloRequest};
+use crate::proto::v1::{AckStatus, DeliveryAck, Envelope, HelloRequest, SharedAlert};
 use crate::store::{Queued, Store, StoreError};
 
 /// Delivery state of one peer, as shown by the admin API.
@@ -236,22 +236,19 @@ impl Worker {
             .update(|s| s.last_error = Some((e.to_owned(), SystemTime::now())));
     }
 
-    /// One connection: Hello, then stream the outbox until an error or shutdown.
-    async fn session(
+    /// Dials the peer and says Hello: the peer must be who the config says
+    /// and speak our protocol version.
+    async fn connect(
         &self,
-        shutdown: &CancellationToken,
-        backoff: &mut Backoff,
-    ) -> Result<(), DeliveryError> {
+    ) -> Result<PeerExchangeClient<tonic::transport::Channel>, DeliveryError> {
         let ctx = &self.ctx;
         let expected = NodeIdentity {
             federation: ctx.federation.clone(),
             agency: self.peer.clone(),
         };
-        let timeout = Duration::from_secs(ctx.config.connect_timeout_secs.get() as u64);
+        let timeout = ctx.config.connect_timeout_secs.secs();
         let tls = ctx.tls.borrow().clone();
         let channel = connect_channel(&self.slot.address, expected, tls, timeout).await?;
-        let aged = tokio::time::sleep(ctx.max_connection_age);
-        tokio::pin!(aged);
         let mut client = PeerExchangeClient::new(channel)
             .max_decoding_message_size(ctx.max_message_bytes)
             .max_encoding_message_size(ctx.max_message_bytes);
@@ -279,139 +276,179 @@ impl Worker {
         if hello.protocol_version != PROTOCOL_VERSION {
             return Err(DeliveryError::Protocol(hello.protocol_version));
         }
+        Ok(client)
+    }
 
-        let window = ctx.config.window.get();
+    /// One connection: Hello, then stream the outbox until an error or shutdown.
+    async fn session(
+        &self,
+        shutdown: &CancellationToken,
+        backoff: &mut Backoff,
+    ) -> Result<(), DeliveryError> {
+        let mut client = self.connect().await?;
+        let aged = tokio::time::sleep(self.ctx.max_connection_age);
+        tokio::pin!(aged);
+        let window = self.ctx.config.window.get();
         let (tx, rx) = mpsc::channel::<Envelope>(window);
         let mut acks = client.deliver(ReceiverStream::new(rx)).await?.into_inner();
         self.slot.update(|s| s.connected = true);
         tracing::info!(peer = %self.peer, "delivery stream open");
-
-        // Each envelope sent and not yet acked (payload dropped: the audit
-        // entry at its ack needs only ids, rule and levels).
-        let mut in_flight: VecDeque<Sent> = VecDeque::new();
-        let mut cursor: Option<u64> = None;
-        // Outbox entries up to this sequence are known to be on disk.
-        let mut durable_upto: u64 = 0;
+        let mut stream = Window::default();
         loop {
-            if in_flight.len() < window {
-                let now = SystemTime::now();
-                let batch = ctx
-                    .store
-                    .outbox_after(&self.peer, cursor, window - in_flight.len())?;
-                if let Some(last) = batch.last().map(|q| q.seq)
-                    && last > durable_upto
-                {
-                    // Only what is on disk leaves: an entry is visible here as
-                    // soon as its transaction commits, before the flush that
-                    // acknowledges it. Sending it earlier could give a peer an
-                    // alert that a crash then erases at the origin, which
-                    // could never retract it. One flush covers everything
-                    // visible now, so a backlog costs one wait, not one per batch.
-                    let visible = ctx.store.outbox_last_seq(&self.peer)?.unwrap_or(last);
-                    ctx.store.durable().await?;
-                    durable_upto = visible.max(last);
-                }
-                for Queued {
-                    seq,
-                    payload,
-                    queued_at,
-                    rule,
-                    disclosed,
-                } in batch
-                {
-                    cursor = Some(seq);
-                    // Content past its retention deadline never leaves; a
-                    // tombstone still goes, it only removes.
-                    if let Payload::Alert(a) = &payload
-                        && !a.retracted
-                        && crate::store::expired(a.content.as_ref(), now)
-                    {
-                        ctx.store.outbox_remove(&self.peer, seq)?;
-                        ctx.store.audit_append([Event::new(
-                            NODE,
-                            Action::AlertShare,
-                            "expired",
-                        )
-                        .object(a.id.clone())
-                        .detail("peer", &self.peer)
-                        .detail("version", a.version)
-                        .detail("reason", "retention deadline passed while queued; not sent")])?;
-                        self.slot.update(|s| s.expired_total += 1);
-                        tracing::info!(peer = %self.peer, alert = %a.id, "retention deadline passed while queued; dropped");
-                        continue;
-                    }
-                    in_flight.push_back(Sent::new(seq, &payload, queued_at, rule, disclosed));
-                    if tx
-                        .send(Envelope {
-                            sequence: seq,
-                            payload: Some(payload),
-                            queued_at: None,
-                            rule: String::new(),
-                            disclosed: String::new(),
-                        })
-                        .await
-                        .is_err()
-                    {
-                        return Err(DeliveryError::Rpc("delivery stream closed".into()));
-                    }
-                }
+            if stream.in_flight.len() < window {
+                self.refill(&mut stream, window, &tx).await?;
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 // Unacked envelopes stay in the outbox and go again on the
                 // next stream; the receiver dedups.
                 _ = &mut aged => return Ok(()),
-                _ = self.slot.wake.notified(), if in_flight.len() < window => {}
+                _ = self.slot.wake.notified(), if stream.in_flight.len() < window => {}
                 ack = acks.message() => {
                     let Some(ack) = ack? else {
                         return Err(DeliveryError::Rpc("peer closed the delivery stream".into()));
                     };
-                    let Some(pos) = in_flight.iter().position(|s| s.seq == ack.sequence) else {
+                    let Some(pos) = stream.in_flight.iter().position(|s| s.seq == ack.sequence) else {
                         return Err(DeliveryError::UnexpectedAck(ack.sequence));
                     };
-                    let sent = in_flight.remove(pos).expect("position is in range");
-                    let queued_at = sent.queued_at;
-                    ctx.store.outbox_remove(&self.peer, ack.sequence)?;
+                    let sent = stream.in_flight.remove(pos).expect("position is in range");
+                    self.acked(sent, &ack)?;
                     backoff.reset();
-                    let now = SystemTime::now();
-                    let status = AckStatus::try_from(ack.status).map_or("unknown".to_string(), |s| {
-                        s.as_str_name().trim_start_matches("ACK_STATUS_").to_ascii_lowercase()
-                    });
-                    // Not flushed, like the outbox removal beside it: if a
-                    // crash loses both, the envelope goes again and its new
-                    // ack is logged then, so a disclosure is never unlogged.
-                    ctx.store.audit_append([sent.event(&self.peer, &status)])?;
-                    ctx.metrics
-                        .deliveries
-                        .get_or_create(&metrics::peer_and(&self.peer, "status", &status))
-                        .inc();
-                    if let Some(q) = queued_at {
-                        let queued = SystemTime::UNIX_EPOCH
-                            + Duration::new(q.seconds.max(0) as u64, q.nanos.max(0) as u32);
-                        if let Ok(d) = now.duration_since(queued) {
-                            ctx.metrics
-                                .delivery_latency
-                                .get_or_create(&metrics::peer(&self.peer))
-                                .observe(d.as_secs_f64());
-                        }
-                    }
-                    if ack.status == AckStatus::Rejected as i32 {
-                        tracing::warn!(peer = %self.peer, sequence = ack.sequence, reason = %ack.reason, "peer rejected envelope");
-                        self.slot.update(|s| {
-                            s.last_ack_at = Some(now);
-                            s.last_error = Some((format!("rejected: {}", ack.reason), now));
-                            s.rejected_total += 1;
-                        });
-                    } else {
-                        self.slot.update(|s| {
-                            s.last_ack_at = Some(now);
-                            s.delivered_total += 1;
-                        });
-                    }
                 }
             }
         }
     }
+
+    /// Sends the next outbox entries, up to the window, once they are on
+    /// disk; drops (and logs) alert versions whose retention passed while
+    /// they waited.
+    async fn refill(
+        &self,
+        stream: &mut Window,
+        window: usize,
+        tx: &mpsc::Sender<Envelope>,
+    ) -> Result<(), DeliveryError> {
+        let store = &self.ctx.store;
+        let now = SystemTime::now();
+        let batch =
+            store.outbox_after(&self.peer, stream.cursor, window - stream.in_flight.len())?;
+        if let Some(last) = batch.last().map(|q| q.seq)
+            && last > stream.durable_upto
+        {
+            // Only what is on disk leaves: an entry is visible here as
+            // soon as its transaction commits, before the flush that
+            // acknowledges it. Sending it earlier could give a peer an
+            // alert that a crash then erases at the origin, which
+            // could never retract it. One flush covers everything
+            // visible now, so a backlog costs one wait, not one per batch.
+            let visible = store.outbox_last_seq(&self.peer)?.unwrap_or(last);
+            store.durable().await?;
+            stream.durable_upto = visible.max(last);
+        }
+        for Queued {
+            seq,
+            payload,
+            queued_at,
+            rule,
+            disclosed,
+        } in batch
+        {
+            stream.cursor = Some(seq);
+            // Content past its retention deadline never leaves; a
+            // tombstone still goes, it only removes.
+            if let Payload::Alert(a) = &payload
+                && !a.retracted
+                && crate::store::expired(a.content.as_ref(), now)
+            {
+                self.drop_expired(seq, a)?;
+                continue;
+            }
+            stream
+                .in_flight
+                .push_back(Sent::new(seq, &payload, queued_at, rule, disclosed));
+            let envelope = Envelope {
+                sequence: seq,
+                payload: Some(payload),
+                queued_at: None,
+                rule: String::new(),
+                disclosed: String::new(),
+            };
+            if tx.send(envelope).await.is_err() {
+                return Err(DeliveryError::Rpc("delivery stream closed".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a queued alert version whose retention deadline passed, unsent.
+    fn drop_expired(&self, seq: u64, a: &SharedAlert) -> Result<(), DeliveryError> {
+        self.ctx.store.outbox_remove(&self.peer, seq)?;
+        self.ctx
+            .store
+            .audit_append([Event::new(NODE, Action::AlertShare, "expired")
+                .object(a.id.clone())
+                .detail("peer", &self.peer)
+                .detail("version", a.version)
+                .detail("reason", "retention deadline passed while queued; not sent")])?;
+        self.slot.update(|s| s.expired_total += 1);
+        tracing::info!(peer = %self.peer, alert = %a.id, "retention deadline passed while queued; dropped");
+        Ok(())
+    }
+
+    /// The peer acknowledged `sent`: drop it from the outbox, log the share,
+    /// count it.
+    fn acked(&self, sent: Sent, ack: &DeliveryAck) -> Result<(), DeliveryError> {
+        let ctx = &self.ctx;
+        ctx.store.outbox_remove(&self.peer, ack.sequence)?;
+        let now = SystemTime::now();
+        let status = AckStatus::try_from(ack.status).map_or("unknown".to_string(), |s| {
+            s.as_str_name()
+                .trim_start_matches("ACK_STATUS_")
+                .to_ascii_lowercase()
+        });
+        // Not flushed, like the outbox removal beside it: if a
+        // crash loses both, the envelope goes again and its new
+        // ack is logged then, so a disclosure is never unlogged.
+        ctx.store.audit_append([sent.event(&self.peer, &status)])?;
+        ctx.metrics
+            .deliveries
+            .get_or_create(&metrics::peer_and(&self.peer, "status", &status))
+            .inc();
+        if let Some(q) = sent.queued_at
+            && let Ok(d) = now.duration_since(crate::time::system_time_lossy(&q))
+        {
+            ctx.metrics
+                .delivery_latency
+                .get_or_create(&metrics::peer(&self.peer))
+                .observe(d.as_secs_f64());
+        }
+        if ack.status == AckStatus::Rejected as i32 {
+            tracing::warn!(peer = %self.peer, sequence = ack.sequence, reason = %ack.reason, "peer rejected envelope");
+            self.slot.update(|s| {
+                s.last_ack_at = Some(now);
+                s.last_error = Some((format!("rejected: {}", ack.reason), now));
+                s.rejected_total += 1;
+            });
+        } else {
+            self.slot.update(|s| {
+                s.last_ack_at = Some(now);
+                s.delivered_total += 1;
+            });
+        }
+        Ok(())
+    }
+}
+
+/// One delivery stream's progress through the outbox.
+#[derive(Default)]
+struct Window {
+    /// Each envelope sent and not yet acked (payload dropped: the audit
+    /// entry at its ack needs only ids, rule and levels).
+    in_flight: VecDeque<Sent>,
+    /// The last outbox sequence read.
+    cursor: Option<u64>,
+    /// Outbox entries up to this sequence are known to be on disk.
+    durable_upto: u64,
 }
 
 /// What the audit entry for an acknowledged envelope needs.

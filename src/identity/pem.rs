@@ -28,6 +28,7 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
     load_all(path, "certificate")
 }
 
+/// Certificate revocation lists from a PEM file (one or more `X509 CRL` blocks).
 pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
     load_all(path, "certificate revocation list")
 }

@@ -96,8 +96,6 @@ impl TlsIdentity {
     }
 }
 
-/// Certificate revocation lists from a PEM file (one or more `X509 CRL` blocks).
-
 /// Server side of one listener: TLS 1.3 only, client certificate required and
 /// verified against `client_ca` (the federation CA on the peer listener, the
 /// agency's local client CA on the client listener) and its `crls`. Validity

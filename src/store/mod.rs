@@ -16,16 +16,16 @@
 //! whatever a caller acknowledges is on disk and its deliveries are queued.
 //!
 //! The operations, by concern (each file adds its part of `impl Store`):
-//! - [`alerts`]: local writes, received deliveries, reading alerts back;
-//! - [`outbox`]: what waits for each peer's ack;
-//! - [`hits`]: the matching pass, hit notices, the hit log and its watchers;
-//! - [`lookups`]: answering lookups and the lookup log;
-//! - [`index`]: the token and person-encoding indexes both of those read;
-//! - [`records`]: policy versions and the refusal log;
-//! - [`retention`]: purging content past its deadline;
-//! - [`audit`]: the audit chain's trees, pages and verification;
-//! - [`backup`]: online copies under the write gate;
-//! - [`group_commit`]: one flush for many concurrent writers.
+//! - `alerts`: local writes, received deliveries, reading alerts back;
+//! - `outbox`: what waits for each peer's ack;
+//! - `hits`: the matching pass, hit notices, the hit log and its watchers;
+//! - `lookups`: answering lookups and the lookup log;
+//! - `index`: the token and person-encoding indexes both of those read;
+//! - `records`: policy versions and the refusal log;
+//! - `retention`: purging content past its deadline;
+//! - `audit`: the audit chain's trees, pages and verification;
+//! - `backup`: online copies under the write gate;
+//! - `group_commit`: one flush for many concurrent writers.
 
 mod alerts;
 mod audit;

@@ -8,7 +8,8 @@ use super::{Store, StoreError};
 use crate::ids::AgencyId;
 use crate::proto::v1::{Envelope, HitNotice, envelope::Payload};
 
-/// An envelope to queue for one peer in the same transaction as the alert.
+/// An envelope to queue for one peer, in the same transaction as the change
+/// it carries (an alert version, or a hit notice in the matching pass).
 #[derive(Debug, Clone)]
 pub struct OutboxItem {
     pub peer: AgencyId,
