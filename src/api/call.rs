@@ -2,14 +2,28 @@
 //! with its caller, purpose and outcome, whatever path the handler takes.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tonic::{Request, Status};
 
-use super::undecoded::Reached;
 use crate::audit::{Action, CallEntry, Event, MAX_PURPOSE_BYTES, PURPOSE_HEADER, code_name};
 use crate::identity::{ConnInfo, Identity};
 use crate::ids::{AgencyId, FederationName};
 use crate::store::Store;
+
+/// Set once the request reaches its handler (which then logs it itself).
+#[derive(Debug, Clone, Default)]
+pub struct Reached(Arc<AtomicBool>);
+
+impl Reached {
+    pub fn mark(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_marked(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
 
 /// Who the caller is, as the log writes it: short names for this agency's
 /// clients and the federation's nodes, the full SPIFFE id for anyone else.

@@ -11,25 +11,15 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use tonic::codegen::http;
 
+use super::call::Reached;
 use crate::audit::{Action, Event, code_name};
 use crate::identity::ConnInfo;
 use crate::ids::{AgencyId, FederationName};
 use crate::store::Store;
-
-/// Set once the request reaches its handler (which then logs it itself).
-#[derive(Debug, Clone, Default)]
-pub struct Reached(Arc<AtomicBool>);
-
-impl Reached {
-    pub fn mark(&self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
 
 /// The audited methods, by gRPC path. Health and reflection are not here:
 /// probes would flood the log, and neither touches case data.
@@ -138,7 +128,7 @@ where
         let answer = self.inner.call(req);
         Box::pin(async move {
             let response = answer.await?;
-            if !reached.0.load(Ordering::Relaxed) {
+            if !reached.is_marked() {
                 let code = response
                     .headers()
                     .get("grpc-status")

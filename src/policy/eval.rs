@@ -137,9 +137,9 @@ impl<'a> Facts<'a> {
                     .map(|_| IdentifierType::Person as i32),
             )
             .collect();
-        let created = a.created_at.map_or(now, |t| {
-            SystemTime::UNIX_EPOCH + std::time::Duration::new(t.seconds.max(0) as u64, 0)
-        });
+        let created = a
+            .created_at
+            .map_or(now, |t| crate::time::system_time_lossy(&t));
         Some(Self {
             content,
             types,

@@ -27,9 +27,7 @@ pub fn expired(
     content: Option<&crate::proto::v1::AlertContent>,
     now: std::time::SystemTime,
 ) -> bool {
-    let now = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = crate::time::unix_secs(now) as i64;
     content
         .and_then(|c| c.retention_until)
         .is_some_and(|t| t.seconds <= now)
@@ -42,9 +40,7 @@ impl Store {
         &self,
         now: std::time::SystemTime,
     ) -> Result<Vec<PurgeRecord>, StoreError> {
-        let now_secs = now
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now_secs = crate::time::unix_secs(now);
         let mut purged = Vec::new();
         loop {
             let mut due = Vec::new();
