@@ -168,7 +168,9 @@ impl Store {
             // background flush only bounds the work of the next explicit one.
             .flush_every_ms(Some(1000));
         let db = open_with_lock_retry(&config)?;
-        let commit = GroupCommit::start(db.clone());
+        let files = group_commit::FileSync::open(dir)
+            .map_err(|e| StoreError::Flush(format!("{}: {e}", dir.display())))?;
+        let commit = GroupCommit::start(db.clone(), files);
         let hits = db.open_tree("hits")?;
         let last = hits
             .last()?
@@ -221,10 +223,10 @@ impl Store {
         let _ = self.metrics.set(metrics);
     }
 
-    /// Flushes, then stops the flusher; used at shutdown. Writes after this
-    /// fail with `StoreError::Flush`.
+    /// Flushes and syncs, then stops the flusher; used at shutdown. Writes
+    /// after this fail with `StoreError::Flush`.
     pub async fn close(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
+        self.commit.durable().await?;
         self.commit.stop().await;
         Ok(())
     }
