@@ -1,7 +1,8 @@
 //! Backlog drain: a peer is down while `BENCH_BACKLOG` alerts (default
 //! 100,000) are submitted and queued on disk; then it comes up. Reports the
-//! submit rate, the drain rate, and this process's resident memory (both
-//! nodes) while the backlog builds and drains.
+//! submit rate, the drain rate, this process's resident memory (both
+//! nodes) while the backlog builds and drains, and each store's size on
+//! disk per alert.
 //!
 //! Run: `cargo bench --bench backlog`.
 
@@ -16,6 +17,20 @@ use casebridge::proto::v1::SubmitAlertRequest;
 use common::{TestFederation, agency, sample_draft};
 
 const CLIENTS: usize = 16;
+
+/// Bytes of the files under `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .filter_map(Result::ok)
+            .map(|e| match e.metadata() {
+                Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                Ok(m) => m.len(),
+                Err(_) => 0,
+            })
+            .sum()
+    })
+}
 
 fn main() {
     let total: usize = std::env::var("BENCH_BACKLOG")
@@ -61,6 +76,8 @@ fn main() {
         }
         let fill = start.elapsed();
         let rss_queued = casebridge::metrics::resident_mib();
+        let police_store = fed.config("police").store.dir.clone();
+        let police_bytes = dir_bytes(&police_store);
 
         let start = Instant::now();
         fed.start_node("ngo").await;
@@ -75,6 +92,7 @@ fn main() {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         let drain = start.elapsed();
+        let ngo_bytes = dir_bytes(&fed.config("ngo").store.dir);
         println!("casebridge backlog bench: {total} alerts queued for a peer that is down, then delivered");
         println!(
             "submit (peer down): {:.0} alerts/s over {:.1}s with {CLIENTS} clients",
@@ -90,6 +108,13 @@ fn main() {
         );
         println!(
             "resident memory (both nodes): {rss_start} MiB at start, peak {rss_fill_peak} MiB while queueing, {rss_queued} MiB queued, peak {rss_drain_peak} MiB while draining"
+        );
+        println!(
+            "disk: sender {:.0} MiB with {total} queued ({:.0} bytes per alert), receiver {:.0} MiB after the drain ({:.0} bytes per alert)",
+            police_bytes as f64 / 1048576.0,
+            police_bytes as f64 / total as f64,
+            ngo_bytes as f64 / 1048576.0,
+            ngo_bytes as f64 / total as f64
         );
         fed.shutdown().await;
     });
