@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::SystemTime;
 
 use casebridge::config::NodeConfig;
-use casebridge::proto::v1::QueryAuditRequest;
+use casebridge::proto::v1::{BackupStoreRequest, QueryAuditRequest};
 use common::process::{connect_when_up, two_agencies};
 use common::*;
 
@@ -212,7 +212,35 @@ async fn every_acknowledgement_follows_a_real_sync() {
         concurrent.extend(t.await.unwrap());
     }
 
+    // An online backup is on disk when it is reported done: its files, its
+    // directories and its own entry in the backup directory.
+    let backup = admin
+        .clone()
+        .admin
+        .backup_store(BackupStoreRequest {
+            label: "synced".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let backup = std::fs::canonicalize(&backup.path).unwrap();
+
     let police_trace = police_node.stop();
+    let trace = std::fs::read_to_string(&police_trace).unwrap();
+    for synced in [
+        backup.join("db"),
+        backup.join("blobs"),
+        backup.clone(),
+        backup.parent().unwrap().to_owned(),
+    ] {
+        assert!(
+            trace
+                .lines()
+                .any(|l| l.contains("fsync(") && l.contains(&format!("<{}>", synced.display()))),
+            "the backup's {} was not synced",
+            synced.display()
+        );
+    }
     let ngo_trace = ngo_node.stop();
     let police_syncs = syncs_of(&police_trace, &store_log(&police.node_config));
     let ngo_syncs = syncs_of(&ngo_trace, &store_log(&ngo.node_config));

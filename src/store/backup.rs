@@ -45,13 +45,29 @@ fn copy_dir(from: &Path, to: &Path) -> Result<u64, StoreError> {
                 .map_err(|e| io(&dst, e))?;
         }
     }
+    // The entries just created survive a crash only once their directory is synced.
+    std::fs::File::open(to)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io(to, e))?;
     Ok(bytes)
 }
 
 /// Copies a stopped node's store (or a backup) into a new directory: the
 /// restore direction, with the same file-level copy the backup makes.
 pub fn copy_store(from: &Path, to: &Path) -> Result<u64, StoreError> {
-    copy_dir(from, to)
+    copy_tree(from, to)
+}
+
+/// [`copy_dir`], then a sync of `to`'s parent, so the copy's own directory
+/// entry is durable too.
+fn copy_tree(from: &Path, to: &Path) -> Result<u64, StoreError> {
+    let bytes = copy_dir(from, to)?;
+    if let Some(parent) = to.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io(parent, e))?;
+    }
+    Ok(bytes)
 }
 
 impl Store {
@@ -80,7 +96,7 @@ impl Store {
         let copied = {
             let _exclusive = self.gate.write().unwrap_or_else(|p| p.into_inner());
             self.db.flush()?;
-            copy_dir(&self.dir, target)
+            copy_tree(&self.dir, target)
         };
         let paused_ms = started.elapsed().as_millis() as u64;
         let copied = match copied {
