@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, sync_dir};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupStats {
@@ -46,9 +46,7 @@ fn copy_dir(from: &Path, to: &Path) -> Result<u64, StoreError> {
         }
     }
     // The entries just created survive a crash only once their directory is synced.
-    std::fs::File::open(to)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io(to, e))?;
+    sync_dir(to).map_err(|e| io(to, e))?;
     Ok(bytes)
 }
 
@@ -63,9 +61,7 @@ pub fn copy_store(from: &Path, to: &Path) -> Result<u64, StoreError> {
 fn copy_tree(from: &Path, to: &Path) -> Result<u64, StoreError> {
     let bytes = copy_dir(from, to)?;
     if let Some(parent) = to.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::File::open(parent)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io(parent, e))?;
+        sync_dir(parent).map_err(|e| io(parent, e))?;
     }
     Ok(bytes)
 }

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::StoreError;
+use super::{StoreError, sync_dir};
 
 type Waiter = oneshot::Sender<Result<(), String>>;
 
@@ -31,8 +31,6 @@ type Waiter = oneshot::Sender<Result<(), String>>;
 pub struct CommitStats {
     /// Number of `sled::Db::flush` calls made, each followed by a real sync.
     pub flushes: AtomicU64,
-    /// Number of `fsync`/`fdatasync` calls made after those flushes.
-    pub syncs: AtomicU64,
     /// Number of durability requests served.
     pub requests: AtomicU64,
 }
@@ -66,48 +64,36 @@ impl FileSync {
         };
         // Blobs present now are synced once, so a crash before the first
         // flush cannot lose one that sled wrote before we opened.
-        this.sync(&AtomicU64::new(0))?;
+        this.sync()?;
         Ok(this)
     }
 
-    /// Makes everything sled has flushed durable; counts the sync calls.
-    pub fn sync(&mut self, syncs: &AtomicU64) -> std::io::Result<()> {
+    /// Makes everything sled has flushed durable.
+    pub fn sync(&mut self) -> std::io::Result<()> {
         self.log.sync_data()?;
-        syncs.fetch_add(1, Ordering::Relaxed);
+        // One listing: sync the blobs not seen before, and remember only
+        // those present now, so blobs sled removed are forgotten.
+        let mut present = HashSet::new();
         let mut new = false;
         for entry in std::fs::read_dir(&self.blobs)? {
-            let entry = entry?;
-            if self.synced.contains(&entry.file_name()) {
-                continue;
-            }
-            match File::open(entry.path()) {
-                Ok(f) => {
-                    f.sync_all()?;
-                    syncs.fetch_add(1, Ordering::Relaxed);
+            let name = entry?.file_name();
+            if !self.synced.contains(&name) {
+                match File::open(self.blobs.join(&name)) {
+                    Ok(f) => f.sync_all()?,
+                    // Collected by sled between the listing and the open.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
                 }
-                // Collected by sled between the listing and the open.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
+                new = true;
             }
-            self.synced.insert(entry.file_name());
-            new = true;
+            present.insert(name);
         }
         if new {
             sync_dir(&self.blobs)?;
-            syncs.fetch_add(1, Ordering::Relaxed);
-            // Forget blobs sled has since removed, so the set stays small.
-            let present: HashSet<OsString> = std::fs::read_dir(&self.blobs)?
-                .filter_map(|e| e.ok().map(|e| e.file_name()))
-                .collect();
-            self.synced.retain(|n| present.contains(n));
         }
+        self.synced = present;
         Ok(())
     }
-}
-
-/// `fsync` of a directory, so the files created in it survive a crash.
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 impl GroupCommit {
@@ -132,13 +118,13 @@ impl GroupCommit {
                 while let Ok(w) = rx.try_recv() {
                     waiters.push(w);
                 }
-                let (db, files, stats) = (db.clone(), files.clone(), task_stats.clone());
+                let (db, files) = (db.clone(), files.clone());
                 let durable = move || -> Result<(), String> {
                     db.flush().map_err(|e| e.to_string())?;
                     files
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .sync(&stats.syncs)
+                        .sync()
                         .map_err(|e| format!("sync after flush: {e}"))
                 };
                 let result = match tokio::task::spawn_blocking(durable).await {
@@ -189,5 +175,33 @@ impl GroupCommit {
 
     pub fn stats(&self) -> &CommitStats {
         &self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_files_are_synced_once_and_forgotten_when_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let mut files = FileSync::open(dir.path()).unwrap();
+        assert!(files.synced.is_empty());
+        // Over sled's inline limit (~128 KiB with 512 KiB segments): a blob file.
+        db.insert(b"big", vec![7u8; 300 * 1024]).unwrap();
+        db.flush().unwrap();
+        files.sync().unwrap();
+        let blobs: HashSet<OsString> = std::fs::read_dir(dir.path().join("blobs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(!blobs.is_empty(), "sled wrote no blob file");
+        assert_eq!(files.synced, blobs);
+        for name in &blobs {
+            std::fs::remove_file(dir.path().join("blobs").join(name)).unwrap();
+        }
+        files.sync().unwrap();
+        assert!(files.synced.is_empty());
     }
 }

@@ -130,6 +130,11 @@ fn flatten(e: TransactionError<TxError<StoreError>>) -> StoreError {
     }
 }
 
+/// `fsync` of a directory, so the entries created in it survive a crash.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// How long `open` waits for another holder of the database lock to let go.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
