@@ -267,10 +267,11 @@ fn default_max_connection_age() -> Bounded<1, 604800> {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// Directory of the sled database. Created if missing.
+    /// Directory of the node's database. Created if missing.
     pub dir: PathBuf,
-    /// Page cache of the store, in MiB. sled's own default (1 GiB) is too much
-    /// for the small machines NGOs run nodes on.
+    /// Block cache of the store, in MiB: the bound on what the store keeps
+    /// of its files in memory (its write buffers come on top; see the
+    /// operator guide). Small machines run nodes, so the default is modest.
     #[serde(default = "default_cache_mb")]
     pub cache_capacity_mb: Bounded<8, 65_536>,
     /// Where `casebridge store backup` writes copies; default: `backups`

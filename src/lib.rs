@@ -16,7 +16,8 @@
 //!   shared view), [`validate`] (client and peer input).
 //! - Persistence and the audit chain: [`identity`] (certificates, TLS,
 //!   access rules), [`audit`] (entries, chain, checkpoints, verification),
-//!   [`store`] (the sled database; the only module that touches sled).
+//!   [`store`] (the embedded database behind a narrow storage interface;
+//!   the only module that touches the engine).
 //! - Domain operations: [`sharing`] (the policy in force), [`exchange`]
 //!   (outbox entries, delivery out and in), [`alert`] (the local alert
 //!   lifecycle), [`lookup`] (federation lookup).

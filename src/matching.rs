@@ -1,7 +1,6 @@
-//! Hit detection rules. Pure: the store applies them in the matching pass it
-//! runs after each write (a second transaction, before the flush that
-//! acknowledges the write; see `store::index`), so an acknowledged alert,
-//! its index entries and the hits it causes are durable together.
+//! Hit detection rules. Pure: the store applies them in the matching pass
+//! inside each write's transaction (see `store::index`), so an alert, its
+//! index entries and the hits it causes commit, and are synced, together.
 //!
 //! A hit is recorded when two alerts from **different agencies** share a
 //! token (same identifier type, key version and value) and at least one of

@@ -6,7 +6,7 @@
 //! and when its acknowledgement came back. Every acknowledgement — a
 //! client's submit, sequential or concurrent, and a receiving node's
 //! delivery ack to its peer — must come after a real sync of the store's
-//! log file that began after the request was made.
+//! journal that began after the request was made.
 
 mod common;
 
@@ -19,7 +19,7 @@ use casebridge::proto::v1::{BackupStoreRequest, QueryAuditRequest};
 use common::process::{connect_when_up, two_agencies};
 use common::*;
 
-/// One `fsync`/`fdatasync` of a store's log file, in seconds since the epoch.
+/// One `fsync`/`fdatasync` of a store's journal, in seconds since the epoch.
 #[derive(Debug, Clone, Copy)]
 struct Sync {
     start: f64,
@@ -78,10 +78,19 @@ impl Drop for Traced {
     }
 }
 
-/// The syncs of `log` (the store's log file) in a strace output.
-fn syncs_of(trace: &Path, log: &Path) -> Vec<Sync> {
+/// Whether an strace line is about a journal file of the store in `dir`
+/// (`-y` prints each descriptor's path: `fsync(12</path/to/store/3.jnl>)`).
+fn is_journal(line: &str, dir: &Path) -> bool {
+    let prefix = format!("<{}/", dir.display());
+    line.split(&prefix)
+        .nth(1)
+        .and_then(|rest| rest.split('>').next())
+        .is_some_and(|name| !name.contains('/') && name.ends_with(".jnl"))
+}
+
+/// The syncs of the journal of the store in `dir` in a strace output.
+fn syncs_of(trace: &Path, dir: &Path) -> Vec<Sync> {
     let text = std::fs::read_to_string(trace).expect("strace wrote its output");
-    let marker = format!("<{}>", log.display());
     let mut pending: std::collections::HashMap<String, f64> = Default::default();
     let mut out = Vec::new();
     let duration = |line: &str| -> Option<f64> {
@@ -95,7 +104,7 @@ fn syncs_of(trace: &Path, log: &Path) -> Vec<Sync> {
         };
         let Ok(ts) = ts.parse::<f64>() else { continue };
         let call = rest.starts_with("fsync(") || rest.starts_with("fdatasync(");
-        if call && rest.contains(&marker) {
+        if call && is_journal(rest, dir) {
             if rest.ends_with("<unfinished ...>") {
                 pending.insert(pid.to_owned(), ts);
             } else if rest.contains(") = 0") {
@@ -133,9 +142,9 @@ fn unsynced(windows: &[(f64, f64)], syncs: &[Sync]) -> Vec<(f64, f64)> {
         .collect()
 }
 
-fn store_log(node_toml: &Path) -> PathBuf {
+fn store_dir(node_toml: &Path) -> PathBuf {
     let cfg = NodeConfig::load(node_toml).unwrap();
-    std::fs::canonicalize(&cfg.store.dir).unwrap().join("db")
+    std::fs::canonicalize(&cfg.store.dir).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,12 +236,13 @@ async fn every_acknowledgement_follows_a_real_sync() {
 
     let police_trace = police_node.stop();
     let trace = std::fs::read_to_string(&police_trace).unwrap();
-    for synced in [
-        backup.join("db"),
-        backup.join("blobs"),
-        backup.clone(),
-        backup.parent().unwrap().to_owned(),
-    ] {
+    assert!(
+        trace
+            .lines()
+            .any(|l| l.contains("fsync(") && is_journal(l, &backup)),
+        "the backup's journal was not synced"
+    );
+    for synced in [backup.clone(), backup.parent().unwrap().to_owned()] {
         assert!(
             trace
                 .lines()
@@ -242,11 +252,11 @@ async fn every_acknowledgement_follows_a_real_sync() {
         );
     }
     let ngo_trace = ngo_node.stop();
-    let police_syncs = syncs_of(&police_trace, &store_log(&police.node_config));
-    let ngo_syncs = syncs_of(&ngo_trace, &store_log(&ngo.node_config));
+    let police_syncs = syncs_of(&police_trace, &store_dir(&police.node_config));
+    let ngo_syncs = syncs_of(&ngo_trace, &store_dir(&ngo.node_config));
     let requests = SEQUENTIAL + WRITERS * EACH;
     println!(
-        "police: {} syncs of the store log for {requests} acknowledged submits ({:.2} per submit); \
+        "police: {} syncs of the store journal for {requests} acknowledged submits ({:.2} per submit); \
          ngo: {} syncs for {SEQUENTIAL} delivery acks",
         police_syncs.len(),
         police_syncs.len() as f64 / requests as f64,
@@ -254,7 +264,7 @@ async fn every_acknowledgement_follows_a_real_sync() {
     );
     assert!(
         !police_syncs.is_empty(),
-        "no sync of the police store log seen at all"
+        "no sync of the police store journal seen at all"
     );
     assert_eq!(
         unsynced(&submits, &police_syncs),

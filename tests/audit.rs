@@ -16,6 +16,7 @@ use casebridge::proto::v1::{
     RetractAlertRequest, RetractFromPeerRequest, SetPolicyRequest, SubmitAlertRequest,
     UpdateAlertRequest, WatchHitsRequest,
 };
+use casebridge::store::engine::{Db, EngineError, Options, Tree, Tx};
 use common::*;
 use tonic::Code;
 
@@ -482,51 +483,60 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
         .unwrap();
     assert!(last > 40, "{out}");
 
-    let tamper = |name: &str, change: &dyn Fn(&sled::Tree)| -> PathBuf {
+    // Each case edits a copy of the store through the storage interface,
+    // as someone with write access to the files could.
+    let tamper = |name: &str, change: &dyn Fn(&mut Tx<'_>, Tree)| -> PathBuf {
         let copy = fed.dir.path().join(name);
         casebridge::store::copy_store(&store_dir, &copy).unwrap();
-        let db = sled::open(&copy).unwrap();
-        change(&db.open_tree("audit").unwrap());
-        db.flush().unwrap();
+        let db = Db::open(&copy, &Options::default()).unwrap();
+        let audit = db.tree("audit").unwrap();
+        db.transaction(|tx| {
+            change(tx, audit);
+            Ok::<_, EngineError>(())
+        })
+        .unwrap();
+        db.sync().unwrap();
         copy
     };
     let key = |seq: u64| seq.to_be_bytes();
     let cases: Vec<(&str, PathBuf, u64)> = vec![
         (
             "edit",
-            tamper("edited", &|t| {
-                let v = t.get(key(5)).unwrap().unwrap().to_vec();
+            tamper("edited", &|tx, t| {
+                let v = tx.get(t, key(5)).unwrap().unwrap();
                 let s =
                     String::from_utf8_lossy(&v[32..]).replace("\"outcome\":\"", "\"outcome\":\"X");
                 let mut nv = v[..32].to_vec();
                 nv.extend_from_slice(s.as_bytes());
                 assert_ne!(nv, v);
-                t.insert(key(5), nv).unwrap();
+                tx.insert(t, key(5), nv).unwrap();
             }),
             5,
         ),
         (
             "delete",
-            tamper("deleted", &|t| {
-                t.remove(key(12)).unwrap().unwrap();
+            tamper("deleted", &|tx, t| {
+                assert!(tx.get(t, key(12)).unwrap().is_some());
+                tx.remove(t, key(12)).unwrap();
             }),
             12,
         ),
         (
             "swap",
-            tamper("swapped", &|t| {
-                let a = t.get(key(20)).unwrap().unwrap();
-                let b = t.get(key(21)).unwrap().unwrap();
-                t.insert(key(20), b).unwrap();
-                t.insert(key(21), a).unwrap();
+            tamper("swapped", &|tx, t| {
+                let a = tx.get(t, key(20)).unwrap().unwrap();
+                let b = tx.get(t, key(21)).unwrap().unwrap();
+                tx.insert(t, key(20), b).unwrap();
+                tx.insert(t, key(21), a).unwrap();
             }),
             20,
         ),
         (
             "truncate",
-            tamper("truncated", &|t| {
+            tamper("truncated", &|tx, t| {
                 for seq in last - 2..=last {
-                    t.remove(key(seq)).unwrap().unwrap();
+                    assert!(tx.get(t, key(seq)).unwrap().is_some());
+                    tx.remove(t, key(seq)).unwrap();
                 }
             }),
             last - 2,
@@ -685,19 +695,29 @@ async fn a_cut_hidden_by_deleting_checkpoints_is_caught_by_a_peers_copy() {
     let cut = fed.dir.path().join("cut");
     casebridge::store::copy_store(&store_dir, &cut).unwrap();
     {
-        let db = sled::open(&cut).unwrap();
-        let entries = db.open_tree("audit").unwrap();
-        let doomed: Vec<_> = entries
-            .range(anchor_seq.to_be_bytes()..)
-            .keys()
-            .map(Result::unwrap)
+        let db = Db::open(&cut, &Options::default()).unwrap();
+        let entries = db.tree("audit").unwrap();
+        let checkpoints = db.tree("audit_checkpoints").unwrap();
+        let doomed: Vec<Vec<u8>> = db
+            .range(entries, anchor_seq.to_be_bytes()..)
+            .map(|r| r.unwrap().0)
             .collect();
         assert!(!doomed.is_empty());
-        for k in doomed {
-            entries.remove(k).unwrap();
-        }
-        db.open_tree("audit_checkpoints").unwrap().clear().unwrap();
-        db.flush().unwrap();
+        let all_checkpoints: Vec<Vec<u8>> = db
+            .range::<&[u8]>(checkpoints, ..)
+            .map(|r| r.unwrap().0)
+            .collect();
+        db.transaction(|tx| {
+            for k in &doomed {
+                tx.remove(entries, k)?;
+            }
+            for k in &all_checkpoints {
+                tx.remove(checkpoints, k)?;
+            }
+            Ok::<_, EngineError>(())
+        })
+        .unwrap();
+        db.sync().unwrap();
     }
     let public = fed.pki("police").join("audit-signing.key.pub");
     let verify = |dir: &Path, anchors: bool| {

@@ -75,11 +75,11 @@ async fn a_backup_taken_under_load_restores_to_a_node_serving_the_same_alerts() 
         .collect();
     let all: BTreeSet<String> = acked.iter().map(|(id, _)| id.clone()).collect();
     println!(
-        "backup of {} alerts ({} acknowledged before it began, {} in all), writes paused {} ms",
+        "backup of {} alerts ({} acknowledged before it began, {} in all), copied in {} ms",
         backup.alerts,
         before.len(),
         all.len(),
-        backup.paused_ms
+        backup.copy_ms
     );
     assert!(backup.alerts as usize >= before.len());
     assert!(

@@ -68,9 +68,9 @@ async fn lookup_answers_per_agency_about_own_alerts_only() {
         .unwrap();
     assert!(fuzzy.similarity >= 0.75 && fuzzy.similarity < 1.0);
     // Both sides logged the lookup for the audit log.
-    assert_eq!(fed.node("police").core().store.lookup_count(), 1);
-    assert_eq!(fed.node("ngo").core().store.lookup_count(), 1);
-    assert_eq!(fed.node("labour").core().store.lookup_count(), 1);
+    assert_eq!(fed.node("police").core().store.lookup_count().unwrap(), 1);
+    assert_eq!(fed.node("ngo").core().store.lookup_count().unwrap(), 1);
+    assert_eq!(fed.node("labour").core().store.lookup_count().unwrap(), 1);
     assert!(by["labour"].answered);
     assert!(
         by["labour"].matches.is_empty(),

@@ -162,9 +162,9 @@ impl Ledger {
     /// those it was withdrawn from), each with the view its deciding rule
     /// grants. Returns the updated "had it" list too.
     ///
-    /// It runs inside the store transaction, which sled may retry, so the
-    /// policy decisions it made are written to `decided` (the last attempt
-    /// wins) and counted once the write commits ([`Ledger::count_decisions`]).
+    /// It runs inside the store transaction, so the policy decisions it made
+    /// are written to `decided` and counted only once the write commits
+    /// ([`Ledger::count_decisions`]): a write that fails counts nothing.
     fn outbound_for(
         &self,
         record: &StoredAlert,

@@ -186,7 +186,7 @@ impl AdminService for AdminApi {
             let done = core.backup(&req.get_ref().label).await?;
             call.detail("path", &done.path);
             call.detail("alerts", done.alerts);
-            call.detail("paused_ms", done.paused_ms);
+            call.detail("copy_ms", done.copy_ms);
             Ok(done)
         })
         .await

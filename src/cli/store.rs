@@ -1,5 +1,6 @@
-//! `casebridge store …`: an online backup of a running node's store, and
-//! restoring a stopped node's store from one.
+//! `casebridge store …`: an online backup of a running node's store,
+//! restoring a stopped node's store from one, and migrating a store written
+//! by an earlier version (sled) to the current engine.
 
 use std::path::{Path, PathBuf};
 
@@ -16,7 +17,7 @@ use crate::store::Store;
 #[derive(Subcommand)]
 pub enum StoreCommand {
     /// Ask a running node (admin role) for a consistent copy of its store,
-    /// written under its `store.backup_dir`; writes pause for the copy.
+    /// written under its `store.backup_dir`; writes go on during the copy.
     Backup {
         /// Name of the copy (letters, digits, `-`, `_`); default: the time.
         #[arg(long)]
@@ -31,6 +32,18 @@ pub enum StoreCommand {
         #[arg(long)]
         from: PathBuf,
     },
+    /// Convert a STOPPED node's store written by CaseBridge before the
+    /// storage engine change (sled) into a new directory in the current
+    /// format. Everything is carried over; the old directory is kept until
+    /// you delete it. Point `[store] dir` at the new directory afterwards.
+    Migrate {
+        /// The old (sled) store directory.
+        #[arg(long)]
+        from: PathBuf,
+        /// Where to write the converted store; must not exist.
+        #[arg(long)]
+        to: PathBuf,
+    },
 }
 
 fn usage(e: impl Into<anyhow::Error>) -> Failure {
@@ -39,7 +52,15 @@ fn usage(e: impl Into<anyhow::Error>) -> Failure {
 
 /// Opens a store that no node is running on.
 pub(super) fn open_stopped(dir: &Path) -> Result<Store, Failure> {
-    if !dir.join("db").exists() {
+    if crate::store::is_sled_store(dir) {
+        return Err(failure(
+            Exit::DataErr,
+            anyhow!(crate::store::StoreError::Legacy {
+                dir: dir.display().to_string()
+            }),
+        ));
+    }
+    if !crate::store::is_store(dir) {
         return Err(usage(anyhow!("{}: not a store directory", dir.display())));
     }
     let scope = crate::matching::MatchScope {
@@ -70,11 +91,12 @@ pub async fn store(command: StoreCommand, client_config: Option<&Path>) -> Resul
                 .await?
                 .into_inner();
             println!(
-                "{}: {} alerts, {} audit entries, {} bytes; writes paused {} ms",
-                done.path, done.alerts, done.audit_entries, done.bytes, done.paused_ms
+                "{}: {} alerts, {} audit entries, {} bytes; copied in {} ms while writes went on",
+                done.path, done.alerts, done.audit_entries, done.bytes, done.copy_ms
             );
             Ok(())
         }
+        StoreCommand::Migrate { from, to } => migrate(&from, &to),
         StoreCommand::Restore { config, from } => {
             let cfg = NodeConfig::load(&config).map_err(usage)?;
             let key = PublicKey::of_signing_key(&cfg.audit_signing_key()).map_err(usage)?;
@@ -117,4 +139,41 @@ pub async fn store(command: StoreCommand, client_config: Option<&Path>) -> Resul
             Ok(())
         }
     }
+}
+
+fn migrate(from: &Path, to: &Path) -> Result<(), Failure> {
+    if !crate::store::is_sled_store(from) {
+        let hint = if crate::store::is_store(from) {
+            " (it is already in the current format)"
+        } else {
+            ""
+        };
+        return Err(usage(anyhow!(
+            "{}: not a store written by an earlier CaseBridge{hint}",
+            from.display()
+        )));
+    }
+    if to.exists() {
+        return Err(usage(anyhow!(
+            "{}: already exists; migrate into a new directory",
+            to.display()
+        )));
+    }
+    let stats =
+        crate::store::migrate_sled(from, to).map_err(|e| failure(Exit::DataErr, anyhow!(e)))?;
+    println!("migrated {} -> {}", from.display(), to.display());
+    for (tree, n) in &stats.trees {
+        if *n > 0 {
+            println!("  {tree:<18} {n:>10}");
+        }
+    }
+    println!(
+        "sequence numbers continue at {}. The old store is kept at {}: check the new one \
+         (`casebridge audit verify --data-dir {} --public-key …`), point [store] dir at it, \
+         start the node, then delete the old directory.",
+        stats.next_sequence,
+        from.display(),
+        to.display()
+    );
+    Ok(())
 }

@@ -75,10 +75,10 @@ impl NodeCore {
             started_at: Some(timestamp(self.started_at)),
             local_alerts: local,
             received_alerts: received,
-            outbox_depth: self.store.outbox_total(),
+            outbox_depth: self.store.outbox_total()?,
             policy_version: self.sharing.version(),
-            refused_deliveries: self.store.refusal_count(),
-            purged_alerts: self.store.purge_count(),
+            refused_deliveries: self.store.refusal_count()?,
+            purged_alerts: self.store.purge_count()?,
         })
     }
 
@@ -241,13 +241,14 @@ impl NodeCore {
         let stats = blocking("backup", move || store.backup_to(&target))
             .await?
             .map_err(AdminError::Backup)?;
-        tracing::info!(path = %stats.path.display(), alerts = stats.alerts, paused_ms = stats.paused_ms, "store backed up");
+        tracing::info!(path = %stats.path.display(), alerts = stats.alerts, copy_ms = stats.copy_ms, "store backed up");
         Ok(BackupStoreResponse {
             path: stats.path.display().to_string(),
             alerts: stats.alerts,
             audit_entries: stats.audit_entries,
             bytes: stats.bytes,
-            paused_ms: stats.paused_ms,
+            paused_ms: 0,
+            copy_ms: stats.copy_ms,
         })
     }
 }

@@ -4,17 +4,15 @@
 //! - `audit_checkpoints`: sequence (u64 BE) → signed checkpoint JSON.
 //! - `audit_meta`: `pruned` → where the retained log starts after a prune.
 //!
-//! One appender at a time (a mutex around the chain head) gives entries
-//! consecutive numbers and hashes. Appends are not flushed here: callers
-//! append before the flush that acknowledges the work they record, so the
-//! entry is on disk exactly when the work is (see [`Store::write_local`]), or
-//! call [`Store::audit`], which flushes.
+//! Entries are appended inside the transaction of the work they record
+//! ([`Write::append`]), so an entry is committed — and on disk — exactly when
+//! its work is. The chain's head is held for the whole transaction (see
+//! [`Store::write`]), which gives entries consecutive numbers and hashes.
+//! Appends are not synced here: callers append before the sync that
+//! acknowledges the work, or call [`Store::audit`], which waits for it.
 
-use std::sync::Mutex;
-
-use sled::Transactional;
-
-use super::{Store, StoreError, flatten};
+use super::engine::{Db, EngineError};
+use super::{Store, StoreError, Trees, Write};
 use crate::audit::query::{Filter, Found, MAX_SCAN, Page};
 use crate::audit::signing::PublicKey;
 use crate::audit::{
@@ -28,17 +26,77 @@ const PRUNED: &[u8] = b"pruned";
 /// Entries removed per prune transaction, so a prune never holds up appends long.
 const PRUNE_BATCH: usize = 10_000;
 
-struct Head {
+/// The newest entry of the chain.
+#[derive(Debug, Clone)]
+pub(crate) struct Head {
     seq: u64,
     hash: Hash,
     time_ms: i64,
 }
 
-pub(super) struct AuditTrees {
-    entries: sled::Tree,
-    checkpoints: sled::Tree,
-    meta: sled::Tree,
-    head: Mutex<Head>,
+impl Head {
+    /// The head as stored: the last entry, else the prune mark, else genesis.
+    pub(super) fn load(db: &Db, t: &Trees) -> Result<Self, StoreError> {
+        Ok(
+            match db.range::<&[u8]>(t.audit, ..).next_back().transpose()? {
+                Some((k, v)) => {
+                    let raw = raw_entry(&k, &v)?;
+                    let time_ms = raw
+                        .entry()
+                        .ok()
+                        .and_then(|e| parse_ms(&e.time))
+                        .unwrap_or(0);
+                    Head {
+                        seq: raw.seq,
+                        hash: raw.hash,
+                        time_ms,
+                    }
+                }
+                None => match db.get(t.audit_meta, PRUNED)? {
+                    // Everything was pruned (cannot happen: a prune appends its
+                    // own entry), but resume from the mark rather than restart at 1.
+                    Some(m) => {
+                        let mark: PruneMark = serde_json::from_slice(&m)
+                            .map_err(|e| StoreError::corrupt("audit_meta/pruned", e))?;
+                        Head {
+                            seq: mark.through_seq,
+                            hash: mark.through_hash,
+                            time_ms: 0,
+                        }
+                    }
+                    None => Head {
+                        seq: 0,
+                        hash: GENESIS,
+                        time_ms: 0,
+                    },
+                },
+            },
+        )
+    }
+}
+
+impl Write<'_, '_> {
+    /// Appends events to the chain, in order, in this transaction. Returns
+    /// the last sequence number given.
+    pub(crate) fn append(
+        &mut self,
+        events: impl IntoIterator<Item = Event>,
+    ) -> Result<u64, EngineError> {
+        for event in events {
+            let action = event.action;
+            let time_ms = now_ms().max(self.log.time_ms);
+            let raw = seal(&self.log.hash, self.log.seq + 1, time_ms, event);
+            self.tx
+                .insert(self.t.audit, raw.seq.to_be_bytes(), stored(&raw))?;
+            *self.log = Head {
+                seq: raw.seq,
+                hash: raw.hash,
+                time_ms,
+            };
+            self.appended.push(action);
+        }
+        Ok(self.log.seq)
+    }
 }
 
 fn raw_entry(k: &[u8], v: &[u8]) -> Result<RawEntry, StoreError> {
@@ -65,82 +123,11 @@ fn stored(raw: &RawEntry) -> Vec<u8> {
     v
 }
 
-impl AuditTrees {
-    pub(super) fn open(db: &sled::Db) -> Result<Self, StoreError> {
-        let entries = db.open_tree("audit")?;
-        let meta = db.open_tree("audit_meta")?;
-        let head = match entries.last()? {
-            Some((k, v)) => {
-                let raw = raw_entry(&k, &v)?;
-                let time_ms = raw
-                    .entry()
-                    .ok()
-                    .and_then(|e| parse_ms(&e.time))
-                    .unwrap_or(0);
-                Head {
-                    seq: raw.seq,
-                    hash: raw.hash,
-                    time_ms,
-                }
-            }
-            None => match meta.get(PRUNED)? {
-                // Everything was pruned (cannot happen: a prune appends its
-                // own entry), but resume from the mark rather than restart at 1.
-                Some(m) => {
-                    let mark: PruneMark = serde_json::from_slice(&m)
-                        .map_err(|e| StoreError::corrupt("audit_meta/pruned", e))?;
-                    Head {
-                        seq: mark.through_seq,
-                        hash: mark.through_hash,
-                        time_ms: 0,
-                    }
-                }
-                None => Head {
-                    seq: 0,
-                    hash: GENESIS,
-                    time_ms: 0,
-                },
-            },
-        };
-        Ok(Self {
-            entries,
-            checkpoints: db.open_tree("audit_checkpoints")?,
-            meta,
-            head: Mutex::new(head),
-        })
-    }
-}
-
 impl Store {
-    /// Appends events to the chain, in order; durable with the next flush.
-    /// Returns the last sequence number given.
+    /// Appends events to the chain, in order, in a transaction of their
+    /// own; durable with the next sync. Returns the last sequence number given.
     pub fn audit_append(&self, events: impl IntoIterator<Item = Event>) -> Result<u64, StoreError> {
-        let _writing = self.writing();
-        self.append_events(events)
-    }
-
-    /// [`Store::audit_append`] for callers already inside [`Store::writing`].
-    pub(super) fn append_events(
-        &self,
-        events: impl IntoIterator<Item = Event>,
-    ) -> Result<u64, StoreError> {
-        let log = &self.audit;
-        let mut head = log.head.lock().unwrap_or_else(|p| p.into_inner());
-        for event in events {
-            let action = event.action;
-            let time_ms = now_ms().max(head.time_ms);
-            let raw = seal(&head.hash, head.seq + 1, time_ms, event);
-            log.entries.insert(raw.seq.to_be_bytes(), stored(&raw))?;
-            head.seq = raw.seq;
-            head.hash = raw.hash;
-            head.time_ms = time_ms;
-            if let Some(m) = self.metrics.get() {
-                m.audit_entries
-                    .get_or_create(&crate::metrics::label("action", action.as_str()))
-                    .inc();
-            }
-        }
-        Ok(head.seq)
+        self.write(|w| Ok(w.append(events)?))
     }
 
     /// Appends events and waits until they are on disk.
@@ -152,13 +139,13 @@ impl Store {
     /// The newest entry's sequence number and hash (0 and the genesis hash
     /// for an empty log).
     pub fn audit_head(&self) -> (u64, Hash) {
-        let head = self.audit.head.lock().unwrap_or_else(|p| p.into_inner());
+        let head = self.head.lock().unwrap_or_else(|p| p.into_inner());
         (head.seq, head.hash)
     }
 
     /// Where the retained log starts: after the last prune, or at entry 1.
     pub fn audit_start(&self) -> Result<ChainStart, StoreError> {
-        Ok(match self.audit.meta.get(PRUNED)? {
+        Ok(match self.db.get(self.t.audit_meta, PRUNED)? {
             Some(m) => {
                 let mark: PruneMark = serde_json::from_slice(&m)
                     .map_err(|e| StoreError::corrupt("audit_meta/pruned", e))?;
@@ -176,11 +163,13 @@ impl Store {
     pub fn audit_entries(
         &self,
         from: u64,
-    ) -> impl Iterator<Item = Result<RawEntry, StoreError>> + '_ {
-        self.audit.entries.range(from.to_be_bytes()..).map(|item| {
-            let (k, v) = item?;
-            raw_entry(&k, &v)
-        })
+    ) -> impl Iterator<Item = Result<RawEntry, StoreError>> + use<> {
+        self.db
+            .range(self.t.audit, from.to_be_bytes()..)
+            .map(|item| {
+                let (k, v) = item?;
+                raw_entry(&k, &v)
+            })
     }
 
     /// The entry at `seq` and the hash before it (for exports, which start
@@ -189,22 +178,23 @@ impl Store {
         if seq <= 1 {
             return Ok(GENESIS);
         }
-        match self.audit.entries.get((seq - 1).to_be_bytes())? {
+        match self.db.get(self.t.audit, (seq - 1).to_be_bytes())? {
             Some(v) => Ok(raw_entry(&(seq - 1).to_be_bytes(), &v)?.hash),
             None => Ok(self.audit_start()?.prev),
         }
     }
 
     /// Number of entries held.
-    pub fn audit_len(&self) -> u64 {
-        self.audit.entries.len() as u64
+    pub fn audit_len(&self) -> Result<u64, StoreError> {
+        Ok(self.db.len(self.t.audit)?)
     }
 
     pub fn audit_put_checkpoint(&self, cp: &Checkpoint) -> Result<(), StoreError> {
-        let _writing = self.writing();
         let json = serde_json::to_vec(cp).expect("checkpoints serialize");
-        self.audit.checkpoints.insert(cp.seq.to_be_bytes(), json)?;
-        Ok(())
+        self.write(|w| {
+            w.tx.insert(w.t.audit_checkpoints, cp.seq.to_be_bytes(), json)
+                .map_err(StoreError::from)
+        })
     }
 
     /// Signed checkpoints with `lo <= seq <= hi`, in order.
@@ -212,9 +202,11 @@ impl Store {
         if lo > hi {
             return Ok(Vec::new());
         }
-        self.audit
-            .checkpoints
-            .range(lo.to_be_bytes()..=hi.to_be_bytes())
+        self.db
+            .range(
+                self.t.audit_checkpoints,
+                lo.to_be_bytes()..=hi.to_be_bytes(),
+            )
             .map(|item| {
                 let (k, v) = item?;
                 serde_json::from_slice(&v)
@@ -225,7 +217,7 @@ impl Store {
 
     /// The newest checkpoint, if any.
     pub fn audit_latest_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
-        match self.audit.checkpoints.last()? {
+        match self.last(self.t.audit_checkpoints)? {
             Some((k, v)) => serde_json::from_slice(&v)
                 .map(Some)
                 .map_err(|e| StoreError::corrupt(format!("audit_checkpoints/{}", hex(&k)), e)),
@@ -236,14 +228,12 @@ impl Store {
     /// The sequence of the newest checkpoint, if any.
     pub fn audit_last_checkpoint(&self) -> Result<Option<u64>, StoreError> {
         Ok(self
-            .audit
-            .checkpoints
-            .last()?
-            .and_then(|(k, _)| k.as_ref().try_into().ok().map(u64::from_be_bytes)))
+            .last(self.t.audit_checkpoints)?
+            .and_then(|(k, _)| k.as_slice().try_into().ok().map(u64::from_be_bytes)))
     }
 
     fn audit_time_at(&self, seq: u64) -> Result<Option<i64>, StoreError> {
-        let Some(v) = self.audit.entries.get(seq.to_be_bytes())? else {
+        let Some(v) = self.db.get(self.t.audit, seq.to_be_bytes())? else {
             return Ok(None);
         };
         let raw = raw_entry(&seq.to_be_bytes(), &v)?;
@@ -270,7 +260,6 @@ impl Store {
     /// the prune as an entry in the same transaction, so the chain always
     /// says where it was cut. Returns how many entries went.
     pub fn audit_prune(&self, before_ms: i64) -> Result<u64, StoreError> {
-        let log = &self.audit;
         let head_seq = self.audit_head().0;
         let mut doomed = Vec::new();
         let mut last_hash = None;
@@ -291,34 +280,27 @@ impl Store {
         let (Some(&through_seq), Some(through_hash)) = (doomed.last(), last_hash) else {
             return Ok(0);
         };
-        let _writing = self.writing();
-        let mut head = log.head.lock().unwrap_or_else(|p| p.into_inner());
         let mark = PruneMark {
             through_seq,
             through_hash,
         };
-        let time_ms = now_ms().max(head.time_ms);
         let event = Event::new(NODE, Action::AuditPrune, "OK")
             .detail("through_seq", through_seq)
             .detail("through_hash", hex(&through_hash))
             .detail("entries", doomed.len());
-        let raw = seal(&head.hash, head.seq + 1, time_ms, event);
-        (&log.entries, &log.checkpoints, &log.meta)
-            .transaction(|(entries, checkpoints, meta)| {
-                for seq in &doomed {
-                    entries.remove(&seq.to_be_bytes())?;
-                    checkpoints.remove(&seq.to_be_bytes())?;
-                }
-                meta.insert(PRUNED, serde_json::to_vec(&mark).expect("marks serialize"))?;
-                entries.insert(&raw.seq.to_be_bytes(), stored(&raw))?;
-                Ok::<_, sled::transaction::ConflictableTransactionError<super::TxError<StoreError>>>(
-                    (),
-                )
-            })
-            .map_err(flatten)?;
-        head.seq = raw.seq;
-        head.hash = raw.hash;
-        head.time_ms = time_ms;
+        self.write(|w| {
+            for seq in &doomed {
+                w.tx.remove(w.t.audit, seq.to_be_bytes())?;
+                w.tx.remove(w.t.audit_checkpoints, seq.to_be_bytes())?;
+            }
+            w.tx.insert(
+                w.t.audit_meta,
+                PRUNED,
+                serde_json::to_vec(&mark).expect("marks serialize"),
+            )?;
+            w.append([event])?;
+            Ok::<_, StoreError>(())
+        })?;
         Ok(doomed.len() as u64)
     }
 

@@ -1,18 +1,22 @@
 //! A consistent copy of a running node's store.
 //!
-//! sled has no snapshot read, so the copy is made with every write paused:
-//! the backup takes the write gate exclusively (each write holds it shared
-//! for its synchronous part, never across an await), flushes, and copies the
-//! database files. Nothing is half-written at that moment, so the copy is
-//! what a clean shutdown would have left: every alert with its indexes,
-//! outbox and audit entries, and the id counter sled keeps in its own files
-//! (an export/import would lose it and later reuse outbox sequence numbers).
-//! The copy is then opened once to prove it is readable.
+//! The copy is logical: one snapshot of the store (every committed
+//! transaction, each whole, nothing after it) is written tree by tree into
+//! a new database in the target directory, which is then synced and
+//! reopened to prove it is readable. Writes go on meanwhile: an engine whose
+//! background work creates and deletes files at any time cannot be copied
+//! file by file while it runs. The sequence counters live in a tree of
+//! their own, so the copy carries them and a restored node never reuses an
+//! outbox sequence.
+//!
+//! A stopped store (or a backup) is copied file by file ([`copy_store`]):
+//! that is the restore direction.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::{Store, StoreError, sync_dir};
+use super::engine::{Db, EngineError, Options, Range, Snapshot};
+use super::{Store, StoreError, TREES, sync_dir};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupStats {
@@ -20,9 +24,12 @@ pub struct BackupStats {
     pub alerts: u64,
     pub audit_entries: u64,
     pub bytes: u64,
-    /// How long writes waited.
-    pub paused_ms: u64,
+    /// How long the copy took (writes did not wait).
+    pub copy_ms: u64,
 }
+
+/// Entries per transaction of the copy: bounded memory for any store size.
+const CHUNK: usize = 2_000;
 
 fn io(path: &Path, e: std::io::Error) -> StoreError {
     StoreError::Backup(format!("{}: {e}", path.display()))
@@ -50,25 +57,44 @@ fn copy_dir(from: &Path, to: &Path) -> Result<u64, StoreError> {
     Ok(bytes)
 }
 
-/// Copies a stopped node's store (or a backup) into a new directory: the
-/// restore direction, with the same file-level copy the backup makes.
+/// Copies a stopped node's store (or a backup) into a new directory, file
+/// by file, then syncs the new directory's entry in its parent.
 pub fn copy_store(from: &Path, to: &Path) -> Result<u64, StoreError> {
-    copy_tree(from, to)
+    let bytes = copy_dir(from, to)?;
+    sync_parent(to)?;
+    Ok(bytes)
 }
 
-/// [`copy_dir`], then a sync of `to`'s parent, so the copy's own directory
-/// entry is durable too.
-fn copy_tree(from: &Path, to: &Path) -> Result<u64, StoreError> {
-    let bytes = copy_dir(from, to)?;
-    if let Some(parent) = to.parent().filter(|p| !p.as_os_str().is_empty()) {
+fn sync_parent(dir: &Path) -> Result<(), StoreError> {
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         sync_dir(parent).map_err(|e| io(parent, e))?;
     }
-    Ok(bytes)
+    Ok(())
+}
+
+/// Writes `entries` into the tree `name` of `target`, in chunked
+/// transactions (bounded memory for any size). Returns how many it wrote.
+/// Not synced: the caller syncs once after the last tree.
+pub(super) fn copy_tree(target: &Db, name: &str, entries: Range) -> Result<u64, EngineError> {
+    let to = target.tree(name)?;
+    let mut entries = entries.peekable();
+    let mut n = 0;
+    while entries.peek().is_some() {
+        target.transaction(|tx| {
+            for item in entries.by_ref().take(CHUNK) {
+                let (k, v) = item?;
+                tx.insert(to, k, v)?;
+                n += 1;
+            }
+            Ok::<_, EngineError>(())
+        })?;
+    }
+    Ok(n)
 }
 
 impl Store {
     /// Writes a consistent copy of the store to `target`, which must not
-    /// exist. Blocks (run it off the async workers); writes wait meanwhile.
+    /// exist. Blocks (run it off the async workers); writes go on meanwhile.
     pub fn backup_to(&self, target: &Path) -> Result<BackupStats, StoreError> {
         if target.exists() {
             return Err(StoreError::Backup(format!(
@@ -76,7 +102,7 @@ impl Store {
                 target.display()
             )));
         }
-        // A copy inside the store would copy itself without end.
+        // A copy inside the store would land among the engine's own files.
         let absolute = |p: &Path| std::path::absolute(p).map_err(|e| io(p, e));
         if absolute(target)?.starts_with(absolute(&self.dir)?) {
             return Err(StoreError::Backup(format!(
@@ -89,44 +115,48 @@ impl Store {
             std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
         }
         let started = Instant::now();
-        let copied = {
-            let _exclusive = self.gate.write().unwrap_or_else(|p| p.into_inner());
-            self.db.flush()?;
-            copy_tree(&self.dir, target)
-        };
-        let paused_ms = started.elapsed().as_millis() as u64;
-        let copied = match copied {
-            Ok(b) => b,
+        let copied = self.copy_snapshot(&self.db.snapshot(), target);
+        let copy_ms = started.elapsed().as_millis() as u64;
+        let checked = copied.and_then(|()| {
+            sync_parent(target)?;
+            count(target)
+        });
+        match checked {
+            Ok((alerts, audit_entries, bytes)) => Ok(BackupStats {
+                path: target.to_owned(),
+                alerts,
+                audit_entries,
+                bytes,
+                copy_ms,
+            }),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(target);
-                return Err(e);
+                Err(StoreError::Backup(format!("{}: {e}", target.display())))
             }
-        };
-        // Prove the copy opens, and count what it holds.
-        let check = || -> Result<(u64, u64), StoreError> {
-            let db = sled::Config::new().path(target).open()?;
-            let counts = (
-                db.open_tree("alerts")?.len() as u64,
-                db.open_tree("audit")?.len() as u64,
-            );
-            drop(db);
-            Ok(counts)
-        };
-        let (alerts, audit_entries) = match check() {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(target);
-                return Err(StoreError::Backup(format!("the copy does not open: {e}")));
-            }
-        };
-        Ok(BackupStats {
-            path: target.to_owned(),
-            alerts,
-            audit_entries,
-            bytes: copied,
-            paused_ms,
-        })
+        }
     }
+
+    fn copy_snapshot(&self, snapshot: &Snapshot, target: &Path) -> Result<(), StoreError> {
+        let copy = Db::open(target, &Options::default())?;
+        for name in TREES {
+            copy_tree(
+                &copy,
+                name,
+                snapshot.range::<&[u8]>(self.db.tree(name)?, ..),
+            )?;
+        }
+        copy.sync()?;
+        Ok(())
+    }
+}
+
+/// Opens a copy once (proving it opens) and counts its alerts, audit
+/// entries and bytes on disk.
+fn count(dir: &Path) -> Result<(u64, u64, u64), StoreError> {
+    let db = Db::open(dir, &Options::default())?;
+    let alerts = db.len(db.tree("alerts")?)?;
+    let audit = db.len(db.tree("audit")?)?;
+    Ok((alerts, audit, db.disk_bytes()?))
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
-//! Hits: the matching pass after each write (phase 2, see `index`), hit
-//! notices from peers, and the hit log that `WatchHits` follows.
+//! Hits: the matching pass inside each write (see `index`), hit notices
+//! from peers, and the hit log that `WatchHits` follows.
 
 use prost::Message;
-use sled::Transactional;
 
 use super::alerts::decode;
-use super::{Store, StoreError, flatten, index};
+use super::engine::{Range, Tree};
+use super::{Store, StoreError, Write, index};
 use crate::ids::{AgencyId, AlertId};
 use crate::proto::v1::{Hit, HitNotice, HitSource, StoredAlert};
 
@@ -20,16 +20,17 @@ pub enum NoticeOutcome {
 }
 
 impl Store {
-    /// Alerts in `tree` under `prefix` within `ranges`, with their values.
+    /// Alerts in `tree` under `prefix` within `ranges`, with their values;
+    /// `scan` reads one range (from a snapshot or inside a transaction).
     pub(super) fn candidates(
-        &self,
-        tree: &sled::Tree,
+        scan: impl Fn(Tree, std::ops::Range<Vec<u8>>) -> Range,
+        tree: Tree,
         prefix_len: usize,
         ranges: Vec<(Vec<u8>, Vec<u8>)>,
-    ) -> Result<Vec<(AlertId, sled::IVec)>, StoreError> {
+    ) -> Result<Vec<(AlertId, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
         for (start, end) in ranges {
-            for item in tree.range(start..end) {
+            for item in scan(tree, start..end) {
                 let (k, v) = item?;
                 if let Some(id) = index::alert_in_key(&k, prefix_len) {
                     out.push((id, v));
@@ -39,12 +40,16 @@ impl Store {
         Ok(out)
     }
 
-    /// Phase 2 of a write (see `index`): finds the alerts that share a token
-    /// with `record` or hold a similar person, records the hits with their
-    /// notices, and clears the pending mark. Runs before the write's flush, so
-    /// an acknowledged alert has its hits; after a crash in between, `open`
-    /// finds the mark and redoes it.
-    pub(super) fn match_pending(&self, record: &StoredAlert) -> Result<Vec<Hit>, StoreError> {
+    /// The matching pass of a write, in its transaction (after `reindex`):
+    /// finds the alerts that share a token with `record` or hold a similar
+    /// person, and records the hits with their notices and audit entries.
+    /// The range scans see the transaction's own writes, so an alert is
+    /// committed together with every hit it makes.
+    pub(super) fn match_in(
+        &self,
+        w: &mut Write<'_, '_>,
+        record: &StoredAlert,
+    ) -> Result<Vec<Hit>, StoreError> {
         use crate::matching::{
             FoundHits, encoding_block, encodings_of, hit_pair, similarity, tokens_of,
         };
@@ -54,7 +59,7 @@ impl Store {
         let tokens = tokens_of(record);
         let encodings = encodings_of(record);
         if tokens.is_empty() && encodings.is_empty() {
-            return Ok(Vec::new()); // nothing indexed, no pending mark to clear
+            return Ok(Vec::new());
         }
         let this: AlertId = alert
             .id
@@ -79,17 +84,18 @@ impl Store {
             };
             found.add(hit, fuzzy);
         };
+        let scan = |tree, range| w.tx.range(tree, range);
         for token in &tokens {
             let prefix = index::token_prefix(token);
             let ranges = index::candidate_ranges(&prefix, this.origin(), own);
-            for (other, _) in self.candidates(&self.tokens, prefix.len(), ranges)? {
+            for (other, _) in Self::candidates(scan, w.t.tokens, prefix.len(), ranges)? {
                 add(other, token.0, 1.0, false);
             }
         }
         for e in encodings {
             let block = encoding_block(e);
             let ranges = index::candidate_ranges(&block, this.origin(), own);
-            for (other, bloom) in self.candidates(&self.fuzzy, block.len(), ranges)? {
+            for (other, bloom) in Self::candidates(scan, w.t.fuzzy, block.len(), ranges)? {
                 if let Some(sim) = similarity(&e.bloom, &bloom)
                     && sim >= self.scope.fuzzy_threshold
                 {
@@ -102,30 +108,15 @@ impl Store {
                 }
             }
         }
-        let notify = found
-            .iter()
-            .map(|(hit, fuzzy)| self.may_notify(record, &this, hit, fuzzy))
-            .collect::<Result<Vec<bool>, StoreError>>()?;
-        let key = alert.id.as_bytes();
-        let recorded = (&self.hits, &self.hit_keys, &self.outbox, &self.pending)
-            .transaction(|(hits, hit_keys, outbox, pending)| {
-                let mut recorded = Vec::new();
-                for ((hit, _), notify) in found.iter().zip(&notify) {
-                    if let Some(h) = index::record_found::<StoreError>(
-                        hits,
-                        hit_keys,
-                        outbox,
-                        hit.clone(),
-                        *notify,
-                    )? {
-                        recorded.push(h);
-                    }
-                }
-                pending.remove(key)?;
-                Ok(recorded)
-            })
-            .map_err(flatten)?;
-        self.append_events(recorded.iter().map(|h| {
+        let mut recorded = Vec::new();
+        for (hit, fuzzy) in found.iter() {
+            let notify = self.may_notify(w, record, &this, hit, fuzzy)?;
+            if let Some(h) = index::record_found(w, hit.clone(), notify)? {
+                recorded.push(h);
+            }
+        }
+        w.tx.remove(w.t.pending, alert.id.as_bytes())?;
+        w.append(recorded.iter().map(|h| {
             crate::audit::Event::new(crate::audit::NODE, crate::audit::Action::HitFound, "OK")
                 .object(h.local_alert_id.clone())
                 .object(h.other_alert_id.clone())
@@ -141,6 +132,7 @@ impl Store {
     /// is either our alert of the hit or theirs.
     fn may_notify(
         &self,
+        w: &Write<'_, '_>,
         record: &StoredAlert,
         this: &AlertId,
         hit: &Hit,
@@ -168,8 +160,8 @@ impl Store {
                 .map_err(|e: crate::ids::IdError| {
                     StoreError::corrupt(hit.local_alert_id.clone(), e)
                 })?;
-            match self.get(&id)? {
-                Some(r) => r,
+            match w.tx.get(w.t.alerts, id.to_string())? {
+                Some(bytes) => decode(id.to_string().as_bytes(), &bytes)?,
                 None => return Ok(false),
             }
         };
@@ -177,9 +169,9 @@ impl Store {
     }
 
     /// Installs the policy that decides which hit notices may be sent, then
-    /// redoes matching a crash interrupted (see `match_pending`): that may
-    /// queue notices, so it waits for the gate. Called once by the node
-    /// before it serves; a later gate is ignored.
+    /// does the matching still pending (see [`Store::recover_pending`]):
+    /// that may queue notices, so it waits for the gate. Called once by the
+    /// node before it serves; a later gate is ignored.
     pub fn start_matching(
         &self,
         gate: std::sync::Weak<dyn crate::matching::NoticeGate>,
@@ -188,20 +180,22 @@ impl Store {
         self.recover_pending()
     }
 
-    /// Redoes matching interrupted by a crash (see `match_pending`).
+    /// Matches the alerts marked pending, each in one transaction that also
+    /// clears its mark. Only a store migrated from sled holds marks: there
+    /// matching ran as a second transaction after the write, and a crash in
+    /// between left the mark for the next start. Here matching is part of
+    /// every write, so nothing sets a mark any more.
     fn recover_pending(&self) -> Result<(), StoreError> {
-        for item in self.pending.iter() {
+        for item in self.db.range::<&[u8]>(self.t.pending, ..) {
             let (id, _) = item?;
-            match self.alerts.get(&id)? {
-                Some(bytes) => {
-                    let record = decode(&id, &bytes)?;
-                    let hits = self.match_pending(&record)?;
-                    self.publish(&hits);
+            let hits = self.write(|w| {
+                w.tx.remove(w.t.pending, &id)?;
+                match w.tx.get(w.t.alerts, &id)? {
+                    Some(bytes) => self.match_in(w, &decode(&id, &bytes)?),
+                    None => Ok(Vec::new()),
                 }
-                None => {
-                    self.pending.remove(&id)?;
-                }
-            }
+            })?;
+            self.publish(&hits);
         }
         Ok(())
     }
@@ -232,13 +226,16 @@ impl Store {
     /// Hits with sequence greater than `after`, in order, at most `limit`.
     pub fn hits_after(&self, after: u64, limit: usize) -> Result<Vec<Hit>, StoreError> {
         let mut out = Vec::new();
-        for item in self.hits.range((after.saturating_add(1)).to_be_bytes()..) {
+        for item in self
+            .db
+            .range(self.t.hits, (after.saturating_add(1)).to_be_bytes()..)
+        {
             if out.len() == limit {
                 break;
             }
             let (k, v) = item?;
             out.push(
-                Hit::decode(v.as_ref())
+                Hit::decode(v.as_slice())
                     .map_err(|e| StoreError::corrupt(format!("hit {k:?}"), e))?,
             );
         }
@@ -283,13 +280,7 @@ impl Store {
             detected_at: Some(crate::time::now()),
             source: HitSource::Notice as i32,
         };
-        let writing = self.writing();
-        let recorded = (&self.hits, &self.hit_keys)
-            .transaction(|(hits, hit_keys)| {
-                index::record_hit::<StoreError>(hits, hit_keys, hit.clone())
-            })
-            .map_err(flatten)?;
-        drop(writing);
+        let recorded = self.write(|w| index::record_hit(w, hit))?;
         self.commit.durable().await?;
         Ok(match recorded {
             Some(hit) => {

@@ -7,32 +7,21 @@
 //! - `tokens`:  type (i32 BE) ‖ key version (u32 BE) ‖ token ‖ origin ‖ 0 ‖ alert id → ()
 //! - `fuzzy`:   key version (u32 BE) ‖ block ‖ origin ‖ 0 ‖ alert id ‖ 0 ‖ n (u16 BE) → filter
 //! - `hits`:    sequence (u64 BE) → `Hit`; `hit_keys`: own ‖ 0 ‖ other ‖ 0 ‖ type → sequence
-//! - `pending`: alert id → () while the alert's matching (phase 2) is not done
 //! - `retention`: deadline (seconds, u64 BE) ‖ alert id → () for every alert
 //!   still holding content, so the purge reads only what is due
 //!
-//! Phase 1, inside the alert's transaction, moves the alert's index entries
-//! and sets `pending`. Phase 2 (`Store::match_pending`) reads candidates with
-//! range scans, which sled transactions cannot do, then records hits and
-//! notices and clears `pending` in a second transaction before the same flush.
+//! An alert's index entries move in the transaction that writes the alert
+//! ([`reindex`]), and the same transaction then reads the candidates with
+//! range scans, which see its own writes, and records the hits and notices
+//! they make (`Store::match_in`): an alert is never stored without its hits.
 
 use prost::Message;
-use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 use super::outbox::outbox_key;
-use super::{OutboxItem, StoreError, TxError};
+use super::{Counter, OutboxItem, StoreError, Write};
 use crate::ids::{AgencyId, AlertId};
 use crate::matching::{self, TokenKey};
 use crate::proto::v1::{Hit, HitNotice, StoredAlert};
-
-pub(super) type TxResult<T, E> = Result<T, ConflictableTransactionError<TxError<E>>>;
-
-pub(super) struct IndexTrees<'a> {
-    pub tokens: &'a TransactionalTree,
-    pub fuzzy: &'a TransactionalTree,
-    pub pending: &'a TransactionalTree,
-    pub retention: &'a TransactionalTree,
-}
 
 /// The retention index key of a record holding content, if it has a deadline.
 pub(super) fn retention_key(record: &StoredAlert) -> Option<Vec<u8>> {
@@ -102,8 +91,8 @@ pub(super) fn candidate_ranges(
     }
 }
 
-fn corrupt<E>(what: &str, e: impl ToString) -> ConflictableTransactionError<TxError<E>> {
-    ConflictableTransactionError::Abort(TxError::Store(StoreError::corrupt(what.to_owned(), e)))
+fn corrupt(what: &str, e: impl ToString) -> StoreError {
+    StoreError::corrupt(what.to_owned(), e)
 }
 
 fn hit_key(own: &AlertId, other: &AlertId, kind: i32) -> Vec<u8> {
@@ -111,33 +100,28 @@ fn hit_key(own: &AlertId, other: &AlertId, kind: i32) -> Vec<u8> {
 }
 
 /// Records a hit unless this (own, other, type) is already known; returns it if new.
-pub(super) fn record_hit<E>(
-    hits: &TransactionalTree,
-    hit_keys: &TransactionalTree,
-    hit: Hit,
-) -> TxResult<Option<Hit>, E> {
+pub(super) fn record_hit(w: &mut Write<'_, '_>, hit: Hit) -> Result<Option<Hit>, StoreError> {
     let own: AlertId = hit.local_alert_id.parse().map_err(|e| corrupt("hit", e))?;
     let other: AlertId = hit.other_alert_id.parse().map_err(|e| corrupt("hit", e))?;
     let key = hit_key(&own, &other, hit.r#type);
-    if hit_keys.get(&key)?.is_some() {
+    if w.tx.get(w.t.hit_keys, &key)?.is_some() {
         return Ok(None);
     }
-    let sequence = hits.generate_id()? + 1; // sequences start at 1: 0 means "from the start"
+    // Sequences start at 1: 0 means "from the start".
+    let sequence = w.next(Counter::Hits)?;
     let hit = Hit { sequence, ..hit };
-    hits.insert(&sequence.to_be_bytes(), hit.encode_to_vec())?;
-    hit_keys.insert(key, &sequence.to_be_bytes())?;
+    w.tx.insert(w.t.hits, sequence.to_be_bytes(), hit.encode_to_vec())?;
+    w.tx.insert(w.t.hit_keys, key, sequence.to_be_bytes())?;
     Ok(Some(hit))
 }
 
 /// Records a hit found here and, when `notify`, queues the notice to the other agency.
-pub(super) fn record_found<E>(
-    hits: &TransactionalTree,
-    hit_keys: &TransactionalTree,
-    outbox: &TransactionalTree,
+pub(super) fn record_found(
+    w: &mut Write<'_, '_>,
     hit: Hit,
     notify: bool,
-) -> TxResult<Option<Hit>, E> {
-    let Some(hit) = record_hit(hits, hit_keys, hit)? else {
+) -> Result<Option<Hit>, StoreError> {
+    let Some(hit) = record_hit(w, hit)? else {
         return Ok(None);
     };
     let other: AlertId = hit.other_alert_id.parse().map_err(|e| corrupt("hit", e))?;
@@ -148,18 +132,19 @@ pub(super) fn record_found<E>(
             our_alert_id: hit.local_alert_id.clone(),
             similarity: hit.similarity,
         };
-        queue(outbox, &OutboxItem::notice(other.origin().clone(), notice))?;
+        queue(w, &OutboxItem::notice(other.origin().clone(), notice))?;
     }
     Ok(Some(hit))
 }
 
-/// Phase 1: moves `record`'s index entries from `previous`'s and marks the
-/// alert for matching when it has anything to match.
-pub(super) fn reindex<E>(
-    t: &IndexTrees<'_>,
+/// Moves `record`'s index entries (tokens, person encodings, retention
+/// deadline) from `previous`'s.
+pub(super) fn reindex(
+    w: &mut Write<'_, '_>,
     previous: Option<&StoredAlert>,
     record: &StoredAlert,
-) -> TxResult<(), E> {
+) -> Result<(), StoreError> {
+    let t = w.t;
     let alert = record
         .alert
         .as_ref()
@@ -168,42 +153,36 @@ pub(super) fn reindex<E>(
     let old = previous.map(matching::tokens_of).unwrap_or_default();
     let new = matching::tokens_of(record);
     for gone in old.difference(&new) {
-        t.tokens.remove(with_alert(token_prefix(gone), &this))?;
+        w.tx.remove(t.tokens, with_alert(token_prefix(gone), &this))?;
     }
     for token in new.difference(&old) {
-        t.tokens
-            .insert(with_alert(token_prefix(token), &this), &[])?;
+        w.tx.insert(t.tokens, with_alert(token_prefix(token), &this), [])?;
     }
     if let Some(prev) = previous {
         for (n, e) in matching::encodings_of(prev).into_iter().enumerate() {
-            t.fuzzy
-                .remove(fuzzy_key(&matching::encoding_block(e), &this, n))?;
+            w.tx.remove(t.fuzzy, fuzzy_key(&matching::encoding_block(e), &this, n))?;
         }
     }
     let encodings = matching::encodings_of(record);
     for (n, e) in encodings.iter().enumerate() {
-        t.fuzzy.insert(
+        w.tx.insert(
+            t.fuzzy,
             fuzzy_key(&matching::encoding_block(e), &this, n),
             e.bloom.as_slice(),
         )?;
     }
     if let Some(k) = previous.and_then(retention_key) {
-        t.retention.remove(k)?;
+        w.tx.remove(t.retention, k)?;
     }
     if let Some(k) = retention_key(record) {
-        t.retention.insert(k, &[])?;
-    }
-    if new.is_empty() && encodings.is_empty() {
-        t.pending.remove(alert.id.as_bytes())?;
-    } else {
-        t.pending.insert(alert.id.as_bytes(), &[])?;
+        w.tx.insert(t.retention, k, [])?;
     }
     Ok(())
 }
 
 /// Appends one envelope payload to a peer's outbox.
-pub(super) fn queue<E>(outbox: &TransactionalTree, item: &OutboxItem) -> TxResult<(), E> {
-    let seq = outbox.generate_id()?;
+pub(super) fn queue(w: &mut Write<'_, '_>, item: &OutboxItem) -> Result<(), StoreError> {
+    let seq = w.next(Counter::Outbox)?;
     let env = crate::proto::v1::Envelope {
         sequence: 0,
         payload: Some(item.payload.clone()),
@@ -211,6 +190,6 @@ pub(super) fn queue<E>(outbox: &TransactionalTree, item: &OutboxItem) -> TxResul
         rule: item.rule.clone(),
         disclosed: item.disclosed.clone(),
     };
-    outbox.insert(outbox_key(&item.peer, seq), env.encode_to_vec())?;
+    w.tx.insert(w.t.outbox, outbox_key(&item.peer, seq), env.encode_to_vec())?;
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 use prost::Message;
 
-use super::{Store, StoreError, index};
+use super::{Counter, Store, StoreError, index};
 use crate::ids::AgencyId;
 
 impl Store {
@@ -32,6 +32,8 @@ impl Store {
             }
             vec![(start, end)]
         };
+        let snapshot = self.db.snapshot();
+        let scan = |tree, range| snapshot.range(tree, range);
         let mut out: Vec<LookupMatch> = Vec::new();
         let mut add = |m: LookupMatch| match out
             .iter_mut()
@@ -42,7 +44,7 @@ impl Store {
         };
         for t in tokens {
             let prefix = index::token_prefix(&(t.r#type, t.key_version, t.value.clone()));
-            for (id, _) in self.candidates(&self.tokens, prefix.len(), ranges(&prefix))? {
+            for (id, _) in Self::candidates(scan, self.t.tokens, prefix.len(), ranges(&prefix))? {
                 add(LookupMatch {
                     r#type: t.r#type,
                     alert_id: id.to_string(),
@@ -52,7 +54,7 @@ impl Store {
         }
         for e in encodings {
             let block = crate::matching::encoding_block(e);
-            for (id, bloom) in self.candidates(&self.fuzzy, block.len(), ranges(&block))? {
+            for (id, bloom) in Self::candidates(scan, self.t.fuzzy, block.len(), ranges(&block))? {
                 if let Some(sim) = crate::matching::similarity(&e.bloom, &bloom)
                     && sim >= threshold
                 {
@@ -67,22 +69,21 @@ impl Store {
         Ok(out)
     }
 
-    /// Appends a lookup to the lookup log (read by the audit log) and flushes.
+    /// Appends a lookup to the lookup log (read by the audit log) and syncs.
     pub async fn record_lookup(
         &self,
         record: crate::proto::v1::LookupRecord,
     ) -> Result<(), StoreError> {
-        {
-            let _writing = self.writing();
-            let seq = self.db.generate_id()?;
-            self.lookups
-                .insert(seq.to_be_bytes(), record.encode_to_vec())?;
-        }
+        self.write(|w| {
+            let seq = w.next(Counter::Lookups)?;
+            w.tx.insert(w.t.lookups, seq.to_be_bytes(), record.encode_to_vec())?;
+            Ok::<_, StoreError>(())
+        })?;
         self.commit.durable().await
     }
 
     /// Number of lookups in the lookup log.
-    pub fn lookup_count(&self) -> usize {
-        self.lookups.len()
+    pub fn lookup_count(&self) -> Result<u64, StoreError> {
+        Ok(self.db.len(self.t.lookups)?)
     }
 }

@@ -1,19 +1,26 @@
-//! The node's durable state in sled. Nothing else in the crate touches sled:
-//! other modules call the typed operations here.
+//! The node's durable state. Nothing else in the crate touches the storage
+//! engine: other modules call the typed operations here, which are written
+//! against the narrow interface in [`engine`] (trees, transactions that can
+//! read, write and range-scan, snapshots, a real sync).
 //!
 //! Trees:
 //! - `alerts`: alert id → `StoredAlert` (latest version only).
 //! - `outbox`: peer ‖ 0x00 ‖ sequence (u64 BE) → `SharedAlert` waiting for the peer's ack.
 //! - `requests`: client ‖ 0x00 ‖ request id → alert id, for idempotent submits.
-//! - `tokens`, `fuzzy`, `match_pending`, `hits`, `hit_keys`: indexes and hit log (see `index`).
+//! - `tokens`, `fuzzy`, `hits`, `hit_keys`: indexes and hit log (see `index`).
+//! - `match_pending`: alerts whose matching is still to be done (only a store
+//!   migrated from sled can hold any; see `hits`).
 //! - `lookups`, `refusals`: logs of lookups and refused deliveries (see `records`).
 //! - `policies`: sharing policy versions and which one is in force (see `records`).
 //! - `retention`, `purges`: alerts by retention deadline, and the log of purges (see `retention`).
 //! - `audit`, `audit_checkpoints`, `audit_meta`: the hash-chained audit log (see `audit`).
+//! - `counters`: the last sequence number given out per log (see [`Counter`]).
 //!
-//! Every operation that changes an alert writes the alert and its outbox
-//! entries in one sled transaction, and returns only after a (group) flush, so
-//! whatever a caller acknowledges is on disk and its deliveries are queued.
+//! Every store operation that changes something is **one transaction**: an
+//! alert with its outbox entries, indexes, the hits it makes and the audit
+//! entries that record it commit together or not at all, and the operation
+//! returns only after a group-committed sync covers it, so whatever a caller
+//! acknowledges is on disk and its deliveries are queued.
 //!
 //! The operations, by concern (each file adds its part of `impl Store`):
 //! - `alerts`: local writes, received deliveries, reading alerts back;
@@ -24,16 +31,19 @@
 //! - `records`: policy versions and the refusal log;
 //! - `retention`: purging content past its deadline;
 //! - `audit`: the audit chain's trees, pages and verification;
-//! - `backup`: online copies under the write gate;
-//! - `group_commit`: one flush for many concurrent writers.
+//! - `backup`: online copies from a snapshot;
+//! - `migrate`: converting a store written by sled (before fjall);
+//! - `group_commit`: one sync for many concurrent writers.
 
 mod alerts;
 mod audit;
 mod backup;
+pub mod engine;
 mod group_commit;
 mod hits;
 mod index;
 mod lookups;
+mod migrate;
 mod outbox;
 mod records;
 mod retention;
@@ -42,27 +52,35 @@ pub use alerts::{ApplyOutcome, LocalWrite};
 pub use backup::{BackupStats, copy_store};
 pub use group_commit::CommitStats;
 pub use hits::NoticeOutcome;
+pub use migrate::{MigrateStats, is_sled_store, is_store, migrate_sled};
 pub use outbox::{OutboxItem, OutboxSummary, Queued};
 pub use retention::{PURGED, expired};
 
 use std::path::Path;
 
-use sled::transaction::{ConflictableTransactionError, TransactionError};
 use thiserror::Error;
 
 use crate::matching::MatchScope;
+use engine::{Db, EngineError, Tree, Tx};
 use group_commit::GroupCommit;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
     #[error("storage: {0}")]
-    Sled(#[from] sled::Error),
+    Engine(#[from] EngineError),
     #[error("stored record {key} cannot be decoded: {reason}")]
     Corrupt { key: String, reason: String },
-    #[error("flush failed: {0}")]
+    #[error("sync failed: {0}")]
     Flush(String),
     #[error("backup: {0}")]
     Backup(String),
+    #[error(
+        "{dir} holds a store written by an earlier CaseBridge (sled); convert it with \
+         `casebridge store migrate --from {dir} --to NEW_DIR` and point [store] dir at NEW_DIR"
+    )]
+    Legacy { dir: String },
+    #[error("migrate: {0}")]
+    Migrate(String),
 }
 
 impl StoreError {
@@ -85,23 +103,145 @@ pub enum TxError<E> {
     Rejected(E),
 }
 
+impl<E> From<EngineError> for TxError<E> {
+    fn from(e: EngineError) -> Self {
+        Self::Store(e.into())
+    }
+}
+
+/// The trees of the store, opened once.
+pub(crate) struct Trees {
+    alerts: Tree,
+    outbox: Tree,
+    requests: Tree,
+    tokens: Tree,
+    fuzzy: Tree,
+    pending: Tree,
+    hits: Tree,
+    hit_keys: Tree,
+    lookups: Tree,
+    policies: Tree,
+    refusals: Tree,
+    retention: Tree,
+    purges: Tree,
+    audit: Tree,
+    audit_checkpoints: Tree,
+    audit_meta: Tree,
+    counters: Tree,
+}
+
+/// Every tree the store keeps, by name (a migration and a backup copy these).
+pub const TREES: [&str; 17] = [
+    "alerts",
+    "outbox",
+    "requests",
+    "tokens",
+    "fuzzy",
+    "match_pending",
+    "hits",
+    "hit_keys",
+    "lookups",
+    "policies",
+    "refusals",
+    "retention",
+    "purges",
+    "audit",
+    "audit_checkpoints",
+    "audit_meta",
+    "counters",
+];
+
+impl Trees {
+    fn open(db: &Db) -> Result<Self, EngineError> {
+        Ok(Self {
+            alerts: db.tree("alerts")?,
+            outbox: db.tree("outbox")?,
+            requests: db.tree("requests")?,
+            tokens: db.tree("tokens")?,
+            fuzzy: db.tree("fuzzy")?,
+            pending: db.tree("match_pending")?,
+            hits: db.tree("hits")?,
+            hit_keys: db.tree("hit_keys")?,
+            lookups: db.tree("lookups")?,
+            policies: db.tree("policies")?,
+            refusals: db.tree("refusals")?,
+            retention: db.tree("retention")?,
+            purges: db.tree("purges")?,
+            audit: db.tree("audit")?,
+            audit_checkpoints: db.tree("audit_checkpoints")?,
+            audit_meta: db.tree("audit_meta")?,
+            counters: db.tree("counters")?,
+        })
+    }
+}
+
+/// The sequences the store hands out, each kept in `counters` and advanced
+/// in the transaction that uses it, so a number is never given twice, even
+/// after a crash or a restore.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Counter {
+    Outbox,
+    Hits,
+    Lookups,
+    Refusals,
+    Purges,
+}
+
+impl Counter {
+    pub(crate) const ALL: [Counter; 5] = [
+        Self::Outbox,
+        Self::Hits,
+        Self::Lookups,
+        Self::Refusals,
+        Self::Purges,
+    ];
+
+    fn key(self) -> &'static [u8] {
+        match self {
+            Self::Outbox => b"outbox",
+            Self::Hits => b"hits",
+            Self::Lookups => b"lookups",
+            Self::Refusals => b"refusals",
+            Self::Purges => b"purges",
+        }
+    }
+}
+
+/// One store write in progress: the transaction, the trees, and the audit
+/// chain's head as this transaction advances it (installed only if it
+/// commits).
+pub(crate) struct Write<'w, 'tx> {
+    pub(crate) tx: &'w mut Tx<'tx>,
+    pub(crate) t: &'w Trees,
+    log: &'w mut audit::Head,
+    /// Actions appended, counted in the metrics once committed.
+    appended: &'w mut Vec<crate::audit::Action>,
+}
+
+impl Write<'_, '_> {
+    /// The next number of `counter` (the first is 1).
+    pub(crate) fn next(&mut self, counter: Counter) -> Result<u64, StoreError> {
+        let last = match self.tx.get(self.t.counters, counter.key())? {
+            Some(v) => u64::from_be_bytes(v.as_slice().try_into().map_err(|_| {
+                StoreError::corrupt(
+                    format!("counters/{}", String::from_utf8_lossy(counter.key())),
+                    "not a number",
+                )
+            })?),
+            None => 0,
+        };
+        let next = last + 1;
+        self.tx
+            .insert(self.t.counters, counter.key(), next.to_be_bytes())?;
+        Ok(next)
+    }
+}
+
 pub struct Store {
-    db: sled::Db,
+    db: Db,
     /// Where the database files are, for backups.
     dir: std::path::PathBuf,
-    alerts: sled::Tree,
-    outbox: sled::Tree,
-    requests: sled::Tree,
-    tokens: sled::Tree,
-    hits: sled::Tree,
-    hit_keys: sled::Tree,
-    fuzzy: sled::Tree,
-    pending: sled::Tree,
-    lookups: sled::Tree,
-    policies: sled::Tree,
-    refusals: sled::Tree,
-    retention: sled::Tree,
-    purges: sled::Tree,
+    t: Trees,
     scope: MatchScope,
     /// Decides which hit notices may be sent (the sharing policy); without
     /// one, every configured peer is notified. Weak: the policy holds the
@@ -109,109 +249,88 @@ pub struct Store {
     notice_gate: std::sync::OnceLock<std::sync::Weak<dyn crate::matching::NoticeGate>>,
     /// Hits and audit entries recorded, for the metrics endpoint.
     metrics: std::sync::OnceLock<crate::metrics::Metrics>,
-    audit: audit::AuditTrees,
+    /// The audit chain's head. Held by every write for its whole transaction
+    /// (taken before the engine's writer lock, always in that order), so the
+    /// chain's entries get consecutive numbers and hashes in commit order.
+    head: std::sync::Mutex<audit::Head>,
     commit: GroupCommit,
-    /// Every write holds this shared; a backup holds it exclusively, so its
-    /// copy sees no half-done operation (see [`Store::backup_to`]).
-    gate: std::sync::RwLock<()>,
     /// Latest hit sequence, for watchers.
     hit_seq: tokio::sync::watch::Sender<u64>,
 }
 
-fn abort<E>(e: E) -> ConflictableTransactionError<E> {
-    ConflictableTransactionError::Abort(e)
-}
-
-/// For transactions whose only aborts are storage problems.
-fn flatten(e: TransactionError<TxError<StoreError>>) -> StoreError {
-    match e {
-        TransactionError::Abort(TxError::Store(e) | TxError::Rejected(e)) => e,
-        TransactionError::Storage(e) => StoreError::Sled(e),
-    }
-}
-
-/// `fsync` of a directory, so the entries created in it survive a crash.
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
-}
-
-/// How long `open` waits for another holder of the database lock to let go.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// sled locks its directory. A previous instance that is still exiting (a
-/// supervisor restarting the process, or a node restarted inside one process
-/// whose last request tasks are still unwinding) holds it for a moment, so a
-/// lock conflict is retried for a bounded time before it is reported.
-fn open_with_lock_retry(config: &sled::Config) -> Result<sled::Db, StoreError> {
-    let deadline = std::time::Instant::now() + LOCK_WAIT;
-    loop {
-        match config.open() {
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock")
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            other => return Ok(other?),
-        }
-    }
-}
-
 impl Store {
     /// Opens (or creates) the store. Must be called inside a tokio runtime:
-    /// it starts the group-commit flusher. Matching left pending by a crash
-    /// is redone by [`Store::start_matching`].
+    /// it starts the group-commit flusher. Matching left pending (only a
+    /// migrated store has any) is redone by [`Store::start_matching`].
     pub fn open(
         dir: &Path,
         cache_capacity_bytes: u64,
         scope: MatchScope,
     ) -> Result<Self, StoreError> {
-        let config = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_capacity_bytes)
-            // We flush explicitly before every acknowledgement; the periodic
-            // background flush only bounds the work of the next explicit one.
-            .flush_every_ms(Some(1000));
-        let db = open_with_lock_retry(&config)?;
-        let files = group_commit::FileSync::open(dir)
-            .map_err(|e| StoreError::Flush(format!("{}: {e}", dir.display())))?;
-        let commit = GroupCommit::start(db.clone(), files);
-        let hits = db.open_tree("hits")?;
-        let last = hits
-            .last()?
-            .map(|(k, _)| u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8])))
+        if is_sled_store(dir) {
+            return Err(StoreError::Legacy {
+                dir: dir.display().to_string(),
+            });
+        }
+        let options = engine::Options {
+            cache_bytes: cache_capacity_bytes,
+            ..Default::default()
+        };
+        let db = Db::open(dir, &options)?;
+        let t = Trees::open(&db)?;
+        let head = audit::Head::load(&db, &t)?;
+        let last = db
+            .range::<&[u8]>(t.hits, ..)
+            .next_back()
+            .transpose()?
+            .map(|(k, _)| u64::from_be_bytes(k.as_slice().try_into().unwrap_or([0; 8])))
             .unwrap_or(0);
-        let store = Self {
-            alerts: db.open_tree("alerts")?,
-            outbox: db.open_tree("outbox")?,
-            requests: db.open_tree("requests")?,
-            tokens: db.open_tree("tokens")?,
-            hit_keys: db.open_tree("hit_keys")?,
-            fuzzy: db.open_tree("fuzzy")?,
-            pending: db.open_tree("match_pending")?,
-            lookups: db.open_tree("lookups")?,
-            policies: db.open_tree("policies")?,
-            refusals: db.open_tree("refusals")?,
-            retention: db.open_tree("retention")?,
-            purges: db.open_tree("purges")?,
-            audit: audit::AuditTrees::open(&db)?,
+        Ok(Self {
+            commit: GroupCommit::start(db.clone()),
+            db,
+            t,
             notice_gate: std::sync::OnceLock::new(),
             metrics: std::sync::OnceLock::new(),
-            hits,
             scope,
             dir: dir.to_owned(),
-            db,
-            commit,
-            gate: std::sync::RwLock::new(()),
+            head: std::sync::Mutex::new(head),
             hit_seq: tokio::sync::watch::channel(last).0,
-        };
-        Ok(store)
+        })
     }
 
-    /// Held (shared) by every write; never taken twice on one path, since a
-    /// waiting backup would then block the second acquisition forever.
-    fn writing(&self) -> std::sync::RwLockReadGuard<'_, ()> {
-        self.gate.read().unwrap_or_else(|p| p.into_inner())
+    /// Runs `body` as one transaction. The audit entries it appends get
+    /// their chain numbers and hashes here and take effect only if it
+    /// commits. Not durable yet: callers that acknowledge anything wait for
+    /// [`Store::durable`] after it.
+    pub(crate) fn write<T, E: From<EngineError>>(
+        &self,
+        body: impl FnOnce(&mut Write<'_, '_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut head = self.head.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = head.clone();
+        let mut appended = Vec::new();
+        let out = self.db.transaction(|tx| {
+            body(&mut Write {
+                tx,
+                t: &self.t,
+                log: &mut next,
+                appended: &mut appended,
+            })
+        })?;
+        *head = next;
+        if let Some(m) = self.metrics.get() {
+            for action in appended {
+                m.audit_entries
+                    .get_or_create(&crate::metrics::label("action", action.as_str()))
+                    .inc();
+            }
+        }
+        Ok(out)
+    }
+
+    /// The last entry of `tree`.
+    fn last(&self, tree: Tree) -> Result<Option<engine::Entry>, StoreError> {
+        Ok(self.db.range::<&[u8]>(tree, ..).next_back().transpose()?)
     }
 
     pub fn commit_stats(&self) -> &CommitStats {
@@ -223,18 +342,28 @@ impl Store {
         self.commit.durable().await
     }
 
+    /// Bytes the store occupies on disk.
+    pub fn disk_bytes(&self) -> Result<u64, StoreError> {
+        Ok(self.db.disk_bytes()?)
+    }
+
     /// Counts hits and audit entries in `metrics` from now on.
     pub fn set_metrics(&self, metrics: crate::metrics::Metrics) {
         let _ = self.metrics.set(metrics);
     }
 
-    /// Flushes and syncs, then stops the flusher; used at shutdown. Writes
-    /// after this fail with `StoreError::Flush`.
+    /// Syncs, then stops the flusher; used at shutdown. Writes after this
+    /// fail with `StoreError::Flush`.
     pub async fn close(&self) -> Result<(), StoreError> {
         self.commit.durable().await?;
         self.commit.stop().await;
         Ok(())
     }
+}
+
+/// `fsync` of a directory, so the entries created in it survive a crash.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -78,7 +78,7 @@ impl Store {
         };
         let prefix = outbox_prefix(peer);
         let mut out = Vec::new();
-        for item in self.outbox.range(start..) {
+        for item in self.db.range(self.t.outbox, start..) {
             let (k, v) = item?;
             if !k.starts_with(&prefix) || out.len() == limit {
                 break;
@@ -86,7 +86,7 @@ impl Store {
             let seq = u64::from_be_bytes(k[prefix.len()..].try_into().map_err(|_| {
                 StoreError::corrupt(String::from_utf8_lossy(&k).into_owned(), "bad outbox key")
             })?);
-            let env = Envelope::decode(v.as_ref())
+            let env = Envelope::decode(v.as_slice())
                 .map_err(|e| StoreError::corrupt(String::from_utf8_lossy(&k).into_owned(), e))?;
             let payload = env.payload.ok_or_else(|| {
                 StoreError::corrupt(
@@ -108,7 +108,12 @@ impl Store {
     /// The sequence of the newest entry waiting for `peer`, if any.
     pub fn outbox_last_seq(&self, peer: &AgencyId) -> Result<Option<u64>, StoreError> {
         let prefix = outbox_prefix(peer);
-        let Some((k, _)) = self.outbox.scan_prefix(&prefix).next_back().transpose()? else {
+        let Some((k, _)) = self
+            .db
+            .prefix(self.t.outbox, &prefix)
+            .next_back()
+            .transpose()?
+        else {
             return Ok(None);
         };
         Ok(k.get(prefix.len()..)
@@ -125,9 +130,9 @@ impl Store {
         max_ids: usize,
     ) -> Result<OutboxSummary, StoreError> {
         let mut out = OutboxSummary::default();
-        for item in self.outbox.scan_prefix(outbox_prefix(peer)) {
+        for item in self.db.prefix(self.t.outbox, outbox_prefix(peer)) {
             let (k, v) = item?;
-            let env = Envelope::decode(v.as_ref())
+            let env = Envelope::decode(v.as_slice())
                 .map_err(|e| StoreError::corrupt(String::from_utf8_lossy(&k).into_owned(), e))?;
             if out.oldest_queued_at.is_none() {
                 out.oldest_queued_at = env.queued_at;
@@ -144,18 +149,24 @@ impl Store {
         Ok(out)
     }
 
-    /// Removes an acknowledged envelope. Not flushed on purpose: if the removal
+    /// Removes an acknowledged envelope. Not synced on purpose: if the removal
     /// is lost in a crash the envelope is sent again and the peer dedups it.
     pub fn outbox_remove(&self, peer: &AgencyId, seq: u64) -> Result<bool, StoreError> {
-        let _writing = self.writing();
-        Ok(self.outbox.remove(outbox_key(peer, seq))?.is_some())
+        let key = outbox_key(peer, seq);
+        self.write(|w| {
+            let held = w.tx.get(w.t.outbox, &key)?.is_some();
+            if held {
+                w.tx.remove(w.t.outbox, &key)?;
+            }
+            Ok(held)
+        })
     }
 
     pub fn outbox_depth(&self, peer: &AgencyId) -> u64 {
-        self.outbox.scan_prefix(outbox_prefix(peer)).count() as u64
+        self.db.prefix(self.t.outbox, outbox_prefix(peer)).count() as u64
     }
 
-    pub fn outbox_total(&self) -> u64 {
-        self.outbox.len() as u64
+    pub fn outbox_total(&self) -> Result<u64, StoreError> {
+        Ok(self.db.len(self.t.outbox)?)
     }
 }

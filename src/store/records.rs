@@ -1,5 +1,5 @@
 //! Small logs and settings kept next to the alerts: sharing policy versions
-//! and refused deliveries. Each write is flushed before it returns, like
+//! and refused deliveries. Each write is synced before it returns, like
 //! every other acknowledged change.
 //!
 //! Keys in `policies`: `v` ‖ version (u64 BE) → `PolicyVersion`; `active` →
@@ -7,9 +7,8 @@
 //! so a restart can tell an edited file from one already installed.
 
 use prost::Message;
-use sled::Transactional;
 
-use super::{Store, StoreError, flatten};
+use super::{Counter, Store, StoreError};
 use crate::proto::v1::{PolicyVersion, RefusalRecord};
 
 const ACTIVE: &[u8] = b"active";
@@ -24,21 +23,21 @@ fn version_key(v: u64) -> Vec<u8> {
 impl Store {
     /// The policy version in force, if one was ever installed.
     pub fn active_policy(&self) -> Result<Option<PolicyVersion>, StoreError> {
-        let Some(v) = self.policies.get(ACTIVE)? else {
+        let Some(v) = self.db.get(self.t.policies, ACTIVE)? else {
             return Ok(None);
         };
         let version = u64::from_be_bytes(
-            v.as_ref()
+            v.as_slice()
                 .try_into()
                 .map_err(|_| StoreError::corrupt("policies/active", "not a version number"))?,
         );
-        let Some(bytes) = self.policies.get(version_key(version))? else {
+        let Some(bytes) = self.db.get(self.t.policies, version_key(version))? else {
             return Err(StoreError::corrupt(
                 format!("policies/v{version}"),
                 "the version in force is missing",
             ));
         };
-        PolicyVersion::decode(bytes.as_ref())
+        PolicyVersion::decode(bytes.as_slice())
             .map(Some)
             .map_err(|e| StoreError::corrupt(format!("policies/v{version}"), e))
     }
@@ -46,18 +45,15 @@ impl Store {
     /// The digest of the policy file when it was last installed from the file.
     pub fn policy_file_sha256(&self) -> Result<Option<String>, StoreError> {
         Ok(self
-            .policies
-            .get(FILE_SHA)?
+            .db
+            .get(self.t.policies, FILE_SHA)?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     /// Remembers the policy file's digest without installing anything (the
     /// file holds the policy already in force).
     pub async fn note_policy_file(&self, sha256: &str) -> Result<(), StoreError> {
-        {
-            let _writing = self.writing();
-            self.policies.insert(FILE_SHA, sha256.as_bytes())?;
-        }
+        self.write(|w| w.tx.insert(w.t.policies, FILE_SHA, sha256))?;
         self.commit.durable().await
     }
 
@@ -69,30 +65,23 @@ impl Store {
         record: PolicyVersion,
         from_file: bool,
     ) -> Result<PolicyVersion, StoreError> {
-        let writing = self.writing();
-        let installed =
-            (&self.policies,)
-                .transaction(|(p,)| {
-                    let next = match p.get(ACTIVE)? {
-                        Some(v) => u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])) + 1,
-                        None => 1,
-                    };
-                    let record = PolicyVersion {
-                        version: next,
-                        ..record.clone()
-                    };
-                    p.insert(version_key(next), record.encode_to_vec())?;
-                    p.insert(ACTIVE, &next.to_be_bytes())?;
-                    if from_file {
-                        p.insert(FILE_SHA, record.sha256.as_bytes())?;
-                    }
-                    Ok::<
-                        _,
-                        sled::transaction::ConflictableTransactionError<super::TxError<StoreError>>,
-                    >(record.clone())
-                })
-                .map_err(flatten)?;
-        drop(writing);
+        let installed = self.write(|w| {
+            let p = w.t.policies;
+            let next = match w.tx.get(p, ACTIVE)? {
+                Some(v) => u64::from_be_bytes(v.as_slice().try_into().unwrap_or([0; 8])) + 1,
+                None => 1,
+            };
+            let record = PolicyVersion {
+                version: next,
+                ..record
+            };
+            w.tx.insert(p, version_key(next), record.encode_to_vec())?;
+            w.tx.insert(p, ACTIVE, next.to_be_bytes())?;
+            if from_file {
+                w.tx.insert(p, FILE_SHA, record.sha256.as_bytes())?;
+            }
+            Ok::<_, StoreError>(record)
+        })?;
         self.commit.durable().await?;
         Ok(installed)
     }
@@ -102,30 +91,30 @@ impl Store {
         if records.is_empty() {
             return Ok(());
         }
-        {
-            let _writing = self.writing();
+        self.write(|w| {
             for r in records {
-                let seq = self.db.generate_id()?;
-                self.refusals.insert(seq.to_be_bytes(), r.encode_to_vec())?;
+                let seq = w.next(Counter::Refusals)?;
+                w.tx.insert(w.t.refusals, seq.to_be_bytes(), r.encode_to_vec())?;
             }
-        }
+            Ok::<_, StoreError>(())
+        })?;
         self.commit.durable().await
     }
 
     /// The refusal log, oldest first, at most `limit` entries.
     pub fn refusals(&self, limit: usize) -> Result<Vec<RefusalRecord>, StoreError> {
-        self.refusals
-            .iter()
+        self.db
+            .range::<&[u8]>(self.t.refusals, ..)
             .take(limit)
             .map(|item| {
                 let (k, v) = item?;
-                RefusalRecord::decode(v.as_ref())
+                RefusalRecord::decode(v.as_slice())
                     .map_err(|e| StoreError::corrupt(format!("refusals/{k:?}"), e))
             })
             .collect()
     }
 
-    pub fn refusal_count(&self) -> u64 {
-        self.refusals.len() as u64
+    pub fn refusal_count(&self) -> Result<u64, StoreError> {
+        Ok(self.db.len(self.t.refusals)?)
     }
 }

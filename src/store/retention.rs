@@ -8,18 +8,17 @@
 //! the deadline before it passed) still applies.
 
 use prost::Message;
-use sled::Transactional;
 
 use super::alerts::decode;
-use super::index::{self, IndexTrees};
-use super::{Store, StoreError, abort, flatten};
+use super::index;
+use super::{Counter, Store, StoreError, Write};
 use crate::proto::v1::{PurgeRecord, StoredAlert};
 use crate::time::timestamp;
 
 /// The reason a purged alert carries.
 pub const PURGED: &str = "retention deadline passed; content purged";
 
-/// Alerts purged per transaction batch, so one purge never holds up writes long.
+/// Alerts read per scan of the due range.
 const BATCH: usize = 256;
 
 /// Whether a shared or stored alert's content is past its deadline at `now`.
@@ -35,7 +34,9 @@ pub fn expired(
 
 impl Store {
     /// Purges every alert whose retention deadline is at or before `now`,
-    /// logs each purge, and flushes. Returns what was purged.
+    /// each in a transaction of its own with its purge log and audit
+    /// entries (so writes wait at most for one), then syncs. Returns what
+    /// was purged.
     pub async fn purge_expired(
         &self,
         now: std::time::SystemTime,
@@ -45,8 +46,8 @@ impl Store {
         loop {
             let mut due = Vec::new();
             for item in self
-                .retention
-                .range(..(now_secs + 1).to_be_bytes().to_vec())
+                .db
+                .range(self.t.retention, ..(now_secs + 1).to_be_bytes().to_vec())
             {
                 let (k, _) = item?;
                 if due.len() == BATCH {
@@ -58,19 +59,22 @@ impl Store {
                 break;
             }
             for key in due {
-                let _writing = self.writing();
-                if let Some(r) = self.purge_one(&key, now)? {
-                    let until = r.retention_until.map(|t| t.seconds).unwrap_or_default();
-                    self.append_events([crate::audit::Event::new(
-                        crate::audit::NODE,
-                        crate::audit::Action::AlertPurge,
-                        "OK",
-                    )
-                    .object(r.alert_id.clone())
-                    .detail("version", r.version)
-                    .detail("retention_until", crate::time::format_ms(until * 1000))])?;
-                    purged.push(r);
-                }
+                let record = self.write(|w| {
+                    let record = Self::purge_in(w, &key, now)?;
+                    if let Some(r) = &record {
+                        let until = r.retention_until.map(|t| t.seconds).unwrap_or_default();
+                        w.append([crate::audit::Event::new(
+                            crate::audit::NODE,
+                            crate::audit::Action::AlertPurge,
+                            "OK",
+                        )
+                        .object(r.alert_id.clone())
+                        .detail("version", r.version)
+                        .detail("retention_until", crate::time::format_ms(until * 1000))])?;
+                    }
+                    Ok::<_, StoreError>(record)
+                })?;
+                purged.extend(record);
             }
         }
         if !purged.is_empty() {
@@ -79,69 +83,53 @@ impl Store {
         Ok(purged)
     }
 
-    fn purge_one(
-        &self,
+    /// Purges the alert of retention key `key`, if that key is still its
+    /// deadline, inside the caller's transaction.
+    fn purge_in(
+        w: &mut Write<'_, '_>,
         key: &[u8],
         now: std::time::SystemTime,
     ) -> Result<Option<PurgeRecord>, StoreError> {
         let Some((_, id)) = index::alert_in_retention_key(key) else {
             // Not a key we write; drop it so it cannot stall the purge.
-            self.retention.remove(key)?;
+            w.tx.remove(w.t.retention, key)?;
             return Ok(None);
         };
         let id = id.to_string();
-        (
-            &self.alerts,
-            &self.tokens,
-            &self.fuzzy,
-            &self.pending,
-            &self.retention,
-            &self.purges,
-        )
-            .transaction(|(alerts, tokens, fuzzy, pending, retention, purges)| {
-                let Some(bytes) = alerts.get(id.as_bytes())? else {
-                    retention.remove(key)?;
-                    return Ok(None);
-                };
-                let current: StoredAlert =
-                    decode(id.as_bytes(), &bytes).map_err(|e| abort(e.into()))?;
-                if index::retention_key(&current).as_deref() != Some(key) {
-                    // Changed since the scan (a newer version moved the deadline).
-                    retention.remove(key)?;
-                    return Ok(None);
-                }
-                let mut purged = current.clone();
-                let Some(a) = purged.alert.as_mut() else {
-                    return Ok(None);
-                };
-                let record = PurgeRecord {
-                    at: Some(timestamp(now)),
-                    alert_id: a.id.clone(),
-                    version: a.version,
-                    retention_until: a.content.as_ref().and_then(|c| c.retention_until),
-                };
-                a.content = None;
-                a.subjects.clear();
-                a.retracted = true;
-                a.retraction_reason = PURGED.into();
-                purged.pseudonyms.clear();
-                alerts.insert(id.as_bytes(), purged.encode_to_vec())?;
-                let trees = IndexTrees {
-                    tokens,
-                    fuzzy,
-                    pending,
-                    retention,
-                };
-                index::reindex::<StoreError>(&trees, Some(&current), &purged)?;
-                let seq = purges.generate_id()?;
-                purges.insert(&seq.to_be_bytes(), record.encode_to_vec())?;
-                Ok(Some(record))
-            })
-            .map_err(flatten)
+        let Some(bytes) = w.tx.get(w.t.alerts, &id)? else {
+            w.tx.remove(w.t.retention, key)?;
+            return Ok(None);
+        };
+        let current: StoredAlert = decode(id.as_bytes(), &bytes)?;
+        if index::retention_key(&current).as_deref() != Some(key) {
+            // Changed since the scan (a newer version moved the deadline).
+            w.tx.remove(w.t.retention, key)?;
+            return Ok(None);
+        }
+        let mut purged = current.clone();
+        let Some(a) = purged.alert.as_mut() else {
+            return Ok(None);
+        };
+        let record = PurgeRecord {
+            at: Some(timestamp(now)),
+            alert_id: a.id.clone(),
+            version: a.version,
+            retention_until: a.content.as_ref().and_then(|c| c.retention_until),
+        };
+        a.content = None;
+        a.subjects.clear();
+        a.retracted = true;
+        a.retraction_reason = PURGED.into();
+        purged.pseudonyms.clear();
+        w.tx.insert(w.t.alerts, &id, purged.encode_to_vec())?;
+        index::reindex(w, Some(&current), &purged)?;
+        let seq = w.next(Counter::Purges)?;
+        w.tx.insert(w.t.purges, seq.to_be_bytes(), record.encode_to_vec())?;
+        Ok(Some(record))
     }
 
     /// Number of purges logged.
-    pub fn purge_count(&self) -> u64 {
-        self.purges.len() as u64
+    pub fn purge_count(&self) -> Result<u64, StoreError> {
+        Ok(self.db.len(self.t.purges)?)
     }
 }

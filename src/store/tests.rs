@@ -114,7 +114,7 @@ async fn local_write_and_outbox_are_atomic_and_ordered() {
         .unwrap_err();
     assert!(matches!(err, TxError::Rejected("no")));
     assert!(store.get(&other).unwrap().is_none());
-    assert_eq!(store.outbox_total(), 5);
+    assert_eq!(store.outbox_total().unwrap(), 5);
 }
 
 #[tokio::test]
