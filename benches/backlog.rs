@@ -8,6 +8,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "common/measure.rs"]
+mod measure;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,20 +19,6 @@ use casebridge::proto::v1::SubmitAlertRequest;
 use common::{TestFederation, agency, sample_draft};
 
 const CLIENTS: usize = 16;
-
-/// Bytes of the files under `dir`.
-fn dir_bytes(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir).map_or(0, |entries| {
-        entries
-            .filter_map(Result::ok)
-            .map(|e| match e.metadata() {
-                Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-                Ok(m) => m.len(),
-                Err(_) => 0,
-            })
-            .sum()
-    })
-}
 
 fn main() {
     let total: usize = std::env::var("BENCH_BACKLOG")
@@ -77,7 +65,7 @@ fn main() {
         let fill = start.elapsed();
         let rss_queued = casebridge::metrics::resident_mib();
         let police_store = fed.config("police").store.dir.clone();
-        let police_bytes = dir_bytes(&police_store);
+        let police_bytes = measure::disk_bytes(&police_store);
 
         let start = Instant::now();
         fed.start_node("ngo").await;
@@ -92,7 +80,7 @@ fn main() {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         let drain = start.elapsed();
-        let ngo_bytes = dir_bytes(&fed.config("ngo").store.dir);
+        let ngo_bytes = measure::disk_bytes(&fed.config("ngo").store.dir);
         println!("casebridge backlog bench: {total} alerts queued for a peer that is down, then delivered");
         println!(
             "submit (peer down): {:.0} alerts/s over {:.1}s with {CLIENTS} clients",

@@ -2,18 +2,21 @@
 //!
 //! Run: `cargo bench --bench exchange` (env `BENCH_SUBMITS`, default 2000 per
 //! concurrency level). Two in-process nodes (police → ngo) with real
-//! certificates, sled stores in a temp dir and TLS 1.3 on 127.0.0.1.
+//! certificates, stores in a temp dir and TLS 1.3 on 127.0.0.1.
 //!
 //! 1. Durable submits vs. a no-op RPC (gRPC health `Check`) on the same
 //!    listener, same TLS setup, same number of concurrent clients (each with
-//!    its own connection): the ratio is the cost of validation + one sled
-//!    transaction + the (group-committed) flush.
-//! 2. Group commit: flushes per acknowledged submit.
+//!    its own connection): the ratio is the cost of validation + one store
+//!    transaction + the (group-committed) sync.
+//! 2. Group commit: acknowledged submits per sync, and bytes written to
+//!    storage per submit (both nodes: police's write, its delivery to ngo).
 //! 3. A→B delivery latency: from the submit call at police until ngo's store
 //!    has flushed the alert (ngo's "received" event), one alert at a time.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "common/measure.rs"]
+mod measure;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -95,15 +98,24 @@ async fn bench() {
         "casebridge exchange bench: {total} ops per row, police -> ngo over mTLS on 127.0.0.1"
     );
     println!(
-        "{:>7}  {:>12} {:>9} {:>9}  {:>12} {:>9} {:>9}  {:>6}  {:>13}",
-        "clients", "submit/s", "p50", "p99", "noop/s", "p50", "p99", "ratio", "submits/flush"
+        "{:>7}  {:>12} {:>9} {:>9}  {:>12} {:>9} {:>9}  {:>6}  {:>12}  {:>10}",
+        "clients",
+        "submit/s",
+        "p50",
+        "p99",
+        "noop/s",
+        "p50",
+        "p99",
+        "ratio",
+        "submits/sync",
+        "KiB/submit"
     );
     for clients in [1usize, 4, 16, 64] {
         let mut conns = Vec::new();
         for _ in 0..clients {
             conns.push(fed.client("police", "cms").await);
         }
-        // Warm-up: connections, TLS sessions, sled caches.
+        // Warm-up: connections, TLS sessions, store caches.
         drive(&conns, clients * 5, |mut c, i| async move {
             c.alerts
                 .submit_alert(SubmitAlertRequest {
@@ -119,6 +131,7 @@ async fn bench() {
             stats.flushes.load(Ordering::Relaxed),
             stats.requests.load(Ordering::Relaxed),
         );
+        let written = measure::written_bytes();
         let submit = drive(&conns, total, |mut c, i| async move {
             c.alerts
                 .submit_alert(SubmitAlertRequest {
@@ -129,6 +142,7 @@ async fn bench() {
                 .unwrap();
         })
         .await;
+        let written = measure::written_bytes() - written;
         let flushes = stats.flushes.load(Ordering::Relaxed) - f0;
         let requests = stats.requests.load(Ordering::Relaxed) - r0;
         let noop = drive(&conns, total, |c, _| async move {
@@ -141,7 +155,7 @@ async fn bench() {
         })
         .await;
         println!(
-            "{:>7}  {:>12.0} {:>9.2?} {:>9.2?}  {:>12.0} {:>9.2?} {:>9.2?}  {:>6.1}  {:>13.2}",
+            "{:>7}  {:>12.0} {:>9.2?} {:>9.2?}  {:>12.0} {:>9.2?} {:>9.2?}  {:>6.1}  {:>12.2}  {:>10.1}",
             clients,
             submit.ops_per_sec,
             submit.p50,
@@ -151,6 +165,7 @@ async fn bench() {
             noop.p99,
             noop.ops_per_sec / submit.ops_per_sec,
             requests as f64 / flushes.max(1) as f64,
+            written as f64 / 1024.0 / total as f64,
         );
     }
 
@@ -200,6 +215,20 @@ async fn bench() {
         percentile(&lat, 0.5),
         percentile(&lat, 0.99),
         lat[lat.len() - 1]
+    );
+    let (own, _) = fed
+        .node("police")
+        .core()
+        .store
+        .count_alerts(&common::agency("police"))
+        .unwrap();
+    let on_disk = |a: &str| measure::disk_bytes(&fed.config(a).store.dir) as f64;
+    println!(
+        "disk: police {:.0} MiB, ngo {:.0} MiB for {own} alerts ({:.0} and {:.0} bytes per alert)",
+        on_disk("police") / 1048576.0,
+        on_disk("ngo") / 1048576.0,
+        on_disk("police") / own as f64,
+        on_disk("ngo") / own as f64,
     );
     fed.shutdown().await;
 }

@@ -1,0 +1,34 @@
+#![allow(dead_code)] // each bench uses what it needs
+//! What the benches measure of the process and its files, the same way
+//! for every storage engine.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// Bytes the files under `dir` occupy on disk (allocated blocks, not
+/// apparent sizes: an engine may preallocate sparse files).
+pub fn disk_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .filter_map(Result::ok)
+            .map(|e| match e.metadata() {
+                Ok(m) if m.is_dir() => disk_bytes(&e.path()),
+                Ok(m) => m.blocks() * 512,
+                Err(_) => 0,
+            })
+            .sum()
+    })
+}
+
+/// Bytes this process has caused to be written to storage so far
+/// (`write_bytes` of /proc/self/io), 0 where that is not available.
+pub fn written_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("write_bytes: "))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
