@@ -38,7 +38,14 @@ const GIVEN: [&str; 8] = [
     "Maria", "Olena", "Ana", "Lan", "Amina", "Ioana", "Fatima", "Elena",
 ];
 const FAMILY: [&str; 8] = [
-    "Ionescu", "Kovalenko", "Popescu", "Nguyen", "Diallo", "Rusu", "Haddad", "Petrova",
+    "Ionescu",
+    "Kovalenko",
+    "Popescu",
+    "Nguyen",
+    "Diallo",
+    "Rusu",
+    "Haddad",
+    "Petrova",
 ];
 
 /// A draft whose phone and person differ from one submit to the next, as
@@ -58,12 +65,7 @@ fn draft(i: usize) -> AlertDraft {
                 *p = PersonName {
                     given_names: GIVEN[i % 8].into(),
                     family_name: format!("{}{}", FAMILY[(i / 8) % 8], i % 997),
-                    date_of_birth: format!(
-                        "{}-{:02}-{:02}",
-                        1960 + i % 45,
-                        1 + i % 12,
-                        1 + i % 28
-                    ),
+                    date_of_birth: format!("{}-{:02}-{:02}", 1960 + i % 45, 1 + i % 12, 1 + i % 28),
                 }
             }
             _ => {}
