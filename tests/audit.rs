@@ -16,7 +16,7 @@ use casebridge::proto::v1::{
     RetractAlertRequest, RetractFromPeerRequest, SetPolicyRequest, SubmitAlertRequest,
     UpdateAlertRequest, WatchHitsRequest,
 };
-use casebridge::store::engine::{Db, EngineError, Options, Tree, Tx};
+use casebridge::store::engine::{Db, EngineError, Options, Reads, Tree, Tx};
 use common::*;
 use tonic::Code;
 

@@ -171,6 +171,21 @@ async fn submit(c: &mut NodeClient, narrative: &str) -> String {
         .id
 }
 
+/// Waits until the node of `client` holds alert `id`.
+async fn arrives(client: &NodeClient, id: &str, what: &str) {
+    eventually(&format!("{what} to arrive"), || {
+        let (mut c, id) = (client.clone(), id.to_owned());
+        async move {
+            c.alerts
+                .get_alert(GetAlertRequest { id })
+                .await
+                .ok()
+                .map(|_| ())
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sled_store_migrates_with_everything_and_the_federation_carries_on() {
     let tmp = tempfile::tempdir().unwrap();
@@ -268,31 +283,10 @@ async fn a_sled_store_migrates_with_everything_and_the_federation_carries_on() {
         let Some(casebridge::proto::v1::envelope::Payload::Alert(a)) = &env.payload else {
             continue;
         };
-        let id = a.id.clone();
-        eventually("the alert queued before the migration at ngo", || {
-            let (mut c, id) = (ngo_cms.clone(), id.clone());
-            async move {
-                c.alerts
-                    .get_alert(GetAlertRequest { id })
-                    .await
-                    .ok()
-                    .map(|_| ())
-            }
-        })
-        .await;
+        arrives(&ngo_cms, &a.id, "the alert queued before the migration").await;
     }
     let fresh = submit(&mut police_cms, "after the migration").await;
-    eventually("a new alert at ngo", || {
-        let (mut c, id) = (ngo_cms.clone(), fresh.clone());
-        async move {
-            c.alerts
-                .get_alert(GetAlertRequest { id })
-                .await
-                .ok()
-                .map(|_| ())
-        }
-    })
-    .await;
+    arrives(&ngo_cms, &fresh, "a new alert").await;
     let listed = police_cms
         .alerts
         .list_alerts(ListAlertsRequest {

@@ -4,6 +4,7 @@
 
 use prost::Message;
 
+use super::engine::Reads;
 use super::{OutboxItem, Store, StoreError, TxError, Write, index};
 use crate::ids::{AgencyId, AlertId};
 use crate::proto::v1::StoredAlert;

@@ -15,6 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use super::engine::Reads;
 use super::engine::{Db, EngineError, Options, Range, Snapshot};
 use super::{Store, StoreError, TREES, sync_dir};
 

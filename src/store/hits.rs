@@ -4,6 +4,7 @@
 use prost::Message;
 
 use super::alerts::decode;
+use super::engine::Reads;
 use super::engine::{Range, Tree};
 use super::{Store, StoreError, Write, index};
 use crate::ids::{AgencyId, AlertId};

@@ -17,6 +17,7 @@
 
 use prost::Message;
 
+use super::engine::Reads;
 use super::outbox::outbox_key;
 use super::{Counter, OutboxItem, StoreError, Write};
 use crate::ids::{AgencyId, AlertId};

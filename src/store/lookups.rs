@@ -3,6 +3,7 @@
 
 use prost::Message;
 
+use super::engine::Reads;
 use super::{Counter, Store, StoreError, index};
 use crate::ids::AgencyId;
 

@@ -61,7 +61,7 @@ use std::path::Path;
 use thiserror::Error;
 
 use crate::matching::MatchScope;
-use engine::{Db, EngineError, Tree, Tx};
+use engine::{Db, EngineError, Reads, Tree, Tx};
 use group_commit::GroupCommit;
 
 #[derive(Debug, Error)]

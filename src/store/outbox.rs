@@ -4,6 +4,7 @@
 
 use prost::Message;
 
+use super::engine::Reads;
 use super::{Store, StoreError};
 use crate::ids::AgencyId;
 use crate::proto::v1::{Envelope, HitNotice, envelope::Payload};

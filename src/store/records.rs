@@ -8,6 +8,7 @@
 
 use prost::Message;
 
+use super::engine::Reads;
 use super::{Counter, Store, StoreError};
 use crate::proto::v1::{PolicyVersion, RefusalRecord};
 

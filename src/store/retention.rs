@@ -10,6 +10,7 @@
 use prost::Message;
 
 use super::alerts::decode;
+use super::engine::Reads;
 use super::index;
 use super::{Counter, Store, StoreError, Write};
 use crate::proto::v1::{PurgeRecord, StoredAlert};

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{Db, EngineError, Options, Tree};
+use super::{Db, EngineError, Options, Reads, Tree};
 
 pub(crate) type Open = fn(&Path) -> Db;
 

@@ -243,26 +243,31 @@ impl Db {
     }
 }
 
-/// A consistent read view.
-pub struct Snapshot(Box<dyn Read + Send + Sync>);
+/// The reads of a consistent view, the same for a [`Snapshot`] and a [`Tx`]
+/// (which also sees its own writes made before the call).
+pub trait Reads {
+    /// The backend's view underneath.
+    fn view(&self) -> &dyn Read;
 
-impl Snapshot {
-    pub fn get(&self, tree: Tree, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, EngineError> {
-        self.0.get(tree, key.as_ref())
+    fn get(&self, tree: Tree, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, EngineError> {
+        self.view().get(tree, key.as_ref())
     }
 
-    pub fn range<K: AsRef<[u8]>>(&self, tree: Tree, range: impl RangeBounds<K>) -> Range {
+    /// Entries within `range`, in key order.
+    fn range<K: AsRef<[u8]>>(&self, tree: Tree, range: impl RangeBounds<K>) -> Range {
         let (low, high) = bounds(&range);
-        self.0.range(tree, low, high)
+        self.view().range(tree, low, high)
     }
 
-    pub fn prefix(&self, tree: Tree, prefix: impl AsRef<[u8]>) -> Range {
-        prefix_range(&*self.0, tree, prefix.as_ref())
+    /// Entries whose key starts with `prefix`, in key order.
+    fn prefix(&self, tree: Tree, prefix: impl AsRef<[u8]>) -> Range {
+        prefix_range(self.view(), tree, prefix.as_ref())
     }
 
-    pub fn len(&self, tree: Tree) -> Result<u64, EngineError> {
+    /// Number of entries in `tree` (a scan: for reports, not hot paths).
+    fn len(&self, tree: Tree) -> Result<u64, EngineError> {
         let mut n = 0;
-        for item in self.0.range(tree, Bound::Unbounded, Bound::Unbounded) {
+        for item in self.view().range(tree, Bound::Unbounded, Bound::Unbounded) {
             item?;
             n += 1;
         }
@@ -270,25 +275,25 @@ impl Snapshot {
     }
 }
 
+/// A consistent read view.
+pub struct Snapshot(Box<dyn Read + Send + Sync>);
+
+impl Reads for Snapshot {
+    fn view(&self) -> &dyn Read {
+        &*self.0
+    }
+}
+
 /// A write transaction (see [`Db::transaction`]).
 pub struct Tx<'a>(&'a mut dyn Write);
 
+impl Reads for Tx<'_> {
+    fn view(&self) -> &dyn Read {
+        &*self.0
+    }
+}
+
 impl Tx<'_> {
-    pub fn get(&self, tree: Tree, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, EngineError> {
-        self.0.get(tree, key.as_ref())
-    }
-
-    /// Entries within `range`, including this transaction's writes made
-    /// before the call.
-    pub fn range<K: AsRef<[u8]>>(&self, tree: Tree, range: impl RangeBounds<K>) -> Range {
-        let (low, high) = bounds(&range);
-        self.0.range(tree, low, high)
-    }
-
-    pub fn prefix(&self, tree: Tree, prefix: impl AsRef<[u8]>) -> Range {
-        prefix_range(&*self.0, tree, prefix.as_ref())
-    }
-
     pub fn insert(
         &mut self,
         tree: Tree,
