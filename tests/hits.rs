@@ -177,3 +177,79 @@ async fn misspelled_name_with_same_birth_date_is_a_fuzzy_hit() {
     assert_eq!(backlog(&mut ngo, 0).await.len(), 1);
     fed.shutdown().await;
 }
+
+/// Hit notices queued when a peer's alert arrives (the inbound path, not a
+/// local write) are delivered at once. Ngo matches persons more loosely
+/// than police (fuzzy threshold 0.75 against 1.0), so when police sends a
+/// burst of alerts naming a person spelt a little differently from ngo's,
+/// only ngo finds the hits, on arrival, with its delivery worker connected
+/// and idle. Ngo writes nothing locally after that, so only the store's
+/// outbox listener can wake that worker: every notice must be acknowledged
+/// and ngo's queue drain to zero by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notices_queued_by_arriving_alerts_are_delivered_without_a_local_write() {
+    const BURST: usize = 20;
+    let fed = TestFederation::start_with(&["police", "ngo"], &[], |a, c| {
+        if a.as_str() == "police" {
+            c.matching.fuzzy_threshold = 1.0;
+        }
+    })
+    .await;
+    let (mut police, mut ngo) = (
+        fed.client("police", "cms").await,
+        fed.client("ngo", "cms").await,
+    );
+    let ngo_core = fed.node("ngo").core().clone();
+    let police_id = agency("police");
+    let drained =
+        || std::future::ready((ngo_core.store.outbox_depth(&police_id) == 0).then_some(()));
+    submit_draft(
+        &mut ngo,
+        draft_with_person("Maria", "Ionescu", "1991-04-02"),
+    )
+    .await;
+    eventually("ngo's alert acknowledged by police", drained).await;
+    for _ in 0..BURST {
+        submit_draft(
+            &mut police,
+            draft_with_person("Mariya", "Ionescu", "1991-04-02"),
+        )
+        .await;
+    }
+    let hits = eventually("ngo's hits on arrival", || {
+        let hits = ngo_core.store.hits_after(0, 1000).unwrap();
+        std::future::ready((hits.len() == BURST).then_some(hits))
+    })
+    .await;
+    assert!(
+        hits.iter()
+            .all(|h| h.source == HitSource::LocalMatch as i32 && h.similarity < 1.0),
+        "{hits:?}"
+    );
+    eventually("ngo's queue for police to drain by itself", drained).await;
+    let admin = fed.client("ngo", "admin").await;
+    eventually("every notice acknowledged as stored", || {
+        let mut admin = admin.clone();
+        async move {
+            let stored = audit_after(&mut admin, 0)
+                .await
+                .into_iter()
+                .filter(|e| e.action == "hit.notify" && e.outcome == "stored")
+                .count();
+            (stored == BURST).then_some(())
+        }
+    })
+    .await;
+    let at_police = fed.node("police").core().store.hits_after(0, 1000).unwrap();
+    assert_eq!(
+        at_police.len(),
+        BURST,
+        "police learnt each hit from a notice"
+    );
+    assert!(
+        at_police
+            .iter()
+            .all(|h| h.source == HitSource::Notice as i32)
+    );
+    fed.shutdown().await;
+}

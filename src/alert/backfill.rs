@@ -118,7 +118,6 @@ impl Ledger {
     /// `dry_run`, only evaluates it) and reports what it queued.
     async fn each(
         &self,
-        peer: &AgencyId,
         candidates: Vec<AlertId>,
         dry_run: bool,
         build: impl Fn(StoredAlert) -> Option<(StoredAlert, Vec<OutboxItem>)>,
@@ -139,9 +138,6 @@ impl Ledger {
                     out.alert_ids.push(id.to_string());
                 }
             }
-        }
-        if !dry_run && out.queued > 0 {
-            self.outbound.wake(std::slice::from_ref(peer));
         }
         Ok(out)
     }
@@ -176,7 +172,7 @@ impl Ledger {
             record.shared_with.push(peer.to_string());
             Some((record, vec![item]))
         };
-        let out = self.each(&peer, candidates, dry_run, build).await?;
+        let out = self.each(candidates, dry_run, build).await?;
         tracing::info!(%peer, matched = out.matched, queued = out.queued, dry_run, "reshare");
         Ok(out)
     }
@@ -215,7 +211,7 @@ impl Ledger {
             record.withdrawn_from.push(peer.to_string());
             Some((record, vec![tombstone_item(peer.clone(), &tombstone)]))
         };
-        let out = self.each(&peer, candidates, dry_run, build).await?;
+        let out = self.each(candidates, dry_run, build).await?;
         tracing::info!(%peer, matched = out.matched, queued = out.queued, dry_run, "retract from peer");
         Ok(out)
     }

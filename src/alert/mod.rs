@@ -12,7 +12,7 @@ use thiserror::Error;
 
 use crate::audit::CallEntry;
 use crate::config::{AlertRules, Limits};
-use crate::exchange::{Outbound, share_item, tombstone_item};
+use crate::exchange::{share_item, tombstone_item};
 use crate::identity::ClientIdentity;
 use crate::ids::{AgencyId, AlertId};
 use crate::paging::PageRequest;
@@ -97,7 +97,6 @@ pub struct Ledger {
     peers: Vec<AgencyId>,
     limits: Limits,
     rules: AlertRules,
-    outbound: Arc<Outbound>,
     pseudo: Arc<Pseudonymizer>,
     /// The sharing policy in force; without one nothing is shared.
     sharing: Arc<Sharing>,
@@ -112,7 +111,6 @@ impl Ledger {
         peers: Vec<AgencyId>,
         limits: Limits,
         rules: AlertRules,
-        outbound: Arc<Outbound>,
         pseudo: Arc<Pseudonymizer>,
         sharing: Arc<Sharing>,
         metrics: crate::metrics::Metrics,
@@ -123,20 +121,10 @@ impl Ledger {
             peers,
             limits,
             rules,
-            outbound,
             pseudo,
             sharing,
             metrics,
         }
-    }
-
-    fn wake(&self, record: &StoredAlert) {
-        let peers: Vec<AgencyId> = record
-            .shared_with
-            .iter()
-            .filter_map(|p| AgencyId::new(p.clone()).ok())
-            .collect();
-        self.outbound.wake(&peers);
     }
 
     /// Structural validation, then normalization and tokens for the subjects:
@@ -292,11 +280,9 @@ impl Ledger {
             )
             .await?;
         match written {
-            LocalWrite::Written(rec) => {
-                self.wake(&rec);
+            LocalWrite::Written(rec) | LocalWrite::Replayed(rec) => {
                 Ok(rec.alert.unwrap_or_default())
             }
-            LocalWrite::Replayed(rec) => Ok(rec.alert.unwrap_or_default()),
         }
     }
 
@@ -355,7 +341,6 @@ impl Ledger {
         let rec = match written {
             LocalWrite::Written(rec) | LocalWrite::Replayed(rec) => rec,
         };
-        self.wake(&rec);
         Ok(rec.alert.unwrap_or_default())
     }
 

@@ -138,6 +138,9 @@ impl NodeCore {
             )
             .await?,
         );
+        let listener: std::sync::Weak<dyn crate::store::OutboxListener> =
+            Arc::downgrade(&outbound) as _;
+        store.set_outbox_listener(listener);
         let gate: std::sync::Weak<dyn crate::matching::NoticeGate> = Arc::downgrade(&sharing) as _;
         store.start_matching(gate)?;
         let metrics = Metrics::new();
@@ -162,7 +165,6 @@ impl NodeCore {
                 peer_ids,
                 limits.clone(),
                 config.alerts.clone(),
-                outbound.clone(),
                 pseudo.clone(),
                 sharing.clone(),
                 metrics.clone(),

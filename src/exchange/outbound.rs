@@ -125,7 +125,17 @@ impl Outbound {
             }
         }
     }
+}
 
+/// The store tells the workers of every outbox write (see
+/// [`crate::store::OutboxListener`]).
+impl crate::store::OutboxListener for Outbound {
+    fn queued(&self, peers: &[AgencyId]) {
+        self.wake(peers);
+    }
+}
+
+impl Outbound {
     pub fn states(&self) -> Vec<(AgencyId, String, PeerState)> {
         self.peers
             .iter()

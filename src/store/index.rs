@@ -192,5 +192,6 @@ pub(super) fn queue(w: &mut Write<'_, '_>, item: &OutboxItem) -> Result<(), Stor
         disclosed: item.disclosed.clone(),
     };
     w.tx.insert(w.t.outbox, outbox_key(&item.peer, seq), env.encode_to_vec())?;
+    w.queued.push(item.peer.clone());
     Ok(())
 }

@@ -53,7 +53,7 @@ pub use backup::{BackupStats, copy_store};
 pub use group_commit::CommitStats;
 pub use hits::NoticeOutcome;
 pub use migrate::{MigrateStats, is_sled_store, is_store, migrate_sled};
-pub use outbox::{OutboxItem, OutboxSummary, Queued};
+pub use outbox::{OutboxItem, OutboxListener, OutboxSummary, Queued};
 pub use retention::{PURGED, expired};
 
 use std::path::Path;
@@ -216,6 +216,8 @@ pub(crate) struct Write<'w, 'tx> {
     log: &'w mut audit::Head,
     /// Actions appended, counted in the metrics once committed.
     appended: &'w mut Vec<crate::audit::Action>,
+    /// Peers that got outbox entries, told to the listener once committed.
+    queued: &'w mut Vec<crate::ids::AgencyId>,
 }
 
 impl Write<'_, '_> {
@@ -249,6 +251,9 @@ pub struct Store {
     notice_gate: std::sync::OnceLock<std::sync::Weak<dyn crate::matching::NoticeGate>>,
     /// Hits and audit entries recorded, for the metrics endpoint.
     metrics: std::sync::OnceLock<crate::metrics::Metrics>,
+    /// Told which peers got outbox entries after every commit (the delivery
+    /// workers). Weak, like the notice gate.
+    outbox_listener: std::sync::OnceLock<std::sync::Weak<dyn OutboxListener>>,
     /// The audit chain's head. Held by every write for its whole transaction
     /// (taken before the engine's writer lock, always in that order), so the
     /// chain's entries get consecutive numbers and hashes in commit order.
@@ -291,6 +296,7 @@ impl Store {
             t,
             notice_gate: std::sync::OnceLock::new(),
             metrics: std::sync::OnceLock::new(),
+            outbox_listener: std::sync::OnceLock::new(),
             scope,
             dir: dir.to_owned(),
             head: std::sync::Mutex::new(head),
@@ -308,16 +314,25 @@ impl Store {
     ) -> Result<T, E> {
         let mut head = self.head.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = head.clone();
-        let mut appended = Vec::new();
+        let (mut appended, mut queued) = (Vec::new(), Vec::new());
         let out = self.db.transaction(|tx| {
             body(&mut Write {
                 tx,
                 t: &self.t,
                 log: &mut next,
                 appended: &mut appended,
+                queued: &mut queued,
             })
         })?;
         *head = next;
+        drop(head);
+        if !queued.is_empty()
+            && let Some(listener) = self.outbox_listener.get().and_then(|l| l.upgrade())
+        {
+            queued.sort();
+            queued.dedup();
+            listener.queued(&queued);
+        }
         if let Some(m) = self.metrics.get() {
             for action in appended {
                 m.audit_entries

@@ -9,6 +9,14 @@ use super::{Store, StoreError};
 use crate::ids::AgencyId;
 use crate::proto::v1::{Envelope, HitNotice, envelope::Payload};
 
+/// Told, after each commit that queued envelopes, which peers got them: the
+/// delivery workers implement it, so every outbox write — a local submit, a
+/// hit notice queued when a peer's alert arrives, a reshare, matching redone
+/// at start — wakes its peer's worker, from this one place.
+pub trait OutboxListener: Send + Sync {
+    fn queued(&self, peers: &[AgencyId]);
+}
+
 /// An envelope to queue for one peer, in the same transaction as the change
 /// it carries (an alert version, or a hit notice in the matching pass).
 #[derive(Debug, Clone)]
@@ -65,6 +73,12 @@ pub(super) fn outbox_key(peer: &AgencyId, seq: u64) -> Vec<u8> {
 }
 
 impl Store {
+    /// Installs the listener told about every outbox write from now on
+    /// (once; a later one is ignored).
+    pub fn set_outbox_listener(&self, listener: std::sync::Weak<dyn OutboxListener>) {
+        let _ = self.outbox_listener.set(listener);
+    }
+
     /// Outbox entries for `peer` with sequence greater than `after`, in order.
     pub fn outbox_after(
         &self,
