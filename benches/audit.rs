@@ -93,7 +93,8 @@ async fn round(store: &Arc<Store>, audited: bool) -> f64 {
                         |w| match &call {
                             Some(call) => {
                                 let (casebridge::store::LocalWrite::Written(r)
-                                | casebridge::store::LocalWrite::Replayed(r)) = w;
+                                | casebridge::store::LocalWrite::Replayed(r)
+                                | casebridge::store::LocalWrite::Conflict(r)) = w;
                                 call.object(r.alert.as_ref().unwrap().id.clone());
                                 call.detail("version", 1);
                                 call.detail("shared_with", "ngo");

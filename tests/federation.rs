@@ -253,8 +253,20 @@ async fn resubmitting_with_a_request_id_is_idempotent() {
         .await
         .unwrap()
         .into_inner();
-    let b = cms.alerts.submit_alert(req).await.unwrap().into_inner();
+    let b = cms
+        .alerts
+        .submit_alert(req.clone())
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(a.id, b.id);
+    // The same key with another draft is a client bug: refused, named.
+    let other = SubmitAlertRequest {
+        draft: Some(sample_draft("a different alert")),
+        ..req
+    };
+    let refused = assert_invalid(cms.alerts.submit_alert(other).await, "request_id");
+    assert!(refused.message().contains(&a.id), "{refused:?}");
     assert_eq!(fed.alerts("police").await.len(), 1);
     eventually("delivery", || async {
         (fed.alerts("ngo").await.len() == 1).then_some(())

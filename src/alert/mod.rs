@@ -21,10 +21,11 @@ use crate::proto::v1::{
 };
 use crate::pseudo::Pseudonymizer;
 use crate::sharing::Sharing;
-use crate::store::{LocalWrite, OutboxItem, Store, StoreError, TxError};
+use crate::store::{LocalWrite, OutboxItem, RequestKey, Store, StoreError, TxError};
 use crate::time::timestamp;
 use crate::validate;
 pub use crate::validate::FieldViolation;
+use prost::Message;
 
 #[derive(Debug, Error, Clone)]
 pub enum AlertError {
@@ -76,7 +77,11 @@ const DEFAULT_PAGE: u32 = 100;
 /// alert, its new version, and the peers it has been queued for so far (each
 /// share itself is logged when the peer acknowledges it).
 fn audit_write(call: &CallEntry, written: &LocalWrite) -> Vec<crate::audit::Event> {
-    let (LocalWrite::Written(rec) | LocalWrite::Replayed(rec)) = written;
+    let rec = match written {
+        LocalWrite::Written(rec) | LocalWrite::Replayed(rec) => rec,
+        // Refused: the call's entry is written with the refusal.
+        LocalWrite::Conflict(_) => return Vec::new(),
+    };
     if let Some(a) = &rec.alert {
         call.object(a.id.clone());
         call.detail("version", a.version);
@@ -235,6 +240,16 @@ impl Ledger {
         call: &CallEntry,
     ) -> Result<Alert, AlertError> {
         let now = SystemTime::now();
+        // What a request_id stands for: a retry sends the same draft, a bug
+        // sends another one under the same key. The draft as sent (before
+        // defaults that depend on the time are filled in).
+        let digest = aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            &draft
+                .as_ref()
+                .map(Message::encode_to_vec)
+                .unwrap_or_default(),
+        );
         let (draft, pseudonyms) = self.prepare(draft, now)?;
         if request_id.len() > MAX_REQUEST_ID {
             return Err(invalid(
@@ -261,7 +276,10 @@ impl Ledger {
             .store
             .write_local_then(
                 &id,
-                request_key.as_deref(),
+                request_key.as_deref().map(|key| RequestKey {
+                    key,
+                    digest: digest.as_ref(),
+                }),
                 |_| {
                     let mut record = StoredAlert {
                         alert: Some(alert.clone()),
@@ -283,6 +301,14 @@ impl Ledger {
             LocalWrite::Written(rec) | LocalWrite::Replayed(rec) => {
                 Ok(rec.alert.unwrap_or_default())
             }
+            LocalWrite::Conflict(rec) => Err(invalid(
+                "request_id",
+                format!(
+                    "{request_id:?} was used before for a different draft (it created alert {}); \
+                     a retry must send the same draft, a new alert needs a new request_id",
+                    rec.alert.map(|a| a.id).unwrap_or_default()
+                ),
+            )),
         }
     }
 
@@ -339,7 +365,7 @@ impl Ledger {
             )
             .await?;
         let rec = match written {
-            LocalWrite::Written(rec) | LocalWrite::Replayed(rec) => rec,
+            LocalWrite::Written(rec) | LocalWrite::Replayed(rec) | LocalWrite::Conflict(rec) => rec,
         };
         Ok(rec.alert.unwrap_or_default())
     }

@@ -14,8 +14,21 @@ use crate::proto::v1::StoredAlert;
 pub enum LocalWrite {
     /// Written (and queued for the listed peers).
     Written(StoredAlert),
-    /// The idempotency key was seen before: this is the alert it created.
+    /// The idempotency key was seen before with the same request: this is
+    /// the alert it created.
     Replayed(StoredAlert),
+    /// The idempotency key was seen before with a different request: this
+    /// is the alert it created, and nothing was written.
+    Conflict(StoredAlert),
+}
+
+/// A client's idempotency key for a write, and a digest of what it asked
+/// for, so that a replay of the key with a different request is told
+/// apart from a retry (keys stored before digests existed match any).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestKey<'a> {
+    pub key: &'a [u8],
+    pub digest: &'a [u8],
 }
 
 /// Result of applying an alert received from a peer.
@@ -40,7 +53,7 @@ impl Store {
     pub async fn write_local<E>(
         &self,
         id: &AlertId,
-        request_key: Option<&[u8]>,
+        request_key: Option<RequestKey<'_>>,
         build: impl FnOnce(Option<StoredAlert>) -> Result<(StoredAlert, Vec<OutboxItem>), E>,
     ) -> Result<LocalWrite, TxError<E>> {
         self.write_local_then(id, request_key, build, |_| Vec::new())
@@ -53,7 +66,7 @@ impl Store {
     pub async fn write_local_then<E>(
         &self,
         id: &AlertId,
-        request_key: Option<&[u8]>,
+        request_key: Option<RequestKey<'_>>,
         build: impl FnOnce(Option<StoredAlert>) -> Result<(StoredAlert, Vec<OutboxItem>), E>,
         on_commit: impl FnOnce(&LocalWrite) -> Vec<crate::audit::Event>,
     ) -> Result<LocalWrite, TxError<E>> {
@@ -76,19 +89,28 @@ impl Store {
     fn write_local_in<E>(
         w: &mut Write<'_, '_>,
         key: &str,
-        request_key: Option<&[u8]>,
+        request_key: Option<RequestKey<'_>>,
         build: impl FnOnce(Option<StoredAlert>) -> Result<(StoredAlert, Vec<OutboxItem>), E>,
     ) -> Result<LocalWrite, TxError<E>> {
         if let Some(rk) = request_key
-            && let Some(existing_id) = w.tx.get(w.t.requests, rk)?
+            && let Some(held) = w.tx.get(w.t.requests, rk.key)?
         {
-            let bytes = w.tx.get(w.t.alerts, &existing_id)?.ok_or_else(|| {
+            // alert id ‖ 0 ‖ digest (the digest is absent in older stores).
+            let (existing_id, digest) = match held.iter().position(|b| *b == 0) {
+                Some(at) => (&held[..at], Some(&held[at + 1..])),
+                None => (&held[..], None),
+            };
+            let bytes = w.tx.get(w.t.alerts, existing_id)?.ok_or_else(|| {
                 StoreError::corrupt(
-                    String::from_utf8_lossy(&existing_id).into_owned(),
+                    String::from_utf8_lossy(existing_id).into_owned(),
                     "idempotency key points to a missing alert",
                 )
             })?;
-            return Ok(LocalWrite::Replayed(decode(&existing_id, &bytes)?));
+            let existing = decode(existing_id, &bytes)?;
+            return Ok(match digest {
+                Some(d) if d != rk.digest => LocalWrite::Conflict(existing),
+                _ => LocalWrite::Replayed(existing),
+            });
         }
         let current = match w.tx.get(w.t.alerts, key)? {
             Some(bytes) => Some(decode(key.as_bytes(), &bytes)?),
@@ -101,7 +123,10 @@ impl Store {
         }
         index::reindex(w, current.as_ref(), &record)?;
         if let Some(rk) = request_key {
-            w.tx.insert(w.t.requests, rk, key)?;
+            let mut value = key.as_bytes().to_vec();
+            value.push(0);
+            value.extend_from_slice(rk.digest);
+            w.tx.insert(w.t.requests, rk.key, value)?;
         }
         Ok(LocalWrite::Written(record))
     }

@@ -6,7 +6,8 @@
 //! Trees:
 //! - `alerts`: alert id → `StoredAlert` (latest version only).
 //! - `outbox`: peer ‖ 0x00 ‖ sequence (u64 BE) → `SharedAlert` waiting for the peer's ack.
-//! - `requests`: client ‖ 0x00 ‖ request id → alert id, for idempotent submits.
+//! - `requests`: client ‖ 0x00 ‖ request id → alert id ‖ 0x00 ‖ SHA-256 of
+//!   the draft, for idempotent submits (a key reused for another draft is refused).
 //! - `tokens`, `fuzzy`, `hits`, `hit_keys`: indexes and hit log (see `index`).
 //! - `match_pending`: alerts whose matching is still to be done (only a store
 //!   migrated from sled can hold any; see `hits`).
@@ -48,7 +49,7 @@ mod outbox;
 mod records;
 mod retention;
 
-pub use alerts::{ApplyOutcome, LocalWrite};
+pub use alerts::{ApplyOutcome, LocalWrite, RequestKey};
 pub use backup::{BackupStats, copy_store};
 pub use group_commit::CommitStats;
 pub use hits::NoticeOutcome;

@@ -124,16 +124,26 @@ async fn request_key_replays_the_first_write() {
     let first = AlertId::generate(&agency("police"));
     let second = AlertId::generate(&agency("police"));
     let w1 = store
-        .write_local(&first, Some(b"cms\0r1"), |_| {
-            Ok::<_, ()>((record(&first, 1, "a"), vec![]))
-        })
+        .write_local(
+            &first,
+            Some(RequestKey {
+                key: b"cms\0r1",
+                digest: b"d1",
+            }),
+            |_| Ok::<_, ()>((record(&first, 1, "a"), vec![])),
+        )
         .await
         .unwrap();
     assert!(matches!(w1, LocalWrite::Written(_)));
     let w2 = store
-        .write_local(&second, Some(b"cms\0r1"), |_| {
-            Ok::<_, ()>((record(&second, 1, "b"), vec![]))
-        })
+        .write_local(
+            &second,
+            Some(RequestKey {
+                key: b"cms\0r1",
+                digest: b"d1",
+            }),
+            |_| Ok::<_, ()>((record(&second, 1, "b"), vec![])),
+        )
         .await
         .unwrap();
     match w2 {
@@ -141,6 +151,24 @@ async fn request_key_replays_the_first_write() {
         other => panic!("expected replay, got {other:?}"),
     }
     assert!(store.get(&second).unwrap().is_none());
+    // The same key for another request: refused, nothing written.
+    let third = AlertId::generate(&agency("police"));
+    let w3 = store
+        .write_local(
+            &third,
+            Some(RequestKey {
+                key: b"cms\0r1",
+                digest: b"d2",
+            }),
+            |_| Ok::<_, ()>((record(&third, 1, "c"), vec![])),
+        )
+        .await
+        .unwrap();
+    match w3 {
+        LocalWrite::Conflict(r) => assert_eq!(r.alert.unwrap().id, first.to_string()),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert!(store.get(&third).unwrap().is_none());
 }
 
 #[tokio::test]
