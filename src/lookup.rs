@@ -219,6 +219,8 @@ impl Lookups {
             .identifiers(&req.identifiers, "identifiers", OffsetDateTime::now_utc())
             .map_err(LookupError::Invalid)?;
         let probe = PeerLookupRequest { tokens, encodings };
+        // Our own alerts only: an alert we received is its origin's to
+        // report (in that agency's answer), or it would be listed twice.
         let local = AgencyAnswer {
             agency: self.own.to_string(),
             answered: true,
@@ -227,7 +229,7 @@ impl Lookups {
                 &probe.tokens,
                 &probe.encodings,
                 self.fuzzy_threshold,
-                None,
+                Some(&self.own),
             )?,
         };
         let asked = futures_util::future::join_all(
