@@ -18,7 +18,7 @@ use crate::identity::{ClientIdentity, NodeIdentity, connect_channel};
 use crate::ids::{AgencyId, FederationName};
 use crate::proto::v1::peer_exchange_client::PeerExchangeClient;
 use crate::proto::v1::{
-    AgencyAnswer, IdentifierType, LookupRecord, LookupRequest, LookupResponse, PeerLookupRequest,
+    AgencyAnswer, LookupRecord, LookupRequest, LookupResponse, PeerLookupRequest,
     PeerLookupResponse,
 };
 use crate::pseudo::Pseudonymizer;
@@ -270,7 +270,7 @@ impl Lookups {
             // An answer discloses that we hold the identifier: only where the
             // policy would share it with the asker anyway (see `Sharing::may_disclose`).
             let Ok(id) = m.alert_id.parse() else { continue };
-            let fuzzy = m.r#type == IdentifierType::Person as i32 && m.similarity < 1.0;
+            let fuzzy = m.fuzzy;
             if let Some(record) = self.store.get(&id)?
                 && self
                     .sharing

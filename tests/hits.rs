@@ -5,7 +5,9 @@
 mod common;
 
 use casebridge::client::NodeClient;
-use casebridge::proto::v1::{AlertDraft, Hit, HitSource, IdentifierType, WatchHitsRequest};
+use casebridge::proto::v1::{
+    AlertDraft, CountHitsRequest, Hit, HitSource, IdentifierType, WatchHitsRequest,
+};
 use common::*;
 
 fn draft_with_phone(number: &str, region: &str) -> AlertDraft {
@@ -66,6 +68,7 @@ async fn same_phone_written_differently_is_a_hit_on_both_sides() {
     assert_eq!(live.other_agency, "ngo");
     assert_eq!(live.r#type, IdentifierType::Phone as i32);
     assert_eq!(live.similarity, 1.0);
+    assert!(!live.fuzzy, "equal tokens: an exact hit");
 
     let ngo_hits = eventually("hit at ngo", || {
         let mut ngo = ngo.clone();
@@ -97,6 +100,28 @@ async fn same_phone_written_differently_is_a_hit_on_both_sides() {
     assert_eq!(backlog(&mut police, 0).await.len(), 1);
     assert_eq!(backlog(&mut ngo, 0).await.len(), 1);
     assert!(backlog(&mut labour, 0).await.is_empty());
+    // Counting without streaming, and saying so when there is nothing.
+    let count = police
+        .alerts
+        .count_hits(CountHitsRequest { after_sequence: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((count.count, count.latest_sequence), (1, live.sequence));
+    let labour_toml = fed.layout.agencies[&agency("labour")].client_config("cms");
+    let labour_toml = labour_toml.to_str().unwrap();
+    let (code, out, err) = cli(&[
+        "--client-config",
+        labour_toml,
+        "hits",
+        "watch",
+        "--backlog-only",
+    ]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    assert!(err.contains("no hits after 0"), "{err}");
+    let (code, out, err) = cli(&["--client-config", labour_toml, "hits", "count"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("0 hit(s) after 0"), "{out}");
 
     // Resuming after the last seen sequence replays nothing old…
     assert!(backlog(&mut police, live.sequence).await.is_empty());
@@ -223,7 +248,7 @@ async fn notices_queued_by_arriving_alerts_are_delivered_without_a_local_write()
     .await;
     assert!(
         hits.iter()
-            .all(|h| h.source == HitSource::LocalMatch as i32 && h.similarity < 1.0),
+            .all(|h| h.source == HitSource::LocalMatch as i32 && h.similarity < 1.0 && h.fuzzy),
         "{hits:?}"
     );
     eventually("ngo's queue for police to drain by itself", drained).await;
@@ -249,7 +274,7 @@ async fn notices_queued_by_arriving_alerts_are_delivered_without_a_local_write()
     assert!(
         at_police
             .iter()
-            .all(|h| h.source == HitSource::Notice as i32)
+            .all(|h| h.source == HitSource::Notice as i32 && h.fuzzy)
     );
     fed.shutdown().await;
 }

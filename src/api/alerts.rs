@@ -16,7 +16,7 @@ use crate::proto::v1::{
     Alert, GetAlertRequest, Hit, ListAlertsRequest, ListAlertsResponse, RetractAlertRequest,
     SubmitAlertRequest, UpdateAlertRequest, WatchHitsRequest,
 };
-use crate::proto::v1::{LookupRequest, LookupResponse};
+use crate::proto::v1::{CountHitsRequest, CountHitsResponse, LookupRequest, LookupResponse};
 
 /// Hits read from the store and buffered per watcher at a time.
 const HIT_PAGE: usize = 256;
@@ -117,6 +117,28 @@ impl AlertService for AlertApi {
             let r = req.into_inner();
             call.detail("after_sequence", r.after_sequence);
             Ok(watch(core, r))
+        })
+        .await
+    }
+
+    async fn count_hits(
+        &self,
+        req: Request<CountHitsRequest>,
+    ) -> Result<Response<CountHitsResponse>, Status> {
+        let core = &self.0;
+        audited(core, req, Action::HitsCount, async |call, req| {
+            auth::client(&core.clients, &req, Role::Read)?;
+            let after = req.get_ref().after_sequence;
+            call.detail("after_sequence", after);
+            let (count, latest_sequence) = core
+                .store
+                .count_hits(after)
+                .map_err(super::status::store_unavailable)?;
+            call.detail("count", count);
+            Ok(CountHitsResponse {
+                count,
+                latest_sequence,
+            })
         })
         .await
     }

@@ -67,6 +67,7 @@ actions! {
     AlertGet = "alert.get",
     AlertList = "alert.list",
     HitsWatch = "hits.watch",
+    HitsCount = "hits.count",
     LookupAsk = "lookup.ask",
     // Peer API calls received.
     PeerHello = "peer.hello",

@@ -85,6 +85,12 @@ pub enum HitsCommand {
         #[arg(long)]
         backlog_only: bool,
     },
+    /// Count the hits after a sequence number without printing them.
+    Count {
+        /// Count hits after this sequence (0: all).
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
 }
 
 pub async fn run(
@@ -101,11 +107,24 @@ pub async fn hits(
     client_config: Option<&Path>,
     json: bool,
 ) -> Result<(), Failure> {
-    let HitsCommand::Watch {
-        after,
-        backlog_only,
-    } = command;
-    watch_hits(client_config, after, backlog_only, json).await
+    match command {
+        HitsCommand::Watch {
+            after,
+            backlog_only,
+        } => watch_hits(client_config, after, backlog_only, json).await,
+        HitsCommand::Count { after } => {
+            let mut client = connect(client_config).await?;
+            let count = client
+                .alerts
+                .count_hits(crate::proto::v1::CountHitsRequest {
+                    after_sequence: after,
+                })
+                .await?
+                .into_inner();
+            output::hit_count(after, &count, json);
+            Ok(())
+        }
+    }
 }
 
 /// Reads an AlertDraft in canonical protobuf JSON; errors name file, line and column.
@@ -235,6 +254,7 @@ async fn watch_hits(
 ) -> Result<(), Failure> {
     use crate::proto::v1::WatchHitsRequest;
     let mut delay = std::time::Duration::from_millis(500);
+    let start = after;
     loop {
         let mut client = connect(config).await?;
         let mut stream = client
@@ -256,7 +276,12 @@ async fn watch_hits(
                     output::hit(&hit, json);
                     delay = std::time::Duration::from_millis(500);
                 }
-                Ok(None) if backlog_only => return Ok(()),
+                Ok(None) if backlog_only => {
+                    if after == start {
+                        eprintln!("no hits after {start}");
+                    }
+                    return Ok(());
+                }
                 Ok(None) => break,
                 Err(status) if status.code() == Code::Unavailable => {
                     eprintln!(

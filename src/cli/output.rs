@@ -200,14 +200,25 @@ pub fn hit(h: &Hit, as_json: bool) {
     } else {
         "match"
     };
+    let how = if h.fuzzy { "fuzzy" } else { "exact" };
     println!(
-        "hit {:>5}  {}  your {}  <->  {} at {}  ({kind}, similarity {:.2}, {source})",
+        "hit {:>5}  {}  your {}  <->  {} at {}  ({kind}, {how}, similarity {:.2}, {source})",
         h.sequence,
         time(h.detected_at.as_ref()),
         h.local_alert_id,
         h.other_alert_id,
         h.other_agency,
         h.similarity,
+    );
+}
+
+pub fn hit_count(after: u64, c: &crate::proto::v1::CountHitsResponse, as_json: bool) {
+    if as_json {
+        return json(c);
+    }
+    println!(
+        "{} hit(s) after {after}; newest hit {}",
+        c.count, c.latest_sequence
     );
 }
 

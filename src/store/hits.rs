@@ -82,6 +82,7 @@ impl Store {
                 similarity,
                 detected_at: Some(now),
                 source: HitSource::LocalMatch as i32,
+                fuzzy,
             };
             found.add(hit, fuzzy);
         };
@@ -224,6 +225,22 @@ impl Store {
         self.hit_seq.subscribe()
     }
 
+    /// How many hits have a sequence greater than `after`, and the newest
+    /// sequence (0 when there is none).
+    pub fn count_hits(&self, after: u64) -> Result<(u64, u64), StoreError> {
+        let snapshot = self.db.snapshot();
+        let count = snapshot
+            .range(self.t.hits, (after.saturating_add(1)).to_be_bytes()..)
+            .count() as u64;
+        let latest = snapshot
+            .range::<&[u8]>(self.t.hits, ..)
+            .next_back()
+            .transpose()?
+            .map(|(k, _)| u64::from_be_bytes(k.as_slice().try_into().unwrap_or([0; 8])))
+            .unwrap_or(0);
+        Ok((count, latest))
+    }
+
     /// Hits with sequence greater than `after`, in order, at most `limit`.
     pub fn hits_after(&self, after: u64, limit: usize) -> Result<Vec<Hit>, StoreError> {
         let mut out = Vec::new();
@@ -280,6 +297,7 @@ impl Store {
             similarity: notice.similarity,
             detected_at: Some(crate::time::now()),
             source: HitSource::Notice as i32,
+            fuzzy: notice.fuzzy,
         };
         let recorded = self.write(|w| index::record_hit(w, hit))?;
         self.commit.durable().await?;

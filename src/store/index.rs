@@ -132,6 +132,7 @@ pub(super) fn record_found(
             your_alert_id: hit.other_alert_id.clone(),
             our_alert_id: hit.local_alert_id.clone(),
             similarity: hit.similarity,
+            fuzzy: hit.fuzzy,
         };
         queue(w, &OutboxItem::notice(other.origin().clone(), notice))?;
     }

@@ -40,7 +40,10 @@ impl Store {
             .iter_mut()
             .find(|o| o.alert_id == m.alert_id && o.r#type == m.r#type)
         {
-            Some(o) => o.similarity = o.similarity.max(m.similarity),
+            // An exact token beats a fuzzy match of the same type.
+            Some(o) if o.fuzzy && !m.fuzzy => *o = m,
+            Some(o) if o.fuzzy == m.fuzzy => o.similarity = o.similarity.max(m.similarity),
+            Some(_) => {}
             None => out.push(m),
         };
         for t in tokens {
@@ -50,6 +53,7 @@ impl Store {
                     r#type: t.r#type,
                     alert_id: id.to_string(),
                     similarity: 1.0,
+                    fuzzy: false,
                 });
             }
         }
@@ -63,6 +67,7 @@ impl Store {
                         r#type: IdentifierType::Person as i32,
                         alert_id: id.to_string(),
                         similarity: sim,
+                        fuzzy: true,
                     });
                 }
             }

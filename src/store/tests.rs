@@ -335,6 +335,7 @@ async fn shared_tokens_make_one_hit_and_one_notice() {
         your_alert_id: mine.to_string(),
         our_alert_id: theirs.to_string(),
         similarity: 1.0,
+        ..Default::default()
     };
     assert_eq!(
         store.record_notice(&agency("ngo"), &notice).await.unwrap(),
