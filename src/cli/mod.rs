@@ -112,6 +112,7 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
+    quiet_on_closed_stdout();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -129,6 +130,28 @@ pub fn main() -> ExitCode {
             f.exit.into()
         }
     }
+}
+
+/// `casebridge alert list | head -1`: once the reader has gone, the next
+/// write to stdout fails with EPIPE, and `println!` panics on it. That is the
+/// normal end of a pipeline, not an error: exit 0 without a word, as other
+/// command-line tools do. (SIGPIPE stays ignored, as Rust sets it: a node's
+/// sockets must see EPIPE as an error, not kill the process.)
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        // "failed printing to stdout: Broken pipe (os error 32)": EPIPE.
+        if message.starts_with("failed printing to stdout") && message.contains("(os error 32)") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }
 
 fn init_logging(cli: &Cli) {

@@ -1,0 +1,51 @@
+//! The command line as scripts use it: output into a pipeline that closes
+//! early, exit codes, messages.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::*;
+
+/// Runs the real binary with stdout connected to a pipe whose reading end
+/// is already closed (`… | head -0`): every write to stdout fails with EPIPE.
+fn into_closed_pipe(args: &[&str]) -> (Option<i32>, String) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_casebridge"))
+        .args(args)
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_pipe_ends_the_output_quietly() {
+    let (code, err) = into_closed_pipe(&[
+        "pseudo",
+        "normalize",
+        "--type",
+        "phone",
+        "--value",
+        "+31 6 1234 5678",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.is_empty(), "nothing on stderr: {err}");
+
+    let fed = TestFederation::start(&["police"]).await;
+    let mut cms = fed.client("police", "cms").await;
+    for i in 0..3 {
+        submit(&mut cms, &format!("listed {i}")).await;
+    }
+    let toml = fed.layout.agencies[&agency("police")].client_config("cms");
+    let (code, err) =
+        into_closed_pipe(&["--client-config", toml.to_str().unwrap(), "alert", "list"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    fed.shutdown().await;
+}
