@@ -47,5 +47,23 @@ async fn a_closed_pipe_ends_the_output_quietly() {
         into_closed_pipe(&["--client-config", toml.to_str().unwrap(), "alert", "list"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+
+    // --json is canonical protobuf JSON: UTC times end in Z.
+    let (code, out, err) = cli(&[
+        "--client-config",
+        toml.to_str().unwrap(),
+        "--json",
+        "alert",
+        "list",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let alerts: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(alerts.len(), 3);
+    for a in &alerts {
+        for field in ["createdAt", "updatedAt"] {
+            let t = a[field].as_str().unwrap();
+            assert!(t.ends_with('Z') && !t.contains("+00:00"), "{field}: {t}");
+        }
+    }
     fed.shutdown().await;
 }

@@ -11,10 +11,57 @@ use crate::proto::v1::{
 };
 
 fn json<T: serde::Serialize>(v: &T) {
-    match serde_json::to_string_pretty(v) {
+    match to_json(v, true) {
         Ok(s) => println!("{s}"),
         Err(e) => eprintln!("error: cannot render JSON: {e}"),
     }
+}
+
+/// Canonical protobuf JSON of `v`, pretty or on one line. pbjson writes
+/// timestamps as `2026-12-02T05:49:21.770018238+00:00`; the canonical
+/// mapping wants `Z` and 0, 3, 6 or 9 fractional digits, which is what
+/// other protobuf tools parse and what scripts compare.
+pub fn to_json<T: serde::Serialize>(v: &T, pretty: bool) -> serde_json::Result<String> {
+    let mut value = serde_json::to_value(v)?;
+    canonical_times(&mut value);
+    if pretty {
+        serde_json::to_string_pretty(&value)
+    } else {
+        serde_json::to_string(&value)
+    }
+}
+
+fn canonical_times(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => {
+            if let Some(c) = canonical_time(s) {
+                *s = c;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(canonical_times),
+        Value::Object(fields) => fields.values_mut().for_each(canonical_times),
+        _ => {}
+    }
+}
+
+/// `s` in canonical form if it is a UTC time as pbjson writes one.
+fn canonical_time(s: &str) -> Option<String> {
+    s.strip_suffix("+00:00")?;
+    let t = OffsetDateTime::parse(s, &Rfc3339).ok()?;
+    let base = t
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second]"
+        ))
+        .ok()?;
+    let nanos = t.nanosecond();
+    let fraction = match nanos {
+        0 => String::new(),
+        n if n % 1_000_000 == 0 => format!(".{:03}", n / 1_000_000),
+        n if n % 1_000 == 0 => format!(".{:06}", n / 1_000),
+        n => format!(".{n:09}"),
+    };
+    Some(format!("{base}{fraction}Z"))
 }
 
 pub fn time(ts: Option<&Timestamp>) -> String {
@@ -187,7 +234,7 @@ pub fn alerts(list: &[Alert], as_json: bool) {
 
 pub fn hit(h: &Hit, as_json: bool) {
     if as_json {
-        return match serde_json::to_string(h) {
+        return match to_json(h, false) {
             Ok(s) => println!("{s}"),
             Err(e) => eprintln!("error: cannot render JSON: {e}"),
         };
@@ -394,7 +441,7 @@ pub fn explanation(r: &ExplainPolicyResponse, as_json: bool) {
         println!("  because: {}", d.reason);
         if let Some(env) = &d.envelope {
             println!("  envelope that would be sent:");
-            match serde_json::to_string_pretty(env) {
+            match to_json(env, true) {
                 Ok(s) => println!("{s}"),
                 Err(e) => eprintln!("error: cannot render JSON: {e}"),
             }
@@ -445,5 +492,37 @@ pub fn backfill(what: &str, peer: &str, r: &BackfillResponse, dry_run: bool, as_
     );
     for id in &r.alert_ids {
         println!("  {id}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_times_are_written_canonically() {
+        for (pbjson, canonical) in [
+            ("2026-12-02T05:49:21+00:00", "2026-12-02T05:49:21Z"),
+            ("2026-12-02T05:49:21.770+00:00", "2026-12-02T05:49:21.770Z"),
+            (
+                "2026-12-02T05:49:21.770018+00:00",
+                "2026-12-02T05:49:21.770018Z",
+            ),
+            (
+                "2026-12-02T05:49:21.770018238+00:00",
+                "2026-12-02T05:49:21.770018238Z",
+            ),
+            ("2026-12-02T05:49:21.5+00:00", "2026-12-02T05:49:21.500Z"),
+        ] {
+            assert_eq!(canonical_time(pbjson).as_deref(), Some(canonical));
+        }
+        assert_eq!(canonical_time("not a time +00:00"), None);
+        assert_eq!(canonical_time("2026-12-02T05:49:21+01:00"), None);
+        let ts = pbjson_types::Timestamp {
+            seconds: 1_764_654_561,
+            nanos: 770_000_000,
+        };
+        let out = to_json(&serde_json::json!({"t": ts, "n": "x"}), false).unwrap();
+        assert_eq!(out, r#"{"t":"2025-12-02T05:49:21.770Z","n":"x"}"#);
     }
 }

@@ -529,7 +529,7 @@ fn explain_local(
             "reason": decision.reason,
             "envelope": envelope,
         });
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        println!("{}", super::output::to_json(&out, true).unwrap_or_default());
     } else {
         println!(
             "peer {peer}: {}",
@@ -542,7 +542,7 @@ fn explain_local(
         println!("because: {}", decision.reason);
         if let Some(env) = envelope {
             println!("envelope that would be sent:");
-            println!("{}", serde_json::to_string_pretty(&env).unwrap_or_default());
+            println!("{}", super::output::to_json(&env, true).unwrap_or_default());
         }
     }
     Ok(())
