@@ -425,6 +425,13 @@ pub struct DeliveryConfig {
     pub max_backoff_ms: Bounded<1, 3_600_000>,
     /// Time allowed to connect to a peer (TCP + TLS + Hello).
     pub connect_timeout_secs: Bounded<1, 600>,
+    /// While nothing waits for a peer, say Hello this often (and once at
+    /// start), so its state is known, not guessed from the last delivery.
+    pub probe_interval_secs: Bounded<1, 3600>,
+}
+
+fn default_probe_interval() -> Bounded<1, 3600> {
+    Bounded::new(60)
 }
 
 impl Default for DeliveryConfig {
@@ -434,6 +441,7 @@ impl Default for DeliveryConfig {
             initial_backoff_ms: Bounded::new(200),
             max_backoff_ms: Bounded::new(30_000),
             connect_timeout_secs: Bounded::new(10),
+            probe_interval_secs: default_probe_interval(),
         }
     }
 }

@@ -58,7 +58,9 @@ async fn a_passed_retention_deadline_purges_content_on_every_node() {
     }
     purged_at(&fed, "police", &short).await;
     purged_at(&fed, "ngo", &short).await;
-    // Tokens went with the content: a lookup for the phone finds only the long one.
+    // Tokens went with the content, at the origin and at the receiver: a
+    // lookup for the phone finds only the long one at police, and ngo's
+    // index holds no token of the purged alert.
     let mut analyst = fed.client("ngo", "analyst").await;
     let answer = analyst
         .alerts
@@ -69,12 +71,18 @@ async fn a_passed_retention_deadline_purges_content_on_every_node() {
         .await
         .unwrap()
         .into_inner();
-    let local: Vec<&str> = answer.answers[0]
+    let at_police: Vec<&str> = answer
+        .answers
+        .iter()
+        .find(|a| a.agency == "police")
+        .unwrap()
         .matches
         .iter()
         .map(|m| m.alert_id.as_str())
         .collect();
-    assert_eq!(local, [long.as_str()]);
+    assert_eq!(at_police, [long.as_str()]);
+    assert!(stored_token_types(&fed, "ngo", &short).is_empty());
+    assert!(!stored_token_types(&fed, "ngo", &long).is_empty());
     for agency in ["police", "ngo"] {
         let held = fed.alerts(agency).await;
         let kept = held.iter().find(|a| a.id == long).unwrap();

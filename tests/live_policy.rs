@@ -432,13 +432,15 @@ async fn inbound_refusal_is_acked_with_a_reason_recorded_and_not_retried() {
     })
     .await;
     assert!(
-        peer.last_error.contains("refused by policy")
+        peer.last_rejection.contains("refused by policy")
             && peer
-                .last_error
-                .contains("no-sexual-exploitation-from-police"),
-        "{}",
-        peer.last_error
+                .last_rejection
+                .contains("no-sexual-exploitation-from-police")
+            && peer.last_rejection_at.is_some(),
+        "{peer:?}"
     );
+    // A refusal is about content: the link itself is fine.
+    assert!(peer.last_error.is_empty(), "{peer:?}");
     let refusals = fed.node("ngo").core().store.refusals(10).unwrap();
     assert_eq!(refusals.len(), 1);
     assert_eq!(

@@ -301,7 +301,7 @@ pub fn peers(p: &ListPeersResponse, as_json: bool) {
         return;
     }
     println!(
-        "{:<12} {:<22} {:<5} {:>6} {:>9} {:>9} {:>8} {:>7}  {:<25} last error",
+        "{:<12} {:<22} {:<7} {:>6} {:>9} {:>9} {:>8} {:>7}  {:<25} last error",
         "peer",
         "address",
         "link",
@@ -314,10 +314,15 @@ pub fn peers(p: &ListPeersResponse, as_json: bool) {
     );
     for peer in &p.peers {
         println!(
-            "{:<12} {:<22} {:<5} {:>6} {:>9} {:>9} {:>8} {:>7}  {:<25} {}",
+            "{:<12} {:<22} {:<7} {:>6} {:>9} {:>9} {:>8} {:>7}  {:<25} {}",
             peer.agency_id,
             peer.address,
-            if peer.connected { "up" } else { "down" },
+            if peer.state.is_empty() {
+                // An older node: only whether a stream is open.
+                if peer.connected { "up" } else { "down" }
+            } else {
+                peer.state.as_str()
+            },
             peer.queue_depth,
             age(peer.oldest_undelivered_at.as_ref()),
             peer.delivered_total,
@@ -351,6 +356,14 @@ pub fn peers(p: &ListPeersResponse, as_json: bool) {
             println!(
                 "  {} version(s) dropped unsent: retention deadline passed while queued",
                 peer.expired_total
+            );
+        }
+        if !peer.last_rejection.is_empty() {
+            println!(
+                "  last refused by {} ({}): {}",
+                peer.agency_id,
+                time(peer.last_rejection_at.as_ref()),
+                peer.last_rejection
             );
         }
     }

@@ -86,6 +86,7 @@ impl NodeCore {
     /// (`ListPeers`).
     pub fn peer_statuses(&self) -> Result<Vec<PeerStatus>, AdminError> {
         let mut peers = Vec::new();
+        let now = std::time::SystemTime::now();
         for (id, address, s) in self.outbound.states() {
             let queue = self.store.outbox_summary(&id, PENDING_RETRACTIONS_LISTED)?;
             peers.push(PeerStatus {
@@ -93,6 +94,8 @@ impl NodeCore {
                 agency_id: id.to_string(),
                 address,
                 connected: s.connected,
+                state: s.link(now, self.outbound.fresh_for()).as_str().into(),
+                last_contact_at: s.last_contact_at.map(timestamp),
                 last_ack_at: s.last_ack_at.map(timestamp),
                 last_error: s
                     .last_error
@@ -100,6 +103,12 @@ impl NodeCore {
                     .map(|e| e.0.clone())
                     .unwrap_or_default(),
                 last_error_at: s.last_error.map(|e| timestamp(e.1)),
+                last_rejection: s
+                    .last_rejection
+                    .as_ref()
+                    .map(|e| e.0.clone())
+                    .unwrap_or_default(),
+                last_rejection_at: s.last_rejection.map(|e| timestamp(e.1)),
                 delivered_total: s.delivered_total,
                 rejected_total: s.rejected_total,
                 oldest_undelivered_at: queue.oldest_queued_at,

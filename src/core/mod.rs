@@ -128,7 +128,10 @@ impl NodeCore {
                 fuzzy_threshold: config.matching.fuzzy_threshold,
             },
         )?);
-        let outbound = Arc::new(Outbound::new(peers.iter().cloned()));
+        let outbound = Arc::new(Outbound::new(
+            peers.iter().cloned(),
+            config.delivery.probe_interval_secs.secs(),
+        ));
         let sharing = Arc::new(
             Sharing::open(
                 store.clone(),

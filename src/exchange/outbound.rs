@@ -31,7 +31,15 @@ use crate::store::{Queued, Store, StoreError};
 pub struct PeerState {
     pub connected: bool,
     pub last_ack_at: Option<SystemTime>,
+    /// The last time the peer answered: a Hello (a delivery stream's or an
+    /// idle probe's) or an ack.
+    pub last_contact_at: Option<SystemTime>,
+    /// The last failure to reach the peer, cleared by the next contact: an
+    /// error is shown only while it is current.
     pub last_error: Option<(String, SystemTime)>,
+    /// The reason of the last envelope the peer refused for good (a fact
+    /// about content, not the link: it stays).
+    pub last_rejection: Option<(String, SystemTime)>,
     pub delivered_total: u64,
     /// Envelopes the peer refused for good (REJECTED): dropped, not retried.
     pub rejected_total: u64,
@@ -40,6 +48,45 @@ pub struct PeerState {
     pub expired_total: u64,
     /// Connection attempts or streams that failed and were retried.
     pub retries: u64,
+}
+
+/// What is known of a peer's link, from facts only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// A delivery stream is open, or the peer answered recently and nothing
+    /// failed since.
+    Up,
+    /// The last attempt to reach it failed (the error is current).
+    Down,
+    /// Not reached yet since the start (or not for a long time).
+    Unknown,
+}
+
+impl Link {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Link::Up => "up",
+            Link::Down => "down",
+            Link::Unknown => "unknown",
+        }
+    }
+}
+
+impl PeerState {
+    /// The link's state at `now`: an answer counts for `fresh_for` (a few
+    /// probe intervals), an error until the next answer clears it.
+    pub fn link(&self, now: SystemTime, fresh_for: Duration) -> Link {
+        if self.connected {
+            return Link::Up;
+        }
+        if self.last_error.is_some() {
+            return Link::Down;
+        }
+        match self.last_contact_at {
+            Some(t) if now.duration_since(t).unwrap_or_default() <= fresh_for => Link::Up,
+            _ => Link::Unknown,
+        }
+    }
 }
 
 struct PeerSlot {
@@ -58,6 +105,8 @@ impl PeerSlot {
 /// reports their state.
 pub struct Outbound {
     peers: BTreeMap<AgencyId, Arc<PeerSlot>>,
+    /// How long a peer's last answer vouches for its link (see [`Link`]).
+    fresh_for: Duration,
 }
 
 #[derive(Debug, Error)]
@@ -99,8 +148,14 @@ pub struct DeliveryContext {
 }
 
 impl Outbound {
-    pub fn new(peers: impl IntoIterator<Item = (AgencyId, String)>) -> Self {
+    /// `probe_interval`: how often idle peers are greeted; an answer counts
+    /// as current for three intervals.
+    pub fn new(
+        peers: impl IntoIterator<Item = (AgencyId, String)>,
+        probe_interval: Duration,
+    ) -> Self {
         Self {
+            fresh_for: probe_interval * 3,
             peers: peers
                 .into_iter()
                 .map(|(id, address)| {
@@ -136,6 +191,11 @@ impl crate::store::OutboxListener for Outbound {
 }
 
 impl Outbound {
+    /// How long a peer's last answer vouches for its link.
+    pub fn fresh_for(&self) -> Duration {
+        self.fresh_for
+    }
+
     pub fn states(&self) -> Vec<(AgencyId, String, PeerState)> {
         self.peers
             .iter()
@@ -205,8 +265,13 @@ impl Backoff {
 impl Worker {
     async fn run(self, shutdown: CancellationToken) {
         let mut backoff = Backoff::new(&self.ctx.config);
+        let probe_every = self.ctx.config.probe_interval_secs.secs();
+        // The first probe at once: after a start the state is known in
+        // seconds, not at the next delivery.
+        let mut next_probe = tokio::time::Instant::now();
         loop {
-            // Connect only when there is something to send.
+            // Stream only when there is something to send; meanwhile say
+            // Hello now and then, so an idle peer's state is a fact.
             loop {
                 match self.ctx.store.outbox_after(&self.peer, None, 1) {
                     Ok(batch) if !batch.is_empty() => break,
@@ -216,6 +281,10 @@ impl Worker {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = self.slot.wake.notified() => {}
+                    _ = tokio::time::sleep_until(next_probe) => {
+                        self.probe().await;
+                        next_probe = tokio::time::Instant::now() + probe_every;
+                    }
                 }
             }
             let result = self.session(&shutdown, &mut backoff).await;
@@ -244,6 +313,25 @@ impl Worker {
     fn record_error(&self, e: &str) {
         self.slot
             .update(|s| s.last_error = Some((e.to_owned(), SystemTime::now())));
+    }
+
+    /// The peer answered: its last error is history.
+    fn contact(&self) {
+        self.slot.update(|s| {
+            s.last_contact_at = Some(SystemTime::now());
+            s.last_error = None;
+        });
+    }
+
+    /// Hello, and nothing else: is the peer there and who we expect?
+    async fn probe(&self) {
+        match self.connect().await {
+            Ok(_) => self.contact(),
+            Err(e) => {
+                tracing::info!(peer = %self.peer, error = %e, "peer unreachable");
+                self.record_error(&e.to_string());
+            }
+        }
     }
 
     /// Dials the peer and says Hello: the peer must be who the config says
@@ -302,6 +390,7 @@ impl Worker {
         let (tx, rx) = mpsc::channel::<Envelope>(window);
         let mut acks = client.deliver(ReceiverStream::new(rx)).await?.into_inner();
         self.slot.update(|s| s.connected = true);
+        self.contact();
         tracing::info!(peer = %self.peer, "delivery stream open");
         let mut stream = Window::default();
         loop {
@@ -322,6 +411,7 @@ impl Worker {
                         return Err(DeliveryError::UnexpectedAck(ack.sequence));
                     };
                     let sent = stream.in_flight.remove(pos).expect("position is in range");
+                    self.contact();
                     self.acked(sent, &ack)?;
                     backoff.reset();
                 }
@@ -436,7 +526,7 @@ impl Worker {
             tracing::warn!(peer = %self.peer, sequence = ack.sequence, reason = %ack.reason, "peer rejected envelope");
             self.slot.update(|s| {
                 s.last_ack_at = Some(now);
-                s.last_error = Some((format!("rejected: {}", ack.reason), now));
+                s.last_rejection = Some((ack.reason.clone(), now));
                 s.rejected_total += 1;
             });
         } else {
