@@ -69,6 +69,10 @@ pub struct Metrics {
     pub purged: Counter,
     /// Audit entries appended, by action.
     pub audit_entries: Family<Labels, Counter>,
+    /// Bytes the store occupies on disk (set at every scrape).
+    pub store_bytes: Gauge,
+    /// Bytes free for the store on its filesystem (set at every scrape).
+    pub store_free_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -94,6 +98,8 @@ impl Metrics {
             oldest_undelivered: Family::default(),
             purged: Counter::default(),
             audit_entries: Family::default(),
+            store_bytes: Gauge::default(),
+            store_free_bytes: Gauge::default(),
         };
         r.register("submits", "Client submits, by outcome", m.submits.clone());
         r.register(
@@ -147,9 +153,65 @@ impl Metrics {
             "Audit log entries appended, by action",
             m.audit_entries.clone(),
         );
+        r.register(
+            "store_bytes",
+            "Bytes the store occupies on disk",
+            m.store_bytes.clone(),
+        );
+        r.register(
+            "store_free_bytes",
+            "Bytes available to the store on its filesystem",
+            m.store_free_bytes.clone(),
+        );
         Self {
             registry: Arc::new(r),
             ..m
+        }
+    }
+
+    /// Creates every series the node can ever report, at zero, so that a
+    /// quiet node shows them from the start: an alert rule on `increase()`
+    /// (the operator guide's "audit entries stalled") needs the series to
+    /// exist before the first event.
+    pub fn prime(&self, peers: &[crate::ids::AgencyId]) {
+        for outcome in ["ok", "invalid", "error"] {
+            let _ = self.submits.get_or_create(&label("outcome", outcome));
+        }
+        for p in peers {
+            for status in ["stored", "duplicate", "rejected"] {
+                let _ = self
+                    .deliveries
+                    .get_or_create(&peer_and(p, "status", status));
+            }
+            for outcome in ["stored", "duplicate", "refused"] {
+                let _ = self
+                    .received
+                    .get_or_create(&peer_and(p, "outcome", outcome));
+            }
+            for decision in ["share", "deny"] {
+                let _ = self
+                    .policy_decisions
+                    .get_or_create(&peer_and(p, "decision", decision));
+            }
+            let _ = self.delivery_failures.get_or_create(&peer(p));
+            let _ = self.delivery_latency.get_or_create(&peer(p));
+            let _ = self.queue_depth.get_or_create(&peer(p));
+            let _ = self.oldest_undelivered.get_or_create(&peer(p));
+        }
+        // Every identifier type the wire contract defines (0 is unspecified).
+        for t in (1..64).filter(|t| crate::proto::v1::IdentifierType::try_from(*t).is_ok()) {
+            let name = crate::proto::identifier_type_name(t);
+            let _ = self.hits.get_or_create(&label("type", &name));
+        }
+        for listener in ["peer", "client"] {
+            let _ = self
+                .refused_handshakes
+                .get_or_create(&label("listener", listener));
+        }
+        for action in crate::audit::Action::ALL {
+            let _ = self
+                .audit_entries
+                .get_or_create(&label("action", action.as_str()));
         }
     }
 

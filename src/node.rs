@@ -329,8 +329,15 @@ fn spawn_workers(
     workers
 }
 
-/// Each peer's queue depth and oldest undelivered age, read at scrape time.
+/// The gauges read at scrape time: each peer's queue depth and oldest
+/// undelivered age, the store's size and its filesystem's free space.
 fn refresh_peer_gauges(core: &NodeCore, m: &Metrics) {
+    if let Ok(bytes) = core.store.disk_bytes() {
+        m.store_bytes.set(bytes as i64);
+    }
+    if let Ok(free) = core.store.free_bytes() {
+        m.store_free_bytes.set(free as i64);
+    }
     for (peer, _, _) in core.outbound.states() {
         let labels = crate::metrics::peer(&peer);
         m.queue_depth

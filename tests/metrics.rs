@@ -145,3 +145,39 @@ async fn metrics_count_known_traffic() {
     );
     fed.shutdown().await;
 }
+
+/// A quiet node exposes every series from the start, at zero (so rules on
+/// `increase()` work before the first event), and the store's size and its
+/// filesystem's free space.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_series_exists_at_zero_on_a_quiet_node() {
+    let fed = TestFederation::start_with(&["police", "ngo"], &["ngo"], |_, c| {
+        c.metrics.listen = Some(toml::Spanned::new(0..0, "127.0.0.1:0".parse().unwrap()));
+    })
+    .await;
+    let addr = fed.node("police").metrics_addr().unwrap();
+    let (status, body) = http_get(addr, "/metrics").await;
+    assert!(status.contains("200"), "{status}");
+    let m = samples(&body);
+    for series in [
+        "casebridge_submits_total{outcome=\"ok\"}",
+        "casebridge_submits_total{outcome=\"invalid\"}",
+        "casebridge_deliveries_total{peer=\"ngo\",status=\"stored\"}",
+        "casebridge_delivery_failures_total{peer=\"ngo\"}",
+        "casebridge_delivery_latency_seconds_count{peer=\"ngo\"}",
+        "casebridge_received_total{peer=\"ngo\",outcome=\"stored\"}",
+        "casebridge_received_total{peer=\"ngo\",outcome=\"refused\"}",
+        "casebridge_hits_total{type=\"phone\"}",
+        "casebridge_hits_total{type=\"person\"}",
+        "casebridge_policy_decisions_total{peer=\"ngo\",decision=\"share\"}",
+        "casebridge_refused_handshakes_total{listener=\"client\"}",
+        "casebridge_audit_entries_total{action=\"alert.submit\"}",
+        "casebridge_audit_entries_total{action=\"alert.receive\"}",
+        "casebridge_purged_alerts_total",
+    ] {
+        assert_eq!(m.get(series), Some(&0.0), "{series} missing or not zero");
+    }
+    assert!(m["casebridge_store_bytes"] > 0.0);
+    assert!(m["casebridge_store_free_bytes"] > 0.0);
+    fed.shutdown().await;
+}

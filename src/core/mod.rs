@@ -147,6 +147,7 @@ impl NodeCore {
         let gate: std::sync::Weak<dyn crate::matching::NoticeGate> = Arc::downgrade(&sharing) as _;
         store.start_matching(gate)?;
         let metrics = Metrics::new();
+        metrics.prime(&peer_ids);
         store.set_metrics(metrics.clone());
         let core = Arc::new(NodeCore {
             agency: config.agency().clone(),

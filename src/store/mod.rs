@@ -363,6 +363,13 @@ impl Store {
         Ok(self.db.disk_bytes()?)
     }
 
+    /// Bytes available to unprivileged writers on the store's filesystem.
+    pub fn free_bytes(&self) -> Result<u64, StoreError> {
+        let fs = rustix::fs::statvfs(&self.dir)
+            .map_err(|e| StoreError::Flush(format!("statvfs {}: {e}", self.dir.display())))?;
+        Ok(fs.f_bavail.saturating_mul(fs.f_frsize))
+    }
+
     /// Counts hits and audit entries in `metrics` from now on.
     pub fn set_metrics(&self, metrics: crate::metrics::Metrics) {
         let _ = self.metrics.set(metrics);
