@@ -88,6 +88,14 @@ fn is_journal(line: &str, dir: &Path) -> bool {
         .is_some_and(|name| !name.contains('/') && name.ends_with(".jnl"))
 }
 
+/// The pid, time and call of one strace line (strace pads the pid with
+/// spaces to a fixed width, so the separator is not always one space).
+fn strace_fields(line: &str) -> Option<(&str, &str, &str)> {
+    let (pid, rest) = line.trim_start().split_once(' ')?;
+    let (ts, call) = rest.trim_start().split_once(' ')?;
+    Some((pid, ts, call))
+}
+
 /// The syncs of the journal of the store in `dir` in a strace output.
 fn syncs_of(trace: &Path, dir: &Path) -> Vec<Sync> {
     let text = std::fs::read_to_string(trace).expect("strace wrote its output");
@@ -98,8 +106,7 @@ fn syncs_of(trace: &Path, dir: &Path) -> Vec<Sync> {
         d.parse().ok()
     };
     for line in text.lines() {
-        let mut parts = line.splitn(3, ' ');
-        let (Some(pid), Some(ts), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+        let Some((pid, ts, rest)) = strace_fields(line) else {
             continue;
         };
         let Ok(ts) = ts.parse::<f64>() else { continue };

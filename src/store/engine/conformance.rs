@@ -444,13 +444,20 @@ enum Event {
     Ack(u64),
 }
 
+/// The pid, time and call of one strace line (strace pads the pid with
+/// spaces to a fixed width, so the separator is not always one space).
+fn strace_fields(line: &str) -> Option<(&str, &str, &str)> {
+    let (pid, rest) = line.trim_start().split_once(' ')?;
+    let (ts, call) = rest.trim_start().split_once(' ')?;
+    Some((pid, ts, call))
+}
+
 fn events(trace: &str, dir: &Path) -> Vec<Event> {
     let inside = format!("<{}/", dir.display());
     let mut pending_sync = std::collections::HashSet::new();
     let mut out = Vec::new();
     for line in trace.lines() {
-        let mut parts = line.splitn(3, ' ');
-        let (Some(pid), Some(_ts), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+        let Some((pid, _ts, rest)) = strace_fields(line) else {
             continue;
         };
         if (rest.starts_with("fsync(") || rest.starts_with("fdatasync(")) && rest.contains(&inside)
@@ -507,6 +514,12 @@ pub(crate) fn sync_is_a_real_sync(open: Open, writer_test: &str) {
         .and_then(|c| c.split_whitespace().next().map(str::to_owned));
     if let Some(w) = writer {
         let _ = Command::new("kill").args(["-KILL", &w]).status();
+    }
+    // strace ends by itself once its tracee is gone, writing out what it
+    // buffered; killing it too would lose the end of the trace.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
     }
     kill9(&mut child);
     let trace = std::fs::read_to_string(&trace_path).unwrap();
