@@ -173,7 +173,12 @@ impl Metrics {
     /// quiet node shows them from the start: an alert rule on `increase()`
     /// (the operator guide's "audit entries stalled") needs the series to
     /// exist before the first event.
-    pub fn prime(&self, peers: &[crate::ids::AgencyId]) {
+    /// `audit_actions`: every action the audit log knows (a layer above).
+    pub fn prime<'a>(
+        &self,
+        peers: &[crate::ids::AgencyId],
+        audit_actions: impl IntoIterator<Item = &'a str>,
+    ) {
         for outcome in ["ok", "invalid", "error"] {
             let _ = self.submits.get_or_create(&label("outcome", outcome));
         }
@@ -208,10 +213,8 @@ impl Metrics {
                 .refused_handshakes
                 .get_or_create(&label("listener", listener));
         }
-        for action in crate::audit::Action::ALL {
-            let _ = self
-                .audit_entries
-                .get_or_create(&label("action", action.as_str()));
+        for action in audit_actions {
+            let _ = self.audit_entries.get_or_create(&label("action", action));
         }
     }
 

@@ -147,7 +147,10 @@ impl NodeCore {
         let gate: std::sync::Weak<dyn crate::matching::NoticeGate> = Arc::downgrade(&sharing) as _;
         store.start_matching(gate)?;
         let metrics = Metrics::new();
-        metrics.prime(&peer_ids);
+        metrics.prime(
+            &peer_ids,
+            crate::audit::Action::ALL.iter().map(|a| a.as_str()),
+        );
         store.set_metrics(metrics.clone());
         let core = Arc::new(NodeCore {
             agency: config.agency().clone(),
