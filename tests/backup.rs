@@ -124,6 +124,10 @@ async fn a_backup_taken_under_load_restores_to_a_node_serving_the_same_alerts() 
     ]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("previous store kept at"), "{out}");
+    // The data went back to the copy; the audit log did not: it still holds
+    // what the node logged after the backup, then the restore, one chain.
+    let (code, out, err) = cli(&["audit", "verify", "--config", node_toml]);
+    assert_eq!(code, 0, "the restored log verifies: {out}{err}");
     fed.start_node("police").await;
 
     let served: BTreeSet<String> = fed
@@ -146,6 +150,27 @@ async fn a_backup_taken_under_load_restores_to_a_node_serving_the_same_alerts() 
         served.is_subset(&all),
         "nothing that was never acknowledged"
     );
+    // Every submit acknowledged after the copy is gone from the data but
+    // still in the log, before the one entry that records the restore.
+    let mut admin = fed.client("police", "admin").await;
+    let log = audit_after(&mut admin, 0).await;
+    let restores: Vec<usize> = (0..log.len())
+        .filter(|i| log[*i].action == "store.restore")
+        .collect();
+    assert_eq!(restores.len(), 1, "one restore entry");
+    let restore = restores[0];
+    let carried: usize = log[restore].detail["carried_entries"].parse().unwrap();
+    assert!(carried > 0, "{:?}", log[restore]);
+    let gone: Vec<&String> = all.difference(&served).collect();
+    assert!(!gone.is_empty(), "the load went on after the copy");
+    for id in gone {
+        assert!(
+            log[..restore]
+                .iter()
+                .any(|e| e.action == "alert.submit" && e.objects.contains(id)),
+            "the submit of {id}, acknowledged after the backup, is not in the log"
+        );
+    }
 
     // The restored node works: a new alert reaches ngo.
     let mut cms = fed.client("police", "cms").await;

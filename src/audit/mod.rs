@@ -94,6 +94,7 @@ actions! {
     AuditQuery = "audit.query",
     AuditPrune = "audit.prune",
     StoreBackup = "store.backup",
+    StoreRestore = "store.restore",
     // Transport and lifecycle.
     Handshake = "tls.handshake",
     NodeStart = "node.start",

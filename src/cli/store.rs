@@ -10,6 +10,7 @@ use clap::Subcommand;
 use super::connect;
 use super::exit::{Exit, Failure, failure};
 use crate::audit::signing::PublicKey;
+use crate::audit::{Action, Checkpoint, Event, RawEntry};
 use crate::config::NodeConfig;
 use crate::proto::v1::BackupStoreRequest;
 use crate::store::Store;
@@ -24,7 +25,9 @@ pub enum StoreCommand {
         label: Option<String>,
     },
     /// Replace a STOPPED node's store with a backup: checks the backup's
-    /// audit log, moves the current store aside, copies the backup in.
+    /// audit log, moves the current store aside, copies the backup in, and
+    /// keeps the audit log whole (the entries written since the backup are
+    /// carried over; the restore is logged after them).
     Restore {
         #[arg(long)]
         config: PathBuf,
@@ -97,48 +100,132 @@ pub async fn store(command: StoreCommand, client_config: Option<&Path>) -> Resul
             Ok(())
         }
         StoreCommand::Migrate { from, to } => migrate(&from, &to),
-        StoreCommand::Restore { config, from } => {
-            let cfg = NodeConfig::load(&config).map_err(usage)?;
-            let key = PublicKey::of_signing_key(&cfg.audit_signing_key()).map_err(usage)?;
-            // The backup must be whole before anything is moved.
-            let backup = open_stopped(&from)?;
-            let checked = backup.audit_verify(&key, &[]);
-            backup.close().await?;
-            drop(backup);
-            let summary = checked.map_err(|b| {
-                failure(
-                    Exit::DataErr,
-                    anyhow!("{}: not restored: {b}", from.display()),
-                )
-            })?;
-            let dir = &cfg.store.dir;
-            let mut aside = None;
-            if dir.exists() {
-                // Proves the node is stopped: a running node holds the lock.
-                let current = open_stopped(dir)?;
-                current.close().await?;
-                drop(current);
-                let stamp = crate::time::format_ms(crate::time::now_ms())
-                    .replace([':', '-'], "")
-                    .replace('.', "-");
-                let moved = PathBuf::from(format!("{}.pre-restore-{stamp}", dir.display()));
-                std::fs::rename(dir, &moved)
-                    .with_context(|| format!("cannot move {} aside", dir.display()))?;
-                aside = Some(moved);
-            }
-            crate::store::copy_store(&from, dir)?;
-            if let Some(moved) = aside {
-                println!("previous store kept at {}", moved.display());
-            }
-            println!(
-                "restored {} into {}; audit log intact to entry {}. Start the node: peers re-deliver what they still hold queued",
-                from.display(),
-                dir.display(),
-                summary.last
-            );
-            Ok(())
+        StoreCommand::Restore { config, from } => restore(&config, &from).await,
+    }
+}
+
+/// Replaces a stopped node's store with a backup, keeping the audit log
+/// whole: the entries the replaced store wrote after the backup was taken
+/// (and their checkpoints) are carried into the restored store, and the
+/// restore itself is an entry chained after them. So the log still holds
+/// everything the node ever did, and says when its data went back.
+async fn restore(config: &Path, from: &Path) -> Result<(), Failure> {
+    let cfg = NodeConfig::load(config).map_err(usage)?;
+    let key = PublicKey::of_signing_key(&cfg.audit_signing_key()).map_err(usage)?;
+    let refuse = |why: String| {
+        failure(
+            Exit::DataErr,
+            anyhow!("{}: not restored: {why}", from.display()),
+        )
+    };
+    // The backup must be whole before anything is moved.
+    let backup = open_stopped(from)?;
+    backup
+        .audit_verify(&key, &[])
+        .map_err(|b| refuse(b.to_string()))?;
+    let dir = &cfg.store.dir;
+    let mut carried = (Vec::new(), Vec::new());
+    let mut aside = None;
+    if dir.exists() {
+        // Proves the node is stopped: a running node holds the lock.
+        let current = open_stopped(dir)?;
+        carried = written_since(&current, &backup).map_err(refuse)?;
+        current.close().await?;
+        drop(current);
+        let stamp = crate::time::format_ms(crate::time::now_ms())
+            .replace([':', '-'], "")
+            .replace('.', "-");
+        let moved = PathBuf::from(format!("{}.pre-restore-{stamp}", dir.display()));
+        std::fs::rename(dir, &moved)
+            .with_context(|| format!("cannot move {} aside", dir.display()))?;
+        aside = Some(moved);
+    }
+    let (backup_head, _) = backup.audit_head();
+    backup.close().await?;
+    drop(backup);
+    crate::store::copy_store(from, dir)?;
+    let restored = open_stopped(dir)?;
+    restored.audit_carry(&carried.0, &carried.1)?;
+    let previous = aside
+        .as_ref()
+        .map_or("none".to_string(), |p| p.display().to_string());
+    restored
+        .audit([Event::new("cli:store restore", Action::StoreRestore, "OK")
+            .detail("from", from.display())
+            .detail("backup_head", backup_head)
+            .detail("carried_entries", carried.0.len())
+            .detail("previous_store", &previous)])
+        .await?;
+    let (head, _) = restored.audit_head();
+    restored.close().await?;
+    if let Some(moved) = aside {
+        println!("previous store kept at {}", moved.display());
+    }
+    println!(
+        "restored {} into {}: the data as of audit entry {backup_head}; the {} entries written \
+         since then kept in the log, and the restore recorded as entry {head}. Start the node: \
+         peers re-deliver what they still hold queued",
+        from.display(),
+        dir.display(),
+        carried.0.len(),
+    );
+    Ok(())
+}
+
+/// What `current` logged after `backup`'s last entry (entries and the
+/// checkpoints over them): nothing when the backup is as new as the current
+/// store or newer. Refused when the two logs are not one history.
+fn written_since(
+    current: &Store,
+    backup: &Store,
+) -> Result<(Vec<RawEntry>, Vec<Checkpoint>), String> {
+    let (backup_seq, backup_hash) = backup.audit_head();
+    let (current_seq, current_hash) = current.audit_head();
+    let entry_at = |store: &Store, seq: u64| -> Result<Option<RawEntry>, String> {
+        if seq == 0 {
+            return Ok(None);
+        }
+        match store.audit_entries(seq).next() {
+            Some(Ok(e)) if e.seq == seq => Ok(Some(e)),
+            Some(Err(e)) => Err(e.to_string()),
+            _ => Ok(None),
+        }
+    };
+    if current_seq < backup_seq {
+        // The backup is newer: it must hold the current head.
+        return match entry_at(backup, current_seq)? {
+            Some(e) if e.hash == current_hash => Ok((Vec::new(), Vec::new())),
+            _ if current_seq == 0 => Ok((Vec::new(), Vec::new())),
+            _ => Err(format!(
+                "the backup's audit log does not contain this store's entry {current_seq}: \
+                 they are not one history (a backup of another node?)"
+            )),
+        };
+    }
+    match entry_at(current, backup_seq)? {
+        Some(e) if e.hash == backup_hash => {}
+        None if backup_seq == 0 => {}
+        Some(_) => {
+            return Err(format!(
+                "entry {backup_seq} of the backup's audit log differs from this store's: \
+                 they are not one history (a backup of another node?)"
+            ));
+        }
+        None => {
+            return Err(format!(
+                "this store's audit log no longer holds entry {backup_seq} (pruned since the \
+                 backup): the entries written after the backup could not be carried over"
+            ));
         }
     }
+    let entries = current
+        .audit_entries(backup_seq + 1)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let checkpoints = current
+        .audit_checkpoints(backup_seq + 1, u64::MAX)
+        .map_err(|e| e.to_string())?;
+    Ok((entries, checkpoints))
 }
 
 fn migrate(from: &Path, to: &Path) -> Result<(), Failure> {

@@ -130,6 +130,49 @@ impl Store {
         self.write(|w| Ok(w.append(events)?))
     }
 
+    /// Appends entries that another copy of this node's log holds after our
+    /// head, verbatim, with the checkpoints signed over them: what a restore
+    /// carries over from the store it replaces, so the log keeps everything
+    /// the node ever wrote. Each entry must continue the chain from the one
+    /// before, starting at our head, or nothing is written. Not synced: the
+    /// caller appends the entry that records the restore and waits for that.
+    pub fn audit_carry(
+        &self,
+        entries: &[RawEntry],
+        checkpoints: &[Checkpoint],
+    ) -> Result<(), StoreError> {
+        self.write(|w| {
+            let (mut seq, mut hash) = (w.log.seq, w.log.hash);
+            for e in entries {
+                if e.seq != seq + 1 || crate::audit::link(&hash, &e.body) != e.hash {
+                    return Err(StoreError::corrupt(
+                        format!("audit/{}", e.seq),
+                        format!("does not continue this log after entry {seq}"),
+                    ));
+                }
+                w.tx.insert(w.t.audit, e.seq.to_be_bytes(), stored(e))?;
+                (seq, hash) = (e.seq, e.hash);
+            }
+            for cp in checkpoints {
+                let json = serde_json::to_vec(cp).expect("checkpoints serialize");
+                w.tx.insert(w.t.audit_checkpoints, cp.seq.to_be_bytes(), json)?;
+            }
+            if let Some(last) = entries.last() {
+                let time_ms = last
+                    .entry()
+                    .ok()
+                    .and_then(|e| parse_ms(&e.time))
+                    .unwrap_or(w.log.time_ms);
+                *w.log = Head {
+                    seq: last.seq,
+                    hash: last.hash,
+                    time_ms,
+                };
+            }
+            Ok(())
+        })
+    }
+
     /// Appends events and waits until they are on disk.
     pub async fn audit(&self, events: impl IntoIterator<Item = Event>) -> Result<(), StoreError> {
         self.audit_append(events)?;
