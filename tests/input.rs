@@ -386,3 +386,71 @@ fn policy_validate_accepts_the_examples_and_points_at_problems() {
         "{stderr}"
     );
 }
+
+/// Dates of birth follow one rule, in the API and in the CLI: the ISO 8601
+/// forms a person writes (basic, one-digit month and day, spaces around)
+/// are accepted and give the same tokens; an impossible date is refused
+/// with the rule itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dates_of_birth_follow_one_rule_in_the_api_and_the_cli() {
+    let fed = TestFederation::start(&["police"]).await;
+    let mut cms = fed.client("police", "cms").await;
+    let with_dob = |dob: &str| {
+        let mut d = sample_draft("date of birth");
+        d.subjects[0].identifiers = vec![person_id("Ana", "Popescu", dob)];
+        d
+    };
+    let mut tokens = Vec::new();
+    for dob in ["1956-09-09", "19560909", "1956-9-9", " 1956-09-09 "] {
+        let id = submit_draft(&mut cms, with_dob(dob)).await.id;
+        let id: casebridge::ids::AlertId = id.parse().unwrap();
+        let rec = fed.node("police").core().store.get(&id).unwrap().unwrap();
+        tokens.push(rec.pseudonyms[0].tokens.clone());
+    }
+    assert!(
+        tokens.windows(2).all(|w| w[0] == w[1]),
+        "one date, one token"
+    );
+    for bad in ["1956-02-30", "19560230", "1956/09/09", "1700-01-01"] {
+        let err = assert_invalid(
+            cms.alerts
+                .submit_alert(SubmitAlertRequest {
+                    draft: Some(with_dob(bad)),
+                    request_id: String::new(),
+                })
+                .await,
+            "draft.subjects[0].identifiers[0].person.date_of_birth",
+        );
+        assert!(err.message().contains("YYYYMMDD"), "{bad}: {err:?}");
+    }
+    // The CLI normalizes with the same rule.
+    let (code, out, err) = cli(&[
+        "pseudo",
+        "normalize",
+        "--type",
+        "person",
+        "--given",
+        "Ana",
+        "--family",
+        "Popescu",
+        "--dob",
+        "19560909",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1956-09-09"), "{out}");
+    let (code, _, err) = cli(&[
+        "pseudo",
+        "normalize",
+        "--type",
+        "person",
+        "--given",
+        "Ana",
+        "--family",
+        "Popescu",
+        "--dob",
+        "1956-02-30",
+    ]);
+    assert_eq!(code, 65, "{err}");
+    assert!(err.contains("YYYYMMDD"), "{err}");
+    fed.shutdown().await;
+}

@@ -114,16 +114,27 @@ pub fn name(raw: &str) -> String {
     letters.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// What a date of birth may look like; the one message for every bad one.
+pub const DATE_OF_BIRTH_RULE: &str = "must be an ISO 8601 date, possibly partial: YYYY, YYYY-MM, \
+     YYYY-MM-DD or YYYYMMDD (months and days may have one digit), a real calendar date with a \
+     year from 1850 to 2200";
+
 /// Dates of birth: ISO 8601, possibly partial (`1990`, `1990-02`,
-/// `1990-02-01`); single-digit months and days are padded; the date must exist.
+/// `1990-02-01`, or the basic form `19900201`), surrounding spaces ignored;
+/// single-digit months and days are padded; the date must exist. The one
+/// rule for the API's validation, tokens and the CLI.
 pub fn date_of_birth(raw: &str) -> Result<String, NormalizeError> {
-    let bad = || {
-        err(
-            "person.date_of_birth",
-            "must be YYYY, YYYY-MM or YYYY-MM-DD and a real date",
-        )
+    let bad = || err("person.date_of_birth", DATE_OF_BIRTH_RULE);
+    let raw = raw.trim();
+    // The basic form: eight digits, YYYYMMDD.
+    let basic;
+    let raw = if raw.len() == 8 && raw.bytes().all(|b| b.is_ascii_digit()) {
+        basic = format!("{}-{}-{}", &raw[..4], &raw[4..6], &raw[6..]);
+        basic.as_str()
+    } else {
+        raw
     };
-    let parts: Vec<&str> = raw.trim().split('-').collect();
+    let parts: Vec<&str> = raw.split('-').collect();
     let num = |s: &str, max_len: usize| -> Result<u32, NormalizeError> {
         if s.is_empty() || s.len() > max_len || !s.bytes().all(|b| b.is_ascii_digit()) {
             return Err(bad());
@@ -392,13 +403,20 @@ mod tests {
         assert_eq!(date_of_birth("1990-2-1").unwrap(), "1990-02-01");
         assert_eq!(date_of_birth("1990-02").unwrap(), "1990-02");
         assert_eq!(date_of_birth("1990").unwrap(), "1990");
+        assert_eq!(date_of_birth("19560909").unwrap(), "1956-09-09");
+        assert_eq!(date_of_birth(" 1956-09-09 ").unwrap(), "1956-09-09");
+        assert_eq!(date_of_birth("1956-9-9").unwrap(), "1956-09-09");
         for bad in [
             "1990-02-30",
+            "19900230",
             "90-02-01",
             "1990-13",
             "1990/02/01",
             "",
             "1700",
+            "2201",
+            "199002",
+            "1990-02-01T00:00",
         ] {
             assert!(date_of_birth(bad).is_err(), "{bad}");
         }
