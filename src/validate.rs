@@ -65,9 +65,6 @@ impl Violations {
     }
 }
 
-/// `YYYY`, `YYYY-MM` or `YYYY-MM-DD` with plausible values (normalization of
-/// other spellings comes with pseudonymization).
-
 /// Checks the descriptive part of an alert. Used for client drafts and for
 /// content received from peers, so both are held to the same limits.
 pub fn check_content(
