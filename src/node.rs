@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 use tonic::transport::server::Router;
 use tonic_health::pb::health_server::HealthServer;
@@ -187,6 +188,9 @@ fn load_tls(config: &NodeConfig) -> Result<(NodeIdentity, TlsReloader, TlsConfig
 /// The two gRPC routers: the peer API, and the client and admin APIs, each
 /// with gRPC health and server reflection, every call under the audit
 /// layer for requests that never reach a handler.
+const HEALTH: &str = "grpc.health.v1.Health";
+const REFLECTION: &str = "grpc.reflection.v1.ServerReflection";
+
 fn routers<H>(
     core: &Arc<NodeCore>,
     config: &NodeConfig,
@@ -210,27 +214,61 @@ where
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .max_concurrent_streams(Some(256))
     };
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Reflection on each listener lists only what that listener serves.
+    let reflection = |services: &[&str]| {
+        services
+            .iter()
+            .fold(
+                tonic_reflection::server::Builder::configure()
+                    .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+                    .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+                |b, s| b.with_service_name(*s),
+            )
+            .with_service_name(REFLECTION)
             .build_v1()
             .map_err(|e| NodeError::Serve {
                 listener: "reflection",
                 reason: e.to_string(),
             })
     };
+    // Health and reflection answer only callers that may use the listener:
+    // a configured peer on the peer listener, a listed client on the client
+    // listener (tonic serves them without our handlers' checks otherwise).
+    let peer_gate = {
+        let core = core.clone();
+        move |req: tonic::Request<()>| crate::api::auth::peer(&core.peers, &req).map(|_| req)
+    };
+    let client_gate = {
+        let core = core.clone();
+        move |req: tonic::Request<()>| {
+            crate::api::auth::listed_client(&core.clients, &req).map(|_| req)
+        }
+    };
+    use tonic::server::NamedService;
     let peer = server()
-        .add_service(health_service.clone())
-        .add_service(reflection()?)
+        .add_service(InterceptedService::new(
+            health_service.clone(),
+            peer_gate.clone(),
+        ))
+        .add_service(InterceptedService::new(
+            reflection(&[HEALTH, PeerExchangeServer::<PeerApi>::NAME])?,
+            peer_gate,
+        ))
         .add_service(
             PeerExchangeServer::new(PeerApi(core.clone()))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         );
     let client = server()
-        .add_service(health_service)
-        .add_service(reflection()?)
+        .add_service(InterceptedService::new(health_service, client_gate.clone()))
+        .add_service(InterceptedService::new(
+            reflection(&[
+                HEALTH,
+                AlertServiceServer::<AlertApi>::NAME,
+                AdminServiceServer::<AdminApi>::NAME,
+            ])?,
+            client_gate,
+        ))
         .add_service(
             AlertServiceServer::new(AlertApi(core.clone()))
                 .max_decoding_message_size(max)

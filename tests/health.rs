@@ -26,7 +26,7 @@ async fn status(
         .map(|r| r.into_inner().status)
 }
 
-async fn services(channel: tonic::transport::Channel) -> Vec<String> {
+async fn try_services(channel: tonic::transport::Channel) -> Result<Vec<String>, tonic::Status> {
     let mut client = ServerReflectionClient::new(channel);
     let req = ServerReflectionRequest {
         host: String::new(),
@@ -34,15 +34,77 @@ async fn services(channel: tonic::transport::Channel) -> Vec<String> {
     };
     let mut stream = client
         .server_reflection_info(tokio_stream::iter(vec![req]))
-        .await
-        .unwrap()
+        .await?
         .into_inner();
-    match stream.message().await.unwrap().unwrap().message_response {
+    match stream.message().await?.unwrap().message_response {
         Some(MessageResponse::ListServicesResponse(l)) => {
-            l.service.into_iter().map(|s| s.name).collect()
+            let mut names: Vec<String> = l.service.into_iter().map(|s| s.name).collect();
+            names.sort();
+            Ok(names)
         }
         other => panic!("unexpected reflection answer {other:?}"),
     }
+}
+
+async fn services(channel: tonic::transport::Channel) -> Vec<String> {
+    try_services(channel).await.unwrap()
+}
+
+/// Health and reflection are for callers that may use the listener: on the
+/// peer listener a configured peer only (not another agency of the
+/// federation, not this node's own certificate); and each listener's
+/// reflection lists the services it serves, nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_reflection_answer_only_who_may_use_the_listener() {
+    let fed = TestFederation::start_with(&["police", "ngo", "labour"], &[], |a, c| {
+        if a.as_str() == "police" {
+            c.peers
+                .retain(|p| p.agency_id.get_ref().as_str() != "labour");
+            c.sharing.policy = None; // the development policy names labour
+        }
+    })
+    .await;
+    for stranger in ["labour", "police"] {
+        let channel = fed.peer_channel(stranger, "police").await;
+        let health = status(&mut HealthClient::new(channel.clone()), "").await;
+        assert_eq!(
+            health.map_err(|s| s.code()),
+            Err(tonic::Code::PermissionDenied),
+            "{stranger}'s node certificate got health"
+        );
+        let listed = try_services(channel).await;
+        assert_eq!(
+            listed.map_err(|s| s.code()),
+            Err(tonic::Code::PermissionDenied),
+            "{stranger}'s node certificate got reflection"
+        );
+    }
+    let peer = fed.peer_channel("ngo", "police").await;
+    assert_eq!(
+        status(&mut HealthClient::new(peer.clone()), "")
+            .await
+            .unwrap(),
+        ServingStatus::Serving as i32
+    );
+    assert_eq!(
+        services(peer).await,
+        [
+            "casebridge.v1.PeerExchange",
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection"
+        ]
+    );
+    let client = fed.client("police", "analyst").await.channel;
+    assert_eq!(
+        services(client).await,
+        [
+            "casebridge.v1.AdminService",
+            "casebridge.v1.AlertService",
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection"
+        ]
+    );
+    fed.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,6 +28,12 @@ pub fn client<T>(
     policy.authorize(identity(req), role).map_err(status)
 }
 
+/// The caller, if it is one of this agency's clients with any role (who may
+/// use the client listener's health and reflection services).
+pub fn listed_client<T>(policy: &ClientPolicy, req: &Request<T>) -> Result<ClientIdentity, Status> {
+    policy.listed(identity(req)).map_err(status)
+}
+
 /// The caller, if it is a configured peer node.
 pub fn peer<T>(policy: &PeerPolicy, req: &Request<T>) -> Result<NodeIdentity, Status> {
     policy.authorize(identity(req)).map_err(status)

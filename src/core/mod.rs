@@ -161,11 +161,11 @@ impl NodeCore {
                 roles: config.clients.clone(),
                 rate: RateLimiter::per_second(limits.requests_per_second_per_client.get() as u32),
             },
-            peers: PeerPolicy {
-                federation: config.federation.clone(),
-                peers: peer_ids.iter().cloned().collect::<BTreeSet<_>>(),
-                rate: RateLimiter::per_second(limits.requests_per_second_per_peer.get() as u32),
-            },
+            peers: PeerPolicy::new(
+                config.federation.clone(),
+                peer_ids.iter().cloned().collect::<BTreeSet<_>>(),
+                RateLimiter::per_second(limits.requests_per_second_per_peer.get() as u32),
+            ),
             ledger: Ledger::new(
                 store.clone(),
                 config.agency().clone(),

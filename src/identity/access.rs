@@ -40,6 +40,20 @@ impl ClientPolicy {
         identity: Option<&Identity>,
         role: Role,
     ) -> Result<ClientIdentity, AccessError> {
+        self.admit(identity, Some(role))
+    }
+
+    /// The caller, if it is one of this agency's clients with any role:
+    /// who may use the listener's health and reflection services.
+    pub fn listed(&self, identity: Option<&Identity>) -> Result<ClientIdentity, AccessError> {
+        self.admit(identity, None)
+    }
+
+    fn admit(
+        &self,
+        identity: Option<&Identity>,
+        role: Option<Role>,
+    ) -> Result<ClientIdentity, AccessError> {
         let Identity::Client(client) = identity.ok_or(AccessError::Unauthenticated)? else {
             return Err(AccessError::Denied(
                 "a node certificate cannot call the client API".into(),
@@ -53,7 +67,8 @@ impl ClientPolicy {
             )));
         }
         match self.roles.get(&client.name) {
-            Some(roles) if roles.contains(&role) => {
+            // A listed client has at least one role (config refuses none).
+            Some(roles) if role.is_none_or(|r| roles.contains(&r)) => {
                 if !self.rate.allow(client.name.as_str()) {
                     return Err(AccessError::RateLimited(format!(
                         "client `{}` exceeds its request rate (limits.requests_per_second_per_client); retry later",
@@ -62,10 +77,10 @@ impl ClientPolicy {
                 }
                 Ok(client.clone())
             }
-            _ => Err(AccessError::Denied(format!(
-                "client `{}` lacks the `{role}` role",
-                client.name
-            ))),
+            _ => Err(AccessError::Denied(match role {
+                Some(role) => format!("client `{}` lacks the `{role}` role", client.name),
+                None => format!("client `{}` has no role on this node", client.name),
+            })),
         }
     }
 }
@@ -75,11 +90,41 @@ pub struct PeerPolicy {
     pub federation: FederationName,
     pub peers: BTreeSet<AgencyId>,
     pub rate: RateLimiter,
+    /// How often a refused caller is logged: a node that keeps knocking
+    /// must not flood the log.
+    pub logged: RateLimiter,
 }
 
 impl PeerPolicy {
+    pub fn new(federation: FederationName, peers: BTreeSet<AgencyId>, rate: RateLimiter) -> Self {
+        Self {
+            federation,
+            peers,
+            rate,
+            // One line per caller every ten seconds at most.
+            logged: RateLimiter::new(6, 1),
+        }
+    }
+
     /// The caller, if it is a configured peer of this node within its rate.
+    /// A refused identity is logged (rate-limited per caller), not only
+    /// audited: an unknown agency knocking is something to see.
     pub fn authorize(&self, identity: Option<&Identity>) -> Result<NodeIdentity, AccessError> {
+        let result = self.judge(identity);
+        if let Err(AccessError::Denied(why)) = &result {
+            let who = match identity {
+                Some(Identity::Node(n)) => n.spiffe_uri(),
+                Some(Identity::Client(c)) => c.spiffe_uri(),
+                None => "-".into(),
+            };
+            if self.logged.allow(&who) {
+                tracing::warn!(caller = %who, reason = %why, "peer API call refused");
+            }
+        }
+        result
+    }
+
+    fn judge(&self, identity: Option<&Identity>) -> Result<NodeIdentity, AccessError> {
         let Identity::Node(node) = identity.ok_or(AccessError::Unauthenticated)? else {
             return Err(AccessError::Denied(
                 "a client certificate cannot call the peer API".into(),
