@@ -213,6 +213,65 @@ async fn updates_and_retractions_reach_peers_in_order() {
     );
     assert_eq!(tomb.retraction_reason, "entered in error");
 
+    // Who got what: ngo acknowledged each version, the retraction last,
+    // each under the rule that allowed it (none for the tombstone).
+    let sharing = eventually("the retraction acknowledged", || async {
+        let s = cms
+            .clone()
+            .alerts
+            .get_alert_sharing(GetAlertRequest {
+                id: first.id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        (s.shares.len() == 3).then_some(s)
+    })
+    .await;
+    assert_eq!(sharing.shared_with, ["ngo"]);
+    let got: Vec<(&str, u64, bool, &str)> = sharing
+        .shares
+        .iter()
+        .map(|r| (r.peer.as_str(), r.version, r.retraction, r.status.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("ngo", 1, false, "stored"),
+            ("ngo", 2, false, "stored"),
+            ("ngo", 3, true, "stored")
+        ]
+    );
+    assert!(sharing.shares.iter().all(|r| r.acked_at.is_some()));
+    assert!(
+        sharing.shares[..2]
+            .iter()
+            .all(|r| !r.rule.is_empty() && !r.disclosed.is_empty())
+    );
+    let police_toml = fed.layout.agencies[&agency("police")].client_config("cms");
+    let (code, out, err) = cli(&[
+        "--client-config",
+        police_toml.to_str().unwrap(),
+        "alert",
+        "get",
+        &first.id,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("shared with: ngo") && out.contains("v3 retraction"),
+        "{out}"
+    );
+    // Only the origin answers it.
+    let mut ngo = fed.client("ngo", "cms").await;
+    let refused = ngo
+        .alerts
+        .get_alert_sharing(GetAlertRequest {
+            id: first.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+
     // A retracted alert cannot be changed again.
     let again = cms
         .alerts

@@ -416,6 +416,23 @@ impl Ledger {
             .ok_or_else(|| AlertError::NotFound(id.to_string()))
     }
 
+    /// Who got what of one of our own alerts (`GetAlertSharing`): the peers
+    /// it went to or was withdrawn from, and every envelope of it that a
+    /// peer acknowledged or that was dropped unsent.
+    pub fn sharing(&self, id: &str) -> Result<crate::proto::v1::AlertSharing, AlertError> {
+        let id = self.own_id(id)?;
+        let record = self
+            .store
+            .get(&id)?
+            .ok_or_else(|| AlertError::NotFound(id.to_string()))?;
+        Ok(crate::proto::v1::AlertSharing {
+            alert_id: id.to_string(),
+            shared_with: record.shared_with,
+            withdrawn_from: record.withdrawn_from,
+            shares: self.store.shares_of(&id.to_string())?,
+        })
+    }
+
     pub fn list(&self, req: &ListAlertsRequest) -> Result<ListAlertsResponse, AlertError> {
         let origin = if req.origin.is_empty() {
             None

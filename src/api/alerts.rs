@@ -16,7 +16,9 @@ use crate::proto::v1::{
     Alert, GetAlertRequest, Hit, ListAlertsRequest, ListAlertsResponse, RetractAlertRequest,
     SubmitAlertRequest, UpdateAlertRequest, WatchHitsRequest,
 };
-use crate::proto::v1::{CountHitsRequest, CountHitsResponse, LookupRequest, LookupResponse};
+use crate::proto::v1::{
+    AlertSharing, CountHitsRequest, CountHitsResponse, LookupRequest, LookupResponse,
+};
 
 /// Hits read from the store and buffered per watcher at a time.
 const HIT_PAGE: usize = 256;
@@ -99,6 +101,21 @@ impl AlertService for AlertApi {
             let alert = core.ledger.get(&req.get_ref().id)?;
             call.detail("version", alert.version);
             Ok(alert)
+        })
+        .await
+    }
+
+    async fn get_alert_sharing(
+        &self,
+        req: Request<GetAlertRequest>,
+    ) -> Result<Response<AlertSharing>, Status> {
+        let core = &self.0;
+        audited(core, req, Action::AlertSharing, async |call, req| {
+            auth::client(&core.clients, &req, Role::Read)?;
+            alert_object(call, &req.get_ref().id);
+            let sharing = core.ledger.sharing(&req.get_ref().id)?;
+            call.detail("shares", sharing.shares.len());
+            Ok(sharing)
         })
         .await
     }

@@ -65,6 +65,7 @@ actions! {
     AlertUpdate = "alert.update",
     AlertRetract = "alert.retract",
     AlertGet = "alert.get",
+    AlertSharing = "alert.sharing",
     AlertList = "alert.list",
     HitsWatch = "hits.watch",
     HitsCount = "hits.count",

@@ -26,8 +26,11 @@ pub enum AlertCommand {
         #[arg(long, default_value = "")]
         request_id: String,
     },
-    /// Show one alert.
+    /// Show one alert; for your own alerts, also who got which version,
+    /// under which rule, and when each peer acknowledged it.
     Get { id: String },
+    /// Who got what of one of your own alerts (with --json: AlertSharing).
+    Sharing { id: String },
     /// List alerts (all pages).
     List(ListArgs),
     /// Replace an alert's content and subjects (new version).
@@ -167,8 +170,27 @@ async fn alert(mut client: NodeClient, command: AlertCommand, json: bool) -> Res
             output::lookup(&answer, json);
         }
         AlertCommand::Get { id } => {
-            let alert = api.get_alert(GetAlertRequest { id }).await?.into_inner();
+            let alert = api
+                .get_alert(GetAlertRequest { id: id.clone() })
+                .await?
+                .into_inner();
             output::alert(&alert, json);
+            if !json {
+                // Only the origin knows who got its alert; a received one
+                // is refused (FAILED_PRECONDITION), and has nothing to show.
+                match api.get_alert_sharing(GetAlertRequest { id }).await {
+                    Ok(s) => output::sharing(&s.into_inner(), false),
+                    Err(s) if s.code() == Code::FailedPrecondition => {}
+                    Err(s) => return Err(s.into()),
+                }
+            }
+        }
+        AlertCommand::Sharing { id } => {
+            let sharing = api
+                .get_alert_sharing(GetAlertRequest { id })
+                .await?
+                .into_inner();
+            output::sharing(&sharing, json);
         }
         AlertCommand::Update {
             id,

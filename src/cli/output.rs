@@ -106,6 +106,55 @@ fn kind_name(k: &Kind) -> &'static str {
     }
 }
 
+/// Who got what of an alert: per peer, each version or retraction, its
+/// answer, when, under which rule and at which levels.
+pub fn sharing(s: &crate::proto::v1::AlertSharing, as_json: bool) {
+    if as_json {
+        return json(s);
+    }
+    let list = |l: &[String]| {
+        if l.is_empty() {
+            "-".to_string()
+        } else {
+            l.join(", ")
+        }
+    };
+    println!(
+        "shared with: {}   withdrawn from: {}",
+        list(&s.shared_with),
+        list(&s.withdrawn_from)
+    );
+    if s.shares.is_empty() {
+        println!("  nothing acknowledged by a peer yet");
+    }
+    for r in &s.shares {
+        let what = if r.retraction {
+            format!("v{} retraction", r.version)
+        } else {
+            format!("v{}", r.version)
+        };
+        let when = if r.acked_at.is_some() {
+            format!("acknowledged {}", time(r.acked_at.as_ref()))
+        } else {
+            format!("queued {}, never sent", time(r.queued_at.as_ref()))
+        };
+        let rule = if r.rule.is_empty() {
+            String::new()
+        } else {
+            format!("  rule {}", r.rule)
+        };
+        let levels = if r.disclosed.is_empty() {
+            String::new()
+        } else {
+            format!("  disclosed: {}", r.disclosed)
+        };
+        println!(
+            "  {:<12} {what:<16} {:<9} {when}{rule}{levels}",
+            r.peer, r.status
+        );
+    }
+}
+
 pub fn alert(a: &Alert, as_json: bool) {
     if as_json {
         return json(a);

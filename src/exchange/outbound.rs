@@ -23,7 +23,7 @@ use crate::metrics::{self, Metrics};
 use crate::proto::PROTOCOL_VERSION;
 use crate::proto::v1::envelope::Payload;
 use crate::proto::v1::peer_exchange_client::PeerExchangeClient;
-use crate::proto::v1::{AckStatus, DeliveryAck, Envelope, HelloRequest, SharedAlert};
+use crate::proto::v1::{AckStatus, DeliveryAck, Envelope, HelloRequest, ShareRecord, SharedAlert};
 use crate::store::{Queued, Store, StoreError};
 
 /// Delivery state of one peer, as shown by the admin API.
@@ -445,24 +445,24 @@ impl Worker {
             store.durable().await?;
             stream.durable_upto = visible.max(last);
         }
-        for Queued {
-            seq,
-            payload,
-            queued_at,
-            rule,
-            disclosed,
-        } in batch
-        {
-            stream.cursor = Some(seq);
+        for queued in batch {
+            stream.cursor = Some(queued.seq);
             // Content past its retention deadline never leaves; a
             // tombstone still goes, it only removes.
-            if let Payload::Alert(a) = &payload
+            if let Payload::Alert(a) = &queued.payload
                 && !a.retracted
                 && crate::store::expired(a.content.as_ref(), now)
             {
-                self.drop_expired(seq, a)?;
+                self.drop_expired(&queued, a)?;
                 continue;
             }
+            let Queued {
+                seq,
+                payload,
+                queued_at,
+                rule,
+                disclosed,
+            } = queued;
             stream
                 .in_flight
                 .push_back(Sent::new(seq, &payload, queued_at, rule, disclosed));
@@ -481,15 +481,28 @@ impl Worker {
     }
 
     /// Removes a queued alert version whose retention deadline passed, unsent.
-    fn drop_expired(&self, seq: u64, a: &SharedAlert) -> Result<(), DeliveryError> {
-        self.ctx.store.outbox_remove(&self.peer, seq)?;
-        self.ctx
-            .store
-            .audit_append([Event::new(NODE, Action::AlertShare, "expired")
+    fn drop_expired(&self, queued: &Queued, a: &SharedAlert) -> Result<(), DeliveryError> {
+        let share = ShareRecord {
+            peer: self.peer.to_string(),
+            alert_id: a.id.clone(),
+            version: a.version,
+            retraction: a.retracted,
+            rule: queued.rule.clone(),
+            disclosed: queued.disclosed.clone(),
+            queued_at: queued.queued_at,
+            acked_at: None,
+            status: "expired".into(),
+        };
+        self.ctx.store.outbox_done(
+            &self.peer,
+            queued.seq,
+            Some(&share),
+            Event::new(NODE, Action::AlertShare, "expired")
                 .object(a.id.clone())
                 .detail("peer", &self.peer)
                 .detail("version", a.version)
-                .detail("reason", "retention deadline passed while queued; not sent")])?;
+                .detail("reason", "retention deadline passed while queued; not sent"),
+        )?;
         self.slot.update(|s| s.expired_total += 1);
         tracing::info!(peer = %self.peer, alert = %a.id, "retention deadline passed while queued; dropped");
         Ok(())
@@ -499,17 +512,21 @@ impl Worker {
     /// count it.
     fn acked(&self, sent: Sent, ack: &DeliveryAck) -> Result<(), DeliveryError> {
         let ctx = &self.ctx;
-        ctx.store.outbox_remove(&self.peer, ack.sequence)?;
         let now = SystemTime::now();
         let status = AckStatus::try_from(ack.status).map_or("unknown".to_string(), |s| {
             s.as_str_name()
                 .trim_start_matches("ACK_STATUS_")
                 .to_ascii_lowercase()
         });
-        // Not flushed, like the outbox removal beside it: if a
-        // crash loses both, the envelope goes again and its new
-        // ack is logged then, so a disclosure is never unlogged.
-        ctx.store.audit_append([sent.event(&self.peer, &status)])?;
+        // Not synced: if a crash loses the removal, the record and the
+        // entry, the envelope goes again and its new ack records them
+        // then, so a disclosure is never unlogged.
+        ctx.store.outbox_done(
+            &self.peer,
+            ack.sequence,
+            sent.share(&self.peer, &status, now).as_ref(),
+            sent.event(&self.peer, &status),
+        )?;
         ctx.metrics
             .deliveries
             .get_or_create(&metrics::peer_and(&self.peer, "status", &status))
@@ -556,6 +573,7 @@ struct Sent {
     seq: u64,
     queued_at: Option<pbjson_types::Timestamp>,
     notice: bool,
+    retraction: bool,
     objects: Vec<String>,
     version: u64,
     rule: String,
@@ -570,23 +588,40 @@ impl Sent {
         rule: String,
         disclosed: String,
     ) -> Self {
-        let (notice, objects, version) = match payload {
-            Payload::Alert(a) => (false, vec![a.id.clone()], a.version),
+        let (notice, objects, version, retraction) = match payload {
+            Payload::Alert(a) => (false, vec![a.id.clone()], a.version, a.retracted),
             Payload::HitNotice(n) => (
                 true,
                 vec![n.our_alert_id.clone(), n.your_alert_id.clone()],
                 0,
+                false,
             ),
         };
         Self {
             seq,
             queued_at,
             notice,
+            retraction,
             objects,
             version,
             rule,
             disclosed,
         }
+    }
+
+    /// What the peer got of an alert (nothing to record for a notice).
+    fn share(&self, peer: &AgencyId, status: &str, at: SystemTime) -> Option<ShareRecord> {
+        (!self.notice).then(|| ShareRecord {
+            peer: peer.to_string(),
+            alert_id: self.objects[0].clone(),
+            version: self.version,
+            retraction: self.retraction,
+            rule: self.rule.clone(),
+            disclosed: self.disclosed.clone(),
+            queued_at: self.queued_at,
+            acked_at: Some(crate::time::timestamp(at)),
+            status: status.into(),
+        })
     }
 
     /// `alert.share` / `hit.notify`, with the peer's ack status as outcome.

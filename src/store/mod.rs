@@ -16,6 +16,9 @@
 //! - `retention`, `purges`: alerts by retention deadline, and the log of purges (see `retention`).
 //! - `audit`, `audit_checkpoints`, `audit_meta`: the hash-chained audit log (see `audit`).
 //! - `counters`: the last sequence number given out per log (see [`Counter`]).
+//! - `shares`: alert id ‖ 0 ‖ peer ‖ 0 ‖ outbox sequence (u64 BE) →
+//!   `ShareRecord`: each envelope of an alert a peer acknowledged or that
+//!   was dropped unsent (see `outbox`).
 //!
 //! Every store operation that changes something is **one transaction**: an
 //! alert with its outbox entries, indexes, the hits it makes and the audit
@@ -129,10 +132,11 @@ pub(crate) struct Trees {
     audit_checkpoints: Tree,
     audit_meta: Tree,
     counters: Tree,
+    shares: Tree,
 }
 
 /// Every tree the store keeps, by name (a migration and a backup copy these).
-pub const TREES: [&str; 17] = [
+pub const TREES: [&str; 18] = [
     "alerts",
     "outbox",
     "requests",
@@ -150,6 +154,7 @@ pub const TREES: [&str; 17] = [
     "audit_checkpoints",
     "audit_meta",
     "counters",
+    "shares",
 ];
 
 impl Trees {
@@ -172,6 +177,7 @@ impl Trees {
             audit_checkpoints: db.tree("audit_checkpoints")?,
             audit_meta: db.tree("audit_meta")?,
             counters: db.tree("counters")?,
+            shares: db.tree("shares")?,
         })
     }
 }

@@ -4,10 +4,9 @@
 
 use prost::Message;
 
-use super::engine::Reads;
 use super::{Store, StoreError};
 use crate::ids::AgencyId;
-use crate::proto::v1::{Envelope, HitNotice, envelope::Payload};
+use crate::proto::v1::{Envelope, HitNotice, ShareRecord, envelope::Payload};
 
 /// Told, after each commit that queued envelopes, which peers got them: the
 /// delivery workers implement it, so every outbox write — a local submit, a
@@ -63,6 +62,15 @@ pub struct OutboxSummary {
 pub(super) fn outbox_prefix(peer: &AgencyId) -> Vec<u8> {
     let mut k = peer.as_str().as_bytes().to_vec();
     k.push(0);
+    k
+}
+
+fn share_key(alert: &str, peer: &AgencyId, seq: u64) -> Vec<u8> {
+    let mut k = alert.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(peer.as_str().as_bytes());
+    k.push(0);
+    k.extend_from_slice(&seq.to_be_bytes());
     k
 }
 
@@ -164,17 +172,46 @@ impl Store {
         Ok(out)
     }
 
-    /// Removes an acknowledged envelope. Not synced on purpose: if the removal
-    /// is lost in a crash the envelope is sent again and the peer dedups it.
-    pub fn outbox_remove(&self, peer: &AgencyId, seq: u64) -> Result<bool, StoreError> {
+    /// An envelope is done with: the peer acknowledged it, or it was dropped
+    /// unsent. One transaction removes it from the outbox, records what the
+    /// peer got of which alert (`share`, for alert versions), and appends
+    /// the audit entry. Not synced on purpose: if a crash loses it, the
+    /// envelope is sent again, the peer dedups it, and this runs again.
+    pub fn outbox_done(
+        &self,
+        peer: &AgencyId,
+        seq: u64,
+        share: Option<&ShareRecord>,
+        event: crate::audit::Event,
+    ) -> Result<(), StoreError> {
         let key = outbox_key(peer, seq);
         self.write(|w| {
-            let held = w.tx.get(w.t.outbox, &key)?.is_some();
-            if held {
-                w.tx.remove(w.t.outbox, &key)?;
+            w.tx.remove(w.t.outbox, &key)?;
+            if let Some(s) = share {
+                w.tx.insert(
+                    w.t.shares,
+                    share_key(&s.alert_id, peer, seq),
+                    s.encode_to_vec(),
+                )?;
             }
-            Ok(held)
+            w.append([event])?;
+            Ok(())
         })
+    }
+
+    /// Every envelope of `alert` that is done with (see [`Store::outbox_done`]),
+    /// per peer, in queueing order.
+    pub fn shares_of(&self, alert: &str) -> Result<Vec<ShareRecord>, StoreError> {
+        let mut prefix = alert.as_bytes().to_vec();
+        prefix.push(0);
+        self.db
+            .prefix(self.t.shares, prefix)
+            .map(|item| {
+                let (k, v) = item?;
+                ShareRecord::decode(v.as_slice())
+                    .map_err(|e| StoreError::corrupt(String::from_utf8_lossy(&k).into_owned(), e))
+            })
+            .collect()
     }
 
     pub fn outbox_depth(&self, peer: &AgencyId) -> u64 {
