@@ -491,17 +491,22 @@ fn print_what_to_try(fed: &Federation) {
         .find(|(id, _)| id.as_str() == "police")
         .expect("police")
         .1;
+    // The binary that runs now, by its path: `cargo run` does not put it
+    // on PATH, so a bare `casebridge` would not be found.
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "casebridge".into());
     println!(
         "  export CASEBRIDGE_CLIENT_CONFIG={}",
         police.client_config("cms").display()
     );
-    println!("  casebridge alert list");
+    println!("  {exe} alert list");
     println!(
-        "  casebridge --client-config {} peers",
+        "  {exe} --client-config {} peers",
         police.client_config("admin").display()
     );
     println!(
-        "  casebridge --client-config {} audit query --limit 20",
+        "  {exe} --client-config {} audit query --limit 20",
         police.client_config("admin").display()
     );
     println!("Press Ctrl-C to stop.");
