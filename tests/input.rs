@@ -454,3 +454,62 @@ async fn dates_of_birth_follow_one_rule_in_the_api_and_the_cli() {
     assert!(err.contains("YYYYMMDD"), "{err}");
     fed.shutdown().await;
 }
+
+/// `node check` checks every file `node run` reads, without binding a port,
+/// and reports every problem; `node run` reports the same problems as a
+/// configuration error (exit 64) even when its port is also taken.
+#[test]
+fn node_check_reports_every_problem_and_run_reports_them_before_the_port() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let layout = common::process::two_agencies(dir.path());
+    let police = &layout.agencies[&agency("police")];
+    let node_toml = police.node_config.to_str().unwrap().to_owned();
+    let (code, out, err) = cli(&["node", "check", "--config", &node_toml]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("ready to run") && out.contains("spiffe://"),
+        "{out}"
+    );
+
+    // Three problems at once: a key others can read, a broken CRL, a policy
+    // naming an agency that is not a peer.
+    let pki = &police.dir;
+    std::fs::set_permissions(pki.join("node.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(pki.join("client-ca.crl.pem"), "not a CRL\n").unwrap();
+    let policy = std::fs::read_to_string(pki.join("policy.toml")).unwrap();
+    std::fs::write(
+        pki.join("policy.toml"),
+        policy.replace("\"ngo\"", "\"nobody\""),
+    )
+    .unwrap();
+    let (code, out, err) = cli(&["node", "check", "--config", &node_toml]);
+    assert_eq!(code, 64, "{out}{err}");
+    for expected in ["node.key", "mode 644", "client-ca.crl.pem", "nobody"] {
+        assert!(out.contains(expected), "{expected} not reported: {out}");
+    }
+    assert!(err.contains("3 problem(s)"), "{err}");
+
+    // The same with the client port taken: still the files, still 64.
+    let port = police.addrs.client;
+    let _taken = std::net::TcpListener::bind(port).unwrap();
+    let (code, _, err) = cli(&["node", "run", "--config", &node_toml]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("node.key") && err.contains("nobody"), "{err}");
+    assert!(!err.contains("already in use"), "{err}");
+    std::fs::set_permissions(pki.join("node.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // A certificate that is not the key's: both files named.
+    let ngo = &layout.agencies[&agency("ngo")];
+    std::fs::copy(ngo.dir.join("node.pem"), pki.join("node.pem")).unwrap();
+    let (code, out, _) = cli(&["node", "check", "--config", &node_toml]);
+    assert_eq!(code, 64);
+    let line = out
+        .lines()
+        .find(|l| l.contains("node.pem"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("node.key") && line.contains("does not belong"),
+        "{line}"
+    );
+}

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 
-use super::exit::Failure;
+use super::exit::{Exit, Failure, failure};
 use super::{connect, output};
 use crate::config::NodeConfig;
 use crate::proto::v1::{GetStatusRequest, ListPeersRequest};
@@ -17,11 +17,44 @@ pub enum NodeCommand {
         #[arg(long, env = "CASEBRIDGE_CONFIG")]
         config: PathBuf,
     },
+    /// Check everything `node run` would (config, certificates and keys,
+    /// their permissions, chains and SPIFFE ids, CRLs, key ring, policy,
+    /// store) without binding a port; report every problem. Exit 64 if any.
+    Check {
+        #[arg(long, env = "CASEBRIDGE_CONFIG")]
+        config: PathBuf,
+    },
 }
 
 pub async fn run(command: NodeCommand) -> Result<(), Failure> {
-    let NodeCommand::Run { config } = command;
-    run_node(&config).await
+    match command {
+        NodeCommand::Run { config } => run_node(&config).await,
+        NodeCommand::Check { config } => {
+            let config = NodeConfig::load(&config)?;
+            let report = crate::node::check::check(&config);
+            for line in &report.fine {
+                println!("ok       {line}");
+            }
+            for line in &report.warnings {
+                println!("warning  {line}");
+            }
+            for line in &report.problems {
+                println!("problem  {line}");
+            }
+            if report.ok() {
+                println!("{}: ready to run", config.agency());
+                Ok(())
+            } else {
+                Err(failure(
+                    Exit::Usage,
+                    anyhow::anyhow!(
+                        "{} problem(s); the node would not start",
+                        report.problems.len()
+                    ),
+                ))
+            }
+        }
+    }
 }
 
 /// Each peer's delivery state (admin role).
@@ -50,6 +83,18 @@ pub async fn status(client_config: Option<&Path>, json: bool) -> Result<(), Fail
 
 async fn run_node(config: &Path) -> Result<(), Failure> {
     let config = NodeConfig::load(config)?;
+    // Every file problem first, all of them, as a configuration error: a
+    // taken port must not hide a broken certificate.
+    let report = crate::node::check::check(&config);
+    for w in &report.warnings {
+        tracing::warn!("{w}");
+    }
+    if !report.ok() {
+        return Err(failure(
+            Exit::Usage,
+            anyhow::anyhow!("{}", report.problems.join("\n")),
+        ));
+    }
     let listeners = crate::node::Listeners::bind(&config).await?;
     let node = crate::node::start(config, listeners).await?;
     #[cfg(unix)]

@@ -40,11 +40,12 @@ pub enum NodeError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot listen on {addr}: {source}")]
+    // The I/O error is in the message, not a `source`: a chain would print
+    // it twice ("Address already in use: Address already in use").
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(transparent)]
     KeyRing(#[from] crate::pseudo::KeyRingError),

@@ -36,12 +36,20 @@ pub enum TlsError {
         path: std::path::PathBuf,
         reason: String,
     },
+    // Not a `#[source]`: the message carries it, and an error chain would
+    // print it twice.
     #[error("TLS configuration: {0}")]
-    Rustls(#[from] rustls::Error),
+    Rustls(rustls::Error),
     #[error("client certificate verifier: {0}")]
     Verifier(String),
     #[error("cannot connect to {address}: {reason}")]
     Connect { address: String, reason: String },
+}
+
+impl From<rustls::Error> for TlsError {
+    fn from(e: rustls::Error) -> Self {
+        Self::Rustls(e)
+    }
 }
 
 const H2: &[u8] = b"h2";
@@ -84,9 +92,32 @@ impl TlsIdentity {
             path: cert.to_owned(),
             reason: e.to_string(),
         })?;
+        let key_der = load_private_key(key)?;
+        // A certificate and a key that do not belong together would only
+        // fail later, deep in rustls, naming neither file.
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        if let Err(e) =
+            rustls::sign::CertifiedKey::from_der(chain.clone(), key_der.clone_key(), &provider)
+        {
+            let reason = match e {
+                rustls::Error::InconsistentKeys(_) => format!(
+                    "does not belong to the private key {} (the certificate's public key is \
+                     another key's)",
+                    key.display()
+                ),
+                other => format!(
+                    "cannot be used with the private key {}: {other}",
+                    key.display()
+                ),
+            };
+            return Err(TlsError::File {
+                path: cert.to_owned(),
+                reason,
+            });
+        }
         Ok(Self {
             chain,
-            key: load_private_key(key)?,
+            key: key_der,
             identity,
         })
     }

@@ -4,6 +4,8 @@
 //! the state is built by [`NodeCore::open`], served here (`routers`,
 //! `spawn_server`) and kept by the background workers `spawn_workers` starts.
 
+pub mod check;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,7 +53,10 @@ impl Listeners {
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)
                 .await
-                .map_err(|source| NodeError::Bind { addr, source })
+                .map_err(|source| NodeError::Bind {
+                    addr,
+                    error: source,
+                })
         };
         Ok(Self {
             peer: bind(*config.listen.peer.get_ref()).await?,
@@ -84,9 +89,9 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
     let (health, health_service) = tonic_health::server::health_reporter();
     let core = NodeCore::open(&config, own, tls.outgoing.clone(), max_age, health).await?;
     let local = |listener: &TcpListener, configured: SocketAddr| {
-        listener.local_addr().map_err(|source| NodeError::Bind {
+        listener.local_addr().map_err(|error| NodeError::Bind {
             addr: configured,
-            source,
+            error,
         })
     };
     let peer_addr = local(&listeners.peer, *config.listen.peer.get_ref())?;
@@ -106,9 +111,9 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
         Some(addr) => Some(
             crate::metrics::bind(*addr.get_ref())
                 .await
-                .map_err(|source| NodeError::Bind {
+                .map_err(|error| NodeError::Bind {
                     addr: *addr.get_ref(),
-                    source,
+                    error,
                 })?,
         ),
         None => None,

@@ -1,0 +1,268 @@
+//! `casebridge node check`: everything `node run` reads and checks before it
+//! serves, without binding a port, with **every** problem reported rather
+//! than the first: the node's certificate and key (their permissions, that
+//! they belong together, its SPIFFE id, its chain to the federation CA, its
+//! validity), both CAs and their revocation lists, the audit signing key,
+//! the matching key ring, the sharing policy and the store directory.
+//! `node run` runs the same checks first, so a broken file is reported as a
+//! configuration error (exit 64) even when the port is also taken.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+
+use crate::config::NodeConfig;
+use crate::identity::{Identity, NodeIdentity, TlsIdentity, load_certs, load_crls};
+
+/// Certificates closer than this to their end are reported as warnings.
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// What a check found.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// What stops the node from starting (or makes it unsafe to run).
+    pub problems: Vec<String>,
+    /// What works but needs attention soon (a certificate near its end).
+    pub warnings: Vec<String>,
+    /// What was checked and found good, for the operator's confidence.
+    pub fine: Vec<String>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// When a certificate stops being valid, from its DER.
+pub fn not_after(cert: &CertificateDer<'_>) -> Option<SystemTime> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let secs = parsed.validity().not_after.timestamp();
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
+}
+
+/// Whole days from `now` until `t` (negative once past).
+pub fn days_left(t: SystemTime, now: SystemTime) -> i64 {
+    match t.duration_since(now) {
+        Ok(d) => (d.as_secs() / 86_400) as i64,
+        Err(e) => -((e.duration().as_secs() / 86_400) as i64) - 1,
+    }
+}
+
+fn validity(report: &mut Report, what: &str, path: &Path, cert: &CertificateDer<'_>) {
+    let Some(end) = not_after(cert) else {
+        report.problems.push(format!(
+            "{}: {what} has no readable validity",
+            path.display()
+        ));
+        return;
+    };
+    let left = days_left(end, SystemTime::now());
+    let until = crate::time::format_ms(
+        end.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64),
+    );
+    if left < 0 {
+        report
+            .problems
+            .push(format!("{}: {what} expired on {until}", path.display()));
+    } else if Duration::from_secs(left as u64 * 86_400) < EXPIRY_WARNING {
+        report.warnings.push(format!(
+            "{}: {what} expires in {left} days ({until}): renew it now",
+            path.display()
+        ));
+    } else {
+        report
+            .fine
+            .push(format!("{what} valid until {until} ({left} days)"));
+    }
+}
+
+/// Runs every check of `config`'s files.
+pub fn check(config: &NodeConfig) -> Report {
+    let mut report = Report::default();
+    let tls = &config.tls;
+    let problem = |r: &mut Report, s: String| r.problems.push(s);
+
+    // The CAs and their revocation lists.
+    let federation_ca = match load_certs(tls.federation_ca.get_ref()) {
+        Ok(ca) => {
+            validity(
+                &mut report,
+                "federation CA",
+                tls.federation_ca.get_ref(),
+                &ca[0],
+            );
+            Some(ca)
+        }
+        Err(e) => {
+            problem(&mut report, e.to_string());
+            None
+        }
+    };
+    match load_certs(tls.client_ca.get_ref()) {
+        Ok(ca) => validity(&mut report, "client CA", tls.client_ca.get_ref(), &ca[0]),
+        Err(e) => problem(&mut report, e.to_string()),
+    }
+    let mut federation_crls = Vec::new();
+    for (crl, into_fed) in [(&tls.federation_crl, true), (&tls.client_crl, false)] {
+        if let Some(path) = crl {
+            match load_crls(path.get_ref()) {
+                Ok(crls) if into_fed => federation_crls = crls,
+                Ok(_) => {}
+                Err(e) => problem(&mut report, e.to_string()),
+            }
+        }
+    }
+
+    // The node's own certificate and key.
+    let (cert, key) = (tls.node_cert.get_ref(), tls.node_key.get_ref());
+    match TlsIdentity::load(cert, key) {
+        Err(e) => problem(&mut report, e.to_string()),
+        Ok(own) => {
+            let expected = NodeIdentity {
+                federation: config.federation.clone(),
+                agency: config.agency().clone(),
+            };
+            if own.identity == Identity::Node(expected.clone()) {
+                report
+                    .fine
+                    .push(format!("node certificate is {}", expected.spiffe_uri()));
+            } else {
+                problem(
+                    &mut report,
+                    format!(
+                        "{}: names {}, but node.toml is for {}",
+                        cert.display(),
+                        own.identity,
+                        expected.spiffe_uri()
+                    ),
+                );
+            }
+            validity(&mut report, "node certificate", cert, &own.chain[0]);
+            if let Some(ca) = &federation_ca
+                && let Err(e) = chains_to(&own.chain, ca, &federation_crls)
+            {
+                problem(
+                    &mut report,
+                    format!(
+                        "{}: not accepted under the federation CA {}: {e}",
+                        cert.display(),
+                        tls.federation_ca.get_ref().display()
+                    ),
+                );
+            }
+        }
+    }
+
+    // The audit signing key (created at first start when missing).
+    let signing = config.audit_signing_key();
+    if signing.exists() {
+        if let Err(e) = crate::audit::signing::SigningKey::load(&signing) {
+            problem(&mut report, format!("{}: {e}", signing.display()));
+        }
+    } else {
+        report.fine.push(format!(
+            "audit signing key {} will be created at first start",
+            signing.display()
+        ));
+    }
+
+    // The matching key ring.
+    if let Some(path) = &config.matching.key_ring {
+        match crate::pseudo::KeyRing::load(path.get_ref()) {
+            Err(e) => problem(&mut report, e.to_string()),
+            Ok(ring) if ring.federation != config.federation => problem(
+                &mut report,
+                format!(
+                    "{}: key ring of federation {}, this node is in {}",
+                    path.get_ref().display(),
+                    ring.federation,
+                    config.federation
+                ),
+            ),
+            Ok(ring) => {
+                if ring
+                    .active(time::OffsetDateTime::now_utc())
+                    .next()
+                    .is_none()
+                {
+                    report.warnings.push(format!(
+                        "{}: no matching key is valid now; subjects are not shared",
+                        path.get_ref().display()
+                    ));
+                }
+            }
+        }
+    }
+
+    // The sharing policy, against the configured peers.
+    if let Some(path) = &config.sharing.policy {
+        let path = path.get_ref();
+        match std::fs::read_to_string(path) {
+            Err(e) => problem(&mut report, format!("{}: {e}", path.display())),
+            Ok(text) => {
+                let peers = config
+                    .peers
+                    .iter()
+                    .map(|p| p.agency_id.get_ref().clone())
+                    .collect();
+                if let Err(errors) = crate::policy::parse(path, &text, &peers) {
+                    for e in errors {
+                        problem(&mut report, e.to_string());
+                    }
+                }
+            }
+        }
+    }
+
+    // The store directory.
+    let store = &config.store.dir;
+    if crate::store::is_sled_store(store) {
+        problem(
+            &mut report,
+            crate::store::StoreError::Legacy {
+                dir: store.display().to_string(),
+            }
+            .to_string(),
+        );
+    } else if store.exists() && !crate::store::is_store(store) {
+        let empty = std::fs::read_dir(store).is_ok_and(|mut d| d.next().is_none());
+        if !empty {
+            problem(
+                &mut report,
+                format!(
+                    "{}: not a CaseBridge store and not empty; [store] dir must be a store or a new directory",
+                    store.display()
+                ),
+            );
+        }
+    }
+    report
+}
+
+/// Whether `chain` is a client certificate the federation accepts: the
+/// peers verify our node certificate exactly like this when we dial them.
+fn chains_to(
+    chain: &[CertificateDer<'static>],
+    ca: &[CertificateDer<'static>],
+    crls: &[rustls::pki_types::CertificateRevocationListDer<'static>],
+) -> Result<(), String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in ca {
+        roots.add(c.clone()).map_err(|e| e.to_string())?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(
+        roots.into(),
+        rustls::crypto::aws_lc_rs::default_provider().into(),
+    )
+    .with_crls(crls.iter().cloned())
+    .build()
+    .map_err(|e| e.to_string())?;
+    verifier
+        .verify_client_cert(&chain[0], &chain[1..], UnixTime::now())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
