@@ -513,3 +513,106 @@ fn node_check_reports_every_problem_and_run_reports_them_before_the_port() {
         "{line}"
     );
 }
+
+/// Every problem of a draft in one answer: a bad country, a bad phone and a
+/// bad IBAN are three violations, not the first of them; the CLI shows each
+/// once and exits 65; a missing alert is 66, a stale version 75, a missing
+/// role 77.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_problem_in_one_answer_and_exit_codes_by_kind() {
+    use tonic_types::StatusExt;
+    let fed = TestFederation::start(&["police"]).await;
+    let mut cms = fed.client("police", "cms").await;
+    let mut draft = sample_draft("three mistakes");
+    draft
+        .content
+        .as_mut()
+        .unwrap()
+        .location
+        .as_mut()
+        .unwrap()
+        .country = "XX".into();
+    draft.subjects[0].identifiers = vec![phone_id("+31 6 1234", ""), iban_id("NL00ABNA0417164300")];
+    let err = cms
+        .alerts
+        .submit_alert(SubmitAlertRequest {
+            draft: Some(draft.clone()),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let mut fields: Vec<String> = err
+        .get_details_bad_request()
+        .unwrap()
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "draft.content.location.country",
+            "draft.subjects[0].identifiers[0].phone.number",
+            "draft.subjects[0].identifiers[1].iban.iban",
+        ]
+    );
+
+    let agency_dir = &fed.layout.agencies[&agency("police")];
+    let cms_toml = agency_dir.client_config("cms").to_str().unwrap().to_owned();
+    let file = fed.dir.path().join("three.json");
+    std::fs::write(&file, serde_json::to_string(&draft).unwrap()).unwrap();
+    let (code, _, err) = cli(&[
+        "--client-config",
+        &cms_toml,
+        "alert",
+        "submit",
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 65, "{err}");
+    assert!(err.contains("3 problem(s)"), "{err}");
+    assert_eq!(
+        err.matches("location.country").count(),
+        1,
+        "each problem once: {err}"
+    );
+
+    let (code, _, err) = cli(&[
+        "--client-config",
+        &cms_toml,
+        "alert",
+        "get",
+        "police:01a23514-cdbd-70dc-8bfe-d044755c71a5",
+    ]);
+    assert_eq!(code, 66, "not found: {err}");
+    let id = submit(&mut cms, "versioned").await.id;
+    let (code, _, err) = cli(&[
+        "--client-config",
+        &cms_toml,
+        "alert",
+        "retract",
+        &id,
+        "--reason",
+        "x",
+        "--expected-version",
+        "7",
+    ]);
+    assert_eq!(code, 75, "conflict: {err}");
+    let analyst = agency_dir
+        .client_config("analyst")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let (code, _, err) = cli(&[
+        "--client-config",
+        &analyst,
+        "alert",
+        "submit",
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 77, "permission denied: {err}");
+    fed.shutdown().await;
+}

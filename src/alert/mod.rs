@@ -140,8 +140,26 @@ impl Ledger {
         now: SystemTime,
     ) -> Result<(AlertDraft, Vec<SharedSubject>), AlertError> {
         let draft = draft.ok_or_else(|| invalid("draft", "is required"))?;
-        let draft = validate::validate_draft(draft, &self.limits, &self.rules, now)
-            .map_err(AlertError::Invalid)?;
+        let subjects = draft.subjects.clone();
+        let draft = match validate::validate_draft(draft, &self.limits, &self.rules, now) {
+            Ok(draft) => draft,
+            Err(mut violations) => {
+                // Every problem in one answer: what normalization would
+                // refuse too (a bad phone beside a bad country), each field
+                // once, the structural finding first.
+                if let Err(more) = self
+                    .pseudo
+                    .pseudonymize(&subjects, "draft.subjects", now.into())
+                {
+                    for v in more {
+                        if !violations.iter().any(|known| known.field == v.field) {
+                            violations.push(v);
+                        }
+                    }
+                }
+                return Err(AlertError::Invalid(violations));
+            }
+        };
         let pseudonyms = self
             .pseudo
             .pseudonymize(&draft.subjects, "draft.subjects", now.into())

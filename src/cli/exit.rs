@@ -23,8 +23,34 @@ pub enum Exit {
     Usage = 64,
     /// An input file or a request's data is invalid (`EX_DATAERR`).
     DataErr = 65,
-    /// The node cannot be reached, or a store is in use (`EX_UNAVAILABLE`).
+    /// What was asked for does not exist: an alert id, a file (`EX_NOINPUT`).
+    NotFound = 66,
+    /// The node cannot be reached, is rate-limiting, or a store is in use
+    /// (`EX_UNAVAILABLE`): try again later.
     Unavailable = 69,
+    /// The request conflicts with the current state: the alert changed
+    /// since it was read (expected version), is retracted, or is another
+    /// agency's (`EX_TEMPFAIL`: read again, then decide).
+    Conflict = 75,
+    /// The node refused who you are: your client lacks the role, or your
+    /// certificate is not accepted (`EX_NOPERM`).
+    Denied = 77,
+}
+
+impl Exit {
+    /// The exit code for a gRPC status.
+    pub fn of_status(code: Code) -> Self {
+        match code {
+            Code::InvalidArgument | Code::OutOfRange => Exit::DataErr,
+            Code::NotFound => Exit::NotFound,
+            Code::Aborted | Code::FailedPrecondition | Code::AlreadyExists => Exit::Conflict,
+            Code::PermissionDenied | Code::Unauthenticated => Exit::Denied,
+            Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted => {
+                Exit::Unavailable
+            }
+            _ => Exit::Failure,
+        }
+    }
 }
 
 impl From<Exit> for ExitCode {
@@ -43,11 +69,7 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     fn from(e: E) -> Self {
         let error = e.into();
         let exit = if let Some(status) = error.downcast_ref::<tonic::Status>() {
-            match status.code() {
-                Code::InvalidArgument => Exit::DataErr,
-                Code::Unavailable | Code::DeadlineExceeded => Exit::Unavailable,
-                _ => Exit::Failure,
-            }
+            Exit::of_status(status.code())
         } else if is_config_error(&error) {
             Exit::Usage
         } else if matches!(
@@ -122,13 +144,22 @@ pub fn status_failure(status: tonic::Status, file: &Path) -> Failure {
 pub fn render_error(e: &anyhow::Error) -> String {
     if let Some(status) = e.downcast_ref::<tonic::Status>() {
         use tonic_types::StatusExt;
-        let mut s = format!("{:?}: {}", status.code(), status.message());
-        if let Some(bad) = status.get_details_bad_request() {
+        // The field violations one per line, once: the message repeats
+        // them on one line for callers that read only the message.
+        if let Some(bad) = status.get_details_bad_request()
+            && !bad.field_violations.is_empty()
+        {
+            let mut s = format!(
+                "{:?}: {} problem(s) in the request",
+                status.code(),
+                bad.field_violations.len()
+            );
             for v in bad.field_violations {
                 s.push_str(&format!("\n  {}: {}", v.field, v.description));
             }
+            return s;
         }
-        return s;
+        return format!("{:?}: {}", status.code(), status.message());
     }
     format!("{e:#}")
 }
