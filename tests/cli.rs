@@ -67,3 +67,29 @@ async fn a_closed_pipe_ends_the_output_quietly() {
     }
     fed.shutdown().await;
 }
+
+/// Shell completions and the man page come from the command definition
+/// itself, so they name every command there is.
+#[test]
+fn completions_and_man_page_are_generated_from_the_cli() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, out, err) = cli(&["completions", shell]);
+        assert_eq!(code, 0, "{err}");
+        for command in ["alert", "hits", "policy", "audit", "store", "node"] {
+            assert!(out.contains(command), "{shell} completions lack {command}");
+        }
+    }
+    let (code, out, err) = cli(&["man"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(".TH casebridge 1"),
+        "{}",
+        &out[..200.min(out.len())]
+    );
+    assert!(
+        out.contains("completions") && out.contains("store"),
+        "the man page lists the commands"
+    );
+    let (code, err) = into_closed_pipe(&["man"]);
+    assert_eq!(code, Some(0), "{err}");
+}

@@ -20,6 +20,7 @@ use tonic::Code;
 pub enum AlertCommand {
     /// Submit a new alert from a JSON file (canonical protobuf JSON of AlertDraft).
     Submit {
+        /// The alert: canonical protobuf JSON of AlertDraft (docs/examples/alert.json).
         #[arg(long)]
         file: PathBuf,
         /// Idempotency key: resubmitting with the same key returns the first alert.
@@ -28,14 +29,22 @@ pub enum AlertCommand {
     },
     /// Show one alert; for your own alerts, also who got which version,
     /// under which rule, and when each peer acknowledged it.
-    Get { id: String },
+    Get {
+        /// The alert's id, such as police:01a23514-cdbd-70dc-8bfe-d044755c71a5.
+        id: String,
+    },
     /// Who got what of one of your own alerts (with --json: AlertSharing).
-    Sharing { id: String },
+    Sharing {
+        /// The id of one of your own alerts.
+        id: String,
+    },
     /// List alerts (all pages).
     List(ListArgs),
     /// Replace an alert's content and subjects (new version).
     Update {
+        /// The id of one of your own alerts.
         id: String,
+        /// The new content and subjects: canonical protobuf JSON of AlertDraft.
         #[arg(long)]
         file: PathBuf,
         /// Fail unless the alert is at this version (0 = any).
@@ -53,9 +62,12 @@ pub enum AlertCommand {
     },
     /// Retract an alert: a tombstone version that purges it at every peer.
     Retract {
+        /// The id of one of your own alerts.
         id: String,
+        /// Why, shown to every peer that had the alert.
         #[arg(long, default_value = "")]
         reason: String,
+        /// Fail unless the alert is at this version (0 = any).
         #[arg(long, default_value_t = 0)]
         expected_version: u64,
     },
@@ -69,6 +81,7 @@ pub struct ListArgs {
     /// Only this category, e.g. LABOUR_EXPLOITATION.
     #[arg(long)]
     category: Option<String>,
+    /// Also list retracted alerts (tombstones).
     #[arg(long)]
     include_retracted: bool,
     /// Stop after this many alerts.

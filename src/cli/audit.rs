@@ -27,6 +27,7 @@ pub enum AuditCommand {
     Query(QueryArgs),
     /// Print the node's audit public key, for auditors.
     PublicKey {
+        /// The node's config file (node.toml): its audit signing key.
         #[arg(long)]
         config: PathBuf,
     },
@@ -59,6 +60,7 @@ pub struct ExportArgs {
     /// RFC 3339 time, e.g. 2026-11-01T00:00:00Z.
     #[arg(long)]
     since: String,
+    /// RFC 3339 time; entries before it (default: up to now).
     #[arg(long)]
     until: Option<String>,
     /// Only `jsonl`.
@@ -80,8 +82,10 @@ pub struct QueryArgs {
     /// Entries naming this alert id.
     #[arg(long)]
     alert: Option<String>,
+    /// RFC 3339 time; entries from it.
     #[arg(long)]
     since: Option<String>,
+    /// RFC 3339 time; entries before it.
     #[arg(long)]
     until: Option<String>,
     /// Stop after this many entries.

@@ -13,11 +13,14 @@ use crate::ids::{AgencyId, ClientName, FederationName};
 pub enum CertsCommand {
     /// Create a development federation: CA, node and client certificates, configs.
     Init {
+        /// The federation's name, a DNS-style name such as demo.casebridge
+        /// (the trust domain of every SPIFFE id).
         #[arg(long)]
         federation: String,
         /// Comma-separated agency ids, e.g. police,labour,ngo.
         #[arg(long, value_delimiter = ',', required = true)]
         agencies: Vec<String>,
+        /// The directory to write into (created; files in it are never overwritten).
         #[arg(long)]
         out: PathBuf,
     },

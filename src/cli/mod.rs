@@ -102,6 +102,14 @@ enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// Print shell completions (bash, zsh, fish, elvish, powershell), e.g.
+    /// `casebridge completions bash > /etc/bash_completion.d/casebridge`.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `casebridge man > casebridge.1`.
+    Man,
     /// Back up a running node's store; restore a stopped node's.
     Store {
         #[command(subcommand)]
@@ -199,6 +207,18 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Hits { command } => alert::hits(command, client_config, json).await,
         Command::Peers => node::peers(client_config, json).await,
         Command::Status => node::status(client_config, json).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut text = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "casebridge", &mut text);
+            Ok(output::raw(&text)?)
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            let mut text = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut text)?;
+            Ok(output::raw(&text)?)
+        }
     }
 }
 
@@ -229,4 +249,35 @@ async fn connect(path: Option<&Path>) -> Result<NodeClient, Failure> {
         Some(p) => client.purpose(p.clone()),
         None => client,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every flag and argument of every command says what it is for.
+    #[test]
+    fn every_argument_has_a_help_line() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    missing.push(format!("{path} {} (command)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "casebridge", &mut missing);
+        assert!(missing.is_empty(), "no help line: {missing:#?}");
+    }
 }

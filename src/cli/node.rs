@@ -14,6 +14,7 @@ use crate::proto::v1::{GetStatusRequest, ListPeersRequest};
 pub enum NodeCommand {
     /// Serve the peer and client APIs until SIGINT/SIGTERM.
     Run {
+        /// The node's config file (node.toml).
         #[arg(long, env = "CASEBRIDGE_CONFIG")]
         config: PathBuf,
     },
@@ -21,6 +22,7 @@ pub enum NodeCommand {
     /// their permissions, chains and SPIFFE ids, CRLs, key ring, policy,
     /// store) without binding a port; report every problem. Exit 64 if any.
     Check {
+        /// The node's config file (node.toml).
         #[arg(long, env = "CASEBRIDGE_CONFIG")]
         config: PathBuf,
     },

@@ -10,6 +10,17 @@ use crate::proto::v1::{
     LookupResponse, NodeStatus, PolicyVersion, Severity, SourceReliability, Tlp, identifier::Kind,
 };
 
+/// Writes `bytes` to stdout; a reader that has gone (`| head`) ends the
+/// output quietly, as for every other command.
+pub fn raw(bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 fn json<T: serde::Serialize>(v: &T) {
     match to_json(v, true) {
         Ok(s) => println!("{s}"),

@@ -26,7 +26,9 @@ use crate::pseudo::{KeyRing, Pseudonymizer};
 pub enum PolicyCommand {
     /// Check a policy file against the node's configured peers.
     Validate {
+        /// The policy file.
         file: PathBuf,
+        /// The node config whose peers the policy may name.
         /// The node config whose peers the policy may name.
         #[arg(long, env = "CASEBRIDGE_CONFIG")]
         config: PathBuf,
@@ -34,10 +36,12 @@ pub enum PolicyCommand {
     /// Run a policy's own test cases: expected outcomes per (alert, peer).
     /// Exits non-zero on any mismatch, so it fits an agency's own CI.
     Test {
+        /// The policy file.
         file: PathBuf,
         /// TOML file of [[case]] tables (see docs/policy.md).
         #[arg(long)]
         cases: PathBuf,
+        /// The node config whose peers the policy may name.
         #[arg(long, env = "CASEBRIDGE_CONFIG")]
         config: PathBuf,
     },
@@ -47,6 +51,7 @@ pub enum PolicyCommand {
     /// the node; `--policy` then evaluates a candidate instead of the
     /// policy in force).
     Explain {
+        /// A policy file to explain with (default: the node config's policy).
         #[arg(long)]
         policy: Option<PathBuf>,
         /// AlertDraft JSON file, as for `alert submit`.
@@ -62,6 +67,7 @@ pub enum PolicyCommand {
         /// The peer (required with --alert; all peers by default with --alert-id).
         #[arg(long)]
         peer: Option<String>,
+        /// The node config (its peers and key ring), for --alert.
         #[arg(long, env = "CASEBRIDGE_CONFIG")]
         config: Option<PathBuf>,
     },
@@ -74,6 +80,7 @@ pub enum PolicyCommand {
     /// Install a new policy on the running node (admin role). Refused, with
     /// every problem listed, unless it validates; the policy in force stays.
     Set {
+        /// The policy file to put in force.
         file: PathBuf,
         /// Refuse unless this is the version in force (see `policy get`).
         #[arg(long, default_value_t = 0)]
@@ -84,10 +91,16 @@ pub enum PolicyCommand {
     },
     /// Per peer, how many stored alerts NEW would newly share, no longer
     /// share, or share with other fields than OLD (`@active`: the policy in force).
-    Diff { old: String, new: PathBuf },
+    Diff {
+        /// The policy now: `@active` (the version in force) or a file.
+        old: String,
+        /// The policy file you would put in force.
+        new: PathBuf,
+    },
     /// Send a peer the own alerts the policy in force allows and it has not
     /// been sent (after a policy change).
     Reshare {
+        /// The peer to send what the policy now allows it.
         #[arg(long)]
         peer: String,
         #[command(flatten)]
@@ -99,6 +112,7 @@ pub enum PolicyCommand {
     /// Send a peer a retraction of own alerts it was sent; later versions
     /// skip it until reshared.
     RetractFrom {
+        /// The peer to withdraw alerts from.
         #[arg(long)]
         peer: String,
         #[command(flatten)]
@@ -106,6 +120,7 @@ pub enum PolicyCommand {
         /// Reason shown to the peer.
         #[arg(long, default_value = "")]
         reason: String,
+        /// Count only: say what would be withdrawn, change nothing.
         #[arg(long)]
         dry_run: bool,
     },

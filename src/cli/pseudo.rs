@@ -21,16 +21,21 @@ pub enum KeysCommand {
     /// Write a new matching key ring (one key, valid from now). Distribute it
     /// to every node of the federation out of band; it is a shared secret.
     Generate {
+        /// The federation the key ring is for (as in every node.toml).
         #[arg(long)]
         federation: String,
+        /// The key ring file to write (mode 0600; never overwritten).
         #[arg(long)]
         out: PathBuf,
     },
     /// Add a new key valid from now; current keys stay valid for the overlap,
     /// during which nodes derive tokens under both.
     Rotate {
+        /// The key ring file to add a new key to.
         #[arg(long)]
         ring: PathBuf,
+        /// Days the old key stays valid beside the new one, so every node
+        /// has the new ring before the old key stops matching.
         #[arg(long, default_value_t = 30)]
         overlap_days: u32,
     },
@@ -44,6 +49,7 @@ pub enum PseudoCommand {
     Token {
         #[command(flatten)]
         id: IdentifierArgs,
+        /// The matching key ring (matching-keys.toml).
         #[arg(long)]
         key_ring: PathBuf,
     },
@@ -65,6 +71,7 @@ pub enum IdType {
 
 #[derive(Args)]
 pub struct IdentifierArgs {
+    /// The identifier type.
     #[arg(long = "type", value_enum)]
     kind: IdType,
     /// The identifier (number, address, IBAN, handle, plate, URL, document number).
@@ -82,8 +89,10 @@ pub struct IdentifierArgs {
     /// Person: given names, family name, date of birth (YYYY[-MM[-DD]]).
     #[arg(long, default_value = "")]
     given: String,
+    /// Person: family name.
     #[arg(long, default_value = "")]
     family: String,
+    /// Person: date of birth, ISO 8601 (YYYY, YYYY-MM, YYYY-MM-DD or YYYYMMDD).
     #[arg(long, default_value = "")]
     dob: String,
 }

@@ -29,6 +29,7 @@ pub enum StoreCommand {
     /// keeps the audit log whole (the entries written since the backup are
     /// carried over; the restore is logged after them).
     Restore {
+        /// The stopped node's config file (node.toml): its store and audit key.
         #[arg(long)]
         config: PathBuf,
         /// The backup directory (as printed by `store backup`).
