@@ -39,7 +39,7 @@ pub fn client_crl(agency_dir: &Path) -> PathBuf {
 fn read(path: &Path) -> Result<String, CertsError> {
     std::fs::read_to_string(path).map_err(|source| CertsError::Io {
         path: path.to_owned(),
-        source,
+        error: source,
     })
 }
 
@@ -125,11 +125,11 @@ pub fn revoke(dir: &Path, target: &RevokeTarget) -> Result<(PathBuf, String), Ce
     let tmp = crl.with_extension("pem.tmp");
     std::fs::write(&tmp, pem).map_err(|source| CertsError::Io {
         path: tmp.clone(),
-        source,
+        error: source,
     })?;
     std::fs::rename(&tmp, &crl).map_err(|source| CertsError::Io {
         path: crl.clone(),
-        source,
+        error: source,
     })?;
     Ok((crl, hex))
 }

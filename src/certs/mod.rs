@@ -26,11 +26,12 @@ pub enum CertsError {
     Rcgen(#[from] rcgen::Error),
     #[error("{path}: already exists; refusing to overwrite (choose another --out)")]
     Exists { path: PathBuf },
-    #[error("{path}: {source}")]
+    // The I/O error is in the message only: as a source too, an error
+    // chain would print it twice.
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(transparent)]
     KeyRing(#[from] crate::pseudo::KeyRingError),
@@ -38,10 +39,15 @@ pub enum CertsError {
     Ports(std::io::Error),
     #[error("{path}: {reason}")]
     Invalid { path: PathBuf, reason: String },
+    /// A signing request this CA will not sign, and why.
+    #[error("not signed: {0}")]
+    Refused(String),
 }
 
 mod crl;
+mod request;
 pub use crl::{RevokeTarget, client_crl, federation_crl, revoke};
+pub use request::{CertRole, default_days, request, sign};
 
 /// The client certificates every development agency gets, with their roles.
 pub const DEV_CLIENTS: &[(&str, &[Role])] = &[
@@ -118,7 +124,7 @@ fn write_new(path: &Path, contents: &str, private: bool) -> Result<(), CertsErro
         } else {
             CertsError::Io {
                 path: path.to_owned(),
-                source,
+                error: source,
             }
         }
     })
@@ -127,7 +133,7 @@ fn write_new(path: &Path, contents: &str, private: bool) -> Result<(), CertsErro
 fn mkdir(path: &Path) -> Result<(), CertsError> {
     std::fs::create_dir_all(path).map_err(|source| CertsError::Io {
         path: path.to_owned(),
-        source,
+        error: source,
     })
 }
 
@@ -440,7 +446,10 @@ pub fn write_faulty_client(
 ) -> Result<(PathBuf, PathBuf), CertsError> {
     mkdir(out)?;
     let read = |p: PathBuf| {
-        std::fs::read_to_string(&p).map_err(|source| CertsError::Io { path: p, source })
+        std::fs::read_to_string(&p).map_err(|source| CertsError::Io {
+            path: p,
+            error: source,
+        })
     };
     let ca_key = KeyPair::from_pem(&read(agency_dir.join("client-ca.key"))?)?;
     let ca = Issuer::from_ca_cert_pem(&read(agency_dir.join("client-ca.pem"))?, ca_key)?;

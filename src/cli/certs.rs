@@ -24,6 +24,57 @@ pub enum CertsCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Make a private key (mode 0600) and a certificate signing request for
+    /// a node or one of its client systems, to be signed by the federation
+    /// CA (nodes) or the agency's client CA (clients). The key stays here.
+    Request {
+        /// The federation's name (the SPIFFE trust domain).
+        #[arg(long)]
+        federation: String,
+        /// The agency: the node's, or the one the client system belongs to.
+        #[arg(long)]
+        agency: String,
+        /// Request a client certificate for this system (e.g. cms) instead
+        /// of the node's.
+        #[arg(long)]
+        client: Option<String>,
+        /// A DNS name peers dial the node at (repeatable; nodes only).
+        #[arg(long)]
+        dns: Vec<String>,
+        /// An IP address peers dial the node at (repeatable; nodes only).
+        #[arg(long)]
+        ip: Vec<std::net::IpAddr>,
+        /// Where to write `node.key`/`node.csr` (or `NAME.key`/`NAME.csr`).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a certificate signing request with a CA: the federation CA for
+    /// `--role node`, an agency's client CA for `--role client`. Only the
+    /// request's names and public key are used; the SPIFFE id must be of
+    /// the role and the federation given.
+    Sign {
+        /// The CA certificate (PEM).
+        #[arg(long)]
+        ca: PathBuf,
+        /// The CA's private key (PEM).
+        #[arg(long)]
+        ca_key: PathBuf,
+        /// The request to sign (`certs request` wrote it).
+        #[arg(long)]
+        csr: PathBuf,
+        /// What the certificate is for.
+        #[arg(long, value_enum)]
+        role: certs::CertRole,
+        /// The federation the SPIFFE id must belong to.
+        #[arg(long)]
+        federation: String,
+        /// Days of validity (default: 397 for a node, 365 for a client).
+        #[arg(long)]
+        days: Option<u32>,
+        /// Where to write the certificate (PEM); never overwritten.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Revoke a development certificate: add it to its CA's revocation list.
     /// Nodes pick the new list up within `tls.crl_reload_secs`, and open
     /// connections end within `tls.max_connection_age_secs`.
@@ -52,6 +103,78 @@ pub fn run(command: CertsCommand) -> Result<(), Failure> {
             agency,
             client,
         } => revoke(&dir, &agency, client.as_deref()),
+        CertsCommand::Request {
+            federation,
+            agency,
+            client,
+            dns,
+            ip,
+            out,
+        } => {
+            let usage = |e: crate::ids::IdError| failure(Exit::Usage, anyhow!(e));
+            let federation = FederationName::new(federation).map_err(usage)?;
+            let agency = AgencyId::new(agency).map_err(usage)?;
+            let client = client.map(ClientName::new).transpose().map_err(usage)?;
+            if client.is_some() && !(dns.is_empty() && ip.is_empty()) {
+                return Err(failure(
+                    Exit::Usage,
+                    anyhow!("--dns and --ip are for a node's request, not a client's"),
+                ));
+            }
+            let spiffe = certs::request(&federation, &agency, client.as_ref(), &dns, &ip, &out)?;
+            let stem = client.map_or("node".to_string(), |c| c.to_string());
+            println!(
+                "{}: private key (mode 0600; it never leaves this machine)\n{}: request for {spiffe}\n\
+                 Send the .csr to whoever runs the {}; install the certificate they return as {stem}.pem.",
+                out.join(format!("{stem}.key")).display(),
+                out.join(format!("{stem}.csr")).display(),
+                if stem == "node" {
+                    "federation CA"
+                } else {
+                    "agency's client CA"
+                },
+            );
+            Ok(())
+        }
+        CertsCommand::Sign {
+            ca,
+            ca_key,
+            csr,
+            role,
+            federation,
+            days,
+            out,
+        } => {
+            let read = |p: &Path| {
+                std::fs::read_to_string(p)
+                    .map_err(|e| failure(Exit::Usage, anyhow!("{}: {e}", p.display())))
+            };
+            let federation =
+                FederationName::new(federation).map_err(|e| failure(Exit::Usage, anyhow!(e)))?;
+            let days = days.unwrap_or_else(|| certs::default_days(role));
+            let (pem, spiffe) = certs::sign(
+                &read(&csr)?,
+                &read(&ca)?,
+                &read(&ca_key)?,
+                role,
+                &federation,
+                days,
+            )
+            .map_err(|e| match e {
+                certs::CertsError::Refused(_) => {
+                    failure(Exit::DataErr, anyhow!("{}: {e}", csr.display()))
+                }
+                other => failure(Exit::Failure, anyhow!(other)),
+            })?;
+            crate::secrets::create_new(&out, pem.as_bytes(), false).map_err(|e| {
+                failure(
+                    Exit::Usage,
+                    anyhow!("{}: {e} (never overwritten)", out.display()),
+                )
+            })?;
+            println!("{}: {spiffe}, valid {days} days", out.display());
+            Ok(())
+        }
     }
 }
 

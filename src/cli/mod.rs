@@ -164,8 +164,10 @@ fn quiet_on_closed_stdout() {
 
 fn init_logging(cli: &Cli) {
     use tracing_subscriber::EnvFilter;
+    // The storage engine's own info lines (table flushes, compactions) are
+    // not an operator's business.
     let default = match cli.command {
-        Command::Node { .. } => "info",
+        Command::Node { .. } => "info,fjall=warn,lsm_tree=warn",
         _ => "warn",
     };
     let filter = cli

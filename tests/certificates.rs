@@ -1,0 +1,188 @@
+//! Certificates for a real federation, from nothing to a running node: the
+//! node makes its key and a signing request, the federation CA signs it,
+//! the node runs on it and delivers; a client system does the same with the
+//! agency's client CA. A CA refuses requests of the wrong role or
+//! federation.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+
+use common::process::{NodeProcess, connect_when_up, two_agencies};
+use common::*;
+
+fn arg(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_and_a_client_run_on_certificates_signed_from_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = two_agencies(dir.path());
+    let police = &layout.agencies[&agency("police")];
+    let fed_ca = (&layout.federation_ca, layout.dir.join("federation-ca.key"));
+    let req = dir.path().join("requests");
+
+    // The node's side: a key that never leaves, and a request.
+    let (code, out, err) = cli(&[
+        "certs",
+        "request",
+        "--federation",
+        FEDERATION,
+        "--agency",
+        "police",
+        "--dns",
+        "localhost",
+        "--ip",
+        "127.0.0.1",
+        "--out",
+        arg(&req),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("spiffe://test.casebridge/agency/police"),
+        "{out}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(req.join("node.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // The federation operator's side: a client's request is not a node's,
+    // another federation's is not ours.
+    let sign = |csr: &Path, ca: &Path, key: &Path, role: &str, fed: &str, out: &Path| {
+        cli(&[
+            "certs",
+            "sign",
+            "--ca",
+            arg(ca),
+            "--ca-key",
+            arg(key),
+            "--csr",
+            arg(csr),
+            "--role",
+            role,
+            "--federation",
+            fed,
+            "--out",
+            arg(out),
+        ])
+    };
+    let (code, _, err) = sign(
+        &req.join("node.csr"),
+        fed_ca.0,
+        &fed_ca.1,
+        "client",
+        FEDERATION,
+        &req.join("x.pem"),
+    );
+    assert_eq!(code, 65, "{err}");
+    assert!(err.contains("node's id, not a client's"), "{err}");
+    let (code, _, err) = sign(
+        &req.join("node.csr"),
+        fed_ca.0,
+        &fed_ca.1,
+        "node",
+        "other.casebridge",
+        &req.join("x.pem"),
+    );
+    assert_eq!(code, 65, "{err}");
+    assert!(err.contains("not other.casebridge"), "{err}");
+    assert!(!req.join("x.pem").exists(), "nothing written when refused");
+    let (code, out, err) = sign(
+        &req.join("node.csr"),
+        fed_ca.0,
+        &fed_ca.1,
+        "node",
+        FEDERATION,
+        &req.join("node.pem"),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("valid 397 days"), "{out}");
+
+    // Police runs on it: the new key and certificate replace the old ones.
+    std::fs::rename(req.join("node.key"), police.dir.join("node.key")).unwrap();
+    std::fs::copy(req.join("node.pem"), police.dir.join("node.pem")).unwrap();
+    let (code, out, err) = cli(&["node", "check", "--config", arg(&police.node_config)]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    // A client system's request, signed by police's client CA.
+    let (code, _, err) = cli(&[
+        "certs",
+        "request",
+        "--federation",
+        FEDERATION,
+        "--agency",
+        "police",
+        "--client",
+        "intake",
+        "--out",
+        arg(&req),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let client_ca = (
+        police.dir.join("client-ca.pem"),
+        police.dir.join("client-ca.key"),
+    );
+    let (code, _, err) = sign(
+        &req.join("intake.csr"),
+        &client_ca.0,
+        &client_ca.1,
+        "node",
+        FEDERATION,
+        &req.join("y.pem"),
+    );
+    assert_eq!(code, 65, "{err}");
+    let (code, _, err) = sign(
+        &req.join("intake.csr"),
+        &client_ca.0,
+        &client_ca.1,
+        "client",
+        FEDERATION,
+        &req.join("intake.pem"),
+    );
+    assert_eq!(code, 0, "{err}");
+    let node_toml = std::fs::read_to_string(&police.node_config).unwrap();
+    std::fs::write(
+        &police.node_config,
+        node_toml.replace(
+            "[clients]\n",
+            "[clients]\nintake = [\"submit\", \"read\"]\n",
+        ),
+    )
+    .unwrap();
+    let cms_toml = std::fs::read_to_string(police.client_config("cms")).unwrap();
+    // Beside the agency's other client configs: their paths are relative.
+    let intake_toml = police.dir.join("client-intake.toml");
+    std::fs::write(
+        &intake_toml,
+        cms_toml
+            .replace("clients/cms.pem", arg(&req.join("intake.pem")))
+            .replace("clients/cms.key", arg(&req.join("intake.key"))),
+    )
+    .unwrap();
+
+    let ngo = &layout.agencies[&agency("ngo")];
+    let _ngo_node = NodeProcess::spawn(&ngo.node_config, "warn", Stdio::inherit());
+    let _police_node = NodeProcess::spawn(&police.node_config, "warn", Stdio::inherit());
+    let mut intake = connect_when_up(&intake_toml).await;
+    let id = submit(&mut intake, "from the intake system").await.id;
+    let ngo_cms = connect_when_up(ngo.client_config("cms")).await;
+    eventually(
+        "police's alert at ngo, over the new node certificate",
+        || {
+            let (mut c, id) = (ngo_cms.clone(), id.clone());
+            async move {
+                c.alerts
+                    .get_alert(casebridge::proto::v1::GetAlertRequest { id })
+                    .await
+                    .ok()
+                    .map(|_| ())
+            }
+        },
+    )
+    .await;
+}
