@@ -145,15 +145,6 @@ async fn a_node_and_a_client_run_on_certificates_signed_from_requests() {
         &req.join("intake.pem"),
     );
     assert_eq!(code, 0, "{err}");
-    let node_toml = std::fs::read_to_string(&police.node_config).unwrap();
-    std::fs::write(
-        &police.node_config,
-        node_toml.replace(
-            "[clients]\n",
-            "[clients]\nintake = [\"submit\", \"read\"]\n",
-        ),
-    )
-    .unwrap();
     let cms_toml = std::fs::read_to_string(police.client_config("cms")).unwrap();
     // Beside the agency's other client configs: their paths are relative.
     let intake_toml = police.dir.join("client-intake.toml");
@@ -167,9 +158,44 @@ async fn a_node_and_a_client_run_on_certificates_signed_from_requests() {
 
     let ngo = &layout.agencies[&agency("ngo")];
     let _ngo_node = NodeProcess::spawn(&ngo.node_config, "warn", Stdio::inherit());
-    let _police_node = NodeProcess::spawn(&police.node_config, "warn", Stdio::inherit());
-    let mut intake = connect_when_up(&intake_toml).await;
-    let id = submit(&mut intake, "from the intake system").await.id;
+    let police_node = NodeProcess::spawn(&police.node_config, "warn", Stdio::inherit());
+    // Not yet in [clients]: refused. Listed, then SIGHUP: in, no restart.
+    connect_when_up(police.client_config("cms")).await;
+    let mut intake = casebridge::client::NodeClient::connect_file(&intake_toml)
+        .await
+        .unwrap();
+    let refused = intake
+        .alerts
+        .list_alerts(casebridge::proto::v1::ListAlertsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    let node_toml = std::fs::read_to_string(&police.node_config).unwrap();
+    std::fs::write(
+        &police.node_config,
+        node_toml.replace(
+            "[clients]\n",
+            "[clients]\nintake = [\"submit\", \"read\"]\n",
+        ),
+    )
+    .unwrap();
+    police_node.signal("-HUP");
+    let id = eventually("intake allowed after SIGHUP", || {
+        let mut c = intake.clone();
+        async move {
+            let mut d = sample_draft("from the intake system");
+            d.subjects.clear();
+            c.alerts
+                .submit_alert(casebridge::proto::v1::SubmitAlertRequest {
+                    draft: Some(d),
+                    request_id: "intake-1".into(),
+                })
+                .await
+                .ok()
+                .map(|a| a.into_inner().id)
+        }
+    })
+    .await;
     let ngo_cms = connect_when_up(ngo.client_config("cms")).await;
     eventually(
         "police's alert at ngo, over the new node certificate",

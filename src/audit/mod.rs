@@ -88,6 +88,7 @@ actions! {
     PolicyGet = "policy.get",
     PolicySet = "policy.set",
     PolicyInstall = "policy.install",
+    ClientsReload = "clients.reload",
     PolicyExplain = "policy.explain",
     PolicyDiff = "policy.diff",
     Reshare = "policy.reshare",

@@ -83,8 +83,8 @@ pub async fn status(client_config: Option<&Path>, json: bool) -> Result<(), Fail
     Ok(())
 }
 
-async fn run_node(config: &Path) -> Result<(), Failure> {
-    let config = NodeConfig::load(config)?;
+async fn run_node(config_path: &Path) -> Result<(), Failure> {
+    let config = NodeConfig::load(config_path)?;
     // Every file problem first, all of them, as a configuration error: a
     // taken port must not hide a broken certificate.
     let report = crate::node::check::check(&config);
@@ -100,22 +100,43 @@ async fn run_node(config: &Path) -> Result<(), Failure> {
     let listeners = crate::node::Listeners::bind(&config).await?;
     let node = crate::node::start(config, listeners).await?;
     #[cfg(unix)]
-    tokio::spawn(reload_policy_on_sighup(node.core().sharing.clone()));
+    tokio::spawn(reload_on_sighup(
+        node.core().clone(),
+        config_path.to_owned(),
+    ));
     node.run_until(shutdown_signal()).await?;
     Ok(())
 }
 
-/// SIGHUP re-reads the sharing policy file. A file that cannot be read or
-/// does not validate is reported and the policy in force stays.
+/// SIGHUP re-reads the sharing policy file and node.toml's `[clients]`
+/// table (a client added with its certificate and roles works without a
+/// restart; one removed loses access at its next call). A file that cannot
+/// be read or does not validate is reported and what is in force stays.
+/// Every other setting needs a restart.
 #[cfg(unix)]
-async fn reload_policy_on_sighup(sharing: std::sync::Arc<crate::sharing::Sharing>) {
+async fn reload_on_sighup(core: std::sync::Arc<crate::core::NodeCore>, config_path: PathBuf) {
     use crate::sharing::Reload;
     use tokio::signal::unix::{SignalKind, signal};
+    let sharing = core.sharing.clone();
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         tracing::warn!("cannot listen for SIGHUP: reload the policy with SetPolicy");
         return;
     };
     while hup.recv().await.is_some() {
+        match NodeConfig::load(&config_path) {
+            Ok(config) => match core.reload_clients(config.clients).await {
+                Ok(c) if c.is_empty() => tracing::info!("SIGHUP: client roles unchanged"),
+                Ok(c) => tracing::info!(
+                    added = ?c.added, removed = ?c.removed, changed = ?c.changed,
+                    "SIGHUP: client roles reloaded"
+                ),
+                Err(e) => tracing::error!(error = %e, "SIGHUP: client roles NOT reloaded"),
+            },
+            Err(e) => {
+                let error = e.to_string().replace('\n', "; ");
+                tracing::error!(%error, "SIGHUP: node.toml does not load; client roles NOT reloaded");
+            }
+        }
         match sharing.reload_file().await {
             Ok(Reload::Installed(v)) => {
                 tracing::info!(version = v.version, "SIGHUP: sharing policy reloaded");

@@ -82,6 +82,35 @@ impl NodeCore {
         })
     }
 
+    /// Puts a new client-role table in force (SIGHUP re-reads it from
+    /// node.toml), and records what changed in the audit log: who may call
+    /// this node is as much the auditors' business as the policy.
+    pub async fn reload_clients(
+        &self,
+        roles: std::collections::BTreeMap<crate::ids::ClientName, crate::config::Roles>,
+    ) -> Result<crate::identity::access::RolesChange, AdminError> {
+        let change = self.clients.replace_roles(roles);
+        if !change.is_empty() {
+            let names = |l: &[crate::ids::ClientName]| {
+                l.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            self.store
+                .audit([crate::audit::Event::new(
+                    crate::audit::NODE,
+                    crate::audit::Action::ClientsReload,
+                    "OK",
+                )
+                .detail("added", names(&change.added))
+                .detail("removed", names(&change.removed))
+                .detail("changed", names(&change.changed))])
+                .await?;
+        }
+        Ok(change)
+    }
+
     /// Each peer's delivery state: connection, queue, last ack and error
     /// (`ListPeers`).
     pub fn peer_statuses(&self) -> Result<Vec<PeerStatus>, AdminError> {

@@ -159,7 +159,7 @@ impl NodeCore {
             clients: ClientPolicy {
                 federation: config.federation.clone(),
                 agency: config.agency().clone(),
-                roles: config.clients.clone(),
+                roles: std::sync::RwLock::new(config.clients.clone()),
                 rate: RateLimiter::per_second(limits.requests_per_second_per_client.get() as u32),
             },
             peers: PeerPolicy::new(

@@ -28,11 +28,47 @@ pub enum AccessError {
 pub struct ClientPolicy {
     pub federation: FederationName,
     pub agency: AgencyId,
-    pub roles: BTreeMap<ClientName, Roles>,
+    /// Replaced as a whole on SIGHUP (see [`ClientPolicy::replace_roles`]).
+    pub roles: std::sync::RwLock<BTreeMap<ClientName, Roles>>,
     pub rate: RateLimiter,
 }
 
+/// What a new role table changed, by client name.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RolesChange {
+    pub added: Vec<ClientName>,
+    pub removed: Vec<ClientName>,
+    pub changed: Vec<ClientName>,
+}
+
+impl RolesChange {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
 impl ClientPolicy {
+    /// Puts `roles` in force for every later call (connections already open
+    /// are judged by the new table at their next call) and says what changed.
+    pub fn replace_roles(&self, roles: BTreeMap<ClientName, Roles>) -> RolesChange {
+        let mut held = self.roles.write().unwrap_or_else(|p| p.into_inner());
+        let mut change = RolesChange::default();
+        for (name, r) in &roles {
+            match held.get(name) {
+                None => change.added.push(name.clone()),
+                Some(old) if old != r => change.changed.push(name.clone()),
+                Some(_) => {}
+            }
+        }
+        change.removed = held
+            .keys()
+            .filter(|n| !roles.contains_key(*n))
+            .cloned()
+            .collect();
+        *held = roles;
+        change
+    }
+
     /// The caller, if it is one of this agency's clients holding `role` and
     /// within its request rate.
     pub fn authorize(
@@ -66,7 +102,8 @@ impl ClientPolicy {
                 self.agency
             )));
         }
-        match self.roles.get(&client.name) {
+        let roles = self.roles.read().unwrap_or_else(|p| p.into_inner());
+        match roles.get(&client.name) {
             // A listed client has at least one role (config refuses none).
             Some(roles) if role.is_none_or(|r| roles.contains(&r)) => {
                 if !self.rate.allow(client.name.as_str()) {
