@@ -69,6 +69,10 @@ pub struct Metrics {
     pub purged: Counter,
     /// Audit entries appended, by action.
     pub audit_entries: Family<Labels, Counter>,
+    /// When this node's certificate and its CAs end, Unix seconds, by name.
+    pub certificate_not_after: Family<Labels, Gauge>,
+    /// When each peer's certificate (as last presented) ends, Unix seconds.
+    pub peer_certificate_not_after: Family<Labels, Gauge>,
     /// Bytes the store occupies on disk (set at every scrape).
     pub store_bytes: Gauge,
     /// Bytes free for the store on its filesystem (set at every scrape).
@@ -98,6 +102,8 @@ impl Metrics {
             oldest_undelivered: Family::default(),
             purged: Counter::default(),
             audit_entries: Family::default(),
+            certificate_not_after: Family::default(),
+            peer_certificate_not_after: Family::default(),
             store_bytes: Gauge::default(),
             store_free_bytes: Gauge::default(),
         };
@@ -152,6 +158,16 @@ impl Metrics {
             "audit_entries",
             "Audit log entries appended, by action",
             m.audit_entries.clone(),
+        );
+        r.register(
+            "certificate_not_after_seconds",
+            "When this node's certificate or a CA it trusts ends (Unix time)",
+            m.certificate_not_after.clone(),
+        );
+        r.register(
+            "peer_certificate_not_after_seconds",
+            "When the certificate a peer last presented ends (Unix time)",
+            m.peer_certificate_not_after.clone(),
         );
         r.register(
             "store_bytes",

@@ -86,6 +86,14 @@ pub fn parse_ms(s: &str) -> Option<i64> {
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
+/// Whole days from `now` until `t` (negative once past: -1 on the first day after).
+pub fn days_until(t: SystemTime, now: SystemTime) -> i64 {
+    match t.duration_since(now) {
+        Ok(d) => (d.as_secs() / 86_400) as i64,
+        Err(e) => -((e.duration().as_secs() / 86_400) as i64) - 1,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -178,6 +178,15 @@ async fn every_series_exists_at_zero_on_a_quiet_node() {
         assert_eq!(m.get(series), Some(&0.0), "{series} missing or not zero");
     }
     assert!(m["casebridge_store_bytes"] > 0.0);
+    let in_a_year = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 300 * 86_400) as f64;
+    for name in ["node", "federation CA", "client CA"] {
+        let key = format!("casebridge_certificate_not_after_seconds{{certificate=\"{name}\"}}");
+        assert!(m[&key] > in_a_year, "{key}");
+    }
     assert!(m["casebridge_store_free_bytes"] > 0.0);
     fed.shutdown().await;
 }

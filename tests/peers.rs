@@ -31,6 +31,34 @@ async fn an_idle_peer_is_up_a_gone_one_down_and_an_old_error_goes() {
     .await;
     assert_eq!(idle.queue_depth, 0);
     assert!(idle.last_contact_at.is_some());
+    // ngo greets police too: police knows when ngo's certificate ends
+    // (development certificates: 397 days).
+    let known = eventually("ngo's certificate end known", || async {
+        let p = ngo_as_seen_by_police(&fed).await;
+        p.certificate_not_after.is_some().then_some(p)
+    })
+    .await;
+    assert!(
+        (390..=397).contains(&known.certificate_days_left),
+        "{known:?}"
+    );
+    let mut admin = fed.client("police", "admin").await;
+    let status = admin
+        .admin
+        .get_status(casebridge::proto::v1::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let names: Vec<&str> = status
+        .certificates
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(names, ["node", "federation CA", "client CA"]);
+    assert!(
+        status.certificates.iter().all(|c| c.days_left > 300),
+        "{status:?}"
+    );
     assert!(idle.last_error.is_empty() && idle.last_error_at.is_none());
 
     fed.stop_node("ngo").await;

@@ -29,6 +29,13 @@ impl PeerExchange for PeerApi {
         let core = &self.0;
         audited(core, req, Action::PeerHello, async |call, req| {
             let peer = auth::peer(&core.peers, &req)?;
+            if let Some(t) = req
+                .extensions()
+                .get::<crate::identity::ConnInfo>()
+                .and_then(|c| c.not_after)
+            {
+                core.outbound.note_certificate(&peer.agency, t);
+            }
             let r = req.get_ref();
             call.detail("protocol_version", r.protocol_version);
             // The caller's checkpoint, kept as given: its signature is checked

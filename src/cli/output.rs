@@ -418,6 +418,18 @@ pub fn peers(p: &ListPeersResponse, as_json: bool) {
                 peer.expired_total
             );
         }
+        if peer.certificate_not_after.is_some() {
+            let warn = if peer.certificate_days_left < 30 {
+                "  ask its operator to renew"
+            } else {
+                ""
+            };
+            println!(
+                "  certificate until {} ({} days){warn}",
+                time(peer.certificate_not_after.as_ref()),
+                peer.certificate_days_left
+            );
+        }
         if !peer.last_rejection.is_empty() {
             println!(
                 "  last refused by {} ({}): {}",
@@ -472,6 +484,15 @@ pub fn status(s: &NodeStatus, as_json: bool) {
         "purged      {} alerts past their retention deadline",
         s.purged_alerts
     );
+    for c in &s.certificates {
+        let warn = if c.days_left < 30 { "  RENEW NOW" } else { "" };
+        println!(
+            "certificate {:<14} until {} ({} days){warn}",
+            c.name,
+            time(c.not_after.as_ref()),
+            c.days_left
+        );
+    }
 }
 
 pub fn policy_version(v: &PolicyVersion, as_json: bool, with_text: bool) {

@@ -79,6 +79,18 @@ impl NodeCore {
             policy_version: self.sharing.version(),
             refused_deliveries: self.store.refusal_count()?,
             purged_alerts: self.store.purge_count()?,
+            certificates: self
+                .certificates
+                .iter()
+                .map(|(name, file, end)| crate::proto::v1::CertificateExpiry {
+                    name: name.to_string(),
+                    file: file.display().to_string(),
+                    not_after: end.map(timestamp),
+                    days_left: end.map_or(0, |t| {
+                        crate::time::days_until(t, std::time::SystemTime::now())
+                    }),
+                })
+                .collect(),
         })
     }
 
@@ -138,6 +150,10 @@ impl NodeCore {
                     .map(|e| e.0.clone())
                     .unwrap_or_default(),
                 last_rejection_at: s.last_rejection.map(|e| timestamp(e.1)),
+                certificate_not_after: s.certificate_not_after.map(timestamp),
+                certificate_days_left: s
+                    .certificate_not_after
+                    .map_or(0, |t| crate::time::days_until(t, now)),
                 delivered_total: s.delivered_total,
                 rejected_total: s.rejected_total,
                 oldest_undelivered_at: queue.oldest_queued_at,

@@ -96,6 +96,8 @@ pub struct NodeCore {
     pub signer: Arc<SigningKey>,
     /// This node as its peers authenticate it.
     pub own: NodeIdentity,
+    /// This node's certificate and the CAs it trusts: name, file, end.
+    pub certificates: Vec<(&'static str, std::path::PathBuf, Option<SystemTime>)>,
 }
 
 impl NodeCore {
@@ -206,9 +208,31 @@ impl NodeCore {
             drain_grace: limits.drain_grace_secs.secs(),
             signer,
             own,
+            certificates: certificate_ends(config),
         });
         Ok(core)
     }
+}
+
+/// When the node certificate and the two CAs end (the first certificate of
+/// each file), read once at start: they change only with a restart.
+fn certificate_ends(
+    config: &NodeConfig,
+) -> Vec<(&'static str, std::path::PathBuf, Option<SystemTime>)> {
+    let tls = &config.tls;
+    [
+        ("node", tls.node_cert.get_ref()),
+        ("federation CA", tls.federation_ca.get_ref()),
+        ("client CA", tls.client_ca.get_ref()),
+    ]
+    .into_iter()
+    .map(|(name, path)| {
+        let end = crate::identity::load_certs(path)
+            .ok()
+            .and_then(|c| c.first().and_then(|c| crate::identity::not_after(c)));
+        (name, path.clone(), end)
+    })
+    .collect()
 }
 
 fn load_pseudonymizer(config: &NodeConfig) -> Result<Pseudonymizer, NodeError> {

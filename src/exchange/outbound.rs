@@ -40,6 +40,9 @@ pub struct PeerState {
     /// The reason of the last envelope the peer refused for good (a fact
     /// about content, not the link: it stays).
     pub last_rejection: Option<(String, SystemTime)>,
+    /// When the certificate the peer last presented to us ends (learnt from
+    /// its calls: every peer greets us now and then).
+    pub certificate_not_after: Option<SystemTime>,
     pub delivered_total: u64,
     /// Envelopes the peer refused for good (REJECTED): dropped, not retried.
     pub rejected_total: u64,
@@ -191,6 +194,13 @@ impl crate::store::OutboxListener for Outbound {
 }
 
 impl Outbound {
+    /// Notes when the certificate `peer` presented stops being valid.
+    pub fn note_certificate(&self, peer: &AgencyId, not_after: SystemTime) {
+        if let Some(slot) = self.peers.get(peer) {
+            slot.update(|s| s.certificate_not_after = Some(not_after));
+        }
+    }
+
     /// How long a peer's last answer vouches for its link.
     pub fn fresh_for(&self) -> Duration {
         self.fresh_for

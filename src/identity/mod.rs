@@ -81,6 +81,13 @@ impl fmt::Display for Identity {
     }
 }
 
+/// When a certificate (DER) stops being valid.
+pub fn not_after(der: &[u8]) -> Option<std::time::SystemTime> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let secs = u64::try_from(cert.validity().not_after.timestamp()).ok()?;
+    Some(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+}
+
 impl Identity {
     /// Parses a SPIFFE id of the two shapes CaseBridge issues.
     pub fn from_spiffe_uri(uri: &str) -> Result<Self, IdentityError> {

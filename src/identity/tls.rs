@@ -177,6 +177,8 @@ pub fn client_tls_config(
 pub struct ConnInfo {
     pub identity: Identity,
     pub remote: SocketAddr,
+    /// When the certificate the caller presented stops being valid.
+    pub not_after: Option<std::time::SystemTime>,
 }
 
 /// A server-side TLS connection whose client certificate has been verified and
@@ -314,18 +316,20 @@ pub fn serve_tls(
                         return;
                     }
                 };
-                let identity = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|c| c.first())
+                let presented = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+                let not_after = presented.and_then(|c| super::not_after(c));
+                let identity = presented
                     .ok_or(super::IdentityError::NoSpiffeId)
                     .and_then(|c| Identity::from_certificate(c));
                 match identity {
                     Ok(identity) => {
                         let conn = AuthenticatedConn {
                             inner: tls,
-                            info: ConnInfo { identity, remote },
+                            info: ConnInfo {
+                                identity,
+                                remote,
+                                not_after,
+                            },
                             deadline: Box::pin(tokio::time::sleep(age)),
                         };
                         let _ = tx.send(Ok(conn)).await;

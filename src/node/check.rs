@@ -38,17 +38,7 @@ impl Report {
 
 /// When a certificate stops being valid, from its DER.
 pub fn not_after(cert: &CertificateDer<'_>) -> Option<SystemTime> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
-    let secs = parsed.validity().not_after.timestamp();
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
-}
-
-/// Whole days from `now` until `t` (negative once past).
-pub fn days_left(t: SystemTime, now: SystemTime) -> i64 {
-    match t.duration_since(now) {
-        Ok(d) => (d.as_secs() / 86_400) as i64,
-        Err(e) => -((e.duration().as_secs() / 86_400) as i64) - 1,
-    }
+    crate::identity::not_after(cert.as_ref())
 }
 
 fn validity(report: &mut Report, what: &str, path: &Path, cert: &CertificateDer<'_>) {
@@ -59,7 +49,7 @@ fn validity(report: &mut Report, what: &str, path: &Path, cert: &CertificateDer<
         ));
         return;
     };
-    let left = days_left(end, SystemTime::now());
+    let left = crate::time::days_until(end, SystemTime::now());
     let until = crate::time::format_ms(
         end.duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64),

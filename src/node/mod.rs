@@ -337,6 +337,7 @@ fn spawn_workers(
             shutdown.clone(),
         )),
         tokio::spawn(tls_reloader.run(config.tls.crl_reload_secs.secs(), shutdown.clone())),
+        tokio::spawn(warn_of_expiry(core.clone(), shutdown.clone())),
     ];
     workers.extend(core.outbound.spawn_workers(
         DeliveryContext {
@@ -372,17 +373,62 @@ fn spawn_workers(
     workers
 }
 
+/// Logs every certificate this node depends on that ends within
+/// [`check::EXPIRY_WARNING`] (30 days): its own, its CAs', and each peer's
+/// as last presented. At start (peers are learnt within a probe interval,
+/// so their first check is a minute later) and then twice a day.
+async fn warn_of_expiry(core: Arc<NodeCore>, shutdown: CancellationToken) {
+    let mut wait = Duration::from_secs(60);
+    loop {
+        let now = SystemTime::now();
+        let soon = |end: SystemTime| end < now + check::EXPIRY_WARNING;
+        for (name, file, end) in &core.certificates {
+            if let Some(end) = end.filter(|e| soon(*e)) {
+                let days = crate::time::days_until(end, now);
+                tracing::warn!(certificate = name, file = %file.display(), days_left = days, "certificate ends soon: renew it");
+            }
+        }
+        for (peer, _, state) in core.outbound.states() {
+            if let Some(end) = state.certificate_not_after.filter(|e| soon(*e)) {
+                let days = crate::time::days_until(end, now);
+                tracing::warn!(%peer, days_left = days, "a peer's certificate ends soon: tell its operator");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = Duration::from_secs(12 * 3600);
+    }
+}
+
 /// The gauges read at scrape time: each peer's queue depth and oldest
 /// undelivered age, the store's size and its filesystem's free space.
 fn refresh_peer_gauges(core: &NodeCore, m: &Metrics) {
+    let unix = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    };
+    for (name, _, end) in &core.certificates {
+        if let Some(end) = end {
+            m.certificate_not_after
+                .get_or_create(&crate::metrics::label("certificate", name))
+                .set(unix(*end));
+        }
+    }
     if let Ok(bytes) = core.store.disk_bytes() {
         m.store_bytes.set(bytes as i64);
     }
     if let Ok(free) = core.store.free_bytes() {
         m.store_free_bytes.set(free as i64);
     }
-    for (peer, _, _) in core.outbound.states() {
+    for (peer, _, state) in core.outbound.states() {
         let labels = crate::metrics::peer(&peer);
+        if let Some(end) = state.certificate_not_after {
+            m.peer_certificate_not_after
+                .get_or_create(&labels)
+                .set(unix(end));
+        }
         m.queue_depth
             .get_or_create(&labels)
             .set(core.store.outbox_depth(&peer) as i64);
