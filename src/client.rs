@@ -28,21 +28,15 @@ pub enum ClientError {
 /// Adds the caller's stated purpose (`x-casebridge-purpose`) to every
 /// request, where the node's audit log records it.
 #[derive(Clone, Default)]
-pub struct Purpose(Option<tonic::metadata::AsciiMetadataValue>);
+pub struct Purpose(Option<tonic::metadata::BinaryMetadataValue>);
 
 impl Purpose {
-    /// Printable ASCII, at most [`crate::audit::MAX_PURPOSE_BYTES`].
+    /// Printable UTF-8, at most [`crate::audit::MAX_PURPOSE_BYTES`] bytes.
     pub fn new(text: &str) -> Result<Self, ClientError> {
-        if text.len() > crate::audit::MAX_PURPOSE_BYTES {
-            return Err(ClientError::Purpose(format!(
-                "at most {} bytes",
-                crate::audit::MAX_PURPOSE_BYTES
-            )));
-        }
-        let value = text
-            .parse()
-            .map_err(|_| ClientError::Purpose("must be printable ASCII".into()))?;
-        Ok(Self(Some(value)))
+        let text = crate::audit::check_purpose(text).map_err(ClientError::Purpose)?;
+        Ok(Self(Some(
+            tonic::metadata::BinaryMetadataValue::from_bytes(text.as_bytes()),
+        )))
     }
 }
 
@@ -50,7 +44,7 @@ impl tonic::service::Interceptor for Purpose {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(p) = &self.0 {
             req.metadata_mut()
-                .insert(crate::audit::PURPOSE_HEADER, p.clone());
+                .insert_bin(crate::audit::PURPOSE_BIN_HEADER, p.clone());
         }
         Ok(req)
     }

@@ -50,7 +50,12 @@ fn path(p: &Path) -> &str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_call_leaves_one_entry_and_tampering_is_found() {
     let mut fed = TestFederation::start(&["police", "ngo"]).await;
-    let purpose = "case 2026-0117 (trafficking, Rotterdam)";
+    // Case references come in every script.
+    let purpose = "Zaak 2026/0117 – Rotterdam; справа №17";
+    assert!(
+        Purpose::new("line one\nline two").is_err(),
+        "control characters refused"
+    );
     let mut cms = fed
         .client("police", "cms")
         .await

@@ -616,3 +616,50 @@ async fn every_problem_in_one_answer_and_exit_codes_by_kind() {
     assert_eq!(code, 77, "permission denied: {err}");
     fed.shutdown().await;
 }
+
+/// Policy checks a person runs before any node exists, and every problem
+/// at once: `validate` without a config checks all but the peer table,
+/// four misspellings are four findings, `explain` without `--peer` explains
+/// every configured peer, and a dry run speaks in the conditional.
+#[test]
+fn policy_checks_name_every_problem_and_work_without_a_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = common::process::two_agencies(dir.path());
+    let police = &layout.agencies[&agency("police")];
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/examples/policy-police.toml"
+    );
+    let (code, out, err) = cli(&["policy", "validate", example]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("not checked against"), "{out}");
+    let typos = std::fs::read_to_string(example)
+        .unwrap()
+        .replace("[\"child_trafficking\"]", "[\"child_traficking\"]")
+        .replace("min_severity = \"high\"", "min_severity = \"hihg\"")
+        .replace("location = \"country\"", "locaton = \"country\"")
+        .replace("time = \"day\"", "time = \"dya\"");
+    let file = dir.path().join("typos.toml");
+    std::fs::write(&file, typos).unwrap();
+    let (code, _, err) = cli(&["policy", "validate", file.to_str().unwrap()]);
+    assert_eq!(code, 65, "{err}");
+    assert!(err.contains("4 problem(s)"), "{err}");
+    for typo in ["child_traficking", "hihg", "locaton", "dya"] {
+        assert!(err.contains(typo), "{typo}: {err}");
+    }
+
+    let alert = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/examples/alert.json");
+    let policy = police.dir.join("policy.toml");
+    let (code, out, err) = cli(&[
+        "policy",
+        "explain",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--alert",
+        alert,
+        "--config",
+        police.node_config.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("peer ngo:"), "every peer explained: {out}");
+}

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tonic::{Request, Status};
 
-use crate::audit::{Action, CallEntry, Event, MAX_PURPOSE_BYTES, PURPOSE_HEADER, code_name};
+use crate::audit::{
+    Action, CallEntry, Event, PURPOSE_BIN_HEADER, PURPOSE_HEADER, check_purpose, code_name,
+};
 use crate::identity::{ConnInfo, Identity};
 use crate::ids::{AgencyId, FederationName};
 use crate::store::Store;
@@ -39,18 +41,23 @@ pub fn actor_of<T>(req: &Request<T>, agency: &AgencyId, federation: &FederationN
     }
 }
 
-/// The stated purpose, or why it cannot be taken.
+/// The stated purpose, or why it cannot be taken: UTF-8 from the binary
+/// header, or ASCII from the plain one.
 fn purpose_of<T>(req: &Request<T>) -> Result<String, String> {
+    if let Some(value) = req.metadata().get_bin(PURPOSE_BIN_HEADER) {
+        let bytes = value
+            .to_bytes()
+            .map_err(|_| "cannot be decoded".to_string())?;
+        let text = std::str::from_utf8(&bytes).map_err(|_| "must be UTF-8".to_string())?;
+        return check_purpose(text).map(str::to_owned);
+    }
     let Some(value) = req.metadata().get(PURPOSE_HEADER) else {
         return Ok(String::new());
     };
-    let text = value
-        .to_str()
-        .map_err(|_| "must be printable ASCII".to_string())?;
-    if text.len() > MAX_PURPOSE_BYTES {
-        return Err(format!("at most {MAX_PURPOSE_BYTES} bytes"));
-    }
-    Ok(text.trim().to_owned())
+    let text = value.to_str().map_err(|_| {
+        "must be printable ASCII (send UTF-8 in x-casebridge-purpose-bin)".to_string()
+    })?;
+    check_purpose(text).map(str::to_owned)
 }
 
 /// One audited RPC. Recorded once: by [`CallEntry::done`] inside the work

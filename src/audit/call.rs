@@ -10,8 +10,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::Event;
 
-/// Request metadata a caller sets to state why it makes the call.
+/// Request metadata a caller sets to state why it makes the call (ASCII).
 pub const PURPOSE_HEADER: &str = "x-casebridge-purpose";
+
+/// The same as UTF-8 bytes (gRPC binary metadata), for case references in
+/// any script: `Zaak 2026/0117 – Rotterdam`, `Справа 17`.
+pub const PURPOSE_BIN_HEADER: &str = "x-casebridge-purpose-bin";
+
+/// Checks a stated purpose: at most [`super::MAX_PURPOSE_BYTES`] bytes of
+/// UTF-8, no control characters (it goes into a log people read).
+pub fn check_purpose(text: &str) -> Result<&str, String> {
+    if text.len() > super::MAX_PURPOSE_BYTES {
+        return Err(format!("at most {} bytes", super::MAX_PURPOSE_BYTES));
+    }
+    if text.chars().any(char::is_control) {
+        return Err("must be printable text (no control characters)".into());
+    }
+    Ok(text.trim())
+}
 
 /// One call's entry while the call runs: taken exactly once, by whoever
 /// records it first.

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::time::format_ms;
 
-pub use call::{CallEntry, PURPOSE_HEADER};
+pub use call::{CallEntry, PURPOSE_BIN_HEADER, PURPOSE_HEADER, check_purpose};
 pub use verify::{Broken, ChainStart, Summary, verify};
 
 /// SHA-256 output: entry and chain hashes.

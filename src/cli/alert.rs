@@ -171,6 +171,7 @@ async fn alert(mut client: NodeClient, command: AlertCommand, json: bool) -> Res
             output::alert(&alert, json);
         }
         AlertCommand::Lookup { id, peers } => {
+            id.check_flags()?;
             let answer = api
                 .lookup(crate::proto::v1::LookupRequest {
                     identifiers: vec![crate::proto::v1::Identifier {

@@ -47,7 +47,7 @@ struct Cli {
     #[arg(long, global = true)]
     log_json: bool,
     /// Why you make this call; recorded with it in the node's audit log
-    /// (printable ASCII, at most 256 bytes), e.g. a case number.
+    /// (printable text in any script, at most 256 bytes), e.g. a case number.
     #[arg(long, global = true, env = "CASEBRIDGE_PURPOSE")]
     purpose: Option<String>,
     #[command(subcommand)]

@@ -573,17 +573,18 @@ pub fn backfill(what: &str, peer: &str, r: &BackfillResponse, dry_run: bool, as_
     if as_json {
         return json(r);
     }
-    println!(
-        "{} of {} matching alert(s) {} {peer}{}",
-        r.queued,
-        r.matched,
-        what,
-        if dry_run {
-            " (dry run: nothing queued)"
-        } else {
-            ""
-        }
-    );
+    // A dry run says what would happen, in the conditional.
+    if dry_run {
+        println!(
+            "{} of {} matching alert(s) would be {what} {peer} (dry run: nothing changed)",
+            r.queued, r.matched
+        );
+    } else {
+        println!(
+            "{} of {} matching alert(s) {what} {peer}",
+            r.queued, r.matched
+        );
+    }
     for id in &r.alert_ids {
         println!("  {id}");
     }

@@ -28,10 +28,10 @@ pub enum PolicyCommand {
     Validate {
         /// The policy file.
         file: PathBuf,
-        /// The node config whose peers the policy may name.
-        /// The node config whose peers the policy may name.
+        /// The node config whose peers the policy may name; without it, every
+        /// check but whether the peers it names are configured.
         #[arg(long, env = "CASEBRIDGE_CONFIG")]
-        config: PathBuf,
+        config: Option<PathBuf>,
     },
     /// Run a policy's own test cases: expected outcomes per (alert, peer).
     /// Exits non-zero on any mismatch, so it fits an agency's own CI.
@@ -337,14 +337,24 @@ fn run_cases(p: &Policy, config: &NodeConfig, cases_file: &Path) -> Result<(), F
 }
 
 fn load(file: &Path, config: &NodeConfig) -> Result<Policy, Failure> {
-    let src = std::fs::read_to_string(file)
-        .map_err(|e| failure(Exit::Usage, anyhow!("{}: cannot read: {e}", file.display())))?;
     let peers: BTreeSet<AgencyId> = config
         .peers
         .iter()
         .map(|p| p.agency_id.get_ref().clone())
         .collect();
-    policy::parse(file, &src, &peers).map_err(|errors| {
+    parse_file(file, Some(&peers))
+}
+
+/// Reads and checks a policy file (against `peers` when given), every
+/// problem as `FILE:line:column: message`.
+fn parse_file(file: &Path, peers: Option<&BTreeSet<AgencyId>>) -> Result<Policy, Failure> {
+    let src = std::fs::read_to_string(file)
+        .map_err(|e| failure(Exit::Usage, anyhow!("{}: cannot read: {e}", file.display())))?;
+    let parsed = match peers {
+        Some(peers) => policy::parse(file, &src, peers),
+        None => policy::parse_any_peer(file, &src),
+    };
+    parsed.map_err(|errors| {
         let text = errors
             .iter()
             .map(ToString::to_string)
@@ -451,8 +461,16 @@ pub async fn run(
             Ok(())
         }
         PolicyCommand::Validate { file, config } => {
-            let config = NodeConfig::load(&config)?;
-            let p = load(&file, &config)?;
+            let p = match config {
+                Some(config) => load(&file, &NodeConfig::load(&config)?)?,
+                None => {
+                    let p = parse_file(&file, None)?;
+                    println!(
+                        "(without --config: the peers it names are not checked against a node's [[peers]])"
+                    );
+                    p
+                }
+            };
             print_validated(&file, &p);
             Ok(())
         }
@@ -513,8 +531,8 @@ fn print_validated(file: &Path, p: &Policy) {
     }
 }
 
-/// `policy explain --alert FILE`: what a policy file would send one peer of
-/// a draft, decided here, without a node.
+/// `policy explain --alert FILE`: what a policy file would send each peer
+/// (or the one given) of a draft, decided here, without a node.
 fn explain_local(
     policy: Option<PathBuf>,
     alert: Option<PathBuf>,
@@ -526,26 +544,38 @@ fn explain_local(
     let alert = alert.ok_or_else(|| need("an alert file"))?;
     let config = NodeConfig::load(&config.ok_or_else(|| need("--config"))?)?;
     let p = load(&policy.ok_or_else(|| need("--policy"))?, &config)?;
-    let peer = AgencyId::new(peer.ok_or_else(|| need("--peer"))?)
-        .map_err(|e| failure(Exit::Usage, anyhow!(e)))?;
+    // Without --peer: every configured peer, as the node would decide (and
+    // the JSON is a list; with --peer, the one decision as before).
+    let one = peer.is_some();
+    let peers: Vec<AgencyId> = match peer {
+        Some(p) => vec![AgencyId::new(p).map_err(|e| failure(Exit::Usage, anyhow!(e)))?],
+        None => config
+            .peers
+            .iter()
+            .map(|p| p.agency_id.get_ref().clone())
+            .collect(),
+    };
     let draft = super::alert::read_draft(&alert)?;
     let now = SystemTime::now();
     let record = record_from_draft(&config, draft, now)?;
     let own = config.agency().clone();
-    let decision = policy::evaluate(&p, &record, &own, &peer, now);
-    let envelope = decision
-        .grant
-        .as_ref()
-        .map(|g| shared_view_with(&record, g));
-    if json {
-        let out = serde_json::json!({
-            "shared": envelope.is_some(),
-            "rule": decision.rule,
-            "reason": decision.reason,
-            "envelope": envelope,
-        });
-        println!("{}", super::output::to_json(&out, true).unwrap_or_default());
-    } else {
+    let mut out = Vec::new();
+    for peer in &peers {
+        let decision = policy::evaluate(&p, &record, &own, peer, now);
+        let envelope = decision
+            .grant
+            .as_ref()
+            .map(|g| shared_view_with(&record, g));
+        if json {
+            out.push(serde_json::json!({
+                "peer": peer.to_string(),
+                "shared": envelope.is_some(),
+                "rule": decision.rule,
+                "reason": decision.reason,
+                "envelope": envelope,
+            }));
+            continue;
+        }
         println!(
             "peer {peer}: {}",
             if envelope.is_some() {
@@ -559,6 +589,14 @@ fn explain_local(
             println!("envelope that would be sent:");
             println!("{}", super::output::to_json(&env, true).unwrap_or_default());
         }
+    }
+    if json {
+        let text = if one {
+            super::output::to_json(&out[0], true)
+        } else {
+            super::output::to_json(&out, true)
+        };
+        println!("{}", text.unwrap_or_default());
     }
     Ok(())
 }

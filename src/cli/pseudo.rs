@@ -137,7 +137,25 @@ impl IdentifierArgs {
         }
     }
 
+    /// Which flags the identifier type needs, said before anything is
+    /// normalized: `--type person` takes names, every other type `--value`.
+    pub(super) fn check_flags(&self) -> Result<(), Failure> {
+        let missing = match self.kind {
+            IdType::Person if self.given.trim().is_empty() && self.family.trim().is_empty() => {
+                Some("--type person needs --given and/or --family (and --dob for an exact token)")
+            }
+            IdType::Person => None,
+            _ if self.value.trim().is_empty() => Some("this --type needs --value"),
+            _ => None,
+        };
+        match missing {
+            Some(m) => Err(failure(Exit::Usage, anyhow!("{m}"))),
+            None => Ok(()),
+        }
+    }
+
     fn normalized(&self) -> Result<normalize::Normalized, Failure> {
+        self.check_flags()?;
         match normalize::normalize(&self.kind(), None) {
             Ok(Some(n)) => Ok(n),
             Ok(None) => Err(failure(

@@ -164,12 +164,83 @@ fn indicator(name: &str) -> Option<i32> {
         .map(|i| i as i32)
 }
 
+/// Most reading problems a file can report at once. The TOML reader stops at
+/// the first (an unknown field, a misspelt category); to name every one, the
+/// offending line is commented out in a working copy (the same length, so
+/// later positions stay those of the real file) and the copy read again,
+/// until it reads or a line comes back. Only reading errors are collected
+/// this way: checks of the policy's logic run on a file that reads, so a
+/// commented-out line never causes a phantom finding.
+fn every_reading_error(cx: &mut Ctx<'_>, src: &str, first: toml::de::Error) {
+    const MAX: usize = 50;
+    let mut work = src.as_bytes().to_vec();
+    let mut error = first;
+    let mut seen = BTreeSet::new();
+    // Keys on the lines commented out: their absence is ours, not the file's.
+    let mut removed: Vec<String> = Vec::new();
+    for _ in 0..MAX {
+        let at = error.span().map_or(0, |s| s.start).min(work.len());
+        let message = error.message().trim().to_owned();
+        let ours = removed
+            .iter()
+            .any(|k| message == format!("missing field `{k}`"));
+        if ours {
+            // A consequence of our own edit: nothing more to learn.
+            break;
+        }
+        cx.err(at, message, None);
+        let line = work[..at]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
+        // Comment the line out by its first byte (ASCII only, so the copy
+        // stays valid UTF-8 and every offset stays put).
+        if !seen.insert(line) || !work.get(line).is_some_and(u8::is_ascii) {
+            break;
+        }
+        let end = work[line..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(work.len(), |i| line + i);
+        if let Some((key, _)) = std::str::from_utf8(&work[line..end])
+            .ok()
+            .and_then(|l| l.split_once('='))
+        {
+            removed.push(key.trim().to_owned());
+        }
+        work[line] = b'#';
+        let Ok(text) = std::str::from_utf8(&work) else {
+            break;
+        };
+        match toml::from_str::<PolicyFile>(text) {
+            Ok(_) => break,
+            Err(e) => error = e,
+        }
+    }
+    cx.errors.sort_by_key(|e| (e.line, e.column));
+}
+
 /// Parses and validates a policy against the peers the node has configured.
 /// Returns every problem found, each with file, line, column and a hint.
 pub fn parse(
     file: &Path,
     src: &str,
     peers: &BTreeSet<AgencyId>,
+) -> Result<Policy, Vec<PolicyError>> {
+    parse_with(file, src, Some(peers))
+}
+
+/// [`parse`] without a node's peer table: every check but whether a named
+/// peer is configured (any well-formed agency id is taken). For checking a
+/// policy's syntax and logic before any node.toml exists.
+pub fn parse_any_peer(file: &Path, src: &str) -> Result<Policy, Vec<PolicyError>> {
+    parse_with(file, src, None)
+}
+
+fn parse_with(
+    file: &Path,
+    src: &str,
+    peers: Option<&BTreeSet<AgencyId>>,
 ) -> Result<Policy, Vec<PolicyError>> {
     let mut cx = Ctx {
         file,
@@ -179,22 +250,23 @@ pub fn parse(
     let parsed: PolicyFile = match toml::from_str(src) {
         Ok(p) => p,
         Err(e) => {
-            cx.err(
-                e.span().map_or(0, |s| s.start),
-                e.message().trim().to_owned(),
-                None,
-            );
+            every_reading_error(&mut cx, src, e);
             return Err(cx.errors);
         }
     };
     let peer_list = peers
-        .iter()
+        .into_iter()
+        .flatten()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ");
     let check_peer = |cx: &mut Ctx<'_>, p: &toml::Spanned<String>| -> Option<AgencyId> {
         match AgencyId::new(p.get_ref().clone()) {
-            Ok(id) if peers.contains(&id) => Some(id),
+            Ok(id) if peers.is_none_or(|peers| peers.contains(&id)) => Some(id),
+            Err(e) if peers.is_none() => {
+                cx.err(p.span().start, format!("`{}`: {e}", p.get_ref()), None);
+                None
+            }
             _ => {
                 cx.err(
                     p.span().start,

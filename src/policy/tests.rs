@@ -535,3 +535,33 @@ proptest! {
         prop_assert_eq!(d.rule.is_some(), matches);
     }
 }
+
+#[test]
+fn every_misspelling_is_reported_not_only_the_first() {
+    let src = include_str!("../../docs/examples/policy-police.toml")
+        .replace("[\"child_trafficking\"]", "[\"child_traficking\"]")
+        .replace("min_severity = \"high\"", "min_severity = \"hihg\"")
+        .replace("location = \"country\"", "locaton = \"country\"")
+        .replace("time = \"day\"", "time = \"dya\"");
+    let peers: BTreeSet<AgencyId> = [agency("ngo"), agency("labour")].into();
+    let found = parse(std::path::Path::new("p.toml"), &src, &peers).unwrap_err();
+    let words: Vec<&str> = found.iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(found.len(), 4, "{words:#?}");
+    for typo in ["child_traficking", "hihg", "locaton", "dya"] {
+        assert!(
+            words.iter().any(|w| w.contains(typo)),
+            "{typo} not named: {words:#?}"
+        );
+    }
+    assert!(
+        found.windows(2).all(|w| w[0].line < w[1].line),
+        "in file order"
+    );
+    // Without a peer table, the same reading errors.
+    assert_eq!(
+        parse_any_peer(std::path::Path::new("p.toml"), &src)
+            .unwrap_err()
+            .len(),
+        4
+    );
+}
