@@ -93,3 +93,28 @@ fn completions_and_man_page_are_generated_from_the_cli() {
     let (code, err) = into_closed_pipe(&["man"]);
     assert_eq!(code, Some(0), "{err}");
 }
+
+/// Identifier types and categories have the names policies use
+/// (snake_case); the older spellings still work.
+#[test]
+fn names_agree_with_policies() {
+    for spelling in ["national_id", "national-id"] {
+        let (code, out, err) = cli(&[
+            "pseudo",
+            "normalize",
+            "--type",
+            spelling,
+            "--value",
+            "x123",
+            "--country",
+            "NL",
+        ]);
+        assert_eq!(code, 0, "{spelling}: {err}");
+        assert!(out.contains("NATIONAL_ID|NL|X123"), "{out}");
+    }
+    let (_, out, _) = cli(&["pseudo", "normalize", "--help"]);
+    assert!(
+        out.contains("crypto_wallet") && !out.contains("crypto-wallet"),
+        "{out}"
+    );
+}

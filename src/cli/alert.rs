@@ -78,7 +78,9 @@ pub struct ListArgs {
     /// Only alerts from this agency.
     #[arg(long)]
     origin: Option<String>,
-    /// Only this category, e.g. LABOUR_EXPLOITATION.
+    /// Only this category, named as in policies: labour_exploitation,
+    /// sexual_exploitation, criminal_exploitation, child_trafficking,
+    /// organ_removal or other (upper case works too).
     #[arg(long)]
     category: Option<String>,
     /// Also list retracted alerts (tombstones).

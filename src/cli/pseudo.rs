@@ -55,17 +55,26 @@ pub enum PseudoCommand {
     },
 }
 
+/// Identifier types by the names policies, metrics and the audit log use
+/// (snake_case); the older kebab-case spellings still work. A policy names
+/// passports and national ids together as `document`.
 #[derive(Clone, Copy, ValueEnum)]
+#[value(rename_all = "snake_case")]
 pub enum IdType {
     Phone,
     Email,
     Person,
     Passport,
+    #[value(alias = "national-id")]
     NationalId,
     Iban,
+    #[value(alias = "crypto-wallet")]
     CryptoWallet,
+    #[value(alias = "online-handle")]
     OnlineHandle,
+    #[value(alias = "vehicle-plate")]
     VehiclePlate,
+    #[value(alias = "advert-url")]
     AdvertUrl,
 }
 
