@@ -9,8 +9,8 @@ use tonic::transport::Channel;
 
 use crate::config::{ClientConfig, ConfigError};
 use crate::identity::{
-    NodeIdentity, TlsError, TlsIdentity, client_tls_config, connect_channel,
-    install_crypto_provider,
+    CertificateRefusal, NodeIdentity, TlsError, TlsIdentity, certificate_refusal,
+    client_tls_config, connect_channel, install_crypto_provider,
 };
 use crate::proto::v1::admin_service_client::AdminServiceClient;
 use crate::proto::v1::alert_service_client::AlertServiceClient;
@@ -23,6 +23,12 @@ pub enum ClientError {
     Tls(#[from] TlsError),
     #[error("purpose: {0}")]
     Purpose(String),
+    #[error("the node at {address} refused this client's certificate {cert}: {refusal}")]
+    CertificateRefused {
+        address: String,
+        cert: std::path::PathBuf,
+        refusal: CertificateRefusal,
+    },
 }
 
 /// Adds the caller's stated purpose (`x-casebridge-purpose`) to every
@@ -84,6 +90,28 @@ impl NodeClient {
 
     pub async fn connect_file(path: &std::path::Path) -> Result<Self, ClientError> {
         Self::connect(&ClientConfig::load(path)?).await
+    }
+
+    /// After a call failed without a reason (a TLS 1.3 refusal of our
+    /// certificate reaches gRPC as a bare transport error): dials the node
+    /// once more and returns the refusal, with its reason, if that is what
+    /// happened. `None` when the node accepts the certificate or the config
+    /// cannot be read (the original error stands).
+    pub async fn certificate_refused(cfg: &ClientConfig) -> Option<ClientError> {
+        install_crypto_provider();
+        let own = TlsIdentity::load(&cfg.cert, &cfg.key).ok()?;
+        let tls = client_tls_config(&own, &cfg.federation_ca, &[]).ok()?;
+        let refusal = certificate_refusal(
+            &cfg.node_address,
+            std::sync::Arc::new(tls),
+            Duration::from_secs(5),
+        )
+        .await?;
+        Some(ClientError::CertificateRefused {
+            address: cfg.node_address.clone(),
+            cert: cfg.cert.clone(),
+            refusal,
+        })
     }
 
     pub fn from_channel(channel: Channel) -> Self {

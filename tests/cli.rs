@@ -118,3 +118,98 @@ fn names_agree_with_policies() {
         "{out}"
     );
 }
+
+/// A copy of `base` (a client.toml) presenting `cert` and `key` instead.
+fn client_toml_with(
+    base: &std::path::Path,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> String {
+    let text = std::fs::read_to_string(base).unwrap();
+    let mut out = String::new();
+    for line in text.lines() {
+        if line.starts_with("cert =") {
+            out.push_str(&format!("cert = {:?}\n", cert.display().to_string()));
+        } else if line.starts_with("key =") {
+            out.push_str(&format!("key = {:?}\n", key.display().to_string()));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// A node that refuses the client's certificate at the handshake: the CLI
+/// says so and why (unknown issuer, revoked, expired, wrong purpose), not
+/// "transport error", and exits 77 (`EX_NOPERM`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_client_certificate_is_named_with_its_reason() {
+    use casebridge::certs::{FaultyClient, RevokeTarget, revoke, write_faulty_client};
+    use casebridge::identity::ClientIdentity;
+    use casebridge::ids::{ClientName, FederationName};
+
+    let fed = TestFederation::start_with(&["police", "ngo"], &[], |_, c| {
+        c.tls.crl_reload_secs = casebridge::config::Bounded::new(1);
+    })
+    .await;
+    let police = &fed.layout.agencies[&agency("police")];
+    let base = police.client_config("analyst").to_owned();
+    let status_with =
+        |toml: &std::path::Path| cli(&["--client-config", toml.to_str().unwrap(), "alert", "list"]);
+    // The configuration as issued works.
+    let (code, _, err) = status_with(&base);
+    assert_eq!(code, 0, "{err}");
+
+    let mut cases = Vec::new();
+    for (fault, reason) in [
+        (FaultyClient::Expired, "expired"),
+        (FaultyClient::ServerAuthOnly, "wrong purpose"),
+    ] {
+        let (cert, key) = write_faulty_client(
+            &ClientIdentity {
+                federation: FederationName::new(FEDERATION).unwrap(),
+                agency: agency("police"),
+                name: ClientName::new("analyst").unwrap(),
+            },
+            fed.pki("police"),
+            &fed.dir.path().join(format!("{fault:?}")),
+            fault,
+        )
+        .unwrap();
+        cases.push((client_toml_with(&base, &cert, &key), reason));
+    }
+    // The NGO's own client certificate, from a client CA police does not trust.
+    let ngo = fed.layout.agencies[&agency("ngo")].client_config("analyst");
+    let ngo_cfg = casebridge::config::ClientConfig::load(ngo).unwrap();
+    cases.push((
+        client_toml_with(&base, &ngo_cfg.cert, &ngo_cfg.key),
+        "unknown issuer",
+    ));
+    for (i, (toml, reason)) in cases.iter().enumerate() {
+        // Beside the original: its relative paths stay right.
+        let path = base.with_file_name(format!("refused-{i}.toml"));
+        std::fs::write(&path, toml).unwrap();
+        let (code, _, err) = status_with(&path);
+        assert_eq!(code, 77, "{reason}: {err}");
+        assert!(
+            err.contains("refused this client's certificate") && err.contains(reason),
+            "{reason}: {err}"
+        );
+        assert!(!err.contains("transport error"), "{err}");
+    }
+
+    // Revoked: refused from the next CRL reload on.
+    revoke(
+        &fed.layout.dir,
+        &RevokeTarget::Client(agency("police"), ClientName::new("analyst").unwrap()),
+    )
+    .unwrap();
+    let err = eventually("the revoked certificate refused", || async {
+        let (code, _, err) = status_with(&base);
+        (code == 77).then_some(err)
+    })
+    .await;
+    assert!(err.contains("revoked"), "{err}");
+    fed.shutdown().await;
+}

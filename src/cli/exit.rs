@@ -74,6 +74,11 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
             Exit::Usage
         } else if matches!(
             error.downcast_ref::<ClientError>(),
+            Some(ClientError::CertificateRefused { .. })
+        ) {
+            Exit::Denied
+        } else if matches!(
+            error.downcast_ref::<ClientError>(),
             Some(ClientError::Tls(_))
         ) || matches!(
             error.downcast_ref::<NodeError>(),
@@ -95,7 +100,7 @@ fn is_config_error(error: &anyhow::Error) -> bool {
         || match error.downcast_ref::<ClientError>() {
             Some(ClientError::Config(_) | ClientError::Purpose(_)) => true,
             Some(ClientError::Tls(e)) => tls_file(e),
-            None => false,
+            Some(ClientError::CertificateRefused { .. }) | None => false,
         }
         || error
             .downcast_ref::<crate::pseudo::KeyRingError>()
@@ -110,6 +115,21 @@ fn is_config_error(error: &anyhow::Error) -> bool {
             ) => true,
             _ => false,
         }
+}
+
+/// Whether `failure` may be a node refusing our certificate mid-handshake,
+/// which tonic reports without a reason (worth dialling again to ask).
+pub fn may_be_certificate_refusal(failure: &Failure) -> bool {
+    if let Some(status) = failure.error.downcast_ref::<tonic::Status>() {
+        return matches!(
+            status.code(),
+            Code::Unknown | Code::Cancelled | Code::Unavailable | Code::Internal
+        );
+    }
+    matches!(
+        failure.error.downcast_ref::<ClientError>(),
+        Some(ClientError::Tls(TlsError::Connect { .. }))
+    )
 }
 
 pub fn failure(exit: Exit, error: impl Into<anyhow::Error>) -> Failure {

@@ -131,9 +131,17 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let client_config = cli.client_config.clone();
     match runtime.block_on(dispatch(cli)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(f) => {
+        Err(mut f) => {
+            if let Some(path) = client_config
+                && exit::may_be_certificate_refusal(&f)
+                && let Ok(cfg) = crate::config::ClientConfig::load(&path)
+                && let Some(refused) = runtime.block_on(NodeClient::certificate_refused(&cfg))
+            {
+                f = refused.into();
+            }
             eprintln!("error: {}", render_error(&f.error));
             f.exit.into()
         }

@@ -13,8 +13,9 @@ mod tls;
 pub use pem::{load_certs, load_crls, load_private_key};
 pub use reload::{TlsConfigs, TlsFiles, TlsReloader};
 pub use tls::{
-    AuthenticatedConn, ConnInfo, OnRefused, TlsError, TlsIdentity, client_tls_config,
-    connect_channel, error_chain, install_crypto_provider, serve_tls, server_tls_config,
+    AuthenticatedConn, CertificateRefusal, ConnInfo, OnRefused, TlsError, TlsIdentity,
+    certificate_refusal, client_tls_config, connect_channel, error_chain, install_crypto_provider,
+    serve_tls, server_tls_config,
 };
 
 use std::fmt;

@@ -403,6 +403,72 @@ pub async fn connect_channel(
         .map_err(|e| fail(error_chain(&e)))
 }
 
+/// Why a node refused our certificate at the handshake, as its TLS alert
+/// says. In TLS 1.3 the client finishes its side of the handshake before the
+/// server has judged its certificate, so the refusal reaches a gRPC call
+/// only as "transport error" or "operation was canceled"; the alert itself
+/// names the reason, and [`certificate_refusal`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum CertificateRefusal {
+    #[error("its issuer is not a CA the node trusts for this listener (unknown issuer)")]
+    UnknownIssuer,
+    #[error("it is revoked (listed in the node's CRL)")]
+    Revoked,
+    #[error("it is expired or not yet valid")]
+    Expired,
+    #[error(
+        "it is not made for client authentication (wrong purpose: no clientAuth extended key usage)"
+    )]
+    WrongPurpose,
+    #[error("the node sent TLS alert {0:?}")]
+    Other(rustls::AlertDescription),
+}
+
+impl CertificateRefusal {
+    fn of_alert(alert: rustls::AlertDescription) -> Self {
+        use rustls::AlertDescription as A;
+        match alert {
+            A::UnknownCA => Self::UnknownIssuer,
+            A::CertificateRevoked => Self::Revoked,
+            A::CertificateExpired => Self::Expired,
+            A::UnsupportedCertificate => Self::WrongPurpose,
+            other => Self::Other(other),
+        }
+    }
+}
+
+/// Dials `address` with `config` and reports whether the server refused
+/// our certificate, and why: `None` when the connection was accepted (the
+/// server started HTTP/2), could not be made, or said nothing in `wait`.
+/// A diagnosis for the command line after a call failed, not a gate.
+pub async fn certificate_refusal(
+    address: &str,
+    config: Arc<ClientConfig>,
+    wait: Duration,
+) -> Option<CertificateRefusal> {
+    use tokio::io::AsyncReadExt;
+    let refusal = |e: &io::Error| match e.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::AlertReceived(alert) => Some(CertificateRefusal::of_alert(*alert)),
+        _ => None,
+    };
+    let attempt = async {
+        let (host, _) = crate::config::check_host_port(address).ok()?;
+        let server_name = ServerName::try_from(host).ok()?.to_owned();
+        let tcp = TcpStream::connect(address).await.ok()?;
+        let mut tls = match TlsConnector::from(config).connect(server_name, tcp).await {
+            Ok(tls) => tls,
+            Err(e) => return refusal(&e),
+        };
+        // An accepting node sends its HTTP/2 settings; a refusing one its alert.
+        let mut byte = [0u8; 1];
+        match tls.read(&mut byte).await {
+            Ok(_) => None,
+            Err(e) => refusal(&e),
+        }
+    };
+    tokio::time::timeout(wait, attempt).await.ok().flatten()
+}
+
 /// Renders an error with its sources: tonic's transport errors hide the cause.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
