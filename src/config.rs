@@ -43,6 +43,8 @@ pub enum Role {
     Submit,
     /// Read alerts (own and received).
     Read,
+    /// Review hits: confirmed, false positive, needs information.
+    Review,
     /// Node administration: status, peers, the sharing policy (set,
     /// explain, diff), Reshare / RetractFromPeer, audit queries, backups.
     Admin,
@@ -53,6 +55,7 @@ impl fmt::Display for Role {
         f.write_str(match self {
             Role::Submit => "submit",
             Role::Read => "read",
+            Role::Review => "review",
             Role::Admin => "admin",
         })
     }

@@ -51,6 +51,7 @@ pub mod proto;
 mod proto_strategies;
 pub mod pseudo;
 pub mod ratelimit;
+pub mod review;
 pub mod secrets;
 pub mod sharing;
 pub mod store;

@@ -23,6 +23,16 @@ pub fn identifier_type_name(t: i32) -> String {
     })
 }
 
+/// A hit verdict's name as the CLI and the audit log write it
+/// (`confirmed`, `false_positive`, `needs_information`).
+pub fn verdict_name(v: i32) -> String {
+    v1::HitVerdict::try_from(v).map_or("unknown".to_string(), |v| {
+        v.as_str_name()
+            .trim_start_matches("HIT_VERDICT_")
+            .to_ascii_lowercase()
+    })
+}
+
 /// Version of the peer protocol spoken by this build; exchanged in `Hello`.
 pub const PROTOCOL_VERSION: u32 = 1;
 

@@ -34,7 +34,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "domain operations",
-        &["sharing", "exchange", "alert", "lookup"],
+        &["sharing", "exchange", "alert", "lookup", "review"],
     ),
     ("the node's core", &["core"]),
     ("channels and tools", &["api", "client", "certs"]),

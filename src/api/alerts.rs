@@ -17,7 +17,8 @@ use crate::proto::v1::{
     SubmitAlertRequest, UpdateAlertRequest, WatchHitsRequest,
 };
 use crate::proto::v1::{
-    AlertSharing, CountHitsRequest, CountHitsResponse, LookupRequest, LookupResponse,
+    AlertSharing, CountHitsRequest, CountHitsResponse, GetHitRequest, LookupRequest,
+    LookupResponse, ReviewHitRequest,
 };
 
 /// Hits read from the store and buffered per watcher at a time.
@@ -156,6 +157,30 @@ impl AlertService for AlertApi {
                 count,
                 latest_sequence,
             })
+        })
+        .await
+    }
+
+    async fn get_hit(&self, req: Request<GetHitRequest>) -> Result<Response<Hit>, Status> {
+        let core = &self.0;
+        audited(core, req, Action::HitGet, async |call, req| {
+            auth::client(&core.clients, &req, Role::Read)?;
+            let hit = crate::review::get(&core.store, req.get_ref().number)?;
+            call.detail("hit", hit.number);
+            call.object(hit.local_alert_id.clone());
+            call.object(hit.other_alert_id.clone());
+            Ok(hit)
+        })
+        .await
+    }
+
+    async fn review_hit(&self, req: Request<ReviewHitRequest>) -> Result<Response<Hit>, Status> {
+        let core = &self.0;
+        audited(core, req, Action::HitReview, async |call, req| {
+            let client = auth::client(&core.clients, &req, Role::Review)?;
+            let hit = crate::review::review(&core.store, &client, req.into_inner(), call).await?;
+            tracing::info!(hit = hit.number, client = %client.name, "hit reviewed");
+            Ok(hit)
         })
         .await
     }

@@ -29,6 +29,17 @@ impl From<AlertError> for Status {
     }
 }
 
+impl From<crate::review::ReviewError> for Status {
+    fn from(e: crate::review::ReviewError) -> Self {
+        use crate::review::ReviewError;
+        match e {
+            ReviewError::Invalid(v) => AlertError::Invalid(v).into(),
+            ReviewError::NotFound(_) => Status::not_found(e.to_string()),
+            ReviewError::Store(e) => store_unavailable(e),
+        }
+    }
+}
+
 impl From<InboundError> for Status {
     fn from(e: InboundError) -> Self {
         match &e {

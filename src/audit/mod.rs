@@ -69,6 +69,8 @@ actions! {
     AlertList = "alert.list",
     HitsWatch = "hits.watch",
     HitsCount = "hits.count",
+    HitGet = "hit.get",
+    HitReview = "hit.review",
     LookupAsk = "lookup.ask",
     // Peer API calls received.
     PeerHello = "peer.hello",
@@ -80,6 +82,8 @@ actions! {
     AlertReceive = "alert.receive",
     AlertRefuse = "alert.refuse",
     NoticeReceive = "hit.notice",
+    ReviewSend = "hit.review_send",
+    ReviewReceive = "hit.review_receive",
     HitFound = "hit.found",
     AlertPurge = "alert.purge",
     // Administration.

@@ -211,3 +211,16 @@ proptest! {
         prop_assert!(err.seq <= v as u64 + 2, "{err} (victim {})", v + 1);
     }
 }
+
+/// The operator guide's table of actions is the documented vocabulary of
+/// the log: every action the code can write is in it.
+#[test]
+fn every_action_is_in_the_operator_guide() {
+    let guide = include_str!("../../docs/operator-guide.md");
+    let missing: Vec<&str> = Action::ALL
+        .iter()
+        .map(|a| a.as_str())
+        .filter(|name| !guide.contains(&format!("`{name}`")))
+        .collect();
+    assert!(missing.is_empty(), "not in docs/operator-guide.md: {missing:?}");
+}

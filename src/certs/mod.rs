@@ -52,7 +52,7 @@ pub use request::{CertRole, default_days, request, sign};
 /// The client certificates every development agency gets, with their roles.
 pub const DEV_CLIENTS: &[(&str, &[Role])] = &[
     ("cms", &[Role::Submit, Role::Read]),
-    ("analyst", &[Role::Read]),
+    ("analyst", &[Role::Read, Role::Review]),
     ("admin", &[Role::Admin, Role::Read]),
 ];
 

@@ -96,18 +96,46 @@ pub enum HitsCommand {
     /// Print hits after a sequence number, then keep streaming new ones
     /// (reconnecting after an interruption) until Ctrl-C.
     Watch {
-        /// Resume after this hit sequence (the last one you processed).
+        /// Resume after this position in the hit log (`sequence` in --json
+        /// output: the last entry you processed).
         #[arg(long, default_value_t = 0)]
         after: u64,
-        /// Print the hits found so far and exit.
+        /// Print the hit log so far and exit.
         #[arg(long)]
         backlog_only: bool,
     },
-    /// Count the hits after a sequence number without printing them.
+    /// Count the hit log entries (hits found, reviews) after a position
+    /// without printing them.
     Count {
-        /// Count hits after this sequence (0: all).
+        /// Count entries after this position (0: all).
         #[arg(long, default_value_t = 0)]
         after: u64,
+    },
+    /// Show one hit as it stands now, with both agencies' reviews.
+    Get {
+        /// The hit's number (as `hits watch` prints it).
+        number: u64,
+    },
+    /// Record your verdict on a hit (it covers every hit between the same
+    /// two alerts, and goes to the other agency when it knows of the hit).
+    /// Needs the `review` role.
+    #[command(group(clap::ArgGroup::new("verdict").required(true).args(["confirmed", "false_positive", "needs_information"])))]
+    Review {
+        /// The hit's number (as `hits watch` prints it).
+        number: u64,
+        /// The two alerts concern the same person or identifier.
+        #[arg(long)]
+        confirmed: bool,
+        /// They do not: the pair is not raised again.
+        #[arg(long)]
+        false_positive: bool,
+        /// You cannot tell yet.
+        #[arg(long)]
+        needs_information: bool,
+        /// A short note for the other analyst (at most 500 bytes, no
+        /// identifiers).
+        #[arg(long, default_value = "")]
+        note: String,
     },
 }
 
@@ -140,6 +168,44 @@ pub async fn hits(
                 .await?
                 .into_inner();
             output::hit_count(after, &count, json);
+            Ok(())
+        }
+        HitsCommand::Get { number } => {
+            let mut client = connect(client_config).await?;
+            let hit = client
+                .alerts
+                .get_hit(crate::proto::v1::GetHitRequest { number })
+                .await?
+                .into_inner();
+            output::hit_state(&hit, json);
+            Ok(())
+        }
+        HitsCommand::Review {
+            number,
+            confirmed,
+            false_positive,
+            needs_information: _,
+            note,
+        } => {
+            use crate::proto::v1::HitVerdict;
+            let verdict = if confirmed {
+                HitVerdict::Confirmed
+            } else if false_positive {
+                HitVerdict::FalsePositive
+            } else {
+                HitVerdict::NeedsInformation
+            };
+            let mut client = connect(client_config).await?;
+            let hit = client
+                .alerts
+                .review_hit(crate::proto::v1::ReviewHitRequest {
+                    number,
+                    verdict: verdict as i32,
+                    note,
+                })
+                .await?
+                .into_inner();
+            output::hit_state(&hit, json);
             Ok(())
         }
     }

@@ -6,7 +6,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::proto::v1::{
     Alert, BackfillResponse, Category, DiffPolicyResponse, ExplainPolicyResponse, HandlingCode,
-    Hit, HitSource, IdentifierType, Indicator, InformationAccuracy, ListPeersResponse,
+    Hit, HitChange, HitSource, IdentifierType, Indicator, InformationAccuracy, ListPeersResponse,
     LookupResponse, NodeStatus, PolicyVersion, Severity, SourceReliability, Tlp, identifier::Kind,
 };
 
@@ -292,6 +292,8 @@ pub fn alerts(list: &[Alert], as_json: bool) {
     }
 }
 
+/// One hit log entry, as `hits watch` prints it: a hit found, or a review
+/// of one (here or at the other agency).
 pub fn hit(h: &Hit, as_json: bool) {
     if as_json {
         return match to_json(h, false) {
@@ -299,6 +301,46 @@ pub fn hit(h: &Hit, as_json: bool) {
             Err(e) => eprintln!("error: cannot render JSON: {e}"),
         };
     }
+    match HitChange::try_from(h.change) {
+        Ok(HitChange::Reviewed) => println!("{}", review_line(h, h.our_review.as_ref(), "here")),
+        Ok(HitChange::ReviewReceived) => println!(
+            "{}",
+            review_line(
+                h,
+                h.their_review.as_ref(),
+                &format!("at {}", h.other_agency)
+            )
+        ),
+        _ => println!("{}", found_line(h)),
+    }
+}
+
+/// A hit as it stands: how it was found, then each agency's review.
+pub fn hit_state(h: &Hit, as_json: bool) {
+    if as_json {
+        return json(h);
+    }
+    println!("{}", found_line(h));
+    for (review, by) in [
+        (h.our_review.as_ref(), "here".to_string()),
+        (h.their_review.as_ref(), format!("at {}", h.other_agency)),
+    ] {
+        if review.is_some() {
+            println!("{}", review_line(h, review, &by));
+        }
+    }
+    if h.our_review.is_none() && h.their_review.is_none() {
+        println!("{:>11}not reviewed yet", "");
+    }
+    if !h.known_there {
+        println!(
+            "{:>11}{} has not been told of this hit: a review stays here",
+            "", h.other_agency
+        );
+    }
+}
+
+fn found_line(h: &Hit) -> String {
     let kind = IdentifierType::try_from(h.r#type).map_or("?".into(), |t| {
         enum_name(t.as_str_name(), "IDENTIFIER_TYPE_")
     });
@@ -308,15 +350,33 @@ pub fn hit(h: &Hit, as_json: bool) {
         "match"
     };
     let how = if h.fuzzy { "fuzzy" } else { "exact" };
-    println!(
+    format!(
         "hit {:>5}  {}  your {}  <->  {} at {}  ({kind}, {how}, similarity {:.2}, {source})",
-        h.sequence,
+        h.number,
         time(h.detected_at.as_ref()),
         h.local_alert_id,
         h.other_alert_id,
         h.other_agency,
         h.similarity,
-    );
+    )
+}
+
+fn review_line(h: &Hit, review: Option<&crate::proto::v1::HitReview>, by: &str) -> String {
+    let Some(r) = review else {
+        return format!("hit {:>5}  review {by}: none", h.number);
+    };
+    let note = if r.note.is_empty() {
+        String::new()
+    } else {
+        format!(": {:?}", r.note)
+    };
+    format!(
+        "hit {:>5}  {}  reviewed {by}: {} by {}{note}",
+        h.number,
+        time(r.reviewed_at.as_ref()),
+        crate::proto::verdict_name(r.verdict).replace('_', " "),
+        r.reviewer,
+    )
 }
 
 pub fn hit_count(after: u64, c: &crate::proto::v1::CountHitsResponse, as_json: bool) {

@@ -18,7 +18,7 @@ use crate::proto::v1::{
 };
 use crate::validate::check_content;
 
-use crate::proto::v1::{HitNotice, RefusalRecord, StoredAlert};
+use crate::proto::v1::{HitNotice, HitReviewNotice, RefusalRecord, StoredAlert};
 use crate::pseudo::BLOCK_BYTES;
 use crate::pseudo::clk::CLK_BITS;
 use crate::sharing::Sharing;
@@ -26,7 +26,7 @@ use crate::time::timestamp;
 
 /// Length of a token value (HMAC-SHA256).
 const TOKEN_BYTES: usize = 32;
-use crate::store::{ApplyOutcome, NoticeOutcome, Store, StoreError};
+use crate::store::{ApplyOutcome, NoticeOutcome, ReceivedReview, Store, StoreError};
 
 use super::received_record;
 
@@ -210,14 +210,19 @@ impl Inbound {
             mut acks,
             records,
             notices,
+            reviews,
             refusals,
         } = self.sort(from, envelopes, now)?;
         let actor = format!("peer:{}", from.agency);
         self.record_refused(from, &actor, &refusals).await?;
         // Logged with the received alerts, in the flush that acknowledges them.
-        let events = self
+        let mut events = self
             .apply_notices(from, &actor, notices, &mut acks, now)
             .await?;
+        events.extend(
+            self.apply_reviews(from, &actor, reviews, &mut acks, now)
+                .await?,
+        );
         self.apply_alerts(from, &actor, records, events, &mut acks)
             .await?;
         Ok(acks)
@@ -266,6 +271,10 @@ impl Inbound {
                 }
                 Some(Payload::HitNotice(notice)) => {
                     out.notices.push((out.acks.len(), notice));
+                    None
+                }
+                Some(Payload::HitReview(review)) => {
+                    out.reviews.push((out.acks.len(), review));
                     None
                 }
             };
@@ -358,6 +367,56 @@ impl Inbound {
         Ok(events)
     }
 
+    /// Records the other agency's reviews of hits, setting their acks. A
+    /// review taken (or known) is logged in its own write; the entries of
+    /// refused ones are returned, to go with the received alerts.
+    async fn apply_reviews(
+        &self,
+        from: &NodeIdentity,
+        actor: &str,
+        reviews: Vec<(usize, HitReviewNotice)>,
+        acks: &mut [DeliveryAck],
+        now: pbjson_types::Timestamp,
+    ) -> Result<Vec<Event>, InboundError> {
+        let mut refused = Vec::new();
+        for (idx, notice) in reviews {
+            let verdict = notice.review.as_ref().map_or(0, |r| r.verdict);
+            let event = |outcome: &'static str| {
+                Event::new(actor, Action::ReviewReceive, outcome)
+                    .object(notice.your_alert_id.clone())
+                    .object(notice.our_alert_id.clone())
+                    .detail("verdict", crate::proto::verdict_name(verdict))
+                    .detail("revision", notice.review.as_ref().map_or(0, |r| r.revision))
+            };
+            match self
+                .store
+                .record_review(&from.agency, &notice, event)
+                .await?
+            {
+                ReceivedReview::Recorded(_) => {
+                    tracing::info!(peer = %from.agency, alert = %notice.your_alert_id, "hit review received");
+                }
+                ReceivedReview::Known => acks[idx].status = AckStatus::Duplicate as i32,
+                ReceivedReview::Refused(reason) => {
+                    tracing::warn!(peer = %from.agency, %reason, "hit review refused");
+                    self.store
+                        .record_refusals(&[RefusalRecord {
+                            at: Some(now),
+                            peer: from.agency.to_string(),
+                            alert_id: notice.your_alert_id.clone(),
+                            reason: reason.clone(),
+                            ..Default::default()
+                        }])
+                        .await?;
+                    refused.push(event("rejected").detail("reason", &reason));
+                    acks[idx].status = AckStatus::Rejected as i32;
+                    acks[idx].reason = reason;
+                }
+            }
+        }
+        Ok(refused)
+    }
+
     /// Stores the accepted alerts in one write, with `events` and an
     /// `alert.receive` entry per alert in its flush, and sets their acks.
     async fn apply_alerts(
@@ -426,5 +485,6 @@ struct Sorted {
     acks: Vec<DeliveryAck>,
     records: Vec<(usize, StoredAlert)>,
     notices: Vec<(usize, HitNotice)>,
+    reviews: Vec<(usize, HitReviewNotice)>,
     refusals: Vec<RefusalRecord>,
 }

@@ -582,7 +582,8 @@ struct Window {
 struct Sent {
     seq: u64,
     queued_at: Option<pbjson_types::Timestamp>,
-    notice: bool,
+    /// The audit action of its ack: `alert.share`, `hit.notify`, `hit.review_send`.
+    kind: Action,
     retraction: bool,
     objects: Vec<String>,
     version: u64,
@@ -598,19 +599,30 @@ impl Sent {
         rule: String,
         disclosed: String,
     ) -> Self {
-        let (notice, objects, version, retraction) = match payload {
-            Payload::Alert(a) => (false, vec![a.id.clone()], a.version, a.retracted),
+        let (kind, objects, version, retraction) = match payload {
+            Payload::Alert(a) => (
+                Action::AlertShare,
+                vec![a.id.clone()],
+                a.version,
+                a.retracted,
+            ),
             Payload::HitNotice(n) => (
-                true,
+                Action::NoticeSend,
                 vec![n.our_alert_id.clone(), n.your_alert_id.clone()],
                 0,
+                false,
+            ),
+            Payload::HitReview(r) => (
+                Action::ReviewSend,
+                vec![r.our_alert_id.clone(), r.your_alert_id.clone()],
+                r.review.as_ref().map_or(0, |r| r.revision),
                 false,
             ),
         };
         Self {
             seq,
             queued_at,
-            notice,
+            kind,
             retraction,
             objects,
             version,
@@ -619,9 +631,9 @@ impl Sent {
         }
     }
 
-    /// What the peer got of an alert (nothing to record for a notice).
+    /// What the peer got of an alert (nothing to record for a notice or a review).
     fn share(&self, peer: &AgencyId, status: &str, at: SystemTime) -> Option<ShareRecord> {
-        (!self.notice).then(|| ShareRecord {
+        (self.kind == Action::AlertShare).then(|| ShareRecord {
             peer: peer.to_string(),
             alert_id: self.objects[0].clone(),
             version: self.version,
@@ -634,17 +646,15 @@ impl Sent {
         })
     }
 
-    /// `alert.share` / `hit.notify`, with the peer's ack status as outcome.
+    /// `alert.share` / `hit.notify` / `hit.review_send`, with the peer's
+    /// ack status as outcome.
     fn event(&self, peer: &AgencyId, status: &str) -> Event {
-        let action = if self.notice {
-            Action::NoticeSend
-        } else {
-            Action::AlertShare
-        };
-        let mut e = Event::new(NODE, action, status).detail("peer", peer);
+        let mut e = Event::new(NODE, self.kind, status).detail("peer", peer);
         e.objects = self.objects.clone();
-        if !self.notice {
-            e = e.detail("version", self.version);
+        match self.kind {
+            Action::AlertShare => e = e.detail("version", self.version),
+            Action::ReviewSend => e = e.detail("revision", self.version),
+            _ => {}
         }
         if !self.rule.is_empty() {
             e = e.detail("rule", &self.rule);

@@ -1,8 +1,6 @@
 //! Hits: the matching pass inside each write (see `index`), hit notices
 //! from peers, and the hit log that `WatchHits` follows.
 
-use prost::Message;
-
 use super::alerts::decode;
 use super::engine::Reads;
 use super::engine::{Range, Tree};
@@ -13,7 +11,7 @@ use crate::proto::v1::{Hit, HitNotice, HitSource, StoredAlert};
 /// What became of a hit notice from a peer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NoticeOutcome {
-    Recorded(Hit),
+    Recorded(Box<Hit>),
     /// Already known (found here, or noticed before).
     Known,
     /// Refused, with the reason for the sender.
@@ -83,6 +81,7 @@ impl Store {
                 detected_at: Some(now),
                 source: HitSource::LocalMatch as i32,
                 fuzzy,
+                ..Default::default()
             };
             found.add(hit, fuzzy);
         };
@@ -112,6 +111,11 @@ impl Store {
         }
         let mut recorded = Vec::new();
         for (hit, fuzzy) in found.iter() {
+            // A pair judged a false positive (here or there) is not raised
+            // again, whatever else the two alerts come to share.
+            if index::pair_dismissed(w, &hit.local_alert_id, &hit.other_alert_id)? {
+                continue;
+            }
             let notify = self.may_notify(w, record, &this, hit, fuzzy)?;
             if let Some(h) = index::record_found(w, hit.clone(), notify)? {
                 recorded.push(h);
@@ -204,7 +208,8 @@ impl Store {
 
     pub(super) fn publish(&self, hits: &[Hit]) {
         if let Some(m) = self.metrics.get() {
-            for h in hits {
+            let found = crate::proto::v1::HitChange::Found as i32;
+            for h in hits.iter().filter(|h| h.change == found) {
                 let kind = crate::proto::identifier_type_name(h.r#type);
                 m.hits
                     .get_or_create(&crate::metrics::label("type", &kind))
@@ -252,10 +257,7 @@ impl Store {
                 break;
             }
             let (k, v) = item?;
-            out.push(
-                Hit::decode(v.as_slice())
-                    .map_err(|e| StoreError::corrupt(format!("hit {k:?}"), e))?,
-            );
+            out.push(index::decode_hit(&k, &v)?);
         }
         Ok(out)
     }
@@ -298,13 +300,24 @@ impl Store {
             detected_at: Some(crate::time::now()),
             source: HitSource::Notice as i32,
             fuzzy: notice.fuzzy,
+            known_there: true,
+            ..Default::default()
         };
-        let recorded = self.write(|w| index::record_hit(w, hit))?;
+        let recorded = self.write(|w| {
+            if index::pair_dismissed(w, &hit.local_alert_id, &hit.other_alert_id)? {
+                return Ok::<_, StoreError>(None);
+            }
+            let recorded = index::record_hit(w, hit.clone())?;
+            if recorded.is_none() {
+                index::mark_known_there(w, &hit)?;
+            }
+            Ok(recorded)
+        })?;
         self.commit.durable().await?;
         Ok(match recorded {
             Some(hit) => {
                 self.publish(std::slice::from_ref(&hit));
-                NoticeOutcome::Recorded(hit)
+                NoticeOutcome::Recorded(Box::new(hit))
             }
             None => NoticeOutcome::Known,
         })

@@ -6,7 +6,10 @@
 //! range read, never a rewrite:
 //! - `tokens`:  type (i32 BE) ‖ key version (u32 BE) ‖ token ‖ origin ‖ 0 ‖ alert id → ()
 //! - `fuzzy`:   key version (u32 BE) ‖ block ‖ origin ‖ 0 ‖ alert id ‖ 0 ‖ n (u16 BE) → filter
-//! - `hits`:    sequence (u64 BE) → `Hit`; `hit_keys`: own ‖ 0 ‖ other ‖ 0 ‖ type → sequence
+//! - `hits`:    log position (u64 BE) → `Hit` as it stood then (found, or
+//!   after a review); `hit_keys`: own ‖ 0 ‖ other ‖ 0 ‖ type → hit number;
+//!   `hit_numbers`: hit number → position of its latest entry (a store from
+//!   before reviews has none: there a hit's only entry is at its number)
 //! - `retention`: deadline (seconds, u64 BE) ‖ alert id → () for every alert
 //!   still holding content, so the purge reads only what is due
 //!
@@ -100,6 +103,120 @@ fn hit_key(own: &AlertId, other: &AlertId, kind: i32) -> Vec<u8> {
     format!("{own}\0{other}\0{kind}").into_bytes()
 }
 
+/// The key of a pair of alerts (ours, theirs) in `hit_reviews`, and the
+/// prefix of its hits in `hit_keys`.
+pub(super) fn pair_key(own: &str, other: &str) -> Vec<u8> {
+    format!("{own}\0{other}\0").into_bytes()
+}
+
+pub(super) fn be_u64(what: &str, v: &[u8]) -> Result<u64, StoreError> {
+    v.try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| corrupt(what, "not a number"))
+}
+
+/// A hit log entry as stored; entries written before reviews existed have
+/// no number (it was their position).
+pub(super) fn decode_hit(key: &[u8], v: &[u8]) -> Result<Hit, StoreError> {
+    let mut hit = Hit::decode(v).map_err(|e| corrupt(&format!("hit {key:?}"), e))?;
+    if hit.number == 0 {
+        hit.number = hit.sequence;
+    }
+    if hit.change == 0 {
+        hit.change = crate::proto::v1::HitChange::Found as i32;
+    }
+    Ok(hit)
+}
+
+/// The latest entry of hit `number`, as it stands now.
+pub(super) fn latest_entry(
+    r: &impl Reads,
+    t: &super::Trees,
+    number: u64,
+) -> Result<Option<Hit>, StoreError> {
+    let position = match r.get(t.hit_numbers, number.to_be_bytes())? {
+        Some(v) => be_u64("hit_numbers", &v)?,
+        None => number,
+    };
+    r.get(t.hits, position.to_be_bytes())?
+        .map(|v| decode_hit(&position.to_be_bytes(), &v))
+        .transpose()
+        .map(|h| h.filter(|h| h.number == number))
+}
+
+/// Appends `hit` to the hit log at the next position, as its latest entry.
+pub(super) fn append_entry(w: &mut Write<'_, '_>, hit: Hit) -> Result<Hit, StoreError> {
+    // Positions start at 1: 0 means "from the start".
+    let position = w.next(Counter::HitLog)?;
+    let hit = Hit {
+        sequence: position,
+        ..hit
+    };
+    w.tx.insert(w.t.hits, position.to_be_bytes(), hit.encode_to_vec())?;
+    w.tx.insert(
+        w.t.hit_numbers,
+        hit.number.to_be_bytes(),
+        position.to_be_bytes(),
+    )?;
+    Ok(hit)
+}
+
+/// Whether either agency judged the pair (own, other) a false positive:
+/// then no new hit between them is recorded or notified.
+pub(super) fn pair_dismissed(
+    w: &mut Write<'_, '_>,
+    own: &str,
+    other: &str,
+) -> Result<bool, StoreError> {
+    use crate::proto::v1::{HitVerdict, PairReviews};
+    let Some(v) = w.tx.get(w.t.hit_reviews, pair_key(own, other))? else {
+        return Ok(false);
+    };
+    let reviews = PairReviews::decode(v.as_slice()).map_err(|e| corrupt("hit_reviews", e))?;
+    Ok([reviews.ours, reviews.theirs]
+        .iter()
+        .flatten()
+        .any(|r| r.verdict == HitVerdict::FalsePositive as i32))
+}
+
+/// The other agency told us of a hit we had found ourselves (perhaps
+/// without telling it: the policy may not have allowed a notice): it knows
+/// of the hit now, so reviews of it made here go to it. Marks the latest
+/// entry in place; that is a fact about the hit, not a change in the log.
+pub(super) fn mark_known_there(w: &mut Write<'_, '_>, hit: &Hit) -> Result<(), StoreError> {
+    let own: AlertId = hit.local_alert_id.parse().map_err(|e| corrupt("hit", e))?;
+    let other: AlertId = hit.other_alert_id.parse().map_err(|e| corrupt("hit", e))?;
+    let Some(number) = w.tx.get(w.t.hit_keys, hit_key(&own, &other, hit.r#type))? else {
+        return Ok(());
+    };
+    let number = be_u64("hit_keys", &number)?;
+    if let Some(latest) = latest_entry(&*w.tx, w.t, number)?
+        && !latest.known_there
+    {
+        let position = latest.sequence;
+        let latest = Hit {
+            known_there: true,
+            ..latest
+        };
+        w.tx.insert(w.t.hits, position.to_be_bytes(), latest.encode_to_vec())?;
+    }
+    Ok(())
+}
+
+/// The numbers of every hit between `own` and `other` (one per identifier type).
+pub(super) fn pair_hits(
+    w: &mut Write<'_, '_>,
+    own: &str,
+    other: &str,
+) -> Result<Vec<u64>, StoreError> {
+    w.tx.prefix(w.t.hit_keys, pair_key(own, other))
+        .map(|item| {
+            let (_, v) = item?;
+            be_u64("hit_keys", &v)
+        })
+        .collect()
+}
+
 /// Records a hit unless this (own, other, type) is already known; returns it if new.
 pub(super) fn record_hit(w: &mut Write<'_, '_>, hit: Hit) -> Result<Option<Hit>, StoreError> {
     let own: AlertId = hit.local_alert_id.parse().map_err(|e| corrupt("hit", e))?;
@@ -108,11 +225,16 @@ pub(super) fn record_hit(w: &mut Write<'_, '_>, hit: Hit) -> Result<Option<Hit>,
     if w.tx.get(w.t.hit_keys, &key)?.is_some() {
         return Ok(None);
     }
-    // Sequences start at 1: 0 means "from the start".
-    let sequence = w.next(Counter::Hits)?;
-    let hit = Hit { sequence, ..hit };
-    w.tx.insert(w.t.hits, sequence.to_be_bytes(), hit.encode_to_vec())?;
-    w.tx.insert(w.t.hit_keys, key, sequence.to_be_bytes())?;
+    let number = w.next(Counter::Hits)?;
+    let hit = append_entry(
+        w,
+        Hit {
+            number,
+            change: crate::proto::v1::HitChange::Found as i32,
+            ..hit
+        },
+    )?;
+    w.tx.insert(w.t.hit_keys, key, number.to_be_bytes())?;
     Ok(Some(hit))
 }
 
@@ -122,7 +244,14 @@ pub(super) fn record_found(
     hit: Hit,
     notify: bool,
 ) -> Result<Option<Hit>, StoreError> {
-    let Some(hit) = record_hit(w, hit)? else {
+    let Some(hit) = record_hit(
+        w,
+        Hit {
+            known_there: notify,
+            ..hit
+        },
+    )?
+    else {
         return Ok(None);
     };
     let other: AlertId = hit.other_alert_id.parse().map_err(|e| corrupt("hit", e))?;

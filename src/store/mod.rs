@@ -8,7 +8,9 @@
 //! - `outbox`: peer ‖ 0x00 ‖ sequence (u64 BE) → `SharedAlert` waiting for the peer's ack.
 //! - `requests`: client ‖ 0x00 ‖ request id → alert id ‖ 0x00 ‖ SHA-256 of
 //!   the draft, for idempotent submits (a key reused for another draft is refused).
-//! - `tokens`, `fuzzy`, `hits`, `hit_keys`: indexes and hit log (see `index`).
+//! - `tokens`, `fuzzy`, `hits`, `hit_keys`, `hit_numbers`: indexes and hit log (see `index`).
+//! - `hit_reviews`: own alert ‖ 0 ‖ other alert → `PairReviews`, both
+//!   agencies' latest verdicts on a pair of alerts (see `reviews`).
 //! - `match_pending`: alerts whose matching is still to be done (only a store
 //!   migrated from sled can hold any; see `hits`).
 //! - `lookups`, `refusals`: logs of lookups and refused deliveries (see `records`).
@@ -30,6 +32,7 @@
 //! - `alerts`: local writes, received deliveries, reading alerts back;
 //! - `outbox`: what waits for each peer's ack;
 //! - `hits`: the matching pass, hit notices, the hit log and its watchers;
+//! - `reviews`: verdicts on hits, made here or received, in the hit log;
 //! - `lookups`: answering lookups and the lookup log;
 //! - `index`: the token and person-encoding indexes both of those read;
 //! - `records`: policy versions and the refusal log;
@@ -51,6 +54,7 @@ mod migrate;
 mod outbox;
 mod records;
 mod retention;
+mod reviews;
 
 pub use alerts::{ApplyOutcome, LocalWrite, RequestKey};
 pub use backup::{BackupStats, copy_store};
@@ -59,6 +63,7 @@ pub use hits::NoticeOutcome;
 pub use migrate::{MigrateStats, is_sled_store, is_store, migrate_sled};
 pub use outbox::{OutboxItem, OutboxListener, OutboxSummary, Queued};
 pub use retention::{PURGED, expired};
+pub use reviews::{MAX_NOTE_BYTES, ReceivedReview, check_note, is_verdict};
 
 use std::path::Path;
 
@@ -133,10 +138,12 @@ pub(crate) struct Trees {
     audit_meta: Tree,
     counters: Tree,
     shares: Tree,
+    hit_numbers: Tree,
+    hit_reviews: Tree,
 }
 
 /// Every tree the store keeps, by name (a migration and a backup copy these).
-pub const TREES: [&str; 18] = [
+pub const TREES: [&str; 20] = [
     "alerts",
     "outbox",
     "requests",
@@ -155,6 +162,8 @@ pub const TREES: [&str; 18] = [
     "audit_meta",
     "counters",
     "shares",
+    "hit_numbers",
+    "hit_reviews",
 ];
 
 impl Trees {
@@ -178,6 +187,8 @@ impl Trees {
             audit_meta: db.tree("audit_meta")?,
             counters: db.tree("counters")?,
             shares: db.tree("shares")?,
+            hit_numbers: db.tree("hit_numbers")?,
+            hit_reviews: db.tree("hit_reviews")?,
         })
     }
 }
@@ -188,16 +199,23 @@ impl Trees {
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Counter {
     Outbox,
+    /// Hit numbers: 1, 2, 3, ... one per hit.
     Hits,
+    /// Positions in the hit log (`hits` tree): one per hit found and per
+    /// review of it. A store written before reviews existed has no such
+    /// counter; its log positions equal its hit numbers, so the count goes
+    /// on from `Hits`.
+    HitLog,
     Lookups,
     Refusals,
     Purges,
 }
 
 impl Counter {
-    pub(crate) const ALL: [Counter; 5] = [
+    pub(crate) const ALL: [Counter; 6] = [
         Self::Outbox,
         Self::Hits,
+        Self::HitLog,
         Self::Lookups,
         Self::Refusals,
         Self::Purges,
@@ -207,6 +225,7 @@ impl Counter {
         match self {
             Self::Outbox => b"outbox",
             Self::Hits => b"hits",
+            Self::HitLog => b"hit_log",
             Self::Lookups => b"lookups",
             Self::Refusals => b"refusals",
             Self::Purges => b"purges",
@@ -230,19 +249,32 @@ pub(crate) struct Write<'w, 'tx> {
 impl Write<'_, '_> {
     /// The next number of `counter` (the first is 1).
     pub(crate) fn next(&mut self, counter: Counter) -> Result<u64, StoreError> {
-        let last = match self.tx.get(self.t.counters, counter.key())? {
-            Some(v) => u64::from_be_bytes(v.as_slice().try_into().map_err(|_| {
-                StoreError::corrupt(
-                    format!("counters/{}", String::from_utf8_lossy(counter.key())),
-                    "not a number",
-                )
-            })?),
-            None => 0,
+        let last = match (self.last_of(counter)?, counter) {
+            (Some(last), _) => last,
+            (None, Counter::HitLog) => self.last_of(Counter::Hits)?.unwrap_or(0),
+            (None, _) => 0,
         };
         let next = last + 1;
         self.tx
             .insert(self.t.counters, counter.key(), next.to_be_bytes())?;
         Ok(next)
+    }
+
+    fn last_of(&mut self, counter: Counter) -> Result<Option<u64>, StoreError> {
+        self.tx
+            .get(self.t.counters, counter.key())?
+            .map(|v| {
+                v.as_slice()
+                    .try_into()
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| {
+                        StoreError::corrupt(
+                            format!("counters/{}", String::from_utf8_lossy(counter.key())),
+                            "not a number",
+                        )
+                    })
+            })
+            .transpose()
     }
 }
 
