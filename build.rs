@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "proto/casebridge/v1/peer.proto",
     "proto/casebridge/v1/admin.proto",
     "proto/casebridge/v1/store.proto",
+    "proto/casebridge/v1/disclosure.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -14,6 +14,7 @@ use crate::identity::{
 };
 use crate::proto::v1::admin_service_client::AdminServiceClient;
 use crate::proto::v1::alert_service_client::AlertServiceClient;
+use crate::proto::v1::disclosure_service_client::DisclosureServiceClient;
 
 #[derive(Debug, Error)]
 pub enum ClientError {
@@ -62,6 +63,7 @@ type Svc = InterceptedService<Channel, Purpose>;
 pub struct NodeClient {
     pub alerts: AlertServiceClient<Svc>,
     pub admin: AdminServiceClient<Svc>,
+    pub disclosure: DisclosureServiceClient<Svc>,
     pub channel: Channel,
 }
 
@@ -124,7 +126,10 @@ impl NodeClient {
             alerts: AlertServiceClient::with_interceptor(channel.clone(), purpose.clone())
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
-            admin: AdminServiceClient::with_interceptor(channel.clone(), purpose)
+            admin: AdminServiceClient::with_interceptor(channel.clone(), purpose.clone())
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+            disclosure: DisclosureServiceClient::with_interceptor(channel.clone(), purpose)
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
             channel,

@@ -45,6 +45,11 @@ pub enum Role {
     Read,
     /// Review hits: confirmed, false positive, needs information.
     Review,
+    /// Send disclosure requests to other agencies and answer their
+    /// questions; read the requests sent and the releases received.
+    Request,
+    /// Decide on disclosure requests received from other agencies.
+    Disclose,
     /// Node administration: status, peers, the sharing policy (set,
     /// explain, diff), Reshare / RetractFromPeer, audit queries, backups.
     Admin,
@@ -56,6 +61,8 @@ impl fmt::Display for Role {
             Role::Submit => "submit",
             Role::Read => "read",
             Role::Review => "review",
+            Role::Request => "request",
+            Role::Disclose => "disclose",
             Role::Admin => "admin",
         })
     }
@@ -150,6 +157,8 @@ pub struct NodeConfig {
     pub limits: Limits,
     #[serde(default)]
     pub delivery: DeliveryConfig,
+    #[serde(default)]
+    pub disclosure: DisclosureConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
     #[serde(default)]
@@ -445,6 +454,24 @@ impl Default for DeliveryConfig {
             max_backoff_ms: Bounded::new(30_000),
             connect_timeout_secs: Bounded::new(10),
             probe_interval_secs: default_probe_interval(),
+        }
+    }
+}
+
+/// Disclosure requests (after a hit): deadlines this node accepts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DisclosureConfig {
+    /// The shortest deadline a custom-urgency request may set, sent or
+    /// received (a received request with a shorter one is given this much).
+    /// One hour by default; at most 30 days.
+    pub min_deadline_secs: Bounded<1, 2_592_000>,
+}
+
+impl Default for DisclosureConfig {
+    fn default() -> Self {
+        Self {
+            min_deadline_secs: Bounded::new(3600),
         }
     }
 }

@@ -37,6 +37,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod core;
+pub mod disclosure;
 pub mod exchange;
 pub mod identity;
 pub mod ids;

@@ -34,7 +34,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "domain operations",
-        &["sharing", "exchange", "alert", "lookup", "review"],
+        &[
+            "sharing",
+            "disclosure",
+            "exchange",
+            "alert",
+            "lookup",
+            "review",
+        ],
     ),
     ("the node's core", &["core"]),
     ("channels and tools", &["api", "client", "certs"]),

@@ -28,6 +28,15 @@ pub fn client<T>(
     policy.authorize(identity(req), role).map_err(status)
 }
 
+/// The caller, if it holds at least one of `roles`, with those it holds.
+pub fn client_any<T>(
+    policy: &ClientPolicy,
+    req: &Request<T>,
+    roles: &[Role],
+) -> Result<(ClientIdentity, Vec<Role>), Status> {
+    policy.authorize_any(identity(req), roles).map_err(status)
+}
+
 /// The caller, if it is one of this agency's clients with any role (who may
 /// use the client listener's health and reflection services).
 pub fn listed_client<T>(policy: &ClientPolicy, req: &Request<T>) -> Result<ClientIdentity, Status> {

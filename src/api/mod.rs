@@ -7,12 +7,14 @@ mod admin;
 mod alerts;
 pub mod auth;
 pub mod call;
+mod disclosure;
 mod peer;
 pub mod status;
 pub mod undecoded;
 
 pub use admin::AdminApi;
 pub use alerts::AlertApi;
+pub use disclosure::DisclosureApi;
 pub use peer::PeerApi;
 
 use tonic::{Request, Response, Status};

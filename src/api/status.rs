@@ -40,6 +40,18 @@ impl From<crate::review::ReviewError> for Status {
     }
 }
 
+impl From<crate::disclosure::DisclosureError> for Status {
+    fn from(e: crate::disclosure::DisclosureError) -> Self {
+        use crate::disclosure::DisclosureError;
+        match e {
+            DisclosureError::Invalid(v) => AlertError::Invalid(v).into(),
+            DisclosureError::NotFound(_) => Status::not_found(e.to_string()),
+            DisclosureError::NotConfirmed(_) => Status::failed_precondition(e.to_string()),
+            DisclosureError::Store(e) => store_unavailable(e),
+        }
+    }
+}
+
 impl From<InboundError> for Status {
     fn from(e: InboundError) -> Self {
         match &e {

@@ -72,6 +72,10 @@ actions! {
     HitGet = "hit.get",
     HitReview = "hit.review",
     LookupAsk = "lookup.ask",
+    DisclosureRequest = "disclosure.request",
+    DisclosureList = "disclosure.list",
+    DisclosureGet = "disclosure.get",
+    DisclosureWatch = "disclosure.watch",
     // Peer API calls received.
     PeerHello = "peer.hello",
     PeerLookup = "peer.lookup",
@@ -84,6 +88,8 @@ actions! {
     NoticeReceive = "hit.notice",
     ReviewSend = "hit.review_send",
     ReviewReceive = "hit.review_receive",
+    DisclosureRequestSend = "disclosure.request_send",
+    DisclosureRequestReceive = "disclosure.request_receive",
     HitFound = "hit.found",
     AlertPurge = "alert.purge",
     // Administration.

@@ -222,5 +222,8 @@ fn every_action_is_in_the_operator_guide() {
         .map(|a| a.as_str())
         .filter(|name| !guide.contains(&format!("`{name}`")))
         .collect();
-    assert!(missing.is_empty(), "not in docs/operator-guide.md: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "not in docs/operator-guide.md: {missing:?}"
+    );
 }

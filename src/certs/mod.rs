@@ -52,7 +52,10 @@ pub use request::{CertRole, default_days, request, sign};
 /// The client certificates every development agency gets, with their roles.
 pub const DEV_CLIENTS: &[(&str, &[Role])] = &[
     ("cms", &[Role::Submit, Role::Read]),
-    ("analyst", &[Role::Read, Role::Review]),
+    ("analyst", &[Role::Read, Role::Review, Role::Request]),
+    // Decides on disclosure requests: a different person from the analyst
+    // who asks (separation of duties).
+    ("legal", &[Role::Read, Role::Disclose]),
     ("admin", &[Role::Admin, Role::Read]),
 ];
 
@@ -86,7 +89,7 @@ impl AgencyLayout {
             .iter()
             .find(|(n, _)| n.as_str() == name)
             .map(|(_, p)| p.as_path())
-            .expect("development clients are cms, analyst and admin")
+            .expect("development clients are cms, analyst, legal and admin")
     }
 }
 

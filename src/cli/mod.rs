@@ -16,6 +16,7 @@ mod node;
 mod output;
 mod policy;
 mod pseudo;
+mod requests;
 mod store;
 
 use std::path::{Path, PathBuf};
@@ -75,6 +76,11 @@ enum Command {
     Hits {
         #[command(subcommand)]
         command: alert::HitsCommand,
+    },
+    /// Disclosure requests after a hit: send, list, show, watch.
+    Requests {
+        #[command(subcommand)]
+        command: requests::RequestsCommand,
     },
     /// Delivery state of each peer (admin role).
     Peers,
@@ -215,6 +221,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Store { command } => store::store(command, client_config).await,
         Command::Alert { command } => alert::run(command, client_config, json).await,
         Command::Hits { command } => alert::hits(command, client_config, json).await,
+        Command::Requests { command } => requests::run(command, client_config, json).await,
         Command::Peers => node::peers(client_config, json).await,
         Command::Status => node::status(client_config, json).await,
         Command::Completions { shell } => {

@@ -650,6 +650,162 @@ pub fn backfill(what: &str, peer: &str, r: &BackfillResponse, dry_run: bool, as_
     }
 }
 
+fn state_name(state: i32) -> String {
+    crate::proto::v1::DisclosureState::try_from(state).map_or("?".into(), |s| {
+        enum_name(s.as_str_name(), "DISCLOSURE_STATE_")
+    })
+}
+
+/// "3 days 4 h left", "overdue by 2 h": how a due time stands now.
+fn due_in(case: &crate::proto::v1::DisclosureCase) -> String {
+    let Some(due) = case.due_at.as_ref() else {
+        return String::new();
+    };
+    let due = crate::time::system_time_lossy(due);
+    let now = std::time::SystemTime::now();
+    let span = |d: std::time::Duration| {
+        let (days, hours, mins) = (
+            d.as_secs() / 86_400,
+            d.as_secs() % 86_400 / 3600,
+            d.as_secs() % 3600 / 60,
+        );
+        match (days, hours) {
+            (0, 0) => format!("{mins} min"),
+            (0, h) => format!("{h} h {mins} min"),
+            (d, h) => format!("{d} days {h} h"),
+        }
+    };
+    if !crate::disclosure::is_open(case) {
+        String::new()
+    } else if case.overdue {
+        format!(
+            ", OVERDUE by {}",
+            span(now.duration_since(due).unwrap_or_default())
+        )
+    } else {
+        format!(
+            ", {} left",
+            span(due.duration_since(now).unwrap_or_default())
+        )
+    }
+}
+
+fn direction(case: &crate::proto::v1::DisclosureCase) -> String {
+    if case.outgoing {
+        format!("sent to {}", case.peer)
+    } else {
+        format!("from {}", case.peer)
+    }
+}
+
+/// One disclosure request with its history, for a caseworker.
+pub fn disclosure(case: &crate::proto::v1::DisclosureCase, as_json: bool) {
+    use crate::proto::v1::{LegalBasis, Urgency};
+    if as_json {
+        return json(case);
+    }
+    let r = case.request.clone().unwrap_or_default();
+    println!(
+        "request {}  {}  ({}, due {}{})",
+        r.id,
+        direction(case),
+        state_name(case.state),
+        time(case.due_at.as_ref()),
+        due_in(case),
+    );
+    let basis = LegalBasis::try_from(r.legal_basis)
+        .map_or("?".into(), |b| enum_name(b.as_str_name(), "LEGAL_BASIS_"));
+    let urgency =
+        Urgency::try_from(r.urgency).map_or("?".into(), |u| enum_name(u.as_str_name(), "URGENCY_"));
+    println!("  about     {} (the holder's alert)", r.holder_alert_id);
+    if !r.requester_alert_id.is_empty() {
+        println!("  after hit with {}", r.requester_alert_id);
+    }
+    let citation = if r.citation.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", r.citation)
+    };
+    println!("  basis     {basis}{citation}");
+    println!("  purpose   {}", r.purpose);
+    println!(
+        "  case      {}, officer {}, urgency {urgency}",
+        r.case_reference, r.officer
+    );
+    for v in &case.verification {
+        let kind = IdentifierType::try_from(v.r#type).map_or("?".into(), |t| {
+            enum_name(t.as_str_name(), "IDENTIFIER_TYPE_")
+        });
+        println!(
+            "  verified  {kind}: {}",
+            if v.matched {
+                format!("matches our alert (similarity {:.2})", v.similarity)
+            } else {
+                "does not match our alert".to_string()
+            }
+        );
+    }
+    for (i, e) in case.history.iter().enumerate() {
+        let note = if e.note.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", e.note)
+        };
+        println!(
+            "  {}  {}  {} by {}{note}",
+            if i == 0 { "history" } else { "       " },
+            time(e.at.as_ref()),
+            e.step,
+            e.by
+        );
+    }
+}
+
+/// Requests, one line each.
+pub fn disclosures(cases: &[crate::proto::v1::DisclosureCase], as_json: bool) {
+    if as_json {
+        return json(&cases);
+    }
+    if cases.is_empty() {
+        eprintln!("no requests");
+    }
+    for c in cases {
+        let r = c.request.clone().unwrap_or_default();
+        println!(
+            "{}  {:<16}  {:<19}  due {}{}  {}",
+            r.id,
+            direction(c),
+            state_name(c.state),
+            time(c.due_at.as_ref()),
+            due_in(c),
+            r.case_reference,
+        );
+    }
+}
+
+/// One change to a request, as `requests watch` prints it.
+pub fn disclosure_change(case: &crate::proto::v1::DisclosureCase, as_json: bool) {
+    if as_json {
+        return match to_json(case, false) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("error: cannot render JSON: {e}"),
+        };
+    }
+    let r = case.request.clone().unwrap_or_default();
+    let last = case.history.last().cloned().unwrap_or_default();
+    println!(
+        "{:>6}  {}  request {}  {}: {} by {}  ({}{})",
+        case.sequence,
+        time(last.at.as_ref()),
+        r.id,
+        direction(case),
+        last.step,
+        last.by,
+        state_name(case.state),
+        due_in(case),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -77,6 +77,7 @@ pub struct NodeCore {
     pub ledger: Ledger,
     pub sharing: Arc<Sharing>,
     pub lookups: Lookups,
+    pub disclosures: Arc<crate::disclosure::Disclosures>,
     pub inbound: Inbound,
     pub outbound: Arc<Outbound>,
     pub store: Arc<Store>,
@@ -155,6 +156,13 @@ impl NodeCore {
             crate::audit::Action::ALL.iter().map(|a| a.as_str()),
         );
         store.set_metrics(metrics.clone());
+        let disclosures = Arc::new(crate::disclosure::Disclosures::new(
+            store.clone(),
+            config.agency().clone(),
+            peer_ids.iter().cloned(),
+            pseudo.clone(),
+            config.disclosure.min_deadline_secs.secs(),
+        ));
         let core = Arc::new(NodeCore {
             agency: config.agency().clone(),
             federation: config.federation.clone(),
@@ -196,7 +204,14 @@ impl NodeCore {
                     per_peer_per_minute: limits.lookups_per_minute_per_peer.get() as u32,
                 },
             ),
-            inbound: Inbound::new(store.clone(), limits.clone(), sharing, metrics.clone()),
+            inbound: Inbound::new(
+                store.clone(),
+                limits.clone(),
+                sharing,
+                disclosures.clone(),
+                metrics.clone(),
+            ),
+            disclosures,
             metrics,
             outbound,
             store,

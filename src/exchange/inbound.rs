@@ -18,7 +18,8 @@ use crate::proto::v1::{
 };
 use crate::validate::check_content;
 
-use crate::proto::v1::{HitNotice, HitReviewNotice, RefusalRecord, StoredAlert};
+use crate::disclosure::{Disclosures, Received as RequestReceived};
+use crate::proto::v1::{DisclosureRequest, HitNotice, HitReviewNotice, RefusalRecord, StoredAlert};
 use crate::pseudo::BLOCK_BYTES;
 use crate::pseudo::clk::CLK_BITS;
 use crate::sharing::Sharing;
@@ -56,6 +57,7 @@ pub struct Inbound {
     store: Arc<Store>,
     limits: Limits,
     sharing: Arc<Sharing>,
+    disclosures: Arc<Disclosures>,
     /// Alert versions stored / found already held, since start.
     stored: std::sync::atomic::AtomicU64,
     duplicates: std::sync::atomic::AtomicU64,
@@ -68,12 +70,14 @@ impl Inbound {
         store: Arc<Store>,
         limits: Limits,
         sharing: Arc<Sharing>,
+        disclosures: Arc<Disclosures>,
         metrics: crate::metrics::Metrics,
     ) -> Self {
         Self {
             store,
             limits,
             sharing,
+            disclosures,
             stored: Default::default(),
             duplicates: Default::default(),
             metrics,
@@ -211,6 +215,7 @@ impl Inbound {
             records,
             notices,
             reviews,
+            requests,
             refusals,
         } = self.sort(from, envelopes, now)?;
         let actor = format!("peer:{}", from.agency);
@@ -221,6 +226,10 @@ impl Inbound {
             .await?;
         events.extend(
             self.apply_reviews(from, &actor, reviews, &mut acks, now)
+                .await?,
+        );
+        events.extend(
+            self.apply_requests(from, &actor, requests, &mut acks, now)
                 .await?,
         );
         self.apply_alerts(from, &actor, records, events, &mut acks)
@@ -275,6 +284,10 @@ impl Inbound {
                 }
                 Some(Payload::HitReview(review)) => {
                     out.reviews.push((out.acks.len(), review));
+                    None
+                }
+                Some(Payload::DisclosureRequest(request)) => {
+                    out.requests.push((out.acks.len(), request));
                     None
                 }
             };
@@ -417,6 +430,54 @@ impl Inbound {
         Ok(refused)
     }
 
+    /// Records the disclosure requests a peer sent us, setting their acks;
+    /// returns the audit entries of refused ones (the others are logged in
+    /// their own write).
+    async fn apply_requests(
+        &self,
+        from: &NodeIdentity,
+        actor: &str,
+        requests: Vec<(usize, DisclosureRequest)>,
+        acks: &mut [DeliveryAck],
+        now: pbjson_types::Timestamp,
+    ) -> Result<Vec<Event>, InboundError> {
+        let mut refused = Vec::new();
+        for (idx, request) in requests {
+            let (id, alert) = (request.id.clone(), request.holder_alert_id.clone());
+            match self
+                .disclosures
+                .receive(&from.agency, actor, request)
+                .await?
+            {
+                RequestReceived::Stored(case) => {
+                    tracing::info!(peer = %from.agency, request = %id, due = ?case.due_at, "disclosure request received");
+                }
+                RequestReceived::Duplicate => acks[idx].status = AckStatus::Duplicate as i32,
+                RequestReceived::Refused(reason) => {
+                    tracing::warn!(peer = %from.agency, %reason, "disclosure request refused");
+                    self.store
+                        .record_refusals(&[RefusalRecord {
+                            at: Some(now),
+                            peer: from.agency.to_string(),
+                            alert_id: alert.clone(),
+                            reason: reason.clone(),
+                            ..Default::default()
+                        }])
+                        .await?;
+                    refused.push(
+                        Event::new(actor, Action::DisclosureRequestReceive, "rejected")
+                            .object(id)
+                            .object(alert)
+                            .detail("reason", &reason),
+                    );
+                    acks[idx].status = AckStatus::Rejected as i32;
+                    acks[idx].reason = reason;
+                }
+            }
+        }
+        Ok(refused)
+    }
+
     /// Stores the accepted alerts in one write, with `events` and an
     /// `alert.receive` entry per alert in its flush, and sets their acks.
     async fn apply_alerts(
@@ -486,5 +547,6 @@ struct Sorted {
     records: Vec<(usize, StoredAlert)>,
     notices: Vec<(usize, HitNotice)>,
     reviews: Vec<(usize, HitReviewNotice)>,
+    requests: Vec<(usize, DisclosureRequest)>,
     refusals: Vec<RefusalRecord>,
 }

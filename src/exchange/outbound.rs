@@ -148,6 +148,8 @@ pub struct DeliveryContext {
     pub config: DeliveryConfig,
     pub max_message_bytes: usize,
     pub metrics: Metrics,
+    /// Told when a peer acknowledges a disclosure request.
+    pub disclosures: Arc<crate::disclosure::Disclosures>,
 }
 
 impl Outbound {
@@ -549,6 +551,11 @@ impl Worker {
                 .get_or_create(&metrics::peer(&self.peer))
                 .observe(d.as_secs_f64());
         }
+        if sent.kind == Action::DisclosureRequestSend {
+            let rejected =
+                (ack.status == AckStatus::Rejected as i32).then_some(ack.reason.as_str());
+            ctx.disclosures.delivered(&sent.objects[0], rejected)?;
+        }
         if ack.status == AckStatus::Rejected as i32 {
             tracing::warn!(peer = %self.peer, sequence = ack.sequence, reason = %ack.reason, "peer rejected envelope");
             self.slot.update(|s| {
@@ -616,6 +623,12 @@ impl Sent {
                 Action::ReviewSend,
                 vec![r.our_alert_id.clone(), r.your_alert_id.clone()],
                 r.review.as_ref().map_or(0, |r| r.revision),
+                false,
+            ),
+            Payload::DisclosureRequest(r) => (
+                Action::DisclosureRequestSend,
+                vec![r.id.clone(), r.holder_alert_id.clone()],
+                0,
                 false,
             ),
         };

@@ -79,6 +79,36 @@ impl ClientPolicy {
         self.admit(identity, Some(role))
     }
 
+    /// The caller, if it is one of this agency's clients holding at least
+    /// one of `roles`, with those of them it holds (a call whose answer
+    /// depends on them: a `request` client sees requests sent, a
+    /// `disclose` client requests received).
+    pub fn authorize_any(
+        &self,
+        identity: Option<&Identity>,
+        roles: &[Role],
+    ) -> Result<(ClientIdentity, Vec<Role>), AccessError> {
+        let client = self.admit(identity, None)?;
+        let held: Vec<Role> = {
+            let table = self.roles.read().unwrap_or_else(|p| p.into_inner());
+            let mine = table.get(&client.name);
+            roles
+                .iter()
+                .copied()
+                .filter(|r| mine.is_some_and(|m| m.contains(r)))
+                .collect()
+        };
+        if held.is_empty() {
+            let names: Vec<String> = roles.iter().map(|r| format!("`{r}`")).collect();
+            return Err(AccessError::Denied(format!(
+                "client `{}` has neither of the {} roles",
+                client.name,
+                names.join(" and ")
+            )));
+        }
+        Ok((client, held))
+    }
+
     /// The caller, if it is one of this agency's clients with any role:
     /// who may use the listener's health and reflection services.
     pub fn listed(&self, identity: Option<&Identity>) -> Result<ClientIdentity, AccessError> {

@@ -21,7 +21,7 @@ use tonic_health::pb::health_server::HealthServer;
 use tower::layer::util::Stack;
 
 use crate::api::undecoded::UndecodedLayer;
-use crate::api::{AdminApi, AlertApi, PeerApi};
+use crate::api::{AdminApi, AlertApi, DisclosureApi, PeerApi};
 use crate::audit::signing::SigningKey;
 use crate::audit::{Action, Event, NODE};
 use crate::config::NodeConfig;
@@ -35,6 +35,7 @@ use crate::identity::{
 use crate::metrics::Metrics;
 use crate::proto::v1::admin_service_server::AdminServiceServer;
 use crate::proto::v1::alert_service_server::AlertServiceServer;
+use crate::proto::v1::disclosure_service_server::DisclosureServiceServer;
 use crate::proto::v1::peer_exchange_server::PeerExchangeServer;
 use crate::ratelimit::RateLimiter;
 use crate::store::{Store, StoreError};
@@ -105,6 +106,9 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
         .await;
     core.health
         .set_serving::<AdminServiceServer<AdminApi>>()
+        .await;
+    core.health
+        .set_serving::<DisclosureServiceServer<DisclosureApi>>()
         .await;
     // Bound before anything is spawned, so a taken port fails the start cleanly.
     let metrics_listener = match &config.metrics.listen {
@@ -271,6 +275,7 @@ where
                 HEALTH,
                 AlertServiceServer::<AlertApi>::NAME,
                 AdminServiceServer::<AdminApi>::NAME,
+                DisclosureServiceServer::<DisclosureApi>::NAME,
             ])?,
             client_gate,
         ))
@@ -281,6 +286,11 @@ where
         )
         .add_service(
             AdminServiceServer::new(AdminApi(core.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            DisclosureServiceServer::new(DisclosureApi(core.clone()))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         );
@@ -349,6 +359,7 @@ fn spawn_workers(
             config: config.delivery.clone(),
             max_message_bytes: config.limits.max_message_bytes.get(),
             metrics: core.metrics.clone(),
+            disclosures: core.disclosures.clone(),
         },
         shutdown.clone(),
     ));

@@ -17,6 +17,9 @@
 //! - `policies`: sharing policy versions and which one is in force (see `records`).
 //! - `retention`, `purges`: alerts by retention deadline, and the log of purges (see `retention`).
 //! - `audit`, `audit_checkpoints`, `audit_meta`: the hash-chained audit log (see `audit`).
+//! - `disclosures`: request id → `DisclosureCase`; `disclosure_log`: position
+//!   → the case as it stood after each change; `disclosure_order`: position
+//!   of creation → request id (see `disclosures`).
 //! - `counters`: the last sequence number given out per log (see [`Counter`]).
 //! - `shares`: alert id ‖ 0 ‖ peer ‖ 0 ‖ outbox sequence (u64 BE) →
 //!   `ShareRecord`: each envelope of an alert a peer acknowledged or that
@@ -33,6 +36,7 @@
 //! - `outbox`: what waits for each peer's ack;
 //! - `hits`: the matching pass, hit notices, the hit log and its watchers;
 //! - `reviews`: verdicts on hits, made here or received, in the hit log;
+//! - `disclosures`: disclosure requests sent and received, and their log;
 //! - `lookups`: answering lookups and the lookup log;
 //! - `index`: the token and person-encoding indexes both of those read;
 //! - `records`: policy versions and the refusal log;
@@ -45,6 +49,7 @@
 mod alerts;
 mod audit;
 mod backup;
+mod disclosures;
 pub mod engine;
 mod group_commit;
 mod hits;
@@ -140,10 +145,13 @@ pub(crate) struct Trees {
     shares: Tree,
     hit_numbers: Tree,
     hit_reviews: Tree,
+    disclosures: Tree,
+    disclosure_log: Tree,
+    disclosure_order: Tree,
 }
 
 /// Every tree the store keeps, by name (a migration and a backup copy these).
-pub const TREES: [&str; 20] = [
+pub const TREES: [&str; 23] = [
     "alerts",
     "outbox",
     "requests",
@@ -164,6 +172,9 @@ pub const TREES: [&str; 20] = [
     "shares",
     "hit_numbers",
     "hit_reviews",
+    "disclosures",
+    "disclosure_log",
+    "disclosure_order",
 ];
 
 impl Trees {
@@ -189,6 +200,9 @@ impl Trees {
             shares: db.tree("shares")?,
             hit_numbers: db.tree("hit_numbers")?,
             hit_reviews: db.tree("hit_reviews")?,
+            disclosures: db.tree("disclosures")?,
+            disclosure_log: db.tree("disclosure_log")?,
+            disclosure_order: db.tree("disclosure_order")?,
         })
     }
 }
@@ -206,16 +220,19 @@ pub(crate) enum Counter {
     /// counter; its log positions equal its hit numbers, so the count goes
     /// on from `Hits`.
     HitLog,
+    /// Positions in the disclosure request log.
+    Disclosures,
     Lookups,
     Refusals,
     Purges,
 }
 
 impl Counter {
-    pub(crate) const ALL: [Counter; 6] = [
+    pub(crate) const ALL: [Counter; 7] = [
         Self::Outbox,
         Self::Hits,
         Self::HitLog,
+        Self::Disclosures,
         Self::Lookups,
         Self::Refusals,
         Self::Purges,
@@ -226,6 +243,7 @@ impl Counter {
             Self::Outbox => b"outbox",
             Self::Hits => b"hits",
             Self::HitLog => b"hit_log",
+            Self::Disclosures => b"disclosures",
             Self::Lookups => b"lookups",
             Self::Refusals => b"refusals",
             Self::Purges => b"purges",
@@ -300,6 +318,8 @@ pub struct Store {
     commit: GroupCommit,
     /// Latest hit sequence, for watchers.
     hit_seq: tokio::sync::watch::Sender<u64>,
+    /// Latest disclosure request log position, for watchers.
+    disclosure_seq: tokio::sync::watch::Sender<u64>,
 }
 
 impl Store {
@@ -329,6 +349,12 @@ impl Store {
             .transpose()?
             .map(|(k, _)| u64::from_be_bytes(k.as_slice().try_into().unwrap_or([0; 8])))
             .unwrap_or(0);
+        let last_disclosure = db
+            .range::<&[u8]>(t.disclosure_log, ..)
+            .next_back()
+            .transpose()?
+            .map(|(k, _)| u64::from_be_bytes(k.as_slice().try_into().unwrap_or([0; 8])))
+            .unwrap_or(0);
         Ok(Self {
             commit: GroupCommit::start(db.clone()),
             db,
@@ -340,6 +366,7 @@ impl Store {
             dir: dir.to_owned(),
             head: std::sync::Mutex::new(head),
             hit_seq: tokio::sync::watch::channel(last).0,
+            disclosure_seq: tokio::sync::watch::channel(last_disclosure).0,
         })
     }
 
@@ -406,6 +433,11 @@ impl Store {
         let fs = rustix::fs::statvfs(&self.dir)
             .map_err(|e| StoreError::Flush(format!("statvfs {}: {e}", self.dir.display())))?;
         Ok(fs.f_bavail.saturating_mul(fs.f_frsize))
+    }
+
+    /// The Dice similarity from which two person encodings are a hit.
+    pub fn fuzzy_threshold(&self) -> f64 {
+        self.scope.fuzzy_threshold
     }
 
     /// Counts hits and audit entries in `metrics` from now on.

@@ -1,0 +1,155 @@
+//! The disclosure request API (client listener): thin handlers over
+//! [`crate::disclosure::Disclosures`].
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures_util::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::{audited, auth};
+use crate::audit::Action;
+use crate::config::Role;
+use crate::core::NodeCore;
+use crate::disclosure::Views;
+use crate::proto::v1::disclosure_service_server::DisclosureService;
+use crate::proto::v1::{
+    DisclosureCase, GetDisclosureRequestRequest, ListDisclosureRequestsRequest,
+    ListDisclosureRequestsResponse, SendDisclosureRequest, WatchDisclosureRequestsRequest,
+};
+
+/// Log entries read and buffered per watcher at a time.
+const PAGE: usize = 256;
+
+pub struct DisclosureApi(pub Arc<NodeCore>);
+
+/// Who may see what: `request` the requests sent, `disclose` those received.
+fn views<T>(core: &NodeCore, req: &Request<T>) -> Result<Views, Status> {
+    let (_, held) = auth::client_any(&core.clients, req, &[Role::Request, Role::Disclose])?;
+    Ok(Views {
+        outgoing: held.contains(&Role::Request),
+        incoming: held.contains(&Role::Disclose),
+    })
+}
+
+#[tonic::async_trait]
+impl DisclosureService for DisclosureApi {
+    async fn send_request(
+        &self,
+        req: Request<SendDisclosureRequest>,
+    ) -> Result<Response<DisclosureCase>, Status> {
+        let core = &self.0;
+        audited(core, req, Action::DisclosureRequest, async |call, req| {
+            let client = auth::client(&core.clients, &req, Role::Request)?;
+            let case = core.disclosures.send(&client, req.into_inner(), call).await?;
+            tracing::info!(request = %case.request.as_ref().map(|r| r.id.as_str()).unwrap_or(""), peer = %case.peer, client = %client.name, "disclosure request sent");
+            Ok(case)
+        })
+        .await
+    }
+
+    async fn list_requests(
+        &self,
+        req: Request<ListDisclosureRequestsRequest>,
+    ) -> Result<Response<ListDisclosureRequestsResponse>, Status> {
+        let core = &self.0;
+        audited(core, req, Action::DisclosureList, async |call, req| {
+            let views = views(core, &req)?;
+            let page = core.disclosures.list(views, req.get_ref())?;
+            for c in &page.requests {
+                if let Some(r) = &c.request {
+                    call.object(r.id.clone());
+                }
+            }
+            call.detail("returned", page.requests.len());
+            Ok(page)
+        })
+        .await
+    }
+
+    async fn get_request(
+        &self,
+        req: Request<GetDisclosureRequestRequest>,
+    ) -> Result<Response<DisclosureCase>, Status> {
+        let core = &self.0;
+        audited(core, req, Action::DisclosureGet, async |call, req| {
+            let views = views(core, &req)?;
+            let case = core.disclosures.get(&req.get_ref().id, views)?;
+            if let Some(r) = &case.request {
+                call.object(r.id.clone());
+                call.object(r.holder_alert_id.clone());
+            }
+            Ok(case)
+        })
+        .await
+    }
+
+    type WatchRequestsStream = Pin<Box<dyn Stream<Item = Result<DisclosureCase, Status>> + Send>>;
+
+    /// Logged when the watch opens; each change it streams is in the log
+    /// already.
+    async fn watch_requests(
+        &self,
+        req: Request<WatchDisclosureRequestsRequest>,
+    ) -> Result<Response<Self::WatchRequestsStream>, Status> {
+        let core = self.0.clone();
+        audited(&self.0, req, Action::DisclosureWatch, async |call, req| {
+            let views = views(&core, &req)?;
+            let r = req.into_inner();
+            call.detail("after_sequence", r.after_sequence);
+            Ok(watch(core, views, r))
+        })
+        .await
+    }
+}
+
+fn watch(
+    core: Arc<NodeCore>,
+    views: Views,
+    r: WatchDisclosureRequestsRequest,
+) -> Pin<Box<dyn Stream<Item = Result<DisclosureCase, Status>> + Send>> {
+    let (tx, rx) = mpsc::channel(PAGE);
+    tokio::spawn(async move {
+        let mut changed = core.store.watch_disclosures();
+        let mut after = r.after_sequence;
+        loop {
+            changed.borrow_and_update();
+            let page = match core.store.disclosure_log_after(after, PAGE) {
+                Ok(page) => page,
+                Err(e) => {
+                    let _ = tx.send(Err(super::status::store_unavailable(e))).await;
+                    return;
+                }
+            };
+            let full = page.len() == PAGE;
+            let now = std::time::SystemTime::now();
+            for case in page {
+                after = case.sequence;
+                if !views.allows(&case) {
+                    continue;
+                }
+                if tx
+                    .send(Ok(crate::disclosure::as_of(case, now)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            if full {
+                continue;
+            }
+            if r.backlog_only {
+                return;
+            }
+            tokio::select! {
+                _ = core.shutdown.cancelled() => return,
+                _ = tx.closed() => return,
+                res = changed.changed() => if res.is_err() { return },
+            }
+        }
+    });
+    Box::pin(ReceiverStream::new(rx))
+}

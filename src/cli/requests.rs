@@ -1,0 +1,300 @@
+//! `casebridge requests`: disclosure requests after a hit, sent (role
+//! `request`) and received (role `disclose`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow};
+use clap::{Subcommand, ValueEnum};
+use tonic::Code;
+
+use super::exit::{Exit, Failure, failure};
+use super::node::shutdown_signal;
+use super::{connect, output, time_flag};
+use crate::proto::v1::send_disclosure_request::About;
+use crate::proto::v1::{
+    DisclosureState, GetDisclosureRequestRequest, Identifier, LegalBasis,
+    ListDisclosureRequestsRequest, SendDisclosureRequest, Urgency, WatchDisclosureRequestsRequest,
+};
+
+/// The legal bases a request may invoke.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BasisArg {
+    /// Directive (EU) 2023/977 (information exchange between law enforcement).
+    #[value(name = "directive_2023_977", alias = "directive-2023-977")]
+    Directive2023977,
+    /// Follow-up of a Prüm II hit (Regulation (EU) 2024/982).
+    #[value(name = "prum_ii", alias = "prum-ii")]
+    PrumIi,
+    /// Mutual legal assistance in criminal matters.
+    #[value(name = "mutual_legal_assistance", alias = "mutual-legal-assistance")]
+    MutualLegalAssistance,
+    /// Referral of a victim who consented to it.
+    #[value(name = "victim_referral_consent", alias = "victim-referral-consent")]
+    VictimReferralConsent,
+    /// A national law (name it with --citation).
+    #[value(name = "national_law", alias = "national-law")]
+    NationalLaw,
+}
+
+impl BasisArg {
+    fn proto(self) -> LegalBasis {
+        match self {
+            Self::Directive2023977 => LegalBasis::Directive2023977,
+            Self::PrumIi => LegalBasis::PrumIi,
+            Self::MutualLegalAssistance => LegalBasis::MutualLegalAssistance,
+            Self::VictimReferralConsent => LegalBasis::VictimReferralConsent,
+            Self::NationalLaw => LegalBasis::NationalLaw,
+        }
+    }
+}
+
+/// How soon the holder must answer (Directive 2023/977).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum UrgencyArg {
+    /// Urgent, about information the holder can access directly: 8 hours.
+    #[value(name = "urgent_direct", alias = "urgent-direct")]
+    UrgentDirect,
+    /// Urgent: 3 days.
+    Urgent,
+    /// Not urgent: 7 days.
+    Normal,
+    /// Your own deadline, given with --due.
+    Custom,
+}
+
+impl UrgencyArg {
+    fn proto(self) -> Urgency {
+        match self {
+            Self::UrgentDirect => Urgency::UrgentDirect,
+            Self::Urgent => Urgency::Urgent,
+            Self::Normal => Urgency::Normal,
+            Self::Custom => Urgency::Custom,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum RequestsCommand {
+    /// Ask the agency holding an alert for its data, about a hit you
+    /// confirmed (--hit) or a lookup match (--alert). Needs the `request` role.
+    #[command(group(clap::ArgGroup::new("about").required(true).args(["hit", "alert"])))]
+    Send {
+        /// The number of one of your hits (confirmed with `hits review N --confirmed`).
+        #[arg(long)]
+        hit: Option<u64>,
+        /// The holder's alert id (from `alert lookup`).
+        #[arg(long)]
+        alert: Option<String>,
+        /// The legal basis of the request.
+        #[arg(long, value_enum)]
+        legal_basis: BasisArg,
+        /// The article, law or treaty (at most 300 bytes).
+        #[arg(long, default_value = "")]
+        citation: String,
+        /// Why you need the data (at most 500 bytes).
+        #[arg(long)]
+        purpose: String,
+        /// Your case reference (at most 128 bytes).
+        #[arg(long)]
+        case_ref: String,
+        /// How soon the holder must answer.
+        #[arg(long, value_enum)]
+        urgency: UrgencyArg,
+        /// With --urgency custom: when the answer is due (RFC 3339).
+        #[arg(long)]
+        due: Option<String>,
+        /// Your identifiers for the subject, so the holder can verify the
+        /// match: a JSON array of identifiers as in an alert draft. They are
+        /// tokenized by your node; only tokens are sent.
+        #[arg(long)]
+        verify: Option<PathBuf>,
+    },
+    /// Requests sent and received, newest first (what your roles let you see).
+    List {
+        /// Only requests you sent.
+        #[arg(long, conflicts_with = "received")]
+        sent: bool,
+        /// Only requests you received.
+        #[arg(long)]
+        received: bool,
+        /// Only requests past their due time without a final decision.
+        #[arg(long)]
+        overdue: bool,
+        /// Only open requests (waiting for a decision or a clarification).
+        #[arg(long)]
+        open: bool,
+    },
+    /// One request with its history.
+    Show {
+        /// The request id (`<agency>:req:<uuid>`).
+        id: String,
+    },
+    /// Print every change to a request after a position, then keep
+    /// streaming new ones until Ctrl-C.
+    Watch {
+        /// Resume after this position (`sequence` in --json output).
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Print the changes so far and exit.
+        #[arg(long)]
+        backlog_only: bool,
+    },
+}
+
+/// A JSON array of identifiers; errors name file, line and column.
+fn read_identifiers(path: &Path) -> Result<Vec<Identifier>, Failure> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read", path.display()))
+        .map_err(|e| failure(Exit::NotFound, e))?;
+    serde_json::from_str(&text).map_err(|e| {
+        failure(
+            Exit::DataErr,
+            anyhow!("{}:{}:{}: {e}", path.display(), e.line(), e.column()),
+        )
+    })
+}
+
+pub async fn run(
+    command: RequestsCommand,
+    client_config: Option<&Path>,
+    json: bool,
+) -> Result<(), Failure> {
+    if let RequestsCommand::Watch {
+        after,
+        backlog_only,
+    } = command
+    {
+        return watch(client_config, after, backlog_only, json).await;
+    }
+    let mut client = connect(client_config).await?;
+    let api = &mut client.disclosure;
+    match command {
+        RequestsCommand::Send {
+            hit,
+            alert,
+            legal_basis,
+            citation,
+            purpose,
+            case_ref,
+            urgency,
+            due,
+            verify,
+        } => {
+            let about = match (hit, alert) {
+                (Some(n), _) => About::HitNumber(n),
+                (None, Some(a)) => About::AlertId(a),
+                (None, None) => unreachable!("clap requires --hit or --alert"),
+            };
+            let due_at = due.as_deref().map(|d| time_flag("due", d)).transpose()?;
+            let verification = match verify {
+                Some(p) => read_identifiers(&p)?,
+                None => Vec::new(),
+            };
+            let case = api
+                .send_request(SendDisclosureRequest {
+                    about: Some(about),
+                    legal_basis: legal_basis.proto() as i32,
+                    citation,
+                    purpose,
+                    case_reference: case_ref,
+                    urgency: urgency.proto() as i32,
+                    due_at,
+                    verification,
+                })
+                .await?
+                .into_inner();
+            output::disclosure(&case, json);
+        }
+        RequestsCommand::List {
+            sent,
+            received,
+            overdue,
+            open,
+        } => {
+            let mut req = ListDisclosureRequestsRequest {
+                outgoing: (sent || received).then_some(sent),
+                overdue_only: overdue,
+                states: if open {
+                    vec![
+                        DisclosureState::Open as i32,
+                        DisclosureState::Clarification as i32,
+                    ]
+                } else {
+                    Vec::new()
+                },
+                page_size: 1000,
+                ..Default::default()
+            };
+            let mut all = Vec::new();
+            loop {
+                let page = api.list_requests(req.clone()).await?.into_inner();
+                all.extend(page.requests);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                req.page_token = page.next_page_token;
+            }
+            output::disclosures(&all, json);
+        }
+        RequestsCommand::Show { id } => {
+            let case = api
+                .get_request(GetDisclosureRequestRequest { id })
+                .await?
+                .into_inner();
+            output::disclosure(&case, json);
+        }
+        RequestsCommand::Watch { .. } => unreachable!("handled above"),
+    }
+    Ok(())
+}
+
+async fn watch(
+    config: Option<&Path>,
+    mut after: u64,
+    backlog_only: bool,
+    json: bool,
+) -> Result<(), Failure> {
+    let mut delay = std::time::Duration::from_millis(500);
+    let start = after;
+    loop {
+        let mut client = connect(config).await?;
+        let mut stream = client
+            .disclosure
+            .watch_requests(WatchDisclosureRequestsRequest {
+                after_sequence: after,
+                backlog_only,
+            })
+            .await?
+            .into_inner();
+        loop {
+            let next = tokio::select! {
+                _ = shutdown_signal() => return Ok(()),
+                next = stream.message() => next,
+            };
+            match next {
+                Ok(Some(case)) => {
+                    after = case.sequence;
+                    output::disclosure_change(&case, json);
+                    delay = std::time::Duration::from_millis(500);
+                }
+                Ok(None) if backlog_only => {
+                    if after == start {
+                        eprintln!("no request changes after {start}");
+                    }
+                    return Ok(());
+                }
+                Ok(None) => break,
+                Err(status) if status.code() == Code::Unavailable => {
+                    eprintln!(
+                        "connection lost ({}); resuming after {after}",
+                        status.message()
+                    );
+                    break;
+                }
+                Err(status) => return Err(status.into()),
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_secs(30));
+    }
+}

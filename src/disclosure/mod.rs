@@ -1,0 +1,629 @@
+//! Disclosure requests: after a confirmed hit (or a lookup match), a
+//! requesting agency asks the holder of an alert for its data. This module
+//! checks and builds requests on the requester's side, checks and records
+//! them on the holder's side (comparing the requester's pseudonymized
+//! identifiers with the alert for the holder's officer), and answers the
+//! client API's reads. The request travels through the outbox like every
+//! peer message: exactly once, whichever node is down meanwhile.
+
+pub mod deadline;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use thiserror::Error;
+use time::OffsetDateTime;
+
+use crate::audit::{Action, CallEntry, Event};
+use crate::identity::ClientIdentity;
+use crate::ids::{AgencyId, AlertId, RequestId};
+use crate::proto::v1::envelope::Payload;
+use crate::proto::v1::send_disclosure_request::About;
+use crate::proto::v1::{
+    DisclosureCase, DisclosureEvent, DisclosureRequest, DisclosureState, HitVerdict,
+    IdentifierType, LegalBasis, ListDisclosureRequestsRequest, ListDisclosureRequestsResponse,
+    SendDisclosureRequest, SharedSubject, SubjectRole, Urgency, VerificationResult,
+};
+use crate::pseudo::Pseudonymizer;
+use crate::store::{OutboxItem, Store, StoreError};
+use crate::time::{system_time_lossy, timestamp};
+use crate::violation::FieldViolation;
+
+/// Limits on a request's free text, in bytes.
+pub const MAX_PURPOSE: usize = 500;
+pub const MAX_CITATION: usize = 300;
+pub const MAX_CASE_REFERENCE: usize = 128;
+/// Identifiers a requester may give for verification, at most.
+pub const MAX_VERIFICATION: usize = 16;
+/// How far ahead of the holder's clock a request's time may be.
+const CLOCK_SKEW: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Error)]
+pub enum DisclosureError {
+    #[error("invalid request: {}", .0.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<FieldViolation>),
+    #[error("{0} not found")]
+    NotFound(String),
+    /// Prüm II: a person confirms a hit before core data is requested.
+    #[error(
+        "hit {0} is not confirmed: a reviewer must confirm it first (`casebridge hits review {0} --confirmed`)"
+    )]
+    NotConfirmed(u64),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Which requests a client may see: those it sent (role `request`), those
+/// its agency received (role `disclose`).
+#[derive(Debug, Clone, Copy)]
+pub struct Views {
+    pub outgoing: bool,
+    pub incoming: bool,
+}
+
+impl Views {
+    pub fn allows(self, case: &DisclosureCase) -> bool {
+        if case.outgoing {
+            self.outgoing
+        } else {
+            self.incoming
+        }
+    }
+}
+
+/// What became of a request a peer delivered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Received {
+    Stored(Box<DisclosureCase>),
+    /// Held already (a resend).
+    Duplicate,
+    /// Malformed: refused with the reason for the sender.
+    Refused(String),
+}
+
+pub struct Disclosures {
+    store: Arc<Store>,
+    own: AgencyId,
+    peers: BTreeSet<AgencyId>,
+    pseudo: Arc<Pseudonymizer>,
+    min_deadline: Duration,
+}
+
+fn printable(text: &str) -> bool {
+    !text.chars().any(char::is_control)
+}
+
+/// Free text of at most `max` bytes, printable; `required` ones not empty.
+fn check_text(
+    field: &str,
+    text: &str,
+    max: usize,
+    required: bool,
+    problems: &mut Vec<FieldViolation>,
+) {
+    if required && text.trim().is_empty() {
+        problems.push(FieldViolation::new(field, "is required"));
+    } else if text.len() > max {
+        problems.push(FieldViolation::new(
+            field,
+            format!("at most {max} bytes, got {}", text.len()),
+        ));
+    } else if !printable(text) {
+        problems.push(FieldViolation::new(field, "must be printable text"));
+    }
+}
+
+fn is_legal_basis(v: i32) -> bool {
+    LegalBasis::try_from(v).is_ok_and(|b| b != LegalBasis::Unspecified)
+}
+
+fn event(step: &str, by: &str, note: impl Into<String>) -> DisclosureEvent {
+    DisclosureEvent {
+        step: step.into(),
+        at: Some(crate::time::now()),
+        by: by.into(),
+        note: note.into(),
+    }
+}
+
+/// Whether a request still waits for a final decision.
+pub fn is_open(case: &DisclosureCase) -> bool {
+    matches!(
+        DisclosureState::try_from(case.state),
+        Ok(DisclosureState::Open | DisclosureState::Clarification)
+    )
+}
+
+/// `case` with `overdue` as of `now`.
+pub fn as_of(mut case: DisclosureCase, now: SystemTime) -> DisclosureCase {
+    case.overdue = is_open(&case)
+        && case
+            .due_at
+            .as_ref()
+            .is_some_and(|d| system_time_lossy(d) < now);
+    case
+}
+
+impl Disclosures {
+    pub fn new(
+        store: Arc<Store>,
+        own: AgencyId,
+        peers: impl IntoIterator<Item = AgencyId>,
+        pseudo: Arc<Pseudonymizer>,
+        min_deadline: Duration,
+    ) -> Self {
+        Self {
+            store,
+            own,
+            peers: peers.into_iter().collect(),
+            pseudo,
+            min_deadline,
+        }
+    }
+
+    /// Checks and records a request from `client`, queued for the holder;
+    /// the call's audit entry is written with it.
+    pub async fn send(
+        &self,
+        client: &ClientIdentity,
+        req: SendDisclosureRequest,
+        call: &CallEntry,
+    ) -> Result<DisclosureCase, DisclosureError> {
+        let now = SystemTime::now();
+        let mut problems = Vec::new();
+        if !is_legal_basis(req.legal_basis) {
+            problems.push(FieldViolation::new(
+                "legal_basis",
+                "is required: directive_2023_977, prum_ii, mutual_legal_assistance, \
+                 victim_referral_consent or national_law",
+            ));
+        }
+        check_text("purpose", &req.purpose, MAX_PURPOSE, true, &mut problems);
+        check_text(
+            "case_reference",
+            &req.case_reference,
+            MAX_CASE_REFERENCE,
+            true,
+            &mut problems,
+        );
+        check_text(
+            "citation",
+            &req.citation,
+            MAX_CITATION,
+            false,
+            &mut problems,
+        );
+        let urgency = Urgency::try_from(req.urgency).unwrap_or(Urgency::Unspecified);
+        let due = deadline::due_at(
+            urgency,
+            now,
+            req.due_at.as_ref().map(system_time_lossy),
+            self.min_deadline,
+        )
+        .map_err(|(field, why)| problems.push(FieldViolation::new(field, why)))
+        .ok();
+        if req.verification.len() > MAX_VERIFICATION {
+            problems.push(FieldViolation::new(
+                "verification",
+                format!("at most {MAX_VERIFICATION} identifiers"),
+            ));
+        }
+        let verification = match self.pseudo.identifiers(
+            &req.verification,
+            "verification",
+            OffsetDateTime::now_utc(),
+        ) {
+            Ok((tokens, encodings)) => SharedSubject {
+                role: SubjectRole::Unspecified as i32,
+                tokens,
+                encodings,
+            },
+            Err(v) => {
+                problems.extend(v);
+                SharedSubject::default()
+            }
+        };
+        let about = self.about(req.about, &mut problems)?;
+        let (Some(due), Some((holder_alert, requester_alert)), true) =
+            (due, about, problems.is_empty())
+        else {
+            return Err(DisclosureError::Invalid(problems));
+        };
+        let holder = holder_alert.origin().clone();
+        let id = RequestId::generate(&self.own);
+        let request = DisclosureRequest {
+            id: id.to_string(),
+            holder_alert_id: holder_alert.to_string(),
+            requester_alert_id: requester_alert.map(|a| a.to_string()).unwrap_or_default(),
+            legal_basis: req.legal_basis,
+            citation: req.citation,
+            purpose: req.purpose,
+            case_reference: req.case_reference,
+            officer: client.name.to_string(),
+            urgency: urgency as i32,
+            requested_at: Some(timestamp(now)),
+            due_at: Some(timestamp(due)),
+            verification: Some(verification),
+        };
+        let case = DisclosureCase {
+            request: Some(request.clone()),
+            outgoing: true,
+            peer: holder.to_string(),
+            state: DisclosureState::Open as i32,
+            due_at: request.due_at,
+            history: vec![event("sent", &format!("client:{}", client.name), "")],
+            ..Default::default()
+        };
+        let item = OutboxItem {
+            peer: holder.clone(),
+            payload: Payload::DisclosureRequest(request.clone()),
+            rule: String::new(),
+            disclosed: "disclosure request: ids, legal basis, purpose, case reference, officer, \
+                        urgency, verification tokens"
+                .into(),
+        };
+        let case = self
+            .store
+            .open_request(case, item, |_| {
+                call.object(request.id.clone());
+                call.object(request.holder_alert_id.clone());
+                call.detail("peer", &holder);
+                call.detail(
+                    "legal_basis",
+                    enum_name(
+                        LegalBasis::try_from(request.legal_basis).map(|b| b.as_str_name()),
+                        "LEGAL_BASIS_",
+                    ),
+                );
+                call.detail(
+                    "urgency",
+                    enum_name(
+                        Urgency::try_from(request.urgency).map(|u| u.as_str_name()),
+                        "URGENCY_",
+                    ),
+                );
+                call.detail("case_reference", &request.case_reference);
+                call.done("OK").into_iter().collect()
+            })
+            .await?;
+        Ok(as_of(case, now))
+    }
+
+    /// The holder's alert a request is about, and the requester's alert of
+    /// the hit (if it follows one). `None` after recording the problem.
+    fn about(
+        &self,
+        about: Option<About>,
+        problems: &mut Vec<FieldViolation>,
+    ) -> Result<Option<(AlertId, Option<AlertId>)>, DisclosureError> {
+        let (holder, ours) = match about {
+            None => {
+                problems.push(FieldViolation::new(
+                    "about",
+                    "is required: a hit number or the holder's alert id",
+                ));
+                return Ok(None);
+            }
+            Some(About::HitNumber(n)) => {
+                let hit = self
+                    .store
+                    .hit(n)?
+                    .ok_or_else(|| DisclosureError::NotFound(format!("hit {n}")))?;
+                if hit
+                    .our_review
+                    .as_ref()
+                    .is_none_or(|r| r.verdict != HitVerdict::Confirmed as i32)
+                {
+                    return Err(DisclosureError::NotConfirmed(n));
+                }
+                match (
+                    hit.other_alert_id.parse::<AlertId>(),
+                    hit.local_alert_id.parse(),
+                ) {
+                    (Ok(theirs), Ok(ours)) => (theirs, Some(ours)),
+                    _ => return Err(StoreError::corrupt(format!("hit {n}"), "bad alert id").into()),
+                }
+            }
+            Some(About::AlertId(id)) => match id.parse::<AlertId>() {
+                Ok(a) => (a, None),
+                Err(e) => {
+                    problems.push(FieldViolation::new("alert_id", e.to_string()));
+                    return Ok(None);
+                }
+            },
+        };
+        let field = if ours.is_some() {
+            "hit_number"
+        } else {
+            "alert_id"
+        };
+        if holder.origin() == &self.own {
+            problems.push(FieldViolation::new(
+                field,
+                format!("{holder} is this agency's own alert"),
+            ));
+            return Ok(None);
+        }
+        if !self.peers.contains(holder.origin()) {
+            problems.push(FieldViolation::new(
+                field,
+                format!("{} is not a configured peer", holder.origin()),
+            ));
+            return Ok(None);
+        }
+        Ok(Some((holder, ours)))
+    }
+
+    /// Checks and records a request `from` delivered (one of our alerts),
+    /// with its `disclosure.request_receive` audit entry.
+    pub async fn receive(
+        &self,
+        from: &AgencyId,
+        actor: &str,
+        request: DisclosureRequest,
+    ) -> Result<Received, StoreError> {
+        let now = SystemTime::now();
+        let due = match self.check_received(from, &request, now) {
+            Ok(due) => due,
+            Err(why) => return Ok(Received::Refused(why)),
+        };
+        let verification = match request.holder_alert_id.parse::<AlertId>() {
+            Ok(id) => self.verify(&id, request.verification.as_ref())?,
+            Err(_) => Vec::new(),
+        };
+        let case = DisclosureCase {
+            outgoing: false,
+            peer: from.to_string(),
+            state: DisclosureState::Open as i32,
+            due_at: Some(timestamp(due)),
+            history: vec![event("received", actor, "")],
+            verification,
+            request: Some(request.clone()),
+            ..Default::default()
+        };
+        let entry = |outcome: &'static str| {
+            Event::new(actor, Action::DisclosureRequestReceive, outcome)
+                .object(request.id.clone())
+                .object(request.holder_alert_id.clone())
+                .detail(
+                    "legal_basis",
+                    enum_name(
+                        LegalBasis::try_from(request.legal_basis).map(|b| b.as_str_name()),
+                        "LEGAL_BASIS_",
+                    ),
+                )
+                .detail("officer", &request.officer)
+                .detail(
+                    "due_at",
+                    crate::time::format_ms(crate::time::unix_secs(due) as i64 * 1000),
+                )
+        };
+        Ok(match self.store.receive_request(case, entry).await? {
+            Some(case) => Received::Stored(Box::new(case)),
+            None => Received::Duplicate,
+        })
+    }
+
+    /// Why a delivered request cannot be taken, or the due time this node
+    /// keeps for it.
+    fn check_received(
+        &self,
+        from: &AgencyId,
+        r: &DisclosureRequest,
+        now: SystemTime,
+    ) -> Result<SystemTime, String> {
+        match r.id.parse::<RequestId>() {
+            Ok(id) if id.origin() == from => {}
+            Ok(id) => {
+                return Err(format!(
+                    "disclosure_request.id: {id} is not a request of {from}"
+                ));
+            }
+            Err(e) => return Err(format!("disclosure_request.id: {e}")),
+        }
+        match r.holder_alert_id.parse::<AlertId>() {
+            Ok(a) if a.origin() == &self.own => {}
+            Ok(a) => {
+                return Err(format!(
+                    "disclosure_request.holder_alert_id: {a} is not an alert of {}",
+                    self.own
+                ));
+            }
+            Err(e) => return Err(format!("disclosure_request.holder_alert_id: {e}")),
+        }
+        if !r.requester_alert_id.is_empty() {
+            match r.requester_alert_id.parse::<AlertId>() {
+                Ok(a) if a.origin() == from => {}
+                _ => {
+                    return Err(format!(
+                        "disclosure_request.requester_alert_id: not an alert of {from}"
+                    ));
+                }
+            }
+        }
+        if !is_legal_basis(r.legal_basis) {
+            return Err("disclosure_request.legal_basis: unknown or missing".into());
+        }
+        let mut problems = Vec::new();
+        check_text("purpose", &r.purpose, MAX_PURPOSE, true, &mut problems);
+        check_text(
+            "case_reference",
+            &r.case_reference,
+            MAX_CASE_REFERENCE,
+            true,
+            &mut problems,
+        );
+        check_text("citation", &r.citation, MAX_CITATION, false, &mut problems);
+        check_text(
+            "officer",
+            &r.officer,
+            MAX_CASE_REFERENCE,
+            true,
+            &mut problems,
+        );
+        if let Some(p) = problems.first() {
+            return Err(format!("disclosure_request.{}: {}", p.field, p.description));
+        }
+        let tokens = r
+            .verification
+            .as_ref()
+            .map_or(0, |v| v.tokens.len() + v.encodings.len());
+        if tokens > MAX_VERIFICATION * 8 {
+            return Err("disclosure_request.verification: too many tokens".into());
+        }
+        let (Some(requested), Some(due)) = (r.requested_at.as_ref(), r.due_at.as_ref()) else {
+            return Err("disclosure_request: requested_at and due_at are required".into());
+        };
+        let requested = system_time_lossy(requested);
+        if requested > now + CLOCK_SKEW {
+            return Err("disclosure_request.requested_at: in the future".into());
+        }
+        let urgency = Urgency::try_from(r.urgency).unwrap_or(Urgency::Unspecified);
+        deadline::holder_due(
+            urgency,
+            requested,
+            system_time_lossy(due),
+            self.min_deadline,
+        )
+        .ok_or_else(|| {
+            "disclosure_request.due_at: does not follow from the urgency and requested_at"
+                .to_string()
+        })
+    }
+
+    /// How the requester's pseudonymized identifiers compare with our alert
+    /// `id`, per identifier type (nothing when the alert is gone).
+    fn verify(
+        &self,
+        id: &AlertId,
+        given: Option<&SharedSubject>,
+    ) -> Result<Vec<VerificationResult>, StoreError> {
+        let Some(given) = given else {
+            return Ok(Vec::new());
+        };
+        let Some(record) = self.store.get(id)? else {
+            return Ok(Vec::new());
+        };
+        let held = crate::matching::tokens_of(&record);
+        let mut by_type = std::collections::BTreeMap::<i32, (bool, f64)>::new();
+        for t in &given.tokens {
+            let hit = held.contains(&(t.r#type, t.key_version, t.value.clone()));
+            let e = by_type.entry(t.r#type).or_insert((false, 0.0));
+            if hit {
+                *e = (true, 1.0);
+            }
+        }
+        let encodings = crate::matching::encodings_of(&record);
+        for g in &given.encodings {
+            let best = encodings
+                .iter()
+                .filter(|h| h.key_version == g.key_version && h.block == g.block)
+                .filter_map(|h| crate::matching::similarity(&g.bloom, &h.bloom))
+                .fold(0.0_f64, f64::max);
+            let e = by_type
+                .entry(IdentifierType::Person as i32)
+                .or_insert((false, 0.0));
+            if best > e.1 {
+                e.1 = best;
+            }
+            e.0 |= best >= self.fuzzy_threshold();
+        }
+        Ok(by_type
+            .into_iter()
+            .map(|(r#type, (matched, similarity))| VerificationResult {
+                r#type,
+                matched,
+                similarity,
+            })
+            .collect())
+    }
+
+    fn fuzzy_threshold(&self) -> f64 {
+        self.store.fuzzy_threshold()
+    }
+
+    /// The holder's node acknowledged request `id` (or refused it as
+    /// malformed: `rejected` holds its reason).
+    pub fn delivered(&self, id: &str, rejected: Option<&str>) -> Result<(), StoreError> {
+        let at = crate::time::now();
+        self.store.update_request(id, |case| {
+            if case.delivered_at.is_some() {
+                return false;
+            }
+            case.delivered_at = Some(at);
+            match rejected {
+                None => case.history.push(event("delivered", "node", "")),
+                Some(why) => {
+                    case.state = DisclosureState::Refused as i32;
+                    case.history.push(event(
+                        "rejected",
+                        &format!("peer:{}", case.peer),
+                        format!("the holder's node refused the request as malformed: {why}"),
+                    ));
+                }
+            }
+            true
+        })?;
+        Ok(())
+    }
+
+    /// Request `id`, if `views` lets the caller see it.
+    pub fn get(&self, id: &str, views: Views) -> Result<DisclosureCase, DisclosureError> {
+        self.store
+            .disclosure(id)?
+            .filter(|c| views.allows(c))
+            .map(|c| as_of(c, SystemTime::now()))
+            .ok_or_else(|| DisclosureError::NotFound(format!("request {id}")))
+    }
+
+    /// Requests newest first, filtered as asked and by what `views` allows.
+    pub fn list(
+        &self,
+        views: Views,
+        req: &ListDisclosureRequestsRequest,
+    ) -> Result<ListDisclosureRequestsResponse, DisclosureError> {
+        let page =
+            crate::paging::PageRequest::<u64>::parse(req.page_size, &req.page_token, 100, 1000)
+                .map_err(|v| DisclosureError::Invalid(vec![v]))?;
+        let now = SystemTime::now();
+        let (cases, next) = self.store.disclosures_page(page.after, page.size, |c| {
+            views.allows(c)
+                && req.outgoing.is_none_or(|o| o == c.outgoing)
+                && (req.states.is_empty() || req.states.contains(&c.state))
+                && (!req.overdue_only || as_of(c.clone(), now).overdue)
+        })?;
+        Ok(ListDisclosureRequestsResponse {
+            requests: cases.into_iter().map(|c| as_of(c, now)).collect(),
+            next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
+        })
+    }
+}
+
+/// `LEGAL_BASIS_PRUM_II` → `prum_ii`.
+pub fn enum_name<E>(name: Result<&str, E>, prefix: &str) -> String {
+    name.map_or("unknown".into(), |n| {
+        n.trim_start_matches(prefix).to_ascii_lowercase()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_fields_are_bounded_and_printable() {
+        let mut p = Vec::new();
+        check_text("purpose", "", 10, true, &mut p);
+        check_text("purpose", "x".repeat(11).as_str(), 10, true, &mut p);
+        check_text("purpose", "a\u{7}b", 10, true, &mut p);
+        check_text("citation", "", 10, false, &mut p);
+        let why: Vec<&str> = p.iter().map(|v| v.description.as_str()).collect();
+        assert_eq!(why.len(), 3, "{why:?}");
+        assert!(
+            why[0].contains("required")
+                && why[1].contains("at most 10")
+                && why[2].contains("printable")
+        );
+    }
+}

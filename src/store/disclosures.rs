@@ -1,0 +1,179 @@
+//! Disclosure requests as each node keeps them: one `DisclosureCase` per
+//! request (sent or received), every change to it a new entry in the
+//! request log that `WatchRequests` follows, and an index in creation order
+//! for listing newest first. The request itself travels in the outbox, in
+//! the transaction that records it.
+
+use prost::Message;
+
+use super::engine::Reads;
+use super::{Counter, OutboxItem, Store, StoreError, Write, index};
+use crate::audit::Event;
+use crate::proto::v1::DisclosureCase;
+
+fn decode_case(key: &[u8], v: &[u8]) -> Result<DisclosureCase, StoreError> {
+    DisclosureCase::decode(v)
+        .map_err(|e| StoreError::corrupt(format!("disclosure {}", String::from_utf8_lossy(key)), e))
+}
+
+/// Writes `case` as it stands now: under its id, and as the next entry of
+/// the request log (setting its `sequence`); a `new` case also enters the
+/// creation-order index.
+fn record(w: &mut Write<'_, '_>, case: &mut DisclosureCase, new: bool) -> Result<(), StoreError> {
+    let id = case
+        .request
+        .as_ref()
+        .map(|r| r.id.clone())
+        .ok_or_else(|| StoreError::corrupt("disclosure", "without request"))?;
+    let position = w.next(Counter::Disclosures)?;
+    case.sequence = position;
+    let bytes = case.encode_to_vec();
+    w.tx.insert(w.t.disclosures, id.as_bytes(), &bytes)?;
+    w.tx.insert(w.t.disclosure_log, position.to_be_bytes(), &bytes)?;
+    if new {
+        w.tx.insert(w.t.disclosure_order, position.to_be_bytes(), id.as_bytes())?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Records a request this node sends, queues it for the holder and
+    /// appends `events(case)`, in one transaction; durable when this returns.
+    pub async fn open_request(
+        &self,
+        mut case: DisclosureCase,
+        item: OutboxItem,
+        events: impl FnOnce(&DisclosureCase) -> Vec<Event>,
+    ) -> Result<DisclosureCase, StoreError> {
+        self.write(|w| {
+            record(w, &mut case, true)?;
+            index::queue(w, &item)?;
+            w.append(events(&case))?;
+            Ok::<_, StoreError>(())
+        })?;
+        self.commit.durable().await?;
+        self.publish_disclosure(case.sequence);
+        Ok(case)
+    }
+
+    /// Records a request received from a peer, with `event("stored")`;
+    /// `None` (and `event("duplicate")`) when its id is held already (a
+    /// resend). Durable when this returns.
+    pub async fn receive_request(
+        &self,
+        mut case: DisclosureCase,
+        event: impl Fn(&'static str) -> Event,
+    ) -> Result<Option<DisclosureCase>, StoreError> {
+        let id = case
+            .request
+            .as_ref()
+            .map(|r| r.id.clone())
+            .unwrap_or_default();
+        let stored = self.write(|w| {
+            if w.tx.get(w.t.disclosures, id.as_bytes())?.is_some() {
+                w.append([event("duplicate")])?;
+                return Ok::<_, StoreError>(false);
+            }
+            record(w, &mut case, true)?;
+            w.append([event("stored")])?;
+            Ok(true)
+        })?;
+        self.commit.durable().await?;
+        if stored {
+            self.publish_disclosure(case.sequence);
+        }
+        Ok(stored.then_some(case))
+    }
+
+    /// Changes the case `id` with `change` (which returns false to leave it
+    /// as it is) as a new entry of the request log, with `events`. Not
+    /// synced: for facts that are recorded again if lost (a delivery ack).
+    pub fn update_request(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut DisclosureCase) -> bool,
+    ) -> Result<Option<DisclosureCase>, StoreError> {
+        let case = self.write(|w| {
+            let Some(bytes) = w.tx.get(w.t.disclosures, id.as_bytes())? else {
+                return Ok::<_, StoreError>(None);
+            };
+            let mut case = decode_case(id.as_bytes(), &bytes)?;
+            if !change(&mut case) {
+                return Ok(None);
+            }
+            record(w, &mut case, false)?;
+            Ok(Some(case))
+        })?;
+        if let Some(c) = &case {
+            self.publish_disclosure(c.sequence);
+        }
+        Ok(case)
+    }
+
+    /// The request `id` as this node keeps it.
+    pub fn disclosure(&self, id: &str) -> Result<Option<DisclosureCase>, StoreError> {
+        self.db
+            .get(self.t.disclosures, id.as_bytes())?
+            .map(|v| decode_case(id.as_bytes(), &v))
+            .transpose()
+    }
+
+    /// Requests newest first, created before position `before` (all when
+    /// `None`), that `keep` accepts, at most `limit`; with the position to
+    /// continue before, when there may be more.
+    pub fn disclosures_page(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+        keep: impl Fn(&DisclosureCase) -> bool,
+    ) -> Result<(Vec<DisclosureCase>, Option<u64>), StoreError> {
+        let snapshot = self.db.snapshot();
+        let end = before.unwrap_or(u64::MAX).to_be_bytes();
+        let mut out = Vec::new();
+        for item in snapshot.range(self.t.disclosure_order, ..end).rev() {
+            let (k, id) = item?;
+            if out.len() == limit {
+                return Ok((out, Some(index::be_u64("disclosure_order", &k)? + 1)));
+            }
+            if let Some(v) = snapshot.get(self.t.disclosures, &id)? {
+                let case = decode_case(&id, &v)?;
+                if keep(&case) {
+                    out.push(case);
+                }
+            }
+        }
+        Ok((out, None))
+    }
+
+    /// Request log entries after position `after`, oldest first, at most `limit`.
+    pub fn disclosure_log_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DisclosureCase>, StoreError> {
+        self.db
+            .range(
+                self.t.disclosure_log,
+                after.saturating_add(1).to_be_bytes()..,
+            )
+            .take(limit)
+            .map(|item| {
+                let (k, v) = item?;
+                decode_case(&k, &v)
+            })
+            .collect()
+    }
+
+    /// The latest request log position, updated after each change.
+    pub fn watch_disclosures(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.disclosure_seq.subscribe()
+    }
+
+    fn publish_disclosure(&self, position: u64) {
+        self.disclosure_seq.send_if_modified(|cur| {
+            let changed = position > *cur;
+            *cur = (*cur).max(position);
+            changed
+        });
+    }
+}
