@@ -198,57 +198,76 @@ impl FromStr for AlertId {
     }
 }
 
-/// A disclosure request's id: `<requesting agency>:req:<uuid v7>`, chosen by
-/// the requester's node. Like an alert id, it names its origin, so the
-/// holder checks it against the authenticated sender.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RequestId {
-    origin: AgencyId,
-    uuid: Uuid,
-}
-
-impl RequestId {
-    pub fn generate(origin: &AgencyId) -> Self {
-        Self {
-            origin: origin.clone(),
-            uuid: Uuid::now_v7(),
+/// Ids of disclosure records: `<agency>:<tag>:<uuid v7>`, chosen by the
+/// node of `<agency>`. Like an alert id, each names its origin, so a
+/// receiver checks it against the authenticated sender.
+macro_rules! tagged_id {
+    ($(#[$doc:meta])* $name:ident, $tag:literal, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name {
+            origin: AgencyId,
+            uuid: Uuid,
         }
-    }
-    pub fn origin(&self) -> &AgencyId {
-        &self.origin
-    }
-}
 
-impl fmt::Display for RequestId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:req:{}", self.origin, self.uuid.hyphenated())
-    }
-}
-
-impl FromStr for RequestId {
-    type Err = IdError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let invalid = |reason| IdError::Invalid {
-            kind: "request id",
-            value: s.to_owned(),
-            reason,
-        };
-        let (origin, uuid) = s
-            .split_once(":req:")
-            .ok_or_else(|| invalid("expected `<agency>:req:<uuid>`"))?;
-        let origin = AgencyId::new(origin)
-            .map_err(|_| invalid("the agency part is not a valid agency id"))?;
-        let uuid =
-            Uuid::try_parse(uuid).map_err(|_| invalid("the uuid part is not a valid uuid"))?;
-        let id = Self { origin, uuid };
-        if id.to_string() != s {
-            return Err(invalid(
-                "not in canonical form (lower-case hyphenated uuid)",
-            ));
+        impl $name {
+            pub fn generate(origin: &AgencyId) -> Self {
+                Self {
+                    origin: origin.clone(),
+                    uuid: Uuid::now_v7(),
+                }
+            }
+            pub fn origin(&self) -> &AgencyId {
+                &self.origin
+            }
         }
-        Ok(id)
-    }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}:{}:{}", self.origin, $tag, self.uuid.hyphenated())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                let invalid = |reason| IdError::Invalid {
+                    kind: $kind,
+                    value: s.to_owned(),
+                    reason,
+                };
+                let (origin, uuid) = s
+                    .split_once(concat!(":", $tag, ":"))
+                    .ok_or_else(|| invalid(concat!("expected `<agency>:", $tag, ":<uuid>`")))?;
+                let origin = AgencyId::new(origin)
+                    .map_err(|_| invalid("the agency part is not a valid agency id"))?;
+                let uuid = Uuid::try_parse(uuid)
+                    .map_err(|_| invalid("the uuid part is not a valid uuid"))?;
+                let id = Self { origin, uuid };
+                if id.to_string() != s {
+                    return Err(invalid(
+                        "not in canonical form (lower-case hyphenated uuid)",
+                    ));
+                }
+                Ok(id)
+            }
+        }
+    };
 }
+
+tagged_id!(
+    /// A disclosure request: `<requesting agency>:req:<uuid>`.
+    RequestId,
+    "req",
+    "request id"
+);
+
+tagged_id!(
+    /// A release of approved data: `<holder agency>:rel:<uuid>`.
+    ReleaseId,
+    "rel",
+    "release id"
+);
 
 /// An ISO 3166-1 alpha-2 country code in upper case (`NL`, `DE`), checked
 /// against the `isocountry` table. Alerts, identifier normalization (phone

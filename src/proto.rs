@@ -23,6 +23,24 @@ pub fn identifier_type_name(t: i32) -> String {
     })
 }
 
+/// The type of an identifier (`Unspecified` when it has none).
+pub fn identifier_type(id: &v1::Identifier) -> v1::IdentifierType {
+    use v1::IdentifierType as T;
+    use v1::identifier::Kind;
+    match &id.kind {
+        Some(Kind::Phone(_)) => T::Phone,
+        Some(Kind::Email(_)) => T::Email,
+        Some(Kind::Person(_)) => T::Person,
+        Some(Kind::Document(_)) => T::Document,
+        Some(Kind::Iban(_)) => T::Iban,
+        Some(Kind::CryptoWallet(_)) => T::CryptoWallet,
+        Some(Kind::OnlineHandle(_)) => T::OnlineHandle,
+        Some(Kind::VehiclePlate(_)) => T::VehiclePlate,
+        Some(Kind::AdvertUrl(_)) => T::AdvertUrl,
+        None => T::Unspecified,
+    }
+}
+
 /// A hit verdict's name as the CLI and the audit log write it
 /// (`confirmed`, `false_positive`, `needs_information`).
 pub fn verdict_name(v: i32) -> String {

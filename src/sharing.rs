@@ -295,6 +295,33 @@ impl Sharing {
         }
     }
 
+    /// What the disclosure rules in force say of a request by `peer` under
+    /// `legal_basis` about our alert `own`. No policy: every request is
+    /// refused (nothing is released that an administrator has not allowed).
+    pub fn disclosure(
+        &self,
+        own: &StoredAlert,
+        peer: &AgencyId,
+        legal_basis: i32,
+    ) -> policy::DisclosureVerdict {
+        match &self.current().policy {
+            Some(p) => policy::evaluate_disclosure(
+                &p.disclosure,
+                own,
+                &self.own,
+                peer,
+                legal_basis,
+                SystemTime::now(),
+            ),
+            None => policy::DisclosureVerdict::Refused {
+                ground: crate::proto::v1::RefusalGround::NotAuthorised,
+                rule: None,
+                reason: "no sharing policy is installed, so nothing is released (default deny)"
+                    .into(),
+            },
+        }
+    }
+
     /// Whether telling `peer` that our alert `own` holds an identifier of
     /// type `kind` discloses nothing the policy would not send it anyway:
     /// the deciding rule must share that type at the exact level, or at the

@@ -480,7 +480,7 @@ fn node_check_reports_every_problem_and_run_reports_them_before_the_port() {
     let policy = std::fs::read_to_string(pki.join("policy.toml")).unwrap();
     std::fs::write(
         pki.join("policy.toml"),
-        policy.replace("\"ngo\"", "\"nobody\""),
+        policy.replacen("\"ngo\"", "\"nobody\"", 1),
     )
     .unwrap();
     let (code, out, err) = cli(&["node", "check", "--config", &node_toml]);
@@ -638,7 +638,7 @@ fn policy_checks_name_every_problem_and_work_without_a_node() {
         .replace("[\"child_trafficking\"]", "[\"child_traficking\"]")
         .replace("min_severity = \"high\"", "min_severity = \"hihg\"")
         .replace("location = \"country\"", "locaton = \"country\"")
-        .replace("time = \"day\"", "time = \"dya\"");
+        .replacen("time = \"day\"", "time = \"dya\"", 1);
     let file = dir.path().join("typos.toml");
     std::fs::write(&file, typos).unwrap();
     let (code, _, err) = cli(&["policy", "validate", file.to_str().unwrap()]);

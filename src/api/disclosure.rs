@@ -16,8 +16,10 @@ use crate::core::NodeCore;
 use crate::disclosure::Views;
 use crate::proto::v1::disclosure_service_server::DisclosureService;
 use crate::proto::v1::{
-    DisclosureCase, GetDisclosureRequestRequest, ListDisclosureRequestsRequest,
-    ListDisclosureRequestsResponse, SendDisclosureRequest, WatchDisclosureRequestsRequest,
+    AnswerClarificationRequest, DecideRequest, DisclosureCase, GetDisclosureRequestRequest,
+    GetReleaseRequest, ListDisclosureRequestsRequest, ListDisclosureRequestsResponse,
+    ListReleasesRequest, ListReleasesResponse, ReleaseRecord, SendDisclosureRequest,
+    WatchDisclosureRequestsRequest, WithdrawReleaseRequest,
 };
 
 /// Log entries read and buffered per watcher at a time.
@@ -82,6 +84,90 @@ impl DisclosureService for DisclosureApi {
                 call.object(r.holder_alert_id.clone());
             }
             Ok(case)
+        })
+        .await
+    }
+
+    async fn decide(
+        &self,
+        req: Request<DecideRequest>,
+    ) -> Result<Response<DisclosureCase>, Status> {
+        let core = &self.0;
+        audited(core, req, Action::DisclosureDecide, async |call, req| {
+            let officer = auth::client(&core.clients, &req, Role::Disclose)?;
+            let case = core.disclosures.decide(&officer, req.into_inner(), call).await?;
+            tracing::info!(request = %case.request.as_ref().map(|r| r.id.as_str()).unwrap_or(""), state = case.state, officer = %officer.name, "disclosure request decided");
+            Ok(case)
+        })
+        .await
+    }
+
+    async fn answer_clarification(
+        &self,
+        req: Request<AnswerClarificationRequest>,
+    ) -> Result<Response<DisclosureCase>, Status> {
+        let core = &self.0;
+        audited(core, req, Action::DisclosureAnswer, async |call, req| {
+            let client = auth::client(&core.clients, &req, Role::Request)?;
+            let r = req.into_inner();
+            Ok(core
+                .disclosures
+                .answer(&client, &r.id, &r.answer, call)
+                .await?)
+        })
+        .await
+    }
+
+    async fn list_releases(
+        &self,
+        req: Request<ListReleasesRequest>,
+    ) -> Result<Response<ListReleasesResponse>, Status> {
+        let core = &self.0;
+        audited(core, req, Action::ReleaseList, async |call, req| {
+            let views = views(core, &req)?;
+            let page = core.disclosures.releases(views, req.get_ref())?;
+            for r in page.releases.iter().filter_map(|r| r.release.as_ref()) {
+                call.object(r.id.clone());
+            }
+            call.detail("returned", page.releases.len());
+            Ok(page)
+        })
+        .await
+    }
+
+    /// Reading a release is recorded with what it holds (`release.view`).
+    async fn get_release(
+        &self,
+        req: Request<GetReleaseRequest>,
+    ) -> Result<Response<ReleaseRecord>, Status> {
+        let core = &self.0;
+        audited(core, req, Action::ReleaseView, async |call, req| {
+            let views = views(core, &req)?;
+            let record = core.disclosures.release(&req.get_ref().id, views)?;
+            if let Some(r) = &record.release {
+                call.object(r.id.clone());
+                call.object(r.request_id.clone());
+                call.object(r.alert_id.clone());
+                call.detail("released", &r.released_fields);
+            }
+            call.detail("purged", record.purged);
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn withdraw_release(
+        &self,
+        req: Request<WithdrawReleaseRequest>,
+    ) -> Result<Response<ReleaseRecord>, Status> {
+        let core = &self.0;
+        audited(core, req, Action::ReleaseWithdraw, async |call, req| {
+            let officer = auth::client(&core.clients, &req, Role::Disclose)?;
+            let r = req.into_inner();
+            Ok(core
+                .disclosures
+                .withdraw(&officer, &r.id, &r.reason, call)
+                .await?)
         })
         .await
     }

@@ -46,7 +46,9 @@ impl From<crate::disclosure::DisclosureError> for Status {
         match e {
             DisclosureError::Invalid(v) => AlertError::Invalid(v).into(),
             DisclosureError::NotFound(_) => Status::not_found(e.to_string()),
-            DisclosureError::NotConfirmed(_) => Status::failed_precondition(e.to_string()),
+            DisclosureError::NotConfirmed(_) | DisclosureError::Conflict(_) => {
+                Status::failed_precondition(e.to_string())
+            }
             DisclosureError::Store(e) => store_unavailable(e),
         }
     }

@@ -371,7 +371,9 @@ policy = "policy.toml"
     s
 }
 
-/// A development policy sharing every alert with every peer at full detail.
+/// A development policy sharing every alert with every peer at full detail,
+/// and letting every peer request releases (at most content, phones,
+/// e-mail addresses and persons).
 fn dev_policy(agency: &AgencyId, all: &BTreeMap<AgencyId, NodeAddrs>) -> String {
     let peers: Vec<String> = all
         .keys()
@@ -386,6 +388,15 @@ fn dev_policy(agency: &AgencyId, all: &BTreeMap<AgencyId, NodeAddrs>) -> String 
     if !peers.is_empty() {
         s.push_str(&format!(
             "\n[[rules]]\nname = \"dev-share-everything\"\neffect = \"share\"\npeers = [{}]\n[rules.share]\nlocation = \"city\"\ntime = \"day\"\nnarrative = \"full\"\nindicators = \"full\"\nidentifiers = {{ phone = \"exact\", email = \"exact\", person = \"fuzzy\", document = \"exact\", iban = \"exact\", crypto_wallet = \"exact\", online_handle = \"exact\", vehicle_plate = \"exact\", advert_url = \"exact\" }}\n",
+            peers.join(", ")
+        ));
+        s.push_str(&format!(
+            "\n# Every peer may request any alert under any legal basis; an officer may\n\
+             # release content and phone numbers, e-mail addresses and persons in clear.\n\
+             [[disclosure]]\nname = \"dev-disclose\"\npeers = [{}]\n\
+             legal_bases = [\"directive_2023_977\", \"prum_ii\", \"mutual_legal_assistance\", \"victim_referral_consent\", \"national_law\"]\n\
+             [disclosure.release]\nlocation = \"city\"\ntime = \"day\"\nnarrative = \"full\"\nindicators = \"full\"\n\
+             identifiers = [\"phone\", \"email\", \"person\"]\n",
             peers.join(", ")
         ));
     }

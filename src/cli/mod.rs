@@ -77,10 +77,15 @@ enum Command {
         #[command(subcommand)]
         command: alert::HitsCommand,
     },
-    /// Disclosure requests after a hit: send, list, show, watch.
+    /// Disclosure requests after a hit: send, decide, answer, list, watch.
     Requests {
         #[command(subcommand)]
         command: requests::RequestsCommand,
+    },
+    /// Releases of approved data: received, sent, withdrawn.
+    Releases {
+        #[command(subcommand)]
+        command: requests::ReleasesCommand,
     },
     /// Delivery state of each peer (admin role).
     Peers,
@@ -222,6 +227,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Alert { command } => alert::run(command, client_config, json).await,
         Command::Hits { command } => alert::hits(command, client_config, json).await,
         Command::Requests { command } => requests::run(command, client_config, json).await,
+        Command::Releases { command } => requests::releases(command, client_config, json).await,
         Command::Peers => node::peers(client_config, json).await,
         Command::Status => node::status(client_config, json).await,
         Command::Completions { shell } => {

@@ -732,6 +732,40 @@ pub fn disclosure(case: &crate::proto::v1::DisclosureCase, as_json: bool) {
         "  case      {}, officer {}, urgency {urgency}",
         r.case_reference, r.officer
     );
+    if !case.outgoing && !case.rule.is_empty() && crate::disclosure::is_open(case) {
+        println!(
+            "  policy    rule `{}` allows releasing at most: {}",
+            case.rule, case.release_maximum
+        );
+    }
+    if let Some(d) = &case.decision {
+        let ground = crate::proto::v1::RefusalGround::try_from(d.ground)
+            .ok()
+            .filter(|g| *g != crate::proto::v1::RefusalGround::Unspecified)
+            .map(|g| format!(" ({})", enum_name(g.as_str_name(), "REFUSAL_GROUND_")))
+            .unwrap_or_default();
+        let who = if d.automatic {
+            "the holder's policy".to_string()
+        } else {
+            d.decided_by.clone()
+        };
+        println!(
+            "  decision  {}{ground} by {who} at {}{}",
+            state_name(d.outcome),
+            time(d.decided_at.as_ref()),
+            if d.note.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", d.note)
+            }
+        );
+        if !d.release_id.is_empty() {
+            println!(
+                "  release   {} (casebridge releases show {})",
+                d.release_id, d.release_id
+            );
+        }
+    }
     for v in &case.verification {
         let kind = IdentifierType::try_from(v.r#type).map_or("?".into(), |t| {
             enum_name(t.as_str_name(), "IDENTIFIER_TYPE_")
@@ -804,6 +838,121 @@ pub fn disclosure_change(case: &crate::proto::v1::DisclosureCase, as_json: bool)
         state_name(case.state),
         due_in(case),
     );
+}
+
+fn handling_line(code: i32) -> &'static str {
+    use crate::proto::v1::HandlingCode as H;
+    match H::try_from(code) {
+        Ok(H::H0) => "H0: may be shared within the federation without further conditions",
+        Ok(H::H1) => "H1: law-enforcement recipients only",
+        Ok(H::H2) => "H2: NO ONWARD DISCLOSURE without the holder's consent",
+        Ok(H::H3) => "H3: SPECIAL CONDITIONS: contact the holder before any action",
+        _ => "none given",
+    }
+}
+
+/// One release: what it holds and how it must be handled (H2/H3 first).
+pub fn release(record: &crate::proto::v1::ReleaseRecord, as_json: bool) {
+    if as_json {
+        return json(record);
+    }
+    let r = record.release.clone().unwrap_or_default();
+    println!(
+        "release {}  {} {}  for request {}",
+        r.id,
+        if record.outgoing { "sent to" } else { "from" },
+        record.peer,
+        r.request_id
+    );
+    println!("  HANDLING  {}", handling_line(r.handling));
+    println!("  alert     {} (version {})", r.alert_id, r.alert_version);
+    println!(
+        "  released  {} by {} at {}",
+        r.released_fields,
+        r.released_by,
+        time(r.released_at.as_ref())
+    );
+    println!("  contact   {}", r.contact_point);
+    println!("  keep until {}", time(r.retention_until.as_ref()));
+    if record.purged {
+        match &record.withdrawn_at {
+            Some(at) => println!(
+                "  WITHDRAWN by the holder at {}: {} (content purged)",
+                time(Some(at)),
+                record.withdraw_reason
+            ),
+            None => println!("  purged: the retention deadline passed"),
+        }
+        return;
+    }
+    if let Some(c) = &r.content {
+        if !c.narrative.is_empty() {
+            println!("  narrative {}", c.narrative);
+        }
+        if let Some(l) = &c.location {
+            let place: Vec<&str> = [l.city.as_str(), l.region.as_str(), l.country.as_str()]
+                .into_iter()
+                .filter(|p| !p.is_empty())
+                .collect();
+            println!("  location  {}", place.join(", "));
+        }
+    }
+    for (i, s) in r.subjects.iter().enumerate() {
+        for id in &s.identifiers {
+            println!("  subject {} {}", i + 1, identifier_text(id));
+        }
+    }
+}
+
+/// A raw identifier as a person reads it: `phone +31655550105`.
+fn identifier_text(id: &crate::proto::v1::Identifier) -> String {
+    let Some(k) = &id.kind else {
+        return "?".into();
+    };
+    let value = match k {
+        Kind::Phone(p) => p.number.clone(),
+        Kind::Email(e) => e.address.clone(),
+        Kind::Person(p) => format!(
+            "{} {} (born {})",
+            p.given_names, p.family_name, p.date_of_birth
+        ),
+        Kind::Document(d) => format!("{} ({})", d.number, d.issuing_country),
+        Kind::Iban(i) => i.iban.clone(),
+        Kind::CryptoWallet(w) => format!("{} on {}", w.address, w.chain),
+        Kind::OnlineHandle(h) => format!("{} on {}", h.handle, h.platform),
+        Kind::VehiclePlate(v) => format!("{} ({})", v.plate, v.country),
+        Kind::AdvertUrl(u) => u.url.clone(),
+    };
+    format!("{:<14}{value}", kind_name(k))
+}
+
+/// Releases, one line each (no content).
+pub fn releases(records: &[crate::proto::v1::ReleaseRecord], as_json: bool) {
+    if as_json {
+        return json(&records);
+    }
+    if records.is_empty() {
+        eprintln!("no releases");
+    }
+    for rec in records {
+        let r = rec.release.clone().unwrap_or_default();
+        let handling = crate::proto::v1::HandlingCode::try_from(r.handling)
+            .map_or("-".into(), |h| {
+                enum_name(h.as_str_name(), "HANDLING_CODE_").to_uppercase()
+            });
+        println!(
+            "{}  {} {:<10}  {handling}  {}  {}",
+            r.id,
+            if rec.outgoing { "to" } else { "from" },
+            rec.peer,
+            if rec.purged {
+                "purged".to_string()
+            } else {
+                format!("keep until {}", time(r.retention_until.as_ref()))
+            },
+            r.released_fields,
+        );
+    }
 }
 
 #[cfg(test)]

@@ -213,7 +213,12 @@ struct Case {
     peer: Option<String>,
     /// Inbound case: the peer delivering the alert to this node.
     from: Option<String>,
-    /// `share` or `deny` (outbound), `accept` or `refuse` (inbound).
+    /// Disclosure case: the agency requesting the alert's data, and under
+    /// which legal basis (`victim_referral_consent`, ...).
+    requester: Option<String>,
+    legal_basis: Option<String>,
+    /// `share` or `deny` (outbound), `accept` or `refuse` (inbound),
+    /// `release` or `refuse` (disclosure).
     expect: String,
     /// The rule expected to decide (omit for the built-in decisions).
     rule: Option<String>,
@@ -281,13 +286,42 @@ fn run_cases(p: &Policy, config: &NodeConfig, cases_file: &Path) -> Result<(), F
         let mut record = record_from_draft(config, draft, now)?;
         let bad = |e: String| failure(Exit::DataErr, anyhow!("case `{}`: {e}", case.name));
         let agency = |s: &str| AgencyId::new(s.to_owned()).map_err(|e| bad(e.to_string()));
-        let (got, rule, reason) = match (&case.peer, &case.from) {
-            (Some(peer), None) => {
+        let (got, rule, reason) = match (&case.peer, &case.from, &case.requester) {
+            (None, None, Some(requester)) => {
+                let basis = case
+                    .legal_basis
+                    .as_deref()
+                    .ok_or_else(|| bad("a disclosure case needs `legal_basis`".into()))?;
+                let basis = enum_override("legal basis", "LEGAL_BASIS_", basis, |n| {
+                    crate::proto::v1::LegalBasis::from_str_name(n).map(|v| v as i32)
+                })?;
+                match policy::evaluate_disclosure(
+                    &p.disclosure,
+                    &record,
+                    &own,
+                    &agency(requester)?,
+                    basis,
+                    now,
+                ) {
+                    policy::DisclosureVerdict::Allowed { rule, max } => (
+                        "release",
+                        Some(rule.clone()),
+                        format!(
+                            "rule `{rule}` lets an officer release at most: {}",
+                            max.describe()
+                        ),
+                    ),
+                    policy::DisclosureVerdict::Refused { rule, reason, .. } => {
+                        ("refuse", rule, reason)
+                    }
+                }
+            }
+            (Some(peer), None, None) => {
                 let d = policy::evaluate(p, &record, &own, &agency(peer)?, now);
                 let got = if d.grant.is_some() { "share" } else { "deny" };
                 (got, d.rule, d.reason)
             }
-            (None, Some(from)) => {
+            (None, Some(from), None) => {
                 // The same alert as if `from` had recorded and delivered it.
                 let from = agency(from)?;
                 if let Some(a) = record.alert.as_mut() {
@@ -300,7 +334,8 @@ fn run_cases(p: &Policy, config: &NodeConfig, cases_file: &Path) -> Result<(), F
             }
             _ => {
                 return Err(bad(
-                    "give exactly one of `peer` (outbound) or `from` (inbound)".into(),
+                    "give exactly one of `peer` (outbound), `from` (inbound) or `requester` (disclosure)"
+                        .into(),
                 ));
             }
         };
@@ -496,10 +531,11 @@ pub async fn run(
 /// `policy validate`: what a valid file holds, rule by rule.
 fn print_validated(file: &Path, p: &Policy) {
     println!(
-        "{}: valid, {} share rule(s), {} inbound rule(s)",
+        "{}: valid, {} share rule(s), {} inbound rule(s), {} disclosure rule(s)",
         file.display(),
         p.rules.len(),
-        p.inbound.len()
+        p.inbound.len(),
+        p.disclosure.len()
     );
     for r in &p.rules {
         let peers: Vec<String> = r
@@ -528,6 +564,62 @@ fn print_validated(file: &Path, p: &Policy) {
             r.name,
             if r.refuse { "Refuse" } else { "Accept" }
         );
+    }
+    for r in &p.disclosure {
+        let peers: Vec<String> = r
+            .named
+            .union(&r.via_group)
+            .map(ToString::to_string)
+            .collect();
+        let bases: Vec<String> = r
+            .legal_bases
+            .iter()
+            .map(|b| policy::disclosure::basis_name(*b))
+            .collect();
+        println!(
+            "  line {:>3}  {:<24} disclosure to {} under {}: at most {}",
+            r.line,
+            r.name,
+            peers.join(", "),
+            bases.join(", "),
+            r.max.describe()
+        );
+    }
+}
+
+/// What the disclosure rules say of requests by `peer` about `record`,
+/// under each legal basis: the bases a rule accepts and its maximum, or why
+/// every request is refused.
+fn explain_disclosure(
+    p: &Policy,
+    record: &crate::proto::v1::StoredAlert,
+    own: &AgencyId,
+    peer: &AgencyId,
+    now: SystemTime,
+) -> serde_json::Value {
+    let mut accepted = Vec::new();
+    let mut allowed = None;
+    let mut refused = Vec::new();
+    for b in 1..=5 {
+        match policy::evaluate_disclosure(&p.disclosure, record, own, peer, b, now) {
+            policy::DisclosureVerdict::Allowed { rule, max } => {
+                accepted.push(policy::disclosure::basis_name(b));
+                allowed = Some((rule, max.describe()));
+            }
+            policy::DisclosureVerdict::Refused { reason, .. } => refused.push(reason),
+        }
+    }
+    match allowed {
+        Some((rule, max)) => serde_json::json!({
+            "requestable": true,
+            "rule": rule,
+            "legal_bases": accepted,
+            "maximum": max,
+        }),
+        None => serde_json::json!({
+            "requestable": false,
+            "reason": refused.first().cloned().unwrap_or_default(),
+        }),
     }
 }
 
@@ -566,6 +658,7 @@ fn explain_local(
             .grant
             .as_ref()
             .map(|g| shared_view_with(&record, g));
+        let disclosure = explain_disclosure(&p, &record, &own, peer, now);
         if json {
             out.push(serde_json::json!({
                 "peer": peer.to_string(),
@@ -573,6 +666,7 @@ fn explain_local(
                 "rule": decision.rule,
                 "reason": decision.reason,
                 "envelope": envelope,
+                "disclosure": disclosure,
             }));
             continue;
         }
@@ -585,6 +679,26 @@ fn explain_local(
             }
         );
         println!("because: {}", decision.reason);
+        if disclosure["requestable"] == serde_json::json!(true) {
+            println!(
+                "on request: rule `{}` accepts {}; an officer may release at most: {}",
+                disclosure["rule"].as_str().unwrap_or(""),
+                disclosure["legal_bases"]
+                    .as_array()
+                    .map(|a| a
+                        .iter()
+                        .filter_map(|b| b.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "))
+                    .unwrap_or_default(),
+                disclosure["maximum"].as_str().unwrap_or("")
+            );
+        } else {
+            println!(
+                "on request: refused automatically ({})",
+                disclosure["reason"].as_str().unwrap_or("")
+            );
+        }
         if let Some(env) = envelope {
             println!("envelope that would be sent:");
             println!("{}", super::output::to_json(&env, true).unwrap_or_default());

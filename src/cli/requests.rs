@@ -12,8 +12,11 @@ use super::node::shutdown_signal;
 use super::{connect, output, time_flag};
 use crate::proto::v1::send_disclosure_request::About;
 use crate::proto::v1::{
-    DisclosureState, GetDisclosureRequestRequest, Identifier, LegalBasis,
-    ListDisclosureRequestsRequest, SendDisclosureRequest, Urgency, WatchDisclosureRequestsRequest,
+    AnswerClarificationRequest, DecideRequest, DisclosureState, GetDisclosureRequestRequest,
+    GetReleaseRequest, HandlingCode, Identifier, IdentifierType, LegalBasis,
+    ListDisclosureRequestsRequest, ListReleasesRequest, LocationDetail, RefusalGround,
+    ReleaseSelection, SendDisclosureRequest, TimeDetail, Urgency, WatchDisclosureRequestsRequest,
+    WithdrawReleaseRequest,
 };
 
 /// The legal bases a request may invoke.
@@ -73,6 +76,90 @@ impl UrgencyArg {
     }
 }
 
+/// Refusal grounds (Directive 2023/977, Art. 6, and the policy).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum GroundArg {
+    /// The information is not available (alert retracted, purged, unknown).
+    NotAvailable,
+    /// The request lacks what it needs.
+    RequestIncomplete,
+    /// A judicial authorisation is needed and was not given.
+    JudicialAuthorisationRefused,
+    /// The information came from a third party that did not consent.
+    OriginatorConsentRefused,
+    /// Would jeopardise an investigation or the safety of a person.
+    HarmToInvestigationOrSafety,
+    /// Clearly disproportionate or irrelevant to the purpose.
+    Disproportionate,
+    /// The data subject's consent is needed and was not given.
+    SubjectConsentRequired,
+    /// This agency may not request this alert.
+    NotAuthorised,
+    /// The legal basis is not accepted for it.
+    LegalBasisNotAccepted,
+    /// Another ground (explain it in --note).
+    Other,
+}
+
+impl GroundArg {
+    fn proto(self) -> RefusalGround {
+        match self {
+            Self::NotAvailable => RefusalGround::NotAvailable,
+            Self::RequestIncomplete => RefusalGround::RequestIncomplete,
+            Self::JudicialAuthorisationRefused => RefusalGround::JudicialAuthorisationRefused,
+            Self::OriginatorConsentRefused => RefusalGround::OriginatorConsentRefused,
+            Self::HarmToInvestigationOrSafety => RefusalGround::HarmToInvestigationOrSafety,
+            Self::Disproportionate => RefusalGround::Disproportionate,
+            Self::SubjectConsentRequired => RefusalGround::SubjectConsentRequired,
+            Self::NotAuthorised => RefusalGround::NotAuthorised,
+            Self::LegalBasisNotAccepted => RefusalGround::LegalBasisNotAccepted,
+            Self::Other => RefusalGround::Other,
+        }
+    }
+}
+
+/// Location detail in a release.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LocationArg {
+    None,
+    Country,
+    Region,
+    City,
+}
+
+/// Time detail in a release.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TimeArg {
+    None,
+    Year,
+    Month,
+    Day,
+}
+
+/// Handling code of a release.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum HandlingArg {
+    H0,
+    H1,
+    H2,
+    H3,
+}
+
+/// An identifier type as policies name it (`phone`, `crypto_wallet`, ...).
+fn identifier_type(s: &str) -> Result<IdentifierType, String> {
+    IdentifierType::from_str_name(&format!(
+        "IDENTIFIER_TYPE_{}",
+        s.replace('-', "_").to_ascii_uppercase()
+    ))
+    .filter(|t| *t != IdentifierType::Unspecified)
+    .ok_or_else(|| {
+        "expected phone, email, person, document, iban, crypto_wallet, online_handle, \
+         vehicle_plate or advert_url"
+            .into()
+    })
+}
+
 #[derive(Subcommand)]
 pub enum RequestsCommand {
     /// Ask the agency holding an alert for its data, about a hit you
@@ -128,6 +215,72 @@ pub enum RequestsCommand {
     Show {
         /// The request id (`<agency>:req:<uuid>`).
         id: String,
+    },
+    /// Approve a request received, releasing what you choose (within the
+    /// sharing policy's maximum, shown by `requests show`). Needs the
+    /// `disclose` role.
+    Approve {
+        /// The request id.
+        id: String,
+        /// Location detail released.
+        #[arg(long, value_enum, default_value = "none")]
+        location: LocationArg,
+        /// Time detail released.
+        #[arg(long, value_enum, default_value = "none")]
+        time: TimeArg,
+        /// Release the narrative.
+        #[arg(long)]
+        narrative: bool,
+        /// Release the indicators.
+        #[arg(long)]
+        indicators: bool,
+        /// An identifier type released in clear (repeatable), e.g. phone.
+        #[arg(long = "identifier", value_parser = identifier_type)]
+        identifiers: Vec<IdentifierType>,
+        /// Whom the requester contacts about the release.
+        #[arg(long)]
+        contact: String,
+        /// The release's handling code (default: the alert's own).
+        #[arg(long, value_enum)]
+        handling: Option<HandlingArg>,
+        /// How long the requester may keep it, in days (1-365; default 90).
+        #[arg(long, default_value_t = 0)]
+        retention_days: u32,
+        /// Record it as approved in part (you release less than was asked).
+        #[arg(long)]
+        partial: bool,
+        /// Remarks for the requester.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Refuse a request received, on a coded ground. Needs the `disclose` role.
+    Refuse {
+        /// The request id.
+        id: String,
+        /// The ground (Directive 2023/977, Art. 6).
+        #[arg(long, value_enum)]
+        ground: GroundArg,
+        /// Why, for the requester (at most 1000 bytes).
+        #[arg(long)]
+        note: String,
+    },
+    /// Ask the requester a question; the deadline pauses until the answer.
+    /// Needs the `disclose` role.
+    Clarify {
+        /// The request id.
+        id: String,
+        /// The question (at most 1000 bytes).
+        #[arg(long)]
+        question: String,
+    },
+    /// Answer the holder's question on a request you sent. Needs the
+    /// `request` role.
+    Answer {
+        /// The request id.
+        id: String,
+        /// Your answer (at most 1000 bytes).
+        #[arg(long)]
+        answer: String,
     },
     /// Print every change to a request after a position, then keep
     /// streaming new ones until Ctrl-C.
@@ -243,6 +396,92 @@ pub async fn run(
                 .into_inner();
             output::disclosure(&case, json);
         }
+        RequestsCommand::Approve {
+            id,
+            location,
+            time,
+            narrative,
+            indicators,
+            identifiers,
+            contact,
+            handling,
+            retention_days,
+            partial,
+            note,
+        } => {
+            let case = api
+                .decide(DecideRequest {
+                    id,
+                    outcome: if partial {
+                        DisclosureState::PartiallyApproved
+                    } else {
+                        DisclosureState::Approved
+                    } as i32,
+                    ground: 0,
+                    note,
+                    release: Some(ReleaseSelection {
+                        location: match location {
+                            LocationArg::None => LocationDetail::None,
+                            LocationArg::Country => LocationDetail::Country,
+                            LocationArg::Region => LocationDetail::Region,
+                            LocationArg::City => LocationDetail::City,
+                        } as i32,
+                        time: match time {
+                            TimeArg::None => TimeDetail::None,
+                            TimeArg::Year => TimeDetail::Year,
+                            TimeArg::Month => TimeDetail::Month,
+                            TimeArg::Day => TimeDetail::Day,
+                        } as i32,
+                        narrative,
+                        indicators,
+                        identifiers: identifiers.into_iter().map(|t| t as i32).collect(),
+                    }),
+                    contact_point: contact,
+                    handling: match handling {
+                        None => HandlingCode::Unspecified,
+                        Some(HandlingArg::H0) => HandlingCode::H0,
+                        Some(HandlingArg::H1) => HandlingCode::H1,
+                        Some(HandlingArg::H2) => HandlingCode::H2,
+                        Some(HandlingArg::H3) => HandlingCode::H3,
+                    } as i32,
+                    retention_days,
+                })
+                .await?
+                .into_inner();
+            output::disclosure(&case, json);
+        }
+        RequestsCommand::Refuse { id, ground, note } => {
+            let case = api
+                .decide(DecideRequest {
+                    id,
+                    outcome: DisclosureState::Refused as i32,
+                    ground: ground.proto() as i32,
+                    note,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            output::disclosure(&case, json);
+        }
+        RequestsCommand::Clarify { id, question } => {
+            let case = api
+                .decide(DecideRequest {
+                    id,
+                    outcome: DisclosureState::Clarification as i32,
+                    note: question,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            output::disclosure(&case, json);
+        }
+        RequestsCommand::Answer { id, answer } => {
+            let case = api
+                .answer_clarification(AnswerClarificationRequest { id, answer })
+                .await?
+                .into_inner();
+            output::disclosure(&case, json);
+        }
         RequestsCommand::Watch { .. } => unreachable!("handled above"),
     }
     Ok(())
@@ -297,4 +536,76 @@ async fn watch(
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(std::time::Duration::from_secs(30));
     }
+}
+
+#[derive(Subcommand)]
+pub enum ReleasesCommand {
+    /// Releases received (role `request`) and sent (role `disclose`),
+    /// newest first, without their content.
+    List {
+        /// Only releases you sent.
+        #[arg(long, conflicts_with = "received")]
+        sent: bool,
+        /// Only releases you received.
+        #[arg(long)]
+        received: bool,
+    },
+    /// One release with its content and identifiers (reading it is recorded
+    /// in the audit log).
+    Show {
+        /// The release id (`<agency>:rel:<uuid>`).
+        id: String,
+    },
+    /// Withdraw a release you sent: the requester's node purges it. Needs
+    /// the `disclose` role.
+    Withdraw {
+        /// The release id.
+        id: String,
+        /// Why, for the requester (at most 1000 bytes).
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+pub async fn releases(
+    command: ReleasesCommand,
+    client_config: Option<&Path>,
+    json: bool,
+) -> Result<(), Failure> {
+    let mut client = connect(client_config).await?;
+    let api = &mut client.disclosure;
+    match command {
+        ReleasesCommand::List { sent, received } => {
+            let mut req = ListReleasesRequest {
+                outgoing: (sent || received).then_some(sent),
+                page_size: 1000,
+                ..Default::default()
+            };
+            let mut all = Vec::new();
+            loop {
+                let page = api.list_releases(req.clone()).await?.into_inner();
+                all.extend(page.releases);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                req.page_token = page.next_page_token;
+            }
+            output::releases(&all, json);
+        }
+        ReleasesCommand::Show { id } => {
+            let r = api
+                .get_release(GetReleaseRequest { id })
+                .await?
+                .into_inner();
+            output::release(&r, json);
+        }
+        ReleasesCommand::Withdraw { id, reason } => {
+            let r = api
+                .withdraw_release(WithdrawReleaseRequest { id, reason })
+                .await?
+                .into_inner();
+            output::release(&r, json);
+        }
+    }
+    Ok(())
 }

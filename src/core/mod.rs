@@ -158,6 +158,7 @@ impl NodeCore {
         store.set_metrics(metrics.clone());
         let disclosures = Arc::new(crate::disclosure::Disclosures::new(
             store.clone(),
+            sharing.clone(),
             config.agency().clone(),
             peer_ids.iter().cloned(),
             pseudo.clone(),

@@ -7,6 +7,7 @@
 //! peer message: exactly once, whichever node is down meanwhile.
 
 pub mod deadline;
+pub mod steps;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -50,8 +51,22 @@ pub enum DisclosureError {
         "hit {0} is not confirmed: a reviewer must confirm it first (`casebridge hits review {0} --confirmed`)"
     )]
     NotConfirmed(u64),
+    /// The request is not in a state that allows this (decided already,
+    /// no open question, the policy does not allow a release).
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// What became of a decision, answer, release or withdrawal a peer sent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Applied {
+    Stored,
+    /// Held already (a resend).
+    Duplicate,
+    /// Refused with the reason for the sender.
+    Refused(String),
 }
 
 /// Which requests a client may see: those it sent (role `request`), those
@@ -84,6 +99,7 @@ pub enum Received {
 
 pub struct Disclosures {
     store: Arc<Store>,
+    sharing: Arc<crate::sharing::Sharing>,
     own: AgencyId,
     peers: BTreeSet<AgencyId>,
     pseudo: Arc<Pseudonymizer>,
@@ -148,6 +164,7 @@ pub fn as_of(mut case: DisclosureCase, now: SystemTime) -> DisclosureCase {
 impl Disclosures {
     pub fn new(
         store: Arc<Store>,
+        sharing: Arc<crate::sharing::Sharing>,
         own: AgencyId,
         peers: impl IntoIterator<Item = AgencyId>,
         pseudo: Arc<Pseudonymizer>,
@@ -155,6 +172,7 @@ impl Disclosures {
     ) -> Self {
         Self {
             store,
+            sharing,
             own,
             peers: peers.into_iter().collect(),
             pseudo,
@@ -372,7 +390,7 @@ impl Disclosures {
             Ok(id) => self.verify(&id, request.verification.as_ref())?,
             Err(_) => Vec::new(),
         };
-        let case = DisclosureCase {
+        let mut case = DisclosureCase {
             outgoing: false,
             peer: from.to_string(),
             state: DisclosureState::Open as i32,
@@ -382,6 +400,55 @@ impl Disclosures {
             request: Some(request.clone()),
             ..Default::default()
         };
+        // The policy first: a peer or a legal basis it does not accept is
+        // refused at once, without asking anyone, and the requester told why.
+        let held = match request.holder_alert_id.parse::<AlertId>() {
+            Ok(id) => self.store.get(&id)?,
+            Err(_) => None,
+        };
+        let verdict = match &held {
+            Some(record) => self.sharing.disclosure(record, from, request.legal_basis),
+            None => crate::policy::DisclosureVerdict::Refused {
+                ground: crate::proto::v1::RefusalGround::NotAvailable,
+                rule: None,
+                reason: "the alert is not held here".into(),
+            },
+        };
+        let mut items = Vec::new();
+        match verdict {
+            crate::policy::DisclosureVerdict::Allowed { rule, max } => {
+                case.rule = rule;
+                case.release_maximum = max.describe();
+            }
+            crate::policy::DisclosureVerdict::Refused {
+                ground,
+                rule,
+                reason,
+            } => {
+                let decision = crate::proto::v1::DisclosureDecision {
+                    request_id: request.id.clone(),
+                    outcome: DisclosureState::Refused as i32,
+                    ground: ground as i32,
+                    note: reason.clone(),
+                    decided_by: "policy".into(),
+                    decided_at: Some(timestamp(now)),
+                    release_id: String::new(),
+                    automatic: true,
+                };
+                case.state = DisclosureState::Refused as i32;
+                case.rule = rule.unwrap_or_default();
+                case.answered_at = decision.decided_at;
+                case.decision = Some(decision.clone());
+                case.history.push(event("refused", "policy", reason));
+                items.push(OutboxItem {
+                    peer: from.clone(),
+                    payload: Payload::DisclosureDecision(decision),
+                    rule: case.rule.clone(),
+                    disclosed: "disclosure decision: refused (automatic)".into(),
+                });
+            }
+        }
+        let refused_by_policy = !items.is_empty();
         let entry = |outcome: &'static str| {
             Event::new(actor, Action::DisclosureRequestReceive, outcome)
                 .object(request.id.clone())
@@ -398,11 +465,21 @@ impl Disclosures {
                     "due_at",
                     crate::time::format_ms(crate::time::unix_secs(due) as i64 * 1000),
                 )
+                .detail(
+                    "decision",
+                    if refused_by_policy {
+                        "refused by the policy"
+                    } else {
+                        "waiting for an officer"
+                    },
+                )
         };
-        Ok(match self.store.receive_request(case, entry).await? {
-            Some(case) => Received::Stored(Box::new(case)),
-            None => Received::Duplicate,
-        })
+        Ok(
+            match self.store.receive_request(case, items, entry).await? {
+                Some(case) => Received::Stored(Box::new(case)),
+                None => Received::Duplicate,
+            },
+        )
     }
 
     /// Why a delivered request cannot be taken, or the due time this node

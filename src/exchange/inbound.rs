@@ -216,6 +216,7 @@ impl Inbound {
             notices,
             reviews,
             requests,
+            steps,
             refusals,
         } = self.sort(from, envelopes, now)?;
         let actor = format!("peer:{}", from.agency);
@@ -230,6 +231,10 @@ impl Inbound {
         );
         events.extend(
             self.apply_requests(from, &actor, requests, &mut acks, now)
+                .await?,
+        );
+        events.extend(
+            self.apply_steps(from, &actor, steps, &mut acks, now)
                 .await?,
         );
         self.apply_alerts(from, &actor, records, events, &mut acks)
@@ -288,6 +293,15 @@ impl Inbound {
                 }
                 Some(Payload::DisclosureRequest(request)) => {
                     out.requests.push((out.acks.len(), request));
+                    None
+                }
+                Some(
+                    p @ (Payload::DisclosureDecision(_)
+                    | Payload::ClarificationAnswer(_)
+                    | Payload::Release(_)
+                    | Payload::ReleaseWithdrawal(_)),
+                ) => {
+                    out.steps.push((out.acks.len(), p));
                     None
                 }
             };
@@ -478,6 +492,89 @@ impl Inbound {
         Ok(refused)
     }
 
+    /// Applies the steps of requests between us and `from` (decisions,
+    /// answers, releases, withdrawals), setting their acks; returns the
+    /// audit entries of refused ones.
+    async fn apply_steps(
+        &self,
+        from: &NodeIdentity,
+        actor: &str,
+        steps: Vec<(usize, Payload)>,
+        acks: &mut [DeliveryAck],
+        now: pbjson_types::Timestamp,
+    ) -> Result<Vec<Event>, InboundError> {
+        use crate::disclosure::Applied;
+        let mut refused = Vec::new();
+        for (idx, payload) in steps {
+            let (action, objects, detail) = match &payload {
+                Payload::DisclosureDecision(d) => (
+                    Action::DisclosureDecisionReceive,
+                    vec![d.request_id.clone(), d.release_id.clone()],
+                    crate::disclosure::enum_name(
+                        crate::proto::v1::DisclosureState::try_from(d.outcome)
+                            .map(|s| s.as_str_name()),
+                        "DISCLOSURE_STATE_",
+                    ),
+                ),
+                Payload::ClarificationAnswer(a) => (
+                    Action::DisclosureAnswerReceive,
+                    vec![a.request_id.clone()],
+                    String::new(),
+                ),
+                Payload::Release(r) => (
+                    Action::ReleaseReceive,
+                    vec![r.id.clone(), r.request_id.clone(), r.alert_id.clone()],
+                    r.released_fields.clone(),
+                ),
+                Payload::ReleaseWithdrawal(w) => (
+                    Action::ReleaseWithdrawReceive,
+                    vec![w.release_id.clone(), w.request_id.clone()],
+                    String::new(),
+                ),
+                _ => continue,
+            };
+            let event = |outcome: &'static str| {
+                let mut e = Event::new(actor, action, outcome);
+                e.objects = objects.iter().filter(|o| !o.is_empty()).cloned().collect();
+                if detail.is_empty() {
+                    e
+                } else {
+                    e.detail("what", &detail)
+                }
+            };
+            let d = &self.disclosures;
+            let agency = &from.agency;
+            let applied = match payload {
+                Payload::DisclosureDecision(x) => d.on_decision(agency, x, event).await?,
+                Payload::ClarificationAnswer(x) => d.on_answer(agency, x, event).await?,
+                Payload::Release(x) => d.on_release(agency, x, event).await?,
+                Payload::ReleaseWithdrawal(x) => d.on_withdrawal(agency, x, event).await?,
+                _ => continue,
+            };
+            match applied {
+                Applied::Stored => {
+                    tracing::info!(peer = %from.agency, action = %action, "disclosure step received");
+                }
+                Applied::Duplicate => acks[idx].status = AckStatus::Duplicate as i32,
+                Applied::Refused(reason) => {
+                    tracing::warn!(peer = %from.agency, %reason, "disclosure step refused");
+                    self.store
+                        .record_refusals(&[RefusalRecord {
+                            at: Some(now),
+                            peer: from.agency.to_string(),
+                            reason: reason.clone(),
+                            ..Default::default()
+                        }])
+                        .await?;
+                    refused.push(event("rejected").detail("reason", &reason));
+                    acks[idx].status = AckStatus::Rejected as i32;
+                    acks[idx].reason = reason;
+                }
+            }
+        }
+        Ok(refused)
+    }
+
     /// Stores the accepted alerts in one write, with `events` and an
     /// `alert.receive` entry per alert in its flush, and sets their acks.
     async fn apply_alerts(
@@ -548,5 +645,7 @@ struct Sorted {
     notices: Vec<(usize, HitNotice)>,
     reviews: Vec<(usize, HitReviewNotice)>,
     requests: Vec<(usize, DisclosureRequest)>,
+    /// Decisions, answers, releases and withdrawals of disclosure requests.
+    steps: Vec<(usize, Payload)>,
     refusals: Vec<RefusalRecord>,
 }

@@ -631,6 +631,33 @@ impl Sent {
                 0,
                 false,
             ),
+            Payload::DisclosureDecision(d) => (
+                Action::DisclosureDecisionSend,
+                [d.request_id.clone(), d.release_id.clone()]
+                    .into_iter()
+                    .filter(|o| !o.is_empty())
+                    .collect(),
+                0,
+                false,
+            ),
+            Payload::ClarificationAnswer(a) => (
+                Action::DisclosureAnswerSend,
+                vec![a.request_id.clone()],
+                0,
+                false,
+            ),
+            Payload::Release(r) => (
+                Action::ReleaseSend,
+                vec![r.id.clone(), r.request_id.clone(), r.alert_id.clone()],
+                r.alert_version,
+                false,
+            ),
+            Payload::ReleaseWithdrawal(w) => (
+                Action::ReleaseWithdrawSend,
+                vec![w.release_id.clone(), w.request_id.clone()],
+                0,
+                false,
+            ),
         };
         Self {
             seq,

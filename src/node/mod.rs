@@ -342,6 +342,7 @@ fn spawn_workers(
         )),
         tokio::spawn(purge_expired(
             core.store.clone(),
+            core.disclosures.clone(),
             core.metrics.clone(),
             config.alerts.purge_interval_secs.secs(),
             shutdown.clone(),
@@ -535,6 +536,7 @@ async fn audit_upkeep(
 /// `interval`, until shutdown.
 async fn purge_expired(
     store: Arc<Store>,
+    disclosures: Arc<crate::disclosure::Disclosures>,
     metrics: Metrics,
     interval: Duration,
     shutdown: CancellationToken,
@@ -547,6 +549,12 @@ async fn purge_expired(
             }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "retention purge failed; retrying next round"),
+        }
+        // Releases received keep their own deadline, apart from alerts.
+        match disclosures.purge_due(SystemTime::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(count = n, "retention: releases purged"),
+            Err(e) => tracing::error!(error = %e, "release purge failed; retrying next round"),
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -115,14 +115,14 @@ impl Decision {
 }
 
 /// What the conditions look at, computed once per evaluation.
-struct Facts<'a> {
-    content: &'a crate::proto::v1::AlertContent,
+pub(super) struct Facts<'a> {
+    pub(super) content: &'a crate::proto::v1::AlertContent,
     types: std::collections::BTreeSet<i32>,
     age: std::time::Duration,
 }
 
 impl<'a> Facts<'a> {
-    fn of(alert: &'a StoredAlert, now: SystemTime) -> Option<Self> {
+    pub(super) fn of(alert: &'a StoredAlert, now: SystemTime) -> Option<Self> {
         let a = alert.alert.as_ref()?;
         let content = a.content.as_ref()?;
         let types = alert
@@ -154,7 +154,7 @@ fn applies(rule: &Rule, f: &Facts<'_>, peer: &AgencyId) -> bool {
     reaches && holds(&rule.when, f)
 }
 
-fn holds(w: &Conditions, f: &Facts<'_>) -> bool {
+pub(super) fn holds(w: &Conditions, f: &Facts<'_>) -> bool {
     let c = f.content;
     w.categories
         .as_ref()

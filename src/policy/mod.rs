@@ -15,6 +15,7 @@
 //! lets a peer see ([`shared_view_with`], the one builder of outbound
 //! alerts).
 
+pub mod disclosure;
 mod eval;
 pub mod model;
 mod view;
@@ -24,9 +25,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use disclosure::{DisclosureRule, DisclosureVerdict, Release, evaluate_disclosure};
 pub use eval::{Decision, Grant, InboundDecision, evaluate, evaluate_all, evaluate_inbound};
 use model::{Effect, IdLevel, IdType, PolicyFile, RuleFile, TlpName};
-pub use view::{shared_view_with, tombstone_view};
+pub use view::{released_content, shared_view_with, tombstone_view};
 
 use crate::ids::AgencyId;
 use crate::proto::v1::{
@@ -117,6 +119,9 @@ pub struct Policy {
     pub rules: Vec<Rule>,
     /// Inbound: what this node accepts (first applicable rule decides, default accept).
     pub inbound: Vec<InboundRule>,
+    /// Disclosure: who may request what, and the most that may be released
+    /// (first applicable rule decides, default deny).
+    pub disclosure: Vec<DisclosureRule>,
 }
 
 struct Ctx<'a> {
@@ -351,8 +356,13 @@ fn parse_with(
         rules.push(rule);
     }
     let inbound = compile_inbound(&mut cx, &parsed, &groups, check_peer);
+    let disclosure = disclosure::compile(&mut cx, &parsed, &groups, check_peer);
     if cx.errors.is_empty() {
-        Ok(Policy { rules, inbound })
+        Ok(Policy {
+            rules,
+            inbound,
+            disclosure,
+        })
     } else {
         Err(cx.errors)
     }

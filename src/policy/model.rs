@@ -175,6 +175,49 @@ pub struct InboundRuleFile {
     pub when: When,
 }
 
+/// The legal bases a disclosure rule may accept (proto `LegalBasis`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LegalBasisName {
+    #[serde(rename = "directive_2023_977")]
+    Directive2023977,
+    PrumIi,
+    MutualLegalAssistance,
+    VictimReferralConsent,
+    NationalLaw,
+}
+
+/// The most a disclosure rule lets an officer release: content field
+/// levels as in a share rule, and the identifier types that may go in
+/// clear. Absent = nothing of that field.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseSpec {
+    pub location: Option<LocationLevel>,
+    pub time: Option<TimeLevel>,
+    pub narrative: Option<TextLevel>,
+    pub indicators: Option<TextLevel>,
+    #[serde(default)]
+    pub identifiers: Vec<Spanned<IdType>>,
+}
+
+/// Who may request which of our alerts, under which legal bases, and the
+/// most a decision may release. Rules are read top to bottom; the first
+/// whose peers and conditions match decides.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisclosureRuleFile {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub peers: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub groups: Vec<Spanned<String>>,
+    pub legal_bases: Spanned<Vec<LegalBasisName>>,
+    #[serde(default)]
+    pub when: When,
+    pub release: Spanned<ReleaseSpec>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyFile {
@@ -184,4 +227,6 @@ pub struct PolicyFile {
     pub rules: Vec<Spanned<RuleFile>>,
     #[serde(default)]
     pub inbound: Vec<Spanned<InboundRuleFile>>,
+    #[serde(default)]
+    pub disclosure: Vec<Spanned<DisclosureRuleFile>>,
 }

@@ -372,7 +372,7 @@ proptest! {
         stored in stored_strategy(),
         peer in prop_oneof![Just("ngo"), Just("labour"), Just("border")],
     ) {
-        let policy = Policy { rules: rules.clone(), inbound: vec![] };
+        let policy = Policy { rules: rules.clone(), inbound: vec![], disclosure: vec![] };
         let own = agency("police");
         let peer = agency(peer);
         let d = evaluate(&policy, &stored, &own, &peer, now());
@@ -542,7 +542,7 @@ fn every_misspelling_is_reported_not_only_the_first() {
         .replace("[\"child_trafficking\"]", "[\"child_traficking\"]")
         .replace("min_severity = \"high\"", "min_severity = \"hihg\"")
         .replace("location = \"country\"", "locaton = \"country\"")
-        .replace("time = \"day\"", "time = \"dya\"");
+        .replacen("time = \"day\"", "time = \"dya\"", 1);
     let peers: BTreeSet<AgencyId> = [agency("ngo"), agency("labour")].into();
     let found = parse(std::path::Path::new("p.toml"), &src, &peers).unwrap_err();
     let words: Vec<&str> = found.iter().map(|e| e.message.as_str()).collect();
@@ -564,4 +564,149 @@ fn every_misspelling_is_reported_not_only_the_first() {
             .len(),
         4
     );
+}
+
+const DISCLOSURE: &str = r#"
+[groups]
+law-enforcement = ["labour", "border"]
+
+[[disclosure]]
+name = "ngo-referrals"
+peers = ["ngo"]
+legal_bases = ["victim_referral_consent"]
+[disclosure.when]
+tlp = ["clear", "green"]
+[disclosure.release]
+location = "city"
+identifiers = ["phone"]
+
+[[disclosure]]
+name = "law-enforcement"
+groups = ["law-enforcement"]
+legal_bases = ["directive_2023_977", "national_law"]
+[disclosure.release]
+location = "city"
+time = "day"
+narrative = "full"
+identifiers = ["phone", "person"]
+"#;
+
+#[test]
+fn disclosure_rules_are_checked_with_their_position() {
+    let p = parse(Path::new("p.toml"), DISCLOSURE, &peers()).unwrap();
+    assert_eq!(p.disclosure.len(), 2);
+    let bad = DISCLOSURE
+        .replace("peers = [\"ngo\"]", "peers = [\"nobody\"]")
+        .replace("\"national_law\"]", "\"national_law\", \"hearsay\"]");
+    let found = errors(&bad);
+    assert_eq!(found.len(), 1, "a reading error first: {found:?}");
+    assert!(found[0].message.contains("hearsay"), "{found:?}");
+    let (line, column) = (found[0].line, found[0].column);
+    let text_line = bad.lines().nth(line - 1).unwrap();
+    assert!(
+        text_line[column - 1..].starts_with("\"hearsay\""),
+        "{text_line} at {column}"
+    );
+    let found = errors(&DISCLOSURE.replace("peers = [\"ngo\"]", "peers = [\"nobody\"]"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].message.contains("unknown peer `nobody`"));
+    assert_eq!(found[0].line, 7);
+    let found = errors(
+        &DISCLOSURE
+            .replace(
+                "legal_bases = [\"victim_referral_consent\"]",
+                "legal_bases = []",
+            )
+            .replace("groups = [\"law-enforcement\"]\n", ""),
+    );
+    let words: Vec<&str> = found.iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(found.len(), 2, "{words:?}");
+    assert!(words[0].contains("accepts no legal basis"), "{words:?}");
+    assert!(words[1].contains("names no peer"), "{words:?}");
+    let red = DISCLOSURE.replace("tlp = [\"clear\", \"green\"]", "tlp = [\"red\"]");
+    assert!(errors(&red)[0].message.contains("TLP:RED"));
+}
+
+fn selection_strategy() -> impl Strategy<Value = Release> {
+    (
+        0..4usize,
+        0..4usize,
+        any::<bool>(),
+        any::<bool>(),
+        proptest::collection::btree_set(1..=9i32, 0..4),
+    )
+        .prop_map(|(l, t, narrative, indicators, identifiers)| Release {
+            location: [
+                LocationLevel::None,
+                LocationLevel::Country,
+                LocationLevel::Region,
+                LocationLevel::City,
+            ][l],
+            time: [
+                TimeLevel::None,
+                TimeLevel::Year,
+                TimeLevel::Month,
+                TimeLevel::Day,
+            ][t],
+            narrative,
+            indicators,
+            identifiers,
+        })
+}
+
+proptest! {
+    /// A request is allowed only for our own, live, non-RED alerts, by the
+    /// first rule that reaches the requester and whose conditions hold, and
+    /// only under a basis that rule accepts; the maximum is that rule's.
+    #[test]
+    fn disclosure_follows_the_first_reaching_rule(
+        stored in stored_strategy(),
+        peer in prop_oneof![Just("ngo"), Just("labour"), Just("border")],
+        basis in 1..=5i32,
+        retracted in any::<bool>(),
+    ) {
+        let p = parse(Path::new("p.toml"), DISCLOSURE, &peers()).unwrap();
+        let mut stored = stored;
+        if retracted {
+            stored.alert.as_mut().unwrap().retracted = true;
+        }
+        let peer = agency(peer);
+        let verdict = evaluate_disclosure(&p.disclosure, &stored, &agency("police"), &peer, basis, now());
+        let a = stored.alert.as_ref().unwrap();
+        let c = a.content.as_ref().unwrap();
+        let strict = c.tlp == Tlp::AmberStrict as i32;
+        let first = p.disclosure.iter().find(|r| {
+            (r.named.contains(&peer) || (!strict && r.via_group.contains(&peer)))
+                && r.when.tlp.as_ref().is_none_or(|t| t.contains(&c.tlp))
+        });
+        let expect_allowed = a.origin == "police"
+            && !a.retracted
+            && c.tlp != Tlp::Red as i32
+            && first.is_some_and(|r| r.legal_bases.contains(&basis));
+        match verdict {
+            DisclosureVerdict::Allowed { rule, max } => {
+                prop_assert!(expect_allowed);
+                let r = first.unwrap();
+                prop_assert_eq!(&rule, &r.name);
+                prop_assert_eq!(&max, &r.max);
+            }
+            DisclosureVerdict::Refused { .. } => prop_assert!(!expect_allowed),
+        }
+    }
+
+    /// A selection exceeds a maximum in exactly the fields where it asks for
+    /// more, each named.
+    #[test]
+    fn excess_names_exactly_what_is_beyond_the_maximum(max in selection_strategy(), chosen in selection_strategy()) {
+        let excess = max.excess(&chosen, "r");
+        let within = chosen.location <= max.location
+            && chosen.time <= max.time
+            && (!chosen.narrative || max.narrative)
+            && (!chosen.indicators || max.indicators)
+            && chosen.identifiers.is_subset(&max.identifiers);
+        prop_assert_eq!(excess.is_empty(), within);
+        let extra_ids = chosen.identifiers.difference(&max.identifiers).count();
+        prop_assert_eq!(excess.iter().filter(|(f, _)| f == "release.identifiers").count(), extra_ids);
+        prop_assert!(max.excess(&max, "r").is_empty());
+    }
 }

@@ -82,6 +82,15 @@ fn truncate(ts: pbjson_types::Timestamp, level: TimeLevel) -> Option<pbjson_type
     })
 }
 
+/// An alert's content at the levels of `grant`, for a release (nothing for
+/// a tombstone).
+pub fn released_content(record: &StoredAlert, grant: &Grant) -> Option<AlertContent> {
+    let alert = record.alert.as_ref()?;
+    (!alert.retracted)
+        .then(|| alert.content.clone().map(|c| generalize(c, grant)))
+        .flatten()
+}
+
 fn generalize(mut c: AlertContent, grant: &Grant) -> AlertContent {
     c.location = match grant.location {
         LocationLevel::None => None,

@@ -7,9 +7,59 @@
 use prost::Message;
 
 use super::engine::Reads;
-use super::{Counter, OutboxItem, Store, StoreError, Write, index};
+use super::{Counter, OutboxItem, Store, StoreError, TxError, Write, index};
 use crate::audit::Event;
-use crate::proto::v1::DisclosureCase;
+use crate::proto::v1::{DisclosureCase, ReleaseRecord};
+
+/// What one step of a request writes besides the case itself: messages to
+/// the other agency, releases (sent or received), audit entries.
+#[derive(Debug, Default)]
+pub struct Step {
+    pub items: Vec<OutboxItem>,
+    pub releases: Vec<ReleaseRecord>,
+    pub events: Vec<Event>,
+}
+
+fn release_retention_key(r: &ReleaseRecord) -> Option<Vec<u8>> {
+    let rel = r.release.as_ref()?;
+    let until = rel.retention_until?;
+    let mut k = (until.seconds.max(0) as u64).to_be_bytes().to_vec();
+    k.extend_from_slice(rel.id.as_bytes());
+    Some(k)
+}
+
+/// Writes a release record (new or changed) with its indexes: creation
+/// order for a new one, the retention deadline while it holds content.
+fn put_release(
+    w: &mut Write<'_, '_>,
+    record: &ReleaseRecord,
+    previous: Option<&ReleaseRecord>,
+) -> Result<(), StoreError> {
+    let id = record
+        .release
+        .as_ref()
+        .map(|r| r.id.clone())
+        .unwrap_or_default();
+    if previous.is_none() {
+        let position = w.next(Counter::Disclosures)?;
+        w.tx.insert(w.t.release_order, position.to_be_bytes(), id.as_bytes())?;
+    }
+    if let Some(k) = previous.and_then(release_retention_key) {
+        w.tx.remove(w.t.release_retention, k)?;
+    }
+    if !record.purged
+        && let Some(k) = release_retention_key(record)
+    {
+        w.tx.insert(w.t.release_retention, k, [])?;
+    }
+    w.tx.insert(w.t.releases, id.as_bytes(), record.encode_to_vec())?;
+    Ok(())
+}
+
+fn decode_release(key: &[u8], v: &[u8]) -> Result<ReleaseRecord, StoreError> {
+    ReleaseRecord::decode(v)
+        .map_err(|e| StoreError::corrupt(format!("release {}", String::from_utf8_lossy(key)), e))
+}
 
 fn decode_case(key: &[u8], v: &[u8]) -> Result<DisclosureCase, StoreError> {
     DisclosureCase::decode(v)
@@ -56,12 +106,14 @@ impl Store {
         Ok(case)
     }
 
-    /// Records a request received from a peer, with `event("stored")`;
-    /// `None` (and `event("duplicate")`) when its id is held already (a
-    /// resend). Durable when this returns.
+    /// Records a request received from a peer, with `event("stored")` and
+    /// `items` (an automatic refusal) queued; `None` (and
+    /// `event("duplicate")`) when its id is held already (a resend).
+    /// Durable when this returns.
     pub async fn receive_request(
         &self,
         mut case: DisclosureCase,
+        items: Vec<OutboxItem>,
         event: impl Fn(&'static str) -> Event,
     ) -> Result<Option<DisclosureCase>, StoreError> {
         let id = case
@@ -75,6 +127,9 @@ impl Store {
                 return Ok::<_, StoreError>(false);
             }
             record(w, &mut case, true)?;
+            for item in &items {
+                index::queue(w, item)?;
+            }
             w.append([event("stored")])?;
             Ok(true)
         })?;
@@ -108,6 +163,111 @@ impl Store {
             self.publish_disclosure(c.sequence);
         }
         Ok(case)
+    }
+
+    /// One step of request `id`, in one transaction, durable when this
+    /// returns: `step` sees the case as it stands (and the release records
+    /// it names, by id) and changes it, or refuses with its own error (then
+    /// nothing is written). `Ok(None)`: no such request.
+    pub async fn step_request<E>(
+        &self,
+        id: &str,
+        step: impl FnOnce(
+            &mut DisclosureCase,
+            &dyn Fn(&str) -> Option<ReleaseRecord>,
+        ) -> Result<Step, E>,
+    ) -> Result<Result<Option<DisclosureCase>, E>, StoreError> {
+        let result = self.write(|w| {
+            let Some(bytes) = w.tx.get(w.t.disclosures, id.as_bytes())? else {
+                return Ok(None);
+            };
+            let mut case = decode_case(id.as_bytes(), &bytes)?;
+            let held = {
+                let tx = &*w.tx;
+                let t = w.t;
+                move |rid: &str| {
+                    tx.get(t.releases, rid.as_bytes())
+                        .ok()
+                        .flatten()
+                        .and_then(|v| decode_release(rid.as_bytes(), &v).ok())
+                }
+            };
+            let done = step(&mut case, &held).map_err(TxError::Rejected)?;
+            let previous: Vec<Option<ReleaseRecord>> = done
+                .releases
+                .iter()
+                .map(|r| held(&r.release.as_ref().map(|r| r.id.clone()).unwrap_or_default()))
+                .collect();
+            record(w, &mut case, false)?;
+            for (r, prev) in done.releases.iter().zip(previous) {
+                put_release(w, r, prev.as_ref())?;
+            }
+            for item in &done.items {
+                index::queue(w, item)?;
+            }
+            w.append(done.events)?;
+            Ok::<_, TxError<E>>(Some(case))
+        });
+        match result {
+            Ok(case) => {
+                self.commit.durable().await?;
+                if let Some(c) = &case {
+                    self.publish_disclosure(c.sequence);
+                }
+                Ok(Ok(case))
+            }
+            Err(TxError::Rejected(e)) => Ok(Err(e)),
+            Err(TxError::Store(e)) => Err(e),
+        }
+    }
+
+    /// Release `id` as this node keeps it.
+    pub fn release(&self, id: &str) -> Result<Option<ReleaseRecord>, StoreError> {
+        self.db
+            .get(self.t.releases, id.as_bytes())?
+            .map(|v| decode_release(id.as_bytes(), &v))
+            .transpose()
+    }
+
+    /// Releases newest first, created before position `before`, that
+    /// `keep` accepts, at most `limit`; with where to continue.
+    pub fn releases_page(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+        keep: impl Fn(&ReleaseRecord) -> bool,
+    ) -> Result<(Vec<ReleaseRecord>, Option<u64>), StoreError> {
+        let snapshot = self.db.snapshot();
+        let end = before.unwrap_or(u64::MAX).to_be_bytes();
+        let mut out = Vec::new();
+        for item in snapshot.range(self.t.release_order, ..end).rev() {
+            let (k, id) = item?;
+            if out.len() == limit {
+                return Ok((out, Some(index::be_u64("release_order", &k)? + 1)));
+            }
+            if let Some(v) = snapshot.get(self.t.releases, &id)?
+                && let r = decode_release(&id, &v)?
+                && keep(&r)
+            {
+                out.push(r);
+            }
+        }
+        Ok((out, None))
+    }
+
+    /// Ids of releases holding content whose retention deadline (unix
+    /// seconds) is at or before `now_secs`, at most `limit`.
+    pub fn releases_due(&self, now_secs: u64, limit: usize) -> Result<Vec<String>, StoreError> {
+        let mut end = now_secs.saturating_add(1).to_be_bytes().to_vec();
+        end.push(0);
+        self.db
+            .range(self.t.release_retention, ..end)
+            .take(limit)
+            .map(|item| {
+                let (k, _) = item?;
+                Ok(String::from_utf8_lossy(k.get(8..).unwrap_or_default()).into_owned())
+            })
+            .collect()
     }
 
     /// The request `id` as this node keeps it.

@@ -20,6 +20,10 @@
 //! - `disclosures`: request id → `DisclosureCase`; `disclosure_log`: position
 //!   → the case as it stood after each change; `disclosure_order`: position
 //!   of creation → request id (see `disclosures`).
+//! - `releases`: release id → `ReleaseRecord` (sent or received);
+//!   `release_order`: position of creation → release id;
+//!   `release_retention`: deadline (seconds, u64 BE) ‖ release id → () for
+//!   every release still holding content (see `disclosures`).
 //! - `counters`: the last sequence number given out per log (see [`Counter`]).
 //! - `shares`: alert id ‖ 0 ‖ peer ‖ 0 ‖ outbox sequence (u64 BE) →
 //!   `ShareRecord`: each envelope of an alert a peer acknowledged or that
@@ -63,6 +67,7 @@ mod reviews;
 
 pub use alerts::{ApplyOutcome, LocalWrite, RequestKey};
 pub use backup::{BackupStats, copy_store};
+pub use disclosures::Step;
 pub use group_commit::CommitStats;
 pub use hits::NoticeOutcome;
 pub use migrate::{MigrateStats, is_sled_store, is_store, migrate_sled};
@@ -148,10 +153,13 @@ pub(crate) struct Trees {
     disclosures: Tree,
     disclosure_log: Tree,
     disclosure_order: Tree,
+    releases: Tree,
+    release_order: Tree,
+    release_retention: Tree,
 }
 
 /// Every tree the store keeps, by name (a migration and a backup copy these).
-pub const TREES: [&str; 23] = [
+pub const TREES: [&str; 26] = [
     "alerts",
     "outbox",
     "requests",
@@ -175,6 +183,9 @@ pub const TREES: [&str; 23] = [
     "disclosures",
     "disclosure_log",
     "disclosure_order",
+    "releases",
+    "release_order",
+    "release_retention",
 ];
 
 impl Trees {
@@ -203,6 +214,9 @@ impl Trees {
             disclosures: db.tree("disclosures")?,
             disclosure_log: db.tree("disclosure_log")?,
             disclosure_order: db.tree("disclosure_order")?,
+            releases: db.tree("releases")?,
+            release_order: db.tree("release_order")?,
+            release_retention: db.tree("release_retention")?,
         })
     }
 }

@@ -47,7 +47,7 @@ fn scope() -> MatchScope {
 fn version_of(p: &Payload) -> u64 {
     match p {
         Payload::Alert(a) => a.version,
-        Payload::HitNotice(_) | Payload::HitReview(_) | Payload::DisclosureRequest(_) => 0,
+        _ => 0,
     }
 }
 
@@ -333,7 +333,7 @@ async fn shared_tokens_make_one_hit_and_one_notice() {
         .into_iter()
         .filter_map(|q| match q.payload {
             Payload::HitNotice(n) => Some(n),
-            Payload::Alert(_) | Payload::HitReview(_) | Payload::DisclosureRequest(_) => None,
+            _ => None,
         })
         .collect();
     assert_eq!(notices.len(), 1);

@@ -1,0 +1,840 @@
+//! The steps after a request: the holder's decision (and the release it
+//! makes), the requester's answer to a question, the holder's withdrawal of
+//! a release — each one store transaction with its messages and audit
+//! entries — and applying what the other node sends of them.
+
+use std::time::{Duration, SystemTime};
+
+use super::{
+    Applied, DisclosureError, Disclosures, Views, as_of, check_text, deadline, enum_name, event,
+    is_open,
+};
+use crate::audit::{Action, CallEntry, Event};
+use crate::identity::ClientIdentity;
+use crate::ids::{AgencyId, ReleaseId};
+use crate::policy::model::{LocationLevel, TimeLevel};
+use crate::policy::{DisclosureVerdict, Release as ReleaseFields, released_content};
+use crate::proto::v1::envelope::Payload;
+use crate::proto::v1::{
+    ClarificationAnswer, DecideRequest, DisclosureCase, DisclosureDecision, DisclosureState,
+    HandlingCode, LocationDetail, RefusalGround, Release, ReleaseRecord, ReleaseSelection,
+    ReleaseWithdrawal, Subject, TimeDetail,
+};
+use crate::store::{OutboxItem, Step, StoreError};
+use crate::time::{system_time_lossy, timestamp};
+use crate::violation::FieldViolation;
+
+/// Longest decision note, question, answer or withdrawal reason, in bytes.
+pub const MAX_NOTE: usize = 1000;
+/// Longest contact point, in bytes.
+pub const MAX_CONTACT: usize = 300;
+/// A release's retention at the requester, in days: default and most.
+pub const DEFAULT_RETENTION_DAYS: u32 = 90;
+pub const MAX_RETENTION_DAYS: u32 = 365;
+
+fn invalid(field: &str, why: impl Into<String>) -> DisclosureError {
+    DisclosureError::Invalid(vec![FieldViolation::new(field, why)])
+}
+
+fn conflict(why: impl Into<String>) -> DisclosureError {
+    DisclosureError::Conflict(why.into())
+}
+
+/// What an officer chose, in the policy's terms; `None` when a field is
+/// unset (the caller must choose every level).
+fn selection(s: &ReleaseSelection) -> Result<ReleaseFields, Vec<FieldViolation>> {
+    let mut problems = Vec::new();
+    let location = match LocationDetail::try_from(s.location) {
+        Ok(LocationDetail::None) => LocationLevel::None,
+        Ok(LocationDetail::Country) => LocationLevel::Country,
+        Ok(LocationDetail::Region) => LocationLevel::Region,
+        Ok(LocationDetail::City) => LocationLevel::City,
+        _ => {
+            problems.push(FieldViolation::new(
+                "release.location",
+                "is required: none, country, region or city",
+            ));
+            LocationLevel::None
+        }
+    };
+    let time = match TimeDetail::try_from(s.time) {
+        Ok(TimeDetail::None) => TimeLevel::None,
+        Ok(TimeDetail::Year) => TimeLevel::Year,
+        Ok(TimeDetail::Month) => TimeLevel::Month,
+        Ok(TimeDetail::Day) => TimeLevel::Day,
+        _ => {
+            problems.push(FieldViolation::new(
+                "release.time",
+                "is required: none, year, month or day",
+            ));
+            TimeLevel::None
+        }
+    };
+    let mut identifiers = std::collections::BTreeSet::new();
+    for (i, t) in s.identifiers.iter().enumerate() {
+        match crate::proto::v1::IdentifierType::try_from(*t) {
+            Ok(k) if k != crate::proto::v1::IdentifierType::Unspecified => {
+                identifiers.insert(*t);
+            }
+            _ => problems.push(FieldViolation::new(
+                format!("release.identifiers[{i}]"),
+                "unknown identifier type",
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(ReleaseFields {
+            location,
+            time,
+            narrative: s.narrative,
+            indicators: s.indicators,
+            identifiers,
+        })
+    } else {
+        Err(problems)
+    }
+}
+
+fn outcome_word(state: DisclosureState) -> &'static str {
+    match state {
+        DisclosureState::Approved => "approved",
+        DisclosureState::PartiallyApproved => "partially approved",
+        DisclosureState::Refused => "refused",
+        DisclosureState::Clarification => "clarification asked",
+        _ => "changed",
+    }
+}
+
+impl Disclosures {
+    /// The holder's officer decides on request `req.id`.
+    pub async fn decide(
+        &self,
+        officer: &ClientIdentity,
+        req: DecideRequest,
+        call: &CallEntry,
+    ) -> Result<DisclosureCase, DisclosureError> {
+        let now = SystemTime::now();
+        let outcome =
+            DisclosureState::try_from(req.outcome).unwrap_or(DisclosureState::Unspecified);
+        let mut problems = Vec::new();
+        match outcome {
+            DisclosureState::Approved | DisclosureState::PartiallyApproved => {
+                check_text(
+                    "contact_point",
+                    &req.contact_point,
+                    MAX_CONTACT,
+                    true,
+                    &mut problems,
+                );
+                check_text("note", &req.note, MAX_NOTE, false, &mut problems);
+                if req.retention_days > MAX_RETENTION_DAYS {
+                    problems.push(FieldViolation::new(
+                        "retention_days",
+                        format!("at most {MAX_RETENTION_DAYS}"),
+                    ));
+                }
+                if req.release.is_none() {
+                    problems.push(FieldViolation::new(
+                        "release",
+                        "is required with an approval",
+                    ));
+                }
+            }
+            DisclosureState::Refused => {
+                if RefusalGround::try_from(req.ground)
+                    .is_ok_and(|g| g == RefusalGround::Unspecified)
+                    || RefusalGround::try_from(req.ground).is_err()
+                {
+                    problems.push(FieldViolation::new("ground", "is required with a refusal"));
+                }
+                check_text("note", &req.note, MAX_NOTE, true, &mut problems);
+            }
+            DisclosureState::Clarification => {
+                check_text("note", &req.note, MAX_NOTE, true, &mut problems);
+            }
+            _ => problems.push(FieldViolation::new(
+                "outcome",
+                "must be approved, partially_approved, refused or clarification",
+            )),
+        }
+        let chosen = match req.release.as_ref().map(selection) {
+            Some(Ok(s)) => Some(s),
+            Some(Err(v)) => {
+                problems.extend(v);
+                None
+            }
+            None => None,
+        };
+        if !problems.is_empty() {
+            return Err(DisclosureError::Invalid(problems));
+        }
+        let case = self
+            .store
+            .disclosure(&req.id)?
+            .filter(|c| !c.outgoing)
+            .ok_or_else(|| DisclosureError::NotFound(format!("request {}", req.id)))?;
+        let request = case.request.clone().unwrap_or_default();
+        let peer: AgencyId = case
+            .peer
+            .parse()
+            .map_err(|e: crate::ids::IdError| StoreError::corrupt(&req.id, e))?;
+        // Approvals: within the policy in force, for the alert as it is now.
+        let mut release = None;
+        let mut rule = String::new();
+        if let Some(chosen) = &chosen {
+            let alert_id: crate::ids::AlertId = request
+                .holder_alert_id
+                .parse()
+                .map_err(|e: crate::ids::IdError| StoreError::corrupt(&req.id, e))?;
+            let record = self.store.get(&alert_id)?.ok_or_else(|| {
+                conflict(format!(
+                    "alert {alert_id} is no longer held here: refuse (not_available)"
+                ))
+            })?;
+            let max = match self.sharing.disclosure(&record, &peer, request.legal_basis) {
+                DisclosureVerdict::Allowed { rule: r, max } => {
+                    rule = r;
+                    max
+                }
+                DisclosureVerdict::Refused { reason, .. } => {
+                    return Err(conflict(format!(
+                        "the sharing policy does not allow a release: {reason}"
+                    )));
+                }
+            };
+            let excess = max.excess(chosen, &rule);
+            if !excess.is_empty() {
+                return Err(DisclosureError::Invalid(
+                    excess
+                        .into_iter()
+                        .map(|(f, why)| FieldViolation::new(f, why))
+                        .collect(),
+                ));
+            }
+            if *chosen == ReleaseFields::nothing() {
+                return Err(invalid("release", "choose at least one field to release"));
+            }
+            let alert = record.alert.clone().unwrap_or_default();
+            let handling = if req.handling == HandlingCode::Unspecified as i32 {
+                alert.content.as_ref().map_or(0, |c| c.handling_code)
+            } else {
+                req.handling
+            };
+            let days = if req.retention_days == 0 {
+                DEFAULT_RETENTION_DAYS
+            } else {
+                req.retention_days
+            };
+            release = Some(Release {
+                id: ReleaseId::generate(&self.own).to_string(),
+                request_id: request.id.clone(),
+                alert_id: alert.id.clone(),
+                alert_version: alert.version,
+                content: released_content(&record, &chosen.content_grant()),
+                subjects: alert
+                    .subjects
+                    .iter()
+                    .map(|s| Subject {
+                        role: s.role,
+                        identifiers: s
+                            .identifiers
+                            .iter()
+                            .filter(|i| {
+                                chosen
+                                    .identifiers
+                                    .contains(&(crate::proto::identifier_type(i) as i32))
+                            })
+                            .cloned()
+                            .collect(),
+                    })
+                    .filter(|s| !s.identifiers.is_empty())
+                    .collect(),
+                contact_point: req.contact_point.clone(),
+                handling,
+                retention_until: Some(timestamp(
+                    now + Duration::from_secs(u64::from(days) * 86_400),
+                )),
+                released_at: Some(timestamp(now)),
+                released_by: officer.name.to_string(),
+                released_fields: chosen.describe(),
+            });
+        }
+        let decision = DisclosureDecision {
+            request_id: request.id.clone(),
+            outcome: outcome as i32,
+            ground: if outcome == DisclosureState::Refused {
+                req.ground
+            } else {
+                0
+            },
+            note: req.note.clone(),
+            decided_by: officer.name.to_string(),
+            decided_at: Some(timestamp(now)),
+            release_id: release.as_ref().map(|r| r.id.clone()).unwrap_or_default(),
+            automatic: false,
+        };
+        let by = format!("client:{}", officer.name);
+        let result = self
+            .store
+            .step_request(&req.id, |case, _| {
+                if DisclosureState::try_from(case.state) != Ok(DisclosureState::Open) {
+                    return Err(conflict(format!(
+                        "request {} is {}: only an open request can be decided",
+                        req.id,
+                        enum_name(
+                            DisclosureState::try_from(case.state).map(|s| s.as_str_name()),
+                            "DISCLOSURE_STATE_"
+                        )
+                    )));
+                }
+                case.state = outcome as i32;
+                case.decision = Some(decision.clone());
+                if outcome != DisclosureState::Clarification {
+                    case.answered_at = Some(timestamp(now));
+                }
+                let note = match &release {
+                    Some(r) => format!("released {} as {}", r.released_fields, r.id),
+                    None => req.note.clone(),
+                };
+                case.history.push(event(outcome_word(outcome), &by, note));
+                let mut step = Step::default();
+                step.items.push(OutboxItem {
+                    peer: peer.clone(),
+                    payload: Payload::DisclosureDecision(decision.clone()),
+                    rule: rule.clone(),
+                    disclosed: format!("disclosure decision: {}", outcome_word(outcome)),
+                });
+                if let Some(r) = &release {
+                    step.items.push(OutboxItem {
+                        peer: peer.clone(),
+                        payload: Payload::Release(r.clone()),
+                        rule: rule.clone(),
+                        disclosed: format!("release: {}", r.released_fields),
+                    });
+                    step.releases.push(ReleaseRecord {
+                        release: Some(r.clone()),
+                        outgoing: true,
+                        peer: peer.to_string(),
+                        ..Default::default()
+                    });
+                }
+                call.object(request.id.clone());
+                call.object(request.holder_alert_id.clone());
+                call.detail("outcome", outcome_word(outcome));
+                call.detail("peer", &peer);
+                call.detail(
+                    "legal_basis",
+                    crate::policy::disclosure::basis_name(request.legal_basis),
+                );
+                call.detail("requesting_officer", &request.officer);
+                if outcome == DisclosureState::Refused {
+                    call.detail(
+                        "ground",
+                        enum_name(
+                            RefusalGround::try_from(req.ground).map(|g| g.as_str_name()),
+                            "REFUSAL_GROUND_",
+                        ),
+                    );
+                }
+                if let Some(r) = &release {
+                    call.object(r.id.clone());
+                    call.detail("released", &r.released_fields);
+                    call.detail("rule", &rule);
+                }
+                step.events = call.done("OK").into_iter().collect();
+                Ok(step)
+            })
+            .await?;
+        let case =
+            result?.ok_or_else(|| DisclosureError::NotFound(format!("request {}", req.id)))?;
+        Ok(as_of(case, now))
+    }
+
+    /// The requester answers the holder's question on request `id`.
+    pub async fn answer(
+        &self,
+        client: &ClientIdentity,
+        id: &str,
+        answer: &str,
+        call: &CallEntry,
+    ) -> Result<DisclosureCase, DisclosureError> {
+        let mut problems = Vec::new();
+        check_text("answer", answer, MAX_NOTE, true, &mut problems);
+        if !problems.is_empty() {
+            return Err(DisclosureError::Invalid(problems));
+        }
+        let now = SystemTime::now();
+        let by = format!("client:{}", client.name);
+        let result = self
+            .store
+            .step_request(id, |case, _| {
+                if !case.outgoing {
+                    return Err(DisclosureError::NotFound(format!("request {id}")));
+                }
+                if DisclosureState::try_from(case.state) != Ok(DisclosureState::Clarification) {
+                    return Err(conflict(format!("request {id} has no open question")));
+                }
+                let asked = case.decision.as_ref().and_then(|d| d.decided_at);
+                let message = ClarificationAnswer {
+                    request_id: id.to_owned(),
+                    answer: answer.to_owned(),
+                    answered_by: client.name.to_string(),
+                    answered_at: Some(timestamp(now)),
+                    asked_at: asked,
+                };
+                if let (Some(due), Some(asked)) = (case.due_at, asked) {
+                    case.due_at = Some(timestamp(deadline::paused(
+                        system_time_lossy(&due),
+                        system_time_lossy(&asked),
+                        now,
+                    )));
+                }
+                case.state = DisclosureState::Open as i32;
+                case.history.push(event("answered", &by, answer));
+                call.object(id.to_owned());
+                call.detail("peer", &case.peer);
+                let peer: AgencyId = case
+                    .peer
+                    .parse()
+                    .map_err(|e: crate::ids::IdError| StoreError::corrupt(id, e))?;
+                Ok(Step {
+                    items: vec![OutboxItem {
+                        peer,
+                        payload: Payload::ClarificationAnswer(message),
+                        rule: String::new(),
+                        disclosed: "answer to the holder's question".into(),
+                    }],
+                    releases: Vec::new(),
+                    events: call.done("OK").into_iter().collect(),
+                })
+            })
+            .await?;
+        let case = result?.ok_or_else(|| DisclosureError::NotFound(format!("request {id}")))?;
+        Ok(as_of(case, now))
+    }
+
+    /// The holder withdraws release `id`: the requester's node purges it.
+    pub async fn withdraw(
+        &self,
+        officer: &ClientIdentity,
+        id: &str,
+        reason: &str,
+        call: &CallEntry,
+    ) -> Result<ReleaseRecord, DisclosureError> {
+        let mut problems = Vec::new();
+        check_text("reason", reason, MAX_NOTE, true, &mut problems);
+        if !problems.is_empty() {
+            return Err(DisclosureError::Invalid(problems));
+        }
+        let held = self
+            .store
+            .release(id)?
+            .filter(|r| r.outgoing)
+            .ok_or_else(|| DisclosureError::NotFound(format!("release {id}")))?;
+        if held.withdrawn_at.is_some() {
+            return Err(conflict(format!("release {id} was withdrawn already")));
+        }
+        let rel = held.release.clone().unwrap_or_default();
+        let now = timestamp(SystemTime::now());
+        let withdrawal = ReleaseWithdrawal {
+            release_id: id.to_owned(),
+            request_id: rel.request_id.clone(),
+            reason: reason.to_owned(),
+            withdrawn_by: officer.name.to_string(),
+            withdrawn_at: Some(now),
+        };
+        let by = format!("client:{}", officer.name);
+        let mut out = None;
+        let result = self
+            .store
+            .step_request(&rel.request_id, |case, _| {
+                let peer: AgencyId = case
+                    .peer
+                    .parse()
+                    .map_err(|e: crate::ids::IdError| StoreError::corrupt(id, e))?;
+                case.history
+                    .push(event("release withdrawn", &by, format!("{id}: {reason}")));
+                let record = ReleaseRecord {
+                    withdrawn_at: Some(now),
+                    withdraw_reason: reason.to_owned(),
+                    ..held.clone()
+                };
+                out = Some(record.clone());
+                call.object(id.to_owned());
+                call.object(rel.request_id.clone());
+                call.detail("peer", &peer);
+                Ok::<_, DisclosureError>(Step {
+                    items: vec![OutboxItem {
+                        peer,
+                        payload: Payload::ReleaseWithdrawal(withdrawal.clone()),
+                        rule: String::new(),
+                        disclosed: "release withdrawal".into(),
+                    }],
+                    releases: vec![record],
+                    events: call.done("OK").into_iter().collect(),
+                })
+            })
+            .await?;
+        result?.ok_or_else(|| DisclosureError::NotFound(format!("request {}", rel.request_id)))?;
+        out.ok_or_else(|| DisclosureError::NotFound(format!("release {id}")))
+    }
+
+    /// The holder's decision on a request we sent.
+    pub async fn on_decision(
+        &self,
+        from: &AgencyId,
+        d: DisclosureDecision,
+        event_of: impl Fn(&'static str) -> Event,
+    ) -> Result<Applied, StoreError> {
+        let outcome = DisclosureState::try_from(d.outcome).unwrap_or(DisclosureState::Unspecified);
+        if !matches!(
+            outcome,
+            DisclosureState::Approved
+                | DisclosureState::PartiallyApproved
+                | DisclosureState::Refused
+                | DisclosureState::Clarification
+        ) {
+            return Ok(Applied::Refused(
+                "disclosure_decision.outcome: unknown".into(),
+            ));
+        }
+        if d.note.len() > MAX_NOTE || d.decided_by.len() > 128 {
+            return Ok(Applied::Refused(
+                "disclosure_decision: note or decided_by too long".into(),
+            ));
+        }
+        let by = format!("peer:{from}");
+        let result = self
+            .store
+            .step_request(&d.request_id, |case, _| {
+                if !case.outgoing || case.peer != from.as_str() {
+                    return Err(Applied::Refused(format!(
+                        "disclosure_decision.request_id: {} is not a request to {from}",
+                        d.request_id
+                    )));
+                }
+                if case
+                    .decision
+                    .as_ref()
+                    .is_some_and(|held| held.decided_at == d.decided_at)
+                {
+                    return Err(Applied::Duplicate);
+                }
+                if !is_open(case) {
+                    return Err(Applied::Refused(format!(
+                        "disclosure_decision: request {} is decided already",
+                        d.request_id
+                    )));
+                }
+                case.state = outcome as i32;
+                case.decision = Some(d.clone());
+                if outcome != DisclosureState::Clarification {
+                    case.answered_at = d.decided_at;
+                }
+                let note = if d.automatic {
+                    format!("automatically, by the holder's policy: {}", d.note)
+                } else {
+                    d.note.clone()
+                };
+                case.history.push(event(outcome_word(outcome), &by, note));
+                Ok(Step {
+                    events: vec![event_of("stored")],
+                    ..Default::default()
+                })
+            })
+            .await?;
+        Ok(match result {
+            Ok(Some(_)) => Applied::Stored,
+            Ok(None) => Applied::Refused(format!(
+                "disclosure_decision.request_id: {} is unknown here",
+                d.request_id
+            )),
+            Err(a) => a,
+        })
+    }
+
+    /// The requester's answer to our question.
+    pub async fn on_answer(
+        &self,
+        from: &AgencyId,
+        a: ClarificationAnswer,
+        event_of: impl Fn(&'static str) -> Event,
+    ) -> Result<Applied, StoreError> {
+        if a.answer.len() > MAX_NOTE || a.answered_by.len() > 128 {
+            return Ok(Applied::Refused("clarification_answer: too long".into()));
+        }
+        let by = format!("peer:{from}");
+        let result = self
+            .store
+            .step_request(&a.request_id, |case, _| {
+                if case.outgoing || case.peer != from.as_str() {
+                    return Err(Applied::Refused(format!(
+                        "clarification_answer.request_id: {} is not a request from {from}",
+                        a.request_id
+                    )));
+                }
+                if case
+                    .history
+                    .iter()
+                    .any(|e| e.step == "answered" && e.at == a.answered_at)
+                {
+                    return Err(Applied::Duplicate);
+                }
+                if DisclosureState::try_from(case.state) != Ok(DisclosureState::Clarification) {
+                    return Err(Applied::Refused(format!(
+                        "clarification_answer: request {} has no open question",
+                        a.request_id
+                    )));
+                }
+                if let (Some(due), Some(asked), Some(answered)) =
+                    (case.due_at, a.asked_at, a.answered_at)
+                {
+                    case.due_at = Some(timestamp(deadline::paused(
+                        system_time_lossy(&due),
+                        system_time_lossy(&asked),
+                        system_time_lossy(&answered),
+                    )));
+                }
+                case.state = DisclosureState::Open as i32;
+                case.history.push(crate::proto::v1::DisclosureEvent {
+                    step: "answered".into(),
+                    at: a.answered_at,
+                    by: by.clone(),
+                    note: a.answer.clone(),
+                });
+                Ok(Step {
+                    events: vec![event_of("stored")],
+                    ..Default::default()
+                })
+            })
+            .await?;
+        Ok(match result {
+            Ok(Some(_)) => Applied::Stored,
+            Ok(None) => Applied::Refused(format!(
+                "clarification_answer.request_id: {} is unknown here",
+                a.request_id
+            )),
+            Err(x) => x,
+        })
+    }
+
+    /// A release for a request we sent: stored apart from alerts, with its
+    /// own retention deadline.
+    pub async fn on_release(
+        &self,
+        from: &AgencyId,
+        r: Release,
+        event_of: impl Fn(&'static str) -> Event,
+    ) -> Result<Applied, StoreError> {
+        match r.id.parse::<ReleaseId>() {
+            Ok(id) if id.origin() == from => {}
+            _ => {
+                return Ok(Applied::Refused(format!(
+                    "release.id: not a release of {from}"
+                )));
+            }
+        }
+        let now = SystemTime::now();
+        let until = r.retention_until.as_ref().map(system_time_lossy);
+        if until.is_none_or(|u| {
+            u <= now || u > now + Duration::from_secs(u64::from(MAX_RETENTION_DAYS + 1) * 86_400)
+        }) {
+            return Ok(Applied::Refused(format!(
+                "release.retention_until: must be in the future, at most {MAX_RETENTION_DAYS} days"
+            )));
+        }
+        if r.subjects.len() > 64 || r.contact_point.len() > MAX_CONTACT {
+            return Ok(Applied::Refused(
+                "release: too many subjects or contact point too long".into(),
+            ));
+        }
+        let by = format!("peer:{from}");
+        let result = self
+            .store
+            .step_request(&r.request_id, |case, held| {
+                if !case.outgoing || case.peer != from.as_str() {
+                    return Err(Applied::Refused(format!(
+                        "release.request_id: {} is not a request to {from}",
+                        r.request_id
+                    )));
+                }
+                if held(&r.id).is_some() {
+                    return Err(Applied::Duplicate);
+                }
+                case.history.push(event(
+                    "release received",
+                    &by,
+                    format!("{}: {}", r.id, r.released_fields),
+                ));
+                Ok(Step {
+                    releases: vec![ReleaseRecord {
+                        release: Some(r.clone()),
+                        outgoing: false,
+                        peer: from.to_string(),
+                        received_at: Some(timestamp(now)),
+                        ..Default::default()
+                    }],
+                    events: vec![event_of("stored")],
+                    ..Default::default()
+                })
+            })
+            .await?;
+        Ok(match result {
+            Ok(Some(_)) => Applied::Stored,
+            Ok(None) => Applied::Refused(format!(
+                "release.request_id: {} is unknown here",
+                r.request_id
+            )),
+            Err(x) => x,
+        })
+    }
+
+    /// The holder withdrew a release it sent us: purge it now.
+    pub async fn on_withdrawal(
+        &self,
+        from: &AgencyId,
+        w: ReleaseWithdrawal,
+        event_of: impl Fn(&'static str) -> Event,
+    ) -> Result<Applied, StoreError> {
+        let by = format!("peer:{from}");
+        let result = self
+            .store
+            .step_request(&w.request_id, |case, held| {
+                let Some(record) =
+                    held(&w.release_id).filter(|r| !r.outgoing && r.peer == from.as_str())
+                else {
+                    return Err(Applied::Refused(format!(
+                        "release_withdrawal.release_id: {} is not a release from {from} here",
+                        w.release_id
+                    )));
+                };
+                if record.withdrawn_at.is_some() {
+                    return Err(Applied::Duplicate);
+                }
+                case.history.push(event(
+                    "release withdrawn",
+                    &by,
+                    format!("{}: {}", w.release_id, w.reason),
+                ));
+                Ok(Step {
+                    releases: vec![purged(record, Some((w.withdrawn_at, w.reason.clone())))],
+                    events: vec![event_of("stored")],
+                    ..Default::default()
+                })
+            })
+            .await?;
+        Ok(match result {
+            Ok(Some(_)) => Applied::Stored,
+            Ok(None) => Applied::Refused(format!(
+                "release_withdrawal.request_id: {} is unknown here",
+                w.request_id
+            )),
+            Err(x) => x,
+        })
+    }
+
+    /// Purges the received releases past their retention deadline (a
+    /// tombstone stays: ids, dates, who); returns how many.
+    pub async fn purge_due(&self, now: SystemTime) -> Result<usize, StoreError> {
+        let due = self.store.releases_due(crate::time::unix_secs(now), 256)?;
+        let mut purged_count = 0;
+        for id in due {
+            let Some(record) = self.store.release(&id)? else {
+                continue;
+            };
+            let request = record
+                .release
+                .as_ref()
+                .map(|r| r.request_id.clone())
+                .unwrap_or_default();
+            let outcome = self
+                .store
+                .step_request(&request, |case, _| {
+                    case.history.push(event(
+                        "release purged",
+                        "node",
+                        format!("{id}: retention deadline passed"),
+                    ));
+                    Ok::<_, StoreError>(Step {
+                        releases: vec![purged(record.clone(), None)],
+                        events: vec![
+                            Event::new(crate::audit::NODE, Action::ReleasePurge, "OK")
+                                .object(id.clone())
+                                .object(request.clone())
+                                .detail("reason", "retention deadline passed"),
+                        ],
+                        ..Default::default()
+                    })
+                })
+                .await?;
+            if matches!(outcome, Ok(Some(_))) {
+                purged_count += 1;
+            }
+        }
+        Ok(purged_count)
+    }
+
+    /// Release `id`, if `views` lets the caller see it (received with
+    /// `request`, sent with `disclose`).
+    pub fn release(&self, id: &str, views: Views) -> Result<ReleaseRecord, DisclosureError> {
+        self.store
+            .release(id)?
+            .filter(|r| {
+                if r.outgoing {
+                    views.incoming
+                } else {
+                    views.outgoing
+                }
+            })
+            .ok_or_else(|| DisclosureError::NotFound(format!("release {id}")))
+    }
+
+    /// Releases newest first, without content and subjects.
+    pub fn releases(
+        &self,
+        views: Views,
+        req: &crate::proto::v1::ListReleasesRequest,
+    ) -> Result<crate::proto::v1::ListReleasesResponse, DisclosureError> {
+        let page =
+            crate::paging::PageRequest::<u64>::parse(req.page_size, &req.page_token, 100, 1000)
+                .map_err(|v| DisclosureError::Invalid(vec![v]))?;
+        let (records, next) = self.store.releases_page(page.after, page.size, |r| {
+            (if r.outgoing {
+                views.incoming
+            } else {
+                views.outgoing
+            }) && req.outgoing.is_none_or(|o| o == r.outgoing)
+        })?;
+        Ok(crate::proto::v1::ListReleasesResponse {
+            releases: records.into_iter().map(purged_view).collect(),
+            next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
+        })
+    }
+}
+
+/// A record with its content and identifiers removed: after a withdrawal
+/// (with when and why) or the retention deadline.
+fn purged(
+    mut record: ReleaseRecord,
+    withdrawn: Option<(Option<pbjson_types::Timestamp>, String)>,
+) -> ReleaseRecord {
+    if let Some(r) = record.release.as_mut() {
+        r.content = None;
+        r.subjects.clear();
+    }
+    record.purged = true;
+    if let Some((at, reason)) = withdrawn {
+        record.withdrawn_at = at;
+        record.withdraw_reason = reason;
+    }
+    record
+}
+
+/// For listing: what a release is, not what it holds.
+fn purged_view(mut record: ReleaseRecord) -> ReleaseRecord {
+    if let Some(r) = record.release.as_mut() {
+        r.content = None;
+        r.subjects.clear();
+    }
+    record
+}
