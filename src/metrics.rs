@@ -41,6 +41,23 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 17))
 }
 
+fn answer_histogram() -> Histogram {
+    // Around the directive's answer times: 1 min … 30 days, with 8 h, 3 days
+    // and 7 days as bucket bounds.
+    Histogram::new([
+        60.0,
+        600.0,
+        3_600.0,
+        14_400.0,
+        28_800.0,
+        86_400.0,
+        259_200.0,
+        604_800.0,
+        1_209_600.0,
+        2_592_000.0,
+    ])
+}
+
 /// Every series the node exposes. Cheap to clone (each metric is an `Arc`).
 #[derive(Clone)]
 pub struct Metrics {
@@ -77,6 +94,14 @@ pub struct Metrics {
     pub store_bytes: Gauge,
     /// Bytes free for the store on its filesystem (set at every scrape).
     pub store_free_bytes: Gauge,
+    /// Disclosure requests waiting for a decision, per peer and direction
+    /// (`sent`, `received`), and those past their due time (set at every scrape).
+    pub disclosure_open: Family<Labels, Gauge>,
+    pub disclosure_overdue: Family<Labels, Gauge>,
+    /// From a request to its final decision, per peer and direction.
+    pub disclosure_answer: Family<Labels, Histogram, fn() -> Histogram>,
+    /// Final decisions, per peer, direction and outcome.
+    pub disclosure_decisions: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -106,6 +131,10 @@ impl Metrics {
             peer_certificate_not_after: Family::default(),
             store_bytes: Gauge::default(),
             store_free_bytes: Gauge::default(),
+            disclosure_open: Family::default(),
+            disclosure_overdue: Family::default(),
+            disclosure_answer: Family::new_with_constructor(answer_histogram as fn() -> Histogram),
+            disclosure_decisions: Family::default(),
         };
         r.register("submits", "Client submits, by outcome", m.submits.clone());
         r.register(
@@ -179,6 +208,26 @@ impl Metrics {
             "Bytes available to the store on its filesystem",
             m.store_free_bytes.clone(),
         );
+        r.register(
+            "disclosure_requests_open",
+            "Disclosure requests waiting for a decision, per peer and direction",
+            m.disclosure_open.clone(),
+        );
+        r.register(
+            "disclosure_requests_overdue",
+            "Disclosure requests past their due time without a final decision, per peer and direction",
+            m.disclosure_overdue.clone(),
+        );
+        r.register(
+            "disclosure_answer_seconds",
+            "Time from a disclosure request to its final decision, per peer and direction",
+            m.disclosure_answer.clone(),
+        );
+        r.register(
+            "disclosure_decisions",
+            "Final decisions on disclosure requests, per peer, direction and outcome",
+            m.disclosure_decisions.clone(),
+        );
         Self {
             registry: Arc::new(r),
             ..m
@@ -213,6 +262,17 @@ impl Metrics {
                 let _ = self
                     .policy_decisions
                     .get_or_create(&peer_and(p, "decision", decision));
+            }
+            for direction in ["sent", "received"] {
+                let labels = peer_and(p, "direction", direction);
+                let _ = self.disclosure_open.get_or_create(&labels);
+                let _ = self.disclosure_overdue.get_or_create(&labels);
+                let _ = self.disclosure_answer.get_or_create(&labels);
+                for outcome in ["approved", "partially_approved", "refused"] {
+                    let mut l = labels.clone();
+                    l.push(("outcome", outcome.to_owned()));
+                    let _ = self.disclosure_decisions.get_or_create(&l);
+                }
             }
             let _ = self.delivery_failures.get_or_create(&peer(p));
             let _ = self.delivery_latency.get_or_create(&peer(p));

@@ -266,6 +266,7 @@ async fn a_request_about_a_confirmed_hit_reaches_the_holder_only_and_exactly_onc
 async fn a_request_past_its_due_time_is_overdue_on_both_sides() {
     let fed = TestFederation::start_with(&["police", "ngo"], &[], |_, c| {
         c.disclosure.min_deadline_secs = casebridge::config::Bounded::new(1);
+        c.metrics.listen = Some(toml::Spanned::new(0..0, "127.0.0.1:0".parse().unwrap()));
     })
     .await;
     let mut police_cms = fed.client("police", "cms").await;
@@ -313,6 +314,83 @@ async fn a_request_past_its_due_time_is_overdue_on_both_sides() {
     )
     .await;
     assert_eq!(open.len(), 1);
+
+    // Status and Prometheus show it on both sides, per peer and direction.
+    for (a, peer, direction) in [("police", "ngo", "received"), ("ngo", "police", "sent")] {
+        let status = fed
+            .client(a, "admin")
+            .await
+            .admin
+            .get_status(casebridge::proto::v1::GetStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            (
+                status.disclosure_requests_open,
+                status.disclosure_requests_overdue
+            ),
+            (1, 1),
+            "{a}"
+        );
+        let (_, body) = http_get(fed.node(a).metrics_addr().unwrap(), "/metrics").await;
+        let series = format!(
+            "casebridge_disclosure_requests_overdue{{peer=\"{peer}\",direction=\"{direction}\"}} 1"
+        );
+        assert!(body.contains(&series), "{a}: {series} in\n{body}");
+    }
+
+    // Once refused, it is neither open nor overdue; the statistics count it.
+    legal
+        .disclosure
+        .decide(casebridge::proto::v1::DecideRequest {
+            id: id.clone(),
+            outcome: DisclosureState::Refused as i32,
+            ground: casebridge::proto::v1::RefusalGround::Disproportionate as i32,
+            note: "too broad".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (_, body) = http_get(fed.node("police").metrics_addr().unwrap(), "/metrics").await;
+    assert!(
+        body.contains(
+            "casebridge_disclosure_requests_overdue{peer=\"ngo\",direction=\"received\"} 0"
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains("casebridge_disclosure_decisions_total{peer=\"ngo\",direction=\"received\",outcome=\"refused\"} 1"),
+        "{body}"
+    );
+    let stats = legal
+        .disclosure
+        .request_stats(casebridge::proto::v1::RequestStatsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stats.rows.len(), 1, "{stats:?}");
+    let row = &stats.rows[0];
+    assert_eq!((row.peer.as_str(), row.outgoing), ("ngo", false));
+    assert_eq!(
+        (row.requests, row.refused, row.open, row.answered_late),
+        (1, 1, 0, 1)
+    );
+    assert!(row.median_answer_seconds >= 2.0, "{row:?}");
+    let toml = fed.layout.agencies[&agency("police")].client_config("legal");
+    let (code, out, err) = cli(&[
+        "--client-config",
+        toml.to_str().unwrap(),
+        "requests",
+        "stats",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("ngo") && l.contains("received")),
+        "{out}"
+    );
     fed.shutdown().await;
 }
 

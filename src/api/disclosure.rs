@@ -18,8 +18,9 @@ use crate::proto::v1::disclosure_service_server::DisclosureService;
 use crate::proto::v1::{
     AnswerClarificationRequest, DecideRequest, DisclosureCase, GetDisclosureRequestRequest,
     GetReleaseRequest, ListDisclosureRequestsRequest, ListDisclosureRequestsResponse,
-    ListReleasesRequest, ListReleasesResponse, ReleaseRecord, SendDisclosureRequest,
-    WatchDisclosureRequestsRequest, WithdrawReleaseRequest,
+    ListReleasesRequest, ListReleasesResponse, ReleaseRecord, RequestStatsRequest,
+    RequestStatsResponse, SendDisclosureRequest, WatchDisclosureRequestsRequest,
+    WithdrawReleaseRequest,
 };
 
 /// Log entries read and buffered per watcher at a time.
@@ -168,6 +169,20 @@ impl DisclosureService for DisclosureApi {
                 .disclosures
                 .withdraw(&officer, &r.id, &r.reason, call)
                 .await?)
+        })
+        .await
+    }
+
+    async fn request_stats(
+        &self,
+        req: Request<RequestStatsRequest>,
+    ) -> Result<Response<RequestStatsResponse>, Status> {
+        let core = &self.0;
+        audited(core, req, Action::DisclosureStats, async |call, req| {
+            let views = views(core, &req)?;
+            let stats = core.disclosures.stats(views, req.get_ref())?;
+            call.detail("rows", stats.rows.len());
+            Ok(stats)
         })
         .await
     }

@@ -78,6 +78,7 @@ actions! {
     DisclosureWatch = "disclosure.watch",
     DisclosureDecide = "disclosure.decide",
     DisclosureAnswer = "disclosure.answer",
+    DisclosureStats = "disclosure.stats",
     ReleaseList = "release.list",
     ReleaseView = "release.view",
     ReleaseWithdraw = "release.withdraw",

@@ -313,6 +313,7 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
     let (mut ok, deliveries) = report_deliveries(&expected, &held);
     let hits = report_hits(&fed).await?;
     ok &= hits.0;
+    ok &= after_the_hit(&fed).await?;
     if !args.once {
         print_what_to_try(&fed);
         super::node::shutdown_signal().await;
@@ -323,14 +324,14 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
     ok &= verify_audit_logs(&fed.layout).await?;
     if ok {
         println!(
-            "\nall {deliveries} deliveries the policies allow and {} hits happened; nothing else left a node",
+            "\nall {deliveries} deliveries the policies allow, {} hits and the disclosure path happened; nothing else left a node",
             hits.1
         );
         Ok(())
     } else {
         Err(super::exit::failure(
             super::exit::Exit::Failure,
-            anyhow!("some expected deliveries or hits did not happen"),
+            anyhow!("some expected deliveries, hits or steps after a hit did not happen"),
         ))
     }
 }
@@ -482,6 +483,159 @@ async fn report_hits(fed: &Federation) -> Result<(bool, usize), Failure> {
     Ok((ok, expected_hits.len()))
 }
 
+/// Waits (bounded) until `check` gives a value.
+async fn within<T, F, Fut>(mut check: F) -> anyhow::Result<Option<T>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = Instant::now() + DELIVERY_TIMEOUT;
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(Some(v));
+        }
+        if Instant::now() > deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// After a hit, inside CaseBridge: police's analyst confirms its hit with
+/// the NGO's alert and asks the NGO for its data (the caller consented to a
+/// referral); the NGO's legal officer sees the request, what its policy
+/// allows, and approves within it; the release reaches police only. Whether
+/// every step happened.
+async fn after_the_hit(fed: &Federation) -> Result<bool, Failure> {
+    use crate::proto::v1::send_disclosure_request::About;
+    use crate::proto::v1::{
+        DecideRequest, DisclosureState, GetDisclosureRequestRequest, GetReleaseRequest,
+        HandlingCode, HitVerdict, LegalBasis, LocationDetail, ReleaseSelection, ReviewHitRequest,
+        SendDisclosureRequest, TimeDetail, Urgency,
+    };
+    println!(
+        "\nafter a hit (a person confirms it, then asks; the holder decides within its policy):"
+    );
+    let missing = |step: &str| {
+        println!("  MISSING: {step}");
+        Ok(false)
+    };
+    let Some(hit) = wait_for_hit(&fed.layout, "police", "ngo").await? else {
+        return missing("police's hit with ngo");
+    };
+    let mut police = client(&fed.layout, "police", "analyst").await?;
+    police
+        .alerts
+        .review_hit(ReviewHitRequest {
+            number: hit.number,
+            verdict: HitVerdict::Confirmed as i32,
+            note: "same number as in our advert case".into(),
+        })
+        .await?;
+    println!(
+        "  police  analyst confirms hit {} (your {} <-> {} at ngo)",
+        hit.number, hit.local_alert_id, hit.other_alert_id
+    );
+    let sent = police
+        .disclosure
+        .send_request(SendDisclosureRequest {
+            about: Some(About::HitNumber(hit.number)),
+            legal_basis: LegalBasis::VictimReferralConsent as i32,
+            citation: "the caller's written consent to a referral".into(),
+            purpose: "offer the caller protection as a possible victim".into(),
+            case_reference: "POL-2026-4711".into(),
+            urgency: Urgency::Urgent as i32,
+            due_at: None,
+            verification: Vec::new(),
+        })
+        .await?
+        .into_inner();
+    let id = sent.request.map(|r| r.id).unwrap_or_default();
+    println!(
+        "  police  asks ngo for its data: request {id} (victim referral with consent, urgent: 3 days)"
+    );
+    let mut legal = client(&fed.layout, "ngo", "legal").await?;
+    let Some(received) = within(|| {
+        let mut legal = legal.clone();
+        let id = id.clone();
+        async move {
+            Ok(legal
+                .disclosure
+                .get_request(GetDisclosureRequestRequest { id })
+                .await
+                .ok()
+                .map(|r| r.into_inner()))
+        }
+    })
+    .await?
+    else {
+        return missing("the request at ngo");
+    };
+    println!(
+        "  ngo     legal officer sees it; policy rule `{}` allows at most: {}",
+        received.rule, received.release_maximum
+    );
+    let decided = legal
+        .disclosure
+        .decide(DecideRequest {
+            id: id.clone(),
+            outcome: DisclosureState::PartiallyApproved as i32,
+            ground: 0,
+            note: "contact details only; the caller's account stays with us".into(),
+            release: Some(ReleaseSelection {
+                location: LocationDetail::Region as i32,
+                time: TimeDetail::Month as i32,
+                narrative: false,
+                indicators: true,
+                identifiers: vec![crate::proto::v1::IdentifierType::Phone as i32],
+            }),
+            contact_point: "NGO hotline coordinator, +31 20 000 0000".into(),
+            handling: HandlingCode::H2 as i32,
+            retention_days: 30,
+        })
+        .await?
+        .into_inner();
+    let release_id = decided.decision.map(|d| d.release_id).unwrap_or_default();
+    println!(
+        "  ngo     approves in part: region, month, indicators and the phone number, handling H2 ({release_id})"
+    );
+    let Some(release) = within(|| {
+        let mut police = police.clone();
+        let id = release_id.clone();
+        async move {
+            Ok(police
+                .disclosure
+                .get_release(GetReleaseRequest { id })
+                .await
+                .ok()
+                .map(|r| r.into_inner()))
+        }
+    })
+    .await?
+    else {
+        return missing("the release at police");
+    };
+    let r = release.release.unwrap_or_default();
+    let identifiers: usize = r.subjects.iter().map(|s| s.identifiers.len()).sum();
+    println!(
+        "  police  holds the release apart from alerts: {}, {identifiers} identifier(s) in clear, handling H2 (no onward disclosure), contact: {}",
+        r.released_fields, r.contact_point
+    );
+    let labour_has_it = client(&fed.layout, "labour", "analyst")
+        .await?
+        .disclosure
+        .list_releases(crate::proto::v1::ListReleasesRequest::default())
+        .await?
+        .into_inner()
+        .releases
+        .iter()
+        .any(|x| x.release.as_ref().is_some_and(|x| x.id == release_id));
+    if labour_has_it || identifiers == 0 {
+        return missing("a release to police only, with the phone number");
+    }
+    Ok(true)
+}
+
 fn print_what_to_try(fed: &Federation) {
     println!("\nThe federation keeps running. Try, in another terminal:");
     let police = &fed
@@ -508,6 +662,14 @@ fn print_what_to_try(fed: &Federation) {
     println!(
         "  {exe} --client-config {} audit query --limit 20",
         police.client_config("admin").display()
+    );
+    println!(
+        "  {exe} --client-config {} requests list",
+        police.client_config("analyst").display()
+    );
+    println!(
+        "  {exe} --client-config {} releases list",
+        police.client_config("analyst").display()
     );
     println!("Press Ctrl-C to stop.");
 }

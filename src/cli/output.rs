@@ -544,6 +544,16 @@ pub fn status(s: &NodeStatus, as_json: bool) {
         "purged      {} alerts past their retention deadline",
         s.purged_alerts
     );
+    println!(
+        "requests    {} disclosure request(s) open, {} {}",
+        s.disclosure_requests_open,
+        s.disclosure_requests_overdue,
+        if s.disclosure_requests_overdue > 0 {
+            "OVERDUE (casebridge requests list --overdue)"
+        } else {
+            "overdue"
+        }
+    );
     for c in &s.certificates {
         let warn = if c.days_left < 30 { "  RENEW NOW" } else { "" };
         println!(
@@ -951,6 +961,60 @@ pub fn releases(records: &[crate::proto::v1::ReleaseRecord], as_json: bool) {
                 format!("keep until {}", time(r.retention_until.as_ref()))
             },
             r.released_fields,
+        );
+    }
+}
+
+/// "3 days 4 h", "2 h 5 min", "40 s": an answer time for a person.
+fn span_text(secs: f64) -> String {
+    let s = secs.round() as u64;
+    match (s / 86_400, s % 86_400 / 3600, s % 3600 / 60) {
+        (0, 0, 0) => format!("{s} s"),
+        (0, 0, m) => format!("{m} min"),
+        (0, h, m) => format!("{h} h {m} min"),
+        (d, h, _) => format!("{d} days {h} h"),
+    }
+}
+
+/// `requests stats`: a row per peer and direction.
+pub fn request_stats(stats: &crate::proto::v1::RequestStatsResponse, as_json: bool) {
+    if as_json {
+        return json(stats);
+    }
+    if stats.rows.is_empty() {
+        eprintln!("no requests in this period");
+        return;
+    }
+    println!(
+        "{:<12} {:<9} {:>8} {:>8} {:>7} {:>7} {:>5} {:>5} {:>8} {:>6} {:>16} {:>16}",
+        "peer",
+        "direction",
+        "requests",
+        "approved",
+        "partial",
+        "refused",
+        "(auto",
+        "open",
+        "overdue",
+        "late",
+        "median answer",
+        "90% answered in"
+    );
+    for r in &stats.rows {
+        println!(
+            "{:<12} {:<9} {:>8} {:>8} {:>7} {:>7} {:>5} {:>5} {:>8} {:>6} {:>16} {:>16}",
+            r.peer,
+            if r.outgoing { "sent" } else { "received" },
+            r.requests,
+            r.approved,
+            r.partially_approved,
+            r.refused,
+            format!("{})", r.refused_automatically),
+            r.open,
+            r.overdue,
+            r.answered_late,
+            span_text(r.median_answer_seconds),
+            span_text(r.p90_answer_seconds),
         );
     }
 }

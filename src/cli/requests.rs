@@ -15,8 +15,8 @@ use crate::proto::v1::{
     AnswerClarificationRequest, DecideRequest, DisclosureState, GetDisclosureRequestRequest,
     GetReleaseRequest, HandlingCode, Identifier, IdentifierType, LegalBasis,
     ListDisclosureRequestsRequest, ListReleasesRequest, LocationDetail, RefusalGround,
-    ReleaseSelection, SendDisclosureRequest, TimeDetail, Urgency, WatchDisclosureRequestsRequest,
-    WithdrawReleaseRequest,
+    ReleaseSelection, RequestStatsRequest, SendDisclosureRequest, TimeDetail, Urgency,
+    WatchDisclosureRequestsRequest, WithdrawReleaseRequest,
 };
 
 /// The legal bases a request may invoke.
@@ -282,6 +282,17 @@ pub enum RequestsCommand {
         #[arg(long)]
         answer: String,
     },
+    /// The figures Directive 2023/977 asks states to report: per peer and
+    /// direction, requests by outcome and the median and 90th-percentile
+    /// answer times.
+    Stats {
+        /// Requests made at or after this time (RFC 3339).
+        #[arg(long)]
+        from: Option<String>,
+        /// Requests made before this time (RFC 3339).
+        #[arg(long)]
+        to: Option<String>,
+    },
     /// Print every change to a request after a position, then keep
     /// streaming new ones until Ctrl-C.
     Watch {
@@ -481,6 +492,16 @@ pub async fn run(
                 .await?
                 .into_inner();
             output::disclosure(&case, json);
+        }
+        RequestsCommand::Stats { from, to } => {
+            let stats = api
+                .request_stats(RequestStatsRequest {
+                    from: from.as_deref().map(|t| time_flag("from", t)).transpose()?,
+                    to: to.as_deref().map(|t| time_flag("to", t)).transpose()?,
+                })
+                .await?
+                .into_inner();
+            output::request_stats(&stats, json);
         }
         RequestsCommand::Watch { .. } => unreachable!("handled above"),
     }

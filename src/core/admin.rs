@@ -67,7 +67,14 @@ impl NodeCore {
     /// The node's identity, versions and counts (`GetStatus`).
     pub fn status(&self) -> Result<NodeStatus, AdminError> {
         let (local, received) = self.store.count_alerts(&self.agency)?;
+        let (open, overdue) = self
+            .disclosures
+            .open_counts()?
+            .values()
+            .fold((0, 0), |(o, d), (open, overdue)| (o + open, d + overdue));
         Ok(NodeStatus {
+            disclosure_requests_open: open,
+            disclosure_requests_overdue: overdue,
             agency_id: self.agency.to_string(),
             federation: self.federation.to_string(),
             software_version: env!("CARGO_PKG_VERSION").into(),

@@ -163,6 +163,7 @@ impl NodeCore {
             peer_ids.iter().cloned(),
             pseudo.clone(),
             config.disclosure.min_deadline_secs.secs(),
+            metrics.clone(),
         ));
         let core = Arc::new(NodeCore {
             agency: config.agency().clone(),

@@ -7,6 +7,7 @@
 //! peer message: exactly once, whichever node is down meanwhile.
 
 pub mod deadline;
+pub mod stats;
 pub mod steps;
 
 use std::collections::BTreeSet;
@@ -104,6 +105,7 @@ pub struct Disclosures {
     peers: BTreeSet<AgencyId>,
     pseudo: Arc<Pseudonymizer>,
     min_deadline: Duration,
+    metrics: crate::metrics::Metrics,
 }
 
 fn printable(text: &str) -> bool {
@@ -169,6 +171,7 @@ impl Disclosures {
         peers: impl IntoIterator<Item = AgencyId>,
         pseudo: Arc<Pseudonymizer>,
         min_deadline: Duration,
+        metrics: crate::metrics::Metrics,
     ) -> Self {
         Self {
             store,
@@ -177,6 +180,7 @@ impl Disclosures {
             peers: peers.into_iter().collect(),
             pseudo,
             min_deadline,
+            metrics,
         }
     }
 
@@ -476,7 +480,12 @@ impl Disclosures {
         };
         Ok(
             match self.store.receive_request(case, items, entry).await? {
-                Some(case) => Received::Stored(Box::new(case)),
+                Some(case) => {
+                    if !is_open(&case) {
+                        self.count_decided(&case);
+                    }
+                    Received::Stored(Box::new(case))
+                }
                 None => Received::Duplicate,
             },
         )
@@ -674,6 +683,91 @@ impl Disclosures {
             requests: cases.into_iter().map(|c| as_of(c, now)).collect(),
             next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
         })
+    }
+}
+
+impl Disclosures {
+    /// Counts a final decision in the metrics (answer time and outcome).
+    pub(crate) fn count_decided(&self, case: &DisclosureCase) {
+        let direction = if case.outgoing { "sent" } else { "received" };
+        let labels = crate::metrics::peer_and(&case.peer, "direction", direction);
+        if let Some(t) = stats::answer_time(case) {
+            self.metrics
+                .disclosure_answer
+                .get_or_create(&labels)
+                .observe(t.as_secs_f64());
+        }
+        let outcome = enum_name(
+            DisclosureState::try_from(case.state).map(|s| s.as_str_name()),
+            "DISCLOSURE_STATE_",
+        );
+        let mut l = labels;
+        l.push(("outcome", outcome));
+        self.metrics.disclosure_decisions.get_or_create(&l).inc();
+    }
+
+    /// Open and overdue requests per (peer, outgoing), now.
+    pub fn open_counts(&self) -> Result<stats::OpenCounts, StoreError> {
+        Ok(stats::open_counts(
+            &self.store.disclosure_cases()?,
+            SystemTime::now(),
+        ))
+    }
+
+    /// Sets the open and overdue gauges (at every scrape).
+    pub fn refresh_metrics(&self) {
+        let Ok(counts) = self.open_counts() else {
+            return;
+        };
+        // Every primed series back to zero first: a request decided since
+        // the last scrape must not stay counted.
+        for peer in &self.peers {
+            for direction in ["sent", "received"] {
+                let labels = crate::metrics::peer_and(peer, "direction", direction);
+                self.metrics.disclosure_open.get_or_create(&labels).set(0);
+                self.metrics
+                    .disclosure_overdue
+                    .get_or_create(&labels)
+                    .set(0);
+            }
+        }
+        for ((peer, outgoing), (open, overdue)) in counts {
+            let direction = if outgoing { "sent" } else { "received" };
+            let labels = crate::metrics::peer_and(&peer, "direction", direction);
+            self.metrics
+                .disclosure_open
+                .get_or_create(&labels)
+                .set(open as i64);
+            self.metrics
+                .disclosure_overdue
+                .get_or_create(&labels)
+                .set(overdue as i64);
+        }
+    }
+
+    /// The directive's statistics over the requests `views` lets the caller see.
+    pub fn stats(
+        &self,
+        views: Views,
+        req: &crate::proto::v1::RequestStatsRequest,
+    ) -> Result<crate::proto::v1::RequestStatsResponse, DisclosureError> {
+        let from = req.from.as_ref().map(system_time_lossy);
+        let to = req.to.as_ref().map(system_time_lossy);
+        if let (Some(f), Some(t)) = (from, to)
+            && t <= f
+        {
+            return Err(DisclosureError::Invalid(vec![FieldViolation::new(
+                "to",
+                "must be after `from`",
+            )]));
+        }
+        Ok(stats::stats(
+            &self.store.disclosure_cases()?,
+            from,
+            to,
+            SystemTime::now(),
+            |c| views.allows(c),
+        ))
     }
 }
 

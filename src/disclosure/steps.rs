@@ -347,6 +347,9 @@ impl Disclosures {
             .await?;
         let case =
             result?.ok_or_else(|| DisclosureError::NotFound(format!("request {}", req.id)))?;
+        if outcome != DisclosureState::Clarification {
+            self.count_decided(&case);
+        }
         Ok(as_of(case, now))
     }
 
@@ -544,7 +547,12 @@ impl Disclosures {
             })
             .await?;
         Ok(match result {
-            Ok(Some(_)) => Applied::Stored,
+            Ok(Some(case)) => {
+                if !is_open(&case) {
+                    self.count_decided(&case);
+                }
+                Applied::Stored
+            }
             Ok(None) => Applied::Refused(format!(
                 "disclosure_decision.request_id: {} is unknown here",
                 d.request_id

@@ -431,6 +431,7 @@ fn refresh_peer_gauges(core: &NodeCore, m: &Metrics) {
     if let Ok(bytes) = core.store.disk_bytes() {
         m.store_bytes.set(bytes as i64);
     }
+    core.disclosures.refresh_metrics();
     if let Ok(free) = core.store.free_bytes() {
         m.store_free_bytes.set(free as i64);
     }

@@ -305,6 +305,18 @@ impl Store {
         Ok((out, None))
     }
 
+    /// Every request this node keeps, in no particular order (statistics,
+    /// and the open and overdue counts of metrics and status).
+    pub fn disclosure_cases(&self) -> Result<Vec<DisclosureCase>, StoreError> {
+        self.db
+            .range::<&[u8]>(self.t.disclosures, ..)
+            .map(|item| {
+                let (k, v) = item?;
+                decode_case(&k, &v)
+            })
+            .collect()
+    }
+
     /// Request log entries after position `after`, oldest first, at most `limit`.
     pub fn disclosure_log_after(
         &self,
