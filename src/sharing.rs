@@ -351,14 +351,40 @@ impl Sharing {
             None => (active.policy.as_ref(), active.record.version),
         };
         let peers = if peers.is_empty() { &self.peers } else { peers };
-        let decisions = decide_all(policy, record, &self.own, peers, SystemTime::now())
+        let now = SystemTime::now();
+        let decisions = decide_all(policy, record, &self.own, peers, now)
             .into_iter()
-            .map(|(peer, d)| PeerDecision {
-                peer: peer.to_string(),
-                shared: d.grant.is_some(),
-                rule: d.rule.clone().unwrap_or_default(),
-                reason: d.reason.clone(),
-                envelope: d.grant.as_ref().map(|g| shared_view_with(record, g)),
+            .map(|(peer, d)| {
+                let disclosure = policy::disclosure::summarize(
+                    policy.map_or(&[][..], |p| &p.disclosure),
+                    record,
+                    &self.own,
+                    &peer,
+                    now,
+                );
+                PeerDecision {
+                    peer: peer.to_string(),
+                    shared: d.grant.is_some(),
+                    rule: d.rule.clone().unwrap_or_default(),
+                    reason: d.reason.clone(),
+                    envelope: d.grant.as_ref().map(|g| shared_view_with(record, g)),
+                    disclosure_rule: disclosure.rule.unwrap_or_default(),
+                    disclosure_legal_bases: disclosure
+                        .legal_bases
+                        .iter()
+                        .map(|b| policy::disclosure::basis_name(*b))
+                        .collect(),
+                    disclosure_maximum: disclosure
+                        .maximum
+                        .map(|m| m.describe())
+                        .unwrap_or_default(),
+                    disclosure_refusal: if policy.is_none() {
+                        "no sharing policy is installed, so nothing is released (default deny)"
+                            .into()
+                    } else {
+                        disclosure.refusal
+                    },
+                }
             })
             .collect();
         ExplainPolicyResponse {

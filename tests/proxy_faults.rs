@@ -163,3 +163,157 @@ async fn every_alert_arrives_once_and_in_version_order_through_a_faulty_network(
     assert!(peer.retries > 0);
     fed.shutdown().await;
 }
+
+/// Requests (ngo → police) and decisions and releases (police → ngo) each
+/// through a faulty proxy: every request reaches police once, every
+/// approval and release reaches ngo once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_decision_and_release_arrives_once_through_a_faulty_network() {
+    use casebridge::proto::v1::send_disclosure_request::About;
+    use casebridge::proto::v1::{
+        DecideRequest, DisclosureState, IdentifierType, LegalBasis, ListDisclosureRequestsRequest,
+        ListReleasesRequest, LocationDetail, ReleaseSelection, SendDisclosureRequest, TimeDetail,
+        Urgency,
+    };
+    const REQUESTS: usize = 20;
+    let seed = std::env::var("CASEBRIDGE_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    eprintln!("fault seed {seed} (rerun with CASEBRIDGE_FAULT_SEED={seed})");
+    let to_ngo = ChaosProxy::start(seed).await;
+    let to_police = ChaosProxy::start(seed.wrapping_add(1)).await;
+    let (via_ngo, via_police) = (to_ngo.addr.to_string(), to_police.addr.to_string());
+    let fed = TestFederation::start_with(&["police", "ngo"], &[], move |a, cfg| {
+        let via = if a.as_str() == "police" {
+            &via_ngo
+        } else {
+            &via_police
+        };
+        for p in &mut cfg.peers {
+            p.address = toml::Spanned::new(0..0, via.clone());
+        }
+    })
+    .await;
+    to_ngo.set_upstream(fed.layout.agencies[&agency("ngo")].addrs.peer);
+    to_police.set_upstream(fed.layout.agencies[&agency("police")].addrs.peer);
+    let held = submit(&mut fed.client("police", "cms").await, "advert").await;
+    let mut ngo = fed.client("ngo", "analyst").await;
+    let mut legal = fed.client("police", "legal").await;
+    let mut ids = Vec::new();
+    for i in 0..REQUESTS {
+        let case = ngo
+            .disclosure
+            .send_request(SendDisclosureRequest {
+                about: Some(About::AlertId(held.id.clone())),
+                legal_basis: LegalBasis::VictimReferralConsent as i32,
+                citation: String::new(),
+                purpose: "referral".into(),
+                case_reference: format!("NGO-{i}"),
+                urgency: Urgency::Urgent as i32,
+                due_at: None,
+                verification: vec![],
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        ids.push(case.request.unwrap().id);
+    }
+    // Approve each as it arrives, while the faults go on.
+    let mut approved = std::collections::BTreeSet::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while approved.len() < REQUESTS && std::time::Instant::now() < deadline {
+        let open = legal
+            .disclosure
+            .list_requests(ListDisclosureRequestsRequest {
+                states: vec![DisclosureState::Open as i32],
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .requests;
+        for c in open {
+            let id = c.request.unwrap().id;
+            legal
+                .disclosure
+                .decide(DecideRequest {
+                    id: id.clone(),
+                    outcome: DisclosureState::Approved as i32,
+                    release: Some(ReleaseSelection {
+                        location: LocationDetail::City as i32,
+                        time: TimeDetail::None as i32,
+                        narrative: true,
+                        indicators: false,
+                        identifiers: vec![IdentifierType::Phone as i32],
+                    }),
+                    contact_point: "desk".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            approved.insert(id);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(approved.len(), REQUESTS, "every request reached police");
+    to_ngo.heal();
+    to_police.heal();
+    let releases = eventually("every release at ngo", || {
+        let mut ngo = ngo.clone();
+        async move {
+            let r = ngo
+                .disclosure
+                .list_releases(ListReleasesRequest {
+                    page_size: 1000,
+                    ..Default::default()
+                })
+                .await
+                .ok()?
+                .into_inner()
+                .releases;
+            (r.len() >= REQUESTS).then_some(r)
+        }
+    })
+    .await;
+    assert_eq!(releases.len(), REQUESTS, "one release each, none twice");
+    let at_police = legal
+        .disclosure
+        .list_requests(ListDisclosureRequestsRequest {
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .requests;
+    assert_eq!(at_police.len(), REQUESTS, "each request once at police");
+    let at_ngo = ngo
+        .disclosure
+        .list_requests(ListDisclosureRequestsRequest {
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .requests;
+    for c in &at_ngo {
+        let steps: Vec<&str> = c.history.iter().map(|e| e.step.as_str()).collect();
+        assert_eq!(
+            steps.iter().filter(|s| **s == "approved").count(),
+            1,
+            "{steps:?}"
+        );
+        assert_eq!(
+            steps.iter().filter(|s| **s == "release received").count(),
+            1,
+            "{steps:?}"
+        );
+        assert_eq!(c.state, DisclosureState::Approved as i32);
+    }
+    let faults = to_ngo.counts.connections.load(Ordering::Relaxed)
+        + to_police.counts.connections.load(Ordering::Relaxed);
+    assert!(faults > 2, "the proxies never forced a reconnect");
+    fed.shutdown().await;
+}

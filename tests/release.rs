@@ -332,6 +332,15 @@ async fn hit_review_request_question_approval_release_and_withdrawal() {
             .is_empty()
     );
 
+    // Nor did anything of it cross labour's wire: its audit log records
+    // every envelope it received, and none is a request, decision or release.
+    let labour_log = audit_after(&mut fed.client("labour", "admin").await, 0).await;
+    assert!(
+        !labour_log.iter().any(|e| e.actor.starts_with("peer:")
+            && (e.action.starts_with("disclosure.") || e.action.starts_with("release."))),
+        "{labour_log:?}"
+    );
+
     // Withdrawn: purged at the requester, the tombstone says when and why.
     legal
         .disclosure
@@ -424,7 +433,7 @@ async fn hit_review_request_question_approval_release_and_withdrawal() {
 /// sees why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_holders_policy_refuses_automatically_with_the_ground() {
-    let fed = TestFederation::start(&["police", "ngo"]).await;
+    let fed = TestFederation::start(&["police", "ngo", "labour"]).await;
     let policy = r#"
 [[rules]]
 name = "share-with-ngo"
@@ -468,6 +477,64 @@ narrative = "full"
     let legal = fed.client("police", "legal").await;
     let at_police = case_at(&legal, &id, DisclosureState::Refused).await;
     assert!(at_police.answered_at.is_some());
+
+    // An agency no disclosure rule names: not authorised.
+    let alert = at_police.request.unwrap().holder_alert_id;
+    let mut labour = fed.client("labour", "analyst").await;
+    let asked = labour
+        .disclosure
+        .send_request(SendDisclosureRequest {
+            about: Some(About::AlertId(alert.clone())),
+            legal_basis: LegalBasis::Directive2023977 as i32,
+            citation: String::new(),
+            purpose: "inspection".into(),
+            case_reference: "LAB-1".into(),
+            urgency: Urgency::Normal as i32,
+            due_at: None,
+            verification: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let refused = case_at(
+        &labour,
+        &asked.request.unwrap().id,
+        DisclosureState::Refused,
+    )
+    .await;
+    let decision = refused.decision.unwrap();
+    assert_eq!(decision.ground, RefusalGround::NotAuthorised as i32);
+    assert!(
+        decision.note.contains("no disclosure rule lets labour"),
+        "{}",
+        decision.note
+    );
+
+    // The node's `policy explain` says the same, per peer, before anyone asks.
+    let why = fed
+        .client("police", "admin")
+        .await
+        .admin
+        .explain_policy(casebridge::proto::v1::ExplainPolicyRequest {
+            alert_id: alert.clone(),
+            peers: vec![],
+            policy_text: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ngo_why = why.decisions.iter().find(|d| d.peer == "ngo").unwrap();
+    assert_eq!(ngo_why.disclosure_rule, "ngo-referrals");
+    assert_eq!(ngo_why.disclosure_legal_bases, ["victim_referral_consent"]);
+    assert_eq!(ngo_why.disclosure_maximum, "narrative");
+    let labour_why = why.decisions.iter().find(|d| d.peer == "labour").unwrap();
+    assert!(labour_why.disclosure_rule.is_empty());
+    assert!(
+        labour_why
+            .disclosure_refusal
+            .contains("no disclosure rule lets labour"),
+        "{labour_why:?}"
+    );
     fed.shutdown().await;
 }
 

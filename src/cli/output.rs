@@ -603,6 +603,19 @@ pub fn explanation(r: &ExplainPolicyResponse, as_json: bool) {
             if d.shared { "SHARED" } else { "NOT SHARED" }
         );
         println!("  because: {}", d.reason);
+        if d.disclosure_rule.is_empty() {
+            println!(
+                "  on request: refused automatically ({})",
+                d.disclosure_refusal
+            );
+        } else {
+            println!(
+                "  on request: rule `{}` accepts {}; an officer may release at most: {}",
+                d.disclosure_rule,
+                d.disclosure_legal_bases.join(", "),
+                d.disclosure_maximum
+            );
+        }
         if let Some(env) = &d.envelope {
             println!("  envelope that would be sent:");
             match to_json(env, true) {

@@ -587,9 +587,8 @@ fn print_validated(file: &Path, p: &Policy) {
     }
 }
 
-/// What the disclosure rules say of requests by `peer` about `record`,
-/// under each legal basis: the bases a rule accepts and its maximum, or why
-/// every request is refused.
+/// What the disclosure rules say of requests by `peer` about `record`:
+/// the bases a rule accepts and its maximum, or why every request is refused.
 fn explain_disclosure(
     p: &Policy,
     record: &crate::proto::v1::StoredAlert,
@@ -597,28 +596,17 @@ fn explain_disclosure(
     peer: &AgencyId,
     now: SystemTime,
 ) -> serde_json::Value {
-    let mut accepted = Vec::new();
-    let mut allowed = None;
-    let mut refused = Vec::new();
-    for b in 1..=5 {
-        match policy::evaluate_disclosure(&p.disclosure, record, own, peer, b, now) {
-            policy::DisclosureVerdict::Allowed { rule, max } => {
-                accepted.push(policy::disclosure::basis_name(b));
-                allowed = Some((rule, max.describe()));
-            }
-            policy::DisclosureVerdict::Refused { reason, .. } => refused.push(reason),
-        }
-    }
-    match allowed {
-        Some((rule, max)) => serde_json::json!({
+    let s = policy::disclosure::summarize(&p.disclosure, record, own, peer, now);
+    match (&s.rule, &s.maximum) {
+        (Some(rule), Some(max)) => serde_json::json!({
             "requestable": true,
             "rule": rule,
-            "legal_bases": accepted,
-            "maximum": max,
+            "legal_bases": s.legal_bases.iter().map(|b| policy::disclosure::basis_name(*b)).collect::<Vec<_>>(),
+            "maximum": max.describe(),
         }),
-        None => serde_json::json!({
+        _ => serde_json::json!({
             "requestable": false,
-            "reason": refused.first().cloned().unwrap_or_default(),
+            "reason": s.refusal,
         }),
     }
 }

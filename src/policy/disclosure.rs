@@ -254,6 +254,53 @@ pub fn evaluate_disclosure(
     }
 }
 
+/// What the rules say of any request by one peer about one alert, over
+/// every legal basis: for `policy explain`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DisclosureSummary {
+    /// The rule that would decide, when some basis is accepted.
+    pub rule: Option<String>,
+    /// The legal bases it accepts (wire values).
+    pub legal_bases: Vec<i32>,
+    /// The most an officer may release, when some basis is accepted.
+    pub maximum: Option<Release>,
+    /// Why every request would be refused, when none is accepted.
+    pub refusal: String,
+}
+
+pub fn summarize(
+    rules: &[DisclosureRule],
+    alert: &StoredAlert,
+    own: &AgencyId,
+    peer: &AgencyId,
+    now: SystemTime,
+) -> DisclosureSummary {
+    let mut out = DisclosureSummary {
+        rule: None,
+        legal_bases: Vec::new(),
+        maximum: None,
+        refusal: String::new(),
+    };
+    for b in LegalBasis::Directive2023977 as i32..=LegalBasis::NationalLaw as i32 {
+        match evaluate_disclosure(rules, alert, own, peer, b, now) {
+            DisclosureVerdict::Allowed { rule, max } => {
+                out.rule = Some(rule);
+                out.maximum = Some(max);
+                out.legal_bases.push(b);
+            }
+            DisclosureVerdict::Refused { reason, .. } => {
+                if out.refusal.is_empty() {
+                    out.refusal = reason;
+                }
+            }
+        }
+    }
+    if out.rule.is_some() {
+        out.refusal.clear();
+    }
+    out
+}
+
 /// Compiles the `[[disclosure]]` rules, reporting unknown peers and groups,
 /// rules that never apply, empty legal bases and shadowed rules.
 pub(super) fn compile(
