@@ -58,13 +58,13 @@ async fn bench() {
     let mut legal = fed.client("police", "legal").await;
     let mut holder_watch = legal
         .disclosure
-        .watch_requests(WatchDisclosureRequestsRequest::default())
+        .watch_disclosure_requests(WatchDisclosureRequestsRequest::default())
         .await
         .unwrap()
         .into_inner();
     let mut requester_watch = ngo
         .disclosure
-        .watch_requests(WatchDisclosureRequestsRequest::default())
+        .watch_disclosure_requests(WatchDisclosureRequestsRequest::default())
         .await
         .unwrap()
         .into_inner();

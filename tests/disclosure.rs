@@ -56,7 +56,7 @@ fn request_about(hit: u64) -> SendDisclosureRequest {
 async fn list(client: &mut NodeClient, req: ListDisclosureRequestsRequest) -> Vec<DisclosureCase> {
     client
         .disclosure
-        .list_requests(req)
+        .list_disclosure_requests(req)
         .await
         .unwrap()
         .into_inner()
@@ -237,7 +237,7 @@ async fn a_request_about_a_confirmed_hit_reaches_the_holder_only_and_exactly_onc
     );
     let mut watch = legal
         .disclosure
-        .watch_requests(WatchDisclosureRequestsRequest {
+        .watch_disclosure_requests(WatchDisclosureRequestsRequest {
             after_sequence: 0,
             backlog_only: true,
         })

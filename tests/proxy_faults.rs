@@ -225,7 +225,7 @@ async fn every_request_decision_and_release_arrives_once_through_a_faulty_networ
     while approved.len() < REQUESTS && std::time::Instant::now() < deadline {
         let open = legal
             .disclosure
-            .list_requests(ListDisclosureRequestsRequest {
+            .list_disclosure_requests(ListDisclosureRequestsRequest {
                 states: vec![DisclosureState::Open as i32],
                 ..Default::default()
             })
@@ -279,7 +279,7 @@ async fn every_request_decision_and_release_arrives_once_through_a_faulty_networ
     assert_eq!(releases.len(), REQUESTS, "one release each, none twice");
     let at_police = legal
         .disclosure
-        .list_requests(ListDisclosureRequestsRequest {
+        .list_disclosure_requests(ListDisclosureRequestsRequest {
             page_size: 1000,
             ..Default::default()
         })
@@ -290,7 +290,7 @@ async fn every_request_decision_and_release_arrives_once_through_a_faulty_networ
     assert_eq!(at_police.len(), REQUESTS, "each request once at police");
     let at_ngo = ngo
         .disclosure
-        .list_requests(ListDisclosureRequestsRequest {
+        .list_disclosure_requests(ListDisclosureRequestsRequest {
             page_size: 1000,
             ..Default::default()
         })

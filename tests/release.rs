@@ -313,7 +313,7 @@ async fn hit_review_request_question_approval_release_and_withdrawal() {
     assert!(
         labour
             .disclosure
-            .list_requests(ListDisclosureRequestsRequest::default())
+            .list_disclosure_requests(ListDisclosureRequestsRequest::default())
             .await
             .unwrap()
             .into_inner()

@@ -53,7 +53,7 @@ impl DisclosureService for DisclosureApi {
         .await
     }
 
-    async fn list_requests(
+    async fn list_disclosure_requests(
         &self,
         req: Request<ListDisclosureRequestsRequest>,
     ) -> Result<Response<ListDisclosureRequestsResponse>, Status> {
@@ -187,14 +187,15 @@ impl DisclosureService for DisclosureApi {
         .await
     }
 
-    type WatchRequestsStream = Pin<Box<dyn Stream<Item = Result<DisclosureCase, Status>> + Send>>;
+    type WatchDisclosureRequestsStream =
+        Pin<Box<dyn Stream<Item = Result<DisclosureCase, Status>> + Send>>;
 
     /// Logged when the watch opens; each change it streams is in the log
     /// already.
-    async fn watch_requests(
+    async fn watch_disclosure_requests(
         &self,
         req: Request<WatchDisclosureRequestsRequest>,
-    ) -> Result<Response<Self::WatchRequestsStream>, Status> {
+    ) -> Result<Response<Self::WatchDisclosureRequestsStream>, Status> {
         let core = self.0.clone();
         audited(&self.0, req, Action::DisclosureWatch, async |call, req| {
             let views = views(&core, &req)?;

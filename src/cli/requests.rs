@@ -391,7 +391,10 @@ pub async fn run(
             };
             let mut all = Vec::new();
             loop {
-                let page = api.list_requests(req.clone()).await?.into_inner();
+                let page = api
+                    .list_disclosure_requests(req.clone())
+                    .await?
+                    .into_inner();
                 all.extend(page.requests);
                 if page.next_page_token.is_empty() {
                     break;
@@ -520,7 +523,7 @@ async fn watch(
         let mut client = connect(config).await?;
         let mut stream = client
             .disclosure
-            .watch_requests(WatchDisclosureRequestsRequest {
+            .watch_disclosure_requests(WatchDisclosureRequestsRequest {
                 after_sequence: after,
                 backlog_only,
             })

@@ -1,6 +1,6 @@
 //! Disclosure requests as each node keeps them: one `DisclosureCase` per
 //! request (sent or received), every change to it a new entry in the
-//! request log that `WatchRequests` follows, and an index in creation order
+//! request log that `WatchDisclosureRequests` follows, and an index in creation order
 //! for listing newest first. The request itself travels in the outbox, in
 //! the transaction that records it.
 
