@@ -10,35 +10,11 @@ use std::time::Duration;
 use casebridge::client::NodeClient;
 use casebridge::proto::v1::send_disclosure_request::About;
 use casebridge::proto::v1::{
-    DisclosureCase, DisclosureState, GetDisclosureRequestRequest, HitChange, HitVerdict,
-    IdentifierType, LegalBasis, ListDisclosureRequestsRequest, ReviewHitRequest,
-    SendDisclosureRequest, Urgency, WatchDisclosureRequestsRequest, WatchHitsRequest,
+    DisclosureCase, DisclosureState, GetDisclosureRequestRequest, HitVerdict, IdentifierType,
+    LegalBasis, ListDisclosureRequestsRequest, ReviewHitRequest, SendDisclosureRequest, Urgency,
+    WatchDisclosureRequestsRequest,
 };
 use common::*;
-
-async fn first_hit(client: &NodeClient) -> u64 {
-    eventually("a hit", || {
-        let mut c = client.clone();
-        async move {
-            let mut s = c
-                .alerts
-                .watch_hits(WatchHitsRequest {
-                    after_sequence: 0,
-                    backlog_only: true,
-                })
-                .await
-                .ok()?
-                .into_inner();
-            while let Some(h) = s.message().await.ok()? {
-                if h.change == HitChange::Found as i32 {
-                    return Some(h.number);
-                }
-            }
-            None
-        }
-    })
-    .await
-}
 
 fn request_about(hit: u64) -> SendDisclosureRequest {
     SendDisclosureRequest {

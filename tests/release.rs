@@ -13,36 +13,12 @@ use casebridge::client::NodeClient;
 use casebridge::proto::v1::send_disclosure_request::About;
 use casebridge::proto::v1::{
     AnswerClarificationRequest, DecideRequest, DisclosureCase, DisclosureState,
-    GetDisclosureRequestRequest, GetReleaseRequest, HandlingCode, HitChange, HitVerdict,
-    IdentifierType, LegalBasis, ListDisclosureRequestsRequest, ListReleasesRequest, LocationDetail,
-    RefusalGround, ReleaseSelection, ReviewHitRequest, SendDisclosureRequest, SetPolicyRequest,
-    TimeDetail, Urgency, WatchHitsRequest, WithdrawReleaseRequest,
+    GetDisclosureRequestRequest, GetReleaseRequest, HandlingCode, HitVerdict, IdentifierType,
+    LegalBasis, ListDisclosureRequestsRequest, ListReleasesRequest, LocationDetail, RefusalGround,
+    ReleaseSelection, ReviewHitRequest, SendDisclosureRequest, SetPolicyRequest, TimeDetail,
+    Urgency, WithdrawReleaseRequest,
 };
 use common::*;
-
-async fn found_hit(client: &NodeClient) -> u64 {
-    eventually("a hit", || {
-        let mut c = client.clone();
-        async move {
-            let mut s = c
-                .alerts
-                .watch_hits(WatchHitsRequest {
-                    after_sequence: 0,
-                    backlog_only: true,
-                })
-                .await
-                .ok()?
-                .into_inner();
-            while let Some(h) = s.message().await.ok()? {
-                if h.change == HitChange::Found as i32 {
-                    return Some(h.number);
-                }
-            }
-            None
-        }
-    })
-    .await
-}
 
 /// Police holds an alert with a phone, an e-mail address and a passport;
 /// ngo holds the phone; ngo's analyst confirms the hit and asks.
@@ -68,7 +44,7 @@ async fn ngo_asks_police(fed: &TestFederation, basis: LegalBasis) -> (String, Di
     n.subjects[0].identifiers = vec![phone_id("+31 6 5555 0105", "")];
     submit_draft(&mut ngo_cms, n).await;
     let mut ngo = fed.client("ngo", "analyst").await;
-    let hit = found_hit(&ngo).await;
+    let hit = first_hit(&ngo).await;
     ngo.alerts
         .review_hit(ReviewHitRequest {
             number: hit,

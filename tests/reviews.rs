@@ -8,7 +8,6 @@ mod common;
 use casebridge::client::NodeClient;
 use casebridge::proto::v1::{
     AlertDraft, GetHitRequest, Hit, HitChange, HitVerdict, ReviewHitRequest, UpdateAlertRequest,
-    WatchHitsRequest,
 };
 use common::*;
 
@@ -16,23 +15,6 @@ fn draft_with(identifiers: Vec<casebridge::proto::v1::Identifier>) -> AlertDraft
     let mut d = sample_draft("contact number from an advert");
     d.subjects[0].identifiers = identifiers;
     d
-}
-
-async fn log(client: &mut NodeClient) -> Vec<Hit> {
-    let mut stream = client
-        .alerts
-        .watch_hits(WatchHitsRequest {
-            after_sequence: 0,
-            backlog_only: true,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut hits = Vec::new();
-    while let Some(h) = stream.message().await.unwrap() {
-        hits.push(h);
-    }
-    hits
 }
 
 fn found(log: &[Hit]) -> Vec<&Hit> {
@@ -102,7 +84,7 @@ async fn a_review_reaches_the_other_agency_and_a_false_positive_is_not_raised_ag
     .await;
     let hit = eventually("the hit at police", || {
         let mut c = police.clone();
-        async move { found(&log(&mut c).await).first().map(|h| (*h).clone()) }
+        async move { found(&hit_log(&mut c).await).first().map(|h| (*h).clone()) }
     })
     .await;
     assert_eq!(
@@ -114,7 +96,7 @@ async fn a_review_reaches_the_other_agency_and_a_false_positive_is_not_raised_ag
         let c = fed.client("ngo", "analyst");
         async move {
             let mut c = c.await;
-            found(&log(&mut c).await).first().map(|h| (*h).clone())
+            found(&hit_log(&mut c).await).first().map(|h| (*h).clone())
         }
     })
     .await;
@@ -129,7 +111,7 @@ async fn a_review_reaches_the_other_agency_and_a_false_positive_is_not_raised_ag
     assert_eq!(missing.unwrap_err().code(), tonic::Code::NotFound);
     let no_role = review(&mut police_cms, hit.number, HitVerdict::Confirmed, "").await;
     assert_eq!(no_role.unwrap_err().code(), tonic::Code::PermissionDenied);
-    assert_eq!(log(&mut police).await.len(), 1, "nothing was recorded");
+    assert_eq!(hit_log(&mut police).await.len(), 1, "nothing was recorded");
 
     // Police confirms while ngo is down: the review waits in the outbox.
     fed.stop_node("ngo").await;
@@ -164,7 +146,7 @@ async fn a_review_reaches_the_other_agency_and_a_false_positive_is_not_raised_ag
     );
     assert_eq!(theirs.note, "same advert, same flat");
     let mut ngo = ngo;
-    let entries = log(&mut ngo).await;
+    let entries = hit_log(&mut ngo).await;
     assert!(
         entries
             .iter()
@@ -211,11 +193,15 @@ async fn a_review_reaches_the_other_agency_and_a_false_positive_is_not_raised_ag
     })
     .await;
     assert_eq!(
-        found(&log(&mut police).await).len(),
+        found(&hit_log(&mut police).await).len(),
         1,
         "no new hit at police"
     );
-    assert_eq!(found(&log(&mut ngo).await).len(), 1, "no new hit at ngo");
+    assert_eq!(
+        found(&hit_log(&mut ngo).await).len(),
+        1,
+        "no new hit at ngo"
+    );
 
     // Both sides logged every step.
     let entries = audit_after(&mut police_admin, police_head).await;
@@ -261,7 +247,7 @@ async fn hits_review_and_get_on_the_command_line() {
     let mut analyst = fed.client("police", "analyst").await;
     eventually("the hit at police", || {
         let mut c = analyst.clone();
-        async move { (!log(&mut c).await.is_empty()).then_some(()) }
+        async move { (!hit_log(&mut c).await.is_empty()).then_some(()) }
     })
     .await;
     let police = fed.layout.agencies[&agency("police")].clone();
@@ -322,7 +308,7 @@ async fn hits_review_and_get_on_the_command_line() {
     assert!(err.contains("note:"), "{err}");
     let (code, _, err) = cli(&["--client-config", &as_client("analyst"), "hits", "get", "7"]);
     assert_eq!(code, 66, "{err}");
-    let latest = log(&mut analyst).await;
+    let latest = hit_log(&mut analyst).await;
     assert_eq!(
         latest.len(),
         2,

@@ -3,8 +3,6 @@ use std::sync::Arc;
 use std::pin::Pin;
 
 use futures_util::Stream;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::{alert_object, audited, auth};
@@ -20,9 +18,6 @@ use crate::proto::v1::{
     AlertSharing, CountHitsRequest, CountHitsResponse, GetHitRequest, LookupRequest,
     LookupResponse, ReviewHitRequest,
 };
-
-/// Hits read from the store and buffered per watcher at a time.
-const HIT_PAGE: usize = 256;
 
 pub struct AlertApi(pub Arc<NodeCore>);
 
@@ -230,40 +225,14 @@ fn watch(
     core: Arc<NodeCore>,
     r: WatchHitsRequest,
 ) -> Pin<Box<dyn Stream<Item = Result<Hit, Status>> + Send>> {
-    let (tx, rx) = mpsc::channel(HIT_PAGE);
-    tokio::spawn(async move {
-        let mut changed = core.store.watch_hits();
-        let mut after = r.after_sequence;
-        loop {
-            // Mark the current value seen before reading, so a hit stored
-            // while we read wakes us again.
-            changed.borrow_and_update();
-            let page = match core.store.hits_after(after, HIT_PAGE) {
-                Ok(page) => page,
-                Err(e) => {
-                    let _ = tx.send(Err(super::status::store_unavailable(e))).await;
-                    return;
-                }
-            };
-            let full = page.len() == HIT_PAGE;
-            for hit in page {
-                after = hit.sequence;
-                if tx.send(Ok(hit)).await.is_err() {
-                    return; // client went away
-                }
-            }
-            if full {
-                continue;
-            }
-            if r.backlog_only {
-                return;
-            }
-            tokio::select! {
-                _ = core.shutdown.cancelled() => return,
-                _ = tx.closed() => return,
-                res = changed.changed() => if res.is_err() { return },
-            }
-        }
-    });
-    Box::pin(ReceiverStream::new(rx))
+    let changed = core.store.watch_hits();
+    super::follow_log(
+        core,
+        changed,
+        r.after_sequence,
+        r.backlog_only,
+        |core, after, limit| core.store.hits_after(after, limit),
+        |h: &Hit| h.sequence,
+        Some,
+    )
 }

@@ -5,8 +5,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures_util::Stream;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::{audited, auth};
@@ -22,9 +20,6 @@ use crate::proto::v1::{
     RequestStatsResponse, SendDisclosureRequest, WatchDisclosureRequestsRequest,
     WithdrawReleaseRequest,
 };
-
-/// Log entries read and buffered per watcher at a time.
-const PAGE: usize = 256;
 
 pub struct DisclosureApi(pub Arc<NodeCore>);
 
@@ -212,46 +207,18 @@ fn watch(
     views: Views,
     r: WatchDisclosureRequestsRequest,
 ) -> Pin<Box<dyn Stream<Item = Result<DisclosureCase, Status>> + Send>> {
-    let (tx, rx) = mpsc::channel(PAGE);
-    tokio::spawn(async move {
-        let mut changed = core.store.watch_disclosures();
-        let mut after = r.after_sequence;
-        loop {
-            changed.borrow_and_update();
-            let page = match core.store.disclosure_log_after(after, PAGE) {
-                Ok(page) => page,
-                Err(e) => {
-                    let _ = tx.send(Err(super::status::store_unavailable(e))).await;
-                    return;
-                }
-            };
-            let full = page.len() == PAGE;
-            let now = std::time::SystemTime::now();
-            for case in page {
-                after = case.sequence;
-                if !views.allows(&case) {
-                    continue;
-                }
-                if tx
-                    .send(Ok(crate::disclosure::as_of(case, now)))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            if full {
-                continue;
-            }
-            if r.backlog_only {
-                return;
-            }
-            tokio::select! {
-                _ = core.shutdown.cancelled() => return,
-                _ = tx.closed() => return,
-                res = changed.changed() => if res.is_err() { return },
-            }
-        }
-    });
-    Box::pin(ReceiverStream::new(rx))
+    let changed = core.store.watch_disclosures();
+    super::follow_log(
+        core,
+        changed,
+        r.after_sequence,
+        r.backlog_only,
+        |core, after, limit| core.store.disclosure_log_after(after, limit),
+        |c: &DisclosureCase| c.sequence,
+        move |c| {
+            views
+                .allows(&c)
+                .then(|| crate::disclosure::as_of(c, std::time::SystemTime::now()))
+        },
+    )
 }

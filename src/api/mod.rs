@@ -47,3 +47,58 @@ fn alert_object(call: &Call, id: &str) {
         call.object(id);
     }
 }
+
+/// Entries read and buffered per log watcher at a time.
+const LOG_PAGE: usize = 256;
+
+/// A resumable log stream (hits, disclosure requests): every entry after
+/// `after`, read in pages by `read`, then new ones whenever `changed`
+/// moves, until the client goes away or the node stops (or, with
+/// `backlog_only`, after the backlog). `admit` drops or shapes each entry
+/// before it is sent; `position` is its place in the log.
+fn follow_log<T: Send + 'static>(
+    core: std::sync::Arc<NodeCore>,
+    mut changed: tokio::sync::watch::Receiver<u64>,
+    after: u64,
+    backlog_only: bool,
+    read: impl Fn(&NodeCore, u64, usize) -> Result<Vec<T>, crate::store::StoreError> + Send + 'static,
+    position: impl Fn(&T) -> u64 + Send + 'static,
+    admit: impl Fn(T) -> Option<T> + Send + 'static,
+) -> std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<T, Status>> + Send>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(LOG_PAGE);
+    tokio::spawn(async move {
+        let mut after = after;
+        loop {
+            // Mark the current value seen before reading, so an entry
+            // written while we read wakes us again.
+            changed.borrow_and_update();
+            let page = match read(&core, after, LOG_PAGE) {
+                Ok(page) => page,
+                Err(e) => {
+                    let _ = tx.send(Err(status::store_unavailable(e))).await;
+                    return;
+                }
+            };
+            let full = page.len() == LOG_PAGE;
+            for entry in page {
+                after = position(&entry);
+                let Some(entry) = admit(entry) else { continue };
+                if tx.send(Ok(entry)).await.is_err() {
+                    return; // client went away
+                }
+            }
+            if full {
+                continue;
+            }
+            if backlog_only {
+                return;
+            }
+            tokio::select! {
+                _ = core.shutdown.cancelled() => return,
+                _ = tx.closed() => return,
+                res = changed.changed() => if res.is_err() { return },
+            }
+        }
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}

@@ -7,7 +7,6 @@ use anyhow::{Context, anyhow};
 use clap::{Args, Subcommand};
 
 use super::exit::{Exit, Failure, failure};
-use super::node::shutdown_signal;
 use super::{connect, output, pseudo};
 use crate::client::NodeClient;
 use crate::proto::v1::{
@@ -352,52 +351,28 @@ async fn alert(mut client: NodeClient, command: AlertCommand, json: bool) -> Res
 /// of the backlog.
 async fn watch_hits(
     config: Option<&Path>,
-    mut after: u64,
+    after: u64,
     backlog_only: bool,
     json: bool,
 ) -> Result<(), Failure> {
     use crate::proto::v1::WatchHitsRequest;
-    let mut delay = std::time::Duration::from_millis(500);
-    let start = after;
-    loop {
-        let mut client = connect(config).await?;
-        let mut stream = client
-            .alerts
-            .watch_hits(WatchHitsRequest {
-                after_sequence: after,
-                backlog_only,
-            })
-            .await?
-            .into_inner();
-        loop {
-            let next = tokio::select! {
-                _ = shutdown_signal() => return Ok(()),
-                next = stream.message() => next,
-            };
-            match next {
-                Ok(Some(hit)) => {
-                    after = hit.sequence;
-                    output::hit(&hit, json);
-                    delay = std::time::Duration::from_millis(500);
-                }
-                Ok(None) if backlog_only => {
-                    if after == start {
-                        eprintln!("no hits after {start}");
-                    }
-                    return Ok(());
-                }
-                Ok(None) => break,
-                Err(status) if status.code() == Code::Unavailable => {
-                    eprintln!(
-                        "connection lost ({}); resuming after hit {after}",
-                        status.message()
-                    );
-                    break;
-                }
-                Err(status) => return Err(status.into()),
-            }
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(std::time::Duration::from_secs(30));
-    }
+    super::follow(
+        config,
+        after,
+        backlog_only,
+        "no hits",
+        |mut client, after| async move {
+            client
+                .alerts
+                .watch_hits(WatchHitsRequest {
+                    after_sequence: after,
+                    backlog_only,
+                })
+                .await
+                .map(tonic::Response::into_inner)
+        },
+        |h: &crate::proto::v1::Hit| h.sequence,
+        |h| output::hit(h, json),
+    )
+    .await
 }

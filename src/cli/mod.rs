@@ -274,6 +274,60 @@ async fn connect(path: Option<&Path>) -> Result<NodeClient, Failure> {
     })
 }
 
+/// Follows a resumable log stream (hits, request changes) until Ctrl-C,
+/// reconnecting after an interruption with backoff and resuming after the
+/// last entry printed; with `backlog_only`, prints what there is and stops
+/// (saying so on stderr when there is nothing after `after`).
+async fn follow<T, F, Fut>(
+    config: Option<&Path>,
+    mut after: u64,
+    backlog_only: bool,
+    nothing: &str,
+    open: F,
+    position: impl Fn(&T) -> u64,
+    print: impl Fn(&T),
+) -> Result<(), Failure>
+where
+    F: Fn(NodeClient, u64) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Streaming<T>, tonic::Status>>,
+{
+    let mut delay = std::time::Duration::from_millis(500);
+    let start = after;
+    loop {
+        let mut stream = open(connect(config).await?, after).await?;
+        loop {
+            let next = tokio::select! {
+                _ = node::shutdown_signal() => return Ok(()),
+                next = stream.message() => next,
+            };
+            match next {
+                Ok(Some(entry)) => {
+                    after = position(&entry);
+                    print(&entry);
+                    delay = std::time::Duration::from_millis(500);
+                }
+                Ok(None) if backlog_only => {
+                    if after == start {
+                        eprintln!("{nothing} after {start}");
+                    }
+                    return Ok(());
+                }
+                Ok(None) => break,
+                Err(status) if status.code() == tonic::Code::Unavailable => {
+                    eprintln!(
+                        "connection lost ({}); resuming after {after}",
+                        status.message()
+                    );
+                    break;
+                }
+                Err(status) => return Err(status.into()),
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_secs(30));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

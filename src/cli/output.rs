@@ -742,7 +742,10 @@ pub fn disclosure(case: &crate::proto::v1::DisclosureCase, as_json: bool) {
         Urgency::try_from(r.urgency).map_or("?".into(), |u| enum_name(u.as_str_name(), "URGENCY_"));
     println!("  about     {} (the holder's alert)", r.holder_alert_id);
     if !r.requester_alert_id.is_empty() {
-        println!("  after hit with {}", r.requester_alert_id);
+        println!(
+            "  hit with  {} (the requester's alert)",
+            r.requester_alert_id
+        );
     }
     let citation = if r.citation.is_empty() {
         String::new()
@@ -999,14 +1002,14 @@ pub fn request_stats(stats: &crate::proto::v1::RequestStatsResponse, as_json: bo
         return;
     }
     println!(
-        "{:<12} {:<9} {:>8} {:>8} {:>7} {:>7} {:>5} {:>5} {:>8} {:>6} {:>16} {:>16}",
+        "{:<12} {:<9} {:>8} {:>8} {:>7} {:>7} {:>12} {:>5} {:>8} {:>6} {:>16} {:>16}",
         "peer",
         "direction",
         "requests",
         "approved",
         "partial",
         "refused",
-        "(auto",
+        "auto-refused",
         "open",
         "overdue",
         "late",
@@ -1015,14 +1018,14 @@ pub fn request_stats(stats: &crate::proto::v1::RequestStatsResponse, as_json: bo
     );
     for r in &stats.rows {
         println!(
-            "{:<12} {:<9} {:>8} {:>8} {:>7} {:>7} {:>5} {:>5} {:>8} {:>6} {:>16} {:>16}",
+            "{:<12} {:<9} {:>8} {:>8} {:>7} {:>7} {:>12} {:>5} {:>8} {:>6} {:>16} {:>16}",
             r.peer,
             if r.outgoing { "sent" } else { "received" },
             r.requests,
             r.approved,
             r.partially_approved,
             r.refused,
-            format!("{})", r.refused_automatically),
+            r.refused_automatically,
             r.open,
             r.overdue,
             r.answered_late,

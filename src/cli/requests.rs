@@ -5,10 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
 use clap::{Subcommand, ValueEnum};
-use tonic::Code;
 
 use super::exit::{Exit, Failure, failure};
-use super::node::shutdown_signal;
 use super::{connect, output, time_flag};
 use crate::proto::v1::send_disclosure_request::About;
 use crate::proto::v1::{
@@ -513,53 +511,29 @@ pub async fn run(
 
 async fn watch(
     config: Option<&Path>,
-    mut after: u64,
+    after: u64,
     backlog_only: bool,
     json: bool,
 ) -> Result<(), Failure> {
-    let mut delay = std::time::Duration::from_millis(500);
-    let start = after;
-    loop {
-        let mut client = connect(config).await?;
-        let mut stream = client
-            .disclosure
-            .watch_disclosure_requests(WatchDisclosureRequestsRequest {
-                after_sequence: after,
-                backlog_only,
-            })
-            .await?
-            .into_inner();
-        loop {
-            let next = tokio::select! {
-                _ = shutdown_signal() => return Ok(()),
-                next = stream.message() => next,
-            };
-            match next {
-                Ok(Some(case)) => {
-                    after = case.sequence;
-                    output::disclosure_change(&case, json);
-                    delay = std::time::Duration::from_millis(500);
-                }
-                Ok(None) if backlog_only => {
-                    if after == start {
-                        eprintln!("no request changes after {start}");
-                    }
-                    return Ok(());
-                }
-                Ok(None) => break,
-                Err(status) if status.code() == Code::Unavailable => {
-                    eprintln!(
-                        "connection lost ({}); resuming after {after}",
-                        status.message()
-                    );
-                    break;
-                }
-                Err(status) => return Err(status.into()),
-            }
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(std::time::Duration::from_secs(30));
-    }
+    super::follow(
+        config,
+        after,
+        backlog_only,
+        "no request changes",
+        |mut client, after| async move {
+            client
+                .disclosure
+                .watch_disclosure_requests(WatchDisclosureRequestsRequest {
+                    after_sequence: after,
+                    backlog_only,
+                })
+                .await
+                .map(tonic::Response::into_inner)
+        },
+        |c: &crate::proto::v1::DisclosureCase| c.sequence,
+        |c| output::disclosure_change(c, json),
+    )
+    .await
 }
 
 #[derive(Subcommand)]

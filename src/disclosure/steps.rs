@@ -546,19 +546,12 @@ impl Disclosures {
                 })
             })
             .await?;
-        Ok(match result {
-            Ok(Some(case)) => {
-                if !is_open(&case) {
-                    self.count_decided(&case);
-                }
-                Applied::Stored
-            }
-            Ok(None) => Applied::Refused(format!(
-                "disclosure_decision.request_id: {} is unknown here",
-                d.request_id
-            )),
-            Err(a) => a,
-        })
+        if let Ok(Some(case)) = &result
+            && !is_open(case)
+        {
+            self.count_decided(case);
+        }
+        Ok(settled(result, "disclosure_decision", &d.request_id))
     }
 
     /// The requester's answer to our question.
@@ -616,14 +609,7 @@ impl Disclosures {
                 })
             })
             .await?;
-        Ok(match result {
-            Ok(Some(_)) => Applied::Stored,
-            Ok(None) => Applied::Refused(format!(
-                "clarification_answer.request_id: {} is unknown here",
-                a.request_id
-            )),
-            Err(x) => x,
-        })
+        Ok(settled(result, "clarification_answer", &a.request_id))
     }
 
     /// A release for a request we sent: stored apart from alerts, with its
@@ -687,14 +673,7 @@ impl Disclosures {
                 })
             })
             .await?;
-        Ok(match result {
-            Ok(Some(_)) => Applied::Stored,
-            Ok(None) => Applied::Refused(format!(
-                "release.request_id: {} is unknown here",
-                r.request_id
-            )),
-            Err(x) => x,
-        })
+        Ok(settled(result, "release", &r.request_id))
     }
 
     /// The holder withdrew a release it sent us: purge it now.
@@ -731,14 +710,7 @@ impl Disclosures {
                 })
             })
             .await?;
-        Ok(match result {
-            Ok(Some(_)) => Applied::Stored,
-            Ok(None) => Applied::Refused(format!(
-                "release_withdrawal.request_id: {} is unknown here",
-                w.request_id
-            )),
-            Err(x) => x,
-        })
+        Ok(settled(result, "release_withdrawal", &w.request_id))
     }
 
     /// Purges the received releases past their retention deadline (a
@@ -817,6 +789,16 @@ impl Disclosures {
             releases: records.into_iter().map(purged_view).collect(),
             next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
         })
+    }
+}
+
+/// What became of a step a peer sent: stored, or the refusal (or duplicate)
+/// the step itself decided, or refused because the request is unknown here.
+fn settled(result: Result<Option<DisclosureCase>, Applied>, message: &str, id: &str) -> Applied {
+    match result {
+        Ok(Some(_)) => Applied::Stored,
+        Ok(None) => Applied::Refused(format!("{message}.request_id: {id} is unknown here")),
+        Err(a) => a,
     }
 }
 

@@ -343,6 +343,33 @@ impl Inbound {
         Ok(())
     }
 
+    /// A peer message refused for good: logged, kept in the refusal log
+    /// (flushed before the REJECTED ack, after which the sender drops it),
+    /// and its ack set.
+    async fn refuse(
+        &self,
+        from: &NodeIdentity,
+        what: &str,
+        alert_id: &str,
+        reason: &str,
+        ack: &mut DeliveryAck,
+        now: pbjson_types::Timestamp,
+    ) -> Result<(), InboundError> {
+        tracing::warn!(peer = %from.agency, %reason, "{what} refused");
+        self.store
+            .record_refusals(&[RefusalRecord {
+                at: Some(now),
+                peer: from.agency.to_string(),
+                alert_id: alert_id.to_owned(),
+                reason: reason.to_owned(),
+                ..Default::default()
+            }])
+            .await?;
+        ack.status = AckStatus::Rejected as i32;
+        ack.reason = reason.to_owned();
+        Ok(())
+    }
+
     /// Records the hit notices, setting their acks; returns their audit
     /// entries.
     async fn apply_notices(
@@ -376,18 +403,9 @@ impl Inbound {
                 }
                 NoticeOutcome::Known => acks[idx].status = AckStatus::Duplicate as i32,
                 NoticeOutcome::Refused(reason) => {
-                    tracing::warn!(peer = %from.agency, %reason, "hit notice refused");
-                    self.store
-                        .record_refusals(&[RefusalRecord {
-                            at: Some(now),
-                            peer: from.agency.to_string(),
-                            alert_id: notice.your_alert_id.clone(),
-                            reason: reason.clone(),
-                            ..Default::default()
-                        }])
+                    let alert = &notice.your_alert_id;
+                    self.refuse(from, "hit notice", alert, &reason, &mut acks[idx], now)
                         .await?;
-                    acks[idx].status = AckStatus::Rejected as i32;
-                    acks[idx].reason = reason;
                 }
             }
         }
@@ -425,19 +443,10 @@ impl Inbound {
                 }
                 ReceivedReview::Known => acks[idx].status = AckStatus::Duplicate as i32,
                 ReceivedReview::Refused(reason) => {
-                    tracing::warn!(peer = %from.agency, %reason, "hit review refused");
-                    self.store
-                        .record_refusals(&[RefusalRecord {
-                            at: Some(now),
-                            peer: from.agency.to_string(),
-                            alert_id: notice.your_alert_id.clone(),
-                            reason: reason.clone(),
-                            ..Default::default()
-                        }])
+                    let alert = &notice.your_alert_id;
+                    self.refuse(from, "hit review", alert, &reason, &mut acks[idx], now)
                         .await?;
                     refused.push(event("rejected").detail("reason", &reason));
-                    acks[idx].status = AckStatus::Rejected as i32;
-                    acks[idx].reason = reason;
                 }
             }
         }
@@ -468,24 +477,21 @@ impl Inbound {
                 }
                 RequestReceived::Duplicate => acks[idx].status = AckStatus::Duplicate as i32,
                 RequestReceived::Refused(reason) => {
-                    tracing::warn!(peer = %from.agency, %reason, "disclosure request refused");
-                    self.store
-                        .record_refusals(&[RefusalRecord {
-                            at: Some(now),
-                            peer: from.agency.to_string(),
-                            alert_id: alert.clone(),
-                            reason: reason.clone(),
-                            ..Default::default()
-                        }])
-                        .await?;
+                    self.refuse(
+                        from,
+                        "disclosure request",
+                        &alert,
+                        &reason,
+                        &mut acks[idx],
+                        now,
+                    )
+                    .await?;
                     refused.push(
                         Event::new(actor, Action::DisclosureRequestReceive, "rejected")
                             .object(id)
                             .object(alert)
                             .detail("reason", &reason),
                     );
-                    acks[idx].status = AckStatus::Rejected as i32;
-                    acks[idx].reason = reason;
                 }
             }
         }
@@ -557,18 +563,9 @@ impl Inbound {
                 }
                 Applied::Duplicate => acks[idx].status = AckStatus::Duplicate as i32,
                 Applied::Refused(reason) => {
-                    tracing::warn!(peer = %from.agency, %reason, "disclosure step refused");
-                    self.store
-                        .record_refusals(&[RefusalRecord {
-                            at: Some(now),
-                            peer: from.agency.to_string(),
-                            reason: reason.clone(),
-                            ..Default::default()
-                        }])
+                    self.refuse(from, "disclosure step", "", &reason, &mut acks[idx], now)
                         .await?;
                     refused.push(event("rejected").detail("reason", &reason));
-                    acks[idx].status = AckStatus::Rejected as i32;
-                    acks[idx].reason = reason;
                 }
             }
         }

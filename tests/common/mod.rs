@@ -497,3 +497,38 @@ pub fn cli(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// The hit log of `client`'s node, every entry (hits found, reviews).
+#[allow(dead_code)] // not every test binary reads hits
+pub async fn hit_log(client: &mut NodeClient) -> Vec<casebridge::proto::v1::Hit> {
+    let mut stream = client
+        .alerts
+        .watch_hits(casebridge::proto::v1::WatchHitsRequest {
+            after_sequence: 0,
+            backlog_only: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut hits = Vec::new();
+    while let Some(h) = stream.message().await.unwrap() {
+        hits.push(h);
+    }
+    hits
+}
+
+/// The number of the first hit found at `client`'s node, waiting for one.
+#[allow(dead_code)]
+pub async fn first_hit(client: &NodeClient) -> u64 {
+    eventually("a hit", || {
+        let mut c = client.clone();
+        async move {
+            hit_log(&mut c)
+                .await
+                .into_iter()
+                .find(|h| h.change == casebridge::proto::v1::HitChange::Found as i32)
+                .map(|h| h.number)
+        }
+    })
+    .await
+}
