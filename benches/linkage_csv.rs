@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 
 use casebridge::ids::FederationName;
-use casebridge::pseudo::clk::{dice, encode};
+use casebridge::pseudo::clk::{dice, encode, encode_by_name_sound};
 use casebridge::pseudo::{KeyRing, keyring};
 
 const LOWEST: f64 = 0.60;
@@ -37,27 +37,54 @@ fn main() {
     let ring = KeyRing::load(&ring_path).unwrap();
     let key = ring.key(1).unwrap();
     let field = |r: &[&str], i: usize| r.get(i).copied().unwrap_or("").to_string();
-    let encoded: Vec<(String, _)> = rows
+    // `LINKAGE_BLOCKS=year` (what nodes share today) or `year+sound` (the
+    // year-salted encoding plus the name-sound ones).
+    let with_sound = std::env::var("LINKAGE_BLOCKS").is_ok_and(|b| b.contains("sound"));
+    // Every encoding of every record, by block (salt): a pair found in
+    // several blocks is one pair, with its best similarity.
+    let encoded: Vec<Vec<(String, _)>> = rows
         .iter()
-        .map(|r| encode(key, &field(r, 2), &field(r, 3), &field(r, 4)))
+        .map(|r| {
+            let (g, f, d) = (field(r, 2), field(r, 3), field(r, 4));
+            let mut all = vec![encode(key, &g, &f, &d)];
+            if with_sound {
+                all.extend(encode_by_name_sound(key, &g, &f, &d));
+            }
+            all
+        })
         .collect();
-    let mut blocks: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, (salt, _)) in encoded.iter().enumerate() {
-        blocks.entry(salt.as_str()).or_default().push(i);
+    let mut blocks: BTreeMap<&str, Vec<(usize, usize)>> = BTreeMap::new();
+    for (i, encodings) in encoded.iter().enumerate() {
+        for (e, (salt, _)) in encodings.iter().enumerate() {
+            blocks.entry(salt.as_str()).or_default().push((i, e));
+        }
     }
     let mut candidates = 0u64;
-    let mut pairs = Vec::new();
+    let mut best: BTreeMap<(usize, usize), f64> = BTreeMap::new();
     for members in blocks.values() {
-        for (x, &a) in members.iter().enumerate() {
-            for &b in &members[x + 1..] {
+        for (x, &(a, ea)) in members.iter().enumerate() {
+            for &(b, eb) in &members[x + 1..] {
+                if a == b {
+                    continue;
+                }
                 candidates += 1;
-                let s = dice(&encoded[a].1.0, &encoded[b].1.0);
+                let s = dice(&encoded[a][ea].1.0, &encoded[b][eb].1.0);
                 if s >= LOWEST {
-                    pairs.push(serde_json::json!([a, b, s]));
+                    let e = best.entry((a.min(b), a.max(b))).or_insert(0.0);
+                    *e = e.max(s);
                 }
             }
         }
     }
+    let pairs: Vec<_> = best
+        .iter()
+        .map(|((a, b), s)| serde_json::json!([a, b, s]))
+        .collect();
+    let shares_block = |a: usize, b: usize| {
+        encoded[a]
+            .iter()
+            .any(|(sa, _)| encoded[b].iter().any(|(sb, _)| sa == sb))
+    };
     // True pairs, and how many of them share a salt block.
     let mut by_entity: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, r) in rows.iter().enumerate() {
@@ -71,7 +98,7 @@ fn main() {
         for (x, &a) in members.iter().enumerate() {
             for &b in &members[x + 1..] {
                 truth += 1;
-                if encoded[a].0 == encoded[b].0 {
+                if shares_block(a, b) {
                     together += 1;
                 }
             }

@@ -124,6 +124,97 @@ fn bigrams(name: &str) -> Vec<String> {
     out
 }
 
+/// The name part of a filter: padded bigrams of the normalized full name,
+/// under the field key of `salt`.
+fn add_name(clk: &mut Clk, key: &MatchingKey, salt: &str, given_names: &str, family_name: &str) {
+    let names = field_key(key, b"name", salt);
+    let full = format!(
+        "{} {}",
+        normalize::name(given_names),
+        normalize::name(family_name)
+    );
+    let mut grams = bigrams(&full);
+    grams.sort();
+    grams.dedup();
+    for g in grams {
+        add_feature(clk, &names, g.as_bytes(), K_NAME);
+    }
+}
+
+/// How many name words give a name-sound block, at most.
+pub const MAX_SOUND_BLOCKS: usize = 4;
+
+/// The sound keys of a person's name words: the Soundex code of each
+/// word of three letters or more, with a leading vowel folded to `*` so
+/// that transliterations that differ in it (Olena / Elena) share a key;
+/// distinct, at most [`MAX_SOUND_BLOCKS`], in a fixed order. Given and
+/// family names count alike, so swapped or re-split names share keys too.
+pub fn sound_keys(given_names: &str, family_name: &str) -> Vec<String> {
+    use rphonetic::{Encoder, Soundex};
+    let soundex = Soundex::default();
+    let mut keys: Vec<String> = format!(
+        "{} {}",
+        normalize::name(given_names),
+        normalize::name(family_name)
+    )
+    .split_whitespace()
+    .filter(|w| w.chars().filter(char::is_ascii_alphabetic).count() >= 3)
+    .map(|w| {
+        let code = soundex.encode(w);
+        match code.chars().next() {
+            Some(c) if "AEIOUY".contains(c) => format!("*{}", &code[1..]),
+            _ => code,
+        }
+    })
+    .filter(|c| c.len() > 1)
+    .collect();
+    keys.sort();
+    keys.dedup();
+    keys.truncate(MAX_SOUND_BLOCKS);
+    keys
+}
+
+/// Encodings of a person blocked by the sound of its name words instead of
+/// its year of birth (see [`sound_keys`]): the name, and the whole date of
+/// birth when known (every digit by position, and year, month, day as
+/// wholes), under each block's own field keys. Two records of one person
+/// whose dates disagree, or one of which has none, still meet here.
+pub fn encode_by_name_sound(
+    key: &MatchingKey,
+    given_names: &str,
+    family_name: &str,
+    date_of_birth: &str,
+) -> Vec<(String, Clk)> {
+    let dob = normalize::date_of_birth(date_of_birth).ok();
+    sound_keys(given_names, family_name)
+        .into_iter()
+        .map(|sound| {
+            let salt = format!("sound:{sound}");
+            let mut clk = Clk([0; CLK_WORDS]);
+            add_name(&mut clk, key, &salt, given_names, family_name);
+            if let Some(dob) = &dob {
+                let date = field_key(key, b"dob", &salt);
+                for (pos, c) in dob.char_indices().filter(|(_, c)| c.is_ascii_digit()) {
+                    add_feature(&mut clk, &date, format!("{pos}:{c}").as_bytes(), K_DATE);
+                }
+                add_feature(
+                    &mut clk,
+                    &date,
+                    format!("y:{}", &dob[..4]).as_bytes(),
+                    K_DATE,
+                );
+                if let Some(month) = dob.get(5..7) {
+                    add_feature(&mut clk, &date, format!("m:{month}").as_bytes(), K_DATE);
+                }
+                if let Some(day) = dob.get(8..10) {
+                    add_feature(&mut clk, &date, format!("d:{day}").as_bytes(), K_DATE);
+                }
+            }
+            (salt, clk)
+        })
+        .collect()
+}
+
 /// Encodes a person. Names are normalized as for exact tokens; the date of
 /// birth contributes its month and day digits by position (the year is the
 /// salt). Returns the salt and the filter.
@@ -135,18 +226,7 @@ pub fn encode(
 ) -> (String, Clk) {
     let salt = salt(date_of_birth);
     let mut clk = Clk([0; CLK_WORDS]);
-    let names = field_key(key, b"name", &salt);
-    let full = format!(
-        "{} {}",
-        normalize::name(given_names),
-        normalize::name(family_name)
-    );
-    let mut grams = bigrams(&full);
-    grams.sort();
-    grams.dedup();
-    for g in grams {
-        add_feature(&mut clk, &names, g.as_bytes(), K_NAME);
-    }
+    add_name(&mut clk, key, &salt, given_names, family_name);
     if let Ok(dob) = normalize::date_of_birth(date_of_birth) {
         let date = field_key(key, b"dob", &salt);
         // "YYYY-MM-DD": month and day digits by position (one mistyped digit
@@ -193,6 +273,39 @@ mod tests {
             return 0.0;
         }
         dice(&ea.0, &eb.0)
+    }
+
+    #[test]
+    fn sound_keys_meet_across_spellings_order_and_transliteration() {
+        let shared = |a: (&str, &str), b: (&str, &str)| {
+            let (ka, kb) = (sound_keys(a.0, a.1), sound_keys(b.0, b.1));
+            ka.iter().any(|k| kb.contains(k))
+        };
+        assert!(
+            shared(("Olena", "Kovalenko"), ("Elena", "Kowalenko")),
+            "transliteration"
+        );
+        assert!(
+            shared(("Олена", "Коваленко"), ("Olena", "Kovalenko")),
+            "Cyrillic"
+        );
+        assert!(
+            shared(("jack", "stubbs"), ("stubbs", "jaxck")),
+            "swapped, misspelt"
+        );
+        assert!(
+            shared(("Thi Lan", "Nguyen"), ("Lan", "Nguyen")),
+            "split differently"
+        );
+        assert!(
+            !shared(("Maria", "Popescu"), ("Oksana", "Tkachenko")),
+            "unrelated"
+        );
+        assert!(
+            sound_keys("Al", "Li").is_empty(),
+            "words under three letters give no key"
+        );
+        assert!(sound_keys("a b c d e f g", "hhh iii jjj kkk lll mmm").len() <= MAX_SOUND_BLOCKS);
     }
 
     #[test]
