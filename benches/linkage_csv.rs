@@ -15,7 +15,9 @@
 use std::collections::BTreeMap;
 
 use casebridge::ids::FederationName;
-use casebridge::pseudo::clk::{dice, encode, encode_by_name_sound};
+use casebridge::pseudo::clk::{
+    Clk, dice, encode, encode_by_name_sound, encode_fields, salt, sound_keys,
+};
 use casebridge::pseudo::{KeyRing, keyring};
 
 const LOWEST: f64 = 0.60;
@@ -37,25 +39,39 @@ fn main() {
     let ring = KeyRing::load(&ring_path).unwrap();
     let key = ring.key(1).unwrap();
     let field = |r: &[&str], i: usize| r.get(i).copied().unwrap_or("").to_string();
-    // `LINKAGE_BLOCKS=year` (what nodes share today) or `year+sound` (the
-    // year-salted encoding plus the name-sound ones).
-    let with_sound = std::env::var("LINKAGE_BLOCKS").is_ok_and(|b| b.contains("sound"));
+    // `LINKAGE_BLOCKS=year` (what nodes share today), `year+sound` (plus
+    // the name-sound encodings), or `fields` (year and name-sound blocks,
+    // each pair scored from separate name and date filters).
+    let blocks_env = std::env::var("LINKAGE_BLOCKS").unwrap_or_default();
+    let fields = blocks_env.contains("fields");
+    let with_sound = fields || blocks_env.contains("sound");
     // Every encoding of every record, by block (salt): a pair found in
     // several blocks is one pair, with its best similarity.
-    let encoded: Vec<Vec<(String, _)>> = rows
+    let encoded: Vec<Vec<(String, Clk, Option<Clk>)>> = rows
         .iter()
         .map(|r| {
             let (g, f, d) = (field(r, 2), field(r, 3), field(r, 4));
+            if fields {
+                let mut salts = vec![salt(&d)];
+                salts.extend(sound_keys(&g, &f).into_iter().map(|k| format!("sound:{k}")));
+                return salts
+                    .into_iter()
+                    .map(|s| {
+                        let (name, date) = encode_fields(key, &s, &g, &f, &d);
+                        (s, name, date)
+                    })
+                    .collect();
+            }
             let mut all = vec![encode(key, &g, &f, &d)];
             if with_sound {
                 all.extend(encode_by_name_sound(key, &g, &f, &d));
             }
-            all
+            all.into_iter().map(|(s, c)| (s, c, None)).collect()
         })
         .collect();
     let mut blocks: BTreeMap<&str, Vec<(usize, usize)>> = BTreeMap::new();
     for (i, encodings) in encoded.iter().enumerate() {
-        for (e, (salt, _)) in encodings.iter().enumerate() {
+        for (e, (salt, _, _)) in encodings.iter().enumerate() {
             blocks.entry(salt.as_str()).or_default().push((i, e));
         }
     }
@@ -68,7 +84,15 @@ fn main() {
                     continue;
                 }
                 candidates += 1;
-                let s = dice(&encoded[a][ea].1.0, &encoded[b][eb].1.0);
+                let (ra, rb) = (&encoded[a][ea], &encoded[b][eb]);
+                let name = dice(&ra.1.0, &rb.1.0);
+                let s = match (fields, &ra.2, &rb.2) {
+                    // Both fields when both dates are known; a missing
+                    // date is weaker evidence than an agreeing one.
+                    (true, Some(da), Some(db)) => (name + dice(&da.0, &db.0)) / 2.0,
+                    (true, _, _) => name * 0.85,
+                    (false, _, _) => name,
+                };
                 if s >= LOWEST {
                     let e = best.entry((a.min(b), a.max(b))).or_insert(0.0);
                     *e = e.max(s);
@@ -83,7 +107,7 @@ fn main() {
     let shares_block = |a: usize, b: usize| {
         encoded[a]
             .iter()
-            .any(|(sa, _)| encoded[b].iter().any(|(sb, _)| sa == sb))
+            .any(|(sa, _, _)| encoded[b].iter().any(|(sb, _, _)| sa == sb))
     };
     // True pairs, and how many of them share a salt block.
     let mut by_entity: BTreeMap<&str, Vec<usize>> = BTreeMap::new();

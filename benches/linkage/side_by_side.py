@@ -150,6 +150,7 @@ def main():
         truth = true_pairs(rows)
         year, year_info = casebridge(rows, binary, "year")
         sound, sound_info = casebridge(rows, binary, "year+sound")
+        fields, _ = casebridge(rows, binary, "fields")
         al = anonlink_pairs(rows)
         print(
             f"\nFEBRL{n}: {len(rows)} records, {len(truth)} true pairs. Candidate pairs and recall "
@@ -159,19 +160,19 @@ def main():
         )
         print(
             f"{'threshold':>9} | {'year P':>6} {'R':>6} {'F1':>6} | {'+sound P':>8} {'R':>6} {'F1':>6}"
-            f" | {'anonlink P':>10} {'R':>6} {'F1':>6}"
+            f" | {'fields P':>8} {'R':>6} {'F1':>6} | {'anonlink P':>10} {'R':>6} {'F1':>6}"
         )
-        rows_out = zip(scores(year, truth), scores(sound, truth), scores(al, truth))
-        for (t, p1, r1, f1), (_, p2, r2, f2), (_, p3, r3, f3) in rows_out:
+        table = zip(scores(year, truth), scores(sound, truth), scores(fields, truth), scores(al, truth))
+        for (t, p1, r1, f1), (_, p2, r2, f2), (_, p4, r4, f4), (_, p3, r3, f3) in table:
             print(
                 f"{t:>9.2f} | {p1:>6.3f} {r1:>6.3f} {f1:>6.3f} | {p2:>8.3f} {r2:>6.3f} {f2:>6.3f}"
-                f" | {p3:>10.3f} {r3:>6.3f} {f3:>6.3f}"
+                f" | {p4:>8.3f} {r4:>6.3f} {f4:>6.3f} | {p3:>10.3f} {r3:>6.3f} {f3:>6.3f}"
             )
         best = lambda s: max(s, key=lambda x: x[3])
-        b1, b2, b3 = best(scores(year, truth)), best(scores(sound, truth)), best(scores(al, truth))
+        b = [best(scores(x, truth)) for x in (year, sound, fields, al)]
         print(
-            f"best F1: year blocks {b1[3]:.3f} at {b1[0]:.2f}, year + name-sound {b2[3]:.3f} at "
-            f"{b2[0]:.2f}, anonlink {b3[3]:.3f} at {b3[0]:.2f}"
+            f"best F1: year blocks {b[0][3]:.3f} at {b[0][0]:.2f}, year + name-sound {b[1][3]:.3f} at "
+            f"{b[1][0]:.2f}, per-field {b[2][3]:.3f} at {b[2][0]:.2f}, anonlink {b[3][3]:.3f} at {b[3][0]:.2f}"
         )
 
 
