@@ -69,6 +69,21 @@ fn main() {
             all.into_iter().map(|(s, c)| (s, c, None)).collect()
         })
         .collect();
+    // `LINKAGE_DUMP=name` prints, instead of pairs, what a peer would see of
+    // each record: its blocks and filters (`record block filter-hex`, the
+    // name filter alone with `name`), for the frequency attack in
+    // benches/linkage/frequency_attack.py.
+    if let Ok(what) = std::env::var("LINKAGE_DUMP") {
+        for (i, encodings) in encoded.iter().enumerate() {
+            for (salt, clk, _) in encodings {
+                let bytes = clk.to_bytes();
+                let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                println!("{i}\t{salt}\t{hex}");
+            }
+        }
+        let _ = what;
+        return;
+    }
     let mut blocks: BTreeMap<&str, Vec<(usize, usize)>> = BTreeMap::new();
     for (i, encodings) in encoded.iter().enumerate() {
         for (e, (salt, _, _)) in encodings.iter().enumerate() {

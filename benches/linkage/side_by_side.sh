@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Person linkage, CaseBridge side by side with clkhash + anonlink on FEBRL 1-3.
+# Person linkage, CaseBridge side by side with clkhash + anonlink on FEBRL 1-3
+# (no argument), or the frequency attack on its encodings (--attack).
 # Makes a virtualenv (target/linkage-venv) with pinned versions from PyPI,
 # builds the CaseBridge side (benches/linkage_csv.rs) and runs both on the
 # same records in one run.
@@ -16,4 +17,8 @@ for l in sys.stdin:
     m=json.loads(l)
     if m.get("reason")=="compiler-artifact" and m["target"]["name"]=="linkage_csv" and m.get("executable"):
         print(m["executable"])')
-"$venv/bin/python" benches/linkage/side_by_side.py "$bin"
+if [ "${1:-}" = "--attack" ]; then
+    "$venv/bin/python" benches/linkage/frequency_attack.py "$bin"
+else
+    "$venv/bin/python" benches/linkage/side_by_side.py "$bin"
+fi
