@@ -69,11 +69,11 @@ fn main() {
             all.into_iter().map(|(s, c)| (s, c, None)).collect()
         })
         .collect();
-    // `LINKAGE_DUMP=name` prints, instead of pairs, what a peer would see of
-    // each record: its blocks and filters (`record block filter-hex`, the
-    // name filter alone with `name`), for the frequency attack in
+    // `LINKAGE_DUMP=1` prints, instead of pairs, what a peer would see of
+    // each record: its blocks and filters (`record block filter-hex`; in
+    // `fields` mode the name filter), for the frequency attack in
     // benches/linkage/frequency_attack.py.
-    if let Ok(what) = std::env::var("LINKAGE_DUMP") {
+    if std::env::var("LINKAGE_DUMP").is_ok() {
         for (i, encodings) in encoded.iter().enumerate() {
             for (salt, clk, _) in encodings {
                 let bytes = clk.to_bytes();
@@ -81,7 +81,6 @@ fn main() {
                 println!("{i}\t{salt}\t{hex}");
             }
         }
-        let _ = what;
         return;
     }
     let mut blocks: BTreeMap<&str, Vec<(usize, usize)>> = BTreeMap::new();
