@@ -44,6 +44,7 @@ fn main() {
     // each pair scored from separate name and date filters).
     let blocks_env = std::env::var("LINKAGE_BLOCKS").unwrap_or_default();
     let fields = blocks_env.contains("fields");
+    let rule_min = std::env::var("LINKAGE_RULE").is_ok_and(|r| r == "min");
     let with_sound = fields || blocks_env.contains("sound");
     // Every encoding of every record, by block (salt): a pair found in
     // several blocks is one pair, with its best similarity.
@@ -101,9 +102,18 @@ fn main() {
                 let (ra, rb) = (&encoded[a][ea], &encoded[b][eb]);
                 let name = dice(&ra.1.0, &rb.1.0);
                 let s = match (fields, &ra.2, &rb.2) {
-                    // Both fields when both dates are known; a missing
-                    // date is weaker evidence than an agreeing one.
-                    (true, Some(da), Some(db)) => (name + dice(&da.0, &db.0)) / 2.0,
+                    // Both fields when both dates are known (`LINKAGE_RULE`:
+                    // their mean, or the weaker of the two so both must
+                    // agree); a missing date is weaker evidence than an
+                    // agreeing one.
+                    (true, Some(da), Some(db)) => {
+                        let date = dice(&da.0, &db.0);
+                        if rule_min {
+                            name.min(date)
+                        } else {
+                            (name + date) / 2.0
+                        }
+                    }
                     (true, _, _) => name * 0.85,
                     (false, _, _) => name,
                 };
