@@ -92,6 +92,10 @@ fn main() {
     }
     let mut candidates = 0u64;
     let mut best: BTreeMap<(usize, usize), f64> = BTreeMap::new();
+    // With `LINKAGE_RULE=em`: per pair the best (name, date) agreement over
+    // its blocks, scored afterwards by Fellegi-Sunter weights learnt by EM.
+    let rule_em = std::env::var("LINKAGE_RULE").is_ok_and(|r| r == "em");
+    let mut agreement: BTreeMap<(usize, usize), (f64, Option<f64>)> = BTreeMap::new();
     for members in blocks.values() {
         for (x, &(a, ea)) in members.iter().enumerate() {
             for &(b, eb) in &members[x + 1..] {
@@ -101,26 +105,43 @@ fn main() {
                 candidates += 1;
                 let (ra, rb) = (&encoded[a][ea], &encoded[b][eb]);
                 let name = dice(&ra.1.0, &rb.1.0);
-                let s = match (fields, &ra.2, &rb.2) {
+                let date = match (&ra.2, &rb.2) {
+                    (Some(da), Some(db)) => Some(dice(&da.0, &db.0)),
+                    _ => None,
+                };
+                if rule_em {
+                    let e = agreement.entry((a.min(b), a.max(b))).or_insert((0.0, None));
+                    if name + date.unwrap_or(0.0) > e.0 + e.1.unwrap_or(0.0) {
+                        *e = (name, date);
+                    }
+                    continue;
+                }
+                let s = match (fields, date) {
                     // Both fields when both dates are known (`LINKAGE_RULE`:
                     // their mean, or the weaker of the two so both must
                     // agree); a missing date is weaker evidence than an
                     // agreeing one.
-                    (true, Some(da), Some(db)) => {
-                        let date = dice(&da.0, &db.0);
+                    (true, Some(date)) => {
                         if rule_min {
                             name.min(date)
                         } else {
                             (name + date) / 2.0
                         }
                     }
-                    (true, _, _) => name * 0.85,
-                    (false, _, _) => name,
+                    (true, None) => name * 0.85,
+                    (false, _) => name,
                 };
                 if s >= LOWEST {
                     let e = best.entry((a.min(b), a.max(b))).or_insert(0.0);
                     *e = e.max(s);
                 }
+            }
+        }
+    }
+    if rule_em {
+        for (pair, p) in fellegi_sunter(&agreement) {
+            if p >= LOWEST {
+                best.insert(pair, p);
             }
         }
     }
@@ -160,4 +181,80 @@ fn main() {
         "pairs": pairs,
     });
     println!("{out}");
+}
+
+/// Agreement levels of a name similarity (0 = weakest).
+fn name_level(s: f64) -> usize {
+    match s {
+        s if s >= 0.95 => 4,
+        s if s >= 0.85 => 3,
+        s if s >= 0.75 => 2,
+        s if s >= 0.6 => 1,
+        _ => 0,
+    }
+}
+
+/// Agreement levels of a date similarity; the last level is "missing".
+fn date_level(s: Option<f64>) -> usize {
+    match s {
+        Some(s) if s >= 0.95 => 0,
+        Some(s) if s >= 0.8 => 1,
+        Some(s) if s >= 0.6 => 2,
+        Some(_) => 3,
+        None => 4,
+    }
+}
+
+/// Fellegi-Sunter without labels: two classes (match, non-match), the name
+/// and date agreement levels independent within a class, parameters
+/// estimated by EM over the candidate pairs. Returns each pair's posterior
+/// probability of being a match.
+fn fellegi_sunter(
+    pairs: &BTreeMap<(usize, usize), (f64, Option<f64>)>,
+) -> Vec<((usize, usize), f64)> {
+    let levels: Vec<((usize, usize), usize, usize)> = pairs
+        .iter()
+        .map(|(k, (n, d))| (*k, name_level(*n), date_level(*d)))
+        .collect();
+    let (mut p, mut m_n, mut u_n, mut m_d, mut u_d) = (
+        0.01,
+        [0.05, 0.1, 0.15, 0.3, 0.4],
+        [0.5, 0.3, 0.12, 0.06, 0.02],
+        [0.5, 0.2, 0.1, 0.05, 0.15],
+        [0.05, 0.15, 0.3, 0.4, 0.1],
+    );
+    let posterior = |p: f64,
+                     m_n: &[f64; 5],
+                     u_n: &[f64; 5],
+                     m_d: &[f64; 5],
+                     u_d: &[f64; 5],
+                     n: usize,
+                     d: usize| {
+        let m = p * m_n[n] * m_d[d];
+        let u = (1.0 - p) * u_n[n] * u_d[d];
+        if m + u == 0.0 { 0.0 } else { m / (m + u) }
+    };
+    for _ in 0..50 {
+        let (mut sp, mut cm_n, mut cu_n, mut cm_d, mut cu_d) =
+            (0.0, [1e-9; 5], [1e-9; 5], [1e-9; 5], [1e-9; 5]);
+        for &(_, n, d) in &levels {
+            let g = posterior(p, &m_n, &u_n, &m_d, &u_d, n, d);
+            sp += g;
+            cm_n[n] += g;
+            cu_n[n] += 1.0 - g;
+            cm_d[d] += g;
+            cu_d[d] += 1.0 - g;
+        }
+        let total = levels.len() as f64;
+        p = (sp / total).clamp(1e-6, 0.5);
+        let norm = |c: [f64; 5]| {
+            let s: f64 = c.iter().sum();
+            c.map(|x| x / s)
+        };
+        (m_n, u_n, m_d, u_d) = (norm(cm_n), norm(cu_n), norm(cm_d), norm(cu_d));
+    }
+    levels
+        .into_iter()
+        .map(|(k, n, d)| (k, posterior(p, &m_n, &u_n, &m_d, &u_d, n, d)))
+        .collect()
 }
