@@ -8,6 +8,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "common/measure.rs"]
+mod measure;
 
 use std::time::{Duration, Instant};
 
@@ -17,13 +19,6 @@ use casebridge::proto::v1::{
     SendDisclosureRequest, SubmitAlertRequest, TimeDetail, Urgency, WatchDisclosureRequestsRequest,
 };
 use common::{TestFederation, phone_id, sample_draft};
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -153,8 +148,8 @@ async fn bench() {
     let row = |name: &str, v: &[Duration]| {
         println!(
             "{name:<58} p50 {:>9.2?}  p99 {:>9.2?}",
-            percentile(v, 0.5),
-            percentile(v, 0.99)
+            measure::percentile(v, 0.5),
+            measure::percentile(v, 0.99)
         );
     };
     row(
@@ -171,8 +166,10 @@ async fn bench() {
     );
     println!(
         "ratio, whole path / one A->B delivery: p50 {:.2}  p99 {:.2}",
-        percentile(&path, 0.5).as_secs_f64() / percentile(&alert, 0.5).as_secs_f64(),
-        percentile(&path, 0.99).as_secs_f64() / percentile(&alert, 0.99).as_secs_f64()
+        measure::percentile(&path, 0.5).as_secs_f64()
+            / measure::percentile(&alert, 0.5).as_secs_f64(),
+        measure::percentile(&path, 0.99).as_secs_f64()
+            / measure::percentile(&alert, 0.99).as_secs_f64()
     );
     fed.shutdown().await;
 }

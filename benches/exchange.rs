@@ -27,14 +27,6 @@ use common::{TestFederation, sample_draft};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx]
-}
-
 struct Run {
     ops_per_sec: f64,
     p50: Duration,
@@ -71,8 +63,8 @@ where
     all.sort();
     Run {
         ops_per_sec: all.len() as f64 / elapsed.as_secs_f64(),
-        p50: percentile(&all, 0.5),
-        p99: percentile(&all, 0.99),
+        p50: measure::percentile(&all, 0.5),
+        p99: measure::percentile(&all, 0.99),
     }
 }
 
@@ -212,8 +204,8 @@ async fn bench() {
     lat.sort();
     println!(
         "A->B delivery latency (submit call to durable at receiver), {samples} sequential alerts: p50 {:.2?}  p99 {:.2?}  max {:.2?}",
-        percentile(&lat, 0.5),
-        percentile(&lat, 0.99),
+        measure::percentile(&lat, 0.5),
+        measure::percentile(&lat, 0.99),
         lat[lat.len() - 1]
     );
     let (own, _) = fed

@@ -74,13 +74,6 @@ fn draft(i: usize) -> AlertDraft {
     d
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted
-        .get(((sorted.len().saturating_sub(1)) as f64 * p).round() as usize)
-        .copied()
-        .unwrap_or_default()
-}
-
 fn journal_files(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir).map_or(0, |d| {
         d.filter_map(Result::ok)
@@ -172,8 +165,8 @@ async fn soak(total: usize, every: usize) {
             "{:>9} {:>8.0} {:>9.2?} {:>9.2?} {:>9.2?}  {:>10.0} {:>10.0}  {:>8}  {:>7}",
             done,
             lat.len() as f64 / window_start.elapsed().as_secs_f64(),
-            percentile(&lat, 0.5),
-            percentile(&lat, 0.99),
+            measure::percentile(&lat, 0.5),
+            measure::percentile(&lat, 0.99),
             lat.last().copied().unwrap_or_default(),
             measure::disk_bytes(&police_dir) as f64 / 1048576.0,
             measure::disk_bytes(&ngo_dir) as f64 / 1048576.0,

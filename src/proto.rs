@@ -16,10 +16,18 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 /// An identifier type's short lowercase name (`phone`, `person`), as logs,
 /// metrics labels and policy files write it.
 pub fn identifier_type_name(t: i32) -> String {
-    v1::IdentifierType::try_from(t).map_or("unknown".to_string(), |t| {
-        t.as_str_name()
-            .trim_start_matches("IDENTIFIER_TYPE_")
-            .to_ascii_lowercase()
+    short_name(
+        v1::IdentifierType::try_from(t).map(|t| t.as_str_name()),
+        "IDENTIFIER_TYPE_",
+    )
+}
+
+/// An enum value's name as the CLI, policies and the audit log write it:
+/// `LEGAL_BASIS_PRUM_II` with prefix `LEGAL_BASIS_` → `prum_ii`;
+/// `unknown` for a value this build does not know.
+pub fn short_name<E>(full: Result<&str, E>, prefix: &str) -> String {
+    full.map_or("unknown".into(), |n| {
+        n.trim_start_matches(prefix).to_ascii_lowercase()
     })
 }
 
@@ -44,11 +52,10 @@ pub fn identifier_type(id: &v1::Identifier) -> v1::IdentifierType {
 /// A hit verdict's name as the CLI and the audit log write it
 /// (`confirmed`, `false_positive`, `needs_information`).
 pub fn verdict_name(v: i32) -> String {
-    v1::HitVerdict::try_from(v).map_or("unknown".to_string(), |v| {
-        v.as_str_name()
-            .trim_start_matches("HIT_VERDICT_")
-            .to_ascii_lowercase()
-    })
+    short_name(
+        v1::HitVerdict::try_from(v).map(|v| v.as_str_name()),
+        "HIT_VERDICT_",
+    )
 }
 
 /// Version of the peer protocol spoken by this build; exchanged in `Hello`.

@@ -32,3 +32,12 @@ pub fn written_bytes() -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// The `p`-quantile (0..=1) of sorted durations, nearest index (zero when
+/// there are none).
+pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
+    sorted
+        .get((sorted.len().saturating_sub(1) as f64 * p).round() as usize)
+        .copied()
+        .unwrap_or_default()
+}

@@ -587,16 +587,9 @@ fn print_validated(file: &Path, p: &Policy) {
     }
 }
 
-/// What the disclosure rules say of requests by `peer` about `record`:
-/// the bases a rule accepts and its maximum, or why every request is refused.
-fn explain_disclosure(
-    p: &Policy,
-    record: &crate::proto::v1::StoredAlert,
-    own: &AgencyId,
-    peer: &AgencyId,
-    now: SystemTime,
-) -> serde_json::Value {
-    let s = policy::disclosure::summarize(&p.disclosure, record, own, peer, now);
+/// What the disclosure rules say of requests by a peer, as JSON: the rule,
+/// the bases it accepts and its maximum, or why every request is refused.
+fn disclosure_json(s: &policy::disclosure::DisclosureSummary) -> serde_json::Value {
     match (&s.rule, &s.maximum) {
         (Some(rule), Some(max)) => serde_json::json!({
             "requestable": true,
@@ -646,7 +639,7 @@ fn explain_local(
             .grant
             .as_ref()
             .map(|g| shared_view_with(&record, g));
-        let disclosure = explain_disclosure(&p, &record, &own, peer, now);
+        let disclosure = policy::disclosure::summarize(&p.disclosure, &record, &own, peer, now);
         if json {
             out.push(serde_json::json!({
                 "peer": peer.to_string(),
@@ -654,7 +647,7 @@ fn explain_local(
                 "rule": decision.rule,
                 "reason": decision.reason,
                 "envelope": envelope,
-                "disclosure": disclosure,
+                "disclosure": disclosure_json(&disclosure),
             }));
             continue;
         }
@@ -667,25 +660,18 @@ fn explain_local(
             }
         );
         println!("because: {}", decision.reason);
-        if disclosure["requestable"] == serde_json::json!(true) {
-            println!(
-                "on request: rule `{}` accepts {}; an officer may release at most: {}",
-                disclosure["rule"].as_str().unwrap_or(""),
-                disclosure["legal_bases"]
-                    .as_array()
-                    .map(|a| a
-                        .iter()
-                        .filter_map(|b| b.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "))
-                    .unwrap_or_default(),
-                disclosure["maximum"].as_str().unwrap_or("")
-            );
-        } else {
-            println!(
-                "on request: refused automatically ({})",
-                disclosure["reason"].as_str().unwrap_or("")
-            );
+        match (&disclosure.rule, &disclosure.maximum) {
+            (Some(rule), Some(max)) => println!(
+                "on request: rule `{rule}` accepts {}; an officer may release at most: {}",
+                disclosure
+                    .legal_bases
+                    .iter()
+                    .map(|b| policy::disclosure::basis_name(*b))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                max.describe()
+            ),
+            _ => println!("on request: refused automatically ({})", disclosure.refusal),
         }
         if let Some(env) = envelope {
             println!("envelope that would be sent:");

@@ -20,6 +20,7 @@ use time::OffsetDateTime;
 use crate::audit::{Action, CallEntry, Event};
 use crate::identity::ClientIdentity;
 use crate::ids::{AgencyId, AlertId, RequestId};
+use crate::proto::short_name;
 use crate::proto::v1::envelope::Payload;
 use crate::proto::v1::send_disclosure_request::About;
 use crate::proto::v1::{
@@ -153,13 +154,18 @@ pub fn is_open(case: &DisclosureCase) -> bool {
     )
 }
 
-/// `case` with `overdue` as of `now`.
-pub fn as_of(mut case: DisclosureCase, now: SystemTime) -> DisclosureCase {
-    case.overdue = is_open(&case)
+/// Whether `case` still waits for a final decision past its due time.
+pub fn is_overdue(case: &DisclosureCase, now: SystemTime) -> bool {
+    is_open(case)
         && case
             .due_at
             .as_ref()
-            .is_some_and(|d| system_time_lossy(d) < now);
+            .is_some_and(|d| system_time_lossy(d) < now)
+}
+
+/// `case` with `overdue` as of `now`.
+pub fn as_of(mut case: DisclosureCase, now: SystemTime) -> DisclosureCase {
+    case.overdue = is_overdue(&case, now);
     case
 }
 
@@ -293,14 +299,14 @@ impl Disclosures {
                 call.detail("peer", &holder);
                 call.detail(
                     "legal_basis",
-                    enum_name(
+                    short_name(
                         LegalBasis::try_from(request.legal_basis).map(|b| b.as_str_name()),
                         "LEGAL_BASIS_",
                     ),
                 );
                 call.detail(
                     "urgency",
-                    enum_name(
+                    short_name(
                         Urgency::try_from(request.urgency).map(|u| u.as_str_name()),
                         "URGENCY_",
                     ),
@@ -459,7 +465,7 @@ impl Disclosures {
                 .object(request.holder_alert_id.clone())
                 .detail(
                     "legal_basis",
-                    enum_name(
+                    short_name(
                         LegalBasis::try_from(request.legal_basis).map(|b| b.as_str_name()),
                         "LEGAL_BASIS_",
                     ),
@@ -677,7 +683,7 @@ impl Disclosures {
             views.allows(c)
                 && req.outgoing.is_none_or(|o| o == c.outgoing)
                 && (req.states.is_empty() || req.states.contains(&c.state))
-                && (!req.overdue_only || as_of(c.clone(), now).overdue)
+                && (!req.overdue_only || is_overdue(c, now))
         })?;
         Ok(ListDisclosureRequestsResponse {
             requests: cases.into_iter().map(|c| as_of(c, now)).collect(),
@@ -697,7 +703,7 @@ impl Disclosures {
                 .get_or_create(&labels)
                 .observe(t.as_secs_f64());
         }
-        let outcome = enum_name(
+        let outcome = short_name(
             DisclosureState::try_from(case.state).map(|s| s.as_str_name()),
             "DISCLOSURE_STATE_",
         );
@@ -769,13 +775,6 @@ impl Disclosures {
             |c| views.allows(c),
         ))
     }
-}
-
-/// `LEGAL_BASIS_PRUM_II` → `prum_ii`.
-pub fn enum_name<E>(name: Result<&str, E>, prefix: &str) -> String {
-    name.map_or("unknown".into(), |n| {
-        n.trim_start_matches(prefix).to_ascii_lowercase()
-    })
 }
 
 #[cfg(test)]

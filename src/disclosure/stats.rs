@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use super::{as_of, is_open};
+use super::{is_open, is_overdue};
 use crate::proto::v1::{DisclosureCase, DisclosureState, RequestStatsResponse, RequestStatsRow};
 use crate::time::system_time_lossy;
 
@@ -36,7 +36,7 @@ pub fn open_counts(cases: &[DisclosureCase], now: SystemTime) -> OpenCounts {
     for c in cases.iter().filter(|c| is_open(c)) {
         let e = out.entry((c.peer.clone(), c.outgoing)).or_insert((0, 0));
         e.0 += 1;
-        if as_of(c.clone(), now).overdue {
+        if is_overdue(c, now) {
             e.1 += 1;
         }
     }
@@ -86,7 +86,7 @@ pub fn stats(
             }
             _ => {
                 row.open += 1;
-                if as_of(c.clone(), now).overdue {
+                if is_overdue(c, now) {
                     row.overdue += 1;
                 }
             }

@@ -6,14 +6,14 @@
 use std::time::{Duration, SystemTime};
 
 use super::{
-    Applied, DisclosureError, Disclosures, Views, as_of, check_text, deadline, enum_name, event,
-    is_open,
+    Applied, DisclosureError, Disclosures, Views, as_of, check_text, deadline, event, is_open,
 };
 use crate::audit::{Action, CallEntry, Event};
 use crate::identity::ClientIdentity;
 use crate::ids::{AgencyId, ReleaseId};
 use crate::policy::model::{LocationLevel, TimeLevel};
 use crate::policy::{DisclosureVerdict, Release as ReleaseFields, released_content};
+use crate::proto::short_name;
 use crate::proto::v1::envelope::Payload;
 use crate::proto::v1::{
     ClarificationAnswer, DecideRequest, DisclosureCase, DisclosureDecision, DisclosureState,
@@ -141,9 +141,7 @@ impl Disclosures {
                 }
             }
             DisclosureState::Refused => {
-                if RefusalGround::try_from(req.ground)
-                    .is_ok_and(|g| g == RefusalGround::Unspecified)
-                    || RefusalGround::try_from(req.ground).is_err()
+                if !matches!(RefusalGround::try_from(req.ground), Ok(g) if g != RefusalGround::Unspecified)
                 {
                     problems.push(FieldViolation::new("ground", "is required with a refusal"));
                 }
@@ -281,7 +279,7 @@ impl Disclosures {
                     return Err(conflict(format!(
                         "request {} is {}: only an open request can be decided",
                         req.id,
-                        enum_name(
+                        short_name(
                             DisclosureState::try_from(case.state).map(|s| s.as_str_name()),
                             "DISCLOSURE_STATE_"
                         )
@@ -330,7 +328,7 @@ impl Disclosures {
                 if outcome == DisclosureState::Refused {
                     call.detail(
                         "ground",
-                        enum_name(
+                        short_name(
                             RefusalGround::try_from(req.ground).map(|g| g.as_str_name()),
                             "REFUSAL_GROUND_",
                         ),
@@ -805,13 +803,10 @@ fn settled(result: Result<Option<DisclosureCase>, Applied>, message: &str, id: &
 /// A record with its content and identifiers removed: after a withdrawal
 /// (with when and why) or the retention deadline.
 fn purged(
-    mut record: ReleaseRecord,
+    record: ReleaseRecord,
     withdrawn: Option<(Option<pbjson_types::Timestamp>, String)>,
 ) -> ReleaseRecord {
-    if let Some(r) = record.release.as_mut() {
-        r.content = None;
-        r.subjects.clear();
-    }
+    let mut record = purged_view(record);
     record.purged = true;
     if let Some((at, reason)) = withdrawn {
         record.withdrawn_at = at;

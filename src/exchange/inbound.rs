@@ -516,7 +516,7 @@ impl Inbound {
                 Payload::DisclosureDecision(d) => (
                     Action::DisclosureDecisionReceive,
                     vec![d.request_id.clone(), d.release_id.clone()],
-                    crate::disclosure::enum_name(
+                    crate::proto::short_name(
                         crate::proto::v1::DisclosureState::try_from(d.outcome)
                             .map(|s| s.as_str_name()),
                         "DISCLOSURE_STATE_",

@@ -175,11 +175,10 @@ fn basis(b: LegalBasisName) -> i32 {
 
 /// `prum_ii`, as the policy file writes a legal basis.
 pub fn basis_name(b: i32) -> String {
-    LegalBasis::try_from(b).map_or("unknown".into(), |b| {
-        b.as_str_name()
-            .trim_start_matches("LEGAL_BASIS_")
-            .to_ascii_lowercase()
-    })
+    crate::proto::short_name(
+        LegalBasis::try_from(b).map(|b| b.as_str_name()),
+        "LEGAL_BASIS_",
+    )
 }
 
 /// Decides what the policy allows for a request by `peer` under

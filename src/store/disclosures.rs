@@ -141,7 +141,7 @@ impl Store {
     }
 
     /// Changes the case `id` with `change` (which returns false to leave it
-    /// as it is) as a new entry of the request log, with `events`. Not
+    /// as it is) as a new entry of the request log. Not
     /// synced: for facts that are recorded again if lost (a delivery ack).
     pub fn update_request(
         &self,

@@ -68,7 +68,6 @@ fn rewrite_pair(
                 our_review: reviews.ours.clone(),
                 their_review: reviews.theirs.clone(),
                 known_there,
-                detected_at: latest.detected_at,
                 ..latest
             },
         )?);
