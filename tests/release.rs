@@ -203,7 +203,20 @@ async fn hit_review_request_question_approval_release_and_withdrawal() {
     assert!(release_id.starts_with("police:rel:"), "{decided:?}");
     fed.start_node("ngo").await;
     let mut ngo = fed.client("ngo", "analyst").await;
-    let approved = case_at(&ngo, &id, DisclosureState::Approved).await;
+    // Decision and release are two envelopes: the case may show
+    // "approved" a moment before the release lands beside it.
+    let approved = eventually("the approval and the release at ngo", || {
+        let c = ngo.clone();
+        let id = id.clone();
+        async move {
+            let case = case_at(&c, &id, DisclosureState::Approved).await;
+            case.history
+                .iter()
+                .any(|e| e.step == "release received")
+                .then_some(case)
+        }
+    })
+    .await;
     let steps: Vec<&str> = approved.history.iter().map(|e| e.step.as_str()).collect();
     assert_eq!(
         steps,
