@@ -32,7 +32,7 @@ fn scope() -> MatchScope {
     MatchScope {
         own: AgencyId::new("police").unwrap(),
         peers: [AgencyId::new("ngo").unwrap()].into_iter().collect(),
-        fuzzy_threshold: 0.8,
+        band: Default::default(),
     }
 }
 

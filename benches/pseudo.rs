@@ -107,7 +107,7 @@ fn main() {
             MatchScope {
                 own: police.clone(),
                 peers: [ngo.clone()].into(),
-                fuzzy_threshold: casebridge::matching::DEFAULT_FUZZY_THRESHOLD,
+                band: Default::default(),
             },
         )
         .unwrap();

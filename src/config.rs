@@ -326,9 +326,24 @@ pub struct MatchingConfig {
     /// Region (ISO 3166-1 alpha-2) for phone numbers written without country
     /// code, e.g. "NL". A phone identifier's own `region` overrides it.
     pub default_phone_region: Option<Spanned<String>>,
-    /// Least Dice similarity (0.5 to 1.0) of two person encodings that counts
-    /// as a fuzzy hit. Lower finds more misspelled matches and more false ones.
-    pub fuzzy_threshold: f64,
+    /// The review band of fuzzy person matches (scores 0.5 to 1.0): from
+    /// `likely_threshold` up a hit is likely and the other agency is told;
+    /// from `possible_threshold` up it is possible and waits for an
+    /// analyst's review here first; below, no hit. `fuzzy_threshold`, the
+    /// single threshold of earlier versions, is read as the possible one.
+    pub likely_threshold: f64,
+    #[serde(alias = "fuzzy_threshold")]
+    pub possible_threshold: f64,
+}
+
+impl MatchingConfig {
+    /// The review band these thresholds make.
+    pub fn band(&self) -> crate::matching::Band {
+        crate::matching::Band {
+            likely: self.likely_threshold,
+            possible: self.possible_threshold,
+        }
+    }
 }
 
 impl Default for MatchingConfig {
@@ -336,7 +351,8 @@ impl Default for MatchingConfig {
         Self {
             key_ring: None,
             default_phone_region: None,
-            fuzzy_threshold: crate::matching::DEFAULT_FUZZY_THRESHOLD,
+            likely_threshold: crate::matching::DEFAULT_LIKELY_THRESHOLD,
+            possible_threshold: crate::matching::DEFAULT_POSSIBLE_THRESHOLD,
         }
     }
 }
@@ -653,12 +669,30 @@ impl NodeConfig {
                 ),
             );
         }
-        if !(0.5..=1.0).contains(&self.matching.fuzzy_threshold) {
+        for (key, value) in [
+            ("likely_threshold", self.matching.likely_threshold),
+            ("possible_threshold", self.matching.possible_threshold),
+        ] {
+            if !(0.5..=1.0).contains(&value) {
+                let key = if key == "possible_threshold" && !src.contains(key) {
+                    "fuzzy_threshold"
+                } else {
+                    key
+                };
+                return Err(at(
+                    file,
+                    src,
+                    key_offset(src, key),
+                    format!("matching.{key} must be between 0.5 and 1.0"),
+                ));
+            }
+        }
+        if self.matching.possible_threshold > self.matching.likely_threshold {
             return Err(at(
                 file,
                 src,
-                key_offset(src, "fuzzy_threshold"),
-                "matching.fuzzy_threshold must be between 0.5 and 1.0",
+                key_offset(src, "possible_threshold"),
+                "matching.possible_threshold must not be above matching.likely_threshold",
             ));
         }
         if self.alerts.default_retention_days > self.alerts.max_retention_days {

@@ -52,7 +52,9 @@ pub struct Lookups {
     sharing: Arc<Sharing>,
     timeout: Duration,
     max_identifiers: usize,
-    fuzzy_threshold: f64,
+    /// Matches from the lower end of the review band are answered, with
+    /// their score and evidence.
+    possible_threshold: f64,
     clients: RateLimiter,
     askers: RateLimiter,
     /// Open channels to peers, with when each was opened: reused until
@@ -65,7 +67,7 @@ pub struct LookupSettings {
     /// A cached channel to a peer is dialled again after this long.
     pub max_connection_age: Duration,
     pub max_identifiers: usize,
-    pub fuzzy_threshold: f64,
+    pub possible_threshold: f64,
     pub per_client_per_minute: u32,
     pub per_peer_per_minute: u32,
 }
@@ -91,7 +93,7 @@ impl Lookups {
             sharing,
             timeout: s.timeout,
             max_identifiers: s.max_identifiers,
-            fuzzy_threshold: s.fuzzy_threshold,
+            possible_threshold: s.possible_threshold,
             clients: RateLimiter::new(s.per_client_per_minute, s.per_client_per_minute),
             askers: RateLimiter::new(s.per_peer_per_minute, s.per_peer_per_minute),
             channels: Mutex::new(BTreeMap::new()),
@@ -228,7 +230,7 @@ impl Lookups {
             matches: self.store.lookup(
                 &probe.tokens,
                 &probe.encodings,
-                self.fuzzy_threshold,
+                self.possible_threshold,
                 Some(&self.own),
             )?,
         };
@@ -264,17 +266,17 @@ impl Lookups {
         for m in self.store.lookup(
             &req.tokens,
             &req.encodings,
-            self.fuzzy_threshold,
+            self.possible_threshold,
             Some(&self.own),
         )? {
             // An answer discloses that we hold the identifier: only where the
             // policy would share it with the asker anyway (see `Sharing::may_disclose`).
             let Ok(id) = m.alert_id.parse() else { continue };
-            let fuzzy = m.fuzzy;
+            let by = crate::matching::MatchedBy::found(m.fuzzy, m.evidence.as_ref());
             if let Some(record) = self.store.get(&id)?
                 && self
                     .sharing
-                    .may_disclose(&record, &from.agency, m.r#type, fuzzy)
+                    .may_disclose(&record, &from.agency, m.r#type, by)
             {
                 matches.push(m);
             }

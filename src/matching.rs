@@ -10,23 +10,208 @@
 
 use std::collections::BTreeSet;
 
+use prost::Message;
+
 use crate::ids::{AgencyId, AlertId};
-use crate::proto::v1::{Hit, PersonEncoding, StoredAlert};
-use crate::pseudo::clk::{Clk, dice};
+use crate::proto::v1::{
+    BlockKind, Hit, MatchStrength, PersonEncoding, PersonEvidence, StoredAlert,
+};
+use crate::pseudo::clk::{CLK_BITS, Clk, dice};
+use crate::pseudo::person;
 
 /// Whose alerts count as "own", and which agencies may be sent hit notices.
 #[derive(Debug, Clone)]
 pub struct MatchScope {
     pub own: AgencyId,
     pub peers: BTreeSet<AgencyId>,
-    /// Least Dice similarity of two person encodings that makes a fuzzy hit.
-    pub fuzzy_threshold: f64,
+    pub band: Band,
 }
 
-/// Default fuzzy threshold: the best F1 on the `linkage` bench's synthetic
-/// data (precision 0.96, recall 0.90, F1 0.93 at 0.75; 0.80 gives precision
-/// 0.99 at recall 0.83 for agencies that prefer fewer false hits).
-pub const DEFAULT_FUZZY_THRESHOLD: f64 = 0.75;
+/// The review band of fuzzy person matches: a score at or above `likely`
+/// makes a likely hit, one from `possible` up a possible hit that waits for
+/// a person's review, anything lower no hit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Band {
+    pub likely: f64,
+    pub possible: f64,
+}
+
+impl Band {
+    /// The strength a fuzzy score earns, if any.
+    pub fn strength(&self, score: f64) -> Option<MatchStrength> {
+        if score >= self.likely {
+            Some(MatchStrength::Likely)
+        } else if score >= self.possible {
+            Some(MatchStrength::Possible)
+        } else {
+            None
+        }
+    }
+}
+
+impl Default for Band {
+    fn default() -> Self {
+        Self {
+            likely: DEFAULT_LIKELY_THRESHOLD,
+            possible: DEFAULT_POSSIBLE_THRESHOLD,
+        }
+    }
+}
+
+/// Default likely threshold: precision 0.98–1.00 on FEBRL 1-4 and both
+/// generated sets with every block (`docs/linkage.md`), so a likely hit
+/// is told to the other agency without waiting for a person.
+pub const DEFAULT_LIKELY_THRESHOLD: f64 = 0.80;
+/// Default possible threshold, the lower end of the review band: the band
+/// held 0.97–1.00 true pairs on FEBRL and about two in five on the
+/// generated sets (namesakes and siblings are its false ones), which a
+/// reviewer sorts out; lower, the generated sets' band is mostly decoys.
+pub const DEFAULT_POSSIBLE_THRESHOLD: f64 = 0.75;
+
+/// One fuzzy comparison: the score and, for scheme-2 encodings, why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PersonMatch {
+    pub score: f64,
+    pub evidence: Option<PersonEvidence>,
+}
+
+/// Compares two person encodings of the same block: scheme 1 by the Dice
+/// similarity of the record-level filters, scheme 2 by name similarity and
+/// date agreement (`pseudo::person::compare`). `None` across schemes or
+/// when either is malformed.
+pub fn compare(a: &PersonEncoding, b: &PersonEncoding) -> Option<PersonMatch> {
+    match (a.kind == 0, b.kind == 0) {
+        (true, true) => similarity(&a.bloom, &b.bloom).map(|score| PersonMatch {
+            score,
+            evidence: None,
+        }),
+        (false, false) => {
+            if !person::well_formed(a) || !person::well_formed(b) {
+                return None;
+            }
+            let c = person::compare(a, b)?;
+            Some(PersonMatch {
+                score: c.score,
+                evidence: Some(PersonEvidence {
+                    name_similarity: c.name,
+                    date: c.date as i32,
+                    block: a.kind,
+                    ..Default::default()
+                }),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// What is wrong with a person encoding from a peer, if anything: scheme 1
+/// needs a key version, a 16-byte block and a 128-byte filter; scheme 2 a
+/// known block kind, a 128-byte name filter and 8-byte date tags.
+pub fn encoding_problem(e: &PersonEncoding) -> Option<String> {
+    let filter = CLK_BITS / 8;
+    if e.key_version == 0 {
+        return Some("needs a key version".into());
+    }
+    match BlockKind::try_from(e.kind) {
+        Ok(BlockKind::Unspecified) => (e.block.len() != person::BLOCK_BYTES
+            || e.bloom.len() != filter)
+            .then(|| {
+                format!(
+                    "needs a {}-byte block and a {filter}-byte filter",
+                    person::BLOCK_BYTES
+                )
+            }),
+        Ok(_) => (!person::well_formed(e) || !e.bloom.is_empty()).then(|| {
+            format!(
+                "needs a {}-byte block, a {filter}-byte name filter, {}-byte date tags and no record-level filter",
+                person::BLOCK_BYTES,
+                person::TAG_BYTES
+            )
+        }),
+        Err(_) => Some(format!("unknown block kind {}", e.kind)),
+    }
+}
+
+/// How an encoding is kept as the value of its fuzzy index entry: scheme 1
+/// as the bare 128-byte filter (as stores written before scheme 2 hold
+/// it), scheme 2 as the encoded message, which is always longer.
+pub fn index_value(e: &PersonEncoding) -> Vec<u8> {
+    if e.kind == 0 {
+        e.bloom.clone()
+    } else {
+        e.encode_to_vec()
+    }
+}
+
+/// The encoding in a fuzzy index value (see [`index_value`]).
+pub fn from_index_value(v: &[u8]) -> Option<PersonEncoding> {
+    if v.len() == CLK_BITS / 8 {
+        Some(PersonEncoding {
+            bloom: v.to_vec(),
+            ..Default::default()
+        })
+    } else {
+        PersonEncoding::decode(v).ok().filter(|e| e.kind != 0)
+    }
+}
+
+/// Why two persons matched, in words for a reviewer: `name 0.88, day and
+/// month swapped or year off by one, birth-year block, best of 2
+/// candidates`.
+pub fn describe_evidence(e: &PersonEvidence) -> String {
+    use crate::proto::v1::DateAgreement as D;
+    let date = match D::try_from(e.date) {
+        Ok(D::Same) => "same date of birth",
+        Ok(D::Misread) => "date of birth with day and month swapped or year off by one",
+        Ok(D::TwoOfThree) => "two of year, month and day of birth agree",
+        Ok(D::Partial) => "date of birth agrees as far as both are known",
+        Ok(D::Missing) => "date of birth unknown on one side",
+        Ok(D::Different) => "different date of birth",
+        _ => "date of birth not compared",
+    };
+    let block = match BlockKind::try_from(e.block) {
+        Ok(BlockKind::NameSound) => "name-sound block",
+        _ => "birth-year block",
+    };
+    let rank = match (e.rank, e.candidates) {
+        (_, 0 | 1) => String::new(),
+        (1, n) => format!(", best of {n} candidates"),
+        (r, n) => format!(", candidate {r} of {n}"),
+    };
+    format!("name {:.2}, {date}, {block}{rank}", e.name_similarity)
+}
+
+/// How a hit was found, for the notice gate: through an equal token, or by
+/// comparing person encodings in a block of this kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchedBy {
+    Token,
+    Encoding(BlockKind),
+}
+
+impl MatchedBy {
+    /// How an encoding of this block kind matches.
+    pub fn of_encoding(e: &PersonEncoding) -> Self {
+        Self::Encoding(BlockKind::try_from(e.kind).unwrap_or(BlockKind::Unspecified))
+    }
+
+    /// How a match (a hit, a lookup answer) was found: `fuzzy` or not,
+    /// and in which block by its evidence (scheme 1 has none).
+    pub fn found(fuzzy: bool, evidence: Option<&PersonEvidence>) -> Self {
+        if !fuzzy {
+            return Self::Token;
+        }
+        Self::Encoding(
+            evidence
+                .and_then(|e| BlockKind::try_from(e.block).ok())
+                .unwrap_or(BlockKind::Unspecified),
+        )
+    }
+
+    pub fn of(hit: &Hit) -> Self {
+        Self::found(hit.fuzzy, hit.evidence.as_ref())
+    }
+}
 
 /// One person encoding as an index key prefix: key version, salt block.
 pub fn encoding_block(e: &PersonEncoding) -> Vec<u8> {
@@ -43,7 +228,12 @@ pub fn encodings_of(record: &StoredAlert) -> Vec<&PersonEncoding> {
         .flat_map(|s| s.encodings.iter())
         .collect();
     out.sort_by(|a, b| {
-        (a.key_version, &a.block, &a.bloom).cmp(&(b.key_version, &b.block, &b.bloom))
+        (a.key_version, &a.block, &a.bloom, &a.name).cmp(&(
+            b.key_version,
+            &b.block,
+            &b.bloom,
+            &b.name,
+        ))
     });
     out.dedup();
     out
@@ -86,31 +276,62 @@ pub fn hit_pair(scope: &MatchScope, a: &AlertId, b: &AlertId) -> Option<(AlertId
 /// The hits one matching pass finds, merged by the hit rule: one per (own
 /// alert, other alert, identifier type). Found both through an exact token
 /// and through person encodings, a hit counts as exact (an exact match needs
-/// the lesser disclosure level before its notice may go), and the best
-/// similarity is kept.
+/// the lesser disclosure level before its notice may go, and an equal token
+/// is stronger evidence than any score); found in several blocks, the best
+/// score and its evidence are kept. `hit.fuzzy` and `hit.strength` say how
+/// each was found.
 #[derive(Debug, Default)]
-pub struct FoundHits(Vec<(Hit, bool)>);
+pub struct FoundHits(Vec<Hit>);
 
 impl FoundHits {
-    /// Adds a hit; `fuzzy`: found through person encodings.
-    pub fn add(&mut self, hit: Hit, fuzzy: bool) {
+    /// Adds a hit (`fuzzy` set for one found through person encodings).
+    pub fn add(&mut self, hit: Hit) {
         let same = |h: &Hit| {
             h.local_alert_id == hit.local_alert_id
                 && h.other_alert_id == hit.other_alert_id
                 && h.r#type == hit.r#type
         };
-        match self.0.iter_mut().find(|(h, _)| same(h)) {
-            Some((h, f)) => {
-                *f &= fuzzy;
-                h.similarity = h.similarity.max(hit.similarity);
+        let Some(h) = self.0.iter_mut().find(|h| same(h)) else {
+            self.0.push(hit);
+            return;
+        };
+        if hit.fuzzy && h.fuzzy {
+            if hit.similarity > h.similarity {
+                *h = hit;
             }
-            None => self.0.push((hit, fuzzy)),
+            return;
+        }
+        // One exact, one fuzzy: the exact hit, with the fuzzy one's evidence.
+        let (exact, fuzzy) = if h.fuzzy {
+            (hit, h.clone())
+        } else {
+            (h.clone(), hit)
+        };
+        let evidence = fuzzy.evidence.or(exact.evidence);
+        *h = Hit { evidence, ..exact };
+    }
+
+    /// Ranks the fuzzy person hits of the pass: they all concern the one
+    /// alert being matched, so where it matched several persons the
+    /// reviewer is told which scored best and how many there were.
+    pub fn rank(&mut self) {
+        let scores: Vec<f64> = self
+            .0
+            .iter()
+            .filter(|h| h.fuzzy)
+            .map(|h| h.similarity)
+            .collect();
+        for h in self.0.iter_mut().filter(|h| h.fuzzy) {
+            if let Some(e) = h.evidence.as_mut() {
+                e.rank = 1 + scores.iter().filter(|s| **s > h.similarity).count() as u32;
+                e.candidates = scores.len() as u32;
+            }
         }
     }
 
-    /// Each distinct hit, with whether it was found only through encodings.
-    pub fn iter(&self) -> impl Iterator<Item = (&Hit, bool)> {
-        self.0.iter().map(|(h, f)| (h, *f))
+    /// Each distinct hit.
+    pub fn iter(&self) -> impl Iterator<Item = &Hit> {
+        self.0.iter()
     }
 }
 
@@ -125,8 +346,9 @@ pub fn notify(scope: &MatchScope, other: &AlertId) -> bool {
 /// this (see `sharing`), allowing a notice only when the policy would send
 /// that peer the alert with that identifier type at that level anyway.
 pub trait NoticeGate: Send + Sync {
-    /// `fuzzy`: the hit came from person encodings rather than exact tokens.
-    fn may_disclose(&self, own: &StoredAlert, peer: &AgencyId, kind: i32, fuzzy: bool) -> bool;
+    /// `by`: how the hit was found (an equal token, or encodings in which
+    /// kind of block): a notice may only say what the peer would be sent.
+    fn may_disclose(&self, own: &StoredAlert, peer: &AgencyId, kind: i32, by: MatchedBy) -> bool;
 }
 
 #[cfg(test)]
@@ -137,7 +359,7 @@ mod tests {
         MatchScope {
             own: AgencyId::new("police").unwrap(),
             peers: [AgencyId::new("ngo").unwrap()].into(),
-            fuzzy_threshold: DEFAULT_FUZZY_THRESHOLD,
+            band: Band::default(),
         }
     }
 
@@ -158,31 +380,71 @@ mod tests {
     }
 
     #[test]
-    fn found_hits_merge_exact_over_fuzzy_and_keep_the_best_similarity() {
-        let hit = |other: &str, kind: i32, similarity: f64| Hit {
+    fn found_hits_merge_exact_over_fuzzy_keep_the_best_score_and_rank() {
+        let hit = |other: &str, kind: i32, similarity: f64, fuzzy: bool| Hit {
             local_alert_id: "police:1".into(),
             other_alert_id: other.into(),
             r#type: kind,
             similarity,
+            fuzzy,
+            strength: if fuzzy {
+                MatchStrength::Likely
+            } else {
+                MatchStrength::Exact
+            } as i32,
+            evidence: fuzzy.then(|| PersonEvidence {
+                name_similarity: similarity,
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let mut found = FoundHits::default();
-        found.add(hit("ngo:1", 7, 0.8), true);
-        found.add(hit("ngo:1", 7, 1.0), false);
-        found.add(hit("ngo:1", 7, 0.9), true);
-        found.add(hit("ngo:1", 2, 1.0), false);
-        found.add(hit("ngo:2", 7, 0.85), true);
-        let got: Vec<(&str, i32, f64, bool)> = found
+        found.add(hit("ngo:1", 7, 0.8, true));
+        found.add(hit("ngo:1", 7, 1.0, false));
+        found.add(hit("ngo:1", 7, 0.9, true));
+        found.add(hit("ngo:1", 2, 1.0, false));
+        found.add(hit("ngo:2", 7, 0.85, true));
+        found.add(hit("ngo:3", 7, 0.8, true));
+        found.add(hit("ngo:3", 7, 0.95, true));
+        found.rank();
+        type Row<'a> = (&'a str, i32, f64, bool, i32, Option<(f64, u32, u32)>);
+        let got: Vec<Row<'_>> = found
             .iter()
-            .map(|(h, f)| (h.other_alert_id.as_str(), h.r#type, h.similarity, f))
+            .map(|h| {
+                (
+                    h.other_alert_id.as_str(),
+                    h.r#type,
+                    h.similarity,
+                    h.fuzzy,
+                    h.strength,
+                    h.evidence
+                        .as_ref()
+                        .map(|e| (e.name_similarity, e.rank, e.candidates)),
+                )
+            })
             .collect();
+        let (exact, likely) = (MatchStrength::Exact as i32, MatchStrength::Likely as i32);
         assert_eq!(
             got,
             [
-                ("ngo:1", 7, 1.0, false),
-                ("ngo:1", 2, 1.0, false),
-                ("ngo:2", 7, 0.85, true)
+                ("ngo:1", 7, 1.0, false, exact, Some((0.9, 0, 0))),
+                ("ngo:1", 2, 1.0, false, exact, None),
+                ("ngo:2", 7, 0.85, true, likely, Some((0.85, 2, 2))),
+                ("ngo:3", 7, 0.95, true, likely, Some((0.95, 1, 2))),
             ]
         );
+    }
+
+    #[test]
+    fn the_band_sorts_scores() {
+        let band = Band {
+            likely: 0.85,
+            possible: 0.75,
+        };
+        assert_eq!(band.strength(0.9), Some(MatchStrength::Likely));
+        assert_eq!(band.strength(0.85), Some(MatchStrength::Likely));
+        assert_eq!(band.strength(0.8), Some(MatchStrength::Possible));
+        assert_eq!(band.strength(0.75), Some(MatchStrength::Possible));
+        assert_eq!(band.strength(0.74), None);
     }
 }

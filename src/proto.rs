@@ -58,6 +58,24 @@ pub fn verdict_name(v: i32) -> String {
     )
 }
 
+/// A hit's strength as the CLI and the audit log write it (`exact`,
+/// `likely`, `possible`; `unknown` for hits recorded before strengths).
+pub fn strength_name(v: i32) -> String {
+    short_name(
+        v1::MatchStrength::try_from(v).map(|v| v.as_str_name()),
+        "MATCH_STRENGTH_",
+    )
+}
+
+/// A date agreement's name (`same`, `misread`, `two_of_three`, `partial`,
+/// `missing`, `different`).
+pub fn date_agreement_name(v: i32) -> String {
+    short_name(
+        v1::DateAgreement::try_from(v).map(|v| v.as_str_name()),
+        "DATE_AGREEMENT_",
+    )
+}
+
 /// Version of the peer protocol spoken by this build; exchanged in `Hello`.
 pub const PROTOCOL_VERSION: u32 = 1;
 

@@ -22,13 +22,12 @@ use aws_lc_rs::digest;
 use thiserror::Error;
 
 use crate::ids::AgencyId;
-use crate::matching::NoticeGate;
-use crate::policy::model::IdLevel;
+use crate::matching::{MatchedBy, NoticeGate};
+
 use crate::policy::shared_view_with;
 use crate::policy::{self, Decision, InboundDecision, Policy, PolicyError};
 use crate::proto::v1::{
-    DiffPolicyResponse, ExplainPolicyResponse, IdentifierType, PeerDecision, PeerDiff,
-    PolicyVersion, StoredAlert,
+    DiffPolicyResponse, ExplainPolicyResponse, PeerDecision, PeerDiff, PolicyVersion, StoredAlert,
 };
 use crate::store::{Store, StoreError};
 use crate::time::timestamp;
@@ -324,14 +323,16 @@ impl Sharing {
 
     /// Whether telling `peer` that our alert `own` holds an identifier of
     /// type `kind` discloses nothing the policy would not send it anyway:
-    /// the deciding rule must share that type at the exact level, or at the
-    /// fuzzy level for a match found through person encodings.
-    pub fn may_disclose(&self, own: &StoredAlert, peer: &AgencyId, kind: i32, fuzzy: bool) -> bool {
-        let need = if fuzzy && kind == IdentifierType::Person as i32 {
-            IdLevel::Fuzzy
-        } else {
-            IdLevel::Exact
-        };
+    /// the deciding rule must share that type at the level the match
+    /// needed (see [`policy::level_needed`]).
+    pub fn may_disclose(
+        &self,
+        own: &StoredAlert,
+        peer: &AgencyId,
+        kind: i32,
+        by: MatchedBy,
+    ) -> bool {
+        let need = policy::level_needed(kind, by);
         self.decide(own, peer, SystemTime::now())
             .grant
             .is_some_and(|g| g.identifier(kind) >= need)
@@ -457,8 +458,8 @@ impl Sharing {
 }
 
 impl NoticeGate for Sharing {
-    fn may_disclose(&self, own: &StoredAlert, peer: &AgencyId, kind: i32, fuzzy: bool) -> bool {
-        Sharing::may_disclose(self, own, peer, kind, fuzzy)
+    fn may_disclose(&self, own: &StoredAlert, peer: &AgencyId, kind: i32, by: MatchedBy) -> bool {
+        Sharing::may_disclose(self, own, peer, kind, by)
     }
 }
 

@@ -592,7 +592,7 @@ async fn pruning_is_recorded_and_the_rest_still_verifies() {
         let scope = MatchScope {
             own: agency("police"),
             peers: Default::default(),
-            fuzzy_threshold: 0.8,
+            band: Default::default(),
         };
         Store::open(&dir.path().join("store"), 8 << 20, scope).unwrap()
     };

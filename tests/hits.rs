@@ -216,7 +216,8 @@ async fn notices_queued_by_arriving_alerts_are_delivered_without_a_local_write()
     const BURST: usize = 20;
     let fed = TestFederation::start_with(&["police", "ngo"], &[], |a, c| {
         if a.as_str() == "police" {
-            c.matching.fuzzy_threshold = 1.0;
+            c.matching.likely_threshold = 1.0;
+            c.matching.possible_threshold = 1.0;
         }
     })
     .await;
@@ -237,7 +238,7 @@ async fn notices_queued_by_arriving_alerts_are_delivered_without_a_local_write()
     for _ in 0..BURST {
         submit_draft(
             &mut police,
-            draft_with_person("Mariya", "Ionescu", "1991-04-02"),
+            draft_with_person("Mariana", "Ionescu", "1991-04-02"),
         )
         .await;
     }

@@ -387,7 +387,7 @@ fn dev_policy(agency: &AgencyId, all: &BTreeMap<AgencyId, NodeAddrs>) -> String 
     );
     if !peers.is_empty() {
         s.push_str(&format!(
-            "\n[[rules]]\nname = \"dev-share-everything\"\neffect = \"share\"\npeers = [{}]\n[rules.share]\nlocation = \"city\"\ntime = \"day\"\nnarrative = \"full\"\nindicators = \"full\"\nidentifiers = {{ phone = \"exact\", email = \"exact\", person = \"fuzzy\", document = \"exact\", iban = \"exact\", crypto_wallet = \"exact\", online_handle = \"exact\", vehicle_plate = \"exact\", advert_url = \"exact\" }}\n",
+            "\n[[rules]]\nname = \"dev-share-everything\"\neffect = \"share\"\npeers = [{}]\n[rules.share]\nlocation = \"city\"\ntime = \"day\"\nnarrative = \"full\"\nindicators = \"full\"\nidentifiers = {{ phone = \"exact\", email = \"exact\", person = \"fuzzy_wide\", document = \"exact\", iban = \"exact\", crypto_wallet = \"exact\", online_handle = \"exact\", vehicle_plate = \"exact\", advert_url = \"exact\" }}\n",
             peers.join(", ")
         ));
         s.push_str(&format!(

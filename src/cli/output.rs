@@ -349,9 +349,24 @@ fn found_line(h: &Hit) -> String {
     } else {
         "match"
     };
-    let how = if h.fuzzy { "fuzzy" } else { "exact" };
+    // Hits recorded before strengths existed say only fuzzy or exact.
+    let how = match crate::proto::strength_name(h.strength).as_str() {
+        "unknown" | "unspecified" if h.fuzzy => "fuzzy".to_string(),
+        "unknown" | "unspecified" => "exact".to_string(),
+        s => s.to_string(),
+    };
+    let evidence = h
+        .evidence
+        .as_ref()
+        .map(|e| format!("; {}", crate::matching::describe_evidence(e)))
+        .unwrap_or_default();
+    let pending = if h.strength == crate::proto::v1::MatchStrength::Possible as i32 {
+        " -- needs review"
+    } else {
+        ""
+    };
     format!(
-        "hit {:>5}  {}  your {}  <->  {} at {}  ({kind}, {how}, similarity {:.2}, {source})",
+        "hit {:>5}  {}  your {}  <->  {} at {}  ({kind}, {how}, score {:.2}, {source}{evidence}){pending}",
         h.number,
         time(h.detected_at.as_ref()),
         h.local_alert_id,
@@ -403,8 +418,13 @@ pub fn lookup(r: &LookupResponse, as_json: bool) {
                 let kind = IdentifierType::try_from(m.r#type).map_or("?".into(), |t| {
                     enum_name(t.as_str_name(), "IDENTIFIER_TYPE_")
                 });
+                let evidence = m
+                    .evidence
+                    .as_ref()
+                    .map(|e| format!("; {}", crate::matching::describe_evidence(e)))
+                    .unwrap_or_default();
                 println!(
-                    "{:<12} HIT {}  ({kind}, similarity {:.2})",
+                    "{:<12} HIT {}  ({kind}, score {:.2}{evidence})",
                     a.agency, m.alert_id, m.similarity
                 );
             }
@@ -799,7 +819,12 @@ pub fn disclosure(case: &crate::proto::v1::DisclosureCase, as_json: bool) {
         println!(
             "  verified  {kind}: {}",
             if v.matched {
-                format!("matches our alert (similarity {:.2})", v.similarity)
+                let evidence = v
+                    .evidence
+                    .as_ref()
+                    .map(|e| format!("; {}", crate::matching::describe_evidence(e)))
+                    .unwrap_or_default();
+                format!("matches our alert (score {:.2}{evidence})", v.similarity)
             } else {
                 "does not match our alert".to_string()
             }

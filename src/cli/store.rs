@@ -70,7 +70,7 @@ pub(super) fn open_stopped(dir: &Path) -> Result<Store, Failure> {
     let scope = crate::matching::MatchScope {
         own: crate::ids::AgencyId::new("audit-verify").expect("a valid agency id"),
         peers: Default::default(),
-        fuzzy_threshold: 1.0,
+        band: Default::default(),
     };
     Store::open(dir, 64 << 20, scope).map_err(|e| {
         failure(

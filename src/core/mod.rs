@@ -129,7 +129,7 @@ impl NodeCore {
             MatchScope {
                 own: config.agency().clone(),
                 peers: peer_ids.iter().cloned().collect(),
-                fuzzy_threshold: config.matching.fuzzy_threshold,
+                band: config.matching.band(),
             },
         )?);
         let outbound = Arc::new(Outbound::new(
@@ -201,7 +201,7 @@ impl NodeCore {
                     timeout: limits.lookup_timeout_secs.secs(),
                     max_connection_age,
                     max_identifiers: limits.max_identifiers_per_subject.get(),
-                    fuzzy_threshold: config.matching.fuzzy_threshold,
+                    possible_threshold: config.matching.possible_threshold,
                     per_client_per_minute: limits.lookups_per_minute_per_client.get() as u32,
                     per_peer_per_minute: limits.lookups_per_minute_per_peer.get() as u32,
                 },

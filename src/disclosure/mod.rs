@@ -598,41 +598,42 @@ impl Disclosures {
             return Ok(Vec::new());
         };
         let held = crate::matching::tokens_of(&record);
-        let mut by_type = std::collections::BTreeMap::<i32, (bool, f64)>::new();
+        let mut by_type = std::collections::BTreeMap::<i32, VerificationResult>::new();
         for t in &given.tokens {
             let hit = held.contains(&(t.r#type, t.key_version, t.value.clone()));
-            let e = by_type.entry(t.r#type).or_insert((false, 0.0));
+            let e = by_type.entry(t.r#type).or_insert(VerificationResult {
+                r#type: t.r#type,
+                ..Default::default()
+            });
             if hit {
-                *e = (true, 1.0);
+                (e.matched, e.similarity) = (true, 1.0);
             }
         }
+        // Persons: the best comparison over the blocks both sides have,
+        // with its evidence, so the officer sees which field agreed.
         let encodings = crate::matching::encodings_of(&record);
+        let possible = self.store.band().possible;
         for g in &given.encodings {
             let best = encodings
                 .iter()
                 .filter(|h| h.key_version == g.key_version && h.block == g.block)
-                .filter_map(|h| crate::matching::similarity(&g.bloom, &h.bloom))
-                .fold(0.0_f64, f64::max);
+                .filter_map(|h| crate::matching::compare(g, h))
+                .max_by(|a, b| a.score.total_cmp(&b.score));
             let e = by_type
                 .entry(IdentifierType::Person as i32)
-                .or_insert((false, 0.0));
-            if best > e.1 {
-                e.1 = best;
+                .or_insert(VerificationResult {
+                    r#type: IdentifierType::Person as i32,
+                    ..Default::default()
+                });
+            if let Some(best) = best
+                && best.score > e.similarity
+            {
+                e.similarity = best.score;
+                e.evidence = best.evidence;
             }
-            e.0 |= best >= self.fuzzy_threshold();
+            e.matched |= e.similarity >= possible;
         }
-        Ok(by_type
-            .into_iter()
-            .map(|(r#type, (matched, similarity))| VerificationResult {
-                r#type,
-                matched,
-                similarity,
-            })
-            .collect())
-    }
-
-    fn fuzzy_threshold(&self) -> f64 {
-        self.store.fuzzy_threshold()
+        Ok(by_type.into_values().collect())
     }
 
     /// The holder's node acknowledged request `id` (or refused it as

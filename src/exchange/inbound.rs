@@ -20,8 +20,6 @@ use crate::validate::check_content;
 
 use crate::disclosure::{Disclosures, Received as RequestReceived};
 use crate::proto::v1::{DisclosureRequest, HitNotice, HitReviewNotice, RefusalRecord, StoredAlert};
-use crate::pseudo::BLOCK_BYTES;
-use crate::pseudo::clk::CLK_BITS;
 use crate::sharing::Sharing;
 use crate::time::timestamp;
 
@@ -179,14 +177,8 @@ impl Inbound {
                 ));
             }
             for (j, e) in s.encodings.iter().enumerate() {
-                if e.key_version == 0
-                    || e.block.len() != BLOCK_BYTES
-                    || e.bloom.len() != CLK_BITS / 8
-                {
-                    return Some(format!(
-                        "alert.subjects[{i}].encodings[{j}]: needs a key version, a {BLOCK_BYTES}-byte block and a {}-byte filter",
-                        CLK_BITS / 8
-                    ));
+                if let Some(why) = crate::matching::encoding_problem(e) {
+                    return Some(format!("alert.subjects[{i}].encodings[{j}]: {why}"));
                 }
             }
             for (j, t) in s.tokens.iter().enumerate() {

@@ -8,6 +8,23 @@ use super::{Conditions, Policy, Rule};
 use crate::ids::AgencyId;
 use crate::proto::v1::{IdentifierType, StoredAlert, Tlp};
 
+/// The level at which a policy must share an identifier type for a match
+/// found `by` this means to be disclosed (in a hit notice, a lookup answer)
+/// or for an encoding to be sent: exact for tokens, `fuzzy` for person
+/// encodings blocked by year of birth, `fuzzy_wide` for those blocked by
+/// name sound.
+pub fn level_needed(kind: i32, by: crate::matching::MatchedBy) -> IdLevel {
+    use crate::matching::MatchedBy;
+    use crate::proto::v1::BlockKind;
+    match by {
+        MatchedBy::Encoding(BlockKind::NameSound) if kind == IdentifierType::Person as i32 => {
+            IdLevel::FuzzyWide
+        }
+        MatchedBy::Encoding(_) if kind == IdentifierType::Person as i32 => IdLevel::Fuzzy,
+        _ => IdLevel::Exact,
+    }
+}
+
 /// What a share rule lets leave the node: a level per field. Anything not
 /// listed is not sent.
 #[derive(Debug, Clone, PartialEq, Eq)]

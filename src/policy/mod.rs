@@ -26,7 +26,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use disclosure::{DisclosureRule, DisclosureVerdict, Release, evaluate_disclosure};
-pub use eval::{Decision, Grant, InboundDecision, evaluate, evaluate_all, evaluate_inbound};
+pub use eval::{
+    Decision, Grant, InboundDecision, evaluate, evaluate_all, evaluate_inbound, level_needed,
+};
 use model::{Effect, IdLevel, IdType, PolicyFile, RuleFile, TlpName};
 pub use view::{released_content, shared_view_with, tombstone_view};
 
@@ -582,7 +584,7 @@ fn compile_share(cx: &mut Ctx<'_>, r: &RuleFile, name: &str) -> Grant {
     let s = share.get_ref();
     let mut identifiers = BTreeMap::new();
     for (t, level) in &s.identifiers {
-        if *level.get_ref() == IdLevel::Fuzzy && *t != IdType::Person {
+        if *level.get_ref() >= IdLevel::Fuzzy && *t != IdType::Person {
             cx.err(
                 level.span().start,
                 format!("rule `{name}`: only persons have a fuzzy encoding"),

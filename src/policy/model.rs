@@ -39,13 +39,19 @@ pub enum TextLevel {
 }
 
 /// How one identifier type is shared: not at all, as exact tokens, or (for
-/// persons) as tokens plus fuzzy encodings.
+/// persons) as tokens plus fuzzy encodings: blocked by year of birth only
+/// (`fuzzy`), or also by the sound of each name word (`fuzzy_wide`), which
+/// finds a person whose year of birth is wrong or missing at the price of
+/// letting the peer group that agency's persons by name sound across years
+/// (see docs/threat-model.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IdLevel {
     None,
     Exact,
     Fuzzy,
+    #[serde(rename = "fuzzy_wide")]
+    FuzzyWide,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]

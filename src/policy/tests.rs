@@ -119,6 +119,7 @@ fn alert(category: Category, severity: Severity, tlp: Tlp, origin: &str) -> Stor
                 key_version: 1,
                 block: vec![3; 16],
                 bloom: vec![4; 128],
+                ..Default::default()
             }],
         }],
     }

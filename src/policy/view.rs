@@ -43,11 +43,18 @@ pub fn shared_view_with(record: &StoredAlert, grant: &Grant) -> SharedAlert {
                     .filter(|t| grant.identifier(t.r#type) >= IdLevel::Exact)
                     .cloned()
                     .collect(),
-                encodings: if grant.identifier(IdentifierType::Person as i32) == IdLevel::Fuzzy {
-                    s.encodings.clone()
-                } else {
-                    Vec::new()
-                },
+                encodings: s
+                    .encodings
+                    .iter()
+                    .filter(|e| {
+                        grant.identifier(IdentifierType::Person as i32)
+                            >= super::eval::level_needed(
+                                IdentifierType::Person as i32,
+                                crate::matching::MatchedBy::of_encoding(e),
+                            )
+                    })
+                    .cloned()
+                    .collect(),
             })
             .filter(|s| !s.tokens.is_empty() || !s.encodings.is_empty())
             .collect()

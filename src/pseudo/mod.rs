@@ -3,6 +3,8 @@
 //!
 //! - [`normalize`]: one canonical string per identifier, per type.
 //! - [`keyring`]: the federation's versioned matching keys.
+//! - [`person`]: fuzzy person encodings (scheme 2) and their comparison;
+//!   [`clk`] the Bloom filters beneath them, and scheme 1.
 //! - [`Pseudonymizer`]: token = HMAC-SHA256(key vN, scheme ‖ type ‖ normalized
 //!   value), under every key active now; never an unkeyed hash, which a small
 //!   space such as phone numbers would let anyone enumerate.
@@ -10,6 +12,7 @@
 pub mod clk;
 pub mod keyring;
 pub mod normalize;
+pub mod person;
 
 use time::OffsetDateTime;
 
@@ -23,9 +26,6 @@ pub use normalize::{NormalizeError, Normalized};
 /// Domain separation for exact tokens; bump when normalization rules change
 /// incompatibly (tokens of different schemes never match).
 pub const TOKEN_SCHEME: &[u8] = b"casebridge/token/v1";
-
-/// Length of a keyed salt-block identifier in a `PersonEncoding`.
-pub const BLOCK_BYTES: usize = 16;
 
 /// Turns subjects into pseudonymous subjects. Without a key ring the node
 /// still validates and normalizes identifiers but shares no tokens.
@@ -66,21 +66,22 @@ impl Pseudonymizer {
             .collect()
     }
 
-    /// Fuzzy encodings of one person under every key active at `at`.
+    /// Fuzzy encodings of one person under every key active at `at`, in
+    /// every block it falls in (scheme 2, see [`person`]): the sharing
+    /// policy picks which blocks each peer is sent.
     pub fn encodings(&self, p: &PersonName, at: OffsetDateTime) -> Vec<PersonEncoding> {
         let Some(ring) = &self.ring else {
             return Vec::new();
         };
         ring.active(at)
-            .map(|key| {
-                let (salt, bloom) =
-                    clk::encode(key, &p.given_names, &p.family_name, &p.date_of_birth);
-                PersonEncoding {
-                    key_version: key.version,
-                    block: key.mac(&[clk::CLK_SCHEME, b"block", salt.as_bytes()])[..BLOCK_BYTES]
-                        .to_vec(),
-                    bloom: bloom.to_bytes(),
-                }
+            .flat_map(|key| {
+                person::encode(
+                    key,
+                    &p.given_names,
+                    &p.family_name,
+                    &p.date_of_birth,
+                    person::Blocks::BirthYearAndNameSound,
+                )
             })
             .collect()
     }

@@ -171,7 +171,7 @@ mod tests {
         let scope = crate::matching::MatchScope {
             own: crate::ids::AgencyId::new("police").unwrap(),
             peers: Default::default(),
-            fuzzy_threshold: 0.8,
+            band: Default::default(),
         };
         let store = Store::open(&dir.path().join("store"), 8 << 20, scope).unwrap();
         store

@@ -8,6 +8,15 @@ use super::{Store, StoreError, Write, index};
 use crate::ids::{AgencyId, AlertId};
 use crate::proto::v1::{Hit, HitNotice, HitSource, StoredAlert};
 
+/// How a matching pass found a hit.
+enum Found {
+    Token,
+    Encoding(
+        crate::proto::v1::MatchStrength,
+        Option<crate::proto::v1::PersonEvidence>,
+    ),
+}
+
 /// What became of a hit notice from a peer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NoticeOutcome {
@@ -50,8 +59,10 @@ impl Store {
         record: &StoredAlert,
     ) -> Result<Vec<Hit>, StoreError> {
         use crate::matching::{
-            FoundHits, encoding_block, encodings_of, hit_pair, similarity, tokens_of,
+            FoundHits, MatchedBy, compare, encoding_block, encodings_of, from_index_value,
+            hit_pair, tokens_of,
         };
+        use crate::proto::v1::{IdentifierType, MatchStrength};
         let Some(alert) = record.alert.as_ref() else {
             return Ok(Vec::new());
         };
@@ -67,11 +78,15 @@ impl Store {
         let own = &self.scope.own;
         let now = crate::time::now();
         let mut found = FoundHits::default();
-        let mut add = |other: AlertId, kind: i32, similarity: f64, fuzzy: bool| {
+        let mut add = |other: AlertId, kind: i32, similarity: f64, found_by: Found| {
             let Some((mine, theirs)) = hit_pair(&self.scope, &this, &other) else {
                 return;
             };
-            let hit = Hit {
+            let (fuzzy, strength, evidence) = match found_by {
+                Found::Token => (false, MatchStrength::Exact, None),
+                Found::Encoding(strength, evidence) => (true, strength, evidence),
+            };
+            found.add(Hit {
                 sequence: 0,
                 r#type: kind,
                 local_alert_id: mine.to_string(),
@@ -81,42 +96,48 @@ impl Store {
                 detected_at: Some(now),
                 source: HitSource::LocalMatch as i32,
                 fuzzy,
+                strength: strength as i32,
+                evidence,
                 ..Default::default()
-            };
-            found.add(hit, fuzzy);
+            });
         };
         let scan = |tree, range| w.tx.range(tree, range);
         for token in &tokens {
             let prefix = index::token_prefix(token);
             let ranges = index::candidate_ranges(&prefix, this.origin(), own);
             for (other, _) in Self::candidates(scan, w.t.tokens, prefix.len(), ranges)? {
-                add(other, token.0, 1.0, false);
+                add(other, token.0, 1.0, Found::Token);
             }
         }
         for e in encodings {
             let block = encoding_block(e);
             let ranges = index::candidate_ranges(&block, this.origin(), own);
-            for (other, bloom) in Self::candidates(scan, w.t.fuzzy, block.len(), ranges)? {
-                if let Some(sim) = similarity(&e.bloom, &bloom)
-                    && sim >= self.scope.fuzzy_threshold
-                {
+            for (other, value) in Self::candidates(scan, w.t.fuzzy, block.len(), ranges)? {
+                let Some(m) = from_index_value(&value).and_then(|o| compare(e, &o)) else {
+                    continue;
+                };
+                if let Some(strength) = self.scope.band.strength(m.score) {
                     add(
                         other,
-                        crate::proto::v1::IdentifierType::Person as i32,
-                        sim,
-                        true,
+                        IdentifierType::Person as i32,
+                        m.score,
+                        Found::Encoding(strength, m.evidence),
                     );
                 }
             }
         }
+        found.rank();
         let mut recorded = Vec::new();
-        for (hit, fuzzy) in found.iter() {
+        for hit in found.iter() {
             // A pair judged a false positive (here or there) is not raised
             // again, whatever else the two alerts come to share.
             if index::pair_dismissed(w, &hit.local_alert_id, &hit.other_alert_id)? {
                 continue;
             }
-            let notify = self.may_notify(w, record, &this, hit, fuzzy)?;
+            // A possible hit waits for a person here before the other
+            // agency hears of it (see `review_hit`).
+            let notify = hit.strength != MatchStrength::Possible as i32
+                && self.may_notify(w, record, &this, hit, MatchedBy::of(hit))?;
             if let Some(h) = index::record_found(w, hit.clone(), notify)? {
                 recorded.push(h);
             }
@@ -128,6 +149,7 @@ impl Store {
                 .object(h.other_alert_id.clone())
                 .detail("type", crate::proto::identifier_type_name(h.r#type))
                 .detail("similarity", format!("{:.3}", h.similarity))
+                .detail("strength", crate::proto::strength_name(h.strength))
         }))?;
         Ok(recorded)
     }
@@ -142,7 +164,7 @@ impl Store {
         record: &StoredAlert,
         this: &AlertId,
         hit: &Hit,
-        fuzzy: bool,
+        by: crate::matching::MatchedBy,
     ) -> Result<bool, StoreError> {
         let other: AlertId = hit
             .other_alert_id
@@ -171,7 +193,41 @@ impl Store {
                 None => return Ok(false),
             }
         };
-        Ok(gate.may_disclose(&own, other.origin(), hit.r#type, fuzzy))
+        Ok(gate.may_disclose(&own, other.origin(), hit.r#type, by))
+    }
+
+    /// An analyst here confirmed a pair: its possible hits that were held
+    /// back (see `match_in`) are notified to the other agency now, where
+    /// the notice gate allows, and marked as known there, so the review
+    /// that follows travels too.
+    pub(super) fn release_held_notices(
+        &self,
+        w: &mut Write<'_, '_>,
+        own: &str,
+        other: &str,
+    ) -> Result<(), StoreError> {
+        use crate::proto::v1::MatchStrength;
+        let this: AlertId = own
+            .parse()
+            .map_err(|e: crate::ids::IdError| StoreError::corrupt(own.to_owned(), e))?;
+        let Some(bytes) = w.tx.get(w.t.alerts, own)? else {
+            return Ok(());
+        };
+        let record = decode(own.as_bytes(), &bytes)?;
+        for number in index::pair_hits(w, own, other)? {
+            let Some(hit) = index::latest_entry(&*w.tx, w.t, number)? else {
+                continue;
+            };
+            if hit.known_there || hit.strength != MatchStrength::Possible as i32 {
+                continue;
+            }
+            let by = crate::matching::MatchedBy::of(&hit);
+            if self.may_notify(w, &record, &this, &hit, by)? {
+                index::notify_found(w, &hit)?;
+                index::mark_known_there(w, &hit)?;
+            }
+        }
+        Ok(())
     }
 
     /// Installs the policy that decides which hit notices may be sent, then
@@ -301,6 +357,8 @@ impl Store {
             source: HitSource::Notice as i32,
             fuzzy: notice.fuzzy,
             known_there: true,
+            strength: notice.strength,
+            evidence: notice.evidence,
             ..Default::default()
         };
         let recorded = self.write(|w| {

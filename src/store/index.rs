@@ -254,18 +254,25 @@ pub(super) fn record_found(
     else {
         return Ok(None);
     };
-    let other: AlertId = hit.other_alert_id.parse().map_err(|e| corrupt("hit", e))?;
     if notify {
-        let notice = HitNotice {
-            r#type: hit.r#type,
-            your_alert_id: hit.other_alert_id.clone(),
-            our_alert_id: hit.local_alert_id.clone(),
-            similarity: hit.similarity,
-            fuzzy: hit.fuzzy,
-        };
-        queue(w, &OutboxItem::notice(other.origin().clone(), notice))?;
+        notify_found(w, &hit)?;
     }
     Ok(Some(hit))
+}
+
+/// Queues the notice of a hit found here to the other agency.
+pub(super) fn notify_found(w: &mut Write<'_, '_>, hit: &Hit) -> Result<(), StoreError> {
+    let other: AlertId = hit.other_alert_id.parse().map_err(|e| corrupt("hit", e))?;
+    let notice = HitNotice {
+        r#type: hit.r#type,
+        your_alert_id: hit.other_alert_id.clone(),
+        our_alert_id: hit.local_alert_id.clone(),
+        similarity: hit.similarity,
+        fuzzy: hit.fuzzy,
+        strength: hit.strength,
+        evidence: hit.evidence,
+    };
+    queue(w, &OutboxItem::notice(other.origin().clone(), notice))
 }
 
 /// Moves `record`'s index entries (tokens, person encodings, retention
@@ -299,7 +306,7 @@ pub(super) fn reindex(
         w.tx.insert(
             t.fuzzy,
             fuzzy_key(&matching::encoding_block(e), &this, n),
-            e.bloom.as_slice(),
+            matching::index_value(e),
         )?;
     }
     if let Some(k) = previous.and_then(retention_key) {

@@ -40,9 +40,10 @@ impl Store {
             .iter_mut()
             .find(|o| o.alert_id == m.alert_id && o.r#type == m.r#type)
         {
-            // An exact token beats a fuzzy match of the same type.
+            // An exact token beats a fuzzy match of the same type; of two
+            // fuzzy ones, the better score with its evidence.
             Some(o) if o.fuzzy && !m.fuzzy => *o = m,
-            Some(o) if o.fuzzy == m.fuzzy => o.similarity = o.similarity.max(m.similarity),
+            Some(o) if o.fuzzy && m.fuzzy && m.similarity > o.similarity => *o = m,
             Some(_) => {}
             None => out.push(m),
         };
@@ -54,20 +55,25 @@ impl Store {
                     alert_id: id.to_string(),
                     similarity: 1.0,
                     fuzzy: false,
+                    evidence: None,
                 });
             }
         }
         for e in encodings {
             let block = crate::matching::encoding_block(e);
-            for (id, bloom) in Self::candidates(scan, self.t.fuzzy, block.len(), ranges(&block))? {
-                if let Some(sim) = crate::matching::similarity(&e.bloom, &bloom)
-                    && sim >= threshold
-                {
+            for (id, value) in Self::candidates(scan, self.t.fuzzy, block.len(), ranges(&block))? {
+                let Some(m) = crate::matching::from_index_value(&value)
+                    .and_then(|stored| crate::matching::compare(e, &stored))
+                else {
+                    continue;
+                };
+                if m.score >= threshold {
                     add(LookupMatch {
                         r#type: IdentifierType::Person as i32,
                         alert_id: id.to_string(),
-                        similarity: sim,
+                        similarity: m.score,
                         fuzzy: true,
+                        evidence: m.evidence,
                     });
                 }
             }

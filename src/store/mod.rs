@@ -449,9 +449,9 @@ impl Store {
         Ok(fs.f_bavail.saturating_mul(fs.f_frsize))
     }
 
-    /// The Dice similarity from which two person encodings are a hit.
-    pub fn fuzzy_threshold(&self) -> f64 {
-        self.scope.fuzzy_threshold
+    /// The review band of fuzzy person matches.
+    pub fn band(&self) -> crate::matching::Band {
+        self.scope.band
     }
 
     /// Counts hits and audit entries in `metrics` from now on.

@@ -152,6 +152,9 @@ impl Store {
                 ..review
             };
             reviews.ours = Some(review.clone());
+            if review.verdict == HitVerdict::Confirmed as i32 {
+                self.release_held_notices(w, &hit.local_alert_id, &hit.other_alert_id)?;
+            }
             let entries = rewrite_pair(
                 w,
                 &hit.local_alert_id,

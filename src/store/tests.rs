@@ -40,7 +40,7 @@ fn scope() -> MatchScope {
     MatchScope {
         own: agency("police"),
         peers: [agency("ngo")].into(),
-        fuzzy_threshold: crate::matching::DEFAULT_FUZZY_THRESHOLD,
+        band: Default::default(),
     }
 }
 
