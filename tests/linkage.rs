@@ -217,3 +217,106 @@ async fn name_sound_blocks_go_only_where_the_policy_says() {
     assert_eq!(h.strength, MatchStrength::Likely as i32);
     fed.shutdown().await;
 }
+
+/// A wider review band takes effect on the alerts already stored: at its
+/// next start police matches its own alerts again and finds the hit the
+/// stricter band had left out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_band_re_matches_stored_alerts() {
+    let strict = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let s = strict.clone();
+    let mut fed = TestFederation::start_with(&["police", "ngo"], &[], move |a, c| {
+        if s.load(std::sync::atomic::Ordering::SeqCst) {
+            c.matching.likely_threshold = 0.99;
+            c.matching.possible_threshold = 0.99;
+        }
+        // Ngo finds nothing either, so the hit can only come from police's
+        // re-match.
+        if a.as_str() == "ngo" {
+            c.matching.likely_threshold = 1.0;
+            c.matching.possible_threshold = 1.0;
+        }
+    })
+    .await;
+    let mut ngo = fed.client("ngo", "cms").await;
+    let mut police = fed.client("police", "cms").await;
+    let n = submit_draft(&mut ngo, person_draft("Andreea", "Stanescu", "1988-05-17")).await;
+    eventually("ngo's alert at police", || {
+        let fed = &fed;
+        async move { (fed.alerts("police").await.len() == 1).then_some(()) }
+    })
+    .await;
+    let p = submit_draft(
+        &mut police,
+        person_draft("Andreia", "Stanescu", "1988-05-17"),
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        hit_log(&mut police).await.is_empty(),
+        "no hit under the strict band"
+    );
+    strict.store(false, std::sync::atomic::Ordering::SeqCst);
+    fed.stop_node("police").await;
+    fed.start_node("police").await;
+    let police = fed.client("police", "cms").await;
+    let hits = hits_of(&police, &p.id, 1).await;
+    assert_eq!(hits[0].other_alert_id, n.id);
+    assert_eq!(hits[0].strength, MatchStrength::Likely as i32);
+    // The version did not change: nothing needed encoding anew.
+    let stored = fed.alerts("police").await;
+    assert_eq!(stored.iter().find(|a| a.id == p.id).unwrap().version, 1);
+    fed.shutdown().await;
+}
+
+/// After a key ring rotation whose overlap has ended, an alert written
+/// before it carries only the ended key's tokens and encodings. At the next
+/// start its node encodes it anew under the keys valid now and shares the
+/// new version, so a person written after the rotation still meets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_key_rotation_stored_alerts_are_encoded_anew() {
+    let mut fed = TestFederation::start(&["police", "ngo"]).await;
+    let mut ngo = fed.client("ngo", "cms").await;
+    let n = submit_draft(&mut ngo, person_draft("Olena", "Kovalenko", "1990-03-04")).await;
+    assert_eq!(n.version, 1);
+    eventually("ngo's alert at police", || {
+        let fed = &fed;
+        async move { (fed.alerts("police").await.len() == 1).then_some(()) }
+    })
+    .await;
+    let ring_of = |a: &str| {
+        let path = fed.config(a).matching.key_ring.unwrap().get_ref().clone();
+        std::fs::canonicalize(path).unwrap()
+    };
+    let ring = ring_of("ngo");
+    assert_eq!(ring_of("police"), ring, "one ring for the federation");
+    fed.stop_node("ngo").await;
+    fed.stop_node("police").await;
+    let v = casebridge::pseudo::keyring::rotate(&ring, time::Duration::ZERO).unwrap();
+    assert_eq!(v, 2);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await; // past the old key's end
+    fed.start_node("police").await;
+    fed.start_node("ngo").await;
+    // Ngo's alert comes to police again, as version 2 with new encodings.
+    eventually("ngo's re-encoded alert at police", || {
+        let fed = &fed;
+        let id = n.id.clone();
+        async move {
+            fed.alerts("police")
+                .await
+                .iter()
+                .any(|a| a.id == id && a.version == 2)
+                .then_some(())
+        }
+    })
+    .await;
+    let mut police = fed.client("police", "cms").await;
+    let p = submit_draft(
+        &mut police,
+        person_draft("Elena", "Kowalenko", "1990-03-04"),
+    )
+    .await;
+    let hits = hits_of(&police, &p.id, 1).await;
+    assert_eq!(hits[0].other_alert_id, n.id);
+    fed.shutdown().await;
+}

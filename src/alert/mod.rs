@@ -4,6 +4,9 @@
 //! builds outbound envelopes, [`crate::policy::shared_view_with`]).
 
 mod backfill;
+mod rematch;
+
+pub use rematch::RematchReport;
 
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;

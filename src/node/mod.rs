@@ -321,6 +321,25 @@ where
     })
 }
 
+/// Brings the store's own alerts under the matching settings in force
+/// (see `alert::rematch`), while the node serves.
+async fn rematch(core: Arc<NodeCore>) {
+    match core.ledger.rematch().await {
+        Ok(r) if r.up_to_date => {}
+        Ok(r) => tracing::info!(
+            re_encoded = r.re_encoded,
+            re_matched = r.re_matched,
+            hits = r.hits,
+            settings = %core.ledger.matching_settings(),
+            "own alerts brought under the matching settings in force"
+        ),
+        Err(e) => tracing::error!(
+            error = %e,
+            "re-encoding and re-matching own alerts failed; the next start tries again"
+        ),
+    }
+}
+
 /// Starts the background work of a node: audit checkpoints and pruning,
 /// the retention purge, CRL reloads, one delivery worker per peer, and the
 /// metrics endpoint (with the refresh of its per-peer gauges) when bound.
@@ -349,6 +368,7 @@ fn spawn_workers(
         )),
         tokio::spawn(tls_reloader.run(config.tls.crl_reload_secs.secs(), shutdown.clone())),
         tokio::spawn(warn_of_expiry(core.clone(), shutdown.clone())),
+        tokio::spawn(rematch(core.clone())),
     ];
     workers.extend(core.outbound.spawn_workers(
         DeliveryContext {

@@ -25,6 +25,9 @@
 //!   `release_retention`: deadline (seconds, u64 BE) ‖ release id → () for
 //!   every release still holding content (see `disclosures`).
 //! - `counters`: the last sequence number given out per log (see [`Counter`]).
+//! - `settings`: name → value of settings the stored data was made under
+//!   (`matching`: the matching settings own alerts were last encoded and
+//!   matched with, see `alert::rematch`).
 //! - `shares`: alert id ‖ 0 ‖ peer ‖ 0 ‖ outbox sequence (u64 BE) →
 //!   `ShareRecord`: each envelope of an alert a peer acknowledged or that
 //!   was dropped unsent (see `outbox`).
@@ -156,10 +159,11 @@ pub(crate) struct Trees {
     releases: Tree,
     release_order: Tree,
     release_retention: Tree,
+    settings: Tree,
 }
 
 /// Every tree the store keeps, by name (a migration and a backup copy these).
-pub const TREES: [&str; 26] = [
+pub const TREES: [&str; 27] = [
     "alerts",
     "outbox",
     "requests",
@@ -186,6 +190,7 @@ pub const TREES: [&str; 26] = [
     "releases",
     "release_order",
     "release_retention",
+    "settings",
 ];
 
 impl Trees {
@@ -217,6 +222,7 @@ impl Trees {
             releases: db.tree("releases")?,
             release_order: db.tree("release_order")?,
             release_retention: db.tree("release_retention")?,
+            settings: db.tree("settings")?,
         })
     }
 }
@@ -447,6 +453,38 @@ impl Store {
         let fs = rustix::fs::statvfs(&self.dir)
             .map_err(|e| StoreError::Flush(format!("statvfs {}: {e}", self.dir.display())))?;
         Ok(fs.f_bavail.saturating_mul(fs.f_frsize))
+    }
+
+    /// The value of setting `name` the stored data was made under, if recorded.
+    pub fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .db
+            .get(self.t.settings, name.as_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Records setting `name`, durably.
+    pub async fn set_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        self.write(|w| w.tx.insert(w.t.settings, name.as_bytes(), value.as_bytes()))?;
+        self.commit.durable().await
+    }
+
+    /// Runs the matching pass for stored alert `id` again (after the
+    /// matching settings changed): hits it makes under the settings in
+    /// force now are recorded and notified as any new hit; hits already
+    /// recorded stay as they are.
+    pub async fn rematch(
+        &self,
+        id: &crate::ids::AlertId,
+    ) -> Result<Vec<crate::proto::v1::Hit>, StoreError> {
+        let key = id.to_string();
+        let hits = self.write(|w| match w.tx.get(w.t.alerts, &key)? {
+            Some(bytes) => self.match_in(w, &alerts::decode(key.as_bytes(), &bytes)?),
+            None => Ok(Vec::new()),
+        })?;
+        self.commit.durable().await?;
+        self.publish(&hits);
+        Ok(hits)
     }
 
     /// The review band of fuzzy person matches.

@@ -1,0 +1,142 @@
+//! Keeping stored alerts under the matching settings in force. Tokens and
+//! person encodings are made when an alert is written, and hits when it
+//! is matched; when the encoding scheme, the review band or the set of
+//! matching keys valid now changes (a new version of the node, a changed
+//! `[matching]` section, a key ring rotation), alerts written before would
+//! otherwise stay encoded and matched the old way: a person encoded only
+//! under scheme 1 or a key that has ended would meet nobody again.
+//!
+//! So at start the node compares the settings its store was last brought
+//! under (the `matching` setting) with those in force and, when they
+//! differ, walks its own alerts: each whose tokens or encodings would now
+//! come out differently gets them anew as a new version (matched, and
+//! shared with its peers as any update, so that they re-match it too);
+//! each other one is matched again under the new band. Only then is the
+//! new setting recorded, so a crash halfway resumes at the next start;
+//! alerts already re-encoded compare equal and are only matched again.
+//! Other agencies' alerts are theirs to re-encode: their nodes do the same.
+
+use std::time::SystemTime;
+
+use super::{AlertError, Ledger};
+use crate::audit::{Action, CallEntry, Event, NODE};
+use crate::ids::AlertId;
+use crate::proto::v1::StoredAlert;
+
+/// The name under which the store keeps the matching settings.
+const SETTING: &str = "matching";
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RematchReport {
+    /// Nothing to do: the store was already under these settings.
+    pub up_to_date: bool,
+    /// Own alerts given new tokens and encodings (a new version each).
+    pub re_encoded: u64,
+    /// Own alerts matched again with the encodings they had.
+    pub re_matched: u64,
+    /// Hits the pass found.
+    pub hits: u64,
+}
+
+impl Ledger {
+    /// The matching settings in force, as the store records them: the
+    /// encoding scheme, the review band and the key versions valid now.
+    pub fn matching_settings(&self) -> String {
+        let band = self.store.band();
+        let keys: Vec<String> = self
+            .pseudo
+            .ring()
+            .map(|r| {
+                r.active(time::OffsetDateTime::now_utc())
+                    .map(|k| k.version.to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        format!(
+            "scheme={} likely={} possible={} keys={}",
+            String::from_utf8_lossy(crate::pseudo::person::SCHEME),
+            band.likely,
+            band.possible,
+            keys.join(",")
+        )
+    }
+
+    /// Brings every own alert under the matching settings in force, if the
+    /// store was last brought under others (see the module documentation).
+    pub async fn rematch(&self) -> Result<RematchReport, AlertError> {
+        let settings = self.matching_settings();
+        if self.store.setting(SETTING)?.as_deref() == Some(settings.as_str()) {
+            return Ok(RematchReport {
+                up_to_date: true,
+                ..Default::default()
+            });
+        }
+        let mut own = Vec::new();
+        self.store.for_each_own(&self.agency, |record| {
+            if let Some(a) = &record.alert
+                && !a.retracted
+            {
+                own.push(record.clone());
+            }
+        })?;
+        let mut report = RematchReport::default();
+        for record in own {
+            let Some(alert) = &record.alert else { continue };
+            let id: AlertId = self.parse_id(&alert.id)?;
+            match self.fresh_pseudonyms(&record) {
+                Some(fresh) => {
+                    let call = CallEntry::new(
+                        Event::new(NODE, Action::AlertUpdate, "OK")
+                            .detail("reason", "re-encoded under the matching settings in force"),
+                    );
+                    match self
+                        .re_encode(&id.to_string(), alert.version, fresh, &call)
+                        .await
+                    {
+                        Ok(()) => report.re_encoded += 1,
+                        // Updated meanwhile: that update encoded it anew.
+                        Err(AlertError::VersionMismatch { .. } | AlertError::Retracted(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                None => {
+                    report.re_matched += 1;
+                    report.hits += self.store.rematch(&id).await?.len() as u64;
+                }
+            }
+        }
+        self.store.set_setting(SETTING, &settings).await?;
+        Ok(report)
+    }
+
+    /// The pseudonyms `record`'s subjects get now, when they differ from
+    /// those it holds.
+    fn fresh_pseudonyms(
+        &self,
+        record: &StoredAlert,
+    ) -> Option<Vec<crate::proto::v1::SharedSubject>> {
+        let alert = record.alert.as_ref()?;
+        let fresh = self
+            .pseudo
+            .pseudonymize(&alert.subjects, "subjects", SystemTime::now().into())
+            .ok()?;
+        (fresh != record.pseudonyms).then_some(fresh)
+    }
+
+    /// Writes `fresh` pseudonyms as a new version of own alert `id` (the
+    /// content unchanged), through the path every update takes.
+    async fn re_encode(
+        &self,
+        id: &str,
+        version: u64,
+        fresh: Vec<crate::proto::v1::SharedSubject>,
+        call: &CallEntry,
+    ) -> Result<(), AlertError> {
+        self.change(id, version, call, |_, pseudonyms| {
+            *pseudonyms = fresh.clone();
+        })
+        .await
+        .map(|_| ())
+    }
+}
