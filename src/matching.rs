@@ -10,14 +10,12 @@
 
 use std::collections::BTreeSet;
 
-use prost::Message;
-
 use crate::ids::{AgencyId, AlertId};
 use crate::proto::v1::{
     BlockKind, Hit, MatchStrength, PersonEncoding, PersonEvidence, StoredAlert,
 };
 use crate::pseudo::clk::{CLK_BITS, Clk, dice};
-use crate::pseudo::person;
+use crate::pseudo::person::{self, Packed};
 
 /// Whose alerts count as "own", and which agencies may be sent hit notices.
 #[derive(Debug, Clone)]
@@ -75,33 +73,76 @@ pub struct PersonMatch {
     pub evidence: Option<PersonEvidence>,
 }
 
-/// Compares two person encodings of the same block: scheme 1 by the Dice
-/// similarity of the record-level filters, scheme 2 by name similarity and
-/// date agreement (`pseudo::person::compare`). `None` across schemes or
-/// when either is malformed.
-pub fn compare(a: &PersonEncoding, b: &PersonEncoding) -> Option<PersonMatch> {
-    match (a.kind == 0, b.kind == 0) {
-        (true, true) => similarity(&a.bloom, &b.bloom).map(|score| PersonMatch {
-            score,
-            evidence: None,
-        }),
-        (false, false) => {
-            if !person::well_formed(a) || !person::well_formed(b) {
-                return None;
-            }
-            let c = person::compare(a, b)?;
-            Some(PersonMatch {
-                score: c.score,
-                evidence: Some(PersonEvidence {
-                    name_similarity: c.name,
-                    date: c.date as i32,
-                    block: a.kind,
-                    ..Default::default()
-                }),
-            })
+/// A person encoding in the form comparisons read: scheme 1's filter, or
+/// scheme 2 packed (`person::Packed`). Also what a fuzzy index entry holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Comparable {
+    Scheme1(Clk),
+    Scheme2(Packed),
+}
+
+impl Comparable {
+    /// `None` for a malformed encoding.
+    pub fn of(e: &PersonEncoding) -> Option<Self> {
+        if e.kind == 0 {
+            Clk::from_bytes(&e.bloom).map(Self::Scheme1)
+        } else {
+            Packed::of(e).map(Self::Scheme2)
         }
-        _ => None,
     }
+
+    /// How the encoding is kept as the value of its fuzzy index entry:
+    /// scheme 1 as the bare 128-byte filter (as stores written before
+    /// scheme 2 hold it), scheme 2 packed (`person::PACKED_BYTES`, never
+    /// 128).
+    pub fn index_value(&self) -> Vec<u8> {
+        match self {
+            Self::Scheme1(clk) => clk.to_bytes(),
+            Self::Scheme2(p) => p.to_bytes(),
+        }
+    }
+
+    /// The encoding in a fuzzy index value, read without allocating.
+    pub fn from_index_value(v: &[u8]) -> Option<Self> {
+        if v.len() == CLK_BITS / 8 {
+            Clk::from_bytes(v).map(Self::Scheme1)
+        } else {
+            Packed::from_bytes(v).map(Self::Scheme2)
+        }
+    }
+
+    /// Compares two encodings of the same block: scheme 1 by the Dice
+    /// similarity of the record-level filters, scheme 2 by name similarity
+    /// and date agreement (`person::Packed::compare`), with the evidence.
+    /// `None` across schemes.
+    pub fn compare(&self, other: &Self) -> Option<PersonMatch> {
+        match (self, other) {
+            (Self::Scheme1(a), Self::Scheme1(b)) => Some(PersonMatch {
+                score: dice(&a.0, &b.0),
+                evidence: None,
+            }),
+            (Self::Scheme2(a), Self::Scheme2(b)) => {
+                let c = a.compare(b);
+                Some(PersonMatch {
+                    score: c.score,
+                    evidence: Some(PersonEvidence {
+                        name_similarity: c.name,
+                        date: c.date as i32,
+                        block: a.kind() as i32,
+                        ..Default::default()
+                    }),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Compares two person encodings of the same block (see
+/// [`Comparable::compare`]); `None` across schemes or when either is
+/// malformed.
+pub fn compare(a: &PersonEncoding, b: &PersonEncoding) -> Option<PersonMatch> {
+    Comparable::of(a)?.compare(&Comparable::of(b)?)
 }
 
 /// What is wrong with a person encoding from a peer, if anything: scheme 1
@@ -129,29 +170,6 @@ pub fn encoding_problem(e: &PersonEncoding) -> Option<String> {
             )
         }),
         Err(_) => Some(format!("unknown block kind {}", e.kind)),
-    }
-}
-
-/// How an encoding is kept as the value of its fuzzy index entry: scheme 1
-/// as the bare 128-byte filter (as stores written before scheme 2 hold
-/// it), scheme 2 as the encoded message, which is always longer.
-pub fn index_value(e: &PersonEncoding) -> Vec<u8> {
-    if e.kind == 0 {
-        e.bloom.clone()
-    } else {
-        e.encode_to_vec()
-    }
-}
-
-/// The encoding in a fuzzy index value (see [`index_value`]).
-pub fn from_index_value(v: &[u8]) -> Option<PersonEncoding> {
-    if v.len() == CLK_BITS / 8 {
-        Some(PersonEncoding {
-            bloom: v.to_vec(),
-            ..Default::default()
-        })
-    } else {
-        PersonEncoding::decode(v).ok().filter(|e| e.kind != 0)
     }
 }
 
@@ -237,12 +255,6 @@ pub fn encodings_of(record: &StoredAlert) -> Vec<&PersonEncoding> {
     });
     out.dedup();
     out
-}
-
-/// Dice similarity of two encodings of the same block, if well-formed.
-pub fn similarity(a: &[u8], b: &[u8]) -> Option<f64> {
-    let (a, b) = (Clk::from_bytes(a)?, Clk::from_bytes(b)?);
-    Some(dice(&a.0, &b.0))
 }
 
 /// One token as an index key: type, key version, value.

@@ -208,36 +208,74 @@ fn date_tags(key: &hmac::Key, d: Option<Date>) -> Option<DateTags> {
     Some(t)
 }
 
-/// How two dates of birth agree, from their tags alone. Levels from the
-/// strongest: the same full date; one of the usual misreadings (day and
-/// month swapped, or the year off by one); two of year, month and day equal;
-/// the same year while one of them is partial; one or both unknown; or
-/// different.
+/// How two dates of birth agree, from their tags alone (see [`agreement`]).
 pub fn date_agreement(a: Option<&DateTags>, b: Option<&DateTags>) -> DateAgreement {
-    let (Some(a), Some(b)) = (a, b) else {
+    agreement(&pack_tags(a), &pack_tags(b))
+}
+
+/// Tags in `DateTags` field order, as words, with a bit per tag present.
+type Tags = ([u64; 8], u8);
+
+const FULL: usize = 0;
+const SWAPPED: usize = 1;
+const PREVIOUS_YEAR: usize = 2;
+const NEXT_YEAR: usize = 3;
+const YEAR_MONTH: usize = 4;
+const MONTH_DAY: usize = 5;
+const YEAR_DAY: usize = 6;
+const YEAR: usize = 7;
+
+/// The tags as words (a tag of another length counts as absent).
+fn pack_tags(t: Option<&DateTags>) -> Tags {
+    let mut out = ([0u64; 8], 0u8);
+    let Some(t) = t else { return out };
+    let fields = [
+        &t.full,
+        &t.swapped,
+        &t.previous_year,
+        &t.next_year,
+        &t.year_month,
+        &t.month_day,
+        &t.year_day,
+        &t.year,
+    ];
+    for (i, v) in fields.into_iter().enumerate() {
+        if let Ok(bytes) = <[u8; TAG_BYTES]>::try_from(v.as_slice()) {
+            out.0[i] = u64::from_le_bytes(bytes);
+            out.1 |= 1 << i;
+        }
+    }
+    out
+}
+
+/// How two dates of birth agree. Levels from the strongest: the same full
+/// date; one of the usual misreadings (day and month swapped, or the year
+/// off by one); two of year, month and day equal; the same year while one
+/// of them is partial; one or both unknown; or different.
+fn agreement(a: &Tags, b: &Tags) -> DateAgreement {
+    if a.1 == 0 || b.1 == 0 {
         return DateAgreement::Missing;
-    };
-    let eq = |x: &[u8], y: &[u8]| !x.is_empty() && x == y;
-    if eq(&a.full, &b.full) {
+    }
+    let has = |t: &Tags, i: usize| t.1 & (1 << i) != 0;
+    let eq = |i: usize, j: usize| has(a, i) && has(b, j) && a.0[i] == b.0[j];
+    let partial = !has(a, FULL) || !has(b, FULL);
+    if eq(FULL, FULL) {
         DateAgreement::Same
-    } else if eq(&a.full, &b.swapped)
-        || eq(&a.swapped, &b.full)
-        || eq(&a.full, &b.previous_year)
-        || eq(&a.full, &b.next_year)
+    } else if eq(FULL, SWAPPED)
+        || eq(SWAPPED, FULL)
+        || eq(FULL, PREVIOUS_YEAR)
+        || eq(FULL, NEXT_YEAR)
     {
         DateAgreement::Misread
-    } else if eq(&a.year_month, &b.year_month)
-        || eq(&a.month_day, &b.month_day)
-        || eq(&a.year_day, &b.year_day)
-    {
+    } else if eq(YEAR_MONTH, YEAR_MONTH) || eq(MONTH_DAY, MONTH_DAY) || eq(YEAR_DAY, YEAR_DAY) {
         // Two of three parts equal: one mistyped. (With a partial date, the
         // same year and month: as far as both are known, the same.)
-        if a.full.is_empty() || b.full.is_empty() {
+        if partial {
             DateAgreement::Partial
         } else {
             DateAgreement::TwoOfThree
         }
-    } else if eq(&a.year, &b.year) && (a.full.is_empty() || b.full.is_empty()) {
+    } else if eq(YEAR, YEAR) && partial {
         DateAgreement::Partial
     } else {
         DateAgreement::Different
@@ -273,18 +311,80 @@ pub struct Comparison {
     pub score: f64,
 }
 
-/// Compares two encodings of the same block: the Dice similarity of the
-/// name filters, the date agreement of the tags, and the score that weighs
-/// them. `None` when either is not a scheme-2 encoding or is malformed.
+/// A scheme-2 encoding in the form comparisons read: fixed size, on the
+/// stack, so that the candidates of a block are compared at memory speed
+/// rather than chasing a heap allocation per tag. It is also the value of
+/// the encoding's fuzzy index entry ([`Packed::to_bytes`]), read back
+/// without allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Packed {
+    kind: BlockKind,
+    name: [u64; CLK_WORDS],
+    tags: Tags,
+}
+
+/// The first byte of a packed encoding, and its length (which is never
+/// that of a bare scheme-1 filter).
+const PACKED_FORMAT: u8 = 2;
+pub const PACKED_BYTES: usize = 3 + CLK_BITS / 8 + 8 * TAG_BYTES;
+
+impl Packed {
+    /// The packed form of a well-formed scheme-2 encoding.
+    pub fn of(e: &PersonEncoding) -> Option<Self> {
+        if !well_formed(e) {
+            return None;
+        }
+        Some(Self {
+            kind: BlockKind::try_from(e.kind).ok()?,
+            name: Clk::from_bytes(&e.name)?.0,
+            tags: pack_tags(e.date.as_ref()),
+        })
+    }
+
+    pub fn kind(&self) -> BlockKind {
+        self.kind
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(PACKED_BYTES);
+        out.extend_from_slice(&[PACKED_FORMAT, self.kind as u8, self.tags.1]);
+        out.extend(self.name.iter().flat_map(|w| w.to_le_bytes()));
+        out.extend(self.tags.0.iter().flat_map(|w| w.to_le_bytes()));
+        out
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        if b.len() != PACKED_BYTES || b[0] != PACKED_FORMAT {
+            return None;
+        }
+        let word = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+        let name_at = 3;
+        let tags_at = name_at + CLK_BITS / 8;
+        Some(Self {
+            kind: BlockKind::try_from(i32::from(b[1])).ok()?,
+            name: std::array::from_fn(|i| word(name_at + 8 * i)),
+            tags: (std::array::from_fn(|i| word(tags_at + 8 * i)), b[2]),
+        })
+    }
+
+    /// Compares two encodings of the same block: the Dice similarity of
+    /// the name filters, the date agreement of the tags, and the score that
+    /// weighs them.
+    pub fn compare(&self, other: &Self) -> Comparison {
+        let name = dice(&self.name, &other.name);
+        let date = agreement(&self.tags, &other.tags);
+        Comparison {
+            name,
+            date,
+            score: NAME_WEIGHT * name + (1.0 - NAME_WEIGHT) * date_weight(date),
+        }
+    }
+}
+
+/// Compares two scheme-2 encodings of the same block (see
+/// [`Packed::compare`]); `None` when either is not one or is malformed.
 pub fn compare(a: &PersonEncoding, b: &PersonEncoding) -> Option<Comparison> {
-    let (na, nb) = (Clk::from_bytes(&a.name)?, Clk::from_bytes(&b.name)?);
-    let name = dice(&na.0, &nb.0);
-    let date = date_agreement(a.date.as_ref(), b.date.as_ref());
-    Some(Comparison {
-        name,
-        date,
-        score: NAME_WEIGHT * name + (1.0 - NAME_WEIGHT) * date_weight(date),
-    })
+    Some(Packed::of(a)?.compare(&Packed::of(b)?))
 }
 
 /// Whether a scheme-2 encoding is well formed: a block, a name filter of
@@ -571,6 +671,51 @@ mod tests {
         let no_date = encode(k, "Olena", "Kovalenko", "", Blocks::BirthYear);
         assert!(no_date[0].date.is_none());
         assert_ne!(no_date[0].block, year[0].block, "the unknown-year block");
+    }
+
+    #[test]
+    fn packed_encodings_round_trip_and_compare_as_the_message_does() {
+        let (_d, ring) = ring();
+        let k = ring.key(1).unwrap();
+        let a = encode(
+            k,
+            "Olena",
+            "Kovalenko",
+            "1990-03-04",
+            Blocks::BirthYearAndNameSound,
+        );
+        let b = encode(
+            k,
+            "Elena",
+            "Kowalenko",
+            "1990-04-03",
+            Blocks::BirthYearAndNameSound,
+        );
+        let no_date = encode(k, "Olena", "Kovalenko", "", Blocks::BirthYear);
+        for e in a.iter().chain(&b).chain(&no_date) {
+            let p = Packed::of(e).unwrap();
+            let bytes = p.to_bytes();
+            assert_eq!(bytes.len(), PACKED_BYTES);
+            assert_ne!(
+                PACKED_BYTES,
+                CLK_BITS / 8,
+                "never taken for a scheme-1 filter"
+            );
+            assert_eq!(Packed::from_bytes(&bytes), Some(p));
+        }
+        let c = compare(&a[1], &b[1]).unwrap();
+        assert_eq!(c.date, DateAgreement::Misread);
+        assert!(c.name > 0.8, "{c:?}");
+        let mut broken = a[0].clone();
+        broken.name.pop();
+        assert_eq!(
+            compare(&broken, &a[0]),
+            None,
+            "a malformed filter compares as nothing"
+        );
+        let mut bytes = Packed::of(&a[0]).unwrap().to_bytes();
+        bytes[0] = 9;
+        assert_eq!(Packed::from_bytes(&bytes), None, "unknown format");
     }
 
     fn word() -> impl Strategy<Value = String> {

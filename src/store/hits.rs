@@ -59,8 +59,7 @@ impl Store {
         record: &StoredAlert,
     ) -> Result<Vec<Hit>, StoreError> {
         use crate::matching::{
-            FoundHits, MatchedBy, compare, encoding_block, encodings_of, from_index_value,
-            hit_pair, tokens_of,
+            Comparable, FoundHits, MatchedBy, encoding_block, encodings_of, hit_pair, tokens_of,
         };
         use crate::proto::v1::{IdentifierType, MatchStrength};
         let Some(alert) = record.alert.as_ref() else {
@@ -110,10 +109,14 @@ impl Store {
             }
         }
         for e in encodings {
+            let Some(probe) = Comparable::of(e) else {
+                continue;
+            };
             let block = encoding_block(e);
             let ranges = index::candidate_ranges(&block, this.origin(), own);
             for (other, value) in Self::candidates(scan, w.t.fuzzy, block.len(), ranges)? {
-                let Some(m) = from_index_value(&value).and_then(|o| compare(e, &o)) else {
+                let Some(m) = Comparable::from_index_value(&value).and_then(|o| probe.compare(&o))
+                else {
                     continue;
                 };
                 if let Some(strength) = self.scope.band.strength(m.score) {

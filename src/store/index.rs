@@ -306,7 +306,7 @@ pub(super) fn reindex(
         w.tx.insert(
             t.fuzzy,
             fuzzy_key(&matching::encoding_block(e), &this, n),
-            matching::index_value(e),
+            matching::Comparable::of(e).map_or_else(Vec::new, |c| c.index_value()),
         )?;
     }
     if let Some(k) = previous.and_then(retention_key) {

@@ -60,10 +60,13 @@ impl Store {
             }
         }
         for e in encodings {
+            let Some(probe) = crate::matching::Comparable::of(e) else {
+                continue;
+            };
             let block = crate::matching::encoding_block(e);
             for (id, value) in Self::candidates(scan, self.t.fuzzy, block.len(), ranges(&block))? {
-                let Some(m) = crate::matching::from_index_value(&value)
-                    .and_then(|stored| crate::matching::compare(e, &stored))
+                let Some(m) = crate::matching::Comparable::from_index_value(&value)
+                    .and_then(|stored| probe.compare(&stored))
                 else {
                     continue;
                 };
