@@ -60,10 +60,11 @@ impl Default for Band {
 /// generated sets with every block (`docs/linkage.md`), so a likely hit
 /// is told to the other agency without waiting for a person.
 pub const DEFAULT_LIKELY_THRESHOLD: f64 = 0.80;
-/// Default possible threshold, the lower end of the review band: the band
-/// held 0.97–1.00 true pairs on FEBRL and about two in five on the
-/// generated sets (namesakes and siblings are its false ones), which a
-/// reviewer sorts out; lower, the generated sets' band is mostly decoys.
+/// Default possible threshold, the lower end of the review band: with
+/// every block the band held 0.85–1.00 true pairs on FEBRL 1-4 and 0.12–
+/// 0.13 on the generated sets, whose false ones are namesakes born in the
+/// same year and month, which only a reviewer with the files can tell
+/// apart; lower, even FEBRL's band fills with false pairs.
 pub const DEFAULT_POSSIBLE_THRESHOLD: f64 = 0.75;
 
 /// One fuzzy comparison: the score and, for scheme-2 encodings, why.

@@ -43,7 +43,7 @@ pub enum TextLevel {
 /// (`fuzzy`), or also by the sound of each name word (`fuzzy_wide`), which
 /// finds a person whose year of birth is wrong or missing at the price of
 /// letting the peer group that agency's persons by name sound across years
-/// (see docs/threat-model.md).
+/// (see docs/linkage.md, "What a peer can learn").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IdLevel {
