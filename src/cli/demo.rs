@@ -465,13 +465,14 @@ async fn report_hits(fed: &Federation) -> Result<(bool, usize), Failure> {
         let found = wait_for_hit(&fed.layout, agency, other).await?;
         match found {
             Some(h) => println!(
-                "  {agency:<7} your {} relates to {} at {other} (same {}, similarity {:.2})",
+                "  {agency:<7} your {} relates to {} at {other} (same {}, {}, score {:.2})",
                 h.local_alert_id,
                 h.other_alert_id,
                 IdentifierType::try_from(h.r#type).map_or("identifier".to_string(), |t| t
                     .as_str_name()
                     .trim_start_matches("IDENTIFIER_TYPE_")
                     .to_ascii_lowercase()),
+                crate::proto::strength_name(h.strength),
                 h.similarity
             ),
             None => {

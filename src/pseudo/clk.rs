@@ -182,69 +182,6 @@ pub fn sound_keys(given_names: &str, family_name: &str) -> Vec<String> {
     keys
 }
 
-/// Field-level filters of a person under `salt`: one for the name, one for
-/// the date of birth (none when it is unknown), so that a comparison can
-/// weigh each field and say which agreed. For measuring per-field evidence
-/// (benches/linkage_csv.rs); nodes share record-level filters today.
-pub fn encode_fields(
-    key: &MatchingKey,
-    salt: &str,
-    given_names: &str,
-    family_name: &str,
-    date_of_birth: &str,
-) -> (Clk, Option<Clk>) {
-    let mut name = Clk([0; CLK_WORDS]);
-    add_name(&mut name, key, salt, given_names, family_name);
-    let date = normalize::date_of_birth(date_of_birth).ok().map(|dob| {
-        let mut clk = Clk([0; CLK_WORDS]);
-        add_date(&mut clk, key, salt, &dob);
-        clk
-    });
-    (name, date)
-}
-
-/// Every digit of a normalized date by position, and year, month and day as
-/// wholes, under the date field key of `salt`.
-fn add_date(clk: &mut Clk, key: &MatchingKey, salt: &str, dob: &str) {
-    let date = field_key(key, b"dob", salt);
-    for (pos, c) in dob.char_indices().filter(|(_, c)| c.is_ascii_digit()) {
-        add_feature(clk, &date, format!("{pos}:{c}").as_bytes(), K_DATE);
-    }
-    add_feature(clk, &date, format!("y:{}", &dob[..4]).as_bytes(), K_DATE);
-    if let Some(month) = dob.get(5..7) {
-        add_feature(clk, &date, format!("m:{month}").as_bytes(), K_DATE);
-    }
-    if let Some(day) = dob.get(8..10) {
-        add_feature(clk, &date, format!("d:{day}").as_bytes(), K_DATE);
-    }
-}
-
-/// Encodings of a person blocked by the sound of its name words instead of
-/// its year of birth (see [`sound_keys`]): the name, and the whole date of
-/// birth when known (every digit by position, and year, month, day as
-/// wholes), under each block's own field keys. Two records of one person
-/// whose dates disagree, or one of which has none, still meet here.
-pub fn encode_by_name_sound(
-    key: &MatchingKey,
-    given_names: &str,
-    family_name: &str,
-    date_of_birth: &str,
-) -> Vec<(String, Clk)> {
-    let dob = normalize::date_of_birth(date_of_birth).ok();
-    sound_keys(given_names, family_name)
-        .into_iter()
-        .map(|sound| {
-            let salt = format!("sound:{sound}");
-            let mut clk = Clk([0; CLK_WORDS]);
-            add_name(&mut clk, key, &salt, given_names, family_name);
-            if let Some(dob) = &dob {
-                add_date(&mut clk, key, &salt, dob);
-            }
-            (salt, clk)
-        })
-        .collect()
-}
-
 /// Encodes a person. Names are normalized as for exact tokens; the date of
 /// birth contributes its month and day digits by position (the year is the
 /// salt). Returns the salt and the filter.
@@ -284,16 +221,8 @@ pub fn encode(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::FederationName;
-    use crate::pseudo::{KeyRing, keyring};
-
-    fn key() -> (tempfile::TempDir, KeyRing) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("k.toml");
-        keyring::generate(&path, &FederationName::new("t.cb").unwrap()).unwrap();
-        let ring = KeyRing::load(&path).unwrap();
-        (dir, ring)
-    }
+    use crate::pseudo::KeyRing;
+    use crate::pseudo::keyring::test_ring as key;
 
     fn sim(ring: &KeyRing, a: (&str, &str, &str), b: (&str, &str, &str)) -> f64 {
         let k = ring.key(1).unwrap();

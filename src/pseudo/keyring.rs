@@ -258,6 +258,21 @@ pub fn rotate(path: &Path, overlap: time::Duration) -> Result<u32, KeyRingError>
     Ok(version)
 }
 
+/// A fresh key ring of federation `t.cb` in a temporary directory, for
+/// tests (the directory lives as long as the returned guard).
+#[cfg(test)]
+pub(crate) fn test_ring() -> (tempfile::TempDir, KeyRing) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("k.toml");
+    generate(
+        &path,
+        &crate::ids::FederationName::new("t.cb").expect("a valid name"),
+    )
+    .expect("a new key ring");
+    let ring = KeyRing::load(&path).expect("the ring just written");
+    (dir, ring)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

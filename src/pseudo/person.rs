@@ -225,11 +225,9 @@ const MONTH_DAY: usize = 5;
 const YEAR_DAY: usize = 6;
 const YEAR: usize = 7;
 
-/// The tags as words (a tag of another length counts as absent).
-fn pack_tags(t: Option<&DateTags>) -> Tags {
-    let mut out = ([0u64; 8], 0u8);
-    let Some(t) = t else { return out };
-    let fields = [
+/// The tags in field order (the order of [`FULL`] … [`YEAR`]).
+fn tag_fields(t: &DateTags) -> [&Vec<u8>; 8] {
+    [
         &t.full,
         &t.swapped,
         &t.previous_year,
@@ -238,8 +236,14 @@ fn pack_tags(t: Option<&DateTags>) -> Tags {
         &t.month_day,
         &t.year_day,
         &t.year,
-    ];
-    for (i, v) in fields.into_iter().enumerate() {
+    ]
+}
+
+/// The tags as words (a tag of another length counts as absent).
+fn pack_tags(t: Option<&DateTags>) -> Tags {
+    let mut out = ([0u64; 8], 0u8);
+    let Some(t) = t else { return out };
+    for (i, v) in tag_fields(t).into_iter().enumerate() {
         if let Ok(bytes) = <[u8; TAG_BYTES]>::try_from(v.as_slice()) {
             out.0[i] = u64::from_le_bytes(bytes);
             out.1 |= 1 << i;
@@ -391,18 +395,9 @@ pub fn compare(a: &PersonEncoding, b: &PersonEncoding) -> Option<Comparison> {
 /// the right size, tags of the right size.
 pub fn well_formed(e: &PersonEncoding) -> bool {
     let tags_ok = e.date.as_ref().is_none_or(|t| {
-        [
-            &t.full,
-            &t.swapped,
-            &t.previous_year,
-            &t.next_year,
-            &t.year_month,
-            &t.month_day,
-            &t.year_day,
-            &t.year,
-        ]
-        .iter()
-        .all(|v| v.is_empty() || v.len() == TAG_BYTES)
+        tag_fields(t)
+            .iter()
+            .all(|v| v.is_empty() || v.len() == TAG_BYTES)
     });
     e.block.len() == BLOCK_BYTES && e.name.len() == CLK_BITS / 8 && tags_ok
 }
@@ -448,18 +443,10 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::ids::FederationName;
     use crate::matching::{Band, DEFAULT_LIKELY_THRESHOLD, DEFAULT_POSSIBLE_THRESHOLD};
     use crate::proto::v1::MatchStrength;
-    use crate::pseudo::{KeyRing, keyring};
-
-    fn ring() -> (tempfile::TempDir, KeyRing) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("k.toml");
-        keyring::generate(&path, &FederationName::new("t.cb").unwrap()).unwrap();
-        let ring = KeyRing::load(&path).unwrap();
-        (dir, ring)
-    }
+    use crate::pseudo::KeyRing;
+    use crate::pseudo::keyring::test_ring as ring;
 
     type Person = (&'static str, &'static str, &'static str);
 
