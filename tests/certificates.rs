@@ -212,3 +212,89 @@ async fn a_node_and_a_client_run_on_certificates_signed_from_requests() {
     )
     .await;
 }
+
+/// `certs init` writes every client certificate as a PKCS#12 file a browser
+/// imports (mode 0600), and prints each password once: NSS, the certificate
+/// store of Chromium and Firefox, takes the file with that password, with
+/// its key, and refuses it with another.
+#[test]
+fn certs_init_writes_browser_bundles_nss_imports() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Command;
+    if Command::new("pk12util").arg("-h").output().is_err() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "pk12util is not installed: .ci/run installs libnss3-tools, and this test needs it"
+        );
+        eprintln!("SKIPPED: pk12util is not installed (apt-get install libnss3-tools)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pki");
+    let (code, stdout, err) = cli(&[
+        "certs",
+        "init",
+        "--federation",
+        FEDERATION,
+        "--agencies",
+        "police,ngo",
+        "--out",
+        arg(&out),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let p12 = out.join("ngo/clients/legal.p12");
+    let line = stdout
+        .lines()
+        .find(|l| l.contains(arg(&p12)))
+        .unwrap_or_else(|| panic!("no line for {}: {stdout}", p12.display()));
+    let password = line.rsplit("password ").next().unwrap().trim();
+    assert_eq!(password.len(), 29, "{line}");
+    assert_eq!(
+        stdout.matches(password).count(),
+        1,
+        "each password is printed once"
+    );
+    let bundles = stdout.matches(".p12  password ").count();
+    assert_eq!(bundles, 2 * casebridge::certs::DEV_CLIENTS.len());
+    let mode = std::fs::metadata(&p12).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let db = dir.path().join("nssdb");
+    std::fs::create_dir(&db).unwrap();
+    let nss = format!("sql:{}", db.display());
+    let run = |cmd: &str, args: &[&str]| {
+        let o = Command::new(cmd).args(args).output().unwrap();
+        (
+            o.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        )
+    };
+    let (ok, why) = run("certutil", &["-N", "-d", &nss, "--empty-password"]);
+    assert!(ok, "{why}");
+    let (ok, why) = run(
+        "pk12util",
+        &["-i", arg(&p12), "-d", &nss, "-W", "not-the-password"],
+    );
+    assert!(!ok, "a wrong password must not open the file: {why}");
+    let (ok, why) = run("pk12util", &["-i", arg(&p12), "-d", &nss, "-W", password]);
+    assert!(ok, "{why}");
+    // `u,u,u`: NSS holds the certificate's private key, so a browser can
+    // present it.
+    let (_, certs) = run("certutil", &["-L", "-d", &nss]);
+    assert!(
+        certs
+            .lines()
+            .any(|l| l.contains("CN=ngo client legal") && l.trim_end().ends_with("u,u,u")),
+        "the client certificate with its key: {certs}"
+    );
+    assert!(certs.contains("ngo local client CA"), "its CA: {certs}");
+    let (ok, keys) = run("certutil", &["-K", "-d", &nss]);
+    assert!(
+        ok && keys.contains("ngo client legal"),
+        "its private key: {keys}"
+    );
+}

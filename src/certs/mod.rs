@@ -44,8 +44,10 @@ pub enum CertsError {
     Refused(String),
 }
 
+mod bundle;
 mod crl;
 mod request;
+pub use bundle::{BrowserBundle, pkcs12, write_browser_bundles};
 pub use crl::{RevokeTarget, client_crl, federation_crl, revoke};
 pub use request::{CertRole, default_days, request, sign};
 
@@ -119,7 +121,13 @@ pub fn free_loopback_addrs(
 }
 
 fn write_new(path: &Path, contents: &str, private: bool) -> Result<(), CertsError> {
-    crate::secrets::create_new(path, contents.as_bytes(), private).map_err(|source| {
+    write_bytes_new(path, contents.as_bytes(), private)
+}
+
+/// Creates `path` with `contents` (mode 0600 when `private`), refusing to
+/// overwrite a file.
+fn write_bytes_new(path: &Path, contents: &[u8], private: bool) -> Result<(), CertsError> {
+    crate::secrets::create_new(path, contents, private).map_err(|source| {
         if source.kind() == std::io::ErrorKind::AlreadyExists {
             CertsError::Exists {
                 path: path.to_owned(),

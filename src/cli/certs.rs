@@ -207,6 +207,7 @@ fn init(federation: &str, agencies: &[String], out: &Path) -> Result<(), Failure
     }
     let addrs = certs::free_loopback_addrs(&ids)?;
     let layout = certs::init_federation(&federation, &addrs, out)?;
+    let bundles = certs::write_browser_bundles(&layout)?;
     println!(
         "development federation `{federation}` written to {}",
         out.display()
@@ -234,5 +235,18 @@ fn init(federation: &str, agencies: &[String], out: &Path) -> Result<(), Failure
             .display()
             .to_string())
     );
+    println!(
+        "client certificates for a browser (PKCS#12, mode 0600; import them as docs/console.md says).
+         Each password is shown now only: note it, or make the file again with `certs init`."
+    );
+    for b in &bundles {
+        println!(
+            "  {:<8} {:<8} {}  password {}",
+            b.agency,
+            b.client,
+            b.path.display(),
+            b.password
+        );
+    }
     Ok(())
 }
