@@ -3,10 +3,14 @@
 //! index entries and the hits it causes commit, and are synced, together.
 //!
 //! A hit is recorded when two alerts from **different agencies** share a
-//! token (same identifier type, key version and value) and at least one of
-//! them is this agency's own: a node does not track relations between two
-//! other agencies' alerts. Each (own alert, other alert, type) is recorded
-//! once, however often either side is updated or redelivered.
+//! token (same identifier type, key version and value), or hold person
+//! encodings of one block whose score reaches the review band's lower end,
+//! and at least one of them is this agency's own: a node does not track
+//! relations between two other agencies' alerts. Each (own alert, other
+//! alert, type) is recorded once, however often either side is updated or
+//! redelivered. An equal token is `exact`; a score from the likely
+//! threshold up `likely`; below it `possible`, which waits for a person
+//! (see `store::hits`).
 
 use std::collections::BTreeSet;
 
