@@ -134,7 +134,8 @@ def anonlink_pairs(rows):
     return pairs
 
 
-def casebridge(rows, binary, scheme, blocks="wide"):
+def run_linkage_csv(rows, binary, **env):
+    """Runs `linkage_csv` on `rows` with `env` added; its JSON output."""
     # Tab-separated: FEBRL values hold no tabs.
     with tempfile.NamedTemporaryFile("w", suffix=".tsv", delete=False, newline="") as f:
         w = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar="\\")
@@ -142,11 +143,16 @@ def casebridge(rows, binary, scheme, blocks="wide"):
         w.writerows(rows)
         path = f.name
     try:
-        env = dict(os.environ, LINKAGE_SCHEME=str(scheme), LINKAGE_BLOCKS=blocks)
-        out = subprocess.run([binary, path], check=True, capture_output=True, text=True, env=env).stdout
+        out = subprocess.run(
+            [binary, path], check=True, capture_output=True, text=True, env=dict(os.environ, **env)
+        ).stdout
     finally:
         os.unlink(path)
-    result = json.loads(out)
+    return json.loads(out)
+
+
+def casebridge(rows, binary, scheme, blocks="wide"):
+    result = run_linkage_csv(rows, binary, LINKAGE_SCHEME=str(scheme), LINKAGE_BLOCKS=blocks)
     pairs = {(a, b): s for a, b, s in result["pairs"]}
     return pairs, result
 

@@ -8,35 +8,22 @@ BINARY is `linkage_csv` (see side_by_side.sh for how to build it).
 """
 
 import itertools
-import json
 import os
-import subprocess
 import sys
-import tempfile
-import csv
 
 import numpy
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import generator  # noqa: E402
-from side_by_side import febrl, true_pairs  # noqa: E402
+from side_by_side import febrl, run_linkage_csv, true_pairs  # noqa: E402
 
 # DateAgreement: 1 same, 2 misread, 3 two of three, 4 partial, 5 missing, 6 different.
 THRESHOLDS = [x / 100 for x in range(50, 100, 2)]
 
 
 def evidence(rows, binary):
-    with tempfile.NamedTemporaryFile("w", suffix=".tsv", delete=False, newline="") as f:
-        w = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar="\\")
-        w.writerow(["id", "entity", "given", "family", "dob"])
-        w.writerows(rows)
-        path = f.name
-    try:
-        env = dict(os.environ, LINKAGE_SCHEME="2", LINKAGE_BLOCKS="wide", LINKAGE_EVIDENCE="1")
-        out = subprocess.run([binary, path], check=True, capture_output=True, text=True, env=env).stdout
-    finally:
-        os.unlink(path)
-    return [(a, b, n, d) for a, b, n, d in json.loads(out)["pairs"]]
+    out = run_linkage_csv(rows, binary, LINKAGE_SCHEME="2", LINKAGE_BLOCKS="wide", LINKAGE_EVIDENCE="1")
+    return [(a, b, n, d) for a, b, n, d in out["pairs"]]
 
 
 def arrays(pairs, truth):

@@ -118,7 +118,7 @@ pub(super) fn add_feature(clk: &mut Clk, key: &hmac::Key, feature: &[u8], k: usi
 }
 
 /// Padded bigrams of each word: `maria` → `_m ma ar ri ia a_`.
-fn bigrams(name: &str) -> Vec<String> {
+pub(super) fn bigrams(name: &str) -> Vec<String> {
     let mut out = Vec::new();
     for word in name.split_whitespace() {
         let padded: Vec<char> = std::iter::once('_')

@@ -135,16 +135,7 @@ pub fn name_words(given_names: &str, family_name: &str) -> Vec<String> {
 /// The distinct padded bigrams of a person's name words: `maria` →
 /// `_m ma ar ri ia a_`. A bag: word order does not matter.
 pub fn name_bigrams(given_names: &str, family_name: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for word in name_words(given_names, family_name) {
-        let padded: Vec<char> = std::iter::once('_')
-            .chain(word.chars())
-            .chain(std::iter::once('_'))
-            .collect();
-        for w in padded.windows(2) {
-            out.push(w.iter().collect());
-        }
-    }
+    let mut out = clk::bigrams(&name_words(given_names, family_name).join(" "));
     out.sort();
     out.dedup();
     out
