@@ -6,9 +6,9 @@ mod common;
 
 use casebridge::client::NodeClient;
 use casebridge::proto::v1::{
-    AlertContent, AlertDraft, BlockKind, Category, DateAgreement, Hit, HitChange, HitSource,
-    HitVerdict, Identifier, MatchStrength, PersonName, ReviewHitRequest, Severity, Subject,
-    SubjectRole, Tlp, identifier::Kind,
+    AlertContent, AlertDraft, BlockKind, Category, DateAgreement, Hit, HitChange, HitVerdict,
+    Identifier, MatchStrength, PersonName, ReviewHitRequest, Severity, Subject, SubjectRole, Tlp,
+    identifier::Kind,
 };
 use common::*;
 
@@ -133,15 +133,17 @@ async fn candidates_are_ranked_with_evidence_and_a_possible_hit_waits_for_review
     })
     .await;
     assert!(!told(&ngo_hits, &n3.id), "nothing told of the possible hit");
-    let noticed = ngo_hits
+    // Ngo's own hit (found when police's alert arrived, or from the
+    // notice, whichever came first) carries the same evidence.
+    let at_ngo_n2 = ngo_hits
         .iter()
-        .find(|h| h.local_alert_id == n2.id && h.source == HitSource::Notice as i32);
-    if let Some(n) = noticed {
-        assert_eq!(
-            n.evidence.as_ref().unwrap().date,
-            DateAgreement::Misread as i32
-        );
-    }
+        .rev()
+        .find(|h| h.local_alert_id == n2.id && h.other_alert_id == p.id)
+        .expect("ngo's hit on its second record");
+    assert_eq!(
+        at_ngo_n2.evidence.as_ref().unwrap().date,
+        DateAgreement::Misread as i32
+    );
 
     let mut analyst = fed.client("police", "analyst").await;
     let reviewed = analyst

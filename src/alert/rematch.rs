@@ -26,6 +26,9 @@ use crate::proto::v1::StoredAlert;
 /// The name under which the store keeps the matching settings.
 const SETTING: &str = "matching";
 
+/// Alerts matched again per transaction (and per sync).
+const REMATCH_BATCH: usize = 256;
+
 /// What one pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RematchReport {
@@ -72,18 +75,24 @@ impl Ledger {
                 ..Default::default()
             });
         }
+        // Ids only: the records are read one at a time below, so a store of
+        // millions of alerts is not held in memory.
         let mut own = Vec::new();
         self.store.for_each_own(&self.agency, |record| {
             if let Some(a) = &record.alert
                 && !a.retracted
             {
-                own.push(record.clone());
+                own.push(a.id.clone());
             }
         })?;
         let mut report = RematchReport::default();
-        for record in own {
+        let mut unchanged = Vec::new();
+        for id in own {
+            let id: AlertId = self.parse_id(&id)?;
+            let Some(record) = self.store.get(&id)? else {
+                continue; // purged meanwhile
+            };
             let Some(alert) = &record.alert else { continue };
-            let id: AlertId = self.parse_id(&alert.id)?;
             match self.fresh_pseudonyms(&record) {
                 Some(fresh) => {
                     let call = CallEntry::new(
@@ -101,11 +110,17 @@ impl Ledger {
                     }
                 }
                 None => {
-                    report.re_matched += 1;
-                    report.hits += self.store.rematch(&id).await?.len() as u64;
+                    unchanged.push(id);
+                    if unchanged.len() == REMATCH_BATCH {
+                        report.re_matched += unchanged.len() as u64;
+                        report.hits += self.store.rematch(&unchanged).await?.len() as u64;
+                        unchanged.clear();
+                    }
                 }
             }
         }
+        report.re_matched += unchanged.len() as u64;
+        report.hits += self.store.rematch(&unchanged).await?.len() as u64;
         self.store.set_setting(SETTING, &settings).await?;
         Ok(report)
     }

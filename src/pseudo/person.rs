@@ -52,8 +52,7 @@ pub enum Blocks {
     BirthYearAndNameSound,
 }
 
-/// One encoding before it is keyed into the wire form: which block, its
-/// salt, the name filter and the date tags.
+/// The keyed id of the block of `kind` with `salt` (a year, a sound key).
 fn block_key(key: &MatchingKey, kind: BlockKind, salt: &str) -> Vec<u8> {
     key.mac(&[
         SCHEME,
@@ -197,11 +196,6 @@ fn date_tags(key: &hmac::Key, d: Option<Date>) -> Option<DateTags> {
         }
     }
     Some(t)
-}
-
-/// How two dates of birth agree, from their tags alone (see [`agreement`]).
-pub fn date_agreement(a: Option<&DateTags>, b: Option<&DateTags>) -> DateAgreement {
-    agreement(&pack_tags(a), &pack_tags(b))
 }
 
 /// Tags in `DateTags` field order, as words, with a bit per tag present.
@@ -487,7 +481,9 @@ mod tests {
             let key = field_key(k, b"dob", BlockKind::NameSound, "x");
             date_tags(&key, Date::parse(d))
         };
-        let level = |a: &str, b: &str| date_agreement(tags(a).as_ref(), tags(b).as_ref());
+        let level = |a: &str, b: &str| {
+            agreement(&pack_tags(tags(a).as_ref()), &pack_tags(tags(b).as_ref()))
+        };
         assert_eq!(level("1990-03-04", "1990-03-04"), DateAgreement::Same);
         assert_eq!(
             level("1990-03-04", "19900304"),

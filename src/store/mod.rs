@@ -469,18 +469,26 @@ impl Store {
         self.commit.durable().await
     }
 
-    /// Runs the matching pass for stored alert `id` again (after the
-    /// matching settings changed): hits it makes under the settings in
-    /// force now are recorded and notified as any new hit; hits already
-    /// recorded stay as they are.
+    /// Runs the matching pass for stored alerts `ids` again (after the
+    /// matching settings changed), in one transaction and one sync: hits
+    /// they make under the settings in force now are recorded and notified
+    /// as any new hit; hits already recorded stay as they are.
     pub async fn rematch(
         &self,
-        id: &crate::ids::AlertId,
+        ids: &[crate::ids::AlertId],
     ) -> Result<Vec<crate::proto::v1::Hit>, StoreError> {
-        let key = id.to_string();
-        let hits = self.write(|w| match w.tx.get(w.t.alerts, &key)? {
-            Some(bytes) => self.match_in(w, &alerts::decode(key.as_bytes(), &bytes)?),
-            None => Ok(Vec::new()),
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let hits = self.write(|w| {
+            let mut hits = Vec::new();
+            for id in ids {
+                let key = id.to_string();
+                if let Some(bytes) = w.tx.get(w.t.alerts, &key)? {
+                    hits.extend(self.match_in(w, &alerts::decode(key.as_bytes(), &bytes)?)?);
+                }
+            }
+            Ok::<_, StoreError>(hits)
         })?;
         self.commit.durable().await?;
         self.publish(&hits);
