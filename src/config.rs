@@ -163,6 +163,8 @@ pub struct NodeConfig {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    #[serde(default)]
+    pub console: ConsoleConfig,
 }
 
 /// The tamper-evident audit log (`docs/operator-guide.md`).
@@ -226,6 +228,17 @@ fn beside_store(store: &Path, name: &str) -> PathBuf {
 pub struct MetricsConfig {
     /// Address of the plain-HTTP `GET /metrics` endpoint; none = no endpoint.
     /// It has no authentication: keep it on loopback (or behind a firewall).
+    pub listen: Option<Spanned<SocketAddr>>,
+}
+
+/// The web console (`docs/console.md`): HTTPS on its own listener, the
+/// agency's client certificates (and their roles) as the only way in.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Address of the console; none = no console (the default). TLS 1.3
+    /// with the node certificate, a client certificate from `client_ca`
+    /// required, exactly as on the client API.
     pub listen: Option<Spanned<SocketAddr>>,
 }
 

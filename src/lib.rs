@@ -36,6 +36,7 @@ pub mod certs;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod console;
 pub mod core;
 pub mod disclosure;
 pub mod exchange;

@@ -44,7 +44,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     ("the node's core", &["core"]),
-    ("channels and tools", &["api", "client", "certs"]),
+    ("channels and tools", &["api", "console", "client", "certs"]),
     ("wiring", &["node"]),
     ("command line", &["cli"]),
 ];

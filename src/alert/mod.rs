@@ -21,6 +21,7 @@ use crate::ids::{AgencyId, AlertId};
 use crate::paging::PageRequest;
 use crate::proto::v1::{
     Alert, AlertDraft, Category, ListAlertsRequest, ListAlertsResponse, SharedSubject, StoredAlert,
+    Tlp,
 };
 use crate::pseudo::Pseudonymizer;
 use crate::sharing::Sharing;
@@ -465,17 +466,34 @@ impl Ledger {
         let page =
             PageRequest::<AlertId>::parse(req.page_size, &req.page_token, DEFAULT_PAGE, MAX_PAGE)
                 .map_err(|v| AlertError::Invalid(vec![v]))?;
+        let tlp = Tlp::try_from(req.tlp)
+            .map_err(|_| invalid("tlp", format!("unknown enum value {}", req.tlp)))?;
+        let bound = |field: &str, ts: &Option<pbjson_types::Timestamp>| {
+            ts.as_ref()
+                .map(|t| {
+                    crate::time::system_time(t)
+                        .ok_or_else(|| invalid(field, "is not a valid timestamp".to_string()))
+                })
+                .transpose()
+        };
+        let after_time = bound("created_after", &req.created_after)?;
+        let before_time = bound("created_before", &req.created_before)?;
         let (page_size, after) = (page.size, page.after.map(|id| id.to_string()));
         let prefix = origin.map(|o| format!("{o}:"));
+        let own = self.agency.as_str();
         let (alerts, more) =
             self.store
                 .list(prefix.as_deref(), after.as_deref(), page_size, |rec| {
                     let Some(a) = &rec.alert else { return false };
+                    let created = a.created_at.as_ref().and_then(crate::time::system_time);
+                    let content = a.content.as_ref();
                     (req.include_retracted || !a.retracted)
+                        && (!req.received_only || a.origin != own)
                         && (category == Category::Unspecified
-                            || a.content
-                                .as_ref()
-                                .is_some_and(|c| c.category == category as i32))
+                            || content.is_some_and(|c| c.category == category as i32))
+                        && (tlp == Tlp::Unspecified || content.is_some_and(|c| c.tlp == tlp as i32))
+                        && after_time.is_none_or(|t| created.is_some_and(|c| c >= t))
+                        && before_time.is_none_or(|t| created.is_some_and(|c| c < t))
                 })?;
         let alerts: Vec<Alert> = alerts.into_iter().filter_map(|r| r.alert).collect();
         let next_page_token = if more {

@@ -27,6 +27,13 @@ impl Reached {
     }
 }
 
+/// The channel a call came through when it is not a gRPC client: the web
+/// console calls the same services in-process, and its calls carry this in
+/// their extensions, so the entry says `channel=console` and an auditor can
+/// tell a browser action from an RPC (the entry is otherwise the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Channel(pub &'static str);
+
 /// Who the caller is, as the log writes it: short names for this agency's
 /// clients and the federation's nodes, the full SPIFFE id for anyone else.
 pub fn actor_of<T>(req: &Request<T>, agency: &AgencyId, federation: &FederationName) -> String {
@@ -96,6 +103,9 @@ impl Call {
         };
         if let Some(info) = req.extensions().get::<ConnInfo>() {
             event = event.detail("remote", info.remote);
+        }
+        if let Some(Channel(channel)) = req.extensions().get::<Channel>() {
+            event = event.detail("channel", channel);
         }
         if let Some(reached) = req.extensions().get::<Reached>() {
             reached.mark(); // this call logs itself

@@ -66,6 +66,8 @@ pub const DEV_CLIENTS: &[(&str, &[Role])] = &[
 pub struct NodeAddrs {
     pub peer: SocketAddr,
     pub client: SocketAddr,
+    /// The web console, when the node serves one.
+    pub console: Option<SocketAddr>,
 }
 
 /// Where `init_federation` put things.
@@ -95,7 +97,7 @@ impl AgencyLayout {
     }
 }
 
-/// Picks distinct free loopback ports (two per agency) by binding port 0 and
+/// Picks distinct free loopback ports (three per agency: peer, client, console) by binding port 0 and
 /// holding every socket until all are chosen.
 pub fn free_loopback_addrs(
     agencies: &[AgencyId],
@@ -114,6 +116,7 @@ pub fn free_loopback_addrs(
             NodeAddrs {
                 peer: next()?,
                 client: next()?,
+                console: Some(next()?),
             },
         );
     }
@@ -361,11 +364,17 @@ key_ring = "../matching-keys.toml"
 # Development policy: everything to every peer. Replace it (docs/policy.md).
 policy = "policy.toml"
 
-[clients]
 "#,
         peer = own.peer,
         client = own.client,
     );
+    if let Some(console) = own.console {
+        s.push_str(&format!(
+            "[console]\n# The web console (docs/console.md): open https://{console}/ with a\n\
+             # client certificate imported from clients/<name>.p12.\nlisten = \"{console}\"\n\n"
+        ));
+    }
+    s.push_str("[clients]\n");
     for (name, roles) in DEV_CLIENTS {
         let roles: Vec<String> = roles.iter().map(|r| format!("\"{r}\"")).collect();
         s.push_str(&format!("{name} = [{}]\n", roles.join(", ")));

@@ -328,6 +328,7 @@ async fn alert(mut client: NodeClient, command: AlertCommand, json: bool) -> Res
                         include_retracted: args.include_retracted,
                         page_size: 500,
                         page_token,
+                        ..Default::default()
                     })
                     .await?
                     .into_inner();

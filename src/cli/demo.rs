@@ -189,6 +189,8 @@ fn samples() -> Vec<(&'static str, AlertDraft)> {
 struct Federation {
     layout: FederationLayout,
     nodes: BTreeMap<AgencyId, RunningNode>,
+    /// Each client certificate as a file a browser imports, for the console.
+    bundles: Vec<crate::certs::BrowserBundle>,
 }
 
 async fn start_federation(dir: &std::path::Path) -> anyhow::Result<Federation> {
@@ -199,6 +201,7 @@ async fn start_federation(dir: &std::path::Path) -> anyhow::Result<Federation> {
         .collect();
     let addrs = free_loopback_addrs(&ids)?;
     let layout = init_federation(&federation, &addrs, dir)?;
+    let bundles = crate::certs::write_browser_bundles(&layout)?;
     for (agency, policy) in POLICIES {
         if let Some((_, a)) = layout.agencies.iter().find(|(id, _)| id.as_str() == agency) {
             std::fs::write(a.dir.join("policy.toml"), policy)?;
@@ -212,7 +215,11 @@ async fn start_federation(dir: &std::path::Path) -> anyhow::Result<Federation> {
         let listeners = Listeners::bind(&config).await?;
         nodes.insert(id.clone(), start(config, listeners).await?);
     }
-    Ok(Federation { layout, nodes })
+    Ok(Federation {
+        layout,
+        nodes,
+        bundles,
+    })
 }
 
 async fn client(layout: &FederationLayout, agency: &str, name: &str) -> anyhow::Result<NodeClient> {
@@ -672,7 +679,32 @@ fn print_what_to_try(fed: &Federation) {
         "  {exe} --client-config {} releases list",
         police.client_config("analyst").display()
     );
+    print_consoles(fed);
     println!("Press Ctrl-C to stop.");
+}
+
+/// Where each node's web console is, and the certificate files to open it
+/// with (each password is shown only here).
+fn print_consoles(fed: &Federation) {
+    println!(
+        "\nWeb consoles (docs/console.md). In the browser, trust {} as a certificate \
+         authority, then import a client certificate:",
+        fed.layout.federation_ca.display()
+    );
+    for (id, node) in &fed.nodes {
+        let Some(addr) = node.console_addr() else {
+            continue;
+        };
+        println!("  {id}: https://{addr}/");
+        for b in fed.bundles.iter().filter(|b| &b.agency == id) {
+            println!(
+                "    {:<8} {}  password {}",
+                b.client.as_str(),
+                b.path.display(),
+                b.password
+            );
+        }
+    }
 }
 
 /// Every node's audit log, checked the way an auditor would (nodes

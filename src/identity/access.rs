@@ -115,6 +115,33 @@ impl ClientPolicy {
         self.admit(identity, None)
     }
 
+    /// Who the caller is and the roles it holds, without spending its
+    /// request rate: for a channel that shows only the controls a caller
+    /// may use (the web console). Every action is still authorized by the
+    /// operation itself.
+    pub fn roles_of(&self, identity: &Identity) -> Result<(ClientIdentity, Roles), AccessError> {
+        let Identity::Client(client) = identity else {
+            return Err(AccessError::Denied(
+                "a node certificate cannot use the client API".into(),
+            ));
+        };
+        if client.federation != self.federation || client.agency != self.agency {
+            return Err(AccessError::Denied(format!(
+                "client {} does not belong to agency {}",
+                client.spiffe_uri(),
+                self.agency
+            )));
+        }
+        let roles = self.roles.read().unwrap_or_else(|p| p.into_inner());
+        match roles.get(&client.name) {
+            Some(r) => Ok((client.clone(), r.clone())),
+            None => Err(AccessError::Denied(format!(
+                "client `{}` has no role on this node",
+                client.name
+            ))),
+        }
+    }
+
     fn admit(
         &self,
         identity: Option<&Identity>,

@@ -25,11 +25,14 @@ pub struct TlsFiles {
     pub client_crl: Option<PathBuf>,
 }
 
-/// The configs in force, for the two listeners and for dialling peers.
+/// The configs in force, for the listeners and for dialling peers.
 #[derive(Clone)]
 pub struct TlsConfigs {
     pub peer: watch::Receiver<Arc<ServerConfig>>,
     pub client: watch::Receiver<Arc<ServerConfig>>,
+    /// The web console: the client listener's trust (the agency's client CA
+    /// and CRL), offering HTTP/1.1 beside HTTP/2 for browsers.
+    pub console: watch::Receiver<Arc<ServerConfig>>,
     pub outgoing: watch::Receiver<Arc<ClientConfig>>,
 }
 
@@ -38,12 +41,21 @@ pub struct TlsReloader {
     own: TlsIdentity,
     peer: watch::Sender<Arc<ServerConfig>>,
     client: watch::Sender<Arc<ServerConfig>>,
+    console: watch::Sender<Arc<ServerConfig>>,
     outgoing: watch::Sender<Arc<ClientConfig>>,
     /// The CRL file contents the configs were built from.
     seen: (Vec<u8>, Vec<u8>),
 }
 
 type Crls = Vec<CertificateRevocationListDer<'static>>;
+
+/// One generation of configs, built from the same files.
+struct Built {
+    peer: Arc<ServerConfig>,
+    client: Arc<ServerConfig>,
+    console: Arc<ServerConfig>,
+    outgoing: Arc<ClientConfig>,
+}
 
 fn read_crls(path: &Option<PathBuf>) -> Result<(Vec<u8>, Crls), TlsError> {
     let Some(path) = path else {
@@ -61,9 +73,15 @@ impl TlsReloader {
     pub fn new(files: TlsFiles, own: TlsIdentity) -> Result<(Self, TlsConfigs), TlsError> {
         let (fed_bytes, fed) = read_crls(&files.federation_crl)?;
         let (client_bytes, client) = read_crls(&files.client_crl)?;
-        let (p, c, o) = Self::build(&files, &own, &fed, &client)?;
+        let Built {
+            peer: p,
+            client: c,
+            console: w,
+            outgoing: o,
+        } = Self::build(&files, &own, &fed, &client)?;
         let (peer, peer_rx) = watch::channel(p);
         let (client_tx, client_rx) = watch::channel(c);
+        let (console, console_rx) = watch::channel(w);
         let (outgoing, outgoing_rx) = watch::channel(o);
         Ok((
             Self {
@@ -71,29 +89,34 @@ impl TlsReloader {
                 own,
                 peer,
                 client: client_tx,
+                console,
                 outgoing,
                 seen: (fed_bytes, client_bytes),
             },
             TlsConfigs {
                 peer: peer_rx,
                 client: client_rx,
+                console: console_rx,
                 outgoing: outgoing_rx,
             },
         ))
     }
 
-    #[allow(clippy::type_complexity)]
     fn build(
         files: &TlsFiles,
         own: &TlsIdentity,
         fed: &Crls,
         client: &Crls,
-    ) -> Result<(Arc<ServerConfig>, Arc<ServerConfig>, Arc<ClientConfig>), TlsError> {
-        Ok((
-            Arc::new(server_tls_config(own, &files.federation_ca, fed)?),
-            Arc::new(server_tls_config(own, &files.client_ca, client)?),
-            Arc::new(client_tls_config(own, &files.federation_ca, fed)?),
-        ))
+    ) -> Result<Built, TlsError> {
+        let client_side = server_tls_config(own, &files.client_ca, client)?;
+        let mut console = client_side.clone();
+        console.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Built {
+            peer: Arc::new(server_tls_config(own, &files.federation_ca, fed)?),
+            client: Arc::new(client_side),
+            console: Arc::new(console),
+            outgoing: Arc::new(client_tls_config(own, &files.federation_ca, fed)?),
+        })
     }
 
     /// Re-reads the CRL files and swaps the configs if either changed.
@@ -103,10 +126,11 @@ impl TlsReloader {
         if (&fed_bytes, &client_bytes) == (&self.seen.0, &self.seen.1) {
             return Ok(false);
         }
-        let (p, c, o) = Self::build(&self.files, &self.own, &fed, &client)?;
-        self.peer.send_replace(p);
-        self.client.send_replace(c);
-        self.outgoing.send_replace(o);
+        let built = Self::build(&self.files, &self.own, &fed, &client)?;
+        self.peer.send_replace(built.peer);
+        self.client.send_replace(built.client);
+        self.console.send_replace(built.console);
+        self.outgoing.send_replace(built.outgoing);
         self.seen = (fed_bytes, client_bytes);
         Ok(true)
     }

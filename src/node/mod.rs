@@ -71,6 +71,7 @@ pub struct RunningNode {
     peer_addr: SocketAddr,
     client_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
+    console_addr: Option<SocketAddr>,
     servers: Vec<JoinHandle<Result<(), NodeError>>>,
     workers: Vec<JoinHandle<()>>,
 }
@@ -123,6 +124,20 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
         None => None,
     };
     let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let console_listener = match &config.console.listen {
+        Some(addr) => {
+            Some(
+                TcpListener::bind(*addr.get_ref())
+                    .await
+                    .map_err(|error| NodeError::Bind {
+                        addr: *addr.get_ref(),
+                        error,
+                    })?,
+            )
+        }
+        None => None,
+    };
+    let console_addr = console_listener.as_ref().and_then(|l| l.local_addr().ok());
     let handshake_timeout = config.limits.handshake_timeout();
     let incoming = |listener, tls_config, name| {
         serve_tls(
@@ -148,19 +163,32 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
             core.shutdown.clone(),
         ),
     ];
-    core.store
-        .audit([Event::new(NODE, Action::NodeStart, "OK")
-            .detail("version", env!("CARGO_PKG_VERSION"))
-            .detail("peer_listener", peer_addr)
-            .detail("client_listener", client_addr)])
-        .await?;
-    let workers = spawn_workers(&core, &config, tls_reloader, &tls, metrics_listener);
-    tracing::info!(agency = %core.agency, %peer_addr, %client_addr, "node started");
+    let mut start_entry = Event::new(NODE, Action::NodeStart, "OK")
+        .detail("version", env!("CARGO_PKG_VERSION"))
+        .detail("peer_listener", peer_addr)
+        .detail("client_listener", client_addr);
+    if let Some(addr) = console_addr {
+        start_entry = start_entry.detail("console_listener", addr);
+    }
+    core.store.audit([start_entry]).await?;
+    let mut workers = spawn_workers(&core, &config, tls_reloader, &tls, metrics_listener);
+    if let Some(listener) = console_listener {
+        workers.push(crate::console::serve(
+            core.clone(),
+            listener,
+            tls.console.clone(),
+            handshake_timeout,
+            max_age,
+            refused_handshakes(&core.store, &core.metrics, "console"),
+        ));
+    }
+    tracing::info!(agency = %core.agency, %peer_addr, %client_addr, console = ?console_addr, "node started");
     Ok(RunningNode {
         core,
         peer_addr,
         client_addr,
         metrics_addr,
+        console_addr,
         servers,
         workers,
     })
@@ -597,6 +625,10 @@ impl RunningNode {
     /// Where `GET /metrics` is served, when `[metrics] listen` is set.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+    /// Where the web console is served, when `[console] listen` is set.
+    pub fn console_addr(&self) -> Option<SocketAddr> {
+        self.console_addr
     }
     pub fn subscribe_received(&self) -> tokio::sync::broadcast::Receiver<Received> {
         self.core.inbound.subscribe()

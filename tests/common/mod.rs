@@ -88,6 +88,7 @@ impl TestFederation {
                 NodeAddrs {
                     peer: peer.local_addr().unwrap(),
                     client: client.local_addr().unwrap(),
+                    console: None,
                 },
             );
             listeners.insert(agency(a), Listeners { peer, client });

@@ -1,0 +1,198 @@
+//! What every console request passes: who the certificate names and what it
+//! may do ([`Viewer`]), the security headers on every response, the
+//! same-origin rule and the CSRF token on every POST ([`Posted`]).
+
+use aws_lc_rs::hmac;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, header, request::Parts};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+
+use super::Console;
+use super::view::PageError;
+use crate::config::{Role, Roles};
+use crate::identity::{ClientIdentity, ConnInfo, Identity};
+
+/// Scripts, frames, plugins and every other origin are forbidden; styles
+/// and images come from the node only; forms post only to the node.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
+     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Adds the headers every response carries and refuses a POST that does
+/// not come from the console's own pages.
+pub async fn guard(State(_): State<Console>, req: Request, next: Next) -> Response {
+    let refusal = (req.method() == Method::POST)
+        .then(|| cross_origin(req.headers()))
+        .flatten();
+    let mut response = match refusal {
+        Some(why) => PageError::Forbidden(why).into_response(),
+        None => next.run(req).await,
+    };
+    let h = response.headers_mut();
+    let set = |h: &mut HeaderMap, name, value: &'static str| {
+        h.insert(name, HeaderValue::from_static(value));
+    };
+    set(h, header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY);
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(h, header::REFERRER_POLICY, "no-referrer");
+    set(
+        h,
+        header::STRICT_TRANSPORT_SECURITY,
+        "max-age=31536000; includeSubDomains",
+    );
+    set(
+        h,
+        header::HeaderName::from_static("cross-origin-opener-policy"),
+        "same-origin",
+    );
+    set(
+        h,
+        header::HeaderName::from_static("cross-origin-resource-policy"),
+        "same-origin",
+    );
+    // Pages hold case data: never kept by the browser or a proxy. The
+    // stylesheet (no data) sets its own caching.
+    if !h.contains_key(header::CACHE_CONTROL) {
+        set(h, header::CACHE_CONTROL, "no-store");
+    }
+    response
+}
+
+/// Why a POST is not from the console's own pages, if it is not: browsers
+/// say where a request comes from (`Sec-Fetch-Site`, `Origin`).
+fn cross_origin(headers: &HeaderMap) -> Option<String> {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = get("sec-fetch-site")
+        && site != "same-origin"
+    {
+        return Some(format!(
+            "this form was sent from another site ({site}); use the console's own pages"
+        ));
+    }
+    if let (Some(origin), Some(host)) = (get("origin"), get("host"))
+        && origin != format!("https://{host}")
+    {
+        return Some("this form was sent from another origin; use the console's own pages".into());
+    }
+    None
+}
+
+/// The token a form must carry: a MAC of the certificate's identity under
+/// a key made at start (so a restart makes open forms stale, and a token is
+/// worth nothing to another certificate).
+pub struct CsrfKey(hmac::Key);
+
+impl CsrfKey {
+    pub fn generate() -> Self {
+        let bytes: [u8; 32] = rand::random();
+        Self(hmac::Key::new(hmac::HMAC_SHA256, &bytes))
+    }
+
+    pub fn token(&self, client: &ClientIdentity) -> String {
+        let tag = hmac::sign(&self.0, client.spiffe_uri().as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref())
+    }
+
+    fn verify(&self, client: &ClientIdentity, token: &str) -> bool {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .is_ok_and(|tag| hmac::verify(&self.0, client.spiffe_uri().as_bytes(), &tag).is_ok())
+    }
+}
+
+/// The person at the browser: the client certificate's identity, its
+/// connection (for the calls made on its behalf) and the roles the node
+/// gives it. Only for showing the controls it may use: each action is
+/// authorized again by the service it calls.
+#[derive(Clone)]
+pub struct Viewer {
+    pub conn: ConnInfo,
+    pub client: ClientIdentity,
+    pub roles: Roles,
+    pub csrf: String,
+}
+
+impl Viewer {
+    pub fn may(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+impl FromRequestParts<Console> for Viewer {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, console: &Console) -> Result<Self, PageError> {
+        let conn = parts
+            .extensions
+            .get::<ConnInfo>()
+            .cloned()
+            .ok_or_else(|| PageError::Forbidden("no client certificate".into()))?;
+        if let Identity::Node(_) = conn.identity {
+            return Err(PageError::Forbidden(
+                "a node certificate cannot use the console".into(),
+            ));
+        }
+        let (client, roles) = console
+            .core
+            .clients
+            .roles_of(&conn.identity)
+            .map_err(|e| PageError::Forbidden(e.to_string()))?;
+        let csrf = console.csrf.token(&client);
+        Ok(Self {
+            conn,
+            client,
+            roles,
+            csrf,
+        })
+    }
+}
+
+/// A POSTed form from the console's own pages: its fields in order (a
+/// field may repeat), after the CSRF token was checked against the viewer.
+pub struct Posted {
+    pub viewer: Viewer,
+    pub fields: Vec<(String, String)>,
+}
+
+impl Posted {
+    /// The first value of `name`, trimmed ("" when absent).
+    pub fn get(&self, name: &str) -> &str {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim())
+            .unwrap_or("")
+    }
+}
+
+/// The most a console form may hold (a policy file is the largest).
+const MAX_FORM_BYTES: usize = 1 << 20;
+
+impl FromRequest<Console> for Posted {
+    type Rejection = PageError;
+
+    async fn from_request(req: Request, console: &Console) -> Result<Self, PageError> {
+        let (mut parts, body) = req.into_parts();
+        let viewer = Viewer::from_request_parts(&mut parts, console).await?;
+        let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
+            .await
+            .map_err(|_| PageError::BadRequest("the form is too large".into()))?;
+        let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes)
+            .map_err(|_| PageError::BadRequest("the form could not be read".into()))?;
+        let token = fields
+            .iter()
+            .find(|(k, _)| k == "csrf")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
+        if !console.csrf.verify(&viewer.client, token) {
+            return Err(PageError::Forbidden(
+                "this form has expired (the node restarted, or it was not made for your \
+                 certificate): go back, reload the page and send it again"
+                    .into(),
+            ));
+        }
+        Ok(Self { viewer, fields })
+    }
+}

@@ -1,0 +1,65 @@
+//! The web console: the node's client API for people who will not use a
+//! terminal (caseworkers, inspectors, an NGO's administrator), as
+//! server-rendered pages on a listener of its own.
+//!
+//! Why it is built this way:
+//! - **The same door as the gRPC API.** The browser authenticates with one
+//!   of the agency's client certificates over TLS 1.3 (the client CA and
+//!   CRL of the client listener), and every page calls the node's own gRPC
+//!   services in-process ([`rpc::Rpc`]) with that identity. So each action
+//!   is authorized by the same role check and leaves exactly the audit entry
+//!   the RPC leaves, marked `channel=console`; the console never touches the
+//!   store.
+//! - **No script, nothing from outside.** Pages are askama templates checked
+//!   at compile time; the one stylesheet is compiled into the binary;
+//!   charts are inline SVG. The Content-Security-Policy forbids scripts,
+//!   frames and every origin but the node's own ([`guard`]).
+//! - **No case data where browsers keep things.** Pages are `no-store`;
+//!   anything that names an identifier or narrative travels in a POST body,
+//!   never in a URL (URLs carry alert ids, hit and request numbers, and
+//!   filter choices only); a POST/redirect/GET keeps forms out of history.
+//! - **CSRF.** The client certificate is an ambient credential, so every
+//!   form carries a token bound to the certificate's identity and every POST
+//!   must come from the console's own origin.
+
+mod guard;
+mod pages;
+mod rpc;
+mod server;
+mod view;
+
+pub use server::serve;
+
+use std::sync::Arc;
+
+use crate::api::{AdminApi, AlertApi, DisclosureApi};
+use crate::core::NodeCore;
+
+/// What every console handler shares.
+#[derive(Clone)]
+pub struct Console {
+    core: Arc<NodeCore>,
+    alerts: Arc<AlertApi>,
+    admin: Arc<AdminApi>,
+    disclosure: Arc<DisclosureApi>,
+    csrf: Arc<guard::CsrfKey>,
+}
+
+impl Console {
+    pub fn new(core: Arc<NodeCore>) -> Self {
+        Self {
+            alerts: Arc::new(AlertApi(core.clone())),
+            admin: Arc::new(AdminApi(core.clone())),
+            disclosure: Arc::new(DisclosureApi(core.clone())),
+            csrf: Arc::new(guard::CsrfKey::generate()),
+            core,
+        }
+    }
+
+    /// Every route of the console, under the security headers.
+    pub fn router(self) -> axum::Router {
+        pages::routes()
+            .with_state(self.clone())
+            .layer(axum::middleware::from_fn_with_state(self, guard::guard))
+    }
+}

@@ -1,0 +1,974 @@
+//! Alerts: the list with its filters, one alert with where it went, and the
+//! forms that submit, update and retract the agency's own alerts.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::form::{Choice, FormState, choices};
+use crate::console::Console;
+use crate::console::guard::{Posted, Viewer};
+use crate::console::rpc::{request, violations};
+use crate::console::view::{Chrome, PageError, day, label, page, when};
+use crate::proto::v1::alert_service_server::AlertService;
+use crate::proto::v1::identifier::Kind;
+use crate::proto::v1::{
+    Alert, AlertContent, AlertDraft, AlertSharing, Category, Confidence, DocumentType,
+    GetAlertRequest, HandlingCode, Iban, Identifier, IdentityDocument, Indicator,
+    InformationAccuracy, ListAlertsRequest, Location, OnlineHandle, PersonName, Phone,
+    RetractAlertRequest, Severity, SourceReliability, Subject, SubjectRole, SubmitAlertRequest,
+    TimeWindow, Tlp, UpdateAlertRequest,
+};
+
+/// Alerts a list page shows.
+const PAGE_SIZE: u32 = 50;
+
+/// Subject blocks on the alert form (most alerts name one or two people).
+const SUBJECT_BLOCKS: usize = 2;
+
+pub fn routes() -> Router<Console> {
+    Router::new()
+        .route("/alerts", get(list))
+        .route("/alerts/new", get(new_form).post(submit))
+        .route("/alerts/{id}", get(detail))
+        .route("/alerts/{id}/edit", get(edit_form).post(update))
+        .route("/alerts/{id}/retract", post(retract))
+}
+
+// ----- the list -----
+
+/// The list's filters, as the filter form sends them (GET: they are
+/// choices, never case data).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Filters {
+    scope: String,
+    category: String,
+    tlp: String,
+    origin: String,
+    from: String,
+    to: String,
+    retracted: String,
+    page: String,
+}
+
+struct Row {
+    id: String,
+    origin: String,
+    own: bool,
+    created: String,
+    category: String,
+    tlp: String,
+    tlp_class: String,
+    severity: String,
+    version: u64,
+    retracted: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/alerts.html")]
+struct ListPage {
+    chrome: Chrome,
+    rows: Vec<Row>,
+    filters: Filters,
+    categories: Vec<Choice>,
+    tlps: Vec<Choice>,
+    problems: Vec<String>,
+    next_page: String,
+}
+
+fn date_bound(
+    value: &str,
+    field: &str,
+    problems: &mut Vec<String>,
+) -> Option<pbjson_types::Timestamp> {
+    if value.is_empty() {
+        return None;
+    }
+    match parse_date(value) {
+        Some(t) => Some(t),
+        None => {
+            problems.push(format!("{field}: \"{value}\" is not a date (YYYY-MM-DD)"));
+            None
+        }
+    }
+}
+
+/// A date typed as YYYY-MM-DD, as its first second (UTC).
+fn parse_date(value: &str) -> Option<pbjson_types::Timestamp> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = time::Date::parse(value.trim(), &format).ok()?;
+    Some(pbjson_types::Timestamp {
+        seconds: date.midnight().assume_utc().unix_timestamp(),
+        nanos: 0,
+    })
+}
+
+async fn list(
+    State(c): State<Console>,
+    viewer: Viewer,
+    Query(filters): Query<Filters>,
+) -> Result<Response, PageError> {
+    let mut problems = Vec::new();
+    let category = Category::from_str_name(&filters.category).unwrap_or(Category::Unspecified);
+    let tlp = Tlp::from_str_name(&filters.tlp).unwrap_or(Tlp::Unspecified);
+    let created_after = date_bound(&filters.from, "From", &mut problems);
+    // "To" includes the day typed.
+    let created_before = date_bound(&filters.to, "To", &mut problems).map(|mut t| {
+        t.seconds += 86_400;
+        t
+    });
+    let own = c.core.agency.to_string();
+    let origin = match filters.scope.as_str() {
+        "own" => own.clone(),
+        _ => filters.origin.clone(),
+    };
+    let req = ListAlertsRequest {
+        origin,
+        category: category as i32,
+        include_retracted: filters.retracted == "yes",
+        page_size: PAGE_SIZE,
+        page_token: filters.page.clone(),
+        received_only: filters.scope == "received",
+        tlp: tlp as i32,
+        created_after,
+        created_before,
+    };
+    let answer = match c.alerts.list_alerts(request(&viewer, req, "")).await {
+        Ok(r) => r.into_inner(),
+        Err(s) if s.code() == tonic::Code::InvalidArgument => {
+            problems.extend(
+                violations(&s)
+                    .into_iter()
+                    .map(|v| format!("{}: {}", v.field, v.description)),
+            );
+            Default::default()
+        }
+        Err(s) => return Err(s.into()),
+    };
+    let rows = answer
+        .alerts
+        .iter()
+        .map(|a| {
+            let content = a.content.clone().unwrap_or_default();
+            let tlp = content.tlp();
+            Row {
+                id: a.id.clone(),
+                origin: a.origin.clone(),
+                own: a.origin == own,
+                created: day(a.created_at.as_ref()),
+                category: label(content.category().as_str_name(), "CATEGORY_"),
+                tlp: tlp_label(tlp),
+                tlp_class: tlp_class(tlp),
+                severity: label(content.severity().as_str_name(), "SEVERITY_"),
+                version: a.version,
+                retracted: a.retracted,
+            }
+        })
+        .collect();
+    page(ListPage {
+        chrome: Chrome::new(&viewer, "alerts"),
+        rows,
+        next_page: next_page_link(&filters, &answer.next_page_token),
+        filters,
+        categories: choices!(Category, "CATEGORY_"),
+        tlps: choices!(Tlp, "TLP_"),
+        problems,
+    })
+}
+
+/// The link to the next page: the same filters, the next page token.
+fn next_page_link(f: &Filters, token: &str) -> String {
+    if token.is_empty() {
+        return String::new();
+    }
+    let pairs = [
+        ("scope", f.scope.as_str()),
+        ("category", &f.category),
+        ("tlp", &f.tlp),
+        ("origin", &f.origin),
+        ("from", &f.from),
+        ("to", &f.to),
+        ("retracted", &f.retracted),
+        ("page", token),
+    ];
+    let query = serde_urlencoded::to_string(
+        pairs
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .collect::<Vec<_>>(),
+    )
+    .unwrap_or_default();
+    format!("/alerts?{query}")
+}
+
+pub fn tlp_label(tlp: Tlp) -> String {
+    match tlp {
+        Tlp::Unspecified => "—".into(),
+        Tlp::AmberStrict => "TLP:AMBER+STRICT".into(),
+        other => format!("TLP:{}", other.as_str_name().trim_start_matches("TLP_")),
+    }
+}
+
+pub fn tlp_class(tlp: Tlp) -> String {
+    tlp.as_str_name()
+        .trim_start_matches("TLP_")
+        .to_lowercase()
+        .replace('_', "-")
+}
+
+// ----- one alert -----
+
+struct ShareRow {
+    peer: String,
+    version: u64,
+    what: String,
+    rule: String,
+    queued: String,
+    acked: String,
+    status: String,
+}
+
+pub struct IdentifierRow {
+    pub kind: String,
+    pub value: String,
+}
+
+pub struct SubjectView {
+    pub role: String,
+    pub identifiers: Vec<IdentifierRow>,
+}
+
+#[derive(Template)]
+#[template(path = "console/alert.html")]
+struct DetailPage {
+    chrome: Chrome,
+    alert: Alert,
+    own: bool,
+    created: String,
+    updated: String,
+    retention: String,
+    facts: Vec<(String, String)>,
+    indicators: Vec<String>,
+    narrative: String,
+    tlp: String,
+    tlp_class: String,
+    handling: String,
+    subjects: Vec<SubjectView>,
+    shares: Vec<ShareRow>,
+    sharing_known: bool,
+}
+
+async fn detail(
+    State(c): State<Console>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let alert = c
+        .alerts
+        .get_alert(request(&viewer, GetAlertRequest { id: id.clone() }, ""))
+        .await?
+        .into_inner();
+    let own = alert.origin == c.core.agency.as_str();
+    let sharing = if own {
+        c.alerts
+            .get_alert_sharing(request(&viewer, GetAlertRequest { id }, ""))
+            .await
+            .ok()
+            .map(|r| r.into_inner())
+    } else {
+        None
+    };
+    page(detail_page(&viewer, alert, own, sharing))
+}
+
+/// What an alert's content says, as labelled facts (an alert's page, a
+/// release's).
+pub fn content_facts(content: &AlertContent) -> Vec<(String, String)> {
+    let location = content
+        .location
+        .as_ref()
+        .map(|l| {
+            [l.city.as_str(), l.region.as_str(), l.country.as_str()]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    let window = content
+        .time_window
+        .as_ref()
+        .map(|w| format!("{} – {}", day(w.start.as_ref()), day(w.end.as_ref())))
+        .unwrap_or_else(|| "—".into());
+    vec![
+        (
+            "Category".into(),
+            label(content.category().as_str_name(), "CATEGORY_"),
+        ),
+        (
+            "Severity".into(),
+            label(content.severity().as_str_name(), "SEVERITY_"),
+        ),
+        (
+            "Confidence".into(),
+            label(content.confidence().as_str_name(), "CONFIDENCE_"),
+        ),
+        (
+            "Where".into(),
+            if location.is_empty() {
+                "—".into()
+            } else {
+                location
+            },
+        ),
+        ("When".into(), window),
+        (
+            "Source reliability".into(),
+            label(
+                content.source_reliability().as_str_name(),
+                "SOURCE_RELIABILITY_",
+            ),
+        ),
+        (
+            "Information accuracy".into(),
+            label(
+                content.information_accuracy().as_str_name(),
+                "INFORMATION_ACCURACY_",
+            ),
+        ),
+        ("Indicators".into(), {
+            let all: Vec<String> = content
+                .indicators()
+                .map(|i| label(i.as_str_name(), "INDICATOR_"))
+                .collect();
+            if all.is_empty() {
+                "—".into()
+            } else {
+                all.join(", ")
+            }
+        }),
+    ]
+}
+
+fn detail_page(
+    viewer: &Viewer,
+    alert: Alert,
+    own: bool,
+    sharing: Option<AlertSharing>,
+) -> DetailPage {
+    let content = alert.content.clone().unwrap_or_default();
+    // Indicators have a list of their own on this page.
+    let facts = content_facts(&content)
+        .into_iter()
+        .filter(|(k, _)| k != "Indicators")
+        .collect();
+    let shares = sharing
+        .as_ref()
+        .map(|s| {
+            s.shares
+                .iter()
+                .map(|r| ShareRow {
+                    peer: r.peer.clone(),
+                    version: r.version,
+                    what: if r.retraction {
+                        "retraction".into()
+                    } else if r.disclosed.is_empty() {
+                        "alert".into()
+                    } else {
+                        r.disclosed.clone()
+                    },
+                    rule: if r.rule.is_empty() {
+                        "—".into()
+                    } else {
+                        r.rule.clone()
+                    },
+                    queued: when(r.queued_at.as_ref()),
+                    acked: when(r.acked_at.as_ref()),
+                    status: if r.status.is_empty() {
+                        "waiting".into()
+                    } else {
+                        r.status.clone()
+                    },
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    DetailPage {
+        chrome: Chrome::new(viewer, "alerts"),
+        own,
+        created: when(alert.created_at.as_ref()),
+        updated: when(alert.updated_at.as_ref()),
+        retention: when(content.retention_until.as_ref()),
+        facts,
+        indicators: content
+            .indicators()
+            .map(|i| label(i.as_str_name(), "INDICATOR_"))
+            .collect(),
+        narrative: content.narrative.clone(),
+        tlp: tlp_label(content.tlp()),
+        tlp_class: tlp_class(content.tlp()),
+        handling: label(content.handling_code().as_str_name(), "HANDLING_CODE_"),
+        subjects: alert.subjects.iter().map(subject_view).collect(),
+        sharing_known: sharing.is_some(),
+        shares,
+        alert,
+    }
+}
+
+pub fn subject_view(s: &Subject) -> SubjectView {
+    SubjectView {
+        role: label(s.role().as_str_name(), "SUBJECT_ROLE_"),
+        identifiers: s
+            .identifiers
+            .iter()
+            .filter_map(|i| i.kind.as_ref())
+            .map(|k| {
+                let (kind, value) = match k {
+                    Kind::Phone(p) => ("Phone", join(&[&p.number, &p.region])),
+                    Kind::Email(e) => ("E-mail", e.address.clone()),
+                    Kind::Person(p) => (
+                        "Person",
+                        join(&[&p.given_names, &p.family_name, &p.date_of_birth]),
+                    ),
+                    Kind::Document(d) => ("Document", join(&[&d.number, &d.issuing_country])),
+                    Kind::Iban(i) => ("IBAN", i.iban.clone()),
+                    Kind::CryptoWallet(w) => ("Crypto wallet", join(&[&w.chain, &w.address])),
+                    Kind::OnlineHandle(h) => ("Online handle", join(&[&h.platform, &h.handle])),
+                    Kind::VehiclePlate(v) => ("Vehicle plate", join(&[&v.plate, &v.country])),
+                    Kind::AdvertUrl(u) => ("Advert", u.url.clone()),
+                };
+                IdentifierRow {
+                    kind: kind.into(),
+                    value,
+                }
+            })
+            .collect(),
+    }
+}
+
+fn join(parts: &[&String]) -> String {
+    parts
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+// ----- submit, update, retract -----
+
+#[derive(Template)]
+#[template(path = "console/alert_form.html")]
+struct FormPage {
+    chrome: Chrome,
+    /// Empty for a new alert.
+    id: String,
+    form: FormState,
+    categories: Vec<Choice>,
+    indicators: Vec<Choice>,
+    severities: Vec<Choice>,
+    confidences: Vec<Choice>,
+    tlps: Vec<Choice>,
+    handling_codes: Vec<Choice>,
+    reliabilities: Vec<Choice>,
+    accuracies: Vec<Choice>,
+    roles: Vec<Choice>,
+    document_types: Vec<Choice>,
+    blocks: Vec<usize>,
+}
+
+impl FormPage {
+    fn new(viewer: &Viewer, id: String, form: FormState) -> Self {
+        Self {
+            chrome: Chrome::new(viewer, "alerts"),
+            id,
+            form,
+            categories: choices!(Category, "CATEGORY_"),
+            indicators: choices!(Indicator, "INDICATOR_"),
+            severities: choices!(Severity, "SEVERITY_"),
+            confidences: choices!(Confidence, "CONFIDENCE_"),
+            tlps: choices!(Tlp, "TLP_"),
+            handling_codes: choices!(HandlingCode, "HANDLING_CODE_"),
+            reliabilities: choices!(SourceReliability, "SOURCE_RELIABILITY_"),
+            accuracies: choices!(InformationAccuracy, "INFORMATION_ACCURACY_"),
+            roles: choices!(SubjectRole, "SUBJECT_ROLE_"),
+            document_types: choices!(DocumentType, "DOCUMENT_TYPE_"),
+            blocks: (0..SUBJECT_BLOCKS).collect(),
+        }
+    }
+
+    /// The input name of field `f` in subject block `i`.
+    fn s(&self, i: &usize, f: &str) -> String {
+        format!("s{i}_{f}")
+    }
+}
+
+async fn new_form(viewer: Viewer) -> Result<Response, PageError> {
+    let mut form = FormState::default();
+    // The idempotency key of this submission: sending the form twice (a
+    // double click, a retry after a timeout) stores one alert.
+    form.set("request_id", uuid::Uuid::now_v7().to_string());
+    form.set("tlp", Tlp::Amber.as_str_name());
+    page(FormPage::new(&viewer, String::new(), form))
+}
+
+async fn submit(State(c): State<Console>, posted: Posted) -> Result<Response, PageError> {
+    let mut form = FormState::from_fields(&posted.fields);
+    let draft = draft_of(&mut form);
+    if form.has_errors() {
+        return form_again(&posted.viewer, String::new(), form);
+    }
+    let req = SubmitAlertRequest {
+        draft: Some(draft),
+        request_id: form.value("request_id").to_owned(),
+    };
+    let purpose = form.value("purpose").to_owned();
+    match c
+        .alerts
+        .submit_alert(request(&posted.viewer, req, &purpose))
+        .await
+    {
+        Ok(alert) => Ok(see(&alert.into_inner().id)),
+        Err(s) if s.code() == tonic::Code::InvalidArgument => {
+            form.add_violations(&violations(&s));
+            form_again(&posted.viewer, String::new(), form)
+        }
+        Err(s) => Err(s.into()),
+    }
+}
+
+/// The form again, with its problems, answered 422 (nothing was stored).
+fn form_again(viewer: &Viewer, id: String, form: FormState) -> Result<Response, PageError> {
+    let html = page(FormPage::new(viewer, id, form))?;
+    Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, html).into_response())
+}
+
+/// After a change: the alert's page (POST/redirect/GET, so a reload does not
+/// send the form again and the history holds no form).
+fn see(id: &str) -> Response {
+    Redirect::to(&format!("/alerts/{id}")).into_response()
+}
+
+async fn edit_form(
+    State(c): State<Console>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let alert = c
+        .alerts
+        .get_alert(request(&viewer, GetAlertRequest { id: id.clone() }, ""))
+        .await?
+        .into_inner();
+    if alert.origin != c.core.agency.as_str() {
+        return Err(PageError::Conflict(
+            "only the agency that recorded an alert can change it".into(),
+        ));
+    }
+    if alert.retracted {
+        return Err(PageError::Conflict(
+            "a retracted alert cannot be changed".into(),
+        ));
+    }
+    if let Some(why) = beyond_the_form(&alert) {
+        return Err(PageError::Conflict(format!(
+            "this alert holds {why}, which the console's form cannot show; change it through \
+             the API (`casebridge alert update`) so that nothing is lost"
+        )));
+    }
+    page(FormPage::new(&viewer, id, form_of(&alert)))
+}
+
+async fn update(
+    State(c): State<Console>,
+    Path(id): Path<String>,
+    posted: Posted,
+) -> Result<Response, PageError> {
+    let mut form = FormState::from_fields(&posted.fields);
+    let draft = draft_of(&mut form);
+    let expected_version = form.value("expected_version").parse::<u64>().unwrap_or(0);
+    if form.has_errors() {
+        return form_again(&posted.viewer, id, form);
+    }
+    let req = UpdateAlertRequest {
+        id: id.clone(),
+        expected_version,
+        draft: Some(draft),
+    };
+    let purpose = form.value("purpose").to_owned();
+    match c
+        .alerts
+        .update_alert(request(&posted.viewer, req, &purpose))
+        .await
+    {
+        Ok(alert) => Ok(see(&alert.into_inner().id)),
+        Err(s) if s.code() == tonic::Code::InvalidArgument => {
+            form.add_violations(&violations(&s));
+            form_again(&posted.viewer, id, form)
+        }
+        Err(s) if s.code() == tonic::Code::Aborted => {
+            form.general.push(
+                "someone changed this alert since you opened the form: open it again to see \
+                 the new version"
+                    .into(),
+            );
+            form_again(&posted.viewer, id, form)
+        }
+        Err(s) => Err(s.into()),
+    }
+}
+
+async fn retract(
+    State(c): State<Console>,
+    Path(id): Path<String>,
+    posted: Posted,
+) -> Result<Response, PageError> {
+    let req = RetractAlertRequest {
+        id: id.clone(),
+        expected_version: posted.get("expected_version").parse().unwrap_or(0),
+        reason: posted.get("reason").to_owned(),
+    };
+    let purpose = posted.get("purpose").to_owned();
+    c.alerts
+        .retract_alert(request(&posted.viewer, req, &purpose))
+        .await?;
+    Ok(see(&id))
+}
+
+/// The enum value chosen in `name`, or UNSPECIFIED when none was; a value
+/// no option has (a forged form) is a problem at its field.
+fn chosen<E: Default>(form: &mut FormState, name: &str, parse: fn(&str) -> Option<E>) -> E {
+    let value = form.value(name).to_owned();
+    if value.is_empty() {
+        return E::default();
+    }
+    match parse(&value) {
+        Some(e) => e,
+        None => {
+            form.add_error(name, "choose one of the listed values");
+            E::default()
+        }
+    }
+}
+
+fn date_field(form: &mut FormState, name: &str) -> Option<pbjson_types::Timestamp> {
+    let value = form.value(name).to_owned();
+    if value.is_empty() {
+        return None;
+    }
+    let parsed = parse_date(&value);
+    if parsed.is_none() {
+        form.add_error(name, "write the date as YYYY-MM-DD, e.g. 2026-03-31");
+    }
+    parsed
+}
+
+/// The draft the form describes, with each field path mapped to its input;
+/// problems only the form can find (an unknown option, a date that is not
+/// one) are added to the form.
+fn draft_of(form: &mut FormState) -> AlertDraft {
+    let c = "draft.content";
+    for (path, input) in [
+        ("category", "category"),
+        ("indicators", "indicators"),
+        ("severity", "severity"),
+        ("confidence", "confidence"),
+        ("tlp", "tlp"),
+        ("handling_code", "handling_code"),
+        ("source_reliability", "source_reliability"),
+        ("information_accuracy", "information_accuracy"),
+        ("location", "country"),
+        ("location.country", "country"),
+        ("location.region", "region"),
+        ("location.city", "city"),
+        ("time_window", "window_start"),
+        ("time_window.start", "window_start"),
+        ("time_window.end", "window_end"),
+        ("narrative", "narrative"),
+        ("retention_until", "retention_until"),
+    ] {
+        form.map_path(format!("{c}.{path}"), input);
+    }
+    form.map_path("draft.content", "category");
+    let mut indicators = Vec::new();
+    for value in form
+        .values("indicators")
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>()
+    {
+        match Indicator::from_str_name(&value) {
+            Some(i) => indicators.push(i as i32),
+            None => form.add_error("indicators", "choose among the listed indicators"),
+        }
+    }
+    let (country, region, city) = (
+        form.value("country").to_uppercase(),
+        form.value("region").to_owned(),
+        form.value("city").to_owned(),
+    );
+    let location =
+        (!(country.is_empty() && region.is_empty() && city.is_empty())).then_some(Location {
+            country,
+            region,
+            city,
+        });
+    let start = date_field(form, "window_start");
+    let end = date_field(form, "window_end").map(|mut t| {
+        t.seconds += 86_399; // the whole last day
+        t
+    });
+    let time_window = (start.is_some() || end.is_some()).then_some(TimeWindow { start, end });
+    let retention_until = date_field(form, "retention_until");
+    let content = AlertContent {
+        category: chosen(form, "category", Category::from_str_name) as i32,
+        indicators,
+        severity: chosen(form, "severity", Severity::from_str_name) as i32,
+        confidence: chosen(form, "confidence", Confidence::from_str_name) as i32,
+        location,
+        time_window,
+        narrative: form.value("narrative").to_owned(),
+        tlp: chosen(form, "tlp", Tlp::from_str_name) as i32,
+        handling_code: chosen(form, "handling_code", HandlingCode::from_str_name) as i32,
+        source_reliability: chosen(form, "source_reliability", SourceReliability::from_str_name)
+            as i32,
+        information_accuracy: chosen(
+            form,
+            "information_accuracy",
+            InformationAccuracy::from_str_name,
+        ) as i32,
+        retention_until,
+    };
+    let mut subjects = Vec::new();
+    for block in 0..SUBJECT_BLOCKS {
+        if let Some(s) = subject_of(form, block, subjects.len()) {
+            subjects.push(s);
+        }
+    }
+    AlertDraft {
+        content: Some(content),
+        subjects,
+    }
+}
+
+/// Subject block `block` of the form as subject `index` of the draft (none
+/// when the block is empty).
+fn subject_of(form: &mut FormState, block: usize, index: usize) -> Option<Subject> {
+    let name = |f: &str| format!("s{block}_{f}");
+    let path = format!("draft.subjects[{index}]");
+    let mut identifiers = Vec::new();
+    // Each identifier the block holds, with its inputs by field path.
+    let mut add = |form: &mut FormState, kind: Kind, inputs: &[(&str, &str)]| {
+        let at = format!("{path}.identifiers[{}]", identifiers.len());
+        form.map_path(at.clone(), &name(inputs[0].1));
+        for (sub, input) in inputs {
+            form.map_path(format!("{at}.{sub}"), &name(input));
+        }
+        identifiers.push(Identifier { kind: Some(kind) });
+    };
+    let v = |form: &FormState, f: &str| form.value(&name(f)).to_owned();
+    if !v(form, "phone").is_empty() {
+        let kind = Kind::Phone(Phone {
+            number: v(form, "phone"),
+            region: v(form, "phone_region").to_uppercase(),
+        });
+        add(
+            form,
+            kind,
+            &[("phone.number", "phone"), ("phone.region", "phone_region")],
+        );
+    }
+    if !v(form, "email").is_empty() {
+        let kind = Kind::Email(crate::proto::v1::Email {
+            address: v(form, "email"),
+        });
+        add(form, kind, &[("email", "email")]);
+    }
+    if !(v(form, "given").is_empty() && v(form, "family").is_empty() && v(form, "dob").is_empty()) {
+        let kind = Kind::Person(PersonName {
+            given_names: v(form, "given"),
+            family_name: v(form, "family"),
+            date_of_birth: v(form, "dob"),
+        });
+        add(
+            form,
+            kind,
+            &[
+                ("person.given_names", "given"),
+                ("person.family_name", "family"),
+                ("person.date_of_birth", "dob"),
+            ],
+        );
+    }
+    if !v(form, "doc_number").is_empty() {
+        let doc_type = chosen(form, &name("doc_type"), DocumentType::from_str_name);
+        let kind = Kind::Document(IdentityDocument {
+            r#type: doc_type as i32,
+            number: v(form, "doc_number"),
+            issuing_country: v(form, "doc_country").to_uppercase(),
+        });
+        add(
+            form,
+            kind,
+            &[
+                ("document.number", "doc_number"),
+                ("document.type", "doc_type"),
+                ("document.issuing_country", "doc_country"),
+            ],
+        );
+    }
+    if !v(form, "iban").is_empty() {
+        let kind = Kind::Iban(Iban {
+            iban: v(form, "iban"),
+        });
+        add(form, kind, &[("iban", "iban")]);
+    }
+    if !v(form, "handle").is_empty() {
+        let kind = Kind::OnlineHandle(OnlineHandle {
+            platform: v(form, "handle_platform"),
+            handle: v(form, "handle"),
+        });
+        add(
+            form,
+            kind,
+            &[
+                ("online_handle.handle", "handle"),
+                ("online_handle.platform", "handle_platform"),
+            ],
+        );
+    }
+    let role = chosen(form, &name("role"), SubjectRole::from_str_name);
+    if identifiers.is_empty() {
+        if role != SubjectRole::Unspecified {
+            form.add_error(
+                &name("role"),
+                "give at least one identifier for this person (or leave the role empty)",
+            );
+        }
+        return None;
+    }
+    form.map_path(path.clone(), &name("role"));
+    form.map_path(format!("{path}.role"), &name("role"));
+    Some(Subject {
+        role: role as i32,
+        identifiers,
+    })
+}
+
+/// What an alert holds that the form has no input for (so editing it here
+/// would drop it), if anything.
+fn beyond_the_form(alert: &Alert) -> Option<String> {
+    if alert.subjects.len() > SUBJECT_BLOCKS {
+        return Some(format!("{} subjects", alert.subjects.len()));
+    }
+    for s in &alert.subjects {
+        let mut seen = std::collections::BTreeSet::new();
+        for id in &s.identifiers {
+            let kind = match &id.kind {
+                Some(Kind::Phone(_)) => "phone",
+                Some(Kind::Email(_)) => "email",
+                Some(Kind::Person(_)) => "person",
+                Some(Kind::Document(_)) => "document",
+                Some(Kind::Iban(_)) => "iban",
+                Some(Kind::OnlineHandle(_)) => "online handle",
+                Some(Kind::CryptoWallet(_)) => return Some("a crypto wallet".into()),
+                Some(Kind::VehiclePlate(_)) => return Some("a vehicle plate".into()),
+                Some(Kind::AdvertUrl(_)) => return Some("an advert URL".into()),
+                None => continue,
+            };
+            if !seen.insert(kind) {
+                return Some(format!(
+                    "two identifiers of one kind ({kind}) for one person"
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// An own alert as the form that would make it (to edit it).
+fn form_of(alert: &Alert) -> FormState {
+    let mut f = FormState::default();
+    f.set("expected_version", alert.version.to_string());
+    let content = alert.content.clone().unwrap_or_default();
+    let enum_value = |name: &str| {
+        if name.ends_with("UNSPECIFIED") {
+            String::new()
+        } else {
+            name.to_owned()
+        }
+    };
+    f.set("category", enum_value(content.category().as_str_name()));
+    f.set("severity", enum_value(content.severity().as_str_name()));
+    f.set("confidence", enum_value(content.confidence().as_str_name()));
+    f.set("tlp", enum_value(content.tlp().as_str_name()));
+    f.set(
+        "handling_code",
+        enum_value(content.handling_code().as_str_name()),
+    );
+    f.set(
+        "source_reliability",
+        enum_value(content.source_reliability().as_str_name()),
+    );
+    f.set(
+        "information_accuracy",
+        enum_value(content.information_accuracy().as_str_name()),
+    );
+    for i in content.indicators() {
+        f.push("indicators", i.as_str_name());
+    }
+    if let Some(l) = &content.location {
+        f.set("country", l.country.clone());
+        f.set("region", l.region.clone());
+        f.set("city", l.city.clone());
+    }
+    if let Some(w) = &content.time_window {
+        f.set("window_start", date_value(w.start.as_ref()));
+        f.set("window_end", date_value(w.end.as_ref()));
+    }
+    f.set("narrative", content.narrative.clone());
+    f.set(
+        "retention_until",
+        date_value(content.retention_until.as_ref()),
+    );
+    for (block, s) in alert.subjects.iter().take(SUBJECT_BLOCKS).enumerate() {
+        let name = |x: &str| format!("s{block}_{x}");
+        f.set(&name("role"), enum_value(s.role().as_str_name()));
+        for id in &s.identifiers {
+            match &id.kind {
+                Some(Kind::Phone(p)) => {
+                    f.set(&name("phone"), p.number.clone());
+                    f.set(&name("phone_region"), p.region.clone());
+                }
+                Some(Kind::Email(e)) => f.set(&name("email"), e.address.clone()),
+                Some(Kind::Person(p)) => {
+                    f.set(&name("given"), p.given_names.clone());
+                    f.set(&name("family"), p.family_name.clone());
+                    f.set(&name("dob"), p.date_of_birth.clone());
+                }
+                Some(Kind::Document(d)) => {
+                    f.set(&name("doc_type"), enum_value(d.r#type().as_str_name()));
+                    f.set(&name("doc_number"), d.number.clone());
+                    f.set(&name("doc_country"), d.issuing_country.clone());
+                }
+                Some(Kind::Iban(i)) => f.set(&name("iban"), i.iban.clone()),
+                Some(Kind::OnlineHandle(h)) => {
+                    f.set(&name("handle_platform"), h.platform.clone());
+                    f.set(&name("handle"), h.handle.clone());
+                }
+                _ => {}
+            }
+        }
+    }
+    f
+}
+
+fn date_value(ts: Option<&pbjson_types::Timestamp>) -> String {
+    match ts {
+        Some(_) => day(ts),
+        None => String::new(),
+    }
+}

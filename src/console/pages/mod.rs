@@ -1,0 +1,29 @@
+//! The console's pages, one module a section. Handlers are thin: take the
+//! viewer (or a posted form), call the node's services through
+//! [`super::rpc`], and render a template.
+
+mod alerts;
+mod assets;
+mod form;
+mod hits;
+mod overview;
+mod requests;
+
+use axum::Router;
+use axum::routing::get;
+
+use super::Console;
+
+pub fn routes() -> Router<Console> {
+    Router::new()
+        .route("/", get(overview::show))
+        .route("/assets/console.css", get(assets::stylesheet))
+        .merge(alerts::routes())
+        .merge(hits::routes())
+        .merge(requests::routes())
+        .fallback(not_found)
+}
+
+async fn not_found() -> super::view::PageError {
+    super::view::PageError::NotFound("there is no such page in the console".into())
+}

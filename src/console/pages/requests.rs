@@ -1,0 +1,565 @@
+//! Disclosure requests and releases: the inbox (requests this agency was
+//! sent, decided by `disclose` officers), the outbox (requests it sent),
+//! the decision and clarification forms, and the releases received.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::form::{Choice, FormState, choices};
+use crate::config::Role;
+use crate::console::Console;
+use crate::console::guard::{Posted, Viewer};
+use crate::console::rpc::{request, violations};
+use crate::console::view::{Chrome, PageError, label, page, when};
+use crate::proto::v1::disclosure_service_server::DisclosureService;
+use crate::proto::v1::{
+    AnswerClarificationRequest, DecideRequest, DisclosureCase, DisclosureState,
+    GetDisclosureRequestRequest, GetReleaseRequest, HandlingCode, IdentifierType,
+    ListDisclosureRequestsRequest, ListReleasesRequest, LocationDetail, RefusalGround,
+    ReleaseRecord, ReleaseSelection, TimeDetail,
+};
+
+pub fn routes() -> Router<Console> {
+    Router::new()
+        .route("/requests", get(list))
+        .route("/requests/{id}", get(detail))
+        .route("/requests/{id}/decide", post(decide))
+        .route("/requests/{id}/answer", post(answer))
+        .route("/releases", get(releases))
+        .route("/releases/{id}", get(release))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Box {
+    /// "in" (received) or "out" (sent).
+    r#box: String,
+    page: String,
+}
+
+pub struct CaseRow {
+    pub id: String,
+    pub peer: String,
+    pub alert: String,
+    pub state: String,
+    pub due: String,
+    pub due_class: String,
+    pub basis: String,
+    pub officer: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/requests.html")]
+struct ListPage {
+    chrome: Chrome,
+    inbox: bool,
+    rows: Vec<CaseRow>,
+    next: String,
+}
+
+/// "due in 2 d 4 h" / "overdue by 3 h" and its emphasis, for an undecided
+/// request; the state otherwise.
+pub fn countdown(case: &DisclosureCase) -> (String, String) {
+    let undecided = matches!(
+        case.state(),
+        DisclosureState::Open | DisclosureState::Clarification
+    );
+    if !undecided {
+        return (
+            format!("answered {}", when(case.answered_at.as_ref())),
+            String::new(),
+        );
+    }
+    let Some(due) = case.due_at.as_ref() else {
+        return ("—".into(), String::new());
+    };
+    let left = due.seconds - crate::time::now().seconds;
+    let span = |secs: i64| {
+        let (d, h, m) = (secs / 86_400, secs % 86_400 / 3_600, secs % 3_600 / 60);
+        match (d, h) {
+            (0, 0) => format!("{m} min"),
+            (0, h) => format!("{h} h {m} min"),
+            (d, h) => format!("{d} d {h} h"),
+        }
+    };
+    if case.state() == DisclosureState::Clarification {
+        return (
+            "paused: waiting for the requester's answer".into(),
+            String::new(),
+        );
+    }
+    if left < 0 {
+        (
+            format!("overdue by {}", span(-left)),
+            "countdown-late".into(),
+        )
+    } else if left < 86_400 {
+        (format!("due in {}", span(left)), "countdown-soon".into())
+    } else {
+        (format!("due in {}", span(left)), String::new())
+    }
+}
+
+pub fn case_row(case: &DisclosureCase) -> CaseRow {
+    let r = case.request.clone().unwrap_or_default();
+    let (due, due_class) = countdown(case);
+    CaseRow {
+        id: r.id.clone(),
+        peer: case.peer.clone(),
+        alert: r.holder_alert_id.clone(),
+        state: label(case.state().as_str_name(), "DISCLOSURE_STATE_"),
+        due,
+        due_class,
+        basis: label(r.legal_basis().as_str_name(), "LEGAL_BASIS_"),
+        officer: r.officer.clone(),
+    }
+}
+
+async fn list(
+    State(c): State<Console>,
+    viewer: Viewer,
+    Query(b): Query<Box>,
+) -> Result<Response, PageError> {
+    let inbox = match b.r#box.as_str() {
+        "in" => true,
+        "out" => false,
+        _ => viewer.may(Role::Disclose) || !viewer.may(Role::Request),
+    };
+    let req = ListDisclosureRequestsRequest {
+        outgoing: Some(!inbox),
+        page_size: 50,
+        page_token: b.page.clone(),
+        ..Default::default()
+    };
+    let answer = c
+        .disclosure
+        .list_disclosure_requests(request(&viewer, req, ""))
+        .await?
+        .into_inner();
+    page(ListPage {
+        chrome: Chrome::new(&viewer, "requests"),
+        inbox,
+        rows: answer.requests.iter().map(case_row).collect(),
+        next: if answer.next_page_token.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "/requests?box={}&page={}",
+                if inbox { "in" } else { "out" },
+                answer.next_page_token
+            )
+        },
+    })
+}
+
+struct Event {
+    step: String,
+    at: String,
+    by: String,
+    note: String,
+}
+
+struct Verification {
+    kind: String,
+    matched: bool,
+    detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/request.html")]
+struct DetailPage {
+    chrome: Chrome,
+    case: DisclosureCase,
+    row: CaseRow,
+    citation: String,
+    purpose: String,
+    case_reference: String,
+    urgency: String,
+    requester_alert: String,
+    events: Vec<Event>,
+    verification: Vec<Verification>,
+    decision: Option<(String, String, String)>,
+    release_id: String,
+    can_decide: bool,
+    can_answer: bool,
+    outcomes: Vec<Choice>,
+    grounds: Vec<Choice>,
+    locations: Vec<Choice>,
+    times: Vec<Choice>,
+    identifier_types: Vec<Choice>,
+    handling_codes: Vec<Choice>,
+    form: FormState,
+}
+
+async fn get_case(c: &Console, viewer: &Viewer, id: &str) -> Result<DisclosureCase, PageError> {
+    Ok(c.disclosure
+        .get_request(request(
+            viewer,
+            GetDisclosureRequestRequest { id: id.to_owned() },
+            "",
+        ))
+        .await?
+        .into_inner())
+}
+
+async fn detail(
+    State(c): State<Console>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let case = get_case(&c, &viewer, &id).await?;
+    page(detail_page(&viewer, case, FormState::default()))
+}
+
+fn detail_page(viewer: &Viewer, case: DisclosureCase, mut form: FormState) -> DetailPage {
+    let r = case.request.clone().unwrap_or_default();
+    let undecided = matches!(case.state(), DisclosureState::Open);
+    if form.value("location").is_empty() {
+        form.set("location", LocationDetail::City.as_str_name());
+        form.set("time", TimeDetail::Day.as_str_name());
+        form.set("retention_days", "90");
+    }
+    let decision = case.decision.as_ref().map(|d| {
+        let what = label(d.outcome().as_str_name(), "DISCLOSURE_STATE_");
+        let ground = if d.ground() == RefusalGround::Unspecified {
+            String::new()
+        } else {
+            label(d.ground().as_str_name(), "REFUSAL_GROUND_")
+        };
+        let by = if d.automatic {
+            "the holder's policy, automatically".to_string()
+        } else {
+            format!("{} at {}", d.decided_by, when(d.decided_at.as_ref()))
+        };
+        (
+            format!(
+                "{what}{}",
+                if ground.is_empty() {
+                    String::new()
+                } else {
+                    format!(" — {ground}")
+                }
+            ),
+            d.note.clone(),
+            by,
+        )
+    });
+    DetailPage {
+        chrome: Chrome::new(viewer, "requests"),
+        row: case_row(&case),
+        citation: r.citation.clone(),
+        purpose: r.purpose.clone(),
+        case_reference: r.case_reference.clone(),
+        urgency: label(r.urgency().as_str_name(), "URGENCY_"),
+        requester_alert: r.requester_alert_id.clone(),
+        events: case
+            .history
+            .iter()
+            .map(|e| Event {
+                step: e.step.clone(),
+                at: when(e.at.as_ref()),
+                by: e.by.clone(),
+                note: e.note.clone(),
+            })
+            .collect(),
+        verification: case
+            .verification
+            .iter()
+            .map(|v| Verification {
+                kind: label(v.r#type().as_str_name(), "IDENTIFIER_TYPE_"),
+                matched: v.matched,
+                detail: match &v.evidence {
+                    Some(e) => crate::matching::describe_evidence(e),
+                    None if v.matched => "equal tokens".into(),
+                    None => "differs".into(),
+                },
+            })
+            .collect(),
+        release_id: case
+            .decision
+            .as_ref()
+            .map(|d| d.release_id.clone())
+            .unwrap_or_default(),
+        can_decide: !case.outgoing && undecided && viewer.may(Role::Disclose),
+        can_answer: case.outgoing
+            && case.state() == DisclosureState::Clarification
+            && viewer.may(Role::Request),
+        decision,
+        outcomes: [
+            DisclosureState::Approved,
+            DisclosureState::PartiallyApproved,
+            DisclosureState::Refused,
+            DisclosureState::Clarification,
+        ]
+        .into_iter()
+        .map(|s| Choice {
+            value: s.as_str_name().to_owned(),
+            label: match s {
+                DisclosureState::Approved => "Approve".into(),
+                DisclosureState::PartiallyApproved => "Approve in part".into(),
+                DisclosureState::Refused => "Refuse".into(),
+                _ => "Ask the requester a question".into(),
+            },
+        })
+        .collect(),
+        grounds: choices!(RefusalGround, "REFUSAL_GROUND_"),
+        locations: choices!(LocationDetail, "LOCATION_DETAIL_"),
+        times: choices!(TimeDetail, "TIME_DETAIL_"),
+        identifier_types: choices!(IdentifierType, "IDENTIFIER_TYPE_"),
+        handling_codes: choices!(HandlingCode, "HANDLING_CODE_"),
+        form,
+        case,
+    }
+}
+
+fn back_to(id: &str) -> Response {
+    Redirect::to(&format!("/requests/{id}")).into_response()
+}
+
+async fn form_again(
+    c: &Console,
+    viewer: &Viewer,
+    id: &str,
+    mut form: FormState,
+    status: &tonic::Status,
+) -> Result<Response, PageError> {
+    if status.code() != tonic::Code::InvalidArgument {
+        form.general.push(status.message().to_owned());
+    }
+    form.add_violations(&violations(status));
+    let case = get_case(c, viewer, id).await?;
+    let html = page(detail_page(viewer, case, form))?;
+    Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, html).into_response())
+}
+
+async fn decide(
+    State(c): State<Console>,
+    Path(id): Path<String>,
+    posted: Posted,
+) -> Result<Response, PageError> {
+    let mut form = FormState::from_fields(&posted.fields);
+    for (path, input) in [
+        ("outcome", "outcome"),
+        ("ground", "ground"),
+        ("note", "note"),
+        ("release", "release_identifiers"),
+        ("release.location", "location"),
+        ("release.time", "time"),
+        ("contact_point", "contact_point"),
+        ("handling", "handling"),
+        ("retention_days", "retention_days"),
+    ] {
+        form.map_path(path, input);
+    }
+    let outcome = DisclosureState::from_str_name(form.value("outcome")).unwrap_or_default();
+    let approving = matches!(
+        outcome,
+        DisclosureState::Approved | DisclosureState::PartiallyApproved
+    );
+    let retention_days = match form.value("retention_days") {
+        "" => 0,
+        v => match v.parse::<u32>() {
+            Ok(d) => d,
+            Err(_) => {
+                form.add_error("retention_days", "a whole number of days, 1 to 365");
+                0
+            }
+        },
+    };
+    let release = approving.then(|| ReleaseSelection {
+        location: LocationDetail::from_str_name(form.value("location")).unwrap_or_default() as i32,
+        time: TimeDetail::from_str_name(form.value("time")).unwrap_or_default() as i32,
+        narrative: form.has("narrative", "yes"),
+        indicators: form.has("indicators", "yes"),
+        identifiers: form
+            .values("release_identifiers")
+            .iter()
+            .filter_map(|v| IdentifierType::from_str_name(v))
+            .map(|t| t as i32)
+            .collect(),
+    });
+    if form.has_errors() {
+        let case = get_case(&c, &posted.viewer, &id).await?;
+        let html = page(detail_page(&posted.viewer, case, form))?;
+        return Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, html).into_response());
+    }
+    let req = DecideRequest {
+        id: id.clone(),
+        outcome: outcome as i32,
+        ground: RefusalGround::from_str_name(form.value("ground")).unwrap_or_default() as i32,
+        note: form.value("note").to_owned(),
+        release,
+        contact_point: if approving {
+            form.value("contact_point").to_owned()
+        } else {
+            String::new()
+        },
+        handling: HandlingCode::from_str_name(form.value("handling")).unwrap_or_default() as i32,
+        retention_days: if approving { retention_days } else { 0 },
+    };
+    match c
+        .disclosure
+        .decide(request(&posted.viewer, req, form.value("purpose")))
+        .await
+    {
+        Ok(_) => Ok(back_to(&id)),
+        Err(s)
+            if matches!(
+                s.code(),
+                tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition
+            ) =>
+        {
+            form_again(&c, &posted.viewer, &id, form, &s).await
+        }
+        Err(s) => Err(s.into()),
+    }
+}
+
+async fn answer(
+    State(c): State<Console>,
+    Path(id): Path<String>,
+    posted: Posted,
+) -> Result<Response, PageError> {
+    let mut form = FormState::from_fields(&posted.fields);
+    form.map_path("answer", "answer");
+    let req = AnswerClarificationRequest {
+        id: id.clone(),
+        answer: form.value("answer").to_owned(),
+    };
+    match c
+        .disclosure
+        .answer_clarification(request(&posted.viewer, req, ""))
+        .await
+    {
+        Ok(_) => Ok(back_to(&id)),
+        Err(s)
+            if matches!(
+                s.code(),
+                tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition
+            ) =>
+        {
+            form_again(&c, &posted.viewer, &id, form, &s).await
+        }
+        Err(s) => Err(s.into()),
+    }
+}
+
+pub struct ReleaseRow {
+    pub id: String,
+    pub peer: String,
+    pub alert: String,
+    pub handling: String,
+    pub released: String,
+    pub until: String,
+    pub status: String,
+    pub outgoing: bool,
+}
+
+fn release_row(r: &ReleaseRecord) -> ReleaseRow {
+    let rel = r.release.clone().unwrap_or_default();
+    ReleaseRow {
+        id: rel.id.clone(),
+        peer: r.peer.clone(),
+        alert: rel.alert_id.clone(),
+        handling: handling_label(rel.handling()),
+        released: when(rel.released_at.as_ref()),
+        until: when(rel.retention_until.as_ref()),
+        status: if r.withdrawn_at.is_some() {
+            "withdrawn".into()
+        } else if r.purged {
+            "purged".into()
+        } else {
+            "held".into()
+        },
+        outgoing: r.outgoing,
+    }
+}
+
+/// A handling code with what it asks of the person holding the data.
+pub fn handling_label(code: HandlingCode) -> String {
+    match code {
+        HandlingCode::H0 => "H0 — may be shared within the federation".into(),
+        HandlingCode::H1 => "H1 — law-enforcement recipients only".into(),
+        HandlingCode::H2 => "H2 — do not pass on without the holder's consent".into(),
+        HandlingCode::H3 => "H3 — contact the holder before any action".into(),
+        HandlingCode::Unspecified => "not stated".into(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/releases.html")]
+struct ReleasesPage {
+    chrome: Chrome,
+    rows: Vec<ReleaseRow>,
+}
+
+async fn releases(State(c): State<Console>, viewer: Viewer) -> Result<Response, PageError> {
+    let answer = c
+        .disclosure
+        .list_releases(request(
+            &viewer,
+            ListReleasesRequest {
+                outgoing: None,
+                page_size: 100,
+                page_token: String::new(),
+            },
+            "",
+        ))
+        .await?
+        .into_inner();
+    page(ReleasesPage {
+        chrome: Chrome::new(&viewer, "requests"),
+        rows: answer.releases.iter().map(release_row).collect(),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "console/release.html")]
+struct ReleasePage {
+    chrome: Chrome,
+    row: ReleaseRow,
+    fields: String,
+    contact: String,
+    released_by: String,
+    request_id: String,
+    content: Vec<(String, String)>,
+    subjects: Vec<super::alerts::SubjectView>,
+    withdraw_reason: String,
+}
+
+async fn release(
+    State(c): State<Console>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let record = c
+        .disclosure
+        .get_release(request(&viewer, GetReleaseRequest { id }, ""))
+        .await?
+        .into_inner();
+    let rel = record.release.clone().unwrap_or_default();
+    let content = rel
+        .content
+        .as_ref()
+        .map(super::alerts::content_facts)
+        .unwrap_or_default();
+    page(ReleasePage {
+        chrome: Chrome::new(&viewer, "requests"),
+        row: release_row(&record),
+        fields: rel.released_fields.clone(),
+        contact: rel.contact_point.clone(),
+        released_by: rel.released_by.clone(),
+        request_id: rel.request_id.clone(),
+        content,
+        subjects: rel
+            .subjects
+            .iter()
+            .map(super::alerts::subject_view)
+            .collect(),
+        withdraw_reason: record.withdraw_reason.clone(),
+    })
+}

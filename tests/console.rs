@@ -1,0 +1,466 @@
+//! The web console, in a real browser: Chromium (headless) fetches every
+//! page over the node's console listener with a client certificate from
+//! its NSS database; actions are checked through the nodes' gRPC APIs.
+//! Screenshots land in `target/console-screenshots/`.
+
+#[path = "console/browser.rs"]
+mod browser;
+mod common;
+
+use std::sync::Arc;
+
+use browser::Browser;
+use casebridge::config::{NodeConfig, Roles};
+use casebridge::identity::TlsIdentity;
+use casebridge::ids::{AgencyId, ClientName};
+use common::{TestFederation, WAIT, audit_after, audit_head, eventually};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn with_console(_: &AgencyId, c: &mut NodeConfig) {
+    c.console.listen = Some(toml::Spanned::new(0..0, "127.0.0.1:0".parse().unwrap()));
+}
+
+/// An HTTP/1.1 exchange with a console over TLS with `client`'s
+/// certificate, outside any browser (to read headers and status codes, and
+/// to send what no page would): status code, headers (lower-case names),
+/// body.
+async fn https(
+    fed: &TestFederation,
+    agency: &str,
+    client: &str,
+    request_head: &str,
+    body: &str,
+) -> (u16, Vec<(String, String)>, String) {
+    let pki = fed.pki(agency);
+    let own = TlsIdentity::load(
+        &pki.join(format!("clients/{client}.pem")),
+        &pki.join(format!("clients/{client}.key")),
+    )
+    .unwrap();
+    let mut tls =
+        casebridge::identity::client_tls_config(&own, &fed.layout.federation_ca, &[]).unwrap();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let addr = fed.node(agency).console_addr().unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect("127.0.0.1".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let raw = format!(
+        "{request_head}\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(raw.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("")
+}
+
+/// The CSRF token of `client`'s pages (every page carries it).
+async fn csrf_token(fed: &TestFederation, agency: &str, client: &str) -> String {
+    let (status, _, body) = https(fed, agency, client, "GET /alerts HTTP/1.1", "").await;
+    assert_eq!(status, 200, "{body}");
+    body.split("name=\"csrf-token\" content=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page carries its form token")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caseworker_submits_an_alert_in_the_browser_and_the_peer_receives_it() {
+    if !browser::available() {
+        return;
+    }
+    let fed = TestFederation::start_with(&["police", "ngo"], &[], with_console).await;
+    let b = Browser::open(&fed, "ngo", "cms").await;
+    b.goto("/alerts/new").await;
+    b.screenshot("alert-form").await;
+
+    // A bad country and a bad phone: both shown at their fields, nothing stored.
+    b.choose("category", "CATEGORY_LABOUR_EXPLOITATION").await;
+    b.choose("severity", "SEVERITY_HIGH").await;
+    b.fill("country", "XX").await;
+    b.choose("s0_role", "SUBJECT_ROLE_POTENTIAL_VICTIM").await;
+    b.fill("s0_phone", "12").await;
+    b.fill("s0_phone_region", "NL").await;
+    b.fill(
+        "narrative",
+        "Workers housed in containers behind the greenhouse.",
+    )
+    .await;
+    b.follow("form[action='/alerts/new'] button[type=submit]")
+        .await;
+    let country = b.field_error("country").await;
+    let phone = b.field_error("s0_phone").await;
+    b.screenshot("alert-form-errors").await;
+    assert!(country.contains("country"), "country error: {country:?}");
+    assert!(!phone.is_empty(), "phone error shown at the phone field");
+    assert!(
+        b.text().await.contains("Nothing was stored"),
+        "the summary says nothing was stored"
+    );
+    assert!(fed.alerts("ngo").await.is_empty(), "nothing stored");
+    // What was typed is still there, to be corrected.
+    assert!(b.exists("input[name='s0_phone'][value='12']").await);
+
+    b.fill("country", "NL").await;
+    b.fill("s0_phone", "+31 6 5555 0199").await;
+    b.fill("s0_given", "Ana").await;
+    b.fill("s0_family", "Popescu").await;
+    b.fill("s0_dob", "1994-07-12").await;
+    b.fill("purpose", "NGO-2026-118").await;
+    b.follow("form[action='/alerts/new'] button[type=submit]")
+        .await;
+    let path = b.path().await;
+    assert!(
+        path.starts_with("/alerts/ngo:"),
+        "the new alert's page: {path}"
+    );
+    let id = path.trim_start_matches("/alerts/").to_owned();
+    let stored = fed.alerts("ngo").await;
+    assert_eq!(stored.len(), 1, "one alert");
+    assert_eq!(stored[0].id, id);
+    let content = stored[0].content.clone().unwrap();
+    assert_eq!(content.location.unwrap().country, "NL");
+    assert_eq!(
+        stored[0].subjects[0].identifiers.len(),
+        2,
+        "phone and person"
+    );
+
+    // Delivered to police (checked through police's API), and the page
+    // says who got it under which rule, when acknowledged.
+    eventually("police receives the alert", || {
+        let fed = &fed;
+        let id = id.clone();
+        async move {
+            fed.alerts("police")
+                .await
+                .iter()
+                .any(|a| a.id == id)
+                .then_some(())
+        }
+    })
+    .await;
+    eventually("the share is shown acknowledged", || {
+        let b = &b;
+        let id = id.clone();
+        async move {
+            b.goto(&format!("/alerts/{id}")).await;
+            let text = b.text().await;
+            (text.contains("police") && text.contains("stored")).then_some(())
+        }
+    })
+    .await;
+    assert!(b.text().await.contains("dev-share-everything"), "the rule");
+    b.screenshot("alert-detail-own").await;
+
+    // The audit entry is the RPC's, with the console as its channel and
+    // the case reference as its purpose.
+    let mut admin = fed.client("ngo", "admin").await;
+    let entries = audit_after(&mut admin, 0).await;
+    let submit = entries
+        .iter()
+        .find(|e| e.action == "alert.submit" && e.outcome == "OK")
+        .expect("the submit is audited");
+    assert_eq!(submit.actor, "client:cms");
+    assert_eq!(submit.purpose, "NGO-2026-118");
+    assert!(
+        submit.body.contains("\"channel\":\"console\""),
+        "{}",
+        submit.body
+    );
+    b.close().await;
+
+    // At the receiving agency, no page holds the raw identifiers.
+    let police = Browser::open(&fed, "police", "analyst").await;
+    police.goto(&format!("/alerts/{id}")).await;
+    let source = police.client.source().await.unwrap();
+    assert!(source.contains(&id), "the received alert is shown");
+    for raw in ["5555 0199", "655550199", "Popescu", "1994-07-12"] {
+        assert!(!source.contains(raw), "{raw} on the receiver's page");
+    }
+    police.screenshot("alert-detail-received").await;
+    police.goto("/alerts").await;
+    police.screenshot("alert-list").await;
+    let list = police.client.source().await.unwrap();
+    assert!(list.contains(&id));
+    for raw in ["5555 0199", "655550199", "Popescu"] {
+        assert!(!list.contains(raw), "{raw} on the receiver's list");
+    }
+    police.close().await;
+    fed.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_certificate_sees_no_controls_and_forged_posts_are_refused_and_audited() {
+    if !browser::available() {
+        return;
+    }
+    let fed = TestFederation::start_with(&["police", "ngo"], &[], |a, c| {
+        with_console(a, c);
+        // The analyst may only read here.
+        c.clients.insert(
+            ClientName::new("analyst").unwrap(),
+            serde_json::from_str::<Roles>(r#"["read"]"#).unwrap(),
+        );
+    })
+    .await;
+    let mut cms = fed.client("ngo", "cms").await;
+    let alert = common::submit(&mut cms, "Seen at the bus station at night.").await;
+
+    let b = Browser::open(&fed, "ngo", "analyst").await;
+    b.goto("/alerts").await;
+    assert!(
+        b.text().await.contains(&alert.id),
+        "the reader sees the alert"
+    );
+    assert!(
+        !b.exists("a[href='/alerts/new']").await,
+        "no submit control"
+    );
+    b.goto(&format!("/alerts/{}", alert.id)).await;
+    assert!(
+        !b.exists("form[action$='/retract']").await,
+        "no retract control"
+    );
+    assert!(!b.exists("a[href$='/edit']").await, "no update control");
+    b.screenshot("alert-detail-read-only").await;
+    b.close().await;
+
+    // A forged POST with the reader's own valid form token: the service
+    // refuses it (403) and the audit log keeps the attempt.
+    let mut admin = fed.client("ngo", "admin").await;
+    let head = audit_head(&mut admin).await;
+    let token = csrf_token(&fed, "ngo", "analyst").await;
+    let form = format!(
+        "csrf={token}&category=CATEGORY_OTHER&severity=SEVERITY_LOW&tlp=TLP_GREEN&request_id=forged-1"
+    );
+    let (status, _, body) = https(
+        &fed,
+        "ngo",
+        "analyst",
+        "POST /alerts/new HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded",
+        &form,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("lacks the `submit` role"), "{body}");
+    let retract = format!("csrf={token}&expected_version=1&reason=forged");
+    let (status, _, body) = https(
+        &fed,
+        "ngo",
+        "analyst",
+        &format!(
+            "POST /alerts/{}/retract HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded",
+            alert.id
+        ),
+        &retract,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let entries = audit_after(&mut admin, head).await;
+    for action in ["alert.submit", "alert.retract"] {
+        let e = entries
+            .iter()
+            .find(|e| e.action == action && e.actor == "client:analyst")
+            .unwrap_or_else(|| panic!("{action} attempt audited: {entries:?}"));
+        assert_eq!(e.outcome, "PERMISSION_DENIED");
+        assert!(e.body.contains("\"channel\":\"console\""), "{}", e.body);
+    }
+    assert_eq!(fed.alerts("ngo").await.len(), 1, "nothing stored");
+    assert!(!fed.alerts("ngo").await[0].retracted, "nothing retracted");
+
+    // Without the token, or from another site, a POST does not reach any
+    // service.
+    let (status, _, _) = https(
+        &fed,
+        "ngo",
+        "cms",
+        "POST /alerts/new HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded",
+        "category=CATEGORY_OTHER&severity=SEVERITY_LOW&tlp=TLP_GREEN",
+    )
+    .await;
+    assert_eq!(status, 403, "no token");
+    let cms_token = csrf_token(&fed, "ngo", "cms").await;
+    let (status, _, _) = https(
+        &fed,
+        "ngo",
+        "cms",
+        "POST /alerts/new HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\nOrigin: https://attacker.example\r\nSec-Fetch-Site: cross-site",
+        &format!("csrf={cms_token}&category=CATEGORY_OTHER&severity=SEVERITY_LOW&tlp=TLP_GREEN"),
+    )
+    .await;
+    assert_eq!(status, 403, "cross-site");
+    // Another certificate's token is worth nothing.
+    let (status, _, _) = https(
+        &fed,
+        "ngo",
+        "cms",
+        "POST /alerts/new HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded",
+        &format!("csrf={token}&category=CATEGORY_OTHER&severity=SEVERITY_LOW&tlp=TLP_GREEN"),
+    )
+    .await;
+    assert_eq!(status, 403, "the reader's token used by cms");
+    assert_eq!(fed.alerts("ngo").await.len(), 1, "still nothing stored");
+    fed.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_carries_the_security_headers() {
+    let fed = TestFederation::start_with(&["police", "ngo"], &[], with_console).await;
+    let mut cms = fed.client("ngo", "cms").await;
+    let alert = common::submit(&mut cms, "Headers.").await;
+    for path in [
+        "/".to_string(),
+        "/alerts".into(),
+        "/alerts/new".into(),
+        format!("/alerts/{}", alert.id),
+        "/no-such-page".into(),
+    ] {
+        let (status, headers, body) =
+            https(&fed, "ngo", "cms", &format!("GET {path} HTTP/1.1"), "").await;
+        assert!(status == 200 || status == 404, "{path}: {status} {body}");
+        let csp = header(&headers, "content-security-policy");
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+            "{path}: {csp}"
+        );
+        assert!(!csp.contains("script-src"), "no script is allowed: {csp}");
+        assert_eq!(header(&headers, "cache-control"), "no-store", "{path}");
+        assert_eq!(header(&headers, "x-content-type-options"), "nosniff");
+        assert!(!body.contains("<script"), "{path} has no script");
+    }
+    // The stylesheet comes from the node itself.
+    let (status, headers, css) =
+        https(&fed, "ngo", "cms", "GET /assets/console.css HTTP/1.1", "").await;
+    assert_eq!(status, 200);
+    assert!(header(&headers, "content-type").starts_with("text/css"));
+    assert!(
+        !css.contains("http://") && !css.contains("https://"),
+        "nothing from outside"
+    );
+    // A certificate the agency does not list has no way in.
+    let (status, _, body) = https(&fed, "police", "cms", "GET / HTTP/1.1", "").await;
+    assert_eq!(status, 200, "police's own cms: {body}");
+    fed.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hit_is_reviewed_a_disclosure_requested_and_approved_and_the_release_shows_its_handling_code()
+ {
+    if !browser::available() {
+        return;
+    }
+    let fed = TestFederation::start_with(&["police", "ngo"], &[], with_console).await;
+    let mut ngo_cms = fed.client("ngo", "cms").await;
+    common::submit(&mut ngo_cms, "Victim met at the shelter.").await;
+    let mut police_cms = fed.client("police", "cms").await;
+    common::submit(&mut police_cms, "Same phone in a raid.").await;
+    let police_analyst = fed.client("police", "analyst").await;
+    let number = common::first_hit(&police_analyst).await;
+
+    // The police analyst finds the hit, confirms it and asks for the data.
+    let b = Browser::open(&fed, "police", "analyst").await;
+    b.goto("/hits").await;
+    b.screenshot("hits").await;
+    b.follow(&format!("a[href='/hits/{number}']")).await;
+    let page = b.text().await;
+    assert!(page.contains("Phone") && page.contains("exact"), "{page}");
+    assert!(
+        page.contains("needs this hit confirmed"),
+        "no request before a confirmation: {page}"
+    );
+    b.click("#verdict-HIT_VERDICT_CONFIRMED").await;
+    b.fill("note", "same number as our raid").await;
+    b.follow("form[action$='/review'] button").await;
+    assert!(b.text().await.contains("Confirmed"), "the review is shown");
+    b.screenshot("hit-confirmed").await;
+    b.choose("legal_basis", "LEGAL_BASIS_DIRECTIVE_2023_977")
+        .await;
+    b.fill("citation", "Art. 4").await;
+    b.fill("reason", "Identify the victim for protection measures.")
+        .await;
+    b.fill("case_reference", "POL-2026-0042").await;
+    b.follow("form[action$='/request'] button").await;
+    let path = b.path().await;
+    assert!(path.starts_with("/requests/"), "{path}");
+    let request_id = path.trim_start_matches("/requests/").to_owned();
+    b.screenshot("request-sent").await;
+    b.close().await;
+
+    // The NGO's legal officer sees it in the inbox and approves, releasing
+    // the phone under H2.
+    let legal = Browser::open(&fed, "ngo", "legal").await;
+    eventually("the request reaches the ngo's inbox", || {
+        let legal = &legal;
+        let id = request_id.clone();
+        async move {
+            legal.goto("/requests?box=in").await;
+            legal.text().await.contains(&id).then_some(())
+        }
+    })
+    .await;
+    assert!(
+        legal.text().await.contains("due in"),
+        "a deadline countdown"
+    );
+    legal.screenshot("requests-inbox").await;
+    legal.goto(&format!("/requests/{request_id}")).await;
+    legal.click("#outcome-DISCLOSURE_STATE_APPROVED").await;
+    legal.click("#id-IDENTIFIER_TYPE_PHONE").await;
+    legal
+        .fill("contact_point", "NGO legal desk, +31 20 555 0000")
+        .await;
+    legal.choose("handling", "HANDLING_CODE_H2").await;
+    legal.screenshot("request-decide").await;
+    legal.follow("form[action$='/decide'] button").await;
+    let page = legal.text().await;
+    assert!(page.contains("Approved"), "{page}");
+    legal.close().await;
+
+    // The release shows at the requester with its handling code.
+    let b = Browser::open(&fed, "police", "analyst").await;
+    eventually("the release reaches police", || {
+        let b = &b;
+        async move {
+            b.goto("/releases").await;
+            b.text().await.contains("received").then_some(())
+        }
+    })
+    .await;
+    b.follow("a[href^='/releases/']").await;
+    let page = b.text().await;
+    assert!(
+        page.contains("H2 — do not pass on without the holder's consent"),
+        "{page}"
+    );
+    assert!(
+        page.contains("+31 6 5555 0101") || page.contains("+31655550101"),
+        "the released phone: {page}"
+    );
+    b.screenshot("release").await;
+    b.close().await;
+    fed.shutdown().await;
+}
