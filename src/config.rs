@@ -326,6 +326,10 @@ pub struct SharingConfig {
     /// nothing: default deny. `certs init` writes a permissive development
     /// policy; replace it before real use.
     pub policy: Option<Spanned<PathBuf>>,
+    /// The policy's own test cases (docs/policy.md, "Testing a policy"):
+    /// run by `TestPolicy` and the web console's policy editor against
+    /// every draft before it is installed.
+    pub tests: Option<Spanned<PathBuf>>,
 }
 
 /// How identifiers are pseudonymized for matching across agencies.
@@ -598,6 +602,9 @@ impl NodeConfig {
         }
         if let Some(policy) = cfg.sharing.policy.as_mut() {
             resolve(&base, policy.get_mut());
+        }
+        if let Some(tests) = cfg.sharing.tests.as_mut() {
+            resolve(&base, tests.get_mut());
         }
         cfg.validate(file, src)?;
         Ok(cfg)

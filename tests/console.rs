@@ -464,3 +464,245 @@ async fn a_hit_is_reviewed_a_disclosure_requested_and_approved_and_the_release_s
     b.close().await;
     fed.shutdown().await;
 }
+
+/// Sets the policy editor's text (typing a whole file key by key would
+/// only make the test slow).
+async fn set_policy_text(b: &Browser, text: &str) {
+    b.client
+        .execute(
+            "document.getElementById('policy_text').value = arguments[0]",
+            vec![serde_json::json!(text)],
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_fixes_a_policy_typo_sees_the_diff_and_installs_it_and_the_next_alert_follows_it()
+ {
+    if !browser::available() {
+        return;
+    }
+    // The policy's test cases, beside the node's files.
+    let cases_dir = tempfile::tempdir().unwrap();
+    let draft = serde_json::to_string(&common::sample_draft("labour case")).unwrap();
+    std::fs::write(cases_dir.path().join("labour.json"), draft).unwrap();
+    std::fs::write(
+        cases_dir.path().join("policy.cases.toml"),
+        r#"
+[[case]]
+name = "labour cases go to police"
+alert = "labour.json"
+peer = "police"
+expect = "share"
+
+[[case]]
+name = "sexual exploitation goes to police"
+alert = "labour.json"
+category = "sexual_exploitation"
+peer = "police"
+expect = "share"
+"#,
+    )
+    .unwrap();
+    let cases = cases_dir.path().join("policy.cases.toml");
+    let fed = TestFederation::start_with(&["police", "ngo"], &[], move |a, c| {
+        with_console(a, c);
+        c.sharing.tests = Some(toml::Spanned::new(0..0, cases.clone()));
+    })
+    .await;
+    let mut cms = fed.client("ngo", "cms").await;
+    let before = common::submit(&mut cms, "Stored before the change.").await;
+
+    let b = Browser::open(&fed, "ngo", "admin").await;
+    b.goto("/policy").await;
+    b.screenshot("policy").await;
+    let text = std::fs::read_to_string(fed.pki("ngo").join("policy.toml")).unwrap();
+    let typo_line = text
+        .lines()
+        .position(|l| l.starts_with("effect = \"share\""))
+        .expect("the development policy has a share rule")
+        + 1;
+    set_policy_text(
+        &b,
+        &text.replacen("effect = \"share\"", "efect = \"share\"", 1),
+    )
+    .await;
+    b.follow("form[action='/policy/check'] button:not([formaction])")
+        .await;
+    let page = b.text().await;
+    b.screenshot("policy-typo").await;
+    assert!(
+        page.contains(&format!("Line {typo_line}, column 1:")),
+        "the typo's line and column (line {typo_line}): {page}"
+    );
+    assert!(page.contains("efect"), "{page}");
+
+    // Fixed, and narrowed to sexual exploitation: the diff shows the stored
+    // labour alert would no longer go to police, and one test case fails.
+    let narrowed = text.replacen(
+        "[rules.share]",
+        "[rules.when]\ncategories = [\"sexual_exploitation\"]\n\n[rules.share]",
+        1,
+    );
+    set_policy_text(&b, &narrowed).await;
+    b.fill("comment", "share only sexual exploitation cases")
+        .await;
+    b.follow("form[action='/policy/check'] button:not([formaction])")
+        .await;
+    let page = b.text().await;
+    b.screenshot("policy-diff").await;
+    assert!(page.contains("The draft is valid"), "{page}");
+    let row = b
+        .client
+        .find(fantoccini::Locator::XPath(
+            "//div[@class='checked']//tr[th[normalize-space()='police']]",
+        ))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        row.starts_with("police 0 1 0 0"),
+        "police: newly 0, no longer 1: {row}"
+    );
+    assert!(page.contains("1 of 2 fail"), "the test cases: {page}");
+    b.follow("button[formaction='/policy/install']").await;
+    let page = b.text().await;
+    assert!(page.contains("Version 2 is now in force"), "{page}");
+    assert!(
+        page.contains("share only sexual exploitation cases"),
+        "the history: {page}"
+    );
+    b.screenshot("policy-installed").await;
+    b.close().await;
+
+    // The next alerts follow it: labour stays home, sexual exploitation goes.
+    let labour = common::submit(&mut cms, "Labour case after the change.").await;
+    let mut draft = common::sample_draft("Sexual exploitation after the change.");
+    draft.content.as_mut().unwrap().category =
+        casebridge::proto::v1::Category::SexualExploitation as i32;
+    let sexual = common::submit_draft(&mut cms, draft).await;
+    eventually("police receives the sexual exploitation alert", || {
+        let fed = &fed;
+        let id = sexual.id.clone();
+        async move {
+            fed.alerts("police")
+                .await
+                .iter()
+                .any(|a| a.id == id)
+                .then_some(())
+        }
+    })
+    .await;
+    let at_police = fed.alerts("police").await;
+    assert!(
+        at_police.iter().any(|a| a.id == before.id),
+        "sent before the change"
+    );
+    assert!(
+        !at_police.iter().any(|a| a.id == labour.id),
+        "the labour alert stays home"
+    );
+    let mut admin = fed.client("ngo", "admin").await;
+    let entries = audit_after(&mut admin, 0).await;
+    let set = entries
+        .iter()
+        .find(|e| e.action == "policy.set" && e.outcome == "OK")
+        .expect("the install is audited");
+    assert!(set.body.contains("\"channel\":\"console\""), "{}", set.body);
+    fed.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_draws_the_last_days_and_the_audit_log_verifies_and_exports() {
+    if !browser::available() {
+        return;
+    }
+    let fed = TestFederation::start_with(&["police", "ngo"], &[], with_console).await;
+    let mut ngo = fed.client("ngo", "cms").await;
+    common::submit(&mut ngo, "One.").await;
+    let mut police = fed.client("police", "cms").await;
+    let sent = common::submit(&mut police, "Two.").await;
+    eventually("ngo receives police's alert", || {
+        let fed = &fed;
+        let id = sent.id.clone();
+        async move {
+            fed.alerts("ngo")
+                .await
+                .iter()
+                .any(|a| a.id == id)
+                .then_some(())
+        }
+    })
+    .await;
+    common::first_hit(&fed.client("ngo", "analyst").await).await;
+
+    let b = Browser::open(&fed, "ngo", "admin").await;
+    b.goto("/").await;
+    let charts = b
+        .client
+        .find_all(fantoccini::Locator::Css("svg.chart"))
+        .await
+        .unwrap();
+    assert_eq!(charts.len(), 3, "alerts, hits and delivery time");
+    let first = charts[0]
+        .attr("aria-label")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(
+        first.contains("1 recorded here and 1 received"),
+        "today's counts: {first}"
+    );
+    let hits = charts[1]
+        .attr("aria-label")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(
+        hits.contains("hits found") && !hits.contains(": 0 hits"),
+        "today's hits: {hits}"
+    );
+    let page = b.text().await;
+    assert!(
+        page.contains("police") && page.contains("up"),
+        "police's link: {page}"
+    );
+    b.screenshot("overview").await;
+
+    b.goto("/audit").await;
+    b.follow("form[action='/audit/verify'] button").await;
+    let page = b.text().await;
+    assert!(page.contains("The chain is intact"), "{page}");
+    b.screenshot("audit").await;
+    b.close().await;
+
+    // The export is the JSON Lines file `audit verify --file` reads.
+    let token = csrf_token(&fed, "ngo", "admin").await;
+    let (status, headers, body) = https(
+        &fed,
+        "ngo",
+        "admin",
+        "POST /audit/export HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded",
+        &format!("csrf={token}&action=alert.submit"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(header(&headers, "content-disposition").starts_with("attachment"));
+    let lines: Vec<&str> = body.lines().collect();
+    assert!(!lines.is_empty());
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with("{\"seq\":") || l.starts_with("{\"checkpoint\":")),
+        "{body}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("\"action\":\"alert.submit\""))
+    );
+    fed.shutdown().await;
+}

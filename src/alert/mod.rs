@@ -138,6 +138,28 @@ impl Ledger {
 
     /// Structural validation, then normalization and tokens for the subjects:
     /// every problem in one answer, and nothing stored unless all is well.
+    /// The stored record a submit of `draft` would create here (validated
+    /// and pseudonymized, stored nowhere): what a policy test case
+    /// evaluates.
+    pub fn record_for_test(&self, draft: AlertDraft) -> Result<StoredAlert, AlertError> {
+        let now = SystemTime::now();
+        let (draft, pseudonyms) = self.prepare(Some(draft), now)?;
+        Ok(StoredAlert {
+            alert: Some(Alert {
+                id: AlertId::generate(&self.agency).to_string(),
+                origin: self.agency.to_string(),
+                version: 1,
+                created_at: Some(timestamp(now)),
+                updated_at: Some(timestamp(now)),
+                content: draft.content,
+                ..Default::default()
+            }),
+            shared_with: Vec::new(),
+            pseudonyms,
+            withdrawn_from: Vec::new(),
+        })
+    }
+
     fn prepare(
         &self,
         draft: Option<AlertDraft>,

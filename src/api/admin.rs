@@ -19,6 +19,10 @@ use crate::proto::v1::{
     QueryAuditRequest, QueryAuditResponse, ReshareRequest, RetractFromPeerRequest,
     SetPolicyRequest,
 };
+use crate::proto::v1::{
+    GetActivityRequest, GetActivityResponse, ListPolicyVersionsRequest, ListPolicyVersionsResponse,
+    TestPolicyRequest, TestPolicyResponse, VerifyAuditRequest, VerifyAuditResponse,
+};
 
 pub struct AdminApi(pub Arc<NodeCore>);
 
@@ -188,6 +192,68 @@ impl AdminService for AdminApi {
             call.detail("alerts", done.alerts);
             call.detail("copy_ms", done.copy_ms);
             Ok(done)
+        })
+        .await
+    }
+
+    async fn list_policy_versions(
+        &self,
+        req: Request<ListPolicyVersionsRequest>,
+    ) -> Result<Response<ListPolicyVersionsResponse>, Status> {
+        let core = &self.0;
+        audited(core, req, Action::PolicyHistory, async |call, req| {
+            auth::client(&core.clients, &req, Role::Admin)?;
+            let versions = core.policy_versions()?;
+            call.detail("versions", versions.len());
+            Ok(ListPolicyVersionsResponse { versions })
+        })
+        .await
+    }
+
+    async fn test_policy(
+        &self,
+        req: Request<TestPolicyRequest>,
+    ) -> Result<Response<TestPolicyResponse>, Status> {
+        let core = &self.0;
+        audited(core, req, Action::PolicyTest, async |call, req| {
+            auth::client(&core.clients, &req, Role::Admin)?;
+            let r = req.into_inner();
+            call.detail("candidate", !r.policy_text.is_empty());
+            let out = core.test_policy(&r.policy_text)?;
+            call.detail("cases", out.results.len());
+            call.detail("failed", out.results.iter().filter(|c| !c.passed).count());
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn verify_audit(
+        &self,
+        req: Request<VerifyAuditRequest>,
+    ) -> Result<Response<VerifyAuditResponse>, Status> {
+        let core = &self.0;
+        audited(core, req, Action::AuditVerify, async |call, req| {
+            auth::client(&core.clients, &req, Role::Admin)?;
+            let out = core.verify_audit().await?;
+            call.detail("intact", out.intact);
+            if out.intact {
+                call.detail("last", out.last);
+            } else {
+                call.detail("broken_at", out.broken_at);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn get_activity(
+        &self,
+        req: Request<GetActivityRequest>,
+    ) -> Result<Response<GetActivityResponse>, Status> {
+        let core = &self.0;
+        audited(core, req, Action::ActivityGet, async |_, req| {
+            auth::client_any(&core.clients, &req, &[Role::Read, Role::Admin])?;
+            Ok(core.activity(req.get_ref().days)?)
         })
         .await
     }

@@ -32,6 +32,26 @@ pub fn checkpoint_line(cp: &Checkpoint) -> String {
     )
 }
 
+/// The export lines of one `QueryAudit` page: its entries, then its
+/// checkpoints.
+pub fn page_lines(page: &crate::proto::v1::QueryAuditResponse) -> Vec<String> {
+    let mut lines = Vec::with_capacity(page.entries.len() + page.checkpoints.len());
+    for e in &page.entries {
+        let prev: Hash = e.prev_hash.as_slice().try_into().unwrap_or([0; 32]);
+        let hash: Hash = e.hash.as_slice().try_into().unwrap_or([0; 32]);
+        lines.push(entry_line(e.sequence, &prev, &hash, &e.body));
+    }
+    for c in &page.checkpoints {
+        lines.push(checkpoint_line(&Checkpoint {
+            seq: c.sequence,
+            hash: c.hash.as_slice().try_into().unwrap_or([0; 32]),
+            time: c.time.clone(),
+            signature: c.signature.clone(),
+        }));
+    }
+    lines
+}
+
 #[derive(Deserialize)]
 struct Line<'a> {
     seq: Option<u64>,

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use super::connect;
 use super::exit::{Exit, Failure, failure};
 use super::store::open_stopped;
-use crate::audit::export::{anchors_from_export, checkpoint_line, entry_line, verify_export};
+use crate::audit::export::{anchors_from_export, page_lines, verify_export};
 use crate::audit::signing::PublicKey;
 use crate::audit::{Summary, hex};
 use crate::config::NodeConfig;
@@ -238,21 +238,10 @@ async fn export(args: ExportArgs, client_config: Option<&Path>) -> Result<(), Fa
     let mut written = 0u64;
     loop {
         let page = client.admin.query_audit(req.clone()).await?.into_inner();
-        for e in &page.entries {
-            let prev: [u8; 32] = e.prev_hash.as_slice().try_into().unwrap_or([0; 32]);
-            let hash: [u8; 32] = e.hash.as_slice().try_into().unwrap_or([0; 32]);
-            writeln!(sink, "{}", entry_line(e.sequence, &prev, &hash, &e.body))?;
-            written += 1;
+        for line in page_lines(&page) {
+            writeln!(sink, "{line}")?;
         }
-        for c in page.checkpoints {
-            let cp = crate::audit::Checkpoint {
-                seq: c.sequence,
-                hash: c.hash.as_slice().try_into().unwrap_or([0; 32]),
-                time: c.time,
-                signature: c.signature,
-            };
-            writeln!(sink, "{}", checkpoint_line(&cp))?;
-        }
+        written += page.entries.len() as u64;
         if page.next_page_token.is_empty() {
             break;
         }

@@ -202,39 +202,6 @@ fn record_from_draft(
     })
 }
 
-/// One expectation in a `policy test` cases file.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Case {
-    name: String,
-    /// AlertDraft JSON file, relative to the cases file.
-    alert: PathBuf,
-    /// Outbound case: the peer the alert would be shared with.
-    peer: Option<String>,
-    /// Inbound case: the peer delivering the alert to this node.
-    from: Option<String>,
-    /// Disclosure case: the agency requesting the alert's data, and under
-    /// which legal basis (`victim_referral_consent`, ...).
-    requester: Option<String>,
-    legal_basis: Option<String>,
-    /// `share` or `deny` (outbound), `accept` or `refuse` (inbound),
-    /// `release` or `refuse` (disclosure).
-    expect: String,
-    /// The rule expected to decide (omit for the built-in decisions).
-    rule: Option<String>,
-    /// Overrides applied to the alert file, to test variants of one alert.
-    tlp: Option<String>,
-    category: Option<String>,
-    severity: Option<String>,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Cases {
-    #[serde(rename = "case")]
-    cases: Vec<Case>,
-}
-
 fn enum_override(
     kind: &str,
     prefix: &str,
@@ -252,116 +219,29 @@ fn run_cases(p: &Policy, config: &NodeConfig, cases_file: &Path) -> Result<(), F
             anyhow!("{}: cannot read: {e}", cases_file.display()),
         )
     })?;
-    let cases: Cases = toml::from_str(&text).map_err(|e| {
-        let offset = e.span().map_or(0, |s| s.start);
-        let line = text[..offset.min(text.len())].matches('\n').count() + 1;
-        failure(
-            Exit::DataErr,
-            anyhow!("{}:{line}: {}", cases_file.display(), e.message().trim()),
-        )
-    })?;
+    let cases = policy::cases::parse(&text)
+        .map_err(|e| failure(Exit::DataErr, anyhow!("{}:{e}", cases_file.display())))?;
     let base = cases_file.parent().unwrap_or(Path::new("."));
     let own = config.agency().clone();
     let now = SystemTime::now();
     let mut failed = 0;
-    for case in &cases.cases {
-        let mut draft = super::alert::read_draft(&base.join(&case.alert))?;
-        if let Some(c) = draft.content.as_mut() {
-            if let Some(t) = &case.tlp {
-                c.tlp = enum_override("tlp", "TLP_", t, |n| {
-                    crate::proto::v1::Tlp::from_str_name(n).map(|v| v as i32)
-                })?;
-            }
-            if let Some(t) = &case.category {
-                c.category = enum_override("category", "CATEGORY_", t, |n| {
-                    crate::proto::v1::Category::from_str_name(n).map(|v| v as i32)
-                })?;
-            }
-            if let Some(t) = &case.severity {
-                c.severity = enum_override("severity", "SEVERITY_", t, |n| {
-                    crate::proto::v1::Severity::from_str_name(n).map(|v| v as i32)
-                })?;
-            }
-        }
-        let mut record = record_from_draft(config, draft, now)?;
+    for case in &cases {
         let bad = |e: String| failure(Exit::DataErr, anyhow!("case `{}`: {e}", case.name));
-        let agency = |s: &str| AgencyId::new(s.to_owned()).map_err(|e| bad(e.to_string()));
-        let (got, rule, reason) = match (&case.peer, &case.from, &case.requester) {
-            (None, None, Some(requester)) => {
-                let basis = case
-                    .legal_basis
-                    .as_deref()
-                    .ok_or_else(|| bad("a disclosure case needs `legal_basis`".into()))?;
-                let basis = enum_override("legal basis", "LEGAL_BASIS_", basis, |n| {
-                    crate::proto::v1::LegalBasis::from_str_name(n).map(|v| v as i32)
-                })?;
-                match policy::evaluate_disclosure(
-                    &p.disclosure,
-                    &record,
-                    &own,
-                    &agency(requester)?,
-                    basis,
-                    now,
-                ) {
-                    policy::DisclosureVerdict::Allowed { rule, max } => (
-                        "release",
-                        Some(rule.clone()),
-                        format!(
-                            "rule `{rule}` lets an officer release at most: {}",
-                            max.describe()
-                        ),
-                    ),
-                    policy::DisclosureVerdict::Refused { rule, reason, .. } => {
-                        ("refuse", rule, reason)
-                    }
-                }
-            }
-            (Some(peer), None, None) => {
-                let d = policy::evaluate(p, &record, &own, &agency(peer)?, now);
-                let got = if d.grant.is_some() { "share" } else { "deny" };
-                (got, d.rule, d.reason)
-            }
-            (None, Some(from), None) => {
-                // The same alert as if `from` had recorded and delivered it.
-                let from = agency(from)?;
-                if let Some(a) = record.alert.as_mut() {
-                    a.origin = from.to_string();
-                    a.id = AlertId::generate(&from).to_string();
-                }
-                let d = policy::evaluate_inbound(p, &record, &from, now);
-                let got = if d.accepted { "accept" } else { "refuse" };
-                (got, d.rule, d.reason)
-            }
-            _ => {
-                return Err(bad(
-                    "give exactly one of `peer` (outbound), `from` (inbound) or `requester` (disclosure)"
-                        .into(),
-                ));
-            }
-        };
-        let d = policy::Decision {
-            grant: None,
-            rule,
-            reason,
-        };
-        let rule_ok = case.rule.is_none() || case.rule == d.rule;
-        if got == case.expect && rule_ok {
-            println!("ok    {}", case.name);
+        let mut draft = super::alert::read_draft(&base.join(&case.alert))?;
+        case.apply_overrides(&mut draft).map_err(bad)?;
+        let record = record_from_draft(config, draft, now)?;
+        let outcome = case.run(p, &own, record, now).map_err(bad)?;
+        if outcome.passed {
+            println!("ok    {}", outcome.name);
         } else {
             failed += 1;
             println!(
-                "FAIL  {}: expected {}{}, got {got} ({})",
-                case.name,
-                case.expect,
-                case.rule
-                    .as_deref()
-                    .map(|r| format!(" by rule `{r}`"))
-                    .unwrap_or_default(),
-                d.reason
+                "FAIL  {}: expected {}, got {} ({})",
+                outcome.name, outcome.expected, outcome.got, outcome.reason
             );
         }
     }
-    println!("{} passed, {failed} failed", cases.cases.len() - failed);
+    println!("{} passed, {failed} failed", cases.len() - failed);
     if failed > 0 {
         return Err(failure(
             Exit::Failure,

@@ -22,6 +22,7 @@
 //!   form carries a token bound to the certificate's identity and every POST
 //!   must come from the console's own origin.
 
+mod chart;
 mod guard;
 mod pages;
 mod rpc;

@@ -16,8 +16,9 @@ use crate::policy::Policy;
 use crate::proto::PROTOCOL_VERSION;
 use crate::proto::v1::{
     AuditCheckpoint, AuditEntry, BackupStoreResponse, DiffPolicyRequest, DiffPolicyResponse,
-    ExplainPolicyRequest, ExplainPolicyResponse, NodeStatus, PeerStatus, PolicyVersion,
-    QueryAuditRequest, QueryAuditResponse, SetPolicyRequest,
+    ExplainPolicyRequest, ExplainPolicyResponse, GetActivityResponse, NodeStatus, PeerStatus,
+    PolicyCaseResult, PolicyVersion, QueryAuditRequest, QueryAuditResponse, SetPolicyRequest,
+    TestPolicyResponse, VerifyAuditResponse,
 };
 use crate::sharing::{MAX_POLICY_BYTES, SharingError};
 use crate::store::StoreError;
@@ -259,6 +260,112 @@ impl NodeCore {
         let new = self.candidate("new_policy_text", &r.new_policy_text)?;
         let sharing = self.sharing.clone();
         Ok(blocking("diff", move || sharing.diff(old.as_ref(), &new)).await??)
+    }
+
+    /// Every installed policy version, newest first (`ListPolicyVersions`).
+    pub fn policy_versions(&self) -> Result<Vec<PolicyVersion>, AdminError> {
+        Ok(self.store.policy_versions()?)
+    }
+
+    /// Runs the policy's test cases against a candidate policy, or the one
+    /// in force (`TestPolicy`). The cases file and the alert files it names
+    /// are read at each run, so an administrator can edit them beside the
+    /// policy.
+    pub fn test_policy(&self, text: &str) -> Result<TestPolicyResponse, AdminError> {
+        let Some(path) = &self.policy_tests else {
+            return Ok(TestPolicyResponse {
+                configured: false,
+                results: Vec::new(),
+            });
+        };
+        let policy = if text.is_empty() {
+            let active = self.sharing.current();
+            match &active.policy {
+                Some(p) => p.clone(),
+                None => return Err(invalid("policy_text", "no policy is in force: give one")),
+            }
+        } else {
+            self.candidate("policy_text", text)?
+        };
+        let at = |what: String| invalid("tests", format!("{}: {what}", path.display()));
+        let cases_text = std::fs::read_to_string(path).map_err(|e| at(e.to_string()))?;
+        let cases = crate::policy::cases::parse(&cases_text).map_err(at)?;
+        let base = path.parent().unwrap_or(std::path::Path::new("."));
+        let now = std::time::SystemTime::now();
+        let mut results = Vec::with_capacity(cases.len());
+        for case in &cases {
+            let in_case = |what: String| invalid("tests", format!("case `{}`: {what}", case.name));
+            let file = base.join(&case.alert);
+            let json = std::fs::read_to_string(&file)
+                .map_err(|e| in_case(format!("{}: {e}", file.display())))?;
+            let mut draft: crate::proto::v1::AlertDraft =
+                serde_json::from_str(&json).map_err(|e| {
+                    in_case(format!(
+                        "{}:{}:{}: {e}",
+                        file.display(),
+                        e.line(),
+                        e.column()
+                    ))
+                })?;
+            case.apply_overrides(&mut draft).map_err(in_case)?;
+            let record = self
+                .ledger
+                .record_for_test(draft)
+                .map_err(|e| in_case(e.to_string()))?;
+            let outcome = case
+                .run(&policy, &self.agency, record, now)
+                .map_err(in_case)?;
+            results.push(PolicyCaseResult {
+                name: outcome.name,
+                passed: outcome.passed,
+                expected: outcome.expected,
+                got: outcome.got,
+                rule: outcome.rule.unwrap_or_default(),
+                reason: outcome.reason,
+            });
+        }
+        Ok(TestPolicyResponse {
+            configured: true,
+            results,
+        })
+    }
+
+    /// Verifies the whole audit chain and its checkpoints with this node's
+    /// own key (`VerifyAudit`). An auditor who distrusts the node verifies
+    /// an export, or the stopped store, with the key they were given.
+    pub async fn verify_audit(&self) -> Result<VerifyAuditResponse, AdminError> {
+        let store = self.store.clone();
+        let key = self.signer.public();
+        let result = blocking("audit verify", move || store.audit_verify(&key, &[])).await?;
+        Ok(match result {
+            Ok(s) => VerifyAuditResponse {
+                intact: true,
+                first: s.first,
+                last: s.last,
+                entries: s.entries,
+                checkpoints: s.checkpoints as u32,
+                unsigned_tail: s.unsigned_tail(),
+                ..Default::default()
+            },
+            Err(b) => VerifyAuditResponse {
+                intact: false,
+                broken_at: b.seq,
+                reason: b.reason,
+                ..Default::default()
+            },
+        })
+    }
+
+    /// What the node did per day over the last `days` (`GetActivity`).
+    pub fn activity(&self, days: u32) -> Result<GetActivityResponse, AdminError> {
+        let days = match days {
+            0 => 14,
+            1..=90 => days,
+            _ => return Err(invalid("days", "1 to 90")),
+        };
+        Ok(GetActivityResponse {
+            days: self.store.activity(days, std::time::SystemTime::now())?,
+        })
     }
 
     /// One page of the audit log, filtered, with each entry's previous hash

@@ -15,6 +15,7 @@
 //! lets a peer see ([`shared_view_with`], the one builder of outbound
 //! alerts).
 
+pub mod cases;
 pub mod disclosure;
 mod eval;
 pub mod model;

@@ -2,6 +2,7 @@
 //! entries in one transaction, synced before the caller is answered),
 //! applying what peers deliver, and reading alerts back.
 
+use super::activity::Tally;
 use prost::Message;
 
 use super::engine::Reads;
@@ -117,6 +118,9 @@ impl Store {
             None => None,
         };
         let (record, items) = build(current.clone()).map_err(TxError::Rejected)?;
+        if current.is_none() {
+            w.tally(Tally::Submitted, std::time::SystemTime::now(), 1)?;
+        }
         w.tx.insert(w.t.alerts, key, record.encode_to_vec())?;
         for item in &items {
             index::queue(w, item)?;
@@ -198,6 +202,9 @@ impl Store {
             })
         {
             return Ok(ApplyOutcome::Duplicate);
+        }
+        if held.is_none() {
+            w.tally(Tally::Received, std::time::SystemTime::now(), 1)?;
         }
         w.tx.insert(w.t.alerts, key, record.encode_to_vec())?;
         index::reindex(w, held.as_ref(), record)?;

@@ -235,6 +235,11 @@ pub(super) fn record_hit(w: &mut Write<'_, '_>, hit: Hit) -> Result<Option<Hit>,
         },
     )?;
     w.tx.insert(w.t.hit_keys, key, number.to_be_bytes())?;
+    w.tally(
+        super::activity::Tally::Hits,
+        std::time::SystemTime::now(),
+        1,
+    )?;
     Ok(Some(hit))
 }
 

@@ -24,7 +24,8 @@
 //!   `release_order`: position of creation → release id;
 //!   `release_retention`: deadline (seconds, u64 BE) ‖ release id → () for
 //!   every release still holding content (see `disclosures`).
-//! - `counters`: the last sequence number given out per log (see [`Counter`]).
+//! - `counters`: the last sequence number given out per log (see [`Counter`]),
+//!   and the per-day counts of `activity` (`activity/<day>/<what>`).
 //! - `settings`: name → value of settings the stored data was made under
 //!   (`matching`: the matching settings own alerts were last encoded and
 //!   matched with, see `alert::rematch`).
@@ -53,6 +54,7 @@
 //! - `migrate`: converting a store written by sled (before fjall);
 //! - `group_commit`: one sync for many concurrent writers.
 
+mod activity;
 mod alerts;
 mod audit;
 mod backup;

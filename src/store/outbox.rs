@@ -193,6 +193,17 @@ impl Store {
                     share_key(&s.alert_id, peer, seq),
                     s.encode_to_vec(),
                 )?;
+                if let (Some(queued), Some(acked)) = (&s.queued_at, &s.acked_at) {
+                    use super::activity::Tally;
+                    let acked = crate::time::system_time_lossy(acked);
+                    let latency = acked
+                        .duration_since(crate::time::system_time_lossy(queued))
+                        .map(|d| d.as_millis() as u64)
+                        .unwrap_or(0);
+                    w.tally(Tally::Deliveries, acked, 1)?;
+                    w.tally(Tally::LatencyMsTotal, acked, latency)?;
+                    w.tally(Tally::LatencyMsMax, acked, latency)?;
+                }
             }
             w.append([event])?;
             Ok(())

@@ -43,6 +43,19 @@ impl Store {
             .map_err(|e| StoreError::corrupt(format!("policies/v{version}"), e))
     }
 
+    /// Every installed policy version, newest first.
+    pub fn policy_versions(&self) -> Result<Vec<PolicyVersion>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.prefix(self.t.policies, b"v") {
+            let (k, v) = item?;
+            out.push(PolicyVersion::decode(v.as_slice()).map_err(|e| {
+                StoreError::corrupt(format!("policies/{}", String::from_utf8_lossy(&k)), e)
+            })?);
+        }
+        out.reverse();
+        Ok(out)
+    }
+
     /// The digest of the policy file when it was last installed from the file.
     pub fn policy_file_sha256(&self) -> Result<Option<String>, StoreError> {
         Ok(self

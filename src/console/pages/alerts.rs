@@ -98,7 +98,7 @@ fn date_bound(
 }
 
 /// A date typed as YYYY-MM-DD, as its first second (UTC).
-fn parse_date(value: &str) -> Option<pbjson_types::Timestamp> {
+pub fn parse_date(value: &str) -> Option<pbjson_types::Timestamp> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
     let date = time::Date::parse(value.trim(), &format).ok()?;
     Some(pbjson_types::Timestamp {

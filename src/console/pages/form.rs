@@ -55,6 +55,16 @@ impl FormState {
         self.values.insert(name.to_owned(), vec![value.into()]);
     }
 
+    /// The value of `name` exactly as sent (a policy text keeps its
+    /// indentation and final newline).
+    pub fn value_raw(&self, name: &str) -> &str {
+        self.values
+            .get(name)
+            .and_then(|v| v.first())
+            .map(String::as_str)
+            .unwrap_or("")
+    }
+
     /// Adds one more value of `name` (a checked box).
     pub fn push(&mut self, name: &str, value: impl Into<String>) {
         self.values

@@ -4,9 +4,11 @@
 
 mod alerts;
 mod assets;
+mod audit;
 mod form;
 mod hits;
 mod overview;
+mod policy;
 mod requests;
 
 use axum::Router;
@@ -21,6 +23,8 @@ pub fn routes() -> Router<Console> {
         .merge(alerts::routes())
         .merge(hits::routes())
         .merge(requests::routes())
+        .merge(policy::routes())
+        .merge(audit::routes())
         .fallback(not_found)
 }
 

@@ -1,25 +1,31 @@
 //! The first page: is the node well, are the peers getting what we send,
-//! what was found lately.
+//! what was found lately, which requests are late, and the last two weeks
+//! in pictures.
 
 use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
 use futures_util::StreamExt;
 
+use super::requests::{CaseRow, case_row};
 use crate::config::Role;
 use crate::console::Console;
+use crate::console::chart::{Series, bars};
 use crate::console::guard::Viewer;
 use crate::console::rpc::request;
 use crate::console::view::{Chrome, PageError, label, page, when};
 use crate::proto::v1::admin_service_server::AdminService;
 use crate::proto::v1::alert_service_server::AlertService;
+use crate::proto::v1::disclosure_service_server::DisclosureService;
 use crate::proto::v1::{
-    CountHitsRequest, GetStatusRequest, Hit, HitChange, ListPeersRequest, NodeStatus, PeerStatus,
-    WatchHitsRequest,
+    ActivityDay, CountHitsRequest, GetActivityRequest, GetStatusRequest, Hit, HitChange,
+    ListDisclosureRequestsRequest, ListPeersRequest, NodeStatus, PeerStatus, WatchHitsRequest,
 };
 
 /// Hits the overview lists.
 const RECENT_HITS: u64 = 10;
+/// Days the charts cover.
+const CHART_DAYS: u32 = 14;
 
 pub struct PeerRow {
     pub agency: String,
@@ -46,6 +52,16 @@ struct Overview {
     started: String,
     peers: Vec<PeerRow>,
     hits: Vec<HitRow>,
+    overdue: Vec<CaseRow>,
+    sees_requests: bool,
+    charts: Vec<Chart>,
+}
+
+/// One chart with its caption, and the same in words.
+pub struct Chart {
+    pub title: &'static str,
+    pub summary: String,
+    pub svg: String,
 }
 
 pub async fn show(State(c): State<Console>, viewer: Viewer) -> Result<Response, PageError> {
@@ -70,6 +86,39 @@ pub async fn show(State(c): State<Console>, viewer: Viewer) -> Result<Response, 
     } else {
         Vec::new()
     };
+    let sees_requests = viewer.may(Role::Request) || viewer.may(Role::Disclose);
+    let overdue = if sees_requests {
+        let req = ListDisclosureRequestsRequest {
+            overdue_only: true,
+            page_size: 20,
+            ..Default::default()
+        };
+        c.disclosure
+            .list_disclosure_requests(request(&viewer, req, ""))
+            .await?
+            .into_inner()
+            .requests
+            .iter()
+            .map(case_row)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let charts = if viewer.may(Role::Read) || viewer.may(Role::Admin) {
+        let days = c
+            .admin
+            .get_activity(request(
+                &viewer,
+                GetActivityRequest { days: CHART_DAYS },
+                "",
+            ))
+            .await?
+            .into_inner()
+            .days;
+        charts(&days)
+    } else {
+        Vec::new()
+    };
     page(Overview {
         chrome: Chrome::new(&viewer, "overview"),
         started: when(status.as_ref().and_then(|s| s.started_at.as_ref())),
@@ -81,7 +130,99 @@ pub async fn show(State(c): State<Console>, viewer: Viewer) -> Result<Response, 
             .filter(|h| h.change() == HitChange::Found)
             .map(hit_row)
             .collect(),
+        overdue,
+        sees_requests,
+        charts,
     })
+}
+
+/// Alerts, hits and delivery latency per day, as SVG.
+fn charts(days: &[ActivityDay]) -> Vec<Chart> {
+    let labels: Vec<String> = days.iter().map(|d| d.day.clone()).collect();
+    let total = |f: fn(&ActivityDay) -> u64| days.iter().map(f).sum::<u64>();
+    let series = |f: fn(&ActivityDay) -> u64| days.iter().map(|d| f(d) as f64).collect();
+    let deliveries = total(|d| d.deliveries);
+    let mean_latency: Vec<f64> = days
+        .iter()
+        .map(|d| {
+            if d.deliveries == 0 {
+                0.0
+            } else {
+                d.delivery_latency_ms_total as f64 / d.deliveries as f64 / 1000.0
+            }
+        })
+        .collect();
+    let slowest = days
+        .iter()
+        .map(|d| d.delivery_latency_ms_max)
+        .max()
+        .unwrap_or(0) as f64
+        / 1000.0;
+    vec![
+        chart(
+            "Alerts per day",
+            format!(
+                "{} recorded here and {} received in the last {} days",
+                total(|d| d.submitted),
+                total(|d| d.received),
+                days.len()
+            ),
+            &labels,
+            &[
+                Series {
+                    name: "recorded here",
+                    values: series(|d| d.submitted),
+                    color: "#0b5cad",
+                },
+                Series {
+                    name: "received",
+                    values: series(|d| d.received),
+                    color: "#7cc4fa",
+                },
+            ],
+            "",
+        ),
+        chart(
+            "Hits per day",
+            format!(
+                "{} hits found in the last {} days",
+                total(|d| d.hits),
+                days.len()
+            ),
+            &labels,
+            &[Series {
+                name: "hits",
+                values: series(|d| d.hits),
+                color: "#1a7f37",
+            }],
+            "",
+        ),
+        chart(
+            "Delivery time (seconds, mean per day)",
+            format!("{deliveries} deliveries acknowledged; the slowest took {slowest:.1} s"),
+            &labels,
+            &[Series {
+                name: "mean seconds to acknowledgement",
+                values: mean_latency,
+                color: "#8a5300",
+            }],
+            " s",
+        ),
+    ]
+}
+
+fn chart(
+    title: &'static str,
+    summary: String,
+    labels: &[String],
+    series: &[Series],
+    unit: &str,
+) -> Chart {
+    Chart {
+        svg: bars(title, &summary, labels, series, unit),
+        title,
+        summary,
+    }
 }
 
 /// The last hits of the log, oldest first.
@@ -123,14 +264,7 @@ pub fn hit_row(h: &Hit) -> HitRow {
     HitRow {
         number: h.number,
         kind: label(h.r#type().as_str_name(), "IDENTIFIER_TYPE_"),
-        strength: if h.fuzzy {
-            format!(
-                "fuzzy, {}",
-                label(h.strength().as_str_name(), "MATCH_STRENGTH_").to_lowercase()
-            )
-        } else {
-            "exact".into()
-        },
+        strength: super::hits::strength(h).0,
         other_agency: h.other_agency.clone(),
         detected: when(h.detected_at.as_ref()),
     }
