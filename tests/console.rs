@@ -176,6 +176,74 @@ async fn a_caseworker_submits_an_alert_in_the_browser_and_the_peer_receives_it()
     assert!(b.text().await.contains("dev-share-everything"), "the rule");
     b.screenshot("alert-detail-own").await;
 
+    // Update through the form (a new version reaches the peer), then retract.
+    b.follow("a[href$='/edit']").await;
+    assert!(
+        b.exists("input[name='s0_phone'][value='+31 6 5555 0199']")
+            .await,
+        "the form holds the alert as it is"
+    );
+    b.fill("narrative", "Workers moved to a second site.").await;
+    b.follow("form[action$='/edit'] button[type=submit]").await;
+    assert!(b.text().await.contains("Workers moved to a second site."));
+    eventually("police receives version 2", || {
+        let fed = &fed;
+        let id = id.clone();
+        async move {
+            fed.alerts("police")
+                .await
+                .iter()
+                .any(|a| a.id == id && a.version == 2)
+                .then_some(())
+        }
+    })
+    .await;
+    // At the receiving agency, no page holds the raw identifiers.
+    let police = Browser::open(&fed, "police", "analyst").await;
+    police.goto(&format!("/alerts/{id}")).await;
+    let source = police.client.source().await.unwrap();
+    assert!(source.contains(&id), "the received alert is shown");
+    assert!(
+        source.contains("Workers moved to a second site."),
+        "its second version, as shared"
+    );
+    for raw in ["5555 0199", "655550199", "Popescu", "1994-07-12"] {
+        assert!(!source.contains(raw), "{raw} on the receiver's page");
+    }
+    police.screenshot("alert-detail-received").await;
+    police.goto("/alerts").await;
+    police.screenshot("alert-list").await;
+    let list = police.client.source().await.unwrap();
+    assert!(list.contains(&id));
+    for raw in ["5555 0199", "655550199", "Popescu"] {
+        assert!(!list.contains(raw), "{raw} on the receiver's list");
+    }
+    police.close().await;
+
+    b.fill("reason", "Entered twice by mistake").await;
+    b.follow("form[action$='/retract'] button").await;
+    assert!(
+        b.text()
+            .await
+            .contains("Retracted: Entered twice by mistake")
+    );
+    assert!(
+        !b.exists("form[action$='/retract']").await,
+        "no second retraction"
+    );
+    eventually("police receives the retraction", || {
+        let fed = &fed;
+        let id = id.clone();
+        async move {
+            fed.alerts("police")
+                .await
+                .iter()
+                .any(|a| a.id == id && a.retracted)
+                .then_some(())
+        }
+    })
+    .await;
+
     // The audit entry is the RPC's, with the console as its channel and
     // the case reference as its purpose.
     let mut admin = fed.client("ngo", "admin").await;
@@ -193,23 +261,6 @@ async fn a_caseworker_submits_an_alert_in_the_browser_and_the_peer_receives_it()
     );
     b.close().await;
 
-    // At the receiving agency, no page holds the raw identifiers.
-    let police = Browser::open(&fed, "police", "analyst").await;
-    police.goto(&format!("/alerts/{id}")).await;
-    let source = police.client.source().await.unwrap();
-    assert!(source.contains(&id), "the received alert is shown");
-    for raw in ["5555 0199", "655550199", "Popescu", "1994-07-12"] {
-        assert!(!source.contains(raw), "{raw} on the receiver's page");
-    }
-    police.screenshot("alert-detail-received").await;
-    police.goto("/alerts").await;
-    police.screenshot("alert-list").await;
-    let list = police.client.source().await.unwrap();
-    assert!(list.contains(&id));
-    for raw in ["5555 0199", "655550199", "Popescu"] {
-        assert!(!list.contains(raw), "{raw} on the receiver's list");
-    }
-    police.close().await;
     fed.shutdown().await;
 }
 
@@ -408,6 +459,13 @@ async fn a_hit_is_reviewed_a_disclosure_requested_and_approved_and_the_release_s
     assert!(path.starts_with("/requests/"), "{path}");
     let request_id = path.trim_start_matches("/requests/").to_owned();
     b.screenshot("request-sent").await;
+    assert!(
+        !b.exists("form[action$='/decide']").await,
+        "the requester cannot decide its own request"
+    );
+    b.goto("/requests?box=out").await;
+    assert!(b.text().await.contains(&request_id), "the outbox lists it");
+    b.screenshot("requests-outbox").await;
     b.close().await;
 
     // The NGO's legal officer sees it in the inbox and approves, releasing
@@ -450,6 +508,7 @@ async fn a_hit_is_reviewed_a_disclosure_requested_and_approved_and_the_release_s
         }
     })
     .await;
+    b.screenshot("releases").await;
     b.follow("a[href^='/releases/']").await;
     let page = b.text().await;
     assert!(
@@ -671,6 +730,45 @@ async fn the_overview_draws_the_last_days_and_the_audit_log_verifies_and_exports
         "police's link: {page}"
     );
     b.screenshot("overview").await;
+
+    // Keyboard first: the first Tab lands on "skip to the page's content".
+    b.client
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys("\u{E004}")
+        .await
+        .unwrap();
+    let focused = b
+        .client
+        .active_element()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(focused, "Skip to the page's content");
+    // At 200% zoom (a 640-pixel-wide window shows what 1280 shows at 2x)
+    // the pages reflow: nothing runs off to the side.
+    b.client.set_window_size(640, 1400).await.unwrap();
+    for path in ["/", "/alerts", "/hits", "/policy", "/audit"] {
+        b.goto(path).await;
+        let overflow = b
+            .client
+            .execute(
+                "return document.documentElement.scrollWidth - window.innerWidth",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert!(
+            overflow.as_i64().unwrap_or(1) <= 0,
+            "{path} is wider than the window at 200% zoom: {overflow}"
+        );
+    }
+    b.goto("/").await;
+    b.screenshot("overview-200-percent").await;
+    b.client.set_window_size(1280, 1600).await.unwrap();
 
     b.goto("/audit").await;
     b.follow("form[action='/audit/verify'] button").await;

@@ -244,6 +244,31 @@ fn every_module_has_a_layer() {
     );
 }
 
+/// The web console is a channel over the node's own services: it never
+/// reads or writes the store itself, neither by path nor through the
+/// core's handle (ARCHITECTURE.md, invariants).
+#[test]
+fn the_console_never_reaches_the_store() {
+    let graph = module_graph(&src_dir());
+    let uses = graph.get("console").expect("the console module");
+    assert!(
+        !uses.contains_key("store"),
+        "console uses crate::store in {:?}",
+        uses.get("store")
+    );
+    let mut files = Vec::new();
+    rust_files(&src_dir().join("console"), &mut files);
+    assert!(!files.is_empty());
+    for path in files {
+        let code = strip(&std::fs::read_to_string(&path).unwrap());
+        assert!(
+            !code.contains(".store"),
+            "{} reaches the store through the core",
+            path.display()
+        );
+    }
+}
+
 #[test]
 fn no_module_uses_one_above_its_layer() {
     let graph = module_graph(&src_dir());
