@@ -68,6 +68,20 @@ async fn https(
     (status, headers, body.to_owned())
 }
 
+/// Waits until `agency` holds an alert `matches` accepts.
+async fn alert_arrives(
+    fed: &TestFederation,
+    agency: &str,
+    what: &str,
+    matches: impl Fn(&casebridge::proto::v1::Alert) -> bool,
+) {
+    let matches = &matches;
+    eventually(what, || async move {
+        fed.alerts(agency).await.iter().any(matches).then_some(())
+    })
+    .await;
+}
+
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
     headers
         .iter()
@@ -151,18 +165,7 @@ async fn a_caseworker_submits_an_alert_in_the_browser_and_the_peer_receives_it()
 
     // Delivered to police (checked through police's API), and the page
     // says who got it under which rule, when acknowledged.
-    eventually("police receives the alert", || {
-        let fed = &fed;
-        let id = id.clone();
-        async move {
-            fed.alerts("police")
-                .await
-                .iter()
-                .any(|a| a.id == id)
-                .then_some(())
-        }
-    })
-    .await;
+    alert_arrives(&fed, "police", "police receives the alert", |a| a.id == id).await;
     eventually("the share is shown acknowledged", || {
         let b = &b;
         let id = id.clone();
@@ -186,16 +189,8 @@ async fn a_caseworker_submits_an_alert_in_the_browser_and_the_peer_receives_it()
     b.fill("narrative", "Workers moved to a second site.").await;
     b.follow("form[action$='/edit'] button[type=submit]").await;
     assert!(b.text().await.contains("Workers moved to a second site."));
-    eventually("police receives version 2", || {
-        let fed = &fed;
-        let id = id.clone();
-        async move {
-            fed.alerts("police")
-                .await
-                .iter()
-                .any(|a| a.id == id && a.version == 2)
-                .then_some(())
-        }
+    alert_arrives(&fed, "police", "police receives version 2", |a| {
+        a.id == id && a.version == 2
     })
     .await;
     // At the receiving agency, no page holds the raw identifiers.
@@ -231,16 +226,8 @@ async fn a_caseworker_submits_an_alert_in_the_browser_and_the_peer_receives_it()
         !b.exists("form[action$='/retract']").await,
         "no second retraction"
     );
-    eventually("police receives the retraction", || {
-        let fed = &fed;
-        let id = id.clone();
-        async move {
-            fed.alerts("police")
-                .await
-                .iter()
-                .any(|a| a.id == id && a.retracted)
-                .then_some(())
-        }
+    alert_arrives(&fed, "police", "police receives the retraction", |a| {
+        a.id == id && a.retracted
     })
     .await;
 
@@ -643,17 +630,12 @@ expect = "share"
     draft.content.as_mut().unwrap().category =
         casebridge::proto::v1::Category::SexualExploitation as i32;
     let sexual = common::submit_draft(&mut cms, draft).await;
-    eventually("police receives the sexual exploitation alert", || {
-        let fed = &fed;
-        let id = sexual.id.clone();
-        async move {
-            fed.alerts("police")
-                .await
-                .iter()
-                .any(|a| a.id == id)
-                .then_some(())
-        }
-    })
+    alert_arrives(
+        &fed,
+        "police",
+        "police receives the sexual exploitation alert",
+        |a| a.id == sexual.id,
+    )
     .await;
     let at_police = fed.alerts("police").await;
     assert!(
@@ -684,16 +666,8 @@ async fn the_overview_draws_the_last_days_and_the_audit_log_verifies_and_exports
     common::submit(&mut ngo, "One.").await;
     let mut police = fed.client("police", "cms").await;
     let sent = common::submit(&mut police, "Two.").await;
-    eventually("ngo receives police's alert", || {
-        let fed = &fed;
-        let id = sent.id.clone();
-        async move {
-            fed.alerts("ngo")
-                .await
-                .iter()
-                .any(|a| a.id == id)
-                .then_some(())
-        }
+    alert_arrives(&fed, "ngo", "ngo receives police's alert", |a| {
+        a.id == sent.id
     })
     .await;
     common::first_hit(&fed.client("ngo", "analyst").await).await;

@@ -262,16 +262,20 @@ struct DetailPage {
     sharing_known: bool,
 }
 
+async fn get_alert(c: &Console, viewer: &Viewer, id: &str) -> Result<Alert, PageError> {
+    let req = GetAlertRequest { id: id.to_owned() };
+    Ok(c.alerts
+        .get_alert(request(viewer, req, ""))
+        .await?
+        .into_inner())
+}
+
 async fn detail(
     State(c): State<Console>,
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    let alert = c
-        .alerts
-        .get_alert(request(&viewer, GetAlertRequest { id: id.clone() }, ""))
-        .await?
-        .into_inner();
+    let alert = get_alert(&c, &viewer, &id).await?;
     let own = alert.origin == c.core.agency.as_str();
     let sharing = if own {
         c.alerts
@@ -558,11 +562,7 @@ async fn edit_form(
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    let alert = c
-        .alerts
-        .get_alert(request(&viewer, GetAlertRequest { id: id.clone() }, ""))
-        .await?
-        .into_inner();
+    let alert = get_alert(&c, &viewer, &id).await?;
     if alert.origin != c.core.agency.as_str() {
         return Err(PageError::Conflict(
             "only the agency that recorded an alert can change it".into(),

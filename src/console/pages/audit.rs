@@ -95,6 +95,14 @@ fn query_of(f: &AuditFilters, problems: &mut Vec<String>) -> QueryAuditRequest {
     }
 }
 
+/// Whether an outcome is a refusal or failure (a gRPC code other than OK,
+/// or an envelope the peer rejected), to set it apart; `stored`,
+/// `duplicate` and the like are successes.
+fn refused(outcome: &str) -> bool {
+    let code = outcome != "OK" && outcome.chars().all(|c| c.is_ascii_uppercase() || c == '_');
+    code || matches!(outcome, "rejected" | "refused" | "expired")
+}
+
 /// The entry's details (its body's `detail` object), as `key=value` pairs.
 fn details(body: &str) -> String {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
@@ -136,7 +144,7 @@ async fn render(
                         .unwrap_or_default(),
                     actor: e.actor.clone(),
                     action: e.action.clone(),
-                    failed: e.outcome != "OK",
+                    failed: refused(&e.outcome),
                     outcome: e.outcome.clone(),
                     objects: e.objects.clone(),
                     purpose: e.purpose.clone(),
@@ -255,4 +263,31 @@ async fn export(State(c): State<Console>, posted: Posted) -> Result<Response, Pa
         out,
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_stand_apart_from_successes() {
+        for bad in [
+            "PERMISSION_DENIED",
+            "INVALID_ARGUMENT",
+            "rejected",
+            "expired",
+        ] {
+            assert!(refused(bad), "{bad}");
+        }
+        for good in ["OK", "stored", "duplicate"] {
+            assert!(!refused(good), "{good}");
+        }
+    }
+
+    #[test]
+    fn details_read_as_key_value_pairs() {
+        let body = r#"{"seq":3,"detail":{"channel":"console","version":2}}"#;
+        assert_eq!(details(body), "channel=console version=2");
+        assert_eq!(details("not json"), "");
+    }
 }

@@ -65,7 +65,7 @@ struct ListPage {
 }
 
 /// The hit log from `after` to its end.
-async fn log_after(c: &Console, viewer: &Viewer, after: u64) -> Result<Vec<Hit>, PageError> {
+pub async fn log_after(c: &Console, viewer: &Viewer, after: u64) -> Result<Vec<Hit>, PageError> {
     let watch = WatchHitsRequest {
         after_sequence: after,
         backlog_only: true,

@@ -5,7 +5,6 @@
 use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
-use futures_util::StreamExt;
 
 use super::requests::{CaseRow, case_row};
 use crate::config::Role;
@@ -19,7 +18,7 @@ use crate::proto::v1::alert_service_server::AlertService;
 use crate::proto::v1::disclosure_service_server::DisclosureService;
 use crate::proto::v1::{
     ActivityDay, CountHitsRequest, GetActivityRequest, GetStatusRequest, Hit, HitChange,
-    ListDisclosureRequestsRequest, ListPeersRequest, NodeStatus, PeerStatus, WatchHitsRequest,
+    ListDisclosureRequestsRequest, ListPeersRequest, NodeStatus, PeerStatus,
 };
 
 /// Hits the overview lists.
@@ -233,20 +232,7 @@ pub async fn recent_hits(c: &Console, viewer: &Viewer) -> Result<Vec<Hit>, PageE
         .await?
         .into_inner()
         .latest_sequence;
-    let watch = WatchHitsRequest {
-        after_sequence: latest.saturating_sub(RECENT_HITS),
-        backlog_only: true,
-    };
-    let mut stream = c
-        .alerts
-        .watch_hits(request(viewer, watch, ""))
-        .await?
-        .into_inner();
-    let mut hits = Vec::new();
-    while let Some(hit) = stream.next().await {
-        hits.push(hit?);
-    }
-    Ok(hits)
+    super::hits::log_after(c, viewer, latest.saturating_sub(RECENT_HITS)).await
 }
 
 fn peer_row(p: &PeerStatus) -> PeerRow {

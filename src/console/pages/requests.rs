@@ -336,6 +336,29 @@ async fn form_again(
     Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, html).into_response())
 }
 
+/// After a step on request `id`: back to its page, or the form again with
+/// what was wrong (invalid input, or a step the request's state forbids).
+async fn settle<T>(
+    c: &Console,
+    viewer: &Viewer,
+    id: &str,
+    form: FormState,
+    done: Result<tonic::Response<T>, tonic::Status>,
+) -> Result<Response, PageError> {
+    match done {
+        Ok(_) => Ok(back_to(id)),
+        Err(s)
+            if matches!(
+                s.code(),
+                tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition
+            ) =>
+        {
+            form_again(c, viewer, id, form, &s).await
+        }
+        Err(s) => Err(s.into()),
+    }
+}
+
 async fn decide(
     State(c): State<Console>,
     Path(id): Path<String>,
@@ -401,22 +424,11 @@ async fn decide(
         handling: HandlingCode::from_str_name(form.value("handling")).unwrap_or_default() as i32,
         retention_days: if approving { retention_days } else { 0 },
     };
-    match c
+    let done = c
         .disclosure
         .decide(request(&posted.viewer, req, form.value("purpose")))
-        .await
-    {
-        Ok(_) => Ok(back_to(&id)),
-        Err(s)
-            if matches!(
-                s.code(),
-                tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition
-            ) =>
-        {
-            form_again(&c, &posted.viewer, &id, form, &s).await
-        }
-        Err(s) => Err(s.into()),
-    }
+        .await;
+    settle(&c, &posted.viewer, &id, form, done).await
 }
 
 async fn answer(
@@ -430,22 +442,11 @@ async fn answer(
         id: id.clone(),
         answer: form.value("answer").to_owned(),
     };
-    match c
+    let done = c
         .disclosure
         .answer_clarification(request(&posted.viewer, req, ""))
-        .await
-    {
-        Ok(_) => Ok(back_to(&id)),
-        Err(s)
-            if matches!(
-                s.code(),
-                tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition
-            ) =>
-        {
-            form_again(&c, &posted.viewer, &id, form, &s).await
-        }
-        Err(s) => Err(s.into()),
-    }
+        .await;
+    settle(&c, &posted.viewer, &id, form, done).await
 }
 
 pub struct ReleaseRow {
