@@ -48,7 +48,7 @@ fn main() {
                         .submit_alert(SubmitAlertRequest {
                             draft: Some(sample_draft("backlog")),
                             request_id: String::new(),
-                        })
+                         validate_only: false })
                         .await
                         .unwrap();
                 }

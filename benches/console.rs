@@ -125,6 +125,7 @@ async fn run() {
                     .submit_alert(SubmitAlertRequest {
                         draft: Some(draft),
                         request_id: String::new(),
+                        validate_only: false,
                     })
                     .await
                     .unwrap();

@@ -45,6 +45,7 @@ async fn bench() {
         .submit_alert(SubmitAlertRequest {
             draft: Some(d),
             request_id: String::new(),
+            validate_only: false,
         })
         .await
         .unwrap()
@@ -76,6 +77,7 @@ async fn bench() {
             .submit_alert(SubmitAlertRequest {
                 draft: Some(sample_draft(&format!("probe {i}"))),
                 request_id: String::new(),
+                validate_only: false,
             })
             .await
             .unwrap()

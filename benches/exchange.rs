@@ -113,6 +113,7 @@ async fn bench() {
                 .submit_alert(SubmitAlertRequest {
                     draft: Some(sample_draft(&format!("warm-up {i}"))),
                     request_id: String::new(),
+                    validate_only: false,
                 })
                 .await
                 .unwrap();
@@ -129,6 +130,7 @@ async fn bench() {
                 .submit_alert(SubmitAlertRequest {
                     draft: Some(sample_draft(&format!("bench alert {i}"))),
                     request_id: String::new(),
+                    validate_only: false,
                 })
                 .await
                 .unwrap();
@@ -189,6 +191,7 @@ async fn bench() {
             .submit_alert(SubmitAlertRequest {
                 draft: Some(sample_draft(&format!("latency probe {i}"))),
                 request_id: String::new(),
+                validate_only: false,
             })
             .await
             .unwrap()

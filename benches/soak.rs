@@ -142,6 +142,7 @@ async fn soak(total: usize, every: usize) {
                     .submit_alert(SubmitAlertRequest {
                         draft: Some(draft(i)),
                         request_id: String::new(),
+                        validate_only: false,
                     })
                     .await
                     .unwrap();
@@ -255,6 +256,7 @@ async fn soak(total: usize, every: usize) {
             .submit_alert(SubmitAlertRequest {
                 draft: Some(draft(total + i)),
                 request_id: String::new(),
+                validate_only: false,
             })
             .await
             .unwrap();

@@ -33,6 +33,7 @@ async fn a_peer_down_during_10000_submits_gets_all_of_them_once() {
                     .submit_alert(SubmitAlertRequest {
                         draft: Some(d),
                         request_id: String::new(),
+                        validate_only: false,
                     })
                     .await
                     .unwrap();

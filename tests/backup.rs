@@ -33,6 +33,7 @@ async fn a_backup_taken_under_load_restores_to_a_node_serving_the_same_alerts() 
                     .submit_alert(SubmitAlertRequest {
                         draft: Some(sample_draft(&format!("load {i}/{n}"))),
                         request_id: String::new(),
+                        validate_only: false,
                     })
                     .await
                     .unwrap()

@@ -189,6 +189,7 @@ async fn a_node_and_a_client_run_on_certificates_signed_from_requests() {
                 .submit_alert(casebridge::proto::v1::SubmitAlertRequest {
                     draft: Some(d),
                     request_id: "intake-1".into(),
+                    validate_only: false,
                 })
                 .await
                 .ok()

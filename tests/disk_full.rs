@@ -54,6 +54,7 @@ async fn try_submit(c: &mut NodeClient, i: usize) -> Result<String, tonic::Statu
         .submit_alert(SubmitAlertRequest {
             draft: Some(draft),
             request_id: String::new(),
+            validate_only: false,
         })
         .await
         .map(|r| r.into_inner().id)

@@ -305,6 +305,7 @@ async fn resubmitting_with_a_request_id_is_idempotent() {
     let req = SubmitAlertRequest {
         draft: Some(sample_draft("once")),
         request_id: "cms-case-4711".into(),
+        validate_only: false,
     };
     let a = cms
         .alerts

@@ -72,6 +72,7 @@ async fn invalid_alerts_name_the_field_and_store_nothing() {
             .submit_alert(SubmitAlertRequest {
                 draft: Some(draft),
                 request_id: String::new(),
+                validate_only: false,
             })
             .await;
         assert_invalid(result, field);
@@ -417,6 +418,7 @@ async fn dates_of_birth_follow_one_rule_in_the_api_and_the_cli() {
                 .submit_alert(SubmitAlertRequest {
                     draft: Some(with_dob(bad)),
                     request_id: String::new(),
+                    validate_only: false,
                 })
                 .await,
             "draft.subjects[0].identifiers[0].person.date_of_birth",
@@ -538,6 +540,7 @@ async fn every_problem_in_one_answer_and_exit_codes_by_kind() {
         .submit_alert(SubmitAlertRequest {
             draft: Some(draft.clone()),
             request_id: String::new(),
+            validate_only: false,
         })
         .await
         .unwrap_err();
@@ -662,4 +665,82 @@ fn policy_checks_name_every_problem_and_work_without_a_node() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("peer ngo:"), "every peer explained: {out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_only_checks_a_draft_as_a_submit_would_and_stores_nothing() {
+    let fed = TestFederation::start(&["police", "ngo"]).await;
+    let mut cms = fed.client("police", "cms").await;
+    let mut admin = fed.client("police", "admin").await;
+    let head = audit_head(&mut admin).await;
+    let check = |draft: AlertDraft| SubmitAlertRequest {
+        draft: Some(draft),
+        request_id: String::new(),
+        validate_only: true,
+    };
+    // A bad country and a bad phone: both named, as a submit names them.
+    let mut bad = sample_draft("dry run");
+    bad.content
+        .as_mut()
+        .unwrap()
+        .location
+        .as_mut()
+        .unwrap()
+        .country = "XY".into();
+    bad.subjects[0].identifiers[0] = phone_id("12", "NL");
+    let err = cms
+        .alerts
+        .submit_alert(check(bad))
+        .await
+        .expect_err("an invalid draft is refused");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("draft.content.location.country"),
+        "{err:?}"
+    );
+    assert!(
+        err.message()
+            .contains("draft.subjects[0].identifiers[0].phone.number"),
+        "{err:?}"
+    );
+    // A good draft: answered with what would be stored, and nothing is.
+    let would = cms
+        .alerts
+        .submit_alert(check(sample_draft("dry run")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(would.id.is_empty(), "no id: {would:?}");
+    assert_eq!(would.version, 0);
+    assert_eq!(would.origin, "police");
+    assert_eq!(would.content.unwrap().narrative, "dry run");
+    assert_eq!(would.subjects.len(), 1);
+    // Then a real submit, delivered: the checks before it left nothing
+    // behind at either node.
+    let real = submit(&mut cms, "real").await;
+    eventually("ngo receives the real alert", || {
+        let fed = &fed;
+        let id = real.id.clone();
+        async move {
+            fed.alerts("ngo")
+                .await
+                .iter()
+                .any(|a| a.id == id)
+                .then_some(())
+        }
+    })
+    .await;
+    assert_eq!(fed.alerts("police").await.len(), 1, "only the real one");
+    assert_eq!(fed.alerts("ngo").await.len(), 1, "only the real one");
+    let entries = audit_after(&mut admin, head).await;
+    let checks: Vec<_> = entries
+        .iter()
+        .filter(|e| e.action == "alert.submit" && e.body.contains("\"validate_only\":\"true\""))
+        .collect();
+    assert_eq!(
+        checks.len(),
+        1,
+        "the valid check is audited as one: {entries:?}"
+    );
+    assert!(checks[0].objects.is_empty(), "it names no alert");
 }

@@ -57,6 +57,7 @@ async fn kill_9_at_random_moments_loses_nothing_acknowledged_and_duplicates_noth
                             "round {round} submitter {t} alert {i}"
                         ))),
                         request_id: String::new(),
+                        validate_only: false,
                     };
                     match c.alerts.submit_alert(req).await {
                         Ok(a) => {

@@ -47,6 +47,7 @@ async fn metrics_count_known_traffic() {
             .submit_alert(casebridge::proto::v1::SubmitAlertRequest {
                 draft: Some(bad),
                 request_id: String::new(),
+                validate_only: false
             })
             .await
             .is_err()

@@ -164,6 +164,7 @@ async fn submit(c: &mut NodeClient, narrative: &str) -> String {
         .submit_alert(SubmitAlertRequest {
             draft: Some(sample_draft(narrative)),
             request_id: String::new(),
+            validate_only: false,
         })
         .await
         .unwrap()

@@ -210,6 +210,7 @@ async fn identifiers_that_cannot_be_normalized_are_refused() {
             .submit_alert(SubmitAlertRequest {
                 draft: Some(d),
                 request_id: String::new(),
+                validate_only: false,
             })
             .await;
         assert_invalid(result, field);

@@ -204,6 +204,7 @@ async fn roles_are_enforced_per_rpc() {
         .submit_alert(SubmitAlertRequest {
             draft: Some(sample_draft("x")),
             request_id: String::new(),
+            validate_only: false,
         })
         .await
         .unwrap_err();

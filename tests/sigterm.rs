@@ -30,6 +30,7 @@ async fn sigterm_under_load_drains_exits_0_and_loses_nothing_acknowledged() {
                 let req = SubmitAlertRequest {
                     draft: Some(sample_draft(&format!("submitter {t} alert {i}"))),
                     request_id: String::new(),
+                    validate_only: false,
                 };
                 match c.alerts.submit_alert(req).await {
                     Ok(a) => {

@@ -281,6 +281,7 @@ impl Ledger {
         client: &ClientIdentity,
         draft: Option<AlertDraft>,
         request_id: &str,
+        validate_only: bool,
         call: &CallEntry,
     ) -> Result<Alert, AlertError> {
         let now = SystemTime::now();
@@ -300,6 +301,17 @@ impl Ledger {
                 "request_id",
                 format!("at most {MAX_REQUEST_ID} bytes"),
             ));
+        }
+        if validate_only {
+            call.detail("validate_only", true);
+            return Ok(Alert {
+                origin: self.agency.to_string(),
+                created_at: Some(timestamp(now)),
+                updated_at: Some(timestamp(now)),
+                content: draft.content,
+                subjects: draft.subjects,
+                ..Default::default()
+            });
         }
         let request_key = (!request_id.is_empty())
             .then(|| format!("{}\0{}", client.name, request_id).into_bytes());

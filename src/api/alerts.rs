@@ -33,8 +33,11 @@ impl AlertService for AlertApi {
             let r = req.into_inner();
             let result = core
                 .ledger
-                .submit(&client, r.draft, &r.request_id, call)
+                .submit(&client, r.draft, &r.request_id, r.validate_only, call)
                 .await;
+            if r.validate_only {
+                return Ok(result?);
+            }
             let outcome = match &result {
                 Ok(_) => "ok",
                 Err(crate::alert::AlertError::Invalid(_)) => "invalid",

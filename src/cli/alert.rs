@@ -232,6 +232,7 @@ async fn alert(mut client: NodeClient, command: AlertCommand, json: bool) -> Res
                 .submit_alert(SubmitAlertRequest {
                     draft: Some(draft),
                     request_id,
+                    validate_only: false,
                 })
                 .await?
                 .into_inner();

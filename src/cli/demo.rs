@@ -353,6 +353,7 @@ async fn submit_samples(fed: &Federation) -> Result<Vec<Alert>, Failure> {
             .submit_alert(SubmitAlertRequest {
                 draft: Some(draft),
                 request_id: String::new(),
+                validate_only: false,
             })
             .await?
             .into_inner();

@@ -394,6 +394,7 @@ pub async fn submit_draft(client: &mut NodeClient, draft: AlertDraft) -> Alert {
         .submit_alert(SubmitAlertRequest {
             draft: Some(draft),
             request_id: String::new(),
+            validate_only: false,
         })
         .await
         .unwrap()

@@ -529,6 +529,7 @@ async fn submit(State(c): State<Console>, posted: Posted) -> Result<Response, Pa
     let req = SubmitAlertRequest {
         draft: Some(draft),
         request_id: form.value("request_id").to_owned(),
+        validate_only: false,
     };
     let purpose = form.value("purpose").to_owned();
     match c
