@@ -123,6 +123,17 @@ async fn a_caseworker_submits_an_alert_in_the_browser_and_the_peer_receives_it()
         "Workers housed in containers behind the greenhouse.",
     )
     .await;
+    b.fill("purpose", &"case ".repeat(60)).await;
+    b.follow("form[action='/alerts/new'] button[type=submit]")
+        .await;
+    let purpose = b.field_error("purpose").await;
+    assert!(
+        purpose.contains("at most 256 bytes"),
+        "purpose error: {purpose:?}"
+    );
+    // The call was refused for its purpose before the draft was looked at:
+    // with a short one, the draft's own problems show.
+    b.fill("purpose", "NGO-2026-118").await;
     b.follow("form[action='/alerts/new'] button[type=submit]")
         .await;
     let country = b.field_error("country").await;

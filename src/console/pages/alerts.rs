@@ -694,6 +694,9 @@ fn draft_of(form: &mut FormState) -> AlertDraft {
         form.map_path(format!("{c}.{path}"), input);
     }
     form.map_path("draft.content", "category");
+    // The case reference travels as the call's purpose.
+    form.map_path(crate::audit::PURPOSE_HEADER, "purpose");
+    form.map_path(crate::audit::PURPOSE_BIN_HEADER, "purpose");
     let mut indicators = Vec::new();
     for value in form
         .values("indicators")

@@ -308,11 +308,10 @@ async fn install(State(c): State<Console>, posted: Posted) -> Result<Response, P
         expected_version: form.value("expected_version").parse().unwrap_or(0),
         comment: form.value("comment").to_owned(),
     };
-    match c
-        .admin
-        .set_policy(request(&viewer, req, form.value("comment")))
-        .await
-    {
+    // The comment is kept with the version; it is also the call's purpose
+    // when it fits one (a purpose is short, one line).
+    let purpose = crate::audit::check_purpose(form.value("comment")).unwrap_or("");
+    match c.admin.set_policy(request(&viewer, req, purpose)).await {
         Ok(v) => Ok(
             Redirect::to(&format!("/policy?installed={}", v.into_inner().version)).into_response(),
         ),
