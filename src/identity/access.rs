@@ -120,18 +120,7 @@ impl ClientPolicy {
     /// may use (the web console). Every action is still authorized by the
     /// operation itself.
     pub fn roles_of(&self, identity: &Identity) -> Result<(ClientIdentity, Roles), AccessError> {
-        let Identity::Client(client) = identity else {
-            return Err(AccessError::Denied(
-                "a node certificate cannot use the client API".into(),
-            ));
-        };
-        if client.federation != self.federation || client.agency != self.agency {
-            return Err(AccessError::Denied(format!(
-                "client {} does not belong to agency {}",
-                client.spiffe_uri(),
-                self.agency
-            )));
-        }
+        let client = self.member(identity)?;
         let roles = self.roles.read().unwrap_or_else(|p| p.into_inner());
         match roles.get(&client.name) {
             Some(r) => Ok((client.clone(), r.clone())),
@@ -142,12 +131,10 @@ impl ClientPolicy {
         }
     }
 
-    fn admit(
-        &self,
-        identity: Option<&Identity>,
-        role: Option<Role>,
-    ) -> Result<ClientIdentity, AccessError> {
-        let Identity::Client(client) = identity.ok_or(AccessError::Unauthenticated)? else {
+    /// The caller, if its certificate is one of this agency's clients
+    /// (listed in `[clients]` or not).
+    fn member<'a>(&self, identity: &'a Identity) -> Result<&'a ClientIdentity, AccessError> {
+        let Identity::Client(client) = identity else {
             return Err(AccessError::Denied(
                 "a node certificate cannot call the client API".into(),
             ));
@@ -159,6 +146,15 @@ impl ClientPolicy {
                 self.agency
             )));
         }
+        Ok(client)
+    }
+
+    fn admit(
+        &self,
+        identity: Option<&Identity>,
+        role: Option<Role>,
+    ) -> Result<ClientIdentity, AccessError> {
+        let client = self.member(identity.ok_or(AccessError::Unauthenticated)?)?;
         let roles = self.roles.read().unwrap_or_else(|p| p.into_inner());
         match roles.get(&client.name) {
             // A listed client has at least one role (config refuses none).

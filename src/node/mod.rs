@@ -112,31 +112,9 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
         .set_serving::<DisclosureServiceServer<DisclosureApi>>()
         .await;
     // Bound before anything is spawned, so a taken port fails the start cleanly.
-    let metrics_listener = match &config.metrics.listen {
-        Some(addr) => Some(
-            crate::metrics::bind(*addr.get_ref())
-                .await
-                .map_err(|error| NodeError::Bind {
-                    addr: *addr.get_ref(),
-                    error,
-                })?,
-        ),
-        None => None,
-    };
+    let metrics_listener = bind_optional(&config.metrics.listen, crate::metrics::bind).await?;
     let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
-    let console_listener = match &config.console.listen {
-        Some(addr) => {
-            Some(
-                TcpListener::bind(*addr.get_ref())
-                    .await
-                    .map_err(|error| NodeError::Bind {
-                        addr: *addr.get_ref(),
-                        error,
-                    })?,
-            )
-        }
-        None => None,
-    };
+    let console_listener = bind_optional(&config.console.listen, TcpListener::bind).await?;
     let console_addr = console_listener.as_ref().and_then(|l| l.local_addr().ok());
     let handshake_timeout = config.limits.handshake_timeout();
     let incoming = |listener, tls_config, name| {
@@ -192,6 +170,25 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
         servers,
         workers,
     })
+}
+
+/// Binds a listener the config may leave out (metrics, console) with `bind`.
+async fn bind_optional<F, Fut>(
+    addr: &Option<toml::Spanned<SocketAddr>>,
+    bind: F,
+) -> Result<Option<TcpListener>, NodeError>
+where
+    F: FnOnce(SocketAddr) -> Fut,
+    Fut: Future<Output = std::io::Result<TcpListener>>,
+{
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let addr = *addr.get_ref();
+    bind(addr)
+        .await
+        .map(Some)
+        .map_err(|error| NodeError::Bind { addr, error })
 }
 
 /// The node certificate (which must name this node), and the TLS configs of
