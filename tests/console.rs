@@ -410,9 +410,35 @@ async fn every_page_carries_the_security_headers() {
         !css.contains("http://") && !css.contains("https://"),
         "nothing from outside"
     );
-    // A certificate the agency does not list has no way in.
-    let (status, _, body) = https(&fed, "police", "cms", "GET / HTTP/1.1", "").await;
-    assert_eq!(status, 200, "police's own cms: {body}");
+    // A client certificate of another agency's CA has no way in: the
+    // handshake fails, no page is sent.
+    let pki = fed.pki("police");
+    let foreign =
+        TlsIdentity::load(&pki.join("clients/cms.pem"), &pki.join("clients/cms.key")).unwrap();
+    let mut tls =
+        casebridge::identity::client_tls_config(&foreign, &fed.layout.federation_ca, &[]).unwrap();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(fed.node("ngo").console_addr().unwrap())
+        .await
+        .unwrap();
+    let answer = match tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect("127.0.0.1".try_into().unwrap(), tcp)
+        .await
+    {
+        Err(_) => Vec::new(),
+        Ok(mut stream) => {
+            let _ = stream
+                .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await;
+            let mut out = Vec::new();
+            let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut out)).await;
+            out
+        }
+    };
+    assert!(
+        answer.is_empty(),
+        "police's certificate got an answer from ngo's console"
+    );
     fed.shutdown().await;
 }
 

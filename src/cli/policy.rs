@@ -206,10 +206,10 @@ fn enum_override(
     kind: &str,
     prefix: &str,
     value: &str,
-    parse: impl Fn(&str) -> Option<i32>,
+    parse: fn(&str) -> Option<i32>,
 ) -> Result<i32, Failure> {
-    parse(&format!("{prefix}{}", value.to_ascii_uppercase()))
-        .ok_or_else(|| failure(Exit::DataErr, anyhow!("unknown {kind} `{value}`")))
+    policy::cases::enum_value(kind, prefix, value, parse)
+        .map_err(|e| failure(Exit::DataErr, anyhow!(e)))
 }
 
 fn run_cases(p: &Policy, config: &NodeConfig, cases_file: &Path) -> Result<(), Failure> {

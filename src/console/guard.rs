@@ -3,7 +3,7 @@
 //! same-origin rule and the CSRF token on every POST ([`Posted`]).
 
 use aws_lc_rs::hmac;
-use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{HeaderMap, HeaderValue, Method, header, request::Parts};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -21,7 +21,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self';
 
 /// Adds the headers every response carries and refuses a POST that does
 /// not come from the console's own pages.
-pub async fn guard(State(_): State<Console>, req: Request, next: Next) -> Response {
+pub async fn guard(req: Request, next: Next) -> Response {
     let refusal = (req.method() == Method::POST)
         .then(|| cross_origin(req.headers()))
         .flatten();

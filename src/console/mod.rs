@@ -60,7 +60,7 @@ impl Console {
     /// Every route of the console, under the security headers.
     pub fn router(self) -> axum::Router {
         pages::routes()
-            .with_state(self.clone())
-            .layer(axum::middleware::from_fn_with_state(self, guard::guard))
+            .with_state(self)
+            .layer(axum::middleware::from_fn(guard::guard))
     }
 }

@@ -68,7 +68,9 @@ pub fn parse(text: &str) -> Result<Vec<Case>, String> {
     })
 }
 
-fn enum_value(
+/// A lower-case enum name as a cases file or the CLI writes it
+/// (`sexual_exploitation`), as the wire value `parse` reads with `prefix`.
+pub fn enum_value(
     kind: &str,
     prefix: &str,
     value: &str,

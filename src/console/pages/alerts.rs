@@ -80,7 +80,7 @@ struct ListPage {
     next_page: String,
 }
 
-fn date_bound(
+pub fn date_bound(
     value: &str,
     field: &str,
     problems: &mut Vec<String>,

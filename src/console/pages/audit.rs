@@ -66,29 +66,18 @@ struct AuditPage {
 }
 
 fn query_of(f: &AuditFilters, problems: &mut Vec<String>) -> QueryAuditRequest {
-    let bound = |value: &str, name: &str, problems: &mut Vec<String>, add_day: bool| {
-        if value.is_empty() {
-            return None;
-        }
-        match super::alerts::parse_date(value) {
-            Some(mut t) => {
-                if add_day {
-                    t.seconds += 86_400;
-                }
-                Some(t)
-            }
-            None => {
-                problems.push(format!("{name}: \"{value}\" is not a date (YYYY-MM-DD)"));
-                None
-            }
-        }
-    };
+    use super::alerts::date_bound;
+    // "To" includes the day typed.
+    let until = date_bound(&f.to, "To", problems).map(|mut t| {
+        t.seconds += 86_400;
+        t
+    });
     QueryAuditRequest {
         actor: f.actor.trim().to_owned(),
         action: f.action.trim().to_owned(),
         alert_id: f.alert.trim().to_owned(),
-        since: bound(&f.from, "From", problems, false),
-        until: bound(&f.to, "To", problems, true),
+        since: date_bound(&f.from, "From", problems),
+        until,
         page_size: PAGE,
         page_token: f.page.clone(),
         include_checkpoints: false,
