@@ -57,7 +57,9 @@ impl tonic::service::Interceptor for Purpose {
     }
 }
 
-type Svc = InterceptedService<Channel, Purpose>;
+/// The service stack every typed client of a node goes through (the
+/// purpose header on every call).
+pub type Svc = InterceptedService<Channel, Purpose>;
 
 #[derive(Clone)]
 pub struct NodeClient {

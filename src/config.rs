@@ -526,7 +526,7 @@ pub struct ClientConfig {
 }
 
 /// Byte offset → 1-based (line, column).
-fn line_col(src: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_col(src: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(src.len());
     let before = &src[..offset];
     let line = before.matches('\n').count() + 1;

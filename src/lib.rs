@@ -57,6 +57,7 @@ pub mod review;
 pub mod secrets;
 pub mod sharing;
 pub mod store;
+pub mod tabular;
 pub mod time;
 pub mod validate;
 pub mod violation;

@@ -28,6 +28,16 @@ pub fn now() -> Timestamp {
 /// A timestamp as a `SystemTime`, or `None` when it is not a valid
 /// protobuf timestamp at or after the epoch (nanos out of range, negative
 /// seconds): the strict reading, for input that is validated.
+/// A timestamp as RFC 3339 in UTC, to the nanosecond it holds (so that
+/// reading it back gives the same timestamp); `None` out of range.
+pub fn rfc3339(ts: &Timestamp) -> Option<String> {
+    let nanos = i128::from(ts.seconds) * 1_000_000_000 + i128::from(ts.nanos);
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()?
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
 pub fn system_time(ts: &Timestamp) -> Option<SystemTime> {
     if !(0..1_000_000_000).contains(&ts.nanos) {
         return None;

@@ -44,7 +44,10 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     ("the node's core", &["core"]),
-    ("channels and tools", &["api", "console", "client", "certs"]),
+    (
+        "channels and tools",
+        &["api", "console", "client", "certs", "tabular"],
+    ),
     ("wiring", &["node"]),
     ("command line", &["cli"]),
 ];

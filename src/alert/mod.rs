@@ -4,6 +4,7 @@
 //! builds outbound envelopes, [`crate::policy::shared_view_with`]).
 
 mod backfill;
+mod import;
 mod rematch;
 
 pub use rematch::RematchReport;
@@ -336,17 +337,7 @@ impl Ledger {
                     key,
                     digest: digest.as_ref(),
                 }),
-                |_| {
-                    let mut record = StoredAlert {
-                        alert: Some(alert.clone()),
-                        shared_with: Vec::new(),
-                        pseudonyms: pseudonyms.clone(),
-                        withdrawn_from: Vec::new(),
-                    };
-                    let (shared_with, items) = self.outbound_for(&record, &[], &decided);
-                    record.shared_with = shared_with.iter().map(ToString::to_string).collect();
-                    Ok::<_, AlertError>((record, items))
-                },
+                |_| Ok::<_, AlertError>(self.first_version(alert, pseudonyms, &decided)),
                 |w| {
                     self.count_decisions(w, &decided);
                     audit_write(call, w)
@@ -368,6 +359,64 @@ impl Ledger {
         }
     }
 
+    /// The first version of a new alert, queued for the peers the policy
+    /// allows. Runs inside the store transaction.
+    fn first_version(
+        &self,
+        alert: Alert,
+        pseudonyms: Vec<SharedSubject>,
+        decided: &Mutex<Vec<(AgencyId, bool)>>,
+    ) -> (StoredAlert, Vec<OutboxItem>) {
+        let mut record = StoredAlert {
+            alert: Some(alert),
+            shared_with: Vec::new(),
+            pseudonyms,
+            withdrawn_from: Vec::new(),
+        };
+        let (shared_with, items) = self.outbound_for(&record, &[], decided);
+        record.shared_with = shared_with.iter().map(ToString::to_string).collect();
+        (record, items)
+    }
+
+    /// The next version of `record` after `change`, queued for every peer
+    /// that has had it (and those the policy now allows). Refused when the
+    /// alert is retracted or not at `expected_version` (0: any). Runs
+    /// inside the store transaction.
+    fn next_version(
+        &self,
+        mut record: StoredAlert,
+        expected_version: u64,
+        now: pbjson_types::Timestamp,
+        change: impl FnOnce(&mut Alert, &mut Vec<SharedSubject>),
+        decided: &Mutex<Vec<(AgencyId, bool)>>,
+    ) -> Result<(StoredAlert, Vec<OutboxItem>), AlertError> {
+        let mut alert = record.alert.clone().unwrap_or_default();
+        if alert.retracted {
+            return Err(AlertError::Retracted(alert.id));
+        }
+        if expected_version != 0 && expected_version != alert.version {
+            return Err(AlertError::VersionMismatch {
+                id: alert.id,
+                expected: expected_version,
+                current: alert.version,
+            });
+        }
+        let mut pseudonyms = record.pseudonyms.clone();
+        change(&mut alert, &mut pseudonyms);
+        record.pseudonyms = pseudonyms;
+        alert.version += 1;
+        alert.updated_at = Some(now);
+        let had: Vec<AgencyId> = record
+            .shared_with
+            .iter()
+            .filter_map(|p| AgencyId::new(p.clone()).ok())
+            .collect();
+        record.alert = Some(alert);
+        let (shared_with, items) = self.outbound_for(&record, &had, decided);
+        record.shared_with = shared_with.iter().map(ToString::to_string).collect();
+        Ok((record, items))
+    }
+
     /// Shared by update and retract: loads the current record inside the
     /// store transaction, checks origin, state and expected version, applies
     /// `change`, bumps the version and queues it for every peer that has had it.
@@ -376,7 +425,7 @@ impl Ledger {
         id: &str,
         expected_version: u64,
         call: &CallEntry,
-        change: impl Fn(&mut Alert, &mut Vec<SharedSubject>),
+        change: impl FnOnce(&mut Alert, &mut Vec<SharedSubject>),
     ) -> Result<Alert, AlertError> {
         let id = self.own_id(id)?;
         let now = timestamp(SystemTime::now());
@@ -387,32 +436,8 @@ impl Ledger {
                 &id,
                 None,
                 |current| {
-                    let mut record = current.ok_or_else(|| AlertError::NotFound(id.to_string()))?;
-                    let mut alert = record.alert.clone().unwrap_or_default();
-                    if alert.retracted {
-                        return Err(AlertError::Retracted(id.to_string()));
-                    }
-                    if expected_version != 0 && expected_version != alert.version {
-                        return Err(AlertError::VersionMismatch {
-                            id: id.to_string(),
-                            expected: expected_version,
-                            current: alert.version,
-                        });
-                    }
-                    let mut pseudonyms = record.pseudonyms.clone();
-                    change(&mut alert, &mut pseudonyms);
-                    record.pseudonyms = pseudonyms;
-                    alert.version += 1;
-                    alert.updated_at = Some(now);
-                    let had: Vec<AgencyId> = record
-                        .shared_with
-                        .iter()
-                        .filter_map(|p| AgencyId::new(p.clone()).ok())
-                        .collect();
-                    record.alert = Some(alert);
-                    let (shared_with, items) = self.outbound_for(&record, &had, &decided);
-                    record.shared_with = shared_with.iter().map(ToString::to_string).collect();
-                    Ok((record, items))
+                    let record = current.ok_or_else(|| AlertError::NotFound(id.to_string()))?;
+                    self.next_version(record, expected_version, now, change, &decided)
                 },
                 |w| {
                     self.count_decisions(w, &decided);
@@ -435,9 +460,9 @@ impl Ledger {
     ) -> Result<Alert, AlertError> {
         let (draft, new_pseudonyms) = self.prepare(draft, SystemTime::now())?;
         self.change(id, expected_version, call, |alert, pseudonyms| {
-            alert.content = draft.content.clone();
-            alert.subjects = draft.subjects.clone();
-            *pseudonyms = new_pseudonyms.clone();
+            alert.content = draft.content;
+            alert.subjects = draft.subjects;
+            *pseudonyms = new_pseudonyms;
         })
         .await
     }

@@ -15,8 +15,9 @@ use crate::proto::v1::{
     SubmitAlertRequest, UpdateAlertRequest, WatchHitsRequest,
 };
 use crate::proto::v1::{
-    AlertSharing, CountHitsRequest, CountHitsResponse, GetHitRequest, LookupRequest,
-    LookupResponse, ReviewHitRequest,
+    AlertChange, AlertSharing, CountHitsRequest, CountHitsResponse, GetHitRequest,
+    ImportAlertRequest, ImportAlertResponse, ListImportedRequest, ListImportedResponse,
+    LookupRequest, LookupResponse, ReviewHitRequest, WatchAlertsRequest,
 };
 
 pub struct AlertApi(pub Arc<NodeCore>);
@@ -201,6 +202,76 @@ impl AlertService for AlertApi {
             call.detail("agencies", answer.answers.len());
             call.detail("matches", matches);
             Ok(answer)
+        })
+        .await
+    }
+
+    async fn import_alert(
+        &self,
+        req: Request<ImportAlertRequest>,
+    ) -> Result<Response<ImportAlertResponse>, Status> {
+        let core = &self.0;
+        audited(core, req, Action::AlertImport, async |call, req| {
+            auth::client(&core.clients, &req, Role::Submit)?;
+            let r = req.into_inner();
+            Ok(core
+                .ledger
+                .import(&r.source, &r.source_id, r.draft, r.validate_only, call)
+                .await?)
+        })
+        .await
+    }
+
+    async fn list_imported(
+        &self,
+        req: Request<ListImportedRequest>,
+    ) -> Result<Response<ListImportedResponse>, Status> {
+        let core = &self.0;
+        audited(core, req, Action::AlertImported, async |call, req| {
+            auth::client(&core.clients, &req, Role::Read)?;
+            call.detail("source", &req.get_ref().source);
+            let page = core.ledger.imported(req.get_ref())?;
+            call.detail("returned", page.records.len());
+            Ok(page)
+        })
+        .await
+    }
+
+    type WatchAlertsStream = Pin<Box<dyn Stream<Item = Result<AlertChange, Status>> + Send>>;
+
+    /// Logged when the watch opens (with where it resumes), like
+    /// `WatchHits`: the alerts it streams were each logged when they were
+    /// written or received.
+    async fn watch_alerts(
+        &self,
+        req: Request<WatchAlertsRequest>,
+    ) -> Result<Response<Self::WatchAlertsStream>, Status> {
+        let core = self.0.clone();
+        audited(&self.0, req, Action::AlertsWatch, async |call, req| {
+            auth::client(&core.clients, &req, Role::Read)?;
+            let r = req.into_inner();
+            if r.own_only && r.received_only {
+                return Err(crate::violation::invalid_field(
+                    "received_only",
+                    "at most one of own_only and received_only".into(),
+                ));
+            }
+            call.detail("after_sequence", r.after_sequence);
+            let own = core.agency.to_string();
+            let changed = core.store.watch_alerts();
+            Ok(super::follow_log(
+                core,
+                changed,
+                r.after_sequence,
+                r.backlog_only,
+                |core, after, limit| core.store.alert_changes_after(after, limit),
+                |c: &AlertChange| c.sequence,
+                move |c: AlertChange| {
+                    let origin = c.alert.as_ref().map(|a| a.origin.as_str());
+                    let ours = origin == Some(own.as_str());
+                    ((!r.own_only || ours) && (!r.received_only || !ours)).then_some(c)
+                },
+            ))
         })
         .await
     }

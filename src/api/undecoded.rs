@@ -38,6 +38,18 @@ const METHODS: &[(&str, Action)] = &[
     ),
     ("/casebridge.v1.AlertService/GetAlert", Action::AlertGet),
     ("/casebridge.v1.AlertService/ListAlerts", Action::AlertList),
+    (
+        "/casebridge.v1.AlertService/ImportAlert",
+        Action::AlertImport,
+    ),
+    (
+        "/casebridge.v1.AlertService/ListImported",
+        Action::AlertImported,
+    ),
+    (
+        "/casebridge.v1.AlertService/WatchAlerts",
+        Action::AlertsWatch,
+    ),
     ("/casebridge.v1.AlertService/WatchHits", Action::HitsWatch),
     ("/casebridge.v1.AlertService/Lookup", Action::LookupAsk),
     ("/casebridge.v1.AdminService/GetStatus", Action::StatusGet),

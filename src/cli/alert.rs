@@ -17,6 +17,33 @@ use tonic::Code;
 
 #[derive(Subcommand)]
 pub enum AlertCommand {
+    /// Import (and sync) a register: CSV, XLSX, ODS or JSON Lines, each row
+    /// one case by its own stable id. Run again after the register
+    /// changed: changed rows become new versions, unchanged ones are
+    /// skipped, new ones created (and with --retract-missing, removed ones
+    /// retracted). See docs/import-export.md.
+    Import(super::transfer::ImportArgs),
+    /// Write alerts to a CSV, XLSX or JSON Lines file (your own with their
+    /// subjects, received ones without; never tokens).
+    Export(super::transfer::ExportArgs),
+    /// Print every alert as it is created, changes, arrives or is
+    /// retracted, after a position in the alert log, then keep streaming
+    /// (reconnecting after an interruption) until Ctrl-C.
+    Watch {
+        /// Resume after this position (`sequence` in --json output: the
+        /// last change you processed).
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Print the changes so far and exit.
+        #[arg(long)]
+        backlog_only: bool,
+        /// Only your agency's own alerts.
+        #[arg(long, conflicts_with = "received")]
+        own: bool,
+        /// Only alerts received from other agencies.
+        #[arg(long)]
+        received: bool,
+    },
     /// Submit a new alert from a JSON file (canonical protobuf JSON of AlertDraft).
     Submit {
         /// The alert: canonical protobuf JSON of AlertDraft (docs/examples/alert.json).
@@ -143,8 +170,68 @@ pub async fn run(
     client_config: Option<&Path>,
     json: bool,
 ) -> Result<(), Failure> {
-    let client = connect(client_config).await?;
-    alert(client, command, json).await
+    match command {
+        AlertCommand::Import(args) => {
+            if let Some(name) = args.print_mapping() {
+                return super::transfer::print_mapping(name);
+            }
+            let client = connect(client_config).await?;
+            super::transfer::import(client, args, json).await
+        }
+        AlertCommand::Export(args) => {
+            let client = connect(client_config).await?;
+            let agency = client_config
+                .map(crate::config::ClientConfig::load)
+                .transpose()
+                .map_err(|e| failure(Exit::Usage, e))?
+                .map(|c| c.node_agency.to_string())
+                .unwrap_or_default();
+            super::transfer::export(client, args, &agency, json).await
+        }
+        AlertCommand::Watch {
+            after,
+            backlog_only,
+            own,
+            received,
+        } => watch_alerts(client_config, after, backlog_only, own, received, json).await,
+        command => {
+            let client = connect(client_config).await?;
+            alert(client, command, json).await
+        }
+    }
+}
+
+/// Streams alert changes like `hits watch` streams hits.
+async fn watch_alerts(
+    config: Option<&Path>,
+    after: u64,
+    backlog_only: bool,
+    own_only: bool,
+    received_only: bool,
+    json: bool,
+) -> Result<(), Failure> {
+    use crate::proto::v1::{AlertChange, WatchAlertsRequest};
+    super::follow(
+        config,
+        after,
+        backlog_only,
+        "no alert changes",
+        |mut client, after| async move {
+            client
+                .alerts
+                .watch_alerts(WatchAlertsRequest {
+                    after_sequence: after,
+                    backlog_only,
+                    own_only,
+                    received_only,
+                })
+                .await
+                .map(tonic::Response::into_inner)
+        },
+        |c: &AlertChange| c.sequence,
+        |c| output::alert_change(c, json),
+    )
+    .await
 }
 
 pub async fn hits(
@@ -304,6 +391,9 @@ async fn alert(mut client: NodeClient, command: AlertCommand, json: bool) -> Res
                 .await?
                 .into_inner();
             output::alert(&alert, json);
+        }
+        AlertCommand::Import(_) | AlertCommand::Export(_) | AlertCommand::Watch { .. } => {
+            unreachable!("dispatched by run")
         }
         AlertCommand::List(args) => {
             let category = match args.category.as_deref() {

@@ -18,6 +18,7 @@ mod policy;
 mod pseudo;
 mod requests;
 mod store;
+mod transfer;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -315,6 +315,31 @@ pub fn hit(h: &Hit, as_json: bool) {
     }
 }
 
+/// One alert change as `alert watch` prints it: one JSON line, or one
+/// line of text (position, state, id, version, category).
+pub fn alert_change(c: &crate::proto::v1::AlertChange, as_json: bool) {
+    if as_json {
+        return match to_json(c, false) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("error: cannot render JSON: {e}"),
+        };
+    }
+    let Some(a) = &c.alert else { return };
+    let state = if a.retracted { "retracted" } else { "current" };
+    let what = a
+        .content
+        .as_ref()
+        .map(|c| category(c.category))
+        .unwrap_or_default();
+    println!(
+        "{:>6}  {}  {state:<9}  {}  version {}  {what}",
+        c.sequence,
+        time(a.updated_at.as_ref()),
+        a.id,
+        a.version
+    );
+}
+
 /// A hit as it stands: how it was found, then each agency's review.
 pub fn hit_state(h: &Hit, as_json: bool) {
     if as_json {

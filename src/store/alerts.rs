@@ -6,7 +6,7 @@ use super::activity::Tally;
 use prost::Message;
 
 use super::engine::Reads;
-use super::{OutboxItem, Store, StoreError, TxError, Write, index};
+use super::{OutboxItem, Store, StoreError, TxError, Write, alert_log, index};
 use crate::ids::{AgencyId, AlertId};
 use crate::proto::v1::StoredAlert;
 
@@ -87,7 +87,7 @@ impl Store {
     }
 
     /// The alert part of a local write, inside its transaction.
-    fn write_local_in<E>(
+    pub(super) fn write_local_in<E>(
         w: &mut Write<'_, '_>,
         key: &str,
         request_key: Option<RequestKey<'_>>,
@@ -126,6 +126,7 @@ impl Store {
             index::queue(w, item)?;
         }
         index::reindex(w, current.as_ref(), &record)?;
+        alert_log::record(w, &record)?;
         if let Some(rk) = request_key {
             let mut value = key.as_bytes().to_vec();
             value.push(0);
@@ -208,6 +209,7 @@ impl Store {
         }
         w.tx.insert(w.t.alerts, key, record.encode_to_vec())?;
         index::reindex(w, held.as_ref(), record)?;
+        alert_log::record(w, record)?;
         Ok(ApplyOutcome::Stored)
     }
 

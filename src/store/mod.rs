@@ -32,6 +32,12 @@
 //! - `shares`: alert id ‖ 0 ‖ peer ‖ 0 ‖ outbox sequence (u64 BE) →
 //!   `ShareRecord`: each envelope of an alert a peer acknowledged or that
 //!   was dropped unsent (see `outbox`).
+//! - `alert_log`: position (u64 BE) → alert id, one entry per alert at its
+//!   latest change; `alert_log_pos`: alert id → its position (see
+//!   `alert_log`; `WatchAlerts` follows it).
+//! - `imports`: source ‖ 0 ‖ source id → alert id ‖ 0 ‖ SHA-256 of the
+//!   draft last imported for it (see `imports`): how a register imported
+//!   again updates its alerts instead of duplicating them.
 //!
 //! Every store operation that changes something is **one transaction**: an
 //! alert with its outbox entries, indexes, the hits it makes and the audit
@@ -41,6 +47,8 @@
 //!
 //! The operations, by concern (each file adds its part of `impl Store`):
 //! - `alerts`: local writes, received deliveries, reading alerts back;
+//! - `alert_log`: the log of alert changes `WatchAlerts` follows;
+//! - `imports`: records of an agency's own register, by their source ids;
 //! - `outbox`: what waits for each peer's ack;
 //! - `hits`: the matching pass, hit notices, the hit log and its watchers;
 //! - `reviews`: verdicts on hits, made here or received, in the hit log;
@@ -55,6 +63,7 @@
 //! - `group_commit`: one sync for many concurrent writers.
 
 mod activity;
+mod alert_log;
 mod alerts;
 mod audit;
 mod backup;
@@ -62,6 +71,7 @@ mod disclosures;
 pub mod engine;
 mod group_commit;
 mod hits;
+mod imports;
 mod index;
 mod lookups;
 mod migrate;
@@ -75,6 +85,7 @@ pub use backup::{BackupStats, copy_store};
 pub use disclosures::Step;
 pub use group_commit::CommitStats;
 pub use hits::NoticeOutcome;
+pub use imports::{ImportWrite, Imported};
 pub use migrate::{MigrateStats, is_sled_store, is_store, migrate_sled};
 pub use outbox::{OutboxItem, OutboxListener, OutboxSummary, Queued};
 pub use retention::{PURGED, expired};
@@ -162,10 +173,13 @@ pub(crate) struct Trees {
     release_order: Tree,
     release_retention: Tree,
     settings: Tree,
+    alert_log: Tree,
+    alert_log_pos: Tree,
+    imports: Tree,
 }
 
 /// Every tree the store keeps, by name (a migration and a backup copy these).
-pub const TREES: [&str; 27] = [
+pub const TREES: [&str; 30] = [
     "alerts",
     "outbox",
     "requests",
@@ -193,6 +207,9 @@ pub const TREES: [&str; 27] = [
     "release_order",
     "release_retention",
     "settings",
+    "alert_log",
+    "alert_log_pos",
+    "imports",
 ];
 
 impl Trees {
@@ -225,6 +242,9 @@ impl Trees {
             release_order: db.tree("release_order")?,
             release_retention: db.tree("release_retention")?,
             settings: db.tree("settings")?,
+            alert_log: db.tree("alert_log")?,
+            alert_log_pos: db.tree("alert_log_pos")?,
+            imports: db.tree("imports")?,
         })
     }
 }
@@ -247,10 +267,12 @@ pub(crate) enum Counter {
     Lookups,
     Refusals,
     Purges,
+    /// Positions in the alert log.
+    AlertLog,
 }
 
 impl Counter {
-    pub(crate) const ALL: [Counter; 7] = [
+    pub(crate) const ALL: [Counter; 8] = [
         Self::Outbox,
         Self::Hits,
         Self::HitLog,
@@ -258,6 +280,7 @@ impl Counter {
         Self::Lookups,
         Self::Refusals,
         Self::Purges,
+        Self::AlertLog,
     ];
 
     fn key(self) -> &'static [u8] {
@@ -269,6 +292,7 @@ impl Counter {
             Self::Lookups => b"lookups",
             Self::Refusals => b"refusals",
             Self::Purges => b"purges",
+            Self::AlertLog => b"alert_log",
         }
     }
 }
@@ -284,9 +308,15 @@ pub(crate) struct Write<'w, 'tx> {
     appended: &'w mut Vec<crate::audit::Action>,
     /// Peers that got outbox entries, told to the listener once committed.
     queued: &'w mut Vec<crate::ids::AgencyId>,
+    /// The newest alert log position written, told to watchers once committed.
+    alert_seq: &'w mut u64,
 }
 
 impl Write<'_, '_> {
+    fn alert_logged(&mut self, seq: u64) {
+        *self.alert_seq = (*self.alert_seq).max(seq);
+    }
+
     /// The next number of `counter` (the first is 1).
     pub(crate) fn next(&mut self, counter: Counter) -> Result<u64, StoreError> {
         let last = match (self.last_of(counter)?, counter) {
@@ -342,6 +372,8 @@ pub struct Store {
     hit_seq: tokio::sync::watch::Sender<u64>,
     /// Latest disclosure request log position, for watchers.
     disclosure_seq: tokio::sync::watch::Sender<u64>,
+    /// Latest alert log position, for watchers.
+    alert_seq: tokio::sync::watch::Sender<u64>,
 }
 
 impl Store {
@@ -377,7 +409,13 @@ impl Store {
             .transpose()?
             .map(|(k, _)| u64::from_be_bytes(k.as_slice().try_into().unwrap_or([0; 8])))
             .unwrap_or(0);
-        Ok(Self {
+        let last_alert = db
+            .range::<&[u8]>(t.alert_log, ..)
+            .next_back()
+            .transpose()?
+            .map(|(k, _)| u64::from_be_bytes(k.as_slice().try_into().unwrap_or([0; 8])))
+            .unwrap_or(0);
+        let store = Self {
             commit: GroupCommit::start(db.clone()),
             db,
             t,
@@ -389,7 +427,12 @@ impl Store {
             head: std::sync::Mutex::new(head),
             hit_seq: tokio::sync::watch::channel(last).0,
             disclosure_seq: tokio::sync::watch::channel(last_disclosure).0,
-        })
+            alert_seq: tokio::sync::watch::channel(last_alert).0,
+        };
+        // A store from before the alert log: every alert gets its entry
+        // (durable with the next write's sync, or made again next open).
+        store.backfill_alert_log()?;
+        Ok(store)
     }
 
     /// Runs `body` as one transaction. The audit entries it appends get
@@ -402,7 +445,7 @@ impl Store {
     ) -> Result<T, E> {
         let mut head = self.head.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = head.clone();
-        let (mut appended, mut queued) = (Vec::new(), Vec::new());
+        let (mut appended, mut queued, mut alert_seq) = (Vec::new(), Vec::new(), 0);
         let out = self.db.transaction(|tx| {
             body(&mut Write {
                 tx,
@@ -410,10 +453,15 @@ impl Store {
                 log: &mut next,
                 appended: &mut appended,
                 queued: &mut queued,
+                alert_seq: &mut alert_seq,
             })
         })?;
         *head = next;
         drop(head);
+        // Watchers see the change as every reader does: once committed.
+        if alert_seq > 0 {
+            self.publish_alert_log(alert_seq);
+        }
         if !queued.is_empty()
             && let Some(listener) = self.outbox_listener.get().and_then(|l| l.upgrade())
         {

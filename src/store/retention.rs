@@ -124,6 +124,7 @@ impl Store {
         purged.pseudonyms.clear();
         w.tx.insert(w.t.alerts, &id, purged.encode_to_vec())?;
         index::reindex(w, Some(&current), &purged)?;
+        super::alert_log::record(w, &purged)?;
         let seq = w.next(Counter::Purges)?;
         w.tx.insert(w.t.purges, seq.to_be_bytes(), record.encode_to_vec())?;
         Ok(Some(record))
