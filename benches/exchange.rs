@@ -21,52 +21,12 @@ mod measure;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use casebridge::client::NodeClient;
+use measure::drive;
+
 use casebridge::proto::v1::SubmitAlertRequest;
 use common::{TestFederation, sample_draft};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
-
-struct Run {
-    ops_per_sec: f64,
-    p50: Duration,
-    p99: Duration,
-}
-
-/// Runs `total` operations spread over `clients` connections.
-async fn drive<F, Fut>(clients: &[NodeClient], total: usize, op: F) -> Run
-where
-    F: Fn(NodeClient, usize) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let per = total / clients.len();
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for (c, client) in clients.iter().enumerate() {
-        let client = client.clone();
-        let op = op.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(per);
-            for i in 0..per {
-                let t = Instant::now();
-                op(client.clone(), c * per + i).await;
-                lat.push(t.elapsed());
-            }
-            lat
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    let elapsed = start.elapsed();
-    all.sort();
-    Run {
-        ops_per_sec: all.len() as f64 / elapsed.as_secs_f64(),
-        p50: measure::percentile(&all, 0.5),
-        p99: measure::percentile(&all, 0.99),
-    }
-}
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()

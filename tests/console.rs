@@ -815,3 +815,164 @@ async fn the_overview_draws_the_last_days_and_the_audit_log_verifies_and_exports
     );
     fed.shutdown().await;
 }
+
+/// Reloads a job page until the job has finished (its page stops asking
+/// the browser to come back).
+async fn job_finishes(b: &Browser) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let text = b.text().await;
+        if !text.contains("updates itself") {
+            return text;
+        }
+        assert!(
+            started.elapsed() < common::WAIT * 4,
+            "the import did not finish: {text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let path = b.path().await;
+        b.goto(&path).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_register_is_checked_row_by_row_then_imported_and_the_alerts_exported() {
+    if !browser::available() {
+        return;
+    }
+    let fed = TestFederation::start_with(&["ngo", "police"], &[], with_console).await;
+    let dir = tempfile::tempdir().unwrap();
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples");
+    // The example register, and two rows no one can import as they are.
+    let mut register = std::fs::read_to_string(docs.join("register.csv")).unwrap();
+    register.push_str("NGO-2024-0040,Forced labour,,NL,Venlo,01/07/2024,Bad phone,Piotr,Nowak,1990,+31 6 1234,,,\n");
+    register.push_str(
+        "NGO-2024-0041,Robbery,,NL,Venlo,01/07/2024,Unknown type,Jan,Kowalski,1991,,,,\n",
+    );
+    let file = dir.path().join("register.csv");
+    std::fs::write(&file, register).unwrap();
+    let mapping = docs.join("register-mapping.toml");
+
+    let b = Browser::open(&fed, "ngo", "cms").await;
+    b.goto("/import").await;
+    b.screenshot("import-form").await;
+    // No file: the error is at its field, nothing happens.
+    b.follow("button[value='check']").await;
+    assert!(
+        b.field_error("register")
+            .await
+            .contains("Choose the register"),
+        "{}",
+        b.text().await
+    );
+
+    b.attach("register", &file).await;
+    b.attach("mapping_file", &mapping).await;
+    b.follow("button[value='check']").await;
+    let text = job_finishes(&b).await;
+    b.screenshot("import-check").await;
+    assert!(
+        text.contains("5 rows: would be created 3, would be updated 0, unchanged 0, would be retracted 0, rejected 2"),
+        "{text}"
+    );
+    // Row by row, each problem at its cell, with the value.
+    assert!(text.contains("K5: phone number \"+31 6 1234\""), "{text}");
+    assert!(
+        text.contains("B6: \"Robbery\" is not a known category"),
+        "{text}"
+    );
+    assert!(
+        text.contains("NGO-2024-0017") && text.contains("would be created"),
+        "{text}"
+    );
+    let mut cms = fed.client("ngo", "cms").await;
+    let listed = |source: &str| casebridge::proto::v1::ListImportedRequest {
+        source: source.into(),
+        ..Default::default()
+    };
+    assert!(
+        cms.alerts
+            .list_imported(listed("ngo-register"))
+            .await
+            .unwrap()
+            .into_inner()
+            .records
+            .is_empty(),
+        "a check stores nothing"
+    );
+
+    // Run it: the good rows are stored, the rejected ones can be downloaded.
+    b.follow("form[action$='/run'] button").await;
+    let text = job_finishes(&b).await;
+    b.screenshot("import-done").await;
+    assert!(
+        text.contains("5 rows: created 3, updated 0, unchanged 0, retracted 0, rejected 2"),
+        "{text}"
+    );
+    assert!(b.exists("a[href$='/rejected.csv']").await);
+    let records = cms
+        .alerts
+        .list_imported(listed("ngo-register"))
+        .await
+        .unwrap()
+        .into_inner()
+        .records;
+    let ids: Vec<&str> = records.iter().map(|r| r.source_id.as_str()).collect();
+    assert_eq!(ids, ["NGO-2024-0017", "NGO-2024-0023", "NGO-2024-0031"]);
+    // Each row was the viewer's ImportAlert, audited with the console as its channel.
+    let mut admin = fed.client("ngo", "admin").await;
+    let entries = audit_after(&mut admin, 0).await;
+    let imports: Vec<_> = entries
+        .iter()
+        .filter(|e| e.action == "alert.import" && e.body.contains("IMPORT_OUTCOME_CREATED"))
+        .collect();
+    // Three rows checked (validate_only), then the same three stored.
+    assert_eq!(imports.len(), 6);
+    assert_eq!(
+        imports
+            .iter()
+            .filter(|e| e.body.contains("validate_only"))
+            .count(),
+        3
+    );
+    assert!(
+        imports
+            .iter()
+            .all(|e| e.actor == "client:cms" && e.body.contains("\"channel\":\"console\""))
+    );
+
+    // The export button on the alert list, and what it gives.
+    b.goto("/alerts?scope=own").await;
+    assert!(
+        b.exists("form[action='/alerts/export'] select[name='format']")
+            .await
+    );
+    b.screenshot("alerts-export").await;
+    let (status, headers, body) = https(
+        &fed,
+        "ngo",
+        "cms",
+        "GET /alerts/export?scope=own&format=csv HTTP/1.1",
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        header(&headers, "content-disposition").starts_with("attachment; filename=\"ngo-alerts-")
+    );
+    assert_eq!(header(&headers, "cache-control"), "no-store");
+    let mut lines = body.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("cb_AlertId,cb_Origin,cb_Version")
+    );
+    assert_eq!(lines.filter(|l| l.starts_with("ngo:")).count(), 3);
+    assert!(body.contains("Popescu"));
+    // Another certificate sees neither the job nor its rejected rows.
+    let (status, _, _) = https(&fed, "ngo", "analyst", "GET /import/2 HTTP/1.1", "").await;
+    assert_eq!(status, 404);
+    b.close().await;
+    fed.shutdown().await;
+}

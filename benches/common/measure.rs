@@ -41,3 +41,45 @@ pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration
         .copied()
         .unwrap_or_default()
 }
+
+/// What [`drive`] measured.
+pub struct Run {
+    pub ops_per_sec: f64,
+    pub p50: std::time::Duration,
+    pub p99: std::time::Duration,
+}
+
+/// Runs `total` operations spread over `clients` connections.
+pub async fn drive<F, Fut>(clients: &[casebridge::client::NodeClient], total: usize, op: F) -> Run
+where
+    F: Fn(casebridge::client::NodeClient, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let per = total / clients.len();
+    let start = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for (c, client) in clients.iter().enumerate() {
+        let client = client.clone();
+        let op = op.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(per);
+            for i in 0..per {
+                let t = std::time::Instant::now();
+                op(client.clone(), c * per + i).await;
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let elapsed = start.elapsed();
+    all.sort();
+    Run {
+        ops_per_sec: all.len() as f64 / elapsed.as_secs_f64(),
+        p50: percentile(&all, 0.5),
+        p99: percentile(&all, 0.99),
+    }
+}

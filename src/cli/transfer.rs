@@ -7,7 +7,6 @@
 //! own transaction, so a run interrupted anywhere and run again ends where
 //! one uninterrupted run would.
 
-use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,18 +14,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use clap::{Args, ValueEnum};
-use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
-use tonic::Code;
 
 use super::exit::{Exit, Failure, failure};
 use crate::client::NodeClient;
 use crate::proto::v1::alert_service_client::AlertServiceClient;
 use crate::proto::v1::{
-    ImportAlertRequest, ImportAlertResponse, ImportOutcome, ListAlertsRequest, ListImportedRequest,
+    ImportAlertRequest, ImportAlertResponse, ListAlertsRequest, ListImportedRequest,
     RetractAlertRequest,
 };
-use crate::tabular::{self, CellProblem, Converted, Item, Loaded, cell_name};
+use crate::tabular::job::{self, Summary};
+use crate::tabular::{self, CellProblem, Loaded, cell_name};
 
 #[derive(Args)]
 pub struct ImportArgs {
@@ -97,20 +94,6 @@ impl ImportArgs {
     }
 }
 
-/// What an import did, for the summary.
-#[derive(Debug, Default, serde::Serialize)]
-pub struct Summary {
-    pub rows: u64,
-    pub created: u64,
-    pub updated: u64,
-    pub unchanged: u64,
-    pub retracted: u64,
-    pub rejected: u64,
-    pub empty: u64,
-    pub seconds: f64,
-    pub dry_run: bool,
-}
-
 /// Prints a built-in mapping.
 pub fn print_mapping(name: &str) -> Result<(), Failure> {
     let (_, text) = tabular::mapping::BUILT_IN
@@ -175,8 +158,8 @@ struct Rejected {
 }
 
 impl Rejected {
-    fn write(&mut self, cells: &[String], reasons: &str) -> Result<(), Failure> {
-        let err = |e: csv::Error| failure(Exit::Failure, anyhow!("{}: {e}", self.path.display()));
+    fn write(&mut self, cells: &[String], reasons: &str) -> Result<(), String> {
+        let err = |e: csv::Error| format!("{}: {e}", self.path.display());
         if self.writer.is_none() {
             let mut w = csv::WriterBuilder::new()
                 .flexible(true)
@@ -209,85 +192,6 @@ impl Rejected {
             }
             None => Ok(None),
         }
-    }
-}
-
-/// How a row ended up.
-enum Done {
-    Imported(ImportOutcome),
-    Rejected(Vec<String>),
-}
-
-/// One row sent to the node: retried while the node is unavailable (an
-/// import is idempotent per source id, so a retry never duplicates).
-async fn send(
-    mut api: AlertServiceClient<crate::client::Svc>,
-    request: ImportAlertRequest,
-) -> Result<ImportAlertResponse, tonic::Status> {
-    let mut delay = Duration::from_millis(100);
-    let mut attempt = 0;
-    loop {
-        match api.import_alert(request.clone()).await {
-            Ok(r) => return Ok(r.into_inner()),
-            Err(s)
-                if attempt < 8
-                    && matches!(
-                        s.code(),
-                        Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded
-                    ) =>
-            {
-                attempt += 1;
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-            Err(s) => return Err(s),
-        }
-    }
-}
-
-/// A field path as a person reads it: `draft.subjects[0].identifiers[1].phone.number`
-/// → "phone number".
-fn field_label(path: &str) -> String {
-    path.split('.')
-        .map(|part| part.split('[').next().unwrap_or(part))
-        .filter(|part| !matches!(*part, "draft" | "content" | "subjects" | "identifiers"))
-        .collect::<Vec<_>>()
-        .join(" ")
-        .replace('_', " ")
-}
-
-/// The node's INVALID_ARGUMENT, each field at the column it came from,
-/// with the cell's value.
-fn node_problems(
-    status: &tonic::Status,
-    converted: &Converted,
-    cells: &[String],
-) -> Vec<CellProblem> {
-    use tonic_types::StatusExt;
-    match status.get_details_bad_request() {
-        Some(b) if !b.field_violations.is_empty() => b
-            .field_violations
-            .iter()
-            .map(|v| {
-                let column = converted.column_of(&v.field);
-                let label = field_label(&v.field);
-                let value = column
-                    .and_then(|c| cells.get(c))
-                    .map(|v| v.trim())
-                    .filter(|v| !v.is_empty());
-                CellProblem {
-                    column,
-                    message: match value {
-                        Some(value) => format!("{label} \"{value}\": {}", v.description),
-                        None => format!("{label}: {}", v.description),
-                    },
-                }
-            })
-            .collect(),
-        _ => vec![CellProblem {
-            column: None,
-            message: status.message().to_owned(),
-        }],
     }
 }
 
@@ -380,12 +284,92 @@ impl Progress {
     }
 }
 
-/// A 128-bit digest of a source id: what the file's ids are remembered by
-/// (duplicates in the file, `--retract-missing`), so a million-row file
-/// costs tens of megabytes, not its ids' text.
-fn id_key(source_id: &str) -> u128 {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, source_id.as_bytes());
-    u128::from_be_bytes(d.as_ref()[..16].try_into().expect("32-byte digest"))
+/// The CLI's view of a run: the progress bar (or log lines), the problems
+/// on stderr, the rejected-rows file.
+struct Cli<'a> {
+    progress: Progress,
+    rejected: Rejected,
+    dry_run: bool,
+    input: &'a Path,
+    sheet: Option<String>,
+    shown: u64,
+}
+
+/// Problems printed; the rejected-rows file has them all.
+const SHOWN: u64 = 200;
+
+impl job::Observer for Cli<'_> {
+    fn progress(&mut self, position: u64, summary: &Summary) {
+        self.progress.update(position, summary);
+    }
+
+    fn rejected(
+        &mut self,
+        row: u32,
+        problems: &[CellProblem],
+        cells: &[String],
+    ) -> Result<(), String> {
+        let mut reasons = Vec::new();
+        for p in problems {
+            if self.shown < SHOWN {
+                self.progress.println(&format!(
+                    "{}: {}",
+                    place(self.input, self.sheet.as_deref(), row, p.column),
+                    p.message
+                ));
+            }
+            self.shown += 1;
+            reasons.push(match p.column {
+                Some(c) => format!("{}: {}", tabular::column_letter(c), p.message),
+                None => p.message.clone(),
+            });
+        }
+        if self.dry_run {
+            return Ok(());
+        }
+        self.rejected.write(cells, &reasons.join("; "))
+    }
+
+    fn retracted(&mut self, r: &crate::proto::v1::ImportedRecord) {
+        if self.dry_run {
+            self.progress.println(&format!(
+                "would retract {} (case {:?} is no longer in the file)",
+                r.alert_id, r.source_id
+            ));
+        }
+    }
+}
+
+/// The node over gRPC.
+#[derive(Clone)]
+struct Grpc(AlertServiceClient<crate::client::Svc>);
+
+impl job::Sink for Grpc {
+    async fn import(
+        &self,
+        request: ImportAlertRequest,
+    ) -> Result<ImportAlertResponse, tonic::Status> {
+        self.0
+            .clone()
+            .import_alert(request)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    async fn list_imported(
+        &self,
+        request: ListImportedRequest,
+    ) -> Result<crate::proto::v1::ListImportedResponse, tonic::Status> {
+        self.0
+            .clone()
+            .list_imported(request)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    async fn retract(&self, request: RetractAlertRequest) -> Result<(), tonic::Status> {
+        self.0.clone().retract_alert(request).await.map(|_| ())
+    }
 }
 
 pub async fn import(client: NodeClient, args: ImportArgs, json: bool) -> Result<(), Failure> {
@@ -404,7 +388,7 @@ pub async fn import(client: NodeClient, args: ImportArgs, json: bool) -> Result<
             .await
             .map_err(|e| failure(Exit::Failure, anyhow!("reader: {e}")))?
     };
-    let mut reader = opened.map_err(|e| failure(Exit::DataErr, e))?;
+    let reader = opened.map_err(|e| failure(Exit::DataErr, e))?;
     if !reader.skipped.is_empty() {
         eprintln!(
             "note: {} has no column {}: skipped, as the mapping allows",
@@ -413,171 +397,54 @@ pub async fn import(client: NodeClient, args: ImportArgs, json: bool) -> Result<
         );
     }
     let m = &loaded.mapping;
-    let mut rejected = Rejected {
-        path: args.rejected.clone().unwrap_or_else(|| {
-            let stem = file
-                .file_stem()
-                .map_or_else(|| "import".into(), |s| s.to_string_lossy().into_owned());
-            file.with_file_name(format!("{stem}.rejected.csv"))
-        }),
-        writer: None,
-        headers: if reader.headers.is_empty() {
-            vec!["line".into()]
-        } else {
-            reader.headers.clone()
+    let tabular_file = !reader.headers.is_empty();
+    let mut cli = Cli {
+        progress: Progress::new(reader.total),
+        rejected: Rejected {
+            path: args.rejected.clone().unwrap_or_else(|| {
+                let stem = file
+                    .file_stem()
+                    .map_or_else(|| "import".into(), |s| s.to_string_lossy().into_owned());
+                file.with_file_name(format!("{stem}.rejected.csv"))
+            }),
+            writer: None,
+            headers: if tabular_file {
+                reader.headers.clone()
+            } else {
+                vec!["line".into()]
+            },
+            header_row: if tabular_file { m.header_row } else { 1 },
+            first_row: if tabular_file {
+                m.first_row.unwrap_or(m.header_row + 1)
+            } else {
+                2
+            },
         },
-        header_row: if reader.headers.is_empty() {
-            1
-        } else {
-            m.header_row
-        },
-        first_row: if reader.headers.is_empty() {
-            2
-        } else {
-            m.first_row.unwrap_or(m.header_row + 1)
-        },
-    };
-    let mut summary = Summary {
         dry_run: args.dry_run,
-        ..Default::default()
+        input: &file,
+        sheet: reader.sheet.clone(),
+        shown: 0,
     };
-    let mut progress = Progress::new(reader.total);
-    let mut seen: HashMap<u128, u32> = HashMap::new();
-    let mut in_flight = FuturesUnordered::new();
-    let limit = usize::from(args.concurrency);
-    let mut reading = true;
-    let mut fatal: Option<Failure> = None;
-    let mut shown = 0u64;
-    let (input, sheet) = (reader.file.clone(), reader.sheet.clone());
-    const SHOWN: u64 = 200;
-    let report =
-        |progress: &Progress, shown: &mut u64, row: u32, problems: &[CellProblem]| -> String {
-            let mut reasons = Vec::new();
-            for p in problems {
-                if *shown < SHOWN {
-                    progress.println(&format!(
-                        "{}: {}",
-                        place(&input, sheet.as_deref(), row, p.column),
-                        p.message
-                    ));
-                }
-                *shown += 1;
-                reasons.push(match p.column {
-                    Some(c) => format!("{}: {}", tabular::column_letter(c), p.message),
-                    None => p.message.clone(),
-                });
-            }
-            reasons.join("; ")
+    let options = job::Options {
+        source,
+        dry_run: args.dry_run,
+        retract_missing: args.retract_missing,
+        concurrency: usize::from(args.concurrency),
+    };
+    let result = job::run(reader, Grpc(client.alerts.clone()), &options, &mut cli).await;
+    cli.progress.finish();
+    let summary = result.map_err(|e| {
+        let exit = match &e {
+            job::JobError::Read(_) | job::JobError::Retract(_) => Exit::DataErr,
+            job::JobError::Refused { code, .. } => Exit::of_status(*code),
+            job::JobError::Observer(_) => Exit::Failure,
         };
-    while reading || !in_flight.is_empty() {
-        tokio::select! {
-            item = reader.items.recv(), if reading && in_flight.len() < limit && fatal.is_none() => {
-                let Some(item) = item else {
-                    reading = false;
-                    continue;
-                };
-                let (item, position) = item.map_err(|e| failure(Exit::DataErr, e))?;
-                summary.rows += 1;
-                match item {
-                    Item::Empty { .. } => summary.empty += 1,
-                    Item::Rejected { row, problems, cells } => {
-                        summary.rejected += 1;
-                        let reasons = report(&progress, &mut shown, row, &problems);
-                        if !args.dry_run {
-                            rejected.write(&cells, &reasons)?;
-                        }
-                    }
-                    Item::Record { row, converted, cells } => {
-                        let key = id_key(&converted.source_id);
-                        if let Some(first) = seen.get(&key) {
-                            summary.rejected += 1;
-                            let problems = [CellProblem {
-                                column: None,
-                                message: format!(
-                                    "the case id {:?} is also in row {first}: one row a case",
-                                    converted.source_id
-                                ),
-                            }];
-                            let reasons = report(&progress, &mut shown, row, &problems);
-                            if !args.dry_run {
-                                rejected.write(&cells, &reasons)?;
-                            }
-                        } else {
-                            seen.insert(key, row);
-                            let request = ImportAlertRequest {
-                                source: source.clone(),
-                                source_id: converted.source_id.clone(),
-                                draft: Some(converted.draft.clone()),
-                                validate_only: args.dry_run,
-                            };
-                            let api = client.alerts.clone();
-                            in_flight.push(async move {
-                                let result = send(api, request).await;
-                                (row, converted, cells, result)
-                            });
-                        }
-                    }
-                }
-                progress.update(position, &summary);
-            }
-            Some((row, converted, cells, result)) = in_flight.next(), if !in_flight.is_empty() => {
-                let done = match result {
-                    Ok(r) => Done::Imported(r.outcome()),
-                    Err(s) if s.code() == Code::InvalidArgument => {
-                        let problems = node_problems(&s, &converted, &cells);
-                        Done::Rejected(vec![report(&progress, &mut shown, row, &problems)])
-                    }
-                    Err(s) => {
-                        // The node refused for a reason no row can fix
-                        // (permission, storage): stop sending, finish what
-                        // is in flight, and say how to go on.
-                        if fatal.is_none() {
-                            fatal = Some(failure(
-                                Exit::of_status(s.code()),
-                                anyhow!(
-                                    "{}: the node refused the import ({}: {}); rows sent so far \
-                                     are stored; run the same import again to go on",
-                                    place(&input, sheet.as_deref(), row, None),
-                                    s.code(),
-                                    s.message()
-                                ),
-                            ));
-                        }
-                        continue;
-                    }
-                };
-                match done {
-                    Done::Imported(ImportOutcome::Created) => summary.created += 1,
-                    Done::Imported(ImportOutcome::Updated) => summary.updated += 1,
-                    Done::Imported(_) => summary.unchanged += 1,
-                    Done::Rejected(reasons) => {
-                        summary.rejected += 1;
-                        if !args.dry_run {
-                            rejected.write(&cells, &reasons.join("; "))?;
-                        }
-                    }
-                }
-                progress.update(0, &summary);
-            }
-        }
-        if fatal.is_some() && in_flight.is_empty() {
-            break;
-        }
+        failure(exit, anyhow!("{}: {e}", file.display()))
+    })?;
+    if cli.shown > SHOWN {
+        eprintln!("… and {} more problems", cli.shown - SHOWN);
     }
-    if let Some(f) = fatal {
-        progress.finish();
-        return Err(f);
-    }
-    if args.retract_missing {
-        summary.retracted =
-            retract_missing(&client, &source, &seen, args.dry_run, summary.rows).await?;
-    }
-    progress.finish();
-    summary.seconds = progress.started.elapsed().as_secs_f64();
-    if shown > SHOWN {
-        eprintln!("… and {} more problems", shown - SHOWN);
-    }
-    let rejected_file = rejected.finish()?;
+    let rejected_file = cli.rejected.finish()?;
     print_summary(&summary, rejected_file.as_deref(), json);
     if summary.rejected > 0 {
         return Err(failure(
@@ -595,77 +462,6 @@ pub async fn import(client: NodeClient, args: ImportArgs, json: bool) -> Result<
         ));
     }
     Ok(())
-}
-
-/// Retracts the alerts of `source` whose case ids the file no longer has.
-async fn retract_missing(
-    client: &NodeClient,
-    source: &str,
-    seen: &HashMap<u128, u32>,
-    dry_run: bool,
-    rows: u64,
-) -> Result<u64, Failure> {
-    let mut api = client.alerts.clone();
-    if rows == 0 {
-        return Err(failure(
-            Exit::DataErr,
-            anyhow!(
-                "the file has no rows: refusing to retract every alert of source {source:?} \
-                 (--retract-missing retracts what the file no longer has)"
-            ),
-        ));
-    }
-    let mut gone = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = api
-            .list_imported(ListImportedRequest {
-                source: source.to_owned(),
-                page_size: 10_000,
-                page_token,
-            })
-            .await?
-            .into_inner();
-        gone.extend(
-            page.records
-                .into_iter()
-                .filter(|r| !r.retracted && !seen.contains_key(&id_key(&r.source_id))),
-        );
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
-    }
-    if dry_run {
-        for r in &gone {
-            eprintln!(
-                "would retract {} (case {:?} is no longer in the file)",
-                r.alert_id, r.source_id
-            );
-        }
-        return Ok(gone.len() as u64);
-    }
-    let mut retracted = 0;
-    for r in gone {
-        let reason = format!("case {} is no longer in the register {source}", r.source_id);
-        match api
-            .retract_alert(RetractAlertRequest {
-                id: r.alert_id.clone(),
-                expected_version: r.version,
-                reason,
-            })
-            .await
-        {
-            Ok(_) => retracted += 1,
-            // Changed or retracted since it was listed: a run of the same
-            // import again settles it.
-            Err(s) if s.code() == Code::FailedPrecondition || s.code() == Code::Aborted => {
-                eprintln!("{}: not retracted: {}", r.alert_id, s.message());
-            }
-            Err(s) => return Err(s.into()),
-        }
-    }
-    Ok(retracted)
 }
 
 fn print_summary(s: &Summary, rejected: Option<&Path>, json: bool) {

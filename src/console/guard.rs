@@ -196,3 +196,91 @@ impl FromRequest<Console> for Posted {
         Ok(Self { viewer, fields })
     }
 }
+
+/// A file of an uploaded form.
+pub struct Upload {
+    /// The file's name as the browser gave it.
+    pub name: String,
+    pub bytes: Vec<u8>,
+}
+
+/// A POSTed `multipart/form-data` form (a file upload) from the console's
+/// own pages, after the CSRF token was checked against the viewer. Its
+/// size is bounded by the route's `DefaultBodyLimit`.
+pub struct Uploaded {
+    pub viewer: Viewer,
+    pub fields: Vec<(String, String)>,
+    pub files: Vec<(String, Upload)>,
+}
+
+impl Uploaded {
+    /// The first value of text field `name`, trimmed ("" when absent).
+    pub fn get(&self, name: &str) -> &str {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim())
+            .unwrap_or("")
+    }
+
+    /// The file sent as `field`, if one was chosen.
+    pub fn file(&self, field: &str) -> Option<&Upload> {
+        self.files
+            .iter()
+            .find(|(k, f)| k == field && !f.name.is_empty())
+            .map(|(_, f)| f)
+    }
+}
+
+impl FromRequest<Console> for Uploaded {
+    type Rejection = PageError;
+
+    async fn from_request(req: Request, console: &Console) -> Result<Self, PageError> {
+        let (mut parts, body) = req.into_parts();
+        let viewer = Viewer::from_request_parts(&mut parts, console).await?;
+        let mut multipart =
+            axum::extract::Multipart::from_request(Request::from_parts(parts, body), console)
+                .await
+                .map_err(|e| PageError::BadRequest(format!("the form could not be read: {e}")))?;
+        let (mut fields, mut files) = (Vec::new(), Vec::new());
+        let too_large = |e: axum::extract::multipart::MultipartError| {
+            PageError::BadRequest(format!(
+                "the upload could not be read ({e}); files of at most {} MB are taken",
+                super::pages::MAX_UPLOAD >> 20
+            ))
+        };
+        while let Some(field) = multipart.next_field().await.map_err(too_large)? {
+            let name = field.name().unwrap_or_default().to_owned();
+            match field.file_name().map(str::to_owned) {
+                Some(file_name) => {
+                    let bytes = field.bytes().await.map_err(too_large)?.to_vec();
+                    files.push((
+                        name,
+                        Upload {
+                            name: file_name,
+                            bytes,
+                        },
+                    ));
+                }
+                None => fields.push((name, field.text().await.map_err(too_large)?)),
+            }
+        }
+        let token = fields
+            .iter()
+            .find(|(k, _)| k == "csrf")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
+        if !console.csrf.verify(&viewer.client, token) {
+            return Err(PageError::Forbidden(
+                "this form has expired (the node restarted, or it was not made for your \
+                 certificate): go back, reload the page and send it again"
+                    .into(),
+            ));
+        }
+        Ok(Self {
+            viewer,
+            fields,
+            files,
+        })
+    }
+}

@@ -44,6 +44,8 @@ pub struct Console {
     admin: Arc<AdminApi>,
     disclosure: Arc<DisclosureApi>,
     csrf: Arc<guard::CsrfKey>,
+    /// Registers uploaded on the import page, and their runs.
+    imports: Arc<pages::Imports>,
 }
 
 impl Console {
@@ -53,6 +55,7 @@ impl Console {
             admin: Arc::new(AdminApi(core.clone())),
             disclosure: Arc::new(DisclosureApi(core.clone())),
             csrf: Arc::new(guard::CsrfKey::generate()),
+            imports: Arc::default(),
             core,
         }
     }

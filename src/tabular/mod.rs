@@ -10,12 +10,16 @@
 //!   way back from a field path the node names to the column it came from;
 //! - `read`: the files, streamed: a reader thread turns rows into drafts
 //!   while the caller sends them, with at most a bounded number in between;
-//! - `export`: alerts → rows (CSV, XLSX) or JSON Lines.
+//! - `export`: alerts → rows (CSV, XLSX) or JSON Lines;
+//! - `job`: one import run (rows to the node's `ImportAlert`, bounded in
+//!   flight, retried while the node is unavailable, `retract_missing`),
+//!   whoever drives it: the CLI over gRPC, the console in-process.
 //!
-//! Nothing here talks to a node: the CLI and the console drive it.
+//! Nothing here names a node: `job` calls whatever `Sink` it is given.
 
 pub mod convert;
 pub mod export;
+pub mod job;
 pub mod mapping;
 pub mod read;
 

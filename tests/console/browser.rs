@@ -218,6 +218,17 @@ impl Browser {
         field.send_keys(value).await.unwrap();
     }
 
+    /// Chooses `path` in file input `name` (as a person picks a file).
+    pub async fn attach(&self, name: &str, path: &std::path::Path) {
+        self.client
+            .find(Locator::Css(&format!("input[type=file][name='{name}']")))
+            .await
+            .unwrap_or_else(|e| panic!("no file input {name}: {e}"))
+            .send_keys(path.to_str().unwrap())
+            .await
+            .unwrap();
+    }
+
     pub async fn choose(&self, name: &str, value: &str) {
         self.client
             .find(Locator::Css(&format!("select[name='{name}']")))

@@ -32,6 +32,7 @@ const SUBJECT_BLOCKS: usize = 2;
 pub fn routes() -> Router<Console> {
     Router::new()
         .route("/alerts", get(list))
+        .route("/alerts/export", get(export))
         .route("/alerts/new", get(new_form).post(submit))
         .route("/alerts/{id}", get(detail))
         .route("/alerts/{id}/edit", get(edit_form).post(update))
@@ -53,6 +54,8 @@ pub struct Filters {
     to: String,
     retracted: String,
     page: String,
+    /// The export's format (csv, xlsx, jsonl).
+    format: String,
 }
 
 struct Row {
@@ -113,30 +116,8 @@ async fn list(
     Query(filters): Query<Filters>,
 ) -> Result<Response, PageError> {
     let mut problems = Vec::new();
-    let category = Category::from_str_name(&filters.category).unwrap_or(Category::Unspecified);
-    let tlp = Tlp::from_str_name(&filters.tlp).unwrap_or(Tlp::Unspecified);
-    let created_after = date_bound(&filters.from, "From", &mut problems);
-    // "To" includes the day typed.
-    let created_before = date_bound(&filters.to, "To", &mut problems).map(|mut t| {
-        t.seconds += 86_400;
-        t
-    });
     let own = c.core.agency.to_string();
-    let origin = match filters.scope.as_str() {
-        "own" => own.clone(),
-        _ => filters.origin.clone(),
-    };
-    let req = ListAlertsRequest {
-        origin,
-        category: category as i32,
-        include_retracted: filters.retracted == "yes",
-        page_size: PAGE_SIZE,
-        page_token: filters.page.clone(),
-        received_only: filters.scope == "received",
-        tlp: tlp as i32,
-        created_after,
-        created_before,
-    };
+    let req = list_request(&c, &filters, &mut problems);
     let answer = match c.alerts.list_alerts(request(&viewer, req, "")).await {
         Ok(r) => r.into_inner(),
         Err(s) if s.code() == tonic::Code::InvalidArgument => {
@@ -178,6 +159,110 @@ async fn list(
         tlps: choices!(Tlp, "TLP_"),
         problems,
     })
+}
+
+/// The list call the filters stand for (the list and its export).
+fn list_request(c: &Console, filters: &Filters, problems: &mut Vec<String>) -> ListAlertsRequest {
+    let category = Category::from_str_name(&filters.category).unwrap_or(Category::Unspecified);
+    let tlp = Tlp::from_str_name(&filters.tlp).unwrap_or(Tlp::Unspecified);
+    let created_after = date_bound(&filters.from, "From", problems);
+    // "To" includes the day typed.
+    let created_before = date_bound(&filters.to, "To", problems).map(|mut t| {
+        t.seconds += 86_400;
+        t
+    });
+    let origin = match filters.scope.as_str() {
+        "own" => c.core.agency.to_string(),
+        _ => filters.origin.clone(),
+    };
+    ListAlertsRequest {
+        origin,
+        category: category as i32,
+        include_retracted: filters.retracted == "yes",
+        page_size: PAGE_SIZE,
+        page_token: filters.page.clone(),
+        received_only: filters.scope == "received",
+        tlp: tlp as i32,
+        created_after,
+        created_before,
+    }
+}
+
+/// The most alerts one export holds (the CLI's `alert export` has no limit).
+const MAX_EXPORT: usize = 100_000;
+
+/// The alerts the filters show, every page, as a file: the HTCDS-named
+/// columns of `alert export` (CSV, XLSX) or JSON Lines. Each page read is
+/// an `alert.list` audit entry naming its alerts, as in the list.
+async fn export(
+    State(c): State<Console>,
+    viewer: Viewer,
+    Query(filters): Query<Filters>,
+) -> Result<Response, PageError> {
+    use crate::tabular::export::{ExportFormat, Writer};
+    let (format, ext, mime) = match filters.format.as_str() {
+        "csv" => (ExportFormat::Csv, "csv", "text/csv; charset=utf-8"),
+        "jsonl" => (ExportFormat::Jsonl, "jsonl", "application/x-ndjson"),
+        _ => (
+            ExportFormat::Xlsx,
+            "xlsx",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        ),
+    };
+    let mut problems = Vec::new();
+    let mut req = list_request(&c, &filters, &mut problems);
+    if let Some(p) = problems.first() {
+        return Err(PageError::BadRequest(p.clone()));
+    }
+    req.page_size = 1000;
+    req.page_token = String::new();
+    let dir = tempfile::tempdir()
+        .map_err(|e| PageError::Internal(format!("cannot write the export: {e}")))?;
+    let path = dir.path().join(format!("export.{ext}"));
+    let failed = |e: crate::tabular::export::ExportError| PageError::Internal(e.to_string());
+    let mut writer = Writer::create(&path, format).map_err(failed)?;
+    let mut count = 0;
+    loop {
+        let page = c
+            .alerts
+            .list_alerts(request(&viewer, req.clone(), ""))
+            .await?
+            .into_inner();
+        for a in &page.alerts {
+            writer.write(a).map_err(failed)?;
+            count += 1;
+        }
+        if page.next_page_token.is_empty() || count >= MAX_EXPORT {
+            break;
+        }
+        req.page_token = page.next_page_token;
+    }
+    let bytes = tokio::task::spawn_blocking(move || {
+        writer.finish()?;
+        std::fs::read(&path).map_err(|e| crate::tabular::export::ExportError::Write {
+            file: path.clone(),
+            message: e.to_string(),
+        })
+    })
+    .await
+    .map_err(|e| PageError::Internal(e.to_string()))?
+    .map_err(failed)?;
+    let name = format!(
+        "{}-alerts-{}.{ext}",
+        c.core.agency,
+        crate::console::view::day(Some(&crate::time::now()))
+    );
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, mime.to_string()),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 /// The link to the next page: the same filters, the next page token.

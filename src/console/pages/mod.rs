@@ -7,6 +7,7 @@ mod assets;
 mod audit;
 mod form;
 mod hits;
+mod import;
 mod overview;
 mod policy;
 mod requests;
@@ -15,6 +16,8 @@ use axum::Router;
 use axum::routing::get;
 
 use super::Console;
+
+pub use import::{Imports, MAX_UPLOAD};
 
 pub fn routes() -> Router<Console> {
     Router::new()
@@ -25,6 +28,7 @@ pub fn routes() -> Router<Console> {
         .merge(requests::routes())
         .merge(policy::routes())
         .merge(audit::routes())
+        .merge(import::routes())
         .fallback(not_found)
 }
 

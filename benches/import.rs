@@ -1,0 +1,295 @@
+//! Bulk import rate next to the node's durable submit rate, side by side
+//! in one run, and the importing CLI's peak memory.
+//!
+//! Run: `cargo bench --bench import` (env `IMPORT_BENCH_ROWS`, default
+//! 100000; `IMPORT_BENCH_LARGE=1000000` adds a run of that many rows for
+//! the memory figure; `BENCH_SUBMITS`, default 4000).
+//!
+//! Two in-process nodes (police → ngo, real mTLS on 127.0.0.1, stores in a
+//! temp dir, every alert also delivered to ngo). In one run:
+//! 1. police's durable submit rate, measured as the exchange bench does
+//!    (`measure::drive`, 32 clients each on its own connection, one
+//!    `SubmitAlert` at a time each);
+//! 2. the real `casebridge alert import` binary importing a generated CSV
+//!    of N rows (two subjects a row, the default 32 rows in flight): rows/s
+//!    from start to exit, and its peak resident memory (VmHWM of
+//!    /proc/PID/status, read every 20 ms);
+//! 3. the submit rate again, and the ratio of the import's rate to the
+//!    median of the two submit runs;
+//! 4. the memory of a `--dry-run` of the same rows as an XLSX workbook
+//!    (calamine's cell stream: the sheet is never held whole).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "common/measure.rs"]
+mod measure;
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use casebridge::proto::v1::SubmitAlertRequest;
+use common::{TestFederation, sample_draft};
+
+const CLIENTS: usize = 32;
+
+const MAPPING: &str = r#"
+source = "bench"
+id_column = "Case"
+phone_region = "NL"
+[defaults]
+severity = "high"
+tlp = "amber"
+[content]
+category = "Kind"
+indicators = "Indicators"
+country = "Country"
+narrative = "Notes"
+[[subjects]]
+role = "potential_victim"
+given_names = "Given"
+family_name = "Family"
+date_of_birth = "Born"
+phones = "Phone"
+[[subjects]]
+role = "suspected_trafficker"
+phones = "Suspect phone"
+"#;
+
+const HEADER: [&str; 10] = [
+    "Case",
+    "Kind",
+    "Indicators",
+    "Country",
+    "Notes",
+    "Given",
+    "Family",
+    "Born",
+    "Phone",
+    "Suspect phone",
+];
+
+fn row(n: usize) -> [String; 10] {
+    [
+        format!("B-{n:08}"),
+        "labour_exploitation".into(),
+        "debt_bondage;excessive_overtime".into(),
+        "NL".into(),
+        format!("Bench case {n}: workers housed at the farm, passports held"),
+        format!("Given{n}"),
+        format!("Family{}", n % 9973),
+        format!("{}-{:02}-{:02}", 1960 + n % 40, 1 + n % 12, 1 + n % 28),
+        format!("+31 6 {:08}", n % 100_000_000),
+        format!("+31 20 {:07}", n % 10_000_000),
+    ]
+}
+
+fn write_csv(path: &Path, rows: usize) {
+    let mut w = csv::Writer::from_path(path).unwrap();
+    w.write_record(HEADER).unwrap();
+    for n in 0..rows {
+        w.write_record(row(n)).unwrap();
+    }
+    w.flush().unwrap();
+}
+
+fn write_xlsx(path: &Path, rows: usize) {
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    let sheet = wb.add_worksheet_with_constant_memory().unwrap();
+    for (c, h) in HEADER.iter().enumerate() {
+        sheet.write_string(0, c as u16, *h).unwrap();
+    }
+    for n in 0..rows {
+        for (c, v) in row(n).iter().enumerate() {
+            sheet.write_string(n as u32 + 1, c as u16, v).unwrap();
+        }
+    }
+    wb.save(path).unwrap();
+}
+
+/// Peak resident memory of `pid` so far, KiB.
+fn vm_hwm(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+struct Imported {
+    seconds: f64,
+    peak_kib: u64,
+    summary: String,
+}
+
+/// Runs the real CLI; its wall time, peak memory and summary line.
+fn run_import(config: &Path, mapping: &Path, file: &Path, extra: &[&str]) -> Imported {
+    let start = Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_casebridge"))
+        .arg("--client-config")
+        .arg(config)
+        .args(["alert", "import", "--mapping"])
+        .arg(mapping)
+        .args(extra)
+        .arg(file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut peak = 0;
+    while child.try_wait().unwrap().is_none() {
+        peak = peak.max(vm_hwm(pid).unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let out = child.wait_with_output().unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(out.status.success(), "import failed: {summary}");
+    Imported {
+        seconds,
+        peak_kib: peak,
+        summary,
+    }
+}
+
+async fn submit_rate(fed: &TestFederation, total: usize, round: usize) -> f64 {
+    let mut conns = Vec::new();
+    for _ in 0..CLIENTS {
+        conns.push(fed.client("police", "cms").await);
+    }
+    measure::drive(&conns, CLIENTS * 4, move |mut c, i| async move {
+        c.alerts
+            .submit_alert(SubmitAlertRequest {
+                draft: Some(sample_draft(&format!("warm-up {round} {i}"))),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    })
+    .await;
+    measure::drive(&conns, total, move |mut c, i| async move {
+        c.alerts
+            .submit_alert(SubmitAlertRequest {
+                draft: Some(sample_draft(&format!("bench {round} {i}"))),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    })
+    .await
+    .ops_per_sec
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(bench());
+}
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn bench() {
+    let rows = env("IMPORT_BENCH_ROWS", 100_000);
+    let large = env("IMPORT_BENCH_LARGE", 0);
+    let submits = env("BENCH_SUBMITS", 4000);
+    let fed = TestFederation::start_with(&["police", "ngo"], &[], |_, c| {
+        c.limits.requests_per_second_per_client = casebridge::config::Bounded::new(1_000_000);
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mapping = dir.path().join("bench.toml");
+    std::fs::File::create(&mapping)
+        .unwrap()
+        .write_all(MAPPING.as_bytes())
+        .unwrap();
+    let config = fed.layout.agencies[&common::agency("police")]
+        .client_config("cms")
+        .to_owned();
+    let csv = dir.path().join("register.csv");
+    write_csv(&csv, rows);
+    println!(
+        "casebridge import bench: {rows} rows (two subjects each), police -> ngo over mTLS on 127.0.0.1, {CLIENTS} clients / rows in flight"
+    );
+
+    let before = submit_rate(&fed, submits, 0).await;
+    let import = {
+        let (config, mapping, csv) = (config.clone(), mapping.clone(), csv.clone());
+        tokio::task::spawn_blocking(move || run_import(&config, &mapping, &csv, &[]))
+            .await
+            .unwrap()
+    };
+    let after = submit_rate(&fed, submits, 1).await;
+    let import_rate = rows as f64 / import.seconds;
+    let submit = (before + after) / 2.0;
+    println!("durable SubmitAlert, before the import: {before:>8.0} submits/s");
+    println!("durable SubmitAlert, after the import:  {after:>8.0} submits/s");
+    println!(
+        "alert import (CSV, {rows} rows):          {import_rate:>8.0} rows/s  ({:.1} s, CLI peak RSS {:.1} MiB)",
+        import.seconds,
+        import.peak_kib as f64 / 1024.0
+    );
+    println!(
+        "ratio import / submit (median of the two): {:.2}",
+        import_rate / submit
+    );
+    println!("  {}", import.summary.lines().next().unwrap_or(""));
+
+    let xlsx = dir.path().join("register.xlsx");
+    write_xlsx(&xlsx, rows);
+    let dry = {
+        let (config, mapping) = (config.clone(), mapping.clone());
+        tokio::task::spawn_blocking(move || run_import(&config, &mapping, &xlsx, &["--dry-run"]))
+            .await
+            .unwrap()
+    };
+    println!(
+        "alert import --dry-run (XLSX, {rows} rows): {:>8.0} rows/s  (CLI peak RSS {:.1} MiB)",
+        rows as f64 / dry.seconds,
+        dry.peak_kib as f64 / 1024.0
+    );
+
+    if large > 0 {
+        let big = dir.path().join("large.csv");
+        write_csv(&big, large);
+        let big_import = {
+            let (config, mapping) = (config.clone(), mapping.clone());
+            tokio::task::spawn_blocking(move || {
+                run_import(&config, &mapping, &big, &["--source", "bench-large"])
+            })
+            .await
+            .unwrap()
+        };
+        println!(
+            "alert import (CSV, {large} rows):          {:>8.0} rows/s  ({:.1} s, CLI peak RSS {:.1} MiB)",
+            large as f64 / big_import.seconds,
+            big_import.seconds,
+            big_import.peak_kib as f64 / 1024.0
+        );
+        let bigx = dir.path().join("large.xlsx");
+        write_xlsx(&bigx, large);
+        let dry = tokio::task::spawn_blocking(move || {
+            run_import(
+                &config,
+                &mapping,
+                &bigx,
+                &["--dry-run", "--source", "bench-large-x"],
+            )
+        })
+        .await
+        .unwrap();
+        println!(
+            "alert import --dry-run (XLSX, {large} rows): {:>8.0} rows/s  (CLI peak RSS {:.1} MiB)",
+            large as f64 / dry.seconds,
+            dry.peak_kib as f64 / 1024.0
+        );
+    }
+    fed.shutdown().await;
+}

@@ -1,0 +1,380 @@
+//! One import run, whoever drives the node: the CLI over gRPC, the console
+//! in-process. The rows come from a [`Reader`]; each goes to the node's
+//! `ImportAlert` through a [`Sink`], at most `concurrency` at a time; what
+//! happens is told to an [`Observer`] (a progress bar and a rejected-rows
+//! file, or a console page).
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use thiserror::Error;
+use tonic::Code;
+
+use super::{CellProblem, Converted, Item, ReadError, Reader};
+use crate::proto::v1::{
+    ImportAlertRequest, ImportAlertResponse, ImportOutcome, ImportedRecord, ListImportedRequest,
+    ListImportedResponse, RetractAlertRequest,
+};
+
+/// The node, as an import sees it.
+pub trait Sink: Clone + Send + Sync + 'static {
+    fn import(
+        &self,
+        request: ImportAlertRequest,
+    ) -> impl Future<Output = Result<ImportAlertResponse, tonic::Status>> + Send;
+    fn list_imported(
+        &self,
+        request: ListImportedRequest,
+    ) -> impl Future<Output = Result<ListImportedResponse, tonic::Status>> + Send;
+    fn retract(
+        &self,
+        request: RetractAlertRequest,
+    ) -> impl Future<Output = Result<(), tonic::Status>> + Send;
+}
+
+/// What happens during a run, as it happens.
+pub trait Observer {
+    /// After every row read or answered: how far into the file, and the
+    /// counts so far.
+    fn progress(&mut self, position: u64, summary: &Summary);
+    /// A row refused, here or by the node, with every problem.
+    fn rejected(
+        &mut self,
+        row: u32,
+        problems: &[CellProblem],
+        cells: &[String],
+    ) -> Result<(), String>;
+    /// A row the node took (or, in a dry run, would take).
+    fn imported(&mut self, _row: u32, _source_id: &str, _outcome: ImportOutcome, _alert: &str) {}
+    /// An alert `--retract-missing` retracted (or would).
+    fn retracted(&mut self, _record: &ImportedRecord) {}
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub source: String,
+    pub dry_run: bool,
+    pub retract_missing: bool,
+    pub concurrency: usize,
+}
+
+/// What a run did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Summary {
+    pub rows: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub retracted: u64,
+    pub rejected: u64,
+    pub empty: u64,
+    pub seconds: f64,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// The node refused for a reason no row can fix (a role, the store):
+    /// the rows answered so far are stored, and running the same import
+    /// again goes on from there.
+    #[error(
+        "row {row}: the node refused the import ({code}: {message}); rows sent so far are \
+         stored; run the same import again to go on"
+    )]
+    Refused {
+        row: u32,
+        code: Code,
+        message: String,
+    },
+    #[error("{0}")]
+    Retract(String),
+    #[error("{0}")]
+    Observer(String),
+}
+
+impl JobError {
+    /// The gRPC code behind it, for an exit code.
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            Self::Refused { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// A field path as a person reads it:
+/// `draft.subjects[0].identifiers[1].phone.number` → "phone number".
+pub fn field_label(path: &str) -> String {
+    path.split('.')
+        .map(|part| part.split('[').next().unwrap_or(part))
+        .filter(|part| !matches!(*part, "draft" | "content" | "subjects" | "identifiers"))
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('_', " ")
+}
+
+/// The node's INVALID_ARGUMENT, each field at the column it came from,
+/// with the cell's value.
+pub fn node_problems(
+    status: &tonic::Status,
+    converted: &Converted,
+    cells: &[String],
+) -> Vec<CellProblem> {
+    use tonic_types::StatusExt;
+    match status.get_details_bad_request() {
+        Some(b) if !b.field_violations.is_empty() => b
+            .field_violations
+            .iter()
+            .map(|v| {
+                let column = converted.column_of(&v.field);
+                let label = field_label(&v.field);
+                let value = column
+                    .and_then(|c| cells.get(c))
+                    .map(|v| v.trim())
+                    .filter(|v| !v.is_empty());
+                CellProblem {
+                    column,
+                    message: match value {
+                        Some(value) => format!("{label} \"{value}\": {}", v.description),
+                        None => format!("{label}: {}", v.description),
+                    },
+                }
+            })
+            .collect(),
+        _ => vec![CellProblem {
+            column: None,
+            message: status.message().to_owned(),
+        }],
+    }
+}
+
+/// A 128-bit digest of a source id: what the file's ids are remembered by
+/// (duplicates in the file, `retract_missing`), so a million-row file
+/// costs tens of megabytes, not its ids' text.
+fn id_key(source_id: &str) -> u128 {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, source_id.as_bytes());
+    u128::from_be_bytes(d.as_ref()[..16].try_into().expect("32-byte digest"))
+}
+
+/// One row sent: retried while the node is unavailable (an import is
+/// idempotent per source id, so a retry never duplicates).
+async fn send<S: Sink>(
+    sink: S,
+    request: ImportAlertRequest,
+) -> Result<ImportAlertResponse, tonic::Status> {
+    let mut delay = std::time::Duration::from_millis(100);
+    let mut attempt = 0;
+    loop {
+        match sink.import(request.clone()).await {
+            Ok(r) => return Ok(r),
+            Err(s)
+                if attempt < 8
+                    && matches!(
+                        s.code(),
+                        Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded
+                    ) =>
+            {
+                attempt += 1;
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+            Err(s) => return Err(s),
+        }
+    }
+}
+
+/// Runs one import of `reader` into `sink`.
+pub async fn run<S: Sink>(
+    mut reader: Reader,
+    sink: S,
+    options: &Options,
+    observer: &mut impl Observer,
+) -> Result<Summary, JobError> {
+    let started = std::time::Instant::now();
+    let mut summary = Summary {
+        dry_run: options.dry_run,
+        ..Default::default()
+    };
+    let mut seen: HashMap<u128, u32> = HashMap::new();
+    let mut in_flight = FuturesUnordered::new();
+    let limit = options.concurrency.max(1);
+    let mut reading = true;
+    let mut fatal: Option<JobError> = None;
+    while reading || !in_flight.is_empty() {
+        tokio::select! {
+            item = reader.items.recv(), if reading && in_flight.len() < limit && fatal.is_none() => {
+                let Some(item) = item else {
+                    reading = false;
+                    continue;
+                };
+                let (item, position) = item?;
+                summary.rows += 1;
+                match item {
+                    Item::Empty { .. } => summary.empty += 1,
+                    Item::Rejected { row, problems, cells } => {
+                        summary.rejected += 1;
+                        observer.rejected(row, &problems, &cells).map_err(JobError::Observer)?;
+                    }
+                    Item::Record { row, converted, cells } => {
+                        let key = id_key(&converted.source_id);
+                        if let Some(first) = seen.get(&key) {
+                            summary.rejected += 1;
+                            let problems = [CellProblem {
+                                column: None,
+                                message: format!(
+                                    "the case id {:?} is also in row {first}: one row a case",
+                                    converted.source_id
+                                ),
+                            }];
+                            observer.rejected(row, &problems, &cells).map_err(JobError::Observer)?;
+                        } else {
+                            seen.insert(key, row);
+                            let request = ImportAlertRequest {
+                                source: options.source.clone(),
+                                source_id: converted.source_id.clone(),
+                                draft: Some(converted.draft.clone()),
+                                validate_only: options.dry_run,
+                            };
+                            let sink = sink.clone();
+                            in_flight.push(async move {
+                                let result = send(sink, request).await;
+                                (row, converted, cells, result)
+                            });
+                        }
+                    }
+                }
+                observer.progress(position, &summary);
+            }
+            Some((row, converted, cells, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                match result {
+                    Ok(r) => {
+                        let outcome = r.outcome();
+                        match outcome {
+                            ImportOutcome::Created => summary.created += 1,
+                            ImportOutcome::Updated => summary.updated += 1,
+                            _ => summary.unchanged += 1,
+                        }
+                        let id = r.alert.as_ref().map(|a| a.id.as_str()).unwrap_or("");
+                        observer.imported(row, &converted.source_id, outcome, id);
+                    }
+                    Err(s) if s.code() == Code::InvalidArgument => {
+                        summary.rejected += 1;
+                        let problems = node_problems(&s, &converted, &cells);
+                        observer.rejected(row, &problems, &cells).map_err(JobError::Observer)?;
+                    }
+                    Err(s) => {
+                        // Stop sending; let what is in flight finish.
+                        fatal.get_or_insert(JobError::Refused {
+                            row,
+                            code: s.code(),
+                            message: s.message().to_owned(),
+                        });
+                    }
+                }
+                observer.progress(0, &summary);
+            }
+        }
+        if fatal.is_some() && in_flight.is_empty() {
+            break;
+        }
+    }
+    if let Some(f) = fatal {
+        return Err(f);
+    }
+    if options.retract_missing {
+        summary.retracted = retract_missing(&sink, options, &seen, summary.rows, observer).await?;
+    }
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// Retracts the alerts of the source whose case ids the file no longer has.
+async fn retract_missing<S: Sink>(
+    sink: &S,
+    options: &Options,
+    seen: &HashMap<u128, u32>,
+    rows: u64,
+    observer: &mut impl Observer,
+) -> Result<u64, JobError> {
+    let source = &options.source;
+    if rows == 0 {
+        return Err(JobError::Retract(format!(
+            "the file has no rows: refusing to retract every alert of source {source:?} \
+             (retract-missing retracts what the file no longer has)"
+        )));
+    }
+    let mut gone = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = sink
+            .list_imported(ListImportedRequest {
+                source: source.clone(),
+                page_size: 10_000,
+                page_token,
+            })
+            .await
+            .map_err(|s| {
+                JobError::Retract(format!("listing source {source:?}: {}", s.message()))
+            })?;
+        gone.extend(
+            page.records
+                .into_iter()
+                .filter(|r| !r.retracted && !seen.contains_key(&id_key(&r.source_id))),
+        );
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    let mut retracted = 0;
+    for r in gone {
+        if !options.dry_run {
+            let reason = format!("case {} is no longer in the register {source}", r.source_id);
+            match sink
+                .retract(RetractAlertRequest {
+                    id: r.alert_id.clone(),
+                    expected_version: r.version,
+                    reason,
+                })
+                .await
+            {
+                Ok(()) => {}
+                // Changed or retracted since it was listed: the same
+                // import run again settles it.
+                Err(s) if matches!(s.code(), Code::FailedPrecondition | Code::Aborted) => continue,
+                Err(s) => {
+                    return Err(JobError::Retract(format!(
+                        "{}: {}",
+                        r.alert_id,
+                        s.message()
+                    )));
+                }
+            }
+        }
+        observer.retracted(&r);
+        retracted += 1;
+    }
+    Ok(retracted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_paths_read_as_words() {
+        assert_eq!(
+            field_label("draft.subjects[0].identifiers[1].phone.number"),
+            "phone number"
+        );
+        assert_eq!(field_label("draft.content.category"), "category");
+        assert_eq!(
+            field_label("draft.content.location.country"),
+            "location country"
+        );
+    }
+}
