@@ -79,8 +79,9 @@ fn row(n: usize) -> [String; 10] {
         format!("Given{n}"),
         format!("Family{}", n % 9973),
         format!("{}-{:02}-{:02}", 1960 + n % 40, 1 + n % 12, 1 + n % 28),
-        format!("+31 6 {:08}", n % 100_000_000),
-        format!("+31 20 {:07}", n % 10_000_000),
+        // Valid Dutch numbers: mobiles 06-1xxxxxxx.., Amsterdam 020-5xxxxxx.
+        format!("+31 6 {}", 10_000_000 + n % 80_000_000),
+        format!("+31 20 {}", 5_000_000 + n % 1_000_000),
     ]
 }
 

@@ -560,6 +560,12 @@ async fn an_import_killed_midway_and_run_again_has_every_row_once() {
         before < total as usize,
         "the import finished before the kill"
     );
+    // And the node restarts before the import is run again.
+    drop(police);
+    let mut fed = fed;
+    fed.stop_node("police").await;
+    fed.start_node("police").await;
+    let mut police = fed.client("police", "cms").await;
 
     let (code, out, err) = import(
         &fed,

@@ -6,8 +6,6 @@
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use prost::Message;
-
 use super::{AlertError, Ledger, audit_write, invalid};
 use crate::audit::CallEntry;
 use crate::ids::AlertId;
@@ -82,15 +80,8 @@ impl Ledger {
         check_source_id(source_id)?;
         call.detail("source", source);
         let now = SystemTime::now();
-        // What "unchanged" compares: the draft as the register gave it
-        // (before defaults that depend on the time are filled in).
-        let digest = aws_lc_rs::digest::digest(
-            &aws_lc_rs::digest::SHA256,
-            &draft
-                .as_ref()
-                .map(Message::encode_to_vec)
-                .unwrap_or_default(),
-        );
+        // What "unchanged" compares: the draft as the register gave it.
+        let digest = super::draft_digest(draft.as_ref());
         let (draft, pseudonyms) = self.prepare(draft, now)?;
         if validate_only {
             call.detail("validate_only", true);

@@ -98,6 +98,17 @@ fn audit_write(call: &CallEntry, written: &LocalWrite) -> Vec<crate::audit::Even
     call.done("OK").into_iter().collect()
 }
 
+/// SHA-256 of a draft as the client sent it (before defaults that depend
+/// on the time are filled in): what an idempotency key or an imported
+/// record stands for, so a retry or an unchanged row is told apart from a
+/// different draft.
+fn draft_digest(draft: Option<&AlertDraft>) -> aws_lc_rs::digest::Digest {
+    aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        &draft.map(Message::encode_to_vec).unwrap_or_default(),
+    )
+}
+
 /// The agency's own alert book.
 pub struct Ledger {
     store: Arc<Store>,
@@ -287,15 +298,8 @@ impl Ledger {
     ) -> Result<Alert, AlertError> {
         let now = SystemTime::now();
         // What a request_id stands for: a retry sends the same draft, a bug
-        // sends another one under the same key. The draft as sent (before
-        // defaults that depend on the time are filled in).
-        let digest = aws_lc_rs::digest::digest(
-            &aws_lc_rs::digest::SHA256,
-            &draft
-                .as_ref()
-                .map(Message::encode_to_vec)
-                .unwrap_or_default(),
-        );
+        // sends another one under the same key.
+        let digest = draft_digest(draft.as_ref());
         let (draft, pseudonyms) = self.prepare(draft, now)?;
         if request_id.len() > MAX_REQUEST_ID {
             return Err(invalid(

@@ -159,12 +159,33 @@ pub struct Posted {
 impl Posted {
     /// The first value of `name`, trimmed ("" when absent).
     pub fn get(&self, name: &str) -> &str {
-        self.fields
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.trim())
-            .unwrap_or("")
+        field(&self.fields, name)
     }
+}
+
+/// The first value of field `name`, trimmed ("" when absent).
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.trim())
+        .unwrap_or("")
+}
+
+/// A form's CSRF token must be the one made for the viewer's certificate.
+fn check_token(
+    console: &Console,
+    viewer: &Viewer,
+    fields: &[(String, String)],
+) -> Result<(), PageError> {
+    if console.csrf.verify(&viewer.client, field(fields, "csrf")) {
+        return Ok(());
+    }
+    Err(PageError::Forbidden(
+        "this form has expired (the node restarted, or it was not made for your \
+         certificate): go back, reload the page and send it again"
+            .into(),
+    ))
 }
 
 /// The most a console form may hold (a policy file is the largest).
@@ -181,18 +202,7 @@ impl FromRequest<Console> for Posted {
             .map_err(|_| PageError::BadRequest("the form is too large".into()))?;
         let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes)
             .map_err(|_| PageError::BadRequest("the form could not be read".into()))?;
-        let token = fields
-            .iter()
-            .find(|(k, _)| k == "csrf")
-            .map(|(_, v)| v.as_str())
-            .unwrap_or("");
-        if !console.csrf.verify(&viewer.client, token) {
-            return Err(PageError::Forbidden(
-                "this form has expired (the node restarted, or it was not made for your \
-                 certificate): go back, reload the page and send it again"
-                    .into(),
-            ));
-        }
+        check_token(console, &viewer, &fields)?;
         Ok(Self { viewer, fields })
     }
 }
@@ -216,11 +226,7 @@ pub struct Uploaded {
 impl Uploaded {
     /// The first value of text field `name`, trimmed ("" when absent).
     pub fn get(&self, name: &str) -> &str {
-        self.fields
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.trim())
-            .unwrap_or("")
+        field(&self.fields, name)
     }
 
     /// The file sent as `field`, if one was chosen.
@@ -265,18 +271,7 @@ impl FromRequest<Console> for Uploaded {
                 None => fields.push((name, field.text().await.map_err(too_large)?)),
             }
         }
-        let token = fields
-            .iter()
-            .find(|(k, _)| k == "csrf")
-            .map(|(_, v)| v.as_str())
-            .unwrap_or("");
-        if !console.csrf.verify(&viewer.client, token) {
-            return Err(PageError::Forbidden(
-                "this form has expired (the node restarted, or it was not made for your \
-                 certificate): go back, reload the page and send it again"
-                    .into(),
-            ));
-        }
+        check_token(console, &viewer, &fields)?;
         Ok(Self {
             viewer,
             fields,

@@ -596,3 +596,134 @@ fn read_jsonl(path: &Path, sink: &Sink) -> Result<(), ReadError> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Loaded;
+    use super::*;
+
+    /// An OpenDocument spreadsheet, as LibreOffice saves one (the parts
+    /// calamine reads): text, a number typed as a year, a date cell.
+    fn write_ods(path: &Path, rows: &[&[&str]]) {
+        use std::io::Write;
+        let stored = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+        zip.start_file("mimetype", stored).unwrap();
+        zip.write_all(b"application/vnd.oasis.opendocument.spreadsheet")
+            .unwrap();
+        zip.start_file("META-INF/manifest.xml", stored).unwrap();
+        zip.write_all(
+            br#"<?xml version="1.0" encoding="UTF-8"?>
+<manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0" manifest:version="1.2">
+ <manifest:file-entry manifest:full-path="/" manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/>
+ <manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/>
+</manifest:manifest>"#,
+        )
+        .unwrap();
+        let mut xml = String::from(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2"><office:body><office:spreadsheet><table:table table:name="Cases">"#,
+        );
+        for row in rows {
+            xml.push_str("<table:table-row>");
+            for cell in *row {
+                if let Some(date) = cell.strip_prefix("date:") {
+                    xml.push_str(&format!(
+                        r#"<table:table-cell office:value-type="date" office:date-value="{date}"><text:p>{date}</text:p></table:table-cell>"#
+                    ));
+                } else if let Some(n) = cell.strip_prefix("number:") {
+                    xml.push_str(&format!(
+                        r#"<table:table-cell office:value-type="float" office:value="{n}"><text:p>{n}</text:p></table:table-cell>"#
+                    ));
+                } else if cell.is_empty() {
+                    xml.push_str("<table:table-cell/>");
+                } else {
+                    xml.push_str(&format!(
+                        r#"<table:table-cell office:value-type="string"><text:p>{cell}</text:p></table:table-cell>"#
+                    ));
+                }
+            }
+            xml.push_str("</table:table-row>");
+        }
+        xml.push_str("</table:table></office:spreadsheet></office:body></office:document-content>");
+        zip.start_file("content.xml", stored).unwrap();
+        zip.write_all(xml.as_bytes()).unwrap();
+        zip.finish().unwrap();
+    }
+
+    #[test]
+    fn an_ods_sheet_reads_like_a_workbook() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("register.ods");
+        write_ods(
+            &path,
+            &[
+                &["Case", "Kind", "Given", "Born", "Seen", "Phone"],
+                &[
+                    "C-1",
+                    "sexual_exploitation",
+                    "Ana",
+                    "date:1990-03-07",
+                    "date:2024-05-02",
+                    "+31 6 1234 5678",
+                ],
+                &["C-2", "robbery", "Ion", "number:1985", "", ""],
+            ],
+        );
+        let mapping = Loaded::parse(
+            Path::new("m.toml"),
+            r#"
+source = "reg"
+id_column = "Case"
+sheet = "Cases"
+[defaults]
+severity = "low"
+tlp = "amber"
+[content]
+category = "Kind"
+start = "Seen"
+[[subjects]]
+given_names = "Given"
+date_of_birth = "Born"
+phones = "Phone"
+"#,
+        )
+        .unwrap();
+        let mut reader = open(&path, Arc::new(mapping)).unwrap();
+        assert_eq!(reader.sheet.as_deref(), Some("Cases"));
+        let (first, _) = reader.items.blocking_recv().unwrap().unwrap();
+        let Item::Record { row, converted, .. } = first else {
+            panic!("{first:?}")
+        };
+        assert_eq!((row, converted.source_id.as_str()), (2, "C-1"));
+        let draft = &converted.draft;
+        assert_eq!(
+            draft
+                .content
+                .as_ref()
+                .unwrap()
+                .time_window
+                .as_ref()
+                .unwrap()
+                .start
+                .unwrap()
+                .seconds,
+            1_714_608_000,
+            "a date cell"
+        );
+        let Some(crate::proto::v1::identifier::Kind::Person(p)) =
+            &draft.subjects[0].identifiers[0].kind
+        else {
+            panic!("{draft:?}")
+        };
+        assert_eq!(p.date_of_birth, "1990-03-07");
+        let (second, _) = reader.items.blocking_recv().unwrap().unwrap();
+        let Item::Rejected { row, problems, .. } = second else {
+            panic!("{second:?}")
+        };
+        assert_eq!(row, 3);
+        assert_eq!(problems[0].column, Some(1), "{problems:?}");
+        assert!(reader.items.blocking_recv().is_none());
+    }
+}
