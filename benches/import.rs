@@ -2,22 +2,30 @@
 //! in one run, and the importing CLI's peak memory.
 //!
 //! Run: `cargo bench --bench import` (env `IMPORT_BENCH_ROWS`, default
-//! 100000; `IMPORT_BENCH_LARGE=1000000` adds a run of that many rows for
-//! the memory figure; `BENCH_SUBMITS`, default 4000).
+//! 100000; `IMPORT_BENCH_LARGE=1000000` adds the memory of a dry run of
+//! that many rows, CSV and XLSX; `BENCH_SUBMITS`, default 4000).
 //!
 //! Two in-process nodes (police → ngo, real mTLS on 127.0.0.1, stores in a
 //! temp dir, every alert also delivered to ngo). In one run:
-//! 1. police's durable submit rate, measured as the exchange bench does
-//!    (`measure::drive`, 32 clients each on its own connection, one
-//!    `SubmitAlert` at a time each);
+//! 1. police's durable submit rate as the exchange bench measures it
+//!    (`measure::drive`: 32 clients each on its own connection, one
+//!    `SubmitAlert` of the exchange bench's sample draft at a time each);
 //! 2. the real `casebridge alert import` binary importing a generated CSV
 //!    of N rows (two subjects a row, the default 32 rows in flight): rows/s
 //!    from start to exit, and its peak resident memory (VmHWM of
 //!    /proc/PID/status, read every 20 ms);
-//! 3. the submit rate again, and the ratio of the import's rate to the
-//!    median of the two submit runs;
+//! 3. the ratio on equal terms, in three interleaved rounds at the store
+//!    size the import left: `BENCH_SUBMITS` submits of drafts made from
+//!    rows of the same shape (by the same mapping), then an import of as
+//!    many new rows; the ratio of the medians. (A store of 100,000 more
+//!    alerts matches each new one against more, so rates measured before
+//!    and after a large import differ for both paths alike.)
 //! 4. the memory of a `--dry-run` of the same rows as an XLSX workbook
-//!    (calamine's cell stream: the sheet is never held whole).
+//!    (calamine's cell stream: the sheet is never held whole), and with
+//!    `IMPORT_BENCH_LARGE`, of dry runs of that many rows: a dry run sends
+//!    every row through the same reader, converter and bounded pipeline to
+//!    the node's validation, so the CLI holds what a real run holds, without
+//!    the node's store growing for an hour.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -25,7 +33,7 @@ mod common;
 mod measure;
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use casebridge::proto::v1::SubmitAlertRequest;
@@ -85,24 +93,24 @@ fn row(n: usize) -> [String; 10] {
     ]
 }
 
-fn write_csv(path: &Path, rows: usize) {
+fn write_csv(path: &Path, rows: std::ops::Range<usize>) {
     let mut w = csv::Writer::from_path(path).unwrap();
     w.write_record(HEADER).unwrap();
-    for n in 0..rows {
+    for n in rows {
         w.write_record(row(n)).unwrap();
     }
     w.flush().unwrap();
 }
 
-fn write_xlsx(path: &Path, rows: usize) {
+fn write_xlsx(path: &Path, rows: std::ops::Range<usize>) {
     let mut wb = rust_xlsxwriter::Workbook::new();
     let sheet = wb.add_worksheet_with_constant_memory().unwrap();
     for (c, h) in HEADER.iter().enumerate() {
         sheet.write_string(0, c as u16, *h).unwrap();
     }
-    for n in 0..rows {
+    for (r, n) in rows.enumerate() {
         for (c, v) in row(n).iter().enumerate() {
-            sheet.write_string(n as u32 + 1, c as u16, v).unwrap();
+            sheet.write_string(r as u32 + 1, c as u16, v).unwrap();
         }
     }
     wb.save(path).unwrap();
@@ -152,6 +160,39 @@ fn run_import(config: &Path, mapping: &Path, file: &Path, extra: &[&str]) -> Imp
         peak_kib: peak,
         summary,
     }
+}
+
+/// Durable submits of the drafts rows `first..first + total` make.
+async fn same_shape_submit_rate(fed: &TestFederation, first: usize, total: usize) -> f64 {
+    let loaded = casebridge::tabular::Loaded::parse(Path::new("bench.toml"), MAPPING).unwrap();
+    let headers: Vec<String> = HEADER.iter().map(|h| h.to_string()).collect();
+    let bound = casebridge::tabular::convert::Bound::new(&loaded, &headers).unwrap();
+    let drafts: std::sync::Arc<Vec<_>> = std::sync::Arc::new(
+        (first..first + total)
+            .map(|n| match bound.convert(&row(n)).unwrap() {
+                casebridge::tabular::convert::RowOutcome::Alert(c) => c.draft.clone(),
+                _ => unreachable!("every generated row is a case"),
+            })
+            .collect(),
+    );
+    let mut conns = Vec::new();
+    for _ in 0..CLIENTS {
+        conns.push(fed.client("police", "cms").await);
+    }
+    measure::drive(&conns, total, move |mut c, i| {
+        let drafts = drafts.clone();
+        async move {
+            c.alerts
+                .submit_alert(SubmitAlertRequest {
+                    draft: Some(drafts[i].clone()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+    })
+    .await
+    .ops_per_sec
 }
 
 async fn submit_rate(fed: &TestFederation, total: usize, round: usize) -> f64 {
@@ -215,79 +256,84 @@ async fn bench() {
         .client_config("cms")
         .to_owned();
     let csv = dir.path().join("register.csv");
-    write_csv(&csv, rows);
+    write_csv(&csv, 0..rows);
     println!(
         "casebridge import bench: {rows} rows (two subjects each), police -> ngo over mTLS on 127.0.0.1, {CLIENTS} clients / rows in flight"
     );
-
-    let before = submit_rate(&fed, submits, 0).await;
-    let import = {
-        let (config, mapping, csv) = (config.clone(), mapping.clone(), csv.clone());
-        tokio::task::spawn_blocking(move || run_import(&config, &mapping, &csv, &[]))
-            .await
-            .unwrap()
+    let import = |file: PathBuf, extra: Vec<String>| {
+        let (config, mapping) = (config.clone(), mapping.clone());
+        tokio::task::spawn_blocking(move || {
+            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+            run_import(&config, &mapping, &file, &extra)
+        })
     };
-    let after = submit_rate(&fed, submits, 1).await;
-    let import_rate = rows as f64 / import.seconds;
-    let submit = (before + after) / 2.0;
-    println!("durable SubmitAlert, before the import: {before:>8.0} submits/s");
-    println!("durable SubmitAlert, after the import:  {after:>8.0} submits/s");
+
+    let reference = submit_rate(&fed, submits, 0).await;
     println!(
-        "alert import (CSV, {rows} rows):          {import_rate:>8.0} rows/s  ({:.1} s, CLI peak RSS {:.1} MiB)",
-        import.seconds,
-        import.peak_kib as f64 / 1024.0
+        "durable SubmitAlert of the exchange bench's draft, empty store: {reference:>6.0} submits/s"
     );
+    let big = import(csv.clone(), Vec::new()).await.unwrap();
     println!(
-        "ratio import / submit (median of the two): {:.2}",
-        import_rate / submit
+        "alert import (CSV, {rows} rows):                       {:>6.0} rows/s  ({:.1} s, CLI peak RSS {:.1} MiB)",
+        rows as f64 / big.seconds,
+        big.seconds,
+        big.peak_kib as f64 / 1024.0
     );
-    println!("  {}", import.summary.lines().next().unwrap_or(""));
+    println!("  {}", big.summary.lines().next().unwrap_or(""));
+
+    // Equal terms: same store, same shape of alert, interleaved.
+    let (mut submit, mut imported) = (Vec::new(), Vec::new());
+    for round in 0..3 {
+        let base = 10_000_000 + round * 2 * submits;
+        submit.push(same_shape_submit_rate(&fed, base, submits).await);
+        let chunk = dir.path().join(format!("round{round}.csv"));
+        write_csv(&chunk, base + submits..base + 2 * submits);
+        let r = import(chunk, Vec::new()).await.unwrap();
+        imported.push(submits as f64 / r.seconds);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (s, i) = (median(&mut submit), median(&mut imported));
+    println!(
+        "same store, same shape, 3 interleaved rounds of {submits}: SubmitAlert {s:>6.0} /s, alert import {i:>6.0} rows/s (medians); ratio import / submit {:.2}",
+        i / s
+    );
 
     let xlsx = dir.path().join("register.xlsx");
-    write_xlsx(&xlsx, rows);
-    let dry = {
-        let (config, mapping) = (config.clone(), mapping.clone());
-        tokio::task::spawn_blocking(move || run_import(&config, &mapping, &xlsx, &["--dry-run"]))
-            .await
-            .unwrap()
-    };
+    write_xlsx(&xlsx, 0..rows);
+    let dry = import(xlsx, vec!["--dry-run".into()]).await.unwrap();
     println!(
-        "alert import --dry-run (XLSX, {rows} rows): {:>8.0} rows/s  (CLI peak RSS {:.1} MiB)",
+        "alert import --dry-run (XLSX, {rows} rows):             {:>6.0} rows/s  (CLI peak RSS {:.1} MiB)",
         rows as f64 / dry.seconds,
         dry.peak_kib as f64 / 1024.0
     );
 
     if large > 0 {
-        let big = dir.path().join("large.csv");
-        write_csv(&big, large);
-        let big_import = {
-            let (config, mapping) = (config.clone(), mapping.clone());
-            tokio::task::spawn_blocking(move || {
-                run_import(&config, &mapping, &big, &["--source", "bench-large"])
-            })
-            .await
-            .unwrap()
-        };
-        println!(
-            "alert import (CSV, {large} rows):          {:>8.0} rows/s  ({:.1} s, CLI peak RSS {:.1} MiB)",
-            large as f64 / big_import.seconds,
-            big_import.seconds,
-            big_import.peak_kib as f64 / 1024.0
-        );
-        let bigx = dir.path().join("large.xlsx");
-        write_xlsx(&bigx, large);
-        let dry = tokio::task::spawn_blocking(move || {
-            run_import(
-                &config,
-                &mapping,
-                &bigx,
-                &["--dry-run", "--source", "bench-large-x"],
-            )
-        })
+        let big_csv = dir.path().join("large.csv");
+        write_csv(&big_csv, 0..large);
+        let dry = import(
+            big_csv,
+            vec!["--dry-run".into(), "--source".into(), "bench-large".into()],
+        )
         .await
         .unwrap();
         println!(
-            "alert import --dry-run (XLSX, {large} rows): {:>8.0} rows/s  (CLI peak RSS {:.1} MiB)",
+            "alert import --dry-run (CSV, {large} rows):            {:>6.0} rows/s  (CLI peak RSS {:.1} MiB)",
+            large as f64 / dry.seconds,
+            dry.peak_kib as f64 / 1024.0
+        );
+        let big_xlsx = dir.path().join("large.xlsx");
+        write_xlsx(&big_xlsx, 0..large);
+        let dry = import(
+            big_xlsx,
+            vec!["--dry-run".into(), "--source".into(), "bench-large".into()],
+        )
+        .await
+        .unwrap();
+        println!(
+            "alert import --dry-run (XLSX, {large} rows):           {:>6.0} rows/s  (CLI peak RSS {:.1} MiB)",
             large as f64 / dry.seconds,
             dry.peak_kib as f64 / 1024.0
         );

@@ -958,3 +958,32 @@ async fn an_export_imports_into_another_node_with_the_same_content() {
     }
     fed.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_slowed_by_the_nodes_rate_limit_still_imports_every_row() {
+    // 20 calls a second (bursts of 40) for a file of 120 rows.
+    let fed = TestFederation::start_with(&["police"], &[], |_, c| {
+        c.limits.requests_per_second_per_client = casebridge::config::Bounded::new(20);
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mapping = write(&dir.path().join("m.toml"), MAPPING);
+    let rows: Vec<String> = (1..=120).map(|n| csv_row(n, "throttled")).collect();
+    let file = write(
+        &dir.path().join("t.csv"),
+        &format!("{CSV_HEADER}\n{}\n", rows.join("\n")),
+    );
+    let (code, out, err) = import(
+        &fed,
+        &[
+            "--mapping",
+            mapping.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("created 120"), "{out}");
+    let mut police = fed.client("police", "cms").await;
+    assert_eq!(imported(&mut police, "labour-inspections").await.len(), 120);
+    fed.shutdown().await;
+}

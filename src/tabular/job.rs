@@ -160,23 +160,30 @@ fn id_key(source_id: &str) -> u128 {
     u128::from_be_bytes(d.as_ref()[..16].try_into().expect("32-byte digest"))
 }
 
-/// One row sent: retried while the node is unavailable (an import is
-/// idempotent per source id, so a retry never duplicates).
+/// How long one row is retried while the node asks the importer to slow
+/// down (its per-client rate limit, RESOURCE_EXHAUSTED).
+const THROTTLED_FOR: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// One row sent: retried while the node is unavailable (up to 8 times) or
+/// throttles the client (for up to [`THROTTLED_FOR`]): an import is
+/// idempotent per source id, so a retry never duplicates.
 async fn send<S: Sink>(
     sink: S,
     request: ImportAlertRequest,
 ) -> Result<ImportAlertResponse, tonic::Status> {
-    let mut delay = std::time::Duration::from_millis(100);
+    let started = std::time::Instant::now();
+    let mut delay = std::time::Duration::from_millis(50);
     let mut attempt = 0;
     loop {
         match sink.import(request.clone()).await {
             Ok(r) => return Ok(r),
+            Err(s) if s.code() == Code::ResourceExhausted && started.elapsed() < THROTTLED_FOR => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(2));
+            }
             Err(s)
                 if attempt < 8
-                    && matches!(
-                        s.code(),
-                        Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded
-                    ) =>
+                    && matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded) =>
             {
                 attempt += 1;
                 tokio::time::sleep(delay).await;
