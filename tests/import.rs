@@ -584,9 +584,24 @@ async fn an_import_killed_midway_and_run_again_has_every_row_once() {
     // And the node holds exactly those alerts: no orphan from the kill.
     let own = fed.alerts("police").await;
     assert_eq!(own.len(), total as usize);
+    // The re-run found what the killed one had stored (at least what was
+    // listed after the kill: rows in flight then may have landed since)
+    // and created the rest.
+    let count = |what: &str| -> usize {
+        out.split(&format!("{what} "))
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {what} count in {out}"))
+    };
+    assert_eq!(
+        count("created") + count("unchanged"),
+        total as usize,
+        "{out}"
+    );
     assert!(
-        out.contains(&format!("created {}", total as usize - before)),
-        "{out} (before: {before})"
+        count("unchanged") >= before,
+        "{out} (listed after the kill: {before})"
     );
     fed.shutdown().await;
 }

@@ -175,8 +175,11 @@ pub async fn run(
             if let Some(name) = args.print_mapping() {
                 return super::transfer::print_mapping(name);
             }
-            let client = connect(client_config).await?;
-            super::transfer::import(client, args, json).await
+            let mut clients = Vec::new();
+            for _ in 0..super::transfer::CONNECTIONS {
+                clients.push(connect(client_config).await?);
+            }
+            super::transfer::import(clients, args, json).await
         }
         AlertCommand::Export(args) => {
             let client = connect(client_config).await?;

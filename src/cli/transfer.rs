@@ -342,15 +342,26 @@ impl job::Observer for Cli<'_> {
 
 /// The node over gRPC.
 #[derive(Clone)]
-struct Grpc(AlertServiceClient<crate::client::Svc>);
+struct Grpc {
+    /// One client per connection; rows go round-robin.
+    connections: Arc<Vec<AlertServiceClient<crate::client::Svc>>>,
+    next: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Grpc {
+    /// The next connection's client (rows spread over them all).
+    fn client(&self) -> AlertServiceClient<crate::client::Svc> {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.connections[i % self.connections.len()].clone()
+    }
+}
 
 impl job::Sink for Grpc {
     async fn import(
         &self,
         request: ImportAlertRequest,
     ) -> Result<ImportAlertResponse, tonic::Status> {
-        self.0
-            .clone()
+        self.client()
             .import_alert(request)
             .await
             .map(tonic::Response::into_inner)
@@ -360,19 +371,23 @@ impl job::Sink for Grpc {
         &self,
         request: ListImportedRequest,
     ) -> Result<crate::proto::v1::ListImportedResponse, tonic::Status> {
-        self.0
-            .clone()
+        self.client()
             .list_imported(request)
             .await
             .map(tonic::Response::into_inner)
     }
 
     async fn retract(&self, request: RetractAlertRequest) -> Result<(), tonic::Status> {
-        self.0.clone().retract_alert(request).await.map(|_| ())
+        self.client().retract_alert(request).await.map(|_| ())
     }
 }
 
-pub async fn import(client: NodeClient, args: ImportArgs, json: bool) -> Result<(), Failure> {
+/// Connections an import spreads its rows over: one connection's TLS and
+/// HTTP/2 framing is one task on the node, several use every core.
+pub const CONNECTIONS: usize = 4;
+
+/// `clients`: one per connection (see [`CONNECTIONS`]).
+pub async fn import(clients: Vec<NodeClient>, args: ImportArgs, json: bool) -> Result<(), Failure> {
     let file = args
         .file
         .clone()
@@ -431,7 +446,11 @@ pub async fn import(client: NodeClient, args: ImportArgs, json: bool) -> Result<
         retract_missing: args.retract_missing,
         concurrency: usize::from(args.concurrency),
     };
-    let result = job::run(reader, Grpc(client.alerts.clone()), &options, &mut cli).await;
+    let sink = Grpc {
+        connections: Arc::new(clients.iter().map(|c| c.alerts.clone()).collect()),
+        next: Arc::default(),
+    };
+    let result = job::run(reader, sink, &options, &mut cli).await;
     cli.progress.finish();
     let summary = result.map_err(|e| {
         let exit = match &e {
