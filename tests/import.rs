@@ -896,6 +896,17 @@ async fn watch_alerts_resumes_from_a_cursor_without_gaps_or_repeats() {
     let a = change.alert.unwrap();
     assert_eq!(a.id, mine);
     assert!(a.retracted && a.content.is_none() && a.subjects.is_empty());
+    // Every alert a watcher was sent is named in the audit log, by whom.
+    let mut admin = fed.client("ngo", "admin").await;
+    let entries = audit_after(&mut admin, 0).await;
+    let named: BTreeSet<&str> = entries
+        .iter()
+        .filter(|e| e.action == "alerts.watch" && e.actor == "client:analyst")
+        .flat_map(|e| e.objects.iter().map(String::as_str))
+        .collect();
+    for id in written.iter().chain([&&mine]) {
+        assert!(named.contains(id.as_str()), "{id} was sent but not audited");
+    }
     fed.shutdown().await;
 }
 

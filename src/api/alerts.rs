@@ -248,7 +248,7 @@ impl AlertService for AlertApi {
     ) -> Result<Response<Self::WatchAlertsStream>, Status> {
         let core = self.0.clone();
         audited(&self.0, req, Action::AlertsWatch, async |call, req| {
-            auth::client(&core.clients, &req, Role::Read)?;
+            let client = auth::client(&core.clients, &req, Role::Read)?;
             let r = req.into_inner();
             if r.own_only && r.received_only {
                 return Err(crate::violation::invalid_field(
@@ -258,19 +258,39 @@ impl AlertService for AlertApi {
             }
             call.detail("after_sequence", r.after_sequence);
             let own = core.agency.to_string();
+            let wanted = move |c: &AlertChange| {
+                let ours = c.alert.as_ref().is_some_and(|a| a.origin == own);
+                (!r.own_only || ours) && (!r.received_only || !ours)
+            };
+            let admit = wanted.clone();
+            let actor = format!("client:{}", client.name);
             let changed = core.store.watch_alerts();
             Ok(super::follow_log(
                 core,
                 changed,
                 r.after_sequence,
                 r.backlog_only,
-                |core, after, limit| core.store.alert_changes_after(after, limit),
-                |c: &AlertChange| c.sequence,
-                move |c: AlertChange| {
-                    let origin = c.alert.as_ref().map(|a| a.origin.as_str());
-                    let ours = origin == Some(own.as_str());
-                    ((!r.own_only || ours) && (!r.received_only || !ours)).then_some(c)
+                move |core, after, limit| {
+                    let page = core.store.alert_changes_after(after, limit)?;
+                    // Every alert a watcher is sent is named, as a list
+                    // names every alert it shows: one entry a page.
+                    let sent: Vec<String> = page
+                        .iter()
+                        .filter(|c| wanted(c))
+                        .filter_map(|c| c.alert.as_ref().map(|a| a.id.clone()))
+                        .collect();
+                    if !sent.is_empty() {
+                        let mut e =
+                            crate::audit::Event::new(actor.clone(), Action::AlertsWatch, "OK");
+                        e.detail.insert("sent".into(), sent.len().to_string());
+                        e.detail.insert("after_sequence".into(), after.to_string());
+                        e.objects = sent;
+                        core.store.audit_append([e])?;
+                    }
+                    Ok(page)
                 },
+                |c: &AlertChange| c.sequence,
+                move |c: AlertChange| admit(&c).then_some(c),
             ))
         })
         .await
