@@ -116,17 +116,7 @@ impl Ledger {
                 &new_id,
                 |current| match current {
                     None => Ok(self.first_version(
-                        Alert {
-                            id: new_id.to_string(),
-                            origin: self.agency.to_string(),
-                            version: 1,
-                            created_at: Some(timestamp(now)),
-                            updated_at: Some(timestamp(now)),
-                            retracted: false,
-                            retraction_reason: String::new(),
-                            content: draft.content,
-                            subjects: draft.subjects,
-                        },
+                        self.new_alert(&new_id, now, draft),
                         pseudonyms,
                         &decided,
                     )),

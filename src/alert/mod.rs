@@ -322,17 +322,7 @@ impl Ledger {
             .then(|| format!("{}\0{}", client.name, request_id).into_bytes());
         let id = AlertId::generate(&self.agency);
         let decided = Mutex::new(Vec::new());
-        let alert = Alert {
-            id: id.to_string(),
-            origin: self.agency.to_string(),
-            version: 1,
-            created_at: Some(timestamp(now)),
-            updated_at: Some(timestamp(now)),
-            retracted: false,
-            retraction_reason: String::new(),
-            content: draft.content,
-            subjects: draft.subjects,
-        };
+        let alert = self.new_alert(&id, now, draft);
         let written = self
             .store
             .write_local_then(
@@ -360,6 +350,21 @@ impl Ledger {
                     rec.alert.map(|a| a.id).unwrap_or_default()
                 ),
             )),
+        }
+    }
+
+    /// Version 1 of a new alert of this agency, holding `draft`.
+    fn new_alert(&self, id: &AlertId, now: SystemTime, draft: AlertDraft) -> Alert {
+        Alert {
+            id: id.to_string(),
+            origin: self.agency.to_string(),
+            version: 1,
+            created_at: Some(timestamp(now)),
+            updated_at: Some(timestamp(now)),
+            retracted: false,
+            retraction_reason: String::new(),
+            content: draft.content,
+            subjects: draft.subjects,
         }
     }
 
