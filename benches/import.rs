@@ -164,7 +164,9 @@ fn run_import(config: &Path, mapping: &Path, file: &Path, extra: &[&str]) -> Imp
 
 /// Durable submits of the drafts rows `first..first + total` make.
 async fn same_shape_submit_rate(fed: &TestFederation, first: usize, total: usize) -> f64 {
-    let loaded = casebridge::tabular::Loaded::parse(Path::new("bench.toml"), MAPPING).unwrap();
+    let loaded = std::sync::Arc::new(
+        casebridge::tabular::Loaded::parse(Path::new("bench.toml"), MAPPING).unwrap(),
+    );
     let headers: Vec<String> = HEADER.iter().map(|h| h.to_string()).collect();
     let bound = casebridge::tabular::convert::Bound::new(&loaded, &headers).unwrap();
     let drafts: std::sync::Arc<Vec<_>> = std::sync::Arc::new(

@@ -100,6 +100,34 @@ label_id!(
     "client name"
 );
 
+/// The name of a register an agency imports (`ImportAlert.source`), which
+/// the node keys the register's records by: 1 to 64 of `[a-z0-9._-]`.
+/// Checked the same way by the node, a mapping file and the console.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SourceName(String);
+
+impl SourceName {
+    pub const MAX: usize = 64;
+
+    pub fn new(value: impl Into<String>) -> Result<Self, IdError> {
+        let value = value.into();
+        let plain =
+            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-');
+        if value.is_empty() || value.len() > Self::MAX || !value.chars().all(plain) {
+            return Err(IdError::Invalid {
+                kind: "source",
+                value,
+                reason: "use 1 to 64 of a-z, 0-9, '.', '_' and '-'",
+            });
+        }
+        Ok(Self(value))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Federation name: a DNS-like name (labels joined by dots), the authority part
 /// of every SPIFFE id in the federation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

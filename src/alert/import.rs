@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use super::{AlertError, Ledger, audit_write, invalid};
 use crate::audit::CallEntry;
-use crate::ids::AlertId;
+use crate::ids::{AlertId, SourceName};
 use crate::paging::PageRequest;
 use crate::proto::v1::{
     Alert, AlertDraft, ImportAlertResponse, ImportOutcome, ImportedRecord, ListImportedRequest,
@@ -17,26 +17,15 @@ use crate::proto::v1::{
 use crate::store::{ImportWrite, LocalWrite};
 use crate::time::timestamp;
 
-const MAX_SOURCE: usize = 64;
 const MAX_SOURCE_ID: usize = 128;
 const DEFAULT_PAGE: u32 = 1000;
 const MAX_PAGE: u32 = 10_000;
 
-/// A register's name: short, and plain enough to print and to key by.
+/// A register's name (see [`SourceName`]).
 fn check_source(source: &str) -> Result<(), AlertError> {
-    if source.is_empty() || source.len() > MAX_SOURCE {
-        return Err(invalid("source", format!("1 to {MAX_SOURCE} characters")));
-    }
-    if let Some(c) = source
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')))
-    {
-        return Err(invalid(
-            "source",
-            format!("{c:?} is not allowed: use a-z, 0-9, '.', '_' and '-'"),
-        ));
-    }
-    Ok(())
+    SourceName::new(source)
+        .map(drop)
+        .map_err(|e| invalid("source", e.to_string()))
 }
 
 /// A record's id in its register: what the agency calls the case.

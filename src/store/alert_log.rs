@@ -16,6 +16,10 @@ use super::engine::Reads;
 use super::{Counter, Store, StoreError, Write};
 use crate::proto::v1::{AlertChange, StoredAlert};
 
+/// The `settings` key that says every alert has its alert log entry (a
+/// store from before the log got them at open).
+const BACKFILLED: &str = "alert_log";
+
 /// Alerts written per transaction when a store from before the log is
 /// given one.
 const BACKFILL_BATCH: usize = 2_000;
@@ -97,11 +101,10 @@ impl Store {
 
     /// Gives a store written before the alert log existed its entries: every
     /// alert it holds, in id order, in transactions of a bounded size. Runs
-    /// at open; a no-op once every alert has an entry.
+    /// at open; once done it is marked in `settings` ([`BACKFILLED`]), so
+    /// later opens read one key instead of scanning the alerts.
     pub(super) fn backfill_alert_log(&self) -> Result<u64, StoreError> {
-        let logged = self.db.len(self.t.alert_log_pos)?;
-        let held = self.db.len(self.t.alerts)?;
-        if logged >= held {
+        if self.db.get(self.t.settings, BACKFILLED)?.is_some() {
             return Ok(0);
         }
         let mut after: Option<Vec<u8>> = None;
@@ -132,6 +135,7 @@ impl Store {
                 Ok::<_, StoreError>(n)
             })?;
         }
+        self.write(|w| w.tx.insert(w.t.settings, BACKFILLED, b"1"))?;
         Ok(added)
     }
 }

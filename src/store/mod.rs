@@ -28,7 +28,8 @@
 //!   and the per-day counts of `activity` (`activity/<day>/<what>`).
 //! - `settings`: name → value of settings the stored data was made under
 //!   (`matching`: the matching settings own alerts were last encoded and
-//!   matched with, see `alert::rematch`).
+//!   matched with, see `alert::rematch`; `alert_log`: every alert has its
+//!   alert log entry, see `alert_log`).
 //! - `shares`: alert id ‖ 0 ‖ peer ‖ 0 ‖ outbox sequence (u64 BE) →
 //!   `ShareRecord`: each envelope of an alert a peer acknowledged or that
 //!   was dropped unsent (see `outbox`).

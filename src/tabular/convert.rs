@@ -75,8 +75,8 @@ pub enum RowOutcome {
 }
 
 /// A mapping bound to a header row: every column it names, found.
-pub struct Bound<'m> {
-    loaded: &'m Loaded,
+pub struct Bound {
+    loaded: std::sync::Arc<Loaded>,
     columns: HashMap<String, usize>,
     id: Vec<usize>,
     skipped: Vec<String>,
@@ -95,11 +95,11 @@ fn find(headers: &[String], name: &str) -> Option<usize> {
     })
 }
 
-impl<'m> Bound<'m> {
+impl Bound {
     /// Binds `loaded` to `headers`; the error lists every column the
     /// header row lacks (all of them, or with `missing_columns = "skip"`
     /// the id column only).
-    pub fn new(loaded: &'m Loaded, headers: &[String]) -> Result<Self, Vec<String>> {
+    pub fn new(loaded: &std::sync::Arc<Loaded>, headers: &[String]) -> Result<Self, Vec<String>> {
         let mut columns = HashMap::new();
         let mut missing = Vec::new();
         for name in loaded.columns() {
@@ -124,7 +124,7 @@ impl<'m> Bound<'m> {
             return Err(missing);
         }
         Ok(Self {
-            loaded,
+            loaded: loaded.clone(),
             columns,
             id,
             skipped: missing,
@@ -220,16 +220,16 @@ fn unquote(s: &str) -> &str {
 type Found = (Identifier, usize, Vec<(String, usize)>);
 
 /// One row being converted.
-struct Row<'a, 'c, 'm> {
-    bound: &'a Bound<'m>,
+struct Row<'a, 'c> {
+    bound: &'a Bound,
     cell: &'a dyn Fn(usize) -> &'c str,
     problems: &'a mut Vec<CellProblem>,
     provenance: Vec<(String, usize)>,
 }
 
-impl Row<'_, '_, '_> {
+impl Row<'_, '_> {
     fn loaded(&self) -> &Loaded {
-        self.bound.loaded
+        &self.bound.loaded
     }
 
     /// The first non-empty cell of `cols`, with its column.
@@ -810,8 +810,8 @@ mod tests {
     use proptest::prelude::*;
     use std::path::Path;
 
-    fn loaded(text: &str) -> Loaded {
-        Loaded::parse(Path::new("m.toml"), text).unwrap()
+    fn loaded(text: &str) -> std::sync::Arc<Loaded> {
+        std::sync::Arc::new(Loaded::parse(Path::new("m.toml"), text).unwrap())
     }
 
     const MAPPING: &str = r#"
@@ -984,13 +984,14 @@ phones = "Suspect phone"
         /// as the same ISO date of birth.
         #[test]
         fn partial_dates_of_birth_read_back(y in 1900i32..2100, m in 1u8..=12, d in 1u8..=28, kind in 0..3) {
-            let formats = loaded(MAPPING).date_formats;
+            let l = loaded(MAPPING);
+            let formats = &l.date_formats;
             let (text, iso) = match kind {
                 0 => (format!("{d:02}/{m:02}/{y}"), format!("{y}-{m:02}-{d:02}")),
                 1 => (format!("{m:02}/{y}"), format!("{y}-{m:02}")),
                 _ => (format!("{y}"), format!("{y}")),
             };
-            prop_assert_eq!(date_of_birth(&text, &formats), Some(iso));
+            prop_assert_eq!(date_of_birth(&text, formats), Some(iso));
         }
 
         /// Whatever a cell holds, conversion answers (a draft or problems)

@@ -352,7 +352,7 @@ mod tests {
 
     #[test]
     fn the_columns_are_the_export_mappings_columns() {
-        let loaded = super::super::Loaded::load("export").unwrap();
+        let loaded = std::sync::Arc::new(super::super::Loaded::load("export").unwrap());
         let headers: Vec<String> = COLUMNS.iter().map(|s| s.to_string()).collect();
         super::super::convert::Bound::new(&loaded, &headers).unwrap();
         for c in loaded.columns() {

@@ -96,16 +96,6 @@ pub enum JobError {
     Observer(String),
 }
 
-impl JobError {
-    /// The gRPC code behind it, for an exit code.
-    pub fn code(&self) -> Option<Code> {
-        match self {
-            Self::Refused { code, .. } => Some(*code),
-            _ => None,
-        }
-    }
-}
-
 /// A field path as a person reads it:
 /// `draft.subjects[0].identifiers[1].phone.number` → "phone number".
 pub fn field_label(path: &str) -> String {

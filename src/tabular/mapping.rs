@@ -435,16 +435,8 @@ impl Loaded {
             }
         };
         let source = &mapping.source;
-        if source.get_ref().is_empty()
-            || source.get_ref().len() > 64
-            || !source.get_ref().chars().all(|c| {
-                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
-            })
-        {
-            return Err(at(
-                source.span().start,
-                "source: 1 to 64 of a-z, 0-9, '.', '_' and '-'".into(),
-            ));
+        if let Err(e) = crate::ids::SourceName::new(source.get_ref().as_str()) {
+            return Err(at(source.span().start, format!("source: {e}")));
         }
         if mapping.header_row == 0 {
             return Err(at(0, "header_row: rows count from 1".into()));

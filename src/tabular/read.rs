@@ -151,7 +151,8 @@ struct Sink {
     loaded: Arc<Loaded>,
     file: PathBuf,
     sheet: Option<String>,
-    headers: Option<Vec<String>>,
+    /// The mapping bound to the header row, once it has been read.
+    bound: Option<Bound>,
 }
 
 impl Sink {
@@ -162,7 +163,7 @@ impl Sink {
         if raw.number < m.header_row {
             return true;
         }
-        if self.headers.is_none() {
+        let Some(bound) = &self.bound else {
             let mut headers = raw.cells;
             if let Some(h) = headers.first_mut()
                 && let Some(rest) = h.strip_prefix('\u{feff}')
@@ -190,18 +191,16 @@ impl Sink {
                 }
                 return false;
             }
-            let skipped = bound.map(|b| b.skipped().to_vec()).unwrap_or_default();
+            let Ok(bound) = bound else { return false };
             if let Some(h) = self.header_tx.take() {
-                let _ = h.send(Ok((headers.clone(), skipped)));
+                let _ = h.send(Ok((headers, bound.skipped().to_vec())));
             }
-            self.headers = Some(headers);
+            self.bound = Some(bound);
             return true;
-        }
+        };
         if raw.number < first {
             return true;
         }
-        let bound = Bound::new(&self.loaded, self.headers.as_deref().unwrap_or_default())
-            .expect("bound once already");
         let item = if !raw.bad.is_empty() {
             Item::Rejected {
                 row: raw.number,
@@ -298,7 +297,7 @@ pub fn open(file: &Path, loaded: Arc<Loaded>) -> Result<Reader, ReadError> {
         loaded,
         file: file.to_owned(),
         sheet: sheet.clone(),
-        headers: None,
+        bound: None,
     };
     if format == Format::Jsonl {
         // No header row: each line is a whole request.

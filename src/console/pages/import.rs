@@ -495,14 +495,9 @@ async fn start(State(c): State<Console>, form: Uploaded) -> Result<Response, Pag
         }
     };
     if !source_override.is_empty()
-        && !source_override
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+        && let Err(e) = crate::ids::SourceName::new(source_override.as_str())
     {
-        errors.push((
-            "source".into(),
-            "Use a-z, 0-9, '.', '_' and '-' only.".into(),
-        ));
+        errors.push(("source".into(), format!("{e}.")));
     }
     let (Some(register), Some(loaded), true) = (register, loaded, errors.is_empty()) else {
         return page(FormPage {
