@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "proto/casebridge/v1/admin.proto",
     "proto/casebridge/v1/store.proto",
     "proto/casebridge/v1/disclosure.proto",
+    "proto/casebridge/v1/keyservice.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -84,11 +84,11 @@ pub struct KeyRing {
     keys: Vec<MatchingKey>,
 }
 
-fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
+pub(super) fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
     OffsetDateTime::parse(s, &Rfc3339).map_err(|e| format!("`{s}` is not an RFC 3339 time: {e}"))
 }
 
-fn format_time(t: OffsetDateTime) -> String {
+pub(super) fn format_time(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).expect("RFC 3339 formats every UTC time")
 }
 
@@ -171,7 +171,7 @@ impl KeyRing {
 
 /// Writes `text` to `path` with mode 0600, atomically (temp file + rename),
 /// so a crash never leaves a half-written key ring.
-fn write_private(path: &Path, text: &str, overwrite: bool) -> Result<(), KeyRingError> {
+pub(super) fn write_private(path: &Path, text: &str, overwrite: bool) -> Result<(), KeyRingError> {
     let file_err = |reason: String| KeyRingError::File {
         path: path.to_owned(),
         reason,

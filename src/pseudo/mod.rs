@@ -12,6 +12,8 @@
 pub mod clk;
 pub mod keyring;
 pub mod normalize;
+pub mod oprf;
+pub mod oprf_keys;
 pub mod person;
 
 use time::OffsetDateTime;

@@ -1,0 +1,421 @@
+//! The OPRF key files: the key service's secret seeds, and the public keys
+//! every node pins.
+//!
+//! Versions and validity windows work as in the key ring ([`super::keyring`]):
+//! during a rotation's overlap a node derives tokens under both versions, so
+//! alerts tokenized under the old key still match new ones. OPRF versions
+//! start at [`FIRST_VERSION`] so they never share a number with a key ring
+//! version (a token's version says which scheme made it).
+//!
+//! The public file is not secret but it is what makes the key service
+//! accountable: a node verifies every answer against it, so it travels with
+//! the federation CA, never fetched from the key service itself.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use time::OffsetDateTime;
+
+use super::keyring::{format_time, parse_time, write_private};
+use super::oprf::{FIRST_VERSION, PublicKey, ServerKey};
+use crate::ids::FederationName;
+
+/// Bytes of a generated seed (the RFC's DeriveKeyPair takes 32).
+pub const SEED_BYTES: usize = 32;
+
+#[derive(Debug, Error)]
+pub enum OprfKeysError {
+    #[error("{path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("{path}: key version {version}: {reason}")]
+    Key {
+        path: PathBuf,
+        version: u32,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretFile {
+    federation: FederationName,
+    keys: Vec<SecretEntry>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretEntry {
+    version: u32,
+    /// Base64 of the 32-byte seed the key pair is derived from.
+    seed: String,
+    valid_from: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    valid_until: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublicFile {
+    federation: FederationName,
+    keys: Vec<PublicEntry>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublicEntry {
+    version: u32,
+    /// Base64 of the 32-byte compressed ristretto255 public key.
+    public_key: String,
+    valid_from: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    valid_until: Option<String>,
+}
+
+/// A validity window, as in the key ring.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub valid_from: OffsetDateTime,
+    pub valid_until: Option<OffsetDateTime>,
+}
+
+impl Window {
+    pub fn contains(&self, at: OffsetDateTime) -> bool {
+        self.valid_from <= at && self.valid_until.is_none_or(|u| at < u)
+    }
+
+    fn parse(from: &str, until: Option<&str>) -> Result<Self, String> {
+        let valid_from = parse_time(from)?;
+        let valid_until = until.map(parse_time).transpose()?;
+        if valid_until.is_some_and(|u| u <= valid_from) {
+            return Err("valid_until is not after valid_from".into());
+        }
+        Ok(Self {
+            valid_from,
+            valid_until,
+        })
+    }
+}
+
+/// The key service's keys (secret).
+pub struct SecretKeys {
+    pub federation: FederationName,
+    keys: Vec<(ServerKey, Window)>,
+}
+
+/// One pinned public key.
+#[derive(Debug, Clone, Copy)]
+pub struct Pinned {
+    pub version: u32,
+    pub key: PublicKey,
+    pub window: Window,
+}
+
+/// The public keys a node trusts (public).
+#[derive(Debug, Clone)]
+pub struct PinnedKeys {
+    pub federation: FederationName,
+    keys: Vec<Pinned>,
+}
+
+fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, OprfKeysError> {
+    let file_err = |reason: String| OprfKeysError::File {
+        path: path.to_owned(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+    toml::from_str(&text).map_err(|e| file_err(e.to_string()))
+}
+
+fn check_versions(path: &Path, versions: &[u32]) -> Result<(), OprfKeysError> {
+    if versions.is_empty() {
+        return Err(OprfKeysError::File {
+            path: path.to_owned(),
+            reason: "the file has no keys".into(),
+        });
+    }
+    for (i, v) in versions.iter().enumerate() {
+        let key_err = |reason: String| OprfKeysError::Key {
+            path: path.to_owned(),
+            version: *v,
+            reason,
+        };
+        if *v < FIRST_VERSION {
+            return Err(key_err(format!(
+                "OPRF key versions start at {FIRST_VERSION} (lower numbers are key ring versions)"
+            )));
+        }
+        if versions[..i].contains(v) {
+            return Err(key_err("listed twice".into()));
+        }
+    }
+    Ok(())
+}
+
+impl SecretKeys {
+    /// Loads the seeds, refusing a file group or others can read.
+    pub fn load(path: &Path) -> Result<Self, OprfKeysError> {
+        crate::secrets::check_owner_only(path, "OPRF key file").map_err(|reason| {
+            OprfKeysError::File {
+                path: path.to_owned(),
+                reason,
+            }
+        })?;
+        let file: SecretFile = read(path)?;
+        check_versions(
+            path,
+            &file.keys.iter().map(|k| k.version).collect::<Vec<_>>(),
+        )?;
+        let mut keys = Vec::new();
+        for e in &file.keys {
+            let key_err = |reason: String| OprfKeysError::Key {
+                path: path.to_owned(),
+                version: e.version,
+                reason,
+            };
+            let seed = B64
+                .decode(e.seed.trim())
+                .map_err(|_| key_err("seed is not base64".into()))?;
+            if seed.len() != SEED_BYTES {
+                return Err(key_err(format!(
+                    "seed has {} bytes, not {SEED_BYTES}",
+                    seed.len()
+                )));
+            }
+            let window = Window::parse(&e.valid_from, e.valid_until.as_deref()).map_err(key_err)?;
+            let key = ServerKey::derive(&seed, file.federation.as_str(), e.version)
+                .map_err(|e| key_err(e.to_string()))?;
+            keys.push((key, window));
+        }
+        keys.sort_by_key(|(k, _)| k.version);
+        Ok(Self {
+            federation: file.federation,
+            keys,
+        })
+    }
+
+    /// The key of `version` with its window.
+    pub fn get(&self, version: u32) -> Option<(&ServerKey, Window)> {
+        self.keys
+            .iter()
+            .find(|(k, _)| k.version == version)
+            .map(|(k, w)| (k, *w))
+    }
+
+    pub fn versions(&self) -> Vec<u32> {
+        self.keys.iter().map(|(k, _)| k.version).collect()
+    }
+
+    /// The public file nodes pin (TOML text).
+    pub fn public_file(&self) -> String {
+        let file = PublicFile {
+            federation: self.federation.clone(),
+            keys: self
+                .keys
+                .iter()
+                .map(|(k, w)| PublicEntry {
+                    version: k.version,
+                    public_key: B64.encode(k.public_key().to_bytes()),
+                    valid_from: format_time(w.valid_from),
+                    valid_until: w.valid_until.map(format_time),
+                })
+                .collect(),
+        };
+        format!(
+            "{PUBLIC_HEADER}{}",
+            toml::to_string(&file).expect("the public key file serializes")
+        )
+    }
+}
+
+impl PinnedKeys {
+    pub fn load(path: &Path) -> Result<Self, OprfKeysError> {
+        let file: PublicFile = read(path)?;
+        check_versions(
+            path,
+            &file.keys.iter().map(|k| k.version).collect::<Vec<_>>(),
+        )?;
+        let mut keys = Vec::new();
+        for e in &file.keys {
+            let key_err = |reason: String| OprfKeysError::Key {
+                path: path.to_owned(),
+                version: e.version,
+                reason,
+            };
+            let bytes = B64
+                .decode(e.public_key.trim())
+                .map_err(|_| key_err("public_key is not base64".into()))?;
+            let key = PublicKey::from_bytes(&bytes).map_err(|e| key_err(e.to_string()))?;
+            let window = Window::parse(&e.valid_from, e.valid_until.as_deref()).map_err(key_err)?;
+            keys.push(Pinned {
+                version: e.version,
+                key,
+                window,
+            });
+        }
+        keys.sort_by_key(|k| k.version);
+        Ok(Self {
+            federation: file.federation,
+            keys,
+        })
+    }
+
+    /// Keys in use at `at` (usually one; two during a rotation's overlap).
+    pub fn active(&self, at: OffsetDateTime) -> impl Iterator<Item = &Pinned> {
+        self.keys.iter().filter(move |k| k.window.contains(at))
+    }
+
+    pub fn get(&self, version: u32) -> Option<&Pinned> {
+        self.keys.iter().find(|k| k.version == version)
+    }
+
+    pub fn versions(&self) -> Vec<u32> {
+        self.keys.iter().map(|k| k.version).collect()
+    }
+}
+
+const SECRET_HEADER: &str = "# CaseBridge OPRF key service keys. SECRET: only the key service (and its\n# replicas) hold this file (mode 0600); never a node. Generated by\n# `casebridge keyservice keys`.\n";
+const PUBLIC_HEADER: &str = "# CaseBridge OPRF public keys, pinned by every node (`key_service.public_keys`\n# in node.toml). Not secret; distribute it with the federation CA.\n";
+
+fn random_seed() -> String {
+    let mut seed = [0u8; SEED_BYTES];
+    aws_lc_rs::rand::fill(&mut seed).expect("the system RNG is available");
+    B64.encode(seed)
+}
+
+fn write_secret(path: &Path, file: &SecretFile, overwrite: bool) -> Result<(), OprfKeysError> {
+    let text = toml::to_string(file).map_err(|e| OprfKeysError::File {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    write_private(path, &format!("{SECRET_HEADER}{text}"), overwrite).map_err(|e| {
+        OprfKeysError::File {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        }
+    })
+}
+
+/// Writes a new secret key file with one key ([`FIRST_VERSION`]) valid from
+/// now; never overwrites.
+pub fn generate(path: &Path, federation: &FederationName) -> Result<(), OprfKeysError> {
+    write_secret(
+        path,
+        &SecretFile {
+            federation: federation.clone(),
+            keys: vec![SecretEntry {
+                version: FIRST_VERSION,
+                seed: random_seed(),
+                valid_from: format_time(OffsetDateTime::now_utc()),
+                valid_until: None,
+            }],
+        },
+        false,
+    )
+}
+
+/// Adds a key valid from `from` and ends every open-ended key `overlap`
+/// after it. Publish the new public file to every node before `from`.
+/// Returns the new version.
+pub fn rotate(
+    path: &Path,
+    from: OffsetDateTime,
+    overlap: time::Duration,
+) -> Result<u32, OprfKeysError> {
+    SecretKeys::load(path)?; // validates the current file and its permissions
+    let mut file: SecretFile = read(path)?;
+    let version = file.keys.iter().map(|k| k.version).max().unwrap_or(0) + 1;
+    let until = from + overlap;
+    for k in &mut file.keys {
+        let ends_later = match &k.valid_until {
+            None => true,
+            Some(u) => parse_time(u).is_ok_and(|u| u > until),
+        };
+        if ends_later {
+            k.valid_until = Some(format_time(until));
+        }
+    }
+    file.keys.push(SecretEntry {
+        version,
+        seed: random_seed(),
+        valid_from: format_time(from),
+        valid_until: None,
+    });
+    write_secret(path, &file, true)?;
+    Ok(version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generate_publish_rotate_and_overlap() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("oprf-secret.toml");
+        let public = dir.path().join("oprf-keys.toml");
+        let fed = FederationName::new("demo.cb").unwrap();
+        generate(&secret, &fed).unwrap();
+        assert!(generate(&secret, &fed).is_err(), "never overwrites");
+        let keys = SecretKeys::load(&secret).unwrap();
+        std::fs::write(&public, keys.public_file()).unwrap();
+        let pinned = PinnedKeys::load(&public).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let active: Vec<u32> = pinned.active(now).map(|k| k.version).collect();
+        assert_eq!(active, [FIRST_VERSION]);
+        assert_eq!(
+            pinned.get(FIRST_VERSION).unwrap().key,
+            keys.get(FIRST_VERSION).unwrap().0.public_key()
+        );
+
+        let v = rotate(&secret, now, time::Duration::days(30)).unwrap();
+        assert_eq!(v, FIRST_VERSION + 1);
+        let keys = SecretKeys::load(&secret).unwrap();
+        std::fs::write(&public, keys.public_file()).unwrap();
+        let pinned = PinnedKeys::load(&public).unwrap();
+        let at = OffsetDateTime::now_utc();
+        assert_eq!(
+            pinned.active(at).map(|k| k.version).collect::<Vec<_>>(),
+            [FIRST_VERSION, v],
+            "overlap"
+        );
+        let later = at + time::Duration::days(31);
+        assert_eq!(
+            pinned.active(later).map(|k| k.version).collect::<Vec<_>>(),
+            [v]
+        );
+        assert!(
+            !std::fs::read_to_string(&public).unwrap().contains("seed"),
+            "the public file holds no seed"
+        );
+    }
+
+    #[test]
+    fn low_versions_and_readable_secrets_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let public = dir.path().join("oprf-keys.toml");
+        let key = ServerKey::derive(&[1u8; 32], "demo.cb", 1001).unwrap();
+        let text = format!(
+            "federation = \"demo.cb\"\n[[keys]]\nversion = 1\npublic_key = \"{}\"\nvalid_from = \"2026-01-01T00:00:00Z\"\n",
+            B64.encode(key.public_key().to_bytes())
+        );
+        std::fs::write(&public, text).unwrap();
+        let err = PinnedKeys::load(&public).unwrap_err().to_string();
+        assert!(err.contains("start at 1001"), "{err}");
+        let bad = "federation = \"demo.cb\"\n[[keys]]\nversion = 1001\npublic_key = \"AAAA\"\nvalid_from = \"2026-01-01T00:00:00Z\"\n";
+        std::fs::write(&public, bad).unwrap();
+        let err = PinnedKeys::load(&public).unwrap_err().to_string();
+        assert!(err.contains("3 bytes, not 32"), "{err}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let secret = dir.path().join("s.toml");
+            generate(&secret, &FederationName::new("demo.cb").unwrap()).unwrap();
+            std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let err = SecretKeys::load(&secret).err().unwrap().to_string();
+            assert!(err.contains("chmod 600"), "{err}");
+        }
+    }
+}
