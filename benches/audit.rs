@@ -38,6 +38,7 @@ fn scope() -> MatchScope {
 
 fn record(id: &AlertId) -> StoredAlert {
     StoredAlert {
+        tokens_pending: false,
         alert: Some(Alert {
             id: id.to_string(),
             origin: "police".into(),

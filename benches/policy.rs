@@ -79,6 +79,7 @@ fn main() {
 
     let alerts: Vec<StoredAlert> = (0..1000)
         .map(|_| StoredAlert {
+            tokens_pending: false,
             alert: Some(Alert {
                 id: AlertId::generate(&own).to_string(),
                 origin: own.to_string(),

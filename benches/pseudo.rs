@@ -117,6 +117,7 @@ fn main() {
             value: aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &i.to_be_bytes()).as_ref().to_vec(),
         };
         let record = |id: &AlertId, tokens: Vec<Token>| StoredAlert {
+            tokens_pending: false,
             alert: Some(Alert {
                 id: id.to_string(),
                 origin: id.origin().to_string(),

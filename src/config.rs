@@ -18,6 +18,11 @@ use toml::Spanned;
 
 use crate::ids::{AgencyId, ClientName, FederationName};
 
+mod keyservice;
+pub use keyservice::{
+    BudgetConfig, KeyServiceClientConfig, KeyServiceConfig, KeyServiceTls, NodeBudget,
+};
+
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("{file}: cannot read: {source}")]
@@ -165,6 +170,10 @@ pub struct NodeConfig {
     pub audit: AuditConfig,
     #[serde(default)]
     pub console: ConsoleConfig,
+    /// The federation's OPRF key service; without it exact tokens come from
+    /// the key ring (HMAC), as before issue 18.
+    #[serde(default)]
+    pub key_service: Option<KeyServiceClientConfig>,
 }
 
 /// The tamper-evident audit log (`docs/operator-guide.md`).
@@ -606,6 +615,9 @@ impl NodeConfig {
         if let Some(tests) = cfg.sharing.tests.as_mut() {
             resolve(&base, tests.get_mut());
         }
+        if let Some(ks) = cfg.key_service.as_mut() {
+            ks.resolve(&base);
+        }
         cfg.validate(file, src)?;
         Ok(cfg)
     }
@@ -714,6 +726,9 @@ impl NodeConfig {
                 key_offset(src, "possible_threshold"),
                 "matching.possible_threshold must not be above matching.likely_threshold",
             ));
+        }
+        if let Some(ks) = &self.key_service {
+            ks.validate(file, src, self.matching.key_ring.is_some())?;
         }
         if self.alerts.default_retention_days > self.alerts.max_retention_days {
             return Err(at(

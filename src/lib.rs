@@ -20,10 +20,12 @@
 //!   the only module that touches the engine).
 //! - Domain operations: [`sharing`] (the policy in force), [`exchange`]
 //!   (outbox entries, delivery out and in), [`alert`] (the local alert
-//!   lifecycle), [`lookup`] (federation lookup).
+//!   lifecycle), [`lookup`] (federation lookup), [`tokens`] (exact tokens
+//!   from the OPRF key service).
 //! - [`core`]: the state one node shares, and the administrator's operations.
 //! - Channels and tools: [`api`] (thin tonic services), [`client`] (a typed
-//!   client of a node), [`certs`] (a development PKI).
+//!   client of a node), [`certs`] (a development PKI), [`keyservice`] (the
+//!   federation's OPRF key service, a process of its own).
 //! - [`node`]: wires it into a running node with two TLS listeners.
 //! - [`cli`]: the `casebridge` command line.
 #![forbid(unsafe_code)]
@@ -42,6 +44,7 @@ pub mod disclosure;
 pub mod exchange;
 pub mod identity;
 pub mod ids;
+pub mod keyservice;
 pub mod lookup;
 pub mod matching;
 pub mod metrics;
@@ -59,5 +62,6 @@ pub mod sharing;
 pub mod store;
 pub mod tabular;
 pub mod time;
+pub mod tokens;
 pub mod validate;
 pub mod violation;

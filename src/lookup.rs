@@ -36,6 +36,8 @@ pub enum LookupError {
     RateLimited(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Tokens(crate::tokens::TokenError),
 }
 
 /// Most tokens plus encodings a peer lookup may carry.
@@ -44,6 +46,8 @@ const MAX_PROBES: usize = 256;
 pub struct Lookups {
     store: Arc<Store>,
     pseudo: Arc<Pseudonymizer>,
+    /// Exact tokens from the OPRF key service, when configured.
+    tokenizer: Arc<crate::tokens::Tokenizer>,
     own: AgencyId,
     federation: FederationName,
     peers: BTreeMap<AgencyId, String>,
@@ -73,9 +77,11 @@ pub struct LookupSettings {
 }
 
 impl Lookups {
+    #[allow(clippy::too_many_arguments)] // plain wiring, called once by `core::open`
     pub fn new(
         store: Arc<Store>,
         pseudo: Arc<Pseudonymizer>,
+        tokenizer: Arc<crate::tokens::Tokenizer>,
         own: NodeIdentity,
         peers: BTreeMap<AgencyId, String>,
         tls: tokio::sync::watch::Receiver<Arc<rustls::ClientConfig>>,
@@ -85,6 +91,7 @@ impl Lookups {
         Self {
             store,
             pseudo,
+            tokenizer,
             own: own.agency,
             federation: own.federation,
             peers,
@@ -216,10 +223,16 @@ impl Lookups {
                 .map(|(id, a)| (id.clone(), a.clone()))
                 .collect();
         }
-        let (tokens, encodings) = self
+        let (mut tokens, encodings) = self
             .pseudo
             .identifiers(&req.identifiers, "identifiers", OffsetDateTime::now_utc())
             .map_err(LookupError::Invalid)?;
+        // A lookup cannot wait for the key service to come back: it fails
+        // (UNAVAILABLE, or RESOURCE_EXHAUSTED with the next allowance).
+        self.tokenizer
+            .complete_identifiers(&req.identifiers, &mut tokens)
+            .await
+            .map_err(LookupError::Tokens)?;
         let probe = PeerLookupRequest { tokens, encodings };
         // Our own alerts only: an alert we received is its origin's to
         // report (in that agency's answer), or it would be listed twice.

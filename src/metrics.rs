@@ -102,6 +102,14 @@ pub struct Metrics {
     pub disclosure_answer: Family<Labels, Histogram, fn() -> Histogram>,
     /// Final decisions, per peer, direction and outcome.
     pub disclosure_decisions: Family<Labels, Counter>,
+    /// Calls to the OPRF key service, by outcome (`ok`, `unavailable`,
+    /// `over_budget`, `refused_proof`, `error`).
+    pub keyservice_calls: Family<Labels, Counter>,
+    /// Elements (identifiers × key versions) the key service evaluated for us.
+    pub keyservice_elements: Counter,
+    /// Own alerts stored while the key service was unreachable, waiting for
+    /// their tokens (set at every scrape).
+    pub tokens_pending: Gauge,
 }
 
 impl Default for Metrics {
@@ -135,6 +143,9 @@ impl Metrics {
             disclosure_overdue: Family::default(),
             disclosure_answer: Family::new_with_constructor(answer_histogram as fn() -> Histogram),
             disclosure_decisions: Family::default(),
+            keyservice_calls: Family::default(),
+            keyservice_elements: Counter::default(),
+            tokens_pending: Gauge::default(),
         };
         r.register("submits", "Client submits, by outcome", m.submits.clone());
         r.register(
@@ -227,6 +238,21 @@ impl Metrics {
             "disclosure_decisions",
             "Final decisions on disclosure requests, per peer, direction and outcome",
             m.disclosure_decisions.clone(),
+        );
+        r.register(
+            "keyservice_calls",
+            "Calls to the OPRF key service, by outcome",
+            m.keyservice_calls.clone(),
+        );
+        r.register(
+            "keyservice_elements",
+            "Elements the OPRF key service evaluated for this node",
+            m.keyservice_elements.clone(),
+        );
+        r.register(
+            "tokens_pending",
+            "Own alerts stored without their tokens while the key service was unreachable",
+            m.tokens_pending.clone(),
         );
         Self {
             registry: Arc::new(r),
@@ -321,16 +347,18 @@ pub fn age_secs(t: Option<SystemTime>) -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// The text exposition of a process's series, produced at each scrape (a
+/// node first sets the gauges it reads from its store).
+pub type Render = Arc<dyn Fn() -> String + Send + Sync>;
+
 /// Serves, until `shutdown`:
-/// - `GET /metrics`: the text exposition (`refresh` first sets the gauges
-///   read from the store);
+/// - `GET /metrics`: the text exposition `render` gives;
 /// - `GET /healthz`: 200 while the process serves (liveness);
 /// - `GET /readyz`: 200 while `ready()`, 503 once shutdown has started
 ///   (readiness), for probes that cannot speak mutual TLS, like kubelet's.
 pub async fn serve(
     listener: TcpListener,
-    metrics: Metrics,
-    refresh: Arc<dyn Fn(&Metrics) + Send + Sync>,
+    render: Render,
     ready: Arc<dyn Fn() -> bool + Send + Sync>,
     shutdown: CancellationToken,
 ) {
@@ -346,10 +374,10 @@ pub async fn serve(
                 }
             },
         };
-        let (metrics, refresh, ready) = (metrics.clone(), refresh.clone(), ready.clone());
+        let (render, ready) = (render.clone(), ready.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let (metrics, refresh, ready) = (metrics.clone(), refresh.clone(), ready.clone());
+                let (render, ready) = (render.clone(), ready.clone());
                 async move {
                     let text = |status: StatusCode, body: &'static [u8]| {
                         Response::builder()
@@ -357,15 +385,12 @@ pub async fn serve(
                             .body(Full::new(Bytes::from_static(body)))
                     };
                     match req.uri().path() {
-                        "/metrics" => {
-                            refresh(&metrics);
-                            Response::builder()
-                                .header(
-                                    "content-type",
-                                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                                )
-                                .body(Full::new(Bytes::from(metrics.render())))
-                        }
+                        "/metrics" => Response::builder()
+                            .header(
+                                "content-type",
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )
+                            .body(Full::new(Bytes::from(render()))),
                         "/healthz" => text(StatusCode::OK, b"ok\n"),
                         "/readyz" if ready() => text(StatusCode::OK, b"ready\n"),
                         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, b"draining\n"),
@@ -381,6 +406,73 @@ pub async fn serve(
             // Bounded: a scraper that stalls cannot hold a task forever.
             let _ = tokio::time::timeout(Duration::from_secs(30), conn).await;
         });
+    }
+}
+
+/// The key service's series (`casebridge keyservice run`): per node, what
+/// it evaluated and what it refused, so an operator sees which member is
+/// enumerating. Labels are agency ids and reasons, never elements.
+#[derive(Clone)]
+pub struct KeyServiceMetrics {
+    registry: Arc<Registry>,
+    /// Elements evaluated, per node.
+    pub elements: Family<Labels, Counter>,
+    /// Evaluate calls, per node and outcome (`ok`, `over_budget`, `invalid`,
+    /// `unknown_key`).
+    pub requests: Family<Labels, Counter>,
+    /// Refused calls, per node and reason (`per_minute`, `per_day`,
+    /// `batch_too_large`).
+    pub refusals: Family<Labels, Counter>,
+    /// Elements left of each node's daily budget after its last call.
+    pub day_remaining: Family<Labels, Gauge>,
+}
+
+impl Default for KeyServiceMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl KeyServiceMetrics {
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("casebridge_keyservice");
+        let m = Self {
+            registry: Arc::new(Registry::default()),
+            elements: Family::default(),
+            requests: Family::default(),
+            refusals: Family::default(),
+            day_remaining: Family::default(),
+        };
+        r.register(
+            "elements",
+            "Blinded elements evaluated, per node",
+            m.elements.clone(),
+        );
+        r.register(
+            "requests",
+            "Evaluate calls, per node and outcome",
+            m.requests.clone(),
+        );
+        r.register(
+            "refusals",
+            "Evaluate calls refused for budget, per node and reason",
+            m.refusals.clone(),
+        );
+        r.register(
+            "day_remaining",
+            "Elements left of a node's daily budget after its last call",
+            m.day_remaining.clone(),
+        );
+        Self {
+            registry: Arc::new(r),
+            ..m
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = encode(&mut out, &self.registry);
+        out
     }
 }
 

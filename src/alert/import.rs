@@ -96,6 +96,21 @@ impl Ledger {
                 outcome: outcome as i32,
             });
         }
+        // An unchanged record is not written, so it needs no tokens: do not
+        // spend the key service's budget on it. (Should it change before the
+        // write after all, the version is stored pending and completed.)
+        let pseudonyms = if self.tokens.uses_key_service()
+            && matches!(
+                self.store.imported(source, source_id, digest.as_ref())?,
+                Some((_, true))
+            ) {
+            super::Pseudonyms {
+                subjects: pseudonyms,
+                tokens_pending: true,
+            }
+        } else {
+            self.tokenize(&draft.subjects, pseudonyms).await?
+        };
         let new_id = AlertId::generate(&self.agency);
         let decided = Mutex::new(Vec::new());
         let written = self

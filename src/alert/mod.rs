@@ -5,8 +5,10 @@
 
 mod backfill;
 mod import;
+mod pending;
 mod rematch;
 
+pub use pending::PendingReport;
 pub use rematch::RematchReport;
 
 use std::sync::{Arc, Mutex};
@@ -28,6 +30,7 @@ use crate::pseudo::Pseudonymizer;
 use crate::sharing::Sharing;
 use crate::store::{LocalWrite, OutboxItem, RequestKey, Store, StoreError, TxError};
 use crate::time::timestamp;
+use crate::tokens::{TokenError, Tokenizer};
 use crate::validate;
 pub use crate::validate::FieldViolation;
 use prost::Message;
@@ -50,6 +53,11 @@ pub enum AlertError {
     },
     #[error("storage failure: {0}")]
     Store(String),
+    /// Exact tokens could not be derived and the alert was not stored
+    /// (a proof that does not verify, a refused request): never an outage,
+    /// which stores the alert with its tokens pending instead.
+    #[error("{0}")]
+    Tokens(TokenError),
 }
 
 impl From<StoreError> for AlertError {
@@ -109,6 +117,14 @@ fn draft_digest(draft: Option<&AlertDraft>) -> aws_lc_rs::digest::Digest {
     )
 }
 
+/// The pseudonymous subjects of a version, and whether the key service's
+/// tokens are still missing from them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Pseudonyms {
+    pub subjects: Vec<SharedSubject>,
+    pub tokens_pending: bool,
+}
+
 /// The agency's own alert book.
 pub struct Ledger {
     store: Arc<Store>,
@@ -119,6 +135,8 @@ pub struct Ledger {
     limits: Limits,
     rules: AlertRules,
     pseudo: Arc<Pseudonymizer>,
+    /// Exact tokens from the OPRF key service, when configured.
+    tokens: Arc<Tokenizer>,
     /// The sharing policy in force; without one nothing is shared.
     sharing: Arc<Sharing>,
     metrics: crate::metrics::Metrics,
@@ -133,6 +151,7 @@ impl Ledger {
         limits: Limits,
         rules: AlertRules,
         pseudo: Arc<Pseudonymizer>,
+        tokens: Arc<Tokenizer>,
         sharing: Arc<Sharing>,
         metrics: crate::metrics::Metrics,
     ) -> Self {
@@ -143,6 +162,7 @@ impl Ledger {
             limits,
             rules,
             pseudo,
+            tokens,
             sharing,
             metrics,
         }
@@ -155,7 +175,11 @@ impl Ledger {
     /// evaluates.
     pub fn record_for_test(&self, draft: AlertDraft) -> Result<StoredAlert, AlertError> {
         let now = SystemTime::now();
-        let (draft, pseudonyms) = self.prepare(Some(draft), now)?;
+        let (draft, mut pseudonyms) = self.prepare(Some(draft), now)?;
+        if self.tokens.uses_key_service() {
+            self.pseudo
+                .add_stand_in_tokens(&draft.subjects, &mut pseudonyms);
+        }
         Ok(StoredAlert {
             alert: Some(Alert {
                 id: AlertId::generate(&self.agency).to_string(),
@@ -169,6 +193,7 @@ impl Ledger {
             shared_with: Vec::new(),
             pseudonyms,
             withdrawn_from: Vec::new(),
+            tokens_pending: false,
         })
     }
 
@@ -203,6 +228,37 @@ impl Ledger {
             .pseudonymize(&draft.subjects, "draft.subjects", now.into())
             .map_err(AlertError::Invalid)?;
         Ok((draft, pseudonyms))
+    }
+
+    /// The key service's tokens added to `subjects` (the pseudonyms of
+    /// `draft_subjects`). An outage or an exhausted budget does not refuse
+    /// the write: the version is stored with its tokens pending and no
+    /// subject shared, and `pending` completes it once the key service
+    /// answers (the caller's acknowledgement never waits longer than
+    /// `key_service.timeout_ms`).
+    async fn tokenize(
+        &self,
+        draft_subjects: &[crate::proto::v1::Subject],
+        mut subjects: Vec<SharedSubject>,
+    ) -> Result<Pseudonyms, AlertError> {
+        match self
+            .tokens
+            .complete_subjects(draft_subjects, &mut subjects)
+            .await
+        {
+            Ok(()) => Ok(Pseudonyms {
+                subjects,
+                tokens_pending: false,
+            }),
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, "exact tokens pending: the alert is stored and its subjects shared once the key service answers");
+                Ok(Pseudonyms {
+                    subjects,
+                    tokens_pending: true,
+                })
+            }
+            Err(e) => Err(AlertError::Tokens(e)),
+        }
     }
 
     /// Who gets this version and what each one gets. A tombstone goes to
@@ -320,6 +376,7 @@ impl Ledger {
         }
         let request_key = (!request_id.is_empty())
             .then(|| format!("{}\0{}", client.name, request_id).into_bytes());
+        let pseudonyms = self.tokenize(&draft.subjects, pseudonyms).await?;
         let id = AlertId::generate(&self.agency);
         let decided = Mutex::new(Vec::new());
         let alert = self.new_alert(&id, now, draft);
@@ -373,14 +430,15 @@ impl Ledger {
     fn first_version(
         &self,
         alert: Alert,
-        pseudonyms: Vec<SharedSubject>,
+        pseudonyms: Pseudonyms,
         decided: &Mutex<Vec<(AgencyId, bool)>>,
     ) -> (StoredAlert, Vec<OutboxItem>) {
         let mut record = StoredAlert {
             alert: Some(alert),
             shared_with: Vec::new(),
-            pseudonyms,
+            pseudonyms: pseudonyms.subjects,
             withdrawn_from: Vec::new(),
+            tokens_pending: pseudonyms.tokens_pending,
         };
         let (shared_with, items) = self.outbound_for(&record, &[], decided);
         record.shared_with = shared_with.iter().map(ToString::to_string).collect();
@@ -396,7 +454,7 @@ impl Ledger {
         mut record: StoredAlert,
         expected_version: u64,
         now: pbjson_types::Timestamp,
-        change: impl FnOnce(&mut Alert, &mut Vec<SharedSubject>),
+        change: impl FnOnce(&mut Alert, &mut Pseudonyms),
         decided: &Mutex<Vec<(AgencyId, bool)>>,
     ) -> Result<(StoredAlert, Vec<OutboxItem>), AlertError> {
         let mut alert = record.alert.clone().unwrap_or_default();
@@ -410,9 +468,13 @@ impl Ledger {
                 current: alert.version,
             });
         }
-        let mut pseudonyms = record.pseudonyms.clone();
+        let mut pseudonyms = Pseudonyms {
+            subjects: record.pseudonyms.clone(),
+            tokens_pending: record.tokens_pending,
+        };
         change(&mut alert, &mut pseudonyms);
-        record.pseudonyms = pseudonyms;
+        record.pseudonyms = pseudonyms.subjects;
+        record.tokens_pending = pseudonyms.tokens_pending && !alert.retracted;
         alert.version += 1;
         alert.updated_at = Some(now);
         let had: Vec<AgencyId> = record
@@ -434,7 +496,7 @@ impl Ledger {
         id: &str,
         expected_version: u64,
         call: &CallEntry,
-        change: impl FnOnce(&mut Alert, &mut Vec<SharedSubject>),
+        change: impl FnOnce(&mut Alert, &mut Pseudonyms),
     ) -> Result<Alert, AlertError> {
         let id = self.own_id(id)?;
         let now = timestamp(SystemTime::now());
@@ -467,7 +529,8 @@ impl Ledger {
         draft: Option<AlertDraft>,
         call: &CallEntry,
     ) -> Result<Alert, AlertError> {
-        let (draft, new_pseudonyms) = self.prepare(draft, SystemTime::now())?;
+        let (draft, subjects) = self.prepare(draft, SystemTime::now())?;
+        let new_pseudonyms = self.tokenize(&draft.subjects, subjects).await?;
         self.change(id, expected_version, call, |alert, pseudonyms| {
             alert.content = draft.content;
             alert.subjects = draft.subjects;
@@ -493,7 +556,7 @@ impl Ledger {
             alert.retraction_reason = reason.to_owned();
             alert.content = None;
             alert.subjects.clear();
-            pseudonyms.clear();
+            *pseudonyms = Pseudonyms::default();
         })
         .await
     }

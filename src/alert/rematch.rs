@@ -56,13 +56,24 @@ impl Ledger {
                     .collect()
             })
             .unwrap_or_default();
-        format!(
+        let mut settings = format!(
             "scheme={} likely={} possible={} keys={}",
             String::from_utf8_lossy(crate::pseudo::person::SCHEME),
             band.likely,
             band.possible,
             keys.join(",")
-        )
+        );
+        // Exact tokens from the key service (only then, so stores of nodes
+        // without one keep the settings they were brought under).
+        if self.tokens.uses_key_service() {
+            let oprf: Vec<String> = self.tokens.versions().iter().map(u32::to_string).collect();
+            settings.push_str(&format!(
+                " oprf={} ring_tokens={}",
+                oprf.join(","),
+                self.pseudo.ring_tokens()
+            ));
+        }
+        settings
     }
 
     /// Brings every own alert under the matching settings in force, if the
@@ -93,7 +104,7 @@ impl Ledger {
                 continue; // purged meanwhile
             };
             let Some(alert) = &record.alert else { continue };
-            match self.fresh_pseudonyms(&record) {
+            match self.fresh_pseudonyms(&record).await? {
                 Some(fresh) => {
                     let call = CallEntry::new(
                         Event::new(NODE, Action::AlertUpdate, "OK")
@@ -125,18 +136,34 @@ impl Ledger {
         Ok(report)
     }
 
-    /// The pseudonyms `record`'s subjects get now, when they differ from
-    /// those it holds.
-    fn fresh_pseudonyms(
+    /// The pseudonyms `record`'s subjects get now (with the key service's
+    /// tokens, when configured), when they differ from those it holds.
+    async fn fresh_pseudonyms(
         &self,
         record: &StoredAlert,
-    ) -> Option<Vec<crate::proto::v1::SharedSubject>> {
-        let alert = record.alert.as_ref()?;
-        let fresh = self
-            .pseudo
-            .pseudonymize(&alert.subjects, "subjects", SystemTime::now().into())
-            .ok()?;
-        (fresh != record.pseudonyms).then_some(fresh)
+    ) -> Result<Option<super::Pseudonyms>, AlertError> {
+        let Some(alert) = record.alert.as_ref() else {
+            return Ok(None);
+        };
+        let Ok(subjects) =
+            self.pseudo
+                .pseudonymize(&alert.subjects, "subjects", SystemTime::now().into())
+        else {
+            return Ok(None);
+        };
+        let mut subjects = subjects;
+        // An outage stops the pass (retried at the next start) instead of
+        // storing every alert anew with its tokens pending.
+        self.tokens
+            .complete_subjects(&alert.subjects, &mut subjects)
+            .await
+            .map_err(AlertError::Tokens)?;
+        Ok(
+            (subjects != record.pseudonyms || record.tokens_pending).then_some(super::Pseudonyms {
+                subjects,
+                tokens_pending: false,
+            }),
+        )
     }
 
     /// Writes `fresh` pseudonyms as a new version of own alert `id` (the
@@ -145,11 +172,11 @@ impl Ledger {
         &self,
         id: &str,
         version: u64,
-        fresh: Vec<crate::proto::v1::SharedSubject>,
+        fresh: super::Pseudonyms,
         call: &CallEntry,
     ) -> Result<(), AlertError> {
         self.change(id, version, call, |_, pseudonyms| {
-            *pseudonyms = fresh.clone();
+            *pseudonyms = fresh;
         })
         .await
         .map(|_| ())

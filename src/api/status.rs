@@ -25,6 +25,32 @@ impl From<AlertError> for Status {
                 tracing::error!(error = %detail, "storage failure");
                 Status::unavailable("the node could not store or read the alert; retry later")
             }
+            AlertError::Tokens(t) => token_status(t),
+        }
+    }
+}
+
+/// Why exact tokens could not be had from the key service, as the caller
+/// should read it: UNAVAILABLE for an outage, RESOURCE_EXHAUSTED with the
+/// time of the next allowance for a spent budget, FAILED_PRECONDITION for
+/// a key service whose proof does not verify (the operator must act).
+pub fn token_status(e: &crate::tokens::TokenError) -> Status {
+    use crate::pseudo::oprf::OprfError;
+    use crate::tokens::TokenError;
+    match e {
+        TokenError::Unavailable(_) => Status::unavailable(e.to_string()),
+        TokenError::OverBudget { retry_after, .. } => match retry_after {
+            Some(d) => Status::with_error_details(
+                Code::ResourceExhausted,
+                e.to_string(),
+                ErrorDetails::with_retry_info(Some(*d)),
+            ),
+            None => Status::resource_exhausted(e.to_string()),
+        },
+        TokenError::Oprf(OprfError::InputTooLong(_)) => Status::invalid_argument(e.to_string()),
+        TokenError::Oprf(_) | TokenError::NoKey(_) | TokenError::Refused(_) => {
+            tracing::error!(error = %e, "exact tokens refused");
+            Status::failed_precondition(e.to_string())
         }
     }
 }
@@ -50,6 +76,7 @@ impl From<crate::disclosure::DisclosureError> for Status {
                 Status::failed_precondition(e.to_string())
             }
             DisclosureError::Store(e) => store_unavailable(e),
+            DisclosureError::Tokens(t) => token_status(&t),
         }
     }
 }
@@ -73,6 +100,7 @@ impl From<crate::lookup::LookupError> for Status {
             LookupError::Invalid(v) => AlertError::Invalid(v).into(),
             LookupError::RateLimited(_) => Status::resource_exhausted(e.to_string()),
             LookupError::Store(e) => store_unavailable(e),
+            LookupError::Tokens(t) => token_status(&t),
         }
     }
 }

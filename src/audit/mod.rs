@@ -133,6 +133,14 @@ actions! {
     Handshake = "tls.handshake",
     NodeStart = "node.start",
     NodeStop = "node.stop",
+    // Exact tokens (issue 18): on a node, tokens derived for alerts stored
+    // while the key service was unreachable.
+    TokensDerive = "tokens.derive",
+    // The OPRF key service's own log (counts per node, never values).
+    KeyServiceEvaluate = "keyservice.evaluate",
+    KeyServiceKeys = "keyservice.keys",
+    KeyServiceStart = "keyservice.start",
+    KeyServiceStop = "keyservice.stop",
 }
 
 impl fmt::Display for Action {

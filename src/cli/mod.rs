@@ -12,6 +12,7 @@ mod audit;
 mod certs;
 mod demo;
 mod exit;
+mod keyservice;
 mod node;
 mod output;
 mod policy;
@@ -98,6 +99,11 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: pseudo::KeysCommand,
+    },
+    /// The federation's OPRF key service: run it, manage its keys.
+    Keyservice {
+        #[command(subcommand)]
+        command: keyservice::KeyServiceCommand,
     },
     /// Sharing policy: validate and explain before going live.
     Policy {
@@ -221,6 +227,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Certs { command } => certs::run(command),
         Command::Demo(args) => demo::run(args).await,
         Command::Keys { command } => pseudo::keys(command),
+        Command::Keyservice { command } => keyservice::run(command).await,
         Command::Policy { command } => policy::run(command, json, client_config).await,
         Command::Pseudo { command } => pseudo::pseudo(command, json),
         Command::Audit { command } => audit::audit(command, client_config).await,

@@ -182,11 +182,16 @@ fn record_from_draft(
         .default_phone_region
         .as_ref()
         .map(|r| r.get_ref().clone());
-    let pseudonyms = Pseudonymizer::new(ring, region)
+    let pseudo = Pseudonymizer::new(ring, region);
+    let mut pseudonyms = pseudo
         .pseudonymize(&draft.subjects, "draft.subjects", now.into())
         .map_err(invalid)?;
+    if config.key_service.is_some() {
+        pseudo.add_stand_in_tokens(&draft.subjects, &mut pseudonyms);
+    }
     let own = config.agency().clone();
     Ok(StoredAlert {
+        tokens_pending: false,
         alert: Some(Alert {
             id: AlertId::generate(&own).to_string(),
             origin: own.to_string(),

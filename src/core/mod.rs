@@ -59,6 +59,14 @@ pub enum NodeError {
         found: String,
         expected: String,
     },
+    #[error(transparent)]
+    OprfKeys(#[from] crate::pseudo::oprf_keys::OprfKeysError),
+    #[error("pinned OPRF keys {path} are for federation {found}, this node is in {expected}")]
+    OprfFederation {
+        path: std::path::PathBuf,
+        found: String,
+        expected: String,
+    },
     #[error("node certificate names {found}, but the config is for {expected}")]
     WrongCertificate { found: String, expected: String },
     #[error("{listener} listener failed: {reason}")]
@@ -158,12 +166,19 @@ impl NodeCore {
             crate::audit::Action::ALL.iter().map(|a| a.as_str()),
         );
         store.set_metrics(metrics.clone());
+        let tokenizer = Arc::new(load_tokenizer(
+            config,
+            pseudo.clone(),
+            outgoing.clone(),
+            metrics.clone(),
+        )?);
         let disclosures = Arc::new(crate::disclosure::Disclosures::new(
             store.clone(),
             sharing.clone(),
             config.agency().clone(),
             peer_ids.iter().cloned(),
             pseudo.clone(),
+            tokenizer.clone(),
             config.disclosure.min_deadline_secs.secs(),
             metrics.clone(),
         ));
@@ -188,6 +203,7 @@ impl NodeCore {
                 limits.clone(),
                 config.alerts.clone(),
                 pseudo.clone(),
+                tokenizer.clone(),
                 sharing.clone(),
                 metrics.clone(),
             ),
@@ -195,6 +211,7 @@ impl NodeCore {
             lookups: Lookups::new(
                 store.clone(),
                 pseudo,
+                tokenizer,
                 own.clone(),
                 peers.into_iter().collect(),
                 outgoing,
@@ -282,6 +299,12 @@ fn load_pseudonymizer(config: &NodeConfig) -> Result<Pseudonymizer, NodeError> {
             None
         }
     };
+    // With a key service, the ring (if any) keys person encodings only,
+    // unless a migration asks for its exact tokens as well.
+    let ring_tokens = config
+        .key_service
+        .as_ref()
+        .is_none_or(|k| k.also_key_ring_tokens);
     Ok(Pseudonymizer::new(
         ring,
         config
@@ -289,5 +312,47 @@ fn load_pseudonymizer(config: &NodeConfig) -> Result<Pseudonymizer, NodeError> {
             .default_phone_region
             .as_ref()
             .map(|r| r.get_ref().clone()),
+    )
+    .with_ring_tokens(ring_tokens))
+}
+
+/// Exact tokens from the OPRF key service, when `[key_service]` is set:
+/// its pinned public keys (checked: this federation's, versions apart from
+/// the ring's), its addresses, and the identity its certificate must name.
+fn load_tokenizer(
+    config: &NodeConfig,
+    pseudo: Arc<Pseudonymizer>,
+    outgoing: OutgoingTls,
+    metrics: Metrics,
+) -> Result<crate::tokens::Tokenizer, NodeError> {
+    let Some(ks) = &config.key_service else {
+        return Ok(crate::tokens::Tokenizer::new(pseudo, None, metrics));
+    };
+    let path = ks.public_keys.get_ref();
+    let pinned = crate::pseudo::oprf_keys::PinnedKeys::load(path)?;
+    if pinned.federation != config.federation {
+        return Err(NodeError::OprfFederation {
+            path: path.clone(),
+            found: pinned.federation.to_string(),
+            expected: config.federation.to_string(),
+        });
+    }
+    if pinned
+        .active(time::OffsetDateTime::now_utc())
+        .next()
+        .is_none()
+    {
+        tracing::warn!(path = %path.display(), "no pinned OPRF key is valid now: alerts are stored with their tokens pending");
+    }
+    Ok(crate::tokens::Tokenizer::new(
+        pseudo,
+        Some(crate::tokens::ServiceSettings {
+            pinned,
+            addresses: ks.addresses.iter().map(|a| a.get_ref().clone()).collect(),
+            identity: crate::tokens::service_identity(&config.federation, &ks.identity),
+            tls: outgoing,
+            timeout: ks.timeout(),
+        }),
+        metrics,
     ))
 }

@@ -59,6 +59,8 @@ pub enum DisclosureError {
     Conflict(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Tokens(crate::tokens::TokenError),
 }
 
 /// What became of a decision, answer, release or withdrawal a peer sent.
@@ -105,6 +107,7 @@ pub struct Disclosures {
     own: AgencyId,
     peers: BTreeSet<AgencyId>,
     pseudo: Arc<Pseudonymizer>,
+    tokenizer: Arc<crate::tokens::Tokenizer>,
     min_deadline: Duration,
     metrics: crate::metrics::Metrics,
 }
@@ -170,12 +173,14 @@ pub fn as_of(mut case: DisclosureCase, now: SystemTime) -> DisclosureCase {
 }
 
 impl Disclosures {
+    #[allow(clippy::too_many_arguments)] // plain wiring, called once by `core::open`
     pub fn new(
         store: Arc<Store>,
         sharing: Arc<crate::sharing::Sharing>,
         own: AgencyId,
         peers: impl IntoIterator<Item = AgencyId>,
         pseudo: Arc<Pseudonymizer>,
+        tokenizer: Arc<crate::tokens::Tokenizer>,
         min_deadline: Duration,
         metrics: crate::metrics::Metrics,
     ) -> Self {
@@ -185,6 +190,7 @@ impl Disclosures {
             own,
             peers: peers.into_iter().collect(),
             pseudo,
+            tokenizer,
             min_deadline,
             metrics,
         }
@@ -242,6 +248,19 @@ impl Disclosures {
             "verification",
             OffsetDateTime::now_utc(),
         ) {
+            Ok((mut tokens, encodings)) if problems.is_empty() => {
+                // The holder checks these against its alert's tokens: the
+                // key service's, when the federation uses it.
+                self.tokenizer
+                    .complete_identifiers(&req.verification, &mut tokens)
+                    .await
+                    .map_err(DisclosureError::Tokens)?;
+                SharedSubject {
+                    role: SubjectRole::Unspecified as i32,
+                    tokens,
+                    encodings,
+                }
+            }
             Ok((tokens, encodings)) => SharedSubject {
                 role: SubjectRole::Unspecified as i32,
                 tokens,

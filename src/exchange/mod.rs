@@ -57,6 +57,7 @@ pub fn received_record(shared: SharedAlert) -> StoredAlert {
         shared.subjects
     };
     StoredAlert {
+        tokens_pending: false,
         alert: Some(Alert {
             id: shared.id,
             origin: shared.origin,

@@ -346,6 +346,45 @@ where
     })
 }
 
+/// Gives alerts stored during a key service outage their tokens, every
+/// few seconds while any wait; after a failure it waits longer each time
+/// (up to a minute), or until the next allowance a budget refusal names.
+async fn complete_pending_tokens(core: Arc<NodeCore>) {
+    const IDLE: Duration = Duration::from_secs(2);
+    const MAX_BACKOFF: Duration = Duration::from_secs(60);
+    let mut wait = IDLE;
+    loop {
+        tokio::select! {
+            _ = core.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        if !matches!(core.ledger.tokens_pending(), Ok(n) if n > 0) {
+            wait = IDLE;
+            continue;
+        }
+        match core.ledger.complete_pending().await {
+            Ok(r) => {
+                if r.completed > 0 {
+                    tracing::info!(
+                        completed = r.completed,
+                        left = r.left,
+                        "exact tokens derived for alerts stored during a key service outage"
+                    );
+                }
+                wait = if r.left > 0 { Duration::ZERO } else { IDLE };
+            }
+            Err(crate::alert::AlertError::Tokens(crate::tokens::TokenError::OverBudget {
+                retry_after: Some(after),
+                ..
+            })) => wait = after.clamp(IDLE, Duration::from_secs(3600)),
+            Err(e) => {
+                tracing::warn!(error = %e, "exact tokens still pending; retrying");
+                wait = (wait * 2).clamp(IDLE, MAX_BACKOFF);
+            }
+        }
+    }
+}
+
 /// Brings the store's own alerts under the matching settings in force
 /// (see `alert::rematch`), while the node serves.
 async fn rematch(core: Arc<NodeCore>) {
@@ -394,6 +433,7 @@ fn spawn_workers(
         tokio::spawn(tls_reloader.run(config.tls.crl_reload_secs.secs(), shutdown.clone())),
         tokio::spawn(warn_of_expiry(core.clone(), shutdown.clone())),
         tokio::spawn(rematch(core.clone())),
+        tokio::spawn(complete_pending_tokens(core.clone())),
     ];
     workers.extend(core.outbound.spawn_workers(
         DeliveryContext {
@@ -411,8 +451,10 @@ fn spawn_workers(
     ));
     if let Some(listener) = metrics_listener {
         let refresh_core = core.clone();
-        let refresh: Arc<dyn Fn(&Metrics) + Send + Sync> =
-            Arc::new(move |m: &Metrics| refresh_peer_gauges(&refresh_core, m));
+        let render: crate::metrics::Render = Arc::new(move || {
+            refresh_peer_gauges(&refresh_core, &refresh_core.metrics);
+            refresh_core.metrics.render()
+        });
         let ready_core = core.clone();
         let ready: Arc<dyn Fn() -> bool + Send + Sync> = Arc::new(move || {
             !ready_core
@@ -421,8 +463,7 @@ fn spawn_workers(
         });
         workers.push(tokio::spawn(crate::metrics::serve(
             listener,
-            core.metrics.clone(),
-            refresh,
+            render,
             ready,
             shutdown.clone(),
         )));
@@ -475,6 +516,9 @@ fn refresh_peer_gauges(core: &NodeCore, m: &Metrics) {
     }
     if let Ok(bytes) = core.store.disk_bytes() {
         m.store_bytes.set(bytes as i64);
+    }
+    if let Ok(n) = core.ledger.tokens_pending() {
+        m.tokens_pending.set(n as i64);
     }
     core.disclosures.refresh_metrics();
     if let Ok(free) = core.store.free_bytes() {

@@ -69,6 +69,7 @@ fn errors(src: &str) -> Vec<PolicyError> {
 fn alert(category: Category, severity: Severity, tlp: Tlp, origin: &str) -> StoredAlert {
     let id = crate::ids::AlertId::generate(&agency(origin));
     StoredAlert {
+        tokens_pending: false,
         alert: Some(Alert {
             id: id.to_string(),
             origin: origin.into(),

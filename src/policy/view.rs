@@ -29,7 +29,10 @@ pub fn shared_view_with(record: &StoredAlert, grant: &Grant) -> SharedAlert {
     let content = (!alert.retracted)
         .then(|| alert.content.clone().map(|c| generalize(c, grant)))
         .flatten();
-    let subjects = if alert.retracted {
+    // While its tokens wait for the key service, no subject leaves: a peer
+    // gets them all at once in the version that completes them.
+    let pending = record.tokens_pending && !alert.retracted;
+    let subjects = if alert.retracted || pending {
         Vec::new()
     } else {
         record
@@ -69,6 +72,7 @@ pub fn shared_view_with(record: &StoredAlert, grant: &Grant) -> SharedAlert {
         retraction_reason: alert.retraction_reason.clone(),
         content,
         subjects,
+        subjects_pending: pending,
     }
 }
 

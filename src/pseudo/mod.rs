@@ -34,6 +34,10 @@ pub const TOKEN_SCHEME: &[u8] = b"casebridge/token/v1";
 pub struct Pseudonymizer {
     ring: Option<KeyRing>,
     default_region: Option<String>,
+    /// Whether exact tokens come from the key ring (HMAC). Off once the
+    /// node takes them from the OPRF key service ([`oprf`]), when the ring
+    /// (if any) only keys person encodings; on for both during a migration.
+    ring_tokens: bool,
 }
 
 impl Pseudonymizer {
@@ -41,7 +45,52 @@ impl Pseudonymizer {
         Self {
             ring,
             default_region,
+            ring_tokens: true,
         }
+    }
+
+    /// Empty tokens of each identifier's type, standing in for the key
+    /// service's in a policy test: a policy looks only at which identifier
+    /// types a subject has, and a test must not spend the node's
+    /// evaluation budget. Never stored or sent.
+    pub fn add_stand_in_tokens(&self, subjects: &[Subject], shared: &mut [SharedSubject]) {
+        for (subject, shared) in subjects.iter().zip(shared.iter_mut()) {
+            for n in self.normalized(&subject.identifiers) {
+                shared.tokens.push(Token {
+                    r#type: n.kind as i32,
+                    ..Default::default()
+                });
+            }
+        }
+    }
+
+    /// Whether exact tokens come from the key ring.
+    pub fn ring_tokens(&self) -> bool {
+        self.ring_tokens && self.ring.is_some()
+    }
+
+    /// Whether exact tokens come from the key ring as well (see `ring_tokens`).
+    pub fn with_ring_tokens(mut self, on: bool) -> Self {
+        self.ring_tokens = on;
+        self
+    }
+
+    /// The normalized values of `identifiers` that make exact tokens (those
+    /// that cannot be normalized are left out: [`Pseudonymizer::identifiers`]
+    /// reports them).
+    pub fn normalized(&self, identifiers: &[Identifier]) -> Vec<Normalized> {
+        let mut out: Vec<Normalized> = identifiers
+            .iter()
+            .filter_map(|id| id.kind.as_ref())
+            .filter_map(|k| {
+                normalize::normalize(k, self.default_region.as_deref())
+                    .ok()
+                    .flatten()
+            })
+            .collect();
+        out.sort_by(|a, b| (a.kind as i32, &a.value).cmp(&(b.kind as i32, &b.value)));
+        out.dedup_by(|a, b| a.kind == b.kind && a.value == b.value);
+        out
     }
 
     pub fn ring(&self) -> Option<&KeyRing> {
@@ -50,7 +99,7 @@ impl Pseudonymizer {
 
     /// Tokens of one normalized identifier under every key active at `at`.
     pub fn tokens(&self, n: &Normalized, at: OffsetDateTime) -> Vec<Token> {
-        let Some(ring) = &self.ring else {
+        let Some(ring) = self.ring.as_ref().filter(|_| self.ring_tokens) else {
             return Vec::new();
         };
         ring.active(at)

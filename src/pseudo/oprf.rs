@@ -44,7 +44,7 @@ const TOKEN_LABEL: &[u8] = b"casebridge/token/v2/token";
 /// scheme made it: key ring (HMAC) versions stay below.
 pub const FIRST_VERSION: u32 = 1001;
 
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum OprfError {
     #[error("identifier too long for an OPRF input ({0} bytes framed; the most is 65,535)")]
     InputTooLong(usize),

@@ -127,6 +127,7 @@ impl Store {
         }
         index::reindex(w, current.as_ref(), &record)?;
         alert_log::record(w, &record)?;
+        super::tokens_pending::track(w, key, &record)?;
         if let Some(rk) = request_key {
             let mut value = key.as_bytes().to_vec();
             value.push(0);

@@ -39,6 +39,9 @@
 //! - `imports`: source ‖ 0 ‖ source id → alert id ‖ 0 ‖ SHA-256 of the
 //!   draft last imported for it (see `imports`): how a register imported
 //!   again updates its alerts instead of duplicating them.
+//! - `tokens_pending`: alert id → () for each own alert stored while the
+//!   OPRF key service was unreachable, kept in the transaction of every
+//!   local write (see `tokens_pending`): what `alert::pending` completes.
 //!
 //! Every store operation that changes something is **one transaction**: an
 //! alert with its outbox entries, indexes, the hits it makes and the audit
@@ -50,6 +53,7 @@
 //! - `alerts`: local writes, received deliveries, reading alerts back;
 //! - `alert_log`: the log of alert changes `WatchAlerts` follows;
 //! - `imports`: records of an agency's own register, by their source ids;
+//! - `tokens_pending`: own alerts whose exact tokens wait for the key service;
 //! - `outbox`: what waits for each peer's ack;
 //! - `hits`: the matching pass, hit notices, the hit log and its watchers;
 //! - `reviews`: verdicts on hits, made here or received, in the hit log;
@@ -80,6 +84,7 @@ mod outbox;
 mod records;
 mod retention;
 mod reviews;
+mod tokens_pending;
 
 pub use alerts::{ApplyOutcome, LocalWrite, RequestKey};
 pub use backup::{BackupStats, copy_store};
@@ -177,10 +182,11 @@ pub(crate) struct Trees {
     alert_log: Tree,
     alert_log_pos: Tree,
     imports: Tree,
+    tokens_pending: Tree,
 }
 
 /// Every tree the store keeps, by name (a migration and a backup copy these).
-pub const TREES: [&str; 30] = [
+pub const TREES: [&str; 31] = [
     "alerts",
     "outbox",
     "requests",
@@ -211,6 +217,7 @@ pub const TREES: [&str; 30] = [
     "alert_log",
     "alert_log_pos",
     "imports",
+    "tokens_pending",
 ];
 
 impl Trees {
@@ -246,6 +253,7 @@ impl Trees {
             alert_log: db.tree("alert_log")?,
             alert_log_pos: db.tree("alert_log_pos")?,
             imports: db.tree("imports")?,
+            tokens_pending: db.tree("tokens_pending")?,
         })
     }
 }

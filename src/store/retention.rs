@@ -122,9 +122,11 @@ impl Store {
         a.retracted = true;
         a.retraction_reason = PURGED.into();
         purged.pseudonyms.clear();
+        purged.tokens_pending = false;
         w.tx.insert(w.t.alerts, &id, purged.encode_to_vec())?;
         index::reindex(w, Some(&current), &purged)?;
         super::alert_log::record(w, &purged)?;
+        super::tokens_pending::track(w, &id, &purged)?;
         let seq = w.next(Counter::Purges)?;
         w.tx.insert(w.t.purges, seq.to_be_bytes(), record.encode_to_vec())?;
         Ok(Some(record))

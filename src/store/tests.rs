@@ -11,6 +11,7 @@ fn agency(s: &str) -> AgencyId {
 
 fn record(id: &AlertId, version: u64, narrative: &str) -> StoredAlert {
     StoredAlert {
+        tokens_pending: false,
         alert: Some(Alert {
             id: id.to_string(),
             origin: id.origin().to_string(),

@@ -1,0 +1,110 @@
+//! `casebridge keyservice …`: run the federation's OPRF key service, and
+//! manage its keys (generate, rotate, print the public file nodes pin).
+
+use std::path::PathBuf;
+
+use anyhow::anyhow;
+use clap::Subcommand;
+
+use super::exit::{Exit, Failure, failure};
+use crate::config::KeyServiceConfig;
+use crate::ids::FederationName;
+use crate::pseudo::oprf_keys::{self, SecretKeys};
+
+#[derive(Subcommand)]
+pub enum KeyServiceCommand {
+    /// Run the key service (mutual TLS; nodes of the federation call it).
+    Run {
+        /// keyservice.toml
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// The key service's OPRF keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Write a new secret key file (one key, valid from now; mode 0600;
+    /// never overwritten). Only the key service and its replicas hold it.
+    Generate {
+        #[arg(long)]
+        federation: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Add a key valid from `--from-days` days on; keys in force now stay
+    /// valid `--overlap-days` after that. Publish the new public file to
+    /// every node before the new key starts.
+    Rotate {
+        #[arg(long)]
+        keys: PathBuf,
+        #[arg(long, default_value_t = 7)]
+        from_days: u32,
+        #[arg(long, default_value_t = 30)]
+        overlap_days: u32,
+    },
+    /// Print the public key file (`oprf-keys.toml`) every node pins.
+    Public {
+        #[arg(long)]
+        keys: PathBuf,
+    },
+}
+
+pub async fn run(command: KeyServiceCommand) -> Result<(), Failure> {
+    match command {
+        KeyServiceCommand::Run { config } => {
+            let config = KeyServiceConfig::load(&config).map_err(|e| failure(Exit::Usage, e))?;
+            let running = crate::keyservice::start(&config)
+                .await
+                .map_err(|e| failure(Exit::Usage, e))?;
+            eprintln!(
+                "key service of {} listening on {}",
+                config.federation, running.addr
+            );
+            running
+                .run_until(super::node::shutdown_signal())
+                .await
+                .map_err(|e| failure(Exit::Failure, e))
+        }
+        KeyServiceCommand::Keys { command } => keys(command),
+    }
+}
+
+fn keys(command: KeysCommand) -> Result<(), Failure> {
+    let data = |e: oprf_keys::OprfKeysError| failure(Exit::DataErr, e);
+    match command {
+        KeysCommand::Generate { federation, out } => {
+            let federation = FederationName::new(&federation)
+                .map_err(|e| failure(Exit::Usage, anyhow!("--federation: {e}")))?;
+            oprf_keys::generate(&out, &federation).map_err(data)?;
+            println!(
+                "wrote {} (secret, mode 0600); print the public file for the nodes with `casebridge keyservice keys public --keys {}`",
+                out.display(),
+                out.display()
+            );
+            Ok(())
+        }
+        KeysCommand::Rotate {
+            keys,
+            from_days,
+            overlap_days,
+        } => {
+            let from = time::OffsetDateTime::now_utc() + time::Duration::days(i64::from(from_days));
+            let version =
+                oprf_keys::rotate(&keys, from, time::Duration::days(i64::from(overlap_days)))
+                    .map_err(data)?;
+            println!(
+                "added key version {version}, valid from {from}; publish the new public file to every node before then"
+            );
+            Ok(())
+        }
+        KeysCommand::Public { keys } => {
+            print!("{}", SecretKeys::load(&keys).map_err(data)?.public_file());
+            Ok(())
+        }
+    }
+}

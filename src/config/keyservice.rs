@@ -1,0 +1,252 @@
+//! The key service's config file (`keyservice.toml`) and the `[key_service]`
+//! section of a node's config: where the OPRF key service is, and what it
+//! lets each node evaluate.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{
+    AuditConfig, Bounded, ConfigError, MetricsConfig, at, base_dir, beside_store, check_host_port,
+    parse, resolve,
+};
+use crate::ids::{AgencyId, FederationName};
+
+/// A node's `[key_service]` section: exact tokens come from the key
+/// service's OPRF instead of the shared key ring (`docs/threat-model.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyServiceClientConfig {
+    /// `host:port` of each replica of the key service, tried in this order
+    /// (the next one when a replica is down). All serve the same keys.
+    pub addresses: Vec<Spanned<String>>,
+    /// The agency id in the key service's certificate
+    /// (`spiffe://<federation>/agency/<identity>`); checked at every connection.
+    #[serde(default = "default_identity")]
+    pub identity: AgencyId,
+    /// The key service's public keys, pinned (`oprf-keys.toml`, distributed
+    /// with the federation CA). Every answer is verified against them.
+    pub public_keys: Spanned<PathBuf>,
+    /// Longest a submit, update or import waits for its tokens. Past it the
+    /// alert is stored and acknowledged with its tokens pending, derived
+    /// when the key service answers again; lookups and disclosure requests
+    /// fail with UNAVAILABLE instead.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: Bounded<50, 120_000>,
+    /// Migration from the key ring: derive the key ring's HMAC tokens as
+    /// well, so alerts keep matching nodes that have not moved yet. Needs
+    /// `matching.key_ring`.
+    #[serde(default)]
+    pub also_key_ring_tokens: bool,
+}
+
+fn default_identity() -> AgencyId {
+    AgencyId::new("keyservice").expect("a valid agency id")
+}
+
+fn default_timeout_ms() -> Bounded<50, 120_000> {
+    Bounded::new(2_000)
+}
+
+impl KeyServiceClientConfig {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms.get() as u64)
+    }
+
+    pub(super) fn resolve(&mut self, base: &Path) {
+        resolve(base, self.public_keys.get_mut());
+    }
+
+    pub(super) fn validate(
+        &self,
+        file: &Path,
+        src: &str,
+        has_ring: bool,
+    ) -> Result<(), ConfigError> {
+        if self.addresses.is_empty() {
+            return Err(at(
+                file,
+                src,
+                super::key_offset(src, "addresses"),
+                "key_service.addresses: list at least one key service address",
+            ));
+        }
+        for a in &self.addresses {
+            if let Err(msg) = check_host_port(a.get_ref()) {
+                return Err(at(
+                    file,
+                    src,
+                    a.span().start,
+                    format!("key_service.addresses: {msg}"),
+                ));
+            }
+        }
+        if !self.public_keys.get_ref().is_file() {
+            return Err(at(
+                file,
+                src,
+                self.public_keys.span().start,
+                format!(
+                    "key_service.public_keys: file {} does not exist",
+                    self.public_keys.get_ref().display()
+                ),
+            ));
+        }
+        if self.also_key_ring_tokens && !has_ring {
+            return Err(at(
+                file,
+                src,
+                super::key_offset(src, "also_key_ring_tokens"),
+                "key_service.also_key_ring_tokens needs matching.key_ring",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `keyservice.toml`: the key service's own config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyServiceConfig {
+    /// Federation whose nodes may call (the authority of their SPIFFE ids).
+    pub federation: FederationName,
+    /// Address of the mutual-TLS listener nodes call.
+    pub listen: Spanned<SocketAddr>,
+    pub tls: KeyServiceTls,
+    /// The secret key file (`casebridge keyservice keys generate`), mode 0600.
+    pub keys: Spanned<PathBuf>,
+    /// Directory of the key service's own store: its audit log (counts per
+    /// node, never values). Created if missing.
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub budget: BudgetConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyServiceTls {
+    /// The federation CA: nodes present certificates it issued.
+    pub federation_ca: Spanned<PathBuf>,
+    /// The key service's certificate (issued by the federation CA, naming
+    /// `spiffe://<federation>/agency/keyservice`) and key.
+    pub cert: Spanned<PathBuf>,
+    pub key: Spanned<PathBuf>,
+    /// The federation CA's CRL: revoked node certificates are refused.
+    #[serde(default)]
+    pub federation_crl: Option<Spanned<PathBuf>>,
+    #[serde(default = "super::default_crl_reload")]
+    pub crl_reload_secs: Bounded<1, 86400>,
+    #[serde(default = "super::default_max_connection_age")]
+    pub max_connection_age_secs: Bounded<1, 604800>,
+}
+
+/// How many elements (one per identifier and key version) each node may
+/// have evaluated: the bound on how fast a compromised member can
+/// enumerate identifiers through the service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetConfig {
+    /// Sustained elements per minute per node (bursts up to one minute's worth).
+    pub per_minute: Bounded<1, 100_000_000>,
+    /// Elements per node per UTC day.
+    pub per_day: Bounded<1, 1_000_000_000>,
+    /// Budgets of named nodes that differ from the default (an agency
+    /// importing years of records for a while, say).
+    pub nodes: BTreeMap<AgencyId, NodeBudget>,
+}
+
+impl Default for BudgetConfig {
+    fn default() -> Self {
+        Self {
+            per_minute: Bounded::new(1_200),
+            per_day: Bounded::new(100_000),
+            nodes: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeBudget {
+    pub per_minute: Option<Bounded<1, 100_000_000>>,
+    pub per_day: Option<Bounded<1, 1_000_000_000>>,
+}
+
+impl BudgetConfig {
+    /// (per minute, per day) for `agency`.
+    pub fn of(&self, agency: &AgencyId) -> (u64, u64) {
+        let o = self.nodes.get(agency);
+        (
+            o.and_then(|o| o.per_minute)
+                .unwrap_or(self.per_minute)
+                .get() as u64,
+            o.and_then(|o| o.per_day).unwrap_or(self.per_day).get() as u64,
+        )
+    }
+}
+
+impl KeyServiceConfig {
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        let src = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.to_owned(),
+            source,
+        })?;
+        Self::from_toml(file, &src)
+    }
+
+    pub fn from_toml(file: &Path, src: &str) -> Result<Self, ConfigError> {
+        let mut cfg: KeyServiceConfig = parse(file, src)?;
+        let base = base_dir(file);
+        for p in [
+            &mut cfg.tls.federation_ca,
+            &mut cfg.tls.cert,
+            &mut cfg.tls.key,
+            &mut cfg.keys,
+        ] {
+            resolve(&base, p.get_mut());
+        }
+        if let Some(crl) = cfg.tls.federation_crl.as_mut() {
+            resolve(&base, crl.get_mut());
+        }
+        resolve(&base, &mut cfg.data_dir);
+        if let Some(key) = cfg.audit.signing_key.as_mut() {
+            resolve(&base, key.get_mut());
+        }
+        for (key, path) in [
+            ("tls.federation_ca", Some(&cfg.tls.federation_ca)),
+            ("tls.cert", Some(&cfg.tls.cert)),
+            ("tls.key", Some(&cfg.tls.key)),
+            ("tls.federation_crl", cfg.tls.federation_crl.as_ref()),
+            ("keys", Some(&cfg.keys)),
+        ]
+        .into_iter()
+        .filter_map(|(k, p)| p.map(|p| (k, p)))
+        {
+            if !path.get_ref().is_file() {
+                return Err(at(
+                    file,
+                    src,
+                    path.span().start,
+                    format!("{key}: file {} does not exist", path.get_ref().display()),
+                ));
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Where the audit signing key is (configured, or next to the data dir).
+    pub fn audit_signing_key(&self) -> PathBuf {
+        match &self.audit.signing_key {
+            Some(p) => p.get_ref().clone(),
+            None => beside_store(&self.data_dir, "keyservice-audit.key"),
+        }
+    }
+}

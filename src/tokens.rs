@@ -1,0 +1,395 @@
+//! Exact tokens from the federation's OPRF key service (issue 18).
+//!
+//! A node configured with `[key_service]` derives its exact tokens here:
+//! every identifier of one operation (a submit's subjects, a lookup, a
+//! disclosure request) is blinded in one batch per key version valid now,
+//! sent to the key service over mutual TLS, and the answer is verified
+//! against the public key pinned in `oprf-keys.toml` before it is
+//! unblinded (see [`crate::pseudo::oprf`]). Nothing here ever sends an
+//! identifier or a token: only blinded elements.
+//!
+//! Failures are told apart because callers treat them differently: an
+//! outage or an exhausted budget ([`TokenError::is_transient`]) lets a
+//! submit store its alert with tokens pending (derived later by
+//! `alert::pending`); a proof that does not verify is never retried
+//! blindly, since it means the wrong key or a misbehaving key service.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use thiserror::Error;
+use time::OffsetDateTime;
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+
+use crate::identity::{NodeIdentity, connect_channel};
+use crate::ids::AgencyId;
+use crate::metrics::Metrics;
+use crate::proto::v1::key_service_client::KeyServiceClient;
+use crate::proto::v1::{EvaluateRequest, Identifier, SharedSubject, Subject, Token};
+use crate::pseudo::oprf::{Blinded, MAX_BATCH, OprfError, token_input};
+use crate::pseudo::oprf_keys::{Pinned, PinnedKeys};
+use crate::pseudo::{Normalized, Pseudonymizer};
+
+/// The outgoing TLS config (the node certificate), reloaded with the CRLs.
+pub type OutgoingTls = tokio::sync::watch::Receiver<Arc<rustls::ClientConfig>>;
+
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("the key service is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the key service refused: over this node's budget: {message}")]
+    OverBudget {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    #[error(transparent)]
+    Oprf(#[from] OprfError),
+    #[error(
+        "no OPRF public key in the pinned file is valid now: exact tokens cannot be derived (pinned versions: {0:?})"
+    )]
+    NoKey(Vec<u32>),
+    #[error("the key service refused the request: {0}")]
+    Refused(String),
+}
+
+impl TokenError {
+    /// An outage or an exhausted budget: the same request will work later.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            TokenError::Unavailable(_) | TokenError::OverBudget { .. }
+        )
+    }
+
+    /// The metrics label of this outcome.
+    fn outcome(&self) -> &'static str {
+        match self {
+            TokenError::Unavailable(_) => "unavailable",
+            TokenError::OverBudget { .. } => "over_budget",
+            TokenError::Oprf(OprfError::ProofRefused(_)) => "refused_proof",
+            _ => "error",
+        }
+    }
+}
+
+/// The connection to the key service's replicas, and the keys pinned.
+struct Service {
+    pinned: PinnedKeys,
+    addresses: Vec<String>,
+    identity: NodeIdentity,
+    tls: OutgoingTls,
+    timeout: Duration,
+    /// One channel per address, made on first use and dropped when it fails.
+    channels: Mutex<Vec<Option<Channel>>>,
+}
+
+/// Where a node's exact tokens come from.
+pub struct Tokenizer {
+    pseudo: Arc<Pseudonymizer>,
+    service: Option<Service>,
+    metrics: Metrics,
+}
+
+/// The settings a [`Tokenizer`] is made from (the node's `[key_service]`).
+pub struct ServiceSettings {
+    pub pinned: PinnedKeys,
+    pub addresses: Vec<String>,
+    pub identity: NodeIdentity,
+    pub tls: OutgoingTls,
+    pub timeout: Duration,
+}
+
+impl Tokenizer {
+    /// Without `service`, exact tokens are the key ring's alone (the
+    /// Pseudonymizer makes them) and this adds nothing.
+    pub fn new(
+        pseudo: Arc<Pseudonymizer>,
+        service: Option<ServiceSettings>,
+        metrics: Metrics,
+    ) -> Self {
+        let service = service.map(|s| Service {
+            channels: Mutex::new(vec![None; s.addresses.len()]),
+            pinned: s.pinned,
+            addresses: s.addresses,
+            identity: s.identity,
+            tls: s.tls,
+            timeout: s.timeout,
+        });
+        Self {
+            pseudo,
+            service,
+            metrics,
+        }
+    }
+
+    /// Whether exact tokens come from the key service.
+    pub fn uses_key_service(&self) -> bool {
+        self.service.is_some()
+    }
+
+    /// The OPRF key versions valid now (empty without a key service).
+    pub fn versions(&self) -> Vec<u32> {
+        self.service
+            .as_ref()
+            .map(|s| {
+                s.pinned
+                    .active(OffsetDateTime::now_utc())
+                    .map(|k| k.version)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Adds the key service's tokens of each subject's identifiers to its
+    /// pseudonymous subject (`shared[i]` belongs to `subjects[i]`): one
+    /// evaluation per key version for all of them.
+    pub async fn complete_subjects(
+        &self,
+        subjects: &[Subject],
+        shared: &mut [SharedSubject],
+    ) -> Result<(), TokenError> {
+        if self.service.is_none() {
+            return Ok(());
+        }
+        let per_subject: Vec<Vec<Normalized>> = subjects
+            .iter()
+            .map(|s| self.pseudo.normalized(&s.identifiers))
+            .collect();
+        let flat: Vec<&Normalized> = per_subject.iter().flatten().collect();
+        let mut tokens = self.derive(&flat).await?.into_iter();
+        for (i, ids) in per_subject.iter().enumerate() {
+            let Some(target) = shared.get_mut(i) else {
+                continue;
+            };
+            for _ in 0..ids.len() {
+                if let Some(ts) = tokens.next() {
+                    target.tokens.extend(ts);
+                }
+            }
+            sort_tokens(&mut target.tokens);
+        }
+        Ok(())
+    }
+
+    /// Adds the key service's tokens of `identifiers` to `tokens` (a
+    /// lookup, a disclosure request's verification).
+    pub async fn complete_identifiers(
+        &self,
+        identifiers: &[Identifier],
+        tokens: &mut Vec<Token>,
+    ) -> Result<(), TokenError> {
+        if self.service.is_none() {
+            return Ok(());
+        }
+        let normalized = self.pseudo.normalized(identifiers);
+        let refs: Vec<&Normalized> = normalized.iter().collect();
+        for ts in self.derive(&refs).await? {
+            tokens.extend(ts);
+        }
+        sort_tokens(tokens);
+        Ok(())
+    }
+
+    /// The tokens of each value under every pinned version valid now, in
+    /// the order given; the whole operation bounded by the configured
+    /// timeout.
+    async fn derive(&self, values: &[&Normalized]) -> Result<Vec<Vec<Token>>, TokenError> {
+        let Some(service) = &self.service else {
+            return Ok(vec![Vec::new(); values.len()]);
+        };
+        if values.is_empty() {
+            return Ok(Vec::new());
+        }
+        let active: Vec<Pinned> = service
+            .pinned
+            .active(OffsetDateTime::now_utc())
+            .copied()
+            .collect();
+        if active.is_empty() {
+            return Err(TokenError::NoKey(service.pinned.versions()));
+        }
+        let inputs = values
+            .iter()
+            .map(|n| token_input(n))
+            .collect::<Result<Vec<_>, _>>()?;
+        let work = async {
+            let mut out = vec![Vec::new(); values.len()];
+            // Versions one after the other: during an overlap that is two
+            // round trips, and a budget refusal of either stops both.
+            for key in &active {
+                let mut at = 0;
+                for chunk in inputs.chunks(MAX_BATCH) {
+                    let tokens = self.evaluate(service, key, chunk.to_vec()).await?;
+                    for (j, value) in tokens.into_iter().enumerate() {
+                        out[at + j].push(Token {
+                            r#type: values[at + j].kind as i32,
+                            key_version: key.version,
+                            value: value.to_vec(),
+                        });
+                    }
+                    at += chunk.len();
+                }
+            }
+            Ok::<_, TokenError>(out)
+        };
+        let result = match tokio::time::timeout(service.timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(TokenError::Unavailable(format!(
+                "no answer within {} ms",
+                service.timeout.as_millis()
+            ))),
+        };
+        let label = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.outcome(),
+        };
+        self.metrics
+            .keyservice_calls
+            .get_or_create(&crate::metrics::label("outcome", label))
+            .inc();
+        result
+    }
+
+    /// One Evaluate call, trying each replica in turn until one answers.
+    async fn evaluate(
+        &self,
+        service: &Service,
+        key: &Pinned,
+        inputs: Vec<Vec<u8>>,
+    ) -> Result<Vec<[u8; 32]>, TokenError> {
+        let blinded = Blinded::new(inputs)?;
+        let request = EvaluateRequest {
+            key_version: key.version,
+            blinded_elements: blinded.elements().iter().map(|e| e.to_vec()).collect(),
+        };
+        let mut last = String::from("no address configured");
+        for (i, address) in service.addresses.iter().enumerate() {
+            let channel = match self.channel(service, i).await {
+                Ok(c) => c,
+                Err(e) => {
+                    last = format!("{address}: {e}");
+                    continue;
+                }
+            };
+            let mut call = tonic::Request::new(request.clone());
+            call.set_timeout(per_attempt(service));
+            let answer = KeyServiceClient::new(channel).evaluate(call).await;
+            match answer {
+                Ok(resp) => {
+                    let resp = resp.into_inner();
+                    self.metrics
+                        .keyservice_elements
+                        .inc_by(request.blinded_elements.len() as u64);
+                    if resp.key_version != key.version {
+                        return Err(TokenError::Refused(format!(
+                            "answered key version {} for {}",
+                            resp.key_version, key.version
+                        )));
+                    }
+                    return Ok(blinded.finish(
+                        key.version,
+                        &key.key,
+                        &resp.evaluated_elements,
+                        &resp.proof,
+                    )?);
+                }
+                Err(status) => match status.code() {
+                    tonic::Code::ResourceExhausted => {
+                        return Err(TokenError::OverBudget {
+                            message: status.message().to_owned(),
+                            retry_after: status
+                                .get_details_retry_info()
+                                .and_then(|r| r.retry_delay),
+                        });
+                    }
+                    tonic::Code::Unavailable
+                    | tonic::Code::DeadlineExceeded
+                    | tonic::Code::Cancelled
+                    | tonic::Code::Unknown
+                    | tonic::Code::Internal => {
+                        // This replica is down or restarting: the next one.
+                        self.drop_channel(service, i);
+                        last = format!("{address}: {}", status.message());
+                    }
+                    _ => {
+                        return Err(TokenError::Refused(format!(
+                            "{}: {}",
+                            crate::audit::code_name(status.code()),
+                            status.message()
+                        )));
+                    }
+                },
+            }
+        }
+        Err(TokenError::Unavailable(last))
+    }
+
+    async fn channel(&self, service: &Service, i: usize) -> Result<Channel, String> {
+        if let Some(c) = service
+            .channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(i)
+            .cloned()
+            .flatten()
+        {
+            return Ok(c);
+        }
+        let tls = service.tls.borrow().clone();
+        let channel = connect_channel(
+            &service.addresses[i],
+            service.identity.clone(),
+            tls,
+            per_attempt(service),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        if let Some(slot) = service
+            .channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(i)
+        {
+            *slot = Some(channel.clone());
+        }
+        Ok(channel)
+    }
+
+    fn drop_channel(&self, service: &Service, i: usize) {
+        if let Some(slot) = service
+            .channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(i)
+        {
+            *slot = None;
+        }
+    }
+}
+
+/// Time for one replica: a share of the whole timeout, so a replica that
+/// hangs leaves time to try the next.
+fn per_attempt(service: &Service) -> Duration {
+    service.timeout / (service.addresses.len().max(1) as u32)
+}
+
+/// Tokens in one canonical order, without repeats (two identifiers may
+/// normalize to the same value).
+fn sort_tokens(tokens: &mut Vec<Token>) {
+    tokens.sort_by(|a, b| {
+        (a.r#type, a.key_version, &a.value).cmp(&(b.r#type, b.key_version, &b.value))
+    });
+    tokens.dedup();
+}
+
+/// The key service's identity as a node expects it.
+pub fn service_identity(
+    federation: &crate::ids::FederationName,
+    agency: &AgencyId,
+) -> NodeIdentity {
+    NodeIdentity {
+        federation: federation.clone(),
+        agency: agency.clone(),
+    }
+}
