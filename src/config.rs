@@ -853,8 +853,19 @@ cms = ["submit", "read"]
         .unwrap();
         let file = Path::new("node.toml");
         let sections = [
-            "", "listen", "tls", "store", "matching", "sharing", "alerts", "limits", "delivery",
-            "metrics", "audit", "peers",
+            "",
+            "listen",
+            "tls",
+            "store",
+            "matching",
+            "sharing",
+            "alerts",
+            "limits",
+            "delivery",
+            "metrics",
+            "audit",
+            "peers",
+            "key_service",
         ];
         let mut checked = 0;
         for section in sections {

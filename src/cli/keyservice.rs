@@ -31,8 +31,10 @@ pub enum KeysCommand {
     /// Write a new secret key file (one key, valid from now; mode 0600;
     /// never overwritten). Only the key service and its replicas hold it.
     Generate {
+        /// The federation the keys are for (as in every node.toml).
         #[arg(long)]
         federation: String,
+        /// The secret key file to write (mode 0600; never overwritten).
         #[arg(long)]
         out: PathBuf,
     },
@@ -40,15 +42,20 @@ pub enum KeysCommand {
     /// valid `--overlap-days` after that. Publish the new public file to
     /// every node before the new key starts.
     Rotate {
+        /// The secret key file to add a key to.
         #[arg(long)]
         keys: PathBuf,
+        /// Days from now until the new key starts: time to give every node
+        /// the new public file.
         #[arg(long, default_value_t = 7)]
         from_days: u32,
+        /// Days the keys in force now stay valid after the new one starts.
         #[arg(long, default_value_t = 30)]
         overlap_days: u32,
     },
     /// Print the public key file (`oprf-keys.toml`) every node pins.
     Public {
+        /// The secret key file.
         #[arg(long)]
         keys: PathBuf,
     },
