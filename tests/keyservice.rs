@@ -9,6 +9,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use casebridge::audit::Action;
 use casebridge::certs::{KeyServiceLayout, init_key_service, node_section};
 use casebridge::config::KeyServiceConfig;
 use casebridge::ids::FederationName;
@@ -77,6 +78,27 @@ async fn federation(
         fed.start_node(a).await;
     }
     (fed, ks, config, service)
+}
+
+/// Opens a stopped key service's store (its audit log), waiting for the
+/// service's last connections to let go of it.
+async fn open_log(dir: &std::path::Path) -> casebridge::store::Store {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let scope = casebridge::matching::MatchScope {
+            own: agency("keyservice"),
+            peers: Default::default(),
+            band: Default::default(),
+        };
+        match casebridge::store::Store::open(dir, 8 << 20, scope) {
+            Ok(s) => return s,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("key service log not free yet: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("key service log: {e}"),
+        }
+    }
 }
 
 fn phone(value: &str) -> Normalized {
@@ -358,6 +380,46 @@ async fn an_outage_loses_nothing_budgets_refuse_and_a_wrong_pinned_key_is_refuse
         refused.message()
     );
     service.shutdown().await.unwrap();
+    // The key service's own log: counts per node, the refusal, never values;
+    // its chain and checkpoints verify.
+    let store = open_log(&tight.data_dir).await;
+    let entries: Vec<casebridge::audit::Entry> = store
+        .audit_entries(1)
+        .map(|r| r.unwrap().entry().unwrap())
+        .collect();
+    let evaluations = |outcome: &str| {
+        entries
+            .iter()
+            .filter(|e| {
+                e.event.action == Action::KeyServiceEvaluate
+                    && e.event.outcome == outcome
+                    && e.event.actor == "node:border"
+            })
+            .collect::<Vec<_>>()
+    };
+    let refused = evaluations("RESOURCE_EXHAUSTED");
+    assert_eq!(refused.len(), 1, "the refusal is in the key service's log");
+    assert_eq!(refused[0].event.detail["refused"], "per_day");
+    let elements: u64 = evaluations("OK")
+        .iter()
+        .map(|e| e.event.detail["elements"].parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(elements, 3, "three elements evaluated for border");
+    let body: String = entries
+        .iter()
+        .map(|e| serde_json::to_string(&e.event).unwrap())
+        .collect();
+    assert!(
+        !body.contains("5555") && !body.contains("3165"),
+        "a value in the key service's log"
+    );
+    let key =
+        casebridge::audit::signing::PublicKey::of_signing_key(&tight.audit_signing_key()).unwrap();
+    store
+        .audit_verify(&key, &[])
+        .expect("the key service's log verifies");
+    store.close().await.unwrap();
+    drop(store);
 
     // A node pinning another key refuses the key service's answers.
     let service = start_service(&replica(replica_addr, "data-last")).await;
@@ -393,4 +455,384 @@ async fn an_outage_loses_nothing_budgets_refuse_and_a_wrong_pinned_key_is_refuse
     assert_eq!(fed.alerts("police").await.len(), before, "nothing stored");
     fed.shutdown().await;
     service.shutdown().await.unwrap();
+}
+
+/// The hits `a`'s node knows between its alert `own` and `other`.
+async fn hit_between(fed: &TestFederation, a: &str, own: &str, other: &str) {
+    let c = fed.client(a, "analyst").await;
+    eventually(&format!("a hit at {a}: {own} ~ {other}"), || {
+        let mut c = c.clone();
+        let (own, other) = (own.to_owned(), other.to_owned());
+        async move {
+            hit_log(&mut c)
+                .await
+                .into_iter()
+                .find(|h| {
+                    h.local_alert_id == own
+                        && h.other_alert_id == other
+                        && h.r#type == IdentifierType::Phone as i32
+                })
+                .map(|_| ())
+        }
+    })
+    .await;
+}
+
+fn phone_draft(narrative: &str) -> casebridge::proto::v1::AlertDraft {
+    let mut draft = sample_draft(narrative);
+    draft.subjects[0].identifiers = vec![phone_id("06-55550101", "NL")];
+    draft
+}
+
+fn versions(tokens: &[casebridge::proto::v1::Token]) -> Vec<u32> {
+    let mut v: Vec<u32> = tokens.iter().map(|t| t.key_version).collect();
+    v.sort();
+    v
+}
+
+/// A running federation moves from the key ring's HMAC tokens to the key
+/// service's: first both kinds (`also_key_ring_tokens`), then the OPRF
+/// alone; alerts from before, during and after keep making hits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_from_the_key_ring_keeps_hits_between_old_and_new_alerts() {
+    let mut fed = TestFederation::start(&AGENCIES).await;
+    let mut police = fed.client("police", "cms").await;
+    let old = submit_draft(&mut police, phone_draft("before the migration")).await;
+    assert_eq!(versions(&phone_tokens(&fed, "police", &old.id)), [1]);
+
+    // Step 1: a key service; police and ngo derive both kinds, border not yet.
+    let federation = FederationName::new(FEDERATION).unwrap();
+    let ks = init_key_service(&federation, &fed.layout.dir, free_addr()).unwrap();
+    let config = KeyServiceConfig::load(&ks.config).unwrap();
+    let service = start_service(&config).await;
+    let section = node_section(&ks, ks.public_keys.to_str().unwrap());
+    for a in ["police", "ngo"] {
+        fed.stop_node(a).await;
+        let path = &fed.layout.agencies[&agency(a)].node_config;
+        let mut text = std::fs::read_to_string(path).unwrap();
+        text.push_str(&section);
+        text.push_str("also_key_ring_tokens = true\n");
+        std::fs::write(path, text).unwrap();
+        fed.start_node(a).await;
+    }
+    // police re-derived its own alert at start: both kinds now.
+    eventually("the old alert re-derived with both token kinds", || async {
+        (versions(&phone_tokens(&fed, "police", &old.id)) == [1, FIRST_VERSION]).then_some(())
+    })
+    .await;
+    let mut ngo = fed.client("ngo", "cms").await;
+    let during = submit_draft(&mut ngo, phone_draft("during the migration")).await;
+    assert_eq!(
+        versions(&phone_tokens(&fed, "ngo", &during.id)),
+        [1, FIRST_VERSION]
+    );
+    hit_between(&fed, "ngo", &during.id, &old.id).await;
+    // border has not moved: it still matches both on the ring's tokens.
+    let mut border = fed.client("border", "cms").await;
+    let unmoved = submit_draft(&mut border, phone_draft("a node not moved yet")).await;
+    assert_eq!(versions(&phone_tokens(&fed, "border", &unmoved.id)), [1]);
+    hit_between(&fed, "border", &unmoved.id, &old.id).await;
+    hit_between(&fed, "border", &unmoved.id, &during.id).await;
+
+    // Step 2: every node on the key service alone.
+    for a in AGENCIES {
+        fed.stop_node(a).await;
+        let path = &fed.layout.agencies[&agency(a)].node_config;
+        let mut text = std::fs::read_to_string(path)
+            .unwrap()
+            .replace("also_key_ring_tokens = true\n", "");
+        if !text.contains("[key_service]") {
+            text.push_str(&section);
+        }
+        std::fs::write(path, text).unwrap();
+        fed.start_node(a).await;
+    }
+    for (a, id) in [
+        ("police", &old.id),
+        ("ngo", &during.id),
+        ("border", &unmoved.id),
+    ] {
+        eventually("own alerts re-derived with OPRF tokens only", || async {
+            (versions(&phone_tokens(&fed, a, id)) == [FIRST_VERSION]).then_some(())
+        })
+        .await;
+    }
+    let mut border = fed.client("border", "cms").await;
+    let after = submit_draft(&mut border, phone_draft("after the migration")).await;
+    assert_eq!(
+        versions(&phone_tokens(&fed, "border", &after.id)),
+        [FIRST_VERSION]
+    );
+    hit_between(&fed, "border", &after.id, &old.id).await;
+    hit_between(&fed, "border", &after.id, &during.id).await;
+    fed.shutdown().await;
+    service.shutdown().await.unwrap();
+}
+
+/// The pinned public file of the key service's keys, without `drop_version`.
+fn public_file_without(secret: &std::path::Path, drop_version: u32, out: &std::path::Path) {
+    let text = std::fs::read_to_string(secret).unwrap();
+    let mut value: toml::Value = toml::from_str(&text).unwrap();
+    value["keys"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|k| k["version"].as_integer() != Some(i64::from(drop_version)));
+    let dir = tempfile::tempdir().unwrap();
+    let partial = dir.path().join("partial.toml");
+    casebridge::secrets::create_new(&partial, toml::to_string(&value).unwrap().as_bytes(), true)
+        .unwrap();
+    std::fs::write(out, SecretKeys::load(&partial).unwrap().public_file()).unwrap();
+}
+
+/// A key rotation with an overlap: a node that pinned only the old key, one
+/// that pinned both, and one that pinned only the new key all keep making
+/// hits through the node that derives under both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_overlap_keeps_hits_across_key_versions() {
+    let (mut fed, ks, config, service) = federation(None).await;
+    service.shutdown().await.unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let new = casebridge::pseudo::oprf_keys::rotate(
+        &ks.secret_keys,
+        now - time::Duration::minutes(1),
+        time::Duration::hours(1),
+    )
+    .unwrap();
+    assert_eq!(new, FIRST_VERSION + 1);
+    let service = start_service(&config).await;
+    // ngo pins both; police still only the old one; border only the new one.
+    std::fs::write(
+        &ks.public_keys,
+        SecretKeys::load(&ks.secret_keys).unwrap().public_file(),
+    )
+    .unwrap();
+    let old_only = fed.layout.dir.join("oprf-keys-old.toml");
+    public_file_without(&ks.secret_keys, new, &old_only);
+    let new_only = fed.layout.dir.join("oprf-keys-new.toml");
+    public_file_without(&ks.secret_keys, FIRST_VERSION, &new_only);
+    for (a, file) in [
+        ("police", &old_only),
+        ("border", &new_only),
+        ("ngo", &ks.public_keys),
+    ] {
+        fed.stop_node(a).await;
+        let path = &fed.layout.agencies[&agency(a)].node_config;
+        let text = std::fs::read_to_string(path)
+            .unwrap()
+            .replace(ks.public_keys.to_str().unwrap(), file.to_str().unwrap());
+        std::fs::write(path, text).unwrap();
+        fed.start_node(a).await;
+    }
+    let mut police = fed.client("police", "cms").await;
+    let a = submit_draft(&mut police, phone_draft("old key")).await;
+    assert_eq!(
+        versions(&phone_tokens(&fed, "police", &a.id)),
+        [FIRST_VERSION]
+    );
+    let mut ngo = fed.client("ngo", "cms").await;
+    let b = submit_draft(&mut ngo, phone_draft("both keys")).await;
+    assert_eq!(
+        versions(&phone_tokens(&fed, "ngo", &b.id)),
+        [FIRST_VERSION, new]
+    );
+    let mut border = fed.client("border", "cms").await;
+    let c = submit_draft(&mut border, phone_draft("new key")).await;
+    assert_eq!(versions(&phone_tokens(&fed, "border", &c.id)), [new]);
+    hit_between(&fed, "ngo", &b.id, &a.id).await;
+    hit_between(&fed, "ngo", &b.id, &c.id).await;
+    // Old and new key alone never meet: the overlap node is the bridge,
+    // which is why every node must have the new file before the old key ends.
+    fed.shutdown().await;
+    service.shutdown().await.unwrap();
+}
+
+/// A key service that records what crosses its wire: every request and
+/// answer as encoded protobuf, evaluated with the real secret key.
+#[derive(Clone)]
+struct RecordingKeyService {
+    key: std::sync::Arc<ServerKey>,
+    wire: std::sync::Arc<std::sync::Mutex<Vec<(Vec<u8>, Vec<u8>)>>>,
+}
+
+#[tonic::async_trait]
+impl casebridge::proto::v1::key_service_server::KeyService for RecordingKeyService {
+    async fn evaluate(
+        &self,
+        req: tonic::Request<casebridge::proto::v1::EvaluateRequest>,
+    ) -> Result<tonic::Response<casebridge::proto::v1::EvaluateResponse>, tonic::Status> {
+        use prost::Message as _;
+        let req = req.into_inner();
+        let (evaluated, proof) = self.key.evaluate(&req.blinded_elements).unwrap();
+        let resp = casebridge::proto::v1::EvaluateResponse {
+            key_version: req.key_version,
+            evaluated_elements: evaluated.iter().map(|e| e.to_vec()).collect(),
+            proof: proof.to_vec(),
+            budget: None,
+        };
+        self.wire
+            .lock()
+            .unwrap()
+            .push((req.encode_to_vec(), resp.encode_to_vec()));
+        Ok(tonic::Response::new(resp))
+    }
+
+    async fn get_public_keys(
+        &self,
+        _: tonic::Request<casebridge::proto::v1::GetPublicKeysRequest>,
+    ) -> Result<tonic::Response<casebridge::proto::v1::GetPublicKeysResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not recorded"))
+    }
+}
+
+/// What crosses the key service's wire: only blinded elements one way,
+/// evaluated elements and a proof the other — no identifier in any form, no
+/// token, and the same identifier blinded differently each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_service_sees_only_blinded_elements_and_proofs() {
+    use prost::Message as _;
+    let mut fed = TestFederation::start_with(&AGENCIES, &AGENCIES, |_, _| {}).await;
+    let federation = FederationName::new(FEDERATION).unwrap();
+    let ks = init_key_service(&federation, &fed.layout.dir, free_addr()).unwrap();
+    for a in AGENCIES {
+        let path = &fed.layout.agencies[&agency(a)].node_config;
+        let mut text = std::fs::read_to_string(path).unwrap();
+        text.push_str(&node_section(&ks, ks.public_keys.to_str().unwrap()));
+        std::fs::write(path, text).unwrap();
+    }
+    let secret = SecretKeys::load(&ks.secret_keys).unwrap();
+    let seed = {
+        let text = std::fs::read_to_string(&ks.secret_keys).unwrap();
+        let line = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("seed = ")
+                    .map(|s| s.trim_matches('"').to_owned())
+            })
+            .unwrap();
+        base64_decode(&line)
+    };
+    let key = ServerKey::derive(&seed, FEDERATION, FIRST_VERSION).unwrap();
+    assert_eq!(
+        key.public_key(),
+        secret.get(FIRST_VERSION).unwrap().0.public_key()
+    );
+    let recorder = RecordingKeyService {
+        key: std::sync::Arc::new(key),
+        wire: Default::default(),
+    };
+    let own =
+        casebridge::identity::TlsIdentity::load(&ks.dir.join("node.pem"), &ks.dir.join("node.key"))
+            .unwrap();
+    let tls = tokio::sync::watch::channel(std::sync::Arc::new(
+        casebridge::identity::server_tls_config(&own, &fed.layout.federation_ca, &[]).unwrap(),
+    ))
+    .1;
+    let listener = tokio::net::TcpListener::bind(ks.addr).await.unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(
+                casebridge::proto::v1::key_service_server::KeyServiceServer::new(recorder.clone()),
+            )
+            .serve_with_incoming_shutdown(
+                casebridge::identity::serve_tls(
+                    listener,
+                    tls,
+                    Duration::from_secs(5),
+                    Duration::from_secs(3600),
+                    std::sync::Arc::new(|_, _| {}),
+                    stop.clone(),
+                ),
+                stop.clone().cancelled_owned(),
+            ),
+    );
+    for a in AGENCIES {
+        fed.start_node(a).await;
+    }
+    let mut police = fed.client("police", "cms").await;
+    let mut draft = sample_draft("recruiter's numbers");
+    draft.subjects[0].identifiers.extend([
+        email_id("Recruit.Jobs+eu@Example.org"),
+        iban_id("NL91 ABNA 0417 1643 00"),
+    ]);
+    let sent = submit_draft(&mut police, draft).await;
+    let mut border = fed.client("border", "analyst").await;
+    border
+        .alerts
+        .lookup(LookupRequest {
+            identifiers: vec![phone_id("+31 6 5555 0101", "")],
+            peers: vec![],
+        })
+        .await
+        .unwrap();
+
+    let id: casebridge::ids::AlertId = sent.id.parse().unwrap();
+    let rec = fed.node("police").core().store.get(&id).unwrap().unwrap();
+    let tokens: Vec<Vec<u8>> = rec
+        .pseudonyms
+        .iter()
+        .flat_map(|s| s.tokens.iter().map(|t| t.value.clone()))
+        .collect();
+    assert_eq!(
+        tokens.len(),
+        4,
+        "phone, person, e-mail and IBAN tokens from the key service"
+    );
+    let wire = recorder.wire.lock().unwrap().clone();
+    assert_eq!(
+        wire.len(),
+        2,
+        "one evaluation for the submit, one for the lookup"
+    );
+    let forbidden: Vec<Vec<u8>> = [
+        "+31 6 5555 0101",
+        "+31655550101",
+        "31655550101",
+        "655550101",
+        "Recruit.Jobs",
+        "recruit.jobs",
+        "example.org",
+        "NL91",
+        "ABNA",
+        "0417164300",
+        "casebridge/token",
+        "PHONE",
+        "Maria",
+        "Ionescu",
+        "IONESCU",
+        "1991",
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .chain(tokens.iter().cloned())
+    .collect();
+    let mut blinded_phone = Vec::new();
+    for (request, answer) in &wire {
+        for bytes in [request, answer] {
+            for f in &forbidden {
+                assert!(
+                    !bytes.windows(f.len()).any(|w| w == f.as_slice()),
+                    "{:?} crossed the key service's wire",
+                    String::from_utf8_lossy(f)
+                );
+            }
+        }
+        let req = casebridge::proto::v1::EvaluateRequest::decode(request.as_slice()).unwrap();
+        let resp = casebridge::proto::v1::EvaluateResponse::decode(answer.as_slice()).unwrap();
+        assert!(req.blinded_elements.iter().all(|e| e.len() == 32));
+        assert!(resp.evaluated_elements.iter().all(|e| e.len() == 32));
+        assert_eq!(resp.proof.len(), 64);
+        assert_eq!(req.key_version, FIRST_VERSION);
+        blinded_phone.push(req.blinded_elements.clone());
+    }
+    // The phone is in both calls, blinded afresh: the two requests share
+    // no element, so the key service cannot tell it was the same number.
+    assert_eq!(blinded_phone[1].len(), 1);
+    assert!(
+        !blinded_phone[0].contains(&blinded_phone[1][0]),
+        "the same identifier blinded the same way twice"
+    );
+    fed.shutdown().await;
+    stop.cancel();
+    let _ = server.await;
 }

@@ -104,7 +104,7 @@ impl Ledger {
                 continue; // purged meanwhile
             };
             let Some(alert) = &record.alert else { continue };
-            match self.fresh_pseudonyms(&record).await? {
+            match self.fresh_pseudonyms_waiting(&record).await? {
                 Some(fresh) => {
                     let call = CallEntry::new(
                         Event::new(NODE, Action::AlertUpdate, "OK")
@@ -134,6 +134,36 @@ impl Ledger {
         report.hits += self.store.rematch(&unchanged).await?.len() as u64;
         self.store.set_setting(SETTING, &settings).await?;
         Ok(report)
+    }
+
+    /// [`Ledger::fresh_pseudonyms`], waiting out key service outages and
+    /// budget refusals: a migration re-derives every own alert, more than
+    /// one day's budget for a large store, and must resume where it is
+    /// rather than start over (each restart would spend the budget again).
+    async fn fresh_pseudonyms_waiting(
+        &self,
+        record: &StoredAlert,
+    ) -> Result<Option<super::Pseudonyms>, AlertError> {
+        let mut backoff = std::time::Duration::from_secs(1);
+        loop {
+            match self.fresh_pseudonyms(record).await {
+                Err(AlertError::Tokens(e)) if e.is_transient() => {
+                    let wait = match &e {
+                        crate::tokens::TokenError::OverBudget {
+                            retry_after: Some(after),
+                            ..
+                        } => *after,
+                        _ => {
+                            backoff = (backoff * 2).min(std::time::Duration::from_secs(60));
+                            backoff
+                        }
+                    };
+                    tracing::warn!(error = %e, wait_secs = wait.as_secs(), "re-deriving own alerts waits for the key service");
+                    tokio::time::sleep(wait).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// The pseudonyms `record`'s subjects get now (with the key service's

@@ -388,7 +388,13 @@ async fn complete_pending_tokens(core: Arc<NodeCore>) {
 /// Brings the store's own alerts under the matching settings in force
 /// (see `alert::rematch`), while the node serves.
 async fn rematch(core: Arc<NodeCore>) {
-    match core.ledger.rematch().await {
+    // It may wait for the key service (an outage, a budget spent by a
+    // migration's re-derivation): shutdown does not wait for it.
+    let result = tokio::select! {
+        _ = core.shutdown.cancelled() => return,
+        r = core.ledger.rematch() => r,
+    };
+    match result {
         Ok(r) if r.up_to_date => {}
         Ok(r) => tracing::info!(
             re_encoded = r.re_encoded,
