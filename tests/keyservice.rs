@@ -646,12 +646,15 @@ async fn rotation_overlap_keeps_hits_across_key_versions() {
     service.shutdown().await.unwrap();
 }
 
+/// Each call's request and answer, as encoded on the wire.
+type Recorded = std::sync::Arc<std::sync::Mutex<Vec<(Vec<u8>, Vec<u8>)>>>;
+
 /// A key service that records what crosses its wire: every request and
 /// answer as encoded protobuf, evaluated with the real secret key.
 #[derive(Clone)]
 struct RecordingKeyService {
     key: std::sync::Arc<ServerKey>,
-    wire: std::sync::Arc<std::sync::Mutex<Vec<(Vec<u8>, Vec<u8>)>>>,
+    wire: Recorded,
 }
 
 #[tonic::async_trait]

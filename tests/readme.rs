@@ -7,6 +7,7 @@
 //! The runner's only liberties, each explicit:
 //! - `casebridge node run …` is started in the background (and stopped at
 //!   the end), after which the runner waits for the node to answer;
+//!   `casebridge keyservice run …` likewise, waiting for its port;
 //! - `hits watch` without `--backlog-only` streams until Ctrl-C: it must
 //!   still be running (not failed) after two seconds, then it is stopped;
 //! - `export NAME=value` sets the variable for the commands after it;
@@ -167,6 +168,18 @@ fn the_user_guide_runs_as_written() {
         }
         let mut cmd = Command::new(bin);
         cmd.args(&args).current_dir(dir.path()).envs(&env);
+        if args.first().map(String::as_str) == Some("keyservice")
+            && args.get(1).map(String::as_str) == Some("run")
+        {
+            let child = cmd
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            nodes.0.push(child);
+            wait_for_key_service(dir.path(), &args);
+            continue;
+        }
         if args.first().map(String::as_str) == Some("node")
             && args.get(1).map(String::as_str) == Some("run")
         {
@@ -220,6 +233,22 @@ fn the_user_guide_runs_as_written() {
         }
     }
     assert!(!nodes.0.is_empty(), "the guide starts a node");
+}
+
+/// Waits until the key service started with `args` accepts connections.
+fn wait_for_key_service(dir: &Path, args: &[String]) {
+    let config = args
+        .iter()
+        .skip_while(|a| *a != "--config")
+        .nth(1)
+        .expect("keyservice run --config FILE");
+    let config = casebridge::config::KeyServiceConfig::load(&dir.join(config)).unwrap();
+    let addr = *config.listen.get_ref();
+    let deadline = Instant::now() + common::WAIT;
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "the key service did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Waits until the node started with `args` answers its admin client.

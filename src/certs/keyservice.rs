@@ -96,6 +96,34 @@ fn config_name() -> &'static str {
     "keyservice/keyservice.toml"
 }
 
+/// Sets up the development federation's key service on a free loopback
+/// port and points every node of `layout` at it (a `[key_service]` section
+/// in each `node.toml`, pinning `../oprf-keys.toml`): exact tokens then come
+/// from the key service, the key ring keys person encodings only.
+pub fn add_key_service(
+    federation: &FederationName,
+    layout: &super::FederationLayout,
+) -> Result<KeyServiceLayout, CertsError> {
+    let free = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+        .map_err(CertsError::Ports)?;
+    let addr = free.local_addr().map_err(CertsError::Ports)?;
+    drop(free);
+    let ks = init_key_service(federation, &layout.dir, addr)?;
+    for agency in layout.agencies.values() {
+        let path = &agency.node_config;
+        let mut text = std::fs::read_to_string(path).map_err(|error| CertsError::Io {
+            path: path.clone(),
+            error,
+        })?;
+        text.push_str(&node_section(&ks, "../oprf-keys.toml"));
+        std::fs::write(path, text).map_err(|error| CertsError::Io {
+            path: path.clone(),
+            error,
+        })?;
+    }
+    Ok(ks)
+}
+
 /// The `[key_service]` section a development node's config gets.
 pub fn node_section(layout: &KeyServiceLayout, public_keys_relative: &str) -> String {
     format!(

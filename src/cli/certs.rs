@@ -207,6 +207,7 @@ fn init(federation: &str, agencies: &[String], out: &Path) -> Result<(), Failure
     }
     let addrs = certs::free_loopback_addrs(&ids)?;
     let layout = certs::init_federation(&federation, &addrs, out)?;
+    let ks = certs::add_key_service(&federation, &layout)?;
     let bundles = certs::write_browser_bundles(&layout)?;
     println!(
         "development federation `{federation}` written to {}",
@@ -220,6 +221,12 @@ fn init(federation: &str, agencies: &[String], out: &Path) -> Result<(), Failure
             a.node_config.display()
         );
     }
+    println!(
+        "  OPRF key service: {}  config {} (start it first: casebridge keyservice run --config {})",
+        ks.addr,
+        ks.config.display(),
+        ks.config.display()
+    );
     println!(
         "start a node:    casebridge node run --config {}",
         layout

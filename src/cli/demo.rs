@@ -188,6 +188,8 @@ fn samples() -> Vec<(&'static str, AlertDraft)> {
 
 struct Federation {
     layout: FederationLayout,
+    /// The federation's OPRF key service: every node's exact tokens.
+    key_service: crate::keyservice::RunningKeyService,
     nodes: BTreeMap<AgencyId, RunningNode>,
     /// Each client certificate as a file a browser imports, for the console.
     bundles: Vec<crate::certs::BrowserBundle>,
@@ -201,6 +203,9 @@ async fn start_federation(dir: &std::path::Path) -> anyhow::Result<Federation> {
         .collect();
     let addrs = free_loopback_addrs(&ids)?;
     let layout = init_federation(&federation, &addrs, dir)?;
+    let ks = crate::certs::add_key_service(&federation, &layout)?;
+    let key_service =
+        crate::keyservice::start(&crate::config::KeyServiceConfig::load(&ks.config)?).await?;
     let bundles = crate::certs::write_browser_bundles(&layout)?;
     for (agency, policy) in POLICIES {
         if let Some((_, a)) = layout.agencies.iter().find(|(id, _)| id.as_str() == agency) {
@@ -217,6 +222,7 @@ async fn start_federation(dir: &std::path::Path) -> anyhow::Result<Federation> {
     }
     Ok(Federation {
         layout,
+        key_service,
         nodes,
         bundles,
     })
@@ -328,6 +334,10 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
     for (_, node) in fed.nodes {
         node.shutdown().await?;
     }
+    fed.key_service
+        .shutdown()
+        .await
+        .map_err(|e| super::exit::failure(super::exit::Exit::Failure, e))?;
     ok &= verify_audit_logs(&fed.layout).await?;
     if ok {
         println!(
@@ -732,6 +742,31 @@ async fn verify_audit_logs(layout: &FederationLayout) -> Result<bool, Failure> {
                 ok = false;
                 println!("  {:<7} {broken}", id.as_str());
             }
+        }
+    }
+    // The key service's own log: one entry per evaluation, counts only.
+    let ks = crate::config::KeyServiceConfig::load(&layout.dir.join("keyservice/keyservice.toml"))?;
+    let key = crate::audit::signing::PublicKey::of_signing_key(&ks.audit_signing_key())
+        .map_err(|e| super::exit::failure(super::exit::Exit::Failure, e))?;
+    let store = super::store::open_stopped(&ks.data_dir)?;
+    let checked = store.audit_verify(&key, &[]);
+    let evaluated: u64 = store
+        .audit_entries(1)
+        .filter_map(|r| r.ok()?.entry().ok())
+        .filter(|e| {
+            e.event.action == crate::audit::Action::KeyServiceEvaluate && e.event.outcome == "OK"
+        })
+        .filter_map(|e| e.event.detail.get("elements")?.parse::<u64>().ok())
+        .sum();
+    store.close().await?;
+    match checked {
+        Ok(s) => println!(
+            "  key service: {} entries, chain intact, {} signed checkpoints; {evaluated} blinded identifiers evaluated, none seen",
+            s.entries, s.checkpoints
+        ),
+        Err(broken) => {
+            ok = false;
+            println!("  key service: {broken}");
         }
     }
     Ok(ok)
