@@ -8,12 +8,20 @@
 //! unblinded (see [`crate::pseudo::oprf`]). Nothing here ever sends an
 //! identifier or a token: only blinded elements.
 //!
+//! Concurrent operations share calls: while one `Evaluate` is in flight,
+//! the elements of every operation that arrives queue up per key version,
+//! and the next call carries all of them (up to 1,024 elements) with one
+//! proof — group commit for evaluations, so a busy node (32 clients
+//! submitting, an import's rows in flight) makes few calls, each full, and
+//! an idle one adds no waiting.
+//!
 //! Failures are told apart because callers treat them differently: an
 //! outage or an exhausted budget ([`TokenError::is_transient`]) lets a
 //! submit store its alert with tokens pending (derived later by
 //! `alert::pending`); a proof that does not verify is never retried
 //! blindly, since it means the wrong key or a misbehaving key service.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -82,12 +90,29 @@ struct Service {
     timeout: Duration,
     /// One channel per address, made on first use and dropped when it fails.
     channels: Mutex<Vec<Option<Channel>>>,
+    /// Per key version, the operations waiting for the next call.
+    queues: Mutex<HashMap<u32, Queue>>,
+    metrics: Metrics,
+}
+
+/// One operation's inputs, and where its tokens go.
+struct Waiter {
+    inputs: Vec<Vec<u8>>,
+    answer: tokio::sync::oneshot::Sender<Result<Vec<[u8; 32]>, TokenError>>,
+}
+
+/// Operations waiting for one key version, and whether a call is being made
+/// for it (whose maker takes the queue when it returns).
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<Waiter>,
+    calling: bool,
 }
 
 /// Where a node's exact tokens come from.
 pub struct Tokenizer {
     pseudo: Arc<Pseudonymizer>,
-    service: Option<Service>,
+    service: Option<Arc<Service>>,
     metrics: Metrics,
 }
 
@@ -108,13 +133,17 @@ impl Tokenizer {
         service: Option<ServiceSettings>,
         metrics: Metrics,
     ) -> Self {
-        let service = service.map(|s| Service {
-            channels: Mutex::new(vec![None; s.addresses.len()]),
-            pinned: s.pinned,
-            addresses: s.addresses,
-            identity: s.identity,
-            tls: s.tls,
-            timeout: s.timeout,
+        let service = service.map(|s| {
+            Arc::new(Service {
+                channels: Mutex::new(vec![None; s.addresses.len()]),
+                pinned: s.pinned,
+                addresses: s.addresses,
+                identity: s.identity,
+                tls: s.tls,
+                timeout: s.timeout,
+                queues: Mutex::new(HashMap::new()),
+                metrics: metrics.clone(),
+            })
         });
         Self {
             pseudo,
@@ -220,7 +249,7 @@ impl Tokenizer {
             for key in &active {
                 let mut at = 0;
                 for chunk in inputs.chunks(MAX_BATCH) {
-                    let tokens = self.evaluate(service, key, chunk.to_vec()).await?;
+                    let tokens = service.evaluate_shared(key, chunk.to_vec()).await?;
                     for (j, value) in tokens.into_iter().enumerate() {
                         out[at + j].push(Token {
                             r#type: values[at + j].kind as i32,
@@ -250,22 +279,92 @@ impl Tokenizer {
             .inc();
         result
     }
+}
+
+impl Service {
+    /// `inputs` evaluated under `key` in the next call for that version,
+    /// together with whatever other operations are waiting (see the module
+    /// documentation). The call is made by a task of its own, so a caller
+    /// that gives up (its timeout) never strands the others.
+    async fn evaluate_shared(
+        self: &Arc<Self>,
+        key: &Pinned,
+        inputs: Vec<Vec<u8>>,
+    ) -> Result<Vec<[u8; 32]>, TokenError> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let start = {
+            let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+            let q = queues.entry(key.version).or_default();
+            q.waiting.push(Waiter { inputs, answer });
+            !std::mem::replace(&mut q.calling, true)
+        };
+        if start {
+            let (service, key) = (self.clone(), *key);
+            tokio::spawn(async move { service.drain(key).await });
+        }
+        answered
+            .await
+            .unwrap_or_else(|_| Err(TokenError::Unavailable("the evaluation task ended".into())))
+    }
+
+    /// Makes calls for `key` until nobody waits: each takes the waiting
+    /// operations up to [`MAX_BATCH`] elements (at least one operation).
+    async fn drain(self: Arc<Self>, key: Pinned) {
+        loop {
+            let batch: Vec<Waiter> = {
+                let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+                let q = queues.entry(key.version).or_default();
+                let mut total = 0;
+                let mut take = 0;
+                for w in &q.waiting {
+                    if take > 0 && total + w.inputs.len() > MAX_BATCH {
+                        break;
+                    }
+                    total += w.inputs.len();
+                    take += 1;
+                }
+                if take == 0 {
+                    q.calling = false;
+                    return;
+                }
+                q.waiting.drain(..take).collect()
+            };
+            let inputs: Vec<Vec<u8>> = batch
+                .iter()
+                .flat_map(|w| w.inputs.iter().cloned())
+                .collect();
+            let result = self.evaluate(&key, inputs).await;
+            let mut at = 0;
+            for w in batch {
+                let n = w.inputs.len();
+                let _ = w.answer.send(match &result {
+                    Ok(tokens) => Ok(tokens[at..at + n].to_vec()),
+                    Err(e) => Err(e.clone()),
+                });
+                at += n;
+            }
+        }
+    }
 
     /// One Evaluate call, trying each replica in turn until one answers.
     async fn evaluate(
         &self,
-        service: &Service,
         key: &Pinned,
         inputs: Vec<Vec<u8>>,
     ) -> Result<Vec<[u8; 32]>, TokenError> {
-        let blinded = Blinded::new(inputs)?;
+        let service = self;
+        // Curve arithmetic (tens of microseconds an element, up to 1,024
+        // elements) runs off the async threads that serve the node.
+        let blinded = tokio::task::spawn_blocking(move || Blinded::new(inputs))
+            .await
+            .map_err(|e| TokenError::Refused(format!("blinding task failed: {e}")))??;
         let request = EvaluateRequest {
             key_version: key.version,
             blinded_elements: blinded.elements().iter().map(|e| e.to_vec()).collect(),
         };
         let mut last = String::from("no address configured");
         for (i, address) in service.addresses.iter().enumerate() {
-            let channel = match self.channel(service, i).await {
+            let channel = match self.channel(i).await {
                 Ok(c) => c,
                 Err(e) => {
                     last = format!("{address}: {e}");
@@ -287,12 +386,13 @@ impl Tokenizer {
                             resp.key_version, key.version
                         )));
                     }
-                    return Ok(blinded.finish(
-                        key.version,
-                        &key.key,
-                        &resp.evaluated_elements,
-                        &resp.proof,
-                    )?);
+                    let key = *key;
+                    return tokio::task::spawn_blocking(move || {
+                        blinded.finish(key.version, &key.key, &resp.evaluated_elements, &resp.proof)
+                    })
+                    .await
+                    .map_err(|e| TokenError::Refused(format!("verification task failed: {e}")))?
+                    .map_err(TokenError::from);
                 }
                 Err(status) => match status.code() {
                     tonic::Code::ResourceExhausted => {
@@ -309,7 +409,7 @@ impl Tokenizer {
                     | tonic::Code::Unknown
                     | tonic::Code::Internal => {
                         // This replica is down or restarting: the next one.
-                        self.drop_channel(service, i);
+                        self.drop_channel(i);
                         last = format!("{address}: {}", status.message());
                     }
                     _ => {
@@ -325,7 +425,8 @@ impl Tokenizer {
         Err(TokenError::Unavailable(last))
     }
 
-    async fn channel(&self, service: &Service, i: usize) -> Result<Channel, String> {
+    async fn channel(&self, i: usize) -> Result<Channel, String> {
+        let service = self;
         if let Some(c) = service
             .channels
             .lock()
@@ -356,7 +457,8 @@ impl Tokenizer {
         Ok(channel)
     }
 
-    fn drop_channel(&self, service: &Service, i: usize) {
+    fn drop_channel(&self, i: usize) {
+        let service = self;
         if let Some(slot) = service
             .channels
             .lock()

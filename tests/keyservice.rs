@@ -357,6 +357,7 @@ async fn an_outage_loses_nothing_budgets_refuse_and_a_wrong_pinned_key_is_refuse
     // A budget of three elements a day for border: the fourth lookup is
     // refused with the time of the next allowance, and logged.
     let mut tight = replica(ks.addr, "data-tight");
+    tight.metrics.listen = Some(toml::Spanned::new(0..0, free_addr()));
     tight.budget.nodes.insert(
         agency("border"),
         casebridge::config::NodeBudget {
@@ -379,6 +380,15 @@ async fn an_outage_loses_nothing_budgets_refuse_and_a_wrong_pinned_key_is_refuse
         "{}",
         refused.message()
     );
+    // Its metrics name the node that ran out, never a value.
+    let (_, metrics) = http_get(service.metrics_addr.unwrap(), "/metrics").await;
+    for line in [
+        "casebridge_keyservice_refusals_total{node=\"border\",reason=\"per_day\"} 1",
+        "casebridge_keyservice_elements_total{node=\"border\"} 3",
+        "casebridge_keyservice_day_remaining{node=\"border\"} 0",
+    ] {
+        assert!(metrics.contains(line), "no `{line}` in\n{metrics}");
+    }
     service.shutdown().await.unwrap();
     // The key service's own log: counts per node, the refusal, never values;
     // its chain and checkpoints verify.
@@ -420,6 +430,23 @@ async fn an_outage_loses_nothing_budgets_refuse_and_a_wrong_pinned_key_is_refuse
         .expect("the key service's log verifies");
     store.close().await.unwrap();
     drop(store);
+    // The operator's summary of that log: per node and day.
+    let (code, out, err) = cli(&[
+        "keyservice",
+        "usage",
+        "--data-dir",
+        tight.data_dir.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let border: serde_json::Value = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["node"] == "border")
+        .unwrap_or_else(|| panic!("no line for border in {out}"));
+    assert_eq!(border["elements"], 3);
+    assert_eq!(border["calls"], 3);
+    assert_eq!(border["refused"]["per_day"], 1);
 
     // A node pinning another key refuses the key service's answers.
     let service = start_service(&replica(replica_addr, "data-last")).await;

@@ -25,6 +25,16 @@ pub struct PendingReport {
 }
 
 impl Ledger {
+    /// Where exact tokens come from, in words (`GetStatus`).
+    pub fn token_source(&self) -> &'static str {
+        match (self.tokens.uses_key_service(), self.pseudo.ring_tokens()) {
+            (true, true) => "key service and key ring",
+            (true, false) => "key service",
+            (false, true) => "key ring",
+            (false, false) => "none",
+        }
+    }
+
     /// Own alerts whose tokens wait for the key service.
     pub fn tokens_pending(&self) -> Result<u64, AlertError> {
         Ok(self.store.tokens_pending_count()?)

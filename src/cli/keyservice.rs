@@ -24,6 +24,20 @@ pub enum KeyServiceCommand {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Elements evaluated and calls refused, per node and UTC day, from a
+    /// stopped key service's log (or a copy of its data directory): which
+    /// member is asking how much.
+    Usage {
+        /// keyservice.toml (its data_dir is read).
+        #[arg(long, required_unless_present = "data_dir")]
+        config: Option<PathBuf>,
+        /// The key service's data directory, instead of --config.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// JSON Lines, one object per node and day.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -78,7 +92,109 @@ pub async fn run(command: KeyServiceCommand) -> Result<(), Failure> {
                 .map_err(|e| failure(Exit::Failure, e))
         }
         KeyServiceCommand::Keys { command } => keys(command),
+        KeyServiceCommand::Usage {
+            config,
+            data_dir,
+            json,
+        } => {
+            let dir = match (data_dir, config) {
+                (Some(d), _) => d,
+                (None, Some(c)) => {
+                    KeyServiceConfig::load(&c)
+                        .map_err(|e| failure(Exit::Usage, e))?
+                        .data_dir
+                }
+                (None, None) => {
+                    return Err(failure(Exit::Usage, anyhow!("give --config or --data-dir")));
+                }
+            };
+            usage(&dir, json).await
+        }
     }
+}
+
+/// One node's use on one UTC day.
+#[derive(Default, serde::Serialize)]
+struct Usage {
+    day: String,
+    node: String,
+    calls: u64,
+    elements: u64,
+    refused: std::collections::BTreeMap<String, u64>,
+}
+
+/// Sums the log's `keyservice.evaluate` entries per UTC day and node.
+async fn usage(dir: &std::path::Path, json: bool) -> Result<(), Failure> {
+    let store = super::store::open_stopped(dir)?;
+    let mut table: std::collections::BTreeMap<(String, String), Usage> = Default::default();
+    for raw in store.audit_entries(1) {
+        let entry = raw
+            .map_err(|e| failure(Exit::DataErr, e))?
+            .entry()
+            .map_err(|e| failure(Exit::DataErr, e))?;
+        let e = &entry.event;
+        if e.action != crate::audit::Action::KeyServiceEvaluate {
+            continue;
+        }
+        let day = entry.time.get(..10).unwrap_or_default().to_owned();
+        let node = e.actor.strip_prefix("node:").unwrap_or(&e.actor).to_owned();
+        let row = table
+            .entry((day.clone(), node.clone()))
+            .or_insert_with(|| Usage {
+                day,
+                node,
+                ..Default::default()
+            });
+        if e.outcome == "OK" {
+            row.calls += 1;
+            row.elements += e
+                .detail
+                .get("elements")
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+        } else {
+            let why = e
+                .detail
+                .get("refused")
+                .cloned()
+                .unwrap_or_else(|| e.outcome.to_ascii_lowercase());
+            *row.refused.entry(why).or_default() += 1;
+        }
+    }
+    store.close().await.map_err(|e| failure(Exit::Failure, e))?;
+    if json {
+        for row in table.values() {
+            println!(
+                "{}",
+                serde_json::to_string(row).map_err(|e| failure(Exit::Failure, e))?
+            );
+        }
+        return Ok(());
+    }
+    println!(
+        "{:<10}  {:<16} {:>8} {:>10}  refused",
+        "day (UTC)", "node", "calls", "elements"
+    );
+    for row in table.values() {
+        let refused: Vec<String> = row
+            .refused
+            .iter()
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect();
+        println!(
+            "{:<10}  {:<16} {:>8} {:>10}  {}",
+            row.day,
+            row.node,
+            row.calls,
+            row.elements,
+            if refused.is_empty() {
+                "-".into()
+            } else {
+                refused.join(", ")
+            }
+        );
+    }
+    Ok(())
 }
 
 fn keys(command: KeysCommand) -> Result<(), Failure> {

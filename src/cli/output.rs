@@ -584,6 +584,18 @@ pub fn status(s: &NodeStatus, as_json: bool) {
             ""
         }
     );
+    println!(
+        "tokens      from the {}{}",
+        s.exact_tokens,
+        if s.tokens_pending > 0 {
+            format!(
+                "; {} alert(s) waiting for their tokens (key service unreachable or over budget)",
+                s.tokens_pending
+            )
+        } else {
+            String::new()
+        }
+    );
     println!("refused     {} deliveries", s.refused_deliveries);
     println!(
         "purged      {} alerts past their retention deadline",

@@ -133,7 +133,11 @@ pub struct PublicKey(<Suite as Group>::Elem);
 
 impl std::fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PublicKey({})", crate::audit::hex(&self.to_bytes()))
+        f.write_str("PublicKey(")?;
+        for b in self.to_bytes() {
+            write!(f, "{b:02x}")?;
+        }
+        f.write_str(")")
     }
 }
 
