@@ -190,6 +190,41 @@ async fn oprf_tokens_make_hits_lookups_and_retractions_and_no_node_key_reproduce
         );
     }
 
+    // The key service's public keys, as an operator cross-checks them with
+    // the pinned file (a node never takes them from there).
+    let police_dir = &fed.layout.agencies[&agency("police")].dir;
+    let own = casebridge::identity::TlsIdentity::load(
+        &police_dir.join("node.pem"),
+        &police_dir.join("node.key"),
+    )
+    .unwrap();
+    let tls =
+        casebridge::identity::client_tls_config(&own, &fed.layout.federation_ca, &[]).unwrap();
+    let channel = casebridge::identity::connect_channel(
+        &ks.addr.to_string(),
+        casebridge::identity::NodeIdentity {
+            federation: FederationName::new(FEDERATION).unwrap(),
+            agency: agency("keyservice"),
+        },
+        std::sync::Arc::new(tls),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let published = casebridge::proto::v1::key_service_client::KeyServiceClient::new(channel)
+        .get_public_keys(casebridge::proto::v1::GetPublicKeysRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let pinned = casebridge::pseudo::oprf_keys::PinnedKeys::load(&ks.public_keys).unwrap();
+    assert_eq!(published.federation, FEDERATION);
+    assert_eq!(published.keys.len(), 1);
+    assert_eq!(published.keys[0].version, FIRST_VERSION);
+    assert_eq!(
+        published.keys[0].public_key,
+        pinned.get(FIRST_VERSION).unwrap().key.to_bytes().to_vec()
+    );
+
     // No key a node holds reproduces its token of a known phone number: not
     // the key ring (which still keys person encodings), and no 32-byte
     // window of any file under the node's directory used as an HMAC key the
@@ -447,6 +482,18 @@ async fn an_outage_loses_nothing_budgets_refuse_and_a_wrong_pinned_key_is_refuse
     assert_eq!(border["elements"], 3);
     assert_eq!(border["calls"], 3);
     assert_eq!(border["refused"]["per_day"], 1);
+    // And `audit verify` reads the key service's log as it reads a node's.
+    let public = casebridge::audit::signing::public_key_path(&tight.audit_signing_key());
+    let (code, out, err) = cli(&[
+        "audit",
+        "verify",
+        "--data-dir",
+        tight.data_dir.to_str().unwrap(),
+        "--public-key",
+        public.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("audit log intact"), "{out}");
 
     // A node pinning another key refuses the key service's answers.
     let service = start_service(&replica(replica_addr, "data-last")).await;

@@ -250,3 +250,87 @@ impl KeyServiceConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+federation = "demo.casebridge"
+listen = "127.0.0.1:7400"
+keys = "oprf-secret-keys.toml"
+data_dir = "data"
+
+[tls]
+federation_ca = "ca.pem"
+cert = "node.pem"
+key = "node.key"
+
+[budget]
+per_minute = 2000
+per_day = 50000
+
+[budget.nodes.border]
+per_day = 400000
+"#;
+
+    fn dir_with_files() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["ca.pem", "node.pem", "node.key", "oprf-secret-keys.toml"] {
+            std::fs::write(dir.path().join(f), "x").unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn a_key_service_config_resolves_paths_and_budgets_per_node() {
+        let dir = dir_with_files();
+        let file = dir.path().join("keyservice.toml");
+        let cfg = KeyServiceConfig::from_toml(&file, GOOD).unwrap();
+        assert_eq!(cfg.data_dir, dir.path().join("data"));
+        assert_eq!(
+            cfg.keys.get_ref(),
+            &dir.path().join("oprf-secret-keys.toml")
+        );
+        let border = AgencyId::new("border").unwrap();
+        let police = AgencyId::new("police").unwrap();
+        assert_eq!(cfg.budget.of(&border), (2000, 400_000));
+        assert_eq!(cfg.budget.of(&police), (2000, 50_000));
+        assert_eq!(
+            cfg.audit_signing_key(),
+            dir.path().join("keyservice-audit.key")
+        );
+    }
+
+    #[test]
+    fn key_service_config_mistakes_name_their_line_and_column() {
+        let dir = dir_with_files();
+        let file = dir.path().join("keyservice.toml");
+        for (text, line, says) in [
+            (GOOD.replace("per_day = 50000", "per_day = 0"), 14, ""),
+            (
+                GOOD.replace("per_minute = 2000", "per_minute = 2000\nper_hour = 1"),
+                14,
+                "per_hour",
+            ),
+            (
+                GOOD.replace("cert = \"node.pem\"", "cert = \"missing.pem\""),
+                9,
+                "tls.cert",
+            ),
+            (
+                GOOD.replace("[budget.nodes.border]", "[budget.nodes.\"Not An Id\"]"),
+                16,
+                "",
+            ),
+        ] {
+            let err = KeyServiceConfig::from_toml(&file, &text)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("keyservice.toml:{line}:")) && err.contains(says),
+                "{err}"
+            );
+        }
+    }
+}
