@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use casebridge::proto::v1::SubmitAlertRequest;
-use common::{TestFederation, sample_draft};
+use common::TestFederation;
 
 const CLIENTS: usize = 32;
 
@@ -197,34 +197,6 @@ async fn same_shape_submit_rate(fed: &TestFederation, first: usize, total: usize
     .ops_per_sec
 }
 
-async fn submit_rate(fed: &TestFederation, total: usize, round: usize) -> f64 {
-    let mut conns = Vec::new();
-    for _ in 0..CLIENTS {
-        conns.push(fed.client("police", "cms").await);
-    }
-    measure::drive(&conns, CLIENTS * 4, move |mut c, i| async move {
-        c.alerts
-            .submit_alert(SubmitAlertRequest {
-                draft: Some(sample_draft(&format!("warm-up {round} {i}"))),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-    })
-    .await;
-    measure::drive(&conns, total, move |mut c, i| async move {
-        c.alerts
-            .submit_alert(SubmitAlertRequest {
-                draft: Some(sample_draft(&format!("bench {round} {i}"))),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-    })
-    .await
-    .ops_per_sec
-}
-
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -270,7 +242,7 @@ async fn bench() {
         })
     };
 
-    let reference = submit_rate(&fed, submits, 0).await;
+    let reference = measure::submit_rate(&fed, submits, 0).await;
     println!(
         "durable SubmitAlert of the exchange bench's draft, empty store: {reference:>6.0} submits/s"
     );

@@ -30,12 +30,12 @@ use casebridge::certs::{init_key_service, node_section};
 use casebridge::config::{Bounded, KeyServiceConfig};
 use casebridge::identity::{TlsIdentity, client_tls_config};
 use casebridge::ids::FederationName;
-use casebridge::proto::v1::{Identifier, IdentifierType, SubmitAlertRequest};
+use casebridge::proto::v1::{Identifier, IdentifierType};
 use casebridge::pseudo::oprf::{Blinded, FIRST_VERSION, MAX_BATCH, ServerKey, token_input};
 use casebridge::pseudo::oprf_keys::PinnedKeys;
 use casebridge::pseudo::{KeyRing, Normalized, Pseudonymizer};
 use casebridge::tokens::{ServiceSettings, Tokenizer, service_identity};
-use common::{FEDERATION, TestFederation, agency, phone_id, sample_draft};
+use common::{FEDERATION, TestFederation, agency, phone_id};
 
 const CLIENTS: usize = 32;
 const NL_MOBILE_NUMBERS: f64 = 1e8;
@@ -108,34 +108,6 @@ async fn federation(
         fed.start_node(a).await;
     }
     (fed, Some(service))
-}
-
-async fn submit_rate(fed: &TestFederation, total: usize, round: usize) -> f64 {
-    let mut conns = Vec::new();
-    for _ in 0..CLIENTS {
-        conns.push(fed.client("police", "cms").await);
-    }
-    measure::drive(&conns, CLIENTS * 4, move |mut c, i| async move {
-        c.alerts
-            .submit_alert(SubmitAlertRequest {
-                draft: Some(sample_draft(&format!("warm-up {round} {i}"))),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-    })
-    .await;
-    measure::drive(&conns, total, move |mut c, i| async move {
-        c.alerts
-            .submit_alert(SubmitAlertRequest {
-                draft: Some(sample_draft(&format!("bench {round} {i}"))),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-    })
-    .await
-    .ops_per_sec
 }
 
 async fn bench() {
@@ -240,8 +212,8 @@ async fn bench() {
     let (plain, _) = federation(false).await;
     let (mut oprf_rates, mut hmac_rates) = (Vec::new(), Vec::new());
     for round in 0..3 {
-        oprf_rates.push(submit_rate(&fed, submits, round).await);
-        hmac_rates.push(submit_rate(&plain, submits, round).await);
+        oprf_rates.push(measure::submit_rate(&fed, submits, round).await);
+        hmac_rates.push(measure::submit_rate(&plain, submits, round).await);
     }
     let (o, h) = (median(oprf_rates), median(hmac_rates));
     println!(

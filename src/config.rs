@@ -560,6 +560,14 @@ fn parse<T: serde::de::DeserializeOwned>(file: &Path, src: &str) -> Result<T, Co
     })
 }
 
+/// A config file's text, or which file could not be read.
+fn read_source(file: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+        file: file.to_owned(),
+        source,
+    })
+}
+
 fn resolve(base: &Path, p: &mut PathBuf) {
     if p.is_relative() {
         *p = base.join(&*p);
@@ -574,10 +582,7 @@ fn base_dir(file: &Path) -> PathBuf {
 
 impl NodeConfig {
     pub fn load(file: &Path) -> Result<Self, ConfigError> {
-        let src = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
-            file: file.to_owned(),
-            source,
-        })?;
+        let src = read_source(file)?;
         Self::from_toml(file, &src)
     }
 
@@ -752,10 +757,7 @@ impl NodeConfig {
 
 impl ClientConfig {
     pub fn load(file: &Path) -> Result<Self, ConfigError> {
-        let src = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
-            file: file.to_owned(),
-            source,
-        })?;
+        let src = read_source(file)?;
         let mut cfg: ClientConfig = parse(file, &src)?;
         let base = base_dir(file);
         for p in [&mut cfg.federation_ca, &mut cfg.cert, &mut cfg.key] {

@@ -8,12 +8,13 @@
 //! unblinded (see [`crate::pseudo::oprf`]). Nothing here ever sends an
 //! identifier or a token: only blinded elements.
 //!
-//! Concurrent operations share calls: while one `Evaluate` is in flight,
-//! the elements of every operation that arrives queue up per key version,
-//! and the next call carries all of them (up to 1,024 elements) with one
-//! proof — group commit for evaluations, so a busy node (32 clients
-//! submitting, an import's rows in flight) makes few calls, each full, and
-//! an idle one adds no waiting.
+//! Concurrent operations share calls: while [`CALLS_IN_FLIGHT`] `Evaluate`
+//! calls are in flight for a key version, the elements of every operation
+//! that arrives queue up, and the next call carries all of them (up to
+//! 1,024 elements) with one proof — group commit for evaluations, so a busy
+//! node (32 clients submitting, an import's rows in flight) makes few
+//! calls, each full, an idle one adds no waiting, and large batches still
+//! overlap the node's proof checks with the key service's work.
 //!
 //! Failures are told apart because callers treat them differently: an
 //! outage or an exhausted budget ([`TokenError::is_transient`]) lets a
@@ -101,12 +102,16 @@ struct Waiter {
     answer: tokio::sync::oneshot::Sender<Result<Vec<[u8; 32]>, TokenError>>,
 }
 
-/// Operations waiting for one key version, and whether a call is being made
-/// for it (whose maker takes the queue when it returns).
+/// Calls in flight per key version at most; operations beyond wait and
+/// share the next call.
+pub const CALLS_IN_FLIGHT: usize = 4;
+
+/// Operations waiting for one key version, and how many tasks are making
+/// calls for it (each takes from the queue when its call returns).
 #[derive(Default)]
 struct Queue {
     waiting: Vec<Waiter>,
-    calling: bool,
+    calling: usize,
 }
 
 /// Where a node's exact tokens come from.
@@ -296,7 +301,11 @@ impl Service {
             let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
             let q = queues.entry(key.version).or_default();
             q.waiting.push(Waiter { inputs, answer });
-            !std::mem::replace(&mut q.calling, true)
+            let start = q.calling < CALLS_IN_FLIGHT;
+            if start {
+                q.calling += 1;
+            }
+            start
         };
         if start {
             let (service, key) = (self.clone(), *key);
@@ -324,7 +333,7 @@ impl Service {
                     take += 1;
                 }
                 if take == 0 {
-                    q.calling = false;
+                    q.calling -= 1;
                     return;
                 }
                 q.waiting.drain(..take).collect()

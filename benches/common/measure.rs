@@ -83,3 +83,37 @@ where
         p99: percentile(&all, 0.99),
     }
 }
+
+/// The durable submit rate of `fed`'s police node: 32 clients each on its
+/// own connection, one `SubmitAlert` of the exchange bench's sample draft at
+/// a time each, after a warm-up of four each (round `round` names the
+/// drafts so rounds never repeat one).
+pub async fn submit_rate(fed: &crate::common::TestFederation, total: usize, round: usize) -> f64 {
+    use casebridge::proto::v1::SubmitAlertRequest;
+    const CLIENTS: usize = 32;
+    let mut conns = Vec::new();
+    for _ in 0..CLIENTS {
+        conns.push(fed.client("police", "cms").await);
+    }
+    drive(&conns, CLIENTS * 4, move |mut c, i| async move {
+        c.alerts
+            .submit_alert(SubmitAlertRequest {
+                draft: Some(crate::common::sample_draft(&format!("warm-up {round} {i}"))),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    })
+    .await;
+    drive(&conns, total, move |mut c, i| async move {
+        c.alerts
+            .submit_alert(SubmitAlertRequest {
+                draft: Some(crate::common::sample_draft(&format!("bench {round} {i}"))),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    })
+    .await
+    .ops_per_sec
+}

@@ -12,7 +12,7 @@ use toml::Spanned;
 
 use super::{
     AuditConfig, Bounded, ConfigError, MetricsConfig, at, base_dir, beside_store, check_host_port,
-    parse, resolve,
+    parse, read_source, resolve,
 };
 use crate::ids::{AgencyId, FederationName};
 
@@ -195,10 +195,7 @@ impl BudgetConfig {
 
 impl KeyServiceConfig {
     pub fn load(file: &Path) -> Result<Self, ConfigError> {
-        let src = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
-            file: file.to_owned(),
-            source,
-        })?;
+        let src = read_source(file)?;
         Self::from_toml(file, &src)
     }
 
