@@ -323,6 +323,9 @@ impl Service {
             let batch: Vec<Waiter> = {
                 let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
                 let q = queues.entry(key.version).or_default();
+                // An operation whose caller gave up (its timeout) is not
+                // evaluated: it would spend budget for nobody.
+                q.waiting.retain(|w| !w.answer.is_closed());
                 let mut total = 0;
                 let mut take = 0;
                 for w in &q.waiting {

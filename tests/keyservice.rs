@@ -58,19 +58,16 @@ async fn federation(
     let mut fed = TestFederation::start_with(&AGENCIES, &AGENCIES, |_, _| {}).await;
     let federation = FederationName::new(FEDERATION).unwrap();
     let ks = init_key_service(&federation, &fed.layout.dir, free_addr()).unwrap();
+    let mut section = node_section(&ks, ks.public_keys.to_str().unwrap());
+    if let Some(r) = replica {
+        section = section.replace(
+            &format!("addresses = [\"{}\"]", ks.addr),
+            &format!("addresses = [\"{}\", \"{r}\"]", ks.addr),
+        );
+        assert!(section.contains(&r.to_string()));
+    }
     for a in AGENCIES {
-        let path = &fed.layout.agencies[&agency(a)].node_config;
-        let mut text = std::fs::read_to_string(path).unwrap();
-        let mut section = node_section(&ks, ks.public_keys.to_str().unwrap());
-        if let Some(r) = replica {
-            section = section.replace(
-                &format!("addresses = [\"{}\"]", ks.addr),
-                &format!("addresses = [\"{}\", \"{r}\"]", ks.addr),
-            );
-            assert!(section.contains(&r.to_string()));
-        }
-        text.push_str(&section);
-        std::fs::write(path, text).unwrap();
+        edit_config(&fed, a, |text| text + &section);
     }
     let config = KeyServiceConfig::load(&ks.config).unwrap();
     let service = start_service(&config).await;
@@ -99,6 +96,20 @@ async fn open_log(dir: &std::path::Path) -> casebridge::store::Store {
             Err(e) => panic!("key service log: {e}"),
         }
     }
+}
+
+/// Rewrites `a`'s node.toml with `edit` (the node is stopped or not started).
+fn edit_config(fed: &TestFederation, a: &str, edit: impl FnOnce(String) -> String) {
+    let path = &fed.layout.agencies[&agency(a)].node_config;
+    let text = std::fs::read_to_string(path).unwrap();
+    std::fs::write(path, edit(text)).unwrap();
+}
+
+/// Restarts `a` with its node.toml rewritten by `edit`.
+async fn restart_with(fed: &mut TestFederation, a: &str, edit: impl FnOnce(String) -> String) {
+    fed.stop_node(a).await;
+    edit_config(fed, a, edit);
+    fed.start_node(a).await;
 }
 
 fn phone(value: &str) -> Normalized {
@@ -502,13 +513,10 @@ async fn an_outage_loses_nothing_budgets_refuse_and_a_wrong_pinned_key_is_refuse
         .unwrap();
     let wrong = fed.layout.dir.join("wrong-oprf-keys.toml");
     std::fs::write(&wrong, SecretKeys::load(&other).unwrap().public_file()).unwrap();
-    fed.stop_node("police").await;
-    let path = fed.layout.agencies[&agency("police")].node_config.clone();
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace(ks.public_keys.to_str().unwrap(), wrong.to_str().unwrap());
-    std::fs::write(&path, text).unwrap();
-    fed.start_node("police").await;
+    restart_with(&mut fed, "police", |text| {
+        text.replace(ks.public_keys.to_str().unwrap(), wrong.to_str().unwrap())
+    })
+    .await;
     let mut police = fed.client("police", "cms").await;
     let before = fed.alerts("police").await.len();
     let err = police
@@ -581,13 +589,10 @@ async fn migration_from_the_key_ring_keeps_hits_between_old_and_new_alerts() {
     let service = start_service(&config).await;
     let section = node_section(&ks, ks.public_keys.to_str().unwrap());
     for a in ["police", "ngo"] {
-        fed.stop_node(a).await;
-        let path = &fed.layout.agencies[&agency(a)].node_config;
-        let mut text = std::fs::read_to_string(path).unwrap();
-        text.push_str(&section);
-        text.push_str("also_key_ring_tokens = true\n");
-        std::fs::write(path, text).unwrap();
-        fed.start_node(a).await;
+        restart_with(&mut fed, a, |text| {
+            text + &section + "also_key_ring_tokens = true\n"
+        })
+        .await;
     }
     // police re-derived its own alert at start: both kinds now.
     eventually("the old alert re-derived with both token kinds", || async {
@@ -610,16 +615,15 @@ async fn migration_from_the_key_ring_keeps_hits_between_old_and_new_alerts() {
 
     // Step 2: every node on the key service alone.
     for a in AGENCIES {
-        fed.stop_node(a).await;
-        let path = &fed.layout.agencies[&agency(a)].node_config;
-        let mut text = std::fs::read_to_string(path)
-            .unwrap()
-            .replace("also_key_ring_tokens = true\n", "");
-        if !text.contains("[key_service]") {
-            text.push_str(&section);
-        }
-        std::fs::write(path, text).unwrap();
-        fed.start_node(a).await;
+        restart_with(&mut fed, a, |text| {
+            let text = text.replace("also_key_ring_tokens = true\n", "");
+            if text.contains("[key_service]") {
+                text
+            } else {
+                text + &section
+            }
+        })
+        .await;
     }
     for (a, id) in [
         ("police", &old.id),
@@ -689,13 +693,10 @@ async fn rotation_overlap_keeps_hits_across_key_versions() {
         ("border", &new_only),
         ("ngo", &ks.public_keys),
     ] {
-        fed.stop_node(a).await;
-        let path = &fed.layout.agencies[&agency(a)].node_config;
-        let text = std::fs::read_to_string(path)
-            .unwrap()
-            .replace(ks.public_keys.to_str().unwrap(), file.to_str().unwrap());
-        std::fs::write(path, text).unwrap();
-        fed.start_node(a).await;
+        restart_with(&mut fed, a, |text| {
+            text.replace(ks.public_keys.to_str().unwrap(), file.to_str().unwrap())
+        })
+        .await;
     }
     let mut police = fed.client("police", "cms").await;
     let a = submit_draft(&mut police, phone_draft("old key")).await;
@@ -770,11 +771,9 @@ async fn the_key_service_sees_only_blinded_elements_and_proofs() {
     let mut fed = TestFederation::start_with(&AGENCIES, &AGENCIES, |_, _| {}).await;
     let federation = FederationName::new(FEDERATION).unwrap();
     let ks = init_key_service(&federation, &fed.layout.dir, free_addr()).unwrap();
+    let section = node_section(&ks, ks.public_keys.to_str().unwrap());
     for a in AGENCIES {
-        let path = &fed.layout.agencies[&agency(a)].node_config;
-        let mut text = std::fs::read_to_string(path).unwrap();
-        text.push_str(&node_section(&ks, ks.public_keys.to_str().unwrap()));
-        std::fs::write(path, text).unwrap();
+        edit_config(&fed, a, |text| text + &section);
     }
     let secret = SecretKeys::load(&ks.secret_keys).unwrap();
     let seed = {

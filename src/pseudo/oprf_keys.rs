@@ -154,6 +154,54 @@ fn check_versions(path: &Path, versions: &[u32]) -> Result<(), OprfKeysError> {
     Ok(())
 }
 
+/// A key file's entry: its version and validity window, whatever the key.
+trait Entry {
+    fn version(&self) -> u32;
+    fn window(&self) -> (&str, Option<&str>);
+}
+
+impl Entry for SecretEntry {
+    fn version(&self) -> u32 {
+        self.version
+    }
+    fn window(&self) -> (&str, Option<&str>) {
+        (&self.valid_from, self.valid_until.as_deref())
+    }
+}
+
+impl Entry for PublicEntry {
+    fn version(&self) -> u32 {
+        self.version
+    }
+    fn window(&self) -> (&str, Option<&str>) {
+        (&self.valid_from, self.valid_until.as_deref())
+    }
+}
+
+/// Every entry of a key file with its version, its key as `parse` reads it
+/// and its window, in file order, after the versions are checked; a
+/// problem names the file and the version.
+fn entries<E: Entry, T>(
+    path: &Path,
+    list: &[E],
+    parse: impl Fn(&E) -> Result<T, String>,
+) -> Result<Vec<(u32, T, Window)>, OprfKeysError> {
+    check_versions(path, &list.iter().map(Entry::version).collect::<Vec<_>>())?;
+    list.iter()
+        .map(|e| {
+            let key_err = |reason: String| OprfKeysError::Key {
+                path: path.to_owned(),
+                version: e.version(),
+                reason,
+            };
+            let key = parse(e).map_err(key_err)?;
+            let (from, until) = e.window();
+            let window = Window::parse(from, until).map_err(key_err)?;
+            Ok((e.version(), key, window))
+        })
+        .collect()
+}
+
 impl SecretKeys {
     /// Loads the seeds, refusing a file group or others can read.
     pub fn load(path: &Path) -> Result<Self, OprfKeysError> {
@@ -164,31 +212,19 @@ impl SecretKeys {
             }
         })?;
         let file: SecretFile = read(path)?;
-        check_versions(
-            path,
-            &file.keys.iter().map(|k| k.version).collect::<Vec<_>>(),
-        )?;
-        let mut keys = Vec::new();
-        for e in &file.keys {
-            let key_err = |reason: String| OprfKeysError::Key {
-                path: path.to_owned(),
-                version: e.version,
-                reason,
-            };
+        let federation = file.federation.clone();
+        let mut keys: Vec<(ServerKey, Window)> = entries(path, &file.keys, |e: &SecretEntry| {
             let seed = B64
                 .decode(e.seed.trim())
-                .map_err(|_| key_err("seed is not base64".into()))?;
+                .map_err(|_| "seed is not base64".to_string())?;
             if seed.len() != SEED_BYTES {
-                return Err(key_err(format!(
-                    "seed has {} bytes, not {SEED_BYTES}",
-                    seed.len()
-                )));
+                return Err(format!("seed has {} bytes, not {SEED_BYTES}", seed.len()));
             }
-            let window = Window::parse(&e.valid_from, e.valid_until.as_deref()).map_err(key_err)?;
-            let key = ServerKey::derive(&seed, file.federation.as_str(), e.version)
-                .map_err(|e| key_err(e.to_string()))?;
-            keys.push((key, window));
-        }
+            ServerKey::derive(&seed, federation.as_str(), e.version).map_err(|e| e.to_string())
+        })?
+        .into_iter()
+        .map(|(_, key, window)| (key, window))
+        .collect();
         keys.sort_by_key(|(k, _)| k.version);
         Ok(Self {
             federation: file.federation,
@@ -233,28 +269,19 @@ impl SecretKeys {
 impl PinnedKeys {
     pub fn load(path: &Path) -> Result<Self, OprfKeysError> {
         let file: PublicFile = read(path)?;
-        check_versions(
-            path,
-            &file.keys.iter().map(|k| k.version).collect::<Vec<_>>(),
-        )?;
-        let mut keys = Vec::new();
-        for e in &file.keys {
-            let key_err = |reason: String| OprfKeysError::Key {
-                path: path.to_owned(),
-                version: e.version,
-                reason,
-            };
+        let mut keys: Vec<Pinned> = entries(path, &file.keys, |e: &PublicEntry| {
             let bytes = B64
                 .decode(e.public_key.trim())
-                .map_err(|_| key_err("public_key is not base64".into()))?;
-            let key = PublicKey::from_bytes(&bytes).map_err(|e| key_err(e.to_string()))?;
-            let window = Window::parse(&e.valid_from, e.valid_until.as_deref()).map_err(key_err)?;
-            keys.push(Pinned {
-                version: e.version,
-                key,
-                window,
-            });
-        }
+                .map_err(|_| "public_key is not base64".to_string())?;
+            PublicKey::from_bytes(&bytes).map_err(|e| e.to_string())
+        })?
+        .into_iter()
+        .map(|(version, key, window)| Pinned {
+            version,
+            key,
+            window,
+        })
+        .collect();
         keys.sort_by_key(|k| k.version);
         Ok(Self {
             federation: file.federation,
