@@ -202,23 +202,18 @@ impl KeyService for KeyServiceApi {
         };
         // Which key: one this service holds, valid now (give or take skew).
         let now = time::OffsetDateTime::now_utc();
-        let key = match self.0.keys.get(version) {
-            Some((_, w))
-                if !(w.valid_from - SKEW <= now
-                    && w.valid_until.is_none_or(|u| now < u + SKEW)) =>
-            {
-                None
-            }
-            other => other.map(|(k, _)| k),
-        };
-        let Some(key) = key else {
+        let valid = matches!(
+            self.0.keys.get(version),
+            Some((_, w)) if w.valid_from - SKEW <= now && w.valid_until.is_none_or(|u| now < u + SKEW)
+        );
+        if !valid {
             self.count(&agency, "unknown_key");
             self.audit(entry("FAILED_PRECONDITION")).await?;
             return Err(Status::failed_precondition(format!(
                 "key_version: {version} is not a key this service holds valid now (it holds {:?})",
                 self.0.keys.versions()
             )));
-        };
+        }
         if elements == 0 || elements > MAX_BATCH as u64 {
             self.count(&agency, "invalid");
             self.audit(entry("INVALID_ARGUMENT")).await?;
@@ -255,7 +250,6 @@ impl KeyService for KeyServiceApi {
         })
         .await
         .map_err(|e| Status::internal(format!("evaluation task failed: {e}")))?;
-        let _ = key;
         let (evaluated, proof) = match evaluated {
             Ok(v) => v,
             Err(e) => {
