@@ -8,10 +8,20 @@
 //! A policy that does not validate is never installed: the version in force
 //! stays, whatever the source of the broken one.
 //!
-//! The policy file is read at start and on SIGHUP. If it differs from the
-//! file as last read, it is installed as a new version; if not, the version
-//! in force stays — which may be one installed later by `SetPolicy`, so a
-//! restart does not silently undo an administrator's live change.
+//! The policy file is read at start and on SIGHUP, and the same rule
+//! ([`judge_file`]) decides both times, so a reload never silently
+//! replaces the version in force:
+//! - the file holds the version in force, or has not changed since it was
+//!   last read: the version in force stays (it may be one installed later
+//!   by `SetPolicy`; a restart or a SIGHUP sent to reload `[clients]` does
+//!   not undo an administrator's live change);
+//! - the file changed and the version in force came from the file (or
+//!   none is installed): the file is installed as a new version;
+//! - the file changed but the version in force was set through the API:
+//!   the version in force stays, a warning and an audit entry name the
+//!   command that installs the file (`casebridge policy set FILE
+//!   --expect-version N`): which of two edits wins is the administrator's
+//!   call, not the order of a reload.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -64,9 +74,42 @@ pub struct Active {
 /// What a reload of the policy file did.
 #[derive(Debug)]
 pub enum Reload {
-    /// The file holds the version already in force.
+    /// The file holds the version in force, or has not changed since it
+    /// was last read: the version in force stays.
     Unchanged(u64),
     Installed(PolicyVersion),
+    /// The file changed, but the version in force was set through the API
+    /// and stays; `policy set` installs the file.
+    Kept {
+        version: u64,
+        file: PathBuf,
+    },
+}
+
+/// What the policy file, read at start or on SIGHUP, does to the version
+/// in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileVerdict {
+    /// The file holds the version in force.
+    InForce,
+    /// Unchanged since it was last read (another version may be in force).
+    UnchangedSinceRead,
+    Install,
+    /// Changed, but the version in force was set through the API.
+    KeepApiVersion,
+}
+
+/// The one rule for the policy file (see the module's documentation):
+/// `sha` is the file's digest now, `last_read` its digest when it was last
+/// read, `in_force` the version in force.
+fn judge_file(sha: &str, last_read: Option<&str>, in_force: Option<&PolicyVersion>) -> FileVerdict {
+    match in_force {
+        None => FileVerdict::Install,
+        Some(v) if v.sha256 == sha => FileVerdict::InForce,
+        Some(_) if last_read == Some(sha) => FileVerdict::UnchangedSinceRead,
+        Some(v) if v.source.starts_with("file:") => FileVerdict::Install,
+        Some(_) => FileVerdict::KeepApiVersion,
+    }
 }
 
 /// Longest policy text accepted through the API.
@@ -122,13 +165,21 @@ impl Sharing {
             let text = read(&path)?;
             let sha = sha256_hex(&text);
             let known = sharing.store.policy_file_sha256()?;
-            if stored.is_none() || known.as_deref() != Some(sha.as_str()) {
-                // A new or edited file: it must validate, or the node does not start.
-                let policy = sharing.parse(&text, &path).map_err(SharingError::Invalid)?;
-                sharing
-                    .install_parsed(policy, text, file_source(&path), "node", "", true)
-                    .await?;
-                installed_file = true;
+            match judge_file(&sha, known.as_deref(), stored.as_ref()) {
+                FileVerdict::Install => {
+                    // A new or edited file: it must validate, or the node does not start.
+                    let policy = sharing.parse(&text, &path).map_err(SharingError::Invalid)?;
+                    sharing
+                        .install_parsed(policy, text, file_source(&path), "node", "", true)
+                        .await?;
+                    installed_file = true;
+                }
+                FileVerdict::InForce => sharing.store.note_policy_file(&sha).await?,
+                FileVerdict::UnchangedSinceRead => {}
+                FileVerdict::KeepApiVersion => {
+                    let version = stored.as_ref().map_or(0, |v| v.version);
+                    sharing.keep_api_version(version, &path).await?;
+                }
             }
         }
         if !installed_file && let (Some(record), Some(parsed)) = (stored, stored_policy) {
@@ -240,8 +291,8 @@ impl Sharing {
             .await
     }
 
-    /// Re-reads the policy file (SIGHUP). A file that cannot be read or does
-    /// not validate leaves the version in force.
+    /// Re-reads the policy file (SIGHUP) and applies [`judge_file`]. A file
+    /// that cannot be read or does not validate leaves the version in force.
     pub async fn reload_file(&self) -> Result<Reload, SharingError> {
         let _guard = self.install.lock().await;
         let path = self.file.clone().ok_or(SharingError::NoFile)?;
@@ -249,13 +300,59 @@ impl Sharing {
         let policy = self.parse(&text, &path).map_err(SharingError::Invalid)?;
         let sha = sha256_hex(&text);
         let current = self.current();
-        if current.policy.is_some() && current.record.sha256 == sha {
-            self.store.note_policy_file(&sha).await?;
-            return Ok(Reload::Unchanged(current.record.version));
+        let in_force = current.policy.is_some().then_some(&current.record);
+        let known = self.store.policy_file_sha256()?;
+        match judge_file(&sha, known.as_deref(), in_force) {
+            FileVerdict::InForce => {
+                self.store.note_policy_file(&sha).await?;
+                Ok(Reload::Unchanged(current.record.version))
+            }
+            FileVerdict::UnchangedSinceRead => Ok(Reload::Unchanged(current.record.version)),
+            FileVerdict::Install => self
+                .install_parsed(policy, text, file_source(&path), "node (SIGHUP)", "", true)
+                .await
+                .map(Reload::Installed),
+            FileVerdict::KeepApiVersion => {
+                let version = current.record.version;
+                self.keep_api_version(version, &path).await?;
+                Ok(Reload::Kept {
+                    version,
+                    file: path,
+                })
+            }
         }
-        self.install_parsed(policy, text, file_source(&path), "node (SIGHUP)", "", true)
-            .await
-            .map(Reload::Installed)
+    }
+
+    /// The file changed but `version`, set through the API, stays in force:
+    /// said in the log and the audit log, with the command that installs
+    /// the file. The file's digest is not noted, so the next start or
+    /// reload says it again until the administrator decides.
+    async fn keep_api_version(&self, version: u64, path: &Path) -> Result<(), SharingError> {
+        let command = format!(
+            "casebridge policy set {} --expect-version {version}",
+            path.display()
+        );
+        tracing::warn!(
+            version,
+            file = %path.display(),
+            install_with = %command,
+            "the policy file changed, but the version in force was set through the API and stays"
+        );
+        self.store
+            .audit([crate::audit::Event::new(
+                crate::audit::NODE,
+                crate::audit::Action::PolicyInstall,
+                "KEPT",
+            )
+            .detail("version", version)
+            .detail("source", file_source(path))
+            .detail(
+                "reason",
+                "the file changed but the version in force was set through the API",
+            )
+            .detail("install_with", command)])
+            .await?;
+        Ok(())
     }
 
     /// The decision for every configured peer under the policy in force.

@@ -13,6 +13,12 @@ use crate::proto::v1::{
 use crate::time::{system_time as to_system_time, timestamp};
 pub use crate::violation::FieldViolation;
 
+/// The most violations one request gets back, listed one by one; the rest
+/// are counted in one last entry. A draft with 40,000 bad phone numbers
+/// must not cost megabytes of trailers (a gRPC client sees them all at
+/// once) nor the CPU to format them.
+pub const MAX_LISTED_VIOLATIONS: usize = 100;
+
 #[derive(Debug, Default)]
 struct Violations(Vec<FieldViolation>);
 
@@ -22,6 +28,12 @@ impl Violations {
             field: field.into(),
             description: description.into(),
         });
+    }
+
+    /// Whether the list is full: checking further elements of a list
+    /// would only find violations nobody is shown.
+    fn full(&self) -> bool {
+        self.0.len() >= MAX_LISTED_VIOLATIONS
     }
 
     /// An enum field: must be a value this build knows and, if `required`, set.
@@ -82,7 +94,10 @@ pub fn check_content(
             format!("at most {} indicators", limits.max_indicators.get()),
         );
     }
-    for (i, ind) in content.indicators.iter().enumerate() {
+    // Only the allowed number is checked: beyond it the list is refused
+    // already, and the duplicate check is quadratic.
+    let allowed = limits.max_indicators.get();
+    for (i, ind) in content.indicators.iter().enumerate().take(allowed) {
         v.enum_field::<Indicator>(&format!("{path}.indicators[{i}]"), *ind, true);
         if content.indicators[..i].contains(ind) {
             v.add(format!("{path}.indicators[{i}]"), "duplicate indicator");
@@ -238,7 +253,13 @@ fn check_subjects(subjects: &[Subject], path: &str, limits: &Limits, v: &mut Vio
             format!("at most {} subjects", limits.max_subjects.get()),
         );
     }
-    for (i, s) in subjects.iter().enumerate() {
+    // Work stops at the limits (the list is refused already) and once
+    // the violations shown are full: a request costs what its allowed
+    // part costs, however long its lists.
+    for (i, s) in subjects.iter().enumerate().take(limits.max_subjects.get()) {
+        if v.full() {
+            return;
+        }
         let sp = format!("{path}[{i}]");
         v.enum_field::<SubjectRole>(&format!("{sp}.role"), s.role, false);
         if s.identifiers.is_empty() {
@@ -256,10 +277,30 @@ fn check_subjects(subjects: &[Subject], path: &str, limits: &Limits, v: &mut Vio
                 ),
             );
         }
-        for (j, id) in s.identifiers.iter().enumerate() {
+        let allowed = limits.max_identifiers_per_subject.get();
+        for (j, id) in s.identifiers.iter().enumerate().take(allowed) {
+            if v.full() {
+                return;
+            }
             check_identifier(id, &format!("{sp}.identifiers[{j}]"), limits, v);
         }
     }
+}
+
+/// Keeps the first [`MAX_LISTED_VIOLATIONS`] and says how many more were
+/// found (checking stops soon after the list is full, so "at least").
+pub fn cap_violations(out: &mut Vec<FieldViolation>) {
+    if out.len() <= MAX_LISTED_VIOLATIONS {
+        return;
+    }
+    let more = out.len() - MAX_LISTED_VIOLATIONS;
+    out.truncate(MAX_LISTED_VIOLATIONS);
+    out.push(FieldViolation {
+        field: "draft".into(),
+        description: format!(
+            "at least {more} more violations not listed (the first {MAX_LISTED_VIOLATIONS} are)"
+        ),
+    });
 }
 
 /// Validates a client's draft and fills in defaults (the retention deadline).
@@ -304,6 +345,7 @@ pub fn validate_draft(
     let mut v = Violations::default();
     check_subjects(&draft.subjects, "draft.subjects", limits, &mut v);
     out.extend(v.0);
+    cap_violations(&mut out);
     if out.is_empty() { Ok(draft) } else { Err(out) }
 }
 
@@ -348,6 +390,39 @@ mod tests {
         .into_iter()
         .map(|v| v.field)
         .collect()
+    }
+
+    /// 40,000 bad phone numbers and 5,000 subjects: the list is refused
+    /// at its limit, only the allowed part is checked, and the answer
+    /// holds at most the listed violations and one count.
+    #[test]
+    fn oversized_lists_cost_only_their_allowed_part() {
+        let mut d = good();
+        let bad = Identifier { kind: None };
+        let mut subject = d.subjects[0].clone();
+        subject.identifiers = vec![bad.clone()];
+        d.subjects[0].identifiers = vec![bad; 40_000];
+        d.subjects.extend(std::iter::repeat_n(subject, 5_000));
+        d.content.as_mut().unwrap().indicators = vec![99; 100_000];
+        let out = validate_draft(
+            d,
+            &Limits::default(),
+            &AlertRules::default(),
+            SystemTime::now(),
+        )
+        .unwrap_err();
+        assert_eq!(out.len(), MAX_LISTED_VIOLATIONS + 1, "{out:?}");
+        let said = |field: &str, text: &str| {
+            out.iter()
+                .any(|v| v.field == field && v.description.contains(text))
+        };
+        assert!(said("draft.content.indicators", "at most 32"), "{out:?}");
+        assert!(said("draft.subjects", "at most 64 subjects"), "{out:?}");
+        assert!(
+            said("draft.subjects[0].identifiers", "at most 32"),
+            "{out:?}"
+        );
+        assert!(said("draft", "more violations not listed"), "{out:?}");
     }
 
     #[test]

@@ -142,7 +142,18 @@ async fn reload_on_sighup(core: std::sync::Arc<crate::core::NodeCore>, config_pa
                 tracing::info!(version = v.version, "SIGHUP: sharing policy reloaded");
             }
             Ok(Reload::Unchanged(v)) => {
-                tracing::info!(version = v, "SIGHUP: policy file unchanged");
+                tracing::info!(
+                    version = v,
+                    "SIGHUP: policy file unchanged; the version in force stays"
+                );
+            }
+            Ok(Reload::Kept { version, file }) => {
+                tracing::warn!(
+                    version,
+                    file = %file.display(),
+                    "SIGHUP: policy file NOT installed: it changed, but the version in force was set \
+                     through the API and stays (the warning above names the command that installs it)"
+                );
             }
             Err(e) => {
                 // One line per event, so log collectors keep it together.

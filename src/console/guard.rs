@@ -23,7 +23,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self';
 /// not come from the console's own pages.
 pub async fn guard(req: Request, next: Next) -> Response {
     let refusal = (req.method() == Method::POST)
-        .then(|| cross_origin(req.headers()))
+        .then(|| cross_origin(req.headers(), req.uri()))
         .flatten();
     let mut response = match refusal {
         Some(why) => PageError::Forbidden(why).into_response(),
@@ -61,8 +61,11 @@ pub async fn guard(req: Request, next: Next) -> Response {
 }
 
 /// Why a POST is not from the console's own pages, if it is not: browsers
-/// say where a request comes from (`Sec-Fetch-Site`, `Origin`).
-fn cross_origin(headers: &HeaderMap) -> Option<String> {
+/// say where a request comes from (`Sec-Fetch-Site`, `Origin`). The
+/// console's own name comes from `Host` over HTTP/1.1 and from the
+/// `:authority` pseudo-header (the URI's authority) over HTTP/2, which has
+/// no `Host`; an `Origin` with neither to compare against is refused.
+fn cross_origin(headers: &HeaderMap, uri: &axum::http::Uri) -> Option<String> {
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(site) = get("sec-fetch-site")
         && site != "same-origin"
@@ -71,8 +74,9 @@ fn cross_origin(headers: &HeaderMap) -> Option<String> {
             "this form was sent from another site ({site}); use the console's own pages"
         ));
     }
-    if let (Some(origin), Some(host)) = (get("origin"), get("host"))
-        && origin != format!("https://{host}")
+    let host = get("host").or_else(|| uri.authority().map(|a| a.as_str()));
+    if let Some(origin) = get("origin")
+        && host.is_none_or(|host| origin != format!("https://{host}"))
     {
         return Some("this form was sent from another origin; use the console's own pages".into());
     }
@@ -217,6 +221,11 @@ pub struct Upload {
 /// A POSTed `multipart/form-data` form (a file upload) from the console's
 /// own pages, after the CSRF token was checked against the viewer. Its
 /// size is bounded by the route's `DefaultBodyLimit`.
+///
+/// The only upload is a register to import, which takes the `submit`
+/// role: a viewer without it is refused before a byte of the body is read
+/// (the service would refuse each row, but only after the file was kept
+/// and parsed).
 pub struct Uploaded {
     pub viewer: Viewer,
     pub fields: Vec<(String, String)>,
@@ -244,6 +253,12 @@ impl FromRequest<Console> for Uploaded {
     async fn from_request(req: Request, console: &Console) -> Result<Self, PageError> {
         let (mut parts, body) = req.into_parts();
         let viewer = Viewer::from_request_parts(&mut parts, console).await?;
+        if !viewer.may(Role::Submit) {
+            return Err(PageError::Forbidden(
+                "importing a register needs the submit role, which your certificate does not have"
+                    .into(),
+            ));
+        }
         let mut multipart =
             axum::extract::Multipart::from_request(Request::from_parts(parts, body), console)
                 .await
@@ -277,5 +292,43 @@ impl FromRequest<Console> for Uploaded {
             fields,
             files,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    /// HTTP/2 carries no `Host`: the origin is held against `:authority`.
+    #[test]
+    fn origin_is_checked_over_http2_too() {
+        let h2: axum::http::Uri = "https://console.police.test:8443/policy".parse().unwrap();
+        let evil = headers(&[("origin", "https://evil.example")]);
+        assert!(cross_origin(&evil, &h2).is_some());
+        let own = headers(&[("origin", "https://console.police.test:8443")]);
+        assert_eq!(cross_origin(&own, &h2), None);
+        // HTTP/1.1: a path-only URI and a Host header.
+        let h1: axum::http::Uri = "/policy".parse().unwrap();
+        assert!(
+            cross_origin(&evil, &h1).is_some(),
+            "no name to compare against"
+        );
+        let evil_h1 = headers(&[("origin", "https://evil.example"), ("host", "c.test")]);
+        assert!(cross_origin(&evil_h1, &h1).is_some());
+        let own_h1 = headers(&[("origin", "https://c.test"), ("host", "c.test")]);
+        assert_eq!(cross_origin(&own_h1, &h1), None);
+        assert_eq!(
+            cross_origin(&headers(&[]), &h1),
+            None,
+            "no Origin: the token decides"
+        );
     }
 }

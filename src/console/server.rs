@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
@@ -18,6 +18,10 @@ use tower::ServiceExt;
 use super::Console;
 use crate::core::NodeCore;
 use crate::identity::{OnRefused, serve_tls};
+
+/// Time a browser has to send a request's headers (HTTP/1.1), and the
+/// HTTP/2 ping interval and answer time.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves the console on `listener` until the node shuts down.
 pub fn serve(
@@ -61,7 +65,19 @@ pub fn serve(
                         router.clone().oneshot(req)
                     },
                 );
-                let builder = Builder::new(TokioExecutor::new());
+                let mut builder = Builder::new(TokioExecutor::new());
+                // A connection that never finishes its request headers is
+                // closed (hyper has no timeout without a timer); HTTP/2
+                // connections are pinged, so dead ones end too.
+                builder
+                    .http1()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT);
+                builder
+                    .http2()
+                    .timer(TokioTimer::new())
+                    .keep_alive_interval(Some(HEADER_READ_TIMEOUT))
+                    .keep_alive_timeout(HEADER_READ_TIMEOUT);
                 let serving = builder.serve_connection(TokioIo::new(conn), service);
                 tokio::select! {
                     _ = stop.cancelled() => {}

@@ -6,6 +6,7 @@
 //! no message field, no hostname — identifies a peer or a client.
 
 pub mod access;
+pub mod handshakes;
 mod pem;
 mod reload;
 mod tls;

@@ -27,6 +27,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
+use super::handshakes::{Eviction, Handshakes, QuietLog, Slot};
 use super::{Identity, NodeIdentity, load_certs, load_private_key};
 
 #[derive(Debug, Error)]
@@ -53,9 +54,6 @@ impl From<rustls::Error> for TlsError {
 }
 
 const H2: &[u8] = b"h2";
-
-/// TLS handshakes a listener runs at once; further connections are dropped.
-const MAX_PENDING_HANDSHAKES: usize = 256;
 
 /// Installs aws-lc-rs as the process-wide rustls provider. Only one provider
 /// is compiled in; calling this twice is harmless.
@@ -257,7 +255,8 @@ impl AsyncWrite for AuthenticatedConn {
 pub type OnRefused = Arc<dyn Fn(SocketAddr, String) + Send + Sync>;
 
 /// Accepts TCP connections and completes TLS handshakes concurrently (a slow
-/// or hostile client cannot hold up others), yielding only connections whose
+/// or hostile client cannot hold up others; idle ones give way to new
+/// connections, see [`super::handshakes`]), yielding only connections whose
 /// certificate verified and names a well-formed identity. Each handshake uses
 /// the config current at that moment (CRLs reload without a restart); each
 /// connection lives at most `max_age` (less a random tenth, so clients do not
@@ -271,7 +270,8 @@ pub fn serve_tls(
     shutdown: CancellationToken,
 ) -> ReceiverStream<Result<AuthenticatedConn, io::Error>> {
     let (tx, rx) = mpsc::channel(64);
-    let pending = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
+    let slots = Handshakes::new();
+    let log = Arc::new(QuietLog::default());
     tokio::spawn(async move {
         loop {
             let (tcp, remote) = tokio::select! {
@@ -281,68 +281,98 @@ pub fn serve_tls(
                     Ok(a) => a,
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
+                        if let Some(left_out) = log.allow() {
+                            tracing::warn!(error = %e, left_out, "accept failed");
+                        }
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
                 },
             };
-            // Bound the handshakes in progress: a flood of idle TCP
-            // connections costs at most this many tasks, each for at most
-            // the handshake timeout.
-            let Ok(permit) = pending.clone().try_acquire_owned() else {
-                tracing::warn!(%remote, "too many TLS handshakes in progress; connection dropped");
-                refused(remote, "too many handshakes in progress".into());
-                continue;
-            };
-            let _ = tcp.set_nodelay(true);
-            let acceptor = TlsAcceptor::from(config.borrow().clone());
-            let tx = tx.clone();
-            let refused = refused.clone();
-            let age = max_age.mul_f64(1.0 - rand::random::<f64>() / 10.0);
-            tokio::spawn(async move {
-                let _permit = permit;
-                let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await
-                {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        tracing::info!(%remote, error = %e, "TLS handshake refused");
-                        refused(remote, e.to_string());
-                        return;
+            // Every connection gets a slot; an older pending handshake
+            // (the same source's, else the listener's) gives way.
+            let (slot, eviction) = slots.admit(remote.ip());
+            if let Some(why) = eviction {
+                let reason = match why {
+                    Eviction::SourceFull => {
+                        "a newer connection from the same source took its place"
                     }
-                    Err(_) => {
-                        tracing::info!(%remote, "TLS handshake timed out");
-                        refused(remote, "handshake timed out".into());
-                        return;
-                    }
+                    Eviction::ListenerFull => "a newer connection took its place (listener full)",
                 };
-                let presented = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
-                let not_after = presented.and_then(|c| super::not_after(c));
-                let identity = presented
-                    .ok_or(super::IdentityError::NoSpiffeId)
-                    .and_then(|c| Identity::from_certificate(c));
-                match identity {
-                    Ok(identity) => {
-                        let conn = AuthenticatedConn {
-                            inner: tls,
-                            info: ConnInfo {
-                                identity,
-                                remote,
-                                not_after,
-                            },
-                            deadline: Box::pin(tokio::time::sleep(age)),
-                        };
-                        let _ = tx.send(Ok(conn)).await;
-                    }
-                    Err(e) => {
-                        tracing::info!(%remote, error = %e, "certificate has no usable identity");
-                        refused(remote, format!("certificate has no usable identity: {e}"));
-                    }
+                if let Some(left_out) = log.allow() {
+                    tracing::warn!(%remote, left_out, reason, "pending TLS handshake given up");
                 }
-            });
+            }
+            let _ = tcp.set_nodelay(true);
+            let handshake = Handshake {
+                acceptor: TlsAcceptor::from(config.borrow().clone()),
+                timeout: slots.timeout(handshake_timeout),
+                age: max_age.mul_f64(1.0 - rand::random::<f64>() / 10.0),
+                refused: refused.clone(),
+                log: log.clone(),
+                tx: tx.clone(),
+            };
+            tokio::spawn(handshake.run(tcp, remote, slot));
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// One connection's handshake, from accept to the authenticated stream.
+struct Handshake {
+    acceptor: TlsAcceptor,
+    timeout: Duration,
+    age: Duration,
+    refused: OnRefused,
+    log: Arc<QuietLog>,
+    tx: mpsc::Sender<Result<AuthenticatedConn, io::Error>>,
+}
+
+impl Handshake {
+    /// Completes the handshake within the timeout (or until a newer
+    /// connection takes the slot), reads the identity the certificate
+    /// names and hands the connection on.
+    async fn run(self, tcp: TcpStream, remote: SocketAddr, slot: Slot) {
+        let refuse = |reason: String| {
+            if let Some(left_out) = self.log.allow() {
+                tracing::info!(%remote, left_out, reason, "TLS connection refused");
+            }
+            (self.refused)(remote, reason);
+        };
+        let accepting = tokio::time::timeout(self.timeout, self.acceptor.accept(tcp));
+        let tls = tokio::select! {
+            _ = slot.cancelled.cancelled() => {
+                refuse("handshake given up for a newer connection".into());
+                return;
+            }
+            result = accepting => match result {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => return refuse(e.to_string()),
+                Err(_) => return refuse("handshake timed out".into()),
+            },
+        };
+        drop(slot);
+        let presented = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+        let not_after = presented.and_then(|c| super::not_after(c));
+        let identity = presented
+            .ok_or(super::IdentityError::NoSpiffeId)
+            .and_then(|c| Identity::from_certificate(c));
+        match identity {
+            Ok(identity) => {
+                let conn = AuthenticatedConn {
+                    inner: tls,
+                    info: ConnInfo {
+                        identity,
+                        remote,
+                        not_after,
+                    },
+                    deadline: Box::pin(tokio::time::sleep(self.age)),
+                };
+                let _ = self.tx.send(Ok(conn)).await;
+            }
+            Err(e) => refuse(format!("certificate has no usable identity: {e}")),
+        }
+    }
 }
 
 /// Opens a gRPC channel over our own TLS to `address` and checks, once the

@@ -8,6 +8,8 @@
 //!   for the HTCDS v2.0 templates, `export` for this crate's own exports);
 //! - `convert`: one row → one draft, every problem at its column, and the
 //!   way back from a field path the node names to the column it came from;
+//! - `bounds`: what a file may expand to (cells, columns, string table,
+//!   unpacked size), checked before calamine allocates for it;
 //! - `read`: the files, streamed: a reader thread turns rows into drafts
 //!   while the caller sends them, with at most a bounded number in between;
 //! - `export`: alerts → rows (CSV, XLSX) or JSON Lines;
@@ -17,6 +19,7 @@
 //!
 //! Nothing here names a node: `job` calls whatever `Sink` it is given.
 
+pub mod bounds;
 pub mod convert;
 pub mod export;
 pub mod job;

@@ -3,22 +3,29 @@
 //! through calamine's sheet ranges, JSON Lines line by line), converts
 //! each with the mapping and hands the results over a bounded channel: at
 //! most `BUFFER` rows wait between the file and the caller, whatever the
-//! file's size. (calamine reads ODS, XLS and XLSB sheets whole; only XLSX
-//! and CSV stream, and those are what large registers are kept in.)
+//! file's size. (calamine reads ODS sheets whole; only XLSX and CSV
+//! stream, and those are what large registers are kept in.)
+//!
+//! Every file is hostile until bounded: a workbook is inspected by
+//! [`super::bounds`] before calamine sees it, and each row is bounded as
+//! it is read (at most [`MAX_COLUMNS`] cells, [`MAX_CELL_BYTES`] a cell,
+//! [`MAX_ROW_BYTES`] a row), so the reader's memory is at most `BUFFER`
+//! rows of `MAX_ROW_BYTES` whatever the file declares.
 
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use calamine::{Data, DataRef, Reader as _};
 use thiserror::Error;
 
+use super::bounds::{self, MAX_CELL_BYTES, MAX_COLUMNS, MAX_ROW_BYTES};
 use super::convert::{Bound, CellProblem, Converted, RowOutcome};
 use super::mapping::Loaded;
 use crate::proto::v1::ImportAlertRequest;
 
-/// Rows converted ahead of the caller.
-const BUFFER: usize = 512;
+/// Rows converted ahead of the caller (the job keeps 32 in flight).
+const BUFFER: usize = 64;
 
 #[derive(Debug, Error)]
 pub enum ReadError {
@@ -38,7 +45,8 @@ pub enum ReadError {
 pub enum Format {
     Csv,
     Xlsx,
-    /// ODS, XLS, XLSB: through calamine's whole-sheet ranges.
+    /// ODS: through calamine's whole-sheet range. (XLS and XLSB map here
+    /// too, and are refused by [`bounds::check_workbook`].)
     Sheet,
     Jsonl,
 }
@@ -133,11 +141,66 @@ fn data_ref(cell: &Data) -> DataRef<'_> {
 
 /// A raw row from a file: 1-based number, cells, cells that could not be
 /// read, progress.
+#[derive(Default)]
 struct RawRow {
     number: u32,
     cells: Vec<String>,
     bad: Vec<CellProblem>,
     progress: u64,
+    /// Bytes of the cells kept so far.
+    bytes: usize,
+}
+
+/// Problems listed for one row; a row with more is refused all the same.
+const MAX_ROW_PROBLEMS: usize = 16;
+
+impl RawRow {
+    fn new(number: u32, progress: u64) -> Self {
+        Self {
+            number,
+            progress,
+            ..Self::default()
+        }
+    }
+
+    /// Puts `text` at column `c0` within the row's bounds; a cell or row
+    /// beyond them becomes a problem at its column and its text is not
+    /// kept, so a hostile row costs no more than a full legitimate one.
+    fn put(&mut self, c0: usize, text: String) {
+        let problem = if c0 >= MAX_COLUMNS {
+            Some(format!(
+                "the row has a cell beyond column {} ({MAX_COLUMNS} columns are read)",
+                super::column_letter(MAX_COLUMNS - 1)
+            ))
+        } else if text.len() > MAX_CELL_BYTES {
+            Some(format!(
+                "the cell holds {} bytes, at most {} KB are read",
+                text.len(),
+                MAX_CELL_BYTES >> 10
+            ))
+        } else if self.bytes + text.len() > MAX_ROW_BYTES {
+            Some(format!(
+                "the row holds more than {} MB, at most that is read",
+                MAX_ROW_BYTES >> 20
+            ))
+        } else {
+            None
+        };
+        if let Some(message) = problem {
+            if self.bad.len() < MAX_ROW_PROBLEMS {
+                self.bad.push(CellProblem {
+                    column: (c0 < MAX_COLUMNS).then_some(c0),
+                    message,
+                });
+            }
+            return;
+        }
+        self.bytes += text.len();
+        if self.cells.len() <= c0 {
+            self.cells.resize(c0 + 1, String::new());
+        }
+        self.cells[c0] = text;
+    }
 }
 
 /// The header row's cells, and the mapped columns it lacks (skipped).
@@ -273,6 +336,11 @@ pub fn open(file: &Path, loaded: Arc<Loaded>) -> Result<Reader, ReadError> {
                 .into(),
         ),
         Format::Xlsx | Format::Sheet => {
+            let ext = file
+                .extension()
+                .map(|e| e.to_string_lossy().to_ascii_lowercase())
+                .unwrap_or_default();
+            bounds::check_workbook(file, &ext).map_err(file_err)?;
             let wb = calamine::open_workbook_auto(file).map_err(|e| file_err(e.to_string()))?;
             let names = wb.sheet_names();
             let sheet = match &loaded.mapping.sheet {
@@ -370,27 +438,39 @@ fn read_csv(path: &Path, sink: &mut Sink) -> Result<(), ReadError> {
         file: path.to_owned(),
         message: "delimiter: a CSV delimiter is one ASCII character".into(),
     })?;
+    let file = std::fs::File::open(path).map_err(|e| ReadError::File {
+        file: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    let limit = std::rc::Rc::new(std::cell::Cell::new(0u64));
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .delimiter(delimiter)
-        .from_path(path)
-        .map_err(|e| ReadError::File {
-            file: path.to_owned(),
-            message: e.to_string(),
-        })?;
+        .from_reader(RecordBound {
+            inner: file,
+            read: 0,
+            limit: limit.clone(),
+        });
     let mut record = csv::StringRecord::new();
     loop {
         let number = reader.position().line() as u32;
+        // The csv crate holds a whole record: bound what it may read for
+        // this one (its own buffer reads ahead a little).
+        limit.set(reader.position().byte() + (MAX_ROW_BYTES + CSV_READ_AHEAD) as u64);
         match reader.read_record(&mut record) {
             Ok(false) => return Ok(()),
             Ok(true) => {
-                let raw = RawRow {
-                    number: record.position().map_or(number, |p| p.line() as u32),
-                    cells: record.iter().map(str::to_owned).collect(),
-                    bad: Vec::new(),
-                    progress: reader.position().byte(),
-                };
+                let mut raw = RawRow::new(
+                    record.position().map_or(number, |p| p.line() as u32),
+                    reader.position().byte(),
+                );
+                for (c0, cell) in record.iter().enumerate() {
+                    raw.put(c0, cell.to_owned());
+                    if c0 >= MAX_COLUMNS {
+                        break;
+                    }
+                }
                 if !sink.row(raw) {
                     return Ok(());
                 }
@@ -405,11 +485,44 @@ fn read_csv(path: &Path, sink: &mut Sink) -> Result<(), ReadError> {
                         csv::ErrorKind::Utf8 { .. } => {
                             "is not UTF-8 text: save the file as CSV UTF-8".into()
                         }
+                        csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::FileTooLarge => {
+                            io.to_string()
+                        }
                         _ => e.to_string(),
                     },
                 });
             }
         }
+    }
+}
+
+/// Bytes the csv crate reads beyond a record's end (its buffer is 8 KiB).
+const CSV_READ_AHEAD: usize = 64 << 10;
+
+/// The CSV file, read no further than `limit` (set before each record).
+struct RecordBound {
+    inner: std::fs::File,
+    read: u64,
+    limit: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl std::io::Read for RecordBound {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let room = self.limit.get().saturating_sub(self.read);
+        if room == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                format!(
+                    "the row is longer than {} MB (a quote left open?); rows of at most that \
+                     are read",
+                    MAX_ROW_BYTES >> 20
+                ),
+            ));
+        }
+        let take = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..take])?;
+        self.read += n as u64;
+        Ok(n)
     }
 }
 
@@ -431,7 +544,7 @@ fn read_xlsx(
         .worksheet_cells_reader(sheet)
         .map_err(|e| err(e.to_string()))?;
     total.store(
-        u64::from(cells.dimensions().end.0 + 1),
+        u64::from(cells.dimensions().end.0) + 1,
         std::sync::atomic::Ordering::Relaxed,
     );
     let mut current: Option<RawRow> = None;
@@ -445,18 +558,11 @@ fn read_xlsx(
         }
         let Some(cell) = cell else { return Ok(()) };
         let (r0, c0) = cell.get_position();
-        let row = current.get_or_insert_with(|| RawRow {
-            number: r0 + 1,
-            cells: Vec::new(),
-            bad: Vec::new(),
-            progress: u64::from(r0 + 1),
-        });
+        let row =
+            current.get_or_insert_with(|| RawRow::new(r0.saturating_add(1), u64::from(r0) + 1));
         let c0 = c0 as usize;
-        if row.cells.len() <= c0 {
-            row.cells.resize(c0 + 1, String::new());
-        }
         match cell_text(cell.get_value()) {
-            Ok(t) => row.cells[c0] = t,
+            Ok(t) => row.put(c0, t),
             Err(message) => row.bad.push(CellProblem {
                 column: Some(c0),
                 message,
@@ -487,22 +593,16 @@ fn read_sheet(
     );
     for (i, cells) in range.rows().enumerate() {
         let number = r0 + i as u32 + 1;
-        let mut row = RawRow {
-            number,
-            cells: vec![String::new(); c0 as usize],
-            bad: Vec::new(),
-            progress: u64::from(number),
-        };
+        let mut row = RawRow::new(number, u64::from(number));
         for (j, cell) in cells.iter().enumerate() {
+            let column = c0 as usize + j;
             match cell_text(&data_ref(cell)) {
-                Ok(t) => row.cells.push(t),
-                Err(message) => {
-                    row.bad.push(CellProblem {
-                        column: Some(c0 as usize + j),
-                        message,
-                    });
-                    row.cells.push(String::new());
-                }
+                Ok(t) if t.is_empty() => {}
+                Ok(t) => row.put(column, t),
+                Err(message) => row.bad.push(CellProblem {
+                    column: Some(column),
+                    message,
+                }),
             }
         }
         if !sink.row(row) {
@@ -522,18 +622,30 @@ fn read_jsonl(path: &Path, sink: &Sink) -> Result<(), ReadError> {
         message: e.to_string(),
     })?;
     let mut reader = std::io::BufReader::new(file);
-    let (mut line, mut number, mut offset) = (String::new(), 0u32, 0u64);
+    let (mut bytes, mut number, mut offset) = (Vec::new(), 0u32, 0u64);
     loop {
-        line.clear();
-        let n = reader.read_line(&mut line).map_err(|e| ReadError::Row {
+        bytes.clear();
+        let row_err = |message: String| ReadError::Row {
             file: path.to_owned(),
             sheet: None,
             row: number + 1,
-            message: e.to_string(),
-        })?;
+            message,
+        };
+        // One line is one alert: never buffered past the row bound.
+        let n = (&mut reader)
+            .take(MAX_ROW_BYTES as u64 + 1)
+            .read_until(b'\n', &mut bytes)
+            .map_err(|e| row_err(e.to_string()))?;
         if n == 0 {
             return Ok(());
         }
+        if n > MAX_ROW_BYTES && bytes.last() != Some(&b'\n') {
+            return Err(row_err(format!(
+                "the line is longer than {} MB; one alert a line, of at most that",
+                MAX_ROW_BYTES >> 20
+            )));
+        }
+        let line = std::str::from_utf8(&bytes).map_err(|_| row_err("is not UTF-8 text".into()))?;
         number += 1;
         offset += n as u64;
         let text = line.trim();
