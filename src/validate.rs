@@ -13,11 +13,12 @@ use crate::proto::v1::{
 use crate::time::{system_time as to_system_time, timestamp};
 pub use crate::violation::FieldViolation;
 
-/// The most violations one request gets back, listed one by one; the rest
+/// The most violations one request gets back, listed one by one (they
+/// travel in HTTP/2 trailers, which clients bound); the rest
 /// are counted in one last entry. A draft with 40,000 bad phone numbers
 /// must not cost megabytes of trailers (a gRPC client sees them all at
 /// once) nor the CPU to format them.
-pub const MAX_LISTED_VIOLATIONS: usize = 100;
+pub const MAX_LISTED_VIOLATIONS: usize = 64;
 
 #[derive(Debug, Default)]
 struct Violations(Vec<FieldViolation>);
@@ -30,10 +31,11 @@ impl Violations {
         });
     }
 
-    /// Whether the list is full: checking further elements of a list
+    /// Whether the list is full (one past what is shown, so the answer
+    /// can say more were found): checking further elements of a list
     /// would only find violations nobody is shown.
     fn full(&self) -> bool {
-        self.0.len() >= MAX_LISTED_VIOLATIONS
+        self.0.len() > MAX_LISTED_VIOLATIONS
     }
 
     /// An enum field: must be a value this build knows and, if `required`, set.
@@ -403,7 +405,7 @@ mod tests {
         subject.identifiers = vec![bad.clone()];
         d.subjects[0].identifiers = vec![bad; 40_000];
         d.subjects.extend(std::iter::repeat_n(subject, 5_000));
-        d.content.as_mut().unwrap().indicators = vec![99; 100_000];
+        d.content.as_mut().unwrap().indicators = vec![1; 100_000];
         let out = validate_draft(
             d,
             &Limits::default(),

@@ -22,12 +22,27 @@ impl FieldViolation {
     }
 }
 
-/// INVALID_ARGUMENT with `message` and a `google.rpc.BadRequest` detail
-/// listing every violation, so a client can point at each offending field.
+/// The longest status message sent: the message and the detail travel in
+/// HTTP/2 trailers, which clients bound (16 KiB is common); the detail
+/// lists every violation, the message only begins it.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// INVALID_ARGUMENT with `message` (cut at [`MAX_MESSAGE_BYTES`]) and a
+/// `google.rpc.BadRequest` detail listing every violation, so a client can
+/// point at each offending field.
 pub fn invalid_argument<'a>(
     message: impl Into<String>,
     violations: impl IntoIterator<Item = &'a FieldViolation>,
 ) -> Status {
+    let mut message: String = message.into();
+    if message.len() > MAX_MESSAGE_BYTES {
+        let mut cut = MAX_MESSAGE_BYTES;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+        message.push_str(" … (every violation is in the BadRequest detail)");
+    }
     let mut details = ErrorDetails::new();
     for v in violations {
         details.add_bad_request_violation(v.field.clone(), v.description.clone());

@@ -630,3 +630,111 @@ async fn sighup_reloads_the_file_and_never_installs_a_broken_one() {
     assert_eq!(v.text, LABOUR_ONLY);
     let _ = &mut admin;
 }
+
+/// The real binary, as the operator guide has it: `policy set` installs a
+/// version, then a SIGHUP sent to reload `[clients]` (the file untouched)
+/// keeps that version; an edited file does not replace it either, and the
+/// log and the audit log name the command that installs the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_never_replaces_a_version_set_through_the_api() {
+    use casebridge::proto::v1::QueryAuditRequest;
+    use common::process::{NodeProcess, connect_when_up, two_agencies};
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let layout = two_agencies(dir.path());
+    let police = &layout.agencies[&agency("police")];
+    let mut node = NodeProcess::spawn(&police.node_config, "info", Stdio::piped());
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = node.0.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let admin = connect_when_up(police.client_config("admin")).await;
+    let version = || {
+        let mut c = admin.clone();
+        async move {
+            c.admin
+                .get_policy(GetPolicyRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let policy_file = police.dir.join("policy.toml");
+    std::fs::write(dir.path().join("labour.toml"), LABOUR_ONLY).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_casebridge"))
+        .args(["policy", "set"])
+        .arg(dir.path().join("labour.toml"))
+        .arg("--client-config")
+        .arg(police.client_config("admin"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(version().await.version, 2);
+
+    let wait_for = |needle: &str| {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let line = rx.recv_timeout(WAIT).expect("a log line about the reload");
+            if line.contains(needle) {
+                return line;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {needle:?} in the log"
+            );
+        }
+    };
+    // The file is untouched: the API's version stays.
+    node.signal("-HUP");
+    wait_for("policy file unchanged");
+    let v = version().await;
+    assert_eq!((v.version, v.text.as_str()), (2, LABOUR_ONLY));
+
+    // The file is edited: still kept, and said, with the command.
+    std::fs::write(&policy_file, ALL_TO_NGO).unwrap();
+    node.signal("-HUP");
+    let warning = wait_for("set through the API and stays");
+    assert!(
+        warning.contains(&format!(
+            "casebridge policy set {} --expect-version 2",
+            policy_file.display()
+        )),
+        "{warning}"
+    );
+    wait_for("SIGHUP: policy file NOT installed");
+    assert_eq!(version().await.version, 2);
+    let entries = admin
+        .clone()
+        .admin
+        .query_audit(QueryAuditRequest {
+            action: "policy.install".into(),
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert!(entries.iter().any(|e| e.outcome == "KEPT"), "{entries:?}");
+    // The administrator decides: the command installs the file.
+    let out = Command::new(env!("CARGO_BIN_EXE_casebridge"))
+        .args(["policy", "set"])
+        .arg(&policy_file)
+        .args(["--expect-version", "2", "--client-config"])
+        .arg(police.client_config("admin"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v = version().await;
+    assert_eq!((v.version, v.text.as_str()), (3, ALL_TO_NGO));
+}

@@ -29,7 +29,7 @@ mod rpc;
 mod server;
 mod view;
 
-pub use server::serve;
+pub use server::{HEADER_READ_TIMEOUT, serve};
 
 use std::sync::Arc;
 
