@@ -220,6 +220,13 @@ impl NodeConfig {
             .clone()
             .unwrap_or_else(|| beside_store(&self.store.dir, "backups"))
     }
+
+    /// Where the console keeps uploaded registers while they are checked
+    /// and imported: `uploads` next to the store, owner only, emptied at
+    /// start (an upload is worth nothing after a restart: its job is gone).
+    pub fn uploads_dir(&self) -> PathBuf {
+        beside_store(&self.store.dir, "uploads")
+    }
 }
 
 /// A sibling of the store directory: kept when the store is replaced.

@@ -2,6 +2,12 @@
 //! the audit signing key): created readable by their owner only, and
 //! refused when group or others can read them — a key other local users
 //! can read lets them impersonate the agency or compute its tokens.
+//!
+//! Case data is held to the same rule: the store and its backups are
+//! directories only the owner can enter (0700), and exports, rejected-rows
+//! files and uploads are files only the owner can read (0600), whatever
+//! the process's umask — names, dates of birth and passport numbers must
+//! not be readable by every local user because a unit file forgot `UMask`.
 
 use std::io::Write;
 use std::path::Path;
@@ -46,6 +52,67 @@ pub fn create_new(path: &Path, contents: &[u8], private: bool) -> std::io::Resul
     f.sync_all()
 }
 
+/// Creates (or truncates) `path` for writing with mode 0600: a file of
+/// case data (an export, a rejected-rows file, an upload). A file that
+/// existed keeps its inode, so its mode is set again.
+pub fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let file = opts.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(file)
+}
+
+/// Creates directory `dir` (and missing parents) with mode 0700.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// A directory of case data, ready to use: created 0700 when missing,
+/// refused (with the command that fixes it) when group or others can
+/// access it; `what` names it in the message.
+pub fn private_dir(dir: &Path, what: &str) -> Result<(), String> {
+    if !dir.exists() {
+        return create_private_dir(dir).map_err(|e| format!("{}: {e}", dir.display()));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "{}: the {what} is accessible by group or others (mode {:o}) and holds case \
+                 data; run chmod 700 {}",
+                dir.display(),
+                mode & 0o777,
+                dir.display()
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = what;
+    Ok(())
+}
+
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
@@ -71,5 +138,27 @@ mod tests {
         create_new(&public, b"cert", false).unwrap();
         let err = check_owner_only(&public, "private key").unwrap_err();
         assert!(err.contains("mode 644"), "{err}");
+    }
+
+    #[test]
+    fn case_data_directories_and_files_are_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("a/store");
+        private_dir(&store, "store directory").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&store), 0o700);
+        assert!(private_dir(&store, "store directory").is_ok());
+        std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let err = private_dir(&store, "store directory").unwrap_err();
+        assert!(
+            err.contains("mode 755") && err.contains("chmod 700"),
+            "{err}"
+        );
+
+        let export = dir.path().join("alerts.jsonl");
+        std::fs::write(&export, "old").unwrap();
+        std::fs::set_permissions(&export, std::fs::Permissions::from_mode(0o644)).unwrap();
+        create_private(&export).unwrap();
+        assert_eq!(mode(&export), 0o600);
     }
 }

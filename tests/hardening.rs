@@ -394,3 +394,70 @@ async fn a_huge_draft_costs_only_its_allowed_part() {
     still_serving(&fed).await;
     fed.shutdown().await;
 }
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Case data is written for the node's user only, whatever the umask: the
+/// store and backups 0700, exports and rejected rows 0600; a node refuses
+/// a store directory others can read, naming it (the real binary).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn case_data_is_written_owner_only_and_an_exposed_store_is_refused() {
+    use casebridge::proto::v1::BackupStoreRequest;
+    use common::cli;
+    // What a careless unit file would give the process.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+    let fed = TestFederation::start(&["police"]).await;
+    let store = fed.config("police").store.dir.clone();
+    assert_eq!(mode(&store), 0o700, "{}", store.display());
+    let mut cms = fed.client("police", "cms").await;
+    common::submit(&mut cms, "owner only").await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = fed.layout.agencies[&common::agency("police")].client_config("cms");
+    for ext in ["csv", "xlsx", "jsonl"] {
+        let out = dir.path().join(format!("alerts.{ext}"));
+        let (code, stdout, err) = cli(&[
+            "--client-config",
+            config.to_str().unwrap(),
+            "alert",
+            "export",
+            "--own",
+            "--format",
+            ext,
+            "--output",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{stdout}\n{err}");
+        assert_eq!(mode(&out), 0o600, "{ext} export");
+    }
+    let mut admin = fed.client("police", "admin").await;
+    let backup = admin
+        .admin
+        .backup_store(BackupStoreRequest {
+            label: "modes".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let copy = fed.config("police").backup_dir().join("modes");
+    assert_eq!(mode(&copy), 0o700, "{backup:?}");
+    fed.shutdown().await;
+
+    // A store directory group and others can enter: the real binary
+    // refuses to start, naming it.
+    let layout = common::process::two_agencies(dir.path());
+    let police = &layout.agencies[&common::agency("police")];
+    let store = police.dir.join("data");
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::set_permissions(&store, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let config = police.node_config.to_str().unwrap();
+    let (code, _, err) = cli(&["node", "run", "--config", config]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(&store.display().to_string()) && err.contains("chmod 700"),
+        "{err}"
+    );
+}

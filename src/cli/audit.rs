@@ -230,7 +230,7 @@ async fn export(args: ExportArgs, client_config: Option<&Path>) -> Result<(), Fa
     let mut client = connect(client_config).await?;
     let mut sink: Box<dyn Write> = match &out {
         Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path)
+            crate::secrets::create_private(path)
                 .with_context(|| format!("{}: cannot write", path.display()))?,
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),

@@ -78,6 +78,7 @@ pub enum KeysCommand {
 pub async fn run(command: KeyServiceCommand) -> Result<(), Failure> {
     match command {
         KeyServiceCommand::Run { config } => {
+            super::node::owner_only_umask();
             let config = KeyServiceConfig::load(&config).map_err(|e| failure(Exit::Usage, e))?;
             let running = crate::keyservice::start(&config)
                 .await

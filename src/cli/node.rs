@@ -83,7 +83,17 @@ pub async fn status(client_config: Option<&Path>, json: bool) -> Result<(), Fail
     Ok(())
 }
 
+/// A running node or key service creates nothing for other local users to
+/// read (its store, backups, uploads, logs of case data), whatever umask
+/// it was started with: the unit file's `UMask` is a second line, not the
+/// first. Files meant for others (certificates) are written by other
+/// commands, with explicit modes.
+pub fn owner_only_umask() {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+}
+
 async fn run_node(config_path: &Path) -> Result<(), Failure> {
+    owner_only_umask();
     let config = NodeConfig::load(config_path)?;
     // Every file problem first, all of them, as a configuration error: a
     // taken port must not hide a broken certificate.

@@ -161,10 +161,9 @@ impl Rejected {
     fn write(&mut self, cells: &[String], reasons: &str) -> Result<(), String> {
         let err = |e: csv::Error| format!("{}: {e}", self.path.display());
         if self.writer.is_none() {
-            let mut w = csv::WriterBuilder::new()
-                .flexible(true)
-                .from_path(&self.path)
-                .map_err(err)?;
+            let file = crate::secrets::create_private(&self.path)
+                .map_err(|e| format!("{}: {e}", self.path.display()))?;
+            let mut w = csv::WriterBuilder::new().flexible(true).from_writer(file);
             for _ in 1..self.header_row {
                 w.write_record([""]).map_err(err)?;
             }

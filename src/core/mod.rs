@@ -99,6 +99,8 @@ pub struct NodeCore {
     pub metrics: Metrics,
     /// Where `BackupStore` writes copies.
     pub backup_dir: std::path::PathBuf,
+    /// The console's uploads (see `NodeConfig::uploads_dir`).
+    pub uploads_dir: std::path::PathBuf,
     /// The sharing policy's test cases file (`[sharing] tests`), if any.
     pub policy_tests: Option<std::path::PathBuf>,
     /// How long health reports NOT_SERVING before the listeners close.
@@ -241,6 +243,7 @@ impl NodeCore {
             health,
             draining: std::sync::atomic::AtomicBool::new(false),
             backup_dir: config.backup_dir(),
+            uploads_dir: config.uploads_dir(),
             policy_tests: config.sharing.tests.as_ref().map(|p| p.get_ref().clone()),
             drain_grace: limits.drain_grace_secs.secs(),
             signer,

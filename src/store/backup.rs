@@ -38,7 +38,8 @@ fn io(path: &Path, e: std::io::Error) -> StoreError {
 
 /// Copies `from` into the new directory `to`, recursively. Returns bytes copied.
 fn copy_dir(from: &Path, to: &Path) -> Result<u64, StoreError> {
-    std::fs::create_dir(to).map_err(|e| io(to, e))?;
+    // Owner only: a backup holds what the store holds.
+    crate::secrets::create_private_dir(to).map_err(|e| io(to, e))?;
     let mut bytes = 0;
     for entry in std::fs::read_dir(from).map_err(|e| io(from, e))? {
         let entry = entry.map_err(|e| io(from, e))?;
@@ -113,7 +114,7 @@ impl Store {
             )));
         }
         if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+            crate::secrets::create_private_dir(parent).map_err(|e| io(parent, e))?;
         }
         let started = Instant::now();
         let copied = self.copy_snapshot(&self.db.snapshot(), target);
@@ -138,6 +139,8 @@ impl Store {
     }
 
     fn copy_snapshot(&self, snapshot: &Snapshot, target: &Path) -> Result<(), StoreError> {
+        // Owner only before the engine writes a byte into it.
+        crate::secrets::create_private_dir(target).map_err(|e| io(target, e))?;
         let copy = Db::open(target, &Options::default())?;
         for name in TREES {
             copy_tree(

@@ -122,6 +122,9 @@ pub enum StoreError {
     Legacy { dir: String },
     #[error("migrate: {0}")]
     Migrate(String),
+    /// The store's directory could be read by other local users.
+    #[error("{0}")]
+    Exposed(String),
 }
 
 impl StoreError {
@@ -399,6 +402,7 @@ impl Store {
                 dir: dir.display().to_string(),
             });
         }
+        crate::secrets::private_dir(dir, "store directory").map_err(StoreError::Exposed)?;
         let options = engine::Options {
             cache_bytes: cache_capacity_bytes,
             ..Default::default()

@@ -236,11 +236,15 @@ impl Writer {
         };
         Ok(match format {
             ExportFormat::Csv => {
-                let mut w = csv::Writer::from_path(path).map_err(|e| err(e.to_string()))?;
+                let file = crate::secrets::create_private(path).map_err(|e| err(e.to_string()))?;
+                let mut w = csv::Writer::from_writer(file);
                 w.write_record(COLUMNS).map_err(|e| err(e.to_string()))?;
                 Self::Csv(Box::new(w), path.to_owned())
             }
             ExportFormat::Xlsx => {
+                // Created 0600 now: the workbook is saved over it at the
+                // end, and a file that exists keeps its mode.
+                crate::secrets::create_private(path).map_err(|e| err(e.to_string()))?;
                 let mut workbook = Box::new(rust_xlsxwriter::Workbook::new());
                 let sheet = workbook
                     .add_worksheet_with_constant_memory()
@@ -259,7 +263,9 @@ impl Writer {
                 }
             }
             ExportFormat::Jsonl => Self::Jsonl(
-                BufWriter::new(File::create(path).map_err(|e| err(e.to_string()))?),
+                BufWriter::new(
+                    crate::secrets::create_private(path).map_err(|e| err(e.to_string()))?,
+                ),
                 path.to_owned(),
             ),
         })

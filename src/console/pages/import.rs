@@ -44,6 +44,24 @@ const REPORTED: usize = 1000;
 /// Rows in flight, as the CLI's default.
 const CONCURRENCY: usize = 32;
 
+/// Empties the uploads directory (what a crash or a stop left there: the
+/// jobs that used it are gone) and makes sure only the node's user can
+/// enter it. Called once, when the console starts.
+pub fn clear_uploads(dir: &std::path::Path) -> Result<(), String> {
+    if dir.exists() {
+        for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+            let path = entry.map_err(|e| format!("{}: {e}", dir.display()))?.path();
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    crate::secrets::private_dir(dir, "uploads directory")
+}
+
 pub fn routes() -> Router<Console> {
     Router::new()
         .route(
@@ -512,16 +530,19 @@ async fn start(State(c): State<Console>, form: Uploaded) -> Result<Response, Pag
             r
         });
     };
+    // In the node's own uploads directory (owner only, emptied at start),
+    // not in /tmp where a crash would leave it for other local users.
     let dir = tempfile::Builder::new()
-        .prefix("casebridge-import-")
-        .tempdir()
+        .prefix("import-")
+        .tempdir_in(&c.core.uploads_dir)
         .map_err(|e| PageError::Internal(format!("cannot keep the upload: {e}")))?;
     let ext = std::path::Path::new(&file_name)
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
         .unwrap_or_default();
     let path = dir.path().join(format!("register.{ext}"));
-    std::fs::write(&path, &register.bytes)
+    crate::secrets::create_private(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, &register.bytes))
         .map_err(|e| PageError::Internal(format!("cannot keep the upload: {e}")))?;
     let source = if source_override.is_empty() {
         loaded.mapping.source.get_ref().clone()

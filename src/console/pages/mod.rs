@@ -17,7 +17,7 @@ use axum::routing::get;
 
 use super::Console;
 
-pub use import::{Imports, MAX_UPLOAD};
+pub use import::{Imports, MAX_UPLOAD, clear_uploads};
 
 pub fn routes() -> Router<Console> {
     Router::new()
