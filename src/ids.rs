@@ -11,7 +11,9 @@ use uuid::Uuid;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum IdError {
-    #[error("{kind} `{value}` is invalid: {reason}")]
+    /// The value is quoted escaped and cut: it may come from a peer, and
+    /// this message reaches logs, refusal records and the sender.
+    #[error("{kind} {} is invalid: {reason}", crate::text::quote(value, 120))]
     Invalid {
         kind: &'static str,
         value: String,

@@ -61,6 +61,7 @@ pub mod secrets;
 pub mod sharing;
 pub mod store;
 pub mod tabular;
+pub mod text;
 pub mod time;
 pub mod tokens;
 pub mod validate;

@@ -84,20 +84,24 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     builder.create(dir)
 }
 
-/// A directory of case data, ready to use: created 0700 when missing,
-/// refused (with the command that fixes it) when group or others can
-/// access it; `what` names it in the message.
+/// A directory of case data, ready to use: created 0700 when missing (or
+/// made 0700 while it is still empty: nothing was exposed yet), refused
+/// (with the command that fixes it) when it holds something and group or
+/// others can access it; `what` names it in the message.
 pub fn private_dir(dir: &Path, what: &str) -> Result<(), String> {
+    let io = |e: std::io::Error| format!("{}: {e}", dir.display());
     if !dir.exists() {
-        return create_private_dir(dir).map_err(|e| format!("{}: {e}", dir.display()));
+        return create_private_dir(dir).map_err(io);
     }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir)
-            .map_err(|e| format!("{}: {e}", dir.display()))?
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(dir).map_err(io)?.permissions().mode();
+        let empty = std::fs::read_dir(dir).map_err(io)?.next().is_none();
+        if mode & 0o077 != 0 && empty {
+            return std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(io);
+        }
         if mode & 0o077 != 0 {
             return Err(format!(
                 "{}: the {what} is accessible by group or others (mode {:o}) and holds case \
@@ -148,6 +152,10 @@ mod tests {
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&store), 0o700);
         assert!(private_dir(&store, "store directory").is_ok());
+        std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o755)).unwrap();
+        private_dir(&store, "store directory").unwrap();
+        assert_eq!(mode(&store), 0o700, "an empty directory is made private");
+        std::fs::write(store.join("0.jnl"), "victims").unwrap();
         std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o755)).unwrap();
         let err = private_dir(&store, "store directory").unwrap_err();
         assert!(

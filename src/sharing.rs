@@ -15,8 +15,9 @@
 //!   last read: the version in force stays (it may be one installed later
 //!   by `SetPolicy`; a restart or a SIGHUP sent to reload `[clients]` does
 //!   not undo an administrator's live change);
-//! - the file changed and the version in force came from the file (or
-//!   none is installed): the file is installed as a new version;
+//! - the file changed and the version in force came from the file (read
+//!   from it, or the same text installed with `policy set`), or none is
+//!   installed: the file is installed as a new version;
 //! - the file changed but the version in force was set through the API:
 //!   the version in force stays, a warning and an audit entry name the
 //!   command that installs the file (`casebridge policy set FILE
@@ -107,7 +108,11 @@ fn judge_file(sha: &str, last_read: Option<&str>, in_force: Option<&PolicyVersio
         None => FileVerdict::Install,
         Some(v) if v.sha256 == sha => FileVerdict::InForce,
         Some(_) if last_read == Some(sha) => FileVerdict::UnchangedSinceRead,
-        Some(v) if v.source.starts_with("file:") => FileVerdict::Install,
+        // The version in force is what the file held (installed from it, or
+        // the same text through the API): the edit supersedes it.
+        Some(v) if v.source.starts_with("file:") || last_read == Some(v.sha256.as_str()) => {
+            FileVerdict::Install
+        }
         Some(_) => FileVerdict::KeepApiVersion,
     }
 }
@@ -287,8 +292,17 @@ impl Sharing {
         let policy = self
             .parse(&text, Path::new("policy_text"))
             .map_err(SharingError::Invalid)?;
-        self.install_parsed(policy, text, "api".into(), set_by, comment, false)
-            .await
+        let installed = self
+            .install_parsed(policy, text, "api".into(), set_by, comment, false)
+            .await?;
+        // `policy set FILE` with the node's own file: the version in force
+        // is now the file's, so the file's next edit supersedes it.
+        if let Some(path) = &self.file
+            && read(path).is_ok_and(|t| sha256_hex(&t) == installed.sha256)
+        {
+            self.store.note_policy_file(&installed.sha256).await?;
+        }
+        Ok(installed)
     }
 
     /// Re-reads the policy file (SIGHUP) and applies [`judge_file`]. A file
@@ -597,4 +611,36 @@ fn read(path: &Path) -> Result<String, SharingError> {
         path: path.to_owned(),
         reason: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod file_rule_tests {
+    use super::*;
+
+    fn version(sha: &str, source: &str) -> PolicyVersion {
+        PolicyVersion {
+            sha256: sha.into(),
+            source: source.into(),
+            ..Default::default()
+        }
+    }
+
+    /// The reload rule, case by case: only an edit over the file's own
+    /// version installs; a version set through the API is never replaced.
+    #[test]
+    fn only_an_edit_over_the_files_own_version_installs() {
+        use FileVerdict::*;
+        let api = version("B", "api");
+        let file = version("A", "file:policy.toml");
+        assert_eq!(judge_file("A", None, None), Install);
+        assert_eq!(judge_file("A", Some("A"), Some(&file)), InForce);
+        // SIGHUP for [clients], file untouched, API version in force.
+        assert_eq!(judge_file("A", Some("A"), Some(&api)), UnchangedSinceRead);
+        // The file edited over the file's version.
+        assert_eq!(judge_file("C", Some("A"), Some(&file)), Install);
+        // The file edited while an API version is in force.
+        assert_eq!(judge_file("C", Some("A"), Some(&api)), KeepApiVersion);
+        // `policy set` of the file's own text, then the file edited.
+        assert_eq!(judge_file("C", Some("B"), Some(&api)), Install);
+    }
 }

@@ -450,8 +450,15 @@ async fn case_data_is_written_owner_only_and_an_exposed_store_is_refused() {
     // refuses to start, naming it.
     let layout = common::process::two_agencies(dir.path());
     let police = &layout.agencies[&common::agency("police")];
+    let node = common::process::NodeProcess::spawn(
+        &police.node_config,
+        "warn",
+        std::process::Stdio::null(),
+    );
+    common::process::connect_when_up(&police.client_config("cms")).await;
+    drop(node);
     let store = police.dir.join("data");
-    std::fs::create_dir_all(&store).unwrap();
+    assert_eq!(mode(&store), 0o700);
     std::fs::set_permissions(&store, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let config = police.node_config.to_str().unwrap();
     let (code, _, err) = cli(&["node", "run", "--config", config]);
@@ -460,4 +467,231 @@ async fn case_data_is_written_owner_only_and_an_exposed_store_is_refused() {
         err.contains(&store.display().to_string()) && err.contains("chmod 700"),
         "{err}"
     );
+}
+
+const FORGED: &str = "ngo:x\n 9999 2026-01-01T00:00:00.000Z node store.restore OK FORGED\u{1b}[31m";
+
+/// Every kind of envelope with a forged id is refused on arrival, and
+/// `audit query` prints the refusals without a forged line or an escape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_cannot_forge_lines_in_the_audit_log() {
+    use casebridge::ids::AlertId;
+    use casebridge::proto::v1::envelope::Payload;
+    use casebridge::proto::v1::{
+        AckStatus, DisclosureRequest, Envelope, HitNotice, HitReviewNotice, Release,
+        ReleaseWithdrawal,
+    };
+    let fed = TestFederation::start(&["police", "ngo"]).await;
+    let ours = common::submit(&mut fed.client("police", "cms").await, "forgery target").await;
+    let ngo_alert = AlertId::generate(&common::agency("ngo")).to_string();
+    let payloads = [
+        Payload::HitNotice(HitNotice {
+            your_alert_id: ours.id.clone(),
+            our_alert_id: FORGED.into(),
+            r#type: 1,
+            ..Default::default()
+        }),
+        Payload::HitReview(HitReviewNotice {
+            your_alert_id: FORGED.into(),
+            our_alert_id: ngo_alert.clone(),
+            ..Default::default()
+        }),
+        Payload::DisclosureRequest(DisclosureRequest {
+            id: FORGED.into(),
+            holder_alert_id: ours.id.clone(),
+            ..Default::default()
+        }),
+        Payload::Release(Release {
+            id: FORGED.into(),
+            ..Default::default()
+        }),
+        Payload::ReleaseWithdrawal(ReleaseWithdrawal {
+            release_id: FORGED.into(),
+            ..Default::default()
+        }),
+    ];
+    for (i, payload) in payloads.into_iter().enumerate() {
+        let ack = fed
+            .deliver_one(
+                "ngo",
+                "police",
+                Envelope {
+                    sequence: i as u64 + 1,
+                    payload: Some(payload),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(ack.status, AckStatus::Rejected as i32, "{ack:?}");
+        assert!(
+            !ack.reason.contains('\n') && !ack.reason.contains('\u{1b}'),
+            "{ack:?}"
+        );
+    }
+    let config = fed.layout.agencies[&common::agency("police")].client_config("admin");
+    let (code, out, err) = common::cli(&[
+        "--client-config",
+        config.to_str().unwrap(),
+        "audit",
+        "query",
+        "--limit",
+        "1000",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !out.contains('\u{1b}'),
+        "an escape reached the terminal:\n{out}"
+    );
+    assert!(
+        !out.lines().any(|l| l.trim_start().starts_with("9999")),
+        "a forged line:\n{out}"
+    );
+    fed.shutdown().await;
+}
+
+/// A peer cannot invent hits on our books nor fill the inbox: a notice
+/// about an alert we do not hold, or of a type our alert does not carry,
+/// is refused; a request for an alert we never held is refused without a
+/// case; a burst of requests is cut at the peer's rate with
+/// RESOURCE_EXHAUSTED (the rest is not acknowledged, so not lost); and a
+/// request dated 30 days back is not overdue on arrival.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_cannot_invent_hits_or_flood_requests() {
+    use casebridge::ids::{AlertId, RequestId};
+    use casebridge::proto::v1::envelope::Payload;
+    use casebridge::proto::v1::{
+        AckStatus, DisclosureRequest, Envelope, HitNotice, IdentifierType, LegalBasis,
+        ListDisclosureRequestsRequest, Urgency,
+    };
+    let fed = TestFederation::start(&["police", "ngo"]).await;
+    let ngo = common::agency("ngo");
+    let ours = common::submit(&mut fed.client("police", "cms").await, "held here").await;
+    let notice = |your: &str, kind: IdentifierType| {
+        Payload::HitNotice(HitNotice {
+            your_alert_id: your.into(),
+            our_alert_id: AlertId::generate(&ngo).to_string(),
+            r#type: kind as i32,
+            similarity: 1.0,
+            ..Default::default()
+        })
+    };
+    let unknown = AlertId::generate(&common::agency("police")).to_string();
+    for (what, payload) in [
+        (
+            "an alert we do not hold",
+            notice(&unknown, IdentifierType::Phone),
+        ),
+        (
+            "a type our alert lacks",
+            notice(&ours.id, IdentifierType::Iban),
+        ),
+    ] {
+        let ack = fed
+            .deliver_one(
+                "ngo",
+                "police",
+                Envelope {
+                    sequence: 1,
+                    payload: Some(payload),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(ack.status, AckStatus::Rejected as i32, "{what}: {ack:?}");
+    }
+    assert!(
+        common::hit_log(&mut fed.client("police", "cms").await)
+            .await
+            .is_empty(),
+        "a hit was invented"
+    );
+
+    let month_ago = std::time::SystemTime::now() - Duration::from_secs(30 * 86_400);
+    let request = |holder: &str| DisclosureRequest {
+        id: RequestId::generate(&ngo).to_string(),
+        holder_alert_id: holder.into(),
+        legal_basis: LegalBasis::Directive2023977 as i32,
+        purpose: "a test".into(),
+        case_reference: "T-1".into(),
+        officer: "officer".into(),
+        urgency: Urgency::Normal as i32,
+        requested_at: Some(casebridge::time::timestamp(month_ago)),
+        due_at: Some(casebridge::time::timestamp(
+            month_ago + casebridge::disclosure::deadline::answer_time(Urgency::Normal).unwrap(),
+        )),
+        ..Default::default()
+    };
+    let ack = fed
+        .deliver_one(
+            "ngo",
+            "police",
+            Envelope {
+                sequence: 1,
+                payload: Some(Payload::DisclosureRequest(request(&unknown))),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(ack.status, AckStatus::Rejected as i32, "{ack:?}");
+
+    // 3,000 requests in one stream: cut at the rate.
+    let mut peer = fed.peer_client("ngo", "police").await;
+    let (tx, rx) = tokio::sync::mpsc::channel(3_000);
+    for i in 0..3_000u64 {
+        tx.send(Envelope {
+            sequence: i + 1,
+            payload: Some(Payload::DisclosureRequest(request(&ours.id))),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    drop(tx);
+    let mut acks = peer
+        .deliver(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let (mut acked, mut stored) = (0, 0);
+    let end = loop {
+        match tokio::time::timeout(WAIT, acks.message())
+            .await
+            .expect("acks")
+        {
+            Ok(Some(ack)) => {
+                acked += 1;
+                stored += usize::from(ack.status == AckStatus::Stored as i32);
+            }
+            Ok(None) => break None,
+            Err(status) => break Some(status),
+        }
+    };
+    let status = end.expect("the stream is ended over the rate");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(
+        acked <= 2 * casebridge::exchange::inbound::REQUESTS_PER_MINUTE as usize + 5,
+        "{acked}"
+    );
+    let inbox = fed
+        .client("police", "legal")
+        .await
+        .disclosure
+        .list_disclosure_requests(ListDisclosureRequestsRequest {
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(stored > 0, "no request was taken");
+    assert_eq!(inbox.requests.len(), stored, "one case per request taken");
+    let now = std::time::SystemTime::now();
+    for case in &inbox.requests {
+        let due = casebridge::time::system_time_lossy(case.due_at.as_ref().unwrap());
+        assert!(due > now, "a back-dated request is not overdue on arrival");
+    }
+    fed.shutdown().await;
 }

@@ -22,6 +22,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "secrets",
             "metrics",
             "ratelimit",
+            "text",
         ],
     ),
     (

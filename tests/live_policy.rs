@@ -219,19 +219,33 @@ async fn set_policy_takes_effect_without_restart_and_a_broken_one_changes_nothin
         .into_inner();
     assert_eq!(status.policy_version, 2);
 
-    // An edited file is a new version at the next start.
+    // An edited file does not replace a version set through the API at
+    // the next start either (the node warns and names the command).
     fed.stop_node("police").await;
     std::fs::write(fed.pki("police").join("policy.toml"), ALL_TO_NGO).unwrap();
     fed.start_node("police").await;
     let mut admin = fed.client("police", "admin").await;
-    let v3 = admin
+    let kept = admin
         .admin
         .get_policy(GetPolicyRequest {})
         .await
         .unwrap()
         .into_inner();
-    assert_eq!((v3.version, v3.text.as_str()), (3, ALL_TO_NGO));
-    assert!(v3.source.starts_with("file:"));
+    assert_eq!(kept.version, 2);
+    // Once the file's version is in force, an edit is the next version.
+    set_policy(&fed, "police", ALL_TO_NGO).await;
+    fed.stop_node("police").await;
+    std::fs::write(fed.pki("police").join("policy.toml"), LABOUR_ONLY).unwrap();
+    fed.start_node("police").await;
+    let mut admin = fed.client("police", "admin").await;
+    let v4 = admin
+        .admin
+        .get_policy(GetPolicyRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((v4.version, v4.text.as_str()), (4, LABOUR_ONLY));
+    assert!(v4.source.starts_with("file:"));
     fed.shutdown().await;
 }
 

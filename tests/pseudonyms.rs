@@ -60,7 +60,7 @@ impl PeerExchange for RecordingPeer {
             Ok(DeliveryAck {
                 sequence: env.sequence,
                 status: AckStatus::Stored as i32,
-                reason: String::new(),
+                ..Default::default()
             })
         });
         Ok(Response::new(Box::pin(acks)))

@@ -40,10 +40,14 @@ impl PeerExchange for PeerApi {
             call.detail("protocol_version", r.protocol_version);
             // The caller's checkpoint, kept as given: its signature is checked
             // by whoever verifies the caller's log with our log as anchors.
+            // Only a checkpoint of the right shape is kept: its fields are
+            // printed with the entry, and a peer must not write lines there.
             if let Some(a) = &r.audit_checkpoint
                 && a.hash.len() == 32
                 && a.signature.len() <= 256
+                && a.signature.bytes().all(|b| b.is_ascii_hexdigit())
                 && a.time.len() <= 64
+                && crate::time::parse_ms(&a.time).is_some()
             {
                 call.detail("anchor_seq", a.sequence);
                 call.detail("anchor_hash", crate::audit::hex(&a.hash));
@@ -152,15 +156,25 @@ async fn deliver_loop(
         }
         *count += good.len();
         match core.inbound.apply_batch(peer, good).await {
-            Ok(acks) => {
-                for ack in acks {
+            Ok(delivered) => {
+                for ack in delivered.acks {
                     if tx.send(Ok(ack)).await.is_err() {
                         return Err(Status::cancelled("the sender went away"));
                     }
                 }
+                if let Some(what) = delivered.throttled {
+                    // The sender keeps what was not acked and retries later.
+                    let status = Status::resource_exhausted(format!(
+                        "{} sends more {what} than this node takes per minute; the rest is \
+                         not acknowledged: retry later",
+                        peer.agency
+                    ));
+                    let _ = tx.send(Err(status.clone())).await;
+                    return Err(status);
+                }
             }
             Err(e) => {
-                tracing::warn!(peer = %peer.agency, error = %e, "delivery stream ended");
+                tracing::warn!(peer = %peer.agency, error = %crate::text::Escaped(&e.to_string()), "delivery stream ended");
                 let status: Status = e.into();
                 let _ = tx.send(Err(status.clone())).await;
                 return Err(status);

@@ -1,5 +1,6 @@
 //! `casebridge audit …`: reading, exporting and verifying the audit log.
 
+use crate::text::escape as esc;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -284,7 +285,14 @@ async fn query(args: QueryArgs, client_config: Option<&Path>) -> Result<(), Fail
     while shown < limit {
         let page = client.admin.query_audit(req.clone()).await?.into_inner();
         for e in page.entries.into_iter().take(limit - shown) {
-            let detail: Vec<String> = e.detail.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            // Entries name what peers and clients sent: printed escaped, so
+            // no value can start a line of its own or drive the terminal.
+            let detail: Vec<String> = e
+                .detail
+                .iter()
+                .map(|(k, v)| format!("{}={}", esc(k), esc(v)))
+                .collect();
+            let objects: Vec<_> = e.objects.iter().map(|o| esc(o)).collect();
             let time = e
                 .body
                 .split("\"time\":\"")
@@ -294,10 +302,10 @@ async fn query(args: QueryArgs, client_config: Option<&Path>) -> Result<(), Fail
             println!(
                 "{:>8} {time} {:<22} {:<24} {:<18} {}{}{}",
                 e.sequence,
-                e.actor,
-                e.action,
-                e.outcome,
-                e.objects.join(","),
+                esc(&e.actor),
+                esc(&e.action),
+                esc(&e.outcome),
+                objects.join(","),
                 if e.purpose.is_empty() {
                     String::new()
                 } else {

@@ -1,5 +1,6 @@
 //! Human-readable and JSON rendering for the CLI.
 
+use crate::text::escape as esc;
 use pbjson_types::Timestamp;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -540,7 +541,7 @@ pub fn peers(p: &ListPeersResponse, as_json: bool) {
                 "  last refused by {} ({}): {}",
                 peer.agency_id,
                 time(peer.last_rejection_at.as_ref()),
-                peer.last_rejection
+                esc(&peer.last_rejection)
             );
         }
     }
@@ -807,13 +808,14 @@ pub fn disclosure(case: &crate::proto::v1::DisclosureCase, as_json: bool) {
     let citation = if r.citation.is_empty() {
         String::new()
     } else {
-        format!(" ({})", r.citation)
+        format!(" ({})", esc(&r.citation))
     };
     println!("  basis     {basis}{citation}");
-    println!("  purpose   {}", r.purpose);
+    println!("  purpose   {}", esc(&r.purpose));
     println!(
         "  case      {}, officer {}, urgency {urgency}",
-        r.case_reference, r.officer
+        esc(&r.case_reference),
+        esc(&r.officer)
     );
     if !case.outgoing && !case.rule.is_empty() && crate::disclosure::is_open(case) {
         println!(
@@ -830,7 +832,7 @@ pub fn disclosure(case: &crate::proto::v1::DisclosureCase, as_json: bool) {
         let who = if d.automatic {
             "the holder's policy".to_string()
         } else {
-            d.decided_by.clone()
+            esc(&d.decided_by).into_owned()
         };
         println!(
             "  decision  {}{ground} by {who} at {}{}",
@@ -839,7 +841,7 @@ pub fn disclosure(case: &crate::proto::v1::DisclosureCase, as_json: bool) {
             if d.note.is_empty() {
                 String::new()
             } else {
-                format!(": {}", d.note)
+                format!(": {}", esc(&d.note))
             }
         );
         if !d.release_id.is_empty() {
@@ -871,7 +873,7 @@ pub fn disclosure(case: &crate::proto::v1::DisclosureCase, as_json: bool) {
         let note = if e.note.is_empty() {
             String::new()
         } else {
-            format!(": {}", e.note)
+            format!(": {}", esc(&e.note))
         };
         println!(
             "  {}  {}  {} by {}{note}",
@@ -956,11 +958,11 @@ pub fn release(record: &crate::proto::v1::ReleaseRecord, as_json: bool) {
     println!("  alert     {} (version {})", r.alert_id, r.alert_version);
     println!(
         "  released  {} by {} at {}",
-        r.released_fields,
-        r.released_by,
+        esc(&r.released_fields),
+        esc(&r.released_by),
         time(r.released_at.as_ref())
     );
-    println!("  contact   {}", r.contact_point);
+    println!("  contact   {}", esc(&r.contact_point));
     println!("  keep until {}", time(r.retention_until.as_ref()));
     if record.purged {
         match &record.withdrawn_at {

@@ -63,12 +63,17 @@ pub fn due_at(
     }
 }
 
-/// The due time a holder keeps for a request it received: the requester's,
-/// if it agrees with the table (or, for a custom deadline, is within
-/// bounds); a custom deadline shorter than `min` is given `min`. `None`
+/// The due time a holder keeps for a request it received at `received`
+/// (this node's clock): the answer time the request's urgency gives (or,
+/// for a custom deadline within bounds, the requester's span, at least
+/// `min`), counted from receipt. The requester's own times only have to
+/// agree with the table: a request dated 30 days back is not overdue on
+/// arrival, and one held up in a queue gets its full answer time. The
+/// requester adopts the holder's due time from the delivery ack. `None`
 /// when the request's times make no sense (refused as malformed).
 pub fn holder_due(
     urgency: Urgency,
+    received: SystemTime,
     requested_at: SystemTime,
     due: SystemTime,
     min: Duration,
@@ -76,11 +81,11 @@ pub fn holder_due(
     let ahead = due.duration_since(requested_at).ok()?;
     match urgency {
         Urgency::Unspecified => None,
-        Urgency::Custom => (ahead <= MAX_CUSTOM).then(|| requested_at + ahead.max(min)),
+        Urgency::Custom => (ahead <= MAX_CUSTOM).then(|| received + ahead.max(min)),
         u => {
             let expected = answer_time(u)?;
             // A second's slack for rounding through timestamps.
-            (ahead.abs_diff(expected) <= Duration::from_secs(1)).then_some(due)
+            (ahead.abs_diff(expected) <= Duration::from_secs(1)).then(|| received + ahead)
         }
     }
 }
@@ -156,19 +161,28 @@ mod tests {
             let within = Duration::from_secs(ahead) >= min && Duration::from_secs(ahead) <= MAX_CUSTOM;
             prop_assert_eq!(got.is_ok(), within);
             if within {
-                prop_assert_eq!(holder_due(Urgency::Custom, at(T0), due, min), Some(due));
+                prop_assert_eq!(holder_due(Urgency::Custom, at(T0), at(T0), due, min), Some(due));
             }
         }
 
         /// What the requester computes from the table, the holder accepts
-        /// unchanged; a due time off the table by more than a second is refused.
+        /// (counted from receipt: unchanged when it arrives at once, moved
+        /// by the delay otherwise, so a back-dated request is never overdue
+        /// on arrival); a due time off the table by more than a second is
+        /// refused.
         #[test]
-        fn the_holder_agrees_with_the_table(u in 1i32..=3, off in 2u64..100_000) {
+        fn the_holder_agrees_with_the_table(u in 1i32..=3, off in 2u64..100_000, delay in 0u64..40 * DAY) {
             let u = Urgency::try_from(u).unwrap();
             let min = Duration::from_secs(HOUR);
             let due = due_at(u, at(T0), None, min).unwrap();
-            prop_assert_eq!(holder_due(u, at(T0), due, min), Some(due));
-            prop_assert_eq!(holder_due(u, at(T0), due + Duration::from_secs(off), min), None);
+            prop_assert_eq!(holder_due(u, at(T0), at(T0), due, min), Some(due));
+            let received = at(T0 + delay);
+            prop_assert_eq!(
+                holder_due(u, received, at(T0), due, min),
+                Some(due + Duration::from_secs(delay))
+            );
+            prop_assert!(holder_due(u, received, at(T0), due, min).unwrap() > received);
+            prop_assert_eq!(holder_due(u, at(T0), at(T0), due + Duration::from_secs(off), min), None);
         }
 
         /// A pause moves the due time by exactly its length, never earlier.

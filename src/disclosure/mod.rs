@@ -42,6 +42,11 @@ pub const MAX_VERIFICATION: usize = 16;
 /// How far ahead of the holder's clock a request's time may be.
 const CLOCK_SKEW: Duration = Duration::from_secs(300);
 
+/// Requests one agency may have open here at once (undecided, or waiting
+/// for its answer to a question): more than a desk works through, far
+/// fewer than fill a disk.
+pub const MAX_OPEN_PER_PEER: usize = 500;
+
 #[derive(Debug, Error)]
 pub enum DisclosureError {
     #[error("invalid request: {}", .0.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>().join("; "))]
@@ -402,6 +407,42 @@ impl Disclosures {
         Ok(Some((holder, ours)))
     }
 
+    /// Why a request from `from` cannot be taken, when it cannot: it names
+    /// an alert this node never held (a request follows a hit or a lookup
+    /// answer about an alert of ours, so nothing real asks for one we do
+    /// not know), or `from` has [`MAX_OPEN_PER_PEER`] requests open here
+    /// already. Refused without a case being stored: a peer cannot fill
+    /// the inbox with requests behind which there is nothing.
+    fn unfounded(
+        &self,
+        from: &AgencyId,
+        request: &DisclosureRequest,
+    ) -> Result<Option<String>, StoreError> {
+        let held = match request.holder_alert_id.parse::<AlertId>() {
+            Ok(id) => self.store.get(&id)?.is_some(),
+            Err(_) => false,
+        };
+        if !held && self.store.disclosure(&request.id)?.is_none() {
+            return Ok(Some(format!(
+                "disclosure_request.holder_alert_id: {} is not an alert held here",
+                crate::text::quote(&request.holder_alert_id, 120)
+            )));
+        }
+        let open = self
+            .store
+            .disclosure_cases()?
+            .iter()
+            .filter(|c| !c.outgoing && c.peer == from.as_str() && is_open(c))
+            .count();
+        if open >= MAX_OPEN_PER_PEER && self.store.disclosure(&request.id)?.is_none() {
+            return Ok(Some(format!(
+                "{from} has {open} requests open here, the most one agency may have; \
+                 wait for answers before sending more"
+            )));
+        }
+        Ok(None)
+    }
+
     /// Checks and records a request `from` delivered (one of our alerts),
     /// with its `disclosure.request_receive` audit entry.
     pub async fn receive(
@@ -415,6 +456,9 @@ impl Disclosures {
             Ok(due) => due,
             Err(why) => return Ok(Received::Refused(why)),
         };
+        if let Some(why) = self.unfounded(from, &request)? {
+            return Ok(Received::Refused(why));
+        }
         let verification = match request.holder_alert_id.parse::<AlertId>() {
             Ok(id) => self.verify(&id, request.verification.as_ref())?,
             Err(_) => Vec::new(),
@@ -593,6 +637,7 @@ impl Disclosures {
         let urgency = Urgency::try_from(r.urgency).unwrap_or(Urgency::Unspecified);
         deadline::holder_due(
             urgency,
+            now,
             requested,
             system_time_lossy(due),
             self.min_deadline,
@@ -657,13 +702,29 @@ impl Disclosures {
 
     /// The holder's node acknowledged request `id` (or refused it as
     /// malformed: `rejected` holds its reason).
-    pub fn delivered(&self, id: &str, rejected: Option<&str>) -> Result<(), StoreError> {
+    ///
+    /// `holder_due`: the due time the holder keeps (counted from its
+    /// receipt), adopted when it is no earlier than ours and within the
+    /// longest deadline there is, so one deadline shows on both sides.
+    pub fn delivered(
+        &self,
+        id: &str,
+        rejected: Option<&str>,
+        holder_due: Option<&pbjson_types::Timestamp>,
+    ) -> Result<(), StoreError> {
         let at = crate::time::now();
+        let latest = SystemTime::now() + deadline::MAX_CUSTOM + CLOCK_SKEW;
         self.store.update_request(id, |case| {
             if case.delivered_at.is_some() {
                 return false;
             }
             case.delivered_at = Some(at);
+            if let (Some(theirs), Some(ours)) = (holder_due, case.due_at.as_ref()) {
+                let t = system_time_lossy(theirs);
+                if t >= system_time_lossy(ours) && t <= latest {
+                    case.due_at = Some(*theirs);
+                }
+            }
             match rejected {
                 None => case.history.push(event("delivered", "node", "")),
                 Some(why) => {
@@ -671,7 +732,7 @@ impl Disclosures {
                     case.history.push(event(
                         "rejected",
                         &format!("peer:{}", case.peer),
-                        format!("the holder's node refused the request as malformed: {why}"),
+                        format!("the holder's node refused the request: {why}"),
                     ));
                 }
             }

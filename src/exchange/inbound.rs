@@ -61,6 +61,62 @@ pub struct Inbound {
     duplicates: std::sync::atomic::AtomicU64,
     metrics: crate::metrics::Metrics,
     events: broadcast::Sender<Received>,
+    /// What each peer may create here per minute (see [`Creations`]).
+    creations: Creations,
+}
+
+/// Bounds on what one peer may make this node record, per minute: every
+/// disclosure request, hit notice and review it sends becomes a record,
+/// an audit entry and work for a person here. A peer over its rate gets
+/// the envelopes before the one over acked, and the stream ended with
+/// RESOURCE_EXHAUSTED: the sender keeps the rest and retries after its
+/// backoff, so nothing is lost, and a flood costs this node only the
+/// rate. The rates are far above what people produce (a request takes an
+/// officer minutes to write) and below what fills a disk.
+pub struct Creations {
+    requests: crate::ratelimit::RateLimiter,
+    notices: crate::ratelimit::RateLimiter,
+    reviews: crate::ratelimit::RateLimiter,
+}
+
+/// Disclosure requests one peer may send per minute (bursts of twice that).
+pub const REQUESTS_PER_MINUTE: u32 = 60;
+/// Hit notices one peer may send per minute (a rematch after a key
+/// rotation sends one per hit, so bursts are large).
+pub const NOTICES_PER_MINUTE: u32 = 6_000;
+/// Hit reviews one peer may send per minute.
+pub const REVIEWS_PER_MINUTE: u32 = 1_200;
+
+impl Default for Creations {
+    fn default() -> Self {
+        use crate::ratelimit::RateLimiter;
+        Self {
+            requests: RateLimiter::new(REQUESTS_PER_MINUTE, 2 * REQUESTS_PER_MINUTE),
+            notices: RateLimiter::new(NOTICES_PER_MINUTE, NOTICES_PER_MINUTE),
+            reviews: RateLimiter::new(REVIEWS_PER_MINUTE, REVIEWS_PER_MINUTE),
+        }
+    }
+}
+
+impl Creations {
+    /// `None` when `payload` from `peer` is within its rate; else what
+    /// the peer sends too much of.
+    fn over(&self, peer: &str, payload: &Payload) -> Option<&'static str> {
+        let (limiter, what) = match payload {
+            Payload::DisclosureRequest(_) => (&self.requests, "disclosure requests"),
+            Payload::HitNotice(_) => (&self.notices, "hit notices"),
+            Payload::HitReview(_) => (&self.reviews, "hit reviews"),
+            _ => return None,
+        };
+        (!limiter.allow(peer)).then_some(what)
+    }
+}
+
+/// What a batch came to: one ack per envelope taken, and, when the peer
+/// went over a rate, what of (the envelopes from there on are not acked).
+pub struct Delivered {
+    pub acks: Vec<DeliveryAck>,
+    pub throttled: Option<&'static str>,
 }
 
 impl Inbound {
@@ -80,6 +136,7 @@ impl Inbound {
             duplicates: Default::default(),
             metrics,
             events: broadcast::channel(1024).0,
+            creations: Creations::default(),
         }
     }
 
@@ -117,7 +174,7 @@ impl Inbound {
     ) -> Result<Option<String>, InboundError> {
         let wrong_origin = |claimed: &str| InboundError::WrongOrigin {
             sequence,
-            claimed: claimed.to_owned(),
+            claimed: crate::text::escape(claimed).into_owned(),
             peer: from.agency.to_string(),
         };
         if alert.origin != from.agency.as_str() {
@@ -195,12 +252,13 @@ impl Inbound {
     }
 
     /// Applies a batch of envelopes from one authenticated peer and returns one
-    /// ack per envelope. Every stored alert is flushed before this returns.
+    /// ack per envelope taken (all of them, unless the peer went over a
+    /// rate). Every stored alert is flushed before this returns.
     pub async fn apply_batch(
         &self,
         from: &NodeIdentity,
         envelopes: Vec<Envelope>,
-    ) -> Result<Vec<DeliveryAck>, InboundError> {
+    ) -> Result<Delivered, InboundError> {
         let now = timestamp(std::time::SystemTime::now());
         let Sorted {
             mut acks,
@@ -210,6 +268,7 @@ impl Inbound {
             requests,
             steps,
             refusals,
+            throttled,
         } = self.sort(from, envelopes, now)?;
         let actor = format!("peer:{}", from.agency);
         self.record_refused(from, &actor, &refusals).await?;
@@ -231,7 +290,11 @@ impl Inbound {
         );
         self.apply_alerts(from, &actor, records, events, &mut acks)
             .await?;
-        Ok(acks)
+        if let Some(what) = throttled {
+            self.count(from, "throttled", 1);
+            tracing::warn!(peer = %from.agency, what, "peer over its rate; delivery stream ended");
+        }
+        Ok(Delivered { acks, throttled })
     }
 
     /// Checks each envelope: an ack per envelope (STORED unless refused
@@ -245,20 +308,36 @@ impl Inbound {
     ) -> Result<Sorted, InboundError> {
         let mut out = Sorted::default();
         for env in envelopes {
+            if let Some(what) = env
+                .payload
+                .as_ref()
+                .and_then(|p| self.creations.over(from.agency.as_str(), p))
+            {
+                out.throttled = Some(what);
+                break;
+            }
             let mut ack = DeliveryAck {
                 sequence: env.sequence,
                 status: AckStatus::Stored as i32,
-                reason: String::new(),
+                ..Default::default()
             };
             let mut refusal = RefusalRecord {
                 at: Some(now),
                 peer: from.agency.to_string(),
                 ..Default::default()
             };
+            let syntax = env
+                .payload
+                .as_ref()
+                .map(|p| super::syntax::check(&from.agency, p));
             let reason = match env.payload {
                 None => Some("envelope has no payload".to_owned()),
+                Some(_) if matches!(syntax, Some(Err(_))) => syntax.and_then(Result::err),
                 Some(Payload::Alert(alert)) => {
-                    refusal.alert_id = alert.id.clone();
+                    // Only a well-formed id names the refusal (it is printed).
+                    if alert.id.parse::<AlertId>().is_ok() {
+                        refusal.alert_id = alert.id.clone();
+                    }
                     refusal.version = alert.version;
                     match self.check(from, env.sequence, &alert)? {
                         Some(reason) => Some(reason),
@@ -298,7 +377,7 @@ impl Inbound {
                 }
             };
             if let Some(reason) = reason {
-                tracing::warn!(peer = %from.agency, sequence = env.sequence, %reason, "envelope refused");
+                tracing::warn!(peer = %from.agency, sequence = env.sequence, reason = %crate::text::Escaped(&reason), "envelope refused");
                 ack.status = AckStatus::Rejected as i32;
                 ack.reason = reason.clone();
                 refusal.reason = reason;
@@ -347,7 +426,7 @@ impl Inbound {
         ack: &mut DeliveryAck,
         now: pbjson_types::Timestamp,
     ) -> Result<(), InboundError> {
-        tracing::warn!(peer = %from.agency, %reason, "{what} refused");
+        tracing::warn!(peer = %from.agency, reason = %crate::text::Escaped(reason), "{what} refused");
         self.store
             .record_refusals(&[RefusalRecord {
                 at: Some(now),
@@ -466,6 +545,7 @@ impl Inbound {
             {
                 RequestReceived::Stored(case) => {
                     tracing::info!(peer = %from.agency, request = %id, due = ?case.due_at, "disclosure request received");
+                    acks[idx].due_at = case.due_at;
                 }
                 RequestReceived::Duplicate => acks[idx].status = AckStatus::Duplicate as i32,
                 RequestReceived::Refused(reason) => {
@@ -637,4 +717,6 @@ struct Sorted {
     /// Decisions, answers, releases and withdrawals of disclosure requests.
     steps: Vec<(usize, Payload)>,
     refusals: Vec<RefusalRecord>,
+    /// The peer went over its rate of this; the rest of the batch waits.
+    throttled: Option<&'static str>,
 }

@@ -11,6 +11,7 @@
 
 pub mod inbound;
 pub mod outbound;
+pub mod syntax;
 
 pub use inbound::{Inbound, InboundError, Received};
 pub use outbound::{Outbound, PeerState};

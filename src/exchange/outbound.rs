@@ -26,6 +26,10 @@ use crate::proto::v1::peer_exchange_client::PeerExchangeClient;
 use crate::proto::v1::{AckStatus, DeliveryAck, Envelope, HelloRequest, ShareRecord, SharedAlert};
 use crate::store::{Queued, Store, StoreError};
 
+/// The longest refusal reason kept from a peer's ack (ours are far
+/// shorter; a longer one would only fill the history and the status).
+const MAX_REASON_CHARS: usize = 1000;
+
 /// Delivery state of one peer, as shown by the admin API.
 #[derive(Debug, Clone, Default)]
 pub struct PeerState {
@@ -306,7 +310,7 @@ impl Worker {
             }
             if let Err(e) = result {
                 let delay = backoff.delay();
-                tracing::info!(peer = %self.peer, error = %e, retry_in = ?delay, "delivery interrupted");
+                tracing::info!(peer = %self.peer, error = %crate::text::Escaped(&e.to_string()), retry_in = ?delay, "delivery interrupted");
                 self.record_error(&e.to_string());
                 self.slot.update(|s| s.retries += 1);
                 self.ctx
@@ -340,7 +344,7 @@ impl Worker {
         match self.connect().await {
             Ok(_) => self.contact(),
             Err(e) => {
-                tracing::info!(peer = %self.peer, error = %e, "peer unreachable");
+                tracing::info!(peer = %self.peer, error = %crate::text::Escaped(&e.to_string()), "peer unreachable");
                 self.record_error(&e.to_string());
             }
         }
@@ -551,16 +555,18 @@ impl Worker {
                 .get_or_create(&metrics::peer(&self.peer))
                 .observe(d.as_secs_f64());
         }
+        // The reason is the peer's text: bounded before it is kept.
+        let reason: String = ack.reason.chars().take(MAX_REASON_CHARS).collect();
         if sent.kind == Action::DisclosureRequestSend {
-            let rejected =
-                (ack.status == AckStatus::Rejected as i32).then_some(ack.reason.as_str());
-            ctx.disclosures.delivered(&sent.objects[0], rejected)?;
+            let rejected = (ack.status == AckStatus::Rejected as i32).then_some(reason.as_str());
+            ctx.disclosures
+                .delivered(&sent.objects[0], rejected, ack.due_at.as_ref())?;
         }
         if ack.status == AckStatus::Rejected as i32 {
-            tracing::warn!(peer = %self.peer, sequence = ack.sequence, reason = %ack.reason, "peer rejected envelope");
+            tracing::warn!(peer = %self.peer, sequence = ack.sequence, reason = %crate::text::Escaped(&reason), "peer rejected envelope");
             self.slot.update(|s| {
                 s.last_ack_at = Some(now);
-                s.last_rejection = Some((ack.reason.clone(), now));
+                s.last_rejection = Some((reason.clone(), now));
                 s.rejected_total += 1;
             });
         } else {

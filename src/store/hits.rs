@@ -321,8 +321,39 @@ impl Store {
         Ok(out)
     }
 
+    /// Why a notice from `from` about our alert `record` cannot be true,
+    /// if it cannot: the alert is retracted, holds no identifier of the
+    /// type the notice names, or our policy would not have let `from` see
+    /// that identifier (so `from` cannot have matched it). A peer cannot
+    /// invent hits on our books.
+    fn notice_disagrees(
+        &self,
+        record: &StoredAlert,
+        from: &AgencyId,
+        notice: &HitNotice,
+    ) -> Option<String> {
+        let ours = &notice.your_alert_id;
+        if record.alert.as_ref().is_none_or(|a| a.retracted) {
+            return Some(format!("{ours} is retracted"));
+        }
+        let kind = notice.r#type;
+        let person = crate::proto::v1::IdentifierType::Person as i32;
+        let carries = record.pseudonyms.iter().any(|s| {
+            s.tokens.iter().any(|t| t.r#type == kind) || (kind == person && !s.encodings.is_empty())
+        });
+        let name = crate::proto::identifier_type_name(kind);
+        if !carries {
+            return Some(format!("{ours} holds no identifier of type {name}"));
+        }
+        let gate = self.notice_gate.get().and_then(std::sync::Weak::upgrade)?;
+        let by = crate::matching::MatchedBy::found(notice.fuzzy, notice.evidence.as_ref());
+        (!gate.may_disclose(record, from, kind, by))
+            .then(|| format!("our policy does not share the {name} of {ours} with {from}"))
+    }
+
     /// Records a hit that `from` found between one of its alerts and one of
-    /// ours. Refused when the alerts are not what the notice claims.
+    /// ours. Refused when the alerts are not what the notice claims, or
+    /// when our alert could not have matched it (see `notice_disagrees`).
     pub async fn record_notice(
         &self,
         from: &AgencyId,
@@ -346,8 +377,11 @@ impl Store {
                 "hit_notice.our_alert_id: {theirs} is not an alert of {from}"
             ));
         }
-        if self.get(&ours)?.is_none() {
+        let Some(record) = self.get(&ours)? else {
             return refuse(format!("hit_notice.your_alert_id: {ours} is unknown here"));
+        };
+        if let Some(why) = self.notice_disagrees(&record, from, notice) {
+            return refuse(format!("hit_notice: {why}"));
         }
         let hit = Hit {
             sequence: 0,

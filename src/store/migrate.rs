@@ -91,6 +91,10 @@ pub fn migrate_sled(from: &Path, to: &Path) -> Result<MigrateStats, StoreError> 
 }
 
 fn copy_all(old: &sled::Db, to: &Path) -> Result<MigrateStats, StoreError> {
+    // Owner only before the engine writes a byte into it (the store
+    // refuses to open a directory others can enter).
+    crate::secrets::create_private_dir(to)
+        .map_err(|e| StoreError::Migrate(format!("{}: {e}", to.display())))?;
     let new = Db::open(to, &Options::default())?;
     let mut trees = Vec::new();
     for name in TREES {
