@@ -695,3 +695,72 @@ async fn a_peer_cannot_invent_hits_or_flood_requests() {
     }
     fed.shutdown().await;
 }
+
+/// A received alert without a retention deadline gets this node's default;
+/// one past this node's maximum is cut to it (before, it was kept forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_received_alert_gets_a_retention_deadline() {
+    use casebridge::ids::AlertId;
+    use casebridge::proto::v1::envelope::Payload;
+    use casebridge::proto::v1::{
+        AckStatus, AlertContent, Category, Envelope, Severity, SharedAlert, Tlp,
+    };
+    let fed = TestFederation::start(&["police", "ngo"]).await;
+    let rules = fed.config("police").alerts;
+    let day = Duration::from_secs(86_400);
+    let now = std::time::SystemTime::now();
+    let far = now + day * 100_000;
+    for (n, (asked, expect_at_most)) in [
+        (
+            None,
+            now + day * (rules.default_retention_days.get() as u32 + 1),
+        ),
+        (
+            Some(far),
+            now + day * (rules.max_retention_days.get() as u32 + 1),
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = AlertId::generate(&common::agency("ngo")).to_string();
+        let alert = SharedAlert {
+            id: id.clone(),
+            origin: "ngo".into(),
+            version: 1,
+            created_at: Some(casebridge::time::timestamp(now)),
+            updated_at: Some(casebridge::time::timestamp(now)),
+            content: Some(AlertContent {
+                category: Category::LabourExploitation as i32,
+                severity: Severity::High as i32,
+                tlp: Tlp::Amber as i32,
+                retention_until: asked.map(casebridge::time::timestamp),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let ack = fed
+            .deliver_one(
+                "ngo",
+                "police",
+                Envelope {
+                    sequence: n as u64 + 1,
+                    payload: Some(Payload::Alert(alert)),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(ack.status, AckStatus::Stored as i32, "{ack:?}");
+        let held = fed
+            .alerts("police")
+            .await
+            .into_iter()
+            .find(|a| a.id == id)
+            .expect("stored");
+        let until = held.content.unwrap().retention_until.expect("a deadline");
+        let until = casebridge::time::system_time_lossy(&until);
+        assert!(until > now && until < expect_at_most, "{n}: {until:?}");
+    }
+    fed.shutdown().await;
+}

@@ -145,7 +145,7 @@ fn files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oprf_tokens_make_hits_lookups_and_retractions_and_no_node_key_reproduces_them() {
-    let (fed, ks, _config, service) = federation(None).await;
+    let (fed, ks, config, service) = federation(None).await;
     let mut police = fed.client("police", "cms").await;
     let mut ngo = fed.client("ngo", "cms").await;
     // Same phone, different people: an exact hit on the phone.
@@ -222,11 +222,25 @@ async fn oprf_tokens_make_hits_lookups_and_retractions_and_no_node_key_reproduce
     )
     .await
     .unwrap();
-    let published = casebridge::proto::v1::key_service_client::KeyServiceClient::new(channel)
+    let mut key_service = casebridge::proto::v1::key_service_client::KeyServiceClient::new(channel);
+    let published = key_service
         .get_public_keys(casebridge::proto::v1::GetPublicKeysRequest {})
         .await
         .unwrap()
         .into_inner();
+    // Calls that spend no budget cannot grow the key service's log without
+    // bound: 1,000 refused evaluations (a key it does not hold) leave at
+    // most a minute's allowance of entries, the last counting the rest.
+    for _ in 0..1_000 {
+        let refused = key_service
+            .evaluate(casebridge::proto::v1::EvaluateRequest {
+                key_version: 7,
+                blinded_elements: vec![vec![0; 32]],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::FailedPrecondition);
+    }
     let pinned = casebridge::pseudo::oprf_keys::PinnedKeys::load(&ks.public_keys).unwrap();
     assert_eq!(published.federation, FEDERATION);
     assert_eq!(published.keys.len(), 1);
@@ -307,8 +321,22 @@ async fn oprf_tokens_make_hits_lookups_and_retractions_and_no_node_key_reproduce
             .map(|_| ())
     })
     .await;
-    fed.shutdown().await;
     service.shutdown().await.unwrap();
+    let store = open_log(&config.data_dir).await;
+    let entries: Vec<casebridge::audit::Entry> = store
+        .audit_entries(1)
+        .map(|r| r.unwrap().entry().unwrap())
+        .collect();
+    let refused = entries
+        .iter()
+        .filter(|e| e.event.outcome == "FAILED_PRECONDITION")
+        .count();
+    assert!(
+        refused > 0 && refused <= casebridge::keyservice::REFUSAL_ENTRIES_PER_MINUTE as usize + 2,
+        "{refused} entries for 1,000 refused calls, in {:?}",
+        entries.iter().map(|e| &e.event.outcome).collect::<Vec<_>>()
+    );
+    fed.shutdown().await;
 }
 
 fn base64_decode(s: &str) -> Vec<u8> {

@@ -144,6 +144,15 @@ impl NodeCore {
                 band: config.matching.band(),
             },
         )?);
+        let default_until = SystemTime::now()
+            + Duration::from_secs(86_400) * config.alerts.default_retention_days.get() as u32;
+        let bounded = store.bound_received_retention(default_until)?;
+        if bounded > 0 {
+            tracing::info!(
+                alerts = bounded,
+                "received alerts stored without a retention deadline were given this node's default"
+            );
+        }
         let outbound = Arc::new(Outbound::new(
             peers.iter().cloned(),
             config.delivery.probe_interval_secs.secs(),
@@ -229,7 +238,7 @@ impl NodeCore {
             ),
             inbound: Inbound::new(
                 store.clone(),
-                limits.clone(),
+                (limits.clone(), config.alerts.clone()),
                 sharing,
                 disclosures.clone(),
                 metrics.clone(),

@@ -54,6 +54,8 @@ pub struct Received {
 pub struct Inbound {
     store: Arc<Store>,
     limits: Limits,
+    /// Retention this node keeps received alerts to (`bound_retention`).
+    rules: crate::config::AlertRules,
     sharing: Arc<Sharing>,
     disclosures: Arc<Disclosures>,
     /// Alert versions stored / found already held, since start.
@@ -122,7 +124,7 @@ pub struct Delivered {
 impl Inbound {
     pub fn new(
         store: Arc<Store>,
-        limits: Limits,
+        (limits, rules): (Limits, crate::config::AlertRules),
         sharing: Arc<Sharing>,
         disclosures: Arc<Disclosures>,
         metrics: crate::metrics::Metrics,
@@ -130,6 +132,7 @@ impl Inbound {
         Self {
             store,
             limits,
+            rules,
             sharing,
             disclosures,
             stored: Default::default(),
@@ -342,7 +345,12 @@ impl Inbound {
                     match self.check(from, env.sequence, &alert)? {
                         Some(reason) => Some(reason),
                         None => {
-                            let record = received_record(alert);
+                            let mut record = received_record(alert);
+                            super::bound_retention(
+                                &mut record,
+                                &self.rules,
+                                std::time::SystemTime::now(),
+                            );
                             let decision = self.sharing.inbound(&record, &from.agency);
                             if decision.accepted {
                                 out.records.push((out.acks.len(), record));

@@ -79,3 +79,25 @@ pub fn received_record(shared: SharedAlert) -> StoredAlert {
         withdrawn_from: Vec::new(),
     }
 }
+
+/// Gives a received alert the retention deadline this node keeps it to:
+/// the sender's, but never past this node's own maximum, and this node's
+/// default when the sender named none. A received alert without a
+/// deadline would never be purged here (an agency's data kept forever by
+/// another agency because its node left a field empty).
+pub fn bound_retention(
+    record: &mut StoredAlert,
+    rules: &crate::config::AlertRules,
+    now: std::time::SystemTime,
+) {
+    let Some(content) = record.alert.as_mut().and_then(|a| a.content.as_mut()) else {
+        return;
+    };
+    let day = std::time::Duration::from_secs(86_400);
+    let latest = now + day * rules.max_retention_days.get() as u32;
+    let until = match content.retention_until.as_ref() {
+        None => now + day * rules.default_retention_days.get() as u32,
+        Some(t) => crate::time::system_time_lossy(t).min(latest),
+    };
+    content.retention_until = Some(crate::time::timestamp(until));
+}

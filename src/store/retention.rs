@@ -33,7 +33,65 @@ pub fn expired(
         .is_some_and(|t| t.seconds <= now)
 }
 
+/// `settings` key marking that received alerts stored without a deadline
+/// were given one.
+const RECEIVED_BOUNDED: &str = "received_retention_bounded";
+
 impl Store {
+    /// Gives every received alert an earlier node stored without a
+    /// retention deadline (it would never be purged) the deadline `until`,
+    /// with its retention index entry, in transactions of a bounded size.
+    /// Runs once, at start; marked done in `settings`. Returns how many.
+    pub fn bound_received_retention(
+        &self,
+        until: std::time::SystemTime,
+    ) -> Result<u64, StoreError> {
+        if self.db.get(self.t.settings, RECEIVED_BOUNDED)?.is_some() {
+            return Ok(0);
+        }
+        let mut after: Option<Vec<u8>> = None;
+        let mut bounded = 0;
+        loop {
+            let from = after
+                .clone()
+                .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+            let batch: Vec<(Vec<u8>, Vec<u8>)> = self
+                .db
+                .range(self.t.alerts, (from, std::ops::Bound::Unbounded))
+                .take(BATCH)
+                .collect::<Result<_, _>>()?;
+            let Some((last, _)) = batch.last() else { break };
+            after = Some(last.clone());
+            bounded += self.write(|w| {
+                let mut n = 0;
+                for (k, v) in &batch {
+                    let old = decode(k, v)?;
+                    let Some(a) = old.alert.as_ref() else {
+                        continue;
+                    };
+                    let received = a.origin != self.scope.own.as_str();
+                    let unbounded = a
+                        .content
+                        .as_ref()
+                        .is_some_and(|c| c.retention_until.is_none());
+                    if !(received && unbounded) {
+                        continue;
+                    }
+                    let mut new = old.clone();
+                    if let Some(c) = new.alert.as_mut().and_then(|a| a.content.as_mut()) {
+                        c.retention_until = Some(timestamp(until));
+                    }
+                    w.tx.insert(w.t.alerts, k, new.encode_to_vec())?;
+                    index::reindex(w, Some(&old), &new)?;
+                    n += 1;
+                }
+                Ok::<_, StoreError>(n)
+            })?;
+        }
+        self.write(|w| w.tx.insert(w.t.settings, RECEIVED_BOUNDED, b"1"))?;
+        Ok(bounded)
+    }
+
     /// Purges every alert whose retention deadline is at or before `now`,
     /// each in a transaction of its own with its purge log and audit
     /// entries (so writes wait at most for one), then syncs. Returns what
