@@ -332,6 +332,12 @@ pub struct PeerConfig {
     /// `host:port` of the peer's peer API. The host must appear in the peer's
     /// certificate (DNS or IP SAN).
     pub address: Spanned<String>,
+    /// What kind of agency the peer is: the handling codes promise kinds
+    /// of recipient (H1: law enforcement only). Unset: not taken for a
+    /// law-enforcement agency (older node.toml files keep loading; they
+    /// withhold H1 alerts until it is set).
+    #[serde(default)]
+    pub kind: Option<Spanned<crate::handling::PeerKind>>,
 }
 
 /// What this node shares with whom.
@@ -759,6 +765,14 @@ impl NodeConfig {
 
     pub fn peer(&self, id: &AgencyId) -> Option<&PeerConfig> {
         self.peers.iter().find(|p| p.agency_id.get_ref() == id)
+    }
+
+    /// The kind of every peer whose kind is set.
+    pub fn peer_kinds(&self) -> crate::handling::PeerKinds {
+        self.peers
+            .iter()
+            .filter_map(|p| Some((p.agency_id.get_ref().clone(), *p.kind.as_ref()?.get_ref())))
+            .collect()
     }
 }
 

@@ -42,6 +42,7 @@ pub mod console;
 pub mod core;
 pub mod disclosure;
 pub mod exchange;
+pub mod handling;
 pub mod identity;
 pub mod ids;
 pub mod keyservice;

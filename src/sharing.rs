@@ -135,6 +135,9 @@ pub struct Sharing {
     store: Arc<Store>,
     own: AgencyId,
     peers: Vec<AgencyId>,
+    /// The peers' kinds (`[[peers]] kind`): every policy parsed here
+    /// carries them, for the handling codes' promises.
+    kinds: crate::handling::PeerKinds,
     file: Option<PathBuf>,
     current: RwLock<Arc<Active>>,
     /// Serializes installs, so version numbers and `expected_version` checks
@@ -147,13 +150,14 @@ impl Sharing {
     pub async fn open(
         store: Arc<Store>,
         own: AgencyId,
-        peers: Vec<AgencyId>,
+        (peers, kinds): (Vec<AgencyId>, crate::handling::PeerKinds),
         file: Option<PathBuf>,
     ) -> Result<Self, SharingError> {
         let sharing = Self {
             store,
             own,
             peers,
+            kinds,
             file,
             current: RwLock::new(Arc::new(Active {
                 policy: None,
@@ -214,6 +218,11 @@ impl Sharing {
         self.current().record.version
     }
 
+    /// The kind `node.toml` gives `peer`, if set.
+    pub fn kind(&self, peer: &AgencyId) -> Option<crate::handling::PeerKind> {
+        self.kinds.get(peer).copied()
+    }
+
     pub fn peers(&self) -> &[AgencyId] {
         &self.peers
     }
@@ -221,7 +230,11 @@ impl Sharing {
     /// Validates `text` against the configured peers; `name` labels errors.
     pub fn parse(&self, text: &str, name: &Path) -> Result<Policy, Vec<PolicyError>> {
         let peers: BTreeSet<AgencyId> = self.peers.iter().cloned().collect();
-        policy::parse(name, text, &peers)
+        let policy = policy::parse(name, text, &peers)?.with_peer_kinds(self.kinds.clone());
+        for (line, warning) in policy.handling_warnings() {
+            tracing::warn!(policy = %name.display(), line, "{warning}");
+        }
+        Ok(policy)
     }
 
     fn put(&self, policy: Policy, record: PolicyVersion) {
@@ -415,14 +428,9 @@ impl Sharing {
         legal_basis: i32,
     ) -> policy::DisclosureVerdict {
         match &self.current().policy {
-            Some(p) => policy::evaluate_disclosure(
-                &p.disclosure,
-                own,
-                &self.own,
-                peer,
-                legal_basis,
-                SystemTime::now(),
-            ),
+            Some(p) => {
+                policy::evaluate_disclosure(p, own, &self.own, peer, legal_basis, SystemTime::now())
+            }
             None => policy::DisclosureVerdict::Refused {
                 ground: crate::proto::v1::RefusalGround::NotAuthorised,
                 rule: None,
@@ -464,11 +472,12 @@ impl Sharing {
         };
         let peers = if peers.is_empty() { &self.peers } else { peers };
         let now = SystemTime::now();
+        let deny_all = Policy::deny_all();
         let decisions = decide_all(policy, record, &self.own, peers, now)
             .into_iter()
             .map(|(peer, d)| {
                 let disclosure = policy::disclosure::summarize(
-                    policy.map_or(&[][..], |p| &p.disclosure),
+                    policy.unwrap_or(&deny_all),
                     record,
                     &self.own,
                     &peer,

@@ -764,3 +764,78 @@ async fn every_received_alert_gets_a_retention_deadline() {
     }
     fed.shutdown().await;
 }
+
+/// H1 promises law-enforcement recipients only, and the node keeps the
+/// promise whatever the policy says: under the development policy (which
+/// shares everything with everyone) an H1 alert reaches `border` (law
+/// enforcement) and never `ngo`; explain says why; `policy validate`
+/// warns about the rule at its line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h1_alerts_reach_law_enforcement_peers_only_whatever_the_policy_says() {
+    use casebridge::proto::v1::{ExplainPolicyRequest, HandlingCode};
+    let fed = TestFederation::start(&["police", "border", "ngo"]).await;
+    let mut draft = sample_draft("law enforcement only");
+    draft.content.as_mut().unwrap().handling_code = HandlingCode::H1 as i32;
+    let h1 = common::submit_draft(&mut fed.client("police", "cms").await, draft).await;
+    let mut draft = sample_draft("for everyone");
+    draft.content.as_mut().unwrap().handling_code = HandlingCode::H2 as i32;
+    let h2 = common::submit_draft(&mut fed.client("police", "cms").await, draft).await;
+    for (agency, id) in [("border", &h1.id), ("border", &h2.id), ("ngo", &h2.id)] {
+        eventually(&format!("{id} at {agency}"), || async {
+            fed.alerts(agency)
+                .await
+                .iter()
+                .any(|a| &a.id == id)
+                .then_some(())
+        })
+        .await;
+    }
+    // ngo got the H2 alert submitted after the H1 one: the H1 one never comes.
+    assert!(
+        !fed.alerts("ngo").await.iter().any(|a| a.id == h1.id),
+        "an H1 alert reached an NGO"
+    );
+    let explained = fed
+        .client("police", "admin")
+        .await
+        .admin
+        .explain_policy(ExplainPolicyRequest {
+            alert_id: h1.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ngo = explained
+        .decisions
+        .iter()
+        .find(|d| d.peer == "ngo")
+        .unwrap();
+    assert!(!ngo.shared, "{ngo:?}");
+    assert!(
+        ngo.reason.contains("H1") && ngo.reason.contains("an NGO"),
+        "{ngo:?}"
+    );
+    let border = explained
+        .decisions
+        .iter()
+        .find(|d| d.peer == "border")
+        .unwrap();
+    assert!(border.shared, "{border:?}");
+
+    let police = &fed.layout.agencies[&common::agency("police")];
+    let (code, _, err) = common::cli(&[
+        "policy",
+        "validate",
+        police.dir.join("policy.toml").to_str().unwrap(),
+        "--config",
+        police.node_config.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: ") && err.contains("would share H1 alerts with `ngo` (an NGO)"),
+        "{err}"
+    );
+    assert!(!err.contains("with `border`"), "{err}");
+    fed.shutdown().await;
+}

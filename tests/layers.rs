@@ -27,7 +27,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "rules",
-        &["config", "pseudo", "matching", "policy", "validate"],
+        &[
+            "handling", "config", "pseudo", "matching", "policy", "validate",
+        ],
     ),
     (
         "persistence and the audit chain",

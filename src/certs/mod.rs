@@ -323,6 +323,18 @@ pub fn init_federation(
     })
 }
 
+/// The kind the development federation gives an agency by its name
+/// (`police` and `border` law enforcement, `labour` an inspectorate, `ngo`
+/// an NGO); other names are left for the operator to set.
+fn dev_kind(agency: &AgencyId) -> Option<&'static str> {
+    match agency.as_str() {
+        "police" | "border" => Some("law_enforcement"),
+        "labour" => Some("labour_inspectorate"),
+        "ngo" => Some("ngo"),
+        _ => None,
+    }
+}
+
 fn node_toml(
     federation: &FederationName,
     agency: &AgencyId,
@@ -386,6 +398,13 @@ policy = "policy.toml"
             "\n[[peers]]\nagency_id = \"{peer}\"\naddress = \"{}\"\n",
             addrs.peer
         ));
+        match dev_kind(peer) {
+            Some(kind) => s.push_str(&format!("kind = \"{kind}\"\n")),
+            None => s.push_str(
+                "# kind = \"law_enforcement\" | \"labour_inspectorate\" | \"ngo\" | \"other\"\n\
+                 # (unset: not taken for law enforcement, so H1 alerts are withheld)\n",
+            ),
+        }
     }
     s
 }

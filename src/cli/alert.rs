@@ -15,6 +15,23 @@ use crate::proto::v1::{
 };
 use tonic::Code;
 
+/// The codes an alert carries, in words, for `alert submit` and `update`.
+const CODES_HELP: &str = "\
+Codes in the draft's content:
+  tlp (who may see it, FIRST TLP 2.0): TLP_CLEAR no limit; TLP_GREEN the
+    federation's agencies, not the public; TLP_AMBER the recipient
+    organisation and those it serves, need-to-know; TLP_AMBER_STRICT the
+    recipient organisation only; TLP_RED never leaves this node.
+  handlingCode (what recipients may do): HANDLING_CODE_H0 share within the
+    federation; H1 law-enforcement recipients only (the node withholds it
+    from every other peer, whatever the sharing policy says); H2 no onward
+    disclosure without the originator's consent; H3 special conditions,
+    contact the originator before any action.
+  sourceReliability (Admiralty A-F): A completely reliable ... E unreliable,
+    F cannot be judged.
+  informationAccuracy (Admiralty 1-6): 1 confirmed by other sources ...
+    5 improbable, 6 cannot be judged.";
+
 #[derive(Subcommand)]
 pub enum AlertCommand {
     /// Import (and sync) a register: CSV, XLSX, ODS or JSON Lines, each row
@@ -45,6 +62,7 @@ pub enum AlertCommand {
         received: bool,
     },
     /// Submit a new alert from a JSON file (canonical protobuf JSON of AlertDraft).
+    #[command(after_long_help = CODES_HELP)]
     Submit {
         /// The alert: canonical protobuf JSON of AlertDraft (docs/examples/alert.json).
         #[arg(long)]
@@ -67,6 +85,7 @@ pub enum AlertCommand {
     /// List alerts (all pages).
     List(ListArgs),
     /// Replace an alert's content and subjects (new version).
+    #[command(after_long_help = CODES_HELP)]
     Update {
         /// The id of one of your own alerts.
         id: String,

@@ -76,7 +76,13 @@ fn samples() -> Vec<(&'static str, AlertDraft)> {
             }),
             narrative: narrative.into(),
             tlp: tlp as i32,
-            handling_code: HandlingCode::H1 as i32,
+            // H1 (law enforcement only) where it stays home anyway; the
+            // others may not go further without the originator's consent.
+            handling_code: if tlp == Tlp::Red {
+                HandlingCode::H1 as i32
+            } else {
+                HandlingCode::H2 as i32
+            },
             ..Default::default()
         }),
         subjects,

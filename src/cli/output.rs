@@ -196,35 +196,28 @@ pub fn alert(a: &Alert, as_json: bool) {
             tlp(c.tlp),
             time(c.retention_until.as_ref())
         );
-        // How the originator requires this alert to be handled, and how it
-        // rates the source and the information (Admiralty code).
+        // Who may see it, how the originator requires it to be handled, and
+        // how it rates the source and the information (Admiralty code), in
+        // words (crate::handling holds the one text).
+        println!("  {}: {}", tlp(c.tlp), crate::handling::tlp_meaning(c.tlp));
         let handling = HandlingCode::try_from(c.handling_code)
             .ok()
             .filter(|h| *h != HandlingCode::Unspecified)
-            .map(|h| {
-                let code = enum_name(h.as_str_name(), "HANDLING_CODE_").to_ascii_uppercase();
-                let meaning = match h {
-                    HandlingCode::H0 => "share within the federation",
-                    HandlingCode::H1 => "law-enforcement recipients only",
-                    HandlingCode::H2 => "no onward disclosure without the originator's consent",
-                    _ => "special conditions: contact the originator before any action",
-                };
-                format!("{code} ({meaning})")
-            });
-        let source = SourceReliability::try_from(c.source_reliability)
-            .ok()
-            .filter(|s| *s != SourceReliability::Unspecified)
-            .map(|s| enum_name(s.as_str_name(), "SOURCE_RELIABILITY_").to_ascii_uppercase());
-        let accuracy = InformationAccuracy::try_from(c.information_accuracy)
-            .ok()
-            .filter(|a| *a != InformationAccuracy::Unspecified)
-            .map(|a| enum_name(a.as_str_name(), "INFORMATION_ACCURACY_"));
+            .map(|h| enum_name(h.as_str_name(), "HANDLING_CODE_").to_ascii_uppercase());
         println!(
-            "  handling {}  evaluation {}{}",
+            "  handling {}: {}",
             handling.as_deref().unwrap_or("-"),
-            source.as_deref().unwrap_or("-"),
-            accuracy.as_deref().unwrap_or("-")
+            crate::handling::handling_meaning(c.handling_code)
         );
+        if c.source_reliability != SourceReliability::Unspecified as i32
+            || c.information_accuracy != InformationAccuracy::Unspecified as i32
+        {
+            println!(
+                "  evaluation: source {}; information {}",
+                crate::handling::reliability_meaning(c.source_reliability),
+                crate::handling::accuracy_meaning(c.information_accuracy)
+            );
+        }
         if let Some(l) = &c.location {
             let parts: Vec<&str> = [l.country.as_str(), &l.region, &l.city]
                 .into_iter()

@@ -256,13 +256,15 @@ fn run_cases(p: &Policy, config: &NodeConfig, cases_file: &Path) -> Result<(), F
     Ok(())
 }
 
+/// The policy `file` as the node of `config` would hold it: checked
+/// against its peers, with their kinds (handling codes' promises).
 fn load(file: &Path, config: &NodeConfig) -> Result<Policy, Failure> {
     let peers: BTreeSet<AgencyId> = config
         .peers
         .iter()
         .map(|p| p.agency_id.get_ref().clone())
         .collect();
-    parse_file(file, Some(&peers))
+    Ok(parse_file(file, Some(&peers))?.with_peer_kinds(config.peer_kinds()))
 }
 
 /// Reads and checks a policy file (against `peers` when given), every
@@ -381,17 +383,29 @@ pub async fn run(
             Ok(())
         }
         PolicyCommand::Validate { file, config } => {
+            let kinds_known = config.is_some();
             let p = match config {
                 Some(config) => load(&file, &NodeConfig::load(&config)?)?,
                 None => {
                     let p = parse_file(&file, None)?;
                     println!(
-                        "(without --config: the peers it names are not checked against a node's [[peers]])"
+                        "(without --config: the peers it names are not checked against a node's \
+                         [[peers]], nor its rules against their kinds)"
                     );
                     p
                 }
             };
             print_validated(&file, &p);
+            // Warnings do not fail the check: the node keeps the promise
+            // anyway, but the rule does not do what it reads as.
+            let warnings = if kinds_known {
+                p.handling_warnings()
+            } else {
+                Vec::new()
+            };
+            for (line, warning) in warnings {
+                eprintln!("warning: {}:{line}: {warning}", file.display());
+            }
             Ok(())
         }
         PolicyCommand::Test {
@@ -524,7 +538,7 @@ fn explain_local(
             .grant
             .as_ref()
             .map(|g| shared_view_with(&record, g));
-        let disclosure = policy::disclosure::summarize(&p.disclosure, &record, &own, peer, now);
+        let disclosure = policy::disclosure::summarize(&p, &record, &own, peer, now);
         if json {
             out.push(serde_json::json!({
                 "peer": peer.to_string(),

@@ -138,9 +138,13 @@ pub enum TimeArg {
 /// Handling code of a release.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum HandlingArg {
+    /// May be shared within the federation without further conditions.
     H0,
+    /// Law-enforcement recipients only (refused for any other requester).
     H1,
+    /// No onward disclosure by the requester without the holder's consent.
     H2,
+    /// Special conditions: contact the holder before any action.
     H3,
 }
 

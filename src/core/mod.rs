@@ -161,7 +161,7 @@ impl NodeCore {
             Sharing::open(
                 store.clone(),
                 config.agency().clone(),
-                peer_ids.clone(),
+                (peer_ids.clone(), config.peer_kinds()),
                 config.sharing.policy.as_ref().map(|p| p.get_ref().clone()),
             )
             .await?,

@@ -218,6 +218,11 @@ impl Disclosures {
             } else {
                 req.handling
             };
+            // A release marked H1 can only go to law enforcement.
+            if let Some(why) = crate::handling::withheld(handling, &peer, self.sharing.kind(&peer))
+            {
+                return Err(invalid("handling", why));
+            }
             let days = if req.retention_days == 0 {
                 DEFAULT_RETENTION_DAYS
             } else {

@@ -188,6 +188,15 @@ pub fn check(config: &NodeConfig) -> Report {
         }
     }
 
+    // Peers of no kind: H1 alerts are withheld from them.
+    for p in config.peers.iter().filter(|p| p.kind.is_none()) {
+        report.warnings.push(format!(
+            "peer `{}` has no `kind` in [[peers]]: it is not taken for a law-enforcement \
+             agency, so H1 alerts are withheld from it",
+            p.agency_id.get_ref()
+        ));
+    }
+
     // The sharing policy, against the configured peers.
     if let Some(path) = &config.sharing.policy {
         let path = path.get_ref();
@@ -199,9 +208,19 @@ pub fn check(config: &NodeConfig) -> Report {
                     .iter()
                     .map(|p| p.agency_id.get_ref().clone())
                     .collect();
-                if let Err(errors) = crate::policy::parse(path, &text, &peers) {
-                    for e in errors {
-                        problem(&mut report, e.to_string());
+                match crate::policy::parse(path, &text, &peers) {
+                    Err(errors) => {
+                        for e in errors {
+                            problem(&mut report, e.to_string());
+                        }
+                    }
+                    Ok(p) => {
+                        let p = p.with_peer_kinds(config.peer_kinds());
+                        for (line, w) in p.handling_warnings() {
+                            report
+                                .warnings
+                                .push(format!("{}:{line}: {w}", path.display()));
+                        }
                     }
                 }
             }

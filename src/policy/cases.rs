@@ -38,6 +38,8 @@ pub struct Case {
     pub tlp: Option<String>,
     pub category: Option<String>,
     pub severity: Option<String>,
+    /// `h0` … `h3`: the handling code.
+    pub handling: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -101,6 +103,11 @@ impl Case {
                 Severity::from_str_name(n).map(|v| v as i32)
             })?;
         }
+        if let Some(t) = &self.handling {
+            c.handling_code = enum_value("handling", "HANDLING_CODE_", t, |n| {
+                crate::proto::v1::HandlingCode::from_str_name(n).map(|v| v as i32)
+            })?;
+        }
         Ok(())
     }
 
@@ -122,14 +129,7 @@ impl Case {
                 let basis = enum_value("legal basis", "LEGAL_BASIS_", basis, |n| {
                     LegalBasis::from_str_name(n).map(|v| v as i32)
                 })?;
-                match evaluate_disclosure(
-                    &p.disclosure,
-                    &record,
-                    own,
-                    &agency(requester)?,
-                    basis,
-                    now,
-                ) {
+                match evaluate_disclosure(p, &record, own, &agency(requester)?, basis, now) {
                     DisclosureVerdict::Allowed { rule, max } => (
                         "release",
                         Some(rule.clone()),

@@ -184,7 +184,7 @@ pub fn basis_name(b: i32) -> String {
 /// Decides what the policy allows for a request by `peer` under
 /// `legal_basis` about `alert` (one of ours).
 pub fn evaluate_disclosure(
-    rules: &[DisclosureRule],
+    policy: &super::Policy,
     alert: &StoredAlert,
     own: &AgencyId,
     peer: &AgencyId,
@@ -220,6 +220,12 @@ pub fn evaluate_disclosure(
             "TLP:RED never leaves the node",
         );
     }
+    // The handling code's promise holds for releases too.
+    let kind = policy.kinds.get(peer).copied();
+    if let Some(why) = crate::handling::withheld(facts.content.handling_code, peer, kind) {
+        return refuse(RefusalGround::NotAuthorised, &why);
+    }
+    let rules = &policy.disclosure;
     let strict = facts.content.tlp == Tlp::AmberStrict as i32;
     let Some(rule) = rules.iter().find(|r| {
         (r.named.contains(peer) || (!strict && r.via_group.contains(peer)))
@@ -268,7 +274,7 @@ pub struct DisclosureSummary {
 }
 
 pub fn summarize(
-    rules: &[DisclosureRule],
+    policy: &super::Policy,
     alert: &StoredAlert,
     own: &AgencyId,
     peer: &AgencyId,
@@ -281,7 +287,7 @@ pub fn summarize(
         refusal: String::new(),
     };
     for b in LegalBasis::Directive2023977 as i32..=LegalBasis::NationalLaw as i32 {
-        match evaluate_disclosure(rules, alert, own, peer, b, now) {
+        match evaluate_disclosure(policy, alert, own, peer, b, now) {
             DisclosureVerdict::Allowed { rule, max } => {
                 out.rule = Some(rule);
                 out.maximum = Some(max);

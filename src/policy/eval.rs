@@ -228,9 +228,15 @@ pub fn evaluate_all<'p>(
     let Some(facts) = Facts::of(alert, now) else {
         return all(Decision::builtin("no content to share"));
     };
+    let handling = a.content.as_ref().map_or(0, |c| c.handling_code);
     peers
         .iter()
         .map(|peer| {
+            // The handling code's promise first: no rule overrides it.
+            let kind = policy.kinds.get(peer).copied();
+            if let Some(why) = crate::handling::withheld(handling, peer, kind) {
+                return (peer, Decision::builtin(&why));
+            }
             let decision = policy
                 .rules
                 .iter()

@@ -120,11 +120,83 @@ pub struct InboundRule {
 pub struct Policy {
     /// Outbound: what this node shares (first applicable rule decides, default deny).
     pub rules: Vec<Rule>,
+    /// The peers' kinds, for the promises of handling codes that no rule
+    /// can override (`crate::handling::withheld`); set by whoever knows
+    /// the node's configuration ([`Policy::with_peer_kinds`]). Empty: no
+    /// peer is taken for a law-enforcement agency.
+    pub kinds: crate::handling::PeerKinds,
     /// Inbound: what this node accepts (first applicable rule decides, default accept).
     pub inbound: Vec<InboundRule>,
     /// Disclosure: who may request what, and the most that may be released
     /// (first applicable rule decides, default deny).
     pub disclosure: Vec<DisclosureRule>,
+}
+
+impl Policy {
+    /// What a node without a policy applies: no rule, so nothing is
+    /// shared or released (default deny). Valid by construction.
+    pub fn deny_all() -> Self {
+        Self {
+            rules: Vec::new(),
+            kinds: Default::default(),
+            inbound: Vec::new(),
+            disclosure: Vec::new(),
+        }
+    }
+
+    /// This policy for a node whose peers are of `kinds`.
+    pub fn with_peer_kinds(mut self, kinds: crate::handling::PeerKinds) -> Self {
+        self.kinds = kinds;
+        self
+    }
+
+    /// Rules that would share an H1 alert with a peer that is not a
+    /// law-enforcement agency (the node withholds it whatever the rule
+    /// says, so the rule does not do what it reads as): one line each,
+    /// `line N: …`, for `policy validate`, `node check` and the log. A
+    /// peer an earlier rule denies H1 alerts (or everything) is left out.
+    pub fn handling_warnings(&self) -> Vec<(usize, String)> {
+        let h1 = crate::proto::v1::HandlingCode::H1 as i32;
+        let reaches_h1 = |c: &Conditions| c.handling.as_ref().is_none_or(|h| h.contains(&h1));
+        let mut out = Vec::new();
+        for (i, rule) in self.rules.iter().enumerate() {
+            if rule.effect != Effect::Share || !reaches_h1(&rule.when) {
+                continue;
+            }
+            for peer in rule.all_peers() {
+                let kind = self.kinds.get(&peer).copied();
+                if kind == Some(crate::handling::PeerKind::LawEnforcement) {
+                    continue;
+                }
+                let denied_before = self.rules[..i].iter().any(|r| {
+                    r.effect == Effect::Deny
+                        && r.all_peers().contains(&peer)
+                        && (r.when.is_unconditional()
+                            || (r.when.handling.as_ref().is_some_and(|h| h.contains(&h1))
+                                && Conditions {
+                                    handling: None,
+                                    ..r.when.clone()
+                                }
+                                .is_unconditional()))
+                });
+                if denied_before {
+                    continue;
+                }
+                let what = kind.map_or("has no `kind` in node.toml", |k| k.phrase());
+                out.push((
+                    rule.line,
+                    format!(
+                        "rule `{}` would share H1 alerts with `{peer}` ({what}); H1 is for \
+                         law-enforcement recipients only, so the node withholds them. Add \
+                         `handling_codes = [\"h0\", \"h2\", \"h3\"]` to its conditions, or a deny \
+                         rule for `handling_codes = [\"h1\"]` above it",
+                        rule.name
+                    ),
+                ));
+            }
+        }
+        out
+    }
 }
 
 struct Ctx<'a> {
@@ -363,6 +435,7 @@ fn parse_with(
     if cx.errors.is_empty() {
         Ok(Policy {
             rules,
+            kinds: Default::default(),
             inbound,
             disclosure,
         })

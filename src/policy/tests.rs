@@ -374,7 +374,7 @@ proptest! {
         stored in stored_strategy(),
         peer in prop_oneof![Just("ngo"), Just("labour"), Just("border")],
     ) {
-        let policy = Policy { rules: rules.clone(), inbound: vec![], disclosure: vec![] };
+        let policy = Policy { rules: rules.clone(), kinds: Default::default(), inbound: vec![], disclosure: vec![] };
         let own = agency("police");
         let peer = agency(peer);
         let d = evaluate(&policy, &stored, &own, &peer, now());
@@ -673,7 +673,7 @@ proptest! {
             stored.alert.as_mut().unwrap().retracted = true;
         }
         let peer = agency(peer);
-        let verdict = evaluate_disclosure(&p.disclosure, &stored, &agency("police"), &peer, basis, now());
+        let verdict = evaluate_disclosure(&p, &stored, &agency("police"), &peer, basis, now());
         let a = stored.alert.as_ref().unwrap();
         let c = a.content.as_ref().unwrap();
         let strict = c.tlp == Tlp::AmberStrict as i32;
@@ -681,9 +681,11 @@ proptest! {
             (r.named.contains(&peer) || (!strict && r.via_group.contains(&peer)))
                 && r.when.tlp.as_ref().is_none_or(|t| t.contains(&c.tlp))
         });
+        // No peer kinds are known here, so no peer takes H1.
         let expect_allowed = a.origin == "police"
             && !a.retracted
             && c.tlp != Tlp::Red as i32
+            && c.handling_code != crate::proto::v1::HandlingCode::H1 as i32
             && first.is_some_and(|r| r.legal_bases.contains(&basis));
         match verdict {
             DisclosureVerdict::Allowed { rule, max } => {
@@ -711,4 +713,83 @@ proptest! {
         prop_assert_eq!(excess.iter().filter(|(f, _)| f == "release.identifiers").count(), extra_ids);
         prop_assert!(max.excess(&max, "r").is_empty());
     }
+}
+
+/// H1 goes to law-enforcement peers only whatever the rules say, and the
+/// rules that read otherwise are pointed out by line.
+#[test]
+fn h1_is_kept_to_law_enforcement_and_rules_that_read_otherwise_are_warned_about() {
+    use crate::handling::PeerKind;
+    let kinds = [
+        (agency("ngo"), PeerKind::Ngo),
+        (agency("border"), PeerKind::LawEnforcement),
+        (agency("labour"), PeerKind::LabourInspectorate),
+    ]
+    .into_iter()
+    .collect();
+    let p = policy().with_peer_kinds(kinds);
+    let mut a = alert(
+        Category::LabourExploitation,
+        Severity::High,
+        Tlp::Amber,
+        "police",
+    );
+    a.alert
+        .as_mut()
+        .unwrap()
+        .content
+        .as_mut()
+        .unwrap()
+        .handling_code = crate::proto::v1::HandlingCode::H1 as i32;
+    let own = agency("police");
+    let decide = |peer: &str| evaluate(&p, &a, &own, &agency(peer), SystemTime::now());
+    assert!(decide("border").grant.is_some());
+    let ngo = decide("ngo");
+    assert!(
+        ngo.grant.is_none() && ngo.reason.contains("an NGO"),
+        "{ngo:?}"
+    );
+    assert!(decide("labour").grant.is_none());
+    // Without kinds (an unknown configuration), nobody is taken for law
+    // enforcement.
+    assert!(
+        evaluate(&policy(), &a, &own, &agency("border"), SystemTime::now())
+            .grant
+            .is_none()
+    );
+
+    let warnings = p.handling_warnings();
+    let lines: Vec<_> = warnings
+        .iter()
+        .map(|(l, w)| (*l, w.contains("`ngo`"), w.contains("`labour`")))
+        .collect();
+    assert_eq!(
+        lines.iter().filter(|(_, ngo, _)| *ngo).count(),
+        1,
+        "ngos-labour shares H1 with ngo: {warnings:?}"
+    );
+    assert!(lines.iter().any(|(_, _, labour)| *labour), "{warnings:?}");
+    assert!(
+        !warnings.iter().any(|(_, w)| w.contains("`border`")),
+        "{warnings:?}"
+    );
+    // A deny rule for H1 above them silences the warnings.
+    let guarded = format!(
+        "[[rules]]\nname = \"h1\"\neffect = \"deny\"\npeers = [\"ngo\", \"labour\"]\n[rules.when]\nhandling_codes = [\"h1\"]\n{POLICY}"
+    );
+    let kinds = [
+        (agency("ngo"), PeerKind::Ngo),
+        (agency("border"), PeerKind::LawEnforcement),
+        (agency("labour"), PeerKind::LabourInspectorate),
+    ]
+    .into_iter()
+    .collect();
+    let p = parse(Path::new("p.toml"), &guarded, &peers())
+        .unwrap()
+        .with_peer_kinds(kinds);
+    assert!(
+        p.handling_warnings().is_empty(),
+        "{:?}",
+        p.handling_warnings()
+    );
 }

@@ -8,11 +8,12 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use super::form::{Choice, FormState, choices};
+use super::form::{Choice, FormState, choices, explained_choices};
 use crate::console::Console;
 use crate::console::guard::{Posted, Viewer};
 use crate::console::rpc::{request, violations};
 use crate::console::view::{Chrome, PageError, day, label, page, when};
+use crate::handling;
 use crate::proto::v1::alert_service_server::AlertService;
 use crate::proto::v1::identifier::Kind;
 use crate::proto::v1::{
@@ -290,6 +291,15 @@ fn next_page_link(f: &Filters, token: &str) -> String {
     format!("/alerts?{query}")
 }
 
+/// A handling code with what it asks of whoever holds the alert.
+fn handling_words(code: i32) -> String {
+    let name = match HandlingCode::try_from(code).unwrap_or_default() {
+        HandlingCode::Unspecified => "Not stated".to_owned(),
+        h => label(h.as_str_name(), "HANDLING_CODE_"),
+    };
+    format!("{name} — {}", handling::handling_meaning(code))
+}
+
 pub fn tlp_label(tlp: Tlp) -> String {
     match tlp {
         Tlp::Unspecified => "—".into(),
@@ -341,6 +351,9 @@ struct DetailPage {
     narrative: String,
     tlp: String,
     tlp_class: String,
+    /// What the TLP marking means, in words.
+    tlp_meaning: String,
+    /// The handling code and what it asks of whoever holds the alert.
     handling: String,
     subjects: Vec<SubjectView>,
     shares: Vec<ShareRow>,
@@ -417,17 +430,11 @@ pub fn content_facts(content: &AlertContent) -> Vec<(String, String)> {
         ("When".into(), window),
         (
             "Source reliability".into(),
-            label(
-                content.source_reliability().as_str_name(),
-                "SOURCE_RELIABILITY_",
-            ),
+            handling::reliability_meaning(content.source_reliability).into(),
         ),
         (
             "Information accuracy".into(),
-            label(
-                content.information_accuracy().as_str_name(),
-                "INFORMATION_ACCURACY_",
-            ),
+            handling::accuracy_meaning(content.information_accuracy).into(),
         ),
         ("Indicators".into(), {
             let all: Vec<String> = content
@@ -500,7 +507,8 @@ fn detail_page(
         narrative: content.narrative.clone(),
         tlp: tlp_label(content.tlp()),
         tlp_class: tlp_class(content.tlp()),
-        handling: label(content.handling_code().as_str_name(), "HANDLING_CODE_"),
+        tlp_meaning: handling::tlp_meaning(content.tlp).into(),
+        handling: handling_words(content.handling_code),
         subjects: alert.subjects.iter().map(subject_view).collect(),
         sharing_known: sharing.is_some(),
         shares,
@@ -580,10 +588,17 @@ impl FormPage {
             indicators: choices!(Indicator, "INDICATOR_"),
             severities: choices!(Severity, "SEVERITY_"),
             confidences: choices!(Confidence, "CONFIDENCE_"),
-            tlps: choices!(Tlp, "TLP_"),
-            handling_codes: choices!(HandlingCode, "HANDLING_CODE_"),
-            reliabilities: choices!(SourceReliability, "SOURCE_RELIABILITY_"),
-            accuracies: choices!(InformationAccuracy, "INFORMATION_ACCURACY_"),
+            tlps: explained_choices!(Tlp, |v| {
+                let t = Tlp::try_from(v).unwrap_or_default();
+                format!("{} — {}", tlp_label(t), handling::tlp_meaning(v))
+            }),
+            handling_codes: explained_choices!(HandlingCode, handling_words),
+            reliabilities: explained_choices!(SourceReliability, |v| {
+                handling::reliability_meaning(v).to_owned()
+            }),
+            accuracies: explained_choices!(InformationAccuracy, |v| {
+                handling::accuracy_meaning(v).to_owned()
+            }),
             roles: choices!(SubjectRole, "SUBJECT_ROLE_"),
             document_types: choices!(DocumentType, "DOCUMENT_TYPE_"),
             blocks: (0..SUBJECT_BLOCKS).collect(),

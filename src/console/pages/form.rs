@@ -27,6 +27,22 @@ macro_rules! choices {
 }
 pub(crate) use choices;
 
+/// The choices of a wire enum labelled with what each means (`$words`
+/// takes the wire value): codes people choose are explained where they
+/// choose them.
+macro_rules! explained_choices {
+    ($enum:ty, $words:expr) => {{
+        (1..64)
+            .filter_map(|i| <$enum>::try_from(i).ok())
+            .map(|e| $crate::console::pages::form::Choice {
+                value: e.as_str_name().to_owned(),
+                label: $words(e as i32),
+            })
+            .collect::<Vec<_>>()
+    }};
+}
+pub(crate) use explained_choices;
+
 #[derive(Default)]
 pub struct FormState {
     values: BTreeMap<String, Vec<String>>,

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use super::form::{Choice, FormState, choices};
+use super::form::{Choice, FormState, choices, explained_choices};
 use crate::config::Role;
 use crate::console::Console;
 use crate::console::guard::{Posted, Viewer};
@@ -310,7 +310,9 @@ fn detail_page(viewer: &Viewer, case: DisclosureCase, mut form: FormState) -> De
         locations: choices!(LocationDetail, "LOCATION_DETAIL_"),
         times: choices!(TimeDetail, "TIME_DETAIL_"),
         identifier_types: choices!(IdentifierType, "IDENTIFIER_TYPE_"),
-        handling_codes: choices!(HandlingCode, "HANDLING_CODE_"),
+        handling_codes: explained_choices!(HandlingCode, |v| {
+            handling_label(HandlingCode::try_from(v).unwrap_or_default())
+        }),
         form,
         case,
     }
