@@ -162,6 +162,11 @@ impl Tokenizer {
         self.service.is_some()
     }
 
+    /// How many key service replicas this node lists (0 without one).
+    pub fn replicas(&self) -> usize {
+        self.service.as_ref().map_or(0, |s| s.addresses.len())
+    }
+
     /// The OPRF key versions valid now (empty without a key service).
     pub fn versions(&self) -> Vec<u32> {
         self.service

@@ -26,12 +26,24 @@ pub struct PendingReport {
 
 impl Ledger {
     /// Where exact tokens come from, in words (`GetStatus`).
-    pub fn token_source(&self) -> &'static str {
-        match (self.tokens.uses_key_service(), self.pseudo.ring_tokens()) {
+    ///
+    /// With several key service replicas it says that each counts this
+    /// node's budget on its own: n replicas can give the node up to n times
+    /// the budget `keyservice.toml` sets, so the federation operator sizes
+    /// it as the intended limit divided by n (operator guide, Budgets).
+    pub fn token_source(&self) -> String {
+        let source = match (self.tokens.uses_key_service(), self.pseudo.ring_tokens()) {
             (true, true) => "key service and key ring",
             (true, false) => "key service",
             (false, true) => "key ring",
             (false, false) => "none",
+        };
+        match self.tokens.replicas() {
+            n if n > 1 => format!(
+                "{source} ({n} replicas, each counting this node's budget on its own: up to \
+                 {n}x the budget of keyservice.toml)"
+            ),
+            _ => source.to_owned(),
         }
     }
 

@@ -74,7 +74,7 @@ impl NodeCore {
             .values()
             .fold((0, 0), |(o, d), (open, overdue)| (o + open, d + overdue));
         Ok(NodeStatus {
-            exact_tokens: self.ledger.token_source().into(),
+            exact_tokens: self.ledger.token_source(),
             tokens_pending: self.store.tokens_pending_count()?,
             disclosure_requests_open: open,
             disclosure_requests_overdue: overdue,
