@@ -130,7 +130,6 @@ fn xlsx(sheet: &[u8], strings: Option<&[u8]>) -> Vec<u8> {
     if let Some(s) = strings {
         part("xl/sharedStrings.xml", s);
     }
-    drop(part);
     zip.finish().unwrap().into_inner()
 }
 
@@ -455,7 +454,7 @@ async fn case_data_is_written_owner_only_and_an_exposed_store_is_refused() {
         "warn",
         std::process::Stdio::null(),
     );
-    common::process::connect_when_up(&police.client_config("cms")).await;
+    common::process::connect_when_up(police.client_config("cms")).await;
     drop(node);
     let store = police.dir.join("data");
     assert_eq!(mode(&store), 0o700);

@@ -111,13 +111,12 @@ fn check_archive(path: &Path, kind: Kind) -> Result<(), Refusal> {
         let xml = name.ends_with(".xml") || name.ends_with(".rels");
         let result = if xml {
             let mut tokens = Tokens::new(&mut counted);
-            let check = match (kind, name.as_str()) {
+            match (kind, name.as_str()) {
                 (Kind::Xlsx, "xl/sharedStrings.xml") => check_string_table(&mut tokens),
                 (Kind::Xlsx, n) if n.starts_with("xl/worksheets/") => check_worksheet(&mut tokens),
                 (Kind::Ods, "content.xml") => check_ods_content(&mut tokens),
                 _ => drain_xml(&mut tokens),
-            };
-            check
+            }
         } else {
             io::copy(&mut counted, &mut io::sink())
                 .map(|_| ())
@@ -332,10 +331,8 @@ fn check_worksheet<R: Read>(tokens: &mut Tokens<R>) -> Result<(), String> {
                     ));
                 }
             }
-            b"f" => {
-                if count(&e, b"si", 0)? > MAX_ROWS {
-                    return Err("a shared formula's index is out of range".into());
-                }
+            b"f" if count(&e, b"si", 0)? > MAX_ROWS => {
+                return Err("a shared formula's index is out of range".into());
             }
             _ => {}
         }
