@@ -31,29 +31,7 @@ async fn https(
     request_head: &str,
     body: &str,
 ) -> (u16, Vec<(String, String)>, String) {
-    let pki = fed.pki(agency);
-    let own = TlsIdentity::load(
-        &pki.join(format!("clients/{client}.pem")),
-        &pki.join(format!("clients/{client}.key")),
-    )
-    .unwrap();
-    let mut tls =
-        casebridge::identity::client_tls_config(&own, &fed.layout.federation_ca, &[]).unwrap();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let addr = fed.node(agency).console_addr().unwrap();
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
-        .connect("127.0.0.1".try_into().unwrap(), tcp)
-        .await
-        .unwrap();
-    let raw = format!(
-        "{request_head}\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(raw.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut out)).await;
-    let text = String::from_utf8_lossy(&out).into_owned();
+    let text = common::console_exchange(fed, agency, client, request_head, body.as_bytes()).await;
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
     let status = lines

@@ -31,31 +31,7 @@ async fn https(
     head: &str,
     body: &[u8],
 ) -> (u16, String) {
-    let pki = fed.pki(agency);
-    let own = TlsIdentity::load(
-        &pki.join(format!("clients/{client}.pem")),
-        &pki.join(format!("clients/{client}.key")),
-    )
-    .unwrap();
-    let mut tls =
-        casebridge::identity::client_tls_config(&own, &fed.layout.federation_ca, &[]).unwrap();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let addr = fed.node(agency).console_addr().unwrap();
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
-        .connect("127.0.0.1".try_into().unwrap(), tcp)
-        .await
-        .unwrap();
-    let raw = format!(
-        "{head}\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(raw.as_bytes()).await.unwrap();
-    // The node may answer (and close) before the whole body is sent.
-    let _ = stream.write_all(body).await;
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut out)).await;
-    let text = String::from_utf8_lossy(&out).into_owned();
+    let text = common::console_exchange(fed, agency, client, head, body).await;
     let status = text
         .split_whitespace()
         .nth(1)
@@ -169,7 +145,7 @@ async fn still_serving(fed: &TestFederation) {
 /// first bomb aborted the process and the others cost 0.3 to 1.5 GB).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spreadsheet_bombs_are_refused_and_the_node_stays_up_within_its_memory_bound() {
-    let fed = TestFederation::start_with(&["police", "ngo"], &[], with_console).await;
+    let mut fed = TestFederation::start_with(&["police", "ngo"], &[], with_console).await;
 
     // A certificate without the submit role is refused before the body is read.
     let bomb = xlsx(&sheet(r#"<c r="LXQEASV1"><v>1</v></c>"#), None);
@@ -249,6 +225,17 @@ async fn spreadsheet_bombs_are_refused_and_the_node_stays_up_within_its_memory_b
     }
     let grown = peak_mib().saturating_sub(start);
     assert!(grown < 384, "the bombs took the process {grown} MiB higher");
+    // The uploads are kept next to the store, owner only, and a restart
+    // (or a crash) leaves none behind.
+    let uploads = fed.config("police").uploads_dir();
+    assert_eq!(mode(&uploads), 0o700);
+    assert!(std::fs::read_dir(&uploads).unwrap().next().is_some());
+    fed.stop_node("police").await;
+    fed.start_node("police").await;
+    assert!(
+        std::fs::read_dir(&uploads).unwrap().next().is_none(),
+        "uploads left behind"
+    );
     fed.shutdown().await;
 }
 
@@ -312,18 +299,7 @@ async fn idle_connections_do_not_lock_out_clients_browsers_or_peers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_console_connection_that_never_finishes_its_headers_is_closed() {
     let fed = TestFederation::start_with(&["police"], &[], with_console).await;
-    let pki = fed.pki("police");
-    let own =
-        TlsIdentity::load(&pki.join("clients/cms.pem"), &pki.join("clients/cms.key")).unwrap();
-    let mut tls =
-        casebridge::identity::client_tls_config(&own, &fed.layout.federation_ca, &[]).unwrap();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let addr = fed.node("police").console_addr().unwrap();
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
-        .connect("127.0.0.1".try_into().unwrap(), tcp)
-        .await
-        .unwrap();
+    let mut stream = common::console_stream(&fed, "police", "cms").await;
     stream
         .write_all(b"GET /alerts HTTP/1.1\r\nHost: x\r\n")
         .await

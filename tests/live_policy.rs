@@ -560,25 +560,12 @@ async fn hit_notices_and_lookup_answers_disclose_only_what_the_policy_shares() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_file_and_never_installs_a_broken_one() {
     use common::process::{NodeProcess, connect_when_up, two_agencies};
-    use std::io::BufRead;
-    use std::process::{Command, Stdio};
+    use std::process::Command;
 
     let dir = tempfile::tempdir().unwrap();
     let layout = two_agencies(dir.path());
     let police = &layout.agencies[&agency("police")];
-    let mut node = NodeProcess::spawn(&police.node_config, "warn", Stdio::piped());
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let stderr = node.0.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (node, rx) = NodeProcess::spawn_logging(&police.node_config, "warn");
     let mut admin = connect_when_up(police.client_config("admin")).await;
     let get = |mut c: casebridge::client::NodeClient| async move {
         c.admin
@@ -653,25 +640,12 @@ async fn sighup_reloads_the_file_and_never_installs_a_broken_one() {
 async fn sighup_never_replaces_a_version_set_through_the_api() {
     use casebridge::proto::v1::QueryAuditRequest;
     use common::process::{NodeProcess, connect_when_up, two_agencies};
-    use std::io::BufRead;
-    use std::process::{Command, Stdio};
+    use std::process::Command;
 
     let dir = tempfile::tempdir().unwrap();
     let layout = two_agencies(dir.path());
     let police = &layout.agencies[&agency("police")];
-    let mut node = NodeProcess::spawn(&police.node_config, "info", Stdio::piped());
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let stderr = node.0.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (node, rx) = NodeProcess::spawn_logging(&police.node_config, "info");
     let admin = connect_when_up(police.client_config("admin")).await;
     let version = || {
         let mut c = admin.clone();

@@ -715,19 +715,23 @@ proptest! {
     }
 }
 
-/// H1 goes to law-enforcement peers only whatever the rules say, and the
-/// rules that read otherwise are pointed out by line.
-#[test]
-fn h1_is_kept_to_law_enforcement_and_rules_that_read_otherwise_are_warned_about() {
+/// The test peers' kinds: `border` law enforcement, the others not.
+fn kinds() -> crate::handling::PeerKinds {
     use crate::handling::PeerKind;
-    let kinds = [
+    [
         (agency("ngo"), PeerKind::Ngo),
         (agency("border"), PeerKind::LawEnforcement),
         (agency("labour"), PeerKind::LabourInspectorate),
     ]
     .into_iter()
-    .collect();
-    let p = policy().with_peer_kinds(kinds);
+    .collect()
+}
+
+/// H1 goes to law-enforcement peers only whatever the rules say, and the
+/// rules that read otherwise are pointed out by line.
+#[test]
+fn h1_is_kept_to_law_enforcement_and_rules_that_read_otherwise_are_warned_about() {
+    let p = policy().with_peer_kinds(kinds());
     let mut a = alert(
         Category::LabourExploitation,
         Severity::High,
@@ -777,16 +781,9 @@ fn h1_is_kept_to_law_enforcement_and_rules_that_read_otherwise_are_warned_about(
     let guarded = format!(
         "[[rules]]\nname = \"h1\"\neffect = \"deny\"\npeers = [\"ngo\", \"labour\"]\n[rules.when]\nhandling_codes = [\"h1\"]\n{POLICY}"
     );
-    let kinds = [
-        (agency("ngo"), PeerKind::Ngo),
-        (agency("border"), PeerKind::LawEnforcement),
-        (agency("labour"), PeerKind::LabourInspectorate),
-    ]
-    .into_iter()
-    .collect();
     let p = parse(Path::new("p.toml"), &guarded, &peers())
         .unwrap()
-        .with_peer_kinds(kinds);
+        .with_peer_kinds(kinds());
     assert!(
         p.handling_warnings().is_empty(),
         "{:?}",

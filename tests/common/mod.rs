@@ -534,3 +534,52 @@ pub async fn first_hit(client: &NodeClient) -> u64 {
     })
     .await
 }
+
+/// A TLS connection to `agency`'s web console with `client`'s certificate,
+/// speaking HTTP/1.1 (to send what no browser would, and read raw answers).
+pub async fn console_stream(
+    fed: &TestFederation,
+    agency: &str,
+    client: &str,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let pki = fed.pki(agency);
+    let own = casebridge::identity::TlsIdentity::load(
+        &pki.join(format!("clients/{client}.pem")),
+        &pki.join(format!("clients/{client}.key")),
+    )
+    .unwrap();
+    let mut tls =
+        casebridge::identity::client_tls_config(&own, &fed.layout.federation_ca, &[]).unwrap();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let addr = fed.node(agency).console_addr().unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect("127.0.0.1".try_into().unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+/// One HTTP/1.1 exchange with `agency`'s console as `client`: `head` (the
+/// request line and any headers), then Host, Connection: close and the
+/// length of `body`; the whole answer as text. The node may answer (and
+/// close) before the body is sent.
+pub async fn console_exchange(
+    fed: &TestFederation,
+    agency: &str,
+    client: &str,
+    head: &str,
+    body: &[u8],
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = fed.node(agency).console_addr().unwrap();
+    let mut stream = console_stream(fed, agency, client).await;
+    let raw = format!(
+        "{head}\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(raw.as_bytes()).await.unwrap();
+    let _ = stream.write_all(body).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}

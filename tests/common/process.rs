@@ -36,6 +36,26 @@ impl NodeProcess {
         )
     }
 
+    /// `casebridge node run` with `config`, logging at `log`, and its log
+    /// lines as they come.
+    pub fn spawn_logging(config: &Path, log: &str) -> (Self, std::sync::mpsc::Receiver<String>) {
+        use std::io::BufRead;
+        let mut node = Self::spawn(config, log, Stdio::piped());
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let stderr = node.0.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        (node, rx)
+    }
+
     /// Sends `signal` (e.g. `-TERM`, `-HUP`) to the process.
     pub fn signal(&self, signal: &str) {
         let ok = Command::new("kill")
