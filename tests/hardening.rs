@@ -6,11 +6,9 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use casebridge::config::NodeConfig;
-use casebridge::identity::TlsIdentity;
 use casebridge::ids::AgencyId;
 use casebridge::proto::v1::{
     HelloRequest, Identifier, ImportAlertRequest, ListAlertsRequest, SubmitAlertRequest,

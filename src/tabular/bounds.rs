@@ -465,6 +465,31 @@ mod tests {
         assert!(check_string_table(&mut tokens(r#"<sst count="2"><si/><si/></sst>"#)).is_ok());
     }
 
+    /// A string table past its size is refused by what it unpacks to,
+    /// whatever the archive declares (stored here, so the test is fast).
+    #[test]
+    fn a_string_table_past_its_size_is_refused() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strings.xlsx");
+        let stored = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        zip.start_file("xl/sharedStrings.xml", stored).unwrap();
+        zip.write_all(b"<sst>").unwrap();
+        let entry = format!("<si><t>{}</t></si>", "a".repeat(4096));
+        for _ in 0..=(MAX_STRING_TABLE_BYTES as usize / entry.len()) {
+            zip.write_all(entry.as_bytes()).unwrap();
+        }
+        zip.write_all(b"</sst>").unwrap();
+        zip.finish().unwrap();
+        let e = check_workbook(&path, "xlsx").unwrap_err();
+        assert!(
+            e.contains("xl/sharedStrings.xml") && e.contains("unpacks to more than 32 MB"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn a_long_text_run_is_refused_before_it_is_buffered() {
         let xml = format!("<a>{}</a>", "x".repeat(MAX_TOKEN_BYTES as usize + 1));
