@@ -75,7 +75,14 @@ fn cross_origin(headers: &HeaderMap, uri: &axum::http::Uri) -> Option<String> {
         ));
     }
     let host = get("host").or_else(|| uri.authority().map(|a| a.as_str()));
-    if let Some(origin) = get("origin")
+    // Our pages send no referrer, so a browser may say `Origin: null` for
+    // their own forms: then the fetch metadata must vouch for them.
+    if get("origin") == Some("null") && get("sec-fetch-site") != Some("same-origin") {
+        return Some(
+            "this form was sent from an unknown origin; use the console's own pages".into(),
+        );
+    }
+    if let Some(origin) = get("origin").filter(|o| *o != "null")
         && host.is_none_or(|host| origin != format!("https://{host}"))
     {
         return Some("this form was sent from another origin; use the console's own pages".into());
@@ -330,5 +337,9 @@ mod tests {
             None,
             "no Origin: the token decides"
         );
+        // `Origin: null` (no-referrer pages): the fetch metadata decides.
+        let null_same = headers(&[("origin", "null"), ("sec-fetch-site", "same-origin")]);
+        assert_eq!(cross_origin(&null_same, &h2), None);
+        assert!(cross_origin(&headers(&[("origin", "null")]), &h2).is_some());
     }
 }
