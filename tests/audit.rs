@@ -480,8 +480,10 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
         out.contains("0 entries after it unsigned"),
         "a clean stop signs the end: {out}"
     );
+    // "… entries (1 to 81) …": the range in words, no Rust syntax.
+    assert!(!out.contains("..="), "{out}");
     let last: u64 = out
-        .split("..=")
+        .split(" to ")
         .nth(1)
         .and_then(|s| s.split(')').next())
         .and_then(|s| s.parse().ok())
@@ -752,9 +754,6 @@ async fn a_cut_hidden_by_deleting_checkpoints_is_caught_by_a_peers_copy() {
         code, 0,
         "the untouched log agrees with ngo's copy: {out}{err}"
     );
-    assert!(
-        out.contains("checkpoints of this node found in the anchors"),
-        "{out}"
-    );
+    assert!(out.contains("of this node found in the anchors"), "{out}");
     fed.shutdown().await;
 }

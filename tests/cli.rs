@@ -119,6 +119,21 @@ fn names_agree_with_policies() {
     );
 }
 
+/// Help and verification texts speak to people: no contradictory
+/// defaults, no Rust range syntax, plurals that agree.
+#[test]
+fn help_texts_do_not_contradict_themselves() {
+    let (code, out, err) = cli(&["requests", "approve", "--help"]);
+    assert_eq!(code, 0, "{err}");
+    let retention = out
+        .split("--retention-days")
+        .nth(1)
+        .and_then(|rest| rest.split("\n  -").next())
+        .unwrap_or_default();
+    assert!(retention.contains("default 90"), "{out}");
+    assert!(!retention.contains("[default: 0]"), "{retention}");
+}
+
 /// A copy of `base` (a client.toml) presenting `cert` and `key` instead.
 fn client_toml_with(
     base: &std::path::Path,

@@ -520,6 +520,16 @@ async fn a_peer_cannot_forge_lines_in_the_audit_log() {
         !out.lines().any(|l| l.trim_start().starts_with("9999")),
         "a forged line:\n{out}"
     );
+    // A query that matches nothing says so (silence read as a failure).
+    let (code, out, err) = common::cli(&[
+        "--client-config",
+        config.to_str().unwrap(),
+        "audit",
+        "query",
+        "--actor",
+        "client:nobody",
+    ]);
+    assert_eq!((code, out.as_str()), (0, "no entries match\n"), "{err}");
     fed.shutdown().await;
 }
 

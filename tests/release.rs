@@ -674,6 +674,28 @@ async fn decisions_and_releases_on_the_command_line() {
     );
     assert!(out.contains("subject 1 phone         06-55550105"), "{out}");
     assert!(out.contains("narrative advert for cleaning jobs"), "{out}");
+    // The text shows every part of the content the release holds, as
+    // --json does (category, indicators and the time window were missing).
+    let (_, json, _) = cli(&[
+        "--client-config",
+        &ngo_analyst,
+        "--json",
+        "releases",
+        "show",
+        &release,
+    ]);
+    for (key, shown) in [
+        ("\"category\"", "category  "),
+        ("\"indicators\"", "indicators "),
+        ("\"timeWindow\"", "when      "),
+    ] {
+        assert_eq!(
+            json.contains(key),
+            out.contains(shown),
+            "{key}: {out}\n{json}"
+        );
+    }
+    assert!(out.contains("category  "), "{out}");
     assert!(
         !out.contains("NX1234567"),
         "the passport was not released: {out}"

@@ -108,17 +108,17 @@ pub(super) fn node_public_key(config: &NodeConfig) -> Result<PublicKey, Failure>
 fn print_summary(what: &str, s: &Summary) {
     let signed = match s.last_signed {
         Some(seq) => format!(
-            "last signed checkpoint at entry {seq} ({} entries after it unsigned)",
-            s.unsigned_tail()
+            "last signed checkpoint at entry {seq} ({} after it unsigned)",
+            super::output::count(s.unsigned_tail(), "entry", "entries")
         ),
         None => "no signed checkpoint yet".into(),
     };
     println!(
-        "{what}: audit log intact: {} entries ({}..={}), {} checkpoints verified, {signed}; head {}",
-        s.entries,
+        "{what}: audit log intact: {} ({} to {}), {} verified, {signed}; head {}",
+        super::output::count(s.entries, "entry", "entries"),
         s.first,
         s.last,
-        s.checkpoints,
+        super::output::count(s.checkpoints as u64, "checkpoint", "checkpoints"),
         hex(&s.head)
     );
 }
@@ -172,8 +172,8 @@ async fn verify(args: VerifyArgs) -> Result<(), Failure> {
     }
     if !anchors.is_empty() {
         println!(
-            "{} checkpoints of this node found in the anchors",
-            held.len()
+            "{} of this node found in the anchors",
+            super::output::count(held.len() as u64, "checkpoint", "checkpoints")
         );
     }
     let (what, result) = if let Some(path) = &file {
@@ -323,6 +323,10 @@ async fn query(args: QueryArgs, client_config: Option<&Path>) -> Result<(), Fail
             break;
         }
         req.page_token = page.next_page_token;
+    }
+    if shown == 0 {
+        // Silence would read as a failure to connect, or a broken filter.
+        println!("no entries match");
     }
     Ok(())
 }

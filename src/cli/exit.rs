@@ -181,5 +181,17 @@ pub fn render_error(e: &anyhow::Error) -> String {
         }
         return format!("{:?}: {}", status.code(), status.message());
     }
-    format!("{e:#}")
+    // anyhow's chain, each cause said once (wrapped io errors repeat
+    // their text: "Connection refused (os error 111): Connection refused …").
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
 }

@@ -76,6 +76,11 @@ fn canonical_time(s: &str) -> Option<String> {
     Some(format!("{base}{fraction}Z"))
 }
 
+/// `n` things in words: "1 checkpoint", "3 checkpoints", "0 entries".
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 pub fn time(ts: Option<&Timestamp>) -> String {
     ts.and_then(|t| OffsetDateTime::from_unix_timestamp(t.seconds).ok())
         .and_then(|t| t.format(&Rfc3339).ok())
@@ -969,21 +974,52 @@ pub fn release(record: &crate::proto::v1::ReleaseRecord, as_json: bool) {
         return;
     }
     if let Some(c) = &r.content {
-        if !c.narrative.is_empty() {
-            println!("  narrative {}", c.narrative);
-        }
-        if let Some(l) = &c.location {
-            let place: Vec<&str> = [l.city.as_str(), l.region.as_str(), l.country.as_str()]
-                .into_iter()
-                .filter(|p| !p.is_empty())
-                .collect();
-            println!("  location  {}", place.join(", "));
-        }
+        release_content(c);
     }
     for (i, s) in r.subjects.iter().enumerate() {
         for id in &s.identifiers {
             println!("  subject {} {}", i + 1, identifier_text(id));
         }
+    }
+}
+
+/// What a release holds of the alert's content: every part it has, as
+/// `--json` shows it (the holder's text, escaped).
+fn release_content(c: &crate::proto::v1::AlertContent) {
+    if c.category != 0 {
+        println!(
+            "  category  {}  severity {}",
+            category(c.category),
+            severity(c.severity)
+        );
+    }
+    if !c.indicators.is_empty() {
+        let names: Vec<String> = c
+            .indicators
+            .iter()
+            .map(|i| {
+                crate::proto::v1::Indicator::try_from(*i)
+                    .map_or("?".into(), |x| enum_name(x.as_str_name(), "INDICATOR_"))
+            })
+            .collect();
+        println!("  indicators {}", names.join(", "));
+    }
+    if let Some(w) = &c.time_window {
+        println!(
+            "  when      {} to {}",
+            time(w.start.as_ref()),
+            time(w.end.as_ref())
+        );
+    }
+    if !c.narrative.is_empty() {
+        println!("  narrative {}", esc(&c.narrative));
+    }
+    if let Some(l) = &c.location {
+        let place: Vec<&str> = [l.city.as_str(), l.region.as_str(), l.country.as_str()]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect();
+        println!("  location  {}", esc(&place.join(", ")));
     }
 }
 
@@ -1121,5 +1157,15 @@ mod tests {
         };
         let out = to_json(&serde_json::json!({"t": ts, "n": "x"}), false).unwrap();
         assert_eq!(out, r#"{"t":"2025-12-02T05:49:21.770Z","n":"x"}"#);
+    }
+}
+
+#[cfg(test)]
+mod count_tests {
+    #[test]
+    fn counts_read_as_words() {
+        assert_eq!(super::count(1, "checkpoint", "checkpoints"), "1 checkpoint");
+        assert_eq!(super::count(0, "entry", "entries"), "0 entries");
+        assert_eq!(super::count(3, "entry", "entries"), "3 entries");
     }
 }

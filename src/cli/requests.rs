@@ -246,8 +246,8 @@ pub enum RequestsCommand {
         #[arg(long, value_enum)]
         handling: Option<HandlingArg>,
         /// How long the requester may keep it, in days (1-365; default 90).
-        #[arg(long, default_value_t = 0)]
-        retention_days: u32,
+        #[arg(long)]
+        retention_days: Option<u32>,
         /// Record it as approved in part (you release less than was asked).
         #[arg(long)]
         partial: bool,
@@ -460,7 +460,8 @@ pub async fn run(
                         Some(HandlingArg::H2) => HandlingCode::H2,
                         Some(HandlingArg::H3) => HandlingCode::H3,
                     } as i32,
-                    retention_days,
+                    // 0 asks the node for its default (90 days).
+                    retention_days: retention_days.unwrap_or(0),
                 })
                 .await?
                 .into_inner();

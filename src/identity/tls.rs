@@ -500,13 +500,52 @@ pub async fn certificate_refusal(
 }
 
 /// Renders an error with its sources: tonic's transport errors hide the cause.
+/// A cause already said by the error above it (io errors wrapped by
+/// tonic and hyper repeat their text) is said once.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod chain_tests {
+    use super::error_chain;
+
+    #[derive(Debug)]
+    struct Wrap(std::io::Error, bool);
+    impl std::fmt::Display for Wrap {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            if self.1 {
+                write!(f, "transport error: {}", self.0)
+            } else {
+                f.write_str("transport error")
+            }
+        }
+    }
+    impl std::error::Error for Wrap {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_cause_is_said_once() {
+        let refused = || std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let once = error_chain(&Wrap(refused(), true));
+        assert_eq!(once.matches("refused").count(), 1, "{once}");
+        let chained = error_chain(&Wrap(refused(), false));
+        assert!(
+            chained.starts_with("transport error: ") && chained.contains("refused"),
+            "{chained}"
+        );
+    }
 }
