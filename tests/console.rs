@@ -354,6 +354,50 @@ async fn a_read_only_certificate_sees_no_controls_and_forged_posts_are_refused_a
     fed.shutdown().await;
 }
 
+/// Every section link a certificate is shown opens for it (no link leads
+/// to a 403), and the overview counts only what the viewer may open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_link_shown_opens_for_the_viewer() {
+    let fed = TestFederation::start_with(&["police"], &[], with_console).await;
+    for (client, _) in casebridge::certs::DEV_CLIENTS {
+        let (status, _, body) = https(&fed, "police", client, "GET / HTTP/1.1", "").await;
+        assert_eq!(status, 200, "{client}: {body}");
+        let nav = body
+            .split("<nav aria-label=\"Sections\">")
+            .nth(1)
+            .and_then(|n| n.split("</nav>").next())
+            .expect("the section links");
+        let links: Vec<&str> = nav
+            .split("href=\"")
+            .skip(1)
+            .filter_map(|l| l.split('"').next())
+            .collect();
+        for link in &links {
+            let (status, _, page) =
+                https(&fed, "police", client, &format!("GET {link} HTTP/1.1"), "").await;
+            assert_eq!(
+                status, 200,
+                "{client} is shown {link}, which answers {status}: {page}"
+            );
+        }
+        let sees_requests = links.contains(&"/requests");
+        assert_eq!(
+            sees_requests,
+            matches!(*client, "analyst" | "legal"),
+            "{client}: {links:?}"
+        );
+        // The administrator's overview shows the node's health, but no
+        // count of requests it may not open.
+        if !sees_requests {
+            assert!(
+                !body.contains("Disclosure requests open"),
+                "{client} is counted requests it cannot open"
+            );
+        }
+    }
+    fed.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_page_carries_the_security_headers() {
     let fed = TestFederation::start_with(&["police", "ngo"], &[], with_console).await;

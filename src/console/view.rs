@@ -22,6 +22,10 @@ pub struct Chrome {
     pub can_admin: bool,
     pub can_review: bool,
     pub can_request: bool,
+    /// Alerts and hits need `read`.
+    pub can_read: bool,
+    /// Disclosure requests and releases: `request` or `disclose`.
+    pub can_see_requests: bool,
 }
 
 impl Chrome {
@@ -48,6 +52,8 @@ impl Chrome {
             can_admin: viewer.may(Role::Admin),
             can_review: viewer.may(Role::Review),
             can_request: viewer.may(Role::Request),
+            can_read: viewer.may(Role::Read),
+            can_see_requests: viewer.may(Role::Request) || viewer.may(Role::Disclose),
         }
     }
 }
