@@ -228,3 +228,23 @@ async fn a_refused_client_certificate_is_named_with_its_reason() {
     assert!(err.contains("revoked"), "{err}");
     fed.shutdown().await;
 }
+
+/// A certificate of the agency that `[clients]` does not list is told so
+/// (not that it "lacks the `read` role"), with what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unlisted_client_is_told_it_is_not_listed() {
+    let fed = TestFederation::start_with(&["police"], &[], |_, c| {
+        c.clients
+            .remove(&casebridge::ids::ClientName::new("cms").unwrap());
+    })
+    .await;
+    let cms = fed.layout.agencies[&agency("police")].client_config("cms");
+    let (code, _, err) = cli(&["--client-config", cms.to_str().unwrap(), "alert", "list"]);
+    assert_eq!(code, 77, "{err}");
+    assert!(
+        err.contains("client `cms` is not listed in this node's [clients]"),
+        "{err}"
+    );
+    assert!(!err.contains("lacks"), "{err}");
+    fed.shutdown().await;
+}

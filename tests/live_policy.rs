@@ -682,8 +682,19 @@ async fn sighup_never_replaces_a_version_set_through_the_api() {
             );
         }
     };
-    // The file is untouched: the API's version stays.
+    // The file is untouched: the API's version stays. (The SIGHUP is sent,
+    // as the operator guide has it, to reload an edited [clients]; the log
+    // names the clients as node.toml does.)
+    let toml = std::fs::read_to_string(&police.node_config).unwrap();
+    std::fs::write(
+        &police.node_config,
+        toml.replacen("[clients]\n", "[clients]\nintake = [\"read\"]\n", 1),
+    )
+    .unwrap();
     node.signal("-HUP");
+    let reloaded = wait_for("SIGHUP: client roles reloaded");
+    assert!(reloaded.contains("added=intake"), "{reloaded}");
+    assert!(!reloaded.contains("ClientName("), "{reloaded}");
     wait_for("policy file unchanged");
     let v = version().await;
     assert_eq!((v.version, v.text.as_str()), (2, LABOUR_ONLY));

@@ -136,10 +136,23 @@ async fn reload_on_sighup(core: std::sync::Arc<crate::core::NodeCore>, config_pa
         match NodeConfig::load(&config_path) {
             Ok(config) => match core.reload_clients(config.clients).await {
                 Ok(c) if c.is_empty() => tracing::info!("SIGHUP: client roles unchanged"),
-                Ok(c) => tracing::info!(
-                    added = ?c.added, removed = ?c.removed, changed = ?c.changed,
-                    "SIGHUP: client roles reloaded"
-                ),
+                Ok(c) => {
+                    // Names as an operator writes them, not Rust's debug form.
+                    let names = |v: &[crate::ids::ClientName]| {
+                        let n: Vec<&str> = v.iter().map(|c| c.as_str()).collect();
+                        if n.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            n.join(", ")
+                        }
+                    };
+                    tracing::info!(
+                        added = %names(&c.added),
+                        removed = %names(&c.removed),
+                        changed = %names(&c.changed),
+                        "SIGHUP: client roles reloaded"
+                    );
+                }
                 Err(e) => tracing::error!(error = %e, "SIGHUP: client roles NOT reloaded"),
             },
             Err(e) => {

@@ -125,7 +125,8 @@ impl ClientPolicy {
         match roles.get(&client.name) {
             Some(r) => Ok((client.clone(), r.clone())),
             None => Err(AccessError::Denied(format!(
-                "client `{}` has no role on this node",
+                "client `{}` is not listed in this node's [clients] (node.toml); ask its \
+                 administrator to add it with its roles",
                 client.name
             ))),
         }
@@ -167,10 +168,17 @@ impl ClientPolicy {
                 }
                 Ok(client.clone())
             }
-            _ => Err(AccessError::Denied(match role {
+            Some(_) => Err(AccessError::Denied(match role {
                 Some(role) => format!("client `{}` lacks the `{role}` role", client.name),
                 None => format!("client `{}` has no role on this node", client.name),
             })),
+            // Not a missing role: the certificate is not one the node
+            // knows, which its administrator fixes in node.toml.
+            None => Err(AccessError::Denied(format!(
+                "client `{}` is not listed in this node's [clients] (node.toml); ask its \
+                 administrator to add it with its roles",
+                client.name
+            ))),
         }
     }
 }

@@ -160,7 +160,8 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
             refused_handshakes(&core.store, &core.metrics, "console"),
         ));
     }
-    tracing::info!(agency = %core.agency, %peer_addr, %client_addr, console = ?console_addr, "node started");
+    let console = console_addr.map_or_else(|| "off".to_owned(), |a| a.to_string());
+    tracing::info!(agency = %core.agency, %peer_addr, %client_addr, %console, "node started");
     Ok(RunningNode {
         core,
         peer_addr,
