@@ -27,8 +27,9 @@ use crate::tabular::{self, CellProblem, Loaded, cell_name};
 
 #[derive(Args)]
 pub struct ImportArgs {
-    /// The register: .csv, .tsv, .xlsx, .xlsm, .ods, .xls, .xlsb, or .jsonl
-    /// (one ImportAlertRequest or exported Alert per line, protobuf JSON).
+    /// The register: .csv, .tsv, .xlsx, .xlsm, .ods, or .jsonl
+    /// (one ImportAlertRequest or exported Alert per line, protobuf JSON);
+    /// .xls and .xlsb are refused: save them as .xlsx.
     #[arg(required_unless_present = "print_mapping")]
     file: Option<PathBuf>,
     /// A mapping file (TOML), or a built-in mapping: htcds, export.

@@ -479,7 +479,7 @@ async fn start(State(c): State<Console>, form: Uploaded) -> Result<Response, Pag
         }
         Some(_) if format.is_none() => errors.push((
             "register".into(),
-            "Use a .csv, .tsv, .xlsx, .xlsm, .ods, .xls, .xlsb or .jsonl file.".into(),
+            "Use a .csv, .tsv, .xlsx, .xlsm, .ods or .jsonl file (save .xls and .xlsb files as .xlsx).".into(),
         )),
         Some(_) => {}
     }
