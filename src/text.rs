@@ -51,8 +51,9 @@ impl fmt::Display for Escaped<'_> {
 /// Someone else's value quoted in a message of ours: escaped and cut to
 /// `max` characters, so a refusal cannot carry a payload back out.
 pub fn quote(s: &str, max: usize) -> String {
-    let mut out: String = escape(s).chars().take(max).collect();
-    if escape(s).chars().count() > max {
+    let escaped = escape(s);
+    let mut out: String = escaped.chars().take(max).collect();
+    if escaped.chars().nth(max).is_some() {
         out.push('…');
     }
     format!("`{out}`")

@@ -10,15 +10,11 @@ mod common;
 use std::sync::Arc;
 
 use browser::Browser;
-use casebridge::config::{NodeConfig, Roles};
+use casebridge::config::Roles;
 use casebridge::identity::TlsIdentity;
-use casebridge::ids::{AgencyId, ClientName};
-use common::{TestFederation, WAIT, audit_after, audit_head, eventually};
+use casebridge::ids::ClientName;
+use common::{TestFederation, WAIT, audit_after, audit_head, eventually, with_console};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn with_console(_: &AgencyId, c: &mut NodeConfig) {
-    c.console.listen = Some(toml::Spanned::new(0..0, "127.0.0.1:0".parse().unwrap()));
-}
 
 /// An HTTP/1.1 exchange with a console over TLS with `client`'s
 /// certificate, outside any browser (to read headers and status codes, and

@@ -8,18 +8,12 @@ mod common;
 
 use std::time::Duration;
 
-use casebridge::config::NodeConfig;
-use casebridge::ids::AgencyId;
 use casebridge::proto::v1::{
     HelloRequest, Identifier, ImportAlertRequest, ListAlertsRequest, SubmitAlertRequest,
 };
-use common::{FEDERATION, TestFederation, WAIT, eventually, sample_draft};
+use common::{FEDERATION, TestFederation, WAIT, eventually, sample_draft, with_console};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic_types::StatusExt;
-
-fn with_console(_: &AgencyId, c: &mut NodeConfig) {
-    c.console.listen = Some(toml::Spanned::new(0..0, "127.0.0.1:0".parse().unwrap()));
-}
 
 /// One HTTP/1.1 exchange with `agency`'s console as `client`: status and body.
 async fn https(

@@ -418,11 +418,15 @@ impl Disclosures {
         from: &AgencyId,
         request: &DisclosureRequest,
     ) -> Result<Option<String>, StoreError> {
+        // A resend of a request taken before is a duplicate, whatever now.
+        if self.store.disclosure(&request.id)?.is_some() {
+            return Ok(None);
+        }
         let held = match request.holder_alert_id.parse::<AlertId>() {
             Ok(id) => self.store.get(&id)?.is_some(),
             Err(_) => false,
         };
-        if !held && self.store.disclosure(&request.id)?.is_none() {
+        if !held {
             return Ok(Some(format!(
                 "disclosure_request.holder_alert_id: {} is not an alert held here",
                 crate::text::quote(&request.holder_alert_id, 120)
@@ -434,7 +438,7 @@ impl Disclosures {
             .iter()
             .filter(|c| !c.outgoing && c.peer == from.as_str() && is_open(c))
             .count();
-        if open >= MAX_OPEN_PER_PEER && self.store.disclosure(&request.id)?.is_none() {
+        if open >= MAX_OPEN_PER_PEER {
             return Ok(Some(format!(
                 "{from} has {open} requests open here, the most one agency may have; \
                  wait for answers before sending more"

@@ -329,13 +329,14 @@ impl Inbound {
                 peer: from.agency.to_string(),
                 ..Default::default()
             };
-            let syntax = env
+            // Every id the peer names, checked before anything is recorded.
+            let malformed = env
                 .payload
                 .as_ref()
-                .map(|p| super::syntax::check(&from.agency, p));
+                .and_then(|p| super::syntax::check(&from.agency, p).err());
             let reason = match env.payload {
                 None => Some("envelope has no payload".to_owned()),
-                Some(_) if matches!(syntax, Some(Err(_))) => syntax.and_then(Result::err),
+                Some(_) if malformed.is_some() => malformed,
                 Some(Payload::Alert(alert)) => {
                     // Only a well-formed id names the refusal (it is printed).
                     if alert.id.parse::<AlertId>().is_ok() {

@@ -583,3 +583,9 @@ pub async fn console_exchange(
     let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// A node configuration change for `TestFederation::start_with`: the web
+/// console on a free loopback port.
+pub fn with_console(_: &AgencyId, c: &mut NodeConfig) {
+    c.console.listen = Some(toml::Spanned::new(0..0, "127.0.0.1:0".parse().unwrap()));
+}
