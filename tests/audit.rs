@@ -43,6 +43,32 @@ async fn only(
     e
 }
 
+/// The sequence numbers of every `action` entry, read one a page.
+async fn audit_pages(admin: &mut NodeClient, action: &str, newest_first: bool) -> Vec<u64> {
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    for _ in 0..1000 {
+        let page = admin
+            .admin
+            .query_audit(QueryAuditRequest {
+                action: action.into(),
+                page_size: 1,
+                page_token: token,
+                newest_first,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        seen.extend(page.entries.iter().map(|e| e.sequence));
+        if page.next_page_token.is_empty() {
+            return seen;
+        }
+        token = page.next_page_token;
+    }
+    panic!("more than 1000 pages")
+}
+
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -299,6 +325,12 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
         (queries[0].actor.as_str(), queries[0].outcome.as_str()),
         (a, "OK")
     );
+    // Newest first, page by page, is the same entries backwards.
+    let oldest_first: Vec<u64> = audit_pages(&mut admin, "alert.get", false).await;
+    let mut newest_first: Vec<u64> = audit_pages(&mut admin, "alert.get", true).await;
+    assert!(oldest_first.len() >= 2, "{oldest_first:?}");
+    newest_first.reverse();
+    assert_eq!(newest_first, oldest_first);
     let err = admin
         .admin
         .query_audit(QueryAuditRequest {

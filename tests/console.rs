@@ -804,6 +804,28 @@ async fn the_overview_draws_the_last_days_and_the_audit_log_verifies_and_exports
     let page = b.text().await;
     assert!(page.contains("The chain is intact"), "{page}");
     b.screenshot("audit").await;
+    // Newest first, each time on one line (a range over a cell's text has
+    // one client rectangle per line it takes).
+    b.goto("/audit").await;
+    let shape = b
+        .client
+        .execute(
+            "const n = [...document.querySelectorAll('table.audit tbody th')].map(t => +t.textContent);
+             const r = document.createRange();
+             r.selectNodeContents(document.querySelector('table.audit td.when'));
+             return [n[0], n[n.length - 1], r.getClientRects().length];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let shape: Vec<i64> = shape
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    assert!(shape[0] > shape[1], "newest entry first: {shape:?}");
+    assert_eq!(shape[2], 1, "the time on one line: {shape:?}");
     b.close().await;
 
     // The export is the JSON Lines file `audit verify --file` reads.

@@ -69,6 +69,8 @@ async fn same_phone_written_differently_is_a_hit_on_both_sides() {
     assert_eq!(live.r#type, IdentifierType::Phone as i32);
     assert_eq!(live.similarity, 1.0);
     assert!(!live.fuzzy, "equal tokens: an exact hit");
+    // A new store's hit log begins at entry 1 with hit 1.
+    assert_eq!((live.sequence, live.number), (1, 1));
 
     let ngo_hits = eventually("hit at ngo", || {
         let mut ngo = ngo.clone();
@@ -118,10 +120,37 @@ async fn same_phone_written_differently_is_a_hit_on_both_sides() {
         "--backlog-only",
     ]);
     assert_eq!((code, out.as_str()), (0, ""), "{err}");
-    assert!(err.contains("no hits after 0"), "{err}");
+    assert!(err.contains("no hit log entries after entry 0"), "{err}");
     let (code, out, err) = cli(&["--client-config", labour_toml, "hits", "count"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("0 hit(s) after 0"), "{out}");
+    assert!(
+        out.contains("0 hit log entries after entry 0: the hit log is empty"),
+        "{out}"
+    );
+    // The text output names both numbers: the entry (the cursor `--after`
+    // takes) and the hit (what `hits get` takes), and the count names the
+    // cursor to resume with.
+    let police_toml = fed.layout.agencies[&agency("police")].client_config("cms");
+    let police_toml = police_toml.to_str().unwrap();
+    let (code, out, err) = cli(&[
+        "--client-config",
+        police_toml,
+        "hits",
+        "watch",
+        "--backlog-only",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("entry     1  hit    1  "), "{out}");
+    assert!(
+        out.contains("found here") || out.contains("found by ngo"),
+        "{out}"
+    );
+    let (code, out, err) = cli(&["--client-config", police_toml, "hits", "count"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("1 hit log entry after entry 0 (hits found and reviews); the newest is entry 1: resume with --after 1"),
+        "{out}"
+    );
 
     // Resuming after the last seen sequence replays nothing old…
     assert!(backlog(&mut police, live.sequence).await.is_empty());

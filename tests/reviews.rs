@@ -272,7 +272,7 @@ async fn hits_review_and_get_on_the_command_line() {
     );
     let (code, out, err) = cli(&["--client-config", &as_client("analyst"), "hits", "get", "1"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with("hit     1  "), "{out}");
+    assert!(out.starts_with("entry     2  hit    1  "), "{out}");
     assert!(out.contains("reviewed here: needs information"), "{out}");
 
     // No verdict, two verdicts: usage errors from the command line itself.

@@ -474,7 +474,7 @@ async fn watch_hits(
         config,
         after,
         backlog_only,
-        "no hits",
+        "no hit log entries",
         |mut client, after| async move {
             client
                 .alerts

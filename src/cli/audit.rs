@@ -92,6 +92,9 @@ pub struct QueryArgs {
     /// Stop after this many entries.
     #[arg(long, default_value_t = 100)]
     limit: usize,
+    /// Newest entry first (with --limit: the latest entries).
+    #[arg(long)]
+    newest_first: bool,
 }
 
 fn usage(e: impl Into<anyhow::Error>) -> Failure {
@@ -264,6 +267,7 @@ async fn query(args: QueryArgs, client_config: Option<&Path>) -> Result<(), Fail
         since,
         until,
         limit,
+        newest_first,
     } = args;
     let mut req = QueryAuditRequest {
         actor: actor.unwrap_or_default(),
@@ -278,6 +282,7 @@ async fn query(args: QueryArgs, client_config: Option<&Path>) -> Result<(), Fail
             .map(|u| timestamp("until", u))
             .transpose()?,
         page_size: limit.clamp(1, 1000) as u32,
+        newest_first,
         ..Default::default()
     };
     let mut client = connect(client_config).await?;

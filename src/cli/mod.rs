@@ -316,7 +316,7 @@ where
                 }
                 Ok(None) if backlog_only => {
                     if after == start {
-                        eprintln!("{nothing} after {start}");
+                        eprintln!("{nothing} after entry {start}");
                     }
                     return Ok(());
                 }

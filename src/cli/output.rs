@@ -368,10 +368,12 @@ fn found_line(h: &Hit) -> String {
     let kind = IdentifierType::try_from(h.r#type).map_or("?".into(), |t| {
         enum_name(t.as_str_name(), "IDENTIFIER_TYPE_")
     });
+    // Who compared the two alerts: this node, or the other agency's,
+    // which then sent a notice.
     let source = if h.source == HitSource::Notice as i32 {
-        "notice"
+        format!("found by {}", h.other_agency)
     } else {
-        "match"
+        "found here".to_string()
     };
     // Hits recorded before strengths existed say only fuzzy or exact.
     let how = match crate::proto::strength_name(h.strength).as_str() {
@@ -390,8 +392,8 @@ fn found_line(h: &Hit) -> String {
         ""
     };
     format!(
-        "hit {:>5}  {}  your {}  <->  {} at {}  ({kind}, {how}, score {:.2}, {source}{evidence}){pending}",
-        h.number,
+        "{}  {}  your {}  <->  {} at {}  ({kind}, {how}, score {:.2}, {source}{evidence}){pending}",
+        hit_reference(h),
         time(h.detected_at.as_ref()),
         h.local_alert_id,
         h.other_alert_id,
@@ -402,7 +404,7 @@ fn found_line(h: &Hit) -> String {
 
 fn review_line(h: &Hit, review: Option<&crate::proto::v1::HitReview>, by: &str) -> String {
     let Some(r) = review else {
-        return format!("hit {:>5}  review {by}: none", h.number);
+        return format!("{}  review {by}: none", hit_reference(h));
     };
     let note = if r.note.is_empty() {
         String::new()
@@ -410,21 +412,33 @@ fn review_line(h: &Hit, review: Option<&crate::proto::v1::HitReview>, by: &str) 
         format!(": {:?}", r.note)
     };
     format!(
-        "hit {:>5}  {}  reviewed {by}: {} by {}{note}",
-        h.number,
+        "{}  {}  reviewed {by}: {} by {}{note}",
+        hit_reference(h),
         time(r.reviewed_at.as_ref()),
         crate::proto::verdict_name(r.verdict).replace('_', " "),
         r.reviewer,
     )
 }
 
+/// The two numbers of a hit log line: the entry's position (what
+/// `--after` takes to resume) and the hit's own number (what `hits get`,
+/// `hits review` and `requests send --hit` take; a hit keeps it through
+/// every review, each a new entry).
+fn hit_reference(h: &Hit) -> String {
+    format!("entry {:>5}  hit {:>4}", h.sequence, h.number)
+}
+
 pub fn hit_count(after: u64, c: &crate::proto::v1::CountHitsResponse, as_json: bool) {
     if as_json {
         return json(c);
     }
+    let entries = count(c.count, "hit log entry", "hit log entries");
+    if c.latest_sequence == 0 {
+        return println!("{entries} after entry {after}: the hit log is empty");
+    }
     println!(
-        "{} hit(s) after {after}; newest hit {}",
-        c.count, c.latest_sequence
+        "{entries} after entry {after} (hits found and reviews); the newest is entry {0}: resume with --after {0}",
+        c.latest_sequence
     );
 }
 

@@ -387,8 +387,13 @@ impl NodeCore {
         .map_err(|v| AdminError::Invalid(vec![v]))?;
         let store = self.store.clone();
         let checkpoints = r.include_checkpoints;
+        let newest_first = r.newest_first;
         let page: Page = blocking("audit query", move || {
-            store.audit_page(&filter, page.after, page.size, checkpoints)
+            if newest_first {
+                store.audit_page_newest_first(&filter, page.after, page.size, checkpoints)
+            } else {
+                store.audit_page(&filter, page.after, page.size, checkpoints)
+            }
         })
         .await??;
         Ok(QueryAuditResponse {

@@ -392,6 +392,55 @@ impl Store {
         Ok(out)
     }
 
+    /// A page of the log read backwards, newest entry first (the console's
+    /// default: the latest activity is what an auditor looks for first).
+    /// `from` is where a previous page stopped (that entry comes first);
+    /// without it, the page starts at the last entry before `until`, or at
+    /// the head. The same bounds as [`Store::audit_page`]: at most
+    /// `MAX_SCAN` entries read, at most `size` returned.
+    pub fn audit_page_newest_first(
+        &self,
+        filter: &Filter,
+        from: Option<u64>,
+        size: usize,
+        with_checkpoints: bool,
+    ) -> Result<Page, StoreError> {
+        let start = match (from, filter.until_ms) {
+            (Some(seq), _) => seq,
+            (None, Some(t)) => self.audit_seq_at(t)?.saturating_sub(1),
+            (None, None) => self.audit_head().0,
+        };
+        let mut out = Page::default();
+        let mut last_read = None;
+        let entries = self.db.range(self.t.audit, ..=start.to_be_bytes()).rev();
+        for (scanned, item) in entries.enumerate() {
+            let (k, v) = item?;
+            let raw = raw_entry(&k, &v)?;
+            if scanned == MAX_SCAN || out.entries.len() == size {
+                out.next = Some(raw.seq);
+                break;
+            }
+            let entry = raw
+                .entry()
+                .map_err(|e| StoreError::corrupt(format!("audit/{}", raw.seq), e))?;
+            if filter
+                .since_ms
+                .is_some_and(|s| parse_ms(&entry.time).is_some_and(|t| t < s))
+            {
+                break;
+            }
+            last_read = Some(raw.seq);
+            if filter.matches(&entry) {
+                let prev = self.audit_prev_hash(raw.seq)?;
+                out.entries.push(Found { raw, entry, prev });
+            }
+        }
+        if with_checkpoints && let Some(last) = last_read {
+            out.checkpoints = self.audit_checkpoints(last, start)?;
+        }
+        Ok(out)
+    }
+
     /// Verifies the log held here from its retained start (`audit verify`).
     pub fn audit_verify(&self, key: &PublicKey, anchors: &[Checkpoint]) -> Result<Summary, Broken> {
         let as_broken = |e: StoreError| Broken {

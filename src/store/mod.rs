@@ -333,13 +333,29 @@ impl Write<'_, '_> {
     pub(crate) fn next(&mut self, counter: Counter) -> Result<u64, StoreError> {
         let last = match (self.last_of(counter)?, counter) {
             (Some(last), _) => last,
-            (None, Counter::HitLog) => self.last_of(Counter::Hits)?.unwrap_or(0),
+            (None, Counter::HitLog) => self.last_hit_position()?,
             (None, _) => 0,
         };
         let next = last + 1;
         self.tx
             .insert(self.t.counters, counter.key(), next.to_be_bytes())?;
         Ok(next)
+    }
+
+    /// The last position in the hit log as written: a store from before
+    /// reviews has no `HitLog` counter and its positions are its hit
+    /// numbers. Read from the log itself, not from the `Hits` counter,
+    /// which the first hit of a new store has already advanced (its log
+    /// then began at 2).
+    fn last_hit_position(&mut self) -> Result<u64, StoreError> {
+        let last = self.tx.range::<&[u8]>(self.t.hits, ..).next_back();
+        match last {
+            None => Ok(0),
+            Some(entry) => {
+                let (k, _) = entry?;
+                index::be_u64("hits", &k)
+            }
+        }
     }
 
     fn last_of(&mut self, counter: Counter) -> Result<Option<u64>, StoreError> {

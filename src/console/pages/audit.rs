@@ -39,6 +39,14 @@ pub struct AuditFilters {
     from: String,
     to: String,
     page: String,
+    /// `oldest` lists oldest first; anything else (the default) newest first.
+    order: String,
+}
+
+impl AuditFilters {
+    fn oldest_first(&self) -> bool {
+        self.order == "oldest"
+    }
 }
 
 pub struct EntryRow {
@@ -81,6 +89,7 @@ fn query_of(f: &AuditFilters, problems: &mut Vec<String>) -> QueryAuditRequest {
         page_size: PAGE,
         page_token: f.page.clone(),
         include_checkpoints: false,
+        newest_first: !f.oldest_first(),
     }
 }
 
@@ -154,6 +163,7 @@ async fn render(
                         ("from", &f.from),
                         ("to", &f.to),
                         ("page", &f.page),
+                        ("order", &f.order),
                     ])
                     .unwrap_or_default()
                 )
@@ -210,6 +220,8 @@ async fn export(State(c): State<Console>, posted: Posted) -> Result<Response, Pa
         from: posted.get("from").to_owned(),
         to: posted.get("to").to_owned(),
         page: String::new(),
+        // An export verifies in chain order, whatever the page shows.
+        order: "oldest".to_owned(),
     };
     let mut problems = Vec::new();
     let mut req = query_of(&filters, &mut problems);
