@@ -566,6 +566,52 @@ async fn a_hit_is_reviewed_a_disclosure_requested_and_approved_and_the_release_s
     fed.shutdown().await;
 }
 
+/// A possible person hit (no date of birth on one side) is announced only
+/// once confirmed here: the hit page says so before, and not after; the
+/// other agency's alert, shared with this node, is a link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_possible_hit_page_follows_its_confirmation() {
+    if !browser::available() {
+        return;
+    }
+    let fed = TestFederation::start_with(&["police", "ngo"], &[], with_console).await;
+    let person = |given: &str, family: &str, dob: &str| {
+        let mut d = common::sample_draft("Worker found at a greenhouse.");
+        d.subjects[0].identifiers = vec![common::person_id(given, family, dob)];
+        d
+    };
+    let mut ngo = fed.client("ngo", "cms").await;
+    let theirs = common::submit_draft(&mut ngo, person("Olena", "Kovalenko", "")).await;
+    alert_arrives(&fed, "police", "police receives ngo's alert", |a| {
+        a.id == theirs.id
+    })
+    .await;
+    let mut police = fed.client("police", "cms").await;
+    common::submit_draft(&mut police, person("Олена", "Коваленко", "1990-03-04")).await;
+    let number = common::first_hit(&fed.client("police", "analyst").await).await;
+
+    let b = Browser::open(&fed, "police", "analyst").await;
+    b.goto(&format!("/hits/{number}")).await;
+    let page = b.text().await;
+    assert!(page.contains("possible"), "{page}");
+    assert!(page.contains("not announced to ngo"), "{page}");
+    assert!(
+        b.exists(&format!("a[href='/alerts/{}']", theirs.id)).await,
+        "their alert, held here, is a link: {page}"
+    );
+    b.click("#verdict-HIT_VERDICT_CONFIRMED").await;
+    b.follow("form[action$='/review'] button").await;
+    let page = b.text().await.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(page.contains("They know of it yes"), "{page}");
+    assert!(
+        !page.contains("not announced"),
+        "no stale note once announced: {page}"
+    );
+    b.screenshot("hit-possible-confirmed").await;
+    b.close().await;
+    fed.shutdown().await;
+}
+
 /// Sets the policy editor's text (typing a whole file key by key would
 /// only make the test slow).
 async fn set_policy_text(b: &Browser, text: &str) {

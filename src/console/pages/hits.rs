@@ -181,6 +181,8 @@ struct DetailPage {
     ours: Option<ReviewView>,
     theirs: Option<ReviewView>,
     confirmed: bool,
+    /// The other agency's alert was shared with this node: link to it.
+    their_alert_here: bool,
     verdicts: Vec<Choice>,
     bases: Vec<Choice>,
     urgencies: Vec<Choice>,
@@ -193,7 +195,17 @@ async fn detail(
     Path(number): Path<u64>,
 ) -> Result<Response, PageError> {
     let hit = get_hit(&c, &viewer, number).await?;
-    page(detail_page(&viewer, hit, FormState::default()))
+    page(detail_page(&c, &viewer, hit, FormState::default()))
+}
+
+/// Whether this node holds the other agency's alert (it was shared with
+/// us), so the hit page links to it. A presence check, not a read: the
+/// alert page the link opens makes its own authorized, audited read.
+fn held_here(c: &Console, id: &str) -> bool {
+    id.parse::<crate::ids::AlertId>()
+        .ok()
+        .and_then(|id| c.core.store.get(&id).ok().flatten())
+        .is_some()
 }
 
 async fn get_hit(c: &Console, viewer: &Viewer, number: u64) -> Result<Hit, PageError> {
@@ -203,7 +215,7 @@ async fn get_hit(c: &Console, viewer: &Viewer, number: u64) -> Result<Hit, PageE
         .into_inner())
 }
 
-fn detail_page(viewer: &Viewer, hit: Hit, mut form: FormState) -> DetailPage {
+fn detail_page(c: &Console, viewer: &Viewer, hit: Hit, mut form: FormState) -> DetailPage {
     let (strength, strength_class) = strength(&hit);
     let evidence = hit
         .evidence
@@ -256,6 +268,7 @@ fn detail_page(viewer: &Viewer, hit: Hit, mut form: FormState) -> DetailPage {
         ours: review_view(&hit.our_review),
         theirs: review_view(&hit.their_review),
         confirmed,
+        their_alert_here: held_here(c, &hit.other_alert_id),
         verdicts: choices!(HitVerdict, "HIT_VERDICT_"),
         bases: choices!(LegalBasis, "LEGAL_BASIS_"),
         urgencies: choices!(Urgency, "URGENCY_")
@@ -294,7 +307,7 @@ async fn review(
             form.map_path("note", "note");
             form.add_violations(&violations(&s));
             let hit = get_hit(&c, &posted.viewer, number).await?;
-            let html = page(detail_page(&posted.viewer, hit, form))?;
+            let html = page(detail_page(&c, &posted.viewer, hit, form))?;
             Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, html).into_response())
         }
         Err(s) => Err(s.into()),
@@ -350,7 +363,7 @@ async fn request_disclosure(
             }
             form.add_violations(&violations(&s));
             let hit = get_hit(&c, &posted.viewer, number).await?;
-            let html = page(detail_page(&posted.viewer, hit, form))?;
+            let html = page(detail_page(&c, &posted.viewer, hit, form))?;
             Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, html).into_response())
         }
         Err(s) => Err(s.into()),
