@@ -601,7 +601,12 @@ async fn a_possible_hit_page_follows_its_confirmation() {
     );
     b.click("#verdict-HIT_VERDICT_CONFIRMED").await;
     b.follow("form[action$='/review'] button").await;
-    let page = b.text().await.split_whitespace().collect::<Vec<_>>().join(" ");
+    let page = b
+        .text()
+        .await
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     assert!(page.contains("They know of it yes"), "{page}");
     assert!(
         !page.contains("not announced"),
@@ -1061,4 +1066,99 @@ async fn a_register_is_checked_row_by_row_then_imported_and_the_alerts_exported(
     assert_eq!(status, 404);
     b.close().await;
     fed.shutdown().await;
+}
+
+/// The `sh` block that follows `heading` in docs/console.md.
+fn console_doc_block(heading: &str) -> String {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/console.md")).unwrap();
+    let from = doc.find(heading).unwrap_or_else(|| panic!("{heading}"));
+    let block = &doc[from..];
+    let start = block.find("```sh\n").expect("an sh block") + "```sh\n".len();
+    let end = block[start..].find("```").expect("the block's end");
+    block[start..start + end].to_owned()
+}
+
+/// Runs a block of docs/console.md with bash, as a reader would paste it,
+/// with `casebridge` on the PATH; fails on the first failing line.
+fn run_doc_block(
+    script: &str,
+    home: &std::path::Path,
+    pki: &std::path::Path,
+    password: &str,
+) -> String {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_casebridge"));
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-euc", script])
+        .env("HOME", home)
+        .env("PKI", pki)
+        .env("PASSWORD", password)
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{script}\nfailed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The password `certs init` or `certs bundle` printed for ngo's `legal`.
+fn printed_password(out: &str) -> String {
+    out.lines()
+        .find(|l| l.contains("legal.p12"))
+        .and_then(|l| l.split("password ").nth(1))
+        .unwrap_or_else(|| panic!("a password for legal.p12: {out}"))
+        .trim()
+        .to_owned()
+}
+
+/// docs/console.md's certificate steps run as written on a profile that
+/// has never started a browser, and a lost password is replaced by a new
+/// file that imports.
+#[test]
+fn the_console_guide_certificate_steps_run_as_written() {
+    if !browser::available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = tmp.path().join("pki");
+    let (code, out, err) = common::cli(&[
+        "certs",
+        "init",
+        "--federation",
+        "doc.casebridge",
+        "--agencies",
+        "ngo",
+        "--out",
+        pki.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("casebridge certs bundle --dir"), "{out}");
+    let import = console_doc_block("### Importing it");
+    let home = tmp.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let listed = run_doc_block(&import, &home, &pki, &printed_password(&out));
+    assert!(
+        listed.contains("ngo client legal") && listed.contains("u,u,u"),
+        "the certificate with its key: {listed}"
+    );
+    assert!(listed.contains("federation CA"), "{listed}");
+
+    let again = console_doc_block("Lost a password?");
+    let out = run_doc_block(&again, &home, &pki, "");
+    let fresh = tmp.path().join("fresh-home");
+    std::fs::create_dir(&fresh).unwrap();
+    let listed = run_doc_block(&import, &fresh, &pki, &printed_password(&out));
+    assert!(
+        listed.contains("ngo client legal") && listed.contains("u,u,u"),
+        "{listed}"
+    );
 }

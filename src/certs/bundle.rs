@@ -105,3 +105,48 @@ pub fn write_browser_bundles(layout: &FederationLayout) -> Result<Vec<BrowserBun
     }
     Ok(out)
 }
+
+/// Makes `clients/<client>.p12` of `agency` in the development federation
+/// at `dir` again, under a fresh password: for when a password was lost
+/// or a file handed to the wrong person (`certs bundle`). The certificate
+/// and key are the same; the old file no longer opens with any password
+/// anyone has, and the new one replaces it in one rename (never half
+/// written). Returns the file and its password.
+pub fn rebundle(
+    dir: &Path,
+    agency: &AgencyId,
+    client: &ClientName,
+) -> Result<BrowserBundle, CertsError> {
+    let a = dir.join(agency.as_str());
+    let clients = a.join("clients");
+    let cert = clients.join(format!("{client}.pem"));
+    if !cert.exists() {
+        return Err(invalid(
+            &cert,
+            format!("no certificate of client `{client}` of agency `{agency}` here"),
+        ));
+    }
+    let password = password();
+    let bytes = pkcs12(
+        &cert,
+        &clients.join(format!("{client}.key")),
+        &a.join("client-ca.pem"),
+        &format!("{agency} {client}"),
+        &password,
+    )?;
+    let path = clients.join(format!("{client}.p12"));
+    let fresh = clients.join(format!(".{client}.p12.new"));
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |error| CertsError::Io { path, error }
+    };
+    let _ = std::fs::remove_file(&fresh);
+    write_bytes_new(&fresh, &bytes, true)?;
+    std::fs::rename(&fresh, &path).map_err(io(&path))?;
+    Ok(BrowserBundle {
+        agency: agency.clone(),
+        client: client.clone(),
+        path,
+        password,
+    })
+}

@@ -48,7 +48,7 @@ mod bundle;
 mod crl;
 mod keyservice;
 mod request;
-pub use bundle::{BrowserBundle, pkcs12, write_browser_bundles};
+pub use bundle::{BrowserBundle, pkcs12, rebundle, write_browser_bundles};
 pub use crl::{RevokeTarget, client_crl, federation_crl, revoke};
 pub use keyservice::{KeyServiceLayout, add_key_service, init_key_service, node_section};
 pub use request::{CertRole, default_days, request, sign};

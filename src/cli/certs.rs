@@ -75,6 +75,21 @@ pub enum CertsCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Make one client's browser file (`clients/NAME.p12`) of a development
+    /// federation again, under a new password (printed once), when the
+    /// password was lost. The certificate stays the same; the old file is
+    /// replaced.
+    Bundle {
+        /// The federation directory written by `certs init`.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The agency the client belongs to.
+        #[arg(long)]
+        agency: String,
+        /// The client, e.g. legal.
+        #[arg(long)]
+        client: String,
+    },
     /// Revoke a development certificate: add it to its CA's revocation list.
     /// Nodes pick the new list up within `tls.crl_reload_secs`, and open
     /// connections end within `tls.max_connection_age_secs`.
@@ -103,6 +118,11 @@ pub fn run(command: CertsCommand) -> Result<(), Failure> {
             agency,
             client,
         } => revoke(&dir, &agency, client.as_deref()),
+        CertsCommand::Bundle {
+            dir,
+            agency,
+            client,
+        } => rebundle(&dir, &agency, &client),
         CertsCommand::Request {
             federation,
             agency,
@@ -191,6 +211,20 @@ fn revoke(dir: &Path, agency: &str, client: Option<&str>) -> Result<(), Failure>
     Ok(())
 }
 
+fn rebundle(dir: &Path, agency: &str, client: &str) -> Result<(), Failure> {
+    let usage = |e: crate::ids::IdError| failure(Exit::Usage, anyhow!(e));
+    let agency = AgencyId::new(agency).map_err(usage)?;
+    let client = ClientName::new(client).map_err(usage)?;
+    let b =
+        certs::rebundle(dir, &agency, &client).map_err(|e| failure(Exit::DataErr, anyhow!(e)))?;
+    println!(
+        "{}  password {}\n(shown now only; the file it replaces no longer matters)",
+        b.path.display(),
+        b.password
+    );
+    Ok(())
+}
+
 fn init(federation: &str, agencies: &[String], out: &Path) -> Result<(), Failure> {
     let usage = |e: crate::ids::IdError| failure(Exit::Usage, anyhow!(e));
     let federation = FederationName::new(federation).map_err(usage)?;
@@ -243,14 +277,16 @@ fn init(federation: &str, agencies: &[String], out: &Path) -> Result<(), Failure
             .to_string())
     );
     println!(
-        "client certificates for a browser (PKCS#12, mode 0600; import them as docs/console.md says).
-         Each password is shown now only: note it, or make the file again with `certs init`."
+        "client certificates for a browser (PKCS#12, mode 0600; import them as docs/console.md says).\n\
+         Each password is shown now only: note it, or make that file again under a new one with\n\
+         `casebridge certs bundle --dir {} --agency AGENCY --client NAME`.",
+        layout.dir.display()
     );
     for b in &bundles {
         println!(
             "  {:<8} {:<8} {}  password {}",
-            b.agency,
-            b.client,
+            b.agency.as_str(),
+            b.client.as_str(),
             b.path.display(),
             b.password
         );
