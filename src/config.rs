@@ -594,6 +594,16 @@ fn base_dir(file: &Path) -> PathBuf {
 }
 
 impl NodeConfig {
+    /// Whether exact tokens (phones, e-mails, documents…) come from the key
+    /// ring: without a key service they do; with one, the ring keys person
+    /// encodings only, unless a migration asks for its tokens as well
+    /// (`also_key_ring_tokens`).
+    pub fn exact_tokens_from_ring(&self) -> bool {
+        self.key_service
+            .as_ref()
+            .is_none_or(|k| k.also_key_ring_tokens)
+    }
+
     pub fn load(file: &Path) -> Result<Self, ConfigError> {
         let src = read_source(file)?;
         Self::from_toml(file, &src)

@@ -617,6 +617,22 @@ async fn every_problem_in_one_answer_and_exit_codes_by_kind() {
         file.to_str().unwrap(),
     ]);
     assert_eq!(code, 77, "permission denied: {err}");
+    // A script takes the id alone (and --id-only wins over --json).
+    let good = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/examples/alert.json");
+    for extra in [&[][..], &["--json"][..]] {
+        let mut args = vec!["--client-config", &cms_toml];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["alert", "submit", "--file", good, "--id-only"]);
+        let (code, out, err) = cli(&args);
+        assert_eq!(code, 0, "{err}");
+        let id = out.trim_end();
+        assert!(
+            id.starts_with("police:") && !id.contains('\n') && out.ends_with('\n'),
+            "one line, the id: {out:?}"
+        );
+        let (code, _, err) = cli(&["--client-config", &cms_toml, "alert", "get", id]);
+        assert_eq!(code, 0, "the id printed is the alert's: {err}");
+    }
     fed.shutdown().await;
 }
 
@@ -665,6 +681,63 @@ fn policy_checks_name_every_problem_and_work_without_a_node() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("peer ngo:"), "every peer explained: {out}");
+
+    // With a key service, an offline explain shows what the node would
+    // send: no key-ring token for a phone (the key service makes those),
+    // and says so; `pseudo token` says its tokens are the ring's.
+    casebridge::certs::add_key_service(
+        &casebridge::ids::FederationName::new(common::FEDERATION).unwrap(),
+        &layout,
+    )
+    .unwrap();
+    let explain = |json: bool| {
+        let mut args = vec![
+            "policy",
+            "explain",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--alert",
+            alert,
+            "--config",
+            police.node_config.to_str().unwrap(),
+            "--peer",
+            "ngo",
+        ];
+        if json {
+            args.insert(0, "--json");
+        }
+        let (code, out, err) = cli(&args);
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    let shown: serde_json::Value = serde_json::from_str(&explain(true)).unwrap();
+    let mut phones = Vec::new();
+    for subject in shown["envelope"]["subjects"].as_array().unwrap() {
+        for t in subject["tokens"].as_array().into_iter().flatten() {
+            if t["type"] == "IDENTIFIER_TYPE_PHONE" {
+                phones.push(t.clone());
+            }
+        }
+    }
+    assert_eq!(phones.len(), 1, "one phone, one token: {shown}");
+    assert!(
+        phones[0].get("value").is_none(),
+        "no ring token: {phones:?}"
+    );
+    assert!(explain(false).contains("exact tokens come from the OPRF key service"));
+    let ring = layout.dir.join("matching-keys.toml");
+    let (code, _, err) = cli(&[
+        "pseudo",
+        "token",
+        "--type",
+        "phone",
+        "--value",
+        "+31 6 1234 5678",
+        "--key-ring",
+        ring.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("note: key-ring tokens"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -70,6 +70,10 @@ pub enum AlertCommand {
         /// Idempotency key: resubmitting with the same key returns the first alert.
         #[arg(long, default_value = "")]
         request_id: String,
+        /// Print only the new alert's id (for scripts: `ID=$(casebridge
+        /// alert submit --file F --id-only)`); wins over --json.
+        #[arg(long)]
+        id_only: bool,
     },
     /// Show one alert; for your own alerts, also who got which version,
     /// under which rule, and when each peer acknowledged it.
@@ -335,7 +339,11 @@ pub(super) fn read_draft(path: &Path) -> Result<AlertDraft, Failure> {
 async fn alert(mut client: NodeClient, command: AlertCommand, json: bool) -> Result<(), Failure> {
     let api = &mut client.alerts;
     match command {
-        AlertCommand::Submit { file, request_id } => {
+        AlertCommand::Submit {
+            file,
+            request_id,
+            id_only,
+        } => {
             let draft = read_draft(&file)?;
             let alert = api
                 .submit_alert(SubmitAlertRequest {
@@ -345,7 +353,11 @@ async fn alert(mut client: NodeClient, command: AlertCommand, json: bool) -> Res
                 })
                 .await?
                 .into_inner();
-            output::alert(&alert, json);
+            if id_only {
+                println!("{}", alert.id);
+            } else {
+                output::alert(&alert, json);
+            }
         }
         AlertCommand::Lookup { id, peers } => {
             id.check_flags()?;

@@ -163,6 +163,11 @@ impl FilterArgs {
     }
 }
 
+/// Said under an envelope shown offline when the node has a key service.
+const STAND_IN_NOTE: &str = "(exact tokens come from the OPRF key service: they are shown \
+     without a value here, where no key service is asked and no budget is spent; the node \
+     derives them when it stores the alert)";
+
 /// The stored record a submit of `draft` would create here (validated,
 /// pseudonymized with the node's key ring), for evaluating the policy.
 fn record_from_draft(
@@ -182,7 +187,9 @@ fn record_from_draft(
         .default_phone_region
         .as_ref()
         .map(|r| r.get_ref().clone());
-    let pseudo = Pseudonymizer::new(ring, region);
+    // The tokens the node itself would make: with a key service, exact
+    // tokens come from it (stand-ins below), not from the ring.
+    let pseudo = Pseudonymizer::new(ring, region).with_ring_tokens(config.exact_tokens_from_ring());
     let mut pseudonyms = pseudo
         .pseudonymize(&draft.subjects, "draft.subjects", now.into())
         .map_err(invalid)?;
@@ -575,6 +582,9 @@ fn explain_local(
         if let Some(env) = envelope {
             println!("envelope that would be sent:");
             println!("{}", super::output::to_json(&env, true).unwrap_or_default());
+            if config.key_service.is_some() {
+                println!("{STAND_IN_NOTE}");
+            }
         }
     }
     if json {

@@ -45,7 +45,10 @@ pub enum KeysCommand {
 pub enum PseudoCommand {
     /// Print the normalized form of one identifier.
     Normalize(IdentifierArgs),
-    /// Print the token(s) of one identifier under the key ring's active keys.
+    /// Print the key-ring token(s) of one identifier under the ring's
+    /// active keys. With `[key_service]` in node.toml (what `certs init`
+    /// writes), a node's exact tokens come from the OPRF key service
+    /// instead and differ: the ring then keys person encodings only.
     Token {
         #[command(flatten)]
         id: IdentifierArgs,
@@ -95,7 +98,7 @@ pub struct IdentifierArgs {
     /// Crypto wallet chain (e.g. ethereum) or online handle platform (e.g. telegram).
     #[arg(long, default_value = "")]
     on: String,
-    /// Person: given names, family name, date of birth (YYYY[-MM[-DD]]).
+    /// Person: given names.
     #[arg(long, default_value = "")]
     given: String,
     /// Person: family name.
@@ -225,6 +228,14 @@ pub fn pseudo(command: PseudoCommand, json: bool) -> Result<(), Failure> {
                     Exit::Usage,
                     anyhow!("{}: no key is valid now", key_ring.display()),
                 ));
+            }
+            if n.kind != crate::proto::v1::IdentifierType::Person {
+                eprintln!(
+                    "note: key-ring tokens. A node with [key_service] in its node.toml (what \
+                     `certs init` writes) sends the OPRF key service's tokens for {} instead, \
+                     which no offline command can compute.",
+                    crate::proto::identifier_type_name(n.kind as i32)
+                );
             }
             for t in tokens {
                 let value = base64::engine::general_purpose::STANDARD.encode(&t.value);

@@ -313,10 +313,7 @@ fn load_pseudonymizer(config: &NodeConfig) -> Result<Pseudonymizer, NodeError> {
     };
     // With a key service, the ring (if any) keys person encodings only,
     // unless a migration asks for its exact tokens as well.
-    let ring_tokens = config
-        .key_service
-        .as_ref()
-        .is_none_or(|k| k.also_key_ring_tokens);
+    let ring_tokens = config.exact_tokens_from_ring();
     Ok(Pseudonymizer::new(
         ring,
         config
