@@ -218,6 +218,37 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
     )
     .await;
     assert_eq!(e.detail["fields"], casebridge::audit::PURPOSE_HEADER);
+    // Text in another script in the plain header (as UTF-8 bytes, which
+    // HTTP/2 lets through) is refused with the header to use instead; the
+    // binary header is named when it is the broken one.
+    let mut req = tonic::Request::new(GetAlertRequest {
+        id: alert.id.clone(),
+    });
+    req.metadata_mut().insert(
+        casebridge::audit::PURPOSE_HEADER,
+        tonic::metadata::AsciiMetadataValue::try_from("Zaak – 17".as_bytes()).unwrap(),
+    );
+    let err = analyst.alerts.get_alert(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains(casebridge::audit::PURPOSE_HEADER)
+            && err.message().contains("x-casebridge-purpose-bin"),
+        "{err:?}"
+    );
+    let mut req = tonic::Request::new(GetAlertRequest {
+        id: alert.id.clone(),
+    });
+    req.metadata_mut().insert_bin(
+        casebridge::audit::PURPOSE_BIN_HEADER,
+        tonic::metadata::BinaryMetadataValue::from_bytes(&[0xff, 0xfe]),
+    );
+    let err = analyst.alerts.get_alert(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message()
+            .contains("x-casebridge-purpose-bin: must be UTF-8"),
+        "{err:?}"
+    );
 
     // --- admin API ----------------------------------------------------------
     let a = "client:admin";

@@ -427,8 +427,10 @@ async fn requests_on_the_command_line() {
             hit.as_str(),
             "--legal-basis",
             "victim_referral_consent",
-            "--purpose",
+            "--reason",
             "referral of the caller",
+            "--purpose",
+            "case NGO-2026-0200 referral",
             "--case-ref",
             "NGO-2026-0200",
             "--urgency",
@@ -487,11 +489,23 @@ async fn requests_on_the_command_line() {
         "{shown}"
     );
     assert!(shown.contains("received by peer:ngo"), "{shown}");
+    // --reason is the request's purpose, which the holder reads; the
+    // global --purpose (after the subcommand too) is the call's own.
+    assert!(shown.contains("referral of the caller"), "{shown}");
+    assert!(!shown.contains("case NGO-2026-0200 referral"), "{shown}");
     let (code, out, err) = cli(&["--client-config", &legal, "requests", "list", "--received"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.lines().count(), 1, "{out}");
     assert!(
         out.starts_with(&id) && out.contains("NGO-2026-0200"),
+        "{out}"
+    );
+    // Nothing answered yet: no answer time, rather than "0 s".
+    let (code, out, err) = cli(&["--client-config", &analyst, "requests", "stats"]);
+    assert_eq!(code, 0, "{err}");
+    let sent = out.lines().find(|l| l.contains("sent")).unwrap_or_default();
+    assert!(
+        sent.contains("none answered") && !sent.contains(" 0 s"),
         "{out}"
     );
     // The cms client has neither role: 77.

@@ -736,4 +736,30 @@ async fn sighup_never_replaces_a_version_set_through_the_api() {
     assert!(out.status.success(), "{out:?}");
     let v = version().await;
     assert_eq!((v.version, v.text.as_str()), (3, ALL_TO_NGO));
+
+    // `policy history`: every version, newest first, and one version's text.
+    let history = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_casebridge"))
+            .args(["policy", "history"])
+            .args(extra)
+            .arg("--client-config")
+            .arg(police.client_config("admin"))
+            .output()
+            .unwrap()
+    };
+    let out = history(&[]);
+    assert!(out.status.success(), "{out:?}");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    let firsts: Vec<&str> = listed
+        .lines()
+        .filter(|l| l.starts_with("policy version"))
+        .map(|l| l.split_whitespace().nth(2).unwrap())
+        .collect();
+    assert_eq!(firsts, ["3", "2", "1"], "{listed}");
+    assert!(listed.contains("from api  set by client:admin"), "{listed}");
+    let out = history(&["--show", "2"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(LABOUR_ONLY));
+    let out = history(&["--show", "9"]);
+    assert_eq!(out.status.code(), Some(66), "{out:?}");
 }

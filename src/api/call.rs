@@ -48,23 +48,33 @@ pub fn actor_of<T>(req: &Request<T>, agency: &AgencyId, federation: &FederationN
     }
 }
 
-/// The stated purpose, or why it cannot be taken: UTF-8 from the binary
-/// header, or ASCII from the plain one.
-fn purpose_of<T>(req: &Request<T>) -> Result<String, String> {
+/// The stated purpose, or which header broke the rule and how: UTF-8 from
+/// the binary header (it wins when both are sent), or ASCII from the plain
+/// one — HTTP/2 carries nothing else there, so other text must use the
+/// binary header (docs/client-api.md).
+fn purpose_of<T>(req: &Request<T>) -> Result<String, (&'static str, String)> {
     if let Some(value) = req.metadata().get_bin(PURPOSE_BIN_HEADER) {
-        let bytes = value
-            .to_bytes()
-            .map_err(|_| "cannot be decoded".to_string())?;
-        let text = std::str::from_utf8(&bytes).map_err(|_| "must be UTF-8".to_string())?;
-        return check_purpose(text).map(str::to_owned);
+        let bin = |e: &str| (PURPOSE_BIN_HEADER, e.to_string());
+        let bytes = value.to_bytes().map_err(|_| bin("is not valid base64"))?;
+        let text = std::str::from_utf8(&bytes).map_err(|_| bin("must be UTF-8"))?;
+        return check_purpose(text)
+            .map(str::to_owned)
+            .map_err(|e| (PURPOSE_BIN_HEADER, e));
     }
     let Some(value) = req.metadata().get(PURPOSE_HEADER) else {
         return Ok(String::new());
     };
     let text = value.to_str().map_err(|_| {
-        "must be printable ASCII (send UTF-8 in x-casebridge-purpose-bin)".to_string()
+        (
+            PURPOSE_HEADER,
+            format!(
+                "must be printable ASCII: send text in any other script as UTF-8 in {PURPOSE_BIN_HEADER}"
+            ),
+        )
     })?;
-    check_purpose(text).map(str::to_owned)
+    check_purpose(text)
+        .map(str::to_owned)
+        .map_err(|e| (PURPOSE_HEADER, e))
 }
 
 /// One audited RPC. Recorded once: by [`CallEntry::done`] inside the work
@@ -75,7 +85,7 @@ fn purpose_of<T>(req: &Request<T>) -> Result<String, String> {
 pub struct Call {
     entry: CallEntry,
     store: Arc<Store>,
-    purpose_error: Option<String>,
+    purpose_error: Option<(&'static str, String)>,
 }
 
 impl std::ops::Deref for Call {
@@ -121,7 +131,7 @@ impl Call {
     pub fn checked(&self) -> Result<(), Status> {
         match &self.purpose_error {
             None => Ok(()),
-            Some(e) => Err(crate::violation::invalid_field(PURPOSE_HEADER, e.clone())),
+            Some((header, e)) => Err(crate::violation::invalid_field(header, e.clone())),
         }
     }
 

@@ -1099,6 +1099,16 @@ fn span_text(secs: f64) -> String {
     }
 }
 
+/// An answer time of a stats row, or "none answered" when there is no
+/// answer to take it over (not "0 s").
+fn answer_time(r: &crate::proto::v1::RequestStatsRow, seconds: f64) -> String {
+    if r.answered == 0 {
+        "none answered".into()
+    } else {
+        span_text(seconds)
+    }
+}
+
 /// `requests stats`: a row per peer and direction.
 pub fn request_stats(stats: &crate::proto::v1::RequestStatsResponse, as_json: bool) {
     if as_json {
@@ -1136,8 +1146,8 @@ pub fn request_stats(stats: &crate::proto::v1::RequestStatsResponse, as_json: bo
             r.open,
             r.overdue,
             r.answered_late,
-            span_text(r.median_answer_seconds),
-            span_text(r.p90_answer_seconds),
+            answer_time(r, r.median_answer_seconds),
+            answer_time(r, r.p90_answer_seconds),
         );
     }
 }

@@ -71,6 +71,13 @@ pub enum PolicyCommand {
         #[arg(long, env = "CASEBRIDGE_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Every policy version the node installed, newest first: who set it,
+    /// when, from where, with its comment (admin role).
+    History {
+        /// Print this version's text instead of the list.
+        #[arg(long)]
+        show: Option<u64>,
+    },
     /// The policy in force on the node (admin role).
     Get {
         /// Print the policy text too.
@@ -321,6 +328,7 @@ pub async fn run(
             output::policy_version(&v, json, text);
             Ok(())
         }
+        PolicyCommand::History { show } => history(show, json, client_config).await,
         PolicyCommand::Set {
             file,
             expect_version,
@@ -450,10 +458,10 @@ fn print_validated(file: &Path, p: &Policy) {
             .map(ToString::to_string)
             .collect();
         println!(
-            "  line {:>3}  {:<24} {:?} -> {}",
+            "  line {:>3}  {:<24} {} -> {}",
             r.line,
             r.name,
-            r.effect,
+            r.effect.as_str(),
             peers.join(", ")
         );
     }
@@ -594,6 +602,43 @@ fn explain_local(
             super::output::to_json(&out, true)
         };
         println!("{}", text.unwrap_or_default());
+    }
+    Ok(())
+}
+
+/// `policy history`: the versions installed, newest first, or one
+/// version's text.
+async fn history(
+    show: Option<u64>,
+    json: bool,
+    client_config: Option<&Path>,
+) -> Result<(), Failure> {
+    let mut client = connect(client_config).await?;
+    let mut versions = client
+        .admin
+        .list_policy_versions(crate::proto::v1::ListPolicyVersionsRequest {})
+        .await?
+        .into_inner()
+        .versions;
+    versions.sort_by_key(|v| std::cmp::Reverse(v.version));
+    match show {
+        Some(n) => {
+            let v = versions.iter().find(|v| v.version == n).ok_or_else(|| {
+                failure(
+                    Exit::NotFound,
+                    anyhow!("no policy version {n} on this node (`policy history` lists them)"),
+                )
+            })?;
+            output::policy_version(v, json, true);
+        }
+        None if versions.is_empty() => {
+            eprintln!("no sharing policy installed: this node shares nothing");
+        }
+        None => {
+            for v in &versions {
+                output::policy_version(v, json, false);
+            }
+        }
     }
     Ok(())
 }

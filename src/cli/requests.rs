@@ -180,9 +180,11 @@ pub enum RequestsCommand {
         /// The article, law or treaty (at most 300 bytes).
         #[arg(long, default_value = "")]
         citation: String,
-        /// Why you need the data (at most 500 bytes).
+        /// Why you need the data (at most 500 bytes): the request's purpose,
+        /// which the holder reads. (The global --purpose is why you make
+        /// this call, for your own audit log.)
         #[arg(long)]
-        purpose: String,
+        reason: String,
         /// Your case reference (at most 128 bytes).
         #[arg(long)]
         case_ref: String,
@@ -340,7 +342,7 @@ pub async fn run(
             alert,
             legal_basis,
             citation,
-            purpose,
+            reason,
             case_ref,
             urgency,
             due,
@@ -361,7 +363,7 @@ pub async fn run(
                     about: Some(about),
                     legal_basis: legal_basis.proto() as i32,
                     citation,
-                    purpose,
+                    purpose: reason,
                     case_reference: case_ref,
                     urgency: urgency.proto() as i32,
                     due_at,

@@ -109,6 +109,7 @@ pub fn stats(
             .into_values()
             .map(|(mut row, mut times)| {
                 times.sort_by(f64::total_cmp);
+                row.answered = times.len() as u64;
                 row.median_answer_seconds = quantile(&times, 0.5);
                 row.p90_answer_seconds = quantile(&times, 0.9);
                 row
@@ -184,7 +185,14 @@ mod tests {
             (4, 1, 1, 1, 1, 1)
         );
         assert_eq!(received.answered_late, 1, "200 s against a 100 s deadline");
+        assert_eq!(received.answered, 3);
         assert_eq!(received.median_answer_seconds, 30.0);
+        let sent = out
+            .rows
+            .iter()
+            .find(|r| r.peer == "ngo" && r.outgoing)
+            .unwrap();
+        assert_eq!(sent.answered, 0, "nothing answered: no answer time");
         assert_eq!(received.p90_answer_seconds, 200.0);
     }
 

@@ -60,16 +60,10 @@ impl Release {
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();
         if self.location != LocationLevel::None {
-            parts.push(format!(
-                "location={}",
-                format!("{:?}", self.location).to_ascii_lowercase()
-            ));
+            parts.push(format!("location={}", self.location.as_str()));
         }
         if self.time != TimeLevel::None {
-            parts.push(format!(
-                "time={}",
-                format!("{:?}", self.time).to_ascii_lowercase()
-            ));
+            parts.push(format!("time={}", self.time.as_str()));
         }
         if self.narrative {
             parts.push("narrative".into());

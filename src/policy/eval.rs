@@ -74,16 +74,12 @@ impl Grant {
     /// narrative indicators phone=exact person=fuzzy` (fields at `none` are
     /// left out).
     pub fn describe(&self) -> String {
-        let lower = |s: &str| s.to_ascii_lowercase();
         let mut parts = Vec::new();
         if self.location != LocationLevel::None {
-            parts.push(format!(
-                "location={}",
-                lower(&format!("{:?}", self.location))
-            ));
+            parts.push(format!("location={}", self.location.as_str()));
         }
         if self.time != TimeLevel::None {
-            parts.push(format!("time={}", lower(&format!("{:?}", self.time))));
+            parts.push(format!("time={}", self.time.as_str()));
         }
         if self.narrative {
             parts.push("narrative".into());
@@ -96,7 +92,7 @@ impl Grant {
                 continue;
             }
             let name = crate::proto::identifier_type_name(t);
-            parts.push(format!("{name}={}", lower(&format!("{level:?}"))));
+            parts.push(format!("{name}={}", level.as_str()));
         }
         if parts.is_empty() {
             "ids only".into()

@@ -54,6 +54,52 @@ pub enum IdLevel {
     FuzzyWide,
 }
 
+impl Effect {
+    /// As a policy file writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Share => "share",
+            Self::Deny => "deny",
+        }
+    }
+}
+
+/// The policy file's spelling of each level, so what the node says (the
+/// audit log's `levels`, `explain`, the console) is what a policy author
+/// writes: `fuzzy_wide`, not Rust's `FuzzyWide`.
+impl LocationLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Country => "country",
+            Self::Region => "region",
+            Self::City => "city",
+        }
+    }
+}
+
+impl TimeLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Year => "year",
+            Self::Month => "month",
+            Self::Day => "day",
+        }
+    }
+}
+
+impl IdLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Exact => "exact",
+            Self::Fuzzy => "fuzzy",
+            Self::FuzzyWide => "fuzzy_wide",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IdType {

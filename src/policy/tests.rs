@@ -790,3 +790,26 @@ fn h1_is_kept_to_law_enforcement_and_rules_that_read_otherwise_are_warned_about(
         p.handling_warnings()
     );
 }
+
+/// What the node says about levels is what a policy author writes
+/// (`fuzzy_wide`, not `fuzzywide`).
+#[test]
+fn levels_are_described_in_the_policy_files_words() {
+    let mut g = Grant::nothing();
+    g.location = LocationLevel::City;
+    g.time = TimeLevel::Month;
+    g.identifiers.insert(
+        crate::proto::v1::IdentifierType::Person as i32,
+        IdLevel::FuzzyWide,
+    );
+    assert_eq!(g.describe(), "location=city time=month person=fuzzy_wide");
+    for (level, word) in [
+        (IdLevel::None, "none"),
+        (IdLevel::Exact, "exact"),
+        (IdLevel::Fuzzy, "fuzzy"),
+        (IdLevel::FuzzyWide, "fuzzy_wide"),
+    ] {
+        let parsed: IdLevel = serde_json::from_value(serde_json::json!(word)).unwrap();
+        assert_eq!((parsed, level.as_str()), (level, word));
+    }
+}
