@@ -528,6 +528,39 @@ async fn a_hit_is_reviewed_a_disclosure_requested_and_approved_and_the_release_s
     );
     legal.screenshot("requests-inbox").await;
     legal.goto(&format!("/requests/{request_id}")).await;
+    // The form starts at the least, offers only what the rule allows, and
+    // says the rule's maximum and the legal basis in words.
+    let page = legal.text().await;
+    assert!(
+        page.contains("at most the city, the day, the narrative, the indicators; in clear: Phone, E-mail, Person"),
+        "{page}"
+    );
+    assert!(page.contains("Directive (EU) 2023/977"), "{page}");
+    assert!(!page.contains("Directive 2023 977"), "{page}");
+    let chosen = |id: &'static str| {
+        let legal = &legal;
+        async move {
+            legal
+                .client
+                .execute(
+                    &format!("return document.getElementById('{id}').value"),
+                    vec![],
+                )
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(chosen("location").await, "LOCATION_DETAIL_NONE");
+    assert_eq!(chosen("time").await, "TIME_DETAIL_NONE");
+    assert!(legal.exists("#id-IDENTIFIER_TYPE_PHONE").await);
+    for forbidden in ["DOCUMENT", "IBAN", "CRYPTO_WALLET"] {
+        assert!(
+            !legal
+                .exists(&format!("#id-IDENTIFIER_TYPE_{forbidden}"))
+                .await,
+            "{forbidden} is beyond the rule"
+        );
+    }
     legal.click("#outcome-DISCLOSURE_STATE_APPROVED").await;
     legal.click("#id-IDENTIFIER_TYPE_PHONE").await;
     legal

@@ -496,6 +496,7 @@ impl Disclosures {
             crate::policy::DisclosureVerdict::Allowed { rule, max } => {
                 case.rule = rule;
                 case.release_maximum = max.describe();
+                case.release_limit = Some(steps::limit_selection(&max));
             }
             crate::policy::DisclosureVerdict::Refused {
                 ground,

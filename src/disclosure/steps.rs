@@ -95,6 +95,30 @@ fn selection(s: &ReleaseSelection) -> Result<ReleaseFields, Vec<FieldViolation>>
     }
 }
 
+/// A rule's maximum as a selection (`DisclosureCase.release_limit`): the
+/// reverse of [`selection`], so a form offers exactly what the rule allows.
+pub(crate) fn limit_selection(max: &ReleaseFields) -> ReleaseSelection {
+    let location = match max.location {
+        LocationLevel::None => LocationDetail::None,
+        LocationLevel::Country => LocationDetail::Country,
+        LocationLevel::Region => LocationDetail::Region,
+        LocationLevel::City => LocationDetail::City,
+    };
+    let time = match max.time {
+        TimeLevel::None => TimeDetail::None,
+        TimeLevel::Year => TimeDetail::Year,
+        TimeLevel::Month => TimeDetail::Month,
+        TimeLevel::Day => TimeDetail::Day,
+    };
+    ReleaseSelection {
+        location: location as i32,
+        time: time as i32,
+        narrative: max.narrative,
+        indicators: max.indicators,
+        identifiers: max.identifiers.iter().copied().collect(),
+    }
+}
+
 fn outcome_word(state: DisclosureState) -> &'static str {
     match state {
         DisclosureState::Approved => "approved",
@@ -827,4 +851,47 @@ fn purged_view(mut record: ReleaseRecord) -> ReleaseRecord {
         r.subjects.clear();
     }
     record
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn location() -> impl Strategy<Value = LocationLevel> {
+        prop_oneof![
+            Just(LocationLevel::None),
+            Just(LocationLevel::Country),
+            Just(LocationLevel::Region),
+            Just(LocationLevel::City)
+        ]
+    }
+
+    fn time() -> impl Strategy<Value = TimeLevel> {
+        prop_oneof![
+            Just(TimeLevel::None),
+            Just(TimeLevel::Year),
+            Just(TimeLevel::Month),
+            Just(TimeLevel::Day)
+        ]
+    }
+
+    proptest! {
+        /// The limit a form is given reads back as the very maximum the
+        /// node checks a decision against: offering it never ends in a
+        /// refusal, and offers nothing beyond it.
+        #[test]
+        fn a_limit_reads_back_as_its_maximum(
+            location in location(),
+            time in time(),
+            narrative: bool,
+            indicators: bool,
+            identifiers in proptest::collection::btree_set(1i32..=9, 0..9),
+        ) {
+            let max = ReleaseFields { location, time, narrative, indicators, identifiers };
+            let back = selection(&limit_selection(&max)).unwrap();
+            prop_assert_eq!(&back, &max);
+            prop_assert!(max.excess(&back, "r").is_empty());
+        }
+    }
 }

@@ -175,6 +175,21 @@ pub fn basis_name(b: i32) -> String {
     )
 }
 
+/// A legal basis as people read it where they choose or see one (the
+/// console), not as the wire spells it ("Directive 2023 977").
+pub fn basis_words(b: i32) -> &'static str {
+    match LegalBasis::try_from(b) {
+        Ok(LegalBasis::Directive2023977) => {
+            "Directive (EU) 2023/977: information exchange between law enforcement authorities"
+        }
+        Ok(LegalBasis::PrumIi) => "Prüm II: follow-up of a Prüm hit (Regulation (EU) 2024/982)",
+        Ok(LegalBasis::MutualLegalAssistance) => "Mutual legal assistance in criminal matters",
+        Ok(LegalBasis::VictimReferralConsent) => "Referral of a victim who consented to it",
+        Ok(LegalBasis::NationalLaw) => "A national law (name it under “Article, law or treaty”)",
+        _ => "—",
+    }
+}
+
 /// Decides what the policy allows for a request by `peer` under
 /// `legal_basis` about `alert` (one of ours).
 pub fn evaluate_disclosure(

@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use futures_util::StreamExt;
 use serde::Deserialize;
 
-use super::form::{Choice, FormState, choices};
+use super::form::{Choice, FormState, choices, explained_choices};
 use crate::console::Console;
 use crate::console::guard::{Posted, Viewer};
 use crate::console::rpc::{request, violations};
@@ -270,7 +270,8 @@ fn detail_page(c: &Console, viewer: &Viewer, hit: Hit, mut form: FormState) -> D
         confirmed,
         their_alert_here: held_here(c, &hit.other_alert_id),
         verdicts: choices!(HitVerdict, "HIT_VERDICT_"),
-        bases: choices!(LegalBasis, "LEGAL_BASIS_"),
+        bases: explained_choices!(LegalBasis, |b| crate::policy::disclosure::basis_words(b)
+            .to_owned()),
         urgencies: choices!(Urgency, "URGENCY_")
             .into_iter()
             .filter(|u| u.value != Urgency::Custom.as_str_name())

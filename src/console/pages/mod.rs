@@ -10,6 +10,7 @@ mod hits;
 mod import;
 mod overview;
 mod policy;
+mod release_offer;
 mod requests;
 
 use axum::Router;

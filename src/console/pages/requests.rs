@@ -10,6 +10,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::form::{Choice, FormState, choices, explained_choices};
+use super::release_offer::ReleaseOffer;
 use crate::config::Role;
 use crate::console::Console;
 use crate::console::guard::{Posted, Viewer};
@@ -114,7 +115,7 @@ pub fn case_row(case: &DisclosureCase) -> CaseRow {
         state: label(case.state().as_str_name(), "DISCLOSURE_STATE_"),
         due,
         due_class,
-        basis: label(r.legal_basis().as_str_name(), "LEGAL_BASIS_"),
+        basis: crate::policy::disclosure::basis_words(r.legal_basis).to_owned(),
         officer: r.officer.clone(),
     }
 }
@@ -188,9 +189,7 @@ struct DetailPage {
     can_answer: bool,
     outcomes: Vec<Choice>,
     grounds: Vec<Choice>,
-    locations: Vec<Choice>,
-    times: Vec<Choice>,
-    identifier_types: Vec<Choice>,
+    offer: ReleaseOffer,
     handling_codes: Vec<Choice>,
     form: FormState,
 }
@@ -218,9 +217,11 @@ async fn detail(
 fn detail_page(viewer: &Viewer, case: DisclosureCase, mut form: FormState) -> DetailPage {
     let r = case.request.clone().unwrap_or_default();
     let undecided = matches!(case.state(), DisclosureState::Open);
+    // The form starts at the least: an officer adds what the requester
+    // needs, up to the rule's maximum, rather than trimming it down.
     if form.value("location").is_empty() {
-        form.set("location", LocationDetail::City.as_str_name());
-        form.set("time", TimeDetail::Day.as_str_name());
+        form.set("location", LocationDetail::None.as_str_name());
+        form.set("time", TimeDetail::None.as_str_name());
         form.set("retention_days", "90");
     }
     let decision = case.decision.as_ref().map(|d| {
@@ -307,9 +308,7 @@ fn detail_page(viewer: &Viewer, case: DisclosureCase, mut form: FormState) -> De
         })
         .collect(),
         grounds: choices!(RefusalGround, "REFUSAL_GROUND_"),
-        locations: choices!(LocationDetail, "LOCATION_DETAIL_"),
-        times: choices!(TimeDetail, "TIME_DETAIL_"),
-        identifier_types: choices!(IdentifierType, "IDENTIFIER_TYPE_"),
+        offer: ReleaseOffer::new(case.release_limit.as_ref()),
         handling_codes: explained_choices!(HandlingCode, |v| {
             handling_label(HandlingCode::try_from(v).unwrap_or_default())
         }),
