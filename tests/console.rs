@@ -971,7 +971,7 @@ async fn a_register_is_checked_row_by_row_then_imported_and_the_alerts_exported(
     let mut register = std::fs::read_to_string(docs.join("register.csv")).unwrap();
     register.push_str("NGO-2024-0040,Forced labour,,NL,Venlo,01/07/2024,Bad phone,Piotr,Nowak,1990,+31 6 1234,,,\n");
     register.push_str(
-        "NGO-2024-0041,Robbery,,NL,Venlo,01/07/2024,Unknown type,Jan,Kowalski,1991,,,,\n",
+        "NGO-2024-0041,Robbery,,NL,Venlo,01/07/2024,Unknown type,Jan,Kowalski,1991,+31 6 99,,,\n",
     );
     let file = dir.path().join("register.csv");
     std::fs::write(&file, register).unwrap();
@@ -999,12 +999,22 @@ async fn a_register_is_checked_row_by_row_then_imported_and_the_alerts_exported(
         text.contains("5 rows: would be created 3, would be updated 0, unchanged 0, would be retracted 0, rejected 2"),
         "{text}"
     );
-    // Row by row, each problem at its cell, with the value.
-    assert!(text.contains("K5: phone number \"+31 6 1234\""), "{text}");
+    // Row by row, each problem at its cell under its header, with the
+    // value; every problem of a row at once (the unknown type the importer
+    // found, the bad phone the node found), in a caseworker's words.
     assert!(
-        text.contains("B6: \"Robbery\" is not a known category"),
+        text.contains("Phone (K5): phone number \"+31 6 1234\""),
         "{text}"
     );
+    assert!(
+        text.contains("Type (B6): \"Robbery\" is not a category CaseBridge knows"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Phone (K6): phone number \"+31 6 99\""),
+        "both problems of row 6: {text}"
+    );
+    assert!(!text.contains("in the mapping"), "{text}");
     assert!(
         text.contains("NGO-2024-0017") && text.contains("would be created"),
         "{text}"

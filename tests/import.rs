@@ -693,7 +693,7 @@ phones = "Phone"
     for expected in [
         format!("{f}:Cases!E3: "), // the node's phone validation, at its column
         format!("{f}:Cases!F4: \"Atlantis\" is not a country"),
-        format!("{f}:Cases!B5: \"robbery\" is not a known category"),
+        format!("{f}:Cases!B5: \"robbery\" is not a category CaseBridge knows"),
         format!("{f}:Cases!B6: "), // a required value missing
     ] {
         assert!(err.contains(&expected), "{expected} not in:\n{err}");

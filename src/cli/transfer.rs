@@ -315,13 +315,13 @@ impl job::Observer for Cli<'_> {
                 self.progress.println(&format!(
                     "{}: {}",
                     place(self.input, self.sheet.as_deref(), row, p.column),
-                    p.message
+                    p.with_hint()
                 ));
             }
             self.shown += 1;
             reasons.push(match p.column {
-                Some(c) => format!("{}: {}", tabular::column_letter(c), p.message),
-                None => p.message.clone(),
+                Some(c) => format!("{}: {}", tabular::column_letter(c), p.with_hint()),
+                None => p.with_hint(),
             });
         }
         if self.dry_run {

@@ -16,17 +16,46 @@ use crate::proto::v1::{
     PersonName, Phone, Subject, TimeWindow,
 };
 
-/// A problem with one row, at a column when one is to blame.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A problem with one row, at a column when one is to blame. `message`
+/// is for whoever keeps the register (a caseworker: what is wrong with
+/// the value and what to write instead); `hint`, when there is one, is
+/// for whoever keeps the mapping file (how to make the importer accept
+/// the value as it is). The console shows the message; the command line
+/// and the rejected-rows file both.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CellProblem {
     pub column: Option<usize>,
     pub message: String,
+    pub hint: Option<String>,
+}
+
+impl CellProblem {
+    /// The message with the mapping author's hint, for the command line.
+    pub fn with_hint(&self) -> String {
+        match &self.hint {
+            Some(h) => format!("{} ({h})", self.message),
+            None => self.message.clone(),
+        }
+    }
 }
 
 fn problem(column: Option<usize>, message: impl Into<String>) -> CellProblem {
     CellProblem {
         column,
         message: message.into(),
+        hint: None,
+    }
+}
+
+fn hinted(
+    column: Option<usize>,
+    message: impl Into<String>,
+    hint: impl Into<String>,
+) -> CellProblem {
+    CellProblem {
+        column,
+        message: message.into(),
+        hint: Some(hint.into()),
     }
 }
 
@@ -155,6 +184,18 @@ impl Bound {
 
     /// Converts one row (its cells in column order).
     pub fn convert(&self, cells: &[String]) -> Result<RowOutcome, Vec<CellProblem>> {
+        self.convert_with_rest(cells)
+            .map_err(|(problems, _)| problems)
+    }
+
+    /// Converts one row; a row with problems comes back with the draft of
+    /// what did convert (when it has its case id), so the node can check
+    /// the rest of the row too and a person learns every problem of the
+    /// row at once, not one per attempt.
+    pub fn convert_with_rest(
+        &self,
+        cells: &[String],
+    ) -> Result<RowOutcome, (Vec<CellProblem>, Option<Box<Converted>>)> {
         let cell = |i: usize| cells.get(i).map(|s| unquote(s.trim())).unwrap_or("");
         let m = &self.loaded.mapping;
         // The id: the first non-empty id column.
@@ -173,10 +214,13 @@ impl Bound {
         let mut problems = Vec::new();
         let Some((_, source_id)) = id else {
             let col = self.id.first().copied();
-            return Err(vec![problem(
-                col,
-                "the case id is empty: every row needs one, so that importing the file again updates it",
-            )]);
+            return Err((
+                vec![problem(
+                    col,
+                    "the case id is empty: every row needs one, so that importing the file again updates it",
+                )],
+                None,
+            ));
         };
         let mut row = Row {
             bound: self,
@@ -191,18 +235,18 @@ impl Bound {
                 subjects.push(subject);
             }
         }
-        let provenance = row.provenance;
-        if !problems.is_empty() {
-            return Err(problems);
-        }
-        Ok(RowOutcome::Alert(Box::new(Converted {
+        let converted = Box::new(Converted {
             source_id: source_id.to_owned(),
             draft: AlertDraft {
                 content: Some(content),
                 subjects,
             },
-            provenance,
-        })))
+            provenance: row.provenance,
+        });
+        if !problems.is_empty() {
+            return Err((problems, Some(converted)));
+        }
+        Ok(RowOutcome::Alert(converted))
     }
 }
 
@@ -299,17 +343,19 @@ impl Row<'_, '_> {
         match kind.parse(mapped.unwrap_or(key)) {
             Some(v) => Some(v),
             None => {
-                self.problems.push(problem(
+                self.problems.push(hinted(
                     Some(col),
                     format!(
-                        "\"{text}\" is not a known {}: map it under [values.{}] in the mapping, \
-                         or write one of {}",
-                        kind.name(),
+                        "\"{text}\" is not a {} CaseBridge knows: write one of {}",
+                        kind.name().replace('_', " "),
+                        kind.names().join(", ")
+                    ),
+                    format!(
+                        "or map it under [values.{}] in the mapping",
                         match kind {
                             EnumKind::Indicator => "indicators",
                             _ => kind.name(),
-                        },
-                        kind.names().join(", ")
+                        }
                     ),
                 ));
                 None
@@ -465,12 +511,13 @@ impl Row<'_, '_> {
         match country_code(&self.loaded().mapping.values.country, text) {
             Some(c) => Some(c),
             None => {
-                self.problems.push(problem(
+                self.problems.push(hinted(
                     Some(col),
                     format!(
-                        "\"{text}\" is not a country: write its ISO 3166-1 code (\"NL\", \"NLD\") \
-                         or English name, or map it under [values.country]"
+                        "\"{text}\" is not a country CaseBridge knows: write its English name \
+                         (Netherlands) or its code (NL)"
                     ),
+                    "or map it under [values.country] in the mapping",
                 ));
                 None
             }
@@ -484,12 +531,10 @@ impl Row<'_, '_> {
         match parse_timestamp(&text, &self.loaded().date_formats) {
             Some(t) => Some(t),
             None => {
-                self.problems.push(problem(
+                self.problems.push(hinted(
                     Some(col),
-                    format!(
-                        "\"{text}\" is not a date: write YYYY-MM-DD or an RFC 3339 time, or \
-                         add its format to date_formats in the mapping"
-                    ),
+                    format!("\"{text}\" is not a date: write it as 2024-03-14"),
+                    "or add its format to date_formats in the mapping",
                 ));
                 None
             }
@@ -521,12 +566,13 @@ impl Row<'_, '_> {
                     match date_of_birth(text, &self.loaded().date_formats) {
                         Some(d) => d,
                         None => {
-                            self.problems.push(problem(
+                            self.problems.push(hinted(
                                 Some(*c),
                                 format!(
-                                    "\"{text}\" is not a date of birth: write YYYY, YYYY-MM or \
-                                     YYYY-MM-DD, or add its format to date_formats"
+                                    "\"{text}\" is not a date of birth: write it as 1999-03-14, \
+                                     or 1999-03 or 1999 when that is all that is known"
                                 ),
+                                "or add its format to date_formats in the mapping",
                             ));
                             String::new()
                         }
@@ -612,10 +658,11 @@ impl Row<'_, '_> {
                     Some(d) => d.get_ref().clone(),
                     None => {
                         let c = self.bound.idx(&doc.country).first().copied().or(Some(col));
-                        self.problems.push(problem(
+                        self.problems.push(hinted(
                             c,
-                            "the document's issuing country is empty (set default_country in \
-                             the mapping if it is always the same)",
+                            "the document's issuing country is empty: write the country that \
+                             issued it",
+                            "or set default_country in the mapping if it is always the same",
                         ));
                         String::new()
                     }
@@ -950,7 +997,14 @@ phones = "Suspect phone"
             .unwrap_err();
         let cols: Vec<Option<usize>> = problems.iter().map(|p| p.column).collect();
         assert_eq!(cols, vec![Some(1), Some(4), Some(5)], "{problems:?}");
-        assert!(problems[0].message.contains("[values.category]"));
+        assert!(!problems[0].message.contains("mapping"), "{problems:?}");
+        assert!(
+            problems[0]
+                .hint
+                .as_deref()
+                .is_some_and(|h| h.contains("[values.category]")),
+            "{problems:?}"
+        );
         let missing_id = b
             .convert(&row(&[
                 "", "sexual", "", "", "", "", "", "", "", "", "", "",

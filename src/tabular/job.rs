@@ -127,6 +127,7 @@ pub fn node_problems(
                     .map(|v| v.trim())
                     .filter(|v| !v.is_empty());
                 CellProblem {
+                    hint: None,
                     column,
                     message: match value {
                         Some(value) => format!("{label} \"{value}\": {}", v.description),
@@ -136,6 +137,7 @@ pub fn node_problems(
             })
             .collect(),
         _ => vec![CellProblem {
+            hint: None,
             column: None,
             message: status.message().to_owned(),
         }],
@@ -186,6 +188,57 @@ async fn send<S: Sink>(
     }
 }
 
+/// One row sent to the node, with what the importer already found wrong
+/// with it (`prior`: then the row is rejected whatever the node says, and
+/// was only sent to be checked, never stored).
+struct Sent {
+    row: u32,
+    converted: Box<Converted>,
+    cells: Vec<String>,
+    prior: Vec<CellProblem>,
+    result: Result<ImportAlertResponse, tonic::Status>,
+}
+
+/// A row to send: the request, and what [`Sent`] keeps of the row.
+struct ToSend {
+    request: ImportAlertRequest,
+    row: u32,
+    converted: Box<Converted>,
+    cells: Vec<String>,
+    prior: Vec<CellProblem>,
+}
+
+/// Sends one row.
+async fn send_row<S: Sink>(sink: S, r: ToSend) -> Sent {
+    let result = send(sink, r.request).await;
+    Sent {
+        row: r.row,
+        converted: r.converted,
+        cells: r.cells,
+        prior: r.prior,
+        result,
+    }
+}
+
+/// What the node found wrong with the rest of a row the importer had
+/// already rejected: only problems at other columns than those the
+/// importer named (a field left empty because its cell was unreadable
+/// is not news), and only those at a column.
+fn rest_problems(
+    status: &tonic::Status,
+    converted: &Converted,
+    cells: &[String],
+    prior: &[CellProblem],
+) -> Vec<CellProblem> {
+    node_problems(status, converted, cells)
+        .into_iter()
+        .filter(|p| {
+            p.column
+                .is_some_and(|c| prior.iter().all(|q| q.column != Some(c)))
+        })
+        .collect()
+}
+
 /// Runs one import of `reader` into `sink`.
 pub async fn run<S: Sink>(
     mut reader: Reader,
@@ -212,67 +265,15 @@ pub async fn run<S: Sink>(
                 };
                 let (item, position) = item?;
                 summary.rows += 1;
-                match item {
-                    Item::Empty { .. } => summary.empty += 1,
-                    Item::Rejected { row, problems, cells } => {
-                        summary.rejected += 1;
-                        observer.rejected(row, &problems, &cells).map_err(JobError::Observer)?;
-                    }
-                    Item::Record { row, converted, cells } => {
-                        let key = id_key(&converted.source_id);
-                        if let Some(first) = seen.get(&key) {
-                            summary.rejected += 1;
-                            let problems = [CellProblem {
-                                column: None,
-                                message: format!(
-                                    "the case id {:?} is also in row {first}: one row a case",
-                                    converted.source_id
-                                ),
-                            }];
-                            observer.rejected(row, &problems, &cells).map_err(JobError::Observer)?;
-                        } else {
-                            seen.insert(key, row);
-                            let request = ImportAlertRequest {
-                                source: options.source.clone(),
-                                source_id: converted.source_id.clone(),
-                                draft: Some(converted.draft.clone()),
-                                validate_only: options.dry_run,
-                            };
-                            let sink = sink.clone();
-                            in_flight.push(async move {
-                                let result = send(sink, request).await;
-                                (row, converted, cells, result)
-                            });
-                        }
-                    }
+                if let Some(row) = take_item(item, options, &mut seen, &mut summary, observer)? {
+                    in_flight.push(send_row(sink.clone(), row));
                 }
                 observer.progress(position, &summary);
             }
-            Some((row, converted, cells, result)) = in_flight.next(), if !in_flight.is_empty() => {
-                match result {
-                    Ok(r) => {
-                        let outcome = r.outcome();
-                        match outcome {
-                            ImportOutcome::Created => summary.created += 1,
-                            ImportOutcome::Updated => summary.updated += 1,
-                            _ => summary.unchanged += 1,
-                        }
-                        let id = r.alert.as_ref().map(|a| a.id.as_str()).unwrap_or("");
-                        observer.imported(row, &converted.source_id, outcome, id);
-                    }
-                    Err(s) if s.code() == Code::InvalidArgument => {
-                        summary.rejected += 1;
-                        let problems = node_problems(&s, &converted, &cells);
-                        observer.rejected(row, &problems, &cells).map_err(JobError::Observer)?;
-                    }
-                    Err(s) => {
-                        // Stop sending; let what is in flight finish.
-                        fatal.get_or_insert(JobError::Refused {
-                            row,
-                            code: s.code(),
-                            message: s.message().to_owned(),
-                        });
-                    }
+            Some(sent) = in_flight.next(), if !in_flight.is_empty() => {
+                if let Err(e) = answered(sent, &mut summary, observer)? {
+                    // Stop sending; let what is in flight finish.
+                    fatal.get_or_insert(e);
                 }
                 observer.progress(0, &summary);
             }
@@ -289,6 +290,143 @@ pub async fn run<S: Sink>(
     }
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Takes one item read: counts and reports what needs no node, and
+/// returns what must be sent (a row to import, or the rest of a rejected
+/// row to check).
+fn take_item(
+    item: Item,
+    options: &Options,
+    seen: &mut HashMap<u64, u32>,
+    summary: &mut Summary,
+    observer: &mut impl Observer,
+) -> Result<Option<ToSend>, JobError> {
+    let request = |converted: &Converted, validate_only: bool| ImportAlertRequest {
+        source: options.source.clone(),
+        source_id: converted.source_id.clone(),
+        draft: Some(converted.draft.clone()),
+        validate_only,
+    };
+    let (request, row, converted, cells, prior) = match item {
+        Item::Empty { .. } => {
+            summary.empty += 1;
+            return Ok(None);
+        }
+        Item::Rejected {
+            row,
+            problems,
+            cells,
+            rest: Some(rest),
+        } => (request(&rest, true), row, rest, cells, problems),
+        Item::Rejected {
+            row,
+            problems,
+            cells,
+            rest: None,
+        } => {
+            summary.rejected += 1;
+            observer
+                .rejected(row, &problems, &cells)
+                .map_err(JobError::Observer)?;
+            return Ok(None);
+        }
+        Item::Record {
+            row,
+            converted,
+            cells,
+        } => {
+            let key = id_key(&converted.source_id);
+            if let Some(first) = seen.get(&key) {
+                summary.rejected += 1;
+                let problems = [CellProblem {
+                    hint: None,
+                    column: None,
+                    message: format!(
+                        "the case id {:?} is also in row {first}: one row a case",
+                        converted.source_id
+                    ),
+                }];
+                observer
+                    .rejected(row, &problems, &cells)
+                    .map_err(JobError::Observer)?;
+                return Ok(None);
+            }
+            seen.insert(key, row);
+            (
+                request(&converted, options.dry_run),
+                row,
+                converted,
+                cells,
+                Vec::new(),
+            )
+        }
+    };
+    Ok(Some(ToSend {
+        request,
+        row,
+        converted,
+        cells,
+        prior,
+    }))
+}
+
+/// Takes the node's answer about one row: counted and reported; a refusal
+/// other than the row's content comes back as the error that stops the
+/// import.
+fn answered(
+    sent: Sent,
+    summary: &mut Summary,
+    observer: &mut impl Observer,
+) -> Result<Result<(), JobError>, JobError> {
+    let Sent {
+        row,
+        converted,
+        cells,
+        mut prior,
+        result,
+    } = sent;
+    if !prior.is_empty() {
+        // A rejected row whose rest was checked: every problem at once.
+        if let Err(s) = &result
+            && s.code() == Code::InvalidArgument
+        {
+            let rest = rest_problems(s, &converted, &cells, &prior);
+            prior.extend(rest);
+        }
+        summary.rejected += 1;
+        observer
+            .rejected(row, &prior, &cells)
+            .map_err(JobError::Observer)?;
+        return Ok(Ok(()));
+    }
+    match result {
+        Ok(r) => {
+            let outcome = r.outcome();
+            match outcome {
+                ImportOutcome::Created => summary.created += 1,
+                ImportOutcome::Updated => summary.updated += 1,
+                _ => summary.unchanged += 1,
+            }
+            let id = r.alert.as_ref().map(|a| a.id.as_str()).unwrap_or("");
+            observer.imported(row, &converted.source_id, outcome, id);
+        }
+        Err(s) if s.code() == Code::InvalidArgument => {
+            summary.rejected += 1;
+            let problems = node_problems(&s, &converted, &cells);
+            observer
+                .rejected(row, &problems, &cells)
+                .map_err(JobError::Observer)?;
+        }
+        Err(s) => {
+            return Ok(Err(JobError::Refused {
+                row,
+                code: s.code(),
+                message: s.message().to_owned(),
+            }));
+        }
+    }
+    Ok(Ok(()))
 }
 
 /// Retracts the alerts of the source whose case ids the file no longer has.

@@ -73,11 +73,13 @@ pub enum Item {
         converted: Box<Converted>,
         cells: Vec<String>,
     },
-    /// A row with problems, each at its column.
+    /// A row with problems, each at its column, and the draft of the rest
+    /// of the row when it converted (for the node to check too).
     Rejected {
         row: u32,
         problems: Vec<CellProblem>,
         cells: Vec<String>,
+        rest: Option<Box<Converted>>,
     },
     /// A row with nothing but its id.
     Empty { row: u32 },
@@ -189,6 +191,7 @@ impl RawRow {
         if let Some(message) = problem {
             if self.bad.len() < MAX_ROW_PROBLEMS {
                 self.bad.push(CellProblem {
+                    hint: None,
                     column: (c0 < MAX_COLUMNS).then_some(c0),
                     message,
                 });
@@ -269,19 +272,21 @@ impl Sink {
                 row: raw.number,
                 problems: raw.bad,
                 cells: raw.cells,
+                rest: None,
             }
         } else {
-            match bound.convert(&raw.cells) {
+            match bound.convert_with_rest(&raw.cells) {
                 Ok(RowOutcome::Alert(converted)) => Item::Record {
                     row: raw.number,
                     converted,
                     cells: raw.cells,
                 },
                 Ok(RowOutcome::Empty) => Item::Empty { row: raw.number },
-                Err(problems) => Item::Rejected {
+                Err((problems, rest)) => Item::Rejected {
                     row: raw.number,
                     problems,
                     cells: raw.cells,
+                    rest,
                 },
             }
         };
@@ -564,6 +569,7 @@ fn read_xlsx(
         match cell_text(cell.get_value()) {
             Ok(t) => row.put(c0, t),
             Err(message) => row.bad.push(CellProblem {
+                hint: None,
                 column: Some(c0),
                 message,
             }),
@@ -600,6 +606,7 @@ fn read_sheet(
                 Ok(t) if t.is_empty() => {}
                 Ok(t) => row.put(column, t),
                 Err(message) => row.bad.push(CellProblem {
+                    hint: None,
                     column: Some(column),
                     message,
                 }),
@@ -670,8 +677,10 @@ fn read_jsonl(path: &Path, sink: &Sink) -> Result<(), ReadError> {
         };
         let item = match parsed {
             Ok(r) if r.source_id.trim().is_empty() => Item::Rejected {
+                rest: None,
                 row: number,
                 problems: vec![CellProblem {
+                    hint: None,
                     column: None,
                     message: "sourceId is empty: every line needs the record's own id".into(),
                 }],
@@ -687,8 +696,10 @@ fn read_jsonl(path: &Path, sink: &Sink) -> Result<(), ReadError> {
                 cells: vec![text.to_owned()],
             },
             Err(e) => Item::Rejected {
+                rest: None,
                 row: number,
                 problems: vec![CellProblem {
+                    hint: None,
                     column: None,
                     message: format!(
                         "not {} in protobuf JSON: {e}",

@@ -253,14 +253,19 @@ impl job::Observer for Report {
             .find(|v| !v.trim().is_empty())
             .cloned()
             .unwrap_or_default();
+        // Each problem at its column, named as the register's header
+        // names it ("Born (J2)"), in the caseworker's words (the mapping
+        // author's hints are the command line's).
         let reasons: Vec<String> = problems
             .iter()
             .map(|p| {
-                format!(
-                    "{}: {}",
-                    cell_name(sheet.as_deref(), row, p.column),
-                    p.message
-                )
+                let cell = cell_name(sheet.as_deref(), row, p.column);
+                match p.column.and_then(|c| self.headers.get(c)) {
+                    Some(h) if !h.trim().is_empty() => {
+                        format!("{} ({cell}): {}", h.trim(), p.message)
+                    }
+                    _ => format!("{cell}: {}", p.message),
+                }
             })
             .collect();
         if !self.job.dry_run {
