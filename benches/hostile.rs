@@ -40,6 +40,7 @@ fn draft(phones: usize, number: &str) -> AlertDraft {
                 phones
             ],
         }],
+        ..Default::default()
     }
 }
 

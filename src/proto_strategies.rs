@@ -146,5 +146,9 @@ pub fn draft(unknown: bool) -> impl Strategy<Value = AlertDraft> {
             0..4,
         ),
     )
-        .prop_map(|(content, subjects)| AlertDraft { content, subjects })
+        .prop_map(|(content, subjects)| AlertDraft {
+            content,
+            subjects,
+            ..Default::default()
+        })
 }

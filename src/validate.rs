@@ -345,11 +345,31 @@ pub fn validate_draft(
         Some(_) => {}
     }
     let mut v = Violations::default();
+    v.text(
+        "draft.case_reference",
+        &draft.case_reference,
+        MAX_CASE_REFERENCE,
+        false,
+    );
+    v.text("draft.title", &draft.title, MAX_TITLE, false);
+    if draft.case_reference.contains(['\n', '\r']) {
+        v.add("draft.case_reference", "must be one line");
+    }
+    if draft.title.contains(['\n', '\r']) {
+        v.add("draft.title", "must be one line");
+    }
     check_subjects(&draft.subjects, "draft.subjects", limits, &mut v);
     out.extend(v.0);
     cap_violations(&mut out);
+    draft.case_reference = draft.case_reference.trim().to_owned();
+    draft.title = draft.title.trim().to_owned();
     if out.is_empty() { Ok(draft) } else { Err(out) }
 }
+
+/// The longest case reference an agency may keep with an alert (bytes).
+pub const MAX_CASE_REFERENCE: usize = 128;
+/// The longest title (bytes).
+pub const MAX_TITLE: usize = 200;
 
 #[cfg(test)]
 mod tests {
@@ -378,7 +398,28 @@ mod tests {
                     })),
                 }],
             }],
+            ..Default::default()
         }
+    }
+
+    #[test]
+    fn the_agencys_own_reference_and_title_are_bounded_single_lines() {
+        let now = SystemTime::now();
+        let (limits, rules) = (Limits::default(), AlertRules::default());
+        let mut d = good();
+        d.case_reference = "  NGO-2024-0017 ".into();
+        d.title = "Greenhouse workers, Westland".into();
+        let ok = validate_draft(d, &limits, &rules, now).unwrap();
+        assert_eq!(ok.case_reference, "NGO-2024-0017", "trimmed");
+        let mut d = good();
+        d.case_reference = "x".repeat(MAX_CASE_REFERENCE + 1);
+        d.title = "two\nlines".into();
+        let fields: Vec<String> = validate_draft(d, &limits, &rules, now)
+            .unwrap_err()
+            .into_iter()
+            .map(|v| v.field)
+            .collect();
+        assert_eq!(fields, ["draft.case_reference", "draft.title"]);
     }
 
     fn fields(d: AlertDraft) -> Vec<String> {

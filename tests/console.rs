@@ -129,9 +129,17 @@ async fn a_caseworker_submits_an_alert_in_the_browser_and_the_peer_receives_it()
     b.fill("s0_family", "Popescu").await;
     b.fill("s0_dob", "1994-07-12").await;
     b.fill("purpose", "NGO-2026-118").await;
+    b.fill("case_reference", "NGO-2026-118").await;
+    b.fill("title", "Greenhouse containers, Westland").await;
     b.follow("form[action='/alerts/new'] button[type=submit]")
         .await;
     let path = b.path().await;
+    // The agency's own reference and title head the alert's page.
+    let page = b.text().await;
+    assert!(
+        page.contains("Greenhouse containers, Westland") && page.contains("NGO-2026-118"),
+        "{page}"
+    );
     assert!(
         path.starts_with("/alerts/ngo:"),
         "the new alert's page: {path}"
@@ -1053,6 +1061,15 @@ async fn a_register_is_checked_row_by_row_then_imported_and_the_alerts_exported(
         .records;
     let ids: Vec<&str> = records.iter().map(|r| r.source_id.as_str()).collect();
     assert_eq!(ids, ["NGO-2024-0017", "NGO-2024-0023", "NGO-2024-0031"]);
+    // The list tells the cases apart by the register's own numbers and
+    // the titles the mapping makes.
+    b.goto("/alerts").await;
+    let list = b.text().await;
+    assert!(
+        list.contains("NGO-2024-0017") && list.contains("Sexual exploitation · Rotterdam"),
+        "{list}"
+    );
+    b.screenshot("alerts-with-case-numbers").await;
     // Each row was the viewer's ImportAlert, audited with the console as its channel.
     let mut admin = fed.client("ngo", "admin").await;
     let entries = audit_after(&mut admin, 0).await;

@@ -989,6 +989,7 @@ async fn an_export_imports_into_another_node_with_the_same_content() {
         let mut draft = casebridge::proto::v1::AlertDraft {
             content: None,
             subjects: std::mem::take(&mut expected.subjects),
+            ..Default::default()
         };
         casebridge::tabular::convert::canonical_order(&mut draft);
         assert_eq!(copy.subjects, draft.subjects);
@@ -1026,5 +1027,89 @@ async fn an_import_slowed_by_the_nodes_rate_limit_still_imports_every_row() {
     assert!(out.contains("created 120"), "{out}");
     let mut police = fed.client("police", "cms").await;
     assert_eq!(imported(&mut police, "labour-inspections").await.len(), 120);
+    fed.shutdown().await;
+}
+
+/// A register's own case number stays with its alert on this node, with
+/// a title people tell it by: in `alert get`, `alert list` and the export,
+/// never in what a peer receives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registers_case_number_stays_with_its_alert_here_and_never_leaves() {
+    let fed = TestFederation::start(&["ngo", "police"]).await;
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples");
+    let config = cms(&fed, "ngo");
+    let (code, out, err) = cli(&[
+        "--client-config",
+        &config,
+        "alert",
+        "import",
+        "--mapping",
+        docs.join("register-mapping.toml").to_str().unwrap(),
+        docs.join("register.csv").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let mut ngo = fed.client("ngo", "cms").await;
+    let a = alert_of(&mut ngo, "ngo-register", "NGO-2024-0017").await;
+    assert_eq!(a.case_reference, "NGO-2024-0017");
+    assert_eq!(a.title, "Sexual exploitation · Rotterdam");
+
+    let (code, out, err) = cli(&["--client-config", &config, "alert", "get", &a.id]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("case NGO-2024-0017  Sexual exploitation · Rotterdam"),
+        "{out}"
+    );
+    let (code, out, err) = cli(&[
+        "--client-config",
+        &config,
+        "alert",
+        "list",
+        "--origin",
+        "ngo",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let line = out.lines().find(|l| l.starts_with(&a.id)).unwrap();
+    assert!(line.contains("NGO-2024-0017"), "{out}");
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("out.csv");
+    let (code, _, err) = cli(&[
+        "--client-config",
+        &config,
+        "alert",
+        "export",
+        "--own",
+        "--format",
+        "csv",
+        "--output",
+        csv.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let mut reader = csv::Reader::from_path(&csv).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let at = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let row = rows.iter().find(|r| &r[0] == a.id.as_str()).unwrap();
+    assert_eq!(&row[at("cb_CaseReference")], "NGO-2024-0017");
+    assert_eq!(&row[at("cb_Title")], "Sexual exploitation · Rotterdam");
+
+    // Police has the alert, without either.
+    let police = fed.client("police", "cms").await;
+    let received = eventually("ngo's alert at police", || {
+        let mut p = police.clone();
+        let id = a.id.clone();
+        async move {
+            p.alerts
+                .get_alert(GetAlertRequest { id })
+                .await
+                .ok()
+                .map(tonic::Response::into_inner)
+        }
+    })
+    .await;
+    assert!(received.content.is_some(), "{received:?}");
+    assert_eq!(
+        (received.case_reference.as_str(), received.title.as_str()),
+        ("", "")
+    );
     fed.shutdown().await;
 }

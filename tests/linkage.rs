@@ -31,6 +31,7 @@ fn person_draft(given: &str, family: &str, dob: &str) -> AlertDraft {
                 })),
             }],
         }],
+        ..Default::default()
     }
 }
 

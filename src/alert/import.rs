@@ -71,7 +71,12 @@ impl Ledger {
         let now = SystemTime::now();
         // What "unchanged" compares: the draft as the register gave it.
         let digest = super::draft_digest(draft.as_ref());
-        let (draft, pseudonyms) = self.prepare(draft, now)?;
+        let (mut draft, pseudonyms) = self.prepare(draft, now)?;
+        // The register's own case number is the alert's reference here,
+        // unless the record names another one.
+        if draft.case_reference.is_empty() {
+            draft.case_reference = source_id.to_owned();
+        }
         if validate_only {
             call.detail("validate_only", true);
             let held = self.store.imported(source, source_id, digest.as_ref())?;
@@ -91,6 +96,8 @@ impl Ledger {
                     updated_at: Some(timestamp(now)),
                     content: draft.content,
                     subjects: draft.subjects,
+                    case_reference: draft.case_reference,
+                    title: draft.title,
                     ..Default::default()
                 }),
                 outcome: outcome as i32,
@@ -129,8 +136,7 @@ impl Ledger {
                         0,
                         timestamp(now),
                         |alert, held| {
-                            alert.content = draft.content;
-                            alert.subjects = draft.subjects;
+                            super::replace_with(alert, draft);
                             *held = pseudonyms;
                         },
                         &decided,

@@ -188,6 +188,8 @@ impl Ledger {
                 created_at: Some(timestamp(now)),
                 updated_at: Some(timestamp(now)),
                 content: draft.content,
+                case_reference: draft.case_reference,
+                title: draft.title,
                 ..Default::default()
             }),
             shared_with: Vec::new(),
@@ -371,6 +373,8 @@ impl Ledger {
                 updated_at: Some(timestamp(now)),
                 content: draft.content,
                 subjects: draft.subjects,
+                case_reference: draft.case_reference,
+                title: draft.title,
                 ..Default::default()
             });
         }
@@ -422,6 +426,8 @@ impl Ledger {
             retraction_reason: String::new(),
             content: draft.content,
             subjects: draft.subjects,
+            case_reference: draft.case_reference,
+            title: draft.title,
         }
     }
 
@@ -532,8 +538,7 @@ impl Ledger {
         let (draft, subjects) = self.prepare(draft, SystemTime::now())?;
         let new_pseudonyms = self.tokenize(&draft.subjects, subjects).await?;
         self.change(id, expected_version, call, |alert, pseudonyms| {
-            alert.content = draft.content;
-            alert.subjects = draft.subjects;
+            replace_with(alert, draft);
             *pseudonyms = new_pseudonyms;
         })
         .await
@@ -637,4 +642,13 @@ impl Ledger {
             next_page_token,
         })
     }
+}
+
+/// A new version of an own alert takes the whole of the draft: its shared
+/// content and subjects, and this agency's own reference and title.
+pub(crate) fn replace_with(alert: &mut Alert, draft: AlertDraft) {
+    alert.content = draft.content;
+    alert.subjects = draft.subjects;
+    alert.case_reference = draft.case_reference;
+    alert.title = draft.title;
 }

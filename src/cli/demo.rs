@@ -86,6 +86,7 @@ fn samples() -> Vec<(&'static str, AlertDraft)> {
             ..Default::default()
         }),
         subjects,
+        ..Default::default()
     };
     vec![
         (

@@ -77,6 +77,15 @@ fn canonical_time(s: &str) -> Option<String> {
 }
 
 /// `n` things in words: "1 checkpoint", "3 checkpoints", "0 entries".
+/// A value of someone's text, escaped, or "-" when empty.
+fn or_dash(s: &str) -> String {
+    if s.is_empty() {
+        "-".into()
+    } else {
+        crate::text::escape(s).to_string()
+    }
+}
+
 pub fn count(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
@@ -177,6 +186,13 @@ pub fn alert(a: &Alert, as_json: bool) {
         return json(a);
     }
     println!("alert {}  version {}  origin {}", a.id, a.version, a.origin);
+    if !a.case_reference.is_empty() || !a.title.is_empty() {
+        println!(
+            "  case {}  {}  (kept here, never shared)",
+            or_dash(&a.case_reference),
+            crate::text::escape(&a.title)
+        );
+    }
     println!(
         "  created {}  updated {}",
         time(a.created_at.as_ref()),
@@ -269,8 +285,8 @@ pub fn alerts(list: &[Alert], as_json: bool) {
         return;
     }
     println!(
-        "{:<50} {:>3}  {:<10} {:<26} {:<9} {:<14} updated",
-        "id", "ver", "origin", "category", "severity", "tlp"
+        "{:<50} {:>3}  {:<10} {:<16} {:<26} {:<9} {:<14} {:<20}  title",
+        "id", "ver", "origin", "case", "category", "severity", "tlp", "updated"
     );
     for a in list {
         let (cat, sev, t) = match (&a.content, a.retracted) {
@@ -279,14 +295,16 @@ pub fn alerts(list: &[Alert], as_json: bool) {
             (None, _) => ("-".into(), String::new(), String::new()),
         };
         println!(
-            "{:<50} {:>3}  {:<10} {:<26} {:<9} {:<14} {}",
+            "{:<50} {:>3}  {:<10} {:<16} {:<26} {:<9} {:<14} {:<20}  {}",
             a.id,
             a.version,
             a.origin,
+            or_dash(&a.case_reference),
             cat,
             sev,
             t,
-            time(a.updated_at.as_ref())
+            time(a.updated_at.as_ref()),
+            crate::text::escape(&a.title)
         );
     }
 }

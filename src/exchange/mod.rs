@@ -73,6 +73,9 @@ pub fn received_record(shared: SharedAlert) -> StoredAlert {
                 shared.content
             },
             subjects: Vec::new(),
+            // The origin's own reference and title never travel.
+            case_reference: String::new(),
+            title: String::new(),
         }),
         shared_with: Vec::new(),
         pseudonyms,

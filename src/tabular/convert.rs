@@ -235,11 +235,14 @@ impl Bound {
                 subjects.push(subject);
             }
         }
+        let (case_reference, title) = row.case();
         let converted = Box::new(Converted {
             source_id: source_id.to_owned(),
             draft: AlertDraft {
                 content: Some(content),
                 subjects,
+                case_reference,
+                title,
             },
             provenance: row.provenance,
         });
@@ -304,6 +307,32 @@ impl Row<'_, '_> {
 
     fn note(&mut self, path: impl Into<String>, col: usize) {
         self.provenance.push((path.into(), col));
+    }
+
+    /// The agency's own reference (empty: the node takes the case id) and
+    /// title of the row, from `[case]`.
+    fn case(&mut self) -> (String, String) {
+        let m = &self.loaded().mapping.case;
+        let reference = self.first(&m.reference).map(|(c, v)| (c, v.to_owned()));
+        let parts: Vec<(usize, String)> = self
+            .bound
+            .idx(&m.title)
+            .into_iter()
+            .map(|i| (i, (self.cell)(i).to_owned()))
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
+        if let Some((c, _)) = &reference {
+            self.note("draft.case_reference", *c);
+        }
+        if let Some((c, _)) = parts.first() {
+            self.note("draft.title", *c);
+        }
+        let title = parts
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect::<Vec<_>>()
+            .join(" · ");
+        (reference.map(|(_, v)| v).unwrap_or_default(), title)
     }
 
     /// A cell's enumeration value: the mapping's value map first, then the

@@ -18,7 +18,7 @@ use crate::proto::v1::{
 };
 
 /// The columns of a CSV or XLSX export, in order.
-pub const COLUMNS: [&str; 41] = [
+pub const COLUMNS: [&str; 43] = [
     "cb_AlertId",
     "cb_Origin",
     "cb_Version",
@@ -60,7 +60,15 @@ pub const COLUMNS: [&str; 41] = [
     "cb_Subject2IdentityNumber",
     "cb_Subject2DocumentCountry",
     "cb_Retracted",
+    // This agency's own reference and title (its own alerts only).
+    "cb_CaseReference",
+    "cb_Title",
 ];
+
+/// Where the flags and local fields sit in a row.
+const RETRACTED: usize = 40;
+const CASE_REFERENCE: usize = 41;
+const TITLE: usize = 42;
 
 /// The columns one subject takes.
 const SUBJECT_COLUMNS: usize = 10;
@@ -111,7 +119,9 @@ pub fn row_of(alert: &Alert) -> (Vec<String>, bool) {
     row[2] = alert.version.to_string();
     row[3] = rfc3339(&alert.created_at);
     row[4] = rfc3339(&alert.updated_at);
-    row[COLUMNS.len() - 1] = alert.retracted.to_string();
+    row[RETRACTED] = alert.retracted.to_string();
+    row[CASE_REFERENCE] = alert.case_reference.clone();
+    row[TITLE] = alert.title.clone();
     let mut whole = true;
     if let Some(c) = &alert.content {
         row[5] = enum_name(c.category, "CATEGORY_", |e: Category| e.as_str_name());
@@ -582,6 +592,8 @@ mod tests {
                     .map(|a| (a.id.clone(), AlertDraft {
                         content: a.content.clone(),
                         subjects: a.subjects.clone(),
+                        case_reference: a.case_reference.clone(),
+                        title: a.title.clone(),
                     }))
                     .collect();
                 for format in [ExportFormat::Csv, ExportFormat::Xlsx, ExportFormat::Jsonl] {

@@ -121,6 +121,10 @@ pub struct Mapping {
     pub defaults: Defaults,
     #[serde(default)]
     pub content: ContentColumns,
+    /// This agency's own reference and title for each alert, kept on the
+    /// node and never shared.
+    #[serde(default)]
+    pub case: CaseColumns,
     #[serde(default)]
     pub subjects: Vec<SubjectColumns>,
     /// Value maps: what a cell says → the value it stands for.
@@ -134,6 +138,17 @@ pub enum MissingColumns {
     #[default]
     Error,
     Skip,
+}
+
+/// `[case]`: what people here tell an alert by. Without `reference`, the
+/// case id (`id_column`) is the reference.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseColumns {
+    /// The column with the agency's own reference, when it is not the id.
+    pub reference: Option<Columns>,
+    /// A short title; several columns are joined with " · ".
+    pub title: Option<Columns>,
 }
 
 /// Values for every row whose cell is empty (or that has no such column).
@@ -528,6 +543,7 @@ impl Loaded {
         let m = &self.mapping;
         let c = &m.content;
         let mut all: Vec<&Columns> = vec![&m.id_column];
+        all.extend([&m.case.reference, &m.case.title].into_iter().flatten());
         all.extend(
             [
                 &c.category,

@@ -669,6 +669,8 @@ fn read_jsonl(path: &Path, sink: &Sink) -> Result<(), ReadError> {
                 draft: Some(crate::proto::v1::AlertDraft {
                     content: a.content,
                     subjects: a.subjects,
+                    case_reference: a.case_reference,
+                    title: a.title,
                 }),
                 ..Default::default()
             })

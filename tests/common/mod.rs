@@ -380,6 +380,7 @@ pub fn sample_draft(narrative: &str) -> AlertDraft {
                 },
             ],
         }],
+        ..Default::default()
     }
 }
 

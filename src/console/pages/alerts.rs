@@ -61,6 +61,9 @@ pub struct Filters {
 
 struct Row {
     id: String,
+    /// This agency's own reference and title (its own alerts only).
+    case_reference: String,
+    title: String,
     origin: String,
     own: bool,
     created: String,
@@ -139,6 +142,8 @@ async fn list(
             let tlp = content.tlp();
             Row {
                 id: a.id.clone(),
+                case_reference: a.case_reference.clone(),
+                title: a.title.clone(),
                 origin: a.origin.clone(),
                 own: a.origin == own,
                 created: day(a.created_at.as_ref()),
@@ -794,7 +799,9 @@ fn draft_of(form: &mut FormState) -> AlertDraft {
         form.map_path(format!("{c}.{path}"), input);
     }
     form.map_path("draft.content", "category");
-    // The case reference travels as the call's purpose.
+    form.map_path("draft.case_reference", "case_reference");
+    form.map_path("draft.title", "title");
+    // Why the person acts travels as the call's purpose.
     form.map_path(crate::audit::PURPOSE_HEADER, "purpose");
     form.map_path(crate::audit::PURPOSE_BIN_HEADER, "purpose");
     let mut indicators = Vec::new();
@@ -855,6 +862,8 @@ fn draft_of(form: &mut FormState) -> AlertDraft {
     AlertDraft {
         content: Some(content),
         subjects,
+        case_reference: form.value("case_reference").to_owned(),
+        title: form.value("title").to_owned(),
     }
 }
 
@@ -1034,6 +1043,8 @@ fn form_of(alert: &Alert) -> FormState {
         f.set("window_end", date_value(w.end.as_ref()));
     }
     f.set("narrative", content.narrative.clone());
+    f.set("case_reference", alert.case_reference.clone());
+    f.set("title", alert.title.clone());
     f.set(
         "retention_until",
         date_value(content.retention_until.as_ref()),
