@@ -16,6 +16,26 @@ use casebridge::ids::ClientName;
 use common::{TestFederation, WAIT, audit_after, audit_head, eventually, with_console};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// A page's text with its whitespace (table cells, line breaks) as single
+/// spaces.
+fn words(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// What input or text area `name` of the current page holds.
+async fn field_value(b: &Browser, name: &str) -> String {
+    b.client
+        .execute(
+            &format!("return document.getElementsByName('{name}')[0].value"),
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// An HTTP/1.1 exchange with a console over TLS with `client`'s
 /// certificate, outside any browser (to read headers and status codes, and
 /// to send what no page would): status code, headers (lower-case names),
@@ -90,7 +110,7 @@ async fn a_caseworker_submits_an_alert_in_the_browser_and_the_peer_receives_it()
     b.choose("severity", "SEVERITY_HIGH").await;
     b.fill("country", "XX").await;
     b.choose("s0_role", "SUBJECT_ROLE_POTENTIAL_VICTIM").await;
-    b.fill("s0_phone", "12").await;
+    b.fill("s0_phones", "12").await;
     b.fill("s0_phone_region", "NL").await;
     b.fill(
         "narrative",
@@ -111,7 +131,7 @@ async fn a_caseworker_submits_an_alert_in_the_browser_and_the_peer_receives_it()
     b.follow("form[action='/alerts/new'] button[type=submit]")
         .await;
     let country = b.field_error("country").await;
-    let phone = b.field_error("s0_phone").await;
+    let phone = b.field_error("s0_phones").await;
     b.screenshot("alert-form-errors").await;
     assert!(country.contains("country"), "country error: {country:?}");
     assert!(!phone.is_empty(), "phone error shown at the phone field");
@@ -121,10 +141,10 @@ async fn a_caseworker_submits_an_alert_in_the_browser_and_the_peer_receives_it()
     );
     assert!(fed.alerts("ngo").await.is_empty(), "nothing stored");
     // What was typed is still there, to be corrected.
-    assert!(b.exists("input[name='s0_phone'][value='12']").await);
+    assert_eq!(field_value(&b, "s0_phones").await, "12");
 
     b.fill("country", "NL").await;
-    b.fill("s0_phone", "+31 6 5555 0199").await;
+    b.fill("s0_phones", "+31 6 5555 0199").await;
     b.fill("s0_given", "Ana").await;
     b.fill("s0_family", "Popescu").await;
     b.fill("s0_dob", "1994-07-12").await;
@@ -174,9 +194,9 @@ async fn a_caseworker_submits_an_alert_in_the_browser_and_the_peer_receives_it()
 
     // Update through the form (a new version reaches the peer), then retract.
     b.follow("a[href$='/edit']").await;
-    assert!(
-        b.exists("input[name='s0_phone'][value='+31 6 5555 0199']")
-            .await,
+    assert_eq!(
+        field_value(&b, "s0_phones").await,
+        "+31 6 5555 0199",
         "the form holds the alert as it is"
     );
     b.fill("narrative", "Workers moved to a second site.").await;
@@ -504,7 +524,12 @@ async fn a_hit_is_reviewed_a_disclosure_requested_and_approved_and_the_release_s
     b.fill("reason", "Identify the victim for protection measures.")
         .await;
     b.fill("case_reference", "POL-2026-0042").await;
-    b.follow("form[action$='/request'] button").await;
+    // Police's own number for the person, for the NGO to verify the match.
+    b.click("form[action$='/request'] details summary").await;
+    b.fill("s0_phones", "06-55550101").await;
+    b.fill("s0_phone_region", "NL").await;
+    b.follow("form[action$='/request'] button[type=submit]")
+        .await;
     let path = b.path().await;
     assert!(path.starts_with("/requests/"), "{path}");
     let request_id = path.trim_start_matches("/requests/").to_owned();
@@ -536,6 +561,11 @@ async fn a_hit_is_reviewed_a_disclosure_requested_and_approved_and_the_release_s
     );
     legal.screenshot("requests-inbox").await;
     legal.goto(&format!("/requests/{request_id}")).await;
+    let page = words(&legal.text().await);
+    assert!(
+        page.contains("Does the requester hold the same person?") && page.contains("Phone yes"),
+        "the requester's phone verified against the NGO's alert: {page}"
+    );
     // The form starts at the least, offers only what the rule allows, and
     // says the rule's maximum and the legal basis in words.
     let page = legal.text().await;
@@ -603,6 +633,35 @@ async fn a_hit_is_reviewed_a_disclosure_requested_and_approved_and_the_release_s
         "the released phone: {page}"
     );
     b.screenshot("release").await;
+    // The figures Directive 2023/977 asks for, in the console too.
+    b.goto("/requests/stats").await;
+    let stats = words(&b.text().await);
+    assert!(stats.contains("ngo sent 1 1 0 0 0 0 0 0"), "{stats}");
+    b.close().await;
+
+    // The NGO withdraws the release: police's copy is purged.
+    let legal = Browser::open(&fed, "ngo", "legal").await;
+    legal.goto("/releases").await;
+    legal.follow("a[href^='/releases/']").await;
+    legal.follow("form[action$='/withdraw'] button").await;
+    assert!(
+        !legal.field_error("reason").await.is_empty(),
+        "a withdrawal says why: {}",
+        legal.text().await
+    );
+    legal.fill("reason", "The victim withdrew consent.").await;
+    legal.follow("form[action$='/withdraw'] button").await;
+    assert!(legal.text().await.contains("withdrawn"));
+    legal.close().await;
+    let b = Browser::open(&fed, "police", "analyst").await;
+    eventually("the withdrawal reaches police", || {
+        let b = &b;
+        async move {
+            b.goto("/releases").await;
+            b.text().await.contains("withdrawn").then_some(())
+        }
+    })
+    .await;
     b.close().await;
     fed.shutdown().await;
 }
@@ -1221,4 +1280,146 @@ fn the_console_guide_certificate_steps_run_as_written() {
         listed.contains("ngo client legal") && listed.contains("u,u,u"),
         "{listed}"
     );
+}
+
+/// An alert richer than the old form (three people, two phones for one,
+/// a wallet, a plate, an advert URL) opens in the console's form, takes
+/// a fourth person, and saves without losing anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_form_holds_everything_the_api_takes() {
+    use casebridge::proto::v1::identifier::Kind;
+    use casebridge::proto::v1::{AdvertUrl, CryptoWallet, Identifier, Phone, VehiclePlate};
+    if !browser::available() {
+        return;
+    }
+    let fed = TestFederation::start_with(&["ngo", "police"], &[], with_console).await;
+    let id = |k: Kind| Identifier { kind: Some(k) };
+    let mut draft = common::sample_draft("Drivers recruited through an advert.");
+    draft.subjects[0].identifiers = vec![
+        id(Kind::Phone(Phone {
+            number: "+31 6 5555 0101".into(),
+            region: String::new(),
+        })),
+        id(Kind::Phone(Phone {
+            number: "+40 721 234 567".into(),
+            region: String::new(),
+        })),
+        id(Kind::CryptoWallet(CryptoWallet {
+            chain: "tron".into(),
+            address: "TQ4v2p7Lg6sGd1CqJ1xW5mYk8Rz3uN9bXe".into(),
+        })),
+    ];
+    let mut second = draft.subjects[0].clone();
+    second.identifiers = vec![id(Kind::VehiclePlate(VehiclePlate {
+        country: "NL".into(),
+        plate: "12-ABC-3".into(),
+    }))];
+    let mut third = draft.subjects[0].clone();
+    third.identifiers = vec![id(Kind::AdvertUrl(AdvertUrl {
+        url: "https://ads.example.org/jobs/123".into(),
+    }))];
+    draft.subjects.push(second);
+    draft.subjects.push(third);
+    let mut cms = fed.client("ngo", "cms").await;
+    let stored = common::submit_draft(&mut cms, draft).await;
+
+    let b = Browser::open(&fed, "ngo", "cms").await;
+    b.goto(&format!("/alerts/{}/edit", stored.id)).await;
+    assert_eq!(
+        field_value(&b, "s0_phones").await,
+        "+31 6 5555 0101\n+40 721 234 567"
+    );
+    assert!(
+        field_value(&b, "s0_wallets")
+            .await
+            .starts_with("tron: TQ4v")
+    );
+    assert_eq!(field_value(&b, "s1_plates").await, "NL: 12-ABC-3");
+    assert_eq!(
+        field_value(&b, "s2_urls").await,
+        "https://ads.example.org/jobs/123"
+    );
+    // A fourth block for a new person is there; a fifth comes on request.
+    assert!(b.exists("[name='s3_phones']").await);
+    assert!(!b.exists("[name='s4_phones']").await);
+    b.follow("button[name='add_person']").await;
+    assert!(
+        b.exists("[name='s4_phones']").await,
+        "another person's block"
+    );
+    assert_eq!(
+        field_value(&b, "s0_phones").await,
+        "+31 6 5555 0101\n+40 721 234 567",
+        "nothing typed is lost"
+    );
+    b.fill("s3_emails", "recruiter@example.org").await;
+    b.screenshot("alert-form-rich").await;
+    b.follow("form[action$='/edit'] button[type=submit]:not([name])")
+        .await;
+    assert_eq!(b.path().await, format!("/alerts/{}", stored.id));
+    let after = fed
+        .alerts("ngo")
+        .await
+        .into_iter()
+        .find(|a| a.id == stored.id)
+        .unwrap();
+    assert_eq!(after.version, 2);
+    assert_eq!(after.subjects.len(), 4, "{after:?}");
+    assert_eq!(&after.subjects[..3], &stored.subjects[..], "nothing lost");
+    b.close().await;
+    fed.shutdown().await;
+}
+
+/// The administrator's page (back up, share again, withdraw from a peer)
+/// and a caseworker's question to the federation, in the browser.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_backs_up_and_reshares_and_a_caseworker_asks_the_federation() {
+    if !browser::available() {
+        return;
+    }
+    let fed = TestFederation::start_with(&["ngo", "police"], &[], with_console).await;
+    let mut police = fed.client("police", "cms").await;
+    common::submit(&mut police, "A phone seen in a raid.").await;
+    common::submit(&mut fed.client("ngo", "cms").await, "Ours.").await;
+
+    let admin = Browser::open(&fed, "ngo", "admin").await;
+    admin.goto("/admin").await;
+    admin.fill("label", "before-upgrade").await;
+    admin.follow("form[action='/admin/backup'] button").await;
+    let page = admin.text().await;
+    assert!(
+        page.contains("Backed up.") && page.contains("before-upgrade"),
+        "{page}"
+    );
+    // The same name again: refused at its field, nothing overwritten.
+    admin.fill("label", "before-upgrade").await;
+    admin.follow("form[action='/admin/backup'] button").await;
+    assert!(
+        !admin.field_error("label").await.is_empty(),
+        "{}",
+        admin.text().await
+    );
+    admin.goto("/admin").await;
+    admin.follow("form[action='/admin/reshare'] button").await;
+    let page = admin.text().await;
+    assert!(
+        page.contains("Dry run, nothing sent: 1 of this agency's alerts match"),
+        "{page}"
+    );
+    admin.screenshot("admin").await;
+    admin.close().await;
+
+    let b = Browser::open(&fed, "ngo", "analyst").await;
+    b.goto("/lookup").await;
+    b.fill("s0_phones", "+31 6 5555 0101").await;
+    b.fill("purpose", "NGO-2026-7").await;
+    b.follow("form[action='/lookup'] button").await;
+    let page = b.text().await;
+    assert!(
+        page.contains("police") && page.contains("Hit Phone"),
+        "{page}"
+    );
+    b.screenshot("lookup").await;
+    b.close().await;
+    fed.shutdown().await;
 }

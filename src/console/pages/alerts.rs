@@ -9,6 +9,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::form::{Choice, FormState, choices, explained_choices};
+use super::people;
 use crate::console::Console;
 use crate::console::guard::{Posted, Viewer};
 use crate::console::rpc::{request, violations};
@@ -18,17 +19,13 @@ use crate::proto::v1::alert_service_server::AlertService;
 use crate::proto::v1::identifier::Kind;
 use crate::proto::v1::{
     Alert, AlertContent, AlertDraft, AlertSharing, Category, Confidence, DocumentType,
-    GetAlertRequest, HandlingCode, Iban, Identifier, IdentityDocument, Indicator,
-    InformationAccuracy, ListAlertsRequest, Location, OnlineHandle, PersonName, Phone,
+    GetAlertRequest, HandlingCode, Indicator, InformationAccuracy, ListAlertsRequest, Location,
     RetractAlertRequest, Severity, SourceReliability, Subject, SubjectRole, SubmitAlertRequest,
     TimeWindow, Tlp, UpdateAlertRequest,
 };
 
 /// Alerts a list page shows.
 const PAGE_SIZE: u32 = 50;
-
-/// Subject blocks on the alert form (most alerts name one or two people).
-const SUBJECT_BLOCKS: usize = 2;
 
 pub fn routes() -> Router<Console> {
     Router::new()
@@ -581,10 +578,12 @@ struct FormPage {
     roles: Vec<Choice>,
     document_types: Vec<Choice>,
     blocks: Vec<usize>,
+    max_blocks: usize,
 }
 
 impl FormPage {
     fn new(viewer: &Viewer, id: String, form: FormState) -> Self {
+        let blocks = people::blocks_posted(&form);
         Self {
             chrome: Chrome::new(viewer, "alerts"),
             id,
@@ -606,13 +605,9 @@ impl FormPage {
             }),
             roles: choices!(SubjectRole, "SUBJECT_ROLE_"),
             document_types: choices!(DocumentType, "DOCUMENT_TYPE_"),
-            blocks: (0..SUBJECT_BLOCKS).collect(),
+            blocks: (0..blocks).collect(),
+            max_blocks: people::MAX_BLOCKS,
         }
-    }
-
-    /// The input name of field `f` in subject block `i`.
-    fn s(&self, i: &usize, f: &str) -> String {
-        format!("s{i}_{f}")
     }
 }
 
@@ -625,8 +620,27 @@ async fn new_form(viewer: Viewer) -> Result<Response, PageError> {
     page(FormPage::new(&viewer, String::new(), form))
 }
 
+/// "Add another person": the same form back with one more block, nothing
+/// checked or stored.
+fn with_another_person(
+    viewer: &Viewer,
+    id: String,
+    form: &mut FormState,
+) -> Option<Result<Response, PageError>> {
+    if form.value("add_person") != "yes" {
+        return None;
+    }
+    let more = (people::blocks_posted(form) + 1).min(people::MAX_BLOCKS);
+    form.set("people", more.to_string());
+    form.set("add_person", "");
+    Some(page(FormPage::new(viewer, id, std::mem::take(form))))
+}
+
 async fn submit(State(c): State<Console>, posted: Posted) -> Result<Response, PageError> {
     let mut form = FormState::from_fields(&posted.fields);
+    if let Some(again) = with_another_person(&posted.viewer, String::new(), &mut form) {
+        return again;
+    }
     let draft = draft_of(&mut form);
     if form.has_errors() {
         return form_again(&posted.viewer, String::new(), form);
@@ -679,7 +693,7 @@ async fn edit_form(
             "a retracted alert cannot be changed".into(),
         ));
     }
-    if let Some(why) = beyond_the_form(&alert) {
+    if let Some(why) = people::beyond_the_form(&alert) {
         return Err(PageError::Conflict(format!(
             "this alert holds {why}, which the console's form cannot show; change it through \
              the API (`casebridge alert update`) so that nothing is lost"
@@ -694,6 +708,9 @@ async fn update(
     posted: Posted,
 ) -> Result<Response, PageError> {
     let mut form = FormState::from_fields(&posted.fields);
+    if let Some(again) = with_another_person(&posted.viewer, id.clone(), &mut form) {
+        return again;
+    }
     let draft = draft_of(&mut form);
     let expected_version = form.value("expected_version").parse::<u64>().unwrap_or(0);
     if form.has_errors() {
@@ -746,7 +763,11 @@ async fn retract(
 
 /// The enum value chosen in `name`, or UNSPECIFIED when none was; a value
 /// no option has (a forged form) is a problem at its field.
-fn chosen<E: Default>(form: &mut FormState, name: &str, parse: fn(&str) -> Option<E>) -> E {
+pub(super) fn chosen<E: Default>(
+    form: &mut FormState,
+    name: &str,
+    parse: fn(&str) -> Option<E>,
+) -> E {
     let value = form.value(name).to_owned();
     if value.is_empty() {
         return E::default();
@@ -854,8 +875,8 @@ fn draft_of(form: &mut FormState) -> AlertDraft {
         retention_until,
     };
     let mut subjects = Vec::new();
-    for block in 0..SUBJECT_BLOCKS {
-        if let Some(s) = subject_of(form, block, subjects.len()) {
+    for block in 0..people::blocks_posted(form) {
+        if let Some(s) = people::subject_of(form, block, subjects.len()) {
             subjects.push(s);
         }
     }
@@ -865,141 +886,6 @@ fn draft_of(form: &mut FormState) -> AlertDraft {
         case_reference: form.value("case_reference").to_owned(),
         title: form.value("title").to_owned(),
     }
-}
-
-/// Subject block `block` of the form as subject `index` of the draft (none
-/// when the block is empty).
-fn subject_of(form: &mut FormState, block: usize, index: usize) -> Option<Subject> {
-    let name = |f: &str| format!("s{block}_{f}");
-    let path = format!("draft.subjects[{index}]");
-    let mut identifiers = Vec::new();
-    // Each identifier the block holds, with its inputs by field path.
-    let mut add = |form: &mut FormState, kind: Kind, inputs: &[(&str, &str)]| {
-        let at = format!("{path}.identifiers[{}]", identifiers.len());
-        form.map_path(at.clone(), &name(inputs[0].1));
-        for (sub, input) in inputs {
-            form.map_path(format!("{at}.{sub}"), &name(input));
-        }
-        identifiers.push(Identifier { kind: Some(kind) });
-    };
-    let v = |form: &FormState, f: &str| form.value(&name(f)).to_owned();
-    if !v(form, "phone").is_empty() {
-        let kind = Kind::Phone(Phone {
-            number: v(form, "phone"),
-            region: v(form, "phone_region").to_uppercase(),
-        });
-        add(
-            form,
-            kind,
-            &[("phone.number", "phone"), ("phone.region", "phone_region")],
-        );
-    }
-    if !v(form, "email").is_empty() {
-        let kind = Kind::Email(crate::proto::v1::Email {
-            address: v(form, "email"),
-        });
-        add(form, kind, &[("email", "email")]);
-    }
-    if !(v(form, "given").is_empty() && v(form, "family").is_empty() && v(form, "dob").is_empty()) {
-        let kind = Kind::Person(PersonName {
-            given_names: v(form, "given"),
-            family_name: v(form, "family"),
-            date_of_birth: v(form, "dob"),
-        });
-        add(
-            form,
-            kind,
-            &[
-                ("person.given_names", "given"),
-                ("person.family_name", "family"),
-                ("person.date_of_birth", "dob"),
-            ],
-        );
-    }
-    if !v(form, "doc_number").is_empty() {
-        let doc_type = chosen(form, &name("doc_type"), DocumentType::from_str_name);
-        let kind = Kind::Document(IdentityDocument {
-            r#type: doc_type as i32,
-            number: v(form, "doc_number"),
-            issuing_country: v(form, "doc_country").to_uppercase(),
-        });
-        add(
-            form,
-            kind,
-            &[
-                ("document.number", "doc_number"),
-                ("document.type", "doc_type"),
-                ("document.issuing_country", "doc_country"),
-            ],
-        );
-    }
-    if !v(form, "iban").is_empty() {
-        let kind = Kind::Iban(Iban {
-            iban: v(form, "iban"),
-        });
-        add(form, kind, &[("iban", "iban")]);
-    }
-    if !v(form, "handle").is_empty() {
-        let kind = Kind::OnlineHandle(OnlineHandle {
-            platform: v(form, "handle_platform"),
-            handle: v(form, "handle"),
-        });
-        add(
-            form,
-            kind,
-            &[
-                ("online_handle.handle", "handle"),
-                ("online_handle.platform", "handle_platform"),
-            ],
-        );
-    }
-    let role = chosen(form, &name("role"), SubjectRole::from_str_name);
-    if identifiers.is_empty() {
-        if role != SubjectRole::Unspecified {
-            form.add_error(
-                &name("role"),
-                "give at least one identifier for this person (or leave the role empty)",
-            );
-        }
-        return None;
-    }
-    form.map_path(path.clone(), &name("role"));
-    form.map_path(format!("{path}.role"), &name("role"));
-    Some(Subject {
-        role: role as i32,
-        identifiers,
-    })
-}
-
-/// What an alert holds that the form has no input for (so editing it here
-/// would drop it), if anything.
-fn beyond_the_form(alert: &Alert) -> Option<String> {
-    if alert.subjects.len() > SUBJECT_BLOCKS {
-        return Some(format!("{} subjects", alert.subjects.len()));
-    }
-    for s in &alert.subjects {
-        let mut seen = std::collections::BTreeSet::new();
-        for id in &s.identifiers {
-            let kind = match &id.kind {
-                Some(Kind::Phone(_)) => "phone",
-                Some(Kind::Email(_)) => "email",
-                Some(Kind::Person(_)) => "person",
-                Some(Kind::Document(_)) => "document",
-                Some(Kind::Iban(_)) => "iban",
-                Some(Kind::OnlineHandle(_)) => "online handle",
-                Some(Kind::CryptoWallet(_)) => return Some("a crypto wallet".into()),
-                Some(Kind::VehiclePlate(_)) => return Some("a vehicle plate".into()),
-                Some(Kind::AdvertUrl(_)) => return Some("an advert URL".into()),
-                None => continue,
-            };
-            if !seen.insert(kind) {
-                return Some(format!(
-                    "two identifiers of one kind ({kind}) for one person"
-                ));
-            }
-        }
-    }
-    None
 }
 
 /// An own alert as the form that would make it (to edit it).
@@ -1049,35 +935,7 @@ fn form_of(alert: &Alert) -> FormState {
         "retention_until",
         date_value(content.retention_until.as_ref()),
     );
-    for (block, s) in alert.subjects.iter().take(SUBJECT_BLOCKS).enumerate() {
-        let name = |x: &str| format!("s{block}_{x}");
-        f.set(&name("role"), enum_value(s.role().as_str_name()));
-        for id in &s.identifiers {
-            match &id.kind {
-                Some(Kind::Phone(p)) => {
-                    f.set(&name("phone"), p.number.clone());
-                    f.set(&name("phone_region"), p.region.clone());
-                }
-                Some(Kind::Email(e)) => f.set(&name("email"), e.address.clone()),
-                Some(Kind::Person(p)) => {
-                    f.set(&name("given"), p.given_names.clone());
-                    f.set(&name("family"), p.family_name.clone());
-                    f.set(&name("dob"), p.date_of_birth.clone());
-                }
-                Some(Kind::Document(d)) => {
-                    f.set(&name("doc_type"), enum_value(d.r#type().as_str_name()));
-                    f.set(&name("doc_number"), d.number.clone());
-                    f.set(&name("doc_country"), d.issuing_country.clone());
-                }
-                Some(Kind::Iban(i)) => f.set(&name("iban"), i.iban.clone()),
-                Some(Kind::OnlineHandle(h)) => {
-                    f.set(&name("handle_platform"), h.platform.clone());
-                    f.set(&name("handle"), h.handle.clone());
-                }
-                _ => {}
-            }
-        }
-    }
+    people::fill(&mut f, &alert.subjects);
     f
 }
 

@@ -49,8 +49,9 @@ pub struct FormState {
     errors: BTreeMap<String, Vec<String>>,
     /// Problems no input can show (listed at the top).
     pub general: Vec<String>,
-    /// Field path prefix → input name, longest first when matched.
-    paths: Vec<(String, String)>,
+    /// Field path prefix → input name and a label its problems begin
+    /// with ("line 2" of a list), longest first when matched.
+    paths: Vec<(String, String, Option<String>)>,
 }
 
 impl FormState {
@@ -116,7 +117,18 @@ impl FormState {
     /// Says that problems reported at `path` (and below it) belong to the
     /// input `name`.
     pub fn map_path(&mut self, path: impl Into<String>, name: &str) {
-        self.paths.push((path.into(), name.to_owned()));
+        self.paths.push((path.into(), name.to_owned(), None));
+    }
+
+    /// As [`FormState::map_path`], each problem told with `label` first
+    /// (which line of a list input it is about).
+    pub fn map_path_labelled(
+        &mut self,
+        path: impl Into<String>,
+        name: &str,
+        label: Option<String>,
+    ) {
+        self.paths.push((path.into(), name.to_owned(), label));
     }
 
     pub fn add_error(&mut self, name: &str, message: impl Into<String>) {
@@ -133,15 +145,18 @@ impl FormState {
             let input = self
                 .paths
                 .iter()
-                .filter(|(p, _)| {
+                .filter(|(p, _, _)| {
                     v.field == *p
                         || v.field.starts_with(&format!("{p}."))
                         || v.field.starts_with(&format!("{p}["))
                 })
-                .max_by_key(|(p, _)| p.len())
-                .map(|(_, n)| n.clone());
+                .max_by_key(|(p, _, _)| p.len())
+                .map(|(_, n, label)| (n.clone(), label.clone()));
             match input {
-                Some(name) => self.add_error(&name, v.description.clone()),
+                Some((name, None)) => self.add_error(&name, v.description.clone()),
+                Some((name, Some(label))) => {
+                    self.add_error(&name, format!("{label}: {}", v.description))
+                }
                 None if v.field.is_empty() => self.general.push(v.description.clone()),
                 None => self.general.push(format!("{}: {}", v.field, v.description)),
             }

@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::form::{Choice, FormState, choices, explained_choices};
+use super::people;
 use crate::console::Console;
 use crate::console::guard::{Posted, Viewer};
 use crate::console::rpc::{request, violations};
@@ -183,6 +184,10 @@ struct DetailPage {
     confirmed: bool,
     /// The other agency's alert was shared with this node: link to it.
     their_alert_here: bool,
+    /// The request form's identifiers block (for the holder to verify).
+    blocks: Vec<usize>,
+    roles: Vec<Choice>,
+    document_types: Vec<Choice>,
     verdicts: Vec<Choice>,
     bases: Vec<Choice>,
     urgencies: Vec<Choice>,
@@ -195,17 +200,17 @@ async fn detail(
     Path(number): Path<u64>,
 ) -> Result<Response, PageError> {
     let hit = get_hit(&c, &viewer, number).await?;
-    page(detail_page(&c, &viewer, hit, FormState::default()))
+    let held = held_here(&c, &viewer, &hit.other_alert_id).await;
+    page(detail_page(held, &viewer, hit, FormState::default()))
 }
 
 /// Whether this node holds the other agency's alert (it was shared with
-/// us), so the hit page links to it. A presence check, not a read: the
-/// alert page the link opens makes its own authorized, audited read.
-fn held_here(c: &Console, id: &str) -> bool {
-    id.parse::<crate::ids::AlertId>()
-        .ok()
-        .and_then(|id| c.core.store.get(&id).ok().flatten())
-        .is_some()
+/// us), so a page links to it: a read the viewer makes (authorized and
+/// audited as `alert.get`), as the console reaches nothing but the
+/// node's services.
+pub(super) async fn held_here(c: &Console, viewer: &Viewer, id: &str) -> bool {
+    let req = crate::proto::v1::GetAlertRequest { id: id.to_owned() };
+    c.alerts.get_alert(request(viewer, req, "")).await.is_ok()
 }
 
 async fn get_hit(c: &Console, viewer: &Viewer, number: u64) -> Result<Hit, PageError> {
@@ -215,7 +220,12 @@ async fn get_hit(c: &Console, viewer: &Viewer, number: u64) -> Result<Hit, PageE
         .into_inner())
 }
 
-fn detail_page(c: &Console, viewer: &Viewer, hit: Hit, mut form: FormState) -> DetailPage {
+fn detail_page(
+    their_alert_here: bool,
+    viewer: &Viewer,
+    hit: Hit,
+    mut form: FormState,
+) -> DetailPage {
     let (strength, strength_class) = strength(&hit);
     let evidence = hit
         .evidence
@@ -268,7 +278,10 @@ fn detail_page(c: &Console, viewer: &Viewer, hit: Hit, mut form: FormState) -> D
         ours: review_view(&hit.our_review),
         theirs: review_view(&hit.their_review),
         confirmed,
-        their_alert_here: held_here(c, &hit.other_alert_id),
+        their_alert_here,
+        blocks: vec![0],
+        roles: Vec::new(),
+        document_types: choices!(crate::proto::v1::DocumentType, "DOCUMENT_TYPE_"),
         verdicts: choices!(HitVerdict, "HIT_VERDICT_"),
         bases: explained_choices!(LegalBasis, |b| crate::policy::disclosure::basis_words(b)
             .to_owned()),
@@ -308,7 +321,8 @@ async fn review(
             form.map_path("note", "note");
             form.add_violations(&violations(&s));
             let hit = get_hit(&c, &posted.viewer, number).await?;
-            let html = page(detail_page(&c, &posted.viewer, hit, form))?;
+            let held = held_here(&c, &posted.viewer, &hit.other_alert_id).await;
+            let html = page(detail_page(held, &posted.viewer, hit, form))?;
             Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, html).into_response())
         }
         Err(s) => Err(s.into()),
@@ -341,7 +355,7 @@ async fn request_disclosure(
         case_reference: form.value("case_reference").to_owned(),
         urgency: urgency as i32,
         due_at: None,
-        verification: Vec::new(),
+        verification: people::identifiers_of(&mut form, 0, "verification"),
     };
     let purpose = form.value("case_reference").to_owned();
     match c
@@ -364,7 +378,8 @@ async fn request_disclosure(
             }
             form.add_violations(&violations(&s));
             let hit = get_hit(&c, &posted.viewer, number).await?;
-            let html = page(detail_page(&c, &posted.viewer, hit, form))?;
+            let held = held_here(&c, &posted.viewer, &hit.other_alert_id).await;
+            let html = page(detail_page(held, &posted.viewer, hit, form))?;
             Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, html).into_response())
         }
         Err(s) => Err(s.into()),

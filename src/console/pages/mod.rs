@@ -2,15 +2,19 @@
 //! viewer (or a posted form), call the node's services through
 //! [`super::rpc`], and render a template.
 
+mod admin;
 mod alerts;
 mod assets;
 mod audit;
 mod form;
 mod hits;
 mod import;
+mod lookup;
 mod overview;
+mod people;
 mod policy;
 mod release_offer;
+mod releases;
 mod requests;
 
 use axum::Router;
@@ -26,9 +30,12 @@ pub fn routes() -> Router<Console> {
         .route("/assets/console.css", get(assets::stylesheet))
         .merge(alerts::routes())
         .merge(hits::routes())
+        .merge(lookup::routes())
         .merge(requests::routes())
+        .merge(releases::routes())
         .merge(policy::routes())
         .merge(audit::routes())
+        .merge(admin::routes())
         .merge(import::routes())
         .fallback(not_found)
 }

@@ -19,19 +19,29 @@ use crate::console::view::{Chrome, PageError, label, page, when};
 use crate::proto::v1::disclosure_service_server::DisclosureService;
 use crate::proto::v1::{
     AnswerClarificationRequest, DecideRequest, DisclosureCase, DisclosureState,
-    GetDisclosureRequestRequest, GetReleaseRequest, HandlingCode, IdentifierType,
-    ListDisclosureRequestsRequest, ListReleasesRequest, LocationDetail, RefusalGround,
-    ReleaseRecord, ReleaseSelection, TimeDetail,
+    GetDisclosureRequestRequest, HandlingCode, IdentifierType, ListDisclosureRequestsRequest,
+    LocationDetail, RefusalGround, ReleaseSelection, RequestStatsRequest, RequestStatsRow,
+    TimeDetail,
 };
+
+/// A span of time as people read it: "35 min", "2 h 5 min", "3 d 4 h".
+fn span(secs: i64) -> String {
+    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3_600, secs % 3_600 / 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{secs} s"),
+        (0, 0, m) => format!("{m} min"),
+        (0, h, m) => format!("{h} h {m} min"),
+        (d, h, _) => format!("{d} d {h} h"),
+    }
+}
 
 pub fn routes() -> Router<Console> {
     Router::new()
         .route("/requests", get(list))
+        .route("/requests/stats", get(stats))
         .route("/requests/{id}", get(detail))
         .route("/requests/{id}/decide", post(decide))
         .route("/requests/{id}/answer", post(answer))
-        .route("/releases", get(releases))
-        .route("/releases/{id}", get(release))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -79,14 +89,6 @@ pub fn countdown(case: &DisclosureCase) -> (String, String) {
         return ("—".into(), String::new());
     };
     let left = due.seconds - crate::time::now().seconds;
-    let span = |secs: i64| {
-        let (d, h, m) = (secs / 86_400, secs % 86_400 / 3_600, secs % 3_600 / 60);
-        match (d, h) {
-            (0, 0) => format!("{m} min"),
-            (0, h) => format!("{h} h {m} min"),
-            (d, h) => format!("{d} d {h} h"),
-        }
-    };
     if case.state() == DisclosureState::Clarification {
         return (
             "paused: waiting for the requester's answer".into(),
@@ -450,37 +452,6 @@ async fn answer(
     settle(&c, &posted.viewer, &id, form, done).await
 }
 
-pub struct ReleaseRow {
-    pub id: String,
-    pub peer: String,
-    pub alert: String,
-    pub handling: String,
-    pub released: String,
-    pub until: String,
-    pub status: String,
-    pub outgoing: bool,
-}
-
-fn release_row(r: &ReleaseRecord) -> ReleaseRow {
-    let rel = r.release.clone().unwrap_or_default();
-    ReleaseRow {
-        id: rel.id.clone(),
-        peer: r.peer.clone(),
-        alert: rel.alert_id.clone(),
-        handling: handling_label(rel.handling()),
-        released: when(rel.released_at.as_ref()),
-        until: when(rel.retention_until.as_ref()),
-        status: if r.withdrawn_at.is_some() {
-            "withdrawn".into()
-        } else if r.purged {
-            "purged".into()
-        } else {
-            "held".into()
-        },
-        outgoing: r.outgoing,
-    }
-}
-
 /// A handling code with what it asks of the person holding the data.
 pub fn handling_label(code: HandlingCode) -> String {
     match code {
@@ -492,76 +463,50 @@ pub fn handling_label(code: HandlingCode) -> String {
     }
 }
 
-#[derive(Template)]
-#[template(path = "console/releases.html")]
-struct ReleasesPage {
-    chrome: Chrome,
-    rows: Vec<ReleaseRow>,
+/// One row of the statistics page.
+pub struct StatsRow {
+    pub peer: String,
+    pub direction: &'static str,
+    pub row: RequestStatsRow,
+    pub median: String,
+    pub p90: String,
 }
 
-async fn releases(State(c): State<Console>, viewer: Viewer) -> Result<Response, PageError> {
+#[derive(Template)]
+#[template(path = "console/request_stats.html")]
+struct StatsPage {
+    chrome: Chrome,
+    rows: Vec<StatsRow>,
+}
+
+/// Requests by peer and direction, outcome and answer time: the figures
+/// Directive 2023/977 asks for (`requests stats`).
+async fn stats(State(c): State<Console>, viewer: Viewer) -> Result<Response, PageError> {
     let answer = c
         .disclosure
-        .list_releases(request(
-            &viewer,
-            ListReleasesRequest {
-                outgoing: None,
-                page_size: 100,
-                page_token: String::new(),
-            },
-            "",
-        ))
+        .request_stats(request(&viewer, RequestStatsRequest::default(), ""))
         .await?
         .into_inner();
-    page(ReleasesPage {
+    let time = |r: &RequestStatsRow, secs: f64| {
+        if r.answered == 0 {
+            "none answered".to_string()
+        } else {
+            span(secs.round() as i64)
+        }
+    };
+    let rows = answer
+        .rows
+        .into_iter()
+        .map(|r| StatsRow {
+            peer: r.peer.clone(),
+            direction: if r.outgoing { "sent" } else { "received" },
+            median: time(&r, r.median_answer_seconds),
+            p90: time(&r, r.p90_answer_seconds),
+            row: r,
+        })
+        .collect();
+    page(StatsPage {
         chrome: Chrome::new(&viewer, "requests"),
-        rows: answer.releases.iter().map(release_row).collect(),
-    })
-}
-
-#[derive(Template)]
-#[template(path = "console/release.html")]
-struct ReleasePage {
-    chrome: Chrome,
-    row: ReleaseRow,
-    fields: String,
-    contact: String,
-    released_by: String,
-    request_id: String,
-    content: Vec<(String, String)>,
-    subjects: Vec<super::alerts::SubjectView>,
-    withdraw_reason: String,
-}
-
-async fn release(
-    State(c): State<Console>,
-    viewer: Viewer,
-    Path(id): Path<String>,
-) -> Result<Response, PageError> {
-    let record = c
-        .disclosure
-        .get_release(request(&viewer, GetReleaseRequest { id }, ""))
-        .await?
-        .into_inner();
-    let rel = record.release.clone().unwrap_or_default();
-    let content = rel
-        .content
-        .as_ref()
-        .map(super::alerts::content_facts)
-        .unwrap_or_default();
-    page(ReleasePage {
-        chrome: Chrome::new(&viewer, "requests"),
-        row: release_row(&record),
-        fields: rel.released_fields.clone(),
-        contact: rel.contact_point.clone(),
-        released_by: rel.released_by.clone(),
-        request_id: rel.request_id.clone(),
-        content,
-        subjects: rel
-            .subjects
-            .iter()
-            .map(super::alerts::subject_view)
-            .collect(),
-        withdraw_reason: record.withdraw_reason.clone(),
+        rows,
     })
 }
