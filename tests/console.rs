@@ -1420,6 +1420,21 @@ async fn an_administrator_backs_up_and_reshares_and_a_caseworker_asks_the_federa
         "{page}"
     );
     b.screenshot("lookup").await;
+    // A match found by asking can be followed by a request for its data
+    // (`requests send --alert`), without a hit.
+    b.follow("a[href^='/requests/new?alert=police']").await;
+    b.choose("legal_basis", "LEGAL_BASIS_VICTIM_REFERRAL_CONSENT")
+        .await;
+    b.fill("reason", "The caller agreed to be referred.").await;
+    b.fill("case_reference", "NGO-2026-7").await;
+    b.follow("form[action='/requests/new'] button[type=submit]")
+        .await;
+    let path = b.path().await;
+    assert!(
+        path.starts_with("/requests/ngo:req:"),
+        "{path}: {}",
+        b.text().await
+    );
     b.close().await;
     fed.shutdown().await;
 }

@@ -11,18 +11,17 @@ use axum::routing::{get, post};
 use futures_util::StreamExt;
 use serde::Deserialize;
 
-use super::form::{Choice, FormState, choices, explained_choices};
-use super::people;
+use super::form::{Choice, FormState, choices};
+use super::request_form::{self, RequestChoices};
 use crate::console::Console;
 use crate::console::guard::{Posted, Viewer};
 use crate::console::rpc::{request, violations};
 use crate::console::view::{Chrome, PageError, label, page, when};
 use crate::proto::v1::alert_service_server::AlertService;
-use crate::proto::v1::disclosure_service_server::DisclosureService;
 use crate::proto::v1::send_disclosure_request::About;
 use crate::proto::v1::{
-    CountHitsRequest, GetHitRequest, Hit, HitChange, HitReview, HitVerdict, LegalBasis,
-    ReviewHitRequest, SendDisclosureRequest, Urgency, WatchHitsRequest,
+    CountHitsRequest, GetHitRequest, Hit, HitChange, HitReview, HitVerdict, ReviewHitRequest,
+    WatchHitsRequest,
 };
 
 /// Hits a list page shows.
@@ -184,13 +183,8 @@ struct DetailPage {
     confirmed: bool,
     /// The other agency's alert was shared with this node: link to it.
     their_alert_here: bool,
-    /// The request form's identifiers block (for the holder to verify).
-    blocks: Vec<usize>,
-    roles: Vec<Choice>,
-    document_types: Vec<Choice>,
     verdicts: Vec<Choice>,
-    bases: Vec<Choice>,
-    urgencies: Vec<Choice>,
+    choices: RequestChoices,
     form: FormState,
 }
 
@@ -256,9 +250,7 @@ fn detail_page(
             ]
         })
         .unwrap_or_default();
-    if form.value("urgency").is_empty() {
-        form.set("urgency", Urgency::Normal.as_str_name());
-    }
+    request_form::prefill(&mut form);
     let confirmed = hit
         .our_review
         .as_ref()
@@ -279,16 +271,8 @@ fn detail_page(
         theirs: review_view(&hit.their_review),
         confirmed,
         their_alert_here,
-        blocks: vec![0],
-        roles: Vec::new(),
-        document_types: choices!(crate::proto::v1::DocumentType, "DOCUMENT_TYPE_"),
         verdicts: choices!(HitVerdict, "HIT_VERDICT_"),
-        bases: explained_choices!(LegalBasis, |b| crate::policy::disclosure::basis_words(b)
-            .to_owned()),
-        urgencies: choices!(Urgency, "URGENCY_")
-            .into_iter()
-            .filter(|u| u.value != Urgency::Custom.as_str_name())
-            .collect(),
+        choices: RequestChoices::default(),
         form,
         hit,
     }
@@ -334,54 +318,14 @@ async fn request_disclosure(
     Path(number): Path<u64>,
     posted: Posted,
 ) -> Result<Response, PageError> {
-    let mut form = FormState::from_fields(&posted.fields);
-    for (path, input) in [
-        ("legal_basis", "legal_basis"),
-        ("citation", "citation"),
-        ("purpose", "reason"),
-        ("case_reference", "case_reference"),
-        ("urgency", "urgency"),
-        ("hit_number", "legal_basis"),
-    ] {
-        form.map_path(path, input);
-    }
-    let legal_basis = LegalBasis::from_str_name(form.value("legal_basis")).unwrap_or_default();
-    let urgency = Urgency::from_str_name(form.value("urgency")).unwrap_or_default();
-    let req = SendDisclosureRequest {
-        about: Some(About::HitNumber(number)),
-        legal_basis: legal_basis as i32,
-        citation: form.value("citation").to_owned(),
-        purpose: form.value("reason").to_owned(),
-        case_reference: form.value("case_reference").to_owned(),
-        urgency: urgency as i32,
-        due_at: None,
-        verification: people::identifiers_of(&mut form, 0, "verification"),
-    };
-    let purpose = form.value("case_reference").to_owned();
-    match c
-        .disclosure
-        .send_request(request(&posted.viewer, req, &purpose))
-        .await
-    {
-        Ok(case) => {
-            let id = case.into_inner().request.map(|r| r.id).unwrap_or_default();
-            Ok(Redirect::to(&format!("/requests/{id}")).into_response())
-        }
-        Err(s)
-            if matches!(
-                s.code(),
-                tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition
-            ) =>
-        {
-            if s.code() == tonic::Code::FailedPrecondition {
-                form.general.push(s.message().to_owned());
-            }
-            form.add_violations(&violations(&s));
+    let form = FormState::from_fields(&posted.fields);
+    match request_form::send(&c, &posted.viewer, About::HitNumber(number), form).await? {
+        Ok(id) => Ok(request_form::see_request(&id)),
+        Err(form) => {
             let hit = get_hit(&c, &posted.viewer, number).await?;
             let held = held_here(&c, &posted.viewer, &hit.other_alert_id).await;
             let html = page(detail_page(held, &posted.viewer, hit, form))?;
             Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, html).into_response())
         }
-        Err(s) => Err(s.into()),
     }
 }

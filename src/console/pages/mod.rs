@@ -15,6 +15,7 @@ mod people;
 mod policy;
 mod release_offer;
 mod releases;
+mod request_form;
 mod requests;
 
 use axum::Router;
@@ -33,6 +34,7 @@ pub fn routes() -> Router<Console> {
         .merge(lookup::routes())
         .merge(requests::routes())
         .merge(releases::routes())
+        .merge(request_form::routes())
         .merge(policy::routes())
         .merge(audit::routes())
         .merge(admin::routes())
