@@ -99,6 +99,41 @@ impl Write<'_, '_> {
     }
 }
 
+/// One page of `entries`, in the order given: the entries `filter` keeps,
+/// each with the hash it chains from (`prev_of`, told every entry read and
+/// whether it is kept), stopping at `size` kept, at `MAX_SCAN` read (the
+/// next page starts there) or at the first entry whose time is `past` the
+/// range. Returns the page and the last entry read.
+fn collect_page(
+    entries: impl Iterator<Item = Result<RawEntry, StoreError>>,
+    filter: &Filter,
+    size: usize,
+    past: impl Fn(i64) -> bool,
+    mut prev_of: impl FnMut(&RawEntry, bool) -> Result<Option<Hash>, StoreError>,
+) -> Result<(Page, Option<u64>), StoreError> {
+    let mut out = Page::default();
+    let mut last_read = None;
+    for (scanned, raw) in entries.enumerate() {
+        let raw = raw?;
+        if scanned == MAX_SCAN || out.entries.len() == size {
+            out.next = Some(raw.seq);
+            break;
+        }
+        let entry = raw
+            .entry()
+            .map_err(|e| StoreError::corrupt(format!("audit/{}", raw.seq), e))?;
+        if parse_ms(&entry.time).is_some_and(&past) {
+            break;
+        }
+        last_read = Some(raw.seq);
+        let matched = filter.matches(&entry);
+        if let Some(prev) = prev_of(&raw, matched)? {
+            out.entries.push(Found { raw, entry, prev });
+        }
+    }
+    Ok((out, last_read))
+}
+
 fn raw_entry(k: &[u8], v: &[u8]) -> Result<RawEntry, StoreError> {
     let key = || format!("audit/{}", hex(k));
     let seq = u64::from_be_bytes(
@@ -361,31 +396,19 @@ impl Store {
             (None, Some(t)) => self.audit_seq_at(t)?,
             (None, None) => self.audit_start()?.seq,
         };
+        // Read in chain order, each entry's previous hash is the one read
+        // just before it.
         let mut prev = self.audit_prev_hash(start)?;
-        let mut out = Page::default();
-        let mut last_read = None;
-        for (scanned, raw) in self.audit_entries(start).enumerate() {
-            let raw = raw?;
-            if scanned == MAX_SCAN || out.entries.len() == size {
-                out.next = Some(raw.seq);
-                break;
-            }
-            let entry = raw
-                .entry()
-                .map_err(|e| StoreError::corrupt(format!("audit/{}", raw.seq), e))?;
-            if filter
-                .until_ms
-                .is_some_and(|u| parse_ms(&entry.time).is_some_and(|t| t >= u))
-            {
-                break;
-            }
-            last_read = Some(raw.seq);
-            let hash = raw.hash;
-            if filter.matches(&entry) {
-                out.entries.push(Found { raw, entry, prev });
-            }
-            prev = hash;
-        }
+        let (mut out, last_read) = collect_page(
+            self.audit_entries(start),
+            filter,
+            size,
+            |t| filter.until_ms.is_some_and(|u| t >= u),
+            |raw, matched| {
+                let before = std::mem::replace(&mut prev, raw.hash);
+                Ok(matched.then_some(before))
+            },
+        )?;
         if with_checkpoints && let Some(last) = last_read {
             out.checkpoints = self.audit_checkpoints(start, last)?;
         }
@@ -410,31 +433,23 @@ impl Store {
             (None, Some(t)) => self.audit_seq_at(t)?.saturating_sub(1),
             (None, None) => self.audit_head().0,
         };
-        let mut out = Page::default();
-        let mut last_read = None;
-        let entries = self.db.range(self.t.audit, ..=start.to_be_bytes()).rev();
-        for (scanned, item) in entries.enumerate() {
-            let (k, v) = item?;
-            let raw = raw_entry(&k, &v)?;
-            if scanned == MAX_SCAN || out.entries.len() == size {
-                out.next = Some(raw.seq);
-                break;
-            }
-            let entry = raw
-                .entry()
-                .map_err(|e| StoreError::corrupt(format!("audit/{}", raw.seq), e))?;
-            if filter
-                .since_ms
-                .is_some_and(|s| parse_ms(&entry.time).is_some_and(|t| t < s))
-            {
-                break;
-            }
-            last_read = Some(raw.seq);
-            if filter.matches(&entry) {
-                let prev = self.audit_prev_hash(raw.seq)?;
-                out.entries.push(Found { raw, entry, prev });
-            }
-        }
+        let entries = self
+            .db
+            .range(self.t.audit, ..=start.to_be_bytes())
+            .rev()
+            .map(|item| {
+                let (k, v) = item?;
+                raw_entry(&k, &v)
+            });
+        let (mut out, last_read) = collect_page(
+            entries,
+            filter,
+            size,
+            |t| filter.since_ms.is_some_and(|s| t < s),
+            // Backwards, the previous entry is read next: look it up for
+            // the entries shown only.
+            |raw, matched| matched.then(|| self.audit_prev_hash(raw.seq)).transpose(),
+        )?;
         if with_checkpoints && let Some(last) = last_read {
             out.checkpoints = self.audit_checkpoints(last, start)?;
         }

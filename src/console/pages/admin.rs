@@ -138,21 +138,9 @@ async fn reshare(State(c): State<Console>, posted: Posted) -> Result<Response, P
         filter: Some(filter),
         dry_run,
     };
-    match c.admin.reshare(request(&posted.viewer, req, "")).await {
-        Ok(r) => {
-            let done = Done::Backfill {
-                what: "share again with",
-                peer,
-                dry_run,
-                answer: r.into_inner(),
-            };
-            render(&c, &posted.viewer, Some(done), form).await
-        }
-        Err(s) if s.code() == tonic::Code::InvalidArgument => {
-            refused(&c, &posted.viewer, form, &s).await
-        }
-        Err(s) => Err(s.into()),
-    }
+    let answer = c.admin.reshare(request(&posted.viewer, req, "")).await;
+    let what = ("share again with", peer, dry_run);
+    backfilled(&c, &posted.viewer, form, what, answer).await
 }
 
 async fn withdraw(State(c): State<Console>, posted: Posted) -> Result<Response, PageError> {
@@ -165,23 +153,34 @@ async fn withdraw(State(c): State<Console>, posted: Posted) -> Result<Response, 
         reason: form.value("reason").to_owned(),
         dry_run,
     };
-    match c
+    let answer = c
         .admin
         .retract_from_peer(request(&posted.viewer, req, ""))
-        .await
-    {
+        .await;
+    let what = ("withdraw from", peer, dry_run);
+    backfilled(&c, &posted.viewer, form, what, answer).await
+}
+
+/// The page after a reshare or withdrawal: what it did (or would do), or
+/// the form with the node's refusal at its fields.
+async fn backfilled(
+    c: &Console,
+    viewer: &Viewer,
+    form: FormState,
+    (what, peer, dry_run): (&'static str, String, bool),
+    answer: Result<tonic::Response<BackfillResponse>, tonic::Status>,
+) -> Result<Response, PageError> {
+    match answer {
         Ok(r) => {
             let done = Done::Backfill {
-                what: "withdraw from",
+                what,
                 peer,
                 dry_run,
                 answer: r.into_inner(),
             };
-            render(&c, &posted.viewer, Some(done), form).await
+            render(c, viewer, Some(done), form).await
         }
-        Err(s) if s.code() == tonic::Code::InvalidArgument => {
-            refused(&c, &posted.viewer, form, &s).await
-        }
+        Err(s) if s.code() == tonic::Code::InvalidArgument => refused(c, viewer, form, &s).await,
         Err(s) => Err(s.into()),
     }
 }
