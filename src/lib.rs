@@ -4,29 +4,36 @@
 //! # Layout
 //!
 //! Bottom layer first; a module uses only its own layer and those below
-//! (`tests/layers.rs` checks it, ARCHITECTURE.md draws it).
+//! (`tests/layers.rs` checks it, ARCHITECTURE.md draws it, and
+//! `tests/tidy.rs` keeps this list complete).
 //!
 //! - Foundation: [`proto`] (generated wire types, canonical JSON), [`ids`]
 //!   (id newtypes), [`time`] (timestamp conversions), [`violation`] (an
 //!   offending field and its gRPC shape), [`paging`], [`secrets`] (key
-//!   files), [`metrics`], [`ratelimit`].
-//! - Rules, pure: [`config`] (config files, validated before anything
-//!   starts), [`pseudo`] (normalization, key ring, keyed tokens),
-//!   [`matching`] (the hit rule), [`policy`] (sharing policy files and the
-//!   shared view), [`validate`] (client and peer input).
+//!   and case-data files), [`metrics`], [`ratelimit`], [`text`] (other
+//!   people's text made safe to print).
+//! - Rules, pure: [`handling`] (what TLP and handling codes promise),
+//!   [`config`] (config files, validated before anything starts),
+//!   [`pseudo`] (normalization, key ring, keyed tokens, OPRF), [`matching`]
+//!   (the hit rule), [`policy`] (sharing and disclosure rules, the shared
+//!   view), [`validate`] (client and peer input).
 //! - Persistence and the audit chain: [`identity`] (certificates, TLS,
 //!   access rules), [`audit`] (entries, chain, checkpoints, verification),
 //!   [`store`] (the embedded database behind a narrow storage interface;
 //!   the only module that touches the engine).
-//! - Domain operations: [`sharing`] (the policy in force), [`exchange`]
-//!   (outbox entries, delivery out and in), [`alert`] (the local alert
-//!   lifecycle), [`lookup`] (federation lookup), [`tokens`] (exact tokens
-//!   from the OPRF key service).
+//! - Domain operations: [`sharing`] (the policy in force), [`disclosure`]
+//!   (requests and releases after a hit), [`exchange`] (outbox entries,
+//!   delivery out and in), [`alert`] (the local alert lifecycle),
+//!   [`lookup`] (federation lookup), [`review`] (verdicts on hits),
+//!   [`tokens`] (exact tokens from the OPRF key service).
 //! - [`core`]: the state one node shares, and the administrator's operations.
-//! - Channels and tools: [`api`] (thin tonic services), [`client`] (a typed
+//! - Channels and tools: [`api`] (thin tonic services), [`console`] (the
+//!   web console, calling the node's own services), [`client`] (a typed
 //!   client of a node), [`certs`] (a development PKI), [`keyservice`] (the
-//!   federation's OPRF key service, a process of its own).
-//! - [`node`]: wires it into a running node with two TLS listeners.
+//!   federation's OPRF key service, a process of its own), [`tabular`]
+//!   (registers in and out).
+//! - [`node`]: wires it into a running node with its TLS listeners (peer,
+//!   client, and the console's when configured).
 //! - [`cli`]: the `casebridge` command line.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]

@@ -1367,6 +1367,39 @@ async fn the_console_form_holds_everything_the_api_takes() {
     assert_eq!(after.subjects.len(), 4, "{after:?}");
     assert_eq!(&after.subjects[..3], &stored.subjects[..], "nothing lost");
     b.close().await;
+
+    // A CSV export cannot hold this alert whole: the console says so and
+    // offers JSON Lines, or the cut file knowingly.
+    let get = |path: &str| format!("GET {path} HTTP/1.1");
+    let (status, _, body) = https(
+        &fed,
+        "ngo",
+        "cms",
+        &get("/alerts/export?scope=own&format=csv"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("do not fit a CSV row") && body.contains("1 of the 1 alerts"),
+        "{body}"
+    );
+    assert!(body.contains("format=jsonl"), "{body}");
+    let (status, headers, body) = https(
+        &fed,
+        "ngo",
+        "cms",
+        &get("/alerts/export?scope=own&format=csv&cut=keep"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "content-disposition" && v.starts_with("attachment")),
+        "{headers:?}"
+    );
     fed.shutdown().await;
 }
 

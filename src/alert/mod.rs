@@ -143,7 +143,7 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    #[allow(clippy::too_many_arguments)] // plain wiring, called once by `node::start`
+    #[allow(clippy::too_many_arguments)] // plain wiring, called once by `core::NodeCore::open`
     pub fn new(
         store: Arc<Store>,
         agency: AgencyId,

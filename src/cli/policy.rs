@@ -38,7 +38,7 @@ pub enum PolicyCommand {
     Test {
         /// The policy file.
         file: PathBuf,
-        /// TOML file of [[case]] tables (see docs/policy.md).
+        /// TOML file of `[[case]]` tables (see docs/policy.md).
         #[arg(long)]
         cases: PathBuf,
         /// The node config whose peers the policy may name.

@@ -122,11 +122,8 @@ fn mapping_for(args: &ImportArgs, file: &Path) -> Result<Arc<Loaded>, Failure> {
                     anyhow!("JSON Lines need --source NAME (the register's name on the node)"),
                 )
             })?;
-            Loaded::parse(
-                Path::new("<command line>"),
-                &format!("source = {source:?}\nid_column = \"sourceId\"\n"),
-            )
-            .map_err(|e| failure(Exit::Usage, e))?
+            Loaded::json_lines(source, Path::new("<command line>"))
+                .map_err(|e| failure(Exit::Usage, e))?
         }
         (None, false) => {
             return Err(failure(
@@ -519,7 +516,7 @@ fn since(text: &str) -> Result<pbjson_types::Timestamp, Failure> {
 
 /// `own_agency`: the node's agency, from the client config (for `--own`).
 pub async fn export(
-    mut client: NodeClient,
+    client: NodeClient,
     args: ExportArgs,
     own_agency: &str,
     json: bool,
@@ -536,33 +533,26 @@ pub async fn export(
     // half-written file under the name asked for.
     let partial = args.output.with_extension("partial");
     let mut writer = Writer::create(&partial, format).map_err(|e| failure(Exit::Failure, e))?;
-    let (mut count, mut partial_rows) = (0u64, 0u64);
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .alerts
-            .list_alerts(ListAlertsRequest {
-                origin: own.clone().unwrap_or_default(),
-                include_retracted: args.include_retracted,
-                received_only: args.received,
-                created_after,
-                page_size: 1000,
-                page_token,
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
-        for alert in &page.alerts {
-            if !writer.write(alert).map_err(|e| failure(Exit::Failure, e))? {
-                partial_rows += 1;
-            }
-            count += 1;
-        }
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
-    }
+    let request = |page_token| ListAlertsRequest {
+        origin: own.clone().unwrap_or_default(),
+        include_retracted: args.include_retracted,
+        received_only: args.received,
+        created_after,
+        page_size: 1000,
+        page_token,
+        ..Default::default()
+    };
+    let written = tabular::export::write_pages(&mut writer, u64::MAX, |token| {
+        let mut client = client.clone();
+        let req = request(token);
+        async move { Ok(client.alerts.list_alerts(req).await?.into_inner()) }
+    })
+    .await
+    .map_err(|e| match e {
+        tabular::export::ExportRunError::Node(s) => Failure::from(*s),
+        e => failure(Exit::Failure, e),
+    })?;
+    let (count, partial_rows) = (written.alerts, written.incomplete_rows);
     writer.finish().map_err(|e| failure(Exit::Failure, e))?;
     std::fs::rename(&partial, &args.output)
         .map_err(|e| failure(Exit::Failure, anyhow!("{}: {e}", args.output.display())))?;

@@ -6,7 +6,7 @@
 //! - **The same door as the gRPC API.** The browser authenticates with one
 //!   of the agency's client certificates over TLS 1.3 (the client CA and
 //!   CRL of the client listener), and every page calls the node's own gRPC
-//!   services in-process ([`rpc::Rpc`]) with that identity. So each action
+//!   services in-process ([`rpc::request`] puts that identity on each call). So each action
 //!   is authorized by the same role check and leaves exactly the audit entry
 //!   the RPC leaves, marked `channel=console`; the console never touches the
 //!   store.

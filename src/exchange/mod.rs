@@ -6,8 +6,11 @@
 //! - [`outbound`]: one delivery worker per peer drains that peer's durable outbox.
 //! - [`inbound`]: checks and applies what peers deliver.
 //!
-//! Received alerts are never forwarded: only [`crate::alert::Ledger`], which
-//! handles the agency's own alerts, queues outbox entries.
+//! Received alerts are never forwarded: alert versions enter the outbox
+//! only from [`crate::alert::Ledger`] (the agency's own alerts, and
+//! reshares and withdrawals of them); the store also queues hit notices
+//! and reviews, and [`crate::disclosure`] its requests, releases and
+//! decisions, each to the one agency they concern.
 
 pub mod inbound;
 pub mod outbound;

@@ -171,7 +171,7 @@ impl Date {
 
 /// Keyed tags of a date and of its likely misreadings, under one block's
 /// date key. Two records' dates agree at a level when a tag of one equals a
-/// tag of the other (see [`date_agreement`]); the values never travel.
+/// tag of the other (see [`agreement`]); the values never travel.
 fn date_tags(key: &hmac::Key, d: Option<Date>) -> Option<DateTags> {
     let d = d?;
     let tag = |label: &str, value: String| -> Vec<u8> {

@@ -227,6 +227,55 @@ fn guard(cell: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// What an export wrote: alerts, and how many of them did not fit a row
+/// whole (a third subject, wallets, handles…: only JSON Lines holds those).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Exported {
+    pub alerts: u64,
+    pub incomplete_rows: u64,
+}
+
+/// Why an export stopped: the node refused a page, or the file failed.
+#[derive(Debug, Error)]
+pub enum ExportRunError {
+    #[error("{0}")]
+    Node(Box<tonic::Status>),
+    #[error(transparent)]
+    Write(#[from] ExportError),
+}
+
+/// Writes every alert of the pages `next_page` returns (asked with an
+/// empty token first, then each page's `next_page_token`) until a page
+/// has no next token or `limit` alerts are written: the one export loop
+/// of the command line and the console.
+pub async fn write_pages<F, Fut>(
+    writer: &mut Writer,
+    limit: u64,
+    mut next_page: F,
+) -> Result<Exported, ExportRunError>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<crate::proto::v1::ListAlertsResponse, tonic::Status>>,
+{
+    let mut done = Exported::default();
+    let mut token = String::new();
+    loop {
+        let page = next_page(token)
+            .await
+            .map_err(|s| ExportRunError::Node(Box::new(s)))?;
+        for alert in &page.alerts {
+            if !writer.write(alert)? {
+                done.incomplete_rows += 1;
+            }
+            done.alerts += 1;
+        }
+        if page.next_page_token.is_empty() || done.alerts >= limit {
+            return Ok(done);
+        }
+        token = page.next_page_token;
+    }
+}
+
 /// An export being written.
 pub enum Writer {
     Csv(Box<csv::Writer<File>>, PathBuf),

@@ -404,6 +404,17 @@ impl Loaded {
         Self::parse(file, &text)
     }
 
+    /// The mapping of a JSON Lines register, which needs nothing but its
+    /// name on the node: each line carries its own `sourceId` and draft.
+    /// `origin` names where the name came from in errors (a command line,
+    /// a form field).
+    pub fn json_lines(source: &str, origin: &Path) -> Result<Self, MappingError> {
+        Self::parse(
+            origin,
+            &format!("source = {source:?}\nid_column = \"sourceId\"\n"),
+        )
+    }
+
     /// Parses and checks a mapping; `file` names it in errors.
     pub fn parse(file: &Path, text: &str) -> Result<Self, MappingError> {
         let at = |offset: usize, message: String| {

@@ -54,6 +54,9 @@ pub struct Filters {
     page: String,
     /// The export's format (csv, xlsx, jsonl).
     format: String,
+    /// `keep`: download a CSV or XLSX export even though some alerts did
+    /// not fit a row whole.
+    cut: String,
 }
 
 struct Row {
@@ -192,7 +195,42 @@ fn list_request(c: &Console, filters: &Filters, problems: &mut Vec<String>) -> L
 }
 
 /// The most alerts one export holds (the CLI's `alert export` has no limit).
-const MAX_EXPORT: usize = 100_000;
+const MAX_EXPORT: u64 = 100_000;
+
+/// Said instead of the file when some alerts did not fit a CSV or XLSX
+/// row whole: the person chooses JSON Lines, or the cut file knowingly.
+#[derive(Template)]
+#[template(path = "console/export_cut.html")]
+struct CutPage {
+    chrome: Chrome,
+    written: crate::tabular::export::Exported,
+    format: String,
+    jsonl: String,
+    anyway: String,
+}
+
+/// The export link for the same filters in `format` (`cut`: see [`Filters::cut`]).
+fn export_link(f: &Filters, format: &str, cut: &str) -> String {
+    let pairs = [
+        ("scope", f.scope.as_str()),
+        ("category", &f.category),
+        ("tlp", &f.tlp),
+        ("origin", &f.origin),
+        ("from", &f.from),
+        ("to", &f.to),
+        ("retracted", &f.retracted),
+        ("format", format),
+        ("cut", cut),
+    ];
+    let query = serde_urlencoded::to_string(
+        pairs
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .collect::<Vec<_>>(),
+    )
+    .unwrap_or_default();
+    format!("/alerts/export?{query}")
+}
 
 /// The alerts the filters show, every page, as a file: the HTCDS-named
 /// columns of `alert export` (CSV, XLSX) or JSON Lines. Each page read is
@@ -202,7 +240,7 @@ async fn export(
     viewer: Viewer,
     Query(filters): Query<Filters>,
 ) -> Result<Response, PageError> {
-    use crate::tabular::export::{ExportFormat, Writer};
+    use crate::tabular::export::{ExportFormat, ExportRunError, Writer, write_pages};
     let (format, ext, mime) = match filters.format.as_str() {
         "csv" => (ExportFormat::Csv, "csv", "text/csv; charset=utf-8"),
         "jsonl" => (ExportFormat::Jsonl, "jsonl", "application/x-ndjson"),
@@ -224,21 +262,30 @@ async fn export(
     let path = dir.path().join(format!("export.{ext}"));
     let failed = |e: crate::tabular::export::ExportError| PageError::Internal(e.to_string());
     let mut writer = Writer::create(&path, format).map_err(failed)?;
-    let mut count = 0;
-    loop {
-        let page = c
-            .alerts
-            .list_alerts(request(&viewer, req.clone(), ""))
-            .await?
-            .into_inner();
-        for a in &page.alerts {
-            writer.write(a).map_err(failed)?;
-            count += 1;
+    let written = write_pages(&mut writer, MAX_EXPORT, |token| {
+        let mut req = req.clone();
+        req.page_token = token;
+        let (c, viewer) = (&c, &viewer);
+        async move {
+            Ok(c.alerts
+                .list_alerts(request(viewer, req, ""))
+                .await?
+                .into_inner())
         }
-        if page.next_page_token.is_empty() || count >= MAX_EXPORT {
-            break;
-        }
-        req.page_token = page.next_page_token;
+    })
+    .await
+    .map_err(|e| match e {
+        ExportRunError::Node(s) => PageError::from(*s),
+        ExportRunError::Write(e) => failed(e),
+    })?;
+    if written.incomplete_rows > 0 && format != ExportFormat::Jsonl && filters.cut != "keep" {
+        return page(CutPage {
+            chrome: Chrome::new(&viewer, "alerts"),
+            written,
+            format: ext.to_uppercase(),
+            jsonl: export_link(&filters, "jsonl", ""),
+            anyway: export_link(&filters, ext, "keep"),
+        });
     }
     let bytes = tokio::task::spawn_blocking(move || {
         writer.finish()?;

@@ -500,11 +500,8 @@ async fn start(State(c): State<Console>, form: Uploaded) -> Result<Response, Pag
             } else {
                 source_override.clone()
             };
-            Loaded::parse(
-                std::path::Path::new("<form>"),
-                &format!("source = {source:?}\nid_column = \"sourceId\"\n"),
-            )
-            .map_err(|e| ("source".to_string(), e.to_string()))
+            Loaded::json_lines(&source, std::path::Path::new("<form>"))
+                .map_err(|e| ("source".to_string(), e.to_string()))
         }
         (None, _) => {
             Loaded::load(&mapping_name).map_err(|e| ("mapping".to_string(), e.to_string()))

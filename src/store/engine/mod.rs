@@ -8,7 +8,8 @@
 //! every transaction committed before it. The typed `Store` operations are
 //! built on these; nothing outside `store` learns which engine runs below.
 //!
-//! The contract a backend must keep (checked by [`conformance`]):
+//! The contract a backend must keep (checked by the `conformance` suite,
+//! a test module here):
 //! - **Atomic across trees**: a transaction's writes all become visible at
 //!   its commit, or none do (an error from the body rolls everything back),
 //!   also after a crash.
