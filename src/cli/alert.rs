@@ -429,47 +429,53 @@ async fn alert(mut client: NodeClient, command: AlertCommand, json: bool) -> Res
         AlertCommand::Import(_) | AlertCommand::Export(_) | AlertCommand::Watch { .. } => {
             unreachable!("dispatched by run")
         }
-        AlertCommand::List(args) => {
-            let category = match args.category.as_deref() {
-                None => Category::Unspecified,
-                Some(c) => {
-                    let name = c.to_ascii_uppercase();
-                    let name = if name.starts_with("CATEGORY_") {
-                        name
-                    } else {
-                        format!("CATEGORY_{name}")
-                    };
-                    Category::from_str_name(&name)
-                        .ok_or_else(|| failure(Exit::DataErr, anyhow!("unknown category `{c}`")))?
-                }
-            };
-            let mut all = Vec::new();
-            let mut page_token = String::new();
-            loop {
-                let page = api
-                    .list_alerts(ListAlertsRequest {
-                        origin: args.origin.clone().unwrap_or_default(),
-                        category: category as i32,
-                        include_retracted: args.include_retracted,
-                        page_size: 500,
-                        page_token,
-                        ..Default::default()
-                    })
-                    .await?
-                    .into_inner();
-                all.extend(page.alerts);
-                if page.next_page_token.is_empty() || args.limit.is_some_and(|l| all.len() >= l) {
-                    break;
-                }
-                page_token = page.next_page_token;
-            }
-            if let Some(l) = args.limit {
-                all.truncate(l);
-            }
-            output::alerts(&all, json);
-        }
+        AlertCommand::List(args) => output::alerts(&list(api, &args).await?, json),
     }
     Ok(())
+}
+
+/// `alert list`: every page the filters select, up to `--limit`.
+async fn list(
+    api: &mut crate::proto::v1::alert_service_client::AlertServiceClient<crate::client::Svc>,
+    args: &ListArgs,
+) -> Result<Vec<crate::proto::v1::Alert>, Failure> {
+    let category = match args.category.as_deref() {
+        None => Category::Unspecified,
+        Some(c) => {
+            let name = c.to_ascii_uppercase();
+            let name = if name.starts_with("CATEGORY_") {
+                name
+            } else {
+                format!("CATEGORY_{name}")
+            };
+            Category::from_str_name(&name)
+                .ok_or_else(|| failure(Exit::DataErr, anyhow!("unknown category `{c}`")))?
+        }
+    };
+    let mut all = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = api
+            .list_alerts(ListAlertsRequest {
+                origin: args.origin.clone().unwrap_or_default(),
+                category: category as i32,
+                include_retracted: args.include_retracted,
+                page_size: 500,
+                page_token,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        all.extend(page.alerts);
+        if page.next_page_token.is_empty() || args.limit.is_some_and(|l| all.len() >= l) {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    if let Some(l) = args.limit {
+        all.truncate(l);
+    }
+    Ok(all)
 }
 
 /// Streams hits, resuming from the last printed sequence after a dropped

@@ -167,39 +167,7 @@ pub enum RequestsCommand {
     /// Ask the agency holding an alert for its data, about a hit you
     /// confirmed (--hit) or a lookup match (--alert). Needs the `request` role.
     #[command(group(clap::ArgGroup::new("about").required(true).args(["hit", "alert"])))]
-    Send {
-        /// The number of one of your hits (confirmed with `hits review N --confirmed`).
-        #[arg(long)]
-        hit: Option<u64>,
-        /// The holder's alert id (from `alert lookup`).
-        #[arg(long)]
-        alert: Option<String>,
-        /// The legal basis of the request.
-        #[arg(long, value_enum)]
-        legal_basis: BasisArg,
-        /// The article, law or treaty (at most 300 bytes).
-        #[arg(long, default_value = "")]
-        citation: String,
-        /// Why you need the data (at most 500 bytes): the request's purpose,
-        /// which the holder reads. (The global --purpose is why you make
-        /// this call, for your own audit log.)
-        #[arg(long)]
-        reason: String,
-        /// Your case reference (at most 128 bytes).
-        #[arg(long)]
-        case_ref: String,
-        /// How soon the holder must answer.
-        #[arg(long, value_enum)]
-        urgency: UrgencyArg,
-        /// With --urgency custom: when the answer is due (RFC 3339).
-        #[arg(long)]
-        due: Option<String>,
-        /// Your identifiers for the subject, so the holder can verify the
-        /// match: a JSON array of identifiers as in an alert draft. They are
-        /// tokenized by your node; only tokens are sent.
-        #[arg(long)]
-        verify: Option<PathBuf>,
-    },
+    Send(SendArgs),
     /// Requests sent and received, newest first (what your roles let you see).
     List {
         /// Only requests you sent.
@@ -223,40 +191,7 @@ pub enum RequestsCommand {
     /// Approve a request received, releasing what you choose (within the
     /// sharing policy's maximum, shown by `requests show`). Needs the
     /// `disclose` role.
-    Approve {
-        /// The request id.
-        id: String,
-        /// Location detail released.
-        #[arg(long, value_enum, default_value = "none")]
-        location: LocationArg,
-        /// Time detail released.
-        #[arg(long, value_enum, default_value = "none")]
-        time: TimeArg,
-        /// Release the narrative.
-        #[arg(long)]
-        narrative: bool,
-        /// Release the indicators.
-        #[arg(long)]
-        indicators: bool,
-        /// An identifier type released in clear (repeatable), e.g. phone.
-        #[arg(long = "identifier", value_parser = identifier_type)]
-        identifiers: Vec<IdentifierType>,
-        /// Whom the requester contacts about the release.
-        #[arg(long)]
-        contact: String,
-        /// The release's handling code (default: the alert's own).
-        #[arg(long, value_enum)]
-        handling: Option<HandlingArg>,
-        /// How long the requester may keep it, in days (1-365; default 90).
-        #[arg(long)]
-        retention_days: Option<u32>,
-        /// Record it as approved in part (you release less than was asked).
-        #[arg(long)]
-        partial: bool,
-        /// Remarks for the requester.
-        #[arg(long, default_value = "")]
-        note: String,
-    },
+    Approve(ApproveArgs),
     /// Refuse a request received, on a coded ground. Needs the `disclose` role.
     Refuse {
         /// The request id.
@@ -322,6 +257,79 @@ fn read_identifiers(path: &Path) -> Result<Vec<Identifier>, Failure> {
     })
 }
 
+/// `requests send`.
+#[derive(clap::Args)]
+pub struct SendArgs {
+    /// The number of one of your hits (confirmed with `hits review N --confirmed`).
+    #[arg(long)]
+    hit: Option<u64>,
+    /// The holder's alert id (from `alert lookup`).
+    #[arg(long)]
+    alert: Option<String>,
+    /// The legal basis of the request.
+    #[arg(long, value_enum)]
+    legal_basis: BasisArg,
+    /// The article, law or treaty (at most 300 bytes).
+    #[arg(long, default_value = "")]
+    citation: String,
+    /// Why you need the data (at most 500 bytes): the request's purpose,
+    /// which the holder reads. (The global --purpose is why you make
+    /// this call, for your own audit log.)
+    #[arg(long)]
+    reason: String,
+    /// Your case reference (at most 128 bytes).
+    #[arg(long)]
+    case_ref: String,
+    /// How soon the holder must answer.
+    #[arg(long, value_enum)]
+    urgency: UrgencyArg,
+    /// With --urgency custom: when the answer is due (RFC 3339).
+    #[arg(long)]
+    due: Option<String>,
+    /// Your identifiers for the subject, so the holder can verify the
+    /// match: a JSON array of identifiers as in an alert draft. They are
+    /// tokenized by your node; only tokens are sent.
+    #[arg(long)]
+    verify: Option<PathBuf>,
+}
+
+/// `requests approve`.
+#[derive(clap::Args)]
+pub struct ApproveArgs {
+    /// The request id.
+    id: String,
+    /// Location detail released.
+    #[arg(long, value_enum, default_value = "none")]
+    location: LocationArg,
+    /// Time detail released.
+    #[arg(long, value_enum, default_value = "none")]
+    time: TimeArg,
+    /// Release the narrative.
+    #[arg(long)]
+    narrative: bool,
+    /// Release the indicators.
+    #[arg(long)]
+    indicators: bool,
+    /// An identifier type released in clear (repeatable), e.g. phone.
+    #[arg(long = "identifier", value_parser = identifier_type)]
+    identifiers: Vec<IdentifierType>,
+    /// Whom the requester contacts about the release.
+    #[arg(long)]
+    contact: String,
+    /// The release's handling code (default: the alert's own).
+    #[arg(long, value_enum)]
+    handling: Option<HandlingArg>,
+    /// How long the requester may keep it, in days (1-365; default 90).
+    #[arg(long)]
+    retention_days: Option<u32>,
+    /// Record it as approved in part (you release less than was asked).
+    #[arg(long)]
+    partial: bool,
+    /// Remarks for the requester.
+    #[arg(long, default_value = "")]
+    note: String,
+}
+
 pub async fn run(
     command: RequestsCommand,
     client_config: Option<&Path>,
@@ -337,49 +345,14 @@ pub async fn run(
     let mut client = connect(client_config).await?;
     let api = &mut client.disclosure;
     match command {
-        RequestsCommand::Send {
-            hit,
-            alert,
-            legal_basis,
-            citation,
-            reason,
-            case_ref,
-            urgency,
-            due,
-            verify,
-        } => {
-            let about = match (hit, alert) {
-                (Some(n), _) => About::HitNumber(n),
-                (None, Some(a)) => About::AlertId(a),
-                (None, None) => unreachable!("clap requires --hit or --alert"),
-            };
-            let due_at = due.as_deref().map(|d| time_flag("due", d)).transpose()?;
-            let verification = match verify {
-                Some(p) => read_identifiers(&p)?,
-                None => Vec::new(),
-            };
-            let case = api
-                .send_request(SendDisclosureRequest {
-                    about: Some(about),
-                    legal_basis: legal_basis.proto() as i32,
-                    citation,
-                    purpose: reason,
-                    case_reference: case_ref,
-                    urgency: urgency.proto() as i32,
-                    due_at,
-                    verification,
-                })
-                .await?
-                .into_inner();
-            output::disclosure(&case, json);
-        }
+        RequestsCommand::Send(args) => send(api, args, json).await?,
         RequestsCommand::List {
             sent,
             received,
             overdue,
             open,
         } => {
-            let mut req = ListDisclosureRequestsRequest {
+            let filter = ListDisclosureRequestsRequest {
                 outgoing: (sent || received).then_some(sent),
                 overdue_only: overdue,
                 states: if open {
@@ -393,19 +366,7 @@ pub async fn run(
                 page_size: 1000,
                 ..Default::default()
             };
-            let mut all = Vec::new();
-            loop {
-                let page = api
-                    .list_disclosure_requests(req.clone())
-                    .await?
-                    .into_inner();
-                all.extend(page.requests);
-                if page.next_page_token.is_empty() {
-                    break;
-                }
-                req.page_token = page.next_page_token;
-            }
-            output::disclosures(&all, json);
+            output::disclosures(&list_all(api, filter).await?, json);
         }
         RequestsCommand::Show { id } => {
             let case = api
@@ -414,61 +375,7 @@ pub async fn run(
                 .into_inner();
             output::disclosure(&case, json);
         }
-        RequestsCommand::Approve {
-            id,
-            location,
-            time,
-            narrative,
-            indicators,
-            identifiers,
-            contact,
-            handling,
-            retention_days,
-            partial,
-            note,
-        } => {
-            let case = api
-                .decide(DecideRequest {
-                    id,
-                    outcome: if partial {
-                        DisclosureState::PartiallyApproved
-                    } else {
-                        DisclosureState::Approved
-                    } as i32,
-                    ground: 0,
-                    note,
-                    release: Some(ReleaseSelection {
-                        location: match location {
-                            LocationArg::None => LocationDetail::None,
-                            LocationArg::Country => LocationDetail::Country,
-                            LocationArg::Region => LocationDetail::Region,
-                            LocationArg::City => LocationDetail::City,
-                        } as i32,
-                        time: match time {
-                            TimeArg::None => TimeDetail::None,
-                            TimeArg::Year => TimeDetail::Year,
-                            TimeArg::Month => TimeDetail::Month,
-                            TimeArg::Day => TimeDetail::Day,
-                        } as i32,
-                        narrative,
-                        indicators,
-                        identifiers: identifiers.into_iter().map(|t| t as i32).collect(),
-                    }),
-                    contact_point: contact,
-                    handling: match handling {
-                        None => HandlingCode::Unspecified,
-                        Some(HandlingArg::H0) => HandlingCode::H0,
-                        Some(HandlingArg::H1) => HandlingCode::H1,
-                        Some(HandlingArg::H2) => HandlingCode::H2,
-                        Some(HandlingArg::H3) => HandlingCode::H3,
-                    } as i32,
-                    // 0 asks the node for its default (90 days).
-                    retention_days: retention_days.unwrap_or(0),
-                })
-                .await?
-                .into_inner();
-            output::disclosure(&case, json);
-        }
+        RequestsCommand::Approve(args) => approve(api, args, json).await?,
         RequestsCommand::Refuse { id, ground, note } => {
             let case = api
                 .decide(DecideRequest {
@@ -513,6 +420,111 @@ pub async fn run(
         }
         RequestsCommand::Watch { .. } => unreachable!("handled above"),
     }
+    Ok(())
+}
+
+type Disclosure =
+    crate::proto::v1::disclosure_service_client::DisclosureServiceClient<crate::client::Svc>;
+
+/// `requests send`: about a hit or a looked-up alert.
+async fn send(api: &mut Disclosure, args: SendArgs, json: bool) -> Result<(), Failure> {
+    let about = match (args.hit, args.alert) {
+        (Some(n), _) => About::HitNumber(n),
+        (None, Some(a)) => About::AlertId(a),
+        (None, None) => unreachable!("clap requires --hit or --alert"),
+    };
+    let due_at = args
+        .due
+        .as_deref()
+        .map(|d| time_flag("due", d))
+        .transpose()?;
+    let verification = match args.verify {
+        Some(p) => read_identifiers(&p)?,
+        None => Vec::new(),
+    };
+    let case = api
+        .send_request(SendDisclosureRequest {
+            about: Some(about),
+            legal_basis: args.legal_basis.proto() as i32,
+            citation: args.citation,
+            purpose: args.reason,
+            case_reference: args.case_ref,
+            urgency: args.urgency.proto() as i32,
+            due_at,
+            verification,
+        })
+        .await?
+        .into_inner();
+    output::disclosure(&case, json);
+    Ok(())
+}
+
+/// Every page of requests `filter` selects.
+async fn list_all(
+    api: &mut Disclosure,
+    mut filter: ListDisclosureRequestsRequest,
+) -> Result<Vec<crate::proto::v1::DisclosureCase>, Failure> {
+    let mut all = Vec::new();
+    loop {
+        let page = api
+            .list_disclosure_requests(filter.clone())
+            .await?
+            .into_inner();
+        all.extend(page.requests);
+        if page.next_page_token.is_empty() {
+            return Ok(all);
+        }
+        filter.page_token = page.next_page_token;
+    }
+}
+
+/// `requests approve`: the release chosen, within the rule's maximum
+/// (the node checks it).
+async fn approve(api: &mut Disclosure, args: ApproveArgs, json: bool) -> Result<(), Failure> {
+    let release = ReleaseSelection {
+        location: match args.location {
+            LocationArg::None => LocationDetail::None,
+            LocationArg::Country => LocationDetail::Country,
+            LocationArg::Region => LocationDetail::Region,
+            LocationArg::City => LocationDetail::City,
+        } as i32,
+        time: match args.time {
+            TimeArg::None => TimeDetail::None,
+            TimeArg::Year => TimeDetail::Year,
+            TimeArg::Month => TimeDetail::Month,
+            TimeArg::Day => TimeDetail::Day,
+        } as i32,
+        narrative: args.narrative,
+        indicators: args.indicators,
+        identifiers: args.identifiers.into_iter().map(|t| t as i32).collect(),
+    };
+    let handling = match args.handling {
+        None => HandlingCode::Unspecified,
+        Some(HandlingArg::H0) => HandlingCode::H0,
+        Some(HandlingArg::H1) => HandlingCode::H1,
+        Some(HandlingArg::H2) => HandlingCode::H2,
+        Some(HandlingArg::H3) => HandlingCode::H3,
+    };
+    let outcome = if args.partial {
+        DisclosureState::PartiallyApproved
+    } else {
+        DisclosureState::Approved
+    };
+    let case = api
+        .decide(DecideRequest {
+            id: args.id,
+            outcome: outcome as i32,
+            ground: 0,
+            note: args.note,
+            release: Some(release),
+            contact_point: args.contact,
+            handling: handling as i32,
+            // 0 asks the node for its default (90 days).
+            retention_days: args.retention_days.unwrap_or(0),
+        })
+        .await?
+        .into_inner();
+    output::disclosure(&case, json);
     Ok(())
 }
 

@@ -140,56 +140,7 @@ impl Disclosures {
         let now = SystemTime::now();
         let outcome =
             DisclosureState::try_from(req.outcome).unwrap_or(DisclosureState::Unspecified);
-        let mut problems = Vec::new();
-        match outcome {
-            DisclosureState::Approved | DisclosureState::PartiallyApproved => {
-                check_text(
-                    "contact_point",
-                    &req.contact_point,
-                    MAX_CONTACT,
-                    true,
-                    &mut problems,
-                );
-                check_text("note", &req.note, MAX_NOTE, false, &mut problems);
-                if req.retention_days > MAX_RETENTION_DAYS {
-                    problems.push(FieldViolation::new(
-                        "retention_days",
-                        format!("at most {MAX_RETENTION_DAYS}"),
-                    ));
-                }
-                if req.release.is_none() {
-                    problems.push(FieldViolation::new(
-                        "release",
-                        "is required with an approval",
-                    ));
-                }
-            }
-            DisclosureState::Refused => {
-                if !matches!(RefusalGround::try_from(req.ground), Ok(g) if g != RefusalGround::Unspecified)
-                {
-                    problems.push(FieldViolation::new("ground", "is required with a refusal"));
-                }
-                check_text("note", &req.note, MAX_NOTE, true, &mut problems);
-            }
-            DisclosureState::Clarification => {
-                check_text("note", &req.note, MAX_NOTE, true, &mut problems);
-            }
-            _ => problems.push(FieldViolation::new(
-                "outcome",
-                "must be approved, partially_approved, refused or clarification",
-            )),
-        }
-        let chosen = match req.release.as_ref().map(selection) {
-            Some(Ok(s)) => Some(s),
-            Some(Err(v)) => {
-                problems.extend(v);
-                None
-            }
-            None => None,
-        };
-        if !problems.is_empty() {
-            return Err(DisclosureError::Invalid(problems));
-        }
+        let chosen = checked_decision(&req, outcome)?;
         let case = self
             .store
             .disclosure(&req.id)?
@@ -201,91 +152,14 @@ impl Disclosures {
             .parse()
             .map_err(|e: crate::ids::IdError| StoreError::corrupt(&req.id, e))?;
         // Approvals: within the policy in force, for the alert as it is now.
-        let mut release = None;
-        let mut rule = String::new();
-        if let Some(chosen) = &chosen {
-            let alert_id: crate::ids::AlertId = request
-                .holder_alert_id
-                .parse()
-                .map_err(|e: crate::ids::IdError| StoreError::corrupt(&req.id, e))?;
-            let record = self.store.get(&alert_id)?.ok_or_else(|| {
-                conflict(format!(
-                    "alert {alert_id} is no longer held here: refuse (not_available)"
-                ))
-            })?;
-            let max = match self.sharing.disclosure(&record, &peer, request.legal_basis) {
-                DisclosureVerdict::Allowed { rule: r, max } => {
-                    rule = r;
-                    max
-                }
-                DisclosureVerdict::Refused { reason, .. } => {
-                    return Err(conflict(format!(
-                        "the sharing policy does not allow a release: {reason}"
-                    )));
-                }
-            };
-            let excess = max.excess(chosen, &rule);
-            if !excess.is_empty() {
-                return Err(DisclosureError::Invalid(
-                    excess
-                        .into_iter()
-                        .map(|(f, why)| FieldViolation::new(f, why))
-                        .collect(),
-                ));
+        let (release, rule) = match &chosen {
+            Some(chosen) => {
+                let (release, rule) =
+                    self.release_within_policy(officer, &req, &request, &peer, chosen, now)?;
+                (Some(release), rule)
             }
-            if *chosen == ReleaseFields::nothing() {
-                return Err(invalid("release", "choose at least one field to release"));
-            }
-            let alert = record.alert.clone().unwrap_or_default();
-            let handling = if req.handling == HandlingCode::Unspecified as i32 {
-                alert.content.as_ref().map_or(0, |c| c.handling_code)
-            } else {
-                req.handling
-            };
-            // A release marked H1 can only go to law enforcement.
-            if let Some(why) = crate::handling::withheld(handling, &peer, self.sharing.kind(&peer))
-            {
-                return Err(invalid("handling", why));
-            }
-            let days = if req.retention_days == 0 {
-                DEFAULT_RETENTION_DAYS
-            } else {
-                req.retention_days
-            };
-            release = Some(Release {
-                id: ReleaseId::generate(&self.own).to_string(),
-                request_id: request.id.clone(),
-                alert_id: alert.id.clone(),
-                alert_version: alert.version,
-                content: released_content(&record, &chosen.content_grant()),
-                subjects: alert
-                    .subjects
-                    .iter()
-                    .map(|s| Subject {
-                        role: s.role,
-                        identifiers: s
-                            .identifiers
-                            .iter()
-                            .filter(|i| {
-                                chosen
-                                    .identifiers
-                                    .contains(&(crate::proto::identifier_type(i) as i32))
-                            })
-                            .cloned()
-                            .collect(),
-                    })
-                    .filter(|s| !s.identifiers.is_empty())
-                    .collect(),
-                contact_point: req.contact_point.clone(),
-                handling,
-                retention_until: Some(timestamp(
-                    now + Duration::from_secs(u64::from(days) * 86_400),
-                )),
-                released_at: Some(timestamp(now)),
-                released_by: officer.name.to_string(),
-                released_fields: chosen.describe(),
-            });
-        }
+            None => (None, String::new()),
+        };
         let decision = DisclosureDecision {
             request_id: request.id.clone(),
             outcome: outcome as i32,
@@ -300,84 +174,138 @@ impl Disclosures {
             release_id: release.as_ref().map(|r| r.id.clone()).unwrap_or_default(),
             automatic: false,
         };
-        let by = format!("client:{}", officer.name);
+        let decided = Decided {
+            by: format!("client:{}", officer.name),
+            request: &request,
+            req: &req,
+            peer: &peer,
+            outcome,
+            decision,
+            release: release.as_ref(),
+            rule: &rule,
+            now,
+        };
+        let case = self.write_decision(&decided, call).await?;
+        if outcome != DisclosureState::Clarification {
+            self.count_decided(&case);
+        }
+        Ok(as_of(case, now))
+    }
+
+    /// Checks an approval against the `[[disclosure]]` maximum the policy in
+    /// force allows this peer for the alert as it is now, and builds the
+    /// release it makes (with the rule that allowed it).
+    fn release_within_policy(
+        &self,
+        officer: &ClientIdentity,
+        req: &DecideRequest,
+        request: &crate::proto::v1::DisclosureRequest,
+        peer: &AgencyId,
+        chosen: &ReleaseFields,
+        now: SystemTime,
+    ) -> Result<(Release, String), DisclosureError> {
+        let alert_id: crate::ids::AlertId = request
+            .holder_alert_id
+            .parse()
+            .map_err(|e: crate::ids::IdError| StoreError::corrupt(&req.id, e))?;
+        let record = self.store.get(&alert_id)?.ok_or_else(|| {
+            conflict(format!(
+                "alert {alert_id} is no longer held here: refuse (not_available)"
+            ))
+        })?;
+        let (rule, max) = match self.sharing.disclosure(&record, peer, request.legal_basis) {
+            DisclosureVerdict::Allowed { rule, max } => (rule, max),
+            DisclosureVerdict::Refused { reason, .. } => {
+                return Err(conflict(format!(
+                    "the sharing policy does not allow a release: {reason}"
+                )));
+            }
+        };
+        let excess = max.excess(chosen, &rule);
+        if !excess.is_empty() {
+            return Err(DisclosureError::Invalid(
+                excess
+                    .into_iter()
+                    .map(|(f, why)| FieldViolation::new(f, why))
+                    .collect(),
+            ));
+        }
+        if *chosen == ReleaseFields::nothing() {
+            return Err(invalid("release", "choose at least one field to release"));
+        }
+        let alert = record.alert.clone().unwrap_or_default();
+        let handling = if req.handling == HandlingCode::Unspecified as i32 {
+            alert.content.as_ref().map_or(0, |c| c.handling_code)
+        } else {
+            req.handling
+        };
+        // A release marked H1 can only go to law enforcement.
+        if let Some(why) = crate::handling::withheld(handling, peer, self.sharing.kind(peer)) {
+            return Err(invalid("handling", why));
+        }
+        let days = if req.retention_days == 0 {
+            DEFAULT_RETENTION_DAYS
+        } else {
+            req.retention_days
+        };
+        let release = Release {
+            id: ReleaseId::generate(&self.own).to_string(),
+            request_id: request.id.clone(),
+            alert_id: alert.id.clone(),
+            alert_version: alert.version,
+            content: released_content(&record, &chosen.content_grant()),
+            subjects: released_subjects(&alert, chosen),
+            contact_point: req.contact_point.clone(),
+            handling,
+            retention_until: Some(timestamp(
+                now + Duration::from_secs(u64::from(days) * 86_400),
+            )),
+            released_at: Some(timestamp(now)),
+            released_by: officer.name.to_string(),
+            released_fields: chosen.describe(),
+        };
+        Ok((release, rule))
+    }
+
+    /// Writes the decision as one step of the request: its state, history,
+    /// the decision (and release) queued to the requester, the release
+    /// kept, and the call's audit entry, in one transaction.
+    async fn write_decision(
+        &self,
+        d: &Decided<'_>,
+        call: &CallEntry,
+    ) -> Result<DisclosureCase, DisclosureError> {
+        let id = &d.req.id;
         let result = self
             .store
-            .step_request(&req.id, |case, _| {
+            .step_request(id, |case, _| {
                 if DisclosureState::try_from(case.state) != Ok(DisclosureState::Open) {
                     return Err(conflict(format!(
-                        "request {} is {}: only an open request can be decided",
-                        req.id,
+                        "request {id} is {}: only an open request can be decided",
                         short_name(
                             DisclosureState::try_from(case.state).map(|s| s.as_str_name()),
                             "DISCLOSURE_STATE_"
                         )
                     )));
                 }
-                case.state = outcome as i32;
-                case.decision = Some(decision.clone());
-                if outcome != DisclosureState::Clarification {
-                    case.answered_at = Some(timestamp(now));
+                case.state = d.outcome as i32;
+                case.decision = Some(d.decision.clone());
+                if d.outcome != DisclosureState::Clarification {
+                    case.answered_at = Some(timestamp(d.now));
                 }
-                let note = match &release {
+                let note = match d.release {
                     Some(r) => format!("released {} as {}", r.released_fields, r.id),
-                    None => req.note.clone(),
+                    None => d.req.note.clone(),
                 };
-                case.history.push(event(outcome_word(outcome), &by, note));
-                let mut step = Step::default();
-                step.items.push(OutboxItem {
-                    peer: peer.clone(),
-                    payload: Payload::DisclosureDecision(decision.clone()),
-                    rule: rule.clone(),
-                    disclosed: format!("disclosure decision: {}", outcome_word(outcome)),
-                });
-                if let Some(r) = &release {
-                    step.items.push(OutboxItem {
-                        peer: peer.clone(),
-                        payload: Payload::Release(r.clone()),
-                        rule: rule.clone(),
-                        disclosed: format!("release: {}", r.released_fields),
-                    });
-                    step.releases.push(ReleaseRecord {
-                        release: Some(r.clone()),
-                        outgoing: true,
-                        peer: peer.to_string(),
-                        ..Default::default()
-                    });
-                }
-                call.object(request.id.clone());
-                call.object(request.holder_alert_id.clone());
-                call.detail("outcome", outcome_word(outcome));
-                call.detail("peer", &peer);
-                call.detail(
-                    "legal_basis",
-                    crate::policy::disclosure::basis_name(request.legal_basis),
-                );
-                call.detail("requesting_officer", &request.officer);
-                if outcome == DisclosureState::Refused {
-                    call.detail(
-                        "ground",
-                        short_name(
-                            RefusalGround::try_from(req.ground).map(|g| g.as_str_name()),
-                            "REFUSAL_GROUND_",
-                        ),
-                    );
-                }
-                if let Some(r) = &release {
-                    call.object(r.id.clone());
-                    call.detail("released", &r.released_fields);
-                    call.detail("rule", &rule);
-                }
+                case.history
+                    .push(event(outcome_word(d.outcome), &d.by, note));
+                let mut step = d.step();
+                d.audit(call);
                 step.events = call.done("OK").into_iter().collect();
                 Ok(step)
             })
             .await?;
-        let case =
-            result?.ok_or_else(|| DisclosureError::NotFound(format!("request {}", req.id)))?;
-        if outcome != DisclosureState::Clarification {
-            self.count_decided(&case);
-        }
-        Ok(as_of(case, now))
+        result?.ok_or_else(|| DisclosureError::NotFound(format!("request {id}")))
     }
 
     /// The requester answers the holder's question on request `id`.
@@ -851,6 +779,157 @@ fn purged_view(mut record: ReleaseRecord) -> ReleaseRecord {
         r.subjects.clear();
     }
     record
+}
+
+/// What a decision's checks and choices came to, for its write.
+struct Decided<'a> {
+    by: String,
+    request: &'a crate::proto::v1::DisclosureRequest,
+    req: &'a DecideRequest,
+    peer: &'a AgencyId,
+    outcome: DisclosureState,
+    decision: DisclosureDecision,
+    release: Option<&'a Release>,
+    rule: &'a str,
+    now: SystemTime,
+}
+
+impl Decided<'_> {
+    /// The outbox entries (the decision, and the release) and the release
+    /// kept here.
+    fn step(&self) -> Step {
+        let mut step = Step::default();
+        step.items.push(OutboxItem {
+            peer: self.peer.clone(),
+            payload: Payload::DisclosureDecision(self.decision.clone()),
+            rule: self.rule.to_owned(),
+            disclosed: format!("disclosure decision: {}", outcome_word(self.outcome)),
+        });
+        if let Some(r) = self.release {
+            step.items.push(OutboxItem {
+                peer: self.peer.clone(),
+                payload: Payload::Release(r.clone()),
+                rule: self.rule.to_owned(),
+                disclosed: format!("release: {}", r.released_fields),
+            });
+            step.releases.push(ReleaseRecord {
+                release: Some(r.clone()),
+                outgoing: true,
+                peer: self.peer.to_string(),
+                ..Default::default()
+            });
+        }
+        step
+    }
+
+    /// What the call's audit entry names.
+    fn audit(&self, call: &CallEntry) {
+        call.object(self.request.id.clone());
+        call.object(self.request.holder_alert_id.clone());
+        call.detail("outcome", outcome_word(self.outcome));
+        call.detail("peer", self.peer);
+        call.detail(
+            "legal_basis",
+            crate::policy::disclosure::basis_name(self.request.legal_basis),
+        );
+        call.detail("requesting_officer", &self.request.officer);
+        if self.outcome == DisclosureState::Refused {
+            call.detail(
+                "ground",
+                short_name(
+                    RefusalGround::try_from(self.req.ground).map(|g| g.as_str_name()),
+                    "REFUSAL_GROUND_",
+                ),
+            );
+        }
+        if let Some(r) = self.release {
+            call.object(r.id.clone());
+            call.detail("released", &r.released_fields);
+            call.detail("rule", self.rule);
+        }
+    }
+}
+
+/// A decision's fields checked for its outcome, and the release chosen
+/// with an approval (in the policy's terms).
+fn checked_decision(
+    req: &DecideRequest,
+    outcome: DisclosureState,
+) -> Result<Option<ReleaseFields>, DisclosureError> {
+    let mut problems = Vec::new();
+    match outcome {
+        DisclosureState::Approved | DisclosureState::PartiallyApproved => {
+            check_text(
+                "contact_point",
+                &req.contact_point,
+                MAX_CONTACT,
+                true,
+                &mut problems,
+            );
+            check_text("note", &req.note, MAX_NOTE, false, &mut problems);
+            if req.retention_days > MAX_RETENTION_DAYS {
+                problems.push(FieldViolation::new(
+                    "retention_days",
+                    format!("at most {MAX_RETENTION_DAYS}"),
+                ));
+            }
+            if req.release.is_none() {
+                problems.push(FieldViolation::new(
+                    "release",
+                    "is required with an approval",
+                ));
+            }
+        }
+        DisclosureState::Refused => {
+            if !matches!(RefusalGround::try_from(req.ground), Ok(g) if g != RefusalGround::Unspecified)
+            {
+                problems.push(FieldViolation::new("ground", "is required with a refusal"));
+            }
+            check_text("note", &req.note, MAX_NOTE, true, &mut problems);
+        }
+        DisclosureState::Clarification => {
+            check_text("note", &req.note, MAX_NOTE, true, &mut problems);
+        }
+        _ => problems.push(FieldViolation::new(
+            "outcome",
+            "must be approved, partially_approved, refused or clarification",
+        )),
+    }
+    let chosen = match req.release.as_ref().map(selection) {
+        Some(Ok(s)) => Some(s),
+        Some(Err(v)) => {
+            problems.extend(v);
+            None
+        }
+        None => None,
+    };
+    if problems.is_empty() {
+        Ok(chosen)
+    } else {
+        Err(DisclosureError::Invalid(problems))
+    }
+}
+
+/// The alert's subjects with only the identifier types chosen, in clear.
+fn released_subjects(alert: &crate::proto::v1::Alert, chosen: &ReleaseFields) -> Vec<Subject> {
+    alert
+        .subjects
+        .iter()
+        .map(|s| Subject {
+            role: s.role,
+            identifiers: s
+                .identifiers
+                .iter()
+                .filter(|i| {
+                    chosen
+                        .identifiers
+                        .contains(&(crate::proto::identifier_type(i) as i32))
+                })
+                .cloned()
+                .collect(),
+        })
+        .filter(|s| !s.identifiers.is_empty())
+        .collect()
 }
 
 #[cfg(test)]

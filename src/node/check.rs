@@ -73,28 +73,41 @@ fn validity(report: &mut Report, what: &str, path: &Path, cert: &CertificateDer<
 /// Runs every check of `config`'s files.
 pub fn check(config: &NodeConfig) -> Report {
     let mut report = Report::default();
-    let tls = &config.tls;
-    let problem = |r: &mut Report, s: String| r.problems.push(s);
+    let (federation_ca, federation_crls) = check_cas(config, &mut report);
+    check_node_certificate(
+        config,
+        federation_ca.as_deref(),
+        &federation_crls,
+        &mut report,
+    );
+    check_audit_key(config, &mut report);
+    check_key_ring(config, &mut report);
+    check_peer_kinds(config, &mut report);
+    check_policy(config, &mut report);
+    check_store_dir(config, &mut report);
+    report
+}
 
-    // The CAs and their revocation lists.
+type Certs = Vec<CertificateDer<'static>>;
+type Crls = Vec<rustls::pki_types::CertificateRevocationListDer<'static>>;
+
+/// The CAs and their revocation lists; the federation CA and its CRLs,
+/// for the node certificate's check.
+fn check_cas(config: &NodeConfig, report: &mut Report) -> (Option<Certs>, Crls) {
+    let tls = &config.tls;
     let federation_ca = match load_certs(tls.federation_ca.get_ref()) {
         Ok(ca) => {
-            validity(
-                &mut report,
-                "federation CA",
-                tls.federation_ca.get_ref(),
-                &ca[0],
-            );
+            validity(report, "federation CA", tls.federation_ca.get_ref(), &ca[0]);
             Some(ca)
         }
         Err(e) => {
-            problem(&mut report, e.to_string());
+            report.problems.push(e.to_string());
             None
         }
     };
     match load_certs(tls.client_ca.get_ref()) {
-        Ok(ca) => validity(&mut report, "client CA", tls.client_ca.get_ref(), &ca[0]),
-        Err(e) => problem(&mut report, e.to_string()),
+        Ok(ca) => validity(report, "client CA", tls.client_ca.get_ref(), &ca[0]),
+        Err(e) => report.problems.push(e.to_string()),
     }
     let mut federation_crls = Vec::new();
     for (crl, into_fed) in [(&tls.federation_crl, true), (&tls.client_crl, false)] {
@@ -102,56 +115,61 @@ pub fn check(config: &NodeConfig) -> Report {
             match load_crls(path.get_ref()) {
                 Ok(crls) if into_fed => federation_crls = crls,
                 Ok(_) => {}
-                Err(e) => problem(&mut report, e.to_string()),
+                Err(e) => report.problems.push(e.to_string()),
             }
         }
     }
+    (federation_ca, federation_crls)
+}
 
-    // The node's own certificate and key.
+/// The node's own certificate and key: its identity, validity, and that
+/// the federation accepts it.
+fn check_node_certificate(
+    config: &NodeConfig,
+    federation_ca: Option<&[CertificateDer<'static>]>,
+    federation_crls: &[rustls::pki_types::CertificateRevocationListDer<'static>],
+    report: &mut Report,
+) {
+    let tls = &config.tls;
     let (cert, key) = (tls.node_cert.get_ref(), tls.node_key.get_ref());
-    match TlsIdentity::load(cert, key) {
-        Err(e) => problem(&mut report, e.to_string()),
-        Ok(own) => {
-            let expected = NodeIdentity {
-                federation: config.federation.clone(),
-                agency: config.agency().clone(),
-            };
-            if own.identity == Identity::Node(expected.clone()) {
-                report
-                    .fine
-                    .push(format!("node certificate is {}", expected.spiffe_uri()));
-            } else {
-                problem(
-                    &mut report,
-                    format!(
-                        "{}: names {}, but node.toml is for {}",
-                        cert.display(),
-                        own.identity,
-                        expected.spiffe_uri()
-                    ),
-                );
-            }
-            validity(&mut report, "node certificate", cert, &own.chain[0]);
-            if let Some(ca) = &federation_ca
-                && let Err(e) = chains_to(&own.chain, ca, &federation_crls)
-            {
-                problem(
-                    &mut report,
-                    format!(
-                        "{}: not accepted under the federation CA {}: {e}",
-                        cert.display(),
-                        tls.federation_ca.get_ref().display()
-                    ),
-                );
-            }
-        }
+    let own = match TlsIdentity::load(cert, key) {
+        Err(e) => return report.problems.push(e.to_string()),
+        Ok(own) => own,
+    };
+    let expected = NodeIdentity {
+        federation: config.federation.clone(),
+        agency: config.agency().clone(),
+    };
+    if own.identity == Identity::Node(expected.clone()) {
+        report
+            .fine
+            .push(format!("node certificate is {}", expected.spiffe_uri()));
+    } else {
+        report.problems.push(format!(
+            "{}: names {}, but node.toml is for {}",
+            cert.display(),
+            own.identity,
+            expected.spiffe_uri()
+        ));
     }
+    validity(report, "node certificate", cert, &own.chain[0]);
+    if let Some(ca) = federation_ca
+        && let Err(e) = chains_to(&own.chain, ca, federation_crls)
+    {
+        report.problems.push(format!(
+            "{}: not accepted under the federation CA {}: {e}",
+            cert.display(),
+            tls.federation_ca.get_ref().display()
+        ));
+    }
+}
 
-    // The audit signing key (created at first start when missing).
+/// The audit signing key (created at first start when missing).
+fn check_audit_key(config: &NodeConfig, report: &mut Report) {
     let signing = config.audit_signing_key();
     if signing.exists() {
         if let Err(e) = crate::audit::signing::SigningKey::load(&signing) {
-            problem(&mut report, format!("{}: {e}", signing.display()));
+            report.problems.push(format!("{}: {e}", signing.display()));
         }
     } else {
         report.fine.push(format!(
@@ -159,36 +177,38 @@ pub fn check(config: &NodeConfig) -> Report {
             signing.display()
         ));
     }
+}
 
-    // The matching key ring.
-    if let Some(path) = &config.matching.key_ring {
-        match crate::pseudo::KeyRing::load(path.get_ref()) {
-            Err(e) => problem(&mut report, e.to_string()),
-            Ok(ring) if ring.federation != config.federation => problem(
-                &mut report,
-                format!(
-                    "{}: key ring of federation {}, this node is in {}",
-                    path.get_ref().display(),
-                    ring.federation,
-                    config.federation
-                ),
-            ),
-            Ok(ring) => {
-                if ring
-                    .active(time::OffsetDateTime::now_utc())
-                    .next()
-                    .is_none()
-                {
-                    report.warnings.push(format!(
-                        "{}: no matching key is valid now; subjects are not shared",
-                        path.get_ref().display()
-                    ));
-                }
+/// The matching key ring: this federation's, with a key valid now.
+fn check_key_ring(config: &NodeConfig, report: &mut Report) {
+    let Some(path) = &config.matching.key_ring else {
+        return;
+    };
+    match crate::pseudo::KeyRing::load(path.get_ref()) {
+        Err(e) => report.problems.push(e.to_string()),
+        Ok(ring) if ring.federation != config.federation => report.problems.push(format!(
+            "{}: key ring of federation {}, this node is in {}",
+            path.get_ref().display(),
+            ring.federation,
+            config.federation
+        )),
+        Ok(ring) => {
+            if ring
+                .active(time::OffsetDateTime::now_utc())
+                .next()
+                .is_none()
+            {
+                report.warnings.push(format!(
+                    "{}: no matching key is valid now; subjects are not shared",
+                    path.get_ref().display()
+                ));
             }
         }
     }
+}
 
-    // Peers of no kind: H1 alerts are withheld from them.
+/// Peers of no kind: H1 alerts are withheld from them.
+fn check_peer_kinds(config: &NodeConfig, report: &mut Report) {
     for p in config.peers.iter().filter(|p| p.kind.is_none()) {
         report.warnings.push(format!(
             "peer `{}` has no `kind` in [[peers]]: it is not taken for a law-enforcement \
@@ -196,42 +216,43 @@ pub fn check(config: &NodeConfig) -> Report {
             p.agency_id.get_ref()
         ));
     }
+}
 
-    // The sharing policy, against the configured peers.
-    if let Some(path) = &config.sharing.policy {
-        let path = path.get_ref();
-        match std::fs::read_to_string(path) {
-            Err(e) => problem(&mut report, format!("{}: {e}", path.display())),
-            Ok(text) => {
-                let peers = config
-                    .peers
-                    .iter()
-                    .map(|p| p.agency_id.get_ref().clone())
-                    .collect();
-                match crate::policy::parse(path, &text, &peers) {
-                    Err(errors) => {
-                        for e in errors {
-                            problem(&mut report, e.to_string());
-                        }
-                    }
-                    Ok(p) => {
-                        let p = p.with_peer_kinds(config.peer_kinds());
-                        for (line, w) in p.handling_warnings() {
-                            report
-                                .warnings
-                                .push(format!("{}:{line}: {w}", path.display()));
-                        }
-                    }
-                }
+/// The sharing policy, against the configured peers.
+fn check_policy(config: &NodeConfig, report: &mut Report) {
+    let Some(path) = &config.sharing.policy else {
+        return;
+    };
+    let path = path.get_ref();
+    let text = match std::fs::read_to_string(path) {
+        Err(e) => return report.problems.push(format!("{}: {e}", path.display())),
+        Ok(text) => text,
+    };
+    let peers = config
+        .peers
+        .iter()
+        .map(|p| p.agency_id.get_ref().clone())
+        .collect();
+    match crate::policy::parse(path, &text, &peers) {
+        Err(errors) => report
+            .problems
+            .extend(errors.into_iter().map(|e| e.to_string())),
+        Ok(p) => {
+            let p = p.with_peer_kinds(config.peer_kinds());
+            for (line, w) in p.handling_warnings() {
+                report
+                    .warnings
+                    .push(format!("{}:{line}: {w}", path.display()));
             }
         }
     }
+}
 
-    // The store directory.
+/// The store directory: a store of this version, or a new directory.
+fn check_store_dir(config: &NodeConfig, report: &mut Report) {
     let store = &config.store.dir;
     if crate::store::is_sled_store(store) {
-        problem(
-            &mut report,
+        report.problems.push(
             crate::store::StoreError::Legacy {
                 dir: store.display().to_string(),
             }
@@ -240,16 +261,12 @@ pub fn check(config: &NodeConfig) -> Report {
     } else if store.exists() && !crate::store::is_store(store) {
         let empty = std::fs::read_dir(store).is_ok_and(|mut d| d.next().is_none());
         if !empty {
-            problem(
-                &mut report,
-                format!(
-                    "{}: not a CaseBridge store and not empty; [store] dir must be a store or a new directory",
-                    store.display()
-                ),
-            );
+            report.problems.push(format!(
+                "{}: not a CaseBridge store and not empty; [store] dir must be a store or a new directory",
+                store.display()
+            ));
         }
     }
-    report
 }
 
 /// Whether `chain` is a client certificate the federation accepts: the

@@ -574,155 +574,14 @@ impl Row<'_, '_> {
     fn subject(&mut self, s: &super::mapping::SubjectColumns, index: usize) -> Option<Subject> {
         let base = format!("draft.subjects[{index}]");
         let mut ids: Vec<Found> = Vec::new();
-        let given = self.joined(&s.given_names);
-        let family = self.first(&s.family_name).map(|(c, v)| (c, v.to_owned()));
-        let dob = self.first(&s.date_of_birth).map(|(c, v)| (c, v.to_owned()));
-        if given.is_some() || family.is_some() || dob.is_some() {
-            let mut notes = Vec::new();
-            let mut first_col = None;
-            if let Some((c, _)) = &given {
-                notes.push((".person.given_names".to_owned(), *c));
-                first_col.get_or_insert(*c);
-            }
-            if let Some((c, _)) = &family {
-                notes.push((".person.family_name".to_owned(), *c));
-                first_col.get_or_insert(*c);
-            }
-            let date_of_birth = match &dob {
-                Some((c, text)) => {
-                    notes.push((".person.date_of_birth".to_owned(), *c));
-                    first_col.get_or_insert(*c);
-                    match date_of_birth(text, &self.loaded().date_formats) {
-                        Some(d) => d,
-                        None => {
-                            self.problems.push(hinted(
-                                Some(*c),
-                                format!(
-                                    "\"{text}\" is not a date of birth: write it as 1999-03-14, \
-                                     or 1999-03 or 1999 when that is all that is known"
-                                ),
-                                "or add its format to date_formats in the mapping",
-                            ));
-                            String::new()
-                        }
-                    }
-                }
-                None => String::new(),
-            };
-            ids.push((
-                Identifier {
-                    kind: Some(Kind::Person(PersonName {
-                        given_names: given.map(|(_, v)| v).unwrap_or_default(),
-                        family_name: family.map(|(_, v)| v).unwrap_or_default(),
-                        date_of_birth,
-                    })),
-                },
-                first_col.unwrap_or(0),
-                notes,
-            ));
+        // In this order (docs/import-export.md): the same record from a
+        // spreadsheet and from JSON Lines is the same draft.
+        ids.extend(self.person(s));
+        ids.extend(self.listed(s));
+        if let Some(doc) = &s.document {
+            ids.extend(self.document(doc));
         }
-        let region = self
-            .loaded()
-            .mapping
-            .phone_region
-            .as_ref()
-            .map(|r| r.get_ref().clone())
-            .unwrap_or_default();
-        for (col, number) in self.all(&s.phones) {
-            ids.push((
-                Identifier {
-                    kind: Some(Kind::Phone(Phone {
-                        number,
-                        region: region.clone(),
-                    })),
-                },
-                col,
-                Vec::new(),
-            ));
-        }
-        for (col, address) in self.all(&s.emails) {
-            ids.push((
-                Identifier {
-                    kind: Some(Kind::Email(Email { address })),
-                },
-                col,
-                Vec::new(),
-            ));
-        }
-        for (col, iban) in self.all(&s.ibans) {
-            ids.push((
-                Identifier {
-                    kind: Some(Kind::Iban(Iban { iban })),
-                },
-                col,
-                Vec::new(),
-            ));
-        }
-        if let Some(doc) = &s.document
-            && let Some((col, number)) = self.first(&Some(doc.number.clone()))
-        {
-            let number = number.to_owned();
-            let mut notes = Vec::new();
-            let r#type = match (&doc.r#type, self.first(&doc.type_column)) {
-                (Some(t), _) => EnumKind::Document.parse(t.get_ref()).unwrap_or(0),
-                (None, Some((c, text))) => {
-                    let text = text.to_owned();
-                    notes.push((".document.type".to_owned(), c));
-                    self.enum_of(EnumKind::Document, c, &text).unwrap_or(0)
-                }
-                (None, None) => {
-                    let c = self.bound.idx(&doc.type_column).first().copied();
-                    self.problems
-                        .push(problem(c, "the document's type is empty"));
-                    0
-                }
-            };
-            let issuing_country = match self.first(&doc.country) {
-                Some((c, text)) => {
-                    let text = text.to_owned();
-                    notes.push((".document.issuing_country".to_owned(), c));
-                    self.country(c, &text).unwrap_or_default()
-                }
-                None => match &doc.default_country {
-                    Some(d) => d.get_ref().clone(),
-                    None => {
-                        let c = self.bound.idx(&doc.country).first().copied().or(Some(col));
-                        self.problems.push(hinted(
-                            c,
-                            "the document's issuing country is empty: write the country that \
-                             issued it",
-                            "or set default_country in the mapping if it is always the same",
-                        ));
-                        String::new()
-                    }
-                },
-            };
-            ids.push((
-                Identifier {
-                    kind: Some(Kind::Document(IdentityDocument {
-                        r#type,
-                        number,
-                        issuing_country,
-                    })),
-                },
-                col,
-                notes,
-            ));
-        }
-        for h in &s.handles {
-            for (col, handle) in self.all(&Some(h.column.clone())) {
-                ids.push((
-                    Identifier {
-                        kind: Some(Kind::OnlineHandle(OnlineHandle {
-                            platform: h.platform.get_ref().clone(),
-                            handle,
-                        })),
-                    },
-                    col,
-                    Vec::new(),
-                ));
-            }
-        }
+        ids.extend(self.handles(s));
         if ids.is_empty() {
             return None;
         }
@@ -745,6 +604,156 @@ impl Row<'_, '_> {
             identifiers.push(id);
         }
         Some(Subject { role, identifiers })
+    }
+
+    /// The subject's name and date of birth, as one person identifier.
+    fn person(&mut self, s: &super::mapping::SubjectColumns) -> Option<Found> {
+        let given = self.joined(&s.given_names);
+        let family = self.first(&s.family_name).map(|(c, v)| (c, v.to_owned()));
+        let dob = self.first(&s.date_of_birth).map(|(c, v)| (c, v.to_owned()));
+        if given.is_none() && family.is_none() && dob.is_none() {
+            return None;
+        }
+        let mut notes = Vec::new();
+        let mut first_col = None;
+        if let Some((c, _)) = &given {
+            notes.push((".person.given_names".to_owned(), *c));
+            first_col.get_or_insert(*c);
+        }
+        if let Some((c, _)) = &family {
+            notes.push((".person.family_name".to_owned(), *c));
+            first_col.get_or_insert(*c);
+        }
+        let date_of_birth = match &dob {
+            Some((c, text)) => {
+                notes.push((".person.date_of_birth".to_owned(), *c));
+                first_col.get_or_insert(*c);
+                self.date_of_birth(*c, text)
+            }
+            None => String::new(),
+        };
+        Some((
+            Identifier {
+                kind: Some(Kind::Person(PersonName {
+                    given_names: given.map(|(_, v)| v).unwrap_or_default(),
+                    family_name: family.map(|(_, v)| v).unwrap_or_default(),
+                    date_of_birth,
+                })),
+            },
+            first_col.unwrap_or(0),
+            notes,
+        ))
+    }
+
+    /// A date of birth as the node takes it (as partial as written), or a
+    /// problem at its cell.
+    fn date_of_birth(&mut self, col: usize, text: &str) -> String {
+        match date_of_birth(text, &self.loaded().date_formats) {
+            Some(d) => d,
+            None => {
+                self.problems.push(hinted(
+                    Some(col),
+                    format!(
+                        "\"{text}\" is not a date of birth: write it as 1999-03-14, \
+                         or 1999-03 or 1999 when that is all that is known"
+                    ),
+                    "or add its format to date_formats in the mapping",
+                ));
+                String::new()
+            }
+        }
+    }
+
+    /// Phones, e-mails and IBANs: every value of their columns.
+    fn listed(&mut self, s: &super::mapping::SubjectColumns) -> Vec<Found> {
+        let region = self
+            .loaded()
+            .mapping
+            .phone_region
+            .as_ref()
+            .map(|r| r.get_ref().clone())
+            .unwrap_or_default();
+        let one = |kind: Kind, col: usize| -> Found {
+            (Identifier { kind: Some(kind) }, col, Vec::new())
+        };
+        let mut ids = Vec::new();
+        for (col, number) in self.all(&s.phones) {
+            let region = region.clone();
+            ids.push(one(Kind::Phone(Phone { number, region }), col));
+        }
+        for (col, address) in self.all(&s.emails) {
+            ids.push(one(Kind::Email(Email { address }), col));
+        }
+        for (col, iban) in self.all(&s.ibans) {
+            ids.push(one(Kind::Iban(Iban { iban }), col));
+        }
+        ids
+    }
+
+    /// Online handles: every value of each platform's column.
+    fn handles(&mut self, s: &super::mapping::SubjectColumns) -> Vec<Found> {
+        let mut ids = Vec::new();
+        for h in &s.handles {
+            for (col, handle) in self.all(&Some(h.column.clone())) {
+                let platform = h.platform.get_ref().clone();
+                let kind = Kind::OnlineHandle(OnlineHandle { platform, handle });
+                ids.push((Identifier { kind: Some(kind) }, col, Vec::new()));
+            }
+        }
+        ids
+    }
+
+    /// The subject's identity document, when its number cell is filled.
+    fn document(&mut self, doc: &super::mapping::DocumentColumns) -> Option<Found> {
+        let (col, number) = self.first(&Some(doc.number.clone()))?;
+        let number = number.to_owned();
+        let mut notes = Vec::new();
+        let r#type = match (&doc.r#type, self.first(&doc.type_column)) {
+            (Some(t), _) => EnumKind::Document.parse(t.get_ref()).unwrap_or(0),
+            (None, Some((c, text))) => {
+                let text = text.to_owned();
+                notes.push((".document.type".to_owned(), c));
+                self.enum_of(EnumKind::Document, c, &text).unwrap_or(0)
+            }
+            (None, None) => {
+                let c = self.bound.idx(&doc.type_column).first().copied();
+                self.problems
+                    .push(problem(c, "the document's type is empty"));
+                0
+            }
+        };
+        let issuing_country = match self.first(&doc.country) {
+            Some((c, text)) => {
+                let text = text.to_owned();
+                notes.push((".document.issuing_country".to_owned(), c));
+                self.country(c, &text).unwrap_or_default()
+            }
+            None => match &doc.default_country {
+                Some(d) => d.get_ref().clone(),
+                None => {
+                    let c = self.bound.idx(&doc.country).first().copied().or(Some(col));
+                    self.problems.push(hinted(
+                        c,
+                        "the document's issuing country is empty: write the country that \
+                         issued it",
+                        "or set default_country in the mapping if it is always the same",
+                    ));
+                    String::new()
+                }
+            },
+        };
+        let document = IdentityDocument {
+            r#type,
+            number,
+            issuing_country,
+        };
+        Some((
+            Identifier {
+                kind: Some(Kind::Document(document)),
+            },
+            col,
+            notes,
+        ))
     }
 
     /// Several columns joined with a space (first and middle names).
