@@ -147,113 +147,9 @@ impl Metrics {
             keyservice_elements: Counter::default(),
             tokens_pending: Gauge::default(),
         };
-        r.register("submits", "Client submits, by outcome", m.submits.clone());
-        r.register(
-            "deliveries",
-            "Envelopes acknowledged by a peer, by ack status",
-            m.deliveries.clone(),
-        );
-        r.register(
-            "delivery_failures",
-            "Failed delivery connections or streams, per peer (each is retried)",
-            m.delivery_failures.clone(),
-        );
-        r.register(
-            "delivery_latency_seconds",
-            "Time from queueing an envelope to the peer's acknowledgement",
-            m.delivery_latency.clone(),
-        );
-        r.register(
-            "received",
-            "Envelopes received from a peer, by outcome",
-            m.received.clone(),
-        );
-        r.register("hits", "Hits recorded, by identifier type", m.hits.clone());
-        r.register(
-            "policy_decisions",
-            "Sharing-policy decisions per peer",
-            m.policy_decisions.clone(),
-        );
-        r.register(
-            "refused_handshakes",
-            "TLS handshakes refused, per listener",
-            m.refused_handshakes.clone(),
-        );
-        r.register(
-            "queue_depth",
-            "Envelopes waiting in the outbox for a peer",
-            m.queue_depth.clone(),
-        );
-        r.register(
-            "oldest_undelivered_seconds",
-            "Age of the oldest envelope waiting for a peer",
-            m.oldest_undelivered.clone(),
-        );
-        r.register(
-            "purged_alerts",
-            "Alerts whose content was purged at the retention deadline",
-            m.purged.clone(),
-        );
-        r.register(
-            "audit_entries",
-            "Audit log entries appended, by action",
-            m.audit_entries.clone(),
-        );
-        r.register(
-            "certificate_not_after_seconds",
-            "When this node's certificate or a CA it trusts ends (Unix time)",
-            m.certificate_not_after.clone(),
-        );
-        r.register(
-            "peer_certificate_not_after_seconds",
-            "When the certificate a peer last presented ends (Unix time)",
-            m.peer_certificate_not_after.clone(),
-        );
-        r.register(
-            "store_bytes",
-            "Bytes the store occupies on disk",
-            m.store_bytes.clone(),
-        );
-        r.register(
-            "store_free_bytes",
-            "Bytes available to the store on its filesystem",
-            m.store_free_bytes.clone(),
-        );
-        r.register(
-            "disclosure_requests_open",
-            "Disclosure requests waiting for a decision, per peer and direction",
-            m.disclosure_open.clone(),
-        );
-        r.register(
-            "disclosure_requests_overdue",
-            "Disclosure requests past their due time without a final decision, per peer and direction",
-            m.disclosure_overdue.clone(),
-        );
-        r.register(
-            "disclosure_answer_seconds",
-            "Time from a disclosure request to its final decision, per peer and direction",
-            m.disclosure_answer.clone(),
-        );
-        r.register(
-            "disclosure_decisions",
-            "Final decisions on disclosure requests, per peer, direction and outcome",
-            m.disclosure_decisions.clone(),
-        );
-        r.register(
-            "keyservice_calls",
-            "Calls to the OPRF key service, by outcome",
-            m.keyservice_calls.clone(),
-        );
-        r.register(
-            "keyservice_elements",
-            "Elements the OPRF key service evaluated for this node",
-            m.keyservice_elements.clone(),
-        );
-        r.register(
-            "tokens_pending",
-            "Own alerts stored without their tokens while the key service was unreachable",
-            m.tokens_pending.clone(),
-        );
+        register_exchange(&mut r, &m);
+        register_node(&mut r, &m);
+        register_disclosure_and_tokens(&mut r, &m);
         Self {
             registry: Arc::new(r),
             ..m
@@ -483,4 +379,123 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
         tracing::warn!(%addr, "metrics endpoint is not on loopback and has no authentication; restrict it with a firewall");
     }
     TcpListener::bind(addr).await
+}
+
+/// The series of submits, delivery and receipt, hits and policy decisions.
+fn register_exchange(r: &mut Registry, m: &Metrics) {
+    r.register("submits", "Client submits, by outcome", m.submits.clone());
+    r.register(
+        "deliveries",
+        "Envelopes acknowledged by a peer, by ack status",
+        m.deliveries.clone(),
+    );
+    r.register(
+        "delivery_failures",
+        "Failed delivery connections or streams, per peer (each is retried)",
+        m.delivery_failures.clone(),
+    );
+    r.register(
+        "delivery_latency_seconds",
+        "Time from queueing an envelope to the peer's acknowledgement",
+        m.delivery_latency.clone(),
+    );
+    r.register(
+        "received",
+        "Envelopes received from a peer, by outcome",
+        m.received.clone(),
+    );
+    r.register("hits", "Hits recorded, by identifier type", m.hits.clone());
+    r.register(
+        "policy_decisions",
+        "Sharing-policy decisions per peer",
+        m.policy_decisions.clone(),
+    );
+    r.register(
+        "refused_handshakes",
+        "TLS handshakes refused, per listener",
+        m.refused_handshakes.clone(),
+    );
+    r.register(
+        "queue_depth",
+        "Envelopes waiting in the outbox for a peer",
+        m.queue_depth.clone(),
+    );
+    r.register(
+        "oldest_undelivered_seconds",
+        "Age of the oldest envelope waiting for a peer",
+        m.oldest_undelivered.clone(),
+    );
+}
+
+/// The node's own series: retention, audit, certificates, the store.
+fn register_node(r: &mut Registry, m: &Metrics) {
+    r.register(
+        "purged_alerts",
+        "Alerts whose content was purged at the retention deadline",
+        m.purged.clone(),
+    );
+    r.register(
+        "audit_entries",
+        "Audit log entries appended, by action",
+        m.audit_entries.clone(),
+    );
+    r.register(
+        "certificate_not_after_seconds",
+        "When this node's certificate or a CA it trusts ends (Unix time)",
+        m.certificate_not_after.clone(),
+    );
+    r.register(
+        "peer_certificate_not_after_seconds",
+        "When the certificate a peer last presented ends (Unix time)",
+        m.peer_certificate_not_after.clone(),
+    );
+    r.register(
+        "store_bytes",
+        "Bytes the store occupies on disk",
+        m.store_bytes.clone(),
+    );
+    r.register(
+        "store_free_bytes",
+        "Bytes available to the store on its filesystem",
+        m.store_free_bytes.clone(),
+    );
+}
+
+/// Disclosure requests and the OPRF key service.
+fn register_disclosure_and_tokens(r: &mut Registry, m: &Metrics) {
+    r.register(
+        "disclosure_requests_open",
+        "Disclosure requests waiting for a decision, per peer and direction",
+        m.disclosure_open.clone(),
+    );
+    r.register(
+        "disclosure_requests_overdue",
+        "Disclosure requests past their due time without a final decision, per peer and direction",
+        m.disclosure_overdue.clone(),
+    );
+    r.register(
+        "disclosure_answer_seconds",
+        "Time from a disclosure request to its final decision, per peer and direction",
+        m.disclosure_answer.clone(),
+    );
+    r.register(
+        "disclosure_decisions",
+        "Final decisions on disclosure requests, per peer, direction and outcome",
+        m.disclosure_decisions.clone(),
+    );
+    r.register(
+        "keyservice_calls",
+        "Calls to the OPRF key service, by outcome",
+        m.keyservice_calls.clone(),
+    );
+    r.register(
+        "keyservice_elements",
+        "Elements the OPRF key service evaluated for this node",
+        m.keyservice_elements.clone(),
+    );
+    r.register(
+        "tokens_pending",
+        "Own alerts stored without their tokens while the key service was unreachable",
+        m.tokens_pending.clone(),
+    );
 }

@@ -79,29 +79,7 @@ impl Ledger {
         }
         if validate_only {
             call.detail("validate_only", true);
-            let held = self.store.imported(source, source_id, digest.as_ref())?;
-            let outcome = match &held {
-                None => ImportOutcome::Created,
-                Some((_, true)) => ImportOutcome::Unchanged,
-                Some((rec, false)) if rec.alert.as_ref().is_some_and(|a| !a.retracted) => {
-                    ImportOutcome::Updated
-                }
-                Some(_) => ImportOutcome::Created,
-            };
-            call.detail("outcome", outcome.as_str_name());
-            return Ok(ImportAlertResponse {
-                alert: Some(Alert {
-                    origin: self.agency.to_string(),
-                    created_at: Some(timestamp(now)),
-                    updated_at: Some(timestamp(now)),
-                    content: draft.content,
-                    subjects: draft.subjects,
-                    case_reference: draft.case_reference,
-                    title: draft.title,
-                    ..Default::default()
-                }),
-                outcome: outcome as i32,
-            });
+            return self.would_import((source, source_id, digest.as_ref()), draft, now, call);
         }
         // An unchanged record is not written, so it needs no tokens: do not
         // spend the key service's budget on it. (Should it change before the
@@ -164,6 +142,41 @@ impl Ledger {
         Ok(ImportAlertResponse {
             outcome: outcome_of(&written) as i32,
             alert: written.record().alert.clone(),
+        })
+    }
+
+    /// What an import of `draft` would do (`validate_only`): the record
+    /// created, updated or unchanged, and the alert as it would be; nothing
+    /// is written.
+    fn would_import(
+        &self,
+        (source, source_id, digest): (&str, &str, &[u8]),
+        draft: AlertDraft,
+        now: SystemTime,
+        call: &CallEntry,
+    ) -> Result<ImportAlertResponse, AlertError> {
+        let held = self.store.imported(source, source_id, digest)?;
+        let outcome = match &held {
+            None => ImportOutcome::Created,
+            Some((_, true)) => ImportOutcome::Unchanged,
+            Some((rec, false)) if rec.alert.as_ref().is_some_and(|a| !a.retracted) => {
+                ImportOutcome::Updated
+            }
+            Some(_) => ImportOutcome::Created,
+        };
+        call.detail("outcome", outcome.as_str_name());
+        Ok(ImportAlertResponse {
+            alert: Some(Alert {
+                origin: self.agency.to_string(),
+                created_at: Some(timestamp(now)),
+                updated_at: Some(timestamp(now)),
+                content: draft.content,
+                subjects: draft.subjects,
+                case_reference: draft.case_reference,
+                title: draft.title,
+                ..Default::default()
+            }),
+            outcome: outcome as i32,
         })
     }
 

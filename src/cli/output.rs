@@ -854,50 +854,10 @@ pub fn disclosure(case: &crate::proto::v1::DisclosureCase, as_json: bool) {
         );
     }
     if let Some(d) = &case.decision {
-        let ground = crate::proto::v1::RefusalGround::try_from(d.ground)
-            .ok()
-            .filter(|g| *g != crate::proto::v1::RefusalGround::Unspecified)
-            .map(|g| format!(" ({})", enum_name(g.as_str_name(), "REFUSAL_GROUND_")))
-            .unwrap_or_default();
-        let who = if d.automatic {
-            "the holder's policy".to_string()
-        } else {
-            esc(&d.decided_by).into_owned()
-        };
-        println!(
-            "  decision  {}{ground} by {who} at {}{}",
-            state_name(d.outcome),
-            time(d.decided_at.as_ref()),
-            if d.note.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", esc(&d.note))
-            }
-        );
-        if !d.release_id.is_empty() {
-            println!(
-                "  release   {} (casebridge releases show {})",
-                d.release_id, d.release_id
-            );
-        }
+        decision_lines(d);
     }
     for v in &case.verification {
-        let kind = IdentifierType::try_from(v.r#type).map_or("?".into(), |t| {
-            enum_name(t.as_str_name(), "IDENTIFIER_TYPE_")
-        });
-        println!(
-            "  verified  {kind}: {}",
-            if v.matched {
-                let evidence = v
-                    .evidence
-                    .as_ref()
-                    .map(|e| format!("; {}", crate::matching::describe_evidence(e)))
-                    .unwrap_or_default();
-                format!("matches our alert (score {:.2}{evidence})", v.similarity)
-            } else {
-                "does not match our alert".to_string()
-            }
-        );
+        println!("  verified  {}", verification_text(v));
     }
     for (i, e) in case.history.iter().enumerate() {
         let note = if e.note.is_empty() {
@@ -912,6 +872,56 @@ pub fn disclosure(case: &crate::proto::v1::DisclosureCase, as_json: bool) {
             e.step,
             e.by
         );
+    }
+}
+
+/// A request's decision, and its release when there is one.
+fn decision_lines(d: &crate::proto::v1::DisclosureDecision) {
+    let ground = crate::proto::v1::RefusalGround::try_from(d.ground)
+        .ok()
+        .filter(|g| *g != crate::proto::v1::RefusalGround::Unspecified)
+        .map(|g| format!(" ({})", enum_name(g.as_str_name(), "REFUSAL_GROUND_")))
+        .unwrap_or_default();
+    let who = if d.automatic {
+        "the holder's policy".to_string()
+    } else {
+        esc(&d.decided_by).into_owned()
+    };
+    println!(
+        "  decision  {}{ground} by {who} at {}{}",
+        state_name(d.outcome),
+        time(d.decided_at.as_ref()),
+        if d.note.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", esc(&d.note))
+        }
+    );
+    if !d.release_id.is_empty() {
+        println!(
+            "  release   {} (casebridge releases show {})",
+            d.release_id, d.release_id
+        );
+    }
+}
+
+/// How one of the requester's identifiers compares with our alert.
+fn verification_text(v: &crate::proto::v1::VerificationResult) -> String {
+    let kind = IdentifierType::try_from(v.r#type).map_or("?".into(), |t| {
+        enum_name(t.as_str_name(), "IDENTIFIER_TYPE_")
+    });
+    if v.matched {
+        let evidence = v
+            .evidence
+            .as_ref()
+            .map(|e| format!("; {}", crate::matching::describe_evidence(e)))
+            .unwrap_or_default();
+        format!(
+            "{kind}: matches our alert (score {:.2}{evidence})",
+            v.similarity
+        )
+    } else {
+        format!("{kind}: does not match our alert")
     }
 }
 

@@ -379,50 +379,8 @@ pub async fn run(
             alert_id: Some(alert_id),
             peer,
             config: _,
-        } => {
-            let policy_text = match &policy {
-                Some(p) => read_text(p)?,
-                None => String::new(),
-            };
-            let mut client = connect(client_config).await?;
-            let r = client
-                .admin
-                .explain_policy(ExplainPolicyRequest {
-                    alert_id,
-                    peers: peer.into_iter().collect(),
-                    policy_text,
-                })
-                .await?
-                .into_inner();
-            output::explanation(&r, json);
-            Ok(())
-        }
-        PolicyCommand::Validate { file, config } => {
-            let kinds_known = config.is_some();
-            let p = match config {
-                Some(config) => load(&file, &NodeConfig::load(&config)?)?,
-                None => {
-                    let p = parse_file(&file, None)?;
-                    println!(
-                        "(without --config: the peers it names are not checked against a node's \
-                         [[peers]], nor its rules against their kinds)"
-                    );
-                    p
-                }
-            };
-            print_validated(&file, &p);
-            // Warnings do not fail the check: the node keeps the promise
-            // anyway, but the rule does not do what it reads as.
-            let warnings = if kinds_known {
-                p.handling_warnings()
-            } else {
-                Vec::new()
-            };
-            for (line, warning) in warnings {
-                eprintln!("warning: {}:{line}: {warning}", file.display());
-            }
-            Ok(())
-        }
+        } => explain_stored(policy, alert_id, peer, json, client_config).await,
+        PolicyCommand::Validate { file, config } => validate(&file, config.as_deref()),
         PolicyCommand::Test {
             file,
             cases,
@@ -440,6 +398,62 @@ pub async fn run(
             config,
         } => explain_local(policy, alert, peer, config, json),
     }
+}
+
+/// `policy explain --alert-id`: the node explains a stored alert, under
+/// the policy in force or the candidate file given.
+async fn explain_stored(
+    policy: Option<PathBuf>,
+    alert_id: String,
+    peer: Option<String>,
+    json: bool,
+    client_config: Option<&Path>,
+) -> Result<(), Failure> {
+    let policy_text = match &policy {
+        Some(p) => read_text(p)?,
+        None => String::new(),
+    };
+    let mut client = connect(client_config).await?;
+    let r = client
+        .admin
+        .explain_policy(ExplainPolicyRequest {
+            alert_id,
+            peers: peer.into_iter().collect(),
+            policy_text,
+        })
+        .await?
+        .into_inner();
+    output::explanation(&r, json);
+    Ok(())
+}
+
+/// `policy validate`: the file's problems, or what it holds; with the
+/// node config, checked against its peers and their kinds too.
+fn validate(file: &Path, config: Option<&Path>) -> Result<(), Failure> {
+    let kinds_known = config.is_some();
+    let p = match config {
+        Some(config) => load(file, &NodeConfig::load(config)?)?,
+        None => {
+            let p = parse_file(file, None)?;
+            println!(
+                "(without --config: the peers it names are not checked against a node's \
+                 [[peers]], nor its rules against their kinds)"
+            );
+            p
+        }
+    };
+    print_validated(file, &p);
+    // Warnings do not fail the check: the node keeps the promise anyway,
+    // but the rule does not do what it reads as.
+    let warnings = if kinds_known {
+        p.handling_warnings()
+    } else {
+        Vec::new()
+    };
+    for (line, warning) in warnings {
+        eprintln!("warning: {}:{line}: {warning}", file.display());
+    }
+    Ok(())
 }
 
 /// `policy validate`: what a valid file holds, rule by rule.

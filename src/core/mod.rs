@@ -135,24 +135,7 @@ impl NodeCore {
 
         let pseudo = Arc::new(load_pseudonymizer(config)?);
         let signer = Arc::new(SigningKey::load_or_create(&config.audit_signing_key())?);
-        let store = Arc::new(Store::open(
-            &config.store.dir,
-            config.store.cache_capacity_mb.get() as u64 * 1024 * 1024,
-            MatchScope {
-                own: config.agency().clone(),
-                peers: peer_ids.iter().cloned().collect(),
-                band: config.matching.band(),
-            },
-        )?);
-        let default_until = SystemTime::now()
-            + Duration::from_secs(86_400) * config.alerts.default_retention_days.get() as u32;
-        let bounded = store.bound_received_retention(default_until)?;
-        if bounded > 0 {
-            tracing::info!(
-                alerts = bounded,
-                "received alerts stored without a retention deadline were given this node's default"
-            );
-        }
+        let store = open_store(config, &peer_ids)?;
         let outbound = Arc::new(Outbound::new(
             peers.iter().cloned(),
             config.delivery.probe_interval_secs.secs(),
@@ -196,12 +179,7 @@ impl NodeCore {
         let core = Arc::new(NodeCore {
             agency: config.agency().clone(),
             federation: config.federation.clone(),
-            clients: ClientPolicy {
-                federation: config.federation.clone(),
-                agency: config.agency().clone(),
-                roles: std::sync::RwLock::new(config.clients.clone()),
-                rate: RateLimiter::per_second(limits.requests_per_second_per_client.get() as u32),
-            },
+            clients: client_policy(config),
             peers: PeerPolicy::new(
                 config.federation.clone(),
                 peer_ids.iter().cloned().collect::<BTreeSet<_>>(),
@@ -227,14 +205,7 @@ impl NodeCore {
                 peers.into_iter().collect(),
                 outgoing,
                 sharing.clone(),
-                LookupSettings {
-                    timeout: limits.lookup_timeout_secs.secs(),
-                    max_connection_age,
-                    max_identifiers: limits.max_identifiers_per_subject.get(),
-                    possible_threshold: config.matching.possible_threshold,
-                    per_client_per_minute: limits.lookups_per_minute_per_client.get() as u32,
-                    per_peer_per_minute: limits.lookups_per_minute_per_peer.get() as u32,
-                },
+                lookup_settings(config, max_connection_age),
             ),
             inbound: Inbound::new(
                 store.clone(),
@@ -260,6 +231,54 @@ impl NodeCore {
             certificates: certificate_ends(config),
         });
         Ok(core)
+    }
+}
+
+/// The store, opened with this node's matching scope; received alerts an
+/// older version stored without a retention deadline get this node's
+/// default.
+fn open_store(config: &NodeConfig, peer_ids: &[AgencyId]) -> Result<Arc<Store>, NodeError> {
+    let store = Arc::new(Store::open(
+        &config.store.dir,
+        config.store.cache_capacity_mb.get() as u64 * 1024 * 1024,
+        MatchScope {
+            own: config.agency().clone(),
+            peers: peer_ids.iter().cloned().collect(),
+            band: config.matching.band(),
+        },
+    )?);
+    let default_until = SystemTime::now()
+        + Duration::from_secs(86_400) * config.alerts.default_retention_days.get() as u32;
+    let bounded = store.bound_received_retention(default_until)?;
+    if bounded > 0 {
+        tracing::info!(
+            alerts = bounded,
+            "received alerts stored without a retention deadline were given this node's default"
+        );
+    }
+    Ok(store)
+}
+
+/// Who of this agency's clients may call what, and how often.
+fn client_policy(config: &NodeConfig) -> ClientPolicy {
+    ClientPolicy {
+        federation: config.federation.clone(),
+        agency: config.agency().clone(),
+        roles: std::sync::RwLock::new(config.clients.clone()),
+        rate: RateLimiter::per_second(config.limits.requests_per_second_per_client.get() as u32),
+    }
+}
+
+/// The bounds of federation lookups, from `[limits]` and `[matching]`.
+fn lookup_settings(config: &NodeConfig, max_connection_age: Duration) -> LookupSettings {
+    let limits = &config.limits;
+    LookupSettings {
+        timeout: limits.lookup_timeout_secs.secs(),
+        max_connection_age,
+        max_identifiers: limits.max_identifiers_per_subject.get(),
+        possible_threshold: config.matching.possible_threshold,
+        per_client_per_minute: limits.lookups_per_minute_per_client.get() as u32,
+        per_peer_per_minute: limits.lookups_per_minute_per_peer.get() as u32,
     }
 }
 

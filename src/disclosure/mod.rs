@@ -210,29 +210,7 @@ impl Disclosures {
         call: &CallEntry,
     ) -> Result<DisclosureCase, DisclosureError> {
         let now = SystemTime::now();
-        let mut problems = Vec::new();
-        if !is_legal_basis(req.legal_basis) {
-            problems.push(FieldViolation::new(
-                "legal_basis",
-                "is required: directive_2023_977, prum_ii, mutual_legal_assistance, \
-                 victim_referral_consent or national_law",
-            ));
-        }
-        check_text("purpose", &req.purpose, MAX_PURPOSE, true, &mut problems);
-        check_text(
-            "case_reference",
-            &req.case_reference,
-            MAX_CASE_REFERENCE,
-            true,
-            &mut problems,
-        );
-        check_text(
-            "citation",
-            &req.citation,
-            MAX_CITATION,
-            false,
-            &mut problems,
-        );
+        let mut problems = checked_request(&req);
         let urgency = Urgency::try_from(req.urgency).unwrap_or(Urgency::Unspecified);
         let due = deadline::due_at(
             urgency,
@@ -242,40 +220,9 @@ impl Disclosures {
         )
         .map_err(|(field, why)| problems.push(FieldViolation::new(field, why)))
         .ok();
-        if req.verification.len() > MAX_VERIFICATION {
-            problems.push(FieldViolation::new(
-                "verification",
-                format!("at most {MAX_VERIFICATION} identifiers"),
-            ));
-        }
-        let verification = match self.pseudo.identifiers(
-            &req.verification,
-            "verification",
-            OffsetDateTime::now_utc(),
-        ) {
-            Ok((mut tokens, encodings)) if problems.is_empty() => {
-                // The holder checks these against its alert's tokens: the
-                // key service's, when the federation uses it.
-                self.tokenizer
-                    .complete_identifiers(&req.verification, &mut tokens)
-                    .await
-                    .map_err(DisclosureError::Tokens)?;
-                SharedSubject {
-                    role: SubjectRole::Unspecified as i32,
-                    tokens,
-                    encodings,
-                }
-            }
-            Ok((tokens, encodings)) => SharedSubject {
-                role: SubjectRole::Unspecified as i32,
-                tokens,
-                encodings,
-            },
-            Err(v) => {
-                problems.extend(v);
-                SharedSubject::default()
-            }
-        };
+        let verification = self
+            .verification_tokens(&req.verification, &mut problems)
+            .await?;
         let about = self.about(req.about, &mut problems)?;
         let (Some(due), Some((holder_alert, requester_alert)), true) =
             (due, about, problems.is_empty())
@@ -318,28 +265,50 @@ impl Disclosures {
         let case = self
             .store
             .open_request(case, item, |_| {
-                call.object(request.id.clone());
-                call.object(request.holder_alert_id.clone());
-                call.detail("peer", &holder);
-                call.detail(
-                    "legal_basis",
-                    short_name(
-                        LegalBasis::try_from(request.legal_basis).map(|b| b.as_str_name()),
-                        "LEGAL_BASIS_",
-                    ),
-                );
-                call.detail(
-                    "urgency",
-                    short_name(
-                        Urgency::try_from(request.urgency).map(|u| u.as_str_name()),
-                        "URGENCY_",
-                    ),
-                );
-                call.detail("case_reference", &request.case_reference);
+                audit_sent(call, &request, &holder);
                 call.done("OK").into_iter().collect()
             })
             .await?;
         Ok(as_of(case, now))
+    }
+
+    /// The requester's own identifiers of the subject as the holder checks
+    /// them: tokens (the key service's, when the federation uses it) and
+    /// person encodings. Problems are added to `problems`; the key service
+    /// is asked only when there are none.
+    async fn verification_tokens(
+        &self,
+        identifiers: &[crate::proto::v1::Identifier],
+        problems: &mut Vec<FieldViolation>,
+    ) -> Result<SharedSubject, DisclosureError> {
+        if identifiers.len() > MAX_VERIFICATION {
+            problems.push(FieldViolation::new(
+                "verification",
+                format!("at most {MAX_VERIFICATION} identifiers"),
+            ));
+        }
+        let (mut tokens, encodings) =
+            match self
+                .pseudo
+                .identifiers(identifiers, "verification", OffsetDateTime::now_utc())
+            {
+                Ok(found) => found,
+                Err(v) => {
+                    problems.extend(v);
+                    return Ok(SharedSubject::default());
+                }
+            };
+        if problems.is_empty() {
+            self.tokenizer
+                .complete_identifiers(identifiers, &mut tokens)
+                .await
+                .map_err(DisclosureError::Tokens)?;
+        }
+        Ok(SharedSubject {
+            role: SubjectRole::Unspecified as i32,
+            tokens,
+            encodings,
+        })
     }
 
     /// The holder's alert a request is about, and the requester's alert of
@@ -861,6 +830,57 @@ impl Disclosures {
             |c| views.allows(c),
         ))
     }
+}
+
+/// A request's own fields checked: its legal basis, purpose, case
+/// reference and citation.
+fn checked_request(req: &SendDisclosureRequest) -> Vec<FieldViolation> {
+    let mut problems = Vec::new();
+    if !is_legal_basis(req.legal_basis) {
+        problems.push(FieldViolation::new(
+            "legal_basis",
+            "is required: directive_2023_977, prum_ii, mutual_legal_assistance, \
+             victim_referral_consent or national_law",
+        ));
+    }
+    check_text("purpose", &req.purpose, MAX_PURPOSE, true, &mut problems);
+    check_text(
+        "case_reference",
+        &req.case_reference,
+        MAX_CASE_REFERENCE,
+        true,
+        &mut problems,
+    );
+    check_text(
+        "citation",
+        &req.citation,
+        MAX_CITATION,
+        false,
+        &mut problems,
+    );
+    problems
+}
+
+/// What the audit entry of a request sent names.
+fn audit_sent(call: &CallEntry, request: &DisclosureRequest, holder: &AgencyId) {
+    call.object(request.id.clone());
+    call.object(request.holder_alert_id.clone());
+    call.detail("peer", holder);
+    call.detail(
+        "legal_basis",
+        short_name(
+            LegalBasis::try_from(request.legal_basis).map(|b| b.as_str_name()),
+            "LEGAL_BASIS_",
+        ),
+    );
+    call.detail(
+        "urgency",
+        short_name(
+            Urgency::try_from(request.urgency).map(|u| u.as_str_name()),
+            "URGENCY_",
+        ),
+    );
+    call.detail("case_reference", &request.case_reference);
 }
 
 #[cfg(test)]

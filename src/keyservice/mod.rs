@@ -427,25 +427,8 @@ fn restore_budgets(store: &Store, budgets: &Budgets) -> Result<(), StoreError> {
 /// Loads keys and certificates, opens the log, binds and serves.
 pub async fn start(config: &KeyServiceConfig) -> Result<RunningKeyService, KeyServiceError> {
     install_crypto_provider();
-    let keys = SecretKeys::load(config.keys.get_ref())?;
-    if keys.federation != config.federation {
-        return Err(KeyServiceError::Federation {
-            found: keys.federation.clone(),
-            expected: config.federation.clone(),
-        });
-    }
+    let (keys, own) = keys_and_identity(config)?;
     let tls = &config.tls;
-    let own = TlsIdentity::load(tls.cert.get_ref(), tls.key.get_ref())?;
-    let expected = Identity::Node(NodeIdentity {
-        federation: config.federation.clone(),
-        agency: expected_agency(),
-    });
-    if own.identity != expected {
-        return Err(KeyServiceError::WrongCertificate {
-            found: own.identity.to_string(),
-            expected: expected.to_string(),
-        });
-    }
     // Nodes are clients here; their CA is the federation CA (the reloader's
     // "peer" listener config is exactly that).
     let (reloader, configs) = TlsReloader::new(
@@ -457,24 +440,7 @@ pub async fn start(config: &KeyServiceConfig) -> Result<RunningKeyService, KeySe
         },
         own,
     )?;
-    let addr = *config.listen.get_ref();
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|error| KeyServiceError::Bind { addr, error })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|error| KeyServiceError::Bind { addr, error })?;
-    let metrics_listener = match &config.metrics.listen {
-        Some(m) => {
-            let at = *m.get_ref();
-            Some(
-                crate::metrics::bind(at)
-                    .await
-                    .map_err(|error| KeyServiceError::Bind { addr: at, error })?,
-            )
-        }
-        None => None,
-    };
+    let (listener, addr, metrics_listener) = bind(config).await?;
     let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
     let scope = MatchScope {
         own: expected_agency(),
@@ -499,21 +465,7 @@ pub async fn start(config: &KeyServiceConfig) -> Result<RunningKeyService, KeySe
         configs.peer.clone(),
         Duration::from_secs(10),
         config.tls.max_connection_age_secs.secs(),
-        {
-            let store = store.clone();
-            Arc::new(move |remote: SocketAddr, reason: String| {
-                let event = Event::new(
-                    format!("unauthenticated:{remote}"),
-                    Action::Handshake,
-                    "refused",
-                )
-                .detail("listener", "keyservice")
-                .detail("reason", reason);
-                if let Err(e) = store.audit_append([event]) {
-                    tracing::error!(error = %e, "audit entry for a refused handshake could not be written");
-                }
-            })
-        },
+        audit_refused(store.clone()),
         shutdown.clone(),
     );
     let router = tonic::transport::Server::builder()
@@ -530,21 +482,12 @@ pub async fn start(config: &KeyServiceConfig) -> Result<RunningKeyService, KeySe
     let mut workers = vec![tokio::spawn(
         reloader.run(config.tls.crl_reload_secs.secs(), shutdown.clone()),
     )];
-    {
-        let (store, signer, stop) = (store.clone(), signer.clone(), shutdown.clone());
-        let every = config.audit.checkpoint_interval_secs.secs();
-        workers.push(tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(every) => {}
-                }
-                if let Err(e) = checkpoint(&store, &signer) {
-                    tracing::error!(error = %e, "key service audit checkpoint failed");
-                }
-            }
-        }));
-    }
+    workers.push(tokio::spawn(checkpoints(
+        store.clone(),
+        signer.clone(),
+        config.audit.checkpoint_interval_secs.secs(),
+        shutdown.clone(),
+    )));
     if let Some(listener) = metrics_listener {
         let m = inner.metrics.clone();
         let render: crate::metrics::Render = Arc::new(move || m.render());
@@ -572,6 +515,93 @@ pub async fn start(config: &KeyServiceConfig) -> Result<RunningKeyService, KeySe
         server,
         workers,
     })
+}
+
+/// The secret keys and the service's own certificate, each checked to be
+/// this federation's and the key service's.
+fn keys_and_identity(
+    config: &KeyServiceConfig,
+) -> Result<(SecretKeys, TlsIdentity), KeyServiceError> {
+    let keys = SecretKeys::load(config.keys.get_ref())?;
+    if keys.federation != config.federation {
+        return Err(KeyServiceError::Federation {
+            found: keys.federation.clone(),
+            expected: config.federation.clone(),
+        });
+    }
+    let tls = &config.tls;
+    let own = TlsIdentity::load(tls.cert.get_ref(), tls.key.get_ref())?;
+    let expected = Identity::Node(NodeIdentity {
+        federation: config.federation.clone(),
+        agency: expected_agency(),
+    });
+    if own.identity != expected {
+        return Err(KeyServiceError::WrongCertificate {
+            found: own.identity.to_string(),
+            expected: expected.to_string(),
+        });
+    }
+    Ok((keys, own))
+}
+
+/// The service's listener (and its address, when port 0 was asked) and
+/// the metrics listener, if configured.
+async fn bind(
+    config: &KeyServiceConfig,
+) -> Result<(TcpListener, SocketAddr, Option<TcpListener>), KeyServiceError> {
+    let addr = *config.listen.get_ref();
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|error| KeyServiceError::Bind { addr, error })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|error| KeyServiceError::Bind { addr, error })?;
+    let metrics = match &config.metrics.listen {
+        Some(m) => {
+            let at = *m.get_ref();
+            Some(
+                crate::metrics::bind(at)
+                    .await
+                    .map_err(|error| KeyServiceError::Bind { addr: at, error })?,
+            )
+        }
+        None => None,
+    };
+    Ok((listener, addr, metrics))
+}
+
+/// Records a refused TLS handshake in the service's audit log.
+fn audit_refused(store: Arc<Store>) -> Arc<dyn Fn(SocketAddr, String) + Send + Sync> {
+    Arc::new(move |remote: SocketAddr, reason: String| {
+        let event = Event::new(
+            format!("unauthenticated:{remote}"),
+            Action::Handshake,
+            "refused",
+        )
+        .detail("listener", "keyservice")
+        .detail("reason", reason);
+        if let Err(e) = store.audit_append([event]) {
+            tracing::error!(error = %e, "audit entry for a refused handshake could not be written");
+        }
+    })
+}
+
+/// Signs checkpoints of the audit log every `every`, until `stop`.
+async fn checkpoints(
+    store: Arc<Store>,
+    signer: Arc<SigningKey>,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        if let Err(e) = checkpoint(&store, &signer) {
+            tracing::error!(error = %e, "key service audit checkpoint failed");
+        }
+    }
 }
 
 /// Signs a checkpoint of the log's head if it moved (as a node does).

@@ -417,132 +417,17 @@ impl Loaded {
 
     /// Parses and checks a mapping; `file` names it in errors.
     pub fn parse(file: &Path, text: &str) -> Result<Self, MappingError> {
-        let at = |offset: usize, message: String| {
-            let (line, column) = crate::config::line_col(text, offset);
-            MappingError::At {
-                file: file.to_owned(),
-                line,
-                column,
-                message,
-            }
-        };
+        let c = Checker { file, text };
         let mapping: Mapping = toml::from_str(text).map_err(|e| {
-            at(
+            c.at(
                 e.span().map_or(0, |s| s.start),
                 e.message().trim().to_owned(),
             )
         })?;
-        let check_enum = |kind: EnumKind, v: &Spanned<String>, ignore_ok: bool| {
-            if (ignore_ok && v.get_ref() == IGNORE) || kind.parse(v.get_ref()).is_some() {
-                return Ok(());
-            }
-            Err(at(
-                v.span().start,
-                format!(
-                    "unknown {} `{}`: one of {}{}",
-                    kind.name(),
-                    v.get_ref(),
-                    kind.names().join(", "),
-                    if ignore_ok { ", or ignore" } else { "" }
-                ),
-            ))
-        };
-        let country = |v: &Spanned<String>| {
-            if crate::ids::CountryCode::is_valid(v.get_ref()) {
-                Ok(())
-            } else {
-                Err(at(
-                    v.span().start,
-                    format!(
-                        "`{}` is not an ISO 3166-1 alpha-2 country code (upper case, e.g. \"NL\")",
-                        v.get_ref()
-                    ),
-                ))
-            }
-        };
-        let source = &mapping.source;
-        if let Err(e) = crate::ids::SourceName::new(source.get_ref().as_str()) {
-            return Err(at(source.span().start, format!("source: {e}")));
-        }
-        if mapping.header_row == 0 {
-            return Err(at(0, "header_row: rows count from 1".into()));
-        }
-        if let Some(first) = mapping.first_row
-            && first <= mapping.header_row
-        {
-            return Err(at(0, "first_row must come after header_row".into()));
-        }
-        if mapping.list_separator.is_empty() {
-            return Err(at(0, "list_separator must not be empty".into()));
-        }
-        let d = &mapping.defaults;
-        for (kind, v) in [
-            (EnumKind::Category, &d.category),
-            (EnumKind::Severity, &d.severity),
-            (EnumKind::Confidence, &d.confidence),
-            (EnumKind::Tlp, &d.tlp),
-            (EnumKind::HandlingCode, &d.handling_code),
-        ] {
-            if let Some(v) = v {
-                check_enum(kind, v, false)?;
-            }
-        }
-        if let Some(c) = &d.country {
-            country(c)?;
-        }
-        if let Some(r) = &mapping.phone_region {
-            country(r)?;
-        }
-        let vals = &mapping.values;
-        for (kind, map) in [
-            (EnumKind::Category, &vals.category),
-            (EnumKind::Indicator, &vals.indicators),
-            (EnumKind::Severity, &vals.severity),
-            (EnumKind::Confidence, &vals.confidence),
-            (EnumKind::Tlp, &vals.tlp),
-            (EnumKind::HandlingCode, &vals.handling_code),
-            (EnumKind::Role, &vals.role),
-        ] {
-            for v in map.values() {
-                check_enum(kind, v, kind == EnumKind::Indicator)?;
-            }
-        }
-        for v in vals.country.values() {
-            country(v)?;
-        }
-        for s in &mapping.subjects {
-            if let Some(r) = &s.role {
-                check_enum(EnumKind::Role, r, false)?;
-            }
-            if let Some(doc) = &s.document {
-                match (&doc.r#type, &doc.type_column) {
-                    (Some(t), None) => check_enum(EnumKind::Document, t, false)?,
-                    (None, Some(_)) => {}
-                    (Some(t), Some(_)) => {
-                        return Err(at(
-                            t.span().start,
-                            "document: type or type_column, not both".into(),
-                        ));
-                    }
-                    (None, None) => {
-                        return Err(at(
-                            0,
-                            "[subjects.document] needs type or type_column".into(),
-                        ));
-                    }
-                }
-                if let Some(c) = &doc.default_country {
-                    country(c)?;
-                }
-            }
-        }
-        let mut date_formats = Vec::new();
-        for f in &mapping.date_formats {
-            date_formats.push(
-                ::time::format_description::parse_owned::<2>(f.get_ref())
-                    .map_err(|e| at(f.span().start, format!("date format: {e}")))?,
-            );
-        }
+        c.layout(&mapping)?;
+        c.defaults_and_values(&mapping)?;
+        c.subjects(&mapping)?;
+        let date_formats = c.date_formats(&mapping)?;
         Ok(Self {
             mapping,
             date_formats,
@@ -598,6 +483,159 @@ impl Loaded {
             all.extend(s.handles.iter().map(|h| &h.column));
         }
         all.into_iter().flat_map(Columns::names).collect()
+    }
+}
+
+/// The checks of a mapping file beyond its TOML shape, each problem at
+/// its file, line and column.
+struct Checker<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Checker<'_> {
+    fn at(&self, offset: usize, message: String) -> MappingError {
+        let (line, column) = crate::config::line_col(self.text, offset);
+        MappingError::At {
+            file: self.file.to_owned(),
+            line,
+            column,
+            message,
+        }
+    }
+
+    /// A value of one of the node's enumerations (or `ignore`, where allowed).
+    fn enum_value(
+        &self,
+        kind: EnumKind,
+        v: &Spanned<String>,
+        ignore_ok: bool,
+    ) -> Result<(), MappingError> {
+        if (ignore_ok && v.get_ref() == IGNORE) || kind.parse(v.get_ref()).is_some() {
+            return Ok(());
+        }
+        Err(self.at(
+            v.span().start,
+            format!(
+                "unknown {} `{}`: one of {}{}",
+                kind.name(),
+                v.get_ref(),
+                kind.names().join(", "),
+                if ignore_ok { ", or ignore" } else { "" }
+            ),
+        ))
+    }
+
+    fn country(&self, v: &Spanned<String>) -> Result<(), MappingError> {
+        if crate::ids::CountryCode::is_valid(v.get_ref()) {
+            return Ok(());
+        }
+        Err(self.at(
+            v.span().start,
+            format!(
+                "`{}` is not an ISO 3166-1 alpha-2 country code (upper case, e.g. \"NL\")",
+                v.get_ref()
+            ),
+        ))
+    }
+
+    /// The register's name, and where its rows are.
+    fn layout(&self, mapping: &Mapping) -> Result<(), MappingError> {
+        let source = &mapping.source;
+        if let Err(e) = crate::ids::SourceName::new(source.get_ref().as_str()) {
+            return Err(self.at(source.span().start, format!("source: {e}")));
+        }
+        if mapping.header_row == 0 {
+            return Err(self.at(0, "header_row: rows count from 1".into()));
+        }
+        if let Some(first) = mapping.first_row
+            && first <= mapping.header_row
+        {
+            return Err(self.at(0, "first_row must come after header_row".into()));
+        }
+        if mapping.list_separator.is_empty() {
+            return Err(self.at(0, "list_separator must not be empty".into()));
+        }
+        Ok(())
+    }
+
+    /// `[defaults]`, `phone_region` and the `[values.*]` maps.
+    fn defaults_and_values(&self, mapping: &Mapping) -> Result<(), MappingError> {
+        let d = &mapping.defaults;
+        for (kind, v) in [
+            (EnumKind::Category, &d.category),
+            (EnumKind::Severity, &d.severity),
+            (EnumKind::Confidence, &d.confidence),
+            (EnumKind::Tlp, &d.tlp),
+            (EnumKind::HandlingCode, &d.handling_code),
+        ] {
+            if let Some(v) = v {
+                self.enum_value(kind, v, false)?;
+            }
+        }
+        for c in [&d.country, &mapping.phone_region].into_iter().flatten() {
+            self.country(c)?;
+        }
+        let vals = &mapping.values;
+        for (kind, map) in [
+            (EnumKind::Category, &vals.category),
+            (EnumKind::Indicator, &vals.indicators),
+            (EnumKind::Severity, &vals.severity),
+            (EnumKind::Confidence, &vals.confidence),
+            (EnumKind::Tlp, &vals.tlp),
+            (EnumKind::HandlingCode, &vals.handling_code),
+            (EnumKind::Role, &vals.role),
+        ] {
+            for v in map.values() {
+                self.enum_value(kind, v, kind == EnumKind::Indicator)?;
+            }
+        }
+        for v in vals.country.values() {
+            self.country(v)?;
+        }
+        Ok(())
+    }
+
+    /// Each `[[subjects]]` table's role and document.
+    fn subjects(&self, mapping: &Mapping) -> Result<(), MappingError> {
+        for s in &mapping.subjects {
+            if let Some(r) = &s.role {
+                self.enum_value(EnumKind::Role, r, false)?;
+            }
+            let Some(doc) = &s.document else { continue };
+            match (&doc.r#type, &doc.type_column) {
+                (Some(t), None) => self.enum_value(EnumKind::Document, t, false)?,
+                (None, Some(_)) => {}
+                (Some(t), Some(_)) => {
+                    return Err(self.at(
+                        t.span().start,
+                        "document: type or type_column, not both".into(),
+                    ));
+                }
+                (None, None) => {
+                    return Err(self.at(0, "[subjects.document] needs type or type_column".into()));
+                }
+            }
+            if let Some(c) = &doc.default_country {
+                self.country(c)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `date_formats`, compiled.
+    fn date_formats(
+        &self,
+        mapping: &Mapping,
+    ) -> Result<Vec<::time::format_description::OwnedFormatItem>, MappingError> {
+        mapping
+            .date_formats
+            .iter()
+            .map(|f| {
+                ::time::format_description::parse_owned::<2>(f.get_ref())
+                    .map_err(|e| self.at(f.span().start, format!("date format: {e}")))
+            })
+            .collect()
     }
 }
 

@@ -216,6 +216,34 @@ async fn detail(
     page(detail_page(&viewer, case, FormState::default()))
 }
 
+/// A decision as the page shows it: what (with the ground), the note, by
+/// whom and when.
+fn decision_view(d: &crate::proto::v1::DisclosureDecision) -> (String, String, String) {
+    let what = label(d.outcome().as_str_name(), "DISCLOSURE_STATE_");
+    let ground = if d.ground() == RefusalGround::Unspecified {
+        String::new()
+    } else {
+        label(d.ground().as_str_name(), "REFUSAL_GROUND_")
+    };
+    let by = if d.automatic {
+        "the holder's policy, automatically".to_string()
+    } else {
+        format!("{} at {}", d.decided_by, when(d.decided_at.as_ref()))
+    };
+    (
+        format!(
+            "{what}{}",
+            if ground.is_empty() {
+                String::new()
+            } else {
+                format!(" — {ground}")
+            }
+        ),
+        d.note.clone(),
+        by,
+    )
+}
+
 fn detail_page(viewer: &Viewer, case: DisclosureCase, mut form: FormState) -> DetailPage {
     let r = case.request.clone().unwrap_or_default();
     let undecided = matches!(case.state(), DisclosureState::Open);
@@ -226,31 +254,7 @@ fn detail_page(viewer: &Viewer, case: DisclosureCase, mut form: FormState) -> De
         form.set("time", TimeDetail::None.as_str_name());
         form.set("retention_days", "90");
     }
-    let decision = case.decision.as_ref().map(|d| {
-        let what = label(d.outcome().as_str_name(), "DISCLOSURE_STATE_");
-        let ground = if d.ground() == RefusalGround::Unspecified {
-            String::new()
-        } else {
-            label(d.ground().as_str_name(), "REFUSAL_GROUND_")
-        };
-        let by = if d.automatic {
-            "the holder's policy, automatically".to_string()
-        } else {
-            format!("{} at {}", d.decided_by, when(d.decided_at.as_ref()))
-        };
-        (
-            format!(
-                "{what}{}",
-                if ground.is_empty() {
-                    String::new()
-                } else {
-                    format!(" — {ground}")
-                }
-            ),
-            d.note.clone(),
-            by,
-        )
-    });
+    let decision = case.decision.as_ref().map(decision_view);
     DetailPage {
         chrome: Chrome::new(viewer, "requests"),
         row: case_row(&case),
