@@ -678,6 +678,13 @@ impl NodeConfig {
                 return err(peer.address.span(), format!("peer address: {msg}"));
             }
         }
+        self.validate_files(file, src)?;
+        self.validate_matching_and_retention(file, src)
+    }
+
+    /// Every file `node.toml` names exists.
+    fn validate_files(&self, file: &Path, src: &str) -> Result<(), ConfigError> {
+        let err = |span: std::ops::Range<usize>, msg: String| Err(at(file, src, span.start, msg));
         for (key, path) in [
             ("tls.federation_ca", Some(&self.tls.federation_ca)),
             ("tls.node_cert", Some(&self.tls.node_cert)),
@@ -718,6 +725,13 @@ impl NodeConfig {
                 ),
             );
         }
+        Ok(())
+    }
+
+    /// `[matching]`'s region and thresholds, `[key_service]`, and the
+    /// retention bounds.
+    fn validate_matching_and_retention(&self, file: &Path, src: &str) -> Result<(), ConfigError> {
+        let err = |span: std::ops::Range<usize>, msg: String| Err(at(file, src, span.start, msg));
         if let Some(region) = &self.matching.default_phone_region
             && !crate::ids::CountryCode::is_valid(region.get_ref())
         {

@@ -47,3 +47,70 @@ fn every_module_is_in_the_layout_and_the_code_map() {
     }
     assert!(missing.is_empty(), "{missing:#?}");
 }
+
+/// The functions of `src/` that may be longer than 100 lines: tables of
+/// sample data, nothing that does several things.
+const LONG_ALLOWED: [&str; 1] = ["src/cli/demo.rs:samples"];
+
+/// No function in `src/` is longer than 100 lines (from its `fn` line to
+/// its closing brace at the same indentation, as rustfmt writes them).
+#[test]
+fn no_function_is_longer_than_a_hundred_lines() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut long = Vec::new();
+    let mut dirs = vec![root.join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let rel = path.strip_prefix(root).unwrap().display().to_string();
+                long.extend(long_functions(
+                    &std::fs::read_to_string(&path).unwrap(),
+                    &rel,
+                ));
+            }
+        }
+    }
+    long.retain(|(at, _)| !LONG_ALLOWED.contains(&at.as_str()));
+    assert!(long.is_empty(), "functions over 100 lines: {long:#?}");
+}
+
+/// `file:name` and length of each function of `text` over 100 lines.
+fn long_functions(text: &str, file: &str) -> Vec<(String, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        let head = trimmed
+            .trim_start_matches("pub ")
+            .trim_start_matches("pub(crate) ")
+            .trim_start_matches("pub(super) ")
+            .trim_start_matches("async ");
+        let Some(rest) = head.strip_prefix("fn ") else {
+            continue;
+        };
+        // A declaration without a body (a trait's) ends in `;` first.
+        let body_opens = lines[i..].iter().find_map(|l| {
+            l.contains('{')
+                .then_some(true)
+                .or(l.ends_with(';').then_some(false))
+        });
+        if body_opens != Some(true) {
+            continue;
+        }
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        let close = format!("{indent}}}");
+        if let Some(len) = lines[i + 1..].iter().position(|l| *l == close)
+            && len + 2 > 100
+        {
+            out.push((format!("{file}:{name}"), len + 2));
+        }
+    }
+    out
+}

@@ -66,15 +66,14 @@ fn broken(seq: u64, reason: impl Into<String>) -> Broken {
     }
 }
 
-/// Checks `entries` (in stored order) against `start`, the chain rule, entry
-/// times, and the signed `checkpoints`.
-pub fn verify(
-    start: ChainStart,
-    entries: impl IntoIterator<Item = Result<RawEntry, Broken>>,
-    checkpoints: &[Checkpoint],
+/// The signed checkpoints from `start` on, by position, each signature
+/// checked with the node's key.
+fn verified_checkpoints<'c>(
+    start: &ChainStart,
+    checkpoints: &'c [Checkpoint],
     key: &PublicKey,
-) -> Result<Summary, Broken> {
-    let mut signed: BTreeMap<u64, &Checkpoint> = BTreeMap::new();
+) -> Result<BTreeMap<u64, &'c Checkpoint>, Broken> {
+    let mut signed = BTreeMap::new();
     for cp in checkpoints.iter().filter(|cp| cp.seq >= start.seq) {
         let message = Checkpoint::message(cp.seq, &cp.hash, &cp.time);
         if !key.verify(&message, &cp.signature) {
@@ -85,6 +84,65 @@ pub fn verify(
         }
         signed.insert(cp.seq, cp);
     }
+    Ok(signed)
+}
+
+/// The entry stored at `raw.seq`, which must be the one `expected` next
+/// and say so itself.
+fn in_place(raw: &RawEntry, expected: u64) -> Result<super::Entry, Broken> {
+    if raw.seq > expected {
+        return Err(broken(
+            expected,
+            format!(
+                "entry is missing (deleted): the next stored entry is {}",
+                raw.seq
+            ),
+        ));
+    }
+    if raw.seq < expected {
+        return Err(broken(raw.seq, "entry is out of order"));
+    }
+    let entry = raw
+        .entry()
+        .map_err(|e| broken(raw.seq, format!("entry is not a valid audit entry: {e}")))?;
+    if entry.seq != raw.seq {
+        return Err(broken(
+            raw.seq,
+            format!(
+                "the entry stored here says it is entry {}: entries were moved",
+                entry.seq
+            ),
+        ));
+    }
+    Ok(entry)
+}
+
+/// The entry's chain hash, which must be the one stored with it.
+fn linked(raw: &RawEntry, prev: &Hash, start: &ChainStart) -> Result<Hash, Broken> {
+    let computed = super::link(prev, &raw.body);
+    if computed == raw.hash {
+        return Ok(computed);
+    }
+    let reason = if raw.seq == start.seq {
+        "content does not match its hash (edited)".to_string()
+    } else {
+        format!(
+            "content does not match its hash: this entry was edited, or entry {} and its hash were rewritten",
+            raw.seq - 1
+        )
+    };
+    Err(broken(raw.seq, reason))
+}
+
+/// Checks `entries` (in stored order) against `start`, the chain rule, entry
+/// times, and the signed `checkpoints`.
+pub fn verify(
+    start: ChainStart,
+    entries: impl IntoIterator<Item = Result<RawEntry, Broken>>,
+    checkpoints: &[Checkpoint],
+    key: &PublicKey,
+) -> Result<Summary, Broken> {
+    let signed = verified_checkpoints(&start, checkpoints, key)?;
     let mut expected = start.seq;
     let mut prev = start.prev;
     let mut prev_time = i64::MIN;
@@ -99,42 +157,8 @@ pub fn verify(
             }
             b
         })?;
-        if raw.seq > expected {
-            return Err(broken(
-                expected,
-                format!(
-                    "entry is missing (deleted): the next stored entry is {}",
-                    raw.seq
-                ),
-            ));
-        }
-        if raw.seq < expected {
-            return Err(broken(raw.seq, "entry is out of order"));
-        }
-        let entry = raw
-            .entry()
-            .map_err(|e| broken(raw.seq, format!("entry is not a valid audit entry: {e}")))?;
-        if entry.seq != raw.seq {
-            return Err(broken(
-                raw.seq,
-                format!(
-                    "the entry stored here says it is entry {}: entries were moved",
-                    entry.seq
-                ),
-            ));
-        }
-        let computed = super::link(&prev, &raw.body);
-        if computed != raw.hash {
-            let reason = if raw.seq == start.seq {
-                "content does not match its hash (edited)".to_string()
-            } else {
-                format!(
-                    "content does not match its hash: this entry was edited, or entry {} and its hash were rewritten",
-                    raw.seq - 1
-                )
-            };
-            return Err(broken(raw.seq, reason));
-        }
+        let entry = in_place(&raw, expected)?;
+        let computed = linked(&raw, &prev, &start)?;
         let time = parse_ms(&entry.time)
             .ok_or_else(|| broken(raw.seq, format!("time `{}` is not RFC 3339", entry.time)))?;
         if time < prev_time {
@@ -172,7 +196,7 @@ pub fn verify(
         return Err(broken(
             expected,
             format!(
-                "the log ends at entry {last} but a checkpoint was signed at entry {cp_seq}: entries {expected}..={cp_seq} were removed (truncated)"
+                "the log ends at entry {last} but a checkpoint was signed at entry {cp_seq}: entries {expected} to {cp_seq} were removed (truncated)"
             ),
         ));
     }

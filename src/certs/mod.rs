@@ -254,49 +254,11 @@ pub fn init_federation(
             reason: e.to_string(),
         })?;
 
-        let client_ca_key = KeyPair::generate()?;
-        let client_ca_params = ca_params(&format!("{agency} local client CA"));
-        let client_ca_cert = client_ca_params.self_signed(&client_ca_key)?;
-        write_new(&dir.join("client-ca.pem"), &client_ca_cert.pem(), false)?;
-        write_new(
-            &dir.join("client-ca.key"),
-            &client_ca_key.serialize_pem(),
-            true,
-        )?;
-        let client_ca = Issuer::new(client_ca_params, client_ca_key);
-        write_new(
-            &crl::client_crl(&dir),
-            &crl::sign_crl(&client_ca, 1, &[])?,
-            false,
-        )?;
-
+        let client_ca = agency_client_ca(agency, &dir)?;
         let mut client_configs = BTreeMap::new();
         for (name, _) in DEV_CLIENTS {
             let name = ClientName::new(*name).expect("static client names are valid");
-            let id = ClientIdentity {
-                federation: federation.clone(),
-                agency: agency.clone(),
-                name: name.clone(),
-            };
-            let key = KeyPair::generate()?;
-            let cert = leaf_params(
-                &format!("{agency} client {name}"),
-                vec![uri(id.spiffe_uri())?],
-                false,
-            )
-            .signed_by(&key, &client_ca)?;
-            write_new(&dir.join(format!("clients/{name}.pem")), &cert.pem(), false)?;
-            write_new(
-                &dir.join(format!("clients/{name}.key")),
-                &key.serialize_pem(),
-                true,
-            )?;
-            let file = if name.as_str() == "cms" {
-                dir.join("client.toml")
-            } else {
-                dir.join(format!("client-{name}.toml"))
-            };
-            write_new(&file, &client_toml(federation, agency, own, &name), false)?;
+            let file = dev_client(federation, agency, own, &dir, &client_ca, &name)?;
             client_configs.insert(name, file);
         }
         let node_config = dir.join("node.toml");
@@ -321,6 +283,65 @@ pub fn init_federation(
         federation_ca,
         agencies,
     })
+}
+
+/// An agency's local client CA (certificate, key and an empty CRL in
+/// `dir`), which issues its clients' certificates.
+fn agency_client_ca(agency: &AgencyId, dir: &Path) -> Result<Issuer<'static, KeyPair>, CertsError> {
+    let client_ca_key = KeyPair::generate()?;
+    let client_ca_params = ca_params(&format!("{agency} local client CA"));
+    let client_ca_cert = client_ca_params.self_signed(&client_ca_key)?;
+    write_new(&dir.join("client-ca.pem"), &client_ca_cert.pem(), false)?;
+    write_new(
+        &dir.join("client-ca.key"),
+        &client_ca_key.serialize_pem(),
+        true,
+    )?;
+    let client_ca = Issuer::new(client_ca_params, client_ca_key);
+    write_new(
+        &crl::client_crl(dir),
+        &crl::sign_crl(&client_ca, 1, &[])?,
+        false,
+    )?;
+    Ok(client_ca)
+}
+
+/// One development client of an agency: its certificate and key under
+/// `clients/`, and its client config (`client.toml` for `cms`). Returns
+/// the config's path.
+fn dev_client(
+    federation: &FederationName,
+    agency: &AgencyId,
+    own: &NodeAddrs,
+    dir: &Path,
+    client_ca: &Issuer<'static, KeyPair>,
+    name: &ClientName,
+) -> Result<PathBuf, CertsError> {
+    let id = ClientIdentity {
+        federation: federation.clone(),
+        agency: agency.clone(),
+        name: name.clone(),
+    };
+    let key = KeyPair::generate()?;
+    let cert = leaf_params(
+        &format!("{agency} client {name}"),
+        vec![uri(id.spiffe_uri())?],
+        false,
+    )
+    .signed_by(&key, client_ca)?;
+    write_new(&dir.join(format!("clients/{name}.pem")), &cert.pem(), false)?;
+    write_new(
+        &dir.join(format!("clients/{name}.key")),
+        &key.serialize_pem(),
+        true,
+    )?;
+    let file = if name.as_str() == "cms" {
+        dir.join("client.toml")
+    } else {
+        dir.join(format!("client-{name}.toml"))
+    };
+    write_new(&file, &client_toml(federation, agency, own, name), false)?;
+    Ok(file)
 }
 
 /// The kind the development federation gives an agency by its name

@@ -549,9 +549,7 @@ where
 async fn after_the_hit(fed: &Federation) -> Result<bool, Failure> {
     use crate::proto::v1::send_disclosure_request::About;
     use crate::proto::v1::{
-        DecideRequest, DisclosureState, GetDisclosureRequestRequest, GetReleaseRequest,
-        HandlingCode, HitVerdict, LegalBasis, LocationDetail, ReleaseSelection, ReviewHitRequest,
-        SendDisclosureRequest, TimeDetail, Urgency,
+        GetReleaseRequest, HitVerdict, LegalBasis, ReviewHitRequest, SendDisclosureRequest, Urgency,
     };
     println!(
         "\nafter a hit (a person confirms it, then asks; the holder decides within its policy):"
@@ -598,51 +596,9 @@ async fn after_the_hit(fed: &Federation) -> Result<bool, Failure> {
     println!(
         "  police  asks ngo for its data: request {id} (victim referral with consent, urgent: 3 days)"
     );
-    let mut legal = client(&fed.layout, "ngo", "legal").await?;
-    let Some(received) = within(|| {
-        let mut legal = legal.clone();
-        let id = id.clone();
-        async move {
-            Ok(legal
-                .disclosure
-                .get_request(GetDisclosureRequestRequest { id })
-                .await
-                .ok()
-                .map(|r| r.into_inner()))
-        }
-    })
-    .await?
-    else {
+    let Some(release_id) = ngo_decides(fed, &id).await? else {
         return missing("the request at ngo");
     };
-    println!(
-        "  ngo     legal officer sees it; policy rule `{}` allows at most: {}",
-        received.rule, received.release_maximum
-    );
-    let decided = legal
-        .disclosure
-        .decide(DecideRequest {
-            id: id.clone(),
-            outcome: DisclosureState::PartiallyApproved as i32,
-            ground: 0,
-            note: "contact details only; the caller's account stays with us".into(),
-            release: Some(ReleaseSelection {
-                location: LocationDetail::Region as i32,
-                time: TimeDetail::Month as i32,
-                narrative: false,
-                indicators: true,
-                identifiers: vec![crate::proto::v1::IdentifierType::Phone as i32],
-            }),
-            contact_point: "NGO hotline coordinator, +31 20 000 0000".into(),
-            handling: HandlingCode::H2 as i32,
-            retention_days: 30,
-        })
-        .await?
-        .into_inner();
-    let release_id = decided.decision.map(|d| d.release_id).unwrap_or_default();
-    println!(
-        "  ngo     approves in part: region, month, indicators and the phone number, handling H2 ({release_id})"
-    );
     let Some(release) = within(|| {
         let mut police = police.clone();
         let id = release_id.clone();
@@ -678,6 +634,62 @@ async fn after_the_hit(fed: &Federation) -> Result<bool, Failure> {
         return missing("a release to police only, with the phone number");
     }
     Ok(true)
+}
+
+/// The NGO's legal officer sees police's request `id` and approves it in
+/// part, within the NGO's rule; the release's id, once done.
+async fn ngo_decides(fed: &Federation, id: &str) -> Result<Option<String>, Failure> {
+    use crate::proto::v1::{
+        DecideRequest, DisclosureState, GetDisclosureRequestRequest, HandlingCode, LocationDetail,
+        ReleaseSelection, TimeDetail,
+    };
+    let id = id.to_owned();
+    let mut legal = client(&fed.layout, "ngo", "legal").await?;
+    let Some(received) = within(|| {
+        let mut legal = legal.clone();
+        let id = id.clone();
+        async move {
+            Ok(legal
+                .disclosure
+                .get_request(GetDisclosureRequestRequest { id })
+                .await
+                .ok()
+                .map(|r| r.into_inner()))
+        }
+    })
+    .await?
+    else {
+        return Ok(None);
+    };
+    println!(
+        "  ngo     legal officer sees it; policy rule `{}` allows at most: {}",
+        received.rule, received.release_maximum
+    );
+    let decided = legal
+        .disclosure
+        .decide(DecideRequest {
+            id: id.clone(),
+            outcome: DisclosureState::PartiallyApproved as i32,
+            ground: 0,
+            note: "contact details only; the caller's account stays with us".into(),
+            release: Some(ReleaseSelection {
+                location: LocationDetail::Region as i32,
+                time: TimeDetail::Month as i32,
+                narrative: false,
+                indicators: true,
+                identifiers: vec![crate::proto::v1::IdentifierType::Phone as i32],
+            }),
+            contact_point: "NGO hotline coordinator, +31 20 000 0000".into(),
+            handling: HandlingCode::H2 as i32,
+            retention_days: 30,
+        })
+        .await?
+        .into_inner();
+    let release_id = decided.decision.map(|d| d.release_id).unwrap_or_default();
+    println!(
+        "  ngo     approves in part: region, month, indicators and the phone number, handling H2 ({release_id})"
+    );
+    Ok(Some(release_id))
 }
 
 fn print_what_to_try(fed: &Federation) {

@@ -132,14 +132,11 @@ impl NodeCore {
             .map(|p| (p.agency_id.get_ref().clone(), p.address.get_ref().clone()))
             .collect();
         let peer_ids: Vec<AgencyId> = peers.iter().map(|(id, _)| id.clone()).collect();
-
         let pseudo = Arc::new(load_pseudonymizer(config)?);
         let signer = Arc::new(SigningKey::load_or_create(&config.audit_signing_key())?);
         let store = open_store(config, &peer_ids)?;
-        let outbound = Arc::new(Outbound::new(
-            peers.iter().cloned(),
-            config.delivery.probe_interval_secs.secs(),
-        ));
+        let probe_every = config.delivery.probe_interval_secs.secs();
+        let outbound = Arc::new(Outbound::new(peers.iter().cloned(), probe_every));
         let sharing = Arc::new(
             Sharing::open(
                 store.clone(),
@@ -149,17 +146,7 @@ impl NodeCore {
             )
             .await?,
         );
-        let listener: std::sync::Weak<dyn crate::store::OutboxListener> =
-            Arc::downgrade(&outbound) as _;
-        store.set_outbox_listener(listener);
-        let gate: std::sync::Weak<dyn crate::matching::NoticeGate> = Arc::downgrade(&sharing) as _;
-        store.start_matching(gate)?;
-        let metrics = Metrics::new();
-        metrics.prime(
-            &peer_ids,
-            crate::audit::Action::ALL.iter().map(|a| a.as_str()),
-        );
-        store.set_metrics(metrics.clone());
+        let metrics = connect_store(&store, &outbound, &sharing, &peer_ids)?;
         let tokenizer = Arc::new(load_tokenizer(
             config,
             pseudo.clone(),
@@ -180,11 +167,7 @@ impl NodeCore {
             agency: config.agency().clone(),
             federation: config.federation.clone(),
             clients: client_policy(config),
-            peers: PeerPolicy::new(
-                config.federation.clone(),
-                peer_ids.iter().cloned().collect::<BTreeSet<_>>(),
-                RateLimiter::per_second(limits.requests_per_second_per_peer.get() as u32),
-            ),
+            peers: peer_policy(config, &peer_ids),
             ledger: Ledger::new(
                 store.clone(),
                 config.agency().clone(),
@@ -234,6 +217,28 @@ impl NodeCore {
     }
 }
 
+/// Connects the store to what it tells: the delivery workers (an outbox
+/// write wakes its peer's), the sharing policy (which hit notices may go),
+/// and the metrics, primed with every series the node can report.
+fn connect_store(
+    store: &Arc<Store>,
+    outbound: &Arc<Outbound>,
+    sharing: &Arc<Sharing>,
+    peer_ids: &[AgencyId],
+) -> Result<Metrics, NodeError> {
+    let listener: std::sync::Weak<dyn crate::store::OutboxListener> = Arc::downgrade(outbound) as _;
+    store.set_outbox_listener(listener);
+    let gate: std::sync::Weak<dyn crate::matching::NoticeGate> = Arc::downgrade(sharing) as _;
+    store.start_matching(gate)?;
+    let metrics = Metrics::new();
+    metrics.prime(
+        peer_ids,
+        crate::audit::Action::ALL.iter().map(|a| a.as_str()),
+    );
+    store.set_metrics(metrics.clone());
+    Ok(metrics)
+}
+
 /// The store, opened with this node's matching scope; received alerts an
 /// older version stored without a retention deadline get this node's
 /// default.
@@ -257,6 +262,15 @@ fn open_store(config: &NodeConfig, peer_ids: &[AgencyId]) -> Result<Arc<Store>, 
         );
     }
     Ok(store)
+}
+
+/// Which peers may call, and how often.
+fn peer_policy(config: &NodeConfig, peer_ids: &[AgencyId]) -> PeerPolicy {
+    PeerPolicy::new(
+        config.federation.clone(),
+        peer_ids.iter().cloned().collect::<BTreeSet<_>>(),
+        RateLimiter::per_second(config.limits.requests_per_second_per_peer.get() as u32),
+    )
 }
 
 /// Who of this agency's clients may call what, and how often.

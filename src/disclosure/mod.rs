@@ -448,6 +448,56 @@ impl Disclosures {
         };
         // The policy first: a peer or a legal basis it does not accept is
         // refused at once, without asking anyone, and the requester told why.
+        let items = self.policy_verdict(&mut case, from, &request, now)?;
+        let refused_by_policy = !items.is_empty();
+        let entry = |outcome: &'static str| {
+            Event::new(actor, Action::DisclosureRequestReceive, outcome)
+                .object(request.id.clone())
+                .object(request.holder_alert_id.clone())
+                .detail(
+                    "legal_basis",
+                    short_name(
+                        LegalBasis::try_from(request.legal_basis).map(|b| b.as_str_name()),
+                        "LEGAL_BASIS_",
+                    ),
+                )
+                .detail("officer", &request.officer)
+                .detail(
+                    "due_at",
+                    crate::time::format_ms(crate::time::unix_secs(due) as i64 * 1000),
+                )
+                .detail(
+                    "decision",
+                    if refused_by_policy {
+                        "refused by the policy"
+                    } else {
+                        "waiting for an officer"
+                    },
+                )
+        };
+        Ok(
+            match self.store.receive_request(case, items, entry).await? {
+                Some(case) => {
+                    if !is_open(&case) {
+                        self.count_decided(&case);
+                    }
+                    Received::Stored(Box::new(case))
+                }
+                None => Received::Duplicate,
+            },
+        )
+    }
+
+    /// Applies the `[[disclosure]]` rules to a received request: an allowed
+    /// one keeps the rule and its maximum for the officer; a refused one is
+    /// decided at once, with the decision to send back.
+    fn policy_verdict(
+        &self,
+        case: &mut DisclosureCase,
+        from: &AgencyId,
+        request: &DisclosureRequest,
+        now: SystemTime,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
         let held = match request.holder_alert_id.parse::<AlertId>() {
             Ok(id) => self.store.get(&id)?,
             Err(_) => None,
@@ -495,43 +545,7 @@ impl Disclosures {
                 });
             }
         }
-        let refused_by_policy = !items.is_empty();
-        let entry = |outcome: &'static str| {
-            Event::new(actor, Action::DisclosureRequestReceive, outcome)
-                .object(request.id.clone())
-                .object(request.holder_alert_id.clone())
-                .detail(
-                    "legal_basis",
-                    short_name(
-                        LegalBasis::try_from(request.legal_basis).map(|b| b.as_str_name()),
-                        "LEGAL_BASIS_",
-                    ),
-                )
-                .detail("officer", &request.officer)
-                .detail(
-                    "due_at",
-                    crate::time::format_ms(crate::time::unix_secs(due) as i64 * 1000),
-                )
-                .detail(
-                    "decision",
-                    if refused_by_policy {
-                        "refused by the policy"
-                    } else {
-                        "waiting for an officer"
-                    },
-                )
-        };
-        Ok(
-            match self.store.receive_request(case, items, entry).await? {
-                Some(case) => {
-                    if !is_open(&case) {
-                        self.count_decided(&case);
-                    }
-                    Received::Stored(Box::new(case))
-                }
-                None => Received::Duplicate,
-            },
-        )
+        Ok(items)
     }
 
     /// Why a delivered request cannot be taken, or the due time this node

@@ -255,47 +255,8 @@ impl KeyService for KeyServiceApi {
                 .detail("key_version", version)
                 .detail("elements", elements)
         };
-        // Which key: one this service holds, valid now (give or take skew).
-        let now = time::OffsetDateTime::now_utc();
-        let valid = matches!(
-            self.0.keys.get(version),
-            Some((_, w)) if w.valid_from - SKEW <= now && w.valid_until.is_none_or(|u| now < u + SKEW)
-        );
-        if !valid {
-            self.count(&agency, "unknown_key");
-            self.audit_refusal(entry("FAILED_PRECONDITION")).await?;
-            return Err(Status::failed_precondition(format!(
-                "key_version: {version} is not a key this service holds valid now (it holds {:?})",
-                self.0.keys.versions()
-            )));
-        }
-        if elements == 0 || elements > MAX_BATCH as u64 {
-            self.count(&agency, "invalid");
-            self.audit_refusal(entry("INVALID_ARGUMENT")).await?;
-            return Err(crate::violation::invalid_field(
-                "blinded_elements",
-                format!("send 1 to {MAX_BATCH} elements, not {elements}"),
-            ));
-        }
-        // The whole batch is admitted or refused; garbage costs budget too,
-        // so a caller cannot probe for free.
-        let admitted = match self.0.budgets.admit(&agency, elements) {
-            Ok(a) => a,
-            Err(refused) => {
-                self.count(&agency, "over_budget");
-                self.0
-                    .metrics
-                    .refusals
-                    .get_or_create(&vec![
-                        ("node", agency.to_string()),
-                        ("reason", refused.reason().to_owned()),
-                    ])
-                    .inc();
-                self.audit_refusal(entry("RESOURCE_EXHAUSTED").detail("refused", refused.reason()))
-                    .await?;
-                return Err(refusal_status(&refused, elements));
-            }
-        };
+        self.check_batch(&agency, version, elements, &entry).await?;
+        let admitted = self.admit(&agency, elements, &entry).await?;
         // Curve arithmetic for up to a thousand elements: off the async threads.
         let inner = self.0.clone();
         let blinded = req.blinded_elements;
@@ -325,17 +286,7 @@ impl KeyService for KeyServiceApi {
                 .detail("day_remaining", admitted.day_remaining),
         )
         .await?;
-        self.count(&agency, "ok");
-        self.0
-            .metrics
-            .elements
-            .get_or_create(&vec![("node", agency.to_string())])
-            .inc_by(elements);
-        self.0
-            .metrics
-            .day_remaining
-            .get_or_create(&vec![("node", agency.to_string())])
-            .set(admitted.day_remaining as i64);
+        self.count_evaluated(&agency, elements, admitted.day_remaining);
         Ok(Response::new(EvaluateResponse {
             key_version: version,
             evaluated_elements: evaluated.iter().map(|e| e.to_vec()).collect(),
@@ -515,6 +466,84 @@ pub async fn start(config: &KeyServiceConfig) -> Result<RunningKeyService, KeySe
         server,
         workers,
     })
+}
+
+/// The steps of an evaluation, each refusal counted and audited.
+impl KeyServiceApi {
+    /// A key this service holds, valid now (give or take skew), and a
+    /// batch of 1 to `MAX_BATCH` elements.
+    async fn check_batch(
+        &self,
+        agency: &AgencyId,
+        version: u32,
+        elements: u64,
+        entry: &impl Fn(&str) -> Event,
+    ) -> Result<(), Status> {
+        let now = time::OffsetDateTime::now_utc();
+        let valid = matches!(
+            self.0.keys.get(version),
+            Some((_, w)) if w.valid_from - SKEW <= now && w.valid_until.is_none_or(|u| now < u + SKEW)
+        );
+        if !valid {
+            self.count(agency, "unknown_key");
+            self.audit_refusal(entry("FAILED_PRECONDITION")).await?;
+            return Err(Status::failed_precondition(format!(
+                "key_version: {version} is not a key this service holds valid now (it holds {:?})",
+                self.0.keys.versions()
+            )));
+        }
+        if elements == 0 || elements > MAX_BATCH as u64 {
+            self.count(agency, "invalid");
+            self.audit_refusal(entry("INVALID_ARGUMENT")).await?;
+            return Err(crate::violation::invalid_field(
+                "blinded_elements",
+                format!("send 1 to {MAX_BATCH} elements, not {elements}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The caller's budget for the whole batch: admitted or refused as one
+    /// (garbage costs budget too, so a caller cannot probe for free).
+    async fn admit(
+        &self,
+        agency: &AgencyId,
+        elements: u64,
+        entry: &impl Fn(&str) -> Event,
+    ) -> Result<budget::Admitted, Status> {
+        match self.0.budgets.admit(agency, elements) {
+            Ok(a) => Ok(a),
+            Err(refused) => {
+                self.count(agency, "over_budget");
+                self.0
+                    .metrics
+                    .refusals
+                    .get_or_create(&vec![
+                        ("node", agency.to_string()),
+                        ("reason", refused.reason().to_owned()),
+                    ])
+                    .inc();
+                self.audit_refusal(entry("RESOURCE_EXHAUSTED").detail("refused", refused.reason()))
+                    .await?;
+                Err(refusal_status(&refused, elements))
+            }
+        }
+    }
+
+    /// The series of an evaluation done.
+    fn count_evaluated(&self, agency: &AgencyId, elements: u64, day_remaining: u64) {
+        self.count(agency, "ok");
+        self.0
+            .metrics
+            .elements
+            .get_or_create(&vec![("node", agency.to_string())])
+            .inc_by(elements);
+        self.0
+            .metrics
+            .day_remaining
+            .get_or_create(&vec![("node", agency.to_string())])
+            .set(day_remaining as i64);
+    }
 }
 
 /// The secret keys and the service's own certificate, each checked to be

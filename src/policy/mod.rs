@@ -357,77 +357,10 @@ fn parse_with(
             }
         }
     };
-    let mut groups: BTreeMap<String, BTreeSet<AgencyId>> = BTreeMap::new();
-    for (name, members) in &parsed.groups {
-        if members.get_ref().is_empty() {
-            cx.err(
-                members.span().start,
-                format!("group `{name}` has no members"),
-                None,
-            );
-        }
-        let set = members
-            .get_ref()
-            .iter()
-            .filter_map(|m| check_peer(&mut cx, m))
-            .collect();
-        groups.insert(name.clone(), set);
-    }
+    let groups = compile_groups(&mut cx, &parsed, &check_peer);
     let mut rules: Vec<Rule> = Vec::new();
     for spanned in &parsed.rules {
-        let r: &RuleFile = spanned.get_ref();
-        let at = spanned.span().start;
-        let name = r.name.get_ref().clone();
-        if rules.iter().any(|o| o.name == name) {
-            cx.err(
-                r.name.span().start,
-                format!("rule name `{name}` is used twice"),
-                None,
-            );
-        }
-        let named: BTreeSet<AgencyId> = r
-            .peers
-            .iter()
-            .filter_map(|p| check_peer(&mut cx, p))
-            .collect();
-        let via_group = resolve_groups(&mut cx, &groups, &r.groups);
-        if r.peers.is_empty() && r.groups.is_empty() {
-            cx.err(
-                at,
-                format!("rule `{name}` names no peer and no group, so it never applies"),
-                Some("add peers = [...] or groups = [...]".into()),
-            );
-        }
-        let when = compile_when(&mut cx, &r.when, r.effect == Effect::Share, &name);
-        let grant = compile_share(&mut cx, r, &name);
-        let line = src[..at.min(src.len())].matches('\n').count() + 1;
-        let rule = Rule {
-            name,
-            line,
-            effect: r.effect,
-            named,
-            via_group,
-            when,
-            grant,
-        };
-        // Shadowing: an earlier rule that applies to all of this rule's peers
-        // under the same or no conditions always decides first.
-        if let Some(earlier) = rules.iter().find(|e| {
-            (e.when.is_unconditional() || e.when == rule.when)
-                && e.all_peers().is_superset(&rule.all_peers())
-        }) {
-            cx.err(
-                r.name.span().start,
-                format!(
-                    "rule `{}` is never reached: rule `{}` (line {}) applies first to all its peers under {}",
-                    rule.name,
-                    earlier.name,
-                    earlier.line,
-                    if earlier.when.is_unconditional() { "no conditions" } else { "the same conditions" }
-                ),
-                Some(format!("move `{}` above `{}`, or narrow `{}`", rule.name, earlier.name, earlier.name)),
-            );
-        }
+        let rule = compile_rule(&mut cx, spanned, &groups, &check_peer, &rules);
         rules.push(rule);
     }
     let inbound = compile_inbound(&mut cx, &parsed, &groups, check_peer);
@@ -442,6 +375,92 @@ fn parse_with(
     } else {
         Err(cx.errors)
     }
+}
+
+/// `[groups]`: each group's members, each a configured peer.
+fn compile_groups(
+    cx: &mut Ctx<'_>,
+    parsed: &PolicyFile,
+    check_peer: &impl Fn(&mut Ctx<'_>, &toml::Spanned<String>) -> Option<AgencyId>,
+) -> BTreeMap<String, BTreeSet<AgencyId>> {
+    let mut groups = BTreeMap::new();
+    for (name, members) in &parsed.groups {
+        if members.get_ref().is_empty() {
+            cx.err(
+                members.span().start,
+                format!("group `{name}` has no members"),
+                None,
+            );
+        }
+        let set = members
+            .get_ref()
+            .iter()
+            .filter_map(|m| check_peer(cx, m))
+            .collect();
+        groups.insert(name.clone(), set);
+    }
+    groups
+}
+
+/// One `[[rule]]`: its peers, conditions and grant, and whether an
+/// earlier rule (`before`) always decides first, so it is never reached.
+fn compile_rule(
+    cx: &mut Ctx<'_>,
+    spanned: &toml::Spanned<RuleFile>,
+    groups: &BTreeMap<String, BTreeSet<AgencyId>>,
+    check_peer: &impl Fn(&mut Ctx<'_>, &toml::Spanned<String>) -> Option<AgencyId>,
+    before: &[Rule],
+) -> Rule {
+    let r: &RuleFile = spanned.get_ref();
+    let at = spanned.span().start;
+    let name = r.name.get_ref().clone();
+    if before.iter().any(|o| o.name == name) {
+        cx.err(
+            r.name.span().start,
+            format!("rule name `{name}` is used twice"),
+            None,
+        );
+    }
+    let named: BTreeSet<AgencyId> = r.peers.iter().filter_map(|p| check_peer(cx, p)).collect();
+    let via_group = resolve_groups(cx, groups, &r.groups);
+    if r.peers.is_empty() && r.groups.is_empty() {
+        cx.err(
+            at,
+            format!("rule `{name}` names no peer and no group, so it never applies"),
+            Some("add peers = [...] or groups = [...]".into()),
+        );
+    }
+    let when = compile_when(cx, &r.when, r.effect == Effect::Share, &name);
+    let grant = compile_share(cx, r, &name);
+    let line = cx.src[..at.min(cx.src.len())].matches('\n').count() + 1;
+    let rule = Rule {
+        name,
+        line,
+        effect: r.effect,
+        named,
+        via_group,
+        when,
+        grant,
+    };
+    // Shadowing: an earlier rule that applies to all of this rule's peers
+    // under the same or no conditions always decides first.
+    if let Some(earlier) = before.iter().find(|e| {
+        (e.when.is_unconditional() || e.when == rule.when)
+            && e.all_peers().is_superset(&rule.all_peers())
+    }) {
+        cx.err(
+            r.name.span().start,
+            format!(
+                "rule `{}` is never reached: rule `{}` (line {}) applies first to all its peers under {}",
+                rule.name,
+                earlier.name,
+                earlier.line,
+                if earlier.when.is_unconditional() { "no conditions" } else { "the same conditions" }
+            ),
+            Some(format!("move `{}` above `{}`, or narrow `{}`", rule.name, earlier.name, earlier.name)),
+        );
+    }
+    rule
 }
 
 fn resolve_groups(
@@ -534,16 +553,7 @@ fn compile_when(cx: &mut Ctx<'_>, w: &model::When, shares: bool, name: &str) -> 
         if c.get_ref().is_empty() {
             empty(cx, c.span(), "categories");
         }
-        wire(c.get_ref(), |c| {
-            (match c {
-                model::CategoryName::LabourExploitation => Category::LabourExploitation,
-                model::CategoryName::SexualExploitation => Category::SexualExploitation,
-                model::CategoryName::CriminalExploitation => Category::CriminalExploitation,
-                model::CategoryName::ChildTrafficking => Category::ChildTrafficking,
-                model::CategoryName::OrganRemoval => Category::OrganRemoval,
-                model::CategoryName::Other => Category::Other,
-            }) as i32
-        })
+        wire(c.get_ref(), category_wire)
     });
     let tlp = w.tlp.as_ref().map(|t| {
         if t.get_ref().is_empty() {
@@ -556,28 +566,13 @@ fn compile_when(cx: &mut Ctx<'_>, w: &model::When, shares: bool, name: &str) -> 
                 Some("remove the rule, or share other TLP levels".into()),
             );
         }
-        wire(t.get_ref(), |l| {
-            (match l {
-                TlpName::Clear => Tlp::Clear,
-                TlpName::Green => Tlp::Green,
-                TlpName::Amber => Tlp::Amber,
-                TlpName::AmberStrict => Tlp::AmberStrict,
-                TlpName::Red => Tlp::Red,
-            }) as i32
-        })
+        wire(t.get_ref(), tlp_wire)
     });
     let handling = w.handling_codes.as_ref().map(|h| {
         if h.get_ref().is_empty() {
             empty(cx, h.span(), "handling_codes");
         }
-        wire(h.get_ref(), |c| {
-            (match c {
-                model::HandlingName::H0 => HandlingCode::H0,
-                model::HandlingName::H1 => HandlingCode::H1,
-                model::HandlingName::H2 => HandlingCode::H2,
-                model::HandlingName::H3 => HandlingCode::H3,
-            }) as i32
-        })
+        wire(h.get_ref(), handling_wire)
     });
     let indicators = |list: &[String], offset: usize, cx: &mut Ctx<'_>| -> BTreeSet<i32> {
         let mut out = BTreeSet::new();
@@ -619,22 +614,8 @@ fn compile_when(cx: &mut Ctx<'_>, w: &model::When, shares: bool, name: &str) -> 
     });
     Conditions {
         categories,
-        min_severity: w.min_severity.map(|s| {
-            (match s {
-                model::SeverityName::Low => Severity::Low,
-                model::SeverityName::Medium => Severity::Medium,
-                model::SeverityName::High => Severity::High,
-                model::SeverityName::Critical => Severity::Critical,
-            }) as i32
-        }),
-        min_confidence: w.min_confidence.map(|c| {
-            (match c {
-                model::ConfidenceName::Low => Confidence::Low,
-                model::ConfidenceName::Moderate => Confidence::Moderate,
-                model::ConfidenceName::High => Confidence::High,
-                model::ConfidenceName::Confirmed => Confidence::Confirmed,
-            }) as i32
-        }),
+        min_severity: w.min_severity.map(severity_wire),
+        min_confidence: w.min_confidence.map(confidence_wire),
         tlp,
         handling,
         indicators_any,
@@ -642,6 +623,55 @@ fn compile_when(cx: &mut Ctx<'_>, w: &model::When, shares: bool, name: &str) -> 
         identifier_types,
         max_age,
     }
+}
+
+/// The wire values of the names a policy file writes.
+fn category_wire(c: model::CategoryName) -> i32 {
+    (match c {
+        model::CategoryName::LabourExploitation => Category::LabourExploitation,
+        model::CategoryName::SexualExploitation => Category::SexualExploitation,
+        model::CategoryName::CriminalExploitation => Category::CriminalExploitation,
+        model::CategoryName::ChildTrafficking => Category::ChildTrafficking,
+        model::CategoryName::OrganRemoval => Category::OrganRemoval,
+        model::CategoryName::Other => Category::Other,
+    }) as i32
+}
+
+fn tlp_wire(l: TlpName) -> i32 {
+    (match l {
+        TlpName::Clear => Tlp::Clear,
+        TlpName::Green => Tlp::Green,
+        TlpName::Amber => Tlp::Amber,
+        TlpName::AmberStrict => Tlp::AmberStrict,
+        TlpName::Red => Tlp::Red,
+    }) as i32
+}
+
+fn handling_wire(c: model::HandlingName) -> i32 {
+    (match c {
+        model::HandlingName::H0 => HandlingCode::H0,
+        model::HandlingName::H1 => HandlingCode::H1,
+        model::HandlingName::H2 => HandlingCode::H2,
+        model::HandlingName::H3 => HandlingCode::H3,
+    }) as i32
+}
+
+fn severity_wire(s: model::SeverityName) -> i32 {
+    (match s {
+        model::SeverityName::Low => Severity::Low,
+        model::SeverityName::Medium => Severity::Medium,
+        model::SeverityName::High => Severity::High,
+        model::SeverityName::Critical => Severity::Critical,
+    }) as i32
+}
+
+fn confidence_wire(c: model::ConfidenceName) -> i32 {
+    (match c {
+        model::ConfidenceName::Low => Confidence::Low,
+        model::ConfidenceName::Moderate => Confidence::Moderate,
+        model::ConfidenceName::High => Confidence::High,
+        model::ConfidenceName::Confirmed => Confidence::Confirmed,
+    }) as i32
 }
 
 fn compile_share(cx: &mut Ctx<'_>, r: &RuleFile, name: &str) -> Grant {

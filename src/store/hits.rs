@@ -59,7 +59,7 @@ impl Store {
         record: &StoredAlert,
     ) -> Result<Vec<Hit>, StoreError> {
         use crate::matching::{
-            Comparable, FoundHits, MatchedBy, encoding_block, encodings_of, hit_pair, tokens_of,
+            Comparable, FoundHits, encoding_block, encodings_of, hit_pair, tokens_of,
         };
         use crate::proto::v1::{IdentifierType, MatchStrength};
         let Some(alert) = record.alert.as_ref() else {
@@ -130,6 +130,30 @@ impl Store {
             }
         }
         found.rank();
+        let recorded = self.record_hits(w, record, &this, &found)?;
+        w.tx.remove(w.t.pending, alert.id.as_bytes())?;
+        w.append(recorded.iter().map(|h| {
+            crate::audit::Event::new(crate::audit::NODE, crate::audit::Action::HitFound, "OK")
+                .object(h.local_alert_id.clone())
+                .object(h.other_alert_id.clone())
+                .detail("type", crate::proto::identifier_type_name(h.r#type))
+                .detail("similarity", format!("{:.3}", h.similarity))
+                .detail("strength", crate::proto::strength_name(h.strength))
+        }))?;
+        Ok(recorded)
+    }
+
+    /// Records the hits found that are new, notifying the other agency
+    /// where allowed; returns those recorded.
+    fn record_hits(
+        &self,
+        w: &mut Write<'_, '_>,
+        record: &StoredAlert,
+        this: &AlertId,
+        found: &crate::matching::FoundHits,
+    ) -> Result<Vec<Hit>, StoreError> {
+        use crate::matching::MatchedBy;
+        use crate::proto::v1::MatchStrength;
         let mut recorded = Vec::new();
         for hit in found.iter() {
             // A pair judged a false positive (here or there) is not raised
@@ -140,20 +164,11 @@ impl Store {
             // A possible hit waits for a person here before the other
             // agency hears of it (see `review_hit`).
             let notify = hit.strength != MatchStrength::Possible as i32
-                && self.may_notify(w, record, &this, hit, MatchedBy::of(hit))?;
+                && self.may_notify(w, record, this, hit, MatchedBy::of(hit))?;
             if let Some(h) = index::record_found(w, hit.clone(), notify)? {
                 recorded.push(h);
             }
         }
-        w.tx.remove(w.t.pending, alert.id.as_bytes())?;
-        w.append(recorded.iter().map(|h| {
-            crate::audit::Event::new(crate::audit::NODE, crate::audit::Action::HitFound, "OK")
-                .object(h.local_alert_id.clone())
-                .object(h.other_alert_id.clone())
-                .detail("type", crate::proto::identifier_type_name(h.r#type))
-                .detail("similarity", format!("{:.3}", h.similarity))
-                .detail("strength", crate::proto::strength_name(h.strength))
-        }))?;
         Ok(recorded)
     }
 

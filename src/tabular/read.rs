@@ -340,29 +340,7 @@ pub fn open(file: &Path, loaded: Arc<Loaded>) -> Result<Reader, ReadError> {
                 .len()
                 .into(),
         ),
-        Format::Xlsx | Format::Sheet => {
-            let ext = file
-                .extension()
-                .map(|e| e.to_string_lossy().to_ascii_lowercase())
-                .unwrap_or_default();
-            bounds::check_workbook(file, &ext).map_err(file_err)?;
-            let wb = calamine::open_workbook_auto(file).map_err(|e| file_err(e.to_string()))?;
-            let names = wb.sheet_names();
-            let sheet = match &loaded.mapping.sheet {
-                Some(s) if names.contains(s) => s.clone(),
-                Some(s) => {
-                    return Err(file_err(format!(
-                        "no sheet {s:?}; its sheets are {}",
-                        names.join(", ")
-                    )));
-                }
-                None => names
-                    .first()
-                    .cloned()
-                    .ok_or_else(|| file_err("the workbook has no sheet".into()))?,
-            };
-            (Some(sheet), None)
-        }
+        Format::Xlsx | Format::Sheet => (Some(workbook_sheet(file, &loaded)?), None),
     };
     let mut sink = Sink {
         tx,
@@ -426,6 +404,33 @@ pub fn open(file: &Path, loaded: Arc<Loaded>) -> Result<Reader, ReadError> {
         total,
         items,
     })
+}
+
+/// The sheet of a workbook to read (the mapping's, or the first), once
+/// the workbook is inspected within its bounds.
+fn workbook_sheet(file: &Path, loaded: &Loaded) -> Result<String, ReadError> {
+    let file_err = |message: String| ReadError::File {
+        file: file.to_owned(),
+        message,
+    };
+    let ext = file
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    bounds::check_workbook(file, &ext).map_err(file_err)?;
+    let wb = calamine::open_workbook_auto(file).map_err(|e| file_err(e.to_string()))?;
+    let names = wb.sheet_names();
+    match &loaded.mapping.sheet {
+        Some(s) if names.contains(s) => Ok(s.clone()),
+        Some(s) => Err(file_err(format!(
+            "no sheet {s:?}; its sheets are {}",
+            names.join(", ")
+        ))),
+        None => names
+            .first()
+            .cloned()
+            .ok_or_else(|| file_err("the workbook has no sheet".into())),
+    }
 }
 
 fn read_csv(path: &Path, sink: &mut Sink) -> Result<(), ReadError> {

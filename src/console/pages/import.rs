@@ -488,25 +488,7 @@ async fn start(State(c): State<Console>, form: Uploaded) -> Result<Response, Pag
         )),
         Some(_) => {}
     }
-    let loaded = match (mapping_upload.filter(|m| !m.bytes.is_empty()), format) {
-        (Some(m), _) => {
-            let text = String::from_utf8_lossy(&m.bytes).into_owned();
-            Loaded::parse(std::path::Path::new(&m.name), &text)
-                .map_err(|e| ("mapping_file".to_string(), e.to_string()))
-        }
-        (None, Some(tabular::read::Format::Jsonl)) => {
-            let source = if source_override.is_empty() {
-                "console-import".to_owned()
-            } else {
-                source_override.clone()
-            };
-            Loaded::json_lines(&source, std::path::Path::new("<form>"))
-                .map_err(|e| ("source".to_string(), e.to_string()))
-        }
-        (None, _) => {
-            Loaded::load(&mapping_name).map_err(|e| ("mapping".to_string(), e.to_string()))
-        }
-    };
+    let loaded = layout_of(mapping_upload, format, &mapping_name, &source_override);
     let loaded = match loaded {
         Ok(l) => Some(l),
         Err(e) => {
@@ -532,20 +514,7 @@ async fn start(State(c): State<Console>, form: Uploaded) -> Result<Response, Pag
             r
         });
     };
-    // In the node's own uploads directory (owner only, emptied at start),
-    // not in /tmp where a crash would leave it for other local users.
-    let dir = tempfile::Builder::new()
-        .prefix("import-")
-        .tempdir_in(&c.core.uploads_dir)
-        .map_err(|e| PageError::Internal(format!("cannot keep the upload: {e}")))?;
-    let ext = std::path::Path::new(&file_name)
-        .extension()
-        .map(|e| e.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    let path = dir.path().join(format!("register.{ext}"));
-    crate::secrets::create_private(&path)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, &register.bytes))
-        .map_err(|e| PageError::Internal(format!("cannot keep the upload: {e}")))?;
+    let (dir, path) = keep_upload(&c, &file_name, &register.bytes)?;
     let source = if source_override.is_empty() {
         loaded.mapping.source.get_ref().clone()
     } else {
@@ -570,6 +539,57 @@ async fn start(State(c): State<Console>, form: Uploaded) -> Result<Response, Pag
     });
     spawn(c, viewer, job.clone());
     Ok(Redirect::to(&format!("/import/{}", job.id)).into_response())
+}
+
+/// The layout a register is read with: an uploaded mapping file, JSON
+/// Lines by their own fields, or a built-in layout by name; a problem is
+/// named with the input it belongs to.
+fn layout_of(
+    mapping_upload: Option<&crate::console::guard::Upload>,
+    format: Option<tabular::read::Format>,
+    mapping_name: &str,
+    source_override: &str,
+) -> Result<Loaded, (String, String)> {
+    match (mapping_upload.filter(|m| !m.bytes.is_empty()), format) {
+        (Some(m), _) => {
+            let text = String::from_utf8_lossy(&m.bytes).into_owned();
+            Loaded::parse(std::path::Path::new(&m.name), &text)
+                .map_err(|e| ("mapping_file".to_string(), e.to_string()))
+        }
+        (None, Some(tabular::read::Format::Jsonl)) => {
+            let source = if source_override.is_empty() {
+                "console-import"
+            } else {
+                source_override
+            };
+            Loaded::json_lines(source, std::path::Path::new("<form>"))
+                .map_err(|e| ("source".to_string(), e.to_string()))
+        }
+        (None, _) => Loaded::load(mapping_name).map_err(|e| ("mapping".to_string(), e.to_string())),
+    }
+}
+
+/// Keeps an uploaded register in the node's own uploads directory (owner
+/// only, emptied at start), not in /tmp where a crash would leave it for
+/// other local users: the directory (removed with the job) and the file.
+fn keep_upload(
+    c: &Console,
+    file_name: &str,
+    bytes: &[u8],
+) -> Result<(tempfile::TempDir, std::path::PathBuf), PageError> {
+    let dir = tempfile::Builder::new()
+        .prefix("import-")
+        .tempdir_in(&c.core.uploads_dir)
+        .map_err(|e| PageError::Internal(format!("cannot keep the upload: {e}")))?;
+    let ext = std::path::Path::new(file_name)
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let path = dir.path().join(format!("register.{ext}"));
+    crate::secrets::create_private(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, bytes))
+        .map_err(|e| PageError::Internal(format!("cannot keep the upload: {e}")))?;
+    Ok((dir, path))
 }
 
 /// "Run the import": the file and mapping of a checked job, for real.
