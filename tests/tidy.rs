@@ -114,3 +114,26 @@ fn long_functions(text: &str, file: &str) -> Vec<(String, usize)> {
     }
     out
 }
+
+/// The console's section pages (one a route group) use shared components
+/// (`common`, `form`, `people`, `release_offer`, `request_form`), never
+/// each other: a change to one section cannot break another.
+#[test]
+fn no_console_section_uses_another() {
+    const SECTIONS: [&str; 10] = [
+        "admin", "alerts", "audit", "hits", "import", "lookup", "overview", "policy", "releases",
+        "requests",
+    ];
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/console/pages");
+    let mut found = Vec::new();
+    for section in SECTIONS {
+        let text = std::fs::read_to_string(dir.join(format!("{section}.rs"))).unwrap();
+        for other in SECTIONS.iter().filter(|o| **o != section) {
+            let uses = [format!("super::{other}::"), format!("use super::{other};")];
+            if uses.iter().any(|u| text.contains(u.as_str())) {
+                found.push(format!("{section} uses {other}"));
+            }
+        }
+    }
+    assert!(found.is_empty(), "{found:?}");
+}

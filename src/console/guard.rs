@@ -219,6 +219,10 @@ impl FromRequest<Console> for Posted {
 }
 
 /// A file of an uploaded form.
+/// The largest upload (a register) the console takes: CSV and XLSX are
+/// read as streams, this bounds the upload itself. The CLI has no limit.
+pub const MAX_UPLOAD: usize = 64 << 20;
+
 pub struct Upload {
     /// The file's name as the browser gave it.
     pub name: String,
@@ -274,7 +278,7 @@ impl FromRequest<Console> for Uploaded {
         let too_large = |e: axum::extract::multipart::MultipartError| {
             PageError::BadRequest(format!(
                 "the upload could not be read ({e}); files of at most {} MB are taken",
-                super::pages::MAX_UPLOAD >> 20
+                MAX_UPLOAD >> 20
             ))
         };
         while let Some(field) = multipart.next_field().await.map_err(too_large)? {

@@ -11,8 +11,8 @@
 //! Versions superseded before a watcher reads them are not sent one by one:
 //! the newest carries everything they did.
 
-use super::alerts::decode;
 use super::engine::Reads;
+use super::index::decode_alert;
 use super::{Counter, Store, StoreError, Write};
 use crate::proto::v1::{AlertChange, StoredAlert};
 
@@ -71,7 +71,7 @@ impl Store {
             })?;
             out.push(AlertChange {
                 sequence,
-                alert: decode(&id, &bytes)?.alert,
+                alert: decode_alert(&id, &bytes)?.alert,
             });
         }
         Ok(out)
@@ -128,7 +128,7 @@ impl Store {
                 let mut n = 0;
                 for (k, v) in &batch {
                     if w.tx.get(w.t.alert_log_pos, k)?.is_none() {
-                        record(w, &decode(k, v)?)?;
+                        record(w, &decode_alert(k, v)?)?;
                         n += 1;
                     }
                 }

@@ -6,6 +6,7 @@ use super::activity::Tally;
 use prost::Message;
 
 use super::engine::Reads;
+use super::index::decode_alert;
 use super::{OutboxItem, Store, StoreError, TxError, Write, alert_log, index};
 use crate::ids::{AgencyId, AlertId};
 use crate::proto::v1::StoredAlert;
@@ -38,11 +39,6 @@ pub enum ApplyOutcome {
     Stored,
     /// This version or a newer one is already held; nothing changed.
     Duplicate,
-}
-
-pub(super) fn decode(key: &[u8], bytes: &[u8]) -> Result<StoredAlert, StoreError> {
-    StoredAlert::decode(bytes)
-        .map_err(|e| StoreError::corrupt(String::from_utf8_lossy(key).into_owned(), e))
 }
 
 impl Store {
@@ -107,14 +103,14 @@ impl Store {
                     "idempotency key points to a missing alert",
                 )
             })?;
-            let existing = decode(existing_id, &bytes)?;
+            let existing = decode_alert(existing_id, &bytes)?;
             return Ok(match digest {
                 Some(d) if d != rk.digest => LocalWrite::Conflict(existing),
                 _ => LocalWrite::Replayed(existing),
             });
         }
         let current = match w.tx.get(w.t.alerts, key)? {
-            Some(bytes) => Some(decode(key.as_bytes(), &bytes)?),
+            Some(bytes) => Some(decode_alert(key.as_bytes(), &bytes)?),
             None => None,
         };
         let (record, items) = build(current.clone()).map_err(TxError::Rejected)?;
@@ -191,7 +187,7 @@ impl Store {
         let key = alert.id.as_bytes();
         let (version, retracted) = (alert.version, alert.retracted);
         let held = match w.tx.get(w.t.alerts, key)? {
-            Some(bytes) => Some(decode(key, &bytes)?),
+            Some(bytes) => Some(decode_alert(key, &bytes)?),
             None => None,
         };
         // A tombstone at the version held still applies: that is how an
@@ -222,7 +218,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         for item in self.db.prefix(self.t.alerts, format!("{own}:")) {
             let (k, v) = item?;
-            f(&decode(&k, &v)?);
+            f(&decode_alert(&k, &v)?);
         }
         Ok(())
     }
@@ -241,7 +237,7 @@ impl Store {
             let Some(bytes) = w.tx.get(w.t.alerts, &key)? else {
                 return Ok::<_, StoreError>(false);
             };
-            let Some((record, items)) = build(decode(key.as_bytes(), &bytes)?) else {
+            let Some((record, items)) = build(decode_alert(key.as_bytes(), &bytes)?) else {
                 return Ok(false);
             };
             w.tx.insert(w.t.alerts, &key, record.encode_to_vec())?;
@@ -260,7 +256,7 @@ impl Store {
         let key = id.to_string();
         self.db
             .get(self.t.alerts, &key)?
-            .map(|b| decode(key.as_bytes(), &b))
+            .map(|b| decode_alert(key.as_bytes(), &b))
             .transpose()
     }
 
@@ -290,7 +286,7 @@ impl Store {
             if !k.starts_with(&prefix) {
                 break;
             }
-            let rec = decode(&k, &v)?;
+            let rec = decode_alert(&k, &v)?;
             if keep(&rec) {
                 if page.len() == limit {
                     return Ok((page, true));

@@ -1,9 +1,9 @@
 //! Hits: the matching pass inside each write (see `index`), hit notices
 //! from peers, and the hit log that `WatchHits` follows.
 
-use super::alerts::decode;
 use super::engine::Reads;
 use super::engine::{Range, Tree};
+use super::index::decode_alert as decode;
 use super::{Store, StoreError, Write, index};
 use crate::ids::{AgencyId, AlertId};
 use crate::proto::v1::{Hit, HitNotice, HitSource, StoredAlert};

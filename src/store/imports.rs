@@ -5,8 +5,8 @@
 //! an import interrupted anywhere and run again finds every row it had
 //! stored as "unchanged" and makes no second alert.
 
-use super::alerts::decode;
 use super::engine::Reads;
+use super::index::decode_alert as decode;
 use super::{LocalWrite, OutboxItem, PURGED, Store, StoreError, TxError};
 use crate::ids::AlertId;
 use crate::proto::v1::StoredAlert;

@@ -115,6 +115,12 @@ pub(super) fn be_u64(what: &str, v: &[u8]) -> Result<u64, StoreError> {
         .map_err(|_| corrupt(what, "not a number"))
 }
 
+/// A stored alert record, or the key it was under named as corrupt.
+pub(super) fn decode_alert(key: &[u8], bytes: &[u8]) -> Result<StoredAlert, StoreError> {
+    <StoredAlert as prost::Message>::decode(bytes)
+        .map_err(|e| StoreError::corrupt(String::from_utf8_lossy(key).into_owned(), e))
+}
+
 /// A hit log entry as stored; entries written before reviews existed have
 /// no number (it was their position).
 pub(super) fn decode_hit(key: &[u8], v: &[u8]) -> Result<Hit, StoreError> {

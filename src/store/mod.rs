@@ -564,7 +564,7 @@ impl Store {
             for id in ids {
                 let key = id.to_string();
                 if let Some(bytes) = w.tx.get(w.t.alerts, &key)? {
-                    hits.extend(self.match_in(w, &alerts::decode(key.as_bytes(), &bytes)?)?);
+                    hits.extend(self.match_in(w, &index::decode_alert(key.as_bytes(), &bytes)?)?);
                 }
             }
             Ok::<_, StoreError>(hits)

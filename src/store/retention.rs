@@ -9,9 +9,9 @@
 
 use prost::Message;
 
-use super::alerts::decode;
 use super::engine::Reads;
 use super::index;
+use super::index::decode_alert as decode;
 use super::{Counter, Store, StoreError, Write};
 use crate::proto::v1::{PurgeRecord, StoredAlert};
 use crate::time::timestamp;

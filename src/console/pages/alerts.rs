@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
+use super::common::{SubjectView, chosen, content_facts, date_bound, parse_date, subject_view};
 use super::form::{Choice, FormState, choices, explained_choices};
 use super::people;
 use crate::console::Console;
@@ -16,12 +17,11 @@ use crate::console::rpc::{request, violations};
 use crate::console::view::{Chrome, PageError, day, label, page, when};
 use crate::handling;
 use crate::proto::v1::alert_service_server::AlertService;
-use crate::proto::v1::identifier::Kind;
 use crate::proto::v1::{
     Alert, AlertContent, AlertDraft, AlertSharing, Category, Confidence, DocumentType,
     GetAlertRequest, HandlingCode, Indicator, InformationAccuracy, ListAlertsRequest, Location,
-    RetractAlertRequest, Severity, SourceReliability, Subject, SubjectRole, SubmitAlertRequest,
-    TimeWindow, Tlp, UpdateAlertRequest,
+    RetractAlertRequest, Severity, SourceReliability, SubjectRole, SubmitAlertRequest, TimeWindow,
+    Tlp, UpdateAlertRequest,
 };
 
 /// Alerts a list page shows.
@@ -85,33 +85,6 @@ struct ListPage {
     tlps: Vec<Choice>,
     problems: Vec<String>,
     next_page: String,
-}
-
-pub fn date_bound(
-    value: &str,
-    field: &str,
-    problems: &mut Vec<String>,
-) -> Option<pbjson_types::Timestamp> {
-    if value.is_empty() {
-        return None;
-    }
-    match parse_date(value) {
-        Some(t) => Some(t),
-        None => {
-            problems.push(format!("{field}: \"{value}\" is not a date (YYYY-MM-DD)"));
-            None
-        }
-    }
-}
-
-/// A date typed as YYYY-MM-DD, as its first second (UTC).
-pub fn parse_date(value: &str) -> Option<pbjson_types::Timestamp> {
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    let date = time::Date::parse(value.trim(), &format).ok()?;
-    Some(pbjson_types::Timestamp {
-        seconds: date.midnight().assume_utc().unix_timestamp(),
-        nanos: 0,
-    })
 }
 
 async fn list(
@@ -376,16 +349,6 @@ struct ShareRow {
     status: String,
 }
 
-pub struct IdentifierRow {
-    pub kind: String,
-    pub value: String,
-}
-
-pub struct SubjectView {
-    pub role: String,
-    pub identifiers: Vec<IdentifierRow>,
-}
-
 #[derive(Template)]
 #[template(path = "console/alert.html")]
 struct DetailPage {
@@ -434,69 +397,6 @@ async fn detail(
         None
     };
     page(detail_page(&viewer, alert, own, sharing))
-}
-
-/// What an alert's content says, as labelled facts (an alert's page, a
-/// release's).
-pub fn content_facts(content: &AlertContent) -> Vec<(String, String)> {
-    let location = content
-        .location
-        .as_ref()
-        .map(|l| {
-            [l.city.as_str(), l.region.as_str(), l.country.as_str()]
-                .into_iter()
-                .filter(|s| !s.is_empty())
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default();
-    let window = content
-        .time_window
-        .as_ref()
-        .map(|w| format!("{} – {}", day(w.start.as_ref()), day(w.end.as_ref())))
-        .unwrap_or_else(|| "—".into());
-    vec![
-        (
-            "Category".into(),
-            label(content.category().as_str_name(), "CATEGORY_"),
-        ),
-        (
-            "Severity".into(),
-            label(content.severity().as_str_name(), "SEVERITY_"),
-        ),
-        (
-            "Confidence".into(),
-            label(content.confidence().as_str_name(), "CONFIDENCE_"),
-        ),
-        (
-            "Where".into(),
-            if location.is_empty() {
-                "—".into()
-            } else {
-                location
-            },
-        ),
-        ("When".into(), window),
-        (
-            "Source reliability".into(),
-            handling::reliability_meaning(content.source_reliability).into(),
-        ),
-        (
-            "Information accuracy".into(),
-            handling::accuracy_meaning(content.information_accuracy).into(),
-        ),
-        ("Indicators".into(), {
-            let all: Vec<String> = content
-                .indicators()
-                .map(|i| label(i.as_str_name(), "INDICATOR_"))
-                .collect();
-            if all.is_empty() {
-                "—".into()
-            } else {
-                all.join(", ")
-            }
-        }),
-    ]
 }
 
 fn detail_page(
@@ -563,46 +463,6 @@ fn detail_page(
         shares,
         alert,
     }
-}
-
-pub fn subject_view(s: &Subject) -> SubjectView {
-    SubjectView {
-        role: label(s.role().as_str_name(), "SUBJECT_ROLE_"),
-        identifiers: s
-            .identifiers
-            .iter()
-            .filter_map(|i| i.kind.as_ref())
-            .map(|k| {
-                let (kind, value) = match k {
-                    Kind::Phone(p) => ("Phone", join(&[&p.number, &p.region])),
-                    Kind::Email(e) => ("E-mail", e.address.clone()),
-                    Kind::Person(p) => (
-                        "Person",
-                        join(&[&p.given_names, &p.family_name, &p.date_of_birth]),
-                    ),
-                    Kind::Document(d) => ("Document", join(&[&d.number, &d.issuing_country])),
-                    Kind::Iban(i) => ("IBAN", i.iban.clone()),
-                    Kind::CryptoWallet(w) => ("Crypto wallet", join(&[&w.chain, &w.address])),
-                    Kind::OnlineHandle(h) => ("Online handle", join(&[&h.platform, &h.handle])),
-                    Kind::VehiclePlate(v) => ("Vehicle plate", join(&[&v.plate, &v.country])),
-                    Kind::AdvertUrl(u) => ("Advert", u.url.clone()),
-                };
-                IdentifierRow {
-                    kind: kind.into(),
-                    value,
-                }
-            })
-            .collect(),
-    }
-}
-
-fn join(parts: &[&String]) -> String {
-    parts
-        .iter()
-        .filter(|s| !s.is_empty())
-        .map(|s| s.as_str())
-        .collect::<Vec<_>>()
-        .join(" · ")
 }
 
 // ----- submit, update, retract -----
@@ -806,26 +666,6 @@ async fn retract(
         .retract_alert(request(&posted.viewer, req, &purpose))
         .await?;
     Ok(see(&id))
-}
-
-/// The enum value chosen in `name`, or UNSPECIFIED when none was; a value
-/// no option has (a forged form) is a problem at its field.
-pub(super) fn chosen<E: Default>(
-    form: &mut FormState,
-    name: &str,
-    parse: fn(&str) -> Option<E>,
-) -> E {
-    let value = form.value(name).to_owned();
-    if value.is_empty() {
-        return E::default();
-    }
-    match parse(&value) {
-        Some(e) => e,
-        None => {
-            form.add_error(name, "choose one of the listed values");
-            E::default()
-        }
-    }
 }
 
 fn date_field(form: &mut FormState, name: &str) -> Option<pbjson_types::Timestamp> {

@@ -74,7 +74,7 @@ struct AuditPage {
 }
 
 fn query_of(f: &AuditFilters, problems: &mut Vec<String>) -> QueryAuditRequest {
-    use super::alerts::date_bound;
+    use super::common::date_bound;
     // "To" includes the day typed.
     let until = date_bound(&f.to, "To", problems).map(|mut t| {
         t.seconds += 86_400;

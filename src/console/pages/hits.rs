@@ -8,9 +8,9 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use futures_util::StreamExt;
 use serde::Deserialize;
 
+use super::common::{held_here, log_after, strength};
 use super::form::{Choice, FormState, choices};
 use super::request_form::{self, RequestChoices};
 use crate::console::Console;
@@ -21,7 +21,6 @@ use crate::proto::v1::alert_service_server::AlertService;
 use crate::proto::v1::send_disclosure_request::About;
 use crate::proto::v1::{
     CountHitsRequest, GetHitRequest, Hit, HitChange, HitReview, HitVerdict, ReviewHitRequest,
-    WatchHitsRequest,
 };
 
 /// Hits a list page shows.
@@ -62,24 +61,6 @@ struct ListPage {
     rows: Vec<HitRow>,
     show: String,
     older: String,
-}
-
-/// The hit log from `after` to its end.
-pub async fn log_after(c: &Console, viewer: &Viewer, after: u64) -> Result<Vec<Hit>, PageError> {
-    let watch = WatchHitsRequest {
-        after_sequence: after,
-        backlog_only: true,
-    };
-    let mut stream = c
-        .alerts
-        .watch_hits(request(viewer, watch, ""))
-        .await?
-        .into_inner();
-    let mut hits = Vec::new();
-    while let Some(hit) = stream.next().await {
-        hits.push(hit?);
-    }
-    Ok(hits)
 }
 
 async fn list(
@@ -125,14 +106,6 @@ async fn list(
         },
         show: f.show,
     })
-}
-
-pub fn strength(h: &Hit) -> (String, String) {
-    if !h.fuzzy {
-        return ("exact".into(), "exact".into());
-    }
-    let band = label(h.strength().as_str_name(), "MATCH_STRENGTH_").to_lowercase();
-    (format!("fuzzy · {band}"), band)
 }
 
 pub fn row(h: &Hit, review: Option<&HitReview>) -> HitRow {
@@ -196,15 +169,6 @@ async fn detail(
     let hit = get_hit(&c, &viewer, number).await?;
     let held = held_here(&c, &viewer, &hit.other_alert_id).await;
     page(detail_page(held, &viewer, hit, FormState::default()))
-}
-
-/// Whether this node holds the other agency's alert (it was shared with
-/// us), so a page links to it: a read the viewer makes (authorized and
-/// audited as `alert.get`), as the console reaches nothing but the
-/// node's services.
-pub(super) async fn held_here(c: &Console, viewer: &Viewer, id: &str) -> bool {
-    let req = crate::proto::v1::GetAlertRequest { id: id.to_owned() };
-    c.alerts.get_alert(request(viewer, req, "")).await.is_ok()
 }
 
 async fn get_hit(c: &Console, viewer: &Viewer, number: u64) -> Result<Hit, PageError> {

@@ -34,9 +34,6 @@ use crate::proto::v1::{
 use crate::tabular::job::{self, Summary};
 use crate::tabular::{self, CellProblem, Loaded, cell_name};
 
-/// The largest register the page takes (CSV and XLSX stream; this bounds
-/// the upload itself). The CLI has no limit.
-pub const MAX_UPLOAD: usize = 64 << 20;
 /// Jobs kept, newest first; older finished ones are dropped with their files.
 const KEEP: usize = 20;
 /// Rows a report lists one by one (the counts cover them all).
@@ -68,7 +65,7 @@ pub fn routes() -> Router<Console> {
             "/import",
             get(form)
                 .post(start)
-                .layer(DefaultBodyLimit::max(MAX_UPLOAD)),
+                .layer(DefaultBodyLimit::max(crate::console::guard::MAX_UPLOAD)),
         )
         .route("/import/{id}", get(show))
         .route("/import/{id}/run", post(run_checked))

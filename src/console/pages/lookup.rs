@@ -68,7 +68,7 @@ async fn show(viewer: Viewer) -> Result<Response, PageError> {
 async fn answers_of(c: &Console, viewer: &Viewer, r: LookupResponse) -> Vec<Answer> {
     let mut held = std::collections::BTreeSet::new();
     for m in r.answers.iter().flat_map(|a| &a.matches) {
-        if super::hits::held_here(c, viewer, &m.alert_id).await {
+        if super::common::held_here(c, viewer, &m.alert_id).await {
             held.insert(m.alert_id.clone());
         }
     }

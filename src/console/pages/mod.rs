@@ -6,6 +6,7 @@ mod admin;
 mod alerts;
 mod assets;
 mod audit;
+mod common;
 mod form;
 mod hits;
 mod import;
@@ -23,7 +24,7 @@ use axum::routing::get;
 
 use super::Console;
 
-pub use import::{Imports, MAX_UPLOAD, clear_uploads};
+pub use import::{Imports, clear_uploads};
 
 pub fn routes() -> Router<Console> {
     Router::new()

@@ -6,7 +6,7 @@ use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
 
-use super::requests::{CaseRow, case_row};
+use super::common::{CaseRow, case_row};
 use crate::config::Role;
 use crate::console::Console;
 use crate::console::chart::{Series, bars};
@@ -232,7 +232,7 @@ pub async fn recent_hits(c: &Console, viewer: &Viewer) -> Result<Vec<Hit>, PageE
         .await?
         .into_inner()
         .latest_sequence;
-    super::hits::log_after(c, viewer, latest.saturating_sub(RECENT_HITS)).await
+    super::common::log_after(c, viewer, latest.saturating_sub(RECENT_HITS)).await
 }
 
 fn peer_row(p: &PeerStatus) -> PeerRow {
@@ -250,7 +250,7 @@ pub fn hit_row(h: &Hit) -> HitRow {
     HitRow {
         number: h.number,
         kind: label(h.r#type().as_str_name(), "IDENTIFIER_TYPE_"),
-        strength: super::hits::strength(h).0,
+        strength: super::common::strength(h).0,
         other_agency: h.other_agency.clone(),
         detected: when(h.detected_at.as_ref()),
     }

@@ -136,7 +136,7 @@ impl Collected<'_> {
 pub fn subject_of(form: &mut FormState, block: usize, index: usize) -> Option<Subject> {
     let path = format!("draft.subjects[{index}]");
     let identifiers = identifiers_of(form, block, &format!("{path}.identifiers"));
-    let role = super::alerts::chosen(form, &input(block, "role"), SubjectRole::from_str_name);
+    let role = super::common::chosen(form, &input(block, "role"), SubjectRole::from_str_name);
     if identifiers.is_empty() {
         if role != SubjectRole::Unspecified {
             form.add_error(
@@ -165,7 +165,7 @@ pub fn identifiers_of(form: &mut FormState, block: usize, at: &str) -> Vec<Ident
         v(form, "phone_region").to_uppercase(),
     );
     let doc_type =
-        super::alerts::chosen(form, &input(block, "doc_type"), DocumentType::from_str_name);
+        super::common::chosen(form, &input(block, "doc_type"), DocumentType::from_str_name);
     let doc_country = v(form, "doc_country").to_uppercase();
     let mut c = Collected {
         form,

@@ -9,8 +9,8 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
+use super::common::{SubjectView, content_facts, handling_label, subject_view};
 use super::form::FormState;
-use super::requests::handling_label;
 use crate::config::Role;
 use crate::console::Console;
 use crate::console::guard::{Posted, Viewer};
@@ -96,7 +96,7 @@ struct ReleasePage {
     released_by: String,
     request_id: String,
     content: Vec<(String, String)>,
-    subjects: Vec<super::alerts::SubjectView>,
+    subjects: Vec<SubjectView>,
     withdraw_reason: String,
     /// The holder's officer may withdraw a release it made, while held.
     can_withdraw: bool,
@@ -123,11 +123,7 @@ async fn release_page(
         .await?
         .into_inner();
     let rel = record.release.clone().unwrap_or_default();
-    let content = rel
-        .content
-        .as_ref()
-        .map(super::alerts::content_facts)
-        .unwrap_or_default();
+    let content = rel.content.as_ref().map(content_facts).unwrap_or_default();
     let row = release_row(&record);
     page(ReleasePage {
         chrome: Chrome::new(viewer, "requests"),
@@ -139,11 +135,7 @@ async fn release_page(
         released_by: rel.released_by.clone(),
         request_id: rel.request_id.clone(),
         content,
-        subjects: rel
-            .subjects
-            .iter()
-            .map(super::alerts::subject_view)
-            .collect(),
+        subjects: rel.subjects.iter().map(subject_view).collect(),
         withdraw_reason: record.withdraw_reason.clone(),
     })
 }

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
+use super::common::{CaseRow, case_row, handling_label, span};
 use super::form::{Choice, FormState, choices, explained_choices};
 use super::release_offer::ReleaseOffer;
 use crate::config::Role;
@@ -23,17 +24,6 @@ use crate::proto::v1::{
     LocationDetail, RefusalGround, ReleaseSelection, RequestStatsRequest, RequestStatsRow,
     TimeDetail,
 };
-
-/// A span of time as people read it: "35 min", "2 h 5 min", "3 d 4 h".
-fn span(secs: i64) -> String {
-    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3_600, secs % 3_600 / 60);
-    match (d, h, m) {
-        (0, 0, 0) => format!("{secs} s"),
-        (0, 0, m) => format!("{m} min"),
-        (0, h, m) => format!("{h} h {m} min"),
-        (d, h, _) => format!("{d} d {h} h"),
-    }
-}
 
 pub fn routes() -> Router<Console> {
     Router::new()
@@ -52,17 +42,6 @@ pub struct Box {
     page: String,
 }
 
-pub struct CaseRow {
-    pub id: String,
-    pub peer: String,
-    pub alert: String,
-    pub state: String,
-    pub due: String,
-    pub due_class: String,
-    pub basis: String,
-    pub officer: String,
-}
-
 #[derive(Template)]
 #[template(path = "console/requests.html")]
 struct ListPage {
@@ -70,56 +49,6 @@ struct ListPage {
     inbox: bool,
     rows: Vec<CaseRow>,
     next: String,
-}
-
-/// "due in 2 d 4 h" / "overdue by 3 h" and its emphasis, for an undecided
-/// request; the state otherwise.
-pub fn countdown(case: &DisclosureCase) -> (String, String) {
-    let undecided = matches!(
-        case.state(),
-        DisclosureState::Open | DisclosureState::Clarification
-    );
-    if !undecided {
-        return (
-            format!("answered {}", when(case.answered_at.as_ref())),
-            String::new(),
-        );
-    }
-    let Some(due) = case.due_at.as_ref() else {
-        return ("—".into(), String::new());
-    };
-    let left = due.seconds - crate::time::now().seconds;
-    if case.state() == DisclosureState::Clarification {
-        return (
-            "paused: waiting for the requester's answer".into(),
-            String::new(),
-        );
-    }
-    if left < 0 {
-        (
-            format!("overdue by {}", span(-left)),
-            "countdown-late".into(),
-        )
-    } else if left < 86_400 {
-        (format!("due in {}", span(left)), "countdown-soon".into())
-    } else {
-        (format!("due in {}", span(left)), String::new())
-    }
-}
-
-pub fn case_row(case: &DisclosureCase) -> CaseRow {
-    let r = case.request.clone().unwrap_or_default();
-    let (due, due_class) = countdown(case);
-    CaseRow {
-        id: r.id.clone(),
-        peer: case.peer.clone(),
-        alert: r.holder_alert_id.clone(),
-        state: label(case.state().as_str_name(), "DISCLOSURE_STATE_"),
-        due,
-        due_class,
-        basis: crate::policy::disclosure::basis_words(r.legal_basis).to_owned(),
-        officer: r.officer.clone(),
-    }
 }
 
 async fn list(
@@ -454,17 +383,6 @@ async fn answer(
         .answer_clarification(request(&posted.viewer, req, ""))
         .await;
     settle(&c, &posted.viewer, &id, form, done).await
-}
-
-/// A handling code with what it asks of the person holding the data.
-pub fn handling_label(code: HandlingCode) -> String {
-    match code {
-        HandlingCode::H0 => "H0 — may be shared within the federation".into(),
-        HandlingCode::H1 => "H1 — law-enforcement recipients only".into(),
-        HandlingCode::H2 => "H2 — do not pass on without the holder's consent".into(),
-        HandlingCode::H3 => "H3 — contact the holder before any action".into(),
-        HandlingCode::Unspecified => "not stated".into(),
-    }
 }
 
 /// One row of the statistics page.
