@@ -3,6 +3,7 @@
 //! [`super::rpc`], and render a template.
 
 mod admin;
+mod alert_form;
 mod alerts;
 mod assets;
 mod audit;
