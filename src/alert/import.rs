@@ -11,7 +11,7 @@ use crate::audit::CallEntry;
 use crate::ids::{AlertId, SourceName};
 use crate::paging::PageRequest;
 use crate::proto::v1::{
-    Alert, AlertDraft, ImportAlertResponse, ImportOutcome, ImportedRecord, ListImportedRequest,
+    AlertDraft, ImportAlertResponse, ImportOutcome, ImportedRecord, ListImportedRequest,
     ListImportedResponse,
 };
 use crate::store::{ImportWrite, LocalWrite};
@@ -166,16 +166,7 @@ impl Ledger {
         };
         call.detail("outcome", outcome.as_str_name());
         Ok(ImportAlertResponse {
-            alert: Some(Alert {
-                origin: self.agency.to_string(),
-                created_at: Some(timestamp(now)),
-                updated_at: Some(timestamp(now)),
-                content: draft.content,
-                subjects: draft.subjects,
-                case_reference: draft.case_reference,
-                title: draft.title,
-                ..Default::default()
-            }),
+            alert: Some(self.unstored(draft, now)),
             outcome: outcome as i32,
         })
     }

@@ -367,16 +367,7 @@ impl Ledger {
         }
         if validate_only {
             call.detail("validate_only", true);
-            return Ok(Alert {
-                origin: self.agency.to_string(),
-                created_at: Some(timestamp(now)),
-                updated_at: Some(timestamp(now)),
-                content: draft.content,
-                subjects: draft.subjects,
-                case_reference: draft.case_reference,
-                title: draft.title,
-                ..Default::default()
-            });
+            return Ok(self.unstored(draft, now));
         }
         let request_key = (!request_id.is_empty())
             .then(|| format!("{}\0{}", client.name, request_id).into_bytes());
@@ -411,6 +402,21 @@ impl Ledger {
                     rec.alert.map(|a| a.id).unwrap_or_default()
                 ),
             )),
+        }
+    }
+
+    /// The alert a checked `draft` would make, without an id or a version:
+    /// what a `validate_only` submit or import answers.
+    pub(crate) fn unstored(&self, draft: AlertDraft, now: SystemTime) -> Alert {
+        Alert {
+            origin: self.agency.to_string(),
+            created_at: Some(timestamp(now)),
+            updated_at: Some(timestamp(now)),
+            content: draft.content,
+            subjects: draft.subjects,
+            case_reference: draft.case_reference,
+            title: draft.title,
+            ..Default::default()
         }
     }
 

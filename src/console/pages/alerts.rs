@@ -184,25 +184,10 @@ struct CutPage {
 
 /// The export link for the same filters in `format` (`cut`: see [`Filters::cut`]).
 fn export_link(f: &Filters, format: &str, cut: &str) -> String {
-    let pairs = [
-        ("scope", f.scope.as_str()),
-        ("category", &f.category),
-        ("tlp", &f.tlp),
-        ("origin", &f.origin),
-        ("from", &f.from),
-        ("to", &f.to),
-        ("retracted", &f.retracted),
-        ("format", format),
-        ("cut", cut),
-    ];
-    let query = serde_urlencoded::to_string(
-        pairs
-            .iter()
-            .filter(|(_, v)| !v.is_empty())
-            .collect::<Vec<_>>(),
+    format!(
+        "/alerts/export?{}",
+        f.query(&[("format", format), ("cut", cut)])
     )
-    .unwrap_or_default();
-    format!("/alerts/export?{query}")
 }
 
 /// The alerts the filters show, every page, as a file: the HTCDS-named
@@ -293,24 +278,25 @@ fn next_page_link(f: &Filters, token: &str) -> String {
     if token.is_empty() {
         return String::new();
     }
-    let pairs = [
-        ("scope", f.scope.as_str()),
-        ("category", &f.category),
-        ("tlp", &f.tlp),
-        ("origin", &f.origin),
-        ("from", &f.from),
-        ("to", &f.to),
-        ("retracted", &f.retracted),
-        ("page", token),
-    ];
-    let query = serde_urlencoded::to_string(
-        pairs
-            .iter()
-            .filter(|(_, v)| !v.is_empty())
-            .collect::<Vec<_>>(),
-    )
-    .unwrap_or_default();
-    format!("/alerts?{query}")
+    format!("/alerts?{}", f.query(&[("page", token)]))
+}
+
+impl Filters {
+    /// The filters as a query string (empty ones left out), with `more`.
+    fn query(&self, more: &[(&str, &str)]) -> String {
+        let mut pairs = vec![
+            ("scope", self.scope.as_str()),
+            ("category", &self.category),
+            ("tlp", &self.tlp),
+            ("origin", &self.origin),
+            ("from", &self.from),
+            ("to", &self.to),
+            ("retracted", &self.retracted),
+        ];
+        pairs.extend_from_slice(more);
+        pairs.retain(|(_, v)| !v.is_empty());
+        serde_urlencoded::to_string(pairs).unwrap_or_default()
+    }
 }
 
 /// A handling code with what it asks of whoever holds the alert.
