@@ -321,6 +321,8 @@ pub struct KeyServiceMetrics {
     pub refusals: Family<Labels, Counter>,
     /// Elements left of each node's daily budget after its last call.
     pub day_remaining: Family<Labels, Gauge>,
+    /// TLS handshakes refused on the service's listener.
+    pub refused_handshakes: Counter,
 }
 
 impl Default for KeyServiceMetrics {
@@ -338,7 +340,13 @@ impl KeyServiceMetrics {
             requests: Family::default(),
             refusals: Family::default(),
             day_remaining: Family::default(),
+            refused_handshakes: Counter::default(),
         };
+        r.register(
+            "refused_handshakes",
+            "TLS handshakes refused on the key service's listener",
+            m.refused_handshakes.clone(),
+        );
         r.register(
             "elements",
             "Blinded elements evaluated, per node",

@@ -463,6 +463,20 @@ async fn an_outage_loses_nothing_budgets_refuse_and_a_wrong_pinned_key_is_refuse
     ] {
         assert!(metrics.contains(line), "no `{line}` in\n{metrics}");
     }
+    // A flood of connections that are not TLS: each counted, and logged
+    // only up to the rate a node's listeners log them at.
+    const FLOOD: usize = 60;
+    for _ in 0..FLOOD {
+        use tokio::io::AsyncWriteExt;
+        let mut c = tokio::net::TcpStream::connect(service.addr).await.unwrap();
+        let _ = c.write_all(b"GET / HTTP/1.0\r\n\r\n").await;
+    }
+    let counted = format!("casebridge_keyservice_refused_handshakes_total {FLOOD}");
+    eventually("every refused handshake counted", || async {
+        let (_, m) = http_get(service.metrics_addr.unwrap(), "/metrics").await;
+        m.contains(&counted).then_some(())
+    })
+    .await;
     service.shutdown().await.unwrap();
     // The key service's own log: counts per node, the refusal, never values;
     // its chain and checkpoints verify.
@@ -471,6 +485,14 @@ async fn an_outage_loses_nothing_budgets_refuse_and_a_wrong_pinned_key_is_refuse
         .audit_entries(1)
         .map(|r| r.unwrap().entry().unwrap())
         .collect();
+    let handshakes = entries
+        .iter()
+        .filter(|e| e.event.action == Action::Handshake)
+        .count();
+    assert!(
+        (1..FLOOD).contains(&handshakes),
+        "{handshakes} handshake entries for {FLOOD} refusals"
+    );
     let evaluations = |outcome: &str| {
         entries
             .iter()

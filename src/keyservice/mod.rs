@@ -416,7 +416,12 @@ pub async fn start(config: &KeyServiceConfig) -> Result<RunningKeyService, KeySe
         configs.peer.clone(),
         Duration::from_secs(10),
         config.tls.max_connection_age_secs.secs(),
-        audit_refused(store.clone()),
+        {
+            let counter = inner.metrics.refused_handshakes.clone();
+            store.refused_handshakes("keyservice", move || {
+                counter.inc();
+            })
+        },
         shutdown.clone(),
     );
     let router = tonic::transport::Server::builder()
@@ -597,22 +602,6 @@ async fn bind(
         None => None,
     };
     Ok((listener, addr, metrics))
-}
-
-/// Records a refused TLS handshake in the service's audit log.
-fn audit_refused(store: Arc<Store>) -> Arc<dyn Fn(SocketAddr, String) + Send + Sync> {
-    Arc::new(move |remote: SocketAddr, reason: String| {
-        let event = Event::new(
-            format!("unauthenticated:{remote}"),
-            Action::Handshake,
-            "refused",
-        )
-        .detail("listener", "keyservice")
-        .detail("reason", reason);
-        if let Err(e) = store.audit_append([event]) {
-            tracing::error!(error = %e, "audit entry for a refused handshake could not be written");
-        }
-    })
 }
 
 /// Signs checkpoints of the audit log every `every`, until `stop`.

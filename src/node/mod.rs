@@ -37,7 +37,6 @@ use crate::proto::v1::admin_service_server::AdminServiceServer;
 use crate::proto::v1::alert_service_server::AlertServiceServer;
 use crate::proto::v1::disclosure_service_server::DisclosureServiceServer;
 use crate::proto::v1::peer_exchange_server::PeerExchangeServer;
-use crate::ratelimit::RateLimiter;
 use crate::store::{Store, StoreError};
 
 /// A listener's gRPC services under the audit layer for undecoded calls.
@@ -555,41 +554,15 @@ fn refresh_peer_gauges(core: &NodeCore, m: &Metrics) {
     }
 }
 
-/// Audit entries for refused handshakes per listener and second, at most;
-/// a flood from the open internet must not fill the disk through the log.
-const HANDSHAKE_ENTRIES_PER_SECOND: u32 = 20;
-
-/// Counts every refused handshake and logs it (`tls.handshake`), up to
-/// [`HANDSHAKE_ENTRIES_PER_SECOND`]; the next entry logged says how many
-/// were left out before it.
+/// Counts every refused handshake of `listener` and logs it (see
+/// [`Store::refused_handshakes`]).
 fn refused_handshakes(store: &Arc<Store>, metrics: &Metrics, listener: &'static str) -> OnRefused {
     let counter = metrics
         .refused_handshakes
         .get_or_create(&crate::metrics::label("listener", listener))
         .clone();
-    let store = store.clone();
-    let limiter = RateLimiter::per_second(HANDSHAKE_ENTRIES_PER_SECOND);
-    let left_out = std::sync::atomic::AtomicU64::new(0);
-    Arc::new(move |remote: SocketAddr, reason: String| {
+    store.refused_handshakes(listener, move || {
         counter.inc();
-        if !limiter.allow(listener) {
-            left_out.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return;
-        }
-        let mut event = Event::new(
-            format!("unauthenticated:{remote}"),
-            Action::Handshake,
-            "refused",
-        )
-        .detail("listener", listener)
-        .detail("reason", reason);
-        let skipped = left_out.swap(0, std::sync::atomic::Ordering::Relaxed);
-        if skipped > 0 {
-            event = event.detail("left_out_before", skipped);
-        }
-        if let Err(e) = store.audit_append([event]) {
-            tracing::error!(error = %e, "audit entry for a refused handshake could not be written");
-        }
     })
 }
 

@@ -99,6 +99,47 @@ impl Write<'_, '_> {
     }
 }
 
+/// Audit entries for refused handshakes per listener and second, at most;
+/// a flood from the open internet must not fill the disk through the log.
+pub const HANDSHAKE_ENTRIES_PER_SECOND: u32 = 20;
+
+impl Store {
+    /// What a listener does with a refused TLS handshake (the node's and
+    /// the key service's alike): `count` it (their metrics), and log it as
+    /// `tls.handshake` up to [`HANDSHAKE_ENTRIES_PER_SECOND`], the next
+    /// entry logged saying how many were left out before it.
+    pub fn refused_handshakes(
+        self: &std::sync::Arc<Self>,
+        listener: &'static str,
+        count: impl Fn() + Send + Sync + 'static,
+    ) -> crate::identity::OnRefused {
+        let store = self.clone();
+        let limiter = crate::ratelimit::RateLimiter::per_second(HANDSHAKE_ENTRIES_PER_SECOND);
+        let left_out = std::sync::atomic::AtomicU64::new(0);
+        std::sync::Arc::new(move |remote: std::net::SocketAddr, reason: String| {
+            count();
+            if !limiter.allow(listener) {
+                left_out.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return;
+            }
+            let mut event = Event::new(
+                format!("unauthenticated:{remote}"),
+                Action::Handshake,
+                "refused",
+            )
+            .detail("listener", listener)
+            .detail("reason", reason);
+            let skipped = left_out.swap(0, std::sync::atomic::Ordering::Relaxed);
+            if skipped > 0 {
+                event = event.detail("left_out_before", skipped);
+            }
+            if let Err(e) = store.audit_append([event]) {
+                tracing::error!(error = %e, "audit entry for a refused handshake could not be written");
+            }
+        })
+    }
+}
+
 /// One page of `entries`, in the order given: the entries `filter` keeps,
 /// each with the hash it chains from (`prev_of`, told every entry read and
 /// whether it is kept), stopping at `size` kept, at `MAX_SCAN` read (the
