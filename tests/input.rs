@@ -669,17 +669,25 @@ fn policy_checks_name_every_problem_and_work_without_a_node() {
 
     let alert = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/examples/alert.json");
     let policy = police.dir.join("policy.toml");
-    let (code, out, err) = cli(&[
-        "policy",
-        "explain",
-        "--policy",
-        policy.to_str().unwrap(),
-        "--alert",
-        alert,
-        "--config",
-        police.node_config.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{err}");
+    // `policy explain` offline, with `extra` flags (before or after).
+    let explain = |before: &[&str], after: &[&str]| {
+        let mut args = before.to_vec();
+        args.extend_from_slice(&[
+            "policy",
+            "explain",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--alert",
+            alert,
+            "--config",
+            police.node_config.to_str().unwrap(),
+        ]);
+        args.extend_from_slice(after);
+        let (code, out, err) = cli(&args);
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    let out = explain(&[], &[]);
     assert!(out.contains("peer ngo:"), "every peer explained: {out}");
 
     // With a key service, an offline explain shows what the node would
@@ -690,27 +698,8 @@ fn policy_checks_name_every_problem_and_work_without_a_node() {
         &layout,
     )
     .unwrap();
-    let explain = |json: bool| {
-        let mut args = vec![
-            "policy",
-            "explain",
-            "--policy",
-            policy.to_str().unwrap(),
-            "--alert",
-            alert,
-            "--config",
-            police.node_config.to_str().unwrap(),
-            "--peer",
-            "ngo",
-        ];
-        if json {
-            args.insert(0, "--json");
-        }
-        let (code, out, err) = cli(&args);
-        assert_eq!(code, 0, "{err}");
-        out
-    };
-    let shown: serde_json::Value = serde_json::from_str(&explain(true)).unwrap();
+    let shown: serde_json::Value =
+        serde_json::from_str(&explain(&["--json"], &["--peer", "ngo"])).unwrap();
     let mut phones = Vec::new();
     for subject in shown["envelope"]["subjects"].as_array().unwrap() {
         for t in subject["tokens"].as_array().into_iter().flatten() {
@@ -724,7 +713,9 @@ fn policy_checks_name_every_problem_and_work_without_a_node() {
         phones[0].get("value").is_none(),
         "no ring token: {phones:?}"
     );
-    assert!(explain(false).contains("exact tokens come from the OPRF key service"));
+    assert!(
+        explain(&[], &["--peer", "ngo"]).contains("exact tokens come from the OPRF key service")
+    );
     let ring = layout.dir.join("matching-keys.toml");
     let (code, _, err) = cli(&[
         "pseudo",
