@@ -103,7 +103,12 @@ async fn federation(
     let mut config = KeyServiceConfig::load(&ks.config).unwrap();
     config.budget.per_minute = Bounded::new(100_000_000);
     config.budget.per_day = Bounded::new(1_000_000_000);
-    let service = casebridge::keyservice::start(&config).await.unwrap();
+    let service = casebridge::keyservice::start(
+        &config,
+        casebridge::keyservice::bind(&config).await.unwrap(),
+    )
+    .await
+    .unwrap();
     for a in ["police", "ngo"] {
         fed.start_node(a).await;
     }

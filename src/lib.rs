@@ -20,7 +20,9 @@
 //! - Persistence and the audit chain: [`identity`] (certificates, TLS,
 //!   access rules), [`audit`] (entries, chain, checkpoints, verification),
 //!   [`store`] (the embedded database behind a narrow storage interface;
-//!   the only module that touches the engine).
+//!   the only module that touches the engine), [`server`] (the skeleton a
+//!   node's listeners and the key service share: TLS accept, refused
+//!   handshakes audited, serving, checkpoints, drain).
 //! - Domain operations: [`sharing`] (the policy in force), [`disclosure`]
 //!   (requests and releases after a hit), [`exchange`] (outbox entries,
 //!   delivery out and in), [`alert`] (the local alert lifecycle),
@@ -66,6 +68,7 @@ pub mod pseudo;
 pub mod ratelimit;
 pub mod review;
 pub mod secrets;
+pub mod server;
 pub mod sharing;
 pub mod store;
 pub mod tabular;

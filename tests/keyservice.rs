@@ -31,7 +31,11 @@ fn free_addr() -> SocketAddr {
 async fn start_service(config: &KeyServiceConfig) -> RunningKeyService {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match casebridge::keyservice::start(config).await {
+        let started = match casebridge::keyservice::bind(config).await {
+            Ok(listener) => casebridge::keyservice::start(config, listener).await,
+            Err(e) => Err(e),
+        };
+        match started {
             Ok(s) => return s,
             // The port of a service just stopped may still be closing.
             Err(e) if Instant::now() < deadline => {
@@ -82,12 +86,7 @@ async fn federation(
 async fn open_log(dir: &std::path::Path) -> casebridge::store::Store {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let scope = casebridge::matching::MatchScope {
-            own: agency("keyservice"),
-            peers: Default::default(),
-            band: Default::default(),
-        };
-        match casebridge::store::Store::open(dir, 8 << 20, scope) {
+        match casebridge::store::Store::open_audit_only(dir, 8 << 20) {
             Ok(s) => return s,
             Err(e) if Instant::now() < deadline => {
                 eprintln!("key service log not free yet: {e}");
@@ -961,4 +960,61 @@ async fn the_key_service_sees_only_blinded_elements_and_proofs() {
     fed.shutdown().await;
     stop.cancel();
     let _ = server.await;
+}
+
+/// The key service starts on a listener it is handed — port 0 here, as a
+/// test or a supervisor hands a node its sockets — through the server
+/// skeleton it shares with nodes: a connection that is not TLS is refused,
+/// counted, and kept in its audit-only log between the start and the stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_service_serves_on_a_listener_it_is_handed() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let federation = FederationName::new(FEDERATION).unwrap();
+    casebridge::certs::init_federation(&federation, &Default::default(), dir.path()).unwrap();
+    // The address in its config is never bound: the listener handed over is.
+    let ks = init_key_service(&federation, dir.path(), free_addr()).unwrap();
+    let mut config = KeyServiceConfig::load(&ks.config).unwrap();
+    config.metrics.listen = Some(toml::Spanned::new(0..0, "127.0.0.1:0".parse().unwrap()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = listener.local_addr().unwrap();
+    let service = casebridge::keyservice::start(&config, listener)
+        .await
+        .unwrap();
+    assert_eq!(service.addr, at);
+    let mut c = tokio::net::TcpStream::connect(at).await.unwrap();
+    let _ = c.write_all(b"GET / HTTP/1.0\r\n\r\n").await;
+    eventually("the refused handshake counted", || async {
+        let (_, m) = http_get(service.metrics_addr.unwrap(), "/metrics").await;
+        m.contains("casebridge_keyservice_refused_handshakes_total 1")
+            .then_some(())
+    })
+    .await;
+    service.shutdown().await.unwrap();
+    let store = open_log(&config.data_dir).await;
+    let actions: Vec<(Action, String)> = store
+        .audit_entries(1)
+        .map(|r| {
+            let e = r.unwrap().entry().unwrap().event;
+            (
+                e.action,
+                e.detail.get("listener").cloned().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            (Action::KeyServiceStart, at.to_string()),
+            (Action::Handshake, "keyservice".to_owned()),
+            (Action::KeyServiceStop, String::new()),
+        ]
+    );
+    assert!(
+        matches!(
+            store.bound_received_retention(std::time::SystemTime::now()),
+            Err(casebridge::store::StoreError::AuditOnly)
+        ),
+        "the key service's store matches nothing"
+    );
 }

@@ -33,7 +33,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "persistence and the audit chain",
-        &["identity", "audit", "store"],
+        &["identity", "audit", "store", "server"],
     ),
     (
         "domain operations",

@@ -211,8 +211,9 @@ async fn start_federation(dir: &std::path::Path) -> anyhow::Result<Federation> {
     let addrs = free_loopback_addrs(&ids)?;
     let layout = init_federation(&federation, &addrs, dir)?;
     let ks = crate::certs::add_key_service(&federation, &layout)?;
+    let ks_config = crate::config::KeyServiceConfig::load(&ks.config)?;
     let key_service =
-        crate::keyservice::start(&crate::config::KeyServiceConfig::load(&ks.config)?).await?;
+        crate::keyservice::start(&ks_config, crate::keyservice::bind(&ks_config).await?).await?;
     let bundles = crate::certs::write_browser_bundles(&layout)?;
     for (agency, policy) in POLICIES {
         if let Some((_, a)) = layout.agencies.iter().find(|(id, _)| id.as_str() == agency) {

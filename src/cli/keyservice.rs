@@ -80,7 +80,10 @@ pub async fn run(command: KeyServiceCommand) -> Result<(), Failure> {
         KeyServiceCommand::Run { config } => {
             super::node::owner_only_umask();
             let config = KeyServiceConfig::load(&config).map_err(|e| failure(Exit::Usage, e))?;
-            let running = crate::keyservice::start(&config)
+            let listener = crate::keyservice::bind(&config)
+                .await
+                .map_err(|e| failure(Exit::Usage, e))?;
+            let running = crate::keyservice::start(&config, listener)
                 .await
                 .map_err(|e| failure(Exit::Usage, e))?;
             eprintln!(

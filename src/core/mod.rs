@@ -69,11 +69,8 @@ pub enum NodeError {
     },
     #[error("node certificate names {found}, but the config is for {expected}")]
     WrongCertificate { found: String, expected: String },
-    #[error("{listener} listener failed: {reason}")]
-    Serve {
-        listener: &'static str,
-        reason: String,
-    },
+    #[error(transparent)]
+    Serve(#[from] crate::server::ServeError),
 }
 
 /// State shared by every service and worker of one node.

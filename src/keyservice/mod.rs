@@ -34,11 +34,10 @@ use crate::audit::signing::SigningKey;
 use crate::audit::{Action, Event};
 use crate::config::KeyServiceConfig;
 use crate::identity::{
-    ConnInfo, Identity, NodeIdentity, TlsError, TlsFiles, TlsIdentity, TlsReloader, error_chain,
-    install_crypto_provider, serve_tls,
+    ConnInfo, Identity, NodeIdentity, TlsError, TlsFiles, TlsIdentity, TlsReloader,
+    install_crypto_provider,
 };
 use crate::ids::{AgencyId, FederationName};
-use crate::matching::MatchScope;
 use crate::metrics::KeyServiceMetrics;
 use crate::proto::v1::key_service_server::{KeyService, KeyServiceServer};
 use crate::proto::v1::{
@@ -47,6 +46,7 @@ use crate::proto::v1::{
 };
 use crate::pseudo::oprf::{MAX_BATCH, OprfError};
 use crate::pseudo::oprf_keys::{OprfKeysError, SecretKeys};
+use crate::server;
 use crate::store::{Store, StoreError};
 use budget::{Budgets, Refused};
 
@@ -80,8 +80,8 @@ pub enum KeyServiceError {
         addr: SocketAddr,
         error: std::io::Error,
     },
-    #[error("serving: {0}")]
-    Serve(String),
+    #[error(transparent)]
+    Serve(#[from] server::ServeError),
 }
 
 struct Inner {
@@ -345,7 +345,7 @@ pub struct RunningKeyService {
     inner: Arc<Inner>,
     signer: Arc<SigningKey>,
     shutdown: CancellationToken,
-    server: JoinHandle<Result<(), KeyServiceError>>,
+    server: server::Listeners,
     workers: Vec<JoinHandle<()>>,
 }
 
@@ -375,8 +375,21 @@ fn restore_budgets(store: &Store, budgets: &Budgets) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Loads keys and certificates, opens the log, binds and serves.
-pub async fn start(config: &KeyServiceConfig) -> Result<RunningKeyService, KeyServiceError> {
+/// Binds the configured address (its error names it).
+pub async fn bind(config: &KeyServiceConfig) -> Result<TcpListener, KeyServiceError> {
+    let addr = *config.listen.get_ref();
+    TcpListener::bind(addr)
+        .await
+        .map_err(|error| KeyServiceError::Bind { addr, error })
+}
+
+/// Loads keys and certificates, opens the log and serves on `listener`
+/// (bound by [`bind`], or on port 0 by a test or a supervisor). Everything
+/// wrong with the files is reported here, before a call is served.
+pub async fn start(
+    config: &KeyServiceConfig,
+    listener: TcpListener,
+) -> Result<RunningKeyService, KeyServiceError> {
     install_crypto_provider();
     let (keys, own) = keys_and_identity(config)?;
     let tls = &config.tls;
@@ -391,14 +404,20 @@ pub async fn start(config: &KeyServiceConfig) -> Result<RunningKeyService, KeySe
         },
         own,
     )?;
-    let (listener, addr, metrics_listener) = bind(config).await?;
+    let addr = listener
+        .local_addr()
+        .map_err(|error| KeyServiceError::Bind {
+            addr: *config.listen.get_ref(),
+            error,
+        })?;
+    let metrics_listener = server::bind_optional(
+        config.metrics.listen.as_ref().map(|m| *m.get_ref()),
+        crate::metrics::bind,
+    )
+    .await
+    .map_err(|(addr, error)| KeyServiceError::Bind { addr, error })?;
     let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
-    let scope = MatchScope {
-        own: expected_agency(),
-        peers: Default::default(),
-        band: Default::default(),
-    };
-    let store = Arc::new(Store::open(&config.data_dir, 16 << 20, scope)?);
+    let store = Arc::new(Store::open_audit_only(&config.data_dir, 16 << 20)?);
     let signer = Arc::new(SigningKey::load_or_create(&config.audit_signing_key())?);
     let budgets = Budgets::new(config.budget.clone());
     restore_budgets(&store, &budgets)?;
@@ -411,51 +430,34 @@ pub async fn start(config: &KeyServiceConfig) -> Result<RunningKeyService, KeySe
         refusals_logged: EntryBudget::default(),
     });
     let shutdown = CancellationToken::new();
-    let incoming = serve_tls(
-        listener,
-        configs.peer.clone(),
-        Duration::from_secs(10),
-        config.tls.max_connection_age_secs.secs(),
-        {
-            let counter = inner.metrics.refused_handshakes.clone();
-            store.refused_handshakes("keyservice", move || {
-                counter.inc();
-            })
-        },
-        shutdown.clone(),
-    );
     let router = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(30))
         .max_concurrent_streams(Some(256))
         .add_service(KeyServiceServer::new(KeyServiceApi(inner.clone())));
-    let stop = shutdown.clone();
-    let server = tokio::spawn(async move {
-        router
-            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-            .await
-            .map_err(|e| KeyServiceError::Serve(error_chain(&e)))
-    });
-    let mut workers = vec![tokio::spawn(
-        reloader.run(config.tls.crl_reload_secs.secs(), shutdown.clone()),
-    )];
-    workers.push(tokio::spawn(checkpoints(
-        store.clone(),
-        signer.clone(),
-        config.audit.checkpoint_interval_secs.secs(),
-        shutdown.clone(),
-    )));
-    if let Some(listener) = metrics_listener {
-        let m = inner.metrics.clone();
-        let render: crate::metrics::Render = Arc::new(move || m.render());
-        let stop = shutdown.clone();
-        let ready: Arc<dyn Fn() -> bool + Send + Sync> = Arc::new(move || !stop.is_cancelled());
-        workers.push(tokio::spawn(crate::metrics::serve(
-            listener,
-            render,
-            ready,
-            shutdown.clone(),
-        )));
-    }
+    let counter = inner.metrics.refused_handshakes.clone();
+    let accept = server::Accept {
+        tls: configs.peer.clone(),
+        handshake_timeout: HANDSHAKE_TIMEOUT,
+        max_age: config.tls.max_connection_age_secs.secs(),
+    };
+    let served = server::spawn(
+        "keyservice",
+        listener,
+        &accept,
+        (&store, move || {
+            counter.inc();
+        }),
+        &shutdown,
+        |incoming, stop| router.serve_with_incoming_shutdown(incoming, stop),
+    );
+    let workers = spawn_workers(
+        config,
+        &inner,
+        (&store, &signer),
+        reloader,
+        metrics_listener,
+        &shutdown,
+    );
     store
         .audit([Event::new("keyservice", Action::KeyServiceStart, "OK")
             .detail("listener", addr)
@@ -468,9 +470,48 @@ pub async fn start(config: &KeyServiceConfig) -> Result<RunningKeyService, KeySe
         inner,
         signer,
         shutdown,
-        server,
+        server: server::Listeners::new([served]),
         workers,
     })
+}
+
+/// How long a node has to complete its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long shutdown waits for in-flight evaluations.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The key service's background work: CRL reloads, audit checkpoints, and
+/// the metrics endpoint when bound.
+fn spawn_workers(
+    config: &KeyServiceConfig,
+    inner: &Arc<Inner>,
+    (store, signer): (&Arc<Store>, &Arc<SigningKey>),
+    reloader: TlsReloader,
+    metrics_listener: Option<TcpListener>,
+    shutdown: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    let mut workers = vec![
+        tokio::spawn(reloader.run(config.tls.crl_reload_secs.secs(), shutdown.clone())),
+        tokio::spawn(server::audit_upkeep(
+            store.clone(),
+            signer.clone(),
+            config.audit.checkpoint_interval_secs.secs(),
+            None,
+            shutdown.clone(),
+        )),
+    ];
+    let m = inner.metrics.clone();
+    let render: crate::metrics::Render = Arc::new(move || m.render());
+    let stop = shutdown.clone();
+    let ready: Arc<dyn Fn() -> bool + Send + Sync> = Arc::new(move || !stop.is_cancelled());
+    workers.extend(server::spawn_metrics(
+        metrics_listener,
+        render,
+        ready,
+        shutdown,
+    ));
+    workers
 }
 
 /// The steps of an evaluation, each refusal counted and audited.
@@ -578,74 +619,17 @@ fn keys_and_identity(
     Ok((keys, own))
 }
 
-/// The service's listener (and its address, when port 0 was asked) and
-/// the metrics listener, if configured.
-async fn bind(
-    config: &KeyServiceConfig,
-) -> Result<(TcpListener, SocketAddr, Option<TcpListener>), KeyServiceError> {
-    let addr = *config.listen.get_ref();
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|error| KeyServiceError::Bind { addr, error })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|error| KeyServiceError::Bind { addr, error })?;
-    let metrics = match &config.metrics.listen {
-        Some(m) => {
-            let at = *m.get_ref();
-            Some(
-                crate::metrics::bind(at)
-                    .await
-                    .map_err(|error| KeyServiceError::Bind { addr: at, error })?,
-            )
-        }
-        None => None,
-    };
-    Ok((listener, addr, metrics))
-}
-
-/// Signs checkpoints of the audit log every `every`, until `stop`.
-async fn checkpoints(
-    store: Arc<Store>,
-    signer: Arc<SigningKey>,
-    every: Duration,
-    stop: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-        if let Err(e) = checkpoint(&store, &signer) {
-            tracing::error!(error = %e, "key service audit checkpoint failed");
-        }
-    }
-}
-
-/// Signs a checkpoint of the log's head if it moved (as a node does).
-fn checkpoint(store: &Store, signer: &SigningKey) -> Result<(), StoreError> {
-    let (seq, hash) = store.audit_head();
-    if seq == 0 || store.audit_last_checkpoint()? >= Some(seq) {
-        return Ok(());
-    }
-    store.audit_put_checkpoint(&signer.sign(seq, hash, crate::time::now_ms()))
-}
-
 impl RunningKeyService {
     /// Stops serving, writes the last entry and a signed checkpoint over it,
     /// and closes the log.
     pub async fn shutdown(self) -> Result<(), KeyServiceError> {
         self.shutdown.cancel();
-        let served = self.server.await;
+        let served = self.server.drain(DRAIN_TIMEOUT).await;
         for w in self.workers {
             let _ = w.await;
         }
-        let store = &self.inner.store;
-        store
-            .audit([Event::new("keyservice", Action::KeyServiceStop, "OK")])
-            .await?;
-        checkpoint(store, &self.signer)?;
-        store.close().await?;
+        let stop = Event::new("keyservice", Action::KeyServiceStop, "OK");
+        server::close_log(&self.inner.store, &self.signer, stop).await?;
         // Connections still closing hold the service (and so the store's
         // file lock) for a moment: wait for them, so a restart in the same
         // process can open the store again.
@@ -659,19 +643,21 @@ impl RunningKeyService {
                 "key service state still held after shutdown"
             );
         }
-        match served {
-            Ok(r) => r,
-            Err(e) => Err(KeyServiceError::Serve(e.to_string())),
-        }
+        Ok(served?)
     }
 
-    /// Serves until `signal`, then shuts down.
+    /// Serves until `signal` resolves or the listener fails, then shuts down.
     pub async fn run_until(
-        self,
+        mut self,
         signal: impl std::future::Future<Output = ()>,
     ) -> Result<(), KeyServiceError> {
-        signal.await;
-        self.shutdown().await
+        match self.server.first_failure(signal).await {
+            Some(failed) => {
+                let _ = self.shutdown().await;
+                Err(failed.into())
+            }
+            None => self.shutdown().await,
+        }
     }
 }
 

@@ -22,22 +22,21 @@ use tower::layer::util::Stack;
 
 use crate::api::undecoded::UndecodedLayer;
 use crate::api::{AdminApi, AlertApi, DisclosureApi, PeerApi};
-use crate::audit::signing::SigningKey;
 use crate::audit::{Action, Event, NODE};
 use crate::config::NodeConfig;
 pub use crate::core::{NodeCore, NodeError};
 use crate::exchange::Received;
 use crate::exchange::outbound::DeliveryContext;
 use crate::identity::{
-    Identity, NodeIdentity, OnRefused, TlsConfigs, TlsFiles, TlsIdentity, TlsReloader,
-    install_crypto_provider, serve_tls,
+    Identity, NodeIdentity, TlsConfigs, TlsFiles, TlsIdentity, TlsReloader, install_crypto_provider,
 };
 use crate::metrics::Metrics;
 use crate::proto::v1::admin_service_server::AdminServiceServer;
 use crate::proto::v1::alert_service_server::AlertServiceServer;
 use crate::proto::v1::disclosure_service_server::DisclosureServiceServer;
 use crate::proto::v1::peer_exchange_server::PeerExchangeServer;
-use crate::store::{Store, StoreError};
+use crate::server;
+use crate::store::Store;
 
 /// A listener's gRPC services under the audit layer for undecoded calls.
 type ApiRouter = Router<Stack<UndecodedLayer, tower::layer::util::Identity>>;
@@ -71,12 +70,9 @@ pub struct RunningNode {
     client_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     console_addr: Option<SocketAddr>,
-    servers: Vec<JoinHandle<Result<(), NodeError>>>,
+    servers: server::Listeners,
     workers: Vec<JoinHandle<()>>,
 }
-
-/// Names of the server tasks, in the order of `RunningNode::servers`.
-const LISTENERS: [&str; 2] = ["peer", "client"];
 
 /// How long shutdown waits for in-flight RPCs before dropping connections.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -116,30 +112,28 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
     let console_listener = bind_optional(&config.console.listen, TcpListener::bind).await?;
     let console_addr = console_listener.as_ref().and_then(|l| l.local_addr().ok());
     let handshake_timeout = config.limits.handshake_timeout();
-    let incoming = |listener, tls_config, name| {
-        serve_tls(
-            listener,
-            tls_config,
+    let serve = |name,
+                 listener,
+                 tls: &tokio::sync::watch::Receiver<Arc<rustls::ServerConfig>>,
+                 router: ApiRouter| {
+        let accept = server::Accept {
+            tls: tls.clone(),
             handshake_timeout,
             max_age,
-            refused_handshakes(&core.store, &core.metrics, name),
-            core.shutdown.clone(),
+        };
+        server::spawn(
+            name,
+            listener,
+            &accept,
+            (&core.store, count_refused(&core.metrics, name)),
+            &core.shutdown,
+            |incoming, stop| router.serve_with_incoming_shutdown(incoming, stop),
         )
     };
-    let servers = vec![
-        spawn_server(
-            "peer",
-            peer_router,
-            incoming(listeners.peer, tls.peer.clone(), "peer"),
-            core.shutdown.clone(),
-        ),
-        spawn_server(
-            "client",
-            client_router,
-            incoming(listeners.client, tls.client.clone(), "client"),
-            core.shutdown.clone(),
-        ),
-    ];
+    let servers = server::Listeners::new([
+        serve("peer", listeners.peer, &tls.peer, peer_router),
+        serve("client", listeners.client, &tls.client, client_router),
+    ]);
     let mut start_entry = Event::new(NODE, Action::NodeStart, "OK")
         .detail("version", env!("CARGO_PKG_VERSION"))
         .detail("peer_listener", peer_addr)
@@ -156,7 +150,8 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
             tls.console.clone(),
             handshake_timeout,
             max_age,
-            refused_handshakes(&core.store, &core.metrics, "console"),
+            core.store
+                .refused_handshakes("console", count_refused(&core.metrics, "console")),
         ));
     }
     let console = console_addr.map_or_else(|| "off".to_owned(), |a| a.to_string());
@@ -181,14 +176,9 @@ where
     F: FnOnce(SocketAddr) -> Fut,
     Fut: Future<Output = std::io::Result<TcpListener>>,
 {
-    let Some(addr) = addr else {
-        return Ok(None);
-    };
-    let addr = *addr.get_ref();
-    bind(addr)
+    server::bind_optional(addr.as_ref().map(|a| *a.get_ref()), bind)
         .await
-        .map(Some)
-        .map_err(|error| NodeError::Bind { addr, error })
+        .map_err(|(addr, error)| NodeError::Bind { addr, error })
 }
 
 /// The node certificate (which must name this node), and the TLS configs of
@@ -260,9 +250,11 @@ where
             )
             .with_service_name(REFLECTION)
             .build_v1()
-            .map_err(|e| NodeError::Serve {
-                listener: "reflection",
-                reason: e.to_string(),
+            .map_err(|e| {
+                NodeError::Serve(server::ServeError {
+                    listener: "reflection",
+                    reason: e.to_string(),
+                })
             })
     };
     // Health and reflection answer only callers that may use the listener:
@@ -320,30 +312,6 @@ where
                 .max_encoding_message_size(max),
         );
     Ok((peer, client))
-}
-
-/// Serves `router` on the authenticated connections of `incoming` until
-/// `stop`; the task's error names the listener.
-fn spawn_server<S>(
-    listener: &'static str,
-    router: ApiRouter,
-    incoming: S,
-    stop: CancellationToken,
-) -> JoinHandle<Result<(), NodeError>>
-where
-    S: futures_util::Stream<Item = std::io::Result<crate::identity::AuthenticatedConn>>
-        + Send
-        + 'static,
-{
-    tokio::spawn(async move {
-        router
-            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-            .await
-            .map_err(|e| NodeError::Serve {
-                listener,
-                reason: crate::identity::error_chain(&e),
-            })
-    })
 }
 
 /// Gives alerts stored during a key service outage their tokens, every
@@ -422,11 +390,11 @@ fn spawn_workers(
 ) -> Vec<JoinHandle<()>> {
     let shutdown = &core.shutdown;
     let mut workers = vec![
-        tokio::spawn(audit_upkeep(
+        tokio::spawn(server::audit_upkeep(
             core.store.clone(),
             core.signer.clone(),
             config.audit.checkpoint_interval_secs.secs(),
-            config.audit.retention_days.days(),
+            Some(config.audit.retention_days.days()),
             shutdown.clone(),
         )),
         tokio::spawn(purge_expired(
@@ -455,7 +423,7 @@ fn spawn_workers(
         },
         shutdown.clone(),
     ));
-    if let Some(listener) = metrics_listener {
+    {
         let refresh_core = core.clone();
         let render: crate::metrics::Render = Arc::new(move || {
             refresh_peer_gauges(&refresh_core, &refresh_core.metrics);
@@ -467,12 +435,12 @@ fn spawn_workers(
                 .draining
                 .load(std::sync::atomic::Ordering::Relaxed)
         });
-        workers.push(tokio::spawn(crate::metrics::serve(
-            listener,
+        workers.extend(server::spawn_metrics(
+            metrics_listener,
             render,
             ready,
-            shutdown.clone(),
-        )));
+            shutdown,
+        ));
     }
     workers
 }
@@ -554,51 +522,14 @@ fn refresh_peer_gauges(core: &NodeCore, m: &Metrics) {
     }
 }
 
-/// Counts every refused handshake of `listener` and logs it (see
-/// [`Store::refused_handshakes`]).
-fn refused_handshakes(store: &Arc<Store>, metrics: &Metrics, listener: &'static str) -> OnRefused {
+/// Counts the refused handshakes of `listener` in the node's metrics.
+fn count_refused(metrics: &Metrics, listener: &'static str) -> impl Fn() + Send + Sync + 'static {
     let counter = metrics
         .refused_handshakes
         .get_or_create(&crate::metrics::label("listener", listener))
         .clone();
-    store.refused_handshakes(listener, move || {
+    move || {
         counter.inc();
-    })
-}
-
-/// Signs a checkpoint of the chain head, if it moved since the last one.
-fn checkpoint(store: &Store, signer: &SigningKey) -> Result<(), StoreError> {
-    let (seq, hash) = store.audit_head();
-    if seq == 0 || store.audit_last_checkpoint()? >= Some(seq) {
-        return Ok(());
-    }
-    store.audit_put_checkpoint(&signer.sign(seq, hash, crate::time::now_ms()))
-}
-
-/// Signs checkpoints every `interval` and prunes entries past `retention`.
-async fn audit_upkeep(
-    store: Arc<Store>,
-    signer: Arc<SigningKey>,
-    interval: Duration,
-    retention: Duration,
-    shutdown: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(interval) => {}
-        }
-        if let Err(e) = checkpoint(&store, &signer) {
-            tracing::error!(error = %e, "audit checkpoint failed; retrying next round");
-        }
-        let cutoff = crate::time::now_ms() - retention.as_millis() as i64;
-        let pruning = store.clone();
-        match tokio::task::spawn_blocking(move || pruning.audit_prune(cutoff)).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => tracing::info!(entries = n, "audit log: entries past retention pruned"),
-            Ok(Err(e)) => tracing::error!(error = %e, "audit prune failed; retrying next round"),
-            Err(e) => tracing::error!(error = %e, "audit prune task failed"),
-        }
     }
 }
 
@@ -680,61 +611,25 @@ impl RunningNode {
             tokio::time::sleep(self.core.drain_grace).await;
         }
         self.core.shutdown.cancel();
-        let mut first_error = None;
-        for server in self.servers {
-            let abort = server.abort_handle();
-            match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
-                Ok(Ok(Err(e))) => first_error = first_error.or(Some(e)),
-                Ok(_) => {}
-                Err(_) => {
-                    tracing::warn!("in-flight requests did not finish in time; closing them");
-                    abort.abort();
-                }
-            }
-        }
+        let served = self.servers.drain(DRAIN_TIMEOUT).await;
         for w in self.workers {
             let _ = w.await;
         }
-        // The last entry, then a checkpoint over it: a cleanly stopped log is
-        // signed to its end, so any cut is detectable.
-        let store = &self.core.store;
-        store.audit_append([Event::new(NODE, Action::NodeStop, "OK")])?;
-        checkpoint(store, &self.core.signer)?;
-        store.close().await?;
+        let stop = Event::new(NODE, Action::NodeStop, "OK");
+        server::close_log(&self.core.store, &self.core.signer, stop).await?;
         tracing::info!(agency = %self.core.agency, "node stopped");
-        first_error.map_or(Ok(()), Err)
+        Ok(served?)
     }
 
     /// Serves until `signal` resolves or a listener fails, then shuts down.
     pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> Result<(), NodeError> {
-        let mut servers = std::mem::take(&mut self.servers);
-        let failed = {
-            let any_server = futures_util::future::select_all(servers.iter_mut());
-            tokio::select! {
-                _ = signal => None,
-                (res, idx, _) = any_server => Some((idx, res)),
+        match self.servers.first_failure(signal).await {
+            Some(failed) => {
+                let _ = self.shutdown().await;
+                Err(failed.into())
             }
-        };
-        if let Some((idx, res)) = failed {
-            servers.remove(idx);
-            self.servers = servers;
-            let listener = LISTENERS[idx];
-            let err = match res {
-                Ok(Err(e)) => e,
-                Ok(Ok(())) => NodeError::Serve {
-                    listener,
-                    reason: "stopped unexpectedly".into(),
-                },
-                Err(e) => NodeError::Serve {
-                    listener,
-                    reason: e.to_string(),
-                },
-            };
-            let _ = self.shutdown().await;
-            return Err(err);
+            None => self.shutdown().await,
         }
-        self.servers = servers;
-        self.shutdown().await
     }
 }
 

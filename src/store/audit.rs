@@ -14,7 +14,7 @@
 use super::engine::{Db, EngineError};
 use super::{Store, StoreError, Trees, Write};
 use crate::audit::query::{Filter, Found, MAX_SCAN, Page};
-use crate::audit::signing::PublicKey;
+use crate::audit::signing::{PublicKey, SigningKey};
 use crate::audit::{
     Action, Broken, ChainStart, Checkpoint, Event, GENESIS, Hash, NODE, PruneMark, RawEntry,
     Summary, hex, seal, verify,
@@ -314,6 +314,17 @@ impl Store {
             w.tx.insert(w.t.audit_checkpoints, cp.seq.to_be_bytes(), json)
                 .map_err(StoreError::from)
         })
+    }
+
+    /// Signs a checkpoint of the chain's head with `signer`, if the head
+    /// moved since the last one (node and key service alike, periodically
+    /// and once more over the last entry at shutdown).
+    pub fn audit_sign_checkpoint(&self, signer: &SigningKey) -> Result<(), StoreError> {
+        let (seq, hash) = self.audit_head();
+        if seq == 0 || self.audit_last_checkpoint()? >= Some(seq) {
+            return Ok(());
+        }
+        self.audit_put_checkpoint(&signer.sign(seq, hash, now_ms()))
     }
 
     /// Signed checkpoints with `lo <= seq <= hi`, in order.

@@ -74,11 +74,12 @@ impl Store {
             .id
             .parse()
             .map_err(|e: crate::ids::IdError| StoreError::corrupt(alert.id.clone(), e))?;
-        let own = &self.scope.own;
+        let scope = self.scope()?;
+        let own = &scope.own;
         let now = crate::time::now();
         let mut found = FoundHits::default();
         let mut add = |other: AlertId, kind: i32, similarity: f64, found_by: Found| {
-            let Some((mine, theirs)) = hit_pair(&self.scope, &this, &other) else {
+            let Some((mine, theirs)) = hit_pair(scope, &this, &other) else {
                 return;
             };
             let (fuzzy, strength, evidence) = match found_by {
@@ -119,7 +120,7 @@ impl Store {
                 else {
                     continue;
                 };
-                if let Some(strength) = self.scope.band.strength(m.score) {
+                if let Some(strength) = scope.band.strength(m.score) {
                     add(
                         other,
                         IdentifierType::Person as i32,
@@ -188,7 +189,7 @@ impl Store {
             .other_alert_id
             .parse()
             .map_err(|e: crate::ids::IdError| StoreError::corrupt(hit.other_alert_id.clone(), e))?;
-        if !crate::matching::notify(&self.scope, &other) {
+        if !crate::matching::notify(self.scope()?, &other) {
             return Ok(false);
         }
         let Some(gate) = self.notice_gate.get() else {
@@ -381,10 +382,10 @@ impl Store {
         let Ok(theirs) = notice.our_alert_id.parse::<AlertId>() else {
             return refuse("hit_notice.our_alert_id: not an alert id".into());
         };
-        if ours.origin() != &self.scope.own {
+        let own = &self.scope()?.own;
+        if ours.origin() != own {
             return refuse(format!(
-                "hit_notice.your_alert_id: {ours} is not an alert of {}",
-                self.scope.own
+                "hit_notice.your_alert_id: {ours} is not an alert of {own}"
             ));
         }
         if theirs.origin() != from {

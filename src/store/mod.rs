@@ -125,6 +125,10 @@ pub enum StoreError {
     /// The store's directory could be read by other local users.
     #[error("{0}")]
     Exposed(String),
+    /// A store opened for its audit log only (the key service's) was asked
+    /// to match: it has no scope to match in.
+    #[error("this store was opened for its audit log only; it does not match alerts")]
+    AuditOnly,
 }
 
 impl StoreError {
@@ -381,7 +385,9 @@ pub struct Store {
     /// Where the database files are, for backups.
     dir: std::path::PathBuf,
     t: Trees,
-    scope: MatchScope,
+    /// Whose alerts match whose: `None` for a store kept only for its audit
+    /// log (see [`Store::open_audit_only`]).
+    scope: Option<MatchScope>,
     /// Decides which hit notices may be sent (the sharing policy); without
     /// one, every configured peer is notified. Weak: the policy holds the
     /// store, and a cycle would keep the database (and its lock) open.
@@ -412,6 +418,22 @@ impl Store {
         dir: &Path,
         cache_capacity_bytes: u64,
         scope: MatchScope,
+    ) -> Result<Self, StoreError> {
+        Self::open_scoped(dir, cache_capacity_bytes, Some(scope))
+    }
+
+    /// Opens (or creates) a store kept for its audit log only, as the OPRF
+    /// key service keeps one: nothing is ever matched in it, so it takes no
+    /// match scope, and an operation that would match fails with
+    /// [`StoreError::AuditOnly`] instead of matching against a made-up one.
+    pub fn open_audit_only(dir: &Path, cache_capacity_bytes: u64) -> Result<Self, StoreError> {
+        Self::open_scoped(dir, cache_capacity_bytes, None)
+    }
+
+    fn open_scoped(
+        dir: &Path,
+        cache_capacity_bytes: u64,
+        scope: Option<MatchScope>,
     ) -> Result<Self, StoreError> {
         if is_sled_store(dir) {
             return Err(StoreError::Legacy {
@@ -574,9 +596,15 @@ impl Store {
         Ok(hits)
     }
 
-    /// The review band of fuzzy person matches.
+    /// The review band of fuzzy person matches (the default band in a
+    /// store kept for its audit log only, where nothing is matched).
     pub fn band(&self) -> crate::matching::Band {
-        self.scope.band
+        self.scope.as_ref().map(|s| s.band).unwrap_or_default()
+    }
+
+    /// Whose alerts match whose; an audit-only store has no scope.
+    pub(crate) fn scope(&self) -> Result<&MatchScope, StoreError> {
+        self.scope.as_ref().ok_or(StoreError::AuditOnly)
     }
 
     /// Counts hits and audit entries in `metrics` from now on.

@@ -49,6 +49,7 @@ impl Store {
         if self.db.get(self.t.settings, RECEIVED_BOUNDED)?.is_some() {
             return Ok(0);
         }
+        let own = &self.scope()?.own;
         let mut after: Option<Vec<u8>> = None;
         let mut bounded = 0;
         loop {
@@ -69,7 +70,7 @@ impl Store {
                     let Some(a) = old.alert.as_ref() else {
                         continue;
                     };
-                    let received = a.origin != self.scope.own.as_str();
+                    let received = a.origin != own.as_str();
                     let unbounded = a
                         .content
                         .as_ref()

@@ -138,7 +138,7 @@ impl Store {
         review: HitReview,
         events: impl FnOnce(&[Hit]) -> Vec<Event>,
     ) -> Result<Option<Hit>, StoreError> {
-        let own = self.scope.own.clone();
+        let own = self.scope()?.own.clone();
         let entries = self.write(|w| {
             let Some(hit) = index::latest_entry(&*w.tx, w.t, number)? else {
                 return Ok::<_, StoreError>(None);
@@ -209,10 +209,10 @@ impl Store {
         let Ok(theirs) = notice.our_alert_id.parse::<AlertId>() else {
             return refused("hit_review.our_alert_id: not an alert id".into());
         };
-        if ours.origin() != &self.scope.own {
+        let own = &self.scope()?.own;
+        if ours.origin() != own {
             return refused(format!(
-                "hit_review.your_alert_id: {ours} is not an alert of {}",
-                self.scope.own
+                "hit_review.your_alert_id: {ours} is not an alert of {own}"
             ));
         }
         if theirs.origin() != from {
