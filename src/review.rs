@@ -1,8 +1,11 @@
-//! Reviewing hits: an analyst's verdict (confirmed, false positive, needs
+//! The hit log as a client reads it ([`Hits`]: count, get, follow), and
+//! reviewing hits: an analyst's verdict (confirmed, false positive, needs
 //! information) on a hit, the step Prüm II requires before core data is
 //! requested. The verdict covers every hit between the same two alerts;
 //! the store keeps it, writes it into the hit log, and sends it to the
 //! other agency when that agency knows of the hit.
+
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -22,14 +25,51 @@ pub enum ReviewError {
     Store(#[from] StoreError),
 }
 
-/// Hit `number` as it stands now.
-pub fn get(store: &Store, number: u64) -> Result<Hit, ReviewError> {
-    store.hit(number)?.ok_or(ReviewError::NotFound(number))
+/// The node's hits: what a client counts, reads, follows and reviews.
+pub struct Hits {
+    store: Arc<Store>,
+}
+
+impl Hits {
+    pub fn new(store: Arc<Store>) -> Self {
+        Self { store }
+    }
+
+    /// Hit `number` as it stands now.
+    pub fn get(&self, number: u64) -> Result<Hit, ReviewError> {
+        self.store.hit(number)?.ok_or(ReviewError::NotFound(number))
+    }
+
+    /// How many hit log entries follow position `after`, and the log's
+    /// latest position.
+    pub fn count(&self, after: u64) -> Result<(u64, u64), StoreError> {
+        self.store.count_hits(after)
+    }
+
+    /// Up to `limit` hit log entries after position `after`, in order.
+    pub fn after(&self, after: u64, limit: usize) -> Result<Vec<Hit>, StoreError> {
+        self.store.hits_after(after, limit)
+    }
+
+    /// Told the log's latest position each time entries are committed.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.store.watch_hits()
+    }
+
+    /// Records `reviewer`'s verdict on hit `req.number` (see [`review`]).
+    pub async fn review(
+        &self,
+        reviewer: &ClientIdentity,
+        req: ReviewHitRequest,
+        call: &CallEntry,
+    ) -> Result<Hit, ReviewError> {
+        review(&self.store, reviewer, req, call).await
+    }
 }
 
 /// Records `reviewer`'s verdict on hit `req.number`; the call's audit entry
 /// (naming both alerts, the verdict and the hit) is written with it.
-pub async fn review(
+async fn review(
     store: &Store,
     reviewer: &ClientIdentity,
     req: ReviewHitRequest,

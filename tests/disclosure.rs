@@ -225,6 +225,17 @@ async fn a_request_about_a_confirmed_hit_reaches_the_holder_only_and_exactly_onc
         .await
         .unwrap_err();
     assert_eq!(hidden.code(), tonic::Code::NotFound);
+    // A malformed id is named as such, not looked up.
+    let mut legal_police = fed.client("police", "legal").await;
+    assert_invalid(
+        legal_police
+            .disclosure
+            .get_request(GetDisclosureRequestRequest {
+                id: "police:rel:not-a-request".into(),
+            })
+            .await,
+        "id",
+    );
     assert_eq!(
         list(&mut legal, Default::default()).await.len(),
         1,

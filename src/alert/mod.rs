@@ -4,6 +4,7 @@
 //! builds outbound envelopes, [`crate::policy::shared_view_with`]).
 
 mod backfill;
+mod changes;
 mod import;
 mod pending;
 mod rematch;

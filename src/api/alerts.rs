@@ -148,8 +148,8 @@ impl AlertService for AlertApi {
             let after = req.get_ref().after_sequence;
             call.detail("after_sequence", after);
             let (count, latest_sequence) = core
-                .store
-                .count_hits(after)
+                .hits
+                .count(after)
                 .map_err(super::status::store_unavailable)?;
             call.detail("count", count);
             Ok(CountHitsResponse {
@@ -164,7 +164,7 @@ impl AlertService for AlertApi {
         let core = &self.0;
         audited(core, req, Action::HitGet, async |call, req| {
             auth::client(&core.clients, &req, Role::Read)?;
-            let hit = crate::review::get(&core.store, req.get_ref().number)?;
+            let hit = core.hits.get(req.get_ref().number)?;
             call.detail("hit", hit.number);
             call.object(hit.local_alert_id.clone());
             call.object(hit.other_alert_id.clone());
@@ -177,7 +177,7 @@ impl AlertService for AlertApi {
         let core = &self.0;
         audited(core, req, Action::HitReview, async |call, req| {
             let client = auth::client(&core.clients, &req, Role::Review)?;
-            let hit = crate::review::review(&core.store, &client, req.into_inner(), call).await?;
+            let hit = core.hits.review(&client, req.into_inner(), call).await?;
             tracing::info!(hit = hit.number, client = %client.name, "hit reviewed");
             Ok(hit)
         })
@@ -257,38 +257,20 @@ impl AlertService for AlertApi {
                 ));
             }
             call.detail("after_sequence", r.after_sequence);
-            let own = core.agency.to_string();
+            let own = core.settings.agency.to_string();
             let wanted = move |c: &AlertChange| {
                 let ours = c.alert.as_ref().is_some_and(|a| a.origin == own);
                 (!r.own_only || ours) && (!r.received_only || !ours)
             };
             let admit = wanted.clone();
             let actor = format!("client:{}", client.name);
-            let changed = core.store.watch_alerts();
+            let changed = core.ledger.watch_changes();
             Ok(super::follow_log(
                 core,
                 changed,
                 r.after_sequence,
                 r.backlog_only,
-                move |core, after, limit| {
-                    let page = core.store.alert_changes_after(after, limit)?;
-                    // Every alert a watcher is sent is named, as a list
-                    // names every alert it shows: one entry a page.
-                    let sent: Vec<String> = page
-                        .iter()
-                        .filter(|c| wanted(c))
-                        .filter_map(|c| c.alert.as_ref().map(|a| a.id.clone()))
-                        .collect();
-                    if !sent.is_empty() {
-                        let mut e =
-                            crate::audit::Event::new(actor.clone(), Action::AlertsWatch, "OK");
-                        e.detail.insert("sent".into(), sent.len().to_string());
-                        e.detail.insert("after_sequence".into(), after.to_string());
-                        e.objects = sent;
-                        core.store.audit_append([e])?;
-                    }
-                    Ok(page)
-                },
+                move |core, after, limit| core.ledger.changes_sent(&actor, after, limit, &wanted),
                 |c: &AlertChange| c.sequence,
                 move |c: AlertChange| admit(&c).then_some(c),
             ))
@@ -319,13 +301,13 @@ fn watch(
     core: Arc<NodeCore>,
     r: WatchHitsRequest,
 ) -> Pin<Box<dyn Stream<Item = Result<Hit, Status>> + Send>> {
-    let changed = core.store.watch_hits();
+    let changed = core.hits.watch();
     super::follow_log(
         core,
         changed,
         r.after_sequence,
         r.backlog_only,
-        |core, after, limit| core.store.hits_after(after, limit),
+        |core, after, limit| core.hits.after(after, limit),
         |h: &Hit| h.sequence,
         Some,
     )

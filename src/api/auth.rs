@@ -4,19 +4,11 @@
 use tonic::{Request, Status};
 
 use crate::config::Role;
-use crate::identity::access::{AccessError, ClientPolicy, PeerPolicy};
+use crate::identity::access::{ClientPolicy, PeerPolicy};
 use crate::identity::{ClientIdentity, ConnInfo, Identity, NodeIdentity};
 
 fn identity<T>(req: &Request<T>) -> Option<&Identity> {
     req.extensions().get::<ConnInfo>().map(|c| &c.identity)
-}
-
-fn status(e: AccessError) -> Status {
-    match e {
-        AccessError::Unauthenticated => Status::unauthenticated(e.to_string()),
-        AccessError::Denied(m) => Status::permission_denied(m),
-        AccessError::RateLimited(m) => Status::resource_exhausted(m),
-    }
 }
 
 /// The caller, if it is one of this agency's clients holding `role`.
@@ -25,7 +17,7 @@ pub fn client<T>(
     req: &Request<T>,
     role: Role,
 ) -> Result<ClientIdentity, Status> {
-    policy.authorize(identity(req), role).map_err(status)
+    policy.authorize(identity(req), role).map_err(Status::from)
 }
 
 /// The caller, if it holds at least one of `roles`, with those it holds.
@@ -34,16 +26,18 @@ pub fn client_any<T>(
     req: &Request<T>,
     roles: &[Role],
 ) -> Result<(ClientIdentity, Vec<Role>), Status> {
-    policy.authorize_any(identity(req), roles).map_err(status)
+    policy
+        .authorize_any(identity(req), roles)
+        .map_err(Status::from)
 }
 
 /// The caller, if it is one of this agency's clients with any role (who may
 /// use the client listener's health and reflection services).
 pub fn listed_client<T>(policy: &ClientPolicy, req: &Request<T>) -> Result<ClientIdentity, Status> {
-    policy.listed(identity(req)).map_err(status)
+    policy.listed(identity(req)).map_err(Status::from)
 }
 
 /// The caller, if it is a configured peer node.
 pub fn peer<T>(policy: &PeerPolicy, req: &Request<T>) -> Result<NodeIdentity, Status> {
-    policy.authorize(identity(req)).map_err(status)
+    policy.authorize(identity(req)).map_err(Status::from)
 }

@@ -74,7 +74,8 @@ impl DisclosureService for DisclosureApi {
         let core = &self.0;
         audited(core, req, Action::DisclosureGet, async |call, req| {
             let views = views(core, &req)?;
-            let case = core.disclosures.get(&req.get_ref().id, views)?;
+            let id = crate::disclosure::request_id("id", &req.get_ref().id)?;
+            let case = core.disclosures.get(&id, views)?;
             if let Some(r) = &case.request {
                 call.object(r.id.clone());
                 call.object(r.holder_alert_id.clone());
@@ -106,9 +107,10 @@ impl DisclosureService for DisclosureApi {
         audited(core, req, Action::DisclosureAnswer, async |call, req| {
             let client = auth::client(&core.clients, &req, Role::Request)?;
             let r = req.into_inner();
+            let id = crate::disclosure::request_id("id", &r.id)?;
             Ok(core
                 .disclosures
-                .answer(&client, &r.id, &r.answer, call)
+                .answer(&client, &id, &r.answer, call)
                 .await?)
         })
         .await
@@ -139,7 +141,8 @@ impl DisclosureService for DisclosureApi {
         let core = &self.0;
         audited(core, req, Action::ReleaseView, async |call, req| {
             let views = views(core, &req)?;
-            let record = core.disclosures.release(&req.get_ref().id, views)?;
+            let id = crate::disclosure::release_id("id", &req.get_ref().id)?;
+            let record = core.disclosures.release(&id, views)?;
             if let Some(r) = &record.release {
                 call.object(r.id.clone());
                 call.object(r.request_id.clone());
@@ -160,9 +163,10 @@ impl DisclosureService for DisclosureApi {
         audited(core, req, Action::ReleaseWithdraw, async |call, req| {
             let officer = auth::client(&core.clients, &req, Role::Disclose)?;
             let r = req.into_inner();
+            let id = crate::disclosure::release_id("id", &r.id)?;
             Ok(core
                 .disclosures
-                .withdraw(&officer, &r.id, &r.reason, call)
+                .withdraw(&officer, &id, &r.reason, call)
                 .await?)
         })
         .await
@@ -207,13 +211,13 @@ fn watch(
     views: Views,
     r: WatchDisclosureRequestsRequest,
 ) -> Pin<Box<dyn Stream<Item = Result<DisclosureCase, Status>> + Send>> {
-    let changed = core.store.watch_disclosures();
+    let changed = core.disclosures.watch();
     super::follow_log(
         core,
         changed,
         r.after_sequence,
         r.backlog_only,
-        |core, after, limit| core.store.disclosure_log_after(after, limit),
+        |core, after, limit| core.disclosures.log_after(after, limit),
         |c: &DisclosureCase| c.sequence,
         move |c| {
             views

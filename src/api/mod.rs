@@ -32,7 +32,13 @@ async fn audited<T, R>(
     action: Action,
     work: impl AsyncFnOnce(&Call, Request<T>) -> Result<R, Status>,
 ) -> Result<Response<R>, Status> {
-    let call = Call::start(&core.store, &core.agency, &core.federation, &req, action);
+    let call = Call::start(
+        &core.store,
+        &core.settings.agency,
+        &core.settings.federation,
+        &req,
+        action,
+    );
     let result = match call.checked() {
         Ok(()) => work(&call, req).await,
         Err(e) => Err(e),

@@ -55,17 +55,16 @@ impl PeerExchange for PeerApi {
                 call.detail("anchor_signature", &a.signature);
             }
             if r.agency_id != peer.agency.as_str() || r.federation != peer.federation.as_str() {
-                return Err(Status::invalid_argument(format!(
-                    "agency_id/federation `{}/{}` do not match your certificate ({})",
-                    r.federation,
-                    r.agency_id,
-                    peer.spiffe_uri()
-                )));
+                return Err(super::status::hello_mismatch(
+                    &r.federation,
+                    &r.agency_id,
+                    &peer.spiffe_uri(),
+                ));
             }
             Ok(HelloResponse {
                 protocol_version: PROTOCOL_VERSION,
-                agency_id: core.agency.to_string(),
-                federation: core.federation.to_string(),
+                agency_id: core.settings.agency.to_string(),
+                federation: core.settings.federation.to_string(),
             })
         })
         .await
@@ -102,8 +101,8 @@ impl PeerExchange for PeerApi {
         let core = &self.0;
         let call = Call::start(
             &core.store,
-            &core.agency,
-            &core.federation,
+            &core.settings.agency,
+            &core.settings.federation,
             &req,
             Action::PeerDeliver,
         );
@@ -136,7 +135,7 @@ async fn deliver_loop(
     loop {
         let batch = tokio::select! {
             _ = core.shutdown.cancelled() => {
-                let status = Status::unavailable("node is shutting down");
+                let status = super::status::shutting_down();
                 let _ = tx.send(Err(status.clone())).await;
                 return Err(status);
             }
@@ -159,16 +158,12 @@ async fn deliver_loop(
             Ok(delivered) => {
                 for ack in delivered.acks {
                     if tx.send(Ok(ack)).await.is_err() {
-                        return Err(Status::cancelled("the sender went away"));
+                        return Err(super::status::sender_gone());
                     }
                 }
                 if let Some(what) = delivered.throttled {
                     // The sender keeps what was not acked and retries later.
-                    let status = Status::resource_exhausted(format!(
-                        "{} sends more {what} than this node takes per minute; the rest is \
-                         not acknowledged: retry later",
-                        peer.agency
-                    ));
+                    let status = super::status::throttled(&peer.agency, what);
                     let _ = tx.send(Err(status.clone())).await;
                     return Err(status);
                 }

@@ -159,6 +159,47 @@ impl From<crate::core::AdminError> for Status {
     }
 }
 
+/// A caller the access rules turned away: not authenticated, not allowed,
+/// or over its rate.
+impl From<crate::identity::access::AccessError> for Status {
+    fn from(e: crate::identity::access::AccessError) -> Self {
+        use crate::identity::access::AccessError;
+        match e {
+            AccessError::Unauthenticated => Status::unauthenticated(e.to_string()),
+            AccessError::Denied(m) => Status::permission_denied(m),
+            AccessError::RateLimited(m) => Status::resource_exhausted(m),
+        }
+    }
+}
+
+/// A peer whose `Hello` names another agency or federation than its
+/// certificate (`certified`) does.
+pub fn hello_mismatch(federation: &str, agency: &str, certified: &str) -> Status {
+    Status::invalid_argument(format!(
+        "agency_id/federation `{federation}/{agency}` do not match your certificate ({certified})"
+    ))
+}
+
+/// A delivery stream ended by this node's shutdown: what was not acked
+/// stays with the sender.
+pub fn shutting_down() -> Status {
+    Status::unavailable("node is shutting down")
+}
+
+/// A delivery stream whose sender stopped reading its acks.
+pub fn sender_gone() -> Status {
+    Status::cancelled("the sender went away")
+}
+
+/// A delivery stream cut because `peer` sent more `what` than this node
+/// takes per minute: the rest is not acked, and the sender retries later.
+pub fn throttled(peer: &crate::ids::AgencyId, what: &str) -> Status {
+    Status::resource_exhausted(format!(
+        "{peer} sends more {what} than this node takes per minute; the rest is \
+         not acknowledged: retry later"
+    ))
+}
+
 pub fn store_unavailable(e: StoreError) -> Status {
     tracing::error!(error = %e, "storage failure");
     Status::unavailable("the node's store is unavailable; retry later")

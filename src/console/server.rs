@@ -33,7 +33,7 @@ pub fn serve(
     refused: OnRefused,
 ) -> JoinHandle<()> {
     let shutdown = core.shutdown.clone();
-    if let Err(e) = super::pages::clear_uploads(&core.uploads_dir) {
+    if let Err(e) = super::pages::clear_uploads(&core.settings.uploads_dir) {
         tracing::error!(error = %e, "the console's uploads directory is not usable; imports will fail");
     }
     let router = Console::new(core).router();

@@ -67,7 +67,7 @@ async fn blocking<R: Send + 'static>(
 impl NodeCore {
     /// The node's identity, versions and counts (`GetStatus`).
     pub fn status(&self) -> Result<NodeStatus, AdminError> {
-        let (local, received) = self.store.count_alerts(&self.agency)?;
+        let (local, received) = self.store.count_alerts(&self.settings.agency)?;
         let (open, overdue) = self
             .disclosures
             .open_counts()?
@@ -78,11 +78,11 @@ impl NodeCore {
             tokens_pending: self.store.tokens_pending_count()?,
             disclosure_requests_open: open,
             disclosure_requests_overdue: overdue,
-            agency_id: self.agency.to_string(),
-            federation: self.federation.to_string(),
+            agency_id: self.settings.agency.to_string(),
+            federation: self.settings.federation.to_string(),
             software_version: env!("CARGO_PKG_VERSION").into(),
             protocol_version: PROTOCOL_VERSION,
-            started_at: Some(timestamp(self.started_at)),
+            started_at: Some(timestamp(self.settings.started_at)),
             local_alerts: local,
             received_alerts: received,
             outbox_depth: self.store.outbox_total()?,
@@ -90,6 +90,7 @@ impl NodeCore {
             refused_deliveries: self.store.refusal_count()?,
             purged_alerts: self.store.purge_count()?,
             certificates: self
+                .settings
                 .certificates
                 .iter()
                 .map(|(name, file, end)| crate::proto::v1::CertificateExpiry {
@@ -274,7 +275,7 @@ impl NodeCore {
     /// are read at each run, so an administrator can edit them beside the
     /// policy.
     pub fn test_policy(&self, text: &str) -> Result<TestPolicyResponse, AdminError> {
-        let Some(path) = &self.policy_tests else {
+        let Some(path) = &self.settings.policy_tests else {
             return Ok(TestPolicyResponse {
                 configured: false,
                 results: Vec::new(),
@@ -315,7 +316,7 @@ impl NodeCore {
                 .record_for_test(draft)
                 .map_err(|e| in_case(e.to_string()))?;
             let outcome = case
-                .run(&policy, &self.agency, record, now)
+                .run(&policy, &self.settings.agency, record, now)
                 .map_err(in_case)?;
             results.push(PolicyCaseResult {
                 name: outcome.name,
@@ -408,7 +409,7 @@ impl NodeCore {
     /// `label` (a timestamp when empty) (`BackupStore`).
     pub async fn backup(&self, label: &str) -> Result<BackupStoreResponse, AdminError> {
         let label = backup_label(label)?;
-        let target = self.backup_dir.join(&label);
+        let target = self.settings.backup_dir.join(&label);
         if target.exists() {
             return Err(AdminError::BackupExists(label));
         }

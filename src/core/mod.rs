@@ -73,27 +73,15 @@ pub enum NodeError {
     Serve(#[from] crate::server::ServeError),
 }
 
-/// State shared by every service and worker of one node.
-pub struct NodeCore {
+/// What one node is and where its files go: values read from the config
+/// and the certificates once at start, apart from the services that act
+/// on them (they change only with a restart).
+pub struct NodeSettings {
     pub agency: AgencyId,
     pub federation: FederationName,
-    pub clients: ClientPolicy,
-    pub peers: PeerPolicy,
-    pub ledger: Ledger,
-    pub sharing: Arc<Sharing>,
-    pub lookups: Lookups,
-    pub disclosures: Arc<crate::disclosure::Disclosures>,
-    pub inbound: Inbound,
-    pub outbound: Arc<Outbound>,
-    pub store: Arc<Store>,
+    /// This node as its peers authenticate it.
+    pub own: NodeIdentity,
     pub started_at: SystemTime,
-    pub shutdown: CancellationToken,
-    /// gRPC health of both listeners: SERVING while up, NOT_SERVING from the
-    /// moment shutdown starts.
-    pub health: tonic_health::server::HealthReporter,
-    /// Set when shutdown starts: readiness (gRPC health, `/readyz`) is off.
-    pub draining: std::sync::atomic::AtomicBool,
-    pub metrics: Metrics,
     /// Where `BackupStore` writes copies.
     pub backup_dir: std::path::PathBuf,
     /// The console's uploads (see `NodeConfig::uploads_dir`).
@@ -102,12 +90,34 @@ pub struct NodeCore {
     pub policy_tests: Option<std::path::PathBuf>,
     /// How long health reports NOT_SERVING before the listeners close.
     pub drain_grace: Duration,
-    /// Signs audit checkpoints (periodically and the last one at shutdown).
-    pub signer: Arc<SigningKey>,
-    /// This node as its peers authenticate it.
-    pub own: NodeIdentity,
     /// This node's certificate and the CAs it trusts: name, file, end.
     pub certificates: Vec<(&'static str, std::path::PathBuf, Option<SystemTime>)>,
+}
+
+/// The services every gRPC handler, console page and worker of one node
+/// shares, with the node's [`NodeSettings`].
+pub struct NodeCore {
+    pub settings: NodeSettings,
+    pub clients: ClientPolicy,
+    pub peers: PeerPolicy,
+    pub ledger: Ledger,
+    /// The hit log as clients read, follow and review it.
+    pub hits: crate::review::Hits,
+    pub sharing: Arc<Sharing>,
+    pub lookups: Lookups,
+    pub disclosures: Arc<crate::disclosure::Disclosures>,
+    pub inbound: Inbound,
+    pub outbound: Arc<Outbound>,
+    pub store: Arc<Store>,
+    pub shutdown: CancellationToken,
+    /// gRPC health of both listeners: SERVING while up, NOT_SERVING from the
+    /// moment shutdown starts.
+    pub health: tonic_health::server::HealthReporter,
+    /// Set when shutdown starts: readiness (gRPC health, `/readyz`) is off.
+    pub draining: std::sync::atomic::AtomicBool,
+    pub metrics: Metrics,
+    /// Signs audit checkpoints (periodically and the last one at shutdown).
+    pub signer: Arc<SigningKey>,
 }
 
 impl NodeCore {
@@ -161,8 +171,7 @@ impl NodeCore {
             metrics.clone(),
         ));
         let core = Arc::new(NodeCore {
-            agency: config.agency().clone(),
-            federation: config.federation.clone(),
+            settings: settings(config, own.clone()),
             clients: client_policy(config),
             peers: peer_policy(config, &peer_ids),
             ledger: Ledger::new(
@@ -176,6 +185,7 @@ impl NodeCore {
                 sharing.clone(),
                 metrics.clone(),
             ),
+            hits: crate::review::Hits::new(store.clone()),
             sharing: sharing.clone(),
             lookups: Lookups::new(
                 store.clone(),
@@ -198,19 +208,27 @@ impl NodeCore {
             metrics,
             outbound,
             store,
-            started_at: SystemTime::now(),
             shutdown: CancellationToken::new(),
             health,
             draining: std::sync::atomic::AtomicBool::new(false),
-            backup_dir: config.backup_dir(),
-            uploads_dir: config.uploads_dir(),
-            policy_tests: config.sharing.tests.as_ref().map(|p| p.get_ref().clone()),
-            drain_grace: limits.drain_grace_secs.secs(),
             signer,
-            own,
-            certificates: certificate_ends(config),
         });
         Ok(core)
+    }
+}
+
+/// The node's settings from `config`, with the identity its certificate proved.
+fn settings(config: &NodeConfig, own: NodeIdentity) -> NodeSettings {
+    NodeSettings {
+        agency: config.agency().clone(),
+        federation: config.federation.clone(),
+        own,
+        started_at: SystemTime::now(),
+        backup_dir: config.backup_dir(),
+        uploads_dir: config.uploads_dir(),
+        policy_tests: config.sharing.tests.as_ref().map(|p| p.get_ref().clone()),
+        drain_grace: config.limits.drain_grace_secs.secs(),
+        certificates: certificate_ends(config),
     }
 }
 

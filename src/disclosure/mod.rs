@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 
 use crate::audit::{Action, CallEntry, Event};
 use crate::identity::ClientIdentity;
-use crate::ids::{AgencyId, AlertId, RequestId};
+use crate::ids::{AgencyId, AlertId, ReleaseId, RequestId};
 use crate::proto::short_name;
 use crate::proto::v1::envelope::Payload;
 use crate::proto::v1::send_disclosure_request::About;
@@ -115,6 +115,21 @@ pub struct Disclosures {
     tokenizer: Arc<crate::tokens::Tokenizer>,
     min_deadline: Duration,
     metrics: crate::metrics::Metrics,
+}
+
+/// The request id a client gave in `field`: a malformed one is named as
+/// such, not looked up.
+pub fn request_id(field: &str, id: &str) -> Result<RequestId, DisclosureError> {
+    id.parse().map_err(|e: crate::ids::IdError| {
+        DisclosureError::Invalid(vec![FieldViolation::new(field, e.to_string())])
+    })
+}
+
+/// The release id a client gave in `field` (see [`request_id`]).
+pub fn release_id(field: &str, id: &str) -> Result<ReleaseId, DisclosureError> {
+    id.parse().map_err(|e: crate::ids::IdError| {
+        DisclosureError::Invalid(vec![FieldViolation::new(field, e.to_string())])
+    })
 }
 
 fn printable(text: &str) -> bool {
@@ -388,7 +403,10 @@ impl Disclosures {
         request: &DisclosureRequest,
     ) -> Result<Option<String>, StoreError> {
         // A resend of a request taken before is a duplicate, whatever now.
-        if self.store.disclosure(&request.id)?.is_some() {
+        // (Its id's syntax was checked on receipt.)
+        if let Ok(id) = request.id.parse::<RequestId>()
+            && self.store.disclosure(&id)?.is_some()
+        {
             return Ok(None);
         }
         let held = match request.holder_alert_id.parse::<AlertId>() {
@@ -696,7 +714,7 @@ impl Disclosures {
     /// longest deadline there is, so one deadline shows on both sides.
     pub fn delivered(
         &self,
-        id: &str,
+        id: &RequestId,
         rejected: Option<&str>,
         holder_due: Option<&pbjson_types::Timestamp>,
     ) -> Result<(), StoreError> {
@@ -730,7 +748,7 @@ impl Disclosures {
     }
 
     /// Request `id`, if `views` lets the caller see it.
-    pub fn get(&self, id: &str, views: Views) -> Result<DisclosureCase, DisclosureError> {
+    pub fn get(&self, id: &RequestId, views: Views) -> Result<DisclosureCase, DisclosureError> {
         self.store
             .disclosure(id)?
             .filter(|c| views.allows(c))
@@ -758,6 +776,17 @@ impl Disclosures {
             requests: cases.into_iter().map(|c| as_of(c, now)).collect(),
             next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
         })
+    }
+
+    /// Up to `limit` request log entries after position `after`, oldest
+    /// first (a watcher filters them by what it may see).
+    pub fn log_after(&self, after: u64, limit: usize) -> Result<Vec<DisclosureCase>, StoreError> {
+        self.store.disclosure_log_after(after, limit)
+    }
+
+    /// Told the request log's latest position each time it moves.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.store.watch_disclosures()
     }
 }
 

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::audit::{Action, CallEntry, Event};
 use crate::identity::ClientIdentity;
-use crate::ids::{AgencyId, ReleaseId};
+use crate::ids::{AgencyId, ReleaseId, RequestId};
 use crate::policy::model::{LocationLevel, TimeLevel};
 use crate::policy::{DisclosureVerdict, Release as ReleaseFields, released_content};
 use crate::proto::short_name;
@@ -141,11 +141,12 @@ impl Disclosures {
         let outcome =
             DisclosureState::try_from(req.outcome).unwrap_or(DisclosureState::Unspecified);
         let chosen = checked_decision(&req, outcome)?;
+        let id = super::request_id("id", &req.id)?;
         let case = self
             .store
-            .disclosure(&req.id)?
+            .disclosure(&id)?
             .filter(|c| !c.outgoing)
-            .ok_or_else(|| DisclosureError::NotFound(format!("request {}", req.id)))?;
+            .ok_or_else(|| DisclosureError::NotFound(format!("request {id}")))?;
         let request = case.request.clone().unwrap_or_default();
         let peer: AgencyId = case
             .peer
@@ -175,6 +176,7 @@ impl Disclosures {
             automatic: false,
         };
         let decided = Decided {
+            id: &id,
             by: format!("client:{}", officer.name),
             request: &request,
             req: &req,
@@ -275,7 +277,7 @@ impl Disclosures {
         d: &Decided<'_>,
         call: &CallEntry,
     ) -> Result<DisclosureCase, DisclosureError> {
-        let id = &d.req.id;
+        let id = d.id;
         let result = self
             .store
             .step_request(id, |case, _| {
@@ -312,7 +314,7 @@ impl Disclosures {
     pub async fn answer(
         &self,
         client: &ClientIdentity,
-        id: &str,
+        id: &RequestId,
         answer: &str,
         call: &CallEntry,
     ) -> Result<DisclosureCase, DisclosureError> {
@@ -334,7 +336,7 @@ impl Disclosures {
                 }
                 let asked = case.decision.as_ref().and_then(|d| d.decided_at);
                 let message = ClarificationAnswer {
-                    request_id: id.to_owned(),
+                    request_id: id.to_string(),
                     answer: answer.to_owned(),
                     answered_by: client.name.to_string(),
                     answered_at: Some(timestamp(now)),
@@ -349,12 +351,12 @@ impl Disclosures {
                 }
                 case.state = DisclosureState::Open as i32;
                 case.history.push(event("answered", &by, answer));
-                call.object(id.to_owned());
+                call.object(id.to_string());
                 call.detail("peer", &case.peer);
                 let peer: AgencyId = case
                     .peer
                     .parse()
-                    .map_err(|e: crate::ids::IdError| StoreError::corrupt(id, e))?;
+                    .map_err(|e: crate::ids::IdError| StoreError::corrupt(id.to_string(), e))?;
                 Ok(Step {
                     items: vec![OutboxItem {
                         peer,
@@ -375,7 +377,7 @@ impl Disclosures {
     pub async fn withdraw(
         &self,
         officer: &ClientIdentity,
-        id: &str,
+        id: &ReleaseId,
         reason: &str,
         call: &CallEntry,
     ) -> Result<ReleaseRecord, DisclosureError> {
@@ -395,7 +397,7 @@ impl Disclosures {
         let rel = held.release.clone().unwrap_or_default();
         let now = timestamp(SystemTime::now());
         let withdrawal = ReleaseWithdrawal {
-            release_id: id.to_owned(),
+            release_id: id.to_string(),
             request_id: rel.request_id.clone(),
             reason: reason.to_owned(),
             withdrawn_by: officer.name.to_string(),
@@ -403,13 +405,17 @@ impl Disclosures {
         };
         let by = format!("client:{}", officer.name);
         let mut out = None;
+        let request: RequestId = rel
+            .request_id
+            .parse()
+            .map_err(|e: crate::ids::IdError| StoreError::corrupt(id.to_string(), e))?;
         let result = self
             .store
-            .step_request(&rel.request_id, |case, _| {
+            .step_request(&request, |case, _| {
                 let peer: AgencyId = case
                     .peer
                     .parse()
-                    .map_err(|e: crate::ids::IdError| StoreError::corrupt(id, e))?;
+                    .map_err(|e: crate::ids::IdError| StoreError::corrupt(id.to_string(), e))?;
                 case.history
                     .push(event("release withdrawn", &by, format!("{id}: {reason}")));
                 let record = ReleaseRecord {
@@ -418,7 +424,7 @@ impl Disclosures {
                     ..held.clone()
                 };
                 out = Some(record.clone());
-                call.object(id.to_owned());
+                call.object(id.to_string());
                 call.object(rel.request_id.clone());
                 call.detail("peer", &peer);
                 Ok::<_, DisclosureError>(Step {
@@ -461,10 +467,13 @@ impl Disclosures {
                 "disclosure_decision: note or decided_by too long".into(),
             ));
         }
+        let Some(request) = peer_request_id("disclosure_decision", &d.request_id) else {
+            return Ok(not_a_request("disclosure_decision"));
+        };
         let by = format!("peer:{from}");
         let result = self
             .store
-            .step_request(&d.request_id, |case, _| {
+            .step_request(&request, |case, _| {
                 if !case.outgoing || case.peer != from.as_str() {
                     return Err(Applied::Refused(format!(
                         "disclosure_decision.request_id: {} is not a request to {from}",
@@ -519,10 +528,13 @@ impl Disclosures {
         if a.answer.len() > MAX_NOTE || a.answered_by.len() > 128 {
             return Ok(Applied::Refused("clarification_answer: too long".into()));
         }
+        let Some(request) = peer_request_id("clarification_answer", &a.request_id) else {
+            return Ok(not_a_request("clarification_answer"));
+        };
         let by = format!("peer:{from}");
         let result = self
             .store
-            .step_request(&a.request_id, |case, _| {
+            .step_request(&request, |case, _| {
                 if case.outgoing || case.peer != from.as_str() {
                     return Err(Applied::Refused(format!(
                         "clarification_answer.request_id: {} is not a request from {from}",
@@ -575,14 +587,17 @@ impl Disclosures {
         r: Release,
         event_of: impl Fn(&'static str) -> Event,
     ) -> Result<Applied, StoreError> {
-        match r.id.parse::<ReleaseId>() {
-            Ok(id) if id.origin() == from => {}
+        let release_id = match r.id.parse::<ReleaseId>() {
+            Ok(id) if id.origin() == from => id,
             _ => {
                 return Ok(Applied::Refused(format!(
                     "release.id: not a release of {from}"
                 )));
             }
-        }
+        };
+        let Some(request) = peer_request_id("release", &r.request_id) else {
+            return Ok(not_a_request("release"));
+        };
         let now = SystemTime::now();
         let until = r.retention_until.as_ref().map(system_time_lossy);
         if until.is_none_or(|u| {
@@ -600,14 +615,14 @@ impl Disclosures {
         let by = format!("peer:{from}");
         let result = self
             .store
-            .step_request(&r.request_id, |case, held| {
+            .step_request(&request, |case, held| {
                 if !case.outgoing || case.peer != from.as_str() {
                     return Err(Applied::Refused(format!(
                         "release.request_id: {} is not a request to {from}",
                         r.request_id
                     )));
                 }
-                if held(&r.id).is_some() {
+                if held(&release_id).is_some() {
                     return Err(Applied::Duplicate);
                 }
                 case.history.push(event(
@@ -638,12 +653,18 @@ impl Disclosures {
         w: ReleaseWithdrawal,
         event_of: impl Fn(&'static str) -> Event,
     ) -> Result<Applied, StoreError> {
+        let Some(request) = peer_request_id("release_withdrawal", &w.request_id) else {
+            return Ok(not_a_request("release_withdrawal"));
+        };
+        let release_id = w.release_id.parse::<ReleaseId>().ok();
         let by = format!("peer:{from}");
         let result = self
             .store
-            .step_request(&w.request_id, |case, held| {
-                let Some(record) =
-                    held(&w.release_id).filter(|r| !r.outgoing && r.peer == from.as_str())
+            .step_request(&request, |case, held| {
+                let Some(record) = release_id
+                    .as_ref()
+                    .and_then(held)
+                    .filter(|r| !r.outgoing && r.peer == from.as_str())
                 else {
                     return Err(Applied::Refused(format!(
                         "release_withdrawal.release_id: {} is not a release from {from} here",
@@ -677,11 +698,11 @@ impl Disclosures {
             let Some(record) = self.store.release(&id)? else {
                 continue;
             };
-            let request = record
-                .release
-                .as_ref()
-                .map(|r| r.request_id.clone())
-                .unwrap_or_default();
+            let request = record.release.as_ref().map(|r| r.request_id.clone());
+            let Some(request) = request.and_then(|r| r.parse::<RequestId>().ok()) else {
+                tracing::error!(release = %id, "a release past its deadline names no request; not purged");
+                continue;
+            };
             let outcome = self
                 .store
                 .step_request(&request, |case, _| {
@@ -694,8 +715,8 @@ impl Disclosures {
                         releases: vec![purged(record.clone(), None)],
                         events: vec![
                             Event::new(crate::audit::NODE, Action::ReleasePurge, "OK")
-                                .object(id.clone())
-                                .object(request.clone())
+                                .object(id.to_string())
+                                .object(request.to_string())
                                 .detail("reason", "retention deadline passed"),
                         ],
                         ..Default::default()
@@ -711,7 +732,7 @@ impl Disclosures {
 
     /// Release `id`, if `views` lets the caller see it (received with
     /// `request`, sent with `disclose`).
-    pub fn release(&self, id: &str, views: Views) -> Result<ReleaseRecord, DisclosureError> {
+    pub fn release(&self, id: &ReleaseId, views: Views) -> Result<ReleaseRecord, DisclosureError> {
         self.store
             .release(id)?
             .filter(|r| {
@@ -745,6 +766,20 @@ impl Disclosures {
             next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
         })
     }
+}
+
+/// The request id of a peer's `message`: its syntax was checked when the
+/// envelope arrived, so `None` is a message that slipped past that check.
+fn peer_request_id(message: &str, id: &str) -> Option<RequestId> {
+    let parsed = id.parse().ok();
+    if parsed.is_none() {
+        tracing::warn!(message, "a peer's message names no request id");
+    }
+    parsed
+}
+
+fn not_a_request(message: &str) -> Applied {
+    Applied::Refused(format!("{message}.request_id: not a request id"))
 }
 
 /// What became of a step a peer sent: stored, or the refusal (or duplicate)
@@ -783,6 +818,7 @@ fn purged_view(mut record: ReleaseRecord) -> ReleaseRecord {
 
 /// What a decision's checks and choices came to, for its write.
 struct Decided<'a> {
+    id: &'a RequestId,
     by: String,
     request: &'a crate::proto::v1::DisclosureRequest,
     req: &'a DecideRequest,

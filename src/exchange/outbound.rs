@@ -557,10 +557,12 @@ impl Worker {
         }
         // The reason is the peer's text: bounded before it is kept.
         let reason: String = ack.reason.chars().take(MAX_REASON_CHARS).collect();
-        if sent.kind == Action::DisclosureRequestSend {
+        if sent.kind == Action::DisclosureRequestSend
+            && let Some(id) = sent.objects.first().and_then(|o| o.parse().ok())
+        {
             let rejected = (ack.status == AckStatus::Rejected as i32).then_some(reason.as_str());
             ctx.disclosures
-                .delivered(&sent.objects[0], rejected, ack.due_at.as_ref())?;
+                .delivered(&id, rejected, ack.due_at.as_ref())?;
         }
         if ack.status == AckStatus::Rejected as i32 {
             tracing::warn!(peer = %self.peer, sequence = ack.sequence, reason = %crate::text::Escaped(&reason), "peer rejected envelope");

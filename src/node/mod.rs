@@ -155,7 +155,7 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
         ));
     }
     let console = console_addr.map_or_else(|| "off".to_owned(), |a| a.to_string());
-    tracing::info!(agency = %core.agency, %peer_addr, %client_addr, %console, "node started");
+    tracing::info!(agency = %core.settings.agency, %peer_addr, %client_addr, %console, "node started");
     Ok(RunningNode {
         core,
         peer_addr,
@@ -227,8 +227,8 @@ where
     let max = limits.max_message_bytes.get();
     let undecoded = UndecodedLayer {
         store: core.store.clone(),
-        agency: core.agency.clone(),
-        federation: core.federation.clone(),
+        agency: core.settings.agency.clone(),
+        federation: core.settings.federation.clone(),
     };
     let server = || {
         Server::builder()
@@ -412,8 +412,8 @@ fn spawn_workers(
     workers.extend(core.outbound.spawn_workers(
         DeliveryContext {
             store: core.store.clone(),
-            own: core.own.clone(),
-            federation: core.federation.clone(),
+            own: core.settings.own.clone(),
+            federation: core.settings.federation.clone(),
             tls: tls.outgoing.clone(),
             max_connection_age: config.tls.max_connection_age_secs.secs(),
             config: config.delivery.clone(),
@@ -454,7 +454,7 @@ async fn warn_of_expiry(core: Arc<NodeCore>, shutdown: CancellationToken) {
     loop {
         let now = SystemTime::now();
         let soon = |end: SystemTime| end < now + check::EXPIRY_WARNING;
-        for (name, file, end) in &core.certificates {
+        for (name, file, end) in &core.settings.certificates {
             if let Some(end) = end.filter(|e| soon(*e)) {
                 let days = crate::time::days_until(end, now);
                 tracing::warn!(certificate = name, file = %file.display(), days_left = days, "certificate ends soon: renew it");
@@ -481,7 +481,7 @@ fn refresh_peer_gauges(core: &NodeCore, m: &Metrics) {
         t.duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64)
     };
-    for (name, _, end) in &core.certificates {
+    for (name, _, end) in &core.settings.certificates {
         if let Some(end) = end {
             m.certificate_not_after
                 .get_or_create(&crate::metrics::label("certificate", name))
@@ -606,9 +606,9 @@ impl RunningNode {
         health
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
-        if !self.core.drain_grace.is_zero() {
-            tracing::info!(grace = ?self.core.drain_grace, "draining: health is NOT_SERVING");
-            tokio::time::sleep(self.core.drain_grace).await;
+        if !self.core.settings.drain_grace.is_zero() {
+            tracing::info!(grace = ?self.core.settings.drain_grace, "draining: health is NOT_SERVING");
+            tokio::time::sleep(self.core.settings.drain_grace).await;
         }
         self.core.shutdown.cancel();
         let served = self.servers.drain(DRAIN_TIMEOUT).await;
@@ -617,7 +617,7 @@ impl RunningNode {
         }
         let stop = Event::new(NODE, Action::NodeStop, "OK");
         server::close_log(&self.core.store, &self.core.signer, stop).await?;
-        tracing::info!(agency = %self.core.agency, "node stopped");
+        tracing::info!(agency = %self.core.settings.agency, "node stopped");
         Ok(served?)
     }
 

@@ -9,6 +9,7 @@ use prost::Message;
 use super::engine::Reads;
 use super::{Counter, OutboxItem, Store, StoreError, TxError, Write, index};
 use crate::audit::Event;
+use crate::ids::{ReleaseId, RequestId};
 use crate::proto::v1::{DisclosureCase, ReleaseRecord};
 
 /// What one step of a request writes besides the case itself: messages to
@@ -145,9 +146,10 @@ impl Store {
     /// synced: for facts that are recorded again if lost (a delivery ack).
     pub fn update_request(
         &self,
-        id: &str,
+        id: &RequestId,
         change: impl FnOnce(&mut DisclosureCase) -> bool,
     ) -> Result<Option<DisclosureCase>, StoreError> {
+        let id = id.to_string();
         let case = self.write(|w| {
             let Some(bytes) = w.tx.get(w.t.disclosures, id.as_bytes())? else {
                 return Ok::<_, StoreError>(None);
@@ -171,12 +173,13 @@ impl Store {
     /// nothing is written). `Ok(None)`: no such request.
     pub async fn step_request<E>(
         &self,
-        id: &str,
+        id: &RequestId,
         step: impl FnOnce(
             &mut DisclosureCase,
-            &dyn Fn(&str) -> Option<ReleaseRecord>,
+            &dyn Fn(&ReleaseId) -> Option<ReleaseRecord>,
         ) -> Result<Step, E>,
     ) -> Result<Result<Option<DisclosureCase>, E>, StoreError> {
+        let id = id.to_string();
         let result = self.write(|w| {
             let Some(bytes) = w.tx.get(w.t.disclosures, id.as_bytes())? else {
                 return Ok(None);
@@ -185,7 +188,8 @@ impl Store {
             let held = {
                 let tx = &*w.tx;
                 let t = w.t;
-                move |rid: &str| {
+                move |rid: &ReleaseId| {
+                    let rid = rid.to_string();
                     tx.get(t.releases, rid.as_bytes())
                         .ok()
                         .flatten()
@@ -196,7 +200,12 @@ impl Store {
             let previous: Vec<Option<ReleaseRecord>> = done
                 .releases
                 .iter()
-                .map(|r| held(&r.release.as_ref().map(|r| r.id.clone()).unwrap_or_default()))
+                .map(|r| {
+                    r.release
+                        .as_ref()
+                        .and_then(|r| r.id.parse::<ReleaseId>().ok())
+                        .and_then(|id| held(&id))
+                })
                 .collect();
             record(w, &mut case, false)?;
             for (r, prev) in done.releases.iter().zip(previous) {
@@ -222,7 +231,8 @@ impl Store {
     }
 
     /// Release `id` as this node keeps it.
-    pub fn release(&self, id: &str) -> Result<Option<ReleaseRecord>, StoreError> {
+    pub fn release(&self, id: &ReleaseId) -> Result<Option<ReleaseRecord>, StoreError> {
+        let id = id.to_string();
         self.db
             .get(self.t.releases, id.as_bytes())?
             .map(|v| decode_release(id.as_bytes(), &v))
@@ -257,7 +267,7 @@ impl Store {
 
     /// Ids of releases holding content whose retention deadline (unix
     /// seconds) is at or before `now_secs`, at most `limit`.
-    pub fn releases_due(&self, now_secs: u64, limit: usize) -> Result<Vec<String>, StoreError> {
+    pub fn releases_due(&self, now_secs: u64, limit: usize) -> Result<Vec<ReleaseId>, StoreError> {
         let mut end = now_secs.saturating_add(1).to_be_bytes().to_vec();
         end.push(0);
         self.db
@@ -265,13 +275,16 @@ impl Store {
             .take(limit)
             .map(|item| {
                 let (k, _) = item?;
-                Ok(String::from_utf8_lossy(k.get(8..).unwrap_or_default()).into_owned())
+                let id = String::from_utf8_lossy(k.get(8..).unwrap_or_default()).into_owned();
+                id.parse::<ReleaseId>()
+                    .map_err(|e| StoreError::corrupt(format!("release_retention/{id}"), e))
             })
             .collect()
     }
 
     /// The request `id` as this node keeps it.
-    pub fn disclosure(&self, id: &str) -> Result<Option<DisclosureCase>, StoreError> {
+    pub fn disclosure(&self, id: &RequestId) -> Result<Option<DisclosureCase>, StoreError> {
+        let id = id.to_string();
         self.db
             .get(self.t.disclosures, id.as_bytes())?
             .map(|v| decode_case(id.as_bytes(), &v))

@@ -93,7 +93,7 @@ async fn list(
     Query(filters): Query<Filters>,
 ) -> Result<Response, PageError> {
     let mut problems = Vec::new();
-    let own = c.core.agency.to_string();
+    let own = c.core.settings.agency.to_string();
     let req = list_request(&c, &filters, &mut problems);
     let answer = match c.alerts.list_alerts(request(&viewer, req, "")).await {
         Ok(r) => r.into_inner(),
@@ -151,7 +151,7 @@ fn list_request(c: &Console, filters: &Filters, problems: &mut Vec<String>) -> L
         t
     });
     let origin = match filters.scope.as_str() {
-        "own" => c.core.agency.to_string(),
+        "own" => c.core.settings.agency.to_string(),
         _ => filters.origin.clone(),
     };
     ListAlertsRequest {
@@ -257,7 +257,7 @@ async fn export(
     .map_err(failed)?;
     let name = format!(
         "{}-alerts-{}.{ext}",
-        c.core.agency,
+        c.core.settings.agency,
         crate::console::view::day(Some(&crate::time::now()))
     );
     Ok((
@@ -372,7 +372,7 @@ async fn detail(
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
     let alert = get_alert(&c, &viewer, &id).await?;
-    let own = alert.origin == c.core.agency.as_str();
+    let own = alert.origin == c.core.settings.agency.as_str();
     let sharing = if own {
         c.alerts
             .get_alert_sharing(request(&viewer, GetAlertRequest { id }, ""))
@@ -576,7 +576,7 @@ async fn edit_form(
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
     let alert = get_alert(&c, &viewer, &id).await?;
-    if alert.origin != c.core.agency.as_str() {
+    if alert.origin != c.core.settings.agency.as_str() {
         return Err(PageError::Conflict(
             "only the agency that recorded an alert can change it".into(),
         ));

@@ -250,7 +250,7 @@ async fn export(State(c): State<Console>, posted: Posted) -> Result<Response, Pa
     }
     let name = format!(
         "audit-{}-{}.jsonl",
-        c.core.agency,
+        c.core.settings.agency,
         crate::console::view::day(Some(&crate::time::now()))
     );
     Ok((

@@ -576,7 +576,7 @@ fn keep_upload(
 ) -> Result<(tempfile::TempDir, std::path::PathBuf), PageError> {
     let dir = tempfile::Builder::new()
         .prefix("import-")
-        .tempdir_in(&c.core.uploads_dir)
+        .tempdir_in(&c.core.settings.uploads_dir)
         .map_err(|e| PageError::Internal(format!("cannot keep the upload: {e}")))?;
     let ext = std::path::Path::new(file_name)
         .extension()
