@@ -205,15 +205,15 @@ pub async fn close_log(store: &Store, signer: &SigningKey, last: Event) -> Resul
 /// (from `ready`) on `listener`, when one was bound, until `stop`.
 pub fn spawn_metrics(
     listener: Option<TcpListener>,
-    render: crate::metrics::Render,
-    ready: Arc<dyn Fn() -> bool + Send + Sync>,
+    render: impl Fn() -> String + Send + Sync + 'static,
+    ready: impl Fn() -> bool + Send + Sync + 'static,
     stop: &CancellationToken,
 ) -> Option<JoinHandle<()>> {
     let listener = listener?;
     Some(tokio::spawn(crate::metrics::serve(
         listener,
-        render,
-        ready,
+        Arc::new(render),
+        Arc::new(ready),
         stop.clone(),
     )))
 }

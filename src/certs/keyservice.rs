@@ -52,7 +52,7 @@ pub fn init_key_service(
     )?;
     write_new(&dir.join("node.pem"), &cert, false)?;
     let secret_keys = dir.join("oprf-secret-keys.toml");
-    let invalid = |path: &Path, e: oprf_keys::OprfKeysError| CertsError::Invalid {
+    let invalid = |path: &Path, e: crate::pseudo::KeyFileError| CertsError::Invalid {
         path: path.to_owned(),
         reason: e.to_string(),
     };

@@ -34,7 +34,7 @@ pub enum CertsError {
         error: std::io::Error,
     },
     #[error(transparent)]
-    KeyRing(#[from] crate::pseudo::KeyRingError),
+    KeyRing(#[from] crate::pseudo::KeyFileError),
     #[error("no free loopback port: {0}")]
     Ports(std::io::Error),
     #[error("{path}: {reason}")]

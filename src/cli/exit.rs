@@ -103,14 +103,14 @@ fn is_config_error(error: &anyhow::Error) -> bool {
             Some(ClientError::CertificateRefused { .. }) | None => false,
         }
         || error
-            .downcast_ref::<crate::pseudo::KeyRingError>()
+            .downcast_ref::<crate::pseudo::KeyFileError>()
             .is_some()
         || match error.downcast_ref::<NodeError>() {
             Some(NodeError::Tls(e)) => tls_file(e),
             Some(
                 NodeError::WrongCertificate { .. }
                 | NodeError::Sharing(_)
-                | NodeError::KeyRing(_)
+                | NodeError::KeyFile(_)
                 | NodeError::KeyRingFederation { .. },
             ) => true,
             _ => false,

@@ -8,7 +8,6 @@ use clap::Subcommand;
 
 use super::exit::{Exit, Failure, failure};
 use crate::config::KeyServiceConfig;
-use crate::ids::FederationName;
 use crate::pseudo::oprf_keys::{self, SecretKeys};
 
 #[derive(Subcommand)]
@@ -44,14 +43,7 @@ pub enum KeyServiceCommand {
 pub enum KeysCommand {
     /// Write a new secret key file (one key, valid from now; mode 0600;
     /// never overwritten). Only the key service and its replicas hold it.
-    Generate {
-        /// The federation the keys are for (as in every node.toml).
-        #[arg(long)]
-        federation: String,
-        /// The secret key file to write (mode 0600; never overwritten).
-        #[arg(long)]
-        out: PathBuf,
-    },
+    Generate(super::pseudo::NewKeyFile),
     /// Add a key valid from `--from-days` days on; keys in force now stay
     /// valid `--overlap-days` after that. Publish the new public file to
     /// every node before the new key starts.
@@ -202,12 +194,11 @@ async fn usage(dir: &std::path::Path, json: bool) -> Result<(), Failure> {
 }
 
 fn keys(command: KeysCommand) -> Result<(), Failure> {
-    let data = |e: oprf_keys::OprfKeysError| failure(Exit::DataErr, e);
+    let data = |e: crate::pseudo::KeyFileError| failure(Exit::DataErr, e);
     match command {
-        KeysCommand::Generate { federation, out } => {
-            let federation = FederationName::new(&federation)
-                .map_err(|e| failure(Exit::Usage, anyhow!("--federation: {e}")))?;
-            oprf_keys::generate(&out, &federation).map_err(data)?;
+        KeysCommand::Generate(new) => {
+            let (federation, out) = (new.federation()?, &new.out);
+            oprf_keys::generate(out, &federation).map_err(data)?;
             println!(
                 "wrote {} (secret, mode 0600); print the public file for the nodes with `casebridge keyservice keys public --keys {}`",
                 out.display(),

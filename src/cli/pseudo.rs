@@ -20,14 +20,7 @@ use crate::pseudo::{KeyRing, Pseudonymizer, keyring, normalize};
 pub enum KeysCommand {
     /// Write a new matching key ring (one key, valid from now). Distribute it
     /// to every node of the federation out of band; it is a shared secret.
-    Generate {
-        /// The federation the key ring is for (as in every node.toml).
-        #[arg(long)]
-        federation: String,
-        /// The key ring file to write (mode 0600; never overwritten).
-        #[arg(long)]
-        out: PathBuf,
-    },
+    Generate(NewKeyFile),
     /// Add a new key valid from now; current keys stay valid for the overlap,
     /// during which nodes derive tokens under both.
     Rotate {
@@ -39,6 +32,26 @@ pub enum KeysCommand {
         #[arg(long, default_value_t = 30)]
         overlap_days: u32,
     },
+}
+
+/// A key file to create, and the federation it is for: `keys generate` and
+/// `keyservice keys generate` take the same two options.
+#[derive(Args)]
+pub struct NewKeyFile {
+    /// The federation the keys are for (as in every node.toml).
+    #[arg(long)]
+    federation: String,
+    /// The file to write (mode 0600; never overwritten).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+impl NewKeyFile {
+    /// The federation named, checked (a usage error names the option).
+    pub fn federation(&self) -> Result<FederationName, Failure> {
+        FederationName::new(&self.federation)
+            .map_err(|e| failure(Exit::Usage, anyhow!("--federation: {e}")))
+    }
 }
 
 #[derive(Subcommand)]
@@ -183,10 +196,9 @@ impl IdentifierArgs {
 
 pub fn keys(command: KeysCommand) -> Result<(), Failure> {
     match command {
-        KeysCommand::Generate { federation, out } => {
-            let federation =
-                FederationName::new(federation).map_err(|e| failure(Exit::Usage, anyhow!(e)))?;
-            keyring::generate(&out, &federation)?;
+        KeysCommand::Generate(new) => {
+            let (federation, out) = (new.federation()?, &new.out);
+            keyring::generate(out, &federation)?;
             println!(
                 "matching key ring for `{federation}` written to {} (mode 0600)",
                 out.display()

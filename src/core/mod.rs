@@ -48,7 +48,7 @@ pub enum NodeError {
         error: std::io::Error,
     },
     #[error(transparent)]
-    KeyRing(#[from] crate::pseudo::KeyRingError),
+    KeyFile(#[from] crate::pseudo::KeyFileError),
     #[error("audit signing key {0}")]
     AuditKey(#[from] crate::audit::signing::SigningError),
     #[error(transparent)]
@@ -59,8 +59,6 @@ pub enum NodeError {
         found: String,
         expected: String,
     },
-    #[error(transparent)]
-    OprfKeys(#[from] crate::pseudo::oprf_keys::OprfKeysError),
     #[error("pinned OPRF keys {path} are for federation {found}, this node is in {expected}")]
     OprfFederation {
         path: std::path::PathBuf,

@@ -44,8 +44,9 @@ use crate::proto::v1::{
     Budget, EvaluateRequest, EvaluateResponse, GetPublicKeysRequest, GetPublicKeysResponse,
     OprfPublicKey,
 };
+use crate::pseudo::KeyFileError;
 use crate::pseudo::oprf::{MAX_BATCH, OprfError};
-use crate::pseudo::oprf_keys::{OprfKeysError, SecretKeys};
+use crate::pseudo::oprf_keys::SecretKeys;
 use crate::server;
 use crate::store::{Store, StoreError};
 use budget::{Budgets, Refused};
@@ -61,7 +62,7 @@ const SKEW: time::Duration = time::Duration::minutes(5);
 #[derive(Debug, Error)]
 pub enum KeyServiceError {
     #[error(transparent)]
-    Keys(#[from] OprfKeysError),
+    Keys(#[from] KeyFileError),
     #[error("{0}")]
     Tls(#[from] TlsError),
     #[error("store: {0}")]
@@ -501,14 +502,11 @@ fn spawn_workers(
             shutdown.clone(),
         )),
     ];
-    let m = inner.metrics.clone();
-    let render: crate::metrics::Render = Arc::new(move || m.render());
-    let stop = shutdown.clone();
-    let ready: Arc<dyn Fn() -> bool + Send + Sync> = Arc::new(move || !stop.is_cancelled());
+    let (m, stop) = (inner.metrics.clone(), shutdown.clone());
     workers.extend(server::spawn_metrics(
         metrics_listener,
-        render,
-        ready,
+        move || m.render(),
+        move || !stop.is_cancelled(),
         shutdown,
     ));
     workers
@@ -662,6 +660,6 @@ impl RunningKeyService {
 }
 
 /// The public key file (`oprf-keys.toml`) nodes pin, from a secret key file.
-pub fn public_key_file(secret: &Path) -> Result<String, OprfKeysError> {
+pub fn public_key_file(secret: &Path) -> Result<String, KeyFileError> {
     Ok(SecretKeys::load(secret)?.public_file())
 }

@@ -423,25 +423,16 @@ fn spawn_workers(
         },
         shutdown.clone(),
     ));
-    {
-        let refresh_core = core.clone();
-        let render: crate::metrics::Render = Arc::new(move || {
-            refresh_peer_gauges(&refresh_core, &refresh_core.metrics);
-            refresh_core.metrics.render()
-        });
-        let ready_core = core.clone();
-        let ready: Arc<dyn Fn() -> bool + Send + Sync> = Arc::new(move || {
-            !ready_core
-                .draining
-                .load(std::sync::atomic::Ordering::Relaxed)
-        });
-        workers.extend(server::spawn_metrics(
-            metrics_listener,
-            render,
-            ready,
-            shutdown,
-        ));
-    }
+    let (scraped, probed) = (core.clone(), core.clone());
+    workers.extend(server::spawn_metrics(
+        metrics_listener,
+        move || {
+            refresh_peer_gauges(&scraped, &scraped.metrics);
+            scraped.metrics.render()
+        },
+        move || !probed.draining.load(std::sync::atomic::Ordering::Relaxed),
+        shutdown,
+    ));
     workers
 }
 

@@ -5,40 +5,20 @@
 //! derives tokens under both versions, so alerts tokenized under the old key
 //! still match new ones until the old key expires.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use aws_lc_rs::hmac;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
+use super::keyfile::{self, KeyFile, KeyFileError, Window, format_time};
 use crate::ids::FederationName;
 
 /// Bytes of a generated key (HMAC-SHA256 block-size keys gain nothing past 64;
 /// 32 bytes give the full 256-bit security).
 pub const KEY_BYTES: usize = 32;
-
-#[derive(Debug, Error)]
-pub enum KeyRingError {
-    #[error("{path}: {reason}")]
-    File { path: PathBuf, reason: String },
-    #[error("{path}: key version {version}: {reason}")]
-    Key {
-        path: PathBuf,
-        version: u32,
-        reason: String,
-    },
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KeyRingFile {
-    federation: FederationName,
-    keys: Vec<KeyEntry>,
-}
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,18 +33,15 @@ struct KeyEntry {
     valid_until: Option<String>,
 }
 
+keyfile::entry!(KeyEntry);
+
 pub struct MatchingKey {
     pub version: u32,
     key: hmac::Key,
-    pub valid_from: OffsetDateTime,
-    pub valid_until: Option<OffsetDateTime>,
+    pub window: Window,
 }
 
 impl MatchingKey {
-    fn is_active(&self, at: OffsetDateTime) -> bool {
-        self.valid_from <= at && self.valid_until.is_none_or(|u| at < u)
-    }
-
     /// HMAC-SHA256 over length-prefixed parts, so no choice of parts can
     /// produce the same input as another.
     pub fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
@@ -84,70 +61,32 @@ pub struct KeyRing {
     keys: Vec<MatchingKey>,
 }
 
-pub(super) fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
-    OffsetDateTime::parse(s, &Rfc3339).map_err(|e| format!("`{s}` is not an RFC 3339 time: {e}"))
-}
-
-pub(super) fn format_time(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).expect("RFC 3339 formats every UTC time")
-}
-
 impl KeyRing {
     /// Loads a key ring, refusing a file that group or others can read.
-    pub fn load(path: &Path) -> Result<Self, KeyRingError> {
-        let file_err = |reason: String| KeyRingError::File {
-            path: path.to_owned(),
-            reason,
-        };
-        crate::secrets::check_owner_only(path, "key ring").map_err(file_err)?;
-        let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
-        let file: KeyRingFile = toml::from_str(&text).map_err(|e| file_err(e.to_string()))?;
-        Self::from_file(path, file)
-    }
-
-    fn from_file(path: &Path, file: KeyRingFile) -> Result<Self, KeyRingError> {
-        let mut keys: Vec<MatchingKey> = Vec::new();
-        for e in file.keys {
-            let key_err = |reason: String| KeyRingError::Key {
-                path: path.to_owned(),
-                version: e.version,
-                reason,
-            };
-            if keys.iter().any(|k| k.version == e.version) {
-                return Err(key_err("listed twice".into()));
-            }
+    pub fn load(path: &Path) -> Result<Self, KeyFileError> {
+        crate::secrets::check_owner_only(path, "key ring")
+            .map_err(|reason| KeyFileError::file(path, reason))?;
+        let file: KeyFile<KeyEntry> = keyfile::read(path)?;
+        let keys = keyfile::entries(path, &file.keys, "the key ring has no keys", |e| {
             let secret = B64
                 .decode(e.secret.trim())
-                .map_err(|_| key_err("secret is not base64".into()))?;
+                .map_err(|_| "secret is not base64".to_string())?;
             if secret.len() < KEY_BYTES {
-                return Err(key_err(format!(
+                return Err(format!(
                     "secret has {} bytes, at least {KEY_BYTES} needed",
                     secret.len()
-                )));
+                ));
             }
-            let valid_from = parse_time(&e.valid_from).map_err(key_err)?;
-            let valid_until = e
-                .valid_until
-                .as_deref()
-                .map(parse_time)
-                .transpose()
-                .map_err(key_err)?;
-            if valid_until.is_some_and(|u| u <= valid_from) {
-                return Err(key_err("valid_until is not after valid_from".into()));
-            }
-            keys.push(MatchingKey {
-                version: e.version,
-                key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
-                valid_from,
-                valid_until,
-            });
-        }
-        if keys.is_empty() {
-            return Err(KeyRingError::File {
-                path: path.to_owned(),
-                reason: "the key ring has no keys".into(),
-            });
-        }
+            Ok(hmac::Key::new(hmac::HMAC_SHA256, &secret))
+        })?;
+        let mut keys: Vec<MatchingKey> = keys
+            .into_iter()
+            .map(|(version, key, window)| MatchingKey {
+                version,
+                key,
+                window,
+            })
+            .collect();
         keys.sort_by_key(|k| k.version);
         Ok(Self {
             federation: file.federation,
@@ -157,7 +96,7 @@ impl KeyRing {
 
     /// Keys in use at `at` (usually one; two during a rotation's overlap).
     pub fn active(&self, at: OffsetDateTime) -> impl Iterator<Item = &MatchingKey> {
-        self.keys.iter().filter(move |k| k.is_active(at))
+        self.keys.iter().filter(move |k| k.window.contains(at))
     }
 
     pub fn key(&self, version: u32) -> Option<&MatchingKey> {
@@ -169,30 +108,6 @@ impl KeyRing {
     }
 }
 
-/// Writes `text` to `path` with mode 0600, atomically (temp file + rename),
-/// so a crash never leaves a half-written key ring.
-pub(super) fn write_private(path: &Path, text: &str, overwrite: bool) -> Result<(), KeyRingError> {
-    let file_err = |reason: String| KeyRingError::File {
-        path: path.to_owned(),
-        reason,
-    };
-    if !overwrite && path.exists() {
-        return Err(file_err("already exists; refusing to overwrite".into()));
-    }
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| file_err(e.to_string()))?;
-    // NamedTempFile is created 0600 on unix.
-    std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(|e| file_err(e.to_string()))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| file_err(e.to_string()))?;
-    tmp.persist(path).map_err(|e| file_err(e.to_string()))?;
-    Ok(())
-}
-
 fn random_secret() -> String {
     let mut secret = [0u8; KEY_BYTES];
     aws_lc_rs::rand::fill(&mut secret).expect("the system RNG is available");
@@ -202,8 +117,8 @@ fn random_secret() -> String {
 const HEADER: &str = "# CaseBridge matching key ring. SECRET: every node of the federation holds\n# this same file (mode 0600). Generated by `casebridge keys`.\n";
 
 /// Writes a new key ring with one key (version 1) valid from now.
-pub fn generate(path: &Path, federation: &FederationName) -> Result<(), KeyRingError> {
-    let file = KeyRingFile {
+pub fn generate(path: &Path, federation: &FederationName) -> Result<(), KeyFileError> {
+    let file = KeyFile {
         federation: federation.clone(),
         keys: vec![KeyEntry {
             version: 1,
@@ -212,54 +127,27 @@ pub fn generate(path: &Path, federation: &FederationName) -> Result<(), KeyRingE
             valid_until: None,
         }],
     };
-    let text = toml::to_string(&file).map_err(|e| KeyRingError::File {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
-    write_private(path, &format!("{HEADER}{text}"), false)
+    keyfile::write(path, HEADER, &file, false)
 }
 
 /// Adds a new key valid from now and ends every currently open-ended key
 /// `overlap` later: during the overlap nodes derive tokens under both.
 /// Returns the new version.
-pub fn rotate(path: &Path, overlap: time::Duration) -> Result<u32, KeyRingError> {
+pub fn rotate(path: &Path, overlap: time::Duration) -> Result<u32, KeyFileError> {
     KeyRing::load(path)?; // validates the current file and its permissions
-    let text = std::fs::read_to_string(path).map_err(|e| KeyRingError::File {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
-    let mut file: KeyRingFile = toml::from_str(&text).map_err(|e| KeyRingError::File {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
+    let mut file: KeyFile<KeyEntry> = keyfile::read(path)?;
     let now = OffsetDateTime::now_utc();
-    let version = file.keys.iter().map(|k| k.version).max().unwrap_or(0) + 1;
-    let until = format_time(now + overlap);
-    for k in &mut file.keys {
-        let ends_later = match &k.valid_until {
-            None => true,
-            Some(u) => parse_time(u).is_ok_and(|u| u > now + overlap),
-        };
-        if ends_later {
-            k.valid_until = Some(until.clone());
-        }
-    }
+    let version = keyfile::end_open_keys(&mut file.keys, now + overlap);
     file.keys.push(KeyEntry {
         version,
         secret: random_secret(),
         valid_from: format_time(now),
         valid_until: None,
     });
-    let text = toml::to_string(&file).map_err(|e| KeyRingError::File {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
-    write_private(path, &format!("{HEADER}{text}"), true)?;
+    keyfile::write(path, HEADER, &file, true)?;
     Ok(version)
 }
 
-/// A fresh key ring of federation `t.cb` in a temporary directory, for
-/// tests (the directory lives as long as the returned guard).
 #[cfg(test)]
 pub(crate) fn test_ring() -> (tempfile::TempDir, KeyRing) {
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -320,7 +208,7 @@ mod tests {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
         let short = "federation = \"demo.cb\"\n[[keys]]\nversion = 1\nsecret = \"c2hvcnQ=\"\nvalid_from = \"2026-01-01T00:00:00Z\"\n";
-        write_private(&path, short, true).unwrap();
+        keyfile::write_private(&path, short, true).unwrap();
         assert!(
             KeyRing::load(&path)
                 .err()

@@ -2,7 +2,8 @@
 //! leaves the node.
 //!
 //! - [`normalize`]: one canonical string per identifier, per type.
-//! - [`keyring`]: the federation's versioned matching keys.
+//! - [`keyring`]: the federation's versioned matching keys; [`keyfile`] the
+//!   format it shares with the OPRF key files ([`oprf_keys`]).
 //! - [`person`]: fuzzy person encodings (scheme 2) and their comparison;
 //!   [`clk`] the Bloom filters beneath them, and scheme 1.
 //! - [`Pseudonymizer`]: token = HMAC-SHA256(key vN, scheme ‖ type ‖ normalized
@@ -10,6 +11,7 @@
 //!   space such as phone numbers would let anyone enumerate.
 
 pub mod clk;
+pub mod keyfile;
 pub mod keyring;
 pub mod normalize;
 pub mod oprf;
@@ -22,7 +24,8 @@ use crate::proto::v1::{
     Identifier, PersonEncoding, PersonName, SharedSubject, Subject, Token, identifier::Kind,
 };
 use crate::violation::FieldViolation;
-pub use keyring::{KeyRing, KeyRingError};
+pub use keyfile::KeyFileError;
+pub use keyring::KeyRing;
 pub use normalize::{NormalizeError, Normalized};
 
 /// Domain separation for exact tokens; bump when normalization rules change

@@ -11,39 +11,20 @@
 //! accountable: a node verifies every answer against it, so it travels with
 //! the federation CA, never fetched from the key service itself.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
 use time::OffsetDateTime;
 
-use super::keyring::{format_time, parse_time, write_private};
+pub use super::keyfile::Window;
+use super::keyfile::{self, Entry, KeyFile, KeyFileError, format_time};
 use super::oprf::{FIRST_VERSION, PublicKey, ServerKey};
 use crate::ids::FederationName;
 
 /// Bytes of a generated seed (the RFC's DeriveKeyPair takes 32).
 pub const SEED_BYTES: usize = 32;
-
-#[derive(Debug, Error)]
-pub enum OprfKeysError {
-    #[error("{path}: {reason}")]
-    File { path: PathBuf, reason: String },
-    #[error("{path}: key version {version}: {reason}")]
-    Key {
-        path: PathBuf,
-        version: u32,
-        reason: String,
-    },
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SecretFile {
-    federation: FederationName,
-    keys: Vec<SecretEntry>,
-}
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,13 +39,6 @@ struct SecretEntry {
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PublicFile {
-    federation: FederationName,
-    keys: Vec<PublicEntry>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct PublicEntry {
     version: u32,
     /// Base64 of the 32-byte compressed ristretto255 public key.
@@ -72,31 +46,6 @@ struct PublicEntry {
     valid_from: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     valid_until: Option<String>,
-}
-
-/// A validity window, as in the key ring.
-#[derive(Debug, Clone, Copy)]
-pub struct Window {
-    pub valid_from: OffsetDateTime,
-    pub valid_until: Option<OffsetDateTime>,
-}
-
-impl Window {
-    pub fn contains(&self, at: OffsetDateTime) -> bool {
-        self.valid_from <= at && self.valid_until.is_none_or(|u| at < u)
-    }
-
-    fn parse(from: &str, until: Option<&str>) -> Result<Self, String> {
-        let valid_from = parse_time(from)?;
-        let valid_until = until.map(parse_time).transpose()?;
-        if valid_until.is_some_and(|u| u <= valid_from) {
-            return Err("valid_until is not after valid_from".into());
-        }
-        Ok(Self {
-            valid_from,
-            valid_until,
-        })
-    }
 }
 
 /// The key service's keys (secret).
@@ -120,98 +69,38 @@ pub struct PinnedKeys {
     keys: Vec<Pinned>,
 }
 
-fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, OprfKeysError> {
-    let file_err = |reason: String| OprfKeysError::File {
-        path: path.to_owned(),
-        reason,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
-    toml::from_str(&text).map_err(|e| file_err(e.to_string()))
-}
-
-fn check_versions(path: &Path, versions: &[u32]) -> Result<(), OprfKeysError> {
-    if versions.is_empty() {
-        return Err(OprfKeysError::File {
-            path: path.to_owned(),
-            reason: "the file has no keys".into(),
-        });
-    }
-    for (i, v) in versions.iter().enumerate() {
-        let key_err = |reason: String| OprfKeysError::Key {
-            path: path.to_owned(),
-            version: *v,
-            reason,
-        };
-        if *v < FIRST_VERSION {
-            return Err(key_err(format!(
+/// OPRF versions start at [`FIRST_VERSION`], apart from the key ring's.
+fn check_versions<E: Entry>(path: &Path, list: &[E]) -> Result<(), KeyFileError> {
+    match list.iter().find(|e| e.version() < FIRST_VERSION) {
+        Some(e) => Err(KeyFileError::key(
+            path,
+            e.version(),
+            format!(
                 "OPRF key versions start at {FIRST_VERSION} (lower numbers are key ring versions)"
-            )));
-        }
-        if versions[..i].contains(v) {
-            return Err(key_err("listed twice".into()));
-        }
-    }
-    Ok(())
-}
-
-/// A key file's entry: its version and validity window, whatever the key.
-trait Entry {
-    fn version(&self) -> u32;
-    fn window(&self) -> (&str, Option<&str>);
-}
-
-impl Entry for SecretEntry {
-    fn version(&self) -> u32 {
-        self.version
-    }
-    fn window(&self) -> (&str, Option<&str>) {
-        (&self.valid_from, self.valid_until.as_deref())
+            ),
+        )),
+        None => Ok(()),
     }
 }
 
-impl Entry for PublicEntry {
-    fn version(&self) -> u32 {
-        self.version
-    }
-    fn window(&self) -> (&str, Option<&str>) {
-        (&self.valid_from, self.valid_until.as_deref())
-    }
-}
+keyfile::entry!(SecretEntry, PublicEntry);
 
-/// Every entry of a key file with its version, its key as `parse` reads it
-/// and its window, in file order, after the versions are checked; a
-/// problem names the file and the version.
+/// Every entry of an OPRF key file (see [`keyfile::entries`]).
 fn entries<E: Entry, T>(
     path: &Path,
     list: &[E],
     parse: impl Fn(&E) -> Result<T, String>,
-) -> Result<Vec<(u32, T, Window)>, OprfKeysError> {
-    check_versions(path, &list.iter().map(Entry::version).collect::<Vec<_>>())?;
-    list.iter()
-        .map(|e| {
-            let key_err = |reason: String| OprfKeysError::Key {
-                path: path.to_owned(),
-                version: e.version(),
-                reason,
-            };
-            let key = parse(e).map_err(key_err)?;
-            let (from, until) = e.window();
-            let window = Window::parse(from, until).map_err(key_err)?;
-            Ok((e.version(), key, window))
-        })
-        .collect()
+) -> Result<Vec<(u32, T, Window)>, KeyFileError> {
+    check_versions(path, list)?;
+    keyfile::entries(path, list, "the file has no keys", parse)
 }
 
 impl SecretKeys {
     /// Loads the seeds, refusing a file group or others can read.
-    pub fn load(path: &Path) -> Result<Self, OprfKeysError> {
-        crate::secrets::check_owner_only(path, "OPRF key file").map_err(|reason| {
-            OprfKeysError::File {
-                path: path.to_owned(),
-                reason,
-            }
-        })?;
-        let file: SecretFile = read(path)?;
+    pub fn load(path: &Path) -> Result<Self, KeyFileError> {
+        crate::secrets::check_owner_only(path, "OPRF key file")
+            .map_err(|reason| KeyFileError::file(path, reason))?;
+        let file: KeyFile<SecretEntry> = keyfile::read(path)?;
         let federation = file.federation.clone();
         let mut keys: Vec<(ServerKey, Window)> = entries(path, &file.keys, |e: &SecretEntry| {
             let seed = B64
@@ -246,7 +135,7 @@ impl SecretKeys {
 
     /// The public file nodes pin (TOML text).
     pub fn public_file(&self) -> String {
-        let file = PublicFile {
+        let file = KeyFile {
             federation: self.federation.clone(),
             keys: self
                 .keys
@@ -267,8 +156,8 @@ impl SecretKeys {
 }
 
 impl PinnedKeys {
-    pub fn load(path: &Path) -> Result<Self, OprfKeysError> {
-        let file: PublicFile = read(path)?;
+    pub fn load(path: &Path) -> Result<Self, KeyFileError> {
+        let file: KeyFile<PublicEntry> = keyfile::read(path)?;
         let mut keys: Vec<Pinned> = entries(path, &file.keys, |e: &PublicEntry| {
             let bytes = B64
                 .decode(e.public_key.trim())
@@ -312,25 +201,13 @@ fn random_seed() -> String {
     B64.encode(seed)
 }
 
-fn write_secret(path: &Path, file: &SecretFile, overwrite: bool) -> Result<(), OprfKeysError> {
-    let text = toml::to_string(file).map_err(|e| OprfKeysError::File {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
-    write_private(path, &format!("{SECRET_HEADER}{text}"), overwrite).map_err(|e| {
-        OprfKeysError::File {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        }
-    })
-}
-
 /// Writes a new secret key file with one key ([`FIRST_VERSION`]) valid from
 /// now; never overwrites.
-pub fn generate(path: &Path, federation: &FederationName) -> Result<(), OprfKeysError> {
-    write_secret(
+pub fn generate(path: &Path, federation: &FederationName) -> Result<(), KeyFileError> {
+    keyfile::write(
         path,
-        &SecretFile {
+        SECRET_HEADER,
+        &KeyFile {
             federation: federation.clone(),
             keys: vec![SecretEntry {
                 version: FIRST_VERSION,
@@ -350,27 +227,17 @@ pub fn rotate(
     path: &Path,
     from: OffsetDateTime,
     overlap: time::Duration,
-) -> Result<u32, OprfKeysError> {
+) -> Result<u32, KeyFileError> {
     SecretKeys::load(path)?; // validates the current file and its permissions
-    let mut file: SecretFile = read(path)?;
-    let version = file.keys.iter().map(|k| k.version).max().unwrap_or(0) + 1;
-    let until = from + overlap;
-    for k in &mut file.keys {
-        let ends_later = match &k.valid_until {
-            None => true,
-            Some(u) => parse_time(u).is_ok_and(|u| u > until),
-        };
-        if ends_later {
-            k.valid_until = Some(format_time(until));
-        }
-    }
+    let mut file: KeyFile<SecretEntry> = keyfile::read(path)?;
+    let version = keyfile::end_open_keys(&mut file.keys, from + overlap);
     file.keys.push(SecretEntry {
         version,
         seed: random_seed(),
         valid_from: format_time(from),
         valid_until: None,
     });
-    write_secret(path, &file, true)?;
+    keyfile::write(path, SECRET_HEADER, &file, true)?;
     Ok(version)
 }
 

@@ -68,7 +68,7 @@ impl Store {
         on_commit: impl FnOnce(&LocalWrite) -> Vec<crate::audit::Event>,
     ) -> Result<LocalWrite, TxError<E>> {
         let key = id.to_string();
-        let (result, hits) = self.write(|w| {
+        self.write_matched(|w| {
             let result = Self::write_local_in(w, &key, request_key, build)?;
             let mut hits = Vec::new();
             if let LocalWrite::Written(record) = &result {
@@ -76,10 +76,8 @@ impl Store {
             }
             w.append(on_commit(&result))?;
             Ok::<_, TxError<E>>((result, hits))
-        })?;
-        self.commit.durable().await?;
-        self.publish(&hits);
-        Ok(result)
+        })
+        .await
     }
 
     /// The alert part of a local write, inside its transaction.

@@ -281,6 +281,23 @@ impl Store {
         Ok(())
     }
 
+    /// Runs `body` as one transaction that returns what it wrote and the
+    /// hits its matching made; waits until that is on disk, then tells the
+    /// hit watchers (never before: nobody hears of a hit a crash could
+    /// still undo).
+    pub(super) async fn write_matched<T, E>(
+        &self,
+        body: impl FnOnce(&mut Write<'_, '_>) -> Result<(T, Vec<Hit>), E>,
+    ) -> Result<T, E>
+    where
+        E: From<super::engine::EngineError> + From<StoreError>,
+    {
+        let (written, hits) = self.write(body)?;
+        self.commit.durable().await?;
+        self.publish(&hits);
+        Ok(written)
+    }
+
     pub(super) fn publish(&self, hits: &[Hit]) {
         if let Some(m) = self.metrics.get() {
             let found = crate::proto::v1::HitChange::Found as i32;

@@ -103,7 +103,7 @@ impl Store {
         on_commit: impl FnOnce(&ImportWrite) -> Vec<crate::audit::Event>,
     ) -> Result<ImportWrite, TxError<E>> {
         let key = import_key(source, source_id);
-        let (result, hits) = self.write(|w| {
+        self.write_matched(|w| {
             let mapped = match w.tx.get(w.t.imports, &key)? {
                 Some(value) => {
                     let (id, last) = split(&value);
@@ -142,10 +142,8 @@ impl Store {
             };
             w.append(on_commit(&result))?;
             Ok::<_, TxError<E>>((result, hits))
-        })?;
-        self.commit.durable().await?;
-        self.publish(&hits);
-        Ok(result)
+        })
+        .await
     }
 
     /// The records of `source` in source id order, strictly after `after`,

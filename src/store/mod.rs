@@ -448,24 +448,9 @@ impl Store {
         let db = Db::open(dir, &options)?;
         let t = Trees::open(&db)?;
         let head = audit::Head::load(&db, &t)?;
-        let last = db
-            .range::<&[u8]>(t.hits, ..)
-            .next_back()
-            .transpose()?
-            .map(|(k, _)| u64::from_be_bytes(k.as_slice().try_into().unwrap_or([0; 8])))
-            .unwrap_or(0);
-        let last_disclosure = db
-            .range::<&[u8]>(t.disclosure_log, ..)
-            .next_back()
-            .transpose()?
-            .map(|(k, _)| u64::from_be_bytes(k.as_slice().try_into().unwrap_or([0; 8])))
-            .unwrap_or(0);
-        let last_alert = db
-            .range::<&[u8]>(t.alert_log, ..)
-            .next_back()
-            .transpose()?
-            .map(|(k, _)| u64::from_be_bytes(k.as_slice().try_into().unwrap_or([0; 8])))
-            .unwrap_or(0);
+        let last = last_position(&db, t.hits)?;
+        let last_disclosure = last_position(&db, t.disclosure_log)?;
+        let last_alert = last_position(&db, t.alert_log)?;
         let store = Self {
             commit: GroupCommit::start(db.clone()),
             db,
@@ -581,7 +566,7 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let hits = self.write(|w| {
+        self.write_matched(|w| {
             let mut hits = Vec::new();
             for id in ids {
                 let key = id.to_string();
@@ -589,11 +574,9 @@ impl Store {
                     hits.extend(self.match_in(w, &index::decode_alert(key.as_bytes(), &bytes)?)?);
                 }
             }
-            Ok::<_, StoreError>(hits)
-        })?;
-        self.commit.durable().await?;
-        self.publish(&hits);
-        Ok(hits)
+            Ok::<_, StoreError>((hits.clone(), hits))
+        })
+        .await
     }
 
     /// The review band of fuzzy person matches (the default band in a
@@ -619,6 +602,17 @@ impl Store {
         self.commit.stop().await;
         Ok(())
     }
+}
+
+/// The last position of a log tree keyed by position (u64 BE), 0 when
+/// empty: where its watchers start.
+fn last_position(db: &Db, tree: Tree) -> Result<u64, StoreError> {
+    Ok(db
+        .range::<&[u8]>(tree, ..)
+        .next_back()
+        .transpose()?
+        .map(|(k, _)| u64::from_be_bytes(k.as_slice().try_into().unwrap_or([0; 8])))
+        .unwrap_or(0))
 }
 
 /// `fsync` of a directory, so the entries created in it survive a crash.
