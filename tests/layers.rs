@@ -916,7 +916,6 @@ const CYCLES_LEFT: &[(&str, &str)] = &[
     ("config.rs", "config/keyservice.rs"),
     ("policy/mod.rs", "policy/eval.rs"),
     ("policy/mod.rs", "policy/disclosure.rs"),
-    ("store/engine/mod.rs", "store/engine/fjall.rs"),
     ("store/mod.rs", "store/audit.rs"),
     ("store/mod.rs", "store/group_commit.rs"),
     ("store/mod.rs", "store/index.rs"),
