@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
 use super::Console;
-use super::view::PageError;
-use crate::config::{Role, Roles};
+use super::view::{PageError, Viewer};
+use crate::config::Role;
 use crate::identity::{ClientIdentity, ConnInfo, Identity};
 
 /// Scripts, frames, plugins and every other origin are forbidden; styles
@@ -110,24 +110,6 @@ impl CsrfKey {
         base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(token)
             .is_ok_and(|tag| hmac::verify(&self.0, client.spiffe_uri().as_bytes(), &tag).is_ok())
-    }
-}
-
-/// The person at the browser: the client certificate's identity, its
-/// connection (for the calls made on its behalf) and the roles the node
-/// gives it. Only for showing the controls it may use: each action is
-/// authorized again by the service it calls.
-#[derive(Clone)]
-pub struct Viewer {
-    pub conn: ConnInfo,
-    pub client: ClientIdentity,
-    pub roles: Roles,
-    pub csrf: String,
-}
-
-impl Viewer {
-    pub fn may(&self, role: Role) -> bool {
-        self.roles.contains(&role)
     }
 }
 

@@ -23,9 +23,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
 use crate::console::Console;
-use crate::console::guard::{Posted, Uploaded, Viewer};
+use crate::console::guard::{Posted, Uploaded};
 use crate::console::rpc::request;
-use crate::console::view::{Chrome, PageError, page};
+use crate::console::view::{Chrome, PageError, Viewer, page};
 use crate::proto::v1::alert_service_server::AlertService;
 use crate::proto::v1::{
     ImportAlertRequest, ImportAlertResponse, ImportOutcome, ImportedRecord, ListImportedRequest,
