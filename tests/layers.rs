@@ -920,9 +920,6 @@ const CYCLES_LEFT: &[(&str, &str)] = &[
     ("store/mod.rs", "store/index.rs"),
     ("store/mod.rs", "store/migrate.rs"),
     ("store/mod.rs", "store/outbox.rs"),
-    ("console/mod.rs", "console/guard.rs"),
-    ("console/mod.rs", "console/pages/import.rs"),
-    ("console/mod.rs", "console/pages/mod.rs"),
 ];
 
 /// No two files of `src/` depend on each other, directly or around a

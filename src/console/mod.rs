@@ -24,6 +24,7 @@
 
 mod chart;
 mod guard;
+mod imports;
 mod pages;
 mod rpc;
 mod server;
@@ -33,8 +34,12 @@ pub use server::{HEADER_READ_TIMEOUT, serve};
 
 use std::sync::Arc;
 
+use aws_lc_rs::hmac;
+use base64::Engine;
+
 use crate::api::{AdminApi, AlertApi, DisclosureApi};
 use crate::core::NodeCore;
+use crate::identity::ClientIdentity;
 
 /// What every console handler shares.
 #[derive(Clone)]
@@ -43,9 +48,9 @@ pub struct Console {
     alerts: Arc<AlertApi>,
     admin: Arc<AdminApi>,
     disclosure: Arc<DisclosureApi>,
-    csrf: Arc<guard::CsrfKey>,
+    csrf: Arc<CsrfKey>,
     /// Registers uploaded on the import page, and their runs.
-    imports: Arc<pages::Imports>,
+    imports: Arc<imports::Imports>,
 }
 
 impl Console {
@@ -54,16 +59,32 @@ impl Console {
             alerts: Arc::new(AlertApi(core.clone())),
             admin: Arc::new(AdminApi(core.clone())),
             disclosure: Arc::new(DisclosureApi(core.clone())),
-            csrf: Arc::new(guard::CsrfKey::generate()),
+            csrf: Arc::new(CsrfKey::generate()),
             imports: Arc::default(),
             core,
         }
     }
+}
 
-    /// Every route of the console, under the security headers.
-    pub fn router(self) -> axum::Router {
-        pages::routes()
-            .with_state(self)
-            .layer(axum::middleware::from_fn(guard::guard))
+/// The token a form must carry: a MAC of the certificate's identity under
+/// a key made at start (so a restart makes open forms stale, and a token is
+/// worth nothing to another certificate).
+pub struct CsrfKey(hmac::Key);
+
+impl CsrfKey {
+    pub fn generate() -> Self {
+        let bytes: [u8; 32] = rand::random();
+        Self(hmac::Key::new(hmac::HMAC_SHA256, &bytes))
+    }
+
+    pub fn token(&self, client: &ClientIdentity) -> String {
+        let tag = hmac::sign(&self.0, client.spiffe_uri().as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref())
+    }
+
+    fn verify(&self, client: &ClientIdentity, token: &str) -> bool {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .is_ok_and(|tag| hmac::verify(&self.0, client.spiffe_uri().as_bytes(), &tag).is_ok())
     }
 }

@@ -25,7 +25,7 @@ use axum::routing::get;
 
 use super::Console;
 
-pub use import::{Imports, clear_uploads};
+pub use import::clear_uploads;
 
 pub fn routes() -> Router<Console> {
     Router::new()
