@@ -166,7 +166,7 @@ pub fn as_of(mut case: DisclosureCase, now: SystemTime) -> DisclosureCase {
 }
 
 /// A rule's maximum as a selection (`DisclosureCase.release_limit`): the
-/// reverse of [`steps::selection`], so a form offers exactly what the rule allows.
+/// reverse of `steps::selection`, so a form offers exactly what the rule allows.
 pub(crate) fn limit_selection(max: &ReleaseFields) -> ReleaseSelection {
     let location = match max.location {
         LocationLevel::None => LocationDetail::None,
