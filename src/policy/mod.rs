@@ -14,6 +14,24 @@
 //! peers, evaluates alerts, and builds the view of an alert that a grant
 //! lets a peer see ([`shared_view_with`], the one builder of outbound
 //! alerts).
+//!
+//! - [`model`]: the file as written (TOML);
+//! - this file: parsing and validation against the configured peers, every
+//!   problem at its file, line and column with a hint ([`PolicyError`]);
+//! - `compiled`: the validated policy as values ([`Policy`], its [`Rule`]s
+//!   with their [`Grant`]s, [`DisclosureRule`]s with their [`Release`]s);
+//! - `eval`: the first applicable rule's decision ([`evaluate`],
+//!   [`evaluate_all`], [`evaluate_inbound`]) and [`level_needed`]: the
+//!   level at which an identifier type must be shared for a match found a
+//!   given way to be told (`fuzzy` for person encodings of birth-year
+//!   blocks, `fuzzy_wide` for name-sound ones);
+//! - `view`: [`shared_view_with`], which sends person encodings by their
+//!   block's kind;
+//! - [`cases`]: a policy's own test cases, run by `casebridge policy test`
+//!   and by `TestPolicy`;
+//! - [`disclosure`]: the `[[disclosure]]` rules: who may request which
+//!   alerts under which legal bases, and the most a release may hold
+//!   ([`evaluate_disclosure`], [`Release::excess`]).
 
 pub mod cases;
 mod compiled;
