@@ -5,8 +5,9 @@
 //! (point reads and ordered range scans over one consistent snapshot), write
 //! transactions that can read, write and range-scan, see their own writes,
 //! and commit atomically across trees, and a durable [`Db::sync`] that covers
-//! every transaction committed before it. The typed `Store` operations are
-//! built on these; nothing outside `store` learns which engine runs below.
+//! every transaction committed before it ([`Db`], [`Tree`], [`Snapshot`],
+//! [`Tx`]). The typed `Store` operations are built on these; nothing
+//! outside `store` learns which engine runs below.
 //!
 //! The contract a backend must keep (checked by the `conformance` suite,
 //! a test module here):
