@@ -5,6 +5,19 @@
 //! identifiers with the alert for the holder's officer), and answers the
 //! client API's reads. The request travels through the outbox like every
 //! peer message: exactly once, whichever node is down meanwhile.
+//!
+//! - this file: sending (the requester's identifiers go as tokens),
+//!   receiving (verified against our alert, refused automatically when the
+//!   policy says so), and list and get with what each role may see
+//!   ([`Views`]);
+//! - [`deadline`]: Directive 2023/977 answer times, custom bounds and
+//!   clarification pauses; pure;
+//! - [`steps`]: the holder's decision within the `[[disclosure]]` maximum
+//!   and the release it makes, the requester's answer, the holder's
+//!   withdrawal, applying what the other node sends of these, and the
+//!   purge of received releases past their retention deadline;
+//! - [`stats`]: counts by outcome and the median and 90th-percentile answer
+//!   times; pure.
 
 pub mod deadline;
 pub mod stats;
