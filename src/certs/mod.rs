@@ -4,6 +4,16 @@
 //! its own local client CA and a few client certificates. A real federation
 //! uses its own PKI instead (see `certs/README.md`); the node only relies on
 //! the certificate shapes made here: URI SAN SPIFFE ids, server+client EKU.
+//!
+//! - [`init_federation`]: the whole development federation (CAs,
+//!   certificates, configs);
+//! - `request`: [`request()`] and [`sign`], for a real federation whose CA
+//!   signs what its members ask for;
+//! - `crl`: the CRLs `certs init` writes empty and [`revoke`] adds to;
+//! - `bundle`: a client certificate with its key and CA as a PKCS#12 file
+//!   a browser imports, for the web console;
+//! - `keyservice`: the development key service's certificate, keys and
+//!   config, and every node's `[key_service]` section ([`node_section`]).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -2,11 +2,16 @@
 //! the library below returns typed errors.
 
 //!
-//! One file per command group: `alert` (alerts and hits), `node` (run,
-//! peers, status), `certs`, `pseudo` (keys and pseudo), `policy`, `audit`,
-//! `store`, `demo`; `exit` holds the exit codes and error rendering,
-//! `output` the human and JSON output, `session` what the groups share to
-//! reach a node (the connection, following a stream, the stop signal).
+//! One file per command group: `alert` (alerts, `alert watch`, `hits
+//! watch`), `transfer` (`alert import` with bounded concurrency, retries, a
+//! rejected-rows file and progress; `alert export`), `node` (run, with the
+//! policy and `[clients]` reloaded on SIGHUP; peers, status), `requests`
+//! (disclosure requests and releases), `certs`, `keyservice`, `pseudo`
+//! (keys and pseudo), `policy`, `audit`, `store` (backup, restore,
+//! migrate), `demo`; `exit` holds the exit codes (one `Exit` enum) and
+//! error rendering, `output` the human and JSON output, `session` what the
+//! groups share to reach a node (the connection, following a stream, the
+//! stop signal).
 
 mod alert;
 mod audit;

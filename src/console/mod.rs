@@ -21,6 +21,26 @@
 //! - **CSRF.** The client certificate is an ambient credential, so every
 //!   form carries a token bound to the certificate's identity and every POST
 //!   must come from the console's own origin.
+//!
+//! The parts:
+//! - `server`: the listener, on the node's TLS accept loop (a client
+//!   certificate required), serving hyper's HTTP/1.1 and HTTP/2 with a
+//!   10 s header-read timeout and HTTP/2 pings ([`HEADER_READ_TIMEOUT`]);
+//!   [`Console::router`] is every route, under the guard.
+//! - `guard`: the viewer from the certificate and the `[clients]` roles,
+//!   the security headers, the same-origin check (against `Host`, or
+//!   HTTP/2's `:authority`), the CSRF token bound to the certificate (made
+//!   with [`CsrfKey`], kept with the state here), and the submit role
+//!   checked before an upload is read.
+//! - `rpc`: the calls to the node's own gRPC services, in-process, with the
+//!   browser's identity and `Channel("console")`.
+//! - `pages`: one module a section, built on shared components; askama
+//!   templates in `templates/console/` (`fields.html`: the fields the forms
+//!   share) and one stylesheet compiled into the binary.
+//! - `imports`: the import jobs, in memory, each visible to its uploader
+//!   only.
+//! - `view`: who is looking, the page frame, the error page, labels;
+//!   `chart`: inline SVG bar charts.
 
 mod chart;
 mod guard;

@@ -7,8 +7,8 @@
 //!
 //! Uploads and their reports live in memory and a private temporary
 //! directory for as long as the node keeps the job (the last
-//! [`KEEP`](crate::console::imports::KEEP)), and only the certificate that uploaded a job may see it: a
-//! register is case data.
+//! [`KEEP`](crate::console::imports::KEEP)), and only the certificate that
+//! uploaded a job may see it: a register is case data.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
