@@ -911,6 +911,7 @@ fn released_subjects(alert: &crate::proto::v1::Alert, chosen: &ReleaseFields) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::disclosure::limit_selection;
     use proptest::prelude::*;
 
     fn location() -> impl Strategy<Value = LocationLevel> {
