@@ -499,13 +499,12 @@ fn split_uses(toks: &[Tok]) -> (Vec<UseLeaf>, Vec<Tok>) {
         if is_ident(body.last(), "pub") {
             body.pop();
             public = true;
-        } else if body.last() == Some(&Tok::Punct(')')) {
-            if let Some(open) = body.iter().rposition(|t| *t == Tok::Punct('('))
-                && is_ident(open.checked_sub(1).and_then(|p| body.get(p)), "pub")
-            {
-                body.truncate(open - 1);
-                public = true;
-            }
+        } else if body.last() == Some(&Tok::Punct(')'))
+            && let Some(open) = body.iter().rposition(|t| *t == Tok::Punct('('))
+            && is_ident(open.checked_sub(1).and_then(|p| body.get(p)), "pub")
+        {
+            body.truncate(open - 1);
+            public = true;
         }
         i = use_tree(toks, i + 1, Vec::new(), public, &mut leaves);
         while i < toks.len() && toks[i] != Tok::Punct(';') {
