@@ -12,6 +12,10 @@
 //! The meanings here are the one text for the CLI, the console and the
 //! policy's explanations: TLP 2.0, the handling codes, and the Admiralty
 //! grading (source reliability A–F, information accuracy 1–6).
+//!
+//! Which peers are law-enforcement agencies is configuration: each
+//! `[[peers]]` entry's `kind` ([`PeerKind`]), gathered per agency as
+//! [`PeerKinds`]. A peer without a kind is not taken for one.
 
 use serde::Deserialize;
 

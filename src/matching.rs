@@ -11,6 +11,15 @@
 //! redelivered. An equal token is `exact`; a score from the likely
 //! threshold up `likely`; below it `possible`, which waits for a person
 //! (see `store::hits`).
+//!
+//! - [`Band`]: the review band, `likely` and `possible` thresholds.
+//! - [`Comparable`]: a person encoding as comparisons and the fuzzy index
+//!   read it, either scheme.
+//! - [`FoundHits`]: one matching pass's hits merged by the rule: one per
+//!   pair and identifier type, exact beating fuzzy, the best score kept
+//!   with its evidence, candidates ranked.
+//! - [`MatchedBy`]: how a hit was found, which tells the notice gate
+//!   ([`NoticeGate`]) the level a match needs.
 
 use std::collections::BTreeSet;
 

@@ -8,6 +8,16 @@
 //! files and uploads are files only the owner can read (0600), whatever
 //! the process's umask — names, dates of birth and passport numbers must
 //! not be readable by every local user because a unit file forgot `UMask`.
+//!
+//! - [`check_owner_only`] refuses a key file group or others can read;
+//!   [`create_new`] writes a new file, 0600 when it is private.
+//! - [`private_dir`]: a directory of case data in use (the store, the
+//!   console's uploads): created 0700, made 0700 while it is still empty,
+//!   refused with the `chmod` that fixes it once it holds something and is
+//!   exposed. [`create_private_dir`] makes a new one (a backup, a migrated
+//!   store).
+//! - [`create_private`]: a file of case data (an export, a rejected-rows
+//!   file, an upload), 0600 even when it existed.
 
 use std::io::Write;
 use std::path::Path;

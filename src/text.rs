@@ -8,6 +8,12 @@
 //! still passes what it prints through [`escape`], because free text
 //! (notes, reasons) legitimately holds characters that must not reach a
 //! terminal raw. The JSON outputs and the console escape by their format.
+//!
+//! So no value starts a line of its own or drives a terminal: the CLI's
+//! audit query and its request, release and alert views print through
+//! [`escape`], log fields through [`Escaped`], and a value echoed in a
+//! message of ours (a refusal, an invalid id) through [`quote`], which
+//! also cuts it short.
 
 use std::borrow::Cow;
 use std::fmt;

@@ -6,7 +6,9 @@
 //! sent to the key service over mutual TLS, and the answer is verified
 //! against the public key pinned in `oprf-keys.toml` before it is
 //! unblinded (see [`crate::pseudo::oprf`]). Nothing here ever sends an
-//! identifier or a token: only blinded elements.
+//! identifier or a token: only blinded elements. The key service's
+//! replicas are tried in turn, the whole operation within one timeout
+//! (`key_service.timeout_ms`).
 //!
 //! Concurrent operations share calls: while [`CALLS_IN_FLIGHT`] `Evaluate`
 //! calls are in flight for a key version, the elements of every operation

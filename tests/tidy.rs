@@ -1,6 +1,7 @@
-//! The map of the code stays complete: every top-level module of `src/`
-//! is listed in `lib.rs`'s Layout section and has a row in
-//! ARCHITECTURE.md's code map, so a new module cannot land unexplained.
+//! The map of the code stays complete and short: every top-level module
+//! of `src/` is listed in `lib.rs`'s Layout section and has a row in
+//! ARCHITECTURE.md's code map, so a new module cannot land unexplained,
+//! and no row of that map grows into a paragraph.
 
 use std::path::Path;
 
@@ -10,6 +11,18 @@ fn modules() -> Vec<String> {
     lib.lines()
         .filter_map(|l| l.trim().strip_prefix("pub mod "))
         .map(|m| m.trim_end_matches(';').to_owned())
+        .collect()
+}
+
+/// The rows of ARCHITECTURE.md's code map table (its header row too).
+fn code_map_rows() -> Vec<String> {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/ARCHITECTURE.md")).unwrap();
+    text.lines()
+        .skip_while(|l| !l.starts_with("## Code map"))
+        .take_while(|l| !l.starts_with("## Invariants"))
+        .filter(|l| l.starts_with("| "))
+        .map(str::to_owned)
         .collect()
 }
 
@@ -23,13 +36,7 @@ fn every_module_is_in_the_layout_and_the_code_map() {
         .take_while(|l| l.starts_with("//!"))
         .collect::<Vec<_>>()
         .join("\n");
-    let map = std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap();
-    let map: Vec<&str> = map
-        .lines()
-        .skip_while(|l| !l.starts_with("## Code map"))
-        .take_while(|l| !l.starts_with("## Invariants"))
-        .filter(|l| l.starts_with("| "))
-        .collect();
+    let map = code_map_rows();
     let modules = modules();
     assert!(modules.len() > 20, "{modules:?}");
     let mut missing = Vec::new();
@@ -46,6 +53,47 @@ fn every_module_is_in_the_layout_and_the_code_map() {
         }
     }
     assert!(missing.is_empty(), "{missing:#?}");
+}
+
+/// The most words a row of the code map may have. A row says what a
+/// module is for and names its main parts in a line or two (35 words is
+/// the aim; this leaves slack, not room for a paragraph).
+const MAX_CODE_MAP_ROW_WORDS: usize = 45;
+
+/// The code map stays a map: no row grows into a paragraph. What a module
+/// holds in detail belongs in its own documentation (`//!` at the top of
+/// `src/<module>.rs` or `src/<module>/mod.rs`), beside the code it
+/// describes and checked by `cargo doc`.
+#[test]
+fn every_code_map_row_is_short() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rows = code_map_rows();
+    assert!(rows.len() > 20, "{rows:?}");
+    let long: Vec<String> = rows
+        .iter()
+        .filter_map(|row| {
+            let words = row.split('|').flat_map(str::split_whitespace).count();
+            (words > MAX_CODE_MAP_ROW_WORDS).then(|| {
+                let cell = row.split('|').nth(1).unwrap_or_default().trim();
+                let module = cell.split('`').nth(1).unwrap_or(cell);
+                let home = if root.join(format!("src/{module}/mod.rs")).exists() {
+                    format!("src/{module}/mod.rs")
+                } else {
+                    format!("src/{module}.rs")
+                };
+                format!(
+                    "{cell}: {words} words (at most {MAX_CODE_MAP_ROW_WORDS}); keep the \
+                     module's job and its main parts, and move the detail into the `//!` \
+                     documentation at the top of {home}"
+                )
+            })
+        })
+        .collect();
+    assert!(
+        long.is_empty(),
+        "ARCHITECTURE.md's code map rows that grew into paragraphs:\n{}",
+        long.join("\n")
+    );
 }
 
 /// The functions of `src/` that may be longer than 100 lines: tables of

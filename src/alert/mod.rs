@@ -2,6 +2,20 @@
 //! store transaction that also queues the change for each peer the sharing
 //! policy allows, with the view its rule grants (built in the one place that
 //! builds outbound envelopes, [`crate::policy::shared_view_with`]).
+//!
+//! - [`Ledger`]: submit, update, retract, read, list.
+//! - `import`: one record of a register by its source id, checked exactly
+//!   as a submit, then created, given a new version, or left unchanged; and
+//!   the `ListImported` page of a source's records.
+//! - `backfill`: `Reshare` and `RetractFromPeer`, after a policy change.
+//! - `rematch`: at start, when the matching settings recorded in the
+//!   store's `settings` tree differ from those in force (scheme, review
+//!   band, the ring's key versions valid now; with a key service, its
+//!   pinned versions and whether ring tokens are kept), own alerts are
+//!   encoded anew as new versions, or matched again; it waits out key
+//!   service outages and budget refusals.
+//! - `pending`: own alerts stored during a key service outage get their
+//!   tokens as a new version.
 
 mod backfill;
 mod changes;

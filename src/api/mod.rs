@@ -2,6 +2,13 @@
 //! authorize, translate, call the domain module, translate back, and close
 //! the entry with the outcome. Domain errors become `tonic::Status` only in
 //! [`status`].
+//!
+//! - [`call`]: [`call::Call`], the one audit entry of each RPC (over
+//!   [`crate::audit::CallEntry`]); a [`call::Channel`] request extension
+//!   names the console in it.
+//! - [`auth`]: authorization from the connection's identity.
+//! - [`undecoded`]: the audit layer around every service, which writes the
+//!   entry of a call whose request never reached its handler.
 
 mod admin;
 mod alerts;

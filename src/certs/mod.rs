@@ -4,6 +4,16 @@
 //! its own local client CA and a few client certificates. A real federation
 //! uses its own PKI instead (see `certs/README.md`); the node only relies on
 //! the certificate shapes made here: URI SAN SPIFFE ids, server+client EKU.
+//!
+//! - [`init_federation`]: the whole development federation (CAs,
+//!   certificates, configs);
+//! - `request`: [`request()`] and [`sign`], for a real federation whose CA
+//!   signs what its members ask for;
+//! - `crl`: the CRLs `certs init` writes empty and [`revoke`] adds to;
+//! - `bundle`: a client certificate with its key and CA as a PKCS#12 file
+//!   a browser imports, for the web console;
+//! - `keyservice`: the development key service's certificate, keys and
+//!   config, and every node's `[key_service]` section ([`node_section`]).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -13,43 +23,20 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
-use thiserror::Error;
 use time::{Duration, OffsetDateTime};
 
 use crate::config::Role;
 use crate::identity::{ClientIdentity, NodeIdentity};
 use crate::ids::{AgencyId, ClientName, FederationName};
 
-#[derive(Debug, Error)]
-pub enum CertsError {
-    #[error("certificate generation: {0}")]
-    Rcgen(#[from] rcgen::Error),
-    #[error("{path}: already exists; refusing to overwrite (choose another --out)")]
-    Exists { path: PathBuf },
-    // The I/O error is in the message only: as a source too, an error
-    // chain would print it twice.
-    #[error("{path}: {error}")]
-    Io {
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    #[error(transparent)]
-    KeyRing(#[from] crate::pseudo::KeyFileError),
-    #[error("no free loopback port: {0}")]
-    Ports(std::io::Error),
-    #[error("{path}: {reason}")]
-    Invalid { path: PathBuf, reason: String },
-    /// A signing request this CA will not sign, and why.
-    #[error("not signed: {0}")]
-    Refused(String),
-}
-
 mod bundle;
 mod crl;
+mod error;
 mod keyservice;
 mod request;
 pub use bundle::{BrowserBundle, pkcs12, rebundle, write_browser_bundles};
 pub use crl::{RevokeTarget, client_crl, federation_crl, revoke};
+pub use error::CertsError;
 pub use keyservice::{KeyServiceLayout, add_key_service, init_key_service, node_section};
 pub use request::{CertRole, default_days, request, sign};
 

@@ -7,7 +7,8 @@ use anyhow::{Context, anyhow};
 use clap::{Args, Subcommand};
 
 use super::exit::{Exit, Failure, failure};
-use super::{connect, output, pseudo};
+use super::session::connect;
+use super::{output, pseudo};
 use crate::client::NodeClient;
 use crate::proto::v1::{
     AlertDraft, Category, GetAlertRequest, ListAlertsRequest, RetractAlertRequest,
@@ -237,7 +238,7 @@ async fn watch_alerts(
     json: bool,
 ) -> Result<(), Failure> {
     use crate::proto::v1::{AlertChange, WatchAlertsRequest};
-    super::follow(
+    super::session::follow(
         config,
         after,
         backlog_only,
@@ -488,7 +489,7 @@ async fn watch_hits(
     json: bool,
 ) -> Result<(), Failure> {
     use crate::proto::v1::WatchHitsRequest;
-    super::follow(
+    super::session::follow(
         config,
         after,
         backlog_only,

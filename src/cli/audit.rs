@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow};
 use clap::{Args, Subcommand};
 
-use super::connect;
 use super::exit::{Exit, Failure, failure};
+use super::session::connect;
 use super::store::open_stopped;
 use crate::audit::export::{anchors_from_export, page_lines, verify_export};
 use crate::audit::signing::PublicKey;
@@ -101,7 +101,7 @@ fn usage(e: impl Into<anyhow::Error>) -> Failure {
     failure(Exit::Usage, e.into())
 }
 
-use super::time_flag as timestamp;
+use super::session::time_flag as timestamp;
 
 /// The node's audit public key (see [`PublicKey::of_signing_key`]).
 pub(super) fn node_public_key(config: &NodeConfig) -> Result<PublicKey, Failure> {

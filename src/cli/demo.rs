@@ -346,7 +346,7 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
     ok &= after_the_hit(&fed).await?;
     if !args.once {
         print_what_to_try(&fed);
-        super::node::shutdown_signal().await;
+        super::session::shutdown_signal().await;
     }
     for (_, node) in fed.nodes {
         node.shutdown().await?;

@@ -83,7 +83,7 @@ pub async fn run(command: KeyServiceCommand) -> Result<(), Failure> {
                 config.federation, running.addr
             );
             running
-                .run_until(super::node::shutdown_signal())
+                .run_until(super::session::shutdown_signal())
                 .await
                 .map_err(|e| failure(Exit::Failure, e))
         }

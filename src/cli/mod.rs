@@ -2,10 +2,16 @@
 //! the library below returns typed errors.
 
 //!
-//! One file per command group: `alert` (alerts and hits), `node` (run,
-//! peers, status), `certs`, `pseudo` (keys and pseudo), `policy`, `audit`,
-//! `store`, `demo`; `exit` holds the exit codes and error rendering,
-//! `output` the human and JSON output.
+//! One file per command group: `alert` (alerts, `alert watch`, `hits
+//! watch`), `transfer` (`alert import` with bounded concurrency, retries, a
+//! rejected-rows file and progress; `alert export`), `node` (run, with the
+//! policy and `[clients]` reloaded on SIGHUP; peers, status), `requests`
+//! (disclosure requests and releases), `certs`, `keyservice`, `pseudo`
+//! (keys and pseudo), `policy`, `audit`, `store` (backup, restore,
+//! migrate), `demo`; `exit` holds the exit codes (one `Exit` enum) and
+//! error rendering, `output` the human and JSON output, `session` what the
+//! groups share to reach a node (the connection, following a stream, the
+//! stop signal).
 
 mod alert;
 mod audit;
@@ -18,17 +24,17 @@ mod output;
 mod policy;
 mod pseudo;
 mod requests;
+mod session;
 mod store;
 mod transfer;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::anyhow;
 use clap::{Parser, Subcommand};
 
 use crate::client::NodeClient;
-use exit::{Exit, Failure, failure, render_error};
+use exit::{Failure, render_error};
 
 #[derive(Parser)]
 #[command(
@@ -219,7 +225,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
     let json = cli.json;
     if let Some(p) = &cli.purpose {
         let purpose = crate::client::Purpose::new(p)?;
-        let _ = PURPOSE.set(purpose);
+        let _ = session::PURPOSE.set(purpose);
     }
     let client_config = cli.client_config.as_deref();
     match cli.command {
@@ -250,89 +256,6 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             clap_mangen::Man::new(Cli::command()).render(&mut text)?;
             Ok(output::raw(&text)?)
         }
-    }
-}
-
-/// An RFC 3339 time given on the command line, for a request field.
-fn time_flag(flag: &str, s: &str) -> Result<pbjson_types::Timestamp, Failure> {
-    crate::time::parse_ms(s)
-        .map(crate::time::ms_timestamp)
-        .ok_or_else(|| {
-            failure(
-                Exit::Usage,
-                anyhow!("--{flag} `{s}` is not an RFC 3339 time, e.g. 2026-11-01T00:00:00Z"),
-            )
-        })
-}
-
-/// The `--purpose` every client call of this process states.
-static PURPOSE: std::sync::OnceLock<crate::client::Purpose> = std::sync::OnceLock::new();
-
-async fn connect(path: Option<&Path>) -> Result<NodeClient, Failure> {
-    let path = path.ok_or_else(|| {
-        failure(
-            Exit::Usage,
-            anyhow!("no client config: pass --client-config FILE or set CASEBRIDGE_CLIENT_CONFIG"),
-        )
-    })?;
-    let client = NodeClient::connect_file(path).await?;
-    Ok(match PURPOSE.get() {
-        Some(p) => client.purpose(p.clone()),
-        None => client,
-    })
-}
-
-/// Follows a resumable log stream (hits, request changes) until Ctrl-C,
-/// reconnecting after an interruption with backoff and resuming after the
-/// last entry printed; with `backlog_only`, prints what there is and stops
-/// (saying so on stderr when there is nothing after `after`).
-async fn follow<T, F, Fut>(
-    config: Option<&Path>,
-    mut after: u64,
-    backlog_only: bool,
-    nothing: &str,
-    open: F,
-    position: impl Fn(&T) -> u64,
-    print: impl Fn(&T),
-) -> Result<(), Failure>
-where
-    F: Fn(NodeClient, u64) -> Fut,
-    Fut: std::future::Future<Output = Result<tonic::Streaming<T>, tonic::Status>>,
-{
-    let mut delay = std::time::Duration::from_millis(500);
-    let start = after;
-    loop {
-        let mut stream = open(connect(config).await?, after).await?;
-        loop {
-            let next = tokio::select! {
-                _ = node::shutdown_signal() => return Ok(()),
-                next = stream.message() => next,
-            };
-            match next {
-                Ok(Some(entry)) => {
-                    after = position(&entry);
-                    print(&entry);
-                    delay = std::time::Duration::from_millis(500);
-                }
-                Ok(None) if backlog_only => {
-                    if after == start {
-                        eprintln!("{nothing} after entry {start}");
-                    }
-                    return Ok(());
-                }
-                Ok(None) => break,
-                Err(status) if status.code() == tonic::Code::Unavailable => {
-                    eprintln!(
-                        "connection lost ({}); resuming after {after}",
-                        status.message()
-                    );
-                    break;
-                }
-                Err(status) => return Err(status.into()),
-            }
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(std::time::Duration::from_secs(30));
     }
 }
 

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 
 use super::exit::{Exit, Failure, failure};
-use super::{connect, output};
+use super::output;
+use super::session::{connect, shutdown_signal};
 use crate::config::NodeConfig;
 use crate::proto::v1::{GetStatusRequest, ListPeersRequest};
 
@@ -185,26 +186,4 @@ async fn reload_on_sighup(core: std::sync::Arc<crate::core::NodeCore>, config_pa
             }
         }
     }
-}
-
-/// Resolves on SIGINT or SIGTERM (systemd and Kubernetes stop with SIGTERM).
-pub(super) async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-    tracing::info!("shutdown requested");
 }

@@ -11,7 +11,8 @@ use anyhow::anyhow;
 use clap::Subcommand;
 
 use super::exit::{Exit, Failure, failure, status_failure};
-use super::{connect, output};
+use super::output;
+use super::session::connect;
 use crate::config::NodeConfig;
 use crate::ids::{AgencyId, AlertId};
 use crate::policy::shared_view_with;
@@ -153,7 +154,9 @@ pub struct FilterArgs {
 impl FilterArgs {
     fn to_proto(&self) -> Result<AlertFilter, Failure> {
         let ts = |flag: &str, v: &Option<String>| {
-            v.as_deref().map(|s| super::time_flag(flag, s)).transpose()
+            v.as_deref()
+                .map(|s| super::session::time_flag(flag, s))
+                .transpose()
         };
         let category = match &self.category {
             Some(c) => enum_override("category", "CATEGORY_", c, |n| {

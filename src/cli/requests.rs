@@ -7,7 +7,8 @@ use anyhow::{Context, anyhow};
 use clap::{Subcommand, ValueEnum};
 
 use super::exit::{Exit, Failure, failure};
-use super::{connect, output, time_flag};
+use super::output;
+use super::session::{connect, time_flag};
 use crate::proto::v1::send_disclosure_request::About;
 use crate::proto::v1::{
     AnswerClarificationRequest, DecideRequest, DisclosureState, GetDisclosureRequestRequest,
@@ -534,7 +535,7 @@ async fn watch(
     backlog_only: bool,
     json: bool,
 ) -> Result<(), Failure> {
-    super::follow(
+    super::session::follow(
         config,
         after,
         backlog_only,

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow};
 use clap::Subcommand;
 
-use super::connect;
 use super::exit::{Exit, Failure, failure};
+use super::session::connect;
 use crate::audit::signing::PublicKey;
 use crate::audit::{Action, Checkpoint, Event, RawEntry};
 use crate::config::NodeConfig;

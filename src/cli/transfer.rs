@@ -1,5 +1,5 @@
-//! `casebridge alert import`, `alert export` and `alert watch`: an
-//! agency's register in, alerts out, and a feed of every change.
+//! `casebridge alert import` and `alert export`: an agency's register in,
+//! alerts out. (`alert watch`, the feed of every change, is in `alert`.)
 //!
 //! An import streams the file (see `tabular::read`), sends each row to the
 //! node's `ImportAlert` with a bounded number in flight, and can be run

@@ -1,112 +1,20 @@
-//! The key service's config file (`keyservice.toml`) and the `[key_service]`
-//! section of a node's config: where the OPRF key service is, and what it
-//! lets each node evaluate.
+//! The OPRF key service's config file (`keyservice.toml`): its listener and
+//! TLS files, its secret keys and store, and what it lets each node
+//! evaluate (budgets). A node's `[key_service]` section, where the key
+//! service is, is [`super::KeyServiceClientConfig`].
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    AuditConfig, Bounded, ConfigError, MetricsConfig, at, base_dir, beside_store, check_host_port,
-    parse, read_source, resolve,
+    AuditConfig, Bounded, ConfigError, MetricsConfig, at, base_dir, beside_store, parse,
+    read_source, resolve,
 };
 use crate::ids::{AgencyId, FederationName};
-
-/// A node's `[key_service]` section: exact tokens come from the key
-/// service's OPRF instead of the shared key ring (`docs/threat-model.md`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeyServiceClientConfig {
-    /// `host:port` of each replica of the key service, tried in this order
-    /// (the next one when a replica is down). All serve the same keys.
-    pub addresses: Vec<Spanned<String>>,
-    /// The agency id in the key service's certificate
-    /// (`spiffe://<federation>/agency/<identity>`); checked at every connection.
-    #[serde(default = "default_identity")]
-    pub identity: AgencyId,
-    /// The key service's public keys, pinned (`oprf-keys.toml`, distributed
-    /// with the federation CA). Every answer is verified against them.
-    pub public_keys: Spanned<PathBuf>,
-    /// Longest a submit, update or import waits for its tokens. Past it the
-    /// alert is stored and acknowledged with its tokens pending, derived
-    /// when the key service answers again; lookups and disclosure requests
-    /// fail with UNAVAILABLE instead.
-    #[serde(default = "default_timeout_ms")]
-    pub timeout_ms: Bounded<50, 120_000>,
-    /// Migration from the key ring: derive the key ring's HMAC tokens as
-    /// well, so alerts keep matching nodes that have not moved yet. Needs
-    /// `matching.key_ring`.
-    #[serde(default)]
-    pub also_key_ring_tokens: bool,
-}
-
-fn default_identity() -> AgencyId {
-    AgencyId::new("keyservice").expect("a valid agency id")
-}
-
-fn default_timeout_ms() -> Bounded<50, 120_000> {
-    Bounded::new(2_000)
-}
-
-impl KeyServiceClientConfig {
-    pub fn timeout(&self) -> Duration {
-        Duration::from_millis(self.timeout_ms.get() as u64)
-    }
-
-    pub(super) fn resolve(&mut self, base: &Path) {
-        resolve(base, self.public_keys.get_mut());
-    }
-
-    pub(super) fn validate(
-        &self,
-        file: &Path,
-        src: &str,
-        has_ring: bool,
-    ) -> Result<(), ConfigError> {
-        if self.addresses.is_empty() {
-            return Err(at(
-                file,
-                src,
-                super::key_offset(src, "addresses"),
-                "key_service.addresses: list at least one key service address",
-            ));
-        }
-        for a in &self.addresses {
-            if let Err(msg) = check_host_port(a.get_ref()) {
-                return Err(at(
-                    file,
-                    src,
-                    a.span().start,
-                    format!("key_service.addresses: {msg}"),
-                ));
-            }
-        }
-        if !self.public_keys.get_ref().is_file() {
-            return Err(at(
-                file,
-                src,
-                self.public_keys.span().start,
-                format!(
-                    "key_service.public_keys: file {} does not exist",
-                    self.public_keys.get_ref().display()
-                ),
-            ));
-        }
-        if self.also_key_ring_tokens && !has_ring {
-            return Err(at(
-                file,
-                src,
-                super::key_offset(src, "also_key_ring_tokens"),
-                "key_service.also_key_ring_tokens needs matching.key_ring",
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// `keyservice.toml`: the key service's own config.
 #[derive(Debug, Clone, Deserialize)]

@@ -2,17 +2,15 @@
 //! may do ([`Viewer`]), the security headers on every response, the
 //! same-origin rule and the CSRF token on every POST ([`Posted`]).
 
-use aws_lc_rs::hmac;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{HeaderMap, HeaderValue, Method, header, request::Parts};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 
 use super::Console;
-use super::view::PageError;
-use crate::config::{Role, Roles};
-use crate::identity::{ClientIdentity, ConnInfo, Identity};
+use super::view::{PageError, Viewer};
+use crate::config::Role;
+use crate::identity::{ConnInfo, Identity};
 
 /// Scripts, frames, plugins and every other origin are forbidden; styles
 /// and images come from the node only; forms post only to the node.
@@ -88,47 +86,6 @@ fn cross_origin(headers: &HeaderMap, uri: &axum::http::Uri) -> Option<String> {
         return Some("this form was sent from another origin; use the console's own pages".into());
     }
     None
-}
-
-/// The token a form must carry: a MAC of the certificate's identity under
-/// a key made at start (so a restart makes open forms stale, and a token is
-/// worth nothing to another certificate).
-pub struct CsrfKey(hmac::Key);
-
-impl CsrfKey {
-    pub fn generate() -> Self {
-        let bytes: [u8; 32] = rand::random();
-        Self(hmac::Key::new(hmac::HMAC_SHA256, &bytes))
-    }
-
-    pub fn token(&self, client: &ClientIdentity) -> String {
-        let tag = hmac::sign(&self.0, client.spiffe_uri().as_bytes());
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref())
-    }
-
-    fn verify(&self, client: &ClientIdentity, token: &str) -> bool {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(token)
-            .is_ok_and(|tag| hmac::verify(&self.0, client.spiffe_uri().as_bytes(), &tag).is_ok())
-    }
-}
-
-/// The person at the browser: the client certificate's identity, its
-/// connection (for the calls made on its behalf) and the roles the node
-/// gives it. Only for showing the controls it may use: each action is
-/// authorized again by the service it calls.
-#[derive(Clone)]
-pub struct Viewer {
-    pub conn: ConnInfo,
-    pub client: ClientIdentity,
-    pub roles: Roles,
-    pub csrf: String,
-}
-
-impl Viewer {
-    pub fn may(&self, role: Role) -> bool {
-        self.roles.contains(&role)
-    }
 }
 
 impl FromRequestParts<Console> for Viewer {

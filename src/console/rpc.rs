@@ -6,7 +6,7 @@
 use tonic::metadata::MetadataValue;
 use tonic_types::StatusExt;
 
-use super::guard::Viewer;
+use super::view::Viewer;
 use crate::api::call::Channel;
 use crate::audit::PURPOSE_BIN_HEADER;
 use crate::violation::FieldViolation;

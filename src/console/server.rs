@@ -23,6 +23,15 @@ use crate::identity::{OnRefused, serve_tls};
 /// HTTP/2 ping interval and answer time.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+impl Console {
+    /// Every route of the console, under the security headers.
+    pub fn router(self) -> axum::Router {
+        super::pages::routes()
+            .with_state(self)
+            .layer(axum::middleware::from_fn(super::guard::guard))
+    }
+}
+
 /// Serves the console on `listener` until the node shuts down.
 pub fn serve(
     core: Arc<NodeCore>,

@@ -1,14 +1,33 @@
-//! What every page shares: the frame around it ([`Chrome`]), the error page
-//! ([`PageError`]), and plain-language renderings of the wire's enums and
-//! timestamps.
+//! What every page shares: who is looking at it ([`Viewer`], read from the
+//! request by [`super::guard`]), the frame around it ([`Chrome`]), the
+//! error page ([`PageError`]), and plain-language renderings of the wire's
+//! enums and timestamps.
 
 use askama::Template;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use tonic::{Code, Status};
 
-use super::guard::Viewer;
-use crate::config::Role;
+use crate::config::{Role, Roles};
+use crate::identity::{ClientIdentity, ConnInfo};
+
+/// The person at the browser: the client certificate's identity, its
+/// connection (for the calls made on its behalf) and the roles the node
+/// gives it. Only for showing the controls it may use: each action is
+/// authorized again by the service it calls.
+#[derive(Clone)]
+pub struct Viewer {
+    pub conn: ConnInfo,
+    pub client: ClientIdentity,
+    pub roles: Roles,
+    pub csrf: String,
+}
+
+impl Viewer {
+    pub fn may(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
 
 /// The frame of every page: whose console this is, who is signed in with
 /// which roles, which section is open, and the form token.

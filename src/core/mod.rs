@@ -3,6 +3,11 @@
 //! lookups, inbound and outbound delivery, access rules and metrics. The
 //! channels (`api`) take a `NodeCore` and call its domain operations;
 //! `node` builds one and serves it.
+//!
+//! `admin` holds what an administrator does, whatever the channel: status,
+//! reloading `[clients]`, peer state, the policy (set, explain, diff, test,
+//! its version history), audit query and verify, activity per day, and
+//! backups; its operations fail with [`AdminError`].
 
 mod admin;
 

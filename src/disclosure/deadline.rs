@@ -2,11 +2,13 @@
 //! requests about directly accessible information, 3 days for other urgent
 //! requests, 7 days otherwise; a custom deadline only within bounds. Pure
 //! functions of the request's times, so both nodes compute the same due
-//! time from the same message.
+//! time from the same message; and whether a request still waits for its
+//! answer ([`is_open`]), past its due time ([`is_overdue`]).
 
 use std::time::{Duration, SystemTime};
 
-use crate::proto::v1::Urgency;
+use crate::proto::v1::{DisclosureCase, DisclosureState, Urgency};
+use crate::time::system_time_lossy;
 
 const HOUR: u64 = 3600;
 const DAY: u64 = 24 * HOUR;
@@ -107,6 +109,23 @@ pub fn human(d: Duration) -> String {
     } else {
         format!("{s} s")
     }
+}
+
+/// Whether a request still waits for a final decision.
+pub fn is_open(case: &DisclosureCase) -> bool {
+    matches!(
+        DisclosureState::try_from(case.state),
+        Ok(DisclosureState::Open | DisclosureState::Clarification)
+    )
+}
+
+/// Whether `case` still waits for a final decision past its due time.
+pub fn is_overdue(case: &DisclosureCase, now: SystemTime) -> bool {
+    is_open(case)
+        && case
+            .due_at
+            .as_ref()
+            .is_some_and(|d| system_time_lossy(d) < now)
 }
 
 #[cfg(test)]

@@ -5,10 +5,25 @@
 //! identifiers with the alert for the holder's officer), and answers the
 //! client API's reads. The request travels through the outbox like every
 //! peer message: exactly once, whichever node is down meanwhile.
+//!
+//! - this file: sending (the requester's identifiers go as tokens),
+//!   receiving (verified against our alert, refused automatically when the
+//!   policy says so), and list and get with what each role may see
+//!   ([`Views`]);
+//! - [`deadline`]: Directive 2023/977 answer times, custom bounds and
+//!   clarification pauses; pure;
+//! - [`steps`]: the holder's decision within the `[[disclosure]]` maximum
+//!   and the release it makes, the requester's answer, the holder's
+//!   withdrawal, applying what the other node sends of these, and the
+//!   purge of received releases past their retention deadline;
+//! - [`stats`]: counts by outcome and the median and 90th-percentile answer
+//!   times; pure.
 
 pub mod deadline;
 pub mod stats;
 pub mod steps;
+
+pub use deadline::{is_open, is_overdue};
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -20,13 +35,16 @@ use time::OffsetDateTime;
 use crate::audit::{Action, CallEntry, Event};
 use crate::identity::ClientIdentity;
 use crate::ids::{AgencyId, AlertId, ReleaseId, RequestId};
+use crate::policy::Release as ReleaseFields;
+use crate::policy::model::{LocationLevel, TimeLevel};
 use crate::proto::short_name;
 use crate::proto::v1::envelope::Payload;
 use crate::proto::v1::send_disclosure_request::About;
 use crate::proto::v1::{
     DisclosureCase, DisclosureEvent, DisclosureRequest, DisclosureState, HitVerdict,
     IdentifierType, LegalBasis, ListDisclosureRequestsRequest, ListDisclosureRequestsResponse,
-    SendDisclosureRequest, SharedSubject, SubjectRole, Urgency, VerificationResult,
+    LocationDetail, ReleaseSelection, SendDisclosureRequest, SharedSubject, SubjectRole,
+    TimeDetail, Urgency, VerificationResult,
 };
 use crate::pseudo::Pseudonymizer;
 use crate::store::{OutboxItem, Store, StoreError};
@@ -169,27 +187,34 @@ fn event(step: &str, by: &str, note: impl Into<String>) -> DisclosureEvent {
     }
 }
 
-/// Whether a request still waits for a final decision.
-pub fn is_open(case: &DisclosureCase) -> bool {
-    matches!(
-        DisclosureState::try_from(case.state),
-        Ok(DisclosureState::Open | DisclosureState::Clarification)
-    )
-}
-
-/// Whether `case` still waits for a final decision past its due time.
-pub fn is_overdue(case: &DisclosureCase, now: SystemTime) -> bool {
-    is_open(case)
-        && case
-            .due_at
-            .as_ref()
-            .is_some_and(|d| system_time_lossy(d) < now)
-}
-
 /// `case` with `overdue` as of `now`.
 pub fn as_of(mut case: DisclosureCase, now: SystemTime) -> DisclosureCase {
     case.overdue = is_overdue(&case, now);
     case
+}
+
+/// A rule's maximum as a selection (`DisclosureCase.release_limit`): the
+/// reverse of `steps::selection`, so a form offers exactly what the rule allows.
+pub(crate) fn limit_selection(max: &ReleaseFields) -> ReleaseSelection {
+    let location = match max.location {
+        LocationLevel::None => LocationDetail::None,
+        LocationLevel::Country => LocationDetail::Country,
+        LocationLevel::Region => LocationDetail::Region,
+        LocationLevel::City => LocationDetail::City,
+    };
+    let time = match max.time {
+        TimeLevel::None => TimeDetail::None,
+        TimeLevel::Year => TimeDetail::Year,
+        TimeLevel::Month => TimeDetail::Month,
+        TimeLevel::Day => TimeDetail::Day,
+    };
+    ReleaseSelection {
+        location: location as i32,
+        time: time as i32,
+        narrative: max.narrative,
+        indicators: max.indicators,
+        identifiers: max.identifiers.iter().copied().collect(),
+    }
 }
 
 impl Disclosures {
@@ -533,7 +558,7 @@ impl Disclosures {
             crate::policy::DisclosureVerdict::Allowed { rule, max } => {
                 case.rule = rule;
                 case.release_maximum = max.describe();
-                case.release_limit = Some(steps::limit_selection(&max));
+                case.release_limit = Some(limit_selection(&max));
             }
             crate::policy::DisclosureVerdict::Refused {
                 ground,

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use super::{is_open, is_overdue};
+use super::deadline::{is_open, is_overdue};
 use crate::proto::v1::{DisclosureCase, DisclosureState, RequestStatsResponse, RequestStatsRow};
 use crate::time::system_time_lossy;
 

@@ -95,30 +95,6 @@ fn selection(s: &ReleaseSelection) -> Result<ReleaseFields, Vec<FieldViolation>>
     }
 }
 
-/// A rule's maximum as a selection (`DisclosureCase.release_limit`): the
-/// reverse of [`selection`], so a form offers exactly what the rule allows.
-pub(crate) fn limit_selection(max: &ReleaseFields) -> ReleaseSelection {
-    let location = match max.location {
-        LocationLevel::None => LocationDetail::None,
-        LocationLevel::Country => LocationDetail::Country,
-        LocationLevel::Region => LocationDetail::Region,
-        LocationLevel::City => LocationDetail::City,
-    };
-    let time = match max.time {
-        TimeLevel::None => TimeDetail::None,
-        TimeLevel::Year => TimeDetail::Year,
-        TimeLevel::Month => TimeDetail::Month,
-        TimeLevel::Day => TimeDetail::Day,
-    };
-    ReleaseSelection {
-        location: location as i32,
-        time: time as i32,
-        narrative: max.narrative,
-        indicators: max.indicators,
-        identifiers: max.identifiers.iter().copied().collect(),
-    }
-}
-
 fn outcome_word(state: DisclosureState) -> &'static str {
     match state {
         DisclosureState::Approved => "approved",
@@ -971,6 +947,7 @@ fn released_subjects(alert: &crate::proto::v1::Alert, chosen: &ReleaseFields) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::disclosure::limit_selection;
     use proptest::prelude::*;
 
     fn location() -> impl Strategy<Value = LocationLevel> {

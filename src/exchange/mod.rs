@@ -4,7 +4,15 @@
 //!   [`crate::policy::shared_view_with`] alone; this module turns those views
 //!   into outbox entries ([`share_item`], [`tombstone_item`]).
 //! - [`outbound`]: one delivery worker per peer drains that peer's durable outbox.
-//! - [`inbound`]: checks and applies what peers deliver.
+//! - [`inbound`]: checks and applies what peers deliver;
+//!   [`Creations`](inbound::Creations) bounds, per peer and minute, the
+//!   requests, notices and reviews a peer may make this node record (over
+//!   the rate the stream ends RESOURCE_EXHAUSTED, and the sender keeps the
+//!   rest unacknowledged).
+//! - [`syntax`]: every id a peer names, checked against its syntax and its
+//!   origin on arrival.
+//! - [`bound_retention`]: a received alert's deadline, the sender's capped
+//!   at ours, or our default when it names none.
 //!
 //! Received alerts are never forwarded: alert versions enter the outbox
 //! only from [`crate::alert::Ledger`] (the agency's own alerts, and

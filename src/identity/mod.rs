@@ -4,6 +4,19 @@
 //! TLS handshake completes, and travels as a typed [`Identity`] afterwards
 //! (as the connection's `ConnectInfo` on the server side). Nothing else —
 //! no message field, no hostname — identifies a peer or a client.
+//!
+//! - `tls`: the rustls server and client configs (TLS 1.3 only, aws-lc-rs,
+//!   CRLs), the accept loop of every listener ([`serve_tls`], each
+//!   connection ending at its age limit), and outgoing channels that check
+//!   the server's identity ([`connect_channel`]);
+//! - `pem`: PEM loading with errors that name the file, and [`TlsError`];
+//! - `reload`: CRLs re-read while the node runs ([`TlsReloader`]);
+//! - [`handshakes`]: the pending TLS handshakes of a listener, bounded per
+//!   source (16 per IPv4 address or IPv6 /64) and in total (256) by making
+//!   the oldest give way to a new connection, with a shorter timeout under
+//!   pressure and a rate-limited log;
+//! - [`access`]: who may call (client roles, configured peers, rate
+//!   limits), decided from an [`Identity`].
 
 pub mod access;
 pub mod handshakes;
@@ -11,12 +24,12 @@ mod pem;
 mod reload;
 mod tls;
 
-pub use pem::{load_certs, load_crls, load_private_key};
+pub use pem::{TlsError, load_certs, load_crls, load_private_key};
 pub use reload::{TlsConfigs, TlsFiles, TlsReloader};
 pub use tls::{
-    AuthenticatedConn, CertificateRefusal, ConnInfo, OnRefused, TlsError, TlsIdentity,
-    certificate_refusal, client_tls_config, connect_channel, error_chain, install_crypto_provider,
-    serve_tls, server_tls_config,
+    AuthenticatedConn, CertificateRefusal, ConnInfo, OnRefused, TlsIdentity, certificate_refusal,
+    client_tls_config, connect_channel, error_chain, install_crypto_provider, serve_tls,
+    server_tls_config,
 };
 
 use std::fmt;

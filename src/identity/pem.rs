@@ -1,11 +1,34 @@
-//! PEM loading with errors that name the file.
+//! PEM loading with errors that name the file, and [`TlsError`], the error
+//! of everything in `identity` that loads or uses TLS material.
 
 use std::path::Path;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use thiserror::Error;
 
-use super::TlsError;
+#[derive(Debug, Error)]
+pub enum TlsError {
+    #[error("{path}: {reason}")]
+    File {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    // Not a `#[source]`: the message carries it, and an error chain would
+    // print it twice.
+    #[error("TLS configuration: {0}")]
+    Rustls(rustls::Error),
+    #[error("client certificate verifier: {0}")]
+    Verifier(String),
+    #[error("cannot connect to {address}: {reason}")]
+    Connect { address: String, reason: String },
+}
+
+impl From<rustls::Error> for TlsError {
+    fn from(e: rustls::Error) -> Self {
+        Self::Rustls(e)
+    }
+}
 
 /// Every PEM object of one kind in `path`; a file holding none is an error
 /// naming `what` it should hold.

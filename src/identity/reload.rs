@@ -13,8 +13,8 @@ use rustls::{ClientConfig, ServerConfig};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::pem::load_crls;
-use super::tls::{TlsError, TlsIdentity, client_tls_config, server_tls_config};
+use super::pem::{TlsError, load_crls};
+use super::tls::{TlsIdentity, client_tls_config, server_tls_config};
 
 /// Where the trust material lives.
 #[derive(Debug, Clone)]

@@ -28,30 +28,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
 use super::handshakes::{Eviction, Handshakes, QuietLog, Slot};
-use super::{Identity, NodeIdentity, load_certs, load_private_key};
-
-#[derive(Debug, Error)]
-pub enum TlsError {
-    #[error("{path}: {reason}")]
-    File {
-        path: std::path::PathBuf,
-        reason: String,
-    },
-    // Not a `#[source]`: the message carries it, and an error chain would
-    // print it twice.
-    #[error("TLS configuration: {0}")]
-    Rustls(rustls::Error),
-    #[error("client certificate verifier: {0}")]
-    Verifier(String),
-    #[error("cannot connect to {address}: {reason}")]
-    Connect { address: String, reason: String },
-}
-
-impl From<rustls::Error> for TlsError {
-    fn from(e: rustls::Error) -> Self {
-        Self::Rustls(e)
-    }
-}
+use super::pem::{TlsError, load_certs, load_private_key};
+use super::{Identity, NodeIdentity};
 
 const H2: &[u8] = b"h2";
 

@@ -15,6 +15,16 @@
 //! (see `docs/threat-model.md` for what that means for the bound).
 //!
 //! - [`budget`]: per-minute bucket and per-day count, per node.
+//!
+//! It listens on mutual TLS trusting the federation CA and serves
+//! `Evaluate` (one batched DLEQ proof per call) and `GetPublicKeys`; day
+//! counts are restored from its log at start. Its own store holds only
+//! that audit log: each admitted `Evaluate` leaves one
+//! `keyservice.evaluate` entry (counts, never values), checkpoints are
+//! signed as a node signs its own, and calls that spend no budget
+//! (refusals, key lists) leave at most [`REFUSAL_ENTRIES_PER_MINUTE`]
+//! entries per caller, outcome and minute, the next one saying how many
+//! were left out. Its Prometheus series are per node.
 
 pub mod budget;
 

@@ -1,10 +1,9 @@
 //! Evaluating a policy for one alert and one peer.
 
-use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use super::model::{Effect, IdLevel, LocationLevel, TimeLevel};
-use super::{Conditions, Policy, Rule};
+use super::model::{Effect, IdLevel};
+use super::{Conditions, Grant, Policy, Rule};
 use crate::ids::AgencyId;
 use crate::proto::v1::{IdentifierType, StoredAlert, Tlp};
 
@@ -22,87 +21,6 @@ pub fn level_needed(kind: i32, by: crate::matching::MatchedBy) -> IdLevel {
         }
         MatchedBy::Encoding(_) if kind == IdentifierType::Person as i32 => IdLevel::Fuzzy,
         _ => IdLevel::Exact,
-    }
-}
-
-/// What a share rule lets leave the node: a level per field. Anything not
-/// listed is not sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Grant {
-    pub location: LocationLevel,
-    pub time: TimeLevel,
-    pub narrative: bool,
-    pub indicators: bool,
-    /// Identifier type (wire value) → level; absent = none.
-    pub identifiers: BTreeMap<i32, IdLevel>,
-}
-
-impl Grant {
-    pub fn nothing() -> Self {
-        Self {
-            location: LocationLevel::None,
-            time: TimeLevel::None,
-            narrative: false,
-            indicators: false,
-            identifiers: BTreeMap::new(),
-        }
-    }
-
-    /// Every field at full detail (the behaviour before sharing policies).
-    pub fn everything() -> Self {
-        Self {
-            location: LocationLevel::City,
-            time: TimeLevel::Day,
-            narrative: true,
-            indicators: true,
-            identifiers: (1..=9)
-                .map(|t| {
-                    (
-                        t,
-                        if t == IdentifierType::Person as i32 {
-                            IdLevel::Fuzzy
-                        } else {
-                            IdLevel::Exact
-                        },
-                    )
-                })
-                .collect(),
-        }
-    }
-
-    /// The levels granted, for the audit log: `location=city time=day
-    /// narrative indicators phone=exact person=fuzzy` (fields at `none` are
-    /// left out).
-    pub fn describe(&self) -> String {
-        let mut parts = Vec::new();
-        if self.location != LocationLevel::None {
-            parts.push(format!("location={}", self.location.as_str()));
-        }
-        if self.time != TimeLevel::None {
-            parts.push(format!("time={}", self.time.as_str()));
-        }
-        if self.narrative {
-            parts.push("narrative".into());
-        }
-        if self.indicators {
-            parts.push("indicators".into());
-        }
-        for (&t, level) in &self.identifiers {
-            if *level == IdLevel::None {
-                continue;
-            }
-            let name = crate::proto::identifier_type_name(t);
-            parts.push(format!("{name}={}", level.as_str()));
-        }
-        if parts.is_empty() {
-            "ids only".into()
-        } else {
-            parts.join(" ")
-        }
-    }
-
-    pub fn identifier(&self, t: i32) -> IdLevel {
-        self.identifiers.get(&t).copied().unwrap_or(IdLevel::None)
     }
 }
 

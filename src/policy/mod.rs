@@ -14,8 +14,27 @@
 //! peers, evaluates alerts, and builds the view of an alert that a grant
 //! lets a peer see ([`shared_view_with`], the one builder of outbound
 //! alerts).
+//!
+//! - [`model`]: the file as written (TOML);
+//! - this file: parsing and validation against the configured peers, every
+//!   problem at its file, line and column with a hint ([`PolicyError`]);
+//! - `compiled`: the validated policy as values ([`Policy`], its [`Rule`]s
+//!   with their [`Grant`]s, [`DisclosureRule`]s with their [`Release`]s);
+//! - `eval`: the first applicable rule's decision ([`evaluate`],
+//!   [`evaluate_all`], [`evaluate_inbound`]) and [`level_needed`]: the
+//!   level at which an identifier type must be shared for a match found a
+//!   given way to be told (`fuzzy` for person encodings of birth-year
+//!   blocks, `fuzzy_wide` for name-sound ones);
+//! - `view`: [`shared_view_with`], which sends person encodings by their
+//!   block's kind;
+//! - [`cases`]: a policy's own test cases, run by `casebridge policy test`
+//!   and by `TestPolicy`;
+//! - [`disclosure`]: the `[[disclosure]]` rules: who may request which
+//!   alerts under which legal bases, and the most a release may hold
+//!   ([`evaluate_disclosure`], [`Release::excess`]).
 
 pub mod cases;
+mod compiled;
 pub mod disclosure;
 mod eval;
 pub mod model;
@@ -26,16 +45,18 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use disclosure::{DisclosureRule, DisclosureVerdict, Release, evaluate_disclosure};
-pub use eval::{
-    Decision, Grant, InboundDecision, evaluate, evaluate_all, evaluate_inbound, level_needed,
+pub use compiled::{Conditions, DisclosureRule, Grant, InboundRule, Policy, Release, Rule};
+pub use disclosure::{DisclosureVerdict, evaluate_disclosure};
+pub use eval::{Decision, InboundDecision, evaluate, evaluate_all, evaluate_inbound, level_needed};
+use model::{
+    Effect, IdLevel, IdType, LegalBasisName, LocationLevel, PolicyFile, RuleFile, TimeLevel,
+    TlpName,
 };
-use model::{Effect, IdLevel, IdType, PolicyFile, RuleFile, TlpName};
 pub use view::{released_content, shared_view_with, tombstone_view};
 
 use crate::ids::AgencyId;
 use crate::proto::v1::{
-    Category, Confidence, HandlingCode, IdentifierType, Indicator, Severity, Tlp,
+    Category, Confidence, HandlingCode, IdentifierType, Indicator, LegalBasis, Severity, Tlp,
 };
 
 /// One problem in a policy file, with where it is and how to fix it.
@@ -62,140 +83,6 @@ impl fmt::Display for PolicyError {
             write!(f, "\n  hint: {h}")?;
         }
         Ok(())
-    }
-}
-
-/// Conditions compiled to wire enum values.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Conditions {
-    pub categories: Option<BTreeSet<i32>>,
-    pub min_severity: Option<i32>,
-    pub min_confidence: Option<i32>,
-    pub tlp: Option<BTreeSet<i32>>,
-    pub handling: Option<BTreeSet<i32>>,
-    pub indicators_any: Option<BTreeSet<i32>>,
-    pub indicators_all: BTreeSet<i32>,
-    pub identifier_types: Option<BTreeSet<i32>>,
-    pub max_age: Option<Duration>,
-}
-
-impl Conditions {
-    fn is_unconditional(&self) -> bool {
-        *self == Conditions::default()
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Rule {
-    pub name: String,
-    pub line: usize,
-    pub effect: Effect,
-    /// Peers the rule names itself.
-    pub named: BTreeSet<AgencyId>,
-    /// Peers the rule reaches through its groups.
-    pub via_group: BTreeSet<AgencyId>,
-    pub when: Conditions,
-    pub grant: Grant,
-}
-
-impl Rule {
-    fn all_peers(&self) -> BTreeSet<AgencyId> {
-        self.named.union(&self.via_group).cloned().collect()
-    }
-}
-
-/// One inbound rule: what this node does with deliveries from some peers.
-#[derive(Debug, Clone)]
-pub struct InboundRule {
-    pub name: String,
-    pub line: usize,
-    pub refuse: bool,
-    /// The peers it applies to; `None` = every peer.
-    pub from: Option<BTreeSet<AgencyId>>,
-    pub when: Conditions,
-}
-
-/// A validated policy. Only a policy that validates exists as a value.
-#[derive(Debug, Clone)]
-pub struct Policy {
-    /// Outbound: what this node shares (first applicable rule decides, default deny).
-    pub rules: Vec<Rule>,
-    /// The peers' kinds, for the promises of handling codes that no rule
-    /// can override (`crate::handling::withheld`); set by whoever knows
-    /// the node's configuration ([`Policy::with_peer_kinds`]). Empty: no
-    /// peer is taken for a law-enforcement agency.
-    pub kinds: crate::handling::PeerKinds,
-    /// Inbound: what this node accepts (first applicable rule decides, default accept).
-    pub inbound: Vec<InboundRule>,
-    /// Disclosure: who may request what, and the most that may be released
-    /// (first applicable rule decides, default deny).
-    pub disclosure: Vec<DisclosureRule>,
-}
-
-impl Policy {
-    /// What a node without a policy applies: no rule, so nothing is
-    /// shared or released (default deny). Valid by construction.
-    pub fn deny_all() -> Self {
-        Self {
-            rules: Vec::new(),
-            kinds: Default::default(),
-            inbound: Vec::new(),
-            disclosure: Vec::new(),
-        }
-    }
-
-    /// This policy for a node whose peers are of `kinds`.
-    pub fn with_peer_kinds(mut self, kinds: crate::handling::PeerKinds) -> Self {
-        self.kinds = kinds;
-        self
-    }
-
-    /// Rules that would share an H1 alert with a peer that is not a
-    /// law-enforcement agency (the node withholds it whatever the rule
-    /// says, so the rule does not do what it reads as): one line each,
-    /// `line N: …`, for `policy validate`, `node check` and the log. A
-    /// peer an earlier rule denies H1 alerts (or everything) is left out.
-    pub fn handling_warnings(&self) -> Vec<(usize, String)> {
-        let h1 = crate::proto::v1::HandlingCode::H1 as i32;
-        let reaches_h1 = |c: &Conditions| c.handling.as_ref().is_none_or(|h| h.contains(&h1));
-        let mut out = Vec::new();
-        for (i, rule) in self.rules.iter().enumerate() {
-            if rule.effect != Effect::Share || !reaches_h1(&rule.when) {
-                continue;
-            }
-            for peer in rule.all_peers() {
-                let kind = self.kinds.get(&peer).copied();
-                if kind == Some(crate::handling::PeerKind::LawEnforcement) {
-                    continue;
-                }
-                let denied_before = self.rules[..i].iter().any(|r| {
-                    r.effect == Effect::Deny
-                        && r.all_peers().contains(&peer)
-                        && (r.when.is_unconditional()
-                            || (r.when.handling.as_ref().is_some_and(|h| h.contains(&h1))
-                                && Conditions {
-                                    handling: None,
-                                    ..r.when.clone()
-                                }
-                                .is_unconditional()))
-                });
-                if denied_before {
-                    continue;
-                }
-                let what = kind.map_or("has no `kind` in node.toml", |k| k.phrase());
-                out.push((
-                    rule.line,
-                    format!(
-                        "rule `{}` would share H1 alerts with `{peer}` ({what}); H1 is for \
-                         law-enforcement recipients only, so the node withholds them. Add \
-                         `handling_codes = [\"h0\", \"h2\", \"h3\"]` to its conditions, or a deny \
-                         rule for `handling_codes = [\"h1\"]` above it",
-                        rule.name
-                    ),
-                ));
-            }
-        }
-        out
     }
 }
 
@@ -364,7 +251,7 @@ fn parse_with(
         rules.push(rule);
     }
     let inbound = compile_inbound(&mut cx, &parsed, &groups, check_peer);
-    let disclosure = disclosure::compile(&mut cx, &parsed, &groups, check_peer);
+    let disclosure = compile_disclosure(&mut cx, &parsed, &groups, check_peer);
     if cx.errors.is_empty() {
         Ok(Policy {
             rules,
@@ -704,6 +591,98 @@ fn compile_share(cx: &mut Ctx<'_>, r: &RuleFile, name: &str) -> Grant {
         indicators: s.indicators == Some(model::TextLevel::Full),
         identifiers,
     }
+}
+
+/// Compiles the `[[disclosure]]` rules, reporting unknown peers and groups,
+/// rules that never apply, empty legal bases and shadowed rules.
+fn compile_disclosure(
+    cx: &mut Ctx<'_>,
+    parsed: &model::PolicyFile,
+    groups: &std::collections::BTreeMap<String, BTreeSet<AgencyId>>,
+    check_peer: impl Fn(&mut Ctx<'_>, &toml::Spanned<String>) -> Option<AgencyId>,
+) -> Vec<DisclosureRule> {
+    let mut out: Vec<DisclosureRule> = Vec::new();
+    for spanned in &parsed.disclosure {
+        let r = spanned.get_ref();
+        let name = r.name.get_ref().clone();
+        let at = spanned.span().start;
+        if out.iter().any(|o| o.name == name) {
+            cx.err(
+                r.name.span().start,
+                format!("disclosure rule name `{name}` is used twice"),
+                None,
+            );
+        }
+        let named: BTreeSet<AgencyId> = r.peers.iter().filter_map(|p| check_peer(cx, p)).collect();
+        let via_group = resolve_groups(cx, groups, &r.groups);
+        if r.peers.is_empty() && r.groups.is_empty() {
+            cx.err(
+                at,
+                format!("disclosure rule `{name}` names no peer and no group, so it never applies"),
+                Some("add peers = [...] or groups = [...]".into()),
+            );
+        }
+        if r.legal_bases.get_ref().is_empty() {
+            cx.err(
+                r.legal_bases.span().start,
+                format!("disclosure rule `{name}` accepts no legal basis, so it refuses every request"),
+                Some("list them, e.g. legal_bases = [\"directive_2023_977\", \"victim_referral_consent\"]".into()),
+            );
+        }
+        let when = compile_when(cx, &r.when, true, &name);
+        let release = r.release.get_ref();
+        let max = Release {
+            location: release.location.unwrap_or(LocationLevel::None),
+            time: release.time.unwrap_or(TimeLevel::None),
+            narrative: release.narrative == Some(model::TextLevel::Full),
+            indicators: release.indicators == Some(model::TextLevel::Full),
+            identifiers: release
+                .identifiers
+                .iter()
+                .map(|t| id_type(*t.get_ref()) as i32)
+                .collect(),
+        };
+        let rule = DisclosureRule {
+            line: cx.src[..at.min(cx.src.len())].matches('\n').count() + 1,
+            name,
+            named,
+            via_group,
+            legal_bases: r.legal_bases.get_ref().iter().map(|b| basis(*b)).collect(),
+            when,
+            max,
+        };
+        let peers = |r: &DisclosureRule| {
+            r.named
+                .union(&r.via_group)
+                .cloned()
+                .collect::<BTreeSet<_>>()
+        };
+        if let Some(earlier) = out.iter().find(|e| {
+            (e.when == Conditions::default() || e.when == rule.when)
+                && peers(e).is_superset(&peers(&rule))
+        }) {
+            cx.err(
+                r.name.span().start,
+                format!(
+                    "disclosure rule `{}` is never reached: rule `{}` (line {}) applies first to all its peers",
+                    rule.name, earlier.name, earlier.line
+                ),
+                Some(format!("move `{}` above `{}`, or narrow `{}`", rule.name, earlier.name, earlier.name)),
+            );
+        }
+        out.push(rule);
+    }
+    out
+}
+
+fn basis(b: LegalBasisName) -> i32 {
+    (match b {
+        LegalBasisName::Directive2023977 => LegalBasis::Directive2023977,
+        LegalBasisName::PrumIi => LegalBasis::PrumIi,
+        LegalBasisName::MutualLegalAssistance => LegalBasis::MutualLegalAssistance,
+        LegalBasisName::VictimReferralConsent => LegalBasis::VictimReferralConsent,
+        LegalBasisName::NationalLaw => LegalBasis::NationalLaw,
+    }) as i32
 }
 
 #[cfg(test)]

@@ -2,10 +2,25 @@
 //! leaves the node.
 //!
 //! - [`normalize`]: one canonical string per identifier, per type.
-//! - [`keyring`]: the federation's versioned matching keys; [`keyfile`] the
-//!   format it shares with the OPRF key files ([`oprf_keys`]).
-//! - [`person`]: fuzzy person encodings (scheme 2) and their comparison;
-//!   [`clk`] the Bloom filters beneath them, and scheme 1.
+//! - [`keyring`]: the federation's versioned matching keys, whose validity
+//!   windows overlap during a rotation; [`keyfile`]: the format (versions,
+//!   windows, 0600 atomic writes) it shares with the OPRF key files.
+//! - [`person`]: fuzzy person encodings (scheme 2), one per block (the year
+//!   of birth, and the sound of each name word): a name Bloom filter after
+//!   folding transliteration variants, keyed tags of the date of birth and
+//!   its misreadings; their date agreement levels, score weights, and the
+//!   packed form comparisons read.
+//! - [`clk`]: the keyed Bloom filters beneath them and their Dice
+//!   similarity (popcount chosen at run time), the name-sound keys, and
+//!   scheme 1 (kept to compare what older stores and peers hold, and as the
+//!   linkage bench's baseline).
+//! - [`oprf`]: exact tokens through the key service, RFC 9497 VOPRF
+//!   (ristretto255-SHA512, the `voprf` crate): inputs framed with their
+//!   type inside, blinding, length-checked parsing, the proof check, the
+//!   token derived from an output, the key service's batch evaluation, and
+//!   the RFC's test vectors.
+//! - [`oprf_keys`]: the key service's secret seeds and the public keys
+//!   nodes pin; versions start at 1001, with validity windows.
 //! - [`Pseudonymizer`]: token = HMAC-SHA256(key vN, scheme ‖ type ‖ normalized
 //!   value), under every key active now; never an unkeyed hash, which a small
 //!   space such as phone numbers would let anyone enumerate.

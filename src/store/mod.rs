@@ -66,6 +66,26 @@
 //! - `backup`: online copies from a snapshot;
 //! - `migrate`: converting a store written by sled (before fjall);
 //! - `group_commit`: one sync for many concurrent writers.
+//!
+//! More on some of these (each file's own documentation says the rest):
+//! - `alert_log`: an alert's one entry moves in the transaction of every
+//!   local write, receipt and purge; a store from before the log gets its
+//!   entries when it is opened.
+//! - `imports`: [`Store::write_import_then`] writes the mapping in the
+//!   alert's own transaction; the record's alert is created, given a new
+//!   version, or left unchanged ([`ImportWrite`]).
+//! - `outbox`: when an envelope is done with (acknowledged, or dropped
+//!   unsent), one transaction removes it, records in `shares` what the peer
+//!   got, and appends the audit entry ([`Store::outbox_done`]).
+//! - `disclosures`: [`Store::step_request`] runs one step of a request
+//!   (a decision, an answer, a withdrawal) as one transaction.
+//! - `activity`: the per-day counts of the console's charts, each advanced
+//!   in the transaction of the event it counts.
+//! - `audit`: [`Store::audit_page`] and [`Store::audit_verify`] read the
+//!   chain back.
+//!
+//! [`Store::write`] runs one operation as one transaction, holding the
+//! audit chain's head for all of it.
 
 mod activity;
 mod alert_log;

@@ -4,18 +4,26 @@
 //! the console's import page).
 //!
 //! - `mapping`: the TOML mapping (column → field, value maps, defaults,
-//!   date formats, several subjects a row) and the built-in ones (`htcds`
-//!   for the HTCDS v2.0 templates, `export` for this crate's own exports);
+//!   date formats, several subjects a row), checked whole with every
+//!   mistake at its line and column, and the built-in ones (`htcds` for
+//!   the HTCDS v2.0 templates, `export` for this crate's own exports);
 //! - `convert`: one row → one draft, every problem at its column, and the
 //!   way back from a field path the node names to the column it came from;
-//! - `bounds`: what a file may expand to (cells, columns, string table,
-//!   unpacked size), checked before calamine allocates for it;
-//! - `read`: the files, streamed: a reader thread turns rows into drafts
-//!   while the caller sends them, with at most a bounded number in between;
-//! - `export`: alerts → rows (CSV, XLSX) or JSON Lines;
-//! - `job`: one import run (rows to the node's `ImportAlert`, bounded in
-//!   flight, retried while the node is unavailable, `retract_missing`),
-//!   whoever drives it: the CLI over gRPC, the console in-process.
+//! - `bounds`: what a workbook may expand to (unpacked bytes counted, XML
+//!   tokens, the string table, cell columns, an ODS sheet's span), checked
+//!   before calamine allocates for it; XLS and XLSB are refused;
+//! - `read`: the files, streamed (CSV, XLSX's cell stream, ODS ranges, JSON
+//!   Lines): a reader thread turns rows into drafts while the caller sends
+//!   them, at most 64 rows in between, each row bounded in cells and bytes;
+//! - `export`: alerts → rows (CSV, XLSX) with HTCDS column names where
+//!   HTCDS has the field, or JSON Lines;
+//! - `job`: one import run, whoever drives it (the CLI over gRPC, the
+//!   console in-process): rows to a `Sink` (the node's `ImportAlert`),
+//!   bounded in flight, retried while the node is unavailable or throttles,
+//!   duplicates in a file refused, `retract_missing`; a row the importer
+//!   rejected still has the rest of its draft checked by the node, so every
+//!   problem of a row comes at once; progress and rejections go to an
+//!   `Observer`.
 //!
 //! Nothing here names a node: `job` calls whatever `Sink` it is given.
 

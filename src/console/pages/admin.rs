@@ -12,9 +12,9 @@ use axum::routing::{get, post};
 
 use super::form::{Choice, FormState, choices};
 use crate::console::Console;
-use crate::console::guard::{Posted, Viewer};
+use crate::console::guard::Posted;
 use crate::console::rpc::{request, violations};
-use crate::console::view::{Chrome, PageError, page};
+use crate::console::view::{Chrome, PageError, Viewer, page};
 use crate::proto::v1::admin_service_server::AdminService;
 use crate::proto::v1::{
     AlertFilter, BackfillResponse, BackupStoreRequest, BackupStoreResponse, Category,

@@ -13,9 +13,9 @@ use super::common::{SubjectView, content_facts, date_bound, subject_view};
 use super::form::{Choice, FormState, choices, explained_choices};
 use super::people;
 use crate::console::Console;
-use crate::console::guard::{Posted, Viewer};
+use crate::console::guard::Posted;
 use crate::console::rpc::{request, violations};
-use crate::console::view::{Chrome, PageError, day, label, page, when};
+use crate::console::view::{Chrome, PageError, Viewer, day, label, page, when};
 use crate::handling;
 use crate::proto::v1::alert_service_server::AlertService;
 use crate::proto::v1::{

@@ -8,9 +8,8 @@ use futures_util::StreamExt;
 
 use super::form::FormState;
 use crate::console::Console;
-use crate::console::guard::Viewer;
 use crate::console::rpc::request;
-use crate::console::view::{PageError, day, label, when};
+use crate::console::view::{PageError, Viewer, day, label, when};
 use crate::handling;
 use crate::proto::v1::alert_service_server::AlertService;
 use crate::proto::v1::identifier::Kind;

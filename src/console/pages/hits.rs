@@ -14,9 +14,9 @@ use super::common::{held_here, log_after, strength};
 use super::form::{Choice, FormState, choices};
 use super::request_form::{self, RequestChoices};
 use crate::console::Console;
-use crate::console::guard::{Posted, Viewer};
+use crate::console::guard::Posted;
 use crate::console::rpc::{request, violations};
-use crate::console::view::{Chrome, PageError, label, page, when};
+use crate::console::view::{Chrome, PageError, Viewer, label, page, when};
 use crate::proto::v1::alert_service_server::AlertService;
 use crate::proto::v1::send_disclosure_request::About;
 use crate::proto::v1::{

@@ -7,12 +7,10 @@
 //!
 //! Uploads and their reports live in memory and a private temporary
 //! directory for as long as the node keeps the job (the last
-//! [`KEEP`]), and only the certificate that uploaded a job may see it: a
-//! register is case data.
+//! [`KEEP`](crate::console::imports::KEEP)), and only the certificate that
+//! uploaded a job may see it: a register is case data.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use askama::Template;
@@ -23,9 +21,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
 use crate::console::Console;
-use crate::console::guard::{Posted, Uploaded, Viewer};
+use crate::console::guard::{Posted, Uploaded};
+use crate::console::imports::{Job, JobState, REPORTED, RowReport};
 use crate::console::rpc::request;
-use crate::console::view::{Chrome, PageError, page};
+use crate::console::view::{Chrome, PageError, Viewer, page};
 use crate::proto::v1::alert_service_server::AlertService;
 use crate::proto::v1::{
     ImportAlertRequest, ImportAlertResponse, ImportOutcome, ImportedRecord, ListImportedRequest,
@@ -34,10 +33,6 @@ use crate::proto::v1::{
 use crate::tabular::job::{self, Summary};
 use crate::tabular::{self, CellProblem, Loaded, cell_name};
 
-/// Jobs kept, newest first; older finished ones are dropped with their files.
-const KEEP: usize = 20;
-/// Rows a report lists one by one (the counts cover them all).
-const REPORTED: usize = 1000;
 /// Rows in flight, as the CLI's default.
 const CONCURRENCY: usize = 32;
 
@@ -70,102 +65,6 @@ pub fn routes() -> Router<Console> {
         .route("/import/{id}", get(show))
         .route("/import/{id}/run", post(run_checked))
         .route("/import/{id}/rejected.csv", get(rejected_csv))
-}
-
-/// One row in a report.
-pub struct RowReport {
-    pub row: u32,
-    pub case_id: String,
-    pub outcome: String,
-    pub alert: String,
-    pub problems: Vec<String>,
-}
-
-/// How a job stands.
-#[derive(Default)]
-pub struct JobState {
-    pub running: bool,
-    pub position: u64,
-    pub summary: Summary,
-    pub rows: Vec<RowReport>,
-    /// Rows beyond [`REPORTED`], counted only.
-    pub more: u64,
-    /// The rejected rows as CSV: the file's header, the row, the reasons.
-    pub rejected: Vec<u8>,
-    pub error: Option<String>,
-}
-
-/// An uploaded register and what was done with it.
-pub struct Job {
-    id: u64,
-    /// The certificate that uploaded it (its SPIFFE id).
-    owner: String,
-    file_name: String,
-    mapping_name: String,
-    source: String,
-    dry_run: bool,
-    retract_missing: bool,
-    /// The upload, in a private directory removed with the job.
-    dir: Arc<tempfile::TempDir>,
-    path: PathBuf,
-    loaded: Arc<Loaded>,
-    total: Mutex<Option<u64>>,
-    sheet: Mutex<Option<String>>,
-    state: Mutex<JobState>,
-}
-
-impl Job {
-    fn state(&self) -> std::sync::MutexGuard<'_, JobState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// The node's import jobs (for its console).
-#[derive(Default)]
-pub struct Imports {
-    next: AtomicU64,
-    jobs: Mutex<BTreeMap<u64, Arc<Job>>>,
-}
-
-impl Imports {
-    fn add(&self, job: Job) -> Arc<Job> {
-        let job = Arc::new(job);
-        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        jobs.insert(job.id, job.clone());
-        while jobs.len() > KEEP {
-            let oldest_done = jobs
-                .iter()
-                .find(|(_, j)| !j.state().running)
-                .map(|(id, _)| *id);
-            match oldest_done {
-                Some(id) => jobs.remove(&id),
-                None => break,
-            };
-        }
-        job
-    }
-
-    /// A job of `viewer`'s (another certificate's job does not exist for them).
-    fn get(&self, id: u64, viewer: &Viewer) -> Result<Arc<Job>, PageError> {
-        self.jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .filter(|j| j.owner == viewer.client.spiffe_uri())
-            .cloned()
-            .ok_or_else(|| PageError::NotFound(format!("there is no import {id} of yours")))
-    }
-
-    fn of(&self, viewer: &Viewer) -> Vec<Arc<Job>> {
-        self.jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .rev()
-            .filter(|j| j.owner == viewer.client.spiffe_uri())
-            .cloned()
-            .collect()
-    }
 }
 
 /// The node, as the viewer, in-process.

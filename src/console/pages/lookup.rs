@@ -12,9 +12,9 @@ use axum::routing::get;
 use super::form::{Choice, FormState, choices};
 use super::people;
 use crate::console::Console;
-use crate::console::guard::{Posted, Viewer};
+use crate::console::guard::Posted;
 use crate::console::rpc::{request, violations};
-use crate::console::view::{Chrome, PageError, label, page};
+use crate::console::view::{Chrome, PageError, Viewer, label, page};
 use crate::proto::v1::alert_service_server::AlertService;
 use crate::proto::v1::{DocumentType, LookupRequest, LookupResponse};
 

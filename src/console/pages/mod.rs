@@ -1,6 +1,21 @@
 //! The console's pages, one module a section. Handlers are thin: take the
 //! viewer (or a posted form), call the node's services through
 //! [`super::rpc`], and render a template.
+//!
+//! The sections: `overview`; `alerts` (with the export button); `hits`;
+//! `lookup` (asking the federation); `requests` (with the statistics) and
+//! `releases` (with the holder's withdrawal); `policy`; `audit`; `admin`
+//! (backup, reshare, withdrawal from a peer); `import` (an upload into
+//! `uploads/` beside the store, owner-only and emptied at start; checked
+//! row by row, then run with progress through `tabular::job` as the
+//! viewer). The components they share: `common` (dates, an alert's content
+//! and people, hit strength and log, request rows and countdowns, handling
+//! codes in words), `form`, `alert_form` (form <-> draft), `people` (the
+//! form's person blocks, any number, each identifier kind a list, so every
+//! alert the API takes can be edited), `release_offer` (the decision form,
+//! limited to the `[[disclosure]]` maximum) and `request_form` (the
+//! disclosure request about a hit or a looked-up alert). No section uses
+//! another (`tests/tidy.rs` checks it).
 
 mod admin;
 mod alert_form;
@@ -25,7 +40,7 @@ use axum::routing::get;
 
 use super::Console;
 
-pub use import::{Imports, clear_uploads};
+pub use import::clear_uploads;
 
 pub fn routes() -> Router<Console> {
     Router::new()

@@ -12,9 +12,9 @@ use serde::Deserialize;
 
 use super::form::FormState;
 use crate::console::Console;
-use crate::console::guard::{Posted, Viewer};
+use crate::console::guard::Posted;
 use crate::console::rpc::{request, violations};
-use crate::console::view::{Chrome, PageError, page, when};
+use crate::console::view::{Chrome, PageError, Viewer, page, when};
 use crate::proto::v1::admin_service_server::AdminService;
 use crate::proto::v1::{
     DiffPolicyRequest, DiffPolicyResponse, ExplainPolicyRequest, GetPolicyRequest,

@@ -13,9 +13,9 @@ use super::common::{SubjectView, content_facts, handling_label, subject_view};
 use super::form::FormState;
 use crate::config::Role;
 use crate::console::Console;
-use crate::console::guard::{Posted, Viewer};
+use crate::console::guard::Posted;
 use crate::console::rpc::{request, violations};
-use crate::console::view::{Chrome, PageError, page, when};
+use crate::console::view::{Chrome, PageError, Viewer, page, when};
 use crate::proto::v1::disclosure_service_server::DisclosureService;
 use crate::proto::v1::{
     GetReleaseRequest, ListReleasesRequest, ReleaseRecord, WithdrawReleaseRequest,

@@ -14,9 +14,9 @@ use super::form::{Choice, FormState, choices, explained_choices};
 use super::release_offer::ReleaseOffer;
 use crate::config::Role;
 use crate::console::Console;
-use crate::console::guard::{Posted, Viewer};
+use crate::console::guard::Posted;
 use crate::console::rpc::{request, violations};
-use crate::console::view::{Chrome, PageError, label, page, when};
+use crate::console::view::{Chrome, PageError, Viewer, label, page, when};
 use crate::proto::v1::disclosure_service_server::DisclosureService;
 use crate::proto::v1::{
     AnswerClarificationRequest, DecideRequest, DisclosureCase, DisclosureState,

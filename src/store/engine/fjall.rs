@@ -13,16 +13,19 @@
 //! - After a failed sync fjall poisons the database: every later write fails
 //!   until the process restarts, which is what we want (we cannot know what
 //!   a failed fsync lost).
+//! - It is the default engine: [`Db::open`](super::Db::open) and
+//!   [`Db::exists`](super::Db::exists) are written here, so the interface in
+//!   [`super`] names no engine.
 
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use fjall::{
     KeyspaceCreateOptions, PersistMode, Readable, SingleWriterTxDatabase, SingleWriterTxKeyspace,
 };
 
-use super::{Backend, EngineError, Options, Range, Read, Tree, Write};
+use super::{Backend, Db, EngineError, Options, Range, Read, Tree, Write};
 
 /// The journal's cap. fjall's minimum; a journal pinned by a rarely written
 /// tree (fjall issue #288) makes fjall flush that tree's memtable once the
@@ -37,6 +40,38 @@ impl From<fjall::Error> for EngineError {
             fjall::Error::Poisoned => Self::Poisoned,
             other => Self::Io(other.to_string()),
         }
+    }
+}
+
+/// How long [`Db::open`] waits for another holder of the lock to let go: a
+/// previous instance that is still exiting (a supervisor restarting the
+/// process, or a node restarted inside one process whose last tasks are
+/// still unwinding) holds it for a moment.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// fjall is the default engine: `Db` opens it.
+impl Db {
+    /// Opens (or creates) the database in `dir` with the default engine,
+    /// retrying a held lock for a bounded time.
+    pub fn open(dir: &Path, options: &Options) -> Result<Self, EngineError> {
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match Fjall::open(dir, options) {
+                Err(EngineError::Locked) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => {
+                    return other.map(|b| Self {
+                        backend: Arc::new(b),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Whether `dir` holds a database of the default engine.
+    pub fn exists(dir: &Path) -> bool {
+        Fjall::exists(dir)
     }
 }
 

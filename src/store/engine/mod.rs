@@ -5,8 +5,9 @@
 //! (point reads and ordered range scans over one consistent snapshot), write
 //! transactions that can read, write and range-scan, see their own writes,
 //! and commit atomically across trees, and a durable [`Db::sync`] that covers
-//! every transaction committed before it. The typed `Store` operations are
-//! built on these; nothing outside `store` learns which engine runs below.
+//! every transaction committed before it ([`Db`], [`Tree`], [`Snapshot`],
+//! [`Tx`]). The typed `Store` operations are built on these; nothing
+//! outside `store` learns which engine runs below.
 //!
 //! The contract a backend must keep (checked by the `conformance` suite,
 //! a test module here):
@@ -41,7 +42,6 @@ mod fjall;
 pub(crate) mod conformance;
 
 use std::ops::{Bound, RangeBounds};
-use std::path::Path;
 use std::sync::Arc;
 
 use thiserror::Error;
@@ -134,36 +134,7 @@ pub struct Db {
     backend: Arc<dyn Backend>,
 }
 
-/// How long [`Db::open`] waits for another holder of the lock to let go: a
-/// previous instance that is still exiting (a supervisor restarting the
-/// process, or a node restarted inside one process whose last tasks are
-/// still unwinding) holds it for a moment.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
 impl Db {
-    /// Opens (or creates) the database in `dir` with the default engine,
-    /// retrying a held lock for a bounded time.
-    pub fn open(dir: &Path, options: &Options) -> Result<Self, EngineError> {
-        let deadline = std::time::Instant::now() + LOCK_WAIT;
-        loop {
-            match fjall::Fjall::open(dir, options) {
-                Err(EngineError::Locked) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                other => {
-                    return other.map(|b| Self {
-                        backend: Arc::new(b),
-                    });
-                }
-            }
-        }
-    }
-
-    /// Whether `dir` holds a database of the default engine.
-    pub fn exists(dir: &Path) -> bool {
-        fjall::Fjall::exists(dir)
-    }
-
     /// Opens a tree by name, creating it if it does not exist.
     pub fn tree(&self, name: &str) -> Result<Tree, EngineError> {
         self.backend.open_tree(name)
