@@ -906,39 +906,17 @@ fn describe(cycle: &BTreeSet<String>, graph: &FileGraph) -> String {
     lines.join("\n")
 }
 
-/// Dependencies that close a cycle between files today, each left to be
-/// cut (by moving what it takes into the lower file): `(from, to)`, paths
-/// under `src/`. The check leaves them out of the graph, and fails when
-/// one no longer exists or no longer closes a cycle, so the list can only
-/// shrink. Empty it.
-const CYCLES_LEFT: &[(&str, &str)] = &[
-    // store/mod.rs's own code (the Store and Write it defines, Store::open,
-    // Store::rematch) uses these children, and each of them uses Store,
-    // StoreError, Trees, Write or Counter from store/mod.rs.
-    ("store/mod.rs", "store/audit.rs"),
-    ("store/mod.rs", "store/group_commit.rs"),
-    ("store/mod.rs", "store/index.rs"),
-    ("store/mod.rs", "store/migrate.rs"),
-    ("store/mod.rs", "store/outbox.rs"),
-];
-
 /// No two files of `src/` depend on each other, directly or around a
 /// loop (outside test code); see [`file_graph`] for what a dependency is.
 /// The module check above cannot see these: they lie inside a module.
 #[test]
 fn no_import_cycle_between_files() {
-    let full = file_graph(&src_texts());
+    let graph = file_graph(&src_texts());
     assert!(
-        full.len() > 100,
+        graph.len() > 100,
         "the reader found too few files: {}",
-        full.len()
+        graph.len()
     );
-    let mut graph = full.clone();
-    for (from, to) in CYCLES_LEFT {
-        if let Some(deps) = graph.get_mut(*from) {
-            deps.remove(*to);
-        }
-    }
     let cycles: Vec<String> = file_cycles(&graph)
         .iter()
         .map(|c| describe(c, &graph))
@@ -948,21 +926,6 @@ fn no_import_cycle_between_files() {
         "import cycles between files (move what both need into the lower file; \
          see `file_graph` in tests/layers.rs for what counts):\n{}",
         cycles.join("\n")
-    );
-    let full_cycles = file_cycles(&full);
-    let stale: Vec<String> = CYCLES_LEFT
-        .iter()
-        .filter(|(from, to)| {
-            !full.get(*from).is_some_and(|d| d.contains_key(*to))
-                || !full_cycles
-                    .iter()
-                    .any(|c| c.contains(*from) && c.contains(*to))
-        })
-        .map(|(from, to)| format!("src/{from} -> src/{to}"))
-        .collect();
-    assert!(
-        stale.is_empty(),
-        "CYCLES_LEFT lists dependencies that no longer close a cycle; remove them: {stale:#?}"
     );
 }
 

@@ -11,8 +11,9 @@
 //! Appends are not synced here: callers append before the sync that
 //! acknowledges the work, or call [`Store::audit`], which waits for it.
 
-use super::engine::{Db, EngineError};
-use super::{Store, StoreError, Trees, Write};
+use super::chain::{Head, PRUNED, raw_entry};
+use super::engine::EngineError;
+use super::{Store, StoreError, Write};
 use crate::audit::query::{Filter, Found, MAX_SCAN, Page};
 use crate::audit::signing::{PublicKey, SigningKey};
 use crate::audit::{
@@ -21,59 +22,8 @@ use crate::audit::{
 };
 use crate::time::{now_ms, parse_ms};
 
-const PRUNED: &[u8] = b"pruned";
-
 /// Entries removed per prune transaction, so a prune never holds up appends long.
 const PRUNE_BATCH: usize = 10_000;
-
-/// The newest entry of the chain.
-#[derive(Debug, Clone)]
-pub(crate) struct Head {
-    seq: u64,
-    hash: Hash,
-    time_ms: i64,
-}
-
-impl Head {
-    /// The head as stored: the last entry, else the prune mark, else genesis.
-    pub(super) fn load(db: &Db, t: &Trees) -> Result<Self, StoreError> {
-        Ok(
-            match db.range::<&[u8]>(t.audit, ..).next_back().transpose()? {
-                Some((k, v)) => {
-                    let raw = raw_entry(&k, &v)?;
-                    let time_ms = raw
-                        .entry()
-                        .ok()
-                        .and_then(|e| parse_ms(&e.time))
-                        .unwrap_or(0);
-                    Head {
-                        seq: raw.seq,
-                        hash: raw.hash,
-                        time_ms,
-                    }
-                }
-                None => match db.get(t.audit_meta, PRUNED)? {
-                    // Everything was pruned (cannot happen: a prune appends its
-                    // own entry), but resume from the mark rather than restart at 1.
-                    Some(m) => {
-                        let mark: PruneMark = serde_json::from_slice(&m)
-                            .map_err(|e| StoreError::corrupt("audit_meta/pruned", e))?;
-                        Head {
-                            seq: mark.through_seq,
-                            hash: mark.through_hash,
-                            time_ms: 0,
-                        }
-                    }
-                    None => Head {
-                        seq: 0,
-                        hash: GENESIS,
-                        time_ms: 0,
-                    },
-                },
-            },
-        )
-    }
-}
 
 impl Write<'_, '_> {
     /// Appends events to the chain, in order, in this transaction. Returns
@@ -173,23 +123,6 @@ fn collect_page(
         }
     }
     Ok((out, last_read))
-}
-
-fn raw_entry(k: &[u8], v: &[u8]) -> Result<RawEntry, StoreError> {
-    let key = || format!("audit/{}", hex(k));
-    let seq = u64::from_be_bytes(
-        k.try_into()
-            .map_err(|_| StoreError::corrupt(key(), "bad key"))?,
-    );
-    if v.len() < 32 {
-        return Err(StoreError::corrupt(key(), "entry shorter than its hash"));
-    }
-    let (hash, body) = v.split_at(32);
-    Ok(RawEntry {
-        seq,
-        hash: hash.try_into().expect("split at 32"),
-        body: body.to_vec(),
-    })
 }
 
 fn stored(raw: &RawEntry) -> Vec<u8> {

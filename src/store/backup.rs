@@ -17,7 +17,8 @@ use std::time::Instant;
 
 use super::engine::Reads;
 use super::engine::{Db, EngineError, Options, Range, Snapshot};
-use super::{Store, StoreError, TREES, sync_dir};
+use super::trees::{TREES, sync_dir};
+use super::{Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupStats {

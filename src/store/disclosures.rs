@@ -253,7 +253,7 @@ impl Store {
         for item in snapshot.range(self.t.release_order, ..end).rev() {
             let (k, id) = item?;
             if out.len() == limit {
-                return Ok((out, Some(index::be_u64("release_order", &k)? + 1)));
+                return Ok((out, Some(super::trees::be_u64("release_order", &k)? + 1)));
             }
             if let Some(v) = snapshot.get(self.t.releases, &id)?
                 && let r = decode_release(&id, &v)?
@@ -306,7 +306,7 @@ impl Store {
         for item in snapshot.range(self.t.disclosure_order, ..end).rev() {
             let (k, id) = item?;
             if out.len() == limit {
-                return Ok((out, Some(index::be_u64("disclosure_order", &k)? + 1)));
+                return Ok((out, Some(super::trees::be_u64("disclosure_order", &k)? + 1)));
             }
             if let Some(v) = snapshot.get(self.t.disclosures, &id)? {
                 let case = decode_case(&id, &v)?;

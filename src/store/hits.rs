@@ -281,6 +281,30 @@ impl Store {
         Ok(())
     }
 
+    /// Runs the matching pass for stored alerts `ids` again (after the
+    /// matching settings changed), in one transaction and one sync: hits
+    /// they make under the settings in force now are recorded and notified
+    /// as any new hit; hits already recorded stay as they are.
+    pub async fn rematch(
+        &self,
+        ids: &[crate::ids::AlertId],
+    ) -> Result<Vec<crate::proto::v1::Hit>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write_matched(|w| {
+            let mut hits = Vec::new();
+            for id in ids {
+                let key = id.to_string();
+                if let Some(bytes) = w.tx.get(w.t.alerts, &key)? {
+                    hits.extend(self.match_in(w, &index::decode_alert(key.as_bytes(), &bytes)?)?);
+                }
+            }
+            Ok::<_, StoreError>((hits.clone(), hits))
+        })
+        .await
+    }
+
     /// Runs `body` as one transaction that returns what it wrote and the
     /// hits its matching made; waits until that is on disk, then tells the
     /// hit watchers (never before: nobody hears of a hit a crash could

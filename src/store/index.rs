@@ -22,6 +22,7 @@ use prost::Message;
 
 use super::engine::Reads;
 use super::outbox::outbox_key;
+use super::trees::be_u64;
 use super::{Counter, OutboxItem, StoreError, Write};
 use crate::ids::{AgencyId, AlertId};
 use crate::matching::{self, TokenKey};
@@ -107,12 +108,6 @@ fn hit_key(own: &AlertId, other: &AlertId, kind: i32) -> Vec<u8> {
 /// prefix of its hits in `hit_keys`.
 pub(super) fn pair_key(own: &str, other: &str) -> Vec<u8> {
     format!("{own}\0{other}\0").into_bytes()
-}
-
-pub(super) fn be_u64(what: &str, v: &[u8]) -> Result<u64, StoreError> {
-    v.try_into()
-        .map(u64::from_be_bytes)
-        .map_err(|_| corrupt(what, "not a number"))
 }
 
 /// A stored alert record, or the key it was under named as corrupt.

@@ -17,9 +17,10 @@
 
 use std::path::Path;
 
+use super::StoreError;
 use super::backup::copy_tree;
 use super::engine::{Db, EngineError, Options, Range};
-use super::{Counter, StoreError, TREES, sync_dir};
+use super::trees::{Counter, TREES, is_sled_store, sync_dir};
 
 /// What a migration carried over.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,17 +38,6 @@ impl MigrateStats {
             .find(|(n, _)| n == tree)
             .map_or(0, |(_, c)| *c)
     }
-}
-
-/// Whether `dir` holds a sled database: sled writes `conf` and `db` there,
-/// the current engine neither.
-pub fn is_sled_store(dir: &Path) -> bool {
-    dir.join("conf").is_file() && dir.join("db").is_file()
-}
-
-/// Whether `dir` holds a store in the current format.
-pub fn is_store(dir: &Path) -> bool {
-    Db::exists(dir)
 }
 
 fn sled_error(e: sled::Error) -> StoreError {

@@ -92,8 +92,10 @@ mod alert_log;
 mod alerts;
 mod audit;
 mod backup;
+mod chain;
 mod disclosures;
 pub mod engine;
+mod error;
 mod group_commit;
 mod hits;
 mod imports;
@@ -105,300 +107,31 @@ mod records;
 mod retention;
 mod reviews;
 mod tokens_pending;
+mod trees;
+mod write;
 
 pub use alerts::{ApplyOutcome, LocalWrite, RequestKey};
 pub use backup::{BackupStats, copy_store};
 pub use disclosures::Step;
+pub use error::{StoreError, TxError};
 pub use group_commit::CommitStats;
 pub use hits::NoticeOutcome;
 pub use imports::{ImportWrite, Imported};
-pub use migrate::{MigrateStats, is_sled_store, is_store, migrate_sled};
-pub use outbox::{OutboxItem, OutboxListener, OutboxSummary, Queued};
+pub use migrate::{MigrateStats, migrate_sled};
+pub use outbox::{OutboxItem, OutboxSummary, Queued};
 pub use retention::{PURGED, expired};
 pub use reviews::{MAX_NOTE_BYTES, ReceivedReview, check_note, is_verdict};
+pub(crate) use trees::{Counter, Trees};
+pub use trees::{TREES, is_sled_store, is_store};
+pub use write::OutboxListener;
+pub(crate) use write::Write;
 
 use std::path::Path;
 
-use thiserror::Error;
-
 use crate::matching::MatchScope;
-use engine::{Db, EngineError, Reads, Tree, Tx};
+use chain::Head;
+use engine::{Db, EngineError, Tree};
 use group_commit::GroupCommit;
-
-#[derive(Debug, Error)]
-pub enum StoreError {
-    #[error("storage: {0}")]
-    Engine(#[from] EngineError),
-    #[error("stored record {key} cannot be decoded: {reason}")]
-    Corrupt { key: String, reason: String },
-    #[error("sync failed: {0}")]
-    Flush(String),
-    #[error("backup: {0}")]
-    Backup(String),
-    #[error(
-        "{dir} holds a store written by an earlier CaseBridge (sled); convert it with \
-         `casebridge store migrate --from {dir} --to NEW_DIR` and point [store] dir at NEW_DIR"
-    )]
-    Legacy { dir: String },
-    #[error("migrate: {0}")]
-    Migrate(String),
-    /// The store's directory could be read by other local users.
-    #[error("{0}")]
-    Exposed(String),
-    /// A store opened for its audit log only (the key service's) was asked
-    /// to match: it has no scope to match in.
-    #[error("this store was opened for its audit log only; it does not match alerts")]
-    AuditOnly,
-}
-
-impl StoreError {
-    /// A stored record (named by `key`) that cannot be read back as what it
-    /// should be.
-    pub fn corrupt(key: impl Into<String>, reason: impl ToString) -> Self {
-        Self::Corrupt {
-            key: key.into(),
-            reason: reason.to_string(),
-        }
-    }
-}
-
-/// A transaction that failed either in storage or by the caller's own decision.
-#[derive(Debug, Error)]
-pub enum TxError<E> {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Rejected(E),
-}
-
-impl<E> From<EngineError> for TxError<E> {
-    fn from(e: EngineError) -> Self {
-        Self::Store(e.into())
-    }
-}
-
-/// The trees of the store, opened once.
-pub(crate) struct Trees {
-    alerts: Tree,
-    outbox: Tree,
-    requests: Tree,
-    tokens: Tree,
-    fuzzy: Tree,
-    pending: Tree,
-    hits: Tree,
-    hit_keys: Tree,
-    lookups: Tree,
-    policies: Tree,
-    refusals: Tree,
-    retention: Tree,
-    purges: Tree,
-    audit: Tree,
-    audit_checkpoints: Tree,
-    audit_meta: Tree,
-    counters: Tree,
-    shares: Tree,
-    hit_numbers: Tree,
-    hit_reviews: Tree,
-    disclosures: Tree,
-    disclosure_log: Tree,
-    disclosure_order: Tree,
-    releases: Tree,
-    release_order: Tree,
-    release_retention: Tree,
-    settings: Tree,
-    alert_log: Tree,
-    alert_log_pos: Tree,
-    imports: Tree,
-    tokens_pending: Tree,
-}
-
-/// Every tree the store keeps, by name (a migration and a backup copy these).
-pub const TREES: [&str; 31] = [
-    "alerts",
-    "outbox",
-    "requests",
-    "tokens",
-    "fuzzy",
-    "match_pending",
-    "hits",
-    "hit_keys",
-    "lookups",
-    "policies",
-    "refusals",
-    "retention",
-    "purges",
-    "audit",
-    "audit_checkpoints",
-    "audit_meta",
-    "counters",
-    "shares",
-    "hit_numbers",
-    "hit_reviews",
-    "disclosures",
-    "disclosure_log",
-    "disclosure_order",
-    "releases",
-    "release_order",
-    "release_retention",
-    "settings",
-    "alert_log",
-    "alert_log_pos",
-    "imports",
-    "tokens_pending",
-];
-
-impl Trees {
-    fn open(db: &Db) -> Result<Self, EngineError> {
-        Ok(Self {
-            alerts: db.tree("alerts")?,
-            outbox: db.tree("outbox")?,
-            requests: db.tree("requests")?,
-            tokens: db.tree("tokens")?,
-            fuzzy: db.tree("fuzzy")?,
-            pending: db.tree("match_pending")?,
-            hits: db.tree("hits")?,
-            hit_keys: db.tree("hit_keys")?,
-            lookups: db.tree("lookups")?,
-            policies: db.tree("policies")?,
-            refusals: db.tree("refusals")?,
-            retention: db.tree("retention")?,
-            purges: db.tree("purges")?,
-            audit: db.tree("audit")?,
-            audit_checkpoints: db.tree("audit_checkpoints")?,
-            audit_meta: db.tree("audit_meta")?,
-            counters: db.tree("counters")?,
-            shares: db.tree("shares")?,
-            hit_numbers: db.tree("hit_numbers")?,
-            hit_reviews: db.tree("hit_reviews")?,
-            disclosures: db.tree("disclosures")?,
-            disclosure_log: db.tree("disclosure_log")?,
-            disclosure_order: db.tree("disclosure_order")?,
-            releases: db.tree("releases")?,
-            release_order: db.tree("release_order")?,
-            release_retention: db.tree("release_retention")?,
-            settings: db.tree("settings")?,
-            alert_log: db.tree("alert_log")?,
-            alert_log_pos: db.tree("alert_log_pos")?,
-            imports: db.tree("imports")?,
-            tokens_pending: db.tree("tokens_pending")?,
-        })
-    }
-}
-
-/// The sequences the store hands out, each kept in `counters` and advanced
-/// in the transaction that uses it, so a number is never given twice, even
-/// after a crash or a restore.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Counter {
-    Outbox,
-    /// Hit numbers: 1, 2, 3, ... one per hit.
-    Hits,
-    /// Positions in the hit log (`hits` tree): one per hit found and per
-    /// review of it. A store written before reviews existed has no such
-    /// counter; its log positions equal its hit numbers, so the count goes
-    /// on from `Hits`.
-    HitLog,
-    /// Positions in the disclosure request log.
-    Disclosures,
-    Lookups,
-    Refusals,
-    Purges,
-    /// Positions in the alert log.
-    AlertLog,
-}
-
-impl Counter {
-    pub(crate) const ALL: [Counter; 8] = [
-        Self::Outbox,
-        Self::Hits,
-        Self::HitLog,
-        Self::Disclosures,
-        Self::Lookups,
-        Self::Refusals,
-        Self::Purges,
-        Self::AlertLog,
-    ];
-
-    fn key(self) -> &'static [u8] {
-        match self {
-            Self::Outbox => b"outbox",
-            Self::Hits => b"hits",
-            Self::HitLog => b"hit_log",
-            Self::Disclosures => b"disclosures",
-            Self::Lookups => b"lookups",
-            Self::Refusals => b"refusals",
-            Self::Purges => b"purges",
-            Self::AlertLog => b"alert_log",
-        }
-    }
-}
-
-/// One store write in progress: the transaction, the trees, and the audit
-/// chain's head as this transaction advances it (installed only if it
-/// commits).
-pub(crate) struct Write<'w, 'tx> {
-    pub(crate) tx: &'w mut Tx<'tx>,
-    pub(crate) t: &'w Trees,
-    log: &'w mut audit::Head,
-    /// Actions appended, counted in the metrics once committed.
-    appended: &'w mut Vec<crate::audit::Action>,
-    /// Peers that got outbox entries, told to the listener once committed.
-    queued: &'w mut Vec<crate::ids::AgencyId>,
-    /// The newest alert log position written, told to watchers once committed.
-    alert_seq: &'w mut u64,
-}
-
-impl Write<'_, '_> {
-    fn alert_logged(&mut self, seq: u64) {
-        *self.alert_seq = (*self.alert_seq).max(seq);
-    }
-
-    /// The next number of `counter` (the first is 1).
-    pub(crate) fn next(&mut self, counter: Counter) -> Result<u64, StoreError> {
-        let last = match (self.last_of(counter)?, counter) {
-            (Some(last), _) => last,
-            (None, Counter::HitLog) => self.last_hit_position()?,
-            (None, _) => 0,
-        };
-        let next = last + 1;
-        self.tx
-            .insert(self.t.counters, counter.key(), next.to_be_bytes())?;
-        Ok(next)
-    }
-
-    /// The last position in the hit log as written: a store from before
-    /// reviews has no `HitLog` counter and its positions are its hit
-    /// numbers. Read from the log itself, not from the `Hits` counter,
-    /// which the first hit of a new store has already advanced (its log
-    /// then began at 2).
-    fn last_hit_position(&mut self) -> Result<u64, StoreError> {
-        let last = self.tx.range::<&[u8]>(self.t.hits, ..).next_back();
-        match last {
-            None => Ok(0),
-            Some(entry) => {
-                let (k, _) = entry?;
-                index::be_u64("hits", &k)
-            }
-        }
-    }
-
-    fn last_of(&mut self, counter: Counter) -> Result<Option<u64>, StoreError> {
-        self.tx
-            .get(self.t.counters, counter.key())?
-            .map(|v| {
-                v.as_slice()
-                    .try_into()
-                    .map(u64::from_be_bytes)
-                    .map_err(|_| {
-                        StoreError::corrupt(
-                            format!("counters/{}", String::from_utf8_lossy(counter.key())),
-                            "not a number",
-                        )
-                    })
-            })
-            .transpose()
-    }
-}
 
 pub struct Store {
     db: Db,
@@ -420,7 +153,7 @@ pub struct Store {
     /// The audit chain's head. Held by every write for its whole transaction
     /// (taken before the engine's writer lock, always in that order), so the
     /// chain's entries get consecutive numbers and hashes in commit order.
-    head: std::sync::Mutex<audit::Head>,
+    head: std::sync::Mutex<Head>,
     commit: GroupCommit,
     /// Latest hit sequence, for watchers.
     hit_seq: tokio::sync::watch::Sender<u64>,
@@ -467,7 +200,7 @@ impl Store {
         };
         let db = Db::open(dir, &options)?;
         let t = Trees::open(&db)?;
-        let head = audit::Head::load(&db, &t)?;
+        let head = Head::load(&db, &t)?;
         let last = last_position(&db, t.hits)?;
         let last_disclosure = last_position(&db, t.disclosure_log)?;
         let last_alert = last_position(&db, t.alert_log)?;
@@ -575,30 +308,6 @@ impl Store {
         self.commit.durable().await
     }
 
-    /// Runs the matching pass for stored alerts `ids` again (after the
-    /// matching settings changed), in one transaction and one sync: hits
-    /// they make under the settings in force now are recorded and notified
-    /// as any new hit; hits already recorded stay as they are.
-    pub async fn rematch(
-        &self,
-        ids: &[crate::ids::AlertId],
-    ) -> Result<Vec<crate::proto::v1::Hit>, StoreError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.write_matched(|w| {
-            let mut hits = Vec::new();
-            for id in ids {
-                let key = id.to_string();
-                if let Some(bytes) = w.tx.get(w.t.alerts, &key)? {
-                    hits.extend(self.match_in(w, &index::decode_alert(key.as_bytes(), &bytes)?)?);
-                }
-            }
-            Ok::<_, StoreError>((hits.clone(), hits))
-        })
-        .await
-    }
-
     /// The review band of fuzzy person matches (the default band in a
     /// store kept for its audit log only, where nothing is matched).
     pub fn band(&self) -> crate::matching::Band {
@@ -633,11 +342,6 @@ fn last_position(db: &Db, tree: Tree) -> Result<u64, StoreError> {
         .transpose()?
         .map(|(k, _)| u64::from_be_bytes(k.as_slice().try_into().unwrap_or([0; 8])))
         .unwrap_or(0))
-}
-
-/// `fsync` of a directory, so the entries created in it survive a crash.
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

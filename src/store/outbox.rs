@@ -4,17 +4,10 @@
 
 use prost::Message;
 
+use super::write::OutboxListener;
 use super::{Store, StoreError};
 use crate::ids::AgencyId;
 use crate::proto::v1::{Envelope, HitNotice, ShareRecord, envelope::Payload};
-
-/// Told, after each commit that queued envelopes, which peers got them: the
-/// delivery workers implement it, so every outbox write — a local submit, a
-/// hit notice queued when a peer's alert arrives, a reshare, matching redone
-/// at start — wakes its peer's worker, from this one place.
-pub trait OutboxListener: Send + Sync {
-    fn queued(&self, peers: &[AgencyId]);
-}
 
 /// An envelope to queue for one peer, in the same transaction as the change
 /// it carries (an alert version, or a hit notice in the matching pass).

@@ -1,0 +1,58 @@
+//! What a store operation can fail with: [`StoreError`], and [`TxError`]
+//! for a transaction the caller's own step may refuse.
+
+use thiserror::Error;
+
+use super::engine::EngineError;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("storage: {0}")]
+    Engine(#[from] EngineError),
+    #[error("stored record {key} cannot be decoded: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("sync failed: {0}")]
+    Flush(String),
+    #[error("backup: {0}")]
+    Backup(String),
+    #[error(
+        "{dir} holds a store written by an earlier CaseBridge (sled); convert it with \
+         `casebridge store migrate --from {dir} --to NEW_DIR` and point [store] dir at NEW_DIR"
+    )]
+    Legacy { dir: String },
+    #[error("migrate: {0}")]
+    Migrate(String),
+    /// The store's directory could be read by other local users.
+    #[error("{0}")]
+    Exposed(String),
+    /// A store opened for its audit log only (the key service's) was asked
+    /// to match: it has no scope to match in.
+    #[error("this store was opened for its audit log only; it does not match alerts")]
+    AuditOnly,
+}
+
+impl StoreError {
+    /// A stored record (named by `key`) that cannot be read back as what it
+    /// should be.
+    pub fn corrupt(key: impl Into<String>, reason: impl ToString) -> Self {
+        Self::Corrupt {
+            key: key.into(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// A transaction that failed either in storage or by the caller's own decision.
+#[derive(Debug, Error)]
+pub enum TxError<E> {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Rejected(E),
+}
+
+impl<E> From<EngineError> for TxError<E> {
+    fn from(e: EngineError) -> Self {
+        Self::Store(e.into())
+    }
+}
