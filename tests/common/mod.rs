@@ -504,10 +504,16 @@ pub fn cli(args: &[&str]) -> (i32, String, String) {
 /// The hit log of `client`'s node, every entry (hits found, reviews).
 #[allow(dead_code)] // not every test binary reads hits
 pub async fn hit_log(client: &mut NodeClient) -> Vec<casebridge::proto::v1::Hit> {
+    hit_log_after(client, 0).await
+}
+
+/// The hit log of `client`'s node after entry `after` (the backlog a
+/// `WatchHits` resumed there replays).
+pub async fn hit_log_after(client: &mut NodeClient, after: u64) -> Vec<casebridge::proto::v1::Hit> {
     let mut stream = client
         .alerts
         .watch_hits(casebridge::proto::v1::WatchHitsRequest {
-            after_sequence: 0,
+            after_sequence: after,
             backlog_only: true,
         })
         .await
