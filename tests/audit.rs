@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use casebridge::client::{NodeClient, Purpose};
 use casebridge::proto::v1::{
     AlertFilter, AuditEntry, BackupStoreRequest, DiffPolicyRequest, Envelope, ExplainPolicyRequest,
-    GetAlertRequest, GetPolicyRequest, GetStatusRequest, HelloRequest, ListAlertsRequest,
-    ListPeersRequest, LookupRequest, PeerLookupRequest, QueryAuditRequest, ReshareRequest,
-    RetractAlertRequest, RetractFromPeerRequest, SetPolicyRequest, SubmitAlertRequest,
-    UpdateAlertRequest, WatchHitsRequest,
+    GetAlertRequest, GetPolicyRequest, HelloRequest, ListAlertsRequest, ListPeersRequest,
+    LookupRequest, PeerLookupRequest, QueryAuditRequest, ReshareRequest, RetractAlertRequest,
+    RetractFromPeerRequest, SetPolicyRequest, SubmitAlertRequest, UpdateAlertRequest,
+    WatchHitsRequest,
 };
 use casebridge::store::engine::{Db, EngineError, Options, Reads, Tree, Tx};
 use common::*;
@@ -253,7 +253,7 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
     // --- admin API ----------------------------------------------------------
     let a = "client:admin";
     let t = audit_head(&mut admin).await;
-    admin.admin.get_status(GetStatusRequest {}).await.unwrap();
+    node_status(&mut admin).await;
     only(&mut admin, t, "admin.status", a, "OK").await;
     let t = audit_head(&mut admin).await;
     admin.admin.list_peers(ListPeersRequest {}).await.unwrap();

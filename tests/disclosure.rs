@@ -312,14 +312,7 @@ async fn a_request_past_its_due_time_is_overdue_on_both_sides() {
 
     // Status and Prometheus show it on both sides, per peer and direction.
     for (a, peer, direction) in [("police", "ngo", "received"), ("ngo", "police", "sent")] {
-        let status = fed
-            .client(a, "admin")
-            .await
-            .admin
-            .get_status(casebridge::proto::v1::GetStatusRequest {})
-            .await
-            .unwrap()
-            .into_inner();
+        let status = fed.status(a).await;
         assert_eq!(
             (
                 status.disclosure_requests_open,

@@ -4,7 +4,7 @@ mod common;
 
 use std::process::Stdio;
 
-use casebridge::proto::v1::{GetStatusRequest, ListPeersRequest};
+use casebridge::proto::v1::ListPeersRequest;
 use common::process::{NodeProcess, connect_when_up, two_agencies};
 use common::*;
 
@@ -41,14 +41,9 @@ async fn acknowledged_alerts_survive_kill_9() {
 
     let _node = NodeProcess::spawn(&police.node_config, "warn", Stdio::inherit());
     let mut admin = connect_when_up(police.client_config("admin")).await;
-    let status = admin
-        .admin
-        .get_status(GetStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
     assert_eq!(
-        status.local_alerts, N as u64,
+        node_status(&mut admin).await.local_alerts,
+        N as u64,
         "every acknowledged alert is on disk"
     );
     let peers = admin

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use casebridge::config::Bounded;
 use casebridge::ids::AlertId;
-use casebridge::proto::v1::{GetStatusRequest, RetractAlertRequest};
+use casebridge::proto::v1::RetractAlertRequest;
 use common::*;
 
 /// Submits the sample alert with a retention deadline `secs` from now.
@@ -90,14 +90,7 @@ async fn a_passed_retention_deadline_purges_content_on_every_node() {
             !kept.retracted && kept.content.is_some(),
             "{agency} purged too early"
         );
-        let mut admin = fed.client(agency, "admin").await;
-        let status = admin
-            .admin
-            .get_status(GetStatusRequest {})
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(status.purged_alerts, 1, "{agency}");
+        assert_eq!(fed.status(agency).await.purged_alerts, 1, "{agency}");
     }
     fed.shutdown().await;
 }
@@ -206,8 +199,7 @@ async fn callers_over_their_rate_get_resource_exhausted() {
         "{codes:?}"
     );
     // Limits are per caller: another client still gets through.
-    let mut admin = fed.client("police", "admin").await;
-    admin.admin.get_status(GetStatusRequest {}).await.unwrap();
+    fed.status("police").await;
 
     let mut peer = fed.peer_client("ngo", "police").await;
     let hello = || casebridge::proto::v1::HelloRequest {

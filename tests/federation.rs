@@ -133,13 +133,7 @@ async fn peer_down_during_submits_receives_everything_exactly_once() {
     })
     .await;
     // The receiver's own count agrees: N records, no duplicates.
-    let mut ngo_admin = fed.client("ngo", "admin").await;
-    let status = ngo_admin
-        .admin
-        .get_status(casebridge::proto::v1::GetStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let status = fed.status("ngo").await;
     assert_eq!(status.received_alerts, N as u64);
     assert_eq!(
         status.local_alerts, 0,

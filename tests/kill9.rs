@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use casebridge::config::NodeConfig;
 use casebridge::node::{Listeners, start};
-use casebridge::proto::v1::{GetAlertRequest, GetStatusRequest};
+use casebridge::proto::v1::GetAlertRequest;
 use common::process::{NodeProcess, connect_when_up, two_agencies};
 use common::*;
 use rand::rngs::StdRng;
@@ -88,13 +88,7 @@ async fn kill_9_at_random_moments_loses_nothing_acknowledged_and_duplicates_noth
     // Restart once more and let delivery finish.
     let _node = NodeProcess::spawn(&police.node_config, "error", Stdio::inherit());
     let mut admin = connect_when_up(police.client_config("admin")).await;
-    let stored = admin
-        .admin
-        .get_status(GetStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .local_alerts;
+    let stored = node_status(&mut admin).await.local_alerts;
     let mut analyst = connect_when_up(police.client_config("analyst")).await;
     let mut lost = 0;
     for id in &acked {

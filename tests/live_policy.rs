@@ -7,8 +7,7 @@ mod common;
 use casebridge::ids::AlertId;
 use casebridge::proto::v1::{
     AlertDraft, AlertFilter, Category, DiffPolicyRequest, ExplainPolicyRequest, GetPolicyRequest,
-    GetStatusRequest, LookupRequest, ReshareRequest, RetractFromPeerRequest, SetPolicyRequest,
-    UpdateAlertRequest,
+    LookupRequest, ReshareRequest, RetractFromPeerRequest, SetPolicyRequest, UpdateAlertRequest,
 };
 use common::*;
 use tonic::Code;
@@ -211,13 +210,7 @@ async fn set_policy_takes_effect_without_restart_and_a_broken_one_changes_nothin
         .unwrap()
         .into_inner();
     assert_eq!((after.version, &after.sha256), (2, &v2.sha256));
-    let status = admin
-        .admin
-        .get_status(GetStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(status.policy_version, 2);
+    assert_eq!(node_status(&mut admin).await.policy_version, 2);
 
     // An edited file does not replace a version set through the API at
     // the next start either (the node warns and names the command).
@@ -472,14 +465,7 @@ async fn inbound_refusal_is_acked_with_a_reason_recorded_and_not_retried() {
     // Not retried: more traffic flows, the refusal stays single.
     let later = submit_as(&fed, "police", draft(Category::LabourExploitation, "later")).await;
     held(&fed, "ngo", &later).await;
-    let mut admin = fed.client("ngo", "admin").await;
-    let status = admin
-        .admin
-        .get_status(GetStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(status.refused_deliveries, 1);
+    assert_eq!(fed.status("ngo").await.refused_deliveries, 1);
     assert_eq!(fed.peers("police").await[0].rejected_total, 1);
     fed.shutdown().await;
 }

@@ -93,7 +93,7 @@ async fn a_revoked_peer_is_cut_off_within_the_reload_and_age_bounds() {
 async fn revoked_expired_and_wrong_purpose_client_certificates_are_refused() {
     let fed = TestFederation::start_with(&["police", "ngo"], &[], fast_revocation).await;
     let mut admin = fed.client("police", "admin").await;
-    admin.admin.get_status(GetStatusRequest {}).await.unwrap();
+    node_status(&mut admin).await;
     revoke(
         &fed.layout.dir,
         &RevokeTarget::Client(agency("police"), ClientName::new("admin").unwrap()),

@@ -22,9 +22,9 @@ use casebridge::ids::{AgencyId, FederationName};
 use casebridge::node::{Listeners, RunningNode, start};
 use casebridge::proto::v1::peer_exchange_client::PeerExchangeClient;
 use casebridge::proto::v1::{
-    Alert, AlertContent, AlertDraft, Category, DeliveryAck, Envelope, Identifier,
-    ListAlertsRequest, ListPeersRequest, Location, PeerStatus, PersonName, Phone, Severity,
-    Subject, SubjectRole, SubmitAlertRequest, Tlp, identifier::Kind,
+    Alert, AlertContent, AlertDraft, Category, DeliveryAck, Envelope, GetStatusRequest, Identifier,
+    ListAlertsRequest, ListPeersRequest, Location, NodeStatus, PeerStatus, PersonName, Phone,
+    Severity, Subject, SubjectRole, SubmitAlertRequest, Tlp, identifier::Kind,
 };
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
@@ -257,6 +257,11 @@ impl TestFederation {
             .peers
     }
 
+    /// `a`'s status, through its admin API.
+    pub async fn status(&self, a: &str) -> NodeStatus {
+        node_status(&mut self.client(a, "admin").await).await
+    }
+
     /// Delivers one envelope to `target` as the node `as_agency` and returns
     /// the first answer on the ack stream.
     pub async fn deliver_one(
@@ -486,6 +491,17 @@ pub async fn audit_head(admin: &mut NodeClient) -> u64 {
         .unwrap()
         .into_inner()
         .head_sequence
+}
+
+/// The status of `admin`'s node (needs the admin role; for a node the
+/// harness did not start, else see [`TestFederation::status`]).
+pub async fn node_status(admin: &mut NodeClient) -> NodeStatus {
+    admin
+        .admin
+        .get_status(GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 /// Runs the real `casebridge` binary: exit code, stdout, stderr.
