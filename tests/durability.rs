@@ -5,7 +5,7 @@ mod common;
 use std::process::Stdio;
 
 use casebridge::proto::v1::ListPeersRequest;
-use common::process::{NodeProcess, connect_when_up, two_agencies};
+use common::process::{NodeProcess, connect_when_up, lost_alerts, two_agencies};
 use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,8 +35,7 @@ async fn acknowledged_alerts_survive_kill_9() {
         acked.extend(t.await.unwrap());
     }
     // No graceful anything: SIGKILL right after the last acknowledgement.
-    node.0.kill().unwrap();
-    node.0.wait().unwrap();
+    node.kill_9();
     drop(node);
 
     let _node = NodeProcess::spawn(&police.node_config, "warn", Stdio::inherit());
@@ -58,11 +57,6 @@ async fn acknowledged_alerts_survive_kill_9() {
         "and queued for the peer that was down"
     );
     let mut analyst = connect_when_up(police.client_config("analyst")).await;
-    for id in &acked {
-        analyst
-            .alerts
-            .get_alert(casebridge::proto::v1::GetAlertRequest { id: id.clone() })
-            .await
-            .unwrap_or_else(|e| panic!("acknowledged alert {id} lost: {e}"));
-    }
+    let lost = lost_alerts(&mut analyst, &acked).await;
+    assert!(lost.is_empty(), "acknowledged alerts lost: {lost:?}");
 }
