@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use casebridge::client::{NodeClient, Purpose};
 use casebridge::proto::v1::{
     AlertFilter, AuditEntry, BackupStoreRequest, DiffPolicyRequest, Envelope, ExplainPolicyRequest,
-    GetAlertRequest, GetPolicyRequest, HelloRequest, ListAlertsRequest, ListPeersRequest,
-    LookupRequest, PeerLookupRequest, QueryAuditRequest, ReshareRequest, RetractAlertRequest,
+    GetAlertRequest, GetPolicyRequest, ListAlertsRequest, ListPeersRequest, LookupRequest,
+    PeerLookupRequest, QueryAuditRequest, ReshareRequest, RetractAlertRequest,
     RetractFromPeerRequest, SetPolicyRequest, SubmitAlertRequest, UpdateAlertRequest,
     WatchHitsRequest,
 };
@@ -379,14 +379,7 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
     // --- peer API, called by ngo's node ---------------------------------------
     let mut peer = fed.peer_client("ngo", "police").await;
     let t = audit_head(&mut admin).await;
-    peer.hello(HelloRequest {
-        protocol_version: casebridge::proto::PROTOCOL_VERSION,
-        agency_id: "ngo".into(),
-        federation: FEDERATION.into(),
-        audit_checkpoint: None,
-    })
-    .await
-    .unwrap();
+    peer.hello(hello_as("ngo")).await.unwrap();
     only(&mut admin, t, "peer.hello", "peer:ngo", "OK").await;
     let t = audit_head(&mut admin).await;
     peer.lookup(PeerLookupRequest::default()).await.unwrap();

@@ -202,15 +202,9 @@ async fn callers_over_their_rate_get_resource_exhausted() {
     fed.status("police").await;
 
     let mut peer = fed.peer_client("ngo", "police").await;
-    let hello = || casebridge::proto::v1::HelloRequest {
-        protocol_version: casebridge::proto::PROTOCOL_VERSION,
-        agency_id: "ngo".into(),
-        federation: FEDERATION.into(),
-        audit_checkpoint: None,
-    };
     let mut refused = false;
     for _ in 0..6 {
-        if let Err(e) = peer.hello(hello()).await {
+        if let Err(e) = peer.hello(hello_as("ngo")).await {
             assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
             refused = true;
         }

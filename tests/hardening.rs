@@ -9,9 +9,9 @@ mod common;
 use std::time::Duration;
 
 use casebridge::proto::v1::{
-    HelloRequest, Identifier, ImportAlertRequest, ListAlertsRequest, SubmitAlertRequest,
+    Identifier, ImportAlertRequest, ListAlertsRequest, SubmitAlertRequest,
 };
-use common::{FEDERATION, TestFederation, WAIT, eventually, sample_draft, with_console};
+use common::{TestFederation, WAIT, eventually, hello_as, sample_draft, with_console};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic_types::StatusExt;
 
@@ -271,12 +271,7 @@ async fn idle_connections_do_not_lock_out_clients_browsers_or_peers() {
     let hello = async {
         fed.peer_client("ngo", "police")
             .await
-            .hello(HelloRequest {
-                protocol_version: casebridge::proto::PROTOCOL_VERSION,
-                agency_id: "ngo".into(),
-                federation: FEDERATION.into(),
-                audit_checkpoint: None,
-            })
+            .hello(hello_as("ngo"))
             .await
     };
     tokio::time::timeout(Duration::from_secs(10), hello)

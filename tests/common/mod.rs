@@ -8,23 +8,27 @@ pub mod proxy;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use casebridge::certs::{FederationLayout, NodeAddrs, init_federation};
+use casebridge::certs::{
+    FaultyClient, FederationLayout, NodeAddrs, init_federation, write_faulty_client,
+};
 use casebridge::client::NodeClient;
 use casebridge::config::NodeConfig;
 use casebridge::identity::{
-    NodeIdentity, TlsIdentity, client_tls_config, connect_channel, install_crypto_provider,
+    ClientIdentity, NodeIdentity, TlsIdentity, client_tls_config, connect_channel,
+    install_crypto_provider,
 };
-use casebridge::ids::{AgencyId, FederationName};
+use casebridge::ids::{AgencyId, ClientName, FederationName};
 use casebridge::node::{Listeners, RunningNode, start};
 use casebridge::proto::v1::peer_exchange_client::PeerExchangeClient;
 use casebridge::proto::v1::{
-    Alert, AlertContent, AlertDraft, Category, DeliveryAck, Envelope, GetStatusRequest, Identifier,
-    ListAlertsRequest, ListPeersRequest, Location, NodeStatus, PeerStatus, PersonName, Phone,
-    Severity, Subject, SubjectRole, SubmitAlertRequest, Tlp, identifier::Kind,
+    Alert, AlertContent, AlertDraft, Category, DeliveryAck, Envelope, GetStatusRequest,
+    HelloRequest, Identifier, ListAlertsRequest, ListPeersRequest, Location, NodeStatus,
+    PeerStatus, PersonName, Phone, Severity, Subject, SubjectRole, SubmitAlertRequest, Tlp,
+    identifier::Kind,
 };
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
@@ -51,6 +55,25 @@ pub struct TestFederation {
 
 pub fn agency(s: &str) -> AgencyId {
     AgencyId::new(s).unwrap()
+}
+
+/// Who `a`'s client `name` is, in this test federation.
+pub fn client_identity(a: &str, name: &str) -> ClientIdentity {
+    ClientIdentity {
+        federation: FederationName::new(FEDERATION).unwrap(),
+        agency: agency(a),
+        name: ClientName::new(name).unwrap(),
+    }
+}
+
+/// The Hello a peer node `a` of this test federation opens with.
+pub fn hello_as(a: &str) -> HelloRequest {
+    HelloRequest {
+        protocol_version: casebridge::proto::PROTOCOL_VERSION,
+        agency_id: a.into(),
+        federation: FEDERATION.into(),
+        audit_checkpoint: None,
+    }
 }
 
 impl TestFederation {
@@ -149,9 +172,51 @@ impl TestFederation {
     }
 
     pub async fn client(&self, a: &str, name: &str) -> NodeClient {
-        NodeClient::connect_file(self.layout.agencies[&agency(a)].client_config(name))
+        NodeClient::connect_file(self.client_toml(a, name))
             .await
             .unwrap()
+    }
+
+    /// The client.toml of `a`'s development client `name`.
+    pub fn client_toml(&self, a: &str, name: &str) -> &Path {
+        self.layout.agencies[&agency(a)].client_config(name)
+    }
+
+    /// Runs the real `casebridge` binary as `a`'s client `name`: its
+    /// client.toml as `--client-config`, then `args`.
+    pub fn cli_as(&self, a: &str, name: &str, args: &[&str]) -> (i32, String, String) {
+        let toml = self.client_toml(a, name).to_str().unwrap();
+        cli(&[&["--client-config", toml], args].concat())
+    }
+
+    /// A certificate and key for `a`'s client `name`, signed by `a`'s
+    /// client CA but `fault` (written to a folder named after the fault).
+    pub fn faulty_client(&self, a: &str, name: &str, fault: FaultyClient) -> (PathBuf, PathBuf) {
+        write_faulty_client(
+            &client_identity(a, name),
+            self.pki(a),
+            &self.dir.path().join(format!("{fault:?}")),
+            fault,
+        )
+        .unwrap()
+    }
+
+    /// A client of `target`'s client API presenting the certificate and
+    /// key at `cert` and `key` (the handshake may already refuse it).
+    pub async fn client_presenting(
+        &self,
+        (cert, key): (&Path, &Path),
+        target: &str,
+    ) -> Result<NodeClient, casebridge::identity::TlsError> {
+        let channel = self
+            .channel_as(
+                (cert, key),
+                &self.layout.federation_ca,
+                target,
+                Listener::Client,
+            )
+            .await?;
+        Ok(NodeClient::from_channel(channel))
     }
 
     /// A raw channel to `target`'s `listener`, presenting the certificate
