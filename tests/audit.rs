@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use casebridge::client::{NodeClient, Purpose};
 use casebridge::proto::v1::{
-    AlertFilter, AuditEntry, BackupStoreRequest, DiffPolicyRequest, Envelope, ExplainPolicyRequest,
+    AlertFilter, AuditEntry, BackupStoreRequest, DiffPolicyRequest, ExplainPolicyRequest,
     GetAlertRequest, GetPolicyRequest, ListAlertsRequest, ListPeersRequest, LookupRequest,
     PeerLookupRequest, QueryAuditRequest, ReshareRequest, RetractAlertRequest,
     RetractFromPeerRequest, SetPolicyRequest, SubmitAlertRequest, UpdateAlertRequest,
@@ -385,13 +385,7 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
     peer.lookup(PeerLookupRequest::default()).await.unwrap();
     only(&mut admin, t, "peer.lookup", "peer:ngo", "OK").await;
     let t = audit_head(&mut admin).await;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Envelope>(1);
-    let mut acks = peer
-        .deliver(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
-    drop(tx);
+    let mut acks = deliver_stream(&mut peer, vec![]).await.unwrap();
     while acks.message().await.unwrap().is_some() {}
     let e = eventually("the delivery stream's entry", || {
         let mut admin = admin.clone();

@@ -11,7 +11,10 @@ use std::time::Duration;
 use casebridge::proto::v1::{
     Identifier, ImportAlertRequest, ListAlertsRequest, SubmitAlertRequest,
 };
-use common::{TestFederation, WAIT, eventually, hello_as, sample_draft, with_console};
+use common::{
+    TestFederation, WAIT, deliver_stream, envelope, eventually, hello_as, sample_draft,
+    with_console,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic_types::StatusExt;
 
@@ -440,8 +443,7 @@ async fn a_peer_cannot_forge_lines_in_the_audit_log() {
     use casebridge::ids::AlertId;
     use casebridge::proto::v1::envelope::Payload;
     use casebridge::proto::v1::{
-        AckStatus, DisclosureRequest, Envelope, HitNotice, HitReviewNotice, Release,
-        ReleaseWithdrawal,
+        AckStatus, DisclosureRequest, HitNotice, HitReviewNotice, Release, ReleaseWithdrawal,
     };
     let fed = TestFederation::start(&["police", "ngo"]).await;
     let ours = common::submit(&mut fed.client("police", "cms").await, "forgery target").await;
@@ -474,15 +476,7 @@ async fn a_peer_cannot_forge_lines_in_the_audit_log() {
     ];
     for (i, payload) in payloads.into_iter().enumerate() {
         let ack = fed
-            .deliver_one(
-                "ngo",
-                "police",
-                Envelope {
-                    sequence: i as u64 + 1,
-                    payload: Some(payload),
-                    ..Default::default()
-                },
-            )
+            .deliver_one("ngo", "police", envelope(i as u64 + 1, payload))
             .await
             .unwrap();
         assert_eq!(ack.status, AckStatus::Rejected as i32, "{ack:?}");
@@ -533,7 +527,7 @@ async fn a_peer_cannot_invent_hits_or_flood_requests() {
     use casebridge::ids::{AlertId, RequestId};
     use casebridge::proto::v1::envelope::Payload;
     use casebridge::proto::v1::{
-        AckStatus, DisclosureRequest, Envelope, HitNotice, IdentifierType, LegalBasis,
+        AckStatus, DisclosureRequest, HitNotice, IdentifierType, LegalBasis,
         ListDisclosureRequestsRequest, Urgency,
     };
     let fed = TestFederation::start(&["police", "ngo"]).await;
@@ -560,15 +554,7 @@ async fn a_peer_cannot_invent_hits_or_flood_requests() {
         ),
     ] {
         let ack = fed
-            .deliver_one(
-                "ngo",
-                "police",
-                Envelope {
-                    sequence: 1,
-                    payload: Some(payload),
-                    ..Default::default()
-                },
-            )
+            .deliver_one("ngo", "police", envelope(1, payload))
             .await
             .unwrap();
         assert_eq!(ack.status, AckStatus::Rejected as i32, "{what}: {ack:?}");
@@ -599,11 +585,7 @@ async fn a_peer_cannot_invent_hits_or_flood_requests() {
         .deliver_one(
             "ngo",
             "police",
-            Envelope {
-                sequence: 1,
-                payload: Some(Payload::DisclosureRequest(request(&unknown))),
-                ..Default::default()
-            },
+            envelope(1, Payload::DisclosureRequest(request(&unknown))),
         )
         .await
         .unwrap();
@@ -611,22 +593,10 @@ async fn a_peer_cannot_invent_hits_or_flood_requests() {
 
     // 3,000 requests in one stream: cut at the rate.
     let mut peer = fed.peer_client("ngo", "police").await;
-    let (tx, rx) = tokio::sync::mpsc::channel(3_000);
-    for i in 0..3_000u64 {
-        tx.send(Envelope {
-            sequence: i + 1,
-            payload: Some(Payload::DisclosureRequest(request(&ours.id))),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    }
-    drop(tx);
-    let mut acks = peer
-        .deliver(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
+    let requests = (0..3_000u64)
+        .map(|i| envelope(i + 1, Payload::DisclosureRequest(request(&ours.id))))
+        .collect();
+    let mut acks = deliver_stream(&mut peer, requests).await.unwrap();
     let (mut acked, mut stored) = (0, 0);
     let end = loop {
         match tokio::time::timeout(WAIT, acks.message())
@@ -674,9 +644,7 @@ async fn a_peer_cannot_invent_hits_or_flood_requests() {
 async fn every_received_alert_gets_a_retention_deadline() {
     use casebridge::ids::AlertId;
     use casebridge::proto::v1::envelope::Payload;
-    use casebridge::proto::v1::{
-        AckStatus, AlertContent, Category, Envelope, Severity, SharedAlert, Tlp,
-    };
+    use casebridge::proto::v1::{AckStatus, AlertContent, Category, Severity, SharedAlert, Tlp};
     let fed = TestFederation::start(&["police", "ngo"]).await;
     let rules = fed.config("police").alerts;
     let day = Duration::from_secs(86_400);
@@ -715,11 +683,7 @@ async fn every_received_alert_gets_a_retention_deadline() {
             .deliver_one(
                 "ngo",
                 "police",
-                Envelope {
-                    sequence: n as u64 + 1,
-                    payload: Some(Payload::Alert(alert)),
-                    ..Default::default()
-                },
+                envelope(n as u64 + 1, Payload::Alert(alert)),
             )
             .await
             .unwrap();

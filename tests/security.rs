@@ -13,7 +13,7 @@ use casebridge::identity::{NodeIdentity, connect_channel};
 use casebridge::ids::FederationName;
 use casebridge::proto::v1::envelope::Payload;
 use casebridge::proto::v1::{
-    AckStatus, Envelope, GetStatusRequest, ListAlertsRequest, SharedAlert, SubmitAlertRequest,
+    AckStatus, GetStatusRequest, ListAlertsRequest, SharedAlert, SubmitAlertRequest,
 };
 use common::*;
 use tonic::Code;
@@ -199,15 +199,7 @@ async fn envelope_claiming_another_origin_is_rejected() {
         ..Default::default()
     };
     let err = fed
-        .deliver_one(
-            "ngo",
-            "police",
-            Envelope {
-                sequence: 1,
-                payload: Some(Payload::Alert(forged)),
-                ..Default::default()
-            },
-        )
+        .deliver_one("ngo", "police", envelope(1, Payload::Alert(forged)))
         .await
         .expect_err("forged envelope was acknowledged");
     assert_eq!(err.code(), Code::PermissionDenied);
@@ -222,15 +214,7 @@ async fn envelope_claiming_another_origin_is_rejected() {
         ..Default::default()
     };
     let err = fed
-        .deliver_one(
-            "ngo",
-            "police",
-            Envelope {
-                sequence: 1,
-                payload: Some(Payload::Alert(smuggled)),
-                ..Default::default()
-            },
-        )
+        .deliver_one("ngo", "police", envelope(1, Payload::Alert(smuggled)))
         .await
         .expect_err("smuggled origin was acknowledged");
     assert_eq!(err.code(), Code::PermissionDenied);
@@ -247,15 +231,7 @@ async fn envelope_claiming_another_origin_is_rejected() {
         ..Default::default()
     };
     let ack = fed
-        .deliver_one(
-            "ngo",
-            "police",
-            Envelope {
-                sequence: 9,
-                payload: Some(Payload::Alert(bad)),
-                ..Default::default()
-            },
-        )
+        .deliver_one("ngo", "police", envelope(9, Payload::Alert(bad)))
         .await
         .unwrap();
     assert_eq!(ack.sequence, 9);

@@ -23,6 +23,7 @@ use casebridge::identity::{
 };
 use casebridge::ids::{AgencyId, ClientName, FederationName};
 use casebridge::node::{Listeners, RunningNode, start};
+use casebridge::proto::v1::envelope::Payload;
 use casebridge::proto::v1::peer_exchange_client::PeerExchangeClient;
 use casebridge::proto::v1::{
     Alert, AlertContent, AlertDraft, Category, DeliveryAck, Envelope, GetStatusRequest,
@@ -336,12 +337,7 @@ impl TestFederation {
         envelope: Envelope,
     ) -> Result<DeliveryAck, tonic::Status> {
         let mut client = self.peer_client(as_agency, target).await;
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        tx.send(envelope).await.unwrap();
-        let mut acks = client
-            .deliver(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await?
-            .into_inner();
+        let mut acks = deliver_stream(&mut client, vec![envelope]).await?;
         acks.message()
             .await?
             .ok_or_else(|| tonic::Status::unknown("ack stream ended"))
@@ -352,6 +348,27 @@ impl TestFederation {
             node.shutdown().await.unwrap();
         }
     }
+}
+
+/// The envelope a peer sends as its `sequence`th, carrying `payload`.
+pub fn envelope(sequence: u64, payload: Payload) -> Envelope {
+    Envelope {
+        sequence,
+        payload: Some(payload),
+        ..Default::default()
+    }
+}
+
+/// Opens a delivery stream on `peer` that carries `envelopes` and then
+/// ends: the node's answers (acks, then how the stream ended).
+pub async fn deliver_stream(
+    peer: &mut PeerExchangeClient<Channel>,
+    envelopes: Vec<Envelope>,
+) -> Result<tonic::Streaming<DeliveryAck>, tonic::Status> {
+    Ok(peer
+        .deliver(tokio_stream::iter(envelopes))
+        .await?
+        .into_inner())
 }
 
 /// Polls `check` until it returns `Some`, for at most [`WAIT`].
