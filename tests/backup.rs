@@ -176,13 +176,6 @@ async fn a_backup_taken_under_load_restores_to_a_node_serving_the_same_alerts() 
     // The restored node works: a new alert reaches ngo.
     let mut cms = fed.client("police", "cms").await;
     let fresh = submit(&mut cms, "after the restore").await;
-    eventually("the new alert delivered", || async {
-        fed.alerts("ngo")
-            .await
-            .iter()
-            .any(|a| a.id == fresh.id)
-            .then_some(())
-    })
-    .await;
+    fed.held("ngo", &fresh.id).await;
     fed.shutdown().await;
 }

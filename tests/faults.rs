@@ -47,14 +47,7 @@ async fn a_passed_retention_deadline_purges_content_on_every_node() {
     let short = submit_expiring(&fed, "short-lived", 3).await;
     let long = submit_expiring(&fed, "long-lived", 3600).await;
     for id in [&short, &long] {
-        eventually("delivery to ngo", || async {
-            fed.alerts("ngo")
-                .await
-                .iter()
-                .any(|a| &a.id == id)
-                .then_some(())
-        })
-        .await;
+        fed.held("ngo", id).await;
     }
     purged_at(&fed, "police", &short).await;
     purged_at(&fed, "ngo", &short).await;
@@ -102,22 +95,11 @@ async fn an_alert_that_expires_while_queued_is_never_delivered() {
     purged_at(&fed, "police", &short).await;
     let marker = submit_expiring(&fed, "marker", 3600).await;
     fed.start_node("ngo").await;
-    eventually("the marker at ngo", || async {
-        fed.alerts("ngo")
-            .await
-            .iter()
-            .any(|a| a.id == marker)
-            .then_some(())
-    })
-    .await;
+    fed.held("ngo", &marker).await;
     assert!(!fed.alerts("ngo").await.iter().any(|a| a.id == short));
-    let peer = eventually("an empty queue", || async {
-        fed.peers("police")
-            .await
-            .into_iter()
-            .find(|p| p.queue_depth == 0)
-    })
-    .await;
+    let peer = fed
+        .peer_when("police", "an empty queue", |p| p.queue_depth == 0)
+        .await;
     assert_eq!(peer.expired_total, 1);
     assert!(
         peer.retries >= 1,
@@ -131,14 +113,7 @@ async fn a_retraction_made_while_a_peer_is_down_reaches_it_later() {
     let mut fed = TestFederation::start(&["police", "ngo"]).await;
     let mut cms = fed.client("police", "cms").await;
     let alert = submit(&mut cms, "to be retracted").await;
-    eventually("delivery to ngo", || async {
-        fed.alerts("ngo")
-            .await
-            .iter()
-            .any(|a| a.id == alert.id)
-            .then_some(())
-    })
-    .await;
+    fed.held("ngo", &alert.id).await;
     fed.stop_node("ngo").await;
     cms.alerts
         .retract_alert(RetractAlertRequest {
@@ -163,13 +138,11 @@ async fn a_retraction_made_while_a_peer_is_down_reaches_it_later() {
             .then_some(())
     })
     .await;
-    let peer = eventually("the retraction acknowledged", || async {
-        fed.peers("police")
-            .await
-            .into_iter()
-            .find(|p| p.queue_depth == 0)
-    })
-    .await;
+    let peer = fed
+        .peer_when("police", "the retraction acknowledged", |p| {
+            p.queue_depth == 0
+        })
+        .await;
     assert_eq!(peer.pending_retractions, 0);
     assert!(peer.oldest_undelivered_at.is_none());
     fed.shutdown().await;

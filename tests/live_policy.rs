@@ -67,13 +67,6 @@ async fn set_policy(fed: &TestFederation, agency: &str, text: &str) -> u64 {
 }
 
 /// Waits until `agency` holds alert `id` (in any version) and returns it.
-async fn held(fed: &TestFederation, agency: &str, id: &str) -> casebridge::proto::v1::Alert {
-    eventually(&format!("{id} at {agency}"), || async {
-        fed.alerts(agency).await.into_iter().find(|a| a.id == id)
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_policy_takes_effect_without_restart_and_a_broken_one_changes_nothing() {
     let mut fed = TestFederation::start(&["police", "ngo"]).await;
@@ -153,7 +146,7 @@ async fn set_policy_takes_effect_without_restart_and_a_broken_one_changes_nothin
         draft(Category::LabourExploitation, "for ngo"),
     )
     .await;
-    held(&fed, "ngo", &labour).await;
+    fed.held("ngo", &labour).await;
     // Per-peer delivery is in order: the earlier alert would be there by now.
     assert!(!fed.alerts("ngo").await.iter().any(|a| a.id == other));
 
@@ -268,7 +261,7 @@ async fn reshare_delivers_exactly_the_missing_alerts_and_retract_from_peer_purge
             .await,
         );
     }
-    held(&fed, "ngo", &labour[1]).await;
+    fed.held("ngo", &labour[1]).await;
     assert_eq!(fed.alerts("ngo").await.len(), 2);
 
     let mut admin = fed.client("police", "admin").await;
@@ -320,7 +313,7 @@ async fn reshare_delivers_exactly_the_missing_alerts_and_retract_from_peer_purge
     expected.sort();
     assert_eq!(queued, expected, "exactly the alerts ngo was missing");
     for id in &others {
-        held(&fed, "ngo", id).await;
+        fed.held("ngo", id).await;
     }
     assert_eq!(reshare(false).await.queued, 0, "nothing left to backfill");
     let at_ngo = fed.alerts("ngo").await;
@@ -383,7 +376,7 @@ async fn reshare_delivers_exactly_the_missing_alerts_and_retract_from_peer_purge
         .await
         .unwrap();
     let marker = submit_as(&fed, "police", draft(Category::Other, "marker")).await;
-    held(&fed, "ngo", &marker).await;
+    fed.held("ngo", &marker).await;
     let there = fed
         .alerts("ngo")
         .await
@@ -428,16 +421,14 @@ async fn inbound_refusal_is_acked_with_a_reason_recorded_and_not_retried() {
         draft(Category::LabourExploitation, "accepted"),
     )
     .await;
-    held(&fed, "ngo", &accepted).await;
+    fed.held("ngo", &accepted).await;
     assert!(!fed.alerts("ngo").await.iter().any(|a| a.id == refused));
 
-    let peer = eventually("police's view of the refusal", || async {
-        fed.peers("police")
-            .await
-            .into_iter()
-            .find(|p| p.rejected_total == 1 && p.queue_depth == 0)
-    })
-    .await;
+    let peer = fed
+        .peer_when("police", "police's view of the refusal", |p| {
+            p.rejected_total == 1 && p.queue_depth == 0
+        })
+        .await;
     assert!(
         peer.last_rejection.contains("refused by policy")
             && peer
@@ -464,7 +455,7 @@ async fn inbound_refusal_is_acked_with_a_reason_recorded_and_not_retried() {
     );
     // Not retried: more traffic flows, the refusal stays single.
     let later = submit_as(&fed, "police", draft(Category::LabourExploitation, "later")).await;
-    held(&fed, "ngo", &later).await;
+    fed.held("ngo", &later).await;
     assert_eq!(fed.status("ngo").await.refused_deliveries, 1);
     assert_eq!(fed.peers("police").await[0].rejected_total, 1);
     fed.shutdown().await;
@@ -483,7 +474,7 @@ async fn hit_notices_and_lookup_answers_disclose_only_what_the_policy_shares() {
     let mut ngo_draft = sample_draft("ngo case");
     ngo_draft.subjects[0].identifiers.truncate(1); // the phone only
     let ngo_alert = submit_as(&fed, "ngo", ngo_draft.clone()).await;
-    held(&fed, "police", &ngo_alert).await;
+    fed.held("police", &ngo_alert).await;
 
     // police shares the same phone with ngo: ngo finds the hit, but may not
     // tell police (that would disclose the phone its policy keeps back).
@@ -496,7 +487,7 @@ async fn hit_notices_and_lookup_answers_disclose_only_what_the_policy_shares() {
     })
     .await;
     let marker = submit_as(&fed, "ngo", sample_draft("marker")).await;
-    held(&fed, "police", &marker).await;
+    fed.held("police", &marker).await;
     let police_core = fed.node("police").core().clone();
     assert!(
         police_core.store.hits_after(0, 10).unwrap().is_empty(),

@@ -153,13 +153,9 @@ async fn every_alert_arrives_once_and_in_version_order_through_a_faulty_network(
         .filter(|h| h.r#type == casebridge::proto::v1::IdentifierType::Phone as i32)
         .count();
     assert_eq!(phone_hits, ALERTS, "one phone hit per police alert");
-    let peer = eventually("an empty queue", || async {
-        fed.peers("police")
-            .await
-            .into_iter()
-            .find(|p| p.queue_depth == 0)
-    })
-    .await;
+    let peer = fed
+        .peer_when("police", "an empty queue", |p| p.queue_depth == 0)
+        .await;
     assert!(peer.retries > 0);
     fed.shutdown().await;
 }

@@ -24,14 +24,7 @@ async fn a_revoked_peer_is_cut_off_within_the_reload_and_age_bounds() {
     let fed = TestFederation::start_with(&["police", "ngo"], &[], fast_revocation).await;
     let mut cms = fed.client("police", "cms").await;
     let before = submit(&mut cms, "before revocation").await;
-    eventually("delivery before revocation", || async {
-        fed.alerts("ngo")
-            .await
-            .iter()
-            .any(|a| a.id == before.id)
-            .then_some(())
-    })
-    .await;
+    fed.held("ngo", &before.id).await;
     // An open peer connection, as police, made before the revocation.
     let mut open = fed.peer_client("police", "ngo").await;
     open.hello(hello_as("police")).await.unwrap();
@@ -66,13 +59,11 @@ async fn a_revoked_peer_is_cut_off_within_the_reload_and_age_bounds() {
     }
     // Police's own delivery to ngo stops too: the new alert stays queued.
     let after = submit(&mut cms, "after revocation").await;
-    let peer = eventually("a refused delivery attempt", || async {
-        fed.peers("police")
-            .await
-            .into_iter()
-            .find(|p| p.queue_depth == 1 && p.retries > 0)
-    })
-    .await;
+    let peer = fed
+        .peer_when("police", "a refused delivery attempt", |p| {
+            p.queue_depth == 1 && p.retries > 0
+        })
+        .await;
     assert!(!peer.last_error.is_empty());
     assert!(!fed.alerts("ngo").await.iter().any(|a| a.id == after.id));
     fed.shutdown().await;

@@ -323,6 +323,31 @@ impl TestFederation {
             .peers
     }
 
+    /// Waits until `a` holds the alert `id` (its own or received); the alert.
+    pub async fn held(&self, a: &str, id: &str) -> Alert {
+        eventually(&format!("{id} at {a}"), || async {
+            self.alerts(a)
+                .await
+                .into_iter()
+                .find(|alert| alert.id == id)
+        })
+        .await
+    }
+
+    /// Waits until one of `a`'s peers is as `want` says (`what`, for a
+    /// timeout); that peer's delivery state.
+    pub async fn peer_when(
+        &self,
+        a: &str,
+        what: &str,
+        want: impl Fn(&PeerStatus) -> bool,
+    ) -> PeerStatus {
+        eventually(what, || async {
+            self.peers(a).await.into_iter().find(|p| want(p))
+        })
+        .await
+    }
+
     /// `a`'s status, through its admin API.
     pub async fn status(&self, a: &str) -> NodeStatus {
         node_status(&mut self.client(a, "admin").await).await
