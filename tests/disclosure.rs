@@ -7,11 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use casebridge::client::NodeClient;
 use casebridge::proto::v1::send_disclosure_request::About;
 use casebridge::proto::v1::{
-    DisclosureCase, DisclosureState, GetDisclosureRequestRequest, HitVerdict, IdentifierType,
-    LegalBasis, ListDisclosureRequestsRequest, ReviewHitRequest, SendDisclosureRequest, Urgency,
+    DisclosureState, GetDisclosureRequestRequest, HitVerdict, IdentifierType, LegalBasis,
+    ListDisclosureRequestsRequest, ReviewHitRequest, SendDisclosureRequest, Urgency,
     WatchDisclosureRequestsRequest,
 };
 use common::*;
@@ -27,16 +26,6 @@ fn request_about(hit: u64) -> SendDisclosureRequest {
         due_at: None,
         verification: vec![phone_id("+31 6 5555 0103", "")],
     }
-}
-
-async fn list(client: &mut NodeClient, req: ListDisclosureRequestsRequest) -> Vec<DisclosureCase> {
-    client
-        .disclosure
-        .list_disclosure_requests(req)
-        .await
-        .unwrap()
-        .into_inner()
-        .requests
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,7 +101,11 @@ async fn a_request_about_a_confirmed_hit_reaches_the_holder_only_and_exactly_onc
         .await
         .unwrap_err();
     assert_eq!(no_role.code(), tonic::Code::PermissionDenied);
-    assert!(list(&mut ngo, Default::default()).await.is_empty());
+    assert!(
+        disclosure_cases(&mut ngo, Default::default())
+            .await
+            .is_empty()
+    );
 
     // Police is down when ngo asks: the request waits, then arrives once.
     fed.stop_node("police").await;
@@ -139,7 +132,12 @@ async fn a_request_about_a_confirmed_hit_reaches_the_holder_only_and_exactly_onc
     let mut legal = fed.client("police", "legal").await;
     let received = eventually("the request at police", || {
         let mut c = legal.clone();
-        async move { list(&mut c, Default::default()).await.into_iter().next() }
+        async move {
+            disclosure_cases(&mut c, Default::default())
+                .await
+                .into_iter()
+                .next()
+        }
     })
     .await;
     assert!(!received.outgoing);
@@ -157,7 +155,7 @@ async fn a_request_about_a_confirmed_hit_reaches_the_holder_only_and_exactly_onc
         let mut c = ngo.clone();
         let want = received.due_at;
         async move {
-            list(&mut c, Default::default())
+            disclosure_cases(&mut c, Default::default())
                 .await
                 .into_iter()
                 .find(|c| c.outgoing && c.due_at == want)
@@ -210,10 +208,14 @@ async fn a_request_about_a_confirmed_hit_reaches_the_holder_only_and_exactly_onc
     })
     .await;
     let mut labour = fed.client("labour", "legal").await;
-    assert!(list(&mut labour, Default::default()).await.is_empty());
+    assert!(
+        disclosure_cases(&mut labour, Default::default())
+            .await
+            .is_empty()
+    );
     let mut police_analyst = fed.client("police", "analyst").await;
     assert!(
-        list(&mut police_analyst, Default::default())
+        disclosure_cases(&mut police_analyst, Default::default())
             .await
             .is_empty()
     );
@@ -226,7 +228,7 @@ async fn a_request_about_a_confirmed_hit_reaches_the_holder_only_and_exactly_onc
         .unwrap_err();
     assert_eq!(hidden.code(), tonic::Code::NotFound);
     assert_eq!(
-        list(&mut legal, Default::default()).await.len(),
+        disclosure_cases(&mut legal, Default::default()).await.len(),
         1,
         "exactly once"
     );
@@ -291,16 +293,16 @@ async fn a_request_past_its_due_time_is_overdue_on_both_sides() {
     let at_police = eventually("overdue at police", || {
         let mut c = legal.clone();
         let overdue = overdue.clone();
-        async move { list(&mut c, overdue).await.into_iter().next() }
+        async move { disclosure_cases(&mut c, overdue).await.into_iter().next() }
     })
     .await;
     assert!(at_police.overdue);
     assert_eq!(at_police.request.unwrap().id, id);
-    let at_ngo = list(&mut ngo, overdue).await;
+    let at_ngo = disclosure_cases(&mut ngo, overdue).await;
     assert_eq!(at_ngo.len(), 1);
     assert!(at_ngo[0].overdue && at_ngo[0].outgoing);
     // Not overdue in the other filter's sense: it is still open.
-    let open = list(
+    let open = disclosure_cases(
         &mut legal,
         ListDisclosureRequestsRequest {
             states: vec![DisclosureState::Open as i32],

@@ -617,21 +617,18 @@ async fn a_peer_cannot_invent_hits_or_flood_requests() {
         acked <= 2 * casebridge::exchange::inbound::REQUESTS_PER_MINUTE as usize + 5,
         "{acked}"
     );
-    let inbox = fed
-        .client("police", "legal")
-        .await
-        .disclosure
-        .list_disclosure_requests(ListDisclosureRequestsRequest {
+    let inbox = common::disclosure_cases(
+        &mut fed.client("police", "legal").await,
+        ListDisclosureRequestsRequest {
             page_size: 1000,
             ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+        },
+    )
+    .await;
     assert!(stored > 0, "no request was taken");
-    assert_eq!(inbox.requests.len(), stored, "one case per request taken");
+    assert_eq!(inbox.len(), stored, "one case per request taken");
     let now = std::time::SystemTime::now();
-    for case in &inbox.requests {
+    for case in &inbox {
         let due = casebridge::time::system_time_lossy(case.due_at.as_ref().unwrap());
         assert!(due > now, "a back-dated request is not overdue on arrival");
     }

@@ -219,16 +219,14 @@ async fn every_request_decision_and_release_arrives_once_through_a_faulty_networ
     let mut approved = std::collections::BTreeSet::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while approved.len() < REQUESTS && std::time::Instant::now() < deadline {
-        let open = legal
-            .disclosure
-            .list_disclosure_requests(ListDisclosureRequestsRequest {
+        let open = disclosure_cases(
+            &mut legal,
+            ListDisclosureRequestsRequest {
                 states: vec![DisclosureState::Open as i32],
                 ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .requests;
+            },
+        )
+        .await;
         for c in open {
             let id = c.request.unwrap().id;
             legal
@@ -273,27 +271,13 @@ async fn every_request_decision_and_release_arrives_once_through_a_faulty_networ
     })
     .await;
     assert_eq!(releases.len(), REQUESTS, "one release each, none twice");
-    let at_police = legal
-        .disclosure
-        .list_disclosure_requests(ListDisclosureRequestsRequest {
-            page_size: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .requests;
+    let every = ListDisclosureRequestsRequest {
+        page_size: 1000,
+        ..Default::default()
+    };
+    let at_police = disclosure_cases(&mut legal, every.clone()).await;
     assert_eq!(at_police.len(), REQUESTS, "each request once at police");
-    let at_ngo = ngo
-        .disclosure
-        .list_disclosure_requests(ListDisclosureRequestsRequest {
-            page_size: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .requests;
+    let at_ngo = disclosure_cases(&mut ngo, every).await;
     for c in &at_ngo {
         let steps: Vec<&str> = c.history.iter().map(|e| e.step.as_str()).collect();
         assert_eq!(

@@ -300,13 +300,8 @@ async fn hit_review_request_question_approval_release_and_withdrawal() {
     // A third agency got nothing.
     let mut labour = fed.client("labour", "legal").await;
     assert!(
-        labour
-            .disclosure
-            .list_disclosure_requests(ListDisclosureRequestsRequest::default())
+        disclosure_cases(&mut labour, ListDisclosureRequestsRequest::default())
             .await
-            .unwrap()
-            .into_inner()
-            .requests
             .is_empty()
     );
     let mut labour_analyst = fed.client("labour", "analyst").await;

@@ -611,6 +611,20 @@ pub async fn node_status(admin: &mut NodeClient) -> NodeStatus {
         .into_inner()
 }
 
+/// The disclosure cases `client`'s node lists for `req` (one page).
+pub async fn disclosure_cases(
+    client: &mut NodeClient,
+    req: casebridge::proto::v1::ListDisclosureRequestsRequest,
+) -> Vec<casebridge::proto::v1::DisclosureCase> {
+    client
+        .disclosure
+        .list_disclosure_requests(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .requests
+}
+
 /// Runs the real `casebridge` binary: exit code, stdout, stderr.
 pub fn cli(args: &[&str]) -> (i32, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_casebridge"))
