@@ -11,10 +11,9 @@ use std::path::{Path, PathBuf};
 use casebridge::client::{NodeClient, Purpose};
 use casebridge::proto::v1::{
     AlertFilter, AuditEntry, BackupStoreRequest, DiffPolicyRequest, ExplainPolicyRequest,
-    GetAlertRequest, GetPolicyRequest, ListAlertsRequest, ListPeersRequest, LookupRequest,
-    PeerLookupRequest, QueryAuditRequest, ReshareRequest, RetractAlertRequest,
-    RetractFromPeerRequest, SetPolicyRequest, SubmitAlertRequest, UpdateAlertRequest,
-    WatchHitsRequest,
+    GetAlertRequest, ListAlertsRequest, ListPeersRequest, LookupRequest, PeerLookupRequest,
+    QueryAuditRequest, ReshareRequest, RetractAlertRequest, RetractFromPeerRequest,
+    SetPolicyRequest, SubmitAlertRequest, UpdateAlertRequest, WatchHitsRequest,
 };
 use casebridge::store::engine::{Db, EngineError, Options, Reads, Tree, Tx};
 use common::*;
@@ -259,12 +258,7 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
     admin.admin.list_peers(ListPeersRequest {}).await.unwrap();
     only(&mut admin, t, "admin.peers", a, "OK").await;
     let t = audit_head(&mut admin).await;
-    let policy = admin
-        .admin
-        .get_policy(GetPolicyRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let policy = node_policy(&mut admin).await;
     only(&mut admin, t, "policy.get", a, "OK").await;
     let t = audit_head(&mut admin).await;
     let err = admin

@@ -6,8 +6,8 @@ mod common;
 
 use casebridge::ids::AlertId;
 use casebridge::proto::v1::{
-    AlertDraft, AlertFilter, Category, DiffPolicyRequest, ExplainPolicyRequest, GetPolicyRequest,
-    LookupRequest, ReshareRequest, RetractFromPeerRequest, SetPolicyRequest, UpdateAlertRequest,
+    AlertDraft, AlertFilter, Category, DiffPolicyRequest, ExplainPolicyRequest, LookupRequest,
+    ReshareRequest, RetractFromPeerRequest, SetPolicyRequest, UpdateAlertRequest,
 };
 use common::*;
 use tonic::Code;
@@ -71,12 +71,7 @@ async fn set_policy(fed: &TestFederation, agency: &str, text: &str) -> u64 {
 async fn set_policy_takes_effect_without_restart_and_a_broken_one_changes_nothing() {
     let mut fed = TestFederation::start(&["police", "ngo"]).await;
     let mut admin = fed.client("police", "admin").await;
-    let v1 = admin
-        .admin
-        .get_policy(GetPolicyRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let v1 = node_policy(&mut admin).await;
     assert_eq!(v1.version, 1);
     assert!(v1.source.starts_with("file:"), "{}", v1.source);
     assert_eq!(v1.share_rules, 1);
@@ -111,12 +106,7 @@ async fn set_policy_takes_effect_without_restart_and_a_broken_one_changes_nothin
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Aborted, "{err:?}");
-    let still = admin
-        .admin
-        .get_policy(GetPolicyRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let still = node_policy(&mut admin).await;
     assert_eq!((still.version, &still.sha256), (1, &v1.sha256));
 
     // Valid: in force for the next submit, no restart.
@@ -196,12 +186,7 @@ async fn set_policy_takes_effect_without_restart_and_a_broken_one_changes_nothin
     fed.stop_node("police").await;
     fed.start_node("police").await;
     let mut admin = fed.client("police", "admin").await;
-    let after = admin
-        .admin
-        .get_policy(GetPolicyRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let after = node_policy(&mut admin).await;
     assert_eq!((after.version, &after.sha256), (2, &v2.sha256));
     assert_eq!(node_status(&mut admin).await.policy_version, 2);
 
@@ -211,12 +196,7 @@ async fn set_policy_takes_effect_without_restart_and_a_broken_one_changes_nothin
     std::fs::write(fed.pki("police").join("policy.toml"), ALL_TO_NGO).unwrap();
     fed.start_node("police").await;
     let mut admin = fed.client("police", "admin").await;
-    let kept = admin
-        .admin
-        .get_policy(GetPolicyRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let kept = node_policy(&mut admin).await;
     assert_eq!(kept.version, 2);
     // Once the file's version is in force, an edit is the next version.
     set_policy(&fed, "police", ALL_TO_NGO).await;
@@ -224,12 +204,7 @@ async fn set_policy_takes_effect_without_restart_and_a_broken_one_changes_nothin
     std::fs::write(fed.pki("police").join("policy.toml"), LABOUR_ONLY).unwrap();
     fed.start_node("police").await;
     let mut admin = fed.client("police", "admin").await;
-    let v4 = admin
-        .admin
-        .get_policy(GetPolicyRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let v4 = node_policy(&mut admin).await;
     assert_eq!((v4.version, v4.text.as_str()), (4, LABOUR_ONLY));
     assert!(v4.source.starts_with("file:"));
     fed.shutdown().await;
@@ -544,13 +519,7 @@ async fn sighup_reloads_the_file_and_never_installs_a_broken_one() {
     let police = &layout.agencies[&agency("police")];
     let (node, rx) = NodeProcess::spawn_logging(&police.node_config, "warn");
     let mut admin = connect_when_up(police.client_config("admin")).await;
-    let get = |mut c: casebridge::client::NodeClient| async move {
-        c.admin
-            .get_policy(GetPolicyRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-    };
+    let get = |mut c: casebridge::client::NodeClient| async move { node_policy(&mut c).await };
     assert_eq!(get(admin.clone()).await.version, 1);
     let policy_file = police.dir.join("policy.toml");
 
@@ -626,13 +595,7 @@ async fn sighup_never_replaces_a_version_set_through_the_api() {
     let admin = connect_when_up(police.client_config("admin")).await;
     let version = || {
         let mut c = admin.clone();
-        async move {
-            c.admin
-                .get_policy(GetPolicyRequest {})
-                .await
-                .unwrap()
-                .into_inner()
-        }
+        async move { node_policy(&mut c).await }
     };
     let policy_file = police.dir.join("policy.toml");
     std::fs::write(dir.path().join("labour.toml"), LABOUR_ONLY).unwrap();

@@ -5,7 +5,7 @@
 mod common;
 
 use bytes::{Buf, BufMut};
-use casebridge::proto::v1::{GetPolicyRequest, NodeStatus};
+use casebridge::proto::v1::NodeStatus;
 use common::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -241,13 +241,7 @@ async fn malformed_input_on_every_rpc_gets_an_error_and_changes_nothing() {
     .await;
     let before = fingerprint(&fed.status("police").await);
     let ngo_before = fed.alerts("ngo").await.len();
-    let policy_before = admin
-        .admin
-        .get_policy(GetPolicyRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .version;
+    let policy_before = node_policy(&mut admin).await.version;
 
     let audit_before = audit_head(&mut admin).await;
     let mut rng = StdRng::seed_from_u64(42);
@@ -308,13 +302,7 @@ async fn malformed_input_on_every_rpc_gets_an_error_and_changes_nothing() {
     // Nothing changed, and the node still serves.
     assert_eq!(fingerprint(&fed.status("police").await), before);
     assert_eq!(fed.alerts("ngo").await.len(), ngo_before);
-    let policy_after = admin
-        .admin
-        .get_policy(GetPolicyRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .version;
+    let policy_after = node_policy(&mut admin).await.version;
     assert_eq!(policy_after, policy_before);
     fed.shutdown().await;
 }

@@ -611,6 +611,16 @@ pub async fn node_status(admin: &mut NodeClient) -> NodeStatus {
         .into_inner()
 }
 
+/// The sharing policy in force at `admin`'s node (needs the admin role).
+pub async fn node_policy(admin: &mut NodeClient) -> casebridge::proto::v1::PolicyVersion {
+    admin
+        .admin
+        .get_policy(casebridge::proto::v1::GetPolicyRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// The disclosure cases `client`'s node lists for `req` (one page).
 pub async fn disclosure_cases(
     client: &mut NodeClient,
