@@ -367,13 +367,7 @@ async fn a_request_past_its_due_time_is_overdue_on_both_sides() {
         (1, 1, 0, 1)
     );
     assert!(row.median_answer_seconds >= 2.0, "{row:?}");
-    let toml = fed.layout.agencies[&agency("police")].client_config("legal");
-    let (code, out, err) = cli(&[
-        "--client-config",
-        toml.to_str().unwrap(),
-        "requests",
-        "stats",
-    ]);
+    let (code, out, err) = fed.cli_as("police", "legal", &["requests", "stats"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.lines()
@@ -404,18 +398,8 @@ async fn requests_on_the_command_line() {
     .await;
     let ngo = fed.client("ngo", "analyst").await;
     let hit = first_hit(&ngo).await.to_string();
-    let toml = |a: &str, c: &str| {
-        fed.layout.agencies[&agency(a)]
-            .client_config(c)
-            .to_str()
-            .unwrap()
-            .to_owned()
-    };
-    let analyst = toml("ngo", "analyst");
     let send = |extra: &[&str]| {
         let mut args = vec![
-            "--client-config",
-            analyst.as_str(),
             "requests",
             "send",
             "--hit",
@@ -432,7 +416,7 @@ async fn requests_on_the_command_line() {
             "urgent",
         ];
         args.extend_from_slice(extra);
-        cli(&args)
+        fed.cli_as("ngo", "analyst", &args)
     };
     // Not confirmed yet: exit 75, and the message says what to do.
     let (code, _, err) = send(&[]);
@@ -441,14 +425,7 @@ async fn requests_on_the_command_line() {
         err.contains(&format!("hits review {hit} --confirmed")),
         "{err}"
     );
-    let (code, _, err) = cli(&[
-        "--client-config",
-        &analyst,
-        "hits",
-        "review",
-        &hit,
-        "--confirmed",
-    ]);
+    let (code, _, err) = fed.cli_as("ngo", "analyst", &["hits", "review", &hit, "--confirmed"]);
     assert_eq!(code, 0, "{err}");
     // A verification file with a syntax error: file, line and column.
     let bad = fed.dir.path().join("verify.json");
@@ -468,14 +445,9 @@ async fn requests_on_the_command_line() {
     assert!(out.contains("basis     victim referral consent"), "{out}");
     let id = out.split_whitespace().nth(1).unwrap().to_owned();
 
-    let legal = toml("police", "legal");
     let shown = eventually("the request at police", || {
-        let legal = legal.clone();
-        let id = id.clone();
-        async move {
-            let (code, out, _) = cli(&["--client-config", &legal, "requests", "show", &id]);
-            (code == 0).then_some(out)
-        }
+        let (code, out, _) = fed.cli_as("police", "legal", &["requests", "show", &id]);
+        std::future::ready((code == 0).then_some(out))
     })
     .await;
     assert!(shown.contains("from ngo  (open"), "{shown}");
@@ -488,7 +460,7 @@ async fn requests_on_the_command_line() {
     // global --purpose (after the subcommand too) is the call's own.
     assert!(shown.contains("referral of the caller"), "{shown}");
     assert!(!shown.contains("case NGO-2026-0200 referral"), "{shown}");
-    let (code, out, err) = cli(&["--client-config", &legal, "requests", "list", "--received"]);
+    let (code, out, err) = fed.cli_as("police", "legal", &["requests", "list", "--received"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.lines().count(), 1, "{out}");
     assert!(
@@ -496,7 +468,7 @@ async fn requests_on_the_command_line() {
         "{out}"
     );
     // Nothing answered yet: no answer time, rather than "0 s".
-    let (code, out, err) = cli(&["--client-config", &analyst, "requests", "stats"]);
+    let (code, out, err) = fed.cli_as("ngo", "analyst", &["requests", "stats"]);
     assert_eq!(code, 0, "{err}");
     let sent = out.lines().find(|l| l.contains("sent")).unwrap_or_default();
     assert!(
@@ -504,12 +476,7 @@ async fn requests_on_the_command_line() {
         "{out}"
     );
     // The cms client has neither role: 77.
-    let (code, _, err) = cli(&[
-        "--client-config",
-        &toml("police", "cms"),
-        "requests",
-        "list",
-    ]);
+    let (code, _, err) = fed.cli_as("police", "cms", &["requests", "list"]);
     assert_eq!(code, 77, "{err}");
     fed.shutdown().await;
 }

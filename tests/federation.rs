@@ -242,14 +242,7 @@ async fn updates_and_retractions_reach_peers_in_order() {
             .iter()
             .all(|r| !r.rule.is_empty() && !r.disclosed.is_empty())
     );
-    let police_toml = fed.layout.agencies[&agency("police")].client_config("cms");
-    let (code, out, err) = cli(&[
-        "--client-config",
-        police_toml.to_str().unwrap(),
-        "alert",
-        "get",
-        &first.id,
-    ]);
+    let (code, out, err) = fed.cli_as("police", "cms", &["alert", "get", &first.id]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("shared with: ngo") && out.contains("v3 retraction"),

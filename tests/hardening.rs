@@ -381,20 +381,21 @@ async fn case_data_is_written_owner_only_and_an_exposed_store_is_refused() {
     common::submit(&mut cms, "owner only").await;
 
     let dir = tempfile::tempdir().unwrap();
-    let config = fed.layout.agencies[&common::agency("police")].client_config("cms");
     for ext in ["csv", "xlsx", "jsonl"] {
         let out = dir.path().join(format!("alerts.{ext}"));
-        let (code, stdout, err) = cli(&[
-            "--client-config",
-            config.to_str().unwrap(),
-            "alert",
-            "export",
-            "--own",
-            "--format",
-            ext,
-            "--output",
-            out.to_str().unwrap(),
-        ]);
+        let (code, stdout, err) = fed.cli_as(
+            "police",
+            "cms",
+            &[
+                "alert",
+                "export",
+                "--own",
+                "--format",
+                ext,
+                "--output",
+                out.to_str().unwrap(),
+            ],
+        );
         assert_eq!(code, 0, "{stdout}\n{err}");
         assert_eq!(mode(&out), 0o600, "{ext} export");
     }
@@ -485,15 +486,7 @@ async fn a_peer_cannot_forge_lines_in_the_audit_log() {
             "{ack:?}"
         );
     }
-    let config = fed.layout.agencies[&common::agency("police")].client_config("admin");
-    let (code, out, err) = common::cli(&[
-        "--client-config",
-        config.to_str().unwrap(),
-        "audit",
-        "query",
-        "--limit",
-        "1000",
-    ]);
+    let (code, out, err) = fed.cli_as("police", "admin", &["audit", "query", "--limit", "1000"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         !out.contains('\u{1b}'),
@@ -504,14 +497,11 @@ async fn a_peer_cannot_forge_lines_in_the_audit_log() {
         "a forged line:\n{out}"
     );
     // A query that matches nothing says so (silence read as a failure).
-    let (code, out, err) = common::cli(&[
-        "--client-config",
-        config.to_str().unwrap(),
-        "audit",
-        "query",
-        "--actor",
-        "client:nobody",
-    ]);
+    let (code, out, err) = fed.cli_as(
+        "police",
+        "admin",
+        &["audit", "query", "--actor", "client:nobody"],
+    );
     assert_eq!((code, out.as_str()), (0, "no entries match\n"), "{err}");
     fed.shutdown().await;
 }

@@ -92,18 +92,10 @@ async fn same_phone_written_differently_is_a_hit_on_both_sides() {
         .unwrap()
         .into_inner();
     assert_eq!((count.count, count.latest_sequence), (1, live.sequence));
-    let labour_toml = fed.layout.agencies[&agency("labour")].client_config("cms");
-    let labour_toml = labour_toml.to_str().unwrap();
-    let (code, out, err) = cli(&[
-        "--client-config",
-        labour_toml,
-        "hits",
-        "watch",
-        "--backlog-only",
-    ]);
+    let (code, out, err) = fed.cli_as("labour", "cms", &["hits", "watch", "--backlog-only"]);
     assert_eq!((code, out.as_str()), (0, ""), "{err}");
     assert!(err.contains("no hit log entries after entry 0"), "{err}");
-    let (code, out, err) = cli(&["--client-config", labour_toml, "hits", "count"]);
+    let (code, out, err) = fed.cli_as("labour", "cms", &["hits", "count"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("0 hit log entries after entry 0: the hit log is empty"),
@@ -112,22 +104,14 @@ async fn same_phone_written_differently_is_a_hit_on_both_sides() {
     // The text output names both numbers: the entry (the cursor `--after`
     // takes) and the hit (what `hits get` takes), and the count names the
     // cursor to resume with.
-    let police_toml = fed.layout.agencies[&agency("police")].client_config("cms");
-    let police_toml = police_toml.to_str().unwrap();
-    let (code, out, err) = cli(&[
-        "--client-config",
-        police_toml,
-        "hits",
-        "watch",
-        "--backlog-only",
-    ]);
+    let (code, out, err) = fed.cli_as("police", "cms", &["hits", "watch", "--backlog-only"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("entry     1  hit    1  "), "{out}");
     assert!(
         out.contains("found here") || out.contains("found by ngo"),
         "{out}"
     );
-    let (code, out, err) = cli(&["--client-config", police_toml, "hits", "count"]);
+    let (code, out, err) = fed.cli_as("police", "cms", &["hits", "count"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("1 hit log entry after entry 0 (hits found and reviews); the newest is entry 1: resume with --after 1"),
