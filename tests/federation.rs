@@ -67,17 +67,12 @@ async fn alerts_survive_a_restart() {
     fed.start_node("police").await;
     fed.start_node("ngo").await;
 
-    let police: Vec<String> = fed
-        .alerts("police")
-        .await
-        .into_iter()
-        .map(|a| a.id)
-        .collect();
+    let police = fed.alert_ids("police").await;
     assert_eq!(
         police, ids,
         "origin keeps every acknowledged alert, in id order"
     );
-    let ngo: Vec<String> = fed.alerts("ngo").await.into_iter().map(|a| a.id).collect();
+    let ngo = fed.alert_ids("ngo").await;
     assert_eq!(ngo, ids, "receiver keeps what it acknowledged");
     let mut cms = fed.client("police", "cms").await;
     let got = cms

@@ -51,6 +51,22 @@ async fn submit_as(fed: &TestFederation, agency: &str, d: AlertDraft) -> String 
         .id
 }
 
+/// Police submits a sexual-exploitation alert narrated `other`, then a
+/// labour-exploitation one narrated `labour`; once the labour one is at
+/// ngo, the other is not (per-peer delivery is in order: it would be
+/// there by now). Their ids, the other first.
+async fn only_labour_reaches_ngo(
+    fed: &TestFederation,
+    other: &str,
+    labour: &str,
+) -> (String, String) {
+    let other = submit_as(fed, "police", draft(Category::SexualExploitation, other)).await;
+    let labour = submit_as(fed, "police", draft(Category::LabourExploitation, labour)).await;
+    fed.held("ngo", &labour).await;
+    assert!(!fed.alerts("ngo").await.iter().any(|a| a.id == other));
+    (other, labour)
+}
+
 async fn set_policy(fed: &TestFederation, agency: &str, text: &str) -> u64 {
     fed.client(agency, "admin")
         .await
@@ -124,21 +140,7 @@ async fn set_policy_takes_effect_without_restart_and_a_broken_one_changes_nothin
         (v2.version, v2.set_by.as_str(), v2.source.as_str()),
         (2, "client:admin", "api")
     );
-    let other = submit_as(
-        &fed,
-        "police",
-        draft(Category::SexualExploitation, "not for ngo"),
-    )
-    .await;
-    let labour = submit_as(
-        &fed,
-        "police",
-        draft(Category::LabourExploitation, "for ngo"),
-    )
-    .await;
-    fed.held("ngo", &labour).await;
-    // Per-peer delivery is in order: the earlier alert would be there by now.
-    assert!(!fed.alerts("ngo").await.iter().any(|a| a.id == other));
+    let (other, _) = only_labour_reaches_ngo(&fed, "not for ngo", "for ngo").await;
 
     // Explain says why, per peer, with the envelope.
     let why = admin
@@ -384,20 +386,7 @@ async fn inbound_refusal_is_acked_with_a_reason_recorded_and_not_retried() {
         "[[rules]]\nname = \"back\"\neffect = \"share\"\npeers = [\"police\"]\n[rules.share]\nidentifiers = { phone = \"exact\" }\n"
     );
     set_policy(&fed, "ngo", &ngo_policy).await;
-    let refused = submit_as(
-        &fed,
-        "police",
-        draft(Category::SexualExploitation, "refused"),
-    )
-    .await;
-    let accepted = submit_as(
-        &fed,
-        "police",
-        draft(Category::LabourExploitation, "accepted"),
-    )
-    .await;
-    fed.held("ngo", &accepted).await;
-    assert!(!fed.alerts("ngo").await.iter().any(|a| a.id == refused));
+    let (refused, _) = only_labour_reaches_ngo(&fed, "refused", "accepted").await;
 
     let peer = fed
         .peer_when("police", "police's view of the refusal", |p| {

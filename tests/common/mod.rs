@@ -311,6 +311,15 @@ impl TestFederation {
         }
     }
 
+    /// The ids of every alert the node holds, as [`Self::alerts`] lists them.
+    pub async fn alert_ids(&self, a: &str) -> Vec<String> {
+        self.alerts(a)
+            .await
+            .into_iter()
+            .map(|alert| alert.id)
+            .collect()
+    }
+
     /// Delivery state of `a`'s peers, through its admin API.
     pub async fn peers(&self, a: &str) -> Vec<PeerStatus> {
         let mut admin = self.client(a, "admin").await;
