@@ -21,11 +21,7 @@ const PER_SUBMITTER: usize = 50;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_random_moments_loses_nothing_acknowledged_and_duplicates_nothing() {
-    let seed = std::env::var("CASEBRIDGE_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random::<u64>);
-    eprintln!("kill seed {seed} (rerun with CASEBRIDGE_FAULT_SEED={seed})");
+    let seed = fault_seed("kill");
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
     let layout = two_agencies(dir.path());

@@ -16,11 +16,7 @@ const ALERTS: usize = 60;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_alert_arrives_once_and_in_version_order_through_a_faulty_network() {
-    let seed = std::env::var("CASEBRIDGE_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random::<u64>);
-    eprintln!("fault seed {seed} (rerun with CASEBRIDGE_FAULT_SEED={seed})");
+    let seed = fault_seed("fault");
     let proxy = ChaosProxy::start(seed).await;
     let via = proxy.addr.to_string();
     let fed = TestFederation::start_with(&["police", "ngo"], &[], move |a, cfg| {
@@ -172,11 +168,7 @@ async fn every_request_decision_and_release_arrives_once_through_a_faulty_networ
         Urgency,
     };
     const REQUESTS: usize = 20;
-    let seed = std::env::var("CASEBRIDGE_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random::<u64>);
-    eprintln!("fault seed {seed} (rerun with CASEBRIDGE_FAULT_SEED={seed})");
+    let seed = fault_seed("fault");
     let to_ngo = ChaosProxy::start(seed).await;
     let to_police = ChaosProxy::start(seed.wrapping_add(1)).await;
     let (via_ngo, via_police) = (to_ngo.addr.to_string(), to_police.addr.to_string());

@@ -405,6 +405,17 @@ pub async fn deliver_stream(
         .into_inner())
 }
 
+/// The seed of a test's random faults: `CASEBRIDGE_FAULT_SEED` if set,
+/// else a random one; printed (`what` seed) so a failing run can be rerun.
+pub fn fault_seed(what: &str) -> u64 {
+    let seed = std::env::var("CASEBRIDGE_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    eprintln!("{what} seed {seed} (rerun with CASEBRIDGE_FAULT_SEED={seed})");
+    seed
+}
+
 /// Polls `check` until it returns `Some`, for at most [`WAIT`].
 pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where
