@@ -10,11 +10,10 @@ use std::path::{Path, PathBuf};
 
 use casebridge::client::{NodeClient, Purpose};
 use casebridge::proto::v1::{
-    AlertFilter, AuditEntry, BackupStoreRequest, DiffPolicyRequest, Envelope, ExplainPolicyRequest,
-    GetAlertRequest, GetPolicyRequest, GetStatusRequest, HelloRequest, ListAlertsRequest,
-    ListPeersRequest, LookupRequest, PeerLookupRequest, QueryAuditRequest, ReshareRequest,
-    RetractAlertRequest, RetractFromPeerRequest, SetPolicyRequest, SubmitAlertRequest,
-    UpdateAlertRequest, WatchHitsRequest,
+    AlertFilter, AuditEntry, BackupStoreRequest, DiffPolicyRequest, ExplainPolicyRequest,
+    GetAlertRequest, ListAlertsRequest, ListPeersRequest, LookupRequest, PeerLookupRequest,
+    QueryAuditRequest, ReshareRequest, RetractAlertRequest, RetractFromPeerRequest,
+    SetPolicyRequest, SubmitAlertRequest, UpdateAlertRequest, WatchHitsRequest,
 };
 use casebridge::store::engine::{Db, EngineError, Options, Reads, Tree, Tx};
 use common::*;
@@ -253,18 +252,13 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
     // --- admin API ----------------------------------------------------------
     let a = "client:admin";
     let t = audit_head(&mut admin).await;
-    admin.admin.get_status(GetStatusRequest {}).await.unwrap();
+    node_status(&mut admin).await;
     only(&mut admin, t, "admin.status", a, "OK").await;
     let t = audit_head(&mut admin).await;
     admin.admin.list_peers(ListPeersRequest {}).await.unwrap();
     only(&mut admin, t, "admin.peers", a, "OK").await;
     let t = audit_head(&mut admin).await;
-    let policy = admin
-        .admin
-        .get_policy(GetPolicyRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let policy = node_policy(&mut admin).await;
     only(&mut admin, t, "policy.get", a, "OK").await;
     let t = audit_head(&mut admin).await;
     let err = admin
@@ -379,26 +373,13 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
     // --- peer API, called by ngo's node ---------------------------------------
     let mut peer = fed.peer_client("ngo", "police").await;
     let t = audit_head(&mut admin).await;
-    peer.hello(HelloRequest {
-        protocol_version: casebridge::proto::PROTOCOL_VERSION,
-        agency_id: "ngo".into(),
-        federation: FEDERATION.into(),
-        audit_checkpoint: None,
-    })
-    .await
-    .unwrap();
+    peer.hello(hello_as("ngo")).await.unwrap();
     only(&mut admin, t, "peer.hello", "peer:ngo", "OK").await;
     let t = audit_head(&mut admin).await;
     peer.lookup(PeerLookupRequest::default()).await.unwrap();
     only(&mut admin, t, "peer.lookup", "peer:ngo", "OK").await;
     let t = audit_head(&mut admin).await;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Envelope>(1);
-    let mut acks = peer
-        .deliver(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
-    drop(tx);
+    let mut acks = deliver_stream(&mut peer, vec![]).await.unwrap();
     while acks.message().await.unwrap().is_some() {}
     let e = eventually("the delivery stream's entry", || {
         let mut admin = admin.clone();

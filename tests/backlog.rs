@@ -63,13 +63,9 @@ async fn a_peer_down_during_10000_submits_gets_all_of_them_once() {
         std::future::ready((held == ALERTS as u64).then_some(()))
     })
     .await;
-    let peer = eventually("police's queue empty", || async {
-        fed.peers("police")
-            .await
-            .into_iter()
-            .find(|p| p.queue_depth == 0)
-    })
-    .await;
+    let peer = fed
+        .peer_when("police", "police's queue empty", |p| p.queue_depth == 0)
+        .await;
     eprintln!(
         "RSS {rss_start} MiB at start, {rss_queued} MiB with {ALERTS} queued, peak {rss_peak} MiB while draining; {} stored, {} resends",
         ngo.inbound.stored_total(),

@@ -103,26 +103,22 @@ async fn a_backup_taken_under_load_restores_to_a_node_serving_the_same_alerts() 
     // Restore refuses while the node runs (it holds the store's lock).
     let node_toml = fed.layout.agencies[&agency("police")].node_config.clone();
     let node_toml = node_toml.to_str().unwrap();
-    let (code, out, err) = cli(&[
-        "store",
-        "restore",
-        "--config",
-        node_toml,
-        "--from",
-        &backup_dir,
-    ]);
+    let restore = || {
+        cli(&[
+            "store",
+            "restore",
+            "--config",
+            node_toml,
+            "--from",
+            &backup_dir,
+        ])
+    };
+    let (code, out, err) = restore();
     assert_ne!(code, 0, "{out}");
     assert!(err.contains("is the node running?"), "{err}");
 
     fed.stop_node("police").await;
-    let (code, out, err) = cli(&[
-        "store",
-        "restore",
-        "--config",
-        node_toml,
-        "--from",
-        &backup_dir,
-    ]);
+    let (code, out, err) = restore();
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("previous store kept at"), "{out}");
     // The data went back to the copy; the audit log did not: it still holds
@@ -131,12 +127,7 @@ async fn a_backup_taken_under_load_restores_to_a_node_serving_the_same_alerts() 
     assert_eq!(code, 0, "the restored log verifies: {out}{err}");
     fed.start_node("police").await;
 
-    let served: BTreeSet<String> = fed
-        .alerts("police")
-        .await
-        .into_iter()
-        .map(|a| a.id)
-        .collect();
+    let served: BTreeSet<String> = fed.alert_ids("police").await.into_iter().collect();
     assert_eq!(
         served.len() as u64,
         backup.alerts,
@@ -176,13 +167,6 @@ async fn a_backup_taken_under_load_restores_to_a_node_serving_the_same_alerts() 
     // The restored node works: a new alert reaches ngo.
     let mut cms = fed.client("police", "cms").await;
     let fresh = submit(&mut cms, "after the restore").await;
-    eventually("the new alert delivered", || async {
-        fed.alerts("ngo")
-            .await
-            .iter()
-            .any(|a| a.id == fresh.id)
-            .then_some(())
-    })
-    .await;
+    fed.held("ngo", &fresh.id).await;
     fed.shutdown().await;
 }

@@ -42,20 +42,13 @@ async fn a_closed_pipe_ends_the_output_quietly() {
     for i in 0..3 {
         submit(&mut cms, &format!("listed {i}")).await;
     }
-    let toml = fed.layout.agencies[&agency("police")].client_config("cms");
-    let (code, err) =
-        into_closed_pipe(&["--client-config", toml.to_str().unwrap(), "alert", "list"]);
+    let toml = fed.client_toml("police", "cms").to_str().unwrap();
+    let (code, err) = into_closed_pipe(&["--client-config", toml, "alert", "list"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 
     // --json is canonical protobuf JSON: UTC times end in Z.
-    let (code, out, err) = cli(&[
-        "--client-config",
-        toml.to_str().unwrap(),
-        "--json",
-        "alert",
-        "list",
-    ]);
+    let (code, out, err) = fed.cli_as("police", "cms", &["--json", "alert", "list"]);
     assert_eq!(code, 0, "{err}");
     let alerts: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
     assert_eq!(alerts.len(), 3);
@@ -160,16 +153,14 @@ fn client_toml_with(
 /// "transport error", and exits 77 (`EX_NOPERM`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_client_certificate_is_named_with_its_reason() {
-    use casebridge::certs::{FaultyClient, RevokeTarget, revoke, write_faulty_client};
-    use casebridge::identity::ClientIdentity;
-    use casebridge::ids::{ClientName, FederationName};
+    use casebridge::certs::{FaultyClient, RevokeTarget, revoke};
+    use casebridge::ids::ClientName;
 
     let fed = TestFederation::start_with(&["police", "ngo"], &[], |_, c| {
         c.tls.crl_reload_secs = casebridge::config::Bounded::new(1);
     })
     .await;
-    let police = &fed.layout.agencies[&agency("police")];
-    let base = police.client_config("analyst").to_owned();
+    let base = fed.client_toml("police", "analyst").to_owned();
     let status_with =
         |toml: &std::path::Path| cli(&["--client-config", toml.to_str().unwrap(), "alert", "list"]);
     // The configuration as issued works.
@@ -181,22 +172,12 @@ async fn a_refused_client_certificate_is_named_with_its_reason() {
         (FaultyClient::Expired, "expired"),
         (FaultyClient::ServerAuthOnly, "wrong purpose"),
     ] {
-        let (cert, key) = write_faulty_client(
-            &ClientIdentity {
-                federation: FederationName::new(FEDERATION).unwrap(),
-                agency: agency("police"),
-                name: ClientName::new("analyst").unwrap(),
-            },
-            fed.pki("police"),
-            &fed.dir.path().join(format!("{fault:?}")),
-            fault,
-        )
-        .unwrap();
+        let (cert, key) = fed.faulty_client("police", "analyst", fault);
         cases.push((client_toml_with(&base, &cert, &key), reason));
     }
     // The NGO's own client certificate, from a client CA police does not trust.
-    let ngo = fed.layout.agencies[&agency("ngo")].client_config("analyst");
-    let ngo_cfg = casebridge::config::ClientConfig::load(ngo).unwrap();
+    let ngo_cfg =
+        casebridge::config::ClientConfig::load(fed.client_toml("ngo", "analyst")).unwrap();
     cases.push((
         client_toml_with(&base, &ngo_cfg.cert, &ngo_cfg.key),
         "unknown issuer",
@@ -238,8 +219,7 @@ async fn an_unlisted_client_is_told_it_is_not_listed() {
             .remove(&casebridge::ids::ClientName::new("cms").unwrap());
     })
     .await;
-    let cms = fed.layout.agencies[&agency("police")].client_config("cms");
-    let (code, _, err) = cli(&["--client-config", cms.to_str().unwrap(), "alert", "list"]);
+    let (code, _, err) = fed.cli_as("police", "cms", &["alert", "list"]);
     assert_eq!(code, 77, "{err}");
     assert!(
         err.contains("client `cms` is not listed in this node's [clients]"),

@@ -7,11 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use casebridge::client::NodeClient;
 use casebridge::proto::v1::send_disclosure_request::About;
 use casebridge::proto::v1::{
-    DisclosureCase, DisclosureState, GetDisclosureRequestRequest, HitVerdict, IdentifierType,
-    LegalBasis, ListDisclosureRequestsRequest, ReviewHitRequest, SendDisclosureRequest, Urgency,
+    DisclosureState, GetDisclosureRequestRequest, HitVerdict, IdentifierType, LegalBasis,
+    ListDisclosureRequestsRequest, ReviewHitRequest, SendDisclosureRequest, Urgency,
     WatchDisclosureRequestsRequest,
 };
 use common::*;
@@ -27,16 +26,6 @@ fn request_about(hit: u64) -> SendDisclosureRequest {
         due_at: None,
         verification: vec![phone_id("+31 6 5555 0103", "")],
     }
-}
-
-async fn list(client: &mut NodeClient, req: ListDisclosureRequestsRequest) -> Vec<DisclosureCase> {
-    client
-        .disclosure
-        .list_disclosure_requests(req)
-        .await
-        .unwrap()
-        .into_inner()
-        .requests
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,7 +101,11 @@ async fn a_request_about_a_confirmed_hit_reaches_the_holder_only_and_exactly_onc
         .await
         .unwrap_err();
     assert_eq!(no_role.code(), tonic::Code::PermissionDenied);
-    assert!(list(&mut ngo, Default::default()).await.is_empty());
+    assert!(
+        disclosure_cases(&mut ngo, Default::default())
+            .await
+            .is_empty()
+    );
 
     // Police is down when ngo asks: the request waits, then arrives once.
     fed.stop_node("police").await;
@@ -139,7 +132,12 @@ async fn a_request_about_a_confirmed_hit_reaches_the_holder_only_and_exactly_onc
     let mut legal = fed.client("police", "legal").await;
     let received = eventually("the request at police", || {
         let mut c = legal.clone();
-        async move { list(&mut c, Default::default()).await.into_iter().next() }
+        async move {
+            disclosure_cases(&mut c, Default::default())
+                .await
+                .into_iter()
+                .next()
+        }
     })
     .await;
     assert!(!received.outgoing);
@@ -157,7 +155,7 @@ async fn a_request_about_a_confirmed_hit_reaches_the_holder_only_and_exactly_onc
         let mut c = ngo.clone();
         let want = received.due_at;
         async move {
-            list(&mut c, Default::default())
+            disclosure_cases(&mut c, Default::default())
                 .await
                 .into_iter()
                 .find(|c| c.outgoing && c.due_at == want)
@@ -210,10 +208,14 @@ async fn a_request_about_a_confirmed_hit_reaches_the_holder_only_and_exactly_onc
     })
     .await;
     let mut labour = fed.client("labour", "legal").await;
-    assert!(list(&mut labour, Default::default()).await.is_empty());
+    assert!(
+        disclosure_cases(&mut labour, Default::default())
+            .await
+            .is_empty()
+    );
     let mut police_analyst = fed.client("police", "analyst").await;
     assert!(
-        list(&mut police_analyst, Default::default())
+        disclosure_cases(&mut police_analyst, Default::default())
             .await
             .is_empty()
     );
@@ -237,7 +239,7 @@ async fn a_request_about_a_confirmed_hit_reaches_the_holder_only_and_exactly_onc
         "id",
     );
     assert_eq!(
-        list(&mut legal, Default::default()).await.len(),
+        disclosure_cases(&mut legal, Default::default()).await.len(),
         1,
         "exactly once"
     );
@@ -302,16 +304,16 @@ async fn a_request_past_its_due_time_is_overdue_on_both_sides() {
     let at_police = eventually("overdue at police", || {
         let mut c = legal.clone();
         let overdue = overdue.clone();
-        async move { list(&mut c, overdue).await.into_iter().next() }
+        async move { disclosure_cases(&mut c, overdue).await.into_iter().next() }
     })
     .await;
     assert!(at_police.overdue);
     assert_eq!(at_police.request.unwrap().id, id);
-    let at_ngo = list(&mut ngo, overdue).await;
+    let at_ngo = disclosure_cases(&mut ngo, overdue).await;
     assert_eq!(at_ngo.len(), 1);
     assert!(at_ngo[0].overdue && at_ngo[0].outgoing);
     // Not overdue in the other filter's sense: it is still open.
-    let open = list(
+    let open = disclosure_cases(
         &mut legal,
         ListDisclosureRequestsRequest {
             states: vec![DisclosureState::Open as i32],
@@ -323,14 +325,7 @@ async fn a_request_past_its_due_time_is_overdue_on_both_sides() {
 
     // Status and Prometheus show it on both sides, per peer and direction.
     for (a, peer, direction) in [("police", "ngo", "received"), ("ngo", "police", "sent")] {
-        let status = fed
-            .client(a, "admin")
-            .await
-            .admin
-            .get_status(casebridge::proto::v1::GetStatusRequest {})
-            .await
-            .unwrap()
-            .into_inner();
+        let status = fed.status(a).await;
         assert_eq!(
             (
                 status.disclosure_requests_open,
@@ -383,13 +378,7 @@ async fn a_request_past_its_due_time_is_overdue_on_both_sides() {
         (1, 1, 0, 1)
     );
     assert!(row.median_answer_seconds >= 2.0, "{row:?}");
-    let toml = fed.layout.agencies[&agency("police")].client_config("legal");
-    let (code, out, err) = cli(&[
-        "--client-config",
-        toml.to_str().unwrap(),
-        "requests",
-        "stats",
-    ]);
+    let (code, out, err) = fed.cli_as("police", "legal", &["requests", "stats"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.lines()
@@ -420,18 +409,8 @@ async fn requests_on_the_command_line() {
     .await;
     let ngo = fed.client("ngo", "analyst").await;
     let hit = first_hit(&ngo).await.to_string();
-    let toml = |a: &str, c: &str| {
-        fed.layout.agencies[&agency(a)]
-            .client_config(c)
-            .to_str()
-            .unwrap()
-            .to_owned()
-    };
-    let analyst = toml("ngo", "analyst");
     let send = |extra: &[&str]| {
         let mut args = vec![
-            "--client-config",
-            analyst.as_str(),
             "requests",
             "send",
             "--hit",
@@ -448,7 +427,7 @@ async fn requests_on_the_command_line() {
             "urgent",
         ];
         args.extend_from_slice(extra);
-        cli(&args)
+        fed.cli_as("ngo", "analyst", &args)
     };
     // Not confirmed yet: exit 75, and the message says what to do.
     let (code, _, err) = send(&[]);
@@ -457,14 +436,7 @@ async fn requests_on_the_command_line() {
         err.contains(&format!("hits review {hit} --confirmed")),
         "{err}"
     );
-    let (code, _, err) = cli(&[
-        "--client-config",
-        &analyst,
-        "hits",
-        "review",
-        &hit,
-        "--confirmed",
-    ]);
+    let (code, _, err) = fed.cli_as("ngo", "analyst", &["hits", "review", &hit, "--confirmed"]);
     assert_eq!(code, 0, "{err}");
     // A verification file with a syntax error: file, line and column.
     let bad = fed.dir.path().join("verify.json");
@@ -484,14 +456,9 @@ async fn requests_on_the_command_line() {
     assert!(out.contains("basis     victim referral consent"), "{out}");
     let id = out.split_whitespace().nth(1).unwrap().to_owned();
 
-    let legal = toml("police", "legal");
     let shown = eventually("the request at police", || {
-        let legal = legal.clone();
-        let id = id.clone();
-        async move {
-            let (code, out, _) = cli(&["--client-config", &legal, "requests", "show", &id]);
-            (code == 0).then_some(out)
-        }
+        let (code, out, _) = fed.cli_as("police", "legal", &["requests", "show", &id]);
+        std::future::ready((code == 0).then_some(out))
     })
     .await;
     assert!(shown.contains("from ngo  (open"), "{shown}");
@@ -504,7 +471,7 @@ async fn requests_on_the_command_line() {
     // global --purpose (after the subcommand too) is the call's own.
     assert!(shown.contains("referral of the caller"), "{shown}");
     assert!(!shown.contains("case NGO-2026-0200 referral"), "{shown}");
-    let (code, out, err) = cli(&["--client-config", &legal, "requests", "list", "--received"]);
+    let (code, out, err) = fed.cli_as("police", "legal", &["requests", "list", "--received"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.lines().count(), 1, "{out}");
     assert!(
@@ -512,7 +479,7 @@ async fn requests_on_the_command_line() {
         "{out}"
     );
     // Nothing answered yet: no answer time, rather than "0 s".
-    let (code, out, err) = cli(&["--client-config", &analyst, "requests", "stats"]);
+    let (code, out, err) = fed.cli_as("ngo", "analyst", &["requests", "stats"]);
     assert_eq!(code, 0, "{err}");
     let sent = out.lines().find(|l| l.contains("sent")).unwrap_or_default();
     assert!(
@@ -520,12 +487,7 @@ async fn requests_on_the_command_line() {
         "{out}"
     );
     // The cms client has neither role: 77.
-    let (code, _, err) = cli(&[
-        "--client-config",
-        &toml("police", "cms"),
-        "requests",
-        "list",
-    ]);
+    let (code, _, err) = fed.cli_as("police", "cms", &["requests", "list"]);
     assert_eq!(code, 77, "{err}");
     fed.shutdown().await;
 }

@@ -13,8 +13,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use casebridge::client::NodeClient;
-use casebridge::proto::v1::{GetAlertRequest, SubmitAlertRequest};
-use common::process::{NodeProcess, connect_when_up, two_agencies};
+use casebridge::proto::v1::SubmitAlertRequest;
+use common::process::{NodeProcess, connect_when_up, lost_alerts, two_agencies};
 use common::*;
 
 /// A tmpfs mount, unmounted when dropped.
@@ -115,13 +115,8 @@ async fn a_full_disk_refuses_new_alerts_and_keeps_acknowledged_ones() {
     drop(node);
     let _node = NodeProcess::spawn(&police.node_config, "warn", Stdio::inherit());
     let mut reader = connect_when_up(police.client_config("analyst")).await;
-    for id in &acked {
-        reader
-            .alerts
-            .get_alert(GetAlertRequest { id: id.clone() })
-            .await
-            .unwrap_or_else(|e| panic!("acknowledged alert {id} lost: {e}"));
-    }
+    let lost = lost_alerts(&mut reader, &acked).await;
+    assert!(lost.is_empty(), "acknowledged alerts lost: {lost:?}");
     let mut cms = connect_when_up(police.client_config("cms")).await;
     try_submit(&mut cms, usize::MAX)
         .await

@@ -4,8 +4,8 @@ mod common;
 
 use std::process::Stdio;
 
-use casebridge::proto::v1::{GetStatusRequest, ListPeersRequest};
-use common::process::{NodeProcess, connect_when_up, two_agencies};
+use casebridge::proto::v1::ListPeersRequest;
+use common::process::{NodeProcess, connect_when_up, lost_alerts, two_agencies};
 use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,20 +35,14 @@ async fn acknowledged_alerts_survive_kill_9() {
         acked.extend(t.await.unwrap());
     }
     // No graceful anything: SIGKILL right after the last acknowledgement.
-    node.0.kill().unwrap();
-    node.0.wait().unwrap();
+    node.kill_9();
     drop(node);
 
     let _node = NodeProcess::spawn(&police.node_config, "warn", Stdio::inherit());
     let mut admin = connect_when_up(police.client_config("admin")).await;
-    let status = admin
-        .admin
-        .get_status(GetStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
     assert_eq!(
-        status.local_alerts, N as u64,
+        node_status(&mut admin).await.local_alerts,
+        N as u64,
         "every acknowledged alert is on disk"
     );
     let peers = admin
@@ -63,11 +57,6 @@ async fn acknowledged_alerts_survive_kill_9() {
         "and queued for the peer that was down"
     );
     let mut analyst = connect_when_up(police.client_config("analyst")).await;
-    for id in &acked {
-        analyst
-            .alerts
-            .get_alert(casebridge::proto::v1::GetAlertRequest { id: id.clone() })
-            .await
-            .unwrap_or_else(|e| panic!("acknowledged alert {id} lost: {e}"));
-    }
+    let lost = lost_alerts(&mut analyst, &acked).await;
+    assert!(lost.is_empty(), "acknowledged alerts lost: {lost:?}");
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use casebridge::config::Bounded;
 use casebridge::ids::AlertId;
-use casebridge::proto::v1::{GetStatusRequest, RetractAlertRequest};
+use casebridge::proto::v1::RetractAlertRequest;
 use common::*;
 
 /// Submits the sample alert with a retention deadline `secs` from now.
@@ -47,14 +47,7 @@ async fn a_passed_retention_deadline_purges_content_on_every_node() {
     let short = submit_expiring(&fed, "short-lived", 3).await;
     let long = submit_expiring(&fed, "long-lived", 3600).await;
     for id in [&short, &long] {
-        eventually("delivery to ngo", || async {
-            fed.alerts("ngo")
-                .await
-                .iter()
-                .any(|a| &a.id == id)
-                .then_some(())
-        })
-        .await;
+        fed.held("ngo", id).await;
     }
     purged_at(&fed, "police", &short).await;
     purged_at(&fed, "ngo", &short).await;
@@ -90,14 +83,7 @@ async fn a_passed_retention_deadline_purges_content_on_every_node() {
             !kept.retracted && kept.content.is_some(),
             "{agency} purged too early"
         );
-        let mut admin = fed.client(agency, "admin").await;
-        let status = admin
-            .admin
-            .get_status(GetStatusRequest {})
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(status.purged_alerts, 1, "{agency}");
+        assert_eq!(fed.status(agency).await.purged_alerts, 1, "{agency}");
     }
     fed.shutdown().await;
 }
@@ -109,22 +95,11 @@ async fn an_alert_that_expires_while_queued_is_never_delivered() {
     purged_at(&fed, "police", &short).await;
     let marker = submit_expiring(&fed, "marker", 3600).await;
     fed.start_node("ngo").await;
-    eventually("the marker at ngo", || async {
-        fed.alerts("ngo")
-            .await
-            .iter()
-            .any(|a| a.id == marker)
-            .then_some(())
-    })
-    .await;
+    fed.held("ngo", &marker).await;
     assert!(!fed.alerts("ngo").await.iter().any(|a| a.id == short));
-    let peer = eventually("an empty queue", || async {
-        fed.peers("police")
-            .await
-            .into_iter()
-            .find(|p| p.queue_depth == 0)
-    })
-    .await;
+    let peer = fed
+        .peer_when("police", "an empty queue", |p| p.queue_depth == 0)
+        .await;
     assert_eq!(peer.expired_total, 1);
     assert!(
         peer.retries >= 1,
@@ -138,14 +113,7 @@ async fn a_retraction_made_while_a_peer_is_down_reaches_it_later() {
     let mut fed = TestFederation::start(&["police", "ngo"]).await;
     let mut cms = fed.client("police", "cms").await;
     let alert = submit(&mut cms, "to be retracted").await;
-    eventually("delivery to ngo", || async {
-        fed.alerts("ngo")
-            .await
-            .iter()
-            .any(|a| a.id == alert.id)
-            .then_some(())
-    })
-    .await;
+    fed.held("ngo", &alert.id).await;
     fed.stop_node("ngo").await;
     cms.alerts
         .retract_alert(RetractAlertRequest {
@@ -170,13 +138,11 @@ async fn a_retraction_made_while_a_peer_is_down_reaches_it_later() {
             .then_some(())
     })
     .await;
-    let peer = eventually("the retraction acknowledged", || async {
-        fed.peers("police")
-            .await
-            .into_iter()
-            .find(|p| p.queue_depth == 0)
-    })
-    .await;
+    let peer = fed
+        .peer_when("police", "the retraction acknowledged", |p| {
+            p.queue_depth == 0
+        })
+        .await;
     assert_eq!(peer.pending_retractions, 0);
     assert!(peer.oldest_undelivered_at.is_none());
     fed.shutdown().await;
@@ -206,19 +172,12 @@ async fn callers_over_their_rate_get_resource_exhausted() {
         "{codes:?}"
     );
     // Limits are per caller: another client still gets through.
-    let mut admin = fed.client("police", "admin").await;
-    admin.admin.get_status(GetStatusRequest {}).await.unwrap();
+    fed.status("police").await;
 
     let mut peer = fed.peer_client("ngo", "police").await;
-    let hello = || casebridge::proto::v1::HelloRequest {
-        protocol_version: casebridge::proto::PROTOCOL_VERSION,
-        agency_id: "ngo".into(),
-        federation: FEDERATION.into(),
-        audit_checkpoint: None,
-    };
     let mut refused = false;
     for _ in 0..6 {
-        if let Err(e) = peer.hello(hello()).await {
+        if let Err(e) = peer.hello(hello_as("ngo")).await {
             assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
             refused = true;
         }

@@ -67,17 +67,12 @@ async fn alerts_survive_a_restart() {
     fed.start_node("police").await;
     fed.start_node("ngo").await;
 
-    let police: Vec<String> = fed
-        .alerts("police")
-        .await
-        .into_iter()
-        .map(|a| a.id)
-        .collect();
+    let police = fed.alert_ids("police").await;
     assert_eq!(
         police, ids,
         "origin keeps every acknowledged alert, in id order"
     );
-    let ngo: Vec<String> = fed.alerts("ngo").await.into_iter().map(|a| a.id).collect();
+    let ngo = fed.alert_ids("ngo").await;
     assert_eq!(ngo, ids, "receiver keeps what it acknowledged");
     let mut cms = fed.client("police", "cms").await;
     let got = cms
@@ -133,13 +128,7 @@ async fn peer_down_during_submits_receives_everything_exactly_once() {
     })
     .await;
     // The receiver's own count agrees: N records, no duplicates.
-    let mut ngo_admin = fed.client("ngo", "admin").await;
-    let status = ngo_admin
-        .admin
-        .get_status(casebridge::proto::v1::GetStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let status = fed.status("ngo").await;
     assert_eq!(status.received_alerts, N as u64);
     assert_eq!(
         status.local_alerts, 0,
@@ -248,14 +237,7 @@ async fn updates_and_retractions_reach_peers_in_order() {
             .iter()
             .all(|r| !r.rule.is_empty() && !r.disclosed.is_empty())
     );
-    let police_toml = fed.layout.agencies[&agency("police")].client_config("cms");
-    let (code, out, err) = cli(&[
-        "--client-config",
-        police_toml.to_str().unwrap(),
-        "alert",
-        "get",
-        &first.id,
-    ]);
+    let (code, out, err) = fed.cli_as("police", "cms", &["alert", "get", &first.id]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("shared with: ngo") && out.contains("v3 retraction"),

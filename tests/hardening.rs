@@ -9,9 +9,12 @@ mod common;
 use std::time::Duration;
 
 use casebridge::proto::v1::{
-    HelloRequest, Identifier, ImportAlertRequest, ListAlertsRequest, SubmitAlertRequest,
+    Identifier, ImportAlertRequest, ListAlertsRequest, SubmitAlertRequest,
 };
-use common::{FEDERATION, TestFederation, WAIT, eventually, sample_draft, with_console};
+use common::{
+    TestFederation, WAIT, deliver_stream, envelope, eventually, hello_as, sample_draft,
+    with_console,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic_types::StatusExt;
 
@@ -271,12 +274,7 @@ async fn idle_connections_do_not_lock_out_clients_browsers_or_peers() {
     let hello = async {
         fed.peer_client("ngo", "police")
             .await
-            .hello(HelloRequest {
-                protocol_version: casebridge::proto::PROTOCOL_VERSION,
-                agency_id: "ngo".into(),
-                federation: FEDERATION.into(),
-                audit_checkpoint: None,
-            })
+            .hello(hello_as("ngo"))
             .await
     };
     tokio::time::timeout(Duration::from_secs(10), hello)
@@ -383,20 +381,21 @@ async fn case_data_is_written_owner_only_and_an_exposed_store_is_refused() {
     common::submit(&mut cms, "owner only").await;
 
     let dir = tempfile::tempdir().unwrap();
-    let config = fed.layout.agencies[&common::agency("police")].client_config("cms");
     for ext in ["csv", "xlsx", "jsonl"] {
         let out = dir.path().join(format!("alerts.{ext}"));
-        let (code, stdout, err) = cli(&[
-            "--client-config",
-            config.to_str().unwrap(),
-            "alert",
-            "export",
-            "--own",
-            "--format",
-            ext,
-            "--output",
-            out.to_str().unwrap(),
-        ]);
+        let (code, stdout, err) = fed.cli_as(
+            "police",
+            "cms",
+            &[
+                "alert",
+                "export",
+                "--own",
+                "--format",
+                ext,
+                "--output",
+                out.to_str().unwrap(),
+            ],
+        );
         assert_eq!(code, 0, "{stdout}\n{err}");
         assert_eq!(mode(&out), 0o600, "{ext} export");
     }
@@ -445,8 +444,7 @@ async fn a_peer_cannot_forge_lines_in_the_audit_log() {
     use casebridge::ids::AlertId;
     use casebridge::proto::v1::envelope::Payload;
     use casebridge::proto::v1::{
-        AckStatus, DisclosureRequest, Envelope, HitNotice, HitReviewNotice, Release,
-        ReleaseWithdrawal,
+        AckStatus, DisclosureRequest, HitNotice, HitReviewNotice, Release, ReleaseWithdrawal,
     };
     let fed = TestFederation::start(&["police", "ngo"]).await;
     let ours = common::submit(&mut fed.client("police", "cms").await, "forgery target").await;
@@ -479,15 +477,7 @@ async fn a_peer_cannot_forge_lines_in_the_audit_log() {
     ];
     for (i, payload) in payloads.into_iter().enumerate() {
         let ack = fed
-            .deliver_one(
-                "ngo",
-                "police",
-                Envelope {
-                    sequence: i as u64 + 1,
-                    payload: Some(payload),
-                    ..Default::default()
-                },
-            )
+            .deliver_one("ngo", "police", envelope(i as u64 + 1, payload))
             .await
             .unwrap();
         assert_eq!(ack.status, AckStatus::Rejected as i32, "{ack:?}");
@@ -496,15 +486,7 @@ async fn a_peer_cannot_forge_lines_in_the_audit_log() {
             "{ack:?}"
         );
     }
-    let config = fed.layout.agencies[&common::agency("police")].client_config("admin");
-    let (code, out, err) = common::cli(&[
-        "--client-config",
-        config.to_str().unwrap(),
-        "audit",
-        "query",
-        "--limit",
-        "1000",
-    ]);
+    let (code, out, err) = fed.cli_as("police", "admin", &["audit", "query", "--limit", "1000"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         !out.contains('\u{1b}'),
@@ -515,14 +497,11 @@ async fn a_peer_cannot_forge_lines_in_the_audit_log() {
         "a forged line:\n{out}"
     );
     // A query that matches nothing says so (silence read as a failure).
-    let (code, out, err) = common::cli(&[
-        "--client-config",
-        config.to_str().unwrap(),
-        "audit",
-        "query",
-        "--actor",
-        "client:nobody",
-    ]);
+    let (code, out, err) = fed.cli_as(
+        "police",
+        "admin",
+        &["audit", "query", "--actor", "client:nobody"],
+    );
     assert_eq!((code, out.as_str()), (0, "no entries match\n"), "{err}");
     fed.shutdown().await;
 }
@@ -538,7 +517,7 @@ async fn a_peer_cannot_invent_hits_or_flood_requests() {
     use casebridge::ids::{AlertId, RequestId};
     use casebridge::proto::v1::envelope::Payload;
     use casebridge::proto::v1::{
-        AckStatus, DisclosureRequest, Envelope, HitNotice, IdentifierType, LegalBasis,
+        AckStatus, DisclosureRequest, HitNotice, IdentifierType, LegalBasis,
         ListDisclosureRequestsRequest, Urgency,
     };
     let fed = TestFederation::start(&["police", "ngo"]).await;
@@ -565,15 +544,7 @@ async fn a_peer_cannot_invent_hits_or_flood_requests() {
         ),
     ] {
         let ack = fed
-            .deliver_one(
-                "ngo",
-                "police",
-                Envelope {
-                    sequence: 1,
-                    payload: Some(payload),
-                    ..Default::default()
-                },
-            )
+            .deliver_one("ngo", "police", envelope(1, payload))
             .await
             .unwrap();
         assert_eq!(ack.status, AckStatus::Rejected as i32, "{what}: {ack:?}");
@@ -604,11 +575,7 @@ async fn a_peer_cannot_invent_hits_or_flood_requests() {
         .deliver_one(
             "ngo",
             "police",
-            Envelope {
-                sequence: 1,
-                payload: Some(Payload::DisclosureRequest(request(&unknown))),
-                ..Default::default()
-            },
+            envelope(1, Payload::DisclosureRequest(request(&unknown))),
         )
         .await
         .unwrap();
@@ -616,22 +583,10 @@ async fn a_peer_cannot_invent_hits_or_flood_requests() {
 
     // 3,000 requests in one stream: cut at the rate.
     let mut peer = fed.peer_client("ngo", "police").await;
-    let (tx, rx) = tokio::sync::mpsc::channel(3_000);
-    for i in 0..3_000u64 {
-        tx.send(Envelope {
-            sequence: i + 1,
-            payload: Some(Payload::DisclosureRequest(request(&ours.id))),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    }
-    drop(tx);
-    let mut acks = peer
-        .deliver(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
+    let requests = (0..3_000u64)
+        .map(|i| envelope(i + 1, Payload::DisclosureRequest(request(&ours.id))))
+        .collect();
+    let mut acks = deliver_stream(&mut peer, requests).await.unwrap();
     let (mut acked, mut stored) = (0, 0);
     let end = loop {
         match tokio::time::timeout(WAIT, acks.message())
@@ -652,21 +607,18 @@ async fn a_peer_cannot_invent_hits_or_flood_requests() {
         acked <= 2 * casebridge::exchange::inbound::REQUESTS_PER_MINUTE as usize + 5,
         "{acked}"
     );
-    let inbox = fed
-        .client("police", "legal")
-        .await
-        .disclosure
-        .list_disclosure_requests(ListDisclosureRequestsRequest {
+    let inbox = common::disclosure_cases(
+        &mut fed.client("police", "legal").await,
+        ListDisclosureRequestsRequest {
             page_size: 1000,
             ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+        },
+    )
+    .await;
     assert!(stored > 0, "no request was taken");
-    assert_eq!(inbox.requests.len(), stored, "one case per request taken");
+    assert_eq!(inbox.len(), stored, "one case per request taken");
     let now = std::time::SystemTime::now();
-    for case in &inbox.requests {
+    for case in &inbox {
         let due = casebridge::time::system_time_lossy(case.due_at.as_ref().unwrap());
         assert!(due > now, "a back-dated request is not overdue on arrival");
     }
@@ -679,9 +631,7 @@ async fn a_peer_cannot_invent_hits_or_flood_requests() {
 async fn every_received_alert_gets_a_retention_deadline() {
     use casebridge::ids::AlertId;
     use casebridge::proto::v1::envelope::Payload;
-    use casebridge::proto::v1::{
-        AckStatus, AlertContent, Category, Envelope, Severity, SharedAlert, Tlp,
-    };
+    use casebridge::proto::v1::{AckStatus, AlertContent, Category, Severity, SharedAlert, Tlp};
     let fed = TestFederation::start(&["police", "ngo"]).await;
     let rules = fed.config("police").alerts;
     let day = Duration::from_secs(86_400);
@@ -720,11 +670,7 @@ async fn every_received_alert_gets_a_retention_deadline() {
             .deliver_one(
                 "ngo",
                 "police",
-                Envelope {
-                    sequence: n as u64 + 1,
-                    payload: Some(Payload::Alert(alert)),
-                    ..Default::default()
-                },
+                envelope(n as u64 + 1, Payload::Alert(alert)),
             )
             .await
             .unwrap();
@@ -758,14 +704,7 @@ async fn h1_alerts_reach_law_enforcement_peers_only_whatever_the_policy_says() {
     draft.content.as_mut().unwrap().handling_code = HandlingCode::H2 as i32;
     let h2 = common::submit_draft(&mut fed.client("police", "cms").await, draft).await;
     for (agency, id) in [("border", &h1.id), ("border", &h2.id), ("ngo", &h2.id)] {
-        eventually(&format!("{id} at {agency}"), || async {
-            fed.alerts(agency)
-                .await
-                .iter()
-                .any(|a| &a.id == id)
-                .then_some(())
-        })
-        .await;
+        fed.held(agency, id).await;
     }
     // ngo got the H2 alert submitted after the H1 one: the H1 one never comes.
     assert!(

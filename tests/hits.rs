@@ -4,9 +4,8 @@
 
 mod common;
 
-use casebridge::client::NodeClient;
 use casebridge::proto::v1::{
-    AlertDraft, CountHitsRequest, Hit, HitSource, IdentifierType, WatchHitsRequest,
+    AlertDraft, CountHitsRequest, HitSource, IdentifierType, WatchHitsRequest,
 };
 use common::*;
 
@@ -14,23 +13,6 @@ fn draft_with_phone(number: &str, region: &str) -> AlertDraft {
     let mut d = sample_draft("contact number from an advert");
     d.subjects[0].identifiers = vec![phone_id(number, region)];
     d
-}
-
-async fn backlog(client: &mut NodeClient, after: u64) -> Vec<Hit> {
-    let mut stream = client
-        .alerts
-        .watch_hits(WatchHitsRequest {
-            after_sequence: after,
-            backlog_only: true,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut hits = Vec::new();
-    while let Some(h) = stream.message().await.unwrap() {
-        hits.push(h);
-    }
-    hits
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,7 +57,7 @@ async fn same_phone_written_differently_is_a_hit_on_both_sides() {
     let ngo_hits = eventually("hit at ngo", || {
         let mut ngo = ngo.clone();
         async move {
-            let h = backlog(&mut ngo, 0).await;
+            let h = hit_log(&mut ngo).await;
             (!h.is_empty()).then_some(h)
         }
     })
@@ -99,9 +81,9 @@ async fn same_phone_written_differently_is_a_hit_on_both_sides() {
         all.iter().all(|p| p.queue_depth == 0).then_some(())
     })
     .await;
-    assert_eq!(backlog(&mut police, 0).await.len(), 1);
-    assert_eq!(backlog(&mut ngo, 0).await.len(), 1);
-    assert!(backlog(&mut labour, 0).await.is_empty());
+    assert_eq!(hit_log(&mut police).await.len(), 1);
+    assert_eq!(hit_log(&mut ngo).await.len(), 1);
+    assert!(hit_log(&mut labour).await.is_empty());
     // Counting without streaming, and saying so when there is nothing.
     let count = police
         .alerts
@@ -110,18 +92,10 @@ async fn same_phone_written_differently_is_a_hit_on_both_sides() {
         .unwrap()
         .into_inner();
     assert_eq!((count.count, count.latest_sequence), (1, live.sequence));
-    let labour_toml = fed.layout.agencies[&agency("labour")].client_config("cms");
-    let labour_toml = labour_toml.to_str().unwrap();
-    let (code, out, err) = cli(&[
-        "--client-config",
-        labour_toml,
-        "hits",
-        "watch",
-        "--backlog-only",
-    ]);
+    let (code, out, err) = fed.cli_as("labour", "cms", &["hits", "watch", "--backlog-only"]);
     assert_eq!((code, out.as_str()), (0, ""), "{err}");
     assert!(err.contains("no hit log entries after entry 0"), "{err}");
-    let (code, out, err) = cli(&["--client-config", labour_toml, "hits", "count"]);
+    let (code, out, err) = fed.cli_as("labour", "cms", &["hits", "count"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("0 hit log entries after entry 0: the hit log is empty"),
@@ -130,22 +104,14 @@ async fn same_phone_written_differently_is_a_hit_on_both_sides() {
     // The text output names both numbers: the entry (the cursor `--after`
     // takes) and the hit (what `hits get` takes), and the count names the
     // cursor to resume with.
-    let police_toml = fed.layout.agencies[&agency("police")].client_config("cms");
-    let police_toml = police_toml.to_str().unwrap();
-    let (code, out, err) = cli(&[
-        "--client-config",
-        police_toml,
-        "hits",
-        "watch",
-        "--backlog-only",
-    ]);
+    let (code, out, err) = fed.cli_as("police", "cms", &["hits", "watch", "--backlog-only"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("entry     1  hit    1  "), "{out}");
     assert!(
         out.contains("found here") || out.contains("found by ngo"),
         "{out}"
     );
-    let (code, out, err) = cli(&["--client-config", police_toml, "hits", "count"]);
+    let (code, out, err) = fed.cli_as("police", "cms", &["hits", "count"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("1 hit log entry after entry 0 (hits found and reviews); the newest is entry 1: resume with --after 1"),
@@ -153,7 +119,7 @@ async fn same_phone_written_differently_is_a_hit_on_both_sides() {
     );
 
     // Resuming after the last seen sequence replays nothing old…
-    assert!(backlog(&mut police, live.sequence).await.is_empty());
+    assert!(hit_log_after(&mut police, live.sequence).await.is_empty());
     // …and a new hit arrives on a resumed stream.
     let mut resumed = police
         .alerts
@@ -205,7 +171,7 @@ async fn misspelled_name_with_same_birth_date_is_a_fuzzy_hit() {
         let hits = eventually("fuzzy hit", || {
             let mut c = client.clone();
             async move {
-                let h = backlog(&mut c, 0).await;
+                let h = hit_log(&mut c).await;
                 (!h.is_empty()).then_some(h)
             }
         })
@@ -227,8 +193,8 @@ async fn misspelled_name_with_same_birth_date_is_a_fuzzy_hit() {
         all.iter().all(|p| p.queue_depth == 0).then_some(())
     })
     .await;
-    assert_eq!(backlog(&mut police, 0).await.len(), 1);
-    assert_eq!(backlog(&mut ngo, 0).await.len(), 1);
+    assert_eq!(hit_log(&mut police).await.len(), 1);
+    assert_eq!(hit_log(&mut ngo).await.len(), 1);
     fed.shutdown().await;
 }
 

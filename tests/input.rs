@@ -782,18 +782,7 @@ async fn validate_only_checks_a_draft_as_a_submit_would_and_stores_nothing() {
     // Then a real submit, delivered: the checks before it left nothing
     // behind at either node.
     let real = submit(&mut cms, "real").await;
-    eventually("ngo receives the real alert", || {
-        let fed = &fed;
-        let id = real.id.clone();
-        async move {
-            fed.alerts("ngo")
-                .await
-                .iter()
-                .any(|a| a.id == id)
-                .then_some(())
-        }
-    })
-    .await;
+    fed.held("ngo", &real.id).await;
     assert_eq!(fed.alerts("police").await.len(), 1, "only the real one");
     assert_eq!(fed.alerts("ngo").await.len(), 1, "only the real one");
     let entries = audit_after(&mut admin, head).await;

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use casebridge::config::NodeConfig;
 use casebridge::node::{Listeners, start};
-use casebridge::proto::v1::{GetAlertRequest, GetStatusRequest};
-use common::process::{NodeProcess, connect_when_up, two_agencies};
+use common::process::{Load, NodeProcess, connect_when_up, lost_alerts, two_agencies};
 use common::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -22,11 +21,7 @@ const PER_SUBMITTER: usize = 50;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_random_moments_loses_nothing_acknowledged_and_duplicates_nothing() {
-    let seed = std::env::var("CASEBRIDGE_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random::<u64>);
-    eprintln!("kill seed {seed} (rerun with CASEBRIDGE_FAULT_SEED={seed})");
+    let seed = fault_seed("kill");
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
     let layout = two_agencies(dir.path());
@@ -44,69 +39,27 @@ async fn kill_9_at_random_moments_loses_nothing_acknowledged_and_duplicates_noth
     for round in 0..ROUNDS {
         let mut node = NodeProcess::spawn(&police.node_config, "error", Stdio::inherit());
         let client = connect_when_up(police.client_config("cms")).await;
-        let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let mut tasks = Vec::new();
-        for t in 0..SUBMITTERS {
-            let mut c = client.clone();
-            let progress = progress.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut ok = Vec::new();
-                for i in 0..PER_SUBMITTER {
-                    let req = casebridge::proto::v1::SubmitAlertRequest {
-                        draft: Some(sample_draft(&format!(
-                            "round {round} submitter {t} alert {i}"
-                        ))),
-                        request_id: String::new(),
-                        validate_only: false,
-                    };
-                    match c.alerts.submit_alert(req).await {
-                        Ok(a) => {
-                            ok.push(a.into_inner().id);
-                            progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        }
-                        Err(_) => break, // the node is gone: not acknowledged
-                    }
-                }
-                ok
-            }));
-        }
+        let load = Load::start(
+            &client,
+            SUBMITTERS,
+            PER_SUBMITTER,
+            &format!("round {round} "),
+        );
         // SIGKILL at a random moment while the submitters run (once they
         // have got going, so that every round tests something).
-        eventually("the first acknowledgement", || async {
-            (progress.load(std::sync::atomic::Ordering::Relaxed) > 0).then_some(())
-        })
-        .await;
+        load.wait_for(1, "the first acknowledgement").await;
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..400))).await;
-        node.0.kill().unwrap();
-        node.0.wait().unwrap();
-        for t in tasks {
-            acked.extend(t.await.unwrap());
-        }
+        node.kill_9();
+        acked.extend(load.acked().await);
         drop(node);
     }
 
     // Restart once more and let delivery finish.
     let _node = NodeProcess::spawn(&police.node_config, "error", Stdio::inherit());
     let mut admin = connect_when_up(police.client_config("admin")).await;
-    let stored = admin
-        .admin
-        .get_status(GetStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .local_alerts;
+    let stored = node_status(&mut admin).await.local_alerts;
     let mut analyst = connect_when_up(police.client_config("analyst")).await;
-    let mut lost = 0;
-    for id in &acked {
-        if analyst
-            .alerts
-            .get_alert(GetAlertRequest { id: id.clone() })
-            .await
-            .is_err()
-        {
-            lost += 1;
-        }
-    }
+    let lost = lost_alerts(&mut analyst, &acked).await.len();
     let ngo_core = ngo.core().clone();
     eventually("every stored police alert at ngo", || async {
         let (_, received) = ngo_core.store.count_alerts(&agency("ngo")).unwrap();

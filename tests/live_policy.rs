@@ -6,9 +6,8 @@ mod common;
 
 use casebridge::ids::AlertId;
 use casebridge::proto::v1::{
-    AlertDraft, AlertFilter, Category, DiffPolicyRequest, ExplainPolicyRequest, GetPolicyRequest,
-    GetStatusRequest, LookupRequest, ReshareRequest, RetractFromPeerRequest, SetPolicyRequest,
-    UpdateAlertRequest,
+    AlertDraft, AlertFilter, Category, DiffPolicyRequest, ExplainPolicyRequest, LookupRequest,
+    ReshareRequest, RetractFromPeerRequest, SetPolicyRequest, UpdateAlertRequest,
 };
 use common::*;
 use tonic::Code;
@@ -52,6 +51,22 @@ async fn submit_as(fed: &TestFederation, agency: &str, d: AlertDraft) -> String 
         .id
 }
 
+/// Police submits a sexual-exploitation alert narrated `other`, then a
+/// labour-exploitation one narrated `labour`; once the labour one is at
+/// ngo, the other is not (per-peer delivery is in order: it would be
+/// there by now). Their ids, the other first.
+async fn only_labour_reaches_ngo(
+    fed: &TestFederation,
+    other: &str,
+    labour: &str,
+) -> (String, String) {
+    let other = submit_as(fed, "police", draft(Category::SexualExploitation, other)).await;
+    let labour = submit_as(fed, "police", draft(Category::LabourExploitation, labour)).await;
+    fed.held("ngo", &labour).await;
+    assert!(!fed.alerts("ngo").await.iter().any(|a| a.id == other));
+    (other, labour)
+}
+
 async fn set_policy(fed: &TestFederation, agency: &str, text: &str) -> u64 {
     fed.client(agency, "admin")
         .await
@@ -68,23 +83,11 @@ async fn set_policy(fed: &TestFederation, agency: &str, text: &str) -> u64 {
 }
 
 /// Waits until `agency` holds alert `id` (in any version) and returns it.
-async fn held(fed: &TestFederation, agency: &str, id: &str) -> casebridge::proto::v1::Alert {
-    eventually(&format!("{id} at {agency}"), || async {
-        fed.alerts(agency).await.into_iter().find(|a| a.id == id)
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_policy_takes_effect_without_restart_and_a_broken_one_changes_nothing() {
     let mut fed = TestFederation::start(&["police", "ngo"]).await;
     let mut admin = fed.client("police", "admin").await;
-    let v1 = admin
-        .admin
-        .get_policy(GetPolicyRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let v1 = node_policy(&mut admin).await;
     assert_eq!(v1.version, 1);
     assert!(v1.source.starts_with("file:"), "{}", v1.source);
     assert_eq!(v1.share_rules, 1);
@@ -119,12 +122,7 @@ async fn set_policy_takes_effect_without_restart_and_a_broken_one_changes_nothin
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Aborted, "{err:?}");
-    let still = admin
-        .admin
-        .get_policy(GetPolicyRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let still = node_policy(&mut admin).await;
     assert_eq!((still.version, &still.sha256), (1, &v1.sha256));
 
     // Valid: in force for the next submit, no restart.
@@ -142,21 +140,7 @@ async fn set_policy_takes_effect_without_restart_and_a_broken_one_changes_nothin
         (v2.version, v2.set_by.as_str(), v2.source.as_str()),
         (2, "client:admin", "api")
     );
-    let other = submit_as(
-        &fed,
-        "police",
-        draft(Category::SexualExploitation, "not for ngo"),
-    )
-    .await;
-    let labour = submit_as(
-        &fed,
-        "police",
-        draft(Category::LabourExploitation, "for ngo"),
-    )
-    .await;
-    held(&fed, "ngo", &labour).await;
-    // Per-peer delivery is in order: the earlier alert would be there by now.
-    assert!(!fed.alerts("ngo").await.iter().any(|a| a.id == other));
+    let (other, _) = only_labour_reaches_ngo(&fed, "not for ngo", "for ngo").await;
 
     // Explain says why, per peer, with the envelope.
     let why = admin
@@ -204,20 +188,9 @@ async fn set_policy_takes_effect_without_restart_and_a_broken_one_changes_nothin
     fed.stop_node("police").await;
     fed.start_node("police").await;
     let mut admin = fed.client("police", "admin").await;
-    let after = admin
-        .admin
-        .get_policy(GetPolicyRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let after = node_policy(&mut admin).await;
     assert_eq!((after.version, &after.sha256), (2, &v2.sha256));
-    let status = admin
-        .admin
-        .get_status(GetStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(status.policy_version, 2);
+    assert_eq!(node_status(&mut admin).await.policy_version, 2);
 
     // An edited file does not replace a version set through the API at
     // the next start either (the node warns and names the command).
@@ -225,12 +198,7 @@ async fn set_policy_takes_effect_without_restart_and_a_broken_one_changes_nothin
     std::fs::write(fed.pki("police").join("policy.toml"), ALL_TO_NGO).unwrap();
     fed.start_node("police").await;
     let mut admin = fed.client("police", "admin").await;
-    let kept = admin
-        .admin
-        .get_policy(GetPolicyRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let kept = node_policy(&mut admin).await;
     assert_eq!(kept.version, 2);
     // Once the file's version is in force, an edit is the next version.
     set_policy(&fed, "police", ALL_TO_NGO).await;
@@ -238,12 +206,7 @@ async fn set_policy_takes_effect_without_restart_and_a_broken_one_changes_nothin
     std::fs::write(fed.pki("police").join("policy.toml"), LABOUR_ONLY).unwrap();
     fed.start_node("police").await;
     let mut admin = fed.client("police", "admin").await;
-    let v4 = admin
-        .admin
-        .get_policy(GetPolicyRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let v4 = node_policy(&mut admin).await;
     assert_eq!((v4.version, v4.text.as_str()), (4, LABOUR_ONLY));
     assert!(v4.source.starts_with("file:"));
     fed.shutdown().await;
@@ -275,7 +238,7 @@ async fn reshare_delivers_exactly_the_missing_alerts_and_retract_from_peer_purge
             .await,
         );
     }
-    held(&fed, "ngo", &labour[1]).await;
+    fed.held("ngo", &labour[1]).await;
     assert_eq!(fed.alerts("ngo").await.len(), 2);
 
     let mut admin = fed.client("police", "admin").await;
@@ -327,7 +290,7 @@ async fn reshare_delivers_exactly_the_missing_alerts_and_retract_from_peer_purge
     expected.sort();
     assert_eq!(queued, expected, "exactly the alerts ngo was missing");
     for id in &others {
-        held(&fed, "ngo", id).await;
+        fed.held("ngo", id).await;
     }
     assert_eq!(reshare(false).await.queued, 0, "nothing left to backfill");
     let at_ngo = fed.alerts("ngo").await;
@@ -390,7 +353,7 @@ async fn reshare_delivers_exactly_the_missing_alerts_and_retract_from_peer_purge
         .await
         .unwrap();
     let marker = submit_as(&fed, "police", draft(Category::Other, "marker")).await;
-    held(&fed, "ngo", &marker).await;
+    fed.held("ngo", &marker).await;
     let there = fed
         .alerts("ngo")
         .await
@@ -423,28 +386,13 @@ async fn inbound_refusal_is_acked_with_a_reason_recorded_and_not_retried() {
         "[[rules]]\nname = \"back\"\neffect = \"share\"\npeers = [\"police\"]\n[rules.share]\nidentifiers = { phone = \"exact\" }\n"
     );
     set_policy(&fed, "ngo", &ngo_policy).await;
-    let refused = submit_as(
-        &fed,
-        "police",
-        draft(Category::SexualExploitation, "refused"),
-    )
-    .await;
-    let accepted = submit_as(
-        &fed,
-        "police",
-        draft(Category::LabourExploitation, "accepted"),
-    )
-    .await;
-    held(&fed, "ngo", &accepted).await;
-    assert!(!fed.alerts("ngo").await.iter().any(|a| a.id == refused));
+    let (refused, _) = only_labour_reaches_ngo(&fed, "refused", "accepted").await;
 
-    let peer = eventually("police's view of the refusal", || async {
-        fed.peers("police")
-            .await
-            .into_iter()
-            .find(|p| p.rejected_total == 1 && p.queue_depth == 0)
-    })
-    .await;
+    let peer = fed
+        .peer_when("police", "police's view of the refusal", |p| {
+            p.rejected_total == 1 && p.queue_depth == 0
+        })
+        .await;
     assert!(
         peer.last_rejection.contains("refused by policy")
             && peer
@@ -471,15 +419,8 @@ async fn inbound_refusal_is_acked_with_a_reason_recorded_and_not_retried() {
     );
     // Not retried: more traffic flows, the refusal stays single.
     let later = submit_as(&fed, "police", draft(Category::LabourExploitation, "later")).await;
-    held(&fed, "ngo", &later).await;
-    let mut admin = fed.client("ngo", "admin").await;
-    let status = admin
-        .admin
-        .get_status(GetStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(status.refused_deliveries, 1);
+    fed.held("ngo", &later).await;
+    assert_eq!(fed.status("ngo").await.refused_deliveries, 1);
     assert_eq!(fed.peers("police").await[0].rejected_total, 1);
     fed.shutdown().await;
 }
@@ -497,7 +438,7 @@ async fn hit_notices_and_lookup_answers_disclose_only_what_the_policy_shares() {
     let mut ngo_draft = sample_draft("ngo case");
     ngo_draft.subjects[0].identifiers.truncate(1); // the phone only
     let ngo_alert = submit_as(&fed, "ngo", ngo_draft.clone()).await;
-    held(&fed, "police", &ngo_alert).await;
+    fed.held("police", &ngo_alert).await;
 
     // police shares the same phone with ngo: ngo finds the hit, but may not
     // tell police (that would disclose the phone its policy keeps back).
@@ -510,7 +451,7 @@ async fn hit_notices_and_lookup_answers_disclose_only_what_the_policy_shares() {
     })
     .await;
     let marker = submit_as(&fed, "ngo", sample_draft("marker")).await;
-    held(&fed, "police", &marker).await;
+    fed.held("police", &marker).await;
     let police_core = fed.node("police").core().clone();
     assert!(
         police_core.store.hits_after(0, 10).unwrap().is_empty(),
@@ -567,13 +508,7 @@ async fn sighup_reloads_the_file_and_never_installs_a_broken_one() {
     let police = &layout.agencies[&agency("police")];
     let (node, rx) = NodeProcess::spawn_logging(&police.node_config, "warn");
     let mut admin = connect_when_up(police.client_config("admin")).await;
-    let get = |mut c: casebridge::client::NodeClient| async move {
-        c.admin
-            .get_policy(GetPolicyRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-    };
+    let get = |mut c: casebridge::client::NodeClient| async move { node_policy(&mut c).await };
     assert_eq!(get(admin.clone()).await.version, 1);
     let policy_file = police.dir.join("policy.toml");
 
@@ -649,13 +584,7 @@ async fn sighup_never_replaces_a_version_set_through_the_api() {
     let admin = connect_when_up(police.client_config("admin")).await;
     let version = || {
         let mut c = admin.clone();
-        async move {
-            c.admin
-                .get_policy(GetPolicyRequest {})
-                .await
-                .unwrap()
-                .into_inner()
-        }
+        async move { node_policy(&mut c).await }
     };
     let policy_file = police.dir.join("policy.toml");
     std::fs::write(dir.path().join("labour.toml"), LABOUR_ONLY).unwrap();

@@ -26,14 +26,7 @@ async fn lookup_answers_per_agency_about_own_alerts_only() {
     // labour and police hold ngo's alert too (received), but must not
     // answer for it.
     for at in ["labour", "police"] {
-        eventually("delivery", || async {
-            fed.alerts(at)
-                .await
-                .iter()
-                .any(|a| a.id == ngo_alert)
-                .then_some(())
-        })
-        .await;
+        fed.held(at, &ngo_alert).await;
     }
 
     let mut police = fed.client("police", "analyst").await;

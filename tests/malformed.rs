@@ -5,7 +5,7 @@
 mod common;
 
 use bytes::{Buf, BufMut};
-use casebridge::proto::v1::{GetPolicyRequest, GetStatusRequest, NodeStatus};
+use casebridge::proto::v1::NodeStatus;
 use common::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -235,27 +235,13 @@ async fn malformed_input_on_every_rpc_gets_an_error_and_changes_nothing() {
     let mut cms = fed.client("police", "cms").await;
     submit(&mut cms, "already there").await;
     let mut admin = fed.client("police", "admin").await;
-    let status = |mut admin: casebridge::client::NodeClient| async move {
-        admin
-            .admin
-            .get_status(GetStatusRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-    };
     eventually("the first alert delivered", || async {
-        (status(admin.clone()).await.outbox_depth == 0).then_some(())
+        (fed.status("police").await.outbox_depth == 0).then_some(())
     })
     .await;
-    let before = fingerprint(&status(admin.clone()).await);
+    let before = fingerprint(&fed.status("police").await);
     let ngo_before = fed.alerts("ngo").await.len();
-    let policy_before = admin
-        .admin
-        .get_policy(GetPolicyRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .version;
+    let policy_before = node_policy(&mut admin).await.version;
 
     let audit_before = audit_head(&mut admin).await;
     let mut rng = StdRng::seed_from_u64(42);
@@ -314,15 +300,9 @@ async fn malformed_input_on_every_rpc_gets_an_error_and_changes_nothing() {
     assert_eq!(logged.len(), calls, "one entry per malformed call");
 
     // Nothing changed, and the node still serves.
-    assert_eq!(fingerprint(&status(admin.clone()).await), before);
+    assert_eq!(fingerprint(&fed.status("police").await), before);
     assert_eq!(fed.alerts("ngo").await.len(), ngo_before);
-    let policy_after = admin
-        .admin
-        .get_policy(GetPolicyRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .version;
+    let policy_after = node_policy(&mut admin).await.version;
     assert_eq!(policy_after, policy_before);
     fed.shutdown().await;
 }

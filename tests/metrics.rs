@@ -29,14 +29,7 @@ async fn metrics_count_known_traffic() {
     let mut ngo_cms = fed.client("ngo", "cms").await;
     let ngo_alert = submit(&mut ngo_cms, "ngo case").await;
     let mut cms = fed.client("police", "cms").await;
-    eventually("ngo's alert at police", || async {
-        fed.alerts("police")
-            .await
-            .iter()
-            .any(|a| a.id == ngo_alert.id)
-            .then_some(())
-    })
-    .await;
+    fed.held("police", &ngo_alert.id).await;
     for i in 0..3 {
         submit(&mut cms, &format!("police case {i}")).await;
     }
@@ -52,11 +45,8 @@ async fn metrics_count_known_traffic() {
             .await
             .is_err()
     );
-    eventually("police's queue empty", || async {
-        fed.peers("police")
-            .await
-            .into_iter()
-            .find(|p| p.queue_depth == 0 && p.delivered_total >= 3)
+    fed.peer_when("police", "police's queue empty", |p| {
+        p.queue_depth == 0 && p.delivered_total >= 3
     })
     .await;
     // A refused handshake: a plain TCP connection that sends garbage.

@@ -42,13 +42,7 @@ async fn an_idle_peer_is_up_a_gone_one_down_and_an_old_error_goes() {
         (390..=397).contains(&known.certificate_days_left),
         "{known:?}"
     );
-    let mut admin = fed.client("police", "admin").await;
-    let status = admin
-        .admin
-        .get_status(casebridge::proto::v1::GetStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let status = fed.status("police").await;
     let names: Vec<&str> = status
         .certificates
         .iter()

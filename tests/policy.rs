@@ -57,14 +57,7 @@ async fn each_peer_stores_only_what_its_rule_allows() {
         let fed = &fed;
         let id = labour_case.clone();
         async move {
-            eventually("the labour case", || async {
-                fed.alerts(agency)
-                    .await
-                    .iter()
-                    .any(|a| a.id == id)
-                    .then_some(())
-            })
-            .await;
+            fed.held(agency, &id).await;
             fed.alerts(agency).await
         }
     };

@@ -16,11 +16,7 @@ const ALERTS: usize = 60;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_alert_arrives_once_and_in_version_order_through_a_faulty_network() {
-    let seed = std::env::var("CASEBRIDGE_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random::<u64>);
-    eprintln!("fault seed {seed} (rerun with CASEBRIDGE_FAULT_SEED={seed})");
+    let seed = fault_seed("fault");
     let proxy = ChaosProxy::start(seed).await;
     let via = proxy.addr.to_string();
     let fed = TestFederation::start_with(&["police", "ngo"], &[], move |a, cfg| {
@@ -153,13 +149,9 @@ async fn every_alert_arrives_once_and_in_version_order_through_a_faulty_network(
         .filter(|h| h.r#type == casebridge::proto::v1::IdentifierType::Phone as i32)
         .count();
     assert_eq!(phone_hits, ALERTS, "one phone hit per police alert");
-    let peer = eventually("an empty queue", || async {
-        fed.peers("police")
-            .await
-            .into_iter()
-            .find(|p| p.queue_depth == 0)
-    })
-    .await;
+    let peer = fed
+        .peer_when("police", "an empty queue", |p| p.queue_depth == 0)
+        .await;
     assert!(peer.retries > 0);
     fed.shutdown().await;
 }
@@ -176,11 +168,7 @@ async fn every_request_decision_and_release_arrives_once_through_a_faulty_networ
         Urgency,
     };
     const REQUESTS: usize = 20;
-    let seed = std::env::var("CASEBRIDGE_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random::<u64>);
-    eprintln!("fault seed {seed} (rerun with CASEBRIDGE_FAULT_SEED={seed})");
+    let seed = fault_seed("fault");
     let to_ngo = ChaosProxy::start(seed).await;
     let to_police = ChaosProxy::start(seed.wrapping_add(1)).await;
     let (via_ngo, via_police) = (to_ngo.addr.to_string(), to_police.addr.to_string());
@@ -223,16 +211,14 @@ async fn every_request_decision_and_release_arrives_once_through_a_faulty_networ
     let mut approved = std::collections::BTreeSet::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while approved.len() < REQUESTS && std::time::Instant::now() < deadline {
-        let open = legal
-            .disclosure
-            .list_disclosure_requests(ListDisclosureRequestsRequest {
+        let open = disclosure_cases(
+            &mut legal,
+            ListDisclosureRequestsRequest {
                 states: vec![DisclosureState::Open as i32],
                 ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .requests;
+            },
+        )
+        .await;
         for c in open {
             let id = c.request.unwrap().id;
             legal
@@ -277,27 +263,13 @@ async fn every_request_decision_and_release_arrives_once_through_a_faulty_networ
     })
     .await;
     assert_eq!(releases.len(), REQUESTS, "one release each, none twice");
-    let at_police = legal
-        .disclosure
-        .list_disclosure_requests(ListDisclosureRequestsRequest {
-            page_size: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .requests;
+    let every = ListDisclosureRequestsRequest {
+        page_size: 1000,
+        ..Default::default()
+    };
+    let at_police = disclosure_cases(&mut legal, every.clone()).await;
     assert_eq!(at_police.len(), REQUESTS, "each request once at police");
-    let at_ngo = ngo
-        .disclosure
-        .list_disclosure_requests(ListDisclosureRequestsRequest {
-            page_size: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .requests;
+    let at_ngo = disclosure_cases(&mut ngo, every).await;
     for c in &at_ngo {
         let steps: Vec<&str> = c.history.iter().map(|e| e.step.as_str()).collect();
         assert_eq!(

@@ -300,13 +300,8 @@ async fn hit_review_request_question_approval_release_and_withdrawal() {
     // A third agency got nothing.
     let mut labour = fed.client("labour", "legal").await;
     assert!(
-        labour
-            .disclosure
-            .list_disclosure_requests(ListDisclosureRequestsRequest::default())
+        disclosure_cases(&mut labour, ListDisclosureRequestsRequest::default())
             .await
-            .unwrap()
-            .into_inner()
-            .requests
             .is_empty()
     );
     let mut labour_analyst = fed.client("labour", "analyst").await;
@@ -592,13 +587,7 @@ async fn decisions_and_releases_on_the_command_line() {
     let id = sent.request.unwrap().id;
     let legal = fed.client("police", "legal").await;
     case_at(&legal, &id, DisclosureState::Open).await;
-    let toml = |a: &str, c: &str| {
-        fed.layout.agencies[&agency(a)]
-            .client_config(c)
-            .to_str()
-            .unwrap()
-            .to_owned()
-    };
+    let toml = |a: &str, c: &str| fed.client_toml(a, c).to_str().unwrap().to_owned();
     let (police_legal, ngo_analyst) = (toml("police", "legal"), toml("ngo", "analyst"));
     let (code, out, err) = cli(&["--client-config", &police_legal, "requests", "show", &id]);
     assert_eq!(code, 0, "{err}");

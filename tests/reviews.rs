@@ -250,19 +250,19 @@ async fn hits_review_and_get_on_the_command_line() {
         async move { (!hit_log(&mut c).await.is_empty()).then_some(()) }
     })
     .await;
-    let police = fed.layout.agencies[&agency("police")].clone();
-    let as_client = |name: &str| police.client_config(name).to_str().unwrap().to_owned();
 
-    let (code, out, err) = cli(&[
-        "--client-config",
-        &as_client("analyst"),
-        "hits",
-        "review",
-        "1",
-        "--needs-information",
-        "--note",
-        "waiting for the inspection report",
-    ]);
+    let (code, out, err) = fed.cli_as(
+        "police",
+        "analyst",
+        &[
+            "hits",
+            "review",
+            "1",
+            "--needs-information",
+            "--note",
+            "waiting for the inspection report",
+        ],
+    );
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains(
@@ -270,43 +270,25 @@ async fn hits_review_and_get_on_the_command_line() {
         ),
         "{out}"
     );
-    let (code, out, err) = cli(&["--client-config", &as_client("analyst"), "hits", "get", "1"]);
+    let (code, out, err) = fed.cli_as("police", "analyst", &["hits", "get", "1"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("entry     2  hit    1  "), "{out}");
     assert!(out.contains("reviewed here: needs information"), "{out}");
 
     // No verdict, two verdicts: usage errors from the command line itself.
-    let (code, _, err) = cli(&[
-        "--client-config",
-        &as_client("analyst"),
-        "hits",
-        "review",
-        "1",
-    ]);
+    let (code, _, err) = fed.cli_as("police", "analyst", &["hits", "review", "1"]);
     assert_eq!(code, 2, "{err}");
     // Without the review role: 77. A note with a control character: 65, naming it.
-    let (code, _, err) = cli(&[
-        "--client-config",
-        &as_client("cms"),
-        "hits",
-        "review",
-        "1",
-        "--confirmed",
-    ]);
+    let (code, _, err) = fed.cli_as("police", "cms", &["hits", "review", "1", "--confirmed"]);
     assert_eq!(code, 77, "{err}");
-    let (code, _, err) = cli(&[
-        "--client-config",
-        &as_client("analyst"),
-        "hits",
-        "review",
-        "1",
-        "--confirmed",
-        "--note",
-        "bell\u{7}",
-    ]);
+    let (code, _, err) = fed.cli_as(
+        "police",
+        "analyst",
+        &["hits", "review", "1", "--confirmed", "--note", "bell\u{7}"],
+    );
     assert_eq!(code, 65, "{err}");
     assert!(err.contains("note:"), "{err}");
-    let (code, _, err) = cli(&["--client-config", &as_client("analyst"), "hits", "get", "7"]);
+    let (code, _, err) = fed.cli_as("police", "analyst", &["hits", "get", "7"]);
     assert_eq!(code, 66, "{err}");
     let latest = hit_log(&mut analyst).await;
     assert_eq!(

@@ -7,13 +7,11 @@ mod common;
 
 use std::time::Duration;
 
-use casebridge::certs::{FaultyClient, RevokeTarget, revoke, write_faulty_client};
+use casebridge::certs::{FaultyClient, RevokeTarget, revoke};
 use casebridge::client::NodeClient;
 use casebridge::config::Bounded;
-use casebridge::identity::ClientIdentity;
-use casebridge::ids::{ClientName, FederationName};
-use casebridge::proto::PROTOCOL_VERSION;
-use casebridge::proto::v1::{GetStatusRequest, HelloRequest};
+use casebridge::ids::ClientName;
+use casebridge::proto::v1::GetStatusRequest;
 use common::*;
 
 fn fast_revocation(_: &casebridge::ids::AgencyId, c: &mut casebridge::config::NodeConfig) {
@@ -21,43 +19,27 @@ fn fast_revocation(_: &casebridge::ids::AgencyId, c: &mut casebridge::config::No
     c.tls.max_connection_age_secs = Bounded::new(3);
 }
 
-fn hello() -> HelloRequest {
-    HelloRequest {
-        protocol_version: PROTOCOL_VERSION,
-        agency_id: "police".into(),
-        federation: FEDERATION.into(),
-        audit_checkpoint: None,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_peer_is_cut_off_within_the_reload_and_age_bounds() {
     let fed = TestFederation::start_with(&["police", "ngo"], &[], fast_revocation).await;
     let mut cms = fed.client("police", "cms").await;
     let before = submit(&mut cms, "before revocation").await;
-    eventually("delivery before revocation", || async {
-        fed.alerts("ngo")
-            .await
-            .iter()
-            .any(|a| a.id == before.id)
-            .then_some(())
-    })
-    .await;
+    fed.held("ngo", &before.id).await;
     // An open peer connection, as police, made before the revocation.
     let mut open = fed.peer_client("police", "ngo").await;
-    open.hello(hello()).await.unwrap();
+    open.hello(hello_as("police")).await.unwrap();
 
     revoke(&fed.layout.dir, &RevokeTarget::Node(agency("police"))).unwrap();
     // Reload (1 s) plus the age bound (3 s): the open connection is refused
     // from then on, and so is every new handshake.
     eventually("the open connection cut off", || {
         let mut open = open.clone();
-        async move { open.hello(hello()).await.is_err().then_some(()) }
+        async move { open.hello(hello_as("police")).await.is_err().then_some(()) }
     })
     .await;
     for _ in 0..5 {
         assert!(
-            open.hello(hello()).await.is_err(),
+            open.hello(hello_as("police")).await.is_err(),
             "a revoked peer was served"
         );
         assert!(
@@ -68,7 +50,7 @@ async fn a_revoked_peer_is_cut_off_within_the_reload_and_age_bounds() {
                 || fed
                     .peer_client("police", "ngo")
                     .await
-                    .hello(hello())
+                    .hello(hello_as("police"))
                     .await
                     .is_err(),
             "a new handshake with a revoked certificate succeeded"
@@ -77,13 +59,11 @@ async fn a_revoked_peer_is_cut_off_within_the_reload_and_age_bounds() {
     }
     // Police's own delivery to ngo stops too: the new alert stays queued.
     let after = submit(&mut cms, "after revocation").await;
-    let peer = eventually("a refused delivery attempt", || async {
-        fed.peers("police")
-            .await
-            .into_iter()
-            .find(|p| p.queue_depth == 1 && p.retries > 0)
-    })
-    .await;
+    let peer = fed
+        .peer_when("police", "a refused delivery attempt", |p| {
+            p.queue_depth == 1 && p.retries > 0
+        })
+        .await;
     assert!(!peer.last_error.is_empty());
     assert!(!fed.alerts("ngo").await.iter().any(|a| a.id == after.id));
     fed.shutdown().await;
@@ -93,7 +73,7 @@ async fn a_revoked_peer_is_cut_off_within_the_reload_and_age_bounds() {
 async fn revoked_expired_and_wrong_purpose_client_certificates_are_refused() {
     let fed = TestFederation::start_with(&["police", "ngo"], &[], fast_revocation).await;
     let mut admin = fed.client("police", "admin").await;
-    admin.admin.get_status(GetStatusRequest {}).await.unwrap();
+    node_status(&mut admin).await;
     revoke(
         &fed.layout.dir,
         &RevokeTarget::Client(agency("police"), ClientName::new("admin").unwrap()),
@@ -111,10 +91,7 @@ async fn revoked_expired_and_wrong_purpose_client_certificates_are_refused() {
         }
     })
     .await;
-    if let Ok(mut c) =
-        NodeClient::connect_file(fed.layout.agencies[&agency("police")].client_config("admin"))
-            .await
-    {
+    if let Ok(mut c) = NodeClient::connect_file(fed.client_toml("police", "admin")).await {
         assert!(c.admin.get_status(GetStatusRequest {}).await.is_err());
     }
     // Other clients of the same CA are unaffected.
@@ -127,27 +104,8 @@ async fn revoked_expired_and_wrong_purpose_client_certificates_are_refused() {
 
     // Signed by the right CA, but for serverAuth only, or expired.
     for fault in [FaultyClient::ServerAuthOnly, FaultyClient::Expired] {
-        let (cert, key) = write_faulty_client(
-            &ClientIdentity {
-                federation: FederationName::new(FEDERATION).unwrap(),
-                agency: agency("police"),
-                name: ClientName::new("analyst").unwrap(),
-            },
-            fed.pki("police"),
-            &fed.dir.path().join(format!("{fault:?}")),
-            fault,
-        )
-        .unwrap();
-        if let Ok(channel) = fed
-            .channel_as(
-                (&cert, &key),
-                &fed.layout.federation_ca,
-                "police",
-                Listener::Client,
-            )
-            .await
-        {
-            let mut c = NodeClient::from_channel(channel);
+        let (cert, key) = fed.faulty_client("police", "analyst", fault);
+        if let Ok(mut c) = fed.client_presenting((&cert, &key), "police").await {
             assert!(
                 c.alerts
                     .list_alerts(casebridge::proto::v1::ListAlertsRequest::default())

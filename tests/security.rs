@@ -9,13 +9,11 @@ use std::time::Duration;
 
 use casebridge::certs::{NodeAddrs, init_federation, write_foreign_client};
 use casebridge::client::NodeClient;
-use casebridge::identity::{ClientIdentity, NodeIdentity, connect_channel};
-use casebridge::ids::{ClientName, FederationName};
-use casebridge::proto::PROTOCOL_VERSION;
+use casebridge::identity::{NodeIdentity, connect_channel};
+use casebridge::ids::FederationName;
 use casebridge::proto::v1::envelope::Payload;
 use casebridge::proto::v1::{
-    AckStatus, Envelope, GetStatusRequest, HelloRequest, ListAlertsRequest, SharedAlert,
-    SubmitAlertRequest,
+    AckStatus, GetStatusRequest, ListAlertsRequest, SharedAlert, SubmitAlertRequest,
 };
 use common::*;
 use tonic::Code;
@@ -76,24 +74,12 @@ async fn client_certificate_from_another_ca_is_refused() {
     let fed = TestFederation::start(&["police"]).await;
     // Same SPIFFE id as the real `cms` client, signed by a CA the node does not trust.
     let (cert, key) = write_foreign_client(
-        &ClientIdentity {
-            federation: FederationName::new(FEDERATION).unwrap(),
-            agency: agency("police"),
-            name: ClientName::new("cms").unwrap(),
-        },
+        &client_identity("police", "cms"),
         &fed.dir.path().join("foreign"),
     )
     .unwrap();
-    if let Ok(channel) = fed
-        .channel_as(
-            (&cert, &key),
-            &fed.layout.federation_ca,
-            "police",
-            Listener::Client,
-        )
-        .await
-    {
-        assert_refused(NodeClient::from_channel(channel)).await;
+    if let Ok(client) = fed.client_presenting((&cert, &key), "police").await {
+        assert_refused(client).await;
     }
     assert!(fed.alerts("police").await.is_empty());
     fed.shutdown().await;
@@ -126,27 +112,14 @@ async fn node_certificate_from_another_federation_is_refused() {
         .await;
     if let Ok(mut client) = result {
         let err = client
-            .hello(HelloRequest {
-                protocol_version: PROTOCOL_VERSION,
-                agency_id: "ngo".into(),
-                federation: FEDERATION.into(),
-                audit_checkpoint: None,
-            })
+            .hello(hello_as("ngo"))
             .await
             .expect_err("foreign federation node was accepted");
         assert_ne!(err.code(), Code::Ok);
     }
     // Control: the genuine `ngo` node is accepted on the same listener.
     let mut genuine = fed.peer_client("ngo", "police").await;
-    genuine
-        .hello(HelloRequest {
-            protocol_version: PROTOCOL_VERSION,
-            agency_id: "ngo".into(),
-            federation: FEDERATION.into(),
-            audit_checkpoint: None,
-        })
-        .await
-        .unwrap();
+    genuine.hello(hello_as("ngo")).await.unwrap();
     fed.shutdown().await;
 }
 
@@ -163,15 +136,7 @@ async fn peer_not_in_config_is_refused() {
     })
     .await;
     let mut rogue = fed.peer_client("rogue", "police").await;
-    let err = rogue
-        .hello(HelloRequest {
-            protocol_version: PROTOCOL_VERSION,
-            agency_id: "rogue".into(),
-            federation: FEDERATION.into(),
-            audit_checkpoint: None,
-        })
-        .await
-        .unwrap_err();
+    let err = rogue.hello(hello_as("rogue")).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
     assert!(
         err.message().contains("not a configured peer"),
@@ -181,16 +146,7 @@ async fn peer_not_in_config_is_refused() {
 
     // A configured peer is welcome.
     let mut ngo = fed.peer_client("ngo", "police").await;
-    let hello = ngo
-        .hello(HelloRequest {
-            protocol_version: PROTOCOL_VERSION,
-            agency_id: "ngo".into(),
-            federation: FEDERATION.into(),
-            audit_checkpoint: None,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let hello = ngo.hello(hello_as("ngo")).await.unwrap().into_inner();
     assert_eq!(hello.agency_id, "police");
     fed.shutdown().await;
 }
@@ -243,15 +199,7 @@ async fn envelope_claiming_another_origin_is_rejected() {
         ..Default::default()
     };
     let err = fed
-        .deliver_one(
-            "ngo",
-            "police",
-            Envelope {
-                sequence: 1,
-                payload: Some(Payload::Alert(forged)),
-                ..Default::default()
-            },
-        )
+        .deliver_one("ngo", "police", envelope(1, Payload::Alert(forged)))
         .await
         .expect_err("forged envelope was acknowledged");
     assert_eq!(err.code(), Code::PermissionDenied);
@@ -266,15 +214,7 @@ async fn envelope_claiming_another_origin_is_rejected() {
         ..Default::default()
     };
     let err = fed
-        .deliver_one(
-            "ngo",
-            "police",
-            Envelope {
-                sequence: 1,
-                payload: Some(Payload::Alert(smuggled)),
-                ..Default::default()
-            },
-        )
+        .deliver_one("ngo", "police", envelope(1, Payload::Alert(smuggled)))
         .await
         .expect_err("smuggled origin was acknowledged");
     assert_eq!(err.code(), Code::PermissionDenied);
@@ -291,15 +231,7 @@ async fn envelope_claiming_another_origin_is_rejected() {
         ..Default::default()
     };
     let ack = fed
-        .deliver_one(
-            "ngo",
-            "police",
-            Envelope {
-                sequence: 9,
-                payload: Some(Payload::Alert(bad)),
-                ..Default::default()
-            },
-        )
+        .deliver_one("ngo", "police", envelope(9, Payload::Alert(bad)))
         .await
         .unwrap();
     assert_eq!(ack.sequence, 9);

@@ -8,23 +8,28 @@ pub mod proxy;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use casebridge::certs::{FederationLayout, NodeAddrs, init_federation};
+use casebridge::certs::{
+    FaultyClient, FederationLayout, NodeAddrs, init_federation, write_faulty_client,
+};
 use casebridge::client::NodeClient;
 use casebridge::config::NodeConfig;
 use casebridge::identity::{
-    NodeIdentity, TlsIdentity, client_tls_config, connect_channel, install_crypto_provider,
+    ClientIdentity, NodeIdentity, TlsIdentity, client_tls_config, connect_channel,
+    install_crypto_provider,
 };
-use casebridge::ids::{AgencyId, FederationName};
+use casebridge::ids::{AgencyId, ClientName, FederationName};
 use casebridge::node::{Listeners, RunningNode, start};
+use casebridge::proto::v1::envelope::Payload;
 use casebridge::proto::v1::peer_exchange_client::PeerExchangeClient;
 use casebridge::proto::v1::{
-    Alert, AlertContent, AlertDraft, Category, DeliveryAck, Envelope, Identifier,
-    ListAlertsRequest, ListPeersRequest, Location, PeerStatus, PersonName, Phone, Severity,
-    Subject, SubjectRole, SubmitAlertRequest, Tlp, identifier::Kind,
+    Alert, AlertContent, AlertDraft, Category, DeliveryAck, Envelope, GetStatusRequest,
+    HelloRequest, Identifier, ListAlertsRequest, ListPeersRequest, Location, NodeStatus,
+    PeerStatus, PersonName, Phone, Severity, Subject, SubjectRole, SubmitAlertRequest, Tlp,
+    identifier::Kind,
 };
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
@@ -51,6 +56,25 @@ pub struct TestFederation {
 
 pub fn agency(s: &str) -> AgencyId {
     AgencyId::new(s).unwrap()
+}
+
+/// Who `a`'s client `name` is, in this test federation.
+pub fn client_identity(a: &str, name: &str) -> ClientIdentity {
+    ClientIdentity {
+        federation: FederationName::new(FEDERATION).unwrap(),
+        agency: agency(a),
+        name: ClientName::new(name).unwrap(),
+    }
+}
+
+/// The Hello a peer node `a` of this test federation opens with.
+pub fn hello_as(a: &str) -> HelloRequest {
+    HelloRequest {
+        protocol_version: casebridge::proto::PROTOCOL_VERSION,
+        agency_id: a.into(),
+        federation: FEDERATION.into(),
+        audit_checkpoint: None,
+    }
 }
 
 impl TestFederation {
@@ -149,9 +173,51 @@ impl TestFederation {
     }
 
     pub async fn client(&self, a: &str, name: &str) -> NodeClient {
-        NodeClient::connect_file(self.layout.agencies[&agency(a)].client_config(name))
+        NodeClient::connect_file(self.client_toml(a, name))
             .await
             .unwrap()
+    }
+
+    /// The client.toml of `a`'s development client `name`.
+    pub fn client_toml(&self, a: &str, name: &str) -> &Path {
+        self.layout.agencies[&agency(a)].client_config(name)
+    }
+
+    /// Runs the real `casebridge` binary as `a`'s client `name`: its
+    /// client.toml as `--client-config`, then `args`.
+    pub fn cli_as(&self, a: &str, name: &str, args: &[&str]) -> (i32, String, String) {
+        let toml = self.client_toml(a, name).to_str().unwrap();
+        cli(&[&["--client-config", toml], args].concat())
+    }
+
+    /// A certificate and key for `a`'s client `name`, signed by `a`'s
+    /// client CA but `fault` (written to a folder named after the fault).
+    pub fn faulty_client(&self, a: &str, name: &str, fault: FaultyClient) -> (PathBuf, PathBuf) {
+        write_faulty_client(
+            &client_identity(a, name),
+            self.pki(a),
+            &self.dir.path().join(format!("{fault:?}")),
+            fault,
+        )
+        .unwrap()
+    }
+
+    /// A client of `target`'s client API presenting the certificate and
+    /// key at `cert` and `key` (the handshake may already refuse it).
+    pub async fn client_presenting(
+        &self,
+        (cert, key): (&Path, &Path),
+        target: &str,
+    ) -> Result<NodeClient, casebridge::identity::TlsError> {
+        let channel = self
+            .channel_as(
+                (cert, key),
+                &self.layout.federation_ca,
+                target,
+                Listener::Client,
+            )
+            .await?;
+        Ok(NodeClient::from_channel(channel))
     }
 
     /// A raw channel to `target`'s `listener`, presenting the certificate
@@ -245,6 +311,15 @@ impl TestFederation {
         }
     }
 
+    /// The ids of every alert the node holds, as [`Self::alerts`] lists them.
+    pub async fn alert_ids(&self, a: &str) -> Vec<String> {
+        self.alerts(a)
+            .await
+            .into_iter()
+            .map(|alert| alert.id)
+            .collect()
+    }
+
     /// Delivery state of `a`'s peers, through its admin API.
     pub async fn peers(&self, a: &str) -> Vec<PeerStatus> {
         let mut admin = self.client(a, "admin").await;
@@ -257,6 +332,36 @@ impl TestFederation {
             .peers
     }
 
+    /// Waits until `a` holds the alert `id` (its own or received); the alert.
+    pub async fn held(&self, a: &str, id: &str) -> Alert {
+        eventually(&format!("{id} at {a}"), || async {
+            self.alerts(a)
+                .await
+                .into_iter()
+                .find(|alert| alert.id == id)
+        })
+        .await
+    }
+
+    /// Waits until one of `a`'s peers is as `want` says (`what`, for a
+    /// timeout); that peer's delivery state.
+    pub async fn peer_when(
+        &self,
+        a: &str,
+        what: &str,
+        want: impl Fn(&PeerStatus) -> bool,
+    ) -> PeerStatus {
+        eventually(what, || async {
+            self.peers(a).await.into_iter().find(|p| want(p))
+        })
+        .await
+    }
+
+    /// `a`'s status, through its admin API.
+    pub async fn status(&self, a: &str) -> NodeStatus {
+        node_status(&mut self.client(a, "admin").await).await
+    }
+
     /// Delivers one envelope to `target` as the node `as_agency` and returns
     /// the first answer on the ack stream.
     pub async fn deliver_one(
@@ -266,12 +371,7 @@ impl TestFederation {
         envelope: Envelope,
     ) -> Result<DeliveryAck, tonic::Status> {
         let mut client = self.peer_client(as_agency, target).await;
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        tx.send(envelope).await.unwrap();
-        let mut acks = client
-            .deliver(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await?
-            .into_inner();
+        let mut acks = deliver_stream(&mut client, vec![envelope]).await?;
         acks.message()
             .await?
             .ok_or_else(|| tonic::Status::unknown("ack stream ended"))
@@ -282,6 +382,38 @@ impl TestFederation {
             node.shutdown().await.unwrap();
         }
     }
+}
+
+/// The envelope a peer sends as its `sequence`th, carrying `payload`.
+pub fn envelope(sequence: u64, payload: Payload) -> Envelope {
+    Envelope {
+        sequence,
+        payload: Some(payload),
+        ..Default::default()
+    }
+}
+
+/// Opens a delivery stream on `peer` that carries `envelopes` and then
+/// ends: the node's answers (acks, then how the stream ended).
+pub async fn deliver_stream(
+    peer: &mut PeerExchangeClient<Channel>,
+    envelopes: Vec<Envelope>,
+) -> Result<tonic::Streaming<DeliveryAck>, tonic::Status> {
+    Ok(peer
+        .deliver(tokio_stream::iter(envelopes))
+        .await?
+        .into_inner())
+}
+
+/// The seed of a test's random faults: `CASEBRIDGE_FAULT_SEED` if set,
+/// else a random one; printed (`what` seed) so a failing run can be rerun.
+pub fn fault_seed(what: &str) -> u64 {
+    let seed = std::env::var("CASEBRIDGE_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    eprintln!("{what} seed {seed} (rerun with CASEBRIDGE_FAULT_SEED={seed})");
+    seed
 }
 
 /// Polls `check` until it returns `Some`, for at most [`WAIT`].
@@ -488,6 +620,41 @@ pub async fn audit_head(admin: &mut NodeClient) -> u64 {
         .head_sequence
 }
 
+/// The status of `admin`'s node (needs the admin role; for a node the
+/// harness did not start, else see [`TestFederation::status`]).
+pub async fn node_status(admin: &mut NodeClient) -> NodeStatus {
+    admin
+        .admin
+        .get_status(GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// The sharing policy in force at `admin`'s node (needs the admin role).
+pub async fn node_policy(admin: &mut NodeClient) -> casebridge::proto::v1::PolicyVersion {
+    admin
+        .admin
+        .get_policy(casebridge::proto::v1::GetPolicyRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// The disclosure cases `client`'s node lists for `req` (one page).
+pub async fn disclosure_cases(
+    client: &mut NodeClient,
+    req: casebridge::proto::v1::ListDisclosureRequestsRequest,
+) -> Vec<casebridge::proto::v1::DisclosureCase> {
+    client
+        .disclosure
+        .list_disclosure_requests(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .requests
+}
+
 /// Runs the real `casebridge` binary: exit code, stdout, stderr.
 pub fn cli(args: &[&str]) -> (i32, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_casebridge"))
@@ -504,10 +671,16 @@ pub fn cli(args: &[&str]) -> (i32, String, String) {
 /// The hit log of `client`'s node, every entry (hits found, reviews).
 #[allow(dead_code)] // not every test binary reads hits
 pub async fn hit_log(client: &mut NodeClient) -> Vec<casebridge::proto::v1::Hit> {
+    hit_log_after(client, 0).await
+}
+
+/// The hit log of `client`'s node after entry `after` (the backlog a
+/// `WatchHits` resumed there replays).
+pub async fn hit_log_after(client: &mut NodeClient, after: u64) -> Vec<casebridge::proto::v1::Hit> {
     let mut stream = client
         .alerts
         .watch_hits(casebridge::proto::v1::WatchHitsRequest {
-            after_sequence: 0,
+            after_sequence: after,
             backlog_only: true,
         })
         .await
