@@ -11,7 +11,8 @@
 //!   (id newtypes), [`time`] (timestamp conversions), [`violation`] (an
 //!   offending field and its gRPC shape), [`paging`], [`secrets`] (key
 //!   and case-data files), [`metrics`], [`ratelimit`], [`text`] (other
-//!   people's text made safe to print).
+//!   people's text made safe to print), [`release`] (this release, the
+//!   protocol range and the capabilities a node announces).
 //! - Rules, pure: [`handling`] (what TLP and handling codes promise),
 //!   [`config`] (config files, validated before anything starts),
 //!   [`pseudo`] (normalization, key ring, keyed tokens, OPRF), [`matching`]
@@ -66,6 +67,7 @@ pub mod proto;
 mod proto_strategies;
 pub mod pseudo;
 pub mod ratelimit;
+pub mod release;
 pub mod review;
 pub mod secrets;
 pub mod server;

@@ -79,9 +79,6 @@ pub fn date_agreement_name(v: i32) -> String {
     )
 }
 
-/// Version of the peer protocol spoken by this build; exchanged in `Hello`.
-pub const PROTOCOL_VERSION: u32 = 1;
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;

@@ -228,3 +228,24 @@ async fn an_unlisted_client_is_told_it_is_not_listed() {
     assert!(!err.contains("lacks"), "{err}");
     fed.shutdown().await;
 }
+
+/// `--version` names what a peer compares: the release, the protocol
+/// range, the capabilities, and the previous release it works beside.
+#[test]
+fn version_names_the_release_protocol_and_capabilities() {
+    use casebridge::release::{Capabilities, PREVIOUS, PROTOCOL, RELEASE};
+    let out = Command::new(env!("CARGO_BIN_EXE_casebridge"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for line in [
+        format!("casebridge {RELEASE}"),
+        format!("peer protocol: {PROTOCOL}"),
+        format!("capabilities: {}", Capabilities::ours().names().join(" ")),
+        format!("previous release: {}", PREVIOUS.version),
+    ] {
+        assert!(text.contains(&line), "no `{line}` in\n{text}");
+    }
+}

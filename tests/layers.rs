@@ -24,6 +24,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "metrics",
             "ratelimit",
             "text",
+            "release",
         ],
     ),
     (

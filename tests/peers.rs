@@ -76,3 +76,62 @@ async fn an_idle_peer_is_up_a_gone_one_down_and_an_old_error_goes() {
     );
     fed.shutdown().await;
 }
+
+/// Hello tells each side the other's release and capabilities (`peers`
+/// shows them); a caller of the previous release — protocol 1, nothing
+/// announced — is answered with protocol 1; protocol ranges that do not
+/// meet are refused naming both; a hostile announcement is refused naming
+/// its entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_negotiates_the_protocol_and_announces_capabilities() {
+    use casebridge::proto::v1::HelloRequest;
+    use casebridge::proto::v1::peer_exchange_client::PeerExchangeClient;
+    use casebridge::release::{Capabilities, PROTOCOL, RELEASE};
+    let fed = TestFederation::start(&["police", "ngo"]).await;
+    let known = eventually("ngo's release known to police", || async {
+        let p = ngo_as_seen_by_police(&fed).await;
+        (!p.release.is_empty()).then_some(p)
+    })
+    .await;
+    assert_eq!(known.release, RELEASE);
+    assert_eq!(known.capabilities, Capabilities::ours().names());
+
+    let mut peer = PeerExchangeClient::new(fed.peer_channel("ngo", "police").await);
+    let previous = peer
+        .hello(HelloRequest {
+            protocol_version: 1,
+            agency_id: "ngo".into(),
+            federation: FEDERATION.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        previous.protocol_version, 1,
+        "the previous release compares for equality"
+    );
+    assert_eq!(previous.release, RELEASE);
+    let current = peer.hello(hello_as("ngo")).await.unwrap().into_inner();
+    assert_eq!(current.protocol_version, PROTOCOL.newest);
+
+    let future = peer
+        .hello(HelloRequest {
+            protocol_version: 9,
+            oldest_protocol_version: 7,
+            ..hello_as("ngo")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(future.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        future.message().contains("7-9") && future.message().contains(&PROTOCOL.to_string()),
+        "{}",
+        future.message()
+    );
+    let hostile = HelloRequest {
+        capabilities: vec!["alert".into(), "ALERT\nforged".into()],
+        ..hello_as("ngo")
+    };
+    assert_invalid(peer.hello(hostile).await, "capabilities[1]");
+}

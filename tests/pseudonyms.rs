@@ -8,7 +8,6 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use casebridge::identity::{TlsIdentity, serve_tls, server_tls_config};
-use casebridge::proto::PROTOCOL_VERSION;
 use casebridge::proto::v1::envelope::Payload;
 use casebridge::proto::v1::peer_exchange_server::{PeerExchange, PeerExchangeServer};
 use casebridge::proto::v1::{
@@ -31,10 +30,13 @@ struct RecordingPeer {
 #[tonic::async_trait]
 impl PeerExchange for RecordingPeer {
     async fn hello(&self, _: Request<HelloRequest>) -> Result<Response<HelloResponse>, Status> {
+        // Answers as the previous release would: protocol 1, nothing
+        // announced (its capabilities are known).
         Ok(Response::new(HelloResponse {
-            protocol_version: PROTOCOL_VERSION,
+            protocol_version: 1,
             agency_id: "ngo".into(),
             federation: FEDERATION.into(),
+            ..Default::default()
         }))
     }
 

@@ -10,7 +10,6 @@ use super::call::Call;
 use super::{audited, auth};
 use crate::audit::Action;
 use crate::core::NodeCore;
-use crate::proto::PROTOCOL_VERSION;
 use crate::proto::v1::peer_exchange_server::PeerExchange;
 use crate::proto::v1::{
     DeliveryAck, Envelope, HelloRequest, HelloResponse, PeerLookupRequest, PeerLookupResponse,
@@ -38,6 +37,9 @@ impl PeerExchange for PeerApi {
             }
             let r = req.get_ref();
             call.detail("protocol_version", r.protocol_version);
+            let (version, release, capabilities) = super::status::announced(r)?;
+            call.detail("release", release);
+            call.detail("capabilities", capabilities.names().join(" "));
             // The caller's checkpoint, kept as given: its signature is checked
             // by whoever verifies the caller's log with our log as anchors.
             // Only a checkpoint of the right shape is kept: its fields are
@@ -62,9 +64,11 @@ impl PeerExchange for PeerApi {
                 ));
             }
             Ok(HelloResponse {
-                protocol_version: PROTOCOL_VERSION,
+                protocol_version: version,
                 agency_id: core.settings.agency.to_string(),
                 federation: core.settings.federation.to_string(),
+                release: crate::release::RELEASE.into(),
+                capabilities: crate::release::Capabilities::ours().names(),
             })
         })
         .await

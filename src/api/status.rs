@@ -200,6 +200,30 @@ pub fn throttled(peer: &crate::ids::AgencyId, what: &str) -> Status {
     ))
 }
 
+/// A caller's `Hello` as announced: the protocol version both speak (or
+/// FAILED_PRECONDITION naming both ranges), its release and capabilities
+/// (bounded; INVALID_ARGUMENT naming the field that breaks a bound).
+pub fn announced(
+    r: &crate::proto::v1::HelloRequest,
+) -> Result<(u32, String, crate::release::Capabilities), Status> {
+    use crate::release::{Capabilities, PROTOCOL, ProtocolRange, negotiate};
+    let theirs = ProtocolRange::announced(r.protocol_version, r.oldest_protocol_version);
+    let version = negotiate(PROTOCOL, theirs).ok_or_else(|| {
+        Status::failed_precondition(format!(
+            "protocol_version: you speak {theirs}, this node speaks {PROTOCOL} (release {})",
+            crate::release::RELEASE
+        ))
+    })?;
+    let bad = |e: crate::release::AnnouncementError| {
+        crate::violation::invalid_field(&e.field(), e.description())
+    };
+    let release = crate::release::announced_release(&r.release)
+        .map_err(bad)?
+        .to_owned();
+    let capabilities = Capabilities::announced(&r.capabilities).map_err(bad)?;
+    Ok((version, release, capabilities))
+}
+
 pub fn store_unavailable(e: StoreError) -> Status {
     tracing::error!(error = %e, "storage failure");
     Status::unavailable("the node's store is unavailable; retry later")

@@ -36,10 +36,16 @@ use clap::{Parser, Subcommand};
 use crate::client::NodeClient;
 use exit::{Failure, render_error};
 
+/// `casebridge --version`: the release, peer protocol range, capabilities
+/// and the previous release (see [`crate::release::long_version`]).
+static LONG_VERSION: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(crate::release::long_version);
+
 #[derive(Parser)]
 #[command(
     name = "casebridge",
     version,
+    long_version = LONG_VERSION.as_str(),
     about = "Cross-agency exchange for pseudonymized trafficking case alerts"
 )]
 struct Cli {

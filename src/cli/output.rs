@@ -535,6 +535,13 @@ pub fn peers(p: &ListPeersResponse, as_json: bool) {
                 )
             }
         );
+        if !peer.release.is_empty() {
+            println!(
+                "  release {}: {}",
+                esc(&peer.release),
+                esc(&peer.capabilities.join(" "))
+            );
+        }
         if peer.pending_retractions > 0 {
             println!(
                 "  {} retraction(s) not yet acknowledged by {}: {}{}",

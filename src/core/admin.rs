@@ -13,7 +13,6 @@ use crate::audit::{Action, Checkpoint};
 use crate::ids::{AgencyId, AlertId};
 use crate::paging::PageRequest;
 use crate::policy::Policy;
-use crate::proto::PROTOCOL_VERSION;
 use crate::proto::v1::{
     AuditCheckpoint, AuditEntry, BackupStoreResponse, DiffPolicyRequest, DiffPolicyResponse,
     ExplainPolicyRequest, ExplainPolicyResponse, GetActivityResponse, NodeStatus, PeerStatus,
@@ -80,8 +79,8 @@ impl NodeCore {
             disclosure_requests_overdue: overdue,
             agency_id: self.settings.agency.to_string(),
             federation: self.settings.federation.to_string(),
-            software_version: env!("CARGO_PKG_VERSION").into(),
-            protocol_version: PROTOCOL_VERSION,
+            software_version: crate::release::RELEASE.into(),
+            protocol_version: crate::release::PROTOCOL.newest,
             started_at: Some(timestamp(self.settings.started_at)),
             local_alerts: local,
             received_alerts: received,
@@ -172,6 +171,12 @@ impl NodeCore {
                 expired_total: s.expired_total,
                 pending_retractions: queue.pending_retractions,
                 pending_retraction_ids: queue.pending_retraction_ids,
+                release: s.release.clone().unwrap_or_default(),
+                capabilities: s
+                    .capabilities
+                    .as_ref()
+                    .map(|c| c.names())
+                    .unwrap_or_default(),
             });
         }
         Ok(peers)

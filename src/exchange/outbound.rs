@@ -20,10 +20,10 @@ use crate::config::DeliveryConfig;
 use crate::identity::{NodeIdentity, TlsError, connect_channel};
 use crate::ids::{AgencyId, FederationName};
 use crate::metrics::{self, Metrics};
-use crate::proto::PROTOCOL_VERSION;
 use crate::proto::v1::envelope::Payload;
 use crate::proto::v1::peer_exchange_client::PeerExchangeClient;
 use crate::proto::v1::{AckStatus, DeliveryAck, Envelope, HelloRequest, ShareRecord, SharedAlert};
+use crate::release::{Capabilities, PROTOCOL};
 use crate::store::{Queued, Store, StoreError};
 
 /// The longest refusal reason kept from a peer's ack (ours are far
@@ -55,6 +55,9 @@ pub struct PeerState {
     pub expired_total: u64,
     /// Connection attempts or streams that failed and were retried.
     pub retries: u64,
+    /// The peer's release and capabilities, from its last Hello answer.
+    pub release: Option<String>,
+    pub capabilities: Option<crate::release::Capabilities>,
 }
 
 /// What is known of a peer's link, from facts only.
@@ -124,8 +127,10 @@ enum DeliveryError {
     Rpc(String),
     #[error("peer answered Hello as {0}")]
     WrongPeer(String),
-    #[error("peer speaks protocol version {0}, we speak {PROTOCOL_VERSION}")]
+    #[error("peer answered protocol version {0}; this release speaks {PROTOCOL}")]
     Protocol(u32),
+    #[error("peer's Hello answer: {0}")]
+    Announcement(#[from] crate::release::AnnouncementError),
     #[error("peer acknowledged sequence {0} which was not in flight")]
     UnexpectedAck(u64),
     #[error(transparent)]
@@ -367,7 +372,10 @@ impl Worker {
             .max_decoding_message_size(ctx.max_message_bytes)
             .max_encoding_message_size(ctx.max_message_bytes);
         let mut hello = tonic::Request::new(HelloRequest {
-            protocol_version: PROTOCOL_VERSION,
+            protocol_version: PROTOCOL.newest,
+            oldest_protocol_version: PROTOCOL.oldest,
+            release: crate::release::RELEASE.into(),
+            capabilities: Capabilities::ours().names(),
             agency_id: ctx.own.agency.to_string(),
             federation: ctx.federation.to_string(),
             audit_checkpoint: ctx.store.audit_latest_checkpoint()?.map(|c| {
@@ -387,9 +395,16 @@ impl Worker {
                 hello.federation, hello.agency_id
             )));
         }
-        if hello.protocol_version != PROTOCOL_VERSION {
+        if !PROTOCOL.contains(hello.protocol_version) {
             return Err(DeliveryError::Protocol(hello.protocol_version));
         }
+        // A peer of the previous release announces nothing: its set is known.
+        let release = crate::release::announced_release(&hello.release)?.to_owned();
+        let capabilities = Capabilities::announced(&hello.capabilities)?;
+        self.slot.update(|s| {
+            s.release = Some(release);
+            s.capabilities = Some(capabilities);
+        });
         Ok(client)
     }
 
@@ -488,6 +503,7 @@ impl Worker {
                 queued_at: None,
                 rule: String::new(),
                 disclosed: String::new(),
+                requires: Vec::new(),
             };
             if tx.send(envelope).await.is_err() {
                 return Err(DeliveryError::Rpc("delivery stream closed".into()));

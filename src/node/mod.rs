@@ -135,7 +135,7 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
         serve("client", listeners.client, &tls.client, client_router),
     ]);
     let mut start_entry = Event::new(NODE, Action::NodeStart, "OK")
-        .detail("version", env!("CARGO_PKG_VERSION"))
+        .detail("version", crate::release::RELEASE)
         .detail("peer_listener", peer_addr)
         .detail("client_listener", client_addr);
     if let Some(addr) = console_addr {

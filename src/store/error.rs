@@ -22,6 +22,13 @@ pub enum StoreError {
     Legacy { dir: String },
     #[error("migrate: {0}")]
     Migrate(String),
+    /// Written by a newer release than this one: refused rather than
+    /// misread.
+    #[error(
+        "the store was last written by CaseBridge {found}, newer than this release ({ours}); \
+         run {found} or later, or restore the backup taken before the upgrade"
+    )]
+    Newer { found: String, ours: &'static str },
     /// The store's directory could be read by other local users.
     #[error("{0}")]
     Exposed(String),

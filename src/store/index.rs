@@ -333,6 +333,7 @@ pub(super) fn queue(w: &mut Write<'_, '_>, item: &OutboxItem) -> Result<(), Stor
         queued_at: Some(crate::time::now()),
         rule: item.rule.clone(),
         disclosed: item.disclosed.clone(),
+        requires: Vec::new(),
     };
     w.tx.insert(w.t.outbox, outbox_key(&item.peer, seq), env.encode_to_vec())?;
     w.queued.push(item.peer.clone());

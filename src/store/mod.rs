@@ -218,10 +218,42 @@ impl Store {
             disclosure_seq: tokio::sync::watch::channel(last_disclosure).0,
             alert_seq: tokio::sync::watch::channel(last_alert).0,
         };
-        // A store from before the alert log: every alert gets its entry
-        // (durable with the next write's sync, or made again next open).
-        store.backfill_alert_log()?;
+        store.move_forward()?;
         Ok(store)
+    }
+
+    /// Brings a store an earlier release wrote up to this one, step by
+    /// step, and records this release as the last to write it; refuses a
+    /// store a newer release wrote. The steps (each resumable: a crash
+    /// repeats it at the next open):
+    /// - before the alert log (0.2): every alert gets its alert log entry;
+    /// - 0.3.0 recorded no release: from 0.4.0 the `release` setting holds
+    ///   the last writer's.
+    fn move_forward(&self) -> Result<(), StoreError> {
+        let recorded = self.setting(RELEASE_SETTING)?;
+        if let Some(found) = &recorded {
+            let newer = crate::release::compare_with_ours(found)
+                .map_err(|e| StoreError::corrupt(format!("settings/{RELEASE_SETTING}"), e))?
+                .is_gt();
+            if newer {
+                return Err(StoreError::Newer {
+                    found: found.clone(),
+                    ours: crate::release::RELEASE,
+                });
+            }
+        }
+        // Durable with the next write's sync, or made again next open.
+        self.backfill_alert_log()?;
+        if recorded.as_deref() != Some(crate::release::RELEASE) {
+            self.write(|w| {
+                w.tx.insert(
+                    w.t.settings,
+                    RELEASE_SETTING.as_bytes(),
+                    crate::release::RELEASE.as_bytes(),
+                )
+            })?;
+        }
+        Ok(())
     }
 
     /// Runs `body` as one transaction. The audit entries it appends get
@@ -332,6 +364,9 @@ impl Store {
         Ok(())
     }
 }
+
+/// `settings` key of the release that last opened the store for writing.
+const RELEASE_SETTING: &str = "release";
 
 /// The last position of a log tree keyed by position (u64 BE), 0 when
 /// empty: where its watchers start.

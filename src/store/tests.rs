@@ -390,3 +390,41 @@ async fn shared_tokens_make_one_hit_and_one_notice() {
         .unwrap();
     assert_eq!(store.hits_after(0, 10).unwrap().len(), 1);
 }
+
+/// A store records the release that last wrote it; a store a newer release
+/// wrote is refused, naming both releases, and left as it was; one written
+/// by an older release (or by 0.3.0, which recorded none) is taken and
+/// moved forward.
+#[tokio::test]
+async fn a_store_a_newer_release_wrote_is_refused_naming_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 8 << 20, scope()).unwrap();
+    assert_eq!(
+        store.setting(RELEASE_SETTING).unwrap().as_deref(),
+        Some(crate::release::RELEASE)
+    );
+    store.set_setting(RELEASE_SETTING, "99.0.0").await.unwrap();
+    store.close().await.unwrap();
+    drop(store);
+    let refused = Store::open(dir.path(), 8 << 20, scope()).err().unwrap();
+    let text = refused.to_string();
+    assert!(matches!(refused, StoreError::Newer { .. }), "{text}");
+    assert!(
+        text.contains("99.0.0") && text.contains(crate::release::RELEASE),
+        "{text}"
+    );
+    // Refused twice: the refusal changed nothing.
+    assert!(Store::open(dir.path(), 8 << 20, scope()).is_err());
+
+    let older = tempfile::tempdir().unwrap();
+    let store = Store::open(older.path(), 8 << 20, scope()).unwrap();
+    store.set_setting(RELEASE_SETTING, "0.3.0").await.unwrap();
+    store.close().await.unwrap();
+    drop(store);
+    let store = Store::open(older.path(), 8 << 20, scope()).unwrap();
+    assert_eq!(
+        store.setting(RELEASE_SETTING).unwrap().as_deref(),
+        Some(crate::release::RELEASE),
+        "moved forward"
+    );
+}

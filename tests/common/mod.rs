@@ -69,11 +69,15 @@ pub fn client_identity(a: &str, name: &str) -> ClientIdentity {
 
 /// The Hello a peer node `a` of this test federation opens with.
 pub fn hello_as(a: &str) -> HelloRequest {
+    use casebridge::release::{Capabilities, PROTOCOL, RELEASE};
     HelloRequest {
-        protocol_version: casebridge::proto::PROTOCOL_VERSION,
+        protocol_version: PROTOCOL.newest,
+        oldest_protocol_version: PROTOCOL.oldest,
         agency_id: a.into(),
         federation: FEDERATION.into(),
         audit_checkpoint: None,
+        release: RELEASE.into(),
+        capabilities: Capabilities::ours().names(),
     }
 }
 

@@ -28,6 +28,9 @@ const CHART_DAYS: u32 = 14;
 pub struct PeerRow {
     pub agency: String,
     pub state: String,
+    /// The peer's release, and the capabilities it announced (its title).
+    pub release: String,
+    pub capabilities: String,
     pub queue: u64,
     pub oldest: String,
     pub last_ack: String,
@@ -238,6 +241,8 @@ fn peer_row(p: &PeerStatus) -> PeerRow {
     PeerRow {
         agency: p.agency_id.clone(),
         state: p.state.clone(),
+        release: p.release.clone(),
+        capabilities: p.capabilities.join(" "),
         queue: p.queue_depth,
         oldest: when(p.oldest_undelivered_at.as_ref()),
         last_ack: when(p.last_ack_at.as_ref()),
