@@ -172,6 +172,33 @@ pub struct NodeConfig {
     /// the key ring (HMAC), as before issue 18.
     #[serde(default)]
     pub key_service: Option<KeyServiceClientConfig>,
+    #[serde(default)]
+    pub compat: CompatConfig,
+}
+
+/// `[compat]`: what this node tells its peers it understands.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompatConfig {
+    /// Capabilities this node does not announce, and answers "not
+    /// understood" to (peers hold what needs them): keeps a feature off
+    /// until every agency runs a release that has it, or plays an older
+    /// node in a test. Names as `casebridge --version` lists them.
+    pub withhold_capabilities: Vec<Spanned<String>>,
+}
+
+impl NodeConfig {
+    /// The capabilities this node announces: all this release has, less
+    /// those `[compat]` withholds (checked at load).
+    pub fn capabilities(&self) -> crate::release::Capabilities {
+        let withheld: Vec<crate::release::Capability> = self
+            .compat
+            .withhold_capabilities
+            .iter()
+            .filter_map(|n| crate::release::Capability::from_name(n.get_ref()))
+            .collect();
+        crate::release::Capabilities::ours().without(&withheld)
+    }
 }
 
 /// The tamper-evident audit log (`docs/operator-guide.md`).
@@ -763,6 +790,19 @@ impl NodeConfig {
                 return err(peer.address.span(), format!("peer address: {msg}"));
             }
         }
+        for name in &self.compat.withhold_capabilities {
+            if crate::release::Capability::from_name(name.get_ref()).is_none() {
+                return err(
+                    name.span(),
+                    format!(
+                        "compat.withhold_capabilities: `{}` is not a capability of this release \
+                         (it has: {})",
+                        name.get_ref(),
+                        crate::release::Capabilities::ours().names().join(", ")
+                    ),
+                );
+            }
+        }
         self.validate_files(file, src)?;
         self.validate_matching_and_retention(file, src)
     }
@@ -998,6 +1038,7 @@ cms = ["submit", "read"]
             "audit",
             "peers",
             "key_service",
+            "compat",
         ];
         let mut checked = 0;
         for section in sections {
@@ -1088,6 +1129,24 @@ cms = ["submit", "read"]
         assert!(msg.contains("does not exist"), "{msg}");
         let (line, _) = error_line(&GOOD.replace("127.0.0.1:7011", "nohost"));
         assert_eq!(line, 20);
+    }
+
+    /// `[compat]` withholds only capabilities this release has: a typo
+    /// would otherwise announce everything while the operator thinks a
+    /// feature is off.
+    #[test]
+    fn an_unknown_capability_names_its_line() {
+        let src =
+            format!("{GOOD}\n[compat]\nwithhold_capabilities = [\"hit-review\", \"hit-reveiw\"]\n");
+        let (_, msg) = error_line(&src);
+        assert!(msg.contains("`hit-reveiw` is not a capability"), "{msg}");
+        let dir = tempfile::tempdir().unwrap();
+        write_pki(dir.path());
+        let good = format!("{GOOD}\n[compat]\nwithhold_capabilities = [\"hit-review\"]\n");
+        let config = NodeConfig::from_toml(&dir.path().join("node.toml"), &good).unwrap();
+        let announced = config.capabilities();
+        assert!(!announced.has(crate::release::Capability::HitReview));
+        assert!(announced.has(crate::release::Capability::HitNotice));
     }
 
     #[test]

@@ -80,6 +80,9 @@ pub struct Metrics {
     pub refused_handshakes: Family<Labels, Counter>,
     /// Envelopes waiting for each peer (set at every scrape).
     pub queue_depth: Family<Labels, Gauge>,
+    /// Of those, the ones held until the peer understands them (set at
+    /// every scrape, as the current delivery stream counted them).
+    pub held: Family<Labels, Gauge>,
     /// Age in seconds of each peer's oldest undelivered envelope (0 when none).
     pub oldest_undelivered: Family<Labels, Gauge>,
     /// Alerts whose content was purged at their retention deadline.
@@ -132,6 +135,7 @@ impl Metrics {
             policy_decisions: Family::default(),
             refused_handshakes: Family::default(),
             queue_depth: Family::default(),
+            held: Family::default(),
             oldest_undelivered: Family::default(),
             purged: Counter::default(),
             audit_entries: Family::default(),
@@ -199,6 +203,7 @@ impl Metrics {
             let _ = self.delivery_failures.get_or_create(&peer(p));
             let _ = self.delivery_latency.get_or_create(&peer(p));
             let _ = self.queue_depth.get_or_create(&peer(p));
+            let _ = self.held.get_or_create(&peer(p));
             let _ = self.oldest_undelivered.get_or_create(&peer(p));
         }
         // Every identifier type the wire contract defines (0 is unspecified).
@@ -427,6 +432,11 @@ fn register_exchange(r: &mut Registry, m: &Metrics) {
         "queue_depth",
         "Envelopes waiting in the outbox for a peer",
         m.queue_depth.clone(),
+    );
+    r.register(
+        "outbox_held",
+        "Envelopes waiting for a peer until it understands them (announces their capability)",
+        m.held.clone(),
     );
     r.register(
         "oldest_undelivered_seconds",

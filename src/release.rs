@@ -280,6 +280,15 @@ impl Capabilities {
         Ok(set)
     }
 
+    /// This set less `withheld`.
+    pub fn without(&self, withheld: &[Capability]) -> Self {
+        let mut set = self.clone();
+        for c in withheld {
+            set.known.remove(c);
+        }
+        set
+    }
+
     pub fn has(&self, c: Capability) -> bool {
         self.known.contains(&c)
     }

@@ -40,6 +40,7 @@ impl PeerExchange for PeerApi {
             let (version, release, capabilities) = super::status::announced(r)?;
             call.detail("release", release);
             call.detail("capabilities", capabilities.names().join(" "));
+            core.inbound.greeted(&peer.agency, &capabilities);
             // The caller's checkpoint, kept as given: its signature is checked
             // by whoever verifies the caller's log with our log as anchors.
             // Only a checkpoint of the right shape is kept: its fields are
@@ -68,7 +69,7 @@ impl PeerExchange for PeerApi {
                 agency_id: core.settings.agency.to_string(),
                 federation: core.settings.federation.to_string(),
                 release: crate::release::RELEASE.into(),
-                capabilities: crate::release::Capabilities::ours().names(),
+                capabilities: core.settings.capabilities.names(),
             })
         })
         .await
@@ -168,6 +169,11 @@ async fn deliver_loop(
                 if let Some(what) = delivered.throttled {
                     // The sender keeps what was not acked and retries later.
                     let status = super::status::throttled(&peer.agency, what);
+                    let _ = tx.send(Err(status.clone())).await;
+                    return Err(status);
+                }
+                if let Some(why) = delivered.not_understood {
+                    let status = super::status::not_understood(&why);
                     let _ = tx.send(Err(status.clone())).await;
                     return Err(status);
                 }

@@ -186,6 +186,16 @@ pub fn shutting_down() -> Status {
     Status::unavailable("node is shutting down")
 }
 
+/// A delivery stream cut at an envelope this node does not understand,
+/// from a sender that does not take "not understood" acks (the previous
+/// release): nothing after it is acked, and the sender keeps it all.
+pub fn not_understood(why: &str) -> Status {
+    Status::unavailable(format!(
+        "this node does not understand an envelope ({why}); it stays with you until this node \
+         is upgraded"
+    ))
+}
+
 /// A delivery stream whose sender stopped reading its acks.
 pub fn sender_gone() -> Status {
     Status::cancelled("the sender went away")

@@ -542,6 +542,11 @@ pub fn peers(p: &ListPeersResponse, as_json: bool) {
                 esc(&peer.capabilities.join(" "))
             );
         }
+        let mut held: Vec<_> = peer.held.iter().collect();
+        held.sort();
+        for (why, n) in held {
+            println!("  {n} held {}", esc(why));
+        }
         if peer.pending_retractions > 0 {
             println!(
                 "  {} retraction(s) not yet acknowledged by {}: {}{}",

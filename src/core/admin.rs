@@ -177,6 +177,7 @@ impl NodeCore {
                     .as_ref()
                     .map(|c| c.names())
                     .unwrap_or_default(),
+                held: s.held.clone().into_iter().collect(),
             });
         }
         Ok(peers)

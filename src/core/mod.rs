@@ -95,6 +95,8 @@ pub struct NodeSettings {
     pub drain_grace: Duration,
     /// This node's certificate and the CAs it trusts: name, file, end.
     pub certificates: Vec<(&'static str, std::path::PathBuf, Option<SystemTime>)>,
+    /// What it announces to peers in Hello (less what `[compat]` withholds).
+    pub capabilities: crate::release::Capabilities,
 }
 
 /// The services every gRPC handler, console page and worker of one node
@@ -206,7 +208,8 @@ impl NodeCore {
                 sharing,
                 disclosures.clone(),
                 metrics.clone(),
-            ),
+            )
+            .understanding(config.capabilities()),
             disclosures,
             metrics,
             outbound,
@@ -232,6 +235,7 @@ fn settings(config: &NodeConfig, own: NodeIdentity) -> NodeSettings {
         policy_tests: config.sharing.tests.as_ref().map(|p| p.get_ref().clone()),
         drain_grace: config.limits.drain_grace_secs.secs(),
         certificates: certificate_ends(config),
+        capabilities: config.capabilities(),
     }
 }
 

@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 use crate::audit::{Action, Event};
 use crate::config::Limits;
 use crate::identity::NodeIdentity;
-use crate::ids::AlertId;
+use crate::ids::{AgencyId, AlertId};
 use crate::proto::v1::envelope::Payload;
 use crate::proto::v1::{
     AckStatus, DeliveryAck, Envelope, IdentifierType, SharedAlert, SharedSubject, SubjectRole,
@@ -65,6 +65,13 @@ pub struct Inbound {
     events: broadcast::Sender<Received>,
     /// What each peer may create here per minute (see [`Creations`]).
     creations: Creations,
+    /// What this node understands (announced in Hello, less what
+    /// `[compat]` withholds).
+    ours: crate::release::Capabilities,
+    /// Whether each peer said, in its last Hello, that it takes "not
+    /// understood" acks; one that did not (the previous release) would
+    /// count such an ack as delivered, so its stream ends instead.
+    takes_not_understood: std::sync::Mutex<std::collections::HashMap<AgencyId, bool>>,
 }
 
 /// Bounds on what one peer may make this node record, per minute: every
@@ -119,6 +126,10 @@ impl Creations {
 pub struct Delivered {
     pub acks: Vec<DeliveryAck>,
     pub throttled: Option<&'static str>,
+    /// Something the sender sent that this node does not understand, when
+    /// the sender does not take "not understood" acks: the stream ends
+    /// there, unacknowledged, and the sender keeps it.
+    pub not_understood: Option<String>,
 }
 
 impl Inbound {
@@ -140,7 +151,35 @@ impl Inbound {
             metrics,
             events: broadcast::channel(1024).0,
             creations: Creations::default(),
+            ours: crate::release::Capabilities::ours(),
+            takes_not_understood: Default::default(),
         }
+    }
+
+    /// Understands only `ours` (the node's announced set).
+    pub fn understanding(mut self, ours: crate::release::Capabilities) -> Self {
+        self.ours = ours;
+        self
+    }
+
+    /// Records what `peer` announced in its Hello.
+    pub fn greeted(&self, peer: &AgencyId, theirs: &crate::release::Capabilities) {
+        self.takes_not_understood
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                peer.clone(),
+                theirs.has(crate::release::Capability::NotUnderstood),
+            );
+    }
+
+    fn takes_not_understood(&self, peer: &AgencyId) -> bool {
+        self.takes_not_understood
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(peer)
+            .copied()
+            .unwrap_or(false)
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Received> {
@@ -272,6 +311,7 @@ impl Inbound {
             steps,
             refusals,
             throttled,
+            not_understood,
         } = self.sort(from, envelopes, now)?;
         let actor = format!("peer:{}", from.agency);
         self.record_refused(from, &actor, &refusals).await?;
@@ -297,7 +337,11 @@ impl Inbound {
             self.count(from, "throttled", 1);
             tracing::warn!(peer = %from.agency, what, "peer over its rate; delivery stream ended");
         }
-        Ok(Delivered { acks, throttled })
+        Ok(Delivered {
+            acks,
+            throttled,
+            not_understood,
+        })
     }
 
     /// Checks each envelope: an ack per envelope (STORED unless refused
@@ -324,6 +368,17 @@ impl Inbound {
                 status: AckStatus::Stored as i32,
                 ..Default::default()
             };
+            if let Some(why) = super::needs::not_understood(&env, &self.ours) {
+                if !self.takes_not_understood(&from.agency) {
+                    out.not_understood = Some(why);
+                    break;
+                }
+                tracing::info!(peer = %from.agency, sequence = env.sequence, %why, "envelope not understood; the sender keeps it");
+                ack.status = AckStatus::NotUnderstood as i32;
+                ack.reason = why;
+                out.acks.push(ack);
+                continue;
+            }
             let mut refusal = RefusalRecord {
                 at: Some(now),
                 peer: from.agency.to_string(),
@@ -728,4 +783,6 @@ struct Sorted {
     refusals: Vec<RefusalRecord>,
     /// The peer went over its rate of this; the rest of the batch waits.
     throttled: Option<&'static str>,
+    /// Not understood, by a sender that does not take such acks.
+    not_understood: Option<String>,
 }

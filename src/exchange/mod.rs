@@ -9,6 +9,9 @@
 //!   requests, notices and reviews a peer may make this node record (over
 //!   the rate the stream ends RESOURCE_EXHAUSTED, and the sender keeps the
 //!   rest unacknowledged).
+//! - [`needs`]: what a receiver must understand to apply an envelope; the
+//!   sender holds what a peer has not announced, the receiver answers "not
+//!   understood" to what it lacks (never a refusal for good).
 //! - [`syntax`]: every id a peer names, checked against its syntax and its
 //!   origin on arrival.
 //! - [`bound_retention`]: a received alert's deadline, the sender's capped
@@ -21,6 +24,7 @@
 //! decisions, each to the one agency they concern.
 
 pub mod inbound;
+pub mod needs;
 pub mod outbound;
 pub mod syntax;
 

@@ -15,6 +15,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
+use super::needs;
 use crate::audit::{Action, Event, NODE};
 use crate::config::DeliveryConfig;
 use crate::identity::{NodeIdentity, TlsError, connect_channel};
@@ -58,6 +59,11 @@ pub struct PeerState {
     /// The peer's release and capabilities, from its last Hello answer.
     pub release: Option<String>,
     pub capabilities: Option<crate::release::Capabilities>,
+    /// Outbox entries the current stream passed over and keeps, by why:
+    /// "until ngo understands hit reviews" (the peer has not announced
+    /// what they need), or "not understood by ngo: …" (its ack said so).
+    /// They go by themselves once the peer announces what they need.
+    pub held: std::collections::BTreeMap<String, u64>,
 }
 
 /// What is known of a peer's link, from facts only.
@@ -159,6 +165,8 @@ pub struct DeliveryContext {
     pub metrics: Metrics,
     /// Told when a peer acknowledges a disclosure request.
     pub disclosures: Arc<crate::disclosure::Disclosures>,
+    /// What this node announces in Hello.
+    pub capabilities: Capabilities,
 }
 
 impl Outbound {
@@ -375,7 +383,7 @@ impl Worker {
             protocol_version: PROTOCOL.newest,
             oldest_protocol_version: PROTOCOL.oldest,
             release: crate::release::RELEASE.into(),
-            capabilities: Capabilities::ours().names(),
+            capabilities: ctx.capabilities.names(),
             agency_id: ctx.own.agency.to_string(),
             federation: ctx.federation.to_string(),
             audit_checkpoint: ctx.store.audit_latest_checkpoint()?.map(|c| {
@@ -415,6 +423,8 @@ impl Worker {
         backoff: &mut Backoff,
     ) -> Result<(), DeliveryError> {
         let mut client = self.connect().await?;
+        // Counted afresh as this stream passes the outbox.
+        self.slot.update(|s| s.held.clear());
         let aged = tokio::time::sleep(self.ctx.max_connection_age);
         tokio::pin!(aged);
         let window = self.ctx.config.window.get();
@@ -459,10 +469,44 @@ impl Worker {
         window: usize,
         tx: &mpsc::Sender<Envelope>,
     ) -> Result<(), DeliveryError> {
+        let theirs = self.peer_capabilities();
+        // Held entries take no room in the window: read on past them.
+        while stream.in_flight.len() < window {
+            let want = window - stream.in_flight.len();
+            let batch = self.next_durable(stream, want).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for queued in batch {
+                stream.cursor = Some(queued.seq);
+                if let Some(queued) = self.sendable(queued, &theirs)? {
+                    self.send(stream, queued, tx).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What the peer announced at this stream's Hello.
+    fn peer_capabilities(&self) -> Capabilities {
+        self.slot
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .capabilities
+            .clone()
+            .unwrap_or_else(Capabilities::previous_release)
+    }
+
+    /// Up to `want` outbox entries after the stream's cursor, once they are
+    /// on disk.
+    async fn next_durable(
+        &self,
+        stream: &mut Window,
+        want: usize,
+    ) -> Result<Vec<Queued>, DeliveryError> {
         let store = &self.ctx.store;
-        let now = SystemTime::now();
-        let batch =
-            store.outbox_after(&self.peer, stream.cursor, window - stream.in_flight.len())?;
+        let batch = store.outbox_after(&self.peer, stream.cursor, want)?;
         if let Some(last) = batch.last().map(|q| q.seq)
             && last > stream.durable_upto
         {
@@ -476,38 +520,59 @@ impl Worker {
             store.durable().await?;
             stream.durable_upto = visible.max(last);
         }
-        for queued in batch {
-            stream.cursor = Some(queued.seq);
-            // Content past its retention deadline never leaves; a
-            // tombstone still goes, it only removes.
-            if let Payload::Alert(a) = &queued.payload
-                && !a.retracted
-                && crate::store::expired(a.content.as_ref(), now)
-            {
-                self.drop_expired(&queued, a)?;
-                continue;
-            }
-            let Queued {
-                seq,
-                payload,
-                queued_at,
-                rule,
-                disclosed,
-            } = queued;
-            stream
-                .in_flight
-                .push_back(Sent::new(seq, &payload, queued_at, rule, disclosed));
-            let envelope = Envelope {
-                sequence: seq,
-                payload: Some(payload),
-                queued_at: None,
-                rule: String::new(),
-                disclosed: String::new(),
-                requires: Vec::new(),
-            };
-            if tx.send(envelope).await.is_err() {
-                return Err(DeliveryError::Rpc("delivery stream closed".into()));
-            }
+        Ok(batch)
+    }
+
+    /// The entry, if it goes now: content past its retention deadline
+    /// never leaves (a tombstone still goes, it only removes), and what
+    /// the peer has not announced it understands stays, counted as held.
+    fn sendable(
+        &self,
+        queued: Queued,
+        theirs: &Capabilities,
+    ) -> Result<Option<Queued>, DeliveryError> {
+        if let Payload::Alert(a) = &queued.payload
+            && !a.retracted
+            && crate::store::expired(a.content.as_ref(), SystemTime::now())
+        {
+            self.drop_expired(&queued, a)?;
+            return Ok(None);
+        }
+        if let Some(first) = theirs.missing(&needs::needed(&queued.payload)).first() {
+            let why = format!("until {} understands {}", self.peer, first.describe());
+            self.slot.update(|s| *s.held.entry(why).or_default() += 1);
+            return Ok(None);
+        }
+        Ok(Some(queued))
+    }
+
+    /// Sends one entry on the stream, in flight until its ack.
+    async fn send(
+        &self,
+        stream: &mut Window,
+        queued: Queued,
+        tx: &mpsc::Sender<Envelope>,
+    ) -> Result<(), DeliveryError> {
+        let Queued {
+            seq,
+            payload,
+            queued_at,
+            rule,
+            disclosed,
+        } = queued;
+        stream
+            .in_flight
+            .push_back(Sent::new(seq, &payload, queued_at, rule, disclosed));
+        let envelope = Envelope {
+            sequence: seq,
+            payload: Some(payload),
+            queued_at: None,
+            rule: String::new(),
+            disclosed: String::new(),
+            requires: Vec::new(),
+        };
+        if tx.send(envelope).await.is_err() {
+            return Err(DeliveryError::Rpc("delivery stream closed".into()));
         }
         Ok(())
     }
@@ -545,6 +610,17 @@ impl Worker {
     fn acked(&self, sent: Sent, ack: &DeliveryAck) -> Result<(), DeliveryError> {
         let ctx = &self.ctx;
         let now = SystemTime::now();
+        if ack.status == AckStatus::NotUnderstood as i32 {
+            // Kept in the outbox: it goes again once the peer understands it.
+            let reason: String = ack.reason.chars().take(MAX_REASON_CHARS).collect();
+            tracing::info!(peer = %self.peer, sequence = ack.sequence, reason = %crate::text::Escaped(&reason), "peer does not understand an envelope yet; held");
+            let why = format!("not understood by {}: {reason}", self.peer);
+            self.slot.update(|s| {
+                s.last_ack_at = Some(now);
+                *s.held.entry(why).or_default() += 1;
+            });
+            return Ok(());
+        }
         let status = AckStatus::try_from(ack.status).map_or("unknown".to_string(), |s| {
             s.as_str_name()
                 .trim_start_matches("ACK_STATUS_")

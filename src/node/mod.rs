@@ -420,6 +420,7 @@ fn spawn_workers(
             max_message_bytes: config.limits.max_message_bytes.get(),
             metrics: core.metrics.clone(),
             disclosures: core.disclosures.clone(),
+            capabilities: core.settings.capabilities.clone(),
         },
         shutdown.clone(),
     ));
@@ -499,6 +500,9 @@ fn refresh_peer_gauges(core: &NodeCore, m: &Metrics) {
         m.queue_depth
             .get_or_create(&labels)
             .set(core.store.outbox_depth(&peer) as i64);
+        m.held
+            .get_or_create(&labels)
+            .set(state.held.values().sum::<u64>() as i64);
         // The first entry only: a scrape must not read a whole backlog.
         let oldest = core
             .store
