@@ -98,12 +98,7 @@ async fn hello_negotiates_the_protocol_and_announces_capabilities() {
 
     let mut peer = PeerExchangeClient::new(fed.peer_channel("ngo", "police").await);
     let previous = peer
-        .hello(HelloRequest {
-            protocol_version: 1,
-            agency_id: "ngo".into(),
-            federation: FEDERATION.into(),
-            ..Default::default()
-        })
+        .hello(hello_as_previous_release("ngo"))
         .await
         .unwrap()
         .into_inner();

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use casebridge::config::Bounded;
 use casebridge::proto::v1::envelope::Payload;
 use casebridge::proto::v1::peer_exchange_client::PeerExchangeClient;
-use casebridge::proto::v1::{AckStatus, Envelope, HelloRequest, SharedAlert};
+use casebridge::proto::v1::{AckStatus, Envelope, SharedAlert};
 use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,12 +131,7 @@ async fn a_receiver_answers_not_understood_and_keeps_nothing() {
     // As the previous release, which does not take that answer: the
     // stream ends unacknowledged, so the sender keeps the envelope.
     labour
-        .hello(HelloRequest {
-            protocol_version: 1,
-            agency_id: "labour".into(),
-            federation: FEDERATION.into(),
-            ..Default::default()
-        })
+        .hello(hello_as_previous_release("labour"))
         .await
         .unwrap();
     let mut acks = deliver_stream(&mut labour, vec![envelope(4, alert)])

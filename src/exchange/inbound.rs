@@ -344,6 +344,38 @@ impl Inbound {
         })
     }
 
+    /// Takes out of a batch what this node cannot apply (see
+    /// [`super::needs::not_understood`]): each is answered NOT_UNDERSTOOD
+    /// when the sender takes that answer; otherwise the batch stops before
+    /// the first one, and the sender keeps it and the rest, unacknowledged.
+    fn set_aside_not_understood(
+        &self,
+        from: &NodeIdentity,
+        envelopes: Vec<Envelope>,
+        out: &mut Sorted,
+    ) -> Vec<Envelope> {
+        let takes_the_answer = self.takes_not_understood(&from.agency);
+        let mut kept = Vec::with_capacity(envelopes.len());
+        for env in envelopes {
+            let Some(why) = super::needs::not_understood(&env, &self.ours) else {
+                kept.push(env);
+                continue;
+            };
+            if !takes_the_answer {
+                out.not_understood = Some(why);
+                break;
+            }
+            tracing::info!(peer = %from.agency, sequence = env.sequence, %why, "envelope not understood; the sender keeps it");
+            out.acks.push(DeliveryAck {
+                sequence: env.sequence,
+                status: AckStatus::NotUnderstood as i32,
+                reason: why,
+                ..Default::default()
+            });
+        }
+        kept
+    }
+
     /// Checks each envelope: an ack per envelope (STORED unless refused
     /// here), the received alerts the inbound policy accepts and the hit
     /// notices (each with the index of its ack), and the refusals.
@@ -354,6 +386,7 @@ impl Inbound {
         now: pbjson_types::Timestamp,
     ) -> Result<Sorted, InboundError> {
         let mut out = Sorted::default();
+        let envelopes = self.set_aside_not_understood(from, envelopes, &mut out);
         for env in envelopes {
             if let Some(what) = env
                 .payload
@@ -368,17 +401,6 @@ impl Inbound {
                 status: AckStatus::Stored as i32,
                 ..Default::default()
             };
-            if let Some(why) = super::needs::not_understood(&env, &self.ours) {
-                if !self.takes_not_understood(&from.agency) {
-                    out.not_understood = Some(why);
-                    break;
-                }
-                tracing::info!(peer = %from.agency, sequence = env.sequence, %why, "envelope not understood; the sender keeps it");
-                ack.status = AckStatus::NotUnderstood as i32;
-                ack.reason = why;
-                out.acks.push(ack);
-                continue;
-            }
             let mut refusal = RefusalRecord {
                 at: Some(now),
                 peer: from.agency.to_string(),

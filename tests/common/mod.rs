@@ -81,6 +81,17 @@ pub fn hello_as(a: &str) -> HelloRequest {
     }
 }
 
+/// The Hello a node of the previous release (0.3.0) opens with: protocol
+/// 1, nothing announced.
+pub fn hello_as_previous_release(a: &str) -> HelloRequest {
+    HelloRequest {
+        protocol_version: 1,
+        agency_id: a.into(),
+        federation: FEDERATION.into(),
+        ..Default::default()
+    }
+}
+
 impl TestFederation {
     /// Generates the PKI and starts every node.
     pub async fn start(agencies: &[&str]) -> Self {
