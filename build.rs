@@ -21,6 +21,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(PROTOS, ["proto"])?;
     let descriptor_path = out.join("casebridge_descriptor.bin");
     fs::write(&descriptor_path, fds.encode_to_vec())?;
+    // The previous release's contract, kept as it was: tests/wire.rs holds
+    // ours against it.
+    let previous: Vec<String> = PROTOS
+        .iter()
+        .map(|p| p.replace("proto/", "proto/previous/0.3.0/"))
+        .collect();
+    let previous = protox::compile(&previous, ["proto/previous/0.3.0"])?;
+    fs::write(
+        out.join("previous_descriptor.bin"),
+        previous.encode_to_vec(),
+    )?;
 
     tonic_prost_build::configure()
         .build_client(true)

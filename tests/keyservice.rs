@@ -23,9 +23,21 @@ use tonic::Code;
 
 const AGENCIES: [&str; 3] = ["police", "ngo", "border"];
 
+/// A free loopback address below the ephemeral port range: a key service
+/// is stopped and started again on it, and a port from that range may be
+/// taken meanwhile as the local end of one of the nodes' own connections
+/// (which then holds it for as long as the connection lives).
+/// Each call gives another port (one test asks for several before binding).
 fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id() % 10_000;
+    loop {
+        let port = 20_000 + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000;
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port as u16)) {
+            return l.local_addr().unwrap();
+        }
+    }
 }
 
 async fn start_service(config: &KeyServiceConfig) -> RunningKeyService {
