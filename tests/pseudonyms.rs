@@ -117,6 +117,20 @@ async fn no_raw_identifier_goes_over_the_wire() {
 
     // Tokens did travel: one per identifier (phone, person+dob, e-mail, IBAN).
     let env = Envelope::decode(wire.as_slice()).unwrap();
+    // It names what a receiver must understand to apply it.
+    let scheme_2 = env.payload.iter().any(|p| match p {
+        Payload::Alert(a) => a
+            .subjects
+            .iter()
+            .flat_map(|s| &s.encodings)
+            .any(|e| !e.name.is_empty()),
+        _ => false,
+    });
+    let mut expected = vec!["alert".to_owned()];
+    if scheme_2 {
+        expected.push("person-encoding-2".into());
+    }
+    assert_eq!(env.requires, expected);
     let Some(Payload::Alert(alert)) = env.payload else {
         panic!("expected an alert envelope");
     };

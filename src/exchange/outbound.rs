@@ -563,13 +563,19 @@ impl Worker {
         stream
             .in_flight
             .push_back(Sent::new(seq, &payload, queued_at, rule, disclosed));
+        // What the receiver must understand, named: a receiver that lacks
+        // one answers "not understood" rather than misapplying it.
+        let requires = needs::needed(&payload)
+            .into_iter()
+            .map(|c| c.name().to_owned())
+            .collect();
         let envelope = Envelope {
             sequence: seq,
             payload: Some(payload),
             queued_at: None,
             rule: String::new(),
             disclosed: String::new(),
-            requires: Vec::new(),
+            requires,
         };
         if tx.send(envelope).await.is_err() {
             return Err(DeliveryError::Rpc("delivery stream closed".into()));
