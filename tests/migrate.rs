@@ -15,12 +15,13 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use casebridge::client::NodeClient;
 use casebridge::proto::v1::{GetAlertRequest, Hit, ListAlertsRequest, SubmitAlertRequest};
 use casebridge::store::engine::{Db, Options};
+use common::fixture::unpack_fixture;
 use common::process::{NodeProcess, connect_when_up};
 use common::*;
 use prost::Message;
@@ -31,51 +32,6 @@ const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/sled-store/fed.tar.gz"
 );
-
-/// Unpacks the fixture into `dir` and moves every loopback port in its
-/// configuration files to a free one (the same new port everywhere an old
-/// one appears), so the nodes can start on this machine now.
-fn unpack(dir: &Path) -> PathBuf {
-    let ok = Command::new("tar")
-        .args(["-xzf", FIXTURE, "-C"])
-        .arg(dir)
-        .status()
-        .unwrap();
-    assert!(ok.success(), "tar could not unpack {FIXTURE}");
-    let fed = dir.join("fed");
-    let configs: Vec<PathBuf> = ["police", "ngo"]
-        .iter()
-        .flat_map(|a| {
-            std::fs::read_dir(fed.join(a))
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        })
-        .collect();
-    let mut ports: BTreeMap<String, String> = BTreeMap::new();
-    let mut held = Vec::new();
-    for path in &configs {
-        let text = std::fs::read_to_string(path).unwrap();
-        for part in text.split("127.0.0.1:").skip(1) {
-            let old: String = part.chars().take_while(char::is_ascii_digit).collect();
-            ports.entry(old).or_insert_with(|| {
-                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-                let new = l.local_addr().unwrap().port().to_string();
-                held.push(l);
-                new
-            });
-        }
-    }
-    drop(held);
-    for path in &configs {
-        let mut text = std::fs::read_to_string(path).unwrap();
-        for (old, new) in &ports {
-            text = text.replace(&format!("127.0.0.1:{old}\""), &format!("127.0.0.1:{new}\""));
-        }
-        std::fs::write(path, text).unwrap();
-    }
-    fed
-}
 
 /// Every tree of a sled database, entry by entry.
 fn sled_trees(dir: &Path) -> (Trees, u64) {
@@ -190,7 +146,7 @@ async fn arrives(client: &NodeClient, id: &str, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sled_store_migrates_with_everything_and_the_federation_carries_on() {
     let tmp = tempfile::tempdir().unwrap();
-    let fed = unpack(tmp.path());
+    let fed = unpack_fixture(FIXTURE, tmp.path());
     let (police, ngo) = (fed.join("police"), fed.join("ngo"));
     let (interrupted, its_hits) = interrupt_matching(&police.join("data"));
 

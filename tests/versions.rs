@@ -145,3 +145,104 @@ async fn a_receiver_answers_not_understood_and_keeps_nothing() {
         ended.message()
     );
 }
+
+/// A federation release 0.3.0 wrote — its configs, its key service and
+/// its stores, made by `tests/fixtures/store-0.3.0/make.sh` with 0.3.0's
+/// binary — carries on under this release after the upgrade notes' one
+/// step for stores (`chmod 700`, 0.3.0 created them 0755): what police had
+/// queued for ngo is delivered, both keep their alerts and hits, each
+/// store now records this release, and each node sees the other's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_federation_the_previous_release_wrote_carries_on() {
+    use std::os::unix::fs::PermissionsExt;
+
+    use casebridge::client::NodeClient;
+    use casebridge::config::{KeyServiceConfig, NodeConfig};
+    use casebridge::node::{Listeners, start};
+    use casebridge::proto::v1::ListAlertsRequest;
+    use common::fixture::unpack_fixture;
+
+    const FIXTURE: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/store-0.3.0/fed.tar.gz"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let fed = unpack_fixture(FIXTURE, tmp.path());
+    for dir in ["police/data", "ngo/data", "keyservice/data"] {
+        std::fs::set_permissions(fed.join(dir), std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    let ks = KeyServiceConfig::load(&fed.join("keyservice/keyservice.toml")).unwrap();
+    let key_service =
+        casebridge::keyservice::start(&ks, casebridge::keyservice::bind(&ks).await.unwrap())
+            .await
+            .unwrap();
+    let mut nodes = Vec::new();
+    for a in ["police", "ngo"] {
+        let config = NodeConfig::load(&fed.join(a).join("node.toml")).unwrap();
+        let listeners = Listeners::bind(&config).await.unwrap();
+        nodes.push(start(config, listeners).await.unwrap());
+    }
+    let alerts = |a: &'static str| {
+        let path = fed.join(a).join("client.toml");
+        async move {
+            let mut c = NodeClient::connect_file(&path).await.unwrap();
+            c.alerts
+                .list_alerts(ListAlertsRequest {
+                    include_retracted: true,
+                    page_size: 100,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .alerts
+        }
+    };
+    let city = |a: &casebridge::proto::v1::Alert| {
+        a.content
+            .as_ref()
+            .and_then(|c| c.location.as_ref())
+            .map(|l| l.city.clone())
+            .unwrap_or_default()
+    };
+    let queued = eventually("police's queued alert at ngo", || async {
+        alerts("ngo").await.into_iter().find(|a| city(a) == "Venlo")
+    })
+    .await;
+    assert_eq!(queued.origin, "police");
+    let at_police = alerts("police").await;
+    assert!(at_police.iter().any(|a| a.version == 2), "the update kept");
+    assert!(at_police.iter().any(|a| a.retracted), "the retraction kept");
+    assert!(
+        at_police.iter().any(|a| a.origin == "ngo"),
+        "ngo's alert kept"
+    );
+    let seen = eventually("ngo's release known to police", || async {
+        let status = nodes[0].core().outbound.states();
+        status
+            .into_iter()
+            .find(|(id, _, s)| id.as_str() == "ngo" && s.release.is_some())
+            .and_then(|(_, _, s)| s.release)
+    })
+    .await;
+    assert_eq!(seen, casebridge::release::RELEASE);
+    for node in nodes {
+        node.shutdown().await.unwrap();
+    }
+    key_service.shutdown().await.unwrap();
+    for a in ["police", "ngo"] {
+        let store =
+            casebridge::store::Store::open_audit_only(&fed.join(a).join("data"), 8 << 20).unwrap();
+        assert_eq!(
+            store.setting("release").unwrap().as_deref(),
+            Some(casebridge::release::RELEASE),
+            "{a}'s store moved forward"
+        );
+        // One audit chain across both releases, signed to its end.
+        let key =
+            casebridge::audit::signing::PublicKey::load(&fed.join(a).join("audit-signing.key.pub"))
+                .unwrap();
+        let summary = store.audit_verify(&key, &[]).unwrap();
+        assert_eq!(summary.last_signed, Some(summary.last), "{a}: {summary:?}");
+    }
+}

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod fixture;
 pub mod process;
 pub mod proxy;
 
