@@ -956,7 +956,7 @@ fn the_file_reader_sees_dependencies_as_described() {
         ),
         (
             "b/c.rs",
-            "pub fn k() -> crate::a::Two { todo!() }\nmod inner { fn z() -> super::Q {} }\npub struct Q;",
+            "pub fn k() -> crate::a::Two { crate::a::Two }\nmod inner { fn z() -> super::Q {} }\npub struct Q;",
         ),
         ("t.rs", "use crate::a::Base;"),
     ];

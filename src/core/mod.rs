@@ -175,8 +175,10 @@ impl NodeCore {
             config.disclosure.min_deadline_secs.secs(),
             metrics.clone(),
         ));
+        let settings = settings(config, own.clone());
+        let understood = settings.capabilities.clone();
         let core = Arc::new(NodeCore {
-            settings: settings(config, own.clone()),
+            settings,
             clients: client_policy(config),
             peers: peer_policy(config, &peer_ids),
             ledger: Ledger::new(
@@ -209,7 +211,7 @@ impl NodeCore {
                 disclosures.clone(),
                 metrics.clone(),
             )
-            .understanding(config.capabilities()),
+            .understanding(understood),
             disclosures,
             metrics,
             outbound,
