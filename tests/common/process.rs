@@ -29,8 +29,18 @@ impl Drop for NodeProcess {
 impl NodeProcess {
     /// `casebridge node run` with `config`, logging at `log` to `stderr`.
     pub fn spawn(config: &Path, log: &str, stderr: Stdio) -> Self {
+        Self::spawn_binary(
+            Path::new(env!("CARGO_BIN_EXE_casebridge")),
+            config,
+            log,
+            stderr,
+        )
+    }
+
+    /// As [`Self::spawn`], with another release's `binary`.
+    pub fn spawn_binary(binary: &Path, config: &Path, log: &str, stderr: Stdio) -> Self {
         Self(
-            Command::new(env!("CARGO_BIN_EXE_casebridge"))
+            Command::new(binary)
                 .args(["node", "run", "--config"])
                 .arg(config)
                 .env("CASEBRIDGE_LOG", log)
