@@ -13,6 +13,18 @@ const PROTOS: &[&str] = &[
     "proto/casebridge/v1/store.proto",
     "proto/casebridge/v1/disclosure.proto",
     "proto/casebridge/v1/keyservice.proto",
+    "proto/casebridge/v1/directory.proto",
+];
+
+/// The previous release's contract: the files it had.
+const PREVIOUS_PROTOS: &[&str] = &[
+    "proto/previous/0.3.0/casebridge/v1/alert.proto",
+    "proto/previous/0.3.0/casebridge/v1/alerts.proto",
+    "proto/previous/0.3.0/casebridge/v1/peer.proto",
+    "proto/previous/0.3.0/casebridge/v1/admin.proto",
+    "proto/previous/0.3.0/casebridge/v1/store.proto",
+    "proto/previous/0.3.0/casebridge/v1/disclosure.proto",
+    "proto/previous/0.3.0/casebridge/v1/keyservice.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -23,11 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     fs::write(&descriptor_path, fds.encode_to_vec())?;
     // The previous release's contract, kept as it was: tests/wire.rs holds
     // ours against it.
-    let previous: Vec<String> = PROTOS
-        .iter()
-        .map(|p| p.replace("proto/", "proto/previous/0.3.0/"))
-        .collect();
-    let previous = protox::compile(&previous, ["proto/previous/0.3.0"])?;
+    let previous = protox::compile(PREVIOUS_PROTOS, ["proto/previous/0.3.0"])?;
     fs::write(
         out.join("previous_descriptor.bin"),
         previous.encode_to_vec(),

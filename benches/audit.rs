@@ -168,7 +168,12 @@ async fn main() {
         if written % 10_000 == 0 {
             let (seq, hash) = store.audit_head();
             store
-                .audit_put_checkpoint(&key.sign(seq, hash, casebridge::time::now_ms()))
+                .audit_put_checkpoint(&casebridge::audit::signing::sign_checkpoint(
+                    &key,
+                    seq,
+                    hash,
+                    casebridge::time::now_ms(),
+                ))
                 .unwrap();
         }
     }

@@ -12,12 +12,14 @@
 //!   offending field and its gRPC shape), [`paging`], [`secrets`] (key
 //!   and case-data files), [`metrics`], [`ratelimit`], [`text`] (other
 //!   people's text made safe to print), [`release`] (this release, the
-//!   protocol range and the capabilities a node announces).
+//!   protocol range and the capabilities a node announces), [`ed25519`]
+//!   (signing key files: audit checkpoints, the federation directory).
 //! - Rules, pure: [`handling`] (what TLP and handling codes promise),
 //!   [`config`] (config files, validated before anything starts),
 //!   [`pseudo`] (normalization, key ring, keyed tokens, OPRF), [`matching`]
 //!   (the hit rule), [`policy`] (sharing and disclosure rules, the shared
-//!   view), [`validate`] (client and peer input).
+//!   view), [`validate`] (client and peer input), [`directory`] (the
+//!   signed federation directory: its rules, signatures and trust).
 //! - Persistence and the audit chain: [`identity`] (certificates, TLS,
 //!   access rules), [`audit`] (entries, chain, checkpoints, verification),
 //!   [`store`] (the embedded database behind a narrow storage interface;
@@ -50,7 +52,9 @@ pub mod client;
 pub mod config;
 pub mod console;
 pub mod core;
+pub mod directory;
 pub mod disclosure;
+pub mod ed25519;
 pub mod exchange;
 pub mod handling;
 pub mod identity;

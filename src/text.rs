@@ -14,6 +14,9 @@
 //! [`escape`], log fields through [`Escaped`], and a value echoed in a
 //! message of ours (a refusal, an invalid id) through [`quote`], which
 //! also cuts it short.
+//!
+//! Bytes people compare by eye (hashes, key ids, signatures) are written
+//! as hex: [`hex`], [`unhex`].
 
 use std::borrow::Cow;
 use std::fmt;
@@ -63,6 +66,28 @@ pub fn quote(s: &str, max: usize) -> String {
         out.push('…');
     }
     format!("`{out}`")
+}
+
+/// Bytes as lower-case hex: hashes, key ids and signatures in files and
+/// messages people compare by eye.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// The bytes [`hex`] wrote (either case), or `None`.
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 #[cfg(test)]

@@ -626,7 +626,7 @@ async fn every_call_leaves_one_entry_and_tampering_is_found() {
 /// reopen; a second prune with nothing due removes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pruning_is_recorded_and_the_rest_still_verifies() {
-    use casebridge::audit::signing::SigningKey;
+    use casebridge::audit::signing::{SigningKey, sign_checkpoint};
     use casebridge::audit::{Action, Event};
     use casebridge::matching::MatchScope;
     use casebridge::store::Store;
@@ -650,7 +650,7 @@ async fn pruning_is_recorded_and_the_rest_still_verifies() {
         if i % 10 == 0 {
             let (seq, hash) = store.audit_head();
             store
-                .audit_put_checkpoint(&key.sign(seq, hash, now_ms()))
+                .audit_put_checkpoint(&sign_checkpoint(&key, seq, hash, now_ms()))
                 .unwrap();
         }
     }

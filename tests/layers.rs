@@ -25,12 +25,19 @@ const LAYERS: &[(&str, &[&str])] = &[
             "ratelimit",
             "text",
             "release",
+            "ed25519",
         ],
     ),
     (
         "rules",
         &[
-            "handling", "config", "pseudo", "matching", "policy", "validate",
+            "handling",
+            "config",
+            "pseudo",
+            "matching",
+            "policy",
+            "validate",
+            "directory",
         ],
     ),
     (

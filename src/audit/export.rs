@@ -148,7 +148,7 @@ pub fn anchors_from_export(
         ) else {
             continue;
         };
-        if key.verify(&Checkpoint::message(seq, &hash, time), signature) {
+        if super::signing::verify_hex(key, &Checkpoint::message(seq, &hash, time), signature) {
             out.push(Checkpoint {
                 seq,
                 hash,

@@ -35,7 +35,9 @@ fn check(entries: &[RawEntry], cps: &[Checkpoint], key: &PublicKey) -> Result<Su
 
 fn signed_at(key: &SigningKey, entries: &[RawEntry], seqs: &[u64]) -> Vec<Checkpoint> {
     seqs.iter()
-        .map(|&s| key.sign(s, entries[s as usize - 1].hash, 1_700_000_000_000))
+        .map(|&s| {
+            signing::sign_checkpoint(key, s, entries[s as usize - 1].hash, 1_700_000_000_000)
+        })
         .collect()
 }
 
@@ -161,12 +163,17 @@ fn keys_round_trip_through_files() {
     assert_eq!(public, key.public());
     let again = SigningKey::load(&dir.path().join("audit.key")).unwrap();
     assert_eq!(again.public(), key.public());
-    let cp = key.sign(3, [7; 32], 1_700_000_000_000);
-    assert!(public.verify(
+    let cp = signing::sign_checkpoint(&key, 3, [7; 32], 1_700_000_000_000);
+    assert!(signing::verify_hex(
+        &public,
         &Checkpoint::message(cp.seq, &cp.hash, &cp.time),
         &cp.signature
     ));
-    assert!(!public.verify(&Checkpoint::message(4, &cp.hash, &cp.time), &cp.signature));
+    assert!(!signing::verify_hex(
+        &public,
+        &Checkpoint::message(4, &cp.hash, &cp.time),
+        &cp.signature
+    ));
 }
 
 #[test]

@@ -76,7 +76,7 @@ fn verified_checkpoints<'c>(
     let mut signed = BTreeMap::new();
     for cp in checkpoints.iter().filter(|cp| cp.seq >= start.seq) {
         let message = Checkpoint::message(cp.seq, &cp.hash, &cp.time);
-        if !key.verify(&message, &cp.signature) {
+        if !super::signing::verify_hex(key, &message, &cp.signature) {
             return Err(broken(
                 cp.seq,
                 "the checkpoint signed at this entry has a signature that does not verify with the node's key",

@@ -8,7 +8,8 @@
 //! policy and `[clients]` reloaded on SIGHUP; peers, status), `requests`
 //! (disclosure requests and releases), `certs`, `keyservice`, `pseudo`
 //! (keys and pseudo), `policy`, `audit`, `store` (backup, restore,
-//! migrate), `demo`; `exit` holds the exit codes (one `Exit` enum) and
+//! migrate), `directory` (the operator's federation directory), `demo`;
+//! `exit` holds the exit codes (one `Exit` enum) and
 //! error rendering, `output` the human and JSON output, `session` what the
 //! groups share to reach a node (the connection, following a stream, the
 //! stop signal).
@@ -17,6 +18,7 @@ mod alert;
 mod audit;
 mod certs;
 mod demo;
+mod directory;
 mod exit;
 mod keyservice;
 mod node;
@@ -140,6 +142,11 @@ enum Command {
     },
     /// Print the man page (roff), e.g. `casebridge man > casebridge.1`.
     Man,
+    /// The signed federation directory: build, sign, verify (operators).
+    Directory {
+        #[command(subcommand)]
+        command: directory::DirectoryCommand,
+    },
     /// Back up a running node's store; restore a stopped node's.
     Store {
         #[command(subcommand)]
@@ -243,6 +250,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Policy { command } => policy::run(command, json, client_config).await,
         Command::Pseudo { command } => pseudo::pseudo(command, json),
         Command::Audit { command } => audit::audit(command, client_config).await,
+        Command::Directory { command } => directory::run(command),
         Command::Store { command } => store::store(command, client_config).await,
         Command::Alert { command } => alert::run(command, client_config, json).await,
         Command::Hits { command } => alert::hits(command, client_config, json).await,

@@ -257,7 +257,12 @@ impl Store {
         if seq == 0 || self.audit_last_checkpoint()? >= Some(seq) {
             return Ok(());
         }
-        self.audit_put_checkpoint(&signer.sign(seq, hash, now_ms()))
+        self.audit_put_checkpoint(&crate::audit::signing::sign_checkpoint(
+            signer,
+            seq,
+            hash,
+            now_ms(),
+        ))
     }
 
     /// Signed checkpoints with `lo <= seq <= hi`, in order.
