@@ -22,6 +22,7 @@ pub enum DirectoryCommand {
     /// Write a new operator signing key (Ed25519, mode 0600, never
     /// overwritten) and its public key beside it (`KEY.pub`).
     Keygen {
+        /// Where to write the private key (refused if it exists).
         #[arg(long)]
         out: PathBuf,
     },
@@ -47,7 +48,9 @@ pub enum DirectoryCommand {
     },
     /// The next version, without an agency: its connections are refused.
     Remove {
+        /// The directory to start from.
         file: PathBuf,
+        /// The member's agency id.
         #[arg(long)]
         agency: String,
         #[command(flatten)]
@@ -56,7 +59,9 @@ pub enum DirectoryCommand {
     /// The next version, with an agency suspended (or resumed): listed,
     /// but refused as a removed one is.
     Suspend {
+        /// The directory to start from.
         file: PathBuf,
+        /// The member's agency id.
         #[arg(long)]
         agency: String,
         /// Lift the suspension instead.
@@ -68,6 +73,7 @@ pub enum DirectoryCommand {
     /// The next version, with the key service's endpoints and the OPRF
     /// public keys nodes pin (published once, for every node).
     SetKeyservice {
+        /// The directory to start from.
         file: PathBuf,
         /// host:port of a key service instance (repeat).
         #[arg(long = "endpoint", value_name = "HOST:PORT")]
@@ -81,6 +87,7 @@ pub enum DirectoryCommand {
     /// The next version, with a new signer set: the current set's threshold
     /// and the new set's must both sign it.
     SetSigners {
+        /// The directory to start from.
         file: PathBuf,
         #[command(flatten)]
         signers: SignerArgs,
@@ -90,12 +97,14 @@ pub enum DirectoryCommand {
     /// The next version, unchanged but for its times: before the one in
     /// force expires.
     Renew {
+        /// The directory to start from.
         file: PathBuf,
         #[command(flatten)]
         next: Next,
     },
     /// Add your signature to FILE (in place).
     Sign {
+        /// The directory file to sign (a draft passed around).
         file: PathBuf,
         /// Your operator key (`directory keygen`).
         #[arg(long)]
@@ -104,6 +113,7 @@ pub enum DirectoryCommand {
     /// Whose signatures FILE carries, whether the threshold is reached and
     /// when it expires; exit 1 unless a node would adopt it.
     Verify {
+        /// The directory file to check.
         file: PathBuf,
         /// The directory in force: FILE must be its successor. Without it,
         /// FILE is checked as a first directory (its own signers' threshold).
@@ -112,6 +122,7 @@ pub enum DirectoryCommand {
     },
     /// Print FILE: version, expiry, signers, members.
     Show {
+        /// The directory file to print.
         file: PathBuf,
         /// The directory as protobuf JSON.
         #[arg(long)]
