@@ -31,7 +31,9 @@ const ROUNDS: usize = 5;
 fn scope() -> MatchScope {
     MatchScope {
         own: AgencyId::new("police").unwrap(),
-        peers: [AgencyId::new("ngo").unwrap()].into_iter().collect(),
+        peers: casebridge::directory::roster::Roster::new(
+            casebridge::directory::roster::Members::ids([AgencyId::new("ngo").unwrap()]),
+        ),
         band: Default::default(),
     }
 }

@@ -106,7 +106,7 @@ fn main() {
             256 << 20,
             MatchScope {
                 own: police.clone(),
-                peers: [ngo.clone()].into(),
+                peers: casebridge::directory::roster::Roster::new(casebridge::directory::roster::Members::ids([ngo.clone()])),
                 band: Default::default(),
             },
         )

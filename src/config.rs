@@ -174,6 +174,26 @@ pub struct NodeConfig {
     pub key_service: Option<KeyServiceClientConfig>,
     #[serde(default)]
     pub compat: CompatConfig,
+    /// The signed federation directory this node follows (docs/directory.md):
+    /// its peers, their endpoints and kinds come from it instead of
+    /// `[[peers]]`, which must then be empty.
+    #[serde(default)]
+    pub directory: Option<DirectoryConfig>,
+}
+
+/// `[directory]`: where the node's trust in the federation directory starts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryConfig {
+    /// A signed directory of this federation, handed over out of band (as
+    /// TUF clients ship their first root), carrying the threshold of its
+    /// own signer set: the node trusts those signers from the start and
+    /// follows every newer version they (and their successors) sign.
+    pub anchor: Spanned<PathBuf>,
+    /// A file the node re-reads every probe interval: a newer version
+    /// dropped there is offered as a published one is (optional).
+    #[serde(default)]
+    pub file: Option<Spanned<PathBuf>>,
 }
 
 /// `[compat]`: what this node tells its peers it understands.
@@ -758,6 +778,12 @@ impl NodeConfig {
         if let Some(ks) = cfg.key_service.as_mut() {
             ks.resolve(&base);
         }
+        if let Some(d) = cfg.directory.as_mut() {
+            resolve(&base, d.anchor.get_mut());
+            if let Some(f) = d.file.as_mut() {
+                resolve(&base, f.get_mut());
+            }
+        }
         cfg.validate(file, src)?;
         Ok(cfg)
     }
@@ -768,6 +794,15 @@ impl NodeConfig {
             return err(
                 self.listen.client.span(),
                 "listen.client must differ from listen.peer: the two APIs trust different CAs"
+                    .into(),
+            );
+        }
+        if self.directory.is_some()
+            && let Some(first) = self.peers.first()
+        {
+            return err(
+                first.agency_id.span(),
+                "[[peers]] must be empty when [directory] is set: the directory names the peers"
                     .into(),
             );
         }

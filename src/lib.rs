@@ -30,7 +30,8 @@
 //!   (requests and releases after a hit), [`exchange`] (outbox entries,
 //!   delivery out and in), [`alert`] (the local alert lifecycle),
 //!   [`lookup`] (federation lookup), [`review`] (verdicts on hits),
-//!   [`tokens`] (exact tokens from the OPRF key service).
+//!   [`tokens`] (exact tokens from the OPRF key service), [`federation`]
+//!   (the directory a node follows: adoption, and the roster of peers).
 //! - [`core`]: the state one node shares, and the administrator's operations.
 //! - Channels and tools: [`api`] (thin tonic services), [`console`] (the
 //!   web console, calling the node's own services), [`client`] (a typed
@@ -56,6 +57,7 @@ pub mod directory;
 pub mod disclosure;
 pub mod ed25519;
 pub mod exchange;
+pub mod federation;
 pub mod handling;
 pub mod identity;
 pub mod ids;

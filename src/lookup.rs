@@ -50,7 +50,8 @@ pub struct Lookups {
     tokenizer: Arc<crate::tokens::Tokenizer>,
     own: AgencyId,
     federation: FederationName,
-    peers: BTreeMap<AgencyId, String>,
+    /// Whom to ask, and where: the membership in force.
+    peers: crate::directory::roster::Roster,
     tls: tokio::sync::watch::Receiver<Arc<rustls::ClientConfig>>,
     max_connection_age: Duration,
     sharing: Arc<Sharing>,
@@ -83,7 +84,7 @@ impl Lookups {
         pseudo: Arc<Pseudonymizer>,
         tokenizer: Arc<crate::tokens::Tokenizer>,
         own: NodeIdentity,
-        peers: BTreeMap<AgencyId, String>,
+        peers: crate::directory::roster::Roster,
         tls: tokio::sync::watch::Receiver<Arc<rustls::ClientConfig>>,
         sharing: Arc<Sharing>,
         s: LookupSettings,
@@ -204,23 +205,29 @@ impl Lookups {
                 "identifier has no type".into(),
             ));
         }
+        let members = self.peers.now();
         let mut targets = Vec::new();
         for (j, p) in req.peers.iter().enumerate() {
             let id = AgencyId::new(p.clone())
                 .map_err(|e| violation(format!("peers[{j}]"), e.to_string()))?;
-            let address = self.peers.get(&id).ok_or_else(|| {
-                violation(
-                    format!("peers[{j}]"),
-                    format!("`{id}` is not a configured peer"),
-                )
-            })?;
-            targets.push((id, address.clone()));
+            let address = members
+                .get(&id)
+                .filter(|_| members.is_peer(&id))
+                .and_then(|m| m.address())
+                .ok_or_else(|| {
+                    violation(
+                        format!("peers[{j}]"),
+                        members
+                            .why_not(&id)
+                            .unwrap_or_else(|| format!("`{id}` has no endpoint")),
+                    )
+                })?;
+            targets.push((id, address.to_owned()));
         }
         if req.peers.is_empty() {
-            targets = self
-                .peers
-                .iter()
-                .map(|(id, a)| (id.clone(), a.clone()))
+            targets = members
+                .peers()
+                .filter_map(|m| Some((m.agency.clone(), m.address()?.to_owned())))
                 .collect();
         }
         let (mut tokens, encodings) = self

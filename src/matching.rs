@@ -23,6 +23,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::directory::roster::Roster;
 use crate::ids::{AgencyId, AlertId};
 use crate::proto::v1::{
     BlockKind, Hit, MatchStrength, PersonEncoding, PersonEvidence, StoredAlert,
@@ -34,7 +35,8 @@ use crate::pseudo::person::{self, Packed};
 #[derive(Debug, Clone)]
 pub struct MatchScope {
     pub own: AgencyId,
-    pub peers: BTreeSet<AgencyId>,
+    /// The peers now (hit notices go to those only).
+    pub peers: Roster,
     pub band: Band,
 }
 
@@ -363,7 +365,7 @@ impl FoundHits {
 
 /// Whether the other side should be told about a hit found here.
 pub fn notify(scope: &MatchScope, other: &AlertId) -> bool {
-    scope.peers.contains(other.origin())
+    scope.peers.now().is_peer(other.origin())
 }
 
 /// Decides whether a hit notice about one of our alerts may go to a peer. A
@@ -384,7 +386,10 @@ mod tests {
     fn scope() -> MatchScope {
         MatchScope {
             own: AgencyId::new("police").unwrap(),
-            peers: [AgencyId::new("ngo").unwrap()].into(),
+            peers: Roster::new(crate::directory::roster::Members::ids([AgencyId::new(
+                "ngo",
+            )
+            .unwrap()])),
             band: Band::default(),
         }
     }

@@ -173,6 +173,25 @@ impl Metrics {
         for outcome in ["ok", "invalid", "error"] {
             let _ = self.submits.get_or_create(&label("outcome", outcome));
         }
+        self.prime_peers(peers);
+        // Every identifier type the wire contract defines (0 is unspecified).
+        for t in (1..64).filter(|t| crate::proto::v1::IdentifierType::try_from(*t).is_ok()) {
+            let name = crate::proto::identifier_type_name(t);
+            let _ = self.hits.get_or_create(&label("type", &name));
+        }
+        for listener in ["peer", "client"] {
+            let _ = self
+                .refused_handshakes
+                .get_or_create(&label("listener", listener));
+        }
+        for action in audit_actions {
+            let _ = self.audit_entries.get_or_create(&label("action", action));
+        }
+    }
+
+    /// Every per-peer series of `peers` at zero (also for a member a newer
+    /// directory adds, so its series exist before anything happens).
+    pub fn prime_peers(&self, peers: &[crate::ids::AgencyId]) {
         for p in peers {
             for status in ["stored", "duplicate", "rejected"] {
                 let _ = self
@@ -205,19 +224,6 @@ impl Metrics {
             let _ = self.queue_depth.get_or_create(&peer(p));
             let _ = self.held.get_or_create(&peer(p));
             let _ = self.oldest_undelivered.get_or_create(&peer(p));
-        }
-        // Every identifier type the wire contract defines (0 is unspecified).
-        for t in (1..64).filter(|t| crate::proto::v1::IdentifierType::try_from(*t).is_ok()) {
-            let name = crate::proto::identifier_type_name(t);
-            let _ = self.hits.get_or_create(&label("type", &name));
-        }
-        for listener in ["peer", "client"] {
-            let _ = self
-                .refused_handshakes
-                .get_or_create(&label("listener", listener));
-        }
-        for action in audit_actions {
-            let _ = self.audit_entries.get_or_create(&label("action", action));
         }
     }
 

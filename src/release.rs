@@ -116,11 +116,14 @@ pub enum Capability {
     /// Answers "not understood, keep it" instead of refusing what it cannot
     /// read, and reads the capabilities an envelope says it needs.
     NotUnderstood,
+    /// Serves the signed federation directory it follows
+    /// (`PeerExchange.FetchDirectory`) and names its version in Hello.
+    Directory,
 }
 
 impl Capability {
     /// Every capability this build knows, in a fixed order.
-    pub const ALL: [Capability; 11] = [
+    pub const ALL: [Capability; 12] = [
         Self::Alert,
         Self::HitNotice,
         Self::HitReview,
@@ -132,6 +135,7 @@ impl Capability {
         Self::PersonEncoding2,
         Self::Lookup,
         Self::NotUnderstood,
+        Self::Directory,
     ];
 
     /// The name announced on the wire and shown to operators (stable).
@@ -148,6 +152,7 @@ impl Capability {
             Self::PersonEncoding2 => "person-encoding-2",
             Self::Lookup => "lookup",
             Self::NotUnderstood => "not-understood",
+            Self::Directory => "directory",
         }
     }
 
@@ -165,6 +170,7 @@ impl Capability {
             Self::PersonEncoding2 => "person encodings (scheme 2)",
             Self::Lookup => "lookups",
             Self::NotUnderstood => "the not-understood acknowledgement",
+            Self::Directory => "the federation directory",
         }
     }
 
@@ -174,7 +180,7 @@ impl Capability {
 
     /// Whether the previous release ([`PREVIOUS`]) understood it.
     fn in_previous_release(self) -> bool {
-        !matches!(self, Self::NotUnderstood)
+        !matches!(self, Self::NotUnderstood | Self::Directory)
     }
 }
 

@@ -24,7 +24,6 @@
 //!   --expect-version N`): which of two edits wins is the administrator's
 //!   call, not the order of a reload.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
@@ -32,6 +31,7 @@ use std::time::SystemTime;
 use aws_lc_rs::digest;
 use thiserror::Error;
 
+use crate::directory::roster::Roster;
 use crate::ids::AgencyId;
 use crate::matching::{MatchedBy, NoticeGate};
 
@@ -134,10 +134,10 @@ pub fn sha256_hex(text: &str) -> String {
 pub struct Sharing {
     store: Arc<Store>,
     own: AgencyId,
-    peers: Vec<AgencyId>,
-    /// The peers' kinds (`[[peers]] kind`): every policy parsed here
-    /// carries them, for the handling codes' promises.
-    kinds: crate::handling::PeerKinds,
+    /// The membership in force: whom rules can reach, and the kind of each
+    /// (every policy parsed here carries the kinds, for the handling
+    /// codes' promises; [`Sharing::follow`] renews them).
+    roster: Roster,
     file: Option<PathBuf>,
     current: RwLock<Arc<Active>>,
     /// Serializes installs, so version numbers and `expected_version` checks
@@ -150,14 +150,13 @@ impl Sharing {
     pub async fn open(
         store: Arc<Store>,
         own: AgencyId,
-        (peers, kinds): (Vec<AgencyId>, crate::handling::PeerKinds),
+        roster: Roster,
         file: Option<PathBuf>,
     ) -> Result<Self, SharingError> {
         let sharing = Self {
             store,
             own,
-            peers,
-            kinds,
+            roster,
             file,
             current: RwLock::new(Arc::new(Active {
                 policy: None,
@@ -218,19 +217,38 @@ impl Sharing {
         self.current().record.version
     }
 
-    /// The kind `node.toml` gives `peer`, if set.
+    /// The kind the membership in force gives `peer`, if known.
     pub fn kind(&self, peer: &AgencyId) -> Option<crate::handling::PeerKind> {
-        self.kinds.get(peer).copied()
+        self.roster.now().get(peer).and_then(|m| m.kind)
     }
 
-    pub fn peers(&self) -> &[AgencyId] {
-        &self.peers
+    /// The peers now (suspended members left out).
+    pub fn peers(&self) -> Vec<AgencyId> {
+        self.roster.now().peer_ids()
     }
 
-    /// Validates `text` against the configured peers; `name` labels errors.
+    /// After a new membership: the policy in force carries the new kinds
+    /// (a rule naming a member that left reaches nobody: decisions are
+    /// made for the peers now only).
+    pub fn follow(&self) {
+        let active = self.current();
+        if let Some(policy) = &active.policy {
+            let kinds = self.roster.now().kinds();
+            self.put(policy.clone().with_peer_kinds(kinds), active.record.clone());
+        }
+    }
+
+    /// Validates `text` against the membership in force; `name` labels
+    /// errors. Under a directory any well-formed agency id may be named:
+    /// membership changes under the policy (an agency may join later, or
+    /// leave), and a rule naming a non-member reaches nobody.
     pub fn parse(&self, text: &str, name: &Path) -> Result<Policy, Vec<PolicyError>> {
-        let peers: BTreeSet<AgencyId> = self.peers.iter().cloned().collect();
-        let policy = policy::parse(name, text, &peers)?.with_peer_kinds(self.kinds.clone());
+        let members = self.roster.now();
+        let policy = match members.version {
+            Some(_) => policy::parse_any_peer(name, text)?,
+            None => policy::parse(name, text, &members.known_ids())?,
+        }
+        .with_peer_kinds(members.kinds());
         for (line, warning) in policy.handling_warnings() {
             tracing::warn!(policy = %name.display(), line, "{warning}");
         }
@@ -388,7 +406,7 @@ impl Sharing {
             self.current().policy.as_ref(),
             record,
             &self.own,
-            &self.peers,
+            &self.peers(),
             now,
         )
     }
@@ -470,7 +488,8 @@ impl Sharing {
             Some(p) => (Some(p), 0),
             None => (active.policy.as_ref(), active.record.version),
         };
-        let peers = if peers.is_empty() { &self.peers } else { peers };
+        let all = self.peers();
+        let peers = if peers.is_empty() { &all } else { peers };
         let now = SystemTime::now();
         let deny_all = Policy::deny_all();
         let decisions = decide_all(policy, record, &self.own, peers, now)
@@ -524,10 +543,10 @@ impl Sharing {
         let active = self.current();
         let old = old.or(active.policy.as_ref());
         let now = SystemTime::now();
+        let peers = self.peers();
         let mut out = DiffPolicyResponse {
             alerts: 0,
-            peers: self
-                .peers
+            peers: peers
                 .iter()
                 .map(|p| PeerDiff {
                     peer: p.to_string(),
@@ -546,8 +565,8 @@ impl Sharing {
                 .as_ref()
                 .map(|a| a.id.clone())
                 .unwrap_or_default();
-            let before = decide_all(old, record, &self.own, &self.peers, now);
-            let after = decide_all(Some(new), record, &self.own, &self.peers, now);
+            let before = decide_all(old, record, &self.own, &peers, now);
+            let after = decide_all(Some(new), record, &self.own, &peers, now);
             for ((b, a), d) in before.iter().zip(&after).zip(out.peers.iter_mut()) {
                 let view = |dec: &Decision| dec.grant.as_ref().map(|g| shared_view_with(record, g));
                 let push = |v: &mut Vec<String>| {

@@ -50,6 +50,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "sharing",
             "disclosure",
             "exchange",
+            "federation",
             "alert",
             "lookup",
             "review",

@@ -49,6 +49,15 @@ impl PeerExchange for RecordingPeer {
         ))
     }
 
+    async fn fetch_directory(
+        &self,
+        _: Request<casebridge::proto::v1::FetchDirectoryRequest>,
+    ) -> Result<Response<casebridge::proto::v1::FetchDirectoryResponse>, Status> {
+        Err(Status::unimplemented(
+            "the stand-in only records deliveries",
+        ))
+    }
+
     type DeliverStream = Pin<Box<dyn Stream<Item = Result<DeliveryAck, Status>> + Send>>;
 
     async fn deliver(

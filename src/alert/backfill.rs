@@ -45,8 +45,8 @@ impl Filter {
 impl Ledger {
     fn backfill_peer(&self, peer: &str) -> Result<AgencyId, AlertError> {
         let id = AgencyId::new(peer.to_owned()).map_err(|e| invalid("peer", e.to_string()))?;
-        if !self.peers.contains(&id) {
-            return Err(invalid("peer", format!("`{id}` is not a configured peer")));
+        if let Some(why) = self.peers.now().why_not(&id) {
+            return Err(invalid("peer", why));
         }
         Ok(id)
     }

@@ -144,9 +144,10 @@ pub struct Pseudonyms {
 pub struct Ledger {
     store: Arc<Store>,
     agency: AgencyId,
-    /// The configured peers: a retraction goes to those of them that had
-    /// the alert, and a backfill (Reshare, RetractFromPeer) names one.
-    peers: Vec<AgencyId>,
+    /// The membership in force: a retraction goes to the members that had
+    /// the alert (held for a suspended one), and a backfill (Reshare,
+    /// RetractFromPeer) names a peer.
+    peers: crate::directory::roster::Roster,
     limits: Limits,
     rules: AlertRules,
     pseudo: Arc<Pseudonymizer>,
@@ -162,7 +163,7 @@ impl Ledger {
     pub fn new(
         store: Arc<Store>,
         agency: AgencyId,
-        peers: Vec<AgencyId>,
+        peers: crate::directory::roster::Roster,
         limits: Limits,
         rules: AlertRules,
         pseudo: Arc<Pseudonymizer>,
@@ -298,7 +299,8 @@ impl Ledger {
         let mut items = Vec::new();
         let mut decisions = Vec::new();
         if retracted {
-            for peer in had.iter().filter(|p| self.peers.contains(p)) {
+            let members = self.peers.now();
+            for peer in had.iter().filter(|p| members.get(p).is_some()) {
                 items.push(tombstone_item(peer.clone(), record));
             }
             *decided.lock().unwrap_or_else(|p| p.into_inner()) = decisions;

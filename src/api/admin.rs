@@ -19,6 +19,7 @@ use crate::proto::v1::{
     QueryAuditRequest, QueryAuditResponse, ReshareRequest, RetractFromPeerRequest,
     SetPolicyRequest,
 };
+use crate::proto::v1::{DirectoryState, GetDirectoryRequest, PublishDirectoryRequest};
 use crate::proto::v1::{
     GetActivityRequest, GetActivityResponse, ListPolicyVersionsRequest, ListPolicyVersionsResponse,
     TestPolicyRequest, TestPolicyResponse, VerifyAuditRequest, VerifyAuditResponse,
@@ -223,6 +224,42 @@ impl AdminService for AdminApi {
             call.detail("cases", out.results.len());
             call.detail("failed", out.results.iter().filter(|c| !c.passed).count());
             Ok(out)
+        })
+        .await
+    }
+
+    async fn publish_directory(
+        &self,
+        req: Request<PublishDirectoryRequest>,
+    ) -> Result<Response<DirectoryState>, Status> {
+        let core = &self.0;
+        audited(core, req, Action::DirectoryPublish, async |call, req| {
+            let client = auth::client(&core.clients, &req, Role::Admin)?;
+            let Some(envelope) = req.into_inner().directory else {
+                return Err(crate::violation::invalid_argument(
+                    "no directory",
+                    &[crate::violation::FieldViolation::new(
+                        "directory",
+                        "required",
+                    )],
+                ));
+            };
+            let source = crate::federation::Source::Publish(client.name.to_string());
+            let version = core.federation.offer(vec![envelope], source).await?;
+            call.detail("version", version);
+            Ok(core.federation.state().await)
+        })
+        .await
+    }
+
+    async fn get_directory(
+        &self,
+        req: Request<GetDirectoryRequest>,
+    ) -> Result<Response<DirectoryState>, Status> {
+        let core = &self.0;
+        audited(core, req, Action::DirectoryGet, async |_, req| {
+            auth::client(&core.clients, &req, Role::Admin)?;
+            Ok(core.federation.state().await)
         })
         .await
     }

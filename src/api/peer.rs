@@ -12,7 +12,8 @@ use crate::audit::Action;
 use crate::core::NodeCore;
 use crate::proto::v1::peer_exchange_server::PeerExchange;
 use crate::proto::v1::{
-    DeliveryAck, Envelope, HelloRequest, HelloResponse, PeerLookupRequest, PeerLookupResponse,
+    DeliveryAck, Envelope, FetchDirectoryRequest, FetchDirectoryResponse, HelloRequest,
+    HelloResponse, PeerLookupRequest, PeerLookupResponse,
 };
 
 /// Envelopes applied together (one flush) when they arrive back to back.
@@ -41,6 +42,12 @@ impl PeerExchange for PeerApi {
             call.detail("release", release);
             call.detail("capabilities", capabilities.names().join(" "));
             core.inbound.greeted(&peer.agency, &capabilities);
+            // The caller follows a newer directory: our worker fetches it
+            // from the caller now rather than at its next probe.
+            if r.directory_version > core.federation.version() {
+                call.detail("directory_version", r.directory_version);
+                core.outbound.probe_soon(&peer.agency);
+            }
             // The caller's checkpoint, kept as given: its signature is checked
             // by whoever verifies the caller's log with our log as anchors.
             // Only a checkpoint of the right shape is kept: its fields are
@@ -70,7 +77,26 @@ impl PeerExchange for PeerApi {
                 federation: core.settings.federation.to_string(),
                 release: crate::release::RELEASE.into(),
                 capabilities: core.settings.capabilities.names(),
+                directory_version: core.federation.version(),
             })
+        })
+        .await
+    }
+
+    /// The directory this node follows, for a peer that follows an older
+    /// one (its Hello said so).
+    async fn fetch_directory(
+        &self,
+        req: Request<FetchDirectoryRequest>,
+    ) -> Result<Response<FetchDirectoryResponse>, Status> {
+        let core = &self.0;
+        audited(core, req, Action::PeerDirectory, async |call, req| {
+            auth::peer(&core.peers, &req)?;
+            let have = req.get_ref().have_version;
+            let versions = core.federation.since(have).await;
+            call.detail("have_version", have);
+            call.detail("sent", versions.len());
+            Ok(FetchDirectoryResponse { versions })
         })
         .await
     }

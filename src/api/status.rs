@@ -159,6 +159,39 @@ impl From<crate::core::AdminError> for Status {
     }
 }
 
+/// An offered federation directory: malformed is INVALID_ARGUMENT naming
+/// the field (`directory.…`); refused by the trust rules, or offered to a
+/// node that follows none, is FAILED_PRECONDITION with the reason.
+impl From<crate::federation::FederationError> for Status {
+    fn from(e: crate::federation::FederationError) -> Self {
+        use crate::directory::signed::EnvelopeError;
+        use crate::federation::FederationError;
+        match e {
+            FederationError::Envelope(EnvelopeError::Invalid(v)) => {
+                let v: Vec<_> = v
+                    .into_iter()
+                    .map(|f| {
+                        crate::violation::FieldViolation::new(
+                            format!("directory.payload.{}", f.field),
+                            f.description,
+                        )
+                    })
+                    .collect();
+                crate::violation::invalid_argument("the directory breaks its rules", &v)
+            }
+            FederationError::Envelope(env) => crate::violation::invalid_argument(
+                "the directory is malformed",
+                &[crate::violation::FieldViolation::new(
+                    "directory",
+                    env.to_string(),
+                )],
+            ),
+            FederationError::Store(e) => store_unavailable(e),
+            other => Status::failed_precondition(other.to_string()),
+        }
+    }
+}
+
 /// A caller the access rules turned away: not authenticated, not allowed,
 /// or over its rate.
 impl From<crate::identity::access::AccessError> for Status {

@@ -129,6 +129,13 @@ actions! {
     AuditPrune = "audit.prune",
     StoreBackup = "store.backup",
     StoreRestore = "store.restore",
+    // The federation directory: offered by an administrator, read back,
+    // adopted or refused (from any source), served to a peer.
+    DirectoryPublish = "directory.publish",
+    DirectoryGet = "directory.get",
+    DirectoryAdopt = "directory.adopt",
+    DirectoryRefuse = "directory.refuse",
+    PeerDirectory = "peer.directory",
     // Transport and lifecycle.
     Handshake = "tls.handshake",
     NodeStart = "node.start",

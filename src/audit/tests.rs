@@ -35,9 +35,7 @@ fn check(entries: &[RawEntry], cps: &[Checkpoint], key: &PublicKey) -> Result<Su
 
 fn signed_at(key: &SigningKey, entries: &[RawEntry], seqs: &[u64]) -> Vec<Checkpoint> {
     seqs.iter()
-        .map(|&s| {
-            signing::sign_checkpoint(key, s, entries[s as usize - 1].hash, 1_700_000_000_000)
-        })
+        .map(|&s| signing::sign_checkpoint(key, s, entries[s as usize - 1].hash, 1_700_000_000_000))
         .collect()
 }
 

@@ -14,7 +14,8 @@ use super::exit::{Exit, Failure, failure};
 use crate::directory::{Signed, document, signed::key_id, trust};
 use crate::ed25519::{PublicKey, SigningKey};
 use crate::proto::v1::{
-    Directory, DirectoryKeyService, DirectoryMember, DirectoryOprfKey, DirectorySigner, SignerSet,
+    Directory, DirectoryKeyService, DirectoryMember, DirectoryOprfKey, DirectorySigner,
+    GetDirectoryRequest, PublishDirectoryRequest, SignerSet,
 };
 
 #[derive(Subcommand)]
@@ -120,6 +121,16 @@ pub enum DirectoryCommand {
         #[arg(long)]
         trusted: Option<PathBuf>,
     },
+    /// Offer FILE to a running node (`--client-config` of an admin
+    /// client): it adopts it if it follows from the version in force, and
+    /// its peers fetch it from there.
+    Publish {
+        /// The signed directory file.
+        file: PathBuf,
+    },
+    /// The directory a running node follows, and the versions it adopted
+    /// before (`--client-config` of an admin client).
+    Current,
     /// Print FILE: version, expiry, signers, members.
     Show {
         /// The directory file to print.
@@ -176,8 +187,10 @@ pub struct Next {
     amend: bool,
 }
 
-pub fn run(command: DirectoryCommand) -> Result<(), Failure> {
+pub async fn run(command: DirectoryCommand, client_config: Option<&Path>) -> Result<(), Failure> {
     match command {
+        DirectoryCommand::Publish { file } => publish(&file, client_config).await,
+        DirectoryCommand::Current => current(client_config).await,
         DirectoryCommand::Keygen { out } => keygen(&out),
         DirectoryCommand::New {
             federation,
@@ -513,6 +526,53 @@ fn print_summary(s: &Signed, now: i64) {
         }
     );
     println!("{} signature(s) attached", s.envelope().signatures.len());
+}
+
+async fn publish(file: &Path, client_config: Option<&Path>) -> Result<(), Failure> {
+    let signed = read(file)?;
+    let version = signed.directory().version;
+    let mut client = super::session::connect(client_config).await?;
+    let state = client
+        .admin
+        .publish_directory(PublishDirectoryRequest {
+            directory: Some(signed.into_envelope()),
+        })
+        .await?
+        .into_inner();
+    let in_force = state
+        .current
+        .and_then(|c| Signed::open(c).ok())
+        .map_or(0, |c| c.directory().version);
+    println!("version {version} adopted; version {in_force} is in force at the node");
+    Ok(())
+}
+
+async fn current(client_config: Option<&Path>) -> Result<(), Failure> {
+    let mut client = super::session::connect(client_config).await?;
+    let state = client
+        .admin
+        .get_directory(GetDirectoryRequest {})
+        .await?
+        .into_inner();
+    let Some(current) = state.current else {
+        println!("this node follows no directory: its peers are [[peers]] in node.toml");
+        return Ok(());
+    };
+    let signed = Signed::open(current).map_err(|e| failure(Exit::Failure, anyhow!(e)))?;
+    show(&signed, false)?;
+    for a in &state.adopted {
+        let at = a
+            .adopted_at
+            .as_ref()
+            .map(|t| crate::time::format_ms(t.seconds * 1000 + i64::from(t.nanos) / 1_000_000))
+            .unwrap_or_default();
+        println!(
+            "adopted version {} at {at} from {}",
+            a.version,
+            crate::text::escape(&a.source)
+        );
+    }
+    Ok(())
 }
 
 fn show(s: &Signed, json: bool) -> Result<(), Failure> {

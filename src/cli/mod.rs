@@ -250,7 +250,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Policy { command } => policy::run(command, json, client_config).await,
         Command::Pseudo { command } => pseudo::pseudo(command, json),
         Command::Audit { command } => audit::audit(command, client_config).await,
-        Command::Directory { command } => directory::run(command),
+        Command::Directory { command } => directory::run(command, client_config).await,
         Command::Store { command } => store::store(command, client_config).await,
         Command::Alert { command } => alert::run(command, client_config, json).await,
         Command::Hits { command } => alert::hits(command, client_config, json).await,

@@ -145,7 +145,12 @@ impl NodeCore {
                 agency_id: id.to_string(),
                 address,
                 connected: s.connected,
-                state: s.link(now, self.outbound.fresh_for()).as_str().into(),
+                // A member a newer directory removed or suspended: nothing
+                // goes to it, whatever its link.
+                state: match s.left {
+                    Some(_) => "left".into(),
+                    None => s.link(now, self.outbound.fresh_for()).as_str().into(),
+                },
                 last_contact_at: s.last_contact_at.map(timestamp),
                 last_ack_at: s.last_ack_at.map(timestamp),
                 last_error: s

@@ -13,7 +13,6 @@ mod admin;
 
 pub use admin::AdminError;
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -24,7 +23,9 @@ use tokio_util::sync::CancellationToken;
 use crate::alert::Ledger;
 use crate::audit::signing::SigningKey;
 use crate::config::NodeConfig;
+use crate::directory::roster::Member;
 use crate::exchange::{Inbound, Outbound};
+use crate::federation::Federation;
 use crate::identity::access::{ClientPolicy, PeerPolicy};
 use crate::identity::{NodeIdentity, TlsError};
 use crate::ids::{AgencyId, FederationName};
@@ -74,6 +75,8 @@ pub enum NodeError {
     WrongCertificate { found: String, expected: String },
     #[error(transparent)]
     Serve(#[from] crate::server::ServeError),
+    #[error(transparent)]
+    Federation(#[from] crate::federation::FederationError),
 }
 
 /// What one node is and where its files go: values read from the config
@@ -111,6 +114,8 @@ pub struct NodeCore {
     pub sharing: Arc<Sharing>,
     pub lookups: Lookups,
     pub disclosures: Arc<crate::disclosure::Disclosures>,
+    /// The federation directory in force and the roster read from it.
+    pub federation: Arc<Federation>,
     pub inbound: Inbound,
     pub outbound: Arc<Outbound>,
     pub store: Arc<Store>,
@@ -137,28 +142,30 @@ impl NodeCore {
         health: tonic_health::server::HealthReporter,
     ) -> Result<Arc<Self>, NodeError> {
         let limits = &config.limits;
-        // The peer table, read once: who the peers are and where they listen.
-        let peers: Vec<(AgencyId, String)> = config
-            .peers
-            .iter()
-            .map(|p| (p.agency_id.get_ref().clone(), p.address.get_ref().clone()))
-            .collect();
-        let peer_ids: Vec<AgencyId> = peers.iter().map(|(id, _)| id.clone()).collect();
+        let roster = crate::directory::roster::Roster::default();
         let pseudo = Arc::new(load_pseudonymizer(config)?);
         let signer = Arc::new(SigningKey::load_or_create(&config.audit_signing_key())?);
-        let store = open_store(config, &peer_ids)?;
+        let store = open_store(config, roster.clone())?;
+        let federation = Arc::new(open_federation(config, &store, roster.clone()).await?);
+        let members = roster.now();
         let probe_every = config.delivery.probe_interval_secs.secs();
-        let outbound = Arc::new(Outbound::new(peers.iter().cloned(), probe_every));
+        let outbound = Arc::new(Outbound::new(
+            members
+                .all()
+                .filter_map(|m| Some((m.agency.clone(), m.address()?.to_owned()))),
+            probe_every,
+        ));
+        outbound.follow(&members);
         let sharing = Arc::new(
             Sharing::open(
                 store.clone(),
                 config.agency().clone(),
-                (peer_ids.clone(), config.peer_kinds()),
+                roster.clone(),
                 config.sharing.policy.as_ref().map(|p| p.get_ref().clone()),
             )
             .await?,
         );
-        let metrics = connect_store(&store, &outbound, &sharing, &peer_ids)?;
+        let metrics = connect_store(&store, &outbound, &sharing, &members.peer_ids())?;
         let tokenizer = Arc::new(load_tokenizer(
             config,
             pseudo.clone(),
@@ -169,7 +176,7 @@ impl NodeCore {
             store.clone(),
             sharing.clone(),
             config.agency().clone(),
-            peer_ids.iter().cloned(),
+            roster.clone(),
             pseudo.clone(),
             tokenizer.clone(),
             config.disclosure.min_deadline_secs.secs(),
@@ -180,11 +187,11 @@ impl NodeCore {
         let core = Arc::new(NodeCore {
             settings,
             clients: client_policy(config),
-            peers: peer_policy(config, &peer_ids),
+            peers: peer_policy(config, roster.clone()),
             ledger: Ledger::new(
                 store.clone(),
                 config.agency().clone(),
-                peer_ids,
+                roster.clone(),
                 limits.clone(),
                 config.alerts.clone(),
                 pseudo.clone(),
@@ -199,7 +206,7 @@ impl NodeCore {
                 pseudo,
                 tokenizer,
                 own.clone(),
-                peers.into_iter().collect(),
+                roster,
                 outgoing,
                 sharing.clone(),
                 lookup_settings(config, max_connection_age),
@@ -213,6 +220,7 @@ impl NodeCore {
             )
             .understanding(understood),
             disclosures,
+            federation,
             metrics,
             outbound,
             store,
@@ -266,13 +274,16 @@ fn connect_store(
 /// The store, opened with this node's matching scope; received alerts an
 /// older version stored without a retention deadline get this node's
 /// default.
-fn open_store(config: &NodeConfig, peer_ids: &[AgencyId]) -> Result<Arc<Store>, NodeError> {
+fn open_store(
+    config: &NodeConfig,
+    roster: crate::directory::roster::Roster,
+) -> Result<Arc<Store>, NodeError> {
     let store = Arc::new(Store::open(
         &config.store.dir,
         config.store.cache_capacity_mb.get() as u64 * 1024 * 1024,
         MatchScope {
             own: config.agency().clone(),
-            peers: peer_ids.iter().cloned().collect(),
+            peers: roster,
             band: config.matching.band(),
         },
     )?);
@@ -288,11 +299,37 @@ fn open_store(config: &NodeConfig, peer_ids: &[AgencyId]) -> Result<Arc<Store>, 
     Ok(store)
 }
 
+/// The federation directory the node follows (`[directory]`), or its
+/// `[[peers]]`: either way it fills `roster`.
+async fn open_federation(
+    config: &NodeConfig,
+    store: &Arc<Store>,
+    roster: crate::directory::roster::Roster,
+) -> Result<Federation, NodeError> {
+    let (own, name) = (config.agency().clone(), config.federation.clone());
+    Ok(match &config.directory {
+        Some(d) => {
+            let anchor = d.anchor.get_ref().clone();
+            Federation::open(store.clone(), roster, own, name, anchor).await?
+        }
+        None => {
+            let peers = config.peers.iter().map(|p| Member {
+                agency: p.agency_id.get_ref().clone(),
+                endpoints: vec![p.address.get_ref().clone()],
+                kind: p.kind.as_ref().map(|k| *k.get_ref()),
+                groups: Default::default(),
+                suspended: false,
+            });
+            Federation::without_directory(store.clone(), roster, own, name, peers.collect())
+        }
+    })
+}
+
 /// Which peers may call, and how often.
-fn peer_policy(config: &NodeConfig, peer_ids: &[AgencyId]) -> PeerPolicy {
+fn peer_policy(config: &NodeConfig, roster: crate::directory::roster::Roster) -> PeerPolicy {
     PeerPolicy::new(
         config.federation.clone(),
-        peer_ids.iter().cloned().collect::<BTreeSet<_>>(),
+        roster,
         RateLimiter::per_second(config.limits.requests_per_second_per_peer.get() as u32),
     )
 }

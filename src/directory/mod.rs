@@ -12,6 +12,7 @@
 //! - [`trust`]: whether a node adopts an offered directory.
 
 pub mod document;
+pub mod roster;
 pub mod signed;
 pub mod trust;
 

@@ -25,7 +25,6 @@ pub mod steps;
 
 pub use deadline::{is_open, is_overdue};
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -128,7 +127,8 @@ pub struct Disclosures {
     store: Arc<Store>,
     sharing: Arc<crate::sharing::Sharing>,
     own: AgencyId,
-    peers: BTreeSet<AgencyId>,
+    /// Whom a request may go to: the membership in force.
+    peers: crate::directory::roster::Roster,
     pseudo: Arc<Pseudonymizer>,
     tokenizer: Arc<crate::tokens::Tokenizer>,
     min_deadline: Duration,
@@ -223,7 +223,7 @@ impl Disclosures {
         store: Arc<Store>,
         sharing: Arc<crate::sharing::Sharing>,
         own: AgencyId,
-        peers: impl IntoIterator<Item = AgencyId>,
+        peers: crate::directory::roster::Roster,
         pseudo: Arc<Pseudonymizer>,
         tokenizer: Arc<crate::tokens::Tokenizer>,
         min_deadline: Duration,
@@ -233,7 +233,7 @@ impl Disclosures {
             store,
             sharing,
             own,
-            peers: peers.into_iter().collect(),
+            peers,
             pseudo,
             tokenizer,
             min_deadline,
@@ -406,11 +406,8 @@ impl Disclosures {
             ));
             return Ok(None);
         }
-        if !self.peers.contains(holder.origin()) {
-            problems.push(FieldViolation::new(
-                field,
-                format!("{} is not a configured peer", holder.origin()),
-            ));
+        if let Some(why) = self.peers.now().why_not(holder.origin()) {
+            problems.push(FieldViolation::new(field, why));
             return Ok(None);
         }
         Ok(Some((holder, ours)))
@@ -850,7 +847,7 @@ impl Disclosures {
         };
         // Every primed series back to zero first: a request decided since
         // the last scrape must not stay counted.
-        for peer in &self.peers {
+        for peer in self.peers.now().all().map(|m| &m.agency) {
             for direction in ["sent", "received"] {
                 let labels = crate::metrics::peer_and(peer, "direction", direction);
                 self.metrics.disclosure_open.get_or_create(&labels).set(0);

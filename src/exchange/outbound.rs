@@ -6,7 +6,7 @@
 //! apply is idempotent, so a resend never creates a duplicate.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use rand::Rng;
@@ -18,13 +18,16 @@ use tokio_util::sync::CancellationToken;
 use super::needs;
 use crate::audit::{Action, Event, NODE};
 use crate::config::DeliveryConfig;
+use crate::directory::roster::Members;
 use crate::identity::{NodeIdentity, TlsError, connect_channel};
 use crate::ids::{AgencyId, FederationName};
 use crate::metrics::{self, Metrics};
 use crate::proto::v1::envelope::Payload;
 use crate::proto::v1::peer_exchange_client::PeerExchangeClient;
-use crate::proto::v1::{AckStatus, DeliveryAck, Envelope, HelloRequest, ShareRecord, SharedAlert};
-use crate::release::{Capabilities, PROTOCOL};
+use crate::proto::v1::{
+    AckStatus, DeliveryAck, Envelope, FetchDirectoryRequest, HelloRequest, ShareRecord, SharedAlert,
+};
+use crate::release::{Capabilities, Capability, PROTOCOL};
 use crate::store::{Queued, Store, StoreError};
 
 /// The longest refusal reason kept from a peer's ack (ours are far
@@ -56,6 +59,13 @@ pub struct PeerState {
     pub expired_total: u64,
     /// Connection attempts or streams that failed and were retried.
     pub retries: u64,
+    /// Why nothing is delivered to it now: "`ngo` is not a member in
+    /// directory version 7" (its outbox is held, not dropped).
+    pub left: Option<String>,
+    /// The directory version its last Hello answer named (0: none).
+    pub directory_version: u64,
+    /// Greet it at once (its Hello named a newer directory than ours).
+    pub probe_now: bool,
     /// The peer's release and capabilities, from its last Hello answer.
     pub release: Option<String>,
     pub capabilities: Option<crate::release::Capabilities>,
@@ -106,23 +116,61 @@ impl PeerState {
 }
 
 struct PeerSlot {
-    address: String,
+    /// Where it listens (a newer directory may move it).
+    address: Mutex<String>,
     wake: Notify,
     state: Mutex<PeerState>,
 }
 
 impl PeerSlot {
+    fn new(address: String) -> Self {
+        Self {
+            address: Mutex::new(address),
+            wake: Notify::new(),
+            state: Mutex::new(PeerState::default()),
+        }
+    }
+
     fn update(&self, f: impl FnOnce(&mut PeerState)) {
         f(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()));
     }
+
+    fn address(&self) -> String {
+        self.address
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Why nothing goes to the peer now (it left the federation or is
+    /// suspended), if so.
+    fn left(&self) -> Option<String> {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .left
+            .clone()
+    }
 }
+
+/// What starting a worker after `spawn_workers` takes, and those started.
+type LateWorkers = (
+    DeliveryContext,
+    CancellationToken,
+    Vec<tokio::task::JoinHandle<()>>,
+);
 
 /// Handle on all delivery workers: wakes them when new work is queued and
 /// reports their state.
 pub struct Outbound {
-    peers: BTreeMap<AgencyId, Arc<PeerSlot>>,
+    /// Every peer a worker runs for: those of the membership in force, and
+    /// those that left it since the start (their outbox is held).
+    peers: RwLock<BTreeMap<AgencyId, Arc<PeerSlot>>>,
     /// How long a peer's last answer vouches for its link (see [`Link`]).
     fresh_for: Duration,
+    /// What a worker started later needs (a member a newer directory
+    /// adds), and the handles of those workers; set by `spawn_workers`.
+    late: Mutex<Option<LateWorkers>>,
 }
 
 #[derive(Debug, Error)]
@@ -167,6 +215,21 @@ pub struct DeliveryContext {
     pub disclosures: Arc<crate::disclosure::Disclosures>,
     /// What this node announces in Hello.
     pub capabilities: Capabilities,
+    /// The directory this node follows, if any: its version goes in
+    /// Hello, and newer ones peers serve go to adoption.
+    pub directory: Option<DirectoryFeed>,
+}
+
+/// Directories a worker fetched from its peer, for adoption.
+pub type DirectoryOffer = (AgencyId, Vec<crate::proto::v1::SignedDirectory>);
+
+/// What delivery workers know of the directory in force, and where they
+/// hand what they fetch.
+#[derive(Clone)]
+pub struct DirectoryFeed {
+    /// The version in force (0 before any).
+    pub version: tokio::sync::watch::Receiver<u64>,
+    pub offers: mpsc::Sender<DirectoryOffer>,
 }
 
 impl Outbound {
@@ -178,29 +241,91 @@ impl Outbound {
     ) -> Self {
         Self {
             fresh_for: probe_interval * 3,
-            peers: peers
-                .into_iter()
-                .map(|(id, address)| {
-                    (
-                        id,
-                        Arc::new(PeerSlot {
-                            address,
-                            wake: Notify::new(),
-                            state: Mutex::new(PeerState::default()),
-                        }),
-                    )
-                })
-                .collect(),
+            peers: RwLock::new(
+                peers
+                    .into_iter()
+                    .map(|(id, address)| (id, Arc::new(PeerSlot::new(address))))
+                    .collect(),
+            ),
+            late: Mutex::new(None),
         }
+    }
+
+    fn slot(&self, peer: &AgencyId) -> Option<Arc<PeerSlot>> {
+        self.peers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(peer)
+            .cloned()
     }
 
     /// Tells the workers of `peers` that their outbox has new entries.
     pub fn wake(&self, peers: &[AgencyId]) {
         for p in peers {
-            if let Some(slot) = self.peers.get(p) {
+            if let Some(slot) = self.slot(p) {
                 slot.wake.notify_one();
             }
         }
+    }
+
+    /// Follows a new membership: a worker starts for each new member,
+    /// moved endpoints are dialled at the next connection, and a member
+    /// that left or is suspended is delivered nothing more (its stream
+    /// ends; what is queued for it stays, shown as held) until a newer
+    /// membership lists it again.
+    pub fn follow(&self, members: &Members) {
+        let mut peers = self.peers.write().unwrap_or_else(|e| e.into_inner());
+        for m in members.all() {
+            let Some(address) = m.address() else { continue };
+            match peers.get(&m.agency) {
+                Some(slot) => {
+                    *slot.address.lock().unwrap_or_else(|e| e.into_inner()) = address.to_owned();
+                }
+                None => {
+                    let slot = Arc::new(PeerSlot::new(address.to_owned()));
+                    peers.insert(m.agency.clone(), slot.clone());
+                    self.spawn_late(&m.agency, slot);
+                }
+            }
+        }
+        for (id, slot) in peers.iter() {
+            let left = members.why_not(id);
+            slot.update(|s| s.left = left);
+            slot.wake.notify_one();
+        }
+    }
+
+    /// Asks `peer`'s worker to greet it now (its Hello named a newer
+    /// directory than ours: the worker fetches it).
+    pub fn probe_soon(&self, peer: &AgencyId) {
+        if let Some(slot) = self.slot(peer) {
+            slot.update(|s| s.probe_now = true);
+            slot.wake.notify_one();
+        }
+    }
+
+    /// The workers started after `spawn_workers`, for the shutdown to wait on.
+    pub fn take_late_workers(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut late = self.late.lock().unwrap_or_else(|e| e.into_inner());
+        late.as_mut()
+            .map(|(_, _, h)| std::mem::take(h))
+            .unwrap_or_default()
+    }
+
+    fn spawn_late(&self, peer: &AgencyId, slot: Arc<PeerSlot>) {
+        let mut late = self.late.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((ctx, shutdown, handles)) = late.as_mut() else {
+            return; // not started yet: `spawn_workers` starts it
+        };
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let worker = Worker {
+            peer: peer.clone(),
+            slot,
+            ctx: ctx.clone(),
+        };
+        handles.push(tokio::spawn(worker.run(shutdown.clone())));
     }
 }
 
@@ -215,7 +340,7 @@ impl crate::store::OutboxListener for Outbound {
 impl Outbound {
     /// Notes when the certificate `peer` presented stops being valid.
     pub fn note_certificate(&self, peer: &AgencyId, not_after: SystemTime) {
-        if let Some(slot) = self.peers.get(peer) {
+        if let Some(slot) = self.slot(peer) {
             slot.update(|s| s.certificate_not_after = Some(not_after));
         }
     }
@@ -227,10 +352,12 @@ impl Outbound {
 
     pub fn states(&self) -> Vec<(AgencyId, String, PeerState)> {
         self.peers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
             .iter()
             .map(|(id, slot)| {
                 let state = slot.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                (id.clone(), slot.address.clone(), state)
+                (id.clone(), slot.address(), state)
             })
             .collect()
     }
@@ -241,7 +368,8 @@ impl Outbound {
         ctx: DeliveryContext,
         shutdown: CancellationToken,
     ) -> Vec<tokio::task::JoinHandle<()>> {
-        self.peers
+        let peers = self.peers.read().unwrap_or_else(|e| e.into_inner());
+        let handles = peers
             .iter()
             .map(|(id, slot)| {
                 let worker = Worker {
@@ -251,7 +379,9 @@ impl Outbound {
                 };
                 tokio::spawn(worker.run(shutdown.clone()))
             })
-            .collect()
+            .collect();
+        *self.late.lock().unwrap_or_else(|e| e.into_inner()) = Some((ctx, shutdown, Vec::new()));
+        handles
     }
 }
 
@@ -302,16 +432,25 @@ impl Worker {
             // Stream only when there is something to send; meanwhile say
             // Hello now and then, so an idle peer's state is a fact.
             loop {
-                match self.ctx.store.outbox_after(&self.peer, None, 1) {
-                    Ok(batch) if !batch.is_empty() => break,
-                    Ok(_) => {}
-                    Err(e) => self.record_error(&e.to_string()),
+                if let Some(why) = self.slot.left() {
+                    self.hold_all(why);
+                } else {
+                    match self.ctx.store.outbox_after(&self.peer, None, 1) {
+                        Ok(batch) if !batch.is_empty() => break,
+                        Ok(_) => {}
+                        Err(e) => self.record_error(&e.to_string()),
+                    }
+                }
+                if self.take_probe_now() {
+                    next_probe = tokio::time::Instant::now();
                 }
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = self.slot.wake.notified() => {}
                     _ = tokio::time::sleep_until(next_probe) => {
-                        self.probe().await;
+                        if self.slot.left().is_none() {
+                            self.probe().await;
+                        }
                         next_probe = tokio::time::Instant::now() + probe_every;
                     }
                 }
@@ -337,6 +476,27 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// A peer that left (or is suspended) is sent nothing: everything
+    /// queued for it is shown as held, with why.
+    fn hold_all(&self, why: String) {
+        let depth = self.ctx.store.outbox_depth(&self.peer);
+        self.slot.update(|s| {
+            s.held.clear();
+            if depth > 0 {
+                s.held.insert(
+                    format!("{why}: held until a directory lists it again"),
+                    depth,
+                );
+            }
+        });
+    }
+
+    /// Whether a Hello was asked for (see [`Outbound::probe_soon`]), clearing it.
+    fn take_probe_now(&self) -> bool {
+        let mut state = self.slot.state.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut state.probe_now)
     }
 
     fn record_error(&self, e: &str) {
@@ -375,15 +535,30 @@ impl Worker {
         };
         let timeout = ctx.config.connect_timeout_secs.secs();
         let tls = ctx.tls.borrow().clone();
-        let channel = connect_channel(&self.slot.address, expected, tls, timeout).await?;
+        let channel = connect_channel(&self.slot.address(), expected, tls, timeout).await?;
         let mut client = PeerExchangeClient::new(channel)
             .max_decoding_message_size(ctx.max_message_bytes)
             .max_encoding_message_size(ctx.max_message_bytes);
+        self.greet(&mut client).await?;
+        Ok(client)
+    }
+
+    /// Hello on an open connection: the peer must be who the config says
+    /// and speak our protocol; its release, capabilities and directory
+    /// version are noted, and a newer directory is fetched. Said when
+    /// connecting, and every probe interval while a stream stays open (so
+    /// a busy link still learns of a new directory).
+    async fn greet(
+        &self,
+        client: &mut PeerExchangeClient<tonic::transport::Channel>,
+    ) -> Result<(), DeliveryError> {
+        let ctx = &self.ctx;
         let mut hello = tonic::Request::new(HelloRequest {
             protocol_version: PROTOCOL.newest,
             oldest_protocol_version: PROTOCOL.oldest,
             release: crate::release::RELEASE.into(),
             capabilities: ctx.capabilities.names(),
+            directory_version: ctx.directory.as_ref().map_or(0, |d| *d.version.borrow()),
             agency_id: ctx.own.agency.to_string(),
             federation: ctx.federation.to_string(),
             audit_checkpoint: ctx.store.audit_latest_checkpoint()?.map(|c| {
@@ -395,7 +570,7 @@ impl Worker {
                 }
             }),
         });
-        hello.set_timeout(timeout);
+        hello.set_timeout(ctx.config.connect_timeout_secs.secs());
         let hello = client.hello(hello).await?.into_inner();
         if hello.agency_id != self.peer.as_str() || hello.federation != ctx.federation.as_str() {
             return Err(DeliveryError::WrongPeer(format!(
@@ -409,11 +584,46 @@ impl Worker {
         // A peer of the previous release announces nothing: its set is known.
         let release = crate::release::announced_release(&hello.release)?.to_owned();
         let capabilities = Capabilities::announced(&hello.capabilities)?;
+        let serves_directory = capabilities.has(Capability::Directory);
         self.slot.update(|s| {
             s.release = Some(release);
             s.capabilities = Some(capabilities);
+            s.directory_version = hello.directory_version;
         });
-        Ok(client)
+        if serves_directory {
+            self.fetch_directory(client, hello.directory_version).await;
+        }
+        Ok(())
+    }
+
+    /// When the peer follows a newer directory than ours, fetches it (and
+    /// the signer-set changes since ours) and hands it on for adoption. A
+    /// failure is logged only: the next Hello tries again.
+    async fn fetch_directory(
+        &self,
+        client: &mut PeerExchangeClient<tonic::transport::Channel>,
+        theirs: u64,
+    ) {
+        let Some(feed) = &self.ctx.directory else {
+            return;
+        };
+        let ours = *feed.version.borrow();
+        if theirs <= ours {
+            return;
+        }
+        let mut request = tonic::Request::new(FetchDirectoryRequest { have_version: ours });
+        request.set_timeout(self.ctx.config.connect_timeout_secs.secs());
+        match client.fetch_directory(request).await {
+            Ok(answer) => {
+                let versions = answer.into_inner().versions;
+                if feed.offers.try_send((self.peer.clone(), versions)).is_err() {
+                    tracing::debug!(peer = %self.peer, "directory offers queue full; next Hello retries");
+                }
+            }
+            Err(e) => {
+                tracing::info!(peer = %self.peer, error = %crate::text::Escaped(e.message()), "fetching the directory failed");
+            }
+        }
     }
 
     /// One connection: Hello, then stream the outbox until an error or shutdown.
@@ -434,16 +644,32 @@ impl Worker {
         self.contact();
         tracing::info!(peer = %self.peer, "delivery stream open");
         let mut stream = Window::default();
+        let probe_every = self.ctx.config.probe_interval_secs.secs();
+        let mut greet =
+            tokio::time::interval_at(tokio::time::Instant::now() + probe_every, probe_every);
         loop {
             if stream.in_flight.len() < window {
                 self.refill(&mut stream, window, &tx).await?;
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
+                _ = greet.tick() => {
+                    self.greet(&mut client).await?;
+                    self.contact();
+                }
                 // Unacked envelopes stay in the outbox and go again on the
                 // next stream; the receiver dedups.
                 _ = &mut aged => return Ok(()),
-                _ = self.slot.wake.notified(), if stream.in_flight.len() < window => {}
+                _ = self.slot.wake.notified(), if stream.in_flight.len() < window => {
+                    // Left the federation: the stream ends, unacked
+                    // entries stay queued (and held).
+                    if self.slot.left().is_some() {
+                        return Ok(());
+                    }
+                    if self.take_probe_now() {
+                        self.greet(&mut client).await?;
+                    }
+                }
                 ack = acks.message() => {
                     let Some(ack) = ack? else {
                         return Err(DeliveryError::Rpc("peer closed the delivery stream".into()));

@@ -3,7 +3,7 @@
 //! transport authenticated and asks here, so roles and rate limits mean the
 //! same on each.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use thiserror::Error;
 
@@ -186,7 +186,9 @@ impl ClientPolicy {
 /// Which nodes may call the peer API, and how often.
 pub struct PeerPolicy {
     pub federation: FederationName,
-    pub peers: BTreeSet<AgencyId>,
+    /// The membership in force: a member a newer directory removed or
+    /// suspended is refused from the moment it is adopted.
+    pub peers: crate::directory::roster::Roster,
     pub rate: RateLimiter,
     /// How often a refused caller is logged: a node that keeps knocking
     /// must not flood the log.
@@ -194,7 +196,11 @@ pub struct PeerPolicy {
 }
 
 impl PeerPolicy {
-    pub fn new(federation: FederationName, peers: BTreeSet<AgencyId>, rate: RateLimiter) -> Self {
+    pub fn new(
+        federation: FederationName,
+        peers: crate::directory::roster::Roster,
+        rate: RateLimiter,
+    ) -> Self {
         Self {
             federation,
             peers,
@@ -235,11 +241,8 @@ impl PeerPolicy {
                 self.federation
             )));
         }
-        if !self.peers.contains(&node.agency) {
-            return Err(AccessError::Denied(format!(
-                "agency `{}` is not a configured peer of this node",
-                node.agency
-            )));
+        if let Some(why) = self.peers.now().why_not(&node.agency) {
+            return Err(AccessError::Denied(why));
         }
         if !self.rate.allow(node.agency.as_str()) {
             return Err(AccessError::RateLimited(format!(

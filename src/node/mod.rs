@@ -26,7 +26,7 @@ use crate::audit::{Action, Event, NODE};
 use crate::config::NodeConfig;
 pub use crate::core::{NodeCore, NodeError};
 use crate::exchange::Received;
-use crate::exchange::outbound::DeliveryContext;
+use crate::exchange::outbound::{DeliveryContext, DirectoryFeed};
 use crate::identity::{
     Identity, NodeIdentity, TlsConfigs, TlsFiles, TlsIdentity, TlsReloader, install_crypto_provider,
 };
@@ -409,6 +409,8 @@ fn spawn_workers(
         tokio::spawn(rematch(core.clone())),
         tokio::spawn(complete_pending_tokens(core.clone())),
     ];
+    let (offers, offered) = tokio::sync::mpsc::channel(16);
+    workers.extend(follow_directory(core, config, offered));
     workers.extend(core.outbound.spawn_workers(
         DeliveryContext {
             store: core.store.clone(),
@@ -421,6 +423,10 @@ fn spawn_workers(
             metrics: core.metrics.clone(),
             disclosures: core.disclosures.clone(),
             capabilities: core.settings.capabilities.clone(),
+            directory: config.directory.is_some().then(|| DirectoryFeed {
+                version: core.federation.version_feed(),
+                offers,
+            }),
         },
         shutdown.clone(),
     ));
@@ -435,6 +441,43 @@ fn spawn_workers(
         shutdown,
     ));
     workers
+}
+
+/// The tasks that keep the node on the directory in force: taking what
+/// the delivery workers fetch from peers, re-reading `[directory] file`,
+/// and putting each new membership in force for delivery and sharing.
+fn follow_directory(
+    core: &Arc<NodeCore>,
+    config: &NodeConfig,
+    offered: tokio::sync::mpsc::Receiver<crate::exchange::outbound::DirectoryOffer>,
+) -> Vec<JoinHandle<()>> {
+    let shutdown = &core.shutdown;
+    let federation = core.federation.clone();
+    let mut tasks = vec![tokio::spawn(
+        federation.clone().take_offers(offered, shutdown.clone()),
+    )];
+    if let Some(file) = config.directory.as_ref().and_then(|d| d.file.as_ref()) {
+        tasks.push(tokio::spawn(federation.clone().watch_file(
+            file.get_ref().clone(),
+            config.delivery.probe_interval_secs.secs(),
+            shutdown.clone(),
+        )));
+    }
+    let (core, stop) = (core.clone(), shutdown.clone());
+    let mut changes = federation.roster().subscribe();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                changed = changes.changed() => if changed.is_err() { return },
+            }
+            let members = changes.borrow_and_update().clone();
+            core.outbound.follow(&members);
+            core.sharing.follow();
+            core.metrics.prime_peers(&members.peer_ids());
+        }
+    }));
+    tasks
 }
 
 /// Logs every certificate this node depends on that ends within
@@ -607,7 +650,8 @@ impl RunningNode {
         }
         self.core.shutdown.cancel();
         let served = self.servers.drain(DRAIN_TIMEOUT).await;
-        for w in self.workers {
+        let late = self.core.outbound.take_late_workers();
+        for w in self.workers.into_iter().chain(late) {
             let _ = w.await;
         }
         let stop = Event::new(NODE, Action::NodeStop, "OK");

@@ -132,3 +132,30 @@ impl Store {
         Ok(self.db.len(self.t.refusals)?)
     }
 }
+
+/// The `settings` entry holding the federation directory chain
+/// (`DirectoryChain`, protobuf): written only by [`Store::put_directory_chain`].
+const DIRECTORY_CHAIN: &[u8] = b"directory";
+
+impl Store {
+    /// The directories this node adopted (`DirectoryChain`, protobuf), if any.
+    pub fn directory_chain(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get(self.t.settings, DIRECTORY_CHAIN)?)
+    }
+
+    /// Puts a new directory chain in force with the audit entries that say
+    /// so, in one transaction, durably: a directory is in force exactly
+    /// when its adoption is in the log.
+    pub async fn put_directory_chain(
+        &self,
+        chain: &[u8],
+        events: impl IntoIterator<Item = crate::audit::Event>,
+    ) -> Result<(), StoreError> {
+        self.write(|w| {
+            w.tx.insert(w.t.settings, DIRECTORY_CHAIN, chain)?;
+            w.append(events)?;
+            Ok::<_, StoreError>(())
+        })?;
+        self.durable().await
+    }
+}

@@ -40,7 +40,9 @@ fn shared(id: &AlertId, version: u64) -> Payload {
 fn scope() -> MatchScope {
     MatchScope {
         own: agency("police"),
-        peers: [agency("ngo")].into(),
+        peers: crate::directory::roster::Roster::new(crate::directory::roster::Members::ids([
+            agency("ngo"),
+        ])),
         band: Default::default(),
     }
 }

@@ -80,6 +80,7 @@ pub fn hello_as(a: &str) -> HelloRequest {
         audit_checkpoint: None,
         release: RELEASE.into(),
         capabilities: Capabilities::ours().names(),
+        directory_version: 0,
     }
 }
 

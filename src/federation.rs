@@ -1,0 +1,408 @@
+//! Following the signed federation directory (docs/directory.md): which
+//! version is in force, how a newer one is adopted, and the roster every
+//! part of the node reads its peers from.
+//!
+//! A node with `[directory]` trusts its anchor first (a signed directory
+//! the operator hands it, carrying its own signers' threshold), then
+//! adopts any version that [`crate::directory::trust::admit`] accepts from
+//! wherever it comes: published by an administrator, dropped into the
+//! watched file, or served by a peer whose Hello named a newer version.
+//! An adoption and a refusal are both audited; a refusal changes nothing.
+//! What is kept (the versions that changed the signer set, the one in
+//! force, the adoptions) is one store setting, written with the audit
+//! entry in one transaction.
+//!
+//! Without `[directory]` the roster is `[[peers]]`, read once, and every
+//! offer is refused.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use prost::Message;
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::{Action, Event, NODE};
+use crate::directory::roster::{Member, Members, Roster};
+use crate::directory::signed::{EnvelopeError, Signed};
+use crate::directory::trust::{self, Refusal};
+use crate::ids::{AgencyId, FederationName};
+use crate::proto::v1::{DirectoryAdoption, DirectoryChain, DirectoryState, SignedDirectory};
+use crate::store::{Store, StoreError};
+
+/// Signer-set changes kept to serve peers that missed them.
+const MAX_ROTATIONS: usize = 64;
+/// Adoptions kept for `GetDirectory` and the console.
+const MAX_ADOPTIONS: usize = 100;
+/// Versions taken from one offer (a peer's answer, a publish).
+pub const MAX_OFFERED: usize = 64;
+/// Distinct refusals remembered so a peer offering the same bad version
+/// at every probe is audited once.
+const MAX_REMEMBERED_REFUSALS: usize = 256;
+
+/// Where an offered directory came from (kept with its adoption).
+#[derive(Debug, Clone)]
+pub enum Source {
+    Anchor,
+    File(PathBuf),
+    Publish(String),
+    Peer(AgencyId),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Anchor => f.write_str("anchor"),
+            Self::File(p) => write!(f, "file:{}", p.display()),
+            Self::Publish(client) => write!(f, "publish:{client}"),
+            Self::Peer(agency) => write!(f, "peer:{agency}"),
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum FederationError {
+    #[error(
+        "this node follows no directory: its peers are [[peers]] in node.toml (see [directory] in docs/directory.md)"
+    )]
+    NoDirectory,
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    #[error("refused: {0}")]
+    Refused(Refusal),
+    #[error("directory anchor {path}: {reason}")]
+    Anchor { path: PathBuf, reason: String },
+    #[error("the stored directory chain is unreadable: {0}")]
+    Chain(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The directory a node follows, and its roster.
+pub struct Federation {
+    store: Arc<Store>,
+    roster: Roster,
+    own: AgencyId,
+    name: FederationName,
+    /// `None`: no `[directory]`; the roster is `[[peers]]`.
+    chain: Option<tokio::sync::Mutex<DirectoryChain>>,
+    /// The version in force (0: none), for Hello and the delivery workers.
+    version: tokio::sync::watch::Sender<u64>,
+    refused: std::sync::Mutex<BTreeSet<(String, u64)>>,
+}
+
+impl Federation {
+    /// A node without a directory: `peers` is its roster, for good.
+    pub fn without_directory(
+        store: Arc<Store>,
+        roster: Roster,
+        own: AgencyId,
+        name: FederationName,
+        peers: Vec<Member>,
+    ) -> Self {
+        roster.replace(Members::listed(peers));
+        Self {
+            store,
+            roster,
+            own,
+            name,
+            chain: None,
+            version: tokio::sync::watch::Sender::new(0),
+            refused: Default::default(),
+        }
+    }
+
+    /// A node following a directory: the stored chain, or the anchor when
+    /// the store has none (or an older version than the anchor: the
+    /// operator re-anchored the node).
+    pub async fn open(
+        store: Arc<Store>,
+        roster: Roster,
+        own: AgencyId,
+        name: FederationName,
+        anchor_path: PathBuf,
+    ) -> Result<Self, FederationError> {
+        let anchor = read_anchor(&anchor_path, &name)?;
+        let stored = match store.directory_chain()? {
+            Some(bytes) => Some(
+                DirectoryChain::decode(bytes.as_slice())
+                    .map_err(|e| FederationError::Chain(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let stored_version = stored
+            .as_ref()
+            .and_then(current_of)
+            .map(|s| s.directory().version);
+        let federation = Self {
+            store,
+            roster,
+            own,
+            name,
+            chain: Some(tokio::sync::Mutex::new(stored.clone().unwrap_or_default())),
+            version: tokio::sync::watch::Sender::new(0),
+            refused: Default::default(),
+        };
+        if stored_version.is_none_or(|v| v < anchor.directory().version) {
+            let chain = federation
+                .put(DirectoryChain::default(), anchor, &Source::Anchor)
+                .await?;
+            if let Some(kept) = &federation.chain {
+                *kept.lock().await = chain;
+            }
+        } else if let Some(current) = stored.as_ref().and_then(current_of) {
+            federation.in_force(&current);
+        }
+        Ok(federation)
+    }
+
+    pub fn roster(&self) -> &Roster {
+        &self.roster
+    }
+
+    /// The version in force (0: none), followed by the delivery workers.
+    pub fn version(&self) -> u64 {
+        *self.version.borrow()
+    }
+
+    pub fn version_feed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    /// Offers `versions` (oldest first, as a peer serves them): each is
+    /// adopted if it follows from the one in force. Returns the version in
+    /// force after; the first refusal ends the offer (those before it
+    /// stay adopted), audited unless a peer offered the same before.
+    pub async fn offer(
+        &self,
+        versions: Vec<SignedDirectory>,
+        source: Source,
+    ) -> Result<u64, FederationError> {
+        let Some(chain) = &self.chain else {
+            return Err(FederationError::NoDirectory);
+        };
+        let mut chain = chain.lock().await;
+        for envelope in versions.into_iter().take(MAX_OFFERED) {
+            let offered_version = Signed::open(envelope.clone())
+                .map(|s| s.directory().version)
+                .unwrap_or(0);
+            let checked = Signed::open(envelope)
+                .map_err(FederationError::from)
+                .and_then(|signed| {
+                    let current = current_of(&chain).ok_or(FederationError::NoDirectory)?;
+                    trust::admit(current.directory(), &signed, crate::time::now_ms() / 1000)
+                        .map_err(FederationError::Refused)?;
+                    Ok(signed)
+                });
+            match checked {
+                Ok(signed) => {
+                    let next = chain.clone();
+                    *chain = self.put(next, signed, &source).await?;
+                }
+                Err(e) => {
+                    self.refuse(&e, offered_version, &source).await?;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(self.version())
+    }
+
+    /// Adopts `signed` on top of `chain`: stored with its audit entry, then
+    /// in force. Returns the new chain.
+    async fn put(
+        &self,
+        mut chain: DirectoryChain,
+        signed: Signed,
+        source: &Source,
+    ) -> Result<DirectoryChain, FederationError> {
+        let d = signed.directory();
+        let rotated = current_of(&chain).is_some_and(|c| c.directory().signers != d.signers);
+        if rotated {
+            chain.rotations.push(signed.envelope().clone());
+            let excess = chain.rotations.len().saturating_sub(MAX_ROTATIONS);
+            chain.rotations.drain(..excess);
+        }
+        chain.current = Some(signed.envelope().clone());
+        chain.adopted.insert(
+            0,
+            DirectoryAdoption {
+                version: d.version,
+                adopted_at: Some(crate::time::timestamp(SystemTime::now())),
+                source: source.to_string(),
+            },
+        );
+        chain.adopted.truncate(MAX_ADOPTIONS);
+        let set = d.signers.clone().unwrap_or_default();
+        let by = signed.signed_by(&set);
+        let signers: Vec<String> = set
+            .signers
+            .iter()
+            .filter(|s| {
+                crate::ed25519::PublicKey::from_raw(&s.public_key).is_some_and(|k| by.contains(&k))
+            })
+            .map(|s| s.name.clone())
+            .collect();
+        let event = Event::new(NODE, Action::DirectoryAdopt, "OK")
+            .detail("version", d.version)
+            .detail("source", source)
+            .detail("signed_by", signers.join(","))
+            .detail("members", d.members.len())
+            .detail(
+                "expires",
+                crate::time::format_ms(d.expires_at.saturating_mul(1000)),
+            );
+        self.store
+            .put_directory_chain(&chain.encode_to_vec(), [event])
+            .await?;
+        self.in_force(&signed);
+        tracing::info!(version = d.version, %source, "federation directory adopted");
+        Ok(chain)
+    }
+
+    /// Puts `signed`'s membership in force for every reader of the roster.
+    fn in_force(&self, signed: &Signed) {
+        let d = signed.directory();
+        self.roster.replace(Members::of_directory(d, &self.own));
+        self.version.send_replace(d.version);
+    }
+
+    async fn refuse(
+        &self,
+        e: &FederationError,
+        offered: u64,
+        source: &Source,
+    ) -> Result<(), StoreError> {
+        let key = (source.to_string(), offered);
+        {
+            let mut seen = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+            if matches!(source, Source::Peer(_) | Source::File(_)) && !seen.insert(key) {
+                return Ok(());
+            }
+            if seen.len() > MAX_REMEMBERED_REFUSALS {
+                seen.clear();
+            }
+        }
+        tracing::warn!(%source, version = offered, reason = %e, "federation directory refused");
+        let event = Event::new(NODE, Action::DirectoryRefuse, "REFUSED")
+            .detail("version", offered)
+            .detail("source", source)
+            .detail("reason", e.to_string());
+        self.store.audit([event]).await
+    }
+
+    /// What `GetDirectory` shows.
+    pub async fn state(&self) -> DirectoryState {
+        match &self.chain {
+            None => DirectoryState::default(),
+            Some(chain) => {
+                let chain = chain.lock().await;
+                DirectoryState {
+                    current: chain.current.clone(),
+                    adopted: chain.adopted.clone(),
+                }
+            }
+        }
+    }
+
+    /// What a peer that follows `have` needs to catch up: the signer-set
+    /// changes after it, oldest first, then the version in force.
+    pub async fn since(&self, have: u64) -> Vec<SignedDirectory> {
+        let Some(chain) = &self.chain else {
+            return Vec::new();
+        };
+        let chain = chain.lock().await;
+        let version =
+            |e: &SignedDirectory| Signed::open(e.clone()).map_or(0, |s| s.directory().version);
+        let mut out: Vec<SignedDirectory> = chain
+            .rotations
+            .iter()
+            .filter(|e| version(e) > have)
+            .cloned()
+            .collect();
+        if let Some(current) = chain.current.as_ref().filter(|c| version(c) > have)
+            && out.last() != Some(current)
+        {
+            out.push(current.clone());
+        }
+        out.truncate(MAX_OFFERED);
+        out
+    }
+
+    /// Re-reads `path` every `every`: a newer version dropped there is
+    /// offered as a published one is. A file that does not parse is
+    /// refused (audited once per version) and read again next time.
+    pub async fn watch_file(
+        self: Arc<Self>,
+        path: PathBuf,
+        every: Duration,
+        shutdown: CancellationToken,
+    ) {
+        let mut seen: Option<(SystemTime, u64)> = None;
+        loop {
+            let stamp = std::fs::metadata(&path)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())));
+            if stamp.is_some() && stamp != seen {
+                seen = stamp;
+                match std::fs::read_to_string(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| Signed::from_json(&t).map_err(|e| e.to_string()))
+                {
+                    Ok(signed) if signed.directory().version > self.version() => {
+                        let _ = self
+                            .offer(vec![signed.into_envelope()], Source::File(path.clone()))
+                            .await;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(file = %path.display(), error = %e, "directory file unreadable")
+                    }
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+
+    /// Adopts what the delivery workers fetched from peers.
+    pub async fn take_offers(
+        self: Arc<Self>,
+        mut offers: tokio::sync::mpsc::Receiver<crate::exchange::outbound::DirectoryOffer>,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            let (peer, versions) = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                next = offers.recv() => match next { Some(o) => o, None => return },
+            };
+            let _ = self.offer(versions, Source::Peer(peer)).await;
+        }
+    }
+
+    pub fn federation(&self) -> &FederationName {
+        &self.name
+    }
+}
+
+/// The envelope in force in `chain`, opened.
+fn current_of(chain: &DirectoryChain) -> Option<Signed> {
+    chain.current.clone().and_then(|c| Signed::open(c).ok())
+}
+
+/// The anchor file: a signed directory of this federation carrying the
+/// threshold of its own signer set.
+fn read_anchor(path: &PathBuf, name: &FederationName) -> Result<Signed, FederationError> {
+    let fail = |reason: String| FederationError::Anchor {
+        path: path.clone(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let signed = Signed::from_json(&text).map_err(|e| fail(e.to_string()))?;
+    trust::anchor(&signed, name.as_str()).map_err(|e| fail(e.to_string()))?;
+    Ok(signed)
+}

@@ -1,0 +1,322 @@
+//! Nodes following the signed federation directory, over real mTLS: no
+//! `[[peers]]` anywhere, only each node's anchor. A fourth agency joins
+//! by a version two of three operators sign, published at one node only;
+//! the others fetch it from that node and deliver to the newcomer, and it
+//! to them. Rollbacks, short signatures, strangers' keys, another
+//! federation's directory and an expired one are refused, audited, and
+//! change nothing. A removed member is refused and what was queued for it
+//! is held, not dropped.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use casebridge::config::{Bounded, DirectoryConfig};
+use casebridge::directory::Signed;
+use casebridge::ed25519::SigningKey;
+use casebridge::proto::v1::{
+    Directory, DirectoryMember, DirectorySigner, GetDirectoryRequest, PublishDirectoryRequest,
+    QueryAuditRequest, SignerSet,
+};
+use common::*;
+use tonic::Code;
+
+const AGENCIES: [&str; 4] = ["border", "labour", "ngo", "police"];
+
+struct Operators {
+    dir: tempfile::TempDir,
+    keys: Vec<SigningKey>,
+}
+
+impl Operators {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = (1..=4)
+            .map(|i| SigningKey::create(&dir.path().join(format!("op{i}.key"))).unwrap())
+            .collect();
+        Self { dir, keys }
+    }
+
+    /// Operators 1 to 3, two of whom must sign (operator 4 is a stranger).
+    fn set(&self) -> SignerSet {
+        let mut signers: Vec<DirectorySigner> = (0..3)
+            .map(|i| DirectorySigner {
+                name: format!("operator-{}", i + 1),
+                public_key: self.keys[i].public().as_bytes().to_vec(),
+            })
+            .collect();
+        // The rules want the keys sorted (one canonical form per set).
+        signers.sort_by(|a, b| a.public_key.cmp(&b.public_key));
+        SignerSet {
+            signers,
+            threshold: 2,
+        }
+    }
+
+    fn anchor(&self, agency: &str) -> PathBuf {
+        self.dir.path().join(format!("anchor-{agency}.json"))
+    }
+
+    /// `d` signed by operators `by` (1-based).
+    fn sign(&self, d: Directory, by: &[usize]) -> Signed {
+        let mut s = Signed::new(d).unwrap();
+        for i in by {
+            s.sign(&self.keys[i - 1]);
+        }
+        s
+    }
+}
+
+fn kind(agency: &str) -> &'static str {
+    match agency {
+        "police" | "border" => "law_enforcement",
+        "labour" => "labour_inspectorate",
+        _ => "ngo",
+    }
+}
+
+fn directory(fed: &TestFederation, ops: &Operators, version: u64, members: &[&str]) -> Directory {
+    let now = casebridge::time::now_ms() / 1000;
+    Directory {
+        federation: FEDERATION.into(),
+        version,
+        issued_at: now,
+        expires_at: now + 30 * 86_400,
+        members: members
+            .iter()
+            .map(|a| DirectoryMember {
+                agency_id: a.to_string(),
+                display_name: format!("The {a}"),
+                kind: kind(a).into(),
+                groups: vec![kind(a).replace('_', "-")],
+                endpoints: vec![fed.layout.agencies[&agency(a)].addrs.peer.to_string()],
+                ..Default::default()
+            })
+            .collect(),
+        signers: Some(ops.set()),
+        ..Default::default()
+    }
+}
+
+async fn version_at(fed: &TestFederation, a: &str) -> u64 {
+    let mut admin = fed.client(a, "admin").await;
+    let state = admin
+        .admin
+        .get_directory(GetDirectoryRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    state
+        .current
+        .map_or(0, |c| Signed::open(c).unwrap().directory().version)
+}
+
+async fn wait_for_version(fed: &TestFederation, agencies: &[&str], version: u64) {
+    for a in agencies {
+        eventually(&format!("{a} at directory version {version}"), || async {
+            (version_at(fed, a).await == version).then_some(())
+        })
+        .await;
+    }
+}
+
+async fn publish(fed: &TestFederation, at: &str, signed: &Signed) -> Result<u64, tonic::Status> {
+    let mut admin = fed.client(at, "admin").await;
+    admin
+        .admin
+        .publish_directory(PublishDirectoryRequest {
+            directory: Some(signed.envelope().clone()),
+        })
+        .await
+        .map(|_| 0)
+}
+
+async fn refusals(fed: &TestFederation, a: &str) -> Vec<String> {
+    let mut admin = fed.client(a, "admin").await;
+    let page = admin
+        .admin
+        .query_audit(QueryAuditRequest {
+            action: "directory.refuse".into(),
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    page.entries
+        .iter()
+        .map(|e| format!("{:?}", e.detail))
+        .collect()
+}
+
+async fn start() -> (TestFederation, Operators) {
+    let ops = Operators::new();
+    let anchors: Vec<(String, PathBuf)> = AGENCIES
+        .iter()
+        .map(|a| (a.to_string(), ops.anchor(a)))
+        .collect();
+    let fed = TestFederation::start_with(&AGENCIES, &AGENCIES, move |id, config| {
+        config.peers.clear();
+        let anchor = anchors
+            .iter()
+            .find(|(a, _)| a == id.as_str())
+            .unwrap()
+            .1
+            .clone();
+        config.directory = Some(DirectoryConfig {
+            anchor: toml::Spanned::new(0..0, anchor),
+            file: None,
+        });
+        config.delivery.probe_interval_secs = Bounded::new(1);
+    })
+    .await;
+    (fed, ops)
+}
+
+fn write(path: &Path, signed: &Signed) {
+    std::fs::write(path, signed.to_json()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_joins_by_one_publish_and_a_removed_one_is_refused_and_held() {
+    let (mut fed, ops) = start().await;
+    let v1 = ops.sign(
+        directory(&fed, &ops, 1, &["labour", "ngo", "police"]),
+        &[1, 2],
+    );
+    for a in ["labour", "ngo", "police"] {
+        write(&ops.anchor(a), &v1);
+        fed.start_node(a).await;
+    }
+    let first = submit(
+        &mut fed.client("police", "cms").await,
+        "before anyone joins",
+    )
+    .await;
+    for a in ["ngo", "labour"] {
+        fed.held(a, &first.id).await;
+    }
+
+    // Border joins: version 2, signed by operators 1 and 3, published at
+    // police alone through the CLI. Border is handed version 2 as its anchor.
+    let members = ["border", "labour", "ngo", "police"];
+    let v2 = ops.sign(directory(&fed, &ops, 2, &members), &[1, 3]);
+    let file = ops.dir.path().join("v2.json");
+    write(&file, &v2);
+    let (code, out, err) = fed.cli_as(
+        "police",
+        "admin",
+        &["directory", "publish", file.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("version 2 adopted"), "{out}");
+    write(&ops.anchor("border"), &v2);
+    fed.start_node("border").await;
+    // No file of ngo or labour changed, no restart: they fetch it from police.
+    wait_for_version(&fed, &members, 2).await;
+    for from in ["police", "ngo", "labour"] {
+        let alert = submit(
+            &mut fed.client(from, "cms").await,
+            &format!("{from} to border"),
+        )
+        .await;
+        fed.held("border", &alert.id).await;
+    }
+    let back = submit(&mut fed.client("border", "cms").await, "border to all").await;
+    for a in ["police", "ngo", "labour"] {
+        fed.held(a, &back.id).await;
+    }
+
+    refusals_change_nothing(&fed, &ops, &v2).await;
+    removal(&mut fed, &ops).await;
+    fed.shutdown().await;
+}
+
+/// Each bad offer at police: refused with its reason, audited, version 2
+/// stays in force.
+async fn refusals_change_nothing(fed: &TestFederation, ops: &Operators, v2: &Signed) {
+    let members = ["border", "labour", "ngo", "police"];
+    let v1_again = ops.sign(directory(fed, ops, 1, &members), &[1, 2]);
+    let short = ops.sign(directory(fed, ops, 3, &members), &[1]);
+    let stranger = ops.sign(directory(fed, ops, 3, &members), &[1, 4]);
+    let mut other = directory(fed, ops, 3, &members);
+    other.federation = "other.example".into();
+    let other = ops.sign(other, &[1, 2]);
+    let mut expired = directory(fed, ops, 3, &members);
+    expired.issued_at -= 40 * 86_400;
+    expired.expires_at = expired.issued_at + 86_400;
+    let expired = ops.sign(expired, &[1, 2]);
+    let cases = [
+        (&v1_again, "version 1 is not above version 2"),
+        (v2, "version 2 is not above version 2"),
+        (
+            &short,
+            "1 valid signature(s) of the trusted signer set; 2 needed",
+        ),
+        (
+            &stranger,
+            "1 valid signature(s) of the trusted signer set; 2 needed",
+        ),
+        (
+            &other,
+            "the directory is federation `other.example`'s, not test.casebridge's",
+        ),
+        (&expired, "version 3 expired at"),
+    ];
+    for (offer, reason) in cases {
+        let err = publish(fed, "police", offer).await.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{}", err.message());
+        assert!(
+            err.message().contains(reason),
+            "{reason}: {}",
+            err.message()
+        );
+    }
+    assert_eq!(version_at(fed, "police").await, 2);
+    let logged = refusals(fed, "police").await;
+    assert_eq!(logged.len(), cases.len(), "{logged:#?}");
+    assert!(
+        logged.iter().all(|b| b.contains("publish:admin")),
+        "{logged:#?}"
+    );
+}
+
+/// Labour is removed by version 3 (published at ngo): its calls are
+/// refused naming the version, and what police queued for it while it was
+/// down is held, not dropped.
+async fn removal(fed: &mut TestFederation, ops: &Operators) {
+    fed.stop_node("labour").await;
+    let queued = submit(&mut fed.client("police", "cms").await, "queued for labour").await;
+    eventually("police queues the alert for labour", || async {
+        let peers = fed.peers("police").await;
+        let labour = peers.iter().find(|p| p.agency_id == "labour")?;
+        (labour.queue_depth >= 1).then_some(())
+    })
+    .await;
+    let v3 = ops.sign(
+        directory(fed, ops, 3, &["border", "ngo", "police"]),
+        &[2, 3],
+    );
+    publish(fed, "ngo", &v3).await.unwrap();
+    wait_for_version(fed, &["border", "ngo", "police"], 3).await;
+    let labour = fed
+        .peer_when("police", "labour held", |p| {
+            p.agency_id == "labour" && p.state == "left" && p.held.values().sum::<u64>() >= 1
+        })
+        .await;
+    assert!(labour.queue_depth >= 1, "nothing dropped: {labour:?}");
+    let why = labour.held.keys().next().unwrap();
+    assert!(why.contains("not a member in directory version 3"), "{why}");
+    let mut as_labour = fed.peer_client("labour", "police").await;
+    let err = as_labour.hello(hello_as("labour")).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{}", err.message());
+    assert!(
+        err.message().contains("directory version 3"),
+        "{}",
+        err.message()
+    );
+    assert!(
+        fed.alerts("police").await.iter().any(|a| a.id == queued.id),
+        "the held alert is police's own, still there"
+    );
+}
