@@ -1074,6 +1074,7 @@ cms = ["submit", "read"]
             "peers",
             "key_service",
             "compat",
+            "directory",
         ];
         let mut checked = 0;
         for section in sections {

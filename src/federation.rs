@@ -185,24 +185,28 @@ impl Federation {
         };
         let mut chain = chain.lock().await;
         for envelope in versions.into_iter().take(MAX_OFFERED) {
-            let offered_version = Signed::open(envelope.clone())
-                .map(|s| s.directory().version)
-                .unwrap_or(0);
-            let checked = Signed::open(envelope)
-                .map_err(FederationError::from)
-                .and_then(|signed| {
+            let (offered, checked) = match Signed::open(envelope) {
+                Err(e) => (0, Err(FederationError::from(e))),
+                Ok(signed) => {
                     let current = current_of(&chain).ok_or(FederationError::NoDirectory)?;
-                    trust::admit(current.directory(), &signed, crate::time::now_ms() / 1000)
-                        .map_err(FederationError::Refused)?;
-                    Ok(signed)
-                });
+                    let now = crate::time::now_ms() / 1000;
+                    let verdict = trust::admit(current.directory(), &signed, now);
+                    let version = signed.directory().version;
+                    let checked = verdict.map(|()| signed).map_err(FederationError::Refused);
+                    (version, checked)
+                }
+            };
             match checked {
                 Ok(signed) => {
                     let next = chain.clone();
                     *chain = self.put(next, signed, &source).await?;
                 }
+                // Two peers served the same new version: the second is
+                // stale by the time it is read, not an attack.
+                Err(FederationError::Refused(Refusal::NotNewer { .. }))
+                    if matches!(source, Source::Peer(_) | Source::File(_)) => {}
                 Err(e) => {
-                    self.refuse(&e, offered_version, &source).await?;
+                    self.refuse(&e, offered, &source).await?;
                     return Err(e);
                 }
             }
