@@ -393,6 +393,41 @@ impl Federation {
     }
 }
 
+/// `[[peers]]` of `config`, as roster members.
+pub fn configured_peers(config: &crate::config::NodeConfig) -> Vec<Member> {
+    config
+        .peers
+        .iter()
+        .map(|p| Member {
+            agency: p.agency_id.get_ref().clone(),
+            endpoints: vec![p.address.get_ref().clone()],
+            kind: p.kind.as_ref().map(|k| *k.get_ref()),
+            groups: Default::default(),
+            suspended: false,
+        })
+        .collect()
+}
+
+/// The membership a node of `config` starts from, read from its files
+/// alone (for offline checks: `policy validate`, `node check`): its
+/// `[[peers]]`, or its directory anchor, or the watched file when that
+/// holds a newer version the anchor's signers admit. A running node may
+/// have adopted a newer one since.
+pub fn starting_members(config: &crate::config::NodeConfig) -> Result<Members, FederationError> {
+    let Some(d) = &config.directory else {
+        return Ok(Members::listed(configured_peers(config)));
+    };
+    let mut signed = read_anchor(d.anchor.get_ref(), &config.federation)?;
+    if let Some(file) = &d.file
+        && let Ok(text) = std::fs::read_to_string(file.get_ref())
+        && let Ok(newer) = Signed::from_json(&text)
+        && trust::admit(signed.directory(), &newer, crate::time::now_ms() / 1000).is_ok()
+    {
+        signed = newer;
+    }
+    Ok(Members::of_directory(signed.directory(), config.agency()))
+}
+
 /// The envelope in force in `chain`, opened.
 fn current_of(chain: &DirectoryChain) -> Option<Signed> {
     chain.current.clone().and_then(|c| Signed::open(c).ok())
@@ -400,9 +435,9 @@ fn current_of(chain: &DirectoryChain) -> Option<Signed> {
 
 /// The anchor file: a signed directory of this federation carrying the
 /// threshold of its own signer set.
-fn read_anchor(path: &PathBuf, name: &FederationName) -> Result<Signed, FederationError> {
+fn read_anchor(path: &std::path::Path, name: &FederationName) -> Result<Signed, FederationError> {
     let fail = |reason: String| FederationError::Anchor {
-        path: path.clone(),
+        path: path.to_path_buf(),
         reason,
     };
     let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;

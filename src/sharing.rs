@@ -31,7 +31,7 @@ use std::time::SystemTime;
 use aws_lc_rs::digest;
 use thiserror::Error;
 
-use crate::directory::roster::Roster;
+use crate::directory::roster::{Members, Roster};
 use crate::ids::AgencyId;
 use crate::matching::{MatchedBy, NoticeGate};
 
@@ -131,6 +131,17 @@ pub fn sha256_hex(text: &str) -> String {
         .collect()
 }
 
+/// `text` as a node whose membership is `members` holds it: checked
+/// against its `[[peers]]`, or under a directory against its groups (any
+/// agency id may be named), with every peer's kind.
+pub fn parse_for(members: &Members, text: &str, name: &Path) -> Result<Policy, Vec<PolicyError>> {
+    Ok(match members.version {
+        Some(_) => policy::parse_in_directory(name, text, &members.groups())?,
+        None => policy::parse(name, text, &members.known_ids())?,
+    }
+    .with_peer_kinds(members.kinds()))
+}
+
 pub struct Sharing {
     store: Arc<Store>,
     own: AgencyId,
@@ -227,15 +238,28 @@ impl Sharing {
         self.roster.now().peer_ids()
     }
 
-    /// After a new membership: the policy in force carries the new kinds
-    /// (a rule naming a member that left reaches nobody: decisions are
-    /// made for the peers now only).
+    /// After a new membership: the policy in force is compiled again, so
+    /// `group:NAME` means the group's members now and every peer has its
+    /// kind now (a member that left reaches nothing: decisions are made
+    /// for the peers now only). A policy that no longer compiles (it names
+    /// a group the directory dropped) stays in force as it was, with the
+    /// new kinds, and the node says so.
     pub fn follow(&self) {
         let active = self.current();
-        if let Some(policy) = &active.policy {
-            let kinds = self.roster.now().kinds();
-            self.put(policy.clone().with_peer_kinds(kinds), active.record.clone());
-        }
+        let Some(policy) = &active.policy else {
+            return;
+        };
+        let label = Path::new("<policy in force>");
+        let next = match self.parse(&active.record.text, label) {
+            Ok(p) => p,
+            Err(errors) => {
+                for e in &errors {
+                    tracing::warn!(version = active.record.version, problem = %e, "the policy in force does not fit the new directory; it stays as it was");
+                }
+                policy.clone().with_peer_kinds(self.roster.now().kinds())
+            }
+        };
+        self.put(next, active.record.clone());
     }
 
     /// Validates `text` against the membership in force; `name` labels
@@ -243,12 +267,7 @@ impl Sharing {
     /// membership changes under the policy (an agency may join later, or
     /// leave), and a rule naming a non-member reaches nobody.
     pub fn parse(&self, text: &str, name: &Path) -> Result<Policy, Vec<PolicyError>> {
-        let members = self.roster.now();
-        let policy = match members.version {
-            Some(_) => policy::parse_any_peer(name, text)?,
-            None => policy::parse(name, text, &members.known_ids())?,
-        }
-        .with_peer_kinds(members.kinds());
+        let policy = parse_for(&self.roster.now(), text, name)?;
         for (line, warning) in policy.handling_warnings() {
             tracing::warn!(policy = %name.display(), line, "{warning}");
         }

@@ -1,8 +1,9 @@
 //! Nodes following the signed federation directory, over real mTLS: no
-//! `[[peers]]` anywhere, only each node's anchor. A fourth agency joins
-//! by a version two of three operators sign, published at one node only;
-//! the others fetch it from that node and deliver to the newcomer, and it
-//! to them. Rollbacks, short signatures, strangers' keys, another
+//! `[[peers]]` anywhere, only each node's anchor, and sharing rules that
+//! name directory groups. A fourth agency joins by a version two of three
+//! operators sign, published at one node only; the others fetch it from
+//! that node and deliver to the newcomer what their group rules allow
+//! (nothing where no rule covers it), and it to them. Rollbacks, short signatures, strangers' keys, another
 //! federation's directory and an expired one are refused, audited, and
 //! change nothing. A removed member is refused and what was queued for it
 //! is held, not dropped.
@@ -164,13 +165,30 @@ async fn start() -> (TestFederation, Operators) {
             .1
             .clone();
         config.directory = Some(DirectoryConfig {
-            anchor: toml::Spanned::new(0..0, anchor),
+            anchor: toml::Spanned::new(0..0, anchor.clone()),
             file: None,
         });
         config.delivery.probe_interval_secs = Bounded::new(1);
+        let policy = anchor.with_file_name(format!("policy-{id}.toml"));
+        std::fs::write(&policy, self::policy(id.as_str())).unwrap();
+        config.sharing.policy = Some(toml::Spanned::new(0..0, policy));
     })
     .await;
     (fed, ops)
+}
+
+/// Who shares with whom: police and border with every group, labour with
+/// law enforcement only, ngo with police and labour by name (so a new
+/// member of any group gets nothing from ngo: no rule covers it).
+fn policy(agency: &str) -> String {
+    let peers = match agency {
+        "labour" => r#""group:law-enforcement""#,
+        "ngo" => r#""police", "labour""#,
+        _ => r#""group:law-enforcement", "group:ngo", "group:labour-inspectorate""#,
+    };
+    format!(
+        "[[rules]]\nname = \"share\"\neffect = \"share\"\npeers = [{peers}]\n[rules.share]\nnarrative = \"full\"\nidentifiers = {{ phone = \"exact\" }}\n"
+    )
 }
 
 fn write(path: &Path, signed: &Signed) {
@@ -196,6 +214,10 @@ async fn a_member_joins_by_one_publish_and_a_removed_one_is_refused_and_held() {
     for a in ["ngo", "labour"] {
         fed.held(a, &first.id).await;
     }
+    let from_ngo = submit(&mut fed.client("ngo", "cms").await, "ngo to police, labour").await;
+    for a in ["police", "labour"] {
+        fed.held(a, &from_ngo.id).await;
+    }
 
     // Border joins: version 2, signed by operators 1 and 3, published at
     // police alone through the CLI. Border is handed version 2 as its anchor.
@@ -214,18 +236,27 @@ async fn a_member_joins_by_one_publish_and_a_removed_one_is_refused_and_held() {
     fed.start_node("border").await;
     // No file of ngo or labour changed, no restart: they fetch it from police.
     wait_for_version(&fed, &members, 2).await;
-    for from in ["police", "ngo", "labour"] {
-        let alert = submit(
-            &mut fed.client(from, "cms").await,
-            &format!("{from} to border"),
-        )
-        .await;
+    // Police's and labour's rules name border's group: it gets theirs.
+    for from in ["police", "labour"] {
+        let text = format!("{from} to border");
+        let alert = submit(&mut fed.client(from, "cms").await, &text).await;
         fed.held("border", &alert.id).await;
     }
     let back = submit(&mut fed.client("border", "cms").await, "border to all").await;
     for a in ["police", "ngo", "labour"] {
         fed.held(a, &back.id).await;
     }
+    // No rule of ngo's covers border: default deny, nothing queued for it.
+    let unshared = submit(&mut fed.client("ngo", "cms").await, "ngo after border").await;
+    fed.held("labour", &unshared.id).await;
+    let ngo_peers = fed.peers("ngo").await;
+    let border = ngo_peers.iter().find(|p| p.agency_id == "border").unwrap();
+    assert_eq!(
+        (border.queue_depth, border.delivered_total),
+        (0, 0),
+        "{border:?}"
+    );
+    assert!(!fed.alert_ids("border").await.contains(&unshared.id));
 
     refusals_change_nothing(&fed, &ops, &v2).await;
     removal(&mut fed, &ops).await;
@@ -319,4 +350,78 @@ async fn removal(fed: &mut TestFederation, ops: &Operators) {
         fed.alerts("police").await.iter().any(|a| a.id == queued.id),
         "the held alert is police's own, still there"
     );
+}
+
+/// `policy validate --config` of a node that follows a directory: groups
+/// the anchor defines are taken and shown by their members, an unknown one
+/// is named with the groups there are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_validate_reads_the_directory_groups() {
+    let (fed, ops) = start().await;
+    let v1 = ops.sign(
+        directory(&fed, &ops, 1, &["labour", "ngo", "police"]),
+        &[1, 2],
+    );
+    write(&ops.anchor("police"), &v1);
+    let node_toml = &fed.layout.agencies[&agency("police")].node_config;
+    let mut table: toml::Table = std::fs::read_to_string(node_toml).unwrap().parse().unwrap();
+    table.remove("peers");
+    let mut dir = toml::Table::new();
+    let anchor = ops.anchor("police").to_str().unwrap().to_owned();
+    dir.insert("anchor".into(), toml::Value::String(anchor));
+    table.insert("directory".into(), toml::Value::Table(dir));
+    let config = node_toml.with_file_name("node-directory.toml");
+    std::fs::write(&config, toml::to_string(&table).unwrap()).unwrap();
+    let config = config.to_str().unwrap();
+
+    let good = ops.dir.path().join("good.toml");
+    std::fs::write(&good, policy("labour")).unwrap();
+    let (code, out, err) = cli(&[
+        "policy",
+        "validate",
+        good.to_str().unwrap(),
+        "--config",
+        config,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    // Police is the only law-enforcement member: the group is known, and
+    // reaches no other agency.
+    assert!(
+        out.lines().any(|l| l.trim_end().ends_with("share ->")),
+        "{out}"
+    );
+    let everyone = ops.dir.path().join("everyone.toml");
+    std::fs::write(&everyone, policy("police")).unwrap();
+    let (code, out, err) = cli(&[
+        "policy",
+        "validate",
+        everyone.to_str().unwrap(),
+        "--config",
+        config,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("share -> labour, ngo"), "{out}");
+
+    let bad = ops.dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        policy("labour").replace("law-enforcement", "border-guard"),
+    )
+    .unwrap();
+    let (code, out, err) = cli(&[
+        "policy",
+        "validate",
+        bad.to_str().unwrap(),
+        "--config",
+        config,
+    ]);
+    assert_eq!(code, 65, "{out}{err}");
+    assert!(
+        err.contains("unknown directory group `border-guard`")
+            && err.contains(
+                "groups in the directory in force: labour-inspectorate, law-enforcement, ngo"
+            ),
+        "{err}"
+    );
+    fed.shutdown().await;
 }

@@ -276,12 +276,11 @@ fn run_cases(p: &Policy, config: &NodeConfig, cases_file: &Path) -> Result<(), F
 /// The policy `file` as the node of `config` would hold it: checked
 /// against its peers, with their kinds (handling codes' promises).
 fn load(file: &Path, config: &NodeConfig) -> Result<Policy, Failure> {
-    let peers: BTreeSet<AgencyId> = config
-        .peers
-        .iter()
-        .map(|p| p.agency_id.get_ref().clone())
-        .collect();
-    Ok(parse_file(file, Some(&peers))?.with_peer_kinds(config.peer_kinds()))
+    let members = crate::federation::starting_members(config)
+        .map_err(|e| failure(Exit::DataErr, anyhow!(e)))?;
+    let src = std::fs::read_to_string(file)
+        .map_err(|e| failure(Exit::Usage, anyhow!("{}: cannot read: {e}", file.display())))?;
+    crate::sharing::parse_for(&members, &src, file).map_err(|e| problems(&e))
 }
 
 /// Reads and checks a policy file (against `peers` when given), every
@@ -293,17 +292,20 @@ fn parse_file(file: &Path, peers: Option<&BTreeSet<AgencyId>>) -> Result<Policy,
         Some(peers) => policy::parse(file, &src, peers),
         None => policy::parse_any_peer(file, &src),
     };
-    parsed.map_err(|errors| {
-        let text = errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n");
-        failure(
-            Exit::DataErr,
-            anyhow!("{} problem(s):\n{text}", errors.len()),
-        )
-    })
+    parsed.map_err(|e| problems(&e))
+}
+
+/// Every problem of a policy, one `FILE:line:column: message` a line.
+fn problems(errors: &[policy::PolicyError]) -> Failure {
+    let text = errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    failure(
+        Exit::DataErr,
+        anyhow!("{} problem(s):\n{text}", errors.len()),
+    )
 }
 
 fn read_text(path: &Path) -> Result<String, Failure> {
@@ -553,11 +555,9 @@ fn explain_local(
     let one = peer.is_some();
     let peers: Vec<AgencyId> = match peer {
         Some(p) => vec![AgencyId::new(p).map_err(|e| failure(Exit::Usage, anyhow!(e)))?],
-        None => config
-            .peers
-            .iter()
-            .map(|p| p.agency_id.get_ref().clone())
-            .collect(),
+        None => crate::federation::starting_members(&config)
+            .map_err(|e| failure(Exit::DataErr, anyhow!(e)))?
+            .peer_ids(),
     };
     let draft = super::alert::read_draft(&alert)?;
     let now = SystemTime::now();

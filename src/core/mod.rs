@@ -23,7 +23,6 @@ use tokio_util::sync::CancellationToken;
 use crate::alert::Ledger;
 use crate::audit::signing::SigningKey;
 use crate::config::NodeConfig;
-use crate::directory::roster::Member;
 use crate::exchange::{Inbound, Outbound};
 use crate::federation::Federation;
 use crate::identity::access::{ClientPolicy, PeerPolicy};
@@ -313,14 +312,8 @@ async fn open_federation(
             Federation::open(store.clone(), roster, own, name, anchor).await?
         }
         None => {
-            let peers = config.peers.iter().map(|p| Member {
-                agency: p.agency_id.get_ref().clone(),
-                endpoints: vec![p.address.get_ref().clone()],
-                kind: p.kind.as_ref().map(|k| *k.get_ref()),
-                groups: Default::default(),
-                suspended: false,
-            });
-            Federation::without_directory(store.clone(), roster, own, name, peers.collect())
+            let peers = crate::federation::configured_peers(config);
+            Federation::without_directory(store.clone(), roster, own, name, peers)
         }
     })
 }

@@ -40,6 +40,9 @@ pub struct Members {
     /// The directory version it comes from; `None`: `[[peers]]`.
     pub version: Option<u64>,
     members: BTreeMap<AgencyId, Member>,
+    /// Every group the directory names, this node's own too (a group
+    /// whose only member is this node still exists for its policy).
+    group_names: BTreeSet<String>,
 }
 
 impl Members {
@@ -48,6 +51,7 @@ impl Members {
         Self {
             version: None,
             members: peers.into_iter().map(|m| (m.agency.clone(), m)).collect(),
+            group_names: BTreeSet::new(),
         }
     }
 
@@ -87,6 +91,11 @@ impl Members {
         Self {
             version: Some(d.version),
             members,
+            group_names: d
+                .members
+                .iter()
+                .flat_map(|m| m.groups.iter().cloned())
+                .collect(),
         }
     }
 
@@ -146,7 +155,11 @@ impl Members {
     /// The directory groups and their members (suspended ones too: a
     /// group is what the directory says; delivery skips the suspended).
     pub fn groups(&self) -> BTreeMap<String, BTreeSet<AgencyId>> {
-        let mut out: BTreeMap<String, BTreeSet<AgencyId>> = BTreeMap::new();
+        let mut out: BTreeMap<String, BTreeSet<AgencyId>> = self
+            .group_names
+            .iter()
+            .map(|g| (g.clone(), BTreeSet::new()))
+            .collect();
         for m in self.members.values() {
             for g in &m.groups {
                 out.entry(g.clone()).or_default().insert(m.agency.clone());

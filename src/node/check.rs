@@ -228,17 +228,15 @@ fn check_policy(config: &NodeConfig, report: &mut Report) {
         Err(e) => return report.problems.push(format!("{}: {e}", path.display())),
         Ok(text) => text,
     };
-    let peers = config
-        .peers
-        .iter()
-        .map(|p| p.agency_id.get_ref().clone())
-        .collect();
-    match crate::policy::parse(path, &text, &peers) {
+    let members = match crate::federation::starting_members(config) {
+        Ok(m) => m,
+        Err(e) => return report.problems.push(e.to_string()),
+    };
+    match crate::sharing::parse_for(&members, &text, path) {
         Err(errors) => report
             .problems
             .extend(errors.into_iter().map(|e| e.to_string())),
         Ok(p) => {
-            let p = p.with_peer_kinds(config.peer_kinds());
             for (line, w) in p.handling_warnings() {
                 report
                     .warnings

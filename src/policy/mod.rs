@@ -90,7 +90,18 @@ struct Ctx<'a> {
     file: &'a Path,
     src: &'a str,
     errors: Vec<PolicyError>,
+    /// The groups of the federation directory in force, when the node
+    /// follows one: what `group:NAME` in a `peers` list means.
+    directory: Option<&'a DirectoryGroups>,
+    /// Checked without a node: any agency id and any directory group is taken.
+    any_peer: bool,
 }
+
+/// A directory's groups and their members (see `directory::roster`).
+pub type DirectoryGroups = BTreeMap<String, BTreeSet<AgencyId>>;
+
+/// How a `peers` entry names a group of the federation directory.
+pub const DIRECTORY_GROUP: &str = "group:";
 
 impl Ctx<'_> {
     fn err(&mut self, offset: usize, message: impl Into<String>, hint: Option<String>) {
@@ -194,25 +205,42 @@ pub fn parse(
     src: &str,
     peers: &BTreeSet<AgencyId>,
 ) -> Result<Policy, Vec<PolicyError>> {
-    parse_with(file, src, Some(peers))
+    parse_with(file, src, Some(peers), None)
 }
 
 /// [`parse`] without a node's peer table: every check but whether a named
-/// peer is configured (any well-formed agency id is taken). For checking a
-/// policy's syntax and logic before any node.toml exists.
+/// peer is configured (any well-formed agency id is taken, and any
+/// `group:NAME`). For checking a policy's syntax and logic before any
+/// node.toml exists.
 pub fn parse_any_peer(file: &Path, src: &str) -> Result<Policy, Vec<PolicyError>> {
-    parse_with(file, src, None)
+    parse_with(file, src, None, None)
+}
+
+/// [`parse`] for a node that follows a federation directory: any
+/// well-formed agency id may be named (membership changes under the
+/// policy; a rule naming a non-member reaches nobody), and `group:NAME`
+/// means the members of that directory group now (an unknown group is an
+/// error naming the groups there are).
+pub fn parse_in_directory(
+    file: &Path,
+    src: &str,
+    groups: &DirectoryGroups,
+) -> Result<Policy, Vec<PolicyError>> {
+    parse_with(file, src, None, Some(groups))
 }
 
 fn parse_with(
     file: &Path,
     src: &str,
     peers: Option<&BTreeSet<AgencyId>>,
+    directory: Option<&DirectoryGroups>,
 ) -> Result<Policy, Vec<PolicyError>> {
     let mut cx = Ctx {
         file,
         src,
         errors: Vec::new(),
+        directory,
+        any_peer: peers.is_none() && directory.is_none(),
     };
     let parsed: PolicyFile = match toml::from_str(src) {
         Ok(p) => p,
@@ -279,11 +307,8 @@ fn compile_groups(
                 None,
             );
         }
-        let set = members
-            .get_ref()
-            .iter()
-            .filter_map(|m| check_peer(cx, m))
-            .collect();
+        let (mut set, grouped) = peer_entries(cx, members.get_ref(), check_peer);
+        set.extend(grouped);
         groups.insert(name.clone(), set);
     }
     groups
@@ -308,8 +333,8 @@ fn compile_rule(
             None,
         );
     }
-    let named: BTreeSet<AgencyId> = r.peers.iter().filter_map(|p| check_peer(cx, p)).collect();
-    let via_group = resolve_groups(cx, groups, &r.groups);
+    let (named, mut via_group) = peer_entries(cx, &r.peers, check_peer);
+    via_group.extend(resolve_groups(cx, groups, &r.groups));
     if r.peers.is_empty() && r.groups.is_empty() {
         cx.err(
             at,
@@ -348,6 +373,50 @@ fn compile_rule(
         );
     }
     rule
+}
+
+/// A `peers` list: the agency ids it names, and the members of the
+/// directory groups it names as `group:NAME`.
+fn peer_entries(
+    cx: &mut Ctx<'_>,
+    list: &[toml::Spanned<String>],
+    check_peer: &impl Fn(&mut Ctx<'_>, &toml::Spanned<String>) -> Option<AgencyId>,
+) -> (BTreeSet<AgencyId>, BTreeSet<AgencyId>) {
+    let (mut named, mut grouped) = (BTreeSet::new(), BTreeSet::new());
+    for p in list {
+        let Some(group) = p.get_ref().strip_prefix(DIRECTORY_GROUP) else {
+            named.extend(check_peer(cx, p));
+            continue;
+        };
+        match cx.directory {
+            Some(groups) => match groups.get(group) {
+                Some(members) => grouped.extend(members.iter().cloned()),
+                None => {
+                    let known: Vec<&str> = groups.keys().map(String::as_str).collect();
+                    cx.err(
+                        p.span().start,
+                        format!("unknown directory group `{group}`"),
+                        Some(match known.is_empty() {
+                            true => "the directory in force defines no group".into(),
+                            false => {
+                                format!("groups in the directory in force: {}", known.join(", "))
+                            }
+                        }),
+                    )
+                }
+            },
+            None if cx.any_peer => {}
+            None => cx.err(
+                p.span().start,
+                format!(
+                    "`{}` names a group of the federation directory, but this node follows none",
+                    p.get_ref()
+                ),
+                Some("name the peers, or define a group under [groups]".into()),
+            ),
+        }
+    }
+    (named, grouped)
 }
 
 fn resolve_groups(
@@ -391,8 +460,8 @@ fn compile_inbound(
                 None,
             );
         }
-        let mut from: BTreeSet<AgencyId> =
-            r.peers.iter().filter_map(|p| check_peer(cx, p)).collect();
+        let (mut from, grouped) = peer_entries(cx, &r.peers, &check_peer);
+        from.extend(grouped);
         from.extend(resolve_groups(cx, groups, &r.groups));
         let from = (!r.peers.is_empty() || !r.groups.is_empty()).then_some(from);
         let when = compile_when(cx, &r.when, false, &name);
@@ -613,8 +682,8 @@ fn compile_disclosure(
                 None,
             );
         }
-        let named: BTreeSet<AgencyId> = r.peers.iter().filter_map(|p| check_peer(cx, p)).collect();
-        let via_group = resolve_groups(cx, groups, &r.groups);
+        let (named, mut via_group) = peer_entries(cx, &r.peers, &check_peer);
+        via_group.extend(resolve_groups(cx, groups, &r.groups));
         if r.peers.is_empty() && r.groups.is_empty() {
             cx.err(
                 at,

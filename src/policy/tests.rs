@@ -813,3 +813,121 @@ fn levels_are_described_in_the_policy_files_words() {
         assert_eq!((parsed, level.as_str()), (level, word));
     }
 }
+
+fn directory_groups(pairs: &[(&str, &[&str])]) -> DirectoryGroups {
+    pairs
+        .iter()
+        .map(|(g, ms)| (g.to_string(), ms.iter().map(|m| agency(m)).collect()))
+        .collect()
+}
+
+const BY_DIRECTORY_GROUP: &str = r#"
+[[rules]]
+name = "ngos"
+effect = "share"
+peers = ["group:ngo", "police-hq"]
+[rules.share]
+narrative = "full"
+
+[[disclosure]]
+name = "police-may-ask"
+peers = ["group:law-enforcement"]
+legal_bases = ["directive_2023_977"]
+[disclosure.release]
+narrative = "full"
+
+[[inbound]]
+name = "not-from-labour"
+effect = "refuse"
+peers = ["group:labour-inspectorate"]
+"#;
+
+#[test]
+fn directory_groups_mean_their_members_now_and_an_unknown_one_is_named() {
+    let groups = directory_groups(&[
+        ("ngo", &["shelter", "hotline"]),
+        ("law-enforcement", &["border"]),
+        ("labour-inspectorate", &["labour"]),
+    ]);
+    let file = Path::new("policy.toml");
+    let p = parse_in_directory(file, BY_DIRECTORY_GROUP, &groups).unwrap();
+    let rule = &p.rules[0];
+    assert_eq!(
+        rule.named,
+        [agency("police-hq")].into(),
+        "ids are taken as named"
+    );
+    assert_eq!(
+        rule.via_group,
+        [agency("shelter"), agency("hotline")].into()
+    );
+    assert_eq!(p.disclosure[0].via_group, [agency("border")].into());
+    assert_eq!(p.inbound[0].from, Some([agency("labour")].into()));
+    let a = alert(
+        Category::LabourExploitation,
+        Severity::High,
+        Tlp::Amber,
+        "police",
+    );
+    let everyone = [
+        agency("shelter"),
+        agency("hotline"),
+        agency("border"),
+        agency("newcomer"),
+    ];
+    let shared: Vec<&AgencyId> = evaluate_all(&p, &a, &agency("police"), &everyone, now())
+        .into_iter()
+        .filter(|(_, d)| d.grant.is_some())
+        .map(|(peer, _)| peer)
+        .collect();
+    assert_eq!(
+        shared,
+        [&everyone[0], &everyone[1]],
+        "default deny for the rest"
+    );
+
+    // A group the directory does not define: named, with the groups there are.
+    let fewer = directory_groups(&[("ngo", &["shelter"])]);
+    let errs = parse_in_directory(file, BY_DIRECTORY_GROUP, &fewer).unwrap_err();
+    let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
+    assert!(
+        text.iter()
+            .any(|e| e.contains("unknown directory group `law-enforcement`")
+                && e.contains("groups in the directory in force: ngo")),
+        "{text:#?}"
+    );
+    // A node without a directory cannot mean one of its groups.
+    let errs = errors(BY_DIRECTORY_GROUP);
+    assert!(
+        errs.iter()
+            .any(|e| e.to_string().contains("but this node follows none")),
+        "{errs:#?}"
+    );
+    // Offline, without a node, any group is taken.
+    assert!(parse_any_peer(file, BY_DIRECTORY_GROUP).is_ok());
+}
+
+proptest! {
+    /// Whoever the directory puts in a group, a rule naming the group
+    /// shares with exactly them (and denies everyone else).
+    #[test]
+    fn a_group_rule_reaches_exactly_the_groups_members(
+        membership in proptest::collection::vec(any::<bool>(), 1..12),
+    ) {
+        let members: Vec<AgencyId> =
+            (0..membership.len()).map(|i| agency(&format!("agency-{i}"))).collect();
+        let in_group: BTreeSet<AgencyId> = members
+            .iter()
+            .zip(&membership)
+            .filter(|(_, m)| **m)
+            .map(|(a, _)| a.clone())
+            .collect();
+        let groups: DirectoryGroups = [("ngo".to_string(), in_group.clone())].into();
+        let text = "[[rules]]\nname = \"g\"\neffect = \"share\"\npeers = [\"group:ngo\"]\n[rules.share]\nnarrative = \"full\"\n";
+        let p = parse_in_directory(Path::new("p.toml"), text, &groups).unwrap();
+        let a = alert(Category::LabourExploitation, Severity::High, Tlp::Amber, "police");
+        for (peer, d) in evaluate_all(&p, &a, &agency("police"), &members, now()) {
+            prop_assert_eq!(d.grant.is_some(), in_group.contains(peer));
+        }
+    }
+}
