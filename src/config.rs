@@ -194,6 +194,16 @@ pub struct DirectoryConfig {
     /// dropped there is offered as a published one is (optional).
     #[serde(default)]
     pub file: Option<Spanned<PathBuf>>,
+    /// How long after the directory in force expires the node keeps
+    /// delivering while it warns, before it holds everything outgoing
+    /// until a fresh version arrives (docs/directory.md, "Expiry").
+    #[serde(default = "default_directory_grace")]
+    pub grace_secs: Bounded<0, 2_592_000>,
+}
+
+/// Three days: an outage over a weekend does not stop the exchange.
+fn default_directory_grace() -> Bounded<0, 2_592_000> {
+    Bounded::new(259_200)
 }
 
 /// `[compat]`: what this node tells its peers it understands.

@@ -90,7 +90,39 @@ pub struct Federation {
     chain: Option<tokio::sync::Mutex<DirectoryChain>>,
     /// The version in force (0: none), for Hello and the delivery workers.
     version: tokio::sync::watch::Sender<u64>,
+    /// When the version in force expires (Unix seconds).
+    expires_at: std::sync::Mutex<Option<i64>>,
+    /// How long past expiry the node keeps delivering (`[directory] grace_secs`).
+    grace: Duration,
     refused: std::sync::Mutex<BTreeSet<(String, u64)>>,
+}
+
+/// Where the directory in force stands at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    Current {
+        expires_at: i64,
+    },
+    /// Expired; still delivering until `hold_at`, warning.
+    Grace {
+        expires_at: i64,
+        hold_at: i64,
+    },
+    /// Expired past its grace: nothing goes out until a fresh version.
+    Holding {
+        expires_at: i64,
+        hold_at: i64,
+    },
+}
+
+impl Expiry {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Current { .. } => "current",
+            Self::Grace { .. } => "grace",
+            Self::Holding { .. } => "holding",
+        }
+    }
 }
 
 impl Federation {
@@ -110,6 +142,8 @@ impl Federation {
             name,
             chain: None,
             version: tokio::sync::watch::Sender::new(0),
+            expires_at: Default::default(),
+            grace: Duration::ZERO,
             refused: Default::default(),
         }
     }
@@ -120,9 +154,9 @@ impl Federation {
     pub async fn open(
         store: Arc<Store>,
         roster: Roster,
-        own: AgencyId,
-        name: FederationName,
+        (own, name): (AgencyId, FederationName),
         anchor_path: PathBuf,
+        grace: Duration,
     ) -> Result<Self, FederationError> {
         let anchor = read_anchor(&anchor_path, &name)?;
         let stored = match store.directory_chain()? {
@@ -143,6 +177,8 @@ impl Federation {
             name,
             chain: Some(tokio::sync::Mutex::new(stored.clone().unwrap_or_default())),
             version: tokio::sync::watch::Sender::new(0),
+            expires_at: Default::default(),
+            grace,
             refused: Default::default(),
         };
         if stored_version.is_none_or(|v| v < anchor.directory().version) {
@@ -269,8 +305,80 @@ impl Federation {
     /// Puts `signed`'s membership in force for every reader of the roster.
     fn in_force(&self, signed: &Signed) {
         let d = signed.directory();
-        self.roster.replace(Members::of_directory(d, &self.own));
+        *self.expires_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(d.expires_at);
+        let mut members = Members::of_directory(d, &self.own);
+        if let Some(Expiry::Holding { expires_at, .. }) = self.expiry(crate::time::now_ms() / 1000)
+        {
+            members.hold = Some(holding_reason(d.version, expires_at));
+        }
+        self.roster.replace(members);
         self.version.send_replace(d.version);
+    }
+
+    /// Where the directory in force stands at `now` (Unix seconds);
+    /// `None` without a directory.
+    pub fn expiry(&self, now: i64) -> Option<Expiry> {
+        let expires_at = (*self.expires_at.lock().unwrap_or_else(|p| p.into_inner()))?;
+        let hold_at = expires_at.saturating_add(self.grace.as_secs() as i64);
+        Some(if now < expires_at {
+            Expiry::Current { expires_at }
+        } else if now < hold_at {
+            Expiry::Grace {
+                expires_at,
+                hold_at,
+            }
+        } else {
+            Expiry::Holding {
+                expires_at,
+                hold_at,
+            }
+        })
+    }
+
+    /// Checks the expiry of the version in force every `every`: during
+    /// the grace period the node warns at each check; past it, it holds
+    /// everything outgoing (audited once) until a fresh version is
+    /// adopted, which lifts the hold by itself (`in_force`).
+    pub async fn watch_expiry(self: Arc<Self>, every: Duration, shutdown: CancellationToken) {
+        loop {
+            let now = crate::time::now_ms() / 1000;
+            let version = self.version();
+            match self.expiry(now) {
+                Some(Expiry::Grace {
+                    expires_at,
+                    hold_at,
+                }) => tracing::warn!(
+                    version,
+                    expired = %crate::time::format_ms(expires_at * 1000),
+                    holding_from = %crate::time::format_ms(hold_at * 1000),
+                    "the federation directory has expired: still delivering during the grace period; publish a fresh version"
+                ),
+                Some(Expiry::Holding {
+                    expires_at,
+                    hold_at,
+                }) if self.roster.now().hold.is_none() => {
+                    tracing::error!(
+                        version,
+                        "the federation directory expired past its grace: holding everything outgoing until a fresh version arrives"
+                    );
+                    let mut members = (*self.roster.now()).clone();
+                    members.hold = Some(holding_reason(version, expires_at));
+                    self.roster.replace(members);
+                    let event = Event::new(NODE, Action::DirectoryExpire, "HOLD")
+                        .detail("version", version)
+                        .detail("expired", crate::time::format_ms(expires_at * 1000))
+                        .detail("hold_from", crate::time::format_ms(hold_at * 1000));
+                    if let Err(e) = self.store.audit([event]).await {
+                        tracing::error!(error = %e, "cannot audit the directory hold");
+                    }
+                }
+                _ => {}
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
     }
 
     async fn refuse(
@@ -391,6 +499,14 @@ impl Federation {
     pub fn federation(&self) -> &FederationName {
         &self.name
     }
+}
+
+/// What a held entry says while the directory has expired past its grace.
+fn holding_reason(version: u64, expires_at: i64) -> String {
+    format!(
+        "directory version {version} expired at {}: held until a fresh version arrives",
+        crate::time::format_ms(expires_at.saturating_mul(1000))
+    )
 }
 
 /// `[[peers]]` of `config`, as roster members.

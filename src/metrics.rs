@@ -95,6 +95,12 @@ pub struct Metrics {
     pub peer_certificate_not_after: Family<Labels, Gauge>,
     /// Bytes the store occupies on disk (set at every scrape).
     pub store_bytes: Gauge,
+    /// The federation directory in force: its version, when it expires
+    /// (Unix seconds), and 1 while everything outgoing is held because it
+    /// expired past its grace (set at every scrape; 0 without a directory).
+    pub directory_version: Gauge,
+    pub directory_expires_at: Gauge,
+    pub directory_holding: Gauge,
     /// Bytes free for the store on its filesystem (set at every scrape).
     pub store_free_bytes: Gauge,
     /// Disclosure requests waiting for a decision, per peer and direction
@@ -142,6 +148,9 @@ impl Metrics {
             certificate_not_after: Family::default(),
             peer_certificate_not_after: Family::default(),
             store_bytes: Gauge::default(),
+            directory_version: Gauge::default(),
+            directory_expires_at: Gauge::default(),
+            directory_holding: Gauge::default(),
             store_free_bytes: Gauge::default(),
             disclosure_open: Family::default(),
             disclosure_overdue: Family::default(),
@@ -477,6 +486,21 @@ fn register_node(r: &mut Registry, m: &Metrics) {
         "store_bytes",
         "Bytes the store occupies on disk",
         m.store_bytes.clone(),
+    );
+    r.register(
+        "directory_version",
+        "Version of the federation directory in force (0: none)",
+        m.directory_version.clone(),
+    );
+    r.register(
+        "directory_expires_at_seconds",
+        "When the federation directory in force expires (Unix time)",
+        m.directory_expires_at.clone(),
+    );
+    r.register(
+        "directory_holding",
+        "1 while everything outgoing is held: the directory expired past its grace",
+        m.directory_holding.clone(),
     );
     r.register(
         "store_free_bytes",

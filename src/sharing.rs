@@ -134,9 +134,18 @@ pub fn sha256_hex(text: &str) -> String {
 /// `text` as a node whose membership is `members` holds it: checked
 /// against its `[[peers]]`, or under a directory against its groups (any
 /// agency id may be named), with every peer's kind.
-pub fn parse_for(members: &Members, text: &str, name: &Path) -> Result<Policy, Vec<PolicyError>> {
+///
+/// `strict`: a group the directory does not define is an error (a text
+/// being installed or checked) rather than a group of no one (the policy
+/// in force, kept across directory changes).
+pub fn parse_for(
+    members: &Members,
+    text: &str,
+    name: &Path,
+    strict: bool,
+) -> Result<Policy, Vec<PolicyError>> {
     Ok(match members.version {
-        Some(_) => policy::parse_in_directory(name, text, &members.groups())?,
+        Some(_) => policy::parse_in_directory(name, text, &members.groups(), strict)?,
         None => policy::parse(name, text, &members.known_ids())?,
     }
     .with_peer_kinds(members.kinds()))
@@ -178,7 +187,7 @@ impl Sharing {
         let stored = sharing.store.active_policy()?;
         let stored_policy = stored
             .as_ref()
-            .map(|v| sharing.parse(&v.text, Path::new("<stored policy>")));
+            .map(|v| sharing.parse_kept(&v.text, Path::new("<stored policy>")));
         let mut installed_file = false;
         if let Some(path) = sharing.file.clone() {
             let text = read(&path)?;
@@ -250,7 +259,7 @@ impl Sharing {
             return;
         };
         let label = Path::new("<policy in force>");
-        let next = match self.parse(&active.record.text, label) {
+        let next = match self.parse_kept(&active.record.text, label) {
             Ok(p) => p,
             Err(errors) => {
                 for e in &errors {
@@ -267,7 +276,17 @@ impl Sharing {
     /// membership changes under the policy (an agency may join later, or
     /// leave), and a rule naming a non-member reaches nobody.
     pub fn parse(&self, text: &str, name: &Path) -> Result<Policy, Vec<PolicyError>> {
-        let policy = parse_for(&self.roster.now(), text, name)?;
+        self.parse_as(text, name, true)
+    }
+
+    /// The policy in force, compiled again (at start from the store, after
+    /// a directory change): a group the directory dropped reaches no one.
+    fn parse_kept(&self, text: &str, name: &Path) -> Result<Policy, Vec<PolicyError>> {
+        self.parse_as(text, name, false)
+    }
+
+    fn parse_as(&self, text: &str, name: &Path, strict: bool) -> Result<Policy, Vec<PolicyError>> {
+        let policy = parse_for(&self.roster.now(), text, name, strict)?;
         for (line, warning) in policy.handling_warnings() {
             tracing::warn!(policy = %name.display(), line, "{warning}");
         }

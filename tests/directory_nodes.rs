@@ -151,6 +151,12 @@ async fn refusals(fed: &TestFederation, a: &str) -> Vec<String> {
 }
 
 async fn start() -> (TestFederation, Operators) {
+    start_with_grace(259_200).await
+}
+
+/// Every node follows its anchor, greets its peers every second, shares
+/// by [`policy`], and keeps delivering `grace_secs` past expiry.
+async fn start_with_grace(grace_secs: usize) -> (TestFederation, Operators) {
     let ops = Operators::new();
     let anchors: Vec<(String, PathBuf)> = AGENCIES
         .iter()
@@ -167,6 +173,7 @@ async fn start() -> (TestFederation, Operators) {
         config.directory = Some(DirectoryConfig {
             anchor: toml::Spanned::new(0..0, anchor.clone()),
             file: None,
+            grace_secs: Bounded::new(grace_secs),
         });
         config.delivery.probe_interval_secs = Bounded::new(1);
         let policy = anchor.with_file_name(format!("policy-{id}.toml"));
@@ -423,5 +430,79 @@ async fn policy_validate_reads_the_directory_groups() {
             ),
         "{err}"
     );
+    fed.shutdown().await;
+}
+
+async fn directory_state(fed: &TestFederation, a: &str) -> String {
+    let status = fed.status(a).await;
+    status
+        .directory
+        .map(|d| format!("{} {}", d.version, d.state))
+        .unwrap_or_default()
+}
+
+/// A directory that expires: delivery goes on through the grace period
+/// (status says so), then everything outgoing is held, audited, nothing
+/// lost; a fresh version published at one node lifts the hold everywhere
+/// by itself, and the held alert arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_directory_holds_after_its_grace_and_a_fresh_one_resumes() {
+    let (mut fed, ops) = start_with_grace(3).await;
+    // All four listed (the policies name every group); two run.
+    let mut short = directory(&fed, &ops, 1, &AGENCIES);
+    short.expires_at = short.issued_at + 5;
+    let v1 = ops.sign(short, &[1, 2]);
+    for a in ["ngo", "police"] {
+        write(&ops.anchor(a), &v1);
+        fed.start_node(a).await;
+    }
+    let mut police = fed.client("police", "cms").await;
+    let first = submit(&mut police, "while current").await;
+    fed.held("ngo", &first.id).await;
+    assert_eq!(directory_state(&fed, "police").await, "1 current");
+
+    eventually("police in its grace period", || async {
+        (directory_state(&fed, "police").await == "1 grace").then_some(())
+    })
+    .await;
+    let during_grace = submit(&mut police, "during the grace period").await;
+    fed.held("ngo", &during_grace.id).await;
+
+    eventually("police holding", || async {
+        (directory_state(&fed, "police").await == "1 holding").then_some(())
+    })
+    .await;
+    let held = submit(&mut police, "while holding").await;
+    let ngo = fed
+        .peer_when("police", "the alert held for ngo", |p| {
+            p.agency_id == "ngo" && p.held.values().sum::<u64>() >= 1
+        })
+        .await;
+    let why = ngo.held.keys().next().unwrap();
+    assert!(
+        why.contains("directory version 1 expired at") && why.contains("fresh version"),
+        "{why}"
+    );
+    assert!(
+        !fed.alert_ids("ngo").await.contains(&held.id),
+        "nothing goes out while holding"
+    );
+    let mut admin = fed.client("police", "admin").await;
+    let expired = audit_after(&mut admin, 0).await;
+    assert!(
+        expired
+            .iter()
+            .any(|e| e.action == "directory.expire" && e.outcome == "HOLD"),
+        "the hold is audited"
+    );
+
+    // A fresh version, published at ngo: police fetches it and resumes.
+    let v2 = ops.sign(directory(&fed, &ops, 2, &AGENCIES), &[2, 3]);
+    publish(&fed, "ngo", &v2).await.unwrap();
+    wait_for_version(&fed, &["ngo", "police"], 2).await;
+    fed.held("ngo", &held.id).await;
+    assert_eq!(directory_state(&fed, "police").await, "2 current");
+    let at_ngo = fed.alert_ids("ngo").await;
+    assert_eq!(at_ngo.iter().filter(|id| **id == held.id).count(), 1);
     fed.shutdown().await;
 }

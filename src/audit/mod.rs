@@ -135,6 +135,7 @@ actions! {
     DirectoryGet = "directory.get",
     DirectoryAdopt = "directory.adopt",
     DirectoryRefuse = "directory.refuse",
+    DirectoryExpire = "directory.expire",
     PeerDirectory = "peer.directory",
     // Transport and lifecycle.
     Handshake = "tls.handshake",

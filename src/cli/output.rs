@@ -639,6 +639,24 @@ pub fn status(s: &NodeStatus, as_json: bool) {
             String::new()
         }
     );
+    if let Some(d) = &s.directory {
+        println!(
+            "directory   version {}, {}",
+            d.version,
+            match d.state.as_str() {
+                "current" => format!("expires {}", time(d.expires_at.as_ref())),
+                "grace" => format!(
+                    "EXPIRED {}: still delivering until {}; publish a fresh version",
+                    time(d.expires_at.as_ref()),
+                    time(d.hold_at.as_ref())
+                ),
+                _ => format!(
+                    "EXPIRED {}: HOLDING everything outgoing until a fresh version arrives",
+                    time(d.expires_at.as_ref())
+                ),
+            }
+        );
+    }
     println!("refused     {} deliveries", s.refused_deliveries);
     println!(
         "purged      {} alerts past their retention deadline",

@@ -280,7 +280,7 @@ fn load(file: &Path, config: &NodeConfig) -> Result<Policy, Failure> {
         .map_err(|e| failure(Exit::DataErr, anyhow!(e)))?;
     let src = std::fs::read_to_string(file)
         .map_err(|e| failure(Exit::Usage, anyhow!("{}: cannot read: {e}", file.display())))?;
-    crate::sharing::parse_for(&members, &src, file).map_err(|e| problems(&e))
+    crate::sharing::parse_for(&members, &src, file, true).map_err(|e| problems(&e))
 }
 
 /// Reads and checks a policy file (against `peers` when given), every

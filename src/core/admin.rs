@@ -65,6 +65,40 @@ async fn blocking<R: Send + 'static>(
 
 impl NodeCore {
     /// The node's identity, versions and counts (`GetStatus`).
+    /// Where the directory in force stands, for status and the console.
+    pub fn directory_health(&self) -> Option<crate::proto::v1::DirectoryHealth> {
+        let at = |secs: i64| {
+            crate::time::timestamp(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64),
+            )
+        };
+        let expiry = self.federation.expiry(crate::time::now_ms() / 1000)?;
+        let (expires_at, hold_at) = match expiry {
+            crate::federation::Expiry::Current { expires_at } => (expires_at, None),
+            crate::federation::Expiry::Grace {
+                expires_at,
+                hold_at,
+            }
+            | crate::federation::Expiry::Holding {
+                expires_at,
+                hold_at,
+            } => (expires_at, Some(hold_at)),
+        };
+        // What the node does, not only what the clock says: the hold
+        // starts at the next check after `hold_at`, delivery goes on until.
+        let holding = self.federation.roster().now().hold.is_some() && self.outbound.all_paused();
+        let state = match expiry {
+            crate::federation::Expiry::Holding { .. } if !holding => "grace",
+            other => other.name(),
+        };
+        Some(crate::proto::v1::DirectoryHealth {
+            version: self.federation.version(),
+            expires_at: Some(at(expires_at)),
+            state: state.into(),
+            hold_at: hold_at.map(at),
+        })
+    }
+
     pub fn status(&self) -> Result<NodeStatus, AdminError> {
         let (local, received) = self.store.count_alerts(&self.settings.agency)?;
         let (open, overdue) = self
@@ -73,6 +107,7 @@ impl NodeCore {
             .values()
             .fold((0, 0), |(o, d), (open, overdue)| (o + open, d + overdue));
         Ok(NodeStatus {
+            directory: self.directory_health(),
             exact_tokens: self.ledger.token_source(),
             tokens_pending: self.store.tokens_pending_count()?,
             disclosure_requests_open: open,

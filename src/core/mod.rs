@@ -309,7 +309,8 @@ async fn open_federation(
     Ok(match &config.directory {
         Some(d) => {
             let anchor = d.anchor.get_ref().clone();
-            Federation::open(store.clone(), roster, own, name, anchor).await?
+            let grace = Duration::from_secs(d.grace_secs.get() as u64);
+            Federation::open(store.clone(), roster, (own, name), anchor, grace).await?
         }
         None => {
             let peers = crate::federation::configured_peers(config);

@@ -43,6 +43,10 @@ pub struct Members {
     /// Every group the directory names, this node's own too (a group
     /// whose only member is this node still exists for its policy).
     group_names: BTreeSet<String>,
+    /// Why nothing goes out to anyone now (the directory expired past
+    /// its grace); peers stay peers and are still greeted, so a fresh
+    /// version can arrive.
+    pub hold: Option<String>,
 }
 
 impl Members {
@@ -52,6 +56,7 @@ impl Members {
             version: None,
             members: peers.into_iter().map(|m| (m.agency.clone(), m)).collect(),
             group_names: BTreeSet::new(),
+            hold: None,
         }
     }
 
@@ -96,6 +101,7 @@ impl Members {
                 .iter()
                 .flat_map(|m| m.groups.iter().cloned())
                 .collect(),
+            hold: None,
         }
     }
 

@@ -66,6 +66,9 @@ pub struct PeerState {
     pub directory_version: u64,
     /// Greet it at once (its Hello named a newer directory than ours).
     pub probe_now: bool,
+    /// Why nothing is delivered to anyone now, though it stays a peer and
+    /// is still greeted: the directory expired past its grace.
+    pub paused: Option<String>,
     /// The peer's release and capabilities, from its last Hello answer.
     pub release: Option<String>,
     pub capabilities: Option<crate::release::Capabilities>,
@@ -150,6 +153,15 @@ impl PeerSlot {
             .unwrap_or_else(|e| e.into_inner())
             .left
             .clone()
+    }
+
+    /// Why nothing is sent now, whether the peer left or all delivery is
+    /// paused (an expired directory), if so.
+    fn held_back(&self) -> Option<String> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let left = state.left.as_ref();
+        left.map(|why| format!("{why}: held until a directory lists it again"))
+            .or_else(|| state.paused.clone())
     }
 }
 
@@ -290,9 +302,23 @@ impl Outbound {
         }
         for (id, slot) in peers.iter() {
             let left = members.why_not(id);
-            slot.update(|s| s.left = left);
+            slot.update(|s| {
+                s.left = left;
+                s.paused = members.hold.clone();
+            });
             slot.wake.notify_one();
         }
+    }
+
+    /// Whether every worker has stopped sending for an expired directory
+    /// (what status reports as holding: the workers follow the roster a
+    /// moment after it changes).
+    pub fn all_paused(&self) -> bool {
+        let peers = self.peers.read().unwrap_or_else(|e| e.into_inner());
+        peers.values().all(|slot| {
+            let state = slot.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.paused.is_some()
+        })
     }
 
     /// Asks `peer`'s worker to greet it now (its Hello named a newer
@@ -432,7 +458,7 @@ impl Worker {
             // Stream only when there is something to send; meanwhile say
             // Hello now and then, so an idle peer's state is a fact.
             loop {
-                if let Some(why) = self.slot.left() {
+                if let Some(why) = self.slot.held_back() {
                     self.hold_all(why);
                 } else {
                     match self.ctx.store.outbox_after(&self.peer, None, 1) {
@@ -663,7 +689,7 @@ impl Worker {
                 _ = self.slot.wake.notified(), if stream.in_flight.len() < window => {
                     // Left the federation: the stream ends, unacked
                     // entries stay queued (and held).
-                    if self.slot.left().is_some() {
+                    if self.slot.held_back().is_some() {
                         return Ok(());
                     }
                     if self.take_probe_now() {

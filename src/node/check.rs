@@ -232,7 +232,7 @@ fn check_policy(config: &NodeConfig, report: &mut Report) {
         Ok(m) => m,
         Err(e) => return report.problems.push(e.to_string()),
     };
-    match crate::sharing::parse_for(&members, &text, path) {
+    match crate::sharing::parse_for(&members, &text, path, true) {
         Err(errors) => report
             .problems
             .extend(errors.into_iter().map(|e| e.to_string())),

@@ -456,6 +456,12 @@ fn follow_directory(
     let mut tasks = vec![tokio::spawn(
         federation.clone().take_offers(offered, shutdown.clone()),
     )];
+    let every = config.delivery.probe_interval_secs.secs();
+    if config.directory.is_some() {
+        tasks.push(tokio::spawn(
+            federation.clone().watch_expiry(every, shutdown.clone()),
+        ));
+    }
     if let Some(file) = config.directory.as_ref().and_then(|d| d.file.as_ref()) {
         tasks.push(tokio::spawn(federation.clone().watch_file(
             file.get_ref().clone(),
@@ -525,6 +531,13 @@ fn refresh_peer_gauges(core: &NodeCore, m: &Metrics) {
     }
     if let Ok(bytes) = core.store.disk_bytes() {
         m.store_bytes.set(bytes as i64);
+    }
+    if let Some(health) = core.directory_health() {
+        m.directory_version.set(health.version as i64);
+        m.directory_expires_at
+            .set(health.expires_at.map_or(0, |t| t.seconds));
+        m.directory_holding
+            .set(i64::from(health.state == "holding"));
     }
     if let Ok(n) = core.ledger.tokens_pending() {
         m.tokens_pending.set(n as i64);

@@ -93,6 +93,11 @@ struct Ctx<'a> {
     /// The groups of the federation directory in force, when the node
     /// follows one: what `group:NAME` in a `peers` list means.
     directory: Option<&'a DirectoryGroups>,
+    /// Whether a group the directory does not define is an error (a text
+    /// being installed or validated) or a group of no one, logged (the
+    /// policy in force, when a newer directory drops a group: the node
+    /// must not stop sharing everything for it, nor refuse to start).
+    strict_groups: bool,
     /// Checked without a node: any agency id and any directory group is taken.
     any_peer: bool,
 }
@@ -225,21 +230,23 @@ pub fn parse_in_directory(
     file: &Path,
     src: &str,
     groups: &DirectoryGroups,
+    strict: bool,
 ) -> Result<Policy, Vec<PolicyError>> {
-    parse_with(file, src, None, Some(groups))
+    parse_with(file, src, None, Some((groups, strict)))
 }
 
 fn parse_with(
     file: &Path,
     src: &str,
     peers: Option<&BTreeSet<AgencyId>>,
-    directory: Option<&DirectoryGroups>,
+    directory: Option<(&DirectoryGroups, bool)>,
 ) -> Result<Policy, Vec<PolicyError>> {
     let mut cx = Ctx {
         file,
         src,
         errors: Vec::new(),
-        directory,
+        directory: directory.map(|(g, _)| g),
+        strict_groups: directory.is_none_or(|(_, strict)| strict),
         any_peer: peers.is_none() && directory.is_none(),
     };
     let parsed: PolicyFile = match toml::from_str(src) {
@@ -391,6 +398,11 @@ fn peer_entries(
         match cx.directory {
             Some(groups) => match groups.get(group) {
                 Some(members) => grouped.extend(members.iter().cloned()),
+                None if !cx.strict_groups => tracing::warn!(
+                    policy = %cx.file.display(),
+                    group,
+                    "the policy names a group the directory in force does not define: it reaches no one"
+                ),
                 None => {
                     let known: Vec<&str> = groups.keys().map(String::as_str).collect();
                     cx.err(

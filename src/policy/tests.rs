@@ -850,7 +850,7 @@ fn directory_groups_mean_their_members_now_and_an_unknown_one_is_named() {
         ("labour-inspectorate", &["labour"]),
     ]);
     let file = Path::new("policy.toml");
-    let p = parse_in_directory(file, BY_DIRECTORY_GROUP, &groups).unwrap();
+    let p = parse_in_directory(file, BY_DIRECTORY_GROUP, &groups, true).unwrap();
     let rule = &p.rules[0];
     assert_eq!(
         rule.named,
@@ -888,7 +888,7 @@ fn directory_groups_mean_their_members_now_and_an_unknown_one_is_named() {
 
     // A group the directory does not define: named, with the groups there are.
     let fewer = directory_groups(&[("ngo", &["shelter"])]);
-    let errs = parse_in_directory(file, BY_DIRECTORY_GROUP, &fewer).unwrap_err();
+    let errs = parse_in_directory(file, BY_DIRECTORY_GROUP, &fewer, true).unwrap_err();
     let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
     assert!(
         text.iter()
@@ -896,6 +896,11 @@ fn directory_groups_mean_their_members_now_and_an_unknown_one_is_named() {
                 && e.contains("groups in the directory in force: ngo")),
         "{text:#?}"
     );
+    // The policy in force, kept across a directory that dropped the
+    // group: the group reaches no one, the rest still applies.
+    let kept = parse_in_directory(file, BY_DIRECTORY_GROUP, &fewer, false).unwrap();
+    assert!(kept.disclosure[0].via_group.is_empty());
+    assert_eq!(kept.rules[0].via_group, [agency("shelter")].into());
     // A node without a directory cannot mean one of its groups.
     let errs = errors(BY_DIRECTORY_GROUP);
     assert!(
@@ -924,7 +929,7 @@ proptest! {
             .collect();
         let groups: DirectoryGroups = [("ngo".to_string(), in_group.clone())].into();
         let text = "[[rules]]\nname = \"g\"\neffect = \"share\"\npeers = [\"group:ngo\"]\n[rules.share]\nnarrative = \"full\"\n";
-        let p = parse_in_directory(Path::new("p.toml"), text, &groups).unwrap();
+        let p = parse_in_directory(Path::new("p.toml"), text, &groups, true).unwrap();
         let a = alert(Category::LabourExploitation, Severity::High, Tlp::Amber, "police");
         for (peer, d) in evaluate_all(&p, &a, &agency("police"), &members, now()) {
             prop_assert_eq!(d.grant.is_some(), in_group.contains(peer));
