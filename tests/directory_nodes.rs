@@ -506,3 +506,65 @@ async fn an_expired_directory_holds_after_its_grace_and_a_fresh_one_resumes() {
     assert_eq!(at_ngo.iter().filter(|id| **id == held.id).count(), 1);
     fed.shutdown().await;
 }
+
+/// Spread hop by hop, through a signer rotation: versions 2 (new signers,
+/// signed by the old set's threshold and the new one's) and 3 (signed by
+/// the new signers alone) are published at police while ngo is down;
+/// labour takes both from police; police stops; ngo, started on version
+/// 1, can reach only labour and takes both from it, each checked against
+/// the set before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_spread_hop_by_hop_through_a_signer_rotation() {
+    let (mut fed, ops) = start().await;
+    let members = ["labour", "ngo", "police"];
+    let v1 = ops.sign(directory(&fed, &ops, 1, &members), &[1, 2]);
+    for a in members {
+        write(&ops.anchor(a), &v1);
+    }
+    for a in ["labour", "police"] {
+        fed.start_node(a).await;
+    }
+    // Operators 2, 3 and 4 from version 2 on; operator 1 retires.
+    let mut rotated = directory(&fed, &ops, 2, &members);
+    let mut set = ops.set();
+    set.signers.retain(|s| s.public_key != ops.keys[0].public().as_bytes().to_vec());
+    set.signers.push(DirectorySigner {
+        name: "operator-4".into(),
+        public_key: ops.keys[3].public().as_bytes().to_vec(),
+    });
+    set.signers.sort_by(|a, b| a.public_key.cmp(&b.public_key));
+    rotated.signers = Some(set.clone());
+    let v2 = ops.sign(rotated, &[1, 2, 4]);
+    let mut after = directory(&fed, &ops, 3, &members);
+    after.signers = Some(set);
+    let v3 = ops.sign(after, &[3, 4]);
+    // Version 3 alone is refused where version 1 is in force: the old set
+    // did not sign it.
+    let err = publish(&fed, "police", &v3).await.unwrap_err();
+    assert!(err.message().contains("of the trusted signer set"), "{}", err.message());
+    publish(&fed, "police", &v2).await.unwrap();
+    publish(&fed, "police", &v3).await.unwrap();
+    wait_for_version(&fed, &["labour"], 3).await;
+
+    fed.stop_node("police").await;
+    fed.start_node("ngo").await;
+    wait_for_version(&fed, &["ngo"], 3).await;
+    let mut admin = fed.client("ngo", "admin").await;
+    let state = admin
+        .admin
+        .get_directory(GetDirectoryRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let adopted: Vec<(u64, &str)> = state
+        .adopted
+        .iter()
+        .map(|a| (a.version, a.source.as_str()))
+        .collect();
+    assert_eq!(
+        adopted,
+        [(3, "peer:labour"), (2, "peer:labour"), (1, "anchor")],
+        "newest first"
+    );
+    fed.shutdown().await;
+}
