@@ -8,6 +8,9 @@
 //! change nothing. A removed member is refused and what was queued for it
 //! is held, not dropped.
 
+#[path = "console/browser.rs"]
+#[allow(dead_code)] // the console's tests use the rest
+mod browser;
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -176,6 +179,7 @@ async fn start_with_grace(grace_secs: usize) -> (TestFederation, Operators) {
             grace_secs: Bounded::new(grace_secs),
         });
         config.delivery.probe_interval_secs = Bounded::new(1);
+        with_console(id, config);
         let policy = anchor.with_file_name(format!("policy-{id}.toml"));
         std::fs::write(&policy, self::policy(id.as_str())).unwrap();
         config.sharing.policy = Some(toml::Spanned::new(0..0, policy));
@@ -252,6 +256,30 @@ async fn a_member_joins_by_one_publish_and_a_removed_one_is_refused_and_held() {
     let back = submit(&mut fed.client("border", "cms").await, "border to all").await;
     for a in ["police", "ngo", "labour"] {
         fed.held(a, &back.id).await;
+    }
+    // Police's console shows the version, the newcomer with its groups
+    // and link, and where each version came from.
+    let page = console_exchange(&fed, "police", "admin", "GET /directory HTTP/1.1", b"").await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    for shown in [
+        "<dd>2</dd>",
+        "2 of 3 must sign",
+        "<th scope=\"row\">border</th><td>The border</td><td>law enforcement</td><td>law-enforcement</td>",
+        "publish:admin",
+        "anchor",
+    ] {
+        assert!(page.contains(shown), "{shown} not in {page}");
+    }
+    if browser::available() {
+        let b = browser::Browser::open(&fed, "police", "admin").await;
+        b.goto("/directory").await;
+        let text = b.text().await;
+        assert!(
+            text.contains("Federation directory") && text.contains("The border"),
+            "{text}"
+        );
+        b.screenshot("federation-directory").await;
+        b.close().await;
     }
     // No rule of ngo's covers border: default deny, nothing queued for it.
     let unshared = submit(&mut fed.client("ngo", "cms").await, "ngo after border").await;
@@ -487,6 +515,8 @@ async fn an_expired_directory_holds_after_its_grace_and_a_fresh_one_resumes() {
         !fed.alert_ids("ngo").await.contains(&held.id),
         "nothing goes out while holding"
     );
+    let page = console_exchange(&fed, "police", "admin", "GET /directory HTTP/1.1", b"").await;
+    assert!(page.contains("Nothing is being sent"), "{page}");
     let mut admin = fed.client("police", "admin").await;
     let expired = audit_after(&mut admin, 0).await;
     assert!(
@@ -527,7 +557,8 @@ async fn versions_spread_hop_by_hop_through_a_signer_rotation() {
     // Operators 2, 3 and 4 from version 2 on; operator 1 retires.
     let mut rotated = directory(&fed, &ops, 2, &members);
     let mut set = ops.set();
-    set.signers.retain(|s| s.public_key != ops.keys[0].public().as_bytes().to_vec());
+    set.signers
+        .retain(|s| s.public_key != ops.keys[0].public().as_bytes().to_vec());
     set.signers.push(DirectorySigner {
         name: "operator-4".into(),
         public_key: ops.keys[3].public().as_bytes().to_vec(),
@@ -541,7 +572,11 @@ async fn versions_spread_hop_by_hop_through_a_signer_rotation() {
     // Version 3 alone is refused where version 1 is in force: the old set
     // did not sign it.
     let err = publish(&fed, "police", &v3).await.unwrap_err();
-    assert!(err.message().contains("of the trusted signer set"), "{}", err.message());
+    assert!(
+        err.message().contains("of the trusted signer set"),
+        "{}",
+        err.message()
+    );
     publish(&fed, "police", &v2).await.unwrap();
     publish(&fed, "police", &v3).await.unwrap();
     wait_for_version(&fed, &["labour"], 3).await;

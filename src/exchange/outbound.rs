@@ -302,9 +302,13 @@ impl Outbound {
         }
         for (id, slot) in peers.iter() {
             let left = members.why_not(id);
+            // Greet every peer at once: a peer that follows an older
+            // version learns of this one now and fetches it (a version
+            // published at one node spreads in round trips, not intervals).
             slot.update(|s| {
                 s.left = left;
                 s.paused = members.hold.clone();
+                s.probe_now = true;
             });
             slot.wake.notify_one();
         }

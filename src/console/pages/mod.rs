@@ -5,7 +5,8 @@
 //! The sections: `overview`; `alerts` (with the export button); `hits`;
 //! `lookup` (asking the federation); `requests` (with the statistics) and
 //! `releases` (with the holder's withdrawal); `policy`; `audit`; `admin`
-//! (backup, reshare, withdrawal from a peer); `import` (an upload into
+//! (backup, reshare, withdrawal from a peer); `directory` (the federation
+//! directory in force, its members and history); `import` (an upload into
 //! `uploads/` beside the store, owner-only and emptied at start; checked
 //! row by row, then run with progress through `tabular::job` as the
 //! viewer). The components they share: `common` (dates, an alert's content
@@ -23,6 +24,7 @@ mod alerts;
 mod assets;
 mod audit;
 mod common;
+mod directory;
 mod form;
 mod hits;
 mod import;
@@ -55,6 +57,7 @@ pub fn routes() -> Router<Console> {
         .merge(policy::routes())
         .merge(audit::routes())
         .merge(admin::routes())
+        .merge(directory::routes())
         .merge(import::routes())
         .fallback(not_found)
 }
