@@ -29,7 +29,9 @@ use crate::directory::roster::{Member, Members, Roster};
 use crate::directory::signed::{EnvelopeError, Signed};
 use crate::directory::trust::{self, Refusal};
 use crate::ids::{AgencyId, FederationName};
-use crate::proto::v1::{DirectoryAdoption, DirectoryChain, DirectoryState, SignedDirectory};
+use crate::proto::v1::{
+    Directory, DirectoryAdoption, DirectoryChain, DirectoryState, SignedDirectory,
+};
 use crate::store::{Store, StoreError};
 
 /// Signer-set changes kept to serve peers that missed them.
@@ -259,7 +261,9 @@ impl Federation {
         source: &Source,
     ) -> Result<DirectoryChain, FederationError> {
         let d = signed.directory();
-        let rotated = current_of(&chain).is_some_and(|c| c.directory().signers != d.signers);
+        let before = current_of(&chain);
+        let changes = before.as_ref().map(|b| member_changes(b.directory(), d));
+        let rotated = before.is_some_and(|c| c.directory().signers != d.signers);
         if rotated {
             chain.rotations.push(signed.envelope().clone());
             let excess = chain.rotations.len().saturating_sub(MAX_ROTATIONS);
@@ -275,25 +279,19 @@ impl Federation {
             },
         );
         chain.adopted.truncate(MAX_ADOPTIONS);
-        let set = d.signers.clone().unwrap_or_default();
-        let by = signed.signed_by(&set);
-        let signers: Vec<String> = set
-            .signers
-            .iter()
-            .filter(|s| {
-                crate::ed25519::PublicKey::from_raw(&s.public_key).is_some_and(|k| by.contains(&k))
-            })
-            .map(|s| s.name.clone())
-            .collect();
-        let event = Event::new(NODE, Action::DirectoryAdopt, "OK")
+        let mut event = Event::new(NODE, Action::DirectoryAdopt, "OK")
             .detail("version", d.version)
             .detail("source", source)
-            .detail("signed_by", signers.join(","))
+            .detail("signed_by", signed_names(&signed).join(","))
             .detail("members", d.members.len())
             .detail(
                 "expires",
                 crate::time::format_ms(d.expires_at.saturating_mul(1000)),
             );
+        // The version that began or ended each link, by name.
+        for (what, agencies) in changes.into_iter().flatten() {
+            event = event.detail(what, agencies.join(","));
+        }
         self.store
             .put_directory_chain(&chain.encode_to_vec(), [event])
             .await?;
@@ -499,6 +497,55 @@ impl Federation {
     pub fn federation(&self) -> &FederationName {
         &self.name
     }
+}
+
+/// The names of the signers of its own set that signed `signed`.
+fn signed_names(signed: &Signed) -> Vec<String> {
+    let set = signed.directory().signers.clone().unwrap_or_default();
+    let by = signed.signed_by(&set);
+    set.signers
+        .iter()
+        .filter(|s| {
+            crate::ed25519::PublicKey::from_raw(&s.public_key).is_some_and(|k| by.contains(&k))
+        })
+        .map(|s| s.name.clone())
+        .collect()
+}
+
+/// Who joined, left, was suspended or resumed from `before` to `after`
+/// (only the kinds of change that happened).
+fn member_changes(before: &Directory, after: &Directory) -> Vec<(&'static str, Vec<String>)> {
+    let state = |d: &Directory| -> std::collections::BTreeMap<String, bool> {
+        d.members
+            .iter()
+            .map(|m| (m.agency_id.clone(), m.suspended))
+            .collect()
+    };
+    let (old, new) = (state(before), state(after));
+    let pick = |f: &dyn Fn(Option<&bool>, Option<&bool>) -> bool| -> Vec<String> {
+        old.keys()
+            .chain(new.keys())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .filter(|a| f(old.get(*a), new.get(*a)))
+            .cloned()
+            .collect()
+    };
+    [
+        ("joined", pick(&|o, n| o.is_none() && n.is_some())),
+        ("removed", pick(&|o, n| o.is_some() && n.is_none())),
+        (
+            "suspended",
+            pick(&|o, n| o == Some(&false) && n == Some(&true)),
+        ),
+        (
+            "resumed",
+            pick(&|o, n| o == Some(&true) && n == Some(&false)),
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, v)| !v.is_empty())
+    .collect()
 }
 
 /// What a held entry says while the directory has expired past its grace.

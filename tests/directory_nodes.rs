@@ -180,6 +180,13 @@ async fn start_with_grace(grace_secs: usize) -> (TestFederation, Operators) {
         });
         config.delivery.probe_interval_secs = Bounded::new(1);
         with_console(id, config);
+        // A newcomer that made its own key and had it signed (see
+        // `certified_by_request`) presents that certificate.
+        let requested = anchor.with_file_name(format!("{id}-node"));
+        if requested.join("node.pem").exists() {
+            config.tls.node_cert = toml::Spanned::new(0..0, requested.join("node.pem"));
+            config.tls.node_key = toml::Spanned::new(0..0, requested.join("node.key"));
+        }
         let policy = anchor.with_file_name(format!("policy-{id}.toml"));
         std::fs::write(&policy, self::policy(id.as_str())).unwrap();
         config.sharing.policy = Some(toml::Spanned::new(0..0, policy));
@@ -244,6 +251,7 @@ async fn a_member_joins_by_one_publish_and_a_removed_one_is_refused_and_held() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("version 2 adopted"), "{out}");
     write(&ops.anchor("border"), &v2);
+    certified_by_request(&fed, &ops, "border");
     fed.start_node("border").await;
     // No file of ngo or labour changed, no restart: they fetch it from police.
     wait_for_version(&fed, &members, 2).await;
@@ -296,6 +304,50 @@ async fn a_member_joins_by_one_publish_and_a_removed_one_is_refused_and_held() {
     refusals_change_nothing(&fed, &ops, &v2).await;
     removal(&mut fed, &ops).await;
     fed.shutdown().await;
+}
+
+/// The newcomer's own key and request (`certs request`, on its machine),
+/// signed by the federation CA (`certs sign`, at the operator's): the
+/// certificate its node presents from its first start.
+fn certified_by_request(fed: &TestFederation, ops: &Operators, agency: &str) {
+    let out = ops.anchor(agency).with_file_name(format!("{agency}-node"));
+    let out_s = out.to_str().unwrap();
+    let (code, stdout, err) = cli(&[
+        "certs",
+        "request",
+        "--federation",
+        FEDERATION,
+        "--agency",
+        agency,
+        "--ip",
+        "127.0.0.1",
+        "--out",
+        out_s,
+    ]);
+    assert_eq!(code, 0, "{stdout}{err}");
+    let ca = fed.layout.federation_ca.clone();
+    let ca_key = ca.with_file_name("federation-ca.key");
+    let (code, stdout, err) = cli(&[
+        "certs",
+        "sign",
+        "--ca",
+        ca.to_str().unwrap(),
+        "--ca-key",
+        ca_key.to_str().unwrap(),
+        "--csr",
+        out.join("node.csr").to_str().unwrap(),
+        "--role",
+        "node",
+        "--federation",
+        FEDERATION,
+        "--out",
+        out.join("node.pem").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}{err}");
+    assert!(
+        stdout.contains(&format!("spiffe://{FEDERATION}/agency/{agency}")),
+        "{stdout}"
+    );
 }
 
 /// Each bad offer at police: refused with its reason, audited, version 2
@@ -373,6 +425,25 @@ async fn removal(fed: &mut TestFederation, ops: &Operators) {
     assert!(labour.queue_depth >= 1, "nothing dropped: {labour:?}");
     let why = labour.held.keys().next().unwrap();
     assert!(why.contains("not a member in directory version 3"), "{why}");
+    // The audit log names the version that ended the link (and the one
+    // that began border's).
+    let mut admin = fed.client("police", "admin").await;
+    let adoptions: Vec<_> = audit_after(&mut admin, 0)
+        .await
+        .into_iter()
+        .filter(|e| e.action == "directory.adopt")
+        .map(|e| e.detail)
+        .collect();
+    let says = |version: &str, key: &str, who: &str| {
+        adoptions.iter().any(|d| {
+            d.get("version").map(String::as_str) == Some(version)
+                && d.get(key).map(String::as_str) == Some(who)
+        })
+    };
+    assert!(
+        says("2", "joined", "border") && says("3", "removed", "labour"),
+        "{adoptions:#?}"
+    );
     let mut as_labour = fed.peer_client("labour", "police").await;
     let err = as_labour.hello(hello_as("labour")).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "{}", err.message());
