@@ -176,6 +176,7 @@ async fn run() {
         }),
         remote: "127.0.0.1:1".parse().unwrap(),
         not_after: None,
+        key_sha256: None,
     };
     let router = Console::new(core.clone()).router();
     let page = |path: &'static str| {

@@ -203,22 +203,7 @@ async fn propagation(keys: &[SigningKey], dir: PathBuf) {
         .unwrap();
     let (fed, newcomer) = (&fed, newcomer.as_str());
     let per_node = refs[..n].iter().map(|a| async move {
-        let mut admin = fed.client(a, "admin").await;
-        loop {
-            let state = admin
-                .admin
-                .get_directory(GetDirectoryRequest {})
-                .await
-                .unwrap()
-                .into_inner();
-            let version = state
-                .current
-                .map_or(0, |c| Signed::open(c).unwrap().directory().version);
-            if version == 2 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        until_version(fed, a, 2).await;
         let adopted = start.elapsed();
         let alert = submit(
             &mut fed.client(a, "cms").await,
@@ -231,12 +216,61 @@ async fn propagation(keys: &[SigningKey], dir: PathBuf) {
     let times = futures_util::future::join_all(per_node).await;
     let adopted = times.iter().map(|t| t.0).max().unwrap();
     let delivered = times.iter().map(|t| t.1).max().unwrap();
-    let p = Duration::from_secs(probe as u64);
+    let p = Duration::from_secs(probe as u64).as_secs_f64();
     println!(
         "propagation over {n} nodes (probe interval {probe} s): last adoption {:.2?} ({:.2} intervals), newcomer holds an alert from every node {:.2?} ({:.2} intervals)",
         adopted,
-        adopted.as_secs_f64() / p.as_secs_f64(),
+        adopted.as_secs_f64() / p,
         delivered,
-        delivered.as_secs_f64() / p.as_secs_f64(),
+        delivered.as_secs_f64() / p,
     );
+    // Renewals, each published at another node: until all n + 1 adopted.
+    let rounds = env_or("BENCH_ROUNDS", 7);
+    let mut times = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let version = 3 + round as u64;
+        let renewed = signed(
+            directory(version, v2.directory().members.clone(), keys),
+            keys,
+        );
+        let at = &names[round % n];
+        let start = Instant::now();
+        let mut admin = fed.client(at, "admin").await;
+        admin
+            .admin
+            .publish_directory(PublishDirectoryRequest {
+                directory: Some(renewed.envelope().clone()),
+            })
+            .await
+            .unwrap();
+        futures_util::future::join_all(names.iter().map(|a| until_version(fed, a, version))).await;
+        times.push(start.elapsed());
+    }
+    times.sort();
+    let median = measure::percentile(&times, 0.5);
+    println!(
+        "renewal published at one node until all {} adopted it: median {median:.2?} ({:.2} intervals), max {:.2?}; {rounds} rounds",
+        n + 1,
+        median.as_secs_f64() / p,
+        times[times.len() - 1],
+    );
+}
+
+async fn until_version(fed: &TestFederation, a: &str, version: u64) {
+    let mut admin = fed.client(a, "admin").await;
+    loop {
+        let state = admin
+            .admin
+            .get_directory(GetDirectoryRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        let now = state
+            .current
+            .map_or(0, |c| Signed::open(c).unwrap().directory().version);
+        if now >= version {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }

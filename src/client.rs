@@ -84,7 +84,7 @@ impl NodeClient {
         };
         let channel = connect_channel(
             &cfg.node_address,
-            expected,
+            (expected, None),
             std::sync::Arc::new(tls),
             Duration::from_secs(10),
         )

@@ -567,6 +567,7 @@ pub fn configured_peers(config: &crate::config::NodeConfig) -> Vec<Member> {
             kind: p.kind.as_ref().map(|k| *k.get_ref()),
             groups: Default::default(),
             suspended: false,
+            key_sha256: None,
         })
         .collect()
 }

@@ -123,7 +123,8 @@ impl Lookups {
             agency: peer.clone(),
         };
         let tls = self.tls.borrow().clone();
-        let channel = connect_channel(address, expected, tls, self.timeout)
+        let pin = self.peers.now().get(peer).and_then(|m| m.key_sha256);
+        let channel = connect_channel(address, (expected, pin), tls, self.timeout)
             .await
             .map_err(|e| e.to_string())?;
         self.channels

@@ -459,7 +459,7 @@ impl Service {
         let tls = service.tls.borrow().clone();
         let channel = connect_channel(
             &service.addresses[i],
-            service.identity.clone(),
+            (service.identity.clone(), None),
             tls,
             per_attempt(service),
         )

@@ -240,7 +240,12 @@ async fn a_member_joins_by_one_publish_and_a_removed_one_is_refused_and_held() {
     // Border joins: version 2, signed by operators 1 and 3, published at
     // police alone through the CLI. Border is handed version 2 as its anchor.
     let members = ["border", "labour", "ngo", "police"];
-    let v2 = ops.sign(directory(&fed, &ops, 2, &members), &[1, 3]);
+    // Its own key, pinned in version 2: police, ngo and labour accept
+    // border only with a certificate for that key.
+    let border_cert = certified_by_request(&fed, &ops, "border");
+    let mut joined = directory(&fed, &ops, 2, &members);
+    joined.members[0].key_sha256 = casebridge::text::hex(&pin_of(&border_cert));
+    let v2 = ops.sign(joined, &[1, 3]);
     let file = ops.dir.path().join("v2.json");
     write(&file, &v2);
     let (code, out, err) = fed.cli_as(
@@ -251,7 +256,6 @@ async fn a_member_joins_by_one_publish_and_a_removed_one_is_refused_and_held() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("version 2 adopted"), "{out}");
     write(&ops.anchor("border"), &v2);
-    certified_by_request(&fed, &ops, "border");
     fed.start_node("border").await;
     // No file of ngo or labour changed, no restart: they fetch it from police.
     wait_for_version(&fed, &members, 2).await;
@@ -309,7 +313,7 @@ async fn a_member_joins_by_one_publish_and_a_removed_one_is_refused_and_held() {
 /// The newcomer's own key and request (`certs request`, on its machine),
 /// signed by the federation CA (`certs sign`, at the operator's): the
 /// certificate its node presents from its first start.
-fn certified_by_request(fed: &TestFederation, ops: &Operators, agency: &str) {
+fn certified_by_request(fed: &TestFederation, ops: &Operators, agency: &str) -> PathBuf {
     let out = ops.anchor(agency).with_file_name(format!("{agency}-node"));
     let out_s = out.to_str().unwrap();
     let (code, stdout, err) = cli(&[
@@ -348,6 +352,13 @@ fn certified_by_request(fed: &TestFederation, ops: &Operators, agency: &str) {
         stdout.contains(&format!("spiffe://{FEDERATION}/agency/{agency}")),
         "{stdout}"
     );
+    out.join("node.pem")
+}
+
+/// What a directory pins for the certificate at `pem`.
+fn pin_of(pem: &Path) -> [u8; 32] {
+    let der = casebridge::identity::load_certs(pem).unwrap();
+    casebridge::identity::key_sha256(&der[0]).unwrap()
 }
 
 /// Each bad offer at police: refused with its reason, audited, version 2
@@ -672,5 +683,52 @@ async fn versions_spread_hop_by_hop_through_a_signer_rotation() {
         [(3, "peer:labour"), (2, "peer:labour"), (1, "anchor")],
         "newest first"
     );
+    fed.shutdown().await;
+}
+
+/// A pinned key is required on both sides: while the directory pins a
+/// key ngo's certificate does not carry, police refuses ngo's calls and
+/// does not deliver to it (nothing lost: the alert waits); the version
+/// that pins the right key, published at police, ends both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_key_is_required_of_a_member_both_ways() {
+    let (mut fed, ops) = start().await;
+    let mut wrong = directory(&fed, &ops, 1, &AGENCIES);
+    let ngo_at = wrong
+        .members
+        .iter()
+        .position(|m| m.agency_id == "ngo")
+        .unwrap();
+    wrong.members[ngo_at].key_sha256 = "ab".repeat(32);
+    let v1 = ops.sign(wrong, &[1, 2]);
+    for a in ["ngo", "police"] {
+        write(&ops.anchor(a), &v1);
+        fed.start_node(a).await;
+    }
+    let waiting = submit(&mut fed.client("police", "cms").await, "for ngo, pinned").await;
+    let ngo = fed
+        .peer_when("police", "police failing to reach ngo", |p| {
+            p.agency_id == "ngo" && p.last_error.contains("pins")
+        })
+        .await;
+    assert!(ngo.queue_depth >= 1, "{ngo:?}");
+    let mut as_ngo = fed.peer_client("ngo", "police").await;
+    let err = as_ngo.hello(hello_as("ngo")).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{}", err.message());
+    assert!(
+        err.message()
+            .contains("other than the one directory version 1 pins"),
+        "{}",
+        err.message()
+    );
+
+    let ngo_pem = fed.pki("ngo").join("node.pem");
+    let mut right = directory(&fed, &ops, 2, &AGENCIES);
+    right.members[ngo_at].key_sha256 = casebridge::text::hex(&pin_of(&ngo_pem));
+    publish(&fed, "police", &ops.sign(right, &[2, 3]))
+        .await
+        .unwrap();
+    fed.held("ngo", &waiting.id).await;
+    wait_for_version(&fed, &["ngo"], 2).await;
     fed.shutdown().await;
 }

@@ -224,10 +224,13 @@ async fn oprf_tokens_make_hits_lookups_and_retractions_and_no_node_key_reproduce
         casebridge::identity::client_tls_config(&own, &fed.layout.federation_ca, &[]).unwrap();
     let channel = casebridge::identity::connect_channel(
         &ks.addr.to_string(),
-        casebridge::identity::NodeIdentity {
-            federation: FederationName::new(FEDERATION).unwrap(),
-            agency: agency("keyservice"),
-        },
+        (
+            casebridge::identity::NodeIdentity {
+                federation: FederationName::new(FEDERATION).unwrap(),
+                agency: agency("keyservice"),
+            },
+            None,
+        ),
         std::sync::Arc::new(tls),
         Duration::from_secs(5),
     )

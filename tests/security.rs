@@ -59,8 +59,13 @@ async fn client_without_certificate_is_refused() {
         .client
         .to_string();
     // The handshake itself may fail, or the first RPC: both are refusals.
-    if let Ok(channel) =
-        connect_channel(&addr, police_node(), Arc::new(tls), Duration::from_secs(5)).await
+    if let Ok(channel) = connect_channel(
+        &addr,
+        (police_node(), None),
+        Arc::new(tls),
+        Duration::from_secs(5),
+    )
+    .await
     {
         assert_refused(NodeClient::from_channel(channel)).await;
     }

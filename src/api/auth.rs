@@ -39,5 +39,9 @@ pub fn listed_client<T>(policy: &ClientPolicy, req: &Request<T>) -> Result<Clien
 
 /// The caller, if it is a configured peer node.
 pub fn peer<T>(policy: &PeerPolicy, req: &Request<T>) -> Result<NodeIdentity, Status> {
-    policy.authorize(identity(req)).map_err(Status::from)
+    let key = req
+        .extensions()
+        .get::<ConnInfo>()
+        .and_then(|c| c.key_sha256);
+    policy.authorize(identity(req), key).map_err(Status::from)
 }

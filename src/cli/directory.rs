@@ -399,11 +399,8 @@ fn certificate_key_sha256(path: &Path) -> Result<String, Failure> {
     let bad = |e: String| failure(Exit::Usage, anyhow!("{}: {e}", path.display()));
     let cert = crate::identity::load_certs(path).map_err(|e| bad(e.to_string()))?;
     let first = cert.first().ok_or_else(|| bad("no certificate".into()))?;
-    let (_, parsed) = x509_parser::parse_x509_certificate(first).map_err(|e| bad(e.to_string()))?;
-    let spki = parsed.tbs_certificate.subject_pki.raw;
-    Ok(crate::text::hex(
-        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, spki).as_ref(),
-    ))
+    let key = crate::identity::key_sha256(first).ok_or_else(|| bad("not a certificate".into()))?;
+    Ok(crate::text::hex(&key))
 }
 
 fn key_service(

@@ -25,6 +25,9 @@ pub struct Member {
     pub groups: BTreeSet<String>,
     /// Listed, but refused and not delivered to (its outbox is held).
     pub suspended: bool,
+    /// SHA-256 of the public key its node certificate must carry, when
+    /// the directory pins one (checked on both listeners' sides).
+    pub key_sha256: Option<[u8; 32]>,
 }
 
 impl Member {
@@ -68,6 +71,7 @@ impl Members {
             kind: None,
             groups: BTreeSet::new(),
             suspended: false,
+            key_sha256: None,
         }))
     }
 
@@ -89,6 +93,8 @@ impl Members {
                     kind,
                     groups: m.groups.iter().cloned().collect(),
                     suspended: m.suspended,
+                    key_sha256: crate::text::unhex(&m.key_sha256)
+                        .and_then(|k| <[u8; 32]>::try_from(k).ok()),
                 })
             })
             .map(|m| (m.agency.clone(), m))

@@ -121,6 +121,8 @@ impl PeerState {
 struct PeerSlot {
     /// Where it listens (a newer directory may move it).
     address: Mutex<String>,
+    /// The key its certificate must carry, when the directory pins one.
+    pin: Mutex<Option<[u8; 32]>>,
     wake: Notify,
     state: Mutex<PeerState>,
 }
@@ -129,6 +131,7 @@ impl PeerSlot {
     fn new(address: String) -> Self {
         Self {
             address: Mutex::new(address),
+            pin: Mutex::new(None),
             wake: Notify::new(),
             state: Mutex::new(PeerState::default()),
         }
@@ -292,9 +295,11 @@ impl Outbound {
             match peers.get(&m.agency) {
                 Some(slot) => {
                     *slot.address.lock().unwrap_or_else(|e| e.into_inner()) = address.to_owned();
+                    *slot.pin.lock().unwrap_or_else(|e| e.into_inner()) = m.key_sha256;
                 }
                 None => {
                     let slot = Arc::new(PeerSlot::new(address.to_owned()));
+                    *slot.pin.lock().unwrap_or_else(|e| e.into_inner()) = m.key_sha256;
                     peers.insert(m.agency.clone(), slot.clone());
                     self.spawn_late(&m.agency, slot);
                 }
@@ -565,7 +570,8 @@ impl Worker {
         };
         let timeout = ctx.config.connect_timeout_secs.secs();
         let tls = ctx.tls.borrow().clone();
-        let channel = connect_channel(&self.slot.address(), expected, tls, timeout).await?;
+        let pin = *self.slot.pin.lock().unwrap_or_else(|e| e.into_inner());
+        let channel = connect_channel(&self.slot.address(), (expected, pin), tls, timeout).await?;
         let mut client = PeerExchangeClient::new(channel)
             .max_decoding_message_size(ctx.max_message_bytes)
             .max_encoding_message_size(ctx.max_message_bytes);

@@ -213,8 +213,12 @@ impl PeerPolicy {
     /// The caller, if it is a configured peer of this node within its rate.
     /// A refused identity is logged (rate-limited per caller), not only
     /// audited: an unknown agency knocking is something to see.
-    pub fn authorize(&self, identity: Option<&Identity>) -> Result<NodeIdentity, AccessError> {
-        let result = self.judge(identity);
+    pub fn authorize(
+        &self,
+        identity: Option<&Identity>,
+        presented_key: Option<[u8; 32]>,
+    ) -> Result<NodeIdentity, AccessError> {
+        let result = self.judge(identity, presented_key);
         if let Err(AccessError::Denied(why)) = &result {
             let who = match identity {
                 Some(Identity::Node(n)) => n.spiffe_uri(),
@@ -228,7 +232,11 @@ impl PeerPolicy {
         result
     }
 
-    fn judge(&self, identity: Option<&Identity>) -> Result<NodeIdentity, AccessError> {
+    fn judge(
+        &self,
+        identity: Option<&Identity>,
+        presented_key: Option<[u8; 32]>,
+    ) -> Result<NodeIdentity, AccessError> {
         let Identity::Node(node) = identity.ok_or(AccessError::Unauthenticated)? else {
             return Err(AccessError::Denied(
                 "a client certificate cannot call the peer API".into(),
@@ -241,8 +249,17 @@ impl PeerPolicy {
                 self.federation
             )));
         }
-        if let Some(why) = self.peers.now().why_not(&node.agency) {
+        let members = self.peers.now();
+        if let Some(why) = members.why_not(&node.agency) {
             return Err(AccessError::Denied(why));
+        }
+        let pin = members.get(&node.agency).and_then(|m| m.key_sha256);
+        if pin.is_some() && presented_key != pin {
+            return Err(AccessError::Denied(format!(
+                "agency `{}` presents a certificate key other than the one directory version {} pins",
+                node.agency,
+                members.version.unwrap_or_default()
+            )));
         }
         if !self.rate.allow(node.agency.as_str()) {
             return Err(AccessError::RateLimited(format!(

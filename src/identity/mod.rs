@@ -28,8 +28,8 @@ pub use pem::{TlsError, load_certs, load_crls, load_private_key};
 pub use reload::{TlsConfigs, TlsFiles, TlsReloader};
 pub use tls::{
     AuthenticatedConn, CertificateRefusal, ConnInfo, OnRefused, TlsIdentity, certificate_refusal,
-    client_tls_config, connect_channel, error_chain, install_crypto_provider, serve_tls,
-    server_tls_config,
+    client_tls_config, connect_channel, error_chain, install_crypto_provider, key_sha256,
+    serve_tls, server_tls_config,
 };
 
 use std::fmt;

@@ -155,6 +155,21 @@ pub struct ConnInfo {
     pub remote: SocketAddr,
     /// When the certificate the caller presented stops being valid.
     pub not_after: Option<std::time::SystemTime>,
+    /// SHA-256 of the presented certificate's public key (its
+    /// SubjectPublicKeyInfo), for the federation directory's pins.
+    pub key_sha256: Option<[u8; 32]>,
+}
+
+/// SHA-256 of a DER certificate's SubjectPublicKeyInfo: what a federation
+/// directory pins for a member (`key_sha256`), and survives renewals
+/// that keep the key.
+pub fn key_sha256(cert_der: &[u8]) -> Option<[u8; 32]> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    let spki = parsed.tbs_certificate.subject_pki.raw;
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, spki)
+        .as_ref()
+        .try_into()
+        .ok()
 }
 
 /// A server-side TLS connection whose client certificate has been verified and
@@ -332,6 +347,7 @@ impl Handshake {
         drop(slot);
         let presented = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
         let not_after = presented.and_then(|c| super::not_after(c));
+        let key = presented.and_then(|c| key_sha256(c));
         let identity = presented
             .ok_or(super::IdentityError::NoSpiffeId)
             .and_then(|c| Identity::from_certificate(c));
@@ -343,6 +359,7 @@ impl Handshake {
                         identity,
                         remote,
                         not_after,
+                        key_sha256: key,
                     },
                     deadline: Box::pin(tokio::time::sleep(self.age)),
                 };
@@ -358,7 +375,7 @@ impl Handshake {
 /// name verification still applies (the host must be in the certificate).
 pub async fn connect_channel(
     address: &str,
-    expected: NodeIdentity,
+    (expected, pin): (NodeIdentity, Option<[u8; 32]>),
     config: Arc<ClientConfig>,
     connect_timeout: Duration,
 ) -> Result<Channel, TlsError> {
@@ -388,14 +405,19 @@ pub async fn connect_channel(
             let tcp = TcpStream::connect((host.as_str(), port)).await?;
             tcp.set_nodelay(true)?;
             let tls = connector.connect(server_name, tcp).await?;
-            let found = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
+            let presented = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+            let found = presented
                 .ok_or(super::IdentityError::NoSpiffeId)
                 .and_then(|c| Identity::from_certificate(c))
                 .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?;
+            if pin.is_some() && presented.and_then(|c| key_sha256(c)) != pin {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!(
+                        "{found} presents a certificate key other than the one the federation directory pins"
+                    ),
+                ));
+            }
             if found != expected {
                 return Err(io::Error::new(
                     io::ErrorKind::PermissionDenied,

@@ -258,10 +258,13 @@ impl TestFederation {
         };
         connect_channel(
             &addr.to_string(),
-            NodeIdentity {
-                federation: FederationName::new(FEDERATION).unwrap(),
-                agency: agency(target),
-            },
+            (
+                NodeIdentity {
+                    federation: FederationName::new(FEDERATION).unwrap(),
+                    agency: agency(target),
+                },
+                None,
+            ),
             Arc::new(tls),
             Duration::from_secs(5),
         )
