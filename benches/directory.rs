@@ -27,8 +27,7 @@ use casebridge::config::{Bounded, DirectoryConfig};
 use casebridge::directory::{Signed, trust};
 use casebridge::ed25519::SigningKey;
 use casebridge::proto::v1::{
-    Directory, DirectoryMember, DirectorySigner, GetDirectoryRequest, PublishDirectoryRequest,
-    SignerSet,
+    Directory, DirectoryMember, DirectorySigner, PublishDirectoryRequest, SignerSet,
 };
 use common::*;
 
@@ -192,15 +191,7 @@ async fn propagation(keys: &[SigningKey], dir: PathBuf) {
     // Let every link come up before timing.
     tokio::time::sleep(Duration::from_secs(2 * probe as u64)).await;
 
-    let start = Instant::now();
-    let mut admin = fed.client(&names[0], "admin").await;
-    admin
-        .admin
-        .publish_directory(PublishDirectoryRequest {
-            directory: Some(v2.envelope().clone()),
-        })
-        .await
-        .unwrap();
+    let start = publish_at(&fed, &names[0], &v2).await;
     let (fed, newcomer) = (&fed, newcomer.as_str());
     let per_node = refs[..n].iter().map(|a| async move {
         until_version(fed, a, 2).await;
@@ -233,16 +224,7 @@ async fn propagation(keys: &[SigningKey], dir: PathBuf) {
             directory(version, v2.directory().members.clone(), keys),
             keys,
         );
-        let at = &names[round % n];
-        let start = Instant::now();
-        let mut admin = fed.client(at, "admin").await;
-        admin
-            .admin
-            .publish_directory(PublishDirectoryRequest {
-                directory: Some(renewed.envelope().clone()),
-            })
-            .await
-            .unwrap();
+        let start = publish_at(fed, &names[round % n], &renewed).await;
         futures_util::future::join_all(names.iter().map(|a| until_version(fed, a, version))).await;
         times.push(start.elapsed());
     }
@@ -256,21 +238,20 @@ async fn propagation(keys: &[SigningKey], dir: PathBuf) {
     );
 }
 
+/// Publishes `signed` at `at` (its admin client connected first, so the
+/// clock starts at the call); when the call was made.
+async fn publish_at(fed: &TestFederation, at: &str, signed: &Signed) -> Instant {
+    let mut admin = fed.client(at, "admin").await;
+    let start = Instant::now();
+    let request = PublishDirectoryRequest {
+        directory: Some(signed.envelope().clone()),
+    };
+    admin.admin.publish_directory(request).await.unwrap();
+    start
+}
+
 async fn until_version(fed: &TestFederation, a: &str, version: u64) {
-    let mut admin = fed.client(a, "admin").await;
-    loop {
-        let state = admin
-            .admin
-            .get_directory(GetDirectoryRequest {})
-            .await
-            .unwrap()
-            .into_inner();
-        let now = state
-            .current
-            .map_or(0, |c| Signed::open(c).unwrap().directory().version);
-        if now >= version {
-            return;
-        }
+    while fed.directory_version(a).await < version {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

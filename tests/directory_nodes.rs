@@ -19,8 +19,7 @@ use casebridge::config::{Bounded, DirectoryConfig};
 use casebridge::directory::Signed;
 use casebridge::ed25519::SigningKey;
 use casebridge::proto::v1::{
-    Directory, DirectoryMember, DirectorySigner, GetDirectoryRequest, PublishDirectoryRequest,
-    QueryAuditRequest, SignerSet,
+    Directory, DirectoryMember, DirectorySigner, GetDirectoryRequest, QueryAuditRequest, SignerSet,
 };
 use common::*;
 use tonic::Code;
@@ -102,37 +101,17 @@ fn directory(fed: &TestFederation, ops: &Operators, version: u64, members: &[&st
     }
 }
 
-async fn version_at(fed: &TestFederation, a: &str) -> u64 {
-    let mut admin = fed.client(a, "admin").await;
-    let state = admin
-        .admin
-        .get_directory(GetDirectoryRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    state
-        .current
-        .map_or(0, |c| Signed::open(c).unwrap().directory().version)
-}
-
 async fn wait_for_version(fed: &TestFederation, agencies: &[&str], version: u64) {
     for a in agencies {
         eventually(&format!("{a} at directory version {version}"), || async {
-            (version_at(fed, a).await == version).then_some(())
+            (fed.directory_version(a).await == version).then_some(())
         })
         .await;
     }
 }
 
-async fn publish(fed: &TestFederation, at: &str, signed: &Signed) -> Result<u64, tonic::Status> {
-    let mut admin = fed.client(at, "admin").await;
-    admin
-        .admin
-        .publish_directory(PublishDirectoryRequest {
-            directory: Some(signed.envelope().clone()),
-        })
-        .await
-        .map(|_| 0)
+async fn publish(fed: &TestFederation, at: &str, signed: &Signed) -> Result<(), tonic::Status> {
+    fed.publish_directory(at, signed).await
 }
 
 async fn refusals(fed: &TestFederation, a: &str) -> Vec<String> {
@@ -401,7 +380,7 @@ async fn refusals_change_nothing(fed: &TestFederation, ops: &Operators, v2: &Sig
             err.message()
         );
     }
-    assert_eq!(version_at(fed, "police").await, 2);
+    assert_eq!(fed.directory_version("police").await, 2);
     let logged = refusals(fed, "police").await;
     assert_eq!(logged.len(), cases.len(), "{logged:#?}");
     assert!(
@@ -491,15 +470,18 @@ async fn policy_validate_reads_the_directory_groups() {
     std::fs::write(&config, toml::to_string(&table).unwrap()).unwrap();
     let config = config.to_str().unwrap();
 
-    let good = ops.dir.path().join("good.toml");
-    std::fs::write(&good, policy("labour")).unwrap();
-    let (code, out, err) = cli(&[
-        "policy",
-        "validate",
-        good.to_str().unwrap(),
-        "--config",
-        config,
-    ]);
+    let validate = |name: &str, text: String| {
+        let file = ops.dir.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        cli(&[
+            "policy",
+            "validate",
+            file.to_str().unwrap(),
+            "--config",
+            config,
+        ])
+    };
+    let (code, out, err) = validate("good.toml", policy("labour"));
     assert_eq!(code, 0, "{out}{err}");
     // Police is the only law-enforcement member: the group is known, and
     // reaches no other agency.
@@ -507,31 +489,11 @@ async fn policy_validate_reads_the_directory_groups() {
         out.lines().any(|l| l.trim_end().ends_with("share ->")),
         "{out}"
     );
-    let everyone = ops.dir.path().join("everyone.toml");
-    std::fs::write(&everyone, policy("police")).unwrap();
-    let (code, out, err) = cli(&[
-        "policy",
-        "validate",
-        everyone.to_str().unwrap(),
-        "--config",
-        config,
-    ]);
+    let (code, out, err) = validate("everyone.toml", policy("police"));
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("share -> labour, ngo"), "{out}");
-
-    let bad = ops.dir.path().join("bad.toml");
-    std::fs::write(
-        &bad,
-        policy("labour").replace("law-enforcement", "border-guard"),
-    )
-    .unwrap();
-    let (code, out, err) = cli(&[
-        "policy",
-        "validate",
-        bad.to_str().unwrap(),
-        "--config",
-        config,
-    ]);
+    let typo = policy("labour").replace("law-enforcement", "border-guard");
+    let (code, out, err) = validate("bad.toml", typo);
     assert_eq!(code, 65, "{out}{err}");
     assert!(
         err.contains("unknown directory group `border-guard`")

@@ -383,6 +383,36 @@ impl TestFederation {
         node_status(&mut self.client(a, "admin").await).await
     }
 
+    /// The version of the federation directory `a` follows (0: none).
+    pub async fn directory_version(&self, a: &str) -> u64 {
+        let mut admin = self.client(a, "admin").await;
+        let state = admin
+            .admin
+            .get_directory(casebridge::proto::v1::GetDirectoryRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        state.current.map_or(0, |c| {
+            casebridge::directory::Signed::open(c)
+                .unwrap()
+                .directory()
+                .version
+        })
+    }
+
+    /// Offers `signed` to `at` as its admin client (`directory publish`).
+    pub async fn publish_directory(
+        &self,
+        at: &str,
+        signed: &casebridge::directory::Signed,
+    ) -> Result<(), tonic::Status> {
+        let mut admin = self.client(at, "admin").await;
+        let request = casebridge::proto::v1::PublishDirectoryRequest {
+            directory: Some(signed.envelope().clone()),
+        };
+        admin.admin.publish_directory(request).await.map(|_| ())
+    }
+
     /// Delivers one envelope to `target` as the node `as_agency` and returns
     /// the first answer on the ack stream.
     pub async fn deliver_one(
