@@ -513,17 +513,15 @@ impl Worker {
         }
     }
 
-    /// A peer that left (or is suspended) is sent nothing: everything
-    /// queued for it is shown as held, with why.
+    /// A peer that left (or is suspended), or all delivery paused for an
+    /// expired directory: nothing is sent, and everything queued for the
+    /// peer is shown as held with `why` (see [`PeerSlot::held_back`]).
     fn hold_all(&self, why: String) {
         let depth = self.ctx.store.outbox_depth(&self.peer);
         self.slot.update(|s| {
             s.held.clear();
             if depth > 0 {
-                s.held.insert(
-                    format!("{why}: held until a directory lists it again"),
-                    depth,
-                );
+                s.held.insert(why, depth);
             }
         });
     }
