@@ -160,7 +160,7 @@ async fn propagation(keys: &[SigningKey], dir: PathBuf) {
     .unwrap();
     let anchor = dir.join("anchor.json");
     let (anchor_c, policy_c) = (anchor.clone(), policy.clone());
-    let mut fed = TestFederation::start_with(&refs, &refs, move |_, config| {
+    let mut fed = TestFederation::reserve(&refs, move |_, config| {
         config.peers.clear();
         config.directory = Some(DirectoryConfig {
             anchor: toml::Spanned::new(0..0, anchor_c.clone()),

@@ -54,6 +54,9 @@ pub struct TestFederation {
     pub layout: FederationLayout,
     nodes: BTreeMap<AgencyId, RunningNode>,
     configure: Configure,
+    /// Listeners bound for nodes not started yet (see [`Self::reserve`]):
+    /// their ports stay theirs, so no test running beside takes them.
+    reserved: BTreeMap<AgencyId, Listeners>,
 }
 
 pub fn agency(s: &str) -> AgencyId {
@@ -108,6 +111,27 @@ impl TestFederation {
         down: &[&str],
         configure: impl Fn(&AgencyId, &mut NodeConfig) + 'static,
     ) -> Self {
+        Self::build(agencies, down, configure, false).await
+    }
+
+    /// Generates the PKI for `agencies` and binds their listeners, but
+    /// starts none: the test first writes what needs their addresses (a
+    /// federation directory naming their ports), then calls `start_node`,
+    /// which serves on the listeners kept (until then a connection is
+    /// taken by the kernel and waits, rather than refused).
+    pub async fn reserve(
+        agencies: &[&str],
+        configure: impl Fn(&AgencyId, &mut NodeConfig) + 'static,
+    ) -> Self {
+        Self::build(agencies, agencies, configure, true).await
+    }
+
+    async fn build(
+        agencies: &[&str],
+        down: &[&str],
+        configure: impl Fn(&AgencyId, &mut NodeConfig) + 'static,
+        keep_down: bool,
+    ) -> Self {
         install_crypto_provider();
         // `CASEBRIDGE_TEST_LOG=casebridge=info cargo test …` shows the nodes' logs.
         if let Ok(filter) = std::env::var("CASEBRIDGE_TEST_LOG") {
@@ -142,10 +166,14 @@ impl TestFederation {
             layout,
             nodes: BTreeMap::new(),
             configure: Box::new(configure),
+            reserved: BTreeMap::new(),
         };
         for (id, l) in listeners {
             if down.contains(&id.as_str()) {
-                continue; // listeners dropped: the port is closed until start_node
+                if keep_down {
+                    fed.reserved.insert(id, l);
+                }
+                continue; // else dropped: the port is closed until start_node
             }
             let config = fed.config(id.as_str());
             fed.nodes.insert(id, start(config, l).await.unwrap());
@@ -168,10 +196,14 @@ impl TestFederation {
         &self.nodes[&agency(a)]
     }
 
-    /// Starts (or restarts) a node on its configured addresses.
+    /// Starts (or restarts) a node on its configured addresses (on the
+    /// listeners [`Self::reserve`] kept for it, if any).
     pub async fn start_node(&mut self, a: &str) {
         let config = self.config(a);
-        let listeners = Listeners::bind(&config).await.unwrap();
+        let listeners = match self.reserved.remove(&agency(a)) {
+            Some(kept) => kept,
+            None => Listeners::bind(&config).await.unwrap(),
+        };
         self.nodes
             .insert(agency(a), start(config, listeners).await.unwrap());
     }
