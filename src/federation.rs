@@ -168,10 +168,16 @@ impl Federation {
             ),
             None => None,
         };
-        let stored_version = stored
-            .as_ref()
-            .and_then(current_of)
-            .map(|s| s.directory().version);
+        let stored_current = stored.as_ref().and_then(current_of);
+        if let Some(c) = &stored_current
+            && c.directory().federation != name.as_str()
+        {
+            return Err(FederationError::Chain(format!(
+                "the store follows federation {}'s directory; this node is in {name}",
+                crate::text::quote(&c.directory().federation, 80)
+            )));
+        }
+        let stored_version = stored_current.as_ref().map(|s| s.directory().version);
         let federation = Self {
             store,
             roster,
@@ -184,13 +190,17 @@ impl Federation {
             refused: Default::default(),
         };
         if stored_version.is_none_or(|v| v < anchor.directory().version) {
-            let chain = federation
-                .put(DirectoryChain::default(), anchor, &Source::Anchor)
-                .await?;
+            // Re-anchored by the operator: trust starts again from the
+            // anchor (no earlier rotation is served), the history stays.
+            let fresh = DirectoryChain {
+                adopted: stored.map(|c| c.adopted).unwrap_or_default(),
+                ..Default::default()
+            };
+            let chain = federation.put(fresh, anchor, &Source::Anchor).await?;
             if let Some(kept) = &federation.chain {
                 *kept.lock().await = chain;
             }
-        } else if let Some(current) = stored.as_ref().and_then(current_of) {
+        } else if let Some(current) = stored_current {
             federation.in_force(&current);
         }
         Ok(federation)

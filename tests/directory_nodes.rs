@@ -653,6 +653,10 @@ async fn versions_spread_hop_by_hop_through_a_signer_rotation() {
         [(3, "peer:labour"), (2, "peer:labour"), (1, "anchor")],
         "newest first"
     );
+    // A restart keeps what was adopted: version 3, not the anchor's 1.
+    fed.stop_node("ngo").await;
+    fed.start_node("ngo").await;
+    assert_eq!(fed.directory_version("ngo").await, 3);
     fed.shutdown().await;
 }
 
