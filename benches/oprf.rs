@@ -172,6 +172,7 @@ async fn bench() {
         Some(ServiceSettings {
             pinned,
             addresses: vec![service.addr.to_string()],
+            listed: None,
             identity: service_identity(
                 &FederationName::new(FEDERATION).unwrap(),
                 &casebridge::ids::AgencyId::new("keyservice").unwrap(),

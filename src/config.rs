@@ -593,6 +593,9 @@ impl Default for DisclosureConfig {
 pub struct KeyServiceClientConfig {
     /// `host:port` of each replica of the key service, tried in this order
     /// (the next one when a replica is down). All serve the same keys.
+    /// A node with `[directory]` may leave this and `public_keys` out: the
+    /// directory in force names both, and replaces them when it does.
+    #[serde(default)]
     pub addresses: Vec<Spanned<String>>,
     /// The agency id in the key service's certificate
     /// (`spiffe://<federation>/agency/<identity>`); checked at every connection.
@@ -600,7 +603,7 @@ pub struct KeyServiceClientConfig {
     pub identity: AgencyId,
     /// The key service's public keys, pinned (`oprf-keys.toml`, distributed
     /// with the federation CA). Every answer is verified against them.
-    pub public_keys: Spanned<PathBuf>,
+    pub public_keys: Option<Spanned<PathBuf>>,
     /// Longest a submit, update or import waits for its tokens. Past it the
     /// alert is stored and acknowledged with its tokens pending, derived
     /// when the key service answers again; lookups and disclosure requests
@@ -628,16 +631,33 @@ impl KeyServiceClientConfig {
     }
 
     fn resolve(&mut self, base: &Path) {
-        resolve(base, self.public_keys.get_mut());
+        if let Some(p) = self.public_keys.as_mut() {
+            resolve(base, p.get_mut());
+        }
     }
 
-    fn validate(&self, file: &Path, src: &str, has_ring: bool) -> Result<(), ConfigError> {
-        if self.addresses.is_empty() {
+    /// `has_directory`: the addresses and keys may come from the directory.
+    fn validate(
+        &self,
+        file: &Path,
+        src: &str,
+        (has_ring, has_directory): (bool, bool),
+    ) -> Result<(), ConfigError> {
+        let section = src.find("[key_service]").unwrap_or(0);
+        if self.addresses.is_empty() != self.public_keys.is_none() {
             return Err(at(
                 file,
                 src,
-                key_offset(src, "addresses"),
-                "key_service.addresses: list at least one key service address",
+                section,
+                "key_service: give both addresses and public_keys, or neither (then the federation directory names them)",
+            ));
+        }
+        if self.addresses.is_empty() && !has_directory {
+            return Err(at(
+                file,
+                src,
+                section,
+                "key_service.addresses: list at least one key service address (or follow a [directory] that names the key service)",
             ));
         }
         for a in &self.addresses {
@@ -650,14 +670,16 @@ impl KeyServiceClientConfig {
                 ));
             }
         }
-        if !self.public_keys.get_ref().is_file() {
+        if let Some(keys) = &self.public_keys
+            && !keys.get_ref().is_file()
+        {
             return Err(at(
                 file,
                 src,
-                self.public_keys.span().start,
+                keys.span().start,
                 format!(
                     "key_service.public_keys: file {} does not exist",
-                    self.public_keys.get_ref().display()
+                    keys.get_ref().display()
                 ),
             ));
         }
@@ -940,7 +962,8 @@ impl NodeConfig {
             ));
         }
         if let Some(ks) = &self.key_service {
-            ks.validate(file, src, self.matching.key_ring.is_some())?;
+            let has = (self.matching.key_ring.is_some(), self.directory.is_some());
+            ks.validate(file, src, has)?;
         }
         if self.alerts.default_retention_days > self.alerts.max_retention_days {
             return Err(at(
@@ -1175,6 +1198,36 @@ cms = ["submit", "read"]
         assert!(msg.contains("does not exist"), "{msg}");
         let (line, _) = error_line(&GOOD.replace("127.0.0.1:7011", "nohost"));
         assert_eq!(line, 20);
+    }
+
+    /// `[key_service]` names its replicas and keys, or leaves both to the
+    /// federation directory when the node follows one; half of them is
+    /// a mistake either way.
+    #[test]
+    fn key_service_addresses_and_keys_come_together_or_from_the_directory() {
+        let (line, msg) = error_line(&format!("{GOOD}\n[key_service]\n"));
+        assert_eq!(line, 25);
+        assert!(msg.starts_with("key_service.addresses:"), "{msg}");
+        assert!(msg.contains("[directory]"), "{msg}");
+        let half = format!("{GOOD}\n[key_service]\naddresses = [\"127.0.0.1:9\"]\n");
+        let (line, msg) = error_line(&half);
+        assert_eq!(line, 25);
+        assert!(
+            msg.contains("both addresses and public_keys, or neither"),
+            "{msg}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        write_pki(dir.path());
+        let file = dir.path().join("node.toml");
+        let following = GOOD.split("[[peers]]").next().unwrap().to_owned()
+            + "[directory]\nanchor = \"anchor.json\"\n\n[key_service]\ntimeout_ms = 500\n";
+        let cfg = NodeConfig::from_toml(&file, &following).unwrap();
+        let ks = cfg.key_service.unwrap();
+        assert!(ks.addresses.is_empty() && ks.public_keys.is_none());
+        let half = following.replace("timeout_ms = 500", "public_keys = \"keys.toml\"");
+        let err = NodeConfig::from_toml(&file, &half).unwrap_err().to_string();
+        assert!(err.contains("or neither"), "{err}");
     }
 
     /// `[compat]` withholds only capabilities this release has: a typo

@@ -30,7 +30,8 @@ use crate::directory::signed::{EnvelopeError, Signed};
 use crate::directory::trust::{self, Refusal};
 use crate::ids::{AgencyId, FederationName};
 use crate::proto::v1::{
-    Directory, DirectoryAdoption, DirectoryChain, DirectoryState, SignedDirectory,
+    Directory, DirectoryAdoption, DirectoryChain, DirectoryKeyService, DirectoryState,
+    SignedDirectory,
 };
 use crate::store::{Store, StoreError};
 
@@ -82,6 +83,17 @@ pub enum FederationError {
     Store(#[from] StoreError),
 }
 
+/// What the directory in force names besides its members: the key
+/// service nodes call and the OPRF keys they pin, and the federation CA's
+/// revocation list. Empty without a directory (the node's own files
+/// name them then).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Services {
+    pub key_service: Option<DirectoryKeyService>,
+    /// PEM, or empty.
+    pub federation_crl_pem: String,
+}
+
 /// The directory a node follows, and its roster.
 pub struct Federation {
     store: Arc<Store>,
@@ -97,6 +109,8 @@ pub struct Federation {
     /// How long past expiry the node keeps delivering (`[directory] grace_secs`).
     grace: Duration,
     refused: std::sync::Mutex<BTreeSet<(String, u64)>>,
+    /// Followed by the token deriver and the TLS reloader.
+    services: tokio::sync::watch::Sender<Arc<Services>>,
 }
 
 /// Where the directory in force stands at a time.
@@ -147,6 +161,7 @@ impl Federation {
             expires_at: Default::default(),
             grace: Duration::ZERO,
             refused: Default::default(),
+            services: Default::default(),
         }
     }
 
@@ -188,6 +203,7 @@ impl Federation {
             expires_at: Default::default(),
             grace,
             refused: Default::default(),
+            services: Default::default(),
         };
         if stored_version.is_none_or(|v| v < anchor.directory().version) {
             // Re-anchored by the operator: trust starts again from the
@@ -320,7 +336,23 @@ impl Federation {
             members.hold = Some(holding_reason(d.version, expires_at));
         }
         self.roster.replace(members);
+        self.services.send_if_modified(|now| {
+            let next = Services {
+                key_service: d.key_service.clone(),
+                federation_crl_pem: d.federation_crl_pem.clone(),
+            };
+            let changed = **now != next;
+            if changed {
+                *now = Arc::new(next);
+            }
+            changed
+        });
         self.version.send_replace(d.version);
+    }
+
+    /// The key service and CRL of the directory in force, as they change.
+    pub fn services(&self) -> tokio::sync::watch::Receiver<Arc<Services>> {
+        self.services.subscribe()
     }
 
     /// Where the directory in force stands at `now` (Unix seconds);

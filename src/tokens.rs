@@ -37,7 +37,9 @@ use crate::identity::{NodeIdentity, connect_channel};
 use crate::ids::AgencyId;
 use crate::metrics::Metrics;
 use crate::proto::v1::key_service_client::KeyServiceClient;
-use crate::proto::v1::{EvaluateRequest, Identifier, SharedSubject, Subject, Token};
+use crate::proto::v1::{
+    DirectoryKeyService, EvaluateRequest, Identifier, SharedSubject, Subject, Token,
+};
 use crate::pseudo::oprf::{Blinded, MAX_BATCH, OprfError, token_input};
 use crate::pseudo::oprf_keys::{Pinned, PinnedKeys};
 use crate::pseudo::{Normalized, Pseudonymizer};
@@ -86,16 +88,40 @@ impl TokenError {
 
 /// The connection to the key service's replicas, and the keys pinned.
 struct Service {
-    pinned: PinnedKeys,
-    addresses: Vec<String>,
+    /// Replaced whole when a newer federation directory names other
+    /// replicas or keys; an operation keeps the one it started with.
+    at: Mutex<Arc<Replicas>>,
     identity: NodeIdentity,
     tls: OutgoingTls,
     timeout: Duration,
-    /// One channel per address, made on first use and dropped when it fails.
-    channels: Mutex<Vec<Option<Channel>>>,
     /// Per key version, the operations waiting for the next call.
     queues: Mutex<HashMap<u32, Queue>>,
     metrics: Metrics,
+}
+
+/// Where the key service is and which keys its answers must verify under.
+struct Replicas {
+    pinned: PinnedKeys,
+    addresses: Vec<String>,
+    /// One channel per address, made on first use and dropped when it fails.
+    channels: Mutex<Vec<Option<Channel>>>,
+    /// The directory entry they came from (`None`: `[key_service]`).
+    listed: Option<DirectoryKeyService>,
+}
+
+impl Replicas {
+    fn new(
+        pinned: PinnedKeys,
+        addresses: Vec<String>,
+        listed: Option<DirectoryKeyService>,
+    ) -> Self {
+        Self {
+            channels: Mutex::new(vec![None; addresses.len()]),
+            pinned,
+            addresses,
+            listed,
+        }
+    }
 }
 
 /// One operation's inputs, and where its tokens go.
@@ -123,10 +149,13 @@ pub struct Tokenizer {
     metrics: Metrics,
 }
 
-/// The settings a [`Tokenizer`] is made from (the node's `[key_service]`).
+/// The settings a [`Tokenizer`] is made from (the node's `[key_service]`,
+/// or the directory in force for `pinned` and `addresses`).
 pub struct ServiceSettings {
     pub pinned: PinnedKeys,
     pub addresses: Vec<String>,
+    /// The directory entry `pinned` and `addresses` came from, if any.
+    pub listed: Option<DirectoryKeyService>,
     pub identity: NodeIdentity,
     pub tls: OutgoingTls,
     pub timeout: Duration,
@@ -142,9 +171,7 @@ impl Tokenizer {
     ) -> Self {
         let service = service.map(|s| {
             Arc::new(Service {
-                channels: Mutex::new(vec![None; s.addresses.len()]),
-                pinned: s.pinned,
-                addresses: s.addresses,
+                at: Mutex::new(Arc::new(Replicas::new(s.pinned, s.addresses, s.listed))),
                 identity: s.identity,
                 tls: s.tls,
                 timeout: s.timeout,
@@ -166,7 +193,9 @@ impl Tokenizer {
 
     /// How many key service replicas this node lists (0 without one).
     pub fn replicas(&self) -> usize {
-        self.service.as_ref().map_or(0, |s| s.addresses.len())
+        self.service
+            .as_ref()
+            .map_or(0, |s| s.replicas().addresses.len())
     }
 
     /// The OPRF key versions valid now (empty without a key service).
@@ -174,12 +203,35 @@ impl Tokenizer {
         self.service
             .as_ref()
             .map(|s| {
-                s.pinned
+                s.replicas()
+                    .pinned
                     .active(OffsetDateTime::now_utc())
                     .map(|k| k.version)
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Takes the key service's replicas and keys from `listed` (the
+    /// directory in force) when they differ from those in use: operations
+    /// already started finish with theirs. Returns whether anything
+    /// changed; a node without a key service, or a list whose keys do not
+    /// parse, changes nothing (the error says why).
+    pub fn follow(
+        &self,
+        federation: &crate::ids::FederationName,
+        listed: &DirectoryKeyService,
+    ) -> Result<bool, String> {
+        let Some(service) = &self.service else {
+            return Ok(false);
+        };
+        if service.replicas().listed.as_ref() == Some(listed) {
+            return Ok(false);
+        }
+        let pinned = PinnedKeys::from_directory(federation.clone(), &listed.keys)?;
+        let next = Replicas::new(pinned, listed.endpoints.clone(), Some(listed.clone()));
+        *service.at.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        Ok(true)
     }
 
     /// Adds the key service's tokens of each subject's identifiers to its
@@ -242,13 +294,14 @@ impl Tokenizer {
         if values.is_empty() {
             return Ok(Vec::new());
         }
-        let active: Vec<Pinned> = service
+        let replicas = service.replicas();
+        let active: Vec<Pinned> = replicas
             .pinned
             .active(OffsetDateTime::now_utc())
             .copied()
             .collect();
         if active.is_empty() {
-            return Err(TokenError::NoKey(service.pinned.versions()));
+            return Err(TokenError::NoKey(replicas.pinned.versions()));
         }
         let inputs = values
             .iter()
@@ -294,6 +347,11 @@ impl Tokenizer {
 }
 
 impl Service {
+    /// The replicas and keys in use now.
+    fn replicas(&self) -> Arc<Replicas> {
+        self.at.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// `inputs` evaluated under `key` in the next call for that version,
     /// together with whatever other operations are waiting (see the module
     /// documentation). The call is made by a task of its own, so a caller
@@ -371,7 +429,7 @@ impl Service {
         key: &Pinned,
         inputs: Vec<Vec<u8>>,
     ) -> Result<Vec<[u8; 32]>, TokenError> {
-        let service = self;
+        let replicas = self.replicas();
         // Curve arithmetic (tens of microseconds an element, up to 1,024
         // elements) runs off the async threads that serve the node.
         let blinded = tokio::task::spawn_blocking(move || Blinded::new(inputs))
@@ -382,8 +440,8 @@ impl Service {
             blinded_elements: blinded.elements().iter().map(|e| e.to_vec()).collect(),
         };
         let mut last = String::from("no address configured");
-        for (i, address) in service.addresses.iter().enumerate() {
-            let channel = match self.channel(i).await {
+        for (i, address) in replicas.addresses.iter().enumerate() {
+            let channel = match self.channel(&replicas, i).await {
                 Ok(c) => c,
                 Err(e) => {
                     last = format!("{address}: {e}");
@@ -391,7 +449,7 @@ impl Service {
                 }
             };
             let mut call = tonic::Request::new(request.clone());
-            call.set_timeout(per_attempt(service));
+            call.set_timeout(self.per_attempt(&replicas));
             let answer = KeyServiceClient::new(channel).evaluate(call).await;
             match answer {
                 Ok(resp) => {
@@ -428,7 +486,7 @@ impl Service {
                     | tonic::Code::Unknown
                     | tonic::Code::Internal => {
                         // This replica is down or restarting: the next one.
-                        self.drop_channel(i);
+                        drop_channel(&replicas, i);
                         last = format!("{address}: {}", status.message());
                     }
                     _ => {
@@ -444,55 +502,43 @@ impl Service {
         Err(TokenError::Unavailable(last))
     }
 
-    async fn channel(&self, i: usize) -> Result<Channel, String> {
-        let service = self;
-        if let Some(c) = service
-            .channels
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(i)
-            .cloned()
-            .flatten()
-        {
+    async fn channel(&self, replicas: &Replicas, i: usize) -> Result<Channel, String> {
+        let lock = || replicas.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(Some(c)) = lock().get(i).cloned() {
             return Ok(c);
         }
-        let tls = service.tls.borrow().clone();
+        let tls = self.tls.borrow().clone();
         let channel = connect_channel(
-            &service.addresses[i],
-            (service.identity.clone(), None),
+            &replicas.addresses[i],
+            (self.identity.clone(), None),
             tls,
-            per_attempt(service),
+            self.per_attempt(replicas),
         )
         .await
         .map_err(|e| e.to_string())?;
-        if let Some(slot) = service
-            .channels
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(i)
-        {
-            *slot = Some(channel.clone());
+        if let Some(kept) = lock().get_mut(i) {
+            *kept = Some(channel.clone());
         }
         Ok(channel)
     }
 
-    fn drop_channel(&self, i: usize) {
-        let service = self;
-        if let Some(slot) = service
-            .channels
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(i)
-        {
-            *slot = None;
-        }
+    /// Time for one replica: a share of the whole timeout, so a replica
+    /// that hangs leaves time to try the next.
+    fn per_attempt(&self, replicas: &Replicas) -> Duration {
+        self.timeout / (replicas.addresses.len().max(1) as u32)
     }
 }
 
-/// Time for one replica: a share of the whole timeout, so a replica that
-/// hangs leaves time to try the next.
-fn per_attempt(service: &Service) -> Duration {
-    service.timeout / (service.addresses.len().max(1) as u32)
+/// Forgets replica `i`'s channel (it failed): the next call dials again.
+fn drop_channel(replicas: &Replicas, i: usize) {
+    if let Some(kept) = replicas
+        .channels
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_mut(i)
+    {
+        *kept = None;
+    }
 }
 
 /// Tokens in one canonical order, without repeats (two identifiers may

@@ -136,9 +136,17 @@ async fn start() -> (TestFederation, Operators) {
     start_with_grace(259_200).await
 }
 
-/// Every node follows its anchor, greets its peers every second, shares
-/// by [`policy`], and keeps delivering `grace_secs` past expiry.
 async fn start_with_grace(grace_secs: usize) -> (TestFederation, Operators) {
+    start_configured(grace_secs, |_| {}).await
+}
+
+/// Every node follows its anchor, greets its peers every second, shares
+/// by [`policy`], keeps delivering `grace_secs` past expiry, and has
+/// `more` done to its config.
+async fn start_configured(
+    grace_secs: usize,
+    more: fn(&mut casebridge::config::NodeConfig),
+) -> (TestFederation, Operators) {
     let ops = Operators::new();
     let anchors: Vec<(String, PathBuf)> = AGENCIES
         .iter()
@@ -172,6 +180,7 @@ async fn start_with_grace(grace_secs: usize) -> (TestFederation, Operators) {
         let policy = anchor.with_file_name(format!("policy-{id}.toml"));
         std::fs::write(&policy, self::policy(id.as_str())).unwrap();
         config.sharing.policy = Some(toml::Spanned::new(0..0, policy));
+        more(config);
     })
     .await;
     (fed, ops)
@@ -397,6 +406,8 @@ async fn refusals_change_nothing(fed: &TestFederation, ops: &Operators, v2: &Sig
 /// down is held, not dropped.
 async fn removal(fed: &mut TestFederation, ops: &Operators) {
     fed.stop_node("labour").await;
+    // Connections opened before the adoption end within their age (3 s).
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
     let queued = submit(&mut fed.client("police", "cms").await, "queued for labour").await;
     eventually("police queues the alert for labour", || async {
         let peers = fed.peers("police").await;
@@ -705,4 +716,196 @@ async fn a_pinned_key_is_required_of_a_member_both_ways() {
     fed.held("ngo", &waiting.id).await;
     wait_for_version(&fed, &["ngo"], 2).await;
     fed.shutdown().await;
+}
+
+/// `[key_service]` with neither addresses nor keys: the directory names
+/// them. Connections live 3 s at most, so a revocation reaches open ones
+/// (as a CRL file's does: `tests/revocation.rs`).
+fn key_service_from_directory(config: &mut casebridge::config::NodeConfig) {
+    config.tls.max_connection_age_secs = Bounded::new(3);
+    config.key_service = Some(casebridge::config::KeyServiceClientConfig {
+        addresses: Vec::new(),
+        identity: agency("keyservice"),
+        public_keys: None,
+        timeout_ms: Bounded::new(1_000),
+        also_key_ring_tokens: false,
+    });
+}
+
+fn tokens_pending(fed: &TestFederation, a: &str) -> u64 {
+    fed.node(a).core().ledger.tokens_pending().unwrap()
+}
+
+/// Runs `casebridge directory ARGS`, then has operators 1 and 2 sign `out`
+/// with the CLI, and returns it.
+fn next_version(ops: &Operators, args: &[&str], out: &Path) -> Signed {
+    let mut all = vec!["directory"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--out", out.to_str().unwrap()]);
+    let (code, stdout, err) = cli(&all);
+    assert_eq!(code, 0, "{stdout}{err}");
+    for i in 1..=2 {
+        let key = ops.dir.path().join(format!("op{i}.key"));
+        let (code, stdout, err) = cli(&[
+            "directory",
+            "sign",
+            out.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{stdout}{err}");
+    }
+    Signed::from_json(&std::fs::read_to_string(out).unwrap()).unwrap()
+}
+
+/// The key service and the federation CA's revocations are published
+/// once, in the directory: nodes whose `[key_service]` lists neither
+/// addresses nor keys call the replica the version in force names, pin
+/// its keys, follow a key rotation published as a new version, and refuse
+/// a certificate the directory's CRL lists, on both listeners.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_service_and_the_crl_come_from_the_directory() {
+    use casebridge::proto::v1::DirectoryKeyService;
+    use casebridge::pseudo::oprf::FIRST_VERSION;
+    use casebridge::pseudo::oprf_keys::{PinnedKeys, SecretKeys};
+    use common::keyservice::{
+        free_addr, hit_between, phone_draft, phone_tokens, start_service, versions,
+    };
+    let (mut fed, ops) = start_configured(259_200, key_service_from_directory).await;
+    let name = casebridge::ids::FederationName::new(FEDERATION).unwrap();
+    let ks = casebridge::certs::init_key_service(&name, &fed.layout.dir, free_addr()).unwrap();
+    let ks_config = casebridge::config::KeyServiceConfig::load(&ks.config).unwrap();
+    let service = start_service(&ks_config).await;
+    let keys = PinnedKeys::load(&ks.public_keys).unwrap().to_directory();
+    let members = ["labour", "ngo", "police"];
+    let listing = |endpoint: String| DirectoryKeyService {
+        endpoints: vec![endpoint],
+        keys: keys.clone(),
+    };
+
+    // Version 1 names a replica nobody runs: a submit is acknowledged with
+    // its tokens pending.
+    let mut v1 = directory(&fed, &ops, 1, &members);
+    v1.key_service = Some(listing(free_addr().to_string()));
+    let v1 = ops.sign(v1, &[1, 2]);
+    for a in members {
+        write(&ops.anchor(a), &v1);
+        fed.start_node(a).await;
+    }
+    let early = submit_draft(&mut fed.client("ngo", "cms").await, phone_draft("early")).await;
+    assert_eq!(tokens_pending(&fed, "ngo"), 1);
+
+    // Version 2 names the running one, published at police alone: ngo
+    // derives the pending tokens through it, police's new alert meets it.
+    let mut v2 = directory(&fed, &ops, 2, &members);
+    v2.key_service = Some(listing(ks.addr.to_string()));
+    let v2 = ops.sign(v2, &[1, 2]);
+    publish(&fed, "police", &v2).await.unwrap();
+    wait_for_version(&fed, &members, 2).await;
+    eventually("ngo's pending tokens derived", || async {
+        (tokens_pending(&fed, "ngo") == 0).then_some(())
+    })
+    .await;
+    let later = submit_draft(&mut fed.client("police", "cms").await, phone_draft("later")).await;
+    assert_eq!(
+        versions(&phone_tokens(&fed, "police", &later.id)),
+        [FIRST_VERSION]
+    );
+    hit_between(&fed, "police", &later.id, &early.id).await;
+
+    // A key rotation, published once (`directory set-keyservice`, at ngo):
+    // every node derives under both keys during the overlap.
+    service.shutdown().await.unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let new = casebridge::pseudo::oprf_keys::rotate(
+        &ks.secret_keys,
+        now - time::Duration::minutes(1),
+        time::Duration::hours(1),
+    )
+    .unwrap();
+    let service = start_service(&ks_config).await;
+    let public = SecretKeys::load(&ks.secret_keys).unwrap().public_file();
+    std::fs::write(&ks.public_keys, public).unwrap();
+    let v2_file = ops.dir.path().join("v2.json");
+    write(&v2_file, &v2);
+    let v3_file = ops.dir.path().join("v3.json");
+    let addr = ks.addr.to_string();
+    let v3 = next_version(
+        &ops,
+        &[
+            "set-keyservice",
+            v2_file.to_str().unwrap(),
+            "--endpoint",
+            &addr,
+            "--public-keys",
+            ks.public_keys.to_str().unwrap(),
+        ],
+        &v3_file,
+    );
+    publish(&fed, "ngo", &v3).await.unwrap();
+    wait_for_version(&fed, &members, 3).await;
+    let mut labour = fed.client("labour", "cms").await;
+    let rotated = submit_draft(&mut labour, phone_draft("rotated")).await;
+    assert_eq!(
+        versions(&phone_tokens(&fed, "labour", &rotated.id)),
+        [FIRST_VERSION, new]
+    );
+    hit_between(&fed, "labour", &rotated.id, &later.id).await;
+
+    revoked_by_the_directory(&fed, &ops, &v3_file).await;
+    fed.shutdown().await;
+    service.shutdown().await.unwrap();
+}
+
+/// Version 4 carries a CRL revoking labour's certificate (`directory
+/// set-crl`; the nodes' own CRL files stay empty): police refuses labour's
+/// handshakes, and labour's alert for police waits in its outbox.
+async fn revoked_by_the_directory(fed: &TestFederation, ops: &Operators, v3_file: &Path) {
+    // The federation CA's files, copied, so the nodes' CRL file is untouched.
+    let ca = tempfile::tempdir().unwrap();
+    std::fs::create_dir(ca.path().join("labour")).unwrap();
+    for file in ["federation-ca.pem", "federation-ca.key", "labour/node.pem"] {
+        std::fs::copy(fed.layout.dir.join(file), ca.path().join(file)).unwrap();
+    }
+    let (crl, _) = casebridge::certs::revoke(
+        ca.path(),
+        &casebridge::certs::RevokeTarget::Node(agency("labour")),
+    )
+    .unwrap();
+    let v4_file = ops.dir.path().join("v4.json");
+    let v4 = next_version(
+        ops,
+        &[
+            "set-crl",
+            v3_file.to_str().unwrap(),
+            "--crl",
+            crl.to_str().unwrap(),
+        ],
+        &v4_file,
+    );
+    publish(fed, "police", &v4).await.unwrap();
+    wait_for_version(fed, &["ngo", "police"], 4).await;
+    eventually("police refuses labour's certificate", || async {
+        let refused = match fed
+            .peer_client_from(fed.pki("labour"), &fed.layout.federation_ca, "police")
+            .await
+        {
+            Err(_) => true,
+            Ok(mut c) => c.hello(hello_as("labour")).await.is_err(),
+        };
+        refused.then_some(())
+    })
+    .await;
+    // Connections opened before the adoption end within their age (3 s).
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let queued = submit(
+        &mut fed.client("labour", "cms").await,
+        "from a revoked node",
+    )
+    .await;
+    fed.peer_when("labour", "a refused delivery to police", |p| {
+        p.agency_id == "police" && p.queue_depth >= 1 && p.retries > 0
+    })
+    .await;
+    assert!(!fed.alert_ids("police").await.contains(&queued.id));
 }

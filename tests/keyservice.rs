@@ -18,46 +18,13 @@ use casebridge::proto::v1::{IdentifierType, LookupRequest, RetractAlertRequest};
 use casebridge::pseudo::oprf::{FIRST_VERSION, ServerKey};
 use casebridge::pseudo::oprf_keys::SecretKeys;
 use casebridge::pseudo::{KeyRing, Normalized, Pseudonymizer};
+use common::keyservice::{
+    free_addr, hit_between, phone_draft, phone_tokens, start_service, versions,
+};
 use common::*;
 use tonic::Code;
 
 const AGENCIES: [&str; 3] = ["police", "ngo", "border"];
-
-/// A free loopback address below the ephemeral port range: a key service
-/// is stopped and started again on it, and a port from that range may be
-/// taken meanwhile as the local end of one of the nodes' own connections
-/// (which then holds it for as long as the connection lives).
-/// Each call gives another port (one test asks for several before binding).
-fn free_addr() -> SocketAddr {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let start = std::process::id() % 10_000;
-    loop {
-        let port = 20_000 + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000;
-        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port as u16)) {
-            return l.local_addr().unwrap();
-        }
-    }
-}
-
-async fn start_service(config: &KeyServiceConfig) -> RunningKeyService {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let started = match casebridge::keyservice::bind(config).await {
-            Ok(listener) => casebridge::keyservice::start(config, listener).await,
-            Err(e) => Err(e),
-        };
-        match started {
-            Ok(s) => return s,
-            // The port of a service just stopped may still be closing.
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("key service not started yet: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("key service: {e}"),
-        }
-    }
-}
 
 /// A federation of three nodes whose exact tokens come from a key service
 /// (the key ring keys person encodings only), and the key service.
@@ -128,16 +95,6 @@ fn phone(value: &str) -> Normalized {
         kind: IdentifierType::Phone,
         value: value.into(),
     }
-}
-
-fn phone_tokens(fed: &TestFederation, a: &str, id: &str) -> Vec<casebridge::proto::v1::Token> {
-    let id: casebridge::ids::AlertId = id.parse().unwrap();
-    let rec = fed.node(a).core().store.get(&id).unwrap().unwrap();
-    rec.pseudonyms
-        .iter()
-        .flat_map(|s| s.tokens.iter().cloned())
-        .filter(|t| t.r#type == IdentifierType::Phone as i32)
-        .collect()
 }
 
 /// Every file under `dir`, as bytes.
@@ -601,39 +558,6 @@ async fn an_outage_loses_nothing_budgets_refuse_and_a_wrong_pinned_key_is_refuse
     assert_eq!(fed.alerts("police").await.len(), before, "nothing stored");
     fed.shutdown().await;
     service.shutdown().await.unwrap();
-}
-
-/// The hits `a`'s node knows between its alert `own` and `other`.
-async fn hit_between(fed: &TestFederation, a: &str, own: &str, other: &str) {
-    let c = fed.client(a, "analyst").await;
-    eventually(&format!("a hit at {a}: {own} ~ {other}"), || {
-        let mut c = c.clone();
-        let (own, other) = (own.to_owned(), other.to_owned());
-        async move {
-            hit_log(&mut c)
-                .await
-                .into_iter()
-                .find(|h| {
-                    h.local_alert_id == own
-                        && h.other_alert_id == other
-                        && h.r#type == IdentifierType::Phone as i32
-                })
-                .map(|_| ())
-        }
-    })
-    .await;
-}
-
-fn phone_draft(narrative: &str) -> casebridge::proto::v1::AlertDraft {
-    let mut draft = sample_draft(narrative);
-    draft.subjects[0].identifiers = vec![phone_id("06-55550101", "NL")];
-    draft
-}
-
-fn versions(tokens: &[casebridge::proto::v1::Token]) -> Vec<u32> {
-    let mut v: Vec<u32> = tokens.iter().map(|t| t.key_version).collect();
-    v.sort();
-    v
 }
 
 /// A running federation moves from the key ring's HMAC tokens to the key

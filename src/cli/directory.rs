@@ -14,8 +14,8 @@ use super::exit::{Exit, Failure, failure};
 use crate::directory::{Signed, document, signed::key_id, trust};
 use crate::ed25519::{PublicKey, SigningKey};
 use crate::proto::v1::{
-    Directory, DirectoryKeyService, DirectoryMember, DirectoryOprfKey, DirectorySigner,
-    GetDirectoryRequest, PublishDirectoryRequest, SignerSet,
+    Directory, DirectoryKeyService, DirectoryMember, DirectorySigner, GetDirectoryRequest,
+    PublishDirectoryRequest, SignerSet,
 };
 
 #[derive(Subcommand)]
@@ -82,6 +82,21 @@ pub enum DirectoryCommand {
         /// The public key file (`casebridge keyservice keys public`).
         #[arg(long)]
         public_keys: PathBuf,
+        #[command(flatten)]
+        next: Next,
+    },
+    /// The next version, carrying the federation CA's revocation list:
+    /// every node refuses the certificates it lists, on both listeners,
+    /// once it adopts the version (beside its own CRL files).
+    SetCrl {
+        /// The directory to start from.
+        file: PathBuf,
+        /// The CRL (PEM), as `casebridge certs revoke` writes it.
+        #[arg(long, conflicts_with = "none", required_unless_present = "none")]
+        crl: Option<PathBuf>,
+        /// Carry no list.
+        #[arg(long)]
+        none: bool,
         #[command(flatten)]
         next: Next,
     },
@@ -234,6 +249,19 @@ pub async fn run(command: DirectoryCommand, client_config: Option<&Path>) -> Res
         } => {
             let mut d = read(&file)?.directory().clone();
             d.key_service = Some(key_service(endpoints, &public_keys, &d.federation)?);
+            write_next(d, &next, false)
+        }
+        DirectoryCommand::SetCrl {
+            file,
+            crl,
+            none: _,
+            next,
+        } => {
+            let mut d = read(&file)?.directory().clone();
+            d.federation_crl_pem = match crl {
+                Some(path) => crl_pem(&path)?,
+                None => String::new(),
+            };
             write_next(d, &next, false)
         }
         DirectoryCommand::SetSigners {
@@ -394,6 +422,13 @@ fn add(d: &mut Directory, m: MemberArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The CRL file's text, once it holds at least one revocation list.
+fn crl_pem(path: &Path) -> Result<String, Failure> {
+    crate::identity::load_crls(path).map_err(|e| failure(Exit::DataErr, e))?;
+    std::fs::read_to_string(path)
+        .map_err(|e| failure(Exit::NotFound, anyhow!("{}: {e}", path.display())))
+}
+
 /// SHA-256 (hex) of the SubjectPublicKeyInfo of the PEM certificate at `path`.
 fn certificate_key_sha256(path: &Path) -> Result<String, Failure> {
     let bad = |e: String| failure(Exit::Usage, anyhow!("{}: {e}", path.display()));
@@ -417,17 +452,7 @@ fn key_service(
             pinned.federation
         )));
     }
-    let keys = pinned
-        .versions()
-        .into_iter()
-        .filter_map(|v| pinned.get(v))
-        .map(|k| DirectoryOprfKey {
-            version: k.version,
-            public_key: k.key.to_bytes().to_vec(),
-            valid_from: k.window.valid_from.unix_timestamp(),
-            valid_until: k.window.valid_until.map_or(0, |u| u.unix_timestamp()),
-        })
-        .collect();
+    let keys = pinned.to_directory();
     Ok(DirectoryKeyService { endpoints, keys })
 }
 
@@ -609,6 +634,9 @@ fn show(s: &Signed, json: bool) -> Result<(), Failure> {
             ks.endpoints.join(", "),
             versions.join(", ")
         );
+    }
+    if !d.federation_crl_pem.is_empty() {
+        println!("federation CRL: {} bytes (PEM)", d.federation_crl_pem.len());
     }
     Ok(())
 }

@@ -31,6 +31,7 @@ use crate::ids::{AgencyId, FederationName};
 use crate::lookup::{LookupSettings, Lookups};
 use crate::matching::MatchScope;
 use crate::metrics::Metrics;
+use crate::pseudo::oprf_keys::PinnedKeys;
 use crate::pseudo::{KeyRing, Pseudonymizer};
 use crate::ratelimit::RateLimiter;
 use crate::sharing::Sharing;
@@ -70,6 +71,12 @@ pub enum NodeError {
         found: String,
         expected: String,
     },
+    #[error("the federation directory's OPRF keys: {0}")]
+    DirectoryKeys(String),
+    #[error(
+        "[key_service] names no addresses and public_keys, and the federation directory in force names no key service"
+    )]
+    NoKeyService,
     #[error("node certificate names {found}, but the config is for {expected}")]
     WrongCertificate { found: String, expected: String },
     #[error(transparent)]
@@ -115,6 +122,8 @@ pub struct NodeCore {
     pub disclosures: Arc<crate::disclosure::Disclosures>,
     /// The federation directory in force and the roster read from it.
     pub federation: Arc<Federation>,
+    /// Where exact tokens come from; follows the directory's key service.
+    pub tokens: Arc<crate::tokens::Tokenizer>,
     pub inbound: Inbound,
     pub outbound: Arc<Outbound>,
     pub store: Arc<Store>,
@@ -165,8 +174,10 @@ impl NodeCore {
             .await?,
         );
         let metrics = connect_store(&store, &outbound, &sharing, &members.peer_ids())?;
+        let listed = federation.services().borrow().key_service.clone();
         let tokenizer = Arc::new(load_tokenizer(
             config,
+            listed.as_ref(),
             pseudo.clone(),
             outgoing.clone(),
             metrics.clone(),
@@ -203,7 +214,7 @@ impl NodeCore {
             lookups: Lookups::new(
                 store.clone(),
                 pseudo,
-                tokenizer,
+                tokenizer.clone(),
                 own.clone(),
                 roster,
                 outgoing,
@@ -220,6 +231,7 @@ impl NodeCore {
             .understanding(understood),
             disclosures,
             federation,
+            tokens: tokenizer,
             metrics,
             outbound,
             store,
@@ -414,42 +426,72 @@ fn load_pseudonymizer(config: &NodeConfig) -> Result<Pseudonymizer, NodeError> {
 }
 
 /// Exact tokens from the OPRF key service, when `[key_service]` is set:
-/// its pinned public keys (checked: this federation's, versions apart from
-/// the ring's), its addresses, and the identity its certificate must name.
+/// its replicas and pinned public keys from the directory in force when
+/// that names them (followed as newer versions arrive: `node`), else from
+/// `[key_service]` (checked: this federation's, versions apart from the
+/// ring's), and the identity its certificate must name.
 fn load_tokenizer(
     config: &NodeConfig,
+    listed: Option<&crate::proto::v1::DirectoryKeyService>,
     pseudo: Arc<Pseudonymizer>,
     outgoing: OutgoingTls,
     metrics: Metrics,
 ) -> Result<crate::tokens::Tokenizer, NodeError> {
     let Some(ks) = &config.key_service else {
+        if listed.is_some() {
+            tracing::info!(
+                "the federation directory names a key service; this node keeps key-ring tokens until its node.toml has a [key_service] section (docs/directory.md)"
+            );
+        }
         return Ok(crate::tokens::Tokenizer::new(pseudo, None, metrics));
     };
-    let path = ks.public_keys.get_ref();
-    let pinned = crate::pseudo::oprf_keys::PinnedKeys::load(path)?;
-    if pinned.federation != config.federation {
-        return Err(NodeError::OprfFederation {
-            path: path.clone(),
-            found: pinned.federation.to_string(),
-            expected: config.federation.to_string(),
-        });
-    }
+    let (pinned, addresses, where_from) = match (listed, &ks.public_keys) {
+        (Some(l), _) => (
+            PinnedKeys::from_directory(config.federation.clone(), &l.keys)
+                .map_err(NodeError::DirectoryKeys)?,
+            l.endpoints.clone(),
+            "the federation directory".to_owned(),
+        ),
+        (None, Some(path)) => (
+            pinned_file(path.get_ref(), &config.federation)?,
+            ks.addresses.iter().map(|a| a.get_ref().clone()).collect(),
+            path.get_ref().display().to_string(),
+        ),
+        (None, None) => return Err(NodeError::NoKeyService),
+    };
     if pinned
         .active(time::OffsetDateTime::now_utc())
         .next()
         .is_none()
     {
-        tracing::warn!(path = %path.display(), "no pinned OPRF key is valid now: alerts are stored with their tokens pending");
+        tracing::warn!(keys = %where_from, "no pinned OPRF key is valid now: alerts are stored with their tokens pending");
     }
     Ok(crate::tokens::Tokenizer::new(
         pseudo,
         Some(crate::tokens::ServiceSettings {
             pinned,
-            addresses: ks.addresses.iter().map(|a| a.get_ref().clone()).collect(),
+            addresses,
+            listed: listed.cloned(),
             identity: crate::tokens::service_identity(&config.federation, &ks.identity),
             tls: outgoing,
             timeout: ks.timeout(),
         }),
         metrics,
     ))
+}
+
+/// `key_service.public_keys`, checked to be this federation's.
+fn pinned_file(
+    path: &std::path::Path,
+    federation: &crate::ids::FederationName,
+) -> Result<PinnedKeys, NodeError> {
+    let pinned = PinnedKeys::load(path)?;
+    if pinned.federation != *federation {
+        return Err(NodeError::OprfFederation {
+            path: path.to_path_buf(),
+            found: pinned.federation.to_string(),
+            expected: federation.to_string(),
+        });
+    }
+    Ok(pinned)
 }

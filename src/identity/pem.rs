@@ -56,6 +56,20 @@ pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static
     load_all(path, "certificate revocation list")
 }
 
+/// Certificate revocation lists from PEM text that came from elsewhere than
+/// a file (the federation directory): `origin` names it in errors.
+pub fn parse_crls(
+    pem: &[u8],
+    origin: &str,
+) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    CertificateRevocationListDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::File {
+            path: origin.into(),
+            reason: e.to_string(),
+        })
+}
+
 /// Loads a private key, refusing one that group or others can read: a node key
 /// readable by other local users lets them impersonate the agency.
 pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {

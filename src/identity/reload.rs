@@ -3,6 +3,11 @@
 //! after the next check, without a restart; open connections end at their
 //! age limit (see `serve_tls`) and meet the new CRL when they reconnect.
 //! A CRL file that cannot be read or parsed leaves the configs in force.
+//!
+//! A node following a federation directory also trusts the revocation
+//! list the directory carries (`federation_crl_pem`): it joins the
+//! federation CRL file's on the peer side, and is applied as soon as a
+//! version carrying it is adopted.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,7 +18,7 @@ use rustls::{ClientConfig, ServerConfig};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::pem::{TlsError, load_crls};
+use super::pem::{TlsError, load_crls, parse_crls};
 use super::tls::{TlsIdentity, client_tls_config, server_tls_config};
 
 /// Where the trust material lives.
@@ -45,6 +50,8 @@ pub struct TlsReloader {
     outgoing: watch::Sender<Arc<ClientConfig>>,
     /// The CRL file contents the configs were built from.
     seen: (Vec<u8>, Vec<u8>),
+    /// The directory's federation CRL in force (PEM), parsed.
+    directory: (String, Crls),
 }
 
 type Crls = Vec<CertificateRevocationListDer<'static>>;
@@ -68,6 +75,44 @@ fn read_crls(path: &Option<PathBuf>) -> Result<(Vec<u8>, Crls), TlsError> {
     Ok((bytes, load_crls(path)?))
 }
 
+/// One list per issuing CA, the newest (highest CRL number, then latest
+/// thisUpdate): a verifier consults the first list of a certificate's
+/// issuer and ignores the rest, so an older list from the file must not
+/// hide a newer one from the directory, nor the other way round. A list
+/// that does not parse stays, for the config build to refuse.
+fn newest_per_issuer(crls: Crls) -> Crls {
+    use x509_parser::prelude::FromDer;
+    use x509_parser::revocation_list::CertificateRevocationList;
+    // (issuer, (length of the CRL number, its big-endian bytes, thisUpdate), list):
+    // numbers without leading zeros compare by length, then bytes.
+    type Rank = (usize, Vec<u8>, i64);
+    let mut newest: Vec<(Vec<u8>, Rank, CertificateRevocationListDer<'static>)> = Vec::new();
+    let mut unparsed = Vec::new();
+    for der in crls {
+        let Ok((_, list)) = CertificateRevocationList::from_der(der.as_ref()) else {
+            unparsed.push(der);
+            continue;
+        };
+        let issuer = list.tbs_cert_list.issuer.as_raw().to_vec();
+        let number = list
+            .crl_number()
+            .map(|n| n.to_bytes_be())
+            .unwrap_or_default();
+        let rank = (number.len(), number, list.last_update().timestamp());
+        drop(list);
+        match newest.iter_mut().find(|(i, _, _)| *i == issuer) {
+            Some(kept) if kept.1 >= rank => {}
+            Some(kept) => *kept = (issuer, rank, der),
+            None => newest.push((issuer, rank, der)),
+        }
+    }
+    newest
+        .into_iter()
+        .map(|(_, _, der)| der)
+        .chain(unparsed)
+        .collect()
+}
+
 impl TlsReloader {
     /// Builds the configs from the files; any problem stops the start.
     pub fn new(files: TlsFiles, own: TlsIdentity) -> Result<(Self, TlsConfigs), TlsError> {
@@ -79,6 +124,7 @@ impl TlsReloader {
             console: w,
             outgoing: o,
         } = Self::build(&files, &own, &fed, &client)?;
+        let directory = (String::new(), Vec::new());
         let (peer, peer_rx) = watch::channel(p);
         let (client_tx, client_rx) = watch::channel(c);
         let (console, console_rx) = watch::channel(w);
@@ -92,6 +138,7 @@ impl TlsReloader {
                 console,
                 outgoing,
                 seen: (fed_bytes, client_bytes),
+                directory,
             },
             TlsConfigs {
                 peer: peer_rx,
@@ -126,21 +173,63 @@ impl TlsReloader {
         if (&fed_bytes, &client_bytes) == (&self.seen.0, &self.seen.1) {
             return Ok(false);
         }
-        let built = Self::build(&self.files, &self.own, &fed, &client)?;
-        self.peer.send_replace(built.peer);
-        self.client.send_replace(built.client);
-        self.console.send_replace(built.console);
-        self.outgoing.send_replace(built.outgoing);
+        self.swap(fed, &client)?;
         self.seen = (fed_bytes, client_bytes);
         Ok(true)
     }
 
-    /// Checks the CRL files every `interval` until shutdown.
-    pub async fn run(mut self, interval: Duration, shutdown: CancellationToken) {
+    /// Puts the federation directory's revocation list (PEM; empty: none)
+    /// in force beside the files'. Returns whether it changed; a list
+    /// that does not parse leaves the configs in force.
+    pub fn set_directory_crl(&mut self, pem: &str) -> Result<bool, TlsError> {
+        if pem == self.directory.0 {
+            return Ok(false);
+        }
+        let parsed = parse_crls(pem.as_bytes(), "the federation directory's CRL")?;
+        let (_, fed) = read_crls(&self.files.federation_crl)?;
+        let (_, client) = read_crls(&self.files.client_crl)?;
+        let before = std::mem::replace(&mut self.directory, (pem.to_owned(), parsed));
+        if let Err(e) = self.swap(fed, &client) {
+            self.directory = before;
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    /// Builds every config from the files' lists and the directory's,
+    /// and puts them in force.
+    fn swap(&mut self, mut fed: Crls, client: &Crls) -> Result<(), TlsError> {
+        fed.extend(self.directory.1.iter().cloned());
+        let fed = newest_per_issuer(fed);
+        let built = Self::build(&self.files, &self.own, &fed, client)?;
+        self.peer.send_replace(built.peer);
+        self.client.send_replace(built.client);
+        self.console.send_replace(built.console);
+        self.outgoing.send_replace(built.outgoing);
+        Ok(())
+    }
+
+    /// Checks the CRL files every `interval`, and follows the directory's
+    /// list as `directory` changes (PEM), until shutdown.
+    pub async fn run(
+        mut self,
+        interval: Duration,
+        mut directory: watch::Receiver<String>,
+        shutdown: CancellationToken,
+    ) {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(interval) => {}
+                Ok(()) = directory.changed() => {
+                    let pem = directory.borrow_and_update().clone();
+                    match self.set_directory_crl(&pem) {
+                        Ok(true) => tracing::info!("the federation directory's revocation list is in force"),
+                        Ok(false) => {}
+                        Err(e) => tracing::error!(error = %e, "the directory's CRL is not in force; the lists before stay"),
+                    }
+                    continue;
+                }
             }
             match self.reload_if_changed() {
                 Ok(true) => tracing::info!("certificate revocation lists reloaded"),

@@ -503,7 +503,12 @@ fn spawn_workers(
     shutdown: &CancellationToken,
 ) -> Vec<JoinHandle<()>> {
     let mut workers = vec![
-        tokio::spawn(reloader.run(config.tls.crl_reload_secs.secs(), shutdown.clone())),
+        tokio::spawn(reloader.run(
+            config.tls.crl_reload_secs.secs(),
+            // No directory list: the key service reads its CRL files only.
+            tokio::sync::watch::channel(String::new()).1,
+            shutdown.clone(),
+        )),
         tokio::spawn(server::audit_upkeep(
             store.clone(),
             signer.clone(),

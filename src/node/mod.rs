@@ -81,10 +81,20 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// can be wrong with the files is reported here, before any request is served.
 pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNode, NodeError> {
     install_crypto_provider();
-    let (own, tls_reloader, tls) = load_tls(&config)?;
+    let (own, mut tls_reloader, tls) = load_tls(&config)?;
     let max_age = config.tls.max_connection_age_secs.secs();
     let (health, health_service) = tonic_health::server::health_reporter();
     let core = NodeCore::open(&config, own, tls.outgoing.clone(), max_age, health).await?;
+    // The directory's revocations hold from the first handshake on.
+    let crl = core
+        .federation
+        .services()
+        .borrow()
+        .federation_crl_pem
+        .clone();
+    if let Err(e) = tls_reloader.set_directory_crl(&crl) {
+        tracing::error!(error = %e, "the directory's CRL is not in force");
+    }
     let local = |listener: &TcpListener, configured: SocketAddr| {
         listener.local_addr().map_err(|error| NodeError::Bind {
             addr: configured,
@@ -389,7 +399,9 @@ fn spawn_workers(
     metrics_listener: Option<TcpListener>,
 ) -> Vec<JoinHandle<()>> {
     let shutdown = &core.shutdown;
+    let (crl_feed, following) = follow_services(core);
     let mut workers = vec![
+        following,
         tokio::spawn(server::audit_upkeep(
             core.store.clone(),
             core.signer.clone(),
@@ -404,7 +416,11 @@ fn spawn_workers(
             config.alerts.purge_interval_secs.secs(),
             shutdown.clone(),
         )),
-        tokio::spawn(tls_reloader.run(config.tls.crl_reload_secs.secs(), shutdown.clone())),
+        tokio::spawn(tls_reloader.run(
+            config.tls.crl_reload_secs.secs(),
+            crl_feed,
+            shutdown.clone(),
+        )),
         tokio::spawn(warn_of_expiry(core.clone(), shutdown.clone())),
         tokio::spawn(rematch(core.clone())),
         tokio::spawn(complete_pending_tokens(core.clone())),
@@ -484,6 +500,45 @@ fn follow_directory(
         }
     }));
     tasks
+}
+
+/// Follows what the directory in force names besides members: its key
+/// service's replicas and keys go to the token deriver here, its CRL to
+/// the TLS reloader through the returned feed.
+fn follow_services(core: &Arc<NodeCore>) -> (tokio::sync::watch::Receiver<String>, JoinHandle<()>) {
+    let mut services = core.federation.services();
+    let (crl, feed) =
+        tokio::sync::watch::channel(services.borrow_and_update().federation_crl_pem.clone());
+    let (core, stop) = (core.clone(), core.shutdown.clone());
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                changed = services.changed() => if changed.is_err() { return },
+            }
+            let now = services.borrow_and_update().clone();
+            crl.send_if_modified(|pem| {
+                let changed = *pem != now.federation_crl_pem;
+                pem.clone_from(&now.federation_crl_pem);
+                changed
+            });
+            let Some(listed) = &now.key_service else {
+                continue;
+            };
+            match core.tokens.follow(&core.settings.federation, listed) {
+                Ok(true) => tracing::info!(
+                    replicas = listed.endpoints.len(),
+                    keys = listed.keys.len(),
+                    "the key service named by the federation directory is in use"
+                ),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "the directory's key service is not in use; the one before stays")
+                }
+            }
+        }
+    });
+    (feed, task)
 }
 
 /// Logs every certificate this node depends on that ends within

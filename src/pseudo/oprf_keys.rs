@@ -178,6 +178,64 @@ impl PinnedKeys {
         })
     }
 
+    /// The keys a federation directory pins (`key_service.keys`), checked
+    /// as a key file is: each a valid point, an OPRF version, a window
+    /// that ends after it starts. The directory's own rules already made
+    /// versions unique.
+    pub fn from_directory(
+        federation: FederationName,
+        keys: &[crate::proto::v1::DirectoryOprfKey],
+    ) -> Result<Self, String> {
+        let time = |secs: i64, j: usize| {
+            OffsetDateTime::from_unix_timestamp(secs)
+                .map_err(|e| format!("key_service.keys[{j}]: {e}"))
+        };
+        let mut out = Vec::with_capacity(keys.len());
+        for (j, k) in keys.iter().enumerate() {
+            if k.version < FIRST_VERSION {
+                return Err(format!(
+                    "key_service.keys[{j}].version: OPRF key versions start at {FIRST_VERSION}"
+                ));
+            }
+            let key = PublicKey::from_bytes(&k.public_key)
+                .map_err(|e| format!("key_service.keys[{j}].public_key: {e}"))?;
+            let window = Window {
+                valid_from: time(k.valid_from, j)?,
+                valid_until: (k.valid_until != 0)
+                    .then(|| time(k.valid_until, j))
+                    .transpose()?,
+            };
+            if window.valid_until.is_some_and(|u| u <= window.valid_from) {
+                return Err(format!(
+                    "key_service.keys[{j}].valid_until: not after valid_from"
+                ));
+            }
+            out.push(Pinned {
+                version: k.version,
+                key,
+                window,
+            });
+        }
+        out.sort_by_key(|k| k.version);
+        Ok(Self {
+            federation,
+            keys: out,
+        })
+    }
+
+    /// The keys as a federation directory lists them ([`Self::from_directory`]'s inverse).
+    pub fn to_directory(&self) -> Vec<crate::proto::v1::DirectoryOprfKey> {
+        self.keys
+            .iter()
+            .map(|k| crate::proto::v1::DirectoryOprfKey {
+                version: k.version,
+                public_key: k.key.to_bytes().to_vec(),
+                valid_from: k.window.valid_from.unix_timestamp(),
+                valid_until: k.window.valid_until.map_or(0, |u| u.unix_timestamp()),
+            })
+            .collect()
+    }
+
     /// Keys in use at `at` (usually one; two during a rotation's overlap).
     pub fn active(&self, at: OffsetDateTime) -> impl Iterator<Item = &Pinned> {
         self.keys.iter().filter(move |k| k.window.contains(at))
@@ -284,6 +342,34 @@ mod tests {
             !std::fs::read_to_string(&public).unwrap().contains("seed"),
             "the public file holds no seed"
         );
+    }
+
+    #[test]
+    fn keys_travel_in_a_directory_and_come_back_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("oprf-secret.toml");
+        let fed = FederationName::new("demo.cb").unwrap();
+        generate(&secret, &fed).unwrap();
+        rotate(&secret, OffsetDateTime::now_utc(), time::Duration::days(30)).unwrap();
+        let public = dir.path().join("oprf-keys.toml");
+        std::fs::write(&public, SecretKeys::load(&secret).unwrap().public_file()).unwrap();
+        let listed = PinnedKeys::load(&public).unwrap().to_directory();
+        assert_eq!(listed.len(), 2);
+        let back = PinnedKeys::from_directory(fed.clone(), &listed).unwrap();
+        assert_eq!(back.to_directory(), listed, "nothing lost on the way");
+
+        let mut bad = listed.clone();
+        bad[1].public_key = vec![0xff; 32];
+        let e = PinnedKeys::from_directory(fed.clone(), &bad).unwrap_err();
+        assert!(e.starts_with("key_service.keys[1].public_key"), "{e}");
+        let mut bad = listed.clone();
+        bad[0].version = 3;
+        let e = PinnedKeys::from_directory(fed.clone(), &bad).unwrap_err();
+        assert!(e.starts_with("key_service.keys[0].version"), "{e}");
+        let mut bad = listed;
+        bad[0].valid_until = bad[0].valid_from;
+        let e = PinnedKeys::from_directory(fed, &bad).unwrap_err();
+        assert!(e.starts_with("key_service.keys[0].valid_until"), "{e}");
     }
 
     #[test]

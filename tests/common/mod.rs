@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fixture;
+pub mod keyservice;
 pub mod previous;
 pub mod process;
 pub mod proxy;
