@@ -18,13 +18,13 @@ const PROTOS: &[&str] = &[
 
 /// The previous release's contract: the files it had.
 const PREVIOUS_PROTOS: &[&str] = &[
-    "proto/previous/0.3.0/casebridge/v1/alert.proto",
-    "proto/previous/0.3.0/casebridge/v1/alerts.proto",
-    "proto/previous/0.3.0/casebridge/v1/peer.proto",
-    "proto/previous/0.3.0/casebridge/v1/admin.proto",
-    "proto/previous/0.3.0/casebridge/v1/store.proto",
-    "proto/previous/0.3.0/casebridge/v1/disclosure.proto",
-    "proto/previous/0.3.0/casebridge/v1/keyservice.proto",
+    "proto/previous/0.4.0/casebridge/v1/alert.proto",
+    "proto/previous/0.4.0/casebridge/v1/alerts.proto",
+    "proto/previous/0.4.0/casebridge/v1/peer.proto",
+    "proto/previous/0.4.0/casebridge/v1/admin.proto",
+    "proto/previous/0.4.0/casebridge/v1/store.proto",
+    "proto/previous/0.4.0/casebridge/v1/disclosure.proto",
+    "proto/previous/0.4.0/casebridge/v1/keyservice.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -35,7 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     fs::write(&descriptor_path, fds.encode_to_vec())?;
     // The previous release's contract, kept as it was: tests/wire.rs holds
     // ours against it.
-    let previous = protox::compile(PREVIOUS_PROTOS, ["proto/previous/0.3.0"])?;
+    let previous = protox::compile(PREVIOUS_PROTOS, ["proto/previous/0.4.0"])?;
     fs::write(
         out.join("previous_descriptor.bin"),
         previous.encode_to_vec(),

@@ -9,8 +9,10 @@
 //! stable: the next releases rely on them, so a name is never reused for
 //! something else, and a feature that changes meaning gets a new name.
 //!
-//! A peer that announces nothing runs the previous release ([`PREVIOUS`]),
-//! whose capabilities are known: [`Capabilities::previous_release`].
+//! A peer that announces nothing runs a release from before announcements
+//! ([`UNANNOUNCED`], 0.3.0: protocol 1), whose capabilities are known:
+//! [`Capabilities::unannounced`]. It is older than [`PREVIOUS`], the
+//! release CI runs beside this one; this build still speaks to it.
 //!
 //! The protocol version is a range: a caller says the newest it speaks and
 //! the oldest it still accepts; the callee answers with the newest version
@@ -32,12 +34,16 @@ pub struct Pinned {
     pub commit: &'static str,
 }
 
-/// The release before this one: what a peer that announces nothing runs,
-/// and what CI builds to run beside this one.
+/// The release before this one: what CI builds to run beside this one,
+/// and whose wire contract `proto/previous/` keeps.
 pub const PREVIOUS: Pinned = Pinned {
-    version: "0.3.0",
-    commit: "08291cf20f190e0946b182fa6a862b8f872ec1e0",
+    version: "0.4.0",
+    commit: "cbaabebed049a80d40657d1c63e0f19bf4676059",
 };
+
+/// The last release before `Hello` announced a release and capabilities:
+/// what a peer that announces nothing runs.
+pub const UNANNOUNCED: &str = "0.3.0";
 
 /// How release `found` (recorded by whoever wrote a store) compares with
 /// this build's.
@@ -178,8 +184,9 @@ impl Capability {
         Self::ALL.into_iter().find(|c| c.name() == name)
     }
 
-    /// Whether the previous release ([`PREVIOUS`]) understood it.
-    fn in_previous_release(self) -> bool {
+    /// Whether a release from before announcements ([`UNANNOUNCED`])
+    /// understood it.
+    fn before_announcements(self) -> bool {
         !matches!(self, Self::NotUnderstood | Self::Directory)
     }
 }
@@ -245,23 +252,23 @@ impl Capabilities {
         }
     }
 
-    /// What the previous release understood: the set of a peer that
-    /// announces nothing.
-    pub fn previous_release() -> Self {
+    /// What a release from before announcements understood: the set of a
+    /// peer that announces nothing.
+    pub fn unannounced() -> Self {
         Self {
             known: Capability::ALL
                 .into_iter()
-                .filter(|c| c.in_previous_release())
+                .filter(|c| c.before_announcements())
                 .collect(),
             unknown: BTreeSet::new(),
         }
     }
 
     /// A peer's announcement, bounded before it is read: an empty one is
-    /// the previous release's set.
+    /// the set of a release from before announcements.
     pub fn announced(names: &[String]) -> Result<Self, AnnouncementError> {
         if names.is_empty() {
-            return Ok(Self::previous_release());
+            return Ok(Self::unannounced());
         }
         if names.len() > MAX_ANNOUNCED {
             return Err(AnnouncementError::TooMany(names.len()));
@@ -331,11 +338,11 @@ fn well_formed(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
 }
 
-/// A peer's release as announced: printable ASCII, bounded; empty is the
-/// previous release.
+/// A peer's release as announced: printable ASCII, bounded; empty is a
+/// release from before announcements ([`UNANNOUNCED`]).
 pub fn announced_release(release: &str) -> Result<&str, AnnouncementError> {
     if release.is_empty() {
-        return Ok(PREVIOUS.version);
+        return Ok(UNANNOUNCED);
     }
     if release.len() > MAX_NAME_BYTES || !release.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(AnnouncementError::Release);
@@ -412,13 +419,14 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_announcement_is_the_previous_release() {
+    fn an_empty_announcement_is_a_release_from_before_announcements() {
         let previous = Capabilities::announced(&[]).unwrap();
-        assert_eq!(previous, Capabilities::previous_release());
+        assert_eq!(previous, Capabilities::unannounced());
         assert!(previous.has(Capability::PersonEncoding2));
         assert!(previous.has(Capability::ReleaseWithdrawal));
         assert!(!previous.has(Capability::NotUnderstood));
-        assert_eq!(announced_release("").unwrap(), PREVIOUS.version);
+        assert_eq!(announced_release("").unwrap(), UNANNOUNCED);
+        assert!(!previous.has(Capability::Directory));
         assert_eq!(
             previous.missing(&[Capability::Alert, Capability::NotUnderstood]),
             [Capability::NotUnderstood]
@@ -447,7 +455,7 @@ mod tests {
     }
 
     #[test]
-    fn the_previous_release_speaks_protocol_one_only() {
+    fn a_release_from_before_announcements_speaks_protocol_one_only() {
         // It sends protocol_version 1 and no oldest: it meets us at 1.
         let previous = ProtocolRange::announced(1, 0);
         assert_eq!(negotiate(PROTOCOL, previous), Some(1));

@@ -1,15 +1,15 @@
 //! A real mixed-version federation: the previous release's binary, built
 //! from its pinned commit (`common::previous`), runs police and its key
 //! service beside this build's ngo, on a federation the previous release's
-//! `certs init` wrote. Every envelope kind goes both ways — alert, update,
-//! retraction, hit notice, review, disclosure request, decision,
-//! clarification answer, release, withdrawal — and lookups too. What
-//! the previous release cannot yet take (here: ngo withholding `alert`,
-//! as an older node would lack it) stays in police's outbox, since a
-//! previous-release sender is not told "not understood" but has its
-//! stream ended. Then police is upgraded in place, binary for binary on
-//! the same store and config: what waited on either side arrives exactly
-//! once, and both audit logs verify.
+//! `certs init` wrote. Police lists ngo in `[[peers]]`, as the previous
+//! release does; ngo follows a signed federation directory instead, which
+//! police knows nothing of. Every envelope kind goes both ways — alert,
+//! update, retraction, hit notice, review, disclosure request, decision,
+//! clarification answer, release, withdrawal — and lookups too. What ngo
+//! does not take (here: ngo withholding `alert`) stays in police's outbox,
+//! held until ngo understands it. Then police is upgraded in place, binary
+//! for binary on the same store and config: what waited on either side
+//! arrives exactly once, and both audit logs verify.
 
 mod common;
 
@@ -26,7 +26,7 @@ use casebridge::proto::v1::{
     ReleaseSelection, RetractAlertRequest, ReviewHitRequest, SendDisclosureRequest, TimeDetail,
     UpdateAlertRequest, Urgency, WithdrawReleaseRequest,
 };
-use casebridge::release::{Capabilities, PREVIOUS, RELEASE};
+use casebridge::release::{Capabilities, Capability, PREVIOUS, RELEASE};
 use common::process::{NodeProcess, connect_when_up};
 use common::*;
 
@@ -364,6 +364,66 @@ fn previous_federation(old: &Path, dir: &Path) -> PathBuf {
     fed
 }
 
+/// ngo leaves `[[peers]]` for a federation directory (one operator key,
+/// police and ngo its members); police keeps its `[[peers]]`.
+fn ngo_follows_a_directory(fed: &Path) {
+    use casebridge::proto::v1::{Directory, DirectoryMember, DirectorySigner, SignerSet};
+    let read = |a: &str| -> toml::Table {
+        toml::from_str(&std::fs::read_to_string(fed.join(a).join("node.toml")).unwrap()).unwrap()
+    };
+    let peer_address = |t: &toml::Table| t["listen"]["peer"].as_str().unwrap().to_owned();
+    let police = read("police");
+    let mut ngo = read("ngo");
+    let member = |agency: &str, kind: &str, endpoint: String| DirectoryMember {
+        agency_id: agency.into(),
+        display_name: agency.into(),
+        kind: kind.into(),
+        groups: vec![agency.into()],
+        endpoints: vec![endpoint],
+        ..Default::default()
+    };
+    let key = casebridge::ed25519::SigningKey::create(&fed.join("operator.key")).unwrap();
+    let now = casebridge::time::now_ms() / 1000;
+    let directory = Directory {
+        federation: "mixed.casebridge".into(),
+        version: 1,
+        issued_at: now,
+        expires_at: now + 30 * 86_400,
+        members: vec![
+            member("ngo", "ngo", peer_address(&ngo)),
+            member("police", "law_enforcement", peer_address(&police)),
+        ],
+        signers: Some(SignerSet {
+            signers: vec![DirectorySigner {
+                name: "operator".into(),
+                public_key: key.public().as_bytes().to_vec(),
+            }],
+            threshold: 1,
+        }),
+        ..Default::default()
+    };
+    let mut signed = casebridge::directory::Signed::new(directory).unwrap();
+    signed.sign(&key);
+    let anchor = fed.join("ngo/directory-anchor.json");
+    std::fs::write(&anchor, signed.to_json()).unwrap();
+    assert!(ngo.remove("peers").is_some(), "ngo listed police");
+    let mut section = toml::Table::new();
+    section.insert("anchor".into(), "directory-anchor.json".into());
+    ngo.insert("directory".into(), section.into());
+    std::fs::write(fed.join("ngo/node.toml"), toml::to_string(&ngo).unwrap()).unwrap();
+}
+
+/// What the previous release announces: this build's capabilities but the
+/// directory.
+fn previous_capabilities() -> Vec<String> {
+    let directory = Capability::Directory.name();
+    Capabilities::ours()
+        .names()
+        .into_iter()
+        .filter(|n| n != directory)
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_previous_release_and_this_one_exchange_everything_and_upgrade_in_place() {
     let Some(old) = common::previous::binary() else {
@@ -372,6 +432,7 @@ async fn the_previous_release_and_this_one_exchange_everything_and_upgrade_in_pl
     let ours = Path::new(env!("CARGO_BIN_EXE_casebridge"));
     let tmp = tempfile::tempdir().unwrap();
     let fed = previous_federation(&old, tmp.path());
+    ngo_follows_a_directory(&fed);
     let ks_dir = fed.join("keyservice");
     let _key_service = NodeProcess(
         Command::new(&old)
@@ -395,14 +456,22 @@ async fn the_previous_release_and_this_one_exchange_everything_and_upgrade_in_pl
     let ngo_hit = hit_on(&ngo.analyst, &p1.id).await;
     let police_hit = hit_on(&police.analyst, &n1.id).await;
 
+    // ngo's peers come from its directory (version 1, from its anchor).
+    let followed = ngo
+        .admin
+        .clone()
+        .admin
+        .get_directory(casebridge::proto::v1::GetDirectoryRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(followed.adopted.len(), 1, "{followed:?}");
+    assert_eq!(followed.adopted[0].source, "anchor");
+
     // ngo knows police runs the previous release and needs nothing held.
     let link = peer_status(&ngo, "police").await;
     assert_eq!(link.release, PREVIOUS.version);
-    assert_eq!(
-        link.capabilities,
-        Capabilities::previous_release().names(),
-        "an empty announcement is the previous release"
-    );
+    assert_eq!(link.capabilities, previous_capabilities());
     assert!(link.held.is_empty(), "{link:?}");
 
     // Updates, retractions, lookups; then the disclosure path each way.
@@ -413,9 +482,8 @@ async fn the_previous_release_and_this_one_exchange_everything_and_upgrade_in_pl
     disclosure_round(&ngo, &police, ngo_hit, &p1.id).await;
     disclosure_round(&police, &ngo, police_hit, &n1.id).await;
 
-    // What the previous release's ngo could not take (played by this
-    // build withholding `alert`): police's sender keeps it, however often
-    // it tries, and it goes once ngo understands.
+    // What ngo does not take (this build withholding `alert`): police's
+    // sender holds it, and it goes once ngo understands.
     stop(ngo_node).await;
     append(
         &fed.join("ngo/node.toml"),
@@ -427,12 +495,13 @@ async fn the_previous_release_and_this_one_exchange_everything_and_upgrade_in_pl
         draft("waits for ngo", SHARED_PHONE),
     )
     .await;
-    let seen = eventually("police trying ngo", || async {
+    let seen = eventually("police holding for ngo", || async {
         let link = peer_status(&police, "ngo").await;
-        (link.retries >= 2).then_some(link)
+        link.held
+            .contains_key("until ngo understands alerts")
+            .then_some(link)
     })
     .await;
-    assert!(seen.last_error.contains("needs alert"), "{seen:?}");
     // The alert, and the hit notices police's match of it produced.
     assert!(seen.queue_depth >= 1, "kept in police's outbox: {seen:?}");
     assert_eq!(seen.rejected_total, 0);
@@ -453,14 +522,10 @@ async fn the_previous_release_and_this_one_exchange_everything_and_upgrade_in_pl
     let police = Agency::connect(&fed.join("police")).await;
     let queued = submit_draft(
         &mut police.cms.clone(),
-        draft("queued by 0.3.0", SHARED_PHONE),
+        draft("queued by the previous release", SHARED_PHONE),
     )
     .await;
     stop(police_node).await;
-    // The upgrade notes' one step for stores (0.3.0 created them 0755).
-    use std::os::unix::fs::PermissionsExt;
-    let owner_only = std::fs::Permissions::from_mode(0o700);
-    std::fs::set_permissions(fed.join("police/data"), owner_only).unwrap();
     ngo_node = run_node(ours, &fed.join("ngo"));
     let ngo = Agency::connect(&fed.join("ngo")).await;
     let n3 = submit_draft(
@@ -471,7 +536,13 @@ async fn the_previous_release_and_this_one_exchange_everything_and_upgrade_in_pl
     police_node = run_node(ours, &fed.join("police"));
     let police = Agency::connect(&fed.join("police")).await;
     arrives(&ngo.cms, &waiting.id, "the alert that waited", |_| true).await;
-    arrives(&ngo.cms, &queued.id, "what 0.3.0 queued", |_| true).await;
+    arrives(
+        &ngo.cms,
+        &queued.id,
+        "what the previous release queued",
+        |_| true,
+    )
+    .await;
     arrives(&police.cms, &n3.id, "what ngo queued", |_| true).await;
     let upgraded = eventually("ngo sees police upgraded", || async {
         let link = peer_status(&ngo, "police").await;

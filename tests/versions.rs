@@ -128,10 +128,11 @@ async fn a_receiver_answers_not_understood_and_keeps_nothing() {
     );
     assert!(fed.alerts("ngo").await.is_empty());
 
-    // As the previous release, which does not take that answer: the
-    // stream ends unacknowledged, so the sender keeps the envelope.
+    // As a release from before announcements (0.3.0), which does not
+    // take that answer: the stream ends unacknowledged, so the sender
+    // keeps the envelope.
     labour
-        .hello(hello_as_previous_release("labour"))
+        .hello(hello_as_unannounced_release("labour"))
         .await
         .unwrap();
     let mut acks = deliver_stream(&mut labour, vec![envelope(4, alert)])

@@ -755,7 +755,7 @@ impl Worker {
             .unwrap_or_else(|e| e.into_inner())
             .capabilities
             .clone()
-            .unwrap_or_else(Capabilities::previous_release)
+            .unwrap_or_else(Capabilities::unannounced)
     }
 
     /// Up to `want` outbox entries after the stream's cursor, once they are

@@ -88,9 +88,9 @@ pub fn hello_as(a: &str) -> HelloRequest {
     }
 }
 
-/// The Hello a node of the previous release (0.3.0) opens with: protocol
-/// 1, nothing announced.
-pub fn hello_as_previous_release(a: &str) -> HelloRequest {
+/// The Hello a node of a release from before announcements (0.3.0) opens
+/// with: protocol 1, nothing announced.
+pub fn hello_as_unannounced_release(a: &str) -> HelloRequest {
     HelloRequest {
         protocol_version: 1,
         agency_id: a.into(),
