@@ -273,6 +273,12 @@ async fn a_member_joins_by_one_publish_and_a_removed_one_is_refused_and_held() {
     ] {
         assert!(page.contains(shown), "{shown} not in {page}");
     }
+    // Its policy page says what each group it may name reaches now.
+    let page = console_exchange(&fed, "police", "admin", "GET /policy HTTP/1.1", b"").await;
+    assert!(
+        page.contains("<th scope=\"row\"><code>group:law-enforcement</code></th><td>border</td>"),
+        "{page}"
+    );
     if browser::available() {
         let b = browser::Browser::open(&fed, "police", "admin").await;
         b.goto("/directory").await;
@@ -506,6 +512,13 @@ async fn policy_validate_reads_the_directory_groups() {
         out.lines().any(|l| l.trim_end().ends_with("share ->")),
         "{out}"
     );
+    for meaning in [
+        "group:law-enforcement reaches no other member",
+        "group:ngo reaches ngo",
+        "group:labour-inspectorate reaches labour",
+    ] {
+        assert!(out.contains(meaning), "{meaning}: {out}");
+    }
     let (code, out, err) = validate("everyone.toml", policy("police"));
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("share -> labour, ngo"), "{out}");

@@ -436,8 +436,15 @@ async fn explain_stored(
 /// node config, checked against its peers and their kinds too.
 fn validate(file: &Path, config: Option<&Path>) -> Result<(), Failure> {
     let kinds_known = config.is_some();
+    let mut groups = Default::default();
     let p = match config {
-        Some(config) => load(file, &NodeConfig::load(config)?)?,
+        Some(config) => {
+            let config = NodeConfig::load(config)?;
+            groups = crate::federation::starting_members(&config)
+                .map(|m| m.groups())
+                .unwrap_or_default();
+            load(file, &config)?
+        }
         None => {
             let p = parse_file(file, None)?;
             println!(
@@ -448,6 +455,16 @@ fn validate(file: &Path, config: Option<&Path>) -> Result<(), Failure> {
         }
     };
     print_validated(file, &p);
+    // What each directory group means for this node (it follows a directory).
+    for (group, members) in groups {
+        let reached: Vec<String> = members.iter().map(ToString::to_string).collect();
+        let reached = if reached.is_empty() {
+            "no other member".to_owned()
+        } else {
+            reached.join(", ")
+        };
+        println!("  group:{group} reaches {reached}");
+    }
     // Warnings do not fail the check: the node keeps the promise anyway,
     // but the rule does not do what it reads as.
     let warnings = if kinds_known {

@@ -17,9 +17,9 @@ use crate::console::rpc::{request, violations};
 use crate::console::view::{Chrome, PageError, Viewer, page, when};
 use crate::proto::v1::admin_service_server::AdminService;
 use crate::proto::v1::{
-    DiffPolicyRequest, DiffPolicyResponse, ExplainPolicyRequest, GetPolicyRequest,
-    ListPolicyVersionsRequest, PolicyVersion, SetPolicyRequest, TestPolicyRequest,
-    TestPolicyResponse,
+    DiffPolicyRequest, DiffPolicyResponse, ExplainPolicyRequest, GetDirectoryRequest,
+    GetPolicyRequest, ListPolicyVersionsRequest, PolicyVersion, SetPolicyRequest,
+    TestPolicyRequest, TestPolicyResponse,
 };
 
 pub fn routes() -> Router<Console> {
@@ -123,6 +123,15 @@ struct PolicyPage {
     cases: Vec<CaseRow>,
     cases_failed: usize,
     installed: u64,
+    /// `group:NAME` → the members it reaches now (empty without a directory).
+    groups: Vec<(String, String)>,
+}
+
+/// The policy in force, its history, and what each directory group means.
+struct Standing {
+    current: PolicyVersion,
+    history: Vec<VersionRow>,
+    groups: Vec<(String, String)>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -132,10 +141,7 @@ pub struct Shown {
     installed: u64,
 }
 
-async fn current_and_history(
-    c: &Console,
-    viewer: &Viewer,
-) -> Result<(PolicyVersion, Vec<VersionRow>), PageError> {
+async fn standing(c: &Console, viewer: &Viewer) -> Result<Standing, PageError> {
     let current = c
         .admin
         .get_policy(request(viewer, GetPolicyRequest {}, ""))
@@ -151,16 +157,54 @@ async fn current_and_history(
         .iter()
         .map(|v| version_row(v, current.version))
         .collect();
-    Ok((current, history))
+    let directory = c
+        .admin
+        .get_directory(request(viewer, GetDirectoryRequest {}, ""))
+        .await?
+        .into_inner();
+    let groups = directory
+        .current
+        .and_then(|d| crate::directory::Signed::open(d).ok())
+        .map(|d| group_rows(d.directory(), &viewer.client.agency.to_string()))
+        .unwrap_or_default();
+    Ok(Standing {
+        current,
+        history,
+        groups,
+    })
 }
 
-fn policy_page(
-    viewer: &Viewer,
-    current: PolicyVersion,
-    history: Vec<VersionRow>,
-    draft: String,
-    comment: String,
-) -> PolicyPage {
+/// Each group of `d` and the members other than `own` it reaches (what a
+/// rule naming `group:NAME` means on this node now).
+fn group_rows(d: &crate::proto::v1::Directory, own: &str) -> Vec<(String, String)> {
+    let mut groups: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for m in &d.members {
+        for g in &m.groups {
+            let members = groups.entry(g).or_default();
+            if m.agency_id != own {
+                members.push(&m.agency_id);
+            }
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(g, members)| {
+            let reached = if members.is_empty() {
+                "no other member".to_owned()
+            } else {
+                members.join(", ")
+            };
+            (format!("group:{g}"), reached)
+        })
+        .collect()
+}
+
+fn policy_page(viewer: &Viewer, standing: Standing, draft: String, comment: String) -> PolicyPage {
+    let Standing {
+        current,
+        history,
+        groups,
+    } = standing;
     PolicyPage {
         chrome: Chrome::new(viewer, "policy"),
         current_set_at: when(current.set_at.as_ref()),
@@ -178,6 +222,7 @@ fn policy_page(
         cases: Vec::new(),
         cases_failed: 0,
         installed: 0,
+        groups,
     }
 }
 
@@ -186,9 +231,9 @@ async fn show(
     viewer: Viewer,
     Query(shown): Query<Shown>,
 ) -> Result<Response, PageError> {
-    let (current, history) = current_and_history(&c, &viewer).await?;
-    let draft = current.text.clone();
-    let mut p = policy_page(&viewer, current, history, draft, String::new());
+    let standing = standing(&c, &viewer).await?;
+    let draft = standing.current.text.clone();
+    let mut p = policy_page(&viewer, standing, draft, String::new());
     p.installed = shown.installed;
     page(p)
 }
@@ -252,11 +297,10 @@ async fn check(State(c): State<Console>, posted: Posted) -> Result<Response, Pag
     let viewer = posted.viewer.clone();
     let form = FormState::from_fields(&posted.fields);
     let draft = form.value_raw("policy_text").to_owned();
-    let (current, history) = current_and_history(&c, &viewer).await?;
+    let standing = standing(&c, &viewer).await?;
     let mut p = policy_page(
         &viewer,
-        current,
-        history,
+        standing,
         draft.clone(),
         form.value("comment").to_owned(),
     );
@@ -321,14 +365,8 @@ async fn install(State(c): State<Console>, posted: Posted) -> Result<Response, P
                 tonic::Code::InvalidArgument | tonic::Code::Aborted
             ) =>
         {
-            let (current, history) = current_and_history(&c, &viewer).await?;
-            let mut p = policy_page(
-                &viewer,
-                current,
-                history,
-                draft,
-                form.value("comment").to_owned(),
-            );
+            let standing = standing(&c, &viewer).await?;
+            let mut p = policy_page(&viewer, standing, draft, form.value("comment").to_owned());
             if s.code() == tonic::Code::Aborted {
                 p.general.push(
                     "another administrator installed a new version since you opened this page: \
