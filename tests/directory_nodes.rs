@@ -780,9 +780,10 @@ fn next_version(ops: &Operators, args: &[&str], out: &Path) -> Signed {
 async fn the_key_service_and_the_crl_come_from_the_directory() {
     use casebridge::proto::v1::DirectoryKeyService;
     use casebridge::pseudo::oprf::FIRST_VERSION;
-    use casebridge::pseudo::oprf_keys::{PinnedKeys, SecretKeys};
+    use casebridge::pseudo::oprf_keys::PinnedKeys;
     use common::keyservice::{
-        free_addr, hit_between, phone_draft, phone_tokens, start_service, versions,
+        free_addr, hit_between, phone_draft, phone_tokens, rotate_and_restart, start_service,
+        versions,
     };
     let (mut fed, ops) = start_configured(259_200, key_service_from_directory).await;
     let name = casebridge::ids::FederationName::new(FEDERATION).unwrap();
@@ -828,17 +829,7 @@ async fn the_key_service_and_the_crl_come_from_the_directory() {
 
     // A key rotation, published once (`directory set-keyservice`, at ngo):
     // every node derives under both keys during the overlap.
-    service.shutdown().await.unwrap();
-    let now = time::OffsetDateTime::now_utc();
-    let new = casebridge::pseudo::oprf_keys::rotate(
-        &ks.secret_keys,
-        now - time::Duration::minutes(1),
-        time::Duration::hours(1),
-    )
-    .unwrap();
-    let service = start_service(&ks_config).await;
-    let public = SecretKeys::load(&ks.secret_keys).unwrap().public_file();
-    std::fs::write(&ks.public_keys, public).unwrap();
+    let (new, service) = rotate_and_restart(service, &ks, &ks_config).await;
     let v2_file = ops.dir.path().join("v2.json");
     write(&v2_file, &v2);
     let v3_file = ops.dir.path().join("v3.json");

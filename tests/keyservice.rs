@@ -19,7 +19,7 @@ use casebridge::pseudo::oprf::{FIRST_VERSION, ServerKey};
 use casebridge::pseudo::oprf_keys::SecretKeys;
 use casebridge::pseudo::{KeyRing, Normalized, Pseudonymizer};
 use common::keyservice::{
-    free_addr, hit_between, phone_draft, phone_tokens, start_service, versions,
+    free_addr, hit_between, phone_draft, phone_tokens, rotate_and_restart, start_service, versions,
 };
 use common::*;
 use tonic::Code;
@@ -656,22 +656,9 @@ fn public_file_without(secret: &std::path::Path, drop_version: u32, out: &std::p
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_overlap_keeps_hits_across_key_versions() {
     let (mut fed, ks, config, service) = federation(None).await;
-    service.shutdown().await.unwrap();
-    let now = time::OffsetDateTime::now_utc();
-    let new = casebridge::pseudo::oprf_keys::rotate(
-        &ks.secret_keys,
-        now - time::Duration::minutes(1),
-        time::Duration::hours(1),
-    )
-    .unwrap();
+    let (new, service) = rotate_and_restart(service, &ks, &config).await;
     assert_eq!(new, FIRST_VERSION + 1);
-    let service = start_service(&config).await;
     // ngo pins both; police still only the old one; border only the new one.
-    std::fs::write(
-        &ks.public_keys,
-        SecretKeys::load(&ks.secret_keys).unwrap().public_file(),
-    )
-    .unwrap();
     let old_only = fed.layout.dir.join("oprf-keys-old.toml");
     public_file_without(&ks.secret_keys, new, &old_only);
     let new_only = fed.layout.dir.join("oprf-keys-new.toml");

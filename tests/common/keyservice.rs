@@ -46,6 +46,28 @@ pub async fn start_service(config: &KeyServiceConfig) -> RunningKeyService {
     }
 }
 
+/// Stops `service`, rotates its keys (a new one valid from a minute ago,
+/// an hour of overlap), starts it again with both, and writes the public
+/// file of both keys: the new version and the running service.
+pub async fn rotate_and_restart(
+    service: RunningKeyService,
+    ks: &casebridge::certs::KeyServiceLayout,
+    config: &KeyServiceConfig,
+) -> (u32, RunningKeyService) {
+    service.shutdown().await.unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let new = casebridge::pseudo::oprf_keys::rotate(
+        &ks.secret_keys,
+        now - time::Duration::minutes(1),
+        time::Duration::hours(1),
+    )
+    .unwrap();
+    let service = start_service(config).await;
+    let keys = casebridge::pseudo::oprf_keys::SecretKeys::load(&ks.secret_keys).unwrap();
+    std::fs::write(&ks.public_keys, keys.public_file()).unwrap();
+    (new, service)
+}
+
 /// The phone tokens of `a`'s stored alert `id`.
 pub fn phone_tokens(fed: &TestFederation, a: &str, id: &str) -> Vec<casebridge::proto::v1::Token> {
     let id: casebridge::ids::AlertId = id.parse().unwrap();
