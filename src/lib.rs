@@ -13,7 +13,8 @@
 //!   and case-data files), [`metrics`], [`ratelimit`], [`text`] (other
 //!   people's text made safe to print), [`release`] (this release, the
 //!   protocol range and the capabilities a node announces), [`ed25519`]
-//!   (signing key files: audit checkpoints, the federation directory).
+//!   (signing key files: audit checkpoints, the federation directory),
+//!   [`vault`] (encryption at rest: the KEK, epoch keys, sealed values).
 //! - Rules, pure: [`handling`] (what TLP and handling codes promise),
 //!   [`config`] (config files, validated before anything starts),
 //!   [`pseudo`] (normalization, key ring, keyed tokens, OPRF), [`matching`]
@@ -84,4 +85,5 @@ pub mod text;
 pub mod time;
 pub mod tokens;
 pub mod validate;
+pub mod vault;
 pub mod violation;

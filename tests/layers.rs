@@ -26,6 +26,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "text",
             "release",
             "ed25519",
+            "vault",
         ],
     ),
     (

@@ -835,10 +835,19 @@ pub async fn console_exchange(
         "{head}\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
+    let started = Instant::now();
     stream.write_all(raw.as_bytes()).await.unwrap();
-    let _ = stream.write_all(body).await;
+    // A server may answer and close before the body is all written: the
+    // answer is still read. What went wrong is kept for an empty answer.
+    let wrote = stream.write_all(body).await;
     let mut out = Vec::new();
-    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut out)).await;
+    let read = tokio::time::timeout(WAIT, stream.read_to_end(&mut out)).await;
+    if out.is_empty() {
+        return format!(
+            "(no answer after {:?}: writing the body: {wrote:?}; reading: {read:?})",
+            started.elapsed()
+        );
+    }
     String::from_utf8_lossy(&out).into_owned()
 }
 
