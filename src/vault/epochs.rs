@@ -114,6 +114,30 @@ impl Epochs {
         (*id, kept.started_at)
     }
 
+    /// The key of the epoch in force, with its number.
+    pub fn current_key(&self) -> (EpochId, &Secret) {
+        let (id, kept) = self.kept.last_key_value().expect("one epoch at least");
+        (*id, &kept.key)
+    }
+
+    /// The key of epoch `id`, while it is kept.
+    pub fn key(&self, id: EpochId) -> Result<&Secret, VaultError> {
+        self.kept
+            .get(&id)
+            .map(|k| &k.key)
+            .ok_or(VaultError::EpochGone(id.0))
+    }
+
+    /// How a value sealed directly under epoch `id` names it (`e17`).
+    pub fn key_id(id: EpochId) -> Vec<u8> {
+        id.key_id()
+    }
+
+    /// The epoch a key id names, if it names one.
+    pub fn epoch_of(key_id: &[u8]) -> Option<EpochId> {
+        EpochId::from_key_id(key_id)
+    }
+
     /// Every epoch kept, oldest first.
     pub fn kept(&self) -> Vec<EpochId> {
         self.kept.keys().copied().collect()

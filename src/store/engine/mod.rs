@@ -37,6 +37,7 @@
 //! snapshot), so reads never borrow the database.
 
 mod fjall;
+pub mod sealed;
 
 #[cfg(test)]
 pub(crate) mod conformance;
@@ -60,6 +61,11 @@ pub enum EngineError {
     /// A key outside what every backend takes: 1 to [`MAX_KEY`] bytes.
     #[error("invalid key of {0} bytes (keys are 1 to 65535 bytes)")]
     Key(usize),
+    /// A sealed value that does not open (altered, moved to another
+    /// record, sealed under a key this node does not have): named, never
+    /// misread.
+    #[error("a stored value does not open: {0}")]
+    Sealed(String),
     #[error("{0}")]
     Io(String),
 }
