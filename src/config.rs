@@ -179,6 +179,36 @@ pub struct NodeConfig {
     /// `[[peers]]`, which must then be empty.
     #[serde(default)]
     pub directory: Option<DirectoryConfig>,
+    /// Encryption at rest (docs/encryption.md): the store's case data
+    /// sealed under epoch keys wrapped by a KEK.
+    #[serde(default)]
+    pub encryption: Option<EncryptionConfig>,
+}
+
+/// `[encryption]`: where the KEK is and how long epochs last.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionConfig {
+    /// The key-encryption key file (0600; `certs init` writes one).
+    pub kek_file: Spanned<PathBuf>,
+    /// How long one epoch key seals new data. After an epoch ends every
+    /// live value is sealed again under the next, so what was purged or
+    /// overwritten during it is unreadable from the data directory once
+    /// its key is destroyed (docs/encryption.md, the guarantees).
+    #[serde(default = "default_epoch_secs")]
+    pub epoch_secs: Bounded<5, 2_592_000>,
+    /// How long an ended epoch's key is kept so backups taken during it
+    /// can be restored; 0 destroys it as soon as nothing live needs it.
+    #[serde(default = "default_backup_retention_days")]
+    pub backup_retention_days: Bounded<0, 3650>,
+}
+
+fn default_epoch_secs() -> Bounded<5, 2_592_000> {
+    Bounded::new(86_400)
+}
+
+fn default_backup_retention_days() -> Bounded<0, 3650> {
+    Bounded::new(30)
 }
 
 /// `[directory]`: where the node's trust in the federation directory starts.
@@ -274,6 +304,12 @@ impl NodeConfig {
             .backup_dir
             .clone()
             .unwrap_or_else(|| beside_store(&self.store.dir, "backups"))
+    }
+
+    /// Where the epoch keys live (`keys` next to the store, owner only):
+    /// apart from the store, so that one is destroyed when told.
+    pub fn epoch_keys_dir(&self) -> PathBuf {
+        beside_store(&self.store.dir, "keys")
     }
 
     /// Where the console keeps uploaded registers while they are checked
@@ -810,6 +846,9 @@ impl NodeConfig {
         if let Some(ks) = cfg.key_service.as_mut() {
             ks.resolve(&base);
         }
+        if let Some(e) = cfg.encryption.as_mut() {
+            resolve(&base, e.kek_file.get_mut());
+        }
         if let Some(d) = cfg.directory.as_mut() {
             resolve(&base, d.anchor.get_mut());
             if let Some(f) = d.file.as_mut() {
@@ -1108,6 +1147,7 @@ cms = ["submit", "read"]
             "key_service",
             "compat",
             "directory",
+            "encryption",
         ];
         let mut checked = 0;
         for section in sections {

@@ -129,6 +129,9 @@ actions! {
     AuditPrune = "audit.prune",
     StoreBackup = "store.backup",
     StoreRestore = "store.restore",
+    // Encryption at rest: an epoch ended, live data sealed again, old
+    // epoch keys destroyed.
+    StoreEpoch = "store.epoch",
     // The federation directory: offered by an administrator, read back,
     // adopted or refused (from any source), served to a peer.
     DirectoryPublish = "directory.publish",

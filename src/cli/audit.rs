@@ -195,7 +195,11 @@ async fn verify(args: VerifyArgs) -> Result<(), Failure> {
                 return Err(usage(anyhow!("give --config, --data-dir or --file")));
             }
         };
-        let store = open_stopped(&dir)?;
+        let vault = match &loaded {
+            Some(cfg) => super::store::vault_of(cfg)?,
+            None => None,
+        };
+        let store = open_stopped(&dir, vault.as_ref())?;
         let result = store.audit_verify(&key, &held);
         store.close().await?;
         (dir.display().to_string(), result)

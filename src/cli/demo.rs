@@ -765,7 +765,8 @@ async fn verify_audit_logs(layout: &FederationLayout) -> Result<bool, Failure> {
     for (id, agency) in &layout.agencies {
         let config = NodeConfig::load(&agency.node_config)?;
         let key = super::audit::node_public_key(&config)?;
-        let store = super::store::open_stopped(&config.store.dir)?;
+        let vault = super::store::vault_of(&config)?;
+        let store = super::store::open_stopped(&config.store.dir, vault.as_ref())?;
         let checked = store.audit_verify(&key, &[]);
         store.close().await?;
         match checked {
@@ -786,7 +787,7 @@ async fn verify_audit_logs(layout: &FederationLayout) -> Result<bool, Failure> {
     let ks = crate::config::KeyServiceConfig::load(&layout.dir.join("keyservice/keyservice.toml"))?;
     let key = crate::audit::signing::PublicKey::of_signing_key(&ks.audit_signing_key())
         .map_err(|e| super::exit::failure(super::exit::Exit::Failure, e))?;
-    let store = super::store::open_stopped(&ks.data_dir)?;
+    let store = super::store::open_stopped(&ks.data_dir, None)?;
     let checked = store.audit_verify(&key, &[]);
     let evaluated: u64 = store
         .audit_entries(1)

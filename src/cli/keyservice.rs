@@ -121,7 +121,7 @@ struct Usage {
 
 /// Sums the log's `keyservice.evaluate` entries per UTC day and node.
 async fn usage(dir: &std::path::Path, json: bool) -> Result<(), Failure> {
-    let store = super::store::open_stopped(dir)?;
+    let store = super::store::open_stopped(dir, None)?;
     let mut table: std::collections::BTreeMap<(String, String), Usage> = Default::default();
     for raw in store.audit_entries(1) {
         let entry = raw

@@ -48,14 +48,50 @@ pub enum StoreCommand {
         #[arg(long)]
         to: PathBuf,
     },
+    /// Seal a copy of a store kept in clear (a stopped node's, or one of
+    /// the previous release) into a new directory, under the KEK and epoch
+    /// keys `[encryption]` of the node config names (docs/encryption.md).
+    /// The old directory is left as it was: delete it (and its backups)
+    /// once the node runs on the new one.
+    Encrypt {
+        /// The store in clear (the node stopped).
+        #[arg(long)]
+        from: PathBuf,
+        /// Where to write the sealed store; must not exist.
+        #[arg(long)]
+        to: PathBuf,
+        /// The node config whose `[encryption]` to use.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Write a new key-encryption key file (0600, never overwritten), for
+    /// `[encryption] kek_file`.
+    KekNew {
+        /// Where to write it (refused if it exists).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn usage(e: impl Into<anyhow::Error>) -> Failure {
     failure(Exit::Usage, e.into())
 }
 
-/// Opens a store that no node is running on.
-pub(super) fn open_stopped(dir: &Path) -> Result<Store, Failure> {
+/// The keys a node config's `[encryption]` names, if any: what opens its
+/// sealed store (and its backups) offline.
+pub(super) fn vault_of(cfg: &NodeConfig) -> Result<Option<crate::store::Vault>, Failure> {
+    cfg.encryption
+        .as_ref()
+        .map(|e| crate::store::Vault::open(e.kek_file.get_ref(), &cfg.epoch_keys_dir()))
+        .transpose()
+        .map_err(|e| failure(Exit::DataErr, anyhow!(e)))
+}
+
+/// Opens a store that no node is running on (a sealed one with `vault`).
+pub(super) fn open_stopped(
+    dir: &Path,
+    vault: Option<&crate::store::Vault>,
+) -> Result<Store, Failure> {
     if crate::store::is_sled_store(dir) {
         return Err(failure(
             Exit::DataErr,
@@ -72,7 +108,11 @@ pub(super) fn open_stopped(dir: &Path) -> Result<Store, Failure> {
         peers: Default::default(),
         band: Default::default(),
     };
-    Store::open(dir, 64 << 20, scope).map_err(|e| {
+    let opened = match vault {
+        Some(v) => Store::open_sealed(dir, 64 << 20, Some(scope), v.clone()),
+        None => Store::open(dir, 64 << 20, scope),
+    };
+    opened.map_err(|e| {
         failure(
             Exit::Unavailable,
             anyhow!(
@@ -101,6 +141,16 @@ pub async fn store(command: StoreCommand, client_config: Option<&Path>) -> Resul
             Ok(())
         }
         StoreCommand::Migrate { from, to } => migrate(&from, &to),
+        StoreCommand::Encrypt { from, to, config } => encrypt(&from, &to, &config),
+        StoreCommand::KekNew { out } => {
+            let kek = crate::vault::FileKek::create(&out).map_err(usage)?;
+            println!(
+                "wrote {} (KEK {})",
+                out.display(),
+                crate::vault::Kek::id(&kek)
+            );
+            Ok(())
+        }
         StoreCommand::Restore { config, from } => restore(&config, &from).await,
     }
 }
@@ -120,7 +170,8 @@ async fn restore(config: &Path, from: &Path) -> Result<(), Failure> {
         )
     };
     // The backup must be whole before anything is moved.
-    let backup = open_stopped(from)?;
+    let vault = vault_of(&cfg)?;
+    let backup = open_stopped(from, vault.as_ref())?;
     backup
         .audit_verify(&key, &[])
         .map_err(|b| refuse(b.to_string()))?;
@@ -129,7 +180,7 @@ async fn restore(config: &Path, from: &Path) -> Result<(), Failure> {
     let mut aside = None;
     if dir.exists() {
         // Proves the node is stopped: a running node holds the lock.
-        let current = open_stopped(dir)?;
+        let current = open_stopped(dir, vault.as_ref())?;
         carried = written_since(&current, &backup).map_err(refuse)?;
         current.close().await?;
         drop(current);
@@ -145,7 +196,7 @@ async fn restore(config: &Path, from: &Path) -> Result<(), Failure> {
     backup.close().await?;
     drop(backup);
     crate::store::copy_store(from, dir)?;
-    let restored = open_stopped(dir)?;
+    let restored = open_stopped(dir, vault.as_ref())?;
     restored.audit_carry(&carried.0, &carried.1)?;
     let previous = aside
         .as_ref()
@@ -227,6 +278,28 @@ fn written_since(
         .audit_checkpoints(backup_seq + 1, u64::MAX)
         .map_err(|e| e.to_string())?;
     Ok((entries, checkpoints))
+}
+
+fn encrypt(from: &Path, to: &Path, config: &Path) -> Result<(), Failure> {
+    let cfg = NodeConfig::load(config).map_err(usage)?;
+    let Some(e) = &cfg.encryption else {
+        return Err(usage(anyhow!(
+            "{}: no [encryption] section names the KEK to seal with",
+            config.display()
+        )));
+    };
+    let vault = crate::store::Vault::open(e.kek_file.get_ref(), &cfg.epoch_keys_dir())
+        .map_err(|e| failure(Exit::DataErr, anyhow!(e)))?;
+    let n = crate::store::encrypt_copy(from, to, &vault)
+        .map_err(|e| failure(Exit::DataErr, anyhow!(e)))?;
+    println!(
+        "sealed {} entries of {} into {} under KEK {}; point [store] dir at it",
+        n,
+        from.display(),
+        to.display(),
+        vault.state().kek_id
+    );
+    Ok(())
 }
 
 fn migrate(from: &Path, to: &Path) -> Result<(), Failure> {

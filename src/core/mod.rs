@@ -289,15 +289,19 @@ fn open_store(
     config: &NodeConfig,
     roster: crate::directory::roster::Roster,
 ) -> Result<Arc<Store>, NodeError> {
-    let store = Arc::new(Store::open(
-        &config.store.dir,
-        config.store.cache_capacity_mb.get() as u64 * 1024 * 1024,
-        MatchScope {
-            own: config.agency().clone(),
-            peers: roster,
-            band: config.matching.band(),
-        },
-    )?);
+    let scope = MatchScope {
+        own: config.agency().clone(),
+        peers: roster,
+        band: config.matching.band(),
+    };
+    let cache = config.store.cache_capacity_mb.get() as u64 * 1024 * 1024;
+    let store = Arc::new(match &config.encryption {
+        Some(e) => {
+            let vault = crate::store::Vault::open(e.kek_file.get_ref(), &config.epoch_keys_dir())?;
+            Store::open_sealed(&config.store.dir, cache, Some(scope), vault)?
+        }
+        None => Store::open(&config.store.dir, cache, scope)?,
+    });
     let default_until = SystemTime::now()
         + Duration::from_secs(86_400) * config.alerts.default_retention_days.get() as u32;
     let bounded = store.bound_received_retention(default_until)?;

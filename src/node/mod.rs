@@ -422,6 +422,7 @@ fn spawn_workers(
             shutdown.clone(),
         )),
         tokio::spawn(warn_of_expiry(core.clone(), shutdown.clone())),
+        tokio::spawn(turn_epochs(core.clone(), config.encryption.clone())),
         tokio::spawn(rematch(core.clone())),
         tokio::spawn(complete_pending_tokens(core.clone())),
     ];
@@ -539,6 +540,35 @@ fn follow_services(core: &Arc<NodeCore>) -> (tokio::sync::watch::Receiver<String
         }
     });
     (feed, task)
+}
+
+/// Ends each encryption epoch on time (`[encryption] epoch_secs`): the
+/// live data sealed again under the next, the epochs past the backup
+/// retention destroyed. Checked at start (finishing a turn a crash
+/// interrupted) and then a few times per epoch.
+async fn turn_epochs(core: Arc<NodeCore>, encryption: Option<crate::config::EncryptionConfig>) {
+    let Some(e) = encryption else {
+        return;
+    };
+    let epoch = Duration::from_secs(e.epoch_secs.get() as u64);
+    let retention = Duration::from_secs(e.backup_retention_days.get() as u64 * 86_400);
+    let every = (epoch / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    loop {
+        match core.store.turn_epoch(epoch, retention).await {
+            Ok(turn) if turn.started.is_some() || !turn.destroyed.is_empty() => tracing::info!(
+                started = ?turn.started,
+                resealed = turn.resealed,
+                destroyed = ?turn.destroyed,
+                "encryption epoch turned"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "the encryption epoch did not turn; retrying"),
+        }
+        tokio::select! {
+            _ = core.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 /// Logs every certificate this node depends on that ends within

@@ -122,7 +122,7 @@ impl Store {
         let copy_ms = started.elapsed().as_millis() as u64;
         let checked = copied.and_then(|()| {
             sync_parent(target)?;
-            count(target)
+            count(target, self.vault.as_ref())
         });
         match checked {
             Ok((alerts, audit_entries, bytes)) => Ok(BackupStats {
@@ -142,7 +142,10 @@ impl Store {
     fn copy_snapshot(&self, snapshot: &Snapshot, target: &Path) -> Result<(), StoreError> {
         // Owner only before the engine writes a byte into it.
         crate::secrets::create_private_dir(target).map_err(|e| io(target, e))?;
-        let copy = Db::open(target, &Options::default())?;
+        // A sealed store's copy is sealed under the same epoch keys (and
+        // its settings say so): restorable only with the KEK, and only
+        // while the epoch it was taken in is kept.
+        let copy = open_copy(target, self.vault.as_ref())?;
         for name in TREES {
             copy_tree(
                 &copy,
@@ -155,10 +158,17 @@ impl Store {
     }
 }
 
+fn open_copy(dir: &Path, vault: Option<&super::Vault>) -> Result<Db, StoreError> {
+    Ok(match vault {
+        Some(v) => Db::open_sealed(dir, &Options::default(), v.sealer.clone())?,
+        None => Db::open(dir, &Options::default())?,
+    })
+}
+
 /// Opens a copy once (proving it opens) and counts its alerts, audit
 /// entries and bytes on disk.
-fn count(dir: &Path) -> Result<(u64, u64, u64), StoreError> {
-    let db = Db::open(dir, &Options::default())?;
+fn count(dir: &Path, vault: Option<&super::Vault>) -> Result<(u64, u64, u64), StoreError> {
+    let db = open_copy(dir, vault)?;
     let alerts = db.len(db.tree("alerts")?)?;
     let audit = db.len(db.tree("audit")?)?;
     Ok((alerts, audit, db.disk_bytes()?))

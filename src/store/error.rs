@@ -36,6 +36,9 @@ pub enum StoreError {
     /// to match: it has no scope to match in.
     #[error("this store was opened for its audit log only; it does not match alerts")]
     AuditOnly,
+    /// Encryption at rest: keys, epochs, a store sealed or in clear.
+    #[error("encryption at rest: {0}")]
+    Vault(String),
 }
 
 impl StoreError {

@@ -95,6 +95,7 @@ mod backup;
 mod chain;
 mod disclosures;
 pub mod engine;
+mod epoch_turn;
 mod error;
 mod group_commit;
 mod hits;
@@ -108,11 +109,13 @@ mod retention;
 mod reviews;
 mod tokens_pending;
 mod trees;
+mod vault;
 mod write;
 
 pub use alerts::{ApplyOutcome, LocalWrite, RequestKey};
 pub use backup::{BackupStats, copy_store};
 pub use disclosures::Step;
+pub use epoch_turn::{EpochTurn, encrypt_copy};
 pub use error::{StoreError, TxError};
 pub use group_commit::CommitStats;
 pub use hits::NoticeOutcome;
@@ -123,6 +126,7 @@ pub use retention::{PURGED, expired};
 pub use reviews::{MAX_NOTE_BYTES, ReceivedReview, check_note, is_verdict};
 pub(crate) use trees::{Counter, Trees};
 pub use trees::{TREES, is_sled_store, is_store};
+pub use vault::{Vault, VaultState, sealed_tree};
 pub use write::OutboxListener;
 pub(crate) use write::Write;
 
@@ -161,6 +165,8 @@ pub struct Store {
     disclosure_seq: tokio::sync::watch::Sender<u64>,
     /// Latest alert log position, for watchers.
     alert_seq: tokio::sync::watch::Sender<u64>,
+    /// The keys its case data is sealed under; `None`: a store in clear.
+    vault: Option<Vault>,
 }
 
 impl Store {
@@ -172,7 +178,19 @@ impl Store {
         cache_capacity_bytes: u64,
         scope: MatchScope,
     ) -> Result<Self, StoreError> {
-        Self::open_scoped(dir, cache_capacity_bytes, Some(scope))
+        Self::open_scoped(dir, cache_capacity_bytes, Some(scope), None)
+    }
+
+    /// [`Store::open`] with the case data sealed under `vault`'s keys
+    /// (docs/encryption.md). A store in clear is refused, naming the
+    /// command that seals a copy; a new store is marked sealed.
+    pub fn open_sealed(
+        dir: &Path,
+        cache_capacity_bytes: u64,
+        scope: Option<MatchScope>,
+        vault: Vault,
+    ) -> Result<Self, StoreError> {
+        Self::open_scoped(dir, cache_capacity_bytes, scope, Some(vault))
     }
 
     /// Opens (or creates) a store kept for its audit log only, as the OPRF
@@ -180,13 +198,14 @@ impl Store {
     /// match scope, and an operation that would match fails with
     /// [`StoreError::AuditOnly`] instead of matching against a made-up one.
     pub fn open_audit_only(dir: &Path, cache_capacity_bytes: u64) -> Result<Self, StoreError> {
-        Self::open_scoped(dir, cache_capacity_bytes, None)
+        Self::open_scoped(dir, cache_capacity_bytes, None, None)
     }
 
     fn open_scoped(
         dir: &Path,
         cache_capacity_bytes: u64,
         scope: Option<MatchScope>,
+        vault: Option<Vault>,
     ) -> Result<Self, StoreError> {
         if is_sled_store(dir) {
             return Err(StoreError::Legacy {
@@ -198,8 +217,13 @@ impl Store {
             cache_bytes: cache_capacity_bytes,
             ..Default::default()
         };
-        let db = Db::open(dir, &options)?;
+        let was_new = !Db::exists(dir);
+        let db = match &vault {
+            Some(v) => Db::open_sealed(dir, &options, v.sealer.clone())?,
+            None => Db::open(dir, &options)?,
+        };
         let t = Trees::open(&db)?;
+        vault::check_sealing(&db, t.settings, (dir, was_new), vault.as_ref())?;
         let head = Head::load(&db, &t)?;
         let last = last_position(&db, t.hits)?;
         let last_disclosure = last_position(&db, t.disclosure_log)?;
@@ -217,6 +241,7 @@ impl Store {
             hit_seq: tokio::sync::watch::channel(last).0,
             disclosure_seq: tokio::sync::watch::channel(last_disclosure).0,
             alert_seq: tokio::sync::watch::channel(last_alert).0,
+            vault,
         };
         store.move_forward()?;
         Ok(store)

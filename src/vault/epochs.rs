@@ -138,6 +138,16 @@ impl Epochs {
         EpochId::from_key_id(key_id)
     }
 
+    /// When epoch `id` started (Unix seconds), while it is kept.
+    pub fn started_at(&self, id: EpochId) -> Option<i64> {
+        self.kept.get(&id).map(|k| k.started_at)
+    }
+
+    /// The KEK's name (what every epoch file names).
+    pub fn kek_id(&self) -> &str {
+        self.kek.id()
+    }
+
     /// Every epoch kept, oldest first.
     pub fn kept(&self) -> Vec<EpochId> {
         self.kept.keys().copied().collect()

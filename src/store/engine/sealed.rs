@@ -43,6 +43,19 @@ impl EpochSealer {
     }
 }
 
+impl EpochSealer {
+    /// Reads the epochs (shared with every value being sealed or opened).
+    pub fn epochs(&self) -> std::sync::RwLockReadGuard<'_, Epochs> {
+        self.epochs.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes the epochs: start the next one, destroy old ones. Values
+    /// sealed meanwhile wait for the change, never see half of it.
+    pub fn epochs_mut(&self) -> std::sync::RwLockWriteGuard<'_, Epochs> {
+        self.epochs.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 impl Sealer for EpochSealer {
     fn seals(&self, name: &str) -> bool {
         (self.sealed)(name)

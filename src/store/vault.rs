@@ -1,0 +1,113 @@
+//! The store's side of encryption at rest (docs/encryption.md): which
+//! trees hold case data and are sealed, the node's keys for them, and the
+//! mark a sealed store carries. The epochs turn in `epoch_turn`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::StoreError;
+use super::engine::sealed::EpochSealer;
+use crate::vault::{EpochId, Epochs, FileKek, Kek};
+
+/// The setting a sealed store carries: the KEK it was sealed under.
+pub(super) const SEALED_SETTING: &str = "sealed";
+/// The trees whose values hold case data: alert contents and subjects,
+/// envelopes, person encodings, hits and their reviews, refusals quoting
+/// input, the audit log, disclosure requests and releases, import and
+/// request digests. The others hold ids, counters, positions and keyed
+/// tokens only.
+pub fn sealed_tree(name: &str) -> bool {
+    matches!(
+        name,
+        "alerts"
+            | "outbox"
+            | "fuzzy"
+            | "hits"
+            | "hit_reviews"
+            | "refusals"
+            | "audit"
+            | "disclosures"
+            | "disclosure_log"
+            | "releases"
+            | "policies"
+            | "lookups"
+            | "purges"
+            | "shares"
+            | "imports"
+            | "requests"
+    )
+}
+
+/// A node's keys for its store: the KEK, the epoch keys beside the store,
+/// and the sealer that uses them.
+#[derive(Clone)]
+pub struct Vault {
+    pub(super) sealer: Arc<EpochSealer>,
+}
+
+/// Where the epochs stand, for `status` and the metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultState {
+    pub kek_id: String,
+    pub current: EpochId,
+    pub current_started_at: i64,
+    pub kept: Vec<EpochId>,
+}
+
+fn vault_error(e: impl ToString) -> StoreError {
+    StoreError::Vault(e.to_string())
+}
+
+impl Vault {
+    /// The KEK in `kek_file` (0600) and the epoch keys in `keys_dir`
+    /// (0700; the first epoch starts when there is none).
+    pub fn open(kek_file: &Path, keys_dir: &Path) -> Result<Self, StoreError> {
+        let kek: Arc<dyn Kek> = Arc::new(FileKek::load(kek_file).map_err(vault_error)?);
+        let epochs = Epochs::open(keys_dir, kek).map_err(vault_error)?;
+        Ok(Self {
+            sealer: Arc::new(EpochSealer::new(epochs, sealed_tree)),
+        })
+    }
+
+    pub fn state(&self) -> VaultState {
+        let epochs = self.sealer.epochs();
+        let (current, current_started_at) = epochs.current();
+        VaultState {
+            kek_id: epochs.kek_id().to_owned(),
+            current,
+            current_started_at,
+            kept: epochs.kept(),
+        }
+    }
+}
+
+/// Refuses a store in clear opened with keys (or the other way round),
+/// naming what to do; marks a new store sealed. Reads only the settings
+/// (never sealed), before anything sealed is read.
+pub(super) fn check_sealing(
+    db: &super::engine::Db,
+    settings: super::engine::Tree,
+    (dir, was_new): (&Path, bool),
+    vault: Option<&Vault>,
+) -> Result<(), StoreError> {
+    let mark = db.get(settings, SEALED_SETTING)?;
+    match (vault, mark) {
+        (None, None) | (Some(_), Some(_)) => Ok(()),
+        (None, Some(kek)) => Err(StoreError::Vault(format!(
+            "{} is sealed (under KEK {}): give the node its [encryption] kek_file",
+            dir.display(),
+            String::from_utf8_lossy(&kek)
+        ))),
+        (Some(v), None) if was_new => {
+            let kek = v.state().kek_id;
+            db.transaction(|tx| tx.insert(settings, SEALED_SETTING, kek.as_bytes()))?;
+            Ok(())
+        }
+        (Some(_), None) => Err(StoreError::Vault(format!(
+            "{dir} holds case data in clear, and [encryption] is configured: seal a copy with \
+             `casebridge store encrypt --from {dir} --to NEW_DIR --config node.toml` and point \
+             [store] dir at NEW_DIR",
+            dir = dir.display()
+        ))),
+    }
+}

@@ -1,0 +1,272 @@
+//! Encryption at rest (docs/encryption.md), with real nodes over mTLS and
+//! the real store on disk: a node with `[encryption]` keeps no name,
+//! phone, IBAN or narrative in clear anywhere under its directory — store,
+//! epoch keys, backups — while everything reads back through the API; an
+//! epoch turns on time, the live data is sealed again and the old epoch
+//! key destroyed, after which a backup taken in it no longer opens; a
+//! store in clear is refused once encryption is configured (naming `store
+//! encrypt`, which seals a copy), and a sealed store without its KEK.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use casebridge::proto::v1::{BackupStoreRequest, GetAlertRequest, QueryAuditRequest};
+use common::*;
+
+/// What must never be found in clear under the node's directory.
+const CANARIES: [&str; 7] = [
+    "Ioana",
+    "Popescu",
+    "+40 721 555 013",
+    "+40721555013",
+    "RO49AAAA1B31007593840000",
+    "canary narrative: the recruiter kept the passports",
+    "CASE-CANARY-77",
+];
+
+fn canary_draft() -> casebridge::proto::v1::AlertDraft {
+    let mut d = sample_draft(CANARIES[5]);
+    d.case_reference = CANARIES[6].into();
+    d.subjects[0].identifiers = vec![
+        person_id(CANARIES[0], CANARIES[1], "1994-02-11"),
+        phone_id(CANARIES[2], "RO"),
+        iban_id(CANARIES[4]),
+    ];
+    d
+}
+
+/// Every file under `dir`, with the canaries each holds in clear.
+fn canaries_in(dir: &Path) -> Vec<(PathBuf, &'static str)> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            for c in CANARIES {
+                if bytes.windows(c.len()).any(|w| w == c.as_bytes()) {
+                    found.push((path.clone(), c));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Police seals its store (`[encryption]` in its node.toml): a KEK beside
+/// its store, made with `casebridge store kek-new`, epochs of 5 s, no
+/// backup retention. Returns the KEK.
+async fn federation() -> (TestFederation, PathBuf) {
+    let mut fed = TestFederation::start_with(&["police", "ngo"], &["police"], |_, c| {
+        if let Some(e) = &c.encryption
+            && !e.kek_file.get_ref().exists()
+        {
+            let kek = e.kek_file.get_ref().to_str().unwrap();
+            let (code, out, err) = cli(&["store", "kek-new", "--out", kek]);
+            assert_eq!(code, 0, "{out}{err}");
+        }
+    })
+    .await;
+    let config = fed.layout.agencies[&agency("police")].node_config.clone();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "\n[encryption]\nkek_file = \"kek.toml\"\nepoch_secs = 5\nbackup_retention_days = 0\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    fed.start_node("police").await;
+    let kek = fed
+        .config("police")
+        .encryption
+        .unwrap()
+        .kek_file
+        .into_inner();
+    (fed, kek)
+}
+
+async fn narrative(fed: &TestFederation, a: &str, id: &str) -> String {
+    let mut c = fed.client(a, "cms").await;
+    let alert = c
+        .alerts
+        .get_alert(GetAlertRequest { id: id.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    alert.content.unwrap_or_default().narrative
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_node_keeps_nothing_in_clear_and_its_epochs_turn() {
+    let (mut fed, _kek) = federation().await;
+    let police_dir = fed.layout.agencies[&agency("police")].dir.clone();
+    let mut police = fed.client("police", "cms").await;
+    let own = submit_draft(&mut police, canary_draft()).await;
+    let mut from_ngo = canary_draft();
+    from_ngo.case_reference = String::new();
+    let received = submit_draft(&mut fed.client("ngo", "cms").await, from_ngo).await;
+    fed.held("police", &received.id).await;
+    fed.held("ngo", &own.id).await;
+    let mut admin = fed.client("police", "admin").await;
+    let backup = admin
+        .admin
+        .backup_store(BackupStoreRequest {
+            label: "in-epoch-one".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    // While epoch 1 is kept, the backup opens with the node's keys.
+    assert_eq!(
+        open_backup(&fed, &backup.path, &own.id).await.unwrap(),
+        CANARIES[5]
+    );
+
+    // Everything reads back through the API; nothing is in clear on disk.
+    assert_eq!(narrative(&fed, "police", &own.id).await, CANARIES[5]);
+    assert_eq!(narrative(&fed, "police", &received.id).await, CANARIES[5]);
+    fed.stop_node("police").await;
+    assert_eq!(canaries_in(&police_dir), []);
+    // Offline tools open the sealed store with the node's config.
+    let config = fed.layout.agencies[&agency("police")].node_config.clone();
+    let (code, out, err) = cli(&["audit", "verify", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    fed.start_node("police").await;
+    assert_eq!(narrative(&fed, "police", &own.id).await, CANARIES[5]);
+
+    // The epoch turns (5 s): the live data is sealed again, epoch 1 destroyed.
+    let turned = eventually("epoch 1 destroyed", || async {
+        let mut admin = fed.client("police", "admin").await;
+        let entries = admin
+            .admin
+            .query_audit(QueryAuditRequest {
+                action: "store.epoch".into(),
+                page_size: 50,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .entries;
+        entries.into_iter().find(|e| {
+            e.detail
+                .get("destroyed")
+                .is_some_and(|d| d.split(',').any(|x| x == "1"))
+        })
+    })
+    .await;
+    assert!(
+        turned.detail["resealed"].parse::<u64>().unwrap() > 0,
+        "{turned:?}"
+    );
+    assert_eq!(narrative(&fed, "police", &own.id).await, CANARIES[5]);
+    assert_eq!(narrative(&fed, "police", &received.id).await, CANARIES[5]);
+    fed.stop_node("police").await;
+    assert_eq!(canaries_in(&police_dir), []);
+    // The backup taken in epoch 1 no longer opens: its epoch key is gone.
+    let err = open_backup(&fed, &backup.path, &own.id)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("epoch 1 is not kept"), "{err}");
+    fed.start_node("police").await;
+    fed.shutdown().await;
+}
+
+/// Police's backup at `path`, opened with police's KEK and epoch keys;
+/// the narrative of its alert `id`.
+async fn open_backup(
+    fed: &TestFederation,
+    path: &str,
+    id: &str,
+) -> Result<String, casebridge::store::StoreError> {
+    let config = fed.config("police");
+    let e = config.encryption.as_ref().unwrap();
+    let vault = casebridge::store::Vault::open(e.kek_file.get_ref(), &config.epoch_keys_dir())?;
+    let store = casebridge::store::Store::open_sealed(Path::new(path), 8 << 20, None, vault)?;
+    let alert = store.get(&id.parse().unwrap())?.unwrap();
+    Ok(alert.alert.unwrap().content.unwrap_or_default().narrative)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_in_clear_is_refused_until_sealed_and_a_sealed_one_needs_its_kek() {
+    let (mut fed, kek) = federation().await;
+    // ngo's store is in clear, with an alert in it.
+    let kept = submit(&mut fed.client("ngo", "cms").await, "kept through sealing").await;
+    fed.stop_node("ngo").await;
+    let ngo_config = fed.layout.agencies[&agency("ngo")].node_config.clone();
+    let mut text = std::fs::read_to_string(&ngo_config).unwrap();
+    text.push_str(&format!(
+        "\n[encryption]\nkek_file = \"{}\"\nepoch_secs = 60\n",
+        kek.display()
+    ));
+    std::fs::write(&ngo_config, &text).unwrap();
+    let config = casebridge::config::NodeConfig::load(&ngo_config).unwrap();
+    let refused = casebridge::node::start(
+        config.clone(),
+        casebridge::node::Listeners::bind(&config).await.unwrap(),
+    )
+    .await
+    .err()
+    .expect("a store in clear is refused")
+    .to_string();
+    assert!(refused.contains("casebridge store encrypt"), "{refused}");
+
+    // `store encrypt` seals a copy; the node runs on it and reads it back.
+    let old = config.store.dir.clone();
+    let sealed = old.with_file_name("data-sealed");
+    let (code, out, err) = cli(&[
+        "store",
+        "encrypt",
+        "--from",
+        old.to_str().unwrap(),
+        "--to",
+        sealed.to_str().unwrap(),
+        "--config",
+        ngo_config.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    std::fs::write(
+        &ngo_config,
+        text.replace("dir = \"data\"", "dir = \"data-sealed\""),
+    )
+    .unwrap();
+    assert!(
+        std::fs::read_to_string(&ngo_config)
+            .unwrap()
+            .contains("data-sealed")
+    );
+    fed.start_node("ngo").await;
+    assert_eq!(
+        narrative(&fed, "ngo", &kept.id).await,
+        "kept through sealing"
+    );
+    fed.stop_node("ngo").await;
+
+    // Without its KEK the sealed store is refused, naming the KEK.
+    let without = std::fs::read_to_string(&ngo_config)
+        .unwrap()
+        .split("\n[encryption]")
+        .next()
+        .unwrap()
+        .to_owned();
+    std::fs::write(&ngo_config, without).unwrap();
+    let config = casebridge::config::NodeConfig::load(&ngo_config).unwrap();
+    let refused = casebridge::node::start(
+        config.clone(),
+        casebridge::node::Listeners::bind(&config).await.unwrap(),
+    )
+    .await
+    .err()
+    .expect("a sealed store without its KEK is refused")
+    .to_string();
+    assert!(refused.contains("is sealed (under KEK kek-"), "{refused}");
+    fed.shutdown().await;
+}
