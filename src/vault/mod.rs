@@ -16,7 +16,7 @@
 //!
 //! Every ciphertext names the key it was sealed with and binds its place
 //! (the store tree and key, or the epoch, or the data key's owner) as
-//! associated data ([`seal`]): a value copied onto another record does not
+//! associated data ([`mod@seal`]): a value copied onto another record does not
 //! open. Key bytes live in [`Secret`]s, zeroized when dropped.
 
 pub mod epochs;
