@@ -180,3 +180,21 @@ mod tests {
         assert_eq!(mode(&export), 0o600);
     }
 }
+
+/// Turns core dumps off for this process, for good (the hard limit too),
+/// and marks it not dumpable: a crash of a node or the key service must not
+/// write its memory — unwrapped epoch keys, OPRF seeds, case data — to a
+/// file other users or a support bundle may read.
+pub fn no_core_dumps() -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{DumpableBehavior, Resource, Rlimit};
+        let none = Rlimit {
+            current: Some(0),
+            maximum: Some(0),
+        };
+        rustix::process::setrlimit(Resource::Core, none)?;
+        rustix::process::set_dumpable_behavior(DumpableBehavior::NotDumpable)?;
+    }
+    Ok(())
+}

@@ -270,3 +270,78 @@ async fn a_store_in_clear_is_refused_until_sealed_and_a_sealed_one_needs_its_kek
     assert!(refused.contains("is sealed (under KEK kek-"), "{refused}");
     fed.shutdown().await;
 }
+
+/// Two node processes, police sealed, both logging everything of their own
+/// (`casebridge=trace`): after submits both ways, deliveries and a lookup,
+/// no log line holds a canary, and neither process may dump core.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_canary_reaches_a_log_line_and_no_node_dumps_core() {
+    use common::process::{NodeProcess, connect_when_up, two_agencies};
+    let dir = tempfile::tempdir().unwrap();
+    let layout = two_agencies(dir.path());
+    let police = &layout.agencies[&agency("police")];
+    let mut text = std::fs::read_to_string(&police.node_config).unwrap();
+    text.push_str("\n[encryption]\nkek_file = \"kek.toml\"\n");
+    std::fs::write(&police.node_config, text).unwrap();
+    let kek = police.dir.join("kek.toml");
+    let (code, out, err) = cli(&["store", "kek-new", "--out", kek.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let ngo = &layout.agencies[&agency("ngo")];
+    let (police_node, police_log) =
+        NodeProcess::spawn_logging(&police.node_config, "casebridge=trace");
+    let (ngo_node, ngo_log) = NodeProcess::spawn_logging(&ngo.node_config, "casebridge=trace");
+    let mut police_cms = connect_when_up(police.client_config("cms")).await;
+    let mut ngo_cms = connect_when_up(ngo.client_config("cms")).await;
+    let own = submit_draft(&mut police_cms, canary_draft()).await;
+    let mut from_ngo = canary_draft();
+    from_ngo.case_reference = String::new();
+    let theirs = submit_draft(&mut ngo_cms, from_ngo).await;
+    for (client, id) in [(&ngo_cms, &own.id), (&police_cms, &theirs.id)] {
+        eventually("the alert delivered", || {
+            let mut c = client.clone();
+            let id = id.clone();
+            async move {
+                c.alerts
+                    .get_alert(GetAlertRequest { id })
+                    .await
+                    .ok()
+                    .map(|_| ())
+            }
+        })
+        .await;
+    }
+    let answers = police_cms
+        .alerts
+        .lookup(casebridge::proto::v1::LookupRequest {
+            identifiers: vec![phone_id(CANARIES[3], "")],
+            peers: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!answers.answers.is_empty());
+
+    for node in [&police_node, &ngo_node] {
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", node.0.id())).unwrap();
+        let core = limits
+            .lines()
+            .find(|l| l.starts_with("Max core file size"))
+            .unwrap();
+        assert_eq!(
+            core.split_whitespace().skip(4).take(2).collect::<Vec<_>>(),
+            ["0", "0"],
+            "{core}"
+        );
+    }
+    for node in [police_node, ngo_node] {
+        node.signal("-TERM");
+    }
+    let lines: Vec<String> = police_log.iter().chain(ngo_log.iter()).collect();
+    assert!(lines.len() > 20, "the nodes logged: {}", lines.len());
+    for line in &lines {
+        for c in CANARIES {
+            assert!(!line.contains(c), "{c} in a log line: {line}");
+        }
+    }
+    assert_eq!(canaries_in(&police.dir), []);
+}

@@ -402,6 +402,9 @@ pub async fn start(
     listener: TcpListener,
 ) -> Result<RunningKeyService, KeyServiceError> {
     install_crypto_provider();
+    if let Err(e) = crate::secrets::no_core_dumps() {
+        tracing::warn!(error = %e, "core dumps could not be turned off");
+    }
     let (keys, own) = keys_and_identity(config)?;
     let tls = &config.tls;
     // Nodes are clients here; their CA is the federation CA (the reloader's

@@ -81,6 +81,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// can be wrong with the files is reported here, before any request is served.
 pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNode, NodeError> {
     install_crypto_provider();
+    if let Err(e) = crate::secrets::no_core_dumps() {
+        tracing::warn!(error = %e, "core dumps could not be turned off");
+    }
     let (own, mut tls_reloader, tls) = load_tls(&config)?;
     let max_age = config.tls.max_connection_age_secs.secs();
     let (health, health_service) = tonic_health::server::health_reporter();
