@@ -119,6 +119,10 @@ pub struct Metrics {
     /// Own alerts stored while the key service was unreachable, waiting for
     /// their tokens (set at every scrape).
     pub tokens_pending: Gauge,
+    /// The encryption epoch new data is sealed under (0: a store in clear).
+    pub encryption_epoch: Gauge,
+    /// When the next epoch starts, Unix seconds (0: a store in clear).
+    pub encryption_next_epoch: Gauge,
 }
 
 impl Default for Metrics {
@@ -159,6 +163,8 @@ impl Metrics {
             keyservice_calls: Family::default(),
             keyservice_elements: Counter::default(),
             tokens_pending: Gauge::default(),
+            encryption_epoch: Gauge::default(),
+            encryption_next_epoch: Gauge::default(),
         };
         register_exchange(&mut r, &m);
         register_node(&mut r, &m);
@@ -545,5 +551,15 @@ fn register_disclosure_and_tokens(r: &mut Registry, m: &Metrics) {
         "tokens_pending",
         "Own alerts stored without their tokens while the key service was unreachable",
         m.tokens_pending.clone(),
+    );
+    r.register(
+        "encryption_epoch",
+        "The encryption epoch new data is sealed under (0: the store is in clear)",
+        m.encryption_epoch.clone(),
+    );
+    r.register(
+        "encryption_next_epoch_seconds",
+        "When the next encryption epoch starts and the live data is sealed again, Unix seconds",
+        m.encryption_next_epoch.clone(),
     );
 }

@@ -165,6 +165,16 @@ async fn a_sealed_node_keeps_nothing_in_clear_and_its_epochs_turn() {
         turned.detail["resealed"].parse::<u64>().unwrap() > 0,
         "{turned:?}"
     );
+    // Status says where the epochs stand, for the operator and auditors.
+    let status = fed.status("police").await.encryption.unwrap();
+    assert!(status.epoch >= 2 && !status.kept.contains(&1), "{status:?}");
+    assert_eq!(status.backup_retention_secs, 0);
+    let (code, out, err) = fed.cli_as("police", "admin", &["status"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("encryption  epoch {}", status.epoch)),
+        "{out}"
+    );
     assert_eq!(narrative(&fed, "police", &own.id).await, CANARIES[5]);
     assert_eq!(narrative(&fed, "police", &received.id).await, CANARIES[5]);
     fed.stop_node("police").await;

@@ -657,6 +657,18 @@ pub fn status(s: &NodeStatus, as_json: bool) {
             }
         );
     }
+    if let Some(e) = &s.encryption {
+        let kept: Vec<String> = e.kept.iter().map(ToString::to_string).collect();
+        println!(
+            "encryption  epoch {} since {}, next {}; epochs kept {} (backups {} days); KEK {}",
+            e.epoch,
+            time(e.epoch_started_at.as_ref()),
+            time(e.next_epoch_at.as_ref()),
+            kept.join(","),
+            e.backup_retention_secs / 86_400,
+            e.kek_id
+        );
+    }
     println!("refused     {} deliveries", s.refused_deliveries);
     println!(
         "purged      {} alerts past their retention deadline",

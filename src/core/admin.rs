@@ -99,6 +99,25 @@ impl NodeCore {
         })
     }
 
+    /// Where the epochs of a sealed store stand; `None` in clear.
+    pub fn encryption_health(&self) -> Option<crate::proto::v1::EncryptionHealth> {
+        let state = self.store.vault_state()?;
+        let (epoch, retention) = self.settings.epochs?;
+        let at = |secs: i64| {
+            crate::time::timestamp(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64),
+            )
+        };
+        Some(crate::proto::v1::EncryptionHealth {
+            kek_id: state.kek_id,
+            epoch: state.current.0,
+            epoch_started_at: Some(at(state.current_started_at)),
+            next_epoch_at: Some(at(state.current_started_at + epoch.as_secs() as i64)),
+            kept: state.kept.iter().map(|e| e.0).collect(),
+            backup_retention_secs: retention.as_secs(),
+        })
+    }
+
     pub fn status(&self) -> Result<NodeStatus, AdminError> {
         let (local, received) = self.store.count_alerts(&self.settings.agency)?;
         let (open, overdue) = self
@@ -108,6 +127,7 @@ impl NodeCore {
             .fold((0, 0), |(o, d), (open, overdue)| (o + open, d + overdue));
         Ok(NodeStatus {
             directory: self.directory_health(),
+            encryption: self.encryption_health(),
             exact_tokens: self.ledger.token_source(),
             tokens_pending: self.store.tokens_pending_count()?,
             disclosure_requests_open: open,

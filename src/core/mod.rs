@@ -106,6 +106,8 @@ pub struct NodeSettings {
     pub certificates: Vec<(&'static str, std::path::PathBuf, Option<SystemTime>)>,
     /// What it announces to peers in Hello (less what `[compat]` withholds).
     pub capabilities: crate::release::Capabilities,
+    /// `[encryption]`'s epoch length and backup retention, when sealed.
+    pub epochs: Option<(Duration, Duration)>,
 }
 
 /// The services every gRPC handler, console page and worker of one node
@@ -257,6 +259,12 @@ fn settings(config: &NodeConfig, own: NodeIdentity) -> NodeSettings {
         drain_grace: config.limits.drain_grace_secs.secs(),
         certificates: certificate_ends(config),
         capabilities: config.capabilities(),
+        epochs: config.encryption.as_ref().map(|e| {
+            (
+                Duration::from_secs(e.epoch_secs.get() as u64),
+                Duration::from_secs(e.backup_retention_days.get() as u64 * 86_400),
+            )
+        }),
     }
 }
 

@@ -630,6 +630,11 @@ fn refresh_peer_gauges(core: &NodeCore, m: &Metrics) {
     if let Ok(n) = core.ledger.tokens_pending() {
         m.tokens_pending.set(n as i64);
     }
+    if let Some(e) = core.encryption_health() {
+        m.encryption_epoch.set(e.epoch as i64);
+        m.encryption_next_epoch
+            .set(e.next_epoch_at.map_or(0, |t| t.seconds));
+    }
     core.disclosures.refresh_metrics();
     if let Ok(free) = core.store.free_bytes() {
         m.store_free_bytes.set(free as i64);
