@@ -197,6 +197,22 @@ impl AdminService for AdminApi {
         .await
     }
 
+    async fn rotate_kek(
+        &self,
+        req: Request<crate::proto::v1::RotateKekRequest>,
+    ) -> Result<Response<crate::proto::v1::RotateKekResponse>, Status> {
+        let core = &self.0;
+        audited(core, req, Action::StoreRotateKek, async |call, req| {
+            auth::client(&core.clients, &req, Role::Admin)?;
+            let done = core.rotate_kek(&req.get_ref().kek_file).await?;
+            call.detail("old_kek", &done.old_kek_id);
+            call.detail("new_kek", &done.new_kek_id);
+            call.detail("epochs", done.epochs);
+            Ok(done)
+        })
+        .await
+    }
+
     async fn list_policy_versions(
         &self,
         req: Request<ListPolicyVersionsRequest>,

@@ -132,6 +132,7 @@ actions! {
     // Encryption at rest: an epoch ended, live data sealed again, old
     // epoch keys destroyed.
     StoreEpoch = "store.epoch",
+    StoreRotateKek = "store.rotate_kek",
     // The federation directory: offered by an administrator, read back,
     // adopted or refused (from any source), served to a peer.
     DirectoryPublish = "directory.publish",

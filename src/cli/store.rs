@@ -64,6 +64,14 @@ pub enum StoreCommand {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Wrap a running node's epoch keys under a new KEK (admin role): the
+    /// node serves throughout and no data is sealed again. Then point
+    /// `[encryption] kek_file` at the new file; the old KEK opens nothing.
+    RotateKek {
+        /// The new KEK file, on the node's machine (`store kek-new`).
+        #[arg(long)]
+        kek_file: PathBuf,
+    },
     /// Write a new key-encryption key file (0600, never overwritten), for
     /// `[encryption] kek_file`.
     KekNew {
@@ -142,6 +150,27 @@ pub async fn store(command: StoreCommand, client_config: Option<&Path>) -> Resul
         }
         StoreCommand::Migrate { from, to } => migrate(&from, &to),
         StoreCommand::Encrypt { from, to, config } => encrypt(&from, &to, &config),
+        StoreCommand::RotateKek { kek_file } => {
+            let absolute = std::path::absolute(&kek_file).map_err(usage)?;
+            let mut client = connect(client_config).await?;
+            let done = client
+                .admin
+                .rotate_kek(crate::proto::v1::RotateKekRequest {
+                    kek_file: absolute.display().to_string(),
+                })
+                .await?
+                .into_inner();
+            println!(
+                "{} epoch keys now wrapped under KEK {} (was {}) in {} ms; point [encryption] \
+                 kek_file at {} before the node's next start",
+                done.epochs,
+                done.new_kek_id,
+                done.old_kek_id,
+                done.elapsed_ms,
+                absolute.display()
+            );
+            Ok(())
+        }
         StoreCommand::KekNew { out } => {
             let kek = crate::vault::FileKek::create(&out).map_err(usage)?;
             println!(

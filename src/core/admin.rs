@@ -473,6 +473,37 @@ impl NodeCore {
 
     /// Copies the store, online, into the node's backup directory under
     /// `label` (a timestamp when empty) (`BackupStore`).
+    /// Wraps the epoch keys under the KEK in `kek_file` (`RotateKek`).
+    pub async fn rotate_kek(
+        &self,
+        kek_file: &str,
+    ) -> Result<crate::proto::v1::RotateKekResponse, AdminError> {
+        if kek_file.is_empty() || kek_file.len() > 4096 {
+            return Err(invalid(
+                "kek_file",
+                "the new KEK file's path, 1 to 4096 bytes",
+            ));
+        }
+        let Some(vault) = self.store.vault().cloned() else {
+            return Err(invalid(
+                "kek_file",
+                "this node's store is in clear: there is no KEK to rotate",
+            ));
+        };
+        let path = std::path::PathBuf::from(kek_file);
+        let started = std::time::Instant::now();
+        let (old, new, epochs) = blocking("rotate-kek", move || vault.rotate_kek(&path))
+            .await?
+            .map_err(|e| invalid("kek_file", e.to_string()))?;
+        tracing::info!(%old, %new, epochs, "KEK rotated");
+        Ok(crate::proto::v1::RotateKekResponse {
+            old_kek_id: old,
+            new_kek_id: new,
+            epochs: epochs as u64,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+
     pub async fn backup(&self, label: &str) -> Result<BackupStoreResponse, AdminError> {
         let label = backup_label(label)?;
         let target = self.settings.backup_dir.join(&label);

@@ -37,6 +37,11 @@ fn vault_error(e: impl ToString) -> StoreError {
 
 impl Store {
     /// Where the epochs stand; `None` for a store in clear.
+    /// The node's vault; `None` for a store in clear.
+    pub fn vault(&self) -> Option<&Vault> {
+        self.vault.as_ref()
+    }
+
     pub fn vault_state(&self) -> Option<VaultState> {
         self.vault.as_ref().map(Vault::state)
     }

@@ -69,6 +69,24 @@ impl Vault {
         })
     }
 
+    /// Wraps every epoch key under the KEK in `kek_file` from now on
+    /// (`store rotate-kek`): no data is sealed again, so it takes as long
+    /// for a million alerts as for one. Returns (old KEK, new KEK, epochs).
+    pub fn rotate_kek(&self, kek_file: &Path) -> Result<(String, String, usize), StoreError> {
+        let new = FileKek::load(kek_file).map_err(vault_error)?;
+        let new_id = new.id().to_owned();
+        let mut epochs = self.sealer.epochs_mut();
+        let old_id = epochs.kek_id().to_owned();
+        if old_id == new_id {
+            return Err(StoreError::Vault(format!(
+                "{} holds KEK {new_id}, the one in use: make a new one with `casebridge store kek-new`",
+                kek_file.display()
+            )));
+        }
+        let n = epochs.rewrap(Arc::new(new)).map_err(vault_error)?;
+        Ok((old_id, new_id, n))
+    }
+
     pub fn state(&self) -> VaultState {
         let epochs = self.sealer.epochs();
         let (current, current_started_at) = epochs.current();

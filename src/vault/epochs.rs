@@ -190,6 +190,30 @@ impl Epochs {
         Ok(doomed)
     }
 
+    /// Wraps every kept epoch key under `kek` instead (a KEK rotation):
+    /// each new file written and synced beside the old one, then each
+    /// renamed over it, then the directory synced; from then on the old
+    /// KEK opens nothing here. Returns how many epochs were re-wrapped.
+    /// (A crash between the renames leaves some files under each KEK:
+    /// keep the old KEK until the node has started on the new one.)
+    pub fn rewrap(&mut self, kek: Arc<dyn Kek>) -> Result<usize, VaultError> {
+        let mut staged = Vec::new();
+        for (id, kept) in &self.kept {
+            let mut bytes = kept.started_at.to_be_bytes().to_vec();
+            bytes.extend(kek.wrap(id.0, &kept.key)?);
+            let next = self.path(*id).with_extension("key.next");
+            let _ = std::fs::remove_file(&next);
+            crate::secrets::create_new(&next, &bytes, true).map_err(|e| file_error(&next, e))?;
+            staged.push((next, self.path(*id)));
+        }
+        for (next, path) in &staged {
+            std::fs::rename(next, path).map_err(|e| file_error(path, e))?;
+        }
+        sync_dir(&self.dir)?;
+        self.kek = kek;
+        Ok(staged.len())
+    }
+
     /// `dk` wrapped under the epoch in force, for `owner`.
     pub fn wrap_data_key(&self, owner: &[u8], dk: &Secret) -> Vec<u8> {
         let (id, _) = self.current();
@@ -286,6 +310,34 @@ mod tests {
             Err(VaultError::EpochGone(1))
         ));
         assert_eq!(after.unwrap_data_key(b"alert-1", &rewrapped).unwrap().0, dk);
+    }
+
+    /// After a rotation the new KEK opens every epoch and the old one none.
+    #[test]
+    fn a_rotated_kek_takes_over_every_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        let old = kek(dir.path());
+        let mut epochs = Epochs::open(&keys, old.clone()).unwrap();
+        epochs.advance().unwrap();
+        let dk = Secret::random();
+        let wrapped = epochs.wrap_data_key(b"alert-1", &dk);
+        let new: Arc<dyn Kek> = Arc::new(FileKek::create(&dir.path().join("new.toml")).unwrap());
+        assert_eq!(epochs.rewrap(new.clone()).unwrap(), 2);
+        let reopened = Epochs::open(&keys, new).unwrap();
+        assert_eq!(
+            reopened.unwrap_data_key(b"alert-1", &wrapped).unwrap().0,
+            dk
+        );
+        assert!(
+            Epochs::open(&keys, old).is_err(),
+            "the old KEK opens nothing"
+        );
+        assert_eq!(
+            std::fs::read_dir(&keys).unwrap().count(),
+            2,
+            "no file left over"
+        );
     }
 
     #[test]
