@@ -124,6 +124,7 @@ pub use migrate::{MigrateStats, migrate_sled};
 pub use outbox::{OutboxItem, OutboxSummary, Queued};
 pub use retention::{PURGED, expired};
 pub use reviews::{MAX_NOTE_BYTES, ReceivedReview, check_note, is_verdict};
+use trees::RELEASE_SETTING;
 pub(crate) use trees::{Counter, Trees};
 pub use trees::{TREES, is_sled_store, is_store};
 pub use vault::{Vault, VaultState, sealed_tree};
@@ -217,13 +218,12 @@ impl Store {
             cache_bytes: cache_capacity_bytes,
             ..Default::default()
         };
-        let was_new = !Db::exists(dir);
         let db = match &vault {
             Some(v) => Db::open_sealed(dir, &options, v.sealer.clone())?,
             None => Db::open(dir, &options)?,
         };
         let t = Trees::open(&db)?;
-        vault::check_sealing(&db, t.settings, (dir, was_new), vault.as_ref())?;
+        vault::check_sealing(&db, &t, dir, vault.as_ref())?;
         let head = Head::load(&db, &t)?;
         let last = last_position(&db, t.hits)?;
         let last_disclosure = last_position(&db, t.disclosure_log)?;
@@ -389,9 +389,6 @@ impl Store {
         Ok(())
     }
 }
-
-/// `settings` key of the release that last opened the store for writing.
-const RELEASE_SETTING: &str = "release";
 
 /// The last position of a log tree keyed by position (u64 BE), 0 when
 /// empty: where its watchers start.

@@ -7,6 +7,9 @@ use std::path::Path;
 use super::StoreError;
 use super::engine::{Db, EngineError, Tree};
 
+/// `settings` key of the release that last opened the store for writing.
+pub(super) const RELEASE_SETTING: &str = "release";
+
 /// The trees of the store, opened once.
 pub(crate) struct Trees {
     pub(super) alerts: Tree,

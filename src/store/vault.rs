@@ -100,15 +100,21 @@ impl Vault {
 }
 
 /// Refuses a store in clear opened with keys (or the other way round),
-/// naming what to do; marks a new store sealed. Reads only the settings
-/// (never sealed), before anything sealed is read.
+/// naming what to do; marks a new store sealed. Reads only what is never
+/// sealed (the settings; whether the audit log has an entry), before
+/// anything sealed is read. A store is new while it has no audit entry
+/// and no recorded release: also one whose first start crashed before
+/// anything was synced, which must not be refused as a store in clear.
 pub(super) fn check_sealing(
     db: &super::engine::Db,
-    settings: super::engine::Tree,
-    (dir, was_new): (&Path, bool),
+    t: &super::trees::Trees,
+    dir: &Path,
     vault: Option<&Vault>,
 ) -> Result<(), StoreError> {
+    let settings = t.settings;
     let mark = db.get(settings, SEALED_SETTING)?;
+    let was_new = db.get(settings, super::trees::RELEASE_SETTING)?.is_none()
+        && db.range::<&[u8]>(t.audit, ..).next().is_none();
     match (vault, mark) {
         (None, None) | (Some(_), Some(_)) => Ok(()),
         (None, Some(kek)) => Err(StoreError::Vault(format!(
@@ -127,5 +133,50 @@ pub(super) fn check_sealing(
              [store] dir at NEW_DIR",
             dir = dir.display()
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vault(dir: &Path) -> Vault {
+        let kek = dir.join("kek.toml");
+        if !kek.exists() {
+            FileKek::create(&kek).unwrap();
+        }
+        Vault::open(&kek, &dir.join("keys")).unwrap()
+    }
+
+    /// A store whose first start left an empty database (a crash before
+    /// anything was synced) is new, not a store in clear; one that holds
+    /// an audit entry in clear is refused, naming `store encrypt`.
+    #[tokio::test]
+    async fn an_empty_database_is_new_and_one_in_clear_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        crate::secrets::create_private_dir(&data).unwrap();
+        drop(super::super::engine::Db::open(&data, &Default::default()).unwrap());
+        let sealed = super::super::Store::open_sealed(&data, 8 << 20, None, vault(dir.path()));
+        assert!(sealed.is_ok(), "{:?}", sealed.err());
+        drop(sealed);
+
+        let clear = dir.path().join("clear");
+        let store = super::super::Store::open_audit_only(&clear, 8 << 20).unwrap();
+        store
+            .audit([crate::audit::Event::new(
+                crate::audit::NODE,
+                crate::audit::Action::NodeStart,
+                "OK",
+            )])
+            .await
+            .unwrap();
+        store.close().await.unwrap();
+        drop(store);
+        let err = super::super::Store::open_sealed(&clear, 8 << 20, None, vault(dir.path()))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("casebridge store encrypt"), "{err}");
     }
 }
