@@ -64,14 +64,9 @@ async fn blocking<R: Send + 'static>(
 }
 
 impl NodeCore {
-    /// The node's identity, versions and counts (`GetStatus`).
     /// Where the directory in force stands, for status and the console.
     pub fn directory_health(&self) -> Option<crate::proto::v1::DirectoryHealth> {
-        let at = |secs: i64| {
-            crate::time::timestamp(
-                std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64),
-            )
-        };
+        let at = |secs: i64| crate::time::ms_timestamp(secs.saturating_mul(1000));
         let expiry = self.federation.expiry(crate::time::now_ms() / 1000)?;
         let (expires_at, hold_at) = match expiry {
             crate::federation::Expiry::Current { expires_at } => (expires_at, None),
@@ -103,11 +98,7 @@ impl NodeCore {
     pub fn encryption_health(&self) -> Option<crate::proto::v1::EncryptionHealth> {
         let state = self.store.vault_state()?;
         let (epoch, retention) = self.settings.epochs?;
-        let at = |secs: i64| {
-            crate::time::timestamp(
-                std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64),
-            )
-        };
+        let at = |secs: i64| crate::time::ms_timestamp(secs.saturating_mul(1000));
         Some(crate::proto::v1::EncryptionHealth {
             kek_id: state.kek_id,
             epoch: state.current.0,
@@ -118,6 +109,7 @@ impl NodeCore {
         })
     }
 
+    /// The node's identity, versions and counts (`GetStatus`).
     pub fn status(&self) -> Result<NodeStatus, AdminError> {
         let (local, received) = self.store.count_alerts(&self.settings.agency)?;
         let (open, overdue) = self

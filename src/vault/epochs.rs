@@ -33,12 +33,13 @@ impl std::fmt::Display for EpochId {
 }
 
 impl EpochId {
-    /// How a data key wrapped under this epoch names it (`e17`).
-    fn key_id(self) -> Vec<u8> {
+    /// How a value sealed under this epoch's key names it (`e17`).
+    pub fn key_id(self) -> Vec<u8> {
         format!("e{}", self.0).into_bytes()
     }
 
-    fn from_key_id(id: &[u8]) -> Option<Self> {
+    /// The epoch a key id names, if it names one.
+    pub fn from_key_id(id: &[u8]) -> Option<Self> {
         let digits = std::str::from_utf8(id.strip_prefix(b"e")?).ok()?;
         if digits.is_empty() || digits.starts_with('0') {
             return None;
@@ -126,16 +127,6 @@ impl Epochs {
             .get(&id)
             .map(|k| &k.key)
             .ok_or(VaultError::EpochGone(id.0))
-    }
-
-    /// How a value sealed directly under epoch `id` names it (`e17`).
-    pub fn key_id(id: EpochId) -> Vec<u8> {
-        id.key_id()
-    }
-
-    /// The epoch a key id names, if it names one.
-    pub fn epoch_of(key_id: &[u8]) -> Option<EpochId> {
-        EpochId::from_key_id(key_id)
     }
 
     /// When epoch `id` started (Unix seconds), while it is kept.

@@ -64,11 +64,11 @@ impl Sealer for EpochSealer {
     fn sealing_key(&self) -> (Vec<u8>, Secret) {
         let epochs = self.epochs.read().unwrap_or_else(|p| p.into_inner());
         let (id, key) = epochs.current_key();
-        (Epochs::key_id(id), key.clone())
+        (id.key_id(), key.clone())
     }
 
     fn opening_key(&self, id: &[u8]) -> Result<Secret, EngineError> {
-        let epoch: EpochId = Epochs::epoch_of(id)
+        let epoch = EpochId::from_key_id(id)
             .ok_or_else(|| EngineError::Sealed("a value sealed under no epoch".into()))?;
         let epochs = self.epochs.read().unwrap_or_else(|p| p.into_inner());
         epochs
@@ -117,7 +117,7 @@ impl Shared {
 
 /// A backend whose sealed trees hold only sealed values.
 pub(super) struct Sealed {
-    inner: Box<dyn Backend>,
+    inner: Arc<dyn Backend>,
     shared: Arc<Shared>,
 }
 
@@ -136,37 +136,13 @@ impl Db {
     fn sealed_by(self, sealer: Arc<dyn Sealer>) -> Self {
         Self {
             backend: Arc::new(Sealed {
-                inner: Box::new(Unwrapped(self)),
+                inner: self.backend,
                 shared: Arc::new(Shared {
                     sealer,
                     names: Names::default(),
                 }),
             }),
         }
-    }
-}
-
-/// A [`Db`] as a backend (what [`Sealed`] wraps).
-struct Unwrapped(Db);
-
-impl Backend for Unwrapped {
-    fn open_tree(&self, name: &str) -> Result<Tree, EngineError> {
-        self.0.backend.open_tree(name)
-    }
-    fn tree_names(&self) -> Vec<String> {
-        self.0.backend.tree_names()
-    }
-    fn snapshot(&self) -> Box<dyn Read + Send + Sync> {
-        self.0.backend.snapshot()
-    }
-    fn write(&self, body: &mut dyn FnMut(&mut dyn Write) -> bool) -> Result<(), EngineError> {
-        self.0.backend.write(body)
-    }
-    fn sync(&self) -> Result<(), EngineError> {
-        self.0.backend.sync()
-    }
-    fn disk_bytes(&self) -> Result<u64, EngineError> {
-        self.0.backend.disk_bytes()
     }
 }
 
