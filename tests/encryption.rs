@@ -64,7 +64,14 @@ fn canaries_in(dir: &Path) -> Vec<(PathBuf, &'static str)> {
 /// its store, made with `casebridge store kek-new`, epochs of 5 s, no
 /// backup retention. Returns the KEK.
 async fn federation() -> (TestFederation, PathBuf) {
+    federation_keeping_backups(0).await
+}
+
+/// [`federation`] with backups kept `days`, and retention purges checked
+/// every second.
+async fn federation_keeping_backups(days: u32) -> (TestFederation, PathBuf) {
     let mut fed = TestFederation::start_with(&["police", "ngo"], &["police"], |_, c| {
+        c.alerts.purge_interval_secs = casebridge::config::Bounded::new(1);
         if let Some(e) = &c.encryption
             && !e.kek_file.get_ref().exists()
         {
@@ -76,9 +83,9 @@ async fn federation() -> (TestFederation, PathBuf) {
     .await;
     let config = fed.layout.agencies[&agency("police")].node_config.clone();
     let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(
-        "\n[encryption]\nkek_file = \"kek.toml\"\nepoch_secs = 5\nbackup_retention_days = 0\n",
-    );
+    text.push_str(&format!(
+        "\n[encryption]\nkek_file = \"kek.toml\"\nepoch_secs = 5\nbackup_retention_days = {days}\n",
+    ));
     std::fs::write(&config, text).unwrap();
     fed.start_node("police").await;
     let kek = fed
@@ -179,13 +186,17 @@ async fn a_sealed_node_keeps_nothing_in_clear_and_its_epochs_turn() {
     assert_eq!(narrative(&fed, "police", &received.id).await, CANARIES[5]);
     fed.stop_node("police").await;
     assert_eq!(canaries_in(&police_dir), []);
-    // The backup taken in epoch 1 no longer opens: its epoch key is gone.
+    // The backup taken in epoch 1 no longer opens: kept for no days, its
+    // key went at the end of that epoch.
     let err = open_backup(&fed, &backup.path, &own.id)
         .await
         .err()
         .unwrap()
         .to_string();
-    assert!(err.contains("epoch 1 is not kept"), "{err}");
+    assert!(
+        err.contains("backup key") && err.contains("is not kept"),
+        "{err}"
+    );
     fed.start_node("police").await;
     fed.shutdown().await;
 }
@@ -203,6 +214,113 @@ async fn open_backup(
     let store = casebridge::store::Store::open_sealed(Path::new(path), 8 << 20, None, vault)?;
     let alert = store.get(&id.parse().unwrap())?.unwrap();
     Ok(alert.alert.unwrap().content.unwrap_or_default().narrative)
+}
+
+/// Whether police serves alert `id` as purged: retracted, no content.
+async fn served_purged(fed: &TestFederation, id: &str) -> bool {
+    let mut c = fed.client("police", "cms").await;
+    let alert = c
+        .alerts
+        .get_alert(GetAlertRequest { id: id.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    alert.retracted && alert.content.is_none() && alert.subjects.is_empty()
+}
+
+/// Crypto-shredding: a backup is taken; then one alert is retracted and
+/// another purged at its retention deadline. After the epoch has turned,
+/// the backup restored with the node's keys gives back every other alert
+/// whole and those two as purged, and the store still holds nothing in
+/// clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_reaches_a_backup_restored_after_it() {
+    let (mut fed, _kek) = federation_keeping_backups(1).await;
+    let police_dir = fed.layout.agencies[&agency("police")].dir.clone();
+    let mut police = fed.client("police", "cms").await;
+    let kept = submit_draft(&mut police, canary_draft()).await;
+    let retracted = submit_draft(&mut police, canary_draft()).await;
+    let mut draft = canary_draft();
+    let until = std::time::SystemTime::now() + std::time::Duration::from_secs(6);
+    draft.content.as_mut().unwrap().retention_until = Some(casebridge::time::timestamp(until));
+    let expiring = submit_draft(&mut police, draft).await;
+    let mut admin = fed.client("police", "admin").await;
+    let backup = admin
+        .admin
+        .backup_store(BackupStoreRequest {
+            label: "before-the-purges".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    police
+        .alerts
+        .retract_alert(casebridge::proto::v1::RetractAlertRequest {
+            id: retracted.id.clone(),
+            expected_version: 1,
+            reason: "entered in error".into(),
+        })
+        .await
+        .unwrap();
+    eventually("the expiring alert purged", || async {
+        served_purged(&fed, &expiring.id).await.then_some(())
+    })
+    .await;
+    let purged_in = fed.status("police").await.encryption.unwrap().epoch;
+    eventually("the epoch of the purges destroyed", || async {
+        let status = fed.status("police").await.encryption.unwrap();
+        (status.epoch > purged_in && !status.kept.contains(&purged_in)).then_some(())
+    })
+    .await;
+
+    fed.stop_node("police").await;
+    let config = fed.layout.agencies[&agency("police")].node_config.clone();
+    let (code, out, err) = cli(&[
+        "store",
+        "restore",
+        "--config",
+        config.to_str().unwrap(),
+        "--from",
+        &backup.path,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("2 alerts and 0 releases of the backup were purged after it was taken"),
+        "{out}"
+    );
+    let (code, out, err) = cli(&["audit", "verify", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "the restored log verifies: {out}{err}");
+    fed.start_node("police").await;
+    assert_eq!(narrative(&fed, "police", &kept.id).await, CANARIES[5]);
+    assert!(served_purged(&fed, &retracted.id).await);
+    assert!(served_purged(&fed, &expiring.id).await);
+    // What the purges removed from the indexes stays removed: a lookup of
+    // the phone and the person all three held finds only the alert kept.
+    let answers = fed
+        .client("police", "cms")
+        .await
+        .alerts
+        .lookup(casebridge::proto::v1::LookupRequest {
+            identifiers: vec![
+                phone_id(CANARIES[3], ""),
+                person_id(CANARIES[0], CANARIES[1], "1994-02-11"),
+            ],
+            peers: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let found: std::collections::BTreeSet<&str> = answers.answers[0]
+        .matches
+        .iter()
+        .map(|m| m.alert_id.as_str())
+        .collect();
+    assert_eq!(found, [kept.id.as_str()].into(), "{answers:?}");
+    fed.stop_node("police").await;
+    assert_eq!(canaries_in(&police_dir), []);
+    fed.start_node("police").await;
+    fed.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -129,8 +129,8 @@ actions! {
     AuditPrune = "audit.prune",
     StoreBackup = "store.backup",
     StoreRestore = "store.restore",
-    // Encryption at rest: an epoch ended, live data sealed again, old
-    // epoch keys destroyed.
+    // Encryption at rest: an epoch ended, live data keys and data sealed
+    // again, old epoch keys and expired backup keys destroyed.
     StoreEpoch = "store.epoch",
     StoreRotateKek = "store.rotate_kek",
     // The federation directory: offered by an administrator, read back,

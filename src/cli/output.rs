@@ -660,13 +660,20 @@ pub fn status(s: &NodeStatus, as_json: bool) {
     if let Some(e) = &s.encryption {
         let kept: Vec<String> = e.kept.iter().map(ToString::to_string).collect();
         println!(
-            "encryption  epoch {} since {}, next {}; epochs kept {} (backups {} days); KEK {}",
+            "encryption  epoch {} since {}, next {}; epochs kept {}; KEK {}",
             e.epoch,
             time(e.epoch_started_at.as_ref()),
             time(e.next_epoch_at.as_ref()),
             kept.join(","),
-            e.backup_retention_secs / 86_400,
             e.kek_id
+        );
+        println!(
+            "backups     {} restorable (oldest {}), each for {} days",
+            e.backup_keys,
+            e.oldest_backup_at
+                .as_ref()
+                .map_or("none".to_string(), |t| time(Some(t))),
+            e.backup_retention_secs / 86_400,
         );
     }
     println!("refused     {} deliveries", s.refused_deliveries);

@@ -226,6 +226,7 @@ async fn restore(config: &Path, from: &Path) -> Result<(), Failure> {
     drop(backup);
     crate::store::copy_store(from, dir)?;
     let restored = open_stopped(dir, vault.as_ref())?;
+    let purges = carry_purges(&restored, aside.as_deref(), vault.as_ref()).await?;
     restored.audit_carry(&carried.0, &carried.1)?;
     let previous = aside
         .as_ref()
@@ -235,12 +236,21 @@ async fn restore(config: &Path, from: &Path) -> Result<(), Failure> {
             .detail("from", from.display())
             .detail("backup_head", backup_head)
             .detail("carried_entries", carried.0.len())
+            .detail("purged_since_alerts", purges.purged_alerts)
+            .detail("purged_since_releases", purges.purged_releases)
             .detail("previous_store", &previous)])
         .await?;
     let (head, _) = restored.audit_head();
     restored.close().await?;
     if let Some(moved) = aside {
         println!("previous store kept at {}", moved.display());
+    }
+    if purges.purged_alerts + purges.purged_releases > 0 {
+        println!(
+            "{} alerts and {} releases of the backup were purged after it was taken: they stay \
+             purged (their data keys are destroyed)",
+            purges.purged_alerts, purges.purged_releases
+        );
     }
     println!(
         "restored {} into {}: the data as of audit entry {backup_head}; the {} entries written \
@@ -251,6 +261,25 @@ async fn restore(config: &Path, from: &Path) -> Result<(), Failure> {
         carried.0.len(),
     );
     Ok(())
+}
+
+/// Gives a restored sealed store the data keys of the store it replaces
+/// (moved aside to `previous`): what was purged after the backup was taken
+/// stays purged. Nothing to carry for a store in clear or a first restore.
+async fn carry_purges(
+    restored: &Store,
+    previous: Option<&Path>,
+    vault: Option<&crate::store::Vault>,
+) -> Result<crate::store::Carried, Failure> {
+    let (Some(previous), Some(vault)) = (previous, vault) else {
+        return Ok(Default::default());
+    };
+    let live = open_stopped(previous, Some(vault))?;
+    let carried = restored
+        .carry_data_keys(&live)
+        .map_err(|e| failure(Exit::DataErr, anyhow!(e)))?;
+    live.close().await?;
+    Ok(carried)
 }
 
 /// What `current` logged after `backup`'s last entry (entries and the

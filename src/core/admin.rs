@@ -106,6 +106,8 @@ impl NodeCore {
             next_epoch_at: Some(at(state.current_started_at + epoch.as_secs() as i64)),
             kept: state.kept.iter().map(|e| e.0).collect(),
             backup_retention_secs: retention.as_secs(),
+            backup_keys: state.backups.len() as u32,
+            oldest_backup_at: state.backups.first().map(|(_, made)| at(*made)),
         })
     }
 

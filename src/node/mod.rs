@@ -546,8 +546,8 @@ fn follow_services(core: &Arc<NodeCore>) -> (tokio::sync::watch::Receiver<String
 }
 
 /// Ends each encryption epoch on time (`[encryption] epoch_secs`): the
-/// live data sealed again under the next, the epochs past the backup
-/// retention destroyed. Checked at start (finishing a turn a crash
+/// live data keys and data sealed again under the next, the ended epoch
+/// destroyed, and the backup keys past the backup retention. Checked at start (finishing a turn a crash
 /// interrupted) and then a few times per epoch.
 async fn turn_epochs(core: Arc<NodeCore>, encryption: Option<crate::config::EncryptionConfig>) {
     let Some(e) = encryption else {
@@ -558,10 +558,11 @@ async fn turn_epochs(core: Arc<NodeCore>, encryption: Option<crate::config::Encr
     let every = (epoch / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
     loop {
         match core.store.turn_epoch(epoch, retention).await {
-            Ok(turn) if turn.started.is_some() || !turn.destroyed.is_empty() => tracing::info!(
+            Ok(turn) if turn != crate::store::EpochTurn::default() => tracing::info!(
                 started = ?turn.started,
                 resealed = turn.resealed,
                 destroyed = ?turn.destroyed,
+                backup_keys_destroyed = ?turn.backups_destroyed,
                 "encryption epoch turned"
             ),
             Ok(_) => {}

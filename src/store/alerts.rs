@@ -115,6 +115,7 @@ impl Store {
         if current.is_none() {
             w.tally(Tally::Submitted, std::time::SystemTime::now(), 1)?;
         }
+        super::vault::shred_if_emptied(w, key.as_bytes(), &record)?;
         w.tx.insert(w.t.alerts, key, record.encode_to_vec())?;
         for item in &items {
             index::queue(w, item)?;
@@ -202,6 +203,7 @@ impl Store {
         if held.is_none() {
             w.tally(Tally::Received, std::time::SystemTime::now(), 1)?;
         }
+        super::vault::shred_if_emptied(w, key, record)?;
         w.tx.insert(w.t.alerts, key, record.encode_to_vec())?;
         index::reindex(w, held.as_ref(), record)?;
         alert_log::record(w, record)?;

@@ -16,8 +16,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::engine::Reads;
+use super::engine::sealed::DATA_KEYS;
 use super::engine::{Db, EngineError, Options, Range, Snapshot};
 use super::trees::{TREES, sync_dir};
+use super::vault::SEALED_THROUGH;
 use super::{Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,20 +144,34 @@ impl Store {
     fn copy_snapshot(&self, snapshot: &Snapshot, target: &Path) -> Result<(), StoreError> {
         // Owner only before the engine writes a byte into it.
         crate::secrets::create_private_dir(target).map_err(|e| io(target, e))?;
-        // A sealed store's copy is sealed under the same epoch keys (and
-        // its settings say so): restorable only with the KEK, and only
-        // while the epoch it was taken in is kept.
-        let copy = open_copy(target, self.vault.as_ref())?;
-        for name in TREES {
-            copy_tree(
-                &copy,
-                name,
-                snapshot.range::<&[u8]>(self.db.tree(name)?, ..),
-            )?;
-        }
+        // A sealed store's copy is sealed under a key of its own (and its
+        // settings say so): restorable only with the KEK, and only while
+        // that key is kept (the backup retention). Its data keys go first,
+        // so its records stay under the same data keys as the store's.
+        let Some(vault) = &self.vault else {
+            let copy = Db::open(target, &Options::default())?;
+            return copy_trees(&copy, snapshot, &self.db, &TREES);
+        };
+        let (_, sealer) = vault.backup_sealer()?;
+        let copy = Db::open_sealed(target, &Options::default(), sealer)?;
+        copy_trees(&copy, snapshot, &self.db, &[DATA_KEYS])?;
+        copy_trees(&copy, snapshot, &self.db, &TREES)?;
+        // Its values are under the backup key, not the epoch: a store
+        // restored from it seals them again at its first epoch check.
+        let settings = copy.tree("settings")?;
+        copy.transaction(|tx| tx.remove(settings, SEALED_THROUGH))?;
         copy.sync()?;
         Ok(())
     }
+}
+
+/// Copies the trees `names` from `snapshot` of `from` into `copy`, synced.
+fn copy_trees(copy: &Db, snapshot: &Snapshot, from: &Db, names: &[&str]) -> Result<(), StoreError> {
+    for name in names {
+        copy_tree(copy, name, snapshot.range::<&[u8]>(from.tree(name)?, ..))?;
+    }
+    copy.sync()?;
+    Ok(())
 }
 
 fn open_copy(dir: &Path, vault: Option<&super::Vault>) -> Result<Db, StoreError> {

@@ -53,6 +53,9 @@ fn put_release(
     {
         w.tx.insert(w.t.release_retention, k, [])?;
     }
+    if record.purged {
+        super::vault::destroy_data_key(w, "releases", id.as_bytes())?;
+    }
     w.tx.insert(w.t.releases, id.as_bytes(), record.encode_to_vec())?;
     Ok(())
 }

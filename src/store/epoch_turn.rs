@@ -1,6 +1,7 @@
-//! A store's epochs turning (docs/encryption.md): every live value sealed
-//! again under the next epoch, then the epoch keys no kept backup needs
-//! destroyed; and sealing a copy of a store kept in clear.
+//! A store's epochs turning (docs/encryption.md): every live data key and
+//! every value not under a data key sealed again under the next epoch,
+//! then the ended epochs destroyed, and the backup keys past the backup
+//! retention; and sealing a copy of a store kept in clear.
 //!
 //! The order is what keeps acknowledged data: an epoch key is destroyed
 //! only after every live value sealed under it was sealed again, synced,
@@ -11,14 +12,13 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::engine::sealed::DATA_KEYS;
 use super::engine::{EngineError, Reads};
-use super::vault::{SEALED_SETTING, Vault, VaultState, sealed_tree};
+use super::vault::{OWNED_TREES, SEALED_SETTING, SEALED_THROUGH, Vault, VaultState, sealed_tree};
 use super::{Store, StoreError, TREES};
 use crate::audit::{Action, Event, NODE};
-use crate::vault::EpochId;
+use crate::vault::{BackupKeyId, EpochId};
 
-/// The newest epoch every live value is sealed under (synced).
-const SEALED_THROUGH: &str = "sealed_through";
 /// Entries sealed again per transaction: short enough that writers wait
 /// little between two.
 const RESEAL_BATCH: usize = 500;
@@ -29,6 +29,8 @@ pub struct EpochTurn {
     pub started: Option<EpochId>,
     pub resealed: u64,
     pub destroyed: Vec<EpochId>,
+    /// Backup keys destroyed: the backups they sealed no longer open.
+    pub backups_destroyed: Vec<BackupKeyId>,
 }
 
 fn vault_error(e: impl ToString) -> StoreError {
@@ -47,9 +49,10 @@ impl Store {
     }
 
     /// Ends the epoch in force once it is `epoch` old, and finishes what an
-    /// interrupted turn left: every live value sealed again under the
-    /// newest epoch, synced, recorded; then every epoch that ended more
-    /// than `retention` ago is destroyed (audited as `store.epoch`).
+    /// interrupted turn left: every live data key and value under no data
+    /// key sealed again under the newest epoch, synced, recorded; then
+    /// every older epoch is destroyed, and at a turn every backup key made
+    /// more than `retention` ago (audited as `store.epoch`).
     pub async fn turn_epoch(
         &self,
         epoch: Duration,
@@ -78,19 +81,35 @@ impl Store {
                 .map_err(StoreError::from)
             })?;
             self.db.sync()?;
+            // Backups expire at an epoch's end: one taken with no retention
+            // stays restorable until the epoch it was taken in ends.
+            turn.backups_destroyed = vault
+                .sealer
+                .epochs_mut()
+                .destroy_backups_before(now.saturating_sub(retention.as_secs() as i64))
+                .map_err(vault_error)?;
         }
-        turn.destroyed = self.destroy_ended(vault, newest, now, retention)?;
+        turn.destroyed = vault
+            .sealer
+            .epochs_mut()
+            .destroy_before(newest)
+            .map_err(vault_error)?;
         if turn != EpochTurn::default() {
             self.audit([epoch_event(&turn, newest)]).await?;
         }
         Ok(turn)
     }
 
-    /// Seals every value of every sealed tree again (under the epoch in
-    /// force), a batch per transaction.
+    /// Seals every data key, and every value of a sealed tree that is
+    /// under no data key, again (under the epoch in force), a batch per
+    /// transaction. Records under data keys stay as they are: re-wrapping
+    /// their keys is what moves them to the new epoch.
     fn reseal_all(&self) -> Result<u64, StoreError> {
         let mut total = 0;
-        for name in TREES.iter().filter(|n| sealed_tree(n)) {
+        let epoch_sealed = TREES
+            .iter()
+            .filter(|n| sealed_tree(n) && !OWNED_TREES.contains(n));
+        for name in epoch_sealed.chain([&DATA_KEYS]) {
             let tree = self.db.tree(name)?;
             let mut after: Option<Vec<u8>> = None;
             loop {
@@ -117,42 +136,26 @@ impl Store {
         }
         Ok(total)
     }
-
-    /// Destroys the epochs before `newest` that ended more than
-    /// `retention` ago (an epoch ends when the next one starts).
-    fn destroy_ended(
-        &self,
-        vault: &Vault,
-        newest: EpochId,
-        now: i64,
-        retention: Duration,
-    ) -> Result<Vec<EpochId>, StoreError> {
-        let keep_from = {
-            let epochs = vault.sealer.epochs();
-            let kept = epochs.kept();
-            let ended_long_ago = |pair: &[EpochId]| {
-                epochs
-                    .started_at(pair[1])
-                    .is_some_and(|ended| now.saturating_sub(ended) >= retention.as_secs() as i64)
-            };
-            kept.windows(2)
-                .find(|pair| pair[1] <= newest && !ended_long_ago(pair))
-                .map_or(newest, |pair| pair[0])
-        };
-        vault
-            .sealer
-            .epochs_mut()
-            .destroy_before(keep_from)
-            .map_err(vault_error)
-    }
 }
 
 fn epoch_event(turn: &EpochTurn, newest: EpochId) -> Event {
-    let destroyed: Vec<String> = turn.destroyed.iter().map(ToString::to_string).collect();
+    let list = |ids: Vec<String>| ids.join(",");
     Event::new(NODE, Action::StoreEpoch, "OK")
         .detail("epoch", newest)
         .detail("resealed", turn.resealed)
-        .detail("destroyed", destroyed.join(","))
+        .detail(
+            "destroyed",
+            list(turn.destroyed.iter().map(ToString::to_string).collect()),
+        )
+        .detail(
+            "backup_keys_destroyed",
+            list(
+                turn.backups_destroyed
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+            ),
+        )
 }
 
 /// Seals a copy of the store in clear at `from` into the new directory

@@ -182,6 +182,7 @@ impl Store {
         a.retraction_reason = PURGED.into();
         purged.pseudonyms.clear();
         purged.tokens_pending = false;
+        super::vault::shred_if_emptied(w, id.as_bytes(), &purged)?;
         w.tx.insert(w.t.alerts, &id, purged.encode_to_vec())?;
         index::reindex(w, Some(&current), &purged)?;
         super::alert_log::record(w, &purged)?;

@@ -43,6 +43,9 @@ pub(crate) struct Trees {
     pub(super) alert_log_pos: Tree,
     pub(super) imports: Tree,
     pub(super) tokens_pending: Tree,
+    /// Data keys of sealed records (`engine::sealed`): not in [`TREES`],
+    /// because a backup seals its own copy of them under a key of its own.
+    pub(super) data_keys: Tree,
 }
 
 /// Every tree the store keeps, by name (a migration and a backup copy these).
@@ -114,6 +117,7 @@ impl Trees {
             alert_log_pos: db.tree("alert_log_pos")?,
             imports: db.tree("imports")?,
             tokens_pending: db.tree("tokens_pending")?,
+            data_keys: db.tree(super::engine::sealed::DATA_KEYS)?,
         })
     }
 }

@@ -6,11 +6,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::StoreError;
-use super::engine::sealed::EpochSealer;
-use crate::vault::{EpochId, Epochs, FileKek, Kek};
+use super::engine::EngineError;
+use super::engine::sealed::{EpochSealer, Sealer, data_key_slot};
+use crate::proto::v1::StoredAlert;
+use crate::vault::{BackupKeyId, EpochId, Epochs, FileKek, Kek, Secret};
 
 /// The setting a sealed store carries: the KEK it was sealed under.
 pub(super) const SEALED_SETTING: &str = "sealed";
+/// The newest epoch every live value is sealed under (synced); a backup
+/// has none, so a store restored from it seals everything again.
+pub(super) const SEALED_THROUGH: &str = "sealed_through";
 /// The trees whose values hold case data: alert contents and subjects,
 /// envelopes, person encodings, hits and their reviews, refusals quoting
 /// input, the audit log, disclosure requests and releases, import and
@@ -38,6 +43,53 @@ pub fn sealed_tree(name: &str) -> bool {
     )
 }
 
+/// The trees whose records each have a data key of their own (an alert,
+/// own or received; a release): what a purge empties, and so destroys
+/// the key of. Every other sealed value is under the epoch in force.
+pub const OWNED_TREES: [&str; 2] = ["alerts", "releases"];
+
+/// The owner whose data key seals record `key` of `tree`, if it has one.
+pub fn data_key_owner(tree: &str, key: &[u8]) -> Option<Vec<u8>> {
+    let kind: &[u8] = match tree {
+        "alerts" => b"alert",
+        "releases" => b"release",
+        _ => return None,
+    };
+    let mut owner = kind.to_vec();
+    owner.push(0);
+    owner.extend_from_slice(key);
+    Some(owner)
+}
+
+/// Destroys the data key of record `key` of `tree`, in the transaction
+/// that empties the record: every older copy of it, in the store's old
+/// segments or in a backup, no longer opens once the key's wrapping is
+/// gone (docs/encryption.md). The emptied record written next gets a new
+/// key. Nothing to do in a store kept in clear.
+pub(super) fn destroy_data_key(
+    w: &mut super::Write<'_, '_>,
+    tree: &str,
+    key: &[u8],
+) -> Result<(), StoreError> {
+    if let Some(owner) = data_key_owner(tree, key) {
+        w.tx.remove(w.t.data_keys, data_key_slot(&owner))?;
+    }
+    Ok(())
+}
+
+/// [`destroy_data_key`] for an alert record about to be written without
+/// content (retracted, purged, or a peer's tombstone).
+pub(super) fn shred_if_emptied(
+    w: &mut super::Write<'_, '_>,
+    key: &[u8],
+    record: &StoredAlert,
+) -> Result<(), StoreError> {
+    if record.alert.as_ref().is_none_or(|a| a.content.is_none()) {
+        destroy_data_key(w, "alerts", key)?;
+    }
+    Ok(())
+}
+
 /// A node's keys for its store: the KEK, the epoch keys beside the store,
 /// and the sealer that uses them.
 #[derive(Clone)]
@@ -52,6 +104,8 @@ pub struct VaultState {
     pub current: EpochId,
     pub current_started_at: i64,
     pub kept: Vec<EpochId>,
+    /// Backup keys kept, each with when it was made (Unix seconds).
+    pub backups: Vec<(BackupKeyId, i64)>,
 }
 
 fn vault_error(e: impl ToString) -> StoreError {
@@ -65,7 +119,7 @@ impl Vault {
         let kek: Arc<dyn Kek> = Arc::new(FileKek::load(kek_file).map_err(vault_error)?);
         let epochs = Epochs::open(keys_dir, kek).map_err(vault_error)?;
         Ok(Self {
-            sealer: Arc::new(EpochSealer::new(epochs, sealed_tree)),
+            sealer: Arc::new(EpochSealer::new(epochs, sealed_tree, data_key_owner)),
         })
     }
 
@@ -87,6 +141,24 @@ impl Vault {
         Ok((old_id, new_id, n))
     }
 
+    /// The sealer of a new backup: a key made for it (kept for the
+    /// backup retention, then destroyed) seals the data keys and every
+    /// value under no data key; records under data keys keep theirs, so a
+    /// restore can tell which of them a purge has destroyed since.
+    pub(super) fn backup_sealer(&self) -> Result<(BackupKeyId, Arc<dyn Sealer>), StoreError> {
+        let (id, key) = self
+            .sealer
+            .epochs_mut()
+            .new_backup_key()
+            .map_err(vault_error)?;
+        let sealer = BackupSealer {
+            id: id.key_id(),
+            key,
+            node: self.sealer.clone(),
+        };
+        Ok((id, Arc::new(sealer)))
+    }
+
     pub fn state(&self) -> VaultState {
         let epochs = self.sealer.epochs();
         let (current, current_started_at) = epochs.current();
@@ -95,7 +167,33 @@ impl Vault {
             current,
             current_started_at,
             kept: epochs.kept(),
+            backups: epochs.backups(),
         }
+    }
+}
+
+/// See [`Vault::backup_sealer`].
+struct BackupSealer {
+    id: Vec<u8>,
+    key: Secret,
+    node: Arc<EpochSealer>,
+}
+
+impl Sealer for BackupSealer {
+    fn seals(&self, name: &str) -> bool {
+        self.node.seals(name)
+    }
+
+    fn owner(&self, name: &str, key: &[u8]) -> Option<Vec<u8>> {
+        self.node.owner(name, key)
+    }
+
+    fn sealing_key(&self) -> (Vec<u8>, Secret) {
+        (self.id.clone(), self.key.clone())
+    }
+
+    fn opening_key(&self, id: &[u8]) -> Result<Secret, EngineError> {
+        self.node.opening_key(id)
     }
 }
 

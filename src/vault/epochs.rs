@@ -1,16 +1,19 @@
-//! Epoch keys: one per epoch, each the only copy of itself, in a file of
+//! Epoch keys and backup keys, each the only copy of itself, in a file of
 //! its own under the KEK.
 //!
 //! Data keys are wrapped under the epoch in force and re-wrapped when the
-//! next one starts. Once no live data key and no kept backup needs an
-//! epoch, its file is overwritten and removed ([`Epochs::destroy_before`]):
-//! whatever was wrapped under it — a purged alert's data key left behind
-//! in an old store segment, in a backup past its retention — no longer
-//! opens anywhere. The files live apart from the store's segments for that
+//! next one starts; then the old epoch's file is overwritten and removed
+//! ([`Epochs::destroy_before`]): whatever was wrapped under it — a purged
+//! alert's data key left behind in an old store segment — no longer opens
+//! anywhere. A backup is sealed under a key of its own, kept for the
+//! backup retention and then destroyed the same way
+//! ([`Epochs::destroy_backups_before`]), so keeping backups never keeps an
+//! epoch alive. The files live apart from the store's segments for that
 //! reason: a store compacts when it likes, a file is removed when told.
 //!
-//! A file is `epoch-<n>.key`: the epoch's start (Unix seconds, 8 bytes big
-//! endian), then its key sealed under the KEK for [`Place::Epoch`]`(n)`.
+//! A file is `epoch-<n>.key` or `backup-<n>.key`: when the key was made
+//! (Unix seconds, 8 bytes big endian), then the key sealed under the KEK
+//! for [`Place::Epoch`]`(n)` or [`Place::Backup`]`(n)`.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -19,7 +22,7 @@ use std::sync::Arc;
 
 use super::error::VaultError;
 use super::kek::{Kek, check_wrapped_by};
-use super::seal::{self, Place};
+use super::seal::Place;
 use super::secret::Secret;
 
 /// An epoch's number: 1, 2, … in the order they started.
@@ -40,12 +43,34 @@ impl EpochId {
 
     /// The epoch a key id names, if it names one.
     pub fn from_key_id(id: &[u8]) -> Option<Self> {
-        let digits = std::str::from_utf8(id.strip_prefix(b"e")?).ok()?;
-        if digits.is_empty() || digits.starts_with('0') {
-            return None;
-        }
-        digits.parse().ok().map(Self)
+        number_in(id, b"e").map(Self)
     }
+}
+
+/// A backup key's number: when it was made (Unix seconds), made unique.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BackupKeyId(pub u64);
+
+impl std::fmt::Display for BackupKeyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl BackupKeyId {
+    /// How a value sealed under this backup key names it (`b1796256000`).
+    pub fn key_id(self) -> Vec<u8> {
+        format!("b{}", self.0).into_bytes()
+    }
+}
+
+/// The number after `prefix` in a key id, written without leading zeros.
+fn number_in(id: &[u8], prefix: &[u8]) -> Option<u64> {
+    let digits = std::str::from_utf8(id.strip_prefix(prefix)?).ok()?;
+    if digits.is_empty() || digits.starts_with('0') {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 struct Kept {
@@ -53,11 +78,12 @@ struct Kept {
     started_at: i64,
 }
 
-/// The epoch keys a node keeps, the newest in force.
+/// The epoch keys a node keeps, the newest in force, and its backups' keys.
 pub struct Epochs {
     dir: PathBuf,
     kek: Arc<dyn Kek>,
     kept: BTreeMap<EpochId, Kept>,
+    backups: BTreeMap<BackupKeyId, Kept>,
 }
 
 fn file_error(path: &Path, reason: impl ToString) -> VaultError {
@@ -77,13 +103,17 @@ impl Epochs {
             dir: dir.to_owned(),
             kek,
             kept: BTreeMap::new(),
+            backups: BTreeMap::new(),
         };
         for entry in std::fs::read_dir(dir).map_err(|e| file_error(dir, e))? {
             let path = entry.map_err(|e| file_error(dir, e))?.path();
-            let Some(id) = epoch_of_file(&path) else {
-                continue;
-            };
-            epochs.kept.insert(id, epochs.read(&path, id)?);
+            if let Some(n) = number_of_file(&path, "epoch-") {
+                let kept = epochs.read(&path, Place::Epoch(n))?;
+                epochs.kept.insert(EpochId(n), kept);
+            } else if let Some(n) = number_of_file(&path, "backup-") {
+                let kept = epochs.read(&path, Place::Backup(n))?;
+                epochs.backups.insert(BackupKeyId(n), kept);
+            }
         }
         if epochs.kept.is_empty() {
             epochs.advance()?;
@@ -91,11 +121,15 @@ impl Epochs {
         Ok(epochs)
     }
 
-    fn path(&self, id: EpochId) -> PathBuf {
-        self.dir.join(format!("epoch-{}.key", id.0))
+    fn path(&self, place: Place<'_>) -> PathBuf {
+        match place {
+            Place::Backup(n) => self.dir.join(format!("backup-{n}.key")),
+            Place::Epoch(n) => self.dir.join(format!("epoch-{n}.key")),
+            _ => unreachable!("only epoch and backup keys have files"),
+        }
     }
 
-    fn read(&self, path: &Path, id: EpochId) -> Result<Kept, VaultError> {
+    fn read(&self, path: &Path, place: Place<'_>) -> Result<Kept, VaultError> {
         crate::secrets::check_owner_only(path, "epoch key file")
             .map_err(|e| file_error(path, e))?;
         let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
@@ -104,7 +138,7 @@ impl Epochs {
         }
         let (start, wrapped) = bytes.split_at(8);
         check_wrapped_by(self.kek.as_ref(), wrapped)?;
-        let key = self.kek.unwrap(id.0, wrapped)?;
+        let key = self.kek.unwrap(place, wrapped)?;
         let started_at = i64::from_be_bytes(start.try_into().expect("8 bytes"));
         Ok(Kept { key, started_at })
     }
@@ -144,19 +178,79 @@ impl Epochs {
         self.kept.keys().copied().collect()
     }
 
-    /// Starts the next epoch: its file is written and synced (and the
-    /// directory synced) before its key wraps anything.
-    pub fn advance(&mut self) -> Result<EpochId, VaultError> {
-        let next = EpochId(self.kept.last_key_value().map_or(1, |(id, _)| id.0 + 1));
+    /// Writes a new key's file for `place` and syncs it and the directory,
+    /// before the key wraps anything.
+    fn create(&self, place: Place<'_>) -> Result<Kept, VaultError> {
         let key = Secret::random();
         let started_at = crate::time::now_ms() / 1000;
         let mut bytes = started_at.to_be_bytes().to_vec();
-        bytes.extend(self.kek.wrap(next.0, &key)?);
-        let path = self.path(next);
+        bytes.extend(self.kek.wrap(place, &key)?);
+        let path = self.path(place);
         crate::secrets::create_new(&path, &bytes, true).map_err(|e| file_error(&path, e))?;
         sync_dir(&self.dir)?;
-        self.kept.insert(next, Kept { key, started_at });
+        Ok(Kept { key, started_at })
+    }
+
+    /// Starts the next epoch.
+    pub fn advance(&mut self) -> Result<EpochId, VaultError> {
+        let next = EpochId(self.kept.last_key_value().map_or(1, |(id, _)| id.0 + 1));
+        let kept = self.create(Place::Epoch(next.0))?;
+        self.kept.insert(next, kept);
         Ok(next)
+    }
+
+    /// A new key for a backup about to be written: numbered by the time,
+    /// never reusing a number a kept key has.
+    pub fn new_backup_key(&mut self) -> Result<(BackupKeyId, Secret), VaultError> {
+        let now = (crate::time::now_ms() / 1000).max(1) as u64;
+        let after_last = self.backups.last_key_value().map_or(1, |(id, _)| id.0 + 1);
+        let id = BackupKeyId(now.max(after_last));
+        let kept = self.create(Place::Backup(id.0))?;
+        let key = kept.key.clone();
+        self.backups.insert(id, kept);
+        Ok((id, key))
+    }
+
+    /// The backup keys kept, oldest first, each with when it was made.
+    pub fn backups(&self) -> Vec<(BackupKeyId, i64)> {
+        self.backups
+            .iter()
+            .map(|(id, k)| (*id, k.started_at))
+            .collect()
+    }
+
+    /// Destroys every backup key made before `cutoff` (Unix seconds), as
+    /// [`Epochs::destroy_before`] destroys epochs. Returns those destroyed.
+    pub fn destroy_backups_before(&mut self, cutoff: i64) -> Result<Vec<BackupKeyId>, VaultError> {
+        let doomed: Vec<BackupKeyId> = self
+            .backups
+            .iter()
+            .filter(|(_, k)| k.started_at < cutoff)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &doomed {
+            shred(&self.path(Place::Backup(id.0)))?;
+            self.backups.remove(id);
+        }
+        if !doomed.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        Ok(doomed)
+    }
+
+    /// The epoch or backup key a sealed value names (`e17`, `b1796256000`),
+    /// while it is kept.
+    pub fn key_by_id(&self, id: &[u8]) -> Result<&Secret, VaultError> {
+        if let Some(epoch) = EpochId::from_key_id(id) {
+            return self.key(epoch);
+        }
+        let n = number_in(id, b"b").ok_or(VaultError::Malformed(
+            "a value sealed under neither an epoch nor a backup key",
+        ))?;
+        self.backups
+            .get(&BackupKeyId(n))
+            .map(|k| &k.key)
+            .ok_or(VaultError::BackupKeyGone(n))
     }
 
     /// Destroys every epoch before `keep_from` (never the one in force):
@@ -171,8 +265,7 @@ impl Epochs {
             .filter(|id| *id < keep_from && *id != current)
             .collect();
         for id in &doomed {
-            let path = self.path(*id);
-            shred(&path)?;
+            shred(&self.path(Place::Epoch(id.0)))?;
             self.kept.remove(id);
         }
         if !doomed.is_empty() {
@@ -181,21 +274,23 @@ impl Epochs {
         Ok(doomed)
     }
 
-    /// Wraps every kept epoch key under `kek` instead (a KEK rotation):
-    /// each new file written and synced beside the old one, then each
-    /// renamed over it, then the directory synced; from then on the old
-    /// KEK opens nothing here. Returns how many epochs were re-wrapped.
+    /// Wraps every kept epoch and backup key under `kek` instead (a KEK
+    /// rotation): each new file written and synced beside the old one, then
+    /// each renamed over it, then the directory synced; from then on the
+    /// old KEK opens nothing here. Returns how many keys were re-wrapped.
     /// (A crash between the renames leaves some files under each KEK:
     /// keep the old KEK until the node has started on the new one.)
     pub fn rewrap(&mut self, kek: Arc<dyn Kek>) -> Result<usize, VaultError> {
+        let epochs = self.kept.iter().map(|(id, k)| (Place::Epoch(id.0), k));
+        let backups = self.backups.iter().map(|(id, k)| (Place::Backup(id.0), k));
         let mut staged = Vec::new();
-        for (id, kept) in &self.kept {
+        for (place, kept) in epochs.chain(backups) {
             let mut bytes = kept.started_at.to_be_bytes().to_vec();
-            bytes.extend(kek.wrap(id.0, &kept.key)?);
-            let next = self.path(*id).with_extension("key.next");
+            bytes.extend(kek.wrap(place, &kept.key)?);
+            let next = self.path(place).with_extension("key.next");
             let _ = std::fs::remove_file(&next);
             crate::secrets::create_new(&next, &bytes, true).map_err(|e| file_error(&next, e))?;
-            staged.push((next, self.path(*id)));
+            staged.push((next, self.path(place)));
         }
         for (next, path) in &staged {
             std::fs::rename(next, path).map_err(|e| file_error(path, e))?;
@@ -204,35 +299,14 @@ impl Epochs {
         self.kek = kek;
         Ok(staged.len())
     }
-
-    /// `dk` wrapped under the epoch in force, for `owner`.
-    pub fn wrap_data_key(&self, owner: &[u8], dk: &Secret) -> Vec<u8> {
-        let (id, _) = self.current();
-        let epoch = &self.kept[&id].key;
-        seal::seal(epoch, &id.key_id(), Place::DataKey(owner), dk.expose())
-    }
-
-    /// The data key `wrapped` holds for `owner`, and the epoch it was
-    /// wrapped under; [`VaultError::EpochGone`] once that epoch is destroyed.
-    pub fn unwrap_data_key(
-        &self,
-        owner: &[u8],
-        wrapped: &[u8],
-    ) -> Result<(Secret, EpochId), VaultError> {
-        let id = EpochId::from_key_id(seal::peek_key_id(wrapped)?)
-            .ok_or(VaultError::Malformed("not wrapped under an epoch"))?;
-        let kept = self.kept.get(&id).ok_or(VaultError::EpochGone(id.0))?;
-        let plain = zeroize::Zeroizing::new(seal::open(&kept.key, Place::DataKey(owner), wrapped)?);
-        let dk =
-            Secret::from_slice(&plain).ok_or(VaultError::Malformed("a data key is 32 bytes"))?;
-        Ok((dk, id))
-    }
 }
 
-fn epoch_of_file(path: &Path) -> Option<EpochId> {
+fn number_of_file(path: &Path, prefix: &str) -> Option<u64> {
     let name = path.file_name()?.to_str()?;
-    let digits = name.strip_prefix("epoch-")?.strip_suffix(".key")?;
-    digits.parse().ok().map(EpochId)
+    name.strip_prefix(prefix)?
+        .strip_suffix(".key")?
+        .parse()
+        .ok()
 }
 
 /// Overwrites `path` with zeros, syncs, removes it. (On a journaling or
@@ -261,15 +335,26 @@ fn sync_dir(dir: &Path) -> Result<(), VaultError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::FileKek;
+    use super::super::{FileKek, seal};
     use super::*;
 
     fn kek(dir: &Path) -> Arc<dyn Kek> {
         Arc::new(FileKek::create(&dir.join("kek.toml")).unwrap())
     }
 
-    /// A data key wrapped under an epoch opens while the epoch is kept,
-    /// across a restart, and never again once it is destroyed.
+    /// `dk` sealed under the epoch in force, as a data key for `owner`.
+    fn wrap(epochs: &Epochs, owner: &[u8], dk: &Secret) -> Vec<u8> {
+        let (id, key) = epochs.current_key();
+        seal::seal(key, &id.key_id(), Place::DataKey(owner), dk.expose())
+    }
+
+    fn unwrap(epochs: &Epochs, owner: &[u8], wrapped: &[u8]) -> Result<Vec<u8>, VaultError> {
+        let key = epochs.key_by_id(seal::peek_key_id(wrapped)?)?;
+        seal::open(key, Place::DataKey(owner), wrapped)
+    }
+
+    /// What an epoch wrapped opens while the epoch is kept, across a
+    /// restart, and never again once it is destroyed.
     #[test]
     fn a_destroyed_epoch_takes_what_it_wrapped_with_it() {
         let dir = tempfile::tempdir().unwrap();
@@ -278,29 +363,58 @@ mod tests {
         let mut epochs = Epochs::open(&keys, kek.clone()).unwrap();
         assert_eq!(epochs.current().0, EpochId(1));
         let dk = Secret::random();
-        let old = epochs.wrap_data_key(b"alert-1", &dk);
+        let old = wrap(&epochs, b"alert-1", &dk);
         assert!(
-            epochs.unwrap_data_key(b"alert-2", &old).is_err(),
+            unwrap(&epochs, b"alert-2", &old).is_err(),
             "bound to its owner"
         );
 
         let second = epochs.advance().unwrap();
-        let rewrapped = epochs.wrap_data_key(b"alert-1", &dk);
+        let rewrapped = wrap(&epochs, b"alert-1", &dk);
         let reopened = Epochs::open(&keys, kek.clone()).unwrap();
         assert_eq!(reopened.kept(), [EpochId(1), second]);
-        assert_eq!(
-            reopened.unwrap_data_key(b"alert-1", &old).unwrap(),
-            (dk.clone(), EpochId(1))
-        );
+        assert_eq!(unwrap(&reopened, b"alert-1", &old).unwrap(), dk.expose());
 
         assert_eq!(epochs.destroy_before(second).unwrap(), [EpochId(1)]);
         assert!(!keys.join("epoch-1.key").exists());
         let after = Epochs::open(&keys, kek).unwrap();
         assert!(matches!(
-            after.unwrap_data_key(b"alert-1", &old),
+            unwrap(&after, b"alert-1", &old),
             Err(VaultError::EpochGone(1))
         ));
-        assert_eq!(after.unwrap_data_key(b"alert-1", &rewrapped).unwrap().0, dk);
+        assert_eq!(unwrap(&after, b"alert-1", &rewrapped).unwrap(), dk.expose());
+    }
+
+    /// A backup key lives on its own schedule: turning epochs leaves it,
+    /// its cutoff destroys it, and a value it sealed then names it as gone.
+    #[test]
+    fn a_backup_key_outlives_epochs_until_its_cutoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let kek = kek(dir.path());
+        let keys = dir.path().join("keys");
+        let mut epochs = Epochs::open(&keys, kek.clone()).unwrap();
+        let (first, key) = epochs.new_backup_key().unwrap();
+        let (second, _) = epochs.new_backup_key().unwrap();
+        assert!(second > first, "never the same number twice");
+        let sealed = seal::seal(&key, &first.key_id(), Place::DataKey(b"d"), b"x");
+        let next = epochs.advance().unwrap();
+        epochs.destroy_before(next).unwrap();
+        let reopened = Epochs::open(&keys, kek.clone()).unwrap();
+        assert_eq!(reopened.backups().len(), 2);
+        let opened = reopened.key_by_id(&first.key_id()).unwrap();
+        assert_eq!(
+            seal::open(opened, Place::DataKey(b"d"), &sealed).unwrap(),
+            b"x"
+        );
+
+        let made = reopened.backups()[0].1;
+        assert!(epochs.destroy_backups_before(made).unwrap().is_empty());
+        assert_eq!(epochs.destroy_backups_before(made + 1).unwrap().len(), 2);
+        let after = Epochs::open(&keys, kek).unwrap();
+        assert!(matches!(
+            after.key_by_id(&first.key_id()),
+            Err(VaultError::BackupKeyGone(n)) if n == first.0
+        ));
     }
 
     /// After a rotation the new KEK opens every epoch and the old one none.
@@ -311,22 +425,24 @@ mod tests {
         let old = kek(dir.path());
         let mut epochs = Epochs::open(&keys, old.clone()).unwrap();
         epochs.advance().unwrap();
+        epochs.new_backup_key().unwrap();
         let dk = Secret::random();
-        let wrapped = epochs.wrap_data_key(b"alert-1", &dk);
+        let wrapped = wrap(&epochs, b"alert-1", &dk);
         let new: Arc<dyn Kek> = Arc::new(FileKek::create(&dir.path().join("new.toml")).unwrap());
-        assert_eq!(epochs.rewrap(new.clone()).unwrap(), 2);
+        assert_eq!(epochs.rewrap(new.clone()).unwrap(), 3);
         let reopened = Epochs::open(&keys, new).unwrap();
         assert_eq!(
-            reopened.unwrap_data_key(b"alert-1", &wrapped).unwrap().0,
-            dk
+            unwrap(&reopened, b"alert-1", &wrapped).unwrap(),
+            dk.expose()
         );
+        assert_eq!(reopened.backups().len(), 1, "backup keys re-wrapped too");
         assert!(
             Epochs::open(&keys, old).is_err(),
             "the old KEK opens nothing"
         );
         assert_eq!(
             std::fs::read_dir(&keys).unwrap().count(),
-            2,
+            3,
             "no file left over"
         );
     }

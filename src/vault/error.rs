@@ -24,7 +24,12 @@ pub enum VaultError {
     WrongKek { found: String, ours: String },
     /// An epoch whose key was destroyed (or never existed here).
     #[error(
-        "epoch {0} is not kept: its key was destroyed (past the backup retention) or this is another node's store"
+        "epoch {0} is not kept: its key was destroyed once the next epoch had re-wrapped everything, or this is another node's store"
     )]
     EpochGone(u64),
+    /// A backup whose key was destroyed (or never existed here).
+    #[error(
+        "backup key {0} is not kept: it was destroyed when the backup passed [encryption] backup_retention_days, or the backup is another node's"
+    )]
+    BackupKeyGone(u64),
 }

@@ -1,4 +1,5 @@
-//! The key-encryption key: what wraps the epoch keys, and nothing else.
+//! The key-encryption key: what wraps the epoch and backup keys, and
+//! nothing else.
 //!
 //! [`Kek`] is what the rest of the vault asks of it, so a key held in a
 //! PKCS#11 token (an HSM) can wrap and unwrap without ever leaving it.
@@ -15,13 +16,14 @@ use super::error::VaultError;
 use super::seal::{self, Place};
 use super::secret::Secret;
 
-/// What wraps and unwraps epoch keys.
+/// What wraps and unwraps epoch and backup keys, each bound to its
+/// place ([`Place::Epoch`] or [`Place::Backup`]).
 pub trait Kek: Send + Sync {
     /// Its name, written into everything it wraps: a node handed another
     /// KEK says so instead of reporting damaged files.
     fn id(&self) -> &str;
-    fn wrap(&self, epoch: u64, key: &Secret) -> Result<Vec<u8>, VaultError>;
-    fn unwrap(&self, epoch: u64, wrapped: &[u8]) -> Result<Secret, VaultError>;
+    fn wrap(&self, place: Place<'_>, key: &Secret) -> Result<Vec<u8>, VaultError>;
+    fn unwrap(&self, place: Place<'_>, wrapped: &[u8]) -> Result<Secret, VaultError>;
 }
 
 /// Refuses what `kek` did not wrap, naming both KEKs.
@@ -103,19 +105,19 @@ impl Kek for FileKek {
         &self.id
     }
 
-    fn wrap(&self, epoch: u64, key: &Secret) -> Result<Vec<u8>, VaultError> {
+    fn wrap(&self, place: Place<'_>, key: &Secret) -> Result<Vec<u8>, VaultError> {
         Ok(seal::seal(
             &self.key,
             self.id.as_bytes(),
-            Place::Epoch(epoch),
+            place,
             key.expose(),
         ))
     }
 
-    fn unwrap(&self, epoch: u64, wrapped: &[u8]) -> Result<Secret, VaultError> {
+    fn unwrap(&self, place: Place<'_>, wrapped: &[u8]) -> Result<Secret, VaultError> {
         check_wrapped_by(self, wrapped)?;
-        let plain = zeroize::Zeroizing::new(seal::open(&self.key, Place::Epoch(epoch), wrapped)?);
-        Secret::from_slice(&plain).ok_or(VaultError::Malformed("an epoch key is 32 bytes"))
+        let plain = zeroize::Zeroizing::new(seal::open(&self.key, place, wrapped)?);
+        Secret::from_slice(&plain).ok_or(VaultError::Malformed("a wrapped key is 32 bytes"))
     }
 }
 
@@ -131,12 +133,22 @@ mod tests {
         assert!(FileKek::create(&path).is_err(), "never overwritten");
         let again = FileKek::load(&path).unwrap();
         let epoch = Secret::random();
-        let wrapped = kek.wrap(3, &epoch).unwrap();
-        assert_eq!(again.unwrap(3, &wrapped).unwrap(), epoch);
-        assert!(again.unwrap(4, &wrapped).is_err(), "bound to its epoch");
+        let wrapped = kek.wrap(Place::Epoch(3), &epoch).unwrap();
+        assert_eq!(again.unwrap(Place::Epoch(3), &wrapped).unwrap(), epoch);
+        assert!(
+            again.unwrap(Place::Epoch(4), &wrapped).is_err(),
+            "bound to its epoch"
+        );
+        assert!(
+            again.unwrap(Place::Backup(3), &wrapped).is_err(),
+            "an epoch key is no backup key"
+        );
 
         let other = FileKek::create(&dir.path().join("other.toml")).unwrap();
-        let err = other.unwrap(3, &wrapped).unwrap_err().to_string();
+        let err = other
+            .unwrap(Place::Epoch(3), &wrapped)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains(kek.id()) && err.contains(other.id()),
             "the wrong KEK is named: {err}"

@@ -35,6 +35,8 @@ pub enum Place<'a> {
     Epoch(u64),
     /// A data key, wrapped under an epoch key, for what it protects.
     DataKey(&'a [u8]),
+    /// A backup's key, wrapped under the KEK.
+    Backup(u64),
 }
 
 impl Place<'_> {
@@ -57,6 +59,10 @@ impl Place<'_> {
                 part(b"data-key");
                 part(owner);
             }
+            Place::Backup(id) => {
+                part(b"backup");
+                part(&id.to_be_bytes());
+            }
         }
     }
 }
@@ -69,6 +75,7 @@ impl std::fmt::Display for Place<'_> {
             Place::Record { tree, key } => write!(f, "tree {tree}, a key of {} bytes", key.len()),
             Place::Epoch(id) => write!(f, "epoch {id}"),
             Place::DataKey(owner) => write!(f, "a data key of {} bytes' owner", owner.len()),
+            Place::Backup(id) => write!(f, "backup key {id}"),
         }
     }
 }

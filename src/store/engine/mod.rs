@@ -66,6 +66,10 @@ pub enum EngineError {
     /// misread.
     #[error("a stored value does not open: {0}")]
     Sealed(String),
+    /// A value sealed under a data key a purge destroyed: what it held is
+    /// gone on purpose (a leftover read from an older copy of the store).
+    #[error("a stored value was purged: {0}: its data key was destroyed")]
+    Shredded(String),
     #[error("{0}")]
     Io(String),
 }
@@ -119,6 +123,10 @@ pub trait Backend: Send + Sync {
     fn write(&self, body: &mut dyn FnMut(&mut dyn Write) -> bool) -> Result<(), EngineError>;
     fn sync(&self) -> Result<(), EngineError>;
     fn disk_bytes(&self) -> Result<u64, EngineError>;
+    /// The engine below a sealing wrapper (values as they are on disk).
+    fn unsealed(&self) -> Option<Arc<dyn Backend>> {
+        None
+    }
 }
 
 /// Reads of one consistent view: a snapshot, or a transaction (which also
@@ -154,6 +162,13 @@ impl Db {
     /// A consistent read view of everything committed so far.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot(self.backend.snapshot())
+    }
+
+    /// The same database without its sealing: values as the engine holds
+    /// them, for tools that sort sealed values by the key they name.
+    /// `None` when it is not sealed.
+    pub fn unsealed(&self) -> Option<Db> {
+        self.backend.unsealed().map(|backend| Db { backend })
     }
 
     /// Point read of the latest committed value.
