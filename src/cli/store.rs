@@ -73,12 +73,65 @@ pub enum StoreCommand {
         kek_file: PathBuf,
     },
     /// Write a new key-encryption key file (0600, never overwritten), for
-    /// `[encryption] kek_file`.
+    /// `[encryption] kek_file`. With `--pkcs11-module`, make the KEK inside
+    /// a PKCS#11 token (an HSM) instead, where it stays, and write the file
+    /// that refers to it.
     KekNew {
         /// Where to write it (refused if it exists).
         #[arg(long)]
         out: PathBuf,
+        #[command(flatten)]
+        token: TokenArgs,
     },
+}
+
+/// Where `store kek-new` makes a KEK inside a PKCS#11 token.
+#[derive(clap::Args)]
+pub struct TokenArgs {
+    /// The token's PKCS#11 module (SoftHSM2: /usr/lib/softhsm/libsofthsm2.so).
+    #[arg(long, requires_all = ["token", "key_label", "pin_file"])]
+    pkcs11_module: Option<PathBuf>,
+    /// The label of the token to make the KEK in.
+    #[arg(long, requires = "pkcs11_module")]
+    token: Option<String>,
+    /// The label to give the new key (refused if the token has one).
+    #[arg(long, requires = "pkcs11_module")]
+    key_label: Option<String>,
+    /// A file (0600) holding the token's user PIN.
+    #[arg(long, requires = "pkcs11_module")]
+    pin_file: Option<PathBuf>,
+}
+
+/// Makes the KEK `store kek-new` asks for; prints its id.
+fn kek_new(out: &Path, token: TokenArgs) -> Result<(), Failure> {
+    let absolute = |p: PathBuf| std::path::absolute(&p).map_err(usage);
+    let (id, place) = match token {
+        TokenArgs {
+            pkcs11_module: Some(module),
+            token: Some(token),
+            key_label: Some(key),
+            pin_file: Some(pin_file),
+        } => {
+            let reference = crate::vault::TokenKey {
+                id: String::new(),
+                pkcs11_module: absolute(module)?,
+                token: token.clone(),
+                key,
+                pin_file: absolute(pin_file)?,
+            };
+            let kek = crate::vault::create_in_token(out, reference).map_err(usage)?;
+            (
+                crate::vault::Kek::id(&kek).to_owned(),
+                format!(" in token {token}"),
+            )
+        }
+        _ => {
+            let kek = crate::vault::FileKek::create(out).map_err(usage)?;
+            (crate::vault::Kek::id(&kek).to_owned(), String::new())
+        }
+    };
+    println!("wrote {} (KEK {id}{place})", out.display());
+    Ok(())
 }
 
 fn usage(e: impl Into<anyhow::Error>) -> Failure {
@@ -171,15 +224,7 @@ pub async fn store(command: StoreCommand, client_config: Option<&Path>) -> Resul
             );
             Ok(())
         }
-        StoreCommand::KekNew { out } => {
-            let kek = crate::vault::FileKek::create(&out).map_err(usage)?;
-            println!(
-                "wrote {} (KEK {})",
-                out.display(),
-                crate::vault::Kek::id(&kek)
-            );
-            Ok(())
-        }
+        StoreCommand::KekNew { out, token } => kek_new(&out, token),
         StoreCommand::Restore { config, from } => restore(&config, &from).await,
     }
 }

@@ -9,7 +9,7 @@ use super::StoreError;
 use super::engine::EngineError;
 use super::engine::sealed::{EpochSealer, Sealer, data_key_slot};
 use crate::proto::v1::StoredAlert;
-use crate::vault::{BackupKeyId, EpochId, Epochs, FileKek, Kek, Secret};
+use crate::vault::{BackupKeyId, EpochId, Epochs, Secret};
 
 /// The setting a sealed store carries: the KEK it was sealed under.
 pub(super) const SEALED_SETTING: &str = "sealed";
@@ -116,7 +116,7 @@ impl Vault {
     /// The KEK in `kek_file` (0600) and the epoch keys in `keys_dir`
     /// (0700; the first epoch starts when there is none).
     pub fn open(kek_file: &Path, keys_dir: &Path) -> Result<Self, StoreError> {
-        let kek: Arc<dyn Kek> = Arc::new(FileKek::load(kek_file).map_err(vault_error)?);
+        let kek = crate::vault::load_kek(kek_file).map_err(vault_error)?;
         let epochs = Epochs::open(keys_dir, kek).map_err(vault_error)?;
         Ok(Self {
             sealer: Arc::new(EpochSealer::new(epochs, sealed_tree, data_key_owner)),
@@ -127,7 +127,7 @@ impl Vault {
     /// (`store rotate-kek`): no data is sealed again, so it takes as long
     /// for a million alerts as for one. Returns (old KEK, new KEK, epochs).
     pub fn rotate_kek(&self, kek_file: &Path) -> Result<(String, String, usize), StoreError> {
-        let new = FileKek::load(kek_file).map_err(vault_error)?;
+        let new = crate::vault::load_kek(kek_file).map_err(vault_error)?;
         let new_id = new.id().to_owned();
         let mut epochs = self.sealer.epochs_mut();
         let old_id = epochs.kek_id().to_owned();
@@ -137,7 +137,7 @@ impl Vault {
                 kek_file.display()
             )));
         }
-        let n = epochs.rewrap(Arc::new(new)).map_err(vault_error)?;
+        let n = epochs.rewrap(new).map_err(vault_error)?;
         Ok((old_id, new_id, n))
     }
 
@@ -241,7 +241,7 @@ mod tests {
     fn vault(dir: &Path) -> Vault {
         let kek = dir.join("kek.toml");
         if !kek.exists() {
-            FileKek::create(&kek).unwrap();
+            crate::vault::FileKek::create(&kek).unwrap();
         }
         Vault::open(&kek, &dir.join("keys")).unwrap()
     }

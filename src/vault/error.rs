@@ -27,6 +27,9 @@ pub enum VaultError {
         "epoch {0} is not kept: its key was destroyed once the next epoch had re-wrapped everything, or this is another node's store"
     )]
     EpochGone(u64),
+    /// The PKCS#11 token (HSM) refused or failed: what was asked, and why.
+    #[error("PKCS#11 token: {0}")]
+    Token(String),
     /// A backup whose key was destroyed (or never existed here).
     #[error(
         "backup key {0} is not kept: it was destroyed when the backup passed [encryption] backup_retention_days, or the backup is another node's"

@@ -2,9 +2,11 @@
 //! nothing else.
 //!
 //! [`Kek`] is what the rest of the vault asks of it, so a key held in a
-//! PKCS#11 token (an HSM) can wrap and unwrap without ever leaving it.
-//! [`FileKek`] is the default: a file readable by its owner only (0600,
-//! refused otherwise), created by `certs init`, never overwritten.
+//! PKCS#11 token (an HSM, [`super::pkcs11`]) can wrap and unwrap without
+//! ever leaving it. [`FileKek`] is the default: a file readable by its
+//! owner only (0600, refused otherwise), never overwritten. [`load`]
+//! reads either from the file `[encryption] kek_file` names
+//! ([`super::pkcs11::load`]).
 
 use std::path::Path;
 
@@ -15,6 +17,20 @@ use serde::{Deserialize, Serialize};
 use super::error::VaultError;
 use super::seal::{self, Place};
 use super::secret::Secret;
+
+/// A new KEK id: `kek-` and 16 random hex digits.
+pub(super) fn new_id() -> String {
+    let mut tag = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut tag).expect("the system RNG is available");
+    format!("kek-{}", crate::text::hex(&tag))
+}
+
+pub(super) fn check_id(path: &Path, id: &str) -> Result<(), VaultError> {
+    if id.is_empty() || id.len() > seal::MAX_KEY_ID {
+        return Err(file_error(path, "id: 1 to 64 characters"));
+    }
+    Ok(())
+}
 
 /// What wraps and unwraps epoch and backup keys, each bound to its
 /// place ([`Place::Epoch`] or [`Place::Backup`]).
@@ -57,10 +73,8 @@ pub struct FileKek {
 impl FileKek {
     /// Writes a new KEK to `path` (0600); an existing file is never replaced.
     pub fn create(path: &Path) -> Result<Self, VaultError> {
-        let mut tag = [0u8; 8];
-        aws_lc_rs::rand::fill(&mut tag).expect("the system RNG is available");
         let kek = Self {
-            id: format!("kek-{}", crate::text::hex(&tag)),
+            id: new_id(),
             key: Secret::random(),
         };
         let file = KekFile {
@@ -86,14 +100,12 @@ impl FileKek {
         );
         let key = Secret::from_slice(&bytes)
             .ok_or_else(|| file_error(path, "key is not 32 bytes (AES-256)"))?;
-        if file.id.is_empty() || file.id.len() > seal::MAX_KEY_ID {
-            return Err(file_error(path, "id: 1 to 64 characters"));
-        }
+        check_id(path, &file.id)?;
         Ok(Self { id: file.id, key })
     }
 }
 
-fn file_error(path: &Path, reason: impl ToString) -> VaultError {
+pub(super) fn file_error(path: &Path, reason: impl ToString) -> VaultError {
     VaultError::File {
         path: path.to_owned(),
         reason: reason.to_string(),

@@ -23,11 +23,13 @@
 pub mod epochs;
 mod error;
 pub mod kek;
+pub mod pkcs11;
 pub mod seal;
 mod secret;
 
 pub use epochs::{BackupKeyId, EpochId, Epochs};
 pub use error::VaultError;
 pub use kek::{FileKek, Kek};
+pub use pkcs11::{Pkcs11Kek, TokenKey, create_in_token, load as load_kek};
 pub use seal::{Place, open, peek_key_id, seal};
 pub use secret::Secret;

@@ -99,14 +99,7 @@ fn aes(key: &Secret) -> RandomizedNonceKey {
 /// When `key_id` is empty or longer than [`MAX_KEY_ID`]: ids are made by
 /// this module's callers, never read from outside.
 pub fn seal(key: &Secret, key_id: &[u8], place: Place<'_>, plaintext: &[u8]) -> Vec<u8> {
-    assert!(
-        (1..=MAX_KEY_ID).contains(&key_id.len()),
-        "a key id of 1 to {MAX_KEY_ID} bytes"
-    );
-    let mut header = Vec::with_capacity(2 + key_id.len());
-    header.push(FORMAT);
-    header.push(key_id.len() as u8);
-    header.extend_from_slice(key_id);
+    let header = header(key_id);
     let aad = associated(&header, &place);
     let mut body = plaintext.to_vec();
     let nonce = aes(key)
@@ -117,6 +110,58 @@ pub fn seal(key: &Secret, key_id: &[u8], place: Place<'_>, plaintext: &[u8]) -> 
     out.extend_from_slice(nonce.as_ref());
     out.extend_from_slice(&body);
     out
+}
+
+/// The header of a value sealed under `key_id`.
+fn header(key_id: &[u8]) -> Vec<u8> {
+    assert!(
+        (1..=MAX_KEY_ID).contains(&key_id.len()),
+        "a key id of 1 to {MAX_KEY_ID} bytes"
+    );
+    let mut header = Vec::with_capacity(2 + key_id.len());
+    header.push(FORMAT);
+    header.push(key_id.len() as u8);
+    header.extend_from_slice(key_id);
+    header
+}
+
+/// [`seal`] with the AES-256-GCM done elsewhere (inside a PKCS#11 token):
+/// `aead(nonce, associated data, plaintext)` returns the ciphertext and
+/// its 16-byte tag. The format and what is bound are this module's.
+pub fn seal_by(
+    key_id: &[u8],
+    place: Place<'_>,
+    plaintext: &[u8],
+    aead: impl FnOnce(&[u8; NONCE_LEN], &[u8], &[u8]) -> Result<Vec<u8>, VaultError>,
+) -> Result<Vec<u8>, VaultError> {
+    let header = header(key_id);
+    let aad = associated(&header, &place);
+    let mut nonce = [0u8; NONCE_LEN];
+    aws_lc_rs::rand::fill(&mut nonce).expect("the system RNG is available");
+    let body = aead(&nonce, &aad, plaintext)?;
+    if body.len() != plaintext.len() + TAG_LEN {
+        return Err(VaultError::Malformed("the token returned no 16-byte tag"));
+    }
+    let mut out = header;
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// [`open`] with the AES-256-GCM done elsewhere: `aead(nonce, associated
+/// data, ciphertext and tag)` returns the plaintext, or fails when the
+/// tag does not verify.
+pub fn open_by(
+    place: Place<'_>,
+    sealed: &[u8],
+    aead: impl FnOnce(&[u8], &[u8], &[u8]) -> Option<Vec<u8>>,
+) -> Result<Vec<u8>, VaultError> {
+    let (header, id, nonce, body) = split(sealed)?;
+    let aad = associated(header, &place);
+    aead(nonce, &aad, body).ok_or_else(|| VaultError::DoesNotOpen {
+        key_id: crate::text::hex(id),
+        place: place.to_string(),
+    })
 }
 
 /// The key id a sealed value names, to fetch its key before [`open`].
@@ -169,6 +214,43 @@ mod tests {
 
     fn record<'a>(tree: &'a str, key: &'a [u8]) -> Place<'a> {
         Place::Record { tree, key }
+    }
+
+    /// An AES-256-GCM done elsewhere, as a token does it, with aws-lc-rs.
+    fn elsewhere(key: &Secret) -> aws_lc_rs::aead::LessSafeKey {
+        let unbound = aws_lc_rs::aead::UnboundKey::new(&AES_256_GCM, key.expose()).unwrap();
+        aws_lc_rs::aead::LessSafeKey::new(unbound)
+    }
+
+    proptest! {
+        /// A value sealed by a token (`seal_by`) opens with `open`, and one
+        /// sealed here opens in a token (`open_by`): one format, one
+        /// binding, whoever does the AES.
+        #[test]
+        fn sealing_in_a_token_frames_as_sealing_here(
+            plain in proptest::collection::vec(any::<u8>(), 0..300),
+            tree in "[a-z]{1,12}",
+            key_bytes in proptest::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let key = Secret::random();
+            let place = record(&tree, &key_bytes);
+            let by_token = seal_by(b"kek-1", place, &plain, |nonce, aad, p| {
+                let mut buf = p.to_vec();
+                elsewhere(&key).seal_in_place_append_tag(
+                    Nonce::assume_unique_for_key(*nonce), Aad::from(aad), &mut buf).unwrap();
+                Ok(buf)
+            }).unwrap();
+            prop_assert_eq!(open(&key, place, &by_token).unwrap(), plain.clone());
+            let here = seal(&key, b"kek-1", place, &plain);
+            let opened = open_by(place, &here, |nonce, aad, body| {
+                let mut buf = body.to_vec();
+                let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+                elsewhere(&key).open_in_place(nonce, Aad::from(aad), &mut buf).ok().map(|p| p.to_vec())
+            }).unwrap();
+            prop_assert_eq!(opened, plain);
+            let elsewhere_place = record("other", &key_bytes);
+            prop_assert!(open(&key, elsewhere_place, &by_token).is_err());
+        }
     }
 
     proptest! {
