@@ -323,6 +323,47 @@ async fn a_purge_reaches_a_backup_restored_after_it() {
     fed.shutdown().await;
 }
 
+/// A sealed record copied, as it lies on disk, onto another alert's key
+/// (an attacker with the disk, or damage) does not open: that alert reads
+/// as DATA_LOSS naming the tree and the key, every other alert reads and
+/// submits go on, and nothing panics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_moved_to_another_key_is_refused_by_name_and_the_node_serves_on() {
+    let (mut fed, _kek) = federation().await;
+    let mut police = fed.client("police", "cms").await;
+    let a = submit_draft(&mut police, canary_draft()).await;
+    let b = submit_draft(&mut police, sample_draft("the other alert")).await;
+    fed.stop_node("police").await;
+    {
+        let dir = fed.config("police").store.dir;
+        let raw = casebridge::store::engine::Db::open(&dir, &Default::default()).unwrap();
+        let alerts = raw.tree("alerts").unwrap();
+        let sealed = raw.get(alerts, a.id.as_bytes()).unwrap().unwrap();
+        raw.transaction(|tx| tx.insert(alerts, b.id.as_bytes(), &sealed))
+            .unwrap();
+        raw.sync().unwrap();
+    }
+    fed.start_node("police").await;
+    let mut police = fed.client("police", "cms").await;
+    let err = police
+        .alerts
+        .get_alert(GetAlertRequest { id: b.id.clone() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::DataLoss, "{err:?}");
+    let hex_b = casebridge::text::hex(b.id.as_bytes());
+    assert!(
+        err.message().contains("tree alerts") && err.message().contains(&hex_b[..40]),
+        "{}",
+        err.message()
+    );
+    assert!(!err.message().contains(CANARIES[5]), "{}", err.message());
+    assert_eq!(narrative(&fed, "police", &a.id).await, CANARIES[5]);
+    let c = submit_draft(&mut police, sample_draft("after the damage")).await;
+    assert_eq!(narrative(&fed, "police", &c.id).await, "after the damage");
+    fed.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_in_clear_is_refused_until_sealed_and_a_sealed_one_needs_its_kek() {
     let (mut fed, kek) = federation().await;

@@ -68,6 +68,10 @@ pub enum AlertError {
     },
     #[error("storage failure: {0}")]
     Store(String),
+    /// A stored record that cannot be read back (named, with why): data
+    /// loss the operator must look into, not an outage to retry.
+    #[error("{0}")]
+    Unreadable(String),
     /// Exact tokens could not be derived and the alert was not stored
     /// (a proof that does not verify, a refused request): never an outage,
     /// which stores the alert with its tokens pending instead.
@@ -77,7 +81,11 @@ pub enum AlertError {
 
 impl From<StoreError> for AlertError {
     fn from(e: StoreError) -> Self {
-        AlertError::Store(e.to_string())
+        if e.is_unreadable() {
+            AlertError::Unreadable(e.to_string())
+        } else {
+            AlertError::Store(e.to_string())
+        }
     }
 }
 

@@ -25,6 +25,10 @@ impl From<AlertError> for Status {
                 tracing::error!(error = %detail, "storage failure");
                 Status::unavailable("the node could not store or read the alert; retry later")
             }
+            AlertError::Unreadable(detail) => {
+                tracing::error!(error = %detail, "a stored record does not read back");
+                Status::data_loss(detail.clone())
+            }
             AlertError::Tokens(t) => token_status(t),
         }
     }
@@ -269,5 +273,8 @@ pub fn announced(
 
 pub fn store_unavailable(e: StoreError) -> Status {
     tracing::error!(error = %e, "storage failure");
+    if e.is_unreadable() {
+        return Status::data_loss(e.to_string());
+    }
     Status::unavailable("the node's store is unavailable; retry later")
 }

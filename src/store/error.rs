@@ -50,6 +50,16 @@ impl StoreError {
             reason: reason.to_string(),
         }
     }
+
+    /// A record that is there but cannot be read back: altered, sealed
+    /// value moved to another record, sealed under a key that is gone. Not
+    /// an outage: retrying does not help, and the rest of the store serves.
+    pub fn is_unreadable(&self) -> bool {
+        matches!(
+            self,
+            Self::Corrupt { .. } | Self::Engine(EngineError::Sealed(_) | EngineError::Shredded(_))
+        )
+    }
 }
 
 /// A transaction that failed either in storage or by the caller's own decision.
