@@ -7,6 +7,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use casebridge::audit::Action;
@@ -109,6 +110,28 @@ fn files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
         }
     }
     out
+}
+
+/// The first seed of the key service's secret file: sealed under the KEK
+/// the file names (as `certs init` writes it), so the file itself holds
+/// none in clear; opened here with that KEK.
+fn first_seed(secret_keys: &Path) -> Vec<u8> {
+    let text = std::fs::read_to_string(secret_keys).unwrap();
+    let value = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key).map(|s| s.trim_matches('"').to_owned()))
+            .unwrap()
+    };
+    assert!(!text.contains("\nseed ="), "no seed in clear: {text}");
+    let kek_file = secret_keys.parent().unwrap().join(value("kek_file = "));
+    let kek = casebridge::vault::load_kek(&kek_file).unwrap();
+    let key = format!("{FEDERATION}/{FIRST_VERSION}");
+    let place = casebridge::vault::Place::Record {
+        tree: "oprf_seed",
+        key: key.as_bytes(),
+    };
+    let sealed = base64_decode(&value("sealed_seed = "));
+    kek.unwrap(place, &sealed).unwrap().expose().to_vec()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,15 +261,8 @@ async fn oprf_tokens_make_hits_lookups_and_retractions_and_no_node_key_reproduce
         tokens[0].value,
         "the key service's secret reproduces it"
     );
-    let seed_line = std::fs::read_to_string(&ks.secret_keys)
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("seed = ")
-                .map(|s| s.trim_matches('"').to_owned())
-        })
-        .unwrap();
-    let seed = base64_decode(&seed_line);
+    let seed = first_seed(&ks.secret_keys);
+    let seed_line = base64_encode(&seed);
     for (path, bytes) in files(&dir) {
         assert!(
             !bytes
@@ -313,6 +329,11 @@ async fn oprf_tokens_make_hits_lookups_and_retractions_and_no_node_key_reproduce
 fn base64_decode(s: &str) -> Vec<u8> {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -530,8 +551,12 @@ async fn an_outage_loses_nothing_budgets_refuse_and_a_wrong_pinned_key_is_refuse
     // A node pinning another key refuses the key service's answers.
     let service = start_service(&replica(replica_addr, "data-last")).await;
     let other = ks.dir.join("other-secret.toml");
-    casebridge::pseudo::oprf_keys::generate(&other, &FederationName::new(FEDERATION).unwrap())
-        .unwrap();
+    casebridge::pseudo::oprf_keys::generate(
+        &other,
+        &FederationName::new(FEDERATION).unwrap(),
+        None,
+    )
+    .unwrap();
     let wrong = fed.layout.dir.join("wrong-oprf-keys.toml");
     std::fs::write(&wrong, SecretKeys::load(&other).unwrap().public_file()).unwrap();
     restart_with(&mut fed, "police", |text| {
@@ -643,6 +668,11 @@ fn public_file_without(secret: &std::path::Path, drop_version: u32, out: &std::p
         .as_array_mut()
         .unwrap()
         .retain(|k| k["version"].as_integer() != Some(i64::from(drop_version)));
+    // The copy lives elsewhere: its KEK is named from where the original is.
+    if let Some(kek) = value.get("kek_file").and_then(|k| k.as_str()) {
+        let kek = secret.parent().unwrap().join(kek);
+        value["kek_file"] = toml::Value::String(kek.display().to_string());
+    }
     let dir = tempfile::tempdir().unwrap();
     let partial = dir.path().join("partial.toml");
     casebridge::secrets::create_new(&partial, toml::to_string(&value).unwrap().as_bytes(), true)
@@ -751,17 +781,7 @@ async fn the_key_service_sees_only_blinded_elements_and_proofs() {
         edit_config(&fed, a, |text| text + &section);
     }
     let secret = SecretKeys::load(&ks.secret_keys).unwrap();
-    let seed = {
-        let text = std::fs::read_to_string(&ks.secret_keys).unwrap();
-        let line = text
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("seed = ")
-                    .map(|s| s.trim_matches('"').to_owned())
-            })
-            .unwrap();
-        base64_decode(&line)
-    };
+    let seed = first_seed(&ks.secret_keys);
     let key = ServerKey::derive(&seed, FEDERATION, FIRST_VERSION).unwrap();
     assert_eq!(
         key.public_key(),

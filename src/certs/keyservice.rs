@@ -56,7 +56,15 @@ pub fn init_key_service(
         path: path.to_owned(),
         reason: e.to_string(),
     };
-    oprf_keys::generate(&secret_keys, federation).map_err(|e| invalid(&secret_keys, e))?;
+    // The seeds sealed under a KEK of the key service's own (0600), as a
+    // node's store is under its KEK (docs/encryption.md).
+    let kek = dir.join("kek.toml");
+    crate::vault::FileKek::create(&kek).map_err(|e| CertsError::Invalid {
+        path: kek.clone(),
+        reason: e.to_string(),
+    })?;
+    oprf_keys::generate(&secret_keys, federation, Some(Path::new("kek.toml")))
+        .map_err(|e| invalid(&secret_keys, e))?;
     let public_keys = federation_dir.join("oprf-keys.toml");
     let public = SecretKeys::load(&secret_keys)
         .map_err(|e| invalid(&secret_keys, e))?

@@ -43,7 +43,24 @@ pub enum KeyServiceCommand {
 pub enum KeysCommand {
     /// Write a new secret key file (one key, valid from now; mode 0600;
     /// never overwritten). Only the key service and its replicas hold it.
-    Generate(super::pseudo::NewKeyFile),
+    Generate {
+        #[command(flatten)]
+        new: super::pseudo::NewKeyFile,
+        /// Seal the seed under this KEK (a KEK file or a reference to a
+        /// key in a PKCS#11 token, `casebridge store kek-new`): the file
+        /// then names it, and reveals no seed without it.
+        #[arg(long)]
+        kek_file: Option<PathBuf>,
+    },
+    /// Seal every seed of a secret key file under a KEK, in place.
+    Seal {
+        /// The secret key file.
+        #[arg(long)]
+        keys: PathBuf,
+        /// The KEK (`casebridge store kek-new`).
+        #[arg(long)]
+        kek_file: PathBuf,
+    },
     /// Add a key valid from `--from-days` days on; keys in force now stay
     /// valid `--overlap-days` after that. Publish the new public file to
     /// every node before the new key starts.
@@ -196,9 +213,13 @@ async fn usage(dir: &std::path::Path, json: bool) -> Result<(), Failure> {
 fn keys(command: KeysCommand) -> Result<(), Failure> {
     let data = |e: crate::pseudo::KeyFileError| failure(Exit::DataErr, e);
     match command {
-        KeysCommand::Generate(new) => {
+        KeysCommand::Generate { new, kek_file } => {
             let (federation, out) = (new.federation()?, &new.out);
-            oprf_keys::generate(out, &federation).map_err(data)?;
+            let kek_file = kek_file
+                .map(std::path::absolute)
+                .transpose()
+                .map_err(|e| failure(Exit::Usage, e))?;
+            oprf_keys::generate(out, &federation, kek_file.as_deref()).map_err(data)?;
             println!(
                 "wrote {} (secret, mode 0600); print the public file for the nodes with `casebridge keyservice keys public --keys {}`",
                 out.display(),
@@ -217,6 +238,16 @@ fn keys(command: KeysCommand) -> Result<(), Failure> {
                     .map_err(data)?;
             println!(
                 "added key version {version}, valid from {from}; publish the new public file to every node before then"
+            );
+            Ok(())
+        }
+        KeysCommand::Seal { keys, kek_file } => {
+            let kek_file = std::path::absolute(&kek_file).map_err(|e| failure(Exit::Usage, e))?;
+            let n = oprf_keys::seal(&keys, &kek_file).map_err(data)?;
+            println!(
+                "sealed {n} seeds of {} under the KEK in {}",
+                keys.display(),
+                kek_file.display()
             );
             Ok(())
         }

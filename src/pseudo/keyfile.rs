@@ -50,6 +50,10 @@ impl KeyFileError {
 #[serde(deny_unknown_fields)]
 pub(super) struct KeyFile<E> {
     pub federation: FederationName,
+    /// The KEK the secrets of this file are sealed under (the key
+    /// service's seeds, docs/encryption.md), relative to the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kek_file: Option<std::path::PathBuf>,
     pub keys: Vec<E>,
 }
 

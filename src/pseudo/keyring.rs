@@ -120,6 +120,7 @@ const HEADER: &str = "# CaseBridge matching key ring. SECRET: every node of the 
 pub fn generate(path: &Path, federation: &FederationName) -> Result<(), KeyFileError> {
     let file = KeyFile {
         federation: federation.clone(),
+        kek_file: None,
         keys: vec![KeyEntry {
             version: 1,
             secret: random_secret(),
