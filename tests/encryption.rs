@@ -36,8 +36,8 @@ fn canary_draft() -> casebridge::proto::v1::AlertDraft {
     d
 }
 
-/// Every file under `dir`, with the canaries each holds in clear.
-fn canaries_in(dir: &Path) -> Vec<(PathBuf, &'static str)> {
+/// Every file under `dir` with its bytes.
+fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut found = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
@@ -45,15 +45,21 @@ fn canaries_in(dir: &Path) -> Vec<(PathBuf, &'static str)> {
             let path = entry.path();
             if path.is_dir() {
                 stack.push(path);
-                continue;
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                found.push((path, bytes));
             }
-            let Ok(bytes) = std::fs::read(&path) else {
-                continue;
-            };
-            for c in CANARIES {
-                if bytes.windows(c.len()).any(|w| w == c.as_bytes()) {
-                    found.push((path.clone(), c));
-                }
+        }
+    }
+    found
+}
+
+/// Every file under `dir`, with the canaries each holds in clear.
+fn canaries_in(dir: &Path) -> Vec<(PathBuf, &'static str)> {
+    let mut found = Vec::new();
+    for (path, bytes) in files_under(dir) {
+        for c in CANARIES {
+            if bytes.windows(c.len()).any(|w| w == c.as_bytes()) {
+                found.push((path.clone(), c));
             }
         }
     }
@@ -361,6 +367,125 @@ async fn a_record_moved_to_another_key_is_refused_by_name_and_the_node_serves_on
     assert_eq!(narrative(&fed, "police", &a.id).await, CANARIES[5]);
     let c = submit_draft(&mut police, sample_draft("after the damage")).await;
     assert_eq!(narrative(&fed, "police", &c.id).await, "after the damage");
+    fed.shutdown().await;
+}
+
+const IMPORT_MAPPING: &str = r#"
+source = "labour-inspections"
+id_column = "Inspection no"
+delimiter = ";"
+phone_region = "NL"
+
+[defaults]
+severity = "high"
+tlp = "green"
+
+[content]
+category = "Sector finding"
+country = "Country"
+city = "Town"
+narrative = "Finding"
+
+[[subjects]]
+role = "potential_victim"
+given_names = "Worker first name"
+family_name = "Worker surname"
+phones = "Worker phone"
+
+[values.category]
+"uitbuiting" = "labour_exploitation"
+"#;
+
+/// A register's record id and a client's request id may name a case: in
+/// a sealed store neither is an index key (a keyed hash stands in), yet
+/// re-importing finds the record, the import list names it, and a retry
+/// with the same request id is recognized.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_ids_and_request_ids_are_keyed_hashes_on_disk() {
+    const RECORD: &str = "REG-CANARY-9913";
+    const REQUEST: &str = "REQ-CANARY-4471";
+    let (mut fed, _kek) = federation().await;
+    let police_dir = fed.layout.agencies[&agency("police")].dir.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let mapping = dir.path().join("m.toml");
+    std::fs::write(&mapping, IMPORT_MAPPING).unwrap();
+    let csv = dir.path().join("register.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "Inspection no;Sector finding;Country;Town;Finding;Worker first name;Worker surname;Worker phone\n\
+             {RECORD};uitbuiting;NL;Westland;canary import narrative;Ioana;Popescu;06 12345678\n"
+        ),
+    )
+    .unwrap();
+    let config = fed.layout.agencies[&agency("police")].client_config("cms");
+    let import = || {
+        cli(&[
+            "--client-config",
+            config.to_str().unwrap(),
+            "alert",
+            "import",
+            "--mapping",
+            mapping.to_str().unwrap(),
+            csv.to_str().unwrap(),
+        ])
+    };
+    let (code, out, err) = import();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("created 1"), "{out}");
+    let (code, out, err) = import();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("unchanged 1"),
+        "found again by its keyed hash: {out}"
+    );
+    let mut police = fed.client("police", "cms").await;
+    let listed = police
+        .alerts
+        .list_imported(casebridge::proto::v1::ListImportedRequest {
+            source: "labour-inspections".into(),
+            page_size: 10,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .records;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].source_id, RECORD);
+
+    let submit = || casebridge::proto::v1::SubmitAlertRequest {
+        draft: Some(canary_draft()),
+        request_id: REQUEST.into(),
+        ..Default::default()
+    };
+    let first = police
+        .alerts
+        .submit_alert(submit())
+        .await
+        .unwrap()
+        .into_inner();
+    let again = police
+        .alerts
+        .submit_alert(submit())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.id, again.id, "a retry, recognized");
+    fed.stop_node("police").await;
+    let leaks: Vec<_> = [RECORD, REQUEST]
+        .iter()
+        .flat_map(|needle| {
+            files_under(&police_dir)
+                .into_iter()
+                .filter(move |(_, bytes)| {
+                    bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+                })
+                .map(move |(path, _)| (path, *needle))
+        })
+        .collect();
+    assert!(leaks.is_empty(), "{leaks:?}");
+    fed.start_node("police").await;
     fed.shutdown().await;
 }
 

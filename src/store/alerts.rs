@@ -68,6 +68,13 @@ impl Store {
         on_commit: impl FnOnce(&LocalWrite) -> Vec<crate::audit::Event>,
     ) -> Result<LocalWrite, TxError<E>> {
         let key = id.to_string();
+        let keyed = request_key.map(|rk| self.request_key(rk.key)).transpose()?;
+        let request_key = request_key
+            .zip(keyed.as_deref())
+            .map(|(rk, key)| RequestKey {
+                key,
+                digest: rk.digest,
+            });
         self.write_matched(|w| {
             let result = Self::write_local_in(w, &key, request_key, build)?;
             let mut hits = Vec::new();
@@ -78,6 +85,21 @@ impl Store {
             Ok::<_, TxError<E>>((result, hits))
         })
         .await
+    }
+
+    /// The `requests` key of a client's idempotency key (`client ‖ 0 ‖
+    /// request id`): in a sealed store the request id is replaced by a
+    /// keyed hash of it (a client may use a case number as its request
+    /// id). Not inside a transaction.
+    fn request_key(&self, key: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let (client, request) = match key.iter().position(|b| *b == 0) {
+            Some(at) => key.split_at(at + 1),
+            None => (&key[..0], key),
+        };
+        Ok(match self.db.keyed_digest(request)? {
+            Some(digest) => [client, &digest[..]].concat(),
+            None => key.to_vec(),
+        })
     }
 
     /// The alert part of a local write, inside its transaction.

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::engine::sealed::DATA_KEYS;
-use super::engine::{EngineError, Reads};
+use super::engine::{Db, EngineError, Range, Reads};
 use super::vault::{OWNED_TREES, SEALED_SETTING, SEALED_THROUGH, Vault, VaultState, sealed_tree};
 use super::{Store, StoreError, TREES};
 use crate::audit::{Action, Event, NODE};
@@ -163,7 +163,7 @@ fn epoch_event(turn: &EpochTurn, newest: EpochId) -> Event {
 /// copied whole, the copy marked sealed, synced and counted back. `from`
 /// is left as it was; a failed copy is removed.
 pub fn encrypt_copy(from: &Path, to: &Path, vault: &Vault) -> Result<u64, StoreError> {
-    use super::engine::{Db, Options};
+    use super::engine::Options;
     let refuse = |why: String| StoreError::Vault(why);
     if !super::is_store(from) {
         return Err(refuse(format!("{}: not a store directory", from.display())));
@@ -186,12 +186,13 @@ pub fn encrypt_copy(from: &Path, to: &Path, vault: &Vault) -> Result<u64, StoreE
     crate::secrets::create_private_dir(to).map_err(|e| refuse(format!("{}: {e}", to.display())))?;
     let copied = (|| {
         let new = Db::open_sealed(to, &Options::default(), vault.sealer.clone())?;
+        new.keyed_digest(b"")?; // the key made before any copying transaction
         let snapshot = old.snapshot();
         let mut total = 0;
         for name in TREES {
             let expected = old.len(old.tree(name)?)?;
-            let copied =
-                super::backup::copy_tree(&new, name, snapshot.range::<&[u8]>(old.tree(name)?, ..))?;
+            let entries = keyed_entries(&new, name, snapshot.range::<&[u8]>(old.tree(name)?, ..));
+            let copied = super::backup::copy_tree(&new, name, entries)?;
             let held = new.len(new.tree(name)?)?;
             if copied != expected || held != expected {
                 return Err(refuse(format!(
@@ -210,4 +211,29 @@ pub fn encrypt_copy(from: &Path, to: &Path, vault: &Vault) -> Result<u64, StoreE
         let _ = std::fs::remove_dir_all(to);
     }
     copied
+}
+
+/// The entries of tree `name` of a store in clear as a sealed store keys
+/// them: in `imports` and `requests` the id after the first zero byte (a
+/// register's record id, a client's request id) becomes a keyed hash of
+/// it under `sealed`'s key, and an import keeps its source id in its
+/// (sealed) value instead.
+fn keyed_entries(sealed: &Db, name: &'static str, entries: Range) -> Range {
+    if name != "imports" && name != "requests" {
+        return entries;
+    }
+    let sealed = sealed.clone();
+    Box::new(entries.map(move |item| {
+        let (key, mut value) = item?;
+        let at = key.iter().position(|b| *b == 0).map_or(0, |at| at + 1);
+        let (prefix, id) = key.split_at(at);
+        let digest = sealed
+            .keyed_digest(id)?
+            .ok_or_else(|| EngineError::Sealed("the copy is not sealed".into()))?;
+        let digest_end = value.iter().position(|b| *b == 0).map(|at| at + 1 + 32);
+        if name == "imports" && digest_end == Some(value.len()) {
+            value.extend_from_slice(id);
+        }
+        Ok(([prefix, &digest[..]].concat(), value))
+    }))
 }

@@ -41,19 +41,39 @@ pub struct Imported {
     pub retracted: bool,
 }
 
-fn import_key(source: &str, source_id: &str) -> Vec<u8> {
+fn import_key(source: &str, source_id: &[u8]) -> Vec<u8> {
     let mut key = Vec::with_capacity(source.len() + 1 + source_id.len());
     key.extend_from_slice(source.as_bytes());
     key.push(0);
-    key.extend_from_slice(source_id.as_bytes());
+    key.extend_from_slice(source_id);
     key
 }
 
-/// alert id ‖ 0 ‖ digest.
-fn split(value: &[u8]) -> (&[u8], &[u8]) {
-    match value.iter().position(|b| *b == 0) {
-        Some(at) => (&value[..at], &value[at + 1..]),
-        None => (value, &[]),
+/// Bytes of a draft digest (SHA-256).
+const DIGEST_LEN: usize = 32;
+
+/// alert id ‖ 0 ‖ digest, then the source id in a sealed store (whose key
+/// holds a keyed hash of it instead): (alert id, digest, source id).
+fn split(value: &[u8]) -> (&[u8], &[u8], Option<&[u8]>) {
+    let Some(at) = value.iter().position(|b| *b == 0) else {
+        return (value, &[], None);
+    };
+    let (id, rest) = (&value[..at], &value[at + 1..]);
+    match rest.len() > DIGEST_LEN {
+        true => (id, &rest[..DIGEST_LEN], Some(&rest[DIGEST_LEN..])),
+        false => (id, rest, None),
+    }
+}
+
+impl Store {
+    /// The `imports` key of `source_id`: in a sealed store a keyed hash of
+    /// it stands in (a register's own record id can name a case), in a
+    /// store in clear the id itself. Not inside a transaction.
+    fn import_key(&self, source: &str, source_id: &str) -> Result<Vec<u8>, StoreError> {
+        Ok(match self.db.keyed_digest(source_id.as_bytes())? {
+            Some(digest) => import_key(source, &digest),
+            None => import_key(source, source_id.as_bytes()),
+        })
     }
 }
 
@@ -77,11 +97,12 @@ impl Store {
         source_id: &str,
         digest: &[u8],
     ) -> Result<Option<(StoredAlert, bool)>, StoreError> {
+        let key = self.import_key(source, source_id)?;
         let snapshot = self.db.snapshot();
-        let Some(value) = snapshot.get(self.t.imports, import_key(source, source_id))? else {
+        let Some(value) = snapshot.get(self.t.imports, key)? else {
             return Ok(None);
         };
-        let (id, last) = split(&value);
+        let (id, last, _) = split(&value);
         let Some(bytes) = snapshot.get(self.t.alerts, id)? else {
             return Ok(None);
         };
@@ -102,11 +123,12 @@ impl Store {
         build: impl FnOnce(Option<StoredAlert>) -> Result<(StoredAlert, Vec<OutboxItem>), E>,
         on_commit: impl FnOnce(&ImportWrite) -> Vec<crate::audit::Event>,
     ) -> Result<ImportWrite, TxError<E>> {
-        let key = import_key(source, source_id);
+        let key = self.import_key(source, source_id)?;
+        let sealed = self.vault.is_some();
         self.write_matched(|w| {
             let mapped = match w.tx.get(w.t.imports, &key)? {
                 Some(value) => {
-                    let (id, last) = split(&value);
+                    let (id, last, _) = split(&value);
                     let held = match w.tx.get(w.t.alerts, id)? {
                         Some(bytes) => Some(decode(id, &bytes)?),
                         None => None,
@@ -133,6 +155,9 @@ impl Store {
             let mut value = alert_key.into_bytes();
             value.push(0);
             value.extend_from_slice(digest);
+            if sealed {
+                value.extend_from_slice(source_id.as_bytes());
+            }
             w.tx.insert(w.t.imports, &key, value)?;
             let hits = self.match_in(w, &record)?;
             let result = if created {
@@ -146,20 +171,21 @@ impl Store {
         .await
     }
 
-    /// The records of `source` in source id order, strictly after `after`,
-    /// at most `limit`; and whether more remain.
+    /// The records of `source` strictly after `after`, at most `limit`,
+    /// and whether more remain: in source id order in a store in clear, in
+    /// the (stable) order of their keyed hashes in a sealed one.
     pub fn list_imported(
         &self,
         source: &str,
         after: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<Imported>, bool), StoreError> {
-        let snapshot = self.db.snapshot();
-        let prefix = import_key(source, "");
+        let prefix = import_key(source, b"");
         let start = match after {
-            Some(a) => std::ops::Bound::Excluded(import_key(source, a)),
+            Some(a) => std::ops::Bound::Excluded(self.import_key(source, a)?),
             None => std::ops::Bound::Included(prefix.clone()),
         };
+        let snapshot = self.db.snapshot();
         let mut page = Vec::new();
         for item in snapshot.range(self.t.imports, (start, std::ops::Bound::Unbounded)) {
             let (k, v) = item?;
@@ -169,13 +195,14 @@ impl Store {
             if page.len() == limit {
                 return Ok((page, true));
             }
-            let (id, _) = split(&v);
+            let (id, _, named) = split(&v);
             let held = match snapshot.get(self.t.alerts, id)? {
                 Some(bytes) => decode(id, &bytes)?.alert,
                 None => None,
             };
             page.push(Imported {
-                source_id: String::from_utf8_lossy(&k[prefix.len()..]).into_owned(),
+                source_id: String::from_utf8_lossy(named.unwrap_or(&k[prefix.len()..]))
+                    .into_owned(),
                 alert_id: String::from_utf8_lossy(id).into_owned(),
                 version: held.as_ref().map_or(0, |a| a.version),
                 retracted: held.as_ref().is_none_or(|a| a.retracted),
@@ -216,8 +243,14 @@ mod tests {
 
     #[test]
     fn keys_keep_sources_apart() {
-        assert!(import_key("reg", "7").starts_with(&import_key("reg", "")));
-        assert!(!import_key("reg2", "7").starts_with(&import_key("reg", "")));
-        assert_eq!(split(b"ngo:1\0dig"), (&b"ngo:1"[..], &b"dig"[..]));
+        assert!(import_key("reg", b"7").starts_with(&import_key("reg", b"")));
+        assert!(!import_key("reg2", b"7").starts_with(&import_key("reg", b"")));
+        assert_eq!(split(b"ngo:1\0dig"), (&b"ngo:1"[..], &b"dig"[..], None));
+        let mut sealed = b"ngo:1\0".to_vec();
+        sealed.extend([7u8; DIGEST_LEN]);
+        sealed.extend(b"CASE-77");
+        let (id, digest, source) = split(&sealed);
+        assert_eq!((id, digest), (&b"ngo:1"[..], &[7u8; DIGEST_LEN][..]));
+        assert_eq!(source, Some(&b"CASE-77"[..]));
     }
 }

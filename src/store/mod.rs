@@ -226,6 +226,9 @@ impl Store {
         };
         let t = Trees::open(&db)?;
         vault::check_sealing(&db, &t, dir, vault.as_ref())?;
+        // The keyed-hash key read (or made) now, in a transaction of its
+        // own, never later inside another.
+        db.keyed_digest(b"")?;
         let head = Head::load(&db, &t)?;
         let last = last_position(&db, t.hits)?;
         let last_disclosure = last_position(&db, t.disclosure_log)?;

@@ -4,9 +4,9 @@
 //! [`Kek`] is what the rest of the vault asks of it, so a key held in a
 //! PKCS#11 token (an HSM, [`super::pkcs11`]) can wrap and unwrap without
 //! ever leaving it. [`FileKek`] is the default: a file readable by its
-//! owner only (0600, refused otherwise), never overwritten. [`load`]
-//! reads either from the file `[encryption] kek_file` names
-//! ([`super::pkcs11::load`]).
+//! owner only (0600, refused otherwise), never overwritten.
+//! [`super::pkcs11::load`] reads either from the file `[encryption]
+//! kek_file` names.
 
 use std::path::Path;
 

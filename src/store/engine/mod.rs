@@ -127,6 +127,11 @@ pub trait Backend: Send + Sync {
     fn unsealed(&self) -> Option<Arc<dyn Backend>> {
         None
     }
+    /// A keyed hash of `data` under a key of this database's own, when it
+    /// is sealed (see [`Db::keyed_digest`]).
+    fn keyed_digest(&self, _data: &[u8]) -> Result<Option<[u8; 32]>, EngineError> {
+        Ok(None)
+    }
 }
 
 /// Reads of one consistent view: a snapshot, or a transaction (which also
@@ -169,6 +174,14 @@ impl Db {
     /// `None` when it is not sealed.
     pub fn unsealed(&self) -> Option<Db> {
         self.backend.unsealed().map(|backend| Db { backend })
+    }
+
+    /// HMAC-SHA-256 of `data` under a key kept with the sealed database's
+    /// data keys (made at the first call, in a transaction of its own: not
+    /// to be called inside one), so an index key can stand for a person's
+    /// or a case's id without naming it. `None` for a database in clear.
+    pub fn keyed_digest(&self, data: &[u8]) -> Result<Option<[u8; 32]>, EngineError> {
+        self.backend.keyed_digest(data)
     }
 
     /// Point read of the latest committed value.

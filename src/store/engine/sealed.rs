@@ -152,7 +152,13 @@ struct Shared {
     sealer: Arc<dyn Sealer>,
     names: Names,
     data_keys: Tree,
+    /// The key of [`Db::keyed_digest`], once read or made.
+    hash_key: std::sync::OnceLock<Secret>,
 }
+
+/// The owner of the keyed-hash key among the data keys: never purged,
+/// re-wrapped at every epoch, copied into backups like the others.
+const HASH_KEY_OWNER: &[u8] = b"store\0keyed-hash";
 
 fn named(name: &str, key: &[u8], e: impl std::fmt::Display) -> String {
     format!(
@@ -322,6 +328,7 @@ impl Db {
                     sealer,
                     names,
                     data_keys,
+                    hash_key: std::sync::OnceLock::new(),
                 }),
             }),
         })
@@ -376,6 +383,40 @@ impl Backend for Sealed {
 
     fn unsealed(&self) -> Option<Arc<dyn Backend>> {
         Some(self.inner.clone())
+    }
+
+    fn keyed_digest(&self, data: &[u8]) -> Result<Option<[u8; 32]>, EngineError> {
+        let key = match self.shared.hash_key.get() {
+            Some(key) => key,
+            None => {
+                let key = self.hash_key()?;
+                self.shared.hash_key.get_or_init(|| key)
+            }
+        };
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key.expose());
+        let mut ctx = aws_lc_rs::hmac::Context::with_key(&key);
+        ctx.update(b"casebridge/keyed-hash/v1\0");
+        ctx.update(data);
+        let tag = ctx.sign();
+        Ok(Some(
+            tag.as_ref().try_into().expect("HMAC-SHA-256 is 32 bytes"),
+        ))
+    }
+}
+
+impl Sealed {
+    /// The keyed-hash key, read from the data keys or made there (in the
+    /// engine's own transaction: data keys are read and written sealed).
+    fn hash_key(&self) -> Result<Secret, EngineError> {
+        let mut found = None;
+        self.inner.write(&mut |w| {
+            let mut made = Made::new();
+            let key = self.shared.data_key_for(w, &mut made, HASH_KEY_OWNER);
+            let ok = key.is_ok();
+            found = Some(key.map(|(_, k)| k));
+            ok
+        })?;
+        found.expect("the body ran")
     }
 }
 
