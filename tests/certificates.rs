@@ -259,6 +259,14 @@ fn certs_init_writes_browser_bundles_nss_imports() {
     assert_eq!(bundles, 2 * casebridge::certs::DEV_CLIENTS.len());
     let mode = std::fs::metadata(&p12).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
+    // Every development node is sealed at rest under a KEK of its own.
+    for a in ["police", "ngo"] {
+        let kek = out.join(a).join("kek.toml");
+        let mode = std::fs::metadata(&kek).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", kek.display());
+        let config = casebridge::config::NodeConfig::load(&out.join(a).join("node.toml")).unwrap();
+        assert_eq!(config.encryption.unwrap().kek_file.into_inner(), kek);
+    }
 
     let db = dir.path().join("nssdb");
     std::fs::create_dir(&db).unwrap();

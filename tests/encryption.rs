@@ -66,34 +66,30 @@ fn canaries_in(dir: &Path) -> Vec<(PathBuf, &'static str)> {
     found
 }
 
-/// Police seals its store (`[encryption]` in its node.toml): a KEK beside
-/// its store, made with `casebridge store kek-new`, epochs of 5 s, no
-/// backup retention. Returns the KEK.
+/// Police and ngo sealed (`[encryption]` in each node.toml, the KEK
+/// `certs init` wrote beside each store), with epochs of 5 s and no backup
+/// retention. Returns police's KEK.
 async fn federation() -> (TestFederation, PathBuf) {
-    federation_keeping_backups(0).await
+    federation_with(0, &[]).await
 }
 
-/// [`federation`] with backups kept `days`, and retention purges checked
-/// every second.
-async fn federation_keeping_backups(days: u32) -> (TestFederation, PathBuf) {
-    let mut fed = TestFederation::start_with(&["police", "ngo"], &["police"], |_, c| {
+/// [`federation`] with backups kept `days`, retention purges checked
+/// every second, and the agencies in `clear` started without encryption.
+async fn federation_with(days: u32, clear: &[&str]) -> (TestFederation, PathBuf) {
+    let mut fed = TestFederation::start_with(&["police", "ngo"], &["police", "ngo"], |_, c| {
         c.alerts.purge_interval_secs = casebridge::config::Bounded::new(1);
-        if let Some(e) = &c.encryption
-            && !e.kek_file.get_ref().exists()
-        {
-            let kek = e.kek_file.get_ref().to_str().unwrap();
-            let (code, out, err) = cli(&["store", "kek-new", "--out", kek]);
-            assert_eq!(code, 0, "{out}{err}");
-        }
     })
     .await;
-    let config = fed.layout.agencies[&agency("police")].node_config.clone();
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&format!(
-        "\n[encryption]\nkek_file = \"kek.toml\"\nepoch_secs = 5\nbackup_retention_days = {days}\n",
-    ));
-    std::fs::write(&config, text).unwrap();
-    fed.start_node("police").await;
+    for a in ["police", "ngo"] {
+        if !clear.contains(&a) {
+            let config = &fed.layout.agencies[&agency(a)].node_config;
+            seal(
+                config,
+                &format!("epoch_secs = 5\nbackup_retention_days = {days}\n"),
+            );
+        }
+        fed.start_node(a).await;
+    }
     let kek = fed
         .config("police")
         .encryption
@@ -241,7 +237,7 @@ async fn served_purged(fed: &TestFederation, id: &str) -> bool {
 /// clear.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_purge_reaches_a_backup_restored_after_it() {
-    let (mut fed, _kek) = federation_keeping_backups(1).await;
+    let (mut fed, _kek) = federation_with(1, &[]).await;
     let police_dir = fed.layout.agencies[&agency("police")].dir.clone();
     let mut police = fed.client("police", "cms").await;
     let kept = submit_draft(&mut police, canary_draft()).await;
@@ -491,7 +487,7 @@ async fn record_ids_and_request_ids_are_keyed_hashes_on_disk() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_in_clear_is_refused_until_sealed_and_a_sealed_one_needs_its_kek() {
-    let (mut fed, kek) = federation().await;
+    let (mut fed, kek) = federation_with(0, &["ngo"]).await;
     // ngo's store is in clear, with an alert in it.
     let kept = submit(&mut fed.client("ngo", "cms").await, "kept through sealing").await;
     fed.stop_node("ngo").await;
@@ -565,7 +561,7 @@ async fn a_store_in_clear_is_refused_until_sealed_and_a_sealed_one_needs_its_kek
     fed.shutdown().await;
 }
 
-/// Two node processes, police sealed, both logging everything of their own
+/// Two node processes, both sealed, both logging everything of their own
 /// (`casebridge=trace`): after submits both ways, deliveries and a lookup,
 /// no log line holds a canary, and neither process may dump core.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -574,13 +570,10 @@ async fn no_canary_reaches_a_log_line_and_no_node_dumps_core() {
     let dir = tempfile::tempdir().unwrap();
     let layout = two_agencies(dir.path());
     let police = &layout.agencies[&agency("police")];
-    let mut text = std::fs::read_to_string(&police.node_config).unwrap();
-    text.push_str("\n[encryption]\nkek_file = \"kek.toml\"\n");
-    std::fs::write(&police.node_config, text).unwrap();
-    let kek = police.dir.join("kek.toml");
-    let (code, out, err) = cli(&["store", "kek-new", "--out", kek.to_str().unwrap()]);
-    assert_eq!(code, 0, "{out}{err}");
     let ngo = &layout.agencies[&agency("ngo")];
+    for a in [police, ngo] {
+        seal(&a.node_config, "");
+    }
     let (police_node, police_log) =
         NodeProcess::spawn_logging(&police.node_config, "casebridge=trace");
     let (ngo_node, ngo_log) = NodeProcess::spawn_logging(&ngo.node_config, "casebridge=trace");

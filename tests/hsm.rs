@@ -91,12 +91,10 @@ async fn a_kek_in_a_softhsm2_token_works_as_a_file_does() {
     };
     let mut fed = TestFederation::start_with(&["police", "ngo"], &["police"], |_, _| {}).await;
     let police = fed.layout.agencies[&agency("police")].clone();
+    // Sealed under the KEK file `certs init` wrote, kek.toml.
     let file_kek = police.dir.join("kek.toml");
-    let (code, out, err) = cli(&["store", "kek-new", "--out", file_kek.to_str().unwrap()]);
-    assert_eq!(code, 0, "{out}{err}");
-    let mut text = std::fs::read_to_string(&police.node_config).unwrap();
-    text.push_str("\n[encryption]\nkek_file = \"kek.toml\"\n");
-    std::fs::write(&police.node_config, &text).unwrap();
+    seal(&police.node_config, "");
+    let text = std::fs::read_to_string(&police.node_config).unwrap();
     fed.start_node("police").await;
     let mut cms = fed.client("police", "cms").await;
     let before = submit_draft(&mut cms, sample_draft(NARRATIVE)).await;

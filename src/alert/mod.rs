@@ -575,8 +575,10 @@ impl Ledger {
         .await
     }
 
-    /// A retraction is a tombstone version: content and subjects are purged
-    /// here and, once delivered, at every peer that had the alert.
+    /// A retraction is a tombstone version: content, subjects, case
+    /// reference and title are purged here (and the alert's data key
+    /// destroyed) and, once delivered, content and subjects at every peer
+    /// that had the alert.
     pub async fn retract(
         &self,
         id: &str,
@@ -592,6 +594,9 @@ impl Ledger {
             alert.retraction_reason = reason.to_owned();
             alert.content = None;
             alert.subjects.clear();
+            // This agency's own reference and title can name the case too.
+            alert.case_reference.clear();
+            alert.title.clear();
             *pseudonyms = Pseudonyms::default();
         })
         .await

@@ -248,6 +248,13 @@ pub fn init_federation(
             let file = dev_client(federation, agency, own, &dir, &client_ca, &name)?;
             client_configs.insert(name, file);
         }
+        // The node's case data sealed at rest under a KEK of its own
+        // (docs/encryption.md): the file never overwritten, mode 0600.
+        let kek = dir.join("kek.toml");
+        crate::vault::FileKek::create(&kek).map_err(|e| CertsError::Invalid {
+            path: kek.clone(),
+            reason: e.to_string(),
+        })?;
         let node_config = dir.join("node.toml");
         write_new(
             &node_config,
@@ -385,6 +392,11 @@ key_ring = "../matching-keys.toml"
 [sharing]
 # Development policy: everything to every peer. Replace it (docs/policy.md).
 policy = "policy.toml"
+
+[encryption]
+# Case data sealed at rest (docs/encryption.md) under this key-encryption
+# key (mode 0600): keep a copy apart from the node's backups.
+kek_file = "kek.toml"
 
 "#,
         peer = own.peer,

@@ -178,6 +178,8 @@ impl Store {
         };
         a.content = None;
         a.subjects.clear();
+        a.case_reference.clear();
+        a.title.clear();
         a.retracted = true;
         a.retraction_reason = PURGED.into();
         purged.pseudonyms.clear();

@@ -162,6 +162,7 @@ impl TestFederation {
         }
         let federation = FederationName::new(FEDERATION).unwrap();
         let layout = init_federation(&federation, &addrs, &dir.path().join("pki")).unwrap();
+        unseal(&layout);
         let mut fed = Self {
             dir,
             layout,
@@ -855,4 +856,40 @@ pub async fn console_exchange(
 /// console on a free loopback port.
 pub fn with_console(_: &AgencyId, c: &mut NodeConfig) {
     c.console.listen = Some(toml::Spanned::new(0..0, "127.0.0.1:0".parse().unwrap()));
+}
+
+/// Takes `[encryption]` out of every node.toml `certs init` wrote: most
+/// tests run stores in clear (as a node of the previous release keeps
+/// them, and as auditors' `--data-dir` tools read them); the encryption
+/// tests put it back with [`seal`]. The KEK files stay where they are.
+pub fn unseal(layout: &casebridge::certs::FederationLayout) {
+    for a in layout.agencies.values() {
+        let text = std::fs::read_to_string(&a.node_config).unwrap();
+        std::fs::write(&a.node_config, without_table(&text, "[encryption]")).unwrap();
+    }
+}
+
+/// Puts `[encryption]` back into `node_toml` (its KEK `kek.toml`, made by
+/// `certs init`), with `extra` lines in it.
+#[allow(dead_code)] // not every test binary seals
+pub fn seal(node_toml: &Path, extra: &str) {
+    let mut text = std::fs::read_to_string(node_toml).unwrap();
+    text.push_str(&format!("\n[encryption]\nkek_file = \"kek.toml\"\n{extra}"));
+    std::fs::write(node_toml, text).unwrap();
+}
+
+/// `text` (TOML) without the table headed `header`.
+pub fn without_table(text: &str, header: &str) -> String {
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in text.lines() {
+        if line.starts_with('[') {
+            skipping = line == header;
+        }
+        if !skipping {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }

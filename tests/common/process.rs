@@ -183,7 +183,9 @@ pub async fn lost_alerts<'a>(
 pub fn two_agencies(dir: &Path) -> FederationLayout {
     let ids = [agency("police"), agency("ngo")];
     let addrs = free_loopback_addrs(&ids).unwrap();
-    init_federation(&FederationName::new(FEDERATION).unwrap(), &addrs, dir).unwrap()
+    let layout = init_federation(&FederationName::new(FEDERATION).unwrap(), &addrs, dir).unwrap();
+    super::unseal(&layout);
+    layout
 }
 
 /// A client of the node at `client_toml`, once the node answers a read.
