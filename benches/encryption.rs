@@ -6,10 +6,13 @@
 //!    submits with 16 clients (`BENCH_SUBMITS`, default 2000) and the A→B
 //!    latency of 200 sequential alerts; reported: medians per federation
 //!    and the ratio sealed / clear, and bytes per alert on disk.
-//! 2. The end of an epoch on the sealed police store: every live value
-//!    sealed again (`turn_epoch`), in entries and alerts per second.
-//! 3. A KEK rotation on it: the time, and how many epoch keys it re-wrapped
-//!    (it seals no data again, so it does not grow with the alerts).
+//! 2. The end of an epoch on the sealed police store: every live data key
+//!    and every value under no data key sealed again (`turn_epoch`; the
+//!    alerts themselves stay under their data keys), in entries and alerts
+//!    per second.
+//! 3. A KEK rotation on it: the time, and how many epoch and backup keys
+//!    it re-wrapped (it seals no data again, so it does not grow with the
+//!    alerts).
 //!
 //! Run: `cargo bench --bench encryption`.
 

@@ -99,6 +99,20 @@ async fn federation_with(days: u32, clear: &[&str]) -> (TestFederation, PathBuf)
     (fed, kek)
 }
 
+/// Police's store backed up (admin API) under `label`.
+async fn backup(fed: &TestFederation, label: &str) -> casebridge::proto::v1::BackupStoreResponse {
+    let mut admin = fed.client("police", "admin").await;
+    let request = BackupStoreRequest {
+        label: label.into(),
+    };
+    admin
+        .admin
+        .backup_store(request)
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 async fn narrative(fed: &TestFederation, a: &str, id: &str) -> String {
     let mut c = fed.client(a, "cms").await;
     let alert = c
@@ -121,15 +135,7 @@ async fn a_sealed_node_keeps_nothing_in_clear_and_its_epochs_turn() {
     let received = submit_draft(&mut fed.client("ngo", "cms").await, from_ngo).await;
     fed.held("police", &received.id).await;
     fed.held("ngo", &own.id).await;
-    let mut admin = fed.client("police", "admin").await;
-    let backup = admin
-        .admin
-        .backup_store(BackupStoreRequest {
-            label: "in-epoch-one".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let backup = backup(&fed, "in-epoch-one").await;
 
     // While epoch 1 is kept, the backup opens with the node's keys.
     assert_eq!(
@@ -199,6 +205,21 @@ async fn a_sealed_node_keeps_nothing_in_clear_and_its_epochs_turn() {
         err.contains("backup key") && err.contains("is not kept"),
         "{err}"
     );
+    // `store restore` says so too, and moves nothing.
+    let (code, out, err) = cli(&[
+        "store",
+        "restore",
+        "--config",
+        config.to_str().unwrap(),
+        "--from",
+        &backup.path,
+    ]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        err.contains("backup key") && err.contains("backup_retention_days"),
+        "{err}"
+    );
+    assert!(!err.contains("is the node running"), "{err}");
     fed.start_node("police").await;
     fed.shutdown().await;
 }
@@ -246,15 +267,7 @@ async fn a_purge_reaches_a_backup_restored_after_it() {
     let until = std::time::SystemTime::now() + std::time::Duration::from_secs(6);
     draft.content.as_mut().unwrap().retention_until = Some(casebridge::time::timestamp(until));
     let expiring = submit_draft(&mut police, draft).await;
-    let mut admin = fed.client("police", "admin").await;
-    let backup = admin
-        .admin
-        .backup_store(BackupStoreRequest {
-            label: "before-the-purges".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let backup = backup(&fed, "before-the-purges").await;
 
     police
         .alerts

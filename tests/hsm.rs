@@ -59,6 +59,24 @@ fn softhsm_token(dir: &Path) -> Option<PathBuf> {
     Some(pin)
 }
 
+/// `store kek-new` of a key `casebridge-kek` in the token, its reference at `out`.
+fn kek_new_in_token(out: &Path, pin: &Path) -> (i32, String, String) {
+    cli(&[
+        "store",
+        "kek-new",
+        "--out",
+        out.to_str().unwrap(),
+        "--pkcs11-module",
+        MODULE,
+        "--token",
+        "casebridge",
+        "--key-label",
+        "casebridge-kek",
+        "--pin-file",
+        pin.to_str().unwrap(),
+    ])
+}
+
 async fn narrative(fed: &TestFederation, id: &str) -> String {
     let mut c = fed.client("police", "cms").await;
     let alert = c
@@ -101,36 +119,10 @@ async fn a_kek_in_a_softhsm2_token_works_as_a_file_does() {
 
     // The KEK made in the token; the file written only refers to it.
     let token_kek = police.dir.join("kek-hsm.toml");
-    let made = cli(&[
-        "store",
-        "kek-new",
-        "--out",
-        token_kek.to_str().unwrap(),
-        "--pkcs11-module",
-        MODULE,
-        "--token",
-        "casebridge",
-        "--key-label",
-        "casebridge-kek",
-        "--pin-file",
-        pin.to_str().unwrap(),
-    ]);
+    let made = kek_new_in_token(&token_kek, &pin);
     assert_eq!(made.0, 0, "{}{}", made.1, made.2);
     assert!(made.1.contains("in token casebridge"), "{}", made.1);
-    let again = cli(&[
-        "store",
-        "kek-new",
-        "--out",
-        police.dir.join("other.toml").to_str().unwrap(),
-        "--pkcs11-module",
-        MODULE,
-        "--token",
-        "casebridge",
-        "--key-label",
-        "casebridge-kek",
-        "--pin-file",
-        pin.to_str().unwrap(),
-    ]);
+    let again = kek_new_in_token(&police.dir.join("other.toml"), &pin);
     assert_ne!(again.0, 0);
     assert!(
         again.2.contains("already holds a key with this label"),

@@ -173,14 +173,16 @@ pub(super) fn open_stopped(
         Some(v) => Store::open_sealed(dir, 64 << 20, Some(scope), v.clone()),
         None => Store::open(dir, 64 << 20, scope),
     };
-    opened.map_err(|e| {
-        failure(
+    opened.map_err(|e| match e {
+        // Held by a running node: say what to do instead.
+        crate::store::StoreError::Engine(crate::store::engine::EngineError::Locked) => failure(
             Exit::Unavailable,
             anyhow!(
                 "{}: {e} (is the node running? verify a backup instead: `casebridge store backup`)",
                 dir.display()
             ),
-        )
+        ),
+        other => failure(Exit::DataErr, anyhow!("{}: {other}", dir.display())),
     })
 }
 
