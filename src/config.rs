@@ -604,7 +604,8 @@ impl Default for DeliveryConfig {
     }
 }
 
-/// Disclosure requests (after a hit): deadlines this node accepts.
+/// Disclosure requests (after a hit): deadlines this node accepts, and
+/// how long a decided request is kept.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DisclosureConfig {
@@ -612,12 +613,17 @@ pub struct DisclosureConfig {
     /// received (a received request with a shorter one is given this much).
     /// One hour by default; at most 30 days.
     pub min_deadline_secs: Bounded<1, 2_592_000>,
+    /// How long after its decision a request keeps what it asked for and
+    /// why (identifiers, purposes, citations, officers, notes); then it is
+    /// purged and its data key destroyed. Two years by default.
+    pub request_retention_days: Bounded<1, 3650>,
 }
 
 impl Default for DisclosureConfig {
     fn default() -> Self {
         Self {
             min_deadline_secs: Bounded::new(3600),
+            request_retention_days: Bounded::new(730),
         }
     }
 }

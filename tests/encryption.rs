@@ -301,7 +301,7 @@ async fn a_purge_reaches_a_backup_restored_after_it() {
     ]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains("2 alerts and 0 releases of the backup were purged after it was taken"),
+        out.contains("2 alerts, 0 releases and 0 disclosure requests of the backup were purged"),
         "{out}"
     );
     let (code, out, err) = cli(&["audit", "verify", "--config", config.to_str().unwrap()]);
@@ -495,6 +495,108 @@ async fn record_ids_and_request_ids_are_keyed_hashes_on_disk() {
         .collect();
     assert!(leaks.is_empty(), "{leaks:?}");
     fed.start_node("police").await;
+    fed.shutdown().await;
+}
+
+/// A disclosure request (its purpose naming the victim) and the release
+/// that answers it (the raw phone) leave no canary on either sealed disk;
+/// once decided past its retention the request is purged at both nodes:
+/// nothing of what it asked survives in the case or its log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_and_its_release_are_sealed_and_the_request_is_purged_in_time() {
+    use casebridge::proto::v1::send_disclosure_request::About;
+    use casebridge::proto::v1::{
+        DecideRequest, DisclosureState, GetDisclosureRequestRequest, HandlingCode, HitVerdict,
+        IdentifierType, LegalBasis, LocationDetail, ReleaseSelection, ReviewHitRequest,
+        SendDisclosureRequest, TimeDetail, Urgency,
+    };
+    let (mut fed, _kek) = federation().await;
+    let dirs: Vec<PathBuf> = ["police", "ngo"]
+        .iter()
+        .map(|a| fed.layout.agencies[&agency(a)].dir.clone())
+        .collect();
+    let own = submit_draft(&mut fed.client("police", "cms").await, canary_draft()).await;
+    let mut from_ngo = canary_draft();
+    from_ngo.case_reference = String::new();
+    submit_draft(&mut fed.client("ngo", "cms").await, from_ngo).await;
+    let mut ngo = fed.client("ngo", "analyst").await;
+    let hit = first_hit(&ngo).await;
+    let review = ReviewHitRequest {
+        number: hit,
+        verdict: HitVerdict::Confirmed as i32,
+        note: String::new(),
+    };
+    ngo.alerts.review_hit(review).await.unwrap();
+    let ask = SendDisclosureRequest {
+        about: Some(About::HitNumber(hit)),
+        legal_basis: LegalBasis::VictimReferralConsent as i32,
+        purpose: format!("refer {} {} to a shelter", CANARIES[0], CANARIES[1]),
+        case_reference: CANARIES[6].into(),
+        urgency: Urgency::Urgent as i32,
+        ..Default::default()
+    };
+    let sent = ngo.disclosure.send_request(ask).await.unwrap().into_inner();
+    let id = sent.request.unwrap().id;
+    let legal = fed.client("police", "legal").await;
+    let state_at = |client: casebridge::client::NodeClient, state: DisclosureState| {
+        let id = id.clone();
+        eventually("the request's state", move || {
+            let (mut c, id) = (client.clone(), id.clone());
+            async move {
+                let case = c
+                    .disclosure
+                    .get_request(GetDisclosureRequestRequest { id })
+                    .await
+                    .ok()?;
+                (case.get_ref().state == state as i32).then_some(())
+            }
+        })
+    };
+    state_at(legal.clone(), DisclosureState::Open).await;
+    let approve = DecideRequest {
+        id: id.clone(),
+        outcome: DisclosureState::Approved as i32,
+        note: format!("released for {}", CANARIES[0]),
+        release: Some(ReleaseSelection {
+            location: LocationDetail::City as i32,
+            time: TimeDetail::Day as i32,
+            narrative: true,
+            indicators: false,
+            identifiers: vec![IdentifierType::Phone as i32],
+        }),
+        contact_point: "Police liaison desk".into(),
+        handling: HandlingCode::H2 as i32,
+        retention_days: 30,
+        ..Default::default()
+    };
+    legal.clone().disclosure.decide(approve).await.unwrap();
+    state_at(ngo.clone(), DisclosureState::Approved).await;
+    assert_eq!(narrative(&fed, "police", &own.id).await, CANARIES[5]);
+
+    // Past its retention the request is purged at both nodes.
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(731 * 86_400);
+    for a in ["police", "ngo"] {
+        let store = &fed.node(a).core().store;
+        let retention = std::time::Duration::from_secs(730 * 86_400);
+        let purged = store.purge_requests(later, retention).await.unwrap();
+        assert_eq!(purged, std::slice::from_ref(&id));
+        let log = store.disclosure_log_after(0, 1000).unwrap();
+        assert!(log.iter().all(|c| c.purged), "{a}: every log entry emptied");
+        let text = format!("{log:?}");
+        assert!(
+            !text.contains(CANARIES[0]) && !text.contains(CANARIES[6]),
+            "{a}: {text}"
+        );
+    }
+    for a in ["police", "ngo"] {
+        fed.stop_node(a).await;
+    }
+    for dir in &dirs {
+        assert_eq!(canaries_in(dir), []);
+    }
+    for a in ["police", "ngo"] {
+        fed.start_node(a).await;
+    }
     fed.shutdown().await;
 }
 

@@ -108,6 +108,8 @@ actions! {
     ReleaseWithdrawSend = "release.withdraw_send",
     ReleaseWithdrawReceive = "release.withdraw_receive",
     ReleasePurge = "release.purge",
+    // A decided disclosure request past its retention, emptied.
+    DisclosurePurge = "disclosure.purge",
     HitFound = "hit.found",
     AlertPurge = "alert.purge",
     // Administration.

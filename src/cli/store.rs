@@ -285,6 +285,7 @@ async fn restore(config: &Path, from: &Path) -> Result<(), Failure> {
             .detail("carried_entries", carried.0.len())
             .detail("purged_since_alerts", purges.purged_alerts)
             .detail("purged_since_releases", purges.purged_releases)
+            .detail("purged_since_requests", purges.purged_requests)
             .detail("previous_store", &previous)])
         .await?;
     let (head, _) = restored.audit_head();
@@ -292,11 +293,11 @@ async fn restore(config: &Path, from: &Path) -> Result<(), Failure> {
     if let Some(moved) = aside {
         println!("previous store kept at {}", moved.display());
     }
-    if purges.purged_alerts + purges.purged_releases > 0 {
+    if purges.purged_alerts + purges.purged_releases + purges.purged_requests > 0 {
         println!(
-            "{} alerts and {} releases of the backup were purged after it was taken: they stay \
-             purged (their data keys are destroyed)",
-            purges.purged_alerts, purges.purged_releases
+            "{} alerts, {} releases and {} disclosure requests of the backup were purged after \
+             it was taken: they stay purged (their data keys are destroyed)",
+            purges.purged_alerts, purges.purged_releases, purges.purged_requests
         );
     }
     println!(

@@ -416,7 +416,10 @@ fn spawn_workers(
             core.store.clone(),
             core.disclosures.clone(),
             core.metrics.clone(),
-            config.alerts.purge_interval_secs.secs(),
+            (
+                config.alerts.purge_interval_secs.secs(),
+                config.disclosure.request_retention_days.days(),
+            ),
             shutdown.clone(),
         )),
         tokio::spawn(tls_reloader.run(
@@ -684,7 +687,7 @@ async fn purge_expired(
     store: Arc<Store>,
     disclosures: Arc<crate::disclosure::Disclosures>,
     metrics: Metrics,
-    interval: Duration,
+    (interval, request_retention): (Duration, Duration),
     shutdown: CancellationToken,
 ) {
     loop {
@@ -701,6 +704,17 @@ async fn purge_expired(
             Ok(0) => {}
             Ok(n) => tracing::info!(count = n, "retention: releases purged"),
             Err(e) => tracing::error!(error = %e, "release purge failed; retrying next round"),
+        }
+        // Decided requests keep what they asked for as long as configured.
+        match store
+            .purge_requests(SystemTime::now(), request_retention)
+            .await
+        {
+            Ok(ids) if !ids.is_empty() => {
+                tracing::info!(count = ids.len(), "retention: disclosure requests purged")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "request purge failed; retrying next round"),
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

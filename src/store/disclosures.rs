@@ -65,7 +65,7 @@ fn decode_release(key: &[u8], v: &[u8]) -> Result<ReleaseRecord, StoreError> {
         .map_err(|e| StoreError::corrupt(format!("release {}", String::from_utf8_lossy(key)), e))
 }
 
-fn decode_case(key: &[u8], v: &[u8]) -> Result<DisclosureCase, StoreError> {
+pub(super) fn decode_case(key: &[u8], v: &[u8]) -> Result<DisclosureCase, StoreError> {
     DisclosureCase::decode(v)
         .map_err(|e| StoreError::corrupt(format!("disclosure {}", String::from_utf8_lossy(key)), e))
 }
@@ -73,7 +73,11 @@ fn decode_case(key: &[u8], v: &[u8]) -> Result<DisclosureCase, StoreError> {
 /// Writes `case` as it stands now: under its id, and as the next entry of
 /// the request log (setting its `sequence`); a `new` case also enters the
 /// creation-order index.
-fn record(w: &mut Write<'_, '_>, case: &mut DisclosureCase, new: bool) -> Result<(), StoreError> {
+pub(super) fn record(
+    w: &mut Write<'_, '_>,
+    case: &mut DisclosureCase,
+    new: bool,
+) -> Result<(), StoreError> {
     let id = case
         .request
         .as_ref()
@@ -357,7 +361,7 @@ impl Store {
         self.disclosure_seq.subscribe()
     }
 
-    fn publish_disclosure(&self, position: u64) {
+    pub(super) fn publish_disclosure(&self, position: u64) {
         self.disclosure_seq.send_if_modified(|cur| {
             let changed = position > *cur;
             *cur = (*cur).max(position);

@@ -105,6 +105,7 @@ mod lookups;
 mod migrate;
 mod outbox;
 mod records;
+mod request_purge;
 mod restore_keys;
 mod retention;
 mod reviews;

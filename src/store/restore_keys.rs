@@ -26,9 +26,11 @@ use crate::proto::v1::StoredAlert;
 pub struct Carried {
     /// Data keys taken from the live store.
     pub data_keys: u64,
-    /// Records of the backup purged since it was taken: alerts, releases.
+    /// Records of the backup purged since it was taken: alerts, releases,
+    /// disclosure requests.
     pub purged_alerts: u64,
     pub purged_releases: u64,
+    pub purged_requests: u64,
 }
 
 /// Entries per transaction: bounded memory for any store size.
@@ -127,11 +129,45 @@ impl Store {
                 Ok::<_, StoreError>(())
             })?;
         }
+        let requests: HashSet<String> = purged
+            .iter()
+            .filter(|(name, _)| *name == "disclosures")
+            .map(|(_, key)| String::from_utf8_lossy(key).into_owned())
+            .collect();
         carried.purged_alerts = gone.len() as u64;
-        carried.purged_releases = purged.len() as u64 - carried.purged_alerts;
+        carried.purged_requests = requests.len() as u64;
+        carried.purged_releases =
+            purged.len() as u64 - carried.purged_alerts - carried.purged_requests;
         self.drop_index_entries(&raw, &gone)?;
+        self.carry_purged_log(live, &requests)?;
         self.db.sync()?;
         Ok(carried)
+    }
+
+    /// Takes `live`'s request log entries (emptied by the purge) in place
+    /// of ours for the requests `purged` since the backup was taken.
+    fn carry_purged_log(&self, live: &Store, purged: &HashSet<String>) -> Result<(), StoreError> {
+        if purged.is_empty() {
+            return Ok(());
+        }
+        let positions: Vec<u64> = self
+            .log_positions(purged)?
+            .into_values()
+            .flatten()
+            .collect();
+        for chunk in positions.chunks(BATCH) {
+            self.db.transaction(|tx| {
+                for position in chunk {
+                    let key = position.to_be_bytes();
+                    match live.db.get(live.t.disclosure_log, key)? {
+                        Some(value) => tx.insert(self.t.disclosure_log, key, value)?,
+                        None => tx.remove(self.t.disclosure_log, key)?,
+                    }
+                }
+                Ok::<_, EngineError>(())
+            })?;
+        }
+        Ok(())
     }
 
     /// Writes `live`'s version of record `key` of tree `name` in place of

@@ -44,15 +44,17 @@ pub fn sealed_tree(name: &str) -> bool {
 }
 
 /// The trees whose records each have a data key of their own (an alert,
-/// own or received; a release): what a purge empties, and so destroys
-/// the key of. Every other sealed value is under the epoch in force.
-pub const OWNED_TREES: [&str; 2] = ["alerts", "releases"];
+/// own or received; a release; a disclosure request): what a purge
+/// empties, and so destroys the key of. Every other sealed value is under
+/// the epoch in force.
+pub const OWNED_TREES: [&str; 3] = ["alerts", "releases", "disclosures"];
 
 /// The owner whose data key seals record `key` of `tree`, if it has one.
 pub fn data_key_owner(tree: &str, key: &[u8]) -> Option<Vec<u8>> {
     let kind: &[u8] = match tree {
         "alerts" => b"alert",
         "releases" => b"release",
+        "disclosures" => b"request",
         _ => return None,
     };
     let mut owner = kind.to_vec();
