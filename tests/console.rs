@@ -13,7 +13,9 @@ use browser::Browser;
 use casebridge::config::Roles;
 use casebridge::identity::TlsIdentity;
 use casebridge::ids::ClientName;
-use common::{TestFederation, WAIT, audit_after, audit_head, eventually, with_console};
+use common::{
+    TestFederation, WAIT, audit_after, audit_head, eventually, files_holding, with_console,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A page's text with its whitespace (table cells, line breaks) as single
@@ -1062,6 +1064,16 @@ async fn a_register_is_checked_row_by_row_then_imported_and_the_alerts_exported(
     b.follow("button[value='check']").await;
     let text = job_finishes(&b).await;
     b.screenshot("import-check").await;
+    // The upload waits for "Run" sealed under a key only memory holds.
+    let uploads = fed.config("ngo").uploads_dir();
+    assert!(
+        uploads.read_dir().unwrap().next().is_some(),
+        "the upload is kept"
+    );
+    assert_eq!(
+        files_holding(&uploads, b"Piotr"),
+        Vec::<std::path::PathBuf>::new()
+    );
     assert!(
         text.contains("5 rows: would be created 3, would be updated 0, unchanged 0, would be retracted 0, rejected 2"),
         "{text}"

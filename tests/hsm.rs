@@ -87,20 +87,6 @@ async fn narrative(fed: &TestFederation, id: &str) -> String {
     alert.into_inner().content.unwrap_or_default().narrative
 }
 
-/// Every file under `dir` holding `needle`.
-fn files_holding(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(files_holding(&path, needle));
-        } else if std::fs::read(&path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
-            found.push(path);
-        }
-    }
-    found
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kek_in_a_softhsm2_token_works_as_a_file_does() {
     let hsm = tempfile::tempdir().unwrap();

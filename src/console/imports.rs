@@ -50,9 +50,11 @@ pub struct Job {
     pub(super) source: String,
     pub(super) dry_run: bool,
     pub(super) retract_missing: bool,
-    /// The upload, in a private directory removed with the job.
+    /// The upload, sealed, in a private directory removed with the job.
     pub(super) dir: Arc<tempfile::TempDir>,
     pub(super) path: PathBuf,
+    /// The key it is sealed under: only here, gone with the job.
+    pub(super) key: crate::vault::Secret,
     pub(super) loaded: Arc<Loaded>,
     pub(super) total: Mutex<Option<u64>>,
     pub(super) sheet: Mutex<Option<String>>,

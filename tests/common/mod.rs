@@ -893,3 +893,18 @@ pub fn without_table(text: &str, header: &str) -> String {
     }
     out
 }
+
+/// Every file under `dir` holding `needle`, byte for byte.
+#[allow(dead_code)] // not every test binary searches files
+pub fn files_holding(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_holding(&path, needle));
+        } else if std::fs::read(&path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
+            found.push(path);
+        }
+    }
+    found
+}

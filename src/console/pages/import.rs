@@ -225,19 +225,21 @@ impl job::Observer for Report {
 fn spawn(console: Console, viewer: Viewer, job: Arc<Job>) {
     job.state().running = true;
     tokio::spawn(async move {
+        let revealed = match reveal(&console, &job) {
+            Ok(r) => r,
+            Err(e) => return finish(&job, Err(format!("cannot read the upload: {e}"))),
+        };
         let opened = {
-            let (path, loaded) = (job.path.clone(), job.loaded.clone());
+            let (path, loaded) = (revealed.path.clone(), job.loaded.clone());
             tokio::task::spawn_blocking(move || tabular::read::open(&path, loaded)).await
         };
+        // The reader holds the file open now: the plaintext goes with it.
+        let shown = revealed.path.display().to_string();
+        drop(revealed);
         let reader = match opened {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
-                return finish(
-                    &job,
-                    Err(e
-                        .to_string()
-                        .replace(&job.path.display().to_string(), &job.file_name)),
-                );
+                return finish(&job, Err(e.to_string().replace(&shown, &job.file_name)));
             }
             Err(e) => return finish(&job, Err(format!("the reader stopped: {e}"))),
         };
@@ -266,12 +268,59 @@ fn spawn(console: Console, viewer: Viewer, job: Arc<Job>) {
         }
         finish(
             &job,
-            result.map_err(|e| {
-                e.to_string()
-                    .replace(&job.path.display().to_string(), &job.file_name)
-            }),
+            result.map_err(|e| e.to_string().replace(&shown, &job.file_name)),
         );
     });
+}
+
+/// An upload opened for one read: its plaintext in an anonymous memory
+/// file (never on disk), reached through a link named like the upload in
+/// a private directory; both go when this is dropped.
+struct Revealed {
+    _dir: tempfile::TempDir,
+    _memory: std::fs::File,
+    path: std::path::PathBuf,
+}
+
+/// The upload of `job`, opened with the job's key into memory.
+fn reveal(c: &Console, job: &Job) -> std::io::Result<Revealed> {
+    use std::io::Write as _;
+    use std::os::fd::AsRawFd as _;
+    let sealed = std::fs::read(&job.path)?;
+    let plain = zeroize::Zeroizing::new(
+        crate::vault::open(&job.key, upload_place(&job.file_name), &sealed)
+            .map_err(std::io::Error::other)?,
+    );
+    let fd = rustix::fs::memfd_create(c"casebridge-upload", rustix::fs::MemfdFlags::CLOEXEC)?;
+    let mut memory = std::fs::File::from(fd);
+    memory.write_all(&plain)?;
+    let dir = tempfile::Builder::new()
+        .prefix("read-")
+        .tempdir_in(&c.core.settings.uploads_dir)?;
+    let path = dir.path().join(upload_name(&job.file_name));
+    std::os::unix::fs::symlink(format!("/proc/self/fd/{}", memory.as_raw_fd()), &path)?;
+    Ok(Revealed {
+        _dir: dir,
+        _memory: memory,
+        path,
+    })
+}
+
+/// What an upload is sealed for: the upload of that file name.
+fn upload_place(file_name: &str) -> crate::vault::Place<'_> {
+    crate::vault::Place::Record {
+        tree: "console-upload",
+        key: file_name.as_bytes(),
+    }
+}
+
+/// `register.<ext>`: the reader knows a file's type by its extension.
+fn upload_name(file_name: &str) -> String {
+    let ext = std::path::Path::new(file_name)
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    format!("register.{ext}")
 }
 
 fn finish(job: &Job, result: Result<Summary, String>) {
@@ -410,7 +459,7 @@ async fn start(State(c): State<Console>, form: Uploaded) -> Result<Response, Pag
             r
         });
     };
-    let (dir, path) = keep_upload(&c, &file_name, &register.bytes)?;
+    let (dir, path, key) = keep_upload(&c, &file_name, &register.bytes)?;
     let source = if source_override.is_empty() {
         loaded.mapping.source.get_ref().clone()
     } else {
@@ -428,6 +477,7 @@ async fn start(State(c): State<Console>, form: Uploaded) -> Result<Response, Pag
         retract_missing,
         dir: Arc::new(dir),
         path,
+        key,
         loaded: Arc::new(loaded),
         total: Mutex::new(None),
         sheet: Mutex::new(None),
@@ -466,26 +516,29 @@ fn layout_of(
 }
 
 /// Keeps an uploaded register in the node's own uploads directory (owner
-/// only, emptied at start), not in /tmp where a crash would leave it for
-/// other local users: the directory (removed with the job) and the file.
+/// only, emptied at start), sealed under a key of the job's own that only
+/// memory holds: the file on disk reveals nothing, and a crash (or the
+/// job's end) leaves nothing that opens. Returns the directory (removed
+/// with the job), the file and the key.
 fn keep_upload(
     c: &Console,
     file_name: &str,
     bytes: &[u8],
-) -> Result<(tempfile::TempDir, std::path::PathBuf), PageError> {
+) -> Result<(tempfile::TempDir, std::path::PathBuf, crate::vault::Secret), PageError> {
+    let failed = |e: std::io::Error| PageError::Internal(format!("cannot keep the upload: {e}"));
     let dir = tempfile::Builder::new()
         .prefix("import-")
         .tempdir_in(&c.core.settings.uploads_dir)
-        .map_err(|e| PageError::Internal(format!("cannot keep the upload: {e}")))?;
-    let ext = std::path::Path::new(file_name)
-        .extension()
-        .map(|e| e.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    let path = dir.path().join(format!("register.{ext}"));
+        .map_err(failed)?;
+    let key = crate::vault::Secret::random();
+    let sealed = crate::vault::seal(&key, b"upload", upload_place(file_name), bytes);
+    let path = dir
+        .path()
+        .join(format!("{}.sealed", upload_name(file_name)));
     crate::secrets::create_private(&path)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, bytes))
-        .map_err(|e| PageError::Internal(format!("cannot keep the upload: {e}")))?;
-    Ok((dir, path))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, &sealed))
+        .map_err(failed)?;
+    Ok((dir, path, key))
 }
 
 /// "Run the import": the file and mapping of a checked job, for real.
@@ -508,6 +561,7 @@ async fn run_checked(
         retract_missing: checked.retract_missing,
         dir: checked.dir.clone(),
         path: checked.path.clone(),
+        key: checked.key.clone(),
         loaded: checked.loaded.clone(),
         total: Mutex::new(None),
         sheet: Mutex::new(None),
