@@ -655,6 +655,30 @@ async fn a_store_in_clear_is_refused_until_sealed_and_a_sealed_one_needs_its_kek
     );
     fed.stop_node("ngo").await;
 
+    // With another KEK it is refused at start, naming both KEKs.
+    let sealed_text = std::fs::read_to_string(&ngo_config).unwrap();
+    let stranger = kek.with_file_name("stranger-kek.toml");
+    let (code, out, err) = cli(&["store", "kek-new", "--out", stranger.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let kek_line = format!("kek_file = \"{}\"", kek.display());
+    let other = sealed_text.replace(&kek_line, &format!("kek_file = \"{}\"", stranger.display()));
+    assert_ne!(other, sealed_text);
+    std::fs::write(&ngo_config, other).unwrap();
+    let config = casebridge::config::NodeConfig::load(&ngo_config).unwrap();
+    let refused = casebridge::node::start(
+        config.clone(),
+        casebridge::node::Listeners::bind(&config).await.unwrap(),
+    )
+    .await
+    .err()
+    .expect("another KEK is refused")
+    .to_string();
+    assert!(
+        refused.contains("but this node has KEK") && refused.contains("start it with the KEK"),
+        "{refused}"
+    );
+    std::fs::write(&ngo_config, &sealed_text).unwrap();
+
     // Without its KEK the sealed store is refused, naming the KEK.
     let without = std::fs::read_to_string(&ngo_config)
         .unwrap()
