@@ -113,6 +113,20 @@ async fn backup(fed: &TestFederation, label: &str) -> casebridge::proto::v1::Bac
         .into_inner()
 }
 
+/// `casebridge store restore` of `from` into the node of `config`.
+fn restore(config: &Path, from: &str) -> (i32, String, String) {
+    let config = config.to_str().unwrap();
+    cli(&["store", "restore", "--config", config, "--from", from])
+}
+
+/// Why a node started from `config` is refused (it must be: `what`).
+async fn refused_start(config: &Path, what: &str) -> String {
+    let config = casebridge::config::NodeConfig::load(config).unwrap();
+    let listeners = casebridge::node::Listeners::bind(&config).await.unwrap();
+    let started = casebridge::node::start(config, listeners).await;
+    started.err().expect(what).to_string()
+}
+
 async fn narrative(fed: &TestFederation, a: &str, id: &str) -> String {
     let mut c = fed.client(a, "cms").await;
     let alert = c
@@ -206,14 +220,7 @@ async fn a_sealed_node_keeps_nothing_in_clear_and_its_epochs_turn() {
         "{err}"
     );
     // `store restore` says so too, and moves nothing.
-    let (code, out, err) = cli(&[
-        "store",
-        "restore",
-        "--config",
-        config.to_str().unwrap(),
-        "--from",
-        &backup.path,
-    ]);
+    let (code, out, err) = restore(&config, &backup.path);
     assert_ne!(code, 0, "{out}");
     assert!(
         err.contains("backup key") && err.contains("backup_retention_days"),
@@ -291,14 +298,7 @@ async fn a_purge_reaches_a_backup_restored_after_it() {
 
     fed.stop_node("police").await;
     let config = fed.layout.agencies[&agency("police")].node_config.clone();
-    let (code, out, err) = cli(&[
-        "store",
-        "restore",
-        "--config",
-        config.to_str().unwrap(),
-        "--from",
-        &backup.path,
-    ]);
+    let (code, out, err) = restore(&config, &backup.path);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains("2 alerts, 0 releases and 0 disclosure requests of the backup were purged"),
@@ -613,19 +613,14 @@ async fn a_store_in_clear_is_refused_until_sealed_and_a_sealed_one_needs_its_kek
         kek.display()
     ));
     std::fs::write(&ngo_config, &text).unwrap();
-    let config = casebridge::config::NodeConfig::load(&ngo_config).unwrap();
-    let refused = casebridge::node::start(
-        config.clone(),
-        casebridge::node::Listeners::bind(&config).await.unwrap(),
-    )
-    .await
-    .err()
-    .expect("a store in clear is refused")
-    .to_string();
+    let refused = refused_start(&ngo_config, "a store in clear is refused").await;
     assert!(refused.contains("casebridge store encrypt"), "{refused}");
 
     // `store encrypt` seals a copy; the node runs on it and reads it back.
-    let old = config.store.dir.clone();
+    let old = casebridge::config::NodeConfig::load(&ngo_config)
+        .unwrap()
+        .store
+        .dir;
     let sealed = old.with_file_name("data-sealed");
     let (code, out, err) = cli(&[
         "store",
@@ -664,15 +659,7 @@ async fn a_store_in_clear_is_refused_until_sealed_and_a_sealed_one_needs_its_kek
     let other = sealed_text.replace(&kek_line, &format!("kek_file = \"{}\"", stranger.display()));
     assert_ne!(other, sealed_text);
     std::fs::write(&ngo_config, other).unwrap();
-    let config = casebridge::config::NodeConfig::load(&ngo_config).unwrap();
-    let refused = casebridge::node::start(
-        config.clone(),
-        casebridge::node::Listeners::bind(&config).await.unwrap(),
-    )
-    .await
-    .err()
-    .expect("another KEK is refused")
-    .to_string();
+    let refused = refused_start(&ngo_config, "another KEK is refused").await;
     assert!(
         refused.contains("but this node has KEK") && refused.contains("start it with the KEK"),
         "{refused}"
@@ -687,15 +674,7 @@ async fn a_store_in_clear_is_refused_until_sealed_and_a_sealed_one_needs_its_kek
         .unwrap()
         .to_owned();
     std::fs::write(&ngo_config, without).unwrap();
-    let config = casebridge::config::NodeConfig::load(&ngo_config).unwrap();
-    let refused = casebridge::node::start(
-        config.clone(),
-        casebridge::node::Listeners::bind(&config).await.unwrap(),
-    )
-    .await
-    .err()
-    .expect("a sealed store without its KEK is refused")
-    .to_string();
+    let refused = refused_start(&ngo_config, "a sealed store without its KEK is refused").await;
     assert!(refused.contains("is sealed (under KEK kek-"), "{refused}");
     fed.shutdown().await;
 }
