@@ -769,32 +769,23 @@ async fn the_kek_rotates_under_write_load_and_the_old_one_is_no_longer_needed() 
     let new_kek = old_kek.with_file_name("kek-2.toml");
     let (code, out, err) = cli(&["store", "kek-new", "--out", new_kek.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
-    let (code, out, err) = fed.cli_as(
-        "police",
-        "admin",
-        &[
+    let rotate = || {
+        let args = [
             "store",
             "rotate-kek",
             "--kek-file",
             new_kek.to_str().unwrap(),
-        ],
-    );
+        ];
+        fed.cli_as("police", "admin", &args)
+    };
+    let (code, out, err) = rotate();
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains("epoch keys now wrapped under KEK kek-"),
         "{out}"
     );
     // The same KEK twice is refused, naming the field.
-    let (code, _, err) = fed.cli_as(
-        "police",
-        "admin",
-        &[
-            "store",
-            "rotate-kek",
-            "--kek-file",
-            new_kek.to_str().unwrap(),
-        ],
-    );
+    let (code, _, err) = rotate();
     assert_ne!(code, 0);
     assert!(
         err.contains("kek_file") && err.contains("the one in use"),

@@ -96,10 +96,7 @@ impl Store {
             Some(at) => key.split_at(at + 1),
             None => (&key[..0], key),
         };
-        Ok(match self.db.keyed_digest(request)? {
-            Some(digest) => [client, &digest[..]].concat(),
-            None => key.to_vec(),
-        })
+        self.keyed(client, request)
     }
 
     /// The alert part of a local write, inside its transaction.

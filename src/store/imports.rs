@@ -70,10 +70,7 @@ impl Store {
     /// it stands in (a register's own record id can name a case), in a
     /// store in clear the id itself. Not inside a transaction.
     fn import_key(&self, source: &str, source_id: &str) -> Result<Vec<u8>, StoreError> {
-        Ok(match self.db.keyed_digest(source_id.as_bytes())? {
-            Some(digest) => import_key(source, &digest),
-            None => import_key(source, source_id.as_bytes()),
-        })
+        self.keyed(&import_key(source, b""), source_id.as_bytes())
     }
 }
 

@@ -495,12 +495,18 @@ impl Read for Sealing<'_> {
     /// A range cannot borrow the transaction it may outlive, so it finds
     /// data keys among those this transaction made, then in what is
     /// committed.
+    /// The committed view is taken only when a value names a data key,
+    /// so a range over a tree of epoch-sealed or clear values costs none.
     fn range(&self, tree: Tree, low: Bound<&[u8]>, high: Bound<&[u8]>) -> Range {
-        let committed: Arc<dyn Read + Send + Sync> = Arc::from(self.backend.snapshot());
-        let (made, shared) = (self.made.clone(), self.shared.clone());
+        if self.shared.sealed_name(tree).is_none() {
+            return self.inner.range(tree, low, high);
+        }
+        let committed = std::sync::OnceLock::<Box<dyn Read + Send + Sync>>::new();
+        let (made, shared, backend) =
+            (self.made.clone(), self.shared.clone(), self.backend.clone());
         let keys: RangeKeys = Arc::new(move |slot| match made.get(slot) {
             Some(k) => Ok(Some(k.clone())),
-            None => shared.data_key(&*committed, slot),
+            None => shared.data_key(&**committed.get_or_init(|| backend.snapshot()), slot),
         });
         range(&*self.inner, keys, self.shared, tree, low, high)
     }
