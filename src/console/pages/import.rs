@@ -225,22 +225,24 @@ impl job::Observer for Report {
 fn spawn(console: Console, viewer: Viewer, job: Arc<Job>) {
     job.state().running = true;
     tokio::spawn(async move {
-        let revealed = match reveal(&console, &job) {
-            Ok(r) => r,
-            Err(e) => return finish(&job, Err(format!("cannot read the upload: {e}"))),
-        };
+        // Opening (AES-GCM over up to 64 MiB, a copy into memory) and the
+        // reader's start both block: off the async workers.
         let opened = {
-            let (path, loaded) = (revealed.path.clone(), job.loaded.clone());
-            tokio::task::spawn_blocking(move || tabular::read::open(&path, loaded)).await
+            let (uploads, opening) = (console.core.settings.uploads_dir.clone(), job.clone());
+            tokio::task::spawn_blocking(move || {
+                let revealed = reveal(&uploads, &opening)
+                    .map_err(|e| format!("cannot read the upload: {e}"))?;
+                let shown = revealed.path.display().to_string();
+                let reader = tabular::read::open(&revealed.path, opening.loaded.clone())
+                    .map_err(|e| e.to_string().replace(&shown, &opening.file_name))?;
+                // The reader holds the file open now: the plaintext goes with it.
+                Ok::<_, String>((reader, shown))
+            })
+            .await
         };
-        // The reader holds the file open now: the plaintext goes with it.
-        let shown = revealed.path.display().to_string();
-        drop(revealed);
-        let reader = match opened {
+        let (reader, shown) = match opened {
             Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
-                return finish(&job, Err(e.to_string().replace(&shown, &job.file_name)));
-            }
+            Ok(Err(e)) => return finish(&job, Err(e)),
             Err(e) => return finish(&job, Err(format!("the reader stopped: {e}"))),
         };
         *job.total.lock().unwrap_or_else(|p| p.into_inner()) = reader.total;
@@ -282,8 +284,9 @@ struct Revealed {
     path: std::path::PathBuf,
 }
 
-/// The upload of `job`, opened with the job's key into memory.
-fn reveal(c: &Console, job: &Job) -> std::io::Result<Revealed> {
+/// The upload of `job`, opened with the job's key into memory (a link to
+/// it in a private directory under `uploads`).
+fn reveal(uploads: &std::path::Path, job: &Job) -> std::io::Result<Revealed> {
     use std::io::Write as _;
     use std::os::fd::AsRawFd as _;
     let sealed = std::fs::read(&job.path)?;
@@ -296,7 +299,7 @@ fn reveal(c: &Console, job: &Job) -> std::io::Result<Revealed> {
     memory.write_all(&plain)?;
     let dir = tempfile::Builder::new()
         .prefix("read-")
-        .tempdir_in(&c.core.settings.uploads_dir)?;
+        .tempdir_in(uploads)?;
     let path = dir.path().join(upload_name(&job.file_name));
     std::os::unix::fs::symlink(format!("/proc/self/fd/{}", memory.as_raw_fd()), &path)?;
     Ok(Revealed {
