@@ -96,7 +96,7 @@ impl Store {
             Some(at) => key.split_at(at + 1),
             None => (&key[..0], key),
         };
-        self.keyed(client, request)
+        super::vault::keyed(&self.db, client, request)
     }
 
     /// The alert part of a local write, inside its transaction.

@@ -79,15 +79,17 @@ pub(super) fn destroy_data_key(
     Ok(())
 }
 
-impl super::Store {
-    /// `prefix` then `id` as an index key: in a sealed store a keyed hash
-    /// of `id` stands in for it (a register's record id, a client's request
-    /// id can name a case), in a store in clear `id` itself. Not inside a
-    /// transaction.
-    pub(super) fn keyed(&self, prefix: &[u8], id: &[u8]) -> Result<Vec<u8>, StoreError> {
-        let digest = self.db.keyed_digest(id)?;
-        Ok([prefix, digest.as_ref().map_or(id, |d| &d[..])].concat())
-    }
+/// `prefix` then `id` as an index key of `db`: in a sealed store a keyed
+/// hash of `id` stands in for it (a register's record id, a client's
+/// request id can name a case), in a store in clear `id` itself. Not
+/// inside a transaction.
+pub(super) fn keyed(
+    db: &super::engine::Db,
+    prefix: &[u8],
+    id: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    let digest = db.keyed_digest(id)?;
+    Ok([prefix, digest.as_ref().map_or(id, |d| &d[..])].concat())
 }
 
 /// [`destroy_data_key`] for an alert record about to be written without
