@@ -194,6 +194,11 @@ impl AlertId {
     pub fn origin(&self) -> &AgencyId {
         &self.origin
     }
+    /// The uuid part: a v7 uuid orders one origin's alerts, and alerts of
+    /// different origins roughly, by when they were recorded.
+    pub fn uuid(&self) -> Uuid {
+        self.uuid
+    }
 }
 
 impl fmt::Display for AlertId {

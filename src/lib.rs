@@ -19,8 +19,10 @@
 //!   [`config`] (config files, validated before anything starts),
 //!   [`pseudo`] (normalization, key ring, keyed tokens, OPRF), [`matching`]
 //!   (the hit rule), [`policy`] (sharing and disclosure rules, the shared
-//!   view), [`validate`] (client and peer input), [`directory`] (the
-//!   signed federation directory: its rules, signatures and trust).
+//!   view), [`validate`] (client and peer input), [`stats`] (private
+//!   federated statistics: the plan, measurements, Prio3 shares, noise),
+//!   [`directory`] (the signed federation directory: its rules,
+//!   signatures and trust).
 //! - Persistence and the audit chain: [`identity`] (certificates, TLS,
 //!   access rules), [`audit`] (entries, chain, checkpoints, verification),
 //!   [`store`] (the embedded database behind a narrow storage interface;
@@ -79,6 +81,7 @@ pub mod review;
 pub mod secrets;
 pub mod server;
 pub mod sharing;
+pub mod stats;
 pub mod store;
 pub mod tabular;
 pub mod text;

@@ -38,6 +38,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "matching",
             "policy",
             "validate",
+            "stats",
             "directory",
         ],
     ),

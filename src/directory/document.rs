@@ -8,7 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ids::{AgencyId, FederationName};
-use crate::proto::v1::{Directory, DirectoryKeyService, DirectoryMember, SignerSet};
+use crate::proto::v1::{
+    Directory, DirectoryKeyService, DirectoryMember, SignerSet, StatisticsPlan,
+};
 use crate::violation::FieldViolation;
 
 /// Members a directory may list (a federation of national agencies and
@@ -61,6 +63,9 @@ pub fn check(d: &Directory) -> Vec<FieldViolation> {
             "federation_crl_pem",
             "a CRL in PEM (BEGIN X509 CRL)",
         ));
+    }
+    if let Some(plan) = &d.statistics {
+        check_statistics(d, plan, &mut out);
     }
     match &d.signers {
         Some(s) => check_signers(s, "signers", &mut out),
@@ -218,6 +223,26 @@ pub fn valid_endpoint(e: &str) -> bool {
                         .bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             }))
+}
+
+/// The plan's own rules (`stats::plan`), and that its aggregators are
+/// members in good standing: a suspended or unknown aggregator could take
+/// no shares, and every release would wait for it.
+fn check_statistics(d: &Directory, plan: &StatisticsPlan, out: &mut Vec<FieldViolation>) {
+    out.extend(crate::stats::plan::check(plan, "statistics"));
+    for (i, a) in plan.aggregators.iter().enumerate().take(2) {
+        match member(d, a) {
+            None => out.push(FieldViolation::new(
+                format!("statistics.aggregators[{i}]"),
+                format!("{a} is not a member"),
+            )),
+            Some(m) if m.suspended => out.push(FieldViolation::new(
+                format!("statistics.aggregators[{i}]"),
+                format!("{a} is suspended"),
+            )),
+            Some(_) => {}
+        }
+    }
 }
 
 fn check_key_service(ks: &DirectoryKeyService, out: &mut Vec<FieldViolation>) {
