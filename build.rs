@@ -14,6 +14,7 @@ const PROTOS: &[&str] = &[
     "proto/casebridge/v1/disclosure.proto",
     "proto/casebridge/v1/keyservice.proto",
     "proto/casebridge/v1/directory.proto",
+    "proto/casebridge/v1/stats.proto",
 ];
 
 /// The previous release's contract: the files it had.

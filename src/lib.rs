@@ -29,7 +29,9 @@
 //!   the only module that touches the engine), [`server`] (the skeleton a
 //!   node's listeners and the key service share: TLS accept, refused
 //!   handshakes audited, serving, checkpoints, drain).
-//! - Domain operations: [`sharing`] (the policy in force), [`disclosure`]
+//! - Domain operations: [`analytics`] (federated statistics: a member's
+//!   contributions, the aggregators' runs, releases), [`sharing`] (the
+//!   policy in force), [`disclosure`]
 //!   (requests and releases after a hit), [`exchange`] (outbox entries,
 //!   delivery out and in), [`alert`] (the local alert lifecycle),
 //!   [`lookup`] (federation lookup), [`review`] (verdicts on hits),
@@ -48,6 +50,7 @@
 #![deny(rust_2018_idioms)]
 
 pub mod alert;
+pub mod analytics;
 pub mod api;
 pub mod audit;
 pub mod certs;

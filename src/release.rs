@@ -125,11 +125,15 @@ pub enum Capability {
     /// Serves the signed federation directory it follows
     /// (`PeerExchange.FetchDirectory`) and names its version in Hello.
     Directory,
+    /// Federated statistics: takes report shares and noisy sums
+    /// (`StatsReports`, `StatsAggregate`) and, as an aggregator, the
+    /// leader's `StatsPrepare` and `StatsCommit`.
+    Stats,
 }
 
 impl Capability {
     /// Every capability this build knows, in a fixed order.
-    pub const ALL: [Capability; 12] = [
+    pub const ALL: [Capability; 13] = [
         Self::Alert,
         Self::HitNotice,
         Self::HitReview,
@@ -142,6 +146,7 @@ impl Capability {
         Self::Lookup,
         Self::NotUnderstood,
         Self::Directory,
+        Self::Stats,
     ];
 
     /// The name announced on the wire and shown to operators (stable).
@@ -159,6 +164,7 @@ impl Capability {
             Self::Lookup => "lookup",
             Self::NotUnderstood => "not-understood",
             Self::Directory => "directory",
+            Self::Stats => "stats",
         }
     }
 
@@ -177,6 +183,7 @@ impl Capability {
             Self::Lookup => "lookups",
             Self::NotUnderstood => "the not-understood acknowledgement",
             Self::Directory => "the federation directory",
+            Self::Stats => "statistics shares and sums",
         }
     }
 
@@ -187,7 +194,7 @@ impl Capability {
     /// Whether a release from before announcements ([`UNANNOUNCED`])
     /// understood it.
     fn before_announcements(self) -> bool {
-        !matches!(self, Self::NotUnderstood | Self::Directory)
+        !matches!(self, Self::NotUnderstood | Self::Directory | Self::Stats)
     }
 }
 

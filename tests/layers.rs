@@ -49,6 +49,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "domain operations",
         &[
+            "analytics",
             "sharing",
             "disclosure",
             "exchange",

@@ -58,6 +58,24 @@ impl PeerExchange for RecordingPeer {
         ))
     }
 
+    async fn stats_prepare(
+        &self,
+        _: Request<casebridge::proto::v1::StatsPrepareRequest>,
+    ) -> Result<Response<casebridge::proto::v1::StatsPrepareResponse>, Status> {
+        Err(Status::unimplemented(
+            "the stand-in only records deliveries",
+        ))
+    }
+
+    async fn stats_commit(
+        &self,
+        _: Request<casebridge::proto::v1::StatsCommitRequest>,
+    ) -> Result<Response<casebridge::proto::v1::StatsCommitResponse>, Status> {
+        Err(Status::unimplemented(
+            "the stand-in only records deliveries",
+        ))
+    }
+
     type DeliverStream = Pin<Box<dyn Stream<Item = Result<DeliveryAck, Status>> + Send>>;
 
     async fn deliver(

@@ -24,6 +24,7 @@ use crate::proto::v1::{
     GetActivityRequest, GetActivityResponse, ListPolicyVersionsRequest, ListPolicyVersionsResponse,
     TestPolicyRequest, TestPolicyResponse, VerifyAuditRequest, VerifyAuditResponse,
 };
+use crate::proto::v1::{ListStatsRequest, ListStatsResponse, RunStatsRequest, RunStatsResponse};
 
 pub struct AdminApi(pub Arc<NodeCore>);
 
@@ -276,6 +277,46 @@ impl AdminService for AdminApi {
         audited(core, req, Action::DirectoryGet, async |_, req| {
             auth::client(&core.clients, &req, Role::Admin)?;
             Ok(core.federation.state().await)
+        })
+        .await
+    }
+
+    async fn run_stats(
+        &self,
+        req: Request<RunStatsRequest>,
+    ) -> Result<Response<RunStatsResponse>, Status> {
+        let core = &self.0;
+        audited(core, req, Action::StatsRun, async |call, req| {
+            auth::client(&core.clients, &req, Role::Admin)?;
+            let r = req.into_inner().release.unwrap_or_default();
+            call.object(crate::analytics::label(&r));
+            Ok(match core.analytics.request_run(r).await? {
+                crate::analytics::Run::Done => RunStatsResponse {
+                    done: true,
+                    waiting: String::new(),
+                },
+                crate::analytics::Run::Waiting(why) => {
+                    call.detail("waiting", &why);
+                    RunStatsResponse {
+                        done: false,
+                        waiting: why,
+                    }
+                }
+            })
+        })
+        .await
+    }
+
+    async fn list_stats(
+        &self,
+        req: Request<ListStatsRequest>,
+    ) -> Result<Response<ListStatsResponse>, Status> {
+        let core = &self.0;
+        audited(core, req, Action::StatsList, async |call, req| {
+            auth::client(&core.clients, &req, Role::Read)?;
+            let views = core.analytics.views()?;
+            call.detail("releases", views.releases.len());
+            Ok(views)
         })
         .await
     }

@@ -13,7 +13,8 @@ use crate::core::NodeCore;
 use crate::proto::v1::peer_exchange_server::PeerExchange;
 use crate::proto::v1::{
     DeliveryAck, Envelope, FetchDirectoryRequest, FetchDirectoryResponse, HelloRequest,
-    HelloResponse, PeerLookupRequest, PeerLookupResponse,
+    HelloResponse, PeerLookupRequest, PeerLookupResponse, StatsCommitRequest, StatsCommitResponse,
+    StatsPrepareRequest, StatsPrepareResponse,
 };
 
 /// Envelopes applied together (one flush) when they arrive back to back.
@@ -97,6 +98,53 @@ impl PeerExchange for PeerApi {
             call.detail("have_version", have);
             call.detail("sent", versions.len());
             Ok(FetchDirectoryResponse { versions })
+        })
+        .await
+    }
+
+    /// The leader's verifier shares of one batch of a statistics release;
+    /// only the plan's helper answers, only to its leader.
+    async fn stats_prepare(
+        &self,
+        req: Request<StatsPrepareRequest>,
+    ) -> Result<Response<StatsPrepareResponse>, Status> {
+        let core = &self.0;
+        audited(core, req, Action::StatsPrepare, async |call, req| {
+            let peer = auth::peer(&core.peers, &req)?;
+            let r = req.into_inner();
+            call.object(
+                r.release
+                    .as_ref()
+                    .map(crate::analytics::label)
+                    .unwrap_or_default(),
+            );
+            call.detail("batch", r.batch);
+            call.detail("shares", r.shares.len());
+            let answer = core.analytics.on_prepare(&peer.agency, r).await?;
+            call.detail("missing", answer.missing.len());
+            Ok(answer)
+        })
+        .await
+    }
+
+    /// The reports the leader finished: the helper sums them, adds its
+    /// noise and sends its sum to every member.
+    async fn stats_commit(
+        &self,
+        req: Request<StatsCommitRequest>,
+    ) -> Result<Response<StatsCommitResponse>, Status> {
+        let core = &self.0;
+        audited(core, req, Action::StatsCommit, async |call, req| {
+            let peer = auth::peer(&core.peers, &req)?;
+            let r = req.into_inner();
+            call.object(
+                r.release
+                    .as_ref()
+                    .map(crate::analytics::label)
+                    .unwrap_or_default(),
+            );
+            call.detail("accepted", r.accepted.len());
+            Ok(core.analytics.on_commit(&peer.agency, r).await?)
         })
         .await
     }

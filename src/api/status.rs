@@ -85,6 +85,20 @@ impl From<crate::disclosure::DisclosureError> for Status {
     }
 }
 
+impl From<crate::analytics::AnalyticsError> for Status {
+    fn from(e: crate::analytics::AnalyticsError) -> Self {
+        use crate::analytics::AnalyticsError;
+        match e {
+            AnalyticsError::NoPlan | AnalyticsError::Refused(_) => {
+                Status::failed_precondition(e.to_string())
+            }
+            AnalyticsError::Peer(_) => Status::unavailable(e.to_string()),
+            AnalyticsError::Vdaf(_) => Status::internal(e.to_string()),
+            AnalyticsError::Store(e) => store_unavailable(e),
+        }
+    }
+}
+
 impl From<InboundError> for Status {
     fn from(e: InboundError) -> Self {
         match &e {

@@ -112,6 +112,22 @@ actions! {
     DisclosurePurge = "disclosure.purge",
     HitFound = "hit.found",
     AlertPurge = "alert.purge",
+    // Federated statistics (docs/statistics.md): a member's reports made
+    // and queued, report shares and noisy sums sent and received, the
+    // helper's calls from the leader, an aggregator's sum, a release
+    // combined (with the budget spent), a release refused.
+    StatsContribute = "stats.contribute",
+    StatsRun = "stats.run",
+    StatsList = "stats.list",
+    StatsReportsSend = "stats.reports_send",
+    StatsReportsReceive = "stats.reports_receive",
+    StatsSumSend = "stats.sum_send",
+    StatsSumReceive = "stats.sum_receive",
+    StatsPrepare = "stats.prepare",
+    StatsCommit = "stats.commit",
+    StatsSum = "stats.sum",
+    StatsRelease = "stats.release",
+    StatsRefuse = "stats.refuse",
     // Administration.
     StatusGet = "admin.status",
     PeersList = "admin.peers",

@@ -122,6 +122,8 @@ pub struct NodeCore {
     pub sharing: Arc<Sharing>,
     pub lookups: Lookups,
     pub disclosures: Arc<crate::disclosure::Disclosures>,
+    /// The federated statistics: contributions, runs, releases.
+    pub analytics: Arc<crate::analytics::Analytics>,
     /// The federation directory in force and the roster read from it.
     pub federation: Arc<Federation>,
     /// Where exact tokens come from; follows the directory's key service.
@@ -159,12 +161,7 @@ impl NodeCore {
         let federation = Arc::new(open_federation(config, &store, roster.clone()).await?);
         let members = roster.now();
         let probe_every = config.delivery.probe_interval_secs.secs();
-        let outbound = Arc::new(Outbound::new(
-            members
-                .all()
-                .filter_map(|m| Some((m.agency.clone(), m.address()?.to_owned()))),
-            probe_every,
-        ));
+        let outbound = Arc::new(Outbound::new(addresses(&members), probe_every));
         outbound.follow(&members);
         let sharing = Arc::new(
             Sharing::open(
@@ -194,6 +191,7 @@ impl NodeCore {
             config.disclosure.min_deadline_secs.secs(),
             metrics.clone(),
         ));
+        let analytics = analytics_of(&store, &own, &roster, &outgoing, config, max_connection_age);
         let settings = settings(config, own.clone());
         let understood = settings.capabilities.clone();
         let core = Arc::new(NodeCore {
@@ -227,10 +225,11 @@ impl NodeCore {
                 store.clone(),
                 (limits.clone(), config.alerts.clone()),
                 sharing,
-                disclosures.clone(),
+                (disclosures.clone(), analytics.clone()),
                 metrics.clone(),
             )
             .understanding(understood),
+            analytics,
             disclosures,
             federation,
             tokens: tokenizer,
@@ -363,6 +362,34 @@ fn client_policy(config: &NodeConfig) -> ClientPolicy {
 }
 
 /// The bounds of federation lookups, from `[limits]` and `[matching]`.
+/// Each member's agency and where to dial it.
+fn addresses(
+    members: &crate::directory::roster::Members,
+) -> impl Iterator<Item = (AgencyId, String)> + '_ {
+    members
+        .all()
+        .filter_map(|m| Some((m.agency.clone(), m.address()?.to_owned())))
+}
+
+/// The node's federated statistics, calling the other aggregator with
+/// the lookup timeout and the connection age limit.
+fn analytics_of(
+    store: &Arc<Store>,
+    own: &NodeIdentity,
+    roster: &crate::directory::roster::Roster,
+    outgoing: &OutgoingTls,
+    config: &NodeConfig,
+    max_connection_age: Duration,
+) -> Arc<crate::analytics::Analytics> {
+    Arc::new(crate::analytics::Analytics::new(
+        store.clone(),
+        own.clone(),
+        roster.clone(),
+        outgoing.clone(),
+        (config.limits.lookup_timeout_secs.secs(), max_connection_age),
+    ))
+}
+
 fn lookup_settings(config: &NodeConfig, max_connection_age: Duration) -> LookupSettings {
     let limits = &config.limits;
     LookupSettings {

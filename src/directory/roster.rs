@@ -50,6 +50,8 @@ pub struct Members {
     /// its grace); peers stay peers and are still greeted, so a fresh
     /// version can arrive.
     pub hold: Option<String>,
+    /// The directory's statistics plan, if it has one.
+    pub statistics: Option<Arc<crate::stats::plan::PlanInForce>>,
 }
 
 impl Members {
@@ -60,6 +62,7 @@ impl Members {
             members: peers.into_iter().map(|m| (m.agency.clone(), m)).collect(),
             group_names: BTreeSet::new(),
             hold: None,
+            statistics: None,
         }
     }
 
@@ -108,6 +111,11 @@ impl Members {
                 .flat_map(|m| m.groups.iter().cloned())
                 .collect(),
             hold: None,
+            statistics: d
+                .statistics
+                .as_ref()
+                .and_then(crate::stats::plan::PlanInForce::of)
+                .map(Arc::new),
         }
     }
 

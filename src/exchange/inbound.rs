@@ -58,6 +58,8 @@ pub struct Inbound {
     rules: crate::config::AlertRules,
     sharing: Arc<Sharing>,
     disclosures: Arc<Disclosures>,
+    /// Statistics report shares and noisy sums go here.
+    analytics: Arc<crate::analytics::Analytics>,
     /// Alert versions stored / found already held, since start.
     stored: std::sync::atomic::AtomicU64,
     duplicates: std::sync::atomic::AtomicU64,
@@ -137,7 +139,7 @@ impl Inbound {
         store: Arc<Store>,
         (limits, rules): (Limits, crate::config::AlertRules),
         sharing: Arc<Sharing>,
-        disclosures: Arc<Disclosures>,
+        (disclosures, analytics): (Arc<Disclosures>, Arc<crate::analytics::Analytics>),
         metrics: crate::metrics::Metrics,
     ) -> Self {
         Self {
@@ -146,6 +148,7 @@ impl Inbound {
             rules,
             sharing,
             disclosures,
+            analytics,
             stored: Default::default(),
             duplicates: Default::default(),
             metrics,
@@ -309,6 +312,7 @@ impl Inbound {
             reviews,
             requests,
             steps,
+            stats,
             refusals,
             throttled,
             not_understood,
@@ -331,6 +335,8 @@ impl Inbound {
             self.apply_steps(from, &actor, steps, &mut acks, now)
                 .await?,
         );
+        self.apply_stats(from, &actor, stats, &mut acks, now)
+            .await?;
         self.apply_alerts(from, &actor, records, events, &mut acks)
             .await?;
         if let Some(what) = throttled {
@@ -388,12 +394,7 @@ impl Inbound {
         let mut out = Sorted::default();
         let envelopes = self.set_aside_not_understood(from, envelopes, &mut out);
         for env in envelopes {
-            if let Some(what) = env
-                .payload
-                .as_ref()
-                .and_then(|p| self.creations.over(from.agency.as_str(), p))
-            {
-                out.throttled = Some(what);
+            if self.stop_before(from, &env, &mut out) {
                 break;
             }
             let mut ack = DeliveryAck {
@@ -461,6 +462,10 @@ impl Inbound {
                     out.steps.push((out.acks.len(), p));
                     None
                 }
+                Some(p @ (Payload::StatsReports(_) | Payload::StatsAggregate(_))) => {
+                    out.stats.push((out.acks.len(), p));
+                    None
+                }
             };
             if let Some(reason) = reason {
                 tracing::warn!(peer = %from.agency, sequence = env.sequence, reason = %crate::text::Escaped(&reason), "envelope refused");
@@ -472,6 +477,25 @@ impl Inbound {
             out.acks.push(ack);
         }
         Ok(out)
+    }
+
+    /// Whether the batch stops before `env`, unacknowledged from there on,
+    /// and why (in `out`): the peer went over a rate, or sent statistics of
+    /// a plan this node does not follow yet (the directory that brings it
+    /// is on its way), which the sender then sends again later.
+    fn stop_before(&self, from: &NodeIdentity, env: &Envelope, out: &mut Sorted) -> bool {
+        let Some(p) = env.payload.as_ref() else {
+            return false;
+        };
+        if let Some(what) = self.creations.over(from.agency.as_str(), p) {
+            out.throttled = Some(what);
+            return true;
+        }
+        if let Some(why) = self.analytics.not_yet(p) {
+            out.not_understood = Some(why);
+            return true;
+        }
+        false
     }
 
     /// Logs and records the refusals, flushed before the REJECTED acks go
@@ -730,6 +754,48 @@ impl Inbound {
         Ok(refused)
     }
 
+    /// Hands statistics shares and sums to `analytics`, which keeps each
+    /// durably (with its audit entry) before its ack is set; a refusal is
+    /// recorded like any other.
+    async fn apply_stats(
+        &self,
+        from: &NodeIdentity,
+        actor: &str,
+        stats: Vec<(usize, Payload)>,
+        acks: &mut [DeliveryAck],
+        now: pbjson_types::Timestamp,
+    ) -> Result<(), InboundError> {
+        use crate::analytics::{AnalyticsError, Applied};
+        for (idx, payload) in stats {
+            let applied = match payload {
+                Payload::StatsReports(x) => self.analytics.on_reports(&from.agency, x, actor).await,
+                Payload::StatsAggregate(x) => self.analytics.on_sum(&from.agency, x, actor).await,
+                _ => continue,
+            };
+            let applied = match applied {
+                Ok(a) => a,
+                Err(AnalyticsError::Store(e)) => return Err(e.into()),
+                Err(e) => Applied::Refused(e.to_string()),
+            };
+            match applied {
+                Applied::Stored => {}
+                Applied::Duplicate => acks[idx].status = AckStatus::Duplicate as i32,
+                Applied::Refused(reason) => {
+                    self.refuse(
+                        from,
+                        "statistics envelope",
+                        "",
+                        &reason,
+                        &mut acks[idx],
+                        now,
+                    )
+                    .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Stores the accepted alerts in one write, with `events` and an
     /// `alert.receive` entry per alert in its flush, and sets their acks.
     async fn apply_alerts(
@@ -802,6 +868,8 @@ struct Sorted {
     requests: Vec<(usize, DisclosureRequest)>,
     /// Decisions, answers, releases and withdrawals of disclosure requests.
     steps: Vec<(usize, Payload)>,
+    /// Statistics report shares and noisy sums.
+    stats: Vec<(usize, Payload)>,
     refusals: Vec<RefusalRecord>,
     /// The peer went over its rate of this; the rest of the batch waits.
     throttled: Option<&'static str>,

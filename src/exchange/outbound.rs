@@ -1024,6 +1024,18 @@ impl Sent {
                 0,
                 false,
             ),
+            Payload::StatsReports(s) => (
+                Action::StatsReportsSend,
+                s.release.iter().map(crate::analytics::label).collect(),
+                u64::from(s.chunk),
+                false,
+            ),
+            Payload::StatsAggregate(s) => (
+                Action::StatsSumSend,
+                s.release.iter().map(crate::analytics::label).collect(),
+                0,
+                false,
+            ),
         };
         Self {
             seq,

@@ -5,6 +5,7 @@
 //! `spawn_server`) and kept by the background workers `spawn_workers` starts.
 
 pub mod check;
+mod statistics;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -431,6 +432,7 @@ fn spawn_workers(
         tokio::spawn(turn_epochs(core.clone(), config.encryption.clone())),
         tokio::spawn(rematch(core.clone())),
         tokio::spawn(complete_pending_tokens(core.clone())),
+        tokio::spawn(statistics::run_statistics(core.clone())),
     ];
     let (offers, offered) = tokio::sync::mpsc::channel(16);
     workers.extend(follow_directory(core, config, offered));

@@ -68,6 +68,20 @@ impl Period {
         }
     }
 
+    /// The quarter before it, within the years periods may name.
+    pub fn previous(self) -> Option<Self> {
+        if self.quarter == 1 {
+            Self::new(self.year.checked_sub(1)?, 4)
+        } else {
+            Self::new(self.year, self.quarter - 1)
+        }
+    }
+
+    /// The last quarter that ended before the instant `unix_secs`.
+    pub fn last_ended(unix_secs: i64) -> Option<Self> {
+        Self::containing(unix_secs)?.previous()
+    }
+
     /// The quarter after it, within the years periods may name.
     pub fn next(self) -> Option<Self> {
         if self.quarter == 4 {
@@ -217,6 +231,27 @@ impl Plan {
         })
     }
 
+    /// The plan as the directory carries it.
+    pub fn to_proto(&self) -> StatisticsPlan {
+        StatisticsPlan {
+            aggregators: self.aggregators.iter().map(ToString::to_string).collect(),
+            min_cell: self.min_cell,
+            countries: self.countries.iter().map(ToString::to_string).collect(),
+            collect_days: self.collect_days,
+            tables: self
+                .tables
+                .iter()
+                .map(|t| StatisticsTable {
+                    name: t.name.clone(),
+                    kind: t.kind.to_proto().into(),
+                    epsilon_milli: t.epsilon_milli,
+                    budget_milli: t.budget_milli,
+                })
+                .collect(),
+            first_period: self.first_period.to_string(),
+        }
+    }
+
     /// The table named `name`.
     pub fn table(&self, name: &str) -> Option<&Table> {
         self.tables.iter().find(|t| t.name == name)
@@ -231,6 +266,28 @@ impl Plan {
     /// after its end.
     pub fn aggregate_after(&self, period: Period) -> i64 {
         period.end() + i64::from(self.collect_days) * 86_400
+    }
+}
+
+/// The plan of the directory in force, and the digest of its encoding
+/// that every report and sum names: shares shaped by another plan would
+/// not add up, so an aggregator refuses them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanInForce {
+    pub plan: Plan,
+    pub sha256: [u8; 32],
+}
+
+impl PlanInForce {
+    /// `p` in force, if it follows the rules (the directory checked it).
+    pub fn of(p: &StatisticsPlan) -> Option<Self> {
+        use prost::Message;
+        let plan = Plan::from_proto(p, "statistics").ok()?;
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &p.encode_to_vec());
+        Some(Self {
+            plan,
+            sha256: digest.as_ref().try_into().expect("32 bytes"),
+        })
     }
 }
 
@@ -443,6 +500,10 @@ mod tests {
             prop_assert_eq!(q.to_string().parse::<Period>(), Ok(q));
             prop_assert_eq!(Period::containing(q.start()), Some(q));
             prop_assert_eq!(Period::containing(q.end() - 1), Some(q));
+            if let Some(n) = q.next() {
+                prop_assert_eq!(n.previous(), Some(q));
+                prop_assert_eq!(Period::last_ended(n.start()), Some(q));
+            }
         }
 
         /// No text makes the parser panic; what it accepts prints back the same.

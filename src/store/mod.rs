@@ -42,6 +42,8 @@
 //! - `tokens_pending`: alert id → () for each own alert stored while the
 //!   OPRF key service was unreachable, kept in the transaction of every
 //!   local write (see `tokens_pending`): what `alert::pending` completes.
+//! - `stats`: the federated statistics' releases, report shares and the
+//!   helper's verifier messages (see `stats`).
 //!
 //! Every store operation that changes something is **one transaction**: an
 //! alert with its outbox entries, indexes, the hits it makes and the audit
@@ -59,6 +61,7 @@
 //! - `reviews`: verdicts on hits, made here or received, in the hit log;
 //! - `disclosures`: disclosure requests sent and received, and their log;
 //! - `lookups`: answering lookups and the lookup log;
+//! - `stats`: the federated statistics' records and report shares;
 //! - `index`: the token and person-encoding indexes both of those read;
 //! - `records`: policy versions and the refusal log;
 //! - `retention`: purging content past its deadline;
@@ -109,6 +112,7 @@ mod request_purge;
 mod restore_keys;
 mod retention;
 mod reviews;
+mod stats;
 mod tokens_pending;
 mod trees;
 mod vault;
@@ -127,6 +131,7 @@ pub use outbox::{OutboxItem, OutboxSummary, Queued};
 pub use restore_keys::Carried;
 pub use retention::{PURGED, expired};
 pub use reviews::{MAX_NOTE_BYTES, ReceivedReview, check_note, is_verdict};
+pub use stats::StatsChange;
 use trees::RELEASE_SETTING;
 pub(crate) use trees::{Counter, Trees};
 pub use trees::{TREES, is_sled_store, is_store};

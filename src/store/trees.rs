@@ -43,13 +43,14 @@ pub(crate) struct Trees {
     pub(super) alert_log_pos: Tree,
     pub(super) imports: Tree,
     pub(super) tokens_pending: Tree,
+    pub(super) stats: Tree,
     /// Data keys of sealed records (`engine::sealed`): not in [`TREES`],
     /// because a backup seals its own copy of them under a key of its own.
     pub(super) data_keys: Tree,
 }
 
 /// Every tree the store keeps, by name (a migration and a backup copy these).
-pub const TREES: [&str; 31] = [
+pub const TREES: [&str; 32] = [
     "alerts",
     "outbox",
     "requests",
@@ -81,6 +82,7 @@ pub const TREES: [&str; 31] = [
     "alert_log_pos",
     "imports",
     "tokens_pending",
+    "stats",
 ];
 
 impl Trees {
@@ -117,6 +119,7 @@ impl Trees {
             alert_log_pos: db.tree("alert_log_pos")?,
             imports: db.tree("imports")?,
             tokens_pending: db.tree("tokens_pending")?,
+            stats: db.tree("stats")?,
             data_keys: db.tree(super::engine::sealed::DATA_KEYS)?,
         })
     }

@@ -5,6 +5,7 @@
 
 pub mod fixture;
 pub mod keyservice;
+pub mod operators;
 pub mod previous;
 pub mod process;
 pub mod proxy;
