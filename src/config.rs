@@ -19,7 +19,9 @@ use toml::Spanned;
 use crate::ids::{AgencyId, ClientName, FederationName};
 
 mod keyservice;
+mod stats_plan;
 pub use keyservice::{BudgetConfig, KeyServiceConfig, KeyServiceTls, NodeBudget};
+pub use stats_plan::load_stats_plan;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {

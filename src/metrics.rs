@@ -123,6 +123,12 @@ pub struct Metrics {
     pub encryption_epoch: Gauge,
     /// When the next epoch starts, Unix seconds (0: a store in clear).
     pub encryption_next_epoch: Gauge,
+    /// Federated statistics, per table and quarter (set at every scrape):
+    /// releases published, and the epsilon spent and allowed, in
+    /// thousandths (integers: Prometheus gauges here are integers).
+    pub stats_released: Family<Labels, Gauge>,
+    pub stats_epsilon_spent: Family<Labels, Gauge>,
+    pub stats_epsilon_budget: Family<Labels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -165,6 +171,9 @@ impl Metrics {
             tokens_pending: Gauge::default(),
             encryption_epoch: Gauge::default(),
             encryption_next_epoch: Gauge::default(),
+            stats_released: Family::default(),
+            stats_epsilon_spent: Family::default(),
+            stats_epsilon_budget: Family::default(),
         };
         register_exchange(&mut r, &m);
         register_node(&mut r, &m);
@@ -561,5 +570,20 @@ fn register_disclosure_and_tokens(r: &mut Registry, m: &Metrics) {
         "encryption_next_epoch_seconds",
         "When the next encryption epoch starts and the live data is sealed again, Unix seconds",
         m.encryption_next_epoch.clone(),
+    );
+    r.register(
+        "stats_released",
+        "Statistics releases published, per table and quarter (recounts included)",
+        m.stats_released.clone(),
+    );
+    r.register(
+        "stats_epsilon_spent_milli",
+        "Privacy budget a table's quarter has spent, in thousandths of epsilon",
+        m.stats_epsilon_spent.clone(),
+    );
+    r.register(
+        "stats_epsilon_budget_milli",
+        "Privacy budget the plan allows a table per quarter, in thousandths of epsilon",
+        m.stats_epsilon_budget.clone(),
     );
 }

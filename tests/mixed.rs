@@ -416,11 +416,12 @@ fn ngo_follows_a_directory(fed: &Path) {
 /// What the previous release announces: this build's capabilities but the
 /// directory.
 fn previous_capabilities() -> Vec<String> {
-    let directory = Capability::Directory.name();
+    // What this release added since: the directory and the statistics.
+    let added = [Capability::Directory.name(), Capability::Stats.name()];
     Capabilities::ours()
         .names()
         .into_iter()
-        .filter(|n| n != directory)
+        .filter(|n| !added.contains(&n.as_str()))
         .collect()
 }
 

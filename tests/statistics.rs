@@ -8,15 +8,20 @@
 //! the ngo both hold (linked by an exact hit) count once, and cells whose
 //! truth is zero stay under the minimum and are suppressed.
 
+#[path = "console/browser.rs"]
+#[allow(dead_code)] // the console's tests use the rest
+mod browser;
 mod common;
 
 use std::path::PathBuf;
 
 use casebridge::config::{Bounded, DirectoryConfig};
+use casebridge::proto::v1::envelope::Payload;
 use casebridge::proto::v1::{
-    AlertContent, AlertDraft, Category, Identifier, ListStatsRequest, Location, Phone,
-    QueryAuditRequest, Severity, StatisticsPlan, StatisticsTable, StatisticsTableKind,
-    StatsReleaseView, Subject, SubjectRole, TimeWindow, Tlp, identifier::Kind,
+    AckStatus, AlertContent, AlertDraft, Category, Identifier, ListStatsRequest, Location, Phone,
+    QueryAuditRequest, RunStatsRequest, Severity, StatisticsPlan, StatisticsTable,
+    StatisticsTableKind, StatsReleaseRef, StatsReleaseView, StatsReport, StatsReports, Subject,
+    SubjectRole, TimeWindow, Tlp, identifier::Kind,
 };
 use casebridge::stats::plan::{Period, TableKind};
 use casebridge::stats::publish::noise_bound;
@@ -56,6 +61,8 @@ async fn start(ops: &Operators) -> TestFederation {
             grace_secs: Bounded::new(259_200),
         });
         config.delivery.probe_interval_secs = Bounded::new(1);
+        with_console(id, config);
+        config.metrics.listen = Some(toml::Spanned::new(0..0, "127.0.0.1:0".parse().unwrap()));
     })
     .await
 }
@@ -146,54 +153,50 @@ fn cell(v: &StatsReleaseView, row: &str, column: &str) -> Option<i64> {
     (value >= 0).then_some(value)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn four_agencies_publish_noisy_tables_counting_each_victim_once() {
+/// A started federation with the planted cases and their hits, before
+/// any plan: `running` are the nodes started (border may be played by
+/// the test instead).
+struct Planted {
+    fed: TestFederation,
+    ops: Operators,
+    last: Period,
+}
+
+/// Police: 30 labour cases in NL, 25 sexual exploitation in RO. The ngo:
+/// 25 in NL, 20 of them about people police holds too (same phones).
+/// Labour: 20 in DE. Border: none of its own.
+async fn planted(running: &[&str]) -> Planted {
     let ops = Operators::new();
     let mut fed = start(&ops).await;
     let v1 = ops.sign(directory(&fed, &ops, 1, &AGENCIES), &[1, 2]);
     for a in AGENCIES {
         std::fs::write(ops.anchor(a), v1.to_json()).unwrap();
+    }
+    for a in running {
         fed.start_node(a).await;
     }
-    let now = casebridge::time::now_ms() / 1000;
-    let last = Period::last_ended(now).unwrap();
-    // Police: 30 labour cases in NL, 25 sexual exploitation in RO. The ngo:
-    // 25 in NL, 20 of them about people police holds too (same phones).
-    // Labour: 20 in DE. Border: none (it still sends padding).
+    let last = Period::last_ended(casebridge::time::now_ms() / 1000).unwrap();
+    let phone = |prefix: u32, i: usize| format!("+31 6 {prefix} {i:04}");
+    let labour = Category::LabourExploitation;
     plant(&fed, "police", 30, |i| {
-        case(
-            "NL",
-            Category::LabourExploitation,
-            last,
-            &format!("+31 6 1000 {i:04}"),
-        )
+        case("NL", labour, last, &phone(1000, i))
     })
     .await;
     plant(&fed, "police", 25, |i| {
-        case(
-            "RO",
-            Category::SexualExploitation,
-            last,
-            &format!("+31 6 2000 {i:04}"),
-        )
+        case("RO", Category::SexualExploitation, last, &phone(2000, i))
     })
     .await;
     plant(&fed, "ngo", 25, |i| {
-        let phone = if i < 20 {
-            format!("+31 6 1000 {i:04}")
+        let p = if i < 20 {
+            phone(1000, i)
         } else {
-            format!("+31 6 3000 {i:04}")
+            phone(3000, i)
         };
-        case("NL", Category::LabourExploitation, last, &phone)
+        case("NL", labour, last, &p)
     })
     .await;
     plant(&fed, "labour", 20, |i| {
-        case(
-            "DE",
-            Category::LabourExploitation,
-            last,
-            &format!("+31 6 4000 {i:04}"),
-        )
+        case("DE", labour, last, &phone(4000, i))
     })
     .await;
     // Both sides of each of the 20 pairs know the hit before the plan comes.
@@ -204,70 +207,319 @@ async fn four_agencies_publish_noisy_tables_counting_each_victim_once() {
         })
         .await;
     }
+    Planted { fed, ops, last }
+}
 
-    let mut with_plan = directory(&fed, &ops, 2, &AGENCIES);
-    with_plan.statistics = Some(plan(last));
-    let v2 = ops.sign(with_plan, &[1, 2]);
-    fed.publish_directory("police", &v2).await.unwrap();
-
-    let countries = ["DE", "NL", "RO"].map(|c| casebridge::ids::CountryCode::new(c).unwrap());
-    let bound = |kind| noise_bound(&Shape::of(kind, &countries), EPSILON_MILLI, 1e-9) as i64;
-    let near = |got: Option<i64>, truth: i64, b: i64| {
-        let got = got.unwrap_or_else(|| panic!("the cell of truth {truth} is suppressed"));
-        assert!(
-            (got - truth).abs() <= b,
-            "{got} is not within {b} of {truth}"
-        );
-    };
-    for a in AGENCIES {
-        let v = released(&fed, a, "exploitation").await;
-        let b = bound(TableKind::Exploitation);
-        assert!(
-            b < 11,
-            "the test's counts need a bound under the minimum, got {b}"
-        );
-        assert_eq!(v.members, 4, "computed from every agency");
-        // 30 + 25 - 20: the 20 people both hold count once (55 without).
-        near(cell(&v, "NL", "labour"), 35, b);
-        near(cell(&v, "RO", "sexual"), 25, b);
-        near(cell(&v, "DE", "labour"), 20, b);
-        // Nothing true there: under the minimum, so absent.
-        assert_eq!(cell(&v, "DE", "sexual"), None);
-        assert_eq!(cell(&v, "other", "labour"), None);
-        let cross = released(&fed, a, "cross-agency").await;
-        near(
-            cell(&cross, "NL", "cases"),
-            20,
-            bound(TableKind::CrossAgency),
-        );
-        assert_eq!(cell(&cross, "RO", "cases"), None);
-        let clusters = released(&fed, a, "clusters").await;
-        near(
-            cell(&clusters, "2 alerts", "2 agencies"),
-            20,
-            bound(TableKind::Clusters),
-        );
-        assert_eq!(cell(&clusters, "3 alerts", "3 agencies"), None);
+impl Planted {
+    /// Directory version 2, with the plan, published at police.
+    async fn publish_plan(&self) -> casebridge::stats::plan::PlanInForce {
+        let mut with_plan = directory(&self.fed, &self.ops, 2, &AGENCIES);
+        let plan = plan(self.last);
+        with_plan.statistics = Some(plan.clone());
+        let v2 = self.ops.sign(with_plan, &[1, 2]);
+        std::fs::write(self.ops.anchor("border"), v2.to_json()).unwrap();
+        self.fed.publish_directory("police", &v2).await.unwrap();
+        casebridge::stats::plan::PlanInForce::of(&plan).unwrap()
     }
+}
 
+fn countries() -> [casebridge::ids::CountryCode; 3] {
+    ["DE", "NL", "RO"].map(|c| casebridge::ids::CountryCode::new(c).unwrap())
+}
+
+/// The bound the noise of one cell of a `kind` table stays within.
+fn bound(kind: TableKind) -> i64 {
+    noise_bound(&Shape::of(kind, &countries()), EPSILON_MILLI, 1e-9) as i64
+}
+
+#[track_caller]
+fn near(got: Option<i64>, truth: i64, b: i64) {
+    let got = got.unwrap_or_else(|| panic!("the cell of truth {truth} is suppressed"));
+    assert!(
+        (got - truth).abs() <= b,
+        "{got} is not within {b} of {truth}"
+    );
+}
+
+/// Every table, as `at` holds it, is the planted truth within the noise
+/// bound, with `ro_sexual` cases of sexual exploitation in RO.
+async fn check_tables(fed: &TestFederation, at: &str, ro_sexual: i64) {
+    let v = released(fed, at, "exploitation").await;
+    let b = bound(TableKind::Exploitation);
+    assert!(
+        b < 11,
+        "the test's counts need a bound under the minimum, got {b}"
+    );
+    assert_eq!(v.members, 4, "computed from every agency");
+    // 30 + 25 - 20: the 20 people both hold count once (55 without).
+    near(cell(&v, "NL", "labour"), 35, b);
+    near(cell(&v, "RO", "sexual"), ro_sexual, b);
+    near(cell(&v, "DE", "labour"), 20, b);
+    // Nothing true there: under the minimum, so absent.
+    assert_eq!(cell(&v, "DE", "sexual"), None);
+    assert_eq!(cell(&v, "other", "labour"), None);
+    let cross = released(fed, at, "cross-agency").await;
+    near(
+        cell(&cross, "NL", "cases"),
+        20,
+        bound(TableKind::CrossAgency),
+    );
+    assert_eq!(cell(&cross, "RO", "cases"), None);
+    let clusters = released(fed, at, "clusters").await;
+    near(
+        cell(&clusters, "2 alerts", "2 agencies"),
+        20,
+        bound(TableKind::Clusters),
+    );
+    assert_eq!(cell(&clusters, "3 alerts", "3 agencies"), None);
+}
+
+/// The audit entries of `action` at `at`.
+async fn audited(
+    fed: &TestFederation,
+    at: &str,
+    action: &str,
+) -> Vec<casebridge::proto::v1::AuditEntry> {
+    let mut admin = fed.client(at, "admin").await;
+    let query = QueryAuditRequest {
+        action: action.into(),
+        page_size: 100,
+        ..Default::default()
+    };
+    admin
+        .admin
+        .query_audit(query)
+        .await
+        .unwrap()
+        .into_inner()
+        .entries
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_agencies_publish_noisy_tables_counting_each_victim_once() {
+    let p = planted(&AGENCIES).await;
+    p.publish_plan().await;
+    for a in AGENCIES {
+        check_tables(&p.fed, a, 25).await;
+    }
     // The ledger is in every node's audit log: one release per table, its
     // epsilon and what the period has spent.
     for a in AGENCIES {
-        let mut admin = fed.client(a, "admin").await;
-        let page = admin
-            .admin
-            .query_audit(QueryAuditRequest {
-                action: "stats.release".into(),
-                page_size: 10,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(page.entries.len(), 3, "{a}: one entry per table");
-        for e in &page.entries {
+        let entries = audited(&p.fed, a, "stats.release").await;
+        assert_eq!(entries.len(), 3, "{a}: one entry per table");
+        for e in &entries {
             assert_eq!(e.detail["spent_milli"], EPSILON_MILLI.to_string());
         }
     }
-    fed.shutdown().await;
+    // What people see: the console's page, and the Prometheus series.
+    let page = console_exchange(&p.fed, "labour", "admin", "GET /statistics HTTP/1.1", b"").await;
+    for words in [
+        "Federation statistics",
+        "Computed from 4 agencies",
+        "exploitation",
+        "&lt; 11",
+    ] {
+        assert!(page.contains(words), "{words} in {page}");
+    }
+    if browser::available() {
+        let b = browser::Browser::open(&p.fed, "labour", "admin").await;
+        b.goto("/statistics").await;
+        assert!(b.text().await.contains("Computed from 4 agencies"));
+        b.screenshot("statistics").await;
+        b.close().await;
+    }
+    let (_, body) = http_get(p.fed.node("labour").metrics_addr().unwrap(), "/metrics").await;
+    let spent = format!(
+        "casebridge_stats_epsilon_spent_milli{{table=\"exploitation\",period=\"{}\"}} {EPSILON_MILLI}",
+        p.last
+    );
+    assert!(body.contains(&spent), "{spent} in {body}");
+    // A recount would spend past the quarter's budget: refused with the
+    // figures, at the leader, and audited there.
+    let mut admin = p.fed.client("police", "admin").await;
+    let recount = StatsReleaseRef {
+        table: "exploitation".into(),
+        period: p.last.to_string(),
+        round: 2,
+    };
+    let refused = admin
+        .admin
+        .run_stats(RunStatsRequest {
+            release: Some(recount),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("spent 10000 of its 10000"),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(audited(&p.fed, "police", "stats.refuse").await.len(), 1);
+    // Only the leader runs releases.
+    let mut at_ngo = p.fed.client("ngo", "admin").await;
+    let not_leader = at_ngo
+        .admin
+        .run_stats(RunStatsRequest {
+            release: Some(StatsReleaseRef {
+                table: "clusters".into(),
+                period: p.last.to_string(),
+                round: 1,
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        not_leader
+            .message()
+            .contains("only the plan's leader, police"),
+        "{}",
+        not_leader.message()
+    );
+    p.fed.shutdown().await;
+}
+
+/// The helper is down when the plan arrives: the release waits for it,
+/// and completes once it is back, every report counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_waits_for_an_aggregator_that_is_down() {
+    let mut p = planted(&AGENCIES).await;
+    p.fed.stop_node("ngo").await;
+    p.publish_plan().await;
+    // Police, labour and border send their reports; ngo's wait in their
+    // outboxes, and police cannot verify without it.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let mut admin = p.fed.client("police", "admin").await;
+    let list = admin
+        .admin
+        .list_stats(ListStatsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        list.releases.iter().all(|r| r.released_at == 0),
+        "released without the helper"
+    );
+    p.fed.start_node("ngo").await;
+    for a in AGENCIES {
+        check_tables(&p.fed, a, 25).await;
+    }
+    // Each aggregator summed each member's 256 reports once.
+    for a in ["police", "ngo"] {
+        for e in audited(&p.fed, a, "stats.sum").await {
+            assert_eq!(e.detail["reports"], (4 * 256).to_string(), "{a}");
+        }
+    }
+    p.fed.shutdown().await;
+}
+
+/// Border is played by the test: it sends its reports by hand, six of
+/// them shares of a measurement no honest member can make (two buckets at
+/// once, from another VDAF of the same length). The aggregators' joint
+/// preparation rejects those six without learning them, and they change
+/// no count; a share of the wrong size is refused on arrival, by field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_out_of_range_is_rejected_in_preparation_and_counts_nothing() {
+    use casebridge::stats::tables::Measurement;
+    use casebridge::stats::vdaf::{Report, TableVdaf};
+    use prio::codec::Encode;
+    use prio::vdaf::Client;
+
+    let p = planted(&["labour", "ngo", "police"]).await;
+    let plan = p.publish_plan().await;
+    for a in ["police", "ngo"] {
+        eventually(&format!("{a} follows the plan"), || async {
+            (p.fed.directory_version(a).await == 2).then_some(())
+        })
+        .await;
+    }
+    let federation = casebridge::ids::FederationName::new(FEDERATION).unwrap();
+    let mut seq = 0;
+    for table in &plan.plan.tables {
+        let r = StatsReleaseRef {
+            table: table.name.clone(),
+            period: p.last.to_string(),
+            round: 1,
+        };
+        let shape = Shape::of(table.kind, &plan.plan.countries);
+        let vdaf = TableVdaf::new(&shape).unwrap();
+        let ctx = casebridge::analytics::context(&federation, &plan, &r);
+        let mut reports: Vec<Report> = Vec::new();
+        if table.kind == TableKind::Exploitation {
+            // Row RO (2) of 7 columns, column sexual (1): bucket 15.
+            for _ in 0..20 {
+                reports.push(vdaf.shard(&ctx, &Measurement::Bucket(15)).unwrap());
+            }
+            let len = shape.measurement_len();
+            let cheat = prio::vdaf::prio3::Prio3::new_sum_vec(2, 1, len, len.isqrt()).unwrap();
+            let two_hot: Vec<u128> = (0..len).map(|i| u128::from(i == 14 || i == 15)).collect();
+            for n in 0..6u8 {
+                let nonce = [n; 16];
+                let (public, inputs) = cheat.shard(&ctx, &two_hot, &nonce).unwrap();
+                reports.push(Report {
+                    nonce,
+                    public_share: public.get_encoded().unwrap(),
+                    input_shares: [
+                        inputs[0].get_encoded().unwrap(),
+                        inputs[1].get_encoded().unwrap(),
+                    ],
+                });
+            }
+        }
+        while reports.len() < 256 {
+            reports.push(vdaf.shard(&ctx, &shape.none()).unwrap());
+        }
+        for (agg, target) in [(0, "police"), (1, "ngo")] {
+            let chunk = |reports: Vec<StatsReport>| StatsReports {
+                release: Some(r.clone()),
+                plan_sha256: plan.sha256.to_vec(),
+                chunk: 0,
+                chunks: 1,
+                reports,
+            };
+            let share = |rep: &Report| StatsReport {
+                nonce: rep.nonce.to_vec(),
+                public_share: rep.public_share.clone(),
+                input_share: rep.input_shares[agg].clone(),
+            };
+            seq += 1;
+            let mut short = share(&reports[0]);
+            short.input_share.pop();
+            let env = envelope(seq, Payload::StatsReports(chunk(vec![short])));
+            let ack = p.fed.deliver_one("border", target, env).await.unwrap();
+            assert_eq!(ack.status, AckStatus::Rejected as i32);
+            assert!(
+                ack.reason.contains("reports[0].input_share"),
+                "{}",
+                ack.reason
+            );
+            seq += 1;
+            let env = envelope(
+                seq,
+                Payload::StatsReports(chunk(reports.iter().map(share).collect())),
+            );
+            let ack = p.fed.deliver_one("border", target, env).await.unwrap();
+            assert_eq!(ack.status, AckStatus::Stored as i32, "{}", ack.reason);
+        }
+    }
+    // 25 at police and border's 20 honest ones; the six cheats count nowhere.
+    for a in ["police", "ngo", "labour"] {
+        check_tables(&p.fed, a, 45).await;
+        let v = released(&p.fed, a, "exploitation").await;
+        assert_eq!(cell(&v, "RO", "labour"), None, "a cheat counted");
+    }
+    for a in ["police", "ngo"] {
+        let sums = audited(&p.fed, a, "stats.sum").await;
+        let exploitation = sums
+            .iter()
+            .find(|e| e.objects[0].starts_with("exploitation/"))
+            .unwrap();
+        assert_eq!(exploitation.detail["rejected"], "6", "{a}");
+        assert_eq!(
+            exploitation.detail["reports"],
+            (4 * 256 - 6).to_string(),
+            "{a}"
+        );
+    }
+    p.fed.shutdown().await;
 }

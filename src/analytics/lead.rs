@@ -37,6 +37,21 @@ pub enum Run {
 /// One report as the leader holds it, with whose it is.
 type Held = (AgencyId, StatsReport);
 
+/// The members verified, their reports, and the helper's messages.
+type Verified = (Vec<AgencyId>, Vec<Held>, Vec<Option<Vec<u8>>>);
+
+fn now_secs() -> i64 {
+    crate::time::now_ms() / 1000
+}
+
+/// When a release stops waiting for reports the helper lacks: the
+/// collection days over, and as many again.
+fn hard_deadline(plan: &PlanInForce, r: &StatsReleaseRef) -> i64 {
+    r.period.parse::<Period>().map_or(0, |p| {
+        plan.plan.aggregate_after(p) + i64::from(plan.plan.collect_days) * 86_400
+    })
+}
+
 impl Analytics {
     /// Asks for release `r` to be run now (an administrator at the leader:
     /// a recount, or before the collection days are over), and runs it.
@@ -163,31 +178,15 @@ impl Analytics {
             return Err(AnalyticsError::Refused(reason));
         }
         let key = self.verify_key(plan, &r, &rec).await?;
-        let members = complete(&self.store.stats_chunk_counts(&r)?);
-        if members.is_empty() {
-            return Ok(Run::Waiting("no member's reports have all arrived".into()));
-        }
-        let mut held: Vec<Held> = Vec::new();
-        for m in &members {
-            held.extend(
-                self.store
-                    .stats_reports(&r, m)?
-                    .into_iter()
-                    .map(|rep| (m.clone(), rep)),
-            );
-        }
         let ctx = context(self.federation(), plan, &r);
         let vdaf = TableVdaf::new(&Shape::of(table.kind, &plan.plan.countries))?;
-        let messages = match self
-            .prepare(&helper, plan, &r, &key, &members, &held, (&vdaf, &ctx))
+        let patient = !rec.run_requested && now_secs() < hard_deadline(plan, &r);
+        let (members, held, messages) = match self
+            .verified(&helper, plan, &r, &key, (&vdaf, &ctx), patient)
             .await?
         {
-            Ok(m) => m,
-            Err(missing) => {
-                return Ok(Run::Waiting(format!(
-                    "the helper lacks reports of {missing}"
-                )));
-            }
+            Ok(v) => v,
+            Err(why) => return Ok(Run::Waiting(why)),
         };
         let shares = report_shares(&held);
         let fin = vdaf.finish(0, &key, &ctx, &shares, &messages);
@@ -214,6 +213,45 @@ impl Analytics {
         self.publish_sum(plan, table, &r, sum, &members, rejected)
             .await?;
         Ok(Run::Done)
+    }
+
+    /// The held reports of the members both aggregators hold whole, and
+    /// the helper's verifier message for each. The helper lacking some
+    /// member's reports makes a `patient` run wait (`Err`: why); otherwise
+    /// those members are left out and the rest verified.
+    async fn verified(
+        &self,
+        helper: &AgencyId,
+        plan: &PlanInForce,
+        r: &StatsReleaseRef,
+        key: &[u8; VERIFY_KEY_LEN],
+        (vdaf, ctx): (&TableVdaf, &[u8]),
+        patient: bool,
+    ) -> Result<Result<Verified, String>, AnalyticsError> {
+        let mut members = complete(&self.store.stats_chunk_counts(r)?);
+        loop {
+            if members.is_empty() {
+                return Ok(Err("no member's reports have all arrived".into()));
+            }
+            let mut held: Vec<Held> = Vec::new();
+            for m in &members {
+                let reports = self.store.stats_reports(r, m)?;
+                held.extend(reports.into_iter().map(|rep| (m.clone(), rep)));
+            }
+            match self
+                .prepare(helper, plan, r, key, &members, &held, (vdaf, ctx))
+                .await?
+            {
+                Ok(messages) => return Ok(Ok((members, held, messages))),
+                Err(missing) if patient => {
+                    return Ok(Err(format!(
+                        "the helper lacks reports of {}",
+                        missing.join(", ")
+                    )));
+                }
+                Err(missing) => members.retain(|m| !missing.iter().any(|x| x == m.as_str())),
+            }
+        }
     }
 
     /// The verification key of release `r`: the one recorded, or a new one
@@ -258,7 +296,7 @@ impl Analytics {
         members: &[AgencyId],
         held: &[Held],
         (vdaf, ctx): (&TableVdaf, &[u8]),
-    ) -> Result<Result<Vec<Option<Vec<u8>>>, String>, AnalyticsError> {
+    ) -> Result<Result<Vec<Option<Vec<u8>>>, Vec<String>>, AnalyticsError> {
         let mut messages = Vec::with_capacity(held.len());
         for (b, batch) in held.chunks(PREPARE_BATCH).enumerate() {
             let shares = vdaf.leader_shares(key, ctx, &report_shares(batch));
@@ -289,7 +327,7 @@ impl Analytics {
                 )
                 .await?;
             if !resp.missing.is_empty() {
-                return Ok(Err(resp.missing.join(", ")));
+                return Ok(Err(resp.missing));
             }
             if resp.messages.len() != batch.len() {
                 return Err(AnalyticsError::Peer(format!(

@@ -100,6 +100,20 @@ pub enum DirectoryCommand {
         #[command(flatten)]
         next: Next,
     },
+    /// The next version, with the federation's statistics plan from a TOML
+    /// file (docs/statistics.md), checked to the line and column; or none.
+    SetStatistics {
+        /// The directory to start from.
+        file: PathBuf,
+        /// The plan (`stats-plan.toml`).
+        #[arg(long, conflicts_with = "none", required_unless_present = "none")]
+        plan: Option<PathBuf>,
+        /// Carry no plan: members stop computing statistics.
+        #[arg(long)]
+        none: bool,
+        #[command(flatten)]
+        next: Next,
+    },
     /// The next version, with a new signer set: the current set's threshold
     /// and the new set's must both sign it.
     SetSigners {
@@ -261,6 +275,21 @@ pub async fn run(command: DirectoryCommand, client_config: Option<&Path>) -> Res
             d.federation_crl_pem = match crl {
                 Some(path) => crl_pem(&path)?,
                 None => String::new(),
+            };
+            write_next(d, &next, false)
+        }
+        DirectoryCommand::SetStatistics {
+            file,
+            plan,
+            none: _,
+            next,
+        } => {
+            let mut d = read(&file)?.directory().clone();
+            d.statistics = match plan {
+                Some(path) => Some(
+                    crate::config::load_stats_plan(&path).map_err(|e| failure(Exit::DataErr, e))?,
+                ),
+                None => None,
             };
             write_next(d, &next, false)
         }

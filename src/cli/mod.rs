@@ -27,6 +27,7 @@ mod policy;
 mod pseudo;
 mod requests;
 mod session;
+mod stats;
 mod store;
 mod transfer;
 
@@ -147,6 +148,12 @@ enum Command {
         #[command(subcommand)]
         command: directory::DirectoryCommand,
     },
+    /// The federation's private statistics: the plan, releases, a run at
+    /// the leader, a CSV export.
+    Stats {
+        #[command(subcommand)]
+        command: stats::StatsCommand,
+    },
     /// Back up a running node's store; restore a stopped node's.
     Store {
         #[command(subcommand)]
@@ -252,6 +259,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Audit { command } => audit::audit(command, client_config).await,
         Command::Directory { command } => directory::run(command, client_config).await,
         Command::Store { command } => store::store(command, client_config).await,
+        Command::Stats { command } => stats::run(command, client_config, json).await,
         Command::Alert { command } => alert::run(command, client_config, json).await,
         Command::Hits { command } => alert::hits(command, client_config, json).await,
         Command::Requests { command } => requests::run(command, client_config, json).await,

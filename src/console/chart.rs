@@ -48,8 +48,18 @@ fn nice_max(max: f64) -> f64 {
     10.0 * magnitude
 }
 
-/// Grouped bars, one group per day (`days` are `YYYY-MM-DD`), with a
-/// legend and an accessible summary (`summary` is read by screen readers).
+/// A label as the axis shows it: a day (`YYYY-MM-DD`) without its year,
+/// anything else (a country, a quarter) whole.
+fn short(label: &str) -> &str {
+    match label.as_bytes() {
+        [_, _, _, _, b'-', _, _, b'-', _, _] => &label[5..],
+        _ => label,
+    }
+}
+
+/// Grouped bars, one group per label (days as `YYYY-MM-DD`, or rows of a
+/// statistics table), with a legend and an accessible summary (`summary`
+/// is read by screen readers).
 pub fn bars(title: &str, summary: &str, days: &[String], series: &[Series], unit: &str) -> String {
     let max = series
         .iter()
@@ -96,14 +106,14 @@ pub fn bars(title: &str, summary: &str, days: &[String], series: &[Series], unit
                 t = escape(&format!("{day}: {} {v:.0}{unit}", s.name)),
             );
         }
-        // Every other day's date (month-day), so the labels do not collide.
+        // Every other label (a day as month-day), so they do not collide.
         if d % 2 == (days.len() + 1) % 2 || days.len() <= 7 {
             let _ = write!(
                 svg,
                 r##"<text x="{x:.1}" y="{y:.1}" font-size="11" text-anchor="middle" fill="#57606a">{t}</text>"##,
                 x = LEFT + group * d as f64 + group / 2.0,
                 y = HEIGHT - BOTTOM + 14.0,
-                t = escape(day.get(5..).unwrap_or(day)),
+                t = escape(short(day)),
             );
         }
     }

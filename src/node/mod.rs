@@ -611,6 +611,29 @@ async fn warn_of_expiry(core: Arc<NodeCore>, shutdown: CancellationToken) {
 
 /// The gauges read at scrape time: each peer's queue depth and oldest
 /// undelivered age, the store's size and its filesystem's free space.
+/// The statistics series, per table and quarter, from the releases held.
+fn refresh_stats_gauges(releases: &[crate::proto::v1::StatsReleaseView], m: &Metrics) {
+    let mut released: std::collections::BTreeMap<(String, String), i64> = Default::default();
+    for v in releases {
+        let Some(r) = &v.release else { continue };
+        let labels = vec![("table", r.table.clone()), ("period", r.period.clone())];
+        m.stats_epsilon_spent
+            .get_or_create(&labels)
+            .set(i64::from(v.spent_milli));
+        m.stats_epsilon_budget
+            .get_or_create(&labels)
+            .set(i64::from(v.budget_milli));
+        *released
+            .entry((r.table.clone(), r.period.clone()))
+            .or_default() += i64::from(v.released_at != 0);
+    }
+    for ((table, period), n) in released {
+        m.stats_released
+            .get_or_create(&vec![("table", table), ("period", period)])
+            .set(n);
+    }
+}
+
 fn refresh_peer_gauges(core: &NodeCore, m: &Metrics) {
     let unix = |t: SystemTime| {
         t.duration_since(SystemTime::UNIX_EPOCH)
@@ -642,6 +665,9 @@ fn refresh_peer_gauges(core: &NodeCore, m: &Metrics) {
             .set(e.next_epoch_at.map_or(0, |t| t.seconds));
     }
     core.disclosures.refresh_metrics();
+    if let Ok(views) = core.analytics.views() {
+        refresh_stats_gauges(&views.releases, m);
+    }
     if let Ok(free) = core.store.free_bytes() {
         m.store_free_bytes.set(free as i64);
     }

@@ -143,6 +143,11 @@ impl TableKind {
         }
     }
 
+    /// The name of a wire kind (`unknown` for one this build lacks).
+    pub fn name_of(kind: i32) -> &'static str {
+        Self::from_proto(kind).map_or("unknown", Self::as_str)
+    }
+
     /// The name a plan file and the command line use.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -6,7 +6,8 @@
 //! `lookup` (asking the federation); `requests` (with the statistics) and
 //! `releases` (with the holder's withdrawal); `policy`; `audit`; `admin`
 //! (backup, reshare, withdrawal from a peer); `directory` (the federation
-//! directory in force, its members and history); `import` (an upload into
+//! directory in force, its members and history); `statistics` (the
+//! federation's private statistics: plan, tables, charts); `import` (an upload into
 //! `uploads/` beside the store, owner-only and emptied at start; checked
 //! row by row, then run with progress through `tabular::job` as the
 //! viewer). The components they share: `common` (dates, an alert's content
@@ -36,6 +37,7 @@ mod release_offer;
 mod releases;
 mod request_form;
 mod requests;
+mod statistics;
 
 use axum::Router;
 use axum::routing::get;
@@ -58,6 +60,7 @@ pub fn routes() -> Router<Console> {
         .merge(audit::routes())
         .merge(admin::routes())
         .merge(directory::routes())
+        .merge(statistics::routes())
         .merge(import::routes())
         .fallback(not_found)
 }
