@@ -35,6 +35,7 @@
 //!   (requests and releases after a hit), [`exchange`] (outbox entries,
 //!   delivery out and in), [`alert`] (the local alert lifecycle),
 //!   [`lookup`] (federation lookup), [`review`] (verdicts on hits),
+//!   [`network`] (the alerts linked to one through hits, as a graph),
 //!   [`tokens`] (exact tokens from the OPRF key service), [`federation`]
 //!   (the directory a node follows: adoption, and the roster of peers).
 //! - [`core`]: the state one node shares, and the administrator's operations.
@@ -71,6 +72,7 @@ pub mod keyservice;
 pub mod lookup;
 pub mod matching;
 pub mod metrics;
+pub mod network;
 pub mod node;
 pub mod paging;
 pub mod policy;

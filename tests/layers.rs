@@ -57,6 +57,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "alert",
             "lookup",
             "review",
+            "network",
             "tokens",
         ],
     ),

@@ -19,6 +19,7 @@ use crate::proto::v1::{
     ImportAlertRequest, ImportAlertResponse, ListImportedRequest, ListImportedResponse,
     LookupRequest, LookupResponse, ReviewHitRequest, WatchAlertsRequest,
 };
+use crate::proto::v1::{AlertNetwork, GetAlertNetworkRequest};
 
 pub struct AlertApi(pub Arc<NodeCore>);
 
@@ -169,6 +170,23 @@ impl AlertService for AlertApi {
             call.object(hit.local_alert_id.clone());
             call.object(hit.other_alert_id.clone());
             Ok(hit)
+        })
+        .await
+    }
+
+    async fn get_alert_network(
+        &self,
+        req: Request<GetAlertNetworkRequest>,
+    ) -> Result<Response<AlertNetwork>, Status> {
+        let core = &self.0;
+        audited(core, req, Action::AlertNetwork, async |call, req| {
+            auth::client(&core.clients, &req, Role::Read)?;
+            let r = req.get_ref();
+            call.object(r.alert_id.clone());
+            let net = core.network.around(&r.alert_id, &r.to_alert_id)?;
+            call.detail("nodes", net.nodes.len());
+            call.detail("path", net.path.len());
+            Ok(net)
         })
         .await
     }

@@ -85,6 +85,17 @@ impl From<crate::disclosure::DisclosureError> for Status {
     }
 }
 
+impl From<crate::network::NetworkError> for Status {
+    fn from(e: crate::network::NetworkError) -> Self {
+        use crate::network::NetworkError;
+        match e {
+            NetworkError::Invalid(_) => Status::invalid_argument(e.to_string()),
+            NetworkError::NotFound(_) => Status::not_found(e.to_string()),
+            NetworkError::Store(e) => store_unavailable(e),
+        }
+    }
+}
+
 impl From<crate::analytics::AnalyticsError> for Status {
     fn from(e: crate::analytics::AnalyticsError) -> Self {
         use crate::analytics::AnalyticsError;

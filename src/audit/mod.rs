@@ -74,6 +74,7 @@ actions! {
     HitsCount = "hits.count",
     HitGet = "hit.get",
     HitReview = "hit.review",
+    AlertNetwork = "alert.network",
     LookupAsk = "lookup.ask",
     DisclosureRequest = "disclosure.request",
     DisclosureList = "disclosure.list",

@@ -40,9 +40,10 @@
 //! - `imports`: the import jobs, in memory, each visible to its uploader
 //!   only.
 //! - `view`: who is looking, the page frame, the error page, labels;
-//!   `chart`: inline SVG bar charts.
+//!   `chart`: inline SVG bar charts; `graph`: the network view's drawing.
 
 mod chart;
+mod graph;
 mod guard;
 mod imports;
 mod pages;

@@ -119,6 +119,8 @@ pub struct NodeCore {
     pub ledger: Ledger,
     /// The hit log as clients read, follow and review it.
     pub hits: crate::review::Hits,
+    /// The alerts linked to one through hits, as a graph.
+    pub network: crate::network::Network,
     pub sharing: Arc<Sharing>,
     pub lookups: Lookups,
     pub disclosures: Arc<crate::disclosure::Disclosures>,
@@ -210,6 +212,7 @@ impl NodeCore {
                 metrics.clone(),
             ),
             hits: crate::review::Hits::new(store.clone()),
+            network: crate::network::Network::new(store.clone(), config.agency().clone()),
             sharing: sharing.clone(),
             lookups: Lookups::new(
                 store.clone(),

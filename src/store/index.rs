@@ -8,6 +8,7 @@
 //! - `fuzzy`:   key version (u32 BE) ‖ block ‖ origin ‖ 0 ‖ alert id ‖ 0 ‖ n (u16 BE) → filter
 //! - `hits`:    log position (u64 BE) → `Hit` as it stood then (found, or
 //!   after a review); `hit_keys`: own ‖ 0 ‖ other ‖ 0 ‖ type → hit number;
+//!   `hit_others`: other ‖ 0 ‖ own → (), the same keyed the other way;
 //!   `hit_numbers`: hit number → position of its latest entry (a store from
 //!   before reviews has none: there a hit's only entry is at its number)
 //! - `retention`: deadline (seconds, u64 BE) ‖ alert id → () for every alert
@@ -102,6 +103,12 @@ fn corrupt(what: &str, e: impl ToString) -> StoreError {
 
 fn hit_key(own: &AlertId, other: &AlertId, kind: i32) -> Vec<u8> {
     format!("{own}\0{other}\0{kind}").into_bytes()
+}
+
+/// The key of a hit in `hit_others`: the other agency's alert first
+/// (see `network`).
+pub(super) fn reverse_key(other: &str, own: &str) -> Vec<u8> {
+    format!("{other}\0{own}").into_bytes()
 }
 
 /// The key of a pair of alerts (ours, theirs) in `hit_reviews`, and the
@@ -236,6 +243,8 @@ pub(super) fn record_hit(w: &mut Write<'_, '_>, hit: Hit) -> Result<Option<Hit>,
         },
     )?;
     w.tx.insert(w.t.hit_keys, key, number.to_be_bytes())?;
+    let reverse = reverse_key(&other.to_string(), &own.to_string());
+    w.tx.insert(w.t.hit_others, reverse, [])?;
     w.tally(
         super::activity::Tally::Hits,
         std::time::SystemTime::now(),

@@ -9,6 +9,8 @@
 //! - `requests`: client ‖ 0x00 ‖ request id → alert id ‖ 0x00 ‖ SHA-256 of
 //!   the draft, for idempotent submits (a key reused for another draft is refused).
 //! - `tokens`, `fuzzy`, `hits`, `hit_keys`, `hit_numbers`: indexes and hit log (see `index`).
+//! - `hit_others`: other agency's alert ‖ 0 ‖ own alert → (): the hits
+//!   keyed the other way round (see `network`).
 //! - `hit_reviews`: own alert ‖ 0 ‖ other alert → `PairReviews`, both
 //!   agencies' latest verdicts on a pair of alerts (see `reviews`).
 //! - `match_pending`: alerts whose matching is still to be done (only a store
@@ -62,6 +64,7 @@
 //! - `disclosures`: disclosure requests sent and received, and their log;
 //! - `lookups`: answering lookups and the lookup log;
 //! - `stats`: the federated statistics' records and report shares;
+//! - `network`: the links between alerts both ways round (the network view);
 //! - `index`: the token and person-encoding indexes both of those read;
 //! - `records`: policy versions and the refusal log;
 //! - `retention`: purging content past its deadline;
@@ -106,6 +109,7 @@ mod imports;
 mod index;
 mod lookups;
 mod migrate;
+mod network;
 mod outbox;
 mod records;
 mod request_purge;
@@ -127,6 +131,7 @@ pub use group_commit::CommitStats;
 pub use hits::NoticeOutcome;
 pub use imports::{ImportWrite, Imported};
 pub use migrate::{MigrateStats, migrate_sled};
+pub use network::{Link, MAX_LINKS};
 pub use outbox::{OutboxItem, OutboxSummary, Queued};
 pub use restore_keys::Carried;
 pub use retention::{PURGED, expired};
@@ -280,6 +285,7 @@ impl Store {
         }
         // Durable with the next write's sync, or made again next open.
         self.backfill_alert_log()?;
+        self.backfill_hit_others()?;
         if recorded.as_deref() != Some(crate::release::RELEASE) {
             self.write(|w| {
                 w.tx.insert(

@@ -17,8 +17,7 @@ use super::{ApplyOutcome, OutboxItem, Store, StoreError, index};
 use crate::audit::Event;
 use crate::ids::{AgencyId, AlertId};
 use crate::proto::v1::{
-    Hit, HitReview, HitVerdict, MatchStrength, StatsPrepared, StatsReleaseRecord, StatsReleaseRef,
-    StatsReport, StatsReports,
+    StatsPrepared, StatsReleaseRecord, StatsReleaseRef, StatsReport, StatsReports,
 };
 
 fn release_part(r: &StatsReleaseRef) -> Vec<u8> {
@@ -40,17 +39,6 @@ fn chunk_key(r: &StatsReleaseRef, member: &AgencyId, chunk: u32) -> Vec<u8> {
     k.push(0);
     k.extend_from_slice(&chunk.to_be_bytes());
     k
-}
-
-/// Whether `hit` links its alerts for the one-victim rule.
-fn counts(hit: &Hit) -> bool {
-    let verdict = |r: &Option<HitReview>| r.as_ref().map(|r| r.verdict);
-    let verdicts = [verdict(&hit.our_review), verdict(&hit.their_review)];
-    if verdicts.contains(&Some(HitVerdict::FalsePositive as i32)) {
-        return false;
-    }
-    hit.strength != MatchStrength::Possible as i32
-        || verdicts.contains(&Some(HitVerdict::Confirmed as i32))
 }
 
 fn decode<M: Message + Default>(what: &str, v: &[u8]) -> Result<M, StoreError> {
@@ -212,21 +200,13 @@ impl Store {
     /// analyst on either side; never a pair either side reviewed as a
     /// false positive.
     pub fn stats_links(&self, own: &AlertId) -> Result<Vec<AlertId>, StoreError> {
-        let snapshot = self.db.snapshot();
-        let mut out = BTreeSet::new();
-        for item in snapshot.prefix(self.t.hit_keys, format!("{own}\0")) {
-            let (_, v) = item?;
-            let number = super::trees::be_u64("hit_keys", &v)?;
-            let Some(hit) = index::latest_entry(&snapshot, &self.t, number)? else {
-                continue;
-            };
-            if counts(&hit)
-                && let Ok(other) = hit.other_alert_id.parse::<AlertId>()
-            {
-                out.insert(other);
-            }
-        }
-        Ok(out.into_iter().collect())
+        let (links, _) = self.links(own, own.origin())?;
+        let linked: BTreeSet<AlertId> = links
+            .into_iter()
+            .filter(|l| l.counts())
+            .map(|l| l.other)
+            .collect();
+        Ok(linked.into_iter().collect())
     }
 
     /// The helper's verifier messages of release `r`, batch by batch.

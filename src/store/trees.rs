@@ -20,6 +20,7 @@ pub(crate) struct Trees {
     pub(super) pending: Tree,
     pub(super) hits: Tree,
     pub(super) hit_keys: Tree,
+    pub(super) hit_others: Tree,
     pub(super) lookups: Tree,
     pub(super) policies: Tree,
     pub(super) refusals: Tree,
@@ -50,7 +51,7 @@ pub(crate) struct Trees {
 }
 
 /// Every tree the store keeps, by name (a migration and a backup copy these).
-pub const TREES: [&str; 32] = [
+pub const TREES: [&str; 33] = [
     "alerts",
     "outbox",
     "requests",
@@ -59,6 +60,7 @@ pub const TREES: [&str; 32] = [
     "match_pending",
     "hits",
     "hit_keys",
+    "hit_others",
     "lookups",
     "policies",
     "refusals",
@@ -96,6 +98,7 @@ impl Trees {
             pending: db.tree("match_pending")?,
             hits: db.tree("hits")?,
             hit_keys: db.tree("hit_keys")?,
+            hit_others: db.tree("hit_others")?,
             lookups: db.tree("lookups")?,
             policies: db.tree("policies")?,
             refusals: db.tree("refusals")?,

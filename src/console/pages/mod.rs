@@ -3,7 +3,8 @@
 //! [`super::rpc`], and render a template.
 //!
 //! The sections: `overview`; `alerts` (with the export button); `hits`;
-//! `lookup` (asking the federation); `requests` (with the statistics) and
+//! `lookup` (asking the federation); `network` (the cases linked to an
+//! alert through hits, as a graph, and the chain between two); `requests` (with the statistics) and
 //! `releases` (with the holder's withdrawal); `policy`; `audit`; `admin`
 //! (backup, reshare, withdrawal from a peer); `directory` (the federation
 //! directory in force, its members and history); `statistics` (the
@@ -30,6 +31,7 @@ mod form;
 mod hits;
 mod import;
 mod lookup;
+mod network;
 mod overview;
 mod people;
 mod policy;
@@ -61,6 +63,7 @@ pub fn routes() -> Router<Console> {
         .merge(admin::routes())
         .merge(directory::routes())
         .merge(statistics::routes())
+        .merge(network::routes())
         .merge(import::routes())
         .fallback(not_found)
 }
