@@ -476,12 +476,29 @@ async fn a_share_out_of_range_is_rejected_in_preparation_and_counts_nothing() {
                 chunk: 0,
                 chunks: 1,
                 reports,
+                directory_version: 2,
             };
             let share = |rep: &Report| StatsReport {
                 nonce: rep.nonce.to_vec(),
                 public_share: rep.public_share.clone(),
                 input_share: rep.input_shares[agg].clone(),
             };
+            // Shares of another plan from a directory not newer than the
+            // one in force: refused for good, holding nothing up.
+            seq += 1;
+            let mut stale = chunk(vec![share(&reports[0])]);
+            stale.plan_sha256 = vec![0; 32];
+            let ack = p
+                .fed
+                .deliver_one(
+                    "border",
+                    target,
+                    envelope(seq, Payload::StatsReports(stale)),
+                )
+                .await
+                .unwrap();
+            assert_eq!(ack.status, AckStatus::Rejected as i32);
+            assert!(ack.reason.contains("plan_sha256"), "{}", ack.reason);
             seq += 1;
             let mut short = share(&reports[0]);
             short.input_share.pop();

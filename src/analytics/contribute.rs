@@ -151,6 +151,7 @@ impl Analytics {
                     plan_sha256: plan.sha256.to_vec(),
                     chunk: i as u32,
                     chunks,
+                    directory_version: self.directory_version(),
                     reports: part
                         .iter()
                         .map(|rep| StatsReport {

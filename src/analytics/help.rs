@@ -257,6 +257,7 @@ impl Analytics {
             summed_sha256: digest,
             aggregate_share: vdaf.add_noise(&fin.aggregate, table.epsilon_milli, fin.count)?,
             epsilon_milli: table.epsilon_milli,
+            directory_version: self.directory_version(),
         };
         let member_ids: Vec<AgencyId> = rec
             .members

@@ -208,6 +208,7 @@ impl Analytics {
             summed_sha256: digest,
             aggregate_share: vdaf.add_noise(&fin.aggregate, table.epsilon_milli, fin.count)?,
             epsilon_milli: table.epsilon_milli,
+            directory_version: self.directory_version(),
         };
         let rejected = held.len() - fin.count;
         self.publish_sum(plan, table, &r, sum, &members, rejected)

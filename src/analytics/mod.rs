@@ -111,19 +111,32 @@ impl Analytics {
     }
 
     /// Why this node cannot take `payload` yet, if it is statistics of a
-    /// plan it does not follow (none, or another): not a refusal, since
-    /// the directory that brings the plan may simply not be here yet.
+    /// plan it does not follow because the directory that brings it is
+    /// newer than the one here (it is on its way: a peer's Hello makes
+    /// this node fetch it). Statistics of an older or another plan are not
+    /// "not yet": `on_reports` and `on_sum` refuse them for good, so a
+    /// stale envelope never holds up a peer's deliveries.
     pub fn not_yet(&self, payload: &crate::proto::v1::envelope::Payload) -> Option<String> {
         use crate::proto::v1::envelope::Payload;
-        let named = match payload {
-            Payload::StatsReports(r) => &r.plan_sha256,
-            Payload::StatsAggregate(a) => &a.plan_sha256,
+        let (named, version) = match payload {
+            Payload::StatsReports(r) => (&r.plan_sha256, r.directory_version),
+            Payload::StatsAggregate(a) => (&a.plan_sha256, a.directory_version),
             _ => return None,
         };
-        let follows = self
-            .plan()
+        let members = self.roster.now();
+        let follows = members
+            .statistics
+            .as_ref()
             .is_some_and(|p| p.sha256.as_slice() == named.as_slice());
-        (!follows).then(|| "statistics of a plan this node does not follow yet".to_owned())
+        let ours = members.version.unwrap_or(0);
+        (!follows && version > ours).then(|| {
+            format!("statistics of directory version {version}; this node follows {ours} yet")
+        })
+    }
+
+    /// The version of the directory in force (0: none).
+    fn directory_version(&self) -> u64 {
+        self.roster.now().version.unwrap_or(0)
     }
 
     /// Every release record this node keeps.
