@@ -217,16 +217,7 @@ fn main() {
 
     // Verification, as the two aggregators run it.
     let key = [42u8; VERIFY_KEY_LEN];
-    let side = |i: usize| -> Vec<ReportShare<'_>> {
-        reports
-            .iter()
-            .map(|r| ReportShare {
-                nonce: &r.nonce,
-                public_share: &r.public_share,
-                input_share: &r.input_shares[i],
-            })
-            .collect()
-    };
+    let side = |i: usize| -> Vec<ReportShare<'_>> { reports.iter().map(|r| r.share(i)).collect() };
     let (leader_side, helper_side) = (side(0), side(1));
     let t = Instant::now();
     let leader_shares = vdaf.leader_shares(&key, ctx, &leader_side);

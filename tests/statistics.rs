@@ -74,6 +74,12 @@ fn plan(period: Period) -> StatisticsPlan {
         epsilon_milli: EPSILON_MILLI,
         budget_milli: EPSILON_MILLI,
     };
+    // The same counts at half the epsilon, which a quarter can pay twice:
+    // the table a recount is tried on.
+    let twice = StatisticsTable {
+        epsilon_milli: EPSILON_MILLI / 2,
+        ..table("recount", StatisticsTableKind::Exploitation)
+    };
     StatisticsPlan {
         aggregators: vec!["police".into(), "ngo".into()],
         min_cell: MIN_CELL,
@@ -83,6 +89,7 @@ fn plan(period: Period) -> StatisticsPlan {
             table("exploitation", StatisticsTableKind::Exploitation),
             table("cross-agency", StatisticsTableKind::CrossAgency),
             table("clusters", StatisticsTableKind::Clusters),
+            twice,
         ],
         first_period: period.to_string(),
     }
@@ -303,12 +310,16 @@ async fn four_agencies_publish_noisy_tables_counting_each_victim_once() {
         check_tables(&p.fed, a, 25).await;
     }
     // The ledger is in every node's audit log: one release per table, its
-    // epsilon and what the period has spent.
+    // epsilon, what the quarter has spent and may spend.
     for a in AGENCIES {
-        let entries = audited(&p.fed, a, "stats.release").await;
-        assert_eq!(entries.len(), 3, "{a}: one entry per table");
+        let entries = eventually(&format!("four releases at {a}"), || async {
+            let entries = audited(&p.fed, a, "stats.release").await;
+            (entries.len() == 4).then_some(entries)
+        })
+        .await;
         for e in &entries {
-            assert_eq!(e.detail["spent_milli"], EPSILON_MILLI.to_string());
+            // Each spent one release's epsilon, all its quarter had spent.
+            assert_eq!(e.detail["spent_milli"], e.detail["epsilon_milli"]);
         }
     }
     // What people see: the console's page, and the Prometheus series.
@@ -334,28 +345,61 @@ async fn four_agencies_publish_noisy_tables_counting_each_victim_once() {
         p.last
     );
     assert!(body.contains(&spent), "{spent} in {body}");
-    // A recount would spend past the quarter's budget: refused with the
-    // figures, at the leader, and audited there.
+    // A recount of the half-epsilon table: every member is called, sends
+    // its reports again, and the second release spends the rest of the
+    // quarter's budget.
     let mut admin = p.fed.client("police", "admin").await;
-    let recount = StatsReleaseRef {
-        table: "exploitation".into(),
-        period: p.last.to_string(),
-        round: 2,
+    let run = |table: &str, round: u32| RunStatsRequest {
+        release: Some(StatsReleaseRef {
+            table: table.into(),
+            period: p.last.to_string(),
+            round,
+        }),
     };
-    let refused = admin
+    let called = admin
         .admin
-        .run_stats(RunStatsRequest {
-            release: Some(recount),
-        })
+        .run_stats(run("recount", 2))
         .await
-        .unwrap_err();
-    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+        .unwrap()
+        .into_inner();
     assert!(
-        refused.message().contains("spent 10000 of its 10000"),
-        "{}",
-        refused.message()
+        !called.done && called.waiting.contains("called"),
+        "{called:?}"
     );
-    assert_eq!(audited(&p.fed, "police", "stats.refuse").await.len(), 1);
+    for a in AGENCIES {
+        let recount = eventually(&format!("the recount at {a}"), || async {
+            let mut reader = p.fed.client(a, "admin").await;
+            let list = reader
+                .admin
+                .list_stats(ListStatsRequest {})
+                .await
+                .ok()?
+                .into_inner();
+            list.releases.into_iter().find(|v| {
+                v.release
+                    .as_ref()
+                    .is_some_and(|r| r.table == "recount" && r.round == 2)
+                    && v.released_at != 0
+            })
+        })
+        .await;
+        let shape = Shape::of(TableKind::Exploitation, &countries());
+        let half = noise_bound(&shape, EPSILON_MILLI / 2, 1e-9) as i64;
+        near(cell(&recount, "NL", "labour"), 35, half);
+        // Two releases of half the epsilon: the quarter's budget, spent.
+        assert_eq!(recount.spent_milli, EPSILON_MILLI);
+        assert_eq!(audited(&p.fed, a, "stats.release").await.len(), 5, "{a}");
+    }
+    // Past the budget: refused at once with the figures, and audited.
+    for (table, round, figures) in [
+        ("recount", 3, "spent 10000 of its 10000"),
+        ("clusters", 2, "spent 10000 of its 10000"),
+    ] {
+        let refused = admin.admin.run_stats(run(table, round)).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+        assert!(refused.message().contains(figures), "{}", refused.message());
+    }
+    assert_eq!(audited(&p.fed, "police", "stats.refuse").await.len(), 2);
     // Only the leader runs releases.
     let mut at_ngo = p.fed.client("ngo", "admin").await;
     let not_leader = at_ngo

@@ -21,8 +21,8 @@ use super::{
 
 impl Analytics {
     /// Contributes round 1 of every table for the last quarter that ended
-    /// before `now` (Unix seconds), where this node has not yet. Returns
-    /// the releases contributed to.
+    /// before `now` (Unix seconds), and every recount called for, where
+    /// this node has not yet. Returns the releases contributed to.
     pub async fn contribute_due(&self, now: i64) -> Result<Vec<StatsReleaseRef>, AnalyticsError> {
         let Some(plan) = self.plan() else {
             return Ok(Vec::new());
@@ -33,14 +33,33 @@ impl Analytics {
         if period < plan.plan.first_period {
             return Ok(Vec::new());
         }
+        let mut due: Vec<(StatsReleaseRef, Period)> = plan
+            .plan
+            .tables
+            .iter()
+            .map(|t| {
+                let r = StatsReleaseRef {
+                    table: t.name.clone(),
+                    period: period.to_string(),
+                    round: 1,
+                };
+                (r, period)
+            })
+            .collect();
+        // Recounts the leader called for (or, at the leader, was asked for).
+        for rec in self.store.stats_releases()? {
+            if (rec.called || rec.run_requested)
+                && rec.contributed_at == 0
+                && rec.refused.is_empty()
+                && let Ok((_, p, r)) = super::resolve(&plan, rec.release.as_ref())
+                && !due.iter().any(|(d, _)| *d == r)
+            {
+                due.push((r, p));
+            }
+        }
         let mut done = Vec::new();
-        for table in &plan.plan.tables {
-            let r = StatsReleaseRef {
-                table: table.name.clone(),
-                period: period.to_string(),
-                round: 1,
-            };
-            if self.contribute(&plan, &r, period).await? {
+        for (r, p) in due {
+            if self.contribute(&plan, &r, p).await? {
                 done.push(r);
             }
         }

@@ -14,11 +14,11 @@ use crate::proto::v1::{
 use crate::stats::plan::{PlanInForce, Table};
 use crate::stats::tables::Shape;
 use crate::stats::vdaf::{ReportShare, TableVdaf, VERIFY_KEY_LEN};
-use crate::store::StatsChange;
 
-use super::lead::{fresh, over_budget};
+use super::lead::over_budget;
 use super::{
-    Analytics, AnalyticsError, PREPARE_BATCH, complete, context, resolve, spent, summed_digest,
+    Analytics, AnalyticsError, PREPARE_BATCH, complete, context, fresh, resolve, share_of, spent,
+    summed_digest,
 };
 
 /// Members a prepare call may name (a directory's most).
@@ -199,21 +199,14 @@ impl Analytics {
         r: &StatsReleaseRef,
         req: &StatsPrepareRequest,
     ) -> Result<Vec<String>, AnalyticsError> {
-        self.store
-            .stats_update(r, |held| {
-                let rec = held.unwrap_or_else(|| fresh(plan, r));
-                Some(StatsChange {
-                    own_chunks: Vec::new(),
-                    record: StatsReleaseRecord {
-                        verify_key: req.verify_key.clone(),
-                        members: req.members.clone(),
-                        ..rec
-                    },
-                    items: Vec::new(),
-                    events: Vec::new(),
-                })
+        self.amend(plan, r, Vec::new(), |rec| {
+            Some(StatsReleaseRecord {
+                verify_key: req.verify_key.clone(),
+                members: req.members.clone(),
+                ..rec
             })
-            .await?;
+        })
+        .await?;
         Ok(req.members.clone())
     }
 
@@ -266,18 +259,6 @@ impl Analytics {
             .collect();
         self.publish_sum(plan, table, r, sum, &member_ids, rejected)
             .await
-    }
-}
-
-fn share_of(rep: &StatsReport) -> ReportShare<'_> {
-    ReportShare {
-        nonce: rep
-            .nonce
-            .as_slice()
-            .try_into()
-            .expect("nonces were checked on arrival"),
-        public_share: &rep.public_share,
-        input_share: &rep.input_share,
     }
 }
 

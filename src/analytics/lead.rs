@@ -9,20 +9,21 @@
 
 use crate::audit::{Action, Event, NODE};
 use crate::ids::AgencyId;
+use crate::proto::v1::envelope::Payload;
 use crate::proto::v1::peer_exchange_client::PeerExchangeClient;
 use crate::proto::v1::{
-    StatsAggregate, StatsCommitRequest, StatsPrepareRequest, StatsReleaseRecord, StatsReleaseRef,
-    StatsReport, StatsVerifierShare,
+    StatsAggregate, StatsCall, StatsCommitRequest, StatsPrepareRequest, StatsReleaseRecord,
+    StatsReleaseRef, StatsReport, StatsVerifierShare,
 };
 use crate::stats::plan::{Period, PlanInForce, Table};
 use crate::stats::tables::Shape;
 use crate::stats::vdaf::{ReportShare, TableVdaf, VERIFY_KEY_LEN};
-use crate::store::StatsChange;
+use crate::store::{OutboxItem, StatsChange};
 
 use super::receive::Combine;
 use super::{
-    Analytics, AnalyticsError, PREPARE_BATCH, complete, context, label, resolve, spent,
-    summed_digest,
+    Analytics, AnalyticsError, PREPARE_BATCH, complete, context, fresh, label, resolve, share_of,
+    spent, summed_digest,
 };
 
 /// Where a run stands.
@@ -57,23 +58,72 @@ impl Analytics {
     /// a recount, or before the collection days are over), and runs it.
     pub async fn request_run(&self, r: StatsReleaseRef) -> Result<Run, AnalyticsError> {
         let plan = self.plan().ok_or(AnalyticsError::NoPlan)?;
-        let (_, _, r) = resolve(&plan, Some(&r))?;
+        let (table, _, r) = resolve(&plan, Some(&r))?;
         self.leader_of(&plan)?;
+        if r.round >= 2 {
+            return self.call_recount(&plan, table, &r).await;
+        }
+        let requested = |rec: StatsReleaseRecord| {
+            (!rec.run_requested).then(|| StatsReleaseRecord {
+                run_requested: true,
+                requested_at: now_secs(),
+                ..rec
+            })
+        };
+        self.amend(&plan, &r, Vec::new(), requested).await?;
+        self.lead(&plan, &r).await
+    }
+
+    /// A recount: refused at once past the budget; otherwise every member
+    /// is called (`StatsCall`) to send its reports, and the run waits for
+    /// them as round 1 does.
+    async fn call_recount(
+        &self,
+        plan: &PlanInForce,
+        table: &Table,
+        r: &StatsReleaseRef,
+    ) -> Result<Run, AnalyticsError> {
+        let before = spent(&self.store.stats_releases()?, &r.table, &r.period, r.round);
+        if before + table.epsilon_milli > table.budget_milli {
+            let reason = over_budget(before, table);
+            self.refuse(plan, r, &reason).await?;
+            return Err(AnalyticsError::Refused(reason));
+        }
+        let call = StatsCall {
+            release: Some(r.clone()),
+            plan_sha256: plan.sha256.to_vec(),
+            directory_version: self.directory_version(),
+        };
+        let items: Vec<OutboxItem> = self
+            .roster
+            .now()
+            .peer_ids()
+            .into_iter()
+            .map(|peer| OutboxItem {
+                peer,
+                payload: Payload::StatsCall(call.clone()),
+                rule: String::new(),
+                disclosed: "statistics: a call for a recount's reports".into(),
+            })
+            .collect();
         self.store
-            .stats_update(&r, |held| {
-                let rec = held.unwrap_or_else(|| fresh(&plan, &r));
+            .stats_update(r, |held| {
+                let rec = held.unwrap_or_else(|| fresh(plan, r));
                 (!rec.run_requested).then(|| StatsChange {
-                    own_chunks: Vec::new(),
                     record: StatsReleaseRecord {
                         run_requested: true,
+                        requested_at: now_secs(),
                         ..rec
                     },
-                    items: Vec::new(),
-                    events: Vec::new(),
+                    items,
+                    ..Default::default()
                 })
             })
             .await?;
-        self.lead(&plan, &r).await
+        self.arrived.notify_one();
+        Ok(Run::Waiting(
+            "every member is called to send its reports".into(),
+        ))
     }
 
     /// Runs every release due at `now` (Unix seconds) that is not done:
@@ -86,14 +136,26 @@ impl Analytics {
         if plan.plan.aggregator_index(self.own()) != Some(0) {
             return Ok(Vec::new());
         }
-        let mut due: Vec<StatsReleaseRef> = self
-            .store
-            .stats_releases()?
-            .into_iter()
-            .filter(|rec| rec.run_requested && rec.own_sum.is_none() && rec.refused.is_empty())
-            .filter_map(|rec| rec.release)
-            .collect();
+        let mut due: Vec<StatsReleaseRef> = Vec::new();
         let mut waiting = Vec::new();
+        for rec in self.store.stats_releases()? {
+            let Some(r) = rec.release.clone() else {
+                continue;
+            };
+            if !rec.run_requested || rec.own_sum.is_some() || !rec.refused.is_empty() {
+                continue;
+            }
+            // A recount waits for every member's reports, as round 1 does.
+            let wait_until = rec.requested_at + i64::from(plan.plan.collect_days) * 86_400;
+            if r.round >= 2 && now < wait_until && !self.everyone_sent(&r)? {
+                waiting.push((
+                    label(&r),
+                    Run::Waiting("members' reports still to come".into()),
+                ));
+            } else {
+                due.push(r);
+            }
+        }
         if let Some(last) = Period::last_ended(now)
             && last >= plan.plan.first_period
         {
@@ -103,7 +165,7 @@ impl Analytics {
                     period: last.to_string(),
                     round: 1,
                 };
-                if due.contains(&r) {
+                if due.contains(&r) || waiting.iter().any(|(l, _)| *l == label(&r)) {
                     continue;
                 }
                 if now >= plan.plan.aggregate_after(last) || self.everyone_sent(&r)? {
@@ -268,20 +330,13 @@ impl Analytics {
         }
         let mut key = [0u8; VERIFY_KEY_LEN];
         aws_lc_rs::rand::fill(&mut key).expect("the system RNG is available");
-        self.store
-            .stats_update(r, |held| {
-                let rec = held.unwrap_or_else(|| fresh(plan, r));
-                Some(StatsChange {
-                    own_chunks: Vec::new(),
-                    record: StatsReleaseRecord {
-                        verify_key: key.to_vec(),
-                        ..rec
-                    },
-                    items: Vec::new(),
-                    events: Vec::new(),
-                })
+        self.amend(plan, r, Vec::new(), |rec| {
+            Some(StatsReleaseRecord {
+                verify_key: key.to_vec(),
+                ..rec
             })
-            .await?;
+        })
+        .await?;
         Ok(key)
     }
 
@@ -480,34 +535,17 @@ impl Analytics {
         r: &StatsReleaseRef,
         reason: &str,
     ) -> Result<(), AnalyticsError> {
-        self.store
-            .stats_update(r, |held| {
-                let rec = held.unwrap_or_else(|| fresh(plan, r));
-                Some(StatsChange {
-                    own_chunks: Vec::new(),
-                    record: StatsReleaseRecord {
-                        refused: reason.to_owned(),
-                        ..rec
-                    },
-                    items: Vec::new(),
-                    events: vec![
-                        Event::new(NODE, Action::StatsRefuse, "refused")
-                            .object(label(r))
-                            .detail("reason", reason),
-                    ],
-                })
+        let event = Event::new(NODE, Action::StatsRefuse, "refused")
+            .object(label(r))
+            .detail("reason", reason);
+        self.amend(plan, r, vec![event], |rec| {
+            Some(StatsReleaseRecord {
+                refused: reason.to_owned(),
+                ..rec
             })
-            .await?;
+        })
+        .await?;
         Ok(())
-    }
-}
-
-/// A new record of release `r` under `plan`.
-pub(super) fn fresh(plan: &PlanInForce, r: &StatsReleaseRef) -> StatsReleaseRecord {
-    StatsReleaseRecord {
-        release: Some(r.clone()),
-        plan_sha256: plan.sha256.to_vec(),
-        ..Default::default()
     }
 }
 
@@ -521,15 +559,5 @@ pub(super) fn over_budget(before: u32, table: &Table) -> String {
 
 /// The held reports as the VDAF reads one aggregator's side.
 pub(super) fn report_shares(held: &[Held]) -> Vec<ReportShare<'_>> {
-    held.iter()
-        .map(|(_, rep)| ReportShare {
-            nonce: rep
-                .nonce
-                .as_slice()
-                .try_into()
-                .expect("nonces were checked on arrival"),
-            public_share: &rep.public_share,
-            input_share: &rep.input_share,
-        })
-        .collect()
+    held.iter().map(|(_, rep)| share_of(rep)).collect()
 }

@@ -121,6 +121,7 @@ impl Analytics {
         let (named, version) = match payload {
             Payload::StatsReports(r) => (&r.plan_sha256, r.directory_version),
             Payload::StatsAggregate(a) => (&a.plan_sha256, a.directory_version),
+            Payload::StatsCall(c) => (&c.plan_sha256, c.directory_version),
             _ => return None,
         };
         let members = self.roster.now();
@@ -176,6 +177,38 @@ impl Analytics {
     /// Forgets the channel after a failed call: the next one dials again.
     fn drop_channel(&self) {
         *self.channel.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+impl Analytics {
+    /// Changes the record of release `r` alone (a fresh one under `plan`
+    /// if there is none) as `change` decides (`None`: leave it), with
+    /// `events` in the same transaction. Returns whether it wrote.
+    async fn amend(
+        &self,
+        plan: &PlanInForce,
+        r: &StatsReleaseRef,
+        events: Vec<crate::audit::Event>,
+        change: impl FnOnce(StatsReleaseRecord) -> Option<StatsReleaseRecord>,
+    ) -> Result<bool, AnalyticsError> {
+        let change = |held: Option<StatsReleaseRecord>| {
+            let record = change(held.unwrap_or_else(|| fresh(plan, r)))?;
+            Some(crate::store::StatsChange {
+                record,
+                events,
+                ..Default::default()
+            })
+        };
+        Ok(self.store.stats_update(r, change).await?)
+    }
+}
+
+/// A new record of release `r` under `plan`.
+fn fresh(plan: &PlanInForce, r: &StatsReleaseRef) -> StatsReleaseRecord {
+    StatsReleaseRecord {
+        release: Some(r.clone()),
+        plan_sha256: plan.sha256.to_vec(),
+        ..Default::default()
     }
 }
 
@@ -248,6 +281,19 @@ fn complete(counts: &BTreeMap<AgencyId, (u32, u32)>) -> Vec<AgencyId> {
         .filter(|(_, (held, expected))| *expected > 0 && held == expected)
         .map(|(m, _)| m.clone())
         .collect()
+}
+
+/// What an aggregator holds of `rep`, as the VDAF reads it.
+fn share_of(rep: &crate::proto::v1::StatsReport) -> crate::stats::vdaf::ReportShare<'_> {
+    crate::stats::vdaf::ReportShare {
+        nonce: rep
+            .nonce
+            .as_slice()
+            .try_into()
+            .expect("nonces were checked on arrival"),
+        public_share: &rep.public_share,
+        input_share: &rep.input_share,
+    }
 }
 
 /// SHA-256 over the nonces summed, in order: both sums must cover one set.

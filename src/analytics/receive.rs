@@ -5,13 +5,15 @@
 
 use crate::audit::{Action, Event};
 use crate::ids::AgencyId;
-use crate::proto::v1::{StatsAggregate, StatsReleaseRecord, StatsReports};
+use crate::proto::v1::{StatsAggregate, StatsCall, StatsReleaseRecord, StatsReports};
 use crate::stats::publish;
 use crate::stats::tables::Shape;
 use crate::stats::vdaf::{NONCE_LEN, TableVdaf};
 use crate::store::{ApplyOutcome, StatsChange};
 
-use super::{Analytics, AnalyticsError, MAX_CHUNKS, MAX_REPORTS_PER_CHUNK, label, resolve, spent};
+use super::{
+    Analytics, AnalyticsError, MAX_CHUNKS, MAX_REPORTS_PER_CHUNK, fresh, label, resolve, spent,
+};
 
 /// What became of an envelope.
 #[derive(Debug, PartialEq, Eq)]
@@ -70,6 +72,47 @@ impl Analytics {
         )
     }
 
+    /// The leader's call for a recount's reports: kept, and sent by the
+    /// worker (sharding every case is no work for a delivery to wait on).
+    pub async fn on_call(
+        &self,
+        from: &AgencyId,
+        call: StatsCall,
+        actor: &str,
+    ) -> Result<Applied, AnalyticsError> {
+        let Some(plan) = self.plan() else {
+            return Ok(Applied::Refused("no statistics plan in force here".into()));
+        };
+        if plan.plan.aggregator_index(from) != Some(0) {
+            return Ok(Applied::Refused(format!("{from} is not the plan's leader")));
+        }
+        if call.plan_sha256 != plan.sha256 {
+            return Ok(Applied::Refused("plan_sha256: another plan".into()));
+        }
+        let r = match resolve(&plan, call.release.as_ref()) {
+            Ok((_, _, r)) if r.round >= 2 => r,
+            Ok(_) => {
+                return Ok(Applied::Refused(
+                    "release.round: a call is for a recount, 2 or later".into(),
+                ));
+            }
+            Err(e) => return Ok(Applied::Refused(e.to_string())),
+        };
+        let event = Event::new(actor, Action::StatsCallReceive, "stored").object(label(&r));
+        let called = |rec: StatsReleaseRecord| {
+            (!rec.called).then_some(StatsReleaseRecord {
+                called: true,
+                ..rec
+            })
+        };
+        Ok(if self.amend(&plan, &r, vec![event], called).await? {
+            self.arrived.notify_one();
+            Applied::Stored
+        } else {
+            Applied::Duplicate
+        })
+    }
+
     /// Keeps aggregator `from`'s noisy sum; once both are in, adds them
     /// into the release's published cells.
     pub async fn on_sum(
@@ -100,11 +143,7 @@ impl Analytics {
         let mut outcome = Applied::Stored;
         self.store
             .stats_update(&r, |held| {
-                let mut rec = held.unwrap_or_else(|| StatsReleaseRecord {
-                    release: Some(r.clone()),
-                    plan_sha256: plan.sha256.to_vec(),
-                    ..Default::default()
-                });
+                let mut rec = held.unwrap_or_else(|| fresh(&plan, &r));
                 let received = Event::new(actor, Action::StatsSumReceive, "stored")
                     .object(label(&r))
                     .detail("aggregator", sum.aggregator)

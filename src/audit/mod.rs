@@ -123,6 +123,8 @@ actions! {
     StatsReportsSend = "stats.reports_send",
     StatsReportsReceive = "stats.reports_receive",
     StatsSumSend = "stats.sum_send",
+    StatsCallSend = "stats.call_send",
+    StatsCallReceive = "stats.call_receive",
     StatsSumReceive = "stats.sum_receive",
     StatsPrepare = "stats.prepare",
     StatsCommit = "stats.commit",

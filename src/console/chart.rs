@@ -18,7 +18,8 @@ const LEFT: f64 = 40.0;
 const BOTTOM: f64 = 24.0;
 const TOP: f64 = 10.0;
 
-fn escape(s: &str) -> String {
+/// Text made safe inside SVG markup.
+pub(super) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -9,17 +9,11 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use super::chart::escape;
 use crate::proto::v1::{AlertNetwork, MatchStrength};
 
 const SIZE: f64 = 640.0;
 const RING: f64 = 120.0;
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 /// A short name for an alert id: its agency and the uuid's last 6 digits.
 pub fn short(id: &str) -> String {

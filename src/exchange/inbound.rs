@@ -462,7 +462,11 @@ impl Inbound {
                     out.steps.push((out.acks.len(), p));
                     None
                 }
-                Some(p @ (Payload::StatsReports(_) | Payload::StatsAggregate(_))) => {
+                Some(
+                    p @ (Payload::StatsReports(_)
+                    | Payload::StatsAggregate(_)
+                    | Payload::StatsCall(_)),
+                ) => {
                     out.stats.push((out.acks.len(), p));
                     None
                 }
@@ -770,6 +774,7 @@ impl Inbound {
             let applied = match payload {
                 Payload::StatsReports(x) => self.analytics.on_reports(&from.agency, x, actor).await,
                 Payload::StatsAggregate(x) => self.analytics.on_sum(&from.agency, x, actor).await,
+                Payload::StatsCall(x) => self.analytics.on_call(&from.agency, x, actor).await,
                 _ => continue,
             };
             let applied = match applied {

@@ -23,7 +23,9 @@ pub fn needed(payload: &Payload) -> Vec<Capability> {
         Payload::ClarificationAnswer(_) => vec![Capability::ClarificationAnswer],
         Payload::Release(_) => vec![Capability::Release],
         Payload::ReleaseWithdrawal(_) => vec![Capability::ReleaseWithdrawal],
-        Payload::StatsReports(_) | Payload::StatsAggregate(_) => vec![Capability::Stats],
+        Payload::StatsReports(_) | Payload::StatsAggregate(_) | Payload::StatsCall(_) => {
+            vec![Capability::Stats]
+        }
     }
 }
 

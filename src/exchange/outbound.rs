@@ -1036,6 +1036,12 @@ impl Sent {
                 0,
                 false,
             ),
+            Payload::StatsCall(s) => (
+                Action::StatsCallSend,
+                s.release.iter().map(crate::analytics::label).collect(),
+                0,
+                false,
+            ),
         };
         Self {
             seq,

@@ -120,7 +120,7 @@ pub fn check(from: &AgencyId, payload: &Payload) -> Result<(), String> {
             request("release_withdrawal.request_id", &w.request_id, None)
         }
         // Statistics name no ids: `analytics` checks them whole, to the byte.
-        Payload::StatsReports(_) | Payload::StatsAggregate(_) => Ok(()),
+        Payload::StatsReports(_) | Payload::StatsAggregate(_) | Payload::StatsCall(_) => Ok(()),
     }
 }
 

@@ -47,6 +47,17 @@ pub struct Report {
     pub input_shares: [Vec<u8>; 2],
 }
 
+impl Report {
+    /// What aggregator `i` holds of it.
+    pub fn share(&self, i: usize) -> ReportShare<'_> {
+        ReportShare {
+            nonce: &self.nonce,
+            public_share: &self.public_share,
+            input_share: &self.input_shares[i],
+        }
+    }
+}
+
 /// What one aggregator holds of one report.
 #[derive(Debug, Clone, Copy)]
 pub struct ReportShare<'a> {
@@ -353,16 +364,8 @@ mod tests {
         let ctx = b"casebridge test";
         let reports: Vec<Report> = ms.iter().map(|m| vdaf.shard(ctx, m).unwrap()).collect();
         let key = [7u8; VERIFY_KEY_LEN];
-        let side = |i: usize| -> Vec<ReportShare<'_>> {
-            reports
-                .iter()
-                .map(|r| ReportShare {
-                    nonce: &r.nonce,
-                    public_share: &r.public_share,
-                    input_share: &r.input_shares[i],
-                })
-                .collect()
-        };
+        let side =
+            |i: usize| -> Vec<ReportShare<'_>> { reports.iter().map(|r| r.share(i)).collect() };
         prepare(vdaf, &key, ctx, &side(0), &side(1))
     }
 
@@ -430,7 +433,7 @@ mod tests {
             share[i] ^= 0x5a;
             let key = [3u8; VERIFY_KEY_LEN];
             let side = |i: usize| -> Vec<ReportShare<'_>> {
-                [&good, &bad].iter().map(|r| ReportShare { nonce: &r.nonce, public_share: &r.public_share, input_share: &r.input_shares[i] }).collect()
+                [&good, &bad].iter().map(|r| r.share(i)).collect()
             };
             let (cells, count) = prepare(&vdaf, &key, ctx, &side(0), &side(1));
             prop_assert_eq!(count, 1);
@@ -456,11 +459,7 @@ mod tests {
         };
         let two_hot: Vec<bool> = (0..shape.measurement_len()).map(|i| i < 2).collect();
         let report = bigger.shard(b"ctx", &Measurement::Bits(two_hot)).unwrap();
-        let r = |i: usize| ReportShare {
-            nonce: &report.nonce,
-            public_share: &report.public_share,
-            input_share: &report.input_shares[i],
-        };
+        let r = |i: usize| report.share(i);
         let key = [1u8; VERIFY_KEY_LEN];
         assert_eq!(prepare(&vdaf, &key, b"ctx", &[r(0)], &[r(1)]).1, 0);
     }
@@ -478,16 +477,8 @@ mod tests {
             .map(|b| vdaf.shard(ctx, &Measurement::Bucket(*b)).unwrap())
             .collect();
         let key = [5u8; VERIFY_KEY_LEN];
-        let side = |i: usize| -> Vec<ReportShare<'_>> {
-            reports
-                .iter()
-                .map(|r| ReportShare {
-                    nonce: &r.nonce,
-                    public_share: &r.public_share,
-                    input_share: &r.input_shares[i],
-                })
-                .collect()
-        };
+        let side =
+            |i: usize| -> Vec<ReportShare<'_>> { reports.iter().map(|r| r.share(i)).collect() };
         let leader_shares = vdaf.leader_shares(&key, ctx, &side(0));
         let messages = vdaf.helper_messages(&key, ctx, &side(1), &leader_shares);
         let sums = [0, 1].map(|i| vdaf.finish(i, &key, ctx, &side(i), &messages));
@@ -538,11 +529,7 @@ mod tests {
         let shape = shape(TableKind::Clusters);
         let vdaf = TableVdaf::new(&shape).unwrap();
         let report = vdaf.shard(b"release 1", &Measurement::Bucket(3)).unwrap();
-        let r = |i: usize| ReportShare {
-            nonce: &report.nonce,
-            public_share: &report.public_share,
-            input_share: &report.input_shares[i],
-        };
+        let r = |i: usize| report.share(i);
         let key = [9u8; VERIFY_KEY_LEN];
         assert_eq!(prepare(&vdaf, &key, b"release 2", &[r(0)], &[r(1)]).1, 0);
     }
