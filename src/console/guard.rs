@@ -213,6 +213,16 @@ impl Uploaded {
             .find(|(k, f)| k == field && !f.name.is_empty())
             .map(|(_, f)| f)
     }
+
+    /// The file sent as `field`, taken out of the form (a large upload is
+    /// then moved, not copied, to where it is kept).
+    pub fn take_file(&mut self, field: &str) -> Option<Upload> {
+        let i = self
+            .files
+            .iter()
+            .position(|(k, f)| k == field && !f.name.is_empty())?;
+        Some(self.files.swap_remove(i).1)
+    }
 }
 
 impl FromRequest<Console> for Uploaded {

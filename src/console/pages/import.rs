@@ -408,7 +408,7 @@ async fn form(State(c): State<Console>, viewer: Viewer) -> Result<Response, Page
 }
 
 /// The upload: checked (mapping, file type), kept, and a job started.
-async fn start(State(c): State<Console>, form: Uploaded) -> Result<Response, PageError> {
+async fn start(State(c): State<Console>, mut form: Uploaded) -> Result<Response, PageError> {
     let viewer = form.viewer.clone();
     let mut errors = Vec::new();
     let register = form.file("register");
@@ -449,7 +449,7 @@ async fn start(State(c): State<Console>, form: Uploaded) -> Result<Response, Pag
     {
         errors.push(("source".into(), format!("{e}.")));
     }
-    let (Some(register), Some(loaded), true) = (register, loaded, errors.is_empty()) else {
+    let (Some(_), Some(loaded), true) = (register, loaded, errors.is_empty()) else {
         return page(FormPage {
             jobs: job_rows(&c, &viewer),
             chrome: Chrome::new(&viewer, "import"),
@@ -462,7 +462,14 @@ async fn start(State(c): State<Console>, form: Uploaded) -> Result<Response, Pag
             r
         });
     };
-    let (dir, path, key) = keep_upload(&c, &file_name, &register.bytes)?;
+    let mapping_name = mapping_upload
+        .filter(|m| !m.bytes.is_empty())
+        .map_or(mapping_name, |m| m.name.clone());
+    let bytes = form
+        .take_file("register")
+        .map(|f| f.bytes)
+        .unwrap_or_default();
+    let (dir, path, key) = keep_upload(&c, &file_name, bytes).await?;
     let source = if source_override.is_empty() {
         loaded.mapping.source.get_ref().clone()
     } else {
@@ -472,9 +479,7 @@ async fn start(State(c): State<Console>, form: Uploaded) -> Result<Response, Pag
         id: c.imports.next.fetch_add(1, Ordering::Relaxed) + 1,
         owner: viewer.client.spiffe_uri().to_owned(),
         file_name,
-        mapping_name: mapping_upload
-            .filter(|m| !m.bytes.is_empty())
-            .map_or(mapping_name, |m| m.name.clone()),
+        mapping_name,
         source,
         dry_run,
         retract_missing,
@@ -521,27 +526,36 @@ fn layout_of(
 /// Keeps an uploaded register in the node's own uploads directory (owner
 /// only, emptied at start), sealed under a key of the job's own that only
 /// memory holds: the file on disk reveals nothing, and a crash (or the
-/// job's end) leaves nothing that opens. Returns the directory (removed
-/// with the job), the file and the key.
-fn keep_upload(
+/// job's end) leaves nothing that opens. Sealing and writing up to the
+/// upload limit run off the async workers, which serve everyone else.
+/// Returns the directory (removed with the job), the file and the key.
+async fn keep_upload(
     c: &Console,
     file_name: &str,
-    bytes: &[u8],
+    bytes: Vec<u8>,
 ) -> Result<(tempfile::TempDir, std::path::PathBuf, crate::vault::Secret), PageError> {
-    let failed = |e: std::io::Error| PageError::Internal(format!("cannot keep the upload: {e}"));
-    let dir = tempfile::Builder::new()
-        .prefix("import-")
-        .tempdir_in(&c.core.settings.uploads_dir)
-        .map_err(failed)?;
-    let key = crate::vault::Secret::random();
-    let sealed = crate::vault::seal(&key, b"upload", upload_place(file_name), bytes);
-    let path = dir
-        .path()
-        .join(format!("{}.sealed", upload_name(file_name)));
-    crate::secrets::create_private(&path)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, &sealed))
-        .map_err(failed)?;
-    Ok((dir, path, key))
+    let uploads = c.core.settings.uploads_dir.clone();
+    let file_name = file_name.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let failed =
+            |e: std::io::Error| PageError::Internal(format!("cannot keep the upload: {e}"));
+        let dir = tempfile::Builder::new()
+            .prefix("import-")
+            .tempdir_in(&uploads)
+            .map_err(failed)?;
+        let key = crate::vault::Secret::random();
+        let sealed = crate::vault::seal(&key, b"upload", upload_place(&file_name), &bytes);
+        drop(bytes);
+        let path = dir
+            .path()
+            .join(format!("{}.sealed", upload_name(&file_name)));
+        crate::secrets::create_private(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &sealed))
+            .map_err(failed)?;
+        Ok((dir, path, key))
+    })
+    .await
+    .map_err(|e| PageError::Internal(format!("cannot keep the upload: {e}")))?
 }
 
 /// "Run the import": the file and mapping of a checked job, for real.
