@@ -281,6 +281,54 @@ async fn check_tables(fed: &TestFederation, at: &str, ro_sexual: i64) {
     assert_eq!(cell(&clusters, "3 alerts", "3 agencies"), None);
 }
 
+/// What the aggregators logged of the run holds no member's own counts:
+/// every count of reports they saw is a multiple of the 256 each member
+/// pads to (its chunks, the batches, the sums), and what they publish is
+/// what every other member holds, cell for cell.
+async fn aggregators_learn_nothing_more(fed: &TestFederation) {
+    for a in ["police", "ngo"] {
+        for action in [
+            "stats.reports_receive",
+            "stats.prepare",
+            "stats.commit",
+            "stats.sum",
+        ] {
+            for e in audited(fed, a, action).await {
+                for key in ["reports", "shares", "accepted"] {
+                    if let Some(n) = e.detail.get(key) {
+                        let n: u64 = n.parse().unwrap();
+                        assert_eq!(n % 256, 0, "{a} {action} {key}={n}: a member's own count");
+                    }
+                }
+            }
+        }
+    }
+    let list = |a: &'static str| async move {
+        let mut reader = fed.client(a, "admin").await;
+        reader
+            .admin
+            .list_stats(ListStatsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .releases
+    };
+    let seen_by_labour = list("labour").await;
+    for a in ["police", "ngo"] {
+        for v in list(a).await.iter().filter(|v| v.released_at != 0) {
+            let same = seen_by_labour
+                .iter()
+                .find(|l| l.release == v.release)
+                .unwrap();
+            assert_eq!(
+                (&v.cells, v.reports, v.members),
+                (&same.cells, same.reports, same.members),
+                "{a}"
+            );
+        }
+    }
+}
+
 /// The audit entries of `action` at `at`.
 async fn audited(
     fed: &TestFederation,
@@ -309,6 +357,7 @@ async fn four_agencies_publish_noisy_tables_counting_each_victim_once() {
     for a in AGENCIES {
         check_tables(&p.fed, a, 25).await;
     }
+    aggregators_learn_nothing_more(&p.fed).await;
     // The ledger is in every node's audit log: one release per table, its
     // epsilon, what the quarter has spent and may spend.
     for a in AGENCIES {
