@@ -109,31 +109,21 @@ impl Analytics {
             .object(label(r))
             .detail("reports", sent)
             .detail("chunks", (items.len() + own_chunks.len()) / 2);
-        let record = StatsReleaseRecord {
-            release: Some(r.clone()),
-            plan_sha256: plan.sha256.to_vec(),
-            contributed_at: crate::time::now_ms() / 1000,
-            reports_sent: sent,
-            ..Default::default()
-        };
-        Ok(self
-            .store
-            .stats_update(r, |held| {
-                let held = held.unwrap_or_default();
-                (held.contributed_at == 0).then(|| StatsChange {
-                    record: StatsReleaseRecord {
-                        contributed_at: record.contributed_at,
-                        reports_sent: record.reports_sent,
-                        release: record.release,
-                        plan_sha256: record.plan_sha256,
-                        ..held
-                    },
-                    items,
-                    events: vec![event],
-                    own_chunks,
-                })
+        let contributed_at = crate::time::now_ms() / 1000;
+        let change = |held: Option<StatsReleaseRecord>| {
+            let held = held.unwrap_or_else(|| super::fresh(plan, r));
+            (held.contributed_at == 0).then(|| StatsChange {
+                record: StatsReleaseRecord {
+                    contributed_at,
+                    reports_sent: sent,
+                    ..held
+                },
+                items,
+                events: vec![event],
+                own_chunks,
             })
-            .await?)
+        };
+        Ok(self.store.stats_update(r, change).await?)
     }
 
     /// This node's own cases of `period`: live alerts whose exploitation

@@ -510,9 +510,9 @@ impl Analytics {
                 );
                 let items = peers
                     .iter()
-                    .map(|p| crate::store::OutboxItem {
+                    .map(|p| OutboxItem {
                         peer: p.clone(),
-                        payload: crate::proto::v1::envelope::Payload::StatsAggregate(sum.clone()),
+                        payload: Payload::StatsAggregate(sum.clone()),
                         rule: String::new(),
                         disclosed: "statistics: a noisy sum".into(),
                     })

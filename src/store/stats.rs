@@ -4,6 +4,9 @@
 //! verifier messages until the commit. Keys:
 //! - `r` 0 table 0 period 0 round (u32 BE) → `StatsReleaseRecord`
 //! - `c` 0 table 0 period 0 round 0 member 0 chunk (u32 BE) → `StatsReports`
+//! - `n` 0 table 0 period 0 round 0 member → chunks held, chunks the
+//!   member sends (u32 BE each): kept with each chunk, so asking whose
+//!   reports are whole reads no share
 //! - `p` 0 table 0 period 0 round 0 batch (u32 BE) → `StatsPrepared`
 //!
 //! No value here holds a case: shares are random alone, sums are noisy.
@@ -13,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use prost::Message;
 
 use super::engine::Reads;
-use super::{ApplyOutcome, OutboxItem, Store, StoreError, index};
+use super::{ApplyOutcome, OutboxItem, Store, StoreError, Write, index};
 use crate::audit::Event;
 use crate::ids::{AgencyId, AlertId};
 use crate::proto::v1::{
@@ -39,6 +42,46 @@ fn chunk_key(r: &StatsReleaseRef, member: &AgencyId, chunk: u32) -> Vec<u8> {
     k.push(0);
     k.extend_from_slice(&chunk.to_be_bytes());
     k
+}
+
+fn count_key(r: &StatsReleaseRef, member: &AgencyId) -> Vec<u8> {
+    let mut k = key(b'n', r);
+    k.push(0);
+    k.extend_from_slice(member.as_str().as_bytes());
+    k
+}
+
+/// Chunks held and chunks sent, as a count value holds them.
+fn chunk_count(v: &[u8]) -> Result<(u32, u32), StoreError> {
+    let half = |b: &[u8]| u32::from_be_bytes(b.try_into().expect("4 bytes"));
+    match v.len() {
+        8 => Ok((half(&v[..4]), half(&v[4..]))),
+        _ => Err(StoreError::corrupt("stats/count", "not two counts")),
+    }
+}
+
+/// Keeps one chunk of `member`'s shares unless it is held already, and
+/// counts it; returns whether it was new.
+fn keep_chunk(
+    w: &mut Write<'_, '_>,
+    r: &StatsReleaseRef,
+    member: &AgencyId,
+    chunk: &StatsReports,
+) -> Result<bool, StoreError> {
+    let k = chunk_key(r, member, chunk.chunk);
+    if w.tx.get(w.t.stats, &k)?.is_some() {
+        return Ok(false);
+    }
+    w.tx.insert(w.t.stats, k, chunk.encode_to_vec())?;
+    let ck = count_key(r, member);
+    let (held, sent) = match w.tx.get(w.t.stats, &ck)? {
+        Some(v) => chunk_count(&v)?,
+        None => (0, 0),
+    };
+    let mut count = (held + 1).to_be_bytes().to_vec();
+    count.extend_from_slice(&sent.max(chunk.chunks).to_be_bytes());
+    w.tx.insert(w.t.stats, ck, count)?;
+    Ok(true)
 }
 
 fn decode<M: Message + Default>(what: &str, v: &[u8]) -> Result<M, StoreError> {
@@ -97,8 +140,7 @@ impl Store {
             };
             w.tx.insert(w.t.stats, &k, c.record.encode_to_vec())?;
             for (member, chunk) in &c.own_chunks {
-                let ck = chunk_key(r, member, chunk.chunk);
-                w.tx.insert(w.t.stats, ck, chunk.encode_to_vec())?;
+                keep_chunk(w, r, member, chunk)?;
             }
             for item in &c.items {
                 index::queue(w, item)?;
@@ -121,12 +163,10 @@ impl Store {
         event: Event,
     ) -> Result<ApplyOutcome, StoreError> {
         let r = chunk.release.clone().unwrap_or_default();
-        let k = chunk_key(&r, member, chunk.chunk);
         let outcome = self.write(|w| {
-            if w.tx.get(w.t.stats, &k)?.is_some() {
+            if !keep_chunk(w, &r, member, chunk)? {
                 return Ok::<_, StoreError>(ApplyOutcome::Duplicate);
             }
-            w.tx.insert(w.t.stats, &k, chunk.encode_to_vec())?;
             w.append([event])?;
             Ok(ApplyOutcome::Stored)
         })?;
@@ -142,19 +182,16 @@ impl Store {
         &self,
         r: &StatsReleaseRef,
     ) -> Result<BTreeMap<AgencyId, (u32, u32)>, StoreError> {
-        let prefix = key(b'c', r);
-        let mut out: BTreeMap<AgencyId, (u32, u32)> = BTreeMap::new();
+        let prefix = key(b'n', r);
+        let mut out = BTreeMap::new();
         for item in self.db.prefix(self.t.stats, &prefix) {
             let (k, v) = item?;
             let member = k
-                .get(prefix.len() + 1..k.len().saturating_sub(5))
+                .get(prefix.len() + 1..)
                 .and_then(|m| std::str::from_utf8(m).ok())
                 .and_then(|m| AgencyId::new(m).ok())
-                .ok_or_else(|| StoreError::corrupt("stats/chunk", "a key naming no member"))?;
-            let chunk: StatsReports = decode("chunk", &v)?;
-            let e = out.entry(member).or_default();
-            e.0 += 1;
-            e.1 = e.1.max(chunk.chunks);
+                .ok_or_else(|| StoreError::corrupt("stats/count", "a key naming no member"))?;
+            out.insert(member, chunk_count(&v)?);
         }
         Ok(out)
     }
