@@ -39,6 +39,7 @@ fn draft(phones: usize, number: &str) -> AlertDraft {
                 };
                 phones
             ],
+            profile: None,
         }],
         ..Default::default()
     }

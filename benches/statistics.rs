@@ -128,6 +128,7 @@ fn cases(people: &[Person], rng: &mut Lcg) -> Vec<Vec<Case>> {
                 category: p.category,
                 indicators: vec![Indicator::Deception],
                 linked,
+                victim: None,
             });
         }
     }
@@ -162,6 +163,7 @@ fn main() {
             category: p.category,
             indicators: Vec::new(),
             linked: Vec::new(),
+            victim: None,
         };
         if let Measurement::Bucket(b) = shape.measure(&case, true, &countries) {
             truth[b] += 1;

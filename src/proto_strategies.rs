@@ -4,7 +4,8 @@ use proptest::prelude::*;
 
 use crate::proto::v1::{
     AdvertUrl, AlertContent, AlertDraft, CryptoWallet, Email, Iban, Identifier, IdentityDocument,
-    Location, OnlineHandle, PersonName, Phone, Subject, TimeWindow, VehiclePlate, identifier::Kind,
+    Location, OnlineHandle, PersonName, Phone, Subject, TimeWindow, VehiclePlate, VictimProfile,
+    identifier::Kind,
 };
 use pbjson_types::Timestamp;
 
@@ -132,6 +133,24 @@ pub fn content(unknown: bool) -> impl Strategy<Value = AlertContent> {
         )
 }
 
+/// Victim profiles, recruitment lists sometimes repeating a method.
+fn profile(unknown: bool) -> impl Strategy<Value = VictimProfile> {
+    (
+        enum_value(3, unknown),
+        country(),
+        enum_value(5, unknown),
+        proptest::collection::vec(enum_value(9, unknown), 0..12),
+    )
+        .prop_map(
+            |(gender, citizenship, age_band, recruitment)| VictimProfile {
+                gender,
+                citizenship,
+                age_band,
+                recruitment,
+            },
+        )
+}
+
 /// Drafts as a client might send them; with `unknown`, enum values outside
 /// the schema occur too.
 pub fn draft(unknown: bool) -> impl Strategy<Value = AlertDraft> {
@@ -141,8 +160,13 @@ pub fn draft(unknown: bool) -> impl Strategy<Value = AlertDraft> {
             (
                 enum_value(4, unknown),
                 proptest::collection::vec(identifier(unknown), 0..4),
+                proptest::option::weighted(0.3, profile(unknown)),
             )
-                .prop_map(|(role, identifiers)| Subject { role, identifiers }),
+                .prop_map(|(role, identifiers, profile)| Subject {
+                    role,
+                    identifiers,
+                    profile,
+                }),
             0..4,
         ),
     )

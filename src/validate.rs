@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime};
 use crate::config::{AlertRules, Limits};
 use crate::ids::CountryCode;
 use crate::proto::v1::{
-    AlertContent, AlertDraft, Category, Confidence, DocumentType, HandlingCode, Identifier,
-    Indicator, InformationAccuracy, Severity, SourceReliability, Subject, SubjectRole, Tlp,
-    identifier::Kind,
+    AgeBand, AlertContent, AlertDraft, Category, Confidence, DocumentType, Gender, HandlingCode,
+    Identifier, Indicator, InformationAccuracy, RecruitmentMethod, Severity, SourceReliability,
+    Subject, SubjectRole, Tlp, VictimProfile, identifier::Kind,
 };
 use crate::time::{system_time as to_system_time, timestamp};
 pub use crate::violation::FieldViolation;
@@ -286,6 +286,37 @@ fn check_subjects(subjects: &[Subject], path: &str, limits: &Limits, v: &mut Vio
             }
             check_identifier(id, &format!("{sp}.identifiers[{j}]"), limits, v);
         }
+        if let Some(p) = &s.profile {
+            check_profile(p, s.role, &format!("{sp}.profile"), v);
+        }
+    }
+}
+
+/// A victim profile: only on a potential victim (who a witness or a
+/// suspect is counts in no table, so it is not kept), known codes, and
+/// each recruitment method once (so the list is bounded by the enum).
+fn check_profile(p: &VictimProfile, role: i32, path: &str, v: &mut Violations) {
+    if role != SubjectRole::PotentialVictim as i32 {
+        v.add(path, "only a potential victim has a profile");
+        return;
+    }
+    v.enum_field::<Gender>(&format!("{path}.gender"), p.gender, false);
+    v.enum_field::<AgeBand>(&format!("{path}.age_band"), p.age_band, false);
+    v.country(&format!("{path}.citizenship"), &p.citizenship, false);
+    let most = RecruitmentMethod::Other as usize;
+    if p.recruitment.len() > most {
+        v.add(
+            format!("{path}.recruitment"),
+            format!("at most {most} recruitment methods, each once"),
+        );
+        return;
+    }
+    for (i, m) in p.recruitment.iter().enumerate() {
+        let at = format!("{path}.recruitment[{i}]");
+        v.enum_field::<RecruitmentMethod>(&at, *m, true);
+        if p.recruitment[..i].contains(m) {
+            v.add(at, "duplicate recruitment method");
+        }
     }
 }
 
@@ -390,6 +421,7 @@ mod tests {
                 ..Default::default()
             }),
             subjects: vec![Subject {
+                profile: None,
                 role: SubjectRole::PotentialVictim as i32,
                 identifiers: vec![Identifier {
                     kind: Some(Kind::Phone(Phone {
@@ -516,6 +548,51 @@ mod tests {
             nanos: 0,
         });
         assert_eq!(fields(d), ["draft.content.retention_until"]);
+    }
+
+    #[test]
+    fn a_victim_profile_is_checked_field_by_field() {
+        let profile = |gender, citizenship: &str, recruitment: Vec<i32>| VictimProfile {
+            gender,
+            citizenship: citizenship.into(),
+            age_band: AgeBand::AgeBand1824 as i32,
+            recruitment,
+        };
+        let draft = |role: SubjectRole, p: VictimProfile| {
+            let mut d = good();
+            d.subjects[0].role = role as i32;
+            d.subjects[0].profile = Some(p);
+            d
+        };
+        let with = |role, p| fields(draft(role, p));
+        let fine = profile(Gender::Female as i32, "RO", vec![1, 5]);
+        let limits = Limits::default();
+        let rules = AlertRules::default();
+        let ok = draft(SubjectRole::PotentialVictim, fine.clone());
+        assert!(validate_draft(ok, &limits, &rules, SystemTime::now()).is_ok());
+        assert_eq!(
+            with(SubjectRole::SuspectedTrafficker, fine),
+            ["draft.subjects[0].profile"]
+        );
+        assert_eq!(
+            with(
+                SubjectRole::PotentialVictim,
+                profile(7, "ro", vec![0, 1, 1])
+            ),
+            [
+                "draft.subjects[0].profile.gender",
+                "draft.subjects[0].profile.citizenship",
+                "draft.subjects[0].profile.recruitment[0]",
+                "draft.subjects[0].profile.recruitment[2]",
+            ]
+        );
+        assert_eq!(
+            with(
+                SubjectRole::PotentialVictim,
+                profile(0, "", vec![1; 10_000])
+            ),
+            ["draft.subjects[0].profile.recruitment"]
+        );
     }
 
     proptest::proptest! {

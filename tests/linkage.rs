@@ -30,6 +30,7 @@ fn person_draft(given: &str, family: &str, dob: &str) -> AlertDraft {
                     date_of_birth: dob.into(),
                 })),
             }],
+            profile: None,
         }],
         ..Default::default()
     }

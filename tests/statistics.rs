@@ -89,9 +89,68 @@ fn plan(period: Period) -> StatisticsPlan {
             table("exploitation", StatisticsTableKind::Exploitation),
             table("cross-agency", StatisticsTableKind::CrossAgency),
             table("clusters", StatisticsTableKind::Clusters),
+            table("victims", StatisticsTableKind::Victims),
+            table("recruitment", StatisticsTableKind::Recruitment),
             twice,
         ],
         first_period: period.to_string(),
+    }
+}
+
+/// Who the victims of the planted cases are, by where and how they were
+/// exploited: NL labour — men from RO, 25-34, a job offer; RO sexual —
+/// women from RO, 18-24 (from the date of birth), an intimate partner met
+/// on social media; DE labour — men from UA (no row of its own), 35-49,
+/// a recruitment agency.
+fn victim(country: &str, category: Category, phone: &str) -> Subject {
+    use casebridge::proto::v1::{
+        AgeBand, Gender, PersonName, RecruitmentMethod as M, VictimProfile,
+    };
+    let (gender, citizenship, age_band, recruitment) = match (country, category) {
+        ("NL", Category::LabourExploitation) => {
+            (Gender::Male, "RO", AgeBand::AgeBand2534, vec![M::JobOffer])
+        }
+        ("RO", _) => (
+            Gender::Female,
+            "RO",
+            AgeBand::Unspecified,
+            vec![M::IntimatePartner, M::SocialMedia],
+        ),
+        _ => (
+            Gender::Male,
+            "UA",
+            AgeBand::AgeBand3549,
+            vec![M::RecruitmentAgency],
+        ),
+    };
+    let mut identifiers = vec![Identifier {
+        kind: Some(Kind::Phone(Phone {
+            number: phone.into(),
+            region: "NL".into(),
+        })),
+    }];
+    if age_band == AgeBand::Unspecified {
+        // Born on 1 January 21 years before the quarter the case began
+        // in: 21 on its day, so 18-24 from the date of birth alone.
+        let quarter = Period::last_ended(casebridge::time::now_ms() / 1000).unwrap();
+        let year: i32 = quarter.to_string()[..4].parse().unwrap();
+        identifiers.push(Identifier {
+            kind: Some(Kind::Person(PersonName {
+                given_names: "Ana".into(),
+                family_name: format!("Planted {phone}"),
+                date_of_birth: format!("{}-01-01", year - 21),
+            })),
+        });
+    }
+    Subject {
+        role: SubjectRole::PotentialVictim as i32,
+        identifiers,
+        profile: Some(VictimProfile {
+            gender: gender as i32,
+            citizenship: citizenship.into(),
+            age_band: age_band as i32,
+            recruitment: recruitment.into_iter().map(|m| m as i32).collect(),
+        }),
     }
 }
 
@@ -116,15 +175,7 @@ fn case(country: &str, category: Category, period: Period, phone: &str) -> Alert
             narrative: "planted for the statistics test".into(),
             ..Default::default()
         }),
-        subjects: vec![Subject {
-            role: SubjectRole::PotentialVictim as i32,
-            identifiers: vec![Identifier {
-                kind: Some(Kind::Phone(Phone {
-                    number: phone.into(),
-                    region: "NL".into(),
-                })),
-            }],
-        }],
+        subjects: vec![victim(country, category, phone)],
         ..Default::default()
     }
 }
@@ -279,6 +330,20 @@ async fn check_tables(fed: &TestFederation, at: &str, ro_sexual: i64) {
         bound(TableKind::Clusters),
     );
     assert_eq!(cell(&clusters, "3 alerts", "3 agencies"), None);
+    let victims = released(fed, at, "victims").await;
+    let b = bound(TableKind::Victims);
+    near(cell(&victims, "RO", "male, 25-34"), 35, b);
+    near(cell(&victims, "RO", "female, 18-24"), 25, b);
+    near(cell(&victims, "other", "male, 35-49"), 20, b);
+    assert_eq!(cell(&victims, "NL", "male, 25-34"), None);
+    assert_eq!(cell(&victims, "RO", "female, age not stated"), None);
+    let recruitment = released(fed, at, "recruitment").await;
+    let b = bound(TableKind::Recruitment);
+    near(cell(&recruitment, "job offer", "cases"), 35, b);
+    near(cell(&recruitment, "intimate partner", "cases"), 25, b);
+    near(cell(&recruitment, "social media", "cases"), 25, b);
+    near(cell(&recruitment, "recruitment agency", "cases"), 20, b);
+    assert_eq!(cell(&recruitment, "abduction", "cases"), None);
 }
 
 /// What the aggregators logged of the run holds no member's own counts:
@@ -360,10 +425,11 @@ async fn four_agencies_publish_noisy_tables_counting_each_victim_once() {
     aggregators_learn_nothing_more(&p.fed).await;
     // The ledger is in every node's audit log: one release per table, its
     // epsilon, what the quarter has spent and may spend.
+    let tables = plan(p.last).tables.len();
     for a in AGENCIES {
-        let entries = eventually(&format!("four releases at {a}"), || async {
+        let entries = eventually(&format!("{tables} releases at {a}"), || async {
             let entries = audited(&p.fed, a, "stats.release").await;
-            (entries.len() == 4).then_some(entries)
+            (entries.len() == tables).then_some(entries)
         })
         .await;
         for e in &entries {
@@ -437,7 +503,12 @@ async fn four_agencies_publish_noisy_tables_counting_each_victim_once() {
         near(cell(&recount, "NL", "labour"), 35, half);
         // Two releases of half the epsilon: the quarter's budget, spent.
         assert_eq!(recount.spent_milli, EPSILON_MILLI);
-        assert_eq!(audited(&p.fed, a, "stats.release").await.len(), 5, "{a}");
+        let releases = audited(&p.fed, a, "stats.release").await.len();
+        assert_eq!(
+            releases,
+            tables + 1,
+            "{a}: every table once, the recount again"
+        );
     }
     // Past the budget: refused at once with the figures, and audited.
     for (table, round, figures) in [

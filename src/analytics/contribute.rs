@@ -13,6 +13,7 @@ use crate::proto::v1::{
 use crate::stats::plan::{Period, PlanInForce};
 use crate::stats::tables::{Case, Shape, represents};
 use crate::stats::vdaf::{Report, TableVdaf};
+use crate::stats::victim::Victim;
 use crate::store::{OutboxItem, StatsChange};
 
 use super::{
@@ -211,5 +212,12 @@ fn case_of(rec: &StoredAlert, period: Period) -> Option<Case> {
             .filter_map(|i| Indicator::try_from(*i).ok())
             .collect(),
         linked: Vec::new(),
+        victim: Victim::of(&a.subjects, civil_date(began.seconds)),
     })
+}
+
+/// The civil (UTC) date of `unix_secs`, as the age of a victim needs it.
+fn civil_date(unix_secs: i64) -> Option<(i32, u32, u32)> {
+    let d = time::OffsetDateTime::from_unix_timestamp(unix_secs).ok()?;
+    Some((d.year(), u32::from(u8::from(d.month())), u32::from(d.day())))
 }

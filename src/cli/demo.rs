@@ -100,6 +100,7 @@ fn samples() -> Vec<(&'static str, AlertDraft)> {
                 "Covert operation in progress; the number below is under interception.",
                 &[Indicator::RestrictionOfMovement],
                 vec![Subject {
+                    profile: None,
                     role: SubjectRole::SuspectedTrafficker as i32,
                     identifiers: vec![identifier(Kind::Phone(Phone {
                         number: "+31 6 1234 5678".into(),
@@ -122,6 +123,7 @@ fn samples() -> Vec<(&'static str, AlertDraft)> {
                     Indicator::RestrictionOfMovement,
                 ],
                 vec![Subject {
+                    profile: None,
                     role: SubjectRole::SuspectedTrafficker as i32,
                     identifiers: vec![identifier(Kind::Phone(Phone {
                         number: "+31 6 1234 5678".into(),
@@ -145,6 +147,7 @@ fn samples() -> Vec<(&'static str, AlertDraft)> {
                     Indicator::WithholdingOfWages,
                 ],
                 vec![Subject {
+                    profile: None,
                     role: SubjectRole::PotentialVictim as i32,
                     identifiers: vec![identifier(Kind::Person(PersonName {
                         given_names: "Ana".into(),
@@ -166,6 +169,7 @@ fn samples() -> Vec<(&'static str, AlertDraft)> {
                 &[Indicator::DebtBondage, Indicator::IntimidationThreats],
                 vec![
                     Subject {
+                        profile: None,
                         role: SubjectRole::SuspectedTrafficker as i32,
                         identifiers: vec![
                             identifier(Kind::Email(Email {
@@ -179,6 +183,7 @@ fn samples() -> Vec<(&'static str, AlertDraft)> {
                         ],
                     },
                     Subject {
+                        profile: None,
                         role: SubjectRole::PotentialVictim as i32,
                         // labour's "Ana Popescu", misspelled: a fuzzy hit.
                         identifiers: vec![identifier(Kind::Person(PersonName {

@@ -928,6 +928,7 @@ fn released_subjects(alert: &crate::proto::v1::Alert, chosen: &ReleaseFields) ->
         .subjects
         .iter()
         .map(|s| Subject {
+            profile: None,
             role: s.role,
             identifiers: s
                 .identifiers

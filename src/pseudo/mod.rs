@@ -239,6 +239,7 @@ mod tests {
 
     fn subject(kinds: Vec<Kind>) -> Subject {
         Subject {
+            profile: None,
             role: 0,
             identifiers: kinds
                 .into_iter()

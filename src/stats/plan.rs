@@ -130,6 +130,8 @@ pub enum TableKind {
     Indicators,
     CrossAgency,
     Clusters,
+    Victims,
+    Recruitment,
 }
 
 impl TableKind {
@@ -139,6 +141,8 @@ impl TableKind {
             StatisticsTableKind::Indicators => Some(Self::Indicators),
             StatisticsTableKind::CrossAgency => Some(Self::CrossAgency),
             StatisticsTableKind::Clusters => Some(Self::Clusters),
+            StatisticsTableKind::Victims => Some(Self::Victims),
+            StatisticsTableKind::Recruitment => Some(Self::Recruitment),
             StatisticsTableKind::Unspecified => None,
         }
     }
@@ -148,6 +152,12 @@ impl TableKind {
         Self::from_proto(kind).map_or("unknown", Self::as_str)
     }
 
+    /// Whether a case may count in several cells (a 0/1 vector, Prio3SumVec)
+    /// rather than in one (a histogram bucket).
+    pub fn multi_select(self) -> bool {
+        matches!(self, Self::Indicators | Self::Recruitment)
+    }
+
     /// The name a plan file and the command line use.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -155,6 +165,8 @@ impl TableKind {
             Self::Indicators => "indicators",
             Self::CrossAgency => "cross-agency",
             Self::Clusters => "clusters",
+            Self::Victims => "victims",
+            Self::Recruitment => "recruitment",
         }
     }
 
@@ -165,6 +177,8 @@ impl TableKind {
             Self::Indicators,
             Self::CrossAgency,
             Self::Clusters,
+            Self::Victims,
+            Self::Recruitment,
         ]
         .into_iter()
         .find(|k| k.as_str() == name)
@@ -177,6 +191,8 @@ impl TableKind {
             Self::Indicators => StatisticsTableKind::Indicators,
             Self::CrossAgency => StatisticsTableKind::CrossAgency,
             Self::Clusters => StatisticsTableKind::Clusters,
+            Self::Victims => StatisticsTableKind::Victims,
+            Self::Recruitment => StatisticsTableKind::Recruitment,
         }
     }
 }

@@ -2,7 +2,6 @@
 //! plan's minimum suppressed, and the bound the noise stays within (for
 //! the tests, and for the "± n" a table shows).
 
-use super::plan::TableKind;
 use super::tables::Shape;
 
 /// The published cells of `shape` from the combined sums `noisy` (the
@@ -20,9 +19,10 @@ pub fn cells(shape: &Shape, noisy: &[i128], min_cell: u32) -> Vec<Option<u64>> {
 /// prio's `dp` module calibrates its noise to (a histogram: one bucket
 /// down, another up; a bit vector: every bit may flip).
 pub fn sensitivity(shape: &Shape) -> u32 {
-    match shape.kind {
-        TableKind::Indicators => u32::try_from(shape.cells()).unwrap_or(u32::MAX),
-        _ => 2,
+    if shape.kind.multi_select() {
+        u32::try_from(shape.cells()).unwrap_or(u32::MAX)
+    } else {
+        2
     }
 }
 
@@ -41,6 +41,7 @@ pub fn noise_bound(shape: &Shape, epsilon_milli: u32, failure: f64) -> f64 {
 mod tests {
     use super::*;
     use crate::ids::CountryCode;
+    use crate::stats::plan::TableKind;
 
     #[test]
     fn cells_below_the_minimum_and_negative_ones_are_suppressed() {

@@ -14,6 +14,7 @@ use crate::ids::{AgencyId, AlertId, CountryCode};
 use crate::proto::v1::{Category, Indicator};
 
 use super::plan::TableKind;
+use super::victim::{self, RECRUITMENT, Victim};
 
 /// The forms of exploitation, in their column order.
 const CATEGORIES: [(Category, &str); 7] = [
@@ -43,6 +44,8 @@ pub struct Case {
     /// Other agencies' alerts this one is linked to by a hit (exact,
     /// likely or confirmed; a pair reviewed as a false positive is not).
     pub linked: Vec<AlertId>,
+    /// Its first potential victim, if it names one.
+    pub victim: Option<Victim>,
 }
 
 /// What one case adds to one table.
@@ -81,6 +84,11 @@ impl Shape {
                 vec!["cases".to_owned()],
             ),
             TableKind::CrossAgency => (country_rows(), vec!["cases".to_owned()]),
+            TableKind::Victims => (country_rows(), victim::columns()),
+            TableKind::Recruitment => (
+                RECRUITMENT.iter().map(|(_, n)| (*n).to_owned()).collect(),
+                vec!["cases".to_owned()],
+            ),
             TableKind::Clusters => (
                 SIZES.iter().map(|(_, n)| format!("{n} alerts")).collect(),
                 AGENCIES
@@ -104,17 +112,19 @@ impl Shape {
     /// The length of a measurement: the cells, and for a histogram the
     /// *none* bucket after them.
     pub fn measurement_len(&self) -> usize {
-        match self.kind {
-            TableKind::Indicators => self.cells(),
-            _ => self.cells() + 1,
+        if self.kind.multi_select() {
+            self.cells()
+        } else {
+            self.cells() + 1
         }
     }
 
     /// What adds nothing: padding, and a case that does not count.
     pub fn none(&self) -> Measurement {
-        match self.kind {
-            TableKind::Indicators => Measurement::Bits(vec![false; self.cells()]),
-            _ => Measurement::Bucket(self.cells()),
+        if self.kind.multi_select() {
+            Measurement::Bits(vec![false; self.cells()])
+        } else {
+            Measurement::Bucket(self.cells())
         }
     }
 
@@ -124,7 +134,7 @@ impl Shape {
         if !counted {
             return self.none();
         }
-        let row_of_country = || match case.country {
+        let row_of_country = |country: Option<CountryCode>| match country {
             None => countries.len() + 1,
             Some(c) => countries.binary_search(&c).unwrap_or(countries.len()),
         };
@@ -135,7 +145,7 @@ impl Shape {
                     .iter()
                     .position(|(c, _)| *c == case.category)
                     .expect("every category has a column");
-                Measurement::Bucket(cell(row_of_country(), column))
+                Measurement::Bucket(cell(row_of_country(case.country), column))
             }
             TableKind::Indicators => Measurement::Bits(
                 indicators()
@@ -143,7 +153,20 @@ impl Shape {
                     .collect(),
             ),
             TableKind::CrossAgency if case.linked.is_empty() => self.none(),
-            TableKind::CrossAgency => Measurement::Bucket(cell(row_of_country(), 0)),
+            TableKind::CrossAgency => Measurement::Bucket(cell(row_of_country(case.country), 0)),
+            TableKind::Victims => match &case.victim {
+                Some(v) => Measurement::Bucket(cell(row_of_country(v.citizenship), v.column())),
+                None => self.none(),
+            },
+            TableKind::Recruitment => match &case.victim {
+                Some(v) => Measurement::Bits(
+                    RECRUITMENT
+                        .iter()
+                        .map(|(m, _)| v.recruitment.contains(m))
+                        .collect(),
+                ),
+                None => self.none(),
+            },
             TableKind::Clusters => match cluster_cell(case) {
                 Some((row, column)) => Measurement::Bucket(cell(row, column)),
                 None => self.none(),
@@ -234,6 +257,7 @@ mod tests {
             category: Category::LabourExploitation,
             indicators: vec![Indicator::Deception, Indicator::DebtBondage],
             linked,
+            victim: None,
         }
     }
 
@@ -274,6 +298,50 @@ mod tests {
             .map(|i| indicators.rows[i].as_str())
             .collect();
         assert_eq!(ones, ["deception", "debt bondage"]);
+    }
+
+    #[test]
+    fn a_case_counts_its_victim_once_and_a_case_without_one_nowhere() {
+        use crate::proto::v1::{AgeBand, Gender, RecruitmentMethod};
+        let countries = [CountryCode::new("RO").unwrap()];
+        let mut c = case(id("ngo", 1), vec![]);
+        let victims = Shape::of(TableKind::Victims, &countries);
+        let recruitment = Shape::of(TableKind::Recruitment, &countries);
+        for shape in [&victims, &recruitment] {
+            assert_eq!(shape.measure(&c, true, &countries), shape.none());
+        }
+        c.victim = Some(Victim {
+            citizenship: Some(countries[0]),
+            gender: Gender::Male,
+            age: AgeBand::AgeBand017,
+            recruitment: vec![RecruitmentMethod::Family, RecruitmentMethod::Abduction],
+        });
+        // Row RO (0); column male (1) × 0-17 (0) of 6 bands.
+        let Measurement::Bucket(b) = victims.measure(&c, true, &countries) else {
+            panic!("victims are a histogram")
+        };
+        assert_eq!((victims.columns.len(), b), (24, 6));
+        assert_eq!(victims.columns[b], "male, 0-17");
+        let Measurement::Bits(bits) = recruitment.measure(&c, true, &countries) else {
+            panic!("recruitment is bits")
+        };
+        let ones: Vec<&str> = (0..bits.len())
+            .filter(|i| bits[*i])
+            .map(|i| recruitment.rows[i].as_str())
+            .collect();
+        assert_eq!(ones, ["family", "abduction"]);
+        // Citizenship of no row of its own, and none at all.
+        c.victim.as_mut().unwrap().citizenship = Some(CountryCode::new("UA").unwrap());
+        assert_eq!(
+            victims.measure(&c, true, &countries),
+            Measurement::Bucket(24 + 6)
+        );
+        c.victim.as_mut().unwrap().citizenship = None;
+        assert_eq!(
+            victims.measure(&c, true, &countries),
+            Measurement::Bucket(48 + 6)
+        );
+        assert_eq!(victims.measure(&c, false, &countries), victims.none());
     }
 
     #[test]

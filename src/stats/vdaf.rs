@@ -19,7 +19,6 @@ use prio::vdaf::prio3::{Prio3Histogram, Prio3SumVec};
 use prio::vdaf::{Aggregatable, Aggregator, AggregatorWithNoise, Client, Collector};
 
 use super::tables::{Measurement, Shape};
-use crate::stats::plan::TableKind;
 
 /// Bytes of the verification key the two aggregators share (and no member
 /// knows: it is chosen after the reports are in).
@@ -105,9 +104,10 @@ impl TableVdaf {
     pub fn new(shape: &Shape) -> Result<Self, VdafError> {
         let len = shape.measurement_len();
         let chunk = len.isqrt().max(1);
-        let inner = match shape.kind {
-            TableKind::Indicators => Inner::Bits(Prio3SumVec::new_sum_vec(2, 1, len, chunk)?),
-            _ => Inner::Histogram(Prio3Histogram::new_histogram(2, len, chunk)?),
+        let inner = if shape.kind.multi_select() {
+            Inner::Bits(Prio3SumVec::new_sum_vec(2, 1, len, chunk)?)
+        } else {
+            Inner::Histogram(Prio3Histogram::new_histogram(2, len, chunk)?)
         };
         Ok(Self { inner, len })
     }
@@ -358,6 +358,7 @@ where
 mod tests {
     use super::*;
     use crate::ids::CountryCode;
+    use crate::stats::plan::TableKind;
     use proptest::prelude::*;
 
     fn run(vdaf: &TableVdaf, ms: &[Measurement]) -> (Vec<i128>, usize) {
@@ -507,12 +508,15 @@ mod tests {
             TableKind::Exploitation,
             TableKind::Indicators,
             TableKind::Clusters,
+            TableKind::Victims,
+            TableKind::Recruitment,
         ] {
             let shape = shape(kind);
             let vdaf = TableVdaf::new(&shape).unwrap();
-            let some = match kind {
-                TableKind::Indicators => Measurement::Bits(vec![true; shape.measurement_len()]),
-                _ => Measurement::Bucket(0),
+            let some = if kind.multi_select() {
+                Measurement::Bits(vec![true; shape.measurement_len()])
+            } else {
+                Measurement::Bucket(0)
             };
             let r = vdaf.shard(b"any", &some).unwrap();
             let got = [

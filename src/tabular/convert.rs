@@ -603,7 +603,11 @@ impl Row<'_, '_> {
             self.note(path, col);
             identifiers.push(id);
         }
-        Some(Subject { role, identifiers })
+        Some(Subject {
+            role,
+            identifiers,
+            profile: None,
+        })
     }
 
     /// The subject's name and date of birth, as one person identifier.

@@ -433,6 +433,7 @@ mod tests {
         let alert = Alert {
             content: Some(AlertContent::default()),
             subjects: vec![Subject {
+                profile: None,
                 role: 1,
                 identifiers: vec![Identifier {
                     kind: Some(Kind::Phone(Phone {
@@ -562,6 +563,7 @@ mod tests {
                             })
                         }));
                         (!ids.is_empty()).then(|| Subject {
+                            profile: None,
                             role,
                             identifiers: ids
                                 .into_iter()

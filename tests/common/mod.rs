@@ -597,6 +597,7 @@ pub fn sample_draft(narrative: &str) -> AlertDraft {
                     })),
                 },
             ],
+            profile: None,
         }],
         ..Default::default()
     }

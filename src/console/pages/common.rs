@@ -14,7 +14,8 @@ use crate::handling;
 use crate::proto::v1::alert_service_server::AlertService;
 use crate::proto::v1::identifier::Kind;
 use crate::proto::v1::{
-    AlertContent, DisclosureCase, DisclosureState, HandlingCode, Hit, Subject, WatchHitsRequest,
+    AlertContent, DisclosureCase, DisclosureState, HandlingCode, Hit, Subject, VictimProfile,
+    WatchHitsRequest,
 };
 
 pub fn date_bound(
@@ -124,6 +125,51 @@ pub fn content_facts(content: &AlertContent) -> Vec<(String, String)> {
 }
 
 pub fn subject_view(s: &Subject) -> SubjectView {
+    let mut view = identifiers_view(s);
+    if let Some(p) = &s.profile {
+        view.identifiers.extend(profile_rows(p));
+    }
+    view
+}
+
+/// A victim profile as rows after the identifiers, in the statistics'
+/// words; what is not stated is left out.
+fn profile_rows(p: &VictimProfile) -> Vec<IdentifierRow> {
+    use crate::stats::victim::{AGE_BANDS, GENDERS, RECRUITMENT};
+    let gender = GENDERS
+        .iter()
+        .find(|(g, _)| *g as i32 == p.gender && p.gender != 0);
+    let age = AGE_BANDS
+        .iter()
+        .find(|(a, _, _)| *a as i32 == p.age_band && p.age_band != 0);
+    let recruited: Vec<&str> = RECRUITMENT
+        .iter()
+        .filter(|(m, _)| p.recruitment.contains(&(*m as i32)))
+        .map(|(_, label)| *label)
+        .collect();
+    [
+        ("Gender", gender.map(|(_, l)| (*l).to_owned())),
+        (
+            "Citizenship",
+            Some(p.citizenship.clone()).filter(|c| !c.is_empty()),
+        ),
+        ("Age when it began", age.map(|(_, l, _)| (*l).to_owned())),
+        (
+            "Recruited through",
+            Some(recruited.join(", ")).filter(|r| !r.is_empty()),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(kind, value)| {
+        value.map(|value| IdentifierRow {
+            kind: kind.into(),
+            value,
+        })
+    })
+    .collect()
+}
+
+fn identifiers_view(s: &Subject) -> SubjectView {
     SubjectView {
         role: label(s.role().as_str_name(), "SUBJECT_ROLE_"),
         identifiers: s

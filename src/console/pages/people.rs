@@ -5,12 +5,14 @@
 //! caseworker adds (up to [`MAX_BLOCKS`]). A person's name and one
 //! identity document stay structured fields.
 
-use super::form::FormState;
+use super::form::{Choice, FormState};
 use crate::proto::v1::identifier::Kind;
 use crate::proto::v1::{
-    AdvertUrl, Alert, CryptoWallet, DocumentType, Email, Iban, Identifier, IdentityDocument,
-    OnlineHandle, PersonName, Phone, Subject, SubjectRole, VehiclePlate,
+    AdvertUrl, AgeBand, Alert, CryptoWallet, DocumentType, Email, Gender, Iban, Identifier,
+    IdentityDocument, OnlineHandle, PersonName, Phone, RecruitmentMethod, Subject, SubjectRole,
+    VehiclePlate, VictimProfile,
 };
+use crate::stats::victim::{AGE_BANDS, GENDERS, RECRUITMENT};
 
 /// Blocks the form shows at least (empty ones are left out of the draft).
 pub const MIN_BLOCKS: usize = 2;
@@ -149,9 +151,77 @@ pub fn subject_of(form: &mut FormState, block: usize, index: usize) -> Option<Su
     form.map_path(path.clone(), &input(block, "role"));
     form.map_path(format!("{path}.role"), &input(block, "role"));
     Some(Subject {
+        profile: profile_of(form, block, &format!("{path}.profile")),
         role: role as i32,
         identifiers,
     })
+}
+
+/// The victim profile typed into block `block` (none when every input of
+/// it is empty); the node says which part is wrong, at `at`.
+fn profile_of(form: &mut FormState, block: usize, at: &str) -> Option<VictimProfile> {
+    use super::common::chosen;
+    let gender = chosen(form, &input(block, "gender"), Gender::from_str_name);
+    let age_band = chosen(form, &input(block, "age_band"), AgeBand::from_str_name);
+    let citizenship = form.value(&input(block, "citizenship")).to_uppercase();
+    let recruitment: Vec<i32> = form
+        .values(&input(block, "recruitment"))
+        .into_iter()
+        .filter_map(RecruitmentMethod::from_str_name)
+        .map(|m| m as i32)
+        .collect();
+    let profile = VictimProfile {
+        gender: gender as i32,
+        citizenship,
+        age_band: age_band as i32,
+        recruitment,
+    };
+    if profile == VictimProfile::default() {
+        return None;
+    }
+    // "Only a potential victim has a profile" belongs next to the role.
+    form.map_path(at.to_owned(), &input(block, "role"));
+    for field in ["gender", "citizenship", "age_band", "recruitment"] {
+        form.map_path(format!("{at}.{field}"), &input(block, field));
+    }
+    Some(profile)
+}
+
+/// The choices of the profile's inputs, labelled as the statistics
+/// publish them (so a caseworker sees the cell a case will count in).
+pub fn genders() -> Vec<Choice> {
+    let named = GENDERS.iter().map(|(g, label)| (g.as_str_name(), *label));
+    choices_of(named)
+}
+
+/// See [`genders`].
+pub fn age_bands() -> Vec<Choice> {
+    choices_of(
+        AGE_BANDS
+            .iter()
+            .map(|(a, label, _)| (a.as_str_name(), *label)),
+    )
+}
+
+/// See [`genders`].
+pub fn recruitment_methods() -> Vec<Choice> {
+    choices_of(
+        RECRUITMENT
+            .iter()
+            .map(|(m, label)| (m.as_str_name(), *label)),
+    )
+}
+
+/// Choices from (wire name, label), the unspecified value left out (the
+/// empty option stands for it).
+fn choices_of<'a>(named: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<Choice> {
+    named
+        .filter(|(wire, _)| !wire.ends_with("UNSPECIFIED"))
+        .map(|(wire, label)| Choice {
+            value: wire.to_owned(),
+            label: label.to_owned(),
+        })
+        .collect()
 }
 
 /// The identifiers typed into block `block`, which the node names at
@@ -322,6 +392,24 @@ pub fn fill(f: &mut FormState, subjects: &[Subject]) {
                 f.set(&name(field), values.join("\n"));
             }
         }
+        if let Some(p) = &s.profile {
+            fill_profile(f, block, p);
+        }
+    }
+}
+
+/// The profile inputs of block `block`.
+fn fill_profile(f: &mut FormState, block: usize, p: &VictimProfile) {
+    let set_enum = |f: &mut FormState, field: &str, wire: &str| {
+        if !wire.ends_with("UNSPECIFIED") {
+            f.set(&input(block, field), wire.to_owned());
+        }
+    };
+    set_enum(f, "gender", p.gender().as_str_name());
+    set_enum(f, "age_band", p.age_band().as_str_name());
+    f.set(&input(block, "citizenship"), p.citizenship.clone());
+    for m in p.recruitment() {
+        f.push(&input(block, "recruitment"), m.as_str_name().to_owned());
     }
 }
 
@@ -331,6 +419,7 @@ mod tests {
 
     fn subject(ids: Vec<Kind>) -> Subject {
         Subject {
+            profile: None,
             role: SubjectRole::SuspectedTrafficker as i32,
             identifiers: ids
                 .into_iter()
@@ -384,13 +473,20 @@ mod tests {
                 url: "https://ads.example/job?id=1".into(),
             }),
         ]);
-        let subjects = vec![
-            s.clone(),
-            subject(vec![Kind::Email(Email {
-                address: "b@example.org".into(),
-            })]),
-            s.clone(),
-        ];
+        let mut victim = subject(vec![Kind::Email(Email {
+            address: "b@example.org".into(),
+        })]);
+        victim.role = SubjectRole::PotentialVictim as i32;
+        victim.profile = Some(VictimProfile {
+            gender: Gender::Female as i32,
+            citizenship: "UA".into(),
+            age_band: AgeBand::AgeBand017 as i32,
+            recruitment: vec![
+                RecruitmentMethod::SocialMedia as i32,
+                RecruitmentMethod::Family as i32,
+            ],
+        });
+        let subjects = vec![s.clone(), victim, s.clone()];
         let mut f = FormState::default();
         fill(&mut f, &subjects);
         assert_eq!(blocks_posted(&f), 4, "one empty block to add a person in");
@@ -399,6 +495,16 @@ mod tests {
             .collect();
         assert!(!f.has_errors());
         assert_eq!(back, subjects);
+    }
+
+    #[test]
+    fn a_profile_is_kept_only_when_something_of_it_is_given() {
+        let mut f = FormState::default();
+        f.set("s0_phones", "+40 744 555 012");
+        assert_eq!(subject_of(&mut f, 0, 0).unwrap().profile, None);
+        f.set("s0_citizenship", "ro");
+        let p = subject_of(&mut f, 0, 0).unwrap().profile.unwrap();
+        assert_eq!((p.citizenship.as_str(), p.gender), ("RO", 0));
     }
 
     #[test]
