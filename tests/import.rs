@@ -100,6 +100,7 @@ fn htcds_workbook(path: &Path, rows: &[Vec<Cell>]) {
         "hte_City",
         "hte_Description",
         "prs_Gender",
+        "vic_MethodOfRecruitment",
     ];
     let mut wb = Workbook::new();
     let sheet = wb.add_worksheet().set_name("Case Sheet").unwrap();
@@ -165,6 +166,7 @@ async fn an_htcds_workbook_imports_field_by_field() {
                 Text("Rotterdam"),
                 Text("Recruited online, held in a flat"),
                 Text("Female"),
+                Text("Online advertisement; Intimate partner;Unknown"),
             ],
             // A partial date of birth typed as a number (a year), and one
             // typed as month/year text.
@@ -233,6 +235,21 @@ async fn an_htcds_workbook_imports_field_by_field() {
     assert_eq!(c.narrative, "Recruited online, held in a flat");
     assert_eq!(a.subjects.len(), 1);
     assert_eq!(a.subjects[0].role, SubjectRole::PotentialVictim as i32);
+    // The victim's profile, for the statistics: citizenship by name,
+    // recruitment several a cell ("Unknown" mapped to ignore).
+    let profile = a.subjects[0].profile.clone().unwrap();
+    assert_eq!(
+        profile,
+        casebridge::proto::v1::VictimProfile {
+            gender: casebridge::proto::v1::Gender::Female as i32,
+            citizenship: "RO".into(),
+            age_band: 0,
+            recruitment: vec![
+                casebridge::proto::v1::RecruitmentMethod::OnlineAdvert as i32,
+                casebridge::proto::v1::RecruitmentMethod::IntimatePartner as i32,
+            ],
+        }
+    );
     let ids = kinds(&a, 0);
     let Kind::Person(p) = &ids[0] else {
         panic!("{ids:?}")
@@ -269,6 +286,7 @@ async fn an_htcds_workbook_imports_field_by_field() {
         panic!()
     };
     assert_eq!(p.date_of_birth, "1985", "a year typed as a number");
+    assert_eq!(b.subjects[0].profile, None, "no profile cell filled");
     let c3 = alert_of(&mut police, "htcds", "3").await;
     assert_eq!(
         c3.content.as_ref().unwrap().category,

@@ -13,7 +13,7 @@ use super::{column_letter, column_number};
 use crate::proto::v1::identifier::Kind;
 use crate::proto::v1::{
     AlertContent, AlertDraft, Email, Iban, Identifier, IdentityDocument, Location, OnlineHandle,
-    PersonName, Phone, Subject, TimeWindow,
+    PersonName, Phone, Subject, SubjectRole, TimeWindow, VictimProfile,
 };
 
 /// A problem with one row, at a column when one is to blame. `message`
@@ -347,6 +347,9 @@ impl Row<'_, '_> {
             EnumKind::Tlp => &maps.tlp,
             EnumKind::HandlingCode => &maps.handling_code,
             EnumKind::Role => &maps.role,
+            EnumKind::Gender => &maps.gender,
+            EnumKind::AgeBand => &maps.age_band,
+            EnumKind::Recruitment => &maps.recruitment,
             EnumKind::SourceReliability | EnumKind::InformationAccuracy => &maps.none,
             EnumKind::Document => {
                 return kind.parse(text).or_else(|| {
@@ -603,11 +606,52 @@ impl Row<'_, '_> {
             self.note(path, col);
             identifiers.push(id);
         }
+        let profile = if role == SubjectRole::PotentialVictim as i32 {
+            self.profile(s, &format!("{base}.profile"))
+        } else {
+            None
+        };
         Some(Subject {
             role,
             identifiers,
-            profile: None,
+            profile,
         })
+    }
+
+    /// A potential victim's profile from its columns; `None` when they are
+    /// all empty (or the mapping names none).
+    fn profile(&mut self, s: &super::mapping::SubjectColumns, at: &str) -> Option<VictimProfile> {
+        let gender = self.enum_field(EnumKind::Gender, &s.gender, None, &format!("{at}.gender"));
+        let age_band = self.enum_field(
+            EnumKind::AgeBand,
+            &s.age_band,
+            None,
+            &format!("{at}.age_band"),
+        );
+        let citizenship = match self.first(&s.citizenship) {
+            Some((col, text)) => {
+                let text = text.to_owned();
+                self.note(format!("{at}.citizenship"), col);
+                self.country(col, &text).unwrap_or_default()
+            }
+            None => String::new(),
+        };
+        let mut recruitment = Vec::new();
+        for (col, text) in self.all(&s.recruitment) {
+            if let Some(v) = self.enum_of(EnumKind::Recruitment, col, &text)
+                && !recruitment.contains(&v)
+            {
+                self.note(format!("{at}.recruitment[{}]", recruitment.len()), col);
+                recruitment.push(v);
+            }
+        }
+        let profile = VictimProfile {
+            gender,
+            citizenship,
+            age_band,
+            recruitment,
+        };
+        (profile != VictimProfile::default()).then_some(profile)
     }
 
     /// The subject's name and date of birth, as one person identifier.

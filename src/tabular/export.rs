@@ -13,12 +13,13 @@ use thiserror::Error;
 
 use crate::proto::v1::identifier::Kind;
 use crate::proto::v1::{
-    Alert, Category, Confidence, DocumentType, HandlingCode, Indicator, InformationAccuracy,
-    Severity, SourceReliability, Subject, SubjectRole, Tlp,
+    AgeBand, Alert, Category, Confidence, DocumentType, Gender, HandlingCode, Indicator,
+    InformationAccuracy, RecruitmentMethod, Severity, SourceReliability, Subject, SubjectRole, Tlp,
+    VictimProfile,
 };
 
 /// The columns of a CSV or XLSX export, in order.
-pub const COLUMNS: [&str; 43] = [
+pub const COLUMNS: [&str; 51] = [
     "cb_AlertId",
     "cb_Origin",
     "cb_Version",
@@ -63,12 +64,24 @@ pub const COLUMNS: [&str; 43] = [
     // This agency's own reference and title (its own alerts only).
     "cb_CaseReference",
     "cb_Title",
+    // Each subject's victim profile (exports before 0.5 lack these).
+    "prs_Gender",
+    "prs_Citizenship",
+    "cb_AgeBand",
+    "vic_MethodOfRecruitment",
+    "cb_Subject2Gender",
+    "cb_Subject2Citizenship",
+    "cb_Subject2AgeBand",
+    "cb_Subject2Recruitment",
 ];
 
 /// Where the flags and local fields sit in a row.
 const RETRACTED: usize = 40;
 const CASE_REFERENCE: usize = 41;
 const TITLE: usize = 42;
+/// Where the subjects' profiles start, and the columns one takes.
+const FIRST_PROFILE: usize = 43;
+const PROFILE_COLUMNS: usize = 4;
 
 /// The columns one subject takes.
 const SUBJECT_COLUMNS: usize = 10;
@@ -165,8 +178,29 @@ pub fn row_of(alert: &Alert) -> (Vec<String>, bool) {
     for (i, s) in alert.subjects.iter().take(2).enumerate() {
         let at = FIRST_SUBJECT + i * SUBJECT_COLUMNS;
         whole &= subject_cells(s, &mut row[at..at + SUBJECT_COLUMNS]);
+        if let Some(p) = &s.profile {
+            let at = FIRST_PROFILE + i * PROFILE_COLUMNS;
+            profile_cells(p, &mut row[at..at + PROFILE_COLUMNS]);
+        }
     }
     (row, whole)
+}
+
+/// A victim profile's cells: gender, citizenship, age band, recruitment.
+fn profile_cells(p: &VictimProfile, cells: &mut [String]) {
+    cells[0] = enum_name(p.gender, "GENDER_", |e: Gender| e.as_str_name());
+    cells[1] = p.citizenship.clone();
+    cells[2] = enum_name(p.age_band, "AGE_BAND_", |e: AgeBand| e.as_str_name());
+    cells[3] = p
+        .recruitment
+        .iter()
+        .map(|m| {
+            enum_name(*m, "RECRUITMENT_METHOD_", |e: RecruitmentMethod| {
+                e.as_str_name()
+            })
+        })
+        .collect::<Vec<_>>()
+        .join(";");
 }
 
 /// A subject's cells; whether they hold all of it.
@@ -531,10 +565,16 @@ mod tests {
                     "[A-Z0-9]{6,9}",
                     prop_oneof![Just("NL"), Just("RO")],
                 )),
+                (
+                    0..=3i32,
+                    prop_oneof![Just(""), Just("RO"), Just("UA")],
+                    0..=5i32,
+                    proptest::sample::subsequence((1..=9i32).collect::<Vec<_>>(), 0..=3),
+                ),
             )
                 .prop_filter_map(
                     "a subject has an identifier",
-                    |(role, person, phones, emails, iban, doc)| {
+                    |(role, person, phones, emails, iban, doc, profile)| {
                         let mut ids = Vec::new();
                         if let Some((g, f, d)) = person {
                             ids.push(Kind::Person(PersonName {
@@ -562,8 +602,17 @@ mod tests {
                                 issuing_country: c.into(),
                             })
                         }));
+                        let (gender, citizenship, age_band, recruitment) = profile;
+                        // Only a potential victim has one; all empty is none.
+                        let profile = Some(VictimProfile {
+                            gender,
+                            citizenship: citizenship.into(),
+                            age_band,
+                            recruitment,
+                        })
+                        .filter(|p| role == 1 && *p != VictimProfile::default());
                         (!ids.is_empty()).then(|| Subject {
-                            profile: None,
+                            profile,
                             role,
                             identifiers: ids
                                 .into_iter()

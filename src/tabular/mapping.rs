@@ -13,8 +13,8 @@ use toml::Spanned;
 
 use crate::policy::cases::enum_value;
 use crate::proto::v1::{
-    Category, Confidence, DocumentType, HandlingCode, Indicator, InformationAccuracy, Severity,
-    SourceReliability, SubjectRole, Tlp,
+    AgeBand, Category, Confidence, DocumentType, Gender, HandlingCode, Indicator,
+    InformationAccuracy, RecruitmentMethod, Severity, SourceReliability, SubjectRole, Tlp,
 };
 
 /// The built-in mappings, by the name `--mapping` and `--print-mapping`
@@ -210,6 +210,14 @@ pub struct SubjectColumns {
     pub document: Option<DocumentColumns>,
     #[serde(default)]
     pub handles: Vec<HandleColumns>,
+    /// A potential victim's profile, for the federated statistics (read
+    /// only when the row's role for this subject is potential victim: the
+    /// profile of anyone else is not kept).
+    pub gender: Option<Columns>,
+    pub citizenship: Option<Columns>,
+    pub age_band: Option<Columns>,
+    /// Several values a cell: all of them.
+    pub recruitment: Option<Columns>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -252,6 +260,12 @@ pub struct Values {
     pub handling_code: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
     pub role: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub gender: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub age_band: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub recruitment: BTreeMap<String, Spanned<String>>,
     /// Cell text → ISO 3166-1 alpha-2 (names the reader does not know).
     #[serde(default)]
     pub country: BTreeMap<String, Spanned<String>>,
@@ -273,6 +287,9 @@ pub enum EnumKind {
     Document,
     SourceReliability,
     InformationAccuracy,
+    Gender,
+    AgeBand,
+    Recruitment,
 }
 
 impl EnumKind {
@@ -288,6 +305,9 @@ impl EnumKind {
             Self::Document => "document type",
             Self::SourceReliability => "source_reliability",
             Self::InformationAccuracy => "information_accuracy",
+            Self::Gender => "gender",
+            Self::AgeBand => "age_band",
+            Self::Recruitment => "recruitment",
         }
     }
 
@@ -330,6 +350,15 @@ impl EnumKind {
                 &name,
                 |n| InformationAccuracy::from_str_name(n).map(|v| v as i32),
             ),
+            Self::Gender => enum_value("gender", "GENDER_", &name, |n| {
+                Gender::from_str_name(n).map(|v| v as i32)
+            }),
+            Self::AgeBand => enum_value("age_band", "AGE_BAND_", &name, |n| {
+                AgeBand::from_str_name(n).map(|v| v as i32)
+            }),
+            Self::Recruitment => enum_value("recruitment", "RECRUITMENT_METHOD_", &name, |n| {
+                RecruitmentMethod::from_str_name(n).map(|v| v as i32)
+            }),
         };
         r.ok().filter(|v| *v != 0)
     }
@@ -356,6 +385,9 @@ impl EnumKind {
                     Self::InformationAccuracy => {
                         InformationAccuracy::try_from(v).ok()?.as_str_name()
                     }
+                    Self::Gender => Gender::try_from(v).ok()?.as_str_name(),
+                    Self::AgeBand => AgeBand::try_from(v).ok()?.as_str_name(),
+                    Self::Recruitment => RecruitmentMethod::try_from(v).ok()?.as_str_name(),
                 };
                 let prefix = match self {
                     Self::Category => "CATEGORY_",
@@ -368,6 +400,9 @@ impl EnumKind {
                     Self::Document => "DOCUMENT_TYPE_",
                     Self::SourceReliability => "SOURCE_RELIABILITY_",
                     Self::InformationAccuracy => "INFORMATION_ACCURACY_",
+                    Self::Gender => "GENDER_",
+                    Self::AgeBand => "AGE_BAND_",
+                    Self::Recruitment => "RECRUITMENT_METHOD_",
                 };
                 Some(strip(full, prefix))
             })
@@ -471,6 +506,10 @@ impl Loaded {
                     &s.phones,
                     &s.emails,
                     &s.ibans,
+                    &s.gender,
+                    &s.citizenship,
+                    &s.age_band,
+                    &s.recruitment,
                 ]
                 .into_iter()
                 .flatten(),
@@ -585,9 +624,20 @@ impl Checker<'_> {
             (EnumKind::Tlp, &vals.tlp),
             (EnumKind::HandlingCode, &vals.handling_code),
             (EnumKind::Role, &vals.role),
+            (EnumKind::Gender, &vals.gender),
+            (EnumKind::AgeBand, &vals.age_band),
+            (EnumKind::Recruitment, &vals.recruitment),
         ] {
             for v in map.values() {
-                self.enum_value(kind, v, kind == EnumKind::Indicator)?;
+                // A profile value no code fits ("unknown") is left out.
+                let may_ignore = matches!(
+                    kind,
+                    EnumKind::Indicator
+                        | EnumKind::Recruitment
+                        | EnumKind::Gender
+                        | EnumKind::AgeBand
+                );
+                self.enum_value(kind, v, may_ignore)?;
             }
         }
         for v in vals.country.values() {
@@ -672,6 +722,11 @@ mod tests {
             "{e}"
         );
         assert!(e.ends_with(", or ignore"), "{e}");
+        let e = parse(&format!("{base}[values.age_band]\n\"Adult\" = \"18+\"\n")).unwrap_err();
+        assert!(
+            e.starts_with("m.toml:4:11: unknown age_band `18+`: one of 0_17, 18_24"),
+            "{e}"
+        );
         let e = parse(&format!("{base}phone_region = \"nl\"\n")).unwrap_err();
         assert!(e.starts_with("m.toml:3:16:"), "{e}");
         let e = parse(&format!("{base}colour = 1\n")).unwrap_err();
