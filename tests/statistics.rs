@@ -681,6 +681,15 @@ async fn a_share_out_of_range_is_rejected_in_preparation_and_counts_nothing() {
             );
             let ack = p.fed.deliver_one("border", target, env).await.unwrap();
             assert_eq!(ack.status, AckStatus::Stored as i32, "{}", ack.reason);
+            // A chunk that changes the count its first one gave: refused,
+            // so a member cannot stretch what an aggregator keeps of it.
+            seq += 1;
+            let mut more = chunk(vec![share(&reports[0])]);
+            (more.chunk, more.chunks) = (1, 2);
+            let env = envelope(seq, Payload::StatsReports(more));
+            let ack = p.fed.deliver_one("border", target, env).await.unwrap();
+            assert_eq!(ack.status, AckStatus::Rejected as i32);
+            assert!(ack.reason.starts_with("chunks: 2"), "{}", ack.reason);
         }
     }
     // 25 at police and border's 20 honest ones; the six cheats count nowhere.

@@ -17,7 +17,8 @@ use crate::stats::victim::Victim;
 use crate::store::{OutboxItem, StatsChange};
 
 use super::{
-    Analytics, AnalyticsError, CHUNK_BYTES, MAX_REPORTS_PER_CHUNK, PAD_TO, context, label,
+    Analytics, AnalyticsError, CHUNK_BYTES, MAX_REPORTS_PER_CHUNK, MAX_REPORTS_PER_MEMBER, PAD_TO,
+    context, label,
 };
 
 impl Analytics {
@@ -85,6 +86,9 @@ impl Analytics {
         let shape = Shape::of(table.kind, &plan.plan.countries);
         let vdaf = TableVdaf::new(&shape)?;
         let cases = self.cases(period)?;
+        if cases.len() > MAX_REPORTS_PER_MEMBER {
+            return self.too_many(plan, r, cases.len()).await;
+        }
         let ctx = context(self.federation(), plan, r);
         let mut reports = Vec::with_capacity(cases.len().next_multiple_of(PAD_TO));
         for case in &cases {
@@ -122,6 +126,35 @@ impl Analytics {
                 items,
                 events: vec![event],
                 own_chunks,
+            })
+        };
+        Ok(self.store.stats_update(r, change).await?)
+    }
+
+    /// Records, once, that this node has more cases for `r` than an
+    /// aggregator takes from one member: sending part of them would skew
+    /// the table, so it sends none, says so in its audit log, and the
+    /// release goes ahead without it at the deadline.
+    async fn too_many(
+        &self,
+        plan: &PlanInForce,
+        r: &StatsReleaseRef,
+        cases: usize,
+    ) -> Result<bool, AnalyticsError> {
+        let event = Event::new(NODE, Action::StatsContribute, "refused")
+            .object(label(r))
+            .detail("cases", cases)
+            .detail("most", MAX_REPORTS_PER_MEMBER);
+        let contributed_at = crate::time::now_ms() / 1000;
+        let change = |held: Option<StatsReleaseRecord>| {
+            let held = held.unwrap_or_else(|| super::fresh(plan, r));
+            (held.contributed_at == 0).then(|| StatsChange {
+                record: StatsReleaseRecord {
+                    contributed_at,
+                    ..held
+                },
+                events: vec![event],
+                ..StatsChange::default()
             })
         };
         Ok(self.store.stats_update(r, change).await?)

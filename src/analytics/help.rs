@@ -26,6 +26,25 @@ const MAX_MEMBERS: usize = crate::directory::document::MAX_MEMBERS;
 /// Reports a commit may name.
 const MAX_ACCEPTED: usize = 200_000;
 
+/// Whether `key` may verify the reports of `rec`'s release: the first
+/// batch 0 pins the key, and every later call (a leader that restarts
+/// sends batch 0 again) must use it. Prio3's proof hides a measurement
+/// from the aggregators only under one query, so the same reports are
+/// never verified under two keys: a leader that tried could learn more of
+/// each measurement with every key. An honest leader records its key
+/// before its first call, so a restart never needs another.
+fn pinned_key(rec: &StatsReleaseRecord, key: &[u8]) -> Result<(), AnalyticsError> {
+    if rec.verify_key.is_empty() || rec.verify_key == key {
+        Ok(())
+    } else {
+        Err(AnalyticsError::Refused(
+            "verify_key: the release's reports are verified under the key of its first batch, \
+             and never under another"
+                .into(),
+        ))
+    }
+}
+
 impl Analytics {
     /// The leader's batch `req`: this helper's verifier messages for it,
     /// or the members whose reports it does not hold whole (batch 0).
@@ -49,11 +68,7 @@ impl Analytics {
         if rec.own_sum.is_some() {
             return Err(AnalyticsError::Refused("release: already summed".into()));
         }
-        if !rec.verify_key.is_empty() && rec.verify_key != req.verify_key && req.batch != 0 {
-            return Err(AnalyticsError::Refused(
-                "verify_key: not the one of batch 0".into(),
-            ));
-        }
+        pinned_key(&rec, &req.verify_key)?;
         let members = if req.batch == 0 {
             let complete = complete(&self.store.stats_chunk_counts(&r)?);
             let missing: Vec<String> = req
@@ -294,4 +309,19 @@ fn messages(
         out[*i] = m.unwrap_or_default();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_key_is_the_only_key() {
+        let mut rec = StatsReleaseRecord::default();
+        assert!(pinned_key(&rec, &[1; VERIFY_KEY_LEN]).is_ok());
+        rec.verify_key = vec![1; VERIFY_KEY_LEN];
+        assert!(pinned_key(&rec, &[1; VERIFY_KEY_LEN]).is_ok());
+        let refused = pinned_key(&rec, &[2; VERIFY_KEY_LEN]).unwrap_err();
+        assert!(refused.to_string().starts_with("verify_key:"), "{refused}");
+    }
 }

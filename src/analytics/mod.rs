@@ -37,6 +37,12 @@ pub const MAX_REPORTS_PER_CHUNK: usize = 4_096;
 pub const CHUNK_BYTES: usize = 1 << 20;
 /// Chunks one member may send for one release.
 pub const MAX_CHUNKS: u32 = 256;
+/// Reports one member may send for one release (a multiple of
+/// [`PAD_TO`]): far above any agency's cases in a quarter (the whole EU
+/// registers some 10,000 victims a year), and what bounds the shares a
+/// member can make an aggregator keep to a few hundred megabytes per
+/// table and quarter.
+pub const MAX_REPORTS_PER_MEMBER: usize = 65_536;
 /// A member pads its reports to a multiple of this with measurements that
 /// count nothing, so the number it sends says little of its cases.
 pub const PAD_TO: usize = 256;

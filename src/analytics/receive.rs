@@ -9,10 +9,11 @@ use crate::proto::v1::{StatsAggregate, StatsCall, StatsReleaseRecord, StatsRepor
 use crate::stats::publish;
 use crate::stats::tables::Shape;
 use crate::stats::vdaf::{NONCE_LEN, TableVdaf};
-use crate::store::{ApplyOutcome, StatsChange};
+use crate::store::{ChunkOutcome, StatsChange};
 
 use super::{
-    Analytics, AnalyticsError, MAX_CHUNKS, MAX_REPORTS_PER_CHUNK, fresh, label, resolve, spent,
+    Analytics, AnalyticsError, MAX_CHUNKS, MAX_REPORTS_PER_CHUNK, MAX_REPORTS_PER_MEMBER, fresh,
+    label, resolve, spent,
 };
 
 /// What became of an envelope.
@@ -64,10 +65,24 @@ impl Analytics {
             .object(label(&r))
             .detail("chunk", chunk.chunk)
             .detail("reports", chunk.reports.len());
+        let most = MAX_REPORTS_PER_MEMBER;
         Ok(
-            match self.store.stats_put_chunk(from, &chunk, event).await? {
-                ApplyOutcome::Stored => Applied::Stored,
-                ApplyOutcome::Duplicate => Applied::Duplicate,
+            match self
+                .store
+                .stats_put_chunk(from, &chunk, most, event)
+                .await?
+            {
+                ChunkOutcome::Stored => Applied::Stored,
+                ChunkOutcome::Duplicate => Applied::Duplicate,
+                ChunkOutcome::ChunksChanged { said } => Applied::Refused(format!(
+                    "chunks: {}, this member's earlier chunks of {} said {said}",
+                    chunk.chunks,
+                    label(&r)
+                )),
+                ChunkOutcome::OverQuota { held } => Applied::Refused(format!(
+                    "reports: {held} held and {} more, at most {most} a member and release",
+                    chunk.reports.len()
+                )),
             },
         )
     }

@@ -136,7 +136,7 @@ pub use outbox::{OutboxItem, OutboxSummary, Queued};
 pub use restore_keys::Carried;
 pub use retention::{PURGED, expired};
 pub use reviews::{MAX_NOTE_BYTES, ReceivedReview, check_note, is_verdict};
-pub use stats::StatsChange;
+pub use stats::{ChunkOutcome, StatsChange};
 use trees::RELEASE_SETTING;
 pub(crate) use trees::{Counter, Trees};
 pub use trees::{TREES, is_sled_store, is_store};

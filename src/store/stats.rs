@@ -5,8 +5,9 @@
 //! - `r` 0 table 0 period 0 round (u32 BE) → `StatsReleaseRecord`
 //! - `c` 0 table 0 period 0 round 0 member 0 chunk (u32 BE) → `StatsReports`
 //! - `n` 0 table 0 period 0 round 0 member → chunks held, chunks the
-//!   member sends (u32 BE each): kept with each chunk, so asking whose
-//!   reports are whole reads no share
+//!   member sends, reports held (u32 BE each; stores of the 0.5 previews
+//!   lack the third): kept with each chunk, so asking whose reports are
+//!   whole, or whether a member is over its quota, reads no share
 //! - `p` 0 table 0 period 0 round 0 batch (u32 BE) → `StatsPrepared`
 //!
 //! No value here holds a case: shares are random alone, sums are noisy.
@@ -16,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use prost::Message;
 
 use super::engine::Reads;
-use super::{ApplyOutcome, OutboxItem, Store, StoreError, Write, index};
+use super::{OutboxItem, Store, StoreError, Write, index};
 use crate::audit::Event;
 use crate::ids::{AgencyId, AlertId};
 use crate::proto::v1::{
@@ -51,37 +52,90 @@ fn count_key(r: &StatsReleaseRef, member: &AgencyId) -> Vec<u8> {
     k
 }
 
-/// Chunks held and chunks sent, as a count value holds them.
-fn chunk_count(v: &[u8]) -> Result<(u32, u32), StoreError> {
-    let half = |b: &[u8]| u32::from_be_bytes(b.try_into().expect("4 bytes"));
-    match v.len() {
-        8 => Ok((half(&v[..4]), half(&v[4..]))),
-        _ => Err(StoreError::corrupt("stats/count", "not two counts")),
+/// What a count value holds of one member's shares of one release.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Held {
+    chunks: u32,
+    /// The chunks the member said it sends (every chunk says it).
+    sent: u32,
+    reports: u32,
+}
+
+impl Held {
+    fn read(v: &[u8]) -> Result<Self, StoreError> {
+        let word = |i: usize| u32::from_be_bytes(v[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
+        match v.len() {
+            8 => Ok(Self {
+                chunks: word(0),
+                sent: word(1),
+                reports: 0,
+            }),
+            12 => Ok(Self {
+                chunks: word(0),
+                sent: word(1),
+                reports: word(2),
+            }),
+            _ => Err(StoreError::corrupt("stats/count", "not three counts")),
+        }
+    }
+
+    fn bytes(self) -> Vec<u8> {
+        [self.chunks, self.sent, self.reports]
+            .iter()
+            .flat_map(|w| w.to_be_bytes())
+            .collect()
     }
 }
 
-/// Keeps one chunk of `member`'s shares unless it is held already, and
-/// counts it; returns whether it was new.
+/// What became of a chunk of report shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChunkOutcome {
+    Stored,
+    Duplicate,
+    /// The chunk names another total than the member's earlier chunks.
+    ChunksChanged {
+        said: u32,
+    },
+    /// The member's reports would pass the quota it was given.
+    OverQuota {
+        held: u32,
+    },
+}
+
+/// Keeps one chunk of `member`'s shares unless it is held already, or it
+/// breaks the count the member's earlier chunks gave, or it would take the
+/// member past `most_reports`; counts it.
 fn keep_chunk(
     w: &mut Write<'_, '_>,
     r: &StatsReleaseRef,
     member: &AgencyId,
     chunk: &StatsReports,
-) -> Result<bool, StoreError> {
+    most_reports: usize,
+) -> Result<ChunkOutcome, StoreError> {
     let k = chunk_key(r, member, chunk.chunk);
     if w.tx.get(w.t.stats, &k)?.is_some() {
-        return Ok(false);
+        return Ok(ChunkOutcome::Duplicate);
+    }
+    let ck = count_key(r, member);
+    let held = match w.tx.get(w.t.stats, &ck)? {
+        Some(v) => Held::read(&v)?,
+        None => Held::default(),
+    };
+    if held.sent != 0 && held.sent != chunk.chunks {
+        return Ok(ChunkOutcome::ChunksChanged { said: held.sent });
+    }
+    let reports = held.reports as usize + chunk.reports.len();
+    if reports > most_reports {
+        return Ok(ChunkOutcome::OverQuota { held: held.reports });
     }
     w.tx.insert(w.t.stats, k, chunk.encode_to_vec())?;
-    let ck = count_key(r, member);
-    let (held, sent) = match w.tx.get(w.t.stats, &ck)? {
-        Some(v) => chunk_count(&v)?,
-        None => (0, 0),
+    let now = Held {
+        chunks: held.chunks + 1,
+        sent: chunk.chunks,
+        reports: u32::try_from(reports).unwrap_or(u32::MAX),
     };
-    let mut count = (held + 1).to_be_bytes().to_vec();
-    count.extend_from_slice(&sent.max(chunk.chunks).to_be_bytes());
-    w.tx.insert(w.t.stats, ck, count)?;
-    Ok(true)
+    w.tx.insert(w.t.stats, ck, now.bytes())?;
+    Ok(ChunkOutcome::Stored)
 }
 
 fn decode<M: Message + Default>(what: &str, v: &[u8]) -> Result<M, StoreError> {
@@ -140,7 +194,8 @@ impl Store {
             };
             w.tx.insert(w.t.stats, &k, c.record.encode_to_vec())?;
             for (member, chunk) in &c.own_chunks {
-                keep_chunk(w, r, member, chunk)?;
+                // Its own reports: no quota but the contributor's.
+                keep_chunk(w, r, member, chunk, usize::MAX)?;
             }
             for item in &c.items {
                 index::queue(w, item)?;
@@ -155,22 +210,25 @@ impl Store {
     }
 
     /// Keeps one chunk of `member`'s report shares, with `event`, unless
-    /// it is held already (a resend). Durable when this returns.
+    /// it is held already (a resend), names another number of chunks than
+    /// the member's earlier ones, or takes the member past `most_reports`
+    /// for the release. Durable when this returns.
     pub async fn stats_put_chunk(
         &self,
         member: &AgencyId,
         chunk: &StatsReports,
+        most_reports: usize,
         event: Event,
-    ) -> Result<ApplyOutcome, StoreError> {
+    ) -> Result<ChunkOutcome, StoreError> {
         let r = chunk.release.clone().unwrap_or_default();
         let outcome = self.write(|w| {
-            if !keep_chunk(w, &r, member, chunk)? {
-                return Ok::<_, StoreError>(ApplyOutcome::Duplicate);
+            let outcome = keep_chunk(w, &r, member, chunk, most_reports)?;
+            if outcome == ChunkOutcome::Stored {
+                w.append([event])?;
             }
-            w.append([event])?;
-            Ok(ApplyOutcome::Stored)
+            Ok::<_, StoreError>(outcome)
         })?;
-        if outcome == ApplyOutcome::Stored {
+        if outcome == ChunkOutcome::Stored {
             self.commit.durable().await?;
         }
         Ok(outcome)
@@ -191,7 +249,8 @@ impl Store {
                 .and_then(|m| std::str::from_utf8(m).ok())
                 .and_then(|m| AgencyId::new(m).ok())
                 .ok_or_else(|| StoreError::corrupt("stats/count", "a key naming no member"))?;
-            out.insert(member, chunk_count(&v)?);
+            let held = Held::read(&v)?;
+            out.insert(member, (held.chunks, held.sent));
         }
         Ok(out)
     }

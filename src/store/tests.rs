@@ -430,3 +430,61 @@ async fn a_store_a_newer_release_wrote_is_refused_naming_both() {
         "moved forward"
     );
 }
+
+/// A member's chunks of one release keep the total the first one named,
+/// and its reports stop at the quota it was given: nothing of a refused
+/// chunk is kept, and the counts are what was kept.
+#[tokio::test]
+async fn report_chunks_keep_their_total_and_their_quota() {
+    use crate::proto::v1::{StatsReleaseRef, StatsReport, StatsReports};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 8 << 20, scope()).unwrap();
+    let border = agency("border");
+    let r = StatsReleaseRef {
+        table: "victims".into(),
+        period: "2026-Q3".into(),
+        round: 1,
+    };
+    let chunk = |i: u32, of: u32, reports: usize| StatsReports {
+        release: Some(r.clone()),
+        chunk: i,
+        chunks: of,
+        reports: vec![StatsReport::default(); reports],
+        ..Default::default()
+    };
+    let event = || {
+        crate::audit::Event::new(
+            "border",
+            crate::audit::Action::StatsReportsReceive,
+            "stored",
+        )
+    };
+    let put = |c: StatsReports| {
+        let store = &store;
+        let border = &border;
+        async move {
+            store
+                .stats_put_chunk(border, &c, 512, event())
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(put(chunk(0, 3, 256)).await, ChunkOutcome::Stored);
+    assert_eq!(put(chunk(0, 3, 256)).await, ChunkOutcome::Duplicate);
+    assert_eq!(
+        put(chunk(1, 9, 1)).await,
+        ChunkOutcome::ChunksChanged { said: 3 }
+    );
+    assert_eq!(
+        put(chunk(1, 3, 257)).await,
+        ChunkOutcome::OverQuota { held: 256 }
+    );
+    assert_eq!(put(chunk(1, 3, 256)).await, ChunkOutcome::Stored);
+    assert_eq!(
+        put(chunk(2, 3, 1)).await,
+        ChunkOutcome::OverQuota { held: 512 }
+    );
+    let counts = store.stats_chunk_counts(&r).unwrap();
+    assert_eq!(counts[&border], (2, 3));
+    assert_eq!(store.stats_reports(&r, &border).unwrap().len(), 512);
+}
