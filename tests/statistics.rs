@@ -23,7 +23,7 @@ use casebridge::proto::v1::{
     StatisticsTableKind, StatsReleaseRef, StatsReleaseView, StatsReport, StatsReports, Subject,
     SubjectRole, TimeWindow, Tlp, identifier::Kind,
 };
-use casebridge::stats::plan::{Period, TableKind};
+use casebridge::stats::plan::{Period, PlanInForce, TableKind};
 use casebridge::stats::publish::noise_bound;
 use casebridge::stats::tables::Shape;
 use common::operators::{Operators, directory};
@@ -540,6 +540,68 @@ async fn four_agencies_publish_noisy_tables_counting_each_victim_once() {
         "{}",
         not_leader.message()
     );
+    what_each_node_keeps(p).await;
+}
+
+/// Whether a 16-byte field element (Field128, either byte order) is a
+/// small number, as a count is and a share is not but with probability
+/// about 2^-96.
+fn small(element: &[u8]) -> bool {
+    element[4..].iter().all(|b| *b == 0) || element[..12].iter().all(|b| *b == 0)
+}
+
+/// Every node stopped and its store opened: what it keeps of the
+/// statistics. An aggregator holds report shares and its own noisy sum,
+/// and no count: the measurement part of every share the leader keeps,
+/// and every element of the sums either aggregator keeps, is a random
+/// field element, never a small number; the helper's shares are seeds, of
+/// one size for tables of 9 to 121 cells. A
+/// member that is not an aggregator holds no one's shares, only the two
+/// noisy sums every member gets. (What crosses the wire is what is kept:
+/// an aggregator keeps each chunk as it arrived.)
+async fn what_each_node_keeps(mut p: Planted) {
+    let plan = PlanInForce::of(&plan(p.last)).unwrap();
+    for a in AGENCIES {
+        p.fed.stop_node(a).await;
+    }
+    // The helper's shares are seeds: one size whatever the table's length.
+    let mut helper_sizes = std::collections::BTreeSet::new();
+    for a in AGENCIES {
+        let dir = p.fed.config(a).store.dir;
+        let store = casebridge::store::Store::open_audit_only(&dir, 8 << 20).unwrap();
+        let records = store.stats_releases().unwrap();
+        assert!(records.len() > plan.plan.tables.len(), "{a}: {records:?}");
+        for rec in records {
+            let r = rec.release.clone().unwrap();
+            let table = plan.plan.table(&r.table).unwrap();
+            let len = Shape::of(table.kind, &plan.plan.countries).measurement_len();
+            for sum in rec.own_sum.iter().chain(&rec.sums) {
+                let elements = sum.aggregate_share.chunks(16);
+                assert_eq!(elements.len(), len, "{a} {r:?}");
+                assert!(!elements.clone().any(small), "{a} keeps a count in {r:?}");
+            }
+            let aggregator = a == "police" || a == "ngo";
+            if !aggregator || rec.released_at != 0 {
+                assert_eq!(rec.own_sum.is_some(), aggregator, "{a} {r:?}");
+            }
+            for m in AGENCIES {
+                let reports = store.stats_reports(&r, &m.parse().unwrap()).unwrap();
+                match a {
+                    "police" => {
+                        let counts = reports
+                            .iter()
+                            .flat_map(|rep| rep.input_share[..len * 16].chunks(16))
+                            .filter(|e| small(e))
+                            .count();
+                        assert_eq!(counts, 0, "police keeps {m}'s {r:?} in clear");
+                    }
+                    "ngo" => helper_sizes.extend(reports.iter().map(|rep| rep.input_share.len())),
+                    _ => assert!(reports.is_empty(), "{a} holds {m}'s shares of {r:?}"),
+                }
+            }
+        }
+    }
+    assert_eq!(helper_sizes.len(), 1, "{helper_sizes:?}");
     p.fed.shutdown().await;
 }
 
