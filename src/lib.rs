@@ -21,6 +21,7 @@
 //!   (the hit rule), [`policy`] (sharing and disclosure rules, the shared
 //!   view), [`validate`] (client and peer input), [`stats`] (private
 //!   federated statistics: the plan, measurements, Prio3 shares, noise),
+//!   [`intake`] (the public report intake: languages, receipts, the form),
 //!   [`directory`] (the signed federation directory: its rules,
 //!   signatures and trust).
 //! - Persistence and the audit chain: [`identity`] (certificates, TLS,
@@ -68,6 +69,7 @@ pub mod federation;
 pub mod handling;
 pub mod identity;
 pub mod ids;
+pub mod intake;
 pub mod keyservice;
 pub mod lookup;
 pub mod matching;

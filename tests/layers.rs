@@ -40,6 +40,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "validate",
             "stats",
             "directory",
+            "intake",
         ],
     ),
     (
