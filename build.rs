@@ -15,6 +15,7 @@ const PROTOS: &[&str] = &[
     "proto/casebridge/v1/keyservice.proto",
     "proto/casebridge/v1/directory.proto",
     "proto/casebridge/v1/stats.proto",
+    "proto/casebridge/v1/intake.proto",
 ];
 
 /// The previous release's contract: the files it had.

@@ -185,6 +185,80 @@ pub struct NodeConfig {
     /// sealed under epoch keys wrapped by a KEK.
     #[serde(default)]
     pub encryption: Option<EncryptionConfig>,
+    /// The public report intake (docs/intake.md); none = no intake.
+    #[serde(default)]
+    pub intake: Option<IntakeConfig>,
+}
+
+/// `[intake]`: the public report intake (docs/intake.md). Off unless set;
+/// when set, its own HTTPS listener with a certificate the operator gives
+/// (a public CA's, since reporters' browsers must trust it) and no client
+/// certificate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntakeConfig {
+    /// Address of the public intake: HTTPS (TLS 1.2 and 1.3, so old phones
+    /// reach it), serving the report form and nothing else.
+    pub listen: Spanned<SocketAddr>,
+    /// PEM certificate chain the intake presents, leaf first (from a public
+    /// CA, or the reverse proxy's certificate in front of it).
+    pub cert: Spanned<PathBuf>,
+    /// PEM private key of `cert`. Must not be readable by others.
+    pub key: Spanned<PathBuf>,
+    /// Days a report is kept after it came in; then it is purged (its data
+    /// key destroyed).
+    #[serde(default = "default_retention_days")]
+    pub retention_days: Bounded<1, 3650>,
+    /// Reports not yet closed the node keeps at most: a flood past it is
+    /// told to try later, never fills the disk.
+    #[serde(default = "default_max_open")]
+    pub max_open_reports: Bounded<1, 1_000_000>,
+    /// New reports a minute the whole intake takes (everyone together).
+    #[serde(default = "default_per_minute")]
+    pub reports_per_minute: Bounded<1, 100_000>,
+    /// Wrong receipts a minute the whole intake tolerates; past it every
+    /// receipt waits for the next minute.
+    #[serde(default = "default_per_minute")]
+    pub wrong_receipts_per_minute: Bounded<1, 100_000>,
+    /// Connections the intake serves at once; more wait in the kernel's
+    /// queue, so idle ones cannot lock everyone out of the node's other
+    /// listeners.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: Bounded<1, 100_000>,
+    /// The emergency number the form shows first (112 in the EU).
+    #[serde(default = "default_emergency_number")]
+    pub emergency_number: Spanned<String>,
+}
+
+fn default_retention_days() -> Bounded<1, 3650> {
+    Bounded::new(365)
+}
+
+fn default_max_open() -> Bounded<1, 1_000_000> {
+    Bounded::new(10_000)
+}
+
+fn default_per_minute() -> Bounded<1, 100_000> {
+    Bounded::new(60)
+}
+
+fn default_max_connections() -> Bounded<1, 100_000> {
+    Bounded::new(256)
+}
+
+fn default_emergency_number() -> Spanned<String> {
+    Spanned::new(0..0, "112".to_owned())
+}
+
+impl IntakeConfig {
+    /// Why the emergency number is not one, if it is not: 2 to 15 digits
+    /// (E.164's longest), as a phone dials it.
+    pub fn emergency_number_problem(&self) -> Option<String> {
+        let n = self.emergency_number.get_ref();
+        (!(2..=15).contains(&n.len()) || !n.bytes().all(|b| b.is_ascii_digit())).then(|| {
+            format!("intake.emergency_number: `{n}` is not a number to dial (2 to 15 digits)")
+        })
+    }
 }
 
 /// `[encryption]`: where the KEK is and how long epochs last.
@@ -857,6 +931,10 @@ impl NodeConfig {
         if let Some(e) = cfg.encryption.as_mut() {
             resolve(&base, e.kek_file.get_mut());
         }
+        if let Some(i) = cfg.intake.as_mut() {
+            resolve(&base, i.cert.get_mut());
+            resolve(&base, i.key.get_mut());
+        }
         if let Some(d) = cfg.directory.as_mut() {
             resolve(&base, d.anchor.get_mut());
             if let Some(f) = d.file.as_mut() {
@@ -917,6 +995,17 @@ impl NodeConfig {
                 );
             }
         }
+        if let Some(problem) = self
+            .intake
+            .as_ref()
+            .and_then(|i| i.emergency_number_problem())
+        {
+            let at_number = self
+                .intake
+                .as_ref()
+                .map_or(0, |i| i.emergency_number.span().start);
+            return err(at_number..at_number, problem);
+        }
         self.validate_files(file, src)?;
         self.validate_matching_and_retention(file, src)
     }
@@ -931,6 +1020,8 @@ impl NodeConfig {
             ("tls.client_ca", Some(&self.tls.client_ca)),
             ("tls.federation_crl", self.tls.federation_crl.as_ref()),
             ("tls.client_crl", self.tls.client_crl.as_ref()),
+            ("intake.cert", self.intake.as_ref().map(|i| &i.cert)),
+            ("intake.key", self.intake.as_ref().map(|i| &i.key)),
         ]
         .into_iter()
         .filter_map(|(k, p)| p.map(|p| (k, p)))

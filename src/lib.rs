@@ -38,13 +38,16 @@
 //!   [`lookup`] (federation lookup), [`review`] (verdicts on hits),
 //!   [`network`] (the alerts linked to one through hits, as a graph),
 //!   [`tokens`] (exact tokens from the OPRF key service), [`federation`]
-//!   (the directory a node follows: adoption, and the roster of peers).
+//!   (the directory a node follows: adoption, and the roster of peers),
+//!   [`reports`] (the public intake's reports: kept, opened by receipt,
+//!   answered).
 //! - [`core`]: the state one node shares, and the administrator's operations.
 //! - Channels and tools: [`api`] (thin tonic services), [`console`] (the
 //!   web console, calling the node's own services), [`client`] (a typed
 //!   client of a node), [`certs`] (a development PKI), [`keyservice`] (the
 //!   federation's OPRF key service, a process of its own), [`tabular`]
-//!   (registers in and out).
+//!   (registers in and out), [`intake_web`] (the public intake's HTTPS
+//!   listener and pages: no client certificate, nothing of who reports).
 //! - [`node`]: wires it into a running node with its TLS listeners (peer,
 //!   client, and the console's when configured).
 //! - [`cli`]: the `casebridge` command line.
@@ -70,6 +73,7 @@ pub mod handling;
 pub mod identity;
 pub mod ids;
 pub mod intake;
+pub mod intake_web;
 pub mod keyservice;
 pub mod lookup;
 pub mod matching;
@@ -84,6 +88,7 @@ mod proto_strategies;
 pub mod pseudo;
 pub mod ratelimit;
 pub mod release;
+pub mod reports;
 pub mod review;
 pub mod secrets;
 pub mod server;

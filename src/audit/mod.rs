@@ -131,6 +131,12 @@ actions! {
     StatsSum = "stats.sum",
     StatsRelease = "stats.release",
     StatsRefuse = "stats.refuse",
+    // The public intake (docs/intake.md): a report received, a receipt
+    // that opened one, the reporter's answer — each with the actor
+    // `reporter` and nothing that identifies them.
+    IntakeReport = "intake.report",
+    IntakeOpen = "intake.open",
+    IntakeAnswer = "intake.answer",
     // Administration.
     StatusGet = "admin.status",
     PeersList = "admin.peers",

@@ -83,6 +83,8 @@ pub enum NodeError {
     Serve(#[from] crate::server::ServeError),
     #[error(transparent)]
     Federation(#[from] crate::federation::FederationError),
+    #[error("the public intake: {0}")]
+    Intake(String),
 }
 
 /// What one node is and where its files go: values read from the config

@@ -29,7 +29,7 @@ pub use reload::{TlsConfigs, TlsFiles, TlsReloader};
 pub use tls::{
     AuthenticatedConn, CertificateRefusal, ConnInfo, OnRefused, TlsIdentity, certificate_refusal,
     client_tls_config, connect_channel, error_chain, install_crypto_provider, key_sha256,
-    serve_tls, server_tls_config,
+    public_server_tls_config, serve_tls, server_tls_config,
 };
 
 use std::fmt;

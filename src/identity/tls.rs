@@ -127,6 +127,20 @@ pub fn server_tls_config(
     Ok(cfg)
 }
 
+/// Server side of the public intake (docs/intake.md): no client
+/// certificate, the operator's certificate (from a public CA), TLS 1.2 as
+/// well as 1.3 so that old phones reach it, HTTP/1.1 and HTTP/2.
+pub fn public_server_tls_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
+    let chain = load_certs(cert)?;
+    let key = super::pem::load_private_key(key)?;
+    let mut cfg = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    cfg.alpn_protocols = vec![H2.to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
 /// Client side of outgoing connections (to peers, or from a CLI to its node),
 /// refusing servers whose certificate is in `crls`.
 pub fn client_tls_config(

@@ -4,7 +4,7 @@
 //! so the hash can be looked up and is worthless without the secret).
 //! Guessing is bounded three ways: each try costs a slow hash, tries are
 //! hashed a few at a time, and failures share one budget a minute for the
-//! whole node — nothing records who tried.
+//! whole node ([`PerMinute`]) — nothing records who tried.
 
 use std::sync::Mutex;
 
@@ -37,6 +37,7 @@ pub enum ReceiptError {
 }
 
 /// A receipt's digits, wiped from memory when dropped.
+#[derive(Clone)]
 pub struct Receipt(Zeroizing<String>);
 
 impl Receipt {
@@ -113,7 +114,7 @@ impl Hasher {
     }
 
     /// The hash `receipt` is kept and looked up by. Slow on purpose: run
-    /// it off the async workers, and a few at a time ([`Guesses`]).
+    /// it off the async workers, and a few at a time (`reports::Reports` does).
     pub fn hash(&self, receipt: &Receipt) -> Result<[u8; HASH_LEN], ReceiptError> {
         let params = Params::new(MEMORY_KIB, PASSES, LANES, Some(HASH_LEN))
             .map_err(|e| ReceiptError::Hash(e.to_string()))?;
@@ -126,17 +127,16 @@ impl Hasher {
     }
 }
 
-/// The whole node's budget of wrong receipts a minute: once spent, every
-/// try is refused until the minute is over, whoever makes it. A person
-/// with the right receipt may have to wait a minute in a flood; a guesser
-/// gets at most `per_minute` tries a minute — about 2^53 / (60 × 24 × 365
-/// × per_minute) years to find one receipt among a million at 60.
-pub struct Guesses {
+/// A budget a minute for the whole node, whoever spends it: wrong
+/// receipts (a person with the right one may have to wait a minute in a
+/// flood; a guesser gets at most `per_minute` tries a minute), or new
+/// reports. Nothing records who spent it.
+pub struct PerMinute {
     per_minute: u32,
     window: Mutex<(i64, u32)>,
 }
 
-impl Guesses {
+impl PerMinute {
     pub fn new(per_minute: u32) -> Self {
         Self {
             per_minute,
@@ -144,8 +144,8 @@ impl Guesses {
         }
     }
 
-    /// Whether a try may be made at `now` (Unix seconds): the minute's
-    /// failures are under the budget.
+    /// Whether the budget of the minute of `now` (Unix seconds) is not
+    /// spent.
     pub fn allowed(&self, now: i64) -> bool {
         let mut w = self
             .window
@@ -155,8 +155,8 @@ impl Guesses {
         w.1 < self.per_minute
     }
 
-    /// Counts a wrong receipt at `now`.
-    pub fn failed(&self, now: i64) {
+    /// Spends one of the minute of `now`.
+    pub fn spend(&self, now: i64) {
         let mut w = self
             .window
             .lock()
@@ -228,10 +228,10 @@ mod tests {
 
     #[test]
     fn the_budget_is_the_whole_node_s_and_renews_each_minute() {
-        let g = Guesses::new(3);
+        let g = PerMinute::new(3);
         for _ in 0..3 {
             assert!(g.allowed(120));
-            g.failed(125);
+            g.spend(125);
         }
         assert!(!g.allowed(179));
         assert!(g.allowed(180));

@@ -71,6 +71,7 @@ pub struct RunningNode {
     client_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     console_addr: Option<SocketAddr>,
+    intake_addr: Option<SocketAddr>,
     servers: server::Listeners,
     workers: Vec<JoinHandle<()>>,
 }
@@ -123,8 +124,8 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
     // Bound before anything is spawned, so a taken port fails the start cleanly.
     let metrics_listener = bind_optional(&config.metrics.listen, crate::metrics::bind).await?;
     let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
-    let console_listener = bind_optional(&config.console.listen, TcpListener::bind).await?;
-    let console_addr = console_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let web = WebListeners::bind(&config).await?;
+    let (console_addr, intake_addr) = web.addrs();
     let handshake_timeout = config.limits.handshake_timeout();
     let serve = |name,
                  listener,
@@ -155,19 +156,15 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
     if let Some(addr) = console_addr {
         start_entry = start_entry.detail("console_listener", addr);
     }
+    if let Some(addr) = intake_addr {
+        start_entry = start_entry.detail("intake_listener", addr);
+    }
     core.store.audit([start_entry]).await?;
     let mut workers = spawn_workers(&core, &config, tls_reloader, &tls, metrics_listener);
-    if let Some(listener) = console_listener {
-        workers.push(crate::console::serve(
-            core.clone(),
-            listener,
-            tls.console.clone(),
-            handshake_timeout,
-            max_age,
-            core.store
-                .refused_handshakes("console", count_refused(&core.metrics, "console")),
-        ));
-    }
+    workers.extend(
+        web.serve(&core, &config, &tls, (handshake_timeout, max_age))
+            .await?,
+    );
     let console = console_addr.map_or_else(|| "off".to_owned(), |a| a.to_string());
     tracing::info!(agency = %core.settings.agency, %peer_addr, %client_addr, %console, "node started");
     Ok(RunningNode {
@@ -176,9 +173,94 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
         client_addr,
         metrics_addr,
         console_addr,
+        intake_addr,
         servers,
         workers,
     })
+}
+
+/// The listeners for people's browsers the config may leave out: the
+/// console (agency staff, client certificates) and the public intake.
+struct WebListeners {
+    console: Option<TcpListener>,
+    intake: Option<TcpListener>,
+}
+
+impl WebListeners {
+    /// Binds both, before anything is spawned.
+    async fn bind(config: &NodeConfig) -> Result<Self, NodeError> {
+        let intake = config.intake.as_ref().map(|i| i.listen.clone());
+        Ok(Self {
+            console: bind_optional(&config.console.listen, TcpListener::bind).await?,
+            intake: bind_optional(&intake, TcpListener::bind).await?,
+        })
+    }
+
+    fn addrs(&self) -> (Option<SocketAddr>, Option<SocketAddr>) {
+        let addr = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+        (addr(&self.console), addr(&self.intake))
+    }
+
+    /// Serves what was bound; the workers that do.
+    async fn serve(
+        self,
+        core: &Arc<NodeCore>,
+        config: &NodeConfig,
+        tls: &crate::identity::TlsConfigs,
+        (handshake_timeout, max_age): (Duration, Duration),
+    ) -> Result<Vec<tokio::task::JoinHandle<()>>, NodeError> {
+        let mut workers = Vec::new();
+        if let Some(listener) = self.console {
+            workers.push(crate::console::serve(
+                core.clone(),
+                listener,
+                tls.console.clone(),
+                handshake_timeout,
+                max_age,
+                core.store
+                    .refused_handshakes("console", count_refused(&core.metrics, "console")),
+            ));
+        }
+        if let (Some(listener), Some(intake)) = (self.intake, config.intake.as_ref()) {
+            workers.push(start_intake(core, listener, intake).await?);
+        }
+        Ok(workers)
+    }
+}
+
+/// The public intake (docs/intake.md) on `listener`: its TLS, its
+/// languages, the store's reports with their receipt secret.
+async fn start_intake(
+    core: &Arc<NodeCore>,
+    listener: TcpListener,
+    config: &crate::config::IntakeConfig,
+) -> Result<tokio::task::JoinHandle<()>, NodeError> {
+    let tls =
+        crate::identity::public_server_tls_config(config.cert.get_ref(), config.key.get_ref())?;
+    let limits = crate::reports::Limits {
+        max_open: config.max_open_reports.get() as u64,
+        wrong_receipts_per_minute: config.wrong_receipts_per_minute.get() as u32,
+        reports_per_minute: config.reports_per_minute.get() as u32,
+        retention_days: config.retention_days.get() as u32,
+    };
+    let reports = crate::reports::Reports::open(core.store.clone(), limits)
+        .await
+        .map_err(|e| NodeError::Intake(e.to_string()))?;
+    let catalog =
+        crate::intake::i18n::Catalog::load().map_err(|e| NodeError::Intake(e.to_string()))?;
+    let site = Arc::new(crate::intake_web::Site {
+        reports,
+        catalog,
+        sessions: crate::intake_web::Sessions::default(),
+        emergency_number: config.emergency_number.get_ref().clone(),
+    });
+    Ok(crate::intake_web::serve(
+        site,
+        listener,
+        Arc::new(tls),
+        config.max_connections.get(),
+        core.shutdown.clone(),
+    ))
 }
 
 /// Binds a listener the config may leave out (metrics, console) with `bind`.
@@ -765,6 +847,11 @@ impl RunningNode {
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
     }
+    /// Where the public intake is served, when `[intake]` is set.
+    pub fn intake_addr(&self) -> Option<SocketAddr> {
+        self.intake_addr
+    }
+
     /// Where the web console is served, when `[console] listen` is set.
     pub fn console_addr(&self) -> Option<SocketAddr> {
         self.console_addr

@@ -45,13 +45,16 @@ pub(crate) struct Trees {
     pub(super) imports: Tree,
     pub(super) tokens_pending: Tree,
     pub(super) stats: Tree,
+    pub(super) intake: Tree,
+    pub(super) intake_index: Tree,
+    pub(super) intake_meta: Tree,
     /// Data keys of sealed records (`engine::sealed`): not in [`TREES`],
     /// because a backup seals its own copy of them under a key of its own.
     pub(super) data_keys: Tree,
 }
 
 /// Every tree the store keeps, by name (a migration and a backup copy these).
-pub const TREES: [&str; 33] = [
+pub const TREES: [&str; 36] = [
     "alerts",
     "outbox",
     "requests",
@@ -85,6 +88,9 @@ pub const TREES: [&str; 33] = [
     "imports",
     "tokens_pending",
     "stats",
+    "intake",
+    "intake_index",
+    "intake_meta",
 ];
 
 impl Trees {
@@ -123,6 +129,9 @@ impl Trees {
             imports: db.tree("imports")?,
             tokens_pending: db.tree("tokens_pending")?,
             stats: db.tree("stats")?,
+            intake: db.tree("intake")?,
+            intake_index: db.tree("intake_index")?,
+            intake_meta: db.tree("intake_meta")?,
             data_keys: db.tree(super::engine::sealed::DATA_KEYS)?,
         })
     }

@@ -19,8 +19,8 @@ pub(super) const SEALED_THROUGH: &str = "sealed_through";
 /// The trees whose values hold case data: alert contents and subjects,
 /// envelopes, person encodings, hits and their reviews, refusals quoting
 /// input, the audit log, disclosure requests and releases, import and
-/// request digests. The others hold ids, counters, positions and keyed
-/// tokens only.
+/// request digests, public reports and the receipt secret. The others
+/// hold ids, counters, positions and keyed tokens only.
 pub fn sealed_tree(name: &str) -> bool {
     matches!(
         name,
@@ -40,14 +40,17 @@ pub fn sealed_tree(name: &str) -> bool {
             | "shares"
             | "imports"
             | "requests"
+            | "intake"
+            | "intake_meta"
     )
 }
 
 /// The trees whose records each have a data key of their own (an alert,
-/// own or received; a release; a disclosure request): what a purge
+/// own or received; a release; a disclosure request; a public report):
+/// what a purge
 /// empties, and so destroys the key of. Every other sealed value is under
 /// the epoch in force.
-pub const OWNED_TREES: [&str; 3] = ["alerts", "releases", "disclosures"];
+pub const OWNED_TREES: [&str; 4] = ["alerts", "releases", "disclosures", "intake"];
 
 /// The owner whose data key seals record `key` of `tree`, if it has one.
 pub fn data_key_owner(tree: &str, key: &[u8]) -> Option<Vec<u8>> {
@@ -55,6 +58,9 @@ pub fn data_key_owner(tree: &str, key: &[u8]) -> Option<Vec<u8>> {
         "alerts" => b"alert",
         "releases" => b"release",
         "disclosures" => b"request",
+        // A public report; the receipt secret (`intake_meta`) is under
+        // the epoch in force, the index (`intake_index`) holds no case data.
+        "intake" => b"report",
         _ => return None,
     };
     let mut owner = kind.to_vec();

@@ -1,0 +1,326 @@
+//! The public report intake of a real node over HTTPS (docs/intake.md):
+//! no client certificate, the form in the reporter's language with the
+//! emergency number first, a receipt shown once, the receipt opening the
+//! conversation, and nothing of who the reporter is kept anywhere.
+
+mod common;
+
+use std::sync::Arc;
+
+use casebridge::config::{Bounded, IntakeConfig};
+use casebridge::ids::AgencyId;
+use casebridge::proto::v1::QueryAuditRequest;
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A user agent no node could have made up: it must appear nowhere.
+const USER_AGENT: &str = "Distinctive-Reporter-Agent/7f3a9c";
+
+/// The ngo serves the intake with its node certificate (a test stands in
+/// for the public CA's), with small budgets so the test can spend them.
+fn with_intake(
+    wrong_per_minute: usize,
+    reports_per_minute: usize,
+) -> impl Fn(&AgencyId, &mut casebridge::config::NodeConfig) + 'static {
+    move |id, c| {
+        if id.as_str() == "ngo" {
+            c.intake = Some(IntakeConfig {
+                listen: toml::Spanned::new(0..0, "127.0.0.1:0".parse().unwrap()),
+                cert: c.tls.node_cert.clone(),
+                key: c.tls.node_key.clone(),
+                retention_days: Bounded::new(30),
+                max_open_reports: Bounded::new(1000),
+                reports_per_minute: Bounded::new(reports_per_minute),
+                wrong_receipts_per_minute: Bounded::new(wrong_per_minute),
+                max_connections: Bounded::new(64),
+                emergency_number: toml::Spanned::new(0..0, "112".into()),
+            });
+        }
+    }
+}
+
+/// One HTTP/1.1 exchange with the ngo's intake, without a client
+/// certificate, as the distinctive browser: the whole answer as text.
+async fn exchange(fed: &TestFederation, head: &str, body: &str) -> String {
+    let addr = fed.node("ngo").intake_addr().unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in casebridge::identity::load_certs(&fed.layout.federation_ca).unwrap() {
+        roots.add(cert).unwrap();
+    }
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect("127.0.0.1".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let raw = format!(
+        "{head}\r\nHost: {addr}\r\nUser-Agent: {USER_AGENT}\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(raw.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn status(answer: &str) -> u16 {
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn header<'a>(answer: &'a str, name: &str) -> Option<&'a str> {
+    let head = answer.split("\r\n\r\n").next()?;
+    head.lines()
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        })
+        .map(|(_, v)| v.trim())
+}
+
+/// The receipt a receipt page shows.
+fn receipt_of(answer: &str) -> String {
+    let at = answer.find("id=\"receipt\">").expect("a receipt page") + "id=\"receipt\">".len();
+    answer[at..].split('<').next().unwrap().to_owned()
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    serde_urlencoded::to_string(pairs).unwrap()
+}
+
+async fn audited(fed: &TestFederation, action: &str) -> Vec<casebridge::proto::v1::AuditEntry> {
+    let mut admin = fed.client("ngo", "admin").await;
+    let query = QueryAuditRequest {
+        action: action.into(),
+        page_size: 100,
+        ..Default::default()
+    };
+    admin
+        .admin
+        .query_audit(query)
+        .await
+        .unwrap()
+        .into_inner()
+        .entries
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reporter_reports_in_their_language_and_comes_back_with_the_receipt() {
+    let fed = TestFederation::start_with(&["ngo", "police"], &[], with_intake(60, 60)).await;
+
+    // Romanian by choice, Ukrainian by the browser; the emergency number
+    // before anything else; no cookie, no script, nothing kept.
+    let ro = exchange(&fed, "GET /?lang=ro HTTP/1.1", "").await;
+    assert_eq!(status(&ro), 200, "{ro}");
+    assert!(ro.contains("Raportați o situație în siguranță"), "{ro}");
+    assert!(ro.find("112").unwrap() < ro.find("<form").unwrap());
+    assert_eq!(header(&ro, "set-cookie"), None);
+    let csp = header(&ro, "content-security-policy").unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && !csp.contains("script-src"),
+        "{csp}"
+    );
+    assert_eq!(header(&ro, "cache-control"), Some("no-store"));
+    let uk = exchange(
+        &fed,
+        "GET / HTTP/1.1\r\nAccept-Language: uk-UA, en;q=0.5",
+        "",
+    )
+    .await;
+    assert!(uk.contains("Безпечно повідомте про ситуацію"), "{uk}");
+
+    // A problem is said at its field, in the reporter's language, with
+    // what they typed kept.
+    let bad = form(&[("lang", "es"), ("town", "Almería"), ("contact", "receipt")]);
+    let refused = exchange(&fed, "POST /report HTTP/1.1", &bad).await;
+    assert_eq!(status(&refused), 422, "{refused}");
+    assert!(
+        refused.contains("id=\"what-error\">Rellene este campo"),
+        "{refused}"
+    );
+    assert!(refused.contains("value=\"Almería\""), "{refused}");
+
+    let report = form(&[
+        ("lang", "es"),
+        ("what", "Trabajadores encerrados de noche en un invernadero"),
+        ("country", "ES"),
+        ("town", "Almería"),
+        ("p0_phone", "+34 600 111 222"),
+        ("in_danger", "no"),
+        ("contact", "receipt"),
+        ("consent", "yes"),
+    ]);
+    let sent = exchange(&fed, "POST /report HTTP/1.1", &report).await;
+    assert_eq!(status(&sent), 200, "{sent}");
+    assert_eq!(
+        header(&sent, "set-cookie"),
+        None,
+        "no cookie before a receipt login"
+    );
+    let receipt = receipt_of(&sent);
+    assert_eq!(receipt.replace(' ', "").len(), 16, "{receipt}");
+
+    // A wrong receipt opens nothing, and sets nothing.
+    let wrong = exchange(
+        &fed,
+        "POST /receipt HTTP/1.1",
+        &form(&[("receipt", "1234 5678 9012 3456")]),
+    )
+    .await;
+    assert_eq!(status(&wrong), 401, "{wrong}");
+    assert_eq!(header(&wrong, "set-cookie"), None);
+    // The right one opens the conversation for a quarter of an hour.
+    let opened = exchange(
+        &fed,
+        "POST /receipt HTTP/1.1",
+        &form(&[("lang", "es"), ("receipt", &receipt)]),
+    )
+    .await;
+    assert_eq!(status(&opened), 303, "{opened}");
+    let cookie = header(&opened, "set-cookie").unwrap().to_owned();
+    assert!(
+        cookie.ends_with("Secure; HttpOnly; SameSite=Strict"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().unwrap();
+    let page = exchange(
+        &fed,
+        &format!("GET /my-report?lang=es HTTP/1.1\r\nCookie: {session}"),
+        "",
+    )
+    .await;
+    assert!(page.contains("Trabajadores encerrados"), "{page}");
+    assert!(page.contains("Todavía no hay respuesta"), "{page}");
+    let added = exchange(
+        &fed,
+        &format!("POST /my-report HTTP/1.1\r\nCookie: {session}"),
+        &form(&[("lang", "es"), ("text", "Son doce personas")]),
+    )
+    .await;
+    assert_eq!(status(&added), 200, "{added}");
+    assert!(added.contains("Son doce personas"), "{added}");
+
+    // The intake serves nothing else: not the APIs, not the console.
+    for path in [
+        "/casebridge.v1.AlertService/ListAlerts",
+        "/alerts",
+        "/statistics",
+        "/metrics",
+    ] {
+        let other = exchange(&fed, &format!("GET {path} HTTP/1.1"), "").await;
+        assert_eq!(status(&other), 404, "{path}: {other}");
+    }
+
+    // The reporter's steps are audited as `reporter`, with nothing of them.
+    let entries = [
+        audited(&fed, "intake.report").await,
+        audited(&fed, "intake.open").await,
+        audited(&fed, "intake.answer").await,
+    ];
+    for e in entries.iter().flatten() {
+        assert_eq!(e.actor, "reporter");
+        let shown = format!("{e:?}");
+        assert!(
+            !shown.contains(USER_AGENT) && !shown.contains("127.0.0.1"),
+            "{shown}"
+        );
+    }
+    assert!(entries.iter().all(|e| e.len() == 1), "{entries:?}");
+
+    // Nothing of the browser anywhere the node writes: its store, its logs.
+    let dir = fed.config("ngo").store.dir.parent().unwrap().to_owned();
+    let mut fed = fed;
+    fed.stop_node("ngo").await;
+    for file in walk(&dir) {
+        let bytes = std::fs::read(&file).unwrap();
+        let found = bytes
+            .windows(USER_AGENT.len())
+            .any(|w| w == USER_AGENT.as_bytes());
+        assert!(!found, "{} holds the reporter's user agent", file.display());
+    }
+    fed.shutdown().await;
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Waits, if need be, for a minute with at least 10 seconds left: the
+/// budgets are a minute's, and the test must spend one within one.
+async fn start_of_a_minute() {
+    let second = (casebridge::time::now_ms() / 1000).rem_euclid(60);
+    if second > 50 {
+        tokio::time::sleep(std::time::Duration::from_secs((61 - second) as u64)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guesses_and_floods_are_bounded_and_the_node_keeps_serving() {
+    let fed = TestFederation::start_with(&["ngo"], &[], with_intake(3, 2)).await;
+    start_of_a_minute().await;
+    let report = form(&[("what", "A flood"), ("contact", "receipt")]);
+    let first = exchange(&fed, "POST /report HTTP/1.1", &report).await;
+    assert_eq!(status(&first), 200, "{first}");
+    let receipt = receipt_of(&first);
+    assert_eq!(
+        status(&exchange(&fed, "POST /report HTTP/1.1", &report).await),
+        200
+    );
+    let third = exchange(&fed, "POST /report HTTP/1.1", &report).await;
+    assert_eq!(
+        status(&third),
+        503,
+        "the minute's reports are spent: {third}"
+    );
+    assert_eq!(header(&third, "retry-after"), Some("60"));
+
+    // Three wrong receipts spend the minute's budget, whoever sends them;
+    // then even the right one waits, and nothing says whether it exists.
+    for wrong in [
+        "0000 0000 0000 0000",
+        "not a receipt",
+        "1111-2222-3333-4444",
+    ] {
+        let answer = exchange(&fed, "POST /receipt HTTP/1.1", &form(&[("receipt", wrong)])).await;
+        assert_eq!(status(&answer), 401, "{answer}");
+    }
+    let waiting = exchange(
+        &fed,
+        "POST /receipt HTTP/1.1",
+        &form(&[("receipt", &receipt)]),
+    )
+    .await;
+    assert_eq!(status(&waiting), 503, "{waiting}");
+
+    // A body past the bound is refused before it is read; the other
+    // listeners serve on.
+    let huge = "what=".to_owned() + &"x".repeat(200_000);
+    assert_eq!(
+        status(&exchange(&fed, "POST /report HTTP/1.1", &huge).await),
+        413
+    );
+    let mut cms = fed.client("ngo", "cms").await;
+    submit(&mut cms, "the client API serves on").await;
+    fed.shutdown().await;
+}
