@@ -3,6 +3,9 @@
 //! emergency number first, a receipt shown once, the receipt opening the
 //! conversation, and nothing of who the reporter is kept anywhere.
 
+#[path = "console/browser.rs"]
+#[allow(dead_code)] // the console's tests use the rest
+mod browser;
 mod common;
 
 use std::sync::Arc;
@@ -17,13 +20,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const USER_AGENT: &str = "Distinctive-Reporter-Agent/7f3a9c";
 
 /// The ngo serves the intake with its node certificate (a test stands in
-/// for the public CA's), with small budgets so the test can spend them.
+/// for the public CA's), with small budgets so the test can spend them,
+/// and a console (the browser helper opens there first).
 fn with_intake(
     wrong_per_minute: usize,
     reports_per_minute: usize,
 ) -> impl Fn(&AgencyId, &mut casebridge::config::NodeConfig) + 'static {
     move |id, c| {
         if id.as_str() == "ngo" {
+            with_console(id, c);
             c.intake = Some(IntakeConfig {
                 listen: toml::Spanned::new(0..0, "127.0.0.1:0".parse().unwrap()),
                 cert: c.tls.node_cert.clone(),
@@ -167,6 +172,10 @@ async fn a_reporter_reports_in_their_language_and_comes_back_with_the_receipt() 
         header(&sent, "set-cookie"),
         None,
         "no cookie before a receipt login"
+    );
+    assert!(
+        !sent.contains("class=\"languages\""),
+        "no link away from the receipt, shown this once"
     );
     let receipt = receipt_of(&sent);
     assert_eq!(receipt.replace(' ', "").len(), 16, "{receipt}");
@@ -322,5 +331,63 @@ async fn guesses_and_floods_are_bounded_and_the_node_keeps_serving() {
     );
     let mut cms = fed.client("ngo", "cms").await;
     submit(&mut cms, "the client API serves on").await;
+    fed.shutdown().await;
+}
+
+/// A browser at the ngo's intake (the helper holds a console certificate
+/// the intake never asks for).
+async fn browser_at_intake(fed: &TestFederation) -> browser::Browser {
+    let mut b = browser::Browser::open(fed, "ngo", "admin").await;
+    b.base = format!("https://{}", fed.node("ngo").intake_addr().unwrap());
+    b
+}
+
+/// Chromium, with no script on any page: the form in Tagalog, a problem
+/// at its field, a receipt; then a fresh browser profile opens the report
+/// with the receipt alone and adds to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_reports_in_tagalog_and_a_fresh_browser_comes_back_with_the_receipt() {
+    let fed = TestFederation::start_with(&["ngo"], &[], with_intake(60, 60)).await;
+    if !browser::available() {
+        fed.shutdown().await;
+        return;
+    }
+    let b = browser_at_intake(&fed).await;
+    b.goto("/?lang=tl").await;
+    assert!(b.text().await.contains("Mag-ulat ng sitwasyon nang ligtas"));
+    b.screenshot("intake-form-tl").await;
+    b.follow("button[type=submit]").await;
+    assert_eq!(b.field_error("what").await, "Pakipunan ito.");
+    b.fill("what", "Mga manggagawang nakakulong sa gabi").await;
+    b.fill("p0_plate", "NL: 12-ABC-3").await;
+    b.follow("button[type=submit]").await;
+    let receipt = b
+        .client
+        .find(fantoccini::Locator::Css("#receipt"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(receipt.replace(' ', "").len(), 16, "{receipt}");
+    b.screenshot("intake-receipt-tl").await;
+    b.close().await;
+
+    let fresh = browser_at_intake(&fed).await;
+    fresh.goto("/receipt?lang=tl").await;
+    fresh.fill("receipt", &receipt).await;
+    fresh.follow("button[type=submit]").await;
+    assert_eq!(fresh.path().await, "/my-report?lang=tl");
+    assert!(
+        fresh
+            .text()
+            .await
+            .contains("Mga manggagawang nakakulong sa gabi")
+    );
+    fresh.fill("text", "Labindalawa sila").await;
+    fresh.follow("button[type=submit]").await;
+    assert!(fresh.text().await.contains("Labindalawa sila"));
+    fresh.screenshot("intake-conversation-tl").await;
+    fresh.close().await;
     fed.shutdown().await;
 }

@@ -49,3 +49,4 @@ answer-send = Send
 answer-sent = Sent. We will read it soon.
 not-found = This page does not exist.
 languages = Languages
+person-legend = Person { $number }

@@ -47,3 +47,4 @@ answer-send = Enviar
 answer-sent = Enviado. Lo leeremos pronto.
 not-found = Esta página no existe.
 languages = Idiomas
+person-legend = Persona { $number }

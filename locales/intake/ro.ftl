@@ -47,3 +47,4 @@ answer-send = Trimiteți
 answer-sent = Trimis. Îl vom citi în curând.
 not-found = Această pagină nu există.
 languages = Limbi
+person-legend = Persoana { $number }

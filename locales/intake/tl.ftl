@@ -47,3 +47,4 @@ answer-send = Ipadala
 answer-sent = Naipadala na. Babasahin namin ito sa lalong madaling panahon.
 not-found = Walang ganitong pahina.
 languages = Mga wika
+person-legend = Tao { $number }

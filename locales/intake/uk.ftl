@@ -47,3 +47,4 @@ answer-send = Надіслати
 answer-sent = Надіслано. Ми скоро це прочитаємо.
 not-found = Такої сторінки не існує.
 languages = Мови
+person-legend = Особа { $number }

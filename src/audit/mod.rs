@@ -137,6 +137,8 @@ actions! {
     IntakeReport = "intake.report",
     IntakeOpen = "intake.open",
     IntakeAnswer = "intake.answer",
+    // A report past its retention, purged with its data key.
+    IntakePurge = "intake.purge",
     // Administration.
     StatusGet = "admin.status",
     PeersList = "admin.peers",

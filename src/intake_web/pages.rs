@@ -142,8 +142,9 @@ impl Errors {
     }
 }
 
-/// The input names of one person block.
+/// The input names of one person block, and its legend.
 pub struct PersonInputs {
+    pub legend: String,
     pub name: String,
     pub phone: String,
     pub workplace: String,
@@ -218,6 +219,9 @@ fn countries() -> Vec<(&'static str, &'static str)> {
 fn form(site: &Site, t: Words<'_>, values: Values, errors: Errors, status: StatusCode) -> Response {
     let people = (0..MAX_PEOPLE)
         .map(|i| PersonInputs {
+            legend: t
+                .catalog
+                .text(t.lang, "person-legend", &[("number", &(i + 1).to_string())]),
             name: form::person_field(i, "name"),
             phone: form::person_field(i, "phone"),
             workplace: form::person_field(i, "workplace"),
@@ -285,10 +289,12 @@ async fn submit(
     };
     match site.reports.submit(report, t.code()).await {
         Ok(receipt) => {
+            // No language links here: leaving the page loses the receipt,
+            // which is shown this once.
             let page = ReceiptPage {
                 receipt: receipt.grouped().to_string(),
                 t,
-                path: "/",
+                path: "",
             };
             render(StatusCode::OK, page)
         }

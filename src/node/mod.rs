@@ -815,6 +815,12 @@ async fn purge_expired(
             Ok(n) => tracing::info!(count = n, "retention: releases purged"),
             Err(e) => tracing::error!(error = %e, "release purge failed; retrying next round"),
         }
+        // Public reports keep their own retention (`[intake] retention_days`).
+        match store.intake_purge_due(crate::time::now_ms() / 1000).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(count = n, "retention: public reports purged"),
+            Err(e) => tracing::error!(error = %e, "report purge failed; retrying next round"),
+        }
         // Decided requests keep what they asked for as long as configured.
         match store
             .purge_requests(SystemTime::now(), request_retention)

@@ -3,7 +3,9 @@
 //!   of each report's own (a purge destroys it with the record);
 //! - `intake_index` (no case data): `k` 0 receipt hash → report id;
 //!   `o` 0 newest-first hour (u64 BE, inverted) id → state (one byte), the
-//!   inbox's order; `n` → reports not closed (u64 BE), the queue's bound;
+//!   inbox's order; `t` 0 retain-until (u64 BE) id → nothing, what the
+//!   retention purge takes in order; `n` → reports not closed (u64 BE),
+//!   the queue's bound;
 //! - `intake_meta`: `secret` → the receipt hasher's secret, sealed under
 //!   the epoch in force.
 //!
@@ -14,7 +16,7 @@ use zeroize::Zeroizing;
 
 use super::engine::Reads;
 use super::{Store, StoreError, Write};
-use crate::audit::Event;
+use crate::audit::{Action, Event, NODE};
 use crate::proto::v1::{IntakeReportRecord, IntakeState};
 
 /// Bytes of the receipt secret.
@@ -32,6 +34,13 @@ fn order_key(rec: &IntakeReportRecord) -> Vec<u8> {
     let mut k = vec![b'o', 0];
     let hour = u64::try_from(rec.received_hour).unwrap_or(0);
     k.extend_from_slice(&(u64::MAX - hour).to_be_bytes());
+    k.extend_from_slice(rec.id.as_bytes());
+    k
+}
+
+fn retention_key(rec: &IntakeReportRecord) -> Vec<u8> {
+    let mut k = vec![b't', 0];
+    k.extend_from_slice(&u64::try_from(rec.retain_until).unwrap_or(0).to_be_bytes());
     k.extend_from_slice(rec.id.as_bytes());
     k
 }
@@ -136,6 +145,7 @@ impl Store {
                 receipt_key(&rec.receipt_hash),
                 rec.id.as_bytes(),
             )?;
+            w.tx.insert(w.t.intake_index, retention_key(rec), [])?;
             w.append([event])?;
             Ok(Submitted::Stored)
         })?;
@@ -220,6 +230,45 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Purges every report whose retention ended before `now` (Unix
+    /// seconds): its record and its data key go in one transaction with
+    /// its index entries and an `intake.purge` entry, so no copy of it —
+    /// in the store's old segments or a backup — opens again once the
+    /// epoch turns (docs/encryption.md). Returns how many went.
+    pub async fn intake_purge_due(&self, now: i64) -> Result<usize, StoreError> {
+        let low = vec![b't', 0];
+        let mut high = low.clone();
+        high.extend_from_slice(&u64::try_from(now).unwrap_or(0).to_be_bytes());
+        let due: Vec<Vec<u8>> = self
+            .db
+            .range(self.t.intake_index, low..high)
+            .map(|item| item.map(|(k, _)| k))
+            .collect::<Result<_, _>>()?;
+        for key in &due {
+            let id = String::from_utf8_lossy(&key[2 + 8..]).into_owned();
+            self.write(|w| {
+                w.tx.remove(w.t.intake_index, key)?;
+                if let Some(v) = w.tx.get(w.t.intake, id.as_bytes())? {
+                    let rec = decode(&v)?;
+                    w.tx.remove(w.t.intake_index, receipt_key(&rec.receipt_hash))?;
+                    w.tx.remove(w.t.intake_index, order_key(&rec))?;
+                    if open(&rec) {
+                        let n = open_count(w)?.saturating_sub(1);
+                        w.tx.insert(w.t.intake_index, OPEN_KEY, n.to_be_bytes())?;
+                    }
+                    super::vault::destroy_data_key(w, "intake", id.as_bytes())?;
+                    w.tx.remove(w.t.intake, id.as_bytes())?;
+                    w.append([Event::new(NODE, Action::IntakePurge, "OK").object(id.clone())])?;
+                }
+                Ok::<_, StoreError>(())
+            })?;
+        }
+        if !due.is_empty() {
+            self.commit.durable().await?;
+        }
+        Ok(due.len())
     }
 
     /// Reports not closed.

@@ -488,3 +488,52 @@ async fn report_chunks_keep_their_total_and_their_quota() {
     assert_eq!(counts[&border], (2, 3));
     assert_eq!(store.stats_reports(&r, &border).unwrap().len(), 512);
 }
+
+/// A public report past its retention goes with everything that finds it:
+/// its record, its receipt's index entry, its place in the inbox and in
+/// the open count; one before its time stays.
+#[tokio::test]
+async fn a_public_report_past_its_retention_is_purged_whole() {
+    use crate::proto::v1::{IntakeReportRecord, IntakeState};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 8 << 20, scope()).unwrap();
+    let report = |id: &str, until: i64, hash: u8| IntakeReportRecord {
+        id: id.into(),
+        received_hour: 3_600,
+        what: "workers locked in".into(),
+        state: IntakeState::New as i32,
+        retain_until: until,
+        receipt_hash: vec![hash; 32],
+        ..Default::default()
+    };
+    let event =
+        || crate::audit::Event::new("reporter", crate::audit::Action::IntakeReport, "stored");
+    for (id, until, hash) in [("old", 1_000, 1), ("new", 9_000, 2)] {
+        let outcome = store
+            .intake_submit(&report(id, until, hash), 10, event())
+            .await
+            .unwrap();
+        assert_eq!(outcome, Submitted::Stored);
+    }
+    assert_eq!(store.intake_open().unwrap(), 2);
+    assert_eq!(store.intake_purge_due(5_000).await.unwrap(), 1);
+    assert_eq!(store.intake_report("old").unwrap(), None);
+    assert_eq!(store.intake_by_receipt(&[1; 32]).unwrap(), None);
+    assert_eq!(
+        store.intake_by_receipt(&[2; 32]).unwrap().unwrap().id,
+        "new"
+    );
+    assert_eq!(store.intake_open().unwrap(), 1);
+    let listed = store.intake_list(IntakeState::Unspecified, 0, 10).unwrap();
+    assert_eq!(
+        listed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["new"]
+    );
+    assert_eq!(store.intake_purge_due(5_000).await.unwrap(), 0);
+    // The queue's bound holds: one open of a bound of one is full.
+    let full = store
+        .intake_submit(&report("more", 9_000, 3), 1, event())
+        .await
+        .unwrap();
+    assert_eq!(full, Submitted::Full);
+}
