@@ -233,3 +233,24 @@ where
     };
     bind(addr).await.map(Some).map_err(|error| (addr, error))
 }
+
+/// The HTTP/1.1 + HTTP/2 server of a listener for people's browsers (the
+/// console, the public intake): a connection that never finishes its
+/// request headers within `header_timeout` is closed (hyper has no timeout
+/// without a timer), and HTTP/2 connections are pinged, so dead ones end.
+pub fn browser_http(
+    header_timeout: Duration,
+) -> hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor> {
+    use hyper_util::rt::{TokioExecutor, TokioTimer};
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(header_timeout))
+        .keep_alive_timeout(header_timeout);
+    builder
+}

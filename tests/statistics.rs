@@ -19,9 +19,9 @@ use casebridge::config::{Bounded, DirectoryConfig};
 use casebridge::proto::v1::envelope::Payload;
 use casebridge::proto::v1::{
     AckStatus, AlertContent, AlertDraft, Category, Identifier, ListStatsRequest, Location, Phone,
-    QueryAuditRequest, RunStatsRequest, Severity, StatisticsPlan, StatisticsTable,
-    StatisticsTableKind, StatsReleaseRef, StatsReleaseView, StatsReport, StatsReports, Subject,
-    SubjectRole, TimeWindow, Tlp, identifier::Kind,
+    RunStatsRequest, Severity, StatisticsPlan, StatisticsTable, StatisticsTableKind,
+    StatsReleaseRef, StatsReleaseView, StatsReport, StatsReports, Subject, SubjectRole, TimeWindow,
+    Tlp, identifier::Kind,
 };
 use casebridge::stats::plan::{Period, PlanInForce, TableKind};
 use casebridge::stats::publish::noise_bound;
@@ -395,25 +395,6 @@ async fn aggregators_learn_nothing_more(fed: &TestFederation) {
 }
 
 /// The audit entries of `action` at `at`.
-async fn audited(
-    fed: &TestFederation,
-    at: &str,
-    action: &str,
-) -> Vec<casebridge::proto::v1::AuditEntry> {
-    let mut admin = fed.client(at, "admin").await;
-    let query = QueryAuditRequest {
-        action: action.into(),
-        page_size: 100,
-        ..Default::default()
-    };
-    admin
-        .admin
-        .query_audit(query)
-        .await
-        .unwrap()
-        .into_inner()
-        .entries
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_agencies_publish_noisy_tables_counting_each_victim_once() {

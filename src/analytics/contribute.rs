@@ -114,21 +114,38 @@ impl Analytics {
             .object(label(r))
             .detail("reports", sent)
             .detail("chunks", (items.len() + own_chunks.len()) / 2);
+        let change = StatsChange {
+            items,
+            events: vec![event],
+            own_chunks,
+            ..StatsChange::default()
+        };
+        self.mark_contributed(plan, r, sent, change).await
+    }
+
+    /// Records, once, that this node contributed `sent` reports to `r`,
+    /// with `change`'s envelopes, kept chunks and audit entries; whether
+    /// it wrote (a contribution made already is left as it is).
+    async fn mark_contributed(
+        &self,
+        plan: &PlanInForce,
+        r: &StatsReleaseRef,
+        sent: u64,
+        change: StatsChange,
+    ) -> Result<bool, AnalyticsError> {
         let contributed_at = crate::time::now_ms() / 1000;
-        let change = |held: Option<StatsReleaseRecord>| {
+        let apply = |held: Option<StatsReleaseRecord>| {
             let held = held.unwrap_or_else(|| super::fresh(plan, r));
-            (held.contributed_at == 0).then(|| StatsChange {
+            (held.contributed_at == 0).then_some(StatsChange {
                 record: StatsReleaseRecord {
                     contributed_at,
                     reports_sent: sent,
                     ..held
                 },
-                items,
-                events: vec![event],
-                own_chunks,
+                ..change
             })
         };
-        Ok(self.store.stats_update(r, change).await?)
+        Ok(self.store.stats_update(r, apply).await?)
     }
 
     /// Records, once, that this node has more cases for `r` than an
@@ -145,19 +162,11 @@ impl Analytics {
             .object(label(r))
             .detail("cases", cases)
             .detail("most", MAX_REPORTS_PER_MEMBER);
-        let contributed_at = crate::time::now_ms() / 1000;
-        let change = |held: Option<StatsReleaseRecord>| {
-            let held = held.unwrap_or_else(|| super::fresh(plan, r));
-            (held.contributed_at == 0).then(|| StatsChange {
-                record: StatsReleaseRecord {
-                    contributed_at,
-                    ..held
-                },
-                events: vec![event],
-                ..StatsChange::default()
-            })
+        let change = StatsChange {
+            events: vec![event],
+            ..StatsChange::default()
         };
-        Ok(self.store.stats_update(r, change).await?)
+        self.mark_contributed(plan, r, 0, change).await
     }
 
     /// This node's own cases of `period`: live alerts whose exploitation

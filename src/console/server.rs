@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
+use hyper_util::rt::TokioIo;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -77,19 +76,7 @@ pub fn serve(
                         router.clone().oneshot(req)
                     },
                 );
-                let mut builder = Builder::new(TokioExecutor::new());
-                // A connection that never finishes its request headers is
-                // closed (hyper has no timeout without a timer); HTTP/2
-                // connections are pinged, so dead ones end too.
-                builder
-                    .http1()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT);
-                builder
-                    .http2()
-                    .timer(TokioTimer::new())
-                    .keep_alive_interval(Some(HEADER_READ_TIMEOUT))
-                    .keep_alive_timeout(HEADER_READ_TIMEOUT);
+                let builder = crate::server::browser_http(HEADER_READ_TIMEOUT);
                 let serving = builder.serve_connection(TokioIo::new(conn), service);
                 tokio::select! {
                     _ = stop.cancelled() => {}

@@ -155,6 +155,21 @@ impl PerMinute {
         w.1 < self.per_minute
     }
 
+    /// Spends one of the minute of `now` if one is left; whether it was.
+    /// (One lock for both: callers at once cannot overspend.)
+    pub fn take(&self, now: i64) -> bool {
+        let mut w = self
+            .window
+            .lock()
+            .expect("never poisoned: no panics inside");
+        Self::roll(&mut w, now);
+        let left = w.1 < self.per_minute;
+        if left {
+            w.1 += 1;
+        }
+        left
+    }
+
     /// Spends one of the minute of `now`.
     pub fn spend(&self, now: i64) {
         let mut w = self
@@ -234,7 +249,9 @@ mod tests {
             g.spend(125);
         }
         assert!(!g.allowed(179));
+        assert!(!g.take(179));
         assert!(g.allowed(180));
+        assert!(g.take(181) && g.take(182) && g.take(183) && !g.take(184));
     }
 
     proptest::proptest! {

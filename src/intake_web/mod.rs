@@ -13,8 +13,7 @@ mod site;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
+use hyper_util::rt::TokioIo;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -66,16 +65,7 @@ pub fn serve(
                     return;
                 };
                 let service = hyper::service::service_fn(move |req| router.clone().oneshot(req));
-                let mut builder = Builder::new(TokioExecutor::new());
-                builder
-                    .http1()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT);
-                builder
-                    .http2()
-                    .timer(TokioTimer::new())
-                    .keep_alive_interval(Some(HEADER_READ_TIMEOUT))
-                    .keep_alive_timeout(HEADER_READ_TIMEOUT);
+                let builder = crate::server::browser_http(HEADER_READ_TIMEOUT);
                 let serving = builder.serve_connection(TokioIo::new(conn), service);
                 // Nothing is logged of a connection's end: it says who came.
                 tokio::select! {

@@ -91,6 +91,8 @@ pub enum Submitted {
     Stored,
     /// As many reports as the node keeps open are open: try later.
     Full,
+    /// Another report holds this receipt: draw another.
+    ReceiptTaken,
 }
 
 impl Store {
@@ -138,6 +140,12 @@ impl Store {
         let outcome = self.write(|w| {
             if open_count(w)? >= max_open {
                 return Ok::<_, StoreError>(Submitted::Full);
+            }
+            if w.tx
+                .get(w.t.intake_index, receipt_key(&rec.receipt_hash))?
+                .is_some()
+            {
+                return Ok(Submitted::ReceiptTaken);
             }
             put(w, None, rec)?;
             w.tx.insert(

@@ -536,4 +536,12 @@ async fn a_public_report_past_its_retention_is_purged_whole() {
         .await
         .unwrap();
     assert_eq!(full, Submitted::Full);
+    // A receipt another report holds is never given twice.
+    let twin = report("twin", 9_000, 2);
+    let taken = store.intake_submit(&twin, 10, event()).await.unwrap();
+    assert_eq!(taken, Submitted::ReceiptTaken);
+    assert_eq!(
+        store.intake_by_receipt(&[2; 32]).unwrap().unwrap().id,
+        "new"
+    );
 }

@@ -910,3 +910,26 @@ pub fn files_holding(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
     }
     found
 }
+
+/// The audit entries of `action` at `agency` (the newest 100), read as its
+/// administrator.
+#[allow(dead_code)] // not every test binary reads the audit log
+pub async fn audited(
+    fed: &TestFederation,
+    agency: &str,
+    action: &str,
+) -> Vec<casebridge::proto::v1::AuditEntry> {
+    let mut admin = fed.client(agency, "admin").await;
+    let query = casebridge::proto::v1::QueryAuditRequest {
+        action: action.into(),
+        page_size: 100,
+        ..Default::default()
+    };
+    admin
+        .admin
+        .query_audit(query)
+        .await
+        .unwrap()
+        .into_inner()
+        .entries
+}
