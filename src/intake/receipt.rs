@@ -96,7 +96,8 @@ pub struct Hasher {
 }
 
 impl Hasher {
-    /// A hasher under the node's secret (kept sealed in its store).
+    /// A hasher under the node's secret (kept in its store, sealed when
+    /// the store is).
     pub fn new(secret: [u8; SECRET_LEN]) -> Self {
         let mut s = secret;
         let hasher = Self {

@@ -221,6 +221,9 @@ impl Store {
         let wanted = |s: u8| state == IntakeState::Unspecified || s == state as u8;
         let mut seen = 0;
         for item in self.db.prefix(self.t.intake_index, [b'o', 0]) {
+            if out.len() >= limit {
+                break;
+            }
             let (k, v) = item?;
             if !v.first().is_some_and(|s| wanted(*s)) {
                 continue;
@@ -232,9 +235,6 @@ impl Store {
             let id = String::from_utf8_lossy(&k[2 + 8..]).into_owned();
             if let Some(rec) = self.intake_report(&id)? {
                 out.push(rec);
-            }
-            if out.len() >= limit {
-                break;
             }
         }
         Ok(out)
