@@ -27,6 +27,8 @@ pub use site::{MAX_BODY, Site};
 /// Time a browser has for the TLS handshake, and for a request's headers.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The pause after a failed accept (no descriptor left, say).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// Longest life of one connection: a slow client frees its place.
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
 
@@ -53,7 +55,11 @@ pub fn serve(
                 // The peer's address is dropped here, unread.
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => stream,
-                    Err(_) => continue,
+                    // Out of file descriptors, say: wait rather than spin.
+                    Err(_) => {
+                        tokio::time::sleep(ACCEPT_PAUSE).await;
+                        continue;
+                    }
                 },
             };
             let (acceptor, router, stop) = (acceptor.clone(), router.clone(), shutdown.clone());
