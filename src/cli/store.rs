@@ -286,6 +286,7 @@ async fn restore(config: &Path, from: &Path) -> Result<(), Failure> {
             .detail("purged_since_alerts", purges.purged_alerts)
             .detail("purged_since_releases", purges.purged_releases)
             .detail("purged_since_requests", purges.purged_requests)
+            .detail("purged_since_reports", purges.purged_reports)
             .detail("previous_store", &previous)])
         .await?;
     let (head, _) = restored.audit_head();
@@ -298,6 +299,12 @@ async fn restore(config: &Path, from: &Path) -> Result<(), Failure> {
             "{} alerts, {} releases and {} disclosure requests of the backup were purged after \
              it was taken: they stay purged (their data keys are destroyed)",
             purges.purged_alerts, purges.purged_releases, purges.purged_requests
+        );
+    }
+    if purges.purged_reports > 0 {
+        println!(
+            "{} public reports of the backup were purged after it was taken: they stay purged",
+            purges.purged_reports
         );
     }
     println!(

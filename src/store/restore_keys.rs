@@ -27,10 +27,11 @@ pub struct Carried {
     /// Data keys taken from the live store.
     pub data_keys: u64,
     /// Records of the backup purged since it was taken: alerts, releases,
-    /// disclosure requests.
+    /// disclosure requests, public reports.
     pub purged_alerts: u64,
     pub purged_releases: u64,
     pub purged_requests: u64,
+    pub purged_reports: u64,
 }
 
 /// Entries per transaction: bounded memory for any store size.
@@ -136,8 +137,9 @@ impl Store {
             .collect();
         carried.purged_alerts = gone.len() as u64;
         carried.purged_requests = requests.len() as u64;
-        carried.purged_releases =
-            purged.len() as u64 - carried.purged_alerts - carried.purged_requests;
+        let of = |tree: &str| purged.iter().filter(|(name, _)| *name == tree).count() as u64;
+        carried.purged_releases = of("releases");
+        carried.purged_reports = of("intake");
         self.drop_index_entries(&raw, &gone)?;
         self.carry_purged_log(live, &requests)?;
         self.db.sync()?;
