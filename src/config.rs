@@ -216,8 +216,9 @@ pub struct IntakeConfig {
     /// New reports a minute the whole intake takes (everyone together).
     #[serde(default = "default_per_minute")]
     pub reports_per_minute: Bounded<1, 100_000>,
-    /// Wrong receipts a minute the whole intake tolerates; past it every
-    /// receipt waits for the next minute.
+    /// Wrong receipts a minute the whole intake tolerates (a token bucket:
+    /// this many at once, refilled at this rate); once it is empty every
+    /// receipt waits until it refills.
     #[serde(default = "default_per_minute")]
     pub wrong_receipts_per_minute: Bounded<1, 100_000>,
     /// Connections the intake serves at once; more wait in the kernel's

@@ -35,18 +35,30 @@ impl RateLimiter {
         self.allow_at(who, Instant::now())
     }
 
+    /// Whether `who`'s bucket holds a call now, without taking it: for a
+    /// budget that only what fails spends (the intake's wrong receipts),
+    /// checked before the work and taken with [`RateLimiter::allow`] after.
+    pub fn available(&self, who: &str) -> bool {
+        self.take_at(who, Instant::now(), false)
+    }
+
     fn allow_at(&self, who: &str, now: Instant) -> bool {
+        self.take_at(who, now, true)
+    }
+
+    /// Refills `who`'s bucket to `now`; whether it holds a call, taken if
+    /// `take`.
+    fn take_at(&self, who: &str, now: Instant, take: bool) -> bool {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let (tokens, last) = buckets.entry(who.to_owned()).or_insert((self.burst, now));
         let refill = now.saturating_duration_since(*last).as_secs_f64() * self.per_minute / 60.0;
         *tokens = (*tokens + refill).min(self.burst);
         *last = now;
-        if *tokens >= 1.0 {
+        let held = *tokens >= 1.0;
+        if held && take {
             *tokens -= 1.0;
-            true
-        } else {
-            false
         }
+        held
     }
 }
 
@@ -67,5 +79,16 @@ mod tests {
             rl.allow_at("a", t0 + Duration::from_millis(1100)),
             "one per second refills"
         );
+    }
+
+    #[test]
+    fn looking_takes_nothing() {
+        let rl = RateLimiter::new(3, 3);
+        let t0 = Instant::now();
+        assert!((0..10).all(|_| rl.take_at("", t0, false)));
+        assert!((0..3).all(|_| rl.allow_at("", t0)));
+        assert!(!rl.take_at("", t0, false), "spent for the minute");
+        assert!(!rl.allow_at("", t0 + Duration::from_secs(19)));
+        assert!(rl.take_at("", t0 + Duration::from_secs(61), false));
     }
 }

@@ -66,10 +66,13 @@ async fn exchange(fed: &TestFederation, head: &str, body: &str) -> String {
         .unwrap();
     let raw = format!(
         "{head}\r\nHost: {addr}\r\nUser-Agent: {USER_AGENT}\r\nConnection: close\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     stream.write_all(raw.as_bytes()).await.unwrap();
+    // The node may answer (413) and close before a body past its bound is
+    // all written: the answer is still read.
+    let _ = stream.write_all(body.as_bytes()).await;
     let mut out = Vec::new();
     let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
@@ -258,19 +261,9 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-/// Waits, if need be, for a minute with at least 10 seconds left: the
-/// budgets are a minute's, and the test must spend one within one.
-async fn start_of_a_minute() {
-    let second = (casebridge::time::now_ms() / 1000).rem_euclid(60);
-    if second > 50 {
-        tokio::time::sleep(std::time::Duration::from_secs((61 - second) as u64)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guesses_and_floods_are_bounded_and_the_node_keeps_serving() {
     let fed = TestFederation::start_with(&["ngo"], &[], with_intake(3, 2)).await;
-    start_of_a_minute().await;
     let report = form(&[("what", "A flood"), ("contact", "receipt")]);
     let first = exchange(&fed, "POST /report HTTP/1.1", &report).await;
     assert_eq!(status(&first), 200, "{first}");

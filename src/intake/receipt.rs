@@ -4,9 +4,8 @@
 //! so the hash can be looked up and is worthless without the secret).
 //! Guessing is bounded three ways: each try costs a slow hash, tries are
 //! hashed a few at a time, and failures share one budget a minute for the
-//! whole node ([`PerMinute`]) — nothing records who tried.
-
-use std::sync::Mutex;
+//! whole node (`reports::Reports`, with the node's token buckets) —
+//! nothing records who tried.
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use zeroize::{Zeroize, Zeroizing};
@@ -128,67 +127,6 @@ impl Hasher {
     }
 }
 
-/// A budget a minute for the whole node, whoever spends it: wrong
-/// receipts (a person with the right one may have to wait a minute in a
-/// flood; a guesser gets at most `per_minute` tries a minute), or new
-/// reports. Nothing records who spent it.
-pub struct PerMinute {
-    per_minute: u32,
-    window: Mutex<(i64, u32)>,
-}
-
-impl PerMinute {
-    pub fn new(per_minute: u32) -> Self {
-        Self {
-            per_minute,
-            window: Mutex::new((i64::MIN, 0)),
-        }
-    }
-
-    /// Whether the budget of the minute of `now` (Unix seconds) is not
-    /// spent.
-    pub fn allowed(&self, now: i64) -> bool {
-        let mut w = self
-            .window
-            .lock()
-            .expect("never poisoned: no panics inside");
-        Self::roll(&mut w, now);
-        w.1 < self.per_minute
-    }
-
-    /// Spends one of the minute of `now` if one is left; whether it was.
-    /// (One lock for both: callers at once cannot overspend.)
-    pub fn take(&self, now: i64) -> bool {
-        let mut w = self
-            .window
-            .lock()
-            .expect("never poisoned: no panics inside");
-        Self::roll(&mut w, now);
-        let left = w.1 < self.per_minute;
-        if left {
-            w.1 += 1;
-        }
-        left
-    }
-
-    /// Spends one of the minute of `now`.
-    pub fn spend(&self, now: i64) {
-        let mut w = self
-            .window
-            .lock()
-            .expect("never poisoned: no panics inside");
-        Self::roll(&mut w, now);
-        w.1 = w.1.saturating_add(1);
-    }
-
-    fn roll(w: &mut (i64, u32), now: i64) {
-        let minute = now.div_euclid(60);
-        if w.0 != minute {
-            *w = (minute, 0);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,19 +178,6 @@ mod tests {
             counts.iter().all(|n| (1400..=1800).contains(n)),
             "{counts:?}"
         );
-    }
-
-    #[test]
-    fn the_budget_is_the_whole_node_s_and_renews_each_minute() {
-        let g = PerMinute::new(3);
-        for _ in 0..3 {
-            assert!(g.allowed(120));
-            g.spend(125);
-        }
-        assert!(!g.allowed(179));
-        assert!(!g.take(179));
-        assert!(g.allowed(180));
-        assert!(g.take(181) && g.take(182) && g.take(183) && !g.take(184));
     }
 
     proptest::proptest! {

@@ -11,14 +11,17 @@ use tokio::sync::Semaphore;
 
 use crate::audit::{Action, Event};
 use crate::intake::form::{Contact, Report};
-use crate::intake::receipt::{Hasher, PerMinute, Receipt, ReceiptError};
+use crate::intake::receipt::{Hasher, Receipt, ReceiptError};
 use crate::proto::v1::{
     IntakeAuthor, IntakeContact, IntakeMessage, IntakePerson, IntakeReportRecord, IntakeState,
 };
+use crate::ratelimit::RateLimiter;
 use crate::store::{Store, StoreError, Submitted};
 
 /// The actor of every reporter's audit entry: one name for everyone.
 pub const REPORTER: &str = "reporter";
+/// The one key of the intake's budgets: they are the whole node's.
+const EVERYONE: &str = "";
 /// Receipts hashed at once: the slow hash is the guessing bound, and must
 /// not become a way to take every core.
 const HASHING_AT_ONCE: usize = 2;
@@ -49,8 +52,10 @@ pub enum ReportsError {
 pub struct Reports {
     store: Arc<Store>,
     hasher: Arc<Hasher>,
-    guesses: PerMinute,
-    submits: PerMinute,
+    /// Wrong receipts and new reports, each one bucket for everyone (the
+    /// key is empty: nothing says who).
+    guesses: RateLimiter,
+    submits: RateLimiter,
     hashing: Semaphore,
     max_open: u64,
     retention_secs: i64,
@@ -81,8 +86,11 @@ impl Reports {
         Ok(Self {
             store,
             hasher: Arc::new(Hasher::new(*secret)),
-            guesses: PerMinute::new(limits.wrong_receipts_per_minute),
-            submits: PerMinute::new(limits.reports_per_minute),
+            guesses: RateLimiter::new(
+                limits.wrong_receipts_per_minute,
+                limits.wrong_receipts_per_minute,
+            ),
+            submits: RateLimiter::new(limits.reports_per_minute, limits.reports_per_minute),
             hashing: Semaphore::new(HASHING_AT_ONCE),
             max_open: limits.max_open,
             retention_secs: i64::from(limits.retention_days) * 86_400,
@@ -101,7 +109,7 @@ impl Reports {
 
     /// Keeps `report`, written in `language`: its receipt, shown once.
     pub async fn submit(&self, report: Report, language: &str) -> Result<Receipt, ReportsError> {
-        if self.store.intake_open()? >= self.max_open || !self.submits.take(now()) {
+        if self.store.intake_open()? >= self.max_open || !self.submits.allow(EVERYONE) {
             return Err(ReportsError::Busy);
         }
         let received = hour_of(now());
@@ -126,12 +134,12 @@ impl Reports {
     /// The report `typed` opens, if it opens one that is not closed. A
     /// wrong receipt, a malformed one and one of a closed report are alike
     /// to the caller, and each spends the node's budget; once it is spent,
-    /// every try is [`ReportsError::Busy`] until the minute is over.
+    /// every try is [`ReportsError::Busy`] until the bucket refills.
     pub async fn open_by_receipt(
         &self,
         typed: &str,
     ) -> Result<Option<IntakeReportRecord>, ReportsError> {
-        if !self.guesses.allowed(now()) {
+        if !self.guesses.available(EVERYONE) {
             return Err(ReportsError::Busy);
         }
         // A malformed receipt costs a hash too: no answer comes sooner.
@@ -148,7 +156,9 @@ impl Reports {
                 let event = Event::new(REPORTER, Action::IntakeOpen, "OK").object(rec.id.clone());
                 self.store.audit([event]).await?;
             }
-            None => self.guesses.spend(now()),
+            None => {
+                self.guesses.allow(EVERYONE);
+            }
         }
         Ok(found)
     }
