@@ -18,7 +18,7 @@ use crate::store::{OutboxItem, StatsChange};
 
 use super::{
     Analytics, AnalyticsError, CHUNK_BYTES, MAX_REPORTS_PER_CHUNK, MAX_REPORTS_PER_MEMBER, PAD_TO,
-    context, label,
+    context, cpu_bound, label,
 };
 
 impl Analytics {
@@ -90,14 +90,17 @@ impl Analytics {
             return self.too_many(plan, r, cases.len()).await;
         }
         let ctx = context(self.federation(), plan, r);
-        let mut reports = Vec::with_capacity(cases.len().next_multiple_of(PAD_TO));
-        for case in &cases {
-            let m = shape.measure(case, represents(case), &plan.plan.countries);
-            reports.push(vdaf.shard(&ctx, &m)?);
-        }
-        while reports.is_empty() || !reports.len().is_multiple_of(PAD_TO) {
-            reports.push(vdaf.shard(&ctx, &shape.none())?);
-        }
+        let reports = cpu_bound(|| {
+            let mut reports = Vec::with_capacity(cases.len().next_multiple_of(PAD_TO));
+            for case in &cases {
+                let m = shape.measure(case, represents(case), &plan.plan.countries);
+                reports.push(vdaf.shard(&ctx, &m)?);
+            }
+            while reports.is_empty() || !reports.len().is_multiple_of(PAD_TO) {
+                reports.push(vdaf.shard(&ctx, &shape.none())?);
+            }
+            Ok::<_, AnalyticsError>(reports)
+        })?;
         let (items, own_chunks): (Vec<OutboxItem>, Vec<OutboxItem>) = self
             .chunks(plan, r, &reports, vdaf.sizes()[1])
             .into_iter()

@@ -17,8 +17,8 @@ use crate::stats::vdaf::{ReportShare, TableVdaf, VERIFY_KEY_LEN};
 
 use super::lead::over_budget;
 use super::{
-    Analytics, AnalyticsError, PREPARE_BATCH, complete, context, fresh, resolve, share_of, spent,
-    summed_digest,
+    Analytics, AnalyticsError, PREPARE_BATCH, complete, context, cpu_bound, fresh, resolve,
+    share_of, spent, summed_digest,
 };
 
 /// Members a prepare call may name (a directory's most).
@@ -90,7 +90,7 @@ impl Analytics {
         let held = self.held(&r, &members)?;
         let ctx = context(self.federation(), &plan, &r);
         let vdaf = TableVdaf::new(&Shape::of(table.kind, &plan.plan.countries))?;
-        let messages = messages(&vdaf, &key, &ctx, &req, &held);
+        let messages = cpu_bound(|| messages(&vdaf, &key, &ctx, &req, &held));
         let prepared = StatsPrepared {
             nonces: req.shares.iter().map(|s| s.nonce.clone()).collect(),
             messages: messages.clone(),
@@ -158,7 +158,7 @@ impl Analytics {
         }
         let ctx = context(self.federation(), &plan, &r);
         let vdaf = TableVdaf::new(&Shape::of(table.kind, &plan.plan.countries))?;
-        let fin = vdaf.finish(1, &key, &ctx, &shares, &msgs);
+        let fin = cpu_bound(|| vdaf.finish(1, &key, &ctx, &shares, &msgs));
         if fin.count != req.accepted.len() {
             return Err(AnalyticsError::Refused(format!(
                 "accepted: this helper finishes {} of the {} reports",

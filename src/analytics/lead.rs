@@ -22,8 +22,8 @@ use crate::store::{OutboxItem, StatsChange};
 
 use super::receive::Combine;
 use super::{
-    Analytics, AnalyticsError, PREPARE_BATCH, complete, context, fresh, label, resolve, share_of,
-    spent, summed_digest,
+    Analytics, AnalyticsError, PREPARE_BATCH, complete, context, cpu_bound, fresh, label, resolve,
+    share_of, spent, summed_digest,
 };
 
 /// Where a run stands.
@@ -251,7 +251,7 @@ impl Analytics {
             Err(why) => return Ok(Run::Waiting(why)),
         };
         let shares = report_shares(&held);
-        let fin = vdaf.finish(0, &key, &ctx, &shares, &messages);
+        let fin = cpu_bound(|| vdaf.finish(0, &key, &ctx, &shares, &messages));
         let accepted: Vec<Vec<u8>> = held
             .iter()
             .zip(&fin.accepted)
@@ -355,7 +355,7 @@ impl Analytics {
     ) -> Result<Result<Vec<Option<Vec<u8>>>, Vec<String>>, AnalyticsError> {
         let mut messages = Vec::with_capacity(held.len());
         for (b, batch) in held.chunks(PREPARE_BATCH).enumerate() {
-            let shares = vdaf.leader_shares(key, ctx, &report_shares(batch));
+            let shares = cpu_bound(|| vdaf.leader_shares(key, ctx, &report_shares(batch)));
             let req = StatsPrepareRequest {
                 release: Some(r.clone()),
                 plan_sha256: plan.sha256.to_vec(),

@@ -49,6 +49,19 @@ pub const PAD_TO: usize = 256;
 /// Leader's verifier shares per `StatsPrepare` call.
 pub const PREPARE_BATCH: usize = 4_096;
 
+/// Runs `work` — Prio3 sharding, preparation or summing, seconds of CPU
+/// for a quarter's reports — without holding an async worker: on a
+/// multi-threaded runtime the worker's other tasks (accepting connections,
+/// answering peers and clients) move to another thread meanwhile, so a
+/// statistics run never starves the node's listeners.
+fn cpu_bound<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
 /// Why a statistics operation could not be done.
 #[derive(Debug, thiserror::Error)]
 pub enum AnalyticsError {
