@@ -2,14 +2,17 @@
 //! - `intake`: report id → `IntakeReportRecord`, sealed under a data key
 //!   of each report's own (a purge destroys it with the record);
 //! - `intake_index` (no case data): `k` 0 receipt hash → report id;
-//!   `o` 0 newest-first hour (u64 BE, inverted) id → state (one byte), the
-//!   inbox's order; `t` 0 retain-until (u64 BE) id → nothing, what the
-//!   retention purge takes in order; `n` → reports not closed (u64 BE),
-//!   the queue's bound;
+//!   `o` 0 state (one byte) newest-first hour (u64 BE, inverted) id →
+//!   nothing, the inbox's tabs in order; `t` 0 retain-until (u64 BE) id →
+//!   nothing, what the retention purge takes in order; `c` 0 state →
+//!   reports in that state (u64 BE), the tabs' counts and the queue's
+//!   bound (new and waiting are open);
 //! - `intake_meta`: `secret` → the receipt hasher's secret, sealed under
 //!   the epoch in force.
 //!
-//! No key or value here holds anything of who a reporter is.
+//! Every read the inbox makes is a count or a range from a cursor: its
+//! cost does not grow with the reports kept. No key or value here holds
+//! anything of who a reporter is.
 
 use prost::Message;
 use zeroize::Zeroizing;
@@ -22,7 +25,6 @@ use crate::proto::v1::{IntakeReportRecord, IntakeState};
 /// Bytes of the receipt secret.
 const SECRET_LEN: usize = 32;
 const SECRET_KEY: &[u8] = b"secret";
-const OPEN_KEY: &[u8] = b"n";
 
 fn receipt_key(hash: &[u8]) -> Vec<u8> {
     let mut k = vec![b'k', 0];
@@ -30,12 +32,26 @@ fn receipt_key(hash: &[u8]) -> Vec<u8> {
     k
 }
 
+/// Where a report stands in its state's tab: newest hour first, then id.
 fn order_key(rec: &IntakeReportRecord) -> Vec<u8> {
-    let mut k = vec![b'o', 0];
+    let mut k = order_prefix(rec.state());
     let hour = u64::try_from(rec.received_hour).unwrap_or(0);
     k.extend_from_slice(&(u64::MAX - hour).to_be_bytes());
     k.extend_from_slice(rec.id.as_bytes());
     k
+}
+
+fn order_prefix(state: IntakeState) -> Vec<u8> {
+    vec![b'o', 0, state as u8]
+}
+
+/// Just past every key of `state`'s tab.
+fn order_prefix_end(state: IntakeState) -> Vec<u8> {
+    vec![b'o', 0, state as u8 + 1]
+}
+
+fn count_key(state: IntakeState) -> [u8; 3] {
+    [b'c', 0, state as u8]
 }
 
 fn retention_key(rec: &IntakeReportRecord) -> Vec<u8> {
@@ -49,11 +65,7 @@ fn decode(v: &[u8]) -> Result<IntakeReportRecord, StoreError> {
     IntakeReportRecord::decode(v).map_err(|e| StoreError::corrupt("intake", e))
 }
 
-fn open(rec: &IntakeReportRecord) -> bool {
-    rec.state != IntakeState::Closed as i32
-}
-
-/// The open count a value of `OPEN_KEY` holds (none: nothing open).
+/// The count a value of a count key holds (none: zero).
 fn count_of(v: Option<Vec<u8>>) -> Result<u64, StoreError> {
     match v {
         Some(v) => <[u8; 8]>::try_from(v.as_slice())
@@ -63,26 +75,58 @@ fn count_of(v: Option<Vec<u8>>) -> Result<u64, StoreError> {
     }
 }
 
-/// Reports not closed, as the index counts them.
-fn open_count(w: &Write<'_, '_>) -> Result<u64, StoreError> {
-    count_of(w.tx.get(w.t.intake_index, OPEN_KEY)?)
+/// Moves the count of `state` by `delta` in `w`.
+fn count(w: &mut Write<'_, '_>, state: IntakeState, delta: i64) -> Result<(), StoreError> {
+    let n = count_of(w.tx.get(w.t.intake_index, count_key(state))?)?.saturating_add_signed(delta);
+    w.tx.insert(w.t.intake_index, count_key(state), n.to_be_bytes())?;
+    Ok(())
 }
 
-/// Writes `rec` and its order entry, and moves the open count by what
-/// changed since `before`.
+/// Reports not closed, as the index counts them.
+fn open_count(w: &Write<'_, '_>) -> Result<u64, StoreError> {
+    let mut n = 0;
+    for state in [IntakeState::New, IntakeState::Waiting] {
+        n += count_of(w.tx.get(w.t.intake_index, count_key(state))?)?;
+    }
+    Ok(n)
+}
+
+/// Writes `rec` with its index entries in place of `before`'s: its place
+/// in its tab, its retention, and the counts of the states it left and
+/// entered.
 fn put(
     w: &mut Write<'_, '_>,
     before: Option<&IntakeReportRecord>,
     rec: &IntakeReportRecord,
 ) -> Result<(), StoreError> {
-    w.tx.insert(w.t.intake, rec.id.as_bytes(), rec.encode_to_vec())?;
-    w.tx.insert(w.t.intake_index, order_key(rec), [rec.state as u8])?;
-    let delta = i64::from(open(rec)) - i64::from(before.is_some_and(open));
-    if delta != 0 {
-        let n = open_count(w)?.saturating_add_signed(delta);
-        w.tx.insert(w.t.intake_index, OPEN_KEY, n.to_be_bytes())?;
+    if let Some(before) = before {
+        w.tx.remove(w.t.intake_index, order_key(before))?;
+        w.tx.remove(w.t.intake_index, retention_key(before))?;
+        count(w, before.state(), -1)?;
     }
+    w.tx.insert(w.t.intake, rec.id.as_bytes(), rec.encode_to_vec())?;
+    w.tx.insert(w.t.intake_index, order_key(rec), [])?;
+    w.tx.insert(w.t.intake_index, retention_key(rec), [])?;
+    count(w, rec.state(), 1)
+}
+
+/// Takes report `rec` and every index entry that finds it out of `w`.
+fn take(w: &mut Write<'_, '_>, rec: &IntakeReportRecord) -> Result<(), StoreError> {
+    w.tx.remove(w.t.intake_index, receipt_key(&rec.receipt_hash))?;
+    w.tx.remove(w.t.intake_index, order_key(rec))?;
+    w.tx.remove(w.t.intake_index, retention_key(rec))?;
+    count(w, rec.state(), -1)?;
+    super::vault::destroy_data_key(w, "intake", rec.id.as_bytes())?;
+    w.tx.remove(w.t.intake, rec.id.as_bytes())?;
     Ok(())
+}
+
+/// Reports in each state, as the inbox's tabs show them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IntakeCounts {
+    pub new: u64,
+    pub waiting: u64,
+    pub closed: u64,
 }
 
 /// What became of a new report.
@@ -153,7 +197,6 @@ impl Store {
                 receipt_key(&rec.receipt_hash),
                 rec.id.as_bytes(),
             )?;
-            w.tx.insert(w.t.intake_index, retention_key(rec), [])?;
             w.append([event])?;
             Ok(Submitted::Stored)
         })?;
@@ -196,9 +239,6 @@ impl Store {
             let Some(after) = change(before.clone()) else {
                 return Ok(None);
             };
-            if order_key(&after) != order_key(&before) {
-                w.tx.remove(w.t.intake_index, order_key(&before))?;
-            }
             put(w, Some(&before), &after)?;
             w.append(events)?;
             Ok(Some(after))
@@ -209,35 +249,52 @@ impl Store {
         Ok(written)
     }
 
-    /// Up to `limit` reports, newest first, in `state` (any state when
-    /// unspecified), after skipping `skip` of them.
+    /// Up to `limit` reports in `state`, newest first, from just after
+    /// the report `after` names (its cursor, from [`IntakeCursor::of`]),
+    /// and the cursor of the last one returned when more may follow.
     pub fn intake_list(
         &self,
         state: IntakeState,
-        skip: usize,
+        after: Option<&IntakeCursor>,
         limit: usize,
-    ) -> Result<Vec<IntakeReportRecord>, StoreError> {
+    ) -> Result<(Vec<IntakeReportRecord>, Option<IntakeCursor>), StoreError> {
+        let prefix = order_prefix(state);
+        let high = order_prefix_end(state);
+        let low = match after {
+            Some(c) => {
+                let mut k = prefix.clone();
+                k.extend_from_slice(&c.0);
+                k.push(0); // just past it
+                k
+            }
+            None => prefix.clone(),
+        };
         let mut out = Vec::new();
-        let wanted = |s: u8| state == IntakeState::Unspecified || s == state as u8;
-        let mut seen = 0;
-        for item in self.db.prefix(self.t.intake_index, [b'o', 0]) {
+        let mut last = None;
+        for item in self.db.range(self.t.intake_index, low..high) {
             if out.len() >= limit {
-                break;
+                return Ok((out, last));
             }
-            let (k, v) = item?;
-            if !v.first().is_some_and(|s| wanted(*s)) {
-                continue;
-            }
-            seen += 1;
-            if seen <= skip {
-                continue;
-            }
-            let id = String::from_utf8_lossy(&k[2 + 8..]).into_owned();
+            let (k, _) = item?;
+            let id = String::from_utf8_lossy(&k[prefix.len() + 8..]).into_owned();
             if let Some(rec) = self.intake_report(&id)? {
+                last = Some(IntakeCursor(k[prefix.len()..].to_vec()));
                 out.push(rec);
             }
         }
-        Ok(out)
+        Ok((out, None))
+    }
+
+    /// Reports in each state.
+    pub fn intake_counts(&self) -> Result<IntakeCounts, StoreError> {
+        let n = |state| -> Result<u64, StoreError> {
+            count_of(self.db.get(self.t.intake_index, count_key(state))?)
+        };
+        Ok(IntakeCounts {
+            new: n(IntakeState::New)?,
+            waiting: n(IntakeState::Waiting)?,
+            closed: n(IntakeState::Closed)?,
+        })
     }
 
     /// Purges every report whose retention ended before `now` (Unix
@@ -259,15 +316,7 @@ impl Store {
             self.write(|w| {
                 w.tx.remove(w.t.intake_index, key)?;
                 if let Some(v) = w.tx.get(w.t.intake, id.as_bytes())? {
-                    let rec = decode(&v)?;
-                    w.tx.remove(w.t.intake_index, receipt_key(&rec.receipt_hash))?;
-                    w.tx.remove(w.t.intake_index, order_key(&rec))?;
-                    if open(&rec) {
-                        let n = open_count(w)?.saturating_sub(1);
-                        w.tx.insert(w.t.intake_index, OPEN_KEY, n.to_be_bytes())?;
-                    }
-                    super::vault::destroy_data_key(w, "intake", id.as_bytes())?;
-                    w.tx.remove(w.t.intake, id.as_bytes())?;
+                    take(w, &decode(&v)?)?;
                     w.append([Event::new(NODE, Action::IntakePurge, "OK").object(id.clone())])?;
                 }
                 Ok::<_, StoreError>(())
@@ -279,8 +328,79 @@ impl Store {
         Ok(due.len())
     }
 
+    /// Builds the intake index again from the reports held: after a
+    /// restore took out the reports purged since the backup, their
+    /// receipts, places and counts must go too. Returns the reports
+    /// indexed.
+    pub fn intake_reindex(&self) -> Result<usize, StoreError> {
+        const BATCH: usize = 512;
+        let stale: Vec<Vec<u8>> = self
+            .db
+            .range::<&[u8]>(self.t.intake_index, ..)
+            .map(|item| item.map(|(k, _)| k))
+            .collect::<Result<_, _>>()?;
+        for chunk in stale.chunks(BATCH) {
+            self.write(|w| {
+                chunk
+                    .iter()
+                    .try_for_each(|k| w.tx.remove(w.t.intake_index, k))
+                    .map_err(StoreError::from)
+            })?;
+        }
+        let ids: Vec<Vec<u8>> = self
+            .db
+            .range::<&[u8]>(self.t.intake, ..)
+            .map(|item| item.map(|(k, _)| k))
+            .collect::<Result<_, _>>()?;
+        for chunk in ids.chunks(BATCH) {
+            self.write(|w| {
+                for id in chunk {
+                    let Some(v) = w.tx.get(w.t.intake, id)? else {
+                        continue;
+                    };
+                    let rec = decode(&v)?;
+                    w.tx.insert(w.t.intake_index, order_key(&rec), [])?;
+                    w.tx.insert(w.t.intake_index, retention_key(&rec), [])?;
+                    w.tx.insert(w.t.intake_index, receipt_key(&rec.receipt_hash), id)?;
+                    count(w, rec.state(), 1)?;
+                }
+                Ok::<_, StoreError>(())
+            })?;
+        }
+        self.db.sync()?;
+        Ok(ids.len())
+    }
+
     /// Reports not closed.
     pub fn intake_open(&self) -> Result<u64, StoreError> {
-        count_of(self.db.get(self.t.intake_index, OPEN_KEY)?)
+        let c = self.intake_counts()?;
+        Ok(c.new + c.waiting)
+    }
+}
+
+/// A place in one tab of the inbox (the hour and id of the last report
+/// seen), opaque to callers: they hand back what a list returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntakeCursor(Vec<u8>);
+
+impl IntakeCursor {
+    /// The cursor just at `rec` (a page then starts after it).
+    pub fn of(rec: &IntakeReportRecord) -> Self {
+        Self(order_key(rec)[3..].to_vec())
+    }
+
+    /// As text for a page token.
+    pub fn encode(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&self.0)
+    }
+
+    /// A page token read back; `None` if it is not one.
+    pub fn decode(token: &str) -> Option<Self> {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .ok()?;
+        (bytes.len() > 8 && bytes.len() <= 8 + 64).then_some(Self(bytes))
     }
 }

@@ -131,7 +131,7 @@ pub use error::{StoreError, TxError};
 pub use group_commit::CommitStats;
 pub use hits::NoticeOutcome;
 pub use imports::{ImportWrite, Imported};
-pub use intake::Submitted;
+pub use intake::{IntakeCounts, IntakeCursor, Submitted};
 pub use migrate::{MigrateStats, migrate_sled};
 pub use network::{Link, MAX_LINKS};
 pub use outbox::{OutboxItem, OutboxSummary, Queued};

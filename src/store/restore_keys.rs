@@ -142,6 +142,9 @@ impl Store {
         carried.purged_reports = of("intake");
         self.drop_index_entries(&raw, &gone)?;
         self.carry_purged_log(live, &requests)?;
+        if carried.purged_reports > 0 {
+            self.intake_reindex()?;
+        }
         self.db.sync()?;
         Ok(carried)
     }
