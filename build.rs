@@ -16,6 +16,7 @@ const PROTOS: &[&str] = &[
     "proto/casebridge/v1/directory.proto",
     "proto/casebridge/v1/stats.proto",
     "proto/casebridge/v1/intake.proto",
+    "proto/casebridge/v1/reports.proto",
 ];
 
 /// The previous release's contract: the files it had.

@@ -58,6 +58,9 @@ pub enum Role {
     /// Node administration: status, peers, the sharing policy (set,
     /// explain, diff), Reshare / RetractFromPeer, audit queries, backups.
     Admin,
+    /// Triage the public intake's reports (ReportService): read them,
+    /// reply to their reporters, link them to alerts, close them.
+    Intake,
 }
 
 impl fmt::Display for Role {
@@ -69,6 +72,7 @@ impl fmt::Display for Role {
             Role::Request => "request",
             Role::Disclose => "disclose",
             Role::Admin => "admin",
+            Role::Intake => "intake",
         })
     }
 }

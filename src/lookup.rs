@@ -30,7 +30,7 @@ use crate::violation::FieldViolation;
 
 #[derive(Debug, Error)]
 pub enum LookupError {
-    #[error("invalid request: {}", .0.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>().join("; "))]
+    #[error("invalid request: {}", crate::violation::summary(.0))]
     Invalid(Vec<FieldViolation>),
     #[error("lookup rate limit reached for {0}; retry later")]
     RateLimited(String),

@@ -22,6 +22,16 @@ impl FieldViolation {
     }
 }
 
+/// Every violation in one line (`field: problem; …`), for an error's
+/// message.
+pub fn summary(violations: &[FieldViolation]) -> String {
+    violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// The longest status message sent: the message and the detail travel in
 /// HTTP/2 trailers, which clients bound (16 KiB is common); the detail
 /// lists every violation, the message only begins it.

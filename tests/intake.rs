@@ -367,3 +367,125 @@ async fn chromium_reports_in_tagalog_and_a_fresh_browser_comes_back_with_the_rec
     fresh.close().await;
     fed.shutdown().await;
 }
+
+/// The whole way of a report: Chromium reports in English naming a
+/// phone; the ngo's caseworker finds it in the console's inbox and asks a
+/// question; the reporter, in a fresh browser profile with the receipt
+/// alone, reads it and answers; the caseworker turns the report into an
+/// alert from the prefilled form, which hits the police's alert about the
+/// same phone through the federation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caseworker_triages_a_report_into_an_alert_that_hits_the_police() {
+    let fed = TestFederation::start_with(&["ngo", "police"], &[], with_intake(60, 60)).await;
+    if !browser::available() {
+        fed.shutdown().await;
+        return;
+    }
+    let mut police = fed.client("police", "cms").await;
+    let mut draft = sample_draft("Workers moved at night; a phone in the seized notebook.");
+    draft.subjects[0].identifiers = vec![phone_id("+40 712 345 678", "")];
+    let police_alert = submit_draft(&mut police, draft).await;
+
+    let reporter = browser_at_intake(&fed).await;
+    reporter.goto("/?lang=en").await;
+    reporter
+        .fill(
+            "what",
+            "Twelve workers sleep in a locked barn behind the greenhouse.",
+        )
+        .await;
+    reporter.fill("town", "Westland").await;
+    reporter.fill("p0_name", "Ion Popescu").await;
+    reporter.fill("p0_phone", "+40 712 345 678").await;
+    reporter.click("#consent").await;
+    reporter.follow("button[type=submit]").await;
+    let receipt = reporter
+        .client
+        .find(fantoccini::Locator::Css("#receipt"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    reporter.close().await;
+
+    let caseworker = browser::Browser::open(&fed, "ngo", "caseworker").await;
+    caseworker.goto("/reports").await;
+    assert!(caseworker.text().await.contains("New (1)"));
+    caseworker.screenshot("reports-inbox").await;
+    caseworker.follow("td a[href^='/reports/']").await;
+    let report_path = caseworker.path().await;
+    assert!(caseworker.text().await.contains("locked barn"));
+    caseworker
+        .fill("text", "How many people are there, and who drives them?")
+        .await;
+    caseworker.follow("form[action$='/reply'] button").await;
+    assert!(caseworker.text().await.contains("waiting for the reporter"));
+
+    let back = browser_at_intake(&fed).await;
+    back.goto("/receipt?lang=en").await;
+    back.fill("receipt", &receipt).await;
+    back.follow("button[type=submit]").await;
+    assert!(back.text().await.contains("who drives them?"));
+    back.fill("text", "A white van, plate B 123 XYZ.").await;
+    back.follow("button[type=submit]").await;
+    back.close().await;
+
+    caseworker.goto(&report_path).await;
+    assert!(caseworker.text().await.contains("A white van"));
+    caseworker.screenshot("report-conversation").await;
+    caseworker.follow("a[href^='/alerts/new?report=']").await;
+    assert!(caseworker.text().await.contains("Prefilled from"));
+    let phones = caseworker
+        .client
+        .find(fantoccini::Locator::Css("[name='s0_phones']"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(phones.as_deref(), Some("+40 712 345 678"));
+    caseworker
+        .choose("category", "CATEGORY_LABOUR_EXPLOITATION")
+        .await;
+    caseworker.choose("severity", "SEVERITY_HIGH").await;
+    caseworker.fill("country", "NL").await;
+    caseworker
+        .choose("s0_role", "SUBJECT_ROLE_SUSPECTED_TRAFFICKER")
+        .await;
+    caseworker.screenshot("report-alert-form").await;
+    caseworker
+        .follow("form[action='/alerts/new'] button[type=submit]")
+        .await;
+    let alert_path = caseworker.path().await;
+    assert!(
+        alert_path.starts_with("/alerts/ngo:"),
+        "{alert_path}: {}",
+        caseworker.text().await
+    );
+    caseworker.goto(&report_path).await;
+    assert!(
+        caseworker
+            .text()
+            .await
+            .contains(alert_path.trim_start_matches("/alerts/"))
+    );
+    caseworker.close().await;
+
+    let analyst = fed.client("police", "analyst").await;
+    first_hit(&analyst).await;
+    let hits = hit_log(&mut analyst.clone()).await;
+    assert!(
+        hits.iter().any(|h| h.local_alert_id == police_alert.id
+            && h.other_alert_id == alert_path.trim_start_matches("/alerts/")),
+        "{hits:?}"
+    );
+    for action in ["intake.list", "intake.get", "intake.reply", "intake.link"] {
+        let entries = audited(&fed, "ngo", action).await;
+        assert!(
+            entries.iter().any(|e| e.actor == "client:caseworker"),
+            "{action}: {entries:?}"
+        );
+    }
+    fed.shutdown().await;
+}

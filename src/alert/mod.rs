@@ -52,7 +52,7 @@ use prost::Message;
 
 #[derive(Debug, Error, Clone)]
 pub enum AlertError {
-    #[error("invalid request: {}", .0.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>().join("; "))]
+    #[error("invalid request: {}", crate::violation::summary(.0))]
     Invalid(Vec<FieldViolation>),
     #[error("alert {0} not found")]
     NotFound(String),

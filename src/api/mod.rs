@@ -16,6 +16,7 @@ pub mod auth;
 pub mod call;
 mod disclosure;
 mod peer;
+mod reports;
 pub mod status;
 pub mod undecoded;
 
@@ -23,6 +24,7 @@ pub use admin::AdminApi;
 pub use alerts::AlertApi;
 pub use disclosure::DisclosureApi;
 pub use peer::PeerApi;
+pub use reports::ReportApi;
 
 use tonic::{Request, Response, Status};
 

@@ -85,6 +85,22 @@ impl From<crate::disclosure::DisclosureError> for Status {
     }
 }
 
+impl From<crate::reports::ReportsError> for Status {
+    fn from(e: crate::reports::ReportsError) -> Self {
+        use crate::reports::ReportsError;
+        match e {
+            ReportsError::Invalid(v) => AlertError::Invalid(v).into(),
+            ReportsError::NotFound(_) => Status::not_found(e.to_string()),
+            ReportsError::Closed | ReportsError::Full | ReportsError::Linked(_) => {
+                Status::failed_precondition(e.to_string())
+            }
+            ReportsError::Busy => Status::resource_exhausted(e.to_string()),
+            ReportsError::Receipt(_) => Status::internal(e.to_string()),
+            ReportsError::Store(e) => store_unavailable(e),
+        }
+    }
+}
+
 impl From<crate::network::NetworkError> for Status {
     fn from(e: crate::network::NetworkError) -> Self {
         use crate::network::NetworkError;

@@ -139,6 +139,14 @@ actions! {
     IntakeAnswer = "intake.answer",
     // A report past its retention, purged with its data key.
     IntakePurge = "intake.purge",
+    // A caseworker's triage (the `intake` role, ReportService): the inbox
+    // read, a report read, a reply to its reporter, reports closed, a
+    // report linked to the alert made of it.
+    IntakeList = "intake.list",
+    IntakeGet = "intake.get",
+    IntakeReply = "intake.reply",
+    IntakeClose = "intake.close",
+    IntakeLink = "intake.link",
     // Administration.
     StatusGet = "admin.status",
     PeersList = "admin.peers",

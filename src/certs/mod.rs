@@ -48,6 +48,8 @@ pub const DEV_CLIENTS: &[(&str, &[Role])] = &[
     // who asks (separation of duties).
     ("legal", &[Role::Read, Role::Disclose]),
     ("admin", &[Role::Admin, Role::Read]),
+    // Triages the public intake's reports and makes alerts of them.
+    ("caseworker", &[Role::Intake, Role::Submit, Role::Read]),
 ];
 
 /// Listen addresses written into one agency's `node.toml`.

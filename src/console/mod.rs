@@ -58,7 +58,7 @@ use std::sync::Arc;
 use aws_lc_rs::hmac;
 use base64::Engine;
 
-use crate::api::{AdminApi, AlertApi, DisclosureApi};
+use crate::api::{AdminApi, AlertApi, DisclosureApi, ReportApi};
 use crate::core::NodeCore;
 use crate::identity::ClientIdentity;
 
@@ -69,6 +69,7 @@ pub struct Console {
     alerts: Arc<AlertApi>,
     admin: Arc<AdminApi>,
     disclosure: Arc<DisclosureApi>,
+    reports: Arc<ReportApi>,
     csrf: Arc<CsrfKey>,
     /// Registers uploaded on the import page, and their runs.
     imports: Arc<imports::Imports>,
@@ -80,6 +81,7 @@ impl Console {
             alerts: Arc::new(AlertApi(core.clone())),
             admin: Arc::new(AdminApi(core.clone())),
             disclosure: Arc::new(DisclosureApi(core.clone())),
+            reports: Arc::new(ReportApi(core.clone())),
             csrf: Arc::new(CsrfKey::generate()),
             imports: Arc::default(),
             core,

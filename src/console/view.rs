@@ -45,6 +45,8 @@ pub struct Chrome {
     pub can_read: bool,
     /// Disclosure requests and releases: `request` or `disclose`.
     pub can_see_requests: bool,
+    /// The public intake's reports: `intake`.
+    pub can_triage: bool,
 }
 
 impl Chrome {
@@ -56,6 +58,7 @@ impl Chrome {
             Role::Request,
             Role::Disclose,
             Role::Admin,
+            Role::Intake,
         ]
         .into_iter()
         .filter(|r| viewer.may(*r))
@@ -73,6 +76,7 @@ impl Chrome {
             can_request: viewer.may(Role::Request),
             can_read: viewer.may(Role::Read),
             can_see_requests: viewer.may(Role::Request) || viewer.may(Role::Disclose),
+            can_triage: viewer.may(Role::Intake),
         }
     }
 }

@@ -126,6 +126,9 @@ pub struct NodeCore {
     pub sharing: Arc<Sharing>,
     pub lookups: Lookups,
     pub disclosures: Arc<crate::disclosure::Disclosures>,
+    /// The public intake's reports: the reporters' side (`intake_web`)
+    /// and the caseworkers' triage (`api::ReportApi`, the console).
+    pub reports: Arc<crate::reports::Reports>,
     /// The federated statistics: contributions, runs, releases.
     pub analytics: Arc<crate::analytics::Analytics>,
     /// The federation directory in force and the roster read from it.
@@ -196,6 +199,7 @@ impl NodeCore {
             metrics.clone(),
         ));
         let analytics = analytics_of(&store, &own, &roster, &outgoing, config, max_connection_age);
+        let reports = open_reports(config, &store).await?;
         let settings = settings(config, own.clone());
         let understood = settings.capabilities.clone();
         let core = Arc::new(NodeCore {
@@ -235,6 +239,7 @@ impl NodeCore {
             )
             .understanding(understood),
             analytics,
+            reports,
             disclosures,
             federation,
             tokens: tokenizer,
@@ -248,6 +253,18 @@ impl NodeCore {
         });
         Ok(core)
     }
+}
+
+/// The public reports the store holds, with `[intake]`'s limits.
+async fn open_reports(
+    config: &NodeConfig,
+    store: &Arc<Store>,
+) -> Result<Arc<crate::reports::Reports>, NodeError> {
+    let limits = crate::reports::Limits::of(config.intake.as_ref());
+    crate::reports::Reports::open(store.clone(), limits)
+        .await
+        .map(Arc::new)
+        .map_err(|e| NodeError::Intake(e.to_string()))
 }
 
 /// The node's settings from `config`, with the identity its certificate proved.

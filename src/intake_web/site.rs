@@ -11,7 +11,7 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// The node's reports, the languages, the reporters' sessions and the
 /// number the form shows first.
 pub struct Site {
-    pub reports: Reports,
+    pub reports: std::sync::Arc<Reports>,
     pub catalog: Catalog,
     pub sessions: Sessions,
     pub emergency_number: String,

@@ -22,7 +22,7 @@ use tonic_health::pb::health_server::HealthServer;
 use tower::layer::util::Stack;
 
 use crate::api::undecoded::UndecodedLayer;
-use crate::api::{AdminApi, AlertApi, DisclosureApi, PeerApi};
+use crate::api::{AdminApi, AlertApi, DisclosureApi, PeerApi, ReportApi};
 use crate::audit::{Action, Event, NODE};
 use crate::config::NodeConfig;
 pub use crate::core::{NodeCore, NodeError};
@@ -36,6 +36,7 @@ use crate::proto::v1::admin_service_server::AdminServiceServer;
 use crate::proto::v1::alert_service_server::AlertServiceServer;
 use crate::proto::v1::disclosure_service_server::DisclosureServiceServer;
 use crate::proto::v1::peer_exchange_server::PeerExchangeServer;
+use crate::proto::v1::report_service_server::ReportServiceServer;
 use crate::server;
 use crate::store::Store;
 
@@ -120,6 +121,9 @@ pub async fn start(config: NodeConfig, listeners: Listeners) -> Result<RunningNo
         .await;
     core.health
         .set_serving::<DisclosureServiceServer<DisclosureApi>>()
+        .await;
+    core.health
+        .set_serving::<ReportServiceServer<ReportApi>>()
         .await;
     // Bound before anything is spawned, so a taken port fails the start cleanly.
     let metrics_listener = bind_optional(&config.metrics.listen, crate::metrics::bind).await?;
@@ -237,19 +241,10 @@ async fn start_intake(
 ) -> Result<tokio::task::JoinHandle<()>, NodeError> {
     let tls =
         crate::identity::public_server_tls_config(config.cert.get_ref(), config.key.get_ref())?;
-    let limits = crate::reports::Limits {
-        max_open: config.max_open_reports.get() as u64,
-        wrong_receipts_per_minute: config.wrong_receipts_per_minute.get() as u32,
-        reports_per_minute: config.reports_per_minute.get() as u32,
-        retention_days: config.retention_days.get() as u32,
-    };
-    let reports = crate::reports::Reports::open(core.store.clone(), limits)
-        .await
-        .map_err(|e| NodeError::Intake(e.to_string()))?;
     let catalog =
         crate::intake::i18n::Catalog::load().map_err(|e| NodeError::Intake(e.to_string()))?;
     let site = Arc::new(crate::intake_web::Site {
-        reports,
+        reports: core.reports.clone(),
         catalog,
         sessions: crate::intake_web::Sessions::default(),
         emergency_number: config.emergency_number.get_ref().clone(),
@@ -311,6 +306,33 @@ fn load_tls(config: &NodeConfig) -> Result<(NodeIdentity, TlsReloader, TlsConfig
 const HEALTH: &str = "grpc.health.v1.Health";
 const REFLECTION: &str = "grpc.reflection.v1.ServerReflection";
 
+/// Reflection for one listener: it lists only what that listener serves.
+fn reflection(
+    services: &[&str],
+) -> Result<
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+    NodeError,
+> {
+    services
+        .iter()
+        .fold(
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+            |b, s| b.with_service_name(*s),
+        )
+        .with_service_name(REFLECTION)
+        .build_v1()
+        .map_err(|e| {
+            NodeError::Serve(server::ServeError {
+                listener: "reflection",
+                reason: e.to_string(),
+            })
+        })
+}
+
 fn routers<H>(
     core: &Arc<NodeCore>,
     config: &NodeConfig,
@@ -333,25 +355,6 @@ where
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .max_concurrent_streams(Some(256))
-    };
-    // Reflection on each listener lists only what that listener serves.
-    let reflection = |services: &[&str]| {
-        services
-            .iter()
-            .fold(
-                tonic_reflection::server::Builder::configure()
-                    .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-                    .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
-                |b, s| b.with_service_name(*s),
-            )
-            .with_service_name(REFLECTION)
-            .build_v1()
-            .map_err(|e| {
-                NodeError::Serve(server::ServeError {
-                    listener: "reflection",
-                    reason: e.to_string(),
-                })
-            })
     };
     // Health and reflection answer only callers that may use the listener:
     // a configured peer on the peer listener, a listed client on the client
@@ -389,6 +392,7 @@ where
                 AlertServiceServer::<AlertApi>::NAME,
                 AdminServiceServer::<AdminApi>::NAME,
                 DisclosureServiceServer::<DisclosureApi>::NAME,
+                ReportServiceServer::<ReportApi>::NAME,
             ])?,
             client_gate,
         ))
@@ -404,6 +408,11 @@ where
         )
         .add_service(
             DisclosureServiceServer::new(DisclosureApi(core.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            ReportServiceServer::new(ReportApi(core.clone()))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         );

@@ -5,6 +5,8 @@
 //! console's triage call these; nothing here is given anything of who a
 //! reporter is.
 
+pub mod triage;
+
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
@@ -44,6 +46,14 @@ pub enum ReportsError {
     Full,
     #[error(transparent)]
     Receipt(#[from] ReceiptError),
+    #[error("invalid request: {}", crate::violation::summary(.0))]
+    Invalid(Vec<crate::violation::FieldViolation>),
+    #[error("no report {0}")]
+    NotFound(String),
+    #[error("the report is closed")]
+    Closed,
+    #[error("the report is linked already, to alert {0}")]
+    Linked(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -68,6 +78,27 @@ pub struct Limits {
     pub wrong_receipts_per_minute: u32,
     pub reports_per_minute: u32,
     pub retention_days: u32,
+}
+
+impl Limits {
+    /// The limits `[intake]` sets, or its defaults when there is none (a
+    /// node whose intake is off still triages the reports it holds).
+    pub fn of(config: Option<&crate::config::IntakeConfig>) -> Self {
+        match config {
+            Some(c) => Self {
+                max_open: c.max_open_reports.get() as u64,
+                wrong_receipts_per_minute: c.wrong_receipts_per_minute.get() as u32,
+                reports_per_minute: c.reports_per_minute.get() as u32,
+                retention_days: c.retention_days.get() as u32,
+            },
+            None => Self {
+                max_open: 10_000,
+                wrong_receipts_per_minute: 60,
+                reports_per_minute: 60,
+                retention_days: 365,
+            },
+        }
+    }
 }
 
 /// `unix_secs` rounded down to the hour: all a record keeps of a time.
@@ -195,7 +226,7 @@ impl Reports {
                     rec.state = IntakeState::New as i32;
                     Some(rec)
                 },
-                vec![event],
+                || vec![event],
             )
             .await?;
         match written {

@@ -223,27 +223,50 @@ impl Store {
     }
 
     /// Changes report `id` as `change` decides from the one held (`None`:
-    /// leave it), with `events`; returns the report as written. Durable
+    /// leave it), with the entries `events` makes (asked only when it
+    /// writes, so a refused change leaves its caller's entry to it); returns the report as written. Durable
     /// when this returns.
     pub async fn intake_update(
         &self,
         id: &str,
         change: impl FnOnce(IntakeReportRecord) -> Option<IntakeReportRecord>,
-        events: Vec<Event>,
+        events: impl FnOnce() -> Vec<Event>,
     ) -> Result<Option<IntakeReportRecord>, StoreError> {
+        let mut change = Some(change);
+        let written = self
+            .intake_update_many(&[id], |rec| change.take().and_then(|c| c(rec)), events)
+            .await?;
+        Ok(written.into_iter().next())
+    }
+
+    /// Changes each report of `ids` the store holds as `change` decides
+    /// (`None`: leave it), all in one transaction with the entries
+    /// `events` makes (asked only if a report changed); returns the reports as written. Durable
+    /// when this returns.
+    pub async fn intake_update_many(
+        &self,
+        ids: &[&str],
+        mut change: impl FnMut(IntakeReportRecord) -> Option<IntakeReportRecord>,
+        events: impl FnOnce() -> Vec<Event>,
+    ) -> Result<Vec<IntakeReportRecord>, StoreError> {
         let written = self.write(|w| {
-            let Some(v) = w.tx.get(w.t.intake, id.as_bytes())? else {
-                return Ok::<_, StoreError>(None);
-            };
-            let before = decode(&v)?;
-            let Some(after) = change(before.clone()) else {
-                return Ok(None);
-            };
-            put(w, Some(&before), &after)?;
-            w.append(events)?;
-            Ok(Some(after))
+            let mut written = Vec::new();
+            for id in ids {
+                let Some(v) = w.tx.get(w.t.intake, id.as_bytes())? else {
+                    continue;
+                };
+                let before = decode(&v)?;
+                if let Some(after) = change(before.clone()) {
+                    put(w, Some(&before), &after)?;
+                    written.push(after);
+                }
+            }
+            if !written.is_empty() {
+                w.append(events())?;
+            }
+            Ok::<_, StoreError>(written)
         })?;
-        if written.is_some() {
+        if !written.is_empty() {
             self.commit.durable().await?;
         }
         Ok(written)

@@ -577,7 +577,7 @@ async fn the_report_inbox_pages_each_state_and_counts_it() {
                     rec.state = state as i32;
                     Some(rec)
                 },
-                vec![],
+                Vec::new,
             )
             .await
             .unwrap();

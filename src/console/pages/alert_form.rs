@@ -8,9 +8,11 @@ use super::common::{chosen, parse_date};
 use super::form::FormState;
 use super::people;
 use crate::console::view::day;
+use crate::proto::v1::identifier::Kind;
 use crate::proto::v1::{
-    Alert, AlertContent, AlertDraft, Category, Confidence, HandlingCode, Indicator,
-    InformationAccuracy, Location, Severity, SourceReliability, TimeWindow, Tlp,
+    Alert, AlertContent, AlertDraft, Category, Confidence, HandlingCode, Identifier, Indicator,
+    InformationAccuracy, IntakeReportRecord, Location, PersonName, Phone, Severity,
+    SourceReliability, Subject, TimeWindow, Tlp, VehiclePlate,
 };
 
 fn date_field(form: &mut FormState, name: &str) -> Option<pbjson_types::Timestamp> {
@@ -176,4 +178,87 @@ fn date_value(ts: Option<&pbjson_types::Timestamp>) -> String {
         Some(_) => day(ts),
         None => String::new(),
     }
+}
+
+/// The alert form a public report suggests, for a caseworker to check and
+/// complete: where, what happened (with what the form asked in words:
+/// when, workplaces), and each person named with their phone and plate.
+/// A report without the reporter's consent to the police is prefilled
+/// H2 (no onward disclosure without this agency's consent).
+pub fn form_of_report(r: &IntakeReportRecord) -> FormState {
+    let mut f = FormState::default();
+    f.set("report", r.id.clone());
+    f.set("tlp", Tlp::Amber.as_str_name());
+    if !r.police_consent {
+        f.set("handling_code", HandlingCode::H2.as_str_name());
+    }
+    f.set("country", r.country.clone());
+    f.set("city", r.town.clone());
+    f.set("narrative", report_narrative(r));
+    f.set(
+        "title",
+        format!(
+            "Public report: {}",
+            crate::reports::triage::excerpt(&r.what, 60)
+        ),
+    );
+    let subjects: Vec<Subject> = r
+        .people
+        .iter()
+        .filter_map(|p| person_of_report(p, &r.country))
+        .collect();
+    people::fill(&mut f, &subjects);
+    f
+}
+
+/// What happened, then what else the reporter wrote in words.
+fn report_narrative(r: &IntakeReportRecord) -> String {
+    let mut text = r.what.clone();
+    if !r.when.is_empty() {
+        text.push_str(&format!("\n\nWhen (as reported): {}", r.when));
+    }
+    for (i, p) in r.people.iter().enumerate() {
+        if !p.workplace.is_empty() {
+            text.push_str(&format!("\nWorkplace of person {}: {}", i + 1, p.workplace));
+        }
+    }
+    text.push_str("\n\nFrom a report through the public intake.");
+    if !r.police_consent {
+        text.push_str(" The reporter did not agree to it being passed to the police.");
+    }
+    text
+}
+
+/// A person a report names as an alert's subject, with the identifiers
+/// CaseBridge matches on (a name is split at its last word).
+fn person_of_report(p: &crate::proto::v1::IntakePerson, country: &str) -> Option<Subject> {
+    let mut identifiers = Vec::new();
+    let name = p.name.trim();
+    if !name.is_empty() {
+        let (given, family) = name.rsplit_once(' ').unwrap_or(("", name));
+        identifiers.push(Kind::Person(PersonName {
+            given_names: given.trim().to_owned(),
+            family_name: family.to_owned(),
+            date_of_birth: String::new(),
+        }));
+    }
+    if !p.phone.trim().is_empty() {
+        identifiers.push(Kind::Phone(Phone {
+            number: p.phone.trim().to_owned(),
+            region: country.to_owned(),
+        }));
+    }
+    if !p.plate.trim().is_empty() {
+        identifiers.push(Kind::VehiclePlate(VehiclePlate {
+            country: country.to_owned(),
+            plate: p.plate.trim().to_owned(),
+        }));
+    }
+    (!identifiers.is_empty()).then(|| Subject {
+        identifiers: identifiers
+            .into_iter()
+            .map(|k| Identifier { kind: Some(k) })
+            .collect(),
+        ..Default::default()
+    })
 }

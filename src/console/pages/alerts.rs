@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use super::alert_form::{draft_of, form_of};
+use super::alert_form::{draft_of, form_of, form_of_report};
 use super::common::{SubjectView, content_facts, date_bound, subject_view};
 use super::form::{Choice, FormState, choices, explained_choices};
 use super::people;
@@ -18,10 +18,12 @@ use crate::console::rpc::{request, violations};
 use crate::console::view::{Chrome, PageError, Viewer, day, label, page, when};
 use crate::handling;
 use crate::proto::v1::alert_service_server::AlertService;
+use crate::proto::v1::report_service_server::ReportService;
 use crate::proto::v1::{
-    Alert, AlertSharing, Category, Confidence, DocumentType, GetAlertRequest, HandlingCode,
-    Indicator, InformationAccuracy, ListAlertsRequest, RetractAlertRequest, Severity,
-    SourceReliability, SubjectRole, SubmitAlertRequest, Tlp, UpdateAlertRequest,
+    Alert, AlertSharing, Category, Confidence, DocumentType, GetAlertRequest, GetReportRequest,
+    HandlingCode, Indicator, InformationAccuracy, LinkReportRequest, ListAlertsRequest,
+    RetractAlertRequest, Severity, SourceReliability, SubjectRole, SubmitAlertRequest, Tlp,
+    UpdateAlertRequest,
 };
 
 /// Alerts a list page shows.
@@ -504,12 +506,32 @@ impl FormPage {
     }
 }
 
-async fn new_form(viewer: Viewer) -> Result<Response, PageError> {
-    let mut form = FormState::default();
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct NewFrom {
+    /// A public report to prefill the form from (role `intake`).
+    report: String,
+}
+
+async fn new_form(
+    State(c): State<Console>,
+    viewer: Viewer,
+    Query(from): Query<NewFrom>,
+) -> Result<Response, PageError> {
+    let mut form = match from.report.as_str() {
+        "" => FormState::default(),
+        id => {
+            let req = GetReportRequest { id: id.to_owned() };
+            let report = c.reports.get_report(request(&viewer, req, "")).await?;
+            form_of_report(&report.into_inner())
+        }
+    };
     // The idempotency key of this submission: sending the form twice (a
     // double click, a retry after a timeout) stores one alert.
     form.set("request_id", uuid::Uuid::now_v7().to_string());
-    form.set("tlp", Tlp::Amber.as_str_name());
+    if form.value("tlp").is_empty() {
+        form.set("tlp", Tlp::Amber.as_str_name());
+    }
     page(FormPage::new(&viewer, String::new(), form))
 }
 
@@ -549,12 +571,44 @@ async fn submit(State(c): State<Console>, posted: Posted) -> Result<Response, Pa
         .submit_alert(request(&posted.viewer, req, &purpose))
         .await
     {
-        Ok(alert) => Ok(see(&alert.into_inner().id)),
+        Ok(alert) => {
+            let id = alert.into_inner().id;
+            link_report(&c, &posted.viewer, form.value("report"), &id).await?;
+            Ok(see(&id))
+        }
         Err(s) if s.code() == tonic::Code::InvalidArgument => {
             form.add_violations(&violations(&s));
             form_again(&posted.viewer, String::new(), form)
         }
         Err(s) => Err(s.into()),
+    }
+}
+
+/// Links the public report the form was made from (if any) to `alert`,
+/// the alert just stored. A report linked meanwhile (a second caseworker,
+/// or this form sent twice) keeps its first alert; the page says so.
+async fn link_report(
+    c: &Console,
+    viewer: &Viewer,
+    report: &str,
+    alert: &str,
+) -> Result<(), PageError> {
+    if report.is_empty() {
+        return Ok(());
+    }
+    let req = LinkReportRequest {
+        id: report.to_owned(),
+        alert_id: alert.to_owned(),
+    };
+    match c.reports.link_report(request(viewer, req, "")).await {
+        Ok(_) => Ok(()),
+        Err(s) if s.code() == tonic::Code::FailedPrecondition && s.message().contains(alert) => {
+            Ok(()) // the same form sent twice: linked to this very alert
+        }
+        Err(s) => Err(PageError::Conflict(format!(
+            "alert {alert} was stored, but the report could not be linked to it: {}",
+            s.message()
+        ))),
     }
 }
 

@@ -336,3 +336,12 @@ pub fn span(secs: i64) -> String {
         (d, h, _) => format!("{d} d {h} h"),
     }
 }
+
+/// A time a public report keeps (Unix seconds, to the hour) as the
+/// console writes times: `2026-12-02 14:00 UTC`.
+pub fn hour(unix_secs: i64) -> String {
+    when(Some(&pbjson_types::Timestamp {
+        seconds: unix_secs,
+        nanos: 0,
+    }))
+}

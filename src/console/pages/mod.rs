@@ -8,7 +8,8 @@
 //! `releases` (with the holder's withdrawal); `policy`; `audit`; `admin`
 //! (backup, reshare, withdrawal from a peer); `directory` (the federation
 //! directory in force, its members and history); `statistics` (the
-//! federation's private statistics: plan, tables, charts); `import` (an upload into
+//! federation's private statistics: plan, tables, charts); `reports` (the
+//! public intake's inbox, a report, replies and closing); `import` (an upload into
 //! `uploads/` beside the store, owner-only and emptied at start; checked
 //! row by row, then run with progress through `tabular::job` as the
 //! viewer). The components they share: `common` (dates, an alert's content
@@ -37,6 +38,7 @@ mod people;
 mod policy;
 mod release_offer;
 mod releases;
+mod reports;
 mod request_form;
 mod requests;
 mod statistics;
@@ -65,6 +67,7 @@ pub fn routes() -> Router<Console> {
         .merge(statistics::routes())
         .merge(network::routes())
         .merge(import::routes())
+        .merge(reports::routes())
         .fallback(not_found)
 }
 
