@@ -15,6 +15,7 @@ use crate::identity::{
 use crate::proto::v1::admin_service_client::AdminServiceClient;
 use crate::proto::v1::alert_service_client::AlertServiceClient;
 use crate::proto::v1::disclosure_service_client::DisclosureServiceClient;
+use crate::proto::v1::report_service_client::ReportServiceClient;
 
 #[derive(Debug, Error)]
 pub enum ClientError {
@@ -66,6 +67,7 @@ pub struct NodeClient {
     pub alerts: AlertServiceClient<Svc>,
     pub admin: AdminServiceClient<Svc>,
     pub disclosure: DisclosureServiceClient<Svc>,
+    pub reports: ReportServiceClient<Svc>,
     pub channel: Channel,
 }
 
@@ -131,7 +133,10 @@ impl NodeClient {
             admin: AdminServiceClient::with_interceptor(channel.clone(), purpose.clone())
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
-            disclosure: DisclosureServiceClient::with_interceptor(channel.clone(), purpose)
+            disclosure: DisclosureServiceClient::with_interceptor(channel.clone(), purpose.clone())
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+            reports: ReportServiceClient::with_interceptor(channel.clone(), purpose)
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
             channel,

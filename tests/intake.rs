@@ -489,3 +489,170 @@ async fn a_caseworker_triages_a_report_into_an_alert_that_hits_the_police() {
     }
     fed.shutdown().await;
 }
+
+/// Triage over gRPC: only the `intake` role may; every bad field is named;
+/// the inbox pages its tabs and counts them; closing many at once takes
+/// the open ones only, spam is kept seven days, and a closed report's
+/// receipt opens nothing; a report is linked to one alert of this node,
+/// once; no answer carries the receipt's hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_service_triages_within_its_role_and_names_every_bad_field() {
+    use casebridge::proto::v1::{
+        CloseReportsRequest, GetReportRequest, IntakeState, LinkReportRequest, ListReportsRequest,
+        ReplyToReportRequest,
+    };
+    let fed = TestFederation::start_with(&["ngo", "police"], &[], with_intake(60, 60)).await;
+    let mut receipts = Vec::new();
+    for what in ["first", "second", "third"] {
+        let answer = exchange(
+            &fed,
+            "POST /report HTTP/1.1",
+            &form(&[("what", what), ("contact", "receipt")]),
+        )
+        .await;
+        receipts.push(receipt_of(&answer));
+    }
+    let mut cms = fed.client("ngo", "cms").await;
+    let denied = cms
+        .reports
+        .list_reports(ListReportsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+
+    let mut cw = fed.client("ngo", "caseworker").await;
+    let list = |state: IntakeState, size: u32, token: &str| ListReportsRequest {
+        state: state as i32,
+        page_size: size,
+        page_token: token.into(),
+    };
+    let page = cw
+        .reports
+        .list_reports(list(IntakeState::New, 2, ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.reports.len(), 2);
+    assert_eq!(page.counts.unwrap().new, 3);
+    let rest = cw
+        .reports
+        .list_reports(list(IntakeState::New, 2, &page.next_page_token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rest.reports.len(), 1);
+    assert!(rest.next_page_token.is_empty());
+    let ids: Vec<String> = page
+        .reports
+        .iter()
+        .chain(&rest.reports)
+        .map(|r| r.id.clone())
+        .collect();
+    for (req, field) in [
+        (list(IntakeState::New, 500, ""), "page_size"),
+        (list(IntakeState::New, 2, "forged"), "page_token"),
+    ] {
+        assert_invalid(cw.reports.list_reports(req).await, field);
+    }
+    let reply = |id: &str, text: &str| ReplyToReportRequest {
+        id: id.into(),
+        text: text.into(),
+    };
+    assert_invalid(cw.reports.reply_to_report(reply("nope", "hi")).await, "id");
+    assert_invalid(
+        cw.reports.reply_to_report(reply(&ids[0], " ")).await,
+        "text",
+    );
+    let long = "x".repeat(5_001);
+    assert_invalid(
+        cw.reports.reply_to_report(reply(&ids[0], &long)).await,
+        "text",
+    );
+    let got = cw
+        .reports
+        .get_report(GetReportRequest { id: ids[0].clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        got.receipt_hash.is_empty(),
+        "an answer carries no receipt hash"
+    );
+
+    let close = |ids: Vec<String>, reason: &str, spam: bool| CloseReportsRequest {
+        ids,
+        reason: reason.into(),
+        spam,
+    };
+    assert_invalid(
+        cw.reports.close_reports(close(vec![], "x", false)).await,
+        "ids",
+    );
+    let bad = vec![ids[0].clone(), "x".into()];
+    assert_invalid(
+        cw.reports.close_reports(close(bad, "x", false)).await,
+        "ids[1]",
+    );
+    let none = close(vec![ids[0].clone()], "", false);
+    assert_invalid(cw.reports.close_reports(none).await, "reason");
+    let spam = close(vec![ids[0].clone(), ids[1].clone()], "spam", true);
+    let closed = cw.reports.close_reports(spam).await.unwrap().into_inner();
+    assert_eq!(closed.closed.len(), 2);
+    let again = close(vec![ids[0].clone(), ids[2].clone()], "done", false);
+    let closed = cw.reports.close_reports(again).await.unwrap().into_inner();
+    assert_eq!(
+        closed.closed,
+        [ids[2].clone()],
+        "one closed already is left"
+    );
+    let spammed = cw
+        .reports
+        .get_report(GetReportRequest { id: ids[0].clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    let week = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + 7 * 86_400;
+    assert!(spammed.retain_until <= week, "{}", spammed.retain_until);
+    let closed_tab = cw
+        .reports
+        .list_reports(list(IntakeState::Closed, 0, ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(closed_tab.counts.unwrap().closed, 3);
+    assert_eq!(closed_tab.counts.unwrap().new, 0);
+    let login = exchange(
+        &fed,
+        "POST /receipt HTTP/1.1",
+        &form(&[("receipt", &receipts[0])]),
+    )
+    .await;
+    assert_eq!(
+        status(&login),
+        401,
+        "a closed report's receipt opens nothing"
+    );
+    let late = cw
+        .reports
+        .reply_to_report(reply(&ids[2], "still there?"))
+        .await
+        .unwrap_err();
+    assert_eq!(late.code(), tonic::Code::FailedPrecondition, "{late:?}");
+
+    let own = submit(&mut cms, "made of a public report").await;
+    let link = |alert: &str| LinkReportRequest {
+        id: ids[2].clone(),
+        alert_id: alert.into(),
+    };
+    let police = submit(&mut fed.client("police", "cms").await, "theirs").await;
+    assert_invalid(cw.reports.link_report(link(&police.id)).await, "alert_id");
+    cw.reports.link_report(link(&own.id)).await.unwrap();
+    let twice = cw.reports.link_report(link(&own.id)).await.unwrap_err();
+    assert_eq!(twice.code(), tonic::Code::FailedPrecondition);
+    assert!(twice.message().contains(&own.id), "{twice:?}");
+    fed.shutdown().await;
+}
