@@ -46,6 +46,16 @@ fn with_intake(
 /// One HTTP/1.1 exchange with the ngo's intake, without a client
 /// certificate, as the distinctive browser: the whole answer as text.
 async fn exchange(fed: &TestFederation, head: &str, body: &str) -> String {
+    exchange_typed(fed, head, "application/x-www-form-urlencoded", body).await
+}
+
+/// [`exchange`] with a body of `content_type`.
+async fn exchange_typed(
+    fed: &TestFederation,
+    head: &str,
+    content_type: &str,
+    body: &str,
+) -> String {
     let addr = fed.node("ngo").intake_addr().unwrap();
     let mut roots = rustls::RootCertStore::empty();
     for cert in casebridge::identity::load_certs(&fed.layout.federation_ca).unwrap() {
@@ -66,7 +76,7 @@ async fn exchange(fed: &TestFederation, head: &str, body: &str) -> String {
         .unwrap();
     let raw = format!(
         "{head}\r\nHost: {addr}\r\nUser-Agent: {USER_AGENT}\r\nConnection: close\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+         Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     stream.write_all(raw.as_bytes()).await.unwrap();
@@ -654,5 +664,119 @@ async fn the_report_service_triages_within_its_role_and_names_every_bad_field() 
     let twice = cw.reports.link_report(link(&own.id)).await.unwrap_err();
     assert_eq!(twice.code(), tonic::Code::FailedPrecondition);
     assert!(twice.message().contains(&own.id), "{twice:?}");
+    fed.shutdown().await;
+}
+
+/// The JSON body of an answer.
+fn json_of(answer: &str) -> serde_json::Value {
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or("");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"))
+}
+
+/// A hotline app's way in: a report as JSON in Ukrainian, problems at
+/// JSON paths in the reporter's language, malformed JSON at its line and
+/// column, another media type refused, the receipt opening the
+/// conversation and adding to it — and the caseworker's question read
+/// back through it; a wrong receipt says nothing more than the form's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hotline_app_reports_and_converses_as_json() {
+    let fed = TestFederation::start_with(&["ngo"], &[], with_intake(60, 60)).await;
+    let post = |path: &str, body: serde_json::Value| {
+        let fed = &fed;
+        let head = format!("POST {path} HTTP/1.1");
+        async move { exchange_typed(fed, &head, "application/json", &body.to_string()).await }
+    };
+    let bad = post(
+        "/api/v1/reports",
+        serde_json::json!({"language": "uk", "people": [{}, {"phone": "9".repeat(41)}]}),
+    )
+    .await;
+    assert_eq!(status(&bad), 422, "{bad}");
+    let errors = json_of(&bad)["errors"].clone();
+    assert_eq!(errors[0]["field"], "what");
+    assert_eq!(errors[0]["message"], "Будь ласка, заповніть це поле.");
+    assert_eq!(errors[1]["field"], "people[1].phone");
+    assert_eq!(errors[1]["code"], "error-too-long");
+    let typo = post("/api/v1/reports", serde_json::json!({"wat": "x"})).await;
+    assert_eq!(status(&typo), 400);
+    assert!(
+        json_of(&typo)["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `wat`")
+    );
+    let broken = exchange_typed(
+        &fed,
+        "POST /api/v1/reports HTTP/1.1",
+        "application/json",
+        "{\n \"what\": ",
+    )
+    .await;
+    assert_eq!(status(&broken), 400);
+    assert!(broken.contains("line 2 column"), "{broken}");
+    let form_typed = exchange(&fed, "POST /api/v1/reports HTTP/1.1", "what=x").await;
+    assert_eq!(status(&form_typed), 415, "{form_typed}");
+
+    let stored = post(
+        "/api/v1/reports",
+        serde_json::json!({"language": "uk", "what": "Нас тримають на складі",
+            "people": [{"plate": "AA 1234 BB"}], "in_danger": true}),
+    )
+    .await;
+    assert_eq!(status(&stored), 201, "{stored}");
+    assert_eq!(header(&stored, "set-cookie"), None);
+    let receipt = json_of(&stored)["receipt"].as_str().unwrap().to_owned();
+    assert_eq!(receipt.replace(' ', "").len(), 16);
+
+    let mut cw = fed.client("ngo", "caseworker").await;
+    let inbox = cw
+        .reports
+        .list_reports(casebridge::proto::v1::ListReportsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let id = inbox.reports[0].id.clone();
+    assert_eq!(inbox.reports[0].language, "uk");
+    cw.reports
+        .reply_to_report(casebridge::proto::v1::ReplyToReportRequest {
+            id,
+            text: "Де саме?".into(),
+        })
+        .await
+        .unwrap();
+    let read = post(
+        "/api/v1/conversation",
+        serde_json::json!({"receipt": receipt}),
+    )
+    .await;
+    assert_eq!(status(&read), 200, "{read}");
+    let view = json_of(&read);
+    assert_eq!(view["messages"][0]["from"], "caseworker");
+    assert_eq!(view["messages"][0]["text"], "Де саме?");
+    assert!(
+        view["messages"][0]["hour"]
+            .as_str()
+            .unwrap()
+            .ends_with(":00:00Z")
+    );
+    let empty = post(
+        "/api/v1/conversation/answer",
+        serde_json::json!({"receipt": receipt, "text": " "}),
+    )
+    .await;
+    assert_eq!(json_of(&empty)["errors"][0]["field"], "text");
+    let answered = post(
+        "/api/v1/conversation/answer",
+        serde_json::json!({"receipt": receipt, "text": "Біля порту"}),
+    )
+    .await;
+    assert_eq!(json_of(&answered)["messages"][1]["text"], "Біля порту");
+    let wrong = post(
+        "/api/v1/conversation",
+        serde_json::json!({"receipt": "0000 0000 0000 0000"}),
+    )
+    .await;
+    assert_eq!(status(&wrong), 401);
+    assert_eq!(json_of(&wrong)["errors"][0]["field"], "receipt");
     fed.shutdown().await;
 }

@@ -39,6 +39,7 @@ error-required = Please fill this in.
 error-too-long = This is too long: at most { $max } characters.
 error-choose = Please choose one of the options.
 error-characters = This contains characters that cannot be sent. Please type it again.
+error-too-many = Too many: at most { $max }.
 report-received = Thank you. Your report was received.
 conversation-heading = Your report and our messages
 you = You

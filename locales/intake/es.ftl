@@ -37,6 +37,7 @@ error-required = Rellene este campo, por favor.
 error-too-long = Es demasiado largo: como máximo { $max } caracteres.
 error-choose = Elija una de las opciones, por favor.
 error-characters = Contiene caracteres que no se pueden enviar. Escríbalo de nuevo, por favor.
+error-too-many = Demasiados: como máximo { $max }.
 report-received = Gracias. Hemos recibido su informe.
 conversation-heading = Su informe y nuestros mensajes
 you = Usted

@@ -37,6 +37,7 @@ error-required = Vă rugăm să completați acest câmp.
 error-too-long = Textul este prea lung: cel mult { $max } caractere.
 error-choose = Vă rugăm să alegeți una dintre opțiuni.
 error-characters = Textul conține caractere care nu pot fi trimise. Vă rugăm să-l scrieți din nou.
+error-too-many = Prea multe: cel mult { $max }.
 report-received = Vă mulțumim. Raportul dumneavoastră a fost primit.
 conversation-heading = Raportul dumneavoastră și mesajele noastre
 you = Dumneavoastră

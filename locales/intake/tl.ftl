@@ -37,6 +37,7 @@ error-required = Pakipunan ito.
 error-too-long = Masyadong mahaba: hanggang { $max } na character lamang.
 error-choose = Pakipili ang isa sa mga pagpipilian.
 error-characters = May mga character ito na hindi maipapadala. Pakisulat itong muli.
+error-too-many = Masyadong marami: hanggang { $max } lamang.
 report-received = Salamat. Natanggap na ang iyong ulat.
 conversation-heading = Ang iyong ulat at ang aming mga mensahe
 you = Ikaw

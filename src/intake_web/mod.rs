@@ -1,14 +1,17 @@
 //! The public intake's listener (docs/intake.md): HTTPS with the
 //! operator's certificate and no client certificate, serving the report
-//! form, the receipt page and the reporter's conversation — nothing of the
+//! form, the receipt page and the reporter's conversation, and the same
+//! as JSON for hotline apps (`api`) — nothing of the
 //! client, admin or peer APIs, nothing of the console (any other path is a
 //! 404). It never sees who a reporter is: the accept loop drops the
 //! peer's address before anything else, no request is logged, and the one
 //! cookie is a short session after a receipt opened a report.
 
+mod api;
 mod pages;
 mod session;
 mod site;
+mod words;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -15,8 +15,8 @@ use axum::routing::get;
 
 use super::session::Sessions;
 use super::site::{MAX_BODY, Site};
-use crate::intake::form::{self, MAX_PEOPLE, Problem};
-use crate::intake::i18n::{Catalog, Language};
+use super::words::{Words, words};
+use crate::intake::form::{self, MAX_PEOPLE};
 use crate::reports::MAX_MESSAGE;
 
 const STYLESHEET: &str = include_str!("intake.css");
@@ -33,6 +33,7 @@ pub fn routes(site: Arc<Site>) -> Router {
         .route("/receipt", get(login_page).post(login))
         .route("/my-report", get(report_page).post(answer))
         .route("/intake.css", get(stylesheet))
+        .merge(super::api::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(headers))
@@ -57,52 +58,6 @@ async fn headers(req: axum::extract::Request, next: Next) -> Response {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response
-}
-
-/// The words of one page in the reporter's language.
-pub struct Words<'a> {
-    catalog: &'a Catalog,
-    lang: Language,
-}
-
-impl Words<'_> {
-    pub fn get(&self, id: &str) -> String {
-        self.catalog.text(self.lang, id, &[])
-    }
-
-    pub fn code(&self) -> &'static str {
-        self.catalog.code(self.lang)
-    }
-
-    pub fn languages(&self) -> Vec<(&'static str, String)> {
-        self.catalog
-            .languages()
-            .into_iter()
-            .map(|(_, code, name)| (code, name))
-            .collect()
-    }
-
-    pub fn danger_call(&self, number: &str) -> String {
-        self.catalog
-            .text(self.lang, "danger-call", &[("number", number)])
-    }
-
-    fn problem(&self, p: &Problem) -> String {
-        let args: Vec<(&str, &str)> = p.args.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        self.catalog.text(self.lang, p.message, &args)
-    }
-}
-
-/// The reporter's language: `lang` from the query or the form, else the
-/// browser's `Accept-Language`.
-fn words<'a>(site: &'a Site, chosen: Option<&str>, headers: &HeaderMap) -> Words<'a> {
-    let accept = headers
-        .get(header::ACCEPT_LANGUAGE)
-        .and_then(|v| v.to_str().ok());
-    Words {
-        catalog: &site.catalog,
-        lang: site.catalog.negotiate(chosen, accept),
-    }
 }
 
 fn query_lang(uri: &Uri) -> Option<&str> {
@@ -219,9 +174,7 @@ fn countries() -> Vec<(&'static str, &'static str)> {
 fn form(site: &Site, t: Words<'_>, values: Values, errors: Errors, status: StatusCode) -> Response {
     let people = (0..MAX_PEOPLE)
         .map(|i| PersonInputs {
-            legend: t
-                .catalog
-                .text(t.lang, "person-legend", &[("number", &(i + 1).to_string())]),
+            legend: t.with("person-legend", &[("number", &(i + 1).to_string())]),
             name: form::person_field(i, "name"),
             phone: form::person_field(i, "phone"),
             workplace: form::person_field(i, "workplace"),
@@ -406,11 +359,7 @@ async fn answer(
     let problem = if text.is_empty() {
         Some(t.get("error-required"))
     } else if text.chars().count() > MAX_MESSAGE {
-        Some(t.catalog.text(
-            t.lang,
-            "error-too-long",
-            &[("max", &MAX_MESSAGE.to_string())],
-        ))
+        Some(t.with("error-too-long", &[("max", &MAX_MESSAGE.to_string())]))
     } else {
         None
     };
