@@ -8,14 +8,36 @@ use fluent_bundle::concurrent::FluentBundle;
 use fluent_bundle::{FluentArgs, FluentResource};
 use unic_langid::LanguageIdentifier;
 
-/// Each language: its code (BCP 47 primary subtag, as `?lang=` takes it)
-/// and its messages. English first: the fallback for a missing message.
-const LANGUAGES: [(&str, &str); 5] = [
-    ("en", include_str!("../../locales/intake/en.ftl")),
-    ("ro", include_str!("../../locales/intake/ro.ftl")),
-    ("uk", include_str!("../../locales/intake/uk.ftl")),
-    ("es", include_str!("../../locales/intake/es.ftl")),
-    ("tl", include_str!("../../locales/intake/tl.ftl")),
+/// Each language: its code (BCP 47 primary subtag, as `?lang=` takes it),
+/// its messages, and its country names (`locales/intake/countries`,
+/// generated: see the README there). English first: the fallback for a
+/// missing message.
+const LANGUAGES: [(&str, &str, &str); 5] = [
+    (
+        "en",
+        include_str!("../../locales/intake/en.ftl"),
+        include_str!("../../locales/intake/countries/en.ftl"),
+    ),
+    (
+        "ro",
+        include_str!("../../locales/intake/ro.ftl"),
+        include_str!("../../locales/intake/countries/ro.ftl"),
+    ),
+    (
+        "uk",
+        include_str!("../../locales/intake/uk.ftl"),
+        include_str!("../../locales/intake/countries/uk.ftl"),
+    ),
+    (
+        "es",
+        include_str!("../../locales/intake/es.ftl"),
+        include_str!("../../locales/intake/countries/es.ftl"),
+    ),
+    (
+        "tl",
+        include_str!("../../locales/intake/tl.ftl"),
+        include_str!("../../locales/intake/countries/tl.ftl"),
+    ),
 ];
 
 /// Other names browsers send for a language here (Filipino is Tagalog's
@@ -42,6 +64,8 @@ pub struct Language(usize);
 /// Every language's messages, loaded once.
 pub struct Catalog {
     bundles: Vec<(&'static str, FluentBundle<FluentResource>)>,
+    /// Each language's country list, sorted once.
+    countries: Vec<Vec<(&'static str, String)>>,
 }
 
 impl Catalog {
@@ -50,18 +74,27 @@ impl Catalog {
     /// catches this before a release does).
     pub fn load() -> Result<Self, CatalogError> {
         let mut bundles = Vec::with_capacity(LANGUAGES.len());
-        for (code, text) in LANGUAGES {
+        for (code, messages, countries) in LANGUAGES {
             let bad = |problem: String| CatalogError { code, problem };
-            let resource = FluentResource::try_new(text.to_owned())
-                .map_err(|(_, errors)| bad(format!("{errors:?}")))?;
             let id: LanguageIdentifier = code.parse().map_err(|e| bad(format!("{e}")))?;
             let mut bundle = FluentBundle::new_concurrent(vec![id]);
-            bundle
-                .add_resource(resource)
-                .map_err(|errors| bad(format!("{errors:?}")))?;
+            for text in [messages, countries] {
+                let resource = FluentResource::try_new(text.to_owned())
+                    .map_err(|(_, errors)| bad(format!("{errors:?}")))?;
+                bundle
+                    .add_resource(resource)
+                    .map_err(|errors| bad(format!("{errors:?}")))?;
+            }
             bundles.push((code, bundle));
         }
-        Ok(Self { bundles })
+        let mut catalog = Self {
+            bundles,
+            countries: Vec::new(),
+        };
+        catalog.countries = (0..LANGUAGES.len())
+            .map(|i| catalog.sorted_countries(Language(i)))
+            .collect();
+        Ok(catalog)
     }
 
     /// Every language: its code and its own name for itself.
@@ -75,6 +108,31 @@ impl Catalog {
                 )
             })
             .collect()
+    }
+
+    /// Every country in `lang`: its ISO 3166-1 alpha-2 code and its name,
+    /// in the order a reader of `lang` looks for it (letters before their
+    /// accents: "Österreich" with the O's).
+    pub fn countries(&self, lang: Language) -> &[(&'static str, String)] {
+        &self.countries[lang.0]
+    }
+
+    fn sorted_countries(&self, lang: Language) -> Vec<(&'static str, String)> {
+        use unicode_normalization::UnicodeNormalization;
+        let key = |name: &str| -> String {
+            name.nfd()
+                .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
+                .flat_map(char::to_lowercase)
+                .collect()
+        };
+        let mut all: Vec<(&'static str, String)> = isocountry::CountryCode::iter()
+            .map(|c| {
+                let code = c.alpha2();
+                (code, self.text(lang, &format!("country-{code}"), &[]))
+            })
+            .collect();
+        all.sort_by_cached_key(|(_, name)| key(name));
+        all
     }
 
     /// The language of code `code`, if the catalog has it.
@@ -184,11 +242,30 @@ mod tests {
             .collect()
     }
 
+    /// Countries are named in the reader's language and ordered as a
+    /// reader looks for them: a letter with its accent stays with the letter.
+    #[test]
+    fn countries_are_named_and_ordered_for_the_reader() {
+        let catalog = Catalog::load().unwrap();
+        let uk = catalog.countries(catalog.by_code("uk").unwrap());
+        assert!(uk.contains(&("UA", "Україна".to_owned())));
+        let es = catalog.countries(catalog.by_code("es").unwrap());
+        let at = |name: &str| es.iter().position(|(_, n)| n == name).unwrap();
+        assert!(
+            at("Bélgica") < at("Belice"),
+            "accents sort with their letter"
+        );
+        assert_eq!(es.len(), isocountry::CountryCode::iter().count());
+    }
+
     #[test]
     fn every_language_has_every_message_and_formats_it_cleanly() {
         let catalog = Catalog::load().unwrap();
         let english = ids(LANGUAGES[0].1);
-        for (code, text) in LANGUAGES {
+        let countries = ids(LANGUAGES[0].2);
+        assert_eq!(countries.len(), isocountry::CountryCode::iter().count());
+        for (code, text, names) in LANGUAGES {
+            assert_eq!(ids(names), countries, "countries/{code}.ftl: every country");
             assert_eq!(
                 ids(text),
                 english,

@@ -114,7 +114,7 @@ struct FormPage<'a> {
     emergency_number: &'a str,
     errors: Errors,
     values: Values,
-    countries: Vec<(&'static str, &'static str)>,
+    countries: &'a [(&'static str, String)],
     people: Vec<PersonInputs>,
 }
 
@@ -163,15 +163,8 @@ fn render(status: StatusCode, page: impl Template) -> Response {
 }
 
 /// Every country, by its English name, for the form's list.
-fn countries() -> Vec<(&'static str, &'static str)> {
-    let mut all: Vec<(&'static str, &'static str)> = isocountry::CountryCode::iter()
-        .map(|c| (c.alpha2(), c.name()))
-        .collect();
-    all.sort_by_key(|(_, name)| *name);
-    all
-}
-
 fn form(site: &Site, t: Words<'_>, values: Values, errors: Errors, status: StatusCode) -> Response {
+    let countries = t.countries();
     let people = (0..MAX_PEOPLE)
         .map(|i| PersonInputs {
             legend: t.with("person-legend", &[("number", &(i + 1).to_string())]),
@@ -187,7 +180,7 @@ fn form(site: &Site, t: Words<'_>, values: Values, errors: Errors, status: Statu
         emergency_number: &site.emergency_number,
         errors,
         values,
-        countries: countries(),
+        countries,
         people,
     };
     render(status, page)

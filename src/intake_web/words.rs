@@ -13,7 +13,7 @@ pub struct Words<'a> {
     lang: Language,
 }
 
-impl Words<'_> {
+impl<'a> Words<'a> {
     pub fn get(&self, id: &str) -> String {
         self.catalog.text(self.lang, id, &[])
     }
@@ -21,6 +21,11 @@ impl Words<'_> {
     /// Message `id` with its arguments.
     pub fn with(&self, id: &str, args: &[(&str, &str)]) -> String {
         self.catalog.text(self.lang, id, args)
+    }
+
+    /// Every country, named and ordered for the reader.
+    pub fn countries(&self) -> &'a [(&'static str, String)] {
+        self.catalog.countries(self.lang)
     }
 
     pub fn code(&self) -> &'static str {
