@@ -33,7 +33,7 @@ use casebridge::proto::v1::{
 };
 use common::{TestFederation, sample_draft};
 use futures_util::StreamExt;
-use measure::percentile;
+use measure::{Timing, row, time};
 use tower::ServiceExt;
 
 fn env(name: &str, default: usize) -> usize {
@@ -43,49 +43,11 @@ fn env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-struct Timing {
-    p50: Duration,
-    p99: Duration,
-}
-
-async fn time<F, Fut>(rounds: usize, mut op: F) -> Timing
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    for _ in 0..rounds / 10 {
-        op().await; // warm up
-    }
-    let mut lat = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
-        let t = Instant::now();
-        op().await;
-        lat.push(t.elapsed());
-    }
-    lat.sort();
-    Timing {
-        p50: percentile(&lat, 0.5),
-        p99: percentile(&lat, 0.99),
-    }
-}
-
 /// A request to one of the node's services as the admin certificate.
 fn req<T>(admin: &ConnInfo, message: T) -> tonic::Request<T> {
     let mut r = tonic::Request::new(message);
     r.extensions_mut().insert(admin.clone());
     r
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn row(what: &str, t: &Timing) {
-    println!(
-        "  {what:<58} p50 {:>8.3} ms   p99 {:>8.3} ms",
-        ms(t.p50),
-        ms(t.p99)
-    );
 }
 
 fn main() {

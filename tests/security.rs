@@ -102,6 +102,7 @@ async fn node_certificate_from_another_federation_is_refused() {
             peer: "127.0.0.1:1".parse().unwrap(),
             client: "127.0.0.1:2".parse().unwrap(),
             console: None,
+            intake: None,
         },
     );
     let other = init_federation(

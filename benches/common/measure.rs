@@ -117,3 +117,44 @@ pub async fn submit_rate(fed: &crate::common::TestFederation, total: usize, roun
     .await
     .ops_per_sec
 }
+
+/// The median and 99th percentile of one operation's times.
+pub struct Timing {
+    pub p50: std::time::Duration,
+    pub p99: std::time::Duration,
+}
+
+/// Times `op` `rounds` times, after a tenth as many to warm up.
+pub async fn time<F, Fut>(rounds: usize, mut op: F) -> Timing
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for _ in 0..rounds / 10 {
+        op().await;
+    }
+    let mut lat = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let t = std::time::Instant::now();
+        op().await;
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    Timing {
+        p50: percentile(&lat, 0.5),
+        p99: percentile(&lat, 0.99),
+    }
+}
+
+pub fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// One line of a report: what, then its p50 and p99 in milliseconds.
+pub fn row(what: &str, t: &Timing) {
+    println!(
+        "  {what:<58} p50 {:>8.3} ms   p99 {:>8.3} ms",
+        ms(t.p50),
+        ms(t.p99)
+    );
+}

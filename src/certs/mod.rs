@@ -59,6 +59,9 @@ pub struct NodeAddrs {
     pub client: SocketAddr,
     /// The web console, when the node serves one.
     pub console: Option<SocketAddr>,
+    /// The public report intake, when the node serves one (the
+    /// development federation's NGO does).
+    pub intake: Option<SocketAddr>,
 }
 
 /// Where `init_federation` put things.
@@ -88,7 +91,8 @@ impl AgencyLayout {
     }
 }
 
-/// Picks distinct free loopback ports (three per agency: peer, client, console) by binding port 0 and
+/// Picks distinct free loopback ports (three per agency: peer, client,
+/// console; a fourth for an NGO's public intake) by binding port 0 and
 /// holding every socket until all are chosen.
 pub fn free_loopback_addrs(
     agencies: &[AgencyId],
@@ -108,6 +112,10 @@ pub fn free_loopback_addrs(
                 peer: next()?,
                 client: next()?,
                 console: Some(next()?),
+                intake: match dev_kind(a) {
+                    Some("ngo") => Some(next()?),
+                    _ => None,
+                },
             },
         );
     }
@@ -408,6 +416,14 @@ kek_file = "kek.toml"
         s.push_str(&format!(
             "[console]\n# The web console (docs/console.md): open https://{console}/ with a\n\
              # client certificate imported from clients/<name>.p12.\nlisten = \"{console}\"\n\n"
+        ));
+    }
+    if let Some(intake) = own.intake {
+        s.push_str(&format!(
+            "[intake]\n# The public report intake (docs/intake.md): victims and bystanders\n\
+             # report at https://{intake}/ without a certificate. In production, use a\n\
+             # certificate from a public CA for the address people type.\n\
+             listen = \"{intake}\"\ncert = \"node.pem\"\nkey = \"node.key\"\n\n"
         ));
     }
     s.push_str("[clients]\n");

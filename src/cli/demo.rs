@@ -734,6 +734,7 @@ fn print_what_to_try(fed: &Federation) {
         police.client_config("analyst").display()
     );
     print_consoles(fed);
+    print_intakes(fed);
     println!("Press Ctrl-C to stop.");
 }
 
@@ -756,6 +757,18 @@ fn print_consoles(fed: &Federation) {
                 b.client.as_str(),
                 b.path.display(),
                 b.password
+            );
+        }
+    }
+}
+
+/// Where each public report intake is (the NGO's, in the demo).
+fn print_intakes(fed: &Federation) {
+    for (id, node) in &fed.nodes {
+        if let Some(addr) = node.intake_addr() {
+            println!(
+                "\nPublic report intake of {id} (docs/intake.md): https://{addr}/ — no \
+                 certificate needed; reports are triaged in {id}'s console as `caseworker`."
             );
         }
     }

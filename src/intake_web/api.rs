@@ -163,7 +163,10 @@ async fn submit(State(site): State<Arc<Site>>, headers: HeaderMap, bytes: Bytes)
             };
             json(StatusCode::CREATED, &stored)
         }
-        Err(_) => busy(&t),
+        Err(e) => {
+            super::site::note(&e);
+            busy(&t)
+        }
     }
 }
 
@@ -178,7 +181,10 @@ async fn opened(site: &Site, t: &Words<'_>, receipt: &str) -> Result<IntakeRepor
             "receipt-wrong",
             t.get("receipt-wrong"),
         )),
-        Err(_) => Err(busy(t)),
+        Err(e) => {
+            super::site::note(&e);
+            Err(busy(t))
+        }
     }
 }
 
@@ -248,6 +254,9 @@ async fn answer(State(site): State<Arc<Site>>, headers: HeaderMap, bytes: Bytes)
     };
     match site.reports.answer(&report.id, text).await {
         Ok(updated) => json(StatusCode::OK, &view(&updated)),
-        Err(_) => busy(&t),
+        Err(e) => {
+            super::site::note(&e);
+            busy(&t)
+        }
     }
 }

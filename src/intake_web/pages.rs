@@ -244,7 +244,10 @@ async fn submit(
             };
             render(StatusCode::OK, page)
         }
-        Err(_) => busy(t, "/"),
+        Err(e) => {
+            super::site::note(&e);
+            busy(t, "/")
+        }
     }
 }
 
@@ -290,7 +293,10 @@ async fn login(
                 },
             )
         }
-        Err(_) => busy(t, "/receipt"),
+        Err(e) => {
+            super::site::note(&e);
+            busy(t, "/receipt")
+        }
     }
 }
 
@@ -367,7 +373,10 @@ async fn answer(
             StatusCode::OK,
             conversation(t, &updated, true, String::new()),
         ),
-        Err(_) => busy(t, "/my-report"),
+        Err(e) => {
+            super::site::note(&e);
+            busy(t, "/my-report")
+        }
     }
 }
 

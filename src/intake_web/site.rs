@@ -16,3 +16,14 @@ pub struct Site {
     pub sessions: Sessions,
     pub emergency_number: String,
 }
+
+/// Tells the operator about a failure the reporter only sees as "try again
+/// later": a store that cannot write or a hash that failed. A busy node
+/// (its bound or budget reached) is not a fault and is not logged. Nothing
+/// of the reporter is in the line: no address, no text, no receipt.
+pub fn note(e: &crate::reports::ReportsError) {
+    use crate::reports::ReportsError;
+    if matches!(e, ReportsError::Store(_) | ReportsError::Receipt(_)) {
+        tracing::error!(error = %e, "the public intake could not do what a reporter asked");
+    }
+}

@@ -157,6 +157,7 @@ impl TestFederation {
                     peer: peer.local_addr().unwrap(),
                     client: client.local_addr().unwrap(),
                     console: None,
+                    intake: None,
                 },
             );
             listeners.insert(agency(a), Listeners { peer, client });
