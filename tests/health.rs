@@ -101,6 +101,7 @@ async fn health_and_reflection_answer_only_who_may_use_the_listener() {
             "casebridge.v1.AdminService",
             "casebridge.v1.AlertService",
             "casebridge.v1.DisclosureService",
+            "casebridge.v1.ReportService",
             "grpc.health.v1.Health",
             "grpc.reflection.v1.ServerReflection"
         ]

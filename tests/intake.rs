@@ -323,7 +323,12 @@ async fn guesses_and_floods_are_bounded_and_the_node_keeps_serving() {
 /// A browser at the ngo's intake (the helper holds a console certificate
 /// the intake never asks for).
 async fn browser_at_intake(fed: &TestFederation) -> browser::Browser {
-    let mut b = browser::Browser::open(fed, "ngo", "admin").await;
+    browser_at_intake_as(fed, browser::Look::default()).await
+}
+
+/// [`browser_at_intake`], showing pages as `look` says.
+async fn browser_at_intake_as(fed: &TestFederation, look: browser::Look) -> browser::Browser {
+    let mut b = browser::Browser::open_with(fed, "ngo", "admin", look).await;
     b.base = format!("https://{}", fed.node("ngo").intake_addr().unwrap());
     b
 }
@@ -396,8 +401,25 @@ async fn a_caseworker_triages_a_report_into_an_alert_that_hits_the_police() {
     draft.subjects[0].identifiers = vec![phone_id("+40 712 345 678", "")];
     let police_alert = submit_draft(&mut police, draft).await;
 
-    let reporter = browser_at_intake(&fed).await;
+    // The reporter's browser runs no script at all and shows pages at 200 %.
+    let look = browser::Look {
+        no_script: true,
+        zoom: 200,
+    };
+    let reporter = browser_at_intake_as(&fed, look).await;
     reporter.goto("/?lang=en").await;
+    let send = reporter
+        .client
+        .find(fantoccini::Locator::Css("button[type=submit]"))
+        .await
+        .unwrap();
+    let (x, _, width, _) = send.rectangle().await.unwrap();
+    let (_, _, window, _) = reporter.client.get_window_rect().await.unwrap();
+    assert!(
+        x + width <= window as f64,
+        "at 200 % the send button is off the page: {x} + {width} > {window}"
+    );
+    reporter.screenshot("intake-form-200-percent").await;
     reporter
         .fill(
             "what",

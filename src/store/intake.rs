@@ -224,8 +224,8 @@ impl Store {
 
     /// Changes report `id` as `change` decides from the one held (`None`:
     /// leave it), with the entries `events` makes (asked only when it
-    /// writes, so a refused change leaves its caller's entry to it); returns the report as written. Durable
-    /// when this returns.
+    /// writes, so a refused change leaves its caller's entry to it);
+    /// returns the report as written. Durable when this returns.
     pub async fn intake_update(
         &self,
         id: &str,
@@ -241,8 +241,8 @@ impl Store {
 
     /// Changes each report of `ids` the store holds as `change` decides
     /// (`None`: leave it), all in one transaction with the entries
-    /// `events` makes (asked only if a report changed); returns the reports as written. Durable
-    /// when this returns.
+    /// `events` makes (asked only if a report changed); returns the
+    /// reports as written. Durable when this returns.
     pub async fn intake_update_many(
         &self,
         ids: &[&str],

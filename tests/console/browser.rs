@@ -85,10 +85,69 @@ fn install_policy() {
     }
 }
 
+/// How a browser shows pages: with page scripts blocked, and at a zoom
+/// (percent; 200 is a person who needs large text).
+#[derive(Debug, Clone, Copy)]
+pub struct Look {
+    pub no_script: bool,
+    pub zoom: u32,
+}
+
+impl Default for Look {
+    fn default() -> Self {
+        Self {
+            no_script: false,
+            zoom: 100,
+        }
+    }
+}
+
+/// Chromium's options for `look`, keeping its profile in `profile`.
+fn chrome_options(profile: &Path, look: Look) -> serde_json::Value {
+    let mut args = vec![
+        "--headless=new".to_owned(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--no-first-run".into(),
+        "--disable-background-networking".into(),
+        "--disable-component-update".into(),
+        "--disable-sync".into(),
+        // Zoom as WCAG's reflow criterion takes it: at 200 % a 1280-pixel
+        // window has 640 CSS pixels across, as a 640-pixel window at twice
+        // the pixel density (which the screenshots then show at full size).
+        format!(
+            "--window-size={},{}",
+            1280 * 100 / look.zoom,
+            1600 * 100 / look.zoom
+        ),
+        format!(
+            "--force-device-scale-factor={}",
+            f64::from(look.zoom) / 100.0
+        ),
+        format!("--user-data-dir={}", profile.display()),
+    ];
+    let mut options = serde_json::json!({ "binary": "/usr/bin/chromium", "args": args });
+    if look.no_script {
+        options["prefs"] =
+            serde_json::json!({ "profile.managed_default_content_settings.javascript": 2 });
+    }
+    options
+}
+
 impl Browser {
     /// A browser holding client certificate `client` of `agency`, at that
     /// agency's console.
     pub async fn open(fed: &TestFederation, agency: &str, client: &str) -> Browser {
+        Self::open_with(fed, agency, client, Look::default()).await
+    }
+
+    /// [`Browser::open`], showing pages as `look` says.
+    pub async fn open_with(
+        fed: &TestFederation,
+        agency: &str,
+        client: &str,
+        look: Look,
+    ) -> Browser {
         let console = fed
             .node(agency)
             .console_addr()
@@ -143,18 +202,7 @@ impl Browser {
         let driver = command.spawn().unwrap();
         let profile = home.path().join("profile");
         let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            serde_json::json!({
-                "binary": "/usr/bin/chromium",
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update",
-                    "--disable-sync", "--window-size=1280,1600",
-                    format!("--user-data-dir={}", profile.display()),
-                ],
-            }),
-        );
+        caps.insert("goog:chromeOptions".into(), chrome_options(&profile, look));
         let url = format!("http://127.0.0.1:{port}");
         let started = Instant::now();
         let client = loop {
