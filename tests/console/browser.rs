@@ -104,7 +104,7 @@ impl Default for Look {
 
 /// Chromium's options for `look`, keeping its profile in `profile`.
 fn chrome_options(profile: &Path, look: Look) -> serde_json::Value {
-    let mut args = vec![
+    let args = vec![
         "--headless=new".to_owned(),
         "--no-sandbox".into(),
         "--disable-gpu".into(),
