@@ -333,6 +333,12 @@ async fn browser_at_intake_as(fed: &TestFederation, look: browser::Look) -> brow
     b
 }
 
+/// The receipt the page shows, as the reporter would copy it.
+async fn receipt_shown(b: &browser::Browser) -> String {
+    let shown = b.client.find(fantoccini::Locator::Css("#receipt")).await;
+    shown.unwrap().text().await.unwrap()
+}
+
 /// Chromium, with no script on any page: the form in Tagalog, a problem
 /// at its field, a receipt; then a fresh browser profile opens the report
 /// with the receipt alone and adds to it.
@@ -352,14 +358,7 @@ async fn chromium_reports_in_tagalog_and_a_fresh_browser_comes_back_with_the_rec
     b.fill("what", "Mga manggagawang nakakulong sa gabi").await;
     b.fill("p0_plate", "NL: 12-ABC-3").await;
     b.follow("button[type=submit]").await;
-    let receipt = b
-        .client
-        .find(fantoccini::Locator::Css("#receipt"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let receipt = receipt_shown(&b).await;
     assert_eq!(receipt.replace(' ', "").len(), 16, "{receipt}");
     b.screenshot("intake-receipt-tl").await;
     b.close().await;
@@ -431,14 +430,7 @@ async fn a_caseworker_triages_a_report_into_an_alert_that_hits_the_police() {
     reporter.fill("p0_phone", "+40 712 345 678").await;
     reporter.click("#consent").await;
     reporter.follow("button[type=submit]").await;
-    let receipt = reporter
-        .client
-        .find(fantoccini::Locator::Css("#receipt"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let receipt = receipt_shown(&reporter).await;
     reporter.close().await;
 
     let caseworker = browser::Browser::open(&fed, "ngo", "caseworker").await;
