@@ -113,6 +113,9 @@ fn now() -> i64 {
 impl Reports {
     /// The reports of `store`, whose receipt secret is made the first time.
     pub async fn open(store: Arc<Store>, limits: Limits) -> Result<Self, ReportsError> {
+        if store.intake_resume_reindex()? {
+            tracing::warn!("the public reports' index was rebuilt: a rebuild had been cut short");
+        }
         let secret = store.intake_secret(Hasher::new_secret).await?;
         Ok(Self {
             store,

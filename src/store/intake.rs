@@ -8,7 +8,7 @@
 //!   reports in that state (u64 BE), the tabs' counts and the queue's
 //!   bound (new and waiting are open);
 //! - `intake_meta`: `secret` → the receipt hasher's secret, sealed under
-//!   the epoch in force.
+//!   the epoch in force; `reindexing` while the index is rebuilt.
 //!
 //! Every read the inbox makes is a count or a range from a cursor: its
 //! cost does not grow with the reports kept. No key or value here holds
@@ -25,6 +25,9 @@ use crate::proto::v1::{IntakeReportRecord, IntakeState};
 /// Bytes of the receipt secret.
 const SECRET_LEN: usize = 32;
 const SECRET_KEY: &[u8] = b"secret";
+/// Set while the index is being rebuilt: a rebuild cut short by a crash
+/// is run again at the next open.
+const REINDEX_KEY: &[u8] = b"reindexing";
 
 fn receipt_key(hash: &[u8]) -> Vec<u8> {
     let mut k = vec![b'k', 0];
@@ -357,6 +360,11 @@ impl Store {
     /// indexed.
     pub fn intake_reindex(&self) -> Result<usize, StoreError> {
         const BATCH: usize = 512;
+        self.write(|w| {
+            w.tx.insert(w.t.intake_meta, REINDEX_KEY, [])
+                .map_err(StoreError::from)
+        })?;
+        self.db.sync()?;
         let stale: Vec<Vec<u8>> = self
             .db
             .range::<&[u8]>(self.t.intake_index, ..)
@@ -390,8 +398,22 @@ impl Store {
                 Ok::<_, StoreError>(())
             })?;
         }
+        self.write(|w| {
+            w.tx.remove(w.t.intake_meta, REINDEX_KEY)
+                .map_err(StoreError::from)
+        })?;
         self.db.sync()?;
         Ok(ids.len())
+    }
+
+    /// Finishes a rebuild of the index a crash cut short, if there is
+    /// one; whether there was.
+    pub fn intake_resume_reindex(&self) -> Result<bool, StoreError> {
+        if self.db.get(self.t.intake_meta, REINDEX_KEY)?.is_none() {
+            return Ok(false);
+        }
+        self.intake_reindex()?;
+        Ok(true)
     }
 
     /// Reports not closed.

@@ -608,6 +608,24 @@ async fn the_report_inbox_pages_each_state_and_counts_it() {
     );
     assert_eq!(crate::store::IntakeCursor::decode("not a cursor!"), None);
     assert_eq!(store.intake_reindex().unwrap(), 5);
+    assert!(
+        !store.intake_resume_reindex().unwrap(),
+        "a rebuild that ended"
+    );
+    // A rebuild cut short (its mark set, a receipt's entry gone) is run
+    // again at the next open.
+    let mut receipt_key = vec![b'k', 0];
+    receipt_key.extend_from_slice(&[1; 32]);
+    store
+        .write(|w| {
+            w.tx.insert(w.t.intake_meta, b"reindexing", [])?;
+            w.tx.remove(w.t.intake_index, &receipt_key)?;
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    assert_eq!(store.intake_by_receipt(&[1; 32]).unwrap(), None);
+    assert!(store.intake_resume_reindex().unwrap());
+    assert_eq!(store.intake_by_receipt(&[1; 32]).unwrap().unwrap().id, "r1");
     assert_eq!(store.intake_counts().unwrap(), counts);
     assert_eq!(
         ids(&store.intake_list(IntakeState::Closed, None, 9).unwrap().0),
