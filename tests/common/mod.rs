@@ -6,6 +6,7 @@
 pub mod fixture;
 pub mod keyservice;
 pub mod operators;
+pub mod postgres;
 pub mod previous;
 pub mod process;
 pub mod proxy;
