@@ -622,6 +622,10 @@ async fn the_report_service_triages_within_its_role_and_names_every_bad_field() 
     let spam = close(vec![ids[0].clone(), ids[1].clone()], "spam", true);
     let closed = cw.reports.close_reports(spam).await.unwrap().into_inner();
     assert_eq!(closed.closed.len(), 2);
+    let entries = audited(&fed, "ngo", "intake.close").await;
+    let spammed = entries.iter().find(|e| e.outcome == "OK").unwrap();
+    assert_eq!(spammed.detail.get("closed").map(String::as_str), Some("2"));
+    assert_eq!(spammed.detail.get("spam").map(String::as_str), Some("true"));
     let again = close(vec![ids[0].clone(), ids[2].clone()], "done", false);
     let closed = cw.reports.close_reports(again).await.unwrap().into_inner();
     assert_eq!(
