@@ -732,6 +732,19 @@ async fn a_hotline_app_reports_and_converses_as_json() {
     .await;
     assert_eq!(status(&broken), 400);
     assert!(broken.contains("line 2 column"), "{broken}");
+    let deep = "[".repeat(20_000);
+    let nested = exchange_typed(
+        &fed,
+        "POST /api/v1/reports HTTP/1.1",
+        "application/json",
+        &deep,
+    )
+    .await;
+    assert_eq!(
+        status(&nested),
+        400,
+        "deep nesting is refused, not followed"
+    );
     let form_typed = exchange(&fed, "POST /api/v1/reports HTTP/1.1", "what=x").await;
     assert_eq!(status(&form_typed), 415, "{form_typed}");
 
