@@ -62,6 +62,15 @@ pub struct TestFederation {
     reserved: BTreeMap<AgencyId, Listeners>,
 }
 
+/// A loopback port free now (the servers bind it a moment later).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn agency(s: &str) -> AgencyId {
     AgencyId::new(s).unwrap()
 }

@@ -109,14 +109,6 @@ fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn append(path: &Path, text: &str) {
     use std::io::Write;
     let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
@@ -137,11 +129,11 @@ impl Pair {
         }
         let primary = Server {
             data: base.path().join("p"),
-            port: free_port(),
+            port: super::free_port(),
         };
         let standby = Server {
             data: base.path().join("s"),
-            port: free_port(),
+            port: super::free_port(),
         };
         let p = primary.data.to_str().unwrap();
         as_postgres(

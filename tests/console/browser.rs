@@ -69,14 +69,6 @@ fn run(tool: &str, args: &[&str]) {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn install_policy() {
     std::fs::create_dir_all(POLICY_DIR).unwrap();
     let path = Path::new(POLICY_DIR).join("casebridge-tests.json");
@@ -191,7 +183,7 @@ impl Browser {
             ],
         );
         install_policy();
-        let port = free_port();
+        let port = crate::common::free_port();
         let mut command = Command::new("chromedriver");
         command
             .arg(format!("--port={port}"))
