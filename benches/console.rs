@@ -23,8 +23,8 @@ use axum::body::Body;
 use casebridge::api::{AdminApi, AlertApi};
 use casebridge::client::NodeClient;
 use casebridge::console::Console;
-use casebridge::identity::{ClientIdentity, ConnInfo, Identity};
-use casebridge::ids::{AgencyId, ClientName, FederationName};
+use casebridge::identity::ConnInfo;
+use casebridge::ids::AgencyId;
 use casebridge::proto::v1::admin_service_server::AdminService;
 use casebridge::proto::v1::alert_service_server::AlertService;
 use casebridge::proto::v1::{
@@ -130,16 +130,7 @@ async fn run() {
     );
 
     let core = fed.node("ngo").core().clone();
-    let admin = ConnInfo {
-        identity: Identity::Client(ClientIdentity {
-            federation: FederationName::new(common::FEDERATION).unwrap(),
-            agency: AgencyId::new("ngo").unwrap(),
-            name: ClientName::new("admin").unwrap(),
-        }),
-        remote: "127.0.0.1:1".parse().unwrap(),
-        not_after: None,
-        key_sha256: None,
-    };
+    let admin = common::client_conn("ngo", "admin");
     let router = Console::new(core.clone()).router();
     let page = |path: &'static str| {
         let router = router.clone();

@@ -24,8 +24,6 @@ use axum::body::Body;
 use casebridge::api::ReportApi;
 use casebridge::audit::{Action, Event};
 use casebridge::console::Console;
-use casebridge::identity::{ClientIdentity, ConnInfo, Identity};
-use casebridge::ids::{AgencyId, ClientName, FederationName};
 use casebridge::proto::v1::report_service_server::ReportService;
 use casebridge::proto::v1::{IntakeReportRecord, IntakeState, ListReportsRequest};
 use casebridge::store::Store;
@@ -103,16 +101,7 @@ struct Sizes {
 }
 
 async fn measure(core: &Arc<casebridge::core::NodeCore>, rounds: usize) -> Sizes {
-    let who = ConnInfo {
-        identity: Identity::Client(ClientIdentity {
-            federation: FederationName::new(common::FEDERATION).unwrap(),
-            agency: AgencyId::new("ngo").unwrap(),
-            name: ClientName::new("caseworker").unwrap(),
-        }),
-        remote: "127.0.0.1:1".parse().unwrap(),
-        not_after: None,
-        key_sha256: None,
-    };
+    let who = common::client_conn("ngo", "caseworker");
     let router = Console::new(core.clone()).router();
     let api = ReportApi(core.clone());
     let list = |state: IntakeState| {

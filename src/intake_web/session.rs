@@ -33,7 +33,7 @@ impl Sessions {
         }
         let mut bytes = [0u8; 32];
         aws_lc_rs::rand::fill(&mut bytes).expect("the system RNG is available");
-        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let token = crate::text::hex(&bytes);
         live.insert(token.clone(), (id.to_owned(), now + LIFETIME_SECS));
         Some(token)
     }

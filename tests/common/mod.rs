@@ -84,6 +84,17 @@ pub fn client_identity(a: &str, name: &str) -> ClientIdentity {
     }
 }
 
+/// The connection of client `name` of agency `a`, as the node's services
+/// see it on a request (for calling them in-process, as the console does).
+pub fn client_conn(a: &str, name: &str) -> casebridge::identity::ConnInfo {
+    casebridge::identity::ConnInfo {
+        identity: casebridge::identity::Identity::Client(client_identity(a, name)),
+        remote: "127.0.0.1:1".parse().unwrap(),
+        not_after: None,
+        key_sha256: None,
+    }
+}
+
 /// The Hello a peer node `a` of this test federation opens with.
 pub fn hello_as(a: &str) -> HelloRequest {
     use casebridge::release::{Capabilities, PROTOCOL, RELEASE};
